@@ -1,0 +1,47 @@
+import type { WebhookAlert, WebhookPayload } from './schema.js';
+
+/** One alert as rollguard handles it, normalised from Alertmanager's webhook. */
+export interface Alert {
+  fingerprint: string;
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** ms since epoch */
+  startsAt: number;
+  /** ms since epoch; undefined while firing (Alertmanager sends the zero time) */
+  endsAt?: number;
+  generatorURL: string;
+  receiver: string;
+  groupKey: string;
+  externalURL: string;
+  /** ms since epoch, when rollguard accepted it */
+  receivedAt: number;
+}
+
+const ZERO_TIME_MS = Date.parse('0001-01-01T00:00:00Z');
+
+export function normaliseAlert(p: WebhookPayload, a: WebhookAlert, receivedAt: number): Alert {
+  const ends = a.endsAt === undefined ? undefined : Date.parse(a.endsAt);
+  const alert: Alert = {
+    fingerprint: a.fingerprint,
+    status: a.status,
+    labels: a.labels,
+    annotations: a.annotations,
+    startsAt: Date.parse(a.startsAt),
+    generatorURL: a.generatorURL,
+    receiver: p.receiver,
+    groupKey: p.groupKey,
+    externalURL: p.externalURL,
+    receivedAt,
+  };
+  if (ends !== undefined && ends > ZERO_TIME_MS && a.status === 'resolved') alert.endsAt = ends;
+  return alert;
+}
+
+/**
+ * The dedupe key of one alert notification: Alertmanager's resends (repeat_interval, retries, each
+ * replica of an HA pair) carry the same fingerprint, startsAt and status.
+ */
+export function dedupeKey(a: Pick<Alert, 'fingerprint' | 'startsAt' | 'status'>): string {
+  return `${a.fingerprint}:${a.startsAt}:${a.status}`;
+}

@@ -1,0 +1,18 @@
+import type { FastifyInstance } from 'fastify';
+import type { AppContext } from '../app.js';
+
+/** GET /metrics: the Prometheus exposition of the app's registry. */
+export function metricsRoutes(app: FastifyInstance, ctx: AppContext): void {
+  ctx.openapi.add({ method: 'get', path: '/metrics', summary: 'Prometheus metrics', tags: ['ops'], responses: { 200: { description: 'text exposition format' } } });
+  app.get('/metrics', async (req, reply) => {
+    try {
+      ctx.metrics.queueDepth.set(await ctx.store.queueDepth());
+    } catch (err) {
+      // The last known depth stays; the store error is counted and logged.
+      ctx.metrics.storeErrors.inc({ op: 'queueDepth' });
+      req.log.warn({ err }, 'queue depth unavailable for /metrics');
+    }
+    const body = await ctx.metrics.registry.metrics();
+    return reply.type(ctx.metrics.registry.contentType).send(body);
+  });
+}

@@ -1,0 +1,80 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, waitFor } from './ports.js';
+
+export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
+
+/**
+ * A real redis-server (Debian's) on 127.0.0.1 and a free port, with AOF (appendfsync always) in a
+ * temp dir: what rollguard's docs ask of a production Redis, and what lets a test stop and restart
+ * it without losing what was acknowledged.
+ */
+export class RedisServer {
+  private proc: ChildProcess | null = null;
+  readonly dir: string;
+  constructor(readonly port: number) {
+    this.dir = mkdtempSync(join(tmpdir(), 'rollguard-redis-'));
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    if (!existsSync(REDIS_SERVER)) {
+      throw new Error(`${REDIS_SERVER} not found: run the README's test command (scripts/provision.sh installs redis-server)`);
+    }
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
+    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = proc;
+    let stderr = '';
+    proc.stderr?.on('data', (d) => (stderr += d));
+    await waitFor(`redis-server on ${this.port} ${stderr}`, () => this.answers(), 10_000);
+  }
+
+  /** Stops the server (SIGTERM; Redis fsyncs and exits) and waits for the port to close. */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+    this.proc = null;
+  }
+
+  /** SIGKILL: a crash, no shutdown save (AOF with appendfsync always keeps what was acknowledged). */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+    this.proc = null;
+  }
+
+  async destroy(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private answers(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port: this.port });
+      s.once('connect', () => s.write('PING\r\n'));
+      s.once('data', (d) => {
+        s.destroy();
+        resolve(d.toString().startsWith('+PONG'));
+      });
+      s.once('error', () => resolve(false));
+    });
+  }
+}
+
+export async function startRedis(): Promise<RedisServer> {
+  const r = new RedisServer(await freePort());
+  await r.start();
+  return r;
+}
