@@ -1,0 +1,136 @@
+import type { Alert } from '../alertmanager/alert.js';
+import type { Metrics } from '../metrics.js';
+import {
+  PrometheusQueryError,
+  PrometheusUnavailableError,
+  type InstantSample,
+  type PrometheusApi,
+} from '../prometheus/client.js';
+import { promqlDuration } from '../rules/duration.js';
+import type { OnPrometheusDown, Rule } from '../rules/schema.js';
+import { MissingLabelError } from '../rules/template.js';
+import { judge, type Judgement } from '../triggers/judge.js';
+
+/**
+ * Confirming a matched rule's trigger against Prometheus before acting, so that a stale or
+ * flapping alert rolls nothing back.
+ *
+ * The trigger's query is evaluated with query_range over [now - for, now] at the trigger's step;
+ * the condition must hold at every sample, with enough samples (see triggers/judge.ts). With a
+ * baseline, the same query is first averaged (avg_over_time subquery) over the baseline window
+ * ending just before the rollout began (relativeTo: rollout_start, needs `rolloutStartedAt`) or
+ * ending `offset` before now (relativeTo: offset), and the threshold is a factor of it.
+ *
+ * When Prometheus cannot be reached, the outcome is `prometheus_down` and `onPrometheusDown` carries
+ * the rule's policy (act / hold / notify) for the decision tree. A query Prometheus rejects is
+ * `error` (a rule bug): never acted on.
+ */
+
+export type ConfirmOutcome = 'confirmed' | 'not_confirmed' | 'insufficient_data' | 'prometheus_down' | 'error';
+
+export interface Confirmation {
+  rule: string;
+  outcome: ConfirmOutcome;
+  reason: string;
+  /** the rule's policy, set when outcome is prometheus_down */
+  onPrometheusDown?: OnPrometheusDown;
+  /** the PromQL evaluated (absent when it could not be built for this alert) */
+  query?: string;
+  /** the evaluation time and window, ms */
+  evaluatedAt: number;
+  window: { startMs: number; endMs: number; stepMs: number };
+  baseline?: { query: string; atMs: number; value?: number };
+  /** the last value of the deciding series, and the limit it was compared with */
+  value?: number;
+  limit?: number;
+  judgement?: Judgement;
+}
+
+export interface ConfirmInput {
+  rule: Rule;
+  alert: Pick<Alert, 'labels'>;
+  /** evaluation time, ms (tests evaluate at backfilled times) */
+  now: number;
+  /** when the target's current rollout began, ms (needed by baseline relativeTo: rollout_start) */
+  rolloutStartedAt?: number;
+}
+
+export interface ConfirmDeps {
+  prometheus: PrometheusApi;
+  metrics?: Pick<Metrics, 'triggerConfirmations'>;
+}
+
+export async function confirmTrigger(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirmation> {
+  const c = await evaluate(input, deps);
+  deps.metrics?.triggerConfirmations.inc({ rule: input.rule.name, outcome: c.outcome });
+  return c;
+}
+
+function labelKey(labels: Record<string, string>): string {
+  return JSON.stringify(Object.entries(labels).filter(([k]) => k !== '__name__').sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirmation> {
+  const { rule, now } = input;
+  const t = rule.trigger;
+  const window = { startMs: now - t.forMs, endMs: now, stepMs: t.stepMs };
+  const base: Confirmation = { rule: rule.name, outcome: 'error', reason: '', evaluatedAt: now, window };
+
+  let query: string;
+  try {
+    query = t.query(input.alert.labels);
+  } catch (e) {
+    if (e instanceof MissingLabelError) return { ...base, reason: `cannot build the query for this alert: ${e.message}` };
+    throw e;
+  }
+  base.query = query;
+
+  const down = (e: PrometheusUnavailableError): Confirmation => ({
+    ...base,
+    outcome: 'prometheus_down',
+    onPrometheusDown: rule.onPrometheusDown,
+    reason: `${e.message}; onPrometheusDown: ${rule.onPrometheusDown}`,
+  });
+
+  try {
+    let baselineOf: ((labels: Record<string, string>) => number | undefined) | undefined;
+    if (t.baseline) {
+      const b = t.baseline;
+      let atMs: number;
+      if (b.relativeTo === 'rollout_start') {
+        if (input.rolloutStartedAt === undefined) {
+          return { ...base, outcome: 'insufficient_data', reason: 'baseline relativeTo rollout_start, but the rollout start time is unknown' };
+        }
+        atMs = input.rolloutStartedAt - 1000;
+      } else atMs = now - (b.offsetMs ?? 0);
+      const bq = `avg_over_time((${query})[${promqlDuration(b.windowMs)}:${promqlDuration(t.stepMs)}])`;
+      const samples = await deps.prometheus.query(bq, atMs);
+      const finite = samples.filter((s) => !Number.isNaN(s.v));
+      base.baseline = { query: bq, atMs };
+      if (finite.length === 0) {
+        return { ...base, outcome: 'insufficient_data', reason: `no baseline: the query had no data in the ${promqlDuration(b.windowMs)} before ${new Date(atMs).toISOString()}` };
+      }
+      const byKey = new Map(finite.map((s: InstantSample) => [labelKey(s.labels), s.v]));
+      baselineOf = (labels) => byKey.get(labelKey(labels)) ?? (finite.length === 1 ? finite[0]!.v : undefined);
+      if (finite.length === 1) base.baseline.value = finite[0]!.v;
+    }
+    const result = await deps.prometheus.queryRange(query, window.startMs, window.endMs, window.stepMs);
+    const j = judge(result, {
+      ...window,
+      op: t.op,
+      threshold: t.threshold,
+      minCoverage: t.minCoverage,
+      ...(baselineOf ? { baseline: baselineOf } : {}),
+      ...(t.baseline?.minValue !== undefined ? { minValue: t.baseline.minValue } : {}),
+    });
+    const out: Confirmation = { ...base, outcome: j.outcome, reason: j.reason, judgement: j };
+    if (j.series?.lastValue !== undefined) out.value = j.series.lastValue;
+    if (j.series?.limit !== undefined) out.limit = j.series.limit;
+    if (base.baseline && j.series?.baseline !== undefined) base.baseline.value = j.series.baseline;
+    return out;
+  } catch (e) {
+    if (e instanceof PrometheusUnavailableError) return down(e);
+    if (e instanceof PrometheusQueryError) return { ...base, outcome: 'error', reason: e.message };
+    throw e;
+  }
+}

@@ -1,0 +1,119 @@
+import type { Alert } from '../alertmanager/alert.js';
+import type { Metrics } from '../metrics.js';
+import { inMaintenanceWindow, nextMaintenanceWindow } from '../rules/maintenance.js';
+import type { Rule } from '../rules/schema.js';
+import type { Confirmation } from './confirm.js';
+
+/**
+ * The seeds' decision tree (seeds 001 and 002), as a pure function of the rule, the alert, the
+ * confirmation and `now`:
+ *
+ *  1. alert resolved                                    -> no_action
+ *  2. trigger not confirmed / insufficient data / error -> no_action (stale or flapping alerts roll nothing back)
+ *     Prometheus down: the rule's onPrometheusDown      -> act: go on | hold: hold | notify: notify_only
+ *  3. action: notify                                    -> notify_only
+ *  4. sloAtRisk (P1), first look                        -> recheck_later at now + recheckAfter (default 10m)
+ *     (the re-check confirms again and calls decide with recheck: true)
+ *  5. maintenanceWindow (P1, P2): inside the window     -> rollback_now; else scheduled at the next window start
+ *  6. P2                                                -> notify_only ("hotfix forward")
+ *  7. P1                                                -> rollback_now, requiresApproval = guards.approval.required
+ *  8. P0                                                -> rollback_now (never waits for approval)
+ */
+
+export type Decision = 'rollback_now' | 'recheck_later' | 'scheduled' | 'notify_only' | 'hold' | 'no_action';
+
+export interface DecisionResult {
+  decision: Decision;
+  /** ms: when to re-check (recheck_later), when the window opens (scheduled), when to retry (hold) */
+  at?: number;
+  reason: string;
+  /** rollback_now / scheduled on a P1 rule whose guards ask for approval */
+  requiresApproval?: boolean;
+  /** scheduled: the window occurrence */
+  window?: { startMs: number; endMs: number };
+}
+
+export interface DecideInput {
+  rule: Pick<Rule, 'name' | 'priority' | 'action' | 'sloAtRisk' | 'recheckAfterMs' | 'maintenanceWindow' | 'guards'>;
+  alert: Pick<Alert, 'status'>;
+  confirmation: Pick<Confirmation, 'outcome' | 'reason' | 'onPrometheusDown'>;
+  now: number;
+  /** true on the delayed re-check of an sloAtRisk rule */
+  recheck?: boolean;
+  /** ms to wait before retrying when holding because Prometheus is down (default 60s) */
+  holdRetryMs?: number;
+}
+
+export function decide(input: DecideInput): DecisionResult {
+  const { rule, alert, confirmation: c, now } = input;
+  if (alert.status === 'resolved') return { decision: 'no_action', reason: 'the alert is resolved' };
+
+  let why: string;
+  switch (c.outcome) {
+    case 'confirmed':
+      why = `trigger confirmed: ${c.reason}`;
+      break;
+    case 'not_confirmed':
+      return { decision: 'no_action', reason: `trigger not confirmed by Prometheus: ${c.reason}` };
+    case 'insufficient_data':
+      return { decision: 'no_action', reason: `not enough data to confirm the trigger: ${c.reason}` };
+    case 'error':
+      return { decision: 'no_action', reason: `trigger could not be evaluated: ${c.reason}` };
+    case 'prometheus_down': {
+      const policy = c.onPrometheusDown ?? (rule.priority === 'P0' ? 'act' : 'hold');
+      if (policy === 'hold') {
+        return { decision: 'hold', at: now + (input.holdRetryMs ?? 60_000), reason: `Prometheus unreachable, holding (onPrometheusDown: hold): ${c.reason}` };
+      }
+      if (policy === 'notify') return { decision: 'notify_only', reason: `Prometheus unreachable, notifying only (onPrometheusDown: notify): ${c.reason}` };
+      why = `Prometheus unreachable, trusting the alert (onPrometheusDown: act)`;
+      break;
+    }
+  }
+
+  if (rule.action === 'notify') return { decision: 'notify_only', reason: `${why}; the rule's action is notify` };
+
+  if (rule.sloAtRisk && !input.recheck) {
+    return {
+      decision: 'recheck_later',
+      at: now + rule.recheckAfterMs,
+      reason: `${why}; SLO at risk: re-check in ${Math.round(rule.recheckAfterMs / 60_000)}m and roll back if still true`,
+    };
+  }
+  const recheckNote = input.recheck ? ' (still true on re-check)' : '';
+  const approval = rule.priority === 'P1' && rule.guards.approval.required;
+
+  if (rule.maintenanceWindow && rule.priority !== 'P0') {
+    const w = rule.maintenanceWindow;
+    if (inMaintenanceWindow(w, now)) {
+      return withApproval({ decision: 'rollback_now', reason: `${why}${recheckNote}; inside maintenance window "${w.source}"` }, approval);
+    }
+    const o = nextMaintenanceWindow(w, now);
+    return withApproval(
+      {
+        decision: 'scheduled',
+        at: o.startMs,
+        window: o,
+        reason: `${why}${recheckNote}; ${rule.priority} rollback scheduled into maintenance window "${w.source}" at ${new Date(o.startMs).toISOString()}`,
+      },
+      approval,
+    );
+  }
+
+  switch (rule.priority) {
+    case 'P2':
+      return { decision: 'notify_only', reason: `${why}; P2: notify and hotfix forward, no rollback` };
+    case 'P1':
+      return withApproval({ decision: 'rollback_now', reason: `${why}${recheckNote}; P1: roll back now${approval ? ' once approved' : ''}` }, approval);
+    case 'P0':
+      return { decision: 'rollback_now', reason: `${why}${recheckNote}; P0: roll back now` };
+  }
+}
+
+function withApproval(r: DecisionResult, approval: boolean): DecisionResult {
+  return approval ? { ...r, requiresApproval: true } : r;
+}
+
+/** Counts a decision in rollguard_decisions_total. */
+export function recordDecision(metrics: Pick<Metrics, 'decisions'>, rule: { name: string }, d: DecisionResult): void {
+  metrics.decisions.inc({ rule: rule.name, decision: d.decision });
+}

@@ -1,0 +1,105 @@
+/**
+ * Alertmanager-style label matchers: `name=value`, `name!=value`, `name=~regex`, `name!~regex`.
+ *
+ * Semantics follow Alertmanager (pkg/labels):
+ * - regexes are fully anchored, compiled as `^(?:REGEX)$`, so `=~"api"` does not match "api-v2";
+ * - a matcher on a label the alert does not have compares against the empty string, so
+ *   `team=""` matches alerts without a team label and `team!~".+"` does too;
+ * - values may be double-quoted (with `\"`, `\\` and `\n` escapes) or bare.
+ *
+ * Alertmanager uses Go's RE2, which has no lookaround or backreferences; such regexes are refused
+ * here, so that a rule that works in rollguard also means the same in Alertmanager's own matchers.
+ */
+
+export type MatchOp = '=' | '!=' | '=~' | '!~';
+
+export interface Matcher {
+  name: string;
+  op: MatchOp;
+  value: string;
+  /** true when the labels satisfy this matcher */
+  matches(labels: Record<string, string>): boolean;
+  /** the matcher as it would be written in a rule file */
+  toString(): string;
+}
+
+export class MatcherError extends Error {}
+
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const RE2_UNSUPPORTED: Array<[RegExp, string]> = [
+  [/\(\?<?[=!]/, 'lookaround assertions ((?=, (?!, (?<=, (?<!)'],
+  [/\\[1-9]/, 'backreferences (\\1 ...)'],
+  [/\\k</, 'named backreferences (\\k<name>)'],
+];
+
+export function compileMatcher(name: string, op: MatchOp, value: string): Matcher {
+  if (!LABEL_NAME.test(name)) throw new MatcherError(`"${name}" is not a valid label name`);
+  let test: (v: string) => boolean;
+  if (op === '=' || op === '!=') {
+    test = (v) => v === value;
+  } else {
+    for (const [re, what] of RE2_UNSUPPORTED) {
+      if (re.test(value)) {
+        throw new MatcherError(`regex "${value}" uses ${what}, which Alertmanager's RE2 does not support`);
+      }
+    }
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${value})$`);
+    } catch (e) {
+      throw new MatcherError(`invalid regex "${value}": ${(e as Error).message}`);
+    }
+    test = (v) => re.test(v);
+  }
+  const negate = op === '!=' || op === '!~';
+  return {
+    name,
+    op,
+    value,
+    matches: negate ? (labels) => !test(labels[name] ?? '') : (labels) => test(labels[name] ?? ''),
+    toString: () => `${name}${op}${JSON.stringify(value)}`,
+  };
+}
+
+/**
+ * Parses one matcher as Alertmanager writes them in `matchers:` lists, e.g. `alertname="HighErrorRate"`,
+ * `severity =~ "critical|page"`, `env!=staging`.
+ */
+export function parseMatcher(text: string): Matcher {
+  const m = /^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$/s.exec(text);
+  if (!m) {
+    throw new MatcherError(
+      `expected a matcher like name="value", name!="value", name=~"regex" or name!~"regex", got ${JSON.stringify(text)}`,
+    );
+  }
+  const [, name, op, raw] = m as unknown as [string, string, MatchOp, string];
+  return compileMatcher(name, op, unquote(raw, text));
+}
+
+function unquote(raw: string, whole: string): string {
+  if (!raw.startsWith('"')) {
+    if (raw.includes('"')) throw new MatcherError(`unbalanced quote in matcher ${JSON.stringify(whole)}`);
+    return raw;
+  }
+  let out = '';
+  for (let i = 1; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (c === '\\') {
+      const n = raw[i + 1];
+      if (n === undefined) break;
+      out += n === 'n' ? '\n' : n === 't' ? '\t' : n;
+      i++;
+    } else if (c === '"') {
+      if (i !== raw.length - 1) {
+        throw new MatcherError(`unexpected text after the closing quote in matcher ${JSON.stringify(whole)}`);
+      }
+      return out;
+    } else out += c;
+  }
+  throw new MatcherError(`missing closing quote in matcher ${JSON.stringify(whole)}`);
+}
+
+export function matchesAll(matchers: readonly Matcher[], labels: Record<string, string>): boolean {
+  for (const m of matchers) if (!m.matches(labels)) return false;
+  return true;
+}

@@ -1,0 +1,89 @@
+import type { Rule } from './schema.js';
+
+/**
+ * A set of rules, pre-compiled and indexed for matching many alerts against many rules.
+ *
+ * Each rule is filed under one of its equality matchers (`alertname="X"` preferred, since nearly
+ * every rule has one): index[label][value] -> rules. Matching an alert looks up, for each indexed
+ * label, the rules filed under the alert's value of it (a missing label reads as "", as in
+ * Alertmanager), then runs those rules' full matcher lists. Rules with no usable equality matcher
+ * are checked against every alert. Results keep the rules' load order (file order, then position).
+ */
+export class RuleSet {
+  readonly rules: readonly Rule[];
+  readonly loadedAt: number;
+  private readonly index = new Map<string, Map<string, number[]>>();
+  private readonly unindexed: number[] = [];
+  private readonly byName = new Map<string, Rule>();
+
+  constructor(rules: readonly Rule[], loadedAt = Date.now()) {
+    this.rules = rules;
+    this.loadedAt = loadedAt;
+    rules.forEach((r, i) => {
+      this.byName.set(r.name, r);
+      const eq = r.matchers.filter((m) => m.op === '=');
+      const key = eq.find((m) => m.name === 'alertname') ?? eq[0];
+      if (!key) {
+        this.unindexed.push(i);
+        return;
+      }
+      let byValue = this.index.get(key.name);
+      if (!byValue) this.index.set(key.name, (byValue = new Map()));
+      const list = byValue.get(key.value);
+      if (list) list.push(i);
+      else byValue.set(key.value, [i]);
+    });
+  }
+
+  static empty(): RuleSet {
+    return new RuleSet([]);
+  }
+
+  get size(): number {
+    return this.rules.length;
+  }
+
+  get(name: string): Rule | undefined {
+    return this.byName.get(name);
+  }
+
+  /** The rules whose every matcher matches the alert's labels, in load order. */
+  match(alert: { labels: Record<string, string> }): Rule[] {
+    const labels = alert.labels;
+    const candidates: number[] = [];
+    for (const [label, byValue] of this.index) {
+      const hit = byValue.get(labels[label] ?? '');
+      if (hit) candidates.push(...hit);
+    }
+    candidates.push(...this.unindexed);
+    if (this.index.size > 1 || this.unindexed.length) candidates.sort((a, b) => a - b);
+    const out: Rule[] = [];
+    for (const i of candidates) {
+      const r = this.rules[i]!;
+      let ok = true;
+      for (const m of r.matchers) {
+        if (!m.matches(labels)) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) out.push(r);
+    }
+    return out;
+  }
+
+  /** Matches a batch: alert index -> matched rules (alerts matching nothing are absent). */
+  matchAll<A extends { labels: Record<string, string> }>(alerts: readonly A[]): Array<{ alert: A; rules: Rule[] }> {
+    const out: Array<{ alert: A; rules: Rule[] }> = [];
+    for (const a of alerts) {
+      const rules = this.match(a);
+      if (rules.length) out.push({ alert: a, rules });
+    }
+    return out;
+  }
+}
+
+/** Linear matching, no index: the reference the index is checked and benchmarked against. */
+export function matchLinear(rules: readonly Rule[], alert: { labels: Record<string, string> }): Rule[] {
+  return rules.filter((r) => r.matchers.every((m) => m.matches(alert.labels)));
+}

@@ -1,0 +1,24 @@
+import { durationSchema, promqlDuration } from '../rules/duration.js';
+import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { metricName, selectorField, type TriggerKind } from './types.js';
+
+/**
+ * crash_loop: container restarts over a window (kube-state-metrics):
+ *   sum(increase(METRIC{SELECTOR}[RATE_WINDOW]))
+ */
+export const crashLoop: TriggerKind = {
+  kind: 'crash_loop',
+  summary: 'increase of container restarts over rateWindow',
+  fields: {
+    metric: metricName.default('kube_pod_container_status_restarts_total'),
+    rateWindow: durationSchema.default(600_000),
+    selector: selectorField,
+  },
+  compile(f) {
+    const metric = f.metric as string;
+    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    const w = promqlDuration(f.rateWindow as number);
+    vectorSelector(metric, '');
+    return (labels) => `sum(increase(${vectorSelector(metric, renderMatchers(sel, labels))}[${w}]))`;
+  },
+};

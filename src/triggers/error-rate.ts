@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { durationSchema, promqlDuration } from '../rules/duration.js';
+import { compileSelector, escapePromqlString, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { labelName, metricName, selectorField, type TriggerKind } from './types.js';
+
+/**
+ * error_rate: the ratio of 5xx responses to all responses.
+ *   (sum(rate(METRIC{SELECTOR,STATUS_LABEL=~"ERROR_STATUS"}[RATE_WINDOW])) or vector(0))
+ *     / sum(rate(METRIC{SELECTOR}[RATE_WINDOW]))
+ * `or vector(0)` makes "no 5xx series at all" a ratio of 0 rather than no data.
+ */
+export const errorRate: TriggerKind = {
+  kind: 'error_rate',
+  summary: 'ratio of error (5xx) responses to all responses',
+  fields: {
+    metric: metricName.default('http_requests_total'),
+    statusLabel: labelName.default('code'),
+    errorStatus: z.string().default('5..'),
+    rateWindow: durationSchema.default(60_000),
+    selector: selectorField,
+  },
+  compile(f) {
+    const metric = f.metric as string;
+    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    const w = promqlDuration(f.rateWindow as number);
+    const status = `${f.statusLabel as string}=~"${escapePromqlString(f.errorStatus as string)}"`;
+    vectorSelector(metric, '');
+    return (labels) => {
+      const m = renderMatchers(sel, labels);
+      return (
+        `(sum(rate(${vectorSelector(metric, renderMatchers(sel, labels, [status]))}[${w}])) or vector(0))` +
+        ` / sum(rate(${vectorSelector(metric, m)}[${w}]))`
+      );
+    };
+  },
+};

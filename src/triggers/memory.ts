@@ -1,0 +1,29 @@
+import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { metricName, selectorField, type TriggerKind } from './types.js';
+
+/**
+ * memory: the highest container working set over its memory limit (cAdvisor over kube-state-metrics):
+ *   max(
+ *     sum by (namespace, pod, container) (USAGE_METRIC{SELECTOR,container!=""})
+ *     / sum by (namespace, pod, container) (LIMIT_METRIC{SELECTOR,resource="memory"}))
+ * Containers without a limit have no ratio and do not count.
+ */
+export const memory: TriggerKind = {
+  kind: 'memory',
+  summary: 'highest container memory working set over its limit',
+  fields: {
+    usageMetric: metricName.default('container_memory_working_set_bytes'),
+    limitMetric: metricName.default('kube_pod_container_resource_limits'),
+    selector: selectorField,
+  },
+  compile(f) {
+    const usage = f.usageMetric as string;
+    const limit = f.limitMetric as string;
+    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    vectorSelector(usage, '');
+    vectorSelector(limit, '');
+    return (labels) =>
+      `max(sum by (namespace, pod, container) (${vectorSelector(usage, renderMatchers(sel, labels, ['container!=""']))})` +
+      ` / sum by (namespace, pod, container) (${vectorSelector(limit, renderMatchers(sel, labels, ['resource="memory"']))}))`;
+  },
+};
