@@ -70,6 +70,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   });
+  // Only JSON is accepted: everything else gets 415 rather than a confusing 400.
+  app.removeContentTypeParser('text/plain');
   const creds = credentialsFrom(config);
   const ctx: AppContext = {
     config,

@@ -107,6 +107,8 @@ export function parseDuration(v: number | string): number | null {
   return consumed === s.length && s.length > 0 ? Math.round(total) : null;
 }
 
+const BOOLEAN_SETTINGS = new Set(['DRY_RUN']);
+
 /** `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {
   const settings: Record<string, string> = {};
@@ -120,8 +122,10 @@ export function flagsToSettings(argv: string[]): { settings: Record<string, stri
       rest.push(a);
       continue;
     }
+    const next = argv[i + 1];
     if (m[2] !== undefined) settings[key] = m[2];
-    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) settings[key] = argv[++i]!;
+    else if (BOOLEAN_SETTINGS.has(key)) settings[key] = next === 'true' || next === 'false' ? argv[++i]! : 'true';
+    else if (next !== undefined && !next.startsWith('--')) settings[key] = argv[++i]!;
     else settings[key] = 'true';
   }
   return { settings, rest };

@@ -78,7 +78,7 @@ async function serve(args: string[]): Promise<number> {
     claimIdleMs: config.QUEUE_CLAIM_IDLE,
     maxDeliveries: config.QUEUE_MAX_DELIVERIES,
     handler: async (ev) => {
-      logger.info({ fingerprint: ev.alert.fingerprint, status: ev.alert.status, labels: ev.alert.labels }, 'alert event');
+      logger.child({ component: 'engine' }).info({ fingerprint: ev.alert.fingerprint, status: ev.alert.status, labels: ev.alert.labels }, 'alert event');
     },
   });
 

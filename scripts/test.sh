@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, provisioning first (see scripts/provision.sh). Used by `npm test` and .ci/run.
+#   scripts/test.sh                 everything: type-check, unit, integration, e2e
+#   scripts/test.sh test/unit       only what is under the given paths
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/provision.sh
+
+echo "[test] type-check" >&2
+npx tsc --noEmit -p .
+
+paths=("$@")
+[ "${#paths[@]}" -gt 0 ] || paths=(test/unit test/integration test/e2e test/reliability)
+existing=()
+for p in "${paths[@]}"; do [ -e "$p" ] && existing+=("$p"); done
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+npx tap --reporter=tap "${existing[@]}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# tap closes with "# { total: N, pass: P, fail: F, ... }"; print the plain closing line CI reads.
+summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1 || true)
+pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
+fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
+skip=$(sed -nE 's/.*skip: ([0-9]+).*/\1/p' <<<"$summary")
+todo=$(sed -nE 's/.*todo: ([0-9]+).*/\1/p' <<<"$summary")
+pass=${pass:-0} fail=${fail:-0} skip=${skip:-0} todo=${todo:-0}
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+if [ "$skip" -ne 0 ] || [ "$todo" -ne 0 ]; then
+  echo "[test] $skip skipped and $todo todo: a skipped test is not a passing one" >&2
+  status=1
+fi
+echo "${pass} passed, ${fail} failed"
+exit "$status"

@@ -1,0 +1,53 @@
+import t from 'tap';
+import { ConfigError, flagsToSettings, loadConfig, parseDuration } from '../../src/config.js';
+
+t.test('defaults: in-memory store, port 9095, dry-run decided later', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.PORT, 9095);
+  t.equal(c.REDIS_URL, undefined);
+  t.equal(c.DEDUPE_TTL, 86_400_000);
+  t.equal(c.DRY_RUN, undefined);
+  t.equal(c.RULES_PATH, 'rules');
+});
+
+t.test('flags override env; durations and booleans parse', async (t) => {
+  const { settings, rest } = flagsToSettings(['--port', '1234', '--dedupe-ttl=2h', '--dry-run', 'extra', '--unknown-flag']);
+  t.same(rest, ['extra', '--unknown-flag']);
+  const c = loadConfig({ PORT: '1', DRY_RUN: 'false', WEBHOOK_TOKEN: 'a, b ,' }, settings);
+  t.equal(c.PORT, 1234);
+  t.equal(c.DEDUPE_TTL, 7_200_000);
+  t.equal(c.DRY_RUN, true);
+  t.same(c.WEBHOOK_TOKEN, ['a', 'b'], 'several tokens for rotation');
+});
+
+t.test('a bad setting is refused with its name and flag', async (t) => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'eighty' }, /PORT \(--port\): expected an integer/],
+    [{ PORT: '70000' }, /PORT \(--port\)/],
+    [{ REDIS_URL: 'http://x' }, /REDIS_URL \(--redis-url\): expected redis:\/\//],
+    [{ DEDUPE_TTL: '5 minutes' }, /DEDUPE_TTL \(--dedupe-ttl\): expected a duration/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ DRY_RUN: 'maybe' }, /DRY_RUN \(--dry-run\): expected true or false/],
+    [{ PROMETHEUS_URL: 'not a url' }, /PROMETHEUS_URL/],
+    [{ WEBHOOK_BASIC_USER: 'am' }, /WEBHOOK_BASIC_PASSWORD .*required/],
+  ];
+  for (const [env, re] of bad) {
+    t.throws(() => loadConfig(env), ConfigError);
+    try {
+      loadConfig(env);
+    } catch (err) {
+      t.match((err as Error).message, re, JSON.stringify(env));
+    }
+  }
+});
+
+t.test('parseDuration', async (t) => {
+  t.equal(parseDuration('1h30m'), 5_400_000);
+  t.equal(parseDuration('250ms'), 250);
+  t.equal(parseDuration('1500'), 1500);
+  t.equal(parseDuration('2d'), 172_800_000);
+  t.equal(parseDuration('5 m'), null);
+  t.equal(parseDuration('m5'), null);
+  t.equal(parseDuration(''), null);
+  t.equal(parseDuration(-1), null);
+});

@@ -1,0 +1,171 @@
+import t from 'tap';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { StoreUnavailableError, type Store } from '../../../src/store/store.js';
+import { fixture, metricValue, postAlerts, testApp, WEBHOOK_TOKEN } from '../../support/app.js';
+
+const firing = fixture('alertmanager/firing-two-alerts.json');
+const mixed = fixture('alertmanager/one-resolved-one-firing.json');
+
+t.test('a real Alertmanager payload is queued once per alert; resends are deduplicated', async (t) => {
+  const { app, store, metrics } = testApp();
+  const first = await postAlerts(app, firing);
+  t.equal(first.statusCode, 200);
+  t.same(first.json(), { queued: 2, duplicates: 0 });
+  const again = await postAlerts(app, firing);
+  t.equal(again.statusCode, 200, 'a resend is still acknowledged, so Alertmanager stops retrying');
+  t.same(again.json(), { queued: 0, duplicates: 2 });
+  t.equal(await store.queueDepth(), 2);
+
+  const next = await postAlerts(app, mixed);
+  t.same(next.json(), { queued: 1, duplicates: 1 }, 'the resolved alert is new; the still-firing one is a resend');
+  const events = await store.consume('t', 10, 0, 60_000);
+  t.same(
+    events.map((e) => [e.alert.labels.deployment, e.alert.status]),
+    [['checkout', 'firing'], ['payments', 'firing'], ['checkout', 'resolved']],
+  );
+  const resolved = events[2]!.alert;
+  t.equal(resolved.startsAt, Date.parse('2026-11-23T11:06:41Z'));
+  t.type(resolved.endsAt, 'number', 'endsAt kept for the resolved alert');
+  t.equal(events[0]!.alert.endsAt, undefined, "the firing alert's zero endsAt is dropped");
+  t.equal(events[0]!.alert.receiver, 'rollguard');
+
+  t.equal(await metricValue(metrics, 'rollguard_alerts_received_total', { status: 'firing' }), 5);
+  t.equal(await metricValue(metrics, 'rollguard_alerts_received_total', { status: 'resolved' }), 1);
+  t.equal(await metricValue(metrics, 'rollguard_alerts_deduplicated_total'), 3);
+  t.equal(await metricValue(metrics, 'rollguard_webhook_requests_total', { code: '200' }), 3);
+});
+
+t.test('unknown fields are tolerated (newer Alertmanagers add some)', async (t) => {
+  const { app, store } = testApp();
+  const body = JSON.parse(firing);
+  body.notification_reason = 'repeat_interval';
+  body.routeLabels = { team: 'sre' };
+  body.alerts[0].somethingNew = { a: 1 };
+  const res = await postAlerts(app, body);
+  t.equal(res.statusCode, 200);
+  t.equal(await store.queueDepth(), 2);
+});
+
+t.test('400 names the field, and nothing is queued', async (t) => {
+  const cases: [string, (b: any) => void, RegExp][] = [
+    ['wrong version', (b) => (b.version = '3'), /body\.version: expected "4"/],
+    ['alerts missing', (b) => delete b.alerts, /body\.alerts: /],
+    ['alerts not an array', (b) => (b.alerts = {}), /body\.alerts: .*array/],
+    ['fingerprint missing', (b) => delete b.alerts[1].fingerprint, /body\.alerts\.1\.fingerprint/],
+    ['bad status', (b) => (b.alerts[0].status = 'pending'), /body\.alerts\.0\.status/],
+    ['startsAt not a time', (b) => (b.alerts[0].startsAt = 'yesterday'), /body\.alerts\.0\.startsAt: expected an RFC 3339 timestamp/],
+    ['label value not a string', (b) => (b.alerts[0].labels.replicas = 3), /body\.alerts\.0\.labels\.replicas/],
+    ['receiver missing', (b) => delete b.receiver, /body\.receiver/],
+  ];
+  for (const [name, mutate, re] of cases) {
+    const { app, store } = testApp();
+    const b = JSON.parse(firing);
+    mutate(b);
+    const res = await postAlerts(app, b);
+    t.equal(res.statusCode, 400, name);
+    t.match(res.json().message, re, `${name}: ${res.json().message}`);
+    t.equal(await store.queueDepth(), 0, `${name}: nothing queued`);
+  }
+  const { app } = testApp();
+  const broken = await postAlerts(app, '{"version": "4", ');
+  t.equal(broken.statusCode, 400, 'invalid JSON');
+  const arr = await postAlerts(app, '[]');
+  t.equal(arr.statusCode, 400, 'an array is not a payload');
+  const proto = await postAlerts(app, '{"version":"4","__proto__":{"polluted":true}}');
+  t.equal(proto.statusCode, 400, 'prototype poisoning refused');
+});
+
+t.test('401 for missing or wrong credentials; bearer and basic both work', async (t) => {
+  const { app, store, metrics } = testApp({ env: { WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: 'pw1,pw2' } });
+  const none = await postAlerts(app, firing, { authorization: '' });
+  t.equal(none.statusCode, 401);
+  t.match(none.headers['www-authenticate'], /Bearer realm="rollguard-webhook", Basic/);
+  t.match(none.json().message, /missing/);
+  t.equal((await postAlerts(app, firing, { authorization: `Bearer ${WEBHOOK_TOKEN}x` })).statusCode, 401);
+  t.equal((await postAlerts(app, firing, { authorization: `Bearer ${WEBHOOK_TOKEN.slice(0, -1)}` })).statusCode, 401, 'a prefix is not the token');
+  t.equal((await postAlerts(app, firing, { authorization: `Token ${WEBHOOK_TOKEN}` })).statusCode, 401, 'unknown scheme');
+  const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+  t.equal((await postAlerts(app, firing, { authorization: basic('am', 'wrong') })).statusCode, 401);
+  t.equal((await postAlerts(app, firing, { authorization: basic('other', 'pw1') })).statusCode, 401);
+  t.equal(await store.queueDepth(), 0, 'nothing queued by unauthorized requests');
+  t.equal((await postAlerts(app, firing, { authorization: basic('am', 'pw2') })).statusCode, 200, 'second password of a rotation');
+  t.equal((await postAlerts(app, firing)).statusCode, 200, 'bearer');
+  t.equal(await metricValue(metrics, 'rollguard_webhook_requests_total', { code: '401' }), 6);
+});
+
+t.test('token file is re-read, so a rotated token takes effect without restart', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const file = join(mkdtempSync(join(tmpdir(), 'rg-tok-')), 'token');
+  writeFileSync(file, 'old-token\n');
+  const { app } = testApp({ env: { WEBHOOK_TOKEN: '', WEBHOOK_TOKEN_FILE: file } });
+  t.equal((await postAlerts(app, firing, { authorization: 'Bearer old-token' })).statusCode, 200);
+  writeFileSync(file, 'new-token\n');
+  t.equal((await postAlerts(app, firing, { authorization: 'Bearer old-token' })).statusCode, 401);
+  t.equal((await postAlerts(app, firing, { authorization: 'Bearer new-token' })).statusCode, 200);
+});
+
+t.test('413 over the body limit, 415 for other content types, 404 elsewhere', async (t) => {
+  const { app, store } = testApp({ env: { BODY_LIMIT_BYTES: '2048' } });
+  const big = JSON.parse(firing);
+  big.commonAnnotations.description = 'x'.repeat(4096);
+  const res = await postAlerts(app, big);
+  t.equal(res.statusCode, 413);
+  t.equal(res.json().error, 'payload_too_large');
+  const text = await postAlerts(app, firing, { 'content-type': 'text/plain' });
+  t.equal(text.statusCode, 415);
+  t.equal(await store.queueDepth(), 0);
+  const nf = await app.inject({ method: 'GET', url: '/v1/nope' });
+  t.equal(nf.statusCode, 404);
+});
+
+/** A store whose every call fails as if Redis were down. */
+function downStore(): Store {
+  const s = new MemoryStore();
+  const fail = async () => {
+    throw new StoreUnavailableError('redis intake: Connection is closed.');
+  };
+  return Object.assign(s, { intake: fail, ping: fail, queueDepth: fail }) as Store;
+}
+
+t.test('503 with Retry-After when the store is unavailable (Alertmanager retries 5xx)', async (t) => {
+  const { app, metrics } = testApp({ store: downStore() });
+  const res = await postAlerts(app, firing);
+  t.equal(res.statusCode, 503);
+  t.equal(res.headers['retry-after'], '5');
+  t.equal(res.json().error, 'store_unavailable');
+  t.equal(await metricValue(metrics, 'rollguard_store_errors_total', { op: 'intake' }), 1);
+  t.equal(await metricValue(metrics, 'rollguard_webhook_requests_total', { code: '503' }), 1);
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 503);
+  t.match(ready.json().checks.store, /Connection is closed/);
+  const live = await app.inject({ method: 'GET', url: '/healthz' });
+  t.equal(live.statusCode, 200, 'liveness does not depend on the store');
+  const m = await app.inject({ method: 'GET', url: '/metrics' });
+  t.equal(m.statusCode, 200, '/metrics still answers');
+});
+
+t.test('health, readiness, metrics and the OpenAPI document', async (t) => {
+  const { app } = testApp({ deps: { readiness: { rules: () => { throw new Error('no rules loaded'); } } } });
+  t.same((await app.inject('/healthz')).json(), { status: 'ok' });
+  const ready = await app.inject('/readyz');
+  t.equal(ready.statusCode, 503);
+  t.same(ready.json(), { ready: false, checks: { store: 'ok', rules: 'no rules loaded' } });
+  await postAlerts(app, firing);
+  const m = await app.inject('/metrics');
+  t.match(m.headers['content-type'], /text\/plain/);
+  for (const name of ['rollguard_alerts_received_total', 'rollguard_alerts_deduplicated_total', 'rollguard_webhook_requests_total', 'rollguard_queue_depth 2']) {
+    t.match(m.body, name);
+  }
+  const doc = (await app.inject('/openapi.json')).json();
+  t.equal(doc.openapi, '3.0.3');
+  const op = doc.paths['/v1/alerts'].post;
+  t.ok(op.requestBody.content['application/json'].schema.properties.alerts, 'the webhook body schema comes from zod');
+  t.same(Object.keys(op.responses).sort(), ['200', '400', '401', '413', '415', '503']);
+});
+
+t.test('no credentials configured: the webhook is open (embedded default)', async (t) => {
+  const { app } = testApp({ env: { WEBHOOK_TOKEN: '' } });
+  t.equal((await postAlerts(app, firing, { authorization: '' })).statusCode, 200);
+});
