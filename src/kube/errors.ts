@@ -1,0 +1,114 @@
+// One error type for every failed API server call, so the engine can record a clear outcome
+// ("403 Forbidden: ...", "timeout after 10000 ms") instead of a stack trace.
+
+export type KubeErrorStatus = number | 'timeout' | 'network';
+
+export class KubeApiError extends Error {
+  override readonly name = 'KubeApiError';
+  /** HTTP status, or 'timeout' (our request deadline) or 'network' (connection refused/reset, DNS, TLS). */
+  readonly status: KubeErrorStatus;
+  /** The API server's Status.reason (Forbidden, NotFound, Conflict, ...) or a short word of ours. */
+  readonly reason: string;
+  /** Worth trying again later (409, 429, 5xx, timeout, network). Only 409 is retried here, once per fresh read. */
+  readonly retriable: boolean;
+  /** What we were doing: "GET apps/v1 deployments shop/web". */
+  readonly operation: string;
+
+  constructor(opts: { status: KubeErrorStatus; reason: string; message: string; operation: string; cause?: unknown }) {
+    super(`${opts.operation}: ${describeStatus(opts.status)} ${opts.reason}: ${opts.message}`, { cause: opts.cause });
+    this.status = opts.status;
+    this.reason = opts.reason;
+    this.operation = opts.operation;
+    this.retriable = isRetriable(opts.status);
+  }
+
+  get isConflict(): boolean {
+    return this.status === 409;
+  }
+  get isNotFound(): boolean {
+    return this.status === 404;
+  }
+}
+
+function describeStatus(s: KubeErrorStatus): string {
+  return typeof s === 'number' ? `HTTP ${s}` : s;
+}
+
+export function isRetriable(s: KubeErrorStatus): boolean {
+  if (s === 'timeout' || s === 'network') return true;
+  return s === 409 || s === 429 || s >= 500;
+}
+
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
+  410: 'Gone',
+  415: 'UnsupportedMediaType',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  502: 'BadGateway',
+  503: 'ServiceUnavailable',
+  504: 'Timeout',
+};
+
+/** Status body of the API server (metav1.Status), parsed from whatever the client handed us. */
+function parseStatusBody(body: unknown): { reason?: string; message?: string } {
+  let b: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      b = JSON.parse(body);
+    } catch {
+      return { message: body.slice(0, 500) };
+    }
+  }
+  if (b && typeof b === 'object') {
+    const o = b as { reason?: unknown; message?: unknown };
+    return {
+      ...(typeof o.reason === 'string' && o.reason ? { reason: o.reason } : {}),
+      ...(typeof o.message === 'string' && o.message ? { message: o.message } : {}),
+    };
+  }
+  return {};
+}
+
+/**
+ * Turns whatever a client-node call threw into a KubeApiError: ApiException (has a numeric
+ * `code` and a `body`), an abort of our deadline (AbortError), or a transport error (FetchError,
+ * ECONNREFUSED, ...). A KubeApiError passes through unchanged.
+ */
+export function toKubeApiError(err: unknown, operation: string, opts: { timedOut?: boolean; timeoutMs?: number } = {}): KubeApiError {
+  if (err instanceof KubeApiError) return err;
+  const e = err as { code?: unknown; body?: unknown; name?: unknown; message?: unknown; type?: unknown; errno?: unknown };
+  if (opts.timedOut || e?.name === 'AbortError' || e?.type === 'aborted') {
+    return new KubeApiError({
+      status: 'timeout',
+      reason: 'Timeout',
+      message: opts.timeoutMs ? `no answer within ${opts.timeoutMs} ms` : 'request aborted',
+      operation,
+      cause: err,
+    });
+  }
+  if (typeof e?.code === 'number' && e.code >= 100 && e.code < 600) {
+    const parsed = parseStatusBody(e.body);
+    return new KubeApiError({
+      status: e.code,
+      reason: parsed.reason ?? REASONS[e.code] ?? 'Unknown',
+      message: parsed.message ?? (typeof e.message === 'string' ? e.message : `HTTP ${e.code}`),
+      operation,
+      cause: err,
+    });
+  }
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  return new KubeApiError({
+    status: 'network',
+    reason: typeof e?.code === 'string' ? e.code : 'NetworkError',
+    message: msg,
+    operation,
+    cause: err,
+  });
+}
