@@ -5,7 +5,8 @@
  * - regexes are fully anchored, compiled as `^(?:REGEX)$`, so `=~"api"` does not match "api-v2";
  * - a matcher on a label the alert does not have compares against the empty string, so
  *   `team=""` matches alerts without a team label and `team!~".+"` does too;
- * - values may be double-quoted (with `\"`, `\\` and `\n` escapes) or bare.
+ * - values may be double-quoted (with `\"`, `\\` and `\n` escapes; any other backslash stays, so
+ *   `"\d+"` is the regex \d+) or bare.
  *
  * Alertmanager uses Go's RE2, which has no lookaround or backreferences; such regexes are refused
  * here, so that a rule that works in rollguard also means the same in Alertmanager's own matchers.
@@ -23,7 +24,9 @@ export interface Matcher {
   toString(): string;
 }
 
-export class MatcherError extends Error {}
+export class MatcherError extends Error {
+  override name = 'MatcherError';
+}
 
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const RE2_UNSUPPORTED: Array<[RegExp, string]> = [
@@ -87,7 +90,8 @@ function unquote(raw: string, whole: string): string {
     if (c === '\\') {
       const n = raw[i + 1];
       if (n === undefined) break;
-      out += n === 'n' ? '\n' : n === 't' ? '\t' : n;
+      // as Alertmanager: \n, \" and \\ are escapes; any other backslash is literal (so "\d+" is the regex \d+)
+      out += n === 'n' ? '\n' : n === '"' || n === '\\' ? n : `\\${n}`;
       i++;
     } else if (c === '"') {
       if (i !== raw.length - 1) {

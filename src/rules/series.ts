@@ -17,7 +17,9 @@ export interface SeriesDef {
   values: Array<number | undefined>;
 }
 
-export class SeriesNotationError extends Error {}
+export class SeriesNotationError extends Error {
+  override name = 'SeriesNotationError';
+}
 
 export function parseSeriesSelector(text: string): { metric: string; labels: Record<string, string> } {
   const m = /^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$/s.exec(text);

@@ -109,7 +109,9 @@ export const targetSchema = z
   })
   .transform((t): TargetSpec => ({ kind: t.kind, namespace: t.namespace, name: t.name, params: t.params }));
 
-export class TargetResolutionError extends Error {}
+export class TargetResolutionError extends Error {
+  override name = 'TargetResolutionError';
+}
 
 /** Resolves targets for an alert; throws TargetResolutionError naming the target, field and why. */
 export function resolveTargets(targets: readonly TargetSpec[], labels: Record<string, string>): ResolvedTarget[] {

@@ -19,7 +19,9 @@ export interface Template {
   literal: boolean;
 }
 
-export class TemplateSyntaxError extends Error {}
+export class TemplateSyntaxError extends Error {
+  override name = 'TemplateSyntaxError';
+}
 
 export class MissingLabelError extends Error {
   constructor(

@@ -1,0 +1,194 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import type { Metrics } from '../metrics.js';
+import { formatRuleError, loadRules, type RuleFileError } from './loader.js';
+import { RuleSet } from './ruleset.js';
+
+/**
+ * Holds the rules in force and reloads them atomically, as Prometheus does its config: a reload
+ * loads every rule file; only if all of them are valid does the new set replace the old one. A
+ * bad edit keeps the last good rules in force, is logged with its file:line errors, and sets
+ * rollguard_config_last_reload_successful to 0.
+ *
+ * Reloads come from reload() (wired to SIGHUP and POST /-/reload) and from file changes when
+ * watch() is on (fs.watch on each rule path, debounced). Concurrent reloads are serialised.
+ */
+
+export interface ReloadResult {
+  ok: boolean;
+  /** the errors, one per line (file:line: field: message), when ok is false */
+  error?: string;
+  errors?: RuleFileError[];
+  /** rules in force after this reload (the old count when it failed) */
+  rules: number;
+  files: string[];
+  /** what asked for the reload */
+  trigger: string;
+}
+
+export interface HolderLogger {
+  info(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface RuleHolderOptions {
+  /** rule files and directories */
+  paths: string[];
+  metrics?: Pick<Metrics, 'configLastReloadSuccessful' | 'configLastReloadSuccessTimestamp' | 'rulesLoaded'>;
+  logger?: HolderLogger;
+  /** file-change debounce, default 250 ms */
+  debounceMs?: number;
+  now?: () => number;
+}
+
+export class RuleHolder {
+  private set: RuleSet = RuleSet.empty();
+  private running: Promise<ReloadResult> | undefined;
+  private again = false;
+  private watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private listeners: Array<(r: ReloadResult) => void> = [];
+  private lastResult: ReloadResult | undefined;
+
+  constructor(private readonly opts: RuleHolderOptions) {}
+
+  /** Builds a holder and loads the rules; throws if the first load fails (do not start on broken rules). */
+  static async create(opts: RuleHolderOptions): Promise<RuleHolder> {
+    const h = new RuleHolder(opts);
+    const r = await h.reload('startup');
+    if (!r.ok) throw new Error(`rules do not load:\n${r.error}`);
+    return h;
+  }
+
+  /** The rules in force. Read it once per alert batch: a reload swaps the whole set. */
+  get rules(): RuleSet {
+    return this.set;
+  }
+
+  get last(): ReloadResult | undefined {
+    return this.lastResult;
+  }
+
+  /** Called after every reload, good or bad. */
+  onReload(fn: (r: ReloadResult) => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
+  }
+
+  /** Reloads now. A reload requested while one runs runs once more after it (so no edit is missed). */
+  async reload(trigger = 'manual'): Promise<ReloadResult> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.doReload(trigger);
+    try {
+      return await this.running;
+    } finally {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.reload('coalesced');
+      }
+    }
+  }
+
+  private async doReload(trigger: string): Promise<ReloadResult> {
+    const now = this.opts.now ?? Date.now;
+    const m = this.opts.metrics;
+    let result: ReloadResult;
+    try {
+      const loaded = await loadRules(this.opts.paths);
+      if (loaded.errors.length) {
+        result = {
+          ok: false,
+          error: loaded.errors.map(formatRuleError).join('\n'),
+          errors: loaded.errors,
+          rules: this.set.size,
+          files: loaded.files,
+          trigger,
+        };
+      } else {
+        this.set = new RuleSet(loaded.rules, now());
+        result = { ok: true, rules: this.set.size, files: loaded.files, trigger };
+      }
+    } catch (e) {
+      result = { ok: false, error: (e as Error).message, rules: this.set.size, files: [], trigger };
+    }
+    if (result.ok) {
+      m?.configLastReloadSuccessful.set(1);
+      m?.configLastReloadSuccessTimestamp.set(now() / 1000);
+      m?.rulesLoaded.set(result.rules);
+      this.opts.logger?.info({ rules: result.rules, files: result.files.length, trigger }, 'rules loaded');
+    } else {
+      m?.configLastReloadSuccessful.set(0);
+      this.opts.logger?.error({ trigger, errors: result.error, rulesInForce: result.rules }, 'rules reload failed; the previous rules stay in force');
+    }
+    this.lastResult = result;
+    for (const l of this.listeners) l(result);
+    return result;
+  }
+
+  /**
+   * Watches the rule paths and reloads (debounced) on change. Directories are watched themselves,
+   * files through their directory (editors replace files by rename, which a watch on the file loses).
+   */
+  async watch(): Promise<void> {
+    this.unwatch();
+    const dirs = new Map<string, Set<string> | 'all'>();
+    for (const p of this.opts.paths) {
+      const abs = resolve(p);
+      let isDir = false;
+      try {
+        isDir = (await stat(abs)).isDirectory();
+      } catch {
+        isDir = false;
+      }
+      const dir = isDir ? abs : dirname(abs);
+      if (isDir) dirs.set(dir, 'all');
+      else {
+        const cur = dirs.get(dir);
+        if (cur !== 'all') dirs.set(dir, new Set([...(cur ?? []), basename(abs)]));
+      }
+    }
+    for (const [dir, names] of dirs) {
+      try {
+        const w = watch(dir, { persistent: false }, (_event, file) => {
+          const name = file ? file.toString() : undefined;
+          if (names !== 'all' && name && !names.has(name)) return;
+          if (names === 'all' && name && !/\.ya?ml$/.test(name)) return;
+          this.schedule();
+        });
+        w.on('error', (e) => this.opts.logger?.error({ dir, err: e.message }, 'rules watch failed'));
+        this.watchers.push(w);
+      } catch (e) {
+        this.opts.logger?.error({ dir, err: (e as Error).message }, 'cannot watch rules directory');
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.reload('file change');
+    }, this.opts.debounceMs ?? 250);
+    this.timer.unref?.();
+  }
+
+  unwatch(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Stops watching; waits for a running reload. */
+  async close(): Promise<void> {
+    this.unwatch();
+    if (this.running) await this.running.catch(() => undefined);
+  }
+}

@@ -1,0 +1,186 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { rulesCheckCommand } from '../../../src/rules/cli.js';
+import { formatRuleError, loadRules, parseRuleFile } from '../../../src/rules/loader.js';
+
+const FIX = 'test/fixtures/rules/broken';
+
+/** Each broken fixture, and the exact `file:line: field: message` start it must produce. */
+const cases: Array<[file: string, expected: string]> = [
+  ['threshold-string.yaml', ':11: rules[0].trigger.threshold: expected number, got string ("high")'],
+  ['bad-duration.yaml', ':12: rules[0].trigger.for: expected a duration like 30s, 5m, 1h30m'],
+  ['bad-priority.yaml', ':13: rules[0].priority: expected one of "P0", "P1", "P2", got "P3"'],
+  ['unknown-trigger-kind.yaml', ':10: rules[0].trigger.kind: expected one of error_rate, latency, health_check, memory, crash_loop, deployment_failed, custom, got "error_ratio"'],
+  ['typo-field.yaml', ':11: rules[0].trigger.treshold: unknown field "treshold" (did you mean "threshold"?)'],
+  ['re2-lookahead.yaml', ':4: rules[0].match[0]: regex "(?!Watchdog).*" uses lookaround assertions'],
+  ['bad-regex.yaml', ':4: rules[0].match[0]: invalid regex "High(Error"'],
+  ['bad-template.yaml', ':8: rules[0].target.name: template "{{ .labels.deployment }}": expected {{ $labels.<label name> }}'],
+  ['bad-literal-name.yaml', ':8: rules[0].target.name: expected a DNS-1123 subdomain'],
+  ['bad-matcher.yaml', ':5: rules[0].match[1]: expected a matcher like name="value"'],
+  ['p0-approval.yaml', ':16: rules[0].guards.approval.required: P0 rules roll back without waiting for approval'],
+  ['bad-window.yaml', ':14: rules[0].maintenanceWindow: invalid time of day in "Sat,Sun 25:00-26:00"'],
+  ['baseline-no-offset.yaml', ':13: rules[0].trigger.baseline.offset: expected a duration (e.g. 1d) with relativeTo: offset'],
+  ['bad-target-kind.yaml', ':6: rules[0].target.kind: expected one of "Deployment", "StatefulSet"'],
+  ['yaml-syntax.yaml', ':5: invalid YAML:'],
+  ['bad-metric-name.yaml', ':13: rules[0].trigger.metric: expected a metric name'],
+  ['missing-fields.yaml', ':2: rules[0].match: missing (expected list or map)'],
+  ['custom-unquoted-placeholder.yaml', ':7: rules[0].trigger.query: a {{ $labels.x }} placeholder in a custom query must be inside a double-quoted string'],
+];
+
+t.test('each broken file is refused with file:line: field: what was expected', async (t) => {
+  for (const [file, expected] of cases) {
+    const path = join(FIX, file);
+    const r = await loadRules([path]);
+    t.equal(r.rules.length, 0, `${file}: no rules from a broken load`);
+    const lines = r.errors.map(formatRuleError);
+    t.ok(lines.some((l) => l.startsWith(path + expected)), `${file}:${expected.split(':')[1]}`, { expected: path + expected, got: lines });
+  }
+});
+
+t.test('a missing required field is reported at the rule, each one', async (t) => {
+  const r = await loadRules([join(FIX, 'missing-fields.yaml')]);
+  const fields = r.errors.map((e) => e.field);
+  t.same(fields.sort(), ['rules[0].match', 'rules[0].priority', 'rules[0].target', 'rules[0].trigger']);
+  t.ok(r.errors.every((e) => e.line === 2));
+});
+
+t.test('rule names are unique across files', async (t) => {
+  const r = await loadRules([join(FIX, 'dup')]);
+  t.equal(r.errors.length, 1);
+  t.match(formatRuleError(r.errors[0]!), /dup\/b\.yaml:2: name: rule name "dup-rule" is already used at .*dup\/a\.yaml:2/);
+});
+
+t.test('the shipped rules load, and a directory skips its subdirectories (rules/tests)', async (t) => {
+  const r = await loadRules(['rules']);
+  t.same(r.errors, []);
+  t.same(
+    r.rules.map((x) => x.name).sort(),
+    ['deployment-failed', 'error-rate-above-5pct', 'health-checks-failing-above-50pct', 'latency-p95-2x-baseline', 'latency-p99-above-2s', 'memory-above-95pct'],
+  );
+  const er = r.rules.find((x) => x.name === 'error-rate-above-5pct')!;
+  t.equal(er.priority, 'P0');
+  t.equal(er.onPrometheusDown, 'act', 'P0 trusts the alert when Prometheus is down, by default');
+  t.equal(er.trigger.threshold, 0.05);
+  t.equal(er.trigger.forMs, 120_000);
+  t.equal(er.line, 3);
+  t.equal(er.guards.cooldown, 30 * 60_000);
+  t.equal(er.guards.onlyIfDeployedWithin, 24 * 3600_000);
+  t.equal(er.guards.budget.perTargetPerHour, 1);
+  t.equal(er.guards.allowStepBack, false);
+  const lat = r.rules.find((x) => x.name === 'latency-p99-above-2s')!;
+  t.equal(lat.onPrometheusDown, 'hold', 'below P0 holds by default');
+});
+
+t.test('defaults and the full set of fields', async (t) => {
+  const text = `
+rules:
+  - name: full
+    description: every field
+    match: { alertname: Foo, severity: critical }
+    target:
+      - { kind: Deployment, namespace: "{{ $labels.namespace }}", name: backend-api }
+      - { kind: Deployment, namespace: "{{ $labels.namespace }}", name: auth-service }
+      - kind: Canary
+        namespace: shop
+        name: "{{ $labels.deployment }}-canary"
+        params: { stable: "{{ $labels.deployment }}-stable" }
+    trigger:
+      kind: custom
+      query: 'sum(rate(errors_total{namespace="{{ $labels.namespace }}"}[5m]))'
+      op: ">="
+      threshold: 10
+      for: 10m
+      minCoverage: 0.5
+      baseline: { relativeTo: offset, offset: 1w, window: 30m }
+    priority: P1
+    action: rollback
+    onPrometheusDown: notify
+    sloAtRisk: true
+    recheckAfter: 5m
+    maintenanceWindow: "Sat,Sun 02:00-06:00"
+    guards:
+      dryRun: true
+      onlyIfDeployedWithin: 2h
+      cooldown: 1h
+      budget: { perTargetPerHour: 2, perRulePerHour: 5 }
+      approval: { required: true, expiresAfter: 15m }
+      allowStepBack: true
+      maxStepBack: 2
+`;
+  const r = parseRuleFile('inline.yaml', text);
+  t.same(r.errors, []);
+  const rule = r.rules[0]!;
+  t.equal(rule.targets.length, 3);
+  t.equal(rule.matchers.length, 2);
+  t.equal(rule.trigger.stepMs, 60_000, 'default step: a tenth of the window, at most 1m');
+  t.same(rule.trigger.baseline, { relativeTo: 'offset', windowMs: 30 * 60_000, offsetMs: 7 * 24 * 3600_000 });
+  t.equal(rule.onPrometheusDown, 'notify');
+  t.equal(rule.recheckAfterMs, 300_000);
+  t.equal(rule.maintenanceWindow?.startMinute, 120);
+  t.same(rule.guards, {
+    dryRun: true,
+    onlyIfDeployedWithin: 2 * 3600_000,
+    cooldown: 3600_000,
+    budget: { perTargetPerHour: 2, perRulePerHour: 5 },
+    approval: { required: true, expiresAfter: 15 * 60_000 },
+    allowStepBack: true,
+    maxStepBack: 2,
+  });
+  t.equal(rule.trigger.query({ namespace: 'shop' }), 'sum(rate(errors_total{namespace="shop"}[5m]))');
+});
+
+t.test('cross-field rules', async (t) => {
+  const rule = (extra: string, priority = 'P0', action = 'rollback') => `
+rules:
+  - name: x
+    match: ['alertname="A"']
+    target: { kind: Deployment, namespace: a, name: b }
+    trigger: { kind: deployment_failed, for: 5m }
+    priority: ${priority}
+    action: ${action}
+${extra}`;
+  const msg = (text: string) => parseRuleFile('x.yaml', text).errors.map(formatRuleError).join('\n');
+  t.match(msg(rule('    sloAtRisk: true', 'P0')), /x\.yaml:9: rules\[0\]\.sloAtRisk: sloAtRisk applies to P1 rules only/);
+  t.match(msg(rule('    maintenanceWindow: "Sun 02:00-03:00"', 'P0')), /maintenanceWindow: P0 rules roll back now/);
+  t.match(msg(rule('    maintenanceWindow: "Sun 02:00-03:00"', 'P2', 'notify')), /maintenanceWindow applies to action: rollback only/);
+  t.match(msg(rule('    guards: { maxStepBack: 3 }', 'P1')), /maxStepBack > 1 needs allowStepBack: true/);
+  t.equal(msg(rule('    maintenanceWindow: "Sun 02:00-03:00"', 'P2')), '', 'P2 may schedule a rollback into a window');
+  t.match(msg(rule('', 'P1').replace("['alertname=\"A\"']", '[]')), /at least one matcher/);
+  t.match(msg('rules: 3\n'), /x\.yaml:1: rules: expected list, got number/);
+  t.match(msg(''), /empty file/);
+  t.match(msg('rules: []\nextra: 1\n'), /x\.yaml:2: extra: unknown field "extra"/);
+});
+
+t.test('rollguard rules check: exit codes and output', async (t) => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io = { out: (s: string) => out.push(s), err: (s: string) => err.push(s) };
+  t.equal(await rulesCheckCommand(['rules'], io), 0);
+  t.match(out.join('\n'), /SUCCESS: 6 rules in 6 files/);
+  t.same(err, []);
+
+  out.length = 0;
+  t.equal(await rulesCheckCommand([FIX], io), 1, 'non-zero exit on broken files');
+  t.match(err.join('\n'), /threshold-string\.yaml:11: rules\[0\]\.trigger\.threshold: expected number, got string/);
+  t.match(err[err.length - 1]!, /^FAILED: \d+ errors in \d+ files$/);
+
+  err.length = 0;
+  t.equal(await rulesCheckCommand(['rules', join(FIX, 'bad-priority.yaml')], io), 1, 'one bad file fails the whole check');
+  t.equal(await rulesCheckCommand(['does-not-exist'], io), 1);
+  t.match(err.join('\n'), /does-not-exist:0: cannot read: ENOENT/);
+  t.equal(await rulesCheckCommand(['--bogus'], io), 2);
+});
+
+t.test('rules check on a fresh directory with a good file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'rg-rules-'));
+  await writeFile(
+    join(dir, 'a.yml'),
+    'rules:\n  - name: a\n    match: { alertname: A }\n    target: { kind: HelmRelease, namespace: shop, name: web }\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n    priority: P2\n',
+  );
+  await writeFile(join(dir, 'notes.txt'), 'not a rule file');
+  const out: string[] = [];
+  t.equal(await rulesCheckCommand([dir], { out: (s) => out.push(s), err: () => {} }), 0);
+  t.match(out.join('\n'), /SUCCESS: 1 rule in 1 file/);
+});

@@ -1,0 +1,85 @@
+import fc from 'fast-check';
+import t from 'tap';
+import { compileMatcher, MatcherError, matchesAll, parseMatcher } from '../../../src/rules/matchers.js';
+
+t.test('equality and inequality', async (t) => {
+  const m = parseMatcher('alertname="HighErrorRate"');
+  t.equal(m.name, 'alertname');
+  t.equal(m.op, '=');
+  t.equal(m.value, 'HighErrorRate');
+  t.ok(m.matches({ alertname: 'HighErrorRate' }));
+  t.notOk(m.matches({ alertname: 'HighErrorRateX' }));
+  t.notOk(m.matches({}));
+  const n = parseMatcher('env != staging');
+  t.ok(n.matches({ env: 'prod' }));
+  t.ok(n.matches({}), 'a missing label is "", which is != staging');
+  t.notOk(n.matches({ env: 'staging' }));
+});
+
+t.test('regexes are fully anchored, as Alertmanager anchors them', async (t) => {
+  const m = parseMatcher('service=~"api"');
+  t.ok(m.matches({ service: 'api' }));
+  t.notOk(m.matches({ service: 'api-v2' }), 'no prefix match');
+  t.notOk(m.matches({ service: 'my-api' }), 'no suffix match');
+  const alt = parseMatcher('severity=~"critical|page"');
+  t.ok(alt.matches({ severity: 'page' }));
+  t.notOk(alt.matches({ severity: 'critical-ish' }), 'alternation is grouped before anchoring');
+  const neg = parseMatcher('team!~"db|infra"');
+  t.ok(neg.matches({ team: 'dbx' }));
+  t.notOk(neg.matches({ team: 'db' }));
+});
+
+t.test('a matcher on a missing label compares against the empty string', async (t) => {
+  t.ok(parseMatcher('team=""').matches({}));
+  t.notOk(parseMatcher('team=""').matches({ team: 'x' }));
+  t.ok(parseMatcher('team=~".*"').matches({}));
+  t.notOk(parseMatcher('team=~".+"').matches({}));
+  t.ok(parseMatcher('team!~".+"').matches({}));
+  t.ok(parseMatcher('team=~"|db"').matches({}));
+});
+
+t.test('quoted values with escapes, bare values', async (t) => {
+  t.equal(parseMatcher('a="x \\"y\\" z"').value, 'x "y" z');
+  t.equal(parseMatcher('a="back\\\\slash"').value, 'back\\slash');
+  t.equal(parseMatcher('a="line\\nbreak"').value, 'line\nbreak');
+  t.equal(parseMatcher('a=bare').value, 'bare');
+  t.equal(parseMatcher('a=""').value, '');
+});
+
+t.test('refuses what Alertmanager would not accept', async (t) => {
+  t.throws(() => parseMatcher('severity critical'), MatcherError);
+  t.throws(() => parseMatcher('1abc="x"'), MatcherError);
+  t.throws(() => parseMatcher('a="unterminated'), /missing closing quote/);
+  t.throws(() => parseMatcher('a="x" junk'), /after the closing quote/);
+  t.throws(() => parseMatcher('a=~"(unclosed"'), /invalid regex/);
+  t.throws(() => parseMatcher('a=~"(?!Watchdog).*"'), /RE2/);
+  t.throws(() => parseMatcher('a=~"(x)\\1"'), /backreferences/);
+  t.throws(() => compileMatcher('a-b', '=', 'x'), /label name/);
+});
+
+t.test('matchesAll needs every matcher', async (t) => {
+  const ms = [parseMatcher('alertname="A"'), parseMatcher('severity=~"critical|page"')];
+  t.ok(matchesAll(ms, { alertname: 'A', severity: 'page' }));
+  t.notOk(matchesAll(ms, { alertname: 'A', severity: 'info' }));
+  t.notOk(matchesAll(ms, { severity: 'page' }));
+});
+
+t.test('property: =~ of an escaped literal behaves exactly like =', async (t) => {
+  const esc = (s: string) => s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+  fc.assert(
+    fc.property(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 }), (value, actual) => {
+      const eq = compileMatcher('l', '=', value);
+      const re = compileMatcher('l', '=~', esc(value));
+      return eq.matches({ l: actual }) === re.matches({ l: actual }) && re.matches({ l: value });
+    }),
+    { numRuns: 500 },
+  );
+  t.pass('500 random values');
+});
+
+t.test('as Alertmanager, a backslash before anything but n, " and \\ is literal', async (t) => {
+  const m = parseMatcher('instance=~"web-\\d+"');
+  t.equal(m.value, 'web-\\d+');
+  t.ok(m.matches({ instance: 'web-12' }));
+  t.notOk(m.matches({ instance: 'web-x' }));
+});
