@@ -324,16 +324,19 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const procs: Proc[] = [];
   let stopped = false;
 
-  // Reaper: if this node process dies without running its exit hook (SIGKILL), kill the groups.
+  // Reaper: if this node process dies without running its exit hook (SIGKILL), kill the
+  // groups and drop etcd's data (the logs stay for a post-mortem).
   const reaper = spawn(
     'bash',
     [
       '-c',
       'while kill -0 "$1" 2>/dev/null; do sleep 1; done; ' +
-        'while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null; done < "$2"; exit 0',
+        'while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null; done < "$2"; ' +
+        'sleep 1; rm -rf "$3"; exit 0',
       'rollguard-cluster-reaper',
       String(process.pid),
       pidFile,
+      path.join(dir, 'etcd'),
     ],
     { detached: true, stdio: 'ignore' },
   );
@@ -381,19 +384,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const stop = async (o: { keep?: boolean } = {}): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    // Reverse start order: kwok, scheduler, controller-manager, apiserver, etcd.
-    for (const p of [...procs].reverse()) {
-      if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGTERM');
-    }
-    const until = Date.now() + 10_000;
-    while (procs.some((p) => !p.exited) && Date.now() < until) await sleep(50);
-    for (const p of procs) {
-      if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGKILL');
-    }
-    while (procs.some((p) => !p.exited) && Date.now() < until + 5_000) await sleep(50);
+    // In stages, clients before the apiserver before etcd (an apiserver whose etcd is gone
+    // hangs in graceful shutdown). The run's state is throwaway, so grace periods are short.
+    const stage = async (ps: Proc[], graceMs: number) => {
+      for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGTERM');
+      const until = Date.now() + graceMs;
+      while (ps.some((p) => !p.exited) && Date.now() < until) await sleep(25);
+      for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGKILL');
+      const hard = Date.now() + 5_000;
+      while (ps.some((p) => !p.exited) && Date.now() < hard) await sleep(25);
+    };
+    const servers = ['etcd', 'kube-apiserver'];
+    await stage(procs.filter((p) => !servers.includes(p.name)), 3_000);
+    await stage(procs.filter((p) => p.name === 'kube-apiserver'), 3_000);
+    await stage(procs.filter((p) => p.name === 'etcd'), 3_000);
     if (reaper.pid) killGroup(reaper.pid, 'SIGKILL');
     const keep = o.keep || process.env.ROLLGUARD_CLUSTER_KEEP === '1';
     if (keep) {
+      // Keep logs, PKI and kubeconfigs; etcd's data (128 MB of preallocated WAL) goes.
+      await fsp.rm(path.join(dir, 'etcd'), { recursive: true, force: true });
       process.stderr.write(`[cluster] kept run dir ${dir} (logs in ${logDir})\n`);
     } else {
       await fsp.rm(dir, { recursive: true, force: true });
