@@ -1,0 +1,72 @@
+import t from 'tap';
+import { parseRuleFile } from '../../../src/rules/loader.js';
+import { escapePromqlString, escapeRegex } from '../../../src/triggers/promql.js';
+import { MissingLabelError } from '../../../src/rules/template.js';
+
+function trigger(yaml: string) {
+  const r = parseRuleFile('t.yaml', `rules:\n  - name: t\n    match: { alertname: A }\n    target: { kind: Deployment, namespace: a, name: b }\n    trigger:\n${yaml.replace(/^/gm, '      ')}\n    priority: P1\n`);
+  if (r.errors.length) throw new Error(r.errors.map((e) => `${e.line}: ${e.field}: ${e.message}`).join('\n'));
+  return r.rules[0]!.trigger;
+}
+
+const labels = { namespace: 'shop', deployment: 'api' };
+
+t.test('each kind builds its PromQL from a few parameters', async (t) => {
+  t.equal(
+    trigger('kind: error_rate\nselector: { namespace: "{{ $labels.namespace }}" }\nthreshold: 0.05\nfor: 2m').query(labels),
+    '(sum(rate(http_requests_total{namespace="shop",code=~"5.."}[1m])) or vector(0)) / sum(rate(http_requests_total{namespace="shop"}[1m]))',
+  );
+  t.equal(
+    trigger('kind: error_rate\nmetric: grpc_server_handled_total\nstatusLabel: grpc_code\nerrorStatus: "Internal|Unavailable"\nrateWindow: 5m\nthreshold: 0.01\nfor: 5m').query(labels),
+    '(sum(rate(grpc_server_handled_total{grpc_code=~"Internal|Unavailable"}[5m])) or vector(0)) / sum(rate(grpc_server_handled_total{}[5m]))',
+  );
+  t.equal(
+    trigger('kind: latency\nquantile: 0.95\nselector: { job: api }\nthreshold: 2\nfor: 5m').query(labels),
+    'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[1m])))',
+  );
+  t.equal(trigger('kind: health_check\nthreshold: 0.5\nfor: 1m').query(labels), '1 - avg(probe_success{})');
+  t.equal(
+    trigger('kind: memory\nselector: { namespace: "{{ $labels.namespace }}" }\nthreshold: 0.95\nfor: 3m').query(labels),
+    'max(sum by (namespace, pod, container) (container_memory_working_set_bytes{namespace="shop",container!=""}) / sum by (namespace, pod, container) (kube_pod_container_resource_limits{namespace="shop",resource="memory"}))',
+  );
+  t.equal(
+    trigger('kind: crash_loop\nselector: { namespace: "{{ $labels.namespace }}", pod: { regex: "{{ $labels.deployment }}-.*" } }\nthreshold: 3\nfor: 5m').query(labels),
+    'sum(increase(kube_pod_container_status_restarts_total{namespace="shop",pod=~"api-.*"}[10m]))',
+  );
+  t.equal(
+    trigger('kind: deployment_failed\nselector: { deployment: "{{ $labels.deployment }}", env: { notEqual: dev }, team: { notRegex: "qa|test" } }\nfor: 5m').query(labels),
+    'max(kube_deployment_status_condition{deployment="api",env!="dev",team!~"qa|test",condition="Progressing",status="false"})',
+  );
+  t.equal(trigger('kind: deployment_failed\nfor: 5m').threshold, 0, 'deployment_failed: > 0 by default');
+  t.equal(
+    trigger('kind: custom\nquery: \'sum(up{namespace="{{ $labels.namespace }}"})\'\nop: "<"\nthreshold: 1\nfor: 1m').query(labels),
+    'sum(up{namespace="shop"})',
+  );
+});
+
+t.test('quantile must be 0.95 or 0.99; threshold is required except for deployment_failed', async (t) => {
+  t.throws(() => trigger('kind: latency\nquantile: 0.9\nthreshold: 2\nfor: 5m'), /quantile: expected one of 0.95 or 0.99|quantile/);
+  t.throws(() => trigger('kind: error_rate\nfor: 5m'), /threshold: missing \(expected number\)/);
+  t.throws(() => trigger('kind: error_rate\nthreshold: 1\nfor: 5m\nstep: 10m'), /step: expected a step between 1s and the window/);
+  t.throws(() => trigger('kind: error_rate\nthreshold: 1\nfor: 0'), /for: expected a window longer than 0|for: expected string/);
+  t.throws(() => trigger('kind: error_rate\nthreshold: 1\nfor: 5m\nselector: { "bad-label": x }'), /selector: "bad-label" is not a valid label name/);
+});
+
+t.test('an alert label cannot widen a query', async (t) => {
+  const tr = trigger('kind: error_rate\nselector: { namespace: "{{ $labels.namespace }}", pod: { regex: "{{ $labels.deployment }}-.*" } }\nthreshold: 0.05\nfor: 2m');
+  const evil = { namespace: 'shop"} or vector(1) or up{x="', deployment: '.*' };
+  const q = tr.query(evil);
+  t.ok(q.includes('namespace="shop\\"} or vector(1) or up{x=\\""'), 'the quote is escaped: still one label value');
+  t.ok(q.includes('pod=~"\\\\.\\\\*-.*"'), '.* from a label is regex-escaped: it matches the two characters');
+  t.notOk(/[^\\]"\} or vector\(1\)/.test(q), 'no unescaped quote closes the selector');
+  const custom = trigger('kind: custom\nquery: \'sum(up{ns="{{ $labels.namespace }}",pod=~"{{ $labels.deployment }}-.+"})\'\nthreshold: 1\nfor: 1m');
+  t.equal(custom.query(evil), 'sum(up{ns="shop\\"} or vector(1) or up{x=\\"",pod=~"\\\\.\\\\*-.+"})');
+  t.throws(() => tr.query({ namespace: 'shop' }), MissingLabelError, 'a missing label is an error, not an empty matcher');
+});
+
+t.test('escaping helpers', async (t) => {
+  t.equal(escapePromqlString('a"b\\c\nd'), 'a\\"b\\\\c\\nd');
+  t.equal(escapeRegex('a.b*c(d)|e[f]{g}^$+?\\'), 'a\\.b\\*c\\(d\\)\\|e\\[f\\]\\{g\\}\\^\\$\\+\\?\\\\');
+  t.ok(new RegExp(`^(?:${escapeRegex('a.b*(c)')})$`).test('a.b*(c)'));
+  t.notOk(new RegExp(`^(?:${escapeRegex('a.b')})$`).test('axb'));
+});
