@@ -1,0 +1,39 @@
+import { LocalPrometheus } from '../../src/prometheus/local.js';
+import { toOpenMetrics } from '../../src/rules/series.js';
+
+/**
+ * Starts Debian's `prometheus` on a free 127.0.0.1 port with a temporary TSDB backfilled with the
+ * given series (promtool tsdb create-blocks-from openmetrics), and stops it on teardown.
+ * A missing binary fails the test loudly: it is never skipped. Query at the backfilled times.
+ */
+
+export interface TestSeries {
+  metric: string;
+  labels?: Record<string, string>;
+  /** [ms, value] pairs */
+  samples: Array<[number, number]>;
+}
+
+export interface Teardownable {
+  teardown(fn: () => unknown): void;
+}
+
+export async function startPrometheus(t: Teardownable, series: TestSeries[] = []): Promise<LocalPrometheus> {
+  const om = series.length
+    ? toOpenMetrics(series.map((s) => ({ metric: s.metric, labels: s.labels ?? {}, samples: s.samples.map(([t, v]) => ({ t, v })) })))
+    : undefined;
+  const prom = await LocalPrometheus.start(om === undefined ? {} : { openMetrics: om });
+  t.teardown(() => prom.stop());
+  return prom;
+}
+
+/** Samples every `stepMs` from `startMs`, value from `f(i, tMs)` (undefined = no sample). */
+export function samples(startMs: number, count: number, stepMs: number, f: (i: number, t: number) => number | undefined): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < count; i++) {
+    const t = startMs + i * stepMs;
+    const v = f(i, t);
+    if (v !== undefined) out.push([t, v]);
+  }
+  return out;
+}
