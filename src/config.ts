@@ -36,6 +36,10 @@ const secretList = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
 
+const list = z
+  .union([z.array(z.string()), z.string()])
+  .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim()).filter((x) => x.length > 0));
+
 const redisUrl = z.string().refine(
   (s) => /^(rediss?|redis-sentinel|redis-cluster):\/\//.test(s),
   'expected redis://, rediss://, redis-sentinel://[:password@]host:port[,host:port...]/MASTER_NAME or redis-cluster://[:password@]host:port[,host:port...]',
@@ -74,6 +78,30 @@ export const configSchema = z.object({
   KUBECONFIG: z.string().optional(),
   /** Global dry-run: decide and record everything, change nothing. Default: on when no cluster is configured. */
   DRY_RUN: bool.optional(),
+
+  /** Scope guard: namespaces rollguard may touch (empty: all) and never touches; targets as Kind/namespace/name globs. */
+  SCOPE_NAMESPACES: list.default([]),
+  SCOPE_DENY_NAMESPACES: list.default(['kube-system', 'kube-public', 'kube-node-lease']),
+  SCOPE_DENY_TARGETS: list.default([]),
+  /** Budget guard: rollbacks across the whole cluster per rolling hour (a storm stops here). */
+  BUDGET_CLUSTER_PER_HOUR: int(0, 10_000).default(5),
+  /** Concurrency guard: rollbacks in flight at once, over all replicas. */
+  MAX_CONCURRENT_ROLLBACKS: int(1, 1000).default(2),
+  /** How long a rollout may take to complete before the rollback counts as unverified. */
+  VERIFY_TIMEOUT: duration.default(600_000),
+  /** After the rollout, how long the trigger may take to clear in Prometheus before the rollback counts as failed. */
+  RECOVERY_TIMEOUT: duration.default(300_000),
+  RECOVERY_POLL: duration.default(15_000),
+  /** Per-target lock TTL (renewed while the rollback runs). */
+  LOCK_TTL: duration.default(30_000),
+  /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
+  SCHEDULER_INTERVAL: duration.default(5_000),
+  /** Notifications: a Slack-compatible incoming webhook, and a generic JSON webhook. */
+  NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
+  NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
+  NOTIFY_TIMEOUT: duration.default(5_000),
+  /** Where the demo/ops links in notifications point (the rollguard API's external URL). */
+  EXTERNAL_URL: z.string().default(''),
 
   CONSUMER_NAME: z.string().min(1).default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */

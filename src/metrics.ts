@@ -87,6 +87,76 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       labelNames: ['rule', 'decision'] as const,
       registers: r,
     }),
+    // rollbacks (issue 5/6). Time buckets bracket the seeds' targets: TTD 5 min, decide 10 min, TTR 15 min, MTTR 30 min.
+    timeToDetect: new Histogram({
+      name: 'rollguard_time_to_detect_seconds',
+      help: 'From the alert starting (startsAt) to rollguard receiving it. Seeds target: under 5 minutes.',
+      buckets: [5, 15, 30, 60, 120, 180, 300, 600, 900, 1800],
+      registers: r,
+    }),
+    timeToDecide: new Histogram({
+      name: 'rollguard_time_to_decide_seconds',
+      help: 'From receiving the alert to the rollback decision (Prometheus confirmation, re-checks and windows included). Seeds target: under 10 minutes.',
+      buckets: [0.01, 0.1, 1, 5, 30, 60, 300, 600, 900, 1800],
+      registers: r,
+    }),
+    timeToRollback: new Histogram({
+      name: 'rollguard_time_to_rollback_seconds',
+      help: 'From the decision to the rollout complete. Seeds target: under 15 minutes.',
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800],
+      registers: r,
+    }),
+    timeToRecover: new Histogram({
+      name: 'rollguard_time_to_recover_seconds',
+      help: 'From the alert starting to the service verified healthy or the alert resolved. Seeds target (MTTR): under 30 minutes.',
+      buckets: [30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200],
+      registers: r,
+    }),
+    rollbacks: new Counter({
+      name: 'rollguard_rollbacks_total',
+      help: 'Rollbacks that reached an end, by rule, namespace, kind and outcome (succeeded, failed, unverified, dry_run, refused, blocked, interrupted, rejected, expired).',
+      labelNames: ['rule', 'namespace', 'kind', 'outcome'] as const,
+      registers: r,
+    }),
+    rollbacksInProgress: new Gauge({
+      name: 'rollguard_rollbacks_in_progress',
+      help: 'Rollbacks this replica is executing or verifying now.',
+      registers: r,
+    }),
+    pendingApprovals: new Gauge({
+      name: 'rollguard_pending_approvals',
+      help: 'Rollbacks waiting for a human approval (as last seen by this replica).',
+      registers: r,
+    }),
+    guardBlocked: new Counter({
+      name: 'rollguard_guard_blocked_total',
+      help: 'Rollbacks stopped by a guard, by guard.',
+      labelNames: ['guard'] as const,
+      registers: r,
+    }),
+    lastRollbackTimestamp: new Gauge({
+      name: 'rollguard_last_rollback_timestamp_seconds',
+      help: 'When rollguard last changed the cluster to roll something back.',
+      registers: r,
+    }),
+    escalations: new Counter({
+      name: 'rollguard_escalations_total',
+      help: 'Rollbacks escalated to humans (failed, interrupted, dead events), by reason.',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    notifications: new Counter({
+      name: 'rollguard_notifications_total',
+      help: 'Notifications sent, by notifier and outcome (sent, failed).',
+      labelNames: ['notifier', 'outcome'] as const,
+      registers: r,
+    }),
+    kubeErrors: new Counter({
+      name: 'rollguard_kube_api_errors_total',
+      help: 'Kubernetes API calls that failed, by status (HTTP code, timeout, network).',
+      labelNames: ['status'] as const,
+      registers: r,
+    }),
   };
 }
 

@@ -1,0 +1,149 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { TargetRef } from '../actions/action.js';
+import type { Store, StoredRecord } from '../store/store.js';
+
+/** Where a rollback stands. Terminal states never change again (except `resolved` times). */
+export const STATES = [
+  'deciding',
+  'held', // Prometheus down and the rule holds: retried at dueAt
+  'scheduled', // SLO-at-risk re-check, or a maintenance window: run at dueAt
+  'pending_approval',
+  'in_progress',
+  'not_confirmed',
+  'notified',
+  'blocked',
+  'refused',
+  'dry_run',
+  'succeeded',
+  'failed',
+  'unverified',
+  'interrupted',
+  'rejected',
+  'expired',
+  'error',
+] as const;
+export type RollbackState = (typeof STATES)[number];
+
+export const OPEN_STATES: readonly RollbackState[] = ['deciding', 'held', 'scheduled', 'pending_approval', 'in_progress'];
+export const isTerminal = (s: RollbackState) => !OPEN_STATES.includes(s);
+
+export interface TimelineEntry {
+  at: number;
+  step: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface GuardVerdict {
+  guard: string;
+  result: 'allow' | 'block' | 'wait';
+  reason: string;
+}
+
+/** One rollback (or a decision not to roll back), with everything that happened to it. */
+export interface RollbackRecord extends StoredRecord {
+  id: string;
+  /** Kind/namespace/name */
+  target: string;
+  state: RollbackState;
+  createdAt: number;
+  updatedAt: number;
+  ref: TargetRef;
+  source: 'alert' | 'manual';
+  rule?: string;
+  priority?: string;
+  /** the alert that caused it */
+  alert?: {
+    fingerprint: string;
+    status: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    startsAt: number;
+    receivedAt: number;
+    generatorURL: string;
+  };
+  /** manual rollbacks: who asked and why */
+  requestedBy?: string;
+  reason?: string;
+  confirmation?: { outcome: string; reason: string; query?: string; value?: number; limit?: number };
+  decision?: { decision: string; reason: string; at?: number; requiresApproval?: boolean };
+  plan?: { fromRevision?: number; toRevision?: number; summary: string; writes?: unknown[]; command?: string[] };
+  guards: GuardVerdict[];
+  dryRun: boolean;
+  approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string };
+  /** when a held/scheduled/pending rollback is looked at again (or expires) */
+  dueAt?: number;
+  /** replica and fencing token of the execution */
+  owner?: string;
+  lockToken?: number;
+  outcome?: { result: string; message: string; details?: Record<string, unknown> };
+  /** the seeds' clock: TTD, time to decide, TTR, MTTR are derived from these */
+  times: {
+    alertStartedAt?: number;
+    receivedAt?: number;
+    decidedAt?: number;
+    startedAt?: number;
+    executedAt?: number;
+    completedAt?: number;
+    verifiedAt?: number;
+    resolvedAt?: number;
+  };
+  timeline: TimelineEntry[];
+}
+
+export function targetKey(ref: Pick<TargetRef, 'kind' | 'namespace' | 'name'>): string {
+  return `${ref.kind}/${ref.namespace}/${ref.name}`;
+}
+
+/**
+ * The id of the rollback an alert asks for: the same alert (fingerprint, startsAt) and rule on
+ * the same target always map to the same record, on every replica and after any redelivery, so
+ * an alert can never cause two rollbacks of one target.
+ */
+export function alertRecordId(rule: string, target: string, fingerprint: string, startsAt: number): string {
+  const h = createHash('sha256').update(`${rule}\u0000${target}\u0000${fingerprint}\u0000${startsAt}`).digest('hex');
+  return `rb-${h.slice(0, 20)}`;
+}
+
+export function manualRecordId(): string {
+  return `rb-m-${randomUUID().replaceAll('-', '').slice(0, 20)}`;
+}
+
+/** Reads and writes records; each change appends to the timeline and stamps updatedAt. */
+export class RecordBook {
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number,
+  ) {}
+
+  async get(id: string): Promise<RollbackRecord | null> {
+    return (await this.store.getRecord(id)) as RollbackRecord | null;
+  }
+
+  async list(filter: { target?: string; state?: string; limit?: number }): Promise<RollbackRecord[]> {
+    return (await this.store.listRecords(filter)) as RollbackRecord[];
+  }
+
+  step(rec: RollbackRecord, step: string, message: string, data?: Record<string, unknown>): void {
+    const e: TimelineEntry = { at: this.now(), step, message };
+    if (data) e.data = data;
+    rec.timeline.push(e);
+  }
+
+  async save(rec: RollbackRecord): Promise<void> {
+    rec.updatedAt = this.now();
+    await this.store.putRecord(rec);
+  }
+
+  /** Remembers which records an alert caused, so its resolution can be written to them. */
+  async linkAlert(fingerprint: string, startsAt: number, id: string): Promise<void> {
+    const key = `alert-records:${fingerprint}:${startsAt}`;
+    const ids = new Set(JSON.parse((await this.store.getValue(key)) ?? '[]') as string[]);
+    ids.add(id);
+    await this.store.setValue(key, JSON.stringify([...ids]), { ttlMs: 7 * 86_400_000 });
+  }
+
+  async recordsOfAlert(fingerprint: string, startsAt: number): Promise<string[]> {
+    return JSON.parse((await this.store.getValue(`alert-records:${fingerprint}:${startsAt}`)) ?? '[]') as string[];
+  }
+}

@@ -1,0 +1,61 @@
+import type { RollbackRecord } from './record.js';
+
+const iso = (ms: number | undefined) => (ms === undefined ? '–' : new Date(ms).toISOString());
+const mins = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '–' : `${((b - a) / 60_000).toFixed(1)} min`);
+
+/** A markdown incident report of one rollback, in the shape of the seeds' post-mortem. */
+export function incidentReport(r: RollbackRecord): string {
+  const t = r.times;
+  const lines = [
+    `# Incident report: ${r.target}`,
+    '',
+    `Rollback \`${r.id}\` · state **${r.state}** · ${r.source === 'manual' ? `manual, requested by ${r.requestedBy}` : `rule \`${r.rule}\` (${r.priority})`}`,
+    '',
+    '## What happened',
+    '',
+    r.alert
+      ? `Alert **${r.alert.labels.alertname ?? '?'}** started firing at ${iso(r.alert.startsAt)}${r.alert.annotations.summary ? `: ${r.alert.annotations.summary}` : ''}.`
+      : `Manual rollback: ${r.reason ?? ''}`,
+    r.confirmation ? `Prometheus: ${r.confirmation.outcome}: ${r.confirmation.reason}${r.confirmation.query ? ` (\`${r.confirmation.query}\`)` : ''}.` : '',
+    r.decision ? `Decision: ${r.decision.decision}: ${r.decision.reason}.` : '',
+    r.plan ? `Action: ${r.plan.summary}.` : '',
+    r.outcome ? `Outcome: **${r.outcome.result}**: ${r.outcome.message}.` : '',
+    '',
+    '## When it was detected and how long it took',
+    '',
+    '| measure | value | target (seeds) |',
+    '| --- | --- | --- |',
+    `| time to detect (alert start → received) | ${mins(t.alertStartedAt, t.receivedAt)} | < 5 min |`,
+    `| time to decide (received → decision) | ${mins(t.receivedAt, t.decidedAt)} | < 10 min |`,
+    `| time to roll back (decision → rollout complete) | ${mins(t.decidedAt, t.completedAt)} | < 15 min |`,
+    `| time to recover (alert start → healthy or resolved) | ${mins(t.alertStartedAt, t.verifiedAt ?? t.resolvedAt)} | < 30 min |`,
+    '',
+    '## Why a rollback was (or was not) done: the guards',
+    '',
+    ...(r.guards.length ? ['| guard | verdict | reason |', '| --- | --- | --- |', ...r.guards.map((g) => `| ${g.guard} | ${g.result} | ${g.reason.replaceAll('|', '\\|')} |`)] : ['No guard ran.']),
+    '',
+    '## Timeline',
+    '',
+    '| time (UTC) | step | what |',
+    '| --- | --- | --- |',
+    ...r.timeline.map((e) => `| ${iso(e.at)} | ${e.step} | ${e.message.replaceAll('|', '\\|').replaceAll('\n', ' ')} |`),
+    '',
+    '## Impact',
+    '',
+    r.alert?.annotations.description ?? r.alert?.annotations.summary ?? '_to be written: users affected, duration_',
+    '',
+    '## Root cause',
+    '',
+    '_to be written_',
+    '',
+    '## Action items',
+    '',
+    '- [ ] Add automated tests for the bug',
+    '- [ ] Improve monitoring/alerting',
+    '- [ ] Update the deployment checklist',
+    '- [ ] Consider a canary deployment strategy',
+    '- [ ] Document lessons learned',
+    '',
+  ];
+  return lines.filter((l, i, a) => !(l === '' && a[i - 1] === '')).join('\n');
+}

@@ -1,0 +1,24 @@
+import { allow, fmtDuration, type Guard } from './guard.js';
+
+/** A revision annotated with this (on the Deployment, its ReplicaSet or pod template) carries a schema migration. */
+export const MIGRATION_ANNOTATION = 'rollguard.io/schema-migration';
+
+/**
+ * Rules that ask for approval, and rollbacks away from a revision that carried a schema migration
+ * (rolling back code past a migration can lose data), wait as pending until a human approves,
+ * rejects, or the request expires.
+ */
+export const approvalGuard: Guard = {
+  name: 'approval',
+  needsPlan: true,
+  async check({ record, settings, plan, now }) {
+    if (record.approval?.decision === 'approved') return allow(`approved by ${record.approval.by}`);
+    const reasons: string[] = [];
+    if (record.decision?.requiresApproval || settings.approval.required) reasons.push('the rule requires approval');
+    const ann = plan?.current?.annotations ?? {};
+    if (ann[MIGRATION_ANNOTATION] === 'true') reasons.push(`revision ${plan?.current?.revision} is annotated ${MIGRATION_ANNOTATION}: rolling back past a schema migration needs a human`);
+    if (reasons.length === 0) return allow('no approval needed');
+    const until = now + settings.approval.expiresAfter;
+    return { verdict: 'wait', reason: `${reasons.join('; ')}; waiting for approval (expires in ${fmtDuration(settings.approval.expiresAfter)})`, until };
+  },
+};

@@ -1,0 +1,23 @@
+import { allow, block, fmtDuration, type Guard } from './guard.js';
+
+/**
+ * Only roll back a revision created within `onlyIfDeployedWithin` before the alert started: a
+ * week-old revision is not the cause of a new alert, and rolling it back would be the wrong thing.
+ */
+export const recentDeployGuard: Guard = {
+  name: 'recent-deploy',
+  needsPlan: true,
+  async check({ plan, settings, record, now }) {
+    const created = plan?.current?.createdAt;
+    if (created === undefined) return allow('the target has no revision time to check (not a revisioned kind)');
+    const ref = record.alert?.startsAt ?? now;
+    const within = settings.onlyIfDeployedWithin;
+    const age = ref - created;
+    if (age > within) {
+      return block(
+        `the current revision ${plan?.current?.revision ?? '?'} was deployed ${fmtDuration(Math.floor(age / 60_000) * 60_000)} before the alert started, more than onlyIfDeployedWithin ${fmtDuration(within)}: it is not a recent deploy`,
+      );
+    }
+    return allow(`the current revision was deployed ${Math.round(Math.max(0, age) / 1000)}s before the alert started`);
+  },
+};

@@ -1,0 +1,156 @@
+import { pino } from 'pino';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyResult } from '../../src/actions/action.js';
+import type { Alert } from '../../src/alertmanager/alert.js';
+import { loadConfig } from '../../src/config.js';
+import { Engine } from '../../src/engine/pipeline.js';
+import { createMetrics } from '../../src/metrics.js';
+import { Notifications, type Notification, type Notifier } from '../../src/notify/notifier.js';
+import { PrometheusUnavailableError, type PrometheusApi, type RangeSeries } from '../../src/prometheus/client.js';
+import { parseRuleFile } from '../../src/rules/loader.js';
+import { RuleSet } from '../../src/rules/ruleset.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import type { Store } from '../../src/store/store.js';
+
+/**
+ * An in-memory Deployment behind the Action interface: for the engine's unit tests (the real
+ * actions are proven against the real control plane in test/e2e).
+ */
+export class FakeDeploymentAction implements Action {
+  readonly kind = 'Deployment' as const;
+  executed: { ref: TargetRef; changeCause: string }[] = [];
+  createdAt = Date.now() - 10 * 60_000;
+  annotations: Record<string, string> = {};
+  verifyOutcome: VerifyResult['outcome'] = 'succeeded';
+  applied = false;
+  /** delay inside execute, to make concurrent runs overlap */
+  executeDelayMs = 0;
+
+  async plan(ref: TargetRef): Promise<RollbackPlan> {
+    const plan: RollbackPlan = {
+      target: ref,
+      kind: 'Deployment',
+      fromRevision: 2,
+      toRevision: 1,
+      current: { revision: 2, createdAt: this.createdAt, annotations: this.annotations },
+      summary: `Deployment ${ref.namespace}/${ref.name}: revision 2 -> 1`,
+      plannedAt: Date.now(),
+    };
+    if (this.applied) plan.refusal = { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' };
+    return plan;
+  }
+
+  async execute(_plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
+    if (this.executeDelayMs) await new Promise((r) => setTimeout(r, this.executeDelayMs));
+    await ctx.checkFence();
+    this.executed.push({ ref: _plan.target, changeCause: ctx.changeCause });
+    this.applied = true;
+    return { applied: true, message: 'patched', at: Date.now(), attempts: 1, newGeneration: 3 };
+  }
+
+  async verify(): Promise<VerifyResult> {
+    return { outcome: this.verifyOutcome, message: `rollout ${this.verifyOutcome}` };
+  }
+}
+
+/** A Prometheus answering a flat series: `value` while bad, `healthyValue` once healthy; or down. */
+export class FakePrometheus implements PrometheusApi {
+  value = 0.2;
+  down = false;
+  queries: string[] = [];
+  async query(expr: string, timeMs: number) {
+    this.queries.push(expr);
+    if (this.down) throw new PrometheusUnavailableError('connect ECONNREFUSED 127.0.0.1:9');
+    return [{ labels: {}, t: timeMs, v: this.value }];
+  }
+  async queryRange(expr: string, startMs: number, endMs: number, stepMs: number): Promise<RangeSeries[]> {
+    this.queries.push(expr);
+    if (this.down) throw new PrometheusUnavailableError('connect ECONNREFUSED 127.0.0.1:9');
+    const samples = [];
+    for (let t = startMs; t <= endMs; t += stepMs) samples.push({ t, v: this.value });
+    return [{ labels: {}, samples }];
+  }
+}
+
+export class CapturingNotifier implements Notifier {
+  readonly name = 'capture';
+  sent: Notification[] = [];
+  async send(n: Notification): Promise<void> {
+    this.sent.push(n);
+  }
+}
+
+export const RULES = `
+rules:
+  - name: error-rate
+    match: ['alertname="HighErrorRate"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+  - name: latency-p1
+    match: ['alertname="HighLatency"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P1
+    guards: { approval: { required: true, expiresAfter: 10m } }
+  - name: minor
+    match: ['alertname="MinorBug"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P2
+  - name: held-when-down
+    match: ['alertname="SlowBurn"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P1
+`;
+
+export function rules(text = RULES): RuleSet {
+  const { rules: r, errors } = parseRuleFile('test-rules.yaml', text);
+  if (errors.length) throw new Error(JSON.stringify(errors));
+  return new RuleSet(r);
+}
+
+let seq = 0;
+export function firing(alertname: string, deployment = 'checkout', over: Partial<Alert> = {}): Alert {
+  const now = Date.now();
+  return {
+    fingerprint: `fp-${alertname}-${deployment}-${++seq}`,
+    status: 'firing',
+    labels: { alertname, namespace: 'prod', deployment },
+    annotations: { summary: `${alertname} on ${deployment}` },
+    startsAt: now - 3 * 60_000,
+    generatorURL: '',
+    receiver: 'rollguard',
+    groupKey: 'g',
+    externalURL: '',
+    receivedAt: now,
+    ...over,
+  };
+}
+
+export function testEngine(opts: { env?: Record<string, string>; store?: Store; owner?: string; action?: FakeDeploymentAction; prometheus?: FakePrometheus | null; ruleText?: string } = {}) {
+  const config = loadConfig({ RECOVERY_TIMEOUT: '300ms', RECOVERY_POLL: '20ms', LOCK_TTL: '2s', ...(opts.env ?? {}) });
+  const store = opts.store ?? new MemoryStore();
+  const metrics = createMetrics({ defaults: false });
+  const logger = pino({ level: 'silent' });
+  const action = opts.action ?? new FakeDeploymentAction();
+  const prometheus = opts.prometheus === undefined ? new FakePrometheus() : opts.prometheus;
+  const notifier = new CapturingNotifier();
+  const notifications = new Notifications([notifier], logger, metrics);
+  const holder = { rules: rules(opts.ruleText) };
+  const engine = new Engine({
+    config,
+    store,
+    metrics,
+    logger,
+    rules: holder,
+    prometheus,
+    kube: null,
+    actions: { Deployment: action },
+    notifications,
+    owner: opts.owner ?? 'replica-a',
+  });
+  let n = 0;
+  const deliver = (alert: Alert) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+  return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver };
+}

@@ -1,0 +1,267 @@
+import t from 'tap';
+import { PAUSE_KEY } from '../../../src/guards/pause.js';
+import { lockName } from '../../../src/guards/lock.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { metricValue } from '../../support/app.js';
+import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
+
+t.test('a confirmed P0 alert rolls back once, verified, with the whole timeline recorded', async (t) => {
+  const e = testEngine();
+  const alert = firing('HighErrorRate');
+  e.prometheus!.value = 0.2;
+  // Recovery: the error rate falls once the rollback has executed.
+  const origExecute = e.action.execute.bind(e.action);
+  e.action.execute = async (p, c) => {
+    const r = await origExecute(p, c);
+    e.prometheus!.value = 0.001;
+    return r;
+  };
+  await e.deliver(alert);
+  t.equal(e.action.executed.length, 1);
+  t.match(e.action.executed[0]!.changeCause, /rollguard: rule error-rate, alert HighErrorRate \(fingerprint fp-HighErrorRate-checkout-\d+\), rollback rb-/);
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'succeeded');
+  t.equal(rec!.target, 'Deployment/prod/checkout');
+  t.same(rec!.guards.map((g) => `${g.guard}:${g.result}`), ['pause:allow', 'scope:allow', 'lock:allow', 'recent-deploy:allow', 'cooldown:allow', 'budget:allow', 'concurrency:allow', 'approval:allow', 'dry-run:allow']);
+  const steps = rec!.timeline.map((s) => s.step);
+  for (const s of ['alert_started', 'received', 'confirmed', 'decided', 'planned', 'started', 'executed', 'rollout', 'verified']) t.ok(steps.includes(s), `timeline has ${s}`);
+  t.ok(rec!.times.decidedAt! <= rec!.times.startedAt! && rec!.times.startedAt! <= rec!.times.completedAt!);
+  t.equal(await metricValue(e.metrics, 'rollguard_rollbacks_total', { rule: 'error-rate', outcome: 'succeeded', kind: 'Deployment', namespace: 'prod' }), 1);
+  for (const h of ['rollguard_time_to_detect_seconds_count', 'rollguard_time_to_decide_seconds_count', 'rollguard_time_to_rollback_seconds_count', 'rollguard_time_to_recover_seconds_count']) {
+    t.equal(await metricValue(e.metrics, h), 1, h);
+  }
+  await e.notifications.flush();
+  t.same(e.notifier.sent.map((n) => n.kind), ['rollback_started', 'rollback_succeeded']);
+  t.match(e.notifier.sent[0]!.lines.join('\n'), /Service: Deployment\/prod\/checkout[\s\S]*Reason: HighErrorRate \(value 0.2, limit 0.05\)[\s\S]*Impact: HighErrorRate on checkout/);
+
+  await e.deliver(alert);
+  t.equal(e.action.executed.length, 1, 'a redelivered event finds the same record and does nothing');
+  t.equal((await e.engine.records.list({})).length, 1);
+});
+
+t.test('two replicas sharing a store and handling the same alert at once: one rollback', async (t) => {
+  const store = new MemoryStore();
+  const action = new FakeDeploymentAction();
+  action.executeDelayMs = 50;
+  const a = testEngine({ store, action, owner: 'a' });
+  const b = testEngine({ store, action, owner: 'b' });
+  const alert = firing('HighErrorRate');
+  await Promise.all([a.deliver(alert), b.deliver(alert)]);
+  t.equal(action.executed.length, 1);
+});
+
+t.test('not confirmed by Prometheus (a dip in the window): nothing rolls back', async (t) => {
+  const e = testEngine();
+  e.prometheus!.value = 0.01;
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(e.action.executed.length, 0);
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'not_confirmed');
+  t.match(rec!.outcome!.message, /not confirmed/);
+});
+
+t.test('P2 only notifies (hotfix forward)', async (t) => {
+  const e = testEngine();
+  await e.deliver(firing('MinorBug'));
+  t.equal(e.action.executed.length, 0);
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'notified');
+  await e.notifications.flush();
+  t.same(e.notifier.sent.map((n) => n.kind), ['notify_only']);
+});
+
+t.test('Prometheus down: P0 trusts the alert, P1 holds and acts when Prometheus is back', async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(e.action.executed.length, 1, 'P0 acts (onPrometheusDown: act)');
+  const p0 = (await e.engine.records.list({}))[0]!;
+  t.equal(p0.confirmation!.outcome, 'prometheus_down');
+  t.equal(p0.state, 'unverified', 'recovery cannot be verified while Prometheus is down');
+
+  const held = testEngine();
+  held.prometheus!.down = true;
+  await held.deliver(firing('SlowBurn'));
+  t.equal(held.action.executed.length, 0, 'P1 holds');
+  const rec = (await held.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'held');
+  t.ok(rec.dueAt! > Date.now());
+  await held.engine.tick();
+  t.equal(held.action.executed.length, 0, 'not before it is due');
+  await held.store.putRecord({ ...rec, dueAt: Date.now() - 1 });
+  held.prometheus!.down = false;
+  await held.engine.tick();
+  t.equal(held.action.executed.length, 1, 'acts on the re-check once Prometheus confirms');
+});
+
+t.test('each guard blocks, with its reason in the record and the metric', async (t) => {
+  const cases: { guard: string; setup: (e: ReturnType<typeof testEngine>) => Promise<void> | void; reason: RegExp; env?: Record<string, string>; state?: string }[] = [
+    { guard: 'pause', setup: (e) => void e.store.setValue(PAUSE_KEY, JSON.stringify({ by: 'sre', at: Date.now(), reason: 'incident freeze' })), reason: /paused \(by sre .*incident freeze/ },
+    { guard: 'scope', env: { SCOPE_DENY_NAMESPACES: 'prod' }, setup: () => {}, reason: /namespace prod is denied/ },
+    { guard: 'scope', env: { SCOPE_NAMESPACES: 'staging,dev' }, setup: () => {}, reason: /outside the allowed namespaces/ },
+    { guard: 'scope', env: { SCOPE_DENY_TARGETS: 'Deployment/prod/check*' }, setup: () => {}, reason: /denied by Deployment\/prod\/check\*/ },
+    { guard: 'lock', setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), 'other-replica', 60_000)), reason: /another rollback .* in progress/ },
+    { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() - 7 * 86_400_000), reason: /deployed 6d23h5\dm before the alert started, more than onlyIfDeployedWithin 1d: it is not a recent deploy/ },
+    { guard: 'concurrency', env: { MAX_CONCURRENT_ROLLBACKS: '1' }, setup: (e) => e.store.putRecord({ id: 'rb-other', target: 'Deployment/prod/other', state: 'in_progress', createdAt: 1 }), reason: /1 rollback\(s\) already in flight \(Deployment\/prod\/other\)/ },
+    { guard: 'dry-run', env: { DRY_RUN: 'true' }, setup: () => {}, reason: /dry-run is on for rollguard/, state: 'dry_run' },
+  ];
+  for (const c of cases) {
+    const e = testEngine({ env: c.env ?? {} });
+    await c.setup(e);
+    await e.deliver(firing('HighErrorRate'));
+    const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+    t.equal(e.action.executed.length, 0, `${c.guard}: nothing executed`);
+    t.equal(rec.state, c.state ?? 'blocked', `${c.guard}: state`);
+    const verdict = rec.guards.find((g) => g.result === 'block');
+    t.equal(verdict?.guard, c.guard);
+    t.match(verdict?.reason, c.reason, `${c.guard}: ${verdict?.reason}`);
+    t.equal(await metricValue(e.metrics, 'rollguard_guard_blocked_total', { guard: c.guard }), 1, `${c.guard}: counted`);
+  }
+});
+
+t.test('cooldown and budget: the same target again within the hour is blocked (no rollback storm)', async (t) => {
+  const e = testEngine();
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(e.action.executed.length, 1);
+  e.action.applied = false; // a new bad deploy of the same target
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(e.action.executed.length, 1, 'second alert blocked');
+  const second = (await e.engine.records.list({}))[0]!;
+  t.equal(second.guards.at(-1)!.guard, 'cooldown');
+  t.match(second.guards.at(-1)!.reason, /was rolled back by rb-.* cooldown 30m until/);
+
+  const noCooldown = `
+rules:
+  - name: error-rate
+    match: ['alertname="HighErrorRate"']
+    target: { kind: Deployment, namespace: prod, name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: prod }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    guards: { cooldown: 1ms, budget: { perTargetPerHour: 1 } }
+`;
+  const b = testEngine({ ruleText: noCooldown, env: { BUDGET_CLUSTER_PER_HOUR: '2' } });
+  await b.deliver(firing('HighErrorRate'));
+  await new Promise((r) => setTimeout(r, 5));
+  b.action.applied = false;
+  await b.deliver(firing('HighErrorRate'));
+  const rec = (await b.engine.records.list({}))[0]!;
+  t.equal(rec.guards.at(-1)!.guard, 'budget');
+  t.match(rec.guards.at(-1)!.reason, /rolled back 1 time\(s\) in the last hour; budget perTargetPerHour is 1/);
+  await b.deliver(firing('HighErrorRate', 'payments'));
+  b.action.applied = false;
+  await b.deliver(firing('HighErrorRate', 'search'));
+  const cluster = (await b.engine.records.list({ target: 'Deployment/prod/search' }))[0]!;
+  t.match(cluster.guards.at(-1)!.reason, /2 rollback\(s\) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 2/);
+  t.equal(b.action.executed.length, 2);
+});
+
+t.test('approval: a P1 rule asking for it waits; approve runs it, reject ends it; expiry', async (t) => {
+  const e = testEngine({ env: {} });
+  await e.deliver(firing('HighLatency'));
+  let rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'pending_approval');
+  t.equal(rec.guards.at(-1)!.guard, 'approval');
+  t.match(rec.guards.at(-1)!.reason, /the rule requires approval; waiting for approval \(expires in 10m\)/);
+  t.equal(await metricValue(e.metrics, 'rollguard_guard_blocked_total', { guard: 'approval' }), 1);
+  t.equal(e.action.executed.length, 0);
+  const res = await e.engine.approve(rec.id, 'alice', 'go');
+  t.ok('record' in res);
+  await e.engine.idle();
+  t.equal(e.action.executed.length, 1);
+  rec = (await e.engine.records.get(rec.id))!;
+  t.equal(rec.approval!.by, 'alice');
+  t.notOk(rec.state === 'pending_approval');
+
+  const r = testEngine();
+  await r.deliver(firing('HighLatency'));
+  const pending = (await r.engine.records.list({}))[0]!;
+  await r.engine.reject(pending.id, 'bob', 'hotfix instead');
+  t.equal((await r.engine.records.get(pending.id))!.state, 'rejected');
+  const again = await r.engine.approve(pending.id, 'alice');
+  t.same(again, { error: `rollback ${pending.id} is rejected, not pending approval`, status: 409 });
+
+  const x = testEngine();
+  await x.deliver(firing('HighLatency'));
+  const p = (await x.engine.records.list({}))[0]!;
+  await x.store.putRecord({ ...p, dueAt: Date.now() - 1 });
+  await x.engine.tick();
+  t.equal((await x.engine.records.get(p.id))!.state, 'expired');
+  t.equal(x.action.executed.length, 0);
+});
+
+t.test('a revision annotated as carrying a schema migration waits for approval even on P0', async (t) => {
+  const e = testEngine();
+  e.action.annotations = { 'rollguard.io/schema-migration': 'true' };
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'pending_approval');
+  t.match(rec.guards.at(-1)!.reason, /annotated rollguard.io\/schema-migration/);
+});
+
+t.test('a rollback that does not recover: failed, escalated once, no second rollback', async (t) => {
+  const e = testEngine();
+  e.prometheus!.value = 0.3; // stays bad after the rollback
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'failed');
+  t.match(rec.outcome!.message, /trigger still holds/);
+  t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'rollback_failed' }), 1);
+  await e.notifications.flush();
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'rollback_failed').length, 1);
+  e.action.applied = false;
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(e.action.executed.length, 1, 'the next alert is stopped by the cooldown');
+});
+
+t.test('a rollback left in progress by a dead replica: completed if applied, else interrupted; never executed twice', async (t) => {
+  const e = testEngine();
+  const base = { target: 'Deployment/prod/checkout', createdAt: Date.now(), updatedAt: Date.now(), ref: { kind: 'Deployment' as const, namespace: 'prod', name: 'checkout' }, source: 'alert' as const, rule: 'error-rate', guards: [], dryRun: false, timeline: [], owner: 'dead-replica', lockToken: 1, alert: { fingerprint: 'f', status: 'firing', labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'checkout' }, annotations: {}, startsAt: Date.now() - 60_000, receivedAt: Date.now(), generatorURL: '' } };
+  await e.store.putRecord({ ...base, id: 'rb-applied', state: 'in_progress', times: { startedAt: Date.now(), executedAt: Date.now() } });
+  e.prometheus!.value = 0.001;
+  e.action.applied = true;
+  await e.engine.tick();
+  const done = (await e.engine.records.get('rb-applied'))!;
+  t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-3)));
+  t.ok(done.timeline.some((s) => s.step === 'recovery'));
+  t.equal(e.action.executed.length, 0, 'verified, not executed');
+
+  const f = testEngine();
+  await f.store.putRecord({ ...base, id: 'rb-not-applied', state: 'in_progress', times: { startedAt: Date.now() } });
+  f.action.applied = false;
+  await f.engine.tick();
+  const intr = (await f.engine.records.get('rb-not-applied'))!;
+  t.equal(intr.state, 'interrupted');
+  t.equal(f.action.executed.length, 0, 'not executed by the recovering replica');
+  t.equal(await metricValue(f.metrics, 'rollguard_escalations_total', { reason: 'interrupted' }), 1);
+
+  const alive = testEngine();
+  await alive.store.putRecord({ ...base, id: 'rb-owner-alive', state: 'in_progress', times: { startedAt: Date.now() } });
+  await alive.store.acquireLock(lockName('Deployment/prod/checkout'), 'dead-replica', 60_000);
+  await alive.engine.tick();
+  t.equal((await alive.engine.records.get('rb-owner-alive'))!.state, 'in_progress', 'left alone while its owner holds the lock');
+});
+
+t.test('a resolved alert closes the clock on its records', async (t) => {
+  const e = testEngine();
+  const a = firing('HighErrorRate');
+  e.prometheus!.value = 0.001;
+  await e.deliver(firing('MinorBug'));
+  await e.deliver(a);
+  await e.deliver({ ...a, status: 'resolved', endsAt: Date.now() });
+  const rec = (await e.engine.records.list({ target: 'Deployment/prod/checkout' })).find((r) => r.rule === 'error-rate')!;
+  t.type(rec.times.resolvedAt, 'number');
+  t.ok(rec.timeline.some((s) => s.step === 'resolved'));
+});
+
+t.test('a label that is not a Kubernetes name is recorded as an error and touches nothing', async (t) => {
+  const e = testEngine();
+  await e.deliver(firing('HighErrorRate', 'checkout,payments'));
+  await e.deliver(firing('HighErrorRate', '.*'));
+  t.equal(e.action.executed.length, 0);
+  const recs = await e.engine.records.list({});
+  t.equal(recs.length, 2);
+  for (const r of recs) {
+    t.equal(r.state, 'error');
+    t.match(r.outcome!.message, /target could not be resolved.*target\.name: resolved to/);
+  }
+});
