@@ -45,7 +45,9 @@ export type RefusalCode =
   | 'paused'
   | 'already_matches'
   | 'unsupported'
-  | 'no_cluster';
+  | 'no_cluster'
+  /** a new revision was deployed between plan() and execute(): not rolled back automatically */
+  | 'changed_since_plan';
 
 export interface Refusal {
   code: RefusalCode;
@@ -61,6 +63,12 @@ export interface PlannedWrite {
   patchType: PatchType;
   patch: unknown;
   subresource?: 'status';
+  /**
+   * How the write guards against a change made after plan(): 'json-test' = a JSON Patch test op
+   * (the API server answers 422 when it fails), 'resource-version' = metadata.resourceVersion in
+   * the body (409 Conflict). Either way execute() re-plans from a fresh read, bounded.
+   */
+  precondition?: 'json-test' | 'resource-version';
   /** what this write does, in words */
   description: string;
 }

@@ -1,7 +1,7 @@
 // Pieces every action shares: refusals, the write loop with its single conflict re-plan, 404s.
 import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/client.js';
 import { KubeApiError } from '../kube/errors.js';
-import type { Action, ActionContext, ExecuteResult, RefusalCode, RollbackPlan, TargetRef } from './action.js';
+import type { Action, ActionContext, ExecuteResult, PlannedWrite, RefusalCode, RollbackPlan, TargetRef } from './action.js';
 
 /** At most this many attempts of one execute(): the first, and up to two after a 409 Conflict. */
 export const MAX_ATTEMPTS = 3;
@@ -33,12 +33,24 @@ export function notFoundMessage(rt: ResourceType, name: string): string {
   return `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`;
 }
 
+/** The API server's words for a JSON Patch that could not be applied (a failed `test` op among others). */
+const PATCH_NOT_APPLICABLE = 'the server rejected our request due to an error in our request';
+
+/** A 409 Conflict, or the 422 of a failed JSON Patch `test` precondition. */
+export function isConflict(err: unknown, write?: PlannedWrite): err is KubeApiError {
+  if (!(err instanceof KubeApiError)) return false;
+  if (err.isConflict) return true;
+  return write?.precondition === 'json-test' && err.status === 422 && err.message.includes(PATCH_NOT_APPLICABLE);
+}
+
 /**
- * Sends the plan's writes in order, calling checkFence() before each. A 409 Conflict (someone
- * changed the object since plan() read it) re-plans from a fresh read and tries again, at most
- * MAX_ATTEMPTS attempts in all; a re-plan that refuses (e.g. the template already matches because
- * someone else rolled back) ends with applied=false and that refusal. Every other error throws
- * (KubeApiError) at once: nothing is retried in a loop.
+ * Sends the plan's writes in order, calling checkFence() before each. A conflict (409, or a
+ * failed precondition: someone changed the object since plan() read it) re-plans from a fresh read
+ * and tries again, at most MAX_ATTEMPTS attempts in all. The fresh plan must roll away from the
+ * same revision: if a new revision was deployed meanwhile, nothing is written and the result says
+ * so (refusal 'changed_since_plan'); a fresh plan that refuses (e.g. the template already matches
+ * because someone else rolled back) ends with applied=false and that refusal. Every other error
+ * throws (KubeApiError) at once: nothing is retried in a loop.
  */
 export async function executeWrites(action: Action, plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
   if (plan.refusal) throw new Error(`cannot execute a refused plan (${plan.refusal.code}: ${plan.refusal.message})`);
@@ -46,9 +58,10 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   const kube = ctx.kube;
   let current = plan;
   for (let attempt = 1; ; attempt++) {
+    let w: PlannedWrite | undefined;
     try {
       let generation: number | undefined;
-      for (const w of current.writes ?? []) {
+      for (w of current.writes ?? []) {
         await ctx.checkFence();
         const res = await kube.patch(w.resource, w.namespace, w.name, w.patch, w.patchType, {
           ...reqOpts(ctx),
@@ -70,9 +83,16 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
         ...(current !== plan ? { replanned: current } : {}),
       };
     } catch (err) {
-      if (!(err instanceof KubeApiError) || !err.isConflict || attempt >= MAX_ATTEMPTS) throw err;
+      if (!isConflict(err, w) || attempt >= MAX_ATTEMPTS) throw err;
       ctx.logger.warn({ attempt, err: err.message }, 'conflict on rollback write; re-planning from a fresh read');
       const fresh = await action.plan(plan.target, ctx);
+      if (!fresh.refusal && fresh.fromRevision !== plan.fromRevision) {
+        const refusal = {
+          code: 'changed_since_plan' as const,
+          message: `${plan.kind} ${plan.target.namespace}/${plan.target.name} moved from revision ${plan.fromRevision} to ${fresh.fromRevision} after the rollback was planned; not rolling back the new revision automatically`,
+        };
+        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal };
+      }
       if (fresh.refusal) {
         return {
           applied: false,

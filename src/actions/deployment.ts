@@ -9,8 +9,11 @@
 //     the ReplicaSet's, except six that keep the Deployment's value (ANNOTATIONS_TO_SKIP).
 // Differences from kubectl, both deliberate and invisible in the result: the annotations also get
 // kubernetes.io/change-cause saying which rule and alert rolled back, and the patch starts with a
-// replace of /metadata/resourceVersion by the value plan() read, so a concurrent change makes the
-// API server answer 409 Conflict (then we re-plan from a fresh read) instead of silently mixing.
+// JSON Patch `test` of /metadata/generation against the value plan() read, so a spec change made
+// after plan() (a deploy, a scale) fails the write instead of silently mixing; executeWrites then
+// re-plans from a fresh read (status-only updates do not move the generation, so they never
+// conflict). The API server answers a failed test with a generic 422, which the write marks as a
+// precondition failure and handles like a 409 Conflict.
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import {
   CHANGE_CAUSE,
@@ -106,7 +109,7 @@ export const deploymentAction: Action = {
     const template = templateWithoutLabel(rs.spec?.template ?? {}, POD_TEMPLATE_HASH);
     const annotations = rollbackAnnotations(dep, rs, ctx.changeCause);
     const patch = [
-      { op: 'replace', path: '/metadata/resourceVersion', value: dep.metadata.resourceVersion },
+      { op: 'test', path: '/metadata/generation', value: dep.metadata.generation },
       { op: 'replace', path: '/spec/template', value: template },
       { op: 'replace', path: '/metadata/annotations', value: annotations },
     ];
@@ -122,6 +125,7 @@ export const deploymentAction: Action = {
           name: ref.name,
           patchType: 'json',
           patch,
+          precondition: 'json-test',
           description: `replace /spec/template with ReplicaSet ${rs.metadata.name}'s template and /metadata/annotations`,
         },
       ],

@@ -76,8 +76,9 @@ export function applyJsonPatch(doc: unknown, ops: unknown): unknown {
   let root = clone(doc);
   for (const op of ops as { op: string; path: string; value?: unknown }[]) {
     const parts = op.path === '' ? [] : op.path.split('/').slice(1).map(unescapePtr);
-    const fail = (msg: string) =>
-      new KubeApiError({ status: 422, reason: 'Invalid', message: `json patch ${op.op} ${op.path}: ${msg}`, operation: 'PATCH' });
+    // the API server's answer to a JSON Patch it cannot apply (it does not say why)
+    const fail = (_why: string) =>
+      new KubeApiError({ status: 422, reason: 'Invalid', message: 'the server rejected our request due to an error in our request', operation: 'PATCH' });
     if (parts.length === 0) {
       if (op.op === 'replace' || op.op === 'add') root = clone(op.value);
       continue;

@@ -30,7 +30,7 @@ t.test('plan: previous revision = the second-highest among the controlled Replic
   t.equal(w!.patchType, 'json');
   const ops = w!.patch as { op: string; path: string; value: unknown }[];
   t.same(ops.map((o) => [o.op, o.path]), [
-    ['replace', '/metadata/resourceVersion'],
+    ['test', '/metadata/generation'],
     ['replace', '/spec/template'],
     ['replace', '/metadata/annotations'],
   ]);
@@ -191,8 +191,45 @@ t.test('409 Conflict: re-plan from a fresh read, bounded', async (t) => {
   const other = await deploymentAction.plan(ref, ctx2);
   await deploymentAction.execute(other, ctx2);
   const res2 = await deploymentAction.execute(plan2, ctx2);
-  t.equal(res2.applied, false, 'stale resourceVersion → 409 → fresh plan refuses');
+  t.equal(res2.applied, false, 'generation moved → failed test op (422) → fresh plan refuses');
   t.equal(res2.refusal?.code, 'already_matches');
+  t.equal(res2.attempts, 1);
+
+  // a new deploy between plan and execute: the fresh plan would roll back the new revision instead
+  const kube4 = standardCluster();
+  const ctx4 = context(kube4);
+  const plan4 = await deploymentAction.plan(ref, ctx4);
+  kube4.add(RESOURCES.replicasets, replicaSet('web-cc03', 'web:v3', 3, { createdAt: '2026-11-23T10:00:00Z' }));
+  const d4 = kube4.peek(RESOURCES.deployments, NS, 'web')!;
+  d4.spec.template = podTemplate('web:v3');
+  d4.metadata.generation = 3;
+  d4.metadata.annotations!['deployment.kubernetes.io/revision'] = '3';
+  kube4.put(RESOURCES.deployments, d4);
+  const res4 = await deploymentAction.execute(plan4, ctx4);
+  t.equal(res4.applied, false);
+  t.equal(res4.refusal?.code, 'changed_since_plan');
+  t.match(res4.message, /moved from revision 2 to 3/);
+  t.equal(kube4.peek(RESOURCES.deployments, NS, 'web')!.spec.template.spec.containers[0].image, 'web:v3', 'the new deploy is left alone');
+
+  // a scale between plan and execute: same revision, the fresh plan goes through
+  const kube5 = standardCluster();
+  const ctx5 = context(kube5);
+  const plan5 = await deploymentAction.plan(ref, ctx5);
+  await kube5.patch(RESOURCES.deployments, NS, 'web', { spec: { replicas: 5 } }, 'merge');
+  const res5 = await deploymentAction.execute(plan5, ctx5);
+  t.equal(res5.applied, true);
+  t.equal(res5.attempts, 2);
+  const d5 = kube5.peek(RESOURCES.deployments, NS, 'web')!;
+  t.equal(d5.spec.replicas, 5);
+  t.same(d5.spec.template, podTemplate('web:v1'));
+
+  // a 422 that is not our precondition is not retried
+  const kube6 = standardCluster();
+  const ctx6 = context(kube6);
+  const plan6 = await deploymentAction.plan(ref, ctx6);
+  kube6.failNext('patch', new KubeApiError({ status: 422, reason: 'Invalid', message: 'Deployment.apps "web" is invalid: spec.template.spec.containers[0].image: Required value', operation: 'PATCH' }));
+  t.equal((await caught(deploymentAction.execute(plan6, ctx6))).status, 422);
+  t.equal(kube6.patches().length, 1);
 
   const kube3 = standardCluster();
   const ctx3 = context(kube3);
