@@ -122,7 +122,7 @@ export async function simulateCommand(args: string[], io: CliIo): Promise<number
       else if (a === '--now') now = parseTime(value());
       else if (a === '--rollout-started-at') rolloutStartedAt = parseTime(value());
       else if (a === '--json') json = true;
-      else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+      else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
       else if (payloadPath === undefined) payloadPath = a;
       else throw new UsageError(`unexpected argument ${a}`);
     } catch (e) {
