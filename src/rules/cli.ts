@@ -2,8 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { normaliseAlert } from '../alertmanager/alert.js';
 import { describeZodError, webhookPayloadSchema } from '../alertmanager/schema.js';
 import { PrometheusClient, type PrometheusApi } from '../prometheus/client.js';
-import { PrometheusBinaryMissingError } from '../prometheus/local.js';
+import { findBinary, PrometheusBinaryMissingError } from '../prometheus/local.js';
 import { formatRuleError, loadRules } from './loader.js';
+import { checkPromql } from './promql-check.js';
 import { RuleSet } from './ruleset.js';
 import { reportRuleTests, runRuleTests, evaluateAlert } from './test-runner.js';
 
@@ -20,30 +21,60 @@ export interface CliIo {
 
 const DEFAULT_RULE_PATHS = ['rules'];
 
-/** `rollguard rules check [PATH...]` (default: rules/). For pre-commit hooks and CI, as `promtool check rules`. */
+/**
+ * `rollguard rules check [--promql | --no-promql] [PATH...]` (default: rules/). For pre-commit hooks
+ * and CI, as `promtool check rules`. The PromQL of the rules is also checked with promtool when it
+ * is installed (--promql: required; --no-promql: skipped).
+ */
 export async function rulesCheckCommand(args: string[], io: CliIo): Promise<number> {
-  if (args.includes('-h') || args.includes('--help')) {
-    io.out('usage: rollguard rules check [PATH...]\n  checks rule files (a directory: its *.yaml and *.yml files); default: rules/');
-    return 0;
+  let promql: 'auto' | 'require' | 'skip' = 'auto';
+  const paths: string[] = [];
+  for (const a of args) {
+    if (a === '-h' || a === '--help') {
+      io.out(
+        'usage: rollguard rules check [--promql | --no-promql] [PATH...]\n' +
+          '  checks rule files (a directory: its *.yaml and *.yml files); default: rules/\n' +
+          '  --promql     also check the rules\' PromQL with promtool (fail if promtool is missing)\n' +
+          '  --no-promql  do not check PromQL (default: check it when promtool is installed)',
+      );
+      return 0;
+    }
+    if (a === '--promql') promql = 'require';
+    else if (a === '--no-promql') promql = 'skip';
+    else if (a.startsWith('-')) {
+      io.err(`rules check: unknown option ${a}`);
+      return 2;
+    } else paths.push(a);
   }
-  const unknown = args.find((a) => a.startsWith('-'));
-  if (unknown) {
-    io.err(`rules check: unknown option ${unknown}`);
-    return 2;
+  const r = await loadRules(paths.length ? paths : DEFAULT_RULE_PATHS);
+  let errors = r.errors;
+  let promqlNote = '';
+  if (errors.length === 0 && promql !== 'skip') {
+    let promtool: string | undefined;
+    try {
+      promtool = await findBinary('promtool');
+    } catch (e) {
+      if (promql === 'require') {
+        io.err(`rules check: ${(e as Error).message}`);
+        return 1;
+      }
+      promqlNote = ' (PromQL not checked: promtool not found)';
+    }
+    if (promtool) {
+      errors = await checkPromql(r.rules, promtool);
+      promqlNote = ', PromQL checked with promtool';
+    }
   }
-  const paths = args.length ? args : DEFAULT_RULE_PATHS;
-  const r = await loadRules(paths);
-  if (r.errors.length) {
-    for (const e of r.errors) io.err(formatRuleError(e));
-    const files = new Set(r.errors.map((e) => e.file));
-    io.err(`FAILED: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in ${files.size} file${files.size === 1 ? '' : 's'}`);
+  if (errors.length) {
+    for (const e of errors) io.err(formatRuleError(e));
+    const files = new Set(errors.map((e) => e.file));
+    io.err(`FAILED: ${errors.length} error${errors.length === 1 ? '' : 's'} in ${files.size} file${files.size === 1 ? '' : 's'}`);
     return 1;
   }
-  // load again per file to count (cheap, and the count per file is what a reviewer wants)
   const perFile = new Map<string, number>();
   for (const rule of r.rules) perFile.set(rule.file, (perFile.get(rule.file) ?? 0) + 1);
   for (const f of r.files) io.out(`${f}: ${perFile.get(f) ?? 0} rule${perFile.get(f) === 1 ? '' : 's'}`);
-  io.out(`SUCCESS: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} in ${r.files.length} file${r.files.length === 1 ? '' : 's'}`);
+  io.out(`SUCCESS: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} in ${r.files.length} file${r.files.length === 1 ? '' : 's'}${promqlNote}`);
   return 0;
 }
 

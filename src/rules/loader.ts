@@ -98,7 +98,7 @@ export function checkUniqueNames(rules: readonly Rule[]): RuleFileError[] {
         file: r.file,
         line: r.line,
         column: 1,
-        field: 'name',
+        field: `rules[${r.index}].name`,
         message: `rule name "${r.name}" is already used at ${first.file}:${first.line}; names must be unique across all rule files`,
       });
     } else seen.set(r.name, r);
@@ -136,7 +136,7 @@ export function parseRuleFile(file: string, text: string): { rules: Rule[]; erro
   const rulesNode = isMap(doc.contents) ? doc.contents.get('rules', true) : undefined;
   const rules = parsed.data.rules.map((r, idx) => {
     const node = isSeq(rulesNode) ? (rulesNode.items[idx] as YamlNode | undefined) : undefined;
-    return toRule(r, file, at(node?.range?.[0] ?? 0).line);
+    return toRule(r, file, at(node?.range?.[0] ?? 0).line, idx);
   });
   return { rules, errors: [] };
 }

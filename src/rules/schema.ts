@@ -181,9 +181,10 @@ export const ruleFileSchema = z.strictObject({
 export interface Rule {
   name: string;
   description?: string;
-  /** where it was defined */
+  /** where it was defined: file, line, and position in the file's rules list */
   file: string;
   line: number;
+  index: number;
   matchers: Matcher[];
   /** rolled back in this order */
   targets: TargetSpec[];
@@ -199,11 +200,12 @@ export interface Rule {
 
 export type ParsedRule = z.infer<typeof ruleSchema>;
 
-export function toRule(p: ParsedRule, file: string, line: number): Rule {
+export function toRule(p: ParsedRule, file: string, line: number, index = 0): Rule {
   const rule: Rule = {
     name: p.name,
     file,
     line,
+    index,
     matchers: p.match,
     targets: Array.isArray(p.target) ? p.target : [p.target],
     trigger: p.trigger,

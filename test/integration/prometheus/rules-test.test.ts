@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { rulesTestCommand, simulateCommand } from '../../../src/rules/cli.js';
+import { rulesCheckCommand, rulesTestCommand, simulateCommand } from '../../../src/rules/cli.js';
 import { loadRules } from '../../../src/rules/loader.js';
 import { samples, startPrometheus } from '../../support/prometheus.js';
 
@@ -63,4 +63,15 @@ t.test('simulate --prometheus confirms against a real Prometheus, read-only', as
   const text = o.out.join('\n');
   t.match(text, /confirmation: confirmed: held at all 9 of 9 samples \(value 0\.1 > 0\.05\)/);
   t.match(text, /decision: rollback_now/);
+});
+
+t.test('rules check also checks PromQL with promtool', async (t) => {
+  let o = io();
+  t.equal(await rulesCheckCommand(['test/fixtures/rules/broken/custom-bad-promql.yaml'], o.io), 1);
+  t.match(o.err.join('\n'), /custom-bad-promql\.yaml:2: rules\[0\]\.trigger: query is not valid PromQL \(could not parse expression: .*unexpected <by> in aggregation\)/);
+  o = io();
+  t.equal(await rulesCheckCommand(['--no-promql', 'test/fixtures/rules/broken/custom-bad-promql.yaml'], o.io), 0, '--no-promql skips it');
+  o = io();
+  t.equal(await rulesCheckCommand(['--promql', 'rules'], o.io), 0);
+  t.match(o.out.join('\n'), /SUCCESS: 6 rules in 6 files, PromQL checked with promtool/);
 });

@@ -49,7 +49,7 @@ t.test('a missing required field is reported at the rule, each one', async (t) =
 t.test('rule names are unique across files', async (t) => {
   const r = await loadRules([join(FIX, 'dup')]);
   t.equal(r.errors.length, 1);
-  t.match(formatRuleError(r.errors[0]!), /dup\/b\.yaml:2: name: rule name "dup-rule" is already used at .*dup\/a\.yaml:2/);
+  t.match(formatRuleError(r.errors[0]!), /dup\/b\.yaml:2: rules\[0\]\.name: rule name "dup-rule" is already used at .*dup\/a\.yaml:2/);
 });
 
 t.test('the shipped rules load, and a directory skips its subdirectories (rules/tests)', async (t) => {
