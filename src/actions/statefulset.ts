@@ -1,0 +1,6 @@
+// StatefulSet undo, as `kubectl rollout undo statefulset/NAME [--to-revision=N]`: see controller-revision.ts.
+import { RESOURCES } from '../kube/client.js';
+import { statefulSetState } from '../kube/rollout-status.js';
+import { controllerRevisionAction } from './controller-revision.js';
+
+export const statefulSetAction = controllerRevisionAction('StatefulSet', RESOURCES.statefulsets, statefulSetState);
