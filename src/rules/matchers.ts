@@ -29,11 +29,35 @@ export class MatcherError extends Error {
 }
 
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const RE2_UNSUPPORTED: Array<[RegExp, string]> = [
-  [/\(\?<?[=!]/, 'lookaround assertions ((?=, (?!, (?<=, (?<!)'],
-  [/\\[1-9]/, 'backreferences (\\1 ...)'],
-  [/\\k</, 'named backreferences (\\k<name>)'],
-];
+/** Returns what in a regex RE2 (Go) would not accept, scanning escapes and character classes properly. */
+export function re2Unsupported(re: string): string | undefined {
+  let inClass = false;
+  for (let i = 0; i < re.length; i++) {
+    const c = re[i]!;
+    if (c === '\\') {
+      const n = re[i + 1];
+      if (!inClass && n !== undefined && n >= '1' && n <= '9') return 'backreferences (\\1 ...)';
+      if (!inClass && n === 'k' && re[i + 2] === '<') return 'named backreferences (\\k<name>)';
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      if (re[i + 1] === '^') i++;
+      if (re[i + 1] === ']') i++; // a leading ] is literal
+      continue;
+    }
+    if (c === '(' && re[i + 1] === '?') {
+      const rest = re.slice(i + 2, i + 4);
+      if (rest.startsWith('=') || rest.startsWith('!') || rest === '<=' || rest === '<!') return 'lookaround assertions ((?=, (?!, (?<=, (?<!)';
+    }
+  }
+  return undefined;
+}
 
 export function compileMatcher(name: string, op: MatchOp, value: string): Matcher {
   if (!LABEL_NAME.test(name)) throw new MatcherError(`"${name}" is not a valid label name`);
@@ -41,11 +65,8 @@ export function compileMatcher(name: string, op: MatchOp, value: string): Matche
   if (op === '=' || op === '!=') {
     test = (v) => v === value;
   } else {
-    for (const [re, what] of RE2_UNSUPPORTED) {
-      if (re.test(value)) {
-        throw new MatcherError(`regex "${value}" uses ${what}, which Alertmanager's RE2 does not support`);
-      }
-    }
+    const what = re2Unsupported(value);
+    if (what) throw new MatcherError(`regex "${value}" uses ${what}, which Alertmanager's RE2 does not support`);
     let re: RegExp;
     try {
       re = new RegExp(`^(?:${value})$`);

@@ -83,3 +83,11 @@ t.test('as Alertmanager, a backslash before anything but n, " and \\ is literal'
   t.ok(m.matches({ instance: 'web-12' }));
   t.notOk(m.matches({ instance: 'web-x' }));
 });
+
+t.test('RE2 check reads escapes and character classes', async (t) => {
+  t.doesNotThrow(() => parseMatcher('a=~"\\\\\\\\1"'), 'an escaped backslash then 1 is no backreference');
+  t.doesNotThrow(() => parseMatcher('a=~"[(?=]x"'), '(?= inside a class is literal');
+  t.doesNotThrow(() => parseMatcher('a=~"\\\\(?=x"'), 'an escaped ( opens no group');
+  t.throws(() => parseMatcher('a=~"x(?<=y)"'), /lookaround/);
+  t.throws(() => parseMatcher('a=~"(?<n>x)\\\\k<n>"'), /named backreferences/);
+});
