@@ -4,7 +4,8 @@ import type { Rule } from './schema.js';
  * A set of rules, pre-compiled and indexed for matching many alerts against many rules.
  *
  * Each rule is filed under one of its equality matchers (`alertname="X"` preferred, since nearly
- * every rule has one): index[label][value] -> rules. Matching an alert looks up, for each indexed
+ * every rule has one), or else under a regex matcher that is a plain alternation of literals
+ * (`alertname=~"A|B"`, filed under A and B): index[label][value] -> rules. Matching an alert looks up, for each indexed
  * label, the rules filed under the alert's value of it (a missing label reads as "", as in
  * Alertmanager), then runs those rules' full matcher lists. Rules with no usable equality matcher
  * are checked against every alert. Results keep the rules' load order (file order, then position).
@@ -21,17 +22,18 @@ export class RuleSet {
     this.loadedAt = loadedAt;
     rules.forEach((r, i) => {
       this.byName.set(r.name, r);
-      const eq = r.matchers.filter((m) => m.op === '=');
-      const key = eq.find((m) => m.name === 'alertname') ?? eq[0];
+      const key = indexKey(r);
       if (!key) {
         this.unindexed.push(i);
         return;
       }
-      let byValue = this.index.get(key.name);
-      if (!byValue) this.index.set(key.name, (byValue = new Map()));
-      const list = byValue.get(key.value);
-      if (list) list.push(i);
-      else byValue.set(key.value, [i]);
+      let byValue = this.index.get(key.label);
+      if (!byValue) this.index.set(key.label, (byValue = new Map()));
+      for (const v of key.values) {
+        const list = byValue.get(v);
+        if (list) list.push(i);
+        else byValue.set(v, [i]);
+      }
     });
   }
 
@@ -81,6 +83,19 @@ export class RuleSet {
     }
     return out;
   }
+}
+
+const LITERAL_ALTERNATION = /^[A-Za-z0-9_:-]+(\|[A-Za-z0-9_:-]+)*$/;
+
+/** The label and values a rule is filed under, or undefined when no matcher pins the label's value. */
+function indexKey(r: Rule): { label: string; values: string[] } | undefined {
+  const eq = r.matchers.filter((m) => m.op === '=');
+  const e = eq.find((m) => m.name === 'alertname') ?? eq[0];
+  if (e) return { label: e.name, values: [e.value] };
+  const alt = r.matchers.filter((m) => m.op === '=~' && LITERAL_ALTERNATION.test(m.value));
+  const a = alt.find((m) => m.name === 'alertname') ?? alt[0];
+  if (a) return { label: a.name, values: [...new Set(a.value.split('|'))] };
+  return undefined;
 }
 
 /** Linear matching, no index: the reference the index is checked and benchmarked against. */

@@ -42,7 +42,7 @@ t.test('property: the index matches exactly what linear matching matches, in the
   const names = ['alertname', 'severity', 'team', 'env'];
   const values = ['A', 'B', 'C', 'critical', 'warning', ''];
   const matcherArb = fc
-    .tuple(fc.constantFrom(...names), fc.constantFrom('=', '!=', '=~', '!~'), fc.constantFrom(...values, 'A|B', '.*', 'crit.*', '.+'))
+    .tuple(fc.constantFrom(...names), fc.constantFrom('=', '!=', '=~', '!~'), fc.constantFrom(...values, 'A|B', 'A|A', 'critical|warning|A', '.*', 'crit.*', '.+'))
     .map(([n, op, v]) => `${n}${op}${JSON.stringify(v)}`);
   const labelsArb = fc.dictionary(fc.constantFrom(...names), fc.constantFrom(...values.filter((v) => v !== '')));
   fc.assert(
@@ -61,4 +61,13 @@ t.test('matchAll keeps only alerts that match', async (t) => {
   const out = set.matchAll([{ labels: { alertname: 'A' } }, { labels: { alertname: 'B' } }]);
   t.equal(out.length, 1);
   t.same(out[0]!.alert.labels, { alertname: 'A' });
+});
+
+t.test('a regex that is a plain alternation of literals is indexed under each literal', async (t) => {
+  const set = new RuleSet(rules([['alertname=~"HighErrorRate|HighLatency"'], ['severity=~"critical|page"', 'team="db"'], ['alertname=~"High.*"']]));
+  const names = (labels: Record<string, string>) => set.match({ labels }).map((r) => r.name);
+  t.same(names({ alertname: 'HighLatency' }), ['r0', 'r2']);
+  t.same(names({ alertname: 'HighErrorRateX' }), ['r2'], 'still anchored');
+  t.same(names({ alertname: 'X', severity: 'page', team: 'db' }), ['r1'], 'equality wins the index, the regex is still checked');
+  t.same(names({ alertname: 'X', severity: 'info', team: 'db' }), []);
 });
