@@ -17,7 +17,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export class PrometheusBinaryMissingError extends Error {}
+export class PrometheusBinaryMissingError extends Error {
+  override name = 'PrometheusBinaryMissingError';
+}
 
 export async function findBinary(name: 'prometheus' | 'promtool', explicit?: string): Promise<string> {
   const env = name === 'prometheus' ? process.env.ROLLGUARD_PROMETHEUS_BIN : process.env.ROLLGUARD_PROMTOOL_BIN;

@@ -158,8 +158,9 @@ export class RuleHolder {
       try {
         const w = watch(dir, { persistent: false }, (_event, file) => {
           const name = file ? file.toString() : undefined;
-          if (names !== 'all' && name && !names.has(name)) return;
-          if (names === 'all' && name && !/\.ya?ml$/.test(name)) return;
+          // a watched directory: any change (reloading is cheap and debounced). Watched files: their
+          // names, and Kubernetes ConfigMap volume swaps (the ..data symlink is replaced atomically)
+          if (names !== 'all' && name && !names.has(name) && !name.startsWith('..')) return;
           this.schedule();
         });
         w.on('error', (e) => this.opts.logger?.error({ dir, err: e.message }, 'rules watch failed'));

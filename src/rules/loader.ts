@@ -52,11 +52,13 @@ export async function expandRulePaths(paths: readonly string[]): Promise<{ files
       continue;
     }
     if (st.isDirectory()) {
-      const names = (await readdir(p, { withFileTypes: true }))
-        .filter((d) => d.isFile() && /\.ya?ml$/.test(d.name) && !d.name.startsWith('.'))
-        .map((d) => d.name)
-        .sort();
-      for (const n of names) files.push(join(p, n));
+      // symlinks count when they point at files: a Kubernetes ConfigMap volume is symlinks into ..data/
+      const names: string[] = [];
+      for (const d of await readdir(p, { withFileTypes: true })) {
+        if (!/\.ya?ml$/.test(d.name) || d.name.startsWith('.')) continue;
+        if (d.isFile() || (d.isSymbolicLink() && (await stat(join(p, d.name)).then((x) => x.isFile(), () => false)))) names.push(d.name);
+      }
+      for (const n of names.sort()) files.push(join(p, n));
     } else files.push(p);
   }
   return { files, errors };

@@ -139,3 +139,28 @@ t.test('concurrent reloads are serialised and a late edit is not lost', async (t
   for (let i = 0; i < 50 && holder.rules.size !== 2; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(holder.rules.size, 2);
 });
+
+t.test('a Kubernetes ConfigMap volume: symlinked files, updated by swapping the ..data symlink', async (t) => {
+  const { mkdir, symlink } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'rg-cm-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // the layout kubelet's atomic writer makes: ..2026_v1/a.yaml, ..data -> ..2026_v1, a.yaml -> ..data/a.yaml
+  await mkdir(join(dir, '..2026_v1'));
+  await writeFile(join(dir, '..2026_v1', 'a.yaml'), ruleText('a', 'Before'));
+  await symlink('..2026_v1', join(dir, '..data'));
+  await symlink('..data/a.yaml', join(dir, 'a.yaml'));
+  const holder = await RuleHolder.create({ paths: [dir], debounceMs: 50 });
+  t.teardown(() => holder.close());
+  t.equal(holder.rules.size, 1, 'symlinked rule files load');
+  t.equal(holder.rules.match(alert('Before')).length, 1);
+
+  await holder.watch();
+  const reloaded = new Promise<ReloadResult>((resolve) => holder.onReload(resolve));
+  await mkdir(join(dir, '..2026_v2'));
+  await writeFile(join(dir, '..2026_v2', 'a.yaml'), ruleText('a', 'After'));
+  await symlink('..2026_v2', join(dir, '..data_tmp'));
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+  const r = await Promise.race([reloaded, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reload after the ..data swap')), 5000))]);
+  t.equal(r.ok, true);
+  t.equal(holder.rules.match(alert('After')).length, 1, 'the swapped content is in force');
+});
