@@ -75,3 +75,9 @@ t.test('rules check also checks PromQL with promtool', async (t) => {
   t.equal(await rulesCheckCommand(['--promql', 'rules'], o.io), 0);
   t.match(o.out.join('\n'), /SUCCESS: 6 rules in 6 files, PromQL checked with promtool/);
 });
+
+t.test('rules test: maintenance windows, approval and target lists', async (t) => {
+  const o = io();
+  t.equal(await rulesTestCommand(['test/fixtures/rules/tests/window.yaml'], o.io), 0, o.out.join('\n'));
+  t.match(o.out.join('\n'), /SUCCESS \(3 tests\)/);
+});
