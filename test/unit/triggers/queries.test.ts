@@ -70,3 +70,37 @@ t.test('escaping helpers', async (t) => {
   t.ok(new RegExp(`^(?:${escapeRegex('a.b*(c)')})$`).test('a.b*(c)'));
   t.notOk(new RegExp(`^(?:${escapeRegex('a.b')})$`).test('axb'));
 });
+
+/** Reads a double-quoted PromQL string starting at s[i] === '"'; returns its value and the index after it. */
+function readPromqlString(s: string, i: number): { value: string; end: number } {
+  let out = '';
+  for (let k = i + 1; k < s.length; k++) {
+    const c = s[k]!;
+    if (c === '\\') {
+      const n = s[++k]!;
+      out += n === 'n' ? '\n' : n === 'r' ? '\r' : n === 't' ? '\t' : n;
+    } else if (c === '"') return { value: out, end: k + 1 };
+    else out += c;
+  }
+  throw new Error('unterminated string');
+}
+
+t.test('property: any label value stays one string literal and means itself', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const tr = trigger('kind: health_check\nselector: { a: "{{ $labels.v }}", b: { regex: "{{ $labels.v }}" } }\nthreshold: 0.5\nfor: 1m');
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', minLength: 1, maxLength: 20 }), (v) => {
+      const q = tr.query({ v });
+      const prefix = '1 - avg(probe_success{a=';
+      if (!q.startsWith(prefix)) return false;
+      const a = readPromqlString(q, prefix.length);
+      if (a.value !== v || q.slice(a.end, a.end + 4) !== ',b=~') return false;
+      const b = readPromqlString(q, a.end + 4);
+      if (q.slice(b.end) !== '})') return false; // nothing after the two matchers: the query was not widened
+      const re = new RegExp(`^(?:${b.value})$`, 'u');
+      return re.test(v) && !re.test(v + 'x') && !re.test('x' + v);
+    }),
+    { numRuns: 1000 },
+  );
+  t.pass('1000 random label values');
+});
