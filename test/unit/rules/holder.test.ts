@@ -160,7 +160,9 @@ t.test('a Kubernetes ConfigMap volume: symlinked files, updated by swapping the 
   await writeFile(join(dir, '..2026_v2', 'a.yaml'), ruleText('a', 'After'));
   await symlink('..2026_v2', join(dir, '..data_tmp'));
   await rename(join(dir, '..data_tmp'), join(dir, '..data'));
-  const r = await Promise.race([reloaded, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reload after the ..data swap')), 5000).unref())]);
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([reloaded, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('no reload after the ..data swap')), 5000)))]);
+  clearTimeout(timer);
   t.equal(r.ok, true);
   t.equal(holder.rules.match(alert('After')).length, 1, 'the swapped content is in force');
 });
