@@ -45,7 +45,7 @@ export interface RuleHolderOptions {
 export class RuleHolder {
   private set: RuleSet = RuleSet.empty();
   private running: Promise<ReloadResult> | undefined;
-  private again = false;
+  private queued: Promise<ReloadResult> | undefined;
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private listeners: Array<(r: ReloadResult) => void> = [];
@@ -78,22 +78,27 @@ export class RuleHolder {
     };
   }
 
-  /** Reloads now. A reload requested while one runs runs once more after it (so no edit is missed). */
-  async reload(trigger = 'manual'): Promise<ReloadResult> {
-    if (this.running) {
-      this.again = true;
+  /**
+   * Reloads now. A reload requested while one runs waits for it and then reads the files again
+   * (requests arriving meanwhile share that next reload), so the result a caller gets always
+   * reflects the files as they were when it asked.
+   */
+  reload(trigger = 'manual'): Promise<ReloadResult> {
+    if (!this.running) {
+      this.running = this.doReload(trigger).finally(() => {
+        this.running = undefined;
+      });
       return this.running;
     }
-    this.running = this.doReload(trigger);
-    try {
-      return await this.running;
-    } finally {
-      this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.reload('coalesced');
-      }
+    if (!this.queued) {
+      this.queued = this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.queued = undefined;
+          return this.reload(trigger);
+        });
     }
+    return this.queued;
   }
 
   private async doReload(trigger: string): Promise<ReloadResult> {

@@ -134,9 +134,11 @@ t.test('concurrent reloads are serialised and a late edit is not lost', async (t
   const p1 = holder.reload('one');
   await writeFile(join(dir, 'c.yaml'), ruleText('c', 'Late'));
   const p2 = holder.reload('two');
-  await Promise.all([p1, p2]);
-  // the coalesced re-run happens after p1 finishes
-  for (let i = 0; i < 50 && holder.rules.size !== 2; i++) await new Promise((r) => setTimeout(r, 20));
+  const p3 = holder.reload('three');
+  t.equal(p2, p3, 'requests while one runs share the next reload');
+  const [r1, r2] = await Promise.all([p1, p2]);
+  t.equal(r1.trigger, 'one');
+  t.equal(r2.rules, 2, 'the second caller sees its edit');
   t.equal(holder.rules.size, 2);
 });
 
