@@ -47,7 +47,9 @@ export type RefusalCode =
   | 'unsupported'
   | 'no_cluster'
   /** a new revision was deployed between plan() and execute(): not rolled back automatically */
-  | 'changed_since_plan';
+  | 'changed_since_plan'
+  /** what we would switch or scale back to is not running/available (blue-green, canary) */
+  | 'target_not_ready';
 
 export interface Refusal {
   code: RefusalCode;

@@ -235,3 +235,24 @@ export function timestampMs(s: string | undefined): number | undefined {
   const t = Date.parse(s);
   return Number.isNaN(t) ? undefined : t;
 }
+
+/**
+ * apimachinery's Semantic.DeepDerivative(a, b): like semanticEqual, but fields unset (or empty) in
+ * `a` are ignored, so an undefaulted template (a CRD's, e.g. an Argo Rollout's) equals its
+ * server-defaulted copy in a ReplicaSet.
+ */
+export function semanticDerivative(a: unknown, b: unknown): boolean {
+  if (isEmpty(a)) return true;
+  if (a === b) return true;
+  if (typeof a !== typeof b || b === null || b === undefined) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((x, i) => semanticDerivative(x, b[i]));
+  }
+  if (typeof a === 'object') {
+    const ao = a as Record<string, unknown>;
+    const bo = b as Record<string, unknown>;
+    return Object.keys(ao).every((k) => semanticDerivative(ao[k], bo[k]));
+  }
+  return false;
+}

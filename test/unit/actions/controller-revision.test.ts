@@ -5,7 +5,7 @@ import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../../src/kube/fake.js';
 import { statefulSetState, daemonSetState } from '../../../src/kube/rollout-status.js';
-import { CAUSE, NS, context } from './fixtures.js';
+import { CAUSE, NS, context } from './fixtures/objects.js';
 
 const UID = '22222222-2222-2222-2222-222222222222';
 const tpl = (image: string) => ({

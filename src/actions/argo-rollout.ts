@@ -1,0 +1,210 @@
+// Argo Rollouts, two modes (TargetRef.options.mode):
+//  - 'abort' (default), as `kubectl argo rollouts abort NAME`: a merge patch {"status":{"abort":true}}
+//    on the status subresource, falling back to the main resource when the status subresource is
+//    not served (404), exactly as the plugin. The controller then shifts traffic back to the stable
+//    ReplicaSet; spec.template still holds the new version.
+//  - 'undo', as `kubectl argo rollouts undo NAME [--to-revision=N]`: the ReplicaSets the Rollout's
+//    selector matches and that it controls, numbered by rollout.argoproj.io/revision; 0 = the
+//    second-highest; the chosen template without its rollouts-pod-template-hash label replaces
+//    /spec/template in one JSON Patch (the plugin copies no annotations). Refusals in the plugin's
+//    words. Ours adds a test of /metadata/generation and the kubernetes.io/change-cause annotation.
+import { RESOURCES, type KubeObject } from '../kube/client.js';
+import { KubeApiError } from '../kube/errors.js';
+import {
+  CHANGE_CAUSE,
+  ROLLOUT_REVISION,
+  ROLLOUTS_POD_TEMPLATE_HASH,
+  annotationRevision,
+  isControlledBy,
+  pickReplicaSet,
+  selectorToString,
+  semanticDerivative,
+  templateWithoutLabel,
+  timestampMs,
+} from '../kube/revision.js';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { executeWrites, getOrNull, noCluster, notFoundMessage, refused, reqOpts, str } from './common.js';
+import { revisionNotFoundMessage } from './deployment.js';
+
+export type RolloutMode = 'abort' | 'undo';
+
+export function rolloutMode(ref: TargetRef): RolloutMode {
+  return str(ref.options?.mode) === 'undo' ? 'undo' : 'abort';
+}
+
+async function rolloutReplicaSets(ctx: ActionContext, ro: KubeObject): Promise<KubeObject[]> {
+  const list = await ctx.kube!.list(RESOURCES.replicasets, ro.metadata.namespace ?? '', {
+    ...reqOpts(ctx),
+    labelSelector: selectorToString(ro.spec?.selector),
+  });
+  return list.filter((rs) => isControlledBy(rs, ro));
+}
+
+const hashOf = (rs: KubeObject | undefined) => rs?.metadata.labels?.[ROLLOUTS_POD_TEMPLATE_HASH];
+
+function currentOf(ro: KubeObject, rss: KubeObject[]) {
+  const cur = rss.find((rs) => hashOf(rs) && hashOf(rs) === ro.status?.currentPodHash);
+  return {
+    revision: annotationRevision(ro, ROLLOUT_REVISION) ?? annotationRevision(cur ?? ro, ROLLOUT_REVISION) ?? 0,
+    createdAt: timestampMs(cur?.metadata.creationTimestamp) ?? timestampMs(ro.metadata.creationTimestamp) ?? 0,
+    annotations: {
+      ...(ro.metadata.annotations ?? {}),
+      ...(cur?.metadata.annotations ?? {}),
+      ...((ro.spec?.template?.metadata?.annotations as Record<string, string> | undefined) ?? {}),
+    },
+  };
+}
+
+const replicasOf = (ro: KubeObject): number => (typeof ro.spec?.replicas === 'number' ? ro.spec.replicas : 1);
+
+export const argoRolloutAction: Action = {
+  kind: 'Rollout',
+
+  async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
+    if (!ctx.kube) return noCluster(ref);
+    const mode = rolloutMode(ref);
+    const ro = await getOrNull(ctx.kube, RESOURCES.rollouts, ref.namespace, ref.name, ctx);
+    if (!ro) return refused(ref, 'not_found', notFoundMessage(RESOURCES.rollouts, ref.name));
+    const rss = await rolloutReplicaSets(ctx, ro);
+    const current = currentOf(ro, rss);
+    const base = { fromRevision: current.revision, current };
+
+    if (mode === 'abort') {
+      if (ro.status?.abort === true) return refused(ref, 'already_matches', `rollout '${ref.name}' is already aborted`, base);
+      const stable = rss.find((rs) => hashOf(rs) && hashOf(rs) === ro.status?.stableRS);
+      const stableRev = stable ? annotationRevision(stable, ROLLOUT_REVISION) : null;
+      return {
+        target: ref,
+        kind: 'Rollout',
+        ...base,
+        ...(stableRev !== null && stableRev !== undefined && stable ? { toRevision: stableRev } : {}),
+        summary: `abort rollout ${ref.namespace}/${ref.name}: traffic back to the stable ReplicaSet${stable ? ` ${stable.metadata.name}` : ''} (spec.template keeps the new version, as kubectl argo rollouts abort)`,
+        writes: [
+          {
+            resource: RESOURCES.rollouts,
+            namespace: ref.namespace,
+            name: ref.name,
+            patchType: 'merge',
+            patch: { status: { abort: true } },
+            subresource: 'status',
+            description: 'set status.abort=true',
+          },
+        ],
+        plannedAt: Date.now(),
+      };
+    }
+
+    const toRevision = ref.toRevision ?? 0;
+    if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision), base);
+    const picked = pickReplicaSet(rss, toRevision, ROLLOUT_REVISION);
+    if (!picked.ok) {
+      return picked.code === 'revision_not_found'
+        ? refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision), base)
+        : refused(ref, 'no_history', `no revision found for rollout "${ref.name}"`, base);
+    }
+    const rs = picked.value;
+    const targetRevision = annotationRevision(rs, ROLLOUT_REVISION) ?? 0;
+    const withTarget = { ...base, toRevision: targetRevision };
+    const strip = (t: unknown) => templateWithoutLabel((t ?? {}) as { metadata?: { labels?: Record<string, string> } }, ROLLOUTS_POD_TEMPLATE_HASH);
+    if (semanticDerivative(strip(ro.spec?.template), strip(rs.spec?.template))) {
+      return refused(ref, 'already_matches', `skipped rollback (current template already matches revision ${toRevision})`, withTarget);
+    }
+    const patch: unknown[] = [
+      { op: 'test', path: '/metadata/generation', value: ro.metadata.generation },
+      { op: 'replace', path: '/spec/template', value: strip(rs.spec?.template) },
+    ];
+    if (ctx.changeCause) {
+      patch.push(
+        ro.metadata.annotations
+          ? { op: 'add', path: `/metadata/annotations/${CHANGE_CAUSE.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: ctx.changeCause }
+          : { op: 'add', path: '/metadata/annotations', value: { [CHANGE_CAUSE]: ctx.changeCause } },
+      );
+    }
+    return {
+      target: ref,
+      kind: 'Rollout',
+      ...withTarget,
+      summary: `undo rollout ${ref.namespace}/${ref.name} from revision ${current.revision} to revision ${targetRevision} (ReplicaSet ${rs.metadata.name})`,
+      writes: [
+        {
+          resource: RESOURCES.rollouts,
+          namespace: ref.namespace,
+          name: ref.name,
+          patchType: 'json',
+          patch,
+          precondition: 'json-test',
+          description: `replace /spec/template with ReplicaSet ${rs.metadata.name}'s template`,
+        },
+      ],
+      plannedAt: Date.now(),
+    };
+  },
+
+  async execute(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
+    try {
+      return await executeWrites(argoRolloutAction, plan, ctx);
+    } catch (err) {
+      const w = plan.writes?.[0];
+      // as the plugin: the status subresource may not be enabled; fall back to the main resource
+      if (err instanceof KubeApiError && err.isNotFound && w?.subresource === 'status') {
+        ctx.logger.info({ target: `${w.namespace}/${w.name}` }, 'rollouts/status not served; patching the Rollout itself');
+        const { subresource: _s, ...main } = w;
+        return executeWrites(argoRolloutAction, { ...plan, writes: [main] }, ctx);
+      }
+      throw err;
+    }
+  },
+
+  async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
+    if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
+    const mode = rolloutMode(plan.target);
+    const start = Date.now();
+    const pollMs = opts.pollMs ?? 1000;
+    const minGeneration = opts.execution?.newGeneration;
+    let last = '';
+    for (;;) {
+      try {
+        const ro = await ctx.kube.get(RESOURCES.rollouts, plan.target.namespace, plan.target.name, reqOpts(ctx));
+        const rss = await rolloutReplicaSets(ctx, ro);
+        const want = replicasOf(ro);
+        const st = ro.status ?? {};
+        if (mode === 'abort') {
+          if (st.abort !== true) return { outcome: 'failed', message: `rollout '${plan.target.name}' is no longer aborted (status.abort cleared)` };
+          const stable = rss.find((rs) => hashOf(rs) && hashOf(rs) === st.stableRS);
+          const avail = stable?.status?.availableReplicas ?? 0;
+          const others = rss.filter((rs) => rs !== stable).reduce((n, rs) => n + (rs.status?.replicas ?? 0), 0);
+          last = stable
+            ? `stable ReplicaSet ${stable.metadata.name}: ${avail}/${want} available; ${others} pods of other revisions`
+            : `no stable ReplicaSet (status.stableRS=${st.stableRS ?? 'unset'})`;
+          if (stable && avail >= want) {
+            return { outcome: 'succeeded', message: `rollout '${plan.target.name}' aborted; ${last}`, details: { phase: st.phase, message: st.message } };
+          }
+        } else {
+          const gen = Math.max(ro.metadata.generation ?? 0, minGeneration ?? 0);
+          const observed = Number(st.observedGeneration ?? 0);
+          const target = rss.find((rs) => annotationRevision(rs, ROLLOUT_REVISION) === plan.toRevision);
+          last = `observedGeneration ${observed}/${gen}, currentPodHash ${st.currentPodHash ?? '-'}, updated ${st.updatedReplicas ?? 0}, available ${st.availableReplicas ?? 0} of ${want}`;
+          if (
+            observed >= gen &&
+            (st.updatedReplicas ?? 0) >= want &&
+            (st.availableReplicas ?? 0) >= want &&
+            (st.replicas ?? 0) <= want &&
+            (!target || hashOf(target) === st.currentPodHash)
+          ) {
+            return { outcome: 'succeeded', message: `rollout '${plan.target.name}' rolled back; ${last}` };
+          }
+          if (st.phase === 'Degraded' && typeof st.message === 'string' && /ProgressDeadlineExceeded/.test(st.message)) {
+            const when = timestampMs(st.conditions?.find((c: { type: string }) => c.type === 'Progressing')?.lastUpdateTime);
+            if (when !== undefined && when >= Math.floor((opts.execution?.at ?? start) / 1000) * 1000) {
+              return { outcome: 'failed', message: `rollout '${plan.target.name}': ${st.message}` };
+            }
+          }
+        }
+      } catch (err) {
+        return { outcome: 'unverified', message: `cannot read rollout ${plan.target.namespace}/${plan.target.name}: ${(err as Error).message}` };
+      }
+      if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `not settled after ${opts.timeoutMs} ms: ${last}` };
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  },
+};

@@ -1,0 +1,200 @@
+// Helm: `helm rollback RELEASE [REVISION] --wait`, through the helm binary, spawned with an
+// argument array (never a shell). plan() reads `helm history -o json`; verify() reads
+// `helm status -o json`. The binary is $HELM_BIN (default 'helm' on PATH); the cluster is the
+// kubeconfig given to createHelmAction, else helm's own default ($KUBECONFIG, ~/.kube/config or
+// in-cluster).
+//
+// TargetRef.name is the release (options.release overrides), toRevision the revision (absent or 0
+// = the previous one, as helm: the current revision - 1); options.timeout is helm's --timeout
+// (default '5m0s').
+import { spawn } from 'node:child_process';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { refused, str } from './common.js';
+
+export interface HelmRunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+export type HelmRunner = (argv: string[], opts: { signal?: AbortSignal; timeoutMs: number }) => Promise<HelmRunResult>;
+
+export interface HelmActionOptions {
+  /** default: $HELM_BIN, else 'helm' */
+  helmBin?: string;
+  kubeconfig?: string;
+  kubeContext?: string;
+  /** how long one helm read (history, status) may take; default 30 s */
+  readTimeoutMs?: number;
+  /** replaces spawning the binary (tests) */
+  run?: HelmRunner;
+}
+
+export class HelmError extends Error {
+  override readonly name = 'HelmError';
+  constructor(
+    readonly argv: string[],
+    readonly result: HelmRunResult,
+  ) {
+    super(`helm ${argv.slice(1, 3).join(' ')} exited ${result.code}: ${(result.stderr || result.stdout).trim().slice(0, 1000)}`);
+  }
+}
+
+/** Spawns argv[0] with argv[1..] (no shell), collecting output, killed at the deadline or on abort. */
+export const spawnRunner: HelmRunner = (argv, opts) =>
+  new Promise((resolve, reject) => {
+    const [file, ...args] = argv as [string, ...string[]];
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], shell: false, ...(opts.signal ? { signal: opts.signal } : {}) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${file}: ${e.message}${(e as NodeJS.ErrnoException).code === 'ENOENT' ? ' (set HELM_BIN to the helm binary)' : ''}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal && code === null ? `${stderr}\nkilled by ${signal} (timeout ${opts.timeoutMs} ms)` : stderr });
+    });
+  });
+
+interface HistoryEntry {
+  revision: number;
+  updated?: string;
+  status?: string;
+  chart?: string;
+  app_version?: string;
+  description?: string;
+}
+
+/** helm's duration ("5m0s", "90s", "1h") in ms; unknown = 5 min. */
+export function helmDurationMs(d: string): number {
+  let ms = 0;
+  let matched = false;
+  for (const m of d.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) {
+    matched = true;
+    const v = Number(m[1]);
+    ms += m[2] === 'h' ? v * 3_600_000 : m[2] === 'm' ? v * 60_000 : m[2] === 's' ? v * 1000 : v;
+  }
+  return matched ? ms : 300_000;
+}
+
+export function createHelmAction(o: HelmActionOptions = {}): Action {
+  const run = o.run ?? spawnRunner;
+  const bin = () => o.helmBin ?? process.env.HELM_BIN ?? 'helm';
+  const readTimeoutMs = o.readTimeoutMs ?? 30_000;
+  const globals = (ns: string) => [
+    '--namespace',
+    ns,
+    ...(o.kubeconfig ? ['--kubeconfig', o.kubeconfig] : []),
+    ...(o.kubeContext ? ['--kube-context', o.kubeContext] : []),
+  ];
+  const release = (ref: TargetRef) => str(ref.options?.release) ?? ref.name;
+  const timeout = (ref: TargetRef) => str(ref.options?.timeout) ?? '5m0s';
+
+  async function read(argv: string[], ctx: ActionContext): Promise<HelmRunResult> {
+    return run(argv, { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: readTimeoutMs });
+  }
+
+  const action: Action = {
+    kind: 'HelmRelease',
+
+    /** The argv of `helm rollback` for a plan (exported for tests and dry-run display). */
+    async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
+      const rel = release(ref);
+      const argv = [bin(), 'history', rel, ...globals(ref.namespace), '--max', '256', '-o', 'json'];
+      const r = await read(argv, ctx);
+      if (r.code !== 0) {
+        if (/not found/i.test(r.stderr)) return refused(ref, 'not_found', `helm release "${rel}" in ${ref.namespace}: ${r.stderr.trim().replace(/^Error:\s*/, '')}`);
+        throw new HelmError(argv, r);
+      }
+      let history: HistoryEntry[];
+      try {
+        history = (JSON.parse(r.stdout) as HistoryEntry[]).filter((h) => typeof h.revision === 'number');
+      } catch {
+        throw new HelmError(argv, { ...r, stderr: `unparsable history JSON: ${r.stdout.slice(0, 200)}` });
+      }
+      const newest = history.reduce<HistoryEntry | null>((m, h) => (!m || h.revision > m.revision ? h : m), null);
+      if (!newest) return refused(ref, 'not_found', `helm release "${rel}" in ${ref.namespace} has no history`);
+      const updated = newest.updated ? Date.parse(newest.updated) : NaN;
+      const current = {
+        revision: newest.revision,
+        createdAt: Number.isNaN(updated) ? 0 : updated,
+        annotations: {
+          ...(newest.chart ? { 'helm.sh/chart': newest.chart } : {}),
+          ...(newest.app_version ? { 'app.kubernetes.io/version': newest.app_version } : {}),
+          ...(newest.description ? { 'helm.sh/description': newest.description } : {}),
+        },
+      };
+      const base = { fromRevision: newest.revision, current };
+      const wanted = ref.toRevision && ref.toRevision > 0 ? ref.toRevision : newest.revision - 1;
+      if (ref.toRevision !== undefined && ref.toRevision < 0) return refused(ref, 'revision_not_found', `release "${rel}" has no revision ${ref.toRevision}`, base);
+      if (wanted < 1) return refused(ref, 'no_history', `release "${rel}" has no previous revision to roll back to`, base);
+      if (!history.some((h) => h.revision === wanted)) return refused(ref, 'revision_not_found', `release "${rel}" has no revision ${wanted} in its history`, base);
+      if (wanted === newest.revision) return refused(ref, 'already_matches', `release "${rel}" is already at revision ${wanted}`, { ...base, toRevision: wanted });
+      const command = [
+        bin(),
+        'rollback',
+        rel,
+        String(wanted),
+        ...globals(ref.namespace),
+        '--wait',
+        '--timeout',
+        timeout(ref),
+        ...(ctx.changeCause ? ['--description', ctx.changeCause.slice(0, 256)] : []),
+        ...(ctx.dryRun ? ['--dry-run=server'] : []),
+      ];
+      return {
+        target: ref,
+        kind: 'HelmRelease',
+        ...base,
+        toRevision: wanted,
+        summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})`,
+        command,
+        plannedAt: Date.now(),
+      };
+    },
+
+    async execute(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
+      if (plan.refusal) throw new Error(`cannot execute a refused plan (${plan.refusal.code}: ${plan.refusal.message})`);
+      if (!plan.command) throw new Error('helm plan without a command');
+      await ctx.checkFence();
+      // helm waits itself (--wait, up to --timeout); give it that plus a minute
+      const r = await run(plan.command, {
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        timeoutMs: helmDurationMs(timeout(plan.target)) + 60_000,
+      });
+      if (r.code !== 0) throw new HelmError(plan.command, r);
+      ctx.logger.info({ release: release(plan.target), namespace: plan.target.namespace }, 'helm rollback done');
+      return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1 };
+    },
+
+    async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
+      const rel = release(plan.target);
+      const argv = [bin(), 'status', rel, ...globals(plan.target.namespace), '-o', 'json'];
+      const start = Date.now();
+      for (;;) {
+        const r = await read(argv, ctx).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+        if (r.code !== 0) return { outcome: 'unverified', message: `helm status failed: ${r.stderr.trim()}` };
+        let st: { version?: number; info?: { status?: string; description?: string } };
+        try {
+          st = JSON.parse(r.stdout);
+        } catch {
+          return { outcome: 'unverified', message: 'helm status printed no JSON' };
+        }
+        const status = st.info?.status;
+        const details = { version: st.version, status, description: st.info?.description };
+        if ((st.version ?? 0) > (plan.fromRevision ?? 0)) {
+          if (status === 'deployed') return { outcome: 'succeeded', message: `release "${rel}" revision ${st.version} deployed: ${st.info?.description ?? ''}`.trim(), details };
+          if (status === 'failed') return { outcome: 'failed', message: `release "${rel}" revision ${st.version} failed: ${st.info?.description ?? ''}`.trim(), details };
+        }
+        if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `release "${rel}" is ${status} at revision ${st.version} after ${opts.timeoutMs} ms`, details };
+        await new Promise((res) => setTimeout(res, opts.pollMs ?? 1000));
+      }
+    },
+  };
+  return action;
+}
+
+export const helmAction = createHelmAction();

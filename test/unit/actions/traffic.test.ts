@@ -1,0 +1,193 @@
+// Blue-green switch, canary scale-down, Argo Rollout abort/undo, on plain objects.
+import t from 'tap';
+import { blueGreenAction } from '../../../src/actions/blue-green.js';
+import { canaryAction } from '../../../src/actions/canary.js';
+import { argoRolloutAction } from '../../../src/actions/argo-rollout.js';
+import { createActions } from '../../../src/actions/index.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
+import { FakeKube } from '../../../src/kube/fake.js';
+import { CAUSE, NS, context } from './fixtures/objects.js';
+
+function dep(name: string, labels: Record<string, string>, replicas: number, available = replicas): KubeObject {
+  return {
+    metadata: { name, namespace: NS, generation: 1, uid: `uid-${name}` },
+    spec: { replicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'c', image: `${name}:1` }] } } },
+    status: { observedGeneration: 1, replicas, updatedReplicas: replicas, availableReplicas: available },
+  };
+}
+
+function rsFor(d: KubeObject, createdAt: string): KubeObject {
+  return {
+    metadata: {
+      name: `${d.metadata.name}-h1`,
+      namespace: NS,
+      labels: d.spec.template.metadata.labels,
+      creationTimestamp: createdAt,
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid!, controller: true }],
+    },
+    spec: { replicas: d.spec.replicas, template: d.spec.template },
+  };
+}
+
+function blueGreen(blueAvailable = 3): FakeKube {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.replicasets, rsFor(dep('hotswap-api-blue', { app: 'hotswap-api', version: 'blue' }, 3), '2026-11-20T10:00:00Z'));
+  kube.add(RESOURCES.replicasets, rsFor(dep('hotswap-api-green', { app: 'hotswap-api', version: 'green' }, 3), '2026-11-23T10:00:00Z'));
+  kube.add(RESOURCES.services, { metadata: { name: 'hotswap-api', namespace: NS }, spec: { selector: { app: 'hotswap-api', version: 'green' } } });
+  kube.add(RESOURCES.deployments, dep('hotswap-api-blue', { app: 'hotswap-api', version: 'blue' }, 3, blueAvailable));
+  kube.add(RESOURCES.deployments, dep('hotswap-api-green', { app: 'hotswap-api', version: 'green' }, 3));
+  return kube;
+}
+
+t.test('blue-green: switch the selector back to the other colour', async (t) => {
+  const kube = blueGreen();
+  const ctx = context(kube);
+  const ref = { kind: 'BlueGreen' as const, namespace: NS, name: 'hotswap-api' };
+  const plan = await blueGreenAction.plan(ref, ctx);
+  t.notOk(plan.refusal);
+  t.match(plan.summary, /from version=green back to version=blue \(hotswap-api-blue\)/);
+  t.same((plan.writes![0]!.patch as { spec: unknown }).spec, { selector: { version: 'blue' } }, 'the runbook’s patch');
+  const res = await blueGreenAction.execute(plan, ctx);
+  t.equal(res.applied, true);
+  const svc = kube.peek(RESOURCES.services, NS, 'hotswap-api')!;
+  t.same(svc.spec.selector, { app: 'hotswap-api', version: 'blue' });
+  t.equal(svc.metadata.annotations!['kubernetes.io/change-cause'], CAUSE);
+  const v = await blueGreenAction.verify(plan, ctx, { timeoutMs: 100, pollMs: 5 });
+  t.equal(v.outcome, 'succeeded', v.message);
+  const again = await blueGreenAction.plan(ref, ctx);
+  t.equal(again.refusal?.code, 'unsupported', 'blue → green would roll forward to the newer (bad) colour');
+  t.match(again.refusal?.message, /the green environment \(deployed 2026-11-23T10:00:00.000Z\) is newer than blue/);
+  t.equal(plan.current?.createdAt, Date.parse('2026-11-23T10:00:00Z'), 'current = when green was deployed');
+  const explicit = await blueGreenAction.plan({ ...ref, options: { to: 'blue' } }, ctx);
+  t.equal(explicit.refusal?.code, 'already_matches');
+});
+
+t.test('blue-green refusals', async (t) => {
+  const ref = { kind: 'BlueGreen' as const, namespace: NS, name: 'hotswap-api' };
+  const down = await blueGreenAction.plan(ref, context(blueGreen(0)));
+  t.equal(down.refusal?.code, 'target_not_ready');
+  t.match(down.refusal?.message, /blue environment has no available pods/);
+  const k = blueGreen();
+  k.objects.delete('deployments.apps/shop/hotswap-api-blue');
+  t.match((await blueGreenAction.plan(ref, context(k))).refusal?.message, /the blue environment is not running/);
+  t.same((await blueGreenAction.plan({ ...ref, options: { service: 'nope' } }, context(k))).refusal, { code: 'not_found', message: 'services "nope" not found' });
+  t.match((await blueGreenAction.plan({ ...ref, options: { selectorKey: 'track' } }, context(k))).refusal?.message, /no "track" key/);
+  t.match((await blueGreenAction.plan({ ...ref, options: { colours: ['red', 'black'] } }, context(k))).refusal?.message, /none of red\/black/);
+});
+
+t.test('canary: canary to 0 first, then stable up', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, dep('backend-api-canary', { app: 'backend-api', track: 'canary' }, 2));
+  kube.add(RESOURCES.deployments, dep('backend-api-stable', { app: 'backend-api', track: 'stable' }, 8));
+  const ctx = context(kube);
+  const ref = { kind: 'Canary' as const, namespace: NS, name: 'backend-api' };
+  const plan = await canaryAction.plan(ref, ctx);
+  t.same(plan.writes!.map((w) => [w.name, w.patch]), [
+    ['backend-api-canary', { metadata: { annotations: { 'kubernetes.io/change-cause': CAUSE } }, spec: { replicas: 0 } }],
+    ['backend-api-stable', { spec: { replicas: 10 } }],
+  ]);
+  await canaryAction.execute(plan, ctx);
+  t.equal(ctx.fenceCalls, 2, 'fence before each write');
+  t.equal(kube.peek(RESOURCES.deployments, NS, 'backend-api-canary')!.spec.replicas, 0);
+  t.equal(kube.peek(RESOURCES.deployments, NS, 'backend-api-stable')!.spec.replicas, 10);
+  t.equal((await canaryAction.plan(ref, ctx)).refusal?.code, 'already_matches');
+  // verify: the fake has no controller; move status along by hand
+  for (const [n, r] of [['backend-api-canary', 0], ['backend-api-stable', 10]] as const) {
+    const d = kube.peek(RESOURCES.deployments, NS, n)!;
+    d.status = { observedGeneration: d.metadata.generation, replicas: r, updatedReplicas: r, availableReplicas: r };
+    kube.put(RESOURCES.deployments, d);
+  }
+  t.equal((await canaryAction.verify(plan, ctx, { timeoutMs: 50, pollMs: 5 })).outcome, 'succeeded');
+  const explicit = await canaryAction.plan({ ...ref, options: { stableReplicas: 12 } }, ctx);
+  t.same(explicit.writes!.map((w) => w.name), ['backend-api-stable'], 'canary already 0: only the stable write');
+  t.same((await canaryAction.plan({ ...ref, options: { canary: 'x' } }, ctx)).refusal, { code: 'not_found', message: 'deployments.apps "x" not found' });
+});
+
+const RO_UID = 'ro-uid';
+function rolloutCluster(): FakeKube {
+  const kube = new FakeKube();
+  const tpl = (image: string) => ({ metadata: { labels: { app: 'guestbook' } }, spec: { containers: [{ name: 'app', image }] } });
+  kube.add(RESOURCES.rollouts, {
+    apiVersion: 'argoproj.io/v1alpha1',
+    kind: 'Rollout',
+    metadata: { name: 'guestbook', namespace: NS, uid: RO_UID, generation: 2, annotations: { 'rollout.argoproj.io/revision': '2' } },
+    spec: { replicas: 2, selector: { matchLabels: { app: 'guestbook' } }, template: tpl('gb:v2'), strategy: { canary: { steps: [{ setWeight: 20 }] } } },
+    status: { stableRS: 'aaa', currentPodHash: 'bbb' },
+  });
+  const rs = (hash: string, rev: number, image: string, replicas: number): KubeObject => ({
+    metadata: {
+      name: `guestbook-${hash}`,
+      namespace: NS,
+      labels: { app: 'guestbook', 'rollouts-pod-template-hash': hash },
+      annotations: { 'rollout.argoproj.io/revision': String(rev) },
+      ownerReferences: [{ apiVersion: 'argoproj.io/v1alpha1', kind: 'Rollout', name: 'guestbook', uid: RO_UID, controller: true }],
+    },
+    spec: {
+      replicas,
+      template: {
+        metadata: { labels: { app: 'guestbook', 'rollouts-pod-template-hash': hash } },
+        spec: { containers: [{ name: 'app', image, imagePullPolicy: 'IfNotPresent', terminationMessagePath: '/dev/termination-log' }], restartPolicy: 'Always' },
+      },
+    },
+    status: { replicas, availableReplicas: replicas },
+  });
+  kube.add(RESOURCES.replicasets, rs('aaa', 1, 'gb:v1', 2));
+  kube.add(RESOURCES.replicasets, rs('bbb', 2, 'gb:v2', 1));
+  return kube;
+}
+
+t.test('Argo Rollout abort: status.abort through the status subresource, falling back like the plugin', async (t) => {
+  const kube = rolloutCluster();
+  const ctx = context(kube);
+  const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook' };
+  const plan = await argoRolloutAction.plan(ref, ctx);
+  t.same(plan.writes![0], { ...plan.writes![0], patchType: 'merge', patch: { status: { abort: true } }, subresource: 'status' });
+  t.equal(plan.fromRevision, 2);
+  t.equal(plan.toRevision, 1, 'the stable revision');
+  await argoRolloutAction.execute(plan, ctx);
+  t.equal(kube.peek(RESOURCES.rollouts, NS, 'guestbook')!.status.abort, true);
+  t.equal((await argoRolloutAction.verify(plan, ctx, { timeoutMs: 50, pollMs: 5 })).outcome, 'succeeded', 'stable RS has 2/2 available');
+  t.equal((await argoRolloutAction.plan(ref, ctx)).refusal?.code, 'already_matches');
+
+  const k2 = rolloutCluster();
+  const c2 = context(k2);
+  const p2 = await argoRolloutAction.plan(ref, c2);
+  k2.failNext('patch', (c) => (c.subresource === 'status' ? new KubeApiError({ status: 404, reason: 'NotFound', message: 'the server could not find the requested resource', operation: 'PATCH' }) : null));
+  const r2 = await argoRolloutAction.execute(p2, c2);
+  t.equal(r2.applied, true);
+  t.same(k2.patches().map((p) => p.subresource ?? 'main'), ['status', 'main']);
+});
+
+t.test('Argo Rollout undo: like the plugin', async (t) => {
+  const kube = rolloutCluster();
+  const ctx = context(kube);
+  const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook', options: { mode: 'undo' } };
+  const plan = await argoRolloutAction.plan(ref, ctx);
+  t.equal(plan.toRevision, 1);
+  const ops = plan.writes![0]!.patch as { op: string; path: string; value: unknown }[];
+  t.same(ops.map((o) => [o.op, o.path]), [
+    ['test', '/metadata/generation'],
+    ['replace', '/spec/template'],
+    ['add', '/metadata/annotations/kubernetes.io~1change-cause'],
+  ]);
+  t.notOk((ops[1]!.value as { metadata: { labels: Record<string, string> } }).metadata.labels['rollouts-pod-template-hash']);
+  await argoRolloutAction.execute(plan, ctx);
+  const ro = kube.peek(RESOURCES.rollouts, NS, 'guestbook')!;
+  t.equal(ro.spec.template.spec.containers[0].image, 'gb:v1');
+  t.equal(ro.metadata.annotations!['kubernetes.io/change-cause'], CAUSE);
+  // the Rollout's undefaulted template is "derivative" of the defaulted ReplicaSet template
+  const same = await argoRolloutAction.plan({ ...ref, toRevision: 1 }, ctx);
+  t.same(same.refusal, { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' });
+  t.same((await argoRolloutAction.plan({ ...ref, toRevision: 9 }, ctx)).refusal, { code: 'revision_not_found', message: 'unable to find specified revision 9 in history' });
+  const lone = rolloutCluster();
+  lone.objects.delete('replicasets.apps/shop/guestbook-aaa');
+  t.same((await argoRolloutAction.plan(ref, context(lone))).refusal, { code: 'no_history', message: 'no revision found for rollout "guestbook"' });
+  t.same((await argoRolloutAction.plan({ ...ref, name: 'x' }, ctx)).refusal?.message, 'rollouts.argoproj.io "x" not found');
+});
+
+t.test('registry: one action per kind', async (t) => {
+  const a = createActions();
+  t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet']);
+  for (const [k, v] of Object.entries(a)) t.equal(v.kind, k);
+});
