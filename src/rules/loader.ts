@@ -111,7 +111,7 @@ export function checkUniqueNames(rules: readonly Rule[]): RuleFileError[] {
 /** Parses one rule file's text. */
 export function parseRuleFile(file: string, text: string): { rules: Rule[]; errors: RuleFileError[] } {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: false });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: true });
   const at = (offset: number) => lc.linePos(offset);
   if (doc.errors.length) {
     return {

@@ -184,3 +184,39 @@ t.test('rules check on a fresh directory with a good file', async (t) => {
   t.equal(await rulesCheckCommand([dir], { out: (s) => out.push(s), err: () => {} }), 0);
   t.match(out.join('\n'), /SUCCESS: 1 rule in 1 file/);
 });
+
+t.test('YAML anchors and merge keys share settings between rules', async (t) => {
+  const r = parseRuleFile(
+    'anchors.yaml',
+    `x-defaults: &defaults
+  target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+  priority: P1
+  guards: { cooldown: 1h }
+rules:
+  - <<: *defaults
+    name: a
+    match: { alertname: A }
+    trigger: { kind: crash_loop, threshold: 3, for: 5m }
+  - <<: *defaults
+    name: b
+    match: { alertname: B }
+    trigger: { kind: crash_loop, threshold: 5, for: 5m }
+    priority: P0
+`,
+  );
+  t.match(r.errors.map(formatRuleError).join('\n'), /anchors\.yaml:1: x-defaults: unknown field "x-defaults"/, 'only "rules" at the top');
+  const ok = parseRuleFile('anchors.yaml', `rules:
+  - &a
+    name: a
+    match: { alertname: A }
+    target: { kind: Deployment, namespace: shop, name: api }
+    trigger: { kind: crash_loop, threshold: 3, for: 5m }
+    priority: P1
+    guards: { cooldown: 1h }
+  - <<: *a
+    name: b
+    match: { alertname: B }
+`);
+  t.same(ok.errors, []);
+  t.same(ok.rules.map((x) => [x.name, x.guards.cooldown, x.line]), [['a', 3600_000, 3], ['b', 3600_000, 9]]);
+});
