@@ -67,9 +67,18 @@ export function compileMatcher(name: string, op: MatchOp, value: string): Matche
   } else {
     const what = re2Unsupported(value);
     if (what) throw new MatcherError(`regex "${value}" uses ${what}, which Alertmanager's RE2 does not support`);
+    // RE2's leading flag group (?i), (?s), (?is) ... becomes JS flags (Node 20 has no inline flags)
+    const flagGroup = /^\(\?([imsU]+)\)/.exec(value);
+    let body = value;
+    let flags = '';
+    if (flagGroup) {
+      if (flagGroup[1]!.includes('U')) throw new MatcherError(`regex "${value}": the U (ungreedy) flag is not supported`);
+      flags = [...new Set(flagGroup[1]!)].join('');
+      body = value.slice(flagGroup[0].length);
+    }
     let re: RegExp;
     try {
-      re = new RegExp(`^(?:${value})$`);
+      re = new RegExp(`^(?:${body})$`, flags);
     } catch (e) {
       throw new MatcherError(`invalid regex "${value}": ${(e as Error).message}`);
     }

@@ -91,3 +91,13 @@ t.test('RE2 check reads escapes and character classes', async (t) => {
   t.throws(() => parseMatcher('a=~"x(?<=y)"'), /lookaround/);
   t.throws(() => parseMatcher('a=~"(?<n>x)\\\\k<n>"'), /named backreferences/);
 });
+
+t.test('RE2 leading flags: (?i) matches case-insensitively, still anchored', async (t) => {
+  const m = parseMatcher('severity=~"(?i)critical|page"');
+  t.ok(m.matches({ severity: 'CRITICAL' }));
+  t.ok(m.matches({ severity: 'Page' }));
+  t.notOk(m.matches({ severity: 'critical-ish' }));
+  t.ok(parseMatcher('a=~"(?s)x.y"').matches({ a: 'x\ny' }));
+  t.notOk(parseMatcher('a=~"x.y"').matches({ a: 'x\ny' }), 'without (?s) a dot does not match a newline, as in RE2');
+  t.throws(() => parseMatcher('a=~"(?U)x+"'), /ungreedy/);
+});
