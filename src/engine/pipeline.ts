@@ -260,6 +260,12 @@ export class Engine {
           plan = await action.plan(rec.ref, actx);
           rec.plan = summarisePlan(plan);
           this.records.step(rec, 'planned', plan.summary, { fromRevision: plan.fromRevision, toRevision: plan.toRevision });
+          if (plan.refusal?.code === 'no_cluster' && this.d.config.DRY_RUN) {
+            // The embedded default: no cluster, dry-run. Record what would have been done.
+            this.d.metrics.guardBlocked.inc({ guard: 'dry-run' });
+            rec.guards.push({ guard: 'dry-run', result: 'block', reason: 'dry-run: no cluster is configured' });
+            return await this.finish(rec, 'dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
+          }
           if (plan.refusal) {
             const state = await this.finish(rec, 'refused', plan.refusal.message);
             this.notify(rec, 'rollback_refused', plan.refusal.code === 'paused' ? 'critical' : 'warning', `Rollback of ${rec.target} refused`, [plan.refusal.message]);

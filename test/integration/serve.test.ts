@@ -31,7 +31,14 @@ t.test('SIGTERM: stops accepting, drains what is queued, exits 0 within the boun
   const msgs = s.logs().map((l) => l.msg);
   t.ok(msgs.includes('shutting down: no new requests, draining the queue'));
   t.ok(msgs.includes('stopped'));
-  const handled = s.logs().filter((l) => l.component === 'engine' || l.component === 'worker').filter((l) => typeof l.fingerprint === 'string');
-  t.same([...new Set(handled.map((l) => l.fingerprint))].sort(), ['b5aac1d6c4eb54e4', 'b615d0ac5116816c'], 'both queued alerts handled before exit');
+  const closed = s.logs().filter((l) => l.msg === 'rollback record closed');
+  t.same(
+    closed.map((l) => [l.target, l.state]).sort(),
+    [
+      ['Deployment/production/checkout', 'dry_run'],
+      ['Deployment/production/payments', 'dry_run'],
+    ],
+    'both queued alerts handled (dry-run: no cluster configured) before exit',
+  );
   t.notOk(msgs.some((m) => typeof m === 'string' && /lost/.test(m)), 'nothing lost');
 });
