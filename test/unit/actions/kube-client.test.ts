@@ -1,0 +1,145 @@
+// The real @kubernetes/client-node wrapper against a small HTTP server answering what an API
+// server answers when things go wrong: every failure must come out as a clear KubeApiError.
+import t from 'tap';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import pino from 'pino';
+import { ClientNodeKube, RESOURCES } from '../../../src/kube/client.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
+import { deploymentAction } from '../../../src/actions/deployment.js';
+
+type Handler = (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void;
+let handler: Handler = (_q, _b, res) => res.end('{}');
+const seen: { method: string; url: string; contentType?: string; body: string }[] = [];
+const server = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => {
+    seen.push({ method: req.method!, url: req.url!, ...(req.headers['content-type'] ? { contentType: req.headers['content-type'] } : {}), body });
+    handler(req, body, res);
+  });
+});
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+t.teardown(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+const kc = new KubeConfig();
+kc.loadFromOptions({
+  clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+  users: [{ name: 'u', token: 't0ken' }],
+  contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+  currentContext: 'x',
+});
+const kube = new ClientNodeKube(kc, { timeoutMs: 300 });
+
+function status(code: number, reason: string, message: string): Handler {
+  return (_q, _b, res) => {
+    res.statusCode = code;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code, reason, message }));
+  };
+}
+
+async function failure(p: Promise<unknown>): Promise<KubeApiError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof KubeApiError) return e;
+    throw e;
+  }
+  throw new Error('expected a failure');
+}
+
+t.test('requests: raw JSON kept, patch content types, field manager, dry run', async (t) => {
+  handler = (_q, _b, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ metadata: { name: 'web', generation: 4 }, spec: { template: { spec: { newFieldOf2030: { x: 1 } } } } }));
+  };
+  seen.length = 0;
+  const d = await kube.get(RESOURCES.deployments, 'shop', 'web');
+  t.same(d.spec.template.spec.newFieldOf2030, { x: 1 }, 'fields unknown to the client models survive');
+  t.equal(seen[0]!.url, '/apis/apps/v1/namespaces/shop/deployments/web');
+  await kube.patch(RESOURCES.deployments, 'shop', 'web', [{ op: 'test', path: '/metadata/generation', value: 4 }], 'json');
+  await kube.patch(RESOURCES.statefulsets, 'shop', 'db', { spec: {} }, 'strategic', { dryRun: true });
+  await kube.patch(RESOURCES.rollouts, 'shop', 'gb', { status: { abort: true } }, 'merge', { subresource: 'status' });
+  await kube.patch(RESOURCES.services, 'shop', 'api', { spec: { selector: { version: 'blue' } } }, 'merge');
+  await kube.list(RESOURCES.replicasets, 'shop', { labelSelector: 'app=web' });
+  t.same(
+    seen.slice(1).map((s) => [s.method, s.url, s.contentType]),
+    [
+      ['PATCH', '/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=rollguard', 'application/json-patch+json'],
+      ['PATCH', '/apis/apps/v1/namespaces/shop/statefulsets/db?dryRun=All&fieldManager=rollguard', 'application/strategic-merge-patch+json'],
+      ['PATCH', '/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/gb/status?fieldManager=rollguard', 'application/merge-patch+json'],
+      ['PATCH', '/api/v1/namespaces/shop/services/api?fieldManager=rollguard', 'application/merge-patch+json'],
+      ['GET', '/apis/apps/v1/namespaces/shop/replicasets?labelSelector=app%3Dweb', undefined],
+    ],
+  );
+  t.equal(seen[1]!.body, '[{"op":"test","path":"/metadata/generation","value":4}]');
+});
+
+t.test('403, 404, 409, 500: status, reason, the server’s message, retriable', async (t) => {
+  const cases: [number, string, string, boolean][] = [
+    [403, 'Forbidden', 'deployments.apps "web" is forbidden: User "system:serviceaccount:rollguard-system:rollguard" cannot patch resource "deployments"', false],
+    [404, 'NotFound', 'deployments.apps "web" not found', false],
+    [409, 'Conflict', 'Operation cannot be fulfilled on deployments.apps "web": the object has been modified', true],
+    [500, 'InternalError', 'Internal error occurred: etcdserver: request timed out', true],
+  ];
+  for (const [code, reason, message, retriable] of cases) {
+    handler = status(code, reason, message);
+    const e = await failure(kube.patch(RESOURCES.deployments, 'shop', 'web', [], 'json'));
+    t.equal(e.status, code);
+    t.equal(e.reason, reason);
+    t.equal(e.retriable, retriable, `${code} retriable=${retriable}`);
+    t.match(e.message, `PATCH apps/v1 deployments shop/web: HTTP ${code} ${reason}: ${message}`);
+  }
+  handler = (_q, _b, res) => {
+    res.statusCode = 502;
+    res.end('<html>bad gateway</html>');
+  };
+  const e = await failure(kube.get(RESOURCES.deployments, 'shop', 'web'));
+  t.equal(e.status, 502);
+  t.equal(e.reason, 'BadGateway');
+});
+
+t.test('a hanging API server: timeout after the deadline; the caller can cancel', async (t) => {
+  handler = () => {
+    /* never answers */
+  };
+  const t0 = Date.now();
+  const e = await failure(kube.get(RESOURCES.deployments, 'shop', 'web'));
+  t.equal(e.status, 'timeout');
+  t.equal(e.retriable, true);
+  t.match(e.message, /no answer within 300 ms/);
+  t.ok(Date.now() - t0 < 2000, 'the deadline held');
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 50);
+  const c = await failure(kube.get(RESOURCES.deployments, 'shop', 'web', { signal: ac.signal, timeoutMs: 5000 }));
+  t.equal(c.status, 'timeout');
+  t.equal(c.reason, 'Aborted');
+});
+
+t.test('nothing listening: network error', async (t) => {
+  const dead = new KubeConfig();
+  dead.loadFromOptions({
+    clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  const e = await failure(new ClientNodeKube(dead).get(RESOURCES.deployments, 'shop', 'web'));
+  t.equal(e.status, 'network');
+  t.equal(e.retriable, true);
+  t.match(e.message, /ECONNREFUSED/);
+});
+
+t.test('through an action: a 500 while planning is a clear error, tried once', async (t) => {
+  handler = status(500, 'InternalError', 'etcd leader changed');
+  seen.length = 0;
+  const ctx = { kube, logger: pino({ level: 'silent' }), changeCause: 'x', checkFence: async () => {} };
+  const e = await failure(deploymentAction.plan({ kind: 'Deployment', namespace: 'shop', name: 'web' }, ctx));
+  t.equal(e.status, 500);
+  t.equal(seen.length, 1, 'one request, no retry loop');
+});
