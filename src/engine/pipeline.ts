@@ -209,7 +209,26 @@ export class Engine {
         window: { startMs: now - rule.trigger.forMs, endMs: now, stepMs: rule.trigger.stepMs },
       };
     }
-    return confirmTrigger({ rule, alert: { labels: rec.alert?.labels ?? {} }, now }, { prometheus: this.d.prometheus, metrics: this.d.metrics });
+    const input: Parameters<typeof confirmTrigger>[0] = { rule, alert: { labels: rec.alert?.labels ?? {} }, now };
+    if (rule.trigger.baseline?.relativeTo === 'rollout_start') {
+      // "P95 > 2x the baseline before the current rollout": the rollout began when the current revision was created.
+      const started = await this.rolloutStartedAt(rec);
+      if (started !== undefined) input.rolloutStartedAt = started;
+    }
+    return confirmTrigger(input, { prometheus: this.d.prometheus, metrics: this.d.metrics });
+  }
+
+  /** When the target's current revision was created (read-only plan), or undefined if unknown. */
+  private async rolloutStartedAt(rec: RollbackRecord): Promise<number | undefined> {
+    const action = this.d.actions[rec.ref.kind];
+    if (!action) return undefined;
+    try {
+      const plan = await action.plan(rec.ref, this.actionContext(rec, () => undefined));
+      return plan.current?.createdAt;
+    } catch (err) {
+      this.log.warn({ err, record: rec.id }, 'could not read the rollout start for the baseline');
+      return undefined;
+    }
   }
 
   /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */

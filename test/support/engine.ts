@@ -57,8 +57,11 @@ export class FakePrometheus implements PrometheusApi {
   value = 0.2;
   down = false;
   queries: string[] = [];
+  /** evaluation times of instant queries */
+  instantTimes: number[] = [];
   async query(expr: string, timeMs: number) {
     this.queries.push(expr);
+    this.instantTimes.push(timeMs);
     if (this.down) throw new PrometheusUnavailableError('connect ECONNREFUSED 127.0.0.1:9');
     return [{ labels: {}, t: timeMs, v: this.value }];
   }

@@ -265,3 +265,32 @@ t.test('a label that is not a Kubernetes name is recorded as an error and touche
     t.match(r.outcome!.message, /target could not be resolved.*target\.name: resolved to/);
   }
 });
+
+t.test('a baseline relative to the rollout start is read at the current revision\'s creation', async (t) => {
+  const ruleText = `
+rules:
+  - name: p95-2x
+    match: ['alertname="SlowP95"']
+    target: { kind: Deployment, namespace: prod, name: "{{ $labels.deployment }}" }
+    trigger:
+      kind: latency
+      quantile: 0.95
+      selector: { namespace: prod }
+      threshold: 2
+      baseline: { relativeTo: rollout_start, window: 10m }
+      for: 2m
+      step: 15s
+    priority: P0
+`;
+  const e = testEngine({ ruleText });
+  e.action.createdAt = Date.now() - 30 * 60_000;
+  e.prometheus!.value = 0.5; // flat: the current p95 equals the baseline, 1x < 2x
+  await e.deliver(firing('SlowP95'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'not_confirmed', rec.confirmation?.reason);
+  t.ok(
+    e.prometheus!.instantTimes.some((at) => Math.abs(at - e.action.createdAt) < 5000),
+    `the baseline was evaluated just before the rollout began (${e.prometheus!.instantTimes.join(',')} vs ${e.action.createdAt})`,
+  );
+  t.equal(e.action.executed.length, 0);
+});
