@@ -79,7 +79,7 @@ export interface Cluster {
   kubectl(args: string[], opts?: ExecOptions): Promise<ExecResult>;
   /** Run any built binary with KUBECONFIG set (admin unless opts.kubeconfig). */
   run(name: BinaryName, args: string[], opts?: ExecOptions): Promise<ExecResult>;
-  /** Admin REST call; resolves with the parsed JSON body, rejects on non-2xx. */
+  /** Admin REST call; resolves with the parsed JSON body, rejects on non-2xx. PATCH bodies are JSON merge patches. */
   request<T = unknown>(method: string, apiPath: string, body?: unknown): Promise<T>;
   /** Last lines of every component log, for failure messages. */
   logTails(lines?: number): string;
@@ -437,13 +437,26 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   try {
-    makePki(pki);
-    const f = (n: string) => path.join(pki, n);
     const [etcdPort, etcdPeerPort, apiPort, cmPort, schedPort, kwokPort] = (await freePorts(6)) as [
       number, number, number, number, number, number,
     ];
-    const server = `https://127.0.0.1:${apiPort}`;
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+    // --- etcd
+    startProc('etcd', bin('etcd'), [
+      '--name=rollguard-test',
+      `--data-dir=${path.join(dir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+      `--initial-cluster=rollguard-test=http://127.0.0.1:${etcdPeerPort}`,
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+    ]);
+    // The PKI is made while etcd starts (etcd itself runs plain http on loopback).
+    makePki(pki);
+    const f = (n: string) => path.join(pki, n);
+    const server = `https://127.0.0.1:${apiPort}`;
     const caFile = f('ca.crt');
     const adminKubeconfig = path.join(dir, 'admin.kubeconfig');
     writeKubeconfig(adminKubeconfig, server, caFile, { certFile: f('admin.crt'), keyFile: f('admin.key') }, 'admin');
@@ -500,18 +513,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return (r.text ? JSON.parse(r.text) : undefined) as T;
     };
 
-    // --- etcd
-    startProc('etcd', bin('etcd'), [
-      '--name=rollguard-test',
-      `--data-dir=${path.join(dir, 'etcd')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-      `--initial-cluster=rollguard-test=http://127.0.0.1:${etcdPeerPort}`,
-      '--unsafe-no-fsync=true',
-      '--log-level=warn',
-    ]);
     await waitFor(
       'etcd healthy',
       async () => {
@@ -563,6 +564,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `--cluster-signing-key-file=${f('ca.key')}`,
       '--use-service-account-credentials=true',
       '--controllers=*',
+      // The node lifecycle controller lifts the not-ready taint on its monitor tick (default 5 s).
+      '--node-monitor-period=1s',
       '--leader-elect=false',
       '--service-cluster-ip-range=10.96.0.0/16',
       '--v=1',
@@ -649,8 +652,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           check: true,
         })
       : Promise.resolve(undefined);
-    await Promise.all([createNodes, applyRbac, applyCrds]);
-    log(`nodes, RBAC and CRDs submitted after ${Date.now() - t0} ms`);
+    await Promise.all([createNodes, applyRbac]);
+    log(`nodes and RBAC submitted after ${Date.now() - t0} ms`);
 
     // The rollguard ServiceAccount's token (TokenRequest API) and its kubeconfig.
     const tok = await request<{ status: { token: string } }>(
@@ -663,6 +666,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     writeKubeconfig(rollguardKubeconfig, server, caFile, { token: rollguardToken }, 'rollguard');
 
     await Promise.all([
+      applyCrds,
       waitFor('kube-controller-manager /healthz', async () => (await localStatus(cmPort, '/healthz')) === 200),
       // The serviceaccount controller creating default/default proves the controllers run.
       waitFor('default ServiceAccount', async () => {
