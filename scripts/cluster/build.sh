@@ -8,7 +8,7 @@
 # Versions are pinned in scripts/cluster/versions.env (one place). The cache is
 #   ${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}/k8s-$K8S_VERSION/{bin,etc}
 # and is stamped with a hash of versions.env and the build module, so a warm run
-# returns at once and a cold run builds once (about 30-40 min on 2 cores).
+# returns at once and a cold run builds once (8-16 min on 2 cores: docs/benchmarks.md).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

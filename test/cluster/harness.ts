@@ -132,7 +132,7 @@ export function checkBinaries(binDir = defaultBinDir()): void {
   if (missing.length > 0) {
     throw new Error(
       `test control plane binaries missing in ${binDir}: ${missing.join(', ')}.\n` +
-        `Build them once with: bash scripts/cluster/build.sh  (cold build ~30-40 min; cached afterwards)`,
+        `Build them once with: bash scripts/cluster/build.sh  (cold: ~8-16 min on 2 cores; cached afterwards)`,
     );
   }
 }
