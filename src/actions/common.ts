@@ -59,6 +59,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   let current = plan;
   for (let attempt = 1; ; attempt++) {
     let w: PlannedWrite | undefined;
+    const done: string[] = [];
     try {
       let generation: number | undefined;
       for (w of current.writes ?? []) {
@@ -72,6 +73,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           { kind: current.kind, target: `${w.namespace}/${w.name}`, write: w.description, dryRun: !!ctx.dryRun },
           'rollback write accepted',
         );
+        done.push(w.description);
         if (generation === undefined && typeof res.metadata?.generation === 'number') generation = res.metadata.generation;
       }
       return {
@@ -83,7 +85,12 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
         ...(current !== plan ? { replanned: current } : {}),
       };
     } catch (err) {
-      if (!isConflict(err, w) || attempt >= MAX_ATTEMPTS) throw err;
+      if (!isConflict(err, w) || attempt >= MAX_ATTEMPTS) {
+        if (done.length > 0) {
+          ctx.logger.error({ applied: done, failed: w?.description, err: (err as Error).message }, 'rollback partly applied: a later write failed');
+        }
+        throw err;
+      }
       ctx.logger.warn({ attempt, err: err.message }, 'conflict on rollback write; re-planning from a fresh read');
       const fresh = await action.plan(plan.target, ctx);
       if (!fresh.refusal && fresh.fromRevision !== plan.fromRevision) {

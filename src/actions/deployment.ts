@@ -111,7 +111,9 @@ export const deploymentAction: Action = {
     const patch = [
       { op: 'test', path: '/metadata/generation', value: dep.metadata.generation },
       { op: 'replace', path: '/spec/template', value: template },
-      { op: 'replace', path: '/metadata/annotations', value: annotations },
+      // kubectl always replaces; the controller always sets the revision annotation, but a
+      // Deployment it has not synced yet may have none, where a replace would be rejected
+      { op: dep.metadata.annotations ? 'replace' : 'add', path: '/metadata/annotations', value: annotations },
     ];
     return {
       target: ref,
