@@ -117,6 +117,19 @@ async function serve(args: string[]): Promise<number> {
   const notifications = new Notifications(notifiers, logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT);
 
   const store = createStore(config, logger);
+  // Give Redis a moment before answering webhooks (each would get 503 until it is reachable).
+  for (const until = Date.now() + 10_000; ; ) {
+    try {
+      await store.ping();
+      break;
+    } catch (err) {
+      if (Date.now() > until) {
+        logger.error({ err }, 'the store is not reachable yet: webhooks get 503 (Alertmanager retries) until it is');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions: createActions(), notifications, owner: config.CONSUMER_NAME });
 
   const worker = new QueueWorker({
