@@ -287,7 +287,7 @@ rules:
   e.prometheus!.value = 0.5; // flat: the current p95 equals the baseline, 1x < 2x
   await e.deliver(firing('SlowP95'));
   const rec = (await e.engine.records.list({}))[0]!;
-  t.equal(rec.state, 'not_confirmed', rec.confirmation?.reason);
+  t.equal(rec.state, 'not_confirmed', rec.confirmation?.reason ?? '');
   t.ok(
     e.prometheus!.instantTimes.some((at) => Math.abs(at - e.action.createdAt) < 5000),
     `the baseline was evaluated just before the rollout began (${e.prometheus!.instantTimes.join(',')} vs ${e.action.createdAt})`,
