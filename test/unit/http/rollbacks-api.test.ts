@@ -1,0 +1,156 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildApp } from '../../../src/app.js';
+import { controlRoutes } from '../../../src/http/control.js';
+import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
+import { RuleHolder } from '../../../src/rules/holder.js';
+import { ADMIN_TOKEN, WEBHOOK_TOKEN } from '../../support/app.js';
+import { firing, RULES, testEngine } from '../../support/engine.js';
+
+async function setup(env: Record<string, string> = {}) {
+  const e = testEngine({ env: { WEBHOOK_TOKEN, ADMIN_TOKEN, ...env } });
+  const dir = mkdtempSync(join(tmpdir(), 'rg-rules-'));
+  writeFileSync(join(dir, 'rules.yaml'), RULES);
+  const holder = await RuleHolder.create({ paths: [dir], metrics: e.metrics });
+  t.teardown(() => holder.close());
+  const app = buildApp({ config: e.config, store: e.store, metrics: e.metrics, logger: false, routes: [rollbacksRoutes(e.engine), controlRoutes({ reload: () => holder.reload('api') })] });
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  return { ...e, app, admin, dir, holder };
+}
+
+t.test('list, filter, get and report', async (t) => {
+  const s = await setup();
+  await s.deliver(firing('MinorBug', 'search'));
+  s.prometheus!.value = 0.001;
+  await s.deliver(firing('HighErrorRate', 'checkout'));
+  const all = (await s.app.inject('/v1/rollbacks')).json().rollbacks;
+  t.equal(all.length, 2);
+  const f = (await s.app.inject('/v1/rollbacks?target=Deployment/prod/search')).json().rollbacks;
+  t.same(f.map((r: { state: string }) => r.state), ['notified']);
+  const byState = (await s.app.inject('/v1/rollbacks?state=not_confirmed')).json().rollbacks;
+  t.equal(byState.length, 1);
+  const badState = await s.app.inject('/v1/rollbacks?state=exploded');
+  t.equal(badState.statusCode, 400);
+  t.match(badState.json().message, /query\.state/);
+  const badLimit = await s.app.inject('/v1/rollbacks?limit=0');
+  t.match(badLimit.json().message, /query\.limit/);
+
+  const one = await s.app.inject(`/v1/rollbacks/${all[0].id}`);
+  t.equal(one.statusCode, 200);
+  t.equal(one.json().id, all[0].id);
+  t.equal((await s.app.inject('/v1/rollbacks/rb-doesnotexist')).statusCode, 404);
+  const badId = await s.app.inject('/v1/rollbacks/..%2F..%2Fetc');
+  t.equal(badId.statusCode, 400);
+  t.match(badId.json().message, /params\.id/);
+
+  const report = await s.app.inject(`/v1/rollbacks/${f[0].id}/report`);
+  t.equal(report.statusCode, 200);
+  t.match(report.headers['content-type'], /text\/markdown/);
+  t.match(report.body, /# Incident report: Deployment\/prod\/search/);
+  t.match(report.body, /## Timeline/);
+  t.match(report.body, /time to detect .*\| < 5 min \|/);
+  t.match(report.body, /## Action items/);
+});
+
+t.test('mutating endpoints need the admin token, not the webhook token', async (t) => {
+  const s = await setup();
+  const body = { kind: 'Deployment', namespace: 'prod', name: 'checkout', reason: 'bad deploy' };
+  for (const [method, url, payload] of [
+    ['POST', '/v1/rollbacks', body],
+    ['POST', '/v1/pause', {}],
+    ['POST', '/v1/resume', {}],
+    ['POST', '/-/reload', {}],
+    ['POST', '/v1/rollbacks/rb-x/approve', {}],
+  ] as const) {
+    t.equal((await s.app.inject({ method, url, payload })).statusCode, 401, `${url} without a token`);
+    t.equal((await s.app.inject({ method, url, payload, headers: { authorization: `Bearer ${WEBHOOK_TOKEN}` } })).statusCode, 401, `${url} with the webhook token`);
+  }
+  t.equal(s.action.executed.length, 0);
+  const off = await setup({ ADMIN_TOKEN: '' });
+  const r = await off.app.inject({ method: 'POST', url: '/v1/pause', payload: {}, headers: off.admin });
+  t.equal(r.statusCode, 403);
+  t.match(r.json().message, /admin API is disabled: set ADMIN_TOKEN/);
+});
+
+t.test('a manual rollback goes through the same guards', async (t) => {
+  const s = await setup();
+  const bad = await s.app.inject({ method: 'POST', url: '/v1/rollbacks', headers: s.admin, payload: { kind: 'Deployment', namespace: 'prod', name: 'Checkout!' } });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /body\.name: expected a Kubernetes name/);
+  t.match(bad.json().message, /body\.reason/);
+  const unknown = await s.app.inject({ method: 'POST', url: '/v1/rollbacks', headers: s.admin, payload: { kind: 'CronJob', namespace: 'prod', name: 'x', reason: 'r' } });
+  t.match(unknown.json().message, /body\.kind/);
+  const extra = await s.app.inject({ method: 'POST', url: '/v1/rollbacks', headers: s.admin, payload: { kind: 'Deployment', namespace: 'prod', name: 'x', reason: 'r', force: true } });
+  t.equal(extra.statusCode, 400, 'unknown fields are refused on the admin API');
+  t.equal((await s.app.inject('/v1/rollbacks')).json().rollbacks.length, 0, 'bad requests changed nothing');
+
+  const ok = await s.app.inject({ method: 'POST', url: '/v1/rollbacks', headers: s.admin, payload: { kind: 'Deployment', namespace: 'prod', name: 'checkout', reason: 'v2 corrupts carts', requestedBy: 'alice' } });
+  t.equal(ok.statusCode, 202);
+  t.match(ok.headers.location, /^\/v1\/rollbacks\/rb-m-/);
+  await s.engine.idle();
+  t.equal(s.action.executed.length, 1);
+  t.match(s.action.executed[0]!.changeCause, /rollguard: manual rollback rb-m-\w+ by alice: v2 corrupts carts/);
+  const rec = (await s.app.inject(ok.headers.location as string)).json();
+  t.equal(rec.state, 'succeeded');
+
+  s.action.applied = false; // a new bad deploy
+  const again = await s.app.inject({ method: 'POST', url: '/v1/rollbacks', headers: s.admin, payload: { kind: 'Deployment', namespace: 'prod', name: 'checkout', reason: 'again' } });
+  await s.engine.idle();
+  const second = (await s.app.inject(again.headers.location as string)).json();
+  t.equal(second.state, 'blocked', 'the cooldown applies to manual rollbacks too');
+  t.equal(s.action.executed.length, 1);
+});
+
+t.test('pause and resume: the kill switch', async (t) => {
+  const s = await setup();
+  const p = await s.app.inject({ method: 'POST', url: '/v1/pause', headers: s.admin, payload: { by: 'sre-oncall', reason: 'incident 42' } });
+  t.equal(p.statusCode, 200);
+  t.match((await s.app.inject('/v1/pause')).json(), { paused: true, by: 'sre-oncall', reason: 'incident 42' });
+  await s.deliver(firing('HighErrorRate'));
+  t.equal(s.action.executed.length, 0);
+  t.equal((await s.app.inject('/v1/rollbacks')).json().rollbacks[0].state, 'blocked');
+  await s.app.inject({ method: 'POST', url: '/v1/resume', headers: s.admin });
+  t.same((await s.app.inject('/v1/pause')).json(), { paused: false });
+  await s.deliver(firing('HighErrorRate', 'payments'));
+  t.equal(s.action.executed.length, 1);
+});
+
+t.test('approve and reject over the API', async (t) => {
+  const s = await setup();
+  await s.deliver(firing('HighLatency', 'a'));
+  await s.deliver(firing('HighLatency', 'b'));
+  const [rb, ra] = (await s.app.inject('/v1/rollbacks?state=pending_approval')).json().rollbacks;
+  const ap = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${ra.id}/approve`, headers: s.admin, payload: { by: 'alice', comment: 'ok' } });
+  t.equal(ap.statusCode, 200);
+  await s.engine.idle();
+  t.equal(s.action.executed.length, 1);
+  const rj = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rb.id}/reject`, headers: s.admin, payload: { by: 'bob' } });
+  t.equal(rj.json().state, 'rejected');
+  const twice = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rb.id}/approve`, headers: s.admin, payload: {} });
+  t.equal(twice.statusCode, 409);
+  t.equal((await s.app.inject({ method: 'POST', url: '/v1/rollbacks/rb-nope/approve', headers: s.admin, payload: {} })).statusCode, 404);
+  t.equal(s.action.executed.length, 1);
+});
+
+t.test('POST /-/reload: a broken file keeps the last good rules (422), a good one applies', async (t) => {
+  const s = await setup();
+  writeFileSync(join(s.dir, 'rules.yaml'), 'rules:\n  - name: broken\n    priority: P9\n');
+  const bad = await s.app.inject({ method: 'POST', url: '/-/reload', headers: s.admin });
+  t.equal(bad.statusCode, 422);
+  t.match(bad.json().error, /rules\.yaml:\d+/);
+  t.equal(s.holder.rules.rules.length, 4, 'the last good rules stay in force');
+  writeFileSync(join(s.dir, 'rules.yaml'), RULES.replace('name: minor', 'name: minor-renamed'));
+  const good = await s.app.inject({ method: 'POST', url: '/-/reload', headers: s.admin });
+  t.same(good.json(), { ok: true, rules: 4 });
+  t.ok(s.holder.rules.rules.some((r) => r.name === 'minor-renamed'));
+});
+
+t.test('the OpenAPI document covers every route', async (t) => {
+  const s = await setup();
+  const doc = (await s.app.inject('/openapi.json')).json();
+  for (const p of ['/v1/alerts', '/v1/rollbacks', '/v1/rollbacks/{id}', '/v1/rollbacks/{id}/report', '/v1/rollbacks/{id}/approve', '/v1/rollbacks/{id}/reject', '/v1/pause', '/v1/resume', '/-/reload', '/healthz', '/readyz', '/metrics']) {
+    t.ok(doc.paths[p], p);
+  }
+});
