@@ -11,7 +11,7 @@
 // Ours adds, in the same patch, metadata.annotations[kubernetes.io/change-cause] and
 // metadata.resourceVersion (the value plan() read: a change since makes it a 409 Conflict, which
 // re-plans from a fresh read, bounded).
-import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js';
+import type { KubeObject, ResourceType } from '../kube/client.js';
 import {
   CHANGE_CAUSE,
   controllerRevisionNumber,
