@@ -121,7 +121,8 @@ GOBIN="$STAGE/bin" go install -trimpath \
 
 # 3. kwok's "fast" stages (node initialize + lease heartbeat, pod ready/complete/delete), taken
 #    from the pinned kwok module so that they match the binary.
-kwokdir="$(cd "$MOD" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+kwokdir="$(cd "$STAGE" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+[[ -d "$kwokdir/kustomize/stage" ]] || { log "kwok module source not found for its stages"; exit 1; }
 for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
          pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
   echo "---"; echo "# from sigs.k8s.io/kwok@$KWOK_VERSION kustomize/stage/$f"; cat "$kwokdir/kustomize/stage/$f"
