@@ -9,6 +9,7 @@ import { deploymentAction } from '../../src/actions/deployment.js';
 import type { ActionContext, RollbackPlan } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
+import { deploymentState } from '../../src/kube/rollout-status.js';
 
 const OURS = 'e2e-rg';
 const THEIRS = 'e2e-kubectl';
@@ -168,12 +169,23 @@ t.test('a bad v2 is rolled back to v1, exactly as kubectl rollout undo does', as
       (d.status?.conditions ?? []).some((c: { type: string; reason?: string }) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded'),
     );
   }
+  // our rollout-status reading of the stalled v2 agrees with kubectl rollout status
+  const stalled = await dep(THEIRS);
+  const ks = await cluster.kubectl(['-n', THEIRS, 'rollout', 'status', 'deployment/web', '--timeout=5s'], { kubeconfig: cluster.rollguardKubeconfig });
+  const st = deploymentState(stalled);
+  t.equal(st.failed, true);
+  t.not(ks.code, 0, 'kubectl rollout status fails too');
+  t.ok(ks.stderr.includes(st.message), `kubectl: ${ks.stderr.trim()} / ours: ${st.message}`);
+
   const plan = await rollguardUndo(t, 'web');
   t.equal(plan.fromRevision, 2);
   t.equal(plan.toRevision, 1);
   const k = await kubectlUndo(['deployment/web']);
   t.equal(k.code, 0, `kubectl rollout undo: ${k.stderr}`);
   t.match(k.stdout, /rolled back/);
+  const kst = await cluster.kubectl(['-n', THEIRS, 'rollout', 'status', 'deployment/web', '--timeout=60s'], { kubeconfig: cluster.rollguardKubeconfig });
+  t.equal(kst.code, 0, `kubectl rollout status after kubectl's undo: ${kst.stdout.trim().split('\n').pop()}`);
+  t.match(kst.stdout, 'deployment "web" successfully rolled out', 'the same words as our verify');
   await quiet(OURS, 'web', '3');
   await quiet(THEIRS, 'web', '3');
   const { ours } = await compareTwins(t, 'web');
