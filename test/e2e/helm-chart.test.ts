@@ -1,0 +1,365 @@
+// The Helm chart on the real control plane (test/cluster/harness.ts), with the built helm and
+// kubectl binaries:
+//   1. every object the chart renders, with the default values and with every option on
+//      (helm/rollguard/ci/all-on-values.yaml), passes the API server's own schema check
+//      (apply --dry-run=server --validate=strict; the Prometheus Operator kinds through the
+//      minimal CRDs of test/fixtures/crds/monitoring-coreos.yaml);
+//   2. `helm install` with the default values: the Deployment becomes available (kwok's fake
+//      pods), and `kubectl auth can-i` as the chart's ServiceAccount allows exactly what the
+//      enabled actions need and denies the rest, as a table, and `auth can-i --list` shows no
+//      other right;
+//   3. the Deployment action, run with the chart's ServiceAccount token, rolls a Deployment back
+//      (the rights are not only few but enough);
+//   4. `helm upgrade` to every action kind, scoped to one namespace: Roles there, nothing
+//      cluster-wide, release Secrets only with HelmRelease, and `helm rollback` run as the chart's
+//      ServiceAccount works with the documented broad rules;
+//   5. two replicas with Redis land on two different nodes.
+import t, { type Test } from 'tap';
+import pino from 'pino';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { REPO_ROOT, startCluster, type Cluster } from '../cluster/harness.js';
+import { deploymentAction } from '../../src/actions/deployment.js';
+import type { ActionContext } from '../../src/actions/action.js';
+import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { loadKubeConfig } from '../../src/kube/config.js';
+
+const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
+const ALL_ON = path.join(CHART, 'ci', 'all-on-values.yaml');
+const MONITORING_CRDS = path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'monitoring-coreos.yaml');
+const NS = 'rg-chart'; // where the chart is installed
+const RELEASE = 'rg'; // names: rg-rollguard (the harness owns the plain "rollguard" objects)
+const SA = `system:serviceaccount:${NS}:${RELEASE}-rollguard`;
+
+const cluster: Cluster = await startCluster();
+t.teardown(() => cluster.stop({ keep: !t.passing() }));
+t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-helm-chart-'));
+t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** helm prints an INFO line for the chart's files/rules symlink (the repo's rules/); anything else on stderr is shown. */
+const helmStderr = (s: string) => s.split('\n').filter((l) => l && !l.includes('found symbolic link in path')).join('\n');
+async function helm(args: string[], opts: { kubeconfig?: string; check?: boolean } = {}) {
+  const r = await cluster.run('helm', args, { timeoutMs: 240_000, ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) });
+  if (opts.check !== false && r.code !== 0) throw new Error(`helm ${args.join(' ')} exited ${r.code}\n${helmStderr(r.stderr)}\n${r.stdout}`);
+  return r;
+}
+async function kubectl(args: string[], input?: string) {
+  return cluster.kubectl(args, { check: true, timeoutMs: 120_000, ...(input !== undefined ? { input } : {}) });
+}
+
+// Namespaces the chart's values name, the namespace "other" that a scoped install must not reach,
+// and the Prometheus Operator CRDs.
+await kubectl(['create', 'namespace', NS]);
+for (const ns of ['shop', 'payments', 'other']) await kubectl(['create', 'namespace', ns]);
+await kubectl(['apply', '--server-side', '--field-manager=rollguard-test', '-f', MONITORING_CRDS]);
+await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com']);
+
+t.test('every rendered object passes the API server schema check (--dry-run=server --validate=strict)', async (t) => {
+  for (const [name, values] of [
+    ['default values', [] as string[]],
+    ['every option on', ['-f', ALL_ON]],
+  ] as const) {
+    const r = await helm(['template', RELEASE, CHART, '--namespace', NS, ...values]);
+    const kinds = [...r.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
+    t.ok(kinds.includes('Deployment') && kinds.includes('Service') && kinds.includes('ServiceAccount'), `${name}: ${kinds.join(', ')}`);
+    if (values.length) {
+      for (const k of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret']) t.ok(kinds.includes(k), `${name} renders a ${k}`);
+      t.ok(/grafana_dashboard: "1"/.test(r.stdout), `${name}: the dashboard ConfigMap carries grafana_dashboard`);
+      t.notOk(kinds.includes('ClusterRole'), `${name}: scoped to namespaces, no ClusterRole`);
+    } else {
+      t.ok(kinds.includes('ClusterRole') && kinds.includes('ClusterRoleBinding'), `${name}: cluster-wide scope is a ClusterRole`);
+      t.notOk(kinds.includes('Secret'), `${name}: no Secret without tokens or Redis`);
+    }
+    const file = path.join(tmp, `${name.replace(/\W+/g, '-')}.yaml`);
+    fs.writeFileSync(file, r.stdout);
+    const v = await cluster.kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', file], { timeoutMs: 120_000 });
+    t.equal(v.code, 0, `${name}: ${v.stderr || 'valid'}`);
+    const accepted = v.stdout.split('\n').filter((l) => /\(server dry run\)$/.test(l));
+    t.equal(accepted.length, kinds.length, `${name}: the API server accepted all ${kinds.length} objects`);
+  }
+
+  // The check is real: an unknown field in a ServiceMonitor (a typo) is refused.
+  const bad = `apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: typo, namespace: ${NS}}\nspec:\n  selector: {}\n  endpoints: [{port: http, intervall: 30s}]\n`;
+  const v = await cluster.kubectl(['apply', '--dry-run=server', '--validate=strict', '-f', '-'], { input: bad });
+  t.not(v.code, 0, 'an unknown ServiceMonitor field is refused');
+  t.match(v.stderr, /intervall/, v.stderr);
+});
+
+/** One row: `kubectl auth can-i VERB RESOURCE [--subresource] -n NAMESPACE` as the chart's ServiceAccount. */
+type Row = [verb: string, resource: string, namespace: string, expected: boolean];
+async function canI([verb, resource, ns]: Row): Promise<boolean> {
+  const [res, sub] = resource.split('/') as [string, string | undefined];
+  const r = await cluster.kubectl(['auth', 'can-i', verb, res, ...(sub ? [`--subresource=${sub}`] : []), `--as=${SA}`, '-n', ns], { timeoutMs: 60_000 });
+  const out = r.stdout.trim();
+  if (out !== 'yes' && out !== 'no') throw new Error(`kubectl auth can-i ${verb} ${resource} -n ${ns}: ${r.stderr}${r.stdout}`);
+  return out === 'yes';
+}
+async function checkTable(t: Test, rows: Row[]) {
+  const got = await Promise.all(rows.map(canI));
+  const lines: string[] = [];
+  rows.forEach((row, i) => {
+    const [verb, resource, ns, want] = row;
+    lines.push(`${got[i] === want ? ' ' : '✗'} ${verb.padEnd(16)} ${resource.padEnd(40)} ${ns.padEnd(9)} ${got[i] ? 'yes' : 'no '} (want ${want ? 'yes' : 'no'})`);
+    t.equal(got[i], want, `can-i ${verb} ${resource} -n ${ns}`);
+  });
+  t.comment(`auth can-i as ${SA}\n${lines.join('\n')}`);
+}
+
+/** `auth can-i --list` in a namespace, minus what every authenticated user has (self reviews). */
+async function rightsList(ns: string): Promise<string[]> {
+  const r = await kubectl(['auth', 'can-i', '--list', `--as=${SA}`, '-n', ns, '--no-headers']);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s{2,}/))
+    .filter((c) => c.length === 4 && c[1] === '[]' && !/^selfsubject/.test(c[0]!))
+    .map((c) => `${c[0]} ${c[3]}`)
+    .sort();
+}
+
+// Rows shared by the tables: what no configuration without HelmRelease may do.
+const neverWithoutHelm = (ns: string): Row[] => [
+  ['get', 'secrets', ns, false],
+  ['list', 'secrets', ns, false],
+  ['delete', 'deployments.apps', ns, false],
+  ['delete', 'pods', ns, false],
+  ['delete', 'replicasets.apps', ns, false],
+  ['deletecollection', 'deployments.apps', ns, false],
+  ['create', 'deployments.apps', ns, false],
+  ['update', 'deployments.apps', ns, false],
+  ['patch', 'deployments.apps/scale', ns, false],
+  ['create', 'pods/exec', ns, false],
+  ['get', 'configmaps', ns, false],
+  ['create', 'events', ns, false],
+  ['get', 'leases.coordination.k8s.io', ns, false],
+  ['patch', 'nodes', ns, false],
+  ['create', 'clusterroles.rbac.authorization.k8s.io', ns, false],
+  ['create', 'rolebindings.rbac.authorization.k8s.io', ns, false],
+  ['create', 'serviceaccounts/token', ns, false],
+  ['impersonate', 'serviceaccounts', ns, false],
+];
+
+t.test('helm install (default values): the ServiceAccount may do exactly what Deployment/StatefulSet/DaemonSet undo needs', async (t) => {
+  await helm(['install', RELEASE, CHART, '--namespace', NS, '--wait', '--timeout', '3m']);
+  const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
+  t.equal(dep.status?.availableReplicas, 1, 'the Deployment is available (kwok pods)');
+  const c = dep.spec.template.spec.containers[0];
+  t.equal(c.securityContext.readOnlyRootFilesystem, true, 'read-only root filesystem');
+  t.equal(dep.spec.template.spec.securityContext.runAsNonRoot, true, 'non-root');
+  t.same([c.livenessProbe.httpGet.path, c.readinessProbe.httpGet.path], ['/healthz', '/readyz']);
+  t.ok(c.env.some((e: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }) => e.name === 'CONSUMER_NAME' && e.valueFrom?.fieldRef?.fieldPath === 'metadata.name'), 'CONSUMER_NAME from the pod name');
+
+  const ns = 'shop';
+  await checkTable(t, [
+    ['get', 'deployments.apps', ns, true],
+    ['patch', 'deployments.apps', ns, true],
+    ['get', 'deployments.apps', 'other', true], // ClusterRole: every namespace (the scope guard narrows)
+    ['list', 'replicasets.apps', ns, true],
+    ['get', 'statefulsets.apps', ns, true],
+    ['patch', 'statefulsets.apps', ns, true],
+    ['get', 'daemonsets.apps', ns, true],
+    ['patch', 'daemonsets.apps', ns, true],
+    ['list', 'controllerrevisions.apps', ns, true],
+    // not needed by these three kinds
+    ['list', 'deployments.apps', ns, false],
+    ['watch', 'deployments.apps', ns, false],
+    ['patch', 'replicasets.apps', ns, false],
+    ['patch', 'controllerrevisions.apps', ns, false],
+    ['patch', 'services', ns, false],
+    ['patch', 'rollouts.argoproj.io', ns, false],
+    ['patch', 'rollouts.argoproj.io/status', ns, false],
+    ['get', 'pods', ns, false],
+    ...neverWithoutHelm(ns),
+  ]);
+  t.same(
+    await rightsList(ns),
+    [
+      'controllerrevisions.apps [list]',
+      'daemonsets.apps [get patch]',
+      'deployments.apps [get patch]',
+      'replicasets.apps [list]',
+      'statefulsets.apps [get patch]',
+    ],
+    'auth can-i --list: no right beyond these',
+  );
+});
+
+t.test('the Deployment action rolls back with the chart ServiceAccount token', async (t) => {
+  const ns = 'shop';
+  const dep = (image: string) => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web', namespace: ns },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image }] } },
+    },
+  });
+  await kubectl(['apply', '-f', '-'], JSON.stringify(dep('web:v1')));
+  await kubectl(['rollout', 'status', '-n', ns, 'deployment/web', '--timeout=90s']);
+  await kubectl(['apply', '-f', '-'], JSON.stringify(dep('web:v2')));
+  await kubectl(['rollout', 'status', '-n', ns, 'deployment/web', '--timeout=90s']);
+
+  const kubeconfig = await saKubeconfig();
+  const ctx: ActionContext = {
+    kube: new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: kubeconfig })!),
+    logger: pino({ level: 'silent' }),
+    changeCause: 'rollguard: e2e helm-chart',
+    checkFence: async () => {},
+  };
+  const plan = await deploymentAction.plan({ kind: 'Deployment', namespace: ns, name: 'web' }, ctx);
+  t.notOk(plan.refusal, plan.refusal?.message ?? plan.summary);
+  const exec = await deploymentAction.execute(plan, ctx);
+  t.equal(exec.applied, true, exec.message);
+  const v = await deploymentAction.verify(plan, ctx, { timeoutMs: 90_000, pollMs: 500, execution: exec });
+  t.equal(v.outcome, 'succeeded', v.message);
+  const d = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/web`);
+  t.equal(d.spec.template.spec.containers[0].image, 'web:v1', 'v1 is back');
+});
+
+/** A kubeconfig holding a token of the chart's ServiceAccount (TokenRequest API). */
+async function saKubeconfig(): Promise<string> {
+  const tok = await cluster.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${NS}/serviceaccounts/${RELEASE}-rollguard/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 3600 },
+  });
+  const file = path.join(tmp, `sa-${Date.now()}.kubeconfig`);
+  const cfg = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'test', cluster: { server: cluster.server, 'certificate-authority': cluster.caFile } }],
+    users: [{ name: 'rollguard', user: { token: tok.status.token } }],
+    contexts: [{ name: 'rollguard', context: { cluster: 'test', user: 'rollguard', namespace: NS } }],
+    'current-context': 'rollguard',
+  };
+  fs.writeFileSync(file, JSON.stringify(cfg), { mode: 0o600 });
+  return file;
+}
+
+t.test('helm upgrade: Rollout, BlueGreen and Canary added, still no Secrets and no delete', async (t) => {
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Deployment,Rollout,BlueGreen,Canary}', '--wait', '--timeout', '3m']);
+  const ns = 'payments';
+  await checkTable(t, [
+    ['get', 'deployments.apps', ns, true],
+    ['list', 'deployments.apps', ns, true], // BlueGreen: the Deployments behind each colour
+    ['patch', 'deployments.apps', ns, true], // Canary: spec.replicas, no scale subresource
+    ['list', 'replicasets.apps', ns, true],
+    ['get', 'rollouts.argoproj.io', ns, true],
+    ['patch', 'rollouts.argoproj.io', ns, true],
+    ['patch', 'rollouts.argoproj.io/status', ns, true], // abort
+    ['get', 'services', ns, true],
+    ['patch', 'services', ns, true], // selector switch
+    ['update', 'rollouts.argoproj.io', ns, false],
+    ['delete', 'rollouts.argoproj.io', ns, false],
+    ['delete', 'services', ns, false],
+    ['list', 'services', ns, false],
+    ['patch', 'statefulsets.apps', ns, false], // StatefulSet no longer enabled
+    ['list', 'controllerrevisions.apps', ns, false],
+    ...neverWithoutHelm(ns),
+  ]);
+  t.same(
+    await rightsList(ns),
+    [
+      'deployments.apps [get list patch]',
+      'replicasets.apps [list]',
+      'rollouts.argoproj.io/status [patch]',
+      'rollouts.argoproj.io [get patch]',
+      'services [get patch]',
+    ].sort(),
+    'auth can-i --list: no right beyond these',
+  );
+});
+
+t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Roles)', async (t) => {
+  await helm([
+    'upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values',
+    '--set', 'actions.enabled={Deployment,StatefulSet,DaemonSet,Rollout,BlueGreen,Canary,HelmRelease}',
+    '--set', 'scope.namespaces={shop}',
+    '--wait', '--timeout', '3m',
+  ]);
+  const crs = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
+  t.same(crs.items.map((c) => c.metadata.name), [], 'the ClusterRole is gone');
+  const roles = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/rbac.authorization.k8s.io/v1/roles?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
+  t.same(roles.items.map((r) => `${r.metadata.namespace}/${r.metadata.name}`), [`shop/${RELEASE}-rollguard`], 'one Role, in shop');
+  const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
+  const env = Object.fromEntries((dep.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.equal(env.SCOPE_NAMESPACES, 'shop', 'SCOPE_NAMESPACES follows the Roles');
+  t.equal(env.HELM_BIN, '/usr/local/bin/helm');
+
+  await checkTable(t, [
+    ['get', 'secrets', 'shop', true], // helm release storage
+    ['list', 'secrets', 'shop', true],
+    ['create', 'secrets', 'shop', true],
+    ['update', 'secrets', 'shop', true],
+    ['delete', 'secrets', 'shop', true], // --history-max pruning
+    ['patch', 'deployments.apps', 'shop', true],
+    ['delete', 'deployments.apps', 'shop', true], // helm rollback re-applies the release (documented broad role)
+    ['patch', 'rollouts.argoproj.io/status', 'shop', true],
+    ['patch', 'services', 'shop', true],
+    ['list', 'controllerrevisions.apps', 'shop', true],
+    // outside the scope: nothing at all
+    ['get', 'deployments.apps', 'other', false],
+    ['patch', 'deployments.apps', 'other', false],
+    ['get', 'secrets', 'other', false],
+    ['get', 'secrets', NS, false],
+    ['patch', 'services', 'payments', false],
+    // never, even with helm
+    ['create', 'clusterroles.rbac.authorization.k8s.io', 'shop', false],
+    ['create', 'rolebindings.rbac.authorization.k8s.io', 'shop', false],
+    ['patch', 'nodes', 'shop', false],
+    ['create', 'pods/exec', 'shop', false],
+    ['impersonate', 'serviceaccounts', 'shop', false],
+  ]);
+  t.same(await rightsList('other'), [], 'no right at all in a namespace outside the scope');
+
+  // The broad rules are enough for `helm rollback`, run with the ServiceAccount's token.
+  const chart = path.join(tmp, 'shop-chart');
+  fs.mkdirSync(path.join(chart, 'templates'), { recursive: true });
+  fs.writeFileSync(path.join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: shop\nversion: 0.1.0\n');
+  fs.writeFileSync(path.join(chart, 'values.yaml'), 'image: shop:v1\n');
+  fs.writeFileSync(
+    path.join(chart, 'templates', 'app.yaml'),
+    'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: shop}}\n' +
+      '  template:\n    metadata: {labels: {app: shop}}\n    spec: {containers: [{name: shop, image: "{{ .Values.image }}"}]}\n' +
+      '---\napiVersion: v1\nkind: Service\nmetadata: {name: shop}\nspec: {selector: {app: shop}, ports: [{port: 80}]}\n' +
+      '---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: shop}\ndata: {image: "{{ .Values.image }}"}\n',
+  );
+  await helm(['install', 'shop', chart, '-n', 'shop', '--wait', '--timeout', '2m']);
+  await helm(['upgrade', 'shop', chart, '-n', 'shop', '--set', 'image=shop:v2', '--wait', '--timeout', '2m']);
+  const kubeconfig = await saKubeconfig();
+  const env2 = { kubeconfig };
+  const rb = await helm(['rollback', 'shop', '1', '-n', 'shop', '--wait', '--timeout', '2m'], { ...env2, check: false });
+  t.equal(rb.code, 0, `helm rollback as the ServiceAccount: ${helmStderr(rb.stderr)}`);
+  const cm = await cluster.request<KubeObject & { data: Record<string, string> }>('GET', '/api/v1/namespaces/shop/configmaps/shop');
+  t.equal(cm.data.image, 'shop:v1', 'revision 1 is back');
+  const denied = await helm(['list', '-n', 'other'], { ...env2, check: false });
+  t.not(denied.code, 0, 'helm cannot read releases outside the scope');
+  t.match(denied.stderr, /forbidden/i);
+});
+
+t.test('two replicas with Redis run on two different nodes', async (t) => {
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'replicaCount=2', '--set', 'redis.url=redis://redis.rg-chart.svc:6379/0', '--wait', '--timeout', '3m']);
+  let nodes: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const pods = await cluster.request<{ items: KubeObject[] }>('GET', `/api/v1/namespaces/${NS}/pods?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
+    const running = pods.items.filter((p) => p.status?.phase === 'Running' && !p.metadata.deletionTimestamp);
+    nodes = running.map((p) => p.spec.nodeName as string);
+    if (running.length === 2 && pods.items.length === 2) break;
+    await sleep(300);
+  }
+  t.equal(nodes.length, 2, 'two pods running');
+  t.equal(new Set(nodes).size, 2, `on distinct nodes: ${nodes.join(', ')}`);
+  const pdb = await cluster.request<KubeObject>('GET', `/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets/${RELEASE}-rollguard`);
+  t.equal(pdb.spec.maxUnavailable, 1, 'a PodDisruptionBudget keeps one up');
+  const secret = await cluster.request<KubeObject & { data: Record<string, string> }>('GET', `/api/v1/namespaces/${NS}/secrets/${RELEASE}-rollguard-secrets`);
+  t.equal(Buffer.from(secret.data['redis-url']!, 'base64').toString(), 'redis://redis.rg-chart.svc:6379/0', 'REDIS_URL from a Secret');
+
+  const refused = await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'redis.url=', '--dry-run=server'], { check: false });
+  t.not(refused.code, 0, 'two replicas without Redis are refused');
+  t.match(refused.stderr, /redis/);
+});
