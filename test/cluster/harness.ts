@@ -689,14 +689,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       }),
       ...(crdFiles.length
         ? [
-            waitFor('Argo CRDs Established', async () => {
+            waitFor('CRDs Established', async () => {
               const list = await request<{
                 items: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[];
               }>('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions');
-              const argo = list.items.filter((c) => c.metadata.name.endsWith('.argoproj.io'));
+              // Every file holds one CRD; all that exist must be Established.
               return (
-                argo.length === crdFiles.length &&
-                argo.every((c) => c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True'))
+                list.items.length >= crdFiles.length &&
+                list.items.every((c) => c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True'))
               );
             }),
           ]
