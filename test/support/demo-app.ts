@@ -1,0 +1,208 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findBinary } from '../../src/prometheus/local.js';
+import { freePort, waitFor } from './ports.js';
+import { ROOT } from './serve.js';
+
+/**
+ * The whole loop's moving parts besides rollguard and Alertmanager (see docs/loop.md):
+ * - the demo app (examples/demo-app/server.ts) as its own process, loading itself;
+ * - a follower that makes the demo app behave as the Deployment's current pod template says
+ *   (the cluster's pods are fake: kwok), by polling the Deployment and posting its image;
+ * - a Prometheus that scrapes the demo app (and rollguard), evaluates alert rules every second
+ *   and sends alerts to the given Alertmanagers.
+ */
+
+export interface DemoProcess {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  revision(): Promise<{ image: string; mode: string }>;
+  setImage(image: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startDemoProcess(opts: { image: string; loadPerSecond: number }): Promise<DemoProcess> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'examples/demo-app/server.ts', '--port', String(port), '--image', opts.image, '--load', String(opts.loadPerSecond)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  proc.stdout!.resume();
+  const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  await Promise.race([
+    waitFor(`demo app on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 30_000, 100),
+    exited.then((c) => {
+      throw new Error(`demo app exited with ${c}: ${err}`);
+    }),
+  ]);
+  return {
+    url,
+    port,
+    proc,
+    revision: async () => (await (await fetch(`${url}/-/revision`)).json()) as { image: string; mode: string },
+    setImage: async (image) => {
+      const r = await fetch(`${url}/-/revision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image }) });
+      if (!r.ok) throw new Error(`demo app refused image ${image}: ${r.status}`);
+    },
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const hard = setTimeout(() => proc.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(hard);
+      }
+    },
+  };
+}
+
+export interface FollowerEvent {
+  at: number;
+  image: string;
+  revision: string | undefined;
+}
+
+/**
+ * Polls the Deployment every `everyMs` and, whenever its pod template's first container image
+ * changes, tells the demo app to behave as that image. `events` lists each switch.
+ */
+export function followDeployment(
+  get: () => Promise<{ metadata: { annotations?: Record<string, string> }; spec: { template: { spec: { containers: Array<{ image?: string }> } } } }>,
+  demo: Pick<DemoProcess, 'setImage'>,
+  everyMs = 200,
+): { events: FollowerEvent[]; stop(): void } {
+  const events: FollowerEvent[] = [];
+  let current: string | undefined;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    get()
+      .then(async (d) => {
+        const image = d.spec.template.spec.containers[0]?.image;
+        if (image && image !== current) {
+          await demo.setImage(image);
+          current = image;
+          events.push({ at: Date.now(), image, revision: d.metadata.annotations?.['deployment.kubernetes.io/revision'] });
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  }, everyMs);
+  return { events, stop: () => clearInterval(timer) };
+}
+
+export interface ScrapeTarget {
+  job: string;
+  target: string; // host:port
+  labels?: Record<string, string>;
+}
+
+export interface ScrapingPrometheus {
+  url: string;
+  dir: string;
+  log(): string;
+  query(expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>>;
+  alerts(): Promise<Array<{ labels: Record<string, string>; state: string; activeAt?: string; value: string }>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Debian's prometheus with a real scrape config (1s scrape and evaluation), the given alert rules
+ * and Alertmanagers, on a free port with a temp TSDB. A missing binary fails loudly.
+ */
+export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rules: string; alertmanagers: string[]; port?: number }): Promise<ScrapingPrometheus> {
+  const bin = await findBinary('prometheus');
+  const dir = mkdtempSync(join(tmpdir(), 'rollguard-loop-prom-'));
+  const q = (s: string) => JSON.stringify(s);
+  writeFileSync(join(dir, 'rules.yml'), o.rules);
+  const config = [
+    'global:',
+    '  scrape_interval: 1s',
+    '  scrape_timeout: 900ms',
+    '  evaluation_interval: 1s',
+    'rule_files: ["rules.yml"]',
+    'alerting:',
+    '  alertmanagers:',
+    '    - static_configs:',
+    `        - targets: [${o.alertmanagers.map(q).join(', ')}]`,
+    'scrape_configs:',
+    ...o.targets.map((t) =>
+      [
+        `  - job_name: ${q(t.job)}`,
+        '    static_configs:',
+        `      - targets: [${q(t.target)}]`,
+        ...(t.labels ? [`        labels: { ${Object.entries(t.labels).map(([k, v]) => `${k}: ${q(v)}`).join(', ')} }`] : []),
+      ].join('\n'),
+    ),
+  ].join('\n');
+  writeFileSync(join(dir, 'prometheus.yml'), `${config}\n`);
+  const logFile = join(dir, 'prometheus.log');
+  const log = () => {
+    try {
+      return readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const port = o.port ?? (await freePort());
+  const fd = openSync(logFile, 'a');
+  const child = spawn(
+    bin,
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--rules.alert.resend-delay=1s',
+      '--log.level=info',
+    ],
+    { stdio: ['ignore', fd, fd], cwd: dir },
+  );
+  closeSync(fd);
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(
+      `prometheus ready on ${port}`,
+      async () => {
+        if (exited) throw new Error(`prometheus exited:\n${log().split('\n').slice(-10).join('\n')}`);
+        return (await fetch(`${url}/-/ready`)).ok;
+      },
+      30_000,
+      100,
+    );
+  } catch (err) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    url,
+    dir,
+    log,
+    query: async (expr) => {
+      const r = await fetch(`${url}/api/v1/query`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ query: expr }) });
+      const b = (await r.json()) as { status: string; error?: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+      if (b.status !== 'success') throw new Error(`query ${expr}: ${b.error}`);
+      return b.data.result;
+    },
+    alerts: async () => ((await (await fetch(`${url}/api/v1/alerts`)).json()) as { data: { alerts: Awaited<ReturnType<ScrapingPrometheus['alerts']>> } }).data.alerts,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const hard = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await done;
+        clearTimeout(hard);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
