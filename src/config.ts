@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { parseDuration as parsePromDuration } from './rules/duration.js';
 
 /**
  * Every setting of rollguard: one zod schema, filled from the environment and overridden by
@@ -118,21 +119,17 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Parses `5m`, `30s`, `1h30m`, `250ms`, `2d` or a number of milliseconds. */
+/** A Prometheus-style duration (`5m`, `1h30m`, `250ms`; see rules/duration.ts) or plain milliseconds. */
 export function parseDuration(v: number | string): number | null {
   if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v : null;
   const s = v.trim();
   if (/^\d+$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g;
-  const unit: Record<string, number> = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5, w: 6048e5 };
-  let total = 0;
-  let consumed = 0;
-  for (const m of s.matchAll(re)) {
-    if (m.index !== consumed) return null;
-    total += Number(m[1]) * unit[m[2]!]!;
-    consumed += m[0].length;
+  if (s === '') return null;
+  try {
+    return parsePromDuration(s);
+  } catch {
+    return null;
   }
-  return consumed === s.length && s.length > 0 ? Math.round(total) : null;
 }
 
 const BOOLEAN_SETTINGS = new Set(['DRY_RUN']);

@@ -130,7 +130,7 @@ async function serve(args: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions: createActions(), notifications, owner: config.CONSUMER_NAME });
+  const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions: createActions({ helm: config.KUBECONFIG ? { kubeconfig: config.KUBECONFIG } : {} }), notifications, owner: config.CONSUMER_NAME });
 
   const worker = new QueueWorker({
     store,

@@ -365,7 +365,6 @@ export class Engine {
       const previous = await this.d.store.getValue(cooldownKey(rec.target));
       const res = await action.execute(plan, actx);
       const now = this.now();
-      rec.times.executedAt = now;
       if (!res.applied) {
         if (res.refusal) {
           this.notify(rec, 'rollback_refused', 'warning', `Rollback of ${rec.target} refused`, [res.refusal.message]);
@@ -373,6 +372,7 @@ export class Engine {
         }
         return await this.finish(rec, 'error', res.message);
       }
+      rec.times.executedAt = now;
       this.d.metrics.lastRollbackTimestamp.set(now / 1000);
       this.records.step(rec, 'executed', res.message, { attempts: res.attempts, generation: res.newGeneration });
       await spendBudget(this.d.store, rec.target, rec.rule, now);

@@ -32,15 +32,5 @@ export interface Guard {
 export const allow = (reason: string): GuardResult => ({ verdict: 'allow', reason });
 export const block = (reason: string): GuardResult => ({ verdict: 'block', reason });
 
-/** 90_000 -> "1m30s", 604_620_000 -> "6d23h57m" (at most three units, zeros dropped). */
-export function fmtDuration(ms: number): string {
-  const units: [string, number][] = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]];
-  let rest = Math.max(0, Math.round(ms));
-  const parts: string[] = [];
-  for (const [u, size] of units) {
-    const n = Math.floor(rest / size);
-    rest -= n * size;
-    if (n > 0 && parts.length < 3) parts.push(`${n}${u}`);
-  }
-  return parts.length ? parts.join('') : `${Math.round(ms)}ms`;
-}
+/** Durations in messages, as rule files write them (`30m`, `6d23h57m`). */
+export { formatDuration as fmtDuration } from '../rules/duration.js';
