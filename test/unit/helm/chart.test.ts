@@ -1,0 +1,233 @@
+// The Helm chart rendered by the built helm binary (no cluster): lint and template with the
+// default values and every option on (scripts/lint-chart.sh), the RBAC rules each action kind
+// adds, refusals, and that the chart ships the repository's own rules, Prometheus rule files
+// and dashboards unchanged. The objects are checked against the API server's schema, and the
+// rights with `kubectl auth can-i`, in test/e2e/helm-chart.test.ts.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { REPO_ROOT, defaultBinDir } from '../../cluster/harness.js';
+import { configSchema } from '../../../src/config.js';
+
+const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
+const HELM = path.join(defaultBinDir(), 'helm');
+if (!fs.existsSync(HELM)) {
+  throw new Error(`helm binary missing at ${HELM}: build the test toolchain with 'bash scripts/cluster/build.sh'`);
+}
+
+interface Obj {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  [k: string]: any;
+}
+
+function helm(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(HELM, args, { encoding: 'utf8', cwd: REPO_ROOT, timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.includes('found symbolic link in path')).join('\n') };
+}
+function render(args: string[] = []): Obj[] {
+  const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...args]);
+  if (r.code !== 0) throw new Error(`helm template ${args.join(' ')}: ${r.stderr}`);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as Obj | null)
+    .filter((o): o is Obj => !!o);
+}
+const find = (objs: Obj[], kind: string, name?: string) => objs.filter((o) => o.kind === kind && (!name || o.metadata.name === name));
+
+t.test('scripts/lint-chart.sh: helm lint --strict and helm template (default, every option on), promtool, hadolint', async (t) => {
+  const r = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'lint-chart.sh')], { encoding: 'utf8', cwd: REPO_ROOT, timeout: 300_000 });
+  t.equal(r.status, 0, `lint-chart.sh exited ${r.status}\n${r.stderr}\n${r.stdout}`);
+  t.match(r.stderr, /chart ok/);
+  t.match(r.stderr, /SUCCESS: 5 rules found/, 'promtool read the five triggers');
+  t.match(r.stderr, /Haskell Dockerfile Linter/, 'hadolint ran');
+});
+
+// The rules each kind adds, as `group resource: verbs`; the union over the enabled kinds is what
+// the chart grants (src/actions/*.ts through src/kube/ call exactly these).
+const KIND_RULES: Record<string, string[]> = {
+  Deployment: ['apps deployments: get,patch', 'apps replicasets: list'],
+  StatefulSet: ['apps statefulsets: get,patch', 'apps controllerrevisions: list'],
+  DaemonSet: ['apps daemonsets: get,patch', 'apps controllerrevisions: list'],
+  Rollout: ['argoproj.io rollouts: get,patch', 'argoproj.io rollouts/status: patch', 'apps replicasets: list'],
+  BlueGreen: [' services: get,patch', 'apps deployments: list'],
+  Canary: ['apps deployments: get,patch'],
+};
+function rulesOf(role: Obj): string[] {
+  const out: string[] = [];
+  for (const r of role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) {
+    for (const g of r.apiGroups) for (const res of r.resources) out.push(`${g} ${res}: ${[...r.verbs].join(',')}`);
+  }
+  return out.sort();
+}
+function expected(kinds: string[]): string[] {
+  const acc = new Map<string, Set<string>>();
+  for (const k of kinds) {
+    for (const line of KIND_RULES[k]!) {
+      const [key, verbs] = line.split(': ') as [string, string];
+      const s = acc.get(key) ?? new Set<string>();
+      for (const v of verbs.split(',')) s.add(v);
+      acc.set(key, s);
+    }
+  }
+  const order = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
+  return [...acc].map(([k, s]) => `${k}: ${order.filter((v) => s.has(v)).join(',')}`).sort();
+}
+
+t.test('RBAC: exactly the rules of the enabled kinds; never delete or secrets without HelmRelease', async (t) => {
+  const sets = [
+    ['Deployment', 'StatefulSet', 'DaemonSet'],
+    ['Deployment'],
+    ['StatefulSet'],
+    ['DaemonSet'],
+    ['Rollout'],
+    ['BlueGreen'],
+    ['Canary'],
+    ['Deployment', 'Rollout', 'BlueGreen', 'Canary'],
+    ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'],
+  ];
+  for (const kinds of sets) {
+    const objs = render(['--set', `actions.enabled={${kinds.join(',')}}`]);
+    const [role] = find(objs, 'ClusterRole');
+    t.ok(role, `${kinds.join('+')}: a ClusterRole`);
+    const got = rulesOf(role!);
+    t.same(got, expected(kinds), `${kinds.join('+')}: ${got.join('; ')}`);
+    t.notOk(got.some((l) => /\bsecrets\b/.test(l) || /delete|\*/.test(l.split(': ')[1]!)), `${kinds.join('+')}: no secrets, no delete`);
+  }
+  const noKinds = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-')), 'none.yaml');
+  fs.writeFileSync(noKinds, 'actions:\n  enabled: []\n');
+  t.teardown(() => fs.rmSync(path.dirname(noKinds), { recursive: true, force: true }));
+  const none = render(['-f', noKinds]);
+  t.same(find(none, 'ClusterRole')[0]?.rules, [], 'no kind enabled: no rights');
+
+  const helmOn = render(['--set', 'actions.enabled={HelmRelease}']);
+  const hr = rulesOf(find(helmOn, 'ClusterRole')[0]!);
+  t.ok(hr.includes(' secrets: get,list,create,update,delete'), 'HelmRelease: the release Secrets');
+  t.ok(hr.some((l) => l.startsWith('apps deployments: ') && l.includes('delete')), 'HelmRelease: the broad documented rules (actions.helm.rules)');
+  const env = find(helmOn, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
+  t.ok(env.some((e) => e.name === 'HELM_BIN') && env.some((e) => e.name === 'HELM_CACHE_HOME' && e.value!.startsWith('/tmp/')), 'helm finds its binary and writes only under /tmp');
+});
+
+t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and no ClusterRole', async (t) => {
+  const objs = render(['--set', 'scope.namespaces={shop,payments}']);
+  t.same(find(objs, 'ClusterRole'), []);
+  t.same(find(objs, 'ClusterRoleBinding'), []);
+  t.same(find(objs, 'Role').map((r) => r.metadata.namespace), ['shop', 'payments']);
+  const rbs = find(objs, 'RoleBinding');
+  t.same(rbs.map((r) => r.metadata.namespace), ['shop', 'payments']);
+  for (const rb of rbs) t.same(rb.subjects, [{ kind: 'ServiceAccount', name: 'rollguard', namespace: 'rollguard-system' }]);
+  for (const r of find(objs, 'Role')) t.same(rulesOf(r), expected(['Deployment', 'StatefulSet', 'DaemonSet']));
+  const env = find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
+  t.equal(env.find((e) => e.name === 'SCOPE_NAMESPACES')?.value, 'shop,payments');
+});
+
+t.test('refusals: values the chart does not render', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--set', 'replicaCount=2'], /redis/i],
+    [['--set', 'actions.enabled={Deploymnet}'], /enabled/],
+    [['--set', 'replicaCount=2', '--set', 'redis.url=http://redis:6379'], /redis/],
+    [['--set', 'redis.url=redis://a:6379', '--set', 'redis.existingSecret=r'], /not both/],
+    [['--set', 'rules.create=false'], /existingConfigMap/],
+    [['--set', 'auth.webhook.tokens={short}'], /tokens/],
+    [['--set', 'scope.namespaces={Not_A_Namespace}'], /namespaces/],
+    [['--set', 'replicaCountt=2'], /replicaCountt|additional/],
+  ];
+  for (const [args, re] of cases) {
+    const r = helm(['template', 'rollguard', CHART, ...args]);
+    t.not(r.code, 0, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, re, r.stderr.split('\n').slice(0, 3).join(' | '));
+  }
+  // two replicas with Redis: rendered, Redis URL from a Secret, a PodDisruptionBudget, spread over nodes
+  const objs = render(['--set', 'replicaCount=2', '--set', 'redis.url=redis://redis:6379/0']);
+  const dep = find(objs, 'Deployment')[0]!;
+  t.equal(dep.spec.replicas, 2);
+  t.equal(find(objs, 'PodDisruptionBudget').length, 1);
+  t.same(dep.spec.template.spec.topologySpreadConstraints[0].topologyKey, 'kubernetes.io/hostname');
+  const redis = (dep.spec.template.spec.containers[0].env as { name: string; valueFrom?: { secretKeyRef: { name: string } } }[]).find((e) => e.name === 'REDIS_URL');
+  t.equal(redis?.valueFrom?.secretKeyRef.name, 'rollguard-secrets');
+});
+
+t.test('the Deployment: probes, non-root, read-only root filesystem, every env var a real setting', async (t) => {
+  const objs = render(['-f', path.join(CHART, 'ci', 'all-on-values.yaml')]);
+  const dep = find(objs, 'Deployment')[0]!;
+  const pod = dep.spec.template.spec;
+  const c = pod.containers[0];
+  t.equal(c.livenessProbe.httpGet.path, '/healthz');
+  t.equal(c.readinessProbe.httpGet.path, '/readyz');
+  t.equal(pod.securityContext.runAsNonRoot, true);
+  t.equal(c.securityContext.readOnlyRootFilesystem, true);
+  t.equal(c.securityContext.allowPrivilegeEscalation, false);
+  t.same(c.securityContext.capabilities.drop, ['ALL']);
+  t.ok(c.resources.requests && c.resources.limits, 'resources');
+  t.ok(pod.volumes.some((v: { name: string; emptyDir?: object }) => v.name === 'tmp' && v.emptyDir), '/tmp is an emptyDir');
+  const settings = new Set(Object.keys(configSchema.shape));
+  const helmEnv = new Set(['HELM_BIN', 'HELM_CACHE_HOME', 'HELM_CONFIG_HOME', 'HELM_DATA_HOME']);
+  for (const e of c.env as { name: string }[]) t.ok(settings.has(e.name) || helmEnv.has(e.name), `${e.name} is a setting of src/config.ts`);
+  const names = (c.env as { name: string }[]).map((e) => e.name);
+  for (const n of ['CONSUMER_NAME', 'REDIS_URL', 'WEBHOOK_TOKEN_FILE', 'ADMIN_TOKEN_FILE', 'RULES_PATH', 'PROMETHEUS_URL', 'DRY_RUN', 'SCOPE_NAMESPACES', 'SCOPE_DENY_NAMESPACES', 'SCOPE_DENY_TARGETS', 'BUDGET_CLUSTER_PER_HOUR', 'MAX_CONCURRENT_ROLLBACKS', 'NOTIFY_SLACK_URL', 'NOTIFY_WEBHOOK_URL', 'LOG_LEVEL']) {
+    t.ok(names.includes(n), `${n} is set`);
+  }
+  t.notOk(names.includes('WEBHOOK_TOKEN') || names.includes('ADMIN_TOKEN'), 'tokens only as files from Secrets');
+  const secret = find(objs, 'Secret')[0]!;
+  t.same(Buffer.from(secret.data['webhook-token'], 'base64').toString().split('\n'), ['webhook-token-current-0001', 'webhook-token-next-000002'], 'rotation: one token per line');
+});
+
+t.test('the chart ships the repository files unchanged: rules, Prometheus rule files, dashboards', async (t) => {
+  const objs = render(['-f', path.join(CHART, 'ci', 'all-on-values.yaml')]);
+  const rules = find(objs, 'ConfigMap', 'rollguard-rules')[0]!;
+  const ruleFiles = fs.readdirSync(path.join(REPO_ROOT, 'rules')).filter((f) => /\.ya?ml$/.test(f));
+  t.ok(ruleFiles.length > 0);
+  for (const f of ruleFiles) t.equal(rules.data[f], fs.readFileSync(path.join(REPO_ROOT, 'rules', f), 'utf8').replace(/\n$/, ''), `rules/${f}`);
+  t.equal(rules.data['extra.yaml'], 'rules: []', 'rules.inline adds files');
+
+  const pr = find(objs, 'PrometheusRule')[0]!;
+  const promDir = path.join(CHART, 'files', 'prometheus');
+  const groups = fs.readdirSync(promDir).sort().flatMap((f) => (parseYaml(fs.readFileSync(path.join(promDir, f), 'utf8')) as { groups: unknown[] }).groups);
+  t.same(pr.spec.groups, groups, 'PrometheusRule = files/prometheus/*.yaml');
+  const triggers = (pr.spec.groups as { rules: { alert: string; for?: string; expr: string; labels: Record<string, string> }[] }[]).flatMap((g) => g.rules).filter((r) => r.labels.rollguard === 'enabled');
+  t.same(
+    triggers.map((r) => `${r.alert} ${r.for}`),
+    ['HighErrorRate 2m', 'HighLatencyP99 5m', 'HealthCheckFailing 1m', 'MemorySaturation 3m', 'KubeDeploymentFailed 5m'],
+    "the seeds' triggers with their durations",
+  );
+  t.match(triggers[0]!.expr, /> 0\.05/);
+  t.match(triggers[1]!.expr, /histogram_quantile\(0\.99[\s\S]*> 2\s*$/);
+  t.match(triggers[2]!.expr, /> 0\.5/);
+  t.match(triggers[3]!.expr, /> 0\.95/);
+  t.match(triggers[4]!.expr, /condition="Progressing", status="false"/);
+  // every alert a rollguard rule matches on has a trigger here, except the baseline one (a rollguard-side comparison)
+  const matched = ruleFiles.flatMap((f) => [...fs.readFileSync(path.join(REPO_ROOT, 'rules', f), 'utf8').matchAll(/alertname="(\w+)"/g)].map((m) => m[1]));
+  for (const a of matched) if (a !== 'LatencyAboveBaseline') t.ok(triggers.some((r) => r.alert === a), `alert ${a} of rules/ is defined`);
+
+  const dashDir = path.join(CHART, 'dashboards');
+  const dashFiles = fs.existsSync(dashDir) ? fs.readdirSync(dashDir).filter((f) => f.endsWith('.json')) : [];
+  t.ok(dashFiles.length > 0, 'helm/rollguard/dashboards/ holds at least one dashboard');
+  const cm = find(objs, 'ConfigMap', 'rollguard-dashboards')[0];
+  t.equal(cm?.metadata.labels?.grafana_dashboard, '1', 'labelled for the Grafana sidecar');
+  for (const f of dashFiles) {
+    t.equal(cm?.data[f], fs.readFileSync(path.join(dashDir, f), 'utf8'), `dashboards/${f}, byte for byte`);
+    t.doesNotThrow(() => JSON.parse(cm?.data[f] ?? ''), `dashboards/${f} is JSON`);
+  }
+});
+
+t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
+  const r = helm(['install', 'rollguard', CHART, '--namespace', 'rollguard-system', '--dry-run=client']);
+  t.equal(r.code, 0, r.stderr);
+  const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+  t.match(notes, /url: http:\/\/rollguard\.rollguard-system\.svc:9095\/v1\/alerts/);
+  t.match(notes, /send_resolved: true/);
+  t.match(notes, /group_wait: 10s/);
+  t.match(notes, /repeat_interval: 1h/);
+  t.match(notes, /credentials_file:/);
+  t.match(notes, /WARNING: no webhook token configured/);
+  // the block is valid YAML an Alertmanager config can take
+  const block = notes.slice(notes.indexOf('route:'), notes.indexOf('\n2. '));
+  const cfg = parseYaml(block) as { receivers: { name: string; webhook_configs: { send_resolved: boolean }[] }[]; route: { routes: { receiver: string }[] } };
+  t.equal(cfg.route.routes[0]!.receiver, 'rollguard');
+  t.equal(cfg.receivers[0]!.webhook_configs[0]!.send_resolved, true);
+});
