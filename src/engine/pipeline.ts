@@ -80,9 +80,9 @@ export class Engine {
   }
 
   private async handleRule(rule: Rule, alert: Alert, log: Logger): Promise<void> {
-    let targets: ResolvedTarget[];
+    let refs: TargetRef[];
     try {
-      targets = resolveTargets(rule.targets, alert.labels);
+      refs = resolveTargets(rule.targets, alert.labels).map(toRef);
     } catch (err) {
       if (!(err instanceof TargetResolutionError)) throw err;
       // Recorded (the alert asked for something we cannot name safely) and nothing is touched.
@@ -98,8 +98,7 @@ export class Engine {
     }
     // A list of targets is rolled back in order; the chain stops at the first that does not roll back.
     let chainBroken: string | undefined;
-    for (const t of targets) {
-      const ref = toRef(t);
+    for (const ref of refs) {
       const id = alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt);
       const existing = await this.records.get(id);
       if (existing) {
@@ -576,10 +575,29 @@ export class Engine {
   }
 }
 
-function toRef(t: ResolvedTarget): TargetRef {
+/**
+ * A rule's resolved target as the action takes it. Rule files name the object acted on (the
+ * Service of a blue-green pair, the canary Deployment); the actions' options say the same with
+ * their own words.
+ */
+export function toRef(t: ResolvedTarget): TargetRef {
   const ref: TargetRef = { kind: t.kind, namespace: t.namespace, name: t.name };
-  const { toRevision, ...options } = t.params;
-  if (toRevision !== undefined && /^\d+$/.test(toRevision)) ref.toRevision = Number(toRevision);
+  const { toRevision, ...params } = t.params;
+  if (toRevision !== undefined) {
+    if (!/^[1-9]\d{0,8}$/.test(toRevision)) throw new TargetResolutionError(`target.params.toRevision: expected a revision number, got ${JSON.stringify(toRevision)}`);
+    ref.toRevision = Number(toRevision);
+  }
+  const options: Record<string, unknown> = {};
+  if (t.kind === 'BlueGreen') {
+    options.service = t.name;
+    if (params.selectorLabel !== undefined) options.selectorKey = params.selectorLabel;
+    if (params.previous !== undefined) options.to = params.previous;
+  } else if (t.kind === 'Canary') {
+    options.canary = t.name;
+    if (params.stable !== undefined) options.stable = params.stable;
+  } else {
+    Object.assign(options, params);
+  }
   if (Object.keys(options).length > 0) ref.options = options;
   return ref;
 }

@@ -14,11 +14,13 @@ export type TargetKind = (typeof targetKinds)[number];
 
 /** params each kind accepts: BlueGreen switches Service `name`'s selector; Canary scales `name` to 0 and keeps `stable`. */
 export const targetParams: Record<TargetKind, Record<string, NameKind>> = {
-  Deployment: {},
-  StatefulSet: {},
-  DaemonSet: {},
-  Rollout: {},
-  HelmRelease: {},
+  // toRevision: kubectl's --to-revision (a number; absent = the previous revision)
+  Deployment: { toRevision: 'labelValue' },
+  StatefulSet: { toRevision: 'labelValue' },
+  DaemonSet: { toRevision: 'labelValue' },
+  // mode: abort (default, as `kubectl argo rollouts abort`), undo, or abort-undo
+  Rollout: { toRevision: 'labelValue', mode: 'labelValue' },
+  HelmRelease: { toRevision: 'labelValue' },
   BlueGreen: { selectorLabel: 'labelKey', previous: 'labelValue' },
   Canary: { stable: 'subdomain' },
 };
