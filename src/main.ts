@@ -132,6 +132,8 @@ async function serve(args: string[]): Promise<number> {
   }
   const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions: createActions({ helm: config.KUBECONFIG ? { kubeconfig: config.KUBECONFIG } : {} }), notifications, owner: config.CONSUMER_NAME });
 
+  await engine.heartbeat().catch((err) => logger.warn({ err }, 'could not write the replica heartbeat yet'));
+
   const worker = new QueueWorker({
     store,
     metrics,

@@ -107,9 +107,16 @@ export class Engine {
         if (!['succeeded', 'dry_run'].includes(existing.state)) chainBroken ??= existing.id;
         continue;
       }
+      // Claim the record: only one replica ever evaluates one alert for one target. A replica that
+      // finds it claimed but not yet written leaves the event queued and looks again later.
+      if (!(await this.d.store.setValue(`claim:${id}`, this.d.owner, { onlyIfAbsent: true, ttlMs: 7 * 86_400_000 }))) {
+        throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+      }
       const rec = this.newRecord(id, ref, { rule, alert });
+      rec.owner = this.d.owner;
       this.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
       this.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
+      await this.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
       this.d.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
       await this.records.linkAlert(alert.fingerprint, alert.startsAt, id);
       if (chainBroken) {
@@ -233,6 +240,7 @@ export class Engine {
   /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
   async manual(req: ManualRequest): Promise<RollbackRecord> {
     const rec = this.newRecord(manualRecordId(), req.ref, { manual: req });
+    rec.owner = this.d.owner;
     this.records.step(rec, 'received', `manual rollback requested by ${req.requestedBy}: ${req.reason}`);
     this.markDecided(rec);
     rec.decision = { decision: 'rollback_now', reason: `manual: ${req.reason}` };
@@ -248,6 +256,7 @@ export class Engine {
     rec.approval = { by, at: this.now(), decision: 'approved', ...(comment ? { comment } : {}) };
     this.records.step(rec, 'approved', `approved by ${by}${comment ? `: ${comment}` : ''}`);
     rec.state = 'deciding';
+    rec.owner = this.d.owner;
     delete rec.dueAt;
     await this.records.save(rec);
     const rule = rec.rule ? this.d.rules.rules.rules.find((r) => r.name === rec.rule) : undefined;
@@ -484,6 +493,29 @@ export class Engine {
    */
   async tick(): Promise<void> {
     const now = this.now();
+    await this.heartbeat();
+    // Records a dead replica left while deciding (before anything was executed): decide again.
+    for (const rec of await this.records.list({ state: 'deciding', limit: 100 })) {
+      if (rec.owner === this.d.owner || now - rec.updatedAt < 2 * this.heartbeatTtl() || (await this.alive(rec.owner))) continue;
+      const claim = await this.d.store.acquireLock(`due:${rec.id}`, this.d.owner, 60_000);
+      if (!claim) continue;
+      try {
+        const fresh = await this.records.get(rec.id);
+        if (!fresh || fresh.state !== 'deciding') continue;
+        this.records.step(fresh, 'recovery', `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${this.d.owner}`);
+        fresh.owner = this.d.owner;
+        const rule = fresh.rule ? this.d.rules.rules.rules.find((r) => r.name === fresh.rule) : undefined;
+        if (fresh.source === 'manual' || fresh.approval?.decision === 'approved') {
+          await this.rollback(fresh, rule?.guards ?? DEFAULT_GUARDS);
+        } else if (rule) {
+          await this.evaluate(fresh, rule, false);
+        } else {
+          await this.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
+        }
+      } finally {
+        await this.d.store.releaseLock(claim).catch(() => false);
+      }
+    }
     for (const state of ['held', 'scheduled'] as const) {
       for (const rec of await this.records.list({ state, limit: 100 })) {
         if ((rec.dueAt ?? 0) > now) continue;
@@ -550,6 +582,19 @@ export class Engine {
     } finally {
       await this.d.store.releaseLock(lock).catch(() => false);
     }
+  }
+
+  private heartbeatTtl(): number {
+    return Math.max(15_000, 3 * this.d.config.SCHEDULER_INTERVAL);
+  }
+
+  /** Says this replica is alive (every tick); a replica whose heartbeat expired is gone. */
+  async heartbeat(): Promise<void> {
+    await this.d.store.setValue(`replica:${this.d.owner}`, String(this.now()), { ttlMs: this.heartbeatTtl() });
+  }
+
+  private async alive(owner: string | undefined): Promise<boolean> {
+    return owner !== undefined && (await this.d.store.getValue(`replica:${owner}`)) !== null;
   }
 
   private notify(rec: RollbackRecord, kind: Notification['kind'], severity: Notification['severity'], title: string, lines: string[]): void {

@@ -46,8 +46,42 @@ t.test('two replicas sharing a store and handling the same alert at once: one ro
   const a = testEngine({ store, action, owner: 'a' });
   const b = testEngine({ store, action, owner: 'b' });
   const alert = firing('HighErrorRate');
-  await Promise.all([a.deliver(alert), b.deliver(alert)]);
+  const results = await Promise.allSettled([a.deliver(alert), b.deliver(alert)]);
   t.equal(action.executed.length, 1);
+  const rejected = results.filter((r) => r.status === 'rejected');
+  t.equal(rejected.length, 1, 'the second replica leaves the event queued');
+  t.match(String((rejected[0] as PromiseRejectedResult).reason), /being evaluated by another replica; the event stays queued/);
+  await b.deliver(alert);
+  t.equal(action.executed.length, 1, 'its redelivery finds the record and does nothing');
+  t.equal((await a.engine.records.list({})).length, 1);
+});
+
+t.test('a record left deciding by a dead replica is decided again by a live one', async (t) => {
+  const store = new MemoryStore();
+  const dead = testEngine({ store, owner: 'dead' });
+  const live = testEngine({ store, owner: 'live' });
+  const alert = firing('HighErrorRate');
+  // The dead replica wrote the record (write-ahead), then died before deciding.
+  dead.prometheus!.down = true;
+  dead.prometheus!.queryRange = async () => {
+    throw new Error('process killed');
+  };
+  await t.rejects(dead.deliver(alert));
+  const [rec] = await store.listRecords({});
+  t.equal(rec!.state, 'deciding');
+  await live.engine.tick();
+  t.equal((await store.getRecord(rec!.id))!.state, 'deciding', 'not while the record is fresh');
+  await store.putRecord({ ...rec!, updatedAt: Date.now() - 60_000 });
+  await dead.engine.heartbeat();
+  await live.engine.tick();
+  t.equal((await store.getRecord(rec!.id))!.state, 'deciding', 'not while its owner is alive');
+  await store.deleteValue('replica:dead');
+  await live.engine.tick();
+  const done = (await store.getRecord(rec!.id))!;
+  t.equal(done.state, 'failed', done.outcome?.message ?? ''); // decided, executed, and (the fake error rate stays high) escalated
+  t.ok(done.timeline.some((s) => s.step === 'recovery'));
+  t.equal(live.action.executed.length, 1, 'executed once, by the live replica');
+  t.equal(dead.action.executed.length, 0);
 });
 
 t.test('not confirmed by Prometheus (a dip in the window): nothing rolls back', async (t) => {
