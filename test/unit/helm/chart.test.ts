@@ -230,4 +230,14 @@ t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
   const cfg = parseYaml(block) as { receivers: { name: string; webhook_configs: { send_resolved: boolean }[] }[]; route: { routes: { receiver: string }[] } };
   t.equal(cfg.route.routes[0]!.receiver, 'rollguard');
   t.equal(cfg.receivers[0]!.webhook_configs[0]!.send_resolved, true);
+
+  // pasted into an Alertmanager configuration beside its default receiver, amtool accepts it
+  const amtool = spawnSync('amtool', ['--version'], { encoding: 'utf8' });
+  if (amtool.error) throw new Error(`amtool not runnable (${amtool.error.message}): Debian's prometheus-alertmanager package has it (scripts/provision.sh)`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-am-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const am = { ...cfg, route: { receiver: 'default', ...cfg.route }, receivers: [{ name: 'default' }, ...cfg.receivers] };
+  fs.writeFileSync(path.join(dir, 'alertmanager.yml'), JSON.stringify(am));
+  const check = spawnSync('amtool', ['check-config', path.join(dir, 'alertmanager.yml')], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(check.status, 0, `amtool check-config: ${check.stdout}${check.stderr}`);
 });
