@@ -83,6 +83,8 @@ export interface Cluster {
   request<T = unknown>(method: string, apiPath: string, body?: unknown): Promise<T>;
   /** Last lines of every component log, for failure messages. */
   logTails(lines?: number): string;
+  /** Polls `get` until `ok` holds (default 120 s); the timeout error carries the last value and the log tails. */
+  poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs?: number): Promise<T>;
   /** Stop every process started; removes the run dir unless keep (or ROLLGUARD_CLUSTER_KEEP=1). */
   stop(opts?: { keep?: boolean }): Promise<void>;
 }
@@ -718,6 +720,21 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       run,
       request,
       logTails,
+      poll: async <T,>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 120_000): Promise<T> => {
+        const until = Date.now() + timeoutMs;
+        let last: T | undefined;
+        let lastErr: unknown;
+        while (Date.now() < until) {
+          try {
+            last = await get();
+            if (ok(last)) return last;
+          } catch (e) {
+            lastErr = e;
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? String(lastErr) : ''}\n${logTails(15)}`);
+      },
       stop: async (o) => {
         agent.destroy();
         await stop(o);

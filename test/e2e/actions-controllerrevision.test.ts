@@ -22,22 +22,7 @@ t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 120_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  while (Date.now() < until) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch (e) {
-      lastErr = e;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? String(lastErr) : ''}\n${cluster.logTails(15)}`);
-}
+const poll = cluster.poll;
 
 interface Kind {
   kind: Extract<TargetKind, 'StatefulSet' | 'DaemonSet'>;

@@ -32,22 +32,7 @@ const ctx: ActionContext = {
   },
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 90_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  while (Date.now() < until) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch (e) {
-      lastErr = e;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? String(lastErr) : ''}\n${cluster.logTails(15)}`);
-}
+const poll = cluster.poll;
 
 const dep = (ns: string, name = 'web') => cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
 async function replicaSets(ns: string, uid: string): Promise<KubeObject[]> {

@@ -22,20 +22,7 @@ const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: clust
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 90_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < until) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch {
-      /* not yet */
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 1500)}\n${cluster.logTails(10)}`);
-}
+const poll = cluster.poll;
 
 const api = (p: string) => `/apis/apps/v1/namespaces/${NS}/${p}`;
 function deployment(name: string, labels: Record<string, string>, replicas: number) {

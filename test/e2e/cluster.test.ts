@@ -34,24 +34,7 @@ const cluster: Cluster = await startCluster();
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
-async function poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  while (Date.now() < until) {
-    try {
-      last = await get();
-      if (ok(last)) return last;
-    } catch (e) {
-      lastErr = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last value: ${JSON.stringify(last)} ${lastErr ? String(lastErr) : ''}\n` +
-      cluster.logTails(15),
-  );
-}
+const poll = cluster.poll;
 
 const getDeployment = () => cluster.request<Deployment>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/demo`);
 const rolledOut = (d: Deployment, revision: string) =>
