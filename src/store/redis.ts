@@ -130,11 +130,15 @@ export class RedisStore implements Store {
     }
   }
 
+  /** Resolves once both connections (commands, blocking reads) answer. */
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
         await this.ping();
+        await this.run('ping', async () => {
+          await this.blocking.ping();
+        });
         return;
       } catch (err) {
         if (Date.now() > deadline) throw err;

@@ -16,6 +16,10 @@ import * as fsp from 'node:fs/promises';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFile as execFileCb } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFileCb);
 import { fileURLToPath } from 'node:url';
 
 export const BINARIES = [
@@ -68,7 +72,7 @@ export interface Cluster {
   server: string;
   /** cluster-admin (system:masters) client-certificate kubeconfig. */
   adminKubeconfig: string;
-  /** Kubeconfig of ServiceAccount rollguard-system/rollguard, bound to scripts/cluster/rbac.yaml. */
+  /** Kubeconfig of ServiceAccount rollguard-system/rollguard, with exactly the Helm chart's RBAC (see chartRbac). */
   rollguardKubeconfig: string;
   rollguardToken: string;
   caFile: string;
@@ -95,7 +99,9 @@ export interface Cluster {
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(HERE, '..', '..');
 const VERSIONS_ENV = path.join(REPO_ROOT, 'scripts', 'cluster', 'versions.env');
-const RBAC_YAML = path.join(REPO_ROOT, 'scripts', 'cluster', 'rbac.yaml');
+const CHART_DIR = path.join(REPO_ROOT, 'helm', 'rollguard');
+/** Every action kind the chart can grant without the opt-in Helm action. */
+export const CHART_ACTION_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'];
 const CRD_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'crds');
 
 export function readVersions(): Record<string, string> {
@@ -303,6 +309,16 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** The chart's ServiceAccount and RBAC for release "rollguard" in rollguard-system, every non-Helm action kind on. */
+export async function chartRbac(helmBin: string): Promise<string> {
+  const { stdout } = await execFileP(helmBin, [
+    'template', 'rollguard', CHART_DIR, '-n', 'rollguard-system',
+    '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml',
+    '--set', `actions.enabled={${CHART_ACTION_KINDS.join(',')}}`,
+  ], { maxBuffer: 16 * 1024 * 1024 });
+  return stdout;
+}
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const t0 = Date.now();
@@ -643,7 +659,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         }),
       ),
     );
-    const applyRbac = kubectl(['apply', '-f', RBAC_YAML], { check: true });
+    // The rollguard service account gets exactly what the chart grants (one source of truth).
+    const applyRbac = (async () => {
+      const rendered = await chartRbac(bin('helm'));
+      await kubectl(['create', 'namespace', 'rollguard-system'], { check: true });
+      await kubectl(['apply', '-n', 'rollguard-system', '-f', '-'], { check: true, input: rendered });
+    })();
     const crdFiles =
       opts.argoCrds === false
         ? []

@@ -140,11 +140,11 @@ t.test('rollguard ServiceAccount has the chart rights and no more', async (t) =>
   t.equal(await can('patch', 'deployments.apps'), 'yes');
   t.equal(await can('patch', 'rollouts.argoproj.io'), 'yes');
   t.equal(await can('list', 'controllerrevisions.apps'), 'yes');
-  t.equal(await can('create', 'leases.coordination.k8s.io', 'rollguard-system'), 'yes');
+  t.equal(await can('create', 'leases.coordination.k8s.io', 'rollguard-system'), 'no', 'locks live in Redis, not in leases');
   t.equal(await can('delete', 'deployments.apps'), 'no');
   t.equal(await can('patch', 'replicasets.apps'), 'no');
   t.equal(await can('get', 'secrets'), 'no');
-  t.equal(await can('create', 'leases.coordination.k8s.io', 'default'), 'no');
+  t.equal(await can('watch', 'pods'), 'no');
   const denied = await cluster.kubectl(['-n', NS, 'delete', 'deployment', 'demo', '--dry-run=server'], {
     kubeconfig: cluster.rollguardKubeconfig,
   });
