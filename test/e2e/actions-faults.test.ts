@@ -4,79 +4,27 @@
 // retried.
 import t from 'tap';
 import pino from 'pino';
-import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import type { ActionContext } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
 import { KubeApiError } from '../../src/kube/errors.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 
 const NS = 'e2e-faults';
 const cluster: Cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 
-// --- the proxy: forwards to the API server (the caller's bearer token passes through), unless a
-// fault rule matches the request
-interface Fault {
-  method: string;
-  path: RegExp;
-  /** HTTP status with a metav1.Status body, or 'hang' (never answer) */
-  answer: number | 'hang';
-  reason?: string;
-  times: number;
-}
-const faults: Fault[] = [];
-const log: { method: string; path: string; faulted: boolean }[] = [];
-const ca = fs.readFileSync(cluster.caFile);
-const upstream = new URL(cluster.server);
-const hanging: http.ServerResponse[] = [];
-const proxy = http.createServer((req, res) => {
-  const f = faults.find((x) => x.times > 0 && x.method === req.method && x.path.test(req.url ?? ''));
-  log.push({ method: req.method!, path: req.url!, faulted: !!f });
-  if (f) {
-    f.times--;
-    req.resume();
-    if (f.answer === 'hang') {
-      hanging.push(res);
-      return;
-    }
-    res.statusCode = f.answer;
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: f.answer, reason: f.reason ?? 'InternalError', message: `injected ${f.answer}` }));
-    return;
-  }
-  const up = https.request(
-    { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: { ...req.headers, host: upstream.host }, ca },
-    (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    },
-  );
-  up.on('error', (e) => {
-    res.statusCode = 502;
-    res.end(String(e));
-  });
-  req.pipe(up);
-});
-await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-t.teardown(() => {
-  for (const h of hanging) h.destroy();
-  proxy.closeAllConnections();
-  proxy.close();
-});
+// --- the proxy (test/support/fault-proxy.ts): forwards to the API server (the caller's bearer
+// token passes through), unless a fault rule matches the request
+const proxy = await startFaultProxy({ server: cluster.server, caFile: cluster.caFile });
+t.teardown(() => proxy.close());
+const faults = proxy.faults;
+const log = proxy.log;
 
 const kc = new KubeConfig();
-kc.loadFromOptions({
-  // plain HTTP to the local proxy: client-node wants skipTLSVerify set to send a token over it
-  clusters: [{ name: 'proxy', server: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, skipTLSVerify: true }],
-  users: [{ name: 'rollguard', token: cluster.rollguardToken }],
-  contexts: [{ name: 'rollguard', cluster: 'proxy', user: 'rollguard' }],
-  currentContext: 'rollguard',
-});
+kc.loadFromFile(proxy.kubeconfig(cluster.rollguardToken));
 const kube = new ClientNodeKube(kc, { timeoutMs: 1500 });
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: 'rollguard: faults e2e', checkFence: async () => {} };
 const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
@@ -93,7 +41,7 @@ async function waitRevision(rev: string) {
   throw new Error(`revision ${rev} not reached\n${cluster.logTails(10)}`);
 }
 const image = (d: KubeObject) => d.spec.template.spec.containers[0].image as string;
-const count = (method: string, re: RegExp) => log.filter((l) => l.method === method && re.test(l.path)).length;
+const count = (method: string, re: RegExp) => proxy.count(method, re);
 const DEP_PATH = /\/deployments\/web/;
 
 async function caught(p: Promise<unknown>): Promise<KubeApiError> {
