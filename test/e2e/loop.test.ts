@@ -1,8 +1,8 @@
 // The whole loop (docs/loop.md): the demo app healthy, a bad revision deployed on the real control
 // plane, Prometheus' own rule evaluation fires the error-rate alert, two Alertmanagers with two
-// receivers each post it (four copies), rollguard (`serve`, Redis store, the rollguard service
-// account) confirms it in Prometheus and rolls the Deployment back, the error rate falls under
-// 0.1%, the alert resolves. Exactly one rollback; one observation in each time histogram.
+// receivers each post it (four copies) to rollguard (`serve`, Redis store, the rollguard service
+// account), which confirms it in Prometheus and rolls the Deployment back; the error rate falls
+// under 0.1%, the alert resolves. Exactly one rollback; one observation in each time histogram.
 import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { startAlertmanager, type LocalAlertmanager } from '../support/alertmanag
 import { followDeployment, startDemoProcess, startScrapingPrometheus } from '../support/demo-app.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
-import { ROOT, startServe } from '../support/serve.js';
+import { ROOT, startServe, type ServeProcess } from '../support/serve.js';
 
 const NS = 'loop';
 const APP = 'web';
@@ -99,31 +99,41 @@ await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
 t.teardown(() => new Promise<void>((r) => receiver.close(() => r())));
 const receiverPort = (receiver.address() as { port: number }).port;
 
-// rollguard first (Prometheus' port is chosen now; serve only queries it once alerts arrive), then
-// the Alertmanagers pointing at rollguard, then Prometheus pointing at the Alertmanagers.
+// rollguard first: Prometheus' port is chosen now (serve only queries it once alerts arrive), then the
+// Alertmanagers pointing at rollguard, then Prometheus pointing at the Alertmanagers.
+// LOOP_REPLICAS=2 runs two replicas sharing Redis, one Alertmanager posting to each (rollguard's HA
+// setup); the default is one replica receiving from both Alertmanagers.
+const REPLICAS = Number(process.env.LOOP_REPLICAS ?? '1');
+if (REPLICAS !== 1 && REPLICAS !== 2) throw new Error(`LOOP_REPLICAS must be 1 or 2, got ${process.env.LOOP_REPLICAS}`);
 const promPort = await freePort();
-const serve = await startServe({
-  KUBECONFIG: cluster.rollguardKubeconfig,
-  REDIS_URL: redis.url,
-  RULES_PATH: join(tmp, 'loop-rules.yaml'),
-  WEBHOOK_TOKEN: TOKEN,
-  PROMETHEUS_URL: `http://127.0.0.1:${promPort}`,
-  NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${receiverPort}/hook`,
-  VERIFY_TIMEOUT: '60s',
-  RECOVERY_TIMEOUT: '60s',
-  RECOVERY_POLL: '1s',
-  SCHEDULER_INTERVAL: '1s',
-  LOG_LEVEL: 'info',
-});
-t.teardown(async () => {
-  serve.proc.kill('SIGTERM');
-  await serve.exited;
-});
+const replicas: ServeProcess[] = [];
+for (const name of ['rollguard-a', 'rollguard-b'].slice(0, REPLICAS)) {
+  const r = await startServe({
+    KUBECONFIG: cluster.rollguardKubeconfig,
+    REDIS_URL: redis.url,
+    RULES_PATH: join(tmp, 'loop-rules.yaml'),
+    WEBHOOK_TOKEN: TOKEN,
+    PROMETHEUS_URL: `http://127.0.0.1:${promPort}`,
+    NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${receiverPort}/hook`,
+    VERIFY_TIMEOUT: '60s',
+    RECOVERY_TIMEOUT: '60s',
+    RECOVERY_POLL: '1s',
+    SCHEDULER_INTERVAL: '1s',
+    CONSUMER_NAME: name,
+    LOG_LEVEL: 'info',
+  });
+  t.teardown(async () => {
+    r.proc.kill('SIGTERM');
+    await r.exited;
+  });
+  replicas.push(r);
+}
+const serve = replicas[0]!;
 
 // Two Alertmanagers (no clustering: each sends), each routing every notification to two receivers.
 const ams: LocalAlertmanager[] = [];
 for (let i = 0; i < 2; i++) {
-  const am = await startAlertmanager({ webhookUrl: `${serve.url}/v1/alerts`, token: TOKEN, receivers: 2 });
+  const am = await startAlertmanager({ webhookUrl: `${replicas[i % REPLICAS]!.url}/v1/alerts`, token: TOKEN, receivers: 2 });
   t.teardown(() => am.stop());
   ams.push(am);
 }
@@ -140,7 +150,7 @@ const fastRule = { ...highErrorRate, expr: String(highErrorRate.expr).replaceAll
 const prom = await startScrapingPrometheus({
   targets: [
     { job: 'demo', target: `127.0.0.1:${demo.port}`, labels: { namespace: NS, pod: POD } },
-    { job: 'rollguard', target: `127.0.0.1:${serve.port}` },
+    ...replicas.map((r, i) => ({ job: `rollguard-${'ab'[i]}`, target: `127.0.0.1:${r.port}`, labels: { replica: `rollguard-${'ab'[i]}` } })),
   ],
   rules: JSON.stringify({ groups: [{ name: 'loop', rules: [fastRule] }] }),
   alertmanagers: ams.map((a) => `127.0.0.1:${a.port}`),
@@ -153,17 +163,19 @@ const ratio = async () => {
   const r = await prom.query(ERROR_RATIO);
   return r.length ? Number(r[0]!.value[1]) : undefined;
 };
-const rollguardMetrics = async () => (await fetch(`${serve.url}/metrics`)).text();
+/** Both replicas' /metrics, one after the other (the sums below add them up). */
+const rollguardMetrics = async () => (await Promise.all(replicas.map(async (r) => (await fetch(`${r.url}/metrics`)).text()))).join('\n');
+/** The sum over both replicas of the samples with exactly these labels. */
 const sample = (text: string, name: string, labels = '') => {
   const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const m = new RegExp(`^${esc}${labels ? `\\{${labels}\\}` : ''} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
+  const ms = [...text.matchAll(new RegExp(`^${esc}${labels ? `\\{${labels}\\}` : ''} (\\S+)$`, 'gm'))];
+  return ms.length ? ms.reduce((a, m) => a + Number(m[1]), 0) : undefined;
 };
 const sumOf = (text: string, name: string) =>
   [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
 
 t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', async (t) => {
-  const fail = (what: string) => `${what}\n--- rollguard log tail:\n${serve.logs().slice(-15).map((l) => JSON.stringify(l)).join('\n')}\n--- prometheus log tail:\n${prom.log().split('\n').slice(-5).join('\n')}`;
+  const fail = (what: string) => `${what}\n--- rollguard log tails:\n${replicas.flatMap((r) => r.logs().slice(-25)).map((l) => JSON.stringify(l)).join('\n')}\n--- prometheus log tail:\n${prom.log().split('\n').slice(-5).join('\n')}`;
 
   t.match(String(highErrorRate.expr), /\[1m\]/, 'the shipped rule uses 1m rate windows; the loop runs it with 10s');
   t.match(fastRule.expr, /\[10s\]/);
@@ -223,15 +235,18 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   for (const am of ams) {
     await waitFor(`alert resolved in Alertmanager ${am.port}`, async () => !(await am.alerts()).some((a) => a.labels.alertname === 'HighErrorRate' && a.status.state === 'active'), 60_000, 250);
   }
+  await waitFor('rollguard handles the resolved notification', async () => replicas.some((r) => r.logs().some((l) => l.msg === 'alert resolved' && l.records === 1)), 30_000, 250);
   const resolved = await waitFor(
-    'rollguard hears the resolution',
+    'the resolution written to the rollback record',
     async () => {
       const r = (await (await fetch(`${serve.url}/v1/rollbacks/${done[0]!.id}`)).json()) as { times: Record<string, number>; timeline: Array<{ step: string }> };
       return r.times.resolvedAt !== undefined ? r : undefined;
     },
     60_000,
     500,
-  );
+  ).catch((e: unknown) => {
+    throw new Error(fail(String(e)));
+  });
   t.ok(resolved.timeline.some((s) => s.step === 'resolved'), 'the record says the alert resolved');
 
   // 6. Exactly one rollback for four copies of each notification.
@@ -242,6 +257,12 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   const dupes = sample(text, 'rollguard_alerts_deduplicated_total') ?? 0;
   t.ok(firingPosts >= 4, `firing alert received ${firingPosts} times (2 Alertmanagers x 2 receivers)`);
   t.ok(dupes >= 3, `${dupes} copies dropped as duplicates`);
+  const closedBy = replicas.map((r) => r.logs().filter((l) => l.msg === 'rollback record closed').length);
+  t.equal(closedBy.reduce((a, b) => a + b, 0), 1, `one record closed (per replica: ${closedBy.join(', ')})`);
+  if (REPLICAS === 2) {
+    const accepted = replicas.map((r) => r.logs().filter((l) => l.msg === 'alerts accepted').length);
+    t.ok(accepted.every((n) => n >= 2), `both replicas were posted to (webhook calls: ${accepted.join(', ')})`);
+  }
   t.comment(`webhook: ${firingPosts} firing and ${sample(text, 'rollguard_alerts_received_total', 'status="resolved"') ?? 0} resolved copies received, ${dupes} deduplicated`);
   const rs = await cluster.request<{ items: Array<{ metadata: { ownerReferences?: Array<{ uid: string }> } }> }>('GET', `/apis/apps/v1/namespaces/${NS}/replicasets`);
   t.equal(rs.items.filter((r) => r.metadata.ownerReferences?.some((o) => o.uid === after.metadata.uid)).length, 2, 'two ReplicaSets: v1 (reused) and v2-bad');

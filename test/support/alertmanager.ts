@@ -101,15 +101,9 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
       }
     };
     try {
-      await waitFor(
-        `alertmanager ready on ${port}`,
-        async () => {
-          if (exited) throw new Error(`alertmanager exited:\n${log().split('\n').slice(-10).join('\n')}`);
-          return (await fetch(`${url}/-/ready`)).ok;
-        },
-        20_000,
-        100,
-      );
+      // An exit ends the wait at once (a bad config must not cost the whole readiness timeout).
+      const state = await waitFor(`alertmanager ready on ${port}`, async () => (exited ? 'exited' : (await fetch(`${url}/-/ready`)).ok && 'ready'), 20_000, 100);
+      if (state === 'exited') throw new Error(`alertmanager exited:\n${log().split('\n').slice(-10).join('\n')}`);
     } catch (err) {
       lastErr = err;
       child.kill('SIGKILL');

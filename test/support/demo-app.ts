@@ -169,15 +169,9 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
   child.once('exit', () => (exited = true));
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitFor(
-      `prometheus ready on ${port}`,
-      async () => {
-        if (exited) throw new Error(`prometheus exited:\n${log().split('\n').slice(-10).join('\n')}`);
-        return (await fetch(`${url}/-/ready`)).ok;
-      },
-      30_000,
-      100,
-    );
+    // An exit ends the wait at once (a bad config must not cost the whole readiness timeout).
+    const state = await waitFor(`prometheus ready on ${port}`, async () => (exited ? 'exited' : (await fetch(`${url}/-/ready`)).ok && 'ready'), 30_000, 100);
+    if (state === 'exited') throw new Error(`prometheus exited:\n${log().split('\n').slice(-10).join('\n')}`);
   } catch (err) {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
