@@ -42,3 +42,25 @@ t.test('SIGTERM: stops accepting, drains what is queued, exits 0 within the boun
   );
   t.notOk(msgs.some((m) => typeof m === 'string' && /lost/.test(m)), 'nothing lost');
 });
+
+t.test('rules: broken files stop start-up with file:line; SIGHUP reloads', async (t) => {
+  const { mkdtempSync, writeFileSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'rg-serve-rules-'));
+  writeFileSync(join(dir, 'bad.yaml'), 'rules:\n  - name: x\n    priority: P7\n');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--port', '0', '--rules-path', dir], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8' });
+  t.equal(r.status, 2);
+  t.match(r.stderr, /bad\.yaml:\d+: rules\[0\]/);
+
+  writeFileSync(join(dir, 'bad.yaml'), readFileSync(join(ROOT, 'rules', 'error-rate.yaml'), 'utf8'));
+  const s = await startServe({ WEBHOOK_TOKEN, RULES_PATH: dir });
+  t.teardown(() => s.proc.kill('SIGKILL'));
+  s.proc.kill('SIGHUP');
+  const { waitFor } = await import('../support/ports.js');
+  const line = await waitFor('a reload triggered by SIGHUP', async () => s.logs().find((l) => l.trigger === 'SIGHUP'), 15_000, 100);
+  t.equal(line.msg, 'rules loaded');
+  t.equal(line.rules, 1);
+  s.proc.kill('SIGTERM');
+  t.equal(await s.exited, 0);
+});
