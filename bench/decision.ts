@@ -1,0 +1,345 @@
+/**
+ * Decision latency (issue 8, item 3): from the webhook received to the Kubernetes patch issued,
+ * on the real control plane (test/cluster/harness.ts: etcd, kube-apiserver, controller-manager,
+ * scheduler, kwok), over 100 rollbacks of 100 different Deployments (each at revision 2 first).
+ * rollguard runs in this process as serve wires it (buildApp listening on loopback, the Redis
+ * store on a local redis-server with appendfsync always, QueueWorker, Engine, the real actions
+ * with the rollguard ServiceAccount's kubeconfig), with prometheus null and onPrometheusDown: act,
+ * so the Prometheus confirmation is excluded as the target says; it is measured on its own
+ * afterwards against a local Prometheus holding 100 Deployments' error-rate series.
+ * Alerts are sent one at a time (the next once the previous rollback's record is closed), so each
+ * figure is one alert's path and not a queue behind other rollbacks.
+ * Breakdown per rollback, from timers around the Store and the Kube client the engine is given:
+ *   intake+queue  receipt (the webhook handler's clock read) -> the engine takes the event
+ *   store         time inside Store calls (Redis) before the patch
+ *   kube reads    time inside Kube get/list before the patch (the plan: Deployment, ReplicaSets)
+ *   other         the rest (matching, rendering, guards' logic, records, logging, event loop)
+ *   = receipt -> patch issued; and the patch's own round trip to the API server.
+ *   npx tsx bench/decision.ts [--rollbacks 100]
+ * Writes $BENCH_OUT/decision.json. No assertions on time.
+ */
+import { pino } from 'pino';
+import { createActions } from '../src/actions/index.js';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { confirmTrigger } from '../src/engine/confirm.js';
+import { Engine } from '../src/engine/pipeline.js';
+import { QueueWorker } from '../src/engine/worker.js';
+import type { Kube, KubeObject } from '../src/kube/client.js';
+import { createKube } from '../src/kube/config.js';
+import { createMetrics } from '../src/metrics.js';
+import { Notifications } from '../src/notify/notifier.js';
+import { PrometheusClient } from '../src/prometheus/client.js';
+import { LocalPrometheus } from '../src/prometheus/local.js';
+import { parseRuleFile } from '../src/rules/loader.js';
+import { RuleSet } from '../src/rules/ruleset.js';
+import { toOpenMetrics } from '../src/rules/series.js';
+import { RedisStore } from '../src/store/redis.js';
+import type { Store } from '../src/store/store.js';
+import { startCluster, type Cluster } from '../test/cluster/harness.js';
+import { freePort } from '../test/support/ports.js';
+import { startRedis } from '../test/support/redis.js';
+import { log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult } from './lib.js';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const N = arg('rollbacks', 100);
+const NS = 'bench';
+const REVISION = 'deployment.kubernetes.io/revision';
+
+const RULES = `rules:
+  - name: bench-error-rate
+    match: ['alertname="HighErrorRate"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger:
+      kind: error_rate
+      selector: { namespace: "{{ $labels.namespace }}", pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" } }
+      threshold: 0.05
+      for: 2m
+      step: 15s
+    priority: P0
+    onPrometheusDown: act
+`;
+
+/** Timestamps (performance.now(), ms) of one call through a wrapped Store or Kube. */
+interface Call {
+  op: string;
+  start: number;
+  end: number;
+}
+
+let calls: Call[] = [];
+const hr = () => performance.now();
+
+function timed<T extends object>(target: T, prefix: string): T {
+  return new Proxy(target, {
+    get(obj, prop, recv) {
+      const v = Reflect.get(obj, prop, recv);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        const c: Call = { op: `${prefix}.${String(prop)}`, start: hr(), end: NaN };
+        calls.push(c);
+        const r = (v as (...a: unknown[]) => unknown).apply(obj, args);
+        if (r instanceof Promise) return r.finally(() => (c.end = hr()));
+        c.end = hr();
+        return r;
+      };
+    },
+  });
+}
+
+function deployment(name: string) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels: { app: name } },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: 'demo:v1', env: [{ name: 'MODE', value: 'healthy' }] }] } },
+    },
+  };
+}
+
+async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+async function allAtRevision(cluster: Cluster, names: string[], rev: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const l = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/apps/v1/namespaces/${NS}/deployments`);
+    const ok = l.items.filter(
+      (d) => d.metadata.annotations?.[REVISION] === rev && (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && d.status?.updatedReplicas === d.spec.replicas && d.status?.availableReplicas === d.spec.replicas,
+    ).length;
+    if (ok >= names.length) return;
+    if (Date.now() > until) throw new Error(`only ${ok}/${names.length} Deployments at revision ${rev} after ${timeoutMs} ms`);
+    await sleep(500);
+  }
+}
+
+async function prometheusConfirmation(names: string[]) {
+  // 40 minutes of counters, one sample per 15 s, 10% errors, for every Deployment's pod.
+  const T0 = Date.UTC(2026, 9, 1, 12, 0);
+  const S = 15_000;
+  const series = names.flatMap((name) =>
+    (['200', '500'] as const).map((code) => {
+      let acc = 0;
+      return {
+        metric: 'http_requests_total',
+        labels: { namespace: NS, pod: `${name}-7c9d8f6b5-x2x4z`, code },
+        samples: Array.from({ length: 160 }, (_, i) => ({ t: T0 + i * S, v: (acc += i === 0 ? 0 : code === '200' ? 90 : 10) })),
+      };
+    }),
+  );
+  const prom = await LocalPrometheus.start({ openMetrics: toOpenMetrics(series) });
+  try {
+    const { rules } = parseRuleFile('bench.yaml', RULES);
+    const rule = rules[0]!;
+    const client = new PrometheusClient({ url: prom.url, timeoutMs: 10_000 });
+    const ms: number[] = [];
+    const outcomes: Record<string, number> = {};
+    for (const name of [...names.slice(0, 5), ...names]) {
+      const t0 = hr();
+      const c = await confirmTrigger({ rule, alert: { labels: { alertname: 'HighErrorRate', namespace: NS, deployment: name } }, now: T0 + 25 * 60_000 }, { prometheus: client });
+      ms.push(hr() - t0);
+      outcomes[c.outcome] = (outcomes[c.outcome] ?? 0) + 1;
+    }
+    ms.splice(0, 5); // the first five warm the client and Prometheus
+    for (const k of Object.keys(outcomes)) outcomes[k] = Math.max(0, outcomes[k]! - (k === 'confirmed' ? 5 : 0));
+    return { ms: summary(ms), outcomes, what: 'confirmTrigger: one query_range over the 2 m window (9 steps of 15 s) on a local prometheus, 200 series' };
+  } finally {
+    await prom.stop();
+  }
+}
+
+async function main() {
+  const m0 = machine();
+  log(`decision: ${N} rollbacks on the real control plane; ${m0.nproc} cores, load ${m0.loadavg.join(' ')}`);
+  const t0 = Date.now();
+  const cluster = await startCluster();
+  log(`control plane up in ${Date.now() - t0} ms`);
+  const redis = await startRedis();
+  const stops: (() => Promise<unknown>)[] = [() => redis.destroy(), () => cluster.stop()];
+  try {
+    const names = Array.from({ length: N }, (_, i) => `svc-${String(i).padStart(3, '0')}`);
+    await cluster.kubectl(['create', 'namespace', NS], { check: true });
+    await pool(names, 8, async (n) => void (await cluster.request('POST', `/apis/apps/v1/namespaces/${NS}/deployments`, deployment(n))));
+    await allAtRevision(cluster, names, '1', 300_000);
+    await pool(names, 8, async (n) =>
+      void (await cluster.request('PATCH', `/apis/apps/v1/namespaces/${NS}/deployments/${n}`, { spec: { template: { spec: { containers: [{ name: 'app', image: 'demo:v2-bad', env: [{ name: 'MODE', value: 'failing' }] }] } } } })),
+    );
+    await allAtRevision(cluster, names, '2', 300_000);
+    log(`${N} Deployments at revision 2 (${Date.now() - t0} ms since start)`);
+
+    const config = loadConfig({
+      WEBHOOK_TOKEN,
+      DRY_RUN: 'false',
+      BUDGET_CLUSTER_PER_HOUR: '1000',
+      MAX_CONCURRENT_ROLLBACKS: '1000',
+      VERIFY_TIMEOUT: '60s',
+      LOCK_TTL: '30s',
+    });
+    const rawStore = new RedisStore({ url: redis.url });
+    await rawStore.waitReady(10_000);
+    const store = timed<Store>(rawStore, 'store');
+    const kube = timed<Kube>(createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!, 'kube');
+    const metrics = createMetrics({ defaults: false });
+    const logger = pino({ level: 'info' }, pino.destination('/dev/null'));
+    const { rules, errors } = parseRuleFile('bench.yaml', RULES);
+    if (errors.length) throw new Error(JSON.stringify(errors));
+    const engine = new Engine({ config, store, metrics, logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications: new Notifications([], logger, metrics), owner: 'bench' });
+    let receivedHr = NaN;
+    let takenHr = NaN;
+    let done: (() => void) | null = null;
+    const worker = new QueueWorker({
+      store: rawStore,
+      metrics,
+      logger,
+      consumer: 'bench',
+      claimIdleMs: 60_000,
+      maxDeliveries: 5,
+      blockMs: 1000,
+      handler: async (ev) => {
+        takenHr = hr();
+        calls = [];
+        try {
+          await engine.handle(ev);
+        } finally {
+          done?.();
+        }
+      },
+    });
+    // The webhook handler reads the clock once for receivedAt: note that moment in high resolution.
+    const app = buildApp({ config, store: rawStore, metrics, logger, now: () => ((receivedHr = hr()), Date.now()) });
+    const port = await freePort();
+    await app.listen({ host: '127.0.0.1', port });
+    worker.start();
+    stops.unshift(async () => {
+      await app.close();
+      await worker.stop();
+      await rawStore.close();
+    });
+
+    const rows: Record<string, number>[] = [];
+    /** every Store/Kube operation before the patch, over all rollbacks: count and total ms */
+    const ops: Record<string, { count: number; totalMs: number }> = {};
+    const states: Record<string, number> = {};
+    const startsAt = new Date(Date.now() - 2 * 60_000).toISOString();
+    for (let i = 0; i < N; i++) {
+      const name = names[i]!;
+      const body = JSON.stringify({
+        receiver: 'rollguard',
+        status: 'firing',
+        alerts: [
+          {
+            status: 'firing',
+            labels: { alertname: 'HighErrorRate', namespace: NS, deployment: name, service: name, severity: 'critical' },
+            annotations: { summary: 'Error rate above 5% for 2 minutes' },
+            startsAt,
+            endsAt: '0001-01-01T00:00:00Z',
+            generatorURL: 'http://prometheus.example:9090/graph',
+            fingerprint: `d${i.toString(16).padStart(15, '0')}`,
+          },
+        ],
+        groupLabels: { alertname: 'HighErrorRate' },
+        commonLabels: { alertname: 'HighErrorRate' },
+        commonAnnotations: {},
+        externalURL: 'http://alertmanager.example:9093',
+        version: '4',
+        groupKey: `{}:{deployment="${name}"}`,
+        truncatedAlerts: 0,
+      });
+      const handled = new Promise<void>((r) => (done = r));
+      const sent = hr();
+      const res = await fetch(`http://127.0.0.1:${port}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` }, body });
+      const replied = hr();
+      if (res.status !== 200) throw new Error(`webhook answered ${res.status}: ${await res.text()}`);
+      await Promise.race([handled, sleep(120_000).then(() => Promise.reject(new Error(`rollback of ${name} not finished in 120 s`)))]);
+      const recs = await engine.records.list({ target: `Deployment/${NS}/${name}` });
+      const rec = recs[0];
+      states[rec?.state ?? 'none'] = (states[rec?.state ?? 'none'] ?? 0) + 1;
+      const patch = calls.find((c) => c.op === 'kube.patch');
+      if (!patch) {
+        log(`${name}: no patch (${rec?.state}: ${rec?.outcome?.message})`);
+        continue;
+      }
+      const before = calls.filter((c) => c.end <= patch.start);
+      const sum = (p: string) => before.filter((c) => c.op.startsWith(p)).reduce((n, c) => n + (c.end - c.start), 0);
+      for (const c of before) {
+        const o = (ops[c.op] ??= { count: 0, totalMs: 0 });
+        o.count++;
+        o.totalMs += c.end - c.start;
+      }
+      const store = sum('store.');
+      const kubeReads = sum('kube.');
+      const total = patch.start - receivedHr;
+      const queue = takenHr - receivedHr;
+      const tl = (step: string) => rec?.timeline.find((e) => e.step === step)?.at;
+      rows.push({
+        total,
+        queue,
+        store,
+        storeCalls: before.filter((c) => c.op.startsWith('store.')).length,
+        kubeReads,
+        kubeCalls: before.filter((c) => c.op.startsWith('kube.')).length,
+        other: total - queue - store - kubeReads,
+        patchRoundTrip: patch.end - patch.start,
+        httpReply: replied - sent,
+        receivedToPlannedTimeline: (tl('planned') ?? NaN) - (tl('received') ?? NaN),
+        receivedToExecutedTimeline: (tl('executed') ?? NaN) - (rec?.times.receivedAt ?? NaN),
+        verifyMs: (rec?.timeline.find((e) => e.step === 'rollout')?.at ?? NaN) - (tl('executed') ?? NaN),
+      });
+      if ((i + 1) % 20 === 0) log(`${i + 1}/${N} rollbacks; last: receipt -> patch ${round(total)} ms`);
+    }
+    const col = (k: string) => rows.map((r) => r[k]!).filter((v) => Number.isFinite(v));
+    const prom = await prometheusConfirmation(names);
+    log(`Prometheus confirmation p50 ${prom.ms.p50} ms, p99 ${prom.ms.p99} ms`);
+    writeResult('decision', {
+      benchmark: 'decision',
+      machine: m0,
+      machineAtEnd: machine(),
+      settings: {
+        rollbacks: N,
+        cluster: 'test/cluster/harness.ts startCluster(): etcd, kube-apiserver, controller-manager, scheduler, kwok (3 fake nodes); 100 Deployments, 1 replica, revisions 1 and 2',
+        rollguard: 'in-process: buildApp on loopback, RedisStore (appendfsync always), QueueWorker, Engine, createActions(), rollguard ServiceAccount kubeconfig; prometheus null, onPrometheusDown: act; DRY_RUN=false, BUDGET_CLUSTER_PER_HOUR=1000, MAX_CONCURRENT_ROLLBACKS=1000; LOG_LEVEL info to /dev/null',
+        sequential: 'one alert at a time; the next after the previous rollback (including its rollout verification) finished',
+      },
+      states,
+      receiptToPatchIssuedMs: summary(col('total')),
+      breakdownMs: {
+        intakeAndQueue: summary(col('queue')),
+        store: summary(col('store')),
+        kubeReads: summary(col('kubeReads')),
+        other: summary(col('other')),
+        storeCallsPerRollback: summary(col('storeCalls'), 0),
+        kubeCallsPerRollback: summary(col('kubeCalls'), 0),
+      },
+      patchRoundTripMs: summary(col('patchRoundTrip')),
+      httpReplyMs: summary(col('httpReply')),
+      timelineReceivedToExecutedMs: summary(col('receivedToExecutedTimeline'), 0),
+      rolloutVerifyMs: summary(col('verifyMs'), 0),
+      prometheusConfirmation: prom,
+      opsBeforePatch: Object.fromEntries(
+        Object.entries(ops)
+          .sort((a, b) => b[1].totalMs - a[1].totalMs)
+          .map(([op, o]) => [op, { perRollback: round(o.count / rows.length, 2), meanMs: round(o.totalMs / o.count, 3) }]),
+      ),
+    });
+  } finally {
+    for (const s of stops) await s().catch((err) => log(`cleanup: ${String(err)}`));
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench/decision: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,280 @@
+/**
+ * Intake and memory (issue 8, items 1 and 5): POST /v1/alerts on rollguard (a separate
+ * `node dist/main.js serve` process, auth on, the Redis store on a local redis-server with
+ * appendfsync always, rules that match nothing so the engine only matches and acks) against a bare
+ * Fastify route parsing the same JSON (bench/baseline-server.mjs), driven from this process by
+ * autocannon with the same 10-alert batches, in one run:
+ *   - max rate (10 connections) for throughput, baseline then rollguard;
+ *   - a fixed 1,000 requests/s (overallRate) for the p50/p99 latency figure;
+ *   - rollguard with every batch a duplicate (dedupe hits: an Alertmanager resend) at max rate.
+ * Every batch but the dedupe-hit ones has its own fingerprints, so each request queues 10 alerts.
+ * RSS of both servers is sampled from /proc idle and under each load. With --profile, a further
+ * max-rate pass runs rollguard under --cpu-prof (not measured) and summarises the profile.
+ *   npx tsx bench/intake.ts [--duration 10] [--rate 1000] [--connections 10] [--profile]
+ * Prints nothing on stdout; writes $BENCH_OUT/intake.json. No assertions on time.
+ */
+import autocannon, { type Result } from 'autocannon';
+import { Redis } from 'ioredis';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedis } from '../test/support/redis.js';
+import {
+  batchTemplate,
+  cpuMs,
+  fillBatch,
+  log,
+  machine,
+  outDir,
+  round,
+  RssSampler,
+  scrape,
+  metricSum,
+  sleep,
+  summary,
+  startBaseline,
+  startRollguard,
+  WEBHOOK_TOKEN,
+  writeResult,
+  type NodeProcess,
+} from './lib.js';
+import { summariseProfile } from './profile-summary.js';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const DURATION = arg('duration', 10);
+const RATE = arg('rate', 1000);
+const CONNECTIONS = arg('connections', 10);
+const PROFILE = process.argv.includes('--profile');
+const BATCH = 10;
+
+const TEMPLATE = batchTemplate(BATCH);
+const SAME = fillBatch(TEMPLATE, 0xdeadbeef);
+let counter = 1;
+let redisPid = 0;
+
+const NO_MATCH_RULES = `rules:
+  - name: never-matches
+    match: ['alertname="RollguardBenchNeverFires"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m }
+    priority: P0
+`;
+
+interface Run {
+  target: 'baseline' | 'rollguard';
+  mode: 'max' | 'fixed' | 'dedupe-hit';
+  rate?: number;
+  requestsPerSec: number;
+  alertsPerSec: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number; mean: number };
+  /** autocannon's histogram (whole ms; at a fixed rate, corrected for coordinated omission) */
+  autocannonLatencyMs: { p50: number; p99: number };
+  requests: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  rss?: { peakMb: number; meanMb: number };
+  /** CPU used during the run, in cores (1 = one core busy the whole run), per process */
+  cpuCores: { server: number; redis?: number; driver: number };
+  loadavg1: number;
+}
+
+async function cannon(srv: NodeProcess, target: Run['target'], mode: Run['mode'], duration: number, sampleRss: boolean): Promise<Run> {
+  const rss = sampleRss ? new RssSampler(srv.pid).start() : null;
+  const cpu0 = { server: cpuMs(srv.pid), redis: redisPid ? cpuMs(redisPid) : 0, driver: cpuMs(process.pid), at: Date.now() };
+  // autocannon's own histogram keeps whole milliseconds; each response's time (float ms, from
+  // the request's write to the response's end) is kept here for sub-millisecond percentiles.
+  const times: number[] = [];
+  const inst = autocannon({
+    url: srv.url,
+    connections: CONNECTIONS,
+    duration,
+    ...(mode === 'fixed' ? { overallRate: RATE } : {}),
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/alerts',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
+        setupRequest: (req) => ({ ...req, body: mode === 'dedupe-hit' ? SAME : fillBatch(TEMPLATE, counter++) }),
+      },
+    ],
+  });
+  inst.on('response', (_c, status, _b, ms) => {
+    if (status >= 200 && status < 300) times.push(ms);
+  });
+  const res: Result = await inst;
+  const r = rss?.stop();
+  const wall = Date.now() - cpu0.at;
+  const cores = (v: number) => round(v / wall, 2);
+  const cpuCores: Run['cpuCores'] = { server: cores(cpuMs(srv.pid) - cpu0.server), driver: cores(cpuMs(process.pid) - cpu0.driver) };
+  if (redisPid && target === 'rollguard') cpuCores.redis = cores(cpuMs(redisPid) - cpu0.redis);
+  const s = summary(times, 2);
+  const run: Run = {
+    target,
+    mode,
+    requestsPerSec: round(times.length / res.duration, 0),
+    alertsPerSec: round((times.length * BATCH) / res.duration, 0),
+    latencyMs: { p50: s.p50, p90: s.p90, p99: s.p99, max: s.max, mean: s.mean },
+    autocannonLatencyMs: { p50: res.latency.p50, p99: res.latency.p99 },
+    requests: times.length,
+    non2xx: res.non2xx,
+    errors: res.errors,
+    timeouts: res.timeouts,
+    cpuCores,
+    loadavg1: machine().loadavg[0],
+  };
+  if (mode === 'fixed') run.rate = RATE;
+  if (r) run.rss = { peakMb: r.peakMb, meanMb: r.meanMb };
+  log(`${target} ${mode}: ${run.requestsPerSec} req/s, p50 ${run.latencyMs.p50} ms, p99 ${run.latencyMs.p99} ms, non2xx ${run.non2xx}, errors ${run.errors}${r ? `, RSS peak ${r.peakMb} MB` : ''}, CPU ${JSON.stringify(cpuCores)}`);
+  return run;
+}
+
+/** Waits until rollguard's worker has emptied the queue (bounded); returns how long it took. */
+async function drained(redis: Redis, timeoutMs = 300_000): Promise<{ ms: number; left: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    const left = await redis.xlen('{rollguard}:queue');
+    if (left === 0 || Date.now() - t0 > timeoutMs) return { ms: Date.now() - t0, left };
+    await sleep(200);
+  }
+}
+
+/** rollguard's own view of its memory (prom-client's default metrics), MB. */
+async function memoryBreakdown(url: string): Promise<Record<string, number>> {
+  const m = await scrape(url);
+  const mb = (v: number) => round(v / 2 ** 20, 1);
+  const out: Record<string, number> = {
+    rss: mb(metricSum(m, 'process_resident_memory_bytes')),
+    heapTotal: mb(metricSum(m, 'nodejs_heap_size_total_bytes')),
+    heapUsed: mb(metricSum(m, 'nodejs_heap_size_used_bytes')),
+    external: mb(metricSum(m, 'nodejs_external_memory_bytes')),
+  };
+  for (const [k, v] of m) {
+    const sp = /^nodejs_heap_space_size_used_bytes\{space="([^"]+)"\}$/.exec(k);
+    if (sp) out[`used:${sp[1]}`] = mb(v);
+  }
+  return out;
+}
+
+async function idleRss(pids: number[], ms = 2000): Promise<number[]> {
+  const samplers = pids.map((p) => new RssSampler(p, 100).start());
+  await sleep(ms);
+  return samplers.map((s) => s.stop().meanMb);
+}
+
+async function main() {
+  const m0 = machine();
+  log(`intake: ${m0.nproc} cores, load ${m0.loadavg.join(' ')}`);
+  const dir = mkdtempSync(join(tmpdir(), 'rollguard-bench-intake-'));
+  const rulesFile = join(dir, 'rules.yaml');
+  writeFileSync(rulesFile, NO_MATCH_RULES);
+  const redisServer = await startRedis();
+  const redis = new Redis(redisServer.url);
+  redisPid = Number((await redis.info('server')).match(/process_id:(\d+)/)?.[1] ?? 0);
+  const env = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true' };
+  const procs: NodeProcess[] = [];
+  try {
+    const rg = await startRollguard(env);
+    procs.push(rg);
+    const base = await startBaseline();
+    procs.push(base);
+    await sleep(3000);
+    const [rgIdle, baseIdle] = await idleRss([rg.pid, base.pid]);
+    log(`idle RSS: rollguard ${rgIdle} MB, baseline ${baseIdle} MB`);
+    const memIdle = await memoryBreakdown(rg.url);
+
+    // Warm-up (JIT, connections, Redis scripts); not recorded.
+    await cannon(base, 'baseline', 'max', 2, false);
+    await cannon(rg, 'rollguard', 'max', 2, false);
+    await drained(redis);
+
+    const runs: Run[] = [];
+    runs.push(await cannon(base, 'baseline', 'max', DURATION, true));
+    runs.push(await cannon(rg, 'rollguard', 'max', DURATION, true));
+    const memAfterMax = await memoryBreakdown(rg.url);
+    const afterMax = await drained(redis);
+    log(`queue drained ${afterMax.ms} ms after the max-rate run (left ${afterMax.left})`);
+    runs.push(await cannon(base, 'baseline', 'fixed', DURATION, true));
+    runs.push(await cannon(rg, 'rollguard', 'fixed', DURATION, true));
+    const afterFixed = await drained(redis);
+    runs.push(await cannon(rg, 'rollguard', 'dedupe-hit', DURATION, true));
+    await sleep(3000);
+    const [rgAfter, baseAfter] = await idleRss([rg.pid, base.pid]);
+    const memAfterLoad = await memoryBreakdown(rg.url);
+
+    const metrics = await scrape(rg.url);
+    const counters = {
+      alertsReceived: metricSum(metrics, 'rollguard_alerts_received_total'),
+      alertsDeduplicated: metricSum(metrics, 'rollguard_alerts_deduplicated_total'),
+      eventsHandled: metricSum(metrics, 'rollguard_events_processed_total', { outcome: 'handled' }),
+      eventsFailed: metricSum(metrics, 'rollguard_events_processed_total', { outcome: 'failed' }),
+      storeErrors: metricSum(metrics, 'rollguard_store_errors_total'),
+    };
+
+    const get = (t: Run['target'], mode: Run['mode']) => runs.find((r) => r.target === t && r.mode === mode)!;
+    const ratio = round(get('rollguard', 'max').requestsPerSec / get('baseline', 'max').requestsPerSec, 3);
+    let profile: unknown;
+    if (PROFILE) {
+      await Promise.all(procs.splice(0).map((p) => p.stop()));
+      const profDir = join(outDir(), 'profile-intake');
+      rmSync(profDir, { recursive: true, force: true });
+      // SHUTDOWN_TIMEOUT=1s: the profile covers start-up, a 2 s warm-up and the measured load,
+      // not the worker draining the backlog afterwards (that is left in Redis, then deleted).
+      const prg = await startRollguard({ ...env, SHUTDOWN_TIMEOUT: '1s' }, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+      procs.push(prg);
+      await cannon(prg, 'rollguard', 'max', 2, false);
+      const profiled = await cannon(prg, 'rollguard', 'max', DURATION, false);
+      await prg.stop();
+      await redis.del('{rollguard}:queue');
+      procs.length = 0;
+      const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+      profile = file ? { underProfilerReqPerSec: profiled.requestsPerSec, ...summariseProfile(join(profDir, file), 25) } : { error: 'no .cpuprofile written' };
+    }
+
+    writeResult('intake', {
+      benchmark: 'intake',
+      machine: m0,
+      machineAtEnd: machine(),
+      settings: {
+        batch: BATCH,
+        bodyBytes: Buffer.byteLength(fillBatch(TEMPLATE, 1)),
+        durationSec: DURATION,
+        connections: CONNECTIONS,
+        fixedRate: RATE,
+        redis: 'redis-server on 127.0.0.1, appendonly yes, appendfsync always',
+        rollguard: 'node dist/main.js serve, LOG_LEVEL=info (stdout to /dev/null), WEBHOOK_TOKEN set, REDIS_URL, rules that match nothing',
+        baseline: 'bench/baseline-server.mjs: Fastify 5, POST /v1/alerts parses the JSON and answers 200',
+      },
+      runs,
+      ratioMaxRate: ratio,
+      rss: {
+        rollguardIdleMb: rgIdle,
+        baselineIdleMb: baseIdle,
+        rollguardAfterLoadIdleMb: rgAfter,
+        baselineAfterLoadIdleMb: baseAfter,
+        breakdown: { idle: memIdle, rightAfterMaxRate: memAfterMax, idleAfterLoad: memAfterLoad },
+        rollguardPeakUnderLoadMb: Math.max(...runs.filter((r) => r.target === 'rollguard').map((r) => r.rss?.peakMb ?? 0)),
+      },
+      queueDrainAfterMaxMs: afterMax.ms,
+      queueDrainAfterFixedMs: afterFixed.ms,
+      counters,
+      profile,
+    });
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    redis.disconnect();
+    await redisServer.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench/intake: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,128 @@
+/**
+ * Summarises a V8 .cpuprofile (node --cpu-prof): self time per function and per area (rollguard's
+ * own code, each dependency, Node internals, GC, idle), so the doc can say where the time went
+ * without committing the profile itself.
+ *   npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25]
+ */
+import { readFileSync } from 'node:fs';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  busyMs: number;
+  /** calledFrom: for natives and GC-free builtins, the JS functions that called them, by time */
+  top: { function: string; where: string; selfMs: number; pctOfBusy: number; calledFrom?: string[] }[];
+  areas: { area: string; selfMs: number; pctOfBusy: number }[];
+}
+
+/** Which dependency or part a script URL belongs to. */
+export function area(url: string, fn: string): string {
+  if (fn === '(idle)') return 'idle';
+  if (fn === '(garbage collector)') return 'GC';
+  if (fn === '(program)') return 'V8/native (program)';
+  if (!url) return 'native/builtins';
+  const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (nm) return nm[1]!;
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
+  if (/\/dist\/|\/src\//.test(url)) return 'rollguard';
+  return url;
+}
+
+function where(url: string, line: number): string {
+  if (!url) return '';
+  const nm = /node_modules\/(.*)$/.exec(url);
+  const short = nm ? nm[1]! : url.replace(/^file:\/\/.*?\/(dist|src)\//, '$1/');
+  return `${short}:${line + 1}`;
+}
+
+export function summariseProfile(file: string, topN = 25): ProfileSummary {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<number, number>();
+  // Each sample's time delta is the time until the next sample: attribute it to the sampled node.
+  for (let i = 0; i < p.samples.length; i++) {
+    const id = p.samples[i]!;
+    const dt = p.timeDeltas[i + 1] ?? 0;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, dt));
+  }
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  /** the nearest ancestor with a script URL (the JS that called into a native) */
+  const jsCaller = (id: number): string => {
+    for (let cur = parent.get(id); cur !== undefined; cur = parent.get(cur)) {
+      const f = byId.get(cur)!.callFrame;
+      if (f.url) return `${f.functionName || '(anonymous)'} ${where(f.url, f.lineNumber)}`;
+    }
+    return '?';
+  };
+  const fns = new Map<string, { function: string; where: string; us: number; callers: Map<string, number> }>();
+  const areas = new Map<string, number>();
+  let totalUs = 0;
+  let idleUs = 0;
+  for (const [id, us] of selfUs) {
+    const n = byId.get(id);
+    if (!n) continue;
+    const { functionName, url, lineNumber } = n.callFrame;
+    const name = functionName || '(anonymous)';
+    totalUs += us;
+    const a = area(url, name);
+    if (a === 'idle') idleUs += us;
+    areas.set(a, (areas.get(a) ?? 0) + us);
+    if (a === 'idle') continue;
+    const key = `${name}@${url}:${lineNumber}`;
+    const f = fns.get(key) ?? { function: name, where: where(url, lineNumber), us: 0, callers: new Map<string, number>() };
+    f.us += us;
+    if (!url && !name.startsWith('(')) {
+      const c = jsCaller(id);
+      f.callers.set(c, (f.callers.get(c) ?? 0) + us);
+    }
+    fns.set(key, f);
+  }
+  const busyUs = totalUs - idleUs || 1;
+  const ms = (us: number) => Math.round(us / 100) / 10;
+  const pct = (us: number) => Math.round((us / busyUs) * 1000) / 10;
+  return {
+    totalMs: ms(totalUs),
+    busyMs: ms(busyUs),
+    top: [...fns.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, topN)
+      .map((f) => ({
+        function: f.function,
+        where: f.where,
+        selfMs: ms(f.us),
+        pctOfBusy: pct(f.us),
+        ...(f.callers.size
+          ? { calledFrom: [...f.callers.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([c, us]) => `${c} (${Math.round((us / f.us) * 100)}%)`) }
+          : {}),
+      })),
+    areas: [...areas.entries()]
+      .filter(([a]) => a !== 'idle')
+      .sort((a, b) => b[1] - a[1])
+      .map(([a, us]) => ({ area: a, selfMs: ms(us), pctOfBusy: pct(us) })),
+  };
+}
+
+const isEntry = process.argv[1] !== undefined && /profile-summary\.(ts|js)$/.test(process.argv[1]);
+if (isEntry) {
+  const file = process.argv[2];
+  if (!file) {
+    process.stderr.write('usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25]\n');
+    process.exit(2);
+  }
+  const i = process.argv.indexOf('--top');
+  console.log(JSON.stringify(summariseProfile(file, i > 0 ? Number(process.argv[i + 1]) : 25), null, 2));
+}
