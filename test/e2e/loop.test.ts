@@ -298,3 +298,33 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   }, 20_000, 250);
   t.comment(`whole loop ${((Date.now() - T_START) / 1000).toFixed(1)}s including the control plane`);
 });
+
+t.test('the demo app behaves as each revision: healthy, 20% 5xx, slow', async (t) => {
+  const { startDemoApp } = await import('../../examples/demo-app/server.js');
+  const app = await startDemoApp({ image: 'demo:v1' });
+  t.teardown(() => app.close());
+  const url = `http://127.0.0.1:${app.port}`;
+  const hit = async (n: number) => {
+    const codes: number[] = [];
+    for (let i = 0; i < n; i++) codes.push((await fetch(`${url}/work`).then(async (r) => (await r.arrayBuffer(), r))).status);
+    return codes;
+  };
+  t.same(await hit(10), Array(10).fill(200), 'v1: every request answers 200');
+  app.setImage('demo:v2-bad');
+  t.equal(app.mode(), 'failing');
+  const bad = await hit(10);
+  t.equal(bad.filter((c) => c === 500).length, 2, 'v2-bad: every 5th request answers 500 (20%)');
+  const r = await fetch(`${url}/-/revision`, { method: 'POST', body: JSON.stringify({ image: 'registry.example/demo:v3-slow' }) });
+  t.same(await r.json(), { image: 'registry.example/demo:v3-slow', mode: 'slow' }, 'the mode follows the image tag');
+  const t0 = Date.now();
+  t.same(await hit(1), [200]);
+  t.ok(Date.now() - t0 >= 2100, 'v3-slow: 2.2 s per request');
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  t.match(metrics, /^http_requests_total\{code="200"\} 19$/m);
+  t.match(metrics, /^http_requests_total\{code="500"\} 2$/m);
+  t.match(metrics, /^http_request_duration_seconds_bucket\{le="1"\} 20$/m, 'twenty fast requests');
+  t.match(metrics, /^http_request_duration_seconds_bucket\{le="2.5"\} 21$/m, 'the slow one lands in the 2.5 s bucket');
+  t.match(metrics, /^http_request_duration_seconds_count 21$/m);
+  t.match(metrics, /^demo_revision_info\{image="registry.example\/demo:v3-slow",mode="slow"\} 1$/m);
+  t.equal((await fetch(`${url}/-/revision`, { method: 'POST', body: '{}' })).status, 400, 'an image is required');
+});
