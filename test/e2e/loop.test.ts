@@ -31,150 +31,154 @@ interface Dep {
   status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
 }
 
-const cluster: Cluster = await startCluster({ argoCrds: false });
-t.teardown(() => cluster.stop({ keep: !t.passing() }));
-t.comment(`control plane up after ${((Date.now() - T_START) / 1000).toFixed(1)}s`);
-
-const dep = () => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${APP}`);
-const complete = (d: Dep, revision: string) =>
-  d.metadata.annotations?.[REVISION] === revision &&
-  (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
-  d.status?.updatedReplicas === d.spec.replicas &&
-  d.status?.availableReplicas === d.spec.replicas &&
-  d.status?.replicas === d.spec.replicas;
-
-await cluster.kubectl(['create', 'namespace', NS], { check: true });
-await cluster.request('POST', `/apis/apps/v1/namespaces/${NS}/deployments`, {
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name: APP, labels: { app: APP } },
-  spec: {
-    replicas: 2,
-    selector: { matchLabels: { app: APP } },
-    strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-    template: {
-      metadata: { labels: { app: APP } },
-      spec: { containers: [{ name: 'app', image: 'demo:v1', ports: [{ containerPort: 8080, name: 'http' }] }] },
-    },
-  },
-});
-await waitFor('Deployment at revision 1, complete', async () => complete(await dep(), '1'), 90_000, 200);
-
-// rollguard: serve as a process, Redis store, the service account's rights, a fast error-rate rule.
-const redis = await startRedis();
-t.teardown(() => redis.destroy());
-const tmp = mkdtempSync(join(tmpdir(), 'rollguard-loop-'));
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-writeFileSync(
-  join(tmp, 'loop-rules.yaml'),
-  `# The shipped rules/error-rate.yaml at test speed: 8s window, 1s step, 10s rate window.
-rules:
-  - name: loop-error-rate
-    match: ['alertname="HighErrorRate"']
-    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
-    trigger:
-      kind: error_rate
-      rateWindow: 10s
-      selector:
-        namespace: "{{ $labels.namespace }}"
-        pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" }
-      threshold: 0.05
-      for: 8s
-      step: 1s
-    priority: P0
-`,
-);
-
-// A generic-webhook receiver: the notifications of the loop, as a chat or paging bridge gets them.
-const notes: Array<{ kind: string; title: string; lines: string[] }> = [];
-const receiver = createServer((req, res) => {
-  let b = '';
-  req.on('data', (d) => (b += d));
-  req.on('end', () => {
-    notes.push(JSON.parse(b) as (typeof notes)[number]);
-    res.writeHead(204).end();
-  });
-});
-await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
-t.teardown(() => new Promise<void>((r) => receiver.close(() => r())));
-const receiverPort = (receiver.address() as { port: number }).port;
-
-// rollguard first: Prometheus' port is chosen now (serve only queries it once alerts arrive), then the
-// Alertmanagers pointing at rollguard, then Prometheus pointing at the Alertmanagers.
-// LOOP_REPLICAS=2 runs two replicas sharing Redis, one Alertmanager posting to each (rollguard's HA
-// setup); the default is one replica receiving from both Alertmanagers.
-const REPLICAS = Number(process.env.LOOP_REPLICAS ?? '1');
-if (REPLICAS !== 1 && REPLICAS !== 2) throw new Error(`LOOP_REPLICAS must be 1 or 2, got ${process.env.LOOP_REPLICAS}`);
-const promPort = await freePort();
-const replicas: ServeProcess[] = [];
-for (const name of ['rollguard-a', 'rollguard-b'].slice(0, REPLICAS)) {
-  const r = await startServe({
-    KUBECONFIG: cluster.rollguardKubeconfig,
-    REDIS_URL: redis.url,
-    RULES_PATH: join(tmp, 'loop-rules.yaml'),
-    WEBHOOK_TOKEN: TOKEN,
-    PROMETHEUS_URL: `http://127.0.0.1:${promPort}`,
-    NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${receiverPort}/hook`,
-    VERIFY_TIMEOUT: '60s',
-    RECOVERY_TIMEOUT: '60s',
-    RECOVERY_POLL: '1s',
-    SCHEDULER_INTERVAL: '1s',
-    CONSUMER_NAME: name,
-    LOG_LEVEL: 'info',
-  });
-  t.teardown(async () => {
-    r.proc.kill('SIGTERM');
-    await r.exited;
-  });
-  replicas.push(r);
-}
-const serve = replicas[0]!;
-
-// Two Alertmanagers (no clustering: each sends), each routing every notification to two receivers.
-const ams: LocalAlertmanager[] = [];
-for (let i = 0; i < 2; i++) {
-  const am = await startAlertmanager({ webhookUrl: `${replicas[i % REPLICAS]!.url}/v1/alerts`, token: TOKEN, receivers: 2 });
-  t.teardown(() => am.stop());
-  ams.push(am);
-}
-
-const demo = await startDemoProcess({ image: 'demo:v1', loadPerSecond: 40 });
-t.teardown(() => demo.stop());
-const follower = followDeployment(dep, demo, 200);
-t.teardown(() => follower.stop());
-
-// The shipped alert rule, at test speed: the same expression with [10s] rate windows, for 10s.
-const shipped = parse(readFileSync(join(ROOT, 'deploy/prometheus/alert-rules.yaml'), 'utf8')) as { groups: Array<{ rules: Array<Record<string, unknown>> }> };
-const highErrorRate = shipped.groups.flatMap((g) => g.rules).find((r) => r.alert === 'HighErrorRate')!;
-const fastRule = { ...highErrorRate, expr: String(highErrorRate.expr).replaceAll('[1m]', '[10s]'), for: '10s' };
-const prom = await startScrapingPrometheus({
-  targets: [
-    { job: 'demo', target: `127.0.0.1:${demo.port}`, labels: { namespace: NS, pod: POD } },
-    ...replicas.map((r, i) => ({ job: `rollguard-${'ab'[i]}`, target: `127.0.0.1:${r.port}`, labels: { replica: `rollguard-${'ab'[i]}` } })),
-  ],
-  rules: JSON.stringify({ groups: [{ name: 'loop', rules: [fastRule] }] }),
-  alertmanagers: ams.map((a) => `127.0.0.1:${a.port}`),
-  port: promPort,
-});
-t.teardown(() => prom.stop());
-
-const ERROR_RATIO = `sum(rate(http_requests_total{namespace="${NS}",code=~"5.."}[10s])) / sum(rate(http_requests_total{namespace="${NS}"}[10s]))`;
-const ratio = async () => {
-  const r = await prom.query(ERROR_RATIO);
-  return r.length ? Number(r[0]!.value[1]) : undefined;
-};
-/** Both replicas' /metrics, one after the other (the sums below add them up). */
-const rollguardMetrics = async () => (await Promise.all(replicas.map(async (r) => (await fetch(`${r.url}/metrics`)).text()))).join('\n');
-/** The sum over both replicas of the samples with exactly these labels. */
-const sample = (text: string, name: string, labels = '') => {
-  const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const ms = [...text.matchAll(new RegExp(`^${esc}${labels ? `\\{${labels}\\}` : ''} (\\S+)$`, 'gm'))];
-  return ms.length ? ms.reduce((a, m) => a + Number(m[1]), 0) : undefined;
-};
-const sumOf = (text: string, name: string) =>
-  [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
-
 t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', async (t) => {
+  // Setup inside the test: a failure here still runs every teardown (no orphaned processes).
+  const cluster: Cluster = await startCluster({ argoCrds: false });
+  t.teardown(() => cluster.stop({ keep: !t.passing() }));
+  t.comment(`control plane up after ${((Date.now() - T_START) / 1000).toFixed(1)}s`);
+
+  const dep = () => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${APP}`);
+  const complete = (d: Dep, revision: string) =>
+    d.metadata.annotations?.[REVISION] === revision &&
+    (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
+    d.status?.updatedReplicas === d.spec.replicas &&
+    d.status?.availableReplicas === d.spec.replicas &&
+    d.status?.replicas === d.spec.replicas;
+
+  await cluster.kubectl(['create', 'namespace', NS], { check: true });
+  await cluster.request('POST', `/apis/apps/v1/namespaces/${NS}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: APP, labels: { app: APP } },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: APP } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: { app: APP } },
+        spec: { containers: [{ name: 'app', image: 'demo:v1', ports: [{ containerPort: 8080, name: 'http' }] }] },
+      },
+    },
+  });
+  await waitFor('Deployment at revision 1, complete', async () => complete(await dep(), '1'), 90_000, 200);
+
+  // rollguard: serve as a process, Redis store, the service account's rights, a fast error-rate rule.
+  const redis = await startRedis();
+  t.teardown(() => redis.destroy());
+  const tmp = mkdtempSync(join(tmpdir(), 'rollguard-loop-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  writeFileSync(
+    join(tmp, 'loop-rules.yaml'),
+    `# The shipped rules/error-rate.yaml at test speed: 8s window, 1s step, 10s rate window.
+  rules:
+    - name: loop-error-rate
+      match: ['alertname="HighErrorRate"']
+      target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+      trigger:
+        kind: error_rate
+        rateWindow: 10s
+        selector:
+          namespace: "{{ $labels.namespace }}"
+          pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" }
+        threshold: 0.05
+        for: 8s
+        step: 1s
+      priority: P0
+  `,
+  );
+
+  // A generic-webhook receiver: the notifications of the loop, as a chat or paging bridge gets them.
+  const notes: Array<{ kind: string; title: string; lines: string[] }> = [];
+  const receiver = createServer((req, res) => {
+    let b = '';
+    req.on('data', (d) => (b += d));
+    req.on('end', () => {
+      notes.push(JSON.parse(b) as (typeof notes)[number]);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => receiver.close(() => r())));
+  const receiverPort = (receiver.address() as { port: number }).port;
+
+  // rollguard first: Prometheus' port is chosen now (serve only queries it once alerts arrive), then the
+  // Alertmanagers pointing at rollguard, then Prometheus pointing at the Alertmanagers.
+  // LOOP_REPLICAS=2 runs two replicas sharing Redis, one Alertmanager posting to each (rollguard's HA
+  // setup); the default is one replica receiving from both Alertmanagers.
+  const REPLICAS = Number(process.env.LOOP_REPLICAS ?? '1');
+  if (REPLICAS !== 1 && REPLICAS !== 2) throw new Error(`LOOP_REPLICAS must be 1 or 2, got ${process.env.LOOP_REPLICAS}`);
+  const promPort = await freePort();
+  const replicas: ServeProcess[] = [];
+  for (const name of ['rollguard-a', 'rollguard-b'].slice(0, REPLICAS)) {
+    const r = await startServe({
+      KUBECONFIG: cluster.rollguardKubeconfig,
+      REDIS_URL: redis.url,
+      RULES_PATH: join(tmp, 'loop-rules.yaml'),
+      WEBHOOK_TOKEN: TOKEN,
+      PROMETHEUS_URL: `http://127.0.0.1:${promPort}`,
+      NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${receiverPort}/hook`,
+      VERIFY_TIMEOUT: '60s',
+      RECOVERY_TIMEOUT: '60s',
+      RECOVERY_POLL: '1s',
+      SCHEDULER_INTERVAL: '1s',
+      CONSUMER_NAME: name,
+      LOG_LEVEL: 'info',
+    });
+    t.teardown(async () => {
+      r.proc.kill('SIGTERM');
+      await r.exited;
+    });
+    const reap = () => r.proc.kill('SIGKILL');
+    process.once('exit', reap);
+    void r.exited.then(() => process.off('exit', reap));
+    replicas.push(r);
+  }
+  const serve = replicas[0]!;
+
+  // Two Alertmanagers (no clustering: each sends), each routing every notification to two receivers.
+  const ams: LocalAlertmanager[] = [];
+  for (let i = 0; i < 2; i++) {
+    const am = await startAlertmanager({ webhookUrl: `${replicas[i % REPLICAS]!.url}/v1/alerts`, token: TOKEN, receivers: 2 });
+    t.teardown(() => am.stop());
+    ams.push(am);
+  }
+
+  const demo = await startDemoProcess({ image: 'demo:v1', loadPerSecond: 40 });
+  t.teardown(() => demo.stop());
+  const follower = followDeployment(dep, demo, 200);
+  t.teardown(() => follower.stop());
+
+  // The shipped alert rule, at test speed: the same expression with [10s] rate windows, for 10s.
+  const shipped = parse(readFileSync(join(ROOT, 'deploy/prometheus/alert-rules.yaml'), 'utf8')) as { groups: Array<{ rules: Array<Record<string, unknown>> }> };
+  const highErrorRate = shipped.groups.flatMap((g) => g.rules).find((r) => r.alert === 'HighErrorRate')!;
+  const fastRule = { ...highErrorRate, expr: String(highErrorRate.expr).replaceAll('[1m]', '[10s]'), for: '10s' };
+  const prom = await startScrapingPrometheus({
+    targets: [
+      { job: 'demo', target: `127.0.0.1:${demo.port}`, labels: { namespace: NS, pod: POD } },
+      ...replicas.map((r, i) => ({ job: `rollguard-${'ab'[i]}`, target: `127.0.0.1:${r.port}`, labels: { replica: `rollguard-${'ab'[i]}` } })),
+    ],
+    rules: JSON.stringify({ groups: [{ name: 'loop', rules: [fastRule] }] }),
+    alertmanagers: ams.map((a) => `127.0.0.1:${a.port}`),
+    port: promPort,
+  });
+  t.teardown(() => prom.stop());
+
+  const ERROR_RATIO = `sum(rate(http_requests_total{namespace="${NS}",code=~"5.."}[10s])) / sum(rate(http_requests_total{namespace="${NS}"}[10s]))`;
+  const ratio = async () => {
+    const r = await prom.query(ERROR_RATIO);
+    return r.length ? Number(r[0]!.value[1]) : undefined;
+  };
+  /** Both replicas' /metrics, one after the other (the sums below add them up). */
+  const rollguardMetrics = async () => (await Promise.all(replicas.map(async (r) => (await fetch(`${r.url}/metrics`)).text()))).join('\n');
+  /** The sum over both replicas of the samples with exactly these labels. */
+  const sample = (text: string, name: string, labels = '') => {
+    const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const ms = [...text.matchAll(new RegExp(`^${esc}${labels ? `\\{${labels}\\}` : ''} (\\S+)$`, 'gm'))];
+    return ms.length ? ms.reduce((a, m) => a + Number(m[1]), 0) : undefined;
+  };
+  const sumOf = (text: string, name: string) =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+
   const fail = (what: string) => `${what}\n--- rollguard log tails:\n${replicas.flatMap((r) => r.logs().slice(-25)).map((l) => JSON.stringify(l)).join('\n')}\n--- prometheus log tail:\n${prom.log().split('\n').slice(-5).join('\n')}`;
 
   t.match(String(highErrorRate.expr), /\[1m\]/, 'the shipped rule uses 1m rate windows; the loop runs it with 10s');

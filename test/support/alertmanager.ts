@@ -91,7 +91,13 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
     );
     closeSync(fd);
     let exited = false;
-    child.once('exit', () => (exited = true));
+    // If the test process dies without its teardown, the child dies with it.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => {
+      exited = true;
+      process.off('exit', reap);
+    });
     const url = `http://127.0.0.1:${port}`;
     const log = () => {
       try {

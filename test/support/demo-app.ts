@@ -35,7 +35,14 @@ export async function startDemoProcess(opts: { image: string; loadPerSecond: num
   proc.stderr!.on('data', (d) => (err += d));
   proc.stdout!.resume();
   const url = `http://127.0.0.1:${port}`;
-  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+  const reap = () => proc.kill('SIGKILL');
+  process.once('exit', reap);
+  const exited = new Promise<number | null>((r) =>
+    proc.once('exit', (c) => {
+      process.off('exit', reap);
+      r(c);
+    }),
+  );
   await Promise.race([
     waitFor(`demo app on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 30_000, 100),
     exited.then((c) => {
@@ -166,7 +173,13 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
   );
   closeSync(fd);
   let exited = false;
-  child.once('exit', () => (exited = true));
+  // If the test process dies without its teardown, the child dies with it.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => {
+    exited = true;
+    process.off('exit', reap);
+  });
   const url = `http://127.0.0.1:${port}`;
   try {
     // An exit ends the wait at once (a bad config must not cost the whole readiness timeout).
