@@ -97,6 +97,8 @@ export const configSchema = z.object({
   LOCK_TTL: duration.default(30_000),
   /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
   SCHEDULER_INTERVAL: duration.default(5_000),
+  /** Closed rollback records older than this are deleted (open ones never are). */
+  RECORD_RETENTION: duration.default(30 * 86_400_000),
   /** Notifications: a Slack-compatible incoming webhook, and a generic JSON webhook. */
   NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),

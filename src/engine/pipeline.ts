@@ -16,7 +16,7 @@ import { resolveTargets, TargetResolutionError, type ResolvedTarget } from '../r
 import type { Lock, QueuedEvent, Store } from '../store/store.js';
 import { confirmTrigger, type Confirmation } from './confirm.js';
 import { decide, recordDecision } from './decide.js';
-import { alertRecordId, isTerminal, manualRecordId, RecordBook, targetKey, type RollbackRecord, type RollbackState } from './record.js';
+import { alertRecordId, manualRecordId, OPEN_STATES, RecordBook, targetKey, type RollbackRecord, type RollbackState } from './record.js';
 
 export interface EngineDeps {
   config: Config;
@@ -54,6 +54,7 @@ export class Engine {
   private readonly now: () => number;
   private readonly log: Logger;
   private stopped = false;
+  private lastPrune = 0;
   /** rollbacks running in this process (manual and approved ones run in the background) */
   private readonly running = new Set<Promise<unknown>>();
 
@@ -543,6 +544,11 @@ export class Engine {
       await this.finish(rec, 'expired', `approval not given before ${new Date(rec.dueAt!).toISOString()}`);
     }
     for (const rec of await this.records.list({ state: 'in_progress', limit: 100 })) await this.recoverIfOrphaned(rec);
+    if (now - this.lastPrune >= 3_600_000) {
+      this.lastPrune = now;
+      const n = await this.d.store.pruneRecords(now - this.d.config.RECORD_RETENTION, OPEN_STATES);
+      if (n > 0) this.log.info({ pruned: n, retentionMs: this.d.config.RECORD_RETENTION }, 'old rollback records deleted');
+    }
   }
 
   /**

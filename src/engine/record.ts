@@ -25,7 +25,6 @@ export const STATES = [
 export type RollbackState = (typeof STATES)[number];
 
 export const OPEN_STATES: readonly RollbackState[] = ['deciding', 'held', 'scheduled', 'pending_approval', 'in_progress'];
-export const isTerminal = (s: RollbackState) => !OPEN_STATES.includes(s);
 
 export interface TimelineEntry {
   at: number;

@@ -172,6 +172,17 @@ export class MemoryStore implements Store {
       .map((r) => structuredClone(r));
   }
 
+  async pruneRecords(before: number, keepStates: readonly string[]): Promise<number> {
+    let n = 0;
+    for (const [id, r] of this.records) {
+      if (r.createdAt < before && !keepStates.includes(r.state)) {
+        this.records.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {

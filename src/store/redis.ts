@@ -338,6 +338,26 @@ export class RedisStore implements Store {
     });
   }
 
+  async pruneRecords(before: number, keepStates: readonly string[]): Promise<number> {
+    return this.run('pruneRecords', async () => {
+      let n = 0;
+      for (;;) {
+        const ids = await this.cmd.zrangebyscore(this.k('records', 'by-time'), '-inf', `(${before}`, 'LIMIT', 0, 500);
+        if (ids.length === 0) return n;
+        const values = await this.cmd.hmget(this.k('records'), ...ids);
+        const drop = ids.filter((id, i) => {
+          const v = values[i];
+          return !v || !keepStates.includes((JSON.parse(v) as StoredRecord).state);
+        });
+        if (drop.length > 0) {
+          await this.cmd.multi().hdel(this.k('records'), ...drop).zrem(this.k('records', 'by-time'), ...drop).exec();
+          n += drop.length;
+        }
+        if (drop.length < ids.length) return n; // the rest are kept (open): stop, they stay oldest
+      }
+    });
+  }
+
   async ping(): Promise<void> {
     await this.run('ping', async () => {
       await this.cmd.ping();

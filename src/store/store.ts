@@ -89,6 +89,8 @@ export interface Store {
   getRecord(id: string): Promise<StoredRecord | null>;
   /** Newest first. */
   listRecords(filter?: RecordFilter): Promise<StoredRecord[]>;
+  /** Deletes records created before `before` whose state is not in `keepStates`; returns how many. */
+  pruneRecords(before: number, keepStates: readonly string[]): Promise<number>;
 
   /** Resolves when the backend answers. */
   ping(): Promise<void>;

@@ -141,5 +141,8 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.same((await s.listRecords({ state: 'pending', limit: 1 })).map((r) => r.id), ['r3']);
     await s.putRecord({ id: 'r1', target: 'Deployment/prod/a', state: 'failed', createdAt: 1 });
     t.equal((await s.getRecord('r1'))!.state, 'failed', 'put replaces');
+    t.equal(await s.pruneRecords(3, ['pending']), 1, 'prunes the old closed record, keeps the open one');
+    t.same((await s.listRecords()).map((r) => r.id), ['r3', 'r2']);
+    t.equal(await s.getRecord('r1'), null);
   });
 }

@@ -328,3 +328,14 @@ rules:
   );
   t.equal(e.action.executed.length, 0);
 });
+
+t.test('closed records older than RECORD_RETENTION are pruned; open ones stay', async (t) => {
+  const e = testEngine({ env: { RECORD_RETENTION: '1d' } });
+  const old = Date.now() - 2 * 86_400_000;
+  const base = { target: 'Deployment/prod/x', updatedAt: old, ref: { kind: 'Deployment' as const, namespace: 'prod', name: 'x' }, source: 'alert' as const, guards: [], dryRun: false, times: {}, timeline: [] };
+  await e.store.putRecord({ ...base, id: 'rb-old-closed', state: 'succeeded', createdAt: old });
+  await e.store.putRecord({ ...base, id: 'rb-old-pending', state: 'pending_approval', createdAt: old, dueAt: Date.now() + 60_000 });
+  await e.store.putRecord({ ...base, id: 'rb-new-closed', state: 'failed', createdAt: Date.now() });
+  await e.engine.tick();
+  t.same((await e.engine.records.list({})).map((r) => r.id).sort(), ['rb-new-closed', 'rb-old-pending']);
+});
