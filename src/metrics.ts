@@ -7,7 +7,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export function createMetrics(opts: { defaults?: boolean } = {}) {
   const registry = new Registry();
-  if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
+  if (opts.defaults !== false) {
+    collectDefaultMetrics({ register: registry });
+    // prom-client names these gauges *_total, which promtool check metrics rejects (a counter suffix on a gauge).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  }
   const r = [registry];
   return {
     registry,

@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import { spendBudget } from '../guards/budget.js';
 import { cooldownKey, stepBackKey } from '../guards/cooldown.js';
 import { GUARDS, type GuardContext } from '../guards/index.js';
+import { fmtDuration } from '../guards/guard.js';
 import { lockName } from '../guards/lock.js';
 import type { Kube } from '../kube/client.js';
 import type { Metrics } from '../metrics.js';
@@ -57,6 +58,8 @@ export class Engine {
   private lastPrune = 0;
   /** rollbacks running in this process (manual and approved ones run in the background) */
   private readonly running = new Set<Promise<unknown>>();
+  /** records this process is deciding right now; one of ours left 'deciding' and not in here was stopped by a failure */
+  private readonly decidingHere = new Set<string>();
 
   constructor(private readonly d: EngineDeps) {
     this.now = d.now ?? Date.now;
@@ -110,22 +113,30 @@ export class Engine {
       }
       // Claim the record: only one replica ever evaluates one alert for one target. A replica that
       // finds it claimed but not yet written leaves the event queued and looks again later.
+      // Our own claim without a record (the store failed right after the claim) is taken up again.
       if (!(await this.d.store.setValue(`claim:${id}`, this.d.owner, { onlyIfAbsent: true, ttlMs: 7 * 86_400_000 }))) {
-        throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+        if ((await this.d.store.getValue(`claim:${id}`)) !== this.d.owner || this.decidingHere.has(id)) {
+          throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+        }
       }
-      const rec = this.newRecord(id, ref, { rule, alert });
-      rec.owner = this.d.owner;
-      this.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
-      this.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
-      await this.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
-      this.d.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
-      await this.records.linkAlert(alert.fingerprint, alert.startsAt, id);
-      if (chainBroken) {
-        await this.finish(rec, 'blocked', `an earlier target of rule ${rule.name} did not roll back (${chainBroken}); the ordered chain stops there`);
-        continue;
+      this.decidingHere.add(id);
+      try {
+        const rec = this.newRecord(id, ref, { rule, alert });
+        rec.owner = this.d.owner;
+        this.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
+        this.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
+        await this.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
+        this.d.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
+        await this.records.linkAlert(alert.fingerprint, alert.startsAt, id);
+        if (chainBroken) {
+          await this.finish(rec, 'blocked', `an earlier target of rule ${rule.name} did not roll back (${chainBroken}); the ordered chain stops there`);
+          continue;
+        }
+        const state = await this.evaluate(rec, rule, false);
+        if (!['succeeded', 'dry_run', 'in_progress'].includes(state)) chainBroken = rec.id;
+      } finally {
+        this.decidingHere.delete(id);
       }
-      const state = await this.evaluate(rec, rule, false);
-      if (!['succeeded', 'dry_run', 'in_progress'].includes(state)) chainBroken = rec.id;
     }
   }
 
@@ -245,8 +256,9 @@ export class Engine {
     this.records.step(rec, 'received', `manual rollback requested by ${req.requestedBy}: ${req.reason}`);
     this.markDecided(rec);
     rec.decision = { decision: 'rollback_now', reason: `manual: ${req.reason}` };
+    this.decidingHere.add(rec.id);
     await this.records.save(rec);
-    this.background(this.rollback(rec, DEFAULT_GUARDS));
+    this.background(this.rollback(rec, DEFAULT_GUARDS).finally(() => this.decidingHere.delete(rec.id)));
     return rec;
   }
 
@@ -259,9 +271,13 @@ export class Engine {
     rec.state = 'deciding';
     rec.owner = this.d.owner;
     delete rec.dueAt;
-    await this.records.save(rec);
+    this.decidingHere.add(rec.id);
+    await this.records.save(rec).catch((err) => {
+      this.decidingHere.delete(rec.id);
+      throw err;
+    });
     const rule = rec.rule ? this.d.rules.rules.rules.find((r) => r.name === rec.rule) : undefined;
-    this.background(this.rollback(rec, rule?.guards ?? DEFAULT_GUARDS));
+    this.background(this.rollback(rec, rule?.guards ?? DEFAULT_GUARDS).finally(() => this.decidingHere.delete(rec.id)));
     return { record: rec };
   }
 
@@ -369,7 +385,8 @@ export class Engine {
       rec.times.startedAt = this.now();
       this.records.step(rec, 'started', `rolling back: ${plan.summary}`);
       await this.records.save(rec);
-      this.notify(rec, 'rollback_started', 'warning', `Rollback in progress: ${rec.target}`, startedLines(rec, plan));
+      const kind = rec.rule ? this.d.rules.rules.rules.find((r) => r.name === rec.rule)?.trigger.kind : undefined;
+      this.notify(rec, 'rollback_started', 'warning', `Rollback in progress: ${rec.target}`, startedLines(rec, plan, kind, this.d.config));
 
       const previous = await this.d.store.getValue(cooldownKey(rec.target));
       const res = await action.execute(plan, actx);
@@ -400,7 +417,7 @@ export class Engine {
       rec.times.completedAt = this.now();
       if (rec.times.decidedAt !== undefined) this.d.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
       const health = await this.verifyRecovered(rec);
-      return await this.end(rec, settings, health.outcome, health.message);
+      return await this.end(rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details)]);
     } finally {
       clearInterval(renew);
       this.d.metrics.rollbacksInProgress.dec();
@@ -409,28 +426,30 @@ export class Engine {
   }
 
   /** After the rollout: the trigger must clear in Prometheus within RECOVERY_TIMEOUT. */
-  private async verifyRecovered(rec: RollbackRecord): Promise<{ outcome: 'succeeded' | 'failed' | 'unverified'; message: string }> {
+  private async verifyRecovered(rec: RollbackRecord): Promise<{ outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[] }> {
     const rule = rec.rule ? this.d.rules.rules.rules.find((r) => r.name === rec.rule) : undefined;
-    if (!rule) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)' };
-    if (!this.d.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger' };
+    if (!rule) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)', lines: [] };
+    if (!this.d.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger', lines: [] };
     // "Still true" = the trigger holds over its last two steps; recovered = it no longer does.
     const probe: Rule = { ...rule, trigger: { ...rule.trigger, forMs: rule.trigger.stepMs * 2 } };
     const deadline = this.now() + this.d.config.RECOVERY_TIMEOUT;
     let last = '';
+    let lines: string[] = [];
     for (;;) {
       const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: this.now() }, { prometheus: this.d.prometheus });
       last = `${c.outcome}: ${c.reason}`;
+      lines = c.value === undefined ? [] : [`${measureName(rule.trigger.kind)}: ${fmtValue(rule.trigger.kind, c.value)}${c.limit === undefined ? '' : ` (limit ${fmtValue(rule.trigger.kind, c.limit)})`}`];
       if (c.outcome === 'not_confirmed') {
         rec.times.verifiedAt = this.now();
-        return { outcome: 'succeeded', message: `rollout complete and the trigger cleared (${c.reason})` };
+        return { outcome: 'succeeded', message: `rollout complete and the trigger cleared (${c.reason})`, lines };
       }
       if (this.now() >= deadline || this.stopped) break;
       await sleep(Math.min(this.d.config.RECOVERY_POLL, Math.max(0, deadline - this.now())));
     }
     if (last.startsWith('prometheus_down') || last.startsWith('error') || last.startsWith('insufficient_data')) {
-      return { outcome: 'unverified', message: `rollout complete; the trigger could not be re-checked (${last})` };
+      return { outcome: 'unverified', message: `rollout complete; the trigger could not be re-checked (${last})`, lines };
     }
-    return { outcome: 'failed', message: `rollout complete but the trigger still holds after ${Math.round(this.d.config.RECOVERY_TIMEOUT / 1000)}s (${last})` };
+    return { outcome: 'failed', message: `rollout complete but the trigger still holds after ${Math.round(this.d.config.RECOVERY_TIMEOUT / 1000)}s (${last})`, lines };
   }
 
   private async setCooldown(rec: RollbackRecord, settings: Guards, outcome: string | undefined): Promise<void> {
@@ -439,19 +458,19 @@ export class Engine {
     await this.d.store.setValue(cooldownKey(rec.target), value, { ttlMs: Math.max(1, at + settings.cooldown - this.now()) });
   }
 
-  private async end(rec: RollbackRecord, settings: Guards, outcome: 'succeeded' | 'failed' | 'unverified', message: string): Promise<RollbackState> {
+  private async end(rec: RollbackRecord, settings: Guards, outcome: 'succeeded' | 'failed' | 'unverified', message: string, lines: string[] = []): Promise<RollbackState> {
     await this.setCooldown(rec, settings, outcome);
     if (outcome === 'succeeded') {
       if (rec.times.alertStartedAt !== undefined && rec.times.verifiedAt !== undefined) {
         this.d.metrics.timeToRecover.observe((rec.times.verifiedAt - rec.times.alertStartedAt) / 1000);
       }
-      this.notify(rec, 'rollback_succeeded', 'info', `Rollback completed: ${rec.target}`, [message, ...(rec.plan ? [rec.plan.summary] : [])]);
+      this.notify(rec, 'rollback_succeeded', 'info', `Rollback completed: ${rec.target}`, [...lines, message, ...(rec.plan ? [rec.plan.summary] : [])]);
     } else if (outcome === 'failed') {
       // Escalated once; never retried in a loop (the cooldown blocks the next attempt).
       this.d.metrics.escalations.inc({ reason: 'rollback_failed' });
-      this.notify(rec, 'rollback_failed', 'critical', `Rollback of ${rec.target} did not recover the service: escalate`, [message, 'Failed Rollback Recovery: stop traffic, then restore the last good version by hand (seed runbook)']);
+      this.notify(rec, 'rollback_failed', 'critical', `Rollback of ${rec.target} did not recover the service: escalate`, [message, ...lines, 'Failed Rollback Recovery: stop traffic, then restore the last good version by hand (seed runbook)']);
     } else {
-      this.notify(rec, 'rollback_unverified', 'warning', `Rollback of ${rec.target} done, recovery not verified`, [message]);
+      this.notify(rec, 'rollback_unverified', 'warning', `Rollback of ${rec.target} done, recovery not verified`, [message, ...lines]);
     }
     return this.finish(rec, outcome, message);
   }
@@ -474,6 +493,7 @@ export class Engine {
       const rec = await this.records.get(id);
       if (!rec || rec.times.resolvedAt !== undefined) continue;
       rec.times.resolvedAt = alert.endsAt ?? alert.receivedAt;
+      await this.records.markResolved(id, rec.times.resolvedAt);
       this.records.step(rec, 'resolved', `alert resolved at ${new Date(rec.times.resolvedAt).toISOString()}`);
       if (rec.state === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
         this.d.metrics.timeToRecover.observe((rec.times.resolvedAt - rec.times.alertStartedAt) / 1000);
@@ -495,15 +515,20 @@ export class Engine {
   async tick(): Promise<void> {
     const now = this.now();
     await this.heartbeat();
-    // Records a dead replica left while deciding (before anything was executed): decide again.
+    // Records left deciding (before anything was executed) by a dead replica, or by this one when a
+    // store failure stopped it (its redelivery finds the record and does nothing): decide again.
+    // Our own wait until any target lock the failed attempt took has expired.
     for (const rec of await this.records.list({ state: 'deciding', limit: 100 })) {
-      if (rec.owner === this.d.owner || now - rec.updatedAt < 2 * this.heartbeatTtl() || (await this.alive(rec.owner))) continue;
+      const mine = rec.owner === this.d.owner;
+      if (mine && (this.decidingHere.has(rec.id) || now - rec.updatedAt < Math.max(2 * this.heartbeatTtl(), 2 * this.d.config.LOCK_TTL))) continue;
+      if (!mine && (now - rec.updatedAt < 2 * this.heartbeatTtl() || (await this.alive(rec.owner)))) continue;
       const claim = await this.d.store.acquireLock(`due:${rec.id}`, this.d.owner, 60_000);
       if (!claim) continue;
+      this.decidingHere.add(rec.id);
       try {
         const fresh = await this.records.get(rec.id);
         if (!fresh || fresh.state !== 'deciding') continue;
-        this.records.step(fresh, 'recovery', `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${this.d.owner}`);
+        this.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${this.d.owner}) when a store call failed; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${this.d.owner}`);
         fresh.owner = this.d.owner;
         const rule = fresh.rule ? this.d.rules.rules.rules.find((r) => r.name === fresh.rule) : undefined;
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved') {
@@ -514,6 +539,7 @@ export class Engine {
           await this.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
         }
       } finally {
+        this.decidingHere.delete(rec.id);
         await this.d.store.releaseLock(claim).catch(() => false);
       }
     }
@@ -574,7 +600,7 @@ export class Engine {
         if (v.outcome === 'succeeded') {
           fresh.times.completedAt = this.now();
           const h = await this.verifyRecovered(fresh);
-          await this.end(fresh, settings, h.outcome, `recovered after a restart: ${h.message}`);
+          await this.end(fresh, settings, h.outcome, `recovered after a restart: ${h.message}`, [...h.lines, healthLine(v.details)]);
         } else {
           await this.end(fresh, settings, v.outcome, `recovered after a restart: rollout ${v.outcome}: ${v.message}`);
         }
@@ -668,13 +694,39 @@ function changeCause(rec: RollbackRecord): string {
   return `rollguard: rule ${rec.rule}, alert ${a?.labels.alertname ?? '?'} (fingerprint ${a?.fingerprint ?? '?'}), rollback ${rec.id}`;
 }
 
-function startedLines(rec: RollbackRecord, plan: RollbackPlan): string[] {
+function startedLines(rec: RollbackRecord, plan: RollbackPlan, kind: string | undefined, config: Config): string[] {
   const lines = [`Service: ${rec.target}`];
-  if (rec.alert) lines.push(`Reason: ${rec.alert.labels.alertname ?? 'alert'}${rec.confirmation?.value !== undefined ? ` (value ${rec.confirmation.value}, limit ${rec.confirmation.limit})` : ''}`);
+  const c = rec.confirmation;
+  const measured = c?.value !== undefined && kind ? ` (${measureName(kind).toLowerCase()} ${fmtValue(kind, c.value)}${c.limit !== undefined ? `, limit ${fmtValue(kind, c.limit)}` : ''})` : '';
+  if (rec.alert) lines.push(`Reason: ${rec.alert.labels.alertname ?? 'alert'}${measured}`);
   if (rec.reason) lines.push(`Reason: ${rec.reason}`);
   if (rec.alert?.annotations.summary) lines.push(`Impact: ${rec.alert.annotations.summary}`);
   lines.push(`Action: ${plan.summary}`);
+  lines.push(`ETA: rollout within ${fmtDuration(config.VERIFY_TIMEOUT)}, recovery confirmed within ${fmtDuration(config.RECOVERY_TIMEOUT)} after`);
+  lines.push(`Status: follow rollback ${rec.id} (GET /v1/rollbacks/${rec.id}); completion or failure is announced here`);
   return lines;
+}
+
+const RATIO_KINDS = new Set(['error_rate', 'health_check', 'memory']);
+
+/** A trigger value as people read it: ratios as percentages, latencies in seconds. */
+export function fmtValue(kind: string, v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (RATIO_KINDS.has(kind)) return `${(v * 100).toFixed(v < 0.001 ? 3 : 2)}%`;
+  if (kind === 'latency') return `${v.toFixed(3)} s`;
+  return String(Number(v.toPrecision(4)));
+}
+
+function measureName(kind: string): string {
+  return ({ error_rate: 'Error rate', latency: 'Latency', health_check: 'Failing health checks', memory: 'Memory use', crash_loop: 'Restarts', deployment_failed: 'Failed rollouts' } as Record<string, string>)[kind] ?? 'Value';
+}
+
+/** "Health: rollout complete, 3/3 replicas available" from the rollout status verify read. */
+function healthLine(details: Record<string, unknown> | undefined): string {
+  const st = (details?.status ?? {}) as { replicas?: number; availableReplicas?: number; numberAvailable?: number; desiredNumberScheduled?: number };
+  const total = st.replicas ?? st.desiredNumberScheduled;
+  const avail = st.availableReplicas ?? st.numberAvailable;
+  return total !== undefined ? `Health: rollout complete, ${avail ?? 0}/${total} replicas available` : 'Health: rollout complete';
 }
 
 function isKubeError(err: unknown): err is { status: number | string } {

@@ -129,9 +129,28 @@ export class RecordBook {
     rec.timeline.push(e);
   }
 
+  /**
+   * Writes the record. The alert's resolution is kept in a key of its own (written by whichever
+   * replica handled the resolved alert) and merged here, so a replica saving an older copy of the
+   * record never erases it.
+   */
   async save(rec: RollbackRecord): Promise<void> {
+    if (rec.times.resolvedAt === undefined) {
+      const resolved = await this.store.getValue(`resolved:${rec.id}`);
+      if (resolved !== null) {
+        rec.times.resolvedAt = Number(resolved);
+        if (!rec.timeline.some((e) => e.step === 'resolved')) {
+          rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
+        }
+      }
+    }
     rec.updatedAt = this.now();
     await this.store.putRecord(rec);
+  }
+
+  /** Notes that the alert behind record `id` resolved at `at` (see save). */
+  async markResolved(id: string, at: number): Promise<void> {
+    await this.store.setValue(`resolved:${id}`, String(at), { ttlMs: 30 * 86_400_000 });
   }
 
   /** Remembers which records an alert caused, so its resolution can be written to them. */

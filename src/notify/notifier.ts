@@ -69,8 +69,26 @@ export class Notifications {
   }
 }
 
+/**
+ * POSTs JSON. Credentials in the URL (https://user:pass@host/…) are sent as basic auth (fetch
+ * refuses URLs carrying them) and never appear in an error message or a log line.
+ */
 export async function postJson(url: string, body: unknown, signal: AbortSignal): Promise<void> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
-  if (!res.ok) throw new Error(`${url.replace(/\/\/[^/]*@/, '//***@')} answered ${res.status}`);
+  const u = new URL(url);
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (u.username || u.password) {
+    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+    u.username = '';
+    u.password = '';
+  }
+  const safe = `${u.origin}${u.pathname}`;
+  let res: Response;
+  try {
+    res = await fetch(u, { method: 'POST', headers, body: JSON.stringify(body), signal });
+  } catch (err) {
+    const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    throw new Error(`POST ${safe} failed: ${why.replaceAll(url, safe)}`);
+  }
   await res.arrayBuffer();
+  if (!res.ok) throw new Error(`POST ${safe} answered ${res.status}`);
 }

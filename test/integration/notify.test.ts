@@ -137,7 +137,8 @@ t.test("a rollback's notifications, end to end through both notifiers: the seeds
   t.equal(started.title, 'Rollback in progress: Deployment/prod/checkout');
   t.equal(started.severity, 'warning');
   t.match(started.lines.join('\n'), /^Service: Deployment\/prod\/checkout$/m);
-  t.match(started.lines.join('\n'), /^Reason: HighErrorRate \(value 0\.2, limit 0\.05\)$/m, 'the reason shows the value that failed and the limit');
+  t.match(started.lines.join('\n'), /^Reason: HighErrorRate \(error rate 20\.00%, limit 5\.00%\)$/m, 'the reason shows the value that failed and the limit');
+  t.match(started.lines.join('\n'), /^ETA: rollout within /m);
   t.match(started.lines.join('\n'), /^Impact: 20% of requests to prod\/checkout fail with 5xx$/m, "impact from the alert's summary");
   t.match(started.lines.join('\n'), /^Action: Deployment prod\/checkout: revision 2 -> 1$/m);
   t.equal(started.rule, 'error-rate');
@@ -149,7 +150,8 @@ t.test("a rollback's notifications, end to end through both notifiers: the seeds
   t.equal(done.title, 'Rollback completed: Deployment/prod/checkout');
   t.equal(done.severity, 'info');
   t.match(done.lines.join('\n'), /rollout complete and the trigger cleared/);
-  t.match(done.lines.join('\n'), /0\.0002/, 'the error rate after recovery is in the message');
+  t.match(done.lines.join('\n'), /^Error rate: 0\.020% \(limit 5\.00%\)$/m, 'the error rate after recovery is in the message');
+  t.match(done.lines.join('\n'), /^Health: rollout complete/m);
   t.match(slack[1]!, /^:white_check_mark: \*Rollback completed: Deployment\/prod\/checkout\*/);
 });
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { killOnExit } from './children.js';
 import { freePort, waitFor } from './ports.js';
 import { REDIS_SERVER } from './redis.js';
 
@@ -24,7 +25,7 @@ export class RedisTopology {
   readonly dir = mkdtempSync(join(tmpdir(), 'rollguard-redis-topo-'));
 
   private async server(port: number, args: string[]): Promise<void> {
-    const p = spawn(REDIS_SERVER, [...args], { stdio: 'ignore' });
+    const p = killOnExit(spawn(REDIS_SERVER, [...args], { stdio: 'ignore' }));
     this.procs.push(p);
     await waitFor(`redis on ${port}`, () => ping(port), 10_000, 50);
   }

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { killOnExit } from './children.js';
 import { freePort, waitFor } from './ports.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
@@ -28,7 +29,7 @@ export class RedisServer {
       throw new Error(`${REDIS_SERVER} not found: run the README's test command (scripts/provision.sh installs redis-server)`);
     }
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
-    const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = killOnExit(spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
     this.proc = proc;
     let stderr = '';
     proc.stderr?.on('data', (d) => (stderr += d));

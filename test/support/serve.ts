@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './children.js';
 import { freePort, waitFor } from './ports.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -16,11 +17,11 @@ export interface ServeProcess {
 /** Runs `rollguard serve` as a real process (the TypeScript entry, through tsx). */
 export async function startServe(env: Record<string, string>, args: string[] = []): Promise<ServeProcess> {
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), ...args], {
+  const proc = killOnExit(spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));

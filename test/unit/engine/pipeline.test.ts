@@ -32,7 +32,8 @@ t.test('a confirmed P0 alert rolls back once, verified, with the whole timeline 
   }
   await e.notifications.flush();
   t.same(e.notifier.sent.map((n) => n.kind), ['rollback_started', 'rollback_succeeded']);
-  t.match(e.notifier.sent[0]!.lines.join('\n'), /Service: Deployment\/prod\/checkout[\s\S]*Reason: HighErrorRate \(value 0.2, limit 0.05\)[\s\S]*Impact: HighErrorRate on checkout/);
+  t.match(e.notifier.sent[0]!.lines.join('\n'), /Service: Deployment\/prod\/checkout[\s\S]*Reason: HighErrorRate \(error rate 20.00%, limit 5.00%\)[\s\S]*Impact: HighErrorRate on checkout[\s\S]*ETA: rollout within 10m/);
+  t.match(e.notifier.sent[1]!.lines.join('\n'), /Error rate: 0.10% \(limit 5.00%\)[\s\S]*Health: rollout complete/);
 
   await e.deliver(alert);
   t.equal(e.action.executed.length, 1, 'a redelivered event finds the same record and does nothing');
