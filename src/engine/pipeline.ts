@@ -592,7 +592,12 @@ export class Engine {
       this.records.step(fresh, 'recovery', `found in progress with its owner ${fresh.owner ?? '?'} gone; taken up by ${this.d.owner}`);
       const actx = this.actionContext(fresh, () => lock);
       const plan = action ? await action.plan(fresh.ref, actx).catch(() => undefined) : undefined;
-      const applied = fresh.times.executedAt !== undefined || plan?.refusal?.code === 'already_matches';
+      // Applied: recorded as executed, or the target already matches, or it carries this rollback's
+      // change cause (the write landed after the replica died, before it could record it).
+      const applied =
+        fresh.times.executedAt !== undefined ||
+        plan?.refusal?.code === 'already_matches' ||
+        (plan?.current?.annotations['kubernetes.io/change-cause']?.includes(fresh.id) ?? false);
       if (action && plan && applied) {
         const v = await action.verify(plan, actx, { timeoutMs: this.d.config.VERIFY_TIMEOUT });
         this.records.step(fresh, 'rollout', `${v.outcome}: ${v.message}`);
