@@ -15,9 +15,10 @@
  *   kube reads    time inside Kube get/list before the patch (the plan: Deployment, ReplicaSets)
  *   other         the rest (matching, rendering, guards' logic, records, logging, event loop)
  *   = receipt -> patch issued; and the patch's own round trip to the API server.
- *   npx tsx bench/decision.ts [--rollbacks 100]
+ *   npx tsx bench/decision.ts [--rollbacks 100] [--fsync everysec] [--name decision-x]
  * Writes $BENCH_OUT/decision.json. No assertions on time.
  */
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createActions } from '../src/actions/index.js';
 import { buildApp } from '../src/app.js';
@@ -46,6 +47,13 @@ const arg = (name: string, def: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : def;
 };
 const N = arg('rollbacks', 100);
+const sarg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+/** Redis appendfsync: 'always' as the README asks (default), or 'everysec' to see what fsync costs */
+const FSYNC = sarg('fsync') ?? 'always';
+const NAME = sarg('name') ?? 'decision';
 const NS = 'bench';
 const REVISION = 'deployment.kubernetes.io/revision';
 
@@ -185,6 +193,11 @@ async function main() {
       VERIFY_TIMEOUT: '60s',
       LOCK_TTL: '30s',
     });
+    if (FSYNC !== 'always') {
+      const admin = new Redis(redis.url);
+      await admin.config('SET', 'appendfsync', FSYNC);
+      admin.disconnect();
+    }
     const rawStore = new RedisStore({ url: redis.url });
     await rawStore.waitReady(10_000);
     const store = timed<Store>(rawStore, 'store');
@@ -300,14 +313,15 @@ async function main() {
     const col = (k: string) => rows.map((r) => r[k]!).filter((v) => Number.isFinite(v));
     const prom = await prometheusConfirmation(names);
     log(`Prometheus confirmation p50 ${prom.ms.p50} ms, p99 ${prom.ms.p99} ms`);
-    writeResult('decision', {
+    writeResult(NAME, {
       benchmark: 'decision',
       machine: m0,
       machineAtEnd: machine(),
       settings: {
         rollbacks: N,
         cluster: 'test/cluster/harness.ts startCluster(): etcd, kube-apiserver, controller-manager, scheduler, kwok (3 fake nodes); 100 Deployments, 1 replica, revisions 1 and 2',
-        rollguard: 'in-process: buildApp on loopback, RedisStore (appendfsync always), QueueWorker, Engine, createActions(), rollguard ServiceAccount kubeconfig; prometheus null, onPrometheusDown: act; DRY_RUN=false, BUDGET_CLUSTER_PER_HOUR=1000, MAX_CONCURRENT_ROLLBACKS=1000; LOG_LEVEL info to /dev/null',
+        fsync: FSYNC,
+        rollguard: 'in-process: buildApp on loopback, RedisStore (appendfsync ' + FSYNC + '), QueueWorker, Engine, createActions(), rollguard ServiceAccount kubeconfig; prometheus null, onPrometheusDown: act; DRY_RUN=false, BUDGET_CLUSTER_PER_HOUR=1000, MAX_CONCURRENT_ROLLBACKS=1000; LOG_LEVEL info to /dev/null',
         sequential: 'one alert at a time; the next after the previous rollback (including its rollout verification) finished',
       },
       states,

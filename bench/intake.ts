@@ -11,6 +11,11 @@
  * RSS of both servers is sampled from /proc idle and under each load. With --profile, a further
  * max-rate pass runs rollguard under --cpu-prof (not measured) and summarises the profile.
  *   npx tsx bench/intake.ts [--duration 10] [--rate 1000] [--connections 10] [--profile]
+ * Experiments (to explain a figure; bench/run.sh runs none of them):
+ *   --log-level warn          rollguard without its per-batch and per-alert info lines
+ *   --fsync everysec          Redis with appendfsync everysec instead of always
+ *   --node-flags "--max-old-space-size=64"   extra node flags for the rollguard process
+ *   --name intake-x           the results file's name ($BENCH_OUT/intake-x.json)
  * Prints nothing on stdout; writes $BENCH_OUT/intake.json. No assertions on time.
  */
 import autocannon, { type Result } from 'autocannon';
@@ -48,6 +53,14 @@ const DURATION = arg('duration', 10);
 const RATE = arg('rate', 1000);
 const CONNECTIONS = arg('connections', 10);
 const PROFILE = process.argv.includes('--profile');
+const sarg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const LOG_LEVEL = sarg('log-level') ?? 'info';
+const FSYNC = sarg('fsync') ?? 'always';
+const NODE_FLAGS = (sarg('node-flags') ?? '').split(' ').filter(Boolean);
+const NAME = sarg('name') ?? 'intake';
 const BATCH = 10;
 
 const TEMPLATE = batchTemplate(BATCH);
@@ -82,7 +95,7 @@ interface Run {
   loadavg1: number;
 }
 
-async function cannon(srv: NodeProcess, target: Run['target'], mode: Run['mode'], duration: number, sampleRss: boolean): Promise<Run> {
+async function cannon(srv: NodeProcess, target: Run['target'], mode: Run['mode'], duration: number, sampleRss: boolean, midway?: () => Promise<void>): Promise<Run> {
   const rss = sampleRss ? new RssSampler(srv.pid).start() : null;
   const cpu0 = { server: cpuMs(srv.pid), redis: redisPid ? cpuMs(redisPid) : 0, driver: cpuMs(process.pid), at: Date.now() };
   // autocannon's own histogram keeps whole milliseconds; each response's time (float ms, from
@@ -105,7 +118,9 @@ async function cannon(srv: NodeProcess, target: Run['target'], mode: Run['mode']
   inst.on('response', (_c, status, _b, ms) => {
     if (status >= 200 && status < 300) times.push(ms);
   });
+  const mid = midway ? sleep((duration * 1000) / 2).then(midway) : Promise.resolve();
   const res: Result = await inst;
+  await mid;
   const r = rss?.stop();
   const wall = Date.now() - cpu0.at;
   const cores = (v: number) => round(v / wall, 2);
@@ -173,11 +188,12 @@ async function main() {
   writeFileSync(rulesFile, NO_MATCH_RULES);
   const redisServer = await startRedis();
   const redis = new Redis(redisServer.url);
+  if (FSYNC !== 'always') await redis.config('SET', 'appendfsync', FSYNC);
   redisPid = Number((await redis.info('server')).match(/process_id:(\d+)/)?.[1] ?? 0);
-  const env = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true' };
+  const env = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', LOG_LEVEL };
   const procs: NodeProcess[] = [];
   try {
-    const rg = await startRollguard(env);
+    const rg = await startRollguard(env, NODE_FLAGS);
     procs.push(rg);
     const base = await startBaseline();
     procs.push(base);
@@ -193,7 +209,8 @@ async function main() {
 
     const runs: Run[] = [];
     runs.push(await cannon(base, 'baseline', 'max', DURATION, true));
-    runs.push(await cannon(rg, 'rollguard', 'max', DURATION, true));
+    let memMidMax: Record<string, number> = {};
+    runs.push(await cannon(rg, 'rollguard', 'max', DURATION, true, async () => void (memMidMax = await memoryBreakdown(rg.url))));
     const memAfterMax = await memoryBreakdown(rg.url);
     const afterMax = await drained(redis);
     log(`queue drained ${afterMax.ms} ms after the max-rate run (left ${afterMax.left})`);
@@ -223,7 +240,7 @@ async function main() {
       rmSync(profDir, { recursive: true, force: true });
       // SHUTDOWN_TIMEOUT=1s: the profile covers start-up, a 2 s warm-up and the measured load,
       // not the worker draining the backlog afterwards (that is left in Redis, then deleted).
-      const prg = await startRollguard({ ...env, SHUTDOWN_TIMEOUT: '1s' }, ['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+      const prg = await startRollguard({ ...env, SHUTDOWN_TIMEOUT: '1s' }, [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${profDir}`]);
       procs.push(prg);
       await cannon(prg, 'rollguard', 'max', 2, false);
       const profiled = await cannon(prg, 'rollguard', 'max', DURATION, false);
@@ -234,7 +251,7 @@ async function main() {
       profile = file ? { underProfilerReqPerSec: profiled.requestsPerSec, ...summariseProfile(join(profDir, file), 25) } : { error: 'no .cpuprofile written' };
     }
 
-    writeResult('intake', {
+    writeResult(NAME, {
       benchmark: 'intake',
       machine: m0,
       machineAtEnd: machine(),
@@ -244,8 +261,8 @@ async function main() {
         durationSec: DURATION,
         connections: CONNECTIONS,
         fixedRate: RATE,
-        redis: 'redis-server on 127.0.0.1, appendonly yes, appendfsync always',
-        rollguard: 'node dist/main.js serve, LOG_LEVEL=info (stdout to /dev/null), WEBHOOK_TOKEN set, REDIS_URL, rules that match nothing',
+        redis: `redis-server on 127.0.0.1, appendonly yes, appendfsync ${FSYNC}`,
+        rollguard: `node ${NODE_FLAGS.length ? `${NODE_FLAGS.join(' ')} ` : ''}dist/main.js serve, LOG_LEVEL=${LOG_LEVEL} (stdout to /dev/null), WEBHOOK_TOKEN set, REDIS_URL, rules that match nothing`,
         baseline: 'bench/baseline-server.mjs: Fastify 5, POST /v1/alerts parses the JSON and answers 200',
       },
       runs,
@@ -255,7 +272,7 @@ async function main() {
         baselineIdleMb: baseIdle,
         rollguardAfterLoadIdleMb: rgAfter,
         baselineAfterLoadIdleMb: baseAfter,
-        breakdown: { idle: memIdle, rightAfterMaxRate: memAfterMax, idleAfterLoad: memAfterLoad },
+        breakdown: { idle: memIdle, midMaxRate: memMidMax, rightAfterMaxRate: memAfterMax, idleAfterLoad: memAfterLoad },
         rollguardPeakUnderLoadMb: Math.max(...runs.filter((r) => r.target === 'rollguard').map((r) => r.rss?.peakMb ?? 0)),
       },
       queueDrainAfterMaxMs: afterMax.ms,

@@ -55,23 +55,29 @@ export const round = (x: number, digits = 2) => {
   return Math.round(x * f) / f;
 };
 
-/** Nearest-rank percentile of an unsorted list. */
-export function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
-  return s[i]!;
+/** Nearest-rank percentile of an ascending list. */
+function rank(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+/** Nearest-rank percentile of an unsorted list. */
+export function percentile(xs: number[], p: number): number {
+  return rank(Float64Array.from(xs).sort() as unknown as number[], p);
+}
+
+/** p50/p90/p99/max/mean of a list (any length: no spreading into call arguments). */
 export function summary(xs: number[], digits = 2) {
-  const mean = xs.reduce((a, b) => a + b, 0) / (xs.length || 1);
+  const s = Array.from(Float64Array.from(xs).sort());
+  let sum = 0;
+  for (const x of s) sum += x;
   return {
-    n: xs.length,
-    p50: round(percentile(xs, 50), digits),
-    p90: round(percentile(xs, 90), digits),
-    p99: round(percentile(xs, 99), digits),
-    max: round(Math.max(...xs), digits),
-    mean: round(mean, digits),
+    n: s.length,
+    p50: round(rank(s, 50), digits),
+    p90: round(rank(s, 90), digits),
+    p99: round(rank(s, 99), digits),
+    max: round(s.length ? s[s.length - 1]! : NaN, digits),
+    mean: round(sum / (s.length || 1), digits),
   };
 }
 
@@ -109,7 +115,7 @@ export class RssSampler {
     this.take();
     const s = this.samples;
     return {
-      peakMb: Math.max(...s),
+      peakMb: s.reduce((a, b) => Math.max(a, b), 0),
       meanMb: round(s.reduce((a, b) => a + b, 0) / (s.length || 1), 1),
       lastMb: s[s.length - 1] ?? NaN,
       samples: s.length,

@@ -60,13 +60,17 @@ export function summariseProfile(file: string, topN = 25): ProfileSummary {
   }
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  /** the nearest ancestor with a script URL (the JS that called into a native) */
+  /** the nearest ancestor outside Node's own modules (the dependency or rollguard code behind a native or node: call) */
   const jsCaller = (id: number): string => {
+    let nearest = '';
     for (let cur = parent.get(id); cur !== undefined; cur = parent.get(cur)) {
       const f = byId.get(cur)!.callFrame;
-      if (f.url) return `${f.functionName || '(anonymous)'} ${where(f.url, f.lineNumber)}`;
+      if (!f.url) continue;
+      const name = `${f.functionName || '(anonymous)'} ${where(f.url, f.lineNumber)}`;
+      if (!f.url.startsWith('node:')) return nearest ? `${name} via ${nearest}` : name;
+      nearest ||= name;
     }
-    return '?';
+    return nearest || '?';
   };
   const fns = new Map<string, { function: string; where: string; us: number; callers: Map<string, number> }>();
   const areas = new Map<string, number>();
@@ -85,7 +89,7 @@ export function summariseProfile(file: string, topN = 25): ProfileSummary {
     const key = `${name}@${url}:${lineNumber}`;
     const f = fns.get(key) ?? { function: name, where: where(url, lineNumber), us: 0, callers: new Map<string, number>() };
     f.us += us;
-    if (!url && !name.startsWith('(')) {
+    if ((!url && !name.startsWith('(')) || url.startsWith('node:')) {
       const c = jsCaller(id);
       f.callers.set(c, (f.callers.get(c) ?? 0) + us);
     }

@@ -2,17 +2,18 @@
 # Issue 8's benchmarks, never run as tests: `npm run bench`.
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
-#   BENCH_ONLY="intake storm" npm run bench   only those (the report keeps what it finds in BENCH_OUT)
+#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm
+#                                       rules decision decision-everysec; the report renders what it finds in BENCH_OUT)
 #   BENCH_OUT=/some/dir npm run bench   where the JSON results and the profile go (default: a temp dir)
 # Needs what `npm test` provisions: redis-server, prometheus + promtool, the Kubernetes control plane
 # binaries (scripts/cluster/build.sh; cached). Every load goes to 127.0.0.1 only, every loop is
-# bounded, and each benchmark stops by itself. Takes about 8-12 minutes on 2 cores.
+# bounded, and each benchmark stops by itself. Takes about 15-20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake storm rules decision} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec storm rules decision decision-everysec} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -26,7 +27,14 @@ say "build (rollguard runs from dist/ as in production)"
 npm run build --silent
 
 if want memory; then say "memory: RSS per import"; npx tsx bench/memory-imports.ts; fi
-if want intake; then say "intake + memory under load, with a profiled pass"; npx tsx bench/intake.ts --profile; fi
+if want intake; then
+  say "intake + memory under load, with a profiled pass"
+  npx tsx bench/intake.ts --profile
+fi
+if want intake-everysec; then
+  say "intake again with Redis appendfsync everysec (what the fsync per batch costs)"
+  npx tsx bench/intake.ts --fsync everysec --name intake-everysec
+fi
 if want storm; then say "alert storm"; npx tsx bench/storm.ts; fi
 if want rules; then
   say "rule matching (bench/rules-match.ts)"
@@ -36,6 +44,10 @@ if want decision; then
   say "decision latency on the real control plane"
   bash scripts/cluster/build.sh >&2   # a no-op in milliseconds when the cache is current
   npx tsx bench/decision.ts
+fi
+if want decision-everysec; then
+  say "decision latency again with Redis appendfsync everysec (what the store's fsyncs cost)"
+  npx tsx bench/decision.ts --fsync everysec --name decision-everysec
 fi
 
 npx tsx bench/report.ts --command "npm run bench"
