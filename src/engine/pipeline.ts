@@ -294,6 +294,19 @@ export class Engine {
   private async rollback(rec: RollbackRecord, settings: Guards): Promise<RollbackState> {
     const action = this.d.actions[rec.ref.kind];
     if (!action) return this.finish(rec, 'error', `no action for kind ${rec.ref.kind}`);
+    // A step back (allowStepBack, the last rollback did not recover) goes on from the revision that
+    // rollback restored; kubectl's default "previous revision" would be the bad one it left.
+    if (settings.allowStepBack && rec.ref.toRevision === undefined) {
+      const prev = await this.d.store.getValue(cooldownKey(rec.target));
+      const last = prev === null ? undefined : (JSON.parse(prev) as { id: string; outcome?: string });
+      const steps = Number((await this.d.store.getValue(stepBackKey(rec.target))) ?? '0');
+      const restored = last?.outcome === 'failed' && steps < settings.maxStepBack ? (await this.records.get(last.id))?.plan?.toRevision : undefined;
+      if (restored !== undefined) {
+        if (restored <= 1) return this.finish(rec, 'refused', `no revision older than ${restored} (restored by ${last!.id}, which did not recover) to step back to`);
+        rec.ref = { ...rec.ref, toRevision: restored - 1 };
+        this.records.step(rec, 'step_back', `${last!.id} restored revision ${restored} and did not recover: stepping back to revision ${restored - 1}`);
+      }
+    }
     const ctx: GuardContext = { record: rec, settings, config: this.d.config, store: this.d.store, now: this.now(), owner: this.d.owner };
     let plan: RollbackPlan | undefined;
     const actx = this.actionContext(rec, () => ctx.lock);

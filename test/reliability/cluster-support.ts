@@ -45,3 +45,18 @@ export async function deployV1ThenV2(cluster: Cluster, ns: string, name: string,
     await cluster.poll(`${name} minReadySeconds observed`, () => getDep(cluster, ns, name), (d) => (d.status.observedGeneration ?? 0) >= d.metadata.generation, 60_000);
   }
 }
+
+/** Creates `name` and rolls out each image in turn (revision i+1 = images[i]). */
+export async function deployVersions(cluster: Cluster, ns: string, name: string, images: string[]): Promise<void> {
+  await cluster.request('POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels: { app: name } },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: images[0] }] } } },
+  });
+  await cluster.poll(`${name} at revision 1`, () => getDep(cluster, ns, name), (d) => rolledOut(d, '1'), 60_000);
+  for (const [i, img] of images.slice(1).entries()) {
+    await cluster.request('PATCH', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`, { spec: { template: { spec: { containers: [{ name: 'app', image: img }] } } } });
+    await cluster.poll(`${name} at revision ${i + 2}`, () => getDep(cluster, ns, name), (d) => rolledOut(d, String(i + 2)), 60_000);
+  }
+}
