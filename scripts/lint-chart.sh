@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Static checks of what ships: the Helm chart, its Prometheus rule files and the Dockerfile.
 #   scripts/lint-chart.sh            all of them
-#   scripts/lint-chart.sh chart      helm lint --strict + helm template, default and every option on
+#   scripts/lint-chart.sh chart      helm lint --strict + helm template: default values and each
+#                                    helm/rollguard/ci/*-values.yaml (every option on; the bundled
+#                                    Redis with every option on)
 #   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml, and
 #                                    promtool test rules (deploy/prometheus/alert-rules.test.yaml)
 #   scripts/lint-chart.sh dockerfile hadolint Dockerfile (.hadolint.yaml)
@@ -47,7 +49,9 @@ quiet_helm() { "$@" 2> >(grep -v 'found symbolic link in path' >&2); }
 lint_chart() {
   local helm; helm=$(helm_bin)
   local out; out=$(mktemp -d); trap 'rm -rf "$out"' RETURN
-  for values in "" "$CHART/ci/all-on-values.yaml"; do
+  local ci=("$CHART"/ci/*-values.yaml)
+  [ -e "${ci[0]}" ] || die "no $CHART/ci/*-values.yaml"
+  for values in "" "${ci[@]}"; do
     local args=() name=default
     [ -n "$values" ] && { args=(-f "$values"); name=$(basename "$values" .yaml); }
     say "helm lint --strict $CHART ${args[*]}"
@@ -56,8 +60,11 @@ lint_chart() {
     say "helm template $CHART ${args[*]}"
     quiet_helm "$helm" template rollguard "$CHART" --namespace rollguard-system "${args[@]}" >"$out/$name.yaml" || die "helm template failed ($name)"
   done
-  # Refusals that must hold: more than one replica without Redis.
-  if quiet_helm "$helm" template rollguard "$CHART" --set replicaCount=2 >/dev/null 2>"$out/err.txt"; then
+  # The default values run 2 replicas on the bundled Redis StatefulSet.
+  grep -q '^kind: StatefulSet$' "$out/default.yaml" || die "the default values render no bundled Redis StatefulSet"
+  grep -Eq '^  replicas: 2$' "$out/default.yaml" || die "the default values do not render 2 replicas"
+  # Refusals that must hold: more than one replica without Redis (neither external nor bundled).
+  if quiet_helm "$helm" template rollguard "$CHART" --set replicaCount=2 --set redis.bundled.enabled=false >/dev/null 2>"$out/err.txt"; then
     die "helm template rendered replicaCount=2 without Redis"
   fi
   say "chart ok"

@@ -1,19 +1,22 @@
 // The Helm chart on the real control plane (test/cluster/harness.ts), with the built helm and
 // kubectl binaries:
-//   1. every object the chart renders, with the default values and with every option on
-//      (helm/rollguard/ci/all-on-values.yaml), passes the API server's own schema check
+//   1. every object the chart renders, with the default values and with each of
+//      helm/rollguard/ci/*-values.yaml (every option on; the bundled Redis with every option on),
+//      passes the API server's own schema check
 //      (apply --dry-run=server --validate=strict; the Prometheus Operator kinds through the
 //      minimal CRDs of test/fixtures/crds/monitoring-coreos.yaml);
-//   2. `helm install` with the default values: the Deployment becomes available (kwok's fake
-//      pods), and `kubectl auth can-i` as the chart's ServiceAccount allows exactly what the
-//      enabled actions need and denies the rest, as a table, and `auth can-i --list` shows no
-//      other right;
+//   2. `helm install` with the default values: two rollguard replicas become available on two
+//      different nodes (kwok's fake pods) beside the bundled Redis StatefulSet (its claim bound to
+//      a pre-made PersistentVolume, its own token-less ServiceAccount with no rights), and
+//      `kubectl auth can-i` as the chart's ServiceAccount allows exactly what the enabled actions
+//      need and denies the rest, as a table, and `auth can-i --list` shows no other right;
 //   3. the Deployment action, run with the chart's ServiceAccount token, rolls a Deployment back
 //      (the rights are not only few but enough);
 //   4. `helm upgrade` to every action kind, scoped to one namespace: Roles there, nothing
 //      cluster-wide, release Secrets only with HelmRelease, and `helm rollback` run as the chart's
-//      ServiceAccount works with the documented broad rules;
-//   5. two replicas with Redis land on two different nodes.
+//      ServiceAccount works with the documented broad rules; the bundled Redis keeps its generated
+//      password across upgrades;
+//   5. redis.url (an external Redis) replaces the bundled one; the two replicas stay on two nodes.
 import t, { type Test } from 'tap';
 import pino from 'pino';
 import * as fs from 'node:fs';
@@ -27,10 +30,13 @@ import { loadKubeConfig } from '../../src/kube/config.js';
 
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
 const ALL_ON = path.join(CHART, 'ci', 'all-on-values.yaml');
+const BUNDLED_ON = path.join(CHART, 'ci', 'bundled-redis-values.yaml');
 const MONITORING_CRDS = path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'monitoring-coreos.yaml');
 const NS = 'rg-chart'; // where the chart is installed
 const RELEASE = 'rg'; // names: rg-rollguard (the harness owns the plain "rollguard" objects)
 const SA = `system:serviceaccount:${NS}:${RELEASE}-rollguard`;
+const REDIS = `${RELEASE}-rollguard-redis`; // the bundled Redis: StatefulSet, Services, Secret, ServiceAccount
+const RG_PODS = `app.kubernetes.io%2Fname%3Drollguard%2Capp.kubernetes.io%2Finstance%3D${RELEASE}`;
 
 const cluster: Cluster = await startCluster();
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
@@ -57,22 +63,37 @@ await kubectl(['create', 'namespace', NS]);
 for (const ns of ['shop', 'payments', 'other']) await kubectl(['create', 'namespace', ns]);
 await kubectl(['apply', '--server-side', '--field-manager=rollguard-test', '-f', MONITORING_CRDS]);
 await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com']);
+// The control plane has no storage provisioner and no StorageClass: a pre-made PersistentVolume
+// without a class, as an administrator would create, for the bundled Redis' claim (the default
+// values request 1Gi from the default class; with none, the claim binds to a class-less volume).
+await kubectl(['apply', '-f', '-'], JSON.stringify({
+  apiVersion: 'v1',
+  kind: 'PersistentVolume',
+  metadata: { name: 'rg-redis-data' },
+  spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], persistentVolumeReclaimPolicy: 'Retain', hostPath: { path: '/var/lib/rg-redis-data', type: 'DirectoryOrCreate' } },
+}));
 
 t.test('every rendered object passes the API server schema check (--dry-run=server --validate=strict)', async (t) => {
   for (const [name, values] of [
     ['default values', [] as string[]],
     ['every option on', ['-f', ALL_ON]],
+    ['the bundled Redis with every option on', ['-f', BUNDLED_ON]],
   ] as const) {
     const r = await helm(['template', RELEASE, CHART, '--namespace', NS, ...values]);
     const kinds = [...r.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
     t.ok(kinds.includes('Deployment') && kinds.includes('Service') && kinds.includes('ServiceAccount'), `${name}: ${kinds.join(', ')}`);
-    if (values.length) {
+    if (values[1] === ALL_ON) {
       for (const k of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret']) t.ok(kinds.includes(k), `${name} renders a ${k}`);
       t.ok(/grafana_dashboard: "1"/.test(r.stdout), `${name}: the dashboard ConfigMap carries grafana_dashboard`);
       t.notOk(kinds.includes('ClusterRole'), `${name}: scoped to namespaces, no ClusterRole`);
+      t.notOk(kinds.includes('StatefulSet'), `${name}: redis.url, nothing bundled`);
     } else {
       t.ok(kinds.includes('ClusterRole') && kinds.includes('ClusterRoleBinding'), `${name}: cluster-wide scope is a ClusterRole`);
-      t.notOk(kinds.includes('Secret'), `${name}: no Secret without tokens or Redis`);
+      t.ok(kinds.includes('StatefulSet') && kinds.includes('PodDisruptionBudget'), `${name}: the bundled Redis StatefulSet, a PodDisruptionBudget`);
+      t.equal(kinds.filter((k) => k === 'Service').length, 3, `${name}: rollguard's Service, the Redis ClusterIP and headless Services`);
+      t.equal(kinds.filter((k) => k === 'ServiceAccount').length, 2, `${name}: rollguard's ServiceAccount and the Redis one`);
+      // no tokens inline: the only Secret is the generated Redis password (none with existingSecret)
+      t.equal(kinds.filter((k) => k === 'Secret').length, values.length ? 0 : 1, `${name}: Secrets`);
     }
     const file = path.join(tmp, `${name.replace(/\W+/g, '-')}.yaml`);
     fs.writeFileSync(file, r.stdout);
@@ -88,6 +109,22 @@ t.test('every rendered object passes the API server schema check (--dry-run=serv
   t.not(v.code, 0, 'an unknown ServiceMonitor field is refused');
   t.match(v.stderr, /intervall/, v.stderr);
 });
+
+/** The bundled Redis' generated password, read after install, compared after each upgrade. */
+let redisPassword = '';
+
+/** The nodes of rollguard's running pods, once exactly replicas of them run (a rollout finished). */
+async function rollguardNodes(replicas = 2): Promise<string[]> {
+  let nodes: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const pods = await cluster.request<{ items: KubeObject[] }>('GET', `/api/v1/namespaces/${NS}/pods?labelSelector=${RG_PODS}`);
+    const running = pods.items.filter((p) => p.status?.phase === 'Running' && !p.metadata.deletionTimestamp);
+    nodes = running.map((p) => p.spec.nodeName as string);
+    if (running.length === replicas && pods.items.length === replicas) break;
+    await sleep(300);
+  }
+  return nodes;
+}
 
 /** One row: `kubectl auth can-i VERB RESOURCE [--subresource] -n NAMESPACE` as the chart's ServiceAccount. */
 type Row = [verb: string, resource: string, namespace: string, expected: boolean];
@@ -145,7 +182,47 @@ const neverWithoutHelm = (ns: string): Row[] => [
 t.test('helm install (default values): the ServiceAccount may do exactly what Deployment/StatefulSet/DaemonSet undo needs', async (t) => {
   await helm(['install', RELEASE, CHART, '--namespace', NS, '--wait', '--timeout', '3m']);
   const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
-  t.equal(dep.status?.availableReplicas, 1, 'the Deployment is available (kwok pods)');
+  t.equal(dep.spec.replicas, 2, 'two replicas by default');
+  t.equal(dep.status?.availableReplicas, 2, 'the Deployment is available (kwok pods)');
+  const nodes = await rollguardNodes();
+  t.equal(new Set(nodes).size, 2, `the two replicas on distinct nodes (topology spread): ${nodes.join(', ')}`);
+  const pdb = await cluster.request<KubeObject>('GET', `/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets/${RELEASE}-rollguard`);
+  t.equal(pdb.spec.maxUnavailable, 1, 'a PodDisruptionBudget keeps one up');
+  t.equal(pdb.status?.expectedPods, 2, "the PodDisruptionBudget counts rollguard's two pods, not Redis");
+
+  // the bundled Redis
+  const sts = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/statefulsets/${REDIS}`);
+  t.equal(sts.status?.readyReplicas, 1, 'the Redis StatefulSet is ready');
+  const pvc = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${NS}/persistentvolumeclaims/data-${REDIS}-0`);
+  t.same([pvc.status?.phase, pvc.spec.volumeName, pvc.spec.resources.requests.storage], ['Bound', 'rg-redis-data', '1Gi'], 'its claim is bound');
+  const redisPod = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${NS}/pods/${REDIS}-0`);
+  t.equal(redisPod.status?.phase, 'Running');
+  t.equal(redisPod.spec.serviceAccountName, REDIS, 'its own ServiceAccount');
+  t.equal(redisPod.spec.automountServiceAccountToken, false, 'no API token mounted');
+  t.notOk((redisPod.spec.volumes as { name: string; projected?: unknown }[]).some((v) => v.projected), 'no projected token volume');
+  t.same([redisPod.spec.securityContext.runAsUser, redisPod.spec.containers[0].securityContext.readOnlyRootFilesystem], [999, true], 'uid 999, read-only root filesystem');
+  t.match(redisPod.spec.containers[0].args.join(' '), /--appendonly yes --appendfsync everysec/);
+  const svc = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${NS}/services/${REDIS}`);
+  t.match(svc.spec.clusterIP, /^\d+\.\d+\.\d+\.\d+$/, 'a ClusterIP Service');
+  const rgSvc = await cluster.request<KubeObject & { subsets?: { addresses?: unknown[] }[] }>('GET', `/api/v1/namespaces/${NS}/endpoints/${RELEASE}-rollguard`);
+  t.equal((rgSvc.subsets ?? []).flatMap((s) => s.addresses ?? []).length, 2, "rollguard's Service: its two pods, not Redis");
+  const redisSvc = await cluster.request<KubeObject & { subsets?: { addresses?: { targetRef?: { name: string } }[] }[] }>('GET', `/api/v1/namespaces/${NS}/endpoints/${REDIS}`);
+  t.same((redisSvc.subsets ?? []).flatMap((s) => s.addresses ?? []).map((a) => a.targetRef?.name), [`${REDIS}-0`], 'the Redis Service: the Redis pod');
+  const env = dep.spec.template.spec.containers[0].env as { name: string; value?: string }[];
+  t.equal(env.find((e) => e.name === 'REDIS_URL')?.value, `redis://:$(REDIS_PASSWORD)@${REDIS}.${NS}.svc:6379/0`, 'REDIS_URL points at the bundled Redis');
+  const secret = await cluster.request<KubeObject & { data: Record<string, string> }>('GET', `/api/v1/namespaces/${NS}/secrets/${REDIS}`);
+  redisPassword = Buffer.from(secret.data['redis-password']!, 'base64').toString();
+  t.match(redisPassword, /^[A-Za-z0-9]{32}$/, 'a generated password');
+  // Redis needs no Kubernetes API right: its ServiceAccount has none
+  const redisSA = `system:serviceaccount:${NS}:${REDIS}`;
+  const redisRights = await kubectl(['auth', 'can-i', '--list', `--as=${redisSA}`, '-n', NS, '--no-headers']);
+  t.same(
+    redisRights.stdout.split('\n').map((l) => l.trim().split(/\s{2,}/)).filter((c) => c.length === 4 && c[1] === '[]' && !/^selfsubject/.test(c[0]!)),
+    [],
+    'the Redis ServiceAccount: no right',
+  );
+  const redisCan = await cluster.kubectl(['auth', 'can-i', 'get', 'secrets', `--as=${redisSA}`, '-n', NS]);
+  t.equal(redisCan.stdout.trim(), 'no', 'the Redis ServiceAccount cannot read Secrets');
   const c = dep.spec.template.spec.containers[0];
   t.equal(c.securityContext.readOnlyRootFilesystem, true, 'read-only root filesystem');
   t.equal(dep.spec.template.spec.securityContext.runAsNonRoot, true, 'non-root');
@@ -340,26 +417,30 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
   const denied = await helm(['list', '-n', 'other'], { ...env2, check: false });
   t.not(denied.code, 0, 'helm cannot read releases outside the scope');
   t.match(denied.stderr, /forbidden/i);
+
+  // three upgrades later the bundled Redis still has the password generated at install (lookup)
+  const secret = await cluster.request<KubeObject & { data: Record<string, string> }>('GET', `/api/v1/namespaces/${NS}/secrets/${REDIS}`);
+  t.ok(redisPassword, 'the password was read at install');
+  t.equal(Buffer.from(secret.data['redis-password']!, 'base64').toString(), redisPassword, 'the Redis password survives helm upgrade');
 });
 
-t.test('two replicas with Redis run on two different nodes', async (t) => {
-  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'replicaCount=2', '--set', 'redis.url=redis://redis.rg-chart.svc:6379/0', '--wait', '--timeout', '3m']);
-  let nodes: string[] = [];
-  for (let i = 0; i < 100; i++) {
-    const pods = await cluster.request<{ items: KubeObject[] }>('GET', `/api/v1/namespaces/${NS}/pods?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
-    const running = pods.items.filter((p) => p.status?.phase === 'Running' && !p.metadata.deletionTimestamp);
-    nodes = running.map((p) => p.spec.nodeName as string);
-    if (running.length === 2 && pods.items.length === 2) break;
-    await sleep(300);
-  }
+t.test('redis.url: an external Redis replaces the bundled one; two replicas on two nodes', async (t) => {
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'redis.url=redis://redis.rg-chart.svc:6379/0', '--wait', '--timeout', '3m']);
+  const nodes = await rollguardNodes();
   t.equal(nodes.length, 2, 'two pods running');
   t.equal(new Set(nodes).size, 2, `on distinct nodes: ${nodes.join(', ')}`);
   const pdb = await cluster.request<KubeObject>('GET', `/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets/${RELEASE}-rollguard`);
   t.equal(pdb.spec.maxUnavailable, 1, 'a PodDisruptionBudget keeps one up');
   const secret = await cluster.request<KubeObject & { data: Record<string, string> }>('GET', `/api/v1/namespaces/${NS}/secrets/${RELEASE}-rollguard-secrets`);
   t.equal(Buffer.from(secret.data['redis-url']!, 'base64').toString(), 'redis://redis.rg-chart.svc:6379/0', 'REDIS_URL from a Secret');
+  const sts = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/apps/v1/namespaces/${NS}/statefulsets`);
+  t.same(sts.items.map((s) => s.metadata.name), [], 'the bundled Redis StatefulSet is gone');
+  const sas = await cluster.request<{ items: KubeObject[] }>('GET', `/api/v1/namespaces/${NS}/serviceaccounts?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
+  t.same(sas.items.map((s) => s.metadata.name), [`${RELEASE}-rollguard`], 'and its ServiceAccount');
+  const pvc = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${NS}/persistentvolumeclaims/data-${REDIS}-0`);
+  t.equal(pvc.status?.phase, 'Bound', "its data stays (a StatefulSet's claims outlive it; delete by hand)");
 
-  const refused = await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'redis.url=', '--dry-run=server'], { check: false });
-  t.not(refused.code, 0, 'two replicas without Redis are refused');
+  const refused = await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'redis.url=', '--set', 'redis.bundled.enabled=false', '--dry-run=server'], { check: false });
+  t.not(refused.code, 0, 'two replicas without Redis (neither external nor bundled) are refused');
   t.match(refused.stderr, /redis/);
 });

@@ -51,8 +51,56 @@ app.kubernetes.io/part-of: rollguard
 {{- printf "%s-secrets" (include "rollguard.fullname" .) -}}
 {{- end -}}
 
-{{- define "rollguard.redisConfigured" -}}
+{{/* An external Redis: redis.url or redis.existingSecret. */}}
+{{- define "rollguard.redisExternal" -}}
 {{- if or .Values.redis.url .Values.redis.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis StatefulSet: redis.bundled.enabled and no external Redis. */}}
+{{- define "rollguard.redisBundled" -}}
+{{- if and .Values.redis.bundled.enabled (not (include "rollguard.redisExternal" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "rollguard.redisConfigured" -}}
+{{- if or (include "rollguard.redisExternal" .) (include "rollguard.redisBundled" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis: names, labels (its own app.kubernetes.io/name, so that rollguard's
+Service, PodDisruptionBudget and topology spread never select its pod) */}}
+{{- define "rollguard.redis.fullname" -}}
+{{- printf "%s-redis" (include "rollguard.fullname" . | trunc 45 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "rollguard.redis.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-redis" (include "rollguard.name" . | trunc 57 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: store
+{{- end -}}
+
+{{- define "rollguard.redis.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rollguard.redis.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.redis.bundled.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rollguard
+{{- end -}}
+
+{{- define "rollguard.redis.image" -}}
+{{- $i := .Values.redis.bundled.image -}}
+{{- if $i.digest -}}
+{{- printf "%s:%s@%s" $i.repository $i.tag $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $i.repository $i.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the bundled Redis password, and its key */}}
+{{- define "rollguard.redis.secretName" -}}
+{{- default (include "rollguard.redis.fullname" .) .Values.redis.bundled.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "rollguard.redis.secretKey" -}}
+{{- if .Values.redis.bundled.auth.existingSecret -}}{{ .Values.redis.bundled.auth.existingSecretKey }}{{- else -}}redis-password{{- end -}}
 {{- end -}}
 
 {{- define "rollguard.helmEnabled" -}}
@@ -62,10 +110,13 @@ app.kubernetes.io/part-of: rollguard
 {{/* Settings that cannot go together: fail at render time with what to fix. */}}
 {{- define "rollguard.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not (include "rollguard.redisConfigured" .)) -}}
-{{- fail (printf "replicaCount is %d: more than one replica needs a shared store; set redis.url or redis.existingSecret (or replicaCount: 1 for the in-memory store)" (int .Values.replicaCount)) -}}
+{{- fail (printf "replicaCount is %d: more than one replica needs a shared store; set redis.url or redis.existingSecret, or keep redis.bundled.enabled (or replicaCount: 1 for the in-memory store)" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- if and .Values.redis.url .Values.redis.existingSecret -}}
 {{- fail "set redis.url or redis.existingSecret, not both" -}}
+{{- end -}}
+{{- if and .Values.redis.bundled.auth.existingSecret (not .Values.redis.bundled.auth.enabled) -}}
+{{- fail "redis.bundled.auth.existingSecret is set but redis.bundled.auth.enabled is false" -}}
 {{- end -}}
 {{- if and .Values.rules.existingConfigMap (or .Values.rules.inline (not .Values.rules.create)) -}}
 {{- if .Values.rules.inline -}}

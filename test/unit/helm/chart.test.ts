@@ -4,13 +4,15 @@
 // and dashboards unchanged. The objects are checked against the API server's schema, and the
 // rights with `kubectl auth can-i`, in test/e2e/helm-chart.test.ts.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { REPO_ROOT, defaultBinDir } from '../../cluster/harness.js';
 import { configSchema } from '../../../src/config.js';
+import { createRedisClient } from '../../../src/store/redis.js';
+import { freePort } from '../../../src/prometheus/local.js';
 
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
 const HELM = path.join(defaultBinDir(), 'helm');
@@ -129,7 +131,13 @@ t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and 
 
 t.test('refusals: values the chart does not render', async (t) => {
   const cases: [string[], RegExp][] = [
-    [['--set', 'replicaCount=2'], /redis/i],
+    [['--set', 'replicaCount=2', '--set', 'redis.bundled.enabled=false'], /redis/i],
+    [['--set', 'redis.bundled.appendfsync=no'], /appendfsync/],
+    [['--set', 'redis.bundled.image.tag=latest'], /image\/tag/],
+    [['--set', 'redis.bundled.persistence.size=lots'], /persistence\/size/],
+    [['--set', 'redis.bundled.persistence.storageClass=Fast_SSD'], /storageClass/],
+    [['--set', 'redis.bundled.auth.enabled=false', '--set', 'redis.bundled.auth.existingSecret=r'], /auth\.enabled is false/],
+    [['--set', 'redis.bundled.enabledd=true'], /enabledd|additional/],
     [['--set', 'actions.enabled={Deploymnet}'], /enabled/],
     [['--set', 'replicaCount=2', '--set', 'redis.url=http://redis:6379'], /redis/],
     [['--set', 'redis.url=redis://a:6379', '--set', 'redis.existingSecret=r'], /not both/],
@@ -143,7 +151,8 @@ t.test('refusals: values the chart does not render', async (t) => {
     t.not(r.code, 0, `refused: ${args.join(' ')}`);
     t.match(r.stderr, re, r.stderr.split('\n').slice(0, 3).join(' | '));
   }
-  // two replicas with Redis: rendered, Redis URL from a Secret, a PodDisruptionBudget, spread over nodes
+  // two replicas with an external Redis: rendered, Redis URL from a Secret, a PodDisruptionBudget,
+  // spread over nodes, nothing bundled
   const objs = render(['--set', 'replicaCount=2', '--set', 'redis.url=redis://redis:6379/0']);
   const dep = find(objs, 'Deployment')[0]!;
   t.equal(dep.spec.replicas, 2);
@@ -151,6 +160,194 @@ t.test('refusals: values the chart does not render', async (t) => {
   t.same(dep.spec.template.spec.topologySpreadConstraints[0].topologyKey, 'kubernetes.io/hostname');
   const redis = (dep.spec.template.spec.containers[0].env as { name: string; valueFrom?: { secretKeyRef: { name: string } } }[]).find((e) => e.name === 'REDIS_URL');
   t.equal(redis?.valueFrom?.secretKeyRef.name, 'rollguard-secrets');
+  t.same(find(objs, 'StatefulSet'), [], 'redis.url set: no bundled Redis');
+  t.same(objs.filter((o) => o.metadata.name.startsWith('rollguard-redis')), [], 'redis.url set: no bundled Redis object at all');
+});
+
+type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+const envOf = (dep: Obj) => dep.spec.template.spec.containers[0].env as Env[];
+/** Does a selector's matchLabels select a pod with these labels? */
+const selects = (sel: Record<string, string>, labels: Record<string, string>) => Object.entries(sel).every(([k, v]) => labels[k] === v);
+
+t.test('default values: 2 replicas spread over nodes on the bundled Redis StatefulSet', async (t) => {
+  const objs = render();
+  const dep = find(objs, 'Deployment')[0]!;
+  t.equal(dep.spec.replicas, 2, 'two rollguard replicas by default');
+  t.equal(dep.spec.template.spec.topologySpreadConstraints[0].topologyKey, 'kubernetes.io/hostname');
+  t.equal(dep.spec.template.spec.topologySpreadConstraints[0].whenUnsatisfiable, 'DoNotSchedule');
+  t.equal(find(objs, 'PodDisruptionBudget').length, 1, 'a PodDisruptionBudget');
+
+  const [sts] = find(objs, 'StatefulSet');
+  t.ok(sts, 'a Redis StatefulSet');
+  t.equal(sts!.metadata.name, 'rollguard-redis');
+  const spec = sts!.spec;
+  t.equal(spec.replicas, 1);
+  const pod = spec.template.spec;
+  const c = pod.containers[0];
+  t.match(c.image, /^redis:7\.\d+\.\d+$/, `image pinned by tag: ${c.image}`);
+  const args = (c.args as string[]).join(' ');
+  t.match(args, /--appendonly yes/);
+  t.match(args, /--appendfsync everysec/);
+  t.match(args, /--maxmemory-policy noeviction/, 'never evicts the queue or the records');
+  t.match(args, /--requirepass \$\(REDIS_PASSWORD\)/, 'the password from the env (Kubernetes expands $(VAR) in args)');
+  t.notMatch(args, /protected-mode/);
+  // non-root, read-only root filesystem, the data volume the only writable path
+  t.same([pod.securityContext.runAsNonRoot, pod.securityContext.runAsUser, pod.securityContext.runAsGroup, pod.securityContext.fsGroup], [true, 999, 999, 999]);
+  t.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
+  t.equal(c.securityContext.readOnlyRootFilesystem, true);
+  t.equal(c.securityContext.allowPrivilegeEscalation, false);
+  t.same(c.securityContext.capabilities.drop, ['ALL']);
+  t.same(c.volumeMounts, [{ name: 'data', mountPath: '/data' }]);
+  t.ok(c.resources.requests?.memory && c.resources.limits?.memory, 'resources');
+  for (const probe of ['livenessProbe', 'readinessProbe']) t.match(c[probe].exec.command.join(' '), /redis-cli .*ping/, `${probe}: redis-cli ping`);
+  t.same(
+    (c.env as Env[]).map((e) => [e.name, e.valueFrom?.secretKeyRef?.name, e.valueFrom?.secretKeyRef?.key]),
+    [['REDIS_PASSWORD', 'rollguard-redis', 'redis-password'], ['REDISCLI_AUTH', 'rollguard-redis', 'redis-password']],
+  );
+  // the PVC
+  t.equal(pod.volumes, undefined, 'no pod volume: the claim template provides data');
+  t.equal(spec.volumeClaimTemplates.length, 1);
+  const pvc = spec.volumeClaimTemplates[0];
+  t.equal(pvc.metadata.name, 'data');
+  t.equal(pvc.spec.resources.requests.storage, '1Gi');
+  t.notOk('storageClassName' in pvc.spec, 'the default StorageClass');
+  // its own ServiceAccount, no token, no rights
+  t.equal(pod.serviceAccountName, 'rollguard-redis');
+  t.equal(pod.automountServiceAccountToken, false);
+  const sa = find(objs, 'ServiceAccount', 'rollguard-redis')[0];
+  t.equal(sa?.automountServiceAccountToken, false, 'the Redis ServiceAccount mounts no token');
+  for (const b of [...find(objs, 'ClusterRoleBinding'), ...find(objs, 'RoleBinding')]) {
+    t.same(b.subjects.map((s: { name: string }) => s.name), ['rollguard'], `${b.kind} ${b.metadata.name}: only rollguard's ServiceAccount`);
+  }
+  t.notOk(find(objs, 'Role').length, 'no Role');
+  t.equal(find(objs, 'ClusterRole').length, 1, "one ClusterRole (rollguard's)");
+
+  // Services: the ClusterIP one rollguard uses, the headless governing one
+  const svc = find(objs, 'Service', 'rollguard-redis')[0]!;
+  const headless = find(objs, 'Service', 'rollguard-redis-headless')[0]!;
+  t.equal(svc.spec.type, 'ClusterIP');
+  t.equal(headless.spec.clusterIP, 'None');
+  t.equal(spec.serviceName, 'rollguard-redis-headless');
+  const redisPod: Record<string, string> = spec.template.metadata.labels;
+  const rgPod: Record<string, string> = dep.spec.template.metadata.labels;
+  t.ok(selects(spec.selector.matchLabels, redisPod) && selects(svc.spec.selector, redisPod) && selects(headless.spec.selector, redisPod), 'the Redis Services select the Redis pod');
+  t.notOk(selects(svc.spec.selector, rgPod), "the Redis Service does not select rollguard's pods");
+  // rollguard's Service, PodDisruptionBudget and topology spread never count the Redis pod
+  t.notOk(selects(find(objs, 'Service', 'rollguard')[0]!.spec.selector, redisPod), "rollguard's Service does not select the Redis pod");
+  t.notOk(selects(find(objs, 'PodDisruptionBudget')[0]!.spec.selector.matchLabels, redisPod), "rollguard's PodDisruptionBudget does not select the Redis pod");
+  for (const tsc of dep.spec.template.spec.topologySpreadConstraints) t.notOk(selects(tsc.labelSelector.matchLabels, redisPod), 'the topology spread does not count the Redis pod');
+  t.notOk(selects(dep.spec.selector.matchLabels, redisPod), "rollguard's Deployment does not select the Redis pod");
+
+  // the password: generated (32 alphanumerics), in a Secret; rollguard's REDIS_URL built from it
+  const secret = find(objs, 'Secret', 'rollguard-redis')[0]!;
+  t.match(Buffer.from(secret.data['redis-password'], 'base64').toString(), /^[A-Za-z0-9]{32}$/);
+  const env = envOf(dep);
+  const iPass = env.findIndex((e) => e.name === 'REDIS_PASSWORD');
+  const iUrl = env.findIndex((e) => e.name === 'REDIS_URL');
+  t.same(env[iPass]?.valueFrom?.secretKeyRef, { name: 'rollguard-redis', key: 'redis-password' });
+  t.equal(env[iUrl]?.value, 'redis://:$(REDIS_PASSWORD)@rollguard-redis.rollguard-system.svc:6379/0');
+  t.ok(iPass >= 0 && iPass < iUrl, 'REDIS_PASSWORD comes before REDIS_URL (Kubernetes expands only variables defined earlier)');
+  t.notOk(find(objs, 'Secret', 'rollguard-secrets').length, 'no rollguard Secret: nothing inline');
+});
+
+t.test('the bundled Redis options', async (t) => {
+  const sts = (args: string[]) => find(render(args), 'StatefulSet')[0]!;
+  const noPv = sts(['--set', 'redis.bundled.persistence.enabled=false', '--set', 'redis.bundled.persistence.size=512Mi']);
+  t.notOk(noPv.spec.volumeClaimTemplates, 'persistence off: no claim');
+  t.same(noPv.spec.template.spec.volumes, [{ name: 'data', emptyDir: { sizeLimit: '512Mi' } }], 'an emptyDir of that size');
+  t.equal(sts(['--set', 'redis.bundled.persistence.storageClass=-']).spec.volumeClaimTemplates[0].spec.storageClassName, '', '"-": no class');
+  t.equal(sts(['--set', 'redis.bundled.persistence.storageClass=fast-ssd']).spec.volumeClaimTemplates[0].spec.storageClassName, 'fast-ssd');
+  t.match(sts(['--set', 'redis.bundled.appendfsync=always']).spec.template.spec.containers[0].args.join(' '), /--appendfsync always/);
+
+  // no password
+  const open = render(['--set', 'redis.bundled.auth.enabled=false']);
+  t.same(find(open, 'Secret'), [], 'auth off: no Secret');
+  const oc = find(open, 'StatefulSet')[0]!.spec.template.spec.containers[0];
+  t.match(oc.args.join(' '), /--protected-mode no/);
+  t.notMatch(oc.args.join(' '), /requirepass/);
+  t.notOk(oc.env, 'no password env');
+  const openEnv = envOf(find(open, 'Deployment')[0]!);
+  t.equal(openEnv.find((e) => e.name === 'REDIS_URL')?.value, 'redis://rollguard-redis.rollguard-system.svc:6379/0');
+  t.notOk(openEnv.some((e) => e.name === 'REDIS_PASSWORD'));
+
+  // an existing password Secret
+  const ex = render(['--set', 'redis.bundled.auth.existingSecret=my-redis', '--set', 'redis.bundled.auth.existingSecretKey=pw']);
+  t.same(find(ex, 'Secret'), [], 'existingSecret: the chart creates no Secret');
+  t.same(envOf(find(ex, 'Deployment')[0]!).find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef, { name: 'my-redis', key: 'pw' });
+  t.same(find(ex, 'StatefulSet')[0]!.spec.template.spec.containers[0].env.map((e: Env) => e.valueFrom?.secretKeyRef), [{ name: 'my-redis', key: 'pw' }, { name: 'my-redis', key: 'pw' }]);
+
+  // an external Redis from an existing Secret: nothing bundled; one replica without Redis: in-memory
+  const ext = render(['--set', 'redis.existingSecret=redis-url']);
+  t.same(find(ext, 'StatefulSet'), []);
+  t.same(envOf(find(ext, 'Deployment')[0]!).find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef, { name: 'redis-url', key: 'url' });
+  const mem = render(['--set', 'replicaCount=1', '--set', 'redis.bundled.enabled=false']);
+  t.same(find(mem, 'StatefulSet'), []);
+  t.same(find(mem, 'PodDisruptionBudget'), [], 'one replica: no PodDisruptionBudget');
+  t.notOk(envOf(find(mem, 'Deployment')[0]!).some((e) => e.name.startsWith('REDIS_') && e.name !== 'REDIS_KEY_PREFIX'), 'in-memory: no REDIS_URL');
+
+  // ci/bundled-redis-values.yaml: every option of the bundled Redis on
+  const all = render(['-f', path.join(CHART, 'ci', 'bundled-redis-values.yaml')]);
+  const s = find(all, 'StatefulSet')[0]!;
+  const p = s.spec.template.spec;
+  t.equal(p.containers[0].image, 'registry.example.com/mirror/redis:7.4.2-alpine@sha256:' + '1'.repeat(64));
+  t.equal(p.containers[0].imagePullPolicy, 'Always');
+  t.match(p.containers[0].args.join(' '), /--appendfsync always/);
+  t.same(p.containers[0].env[0].valueFrom.secretKeyRef, { name: 'rollguard-redis-auth', key: 'password' });
+  t.equal(s.spec.volumeClaimTemplates[0].spec.storageClassName, 'fast-ssd');
+  t.equal(s.spec.volumeClaimTemplates[0].spec.resources.requests.storage, '2Gi');
+  t.equal(p.priorityClassName, 'system-cluster-critical');
+  t.equal(p.terminationGracePeriodSeconds, 60);
+  t.same(p.nodeSelector, { 'kubernetes.io/os': 'linux' });
+  t.equal(p.tolerations[0].key, 'dedicated');
+  t.ok(p.affinity.nodeAffinity);
+  t.same(p.imagePullSecrets, [{ name: 'registry' }]);
+  t.equal(s.spec.template.metadata.annotations['example.com/backup'], 'true');
+  t.equal(find(all, 'Deployment')[0]!.spec.replicas, 3);
+});
+
+t.test('the bundled Redis command line, probes and REDIS_URL work against a real redis-server', async (t) => {
+  const objs = render();
+  const c = find(objs, 'StatefulSet')[0]!.spec.template.spec.containers[0];
+  const password = Buffer.from(find(objs, 'Secret', 'rollguard-redis')[0]!.data['redis-password'], 'base64').toString();
+  const podEnv: Record<string, string> = { REDIS_PASSWORD: password, REDISCLI_AUTH: password };
+  // Kubernetes' $(VAR) expansion of args and env values
+  const expand = (s: string, env: Record<string, string>) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-redis-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // the container's args, with the data dir and port moved for this machine
+  const args = (c.args as string[]).slice(1).map((a) => expand(a, podEnv));
+  args[args.indexOf('--dir') + 1] = dir;
+  args[args.indexOf('--port') + 1] = String(port);
+  t.equal(c.args[0], 'redis-server');
+  const server = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (!server.pid) throw new Error('redis-server not runnable (Debian package redis-server)');
+  t.teardown(() => { server.kill('SIGKILL'); });
+  const probe = (cmd: string[], env: Record<string, string>) =>
+    spawnSync(cmd[0]!, cmd.slice(1).map((a) => a.replace('-p 6379', `-p ${port}`)), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 10_000 }).status;
+  let ready = 1;
+  for (let i = 0; i < 50 && ready !== 0; i++) {
+    ready = probe(c.readinessProbe.exec.command, podEnv) ?? 1;
+    if (ready !== 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.equal(ready, 0, 'readiness probe: PONG');
+  t.equal(probe(c.livenessProbe.exec.command, podEnv), 0, 'liveness probe: PONG');
+  t.not(probe(c.readinessProbe.exec.command, { REDISCLI_AUTH: 'wrong' }), 0, 'the readiness probe fails without the password (redis-cli exits 0 on NOAUTH: the probe checks the reply)');
+
+  // rollguard's REDIS_URL, expanded as the kubelet does, with the host moved to this machine
+  const env = envOf(find(objs, 'Deployment')[0]!);
+  const url = expand(env.find((e) => e.name === 'REDIS_URL')!.value!, { REDIS_PASSWORD: password }).replace(/@[^/]+\//, `@127.0.0.1:${port}/`);
+  t.ok(configSchema.shape.REDIS_URL.safeParse(url).success, "rollguard's config accepts the URL");
+  const client = createRedisClient(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  t.teardown(() => client.disconnect());
+  await client.connect();
+  t.equal(await client.ping(), 'PONG', 'rollguard authenticates with the URL');
+  const cfg = async (k: string) => ((await client.call('CONFIG', 'GET', k)) as string[])[1];
+  t.equal(await cfg('appendonly'), 'yes');
+  t.equal(await cfg('appendfsync'), 'everysec');
+  t.equal(await cfg('maxmemory-policy'), 'noeviction');
+  const anon = spawnSync('redis-cli', ['-p', String(port), 'set', 'k', 'v'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: '' } });
+  t.match(anon.stdout + anon.stderr, /NOAUTH/, 'without the password Redis refuses');
 });
 
 t.test('the Deployment: probes, non-root, read-only root filesystem, every env var a real setting', async (t) => {
@@ -176,6 +373,11 @@ t.test('the Deployment: probes, non-root, read-only root filesystem, every env v
   t.notOk(names.includes('WEBHOOK_TOKEN') || names.includes('ADMIN_TOKEN'), 'tokens only as files from Secrets');
   const secret = find(objs, 'Secret')[0]!;
   t.same(Buffer.from(secret.data['webhook-token'], 'base64').toString().split('\n'), ['webhook-token-current-0001', 'webhook-token-next-000002'], 'rotation: one token per line');
+  // default values (the bundled Redis): REDIS_PASSWORD is no setting, only the $(REDIS_PASSWORD) in REDIS_URL
+  for (const e of envOf(find(render(), 'Deployment')[0]!)) {
+    if (e.name === 'REDIS_PASSWORD') t.ok(e.valueFrom?.secretKeyRef, 'REDIS_PASSWORD: from a Secret, expanded into REDIS_URL');
+    else t.ok(settings.has(e.name), `${e.name} is a setting of src/config.ts (default values)`);
+  }
 });
 
 t.test('the chart ships the repository files unchanged: rules, Prometheus rule files, dashboards', async (t) => {
