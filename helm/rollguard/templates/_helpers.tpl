@@ -56,9 +56,16 @@ app.kubernetes.io/part-of: rollguard
 {{- if or .Values.redis.url .Values.redis.existingSecret -}}true{{- end -}}
 {{- end -}}
 
-{{/* The bundled Redis StatefulSet: redis.bundled.enabled and no external Redis. */}}
+{{/* The bundled Redis StatefulSet: redis.bundled.enabled and no external Redis. A release made
+with chart 0.1 and upgraded with --reuse-values keeps its old values, without redis.bundled (helm
+then ignores the new defaults): no bundled Redis, as before. */}}
 {{- define "rollguard.redisBundled" -}}
-{{- if and .Values.redis.bundled.enabled (not (include "rollguard.redisExternal" .)) -}}true{{- end -}}
+{{- if and (dig "bundled" "enabled" false .Values.redis) (not (include "rollguard.redisExternal" .)) -}}
+{{- if not (dig "bundled" "image" "tag" "" .Values.redis) -}}
+{{- fail "redis.bundled.enabled is set but the rest of redis.bundled (image, auth, persistence...) is missing: helm upgrade --reuse-values keeps a release's old values and ignores the chart's new defaults; upgrade with --reset-then-reuse-values instead" -}}
+{{- end -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{- define "rollguard.redisConfigured" -}}
@@ -115,7 +122,7 @@ app.kubernetes.io/part-of: rollguard
 {{- if and .Values.redis.url .Values.redis.existingSecret -}}
 {{- fail "set redis.url or redis.existingSecret, not both" -}}
 {{- end -}}
-{{- if and .Values.redis.bundled.auth.existingSecret (not .Values.redis.bundled.auth.enabled) -}}
+{{- if and (dig "bundled" "auth" "existingSecret" "" .Values.redis) (not (dig "bundled" "auth" "enabled" false .Values.redis)) -}}
 {{- fail "redis.bundled.auth.existingSecret is set but redis.bundled.auth.enabled is false" -}}
 {{- end -}}
 {{- if and .Values.rules.existingConfigMap (or .Values.rules.inline (not .Values.rules.create)) -}}

@@ -285,6 +285,24 @@ t.test('the bundled Redis options', async (t) => {
   t.same(find(mem, 'PodDisruptionBudget'), [], 'one replica: no PodDisruptionBudget');
   t.notOk(envOf(find(mem, 'Deployment')[0]!).some((e) => e.name.startsWith('REDIS_') && e.name !== 'REDIS_KEY_PREFIX'), 'in-memory: no REDIS_URL');
 
+  // A release of chart 0.1 upgraded with --reuse-values: helm reuses the old release's values and
+  // ignores the new defaults, so redis.bundled is absent (checked by hand on the test control
+  // plane: helm upgrade --reuse-values from the 0.1.0 chart). It renders as before, no Redis.
+  const reused = render(['--set', 'redis.bundled=null', '--set', 'replicaCount=1']);
+  t.same(find(reused, 'StatefulSet'), [], 'values without redis.bundled: nothing bundled');
+  t.notOk(envOf(find(reused, 'Deployment')[0]!).some((e) => e.name === 'REDIS_URL'), 'values without redis.bundled: the in-memory store, as with chart 0.1');
+  // ... and `--reuse-values --set redis.bundled.enabled=true` on it: the chart's defaults without
+  // redis.bundled (a copy of the chart with the block removed), plus that one value
+  const old = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-old-'));
+  t.teardown(() => fs.rmSync(old, { recursive: true, force: true }));
+  fs.cpSync(CHART, old, { recursive: true, dereference: true });
+  const values = parseYaml(fs.readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as { redis: Record<string, unknown> };
+  delete values.redis.bundled;
+  fs.writeFileSync(path.join(old, 'values.yaml'), JSON.stringify(values));
+  const partial = helm(['template', 'rollguard', old, '--set', 'redis.bundled.enabled=true', '--set', 'replicaCount=2']);
+  t.not(partial.code, 0, 'redis.bundled.enabled without the rest of redis.bundled (--reuse-values from chart 0.1) is refused');
+  t.match(partial.stderr, /--reset-then-reuse-values/, `with what to do instead: ${partial.stderr.split('\n')[0]}`);
+
   // ci/bundled-redis-values.yaml: every option of the bundled Redis on
   const all = render(['-f', path.join(CHART, 'ci', 'bundled-redis-values.yaml')]);
   const s = find(all, 'StatefulSet')[0]!;
