@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Action, ActionContext, RollbackPlan, TargetKind, TargetRef } from '../actions/action.js';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetKind, TargetRef } from '../actions/action.js';
 import type { Alert } from '../alertmanager/alert.js';
 import type { Config } from '../config.js';
 import { spendBudget } from '../guards/budget.js';
@@ -55,6 +55,9 @@ export class Engine {
   private readonly now: () => number;
   private readonly log: Logger;
   private stopped = false;
+  private readonly abort = new AbortController();
+  /** records whose verification the caller waits for (a rule's ordered list of targets) */
+  private readonly awaitVerification = new Set<string>();
   private lastPrune = 0;
   /** rollbacks running in this process (manual and approved ones run in the background) */
   private readonly running = new Set<Promise<unknown>>();
@@ -132,7 +135,8 @@ export class Engine {
           await this.finish(rec, 'blocked', `an earlier target of rule ${rule.name} did not roll back (${chainBroken}); the ordered chain stops there`);
           continue;
         }
-        const state = await this.evaluate(rec, rule, false);
+        if (refs.length > 1) this.awaitVerification.add(id); // in order: each target verified before the next
+        const state = await this.evaluate(rec, rule, false).finally(() => this.awaitVerification.delete(id));
         if (!['succeeded', 'dry_run', 'in_progress'].includes(state)) chainBroken = rec.id;
       } finally {
         this.decidingHere.delete(id);
@@ -373,6 +377,7 @@ export class Engine {
       kube: this.d.kube,
       logger: this.log.child({ record: rec.id, target: rec.target }),
       changeCause: changeCause(rec),
+      signal: this.abort.signal,
       checkFence: async () => {
         const l = lock();
         if (!l) throw new Error('no lock held for this rollback');
@@ -389,6 +394,15 @@ export class Engine {
     }, Math.max(1000, Math.floor(this.d.config.LOCK_TTL / 3)));
     renew.unref();
     this.d.metrics.rollbacksInProgress.inc();
+    let handedOff = false;
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      clearInterval(renew);
+      this.d.metrics.rollbacksInProgress.dec();
+      await this.d.store.releaseLock(lock).catch(() => false);
+    };
     try {
       // Write-ahead: the record says in_progress (with our fencing token) before the cluster changes,
       // so a crash between here and the end is found and never executed twice.
@@ -422,7 +436,23 @@ export class Engine {
       await this.setCooldown(rec, settings, undefined);
       await this.records.save(rec);
 
-      const v = await action.verify(res.replanned ?? plan, actx, { timeoutMs: this.d.config.VERIFY_TIMEOUT, execution: res });
+      // The cluster is changed: the queue event can be acked. Waiting for the rollout and the
+      // recovery check (minutes) goes on in the background, so this replica's next alert does not
+      // wait behind it; a crash from here on is found by recoverIfOrphaned (executedAt is set).
+      const rest = this.verifyAndEnd(rec, action, res.replanned ?? plan, res, actx, settings).finally(() => release());
+      handedOff = true;
+      if (this.awaitVerification.has(rec.id)) return await rest;
+      this.background(rest);
+      return 'in_progress';
+    } finally {
+      if (!handedOff) await release();
+    }
+  }
+
+  private async verifyAndEnd(rec: RollbackRecord, action: Action, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, settings: Guards): Promise<RollbackState> {
+    try {
+      const v = await action.verify(plan, actx, { timeoutMs: this.d.config.VERIFY_TIMEOUT, execution: res });
+      if (this.stopped) return await this.leaveForRecovery(rec);
       this.records.step(rec, 'rollout', `${v.outcome}: ${v.message}`, v.details);
       if (v.outcome !== 'succeeded') {
         return await this.end(rec, settings, v.outcome, `rollout ${v.outcome}: ${v.message}`);
@@ -430,16 +460,28 @@ export class Engine {
       rec.times.completedAt = this.now();
       if (rec.times.decidedAt !== undefined) this.d.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
       const health = await this.verifyRecovered(rec);
+      if (health.stopped) return await this.leaveForRecovery(rec);
       return await this.end(rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details)]);
-    } finally {
-      clearInterval(renew);
-      this.d.metrics.rollbacksInProgress.dec();
-      await this.d.store.releaseLock(lock).catch(() => false);
+    } catch (err) {
+      if (this.stopped) return await this.leaveForRecovery(rec);
+      const msg = err instanceof Error ? err.message : String(err);
+      this.log.error({ err, record: rec.id }, 'verification stopped by an error');
+      this.d.metrics.escalations.inc({ reason: 'error' });
+      this.notify(rec, 'rollback_failed', 'critical', `Rollback of ${rec.target} FAILED: escalate`, [msg]);
+      return await this.finish(rec, 'failed', `error while verifying the rollback: ${msg}`);
     }
   }
 
+  /** Shutting down mid-verification: the record stays in_progress and its lock is released, for the next replica. */
+  private async leaveForRecovery(rec: RollbackRecord): Promise<RollbackState> {
+    this.records.step(rec, 'handover', `${this.d.owner} is shutting down; verification is left to the next replica`);
+    await this.records.save(rec).catch((err) => this.log.error({ err, record: rec.id }, 'could not write the handover'));
+    this.log.warn({ record: rec.id, target: rec.target }, 'shutting down mid-verification: the rollback stays in_progress for recovery');
+    return 'in_progress';
+  }
+
   /** After the rollout: the trigger must clear in Prometheus within RECOVERY_TIMEOUT. */
-  private async verifyRecovered(rec: RollbackRecord): Promise<{ outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[] }> {
+  private async verifyRecovered(rec: RollbackRecord): Promise<{ outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean }> {
     const rule = rec.rule ? this.d.rules.rules.rules.find((r) => r.name === rec.rule) : undefined;
     if (!rule) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)', lines: [] };
     if (!this.d.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger', lines: [] };
@@ -456,7 +498,8 @@ export class Engine {
         rec.times.verifiedAt = this.now();
         return { outcome: 'succeeded', message: `rollout complete and the trigger cleared (${c.reason})`, lines };
       }
-      if (this.now() >= deadline || this.stopped) break;
+      if (this.stopped) return { outcome: 'unverified', message: 'shutting down', lines, stopped: true };
+      if (this.now() >= deadline) break;
       await sleep(Math.min(this.d.config.RECOVERY_POLL, Math.max(0, deadline - this.now())));
     }
     if (last.startsWith('prometheus_down') || last.startsWith('error') || last.startsWith('insufficient_data')) {
@@ -667,6 +710,7 @@ export class Engine {
 
   stop(): void {
     this.stopped = true;
+    this.abort.abort();
   }
 }
 

@@ -109,7 +109,10 @@ function engineWith(notifiers: Notifier[], timeoutMs: number) {
   const prometheus = new FakePrometheus();
   const engine = new Engine({ config, store: new MemoryStore(), metrics, logger, rules: { rules: rules() }, prometheus, kube: null, actions: { Deployment: action }, notifications, owner: 'replica-a' });
   let n = 0;
-  const deliver = (alert = firing('HighErrorRate')) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+  const deliver = async (alert = firing('HighErrorRate')) => {
+    await engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+    await engine.idle(); // verification runs in the background once the cluster is changed
+  };
   // The error rate falls once the undo is applied.
   const execute = action.execute.bind(action);
   action.execute = async (p, c) => {

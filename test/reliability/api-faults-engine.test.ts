@@ -63,7 +63,8 @@ function makeEngine(opts: { prometheus?: PrometheusClient | null; now?: () => nu
   const notifications = new Notifications([notifier], logger, metrics);
   const engine = new Engine({ config, store: new MemoryStore(now), metrics, logger, rules: { rules: rules(RULES) }, prometheus: opts.prometheus ?? null, kube, actions: createActions(), notifications, owner: 'faults-replica', ...(opts.now ? { now } : {}) });
   let n = 0;
-  const deliver = (alert: Alert) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+  // verification runs in the background once the cluster is changed: wait for it
+  const deliver = (alert: Alert) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 }).finally(() => engine.idle());
   return { engine, notifier, notifications, deliver };
 }
 

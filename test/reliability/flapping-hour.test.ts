@@ -69,6 +69,7 @@ async function flap(engine: Engine, clock: { now: number }, targets: string[], e
       const a = firing('Flapping', d, { fingerprint: `flap-${d}`, startsAt: clock.now + i * 10_000, receivedAt: clock.now + i * 10_000 });
       clock.now += 10_000;
       await engine.handle({ id: `ev-${++ev}`, alert: a, deliveries: 1 });
+      await engine.idle();
       sent++;
       clock.now += 5_000;
       await engine.handle({ id: `ev-${++ev}`, alert: { ...a, status: 'resolved', endsAt: clock.now, receivedAt: clock.now }, deliveries: 1 });

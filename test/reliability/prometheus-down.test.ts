@@ -131,7 +131,7 @@ for (const [mode, url] of Object.entries(MODES)) {
     action.createdAt = now() - 10 * 60_000;
     let n = 0;
     const alert = (alertname: string, deployment: string): Alert => ({ fingerprint: `${mode}-${alertname}`, status: 'firing', labels: { alertname, namespace: 'prod', deployment }, annotations: {}, startsAt: now() - 3 * 60_000, generatorURL: '', receiver: 'rollguard', groupKey: 'g', externalURL: '', receivedAt: now() });
-    const deliver = (a: Alert) => engine.handle({ id: `ev-${++n}`, alert: a, deliveries: 1 });
+    const deliver = (a: Alert) => engine.handle({ id: `ev-${++n}`, alert: a, deliveries: 1 }).finally(() => engine.idle());
     const rec = async (d: string) => (await engine.records.list({ target: `Deployment/prod/${d}` }))[0]!;
 
     await deliver(alert('P0Errors', 'p0'));
@@ -168,6 +168,7 @@ for (const [mode, url] of Object.entries(MODES)) {
     prometheus.url = prom.url;
     jump += (p1.dueAt ?? 0) - now() + 1000;
     await engine.tick();
+    await engine.idle();
     p1 = await rec('p1');
     t.equal(p1.confirmation?.outcome, 'confirmed', `p1 confirmed once Prometheus is back: ${p1.confirmation?.reason}`);
     t.not(p1.state, 'held');

@@ -52,7 +52,7 @@ function setup() {
   const notifier = new CapturingNotifier();
   const engine = new Engine({ config, store: flaky.store, metrics, logger, rules: { rules: rules() }, prometheus, kube: null, actions: { Deployment: action }, notifications: new Notifications([notifier], logger, metrics), owner: 'replica-a', now: () => ++clock });
   let n = 0;
-  const deliver = (alert: ReturnType<typeof firing>) => engine.handle({ id: `ev-${++n}`, alert, deliveries: n });
+  const deliver = (alert: ReturnType<typeof firing>) => engine.handle({ id: `ev-${++n}`, alert, deliveries: n }).finally(() => engine.idle());
   return { engine, action, prometheus, flaky, deliver, advance: (ms: number) => (clock += ms) };
 }
 

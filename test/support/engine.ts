@@ -154,6 +154,13 @@ export function testEngine(opts: { env?: Record<string, string>; store?: Store; 
     owner: opts.owner ?? 'replica-a',
   });
   let n = 0;
-  const deliver = (alert: Alert) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+  // The engine acks an event once the cluster is changed and verifies in the background: wait for it.
+  const deliver = async (alert: Alert) => {
+    try {
+      await engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 });
+    } finally {
+      await engine.idle();
+    }
+  };
   return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver };
 }

@@ -78,6 +78,7 @@ t.test('a record left deciding by a dead replica is decided again by a live one'
   t.equal((await store.getRecord(rec!.id))!.state, 'deciding', 'not while its owner is alive');
   await store.deleteValue('replica:dead');
   await live.engine.tick();
+  await live.engine.idle();
   const done = (await live.engine.records.get(rec!.id))!;
   t.equal(done.state, 'failed', done.outcome?.message ?? ''); // decided, executed, and (the fake error rate stays high) escalated
   t.ok(done.timeline.some((s) => s.step === 'recovery'));
