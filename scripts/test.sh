@@ -12,8 +12,13 @@ npx tsc --noEmit -p .
 
 paths=("$@")
 [ "${#paths[@]}" -gt 0 ] || paths=(test/unit test/integration test/e2e test/reliability)
+# Test files only (*.test.ts): support modules beside them are not tests.
 existing=()
-for p in "${paths[@]}"; do [ -e "$p" ] && existing+=("$p"); done
+for p in "${paths[@]}"; do
+  [ -e "$p" ] || continue
+  while IFS= read -r f; do existing+=("$f"); done < <(find "$p" -type f -name '*.test.ts' | sort)
+done
+[ "${#existing[@]}" -gt 0 ] || { echo "[test] no test files under: ${paths[*]}" >&2; exit 1; }
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
