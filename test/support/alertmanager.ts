@@ -3,6 +3,7 @@ import { accessSync, constants, closeSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from './ports.js';
+import { killOnExit } from './children.js';
 
 /**
  * Debian's Alertmanager (/usr/bin/prometheus-alertmanager) on a free 127.0.0.1 port with a temp
@@ -90,13 +91,11 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
       { stdio: ['ignore', fd, fd] },
     );
     closeSync(fd);
-    let exited = false;
     // If the test process dies without its teardown, the child dies with it.
-    const reap = () => child.kill('SIGKILL');
-    process.once('exit', reap);
+    killOnExit(child);
+    let exited = false;
     child.once('exit', () => {
       exited = true;
-      process.off('exit', reap);
     });
     const url = `http://127.0.0.1:${port}`;
     const log = () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { findBinary } from '../../src/prometheus/local.js';
 import { freePort, waitFor } from './ports.js';
 import { ROOT } from './serve.js';
+import { killOnExit } from './children.js';
 
 /**
  * The whole loop's moving parts besides rollguard and Alertmanager (see docs/loop.md):
@@ -35,14 +36,8 @@ export async function startDemoProcess(opts: { image: string; loadPerSecond: num
   proc.stderr!.on('data', (d) => (err += d));
   proc.stdout!.resume();
   const url = `http://127.0.0.1:${port}`;
-  const reap = () => proc.kill('SIGKILL');
-  process.once('exit', reap);
-  const exited = new Promise<number | null>((r) =>
-    proc.once('exit', (c) => {
-      process.off('exit', reap);
-      r(c);
-    }),
-  );
+  killOnExit(proc);
+  const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
   await Promise.race([
     waitFor(`demo app on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 30_000, 100),
     exited.then((c) => {
@@ -172,13 +167,11 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
     { stdio: ['ignore', fd, fd], cwd: dir },
   );
   closeSync(fd);
-  let exited = false;
   // If the test process dies without its teardown, the child dies with it.
-  const reap = () => child.kill('SIGKILL');
-  process.once('exit', reap);
+  killOnExit(child);
+  let exited = false;
   child.once('exit', () => {
     exited = true;
-    process.off('exit', reap);
   });
   const url = `http://127.0.0.1:${port}`;
   try {
