@@ -80,7 +80,7 @@ export class Engine {
     }
     const rules = this.d.rules.rules.match(alert);
     if (rules.length === 0) {
-      log.info('no rule matches this alert');
+      log.debug('no rule matches this alert');
       return;
     }
     for (const rule of rules) await this.handleRule(rule, alert, log.child({ rule: rule.name }));
