@@ -3,7 +3,7 @@ import { accessSync, constants, closeSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from './ports.js';
-import { killOnExit } from './children.js';
+import { killOnExit, stopChild } from './children.js';
 
 /**
  * Debian's Alertmanager (/usr/bin/prometheus-alertmanager) on a free 127.0.0.1 port with a temp
@@ -122,13 +122,7 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
       log,
       alerts: async () => (await (await fetch(`${url}/api/v2/alerts`)).json()) as Awaited<ReturnType<LocalAlertmanager['alerts']>>,
       stop: async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          const done = new Promise((r) => child.once('exit', r));
-          child.kill('SIGTERM');
-          const hard = setTimeout(() => child.kill('SIGKILL'), 5000);
-          await done;
-          clearTimeout(hard);
-        }
+        await stopChild(child);
         rmSync(dir, { recursive: true, force: true });
       },
     };

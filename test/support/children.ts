@@ -18,3 +18,13 @@ export function killOnExit(child: ChildProcess): ChildProcess {
   }
   return child;
 }
+
+/** SIGTERM, then SIGKILL after graceMs if it is still running; resolves once it has exited. */
+export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const hard = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(hard);
+}

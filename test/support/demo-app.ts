@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { findBinary } from '../../src/prometheus/local.js';
 import { freePort, waitFor } from './ports.js';
 import { ROOT } from './serve.js';
-import { killOnExit } from './children.js';
+import { killOnExit, stopChild } from './children.js';
 
 /**
  * The whole loop's moving parts besides rollguard and Alertmanager (see docs/loop.md):
@@ -195,13 +195,7 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
     },
     alerts: async () => ((await (await fetch(`${url}/api/v1/alerts`)).json()) as { data: { alerts: Awaited<ReturnType<ScrapingPrometheus['alerts']>> } }).data.alerts,
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const done = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        const hard = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await done;
-        clearTimeout(hard);
-      }
+      await stopChild(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };
