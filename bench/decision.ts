@@ -40,7 +40,7 @@ import type { Store } from '../src/store/store.js';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';
 import { freePort } from '../test/support/ports.js';
 import { startRedis } from '../test/support/redis.js';
-import { log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult } from './lib.js';
+import { log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult, runBench } from './lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -350,10 +350,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`bench/decision: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('decision', main);

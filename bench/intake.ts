@@ -42,6 +42,7 @@ import {
   WEBHOOK_TOKEN,
   writeResult,
   type NodeProcess,
+  runBench,
 } from './lib.js';
 import { summariseProfile } from './profile-summary.js';
 
@@ -288,10 +289,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`bench/intake: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('intake', main);

@@ -255,3 +255,14 @@ export function batchTemplate(size: number, opts: { alertname?: string; namespac
 export function fillBatch(tpl: string, n: number): string {
   return tpl.replaceAll('__N__', n.toString(16).padStart(12, '0'));
 }
+
+/** Runs a benchmark's main and exits 0, or prints the error as `bench/NAME: …` and exits 1. */
+export function runBench(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`bench/${name}: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

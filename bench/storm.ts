@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis } from '../test/support/redis.js';
-import { log, machine, metricSum, round, RssSampler, scrape, sleep, startRollguard, WEBHOOK_TOKEN, writeResult, cpuMs, type NodeProcess } from './lib.js';
+import { log, machine, metricSum, round, RssSampler, scrape, sleep, startRollguard, WEBHOOK_TOKEN, writeResult, cpuMs, type NodeProcess, runBench } from './lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -205,10 +205,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`bench/storm: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('storm', main);
