@@ -21,9 +21,11 @@ import { judge, type Judgement } from '../triggers/judge.js';
  * ending just before the rollout began (relativeTo: rollout_start, needs `rolloutStartedAt`) or
  * ending `offset` before now (relativeTo: offset), and the threshold is a factor of it.
  *
- * When Prometheus cannot be reached, the outcome is `prometheus_down` and `onPrometheusDown` carries
- * the rule's policy (act / hold / notify) for the decision tree. A query Prometheus rejects is
- * `error` (a rule bug): never acted on.
+ * When Prometheus is down (unreachable, a timeout, a 5xx), the outcome is `prometheus_down` and
+ * `onPrometheusDown` carries the rule's policy (act / hold / notify) for the decision tree. An
+ * answer that is an error (a query Prometheus rejects, an auth proxy's 401/403, a 413, any other
+ * 4xx; see prometheus/client.ts) is `error`: held and escalated, never acted on. Reasons name
+ * Prometheus by its redacted URL, never its credentials.
  */
 
 export type ConfirmOutcome = 'confirmed' | 'not_confirmed' | 'insufficient_data' | 'prometheus_down' | 'error';

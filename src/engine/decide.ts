@@ -5,12 +5,15 @@ import type { Rule } from '../rules/schema.js';
 import type { Confirmation } from './confirm.js';
 
 /**
- * The seeds' decision tree (seeds 001 and 002), as a pure function of the rule, the alert, the
+ * The runbooks' rollback decision tree (priorities P0/P1/P2), as a pure function of the rule, the alert, the
  * confirmation and `now`:
  *
  *  1. alert resolved                                    -> no_action
- *  2. trigger not confirmed / insufficient data / error -> no_action (stale or flapping alerts roll nothing back)
- *     Prometheus down: the rule's onPrometheusDown      -> act: go on | hold: hold | notify: notify_only
+ *  2. trigger not confirmed / insufficient data         -> no_action (stale or flapping alerts roll nothing back)
+ *     trigger could not be evaluated (error: a 4xx from Prometheus or a proxy in front of it, a
+ *     query that is bad or cannot be built)             -> hold, escalate: a human looks; never acted on unconfirmed
+ *     Prometheus down (unreachable, timeout, 5xx): the rule's onPrometheusDown
+ *                                                       -> act: go on | hold: hold | notify: notify_only
  *  3. action: notify                                    -> notify_only
  *  4. sloAtRisk (P1), first look                        -> recheck_later at now + recheckAfter (default 10m)
  *     (the re-check confirms again and calls decide with recheck: true)
@@ -29,6 +32,8 @@ export interface DecisionResult {
   reason: string;
   /** rollback_now / scheduled on a P1 rule whose guards ask for approval */
   requiresApproval?: boolean;
+  /** hold on an error: tell a human (a log line, rollguard_escalations_total, a notification) */
+  escalate?: boolean;
   /** scheduled: the window occurrence */
   window?: { startMs: number; endMs: number };
 }
@@ -40,7 +45,7 @@ export interface DecideInput {
   now: number;
   /** true on the delayed re-check of an sloAtRisk rule */
   recheck?: boolean;
-  /** ms to wait before retrying when holding because Prometheus is down (default 60s) */
+  /** ms to wait before retrying when holding (Prometheus down or answering an error; default 60s) */
   holdRetryMs?: number;
 }
 
@@ -58,7 +63,12 @@ export function decide(input: DecideInput): DecisionResult {
     case 'insufficient_data':
       return { decision: 'no_action', reason: `not enough data to confirm the trigger: ${c.reason}` };
     case 'error':
-      return { decision: 'no_action', reason: `trigger could not be evaluated: ${c.reason}` };
+      return {
+        decision: 'hold',
+        at: now + (input.holdRetryMs ?? 60_000),
+        escalate: true,
+        reason: `trigger could not be evaluated, holding (never acting unconfirmed): ${c.reason}`,
+      };
     case 'prometheus_down': {
       const policy = c.onPrometheusDown ?? (rule.priority === 'P0' ? 'act' : 'hold');
       if (policy === 'hold') {

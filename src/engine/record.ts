@@ -1,6 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { TargetRef } from '../actions/action.js';
-import type { Store, StoredRecord } from '../store/store.js';
+import type { GitOpsRecord } from '../gitops/types.js';
+import type { MigrationRecord } from '../migrations/types.js';
+import { keyDigest } from '../store/keys.js';
+import type { RecordFilter, Store, StoredRecord } from '../store/store.js';
+import type { Chain } from './chain.js';
+import { withoutWrittenValues, type PlanSummary } from './change.js';
 
 /** Where a rollback stands. Terminal states never change again (except `resolved` times). */
 export const STATES = [
@@ -25,6 +30,8 @@ export const STATES = [
 export type RollbackState = (typeof STATES)[number];
 
 export const OPEN_STATES: readonly RollbackState[] = ['deciding', 'held', 'scheduled', 'pending_approval', 'in_progress'];
+/** Closed states of records that changed nothing: kept RECORD_RETENTION_NO_ACTION, and the first to go over a store's record cap. */
+export const NO_ACTION_STATES: readonly RollbackState[] = ['not_confirmed', 'blocked', 'refused', 'error', 'dry_run'];
 
 export interface TimelineEntry {
   at: number;
@@ -48,7 +55,10 @@ export interface RollbackRecord extends StoredRecord {
   createdAt: number;
   updatedAt: number;
   ref: TargetRef;
-  source: 'alert' | 'manual';
+  /** drill: an alert about a target while a rollback drill runs on it (src/drills/); dashboards tell drills from incidents by it */
+  source: 'alert' | 'manual' | 'drill';
+  /** source drill: the drill whose fault raised the alert */
+  drill?: string;
   rule?: string;
   priority?: string;
   /** the alert that caused it */
@@ -66,7 +76,8 @@ export interface RollbackRecord extends StoredRecord {
   reason?: string;
   confirmation?: { outcome: string; reason: string; query?: string; value?: number; limit?: number };
   decision?: { decision: string; reason: string; at?: number; requiresApproval?: boolean };
-  plan?: { fromRevision?: number; toRevision?: number; summary: string; writes?: unknown[]; command?: string[] };
+  /** what the rollback changes, summarised (paths, images, template hashes: change.ts), never the values written */
+  plan?: PlanSummary;
   guards: GuardVerdict[];
   dryRun: boolean;
   approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string };
@@ -76,7 +87,13 @@ export interface RollbackRecord extends StoredRecord {
   owner?: string;
   lockToken?: number;
   outcome?: { result: string; message: string; details?: Record<string, unknown> };
-  /** the seeds' clock: TTD, time to decide, TTR, MTTR are derived from these */
+  /** who reconciles the target (Argo CD, Flux), the rule's policy, what was suspended and resumed */
+  gitops?: GitOpsRecord;
+  /** the migration rollback Job run before the workload write: its name and outcome (src/migrations/) */
+  migration?: MigrationRecord;
+  /** one target of a rule's ordered list: its place, and every target with its record (chain.ts) */
+  chain?: Chain;
+  /** the incident clock: time to detect, to decide, to roll back and to recover are derived from these */
   times: {
     alertStartedAt?: number;
     receivedAt?: number;
@@ -116,11 +133,31 @@ export class RecordBook {
   ) {}
 
   async get(id: string): Promise<RollbackRecord | null> {
-    return (await this.store.getRecord(id)) as RollbackRecord | null;
+    return read(await this.store.getRecord(id));
   }
 
   async list(filter: { target?: string; state?: string; limit?: number }): Promise<RollbackRecord[]> {
-    return (await this.store.listRecords(filter)) as RollbackRecord[];
+    return (await this.store.listRecords(filter)).map((r) => read(r)!);
+  }
+
+  /** One page, newest first, and the cursor of the next (null on the last page). */
+  async page(filter: RecordFilter): Promise<{ records: RollbackRecord[]; nextCursor: string | null }> {
+    const p = await this.store.listRecordsPage(filter);
+    return { records: p.records.map((r) => read(r)!), nextCursor: p.nextCursor };
+  }
+
+  /**
+   * Every record in one state, page by page (the state's index only): the scheduler's way to see
+   * all due work, so that more than one page of held or in-progress records never starves the oldest.
+   */
+  async *inState(state: RollbackState, pageSize = 100): AsyncGenerator<RollbackRecord> {
+    let cursor: string | undefined;
+    for (;;) {
+      const p = await this.page({ state, limit: pageSize, ...(cursor !== undefined ? { cursor } : {}) });
+      yield* p.records;
+      if (p.nextCursor === null) return;
+      cursor = p.nextCursor;
+    }
   }
 
   step(rec: RollbackRecord, step: string, message: string, data?: Record<string, unknown>): void {
@@ -155,13 +192,28 @@ export class RecordBook {
 
   /** Remembers which records an alert caused, so its resolution can be written to them. */
   async linkAlert(fingerprint: string, startsAt: number, id: string): Promise<void> {
-    const key = `alert-records:${fingerprint}:${startsAt}`;
+    const key = alertRecordsKey(fingerprint, startsAt);
     const ids = new Set(JSON.parse((await this.store.getValue(key)) ?? '[]') as string[]);
     ids.add(id);
     await this.store.setValue(key, JSON.stringify([...ids]), { ttlMs: 7 * 86_400_000 });
   }
 
   async recordsOfAlert(fingerprint: string, startsAt: number): Promise<string[]> {
-    return JSON.parse((await this.store.getValue(`alert-records:${fingerprint}:${startsAt}`)) ?? '[]') as string[];
+    // Links written by versions that named the key by the raw fingerprint are read too (they expire within 7 days).
+    const [now, legacy] = await Promise.all([this.store.getValue(alertRecordsKey(fingerprint, startsAt)), this.store.getValue(`alert-records:${fingerprint}:${startsAt}`)]);
+    return [...new Set([...(JSON.parse(now ?? '[]') as string[]), ...(JSON.parse(legacy ?? '[]') as string[])])];
   }
+}
+
+/** The key of an alert's record list: the fingerprint is the sender's, so it is hashed (keyDigest). */
+function alertRecordsKey(fingerprint: string, startsAt: number): string {
+  return `alert-records:${keyDigest(`${fingerprint}:${startsAt}`)}`;
+}
+
+/** A stored record as the engine and the API read it (records of earlier versions lose the values their writes held). */
+function read(r: StoredRecord | null): RollbackRecord | null {
+  if (r === null) return null;
+  const rec = r as RollbackRecord;
+  withoutWrittenValues(rec.plan);
+  return rec;
 }

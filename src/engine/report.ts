@@ -1,9 +1,10 @@
+import { gitopsLines } from '../gitops/stage.js';
 import type { RollbackRecord } from './record.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? '–' : new Date(ms).toISOString());
 const mins = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '–' : `${((b - a) / 60_000).toFixed(1)} min`);
 
-/** A markdown incident report of one rollback, in the shape of the seeds' post-mortem. */
+/** A markdown incident report of one rollback, in the shape of the runbooks' post-mortem template. */
 export function incidentReport(r: RollbackRecord): string {
   const t = r.times;
   const lines = [
@@ -19,11 +20,13 @@ export function incidentReport(r: RollbackRecord): string {
     r.confirmation ? `Prometheus: ${r.confirmation.outcome}: ${r.confirmation.reason}${r.confirmation.query ? ` (\`${r.confirmation.query}\`)` : ''}.` : '',
     r.decision ? `Decision: ${r.decision.decision}: ${r.decision.reason}.` : '',
     r.plan ? `Action: ${r.plan.summary}.` : '',
+    ...(r.plan?.configDrift ?? []).map((m) => `Configuration: ${m}.`),
     r.outcome ? `Outcome: **${r.outcome.result}**: ${r.outcome.message}.` : '',
+    ...gitopsLines(r),
     '',
     '## When it was detected and how long it took',
     '',
-    '| measure | value | target (seeds) |',
+    '| measure | value | runbook target |',
     '| --- | --- | --- |',
     `| time to detect (alert start → received) | ${mins(t.alertStartedAt, t.receivedAt)} | < 5 min |`,
     `| time to decide (received → decision) | ${mins(t.receivedAt, t.decidedAt)} | < 10 min |`,

@@ -12,24 +12,88 @@ export interface WorkerOptions {
   logger: Logger;
   consumer: string;
   claimIdleMs: number;
+  /** an event is handled at most this many times; delivered again after that, it is dead-lettered unhandled */
   maxDeliveries: number;
-  /** called for an event that failed maxDeliveries times, before it is acked (record it, escalate) */
+  /**
+   * handling longer than this is abandoned: the worker moves on and the event stays queued (taken
+   * up again after claimIdleMs; dead-lettered on its last delivery). Unset: no deadline.
+   */
+  deadlineMs?: number;
+  /** called for an event dead-lettered (see maxDeliveries), before it is acked: escalate it */
   onDead?: (event: QueuedEvent, err: unknown) => Promise<void>;
+  /**
+   * Per-target coalescing: events of one batch with the same key (the engine's: rule and target)
+   * are one evaluation, the first one's; each later one is handed to onCoalesced once the first is
+   * handled (to link it to the first one's records), and acked with it. undefined: never coalesced.
+   */
+  coalesceKey?: (event: QueuedEvent) => string | undefined;
+  onCoalesced?: (event: QueuedEvent, into: QueuedEvent) => Promise<void>;
+  /**
+   * Events handled at once (default 16). The worker keeps up to this many in hand and reads more
+   * as soon as one finishes, so a P0 alert queued during a storm waits for one free place, not for
+   * a batch; events for the same target (targetsOf) are handled one after another, in queue order.
+   */
+  concurrency?: number;
+  /**
+   * The targets an event may act on (the engine's: every target of every rule it matches): events
+   * sharing one are never handled at once. undefined: it may touch anything, so it is handled alone,
+   * after every event before it. Unset: the coalescing key is the event's one target.
+   */
+  targetsOf?: (event: QueuedEvent) => string[] | undefined;
+  /** most events taken per read (default 16); the store serves them lane by lane, P0 first */
   batch?: number;
   blockMs?: number;
 }
 
+/** Handling an event took longer than the worker's deadline. */
+export class EventDeadlineError extends Error {
+  override name = 'EventDeadlineError';
+}
+
+/** While events are in hand (or acks wait), a blocking read waits at most this long, so acks go out. */
+const BUSY_BLOCK_MS = 50;
+
 /**
  * Consumes the durable queue: each event is handed to the engine and acked only once handled, so a
  * replica that dies mid-event leaves it pending, and another replica claims it after claimIdleMs.
- * An event that keeps failing is recorded as dead after maxDeliveries and acked (no endless loop).
+ * Up to `concurrency` events are in hand at once; a free place is filled by the next read, which the
+ * store serves lane by lane (P0 first, see Store.consume), so a P0 alert never waits behind a batch
+ * of lower lanes, only for one place; while it is in hand, no event of another lane is begun. Events for one target are handled one after another (a
+ * resolved alert, whose records are found by fingerprint, after everything before it), so the
+ * guards see the same order as one at a time. Handled events are acked together, those done in
+ * one turn of the event loop in one store call (a replica dying first leaves them to be delivered again: handling is
+ * idempotent). Events in hand for one rule and target are one evaluation (coalesceKey).
+ * Dead-lettering counts deliveries whatever the cause: an event is handled at most maxDeliveries
+ * times (errors, handling past the deadline, or a replica that stopped or stalled while holding it
+ * all count), then it is dead-lettered, escalated and acked: no endless redelivery.
+ * Store failures alone never dead-letter an event in hand: it stays queued for when the store is back.
  */
 export class QueueWorker {
   private running = false;
   private loop: Promise<void> | null = null;
   private backoffMs = 0;
+  /** the events in hand (each one's completion) */
+  private readonly inflight = new Set<Promise<void>>();
+  /** the evaluation in hand of each coalescing key: later events with the key are linked to it */
+  private readonly leaders = new Map<string, { ev: QueuedEvent; ok: Promise<boolean> }>();
+  /** per target, the last event in hand that may act on it */
+  private readonly tails = new Map<string, Promise<void>>();
+  /** the last event in hand that may act on anything (every later one waits for it) */
+  private barrier: Promise<void> = Promise.resolve();
+  /** handled events not acked yet (acked once the events finishing in the same turn are in) */
+  private acks: string[] = [];
+  private acking: Promise<void> | null = null;
+  /** P0 alerts in hand, and the other lanes' events read meanwhile, begun once they are done */
+  private p0InHand = 0;
+  private readonly waiting: QueuedEvent[] = [];
+  /** ids of the events in hand or waiting for their ack: read again meanwhile, they are not begun twice */
+  private readonly held = new Set<string>();
 
   constructor(private readonly o: WorkerOptions) {}
+
+  private get limit(): number {
+    return Math.max(1, Math.floor(this.o.concurrency ?? 16));
+  }
 
   start(): void {
     if (this.running) return;
@@ -37,7 +101,7 @@ export class QueueWorker {
     this.loop = this.run();
   }
 
-  /** Stops taking new events; resolves when the event in hand is finished. */
+  /** Stops taking new events; resolves when the events in hand are finished and acked. */
   async stop(): Promise<void> {
     this.running = false;
     await this.loop;
@@ -50,10 +114,22 @@ export class QueueWorker {
    */
   async drain(deadline: number): Promise<number> {
     await this.stop();
-    while (Date.now() < deadline) {
-      const events = await this.take(0);
-      if (events.length === 0) break;
-      for (const ev of events) await this.handle(ev);
+    try {
+      while (Date.now() < deadline) {
+        if (this.inflight.size >= this.limit) {
+          await Promise.race(this.inflight);
+          continue;
+        }
+        const events = await this.take(0);
+        if (events.length === 0) {
+          if (this.inflight.size === 0) break;
+          await Promise.race(this.inflight);
+          continue;
+        }
+        for (const ev of events) this.begin(ev);
+      }
+    } finally {
+      await this.settle();
     }
     try {
       return await this.o.store.queueDepth();
@@ -62,53 +138,227 @@ export class QueueWorker {
     }
   }
 
-  private async take(blockMs: number): Promise<QueuedEvent[]> {
-    return this.o.store.consume(this.o.consumer, this.o.batch ?? 16, blockMs, this.o.claimIdleMs);
+  /** Up to as many events as there are free places (at most `batch`). */
+  private take(blockMs: number): Promise<QueuedEvent[]> {
+    const count = Math.max(1, Math.min(this.o.batch ?? 16, this.limit - this.inflight.size - this.waiting.length));
+    return this.o.store.consume(this.o.consumer, count, blockMs, this.o.claimIdleMs);
   }
 
   private async run(): Promise<void> {
-    while (this.running) {
-      let events: QueuedEvent[];
-      try {
-        events = await this.take(this.o.blockMs ?? 1000);
-        this.backoffMs = 0;
-      } catch (err) {
-        this.o.metrics.storeErrors.inc({ op: 'consume' });
-        this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 100), 5000);
-        this.o.logger.error({ err, retryInMs: this.backoffMs }, 'cannot read the alert queue');
-        await sleep(this.backoffMs);
-        continue;
+    const blockMs = this.o.blockMs ?? 1000;
+    try {
+      while (this.running) {
+        if (this.waiting.length > 0 && this.p0InHand === 0) this.waiting.splice(0).forEach((ev) => this.begin(ev));
+        // a P0 alert in hand has the CPU and the store to itself but for what was begun before it
+        if (this.inflight.size >= this.limit || (this.p0InHand > 0 && this.waiting.length > 0)) {
+          await Promise.race(this.inflight);
+          continue;
+        }
+        let events: QueuedEvent[];
+        try {
+          events = await this.take(this.inflight.size > 0 ? Math.min(blockMs, BUSY_BLOCK_MS) : blockMs);
+          this.backoffMs = 0;
+        } catch (err) {
+          this.o.metrics.storeErrors.inc({ op: 'consume' });
+          this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 100), 5000);
+          this.o.logger.error({ err, retryInMs: this.backoffMs }, 'cannot read the alert queue');
+          await sleep(this.backoffMs);
+          continue;
+        }
+        for (const ev of events) {
+          if (ev.lane === 0) this.beginP0(ev);
+          else if (this.p0InHand > 0) this.waiting.push(ev);
+          else this.begin(ev);
+        }
       }
-      for (const ev of events) await this.handle(ev);
+    } finally {
+      this.waiting.splice(0).forEach((ev) => this.begin(ev));
+      await this.settle();
     }
   }
 
-  private async handle(ev: QueuedEvent): Promise<void> {
-    const log = this.o.logger.child({ event: ev.id, fingerprint: ev.alert.fingerprint, deliveries: ev.deliveries });
-    try {
-      await this.o.handler(ev);
-      this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
-    } catch (err) {
-      if (err instanceof StoreUnavailableError || ev.deliveries < this.o.maxDeliveries) {
-        // Left pending: claimed again after claimIdleMs, by this replica or another.
-        this.o.metrics.eventsProcessed.inc({ outcome: 'failed' });
-        log.error({ err }, 'event handling failed; it stays queued and will be retried');
-        return;
-      }
-      this.o.metrics.eventsProcessed.inc({ outcome: 'dead_lettered' });
-      log.error({ err }, `event failed ${ev.deliveries} times; recorded as dead and removed from the queue`);
-      try {
-        await this.o.onDead?.(ev, err);
-      } catch (deadErr) {
-        log.error({ err: deadErr }, 'could not record the dead event; it stays queued');
-        return;
-      }
+  /** A P0 alert: until it is done, events of the other lanes read meanwhile wait (this.waiting). */
+  private beginP0(ev: QueuedEvent): void {
+    this.p0InHand++;
+    const done = this.begin(ev);
+    void done.then(() => this.p0InHand--);
+  }
+
+  /** Waits for every event in hand and its ack. */
+  private async settle(): Promise<void> {
+    while (this.inflight.size > 0 || this.acking) {
+      await Promise.allSettled([...this.inflight]);
+      await this.acking;
     }
+  }
+
+  /**
+   * An event is done (`ack`: handled, or dead-lettered and escalated). The acks of the events done
+   * in one turn of the event loop go in one store call, right after it.
+   */
+  private finished(id: string, ack: boolean): void {
+    if (!ack) {
+      this.held.delete(id);
+      return;
+    }
+    this.acks.push(id);
+    this.acking ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flushAcks());
+  }
+
+  private async flushAcks(): Promise<void> {
+    const done = this.acks;
+    this.acks = [];
     try {
-      await this.o.store.ack([ev.id]);
+      if (done.length > 0) await this.o.store.ack(done);
     } catch (err) {
       this.o.metrics.storeErrors.inc({ op: 'ack' });
-      log.error({ err }, 'could not ack a handled event; it may be delivered again (handling is idempotent)');
+      this.o.logger.error({ err, events: done.length }, 'could not ack handled events; they may be delivered again (handling is idempotent)');
+    } finally {
+      for (const id of done) this.held.delete(id);
+      this.acking = null;
+      if (this.acks.length > 0) this.acking = this.flushAcks();
+    }
+  }
+
+  /**
+   * Puts an event in hand: linked to the evaluation in hand of its coalescing key if there is one,
+   * else handled once every event before it that may act on one of its targets is done.
+   */
+  private begin(ev: QueuedEvent): Promise<void> {
+    // in hand for longer than claimIdleMs (or its ack on the way): claimed again by the read, not begun again
+    if (this.held.has(ev.id)) return Promise.resolve();
+    this.held.add(ev.id);
+    const live = ev.deliveries <= this.o.maxDeliveries;
+    const key = live ? this.coalesceKeyOf(ev) : undefined;
+    const leader = key === undefined ? undefined : this.leaders.get(key);
+    let done: Promise<void>;
+    if (leader) {
+      // Being evaluated already: linked to that evaluation, acked after it. If that one fails,
+      // this one stays queued too and is taken up again with it.
+      done = leader.ok.then(async (ok) => this.finished(ev.id, ok && (await this.coalesce(ev, leader.ev))));
+    } else {
+      // a dead-lettered event runs no handler: it waits for nothing
+      const targets = live ? this.targetsOfSafe(ev, key) : [];
+      const after = targets === undefined ? [...this.inflight] : [this.barrier, ...targets.flatMap((t) => this.tails.get(t) ?? [])];
+      const run = () =>
+        this.handle(ev).catch((err: unknown) => {
+          this.o.logger.error({ err, event: ev.id }, 'event handling failed; it stays queued and will be retried');
+          return false;
+        });
+      const ok = Promise.all(after).then(run, run);
+      done = ok.then((handled) => this.finished(ev.id, handled));
+      if (key !== undefined) {
+        const entry = { ev, ok };
+        this.leaders.set(key, entry);
+        void done.then(() => {
+          if (this.leaders.get(key) === entry) this.leaders.delete(key);
+        });
+      }
+      if (targets === undefined) this.barrier = done;
+      else {
+        for (const t of targets) this.tails.set(t, done);
+        void done.then(() => {
+          for (const t of targets) if (this.tails.get(t) === done) this.tails.delete(t);
+        });
+      }
+    }
+    this.inflight.add(done);
+    void done.then(() => this.inflight.delete(done));
+    return done;
+  }
+
+  /** The event's targets (see targetsOf); undefined when they cannot be known. */
+  private targetsOfSafe(ev: QueuedEvent, key: string | undefined): string[] | undefined {
+    if (!this.o.targetsOf) return key === undefined ? undefined : [key];
+    try {
+      return this.o.targetsOf(ev);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private coalesceKeyOf(ev: QueuedEvent): string | undefined {
+    try {
+      return this.o.coalesceKey?.(ev);
+    } catch {
+      return undefined; // the engine's own handling reports what is wrong with it
+    }
+  }
+
+  private async coalesce(ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
+    try {
+      await this.o.onCoalesced?.(ev, into);
+      this.o.metrics.alertsCoalesced.inc();
+      this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
+      return true;
+    } catch (err) {
+      this.o.metrics.eventsProcessed.inc({ outcome: 'failed' });
+      this.o.logger.error({ err, event: ev.id, into: into.id }, 'could not link a coalesced alert to its evaluation; it stays queued and will be retried');
+      return false;
+    }
+  }
+
+  /** Handles one event; true when it may be acked (handled, or dead-lettered and escalated). */
+  private async handle(ev: QueuedEvent): Promise<boolean> {
+    const log = this.o.logger.child({ event: ev.id, fingerprint: ev.alert.fingerprint, deliveries: ev.deliveries });
+    const max = this.o.maxDeliveries;
+    if (ev.deliveries > max) {
+      // Handed out max times already and never acked: whatever happened (a replica died or stalled
+      // while holding it), it is not run again.
+      const why = new Error(`delivered ${ev.deliveries} times and not handled in ${max} (a replica stopped, stalled or failed while handling it)`);
+      return this.deadLetter(ev, why, log);
+    } else {
+      try {
+        await this.withDeadline(ev, log);
+        this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
+      } catch (err) {
+        const timedOut = err instanceof EventDeadlineError;
+        this.o.metrics.eventsProcessed.inc({ outcome: timedOut ? 'deadline_exceeded' : 'failed' });
+        if (err instanceof StoreUnavailableError || ev.deliveries < max) {
+          // Left pending: claimed again after claimIdleMs, by this replica or another.
+          if (timedOut) log.error({ deadlineMs: this.o.deadlineMs }, `${err.message}; abandoned: it stays queued and will be retried`);
+          else log.error({ err }, 'event handling failed; it stays queued and will be retried');
+          return false;
+        }
+        return this.deadLetter(ev, err, log);
+      }
+    }
+    return true;
+  }
+
+  /** Runs the handler; rejects with EventDeadlineError once deadlineMs passes (the handler is left to finish on its own). */
+  private async withDeadline(ev: QueuedEvent, log: Logger): Promise<void> {
+    const ms = this.o.deadlineMs;
+    const run = this.o.handler(ev);
+    if (ms === undefined) return run;
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new EventDeadlineError(`event handling exceeded EVENT_DEADLINE (${ms} ms)`));
+        run.then(
+          () => log.warn({ afterMs: Date.now() - started }, 'an abandoned event finished handling after its deadline'),
+          (err) => log.warn({ err, afterMs: Date.now() - started }, 'an abandoned event failed after its deadline'),
+        );
+      }, ms);
+    });
+    try {
+      await Promise.race([run, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Escalates and reports whether the event may be acked (false: escalating failed, it stays queued). */
+  private async deadLetter(ev: QueuedEvent, err: unknown, log: Logger): Promise<boolean> {
+    this.o.metrics.eventsProcessed.inc({ outcome: 'dead_lettered' });
+    log.error({ err }, `event dead-lettered after ${ev.deliveries} deliveries (QUEUE_MAX_DELIVERIES=${this.o.maxDeliveries}): escalated and removed from the queue`);
+    try {
+      await this.o.onDead?.(ev, err);
+      return true;
+    } catch (deadErr) {
+      log.error({ err: deadErr }, 'could not escalate the dead event; it stays queued');
+      return false;
     }
   }
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
-import { PAUSE_KEY } from '../../../src/guards/pause.js';
+import { writePause } from '../../../src/guards/pause.js';
 import { lockName } from '../../../src/guards/lock.js';
+import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { metricValue } from '../../support/app.js';
 import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
@@ -46,6 +47,9 @@ t.test('two replicas sharing a store and handling the same alert at once: one ro
   action.executeDelayMs = 50;
   const a = testEngine({ store, action, owner: 'a' });
   const b = testEngine({ store, action, owner: 'b' });
+  // both alive, as main.ts makes them before their workers start (a claim of a replica without a heartbeat is taken over)
+  await a.engine.heartbeat();
+  await b.engine.heartbeat();
   const alert = firing('HighErrorRate');
   const results = await Promise.allSettled([a.deliver(alert), b.deliver(alert)]);
   t.equal(action.executed.length, 1);
@@ -130,15 +134,32 @@ t.test('Prometheus down: P0 trusts the alert, P1 holds and acts when Prometheus 
   t.equal(held.action.executed.length, 1, 'acts on the re-check once Prometheus confirms');
 });
 
+t.test('one tick takes up every due held record, past the first page of the state (the oldest are not starved)', async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'held');
+  // 250 held records, all due, created oldest first; their rule is gone, so each is closed as expired.
+  for (let i = 0; i < 250; i++) {
+    await e.store.putRecord({ ...rec, id: `rb-held-${i}`, rule: 'no-longer-loaded', createdAt: rec.createdAt - 250_000 + i * 1000, dueAt: Date.now() - 1 });
+  }
+  await e.engine.tick();
+  const left = await e.engine.records.list({ state: 'held', limit: 1000 });
+  t.same(left.map((r) => r.id), [rec.id], 'only the record that is not yet due is still held');
+  const expired = await e.engine.records.list({ state: 'expired', limit: 1000 });
+  t.equal(expired.length, 250, 'every due record was taken up, the oldest included');
+});
+
 t.test('each guard blocks, with its reason in the record and the metric', async (t) => {
   const cases: { guard: string; setup: (e: ReturnType<typeof testEngine>) => Promise<void> | void; reason: RegExp; env?: Record<string, string>; state?: string }[] = [
-    { guard: 'pause', setup: (e) => void e.store.setValue(PAUSE_KEY, JSON.stringify({ by: 'sre', at: Date.now(), reason: 'incident freeze' })), reason: /paused \(by sre .*incident freeze/ },
+    { guard: 'pause', setup: (e) => writePause(e.store, { by: 'sre', at: Date.now(), reason: 'incident freeze' }), reason: /paused \(by sre .*incident freeze/ },
     { guard: 'scope', env: { SCOPE_DENY_NAMESPACES: 'prod' }, setup: () => {}, reason: /namespace prod is denied/ },
     { guard: 'scope', env: { SCOPE_NAMESPACES: 'staging,dev' }, setup: () => {}, reason: /outside the allowed namespaces/ },
     { guard: 'scope', env: { SCOPE_DENY_TARGETS: 'Deployment/prod/check*' }, setup: () => {}, reason: /denied by Deployment\/prod\/check\*/ },
     { guard: 'lock', setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), 'other-replica', 60_000)), reason: /another rollback .* in progress/ },
     { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() - 7 * 86_400_000), reason: /deployed 6d23h5\dm before the alert started, more than onlyIfDeployedWithin 1d: it is not a recent deploy/ },
-    { guard: 'concurrency', env: { MAX_CONCURRENT_ROLLBACKS: '1' }, setup: (e) => e.store.putRecord({ id: 'rb-other', target: 'Deployment/prod/other', state: 'in_progress', createdAt: 1 }), reason: /1 rollback\(s\) already in flight \(Deployment\/prod\/other\)/ },
+    { guard: 'concurrency', env: { MAX_CONCURRENT_ROLLBACKS: '1' }, setup: async (e) => void (await e.store.putRecord({ id: 'rb-other', target: 'Deployment/prod/other', state: 'in_progress', createdAt: 1 }), await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)), reason: /1 rollback\(s\) already in flight \(Deployment\/prod\/other\)/ },
     { guard: 'dry-run', env: { DRY_RUN: 'true' }, setup: () => {}, reason: /dry-run is on for rollguard/, state: 'dry_run' },
   ];
   for (const c of cases) {
@@ -200,8 +221,10 @@ t.test('approval: a P1 rule asking for it waits; approve runs it, reject ends it
   t.match(rec.guards.at(-1)!.reason, /the rule requires approval; waiting for approval \(expires in 10m\)/);
   t.equal(await metricValue(e.metrics, 'rollguard_guard_blocked_total', { guard: 'approval' }), 1);
   t.equal(e.action.executed.length, 0);
+  const asked = e.notifier.sent.find((n) => n.kind === 'approval_requested');
+  t.equal(asked?.lines.at(-1), `Answer: rollguard rollbacks approve ${rec.id} (or reject ${rec.id}) [--comment TEXT], or POST /v1/rollbacks/${rec.id}/approve (/reject) with the admin token`, 'the notification names the CLI and the API');
   const res = await e.engine.approve(rec.id, 'alice', 'go');
-  t.ok('record' in res);
+  t.equal(res.kind, 'ok');
   await e.engine.idle();
   t.equal(e.action.executed.length, 1);
   rec = (await e.engine.records.get(rec.id))!;
@@ -214,7 +237,7 @@ t.test('approval: a P1 rule asking for it waits; approve runs it, reject ends it
   await r.engine.reject(pending.id, 'bob', 'hotfix instead');
   t.equal((await r.engine.records.get(pending.id))!.state, 'rejected');
   const again = await r.engine.approve(pending.id, 'alice');
-  t.same(again, { error: `rollback ${pending.id} is rejected, not pending approval`, status: 409 });
+  t.same(again, { kind: 'conflict', state: 'rejected' });
 
   const x = testEngine();
   await x.deliver(firing('HighLatency'));
@@ -340,4 +363,17 @@ t.test('closed records older than RECORD_RETENTION are pruned; open ones stay', 
   await e.store.putRecord({ ...base, id: 'rb-new-closed', state: 'failed', createdAt: Date.now() });
   await e.engine.tick();
   t.same((await e.engine.records.list({})).map((r) => r.id).sort(), ['rb-new-closed', 'rb-old-pending']);
+});
+
+t.test('closed records that changed nothing go after RECORD_RETENTION_NO_ACTION; records of rollbacks done stay for RECORD_RETENTION', async (t) => {
+  const e = testEngine({ env: { RECORD_RETENTION: '30d', RECORD_RETENTION_NO_ACTION: '3d' } });
+  const old = Date.now() - 4 * 86_400_000;
+  const base = { target: 'Deployment/prod/x', updatedAt: old, ref: { kind: 'Deployment' as const, namespace: 'prod', name: 'x' }, source: 'alert' as const, guards: [], dryRun: false, times: {}, timeline: [] };
+  for (const state of ['not_confirmed', 'blocked', 'refused', 'error', 'dry_run'] as const) await e.store.putRecord({ ...base, id: `rb-old-${state}`, state, createdAt: old });
+  await e.store.putRecord({ ...base, id: 'rb-old-succeeded', state: 'succeeded', createdAt: old });
+  await e.store.putRecord({ ...base, id: 'rb-old-failed', state: 'failed', createdAt: old });
+  await e.store.putRecord({ ...base, id: 'rb-old-held', state: 'held', createdAt: old, dueAt: Date.now() + 60_000 });
+  await e.store.putRecord({ ...base, id: 'rb-new-blocked', state: 'blocked', createdAt: Date.now() });
+  await e.engine.tick();
+  t.same((await e.engine.records.list({})).map((r) => r.id).sort(), ['rb-new-blocked', 'rb-old-failed', 'rb-old-held', 'rb-old-succeeded']);
 });

@@ -1,0 +1,116 @@
+import type { TargetRef } from '../actions/action.js';
+import type { EngineContext } from './context.js';
+import { targetKey, type RollbackRecord, type RollbackState } from './record.js';
+import { rollback } from './rollback.js';
+
+/**
+ * A rule's ordered list of targets (the runbook's "rolling back multiple services") is a job kept
+ * in the store, not a loop in one replica's handler: every record of the chain names all its
+ * targets, their record ids and its own place (`rec.chain`). The alert's handler starts the first
+ * target and is done once it is handed to verification. Whoever ends a target — the replica that
+ * verified it, or the one that recovered it after a hand-over (scheduler.ts) — starts the next:
+ * the next target's record is written ahead, `deciding`, before the current one is closed, so a
+ * replica dying between the two leaves a record the scheduler takes up (records left deciding by a
+ * dead replica). A target that does not roll back stops the chain: the following targets are
+ * recorded `blocked`, naming it.
+ *
+ * The decision (trigger confirmed in Prometheus, the decision tree) is taken once, for the first
+ * target; the next ones run the guards on it. Each target's rollout is verified before the next
+ * starts; the trigger is re-checked in Prometheus after the last (verify.ts), since the service
+ * may not recover before every target is rolled back.
+ */
+export interface ChainLink {
+  ref: TargetRef;
+  /** the record of this target (alertRecordId) */
+  id: string;
+}
+
+export interface Chain {
+  /** this record's place in `targets` */
+  index: number;
+  targets: ChainLink[];
+}
+
+/** Ends that let the chain go on to the next target. */
+const GOES_ON: readonly RollbackState[] = ['succeeded', 'dry_run'];
+
+/** Set on a chain's records but the last: their recovery check waits for the last target. */
+export function beforeLast(rec: RollbackRecord): boolean {
+  return rec.chain !== undefined && rec.chain.index < rec.chain.targets.length - 1;
+}
+
+/** A chain's record after the first: its decision was the first target's (the scheduler runs its guards, never evaluates it again). */
+export function decidedByChain(rec: RollbackRecord): boolean {
+  return (rec.chain?.index ?? 0) > 0;
+}
+
+/**
+ * Called by EngineContext.finish() before a chain's record is written closed in `state`: writes
+ * the next target's record ahead (deciding, to be started; or blocked, when the chain stops here,
+ * which blocks the rest in turn). Returns the next target to start once the current record is
+ * closed, or undefined. Writing the same next record twice is avoided by its claim, so a record
+ * closed again after a hand-over does not start the next target twice.
+ */
+export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state: RollbackState): Promise<NextTarget | undefined> {
+  const c = rec.chain;
+  if (!c || c.index + 1 >= c.targets.length) return undefined;
+  const link = c.targets[c.index + 1]!;
+  if (await ctx.records.get(link.id)) return undefined;
+  const claimed = await ctx.store.setValue(`claim:${link.id}`, ctx.owner, { onlyIfAbsent: true, ttlMs: 7 * 86_400_000 });
+  if (!claimed && (await ctx.store.getValue(`claim:${link.id}`)) !== ctx.owner) return undefined;
+  const next = nextRecord(ctx, rec, link, c);
+  const where = `target ${c.index + 2} of ${c.targets.length} of rule ${rec.rule ?? '?'}`;
+  if (rec.alert) await ctx.records.linkAlert(rec.alert.fingerprint, rec.alert.startsAt, next.id);
+  if (!GOES_ON.includes(state)) {
+    ctx.records.step(next, 'chain', `${where}: ${rec.id} (${rec.target}) ended ${state}`);
+    await ctx.finish(next, 'blocked', `an earlier target of rule ${rec.rule ?? '?'} did not roll back (${rec.id}: ${state}); the ordered chain stops there`);
+    return undefined;
+  }
+  ctx.records.step(next, 'chain', `${where}, after ${rec.id} (${rec.target}) ${state}: rolled back on the same decision`);
+  ctx.decidingHere.add(next.id);
+  try {
+    await ctx.records.save(next); // write-ahead: found by the scheduler if this replica dies before it runs
+  } catch (err) {
+    ctx.decidingHere.delete(next.id);
+    throw err;
+  }
+  ctx.log.info({ record: next.id, target: next.target, after: rec.id }, `ordered chain: ${where} starts`);
+  return {
+    start: () => ctx.background(rollback(ctx, next, ctx.settingsFor(next)).finally(() => ctx.decidingHere.delete(next.id))),
+    // the current record could not be closed: the next one stays written ahead, for the scheduler
+    abandon: () => ctx.decidingHere.delete(next.id),
+  };
+}
+
+/** The next target of a chain, written ahead: started once the current record is closed. */
+export interface NextTarget {
+  start(): void;
+  abandon(): void;
+}
+
+/** The next target's record, from the current one: the same rule, alert and decision. */
+function nextRecord(ctx: EngineContext, rec: RollbackRecord, link: ChainLink, c: Chain): RollbackRecord {
+  const now = ctx.now();
+  const next: RollbackRecord = {
+    id: link.id,
+    target: targetKey(link.ref),
+    state: 'deciding',
+    createdAt: now,
+    updatedAt: now,
+    ref: link.ref,
+    source: rec.source,
+    guards: [],
+    dryRun: rec.dryRun,
+    times: { decidedAt: now },
+    timeline: [],
+    owner: ctx.owner,
+    chain: { index: c.index + 1, targets: c.targets },
+  };
+  for (const k of ['rule', 'priority', 'alert', 'drill', 'confirmation', 'requestedBy', 'reason'] as const) {
+    if (rec[k] !== undefined) (next as unknown as Record<string, unknown>)[k] = rec[k];
+  }
+  if (rec.times.alertStartedAt !== undefined) next.times.alertStartedAt = rec.times.alertStartedAt;
+  if (rec.times.receivedAt !== undefined) next.times.receivedAt = rec.times.receivedAt;
+  if (rec.decision) next.decision = { decision: rec.decision.decision, reason: `the ordered chain goes on (${rec.id} ended): ${rec.decision.reason}` };
+  return next;
+}

@@ -1,0 +1,55 @@
+import type { Alert } from '../alertmanager/alert.js';
+import { resolveTargets } from '../rules/targets.js';
+import type { Rule } from '../rules/schema.js';
+import type { QueuedEvent } from '../store/store.js';
+import type { EngineContext } from './context.js';
+import { alertRecordId, targetKey } from './record.js';
+
+/**
+ * Per-target coalescing (the queue worker applies it within a batch): firing alerts that match the
+ * same rules for the same targets while one of them is being evaluated are one evaluation. The
+ * others are linked to the records of that evaluation, so a resolved notification of any of them
+ * still finds its records, and counted (rollguard_alerts_coalesced_total); none is dropped unseen.
+ */
+
+/** The rules and targets a firing alert asks for, as one key; undefined when it is not coalesced. */
+export function coalesceKey(ctx: EngineContext, alert: Alert): string | undefined {
+  if (alert.status !== 'firing') return undefined;
+  const rules = ctx.rules.match(alert);
+  if (rules.length === 0) return undefined;
+  // resolveTargets throws on labels it cannot name safely: such an alert is handled alone (recorded as an error).
+  return rules.map((r) => `${r.name}\u0000${targets(r, alert).join('\u0001')}`).join('\u0002');
+}
+
+/**
+ * Every target an alert may act on (each target of each rule its labels match; a resolved alert's
+ * records are of those targets too), for the queue worker: events sharing a target are never
+ * handled at once. [] for a firing alert no rule matches (nothing is done with it); undefined when
+ * they cannot be known (a resolved alert no rule matches now, labels that name no target safely).
+ */
+export function targetsOf(ctx: EngineContext, alert: Alert): string[] | undefined {
+  const rules = ctx.rules.match(alert);
+  if (rules.length === 0) return alert.status === 'firing' ? [] : undefined;
+  try {
+    return [...new Set(rules.flatMap((r) => targets(r, alert)))];
+  } catch {
+    return undefined;
+  }
+}
+
+function targets(rule: Rule, alert: Alert): string[] {
+  return resolveTargets(rule.targets, alert.labels).map(targetKey);
+}
+
+/** Links `alert` to every record the evaluation of `into` (same key) made or found. */
+export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: QueuedEvent): Promise<void> {
+  const ids: string[] = [];
+  for (const rule of ctx.rules.match(ev.alert)) {
+    for (const target of targets(rule, ev.alert)) ids.push(alertRecordId(rule.name, target, into.alert.fingerprint, into.alert.startsAt));
+  }
+  for (const id of ids) await ctx.records.linkAlert(ev.alert.fingerprint, ev.alert.startsAt, id);
+  ctx.log.info(
+    { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },
+    'alert coalesced into the evaluation of an earlier alert for the same rule and target',
+  );
+}

@@ -1,0 +1,156 @@
+import type { Logger } from 'pino';
+import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/action.js';
+import type { Config } from '../config.js';
+import { checkFence } from '../guards/lock.js';
+import type { Kube } from '../kube/client.js';
+import { namespaceLabel, type Metrics } from '../metrics.js';
+import type { Notification, Notifications } from '../notify/notifier.js';
+import type { PrometheusApi } from '../prometheus/client.js';
+import type { RuleSet } from '../rules/ruleset.js';
+import { guardsSchema, type Guards, type Rule } from '../rules/schema.js';
+import type { Lock, Store } from '../store/store.js';
+import { prepareNext } from './chain.js';
+import { changeCause, type Message } from './messages.js';
+import { RecordBook, type RollbackRecord, type RollbackState } from './record.js';
+
+export interface EngineDeps {
+  config: Config;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  /** the rules in force (swapped whole on reload) */
+  rules: { readonly rules: RuleSet };
+  prometheus: PrometheusApi | null;
+  kube: Kube | null;
+  actions: Partial<Record<TargetKind, Action>>;
+  notifications: Notifications;
+  /** this replica's name (queue consumer, lock owner) */
+  owner: string;
+  now?: () => number;
+}
+
+export interface ManualRequest {
+  ref: TargetRef;
+  reason: string;
+  requestedBy: string;
+  dryRun?: boolean;
+}
+
+/** The guard settings of a rollback without a rule (manual), or whose rule is no longer loaded. */
+export const DEFAULT_GUARDS: Guards = guardsSchema.parse({});
+
+/**
+ * What every stage of the engine shares (intake, evaluate, rollback, verify, scheduler, requests):
+ * the dependencies, the record book, this process's bookkeeping of what it is running, and the
+ * few steps every stage ends with (notify, finish). Each stage is a file of functions taking this
+ * context, as Alertmanager's notify pipeline stages share one context.
+ */
+export class EngineContext {
+  readonly config: Config;
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly prometheus: PrometheusApi | null;
+  readonly actions: Partial<Record<TargetKind, Action>>;
+  /** this replica's name (queue consumer, lock owner) */
+  readonly owner: string;
+  readonly now: () => number;
+  readonly log: Logger;
+  readonly records: RecordBook;
+  /** aborted by stop(): actions stop waiting, verification hands its record over */
+  readonly abort = new AbortController();
+  /** rollbacks running in this process (manual and approved ones run in the background) */
+  readonly running = new Set<Promise<unknown>>();
+  /** records this process is deciding right now; one of ours left 'deciding' and not in here was stopped by a failure */
+  readonly decidingHere = new Set<string>();
+  /** namespaces where a plan found its target: the only ones metrics name when SCOPE_NAMESPACES is unset (metrics.ts namespaceLabel) */
+  readonly knownNamespaces = new Set<string>();
+
+  constructor(private readonly deps: EngineDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.metrics = deps.metrics;
+    this.prometheus = deps.prometheus;
+    this.actions = deps.actions;
+    this.owner = deps.owner;
+    this.now = deps.now ?? Date.now;
+    this.log = deps.logger.child({ component: 'engine' });
+    this.records = new RecordBook(deps.store, this.now);
+  }
+
+  get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  /** The rules in force now (a reload swaps them). */
+  get rules(): RuleSet {
+    return this.deps.rules.rules;
+  }
+
+  /** The rule a record came from, if it is still loaded. */
+  ruleFor(rec: RollbackRecord): Rule | undefined {
+    return rec.rule ? this.rules.get(rec.rule) : undefined;
+  }
+
+  /** The guard settings of a record's rule, or the defaults (manual rollbacks, unloaded rules). */
+  settingsFor(rec: RollbackRecord): Guards {
+    return this.ruleFor(rec)?.guards ?? DEFAULT_GUARDS;
+  }
+
+  /** Sends a message (messages.ts) about a record to every notifier and notes it in the timeline. */
+  notify(rec: RollbackRecord, m: Message): void {
+    const n: Notification = { kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), recordId: rec.id, target: rec.target, at: this.now() };
+    if (rec.rule) n.rule = rec.rule;
+    if (this.config.EXTERNAL_URL) n.link = `${this.config.EXTERNAL_URL.replace(/\/$/, '')}/v1/rollbacks/${rec.id}/report`;
+    this.records.step(rec, 'notified', `${m.kind}: ${m.title}`);
+    this.deps.notifications.emit(n);
+  }
+
+  /**
+   * Closes a record in `state` with its outcome, and counts it. A record of an ordered chain first
+   * writes its next target's record ahead (chain.ts), and starts it once this one is closed.
+   */
+  async finish(rec: RollbackRecord, state: RollbackState, message: string): Promise<RollbackState> {
+    rec.state = state;
+    rec.outcome = { result: state, message };
+    delete rec.dueAt;
+    this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
+    const next = rec.chain ? await prepareNext(this, rec, state) : undefined;
+    try {
+      await this.records.save(rec);
+    } catch (err) {
+      next?.abandon();
+      throw err;
+    }
+    this.metrics.rollbacks.inc({ rule: rec.rule ?? 'manual', namespace: namespaceLabel(rec.ref.namespace, this.config, this.knownNamespaces), kind: rec.ref.kind, outcome: state });
+    this.log.info({ record: rec.id, target: rec.target, state, message }, 'rollback record closed');
+    next?.start();
+    return state;
+  }
+
+  /** Stamps the decision time (time to decide). */
+  markDecided(rec: RollbackRecord): void {
+    rec.times.decidedAt = this.now();
+    if (rec.times.receivedAt !== undefined) this.metrics.timeToDecide.observe((rec.times.decidedAt - rec.times.receivedAt) / 1000);
+  }
+
+  /** Runs a rollback in the background of this process (idle() waits for it). */
+  background(p: Promise<unknown>): void {
+    const tracked = p.catch((err) => this.log.error({ err }, 'background rollback failed')).finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
+  }
+
+  /**
+   * What an action is given: the cluster, the change cause, and the fence check against every lock
+   * `locks()` holds (the target's and those of the other objects the plan writes).
+   */
+  actionContext(rec: RollbackRecord, locks: () => readonly Lock[]): ActionContext {
+    return {
+      kube: this.deps.kube,
+      logger: this.log.child({ record: rec.id, target: rec.target }),
+      changeCause: changeCause(rec),
+      signal: this.abort.signal,
+      checkFence: () => checkFence(this.store, locks(), this.config.LOCK_TTL),
+      ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
+    };
+  }
+}

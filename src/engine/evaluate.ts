@@ -1,0 +1,89 @@
+import type { Rule } from '../rules/schema.js';
+import { confirmTrigger, type Confirmation } from './confirm.js';
+import type { EngineContext } from './context.js';
+import { decide, recordDecision } from './decide.js';
+import { messages } from './messages.js';
+import type { RollbackRecord, RollbackState } from './record.js';
+import { rollback } from './rollback.js';
+
+/**
+ * Confirm and decide, then act on the decision: no action, notify only (hotfix forward), hold or
+ * schedule (the scheduler looks again at dueAt), or roll back now. `recheck`: the delayed look of
+ * an SLO-at-risk rule. Returns the state the record is in.
+ */
+export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Rule, recheck: boolean): Promise<RollbackState> {
+  const now = ctx.now();
+  const confirmation = await confirm(ctx, rule, rec);
+  rec.confirmation = { outcome: confirmation.outcome, reason: confirmation.reason };
+  if (confirmation.query !== undefined) rec.confirmation.query = confirmation.query;
+  if (confirmation.value !== undefined) rec.confirmation.value = confirmation.value;
+  if (confirmation.limit !== undefined) rec.confirmation.limit = confirmation.limit;
+  ctx.records.step(rec, 'confirmed', `${confirmation.outcome}: ${confirmation.reason}`, { query: confirmation.query, value: confirmation.value, limit: confirmation.limit });
+
+  const d = decide({ rule, alert: { status: 'firing' }, confirmation, now, recheck });
+  recordDecision(ctx.metrics, rule, d);
+  rec.decision = { decision: d.decision, reason: d.reason };
+  if (d.at !== undefined) rec.decision.at = d.at;
+  if (d.requiresApproval) rec.decision.requiresApproval = true;
+  ctx.records.step(rec, 'decided', `${d.decision}: ${d.reason}`);
+
+  switch (d.decision) {
+    case 'no_action':
+      return ctx.finish(rec, 'not_confirmed', d.reason);
+    case 'notify_only':
+      ctx.markDecided(rec);
+      ctx.notify(rec, messages.notifyOnly(rec, rule.priority, d.reason));
+      return ctx.finish(rec, 'notified', d.reason);
+    case 'hold':
+    case 'recheck_later':
+    case 'scheduled':
+      if (d.escalate && !rec.timeline.some((s) => s.step === 'escalated')) {
+        // once per record, not at every re-check of the hold
+        ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'trigger could not be evaluated: held, escalated');
+        ctx.metrics.escalations.inc({ reason: 'trigger_error' });
+        ctx.records.step(rec, 'escalated', `held on an error answer, escalated: ${confirmation.reason}`);
+        ctx.notify(rec, messages.triggerError(rec, confirmation.reason));
+      }
+      rec.state = d.decision === 'hold' ? 'held' : 'scheduled';
+      rec.dueAt = d.at ?? now;
+      await ctx.records.save(rec);
+      return rec.state;
+    case 'rollback_now':
+      ctx.markDecided(rec);
+      return rollback(ctx, rec, rule.guards);
+  }
+}
+
+async function confirm(ctx: EngineContext, rule: Rule, rec: RollbackRecord): Promise<Confirmation> {
+  const now = ctx.now();
+  if (!ctx.prometheus) {
+    return {
+      rule: rule.name,
+      outcome: 'prometheus_down',
+      reason: 'no Prometheus configured (PROMETHEUS_URL)',
+      onPrometheusDown: rule.onPrometheusDown,
+      evaluatedAt: now,
+      window: { startMs: now - rule.trigger.forMs, endMs: now, stepMs: rule.trigger.stepMs },
+    };
+  }
+  const input: Parameters<typeof confirmTrigger>[0] = { rule, alert: { labels: rec.alert?.labels ?? {} }, now };
+  if (rule.trigger.baseline?.relativeTo === 'rollout_start') {
+    // "P95 > 2x the baseline before the current rollout": the rollout began when the current revision was created.
+    const started = await rolloutStartedAt(ctx, rec);
+    if (started !== undefined) input.rolloutStartedAt = started;
+  }
+  return confirmTrigger(input, { prometheus: ctx.prometheus, metrics: ctx.metrics });
+}
+
+/** When the target's current revision was created (read-only plan), or undefined if unknown. */
+async function rolloutStartedAt(ctx: EngineContext, rec: RollbackRecord): Promise<number | undefined> {
+  const action = ctx.actions[rec.ref.kind];
+  if (!action) return undefined;
+  try {
+    const plan = await action.plan(rec.ref, ctx.actionContext(rec, () => []));
+    return plan.current?.createdAt;
+  } catch (err) {
+    ctx.log.warn({ err, record: rec.id }, 'could not read the rollout start for the baseline');
+    return undefined;
+  }
+}

@@ -1,0 +1,182 @@
+import type { Logger } from 'pino';
+import type { TargetRef } from '../actions/action.js';
+import type { Alert } from '../alertmanager/alert.js';
+import { intakeLimits, keptAnnotations } from '../alertmanager/limits.js';
+import { activeDrill } from '../drills/store.js';
+import { redactUrl } from '../redact.js';
+import type { Rule } from '../rules/schema.js';
+import { resolveTargets, TargetResolutionError } from '../rules/targets.js';
+import type { QueuedEvent } from '../store/store.js';
+import type { Chain, ChainLink } from './chain.js';
+import type { EngineContext, ManualRequest } from './context.js';
+import { evaluate } from './evaluate.js';
+import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
+import { alive, recoverIfOrphaned } from './scheduler.js';
+
+/**
+ * One queued alert: a resolved alert is written to the records it caused; a firing one is matched
+ * against the rules, and each matched rule's targets are resolved, claimed (one replica evaluates
+ * one alert for one target), written ahead and evaluated. Every rollback an alert asks for has a
+ * deterministic id, so redelivery (another replica, a restart, an Alertmanager resend past the
+ * dedupe TTL) finds the same record and never acts twice. Throws only when the event must be
+ * retried (store down, or another replica holds the claim).
+ */
+export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<void> {
+  const alert = ev.alert;
+  const log = ctx.log.child({ fingerprint: alert.fingerprint, alertname: alert.labels.alertname, status: alert.status });
+  if (alert.status === 'resolved') {
+    await resolve(ctx, alert, log);
+    return;
+  }
+  const rules = ctx.rules.match(alert);
+  if (rules.length === 0) {
+    log.debug('no rule matches this alert');
+    return;
+  }
+  for (const rule of rules) await handleRule(ctx, rule, alert, log.child({ rule: rule.name }));
+}
+
+async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Logger): Promise<void> {
+  let refs: TargetRef[];
+  try {
+    refs = resolveTargets(rule.targets, alert.labels);
+  } catch (err) {
+    if (!(err instanceof TargetResolutionError)) throw err;
+    // Recorded (the alert asked for something we cannot name safely) and nothing is touched.
+    const ref: TargetRef = { kind: rule.targets[0]?.kind ?? 'Deployment', namespace: '?', name: '?' };
+    const id = alertRecordId(rule.name, 'unresolved', alert.fingerprint, alert.startsAt);
+    if (await ctx.records.get(id)) return;
+    const rec = newRecord(ctx, id, ref, { rule, alert });
+    rec.target = `unresolved/${rule.name}`;
+    ctx.records.step(rec, 'received', `alert ${alert.labels.alertname ?? ''} received`);
+    await ctx.finish(rec, 'error', `target could not be resolved from the alert's labels: ${err.message}`);
+    log.warn({ err: err.message }, 'target not resolved');
+    return;
+  }
+  const links = refs.map((ref) => ({ ref, id: alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt) }));
+  if (links.length === 1) return handleTarget(ctx, rule, alert, links[0]!, log);
+  // A list of targets is rolled back in order, as a job in the store (chain.ts): the handler
+  // starts the first target; whoever ends a target starts the next.
+  const first = await ctx.records.get(links[0]!.id);
+  if (!first) return handleTarget(ctx, rule, alert, links[0]!, log, { index: 0, targets: links });
+  log.info({ record: first.id, state: first.state }, 'alert already handled (redelivery): its ordered chain goes on as each target ends');
+  for (const link of links) {
+    const rec = link.id === first.id ? first : await ctx.records.get(link.id);
+    if (rec?.state === 'in_progress') await recoverIfOrphaned(ctx, rec);
+  }
+}
+
+/** One target of an alert's rule: claimed, written ahead and evaluated (the first of a chain too). */
+async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: Logger, chain?: Chain): Promise<void> {
+  const { ref, id } = link;
+  const existing = await ctx.records.get(id);
+  if (existing) {
+    log.info({ record: id, state: existing.state }, 'alert already handled for this target (redelivery): nothing more to do here');
+    if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
+    return;
+  }
+  await claim(ctx, id);
+  ctx.decidingHere.add(id);
+  try {
+    const rec = newRecord(ctx, id, ref, { rule, alert });
+    rec.owner = ctx.owner;
+    if (chain) rec.chain = chain;
+    await markIfDrill(ctx, rec);
+    ctx.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
+    ctx.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
+    if (chain) ctx.records.step(rec, 'chain', `target 1 of ${chain.targets.length} of rule ${rule.name}, in order: ${chain.targets.map((l) => targetKey(l.ref)).join(', ')}`);
+    await ctx.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
+    ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
+    await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id);
+    await evaluate(ctx, rec, rule, false);
+  } finally {
+    ctx.decidingHere.delete(id);
+  }
+}
+
+/**
+ * Claims record `id`: only one replica ever evaluates one alert for one target. A replica that
+ * finds it claimed but not yet written leaves the event queued and looks again later. Our own
+ * claim without a record (the store failed right after the claim) is taken up again, and so is a
+ * claim whose owner's heartbeat is gone (it died between the claim and the write-ahead record; its
+ * replacement has another name): taken over atomically, only if still held by that owner.
+ */
+async function claim(ctx: EngineContext, id: string): Promise<void> {
+  const key = `claim:${id}`;
+  const ttlMs = 7 * 86_400_000;
+  if (await ctx.store.setValue(key, ctx.owner, { onlyIfAbsent: true, ttlMs })) return;
+  const holder = await ctx.store.getValue(key);
+  if (holder === ctx.owner && !ctx.decidingHere.has(id)) return;
+  if (holder !== null && holder !== ctx.owner && !(await alive(ctx, holder)) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
+    ctx.log.warn({ record: id, previousOwner: holder }, `claim of replica ${holder}, which is gone, taken over: the alert is evaluated here`);
+    return;
+  }
+  throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+}
+
+/** A new record in state deciding, for an alert's rule or a manual request. */
+export function newRecord(ctx: EngineContext, id: string, ref: TargetRef, from: { rule?: Rule; alert?: Alert; manual?: ManualRequest }): RollbackRecord {
+  const now = ctx.now();
+  const rec: RollbackRecord = {
+    id,
+    target: targetKey(ref),
+    state: 'deciding',
+    createdAt: now,
+    updatedAt: now,
+    ref,
+    source: from.manual ? 'manual' : 'alert',
+    guards: [],
+    dryRun: from.manual?.dryRun ?? false,
+    times: {},
+    timeline: [],
+  };
+  if (from.rule) {
+    rec.rule = from.rule.name;
+    rec.priority = from.rule.priority;
+  }
+  if (from.alert) {
+    const a = from.alert;
+    // Only the allowed annotations, within their size (intake keeps no others; events queued by an
+    // earlier version may hold more), and never credentials of the generator's URL (user, password, token-like query values).
+    const annotations = keptAnnotations(a.annotations, intakeLimits(ctx.config));
+    rec.alert = { fingerprint: a.fingerprint, status: a.status, labels: a.labels, annotations, startsAt: a.startsAt, receivedAt: a.receivedAt, generatorURL: redactUrl(a.generatorURL) };
+    rec.times.alertStartedAt = a.startsAt;
+    rec.times.receivedAt = a.receivedAt;
+  }
+  if (from.manual) {
+    rec.requestedBy = from.manual.requestedBy;
+    rec.reason = from.manual.reason;
+    rec.times.receivedAt = now;
+  }
+  return rec;
+}
+
+/** An alert about a target while a rollback drill runs on it is the drill's: its record says so (source drill). */
+async function markIfDrill(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
+  const drill = await activeDrill(ctx.store, rec.target);
+  if (drill === null) return;
+  rec.source = 'drill';
+  rec.drill = drill;
+}
+
+/** A resolved alert: written to the records it caused (MTTR ends here if not verified earlier). */
+async function resolve(ctx: EngineContext, alert: Alert, log: Logger): Promise<void> {
+  const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
+  for (const id of ids) {
+    const rec = await ctx.records.get(id);
+    if (!rec || rec.times.resolvedAt !== undefined) continue;
+    rec.times.resolvedAt = alert.endsAt ?? alert.receivedAt;
+    await ctx.records.markResolved(id, rec.times.resolvedAt);
+    ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(rec.times.resolvedAt).toISOString()}`);
+    if (rec.state === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
+      ctx.metrics.timeToRecover.observe((rec.times.resolvedAt - rec.times.alertStartedAt) / 1000);
+    }
+    if (rec.state === 'held' || rec.state === 'scheduled') {
+      // Nothing to do any more: the alert cleared before its re-check or window.
+      await ctx.finish(rec, 'not_confirmed', 'the alert resolved before the scheduled re-check');
+      continue;
+    }
+    await ctx.records.save(rec);
+  }
+  log.info({ records: ids.length }, 'alert resolved');
+}

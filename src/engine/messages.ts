@@ -1,0 +1,157 @@
+import type { RollbackPlan } from '../actions/action.js';
+import type { Config } from '../config.js';
+import { fmtDuration } from '../guards/guard.js';
+import type { Notification } from '../notify/notifier.js';
+import type { RollbackRecord } from './record.js';
+
+/**
+ * Every notification the engine sends, written once here. The texts follow the runbooks'
+ * messages: "rollback in progress" names the service, the reason with the measured value, the
+ * impact, the action, the ETA and where to follow it; "rollback completed" the value after and
+ * the health; a failure says to escalate.
+ */
+export type Message = Pick<Notification, 'kind' | 'severity' | 'title' | 'lines'>;
+
+export const messages = {
+  notifyOnly: (rec: RollbackRecord, priority: string, reason: string): Message => ({
+    kind: 'notify_only',
+    severity: 'warning',
+    title: `${priority} alert on ${rec.target}: hotfix forward, no rollback`,
+    lines: [reason],
+  }),
+
+  /** The action refused (kubectl's words); a paused target is critical when found at planning. */
+  refused: (rec: RollbackRecord, message: string, critical = false): Message => ({
+    kind: 'rollback_refused',
+    severity: critical ? 'critical' : 'warning',
+    title: `Rollback of ${rec.target} refused`,
+    lines: [message],
+  }),
+
+  blocked: (rec: RollbackRecord, guard: string, reason: string): Message => ({
+    kind: 'rollback_blocked',
+    severity: 'warning',
+    title: `Rollback of ${rec.target} blocked by the ${guard} guard`,
+    lines: [reason],
+  }),
+
+  dryRun: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => ({
+    kind: 'dry_run',
+    severity: 'info',
+    title: `Dry run: would roll back ${rec.target}`,
+    lines: [plan?.summary ?? '', reason, ...driftLines(plan)],
+  }),
+
+  approvalRequested: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => ({
+    kind: 'approval_requested',
+    severity: 'warning',
+    title: `Approval needed: roll back ${rec.target}?`,
+    lines: [reason, plan?.summary ?? '', `Answer: rollguard rollbacks approve ${rec.id} (or reject ${rec.id}) [--comment TEXT], or POST /v1/rollbacks/${rec.id}/approve (/reject) with the admin token`],
+  }),
+
+  started: (rec: RollbackRecord, plan: RollbackPlan, triggerKind: string | undefined, config: Config): Message => ({
+    kind: 'rollback_started',
+    severity: 'warning',
+    title: `Rollback in progress: ${rec.target}`,
+    lines: startedLines(rec, plan, triggerKind, config),
+  }),
+
+  succeeded: (rec: RollbackRecord, message: string, lines: string[]): Message => ({
+    kind: 'rollback_succeeded',
+    severity: 'info',
+    title: `Rollback completed: ${rec.target}`,
+    lines: [...lines, message, ...(rec.plan ? [rec.plan.summary] : [])],
+  }),
+
+  /** Rolled back, but the trigger still holds: escalated once, never retried in a loop. */
+  didNotRecover: (rec: RollbackRecord, message: string, lines: string[]): Message => ({
+    kind: 'rollback_failed',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} did not recover the service: escalate`,
+    lines: [message, ...lines, 'Failed Rollback Recovery: stop traffic, then restore the last good version by hand'],
+  }),
+
+  unverified: (rec: RollbackRecord, message: string, lines: string[]): Message => ({
+    kind: 'rollback_unverified',
+    severity: 'warning',
+    title: `Rollback of ${rec.target} done, recovery not verified`,
+    lines: [message, ...lines],
+  }),
+
+  /** An error stopped a rollback that had started: escalate. */
+  failed: (rec: RollbackRecord, error: string): Message => ({
+    kind: 'rollback_failed',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} FAILED: escalate`,
+    lines: [error],
+  }),
+
+  /** The trigger could not be evaluated (an error answer, a query that cannot be built): held, a human looks. */
+  triggerError: (rec: RollbackRecord, reason: string): Message => ({
+    kind: 'trigger_error',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} held: its trigger could not be checked in Prometheus`,
+    lines: [reason, 'rollguard holds (never acts on an unconfirmed trigger) and looks again every minute; fix the query or the Prometheus credentials, or act by hand'],
+  }),
+
+  interrupted: (rec: RollbackRecord): Message => ({
+    kind: 'rollback_interrupted',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} was interrupted: check it by hand`,
+    lines: [`the replica running it (${rec.owner ?? '?'}) stopped before the change was confirmed applied; rollguard does not execute it a second time`],
+  }),
+};
+
+/** kubernetes.io/change-cause (and helm's --description) of a rollback: who or what asked for it. */
+export function changeCause(rec: RollbackRecord): string {
+  if (rec.source === 'manual') return `rollguard: manual rollback ${rec.id} by ${rec.requestedBy ?? '?'}: ${rec.reason ?? ''}`.slice(0, 250);
+  const a = rec.alert;
+  return `rollguard: rule ${rec.rule}, alert ${a?.labels.alertname ?? '?'} (fingerprint ${a?.fingerprint ?? '?'}), rollback ${rec.id}`;
+}
+
+/** "Configuration: ConfigMap shop/app-config changed at 14:02 UTC, after revision 3 was created: …" */
+function driftLines(plan: RollbackPlan | undefined): string[] {
+  return (plan?.configDrift ?? []).map((d) => `Configuration: ${d.message}`);
+}
+
+function startedLines(rec: RollbackRecord, plan: RollbackPlan, kind: string | undefined, config: Config): string[] {
+  const lines = [`Service: ${rec.target}`];
+  const c = rec.confirmation;
+  const measured = c?.value !== undefined && kind ? ` (${measureName(kind).toLowerCase()} ${fmtValue(kind, c.value)}${c.limit !== undefined ? `, limit ${fmtValue(kind, c.limit)}` : ''})` : '';
+  if (rec.alert) lines.push(`Reason: ${rec.alert.labels.alertname ?? 'alert'}${measured}`);
+  if (rec.reason) lines.push(`Reason: ${rec.reason}`);
+  if (rec.alert?.annotations.summary) lines.push(`Impact: ${rec.alert.annotations.summary}`);
+  lines.push(`Action: ${plan.summary}`);
+  lines.push(...driftLines(plan));
+  lines.push(`ETA: rollout within ${fmtDuration(config.VERIFY_TIMEOUT)}, recovery confirmed within ${fmtDuration(config.RECOVERY_TIMEOUT)} after`);
+  lines.push(`Status: follow rollback ${rec.id} (GET /v1/rollbacks/${rec.id}); completion or failure is announced here`);
+  return lines;
+}
+
+/** "Error rate: 0.10% (limit 5.00%)": the trigger's value as measured after the rollback. */
+export function measuredLine(kind: string, value: number | undefined, limit: number | undefined): string[] {
+  if (value === undefined) return [];
+  return [`${measureName(kind)}: ${fmtValue(kind, value)}${limit === undefined ? '' : ` (limit ${fmtValue(kind, limit)})`}`];
+}
+
+const RATIO_KINDS = new Set(['error_rate', 'health_check', 'memory']);
+
+/** A trigger value as people read it: ratios as percentages, latencies in seconds. */
+export function fmtValue(kind: string, v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (RATIO_KINDS.has(kind)) return `${(v * 100).toFixed(v < 0.001 ? 3 : 2)}%`;
+  if (kind === 'latency') return `${v.toFixed(3)} s`;
+  return String(Number(v.toPrecision(4)));
+}
+
+function measureName(kind: string): string {
+  return ({ error_rate: 'Error rate', latency: 'Latency', health_check: 'Failing health checks', memory: 'Memory use', crash_loop: 'Restarts', deployment_failed: 'Failed rollouts' } as Record<string, string>)[kind] ?? 'Value';
+}
+
+/** "Health: rollout complete, 3/3 replicas available" from the rollout status verify read. */
+export function healthLine(details: Record<string, unknown> | undefined): string {
+  const st = (details?.status ?? {}) as { replicas?: number; availableReplicas?: number; numberAvailable?: number; desiredNumberScheduled?: number };
+  const total = st.replicas ?? st.desiredNumberScheduled;
+  const avail = st.availableReplicas ?? st.numberAvailable;
+  return total !== undefined ? `Health: rollout complete, ${avail ?? 0}/${total} replicas available` : 'Health: rollout complete';
+}

@@ -1,0 +1,48 @@
+import { DEFAULT_GUARDS, type EngineContext, type ManualRequest } from './context.js';
+import { newRecord } from './intake.js';
+import { manualRecordId, type RollbackRecord, type RollbackState } from './record.js';
+import { rollback } from './rollback.js';
+
+/** What approving or rejecting came to; the HTTP route picks the status from `kind`. */
+export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState };
+
+/** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
+export async function manual(ctx: EngineContext, req: ManualRequest): Promise<RollbackRecord> {
+  const rec = newRecord(ctx, manualRecordId(), req.ref, { manual: req });
+  rec.owner = ctx.owner;
+  ctx.records.step(rec, 'received', `manual rollback requested by ${req.requestedBy}: ${req.reason}`);
+  ctx.markDecided(rec);
+  rec.decision = { decision: 'rollback_now', reason: `manual: ${req.reason}` };
+  ctx.decidingHere.add(rec.id);
+  await ctx.records.save(rec);
+  ctx.background(rollback(ctx, rec, DEFAULT_GUARDS).finally(() => ctx.decidingHere.delete(rec.id)));
+  return rec;
+}
+
+/** Approves a rollback pending approval: it runs the guards again (the approval guard now allows) in the background. */
+export async function approve(ctx: EngineContext, id: string, by: string, comment?: string): Promise<ApprovalResult> {
+  const rec = await ctx.records.get(id);
+  if (!rec) return { kind: 'not_found' };
+  if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
+  rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}) };
+  ctx.records.step(rec, 'approved', `approved by ${by}${comment ? `: ${comment}` : ''}`);
+  rec.state = 'deciding';
+  rec.owner = ctx.owner;
+  delete rec.dueAt;
+  ctx.decidingHere.add(rec.id);
+  await ctx.records.save(rec).catch((err) => {
+    ctx.decidingHere.delete(rec.id);
+    throw err;
+  });
+  ctx.background(rollback(ctx, rec, ctx.settingsFor(rec)).finally(() => ctx.decidingHere.delete(rec.id)));
+  return { kind: 'ok', record: rec };
+}
+
+export async function reject(ctx: EngineContext, id: string, by: string, comment?: string): Promise<ApprovalResult> {
+  const rec = await ctx.records.get(id);
+  if (!rec) return { kind: 'not_found' };
+  if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
+  rec.approval = { by, at: ctx.now(), decision: 'rejected', ...(comment ? { comment } : {}) };
+  await ctx.finish(rec, 'rejected', `rejected by ${by}${comment ? `: ${comment}` : ''}`);
+  return { kind: 'ok', record: rec };
+}

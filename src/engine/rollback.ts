@@ -1,0 +1,222 @@
+import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
+import { releaseSlot, type SlotHold } from '../guards/concurrency.js';
+import { countStepBack, readCooldown, readStepBacks, writeCooldowns } from '../guards/cooldown.js';
+import { writtenObjects } from '../actions/index.js';
+import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
+import { suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
+import { migrateFirst, withMigration } from '../migrations/stage.js';
+import type { Guards } from '../rules/schema.js';
+import type { Lock } from '../store/store.js';
+import { summarisePlan } from './change.js';
+import type { EngineContext } from './context.js';
+import { messages } from './messages.js';
+import type { RollbackRecord, RollbackState } from './record.js';
+import { escalateError, verifyAndEnd } from './verify.js';
+
+/**
+ * The guarded rollback: runs the guards in their fixed order (src/guards/index.ts), planning with
+ * the action once the first guard that needs the plan comes; then executes. Returns the state it
+ * ended in ('in_progress' when verification goes on in the background).
+ */
+export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings: Guards): Promise<RollbackState> {
+  const action = ctx.actions[rec.ref.kind];
+  if (!action) return ctx.finish(rec, 'error', `no action for kind ${rec.ref.kind}`);
+  if (settings.allowStepBack && rec.ref.toRevision === undefined) {
+    const refused = await stepBack(ctx, rec, settings);
+    if (refused) return ctx.finish(rec, 'refused', refused);
+  }
+  const gctx: GuardContext = { record: rec, settings, config: ctx.config, store: ctx.store, now: ctx.now(), owner: ctx.owner };
+  const held: Produced = {};
+  /** set once the action was asked to write: from then on the budget reservation is spent */
+  const spent = { value: false };
+  let plan: RollbackPlan | undefined;
+  const actx = ctx.actionContext(rec, () => heldLocks(held));
+  try {
+    rec.guards = [];
+    for (const guard of GUARDS) {
+      if (guard.needsPlan && !plan) {
+        plan = await withMigration(ctx, rec, await withGitOps(ctx, rec, await action.plan(rec.ref, actx), actx), actx);
+        rec.plan = summarisePlan(plan);
+        if (plan.refusal?.code !== 'not_found' && plan.refusal?.code !== 'no_cluster') ctx.knownNamespaces.add(rec.ref.namespace);
+        ctx.records.step(rec, 'planned', plan.summary, { fromRevision: plan.fromRevision, toRevision: plan.toRevision });
+        for (const d of plan.configDrift ?? []) ctx.records.step(rec, 'config_drift', d.message);
+        if (plan.refusal?.code === 'no_cluster' && ctx.config.DRY_RUN) {
+          // The embedded default: no cluster, dry-run. Record what would have been done.
+          ctx.metrics.guardBlocked.inc({ guard: 'dry-run' });
+          rec.guards.push({ guard: 'dry-run', result: 'block', reason: 'dry-run: no cluster is configured' });
+          return await ctx.finish(rec, 'dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
+        }
+        if (plan.refusal) {
+          const state = await ctx.finish(rec, 'refused', plan.refusal.message);
+          ctx.notify(rec, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
+          return state;
+        }
+        gctx.plan = plan;
+        // The guards that ran on the target alone (scope, lock) now see every object the plan writes.
+        const objects = writtenObjects(plan);
+        for (const g of GUARDS) {
+          const entry = rec.guards.find((v) => v.guard === g.name);
+          if (!g.checkWrites || !entry) continue;
+          gctx.now = ctx.now();
+          const r = await g.checkWrites({ ...gctx, plan, objects });
+          ctx.records.step(rec, `guard:${g.name}`, `${r.verdict}: ${r.reason}`);
+          entry.result = r.verdict;
+          entry.reason = r.verdict === 'allow' ? `${entry.reason}; ${r.reason}` : r.reason;
+          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held);
+          if (stop) return stop;
+        }
+      }
+      gctx.now = ctx.now();
+      const r = await guard.check(gctx);
+      rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason });
+      ctx.records.step(rec, `guard:${guard.name}`, `${r.verdict}: ${r.reason}`);
+      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held);
+      if (stop) return stop;
+    }
+    if (!held.lock) throw new Error('the guards allowed the rollback but no lock was taken');
+    return await execute(ctx, rec, action, plan!, actx, heldLocks(held), settings, spent, held.slot);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (isKubeError(err)) ctx.metrics.kubeErrors.inc({ status: String(err.status) });
+    ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
+    if (rec.state === 'in_progress') return await escalateError(ctx, rec, `error during the rollback: ${msg}`, msg);
+    return await ctx.finish(rec, 'error', msg);
+  } finally {
+    if (rec.state !== 'in_progress') await releaseAll(ctx, heldLocks(held), held.slot);
+    if (held.budget && !spent.value) {
+      // the rollback did not execute: its budget reservation is given back
+      await ctx.store.releaseEvents(held.budget.keys, held.budget.member).catch((err) => ctx.log.warn({ err, record: rec.id }, 'could not give back a budget reservation (it expires within the hour)'));
+    }
+  }
+}
+
+/** Every lock the guards took: the target's, then the other written objects'. */
+function heldLocks(held: Produced): Lock[] {
+  return [...(held.lock ? [held.lock] : []), ...(held.locks ?? [])];
+}
+
+/** Gives back the locks and the concurrency slot; a slot that cannot be given back runs out after LOCK_TTL. */
+async function releaseAll(ctx: EngineContext, locks: Lock[], slot?: SlotHold): Promise<void> {
+  await Promise.all([
+    ...locks.map((l) => ctx.store.releaseLock(l).catch(() => false)),
+    ...(slot ? [releaseSlot(ctx.store, slot).catch((err) => ctx.log.warn({ err, slot: slot.member }, 'could not give back a concurrency slot (it runs out after LOCK_TTL)'))] : []),
+  ]);
+}
+
+/**
+ * What a guard's verdict means for the rollback: allow goes on (keeping what the guard produced);
+ * wait leaves it pending approval; a block ends it (dry_run for the dry-run guard). Returns the
+ * state it stopped in, or undefined to go on.
+ */
+async function afterVerdict(ctx: EngineContext, rec: RollbackRecord, guard: string, r: GuardResult, plan: RollbackPlan | undefined, held: Produced): Promise<RollbackState | undefined> {
+  if (r.verdict === 'allow') {
+    if (r.produced?.lock) held.lock = r.produced.lock;
+    if (r.produced?.locks) held.locks = [...(held.locks ?? []), ...r.produced.locks];
+    if (r.produced?.budget) held.budget = r.produced.budget;
+    if (r.produced?.slot) held.slot = r.produced.slot;
+    return undefined;
+  }
+  ctx.metrics.guardBlocked.inc({ guard });
+  if (r.verdict === 'wait') {
+    rec.state = 'pending_approval';
+    rec.dueAt = r.until;
+    await ctx.records.save(rec);
+    ctx.notify(rec, messages.approvalRequested(rec, plan, r.reason));
+    return rec.state;
+  }
+  if (guard === 'dry-run') {
+    ctx.notify(rec, messages.dryRun(rec, plan, r.reason));
+    return ctx.finish(rec, 'dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
+  }
+  ctx.notify(rec, messages.blocked(rec, guard, r.reason));
+  return ctx.finish(rec, 'blocked', `blocked by ${guard}: ${r.reason}`);
+}
+
+/**
+ * A step back (allowStepBack, the last rollback did not recover) goes on from the revision that
+ * rollback restored; kubectl's default "previous revision" would be the bad one it left. Sets
+ * rec.ref.toRevision, or returns why there is nothing older to step back to.
+ */
+async function stepBack(ctx: EngineContext, rec: RollbackRecord, settings: Guards): Promise<string | undefined> {
+  const last = await readCooldown(ctx.store, rec.target);
+  const steps = await readStepBacks(ctx.store, rec.target);
+  const restored = last?.outcome === 'failed' && steps < settings.maxStepBack ? (await ctx.records.get(last.id))?.plan?.toRevision : undefined;
+  if (restored === undefined) return undefined;
+  if (restored <= 1) return `no revision older than ${restored} (restored by ${last!.id}, which did not recover) to step back to`;
+  rec.ref = { ...rec.ref, toRevision: restored - 1 };
+  ctx.records.step(rec, 'step_back', `${last!.id} restored revision ${restored} and did not recover: stepping back to revision ${restored - 1}`);
+  return undefined;
+}
+
+/**
+ * Writes in_progress ahead, executes the action under the locks (renewed while it runs), keeps the
+ * budget the guard reserved (`spent`; given back when nothing was written) and starts the cooldown,
+ * then hands verification to verify.ts in the background (the queue event is acked once the
+ * cluster changed; a rule's next ordered target starts when this one ends: chain.ts). `resumed`: a
+ * replica taking up a record left mid-way (its migration rollback Job: src/migrations/stage.ts).
+ */
+export async function execute(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[], settings: Guards, spent: { value: boolean }, slot?: SlotHold, resumed = false): Promise<RollbackState> {
+  const renew = setInterval(() => {
+    for (const lock of locks) ctx.store.renewLock(lock, ctx.config.LOCK_TTL).catch((err) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
+    if (slot) ctx.store.renewSlot(slot.pool, slot.member, ctx.config.LOCK_TTL).catch((err) => ctx.log.warn({ err, record: rec.id }, 'concurrency slot renewal failed'));
+  }, Math.max(1000, Math.floor(ctx.config.LOCK_TTL / 3)));
+  renew.unref();
+  ctx.metrics.rollbacksInProgress.inc();
+  let handedOff = false;
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    clearInterval(renew);
+    ctx.metrics.rollbacksInProgress.dec();
+    await releaseAll(ctx, locks, slot);
+  };
+  try {
+    // Write-ahead: the record says in_progress (with our fencing token) before the cluster changes,
+    // so a crash between here and the end is found and never executed twice.
+    rec.state = 'in_progress';
+    rec.owner = ctx.owner;
+    rec.lockToken = locks[0]!.token;
+    if (!resumed) rec.times.startedAt = ctx.now();
+    ctx.records.step(rec, resumed ? 'resumed' : 'started', `${resumed ? `${ctx.owner} goes on with` : 'rolling back'}: ${plan.summary}`);
+    await ctx.records.save(rec);
+    if (!resumed) ctx.notify(rec, messages.started(rec, plan, ctx.ruleFor(rec)?.trigger.kind, ctx.config));
+
+    const previous = await readCooldown(ctx.store, rec.target);
+    const stopped = await migrateFirst(ctx, rec, plan, actx, settings, spent);
+    if (stopped) return stopped;
+    await suspendBeforeWrite(ctx, rec, actx);
+    spent.value = true; // whatever happens from here, the cluster may change: the budget is spent
+    const res = await action.execute(plan, actx);
+    const now = ctx.now();
+    if (!res.applied) {
+      spent.value = false; // nothing was written
+      if (res.refusal) {
+        ctx.notify(rec, messages.refused(rec, res.refusal.message));
+        return await ctx.finish(rec, 'refused', res.refusal.message);
+      }
+      return await ctx.finish(rec, 'error', res.message);
+    }
+    rec.times.executedAt = now;
+    ctx.metrics.lastRollbackTimestamp.set(now / 1000);
+    ctx.records.step(rec, 'executed', res.message, { attempts: res.attempts, generation: res.newGeneration });
+    if (rec.source === 'drill') ctx.records.step(rec, 'budget', `not spent: the rollback of drill ${rec.drill} does not count against the production budget`);
+    if (previous && settings.allowStepBack && previous.outcome === 'failed') await countStepBack(ctx.store, rec.target, settings.cooldown);
+    await writeCooldowns(ctx.store, rec.target, plan, { id: rec.id, at: now, until: now + settings.cooldown }, ctx.now());
+    await ctx.records.save(rec);
+
+    // The cluster is changed: the queue event can be acked. Waiting for the rollout and the
+    // recovery check (minutes) goes on in the background, so this replica's next alert does not
+    // wait behind it; a crash from here on is found by the scheduler's recovery (executedAt is set).
+    const rest = verifyAndEnd(ctx, rec, action, res.replanned ?? plan, res, actx, settings).finally(() => release());
+    handedOff = true;
+    ctx.background(rest);
+    return 'in_progress';
+  } finally {
+    if (!handedOff) await release();
+  }
+}
+
+function isKubeError(err: unknown): err is { status: number | string } {
+  return typeof err === 'object' && err !== null && (err as { name?: string }).name === 'KubeApiError';
+}

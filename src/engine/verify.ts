@@ -1,0 +1,110 @@
+import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
+import { driftedBack, gitopsLines } from '../gitops/stage.js';
+import { writeCooldown } from '../guards/cooldown.js';
+import type { Guards, Rule } from '../rules/schema.js';
+import { confirmTrigger } from './confirm.js';
+import { beforeLast } from './chain.js';
+import type { EngineContext } from './context.js';
+import { healthLine, measuredLine, messages } from './messages.js';
+import type { RollbackRecord, RollbackState } from './record.js';
+
+export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean };
+
+/**
+ * After the write: the action verifies the rollout (VERIFY_TIMEOUT), then the trigger must clear
+ * in Prometheus (RECOVERY_TIMEOUT). Shutting down meanwhile leaves the record in_progress for the
+ * next replica's recovery.
+ */
+export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, settings: Guards): Promise<RollbackState> {
+  try {
+    const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT, execution: res });
+    if (ctx.stopped) return await leaveForRecovery(ctx, rec);
+    ctx.records.step(rec, 'rollout', `${v.outcome}: ${v.message}`, v.details);
+    if (v.outcome !== 'succeeded') {
+      const back = await driftedBack(ctx, rec, plan, res, actx, false);
+      return await end(ctx, rec, settings, back ? 'failed' : v.outcome, back ?? `rollout ${v.outcome}: ${v.message}`, gitopsLines(rec));
+    }
+    rec.times.completedAt = ctx.now();
+    if (rec.times.decidedAt !== undefined) ctx.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
+    const health = await verifyRecovered(ctx, rec);
+    if (health.stopped) return await leaveForRecovery(ctx, rec);
+    // the owner's reconcile window after the write: did it put the old revision back?
+    const back = await driftedBack(ctx, rec, plan, res, actx, true);
+    if (ctx.stopped) return await leaveForRecovery(ctx, rec);
+    if (back) return await end(ctx, rec, settings, 'failed', back, gitopsLines(rec));
+    return await end(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]);
+  } catch (err) {
+    if (ctx.stopped) return await leaveForRecovery(ctx, rec);
+    const msg = err instanceof Error ? err.message : String(err);
+    ctx.log.error({ err, record: rec.id }, 'verification stopped by an error');
+    return await escalateError(ctx, rec, `error while verifying the rollback: ${msg}`, msg);
+  }
+}
+
+/** Shutting down mid-verification: the record stays in_progress and its lock is released, for the next replica. */
+async function leaveForRecovery(ctx: EngineContext, rec: RollbackRecord): Promise<RollbackState> {
+  ctx.records.step(rec, 'handover', `${ctx.owner} is shutting down; verification is left to the next replica`);
+  await ctx.records.save(rec).catch((err) => ctx.log.error({ err, record: rec.id }, 'could not write the handover'));
+  ctx.log.warn({ record: rec.id, target: rec.target }, 'shutting down mid-verification: the rollback stays in_progress for recovery');
+  return 'in_progress';
+}
+
+/** After the rollout: the trigger must clear in Prometheus within RECOVERY_TIMEOUT. */
+export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): Promise<Recovery> {
+  if (beforeLast(rec)) {
+    const c = rec.chain!;
+    return { outcome: 'succeeded', message: `rollout complete; target ${c.index + 1} of ${c.targets.length} of an ordered chain: the trigger is re-checked after the last`, lines: [] };
+  }
+  const rule = ctx.ruleFor(rec);
+  if (!rule) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)', lines: [] };
+  if (!ctx.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger', lines: [] };
+  // "Still true" = the trigger holds over its last two steps; recovered = it no longer does.
+  const probe: Rule = { ...rule, trigger: { ...rule.trigger, forMs: rule.trigger.stepMs * 2 } };
+  const deadline = ctx.now() + ctx.config.RECOVERY_TIMEOUT;
+  let last = '';
+  let lines: string[] = [];
+  for (;;) {
+    const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: ctx.now() }, { prometheus: ctx.prometheus });
+    last = `${c.outcome}: ${c.reason}`;
+    lines = measuredLine(rule.trigger.kind, c.value, c.limit);
+    if (c.outcome === 'not_confirmed') {
+      rec.times.verifiedAt = ctx.now();
+      return { outcome: 'succeeded', message: `rollout complete and the trigger cleared (${c.reason})`, lines };
+    }
+    if (ctx.stopped) return { outcome: 'unverified', message: 'shutting down', lines, stopped: true };
+    if (ctx.now() >= deadline) break;
+    await sleep(Math.min(ctx.config.RECOVERY_POLL, Math.max(0, deadline - ctx.now())));
+  }
+  if (last.startsWith('prometheus_down') || last.startsWith('error') || last.startsWith('insufficient_data')) {
+    return { outcome: 'unverified', message: `rollout complete; the trigger could not be re-checked (${last})`, lines };
+  }
+  return { outcome: 'failed', message: `rollout complete but the trigger still holds after ${Math.round(ctx.config.RECOVERY_TIMEOUT / 1000)}s (${last})`, lines };
+}
+
+/** Ends a verified (or not) rollback: the cooldown carries its outcome, one notification says it. */
+export async function end(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<RollbackState> {
+  const at = rec.times.executedAt ?? ctx.now();
+  await writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, ctx.now());
+  if (outcome === 'succeeded') {
+    if (rec.times.alertStartedAt !== undefined && rec.times.verifiedAt !== undefined) {
+      ctx.metrics.timeToRecover.observe((rec.times.verifiedAt - rec.times.alertStartedAt) / 1000);
+    }
+    ctx.notify(rec, messages.succeeded(rec, message, lines));
+  } else if (outcome === 'failed') {
+    // Escalated once; never retried in a loop (the cooldown blocks the next attempt).
+    ctx.metrics.escalations.inc({ reason: 'rollback_failed' });
+    ctx.notify(rec, messages.didNotRecover(rec, message, lines));
+  } else {
+    ctx.notify(rec, messages.unverified(rec, message, lines));
+  }
+  return ctx.finish(rec, outcome, message);
+}
+
+/** An error stopped a rollback that had started changing the cluster: failed, escalated once. */
+export async function escalateError(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<RollbackState> {
+  ctx.metrics.escalations.inc({ reason: 'error' });
+  ctx.notify(rec, messages.failed(rec, error));
+  return ctx.finish(rec, 'failed', message);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

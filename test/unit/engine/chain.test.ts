@@ -1,0 +1,63 @@
+// A rule's ordered list of targets as a job in the store (src/engine/chain.ts): a target that does
+// not roll back stops the chain, naming it; a next target written ahead by a replica that died is
+// run by another on the first target's decision, never evaluated again.
+import t from 'tap';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { CHAIN_RULES as RULES, firing, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
+
+const alert = (fp: string) => firing('ReleaseErrors', 'api', { fingerprint: fp, labels: { alertname: 'ReleaseErrors', namespace: 'prod' } });
+const byName = async (e: ReturnType<typeof testEngine>) => Object.fromEntries((await e.engine.records.list({ limit: 10 })).map((r) => [r.ref.name, r]));
+
+t.test('a target that does not roll back stops the chain: the rest are blocked, naming it', async (t) => {
+  const action = new PerTargetDeploymentAction();
+  const e = testEngine({ action, ruleText: RULES });
+  // auth's plan refuses (its template already matches the previous revision)
+  const plan = action.plan.bind(action);
+  action.plan = async (ref) => {
+    const p = await plan(ref);
+    return ref.name === 'auth' ? { ...p, refusal: { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' } } : p;
+  };
+  await e.deliver(alert('fp-stop'));
+  const s = await byName(e);
+  t.equal(s.api!.state, 'succeeded', s.api!.outcome?.message ?? '');
+  t.equal(s.auth!.state, 'refused');
+  t.equal(s.web!.state, 'blocked');
+  t.match(s.web!.outcome!.message, new RegExp(`an earlier target of rule release-train did not roll back \\(${s.auth!.id}: refused\\); the ordered chain stops there`));
+  t.same(action.executed.map((x) => x.ref.name), ['api']);
+  t.same(s.web!.chain!.targets.map((l) => l.ref.name), ['api', 'auth', 'web'], 'every record of the chain names all its targets');
+  t.equal(s.web!.chain!.index, 2);
+});
+
+t.test('a chain record written ahead by a replica that died is run by another on the same decision', async (t) => {
+  // what a replica leaves when it dies right after writing the next target's record ahead: api
+  // closed, auth written `deciding` and never started
+  const first = testEngine({ action: new PerTargetDeploymentAction(), ruleText: RULES });
+  await first.deliver(alert('fp-ahead'));
+  const done = await byName(first);
+  t.equal(done.auth!.state, 'succeeded');
+  const store = new MemoryStore();
+  await store.putRecord(done.api!);
+  const { outcome: _o, plan: _p, lockToken: _l, ...rest } = done.auth!;
+  await store.putRecord({
+    ...rest,
+    state: 'deciding',
+    owner: 'dead',
+    updatedAt: Date.now() - 120_000,
+    guards: [],
+    timeline: done.auth!.timeline.filter((x) => x.step === 'chain'),
+    times: { decidedAt: done.auth!.times.decidedAt! },
+  });
+
+  const action = new PerTargetDeploymentAction();
+  const live = testEngine({ store, action, ruleText: RULES, owner: 'live' });
+  live.prometheus!.value = 0.001;
+  await live.engine.tick();
+  await live.engine.idle();
+  const s = await byName(live);
+  for (const n of ['auth', 'web']) t.equal(s[n]?.state, 'succeeded', `${n}: ${s[n]?.outcome?.message}`);
+  t.same(action.executed.map((x) => x.ref.name), ['auth', 'web'], 'the rest of the chain, once each');
+  t.notOk(s.auth!.timeline.some((x) => x.step === 'confirmed'), 'not evaluated again: the chain goes on on the first decision');
+  t.match(s.auth!.decision!.reason, /the ordered chain goes on/);
+  t.equal(s.web!.owner, 'live');
+  t.ok(live.prometheus!.queries.length > 0, 'the trigger was re-checked after the last target');
+});

@@ -1,0 +1,115 @@
+import { pino } from 'pino';
+import t from 'tap';
+import { QueueWorker } from '../../../src/engine/worker.js';
+import type { QueuedEvent } from '../../../src/store/store.js';
+import { metricValue, postAlerts, testApp } from '../../support/app.js';
+import { rules, testEngine } from '../../support/engine.js';
+
+const startsAt = new Date(Date.now() - 3 * 60_000).toISOString();
+
+function webhook(alerts: { alertname: string; deployment: string; fp: string; status?: 'firing' | 'resolved' }[]) {
+  return {
+    version: '4',
+    groupKey: '{}:{}',
+    truncatedAlerts: 0,
+    status: 'firing',
+    receiver: 'rollguard',
+    groupLabels: {},
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: 'http://alertmanager:9093',
+    alerts: alerts.map((a) => ({
+      status: a.status ?? 'firing',
+      labels: { alertname: a.alertname, namespace: 'prod', deployment: a.deployment },
+      annotations: {},
+      startsAt,
+      endsAt: a.status === 'resolved' ? new Date().toISOString() : '0001-01-01T00:00:00Z',
+      generatorURL: '',
+      fingerprint: a.fp,
+    })),
+  };
+}
+
+/** The engine of test/support/engine.ts behind intake (with the rules: the pre-match) and a queue worker. */
+function setup(env: Record<string, string> = {}) {
+  const e = testEngine({ env });
+  const { app } = testApp({ store: e.store, deps: { rules: { rules: rules() }, metrics: e.metrics } });
+  const order: QueuedEvent[] = [];
+  const worker = new QueueWorker({
+    store: e.store,
+    metrics: e.metrics,
+    logger: pino({ level: 'silent' }),
+    consumer: 'priority-test',
+    claimIdleMs: 60_000,
+    maxDeliveries: 3,
+    blockMs: 20,
+    handler: async (ev) => {
+      order.push(ev);
+      await e.engine.handle(ev);
+    },
+    coalesceKey: (ev) => e.engine.coalesceKey(ev),
+    onCoalesced: (ev, into) => e.engine.coalesced(ev, into),
+  });
+  return { ...e, app, worker, order };
+}
+
+t.test('a P0 alert queued behind 1,000 P2 alerts is handled first, and its rollback is the first one executed', async (t) => {
+  const s = setup();
+  for (let b = 0; b < 10; b++) {
+    const res = await postAlerts(s.app, webhook(Array.from({ length: 100 }, (_, i) => ({ alertname: 'MinorBug', deployment: `svc-${b * 100 + i}`, fp: `p2-${b}-${i}` }))));
+    t.equal(res.statusCode, 200);
+  }
+  const res = await postAlerts(s.app, webhook([{ alertname: 'HighErrorRate', deployment: 'checkout', fp: 'the-p0' }]));
+  t.same(res.json(), { queued: 1, duplicates: 0 });
+  t.equal(await s.store.queueDepth(), 1001, 'all queued, the P0 last');
+  s.worker.start();
+  while (s.order.length < 20) await new Promise((r) => setTimeout(r, 10));
+  await s.worker.stop();
+  await s.engine.idle();
+  t.equal(s.order[0]!.alert.fingerprint, 'the-p0', 'the P0 alert is the first event the engine handles');
+  t.equal(s.order[0]!.lane, 0);
+  t.ok(s.order.slice(1).every((ev) => ev.lane === 2 && ev.alert.labels.alertname === 'MinorBug'), 'then the P2 ones');
+  t.same(s.action.executed.map((x) => x.ref.name), ['checkout'], 'the P0 rollback executed; the P2 rule (hotfix forward) changes nothing');
+  const rec = (await s.store.listRecords({ limit: 2000 })).find((r) => r.target === 'Deployment/prod/checkout');
+  t.match(rec, { priority: 'P0', rule: 'error-rate' }, 'its record is of the P0 rule');
+});
+
+t.test('intake: an alert no rule matches is counted and not queued; a resolved one is still queued (it may close records)', async (t) => {
+  const s = setup();
+  const res = await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1' }, { alertname: 'HighLatency', deployment: 'y', fp: 'p1' }]));
+  t.same(res.json(), { queued: 1, duplicates: 0, unmatched: 1 });
+  t.equal(await metricValue(s.metrics, 'rollguard_alerts_unmatched_total'), 1);
+  t.same((await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1' }]))).json(), { queued: 0, duplicates: 1 }, 'its resend is a duplicate');
+  t.same((await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1', status: 'resolved' }]))).json(), { queued: 1, duplicates: 0 });
+  const got = await s.store.consume('c', 10, 0, 60_000);
+  t.same(got.map((e) => [e.alert.fingerprint, e.alert.status, e.lane]), [['p1', 'firing', 1], ['u1', 'resolved', 2]], 'the P1 alert in lane 1, the resolved one in the last lane');
+});
+
+t.test('a burst for one rule and target is one evaluation; every alert is linked to its record and a resolve of any closes it', async (t) => {
+  const s = setup();
+  await postAlerts(s.app, webhook([1, 2, 3, 4, 5].map((i) => ({ alertname: 'HighErrorRate', deployment: 'checkout', fp: `burst-${i}` }))));
+  await postAlerts(s.app, webhook([{ alertname: 'HighErrorRate', deployment: 'cart', fp: 'other-target' }]));
+  s.worker.start();
+  while ((await s.store.queueDepth()) > 0) await new Promise((r) => setTimeout(r, 10));
+  await s.worker.stop();
+  await s.engine.idle();
+  t.same(s.order.map((e) => e.alert.fingerprint), ['burst-1', 'other-target'], 'two evaluations: one per target');
+  t.equal(await metricValue(s.metrics, 'rollguard_alerts_coalesced_total'), 4);
+  t.equal(await metricValue(s.metrics, 'rollguard_events_processed_total', { outcome: 'handled' }), 6, 'every alert counted as handled');
+  const recs = (await s.store.listRecords({ limit: 100 })).filter((r) => r.target === 'Deployment/prod/checkout');
+  t.equal(recs.length, 1, 'one record for the burst');
+  for (const i of [1, 2, 3, 4, 5]) {
+    t.same(await s.engine.records.recordsOfAlert(`burst-${i}`, Date.parse(startsAt)), [recs[0]!.id], `burst-${i} linked to it`);
+  }
+  // (cart is evaluated at the same time, on its own; the test double's one "applied" flag for every
+  // target decides whether it runs too, so only checkout's rollbacks are counted here)
+  t.same(s.action.executed.filter((x) => x.ref.name === 'checkout').length, 1, 'one rollback for the burst');
+  t.ok((await s.store.listRecords({ limit: 100 })).some((r) => r.target === 'Deployment/prod/cart'), 'the other target evaluated on its own');
+  // the last alert of the burst resolving is written to the one record
+  await postAlerts(s.app, webhook([{ alertname: 'HighErrorRate', deployment: 'checkout', fp: 'burst-5', status: 'resolved' }]));
+  s.worker.start();
+  while ((await s.store.queueDepth()) > 0) await new Promise((r) => setTimeout(r, 10));
+  await s.worker.stop();
+  const after = await s.store.getRecord(recs[0]!.id);
+  t.ok((after as { times?: { resolvedAt?: number } }).times?.resolvedAt, 'resolvedAt set through the coalesced alert');
+});
