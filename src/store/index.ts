@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { NO_ACTION_STATES, OPEN_STATES } from '../engine/record.js';
+import type { Metrics } from '../metrics.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import type { Store } from './store.js';
@@ -7,16 +9,35 @@ import type { Store } from './store.js';
 export type { Store } from './store.js';
 
 /** Redis when REDIS_URL is set, else the embedded in-memory store (one replica only). */
-export function createStore(config: Config, logger: Logger): Store {
+export function createStore(config: Config, logger: Logger, metrics?: Pick<Metrics, 'storeDropped'>): Store {
   if (!config.REDIS_URL) {
     logger.warn('REDIS_URL not set: using the in-memory store (one replica only; queued alerts live in this process)');
-    return new MemoryStore();
+    return new MemoryStore(Date.now, {
+      maxQueue: config.QUEUE_MAX_DEPTH,
+      maxRecords: config.MEMORY_MAX_RECORDS,
+      openStates: OPEN_STATES,
+      noActionStates: NO_ACTION_STATES,
+      maxDedupeKeys: config.MEMORY_MAX_DEDUPE_KEYS,
+      onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'memory', what }, n),
+      onDrop: (what, dropped, detail) =>
+        what === 'records'
+          ? logger.warn({ dropped, detail }, 'in-memory store: closed rollback records over MEMORY_MAX_RECORDS dropped, oldest first')
+          : logger.warn({ dropped, detail }, 'in-memory store: dedupe keys over MEMORY_MAX_DEDUPE_KEYS forgotten, oldest first (a resend of those alerts is queued again and handled idempotently)'),
+    });
   }
   let lastError = '';
-  return new RedisStore({
+  let memoryChecked = false;
+  const store: RedisStore = new RedisStore({
     url: config.REDIS_URL,
     prefix: config.REDIS_KEY_PREFIX,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT,
+    maxQueue: config.QUEUE_MAX_DEPTH,
+    intakeMaxMemory: config.REDIS_INTAKE_MAX_MEMORY,
+    maxRecords: config.REDIS_MAX_RECORDS,
+    noActionStates: NO_ACTION_STATES,
+    onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'redis', what }, n),
+    onDrop: (_what, dropped, detail) =>
+      logger.warn({ dropped, detail }, 'Redis store: closed rollback records that changed nothing deleted over REDIS_MAX_RECORDS, oldest first'),
     onEvent: (event, detail) => {
       if (event === 'error') {
         const msg = detail instanceof Error ? detail.message : String(detail);
@@ -26,7 +47,24 @@ export function createStore(config: Config, logger: Logger): Store {
       } else if (event === 'ready') {
         if (lastError) logger.info('redis connection restored');
         lastError = '';
+        if (!memoryChecked) {
+          memoryChecked = true;
+          void checkMemoryPolicy(store, logger).catch(() => (memoryChecked = false));
+        }
       }
     },
   });
+  return store;
+}
+
+/** A Redis without maxmemory grows until it is killed; one that evicts drops queued alerts and records. */
+async function checkMemoryPolicy(store: RedisStore, logger: Logger): Promise<void> {
+  const m = await store.memory();
+  if (m.maxBytes === 0) {
+    logger.warn({ usedBytes: m.usedBytes }, 'Redis has no maxmemory: under an alert flood it grows until it is killed; set maxmemory (below its container limit) with maxmemory-policy noeviction');
+  } else if (m.policy !== 'noeviction') {
+    logger.error({ policy: m.policy, maxBytes: m.maxBytes }, `Redis maxmemory-policy is ${m.policy}: at maxmemory it would evict queued alerts and records; set maxmemory-policy noeviction`);
+  } else {
+    logger.info({ usedBytes: m.usedBytes, maxBytes: m.maxBytes }, 'Redis memory is bounded (maxmemory with noeviction)');
+  }
 }

@@ -1,76 +1,69 @@
-import { Cluster, Redis, ReplyError, type RedisOptions } from 'ioredis';
-import type { IntakeItem, IntakeResult, Lock, QueuedEvent, RecordFilter, Store, StoredRecord } from './store.js';
-import { StoreUnavailableError } from './store.js';
+// Why this file is longer than ~350 lines: it is the Redis backend of one contract, the Store
+// interface (store.ts), method for method beside memory.ts — the lanes' streams and consumer
+// group, dedupe, fenced locks, event reservations, concurrency slot leases, values and records —
+// over one connection and one key prefix. What stands alone is already out: the Lua scripts
+// (redis-lua.ts), records (redis-records.ts), events (redis-events.ts), the client
+// (redis-client.ts); what is left is the wiring of each Store method to them and the mapping of
+// Redis errors to StoreUnavailableError / StoreFullError, which reads best in one place.
+import { ReplyError, type Redis, type RedisOptions } from 'ioredis';
+import { decodeCursor } from './cursor.js';
+import { createRedisClient, type Client } from './redis-client.js';
+import {
+  CONSUME_LUA,
+  FENCE_TTL_FACTOR,
+  FULL_REPLY,
+  INTAKE_LUA,
+  LOCK_ACQUIRE_LUA,
+  LOCK_RELEASE_LUA,
+  LOCK_RENEW_LUA,
+  MEMORY_LUA,
+  SLOT_ACQUIRE_LUA,
+  SLOT_RENEW_LUA,
+  TRANSIENT_REPLY,
+} from './redis-lua.js';
+import type { EventLimit, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
+import { RedisEvents } from './redis-events.js';
+import { RedisRecords } from './redis-records.js';
+import { keyDigest } from './keys.js';
+import { DropNotes, type DropCallbacks } from './drops.js';
+import { LANES, LAST_LANE, StoreFullError, StoreUnavailableError } from './store.js';
 
-type Client = Redis | Cluster;
+export { createRedisClient } from './redis-client.js';
 
 /*
- * Key layout. Every key carries the hash tag {PREFIX}, so that on Redis Cluster they all live in one
- * slot and the Lua scripts (multi-key) are allowed. The queue is a stream with one consumer group
- * shared by all replicas; acked entries are deleted, so XLEN is the queue depth.
+ * Key layout (see redis-lua.ts): every key carries the hash tag {PREFIX}, so that on Redis Cluster
+ * they all live in one slot and the Lua scripts (multi-key) are allowed. The queue is one stream
+ * per lane, each with one consumer group shared by all replicas; acked entries are deleted, so the
+ * sum of the XLENs is the queue depth. A QueuedEvent's id is "lane:stream id".
  */
 const GROUP = 'engine';
 
-const INTAKE_LUA = `
--- KEYS[1]: stream; KEYS[2..]: dedupe keys; ARGV[1]: ttl ms; ARGV[2..]: payloads
-local queued = 0
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[1]) then
-    redis.call('XADD', KEYS[1], '*', 'a', ARGV[i])
-    queued = queued + 1
-  end
-end
-return queued`;
-
-const LOCK_ACQUIRE_LUA = `
--- KEYS[1]: lock; KEYS[2]: fence counter; ARGV[1]: owner; ARGV[2]: ttl ms
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
-return token`;
-
-const LOCK_RENEW_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0`;
-
-const LOCK_RELEASE_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-/** Reply errors that mean "the store is not usable right now", not "the command was wrong". */
-const TRANSIENT_REPLY = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)/;
-
-export interface RedisStoreOptions {
+export interface RedisStoreOptions extends DropCallbacks {
   url: string;
   prefix?: string;
   commandTimeoutMs?: number;
   /** called with each connection state change, for logs */
   onEvent?: (event: string, detail?: unknown) => void;
+  /** queued and not yet acked entries; intake beyond is refused (StoreFullError). 0 or unset: no bound */
+  maxQueue?: number;
+  /**
+   * share of Redis' maxmemory (0-1) above which intake is refused (StoreFullError), leaving the rest
+   * for the engine to turn what is queued into records. 0 or unset: no bound; no maxmemory: no bound
+   */
+  intakeMaxMemory?: number;
+  /**
+   * records kept (REDIS_MAX_RECORDS): beyond, closed records of noActionStates (those that changed
+   * nothing) are deleted oldest first; records of rollbacks done and open ones are kept. Unset: no cap
+   */
+  maxRecords?: number;
+  noActionStates?: readonly string[];
 }
 
-/** Builds an ioredis client from redis://, rediss://, redis-sentinel:// or redis-cluster:// URLs. */
-export function createRedisClient(url: string, extra: RedisOptions): Client {
-  // URL() cannot parse several host:port pairs, so multi-host schemes are split by hand.
-  const m = /^([a-z-]+):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)(?:\/([^?#]*))?/.exec(url);
-  if (!m) throw new Error(`cannot parse Redis URL ${JSON.stringify(url.replace(/:[^:@/]*@/, ':***@'))}`);
-  const [, scheme, user, pass, authority, path] = m;
-  const hosts = authority!.split(',').map((hp) => {
-    const i = hp.lastIndexOf(':');
-    return i < 0 ? { host: hp, port: 6379 } : { host: hp.slice(0, i) || '127.0.0.1', port: Number(hp.slice(i + 1)) };
-  });
-  const password = pass ? decodeURIComponent(pass) : undefined;
-  const username = user ? decodeURIComponent(user) : undefined;
-  if (scheme === 'redis-sentinel') {
-    return new Redis({ ...extra, sentinels: hosts, name: path || 'mymaster', password, username, sentinelPassword: password });
-  }
-  if (scheme === 'redis-cluster') {
-    return new Cluster(hosts, {
-      redisOptions: { ...extra, password, username },
-      enableOfflineQueue: extra.enableOfflineQueue ?? false,
-      lazyConnect: extra.lazyConnect ?? false,
-    });
-  }
-  return new Redis(url, extra);
+/** What Redis reports of its memory (INFO memory). */
+export interface RedisMemory {
+  usedBytes: number;
+  maxBytes: number;
+  policy: string;
 }
 
 export class RedisStore implements Store {
@@ -79,6 +72,8 @@ export class RedisStore implements Store {
   private readonly blocking: Client;
   private readonly p: string;
   private groupReady = false;
+  private readonly recordsOf: RedisRecords;
+  private readonly eventsOf: RedisEvents;
 
   constructor(private readonly opts: RedisStoreOptions) {
     const prefix = opts.prefix ?? 'rollguard';
@@ -92,7 +87,9 @@ export class RedisStore implements Store {
       retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       lazyConnect: false,
     };
-    this.cmd = createRedisClient(opts.url, base);
+    // Auto-pipelining: commands issued in the same tick (concurrent intake batches, the engine's
+    // parallel reads) go out in one write and one round trip.
+    this.cmd = createRedisClient(opts.url, { ...base, enableAutoPipelining: true });
     // Blocking reads get their own connection (a blocked connection serves nothing else).
     this.blocking = createRedisClient(opts.url, { ...base, commandTimeout: undefined });
     for (const c of [this.cmd, this.blocking]) {
@@ -101,17 +98,46 @@ export class RedisStore implements Store {
       c.on('end', () => opts.onEvent?.('end'));
     }
     this.cmd.defineCommand('rgIntake', { lua: INTAKE_LUA });
+    this.cmd.defineCommand('rgConsume', { lua: CONSUME_LUA, numberOfKeys: LANES.length });
     this.cmd.defineCommand('rgLockAcquire', { lua: LOCK_ACQUIRE_LUA, numberOfKeys: 2 });
-    this.cmd.defineCommand('rgLockRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 1 });
+    this.cmd.defineCommand('rgLockRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 2 });
+    this.cmd.defineCommand('rgMemory', { lua: MEMORY_LUA, numberOfKeys: 1 });
     this.cmd.defineCommand('rgLockRelease', { lua: LOCK_RELEASE_LUA, numberOfKeys: 1 });
+    this.cmd.defineCommand('rgCompareAndSet', { lua: COMPARE_AND_SET_LUA, numberOfKeys: 1 });
+    this.cmd.defineCommand('rgSlotAcquire', { lua: SLOT_ACQUIRE_LUA, numberOfKeys: 1 });
+    this.cmd.defineCommand('rgSlotRenew', { lua: SLOT_RENEW_LUA, numberOfKeys: 1 });
+    const drops = new DropNotes(opts, Date.now);
+    const max = opts.maxRecords;
+    this.recordsOf = new RedisRecords(
+      this.cmd,
+      (...parts) => this.k(...parts),
+      max === undefined
+        ? undefined
+        : {
+            max,
+            dropStates: opts.noActionStates ?? [],
+            onDropped: (n, newest) =>
+              drops.note('records', n, n > 0 ? `REDIS_MAX_RECORDS=${max}; the newest dropped was created ${new Date(newest).toISOString()}` : `REDIS_MAX_RECORDS=${max}; no closed record that changed nothing is left to drop`),
+          },
+    );
+    this.eventsOf = new RedisEvents(this.cmd, (...parts) => this.k(...parts));
   }
 
   private k(...parts: string[]): string {
     return [this.p, ...parts].join(':');
   }
 
+  /** The stream of a lane; the last lane keeps the one stream of earlier versions. */
+  private streamOf(lane: Lane): string {
+    return lane === LAST_LANE ? this.k('queue') : this.k('queue', `p${lane}`);
+  }
+
+  private get streams(): string[] {
+    return LANES.map((l) => this.streamOf(l));
+  }
+
   private get stream(): string {
-    return this.k('queue');
+    return this.streamOf(LAST_LANE);
   }
 
   /** Runs a store operation, turning connection-level failures into StoreUnavailableError. */
@@ -123,6 +149,7 @@ export class RedisStore implements Store {
       const isReply = err instanceof ReplyError;
       const msg = err instanceof Error ? err.message : String(err);
       if (isReply && /NOGROUP/.test(msg)) this.groupReady = false;
+      if (isReply && FULL_REPLY.test(msg)) throw new StoreFullError(`redis ${op}: Redis is at its maxmemory (${msg})`);
       if (!isReply || TRANSIENT_REPLY.test(msg) || /NOGROUP/.test(msg)) {
         throw new StoreUnavailableError(`redis ${op}: ${msg}`, { cause: err });
       }
@@ -149,11 +176,13 @@ export class RedisStore implements Store {
 
   private async ensureGroup(): Promise<void> {
     if (this.groupReady) return;
-    try {
-      // '0': entries added before the group existed are consumed too.
-      await this.cmd.xgroup('CREATE', this.stream, GROUP, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!(err instanceof Error && /BUSYGROUP/.test(err.message))) throw err;
+    for (const stream of this.streams) {
+      try {
+        // '0': entries added before the group existed are consumed too.
+        await this.cmd.xgroup('CREATE', stream, GROUP, '0', 'MKSTREAM');
+      } catch (err) {
+        if (!(err instanceof Error && /BUSYGROUP/.test(err.message))) throw err;
+      }
     }
     this.groupReady = true;
   }
@@ -161,67 +190,107 @@ export class RedisStore implements Store {
   async intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult> {
     if (items.length === 0) return { queued: 0, duplicates: 0 };
     return this.run('intake', async () => {
-      const keys = items.map((i) => this.k('dedupe', i.key));
+      // the dedupe key holds the sender's fingerprint: hashed before it names a Redis key
+      const keys = items.map((i) => this.k('dedupe', keyDigest(i.key)));
+      const lanes = items.map((i) => (i.lane === null ? '-' : String(i.lane ?? LAST_LANE)));
       const payloads = items.map((i) => JSON.stringify(i.alert));
-      const queued = Number(
-        await (this.cmd as unknown as { rgIntake(...a: (string | number)[]): Promise<number> }).rgIntake(
-          keys.length + 1,
-          this.stream,
+      const [code, a, b] = (
+        (await (this.cmd as unknown as { rgIntake(...a: (string | number)[]): Promise<number[]> }).rgIntake(
+          keys.length + LANES.length,
+          ...this.streams,
           ...keys,
           String(Math.max(1, Math.round(dedupeTtlMs))),
+          String(this.opts.maxQueue ?? 0),
+          String(this.opts.intakeMaxMemory ?? 0),
+          ...lanes,
           ...payloads,
-        ),
-      );
-      return { queued, duplicates: items.length - queued };
+        )) as (number | string)[]
+      ).map(Number) as [number, number?, number?];
+      if (code === -1) throw new StoreFullError(`the queue holds ${a} alerts and takes at most ${b} (QUEUE_MAX_DEPTH): nothing was queued`);
+      if (code === -2) {
+        const share = Math.round((this.opts.intakeMaxMemory ?? 0) * 100);
+        throw new StoreFullError(`Redis uses ${mib(a!)} of its maxmemory ${mib(b!)}, over the ${share} % intake takes (REDIS_INTAKE_MAX_MEMORY): nothing was queued`);
+      }
+      const unmatched = a ?? 0;
+      const res: IntakeResult = { queued: code, duplicates: items.length - code - unmatched };
+      if (unmatched > 0) res.unmatched = unmatched;
+      return res;
+    });
+  }
+
+  /** Redis' memory use, limit and eviction policy (of the node holding this store's keys). */
+  async memory(): Promise<RedisMemory> {
+    return this.run('memory', async () => {
+      const [used, max, policy] = (await (this.cmd as unknown as { rgMemory(k: string): Promise<string[]> }).rgMemory(this.stream)) as [string, string, string];
+      return { usedBytes: Number(used), maxBytes: Number(max), policy };
     });
   }
 
   async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]> {
     return this.run('consume', async () => {
       await this.ensureGroup();
-      const claimed = (await this.cmd.xautoclaim(this.stream, GROUP, consumer, claimIdleMs, '0-0', 'COUNT', count)) as [
-        string,
-        ([string, string[]] | null)[],
-        string[]?,
-      ];
-      const stale = claimed[1].filter((e): e is [string, string[]] => e !== null);
-      if (stale.length > 0) {
-        const ids = stale.map((e) => e[0]);
-        const pending = (await this.cmd.xpending(this.stream, GROUP, ids[0]!, ids[ids.length - 1]!, ids.length * 4)) as [
-          string,
-          string,
-          number,
-          number,
-        ][];
-        const deliveries = new Map(pending.map((p) => [p[0], Number(p[3])]));
-        return stale.map((e) => this.decode(e, deliveries.get(e[0]) ?? 2));
+      // One round trip: claims and new entries, lane by lane (redis-lua.ts).
+      const flat = (await (this.cmd as unknown as { rgConsume(...a: (string | number)[]): Promise<(string | number)[]> }).rgConsume(
+        ...this.streams,
+        GROUP,
+        consumer,
+        count,
+        claimIdleMs,
+      )) as (string | number)[];
+      const out: QueuedEvent[] = [];
+      for (let i = 0; i + 3 < flat.length; i += 4) {
+        const lane = Number(flat[i]) as Lane;
+        out.push({ id: `${lane}:${flat[i + 1]}`, alert: JSON.parse(String(flat[i + 2]) || 'null'), deliveries: Number(flat[i + 3]), lane });
       }
-      const args: (string | number)[] = ['GROUP', GROUP, consumer, 'COUNT', count];
-      if (blockMs > 0) args.push('BLOCK', blockMs);
-      args.push('STREAMS', this.stream, '>');
+      if (out.length > 0 || blockMs <= 0) return out;
+      // Every lane empty: wait for the first new entry in any of them. At most count in all (a
+      // blocking read hands out up to COUNT per stream), highest lane first.
+      const per = Math.max(1, Math.floor(count / LANES.length));
+      const args: (string | number)[] = ['GROUP', GROUP, consumer, 'COUNT', per, 'BLOCK', blockMs, 'STREAMS', ...this.streams, ...LANES.map(() => '>')];
       const res = (await (this.blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<unknown> }).xreadgroup(...args)) as
         | [string, [string, string[]][]][]
         | null;
       if (!res) return [];
-      return res.flatMap(([, entries]) => entries.map((e) => this.decode(e, 1)));
+      const laneOfStream = new Map(LANES.map((l) => [this.streamOf(l), l]));
+      return res
+        .flatMap(([stream, entries]) => entries.map((e) => this.decode(laneOfStream.get(stream) ?? LAST_LANE, e, 1)))
+        .sort((x, y) => (x.lane ?? LAST_LANE) - (y.lane ?? LAST_LANE));
     });
   }
 
-  private decode(e: [string, string[]], deliveries: number): QueuedEvent {
+  private decode(lane: Lane, e: [string, string[]], deliveries: number): QueuedEvent {
     const fields = e[1];
     const i = fields.indexOf('a');
-    return { id: e[0], alert: JSON.parse(fields[i + 1] ?? 'null'), deliveries };
+    return { id: `${lane}:${e[0]}`, alert: JSON.parse(fields[i + 1] ?? 'null'), deliveries, lane };
   }
 
   async ack(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
+    const byLane = new Map<Lane, string[]>();
+    for (const id of ids) {
+      const i = id.indexOf(':');
+      const lane = (i < 0 ? LAST_LANE : Number(id.slice(0, i))) as Lane;
+      const list = byLane.get(lane) ?? [];
+      list.push(i < 0 ? id : id.slice(i + 1));
+      byLane.set(lane, list);
+    }
     await this.run('ack', async () => {
-      await this.cmd.multi().xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids).exec();
+      const m = this.cmd.multi();
+      for (const [lane, list] of byLane) m.xack(this.streamOf(lane), GROUP, ...list).xdel(this.streamOf(lane), ...list);
+      await m.exec();
     });
   }
 
   async queueDepth(): Promise<number> {
-    return this.run('queueDepth', async () => Number(await this.cmd.xlen(this.stream)));
+    return this.run('queueDepth', async () => {
+      const m = this.cmd.multi();
+      for (const stream of this.streams) m.xlen(stream);
+      const res = (await m.exec()) ?? [];
+      return res.reduce((n, [err, len]) => {
+        if (err) throw err;
+        return n + Number(len);
+      }, 0);
+    });
   }
 
   async acquireLock(name: string, owner: string, ttlMs: number): Promise<Lock | null> {
@@ -231,6 +300,7 @@ export class RedisStore implements Store {
         this.k('fence', name),
         owner,
         String(Math.round(ttlMs)),
+        String(Math.round(FENCE_TTL_FACTOR * ttlMs)),
       );
       return token === null ? null : { name, owner, token: Number(token) };
     });
@@ -240,8 +310,10 @@ export class RedisStore implements Store {
     return this.run('renewLock', async () => {
       const r = await (this.cmd as unknown as { rgLockRenew(...a: string[]): Promise<number> }).rgLockRenew(
         this.k('lock', lock.name),
+        this.k('fence', lock.name),
         `${lock.owner}|${lock.token}`,
         String(Math.round(ttlMs)),
+        String(Math.round(FENCE_TTL_FACTOR * ttlMs)),
       );
       return Number(r) === 1;
     });
@@ -262,20 +334,44 @@ export class RedisStore implements Store {
   }
 
   async addEvent(key: string, at: number, windowMs: number): Promise<void> {
-    await this.run('addEvent', async () => {
-      const k = this.k('events', key);
-      const member = `${at}-${Math.random().toString(36).slice(2)}`;
-      await this.cmd
-        .multi()
-        .zadd(k, at, member)
-        .zremrangebyscore(k, '-inf', `(${at - windowMs}`)
-        .pexpire(k, Math.max(1, Math.round(windowMs)))
-        .exec();
-    });
+    await this.run('addEvent', () => this.eventsOf.add(key, at, windowMs));
   }
 
   async countEvents(key: string, since: number): Promise<number> {
-    return this.run('countEvents', async () => Number(await this.cmd.zcount(this.k('events', key), since, '+inf')));
+    return this.run('countEvents', () => this.eventsOf.count(key, since));
+  }
+
+  async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
+    return this.run('reserveEvents', () => this.eventsOf.reserve(keys, member, at, windowMs));
+  }
+
+  async releaseEvents(keys: readonly string[], member: string): Promise<void> {
+    await this.run('releaseEvents', () => this.eventsOf.release(keys, member));
+  }
+
+  async acquireSlot(pool: string, member: string, max: number, ttlMs: number): Promise<SlotLease> {
+    return this.run('acquireSlot', async () => {
+      const [taken, ...holders] = (await (this.cmd as unknown as { rgSlotAcquire(...a: string[]): Promise<(number | string)[]> }).rgSlotAcquire(
+        this.k('slots', pool),
+        member,
+        String(max),
+        String(Math.max(1, Math.round(ttlMs))),
+      )) as (number | string)[];
+      return Number(taken) === 1 ? { acquired: true } : { acquired: false, holders: holders.map(String) };
+    });
+  }
+
+  async renewSlot(pool: string, member: string, ttlMs: number): Promise<boolean> {
+    return this.run('renewSlot', async () => {
+      const r = await (this.cmd as unknown as { rgSlotRenew(...a: string[]): Promise<number> }).rgSlotRenew(this.k('slots', pool), member, String(Math.max(1, Math.round(ttlMs))));
+      return Number(r) === 1;
+    });
+  }
+
+  async releaseSlot(pool: string, member: string): Promise<void> {
+    await this.run('releaseSlot', async () => {
+      await this.cmd.zrem(this.k('slots', pool), member);
+    });
   }
 
   async setValue(key: string, value: string, opts: { ttlMs?: number; onlyIfAbsent?: boolean } = {}): Promise<boolean> {
@@ -293,6 +389,14 @@ export class RedisStore implements Store {
     return this.run('getValue', async () => this.cmd.get(this.k('kv', key)));
   }
 
+  async compareAndSetValue(key: string, expected: string, value: string, opts: { ttlMs?: number } = {}): Promise<boolean> {
+    return this.run('compareAndSetValue', async () => {
+      const ttl = opts.ttlMs === undefined ? '' : String(Math.max(1, Math.round(opts.ttlMs)));
+      const r = await (this.cmd as unknown as { rgCompareAndSet(...a: string[]): Promise<number> }).rgCompareAndSet(this.k('kv', key), expected, value, ttl);
+      return Number(r) === 1;
+    });
+  }
+
   async deleteValue(key: string): Promise<void> {
     await this.run('deleteValue', async () => {
       await this.cmd.del(this.k('kv', key));
@@ -300,62 +404,24 @@ export class RedisStore implements Store {
   }
 
   async putRecord(record: StoredRecord): Promise<void> {
-    await this.run('putRecord', async () => {
-      await this.cmd
-        .multi()
-        .hset(this.k('records'), record.id, JSON.stringify(record))
-        .zadd(this.k('records', 'by-time'), record.createdAt, record.id)
-        .exec();
-    });
+    await this.run('putRecord', () => this.recordsOf.put(record));
   }
 
   async getRecord(id: string): Promise<StoredRecord | null> {
-    return this.run('getRecord', async () => {
-      const s = await this.cmd.hget(this.k('records'), id);
-      return s ? (JSON.parse(s) as StoredRecord) : null;
-    });
+    return this.run('getRecord', () => this.recordsOf.get(id));
   }
 
   async listRecords(filter: RecordFilter = {}): Promise<StoredRecord[]> {
-    return this.run('listRecords', async () => {
-      const limit = filter.limit ?? 100;
-      const out: StoredRecord[] = [];
-      const page = 500;
-      for (let start = 0; out.length < limit; start += page) {
-        const ids = await this.cmd.zrevrange(this.k('records', 'by-time'), start, start + page - 1);
-        if (ids.length === 0) break;
-        const values = await this.cmd.hmget(this.k('records'), ...ids);
-        for (const v of values) {
-          if (!v) continue;
-          const r = JSON.parse(v) as StoredRecord;
-          if (filter.target !== undefined && r.target !== filter.target) continue;
-          if (filter.state !== undefined && r.state !== filter.state) continue;
-          out.push(r);
-          if (out.length >= limit) break;
-        }
-      }
-      return out;
-    });
+    return (await this.listRecordsPage(filter)).records;
+  }
+
+  async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
+    const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
+    return this.run('listRecords', () => this.recordsOf.page(filter, after));
   }
 
   async pruneRecords(before: number, keepStates: readonly string[]): Promise<number> {
-    return this.run('pruneRecords', async () => {
-      let n = 0;
-      for (;;) {
-        const ids = await this.cmd.zrangebyscore(this.k('records', 'by-time'), '-inf', `(${before}`, 'LIMIT', 0, 500);
-        if (ids.length === 0) return n;
-        const values = await this.cmd.hmget(this.k('records'), ...ids);
-        const drop = ids.filter((id, i) => {
-          const v = values[i];
-          return !v || !keepStates.includes((JSON.parse(v) as StoredRecord).state);
-        });
-        if (drop.length > 0) {
-          await this.cmd.multi().hdel(this.k('records'), ...drop).zrem(this.k('records', 'by-time'), ...drop).exec();
-          n += drop.length;
-        }
-        if (drop.length < ids.length) return n; // the rest are kept (open): stop, they stay oldest
-      }
-    });
+    return this.run('pruneRecords', () => this.recordsOf.prune(before, keepStates));
   }
 
   async ping(): Promise<void> {
@@ -373,4 +439,14 @@ export class RedisStore implements Store {
       }
     }
   }
+}
+
+/** KEYS[1]: the key; ARGV[1]: expected value; ARGV[2]: new value; ARGV[3]: TTL ms, or '' to keep the key's TTL. */
+const COMPARE_AND_SET_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1`;
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }

@@ -1,23 +1,47 @@
 import type { Alert } from '../alertmanager/alert.js';
 
+/**
+ * The queue's lanes, served in this order: 0 holds alerts of P0 rules, 1 of P1 rules, 2 of P2 rules
+ * (and every alert when intake does not know the rules). A consumer takes from a lane only when
+ * the lanes before it have nothing for it, so under a storm the runbooks' P0 alerts are decided
+ * first, and the cluster budget and the concurrency limit go to them first.
+ */
+export type Lane = 0 | 1 | 2;
+export const LANES: readonly Lane[] = [0, 1, 2];
+export const LAST_LANE: Lane = 2;
+
+/** The lane of a rule priority; no priority (no rule known) is the last lane. */
+export function laneOf(priority: 'P0' | 'P1' | 'P2' | undefined): Lane {
+  return priority === 'P0' ? 0 : priority === 'P1' ? 1 : LAST_LANE;
+}
+
 /** One alert notification waiting in (or taken from) the durable queue. */
 export interface QueuedEvent {
-  /** queue entry id (Redis stream id, or a monotonic id in memory) */
+  /** queue entry id (opaque: the lane and a Redis stream id, or a monotonic id in memory) */
   id: string;
   alert: Alert;
   /** how many times this entry has been handed to a consumer, this delivery included */
   deliveries: number;
+  /** the lane it was taken from (stores always set it; absent reads as the last lane) */
+  lane?: Lane;
 }
 
 export interface IntakeItem {
   /** dedupe key: fingerprint, startsAt and status (see alertmanager/alert.ts) */
   key: string;
   alert: Alert;
+  /**
+   * the lane it is queued in (default: the last). null: no rule matches it, so its dedupe key is
+   * remembered and it is counted, but nothing is queued (the engine would do nothing with it)
+   */
+  lane?: Lane | null;
 }
 
 export interface IntakeResult {
   queued: number;
   duplicates: number;
+  /** new alerts of lane null: remembered and counted, not queued (present only when there were some) */
+  unmatched?: number;
 }
 
 /** A lock held by one owner; `token` is a fencing token, strictly increasing per lock name. */
@@ -37,15 +61,35 @@ export interface StoredRecord {
   [field: string]: unknown;
 }
 
+/** A sliding-window key and the most events it may hold in its window. */
+export interface EventLimit {
+  key: string;
+  limit: number;
+}
+
+/** What reserveEvents came to: reserved under every key, or refused by `key`, which holds `count`. */
+export type Reservation = { reserved: true } | { reserved: false; key: string; count: number };
+
+/** What acquireSlot came to: a lease on one slot, or refused, naming the members holding every slot. */
+export type SlotLease = { acquired: true } | { acquired: false; holders: string[] };
+
 export interface RecordFilter {
   target?: string;
   state?: string;
   limit?: number;
+  /** continue after this position: the nextCursor of an earlier page (see cursor.ts) */
+  cursor?: string;
+}
+
+export interface RecordPage {
+  records: StoredRecord[];
+  /** where the next page starts; null on the last page */
+  nextCursor: string | null;
 }
 
 /**
  * Everything rollguard shares between replicas. Two implementations: Redis (production, several
- * replicas) and memory (the embedded default, one replica); test/unit/store-contract runs one
+ * replicas) and memory (the embedded default, one replica); test/support/store-contract.ts runs one
  * suite against both. Every method rejects with StoreUnavailableError when the backend cannot be
  * reached, so callers can answer 503 instead of guessing.
  */
@@ -57,14 +101,18 @@ export interface Store {
    * and append the alert to the queue. Either the whole batch is recorded or (on error) none of it.
    */
   intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult>;
+  // (Intake rejects with StoreFullError, a StoreUnavailableError, when the queue or the store is at
+  // its bound: nothing of the batch is recorded, and the webhook answers 503 so Alertmanager retries.)
   /**
-   * Up to `count` entries for this consumer: entries another consumer took and did not ack within
-   * claimIdleMs first (a crashed replica's work), then new ones, waiting up to blockMs for new ones.
+   * Up to `count` entries for this consumer, lane by lane (0 first): in each lane, entries another
+   * consumer took and did not ack within claimIdleMs first (a crashed replica's work), then new
+   * ones; the next lane only while fewer than `count` were found. When every lane is empty, waits
+   * up to blockMs for new ones in any lane.
    */
   consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]>;
-  /** Marks entries handled; they leave the queue. */
+  /** Marks entries handled (of any lanes, in one round trip); they leave the queue. */
   ack(ids: string[]): Promise<void>;
-  /** Entries not yet acked, delivered or not. */
+  /** Entries not yet acked, delivered or not, in every lane. */
   queueDepth(): Promise<number>;
 
   /** Takes the lock if free (or expired); null if another owner holds it. */
@@ -72,24 +120,63 @@ export interface Store {
   /** Extends a held lock; false if it was lost (expired and taken, or released). */
   renewLock(lock: Lock, ttlMs: number): Promise<boolean>;
   releaseLock(lock: Lock): Promise<boolean>;
-  /** The highest fencing token handed out for this lock name (0 if never). */
+  /**
+   * The highest fencing token handed out for this lock name (0 if never, or if the lock has not been
+   * held for a while: fence keys expire some time after their lock). Tokens only grow, across
+   * that expiry too (they are at least the store's clock in ms).
+   */
   currentFence(name: string): Promise<number>;
 
   /** Records one event at time `at` (ms) in a sliding window kept for windowMs. */
   addEvent(key: string, at: number, windowMs: number): Promise<void>;
   /** Events recorded for key at or after `since` (ms). */
   countEvents(key: string, since: number): Promise<number>;
+  /**
+   * In one atomic step over every replica: when each key holds fewer events than its limit in the
+   * window ending at `at` (the same window as countEvents(key, at - windowMs)), records the event
+   * `member` at `at` under every key; otherwise records nothing and names the first key at its limit.
+   * A member already recorded under a key does not count against itself (reserving again is a no-op).
+   */
+  reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation>;
+  /** Gives a reservation back: removes `member` from each key. */
+  releaseEvents(keys: readonly string[], member: string): Promise<void>;
+
+  /**
+   * A counting semaphore over every replica (the concurrency limit). In one atomic step: drops the
+   * pool's expired leases, then gives `member` a lease of ttlMs when it holds one already (renewed)
+   * or fewer than `max` members hold one; otherwise changes nothing and names the holders. Leases
+   * expire unless renewed, so a crashed replica's slots come back after ttlMs. Expiry is the
+   * store's clock (Redis' TIME), the same for every replica.
+   */
+  acquireSlot(pool: string, member: string, max: number, ttlMs: number): Promise<SlotLease>;
+  /** Extends member's lease for ttlMs; false (and nothing taken) when it holds none any more. */
+  renewSlot(pool: string, member: string, ttlMs: number): Promise<boolean>;
+  /** Gives member's slot back (a no-op when it holds none). */
+  releaseSlot(pool: string, member: string): Promise<void>;
 
   /** Sets key (optionally only if absent) with an optional TTL; false when onlyIfAbsent and present. */
   setValue(key: string, value: string, opts?: { ttlMs?: number; onlyIfAbsent?: boolean }): Promise<boolean>;
   getValue(key: string): Promise<string | null>;
+  /**
+   * Atomically replaces key's value with `value` (and its TTL, if given) only if it is `expected`
+   * now; false (and nothing changed) otherwise, an absent key included.
+   */
+  compareAndSetValue(key: string, expected: string, value: string, opts?: { ttlMs?: number }): Promise<boolean>;
   deleteValue(key: string): Promise<void>;
 
   putRecord(record: StoredRecord): Promise<void>;
   getRecord(id: string): Promise<StoredRecord | null>;
-  /** Newest first. */
+  /**
+   * Newest first (createdAt, then id). Indexed by state and by target: a filtered listing reads
+   * only the records of that state or target, never every record.
+   */
   listRecords(filter?: RecordFilter): Promise<StoredRecord[]>;
-  /** Deletes records created before `before` whose state is not in `keepStates`; returns how many. */
+  /** One page of listRecords, and the cursor of the next. */
+  listRecordsPage(filter?: RecordFilter): Promise<RecordPage>;
+  /**
+   * Deletes records created before `before` whose state is not in `keepStates`; returns how many.
+   * Records in a kept state are skipped (read from the other states' indexes only), wherever they are.
+   */
   pruneRecords(before: number, keepStates: readonly string[]): Promise<number>;
 
   /** Resolves when the backend answers. */
@@ -101,5 +188,13 @@ export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StoreUnavailableError';
+  }
+}
+
+/** The store is at one of its bounds (queue depth, memory): nothing was taken; retry later. */
+export class StoreFullError extends StoreUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreFullError';
   }
 }

@@ -22,8 +22,8 @@ for (const [name, makeUrl] of [
       for (const s of stores) await s.close();
     });
     let n = 0;
-    storeContract(t, async () => {
-      const s = new RedisStore({ url, prefix: `${name}${++n}` });
+    storeContract(t, async (opts = {}) => {
+      const s = new RedisStore({ url, prefix: `${name}${++n}`, ...opts });
       stores.push(s);
       await s.waitReady(10_000);
       return s;

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { Cluster } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
 import { startRedis } from '../support/redis.js';
-import { storeContract } from '../support/store-contract.js';
+import { alert, storeContract } from '../support/store-contract.js';
 
 const redis = await startRedis();
 t.teardown(() => redis.destroy());
@@ -14,8 +14,8 @@ t.teardown(async () => {
 });
 
 // Each case gets its own key prefix: a fresh, empty store on the same server.
-storeContract(t, async () => {
-  const s = new RedisStore({ url: redis.url, prefix: `contract${++n}` });
+storeContract(t, async (opts = {}) => {
+  const s = new RedisStore({ url: redis.url, prefix: `contract${++n}`, ...opts });
   stores.push(s);
   await s.waitReady(5000);
   return s;
@@ -47,4 +47,51 @@ t.test('sentinel and cluster URLs are understood', async (t) => {
     { host: '127.0.0.1', port: 7001 },
   ]);
   cluster.disconnect();
+});
+
+t.test('records written before the state and target indexes are indexed on first use', async (t) => {
+  // the layout of earlier versions: the JSON in a hash and a time index, nothing else
+  const raw = new Redis(redis.url);
+  t.teardown(() => raw.quit());
+  const p = '{upgrade}';
+  const old = [
+    { id: 'u1', target: 'Deployment/prod/a', state: 'held', createdAt: 1 },
+    { id: 'u2', target: 'Deployment/prod/b', state: 'succeeded', createdAt: 2 },
+    { id: 'u3', target: 'Deployment/prod/a', state: 'in_progress', createdAt: 3 },
+  ];
+  for (const r of old) await raw.multi().hset(`${p}:records`, r.id, JSON.stringify(r)).zadd(`${p}:records:by-time`, r.createdAt, r.id).exec();
+  const s = new RedisStore({ url: redis.url, prefix: 'upgrade' });
+  stores.push(s);
+  await s.waitReady(5000);
+  t.same((await s.listRecords({ state: 'held' })).map((r) => r.id), ['u1'], 'an open record from before is found by state');
+  t.same((await s.listRecords({ state: 'in_progress' })).map((r) => r.id), ['u3']);
+  t.same((await s.listRecords({ target: 'Deployment/prod/a' })).map((r) => r.id), ['u3', 'u1']);
+  t.equal(await s.pruneRecords(10, ['held', 'in_progress']), 1, 'and pruned by state');
+  t.equal(await raw.get(`${p}:records:layout`), '2', 'marked, so the next start does not scan again');
+});
+
+t.test('alert-provided values never name a Redis key: dedupe keys and alert-record links are hashed', async (t) => {
+  const { RecordBook } = await import('../../src/engine/record.js');
+  const prefix = `hashed${++n}`;
+  const s = new RedisStore({ url: redis.url, prefix });
+  stores.push(s);
+  await s.waitReady(5000);
+  const fp = 'evil:{other}\n*?' + 'x'.repeat(200);
+  const a = { ...alert(fp), fingerprint: fp };
+  const key = `${fp}:${a.startsAt}:firing`;
+  t.equal((await s.intake([{ key, alert: a }], 60_000)).queued, 1);
+  t.equal((await s.intake([{ key, alert: a }], 60_000)).duplicates, 1, 'dedupe still works on the hashed key');
+  const book = new RecordBook(s, Date.now);
+  await book.linkAlert(fp, a.startsAt, 'rb-1');
+  await book.linkAlert(fp, a.startsAt, 'rb-2');
+  t.same(await book.recordsOfAlert(fp, a.startsAt), ['rb-1', 'rb-2']);
+  const client = new Redis(redis.url);
+  t.teardown(() => client.quit());
+  const keys = await client.keys(`{${prefix}}*`);
+  t.ok(keys.some((k) => k.includes(':dedupe:')) && keys.some((k) => k.includes('alert-records:')), keys.join(' '));
+  for (const k of keys) t.notOk(k.includes('evil') || k.includes('xxxx'), `${k.slice(0, 80)}: no part of the fingerprint`);
+  t.ok(keys.every((k) => k.length < 100), 'every key name is short whatever the fingerprint');
+  // a link written by an earlier version, under the raw fingerprint, is still read
+  await s.setValue(`alert-records:${fp}:${a.startsAt}`, JSON.stringify(['rb-old']));
+  t.same((await book.recordsOfAlert(fp, a.startsAt)).sort(), ['rb-1', 'rb-2', 'rb-old']);
 });

@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
 import type { Alert } from '../../src/alertmanager/alert.js';
-import type { Store } from '../../src/store/store.js';
+import { StoreFullError, StoreUnavailableError, type RecordFilter, type Store, type StoredRecord } from '../../src/store/store.js';
 
 export function alert(fp: string, over: Partial<Alert> = {}): Alert {
   return {
@@ -24,7 +24,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * The behaviour every Store must have. Run against the memory store (test/unit) and a real
  * redis-server (test/integration). `make` returns a fresh, empty store.
  */
-export function storeContract(t: Test, make: () => Promise<Store>): void {
+/** The bounds a contract case may ask of a store (both stores take them under these names). */
+export interface ContractBounds {
+  maxQueue?: number;
+  maxRecords?: number;
+  openStates?: readonly string[];
+  noActionStates?: readonly string[];
+  onDropCount?: (what: 'records' | 'dedupe_keys', n: number) => void;
+}
+
+export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<Store>): void {
   t.test('intake queues each new dedupe key once', async (t) => {
     const s = await make();
     const a = alert('a');
@@ -55,6 +64,78 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     await s.ack([got[0]!.id, got[1]!.id]);
     t.equal(await s.queueDepth(), 1);
     t.same(await s.consume('c1', 10, 0, 60_000), [], 'nothing new');
+  });
+
+  t.test('lanes: consume serves lane 0, then 1, then 2, each in arrival order, whatever the arrival order across lanes', async (t) => {
+    const s = await make();
+    await s.intake([
+      { key: 'a', alert: alert('p2-a'), lane: 2 },
+      { key: 'b', alert: alert('p1-b'), lane: 1 },
+      { key: 'c', alert: alert('p2-c') },
+      { key: 'd', alert: alert('p0-d'), lane: 0 },
+      { key: 'e', alert: alert('p1-e'), lane: 1 },
+      { key: 'f', alert: alert('p0-f'), lane: 0 },
+    ], 60_000);
+    t.equal(await s.queueDepth(), 6, 'every lane counts in the depth');
+    const first = await s.consume('c1', 3, 0, 60_000);
+    t.same(first.map((e) => e.alert.fingerprint), ['p0-d', 'p0-f', 'p1-b'], 'lane 0 first, then lane 1 to fill the count');
+    t.same(first.map((e) => e.lane), [0, 0, 1]);
+    await s.intake([{ key: 'g', alert: alert('p0-g'), lane: 0 }], 60_000);
+    const next = await s.consume('c1', 10, 0, 60_000);
+    t.same(next.map((e) => e.alert.fingerprint), ['p0-g', 'p1-e', 'p2-a', 'p2-c'], 'a P0 arriving later still goes before the P1 and P2 already queued; no lane given is the last');
+    await s.ack([...first, ...next].map((e) => e.id));
+    t.equal(await s.queueDepth(), 0, 'one ack takes entries of every lane');
+  });
+
+  t.test('lanes: an entry left unacked is claimed again before the new entries of its lane, and after the lanes before it', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'x', alert: alert('p1-stale'), lane: 1 }], 60_000);
+    t.equal((await s.consume('crashed', 10, 0, 100)).length, 1);
+    await s.intake([
+      { key: 'y', alert: alert('p1-new'), lane: 1 },
+      { key: 'z', alert: alert('p0-new'), lane: 0 },
+    ], 60_000);
+    await sleep(200);
+    const got = await s.consume('other', 10, 0, 100);
+    t.same(got.map((e) => e.alert.fingerprint), ['p0-new', 'p1-stale', 'p1-new']);
+    t.same(got.map((e) => e.deliveries), [1, 2, 1]);
+    await s.ack(got.map((e) => e.id));
+    t.equal(await s.queueDepth(), 0);
+  });
+
+  t.test('lanes: a blocking consume wakes for an entry of any lane', async (t) => {
+    const s = await make();
+    const pending = s.consume('c', 10, 3000, 60_000);
+    await sleep(100);
+    await s.intake([{ key: 'late0', alert: alert('late-p0'), lane: 0 }], 60_000);
+    const got = await pending;
+    t.same(got.map((e) => [e.alert.fingerprint, e.lane]), [['late-p0', 0]]);
+    await s.ack(got.map((e) => e.id));
+  });
+
+  t.test('an alert of lane null (no rule matches it) is remembered and counted, never queued', async (t) => {
+    const s = await make();
+    t.same(await s.intake([
+      { key: 'u1', alert: alert('unmatched'), lane: null },
+      { key: 'm1', alert: alert('matched'), lane: 0 },
+    ], 60_000), { queued: 1, duplicates: 0, unmatched: 1 });
+    t.same(await s.intake([{ key: 'u1', alert: alert('unmatched'), lane: null }], 60_000), { queued: 0, duplicates: 1 }, 'its resend is a duplicate');
+    t.equal(await s.queueDepth(), 1);
+    t.same((await s.consume('c', 10, 0, 60_000)).map((e) => e.alert.fingerprint), ['matched']);
+  });
+
+  t.test('the queue is bounded: a batch that would pass maxQueue is refused whole with StoreFullError', async (t) => {
+    const s = await make({ maxQueue: 5 });
+    t.equal((await s.intake(['a', 'b', 'c', 'd'].map((f) => ({ key: f, alert: alert(f) })), 60_000)).queued, 4);
+    const err = await s.intake(['e', 'f'].map((f) => ({ key: f, alert: alert(f) })), 60_000).catch((e: unknown) => e);
+    t.ok(err instanceof StoreFullError, 'StoreFullError');
+    t.ok(err instanceof StoreUnavailableError, 'a kind of StoreUnavailableError: the webhook answers 503, Alertmanager retries');
+    t.match((err as Error).message, /QUEUE_MAX_DEPTH/, 'the message names the setting');
+    t.equal(await s.queueDepth(), 4, 'nothing of the refused batch was queued');
+    t.equal((await s.intake([{ key: 'e', alert: alert('e') }], 60_000)).queued, 1, 'its dedupe keys were not remembered either');
+    const got = await s.consume('c', 10, 0, 60_000);
+    await s.ack(got.map((e) => e.id));
+    t.equal((await s.intake([{ key: 'f', alert: alert('f') }], 60_000)).queued, 1, 'taken again once the queue drains');
   });
 
   t.test('an entry not acked within claimIdle goes to another consumer', async (t) => {
@@ -100,7 +181,7 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.notOk(await s.releaseLock(l1!), 'the old holder cannot release it');
     t.ok(await s.releaseLock(l2!));
     const l3 = await s.acquireLock('dep', 'r1', 1000);
-    t.equal(l3!.token, l2!.token + 1);
+    t.ok(l3!.token > l2!.token, 'tokens only grow');
     t.ok(await s.acquireLock('other', 'r1', 1000), 'locks are per name');
   });
 
@@ -117,6 +198,70 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.equal(await s.countEvents('budget:x', 0), 2, 'events older than the window are trimmed');
   });
 
+  t.test('reserveEvents: under every key or none, at most each limit in the window, given back by releaseEvents', async (t) => {
+    const s = await make();
+    const now = Date.now();
+    const H = 3_600_000;
+    const keys = (target: string) => [
+      { key: `res:target:${target}`, limit: 1 },
+      { key: 'res:cluster', limit: 3 },
+    ];
+    t.same(await s.reserveEvents(keys('a'), 'rb-1', now, H), { reserved: true });
+    t.equal(await s.countEvents('res:target:a', now - H), 1, 'counted like any event');
+    t.equal(await s.countEvents('res:cluster', now - H), 1);
+    t.same(await s.reserveEvents(keys('a'), 'rb-1', now + 1, H), { reserved: true }, 'the same member again: a no-op, not counted against itself');
+    t.equal(await s.countEvents('res:cluster', now - H), 1, 'still one');
+    t.same(await s.reserveEvents(keys('a'), 'rb-2', now, H), { reserved: false, key: 'res:target:a', count: 1 }, 'the first key at its limit is named with its count');
+    t.equal(await s.countEvents('res:cluster', now - H), 1, 'refused: nothing recorded under the other keys either');
+    t.same(await s.reserveEvents(keys('b'), 'rb-3', now, H), { reserved: true });
+    t.same(await s.reserveEvents(keys('c'), 'rb-4', now, H), { reserved: true });
+    t.same(await s.reserveEvents(keys('d'), 'rb-5', now, H), { reserved: false, key: 'res:cluster', count: 3 });
+    t.equal(await s.countEvents('res:target:d', now - H), 0, 'the target key untouched when a later key refuses');
+    await s.releaseEvents(keys('c').map((k) => k.key), 'rb-4');
+    t.equal(await s.countEvents('res:cluster', now - H), 2, 'given back');
+    t.same(await s.reserveEvents(keys('d'), 'rb-5', now, H), { reserved: true }, 'room again');
+    t.same(await s.reserveEvents([{ key: 'res:short', limit: 1 }], 'old', now - 10_000, 5_000), { reserved: true });
+    t.same(await s.reserveEvents([{ key: 'res:short', limit: 1 }], 'new', now, 5_000), { reserved: true }, 'events older than the window do not count');
+  });
+
+  t.test('reserveEvents at once from many callers never passes a limit', async (t) => {
+    const s = await make();
+    const now = Date.now();
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => s.reserveEvents([{ key: `race:t${i}`, limit: 1 }, { key: 'race:cluster', limit: 5 }], `rb-${i}`, now, 3_600_000)));
+    t.equal(results.filter((r) => r.reserved).length, 5, 'exactly the limit reserved');
+    t.equal(await s.countEvents('race:cluster', 0), 5);
+  });
+
+  t.test('slots: at most max members hold one, named when refused; renewed, given back, and run out when not renewed', async (t) => {
+    const s = await make();
+    t.same(await s.acquireSlot('pool', 'rb-1', 2, 5000), { acquired: true });
+    t.same(await s.acquireSlot('pool', 'rb-1', 2, 5000), { acquired: true }, 'the same member again: its own slot, not a second one');
+    t.same(await s.acquireSlot('pool', 'rb-2', 2, 5000), { acquired: true });
+    const refused = await s.acquireSlot('pool', 'rb-3', 2, 5000);
+    t.equal(refused.acquired, false, 'every slot held');
+    t.same(refused.acquired ? [] : [...refused.holders].sort(), ['rb-1', 'rb-2'], 'the holders named');
+    t.same(await s.acquireSlot('other-pool', 'rb-3', 1, 5000), { acquired: true }, 'pools are separate');
+    t.same(await s.acquireSlot('pool', 'rb-3', 3, 5000), { acquired: true }, 'a higher max (a reload) lets one more in');
+    await s.releaseSlot('pool', 'rb-3');
+    t.notOk(await s.renewSlot('pool', 'rb-3', 5000), 'released: nothing to renew');
+    await s.releaseSlot('pool', 'rb-3'); // giving back twice is harmless
+    await s.releaseSlot('pool', 'rb-2');
+    t.same(await s.acquireSlot('pool', 'rb-4', 2, 150), { acquired: true }, 'a released slot is free again');
+    t.ok(await s.renewSlot('pool', 'rb-4', 150));
+    t.equal((await s.acquireSlot('pool', 'rb-5', 2, 5000)).acquired, false, 'full again');
+    await sleep(250); // rb-4's lease ran out, as a crashed replica's does
+    t.notOk(await s.renewSlot('pool', 'rb-4', 5000), 'an expired lease cannot be renewed');
+    t.same(await s.acquireSlot('pool', 'rb-5', 2, 5000), { acquired: true }, 'the slot of a lease that ran out comes back');
+    const full = await s.acquireSlot('pool', 'rb-6', 2, 5000);
+    t.same(full.acquired ? [] : [...full.holders].sort(), ['rb-1', 'rb-5']);
+  });
+
+  t.test('slots taken at once from many callers never pass max', async (t) => {
+    const s = await make();
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => s.acquireSlot('race', `rb-${i}`, 3, 60_000)));
+    t.equal(results.filter((r) => r.acquired).length, 3, 'exactly max slots taken');
+  });
+
   t.test('values with TTL and only-if-absent', async (t) => {
     const s = await make();
     t.ok(await s.setValue('cool', '1', { ttlMs: 100, onlyIfAbsent: true }));
@@ -127,6 +272,18 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.ok(await s.setValue('k', 'v'));
     await s.deleteValue('k');
     t.equal(await s.getValue('k'), null);
+  });
+
+  t.test('compare-and-set: replaces only the expected value, once, and sets the TTL given', async (t) => {
+    const s = await make();
+    t.notOk(await s.compareAndSetValue('claim', 'dead', 'b'), 'absent: nothing to replace');
+    t.equal(await s.getValue('claim'), null, 'and nothing written');
+    await s.setValue('claim', 'dead', { ttlMs: 60_000 });
+    const [one, two] = await Promise.all([s.compareAndSetValue('claim', 'dead', 'b', { ttlMs: 100 }), s.compareAndSetValue('claim', 'dead', 'c', { ttlMs: 100 })]);
+    t.same([one, two].sort(), [false, true], 'one of two racing takers wins');
+    t.ok(['b', 'c'].includes((await s.getValue('claim'))!));
+    await sleep(200);
+    t.equal(await s.getValue('claim'), null, 'with the new TTL');
   });
 
   t.test('records: put, get, list newest first with filters', async (t) => {
@@ -144,5 +301,124 @@ export function storeContract(t: Test, make: () => Promise<Store>): void {
     t.equal(await s.pruneRecords(3, ['pending']), 1, 'prunes the old closed record, keeps the open one');
     t.same((await s.listRecords()).map((r) => r.id), ['r3', 'r2']);
     t.equal(await s.getRecord('r1'), null);
+  });
+
+  t.test('a fence key expires some time after its lock is last used, and tokens keep growing across it', async (t) => {
+    const s = await make();
+    const l1 = await s.acquireLock('short', 'r1', 100);
+    t.ok(await s.renewLock(l1!, 100));
+    t.equal(await s.currentFence('short'), l1!.token, 'held: the fence is there');
+    t.ok(await s.releaseLock(l1!));
+    await sleep(400);
+    t.equal(await s.currentFence('short'), 0, 'gone a while after the lock');
+    const l2 = await s.acquireLock('short', 'r2', 100);
+    t.ok(l2!.token > l1!.token, `the next token (${l2!.token}) is above every earlier one (${l1!.token})`);
+    t.equal(await s.currentFence('short'), l2!.token);
+  });
+
+  t.test('listing by state reads the state index, which follows every transition', async (t) => {
+    const s = await make();
+    const rec = (id: string, state: string, createdAt: number, target = 'Deployment/prod/a'): StoredRecord => ({ id, target, state, createdAt });
+    await s.putRecord(rec('r1', 'deciding', 1));
+    await s.putRecord(rec('r2', 'deciding', 2, 'Deployment/prod/b'));
+    await s.putRecord(rec('r3', 'held', 3));
+    const ids = async (state: string, target?: string) => (await s.listRecords({ state, ...(target ? { target } : {}) })).map((r) => r.id);
+    t.same(await ids('deciding'), ['r2', 'r1']);
+    await s.putRecord(rec('r1', 'in_progress', 1));
+    await s.putRecord(rec('r3', 'in_progress', 3));
+    t.same(await ids('deciding'), ['r2'], 'r1 left deciding');
+    t.same(await ids('in_progress'), ['r3', 'r1']);
+    t.same(await ids('held'), [], 'r3 left held');
+    await s.putRecord(rec('r1', 'succeeded', 1));
+    await s.putRecord(rec('r3', 'failed', 3));
+    t.same(await ids('in_progress'), [], 'both finished');
+    t.same(await ids('succeeded'), ['r1']);
+    t.same(await ids('failed'), ['r3']);
+    t.same(await ids('deciding', 'Deployment/prod/b'), ['r2'], 'state and target together');
+    t.same(await ids('deciding', 'Deployment/prod/a'), []);
+    await s.putRecord(rec('r2', 'deciding', 2, 'Deployment/prod/c'));
+    t.same((await s.listRecords({ target: 'Deployment/prod/b' })).map((r) => r.id), [], 'a target change moves the record between target indexes');
+    t.same((await s.listRecords({ target: 'Deployment/prod/c' })).map((r) => r.id), ['r2']);
+    t.same((await s.listRecords()).map((r) => `${r.id}:${r.state}`), ['r3:failed', 'r2:deciding', 'r1:succeeded'], 'one copy of each, as last put');
+  });
+
+  t.test('cursor pagination: every record once, newest first, stable while newer records arrive', async (t) => {
+    const s = await make();
+    // equal createdAt on purpose: the order is createdAt, then id, both descending
+    const created = [10, 20, 20, 20, 30, 40, 40];
+    for (const [i, at] of created.entries()) await s.putRecord({ id: `p${i}`, target: `Deployment/prod/t${i % 2}`, state: i % 3 === 0 ? 'held' : 'succeeded', createdAt: at });
+    const all = (await s.listRecords({ limit: 100 })).map((r) => r.id);
+    t.same(all, ['p6', 'p5', 'p4', 'p3', 'p2', 'p1', 'p0']);
+    const pages: string[][] = [];
+    let cursor: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const page = await s.listRecordsPage({ limit: 3, ...(cursor ? { cursor } : {}) });
+      pages.push(page.records.map((r) => r.id));
+      if (i === 0) await s.putRecord({ id: 'p9', target: 'Deployment/prod/t9', state: 'succeeded', createdAt: 50 }); // newer, arrives mid-walk
+      if (page.nextCursor === null) break;
+      cursor = page.nextCursor;
+    }
+    t.same(pages, [['p6', 'p5', 'p4'], ['p3', 'p2', 'p1'], ['p0']], 'three pages, nothing twice, nothing skipped, the newcomer not in the walk');
+    const exact = await s.listRecordsPage({ limit: 8 });
+    t.equal(exact.records.length, 8);
+    t.equal(exact.nextCursor, null, 'no cursor when the page holds the last record');
+    /** every id of a filtered listing, walked page by page */
+    const walk = async (filter: RecordFilter, limit: number) => {
+      const ids: string[] = [];
+      let at: string | null = null;
+      do {
+        const page = await s.listRecordsPage({ ...filter, limit, ...(at ? { cursor: at } : {}) });
+        ids.push(...page.records.map((r) => r.id));
+        at = page.nextCursor;
+      } while (at);
+      return ids;
+    };
+    t.same(await walk({ state: 'held' }, 1), ['p6', 'p3', 'p0'], 'pages of one state');
+    t.same(await walk({ target: 'Deployment/prod/t1' }, 2), ['p5', 'p3', 'p1'], 'pages of one target');
+    await t.rejects(s.listRecordsPage({ cursor: 'not a cursor!' }), /nextCursor of an earlier page/);
+  });
+
+  t.test('pruning skips open records wherever they are, and deletes every old closed one', async (t) => {
+    const s = await make();
+    // The oldest record is open, then more closed old records than one pruning batch holds.
+    await s.putRecord({ id: 'open-oldest', target: 'Deployment/prod/o', state: 'pending_approval', createdAt: 1 });
+    for (let i = 0; i < 620; i++) await s.putRecord({ id: `old${i}`, target: `Deployment/prod/x${i % 7}`, state: i % 2 ? 'succeeded' : 'dry_run', createdAt: 2 + i });
+    await s.putRecord({ id: 'open-mid', target: 'Deployment/prod/o', state: 'held', createdAt: 300 });
+    await s.putRecord({ id: 'recent', target: 'Deployment/prod/x1', state: 'failed', createdAt: 10_000 });
+    t.equal(await s.pruneRecords(5_000, ['pending_approval', 'held', 'in_progress']), 620, 'all 620 old closed records');
+    t.same((await s.listRecords({ limit: 1000 })).map((r) => r.id), ['recent', 'open-mid', 'open-oldest']);
+    t.same((await s.listRecords({ target: 'Deployment/prod/x1' })).map((r) => r.id), ['recent'], 'gone from the target index too');
+    t.same((await s.listRecords({ state: 'succeeded' })).map((r) => r.id), [], 'and from the state index');
+    t.equal(await s.pruneRecords(5_000, ['pending_approval', 'held', 'in_progress']), 0, 'nothing left to prune');
+  });
+
+  t.test('record cap: past maxRecords, closed records that changed nothing go oldest first; open ones and rollbacks done stay; each drop is counted', async (t) => {
+    let counted = 0;
+    const s = await make({
+      maxRecords: 40,
+      openStates: ['held', 'pending_approval'],
+      noActionStates: ['not_confirmed', 'blocked', 'dry_run'],
+      onDropCount: (what, n) => void (what === 'records' && (counted += n)),
+    });
+    // the oldest records are an open one and a rollback done: older than every no-action record
+    await s.putRecord({ id: 'open-oldest', target: 'Deployment/prod/o', state: 'held', createdAt: 1 });
+    await s.putRecord({ id: 'done-oldest', target: 'Deployment/prod/d', state: 'succeeded', createdAt: 2 });
+    const states = ['not_confirmed', 'blocked', 'dry_run'];
+    for (let i = 0; i < 100; i++) {
+      await s.putRecord({ id: `flood${String(i).padStart(3, '0')}`, target: `Deployment/prod/f${i % 5}`, state: states[i % 3]!, createdAt: 10 + i });
+    }
+    const left = await s.listRecords({ limit: 1000 });
+    t.ok(left.length <= 40, `${left.length} records left (at most maxRecords 40)`);
+    t.ok(left.length >= 30, `not emptied either (${left.length})`);
+    const ids = left.map((r) => r.id);
+    t.ok(ids.includes('open-oldest'), 'the open record stays, though the oldest');
+    t.ok(ids.includes('done-oldest'), 'the record of a rollback done stays, though older than every flood record');
+    const flood = ids.filter((id) => id.startsWith('flood'));
+    t.equal(flood[0], 'flood099', 'the newest kept');
+    t.same(flood, Array.from({ length: flood.length }, (_, i) => `flood${String(99 - i).padStart(3, '0')}`), 'the kept ones are the newest: the dropped were the oldest');
+    t.equal(await s.getRecord('flood000'), null);
+    t.same((await s.listRecords({ target: 'Deployment/prod/f0', limit: 1000 })).map((r) => r.id), flood.filter((id) => Number(id.slice(5)) % 5 === 0), 'gone from the target index too');
+    t.same((await s.listRecords({ state: 'blocked', limit: 1000 })).map((r) => r.id), flood.filter((id) => Number(id.slice(5)) % 3 === 1), 'and from the state index');
+    t.equal(counted, 102 - left.length, 'every dropped record counted');
   });
 }

@@ -1,0 +1,58 @@
+import type { Client } from './redis-client.js';
+import { RESERVE_EVENTS_LUA } from './redis-lua.js';
+import type { EventLimit, Reservation } from './store.js';
+
+/**
+ * The Redis store's sliding windows (the budgets): one sorted set per key, scored by the event's
+ * time, trimmed to the window on every write and expiring with it. Errors are turned into
+ * StoreUnavailableError by the store that calls these.
+ */
+export class RedisEvents {
+  constructor(
+    private readonly cmd: Client,
+    private readonly k: (...parts: string[]) => string,
+  ) {
+    cmd.defineCommand('rgReserveEvents', { lua: RESERVE_EVENTS_LUA });
+  }
+
+  private key(key: string): string {
+    return this.k('events', key);
+  }
+
+  async add(key: string, at: number, windowMs: number): Promise<void> {
+    const k = this.key(key);
+    const member = `${at}-${Math.random().toString(36).slice(2)}`;
+    await this.cmd
+      .multi()
+      .zadd(k, at, member)
+      .zremrangebyscore(k, '-inf', `(${at - windowMs}`)
+      .pexpire(k, Math.max(1, Math.round(windowMs)))
+      .exec();
+  }
+
+  async count(key: string, since: number): Promise<number> {
+    return Number(await this.cmd.zcount(this.key(key), since, '+inf'));
+  }
+
+  /** Every key checked and the member added to every key in one script (see RESERVE_EVENTS_LUA). */
+  async reserve(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
+    if (keys.length === 0) return { reserved: true };
+    const reply = (await (this.cmd as unknown as { rgReserveEvents(...a: (string | number)[]): Promise<number[]> }).rgReserveEvents(
+      keys.length,
+      ...keys.map((k) => this.key(k.key)),
+      member,
+      String(Math.round(at)),
+      String(Math.max(1, Math.round(windowMs))),
+      ...keys.map((k) => String(k.limit)),
+    )) as number[];
+    const [i, n] = reply.map(Number) as [number, number];
+    return i === 0 ? { reserved: true } : { reserved: false, key: keys[i - 1]!.key, count: n };
+  }
+
+  async release(keys: readonly string[], member: string): Promise<void> {
+    if (keys.length === 0) return;
+    const m = this.cmd.multi();
+    for (const k of keys) m.zrem(this.key(k), member);
+    await m.exec();
+  }
+}

@@ -1,0 +1,220 @@
+import { encodeCursor, type Position } from './cursor.js';
+import { PRUNE_LUA, PUT_RECORD_LUA, RECORDS_LAYOUT } from './redis-lua.js';
+import type { Client } from './redis-client.js';
+import type { RecordFilter, RecordPage, StoredRecord } from './store.js';
+
+/**
+ * The record-count cap (REDIS_MAX_RECORDS): with more records than ARGV[1], closed records of the
+ * states given (those that changed nothing) are deleted oldest first, down to ARGV[2] records, at
+ * most ARGV[3] in one call. Replies {deleted, createdAt of the newest deleted}.
+ */
+const CAP_RECORDS_LUA = `
+-- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time
+-- ARGV[1]: max; ARGV[2]: down to; ARGV[3]: at most; ARGV[4]: state index prefix; ARGV[5]: target index prefix; ARGV[6..]: states dropped
+local count = redis.call('HLEN', KEYS[2])
+if count <= tonumber(ARGV[1]) then return {0, 0} end
+local want = math.min(count - tonumber(ARGV[2]), tonumber(ARGV[3]))
+local cands = {}
+for i = 6, #ARGV do
+  local flat = redis.call('ZRANGE', ARGV[4] .. ARGV[i], 0, want - 1, 'WITHSCORES')
+  for j = 1, #flat, 2 do cands[#cands + 1] = {flat[j], tonumber(flat[j + 1]), ARGV[4] .. ARGV[i]} end
+end
+table.sort(cands, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
+local n = 0
+local newest = 0
+for _, c in ipairs(cands) do
+  if n >= want then break end
+  local meta = redis.call('HGET', KEYS[2], c[1])
+  if meta then redis.call('ZREM', ARGV[5] .. string.match(meta, '^[^|]*|[^|]*|(.*)$'), c[1]) end
+  redis.call('HDEL', KEYS[1], c[1])
+  redis.call('HDEL', KEYS[2], c[1])
+  redis.call('ZREM', KEYS[3], c[1])
+  redis.call('ZREM', c[3], c[1])
+  n = n + 1
+  if c[2] > newest then newest = c[2] end
+end
+return {n, string.format('%.0f', newest)}`;
+
+/** A record-count bound: beyond max records, closed records of dropStates go, oldest first. */
+export interface RecordCap {
+  max: number;
+  dropStates: readonly string[];
+  /** told how many were dropped and the createdAt of the newest of them */
+  onDropped: (n: number, newestCreatedAt: number) => void;
+}
+
+/**
+ * The Redis store's rollback records: the JSON in one hash, indexed by time, by state and by target
+ * (sorted sets scored by createdAt; see redis-lua.ts), so that listing by state or target and
+ * pruning read only the records they ask for. Errors are turned into StoreUnavailableError by the
+ * store that calls these.
+ */
+export class RedisRecords {
+  private readonly keys: { records: string; meta: string; byTime: string; states: string };
+  private indexing: Promise<void> | null = null;
+
+  constructor(
+    private readonly cmd: Client,
+    private readonly k: (...parts: string[]) => string,
+    private readonly cap?: RecordCap,
+  ) {
+    this.keys = { records: k('records'), meta: k('records', 'meta'), byTime: k('records', 'by-time'), states: k('records', 'states') };
+    cmd.defineCommand('rgPutRecord', { lua: PUT_RECORD_LUA, numberOfKeys: 6 });
+    cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 3 });
+    cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 4 });
+  }
+
+  private stateIndex(state: string): string {
+    return this.k('records', 'state', state);
+  }
+
+  private targetIndex(target: string): string {
+    return this.k('records', 'target', target);
+  }
+
+  /** Writes one record and its indexes; returns how many records there are. */
+  private async putNow(id: string, json: string, createdAt: number, state: string, target: string): Promise<number> {
+    const r = this.keys;
+    return await (this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number> }).rgPutRecord(
+      r.records,
+      r.meta,
+      r.byTime,
+      r.states,
+      this.stateIndex(state),
+      this.targetIndex(target),
+      id,
+      json,
+      String(createdAt),
+      state,
+      target,
+      this.stateIndex(''),
+      this.targetIndex(''),
+    );
+  }
+
+  /**
+   * Records written before the per-state and per-target indexes existed are indexed once (every
+   * replica may do it at the same time: putting a record again is harmless), then a marker says so.
+   */
+  private ensureIndexed(): Promise<void> {
+    this.indexing ??= this.indexOldRecords().catch((err: unknown) => {
+      this.indexing = null;
+      throw err;
+    });
+    return this.indexing;
+  }
+
+  private async indexOldRecords(): Promise<void> {
+    const marker = this.k('records', 'layout');
+    if ((await this.cmd.get(marker)) !== RECORDS_LAYOUT) {
+      const { records, meta } = this.keys;
+      let cursor = '0';
+      do {
+        const [next, flat] = await this.cmd.hscan(records, cursor, 'COUNT', 500);
+        cursor = next;
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const id = flat[i]!;
+          if (await this.cmd.hexists(meta, id)) continue;
+          const r = JSON.parse(flat[i + 1]!) as StoredRecord;
+          await this.putNow(id, flat[i + 1]!, r.createdAt, r.state, r.target);
+        }
+      } while (cursor !== '0');
+      await this.cmd.set(marker, RECORDS_LAYOUT);
+    }
+  }
+
+  async put(record: StoredRecord): Promise<void> {
+    await this.ensureIndexed();
+    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target));
+    if (this.cap && count > this.cap.max) await this.trim(this.cap);
+  }
+
+  /** Over the cap: closed records that changed nothing go, oldest first, down to 95 % of it (so not on every put). */
+  private async trim(cap: RecordCap): Promise<void> {
+    const r = this.keys;
+    const [n, newest] = (
+      (await (this.cmd as unknown as { rgCapRecords(...a: string[]): Promise<(number | string)[]> }).rgCapRecords(
+        r.records,
+        r.meta,
+        r.byTime,
+        String(cap.max),
+        String(Math.floor(cap.max * 0.95)),
+        '5000',
+        this.stateIndex(''),
+        this.targetIndex(''),
+        ...cap.dropStates,
+      )) as (number | string)[]
+    ).map(Number) as [number, number];
+    cap.onDropped(n, newest);
+  }
+
+  async get(id: string): Promise<StoredRecord | null> {
+    const s = await this.cmd.hget(this.keys.records, id);
+    return s ? (JSON.parse(s) as StoredRecord) : null;
+  }
+
+  async page(filter: RecordFilter, after: Position | undefined): Promise<RecordPage> {
+    await this.ensureIndexed();
+    const limit = filter.limit ?? 100;
+    // the smallest index that answers the filter: a target's records, a state's, or all
+    const index = filter.target !== undefined ? this.targetIndex(filter.target) : filter.state !== undefined ? this.stateIndex(filter.state) : this.keys.byTime;
+    const out: StoredRecord[] = [];
+    let more = false;
+    for await (const ids of this.idsNewestFirst(index, after, Math.min(limit + 1, 500))) {
+      const values = await this.cmd.hmget(this.keys.records, ...ids);
+      for (const v of values) {
+        if (!v) continue; // pruned meanwhile
+        const r = JSON.parse(v) as StoredRecord;
+        if (filter.state !== undefined && r.state !== filter.state) continue;
+        if (out.length === limit) {
+          more = true;
+          break;
+        }
+        out.push(r);
+      }
+      if (more) break;
+    }
+    const last = out[out.length - 1];
+    return { records: out, nextCursor: more && last ? encodeCursor(last) : null };
+  }
+
+  /** Ids of a sorted set (score createdAt) newest first, strictly after `after`, in chunks. */
+  private async *idsNewestFirst(key: string, after: Position | undefined, chunk: number): AsyncGenerator<string[]> {
+    const max = after ? String(after.createdAt) : '+inf';
+    for (let offset = 0; ; offset += chunk) {
+      const flat = await this.cmd.zrevrangebyscore(key, max, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
+      const ids: string[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        // equal createdAt: Redis orders members by id, descending here, as the cursor does
+        if (after && Number(flat[i + 1]) === after.createdAt && flat[i]! >= after.id) continue;
+        ids.push(flat[i]!);
+      }
+      if (ids.length > 0) yield ids;
+      if (flat.length < 2 * chunk) return;
+    }
+  }
+
+  /** Deletes closed records in batches of 500 (one script each), reading only the closed states' indexes. */
+  async prune(before: number, keepStates: readonly string[]): Promise<number> {
+    await this.ensureIndexed();
+    const r = this.keys;
+    let n = 0;
+    for (;;) {
+      const batch = Number(
+        await (this.cmd as unknown as { rgPrune(...a: string[]): Promise<number> }).rgPrune(
+          r.records,
+          r.meta,
+          r.byTime,
+          r.states,
+          String(before),
+          '500',
+          this.stateIndex(''),
+          this.targetIndex(''),
+          ...keepStates,
+        ),
+      );
+      n += batch;
+      if (batch < 500) return n;
+    }
+  }
+}
