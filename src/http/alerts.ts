@@ -1,79 +1,85 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { dedupeKey, normaliseAlert } from '../alertmanager/alert.js';
-import { describeZodError, webhookPayloadSchema } from '../alertmanager/schema.js';
-import { StoreUnavailableError } from '../store/store.js';
-import type { AppContext } from '../app.js';
-import { requireAuth } from './auth.js';
+import { intakeLimits, overLimit } from '../alertmanager/limits.js';
+import { webhookPayloadSchema } from '../alertmanager/schema.js';
+import { TruncatedGroups } from '../alertmanager/truncated.js';
+import type { Alert } from '../alertmanager/alert.js';
+import { laneOf, LAST_LANE, type Lane } from '../store/store.js';
+import type { AppContext } from './context.js';
+import { HttpError } from './errors.js';
 import { errorSchema } from './openapi.js';
+import { route } from './route.js';
 
-const acceptedSchema = z.object({ queued: z.number().int(), duplicates: z.number().int() });
+const acceptedSchema = z.object({
+  queued: z.number().int(),
+  duplicates: z.number().int(),
+  unmatched: z.number().int().optional().describe('new firing alerts no rule matches: counted, not queued'),
+});
 
 /**
  * POST /v1/alerts: Alertmanager's webhook receiver. Answers 2xx only once every alert of the batch
- * is durably queued; 503 when the store cannot take it, so Alertmanager retries (it retries 5xx,
- * never 4xx or 429).
+ * is durably queued; 503 when the store cannot take it (errors.ts), so Alertmanager retries (it
+ * retries 5xx, never 4xx or 429).
  */
 export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
   const { metrics, store, config } = ctx;
-  ctx.openapi.add({
+  const truncated = new TruncatedGroups({ store, metrics, config, now: ctx.now });
+  const limits = intakeLimits(config);
+  /*
+   * The pre-match: the highest priority of the rules an alert matches is its queue lane (P0 first),
+   * one lookup in the indexed RuleSet. A firing alert no rule matches is counted and not queued
+   * (lane null); a resolved one is queued in the last lane, since it may close records of a rule
+   * since removed. Without the rules (tests of the route alone) every alert takes the last lane.
+   */
+  const laneFor = (alert: Alert): Lane | null => {
+    if (!ctx.rules) return LAST_LANE;
+    const p = ctx.rules.rules.priorityOf(alert);
+    if (p === undefined) return alert.status === 'firing' ? null : LAST_LANE;
+    return laneOf(p);
+  };
+  app.addHook('onClose', () => truncated.idle());
+  route(app, ctx, {
     method: 'post',
-    path: '/v1/alerts',
-    summary: "Alertmanager webhook receiver (payload version 4)",
+    url: '/v1/alerts',
+    summary: 'Alertmanager webhook receiver (payload version 4)',
     tags: ['intake'],
-    security: 'webhook',
+    auth: 'webhook',
     body: webhookPayloadSchema,
+    storeOp: 'intake',
+    bodyLimit: config.BODY_LIMIT_BYTES,
     responses: {
       200: { description: 'every alert of the batch is durably queued (or was already)', schema: acceptedSchema },
       400: { description: 'the payload is not an Alertmanager v4 webhook; the message names the field', schema: errorSchema },
-      401: { description: 'missing or wrong credentials', schema: errorSchema },
-      413: { description: 'body over BODY_LIMIT_BYTES', schema: errorSchema },
+      413: { description: 'body over BODY_LIMIT_BYTES, or over ALERT_MAX_PER_BATCH, ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES: the message names the field, the limit and the setting', schema: errorSchema },
       415: { description: 'not application/json', schema: errorSchema },
       503: { description: 'the store is unavailable; nothing was queued; Alertmanager retries', schema: errorSchema },
     },
-  });
-
-  app.post(
-    '/v1/alerts',
-    {
-      bodyLimit: config.BODY_LIMIT_BYTES,
-      onRequest: requireAuth(ctx.webhookCredentials, 'rollguard-webhook'),
-      onResponse: async (_req, reply) => {
-        metrics.webhookRequests.inc({ code: String(reply.statusCode) });
-        metrics.webhookDuration.observe(reply.elapsedTime / 1000);
-      },
+    onResponse: async (_req, reply) => {
+      metrics.webhookRequests.inc({ code: String(reply.statusCode) });
+      metrics.webhookDuration.observe(reply.elapsedTime / 1000);
     },
-    async (req, reply) => {
-      const parsed = webhookPayloadSchema.safeParse(req.body);
-      if (!parsed.success) {
-        return reply.code(400).send({ error: 'bad_request', message: describeZodError(parsed.error) });
+    handler: async ({ body: payload }, req) => {
+      const over = overLimit(payload, limits);
+      if (over) {
+        req.log.warn({ groupKey: payload.groupKey.slice(0, 200), receiver: payload.receiver.slice(0, 200), alerts: payload.alerts.length, limit: over }, 'webhook batch refused: over an intake limit');
+        throw new HttpError(413, 'payload_too_large', over);
       }
-      const payload = parsed.data;
       const receivedAt = ctx.now();
       const items = payload.alerts.map((a) => {
-        const alert = normaliseAlert(payload, a, receivedAt);
-        return { key: dedupeKey(alert), alert };
+        const alert = normaliseAlert(payload, a, receivedAt, limits);
+        return { key: dedupeKey(alert), alert, lane: laneFor(alert) };
       });
-      try {
-        const res = await store.intake(items, config.DEDUPE_TTL);
-        for (const it of items) metrics.alertsReceived.inc({ status: it.alert.status });
-        metrics.alertsDeduplicated.inc(res.duplicates);
-        req.log.info(
-          { groupKey: payload.groupKey, receiver: payload.receiver, alerts: items.length, queued: res.queued, duplicates: res.duplicates },
-          'alerts accepted',
-        );
-        return reply.code(200).send(res);
-      } catch (err) {
-        if (err instanceof StoreUnavailableError) {
-          metrics.storeErrors.inc({ op: 'intake' });
-          req.log.error({ err, alerts: items.length, groupKey: payload.groupKey }, 'store unavailable: answering 503 so Alertmanager retries');
-          return reply
-            .code(503)
-            .header('retry-after', '5')
-            .send({ error: 'store_unavailable', message: 'the alert store is unavailable; nothing was queued; retry' });
-        }
-        throw err;
-      }
+      const res = await store.intake(items, config.DEDUPE_TTL);
+      for (const it of items) metrics.alertsReceived.inc({ status: it.alert.status });
+      metrics.alertsDeduplicated.inc(res.duplicates);
+      if (res.unmatched) metrics.alertsUnmatched.inc(res.unmatched);
+      req.log.info(
+        { groupKey: payload.groupKey, receiver: payload.receiver, alerts: items.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0 },
+        'alerts accepted',
+      );
+      truncated.notice(payload, req.log);
+      return res;
     },
-  );
+  });
 }

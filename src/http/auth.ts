@@ -1,5 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { Security } from './openapi.js';
 
 /**
  * Credentials as Alertmanager's http_config sends them: `Authorization: Bearer <token>` and/or
@@ -46,20 +49,154 @@ export function checkAuthorization(header: string | undefined, creds: Credential
   return { ok: false, reason: `unsupported Authorization scheme "${m[1]}"` };
 }
 
-export function isOpen(creds: Credentials): boolean {
-  return creds.bearer.length === 0 && creds.basic === null;
+/**
+ * One bearer credential as configured: tokens in a setting (comma-separated) and/or a file (one per
+ * line or comma-separated), the file re-read on every request so that rotation needs no restart.
+ */
+export interface TokenSetting {
+  name: string;
+  tokens: string[] | undefined;
+  fileName: string;
+  file: string | undefined;
 }
 
-/** An onRequest hook answering 401 (with WWW-Authenticate) before the body is even read. */
-export function requireAuth(getCreds: () => Credentials, realm: string) {
-  return async (req: FastifyRequest, reply: FastifyReply) => {
-    const creds = getCreds();
-    if (isOpen(creds)) return;
-    const res = checkAuthorization(req.headers.authorization, creds);
+/** unset: neither the setting nor the file is configured. broken: the file is configured but gives no token. */
+export type Tokens = { state: 'unset' } | { state: 'ok'; tokens: string[] } | { state: 'broken'; problem: string };
+
+/**
+ * A configured token file that cannot be read, or is empty or whitespace only, is `broken`: the
+ * credential then accepts nothing (fail closed), whatever the setting beside it holds, because an
+ * empty mounted Secret is a mistake to fix, never a reason to open the endpoint.
+ */
+export function readTokens(s: TokenSetting): Tokens {
+  const fromSetting = s.tokens ?? [];
+  if (s.file === undefined) return fromSetting.length ? { state: 'ok', tokens: fromSetting } : { state: 'unset' };
+  let text: string;
+  try {
+    text = readFileSync(s.file, 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return { state: 'broken', problem: `${s.fileName} ${s.file} cannot be read (${why})` };
+  }
+  const fromFile = text.split(/[\n,]/).map((t) => t.trim()).filter((t) => t.length > 0);
+  if (fromFile.length === 0) return { state: 'broken', problem: `${s.fileName} ${s.file} is empty` };
+  return { state: 'ok', tokens: [...fromSetting, ...fromFile] };
+}
+
+/** What one request meets: no check (open), a check against credentials, or a refusal. */
+export type Gate =
+  | { kind: 'open' }
+  | { kind: 'check'; creds: Credentials; problem?: string }
+  | { kind: 'refuse'; status: 401 | 403; message: string; problem?: string };
+
+/** Where each credential comes from in the configuration. */
+export function tokenSettings(config: Config): Record<'webhook' | 'admin' | 'read', TokenSetting> {
+  return {
+    webhook: { name: 'WEBHOOK_TOKEN', tokens: config.WEBHOOK_TOKEN, fileName: 'WEBHOOK_TOKEN_FILE', file: config.WEBHOOK_TOKEN_FILE },
+    admin: { name: 'ADMIN_TOKEN', tokens: config.ADMIN_TOKEN, fileName: 'ADMIN_TOKEN_FILE', file: config.ADMIN_TOKEN_FILE },
+    read: { name: 'READ_TOKEN', tokens: config.READ_TOKEN, fileName: 'READ_TOKEN_FILE', file: config.READ_TOKEN_FILE },
+  };
+}
+
+const BROKEN = 'no credential is accepted: the configured token file holds no token; see the rollguard log';
+
+/**
+ * The gate of each kind of route, read afresh on every request:
+ * - webhook (POST /v1/alerts): WEBHOOK_TOKEN(_FILE) and/or basic auth; none configured: open (the
+ *   embedded default for a laptop; announceAuth warns at start-up);
+ * - admin (mutating endpoints): ADMIN_TOKEN(_FILE); none configured: the admin API is off (403);
+ * - read (records, reports, pause state): READ_TOKEN(_FILE) or the admin token; no read token
+ *   configured: open.
+ * A broken token file (see readTokens) refuses everything its credential would have accepted.
+ */
+export function gates(config: Config): Record<Security, () => Gate> {
+  const s = tokenSettings(config);
+  const basic = config.WEBHOOK_BASIC_USER !== undefined ? { user: config.WEBHOOK_BASIC_USER, passwords: config.WEBHOOK_BASIC_PASSWORD ?? [] } : null;
+  return {
+    webhook: () => {
+      const t = readTokens(s.webhook);
+      if (t.state === 'broken') return { kind: 'refuse', status: 401, message: BROKEN, problem: t.problem };
+      if (t.state === 'unset' && basic === null) return { kind: 'open' };
+      return { kind: 'check', creds: { bearer: t.state === 'ok' ? t.tokens : [], basic } };
+    },
+    admin: () => {
+      const t = readTokens(s.admin);
+      if (t.state === 'broken') return { kind: 'refuse', status: 401, message: BROKEN, problem: t.problem };
+      if (t.state === 'unset') return { kind: 'refuse', status: 403, message: 'the admin API is disabled: set ADMIN_TOKEN (or ADMIN_TOKEN_FILE)' };
+      return { kind: 'check', creds: { bearer: t.tokens, basic: null } };
+    },
+    read: () => {
+      const r = readTokens(s.read);
+      if (r.state === 'unset') return { kind: 'open' };
+      const a = readTokens(s.admin);
+      const bearer = [...(r.state === 'ok' ? r.tokens : []), ...(a.state === 'ok' ? a.tokens : [])];
+      const problem = [r, a].map((x) => (x.state === 'broken' ? x.problem : undefined)).filter(Boolean).join('; ') || undefined;
+      if (bearer.length === 0) return { kind: 'refuse', status: 401, message: BROKEN, ...(problem ? { problem } : {}) };
+      return { kind: 'check', creds: { bearer, basic: null }, ...(problem ? { problem } : {}) };
+    },
+  };
+}
+
+export type AuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+/**
+ * An onRequest hook answering 401 (with WWW-Authenticate) or 403 before the body is even read. A
+ * broken token file is logged as an error naming the file when first seen (and again when the
+ * problem changes), not on every request.
+ */
+export function requireAuth(gate: () => Gate, realm: string): AuthHook {
+  let lastProblem: string | undefined;
+  return async (req, reply) => {
+    const g = gate();
+    const problem = g.kind === 'open' ? undefined : g.problem;
+    if (problem !== lastProblem) {
+      if (problem) req.log.error({ realm, problem }, `${problem}: requests with this credential are refused until it holds a token`);
+      else req.log.info({ realm }, 'the token file holds tokens again');
+      lastProblem = problem;
+    }
+    if (g.kind === 'open') return;
+    if (g.kind === 'refuse') {
+      req.log.warn({ reason: g.message, route: req.routeOptions.url }, 'unauthorized request');
+      if (g.status === 401) reply.header('www-authenticate', `Bearer realm="${realm}"`);
+      return reply.code(g.status).send({ error: g.status === 401 ? 'unauthorized' : 'forbidden', message: g.message });
+    }
+    const res = checkAuthorization(req.headers.authorization, g.creds);
     if (!res.ok) {
       req.log.warn({ reason: res.reason, route: req.routeOptions.url }, 'unauthorized request');
-      const schemes = [creds.bearer.length ? `Bearer realm="${realm}"` : null, creds.basic ? `Basic realm="${realm}"` : null].filter(Boolean);
+      const schemes = [g.creds.bearer.length ? `Bearer realm="${realm}"` : null, g.creds.basic ? `Basic realm="${realm}"` : null].filter(Boolean);
       return reply.code(401).header('www-authenticate', schemes.join(', ')).send({ error: 'unauthorized', message: res.reason });
     }
   };
+}
+
+/** The onRequest hook of each kind of credential a route may require, from the configuration. */
+export function authHooks(config: Config): Record<Security, AuthHook> {
+  const g = gates(config);
+  return { webhook: requireAuth(g.webhook, 'rollguard-webhook'), admin: requireAuth(g.admin, 'rollguard-admin'), read: requireAuth(g.read, 'rollguard-read') };
+}
+
+export interface AuthLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** Says at start-up who may call what: an open webhook or open reads are warned about, broken token files are errors. */
+export function announceAuth(config: Config, log: AuthLogger): void {
+  const g = gates(config);
+  const webhook = g.webhook();
+  if (webhook.kind === 'open') {
+    log.warn(
+      { setting: 'WEBHOOK_TOKEN' },
+      'the webhook is open: no WEBHOOK_TOKEN, WEBHOOK_TOKEN_FILE or WEBHOOK_BASIC_USER is set, so anything that can reach POST /v1/alerts can cause rollbacks; ' +
+        'this is the embedded default for a laptop: set WEBHOOK_TOKEN (or WEBHOOK_TOKEN_FILE) anywhere else',
+    );
+  }
+  const read = g.read();
+  if (read.kind === 'open') log.warn({ setting: 'READ_TOKEN' }, 'reads are open: no READ_TOKEN or READ_TOKEN_FILE is set, so anyone who can reach the API can read the rollback records and reports; set READ_TOKEN anywhere but a laptop');
+  const admin = g.admin();
+  if (admin.kind === 'refuse' && admin.status === 403) log.info({ setting: 'ADMIN_TOKEN' }, 'the admin API is disabled (no ADMIN_TOKEN or ADMIN_TOKEN_FILE)');
+  for (const [realm, gate] of [['webhook', webhook], ['read', read], ['admin', admin]] as const) {
+    if (gate.kind !== 'open' && gate.problem) log.error({ realm, problem: gate.problem }, `${gate.problem}: requests with this credential are refused until it holds a token`);
+  }
 }

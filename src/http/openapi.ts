@@ -1,26 +1,43 @@
 import { z } from 'zod';
 
 /**
- * The OpenAPI document is generated from the same zod schemas the routes validate with: each route
- * registers its operation here, so /openapi.json cannot drift from what the code accepts.
+ * The OpenAPI document, generated from the same zod schemas the routes validate with: route()
+ * (src/http/route.ts) registers each route and its operation here in one call, so /openapi.json
+ * cannot drift from what the code accepts.
  */
+export type Method = 'get' | 'post' | 'put' | 'delete';
+export type Security = 'webhook' | 'admin' | 'read';
+export type Responses = Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+
 export interface Operation {
-  method: 'get' | 'post' | 'put' | 'delete';
+  method: Method;
   path: string;
   summary: string;
   tags?: string[];
-  security?: 'webhook' | 'admin';
+  security?: Security;
   body?: z.ZodType;
   query?: z.ZodObject;
   params?: z.ZodObject;
-  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+  responses: Responses;
 }
+
+/** Who may call an operation, as OpenAPI security requirements (any one of them suffices). */
+const SECURITY: Record<Security, Record<string, string[]>[]> = {
+  webhook: [{ webhookBearer: [] }, { webhookBasic: [] }],
+  admin: [{ adminBearer: [] }],
+  read: [{ readBearer: [] }, { adminBearer: [] }],
+};
 
 export class OpenApiRegistry {
   private readonly ops: Operation[] = [];
 
   add(op: Operation): void {
     this.ops.push(op);
+  }
+
+  /** Whether an operation is documented for this method and Fastify path (`/v1/rollbacks/:id`). */
+  has(method: string, path: string): boolean {
+    return this.ops.some((o) => o.method === method.toLowerCase() && o.path === path);
   }
 
   document(version: string): Record<string, unknown> {
@@ -45,7 +62,7 @@ export class OpenApiRegistry {
       (paths[path] ??= {})[op.method] = {
         summary: op.summary,
         ...(op.tags ? { tags: op.tags } : {}),
-        ...(op.security ? { security: [op.security === 'webhook' ? { webhookBearer: [] } : { adminBearer: [] }, ...(op.security === 'webhook' ? [{ webhookBasic: [] }] : [])] } : {}),
+        ...(op.security ? { security: SECURITY[op.security] } : {}),
         ...(parameters.length ? { parameters } : {}),
         ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(op.body, 'input') } } } } : {}),
         responses,
@@ -59,7 +76,8 @@ export class OpenApiRegistry {
         securitySchemes: {
           webhookBearer: { type: 'http', scheme: 'bearer', description: 'WEBHOOK_TOKEN, as Alertmanager http_config.authorization sends it' },
           webhookBasic: { type: 'http', scheme: 'basic', description: 'WEBHOOK_BASIC_USER / WEBHOOK_BASIC_PASSWORD' },
-          adminBearer: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
+          adminBearer: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN (also reads)' },
+          readBearer: { type: 'http', scheme: 'bearer', description: 'READ_TOKEN; with no read token configured the read endpoints are open' },
         },
       },
     };

@@ -46,6 +46,63 @@ t.test('unknown fields are tolerated (newer Alertmanagers add some)', async (t) 
   t.equal(await store.queueDepth(), 2);
 });
 
+t.test('intake caps: 413 naming the field, the limit and its setting, and nothing is queued', async (t) => {
+  const big = (n: number) => 'x'.repeat(n);
+  const cases: [string, Record<string, string>, (b: any) => void, RegExp][] = [
+    ['alerts per batch', { ALERT_MAX_PER_BATCH: '3' }, (b) => (b.alerts = [0, 1, 2, 3].map((i) => ({ ...b.alerts[0], fingerprint: `fp${i}` }))), /^body\.alerts: 4 alerts, over the 3 a batch may hold \(ALERT_MAX_PER_BATCH; or set max_alerts/],
+    ['label value', {}, (b) => (b.alerts[1].labels.service = big(4097)), /^body\.alerts\[1\]\.labels\.service: 4097 bytes, over the 4096 a label value may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['multi-byte label value', { ALERT_MAX_LABEL_BYTES: '100' }, (b) => (b.alerts[0].labels.service = 'é'.repeat(51)), /labels\.service: 102 bytes, over the 100 .*\(ALERT_MAX_LABEL_BYTES\)/],
+    ['labels per alert', { ALERT_MAX_LABELS: '20' }, (b) => { for (let i = 0; i < 21; i++) b.alerts[1].labels[`l${i}`] = 'v'; }, /^body\.alerts\[1\]\.labels: \d+ labels, over the 20 an alert may have \(ALERT_MAX_LABELS\)$/],
+    ['label name', {}, (b) => (b.alerts[0].labels[big(4097)] = 'v'), /^body\.alerts\[0\]\.labels: a label name of 4097 bytes, over the 4096 a label name may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['fingerprint', {}, (b) => (b.alerts[1].fingerprint = big(4097)), /^body\.alerts\[1\]\.fingerprint: 4097 bytes, over the 4096 a fingerprint may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['generatorURL', { ALERT_MAX_LABEL_BYTES: '100' }, (b) => (b.alerts[0].generatorURL = `http://p/${big(100)}`), /^body\.alerts\[0\]\.generatorURL: 109 bytes, over the 100 a generatorURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['groupKey', {}, (b) => (b.groupKey = big(5000)), /^body\.groupKey: 5000 bytes, over the 4096 a groupKey may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['receiver', {}, (b) => (b.receiver = big(4097)), /^body\.receiver: 4097 bytes, over the 4096 a receiver may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['externalURL', {}, (b) => (b.externalURL = `http://am/${big(4096)}`), /^body\.externalURL: 4106 bytes, over the 4096 an externalURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
+  ];
+  for (const [name, env, mutate, re] of cases) {
+    const { app, store, metrics } = testApp({ env });
+    const body = JSON.parse(firing);
+    mutate(body);
+    const res = await postAlerts(app, body);
+    t.equal(res.statusCode, 413, `${name}: 413`);
+    t.equal(res.json().error, 'payload_too_large');
+    t.match(res.json().message, re, `${name}: the message names the field, the limit and the setting`);
+    t.equal(await store.queueDepth(), 0, `${name}: nothing queued`);
+    t.equal(await metricValue(metrics, 'rollguard_webhook_requests_total', { code: '413' }), 1);
+  }
+  const { app } = testApp();
+  const ok = JSON.parse(firing);
+  ok.alerts[0].labels.service = big(4096);
+  ok.alerts[0].annotations.description = big(4096);
+  t.equal((await postAlerts(app, ok)).statusCode, 200, 'exactly at the limits is accepted');
+});
+
+t.test('a kept annotation over ALERT_MAX_ANNOTATION_BYTES is cut, not refused: the batch is queued', async (t) => {
+  const { app, store } = testApp({ env: { ALERT_MAX_ANNOTATION_BYTES: '100' } });
+  const body = JSON.parse(firing);
+  body.alerts[0].annotations.description = 'y'.repeat(5000);
+  const res = await postAlerts(app, body);
+  t.equal(res.statusCode, 200);
+  t.equal(await store.queueDepth(), 2, 'every alert of the batch queued');
+  const events = await store.consume('t', 10, 0, 60_000);
+  const kept = events.map((e) => e.alert.annotations.description).find((d) => d?.startsWith('y'));
+  t.equal(kept, 'y'.repeat(100), 'cut to the limit');
+});
+
+t.test('annotations: only the allow-listed ones are kept, so nothing else of them is stored', async (t) => {
+  const body = JSON.parse(firing);
+  body.alerts[0].annotations = { summary: 's', description: 'd', runbook_url: 'https://runbooks/x', dashboard: 'https://grafana/x', debug_dump: 'x'.repeat(100_000) };
+  const { app, store } = testApp();
+  t.equal((await postAlerts(app, body)).statusCode, 200, 'an oversized annotation that is not kept does not refuse the batch');
+  const [first] = await store.consume('t', 10, 0, 60_000);
+  t.same(first!.alert.annotations, { summary: 's', description: 'd', runbook_url: 'https://runbooks/x' }, 'summary, description and runbook_url by default');
+  const custom = testApp({ env: { ALERT_ANNOTATIONS: 'summary, dashboard' } });
+  await postAlerts(custom.app, body);
+  const [c] = await custom.store.consume('t', 10, 0, 60_000);
+  t.same(c!.alert.annotations, { summary: 's', dashboard: 'https://grafana/x' }, 'ALERT_ANNOTATIONS sets the list');
+});
+
 t.test('400 names the field, and nothing is queued', async (t) => {
   const cases: [string, (b: any) => void, RegExp][] = [
     ['wrong version', (b) => (b.version = '3'), /body\.version: expected "4"/],

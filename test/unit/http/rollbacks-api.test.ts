@@ -54,6 +54,23 @@ t.test('list, filter, get and report', async (t) => {
   t.match(report.body, /## Action items/);
 });
 
+t.test('GET /v1/rollbacks pages with cursor and limit, returning nextCursor', async (t) => {
+  const s = await setup();
+  for (let i = 0; i < 5; i++) await s.store.putRecord({ id: `rb-page${i}`, target: `Deployment/prod/p${i}`, state: 'succeeded', createdAt: 1000 + i, timeline: [] });
+  const seen: string[] = [];
+  let url = '/v1/rollbacks?limit=2';
+  for (let pages = 0; pages < 10; pages++) {
+    const r = (await s.app.inject(url)).json() as { rollbacks: { id: string }[]; nextCursor: string | null };
+    seen.push(...r.rollbacks.map((x) => x.id));
+    if (r.nextCursor === null) break;
+    url = `/v1/rollbacks?limit=2&cursor=${encodeURIComponent(r.nextCursor)}`;
+  }
+  t.same(seen, ['rb-page4', 'rb-page3', 'rb-page2', 'rb-page1', 'rb-page0'], 'every record once, newest first, over three pages');
+  const bad = await s.app.inject('/v1/rollbacks?cursor=garbage!');
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /query\.cursor: expected the nextCursor of an earlier page/);
+});
+
 t.test('mutating endpoints need the admin token, not the webhook token', async (t) => {
   const s = await setup();
   const body = { kind: 'Deployment', namespace: 'prod', name: 'checkout', reason: 'bad deploy' };

@@ -1,0 +1,136 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import t from 'tap';
+import { buildApp } from '../../../src/app.js';
+import { loadConfig } from '../../../src/config.js';
+import { announceAuth } from '../../../src/http/auth.js';
+import { controlRoutes } from '../../../src/http/control.js';
+import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
+import { fixture, postAlerts, WEBHOOK_TOKEN } from '../../support/app.js';
+import { firing, testEngine } from '../../support/engine.js';
+
+const READ = 'read-secret-token';
+const ADMIN = 'admin-secret-token';
+const payload = fixture('alertmanager/firing-two-alerts.json');
+
+/** A pino logger whose JSON lines are collected. */
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+function tokenFile(content: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'rg-auth-')), 'token');
+  writeFileSync(file, content);
+  return file;
+}
+
+/** The whole API (webhook, records, control) on an in-memory engine, logging into `lines`. */
+function api(env: Record<string, string>) {
+  const e = testEngine({ env });
+  const { logger, lines } = capture();
+  const app = buildApp({ config: e.config, store: e.store, metrics: e.metrics, logger, routes: [rollbacksRoutes(e.engine), controlRoutes({ reload: async () => ({ ok: true, rules: 0, files: [], trigger: 'api' }) })] });
+  return { ...e, app, lines };
+}
+
+t.test('an empty or whitespace-only WEBHOOK_TOKEN_FILE denies every webhook, with an error naming the file', async (t) => {
+  for (const content of ['', ' \n\t\n', ',\n']) {
+    const file = tokenFile(content);
+    const s = api({ WEBHOOK_TOKEN_FILE: file });
+    for (const authorization of ['', 'Bearer ', 'Bearer anything']) {
+      const r = await postAlerts(s.app, payload, { authorization });
+      t.equal(r.statusCode, 401, `${JSON.stringify(content)} / ${JSON.stringify(authorization)}`);
+      t.equal(r.json().error, 'unauthorized');
+    }
+    t.equal(await s.store.queueDepth(), 0, 'nothing queued');
+    const errors = s.lines.filter((l) => l.level === 50);
+    t.equal(errors.length, 1, 'one error line, not one per request');
+    t.match(String(errors[0]!.msg), `WEBHOOK_TOKEN_FILE ${file} is empty`);
+
+    writeFileSync(file, 'now-a-token\n');
+    t.equal((await postAlerts(s.app, payload, { authorization: 'Bearer now-a-token' })).statusCode, 200, 'a token written into the file works without a restart');
+  }
+});
+
+t.test('an unreadable WEBHOOK_TOKEN_FILE denies too, even beside WEBHOOK_TOKEN', async (t) => {
+  const s = api({ WEBHOOK_TOKEN, WEBHOOK_TOKEN_FILE: '/nonexistent/rollguard/token' });
+  t.equal((await postAlerts(s.app, payload)).statusCode, 401);
+  t.match(String(s.lines.find((l) => l.level === 50)?.msg), 'WEBHOOK_TOKEN_FILE /nonexistent/rollguard/token cannot be read (ENOENT)');
+});
+
+t.test('the admin API shares the code: an empty ADMIN_TOKEN_FILE refuses (401) with the same error; unset it is off (403)', async (t) => {
+  const file = tokenFile('\n');
+  const s = api({ ADMIN_TOKEN_FILE: file });
+  const r = await s.app.inject({ method: 'POST', url: '/v1/pause', payload: {}, headers: { authorization: 'Bearer x' } });
+  t.equal(r.statusCode, 401);
+  t.match(String(s.lines.find((l) => l.level === 50)?.msg), `ADMIN_TOKEN_FILE ${file} is empty`);
+  const off = api({});
+  t.equal((await off.app.inject({ method: 'POST', url: '/v1/pause', payload: {} })).statusCode, 403);
+});
+
+t.test('with READ_TOKEN set, the records, reports and pause state need the read or the admin token', async (t) => {
+  const s = api({ WEBHOOK_TOKEN, ADMIN_TOKEN: ADMIN, READ_TOKEN: READ });
+  await s.deliver(firing('HighErrorRate'));
+  const id = (await s.engine.records.list({ limit: 1 }))[0]!.id;
+  const reads = ['/v1/rollbacks', `/v1/rollbacks/${id}`, `/v1/rollbacks/${id}/report`, '/v1/pause'];
+  for (const url of reads) {
+    const none = await s.app.inject(url);
+    t.equal(none.statusCode, 401, `${url} without a token`);
+    t.match(none.headers['www-authenticate'], /Bearer realm="rollguard-read"/);
+    t.equal((await s.app.inject({ url, headers: { authorization: `Bearer ${WEBHOOK_TOKEN}` } })).statusCode, 401, `${url}: the webhook token does not read`);
+    t.equal((await s.app.inject({ url, headers: { authorization: `Bearer ${READ}` } })).statusCode, 200, `${url} with the read token`);
+    t.equal((await s.app.inject({ url, headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 200, `${url}: the admin token reads`);
+  }
+  t.equal((await s.app.inject({ method: 'POST', url: '/v1/pause', payload: {}, headers: { authorization: `Bearer ${READ}` } })).statusCode, 401, 'the read token does not write');
+  for (const url of ['/healthz', '/readyz', '/metrics', '/openapi.json']) t.equal((await s.app.inject(url)).statusCode, 200, `${url} stays open`);
+
+  const doc = (await s.app.inject('/openapi.json')).json();
+  t.same(doc.paths['/v1/rollbacks'].get.security, [{ readBearer: [] }, { adminBearer: [] }]);
+  t.ok(doc.paths['/v1/rollbacks'].get.responses['401']);
+});
+
+t.test('READ_TOKEN_FILE: rotation without restart; empty, only the admin token reads', async (t) => {
+  const file = tokenFile('r1\n');
+  const s = api({ ADMIN_TOKEN: ADMIN, READ_TOKEN_FILE: file });
+  t.equal((await s.app.inject({ url: '/v1/rollbacks', headers: { authorization: 'Bearer r1' } })).statusCode, 200);
+  writeFileSync(file, 'r2\n');
+  t.equal((await s.app.inject({ url: '/v1/rollbacks', headers: { authorization: 'Bearer r1' } })).statusCode, 401);
+  t.equal((await s.app.inject({ url: '/v1/rollbacks', headers: { authorization: 'Bearer r2' } })).statusCode, 200);
+  writeFileSync(file, '');
+  t.equal((await s.app.inject('/v1/rollbacks')).statusCode, 401, 'an empty read token file does not open reads');
+  t.equal((await s.app.inject({ url: '/v1/rollbacks', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 200, 'the admin token still reads');
+  t.match(String(s.lines.find((l) => l.level === 50)?.msg), `READ_TOKEN_FILE ${file} is empty`);
+});
+
+t.test('without a read token, reads stay open (the embedded default)', async (t) => {
+  const s = api({ ADMIN_TOKEN: ADMIN });
+  t.equal((await s.app.inject('/v1/rollbacks')).statusCode, 200);
+  t.equal((await s.app.inject('/v1/pause')).statusCode, 200);
+});
+
+t.test('start-up says when the webhook or the reads are open, naming the setting to set', async (t) => {
+  const open = capture();
+  announceAuth(loadConfig({}), open.logger);
+  const warns = open.lines.filter((l) => l.level === 40).map((l) => String(l.msg));
+  t.match(warns.find((m) => m.startsWith('the webhook is open')), /WEBHOOK_TOKEN/);
+  t.match(warns.find((m) => m.startsWith('reads are open')), /READ_TOKEN/);
+
+  const closed = capture();
+  announceAuth(loadConfig({ WEBHOOK_TOKEN, READ_TOKEN: READ, ADMIN_TOKEN: ADMIN }), closed.logger);
+  t.same(closed.lines.filter((l) => (l.level as number) >= 40), [], 'nothing to warn about');
+
+  const broken = capture();
+  const file = tokenFile('  ');
+  announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: file }), broken.logger);
+  t.match(String(broken.lines.find((l) => l.level === 50)?.msg), `WEBHOOK_TOKEN_FILE ${file} is empty`);
+  t.notOk(broken.lines.some((l) => String(l.msg).startsWith('the webhook is open')), 'a broken file is not an open webhook');
+});
