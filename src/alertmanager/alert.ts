@@ -1,3 +1,4 @@
+import { keptAnnotations, type IntakeLimits } from './limits.js';
 import type { WebhookAlert, WebhookPayload } from './schema.js';
 
 /** One alert as rollguard handles it, normalised from Alertmanager's webhook. */
@@ -20,13 +21,17 @@ export interface Alert {
 
 const ZERO_TIME_MS = Date.parse('0001-01-01T00:00:00Z');
 
-export function normaliseAlert(p: WebhookPayload, a: WebhookAlert, receivedAt: number): Alert {
+/**
+ * The Alert of one webhook alert. `keep` (what intake passes) keeps only the allowed annotations,
+ * each within its size limit, so nothing else of the alert's annotations is ever stored.
+ */
+export function normaliseAlert(p: WebhookPayload, a: WebhookAlert, receivedAt: number, keep?: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>): Alert {
   const ends = a.endsAt === undefined ? undefined : Date.parse(a.endsAt);
   const alert: Alert = {
     fingerprint: a.fingerprint,
     status: a.status,
     labels: a.labels,
-    annotations: a.annotations,
+    annotations: keep ? keptAnnotations(a.annotations, keep) : a.annotations,
     startsAt: Date.parse(a.startsAt),
     generatorURL: a.generatorURL,
     receiver: p.receiver,

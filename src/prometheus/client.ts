@@ -1,14 +1,22 @@
 import type { Metrics } from '../metrics.js';
+import { redactUrl } from '../redact.js';
 
 /**
  * A small client for Prometheus' HTTP API (/api/v1/query and /api/v1/query_range), with `fetch`.
  * Times are milliseconds since the epoch in and out (the API itself speaks seconds).
  *
+ * Credentials in the URL (http://user:password@prometheus:9090, as an auth proxy in front of
+ * Prometheus wants them) are sent as a basic-auth header: fetch refuses URLs carrying them. The
+ * URL is printed (errors, hence records, logs and notifications) without them and without its
+ * query string: `redactUrl` (src/redact.ts) as a base URL.
+ *
  * Two error types, because the engine treats them differently:
- * - PrometheusUnavailableError: Prometheus could not answer (connection refused, timeout, 5xx,
- *   a body that is not the API's JSON). The rule's onPrometheusDown policy applies.
- * - PrometheusQueryError: Prometheus answered that the query is bad (HTTP 400/422, errorType
- *   bad_data / execution). That is a rule bug, never a reason to act.
+ * - PrometheusUnavailableError: Prometheus is down: the connection failed or timed out, or it
+ *   (or a proxy in front of it) answered 5xx. The rule's onPrometheusDown policy applies.
+ * - PrometheusQueryError: an answer came, and it is an error: a bad query (400/422, errorType
+ *   bad_data / execution), a refused request (an auth proxy's 401/403, 413, any other 4xx), a
+ *   redirect (a login page), or a body that is not the API's JSON. Prometheus is up and the
+ *   request cannot succeed as it is: the engine holds and escalates, never acts unconfirmed.
  */
 
 export interface Sample {
@@ -70,11 +78,21 @@ export function parseValue(s: string): number {
 
 export class PrometheusClient implements PrometheusApi {
   private readonly base: string;
+  /** the base URL as printed (redactUrl, as a base URL) */
+  readonly displayUrl: string;
+  private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly doFetch: typeof fetch;
 
   constructor(private readonly opts: PrometheusClientOptions) {
-    this.base = opts.url.replace(/\/+$/, '');
+    const u = new URL(opts.url);
+    if (u.username !== '' || u.password !== '') {
+      this.authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+      u.username = '';
+      u.password = '';
+    }
+    this.base = u.toString().replace(/\/+$/, '');
+    this.displayUrl = redactUrl(opts.url, { base: true });
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.doFetch = opts.fetch ?? fetch;
   }
@@ -113,8 +131,14 @@ export class PrometheusClient implements PrometheusApi {
     try {
       res = await this.doFetch(this.base + path, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(this.opts.headers ?? {}) },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          ...(this.authorization ? { authorization: this.authorization } : {}),
+          ...(this.opts.headers ?? {}),
+        },
         body,
+        // a redirect is an answer (an auth proxy's login page), not something to follow
+        redirect: 'manual',
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       text = await res.text();
@@ -122,7 +146,7 @@ export class PrometheusClient implements PrometheusApi {
       this.count('unreachable');
       const err = e as Error;
       const why = err.name === 'TimeoutError' ? `timed out after ${this.timeoutMs}ms` : describeFetchError(err);
-      throw new PrometheusUnavailableError(`Prometheus at ${this.base} unreachable: ${why}`, e);
+      throw new PrometheusUnavailableError(`Prometheus at ${this.displayUrl} unreachable: ${why}`, e);
     }
     let json: { status?: string; data?: { resultType: string; result: unknown }; errorType?: string; error?: string } | undefined;
     try {
@@ -130,27 +154,53 @@ export class PrometheusClient implements PrometheusApi {
     } catch {
       json = undefined;
     }
-    if (res.status >= 500 || res.status === 429 || json === undefined || typeof json !== 'object' || json === null) {
-      // 503 while starting up or shutting down, proxies' 502/504, HTML error pages: Prometheus did not answer
+    const isJson = json !== undefined && typeof json === 'object' && json !== null;
+    if (res.status >= 500) {
+      // 503 while starting up or shutting down, proxies' 502/504: Prometheus is down
       this.count('unreachable');
-      const detail = json?.error ?? text.slice(0, 200);
-      throw new PrometheusUnavailableError(`Prometheus at ${this.base} answered HTTP ${res.status}: ${detail}`);
+      throw new PrometheusUnavailableError(`Prometheus at ${this.displayUrl} answered HTTP ${res.status}: ${isJson ? (json!.error ?? '') : snippet(text)}`);
     }
-    if (json.status !== 'success' || !json.data) {
+    if (!isJson || json!.status !== 'success' || !json!.data) {
+      // Prometheus' own refusal of a query (400 bad_data, 422 execution) carries its JSON error;
+      // anything else came from something in front of it (401/403 of an auth proxy, 413, a
+      // redirect to a login page, an HTML page with 200)
       this.count('error');
-      throw new PrometheusQueryError(
-        `Prometheus refused the query (${json.errorType ?? `HTTP ${res.status}`}): ${json.error ?? 'no error message'}`,
-        json.errorType ?? 'unknown',
-        expr,
-      );
+      const j = isJson ? json! : undefined;
+      const errorType = j?.errorType ?? `http_${res.status}`;
+      const why = j?.errorType !== undefined ? `Prometheus refused the query (${j.errorType}): ${j.error ?? 'no error message'}` : this.refusal(res, path, j?.error ?? snippet(text));
+      throw new PrometheusQueryError(why, errorType, expr);
     }
+    const ok = json!;
     this.count('ok');
-    return json.data;
+    return ok.data!;
+  }
+
+  /** What an answer that is not Prometheus' API JSON says, for the record and the log. */
+  private refusal(res: Response, path: string, detail: string): string {
+    const at = `Prometheus at ${this.displayUrl} answered HTTP ${res.status}`;
+    if (res.status === 401 || res.status === 403) return `${at}: not authorized; check the credentials in PROMETHEUS_URL (http://user:password@host/)`;
+    if (res.status >= 300 && res.status < 400) {
+      const location = res.headers.get('location');
+      let to = '';
+      try {
+        if (location) to = ` to ${redactUrl(new URL(location, this.base + path).toString(), { base: true })}`;
+      } catch {
+        // an unparsable Location: not named
+      }
+      return `${at}, a redirect${to} (an auth proxy's login page?); PROMETHEUS_URL must reach the API without one`;
+    }
+    return `${at}, not the API's JSON: ${detail}`;
   }
 
   private count(outcome: 'ok' | 'error' | 'unreachable'): void {
     this.opts.metrics?.prometheusQueries.inc({ outcome });
   }
+}
+
+/** The start of a body, on one line, for an error message. */
+function snippet(text: string): string {
+  const s = text.replace(/\s+/g, ' ').trim();
+  return s.length > 200 ? `${s.slice(0, 200)}...` : s || '(empty body)';
 }
 
 function secs(ms: number): string {

@@ -151,7 +151,7 @@ for: 5m`, 'P1');
     t.equal(c.baseline?.atMs, T0 + 17 * MIN);
   });
 
-  t.test('a query Prometheus rejects -> error, never acted on', async (t) => {
+  t.test('a query Prometheus rejects -> error: held and escalated, never acted on', async (t) => {
     const r = rule(`kind: custom
 query: 'sum(rate(http_requests_total{namespace="{{ $labels.namespace }}"}[1m])) by ('
 threshold: 0
@@ -159,7 +159,9 @@ for: 1m`);
     const c = await confirmTrigger({ rule: r, alert: alert('held'), now: T0 + 25 * MIN }, deps);
     t.equal(c.outcome, 'error');
     t.match(c.reason, /bad_data/);
-    t.equal(decide({ rule: r, alert: { status: 'firing' }, confirmation: c, now: T0 }).decision, 'no_action');
+    const d = decide({ rule: r, alert: { status: 'firing' }, confirmation: c, now: T0 });
+    t.equal(d.decision, 'hold', 'a P0 rule (onPrometheusDown: act) holds on an error answer');
+    t.equal(d.escalate, true);
   });
 
   t.test('outcomes are counted by rule and outcome', async (t) => {

@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { rulesCheckCommand, rulesTestCommand, simulateCommand } from '../../../src/rules/cli.js';
+import { rulesCheckCommand, rulesTestCommand } from '../../../src/cli/rules.js';
+import { simulateCommand } from '../../../src/cli/simulate.js';
 import { loadRules } from '../../../src/rules/loader.js';
 import { samples, startPrometheus } from '../../support/prometheus.js';
 

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { createMetrics } from '../../../src/metrics.js';
 import { PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
+import { redactUrl } from '../../../src/redact.js';
 import { freePort } from '../../../src/prometheus/local.js';
 
 async function stub(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void) {
@@ -69,7 +70,61 @@ t.test('a bad query is a PrometheusQueryError, not "down"', async (t) => {
   t.match(await m.registry.metrics(), /outcome="error"\} 1/);
 });
 
-t.test('unreachable, 5xx, non-JSON and timeouts are PrometheusUnavailableError', async (t) => {
+t.test('answers that are errors (401, 403, 413, other 4xx, a redirect, a page that is not the API) are PrometheusQueryError, not "down"', async (t) => {
+  const m = createMetrics({ defaults: false });
+  const cases: [number, string, Record<string, string>, RegExp][] = [
+    [401, 'Unauthorized', { 'www-authenticate': 'Basic realm="prometheus"' }, /HTTP 401: not authorized; check the credentials in PROMETHEUS_URL/],
+    [403, 'Forbidden', {}, /HTTP 403: not authorized/],
+    [413, '<html>Request Entity Too Large</html>', { 'content-type': 'text/html' }, /HTTP 413, not the API's JSON: <html>Request Entity Too Large/],
+    [404, 'not found', {}, /HTTP 404, not the API's JSON: not found/],
+    [302, '', { location: 'https://sso.example.com/login?rd=https%3A%2F%2Fprom&token=t0p' }, /HTTP 302, a redirect to https:\/\/sso\.example\.com\/login \(an auth proxy's login page\?\)/],
+    [200, '<html>proxy login</html>', { 'content-type': 'text/html' }, /HTTP 200, not the API's JSON: <html>proxy login/],
+  ];
+  for (const [code, body, headers, re] of cases) {
+    const s = await stub((_req, _body, res) => {
+      res.writeHead(code, headers);
+      res.end(body);
+    });
+    const e = await new PrometheusClient({ url: s.url, metrics: m }).query('up', 0).catch((x) => x);
+    await s.close();
+    t.type(e, PrometheusQueryError, `HTTP ${code}`);
+    t.equal(e.errorType, `http_${code}`);
+    t.match(e.message, re);
+    t.notMatch(e.message, /t0p/, 'a query string of a redirect is not printed');
+  }
+  t.match(await m.registry.metrics(), /outcome="error"\} 6/);
+  t.notMatch(await m.registry.metrics(), /outcome="unreachable"/);
+});
+
+t.test('user:password in the URL: a basic-auth header, and the URL printed without them', async (t) => {
+  const seen: (string | undefined)[] = [];
+  const s = await stub((req, _body, res) => {
+    seen.push(req.headers.authorization);
+    if (req.headers.authorization !== `Basic ${Buffer.from('rollguard:p@ss:w/rd').toString('base64')}`) {
+      res.writeHead(401);
+      res.end();
+      return;
+    }
+    json(res, 200, { status: 'success', data: { resultType: 'vector', result: [] } });
+  });
+  t.teardown(s.close);
+  const withCreds = s.url.replace('http://', 'http://rollguard:p%40ss%3Aw%2Frd@') + '/?tenant=a';
+  const c = new PrometheusClient({ url: withCreds });
+  t.same(await c.query('up', 0), [], 'the proxy accepted the credentials');
+  t.equal(c.displayUrl, s.url.replace('http://', 'http://***@'), 'printed without user, password or query');
+  const wrong = new PrometheusClient({ url: s.url.replace('http://', 'http://rollguard:wrong-secret@') });
+  const e = await wrong.query('up', 0).catch((x) => x);
+  t.type(e, PrometheusQueryError);
+  t.notMatch(e.message, /wrong-secret|rollguard:/);
+  const down = await new PrometheusClient({ url: `http://rollguard:wrong-secret@127.0.0.1:${await freePort()}` }).query('up', 0).catch((x) => x);
+  t.type(down, PrometheusUnavailableError);
+  t.notMatch(down.message, /wrong-secret/);
+  t.match(down.message, /Prometheus at http:\/\/\*\*\*@127\.0\.0\.1:\d+ unreachable/);
+  t.equal(redactUrl('https://u:pw@prom.example.com:9090/prefix/?x=1#y', { base: true }), 'https://***@prom.example.com:9090/prefix');
+  t.equal(redactUrl('http://prom:9090', { base: true }), 'http://prom:9090');
+});
+
+t.test('unreachable, 5xx and timeouts are PrometheusUnavailableError', async (t) => {
   const m = createMetrics({ defaults: false });
   const port = await freePort();
   const refused = await new PrometheusClient({ url: `http://127.0.0.1:${port}`, metrics: m }).query('up', 0).catch((x) => x);
@@ -80,12 +135,12 @@ t.test('unreachable, 5xx, non-JSON and timeouts are PrometheusUnavailableError',
   t.teardown(s503.close);
   t.type(await new PrometheusClient({ url: s503.url }).query('up', 0).catch((x) => x), PrometheusUnavailableError);
 
-  const html = await stub((_req, _body, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' });
-    res.end('<html>proxy login</html>');
+  const s502 = await stub((_req, _body, res) => {
+    res.writeHead(502, { 'content-type': 'text/html' });
+    res.end('<html>bad gateway</html>');
   });
-  t.teardown(html.close);
-  t.type(await new PrometheusClient({ url: html.url }).query('up', 0).catch((x) => x), PrometheusUnavailableError);
+  t.teardown(s502.close);
+  t.type(await new PrometheusClient({ url: s502.url }).query('up', 0).catch((x) => x), PrometheusUnavailableError, "a proxy's 502: down");
 
   const slow = await stub(() => {
     /* never answers */

@@ -1,0 +1,102 @@
+import type { Config } from '../config.js';
+import type { WebhookPayload } from './schema.js';
+
+/**
+ * What the webhook takes, so that what rollguard keeps grows with the number of alerts and not with
+ * their size: alerts per batch, bytes per label value and per kept annotation value, and which
+ * annotations are kept at all (the rest are dropped before anything is stored).
+ */
+export interface IntakeLimits {
+  maxAlerts: number;
+  /** labels per alert */
+  maxLabels: number;
+  /** bytes of a label value, of a label name, and of each of the alert's and the batch's other strings (fingerprint, groupKey, receiver, URLs) */
+  maxLabelBytes: number;
+  maxAnnotationBytes: number;
+  /** annotation names kept; every other annotation is dropped at intake */
+  annotations: readonly string[];
+}
+
+export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS'>): IntakeLimits {
+  return {
+    maxAlerts: config.ALERT_MAX_PER_BATCH,
+    maxLabels: config.ALERT_MAX_LABELS,
+    maxLabelBytes: config.ALERT_MAX_LABEL_BYTES,
+    maxAnnotationBytes: config.ALERT_MAX_ANNOTATION_BYTES,
+    annotations: config.ALERT_ANNOTATIONS,
+  };
+}
+
+/** The setting a limit message names: what a refusal is counted by. */
+export type LimitSetting = 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES';
+
+/** A limit an alert or a batch passes: the message names the field, the limit and its setting. */
+export interface OverLimit {
+  setting: LimitSetting;
+  message: string;
+}
+
+function tooLong(field: string, value: string, what: string, max: number): OverLimit | undefined {
+  const n = Buffer.byteLength(value);
+  return n > max ? { setting: 'ALERT_MAX_LABEL_BYTES', message: `${field}: ${n} bytes, over the ${max} ${what} may have (ALERT_MAX_LABEL_BYTES)` } : undefined;
+}
+
+/**
+ * The first limit one alert passes (`at` names it: `body.alerts[3]`): its label count, a label
+ * name's or value's bytes, its fingerprint's or generatorURL's bytes. The webhook's intake and the
+ * alerts fetched back from Alertmanager's API (truncated.ts) hold alerts to the same limits.
+ */
+export function alertOverLimit(at: string, a: { labels: Record<string, string>; fingerprint: string; generatorURL: string }, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
+  const max = l.maxLabelBytes;
+  const names = Object.keys(a.labels);
+  if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
+  for (const [name, value] of Object.entries(a.labels)) {
+    if (Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
+    const over = tooLong(`${at}.labels.${name}`, value, 'a label value', max);
+    if (over) return over;
+  }
+  return tooLong(`${at}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(`${at}.generatorURL`, a.generatorURL, 'a generatorURL', max);
+}
+
+/**
+ * The first limit a webhook payload passes, as a message naming the field, the limit and its
+ * setting; undefined when the payload is within every limit.
+ */
+export function overLimit(p: WebhookPayload, l: IntakeLimits): string | undefined {
+  if (p.alerts.length > l.maxAlerts) {
+    return `body.alerts: ${p.alerts.length} alerts, over the ${l.maxAlerts} a batch may hold (ALERT_MAX_PER_BATCH; or set max_alerts on Alertmanager's webhook_config)`;
+  }
+  // Labels are the alert's identity (matching, targets, dedupe): one over its cap refuses the batch,
+  // as does any other string rollguard keeps (fingerprint, groupKey, receiver, the URLs) over the
+  // same byte cap. Annotations are only read by people: a long one is cut (keptAnnotations), never a
+  // reason to refuse, since Alertmanager does not retry a 4xx and the batch's alerts would be lost.
+  const max = l.maxLabelBytes;
+  const batch = tooLong('body.groupKey', p.groupKey, 'a groupKey', max) ?? tooLong('body.receiver', p.receiver, 'a receiver', max) ?? tooLong('body.externalURL', p.externalURL, 'an externalURL', max);
+  if (batch) return batch.message;
+  for (const [i, a] of p.alerts.entries()) {
+    const over = alertOverLimit(`body.alerts[${i}]`, a, l);
+    if (over) return over.message;
+  }
+  return undefined;
+}
+
+/**
+ * The annotations rollguard keeps of an alert: only the allowed names, each cut to maxBytes
+ * (ALERT_MAX_ANNOTATION_BYTES) at a character boundary.
+ */
+export function keptAnnotations(annotations: Record<string, string>, l: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of l.annotations) {
+    const v = annotations[name];
+    if (v === undefined) continue;
+    out[name] = Buffer.byteLength(v) <= l.maxAnnotationBytes ? v : cutUtf8(v, l.maxAnnotationBytes);
+  }
+  return out;
+}
+
+/** The longest prefix of s within maxBytes of UTF-8, never splitting a character. */
+function cutUtf8(s: string, maxBytes: number): string {
+  const buf = Buffer.from(s).subarray(0, maxBytes);
+  const text = buf.toString('utf8');
+  return text.endsWith('\uFFFD') && !s.startsWith(text) ? text.slice(0, -1) : text;
+}

@@ -1,0 +1,141 @@
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import type { Store } from '../store/store.js';
+import { dedupeKey, normaliseAlert } from './alert.js';
+import { alertOverLimit, intakeLimits, type OverLimit } from './limits.js';
+import { AlertmanagerApi, type GroupAlert } from './api.js';
+import type { WebhookPayload } from './schema.js';
+
+/** What this needs of a pino logger (the request's, so lines carry its request id). */
+interface Log {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface TruncatedDeps {
+  store: Store;
+  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertmanagerAlertsRefused'>;
+  config: Pick<Config, 'ALERTMANAGER_URL' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS'>;
+  now: () => number;
+  /** a client other than the one ALERTMANAGER_URL gives (tests) */
+  api?: AlertmanagerApi | null;
+  /** waits between attempts of one fetch, ms (default 500, 2000: three attempts) */
+  retryDelays?: number[];
+}
+
+/**
+ * Alertmanager's `max_alerts` on a webhook receiver sends only the first N alerts of a group and
+ * says how many it left out in `truncatedAlerts`. Those left out may be the very alert a rule
+ * acts on, so none is dropped silently: each is counted (rollguard_alerts_truncated_total) and a
+ * warning names the group and the receiver setting to change; with ALERTMANAGER_URL set, the
+ * group's current alerts are fetched from Alertmanager's API v2 and the missing ones queued
+ * through the webhook's own intake (same dedupe keys, so a later untruncated resend or another
+ * replica doing the same never queues one twice). The fetch runs after the webhook has answered;
+ * a failing fetch is logged and counted, and the alerts that did arrive stay queued. What is
+ * fetched is held to the webhook's limits: an answer over BODY_LIMIT_BYTES is not read, an alert
+ * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, at most ALERT_MAX_PER_BATCH are,
+ * and only the allowed annotations are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES);
+ * each alert refused is counted by its limit and the refusal logged with the group.
+ */
+export class TruncatedGroups {
+  private readonly api: AlertmanagerApi | null;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly delays: number[];
+
+  constructor(private readonly d: TruncatedDeps) {
+    this.api =
+      d.api !== undefined
+        ? d.api
+        : d.config.ALERTMANAGER_URL
+          ? new AlertmanagerApi({ url: d.config.ALERTMANAGER_URL, maxBody: { bytes: d.config.BODY_LIMIT_BYTES, setting: 'BODY_LIMIT_BYTES' } })
+          : null;
+    this.delays = d.retryDelays ?? [500, 2000];
+  }
+
+  /** Called once the delivered alerts of `payload` are durably queued. Returns at once. */
+  notice(payload: WebhookPayload, log: Log): void {
+    const left = payload.truncatedAlerts;
+    if (left <= 0) return;
+    this.d.metrics.alertsTruncated.inc(left);
+    const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: left, delivered: payload.alerts.length };
+    const change = `raise or remove max_alerts in the webhook_configs of Alertmanager receiver "${payload.receiver}"`;
+    if (!this.api) {
+      log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; they are not handled: ${change}, or set ALERTMANAGER_URL so rollguard fetches them`);
+      return;
+    }
+    log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
+    const p = this.recover(this.api, payload, log).finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+
+  /** Resolves once every fetch started so far has ended (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Counts the refused alerts by limit and logs one line naming the group and the first reasons. */
+  private noteRefused(payload: WebhookPayload, refused: OverLimit[], log: Log): void {
+    const bySetting = new Map<string, number>();
+    for (const r of refused) bySetting.set(r.setting, (bySetting.get(r.setting) ?? 0) + 1);
+    for (const [limit, n] of bySetting) this.d.metrics.alertmanagerAlertsRefused.inc({ limit }, n);
+    log.warn(
+      { groupKey: payload.groupKey, receiver: payload.receiver, refused: refused.length, limits: Object.fromEntries(bySetting), reasons: refused.slice(0, 3).map((r) => r.message) },
+      `${refused.length} alert(s) fetched from Alertmanager for group ${payload.groupKey} pass an intake limit and are not queued (${[...bySetting.keys()].join(', ')}), as the webhook would refuse them`,
+    );
+  }
+
+  private async recover(api: AlertmanagerApi, payload: WebhookPayload, log: Log): Promise<void> {
+    const delivered = new Set(payload.alerts.map((a) => a.fingerprint));
+    let lastErr: unknown;
+    for (let attempt = 0; attempt <= this.delays.length; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, this.delays[attempt - 1]));
+      try {
+        const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
+        const receivedAt = this.d.now();
+        const limits = intakeLimits(this.d.config);
+        const { kept, refused } = withinLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits);
+        if (refused.length > 0) this.noteRefused(payload, refused, log);
+        const items = kept.map((a) => {
+          const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits);
+          return { key: dedupeKey(alert), alert };
+        });
+        const res = items.length > 0 ? await this.d.store.intake(items, this.d.config.DEDUPE_TTL) : { queued: 0, duplicates: 0 };
+        this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
+        this.d.metrics.alertsRecovered.inc(res.queued);
+        this.d.metrics.alertsDeduplicated.inc(res.duplicates);
+        const found = kept.length + refused.length;
+        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates };
+        if (found < payload.truncatedAlerts) {
+          log.warn(what, `found ${found} of the ${payload.truncatedAlerts} alert(s) left out in Alertmanager's group (the others resolved since, or are resolved alerts, which its API does not list)`);
+        } else {
+          log.info(what, 'alerts left out of the notification fetched from Alertmanager and queued');
+        }
+        return;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    this.d.metrics.alertmanagerFetches.inc({ outcome: 'failed' });
+    log.error(
+      { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
+      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}: they are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.alerts.length} delivered stay queued`,
+    );
+  }
+}
+
+/**
+ * The fetched alerts the webhook would take: each within ALERT_MAX_LABELS and ALERT_MAX_LABEL_BYTES,
+ * then at most ALERT_MAX_PER_BATCH of them; the others refused with the limit they pass.
+ */
+function withinLimits(alerts: GroupAlert[], l: ReturnType<typeof intakeLimits>): { kept: GroupAlert[]; refused: OverLimit[] } {
+  const kept: GroupAlert[] = [];
+  const refused: OverLimit[] = [];
+  for (const [i, a] of alerts.entries()) {
+    const over = alertOverLimit(`alerts fetched[${i}]`, a, l);
+    if (over) refused.push(over);
+    else if (kept.length >= l.maxAlerts) refused.push({ setting: 'ALERT_MAX_PER_BATCH', message: `alerts fetched[${i}]: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` });
+    else kept.push(a);
+  }
+  return { kept, refused };
+}

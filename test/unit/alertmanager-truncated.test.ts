@@ -1,0 +1,124 @@
+// Alerts fetched back from Alertmanager's API after a truncated notification are held to the
+// webhook's intake limits: an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued,
+// at most ALERT_MAX_PER_BATCH are, only the allowed annotations are kept, and an answer over
+// BODY_LIMIT_BYTES is not read. Each refusal is counted by its setting and logged with the group.
+// Alertmanager's API takes alerts from anyone who reaches it: what it answers is input like a webhook.
+import t from 'tap';
+import { AlertmanagerApi } from '../../src/alertmanager/api.js';
+import type { WebhookPayload } from '../../src/alertmanager/schema.js';
+import { TruncatedGroups } from '../../src/alertmanager/truncated.js';
+import { loadConfig } from '../../src/config.js';
+import { createMetrics } from '../../src/metrics.js';
+import { MemoryStore } from '../../src/store/memory.js';
+import { metricValue } from '../support/app.js';
+
+const GROUP_LABELS = { alertname: 'HighErrorRate', namespace: 'shop' };
+
+function payload(truncatedAlerts: number): WebhookPayload {
+  return {
+    version: '4',
+    groupKey: '{}:{alertname="HighErrorRate", namespace="shop"}',
+    truncatedAlerts,
+    status: 'firing',
+    receiver: 'rollguard',
+    groupLabels: GROUP_LABELS,
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: 'http://alertmanager:9093',
+    alerts: [{ status: 'firing', labels: { ...GROUP_LABELS, deployment: 'delivered' }, annotations: {}, startsAt: '2026-12-01T10:00:00Z', generatorURL: '', fingerprint: 'delivered' }],
+  };
+}
+
+function amAlert(fp: string, labels: Record<string, string>, annotations: Record<string, string> = {}) {
+  return { fingerprint: fp, labels: { ...GROUP_LABELS, ...labels }, annotations, startsAt: '2026-12-01T10:00:00Z', generatorURL: '', status: { state: 'active' }, receivers: [{ name: 'rollguard' }] };
+}
+
+/** Alertmanager's answer to GET /api/v2/alerts/groups: one group holding `alerts`. */
+function answer(alerts: unknown[], opts: { chunked?: boolean } = {}): Response {
+  const text = JSON.stringify([{ labels: GROUP_LABELS, receiver: { name: 'rollguard' }, alerts }]);
+  if (!opts.chunked) return new Response(text, { headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } });
+  // no content-length: the limit must hold while reading
+  const bytes = Buffer.from(text);
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < bytes.length; i += 512) c.enqueue(bytes.subarray(i, i + 512));
+      c.close();
+    },
+  });
+  return new Response(body, { headers: { 'content-type': 'application/json' } });
+}
+
+function rig(env: Record<string, string>, respond: () => Response) {
+  const config = loadConfig({ ALERTMANAGER_URL: 'http://alertmanager:9093', ...env });
+  const store = new MemoryStore();
+  const metrics = createMetrics({ defaults: false });
+  const api = new AlertmanagerApi({ url: config.ALERTMANAGER_URL!, fetch: async () => respond(), maxBody: { bytes: config.BODY_LIMIT_BYTES, setting: 'BODY_LIMIT_BYTES' } });
+  const groups = new TruncatedGroups({ store, metrics, config, now: Date.now, api, retryDelays: [] });
+  const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+  const log = {
+    info: (obj: object, msg: string) => void lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
+    warn: (obj: object, msg: string) => void lines.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }),
+    error: (obj: object, msg: string) => void lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
+  };
+  const queued = async () => (await store.consume('test', 1000, 0, 60_000)).map((e) => e.alert);
+  return { groups, metrics, lines, log, queued };
+}
+
+const refusedCount = (metrics: ReturnType<typeof createMetrics>, limit: string) => metricValue(metrics, 'rollguard_alertmanager_alerts_refused_total', { limit });
+
+t.test('an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued; counted by setting and logged with the group', async (t) => {
+  const manyLabels = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`l${i}`, 'x']));
+  const r = rig({ ALERT_MAX_LABELS: '10', ALERT_MAX_LABEL_BYTES: '64' }, () =>
+    answer([
+      amAlert('delivered', { deployment: 'delivered' }),
+      amAlert('ok', { deployment: 'ok' }),
+      amAlert('many-labels', { deployment: 'many', ...manyLabels }),
+      amAlert('long-value', { deployment: 'x'.repeat(65) }),
+      amAlert('long-name', { deployment: 'n', ['k'.repeat(65)]: 'v' }),
+      amAlert('x'.repeat(65), { deployment: 'long-fingerprint' }),
+    ]),
+  );
+  r.groups.notice(payload(5), r.log);
+  await r.groups.idle();
+  const q = await r.queued();
+  t.same(q.map((a) => a.fingerprint), ['ok'], 'only the alert within every limit is queued');
+  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_LABELS'), 1);
+  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_LABEL_BYTES'), 3, 'a long label value, a long label name, a long fingerprint');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 1);
+  const warn = r.lines.find((l) => l.level === 'warn' && /pass an intake limit/.test(l.msg));
+  t.ok(warn, 'a warning');
+  t.match(warn!.msg, /4 alert\(s\) fetched from Alertmanager for group \{\}:\{alertname="HighErrorRate", namespace="shop"\} pass an intake limit and are not queued \(ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES\)/);
+  t.same(warn!.obj.limits, { ALERT_MAX_LABELS: 1, ALERT_MAX_LABEL_BYTES: 3 });
+  t.match((warn!.obj.reasons as string[])[0], /alerts fetched\[\d\]\.labels: 23 labels, over the 10 an alert may have \(ALERT_MAX_LABELS\)/);
+  t.notOk(JSON.stringify(r.lines).includes('x'.repeat(65)), 'the over-long value is not copied into the log');
+});
+
+t.test('at most ALERT_MAX_PER_BATCH of the fetched alerts are queued, the rest refused and counted', async (t) => {
+  const r = rig({ ALERT_MAX_PER_BATCH: '3' }, () => answer(Array.from({ length: 8 }, (_, i) => amAlert(`fp-${i}`, { deployment: `d${i}` }))));
+  r.groups.notice(payload(7), r.log);
+  await r.groups.idle();
+  t.equal((await r.queued()).length, 3);
+  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_PER_BATCH'), 5);
+  t.ok(r.lines.some((l) => l.level === 'warn' && /5 alert\(s\) fetched .* not queued \(ALERT_MAX_PER_BATCH\)/.test(l.msg)));
+});
+
+t.test('only the allowed annotations are kept, each cut to ALERT_MAX_ANNOTATION_BYTES', async (t) => {
+  const r = rig({ ALERT_MAX_ANNOTATION_BYTES: '16' }, () => answer([amAlert('fp', { deployment: 'a' }, { summary: 'error rate above 5% for 10 minutes', secret_dsn: 'postgres://u:p@db', description: 'short' })]));
+  r.groups.notice(payload(1), r.log);
+  await r.groups.idle();
+  const [a] = await r.queued();
+  t.same(a!.annotations, { summary: 'error rate above', description: 'short' });
+});
+
+t.test('an answer over BODY_LIMIT_BYTES is not read: the fetch fails, counted and logged naming the setting; nothing queued', async (t) => {
+  const big = Array.from({ length: 40 }, (_, i) => amAlert(`fp-${i}`, { deployment: `d${i}`, pad: 'p'.repeat(100) }));
+  for (const chunked of [false, true]) {
+    const r = rig({ BODY_LIMIT_BYTES: '2048' }, () => answer(big, { chunked }));
+    r.groups.notice(payload(39), r.log);
+    await r.groups.idle();
+    t.equal((await r.queued()).length, 0, `${chunked ? 'streamed' : 'with content-length'}: nothing queued`);
+    t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'failed' }), 1);
+    const err = r.lines.find((l) => l.level === 'error');
+    t.match(err?.obj.err, /answered (more than 2048|\d+) bytes, over the 2048 rollguard reads \(BODY_LIMIT_BYTES\): not read/);
+  }
+});
