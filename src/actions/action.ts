@@ -1,28 +1,54 @@
 // The one interface every rollback kind implements: plan() reads, execute() writes, verify() waits.
-// Adding a kind = one file in src/actions/ and one line in src/actions/index.ts.
+// Adding a kind = one file in src/actions/ (its Action and its KindDefinition: options schema,
+// rule params) and one line in src/actions/index.ts.
 import type { Logger } from 'pino';
-import type { Kube, PatchType, ResourceType } from '../kube/client.js';
+import type { z } from 'zod';
+import type { ConfigDrift } from '../config-deps/check.js';
+import type { Kube, KubeObject, PatchType, ResourceType } from '../kube/client.js';
+import type { NameKind } from '../kube/names.js';
+import type { PlannedMigration } from '../migrations/types.js';
+import type { HelmActionOptions } from './helm.js';
+import type { KindOptions } from './index.js';
 
-export type TargetKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'Rollout' | 'HelmRelease' | 'BlueGreen' | 'Canary';
+/** The rollback kinds, from the registry (src/actions/index.ts): 'Deployment', 'Canary', … */
+export type TargetKind = keyof KindOptions & string;
 
-export interface TargetRef {
-  kind: TargetKind;
+interface TargetRefBase {
   namespace: string;
-  /** the workload (Deployment, StatefulSet, DaemonSet, Rollout), the Helm release, or the blue-green/canary app */
+  /** the workload (Deployment, StatefulSet, DaemonSet, Rollout), the Helm release, the VirtualService, or the blue-green/canary app */
   name: string;
-  /** kubectl's --to-revision; absent or 0 = the previous revision */
+  /** kubectl's --to-revision; absent or 0 = the previous revision (kinds with `revisions`) */
   toRevision?: number;
-  /**
-   * Kind-specific options:
-   *  - Rollout: { mode?: 'abort' | 'undo' | 'abort-undo' } (default 'abort', as `kubectl argo rollouts abort`)
-   *  - BlueGreen: { service?: string (default name), selectorKey?: string (default 'version'),
-   *                 to?: string (colour to switch back to; default: the other of colours),
-   *                 colours?: [string, string] (default ['blue', 'green']) }
-   *  - Canary: { canary?: string (default `${name}-canary`), stable?: string (default `${name}-stable`),
-   *              stableReplicas?: number (default: stable's replicas + canary's replicas) }
-   *  - HelmRelease: { release?: string (default name), timeout?: string (helm duration, default '5m0s') }
-   */
-  options?: Record<string, unknown>;
+}
+
+/** What to roll back: a kind, an object, and that kind's own options (its file's options schema). */
+export type TargetRef = { [K in TargetKind]: TargetRefBase & { kind: K; options?: KindOptions[K] } }[TargetKind];
+
+/** Why a rule param's resolved value is not acceptable, or undefined when it is. */
+export type ParamCheck = (value: string) => string | undefined;
+
+/** What the registry gives every kind when it builds the actions (Helm: its binary and kubeconfig). */
+export interface ActionDeps {
+  helm?: HelmActionOptions;
+}
+
+/**
+ * Everything about one rollback kind, owned by its file in src/actions/ and listed once in
+ * src/actions/index.ts: the rule schema, the manual API and the chart follow from it.
+ */
+export interface KindDefinition<K extends string = string, O extends object = object> {
+  kind: K;
+  /** what a rule's `name` must be (a DNS-1123 subdomain for most objects) */
+  name: NameKind;
+  /** takes a revision: rule param `toRevision` (a number) becomes TargetRef.toRevision */
+  revisions: boolean;
+  /** TargetRef.options: what the action reads, and what POST /v1/rollbacks `options` may hold */
+  options: z.ZodType<O>;
+  /** the rule params (besides toRevision), each with the check of its resolved value */
+  params: Record<string, ParamCheck>;
+  /** a rule's target name and resolved params (all checked) onto this kind's options */
+  fromParams(name: string, params: Record<string, string>): NoInfer<O>;
+  create(deps: ActionDeps): Action;
 }
 
 export interface ActionContext {
@@ -36,6 +62,12 @@ export interface ActionContext {
   checkFence: () => Promise<void>;
   /** server-side dry run of the writes (dryRun=All): admitted and validated, nothing persisted */
   dryRun?: boolean;
+  /**
+   * Set when the rule's configDrift is `restore` and CONFIG_SNAPSHOTS is on: plans write drifted
+   * configuration back from its snapshot first (src/config-deps/restore.ts); `secrets` with
+   * CONFIG_SNAPSHOTS_SECRETS.
+   */
+  configRestore?: { secrets: boolean };
 }
 
 export type RefusalCode =
@@ -49,7 +81,13 @@ export type RefusalCode =
   /** a new revision was deployed between plan() and execute(): not rolled back automatically */
   | 'changed_since_plan'
   /** what we would switch or scale back to is not running/available (blue-green, canary) */
-  | 'target_not_ready';
+  | 'target_not_ready'
+  /** a GitOps controller reconciles the target and the rule's gitops policy does not roll it back (src/gitops/) */
+  | 'gitops_owned'
+  /** the target revision needs a ConfigMap or Secret that no longer exists (src/config-deps/) */
+  | 'missing_config'
+  /** the rule's migration rollback Job template is missing, invalid or refused by the API server (src/migrations/) */
+  | 'migration_job';
 
 export interface Refusal {
   code: RefusalCode;
@@ -71,8 +109,15 @@ export interface PlannedWrite {
    * the body (409 Conflict). Either way execute() re-plans from a fresh read, bounded.
    */
   precondition?: 'json-test' | 'resource-version';
+  /** wait this long before sending this write (a gradual traffic shift's pause between steps; skipped in a server dry run) */
+  pauseBeforeMs?: number;
   /** what this write does, in words */
   description: string;
+  /**
+   * The object as plan() read it. The record keeps only a summary of the change against it (the
+   * paths it changes, images, template hashes: src/engine/change.ts); neither is ever persisted.
+   */
+  before?: KubeObject;
 }
 
 export interface RollbackPlan {
@@ -90,10 +135,16 @@ export interface RollbackPlan {
   current?: { revision: number; createdAt: number; annotations: Record<string, string> };
   refusal?: Refusal;
   summary: string;
+  /** the target revision's ConfigMaps and Secrets that changed after it was created (src/config-deps/check.ts) */
+  configDrift?: ConfigDrift[];
+  /** the rule's migration rollback Job, run before the writes (src/migrations/stage.ts) */
+  migration?: PlannedMigration;
   /** Kubernetes writes execute() will send, in order */
   writes?: PlannedWrite[];
   /** the argv execute() will run (Helm) */
   command?: string[];
+  /** the Helm release the command rolls back (its objects are whatever the release holds) */
+  release?: { namespace: string; name: string };
   plannedAt: number;
 }
 

@@ -1,4 +1,4 @@
-// Argo Rollouts, two modes (TargetRef.options.mode):
+// Argo Rollouts, two modes (options.mode; rule param `mode`, and `toRevision` for undo):
 //  - 'abort' (default), as `kubectl argo rollouts abort NAME`: a merge patch {"status":{"abort":true}}
 //    on the status subresource, falling back to the main resource when the status subresource is
 //    not served (404), exactly as the plugin. The controller then shifts traffic back to the stable
@@ -8,6 +8,7 @@
 //    second-highest; the chosen template without its rollouts-pod-template-hash label replaces
 //    /spec/template in one JSON Patch (the plugin copies no annotations). Refusals in the plugin's
 //    words. Ours adds a test of /metadata/generation and the kubernetes.io/change-cause annotation.
+import { z } from 'zod';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
@@ -23,19 +24,25 @@ import {
   timestampMs,
 } from '../kube/revision.js';
 import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { executeWrites, getOrNull, noCluster, notFoundMessage, refused, reqOpts, str } from './common.js';
-import { revisionNotFoundMessage } from './deployment.js';
+import { clusterAction, type ClusterContext, defineKind, executeWrites, oneOfParam, optionsOf, readOrRefuse, refused, reqOpts, specReplicas, verifyUntil } from './common.js';
+import { currentInfo, revisionNotFoundMessage } from './deployment.js';
 
-export type RolloutMode = 'abort' | 'undo';
+const MODES = ['abort', 'undo'] as const;
+export type RolloutMode = (typeof MODES)[number];
+
+export const rolloutOptions = z.strictObject({
+  /** 'abort' (default), as `kubectl argo rollouts abort`; 'undo', as `kubectl argo rollouts undo` */
+  mode: z.enum(MODES).optional(),
+});
 
 export function rolloutMode(ref: TargetRef): RolloutMode {
-  return str(ref.options?.mode) === 'undo' ? 'undo' : 'abort';
+  return optionsOf(rolloutKind, ref).mode ?? 'abort';
 }
 
 async function rolloutReplicaSets(ctx: ActionContext, ro: KubeObject): Promise<KubeObject[]> {
   const list = await ctx.kube!.list(RESOURCES.replicasets, ro.metadata.namespace ?? '', {
     ...reqOpts(ctx),
-    labelSelector: selectorToString(ro.spec?.selector),
+    labelSelector: selectorToString(ro.spec?.selector, ro),
   });
   return list.filter((rs) => isControlledBy(rs, ro));
 }
@@ -44,27 +51,16 @@ const hashOf = (rs: KubeObject | undefined) => rs?.metadata.labels?.[ROLLOUTS_PO
 
 function currentOf(ro: KubeObject, rss: KubeObject[]) {
   const cur = rss.find((rs) => hashOf(rs) && hashOf(rs) === ro.status?.currentPodHash);
-  return {
-    revision: annotationRevision(ro, ROLLOUT_REVISION) ?? annotationRevision(cur ?? ro, ROLLOUT_REVISION) ?? 0,
-    createdAt: timestampMs(cur?.metadata.creationTimestamp) ?? timestampMs(ro.metadata.creationTimestamp) ?? 0,
-    annotations: {
-      ...(ro.metadata.annotations ?? {}),
-      ...(cur?.metadata.annotations ?? {}),
-      ...((ro.spec?.template?.metadata?.annotations as Record<string, string> | undefined) ?? {}),
-    },
-  };
+  // as a Deployment's, but for the revision: the current ReplicaSet's when the Rollout has none
+  return { ...currentInfo(ro, cur ?? null, ROLLOUT_REVISION), revision: annotationRevision(ro, ROLLOUT_REVISION) ?? annotationRevision(cur ?? ro, ROLLOUT_REVISION) ?? 0 };
 }
 
-const replicasOf = (ro: KubeObject): number => (typeof ro.spec?.replicas === 'number' ? ro.spec.replicas : 1);
-
-export const argoRolloutAction: Action = {
+export const argoRolloutAction: Action = clusterAction({
   kind: 'Rollout',
 
-  async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
-    if (!ctx.kube) return noCluster(ref);
+  async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
     const mode = rolloutMode(ref);
-    const ro = await getOrNull(ctx.kube, RESOURCES.rollouts, ref.namespace, ref.name, ctx);
-    if (!ro) return refused(ref, 'not_found', notFoundMessage(RESOURCES.rollouts, ref.name));
+    const ro = await readOrRefuse(ctx, RESOURCES.rollouts, ref, ref.name);
     const rss = await rolloutReplicaSets(ctx, ro);
     const current = currentOf(ro, rss);
     const base = { fromRevision: current.revision, current };
@@ -88,6 +84,7 @@ export const argoRolloutAction: Action = {
             patch: { status: { abort: true } },
             subresource: 'status',
             description: 'set status.abort=true',
+            before: ro,
           },
         ],
         plannedAt: Date.now(),
@@ -134,6 +131,7 @@ export const argoRolloutAction: Action = {
           patch,
           precondition: 'json-test',
           description: `replace /spec/template with ReplicaSet ${rs.metadata.name}'s template`,
+          before: ro,
         },
       ],
       plannedAt: Date.now(),
@@ -155,21 +153,23 @@ export const argoRolloutAction: Action = {
     }
   },
 
-  async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
-    if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
+  async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
     const mode = rolloutMode(plan.target);
     const start = Date.now();
-    const pollMs = opts.pollMs ?? 1000;
     const minGeneration = opts.execution?.newGeneration;
     let last = '';
-    for (;;) {
-      try {
-        const ro = await ctx.kube.get(RESOURCES.rollouts, plan.target.namespace, plan.target.name, reqOpts(ctx));
+    const ns = plan.target.namespace;
+    const name = plan.target.name;
+    return verifyUntil(
+      ctx,
+      opts,
+      async (): Promise<VerifyResult | undefined> => {
+        const ro = await ctx.kube!.get(RESOURCES.rollouts, ns, name, reqOpts(ctx));
         const rss = await rolloutReplicaSets(ctx, ro);
-        const want = replicasOf(ro);
+        const want = specReplicas(ro);
         const st = ro.status ?? {};
         if (mode === 'abort') {
-          if (st.abort !== true) return { outcome: 'failed', message: `rollout '${plan.target.name}' is no longer aborted (status.abort cleared)` };
+          if (st.abort !== true) return { outcome: 'failed', message: `rollout '${name}' is no longer aborted (status.abort cleared)` };
           const stable = rss.find((rs) => hashOf(rs) && hashOf(rs) === st.stableRS);
           const avail = stable?.status?.availableReplicas ?? 0;
           const others = rss.filter((rs) => rs !== stable).reduce((n, rs) => n + (rs.status?.replicas ?? 0), 0);
@@ -177,34 +177,44 @@ export const argoRolloutAction: Action = {
             ? `stable ReplicaSet ${stable.metadata.name}: ${avail}/${want} available; ${others} pods of other revisions`
             : `no stable ReplicaSet (status.stableRS=${st.stableRS ?? 'unset'})`;
           if (stable && avail >= want) {
-            return { outcome: 'succeeded', message: `rollout '${plan.target.name}' aborted; ${last}`, details: { phase: st.phase, message: st.message } };
+            return { outcome: 'succeeded', message: `rollout '${name}' aborted; ${last}`, details: { phase: st.phase, message: st.message } };
           }
-        } else {
-          const gen = Math.max(ro.metadata.generation ?? 0, minGeneration ?? 0);
-          const observed = Number(st.observedGeneration ?? 0);
-          const target = rss.find((rs) => annotationRevision(rs, ROLLOUT_REVISION) === plan.toRevision);
-          last = `observedGeneration ${observed}/${gen}, currentPodHash ${st.currentPodHash ?? '-'}, updated ${st.updatedReplicas ?? 0}, available ${st.availableReplicas ?? 0} of ${want}`;
-          if (
-            observed >= gen &&
-            (st.updatedReplicas ?? 0) >= want &&
-            (st.availableReplicas ?? 0) >= want &&
-            (st.replicas ?? 0) <= want &&
-            (!target || hashOf(target) === st.currentPodHash)
-          ) {
-            return { outcome: 'succeeded', message: `rollout '${plan.target.name}' rolled back; ${last}` };
-          }
-          if (st.phase === 'Degraded' && typeof st.message === 'string' && /ProgressDeadlineExceeded/.test(st.message)) {
-            const when = timestampMs(st.conditions?.find((c: { type: string }) => c.type === 'Progressing')?.lastUpdateTime);
-            if (when !== undefined && when >= Math.floor((opts.execution?.at ?? start) / 1000) * 1000) {
-              return { outcome: 'failed', message: `rollout '${plan.target.name}': ${st.message}` };
-            }
+          return undefined;
+        }
+        const gen = Math.max(ro.metadata.generation ?? 0, minGeneration ?? 0);
+        const observed = Number(st.observedGeneration ?? 0);
+        const target = rss.find((rs) => annotationRevision(rs, ROLLOUT_REVISION) === plan.toRevision);
+        last = `observedGeneration ${observed}/${gen}, currentPodHash ${st.currentPodHash ?? '-'}, updated ${st.updatedReplicas ?? 0}, available ${st.availableReplicas ?? 0} of ${want}`;
+        if (
+          observed >= gen &&
+          (st.updatedReplicas ?? 0) >= want &&
+          (st.availableReplicas ?? 0) >= want &&
+          (st.replicas ?? 0) <= want &&
+          (!target || hashOf(target) === st.currentPodHash)
+        ) {
+          return { outcome: 'succeeded', message: `rollout '${name}' rolled back; ${last}` };
+        }
+        if (st.phase === 'Degraded' && typeof st.message === 'string' && /ProgressDeadlineExceeded/.test(st.message)) {
+          const when = timestampMs(st.conditions?.find((c: { type: string }) => c.type === 'Progressing')?.lastUpdateTime);
+          if (when !== undefined && when >= Math.floor((opts.execution?.at ?? start) / 1000) * 1000) {
+            return { outcome: 'failed', message: `rollout '${name}': ${st.message}` };
           }
         }
-      } catch (err) {
-        return { outcome: 'unverified', message: `cannot read rollout ${plan.target.namespace}/${plan.target.name}: ${(err as Error).message}` };
-      }
-      if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `not settled after ${opts.timeoutMs} ms: ${last}` };
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
+        return undefined;
+      },
+      () => last,
+      `cannot read rollout ${ns}/${name}`,
+    );
   },
-};
+});
+
+/** Rollout: `name` is the Argo Rollout; rule params toRevision (undo) and mode. */
+export const rolloutKind = defineKind({
+  kind: 'Rollout',
+  name: 'subdomain',
+  revisions: true,
+  options: rolloutOptions,
+  params: { mode: oneOfParam(MODES) },
+  fromParams: (_name, p) => (p.mode !== undefined ? { mode: p.mode as RolloutMode } : {}),
+  create: () => argoRolloutAction,
+});

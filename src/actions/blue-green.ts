@@ -1,30 +1,40 @@
 // Blue-green: switch the Service's selector back to the previous colour, as the runbook does
-// (seed 003: `kubectl patch service hotswap-api -p '{"spec":{"selector":{"version":"blue"}}}'`),
+// (`kubectl patch service hotswap-api -p '{"spec":{"selector":{"version":"blue"}}}'`),
 // after checking what the runbook checks first: that the previous colour is still running.
 //
-// TargetRef.name is the app; options: service (default: name), selectorKey (default 'version'),
-// to (the colour to switch back to; default: the other one of colours), colours (default
-// ['blue', 'green']).
+// TargetRef.name is the app; options (blueGreenOptions): service (default: name), selectorKey
+// (default 'version'), to (the colour to switch back to; default: the other one of colours),
+// colours (default ['blue', 'green']). A rule's target names the Service; its params
+// selectorLabel and previous become selectorKey and to.
+import { z } from 'zod';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
+import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, POD_TEMPLATE_HASH, ownedReplicaSets, selectorMatches, timestampMs } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
 import type { Action, ActionContext, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { executeWrites, getOrNull, noCluster, notFoundMessage, refused, reqOpts, str } from './common.js';
+import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, verifyUntil } from './common.js';
 
-interface BlueGreenOptions {
+export const blueGreenOptions = z.strictObject({
+  /** the Service whose selector switches (default: the target's name) */
+  service: nameSchema('service').optional(),
+  /** the selector key holding the colour (default 'version') */
+  selectorKey: nameSchema('labelKey').optional(),
+  /** the colour to switch back to (default: the other one of colours, refused if that one is newer) */
+  to: nameSchema('labelValue').optional(),
+  /** the two colours (default blue and green) */
+  colours: z.tuple([nameSchema('labelValue'), nameSchema('labelValue')]).optional(),
+});
+
+interface Resolved {
   service: string;
   key: string;
   to?: string;
   colours: [string, string];
 }
 
-export function blueGreenOptions(ref: TargetRef): BlueGreenOptions {
-  const o = ref.options ?? {};
-  const colours = Array.isArray(o.colours) && o.colours.length === 2 && o.colours.every((c) => typeof c === 'string')
-    ? (o.colours as [string, string])
-    : (['blue', 'green'] as [string, string]);
-  const to = str(o.to);
-  return { service: str(o.service) ?? ref.name, key: str(o.selectorKey) ?? 'version', ...(to ? { to } : {}), colours };
+function resolved(ref: TargetRef): Resolved {
+  const o = optionsOf(blueGreenKind, ref);
+  return { service: o.service ?? ref.name, key: o.selectorKey ?? 'version', ...(o.to ? { to: o.to } : {}), colours: o.colours ?? ['blue', 'green'] };
 }
 
 /** Deployments in the namespace whose pods the selector would pick. */
@@ -49,14 +59,12 @@ const selectorText = (s: Record<string, string>) =>
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
 
-export const blueGreenAction: Action = {
+export const blueGreenAction: Action = clusterAction({
   kind: 'BlueGreen',
 
-  async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
-    if (!ctx.kube) return noCluster(ref);
-    const o = blueGreenOptions(ref);
-    const svc = await getOrNull(ctx.kube, RESOURCES.services, ref.namespace, o.service, ctx);
-    if (!svc) return refused(ref, 'not_found', notFoundMessage(RESOURCES.services, o.service));
+  async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
+    const o = resolved(ref);
+    const svc = await readOrRefuse(ctx, RESOURCES.services, ref, o.service);
     const selector: Record<string, string> = { ...(svc.spec?.selector ?? {}) };
     const from = selector[o.key];
     if (from === undefined) {
@@ -129,26 +137,22 @@ export const blueGreenAction: Action = {
           },
           precondition: 'resource-version',
           description: `set selector ${o.key}=${to}`,
+          before: svc,
         },
       ],
       plannedAt: Date.now(),
     };
   },
 
-  execute(plan, ctx) {
-    return executeWrites(blueGreenAction, plan, ctx);
-  },
-
-  async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
-    if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
-    const o = blueGreenOptions(plan.target);
+  async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
+    const o = resolved(plan.target);
     const want = ((plan.writes?.[0]?.patch as { spec?: { selector?: Record<string, string> } })?.spec?.selector ?? {})[o.key];
-    const start = Date.now();
-    const pollMs = opts.pollMs ?? 1000;
     let last = '';
-    for (;;) {
-      try {
-        const svc = await ctx.kube.get(RESOURCES.services, plan.target.namespace, o.service, reqOpts(ctx));
+    return verifyUntil(
+      ctx,
+      opts,
+      async (): Promise<VerifyResult | undefined> => {
+        const svc = await ctx.kube!.get(RESOURCES.services, plan.target.namespace, o.service, reqOpts(ctx));
         const sel: Record<string, string> = svc.spec?.selector ?? {};
         if (sel[o.key] !== want) {
           return { outcome: 'failed', message: `service "${o.service}" selects ${o.key}=${sel[o.key]}, not ${want}: changed by someone else` };
@@ -160,11 +164,25 @@ export const blueGreenAction: Action = {
         if (deps.length > 0 && available > 0 && states.every((s) => s.done)) {
           return { outcome: 'succeeded', message: `service "${o.service}" selects ${o.key}=${want}; ${available} available pods behind it`, details: { deployments: deps.map((d) => d.metadata.name) } };
         }
-      } catch (err) {
-        return { outcome: 'unverified', message: `cannot read the blue-green state: ${(err as Error).message}` };
-      }
-      if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `not all pods behind the service ready after ${opts.timeoutMs} ms: ${last}` };
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
+        return undefined;
+      },
+      () => `not all pods behind the service ready: ${last}`,
+      'cannot read the blue-green state',
+    );
   },
-};
+});
+
+/** BlueGreen: `name` is the Service; rule params selectorLabel (the selector key) and previous (the colour to switch to). */
+export const blueGreenKind = defineKind({
+  kind: 'BlueGreen',
+  name: 'service',
+  revisions: false,
+  options: blueGreenOptions,
+  params: { selectorLabel: nameParam('labelKey'), previous: nameParam('labelValue') },
+  fromParams: (name, p) => ({
+    service: name,
+    ...(p.selectorLabel !== undefined ? { selectorKey: p.selectorLabel } : {}),
+    ...(p.previous !== undefined ? { to: p.previous } : {}),
+  }),
+  create: () => blueGreenAction,
+});

@@ -1,43 +1,49 @@
 // Canary: scale the canary Deployment to 0 and the stable one up, as the runbooks do
-// (seed 001: `kubectl patch deployment backend-api-canary -p '{"spec":{"replicas":0}}'`, then
+// (`kubectl patch deployment backend-api-canary -p '{"spec":{"replicas":0}}'`, then
 // `kubectl scale deployment/backend-api-stable --replicas=10`): the canary first, so the bad
 // version stops taking traffic at once.
 //
-// TargetRef.name is the app; options: canary (default `${name}-canary`), stable (default
-// `${name}-stable`), stableReplicas (default: stable's replicas + canary's, so capacity stays).
-import { RESOURCES, type KubeObject } from '../kube/client.js';
+// TargetRef.name is the app; options (canaryOptions): canary (default `${name}-canary`), stable
+// (default `${name}-stable`), stableReplicas (default: stable's replicas + canary's, so capacity
+// stays). A rule's target names the canary Deployment itself; its param `stable` names the other.
+import { z } from 'zod';
+import { RESOURCES } from '../kube/client.js';
+import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSets } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
-import type { Action, ActionContext, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { executeWrites, getOrNull, noCluster, notFoundMessage, num, refused, reqOpts, str } from './common.js';
+import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, specReplicas, verifyUntil } from './common.js';
 import { currentInfo } from './deployment.js';
 
-export function canaryOptions(ref: TargetRef): { canary: string; stable: string; stableReplicas?: number } {
-  const o = ref.options ?? {};
-  const stableReplicas = num(o.stableReplicas);
+export const canaryOptions = z.strictObject({
+  /** the canary Deployment, scaled to 0 (default `${name}-canary`) */
+  canary: nameSchema('subdomain').optional(),
+  /** the stable Deployment, scaled up (default `${name}-stable`) */
+  stable: nameSchema('subdomain').optional(),
+  /** the stable Deployment's replicas afterwards (default: its replicas + the canary's) */
+  stableReplicas: z.number().int().min(1).max(100_000).optional(),
+});
+
+function resolved(ref: TargetRef): { canary: string; stable: string; stableReplicas?: number } {
+  const o = optionsOf(canaryKind, ref);
   return {
-    canary: str(o.canary) ?? `${ref.name}-canary`,
-    stable: str(o.stable) ?? `${ref.name}-stable`,
-    ...(stableReplicas !== undefined ? { stableReplicas } : {}),
+    canary: o.canary ?? `${ref.name}-canary`,
+    stable: o.stable ?? `${ref.name}-stable`,
+    ...(o.stableReplicas !== undefined ? { stableReplicas: o.stableReplicas } : {}),
   };
 }
 
-const replicas = (d: KubeObject): number => (typeof d.spec?.replicas === 'number' ? d.spec.replicas : 1);
-
-export const canaryAction: Action = {
+export const canaryAction: Action = clusterAction({
   kind: 'Canary',
 
-  async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
-    if (!ctx.kube) return noCluster(ref);
-    const o = canaryOptions(ref);
-    const canary = await getOrNull(ctx.kube, RESOURCES.deployments, ref.namespace, o.canary, ctx);
-    if (!canary) return refused(ref, 'not_found', notFoundMessage(RESOURCES.deployments, o.canary));
-    const stable = await getOrNull(ctx.kube, RESOURCES.deployments, ref.namespace, o.stable, ctx);
-    if (!stable) return refused(ref, 'not_found', notFoundMessage(RESOURCES.deployments, o.stable));
+  async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
+    const o = resolved(ref);
+    const canary = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.canary);
+    const stable = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.stable);
     const { newRS } = await ownedReplicaSets(ctx.kube, canary, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(canary, newRS, DEPLOYMENT_REVISION);
-    const canaryReplicas = replicas(canary);
-    const stableNow = replicas(stable);
+    const canaryReplicas = specReplicas(canary);
+    const stableNow = specReplicas(stable);
     const stableTarget = o.stableReplicas ?? stableNow + canaryReplicas;
     if (canaryReplicas === 0 && stableNow >= stableTarget) {
       return refused(ref, 'already_matches', `canary deployment "${o.canary}" is already scaled to 0`, { current });
@@ -54,6 +60,7 @@ export const canaryAction: Action = {
         patchType: 'merge',
         patch: { metadata: ctx.changeCause ? { annotations: { [CHANGE_CAUSE]: ctx.changeCause } } : {}, spec: { replicas: 0 } },
         description: `scale canary ${o.canary} from ${canaryReplicas} to 0`,
+        before: canary,
       });
     }
     if (stableTarget !== stableNow) {
@@ -64,6 +71,7 @@ export const canaryAction: Action = {
         patchType: 'merge',
         patch: { spec: { replicas: stableTarget } },
         description: `scale stable ${o.stable} from ${stableNow} to ${stableTarget}`,
+        before: stable,
       });
     }
     return {
@@ -76,23 +84,19 @@ export const canaryAction: Action = {
     };
   },
 
-  execute(plan, ctx) {
-    return executeWrites(canaryAction, plan, ctx);
-  },
-
-  async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
-    if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
-    const o = canaryOptions(plan.target);
-    const start = Date.now();
-    const pollMs = opts.pollMs ?? 1000;
+  async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
+    const o = resolved(plan.target);
+    const ns = plan.target.namespace;
     let last = '';
-    for (;;) {
-      try {
+    return verifyUntil(
+      ctx,
+      opts,
+      async (): Promise<VerifyResult | undefined> => {
         const [canary, stable] = await Promise.all([
-          ctx.kube.get(RESOURCES.deployments, plan.target.namespace, o.canary, reqOpts(ctx)),
-          ctx.kube.get(RESOURCES.deployments, plan.target.namespace, o.stable, reqOpts(ctx)),
+          ctx.kube!.get(RESOURCES.deployments, ns, o.canary, reqOpts(ctx)),
+          ctx.kube!.get(RESOURCES.deployments, ns, o.stable, reqOpts(ctx)),
         ]);
-        if (replicas(canary) !== 0) return { outcome: 'failed', message: `canary "${o.canary}" was scaled back up to ${replicas(canary)} by someone else` };
+        if (specReplicas(canary) !== 0) return { outcome: 'failed', message: `canary "${o.canary}" was scaled back up to ${specReplicas(canary)} by someone else` };
         const s = deploymentState(stable);
         const c = deploymentState(canary);
         const canaryPods = canary.status?.replicas ?? 0;
@@ -101,11 +105,21 @@ export const canaryAction: Action = {
         if (s.done && c.done && canaryPods === 0) {
           return { outcome: 'succeeded', message: `canary "${o.canary}" at 0 pods; ${s.message}`, details: { stableAvailable: stable.status?.availableReplicas ?? 0 } };
         }
-      } catch (err) {
-        return { outcome: 'unverified', message: `cannot read the canary state: ${(err as Error).message}` };
-      }
-      if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `not settled after ${opts.timeoutMs} ms: ${last}` };
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
+        return undefined;
+      },
+      () => last,
+      'cannot read the canary state',
+    );
   },
-};
+});
+
+/** Canary: `name` is the canary Deployment; rule param stable (the stable Deployment). */
+export const canaryKind = defineKind({
+  kind: 'Canary',
+  name: 'subdomain',
+  revisions: false,
+  options: canaryOptions,
+  params: { stable: nameParam('subdomain') },
+  fromParams: (name, p) => ({ canary: name, ...(p.stable !== undefined ? { stable: p.stable } : {}) }),
+  create: () => canaryAction,
+});

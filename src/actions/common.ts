@@ -1,7 +1,25 @@
-// Pieces every action shares: refusals, the write loop with its single conflict re-plan, 404s.
+// Pieces every action shares: refusals, the write loop with its single conflict re-plan, 404s,
+// the verification poll, and the helpers a kind's definition (options, rule params) is made of.
+import { z } from 'zod';
+import { verifyRestored } from '../config-deps/restore.js';
 import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/client.js';
 import { KubeApiError } from '../kube/errors.js';
-import type { Action, ActionContext, ExecuteResult, PlannedWrite, RefusalCode, RollbackPlan, TargetRef } from './action.js';
+import { invalidName, type NameKind } from '../kube/names.js';
+import { pollUntil, sleep } from '../kube/rollout-status.js';
+import type {
+  Action,
+  ActionContext,
+  ExecuteResult,
+  KindDefinition,
+  ParamCheck,
+  PlannedWrite,
+  RefusalCode,
+  RollbackPlan,
+  TargetKind,
+  TargetRef,
+  VerifyOptions,
+  VerifyResult,
+} from './action.js';
 
 /** At most this many attempts of one execute(): the first, and up to two after a 409 Conflict. */
 export const MAX_ATTEMPTS = 3;
@@ -10,8 +28,11 @@ export function refused(ref: TargetRef, code: RefusalCode, message: string, extr
   return { target: ref, kind: ref.kind, summary: `refused: ${message}`, ...extra, refusal: { code, message }, plannedAt: Date.now() };
 }
 
+/** What to change when there is no cluster: rollguard found neither KUBECONFIG nor an in-cluster ServiceAccount. */
+export const NO_CLUSTER = 'no Kubernetes cluster configured: set KUBECONFIG (--kubeconfig) to a kubeconfig file, or run rollguard in a pod with its ServiceAccount';
+
 export function noCluster(ref: TargetRef): RollbackPlan {
-  return refused(ref, 'no_cluster', `no Kubernetes cluster configured; cannot roll back ${ref.kind} ${ref.namespace}/${ref.name}`);
+  return refused(ref, 'no_cluster', `${NO_CLUSTER}; cannot roll back ${ref.kind} ${ref.namespace}/${ref.name}`);
 }
 
 export function reqOpts(ctx: ActionContext): RequestOptions {
@@ -31,6 +52,20 @@ export async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: 
 /** kubectl's NotFound wording: deployments.apps "web" not found */
 export function notFoundMessage(rt: ResourceType, name: string): string {
   return `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`;
+}
+
+/** A refusal found deep in plan(): clusterAction answers its plan. */
+export class PlanRefusal extends Error {
+  constructor(readonly plan: RollbackPlan) {
+    super(plan.summary);
+  }
+}
+
+/** GET of an object plan() needs: a 404 refuses the plan ('not_found', kubectl's wording); other errors throw. */
+export async function readOrRefuse(ctx: ClusterContext, rt: ResourceType, ref: TargetRef, name: string): Promise<KubeObject> {
+  const obj = await getOrNull(ctx.kube, rt, ref.namespace, name, ctx);
+  if (!obj) throw new PlanRefusal(refused(ref, 'not_found', notFoundMessage(rt, name)));
+  return obj;
 }
 
 /** The API server's words for a JSON Patch that could not be applied (a failed `test` op among others). */
@@ -54,7 +89,7 @@ export function isConflict(err: unknown, write?: PlannedWrite): err is KubeApiEr
  */
 export async function executeWrites(action: Action, plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
   if (plan.refusal) throw new Error(`cannot execute a refused plan (${plan.refusal.code}: ${plan.refusal.message})`);
-  if (!ctx.kube) throw new Error('no Kubernetes cluster configured');
+  if (!ctx.kube) throw new Error(NO_CLUSTER);
   const kube = ctx.kube;
   let current = plan;
   for (let attempt = 1; ; attempt++) {
@@ -63,6 +98,10 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
     try {
       let generation: number | undefined;
       for (w of current.writes ?? []) {
+        if (w.pauseBeforeMs && !ctx.dryRun) {
+          await sleep(w.pauseBeforeMs, ctx.signal);
+          if (ctx.signal?.aborted) throw new Error(`stopped before "${w.description}": cancelled during the pause between steps`);
+        }
         await ctx.checkFence();
         const res = await kube.patch(w.resource, w.namespace, w.name, w.patch, w.patchType, {
           ...reqOpts(ctx),
@@ -74,7 +113,8 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           'rollback write accepted',
         );
         done.push(w.description);
-        if (generation === undefined && typeof res.metadata?.generation === 'number') generation = res.metadata.generation;
+        // the workload's generation, not that of configuration restored before it (restore.ts)
+        if (generation === undefined && !isConfigWrite(w) && typeof res.metadata?.generation === 'number') generation = res.metadata.generation;
       }
       return {
         applied: !ctx.dryRun,
@@ -115,10 +155,120 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   }
 }
 
-export function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v !== '' ? v : undefined;
+/** A write of a ConfigMap or Secret (configDrift: restore), beside the workload's. */
+function isConfigWrite(w: PlannedWrite): boolean {
+  return w.resource.group === '' && (w.resource.plural === 'configmaps' || w.resource.plural === 'secrets');
 }
 
-export function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+/**
+ * Polls `check` for verify(): every opts.pollMs (default 1 s) until it returns a result, the time
+ * runs out or ctx.signal aborts (both 'unverified', saying which, with `last()`: the state seen
+ * last). A throwing check ends the wait as 'unverified' with the error, prefixed by `readError`.
+ */
+export async function verifyUntil(
+  ctx: ActionContext,
+  opts: VerifyOptions,
+  check: (elapsedMs: number) => Promise<VerifyResult | undefined>,
+  last: () => string,
+  readError: string,
+): Promise<VerifyResult> {
+  try {
+    const r = await pollUntil(check, { timeoutMs: opts.timeoutMs, ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    if (r.ok) return r.value;
+    return { outcome: 'unverified', message: `${r.reason === 'aborted' ? `cancelled after ${r.elapsedMs} ms` : `not settled after ${opts.timeoutMs} ms`}: ${last()}` };
+  } catch (err) {
+    return { outcome: 'unverified', message: `${readError}: ${(err as Error).message}` };
+  }
+}
+
+/** An action's context once a cluster is configured. */
+export type ClusterContext = ActionContext & { kube: Kube };
+
+/** What a kind that reads and writes the cluster's objects defines itself (see clusterAction). */
+export interface ClusterActionSpec {
+  kind: TargetKind;
+  plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan>;
+  verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult>;
+  /** default: executeWrites, the plan's writes in order */
+  execute?(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult>;
+}
+
+/**
+ * An action on the cluster's objects: without a cluster (no KUBECONFIG, no ServiceAccount) plan()
+ * refuses ('no_cluster'), as it does on a PlanRefusal (readOrRefuse), and verify() answers 'unverified'
+ * (NO_CLUSTER); execute() sends the plan's
+ * writes (executeWrites, re-planning through this action on a conflict) unless the kind has its own.
+ */
+export function clusterAction(spec: ClusterActionSpec): Action {
+  const withCluster = (ctx: ActionContext): ctx is ClusterContext => !!ctx.kube;
+  const action: Action = {
+    kind: spec.kind,
+    plan: async (ref, ctx) => {
+      if (!withCluster(ctx)) return noCluster(ref);
+      try {
+        return await spec.plan(ref, ctx);
+      } catch (err) {
+        if (err instanceof PlanRefusal) return err.plan;
+        throw err;
+      }
+    },
+    execute: (plan, ctx) => (spec.execute ? spec.execute(plan, ctx) : executeWrites(action, plan, ctx)),
+    // configuration restored before the workload (configDrift: restore) is checked after it
+    verify: async (plan, ctx, opts) => (withCluster(ctx) ? verifyRestored(plan, ctx, await spec.verify(plan, ctx, opts)) : { outcome: 'unverified', message: NO_CLUSTER }),
+  };
+  return action;
+}
+
+/** spec.replicas of a Deployment or Rollout: 1 when unset, as the API server defaults it. */
+export function specReplicas(o: KubeObject): number {
+  return typeof o.spec?.replicas === 'number' ? o.spec.replicas : 1;
+}
+
+/** One object a plan writes: what scope, locks and cooldowns must consider, beside the named target. */
+export interface WrittenObject {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+/** Every object a plan writes (its migration rollback Job, its Kubernetes writes, the Helm release it rolls back), each once, in order. */
+export function writtenObjects(plan: RollbackPlan): WrittenObject[] {
+  const out: WrittenObject[] = [];
+  const add = (o: WrittenObject) => {
+    if (!out.some((x) => x.kind === o.kind && x.namespace === o.namespace && x.name === o.name)) out.push(o);
+  };
+  if (plan.migration) add({ kind: 'Job', namespace: plan.migration.namespace, name: plan.migration.name });
+  for (const w of plan.writes ?? []) add({ kind: w.resource.kind, namespace: w.namespace, name: w.name });
+  if (plan.release) add({ kind: 'HelmRelease', namespace: plan.release.namespace, name: plan.release.name });
+  return out;
+}
+
+/** A kind's definition, typed from what it says (its kind name and options). */
+export function defineKind<const K extends string, O extends object>(d: KindDefinition<K, O>): KindDefinition<K, O> {
+  return d;
+}
+
+/** A kind that takes a revision and no options: kubectl's rollout undo of Deployments, StatefulSets, DaemonSets. */
+export function undoKind<const K extends string>(kind: K, action: Action): KindDefinition<K, Record<string, never>> {
+  return { kind, name: 'subdomain', revisions: true, options: z.strictObject({}), params: {}, fromParams: () => ({}), create: () => action };
+}
+
+/** The ref's options, through its kind's schema (defaults are the action's to apply). */
+export function optionsOf<O extends object>(def: KindDefinition<string, O>, ref: TargetRef): O {
+  return def.options.parse(ref.options ?? {});
+}
+
+/** A rule param naming a Kubernetes object or label. */
+export function nameParam(kind: NameKind): ParamCheck {
+  return (v) => invalidName(kind, v);
+}
+
+/** A rule param taking one of a few words. */
+export function oneOfParam(values: readonly string[]): ParamCheck {
+  return (v) => (values.includes(v) ? undefined : `one of ${values.join(', ')}`);
+}
+
+/** A rule param taking a whole number in [min, max]. */
+export function intParam(min: number, max: number): ParamCheck {
+  return (v) => (/^\d{1,9}$/.test(v) && Number(v) >= min && Number(v) <= max ? undefined : `a whole number from ${min} to ${max}`);
 }

@@ -11,6 +11,7 @@
 // Ours adds, in the same patch, metadata.annotations[kubernetes.io/change-cause] and
 // metadata.resourceVersion (the value plan() read: a change since makes it a 409 Conflict, which
 // re-plans from a fresh read, bounded).
+import { withConfigCheck } from '../config-deps/check.js';
 import type { KubeObject, ResourceType } from '../kube/client.js';
 import {
   CHANGE_CAUSE,
@@ -21,8 +22,8 @@ import {
   timestampMs,
 } from '../kube/revision.js';
 import { waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
-import type { Action, ActionContext, RollbackPlan, TargetKind, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { executeWrites, getOrNull, noCluster, notFoundMessage, refused, reqOpts } from './common.js';
+import type { Action, RollbackPlan, TargetKind, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { clusterAction, type ClusterContext, readOrRefuse, refused, reqOpts } from './common.js';
 import { revisionNotFoundMessage } from './deployment.js';
 
 /** The pod template a ControllerRevision restores (its data's spec.template without the $patch directive). */
@@ -40,15 +41,13 @@ export function controllerRevisionAction(
   state: (o: KubeObject, opts: StatusOptions) => RolloutState,
 ): Action {
   const word = kind === 'StatefulSet' ? 'statefulset' : 'daemonset';
-  const action: Action = {
+  const action: Action = clusterAction({
     kind,
 
-    async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
-      if (!ctx.kube) return noCluster(ref);
+    async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
       const toRevision = ref.toRevision ?? 0;
       if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision));
-      const obj = await getOrNull(ctx.kube, rt, ref.namespace, ref.name, ctx);
-      if (!obj) return refused(ref, 'not_found', notFoundMessage(rt, ref.name));
+      const obj = await readOrRefuse(ctx, rt, ref, ref.name);
       const history = await ownedControllerRevisions(ctx.kube, obj, reqOpts(ctx));
       const newest = history.reduce<KubeObject | null>(
         (m, h) => (!m || controllerRevisionNumber(h) > controllerRevisionNumber(m) ? h : m),
@@ -79,7 +78,7 @@ export function controllerRevisionAction(
           ...(ctx.changeCause ? { annotations: { [CHANGE_CAUSE]: ctx.changeCause } } : {}),
         },
       };
-      return {
+      const plan: RollbackPlan = {
         target: ref,
         kind,
         ...withTarget,
@@ -93,18 +92,15 @@ export function controllerRevisionAction(
             patch,
             precondition: 'resource-version',
             description: `apply ControllerRevision ${to.metadata.name}'s data as a strategic merge patch`,
+            before: obj,
           },
         ],
         plannedAt: Date.now(),
       };
+      return withConfigCheck(plan, ctx, { revision: targetRevision, createdAt: timestampMs(to.metadata.creationTimestamp), template: revisionTemplate(to) });
     },
 
-    execute(plan, ctx) {
-      return executeWrites(action, plan, ctx);
-    },
-
-    async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
-      if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
+    async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
       const minGeneration = opts.execution?.newGeneration;
       return waitForRollout(
         ctx.kube,
@@ -115,6 +111,6 @@ export function controllerRevisionAction(
         { timeoutMs: opts.timeoutMs, ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}), ...reqOpts(ctx) },
       );
     },
-  };
+  });
   return action;
 }

@@ -14,6 +14,7 @@
 // re-plans from a fresh read (status-only updates do not move the generation, so they never
 // conflict). The API server answers a failed test with a generic 422, which the write marks as a
 // precondition failure and handles like a 409 Conflict.
+import { withConfigCheck } from '../config-deps/check.js';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import {
   CHANGE_CAUSE,
@@ -27,8 +28,8 @@ import {
   timestampMs,
 } from '../kube/revision.js';
 import { deploymentState, waitForRollout } from '../kube/rollout-status.js';
-import type { Action, ActionContext, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { executeWrites, getOrNull, noCluster, notFoundMessage, refused, reqOpts } from './common.js';
+import type { Action, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { clusterAction, type ClusterContext, readOrRefuse, refused, reqOpts, undoKind } from './common.js';
 
 /** Annotations kubectl keeps from the Deployment instead of copying them from the ReplicaSet. */
 export const ANNOTATIONS_TO_SKIP = [
@@ -72,15 +73,13 @@ export function currentInfo(owner: KubeObject, newRS: KubeObject | null, revisio
   };
 }
 
-export const deploymentAction: Action = {
+export const deploymentAction: Action = clusterAction({
   kind: 'Deployment',
 
-  async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
-    if (!ctx.kube) return noCluster(ref);
+  async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
     const toRevision = ref.toRevision ?? 0;
     if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision));
-    const dep = await getOrNull(ctx.kube, RESOURCES.deployments, ref.namespace, ref.name, ctx);
-    if (!dep) return refused(ref, 'not_found', notFoundMessage(RESOURCES.deployments, ref.name));
+    const dep = await readOrRefuse(ctx, RESOURCES.deployments, ref, ref.name);
 
     const { all, newRS } = await ownedReplicaSets(ctx.kube, dep, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(dep, newRS, DEPLOYMENT_REVISION);
@@ -115,7 +114,7 @@ export const deploymentAction: Action = {
       // Deployment it has not synced yet may have none, where a replace would be rejected
       { op: dep.metadata.annotations ? 'replace' : 'add', path: '/metadata/annotations', value: annotations },
     ];
-    return {
+    const plan: RollbackPlan = {
       target: ref,
       kind: 'Deployment',
       ...withTarget,
@@ -129,18 +128,15 @@ export const deploymentAction: Action = {
           patch,
           precondition: 'json-test',
           description: `replace /spec/template with ReplicaSet ${rs.metadata.name}'s template and /metadata/annotations`,
+          before: dep,
         },
       ],
       plannedAt: Date.now(),
     };
+    return withConfigCheck(plan, ctx, { revision: targetRevision, createdAt: timestampMs(rs.metadata.creationTimestamp), template });
   },
 
-  execute(plan, ctx) {
-    return executeWrites(deploymentAction, plan, ctx);
-  },
-
-  async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
-    if (!ctx.kube) return { outcome: 'unverified', message: 'no Kubernetes cluster configured' };
+  async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
     const ns = plan.target.namespace;
     const name = plan.target.name;
     const since = opts.execution?.at ?? Date.now();
@@ -171,4 +167,7 @@ export const deploymentAction: Action = {
     );
     return r;
   },
-};
+});
+
+/** Deployment: `name` is the Deployment; rule param toRevision; no options. */
+export const deploymentKind = undoKind('Deployment', deploymentAction);

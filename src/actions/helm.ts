@@ -1,15 +1,27 @@
 // Helm: `helm rollback RELEASE [REVISION] --wait`, through the helm binary, spawned with an
 // argument array (never a shell). plan() reads `helm history -o json`; verify() reads
-// `helm status -o json`. The binary is $HELM_BIN (default 'helm' on PATH); the cluster is the
+// `helm status -o json`. The binary is the HELM_BIN setting (src/config.ts; default 'helm' on PATH); the cluster is the
 // kubeconfig given to createHelmAction, else helm's own default ($KUBECONFIG, ~/.kube/config or
 // in-cluster).
 //
 // TargetRef.name is the release (options.release overrides), toRevision the revision (absent or 0
 // = the previous one, as helm: the current revision - 1); options.timeout is helm's --timeout
-// (default '5m0s').
+// (default '5m0s'). Release names are DNS-1123 names of at most 53 characters (as helm requires)
+// and always follow `--` on helm's command line, so no value is ever read as a flag.
 import { spawn } from 'node:child_process';
-import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { refused, str } from './common.js';
+import { z } from 'zod';
+import { nameSchema } from '../kube/names.js';
+import type { Action, ActionContext, ExecuteResult, KindDefinition, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
+
+const HELM_DURATION = /^(\d+(\.\d+)?(h|ms|m|s))+$/;
+
+export const helmReleaseOptions = z.strictObject({
+  /** the release (default: the target's name) */
+  release: nameSchema('helm').optional(),
+  /** helm's --timeout for `helm rollback --wait` (default 5m0s) */
+  timeout: z.string().regex(HELM_DURATION, 'expected a helm duration such as 5m0s, 90s or 1h').optional(),
+});
 
 export interface HelmRunResult {
   code: number;
@@ -19,7 +31,7 @@ export interface HelmRunResult {
 export type HelmRunner = (argv: string[], opts: { signal?: AbortSignal; timeoutMs: number }) => Promise<HelmRunResult>;
 
 export interface HelmActionOptions {
-  /** default: $HELM_BIN, else 'helm' */
+  /** the helm binary (the HELM_BIN setting); default 'helm' on PATH */
   helmBin?: string;
   kubeconfig?: string;
   kubeContext?: string;
@@ -82,7 +94,7 @@ export function helmDurationMs(d: string): number {
 
 export function createHelmAction(o: HelmActionOptions = {}): Action {
   const run = o.run ?? spawnRunner;
-  const bin = () => o.helmBin ?? process.env.HELM_BIN ?? 'helm';
+  const bin = () => o.helmBin ?? 'helm';
   const readTimeoutMs = o.readTimeoutMs ?? 30_000;
   const globals = (ns: string) => [
     '--namespace',
@@ -90,8 +102,8 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     ...(o.kubeconfig ? ['--kubeconfig', o.kubeconfig] : []),
     ...(o.kubeContext ? ['--kube-context', o.kubeContext] : []),
   ];
-  const release = (ref: TargetRef) => str(ref.options?.release) ?? ref.name;
-  const timeout = (ref: TargetRef) => str(ref.options?.timeout) ?? '5m0s';
+  const release = (ref: TargetRef) => optionsOf(helmReleaseKind, ref).release ?? ref.name;
+  const timeout = (ref: TargetRef) => optionsOf(helmReleaseKind, ref).timeout ?? '5m0s';
 
   async function read(argv: string[], ctx: ActionContext): Promise<HelmRunResult> {
     return run(argv, { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: readTimeoutMs });
@@ -103,7 +115,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     /** The argv of `helm rollback` for a plan (exported for tests and dry-run display). */
     async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
       const rel = release(ref);
-      const argv = [bin(), 'history', rel, ...globals(ref.namespace), '--max', '256', '-o', 'json'];
+      const argv = [bin(), 'history', ...globals(ref.namespace), '--max', '256', '-o', 'json', '--', rel];
       const r = await read(argv, ctx);
       if (r.code !== 0) {
         if (/not found/i.test(r.stderr)) return refused(ref, 'not_found', `helm release "${rel}" in ${ref.namespace}: ${r.stderr.trim().replace(/^Error:\s*/, '')}`);
@@ -136,14 +148,15 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       const command = [
         bin(),
         'rollback',
-        rel,
-        String(wanted),
         ...globals(ref.namespace),
         '--wait',
         '--timeout',
         timeout(ref),
         ...(ctx.changeCause ? ['--description', ctx.changeCause.slice(0, 256)] : []),
         ...(ctx.dryRun ? ['--dry-run=server'] : []),
+        '--',
+        rel,
+        String(wanted),
       ];
       return {
         target: ref,
@@ -152,6 +165,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         toRevision: wanted,
         summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})`,
         command,
+        release: { namespace: ref.namespace, name: rel },
         plannedAt: Date.now(),
       };
     },
@@ -172,29 +186,46 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
 
     async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {
       const rel = release(plan.target);
-      const argv = [bin(), 'status', rel, ...globals(plan.target.namespace), '-o', 'json'];
-      const start = Date.now();
-      for (;;) {
-        const r = await read(argv, ctx).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
-        if (r.code !== 0) return { outcome: 'unverified', message: `helm status failed: ${r.stderr.trim()}` };
-        let st: { version?: number; info?: { status?: string; description?: string } };
-        try {
-          st = JSON.parse(r.stdout);
-        } catch {
-          return { outcome: 'unverified', message: 'helm status printed no JSON' };
-        }
-        const status = st.info?.status;
-        const details = { version: st.version, status, description: st.info?.description };
-        if ((st.version ?? 0) > (plan.fromRevision ?? 0)) {
-          if (status === 'deployed') return { outcome: 'succeeded', message: `release "${rel}" revision ${st.version} deployed: ${st.info?.description ?? ''}`.trim(), details };
-          if (status === 'failed') return { outcome: 'failed', message: `release "${rel}" revision ${st.version} failed: ${st.info?.description ?? ''}`.trim(), details };
-        }
-        if (Date.now() - start >= opts.timeoutMs) return { outcome: 'unverified', message: `release "${rel}" is ${status} at revision ${st.version} after ${opts.timeoutMs} ms`, details };
-        await new Promise((res) => setTimeout(res, opts.pollMs ?? 1000));
-      }
+      const argv = [bin(), 'status', ...globals(plan.target.namespace), '-o', 'json', '--', rel];
+      let last = '';
+      return verifyUntil(
+        ctx,
+        opts,
+        async (): Promise<VerifyResult | undefined> => {
+          const r = await read(argv, ctx).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+          if (r.code !== 0) return { outcome: 'unverified', message: `helm status failed: ${r.stderr.trim()}` };
+          let st: { version?: number; info?: { status?: string; description?: string } };
+          try {
+            st = JSON.parse(r.stdout);
+          } catch {
+            return { outcome: 'unverified', message: 'helm status printed no JSON' };
+          }
+          const status = st.info?.status;
+          const details = { version: st.version, status, description: st.info?.description };
+          if ((st.version ?? 0) > (plan.fromRevision ?? 0)) {
+            if (status === 'deployed') return { outcome: 'succeeded', message: `release "${rel}" revision ${st.version} deployed: ${st.info?.description ?? ''}`.trim(), details };
+            if (status === 'failed') return { outcome: 'failed', message: `release "${rel}" revision ${st.version} failed: ${st.info?.description ?? ''}`.trim(), details };
+          }
+          last = `release "${rel}" is ${status} at revision ${st.version}`;
+          return undefined;
+        },
+        () => last,
+        'cannot read the release status',
+      );
     },
   };
   return action;
 }
 
 export const helmAction = createHelmAction();
+
+/** HelmRelease: `name` is the release (at most 53 characters); rule param toRevision. */
+export const helmReleaseKind: KindDefinition<'HelmRelease', z.infer<typeof helmReleaseOptions>> = defineKind({
+  kind: 'HelmRelease',
+  name: 'helm',
+  revisions: true,
+  options: helmReleaseOptions,
+  params: {},
+  fromParams: () => ({}),
+  create: (deps) => createHelmAction(deps.helm),
+});

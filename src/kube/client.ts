@@ -14,12 +14,14 @@ import {
   KubeConfig,
   Observable,
   PatchStrategy,
+  Watch,
   type ConfigurationOptions,
   type ObservableMiddleware,
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
 import { KubeApiError, toKubeApiError } from './errors.js';
+import { reflect, type ListPage, type WatchHandle, type WatchHandlers } from './watch.js';
 
 export interface ResourceType {
   /** '' for the core group */
@@ -36,7 +38,17 @@ export const RESOURCES = {
   daemonsets: { group: 'apps', version: 'v1', plural: 'daemonsets', kind: 'DaemonSet' },
   controllerrevisions: { group: 'apps', version: 'v1', plural: 'controllerrevisions', kind: 'ControllerRevision' },
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service' },
+  /** read as metadata only (getMetadata): a pod template's configuration, never its data */
+  configmaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
+  secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' },
+  /** a migration rollback Job's pods: their container statuses (termination message) and logs */
+  pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod' },
+  /** a rule's migration rollback Job (src/migrations/), created as raw JSON */
+  jobs: { group: 'batch', version: 'v1', plural: 'jobs', kind: 'Job' },
   rollouts: { group: 'argoproj.io', version: 'v1alpha1', plural: 'rollouts', kind: 'Rollout' },
+  virtualservices: { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService' },
+  /** Istio before 1.22 serves VirtualServices as v1beta1 (and v1alpha3) only */
+  virtualservicesV1beta1: { group: 'networking.istio.io', version: 'v1beta1', plural: 'virtualservices', kind: 'VirtualService' },
 } as const satisfies Record<string, ResourceType>;
 
 export type PatchType = 'json' | 'merge' | 'strategic';
@@ -87,6 +99,20 @@ export interface PatchOptions extends RequestOptions {
   fieldManager?: string;
 }
 
+export interface CreateOptions extends RequestOptions {
+  /** server-side dry run (dryRun=All): validated and admitted, not persisted */
+  dryRun?: boolean;
+  fieldManager?: string;
+}
+
+export interface LogOptions extends RequestOptions {
+  container?: string;
+  /** the last this many lines */
+  tailLines?: number;
+  /** at most this many bytes */
+  limitBytes?: number;
+}
+
 export interface Kube {
   get(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject>;
   list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]>;
@@ -98,7 +124,31 @@ export interface Kube {
     type: PatchType,
     opts?: PatchOptions,
   ): Promise<KubeObject>;
+  /**
+   * The object's metadata alone (a PartialObjectMetadata: name, uid, timestamps, managedFields,
+   * labels, annotations), for ConfigMaps and Secrets: the API server never sends their data.
+   */
+  getMetadata(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject>;
+  /** Creates the object (POST), sent as it is given; answers the object the API server stored. */
+  create(rt: ResourceType, namespace: string, body: KubeObject, opts?: CreateOptions): Promise<KubeObject>;
+  /** A pod's container log (pods/log): the text, as the kubelet serves it through the API server. */
+  podLog(namespace: string, name: string, opts?: LogOptions): Promise<string>;
+  /** Deletes the object (a ConfigMap snapshot beyond CONFIG_SNAPSHOTS_MAX); a 404 is an error as any other. */
+  delete(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<void>;
+  /**
+   * Lists, then watches, the objects of one resource in a namespace (undefined: every namespace),
+   * relisting after a 410 Gone or a broken watch (src/kube/watch.ts). Keeps no objects itself.
+   * Only the client-node implementation has it (the configuration snapshots' watcher needs a cluster).
+   */
+  watch?(rt: ResourceType, namespace: string | undefined, handlers: WatchHandlers): WatchHandle;
 }
+
+/**
+ * The API server's metadata-only representation (kubectl get --raw with this Accept header):
+ * the GET needs the same RBAC (get secrets) but the response carries no data, so a Secret's
+ * values never reach rollguard's memory.
+ */
+export const METADATA_ONLY = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
 
 export const DEFAULT_FIELD_MANAGER = 'rollguard';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -114,12 +164,13 @@ function describe(verb: string, rt: ResourceType, namespace: string, name?: stri
   return `${verb} ${gv} ${rt.plural}${sub ? `/${sub}` : ''} ${namespace}${name ? `/${name}` : ''}`;
 }
 
-/** Middleware that sets the request's AbortSignal (and, for patches, the Content-Type). */
-function requestMiddleware(signal: AbortSignal, contentType?: string): ObservableMiddleware {
+/** Middleware that sets the request's AbortSignal (and, for patches, the Content-Type; for metadata reads, the Accept). */
+function requestMiddleware(signal: AbortSignal, contentType?: string, accept?: string): ObservableMiddleware {
   return {
     pre: (ctx: RequestContext) => {
       ctx.setSignal(signal);
       if (contentType) ctx.setHeaderParam('Content-Type', contentType);
+      if (accept) ctx.setHeaderParam('Accept', accept);
       return new Observable(Promise.resolve(ctx));
     },
     post: (rsp: ResponseContext) => new Observable(Promise.resolve(rsp)),
@@ -129,6 +180,11 @@ function requestMiddleware(signal: AbortSignal, contentType?: string): Observabl
 /** Plain JSON of a typed model (Dates become RFC 3339 strings, undefined fields vanish). */
 function plain<T>(obj: unknown): T {
   return JSON.parse(JSON.stringify(obj)) as T;
+}
+
+/** A typed list's items carry no apiVersion and kind: set them from the resource read. */
+function withKind(rt: ResourceType, o: KubeObject): KubeObject {
+  return { ...o, apiVersion: o.apiVersion ?? rt.version, kind: o.kind ?? rt.kind };
 }
 
 export class ClientNodeKube implements Kube {
@@ -153,6 +209,7 @@ export class ClientNodeKube implements Kube {
     opts: RequestOptions | undefined,
     contentType: string | undefined,
     fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>,
+    accept?: string,
   ): Promise<T> {
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const deadline = new AbortController();
@@ -164,7 +221,7 @@ export class ClientNodeKube implements Kube {
     const signal = opts?.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
     try {
       if (opts?.signal?.aborted) throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation });
-      return await fn({ middleware: [requestMiddleware(signal, contentType)], middlewareMergeStrategy: 'append' });
+      return await fn({ middleware: [requestMiddleware(signal, contentType, accept)], middlewareMergeStrategy: 'append' });
     } catch (err) {
       if (!timedOut && opts?.signal?.aborted) {
         throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation, cause: err });
@@ -178,25 +235,36 @@ export class ClientNodeKube implements Kube {
   async get(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject> {
     const op = describe('GET', rt, namespace, name);
     if (rt.group === '') {
-      if (rt.plural !== 'services') throw new Error(`core resource ${rt.plural} not supported`);
-      return this.call(op, opts, undefined, async (o) => plain<KubeObject>(await this.core.readNamespacedService({ name, namespace }, o)));
+      const read = this.coreRead(rt.plural);
+      return this.call(op, opts, undefined, async (o) => withKind(rt, plain<KubeObject>(await read({ name, namespace }, o))));
     }
     return this.call(op, opts, undefined, (o) =>
       this.custom.getNamespacedCustomObject({ group: rt.group, version: rt.version, namespace, plural: rt.plural, name }, o),
     ) as Promise<KubeObject>;
   }
 
+  async getMetadata(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject> {
+    const op = describe('GET (metadata)', rt, namespace, name);
+    // the typed model keeps apiVersion, kind and metadata of the PartialObjectMetadata answer;
+    // there is no data in it to drop
+    const read =
+      rt === RESOURCES.secrets
+        ? (o: ConfigurationOptions<ObservableMiddleware>) => this.core.readNamespacedSecret({ name, namespace }, o)
+        : rt === RESOURCES.configmaps
+          ? (o: ConfigurationOptions<ObservableMiddleware>) => this.core.readNamespacedConfigMap({ name, namespace }, o)
+          : undefined;
+    if (!read) throw new Error(`metadata reads of ${rt.plural} not supported`);
+    const res = await this.call(op, opts, undefined, async (o) => plain<KubeObject>(await read(o)), METADATA_ONLY);
+    return { apiVersion: res.apiVersion, kind: res.kind, metadata: res.metadata } as KubeObject;
+  }
+
   async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
     const op = describe('LIST', rt, namespace);
     const labelSelector = opts?.labelSelector;
     if (rt.group === '') {
-      if (rt.plural !== 'services') throw new Error(`core resource ${rt.plural} not supported`);
-      const res = await this.call(op, opts, undefined, async (o) =>
-        plain<{ items: KubeObject[] }>(
-          await this.core.listNamespacedService({ namespace, ...(labelSelector ? { labelSelector } : {}) }, o),
-        ),
-      );
-      return res.items ?? [];
+      const list = this.coreList(rt.plural);
+      const res = await this.call(op, opts, undefined, async (o) => plain<{ items: KubeObject[] }>(await list({ namespace, ...(labelSelector ? { labelSelector } : {}) }, o)));
+      return (res.items ?? []).map((i) => withKind(rt, i));
     }
     const res = (await this.call(op, opts, undefined, (o) =>
       this.custom.listNamespacedCustomObject(
@@ -205,6 +273,99 @@ export class ClientNodeKube implements Kube {
       ),
     )) as { items?: KubeObject[] };
     return res.items ?? [];
+  }
+
+  /** The typed CoreV1Api read of a core resource this client supports (the typed models know every field read). */
+  private coreRead(plural: string): (p: { name: string; namespace: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
+    if (plural === 'services') return (p, o) => this.core.readNamespacedService(p, o);
+    if (plural === 'configmaps') return (p, o) => this.core.readNamespacedConfigMap(p, o);
+    if (plural === 'pods') return (p, o) => this.core.readNamespacedPod(p, o);
+    if (plural === 'secrets') return (p, o) => this.core.readNamespacedSecret(p, o);
+    throw new Error(`core resource ${plural} not supported`);
+  }
+
+  private coreList(plural: string): (p: { namespace: string; labelSelector?: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
+    if (plural === 'services') return (p, o) => this.core.listNamespacedService(p, o);
+    if (plural === 'pods') return (p, o) => this.core.listNamespacedPod(p, o);
+    if (plural === 'configmaps') return (p, o) => this.core.listNamespacedConfigMap(p, o);
+    if (plural === 'secrets') return (p, o) => this.core.listNamespacedSecret(p, o);
+    throw new Error(`core resource ${plural} not supported`);
+  }
+
+  /** One page of a list, in one namespace or all (the watcher's list before its watch). */
+  private async listPage(rt: ResourceType, namespace: string | undefined, cont?: string): ReturnType<ListPage> {
+    const op = describe('LIST', rt, namespace ?? '(all namespaces)');
+    const page = { limit: 500, ...(cont ? { _continue: cont } : {}) };
+    type Page = { items?: KubeObject[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
+    const res = await this.call<Page>(op, undefined, undefined, async (o) => {
+      if (rt.group !== '') {
+        const req = { group: rt.group, version: rt.version, plural: rt.plural, ...page };
+        return (namespace ? this.custom.listNamespacedCustomObject({ ...req, namespace }, o) : this.custom.listClusterCustomObject(req, o)) as Promise<Page>;
+      }
+      if (rt.plural === 'configmaps') return plain<Page>(namespace ? await this.core.listNamespacedConfigMap({ namespace, ...page }, o) : await this.core.listConfigMapForAllNamespaces(page, o));
+      if (rt.plural === 'secrets') return plain<Page>(namespace ? await this.core.listNamespacedSecret({ namespace, ...page }, o) : await this.core.listSecretForAllNamespaces(page, o));
+      throw new Error(`watch of core resource ${rt.plural} not supported`);
+    });
+    const next = res.metadata?._continue ?? res.metadata?.continue;
+    return { items: (res.items ?? []).map((i) => withKind(rt, i)), resourceVersion: res.metadata?.resourceVersion ?? '', ...(next ? { continue: next } : {}) };
+  }
+
+  watch(rt: ResourceType, namespace: string | undefined, handlers: WatchHandlers): WatchHandle {
+    const w = new Watch(this.kubeConfig);
+    const base = rt.group ? `/apis/${rt.group}/${rt.version}` : `/api/${rt.version}`;
+    const path = `${base}${namespace ? `/namespaces/${namespace}` : ''}/${rt.plural}`;
+    return reflect({ list: (cont) => this.listPage(rt, namespace, cont), watch: (params, cb, done) => w.watch(path, params, cb, done), handlers });
+  }
+
+  async delete(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<void> {
+    const op = describe('DELETE', rt, namespace, name);
+    await this.call(op, opts, undefined, async (o) => {
+      if (rt.group !== '') return this.custom.deleteNamespacedCustomObject({ group: rt.group, version: rt.version, namespace, plural: rt.plural, name }, o);
+      if (rt.plural === 'configmaps') return this.core.deleteNamespacedConfigMap({ name, namespace }, o);
+      if (rt.plural === 'secrets') return this.core.deleteNamespacedSecret({ name, namespace }, o);
+      throw new Error(`delete of core resource ${rt.plural} not supported`);
+    });
+  }
+
+  async create(rt: ResourceType, namespace: string, body: KubeObject, opts?: CreateOptions): Promise<KubeObject> {
+    const op = describe('POST', rt, namespace, body.metadata?.name);
+    // raw JSON through CustomObjectsApi (API groups only): the typed models would drop fields they do
+    // not know; and strict field validation, so the API server refuses (naming it) a field it does not know
+    if (rt.group === '') return this.createCore(op, rt, namespace, body, opts);
+    return this.call(op, opts, undefined, (o) =>
+      this.custom.createNamespacedCustomObject(
+        { group: rt.group, version: rt.version, namespace, plural: rt.plural, body, fieldManager: opts?.fieldManager ?? this.fieldManager, fieldValidation: 'Strict', ...(opts?.dryRun ? { dryRun: 'All' } : {}) },
+        o,
+      ),
+    ) as Promise<KubeObject>;
+  }
+
+  /** ConfigMaps and Secrets (configuration snapshots): the typed models know every field of theirs. */
+  private async createCore(op: string, rt: ResourceType, namespace: string, body: KubeObject, opts?: CreateOptions): Promise<KubeObject> {
+    const params = { namespace, fieldManager: opts?.fieldManager ?? this.fieldManager, ...(opts?.dryRun ? { dryRun: 'All' } : {}) };
+    return this.call(op, opts, undefined, async (o) => {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      if (rt.plural === 'configmaps') return withKind(rt, plain<KubeObject>(await this.core.createNamespacedConfigMap({ ...params, body: body as any }, o)));
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      if (rt.plural === 'secrets') return withKind(rt, plain<KubeObject>(await this.core.createNamespacedSecret({ ...params, body: body as any }, o)));
+      throw new Error(`create of core resource ${rt.plural} not supported`);
+    });
+  }
+
+  async podLog(namespace: string, name: string, opts?: LogOptions): Promise<string> {
+    const op = describe('GET', RESOURCES.pods, namespace, name, 'log');
+    return this.call(op, opts, undefined, (o) =>
+      this.core.readNamespacedPodLog(
+        {
+          name,
+          namespace,
+          ...(opts?.container ? { container: opts.container } : {}),
+          ...(opts?.tailLines !== undefined ? { tailLines: opts.tailLines } : {}),
+          ...(opts?.limitBytes !== undefined ? { limitBytes: opts.limitBytes } : {}),
+        },
+        o,
+      ),
+    );
   }
 
   async patch(
@@ -225,8 +386,13 @@ export class ClientNodeKube implements Kube {
     };
     const ct = CONTENT_TYPES[type];
     if (rt.group === '') {
-      if (rt.plural !== 'services') throw new Error(`core resource ${rt.plural} not supported`);
-      return this.call(op, opts, ct, async (o) => plain<KubeObject>(await this.core.patchNamespacedService(common, o)));
+      const patch =
+        rt.plural === 'services' ? this.core.patchNamespacedService.bind(this.core)
+        : rt.plural === 'configmaps' ? this.core.patchNamespacedConfigMap.bind(this.core)
+        : rt.plural === 'secrets' ? this.core.patchNamespacedSecret.bind(this.core)
+        : undefined;
+      if (!patch) throw new Error(`core resource ${rt.plural} not supported`);
+      return this.call(op, opts, ct, async (o) => withKind(rt, plain<KubeObject>(await patch(common, o))));
     }
     const req = { group: rt.group, version: rt.version, plural: rt.plural, ...common };
     return this.call(op, opts, ct, (o) =>

@@ -98,7 +98,7 @@ export function toKubeApiError(err: unknown, operation: string, opts: { timedOut
     return new KubeApiError({
       status: e.code,
       reason: parsed.reason ?? REASONS[e.code] ?? 'Unknown',
-      message: parsed.message ?? (typeof e.message === 'string' ? e.message : `HTTP ${e.code}`),
+      message: withoutEchoedValues(parsed.message ?? (typeof e.message === 'string' ? e.message : `HTTP ${e.code}`)),
       operation,
       cause: err,
     });
@@ -112,3 +112,25 @@ export function toKubeApiError(err: unknown, operation: string, opts: { timedOut
     cause: err,
   });
 }
+
+/*
+ * A validation error of the API server (422 Invalid, apimachinery's field.Error) echoes the value
+ * it refused: `spec.template.spec.containers[0].env[1].value: Invalid value: "postgres://u:pw@db":
+ * must be no more than 63 characters`. The message goes into records, logs and notifications, so
+ * the value is cut and the field path, the error type and the reason are kept. A value is a Go
+ * quoted string, a number or a bool; anything else (a struct printed with %#v, whose end cannot be
+ * told) cuts the rest of the message.
+ */
+const ECHOED = /\b(Invalid value|Unsupported value|Duplicate value|Not found): ("(?:[^"\\]|\\.)*"|-?[0-9][0-9.e+-]*|true|false|null)?/g;
+
+export function withoutEchoedValues(message: string): string {
+  let out = '';
+  let last = 0;
+  for (const m of message.matchAll(ECHOED)) {
+    out += message.slice(last, m.index) + `${m[1]}: (value not recorded)`;
+    last = m.index + m[0].length;
+    if (m[2] === undefined) return out;
+  }
+  return out + message.slice(last);
+}
+

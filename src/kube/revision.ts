@@ -20,9 +20,15 @@ export interface LabelSelector {
   matchExpressions?: LabelSelectorRequirement[];
 }
 
-/** The label-selector query string of a LabelSelector, as metav1.LabelSelectorAsSelector(...).String(). */
-export function selectorToString(sel: LabelSelector | undefined | null): string {
-  if (!sel) throw new Error('object has no selector');
+/**
+ * The label-selector query string of a LabelSelector, as metav1.LabelSelectorAsSelector(...).String().
+ * `owner` is the object the selector is read from, named in the error when it has none.
+ */
+export function selectorToString(sel: LabelSelector | undefined | null, owner?: KubeObject): string {
+  if (!sel) {
+    const what = owner ? `${owner.kind ?? 'object'} ${owner.metadata.namespace ?? ''}/${owner.metadata.name ?? '?'}` : 'the object';
+    throw new Error(`${what} has no spec.selector, so the revisions it owns cannot be listed; give it a spec.selector`);
+  }
   const parts: string[] = [];
   for (const [k, v] of Object.entries(sel.matchLabels ?? {})) parts.push(`${k}=${v}`);
   for (const r of sel.matchExpressions ?? []) {
@@ -161,7 +167,7 @@ export async function ownedReplicaSets(
   opts?: RequestOptions,
 ): Promise<{ all: KubeObject[]; newRS: KubeObject | null }> {
   const ns = owner.metadata.namespace ?? '';
-  const labelSelector = selectorToString(owner.spec?.selector);
+  const labelSelector = selectorToString(owner.spec?.selector, owner);
   const listed = await kube.list(RESOURCES.replicasets, ns, { ...opts, labelSelector });
   const owned = listed.filter((rs) => isControlledBy(rs, owner));
   const byAge = [...owned].sort((a, b) => createdAt(a) - createdAt(b) || a.metadata.name.localeCompare(b.metadata.name));
@@ -207,7 +213,7 @@ export function pickReplicaSet(all: KubeObject[], toRevision: number, key = DEPL
 /** The ControllerRevisions an owner (StatefulSet, DaemonSet) controls, selected by its selector. */
 export async function ownedControllerRevisions(kube: Kube, owner: KubeObject, opts?: RequestOptions): Promise<KubeObject[]> {
   const ns = owner.metadata.namespace ?? '';
-  const labelSelector = selectorToString(owner.spec?.selector);
+  const labelSelector = selectorToString(owner.spec?.selector, owner);
   const listed = await kube.list(RESOURCES.controllerrevisions, ns, { ...opts, labelSelector });
   return listed.filter((cr) => isControlledBy(cr, owner));
 }

@@ -146,14 +146,48 @@ export interface WaitOptions extends RequestOptions {
   since?: number;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+export interface PollOptions {
+  timeoutMs: number;
+  /** between checks (default 1 s) */
+  pollMs?: number;
+  /** stops the wait at once (shutdown): the result is then 'aborted' */
+  signal?: AbortSignal;
+}
+
+export type PollResult<R> = { ok: true; value: R } | { ok: false; reason: 'timeout' | 'aborted'; elapsedMs: number };
+
+/** Resolves after ms, or at once when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
       clearTimeout(t);
+      signal?.removeEventListener('abort', done);
       resolve();
-    }, { once: true });
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * Calls `check` until it returns a value (not undefined), the time runs out, or the signal aborts;
+ * the first check runs at once, then one every pollMs (never past the deadline). `check` may
+ * throw: the error ends the wait and propagates.
+ */
+export async function pollUntil<R>(check: (elapsedMs: number) => Promise<R | undefined>, opts: PollOptions): Promise<PollResult<R>> {
+  const start = Date.now();
+  const pollMs = opts.pollMs ?? 1000;
+  for (;;) {
+    if (opts.signal?.aborted) return { ok: false, reason: 'aborted', elapsedMs: Date.now() - start };
+    const value = await check(Date.now() - start);
+    if (value !== undefined) return { ok: true, value };
+    const elapsed = Date.now() - start;
+    if (opts.signal?.aborted) return { ok: false, reason: 'aborted', elapsedMs: elapsed };
+    if (elapsed >= opts.timeoutMs) return { ok: false, reason: 'timeout', elapsedMs: elapsed };
+    await sleep(Math.min(pollMs, Math.max(0, opts.timeoutMs - elapsed)), opts.signal);
+  }
+}
 
 /**
  * Polls one object until `state` says done (succeeded) or failed, or the time runs out
@@ -169,11 +203,11 @@ export async function waitForRollout(
   opts: WaitOptions,
 ): Promise<WaitResult> {
   const start = Date.now();
-  const pollMs = opts.pollMs ?? 1000;
   const since = opts.since ?? start;
   let last: RolloutState | undefined;
+  let details: Record<string, unknown> = {};
   let polls = 0;
-  for (;;) {
+  const r = await pollUntil<WaitResult>(async () => {
     polls++;
     let obj: KubeObject;
     try {
@@ -183,20 +217,19 @@ export async function waitForRollout(
       return { outcome: 'unverified', message: `cannot read ${rt.kind} ${namespace}/${name}: ${msg}`, details: { polls, last: last?.message } };
     }
     last = state(obj);
-    const details = { polls, elapsedMs: Date.now() - start, status: obj.status ?? null };
+    details = { polls, elapsedMs: Date.now() - start, status: obj.status ?? null };
     if (last.done) return { outcome: 'succeeded', message: last.message, details };
     if (last.failed) return { outcome: 'failed', message: last.message, details };
-    const now = Date.now();
-    if (opts.deadlineMs !== undefined && now - since >= opts.deadlineMs) {
+    if (opts.deadlineMs !== undefined && Date.now() - since >= opts.deadlineMs) {
       return {
         outcome: 'failed',
         message: `${rt.kind} ${namespace}/${name} did not finish rolling back within its progress deadline (${Math.round(opts.deadlineMs / 1000)}s): ${last.message}`,
         details,
       };
     }
-    if (now - start >= opts.timeoutMs || opts.signal?.aborted) {
-      return { outcome: 'unverified', message: `not finished after ${opts.timeoutMs} ms: ${last.message}`, details };
-    }
-    await sleep(Math.min(pollMs, Math.max(0, opts.timeoutMs - (now - start))), opts.signal);
-  }
+    return undefined;
+  }, opts);
+  if (r.ok) return r.value;
+  const why = r.reason === 'aborted' ? `cancelled after ${r.elapsedMs} ms` : `not finished after ${opts.timeoutMs} ms`;
+  return { outcome: 'unverified', message: `${why}: ${last?.message ?? 'no status read'}`, details };
 }

@@ -118,11 +118,9 @@ t.test('an API server that does not answer: timeout, not retried', async (t) => 
   const plan = await deploymentAction.plan(ref, ctx);
   log.length = 0;
   faults.push({ method: 'PATCH', path: DEP_PATH, answer: 'hang', times: 1 });
-  const t0 = Date.now();
   const e = await caught(deploymentAction.execute(plan, ctx));
   t.equal(e.status, 'timeout');
   t.match(e.message, /no answer within 1500 ms/);
-  t.ok(Date.now() - t0 < 5000, `gave up after ${Date.now() - t0} ms`);
   t.equal(count('PATCH', DEP_PATH), 1);
   // verification against a hanging server: unverified, with the reason
   faults.push({ method: 'GET', path: DEP_PATH, answer: 'hang', times: 5 });

@@ -132,7 +132,7 @@ t.test('Argo Rollout: abort through the status subresource, undo through the spe
   t.equal(v.outcome, 'succeeded', v.message);
   t.equal((await argoRolloutAction.plan(ref, ctx)).refusal?.code, 'already_matches');
 
-  const undoRef = { ...ref, options: { mode: 'undo' } };
+  const undoRef = { ...ref, options: { mode: 'undo' as const } };
   const undo = await argoRolloutAction.plan(undoRef, ctx);
   t.notOk(undo.refusal, undo.summary);
   const ex2 = await argoRolloutAction.execute(undo, ctx);

@@ -3,7 +3,7 @@ import { statefulSetAction } from '../../../src/actions/statefulset.js';
 import { daemonSetAction } from '../../../src/actions/daemonset.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
-import { FakeKube } from '../../../src/kube/fake.js';
+import { FakeKube } from '../../support/fake-kube.js';
 import { statefulSetState, daemonSetState } from '../../../src/kube/rollout-status.js';
 import { CAUSE, NS, context } from './fixtures/objects.js';
 

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createHelmAction, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { CAUSE, context } from './fixtures/objects.js';
 
 const HISTORY = JSON.stringify([
@@ -25,24 +26,32 @@ t.test('plan and execute: helm rollback RELEASE REVISION --wait, as an argument 
   const ctx = context(null);
   const plan = await helm.plan(ref, ctx);
   t.notOk(plan.refusal);
-  t.same(f.calls[0], ['/opt/helm', 'history', 'shop', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--max', '256', '-o', 'json']);
+  t.same(f.calls[0], ['/opt/helm', 'history', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--max', '256', '-o', 'json', '--', 'shop']);
   t.equal(plan.fromRevision, 2);
   t.equal(plan.toRevision, 1);
   t.equal(plan.current?.createdAt, Date.parse('2026-11-23T09:00:00Z'));
   t.equal(plan.current?.annotations['helm.sh/chart'], 'shop-1.1.0');
-  t.same(plan.command, ['/opt/helm', 'rollback', 'shop', '1', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--wait', '--timeout', '5m0s', '--description', CAUSE]);
+  t.same(plan.command, ['/opt/helm', 'rollback', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--wait', '--timeout', '5m0s', '--description', CAUSE, '--', 'shop', '1']);
+  t.same(plan.release, { namespace: 'shop', name: 'shop' }, 'the plan names the release it rolls back');
+  t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }]);
   const res = await helm.execute(plan, ctx);
   t.equal(res.applied, true);
   t.equal(ctx.fenceCalls, 1);
   t.same(f.calls[1], plan.command);
 });
 
-t.test('a release name with shell characters stays one argument', async (t) => {
+t.test('release names: DNS-1123 (at most 53), always after --, never read as a flag', async (t) => {
   const f = fake({ history: { stdout: HISTORY } });
   const helm = createHelmAction({ helmBin: 'helm', run: f.run });
-  const plan = await helm.plan({ ...ref, options: { release: 'x; rm -rf /', timeout: '90s' } }, context(null, { dryRun: true }));
-  t.equal(plan.command![2], 'x; rm -rf /');
-  t.same(plan.command!.slice(-5), ['--timeout', '90s', '--description', CAUSE, '--dry-run=server']);
+  const plan = await helm.plan({ ...ref, options: { release: 'shop.v2', timeout: '90s' } }, context(null, { dryRun: true }));
+  t.same(plan.command!.slice(-8), ['--timeout', '90s', '--description', CAUSE, '--dry-run=server', '--', 'shop.v2', '1']);
+  t.same(f.calls[0]!.slice(-2), ['--', 'shop.v2']);
+  for (const bad of ['x; rm -rf /', '--kubeconfig=/tmp/evil', '-h', 'Shop', 'a'.repeat(54)]) {
+    t.throws(() => parseOptions('HelmRelease', { release: bad }), new OptionsError('options.release', `options.release: expected a Helm release name (DNS-1123, at most 53), got ${JSON.stringify(bad)}`), bad);
+    await t.rejects(helm.plan({ ...ref, options: { release: bad } }, context(null)), /Helm release name/, `the action refuses ${bad} too`);
+  }
+  t.throws(() => parseOptions('HelmRelease', { timeout: 'soon' }), new OptionsError('options.timeout', 'options.timeout: expected a helm duration such as 5m0s, 90s or 1h'));
+  t.throws(() => parseOptions('HelmRelease', { releas: 'x' }), new OptionsError('options.releas', 'options.releas: not an option of HelmRelease (it takes release, timeout)'));
 });
 
 t.test('refusals', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import type { KubeObject } from '../../../src/kube/client.js';
 import { findHistory, pickReplicaSet, semanticEqual, selectorMatches, selectorToString } from '../../../src/kube/revision.js';
-import { matchesSelectorString } from '../../../src/kube/fake.js';
+import { matchesSelectorString } from '../../support/fake-kube.js';
 
 const rs = (rev: number | null, i: number): KubeObject => ({
   metadata: { name: `rs-${i}`, annotations: rev === null ? {} : { 'deployment.kubernetes.io/revision': String(rev) } },

@@ -6,7 +6,7 @@ import { argoRolloutAction } from '../../../src/actions/argo-rollout.js';
 import { createActions } from '../../../src/actions/index.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
-import { FakeKube } from '../../../src/kube/fake.js';
+import { FakeKube } from '../../support/fake-kube.js';
 import { CAUSE, NS, context } from './fixtures/objects.js';
 
 function dep(name: string, labels: Record<string, string>, replicas: number, available = replicas): KubeObject {
@@ -162,7 +162,7 @@ t.test('Argo Rollout abort: status.abort through the status subresource, falling
 t.test('Argo Rollout undo: like the plugin', async (t) => {
   const kube = rolloutCluster();
   const ctx = context(kube);
-  const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook', options: { mode: 'undo' } };
+  const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook', options: { mode: 'undo' as const } };
   const plan = await argoRolloutAction.plan(ref, ctx);
   t.equal(plan.toRevision, 1);
   const ops = plan.writes![0]!.patch as { op: string; path: string; value: unknown }[];
@@ -188,6 +188,6 @@ t.test('Argo Rollout undo: like the plugin', async (t) => {
 
 t.test('registry: one action per kind', async (t) => {
   const a = createActions();
-  t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet']);
+  t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet', 'VirtualService']);
   for (const [k, v] of Object.entries(a)) t.equal(v.kind, k);
 });

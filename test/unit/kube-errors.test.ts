@@ -1,0 +1,33 @@
+import t from 'tap';
+import { toKubeApiError, withoutEchoedValues } from '../../src/kube/errors.js';
+
+// A 422 as the API server sends it (metav1.Status of apimachinery's field errors, joined).
+const status422 = {
+  kind: 'Status',
+  status: 'Failure',
+  reason: 'Invalid',
+  code: 422,
+  message:
+    'Deployment.apps "checkout" is invalid: [spec.template.spec.containers[0].env[0].name: Invalid value: "DB PASS=hunter2": a valid environment variable name must consist of alphabetic characters, spec.template.spec.containers[0].imagePullPolicy: Unsupported value: "s3cret-policy": supported values: "Always", "IfNotPresent", "Never", spec.replicas: Invalid value: -3: must be greater than or equal to 0, spec.template.spec.containers[0].image: Required value]',
+};
+
+t.test('a 422 keeps the field paths, error types and reasons, never the values it echoes', async (t) => {
+  const err = toKubeApiError({ code: 422, body: JSON.stringify(status422) }, 'PATCH apps/v1 deployments shop/checkout');
+  t.equal(err.status, 422);
+  t.equal(err.reason, 'Invalid');
+  t.notMatch(err.message, /hunter2|DB PASS|s3cret-policy|-3/, err.message);
+  for (const kept of [
+    'spec.template.spec.containers[0].env[0].name: Invalid value: (value not recorded): a valid environment variable name must consist of alphabetic characters',
+    'spec.template.spec.containers[0].imagePullPolicy: Unsupported value: (value not recorded): supported values: "Always", "IfNotPresent", "Never"',
+    'spec.replicas: Invalid value: (value not recorded): must be greater than or equal to 0',
+    'spec.template.spec.containers[0].image: Required value',
+  ]) {
+    t.ok(err.message.includes(kept), kept);
+  }
+});
+
+t.test('an escaped quote inside the value is part of the value; a value that cannot be delimited cuts the rest', async (t) => {
+  t.equal(withoutEchoedValues('a.b: Invalid value: "x\\": y \\"z": bad'), 'a.b: Invalid value: (value not recorded): bad');
+  t.equal(withoutEchoedValues('spec: Invalid value: core.PodSpec{Secret:"pw"}: bad, other: Invalid value: "v": worse'), 'spec: Invalid value: (value not recorded)');
+  t.equal(withoutEchoedValues('deployments.apps "web" not found'), 'deployments.apps "web" not found', 'messages without an echoed value are unchanged');
+});
