@@ -1,0 +1,171 @@
+// Where the engine meets GitOps, three calls (src/engine/rollback.ts and verify.ts):
+//  1. withGitOps(), right after the action planned: find who reconciles what the plan writes, put
+//     it in the record and the plan summary, and apply the rule's `gitops` policy (refuse, or say
+//     what will be suspended);
+//  2. suspendBeforeWrite(), after the write-ahead and before the action writes: pause each owner
+//     that reconciles (policy suspend), remembering what it was;
+//  3. driftedBack(), when verifying: a rollback whose target was changed back after our write
+//     within the owners' reconcile window failed ("re-applied by <owner>").
+import type { ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
+import type { EngineContext } from '../engine/context.js';
+import type { RollbackRecord } from '../engine/record.js';
+import type { KubeObject } from '../kube/client.js';
+import { sleep } from '../kube/rollout-status.js';
+import { findOwners, type ObjectRef } from './owner.js';
+import { suspendOwners } from './suspend.js';
+import { noteSuspended } from './tally.js';
+import { ownerOutOfScope } from './verify.js';
+import { ownerName, type GitOpsPolicy, type GitOpsRecord, type Owner, type Suspension } from './types.js';
+
+/** Field managers of the owners' controllers, for naming who changed an object. */
+const OWNER_MANAGERS: Record<Owner['kind'], string[]> = {
+  Application: ['argocd-controller', 'argocd-application-controller'],
+  Kustomization: ['kustomize-controller'],
+  HelmRelease: ['helm-controller'],
+};
+
+export function describeOwner(o: Owner): string {
+  if (o.error) return `${ownerName(o)} (cannot be read: ${o.error})`;
+  if (!o.found) return `${ownerName(o)} (named by its ${o.via}, but not found)`;
+  if (o.unverified) return `${ownerName(o)} (named by its ${o.via}, but its status does not show that it manages it)`;
+  return `${ownerName(o)}, ${o.sync}`;
+}
+
+/** The owners a suspend policy pauses: found, readable, shown by their own status to manage the target, reconciling now. */
+const toSuspend = (owners: Owner[]) => owners.filter((o) => o.found && !o.error && !o.unverified && !o.paused);
+
+/** Step 1: the plan, with its GitOps owners found and the rule's policy applied (a refusal when it says so). */
+export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext): Promise<RollbackPlan> {
+  if (!actx.kube || plan.refusal) return plan;
+  const objects: ObjectRef[] = (plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name }));
+  if (objects.length === 0) return plan;
+  const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, actx.signal ? { signal: actx.signal } : {});
+  if (owners.length === 0) return plan;
+  const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
+  const g: GitOpsRecord = { policy, owners };
+  rec.gitops = g;
+  const who = `reconciled by ${owners.map(describeOwner).join('; ')}`;
+  ctx.records.step(rec, 'gitops', `${who} (gitops: ${policy})`, { owners: owners.map((o) => ({ tool: o.tool, kind: o.kind, namespace: o.namespace, name: o.name, sync: o.sync })) });
+  const refuse = (message: string): RollbackPlan => ({ ...plan, summary: `refused: ${message}`, refusal: { code: 'gitops_owned', message } });
+
+  const unverified = owners.find((o) => o.unverified);
+  if (policy === 'ignore') {
+    const note = unverified ? ` (${unverified.unverified}: not counted as its owner)` : '';
+    return { ...plan, summary: `${plan.summary}; ${who}: not suspended (gitops: ignore), so verification fails if it puts the old revision back${note}` };
+  }
+  // A label or annotation on the target is not proof: whoever may edit the target can name any owner.
+  if (unverified) {
+    return refuse(`${unverified.unverified}; not rolled back and ${ownerName(unverified)} not suspended; remove the label, or set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
+  }
+  if (policy === 'refuse') return refuse(`${rec.target} is ${who}; the rule's gitops: refuse leaves GitOps-owned targets alone: revert the bad commit in git`);
+  const unreadable = owners.find((o) => o.error);
+  if (unreadable) {
+    return refuse(
+      `${rec.target} is named as reconciled by ${ownerName(unreadable)}, which cannot be read (${unreadable.error}): enable the chart's gitops RBAC ` +
+        `(gitops.enabled, with the owner's namespace in gitops.argocd.namespace or gitops.flux.namespaces), or set gitops: ignore on the rule`,
+    );
+  }
+  const stuck = owners.find((o) => o.cannotSuspend);
+  if (stuck) return refuse(stuck.cannotSuspend!);
+  const pause = toSuspend(owners);
+  for (const o of pause) {
+    const why = ownerOutOfScope(ctx.config, o);
+    if (why) return refuse(`${rec.target} is ${who}, which rollguard may not suspend: ${why}; allow it there, or set gitops: refuse or ignore on the rule`);
+  }
+  return {
+    ...plan,
+    summary: pause.length
+      ? `${plan.summary}; ${who}: first suspends ${pause.map(ownerName).join(', ')} (gitops: suspend)`
+      : `${plan.summary}; ${who}: nothing to suspend`,
+  };
+}
+
+/** Step 2: suspends the owners (policy suspend) and records exactly what was changed. Throws if one cannot be suspended. */
+export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord, actx: ActionContext): Promise<void> {
+  const g = rec.gitops;
+  if (!g || g.policy !== 'suspend' || !actx.kube || actx.dryRun) return;
+  const owners = toSuspend(g.owners);
+  if (owners.length === 0) return;
+  await actx.checkFence();
+  let done: Suspension[];
+  try {
+    done = await suspendOwners(actx.kube, owners, ctx.now, actx.signal ? { signal: actx.signal } : {});
+  } catch (err) {
+    g.suspended = (err as { suspended?: Suspension[] }).suspended ?? [];
+    await countSuspended(ctx, rec, g.suspended);
+    throw err;
+  }
+  g.suspended = done;
+  await countSuspended(ctx, rec, done);
+  ctx.records.step(rec, 'gitops_suspended', `suspended ${done.map(suspensionWords).join('; ')}: ${NEXT(rec.id)}`, { suspended: done });
+  await ctx.records.save(rec);
+}
+
+async function countSuspended(ctx: EngineContext, rec: RollbackRecord, done: Suspension[]): Promise<void> {
+  for (const s of done) ctx.metrics.gitopsSuspensions.inc({ owner_kind: s.kind });
+  await noteSuspended(ctx, rec, done.length);
+}
+
+const NEXT = (id: string) => `revert the bad commit in git, then resume (rollguard rollbacks resume-gitops ${id}, or POST /v1/rollbacks/${id}/resume-gitops)`;
+
+function suspensionWords(s: Suspension): string {
+  const field = s.field.split('/').slice(1).join('.');
+  return `${ownerName({ tool: s.kind === 'Application' ? 'Argo CD' : 'Flux', ...s })} (${field}: ${JSON.stringify(s.set)}; it was ${s.before === undefined ? 'unset' : JSON.stringify(s.before)})`;
+}
+
+/** Lines for the notifications and the report: what is suspended and what a human does next. */
+export function gitopsLines(rec: RollbackRecord): string[] {
+  const g = rec.gitops;
+  if (!g) return [];
+  if (g.suspended?.length && !g.resumed) return [`GitOps: suspended ${g.suspended.map(suspensionWords).join('; ')}. Next: ${NEXT(rec.id)}.`];
+  if (g.resumed) return [`GitOps: resumed by ${g.resumed.by}: ${g.resumed.restored.join('; ')}`];
+  return [`GitOps: reconciled by ${g.owners.map(describeOwner).join('; ')} (gitops: ${g.policy})`];
+}
+
+interface ManagedField {
+  manager?: string;
+  time?: string;
+  subresource?: string;
+  fieldsV1?: Record<string, unknown>;
+}
+
+/**
+ * The newest writer of an object's spec other than rollguard, from its managedFields. Writes that
+ * own nothing under spec do not count: they never move the generation, and the Deployment
+ * controller makes two after every change (the status, and the revision annotation).
+ */
+function lastWriter(obj: KubeObject, self: string): string | undefined {
+  const fields = ((obj.metadata as { managedFields?: ManagedField[] }).managedFields ?? []).filter((f) => f.manager && f.manager !== self && !f.subresource && f.fieldsV1 !== undefined && 'f:spec' in f.fieldsV1);
+  fields.sort((a, b) => Date.parse(b.time ?? '') - Date.parse(a.time ?? ''));
+  return fields[0]?.manager;
+}
+
+/**
+ * Step 3: did the rolled-back object change again after our write? Watches the plan's main object
+ * (its metadata.generation against the one our write produced) until the owners' reconcile window
+ * after the write has passed (`wait`), or looks once. Returns why the rollback failed, or undefined.
+ */
+export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, wait: boolean): Promise<string | undefined> {
+  const g = rec.gitops;
+  const w = plan.writes?.[0];
+  if (!g || !w || !actx.kube || w.subresource) return undefined;
+  const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
+  const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
+  let after = res.newGeneration;
+  for (;;) {
+    const obj = await actx.kube.get(w.resource, w.namespace, w.name, actx.signal ? { signal: actx.signal } : {});
+    const gen = obj.metadata.generation ?? 0;
+    after ??= gen;
+    if (gen > after) {
+      const writer = lastWriter(obj, 'rollguard');
+      const owner = g.owners.find((o) => writer && OWNER_MANAGERS[o.kind].includes(writer));
+      const what = `${w.resource.plural} ${w.namespace}/${w.name} changed after the rollback (generation ${after} -> ${gen}, last written by ${writer ?? 'unknown'})`;
+      const msg = owner ? `re-applied by ${ownerName(owner)}: ${what}` : `changed back after the rollback: ${what}; reconciled by ${g.owners.map(ownerName).join(', ')}`;
+      ctx.records.step(rec, 'gitops_drift', msg);
+      ctx.metrics.gitopsReapplied.inc({ owner_kind: owner?.kind ?? 'unknown' });
+      return msg;
+    }
+    if (ctx.now() >= until || ctx.stopped) return undefined;
+    await sleep(Math.min(1000, Math.max(50, until - ctx.now())), actx.signal);
+  }
+}

@@ -1,0 +1,87 @@
+// Whether a GitOps owner really manages an object, from the owner's own status (never from the
+// object's labels or annotations, which whoever may edit the object can set to any owner), and
+// whether rollguard may suspend that owner at all (SCOPE_* and GITOPS_OWNER_ALLOW).
+//
+// - Flux Kustomization, and HelmRelease from the helm-controller releases that record one:
+//   `status.inventory.entries[].id` = `<namespace>_<name>_<group>_<kind>` (the string form of
+//   fluxcd/pkg ssa's ObjMetadata, from cli-utils: a `:` in the name is written `__`; the core group
+//   is empty, so a Service is `shop_web__Service`).
+// - Argo CD Application: `status.resources[]` = {group, version, kind, namespace, name} (group and
+//   namespace absent for the core group and cluster-scoped objects).
+// - A HelmRelease without `status.inventory` cannot be verified: its `status.history` names Helm
+//   releases, not objects, and the objects of a release are only in Helm's release storage
+//   Secrets, which hold the release's values (often credentials): rollguard does not read them.
+import type { Config } from '../config.js';
+import { globMatches, outOfScope } from '../guards/scope.js';
+import type { KubeObject } from '../kube/client.js';
+import type { OwnerRef } from './types.js';
+
+/** An object as the owners' status lists it. */
+export interface ObjectIdentity {
+  group: string;
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+/** `<namespace>_<name>_<group>_<kind>`, as Flux writes inventory entries. */
+export function fluxInventoryId(o: ObjectIdentity): string {
+  return `${o.namespace}_${o.name.replaceAll(':', '__')}_${o.group}_${o.kind}`;
+}
+
+const words = (o: ObjectIdentity) => `${o.kind}/${o.namespace}/${o.name}`;
+
+/**
+ * Undefined when the owner's status lists every object; otherwise why the owner is not shown to
+ * manage them (an object it does not list, or no field to tell), naming the label that claimed it.
+ */
+export function notListedBy(ref: OwnerRef, owner: KubeObject, objects: ObjectIdentity[]): string | undefined {
+  const who = `${ref.tool} ${ref.kind} ${ref.namespace}/${ref.name}`;
+  let listed: (o: ObjectIdentity) => boolean;
+  let field: string;
+  if (ref.kind === 'Application') {
+    const resources = owner.status?.resources;
+    if (!Array.isArray(resources)) {
+      return `${words(objects[0]!)} names ${who} by its ${ref.via}, but that Application's status.resources lists nothing (never synced?): its ownership cannot be verified`;
+    }
+    field = 'status.resources';
+    listed = (o) =>
+      resources.some(
+        (r: { group?: string; kind?: string; namespace?: string; name?: string }) =>
+          (r.group ?? '') === o.group && r.kind === o.kind && (r.namespace ?? '') === o.namespace && r.name === o.name,
+      );
+  } else {
+    const entries = owner.status?.inventory?.entries;
+    if (!Array.isArray(entries)) {
+      return ref.kind === 'HelmRelease'
+        ? `${words(objects[0]!)} names ${who} by its ${ref.via}, but that HelmRelease has no status.inventory (helm-controller records one only in recent releases; ` +
+            `status.history names Helm releases, not objects, and rollguard does not read Helm's release Secrets, which hold the values): its ownership cannot be verified`
+        : `${words(objects[0]!)} names ${who} by its ${ref.via}, but that Kustomization's status.inventory lists nothing (never applied?): its ownership cannot be verified`;
+    }
+    field = 'status.inventory';
+    const ids = new Set(entries.map((e: { id?: string }) => e.id));
+    listed = (o) => ids.has(fluxInventoryId(o));
+  }
+  const missing = objects.find((o) => !listed(o));
+  return missing && `${words(missing)} names ${who} by its ${ref.via}, but that ${ref.kind}'s ${field} does not list it: the label does not make it the owner`;
+}
+
+type OwnerScope = Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES' | 'SCOPE_DENY_TARGETS' | 'GITOPS_OWNER_ALLOW'>;
+
+/**
+ * Why rollguard may not suspend this owner, naming the setting; undefined when it may. The deny
+ * lists always apply. GITOPS_OWNER_ALLOW, when set, is the allow list of owners (it may name
+ * owners outside SCOPE_NAMESPACES, e.g. flux-system, without opening that namespace to
+ * rollbacks); when empty, the owner's namespace must pass SCOPE_NAMESPACES like a target's.
+ */
+export function ownerOutOfScope(config: OwnerScope, ref: Pick<OwnerRef, 'kind' | 'namespace' | 'name'>): string | undefined {
+  const key = `${ref.kind}/${ref.namespace}/${ref.name}`;
+  const denied = outOfScope({ ...config, SCOPE_NAMESPACES: [] }, key, ref.namespace);
+  if (denied) return denied;
+  if (config.GITOPS_OWNER_ALLOW.length > 0) {
+    return config.GITOPS_OWNER_ALLOW.some((g) => globMatches(g, key))
+      ? undefined
+      : `owner ${key} is not in GITOPS_OWNER_ALLOW (${config.GITOPS_OWNER_ALLOW.join(', ')})`;
+  }
+  return outOfScope({ ...config, SCOPE_DENY_NAMESPACES: [], SCOPE_DENY_TARGETS: [] }, key, ref.namespace);
+}
