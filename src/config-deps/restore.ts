@@ -1,0 +1,100 @@
+// configDrift: restore, with configuration snapshots (CONFIG_SNAPSHOTS, snapshots.ts): each drifted
+// ConfigMap (and Secret, with CONFIG_SNAPSHOTS_SECRETS) whose snapshot was current when the
+// target revision was created is written back before the workload. The write is one more of the
+// plan's writes, first in order: executeWrites fences it (checkFence) like the workload's, guards
+// see it (writtenObjects: scope, locks, cooldowns), it carries the live object's resourceVersion
+// (a change since the read is a 409 Conflict, and the whole plan is made again from fresh reads),
+// and verify checks its content afterwards (verifyRestored). A drifted object without such a
+// snapshot is named in `notRestored`, and the approval guard waits for a human (policy.ts).
+// Data is read and written here, never put in the record: the record keeps the write's paths only.
+import type { ActionContext, PlannedWrite, RollbackPlan, VerifyResult } from '../actions/action.js';
+import { reqOpts } from '../actions/common.js';
+import type { Kube, KubeObject } from '../kube/client.js';
+import { KubeApiError } from '../kube/errors.js';
+import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
+import type { ConfigKind } from './refs.js';
+import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, snapshotsOf } from './snapshots.js';
+
+/** The live object and its snapshots (newest first), or null when it is gone. */
+export async function readWithSnapshots(kube: Kube, kind: ConfigKind, ns: string, name: string, ctx: ActionContext): Promise<{ live: KubeObject; snapshots: KubeObject[] } | null> {
+  const rt = CONFIG_RESOURCES[kind];
+  let live: KubeObject;
+  try {
+    live = await kube.get(rt, ns, name, reqOpts(ctx));
+  } catch (err) {
+    if (err instanceof KubeApiError && err.isNotFound) return null;
+    throw err;
+  }
+  const all = await kube.list(rt, ns, { ...reqOpts(ctx), labelSelector: snapshotSelector(name) });
+  return { live, snapshots: snapshotsOf(all, live) };
+}
+
+/** The write that puts a snapshot's content back into the live object (resourceVersion precondition). */
+export function restoreWrite(kind: ConfigKind, live: KubeObject, snapshot: KubeObject, why: string): PlannedWrite {
+  return {
+    resource: CONFIG_RESOURCES[kind],
+    namespace: live.metadata.namespace!,
+    name: live.metadata.name,
+    patchType: 'merge',
+    patch: restorePatch(live, snapshot, kind),
+    precondition: 'resource-version',
+    description: `restore ${kind} ${live.metadata.namespace}/${live.metadata.name} from snapshot ${snapshot.metadata.name} (${why})`,
+  };
+}
+
+async function restoreOne(d: ConfigDrift, ctx: ActionContext & { kube: Kube }, target: TargetRevision): Promise<{ drift: ConfigDrift; write?: PlannedWrite }> {
+  const rev = `revision ${target.revision}`;
+  if (d.kind === 'Secret' && !ctx.configRestore?.secrets) return { drift: { ...d, notRestored: `Secrets are not restored unless CONFIG_SNAPSHOTS_SECRETS is on` } };
+  if (d.changedAt === undefined || target.createdAt === undefined) return { drift: { ...d, notRestored: `it could not be checked` } };
+  const read = await readWithSnapshots(ctx.kube, d.kind, d.namespace, d.name, ctx);
+  const snap = read ? currentAt(read.snapshots, target.createdAt) : undefined;
+  if (!read || !snap) return { drift: { ...d, notRestored: `no snapshot of it was current when ${rev} was created` } };
+  const since = snapshotSince(snap)!;
+  if (contentHash(read.live, d.kind) === contentHash(snap, d.kind)) {
+    return { drift: { ...d, restore: { snapshot: snap.metadata.name, since, written: false }, message: `${d.message.replace(/: the old code will run with the new configuration$/, '')}, and its content is again that of snapshot ${snap.metadata.name} (current when ${rev} was created): nothing to restore` } };
+  }
+  const why = `its content since ${fmtTime(since, target.createdAt)}, current when ${rev} was created`;
+  return {
+    drift: { ...d, restore: { snapshot: snap.metadata.name, since, written: true }, message: `${d.message.replace(/: the old code will run with the new configuration$/, '')}: restored first from snapshot ${snap.metadata.name} (${why})` },
+    write: restoreWrite(d.kind, read.live, snap, why),
+  };
+}
+
+/** The plan with its drifted configuration written back first where a snapshot allows. */
+export async function withConfigRestore(plan: RollbackPlan, ctx: ActionContext, target: TargetRevision): Promise<RollbackPlan> {
+  if (!ctx.kube || !plan.configDrift?.length) return plan;
+  const kube = ctx.kube;
+  const results = [];
+  for (const d of plan.configDrift) results.push(await restoreOne(d, { ...ctx, kube }, target));
+  const writes = results.flatMap((r) => (r.write ? [r.write] : []));
+  const restored = results.filter((r) => r.write).map((r) => `${r.drift.kind} ${r.drift.namespace}/${r.drift.name} from snapshot ${r.drift.restore!.snapshot}`);
+  return {
+    ...plan,
+    configDrift: results.map((r) => r.drift),
+    writes: [...writes, ...(plan.writes ?? [])],
+    summary: restored.length ? `restore ${restored.join(', ')}, then ${plan.summary}` : plan.summary,
+  };
+}
+
+/**
+ * After the rollout: each restored object still holds its snapshot's content. One that changed
+ * again (a GitOps controller, a deploy pipeline writing it back) fails the rollback, naming it.
+ */
+export async function verifyRestored(plan: RollbackPlan, ctx: ActionContext, result: VerifyResult): Promise<VerifyResult> {
+  const restored = (plan.configDrift ?? []).filter((d) => d.restore?.written);
+  if (!ctx.kube || restored.length === 0) return result;
+  const held: string[] = [];
+  for (const d of restored) {
+    const rt = CONFIG_RESOURCES[d.kind];
+    try {
+      const [live, snap] = await Promise.all([ctx.kube.get(rt, d.namespace, d.name, reqOpts(ctx)), ctx.kube.get(rt, d.namespace, d.restore!.snapshot, reqOpts(ctx))]);
+      if (contentHash(live, d.kind) !== contentHash(snap, d.kind)) {
+        return { outcome: 'failed', message: `${d.kind} ${d.namespace}/${d.name} no longer holds the content of snapshot ${d.restore!.snapshot}: it changed again after the restore; ${result.message}` };
+      }
+      held.push(`${d.kind} ${d.namespace}/${d.name}`);
+    } catch (err) {
+      return { outcome: result.outcome === 'failed' ? 'failed' : 'unverified', message: `cannot check the restored ${d.kind} ${d.namespace}/${d.name}: ${(err as Error).message}; ${result.message}` };
+    }
+  }
+  return { ...result, message: `${result.message}; ${held.join(', ')} ${held.length === 1 ? 'holds' : 'hold'} the restored content` };
+}

@@ -1,0 +1,140 @@
+// Configuration snapshots (CONFIG_SNAPSHOTS), as pure functions: what a snapshot object is called,
+// how it is labelled and owned, what content it keeps, and which one a rollback restores.
+//
+// A snapshot is an immutable copy of a ConfigMap (or, with CONFIG_SNAPSHOTS_SECRETS, a Secret),
+// in the same namespace and of the same kind, taken by the watcher (watch.ts) each time the
+// object's content changes:
+//   labels       rollguard.io/snapshot-of: the source's name (shortened with a hash past 63 characters)
+//                rollguard.io/current-since: when this content became current, in Unix seconds
+//                app.kubernetes.io/managed-by: rollguard
+//   annotations  rollguard.io/snapshot-of: the source's full name
+//                rollguard.io/current-since: the same time, RFC 3339 with milliseconds
+//   ownerReferences: the live object (by uid), so Kubernetes' garbage collector deletes the
+//                snapshots with it; at most CONFIG_SNAPSHOTS_MAX per object, the oldest go first.
+// "Became current" is the source's last change as its metadata shows it (the newest managedFields
+// time, check.ts lastChange), the same clock the drift check compares with a revision's creation.
+import { createHash } from 'node:crypto';
+import type { KubeObject } from '../kube/client.js';
+import { lastChange } from './check.js';
+import type { ConfigKind } from './refs.js';
+
+export const SNAPSHOT_OF = 'rollguard.io/snapshot-of';
+export const CURRENT_SINCE = 'rollguard.io/current-since';
+export const MANAGED_BY = 'app.kubernetes.io/managed-by';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** The label value naming a source: its name, or past 63 characters its first 52 and a hash. */
+export function sourceLabel(name: string): string {
+  return name.length <= 63 ? name : `${name.slice(0, 52).replace(/[-.]+$/, '')}-${sha256(name).slice(0, 10)}`;
+}
+
+/** The label selector of one source's snapshots. */
+export function snapshotSelector(name: string): string {
+  return `${SNAPSHOT_OF}=${sourceLabel(name)}`;
+}
+
+export function isSnapshot(o: KubeObject): boolean {
+  return o.metadata.labels?.[SNAPSHOT_OF] !== undefined;
+}
+
+/** What a snapshot keeps and a restore writes back: a ConfigMap's data and binaryData, a Secret's type and data. */
+export function contentOf(o: KubeObject, kind: ConfigKind): { data: Record<string, string>; binaryData?: Record<string, string>; type?: string } {
+  const data = (o.data as Record<string, string> | undefined) ?? {};
+  if (kind === 'Secret') return { data, ...(typeof o.type === 'string' ? { type: o.type } : {}) };
+  const bin = o.binaryData as Record<string, string> | undefined;
+  return { data, ...(bin && Object.keys(bin).length ? { binaryData: bin } : {}) };
+}
+
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+}
+
+/** sha256 of the content (keys in order): equal hashes, equal bytes. Kept in memory only, never written anywhere. */
+export function contentHash(o: KubeObject, kind: ConfigKind): string {
+  return sha256(canonical(contentOf(o, kind)));
+}
+
+/** `<source>-snap-<10 hex>`: the same content becoming current at the same time gets the same name on every replica. */
+export function snapshotName(source: string, hash: string, since: number): string {
+  return `${source.slice(0, 253 - 16).replace(/[-.]+$/, '')}-snap-${sha256(`${hash}@${since}`).slice(0, 10)}`;
+}
+
+/** When a snapshot's content became current (ms), from its annotation, else its label. */
+export function snapshotSince(s: KubeObject): number | undefined {
+  const exact = Date.parse(s.metadata.annotations?.[CURRENT_SINCE] ?? '');
+  if (Number.isFinite(exact)) return exact;
+  const secs = Number(s.metadata.labels?.[CURRENT_SINCE]);
+  return Number.isFinite(secs) && secs > 0 ? secs * 1000 : undefined;
+}
+
+/** A source's snapshots (of this very object: owned by its uid), newest first. */
+export function snapshotsOf(all: KubeObject[], source: KubeObject): KubeObject[] {
+  const mine = all.filter(
+    (s) => s.metadata.annotations?.[SNAPSHOT_OF] === source.metadata.name && (s.metadata.ownerReferences ?? []).some((r) => r.uid === source.metadata.uid),
+  );
+  return mine.sort((a, b) => (snapshotSince(b) ?? 0) - (snapshotSince(a) ?? 0) || b.metadata.name.localeCompare(a.metadata.name));
+}
+
+/** Beyond the newest `max` (newest first, as snapshotsOf gives them): the ones to delete. */
+export function toPrune(newestFirst: KubeObject[], max: number): KubeObject[] {
+  return newestFirst.slice(max);
+}
+
+/** The snapshot that was current at `at` (ms): the newest that became current then or before. */
+export function currentAt(newestFirst: KubeObject[], at: number): KubeObject | undefined {
+  return newestFirst.find((s) => (snapshotSince(s) ?? Infinity) <= at);
+}
+
+/** The content before the live one: the newest snapshot whose content differs from `live`'s. */
+export function previousOf(newestFirst: KubeObject[], live: KubeObject, kind: ConfigKind): KubeObject | undefined {
+  const now = contentHash(live, kind);
+  return newestFirst.find((s) => contentHash(s, kind) !== now);
+}
+
+/** When the live content became current: its last change, but after the newest snapshot (times are kept to the second). */
+export function sinceOf(live: KubeObject, newest: KubeObject | undefined, now: number): number {
+  const changed = lastChange(live.metadata) ?? now;
+  const after = newest ? (snapshotSince(newest) ?? 0) + 1 : 0;
+  return Math.max(changed, after);
+}
+
+/** The snapshot object of `live`'s content, current since `since` (ms). */
+export function snapshotObject(live: KubeObject, kind: ConfigKind, since: number): KubeObject {
+  const name = live.metadata.name;
+  if (!live.metadata.uid) throw new Error(`${kind} ${live.metadata.namespace}/${name} has no uid to own its snapshot`);
+  return {
+    apiVersion: 'v1',
+    kind,
+    metadata: {
+      name: snapshotName(name, contentHash(live, kind), since),
+      namespace: live.metadata.namespace!,
+      labels: { [SNAPSHOT_OF]: sourceLabel(name), [CURRENT_SINCE]: String(Math.floor(since / 1000)), [MANAGED_BY]: 'rollguard' },
+      annotations: { [SNAPSHOT_OF]: name, [CURRENT_SINCE]: new Date(since).toISOString() },
+      ownerReferences: [{ apiVersion: 'v1', kind, name, uid: live.metadata.uid }],
+    },
+    immutable: true,
+    ...contentOf(live, kind),
+  };
+}
+
+/**
+ * The merge patch that makes `live`'s content the snapshot's, guarded by `live`'s resourceVersion
+ * (the API server answers 409 Conflict if it changed since it was read): every key of the snapshot
+ * set, every other key of `live` removed (null).
+ */
+export function restorePatch(live: KubeObject, snapshot: KubeObject, kind: ConfigKind): Record<string, unknown> {
+  const want = contentOf(snapshot, kind);
+  const have = contentOf(live, kind);
+  const field = (w: Record<string, string> | undefined, h: Record<string, string> | undefined) => {
+    const out: Record<string, string | null> = { ...(w ?? {}) };
+    for (const k of Object.keys(h ?? {})) if (!(k in out)) out[k] = null;
+    return out;
+  };
+  const patch: Record<string, unknown> = { metadata: { resourceVersion: live.metadata.resourceVersion }, data: field(want.data, have.data) };
+  if (kind === 'ConfigMap' && (want.binaryData || have.binaryData)) patch.binaryData = field(want.binaryData, have.binaryData);
+  return patch;
+}

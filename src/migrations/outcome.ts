@@ -1,0 +1,120 @@
+// Where a migration rollback Job stands, and why it failed: pure functions over the Job and its
+// pods as the API server shows them.
+import type { KubeObject } from '../kube/client.js';
+
+export type JobState = 'running' | 'succeeded' | 'failed' | 'timed_out';
+
+export interface JobVerdict {
+  state: JobState;
+  message: string;
+}
+
+interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+}
+
+const conditions = (job: KubeObject): Condition[] => (Array.isArray(job.status?.conditions) ? (job.status.conditions as Condition[]) : []);
+const holds = (job: KubeObject, type: string) => conditions(job).find((c) => c.type === type && c.status === 'True');
+
+/**
+ * The Job's state: succeeded on its Complete condition (or SuccessCriteriaMet, which the Job
+ * controller sets before the pods are gone), failed on Failed (or FailureTarget, set as soon as
+ * the controller decided: backoff limit, activeDeadlineSeconds, a pod failure policy), timed out
+ * when neither came within `deadlineMs` of `startedAt`, else running.
+ */
+export function jobVerdict(job: KubeObject, now: number, startedAt: number, deadlineMs: number): JobVerdict {
+  const name = `Job ${job.metadata.namespace}/${job.metadata.name}`;
+  const ok = holds(job, 'Complete') ?? holds(job, 'SuccessCriteriaMet');
+  if (ok) return { state: 'succeeded', message: `${name} completed` };
+  const failed = holds(job, 'Failed') ?? holds(job, 'FailureTarget');
+  if (failed) {
+    const why = [failed.reason, failed.message].filter(Boolean).join(': ');
+    return { state: 'failed', message: `${name} failed${why ? ` (${why})` : ''}` };
+  }
+  if (now - startedAt >= deadlineMs) {
+    return { state: 'timed_out', message: `${name} did not finish within its deadline of ${Math.round(deadlineMs / 1000)}s (${activity(job)})` };
+  }
+  return { state: 'running', message: `${name}: ${activity(job)}` };
+}
+
+function activity(job: KubeObject): string {
+  const s = job.status ?? {};
+  return `${s.active ?? 0} active, ${s.succeeded ?? 0} succeeded, ${s.failed ?? 0} failed pods`;
+}
+
+/** The container that failed a Job's pod: what the kubelet (or kwok) reported when it ended. */
+export interface FailedContainer {
+  pod: string;
+  container: string;
+  exitCode?: number;
+  reason?: string;
+  /** the container's termination message (terminationMessagePath, or its log tail with FallbackToLogsOnError) */
+  message?: string;
+  /** when it ended (ms), to pick the newest attempt */
+  finishedAt?: number;
+}
+
+interface ContainerStatus {
+  name: string;
+  state?: { terminated?: { exitCode?: number; reason?: string; message?: string; finishedAt?: string } };
+  lastState?: { terminated?: { exitCode?: number; reason?: string; message?: string; finishedAt?: string } };
+}
+
+/**
+ * The newest terminated container with a non-zero exit code among the Job's pods (init containers
+ * too; a restarted container's last state counts), or, when none is, the newest failed pod with its
+ * reason. Undefined when no pod shows a failure (deleted already, or the Job never started one).
+ */
+export function failedContainer(pods: KubeObject[]): FailedContainer | undefined {
+  let best: FailedContainer | undefined;
+  const consider = (c: FailedContainer) => {
+    if (!best || (c.finishedAt ?? 0) >= (best.finishedAt ?? 0)) best = c;
+  };
+  for (const pod of pods) {
+    const st = pod.status ?? {};
+    const statuses = [...((st.initContainerStatuses ?? []) as ContainerStatus[]), ...((st.containerStatuses ?? []) as ContainerStatus[])];
+    for (const cs of statuses) {
+      for (const t of [cs.state?.terminated, cs.lastState?.terminated]) {
+        if (!t || !t.exitCode) continue;
+        const finished = t.finishedAt ? Date.parse(t.finishedAt) : NaN;
+        consider({
+          pod: pod.metadata.name,
+          container: cs.name,
+          exitCode: t.exitCode,
+          ...(t.reason ? { reason: t.reason } : {}),
+          ...(t.message ? { message: t.message } : {}),
+          ...(Number.isNaN(finished) ? {} : { finishedAt: finished }),
+        });
+      }
+    }
+  }
+  if (best) return best;
+  for (const pod of pods) {
+    if (pod.status?.phase !== 'Failed') continue;
+    const c = ((pod.spec?.containers ?? []) as { name: string }[])[0];
+    consider({ pod: pod.metadata.name, container: c?.name ?? '', ...(pod.status.reason ? { reason: pod.status.reason } : {}), ...(pod.status.message ? { message: pod.status.message } : {}) });
+  }
+  return best;
+}
+
+/** At most this many characters of one line in a record or a notification. */
+const LINE_MAX = 400;
+
+/**
+ * The last `n` non-empty lines of a text (a log, a termination message), each cut to LINE_MAX
+ * characters and stripped of a URL's user part (`postgres://user:pass@db` → `postgres://***@db`):
+ * a migration tool's output often prints its JDBC URL.
+ */
+export function lastLines(text: string, n: number): string[] {
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== '');
+  return lines.slice(-n).map((l) => {
+    const clean = l.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@').replace(/(password|passwd|pwd|secret|token)=\S+/gi, '$1=***');
+    return clean.length > LINE_MAX ? `${clean.slice(0, LINE_MAX)}…` : clean;
+  });
+}

@@ -1,0 +1,188 @@
+// The migration rollback Job on the engine's path, with the in-memory Kube standing in for the API
+// server and the Job controller (the real ones: test/e2e/migrations.test.ts).
+import t from 'tap';
+import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
+import { RECORD_LABEL } from '../../../src/migrations/template.js';
+import { metricValue } from '../../support/app.js';
+import { firing, testEngine } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { migrationRules } from '../../support/migrations.js';
+
+const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 });
+
+const TEMPLATE = `
+apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]
+`;
+
+type JobResult = 'complete' | 'fail' | 'hang';
+
+/** A cluster with the template's ConfigMap, whose "Job controller" ends each created Job as told. */
+function cluster(result: JobResult, template = TEMPLATE) {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: 'prod' }, data: { 'rollback.yaml': template } } as KubeObject);
+  kube.onCreate = (rt, job, fake) => {
+    if (rt.plural !== 'jobs' || result === 'hang') return;
+    const podName = `${job.metadata.name}-x7k2p`;
+    const failed = result === 'fail';
+    fake.add(RESOURCES.pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: podName, namespace: 'prod', labels: { 'batch.kubernetes.io/controller-uid': job.metadata.uid!, [RECORD_LABEL]: job.metadata.labels![RECORD_LABEL]! } },
+      spec: { containers: [{ name: 'flyway' }] },
+      status: {
+        phase: failed ? 'Failed' : 'Succeeded',
+        containerStatuses: [{ name: 'flyway', state: { terminated: failed ? { exitCode: 1, reason: 'Error', message: 'ERROR: Unable to undo migration V42\nERROR: undo script missing for V42', finishedAt: new Date().toISOString() } : { exitCode: 0, reason: 'Completed' } } }],
+      },
+    });
+    fake.put(RESOURCES.jobs, { ...job, status: { conditions: [failed ? { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' } : { type: 'Complete', status: 'True' }] } });
+  };
+  return kube;
+}
+
+function setup(result: JobResult, template?: string) {
+  const kube = cluster(result, template);
+  const e = testEngine({ kube, ruleText: RULE });
+  e.action.annotations = { 'rollguard.io/schema-migration': 'true' };
+  const created = () => kube.calls.filter((c) => c.verb === 'create' && c.resource === 'jobs' && !c.dryRun);
+  return { ...e, kube, created };
+}
+
+/** Fires the alert (the record waits for approval), approves it and waits for the end: the record. */
+async function fireAndApprove(e: ReturnType<typeof setup>) {
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  await e.engine.approve(rec.id, 'alice');
+  await e.engine.idle();
+  return (await e.engine.records.get(rec.id))!;
+}
+
+t.test('approved: the Job runs first, then the workload is rolled back; the record has the Job and its outcome', async (t) => {
+  const e = setup('complete');
+  let executedAtCreate = -1;
+  const prior = e.kube.onCreate!;
+  e.kube.onCreate = (rt, o, f) => {
+    if (rt.plural === 'jobs') executedAtCreate = e.action.executed.length;
+    prior(rt, o, f);
+  };
+  await e.deliver(firing('HighErrorRate'));
+  let rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'pending_approval');
+  t.match(rec.plan!.summary, /^first runs the migration rollback Job prod\/rollguard-migration-rb-\w+ \(from ConfigMap prod\/checkout-migrations key rollback.yaml, deadline 5s\); then Deployment prod\/checkout/);
+  t.match(rec.guards.at(-1)!.reason, /once approved, the migration rollback Job prod\/rollguard-migration-rb-\w+ runs first/);
+  t.equal(e.created().length, 0, 'nothing created before approval (the API server admitted it in a dry run)');
+  t.equal(e.kube.calls.filter((c) => c.verb === 'create' && c.dryRun).length, 1);
+
+  e.prometheus!.value = 0.001; // the service recovers once rolled back
+  await e.engine.approve(rec.id, 'alice');
+  await e.engine.idle();
+  rec = (await e.engine.records.get(rec.id))!;
+  t.equal(rec.state, 'succeeded', rec.outcome?.message ?? '');
+  t.equal(e.created().length, 1);
+  t.equal(executedAtCreate, 0, 'the Job was created before the workload write');
+  t.equal(e.action.executed.length, 1);
+  t.equal(rec.migration!.job, `rollguard-migration-${rec.id}`);
+  t.equal(rec.migration!.state, 'succeeded');
+  const job = e.kube.peek(RESOURCES.jobs, 'prod', rec.migration!.job)!;
+  t.equal(job.metadata.labels![RECORD_LABEL], rec.id);
+  t.equal((await e.kube.list(RESOURCES.jobs, 'prod', { labelSelector: `${RECORD_LABEL}=${rec.id}` })).length, 1);
+  const steps = rec.timeline.filter((s) => s.step === 'migration_job').map((s) => s.message);
+  t.match(steps, [/^created the migration rollback Job prod\/rollguard-migration-/, /^succeeded: Job prod\/rollguard-migration-\S+ completed; rolling back the workload/]);
+});
+
+t.test('a failed Job stops the rollback: workload untouched, failed, escalated with the Job name and its last lines', async (t) => {
+  const e = setup('fail');
+  const rec = await fireAndApprove(e);
+  t.equal(rec.state, 'failed');
+  t.equal(e.action.executed.length, 0, 'the workload is not rolled back');
+  t.match(rec.outcome!.message, /^Job prod\/rollguard-migration-rb-\w+ failed \(BackoffLimitExceeded: Job has reached the specified backoff limit\): the workload was not rolled back$/);
+  t.match(rec.migration, { state: 'failed', failed: { container: 'flyway', exitCode: 1, reason: 'Error' }, linesFrom: 'termination message', lines: ['ERROR: Unable to undo migration V42', 'ERROR: undo script missing for V42'] });
+  t.equal(e.kube.calls.filter((c) => c.verb === 'podLog').length, 1, 'the log was asked for first');
+  await e.notifications.flush();
+  const n = e.notifier.sent.find((x) => x.kind === 'rollback_failed')!;
+  t.match(n.title, /stopped: its migration rollback Job prod\/rollguard-migration-rb-\w+ failed: escalate/);
+  t.match(n.lines.join('\n'), /pod rollguard-migration-\S+-x7k2p, container flyway: exit code 1 \(Error\)[\s\S]*termination message[\s\S]*ERROR: undo script missing for V42/);
+  t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'migration_failed' }), 1);
+
+  // with a log served, its last lines are taken
+  const l = setup('fail');
+  const prior = l.kube.onCreate!;
+  l.kube.onCreate = (rt, o, f) => {
+    prior(rt, o, f);
+    if (rt.plural === 'jobs') f.logs.set(`prod/${o.metadata.name}-x7k2p`, 'Flyway 11\nUndoing V42\npassword=abc\nERROR: undo failed\n');
+  };
+  t.match((await fireAndApprove(l)).migration, { linesFrom: 'log', lines: ['Undoing V42', 'password=***', 'ERROR: undo failed'] });
+});
+
+t.test('a Job that does not finish within the deadline stops the rollback as timed out', async (t) => {
+  const e = setup('hang');
+  const rec = await fireAndApprove(e);
+  t.equal(rec.state, 'failed');
+  t.equal(rec.migration!.state, 'timed_out');
+  t.match(rec.outcome!.message, /did not finish within its deadline of 5s/);
+  t.equal(e.action.executed.length, 0);
+});
+
+t.test('what is wrong is refused at plan time naming it; nothing is created', async (t) => {
+  const cases: [string | null, RegExp][] = [
+    [TEMPLATE.replace('image: "flyway/flyway:11"', 'image: ""'), /template in ConfigMap prod\/checkout-migrations key rollback.yaml is not valid: spec.template.spec.containers\[0\].image: expected the image/],
+    [null, /migration.job.key: ConfigMap prod\/checkout-migrations has no key "rollback.yaml" \(it has "other.yaml"\)/],
+  ];
+  for (const [template, msg] of cases) {
+    const e = setup('complete', template ?? TEMPLATE);
+    if (template === null) e.kube.put(RESOURCES.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: 'prod' }, data: { 'other.yaml': TEMPLATE } } as KubeObject);
+    await e.deliver(firing('HighErrorRate'));
+    const rec = (await e.engine.records.list({}))[0]!;
+    t.equal(rec.state, 'refused');
+    t.match(rec.outcome!.message, msg);
+    t.equal(e.kube.calls.filter((c) => c.verb === 'create').length, 0);
+  }
+  const gone = setup('complete');
+  gone.kube.objects.clear();
+  await gone.deliver(firing('HighErrorRate'));
+  t.match((await gone.engine.records.list({}))[0]!.outcome!.message, /migration.job.configMap names ConfigMap prod\/checkout-migrations key rollback.yaml, which does not exist/);
+  const denied = setup('complete');
+  denied.kube.failNext('create', new KubeApiError({ status: 422, reason: 'Invalid', message: 'Job.batch "x" is invalid: spec.template.spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes"', operation: 'POST' }));
+  await denied.deliver(firing('HighErrorRate'));
+  t.match((await denied.engine.records.list({}))[0]!.outcome!.message, /the API server refuses the Job built from ConfigMap prod\/checkout-migrations key rollback.yaml: .*imagePullPolicy/);
+  // a revision without the annotation runs no Job
+  const plain = setup('complete');
+  plain.action.annotations = {};
+  await plain.deliver(firing('HighErrorRate'));
+  t.equal(plain.kube.calls.filter((c) => c.verb === 'create').length, 0);
+  t.equal(plain.action.executed.length, 1);
+});
+
+t.test('a replica taking up a record left mid-Job finds the Job by its label, creates no second one, and goes on', async (t) => {
+  const e = setup('hang');
+  await e.deliver(firing('HighErrorRate'));
+  const pending = (await e.engine.records.list({}))[0]!;
+  await e.engine.approve(pending.id, 'alice');
+  // the approving replica is killed while the Job runs: simulate by stopping it mid-wait
+  await new Promise((r) => setTimeout(r, 300));
+  await e.engine.stop?.();
+  await e.engine.idle();
+  const left = (await e.engine.records.get(pending.id))!;
+  t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
+  t.equal(left.migration!.state, 'running');
+  t.equal(e.created().length, 1);
+
+  // another replica on the same store and cluster; the Job completes meanwhile
+  const b = testEngine({ kube: e.kube, store: e.store, ruleText: RULE, owner: 'replica-b', action: e.action });
+  b.prometheus!.value = 0.001;
+  const job = e.kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
+  e.kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+  await b.engine.tick();
+  await b.engine.idle();
+  const done = (await b.engine.records.get(pending.id))!;
+  t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
+  t.equal(e.created().length, 1, 'no second Job');
+  t.equal(e.action.executed.length, 1, 'the workload rolled back once');
+  t.ok(done.timeline.some((s) => s.step === 'migration_job' && /^found this rollback's migration rollback Job/.test(s.message)));
+  t.ok(done.timeline.some((s) => s.step === 'resumed'));
+});
