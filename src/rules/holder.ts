@@ -57,7 +57,7 @@ export class RuleHolder {
   static async create(opts: RuleHolderOptions): Promise<RuleHolder> {
     const h = new RuleHolder(opts);
     const r = await h.reload('startup');
-    if (!r.ok) throw new Error(`rules do not load:\n${r.error}`);
+    if (!r.ok) throw new Error(`rules do not load:\n${r.error}\n(the rule files of RULES_PATH: ${opts.paths.join(', ')})`);
     return h;
   }
 
@@ -68,6 +68,19 @@ export class RuleHolder {
 
   get last(): ReloadResult | undefined {
     return this.lastResult;
+  }
+
+  /**
+   * For /readyz: throws when no rule is in force because loading failed, naming RULES_PATH, the
+   * paths it holds and the files read, so the operator knows what to fix.
+   */
+  assertLoaded(): void {
+    if (this.set.size > 0 || this.lastResult?.ok) return;
+    const files = this.lastResult?.files ?? [];
+    throw new Error(
+      `no rules loaded: RULES_PATH is ${this.opts.paths.join(', ')}; files read: ${files.length ? files.join(', ') : 'none'}; ` +
+        'fix the rule files or RULES_PATH, then reload (SIGHUP or POST /-/reload)',
+    );
   }
 
   /** Called after every reload, good or bad. */

@@ -32,13 +32,6 @@ export function formatRuleError(e: RuleFileError): string {
   return `${e.file}:${e.line}: ${e.field ? `${e.field}: ` : ''}${e.message}`;
 }
 
-export class RuleLoadError extends Error {
-  constructor(readonly errors: RuleFileError[]) {
-    super(errors.map(formatRuleError).join('\n'));
-    this.name = 'RuleLoadError';
-  }
-}
-
 /** Expands paths into the rule files they name, sorted within each directory. */
 export async function expandRulePaths(paths: readonly string[]): Promise<{ files: string[]; errors: RuleFileError[] }> {
   const files: string[] = [];
@@ -81,13 +74,6 @@ export async function loadRules(paths: readonly string[]): Promise<LoadResult> {
   }
   errors.push(...checkUniqueNames(rules));
   return errors.length ? { rules: [], files, errors } : { rules, files, errors };
-}
-
-/** Like loadRules, but throws RuleLoadError. */
-export async function loadRulesOrThrow(paths: readonly string[]): Promise<Rule[]> {
-  const r = await loadRules(paths);
-  if (r.errors.length) throw new RuleLoadError(r.errors);
-  return r.rules;
 }
 
 export function checkUniqueNames(rules: readonly Rule[]): RuleFileError[] {

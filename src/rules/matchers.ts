@@ -8,9 +8,13 @@
  * - values may be double-quoted (with `\"`, `\\` and `\n` escapes; any other backslash stays, so
  *   `"\d+"` is the regex \d+) or bare.
  *
- * Alertmanager uses Go's RE2, which has no lookaround or backreferences; such regexes are refused
- * here, so that a rule that works in rollguard also means the same in Alertmanager's own matchers.
+ * Regexes run on re2js, a JavaScript port of Go's regexp (RE2 semantics, as Alertmanager): matching
+ * time is linear in the label value, so no rule meeting a long or hostile label value can stall the
+ * event loop, and a regex RE2 refuses (lookaround, backreferences) is refused here with RE2's
+ * own message, so a rule means the same in rollguard as in Alertmanager's routes.
  */
+
+import { RE2JS, RE2JSException } from 're2js';
 
 export type MatchOp = '=' | '!=' | '=~' | '!~';
 
@@ -29,34 +33,21 @@ export class MatcherError extends Error {
 }
 
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-/** Returns what in a regex RE2 (Go) would not accept, scanning escapes and character classes properly. */
-export function re2Unsupported(re: string): string | undefined {
-  let inClass = false;
-  for (let i = 0; i < re.length; i++) {
-    const c = re[i]!;
-    if (c === '\\') {
-      const n = re[i + 1];
-      if (!inClass && n !== undefined && n >= '1' && n <= '9') return 'backreferences (\\1 ...)';
-      if (!inClass && n === 'k' && re[i + 2] === '<') return 'named backreferences (\\k<name>)';
-      i++;
-      continue;
-    }
-    if (inClass) {
-      if (c === ']') inClass = false;
-      continue;
-    }
-    if (c === '[') {
-      inClass = true;
-      if (re[i + 1] === '^') i++;
-      if (re[i + 1] === ']') i++; // a leading ] is literal
-      continue;
-    }
-    if (c === '(' && re[i + 1] === '?') {
-      const rest = re.slice(i + 2, i + 4);
-      if (rest.startsWith('=') || rest.startsWith('!') || rest === '<=' || rest === '<!') return 'lookaround assertions ((?=, (?!, (?<=, (?<!)';
-    }
+
+/**
+ * Compiles a rule regex as Alertmanager does (Go regexp, anchored as `^(?:REGEX)$`). The regex is
+ * first compiled on its own so that an error quotes what the user wrote, and so that text which
+ * only parses once wrapped (`a)|(b`) is refused.
+ */
+function compileRegex(value: string): RE2JS {
+  try {
+    RE2JS.compile(value);
+    return RE2JS.compile(`^(?:${value})$`);
+  } catch (e) {
+    if (!(e instanceof RE2JSException)) throw e;
+    const why = e.message.replace(/^error parsing regexp: /, '');
+    throw new MatcherError(`invalid regex "${value}": ${why} (RE2 syntax, as Alertmanager: no lookaround, no backreferences)`);
   }
-  return undefined;
 }
 
 export function compileMatcher(name: string, op: MatchOp, value: string): Matcher {
@@ -65,24 +56,8 @@ export function compileMatcher(name: string, op: MatchOp, value: string): Matche
   if (op === '=' || op === '!=') {
     test = (v) => v === value;
   } else {
-    const what = re2Unsupported(value);
-    if (what) throw new MatcherError(`regex "${value}" uses ${what}, which Alertmanager's RE2 does not support`);
-    // RE2's leading flag group (?i), (?s), (?is) ... becomes JS flags (Node 20 has no inline flags)
-    const flagGroup = /^\(\?([imsU]+)\)/.exec(value);
-    let body = value;
-    let flags = '';
-    if (flagGroup) {
-      if (flagGroup[1]!.includes('U')) throw new MatcherError(`regex "${value}": the U (ungreedy) flag is not supported`);
-      flags = [...new Set(flagGroup[1]!)].join('');
-      body = value.slice(flagGroup[0].length);
-    }
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(?:${body})$`, flags);
-    } catch (e) {
-      throw new MatcherError(`invalid regex "${value}": ${(e as Error).message}`);
-    }
-    test = (v) => re.test(v);
+    const re = compileRegex(value);
+    test = (v) => re.testExact(v);
   }
   const negate = op === '!=' || op === '!~';
   return {

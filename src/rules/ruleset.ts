@@ -49,6 +49,13 @@ export class RuleSet {
     return this.byName.get(name);
   }
 
+  /** The highest priority (P0 before P1 before P2) of the rules matching the alert; undefined when none does. */
+  priorityOf(alert: { labels: Record<string, string> }): Rule['priority'] | undefined {
+    let best: Rule['priority'] | undefined;
+    for (const r of this.match(alert)) if (best === undefined || r.priority < best) best = r.priority;
+    return best;
+  }
+
   /** The rules whose every matcher matches the alert's labels, in load order. */
   match(alert: { labels: Record<string, string> }): Rule[] {
     const labels = alert.labels;
@@ -70,16 +77,6 @@ export class RuleSet {
         }
       }
       if (ok) out.push(r);
-    }
-    return out;
-  }
-
-  /** Matches a batch: alert index -> matched rules (alerts matching nothing are absent). */
-  matchAll<A extends { labels: Record<string, string> }>(alerts: readonly A[]): Array<{ alert: A; rules: Rule[] }> {
-    const out: Array<{ alert: A; rules: Rule[] }> = [];
-    for (const a of alerts) {
-      const rules = this.match(a);
-      if (rules.length) out.push({ alert: a, rules });
     }
     return out;
   }

@@ -1,6 +1,9 @@
 import { z } from 'zod';
+import { CONFIG_DRIFT_POLICIES } from '../config-deps/policy.js';
 import { triggerKinds, triggerKindNames } from '../triggers/index.js';
 import { commonTriggerFields, defaultStep, TriggerFieldError, type TriggerSpec } from '../triggers/types.js';
+import { GITOPS_POLICIES, type GitOpsPolicy } from '../gitops/types.js';
+import { migrationRuleSchema, type MigrationRule } from '../migrations/rule.js';
 import { durationSchema } from './duration.js';
 import { parseMaintenanceWindow, type MaintenanceWindow } from './maintenance.js';
 import { compileMatcher, MatcherError, parseMatcher, type Matcher } from './matchers.js';
@@ -47,6 +50,11 @@ export const guardsSchema = z.strictObject({
   allowStepBack: z.boolean().default(false),
   /** with allowStepBack: how many consecutive rollbacks of one target at most */
   maxStepBack: z.number().int().min(1).default(1),
+  /**
+   * the target revision's ConfigMaps or Secrets changed after it was created: warn (roll back and
+   * say so), approve (wait for a human), restore (no snapshots yet: waits for a human too, saying so)
+   */
+  configDrift: z.enum(CONFIG_DRIFT_POLICIES).default('warn'),
 });
 export type Guards = z.infer<typeof guardsSchema>;
 
@@ -151,12 +159,16 @@ export const ruleSchema = z
     action: z.enum(['rollback', 'notify']).default('rollback'),
     /** when Prometheus cannot be reached to confirm: act on the alert alone, hold, or notify only */
     onPrometheusDown: z.enum(['act', 'hold', 'notify']).optional(),
-    /** the seeds' "SLO at risk": re-check after recheckAfter and roll back if still true (P1 only) */
+    /** the runbook decision tree's "SLO at risk": re-check after recheckAfter and roll back if still true (P1 only) */
     sloAtRisk: z.boolean().default(false),
     recheckAfter: durationSchema.default(10 * MINUTE),
     /** non-critical rules (P1, P2): schedule the rollback into this window */
     maintenanceWindow: maintenanceWindowSchema.optional(),
     guards: guardsSchema.prefault({}),
+    /** a target reconciled by Argo CD or Flux: suspend its owner first (default), refuse, or ignore (src/gitops/) */
+    gitops: z.enum(GITOPS_POLICIES).default('suspend'),
+    /** a revision annotated rollguard.io/schema-migration: run this rollback Job first, after approval (src/migrations/) */
+    migration: migrationRuleSchema.optional(),
   })
   .superRefine((r, ctx) => {
     const bad = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -196,6 +208,8 @@ export interface Rule {
   recheckAfterMs: number;
   maintenanceWindow?: MaintenanceWindow;
   guards: Guards;
+  gitops: GitOpsPolicy;
+  migration?: MigrationRule;
 }
 
 export type ParsedRule = z.infer<typeof ruleSchema>;
@@ -211,13 +225,15 @@ export function toRule(p: ParsedRule, file: string, line: number, index = 0): Ru
     trigger: p.trigger,
     priority: p.priority,
     action: p.action,
-    // seeds: P0 is "automatic rollback": trust the alert when Prometheus is down; others hold
+    // the runbook's P0 is "automatic rollback": trust the alert when Prometheus is down; others hold
     onPrometheusDown: p.onPrometheusDown ?? (p.priority === 'P0' ? 'act' : 'hold'),
     sloAtRisk: p.sloAtRisk,
     recheckAfterMs: p.recheckAfter,
     guards: p.guards,
+    gitops: p.gitops,
   };
   if (p.description !== undefined) rule.description = p.description;
   if (p.maintenanceWindow) rule.maintenanceWindow = p.maintenanceWindow;
+  if (p.migration) rule.migration = p.migration;
   return rule;
 }

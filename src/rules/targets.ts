@@ -1,31 +1,21 @@
 import { z } from 'zod';
+import { kindDefinition, targetKinds, type TargetKind, type TargetRef } from '../actions/index.js';
+import type { ParamCheck } from '../actions/action.js';
+import { invalidName, type NameKind } from '../kube/names.js';
 import { MissingLabelError, parseTemplate, renderTemplate, type Template } from './template.js';
 
 /**
- * Rollback targets. A rule names one target or a list, rolled back in order (the seeds' "rolling
+ * Rollback targets. A rule names one target or a list, rolled back in order (the runbook's "rolling
  * back multiple services"). `namespace`, `name` and `params` are label templates
  * (`{{ $labels.deployment }}`), resolved per alert. Resolved values are validated as Kubernetes
  * names, so an alert label like "../x" or "a,b" cannot name anything: the alert is refused with
  * a reason instead.
+ *
+ * What each kind takes is its own file's business (src/actions/<kind>.ts: its KindDefinition's
+ * `name`, `revisions` and `params`, and `fromParams` onto its options); this file only applies it.
  */
 
-export const targetKinds = ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'HelmRelease', 'BlueGreen', 'Canary'] as const;
-export type TargetKind = (typeof targetKinds)[number];
-
-/** params each kind accepts: BlueGreen switches Service `name`'s selector; Canary scales `name` to 0 and keeps `stable`. */
-export const targetParams: Record<TargetKind, Record<string, NameKind>> = {
-  // toRevision: kubectl's --to-revision (a number; absent = the previous revision)
-  Deployment: { toRevision: 'labelValue' },
-  StatefulSet: { toRevision: 'labelValue' },
-  DaemonSet: { toRevision: 'labelValue' },
-  // mode: abort (default, as `kubectl argo rollouts abort`), undo, or abort-undo
-  Rollout: { toRevision: 'labelValue', mode: 'labelValue' },
-  HelmRelease: { toRevision: 'labelValue' },
-  BlueGreen: { selectorLabel: 'labelKey', previous: 'labelValue' },
-  Canary: { stable: 'subdomain' },
-};
-
-type NameKind = 'label' | 'subdomain' | 'service' | 'helm' | 'labelKey' | 'labelValue';
+export { targetKinds, type TargetKind };
 
 export interface TargetSpec {
   kind: TargetKind;
@@ -34,41 +24,13 @@ export interface TargetSpec {
   params: Record<string, Template>;
 }
 
-export interface ResolvedTarget {
-  kind: TargetKind;
-  namespace: string;
-  name: string;
-  params: Record<string, string>;
-}
+/** kubectl's --to-revision as a rule param: a revision number (absent = the previous revision). */
+const checkRevision: ParamCheck = (v) => (/^[1-9]\d{0,8}$/.test(v) ? undefined : 'a revision number (1 or more)');
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-
-/** Returns why `value` is not a valid name of this kind, or undefined when it is. */
-export function invalidName(kind: NameKind, value: string): string | undefined {
-  switch (kind) {
-    case 'label':
-      return value.length <= 63 && DNS1123_LABEL.test(value) ? undefined : 'a DNS-1123 label (lower-case letters, digits and "-", at most 63)';
-    case 'subdomain':
-      return value.length <= 253 && DNS1123_SUBDOMAIN.test(value) ? undefined : 'a DNS-1123 subdomain (lower-case letters, digits, "-" and ".", at most 253)';
-    case 'service':
-      return value.length <= 63 && DNS1035_LABEL.test(value) ? undefined : 'a DNS-1035 label (a Service name: starts with a letter, at most 63)';
-    case 'helm':
-      return value.length <= 53 && DNS1123_SUBDOMAIN.test(value) ? undefined : 'a Helm release name (DNS-1123, at most 53)';
-    case 'labelKey':
-      return value.length <= 317 && LABEL_KEY.test(value) ? undefined : 'a Kubernetes label key';
-    case 'labelValue':
-      return value.length <= 63 && LABEL_VALUE.test(value) ? undefined : 'a Kubernetes label value';
-  }
-}
-
-export function nameKindFor(kind: TargetKind): NameKind {
-  if (kind === 'HelmRelease') return 'helm';
-  if (kind === 'BlueGreen') return 'service';
-  return 'subdomain';
+/** The params a kind takes, each with the check of its value. */
+function paramChecks(kind: TargetKind): Record<string, ParamCheck> {
+  const def = kindDefinition(kind);
+  return def.revisions ? { toRevision: checkRevision, ...def.params } : def.params;
 }
 
 const templateString = z.string().transform((s, ctx) => {
@@ -88,25 +50,25 @@ export const targetSchema = z
     params: z.record(z.string(), templateString).default({}),
   })
   .superRefine((t, ctx) => {
-    // literal names are checked when the file loads
-    const check = (field: (string | number)[], kind: NameKind, tpl: Template) => {
+    // literal values are checked when the file loads
+    const check = (field: (string | number)[], why: (v: string) => string | undefined, tpl: Template) => {
       if (!tpl.literal) return;
-      const why = invalidName(kind, tpl.source);
-      if (why) ctx.addIssue({ code: 'custom', path: field, message: `expected ${why}, got "${tpl.source}"` });
+      const bad = why(tpl.source);
+      if (bad) ctx.addIssue({ code: 'custom', path: field, message: `expected ${bad}, got "${tpl.source}"` });
     };
-    check(['namespace'], 'label', t.namespace);
-    check(['name'], nameKindFor(t.kind), t.name);
-    const allowed = targetParams[t.kind];
+    check(['namespace'], (v) => invalidName('label', v), t.namespace);
+    check(['name'], (v) => invalidName(kindDefinition(t.kind).name, v), t.name);
+    const allowed = paramChecks(t.kind);
     for (const [k, v] of Object.entries(t.params)) {
-      const kind = allowed[k];
-      if (!kind) {
+      const checkParam = allowed[k];
+      if (!checkParam) {
         const names = Object.keys(allowed);
         ctx.addIssue({
           code: 'custom',
           path: ['params', k],
           message: `unknown param for ${t.kind}${names.length ? ` (expected one of ${names.join(', ')})` : ' (it takes none)'}`,
         });
-      } else check(['params', k], kind, v);
+      } else check(['params', k], checkParam, v);
     }
   })
   .transform((t): TargetSpec => ({ kind: t.kind, namespace: t.namespace, name: t.name, params: t.params }));
@@ -115,11 +77,14 @@ export class TargetResolutionError extends Error {
   override name = 'TargetResolutionError';
 }
 
-/** Resolves targets for an alert; throws TargetResolutionError naming the target, field and why. */
-export function resolveTargets(targets: readonly TargetSpec[], labels: Record<string, string>): ResolvedTarget[] {
+/**
+ * Resolves a rule's targets for an alert into what the actions take; throws TargetResolutionError
+ * naming the target, field and why.
+ */
+export function resolveTargets(targets: readonly TargetSpec[], labels: Record<string, string>): TargetRef[] {
   return targets.map((t, i) => {
     const where = targets.length > 1 ? `target[${i}]` : 'target';
-    const render = (field: string, tpl: Template, kind: NameKind): string => {
+    const render = (field: string, tpl: Template, why: (v: string) => string | undefined): string => {
       let v: string;
       try {
         v = renderTemplate(tpl, labels);
@@ -127,22 +92,36 @@ export function resolveTargets(targets: readonly TargetSpec[], labels: Record<st
         if (e instanceof MissingLabelError) throw new TargetResolutionError(`${where}.${field}: ${e.message}`);
         throw e;
       }
-      const why = invalidName(kind, v);
-      if (why) throw new TargetResolutionError(`${where}.${field}: resolved to ${JSON.stringify(v)}, which is not ${why}`);
+      const bad = why(v);
+      if (bad) throw new TargetResolutionError(`${where}.${field}: resolved to ${JSON.stringify(v)}, which is not ${bad}`);
       return v;
     };
+    const def = kindDefinition(t.kind);
+    const checks = paramChecks(t.kind);
+    const byName = (kind: NameKind) => (v: string) => invalidName(kind, v);
+    const namespace = render('namespace', t.namespace, byName('label'));
+    const name = render('name', t.name, byName(def.name));
     const params: Record<string, string> = {};
-    for (const [k, tpl] of Object.entries(t.params)) params[k] = render(`params.${k}`, tpl, targetParams[t.kind][k] ?? 'labelValue');
+    for (const [k, tpl] of Object.entries(t.params)) params[k] = render(`params.${k}`, tpl, checks[k] ?? byName('labelValue'));
+    const { toRevision, ...rest } = params;
+    const parsed = def.options.safeParse(def.fromParams(name, rest));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new TargetResolutionError(`${where}.params: ${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}`);
+    }
+    const options = parsed.data as Record<string, unknown>;
     return {
       kind: t.kind,
-      namespace: render('namespace', t.namespace, 'label'),
-      name: render('name', t.name, nameKindFor(t.kind)),
-      params,
-    };
+      namespace,
+      name,
+      ...(toRevision !== undefined ? { toRevision: Number(toRevision) } : {}),
+      ...(Object.keys(options).length > 0 ? { options } : {}),
+    } as TargetRef;
   });
 }
 
-export function formatTarget(t: ResolvedTarget): string {
-  const p = Object.entries(t.params);
-  return `${t.kind} ${t.namespace}/${t.name}${p.length ? ` (${p.map(([k, v]) => `${k}=${v}`).join(', ')})` : ''}`;
+/** "Deployment shop/api", "Canary shop/api-canary (canary=api-canary, stable=api)", "StatefulSet shop/db (toRevision=3)". */
+export function formatTarget(t: TargetRef): string {
+  const p: [string, unknown][] = [...(t.toRevision !== undefined ? [['toRevision', t.toRevision] as [string, unknown]] : []), ...Object.entries(t.options ?? {})];
+  return `${t.kind} ${t.namespace}/${t.name}${p.length ? ` (${p.map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')})` : ''}`;
 }

@@ -1,24 +1,32 @@
-// `npm run cluster [-- --nodes N] [--no-argo-crds] [--env-file FILE] [--keep] [--exit-when-ready]`
+// `npm run cluster [-- --nodes N] [--no-argo-crds] [--istio-crds] [--reconcilers flux,argo-rollouts] [--env-file FILE] [--keep] [--exit-when-ready]`
 //
 // Starts the local test control plane (see harness.ts), prints the kubeconfig paths and
 // stays up until Ctrl-C / SIGTERM, then stops every process it started.
 // --env-file FILE  also writes KUBECONFIG=..., ROLLGUARD_KUBECONFIG=..., ... to FILE (sourceable).
+// --reconcilers LIST  also start those real reconcilers (reconcilers.ts; built by build-reconcilers.sh).
 // --exit-when-ready start, print, stop at once (used to measure warm start time).
 import * as fs from 'node:fs';
 import { startCluster } from './harness.js';
+import { startArgoRollouts, startFlux, type ReconcilerProject, type RunningReconciler } from './reconcilers.js';
 
 function parseArgs(argv: string[]) {
-  const o = { nodes: 3, argoCrds: true, envFile: '', keep: false, exitWhenReady: false };
+  const o = { nodes: 3, argoCrds: true, istioCrds: false, envFile: '', keep: false, exitWhenReady: false, reconcilers: [] as ReconcilerProject[] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--nodes') o.nodes = Number(argv[++i]);
     else if (a === '--no-argo-crds') o.argoCrds = false;
-    else if (a === '--env-file') o.envFile = argv[++i] ?? '';
+    else if (a === '--istio-crds') o.istioCrds = true;
+    else if (a === '--reconcilers') {
+      for (const r of (argv[++i] ?? '').split(',').filter(Boolean)) {
+        if (r !== 'flux' && r !== 'argo-rollouts') throw new Error(`--reconcilers: unknown '${r}' (flux, argo-rollouts)`);
+        o.reconcilers.push(r);
+      }
+    } else if (a === '--env-file') o.envFile = argv[++i] ?? '';
     else if (a === '--keep') o.keep = true;
     else if (a === '--exit-when-ready') o.exitWhenReady = true;
     else if (a === '-h' || a === '--help') {
       process.stdout.write(
-        'usage: npm run cluster -- [--nodes N] [--no-argo-crds] [--env-file FILE] [--keep] [--exit-when-ready]\n',
+        'usage: npm run cluster -- [--nodes N] [--no-argo-crds] [--istio-crds] [--reconcilers flux,argo-rollouts] [--env-file FILE] [--keep] [--exit-when-ready]\n',
       );
       process.exit(0);
     } else {
@@ -36,8 +44,21 @@ async function main(): Promise<void> {
   const cluster = await startCluster({
     nodes: o.nodes,
     argoCrds: o.argoCrds,
+    istioCrds: o.istioCrds,
     log: (m) => process.stderr.write(`[cluster] ${m}\n`),
   });
+  const running: RunningReconciler[] = [];
+  for (const r of o.reconcilers) {
+    const t1 = Date.now();
+    try {
+      running.push(await (r === 'flux' ? startFlux(cluster) : startArgoRollouts(cluster)));
+    } catch (e) {
+      for (const x of running) await x.stop();
+      await cluster.stop({ keep: true });
+      throw e;
+    }
+    process.stderr.write(`[cluster] ${r} ready in ${Date.now() - t1} ms\n`);
+  }
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   const vars: Record<string, string> = {
     KUBECONFIG: cluster.adminKubeconfig,
@@ -66,6 +87,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`[cluster] ${sig}: stopping\n`);
+    for (const x of running) await x.stop();
     await cluster.stop({ keep: o.keep });
     if (o.envFile) fs.rmSync(o.envFile, { force: true });
     process.exit(0);

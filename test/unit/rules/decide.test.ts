@@ -72,11 +72,22 @@ t.test('a non-critical rule with a maintenance window is scheduled into it', asy
 });
 
 t.test('not confirmed, no data, errors: no action', async (t) => {
-  for (const outcome of ['not_confirmed', 'insufficient_data', 'error'] as const) {
+  for (const outcome of ['not_confirmed', 'insufficient_data'] as const) {
     const d = run(rule(), { outcome, reason: 'x' });
     t.equal(d.decision, 'no_action', outcome);
+    t.notOk(d.escalate);
   }
   t.equal(decide({ rule: rule(), alert: { status: 'resolved' }, confirmation: confirmed, now: MON_10 }).decision, 'no_action');
+});
+
+t.test('an error (a 4xx from Prometheus or its proxy, a bad query): hold and escalate, whatever the priority and onPrometheusDown', async (t) => {
+  for (const [priority, policy] of [['P0', 'act'], ['P0', undefined], ['P1', 'notify'], ['P2', 'hold']] as const) {
+    const d = run(rule('', priority), { outcome: 'error', reason: 'Prometheus at http://***@prom answered HTTP 401', ...(policy ? { onPrometheusDown: policy } : {}) });
+    t.equal(d.decision, 'hold', `${priority} ${policy ?? ''}`);
+    t.equal(d.escalate, true);
+    t.equal(d.at, MON_10 + 60_000);
+    t.match(d.reason, /never acting unconfirmed.*HTTP 401/);
+  }
 });
 
 t.test('Prometheus down: the rule\'s onPrometheusDown decides', async (t) => {

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { rulesCheckCommand } from '../../../src/rules/cli.js';
+import { rulesCheckCommand } from '../../../src/cli/rules.js';
 import { formatRuleError, loadRules, parseRuleFile } from '../../../src/rules/loader.js';
 
 const FIX = 'test/fixtures/rules/broken';
@@ -14,7 +14,7 @@ const cases: Array<[file: string, expected: string]> = [
   ['bad-priority.yaml', ':13: rules[0].priority: expected one of "P0", "P1", "P2", got "P3"'],
   ['unknown-trigger-kind.yaml', ':10: rules[0].trigger.kind: expected one of error_rate, latency, health_check, memory, crash_loop, deployment_failed, custom, got "error_ratio"'],
   ['typo-field.yaml', ':11: rules[0].trigger.treshold: unknown field "treshold" (did you mean "threshold"?)'],
-  ['re2-lookahead.yaml', ':4: rules[0].match[0]: regex "(?!Watchdog).*" uses lookaround assertions'],
+  ['re2-lookahead.yaml', ':4: rules[0].match[0]: invalid regex "(?!Watchdog).*": invalid or unsupported Perl syntax'],
   ['bad-regex.yaml', ':4: rules[0].match[0]: invalid regex "High(Error"'],
   ['bad-template.yaml', ':8: rules[0].target.name: template "{{ .labels.deployment }}": expected {{ $labels.<label name> }}'],
   ['bad-literal-name.yaml', ':8: rules[0].target.name: expected a DNS-1123 subdomain'],
@@ -127,6 +127,7 @@ rules:
     approval: { required: true, expiresAfter: 15 * 60_000 },
     allowStepBack: true,
     maxStepBack: 2,
+    configDrift: 'warn',
   });
   t.equal(rule.trigger.query({ namespace: 'shop' }), 'sum(rate(errors_total{namespace="shop"}[5m]))');
 });

@@ -52,8 +52,10 @@ t.test('refuses what Alertmanager would not accept', async (t) => {
   t.throws(() => parseMatcher('a="unterminated'), /missing closing quote/);
   t.throws(() => parseMatcher('a="x" junk'), /after the closing quote/);
   t.throws(() => parseMatcher('a=~"(unclosed"'), /invalid regex/);
-  t.throws(() => parseMatcher('a=~"(?!Watchdog).*"'), /RE2/);
-  t.throws(() => parseMatcher('a=~"(x)\\1"'), /backreferences/);
+  t.throws(() => parseMatcher('a=~"(?!Watchdog).*"'), /invalid regex "\(\?!Watchdog\)\.\*": invalid or unsupported Perl syntax/);
+  t.throws(() => parseMatcher('a=~"(x)\\1"'), /invalid escape sequence/, 'no backreferences in RE2');
+  t.throws(() => parseMatcher('a=~"a)|(b"'), /invalid regex "a\)\|\(b"/, 'text that only parses once anchored is refused');
+  t.throws(() => parseMatcher('a=~"x{1001}"'), /invalid repeat count/, "RE2's repeat limit");
   t.throws(() => compileMatcher('a-b', '=', 'x'), /label name/);
 });
 
@@ -84,12 +86,14 @@ t.test('as Alertmanager, a backslash before anything but n, " and \\ is literal'
   t.notOk(m.matches({ instance: 'web-x' }));
 });
 
-t.test('RE2 check reads escapes and character classes', async (t) => {
+t.test('RE2 reads escapes and character classes as Go does', async (t) => {
   t.doesNotThrow(() => parseMatcher('a=~"\\\\\\\\1"'), 'an escaped backslash then 1 is no backreference');
   t.doesNotThrow(() => parseMatcher('a=~"[(?=]x"'), '(?= inside a class is literal');
   t.doesNotThrow(() => parseMatcher('a=~"\\\\(?=x"'), 'an escaped ( opens no group');
-  t.throws(() => parseMatcher('a=~"x(?<=y)"'), /lookaround/);
-  t.throws(() => parseMatcher('a=~"(?<n>x)\\\\k<n>"'), /named backreferences/);
+  t.throws(() => parseMatcher('a=~"x(?<=y)"'), /invalid named capture/, 'no lookbehind (Go reads (?< as a group name)');
+  t.throws(() => parseMatcher('a=~"(?<n>x)\\\\k<n>"'), /invalid escape sequence/, 'no named backreferences either');
+  t.ok(parseMatcher('a=~"[[:alpha:]]+"').matches({ a: 'abc' }), 'POSIX classes, which JavaScript does not have');
+  t.notOk(parseMatcher('a=~"[[:alpha:]]+"').matches({ a: 'ab1' }));
 });
 
 t.test('RE2 leading flags: (?i) matches case-insensitively, still anchored', async (t) => {
@@ -99,5 +103,20 @@ t.test('RE2 leading flags: (?i) matches case-insensitively, still anchored', asy
   t.notOk(m.matches({ severity: 'critical-ish' }));
   t.ok(parseMatcher('a=~"(?s)x.y"').matches({ a: 'x\ny' }));
   t.notOk(parseMatcher('a=~"x.y"').matches({ a: 'x\ny' }), 'without (?s) a dot does not match a newline, as in RE2');
-  t.throws(() => parseMatcher('a=~"(?U)x+"'), /ungreedy/);
+  t.ok(parseMatcher('a=~"(?U)x+"').matches({ a: 'xxx' }), 'the U flag is RE2 syntax too; anchoring still needs the whole value');
+});
+
+// A backtracking engine takes minutes (.*a.*b.*: cubic) to ages ((a+)+$: exponential) on these;
+// RE2 answers in one pass. The per-test timeout bounds the test; the assertions are the answers.
+t.test('hostile regex and label pairs finish with the right answer', { timeout: 60_000 }, async (t) => {
+  const as = 'a'.repeat(100_000);
+  const spread = parseMatcher('summary=~".*a.*b.*"');
+  t.notOk(spread.matches({ summary: as }), '100 kB of "a" has no "b"');
+  t.ok(spread.matches({ summary: `${as}b` }));
+  t.notOk(spread.matches({ summary: `b${as}` }), 'a "b" before every "a" does not count');
+  const nested = parseMatcher('summary=~"(a+)+$"');
+  t.notOk(nested.matches({ summary: `${as}!` }), 'nested quantifiers against 100 kB and one mismatch at the end');
+  t.ok(nested.matches({ summary: as }));
+  const alternation = parseMatcher('summary!~"(a|aa)+c"');
+  t.ok(alternation.matches({ summary: as }), 'overlapping alternation, negated');
 });

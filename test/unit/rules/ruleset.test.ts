@@ -56,13 +56,6 @@ t.test('property: the index matches exactly what linear matching matches, in the
   t.pass('300 random rule sets');
 });
 
-t.test('matchAll keeps only alerts that match', async (t) => {
-  const set = new RuleSet(rules([['alertname="A"']]));
-  const out = set.matchAll([{ labels: { alertname: 'A' } }, { labels: { alertname: 'B' } }]);
-  t.equal(out.length, 1);
-  t.same(out[0]!.alert.labels, { alertname: 'A' });
-});
-
 t.test('a regex that is a plain alternation of literals is indexed under each literal', async (t) => {
   const set = new RuleSet(rules([['alertname=~"HighErrorRate|HighLatency"'], ['severity=~"critical|page"', 'team="db"'], ['alertname=~"High.*"']]));
   const names = (labels: Record<string, string>) => set.match({ labels }).map((r) => r.name);

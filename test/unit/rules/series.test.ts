@@ -1,6 +1,6 @@
 import t from 'tap';
 import { formatDuration, parseDuration } from '../../../src/rules/duration.js';
-import { expandValues, parseSeriesSelector, toOpenMetrics } from '../../../src/rules/series.js';
+import { expandValues, parseSeriesSelector, toOpenMetrics } from '../../../src/cli/series.js';
 
 t.test('promtool expanding notation', async (t) => {
   t.same(expandValues('-2+4x3'), [-2, 2, 6, 10]);

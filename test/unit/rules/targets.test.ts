@@ -1,6 +1,7 @@
 import t from 'tap';
 import { parseRuleFile } from '../../../src/rules/loader.js';
-import { formatTarget, invalidName, resolveTargets, TargetResolutionError } from '../../../src/rules/targets.js';
+import { invalidName } from '../../../src/kube/names.js';
+import { formatTarget, resolveTargets, TargetResolutionError } from '../../../src/rules/targets.js';
 import { MissingLabelError, parseTemplate, renderTemplate, TemplateSyntaxError } from '../../../src/rules/template.js';
 
 function targetsOf(yaml: string) {
@@ -32,7 +33,7 @@ t.test('templates: {{ $labels.x }} only, parsed at load', async (t) => {
 t.test('one target, templated from the alert', async (t) => {
   const specs = targetsOf('      kind: Deployment\n      namespace: "{{ $labels.namespace }}"\n      name: "{{ $labels.deployment }}"');
   const r = resolveTargets(specs, { namespace: 'nexus-platform', deployment: 'backend-api' });
-  t.same(r, [{ kind: 'Deployment', namespace: 'nexus-platform', name: 'backend-api', params: {} }]);
+  t.same(r, [{ kind: 'Deployment', namespace: 'nexus-platform', name: 'backend-api' }]);
   t.equal(formatTarget(r[0]!), 'Deployment nexus-platform/backend-api');
 });
 
@@ -44,12 +45,37 @@ t.test('a list of targets is kept in order (the seeds\' rolling back multiple se
   t.same(r.map((x) => x.name), ['backend-api', 'auth-service', 'content-management']);
 });
 
-t.test('kinds with params: BlueGreen and Canary', async (t) => {
+t.test('kinds with params: each kind maps its rule params onto its own options', async (t) => {
   const bg = targetsOf('      kind: BlueGreen\n      namespace: shop\n      name: "{{ $labels.service }}"\n      params: { selectorLabel: version, previous: blue }');
-  t.same(resolveTargets(bg, { service: 'hotswap-api' })[0], { kind: 'BlueGreen', namespace: 'shop', name: 'hotswap-api', params: { selectorLabel: 'version', previous: 'blue' } });
+  t.same(resolveTargets(bg, { service: 'hotswap-api' })[0], {
+    kind: 'BlueGreen',
+    namespace: 'shop',
+    name: 'hotswap-api',
+    options: { service: 'hotswap-api', selectorKey: 'version', to: 'blue' },
+  });
   const c = targetsOf('      kind: Canary\n      namespace: shop\n      name: "{{ $labels.app }}-canary"\n      params: { stable: "{{ $labels.app }}-stable" }');
-  t.same(resolveTargets(c, { app: 'backend-api' })[0]!.params, { stable: 'backend-api-stable' });
+  t.same(resolveTargets(c, { app: 'backend-api' })[0], {
+    kind: 'Canary',
+    namespace: 'shop',
+    name: 'backend-api-canary',
+    options: { canary: 'backend-api-canary', stable: 'backend-api-stable' },
+  });
+  t.equal(formatTarget(resolveTargets(c, { app: 'api' })[0]!), 'Canary shop/api-canary (canary=api-canary, stable=api-stable)');
   t.throws(() => targetsOf('      kind: Deployment\n      namespace: shop\n      name: x\n      params: { stable: y }'), /unknown param for Deployment/);
+  const ro = targetsOf('      kind: Rollout\n      namespace: shop\n      name: r\n      params: { mode: "{{ $labels.mode }}", toRevision: "3" }');
+  t.same(resolveTargets(ro, { mode: 'undo' }), [{ kind: 'Rollout', namespace: 'shop', name: 'r', toRevision: 3, options: { mode: 'undo' } }]);
+  t.throws(() => resolveTargets(ro, { mode: 'bogus' }), /target\.params\.mode: resolved to "bogus", which is not one of abort, undo/);
+  t.throws(() => targetsOf('      kind: Rollout\n      namespace: shop\n      name: r\n      params: { mode: sideways }'), /"field":"rules\[0\]\.target\.params\.mode","message":"expected one of abort, undo, got \\"sideways\\""/, 'a literal is checked at load');
+});
+
+t.test('toRevision: a revision number, for the kinds that have revisions', async (t) => {
+  const specs = targetsOf('      kind: StatefulSet\n      namespace: prod\n      name: db\n      params: { toRevision: "{{ $labels.rev }}" }');
+  t.same(resolveTargets(specs, { rev: '3' }), [{ kind: 'StatefulSet', namespace: 'prod', name: 'db', toRevision: 3 }]);
+  t.equal(formatTarget(resolveTargets(specs, { rev: '3' })[0]!), 'StatefulSet prod/db (toRevision=3)');
+  for (const bad of ['0', '-1', '1.5', 'latest', '9999999999']) {
+    t.throws(() => resolveTargets(specs, { rev: bad }), new TargetResolutionError(`target.params.toRevision: resolved to ${JSON.stringify(bad)}, which is not a revision number (1 or more)`), bad);
+  }
+  t.throws(() => targetsOf('      kind: BlueGreen\n      namespace: shop\n      name: api\n      params: { toRevision: "2" }'), /unknown param for BlueGreen \(expected one of selectorLabel, previous\)/);
 });
 
 t.test('a missing label is an error for that alert, never an empty name', async (t) => {

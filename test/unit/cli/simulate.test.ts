@@ -1,5 +1,5 @@
 import t from 'tap';
-import { simulateCommand } from '../../../src/rules/cli.js';
+import { simulateCommand } from '../../../src/cli/simulate.js';
 
 const PAYLOAD = 'test/fixtures/rules/payloads/high-error-rate.json';
 

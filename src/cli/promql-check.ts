@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { promqlDuration } from './duration.js';
-import type { RuleFileError } from './loader.js';
-import type { Rule } from './schema.js';
+import { promqlDuration } from '../rules/duration.js';
+import type { RuleFileError } from '../rules/loader.js';
+import type { Rule } from '../rules/schema.js';
 
 /**
  * Checks the PromQL of rules with `promtool check rules`, before any alert arrives: each rule's

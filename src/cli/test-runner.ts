@@ -6,12 +6,12 @@ import { confirmTrigger, type Confirmation } from '../engine/confirm.js';
 import { decide, type DecisionResult } from '../engine/decide.js';
 import { PrometheusUnavailableError, PrometheusClient, type PrometheusApi } from '../prometheus/client.js';
 import { LocalPrometheus } from '../prometheus/local.js';
-import { durationSchema, formatDuration } from './duration.js';
-import { formatRuleError, loadRules } from './loader.js';
-import { RuleSet } from './ruleset.js';
-import type { Rule } from './schema.js';
+import { durationSchema, formatDuration } from '../rules/duration.js';
+import { formatRuleError, loadRules } from '../rules/loader.js';
+import { RuleSet } from '../rules/ruleset.js';
+import type { Rule } from '../rules/schema.js';
 import { expandValues, parseSeriesSelector, toOpenMetrics, type SeriesDef } from './series.js';
-import { formatTarget, resolveTargets, TargetResolutionError } from './targets.js';
+import { formatTarget, resolveTargets, TargetResolutionError } from '../rules/targets.js';
 
 /**
  * `rollguard rules test FILE...`: unit tests for rule files, as `promtool test rules` is for

@@ -1,0 +1,67 @@
+import { stringify as toYaml } from 'yaml';
+
+/** How a command prints: aligned tables for people (the default), or the API's JSON / YAML for scripts. */
+export const OUTPUTS = ['table', 'json', 'yaml'] as const;
+export type Output = (typeof OUTPUTS)[number];
+
+/**
+ * A duration as people read it, the way kubectl prints ages (k8s.io/apimachinery
+ * pkg/util/duration HumanDuration): 45s, 5m30s, 95m, 3h20m, 20h, 2d4h, 17d, 1y30d.
+ */
+export function humanDuration(ms: number): string {
+  const s = Math.trunc(ms / 1000);
+  if (s < -1) return '<invalid>';
+  if (s < 0) return '0s';
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 180) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  if (h < 192) return h % 24 === 0 ? `${Math.floor(h / 24)}d` : `${Math.floor(h / 24)}d${h % 24}h`;
+  const d = Math.floor(h / 24);
+  if (d < 365 * 2) return `${d}d`;
+  const y = Math.floor(d / 365);
+  if (y < 8) return d % 365 === 0 ? `${y}y` : `${y}y${d % 365}d`;
+  return `${y}y`;
+}
+
+/** "5m ago" for a past time, "in 25m" for a future one (approval deadlines), "-" for none. */
+export function relative(at: number | undefined, now: number): string {
+  if (at === undefined || !Number.isFinite(at)) return '-';
+  return at <= now ? `${humanDuration(now - at)} ago` : `in ${humanDuration(at - now)}`;
+}
+
+/** Columns padded to their widest cell and three spaces apart, as kubectl prints; the last column is never padded. */
+export function table(headers: string[], rows: string[][]): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => width(r[i] ?? ''))));
+  return all
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - width(c)))).join('   ').trimEnd())
+    .join('\n');
+}
+
+/** `key: value` lines with the values aligned, for one object (rollbacks get, status). */
+export function fields(pairs: Array<[string, string]>): string {
+  const w = Math.max(...pairs.map(([k]) => width(k))) + 1;
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)}${v}`.trimEnd()).join('\n');
+}
+
+/** One line of at most `max` characters (newlines folded), with … when cut. */
+export function clip(s: string, max: number): string {
+  const one = s.replace(/\s*\n\s*/g, ' ');
+  return one.length <= max ? one : `${one.slice(0, max - 1)}…`;
+}
+
+/** The API's answer as JSON or YAML, for scripts; `human` renders it for people. */
+export function render(output: Output, data: unknown, human: () => string): string {
+  if (output === 'json') return JSON.stringify(data, null, 2);
+  if (output === 'yaml') return toYaml(data, { lineWidth: 0 }).trimEnd();
+  return human();
+}
+
+/** Visible width: code points, so that an é or a → takes one column. */
+function width(s: string): number {
+  return [...s].length;
+}

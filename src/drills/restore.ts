@@ -1,0 +1,80 @@
+// A failed or timed-out drill puts the workload back itself: the pre-drill template, as `kubectl
+// rollout undo --to-revision=N` would, N being the revision of the workload's history that holds
+// that template now (rollguard's own rollback, if it ran, may have renumbered it). The rollback
+// kinds' own plan/execute/verify do the work (src/actions/), under the target's rollback lock
+// with its fencing token, so a drill's restore and a rollback never write at once.
+import type { Logger } from 'pino';
+import type { Action, ActionContext, TargetKind } from '../actions/action.js';
+import type { Config } from '../config.js';
+import { checkFence, lockName } from '../guards/lock.js';
+import type { Kube } from '../kube/client.js';
+import { sleep } from '../kube/rollout-status.js';
+import type { Lock, Store } from '../store/store.js';
+import type { DrillRecord } from './store.js';
+import { readWorkload, revisionWithTemplate } from './workload.js';
+
+export interface RestoreDeps {
+  kube: Kube;
+  actions: Partial<Record<TargetKind, Action>>;
+  store: Store;
+  config: Pick<Config, 'LOCK_TTL' | 'VERIFY_TIMEOUT'>;
+  logger: Logger;
+  owner: string;
+  signal?: AbortSignal;
+  /** how long the rollout of the restore may take (default VERIFY_TIMEOUT) */
+  verifyTimeoutMs?: number;
+}
+
+export type RestoreResult = NonNullable<DrillRecord['restore']>;
+
+/** Puts the workload of drill `d` back on its pre-drill template, unless it is there already. Never throws. */
+export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: string, now: () => number): Promise<RestoreResult> {
+  const done = (outcome: RestoreResult['outcome'], message: string, revision?: number): RestoreResult => ({ outcome, message, at: now(), ...(revision !== undefined ? { revision } : {}) });
+  const opts = deps.signal ? { signal: deps.signal } : {};
+  let lock: Lock | null = null;
+  try {
+    const w = await readWorkload(deps.kube, d.ref, opts);
+    if (!w) return done('failed', `${d.target} no longer exists: nothing to restore`);
+    if (w.templateHash === d.before.templateHash) return done('already_back', `${d.target} is already on its pre-drill template (revision ${w.revision}): nothing to restore`, w.revision);
+    const revision = await revisionWithTemplate(deps.kube, d.ref, w.obj, d.before.templateHash, opts);
+    if (revision === undefined) {
+      return done('failed', `the pre-drill template (revision ${d.before.revision}) is no longer in the revision history of ${d.target} (revisionHistoryLimit): restore it from the release pipeline`);
+    }
+    const action = deps.actions[d.ref.kind];
+    if (!action) return done('failed', `no action for kind ${d.ref.kind}`);
+    lock = await takeLock(deps, d.target);
+    if (!lock) return done('failed', `another rollback of ${d.target} held its lock for ${Math.round((2 * deps.config.LOCK_TTL) / 1000)}s: the drill could not restore it; check rollguard rollbacks list --target ${d.target}`);
+    const held = lock;
+    const actx: ActionContext = {
+      kube: deps.kube,
+      logger: deps.logger.child({ drill: d.id, target: d.target }),
+      changeCause: `rollguard drill ${d.id}: restoring the pre-drill template (revision ${revision}) because ${why}`.slice(0, 500),
+      checkFence: () => checkFence(deps.store, [held], deps.config.LOCK_TTL),
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    };
+    const ref = { kind: d.ref.kind, namespace: d.ref.namespace, name: d.ref.name, toRevision: revision };
+    const plan = await action.plan(ref, actx);
+    if (plan.refusal?.code === 'already_matches') return done('already_back', `${d.target} is already on its pre-drill template: nothing to restore`, revision);
+    if (plan.refusal) return done('failed', `could not restore ${d.target}: ${plan.refusal.message}`);
+    const res = await action.execute(plan, actx);
+    if (!res.applied) return done(res.refusal?.code === 'already_matches' ? 'already_back' : 'failed', res.message, revision);
+    const v = await action.verify(plan, actx, { timeoutMs: deps.verifyTimeoutMs ?? deps.config.VERIFY_TIMEOUT, execution: res });
+    const line = `${plan.summary} (the pre-drill template, as kubectl rollout undo --to-revision=${revision} would)`;
+    return v.outcome === 'succeeded' ? done('restored', `${line}; ${v.message}`, revision) : done('failed', `${line} was written, but the rollout is ${v.outcome}: ${v.message}`, revision);
+  } catch (err) {
+    deps.logger.error({ err, drill: d.id, target: d.target }, 'drill restore failed');
+    return done('failed', `restoring ${d.target} failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    if (lock) await deps.store.releaseLock(lock).catch(() => false);
+  }
+}
+
+/** The target's rollback lock, waiting up to twice LOCK_TTL for a rollback that holds it to end. */
+async function takeLock(deps: RestoreDeps, target: string): Promise<Lock | null> {
+  const until = Date.now() + 2 * deps.config.LOCK_TTL;
+  for (;;) {
+    const lock = await deps.store.acquireLock(lockName(target), deps.owner, deps.config.LOCK_TTL);
+    if (lock || Date.now() >= until || deps.signal?.aborted) return lock;
+    await sleep(500, deps.signal);
+  }
+}

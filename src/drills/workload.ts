@@ -1,0 +1,110 @@
+// What a drill reads of its target: the workload, its revision, a fingerprint of its pod template
+// (compared as kubectl compares templates, never stored as text: a template holds env values),
+// whether its rollout is complete, and which revision of its history holds a given template.
+import { createHash } from 'node:crypto';
+import { revisionTemplate } from '../actions/controller-revision.js';
+import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/client.js';
+import { KubeApiError } from '../kube/errors.js';
+import {
+  annotationRevision,
+  controllerRevisionNumber,
+  DEPLOYMENT_REVISION,
+  ownedControllerRevisions,
+  ownedReplicaSets,
+  POD_TEMPLATE_HASH,
+  templateWithoutLabel,
+} from '../kube/revision.js';
+import { daemonSetState, deploymentState, statefulSetState, type RolloutState } from '../kube/rollout-status.js';
+
+/** The workloads a drill may break: those rolled back as `kubectl rollout undo` does. */
+export const DRILL_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
+export type DrillKind = (typeof DRILL_KINDS)[number];
+
+export interface WorkloadRef {
+  kind: DrillKind;
+  namespace: string;
+  name: string;
+}
+
+export const RESOURCE: Record<DrillKind, ResourceType> = {
+  Deployment: RESOURCES.deployments,
+  StatefulSet: RESOURCES.statefulsets,
+  DaemonSet: RESOURCES.daemonsets,
+};
+
+const STATE: Record<DrillKind, (o: KubeObject) => RolloutState> = {
+  Deployment: (o) => deploymentState(o),
+  StatefulSet: (o) => statefulSetState(o),
+  DaemonSet: (o) => daemonSetState(o),
+};
+
+/** JSON with empty values (null, {}, []) dropped and keys sorted: two templates semanticEqual calls equal print the same. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      const c = canonical((v as Record<string, unknown>)[k]);
+      const empty = c === undefined || c === null || (Array.isArray(c) && c.length === 0) || (typeof c === 'object' && c !== null && !Array.isArray(c) && Object.keys(c).length === 0);
+      if (!empty) out[k] = c;
+    }
+    return out;
+  }
+  return v;
+}
+
+/**
+ * A fingerprint of a pod template, equal for two templates exactly when kubectl calls them equal
+ * (a Deployment's compared without the pod-template-hash label, as its rollout undo does).
+ */
+export function templateHash(kind: DrillKind, template: unknown): string {
+  const t = kind === 'Deployment' ? templateWithoutLabel((template ?? {}) as { metadata?: { labels?: Record<string, string> } }, POD_TEMPLATE_HASH) : template;
+  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(t) ?? {})).digest('hex').slice(0, 32)}`;
+}
+
+export interface Workload {
+  obj: KubeObject;
+  /** the revision number kubectl rollout history shows as current */
+  revision: number;
+  templateHash: string;
+  rollout: RolloutState;
+  /** the containers' images (what a report may show of a template) */
+  images: string[];
+}
+
+/** The workload as it is now, or null when it does not exist. */
+export async function readWorkload(kube: Kube, ref: WorkloadRef, opts: RequestOptions = {}): Promise<Workload | null> {
+  let obj: KubeObject;
+  try {
+    obj = await kube.get(RESOURCE[ref.kind], ref.namespace, ref.name, opts);
+  } catch (err) {
+    if (err instanceof KubeApiError && err.isNotFound) return null;
+    throw err;
+  }
+  const template = obj.spec?.template;
+  const revision = ref.kind === 'Deployment' ? (annotationRevision(obj, DEPLOYMENT_REVISION) ?? 0) : await newestControllerRevision(kube, obj, opts);
+  const containers = (template?.spec?.containers ?? []) as Array<{ image?: string }>;
+  return { obj, revision, templateHash: templateHash(ref.kind, template), rollout: STATE[ref.kind](obj), images: containers.map((c) => c.image ?? '') };
+}
+
+async function newestControllerRevision(kube: Kube, obj: KubeObject, opts: RequestOptions): Promise<number> {
+  const history = await ownedControllerRevisions(kube, obj, opts);
+  return history.reduce((m, h) => Math.max(m, controllerRevisionNumber(h)), 0);
+}
+
+/** The revision of the workload's history whose template has this fingerprint (the newest such), or undefined. */
+export async function revisionWithTemplate(kube: Kube, ref: WorkloadRef, obj: KubeObject, hash: string, opts: RequestOptions = {}): Promise<number | undefined> {
+  const found: number[] = [];
+  if (ref.kind === 'Deployment') {
+    const { all } = await ownedReplicaSets(kube, obj, POD_TEMPLATE_HASH, opts);
+    for (const rs of all) {
+      const rev = annotationRevision(rs, DEPLOYMENT_REVISION);
+      if (rev !== null && templateHash('Deployment', rs.spec?.template) === hash) found.push(rev);
+    }
+  } else {
+    for (const cr of await ownedControllerRevisions(kube, obj, opts)) {
+      if (templateHash(ref.kind, revisionTemplate(cr)) === hash) found.push(controllerRevisionNumber(cr));
+    }
+  }
+  return found.length ? Math.max(...found) : undefined;
+}

@@ -1,0 +1,65 @@
+import t from 'tap';
+import { replayCommand } from '../../../src/cli/replay/command.js';
+import { main } from '../../../src/main.js';
+import { freePort } from '../../../src/prometheus/local.js';
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { out: (s: string) => out.push(s), err: (s: string) => err.push(s) } };
+}
+
+const RANGE = ['--from', '2024-03-01T00:00:00Z', '--to', '2024-03-02T00:00:00Z'];
+
+t.test('bad flags: exit 2, naming the flag, nothing sent', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--prometheus', 'http://127.0.0.1:1', '--from', 'yesterday'], /--from: expected an RFC 3339 time .* got "yesterday"/],
+    [['--prometheus', 'http://127.0.0.1:1', '--from', '2024-03-02T00:00:00Z', '--to', '2024-03-01T00:00:00Z'], /--from \(2024-03-02T00:00:00.000Z\) is not before --to \(2024-03-01T00:00:00.000Z\)/],
+    [['--prometheus', 'http://127.0.0.1:1'], /--from: needed/],
+    [RANGE, /--prometheus: needed/],
+    [['--prometheus', 'localhost:9090', ...RANGE], /--prometheus: expected an http\(s\) URL, got "localhost:9090"/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--format', 'html'], /--format: expected text, markdown or json/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--fail-on', 'many'], /--fail-on "many"/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--max-queries', '0'], /--max-queries: expected a whole number/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--step', 'fast'], /--step: expected a duration/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--label', 'x'], /--label: expected NAME=VALUE/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--budget-cluster-per-hour', 'many'], /BUDGET_CLUSTER_PER_HOUR \(--budget-cluster-per-hour\): expected an integer/],
+    [['--prometheus', 'http://127.0.0.1:1', ...RANGE, 'extra'], /unknown argument extra/],
+  ];
+  for (const [args, why] of cases) {
+    const o = io();
+    t.equal(await replayCommand(args, o.io), 2, args.join(' '));
+    t.match(o.err.join('\n'), why);
+    t.same(o.out, []);
+  }
+});
+
+t.test('broken rule files: exit 2 with file:line', async (t) => {
+  const o = io();
+  t.equal(await replayCommand(['--prometheus', 'http://127.0.0.1:1', ...RANGE, '--rules', 'test/fixtures/rules/broken/bad-priority.yaml'], o.io), 2);
+  t.match(o.err.join('\n'), /bad-priority\.yaml:13/);
+});
+
+t.test('an unreachable Prometheus: exit 3, naming --prometheus, without its credentials', async (t) => {
+  const port = await freePort(); // nothing listens there
+  const o = io();
+  t.equal(await replayCommand(['--prometheus', `http://user:secret@127.0.0.1:${port}`, ...RANGE, '--rules', 'rules'], o.io), 3);
+  const err = o.err.join('\n');
+  t.match(err, new RegExp(`replay: --prometheus: Prometheus at http://\\*\\*\\*@127\\.0\\.0\\.1:${port} unreachable: ECONNREFUSED`));
+  t.notMatch(err, /secret/);
+});
+
+t.test('rollguard replay is dispatched by main, and --help prints the usage', async (t) => {
+  const o = io();
+  t.equal(await replayCommand(['--help'], o.io), 0);
+  t.match(o.out.join('\n'), /usage: rollguard replay --prometheus URL --from TIME/);
+  const writes: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stderr.write;
+  try {
+    t.equal(await main(['replay', '--from', 'nope']), 2);
+  } finally {
+    process.stderr.write = write;
+  }
+  t.match(writes.join(''), /replay: --from: expected/);
+});
