@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Static checks of what ships: the Helm chart, its Prometheus rule files and the Dockerfile.
 #   scripts/lint-chart.sh            all of them
-#   scripts/lint-chart.sh chart      helm lint --strict + helm template: default values and each
-#                                    helm/rollguard/ci/*-values.yaml (every option on; the bundled
-#                                    Redis with every option on)
+#   scripts/lint-chart.sh chart      helm lint --strict + helm template with each
+#                                    helm/rollguard/ci/*-values.yaml (the defaults plus a webhook
+#                                    credential; every option on; the bundled Redis with every
+#                                    option on), and the default values alone refused (no webhook
+#                                    credential)
 #   scripts/lint-chart.sh promtool   promtool check rules on helm/rollguard/files/prometheus/*.yaml, and
 #                                    promtool test rules (deploy/prometheus/alert-rules.test.yaml)
 #   scripts/lint-chart.sh dockerfile hadolint Dockerfile (.hadolint.yaml)
@@ -51,20 +53,24 @@ lint_chart() {
   local out; out=$(mktemp -d); trap 'rm -rf "$out"' RETURN
   local ci=("$CHART"/ci/*-values.yaml)
   [ -e "${ci[0]}" ] || die "no $CHART/ci/*-values.yaml"
-  for values in "" "${ci[@]}"; do
-    local args=() name=default
-    [ -n "$values" ] && { args=(-f "$values"); name=$(basename "$values" .yaml); }
+  for values in "${ci[@]}"; do
+    local args=(-f "$values") name; name=$(basename "$values" .yaml)
     say "helm lint --strict $CHART ${args[*]}"
     quiet_helm "$helm" lint --strict "$CHART" "${args[@]}" >"$out/lint-$name.txt" || { cat "$out/lint-$name.txt" >&2; die "helm lint failed ($name)"; }
     grep -Eq '\[(WARNING|ERROR)\]' "$out/lint-$name.txt" && { cat "$out/lint-$name.txt" >&2; die "helm lint warned ($name)"; }
     say "helm template $CHART ${args[*]}"
     quiet_helm "$helm" template rollguard "$CHART" --namespace rollguard-system "${args[@]}" >"$out/$name.yaml" || die "helm template failed ($name)"
   done
-  # The default values run 2 replicas on the bundled Redis StatefulSet.
-  grep -q '^kind: StatefulSet$' "$out/default.yaml" || die "the default values render no bundled Redis StatefulSet"
-  grep -Eq '^  replicas: 2$' "$out/default.yaml" || die "the default values do not render 2 replicas"
+  # The default values alone name no webhook credential: refused, naming the value to set.
+  if quiet_helm "$helm" template rollguard "$CHART" >/dev/null 2>"$out/err.txt"; then
+    die "helm template rendered the default values without a webhook credential"
+  fi
+  grep -q 'auth.webhook.allowUnauthenticated' "$out/err.txt" || { cat "$out/err.txt" >&2; die "the refusal of the default values does not name auth.webhook"; }
+  # The defaults plus a credential run 2 replicas on the bundled Redis StatefulSet.
+  grep -q '^kind: StatefulSet$' "$out/minimal-values.yaml" || die "the default values render no bundled Redis StatefulSet"
+  grep -Eq '^  replicas: 2$' "$out/minimal-values.yaml" || die "the default values do not render 2 replicas"
   # Refusals that must hold: more than one replica without Redis (neither external nor bundled).
-  if quiet_helm "$helm" template rollguard "$CHART" --set replicaCount=2 --set redis.bundled.enabled=false >/dev/null 2>"$out/err.txt"; then
+  if quiet_helm "$helm" template rollguard "$CHART" -f "$CHART/ci/minimal-values.yaml" --set replicaCount=2 --set redis.bundled.enabled=false >/dev/null 2>"$out/err.txt"; then
     die "helm template rendered replicaCount=2 without Redis"
   fi
   say "chart ok"

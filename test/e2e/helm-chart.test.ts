@@ -1,19 +1,22 @@
 // The Helm chart on the real control plane (test/cluster/harness.ts), with the built helm and
 // kubectl binaries:
-//   1. every object the chart renders, with the default values and with each of
-//      helm/rollguard/ci/*-values.yaml (every option on; the bundled Redis with every option on),
-//      passes the API server's own schema check
+//   1. every object the chart renders, with each of helm/rollguard/ci/*-values.yaml (the default
+//      values plus the webhook credential they lack; every option on; the bundled Redis with
+//      every option on), passes the API server's own schema check
 //      (apply --dry-run=server --validate=strict; the Prometheus Operator kinds through the
 //      minimal CRDs of test/fixtures/crds/monitoring-coreos.yaml);
-//   2. `helm install` with the default values: two rollguard replicas become available on two
+//   2. `helm install` with the default values (and a webhook Secret): two rollguard replicas become available on two
 //      different nodes (kwok's fake pods) beside the bundled Redis StatefulSet (its claim bound to
 //      a pre-made PersistentVolume, its own token-less ServiceAccount with no rights), and
 //      `kubectl auth can-i` as the chart's ServiceAccount allows exactly what the enabled actions
 //      need and denies the rest, as a table, and `auth can-i --list` shows no other right;
 //   3. the Deployment action, run with the chart's ServiceAccount token, rolls a Deployment back
 //      (the rights are not only few but enough);
+//   3b. `helm upgrade` adding Rollout, BlueGreen, Canary and gitops: Argo CD Applications only in
+//      argocd, Flux Kustomizations and HelmReleases only in flux-system (Roles), nowhere else;
 //   4. `helm upgrade` to every action kind, scoped to one namespace: Roles there, nothing
-//      cluster-wide, release Secrets only with HelmRelease, and `helm rollback` run as the chart's
+//      cluster-wide (kube-system and namespaces outside the scope: no right), release Secrets only
+//      with HelmRelease (refused without scope.namespaces), and `helm rollback` run as the chart's
 //      ServiceAccount works with the documented broad rules; the bundled Redis keeps its generated
 //      password across upgrades;
 //   5. redis.url (an external Redis) replaces the bundled one; the two replicas stay on two nodes.
@@ -23,6 +26,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, startCluster, type Cluster } from '../cluster/harness.js';
+import { installCrds } from '../cluster/reconcilers.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import type { ActionContext } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
@@ -31,6 +35,7 @@ import { loadKubeConfig } from '../../src/kube/config.js';
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
 const ALL_ON = path.join(CHART, 'ci', 'all-on-values.yaml');
 const BUNDLED_ON = path.join(CHART, 'ci', 'bundled-redis-values.yaml');
+const MINIMAL = path.join(CHART, 'ci', 'minimal-values.yaml'); // the defaults + auth.webhook.existingSecret: rollguard-webhook
 const MONITORING_CRDS = path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'monitoring-coreos.yaml');
 const NS = 'rg-chart'; // where the chart is installed
 const RELEASE = 'rg'; // names: rg-rollguard (the harness owns the plain "rollguard" objects)
@@ -60,6 +65,8 @@ async function kubectl(args: string[], input?: string) {
 // Namespaces the chart's values name, the namespace "other" that a scoped install must not reach,
 // and the Prometheus Operator CRDs.
 await kubectl(['create', 'namespace', NS]);
+// the webhook token Alertmanager will send, as an operator creates it (ci/minimal-values.yaml names it)
+await kubectl(['-n', NS, 'create', 'secret', 'generic', 'rollguard-webhook', '--from-literal=token=e2e-webhook-token-0123456789']);
 for (const ns of ['shop', 'payments', 'other']) await kubectl(['create', 'namespace', ns]);
 await kubectl(['apply', '--server-side', '--field-manager=rollguard-test', '-f', MONITORING_CRDS]);
 await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com']);
@@ -75,13 +82,14 @@ await kubectl(['apply', '-f', '-'], JSON.stringify({
 
 t.test('every rendered object passes the API server schema check (--dry-run=server --validate=strict)', async (t) => {
   for (const [name, values] of [
-    ['default values', [] as string[]],
+    ['default values', ['-f', MINIMAL] as string[]],
     ['every option on', ['-f', ALL_ON]],
     ['the bundled Redis with every option on', ['-f', BUNDLED_ON]],
   ] as const) {
     const r = await helm(['template', RELEASE, CHART, '--namespace', NS, ...values]);
     const kinds = [...r.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
     t.ok(kinds.includes('Deployment') && kinds.includes('Service') && kinds.includes('ServiceAccount'), `${name}: ${kinds.join(', ')}`);
+    t.equal(kinds.filter((k) => k === 'NetworkPolicy').length, values[1] === ALL_ON ? 1 : 2, `${name}: NetworkPolicies (rollguard's${values[1] === ALL_ON ? '' : ", the bundled Redis'"})`);
     if (values[1] === ALL_ON) {
       for (const k of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret']) t.ok(kinds.includes(k), `${name} renders a ${k}`);
       t.ok(/grafana_dashboard: "1"/.test(r.stdout), `${name}: the dashboard ConfigMap carries grafana_dashboard`);
@@ -92,8 +100,9 @@ t.test('every rendered object passes the API server schema check (--dry-run=serv
       t.ok(kinds.includes('StatefulSet') && kinds.includes('PodDisruptionBudget'), `${name}: the bundled Redis StatefulSet, a PodDisruptionBudget`);
       t.equal(kinds.filter((k) => k === 'Service').length, 3, `${name}: rollguard's Service, the Redis ClusterIP and headless Services`);
       t.equal(kinds.filter((k) => k === 'ServiceAccount').length, 2, `${name}: rollguard's ServiceAccount and the Redis one`);
-      // no tokens inline: the only Secret is the generated Redis password (none with existingSecret)
-      t.equal(kinds.filter((k) => k === 'Secret').length, values.length ? 0 : 1, `${name}: Secrets`);
+      // no tokens inline: the only Secrets are the generated Redis password and read token (none
+      // with existingSecret and auth.read.allowUnauthenticated)
+      t.equal(kinds.filter((k) => k === 'Secret').length, values[1] === MINIMAL ? 2 : 0, `${name}: Secrets`);
     }
     const file = path.join(tmp, `${name.replace(/\W+/g, '-')}.yaml`);
     fs.writeFileSync(file, r.stdout);
@@ -157,10 +166,13 @@ async function rightsList(ns: string): Promise<string[]> {
     .sort();
 }
 
-// Rows shared by the tables: what no configuration without HelmRelease may do.
+// Rows shared by the tables: what no configuration without HelmRelease may do. (get configmaps and
+// get secrets: the workload kinds' configuration check, metadata only, in each table.)
 const neverWithoutHelm = (ns: string): Row[] => [
-  ['get', 'secrets', ns, false],
   ['list', 'secrets', ns, false],
+  ['watch', 'secrets', ns, false],
+  ['list', 'configmaps', ns, false],
+  ['patch', 'configmaps', ns, false],
   ['delete', 'deployments.apps', ns, false],
   ['delete', 'pods', ns, false],
   ['delete', 'replicasets.apps', ns, false],
@@ -169,7 +181,6 @@ const neverWithoutHelm = (ns: string): Row[] => [
   ['update', 'deployments.apps', ns, false],
   ['patch', 'deployments.apps/scale', ns, false],
   ['create', 'pods/exec', ns, false],
-  ['get', 'configmaps', ns, false],
   ['create', 'events', ns, false],
   ['get', 'leases.coordination.k8s.io', ns, false],
   ['patch', 'nodes', ns, false],
@@ -180,7 +191,10 @@ const neverWithoutHelm = (ns: string): Row[] => [
 ];
 
 t.test('helm install (default values): the ServiceAccount may do exactly what Deployment/StatefulSet/DaemonSet undo needs', async (t) => {
-  await helm(['install', RELEASE, CHART, '--namespace', NS, '--wait', '--timeout', '3m']);
+  const refused = await helm(['install', RELEASE, CHART, '--namespace', NS, '--dry-run=server'], { check: false });
+  t.not(refused.code, 0, 'the default values alone (no webhook credential) do not install');
+  t.match(refused.stderr, /auth\.webhook\.allowUnauthenticated/);
+  await helm(['install', RELEASE, CHART, '--namespace', NS, '-f', MINIMAL, '--wait', '--timeout', '3m']);
   const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
   t.equal(dep.spec.replicas, 2, 'two replicas by default');
   t.equal(dep.status?.availableReplicas, 2, 'the Deployment is available (kwok pods)');
@@ -234,12 +248,19 @@ t.test('helm install (default values): the ServiceAccount may do exactly what De
     ['get', 'deployments.apps', ns, true],
     ['patch', 'deployments.apps', ns, true],
     ['get', 'deployments.apps', 'other', true], // ClusterRole: every namespace (the scope guard narrows)
+    // ClusterRole: RBAC allows kube-system too and only the scope guard (SCOPE_DENY_NAMESPACES)
+    // refuses it; scope.namespaces takes the right away (the scoped upgrade below)
+    ['patch', 'deployments.apps', 'kube-system', true],
     ['list', 'replicasets.apps', ns, true],
     ['get', 'statefulsets.apps', ns, true],
     ['patch', 'statefulsets.apps', ns, true],
     ['get', 'daemonsets.apps', ns, true],
     ['patch', 'daemonsets.apps', ns, true],
     ['list', 'controllerrevisions.apps', ns, true],
+    // the restored revision's ConfigMaps and Secrets, read as metadata only; RBAC has no
+    // metadata-only right, so `get secrets` it is (actions.checkSecrets: false takes it away)
+    ['get', 'configmaps', ns, true],
+    ['get', 'secrets', ns, true],
     // not needed by these three kinds
     ['list', 'deployments.apps', ns, false],
     ['watch', 'deployments.apps', ns, false],
@@ -254,10 +275,12 @@ t.test('helm install (default values): the ServiceAccount may do exactly what De
   t.same(
     await rightsList(ns),
     [
+      'configmaps [get]',
       'controllerrevisions.apps [list]',
       'daemonsets.apps [get patch]',
       'deployments.apps [get patch]',
       'replicasets.apps [list]',
+      'secrets [get]',
       'statefulsets.apps [get patch]',
     ],
     'auth can-i --list: no right beyond these',
@@ -318,8 +341,13 @@ async function saKubeconfig(): Promise<string> {
   return file;
 }
 
-t.test('helm upgrade: Rollout, BlueGreen and Canary added, still no Secrets and no delete', async (t) => {
-  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Deployment,Rollout,BlueGreen,Canary}', '--wait', '--timeout', '3m']);
+t.test('helm upgrade: Rollout, BlueGreen and Canary added, and gitops; actions.checkSecrets off: no Secrets, and no delete', async (t) => {
+  // gitops.enabled: Roles in the Argo CD namespace and the Flux namespaces (the defaults), which exist where those tools run
+  for (const ns of ['argocd', 'flux-system']) await kubectl(['create', 'namespace', ns]);
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Deployment,Rollout,BlueGreen,Canary}', '--set', 'gitops.enabled=true', '--set', 'actions.checkSecrets=false', '--wait', '--timeout', '3m']);
+  // kubectl auth can-i resolves a resource through discovery: the Argo CD CRDs make its rows
+  // answerable (Flux's CRDs come with the Flux build; its rights are in the --list below)
+  await installCrds(cluster, path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'argocd'));
   const ns = 'payments';
   await checkTable(t, [
     ['get', 'deployments.apps', ns, true],
@@ -337,26 +365,45 @@ t.test('helm upgrade: Rollout, BlueGreen and Canary added, still no Secrets and 
     ['list', 'services', ns, false],
     ['patch', 'statefulsets.apps', ns, false], // StatefulSet no longer enabled
     ['list', 'controllerrevisions.apps', ns, false],
+    ['get', 'configmaps', ns, true], // Deployment: the restored revision's ConfigMaps (metadata)
+    ['get', 'secrets', ns, false], // actions.checkSecrets: false
+    // gitops.enabled: read the owners, patch their sync settings (suspend, resume), only in the
+    // Argo CD namespace (Applications; ApplicationSets read only) and the Flux namespaces
+    ['get', 'applications.argoproj.io', 'argocd', true],
+    ['patch', 'applications.argoproj.io', 'argocd', true],
+    ['get', 'applicationsets.argoproj.io', 'argocd', true],
+    ['patch', 'applicationsets.argoproj.io', 'argocd', false],
+    ['delete', 'applications.argoproj.io', 'argocd', false],
+    ['update', 'applications.argoproj.io', 'argocd', false],
+    ['create', 'applications.argoproj.io', 'argocd', false],
+    ['get', 'applications.argoproj.io', ns, false], // not cluster-wide
+    ['patch', 'applications.argoproj.io', ns, false],
+    ['patch', 'applications.argoproj.io', 'flux-system', false],
+    ['get', 'applicationsets.argoproj.io', ns, false],
     ...neverWithoutHelm(ns),
   ]);
+  // the ClusterRole's, in every namespace
+  const clusterRights = ['configmaps [get]', 'deployments.apps [get list patch]', 'replicasets.apps [list]', 'rollouts.argoproj.io/status [patch]', 'rollouts.argoproj.io [get patch]', 'services [get patch]'];
+  t.same(await rightsList(ns), [...clusterRights].sort(), 'auth can-i --list: no right beyond these (no GitOps owner right)');
   t.same(
-    await rightsList(ns),
-    [
-      'deployments.apps [get list patch]',
-      'replicasets.apps [list]',
-      'rollouts.argoproj.io/status [patch]',
-      'rollouts.argoproj.io [get patch]',
-      'services [get patch]',
-    ].sort(),
-    'auth can-i --list: no right beyond these',
+    await rightsList('flux-system'),
+    ['helmreleases.helm.toolkit.fluxcd.io [get patch]', 'kustomizations.kustomize.toolkit.fluxcd.io [get patch]', ...clusterRights].sort(),
+    'flux-system: the Kustomizations and HelmReleases, get and patch, beside the ClusterRole',
   );
 });
 
 t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Roles)', async (t) => {
+  const unscoped = await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Deployment,HelmRelease}', '--dry-run=server'], { check: false });
+  t.not(unscoped.code, 0, 'HelmRelease without scope.namespaces is refused');
+  t.match(unscoped.stderr, /HelmRelease.*scope\.namespaces/);
+  const system = await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'scope.namespaces={shop,kube-system}', '--dry-run=server'], { check: false });
+  t.not(system.code, 0, 'a Role in kube-system is refused');
+  t.match(system.stderr, /scope\.namespaces lists kube-system/);
   await helm([
     'upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values',
     '--set', 'actions.enabled={Deployment,StatefulSet,DaemonSet,Rollout,BlueGreen,Canary,HelmRelease}',
     '--set', 'scope.namespaces={shop}',
+    '--set', 'gitops.enabled=false',
     '--wait', '--timeout', '3m',
   ]);
   const crs = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
@@ -379,7 +426,10 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
     ['patch', 'rollouts.argoproj.io/status', 'shop', true],
     ['patch', 'services', 'shop', true],
     ['list', 'controllerrevisions.apps', 'shop', true],
-    // outside the scope: nothing at all
+    // outside the scope: nothing at all, kube-system included
+    ['patch', 'deployments.apps', 'kube-system', false],
+    ['patch', 'daemonsets.apps', 'kube-system', false],
+    ['get', 'secrets', 'kube-system', false],
     ['get', 'deployments.apps', 'other', false],
     ['patch', 'deployments.apps', 'other', false],
     ['get', 'secrets', 'other', false],
@@ -393,6 +443,7 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
     ['impersonate', 'serviceaccounts', 'shop', false],
   ]);
   t.same(await rightsList('other'), [], 'no right at all in a namespace outside the scope');
+  t.same(await rightsList('kube-system'), [], 'none in kube-system');
 
   // The broad rules are enough for `helm rollback`, run with the ServiceAccount's token.
   const chart = path.join(tmp, 'shop-chart');

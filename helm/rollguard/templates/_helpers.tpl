@@ -133,12 +133,108 @@ app.kubernetes.io/part-of: rollguard
 {{- if and (not .Values.rules.create) (not .Values.rules.existingConfigMap) -}}
 {{- fail "rules.create is false: name the ConfigMap holding the rule files in rules.existingConfigMap" -}}
 {{- end -}}
-{{- range $k := list "webhook" "admin" -}}
-{{- $a := index $.Values.auth $k -}}
+{{- range $k := list "webhook" "read" "admin" -}}
+{{- $a := default dict (index $.Values.auth $k) -}}
 {{- if and $a.existingSecret $a.tokens -}}
 {{- fail (printf "auth.%s: set existingSecret or tokens, not both" $k) -}}
 {{- end -}}
+{{- if and $a.allowUnauthenticated (or $a.existingSecret $a.tokens) -}}
+{{- fail (printf "auth.%s.allowUnauthenticated is true but a credential is set (existingSecret or tokens): keep one of the two" $k) -}}
 {{- end -}}
+{{- end -}}
+{{- if not (or (include "rollguard.webhookAuth" .) .Values.auth.webhook.allowUnauthenticated) -}}
+{{- fail "auth.webhook: no webhook credential. Without one, any pod that reaches rollguard can post a forged alert and roll a workload back. Set auth.webhook.existingSecret (a Secret holding the token Alertmanager sends; see docs/operations.md) or auth.webhook.tokens; or set auth.webhook.allowUnauthenticated: true to run an open webhook on purpose" -}}
+{{- end -}}
+{{- if and .Values.prometheus.url .Values.prometheus.existingSecret -}}
+{{- fail "set prometheus.url or prometheus.existingSecret, not both" -}}
+{{- end -}}
+{{- if and (not .Values.dryRun) (not (or .Values.prometheus.url .Values.prometheus.existingSecret)) (not .Values.prometheus.allowUnconfirmed) -}}
+{{- fail "dryRun is false but no Prometheus is configured: every alert would be acted on unconfirmed (rules' onPrometheusDown), and an alert can be forged through Alertmanager's API. Set prometheus.url or prometheus.existingSecret; or keep dryRun: true; or set prometheus.allowUnconfirmed: true on purpose" -}}
+{{- end -}}
+{{- if and (include "rollguard.helmEnabled" .) (not .Values.scope.namespaces) -}}
+{{- fail "actions.enabled lists HelmRelease, which needs write access to Secrets and to every kind a release holds: the chart grants that only per namespace. List the namespaces of the releases in scope.namespaces (Roles there, nothing cluster-wide)" -}}
+{{- end -}}
+{{- $never := concat (list "kube-system" "kube-public" "kube-node-lease") (default (list) .Values.scope.denyNamespaces) -}}
+{{- range $ns := .Values.scope.namespaces -}}
+{{- if has $ns $never -}}
+{{- fail (printf "scope.namespaces lists %s: rollguard is never granted rights in kube-system, kube-public, kube-node-lease or a namespace of scope.denyNamespaces; remove it" $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.gitops.enabled -}}
+{{- range $ns := prepend (default (list) .Values.gitops.flux.namespaces) .Values.gitops.argocd.namespace -}}
+{{- if has $ns $never -}}
+{{- fail (printf "gitops: %s is a namespace of gitops.argocd.namespace or gitops.flux.namespaces, and rollguard is never granted rights in kube-system, kube-public, kube-node-lease or a namespace of scope.denyNamespaces; remove it" $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- range $k := list "alertmanager" "prometheus" -}}
+{{- $p := index $.Values.networkPolicy $k -}}
+{{- if and (empty $p.namespaceSelector) (empty $p.podSelector) -}}
+{{- fail (printf "networkPolicy.%s: namespaceSelector and podSelector are both empty, which lets every pod of the cluster in; select the %s pods (or set networkPolicy.enabled: false)" $k $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if include "rollguard.redisBundled" . -}}
+{{- $_ := include "rollguard.redis.maxmemory" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Credentials configured (existingSecret or tokens) for auth.webhook / auth.read / auth.admin */}}
+{{- define "rollguard.webhookAuth" -}}
+{{- if or .Values.auth.webhook.existingSecret .Values.auth.webhook.tokens -}}true{{- end -}}
+{{- end -}}
+{{- define "rollguard.adminAuth" -}}
+{{- if or .Values.auth.admin.existingSecret .Values.auth.admin.tokens -}}true{{- end -}}
+{{- end -}}
+{{/* The read token: an existing Secret, tokens, or one the chart generates (also for values from
+before auth.read existed, kept by helm upgrade --reuse-values); none when allowUnauthenticated. */}}
+{{- define "rollguard.readAuth" -}}
+{{- if not (dig "read" "allowUnauthenticated" false .Values.auth) -}}true{{- end -}}
+{{- end -}}
+{{- define "rollguard.readSecretName" -}}
+{{- $r := default dict .Values.auth.read -}}
+{{- if $r.existingSecret -}}{{ $r.existingSecret }}
+{{- else if $r.tokens -}}{{ include "rollguard.secretName" . }}
+{{- else -}}{{ printf "%s-read" (include "rollguard.fullname" .) }}
+{{- end -}}
+{{- end -}}
+{{- define "rollguard.readSecretKey" -}}
+{{- $r := default dict .Values.auth.read -}}
+{{- if $r.existingSecret -}}{{ default "token" $r.existingSecretKey }}
+{{- else if $r.tokens -}}read-token
+{{- else -}}token
+{{- end -}}
+{{- end -}}
+
+{{/* A Kubernetes memory quantity as bytes: an integer, optionally with Ki Mi Gi Ti (powers of
+1024) or k M G T (powers of 1000); fails naming the value otherwise. Call with (list VALUE NAME). */}}
+{{- define "rollguard.bytes" -}}
+{{- $q := toString (index . 0) -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$" $q) -}}
+{{- fail (printf "%s is %q: give an integer with Ki, Mi, Gi, Ti, k, M, G or T (e.g. 256Mi)" (index . 1) $q) -}}
+{{- end -}}
+{{- mul (regexFind "^[0-9]+" $q | int64) (index $units (regexReplaceAll "^[0-9]+" $q "")) -}}
+{{- end -}}
+
+{{/* The bundled Redis' maxmemory in bytes: redis.bundled.maxmemory, or half of its container's
+memory limit; always below that limit. */}}
+{{- define "rollguard.redis.maxmemory" -}}
+{{- $r := .Values.redis.bundled -}}
+{{- $limit := dig "limits" "memory" "" (default dict $r.resources) -}}
+{{- if not $limit -}}
+{{- fail "redis.bundled.resources.limits.memory is not set: give the bundled Redis a memory limit (its maxmemory stays below it, so that a full Redis refuses writes instead of being OOM-killed)" -}}
+{{- end -}}
+{{- $limitBytes := include "rollguard.bytes" (list $limit "redis.bundled.resources.limits.memory") | int64 -}}
+{{- $max := div $limitBytes 2 -}}
+{{- with $r.maxmemory -}}
+{{- $max = include "rollguard.bytes" (list . "redis.bundled.maxmemory") | int64 -}}
+{{- end -}}
+{{- if or (ge $max $limitBytes) (le $max 0) -}}
+{{- fail (printf "redis.bundled.maxmemory (%s) must be above 0 and below redis.bundled.resources.limits.memory (%s), with room for the AOF rewrite and client buffers" $r.maxmemory $limit) -}}
+{{- end -}}
+{{- $max -}}
 {{- end -}}
 
 {{/*
@@ -147,21 +243,36 @@ Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of
   Deployment   get+patch deployments (read, patch the pod template back); list replicasets (revisions)
   StatefulSet  get+patch statefulsets; list controllerrevisions
   DaemonSet    get+patch daemonsets; list controllerrevisions
+  (these three) get configmaps, and get secrets unless actions.checkSecrets is false: the restored
+               revision's configuration, read as metadata only (src/config-deps/check.ts)
   Rollout      get+patch rollouts, patch rollouts/status (abort); list replicasets (undo: revisions)
   BlueGreen    get+patch services (selector switch); list deployments (the pods behind each colour)
   Canary       get+patch deployments (spec.replicas of canary and stable; no scale subresource)
+  VirtualService get+patch networking.istio.io virtualservices (route weights back to the stable subset)
   HelmRelease  release Secrets + actions.helm.rules (added separately, below)
 */}}
 {{- define "rollguard.rbacTable" -}}
 Deployment:
   - [apps, deployments, [get, patch]]
   - [apps, replicasets, [list]]
+  - ["", configmaps, [get]]
+{{- if ne .Values.actions.checkSecrets false }}
+  - ["", secrets, [get]]
+{{- end }}
 StatefulSet:
   - [apps, statefulsets, [get, patch]]
   - [apps, controllerrevisions, [list]]
+  - ["", configmaps, [get]]
+{{- if ne .Values.actions.checkSecrets false }}
+  - ["", secrets, [get]]
+{{- end }}
 DaemonSet:
   - [apps, daemonsets, [get, patch]]
   - [apps, controllerrevisions, [list]]
+  - ["", configmaps, [get]]
+{{- if ne .Values.actions.checkSecrets false }}
+  - ["", secrets, [get]]
+{{- end }}
 Rollout:
   - [argoproj.io, rollouts, [get, patch]]
   - [argoproj.io, rollouts/status, [patch]]
@@ -171,14 +282,32 @@ BlueGreen:
   - [apps, deployments, [list]]
 Canary:
   - [apps, deployments, [get, patch]]
+VirtualService:
+  - [networking.istio.io, virtualservices, [get, patch]]
 HelmRelease: []
+{{- /* not a kind: configSnapshots.enabled (CONFIG_SNAPSHOTS, src/config-deps/watch.ts) watches the
+workloads for the ConfigMaps they use, keeps each content as an immutable snapshot ConfigMap
+(create; delete beyond configSnapshots.max) and restores one (patch); configSnapshots.secrets the
+same for Secrets */}}
+configSnapshots:
+  - ["", configmaps, [get, list, watch, create, patch, delete]]
+  - [apps, deployments, [list, watch]]
+  - [apps, statefulsets, [list, watch]]
+  - [apps, daemonsets, [list, watch]]
+{{- if dig "secrets" false (default dict .Values.configSnapshots) }}
+  - ["", secrets, [get, list, watch, create, patch, delete]]
+{{- end }}
+{{- end -}}
+
+{{- define "rollguard.snapshotsEnabled" -}}
+{{- if dig "enabled" false (default dict .Values.configSnapshots) }}true{{ end -}}
 {{- end -}}
 
 {{- define "rollguard.rbacRules" -}}
 {{- $table := include "rollguard.rbacTable" . | fromYaml -}}
 {{- $order := list "get" "list" "watch" "create" "update" "patch" "delete" -}}
 {{- $acc := dict -}}
-{{- range $kind := .Values.actions.enabled -}}
+{{- range $kind := concat .Values.actions.enabled (include "rollguard.snapshotsEnabled" . | empty | ternary (list) (list "configSnapshots")) -}}
 {{- range $entry := index $table $kind -}}
 {{- $key := printf "%s|%s" (index $entry 0) (index $entry 1) -}}
 {{- $_ := set $acc $key (concat (default (list) (get $acc $key)) (index $entry 2)) -}}
@@ -201,4 +330,21 @@ HelmRelease: []
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* gitops (gitops.enabled): namespace -> the rules of the Role rollguard gets there: read who
+reconciles a target, suspend it before a rollback and restore it on resume. Argo CD Applications
+(ApplicationSets only read) in gitops.argocd.namespace; Flux Kustomizations and HelmReleases in
+each of gitops.flux.namespaces. Never cluster-wide: patching them is close to cluster-admin. */}}
+{{- define "rollguard.gitopsRoles" -}}
+{{- $roles := dict -}}
+{{- if .Values.gitops.enabled -}}
+{{- $argo := list (list "argoproj.io" "applications" (list "get" "patch")) (list "argoproj.io" "applicationsets" (list "get")) -}}
+{{- $flux := list (list "kustomize.toolkit.fluxcd.io" "kustomizations" (list "get" "patch")) (list "helm.toolkit.fluxcd.io" "helmreleases" (list "get" "patch")) -}}
+{{- $_ := set $roles .Values.gitops.argocd.namespace $argo -}}
+{{- range $ns := .Values.gitops.flux.namespaces -}}
+{{- $_ := set $roles $ns (concat (default (list) (get $roles $ns)) $flux) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $roles -}}
 {{- end -}}

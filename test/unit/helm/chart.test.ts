@@ -4,6 +4,7 @@
 // and dashboards unchanged. The objects are checked against the API server's schema, and the
 // rights with `kubectl auth can-i`, in test/e2e/helm-chart.test.ts.
 import t from 'tap';
+import { KINDS } from '../../../src/actions/index.js';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +14,10 @@ import { REPO_ROOT, defaultBinDir } from '../../cluster/harness.js';
 import { configSchema } from '../../../src/config.js';
 import { createRedisClient } from '../../../src/store/redis.js';
 import { freePort } from '../../../src/prometheus/local.js';
+import { fixture } from '../../support/app.js';
+import { waitFor } from '../../support/ports.js';
+import { startServe } from '../../support/serve.js';
+import { allowed, expand, materialise, selects as selectsExpr, type Obj, type Peer } from '../../support/chart-pod.js';
 
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
 const HELM = path.join(defaultBinDir(), 'helm');
@@ -20,21 +25,21 @@ if (!fs.existsSync(HELM)) {
   throw new Error(`helm binary missing at ${HELM}: build the test toolchain with 'bash scripts/cluster/build.sh'`);
 }
 
-interface Obj {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  [k: string]: any;
-}
+/** The default values plus the one value they lack, a webhook credential (ci/minimal-values.yaml). */
+const MINIMAL = ['-f', path.join(CHART, 'ci', 'minimal-values.yaml')];
 
 function helm(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(HELM, args, { encoding: 'utf8', cwd: REPO_ROOT, timeout: 60_000 });
   if (r.error) throw r.error;
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.includes('found symbolic link in path')).join('\n') };
 }
-function render(args: string[] = []): Obj[] {
-  const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...args]);
+/**
+ * helm template with ci/minimal-values.yaml and then `args`; without it when `args` name another
+ * file of ci/ (each carries its own credentials) or with base: false (the bare defaults).
+ */
+function render(args: string[] = [], opts: { base?: boolean } = {}): Obj[] {
+  const base = opts.base === false || args.some((a) => a.startsWith(path.join(CHART, 'ci'))) ? [] : MINIMAL;
+  const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...base, ...args]);
   if (r.code !== 0) throw new Error(`helm template ${args.join(' ')}: ${r.stderr}`);
   return parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as Obj | null)
@@ -53,13 +58,17 @@ t.test('scripts/lint-chart.sh: helm lint --strict and helm template (default, ev
 
 // The rules each kind adds, as `group resource: verbs`; the union over the enabled kinds is what
 // the chart grants (src/actions/*.ts through src/kube/ call exactly these).
+// The workload kinds also read the restored revision's ConfigMaps and Secrets (metadata only; get
+// secrets is the only RBAC for it).
+const CONFIG_RULES = [' configmaps: get', ' secrets: get'];
 const KIND_RULES: Record<string, string[]> = {
-  Deployment: ['apps deployments: get,patch', 'apps replicasets: list'],
-  StatefulSet: ['apps statefulsets: get,patch', 'apps controllerrevisions: list'],
-  DaemonSet: ['apps daemonsets: get,patch', 'apps controllerrevisions: list'],
+  Deployment: ['apps deployments: get,patch', 'apps replicasets: list', ...CONFIG_RULES],
+  StatefulSet: ['apps statefulsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
+  DaemonSet: ['apps daemonsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
   Rollout: ['argoproj.io rollouts: get,patch', 'argoproj.io rollouts/status: patch', 'apps replicasets: list'],
   BlueGreen: [' services: get,patch', 'apps deployments: list'],
   Canary: ['apps deployments: get,patch'],
+  VirtualService: ['networking.istio.io virtualservices: get,patch'],
 };
 function rulesOf(role: Obj): string[] {
   const out: string[] = [];
@@ -82,7 +91,7 @@ function expected(kinds: string[]): string[] {
   return [...acc].map(([k, s]) => `${k}: ${order.filter((v) => s.has(v)).join(',')}`).sort();
 }
 
-t.test('RBAC: exactly the rules of the enabled kinds; never delete or secrets without HelmRelease', async (t) => {
+t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more than get on secrets, without HelmRelease', async (t) => {
   const sets = [
     ['Deployment', 'StatefulSet', 'DaemonSet'],
     ['Deployment'],
@@ -93,6 +102,8 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete or secrets wi
     ['Canary'],
     ['Deployment', 'Rollout', 'BlueGreen', 'Canary'],
     ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'],
+    ['VirtualService'],
+    ['Deployment', 'VirtualService'],
   ];
   for (const kinds of sets) {
     const objs = render(['--set', `actions.enabled={${kinds.join(',')}}`]);
@@ -100,20 +111,51 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete or secrets wi
     t.ok(role, `${kinds.join('+')}: a ClusterRole`);
     const got = rulesOf(role!);
     t.same(got, expected(kinds), `${kinds.join('+')}: ${got.join('; ')}`);
-    t.notOk(got.some((l) => /\bsecrets\b/.test(l) || /delete|\*/.test(l.split(': ')[1]!)), `${kinds.join('+')}: no secrets, no delete`);
+    t.notOk(got.some((l) => /^ secrets: (?!get$)/.test(l) || /delete|\*/.test(l.split(': ')[1]!)), `${kinds.join('+')}: at most get on secrets, no delete`);
   }
+  const noSecrets = rulesOf(find(render(['--set', 'actions.checkSecrets=false']), 'ClusterRole')[0]!);
+  t.same(noSecrets, expected(['Deployment', 'StatefulSet', 'DaemonSet']).filter((l) => l !== ' secrets: get'), 'actions.checkSecrets: false: no right on secrets, configmaps get kept');
   const noKinds = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-')), 'none.yaml');
   fs.writeFileSync(noKinds, 'actions:\n  enabled: []\n');
   t.teardown(() => fs.rmSync(path.dirname(noKinds), { recursive: true, force: true }));
   const none = render(['-f', noKinds]);
   t.same(find(none, 'ClusterRole')[0]?.rules, [], 'no kind enabled: no rights');
+  const byDefault = rulesOf(find(render([]), 'ClusterRole')[0]!);
+  t.notOk(byDefault.some((l) => l.includes('virtualservices')), 'VirtualService not enabled (the default): no right on virtualservices');
+  t.same(KINDS.map((k) => k.kind).filter((k) => k !== 'HelmRelease').sort(), Object.keys(KIND_RULES).sort(), "every rollback kind in src/actions/index.ts has its chart RBAC row");
 
-  const helmOn = render(['--set', 'actions.enabled={HelmRelease}']);
-  const hr = rulesOf(find(helmOn, 'ClusterRole')[0]!);
+  const helmOn = render(['--set', 'actions.enabled={HelmRelease}', '--set', 'scope.namespaces={shop}']);
+  t.same(find(helmOn, 'ClusterRole'), [], 'HelmRelease: no ClusterRole');
+  const hr = rulesOf(find(helmOn, 'Role')[0]!);
   t.ok(hr.includes(' secrets: get,list,create,update,delete'), 'HelmRelease: the release Secrets');
   t.ok(hr.some((l) => l.startsWith('apps deployments: ') && l.includes('delete')), 'HelmRelease: the broad documented rules (actions.helm.rules)');
   const env = find(helmOn, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
   t.ok(env.some((e) => e.name === 'HELM_BIN') && env.some((e) => e.name === 'HELM_CACHE_HOME' && e.value!.startsWith('/tmp/')), 'helm finds its binary and writes only under /tmp');
+});
+
+t.test('RBAC: configSnapshots.enabled adds ConfigMap writes and workload watches; Secrets only with configSnapshots.secrets', async (t) => {
+  const base = expected(['Deployment', 'StatefulSet', 'DaemonSet']);
+  const snapshotRules = (secrets: boolean) =>
+    base
+      .map((l) => (l.startsWith('apps deployments:') || l.startsWith('apps statefulsets:') || l.startsWith('apps daemonsets:') ? l.replace('get,patch', 'get,list,watch,patch') : l))
+      .map((l) => (l === ' configmaps: get' ? ' configmaps: get,list,watch,create,patch,delete' : l))
+      .map((l) => (secrets && l === ' secrets: get' ? ' secrets: get,list,watch,create,patch,delete' : l));
+  const off = rulesOf(find(render([]), 'ClusterRole')[0]!);
+  t.same(off, base, 'off (the default): no list, watch or write on configmaps');
+  const on = rulesOf(find(render(['--set', 'configSnapshots.enabled=true']), 'ClusterRole')[0]!);
+  t.same(on, snapshotRules(false), `on: ${on.join('; ')}`);
+  t.ok(on.includes(' secrets: get'), 'on, without configSnapshots.secrets: secrets get only (metadata reads), never a write');
+  const withSecrets = rulesOf(find(render(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true']), 'ClusterRole')[0]!);
+  t.same(withSecrets, snapshotRules(true), 'configSnapshots.secrets: the same for Secrets');
+  const secretsAlone = rulesOf(find(render(['--set', 'configSnapshots.secrets=true']), 'ClusterRole')[0]!);
+  t.same(secretsAlone, base, 'configSnapshots.secrets without enabled: nothing');
+  const scoped = find(render(['--set', 'configSnapshots.enabled=true', '--set', 'scope.namespaces={shop}']), 'Role');
+  t.same(scoped.map((r) => r.metadata.namespace), ['shop'], 'scope.namespaces: in those namespaces only');
+  t.same(rulesOf(scoped[0]!), snapshotRules(false));
+  const env = (vals: string[]) => Object.fromEntries((find(render(vals), 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.match(env([]), { CONFIG_SNAPSHOTS: 'false', CONFIG_SNAPSHOTS_MAX: '10', CONFIG_SNAPSHOTS_SECRETS: 'false' });
+  t.match(env(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.max=4', '--set', 'configSnapshots.secrets=true']), { CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_MAX: '4', CONFIG_SNAPSHOTS_SECRETS: 'true' });
+  t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.max=0']).code, 1, 'configSnapshots.max 0: refused by the values schema');
 });
 
 t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and no ClusterRole', async (t) => {
@@ -127,6 +169,42 @@ t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and 
   for (const r of find(objs, 'Role')) t.same(rulesOf(r), expected(['Deployment', 'StatefulSet', 'DaemonSet']));
   const env = find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
   t.equal(env.find((e) => e.name === 'SCOPE_NAMESPACES')?.value, 'shop,payments');
+});
+
+t.test('RBAC: gitops.enabled adds a Role in the Argo CD namespace and in each Flux namespace, nothing cluster-wide', async (t) => {
+  const gitopsRules = (objs: Obj[]) => objs.filter((o) => o.kind === "Role" || o.kind === "ClusterRole").flatMap(rulesOf).filter((l) => /argoproj\.io applications|toolkit\.fluxcd\.io/.test(l));
+  t.same(gitopsRules(render([])), [], 'off (the default): no right on Applications, Kustomizations or HelmReleases');
+  const on = render(['--set', 'gitops.enabled=true']);
+  t.same(gitopsRules(find(on, 'ClusterRole')), [], 'none in the ClusterRole');
+  const roles = find(on, 'Role', 'rollguard-gitops');
+  t.same(roles.map((r) => r.metadata.namespace).sort(), ['argocd', 'flux-system'], 'the defaults: argocd and flux-system');
+  t.same(rulesOf(roles.find((r) => r.metadata.namespace === 'argocd')!), ['argoproj.io applications: get,patch', 'argoproj.io applicationsets: get']);
+  t.same(rulesOf(roles.find((r) => r.metadata.namespace === 'flux-system')!), ['helm.toolkit.fluxcd.io helmreleases: get,patch', 'kustomize.toolkit.fluxcd.io kustomizations: get,patch']);
+  const rbs = find(on, 'RoleBinding', 'rollguard-gitops');
+  t.same(rbs.map((r) => [r.metadata.namespace, r.roleRef.name, r.subjects]).sort(), [
+    ['argocd', 'rollguard-gitops', [{ kind: 'ServiceAccount', name: 'rollguard', namespace: 'rollguard-system' }]],
+    ['flux-system', 'rollguard-gitops', [{ kind: 'ServiceAccount', name: 'rollguard', namespace: 'rollguard-system' }]],
+  ]);
+  const custom = render(['--set', 'gitops.enabled=true', '--set', 'gitops.argocd.namespace=gitops', '--set', 'gitops.flux.namespaces={gitops,teams}', '--set', 'gitops.ownerAllow={Kustomization/teams/*}', '--set', 'scope.namespaces={shop}']);
+  const croles = find(custom, 'Role', 'rollguard-gitops');
+  t.same(croles.map((r) => r.metadata.namespace).sort(), ['gitops', 'teams']);
+  t.same(rulesOf(croles.find((r) => r.metadata.namespace === 'gitops')!), [
+    'argoproj.io applications: get,patch', 'argoproj.io applicationsets: get', 'helm.toolkit.fluxcd.io helmreleases: get,patch', 'kustomize.toolkit.fluxcd.io kustomizations: get,patch',
+  ], 'Argo CD and Flux in one namespace: one Role');
+  t.same(gitopsRules(find(custom, 'Role').filter((r) => r.metadata.name !== 'rollguard-gitops')), [], 'scope.namespaces Roles (shop) carry no gitops right');
+  const env = Object.fromEntries((find(custom, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.equal(env.GITOPS_ARGOCD_NAMESPACE, 'gitops');
+  t.equal(env.GITOPS_OWNER_ALLOW, 'Kustomization/teams/*');
+  t.same(configSchema.parse({ GITOPS_ARGOCD_NAMESPACE: env.GITOPS_ARGOCD_NAMESPACE, GITOPS_OWNER_ALLOW: env.GITOPS_OWNER_ALLOW }).GITOPS_OWNER_ALLOW, ['Kustomization/teams/*'], 'rollguard reads them');
+  for (const [args, re] of [
+    [['--set', 'gitops.enabled=true', '--set', 'gitops.flux.namespaces={kube-system}'], /gitops: kube-system is a namespace of gitops\.argocd\.namespace or gitops\.flux\.namespaces/],
+    [['--set', 'gitops.enabled=true', '--set', 'gitops.argocd.namespace=kube-public'], /gitops: kube-public/],
+    [['--set', 'gitops.ownerAllow={flux-system/apps}'], /ownerAllow/],
+  ] as [string[], RegExp][]) {
+    const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...MINIMAL, ...args]);
+    t.not(r.code, 0, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, re);
+  }
 });
 
 t.test('refusals: values the chart does not render', async (t) => {
@@ -145,9 +223,25 @@ t.test('refusals: values the chart does not render', async (t) => {
     [['--set', 'auth.webhook.tokens={short}'], /tokens/],
     [['--set', 'scope.namespaces={Not_A_Namespace}'], /namespaces/],
     [['--set', 'replicaCountt=2'], /replicaCountt|additional/],
+    // least privilege: HelmRelease only per namespace, never a Role in a denied namespace
+    [['--set', 'actions.enabled={Deployment,HelmRelease}'], /HelmRelease.*scope\.namespaces/],
+    [['--set', 'scope.namespaces={shop,kube-system}'], /scope\.namespaces lists kube-system/],
+    [['--set', 'scope.namespaces={kube-node-lease}', '--set-json', 'scope.denyNamespaces=[]'], /scope\.namespaces lists kube-node-lease/],
+    [['--set', 'scope.namespaces={shop,payments}', '--set', 'scope.denyNamespaces={payments}'], /scope\.namespaces lists payments/],
+    // the webhook credential and its on-purpose opt-out are exclusive
+    [['--set', 'auth.webhook.allowUnauthenticated=true'], /auth\.webhook\.allowUnauthenticated is true but a credential is set/],
+    [['--set', 'auth.read.allowUnauthenticated=true', '--set', 'auth.read.existingSecret=r'], /auth\.read\.allowUnauthenticated is true but a credential is set/],
+    // a NetworkPolicy peer selecting every pod of the cluster
+    [['--set', 'networkPolicy.alertmanager.namespaceSelector.matchLabels=null', '--set', 'networkPolicy.alertmanager.podSelector.matchLabels=null'], /networkPolicy\.alertmanager: namespaceSelector and podSelector are both empty/],
+    // the bundled Redis' maxmemory: below its memory limit, in units the chart reads
+    [['--set', 'redis.bundled.maxmemory=512Mi'], /maxmemory \(512Mi\) must be above 0 and below redis\.bundled\.resources\.limits\.memory \(512Mi\)/],
+    [['--set', 'redis.bundled.maxmemory=1Gi'], /must be above 0 and below/],
+    [['--set', 'redis.bundled.maxmemory=100mb'], /maxmemory/],
+    [['--set', 'redis.bundled.resources.limits.memory=0.5Gi'], /redis\.bundled\.resources\.limits\.memory is "0\.5Gi"/],
+    [['--set', 'redis.bundled.resources.limits=null'], /redis\.bundled\.resources\.limits\.memory is not set/],
   ];
   for (const [args, re] of cases) {
-    const r = helm(['template', 'rollguard', CHART, ...args]);
+    const r = helm(['template', 'rollguard', CHART, ...MINIMAL, ...args]);
     t.not(r.code, 0, `refused: ${args.join(' ')}`);
     t.match(r.stderr, re, r.stderr.split('\n').slice(0, 3).join(' | '));
   }
@@ -162,6 +256,43 @@ t.test('refusals: values the chart does not render', async (t) => {
   t.equal(redis?.valueFrom?.secretKeyRef.name, 'rollguard-secrets');
   t.same(find(objs, 'StatefulSet'), [], 'redis.url set: no bundled Redis');
   t.same(objs.filter((o) => o.metadata.name.startsWith('rollguard-redis')), [], 'redis.url set: no bundled Redis object at all');
+});
+
+t.test('the default values alone refuse to render: no webhook credential, unless allowUnauthenticated is set on purpose', async (t) => {
+  const r = helm(['template', 'rollguard', CHART]);
+  t.not(r.code, 0, 'helm template with the default values fails');
+  t.match(r.stderr, /auth\.webhook: no webhook credential/);
+  t.match(r.stderr, /auth\.webhook\.existingSecret/, 'names the value to set');
+  t.match(r.stderr, /auth\.webhook\.allowUnauthenticated: true/, 'and the on-purpose opt-out');
+  const inst = helm(['install', 'rollguard', CHART, '--dry-run=client']);
+  t.not(inst.code, 0, 'helm install too');
+
+  const withTokens = render(['--set', 'auth.webhook.tokens={webhook-token-0000000001}'], { base: false });
+  t.equal(envOf(find(withTokens, 'Deployment')[0]!).find((e) => e.name === 'WEBHOOK_TOKEN_FILE')?.value, '/etc/rollguard/auth/webhook/token', 'tokens: a token file');
+  t.equal(Buffer.from(find(withTokens, 'Secret', 'rollguard-secrets')[0]!.data['webhook-token'], 'base64').toString(), 'webhook-token-0000000001');
+  const viaSecret = render([], {});
+  const vol = viaSecret.find((o) => o.kind === 'Deployment')!.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'webhook-token');
+  t.same(vol.secret, { secretName: 'rollguard-webhook', items: [{ key: 'token', path: 'token' }] }, 'existingSecret: mounted as the token file');
+  const open = render(['--set', 'auth.webhook.allowUnauthenticated=true'], { base: false });
+  t.notOk(envOf(find(open, 'Deployment')[0]!).some((e) => e.name.startsWith('WEBHOOK_')), 'allowUnauthenticated: no webhook credential at all');
+});
+
+t.test('dry-run by default; acting for real needs a Prometheus to confirm alerts, unless allowUnconfirmed is set on purpose', async (t) => {
+  t.equal(envOf(find(render(), 'Deployment')[0]!).find((e) => e.name === 'DRY_RUN')?.value, 'true', 'the default install decides and records, and changes nothing');
+  const bare = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'dryRun=false']);
+  t.not(bare.code, 0, 'dryRun: false without Prometheus is refused');
+  t.match(bare.stderr, /dryRun is false but no Prometheus is configured/);
+  t.match(bare.stderr, /prometheus\.url or prometheus\.existingSecret/, 'names the values to set');
+  t.match(bare.stderr, /prometheus\.allowUnconfirmed: true/, 'and the on-purpose opt-out');
+  const both = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'prometheus.url=http://p:9090', '--set', 'prometheus.existingSecret=prom']);
+  t.not(both.code, 0, 'url and existingSecret together are refused');
+  const withUrl = envOf(find(render(['--set', 'dryRun=false', '--set', 'prometheus.url=http://prometheus-operated.monitoring.svc:9090']), 'Deployment')[0]!);
+  t.equal(withUrl.find((e) => e.name === 'DRY_RUN')?.value, 'false');
+  t.equal(withUrl.find((e) => e.name === 'PROMETHEUS_URL')?.value, 'http://prometheus-operated.monitoring.svc:9090');
+  const viaSecret = envOf(find(render(['--set', 'dryRun=false', '--set', 'prometheus.existingSecret=prom-url']), 'Deployment')[0]!);
+  t.same(viaSecret.find((e) => e.name === 'PROMETHEUS_URL')?.valueFrom?.secretKeyRef, { name: 'prom-url', key: 'url' }, 'a URL with credentials stays in a Secret, not in the Deployment');
+  const unconfirmed = envOf(find(render(['--set', 'dryRun=false', '--set', 'prometheus.allowUnconfirmed=true']), 'Deployment')[0]!);
+  t.notOk(unconfirmed.some((e) => e.name === 'PROMETHEUS_URL'), 'allowUnconfirmed: renders without Prometheus');
 });
 
 type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
@@ -261,7 +392,7 @@ t.test('the bundled Redis options', async (t) => {
 
   // no password
   const open = render(['--set', 'redis.bundled.auth.enabled=false']);
-  t.same(find(open, 'Secret'), [], 'auth off: no Secret');
+  t.same(find(open, 'Secret').filter((o) => o.metadata.name.startsWith('rollguard-redis')), [], 'auth off: no Redis Secret');
   const oc = find(open, 'StatefulSet')[0]!.spec.template.spec.containers[0];
   t.match(oc.args.join(' '), /--protected-mode no/);
   t.notMatch(oc.args.join(' '), /requirepass/);
@@ -272,7 +403,7 @@ t.test('the bundled Redis options', async (t) => {
 
   // an existing password Secret
   const ex = render(['--set', 'redis.bundled.auth.existingSecret=my-redis', '--set', 'redis.bundled.auth.existingSecretKey=pw']);
-  t.same(find(ex, 'Secret'), [], 'existingSecret: the chart creates no Secret');
+  t.same(find(ex, 'Secret').filter((o) => o.metadata.name.startsWith('rollguard-redis')), [], 'existingSecret: the chart creates no Redis Secret');
   t.same(envOf(find(ex, 'Deployment')[0]!).find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef, { name: 'my-redis', key: 'pw' });
   t.same(find(ex, 'StatefulSet')[0]!.spec.template.spec.containers[0].env.map((e: Env) => e.valueFrom?.secretKeyRef), [{ name: 'my-redis', key: 'pw' }, { name: 'my-redis', key: 'pw' }]);
 
@@ -299,7 +430,7 @@ t.test('the bundled Redis options', async (t) => {
   const values = parseYaml(fs.readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as { redis: Record<string, unknown> };
   delete values.redis.bundled;
   fs.writeFileSync(path.join(old, 'values.yaml'), JSON.stringify(values));
-  const partial = helm(['template', 'rollguard', old, '--set', 'redis.bundled.enabled=true', '--set', 'replicaCount=2']);
+  const partial = helm(['template', 'rollguard', old, ...MINIMAL, '--set', 'redis.bundled.enabled=true', '--set', 'replicaCount=2']);
   t.not(partial.code, 0, 'redis.bundled.enabled without the rest of redis.bundled (--reuse-values from chart 0.1) is refused');
   t.match(partial.stderr, /--reset-then-reuse-values/, `with what to do instead: ${partial.stderr.split('\n')[0]}`);
 
@@ -364,6 +495,7 @@ t.test('the bundled Redis command line, probes and REDIS_URL work against a real
   t.equal(await cfg('appendonly'), 'yes');
   t.equal(await cfg('appendfsync'), 'everysec');
   t.equal(await cfg('maxmemory-policy'), 'noeviction');
+  t.equal(await cfg('maxmemory'), String(256 * 1024 * 1024), 'maxmemory: half the container limit (512Mi) by default');
   const anon = spawnSync('redis-cli', ['-p', String(port), 'set', 'k', 'v'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: '' } });
   t.match(anon.stdout + anon.stderr, /NOAUTH/, 'without the password Redis refuses');
 });
@@ -385,7 +517,7 @@ t.test('the Deployment: probes, non-root, read-only root filesystem, every env v
   const helmEnv = new Set(['HELM_BIN', 'HELM_CACHE_HOME', 'HELM_CONFIG_HOME', 'HELM_DATA_HOME']);
   for (const e of c.env as { name: string }[]) t.ok(settings.has(e.name) || helmEnv.has(e.name), `${e.name} is a setting of src/config.ts`);
   const names = (c.env as { name: string }[]).map((e) => e.name);
-  for (const n of ['CONSUMER_NAME', 'REDIS_URL', 'WEBHOOK_TOKEN_FILE', 'ADMIN_TOKEN_FILE', 'RULES_PATH', 'PROMETHEUS_URL', 'DRY_RUN', 'SCOPE_NAMESPACES', 'SCOPE_DENY_NAMESPACES', 'SCOPE_DENY_TARGETS', 'BUDGET_CLUSTER_PER_HOUR', 'MAX_CONCURRENT_ROLLBACKS', 'NOTIFY_SLACK_URL', 'NOTIFY_WEBHOOK_URL', 'LOG_LEVEL']) {
+  for (const n of ['CONSUMER_NAME', 'REDIS_URL', 'WEBHOOK_TOKEN_FILE', 'READ_TOKEN_FILE', 'ADMIN_TOKEN_FILE', 'METRICS_PORT', 'RULES_PATH', 'PROMETHEUS_URL', 'DRY_RUN', 'SCOPE_NAMESPACES', 'SCOPE_DENY_NAMESPACES', 'SCOPE_DENY_TARGETS', 'BUDGET_CLUSTER_PER_HOUR', 'MAX_CONCURRENT_ROLLBACKS', 'NOTIFY_SLACK_URL', 'NOTIFY_WEBHOOK_URL', 'LOG_LEVEL']) {
     t.ok(names.includes(n), `${n} is set`);
   }
   t.notOk(names.includes('WEBHOOK_TOKEN') || names.includes('ADMIN_TOKEN'), 'tokens only as files from Secrets');
@@ -438,7 +570,7 @@ t.test('the chart ships the repository files unchanged: rules, Prometheus rule f
 });
 
 t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
-  const r = helm(['install', 'rollguard', CHART, '--namespace', 'rollguard-system', '--dry-run=client']);
+  const r = helm(['install', 'rollguard', CHART, '--namespace', 'rollguard-system', '--dry-run=client', ...MINIMAL]);
   t.equal(r.code, 0, r.stderr);
   const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
   t.match(notes, /url: http:\/\/rollguard\.rollguard-system\.svc:9095\/v1\/alerts/);
@@ -446,7 +578,14 @@ t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
   t.match(notes, /group_wait: 10s/);
   t.match(notes, /repeat_interval: 1h/);
   t.match(notes, /credentials_file:/);
-  t.match(notes, /WARNING: no webhook token configured/);
+  t.notMatch(notes, /WARNING/, 'a webhook credential, a read token, NetworkPolicies: nothing to warn about');
+  t.match(notes, /NetworkPolicy rollguard: port http \(webhook, API\) only from/);
+  t.match(notes, /get secret rollguard-read -o jsonpath='\{\.data\.token\}'/, 'how to read the generated read token');
+  const open = helm(['install', 'rollguard', CHART, '--namespace', 'rollguard-system', '--dry-run=client', '--set', 'auth.webhook.allowUnauthenticated=true', '--set', 'auth.read.allowUnauthenticated=true', '--set', 'networkPolicy.enabled=false']);
+  t.equal(open.code, 0, open.stderr);
+  t.match(open.stdout, /WARNING: auth\.webhook\.allowUnauthenticated is true/);
+  t.match(open.stdout, /WARNING: auth\.read\.allowUnauthenticated is true/);
+  t.match(open.stdout, /WARNING: networkPolicy\.enabled is false/);
   // the block is valid YAML an Alertmanager config can take
   const block = notes.slice(notes.indexOf('route:'), notes.indexOf('\n2. '));
   const cfg = parseYaml(block) as { receivers: { name: string; webhook_configs: { send_resolved: boolean }[] }[]; route: { routes: { receiver: string }[] } };
@@ -462,4 +601,242 @@ t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
   fs.writeFileSync(path.join(dir, 'alertmanager.yml'), JSON.stringify(am));
   const check = spawnSync('amtool', ['check-config', path.join(dir, 'alertmanager.yml')], { encoding: 'utf8', timeout: 30_000 });
   t.equal(check.status, 0, `amtool check-config: ${check.stdout}${check.stderr}`);
+});
+
+// Pods as the common installs label them: kube-prometheus-stack's (the Prometheus Operator sets
+// app.kubernetes.io/name, managed-by, instance and alertmanager/prometheus), the
+// prometheus-community alertmanager and prometheus charts', and pods that must not get in.
+const PEERS: Record<string, Peer> = {
+  'kube-prometheus-stack Alertmanager': { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'alertmanager', 'app.kubernetes.io/managed-by': 'prometheus-operator', 'app.kubernetes.io/instance': 'kps-alertmanager', alertmanager: 'kps-alertmanager' } },
+  'alertmanager chart': { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'alertmanager', 'app.kubernetes.io/instance': 'alertmanager' } },
+  'kube-prometheus-stack Prometheus': { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'prometheus', 'app.kubernetes.io/managed-by': 'prometheus-operator', 'app.kubernetes.io/instance': 'kps-prometheus', prometheus: 'kps-prometheus' } },
+  'prometheus chart server': { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'prometheus', 'app.kubernetes.io/component': 'server' } },
+  'any pod in default': { namespace: 'default', labels: { app: 'curl' } },
+  'a pod named alertmanager in shop': { namespace: 'shop', labels: { 'app.kubernetes.io/name': 'alertmanager' } },
+  'another pod in monitoring': { namespace: 'monitoring', labels: { 'app.kubernetes.io/name': 'grafana' } },
+  'another pod in rollguard-system': { namespace: 'rollguard-system', labels: { app: 'debug' } },
+};
+
+t.test('NetworkPolicies (default): port http from Alertmanager only, port metrics from Prometheus only, the bundled Redis from rollguard only', async (t) => {
+  const objs = render();
+  const nps = find(objs, 'NetworkPolicy');
+  t.same(nps.map((n) => n.metadata.name).sort(), ['rollguard', 'rollguard-redis']);
+  const dep = find(objs, 'Deployment')[0]!;
+  const sts = find(objs, 'StatefulSet')[0]!;
+  const rgPod: Record<string, string> = dep.spec.template.metadata.labels;
+  const redisPod: Record<string, string> = sts.spec.template.metadata.labels;
+  const rgSelf: Peer = { namespace: 'rollguard-system', labels: rgPod };
+  // the named ports the policies open exist on the containers
+  t.same(dep.spec.template.spec.containers[0].ports.map((p: { name: string; containerPort: number }) => `${p.name}:${p.containerPort}`), ['http:9095', 'metrics:9096']);
+  t.same(sts.spec.template.spec.containers[0].ports.map((p: { name: string }) => p.name), ['redis']);
+  const env = Object.fromEntries(envOf(dep).map((e) => [e.name, e.value]));
+  t.same([env.PORT, env.METRICS_PORT], ['9095', '9096'], 'rollguard listens on both: the API on PORT, /metrics alone on METRICS_PORT');
+  t.same(find(objs, 'Service', 'rollguard')[0]!.spec.ports.map((p: { name: string; port: number; targetPort: string }) => `${p.name}:${p.port}->${p.targetPort}`), ['http:9095->http', 'metrics:9096->metrics']);
+
+  const table: [peer: string, port: 'http' | 'metrics' | 'redis', want: boolean][] = [
+    ['kube-prometheus-stack Alertmanager', 'http', true],
+    ['alertmanager chart', 'http', true],
+    ['kube-prometheus-stack Alertmanager', 'metrics', false],
+    ['kube-prometheus-stack Prometheus', 'metrics', true],
+    ['prometheus chart server', 'metrics', true],
+    ['kube-prometheus-stack Prometheus', 'http', false],
+    ['prometheus chart server', 'http', false],
+    ['any pod in default', 'http', false],
+    ['any pod in default', 'metrics', false],
+    ['a pod named alertmanager in shop', 'http', false],
+    ['another pod in monitoring', 'http', false],
+    ['another pod in monitoring', 'metrics', false],
+    ['another pod in rollguard-system', 'http', false],
+  ];
+  for (const [peer, port, want] of table) {
+    t.equal(allowed(nps, 'rollguard-system', rgPod, PEERS[peer]!, port), want, `${peer} -> rollguard:${port}: ${want ? 'allowed' : 'refused'}`);
+  }
+  t.equal(allowed(nps, 'rollguard-system', redisPod, rgSelf, 'redis'), true, 'rollguard -> Redis: allowed');
+  for (const peer of Object.keys(PEERS)) t.equal(allowed(nps, 'rollguard-system', redisPod, PEERS[peer]!, 'redis'), false, `${peer} -> Redis: refused`);
+  t.equal(allowed(nps, 'rollguard-system', redisPod, { namespace: 'shop', labels: rgPod }, 'redis'), false, "a pod in another namespace carrying rollguard's labels -> Redis: refused");
+  t.notOk(selectsExpr(find(nps, 'NetworkPolicy', 'rollguard')[0]!.spec.podSelector, redisPod), "rollguard's policy does not select the Redis pod");
+  t.notOk(selectsExpr(find(nps, 'NetworkPolicy', 'rollguard-redis')[0]!.spec.podSelector, rgPod), "the Redis policy does not select rollguard's pods");
+
+  // the ServiceMonitor scrapes the metrics port
+  const sm = find(render(['--set', 'serviceMonitor.enabled=true']), 'ServiceMonitor')[0]!;
+  t.same(sm.spec.endpoints.map((e: { port: string; path: string }) => `${e.port} ${e.path}`), ['metrics /metrics']);
+
+  // other selectors (a plain Alertmanager in namespace observability), extra rules, and off
+  const bundledOn = render(['-f', path.join(CHART, 'ci', 'bundled-redis-values.yaml')]);
+  const bNps = find(bundledOn, 'NetworkPolicy');
+  const obsAm: Peer = { namespace: 'observability', labels: { 'app.kubernetes.io/name': 'alertmanager', 'app.kubernetes.io/instance': 'main' } };
+  const bPod: Record<string, string> = find(bundledOn, 'Deployment')[0]!.spec.template.metadata.labels;
+  t.equal(allowed(bNps, 'rollguard-system', bPod, obsAm, 'http'), true, 'the configured Alertmanager (observability, instance main) gets in');
+  t.equal(allowed(bNps, 'rollguard-system', bPod, PEERS['alertmanager chart']!, 'http'), false, 'the default one no longer does');
+  t.equal(allowed(bNps, 'rollguard-system', bPod, { namespace: 'observability', labels: { 'app.kubernetes.io/name': 'prometheus' } }, 'metrics'), true, 'Prometheus in observability (matchExpressions)');
+  t.equal(allowed(bNps, 'rollguard-system', bPod, PEERS['kube-prometheus-stack Prometheus']!, 'metrics'), true, 'and in monitoring');
+  t.equal(find(bundledOn, 'Service', 'rollguard')[0]!.spec.ports[1].port, 9100, 'service.metricsPort');
+  const allOn = render(['-f', path.join(CHART, 'ci', 'all-on-values.yaml')]);
+  const aNps = find(allOn, 'NetworkPolicy');
+  t.same(aNps.map((n) => n.metadata.name), ['rollguard'], 'an external Redis: no Redis policy');
+  const aPod: Record<string, string> = find(allOn, 'Deployment')[0]!.spec.template.metadata.labels;
+  t.equal(allowed(aNps, 'rollguard-system', aPod, { namespace: 'ingress-nginx', labels: { app: 'controller' } }, 'http'), true, 'networkPolicy.extraIngress adds rules');
+  t.equal(allowed(aNps, 'rollguard-system', aPod, { namespace: 'ingress-nginx', labels: { app: 'controller' } }, 'metrics'), false, '... for the ports they name');
+  t.same(find(render(['--set', 'networkPolicy.enabled=false']), 'NetworkPolicy'), [], 'networkPolicy.enabled: false renders none');
+});
+
+t.test('the service started as the chart configures it: a forged alert is refused (401), reads need the read token, /metrics is alone on its port, a full Redis answers 503', async (t) => {
+  const objs = render();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-pod-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // the Secret the operator created for the webhook (ci/minimal-values.yaml names it)
+  const token = 'alertmanager-webhook-token-0123456789';
+  const env = materialise(objs, find(objs, 'Deployment')[0]!, path.join(dir, 'rollguard'), { 'rollguard-webhook': { token } });
+
+  // the bundled Redis, from its rendered command line (data dir and port moved to this machine)
+  const c = find(objs, 'StatefulSet')[0]!.spec.template.spec.containers[0];
+  const redisEnv = materialise(objs, find(objs, 'StatefulSet')[0]!, path.join(dir, 'redis'));
+  const redisPort = await freePort();
+  fs.mkdirSync(path.join(dir, 'data'));
+  const args = (c.args as string[]).slice(1).map((a) => expand(a, redisEnv));
+  args[args.indexOf('--dir') + 1] = path.join(dir, 'data');
+  args[args.indexOf('--port') + 1] = String(redisPort);
+  const server = spawn('redis-server', args, { stdio: 'ignore' });
+  t.teardown(() => { server.kill('SIGKILL'); });
+  const redisUrl = `redis://:${redisEnv.REDIS_PASSWORD}@127.0.0.1:${redisPort}/0`;
+  const redis = await waitFor('the bundled Redis', async () => {
+    const c = createRedisClient(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    try {
+      await c.connect();
+      return c;
+    } catch {
+      c.disconnect();
+      return undefined;
+    }
+  }, 10_000, 100);
+  t.teardown(() => redis.disconnect());
+  t.equal(((await redis.call('CONFIG', 'GET', 'maxmemory')) as string[])[1], String(256 * 1024 * 1024), 'maxmemory: half of the 512Mi limit');
+
+  // rollguard with the pod's environment; only addresses moved to this machine
+  env.REDIS_URL = env.REDIS_URL!.replace(/@[^/]+\//, `@127.0.0.1:${redisPort}/`);
+  env.METRICS_PORT = String(await freePort());
+  const s = await startServe(env);
+  t.teardown(() => s.proc.kill('SIGKILL'));
+  const post = (headers: Record<string, string> = {}) =>
+    fetch(`${s.url}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: fixture('alertmanager/firing-two-alerts.json') });
+
+  const forged = await post();
+  t.equal(forged.status, 401, 'a forged alert without a credential: 401');
+  t.equal((await post({ authorization: 'Bearer guessed-token' })).status, 401, 'with a wrong token: 401');
+  t.equal((await post({ authorization: `Bearer ${token}` })).status, 200, "with Alertmanager's token: accepted");
+
+  const readToken = Buffer.from(find(objs, 'Secret', 'rollguard-read')[0]!.data.token, 'base64').toString();
+  t.match(readToken, /^[A-Za-z0-9]{32}$/, 'a generated read token');
+  t.equal((await fetch(`${s.url}/v1/rollbacks`)).status, 401, 'GET /v1/rollbacks without the read token: 401');
+  t.equal((await fetch(`${s.url}/v1/rollbacks`, { headers: { authorization: `Bearer ${readToken}` } })).status, 200, 'with it: 200');
+
+  const metrics = await fetch(`http://127.0.0.1:${env.METRICS_PORT}/metrics`);
+  t.equal(metrics.status, 200, 'GET /metrics on the metrics port');
+  t.match(await metrics.text(), /rollguard_/);
+  t.equal((await fetch(`http://127.0.0.1:${env.METRICS_PORT}/v1/rollbacks`)).status, 404, 'nothing else on the metrics port');
+  t.equal((await fetch(`${s.url}/metrics`)).status, 404, 'no /metrics on the API port');
+
+  // Redis full: writes refused (noeviction), the webhook answers 503 so Alertmanager retries, and
+  // nothing already stored was evicted
+  const before = (await redis.call('DBSIZE')) as number;
+  const big = 'x'.repeat(1024 * 1024);
+  let oom = '';
+  for (let i = 0; i < 1000 && !oom; i++) {
+    try {
+      await redis.set(`filler:${i}`, big);
+    } catch (err) {
+      oom = (err as Error).message;
+    }
+  }
+  t.match(oom, /^OOM command not allowed when used memory > 'maxmemory'/, `Redis refuses writes past maxmemory: ${oom}`);
+  const full = await post({ authorization: `Bearer ${token}` });
+  t.equal(full.status, 503, 'the webhook answers 503 (Alertmanager retries)');
+  t.ok(((await redis.call('DBSIZE')) as number) >= before, 'no key evicted');
+  await redis.call('DEL', ...Array.from({ length: 1000 }, (_, i) => `filler:${i}`));
+  const again = await fetch(`${s.url}/v1/alerts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: fixture('alertmanager/one-resolved-one-firing.json'),
+  });
+  t.equal(again.status, 200, 'room again: the retry is accepted');
+
+  // allowUnauthenticated on purpose: the same service takes the alert without a credential
+  const openObjs = render(['--set', 'auth.webhook.allowUnauthenticated=true', '--set', 'redis.bundled.enabled=false', '--set', 'replicaCount=1'], { base: false });
+  const openEnv = materialise(openObjs, find(openObjs, 'Deployment')[0]!, path.join(dir, 'open'));
+  openEnv.METRICS_PORT = String(await freePort());
+  const o = await startServe(openEnv);
+  t.teardown(() => o.proc.kill('SIGKILL'));
+  const openPost = await fetch(`${o.url}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fixture('alertmanager/firing-two-alerts.json') });
+  t.equal(openPost.status, 200, 'auth.webhook.allowUnauthenticated: true renders an open webhook, as it says');
+});
+
+t.test('drills: off by default; DRILL_NAMESPACES; a CronJob per schedule running the CLI against the Service with the admin token; refusals', async (t) => {
+  const none = render();
+  t.same(find(none, 'CronJob'), [], 'no scheduled drill by default');
+  t.notOk(envOf(find(none, 'Deployment')[0]!).some((e) => e.name === 'DRILL_NAMESPACES'), 'drills off by default (no DRILL_NAMESPACES)');
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-drills-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const values = (name: string, text: string) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, text);
+    return f;
+  };
+  const live = ['--set', 'dryRun=false', '--set', 'prometheus.url=http://prometheus-operated.monitoring.svc:9090', '--set', 'auth.admin.existingSecret=rollguard-admin', '--set', 'auth.admin.existingSecretKey=token'];
+  const scheduled = values(
+    'drills.yaml',
+    `drills:
+  namespaces: [staging]
+  schedules:
+    - name: web-errors
+      schedule: "0 10 1 */3 *"
+      timeZone: Europe/Berlin
+      target: Deployment/staging/web
+      fault: [env, DEMO_ERRORS=on]
+      deadline: 5m
+    - name: api-image
+      schedule: "30 10 1 */3 *"
+      target: StatefulSet/staging/api
+      fault: [image]
+`,
+  );
+  const objs = render([...live, '-f', scheduled]);
+  const dep = find(objs, 'Deployment')[0]!;
+  t.equal(envOf(dep).find((e) => e.name === 'DRILL_NAMESPACES')?.value, 'staging');
+  const jobs = find(objs, 'CronJob');
+  t.same(jobs.map((j) => j.metadata.name), ['rollguard-drill-web-errors', 'rollguard-drill-api-image']);
+  const [web, api] = jobs as [Obj, Obj];
+  t.same([web.spec.schedule, web.spec.timeZone, web.spec.concurrencyPolicy, web.spec.suspend], ['0 10 1 */3 *', 'Europe/Berlin', 'Forbid', false]);
+  const pod = web.spec.jobTemplate.spec.template;
+  const c = pod.spec.containers[0];
+  t.same(c.args, ['drill', 'run', 'Deployment/staging/web', 'env', 'DEMO_ERRORS=on', '--deadline', '5m', '--by', 'cronjob/web-errors'], 'the CLI, one drill, its report in the log');
+  t.same(api.spec.jobTemplate.spec.template.spec.containers[0].args, ['drill', 'run', 'StatefulSet/staging/api', 'image', '--by', 'cronjob/api-image']);
+  t.equal(c.image, dep.spec.template.spec.containers[0].image, "rollguard's own image");
+  t.same(c.env, [
+    { name: 'ROLLGUARD_URL', value: 'http://rollguard.rollguard-system.svc:9095' },
+    { name: 'ROLLGUARD_TOKEN', valueFrom: { secretKeyRef: { name: 'rollguard-admin', key: 'token' } } },
+  ]);
+  t.same([pod.spec.restartPolicy, web.spec.jobTemplate.spec.backoffLimit, pod.spec.automountServiceAccountToken], ['Never', 0, false], 'runs once, no Kubernetes credentials');
+  t.equal(c.securityContext.readOnlyRootFilesystem, true);
+  const drillPod: Record<string, string> = pod.metadata.labels;
+  t.notOk(selects(find(objs, 'Service', 'rollguard')[0]!.spec.selector, drillPod), "rollguard's Service does not select the drill pods");
+  t.notOk(selectsExpr(find(objs, 'PodDisruptionBudget')[0]!.spec.selector, drillPod), 'nor its PodDisruptionBudget');
+  const nps = find(objs, 'NetworkPolicy');
+  t.equal(allowed(nps, 'rollguard-system', dep.spec.template.metadata.labels, { namespace: 'rollguard-system', labels: drillPod }, 'http'), true, 'the drill pods reach the API port');
+  t.equal(allowed(nps, 'rollguard-system', dep.spec.template.metadata.labels, { namespace: 'rollguard-system', labels: drillPod }, 'metrics'), false, 'and nothing else');
+  t.equal(allowed(nps, 'rollguard-system', dep.spec.template.metadata.labels, { namespace: 'staging', labels: drillPod }, 'http'), false, 'from the release namespace only');
+  t.same(find(render([...live, '--set', 'drills.namespaces={staging}']), 'CronJob'), [], 'namespaces alone schedule nothing');
+
+  const refused = (args: string[], why: RegExp, what: string) => {
+    const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...MINIMAL, ...args]);
+    t.not(r.code, 0, what);
+    t.match(r.stderr, why, what);
+  };
+  refused([...live, '-f', scheduled, '--set', 'drills.namespaces={other}'], /drills.schedules web-errors: Deployment\/staging\/web is not in drills.namespaces \(DRILL_NAMESPACES\)/, 'a target outside drills.namespaces');
+  refused(['--set', 'dryRun=false', '--set', 'prometheus.url=http://p:9090', '-f', scheduled], /drills.schedules: a scheduled drill starts with the admin token: set auth.admin.existingSecret/, 'no admin token');
+  refused(['--set', 'auth.admin.existingSecret=a', '-f', scheduled], /dryRun is true and rollguard refuses drills in dry-run/, 'dry-run');
+  refused([...live, '--set', 'drills.namespaces={kube-system}'], /drills.namespaces lists kube-system, a namespace rollguard never touches/, 'kube-system');
+  refused([...live, '--set', 'drills.namespaces={staging}', '--set', 'scope.namespaces={shop}'], /drills.namespaces lists staging, outside scope.namespaces/, 'outside scope.namespaces');
+  refused([...live, '-f', values('bad-fault.yaml', 'drills:\n  namespaces: [staging]\n  schedules:\n    - {name: x, schedule: "@daily", target: Deployment/staging/web, fault: [reboot]}\n')], /at '\/drills\/schedules\/0\/fault': 'oneOf' failed/, 'an unknown fault (values.schema.json)');
+  refused([...live, '-f', values('bad-kind.yaml', 'drills:\n  namespaces: [staging]\n  schedules:\n    - {name: x, schedule: "@daily", target: Rollout/staging/web, fault: [crash]}\n')], /at '\/drills\/schedules\/0\/target': 'Rollout\/staging\/web' does not match pattern/, 'a kind drills do not break');
 });
