@@ -1,5 +1,5 @@
 /**
- * Decision latency (issue 8, item 3): from the webhook received to the Kubernetes patch issued,
+ * Decision latency: from the webhook received to the Kubernetes patch issued,
  * on the real control plane (test/cluster/harness.ts: etcd, kube-apiserver, controller-manager,
  * scheduler, kwok), over 100 rollbacks of 100 different Deployments (each at revision 2 first).
  * rollguard runs in this process as serve wires it (buildApp listening on loopback, the Redis
@@ -34,7 +34,7 @@ import { PrometheusClient } from '../src/prometheus/client.js';
 import { LocalPrometheus } from '../src/prometheus/local.js';
 import { parseRuleFile } from '../src/rules/loader.js';
 import { RuleSet } from '../src/rules/ruleset.js';
-import { toOpenMetrics } from '../src/rules/series.js';
+import { toOpenMetrics } from '../src/cli/series.js';
 import { RedisStore } from '../src/store/redis.js';
 import type { Store } from '../src/store/store.js';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';

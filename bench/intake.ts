@@ -1,5 +1,5 @@
 /**
- * Intake and memory (issue 8, items 1 and 5): POST /v1/alerts on rollguard (a separate
+ * Intake and memory: POST /v1/alerts on rollguard (a separate
  * `node dist/main.js serve` process, auth on, the Redis store on a local redis-server with
  * appendfsync always, rules that match nothing so the engine only matches and acks) against a bare
  * Fastify route parsing the same JSON (bench/baseline-server.mjs), driven from this process by

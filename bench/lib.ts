@@ -266,3 +266,19 @@ export function runBench(name: string, main: () => Promise<void>): void {
     },
   );
 }
+
+/** A rule file matching every HighErrorRate alert, one record per alert, with no Prometheus (onPrometheusDown: act). */
+export function everyAlertRule(name: string): string {
+  return `rules:\n${ruleEntry(name, 'HighErrorRate', 'P0')}`;
+}
+
+/** One rule of a rule file: alerts named `alertname`, their Deployment, no Prometheus needed (onPrometheusDown: act). */
+export function ruleEntry(name: string, alertname: string, priority: 'P0' | 'P1' | 'P2'): string {
+  return `  - name: ${name}
+    match: ['alertname="${alertname}"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}", deployment: "{{ $labels.deployment }}" }, threshold: 0.05, for: 2m }
+    priority: ${priority}
+    onPrometheusDown: act
+`;
+}

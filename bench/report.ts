@@ -284,7 +284,7 @@ if (text.includes(BEGIN.slice(0, 20)) && text.includes(END)) {
   const b = text.indexOf(END) + END.length;
   text = text.slice(0, a) + generated + text.slice(b);
 } else {
-  text = `${text.trimEnd()}\n\n${HEADING}\n\nIssue 8. Never timed tests: \`npm run bench\` (bench/run.sh) runs every benchmark below and writes this part of the file.\n\n${generated}\n`;
+  text = `${text.trimEnd()}\n\n${HEADING}\n\nNever timed tests: \`npm run bench\` (bench/run.sh) runs every benchmark below and writes this part of the file.\n\n${generated}\n`;
 }
 writeFileSync(doc, text);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Issue 8's benchmarks, never run as tests: `npm run bench`.
+# The benchmarks, never run as tests: `npm run bench`.
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
-#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm
-#                                       rules decision decision-everysec; the report renders what it finds in BENCH_OUT)
+#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 store-calls
+#                                       rules decision decision-everysec redis-bytes memory-store replay; the report renders
+#                                       what it finds in BENCH_OUT; redis-bytes and memory-store are written up by hand
+#                                       in docs/benchmarks.md, "Bounded under volume", and replay in its "Replay")
 #   BENCH_OUT=/some/dir npm run bench   where the JSON results and the profile go (default: a temp dir)
 # Needs what `npm test` provisions: redis-server, prometheus + promtool, the Kubernetes control plane
 # binaries (scripts/cluster/build.sh; cached). Every load goes to 127.0.0.1 only, every loop is
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec storm rules decision decision-everysec} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 store-calls rules decision decision-everysec redis-bytes memory-store replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -36,6 +38,12 @@ if want intake-everysec; then
   npx tsx bench/intake.ts --fsync everysec --name intake-everysec
 fi
 if want storm; then say "alert storm"; npx tsx bench/storm.ts; fi
+if want storm-p0; then
+  say "P0 alerts in the middle of the storm (dry-run path), with the image's V8 flags and without"
+  npx tsx bench/storm-p0.ts --node-flags "--max-semi-space-size=4 --max-old-space-size=192" --name storm-p0-flags
+  npx tsx bench/storm-p0.ts
+fi
+if want store-calls; then say "Store calls per alert"; npx tsx bench/store-calls.ts; fi
 if want rules; then
   say "rule matching (bench/rules-match.ts)"
   npx tsx bench/rules-match.ts > "$BENCH_OUT/rules-match.json"
@@ -48,6 +56,14 @@ fi
 if want decision-everysec; then
   say "decision latency again with Redis appendfsync everysec (what the store's fsyncs cost)"
   npx tsx bench/decision.ts --fsync everysec --name decision-everysec
+fi
+
+if want redis-bytes; then say "Redis bytes per alert and per record"; npx tsx bench/redis-bytes.ts; fi
+if want memory-store; then say "the in-memory store under 20,000 two-alert batches"; npx tsx bench/memory-store.ts; fi
+
+if want replay; then
+  say "replay: 30 days of 50 services (history generated and backfilled first, a few minutes; docs/benchmarks.md#replay)"
+  npx tsx bench/replay.ts
 fi
 
 npx tsx bench/report.ts --command "npm run bench"

@@ -1,5 +1,5 @@
 /**
- * Alert storm (issue 8, item 2): 10,000 distinct firing alerts within 10 s, in 100 webhook
+ * Alert storm: 10,000 distinct firing alerts within 10 s, in 100 webhook
  * batches of 100 (one every 100 ms), each batch delivered twice at the same moment, as the two
  * members of an Alertmanager HA pair do, to one rollguard (`node dist/main.js serve`, Redis store,
  * auth on). Every alert matches a rule (onPrometheusDown: act, no Prometheus, no cluster: the
@@ -12,12 +12,12 @@
  * Writes $BENCH_OUT/storm.json. No assertions on time.
  */
 import { Redis } from 'ioredis';
-import { Agent, request } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis } from '../test/support/redis.js';
-import { log, machine, metricSum, round, RssSampler, scrape, sleep, startRollguard, WEBHOOK_TOKEN, writeResult, cpuMs, type NodeProcess, runBench } from './lib.js';
+import { batchBody, sender, waitDrained } from './storm-lib.js';
+import { log, machine, metricSum, round, RssSampler, scrape, sleep, startRollguard, writeResult, cpuMs, type NodeProcess, runBench } from './lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,64 +37,6 @@ const RULES = `rules:
     onPrometheusDown: act
 `;
 
-function batchBody(b: number, startsAt: string): string {
-  const alerts = Array.from({ length: BATCH }, (_, j) => {
-    const i = b * BATCH + j;
-    const svc = `svc-${i % 500}`;
-    return {
-      status: 'firing',
-      labels: { alertname: 'HighErrorRate', namespace: `team-${i % 20}`, deployment: svc, service: svc, severity: 'critical', pod: `${svc}-${i}`, instance: `10.1.${(i >> 8) & 255}.${i & 255}:8080` },
-      annotations: { summary: 'Error rate above 5% for 2 minutes', description: `${svc} 5xx ratio is 23%` },
-      startsAt,
-      endsAt: '0001-01-01T00:00:00Z',
-      generatorURL: 'http://prometheus.example:9090/graph',
-      fingerprint: `f${i.toString(16).padStart(15, '0')}`,
-    };
-  });
-  return JSON.stringify({
-    receiver: 'rollguard',
-    status: 'firing',
-    alerts,
-    groupLabels: { alertname: 'HighErrorRate', batch: String(b) },
-    commonLabels: { alertname: 'HighErrorRate', severity: 'critical' },
-    commonAnnotations: {},
-    externalURL: 'http://alertmanager.example:9093',
-    version: '4',
-    groupKey: `{}:{alertname="HighErrorRate", batch="${b}"}`,
-    truncatedAlerts: 0,
-  });
-}
-
-/** One "Alertmanager": its own keep-alive connections, as each HA member has. */
-function sender(port: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-  return (body: string) =>
-    new Promise<{ status: number; queued: number; duplicates: number; ms: number }>((resolve, reject) => {
-      const t0 = performance.now();
-      const req = request(
-        { host: '127.0.0.1', port, path: '/v1/alerts', method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}`, 'content-length': Buffer.byteLength(body) } },
-        (res) => {
-          let data = '';
-          res.setEncoding('utf8');
-          res.on('data', (d) => (data += d));
-          res.on('end', () => {
-            const j = (() => {
-              try {
-                return JSON.parse(data) as { queued?: number; duplicates?: number };
-              } catch {
-                return {};
-              }
-            })();
-            resolve({ status: res.statusCode ?? 0, queued: j.queued ?? 0, duplicates: j.duplicates ?? 0, ms: performance.now() - t0 });
-          });
-        },
-      );
-      req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
-      req.on('error', reject);
-      req.end(body);
-    });
-}
-
 async function main() {
   const m0 = machine();
   log(`storm: ${ALERTS} alerts in ${ALERTS / BATCH} batches over ${SECONDS} s, each twice; ${m0.nproc} cores, load ${m0.loadavg.join(' ')}`);
@@ -109,7 +51,7 @@ async function main() {
     await sleep(2000);
     const batches = Math.ceil(ALERTS / BATCH);
     const startsAt = new Date(Date.now() - 3 * 60_000).toISOString();
-    const bodies = Array.from({ length: batches }, (_, b) => batchBody(b, startsAt));
+    const bodies = Array.from({ length: batches }, (_, b) => batchBody(b, BATCH, startsAt));
     const am1 = sender(rg.port);
     const am2 = sender(rg.port);
     const rss = new RssSampler(rg.pid, 100).start();
@@ -128,22 +70,7 @@ async function main() {
     log(`sent in ${Math.round(lastSentAt)} ms, all answered at ${Math.round(allAnsweredAt)} ms`);
 
     // The engine drains the queue: poll /metrics (bounded).
-    let handled = 0;
-    let left = -1;
-    let drainedAt = NaN;
-    let maxDepthSeen = 0;
-    for (;;) {
-      const m = await scrape(rg.url);
-      handled = metricSum(m, 'rollguard_events_processed_total', { outcome: 'handled' });
-      left = await redis.xlen('{rollguard}:queue');
-      maxDepthSeen = Math.max(maxDepthSeen, left);
-      if (handled >= ALERTS && left === 0) {
-        drainedAt = performance.now() - t0;
-        break;
-      }
-      if (performance.now() - t0 > DRAIN_TIMEOUT_MS) break;
-      await sleep(100);
-    }
+    const { drainedAt, handled, left, maxDepthSeen } = await waitDrained(rg.url, redis, ALERTS, t0, DRAIN_TIMEOUT_MS);
     const mem = rss.stop();
     const cpu = cpuMs(rg.pid) - cpu0;
     const m = await scrape(rg.url);
@@ -193,7 +120,9 @@ async function main() {
       engineAlertsPerSec: round(ALERTS / (drainedAt / 1000), 0),
       rss: { peakMb: mem.peakMb, meanMb: mem.meanMb },
       cpuCoresMean: round(cpu / drainedAt, 2),
-      zeroLoss: handled === ALERTS && left === 0 && records === ALERTS && answers.every((a) => a.status === 200),
+      coalesced: metricSum(m, 'rollguard_alerts_coalesced_total'),
+      // every alert handled: its own record, or coalesced into another's evaluation (and linked to its record)
+      zeroLoss: handled === ALERTS && left === 0 && records + metricSum(m, 'rollguard_alerts_coalesced_total') === ALERTS && answers.every((a) => a.status === 200),
     };
     log(`drained at ${Math.round(drainedAt)} ms; handled ${handled}, queued ${result.queuedByReplies}, duplicates ${result.duplicatesByReplies}, records ${records}, RSS peak ${mem.peakMb} MB`);
     writeResult('storm', result);
