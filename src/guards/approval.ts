@@ -1,3 +1,4 @@
+import { driftApprovalReason } from '../config-deps/policy.js';
 import { allow, fmtDuration, type Guard } from './guard.js';
 
 /** A revision annotated with this (on the Deployment, its ReplicaSet or pod template) carries a schema migration. */
@@ -16,7 +17,9 @@ export const approvalGuard: Guard = {
     const reasons: string[] = [];
     if (record.decision?.requiresApproval || settings.approval.required) reasons.push('the rule requires approval');
     const ann = plan?.current?.annotations ?? {};
-    if (ann[MIGRATION_ANNOTATION] === 'true') reasons.push(`revision ${plan?.current?.revision} is annotated ${MIGRATION_ANNOTATION}: rolling back past a schema migration needs a human`);
+    if (ann[MIGRATION_ANNOTATION] === 'true') reasons.push(`revision ${plan?.current?.revision} is annotated ${MIGRATION_ANNOTATION}: rolling back past a schema migration needs a human${plan?.migration ? ` (once approved, the migration rollback Job ${plan.migration.namespace}/${plan.migration.name} runs first)` : ''}`);
+    const drift = driftApprovalReason(settings.configDrift, plan);
+    if (drift) reasons.push(drift);
     if (reasons.length === 0) return allow('no approval needed');
     const until = now + settings.approval.expiresAfter;
     return { verdict: 'wait', reason: `${reasons.join('; ')}; waiting for approval (expires in ${fmtDuration(settings.approval.expiresAfter)})`, until };

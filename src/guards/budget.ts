@@ -1,40 +1,62 @@
-import { allow, block, type Guard } from './guard.js';
+import type { RollbackRecord } from '../engine/record.js';
+import type { EventLimit } from '../store/store.js';
+import { allow, block, type Guard, type GuardContext } from './guard.js';
 
 const HOUR = 3_600_000;
+
 export const budgetKeys = (target: string, rule?: string) => ({
   target: `budget:target:${target}`,
   rule: rule ? `budget:rule:${rule}` : undefined,
   cluster: 'budget:cluster',
 });
 
-/** At most N rollbacks per target, per rule and across the cluster per rolling hour: no rollback storms. */
+/** A reservation the budget guard made: given back (store.releaseEvents) if the rollback does not execute. */
+export interface BudgetHold {
+  keys: string[];
+  member: string;
+}
+
+function limits({ record, settings, config }: Pick<GuardContext, 'record' | 'settings' | 'config'>): EventLimit[] {
+  const keys = budgetKeys(record.target, record.rule);
+  const perRule = settings.budget.perRulePerHour;
+  return [
+    { key: keys.target, limit: settings.budget.perTargetPerHour },
+    ...(keys.rule && perRule !== undefined ? [{ key: keys.rule, limit: perRule }] : []),
+    { key: keys.cluster, limit: config.BUDGET_CLUSTER_PER_HOUR },
+  ];
+}
+
+function refusal(record: RollbackRecord, l: EventLimit, count: number, keys: ReturnType<typeof budgetKeys>): string {
+  if (l.key === keys.target) return `${record.target} was rolled back ${count} time(s) in the last hour; budget perTargetPerHour is ${l.limit}`;
+  if (l.key === keys.rule) return `rule ${record.rule} rolled back ${count} target(s) in the last hour; budget perRulePerHour is ${l.limit}`;
+  return `${count} rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is ${l.limit}`;
+}
+
+/**
+ * At most N rollbacks per target, per rule and across the cluster per rolling hour: no rollback
+ * storms. The check is the spend: one unit of every budget is reserved in one atomic store step
+ * (store.reserveEvents), so replicas deciding at once never pass a budget together; the rollback
+ * gives it back if it does not execute (a later guard blocks or waits, the plan is refused, the
+ * write is not applied). A drill's rollback is checked, and spends nothing.
+ */
 export const budgetGuard: Guard = {
   name: 'budget',
   needsPlan: true,
-  async check({ store, record, settings, config, now }) {
+  async check(ctx) {
+    const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
-    const since = now - HOUR;
-    const perTarget = await store.countEvents(keys.target, since);
-    if (perTarget >= settings.budget.perTargetPerHour) {
-      return block(`${record.target} was rolled back ${perTarget} time(s) in the last hour; budget perTargetPerHour is ${settings.budget.perTargetPerHour}`);
+    const want = limits(ctx);
+    if (record.source === 'drill') {
+      // a drill's rollback is checked against the budgets and spends none of them
+      for (const l of want) {
+        const n = await store.countEvents(l.key, now - HOUR);
+        if (n >= l.limit) return block(refusal(record, l, n, keys));
+      }
+      return allow('within every budget this hour; a drill spends none of it');
     }
-    const perRule = settings.budget.perRulePerHour;
-    if (keys.rule && perRule !== undefined) {
-      const n = await store.countEvents(keys.rule, since);
-      if (n >= perRule) return block(`rule ${record.rule} rolled back ${n} target(s) in the last hour; budget perRulePerHour is ${perRule}`);
-    }
-    const cluster = await store.countEvents(keys.cluster, since);
-    if (cluster >= config.BUDGET_CLUSTER_PER_HOUR) {
-      return block(`${cluster} rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is ${config.BUDGET_CLUSTER_PER_HOUR}`);
-    }
-    return allow(`budget left: target ${settings.budget.perTargetPerHour - perTarget}, cluster ${config.BUDGET_CLUSTER_PER_HOUR - cluster} this hour`);
+    const r = await store.reserveEvents(want, record.id, now, HOUR);
+    if (!r.reserved) return block(refusal(record, want.find((l) => l.key === r.key)!, r.count, keys));
+    const hold: BudgetHold = { keys: want.map((l) => l.key), member: record.id };
+    return { ...allow(`reserved one rollback of each budget this hour (${want.map((l) => `${l.key.replace(/^budget:/, '')} at most ${l.limit}`).join(', ')}); given back if it does not execute`), produced: { budget: hold } };
   },
 };
-
-/** Spends one unit of every budget (called when a rollback is executed). */
-export async function spendBudget(store: import('../store/store.js').Store, target: string, rule: string | undefined, now: number): Promise<void> {
-  const keys = budgetKeys(target, rule);
-  await store.addEvent(keys.target, now, HOUR);
-  if (keys.rule) await store.addEvent(keys.rule, now, HOUR);
-  await store.addEvent(keys.cluster, now, HOUR);
-}

@@ -1,14 +1,39 @@
+import type { Store } from '../store/store.js';
 import { allow, block, type Guard } from './guard.js';
 
-/** At most MAX_CONCURRENT_ROLLBACKS rollbacks in flight at once, over all replicas. */
+/** The store's slot pool of rollbacks in flight (Store.acquireSlot). */
+export const CONCURRENCY_POOL = 'rollbacks';
+
+/** The slot the concurrency guard leased for a rollback: renewed while it runs, given back when it ends. */
+export interface SlotHold {
+  pool: string;
+  member: string;
+}
+
+/**
+ * At most MAX_CONCURRENT_ROLLBACKS rollbacks in flight at once, over all replicas. The check is the
+ * reservation: one slot of the store's pool is leased in one atomic step (store.acquireSlot), so
+ * replicas deciding at once never pass the limit together. The rollback renews the lease with its
+ * locks (LOCK_TTL) and gives the slot back when it ends, verification included, or when it does not
+ * execute; a replica that dies holding one loses it after LOCK_TTL. P0 rollbacks come first where
+ * they compete because the queue serves P0 alerts first; a held slot is never taken back.
+ */
 export const concurrencyGuard: Guard = {
   name: 'concurrency',
   needsPlan: true,
   async check({ store, config, record }) {
-    const inFlight = (await store.listRecords({ state: 'in_progress', limit: config.MAX_CONCURRENT_ROLLBACKS + 1 })).filter((r) => r.id !== record.id);
-    if (inFlight.length >= config.MAX_CONCURRENT_ROLLBACKS) {
-      return block(`${inFlight.length} rollback(s) already in flight (${inFlight.map((r) => r.target).join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${config.MAX_CONCURRENT_ROLLBACKS}`);
+    const max = config.MAX_CONCURRENT_ROLLBACKS;
+    const r = await store.acquireSlot(CONCURRENCY_POOL, record.id, max, config.LOCK_TTL);
+    if (!r.acquired) {
+      const targets = await Promise.all(r.holders.map(async (id) => (await store.getRecord(id).catch(() => null))?.target ?? id));
+      return block(`${r.holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
     }
-    return allow(`${inFlight.length} rollback(s) in flight`);
+    const hold: SlotHold = { pool: CONCURRENCY_POOL, member: record.id };
+    return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: hold } };
   },
 };
+
+/** Gives the slot back; a failure is only logged by the caller (the lease runs out by itself). */
+export function releaseSlot(store: Store, hold: SlotHold): Promise<void> {
+  return store.releaseSlot(hold.pool, hold.member);
+}

@@ -1,27 +1,88 @@
-import { allow, block, fmtDuration, type Guard } from './guard.js';
+import type { RollbackPlan } from '../actions/action.js';
+import { writtenObjects } from '../actions/common.js';
+import type { Store } from '../store/store.js';
+import { allow, block, fmtDuration, objectKey, type Guard } from './guard.js';
 
-export const cooldownKey = (target: string) => `cooldown:${target}`;
-export const stepBackKey = (target: string) => `stepback:${target}`;
+const cooldownKey = (target: string) => `cooldown:${target}`;
+const stepBackKey = (target: string) => `stepback:${target}`;
+
+/** The last rollback rollguard executed on a target, kept until its cooldown ends. */
+export interface CooldownState {
+  /** the rollback's record id */
+  id: string;
+  /** when it was executed */
+  at: number;
+  /** when the cooldown ends */
+  until: number;
+  /** set once it ended: succeeded, failed, unverified */
+  outcome?: string;
+}
+
+export async function readCooldown(store: Store, target: string): Promise<CooldownState | null> {
+  const v = await store.getValue(cooldownKey(target));
+  return v === null ? null : (JSON.parse(v) as CooldownState);
+}
+
+/** Starts (or updates) the target's cooldown; the key expires when the cooldown ends. */
+export async function writeCooldown(store: Store, target: string, state: CooldownState, now: number): Promise<void> {
+  await store.setValue(cooldownKey(target), JSON.stringify(state), { ttlMs: Math.max(1, state.until - now) });
+}
+
+/**
+ * The other objects a plan changes, as `Kind/namespace/name`, that carry a cooldown of their own: a
+ * Canary's stable Deployment, a blue-green Service, a Helm release. Not the target (its own key),
+ * nor a Job the rollback creates (a new object each time).
+ */
+export function cooledObjects(plan: RollbackPlan | undefined, target: string): string[] {
+  if (!plan) return [];
+  return [...new Set(writtenObjects(plan).filter((o) => o.kind !== 'Job').map(objectKey))].filter((k) => k !== target).sort();
+}
+
+/** Starts the cooldown of the target and of every other object the plan writes, as one rollback's. */
+export async function writeCooldowns(store: Store, target: string, plan: RollbackPlan, state: CooldownState, now: number): Promise<void> {
+  for (const key of [target, ...cooledObjects(plan, target)]) await writeCooldown(store, key, state, now);
+}
+
+/** How many times in a row the target was stepped back (allowStepBack). */
+export async function readStepBacks(store: Store, target: string): Promise<number> {
+  return Number((await store.getValue(stepBackKey(target))) ?? '0');
+}
+
+/** Counts one more step back, remembered for `ttlMs` (the rule's cooldown). */
+export async function countStepBack(store: Store, target: string, ttlMs: number): Promise<void> {
+  const steps = (await readStepBacks(store, target)) + 1;
+  await store.setValue(stepBackKey(target), String(steps), { ttlMs });
+}
 
 /**
  * After rollguard rolls a target back, no other rollback of it for `cooldown`: no rollback loops.
  * A rule with allowStepBack may step back once more (bounded by maxStepBack) when the previous
- * rollback did not recover the service.
+ * rollback did not recover the service. Like scope and locks, the cooldown holds for every object
+ * a rollback writes: a Canary rollback that scaled the stable Deployment up starts the stable's
+ * cooldown too, so another rule undoing that Deployment (or switching that Service back) waits
+ * for it, and a rollback whose plan writes an object still cooling down is blocked, naming it.
  */
 export const cooldownGuard: Guard = {
   name: 'cooldown',
   needsPlan: true,
-  async check({ store, record, settings }) {
-    const v = await store.getValue(cooldownKey(record.target));
-    if (v === null) return allow('no recent rollback of this target');
-    const last = JSON.parse(v) as { id: string; at: number; until: number; outcome?: string };
-    if (settings.allowStepBack && last.outcome === 'failed') {
-      const steps = Number((await store.getValue(stepBackKey(record.target))) ?? '0');
-      if (steps < settings.maxStepBack) return allow(`stepping back one more revision (${steps + 1} of at most ${settings.maxStepBack}) after rollback ${last.id} did not recover`);
-      return block(`rollback ${last.id} did not recover and the step-back limit (${settings.maxStepBack}) is reached`);
+  async check({ store, record, settings, plan }) {
+    const last = await readCooldown(store, record.target);
+    let verdict = allow('no recent rollback of this target');
+    if (last !== null) {
+      if (!(settings.allowStepBack && last.outcome === 'failed')) {
+        return block(`${record.target} was rolled back by ${last.id} at ${new Date(last.at).toISOString()}; cooldown ${fmtDuration(settings.cooldown)} until ${new Date(last.until).toISOString()}`);
+      }
+      const steps = await readStepBacks(store, record.target);
+      if (steps >= settings.maxStepBack) return block(`rollback ${last.id} did not recover and the step-back limit (${settings.maxStepBack}) is reached`);
+      verdict = allow(`stepping back one more revision (${steps + 1} of at most ${settings.maxStepBack}) after rollback ${last.id} did not recover`);
     }
-    return block(
-      `${record.target} was rolled back by ${last.id} at ${new Date(last.at).toISOString()}; cooldown ${fmtDuration(settings.cooldown)} until ${new Date(last.until).toISOString()}`,
-    );
+    const others = cooledObjects(plan, record.target);
+    for (const key of others) {
+      const o = await readCooldown(store, key);
+      // a step back writes again what the rollback it steps back from wrote
+      if (o === null || (last !== null && o.id === last.id)) continue;
+      return block(`the rollback writes ${key}, rolled back by ${o.id} at ${new Date(o.at).toISOString()}; its cooldown lasts until ${new Date(o.until).toISOString()}`);
+    }
+    return others.length > 0 ? { ...verdict, reason: `${verdict.reason}; none of ${others.join(', ')} either` } : verdict;
   },
 };

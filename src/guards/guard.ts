@@ -1,8 +1,11 @@
 import type { RollbackPlan } from '../actions/action.js';
+import type { WrittenObject } from '../actions/index.js';
 import type { Config } from '../config.js';
 import type { RollbackRecord } from '../engine/record.js';
 import type { Guards } from '../rules/schema.js';
 import type { Lock, Store } from '../store/store.js';
+import type { BudgetHold } from './budget.js';
+import type { SlotHold } from './concurrency.js';
 
 export interface GuardContext {
   record: RollbackRecord;
@@ -15,18 +18,37 @@ export interface GuardContext {
   now: number;
   /** this replica, for the lock */
   owner: string;
-  /** set by the lock guard when it takes the target's lock */
+}
+
+/** What a guard that allows may hand to the rollback: the lock guard hands over the locks it took. */
+export interface Produced {
+  /** the target's lock */
   lock?: Lock;
+  /** the locks of the other objects the plan writes */
+  locks?: Lock[];
+  /** the budget guard's reservation (given back if the rollback does not execute) */
+  budget?: BudgetHold;
+  /** the concurrency guard's slot (renewed while the rollback runs, given back when it ends) */
+  slot?: SlotHold;
 }
 
 /** allow, block (the rollback ends, blocked), or wait (it waits for a human: approval). */
-export type GuardResult = { verdict: 'allow'; reason: string } | { verdict: 'block'; reason: string } | { verdict: 'wait'; reason: string; until: number };
+export type GuardResult =
+  | { verdict: 'allow'; reason: string; produced?: Produced }
+  | { verdict: 'block'; reason: string }
+  | { verdict: 'wait'; reason: string; until: number };
 
 export interface Guard {
   readonly name: string;
   /** true for guards that read the plan (the cluster's revisions) */
   readonly needsPlan: boolean;
   check(ctx: GuardContext): Promise<GuardResult>;
+  /**
+   * The same guard on every object the plan writes (writtenObjects: a Canary's stable Deployment,
+   * a blue-green Service, a Helm release, objects named by options), run once the plan exists by a
+   * guard that first ran on the target alone, before the plan. Its verdict completes the guard's.
+   */
+  checkWrites?(ctx: GuardContext & { plan: RollbackPlan; objects: WrittenObject[] }): Promise<GuardResult>;
 }
 
 export const allow = (reason: string): GuardResult => ({ verdict: 'allow', reason });
@@ -34,3 +56,6 @@ export const block = (reason: string): GuardResult => ({ verdict: 'block', reaso
 
 /** Durations in messages, as rule files write them (`30m`, `6d23h57m`). */
 export { formatDuration as fmtDuration } from '../rules/duration.js';
+
+/** "Deployment/prod/api": how guards, locks and records name an object. */
+export const objectKey = (o: WrittenObject): string => `${o.kind}/${o.namespace}/${o.name}`;

@@ -26,4 +26,4 @@ export const GUARDS: readonly Guard[] = [
   dryRunGuard,
 ];
 
-export type { Guard, GuardContext, GuardResult } from './guard.js';
+export type { Guard, GuardContext, GuardResult, Produced } from './guard.js';

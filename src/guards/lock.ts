@@ -1,10 +1,15 @@
-import { allow, block, type Guard } from './guard.js';
+import type { Lock, Store } from '../store/store.js';
+import { allow, block, objectKey, type Guard } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
 
 /**
- * One rollback per target across all replicas: takes the target's lock (with a fencing token the
- * action checks right before it writes). Held until the rollback is verified; released on any stop.
+ * One rollback per target, and one per written object, across all replicas: takes the target's
+ * lock before the plan, then the lock of every other object the plan writes (a Canary's stable
+ * Deployment, a blue-green Service), each with a fencing token the action checks right before it
+ * writes, and hands them to the rollback (`produced`), which holds them until the rollback is
+ * verified and releases them on any stop. Two rollbacks writing one object never run at once: the
+ * second is blocked, naming the object.
  */
 export const lockGuard: Guard = {
   name: 'lock',
@@ -12,7 +17,34 @@ export const lockGuard: Guard = {
   async check(ctx) {
     const lock = await ctx.store.acquireLock(lockName(ctx.record.target), ctx.owner, ctx.config.LOCK_TTL);
     if (!lock) return block(`another rollback of ${ctx.record.target} is in progress (its lock is held)`);
-    ctx.lock = lock;
-    return allow(`lock taken (fencing token ${lock.token})`);
+    return { ...allow(`lock taken (fencing token ${lock.token})`), produced: { lock } };
+  },
+  async checkWrites(ctx) {
+    const names = [...new Set(ctx.objects.map(objectKey))].filter((k) => k !== ctx.record.target).sort();
+    const locks: Lock[] = [];
+    for (const key of names) {
+      const lock = await ctx.store.acquireLock(lockName(key), ctx.owner, ctx.config.LOCK_TTL);
+      if (!lock) {
+        await Promise.all(locks.map((l) => ctx.store.releaseLock(l).catch(() => false)));
+        return block(`another rollback writing ${key} is in progress (its lock is held)`);
+      }
+      locks.push(lock);
+    }
+    return { ...allow(names.length ? `locks of ${names.join(', ')} taken too` : 'it writes no other object'), produced: { locks } };
   },
 };
+
+/**
+ * The fence check an action runs right before each write (ActionContext.checkFence): every lock
+ * the rollback holds must still be ours (its fencing token the store's current one) and renew for
+ * another `ttlMs`.
+ */
+export async function checkFence(store: Store, held: readonly Lock[], ttlMs: number): Promise<void> {
+  if (held.length === 0) throw new Error('no lock held for this rollback');
+  for (const l of held) {
+    const what = l.name.replace(/^target:/, '');
+    const fence = await store.currentFence(l.name);
+    if (fence !== l.token) throw new Error(`lock on ${what} lost (fencing token ${l.token}, current ${fence}): not writing`);
+    if (!(await store.renewLock(l, ttlMs))) throw new Error(`lock on ${what} expired: not writing`);
+  }
+}

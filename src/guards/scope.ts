@@ -1,4 +1,5 @@
-import { allow, block, type Guard } from './guard.js';
+import type { Config } from '../config.js';
+import { allow, block, objectKey, type Guard } from './guard.js';
 
 /** Kind/namespace/name globs: `*` matches within one segment. */
 export function globMatches(glob: string, value: string): boolean {
@@ -6,18 +7,36 @@ export function globMatches(glob: string, value: string): boolean {
   return re.test(value);
 }
 
-/** Namespace and target allow and deny lists (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES, SCOPE_DENY_TARGETS). */
+type ScopeSettings = Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES' | 'SCOPE_DENY_TARGETS'>;
+
+/** Why `Kind/namespace/name` is out of scope, naming the setting; undefined when it is in scope. */
+export function outOfScope(config: ScopeSettings, key: string, namespace: string): string | undefined {
+  if (config.SCOPE_DENY_NAMESPACES.includes(namespace)) return `namespace ${namespace} is denied (SCOPE_DENY_NAMESPACES)`;
+  if (config.SCOPE_NAMESPACES.length > 0 && !config.SCOPE_NAMESPACES.includes(namespace)) {
+    return `namespace ${namespace} is outside the allowed namespaces (SCOPE_NAMESPACES: ${config.SCOPE_NAMESPACES.join(', ')})`;
+  }
+  const denied = config.SCOPE_DENY_TARGETS.find((g) => globMatches(g, key));
+  if (denied) return `target ${key} is denied by ${denied} (SCOPE_DENY_TARGETS)`;
+  return undefined;
+}
+
+/**
+ * Namespace and target allow and deny lists (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES,
+ * SCOPE_DENY_TARGETS): first the target, before anything is read of it; then every object the plan
+ * writes (a Canary's stable Deployment, a blue-green Service, a Helm release).
+ */
 export const scopeGuard: Guard = {
   name: 'scope',
   needsPlan: false,
   async check({ record, config }) {
-    const ns = record.ref.namespace;
-    if (config.SCOPE_DENY_NAMESPACES.includes(ns)) return block(`namespace ${ns} is denied (SCOPE_DENY_NAMESPACES)`);
-    if (config.SCOPE_NAMESPACES.length > 0 && !config.SCOPE_NAMESPACES.includes(ns)) {
-      return block(`namespace ${ns} is outside the allowed namespaces (SCOPE_NAMESPACES: ${config.SCOPE_NAMESPACES.join(', ')})`);
+    const why = outOfScope(config, record.target, record.ref.namespace);
+    return why ? block(why) : allow(`${record.target} is in scope`);
+  },
+  async checkWrites({ config, objects }) {
+    for (const o of objects) {
+      const why = outOfScope(config, objectKey(o), o.namespace);
+      if (why) return block(`the rollback writes ${objectKey(o)}: ${why}`);
     }
-    const denied = config.SCOPE_DENY_TARGETS.find((g) => globMatches(g, record.target));
-    if (denied) return block(`target ${record.target} is denied by ${denied} (SCOPE_DENY_TARGETS)`);
-    return allow(`${record.target} is in scope`);
+    return allow(`every object it writes is in scope (${objects.map(objectKey).join(', ') || 'none'})`);
   },
 };

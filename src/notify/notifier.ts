@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 
 export type NotificationKind =
@@ -9,12 +10,13 @@ export type NotificationKind =
   | 'rollback_interrupted'
   | 'rollback_refused'
   | 'rollback_blocked'
+  | 'trigger_error'
   | 'approval_requested'
   | 'dry_run'
   | 'notify_only'
   | 'event_dead';
 
-/** What every notifier receives; the text follows the seeds' messages (in progress, completed, failed: escalate). */
+/** What every notifier receives; the text follows the runbook's communication steps (in progress, completed, failed: escalate). */
 export interface Notification {
   kind: NotificationKind;
   severity: 'info' | 'warning' | 'critical';
@@ -28,10 +30,16 @@ export interface Notification {
   at: number;
 }
 
-/** One destination. Adding a kind touches one file and main.ts's list. */
+/** One destination. Adding a kind: one file (its Notifier and NotifierKind) and one line in src/notify/index.ts. */
 export interface Notifier {
   readonly name: string;
   send(n: Notification, signal: AbortSignal): Promise<void>;
+}
+
+/** A kind of notifier: its name and, from the config, its notifier (null when the config does not enable it). */
+export interface NotifierKind {
+  readonly name: string;
+  create(config: Config): Notifier | null;
 }
 
 /**
@@ -71,7 +79,9 @@ export class Notifications {
 
 /**
  * POSTs JSON. Credentials in the URL (https://user:pass@host/…) are sent as basic auth (fetch
- * refuses URLs carrying them) and never appear in an error message or a log line.
+ * refuses URLs carrying them). An error message (and so a log line) names the URL by its origin
+ * alone: neither the credentials nor the path, which is the secret of a Slack incoming webhook
+ * (/services/T…/B…/secret) and of many other webhook URLs.
  */
 export async function postJson(url: string, body: unknown, signal: AbortSignal): Promise<void> {
   const u = new URL(url);
@@ -81,7 +91,7 @@ export async function postJson(url: string, body: unknown, signal: AbortSignal):
     u.username = '';
     u.password = '';
   }
-  const safe = `${u.origin}${u.pathname}`;
+  const safe = `${u.origin}${u.pathname === '/' ? '' : '/…'}`;
   let res: Response;
   try {
     res = await fetch(u, { method: 'POST', headers, body: JSON.stringify(body), signal });

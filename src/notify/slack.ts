@@ -1,7 +1,25 @@
-import type { Notification, Notifier } from './notifier.js';
+import type { Config } from '../config.js';
+import type { Notification, Notifier, NotifierKind } from './notifier.js';
 import { postJson } from './notifier.js';
 
 const ICON: Record<Notification['severity'], string> = { info: ':white_check_mark:', warning: ':warning:', critical: ':rotating_light:' };
+
+/**
+ * Slack's three control characters in message text, as Slack requires (api.slack.com, "Formatting
+ * text for app surfaces: escaping text"): `&` `<` `>` become `&amp;` `&lt;` `&gt;`. Alert labels and
+ * annotations are data: escaped, `<!channel>`, `<@U123>` or `<https://evil|click>` in one of them
+ * shows as text, never as a mention or a link.
+ */
+export function escapeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** The mrkdwn body: the title in bold, one bullet per line, the record link (ours, not the alert's). */
+export function slackText(n: Notification): string {
+  const head = `${ICON[n.severity]} *${escapeSlack(n.title)}*`;
+  const link = n.link ? [`<${n.link.replace(/[|<>]/g, encodeURIComponent)}|Rollback record>`] : [];
+  return [head, ...n.lines.map((l) => `• ${escapeSlack(l)}`), ...link].join('\n');
+}
 
 /** A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat accept `text` + blocks). */
 export class SlackNotifier implements Notifier {
@@ -9,8 +27,13 @@ export class SlackNotifier implements Notifier {
   constructor(private readonly url: string) {}
 
   async send(n: Notification, signal: AbortSignal): Promise<void> {
-    const head = `${ICON[n.severity]} *${n.title}*`;
-    const body = [head, ...n.lines.map((l) => `• ${l}`), ...(n.link ? [`<${n.link}|Rollback record>`] : [])].join('\n');
+    const body = slackText(n);
     await postJson(this.url, { text: body, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: body } }] }, signal);
   }
 }
+
+/** Enabled by NOTIFY_SLACK_URL. */
+export const slackKind: NotifierKind = {
+  name: 'slack',
+  create: (config: Config) => (config.NOTIFY_SLACK_URL ? new SlackNotifier(config.NOTIFY_SLACK_URL) : null),
+};

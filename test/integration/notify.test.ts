@@ -1,5 +1,5 @@
 // Notifications against a real HTTP receiver on 127.0.0.1: the Slack-compatible incoming webhook and
-// the generic JSON webhook carry the seeds' messages (rollback in progress: service, reason, impact;
+// the generic JSON webhook carry the runbook's messages (rollback in progress: service, reason, impact;
 // completed; failed: escalate), and a failing, slow or absent receiver never blocks or delays a rollback.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { pino } from 'pino';
@@ -91,9 +91,9 @@ t.test('a receiver answering 500 is an error for the notifier (counted as failed
   await t.rejects(new WebhookNotifier(r.url('/hook')).send(sample, AbortSignal.timeout(5000)), /answered 500/);
   const metrics = createMetrics({ defaults: false });
   const n = new Notifications([new WebhookNotifier(r.url('/hook')), new SlackNotifier(r.url('/slack'))], pino({ level: 'silent' }), metrics, 2000);
-  const t0 = performance.now();
   n.emit(sample);
-  t.ok(performance.now() - t0 < 20, 'emit returns at once');
+  // emit() does not wait for the sends: when it returns, neither failure has been counted yet.
+  t.equal((await metricValue(metrics, 'rollguard_notifications_total', { notifier: 'webhook', outcome: 'failed' })) ?? 0, 0, 'emit returns before the send ends');
   await n.flush();
   t.equal(await metricValue(metrics, 'rollguard_notifications_total', { notifier: 'webhook', outcome: 'failed' }), 1);
   t.equal(await metricValue(metrics, 'rollguard_notifications_total', { notifier: 'slack', outcome: 'failed' }), 1);
@@ -101,7 +101,7 @@ t.test('a receiver answering 500 is an error for the notifier (counted as failed
 
 /** An engine with real notifiers (the engine's own wiring, as serve builds it). */
 function engineWith(notifiers: Notifier[], timeoutMs: number) {
-  const config = loadConfig({ RECOVERY_TIMEOUT: '300ms', RECOVERY_POLL: '20ms', LOCK_TTL: '2s', EXTERNAL_URL: 'https://rollguard.example' });
+  const config = loadConfig({ DRY_RUN: 'false', RECOVERY_TIMEOUT: '300ms', RECOVERY_POLL: '20ms', LOCK_TTL: '2s', EXTERNAL_URL: 'https://rollguard.example' });
   const metrics = createMetrics({ defaults: false });
   const logger = pino({ level: 'silent' });
   const notifications = new Notifications(notifiers, logger, metrics, timeoutMs);
@@ -180,16 +180,15 @@ for (const behaviour of ['fail', 'hang', 'refused'] as const) {
     const target = behaviour === 'refused' ? { got: [] as Received[], url: (p: string) => `http://127.0.0.1:${refusedPort}${p}` } : await receiver(t, behaviour);
     const e = engineWith([new SlackNotifier(target.url('/slack')), new WebhookNotifier(target.url('/hook'))], 1500);
     e.prometheus.value = 0.2;
-    const t0 = performance.now();
     await e.deliver();
-    const took = performance.now() - t0;
     const [rec] = await e.engine.records.list({});
     t.equal(rec!.state, 'succeeded', 'the rollback completes');
     t.equal(e.action.executed.length, 1, 'the undo was applied');
-    t.ok(took < 1000, `the whole rollback took ${took.toFixed(0)} ms while the receiver ${behaviour === 'hang' ? 'hangs (notify timeout 1.5 s)' : 'fails'}`);
-    const f0 = performance.now();
+    if (behaviour === 'hang') {
+      // The rollback ended while every send to the hanging receiver was still open (notify timeout 1.5 s).
+      t.equal((await metricValue(e.metrics, 'rollguard_notifications_total', { notifier: 'webhook', outcome: 'failed' })) ?? 0, 0, 'the rollback did not wait for the hanging receiver');
+    }
     await e.notifications.flush();
-    if (behaviour === 'hang') t.ok(performance.now() - f0 >= 1000, 'the hanging sends end at the notify timeout, in the background');
     t.equal(await metricValue(e.metrics, 'rollguard_notifications_total', { notifier: 'webhook', outcome: 'failed' }), 2);
     t.equal(await metricValue(e.metrics, 'rollguard_notifications_total', { notifier: 'slack', outcome: 'failed' }), 2);
     t.equal(await metricValue(e.metrics, 'rollguard_rollbacks_total', { rule: 'error-rate', outcome: 'succeeded', kind: 'Deployment', namespace: 'prod' }), 1);
@@ -201,9 +200,10 @@ t.test('emit returns at once even while a notifier hangs, and a good notifier be
   const good = await receiver(t);
   const metrics = createMetrics({ defaults: false });
   const n = new Notifications([new WebhookNotifier(bad.url('/hook')), new SlackNotifier(good.url('/slack'))], pino({ level: 'silent' }), metrics, 800);
-  const t0 = performance.now();
   for (let i = 0; i < 20; i++) n.emit({ ...sample, recordId: `rb-${i}` });
-  t.ok(performance.now() - t0 < 50, `20 emits took ${(performance.now() - t0).toFixed(1)} ms`);
+  // The good receiver gets all twenty while the hanging one still holds every one of its sends.
+  while (good.got.length < 20) await new Promise((r) => setTimeout(r, 10));
+  t.equal((await metricValue(metrics, 'rollguard_notifications_total', { notifier: 'webhook', outcome: 'failed' })) ?? 0, 0, 'the hanging sends are still open');
   await n.flush();
   t.equal(good.got.length, 20, 'the working receiver got every message');
   t.equal(await metricValue(metrics, 'rollguard_notifications_total', { notifier: 'slack', outcome: 'sent' }), 20);

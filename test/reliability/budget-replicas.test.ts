@@ -1,0 +1,55 @@
+// Three replicas on one real Redis, many alerts at once on distinct targets: the cluster's hourly
+// budget is never passed. The budget guard reserves in one atomic Redis step (a Lua script), and a
+// reservation is given back when the rollback does not execute.
+import t from 'tap';
+import { firing, PerTargetDeploymentAction } from '../support/engine.js';
+import { startRedis } from '../support/redis.js';
+import { redisReplicas } from './support.js';
+
+const redis = await startRedis();
+t.teardown(() => redis.destroy());
+// one cluster for all: executions overlap (each write takes a while), as they do on a real API server
+const replicas = (n: number, env: Record<string, string>) => redisReplicas(t, redis.url, n, env, new PerTargetDeploymentAction(), 100);
+
+t.test('three replicas, thirty alerts on thirty targets at once: exactly BUDGET_CLUSTER_PER_HOUR rollbacks', async (t) => {
+  const { engines, action } = await replicas(3, { BUDGET_CLUSTER_PER_HOUR: '3', MAX_CONCURRENT_ROLLBACKS: '100' });
+  const alerts = Array.from({ length: 30 }, (_, i) => firing('HighErrorRate', `svc-${i}`));
+  await Promise.all(alerts.map((a, i) => engines[i % 3]!.engine.handle({ id: `ev-${i}`, alert: a, deliveries: 1 })));
+  await Promise.all(engines.map((e) => e.engine.idle()));
+  t.equal(action.executed.length, 3, `executed ${action.executed.map((x) => x.ref.name).join(', ')}`);
+  const recs = await engines[0]!.engine.records.list({ limit: 100 });
+  t.equal(recs.length, 30);
+  const blocked = recs.filter((r) => r.state === 'blocked');
+  t.equal(blocked.length, 27);
+  t.ok(blocked.every((r) => /across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 3/.test(r.outcome?.message ?? '')), 'each blocked by the cluster budget, saying so');
+  t.equal(await engines[0]!.store.countEvents('budget:cluster', Date.now() - 3_600_000), 3, 'three units spent, no more');
+});
+
+t.test('a reservation is given back when the rollback does not execute: waiting for approval, dry run, a refused write', async (t) => {
+  const { engines } = await replicas(1, { BUDGET_CLUSTER_PER_HOUR: '1' });
+  const e = engines[0]!;
+  const spent = () => e.store.countEvents('budget:cluster', Date.now() - 3_600_000);
+  await e.deliver(firing('HighLatency', 'needs-approval')); // its rule requires approval
+  const pending = (await e.engine.records.list({}))[0]!;
+  t.equal(pending.state, 'pending_approval');
+  t.equal(await spent(), 0, 'waiting for approval spends nothing');
+
+  const dry = await e.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'dry' }, reason: 'try', requestedBy: 'sre', dryRun: true });
+  await e.engine.idle();
+  t.equal((await e.engine.records.get(dry.id))!.state, 'dry_run');
+  t.equal(await spent(), 0, 'a dry run spends nothing');
+
+  const execute = e.action.execute.bind(e.action);
+  e.action.execute = async (p) => ({ applied: false, message: 'not applied: someone else rolled it back', at: Date.now(), attempts: 1, refusal: { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' }, replanned: p });
+  await e.deliver(firing('HighErrorRate', 'refused'));
+  t.equal((await e.engine.records.list({ target: 'Deployment/prod/refused' }))[0]!.state, 'refused');
+  t.equal(await spent(), 0, 'a write that was not applied spends nothing');
+  e.action.execute = execute;
+
+  const ok = await e.engine.approve(pending.id, 'alice');
+  t.equal(ok.kind, 'ok');
+  await e.engine.idle();
+  t.equal(await spent(), 1, 'the approved rollback executed and spent the one unit');
+  await e.deliver(firing('HighErrorRate', 'next'));
+  t.match((await e.engine.records.list({ target: 'Deployment/prod/next' }))[0]!.outcome?.message, /BUDGET_CLUSTER_PER_HOUR is 1/, 'and the budget is now used up');
+});
