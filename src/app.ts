@@ -1,20 +1,19 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { readSecrets, type Config } from './config.js';
+import { z } from 'zod';
+import type { Config } from './config.js';
 import { alertsRoutes } from './http/alerts.js';
-import type { Credentials } from './http/auth.js';
+import { authHooks } from './http/auth.js';
+import type { AppContext, ReadinessCheck, RouteModule } from './http/context.js';
+import { errorHandler } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { metricsRoutes } from './http/metrics.js';
 import { OpenApiRegistry } from './http/openapi.js';
+import { route } from './http/route.js';
 import type { Metrics } from './metrics.js';
+import type { RuleSet } from './rules/ruleset.js';
 import type { Store } from './store/store.js';
 
 export const VERSION = '0.1.0';
-
-/** A check run by /readyz: resolves when fine, throws with the reason otherwise. */
-export type ReadinessCheck = () => Promise<void> | void;
-
-/** A group of routes mounted by buildApp, given the shared context. */
-export type RouteModule = (app: FastifyInstance, ctx: AppContext) => void;
 
 export interface AppDeps {
   config: Config;
@@ -26,37 +25,20 @@ export interface AppDeps {
   readiness?: Record<string, ReadinessCheck>;
   /** extra route modules (rollbacks API, control, reload) */
   routes?: RouteModule[];
+  /** the rules in force: intake ranks each alert by the highest priority it matches (its queue lane) */
+  rules?: { readonly rules: RuleSet };
   now?: () => number;
-}
-
-export interface AppContext {
-  config: Config;
-  store: Store;
-  metrics: Metrics;
-  openapi: OpenApiRegistry;
-  readiness: Record<string, ReadinessCheck>;
-  now: () => number;
-  webhookCredentials: () => Credentials;
-  adminCredentials: () => Credentials;
-}
-
-function credentialsFrom(config: Config) {
-  return {
-    webhook: (): Credentials => ({
-      bearer: readSecrets(config.WEBHOOK_TOKEN, config.WEBHOOK_TOKEN_FILE),
-      basic:
-        config.WEBHOOK_BASIC_USER !== undefined
-          ? { user: config.WEBHOOK_BASIC_USER, passwords: config.WEBHOOK_BASIC_PASSWORD ?? [] }
-          : null,
-    }),
-    admin: (): Credentials => ({ bearer: readSecrets(config.ADMIN_TOKEN, config.ADMIN_TOKEN_FILE), basic: null }),
-  };
 }
 
 /**
  * Builds the Fastify instance with every route; never listens (src/main.ts does, tests use inject()).
+ * Every route is registered through route() (src/http/route.ts), so /openapi.json lists it: a route
+ * registered any other way makes ready() fail, naming it.
+ * With METRICS_PORT set, GET /metrics moves to its own instance (`listener: 'metrics'`, nothing
+ * else on it), so that a NetworkPolicy, which tells ports apart but not paths, can let Prometheus
+ * reach the metrics and nothing else, and Alertmanager the webhook and not the metrics.
  */
-export function buildApp(deps: AppDeps): FastifyInstance {
+export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): FastifyInstance {
   const { config, store, metrics } = deps;
   const logger = deps.logger ?? false;
   const isInstance = typeof logger === 'object' && logger !== null && 'child' in logger && typeof logger.child === 'function';
@@ -72,7 +54,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   // Only JSON is accepted: everything else gets 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
-  const creds = credentialsFrom(config);
   const ctx: AppContext = {
     config,
     store,
@@ -80,23 +61,36 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     openapi: new OpenApiRegistry(),
     readiness: { store: () => store.ping(), ...(deps.readiness ?? {}) },
     now: deps.now ?? Date.now,
-    webhookCredentials: creds.webhook,
-    adminCredentials: creds.admin,
+    auth: authHooks(config),
+    ...(deps.rules ? { rules: deps.rules } : {}),
   };
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ err }, 'request failed');
-    const error =
-      status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : status === 400 ? 'bad_request' : status >= 500 ? 'internal' : 'error';
-    const message = status >= 500 && status !== 503 ? 'internal error; see the rollguard log' : err.message;
-    return reply.code(status).send({ error, message });
+  const registered: string[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) if (m !== 'HEAD') registered.push(`${m} ${r.url}`);
   });
+  app.addHook('onReady', async () => {
+    const undocumented = registered.filter((r) => !ctx.openapi.has(r.slice(0, r.indexOf(' ')), r.slice(r.indexOf(' ') + 1)));
+    if (undocumented.length) throw new Error(`routes missing from /openapi.json (register them with route() from src/http/route.ts): ${undocumented.join(', ')}`);
+  });
+
+  app.setErrorHandler(errorHandler(metrics));
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url}` }));
 
-  for (const mod of [healthRoutes, metricsRoutes, alertsRoutes, ...(deps.routes ?? [])]) mod(app, ctx);
+  if (listener === 'metrics') {
+    metricsRoutes(app, ctx);
+    return app;
+  }
+  const metricsHere = config.METRICS_PORT === undefined ? [metricsRoutes] : [];
+  for (const mod of [healthRoutes, ...metricsHere, alertsRoutes, ...(deps.routes ?? [])]) mod(app, ctx);
 
-  const doc = () => ctx.openapi.document(VERSION);
-  app.get('/openapi.json', async () => doc());
+  route(app, ctx, {
+    method: 'get',
+    url: '/openapi.json',
+    summary: 'this document (OpenAPI 3, generated from the zod schemas the routes validate with)',
+    tags: ['ops'],
+    responses: { 200: { description: 'the OpenAPI document', schema: z.record(z.string(), z.unknown()) } },
+    handler: async () => ctx.openapi.document(VERSION),
+  });
   return app;
 }

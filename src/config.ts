@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseDuration as parsePromDuration } from './rules/duration.js';
@@ -49,6 +48,8 @@ const redisUrl = z.string().refine(
 export const configSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   PORT: int(0, 65535).default(9095),
+  /** A second listener serving GET /metrics alone (then not on PORT); unset: /metrics on PORT. */
+  METRICS_PORT: int(0, 65535).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   /** Unset: the in-memory store (one replica only). */
@@ -66,17 +67,36 @@ export const configSchema = z.object({
   /** Admin token for mutating endpoints (reload, pause, approve, manual rollback); distinct from the webhook's. */
   ADMIN_TOKEN: secretList.optional(),
   ADMIN_TOKEN_FILE: z.string().optional(),
+  /** Read token for the records, reports and pause state (the admin token reads too); unset: reads are open. */
+  READ_TOKEN: secretList.optional(),
+  READ_TOKEN_FILE: z.string().optional(),
 
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
+  /** Webhook caps, each refused with 413 naming it: alerts per batch, bytes per label value, bytes per kept annotation value. */
+  ALERT_MAX_PER_BATCH: int(1, 100_000).default(1000),
+  ALERT_MAX_LABELS: int(1, 10_000).default(100),
+  ALERT_MAX_LABEL_BYTES: int(16, 1024 * 1024).default(4096),
+  ALERT_MAX_ANNOTATION_BYTES: int(16, 1024 * 1024).default(4096),
+  /** Annotations kept of each alert (records, notifications, reports); every other one is dropped at intake. */
+  ALERT_ANNOTATIONS: list.default(['summary', 'description', 'runbook_url']),
   /** How long a (fingerprint, startsAt, status) is remembered; longer than Alertmanager's repeat_interval. */
   DEDUPE_TTL: duration.default(86_400_000),
 
   RULES_PATH: z.string().default('rules'),
   PROMETHEUS_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   PROMETHEUS_TIMEOUT: duration.default(10_000),
+  /**
+   * Alertmanager's API (http(s)://host:9093; credentials in the URL are sent as basic auth). Set:
+   * the alerts a receiver's max_alerts left out of a notification are fetched from it and queued.
+   */
+  ALERTMANAGER_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
 
   /** kubeconfig file; unset: in-cluster config when running in a pod, otherwise no cluster (dry-run). */
   KUBECONFIG: z.string().optional(),
+  /** Set by Kubernetes in every pod: with KUBECONFIG unset, rollguard uses the pod's ServiceAccount. */
+  KUBERNETES_SERVICE_HOST: z.string().optional(),
+  /** The helm binary, for HelmRelease targets (`helm rollback`). */
+  HELM_BIN: z.string().min(1).default('helm'),
   /** Global dry-run: decide and record everything, change nothing. Default: on when no cluster is configured. */
   DRY_RUN: bool.optional(),
 
@@ -84,6 +104,11 @@ export const configSchema = z.object({
   SCOPE_NAMESPACES: list.default([]),
   SCOPE_DENY_NAMESPACES: list.default(['kube-system', 'kube-public', 'kube-node-lease']),
   SCOPE_DENY_TARGETS: list.default([]),
+  /**
+   * Namespaces rollback drills may run in (POST /v1/drills, `rollguard drill`): a drill breaks a
+   * workload on purpose. Empty: drills are off.
+   */
+  DRILL_NAMESPACES: list.default([]),
   /** Budget guard: rollbacks across the whole cluster per rolling hour (a storm stops here). */
   BUDGET_CLUSTER_PER_HOUR: int(0, 10_000).default(5),
   /** Concurrency guard: rollbacks in flight at once, over all replicas. */
@@ -93,12 +118,43 @@ export const configSchema = z.object({
   /** After the rollout, how long the trigger may take to clear in Prometheus before the rollback counts as failed. */
   RECOVERY_TIMEOUT: duration.default(300_000),
   RECOVERY_POLL: duration.default(15_000),
+  /** GitOps owners (src/gitops/): the namespace of Argo CD Applications named by a tracking id without one, and the instance label of label tracking. */
+  GITOPS_ARGOCD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').default('argocd'),
+  GITOPS_ARGOCD_INSTANCE_LABEL: z.string().min(1).default('app.kubernetes.io/instance'),
+  /** The GitOps owners a rollback may suspend, as Kind/namespace/name globs (empty: any owner that lists the target and passes SCOPE_*). */
+  GITOPS_OWNER_ALLOW: list.default([]).refine(
+    (globs) => globs.every((g) => /^(Application|Kustomization|HelmRelease|\*)\/[^/]+\/[^/]+$/.test(g)),
+    'expected Kind/namespace/name globs, Kind one of Application, Kustomization, HelmRelease or *',
+  ),
+  /**
+   * Configuration snapshots (src/config-deps/watch.ts): rollguard watches, in its scope, the
+   * ConfigMaps that Deployments, StatefulSets and DaemonSets use and keeps each content as an
+   * immutable snapshot ConfigMap beside it, so that a rule's `configDrift: restore` and a
+   * `kind: ConfigMap` target can write it back. Needs a cluster and the chart's configSnapshots rights.
+   */
+  CONFIG_SNAPSHOTS: bool.default(false),
+  /** Snapshots kept per ConfigMap (or Secret); beyond, the oldest are deleted. */
+  CONFIG_SNAPSHOTS_MAX: int(1, 1000).default(10),
+  /** Secrets too (their snapshots are Secrets; their data never goes anywhere else). Off: a Secret's drift is reported, never restored. */
+  CONFIG_SNAPSHOTS_SECRETS: bool.default(false),
   /** Per-target lock TTL (renewed while the rollback runs). */
   LOCK_TTL: duration.default(30_000),
   /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
   SCHEDULER_INTERVAL: duration.default(5_000),
   /** Closed rollback records older than this are deleted (open ones never are). */
   RECORD_RETENTION: duration.default(30 * 86_400_000),
+  /** Closed records that changed nothing (not confirmed, blocked, refused, error, dry run) go sooner: an alert flood's records do not fill the store for RECORD_RETENTION. */
+  RECORD_RETENTION_NO_ACTION: duration.default(3 * 86_400_000),
+  /** Alerts queued and not yet handled, both stores: intake beyond answers 503 (Alertmanager retries). */
+  QUEUE_MAX_DEPTH: int(1, 10_000_000).default(10_000),
+  /** Redis store: intake answers 503 once Redis uses this share of its maxmemory, keeping the rest for the engine; 0: off. */
+  REDIS_INTAKE_MAX_MEMORY: z.coerce.number({ message: 'expected a share of maxmemory between 0 and 1, e.g. 0.8' }).min(0).max(1).default(0.8),
+  /** Redis store: beyond this many records, closed records that changed nothing are deleted, oldest first (log line, metric). */
+  REDIS_MAX_RECORDS: int(100, 100_000_000).default(30_000),
+  /** In-memory store: closed records beyond this many are dropped, oldest first (with a log line). */
+  MEMORY_MAX_RECORDS: int(100, 10_000_000).default(5_000),
+  /** In-memory store: dedupe keys beyond this many are forgotten, oldest first. */
+  MEMORY_MAX_DEDUPE_KEYS: int(100, 100_000_000).default(100_000),
   /** Notifications: a Slack-compatible incoming webhook, and a generic JSON webhook. */
   NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
@@ -109,12 +165,29 @@ export const configSchema = z.object({
   CONSUMER_NAME: z.string().min(1).default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */
   QUEUE_CLAIM_IDLE: duration.default(60_000),
-  /** Deliveries after which an event that keeps failing is recorded as dead and removed. */
+  /**
+   * An event is handled at most this many times, whatever stops it (errors, EVENT_DEADLINE, a replica
+   * dying or stalling while holding it); delivered again after that, it is dead-lettered and escalated.
+   */
   QUEUE_MAX_DELIVERIES: int(1, 100).default(5),
+  /** Queued events one replica handles at once (events for one target never at once; P0 first as places free). */
+  QUEUE_CONCURRENCY: int(1, 256).default(16),
+  /** Handling one event longer than this is abandoned (log line, metric); it stays queued. Unset: QUEUE_CLAIM_IDLE. */
+  EVENT_DEADLINE: duration.optional(),
   SHUTDOWN_TIMEOUT: duration.default(25_000),
 });
 
-export type Config = z.output<typeof configSchema>;
+/** Where the cluster comes from: KUBECONFIG, else the pod's ServiceAccount (in a pod), else none. */
+export function clusterSource(c: { KUBECONFIG?: string | undefined; KUBERNETES_SERVICE_HOST?: string | undefined }): 'kubeconfig' | 'in-cluster' | 'none' {
+  if (c.KUBECONFIG !== undefined) return 'kubeconfig';
+  return c.KUBERNETES_SERVICE_HOST !== undefined ? 'in-cluster' : 'none';
+}
+
+/** The settings with what follows from them: DRY_RUN unset means on exactly when there is no cluster. */
+const settledSchema = configSchema.transform((c) => ({ ...c, DRY_RUN: c.DRY_RUN ?? clusterSource(c) === 'none' }));
+
+/** The validated configuration; frozen: nothing changes it after loadConfig. */
+export type Config = Readonly<z.output<typeof settledSchema>>;
 export type ConfigInput = z.input<typeof configSchema>;
 
 export class ConfigError extends Error {
@@ -134,7 +207,7 @@ export function parseDuration(v: number | string): number | null {
   }
 }
 
-const BOOLEAN_SETTINGS = new Set(['DRY_RUN']);
+const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS']);
 
 /** `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {
@@ -165,7 +238,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     const v = flags[key] ?? env[key];
     if (v !== undefined && v !== '') raw[key] = v;
   }
-  const parsed = configSchema.safeParse(raw);
+  const parsed = settledSchema.safeParse(raw);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
@@ -178,17 +251,19 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   if (cfg.WEBHOOK_BASIC_USER !== undefined && !cfg.WEBHOOK_BASIC_PASSWORD?.length) {
     throw new ConfigError('invalid configuration:\n  WEBHOOK_BASIC_PASSWORD (--webhook-basic-password): required when WEBHOOK_BASIC_USER is set');
   }
-  return cfg;
-}
-
-/** Tokens from the setting and from the token file (re-read on each call so rotation needs no restart). */
-export function readSecrets(list: string[] | undefined, file: string | undefined): string[] {
-  const out = [...(list ?? [])];
-  if (file) {
-    for (const t of readFileSync(file, 'utf8').split(/[\n,]/)) {
-      const s = t.trim();
-      if (s) out.push(s);
-    }
+  if (cfg.EVENT_DEADLINE !== undefined && cfg.EVENT_DEADLINE > cfg.QUEUE_CLAIM_IDLE) {
+    throw new ConfigError(
+      `invalid configuration:\n  EVENT_DEADLINE (--event-deadline): at most QUEUE_CLAIM_IDLE (${cfg.QUEUE_CLAIM_IDLE} ms), after which another replica takes the event over anyway`,
+    );
   }
-  return out;
+  if (cfg.CONFIG_SNAPSHOTS_SECRETS && !cfg.CONFIG_SNAPSHOTS) {
+    throw new ConfigError('invalid configuration:\n  CONFIG_SNAPSHOTS_SECRETS (--config-snapshots-secrets): needs CONFIG_SNAPSHOTS=true (Secrets are snapshotted beside ConfigMaps, never alone)');
+  }
+  const denied = cfg.DRILL_NAMESPACES.filter((ns) => cfg.SCOPE_DENY_NAMESPACES.includes(ns) || (cfg.SCOPE_NAMESPACES.length > 0 && !cfg.SCOPE_NAMESPACES.includes(ns)));
+  if (denied.length > 0) {
+    throw new ConfigError(
+      `invalid configuration:\n  DRILL_NAMESPACES (--drill-namespaces): ${denied.join(', ')} ${denied.length === 1 ? 'is' : 'are'} outside what rollguard may touch (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES): it could neither roll back nor restore a drill there`,
+    );
+  }
+  return Object.freeze(cfg);
 }

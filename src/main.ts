@@ -2,18 +2,28 @@
 import { pino, type Logger } from 'pino';
 import { createActions } from './actions/index.js';
 import { buildApp, VERSION } from './app.js';
-import { ConfigError, flagsToSettings, loadConfig, type Config } from './config.js';
+import { drillCommand } from './cli/drill.js';
+import { processIo as io } from './cli/io.js';
+import { rollbacksCommand } from './cli/rollbacks.js';
+import { replayCommand } from './cli/replay/command.js';
+import { rulesCheckCommand, rulesTestCommand } from './cli/rules.js';
+import { simulateCommand } from './cli/simulate.js';
+import { statusCommand } from './cli/status.js';
+import { clusterSource, ConfigError, flagsToSettings, loadConfig, type Config } from './config.js';
+import { Drills } from './drills/run.js';
 import { Engine } from './engine/pipeline.js';
 import { QueueWorker } from './engine/worker.js';
+import { announceAuth } from './http/auth.js';
 import { controlRoutes } from './http/control.js';
+import { drillsRoutes } from './http/drills.js';
 import { rollbacksRoutes } from './http/rollbacks.js';
+import { statusRoutes } from './http/status.js';
 import { createKube, type KubeSource } from './kube/config.js';
+import type { Kube } from './kube/client.js';
+import { ConfigSnapshots } from './config-deps/watch.js';
 import { createMetrics } from './metrics.js';
-import { Notifications, type Notifier } from './notify/notifier.js';
-import { SlackNotifier } from './notify/slack.js';
-import { WebhookNotifier } from './notify/webhook.js';
+import { createNotifiers, Notifications } from './notify/index.js';
 import { PrometheusClient } from './prometheus/client.js';
-import { rulesCheckCommand, rulesTestCommand, simulateCommand } from './rules/cli.js';
 import { RuleHolder } from './rules/holder.js';
 import { createStore } from './store/index.js';
 
@@ -24,16 +34,14 @@ usage:
   rollguard rules check [PATH...]
   rollguard rules test FILE...
   rollguard simulate PAYLOAD.json [--rules-path DIR] [--prometheus-url URL]
+  rollguard rollbacks list|get|report|approve|reject|create|resume-gitops|watch ...   (the API, for people and scripts)
+  rollguard status | pause [--reason TEXT] | resume
+  rollguard drill run|list|get|report ...   (rollback drills in DRILL_NAMESPACES)
+  (API commands: --url / ROLLGUARD_URL, token from ROLLGUARD_TOKEN or --token-file, -o table|json|yaml, --help)
+  rollguard replay --prometheus URL --from TIME [--to TIME] [--rules PATH]... [--format text|markdown|json] [--out FILE] [--fail-on COND]...
   rollguard version
 
 Every setting is an environment variable (REDIS_URL) or the matching flag (--redis-url); see README.md.`;
-
-interface Io {
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
-
-const io: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -47,6 +55,16 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     case 'simulate':
       return simulateCommand(rest, io);
+    case 'rollbacks':
+      return rollbacksCommand(rest, apiEnv());
+    case 'drill':
+      return drillCommand(rest, apiEnv());
+    case 'status':
+    case 'pause':
+    case 'resume':
+      return statusCommand(cmd, rest, apiEnv());
+    case 'replay':
+      return replayCommand(rest, io);
     case 'version':
     case '--version':
       io.out(VERSION);
@@ -61,6 +79,13 @@ export async function main(argv: string[]): Promise<number> {
       io.err(`rollguard: unknown command "${cmd}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** What the API commands read: the process's env and clock; Ctrl-C ends `rollbacks watch` cleanly. */
+function apiEnv() {
+  const stop = new AbortController();
+  process.once('SIGINT', () => stop.abort());
+  return { io, env: process.env, now: Date.now, signal: stop.signal };
 }
 
 function configOrExit(args: string[]): { config: Config; rest: string[] } | null {
@@ -84,7 +109,17 @@ async function serve(args: string[]): Promise<number> {
     return 2;
   }
   const { config } = loaded;
-  const logger: Logger = pino({ level: config.LOG_LEVEL, base: { service: 'rollguard' } });
+  // Asynchronous logging: lines are written to stdout in the background (pino's sonic-boom), not one
+  // write(2) per line in the request path; flushed at shutdown (see flushLogs).
+  const logDestination = pino.destination({ dest: 1, sync: false });
+  const logger: Logger = pino({ level: config.LOG_LEVEL, base: { service: 'rollguard' } }, logDestination);
+  const flushLogs = () => {
+    try {
+      logDestination.flushSync();
+    } catch {
+      // stdout not writable now (closed pipe): nothing more can be said
+    }
+  };
   const metrics = createMetrics();
 
   let rules: RuleHolder;
@@ -96,7 +131,8 @@ async function serve(args: string[]): Promise<number> {
   }
   await rules.watch();
 
-  const source: KubeSource = config.KUBECONFIG ? { mode: 'kubeconfig', path: config.KUBECONFIG } : process.env.KUBERNETES_SERVICE_HOST ? { mode: 'in-cluster' } : { mode: 'none' };
+  const cluster = clusterSource(config);
+  const source: KubeSource = cluster === 'kubeconfig' ? { mode: 'kubeconfig', path: config.KUBECONFIG! } : { mode: cluster };
   let kube;
   try {
     kube = createKube(source);
@@ -104,19 +140,20 @@ async function serve(args: string[]): Promise<number> {
     io.err(`rollguard: KUBECONFIG (--kubeconfig): ${err instanceof Error ? err.message : String(err)}`);
     return 2;
   }
-  if (config.DRY_RUN === undefined) {
-    config.DRY_RUN = kube === null;
-    if (kube === null) logger.warn('no cluster configured (KUBECONFIG, or in-cluster): dry-run, nothing will be changed');
+  if (kube === null) {
+    logger.warn(
+      config.DRY_RUN
+        ? 'no Kubernetes cluster configured (set KUBECONFIG, or run in a pod): dry-run, nothing will be changed'
+        : 'no Kubernetes cluster configured (set KUBECONFIG, or run in a pod) and DRY_RUN=false: every rollback will be refused',
+    );
   }
   const prometheus = config.PROMETHEUS_URL ? new PrometheusClient({ url: config.PROMETHEUS_URL, timeoutMs: config.PROMETHEUS_TIMEOUT, metrics }) : null;
   if (!prometheus) logger.warn("PROMETHEUS_URL not set: triggers cannot be confirmed; each rule's onPrometheusDown applies");
+  announceAuth(config, logger.child({ component: 'auth' }));
 
-  const notifiers: Notifier[] = [];
-  if (config.NOTIFY_SLACK_URL) notifiers.push(new SlackNotifier(config.NOTIFY_SLACK_URL));
-  if (config.NOTIFY_WEBHOOK_URL) notifiers.push(new WebhookNotifier(config.NOTIFY_WEBHOOK_URL));
-  const notifications = new Notifications(notifiers, logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT);
+  const notifications = new Notifications(createNotifiers(config), logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT);
 
-  const store = createStore(config, logger);
+  const store = createStore(config, logger, metrics);
   // Give Redis a moment before answering webhooks (each would get 503 until it is reachable).
   for (const until = Date.now() + 10_000; ; ) {
     try {
@@ -130,7 +167,10 @@ async function serve(args: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions: createActions({ helm: config.KUBECONFIG ? { kubeconfig: config.KUBECONFIG } : {} }), notifications, owner: config.CONSUMER_NAME });
+  const actions = createActions({ helm: { helmBin: config.HELM_BIN, ...(config.KUBECONFIG ? { kubeconfig: config.KUBECONFIG } : {}) } });
+  const engine = new Engine({ config, store, metrics, logger, rules, prometheus, kube, actions, notifications, owner: config.CONSUMER_NAME });
+
+  const snapshots = startSnapshots(config, kube, logger);
 
   await engine.heartbeat().catch((err) => logger.warn({ err }, 'could not write the replica heartbeat yet'));
 
@@ -141,14 +181,19 @@ async function serve(args: string[]): Promise<number> {
     consumer: config.CONSUMER_NAME,
     claimIdleMs: config.QUEUE_CLAIM_IDLE,
     maxDeliveries: config.QUEUE_MAX_DELIVERIES,
+    concurrency: config.QUEUE_CONCURRENCY,
+    deadlineMs: config.EVENT_DEADLINE ?? config.QUEUE_CLAIM_IDLE,
     handler: (ev) => engine.handle(ev),
+    coalesceKey: (ev) => engine.coalesceKey(ev),
+    onCoalesced: (ev, into) => engine.coalesced(ev, into),
+    targetsOf: (ev) => engine.targetsOf(ev),
     onDead: async (ev, err) => {
       metrics.escalations.inc({ reason: 'event_dead' });
       notifications.emit({
         kind: 'event_dead',
         severity: 'critical',
         title: `rollguard could not handle alert ${ev.alert.labels.alertname ?? ev.alert.fingerprint}`,
-        lines: [`failed ${ev.deliveries} times: ${err instanceof Error ? err.message : String(err)}`, 'check the rollguard log and act by hand'],
+        lines: [`not handled after ${ev.deliveries} deliveries: ${err instanceof Error ? err.message : String(err)}`, 'check the rollguard log and act by hand'],
         at: Date.now(),
       });
     },
@@ -160,10 +205,18 @@ async function serve(args: string[]): Promise<number> {
     store,
     metrics,
     logger,
-    readiness: { rules: () => { if (!rules.last?.ok && rules.rules.rules.length === 0) throw new Error('no rules loaded'); } },
-    routes: [rollbacksRoutes(engine), controlRoutes({ reload })],
+    readiness: { rules: () => rules.assertLoaded() },
+    rules,
+    routes: [
+      rollbacksRoutes(engine),
+      controlRoutes({ reload }),
+      statusRoutes({ engine, prometheus, rules: () => rules.rules.rules.length, version: VERSION, dryRun: config.DRY_RUN }),
+      drillsRoutes(new Drills({ config, store, metrics, logger, kube, prometheus, records: engine.records, rules, actions, owner: config.CONSUMER_NAME })),
+    ],
   });
   await app.listen({ host: config.HOST, port: config.PORT });
+  const metricsApp = config.METRICS_PORT === undefined ? null : buildApp({ config, store, metrics, logger }, 'metrics');
+  await metricsApp?.listen({ host: config.HOST, port: config.METRICS_PORT! });
   worker.start();
   let ticking: Promise<void> | null = null;
   const scheduler = setInterval(() => {
@@ -174,7 +227,7 @@ async function serve(args: string[]): Promise<number> {
       .finally(() => (ticking = null));
   }, config.SCHEDULER_INTERVAL);
   process.on('SIGHUP', () => void rules.reload('SIGHUP'));
-  logger.info({ version: VERSION, store: store.kind, port: config.PORT, dryRun: config.DRY_RUN, rules: rules.rules.rules.length, cluster: kube !== null, prometheus: prometheus !== null }, 'rollguard serving');
+  logger.info({ version: VERSION, store: store.kind, port: config.PORT, metricsPort: config.METRICS_PORT ?? config.PORT, dryRun: config.DRY_RUN, rules: rules.rules.rules.length, cluster: kube !== null, prometheus: prometheus !== null }, 'rollguard serving');
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -184,6 +237,7 @@ async function serve(args: string[]): Promise<number> {
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT;
       const hard = setTimeout(() => {
         logger.error({ signal, timeoutMs: config.SHUTDOWN_TIMEOUT }, 'shutdown took too long; exiting');
+        flushLogs();
         resolve(1);
       }, config.SHUTDOWN_TIMEOUT + 1000);
       hard.unref();
@@ -191,7 +245,9 @@ async function serve(args: string[]): Promise<number> {
       try {
         clearInterval(scheduler);
         await app.close();
+        await metricsApp?.close();
         await rules.close();
+        await snapshots?.stop();
         const left = await worker.drain(deadline);
         engine.stop();
         await ticking;
@@ -202,15 +258,30 @@ async function serve(args: string[]): Promise<number> {
         await store.close();
         clearTimeout(hard);
         logger.info('stopped');
+        flushLogs();
         resolve(0);
       } catch (err) {
         logger.error({ err }, 'shutdown failed');
+        flushLogs();
         resolve(1);
       }
     };
     process.on('SIGTERM', () => void shutdown('SIGTERM'));
     process.on('SIGINT', () => void shutdown('SIGINT'));
   });
+}
+
+/** The configuration snapshots' watcher, when CONFIG_SNAPSHOTS is on and a cluster is configured. */
+function startSnapshots(config: Config, kube: Kube | null, logger: Logger): ConfigSnapshots | null {
+  if (!config.CONFIG_SNAPSHOTS) return null;
+  if (!kube) {
+    logger.warn('CONFIG_SNAPSHOTS is on but no Kubernetes cluster is configured (set KUBECONFIG, or run in a pod): no configuration snapshots are taken');
+    return null;
+  }
+  const snapshots = new ConfigSnapshots({ kube, logger: logger.child({ component: 'config-snapshots' }), namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: config.CONFIG_SNAPSHOTS_SECRETS });
+  // not awaited: a watch the API server refuses retries (logging what to change) without holding up the webhook
+  snapshots.start().catch((err) => logger.error({ err }, 'configuration snapshots could not start'));
+  return snapshots;
 }
 
 const isEntry = process.argv[1] !== undefined && /main\.(ts|js)$/.test(process.argv[1]);

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Config } from './config.js';
 
 /**
  * Every rollguard metric, on one registry per app instance (tests build several apps in one
@@ -12,156 +13,114 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     // prom-client names these gauges *_total, which promtool check metrics rejects (a counter suffix on a gauge).
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
   }
-  const r = [registry];
+  // Each metric below: its name, its help, then its buckets (histograms) and its label names.
+  const registers = [registry];
+  const counter = <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []) => new Counter<L>({ name, help, labelNames, registers });
+  const gauge = <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []) => new Gauge<L>({ name, help, labelNames, registers });
+  const histogram = <L extends string = string>(name: string, help: string, buckets: number[], labelNames: readonly L[] = []) =>
+    new Histogram<L>({ name, help, buckets, labelNames, registers });
   return {
     registry,
     // intake
-    alertsReceived: new Counter({
-      name: 'rollguard_alerts_received_total',
-      help: 'Alerts received on the Alertmanager webhook, by alert status.',
-      labelNames: ['status'] as const,
-      registers: r,
-    }),
-    alertsDeduplicated: new Counter({
-      name: 'rollguard_alerts_deduplicated_total',
-      help: 'Alerts dropped as resends of a notification already queued (fingerprint, startsAt, status).',
-      registers: r,
-    }),
-    webhookRequests: new Counter({
-      name: 'rollguard_webhook_requests_total',
-      help: 'Requests to the Alertmanager webhook, by HTTP status code.',
-      labelNames: ['code'] as const,
-      registers: r,
-    }),
-    webhookDuration: new Histogram({
-      name: 'rollguard_webhook_request_duration_seconds',
-      help: 'Time to answer the Alertmanager webhook, durable queueing included.',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers: r,
-    }),
-    queueDepth: new Gauge({
-      name: 'rollguard_queue_depth',
-      help: 'Alert events queued and not yet handled.',
-      registers: r,
-    }),
-    storeErrors: new Counter({
-      name: 'rollguard_store_errors_total',
-      help: 'Store operations that failed because the store could not be reached, by operation.',
-      labelNames: ['op'] as const,
-      registers: r,
-    }),
-    eventsProcessed: new Counter({
-      name: 'rollguard_events_processed_total',
-      help: 'Queued alert events handled by the engine, by outcome (handled, failed, dead_lettered).',
-      labelNames: ['outcome'] as const,
-      registers: r,
-    }),
+    alertsReceived: counter('rollguard_alerts_received_total',
+      'Alerts received on the Alertmanager webhook, by alert status.', ['status']),
+    alertsDeduplicated: counter('rollguard_alerts_deduplicated_total',
+      'Alerts dropped as resends of a notification already queued (fingerprint, startsAt, status).'),
+    alertsUnmatched: counter('rollguard_alerts_unmatched_total',
+      'Firing alerts no loaded rule matches at intake: counted and remembered for dedupe, not queued (the engine would do nothing with them).'),
+    alertsCoalesced: counter('rollguard_alerts_coalesced_total',
+      'Firing alerts taken together with an earlier alert of the same rule and target: one evaluation, each alert linked to its record.'),
+    alertsTruncated: counter('rollguard_alerts_truncated_total',
+      "Alerts Alertmanager left out of the webhook notifications received (truncatedAlerts: the receiver's max_alerts); a resent notification counts again."),
+    alertmanagerFetches: counter('rollguard_alertmanager_fetches_total',
+      "Fetches of a truncated notification's group from Alertmanager's API v2 (ALERTMANAGER_URL), by outcome (ok, failed) after retries.", ['outcome']),
+    alertsRecovered: counter('rollguard_alerts_recovered_total',
+      'Alerts left out of a notification by max_alerts, fetched from Alertmanager and queued (ones already queued are counted as deduplicated).'),
+    alertmanagerAlertsRefused: counter('rollguard_alertmanager_alerts_refused_total',
+      "Alerts fetched back from Alertmanager's API (a truncated notification's group) and not queued because they pass an intake limit, as the webhook would refuse them, by the limit's setting (ALERT_MAX_PER_BATCH, ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES).", ['limit']),
+    webhookRequests: counter('rollguard_webhook_requests_total',
+      'Requests to the Alertmanager webhook, by HTTP status code.', ['code']),
+    webhookDuration: histogram('rollguard_webhook_request_duration_seconds',
+      'Time to answer the Alertmanager webhook, durable queueing included.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]),
+    queueDepth: gauge('rollguard_queue_depth',
+      'Alert events queued and not yet handled.'),
+    storeErrors: counter('rollguard_store_errors_total',
+      'Store operations that failed because the store could not be reached, by operation.', ['op']),
+    storeDropped: counter('rollguard_store_dropped_total',
+      'What a store dropped to stay within its bounds: records (closed, oldest first; MEMORY_MAX_RECORDS, REDIS_MAX_RECORDS) and dedupe keys (MEMORY_MAX_DEDUPE_KEYS).', ['store', 'what']),
+    eventsProcessed: counter('rollguard_events_processed_total',
+      'Queued alert events handled by the engine, by outcome (handled, failed, deadline_exceeded: abandoned past EVENT_DEADLINE, dead_lettered).', ['outcome']),
     // rules and config
-    configLastReloadSuccessful: new Gauge({
-      name: 'rollguard_config_last_reload_successful',
-      help: 'Whether the last rules reload succeeded (1) or failed and the previous rules stay in force (0).',
-      registers: r,
-    }),
-    configLastReloadSuccessTimestamp: new Gauge({
-      name: 'rollguard_config_last_reload_success_timestamp_seconds',
-      help: 'Time of the last successful rules reload.',
-      registers: r,
-    }),
-    rulesLoaded: new Gauge({
-      name: 'rollguard_rules_loaded',
-      help: 'Rules currently in force.',
-      registers: r,
-    }),
+    configLastReloadSuccessful: gauge('rollguard_config_last_reload_successful',
+      'Whether the last rules reload succeeded (1) or failed and the previous rules stay in force (0).'),
+    configLastReloadSuccessTimestamp: gauge('rollguard_config_last_reload_success_timestamp_seconds',
+      'Time of the last successful rules reload.'),
+    rulesLoaded: gauge('rollguard_rules_loaded',
+      'Rules currently in force.'),
     // prometheus confirmation
-    prometheusQueries: new Counter({
-      name: 'rollguard_prometheus_queries_total',
-      help: 'Queries sent to Prometheus, by outcome (ok, error, unreachable).',
-      labelNames: ['outcome'] as const,
-      registers: r,
-    }),
-    triggerConfirmations: new Counter({
-      name: 'rollguard_trigger_confirmations_total',
-      help: 'Trigger confirmations against Prometheus, by rule and outcome (confirmed, not_confirmed, insufficient_data, prometheus_down).',
-      labelNames: ['rule', 'outcome'] as const,
-      registers: r,
-    }),
-    decisions: new Counter({
-      name: 'rollguard_decisions_total',
-      help: 'Decisions taken for matched alerts, by rule and decision.',
-      labelNames: ['rule', 'decision'] as const,
-      registers: r,
-    }),
-    // rollbacks (issue 5/6). Time buckets bracket the seeds' targets: TTD 5 min, decide 10 min, TTR 15 min, MTTR 30 min.
-    timeToDetect: new Histogram({
-      name: 'rollguard_time_to_detect_seconds',
-      help: 'From the alert starting (startsAt) to rollguard receiving it. Seeds target: under 5 minutes.',
-      buckets: [5, 15, 30, 60, 120, 180, 300, 600, 900, 1800],
-      registers: r,
-    }),
-    timeToDecide: new Histogram({
-      name: 'rollguard_time_to_decide_seconds',
-      help: 'From receiving the alert to the rollback decision (Prometheus confirmation, re-checks and windows included). Seeds target: under 10 minutes.',
-      buckets: [0.01, 0.1, 1, 5, 30, 60, 300, 600, 900, 1800],
-      registers: r,
-    }),
-    timeToRollback: new Histogram({
-      name: 'rollguard_time_to_rollback_seconds',
-      help: 'From the decision to the rollout complete. Seeds target: under 15 minutes.',
-      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800],
-      registers: r,
-    }),
-    timeToRecover: new Histogram({
-      name: 'rollguard_time_to_recover_seconds',
-      help: 'From the alert starting to the service verified healthy or the alert resolved. Seeds target (MTTR): under 30 minutes.',
-      buckets: [30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200],
-      registers: r,
-    }),
-    rollbacks: new Counter({
-      name: 'rollguard_rollbacks_total',
-      help: 'Rollbacks that reached an end, by rule, namespace, kind and outcome (succeeded, failed, unverified, dry_run, refused, blocked, interrupted, rejected, expired).',
-      labelNames: ['rule', 'namespace', 'kind', 'outcome'] as const,
-      registers: r,
-    }),
-    rollbacksInProgress: new Gauge({
-      name: 'rollguard_rollbacks_in_progress',
-      help: 'Rollbacks this replica is executing or verifying now.',
-      registers: r,
-    }),
-    pendingApprovals: new Gauge({
-      name: 'rollguard_pending_approvals',
-      help: 'Rollbacks waiting for a human approval (as last seen by this replica).',
-      registers: r,
-    }),
-    guardBlocked: new Counter({
-      name: 'rollguard_guard_blocked_total',
-      help: 'Rollbacks stopped by a guard, by guard.',
-      labelNames: ['guard'] as const,
-      registers: r,
-    }),
-    lastRollbackTimestamp: new Gauge({
-      name: 'rollguard_last_rollback_timestamp_seconds',
-      help: 'When rollguard last changed the cluster to roll something back.',
-      registers: r,
-    }),
-    escalations: new Counter({
-      name: 'rollguard_escalations_total',
-      help: 'Rollbacks escalated to humans (failed, interrupted, dead events), by reason.',
-      labelNames: ['reason'] as const,
-      registers: r,
-    }),
-    notifications: new Counter({
-      name: 'rollguard_notifications_total',
-      help: 'Notifications sent, by notifier and outcome (sent, failed).',
-      labelNames: ['notifier', 'outcome'] as const,
-      registers: r,
-    }),
-    kubeErrors: new Counter({
-      name: 'rollguard_kube_api_errors_total',
-      help: 'Kubernetes API calls that failed, by status (HTTP code, timeout, network).',
-      labelNames: ['status'] as const,
-      registers: r,
-    }),
+    prometheusQueries: counter('rollguard_prometheus_queries_total',
+      'Queries sent to Prometheus, by outcome (ok, error, unreachable).', ['outcome']),
+    triggerConfirmations: counter('rollguard_trigger_confirmations_total',
+      'Trigger confirmations against Prometheus, by rule and outcome (confirmed, not_confirmed, insufficient_data, prometheus_down).', ['rule', 'outcome']),
+    decisions: counter('rollguard_decisions_total',
+      'Decisions taken for matched alerts, by rule and decision.', ['rule', 'decision']),
+    // rollbacks. Time buckets bracket the rollback runbook's targets: TTD 5 min, decide 10 min, TTR 15 min, MTTR 30 min.
+    timeToDetect: histogram('rollguard_time_to_detect_seconds',
+      'From the alert starting (startsAt) to rollguard receiving it. Runbook target for time to detect: under 5 minutes.', [5, 15, 30, 60, 120, 180, 300, 600, 900, 1800]),
+    timeToDecide: histogram('rollguard_time_to_decide_seconds',
+      'From receiving the alert to the rollback decision (Prometheus confirmation, re-checks and windows included). Runbook target for time to decide: under 10 minutes.', [0.01, 0.1, 1, 5, 30, 60, 300, 600, 900, 1800]),
+    timeToRollback: histogram('rollguard_time_to_rollback_seconds',
+      'From the decision to the rollout complete. Runbook target for time to rollback: under 15 minutes.', [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800]),
+    timeToRecover: histogram('rollguard_time_to_recover_seconds',
+      'From the alert starting to the service verified healthy or the alert resolved. Runbook target for mean time to recover (MTTR): under 30 minutes.', [30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200]),
+    rollbacks: counter('rollguard_rollbacks_total',
+      `Rollbacks that reached an end, by rule, namespace, kind and outcome (succeeded, failed, unverified, dry_run, refused, blocked, interrupted, rejected, expired). namespace is the target's when in scope (listed in SCOPE_NAMESPACES, or, with it unset, one where rollguard found a target), else ${OUT_OF_SCOPE} (denied, or outside SCOPE_NAMESPACES) or ${UNKNOWN_NAMESPACE}: alert labels never make series of their own.`, ['rule', 'namespace', 'kind', 'outcome']),
+    rollbacksInProgress: gauge('rollguard_rollbacks_in_progress',
+      'Rollbacks this replica is executing or verifying now.'),
+    pendingApprovals: gauge('rollguard_pending_approvals',
+      'Rollbacks waiting for a human approval (as last seen by this replica).'),
+    guardBlocked: counter('rollguard_guard_blocked_total',
+      'Rollbacks stopped by a guard, by guard.', ['guard']),
+    lastRollbackTimestamp: gauge('rollguard_last_rollback_timestamp_seconds',
+      'When rollguard last changed the cluster to roll something back.'),
+    escalations: counter('rollguard_escalations_total',
+      'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, dead events), by reason.', ['reason']),
+    notifications: counter('rollguard_notifications_total',
+      'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),
+    // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases
+    gitopsSuspensions: counter('rollguard_gitops_suspensions_total',
+      "GitOps owners rollguard suspended before a rollback's write (Argo CD automated sync turned off, Flux spec.suspend), by owner kind (Application, Kustomization, HelmRelease).", ['owner_kind']),
+    gitopsSuspended: gauge('rollguard_gitops_suspended',
+      'GitOps owners left suspended by rollguard and not resumed through it (resume-gitops), over the rollback records kept (RECORD_RETENTION); read from the shared store on each scheduler tick, so every replica reports the same value.'),
+    gitopsReapplied: counter('rollguard_gitops_reapplied_total',
+      'Rollbacks that verification found changed back after the write (failed, "re-applied by"), by the kind of the owner whose controller wrote it last (unknown: another writer).', ['owner_kind']),
+    // rollback drills (src/drills/): a fault applied on purpose, the whole chain watched
+    drills: counter('rollguard_drills_total',
+      'Rollback drills that ended, by result (passed: back on the pre-drill revision, healthy and the trigger cleared within the deadline; failed: a link broke or the deadline passed, and the drill restored the workload itself).', ['result']),
+    drillTimeToRecover: histogram('rollguard_drill_time_to_recover_seconds',
+      "Drills that passed: from the fault applied to the workload back on its pre-drill revision, healthy and its trigger cleared. The rollback runbook's drill target for the time to recover: under 5 minutes.", [15, 30, 60, 90, 120, 180, 240, 300, 450, 600, 900]),
+    drillLastEnd: gauge('rollguard_drill_last_end_timestamp_seconds',
+      'When the last drill of each target (Kind/namespace/name) run by this replica ended, labelled with its result; one series per target.', ['target', 'result']),
+    kubeErrors: counter('rollguard_kube_api_errors_total',
+      'Kubernetes API calls that failed, by status (HTTP code, timeout, network).', ['status']),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The namespace label of a namespace that is denied or outside SCOPE_NAMESPACES. */
+export const OUT_OF_SCOPE = 'out_of_scope';
+/** The namespace label of one in scope by the settings, where no target was found yet (SCOPE_NAMESPACES unset). */
+export const UNKNOWN_NAMESPACE = 'unknown';
+
+/**
+ * A namespace taken from an alert's labels, as a metric label: itself only when it is in scope —
+ * listed in SCOPE_NAMESPACES, or, with SCOPE_NAMESPACES unset (all namespaces), not denied and one
+ * where rollguard has found a rollback target (`known`: real namespaces, which alerts cannot add
+ * to). Anything else is one of two fixed values, so forged labels cannot grow the series.
+ */
+export function namespaceLabel(namespace: string, scope: Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES'>, known: ReadonlySet<string>): string {
+  if (scope.SCOPE_DENY_NAMESPACES.includes(namespace)) return OUT_OF_SCOPE;
+  if (scope.SCOPE_NAMESPACES.length > 0) return scope.SCOPE_NAMESPACES.includes(namespace) ? namespace : OUT_OF_SCOPE;
+  return known.has(namespace) ? namespace : UNKNOWN_NAMESPACE;
+}

@@ -8,10 +8,15 @@
 //
 //   demo:v1       healthy: 200, a few milliseconds
 //   demo:v2-bad   failing: every 5th request answers 500 (20% 5xx)
-//   demo:v3-slow  slow: 200 after 2.2 s (p99 above the seeds' 2 s)
+//   demo:v3-slow  slow: 200 after 2.2 s (p99 above the runbook's 2 s trigger)
 //
-// Tell it which revision runs with --image at start, or later with
-//   POST /-/revision  {"image": "demo:v2-bad"}
+// and an error switch in its environment, whatever the image:
+//
+//   DEMO_ERRORS=on  failing, as demo:v2-bad (the switch a rollback drill flips:
+//                   rollguard drill run Deployment/staging/web env DEMO_ERRORS=on)
+//
+// Tell it which revision runs with --image (and DEMO_ERRORS in its environment) at start, or later with
+//   POST /-/revision  {"image": "demo:v2-bad", "env": {"DEMO_ERRORS": "on"}}
 // (the whole-loop test does that whenever the Deployment's pod template changes, because the
 // test cluster's pods are fake). --load N makes it send itself N requests a second on GET /work,
 // so that its metrics have traffic without an outside load generator.
@@ -27,6 +32,15 @@ export function modeOfImage(image: string): Mode {
   return 'healthy';
 }
 
+/** The error switch: DEMO_ERRORS on (true, 1, yes) makes any revision fail. */
+export const ERROR_SWITCH = 'DEMO_ERRORS';
+
+/** The behaviour of a revision: its image tag, unless the error switch in its environment is on. */
+export function modeOf(image: string, env: Record<string, string> = {}): Mode {
+  if (/^(on|true|1|yes)$/i.test(env[ERROR_SWITCH] ?? '')) return 'failing';
+  return modeOfImage(image);
+}
+
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const SLOW_SECONDS = 2.2;
 
@@ -34,13 +48,13 @@ export interface DemoApp {
   port: number;
   image(): string;
   mode(): Mode;
-  setImage(image: string): void;
+  setImage(image: string, env?: Record<string, string>): void;
   close(): Promise<void>;
 }
 
-export async function startDemoApp(opts: { port?: number; host?: string; image?: string; loadPerSecond?: number } = {}): Promise<DemoApp> {
+export async function startDemoApp(opts: { port?: number; host?: string; image?: string; env?: Record<string, string>; loadPerSecond?: number } = {}): Promise<DemoApp> {
   let image = opts.image ?? 'demo:v1';
-  let mode = modeOfImage(image);
+  let mode = modeOf(image, opts.env);
   let served = 0;
   const requests = new Map<string, number>(); // code -> count
   const bucketCounts = BUCKETS.map(() => 0);
@@ -102,10 +116,12 @@ export async function startDemoApp(opts: { port?: number; host?: string; image?:
     } else if (req.method === 'POST' && url === '/-/revision') {
       body(req).then(
         (b) => {
-          const parsed = JSON.parse(b) as { image?: unknown };
+          const parsed = JSON.parse(b) as { image?: unknown; env?: unknown };
           if (typeof parsed.image !== 'string' || parsed.image === '') throw new Error('expected {"image": "name:tag"}');
+          const env = parsed.env === undefined ? {} : parsed.env;
+          if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string')) throw new Error('expected "env": {"NAME": "value"}');
           image = parsed.image;
-          mode = modeOfImage(image);
+          mode = modeOf(image, env as Record<string, string>);
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ image, mode }));
         },
         () => res.writeHead(400).end(),
@@ -136,9 +152,9 @@ export async function startDemoApp(opts: { port?: number; host?: string; image?:
     port,
     image: () => image,
     mode: () => mode,
-    setImage: (i) => {
+    setImage: (i, env) => {
       image = i;
-      mode = modeOfImage(i);
+      mode = modeOf(i, env);
     },
     close: async () => {
       if (timer) clearInterval(timer);
@@ -162,6 +178,7 @@ if (process.argv[1] && /demo-app[\\/]server\.(ts|js)$/.test(process.argv[1])) {
     host: flag(argv, 'host') ?? '127.0.0.1',
     image: flag(argv, 'image') ?? process.env.IMAGE ?? 'demo:v1',
     loadPerSecond: Number(flag(argv, 'load') ?? 0),
+    env: process.env[ERROR_SWITCH] !== undefined ? { [ERROR_SWITCH]: process.env[ERROR_SWITCH] } : {},
   });
   process.stdout.write(`${JSON.stringify({ msg: 'demo app listening', port: app.port, image: app.image(), mode: app.mode() })}\n`);
   const stop = () => void app.close().then(() => process.exit(0));

@@ -1,5 +1,5 @@
 import { durationSchema, promqlDuration } from '../rules/duration.js';
-import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { seriesRenderer } from './promql.js';
 import { metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -16,9 +16,8 @@ export const crashLoop: TriggerKind = {
   },
   compile(f) {
     const metric = f.metric as string;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    const series = seriesRenderer([metric], f.selector);
     const w = promqlDuration(f.rateWindow as number);
-    vectorSelector(metric, '');
-    return (labels) => `sum(increase(${vectorSelector(metric, renderMatchers(sel, labels))}[${w}]))`;
+    return (labels) => `sum(increase(${series(metric, labels)}[${w}]))`;
   },
 };

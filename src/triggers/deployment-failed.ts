@@ -1,4 +1,4 @@
-import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { seriesRenderer } from './promql.js';
 import { metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -17,9 +17,7 @@ export const deploymentFailed: TriggerKind = {
   },
   compile(f) {
     const metric = f.metric as string;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
-    vectorSelector(metric, '');
-    return (labels) =>
-      `max(${vectorSelector(metric, renderMatchers(sel, labels, ['condition="Progressing"', 'status="false"']))})`;
+    const series = seriesRenderer([metric], f.selector);
+    return (labels) => `max(${series(metric, labels, ['condition="Progressing"', 'status="false"'])})`;
   },
 };

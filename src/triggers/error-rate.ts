@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { durationSchema, promqlDuration } from '../rules/duration.js';
-import { compileSelector, escapePromqlString, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { escapePromqlString, seriesRenderer } from './promql.js';
 import { labelName, metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -21,16 +21,10 @@ export const errorRate: TriggerKind = {
   },
   compile(f) {
     const metric = f.metric as string;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    const series = seriesRenderer([metric], f.selector);
     const w = promqlDuration(f.rateWindow as number);
     const status = `${f.statusLabel as string}=~"${escapePromqlString(f.errorStatus as string)}"`;
-    vectorSelector(metric, '');
-    return (labels) => {
-      const m = renderMatchers(sel, labels);
-      return (
-        `(sum(rate(${vectorSelector(metric, renderMatchers(sel, labels, [status]))}[${w}])) or vector(0))` +
-        ` / sum(rate(${vectorSelector(metric, m)}[${w}]))`
-      );
-    };
+    return (labels) =>
+      `(sum(rate(${series(metric, labels, [status])}[${w}])) or vector(0))` + ` / sum(rate(${series(metric, labels)}[${w}]))`;
   },
 };

@@ -1,4 +1,4 @@
-import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { seriesRenderer } from './promql.js';
 import { metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -16,8 +16,7 @@ export const healthCheck: TriggerKind = {
   },
   compile(f) {
     const metric = f.metric as string;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
-    vectorSelector(metric, '');
-    return (labels) => `1 - avg(${vectorSelector(metric, renderMatchers(sel, labels))})`;
+    const series = seriesRenderer([metric], f.selector);
+    return (labels) => `1 - avg(${series(metric, labels)})`;
   },
 };

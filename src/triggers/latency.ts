@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { durationSchema, promqlDuration } from '../rules/duration.js';
-import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { seriesRenderer } from './promql.js';
 import { metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -19,10 +19,8 @@ export const latency: TriggerKind = {
   },
   compile(f) {
     const bucket = `${f.metric as string}_bucket`;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
+    const series = seriesRenderer([bucket], f.selector);
     const w = promqlDuration(f.rateWindow as number);
-    vectorSelector(bucket, '');
-    return (labels) =>
-      `histogram_quantile(${f.quantile as number}, sum by (le) (rate(${vectorSelector(bucket, renderMatchers(sel, labels))}[${w}])))`;
+    return (labels) => `histogram_quantile(${f.quantile as number}, sum by (le) (rate(${series(bucket, labels)}[${w}])))`;
   },
 };

@@ -1,4 +1,4 @@
-import { compileSelector, renderMatchers, vectorSelector, type SelectorValue } from './promql.js';
+import { seriesRenderer } from './promql.js';
 import { metricName, selectorField, type TriggerKind } from './types.js';
 
 /**
@@ -19,11 +19,9 @@ export const memory: TriggerKind = {
   compile(f) {
     const usage = f.usageMetric as string;
     const limit = f.limitMetric as string;
-    const sel = compileSelector(f.selector as Record<string, SelectorValue>);
-    vectorSelector(usage, '');
-    vectorSelector(limit, '');
+    const series = seriesRenderer([usage, limit], f.selector);
     return (labels) =>
-      `max(sum by (namespace, pod, container) (${vectorSelector(usage, renderMatchers(sel, labels, ['container!=""']))})` +
-      ` / sum by (namespace, pod, container) (${vectorSelector(limit, renderMatchers(sel, labels, ['resource="memory"']))}))`;
+      `max(sum by (namespace, pod, container) (${series(usage, labels, ['container!=""'])})` +
+      ` / sum by (namespace, pod, container) (${series(limit, labels, ['resource="memory"'])}))`;
   },
 };

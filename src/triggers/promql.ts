@@ -83,6 +83,20 @@ export function vectorSelector(metric: string, matchers: string): string {
   return `${metric}{${matchers}}`;
 }
 
+/** Renders `metric{SELECTOR,extra...}` for an alert's labels. */
+export type SeriesRenderer = (metric: string, labels: Record<string, string>, extra?: string[]) => string;
+
+/**
+ * The compile step the built-in kinds share: each metric name is checked once (a load error names
+ * it), the rule's selector is compiled once, and the returned renderer draws a series selector for
+ * an alert's labels.
+ */
+export function seriesRenderer(metrics: string[], selector: unknown): SeriesRenderer {
+  const sel = compileSelector(selector as Record<string, SelectorValue>);
+  for (const m of metrics) vectorSelector(m, '');
+  return (metric, labels, extra = []) => vectorSelector(metric, renderMatchers(sel, labels, extra));
+}
+
 /**
  * Renders a custom PromQL template. Substitutions must sit inside a double-quoted string in the
  * query (e.g. `{namespace="{{ $labels.namespace }}"}`); they are escaped as PromQL string content.

@@ -38,6 +38,8 @@ export interface ClusterOptions {
   nodes?: number;
   /** Install the Argo Rollouts CRDs from test/fixtures/crds (default true). */
   argoCrds?: boolean;
+  /** Install Istio's VirtualService CRD from test/fixtures/crds/istio (default false). */
+  istioCrds?: boolean;
   /** Bin dir override (default: the build.sh cache, or $ROLLGUARD_K8S_BIN). */
   binDir?: string;
   /** Parent of the per-run temp dir (default os.tmpdir()). */
@@ -101,7 +103,7 @@ export const REPO_ROOT = path.resolve(HERE, '..', '..');
 const VERSIONS_ENV = path.join(REPO_ROOT, 'scripts', 'cluster', 'versions.env');
 const CHART_DIR = path.join(REPO_ROOT, 'helm', 'rollguard');
 /** Every action kind the chart can grant without the opt-in Helm action. */
-export const CHART_ACTION_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'];
+export const CHART_ACTION_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary', 'VirtualService'];
 const CRD_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'crds');
 
 export function readVersions(): Record<string, string> {
@@ -311,11 +313,14 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 // ---------------------------------------------------------------------------------------
 
 /** The chart's ServiceAccount and RBAC for release "rollguard" in rollguard-system, every non-Helm action kind on. */
-export async function chartRbac(helmBin: string): Promise<string> {
+export async function chartRbac(helmBin: string, extraSets: string[] = []): Promise<string> {
   const { stdout } = await execFileP(helmBin, [
     'template', 'rollguard', CHART_DIR, '-n', 'rollguard-system',
     '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml',
     '--set', `actions.enabled={${CHART_ACTION_KINDS.join(',')}}`,
+    // only the RBAC is used here; the chart renders nothing without a webhook credential
+    '--set', 'auth.webhook.allowUnauthenticated=true',
+    ...extraSets.flatMap((v) => ['--set', v]),
   ], { maxBuffer: 16 * 1024 * 1024 });
   return stdout;
 }
@@ -665,10 +670,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await kubectl(['create', 'namespace', 'rollguard-system'], { check: true });
       await kubectl(['apply', '-n', 'rollguard-system', '-f', '-'], { check: true, input: rendered });
     })();
-    const crdFiles =
-      opts.argoCrds === false
-        ? []
-        : fs.readdirSync(CRD_DIR).filter((n) => n.endsWith('-crd.yaml')).map((n) => path.join(CRD_DIR, n));
+    const crdsIn = (dir: string) => fs.readdirSync(dir).filter((n) => n.endsWith('-crd.yaml')).map((n) => path.join(dir, n));
+    const crdFiles = [
+      ...(opts.argoCrds === false ? [] : crdsIn(CRD_DIR)),
+      ...(opts.istioCrds ? crdsIn(path.join(CRD_DIR, 'istio')) : []),
+    ];
     // Server-side apply: the CRDs are too large for client-side apply's last-applied annotation.
     const applyCrds = crdFiles.length
       ? kubectl(['apply', '--server-side', '--field-manager=rollguard-test', ...crdFiles.flatMap((c) => ['-f', c])], {

@@ -4,17 +4,16 @@
 // account), which confirms it in Prometheus and rolls the Deployment back; the error rate falls
 // under 0.1%, the alert resolves. Exactly one rollback; one observation in each time histogram.
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parse } from 'yaml';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { startAlertmanager, type LocalAlertmanager } from '../support/alertmanager.js';
-import { followDeployment, startDemoProcess, startScrapingPrometheus } from '../support/demo-app.js';
+import { createDemoDeployment, followDeployment, highErrorRateRule, rolloutComplete, startDemoProcess, startScrapingPrometheus } from '../support/demo-app.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
-import { ROOT, startServe, type ServeProcess } from '../support/serve.js';
+import { startServe, type ServeProcess } from '../support/serve.js';
 
 const NS = 'loop';
 const APP = 'web';
@@ -25,42 +24,14 @@ const TOKEN = 'loop-webhook-token';
 const REVISION = 'deployment.kubernetes.io/revision';
 const T_START = Date.now();
 
-interface Dep {
-  metadata: { uid?: string; generation?: number; annotations?: Record<string, string> };
-  spec: { replicas?: number; template: { spec: { containers: Array<{ image?: string }> } } };
-  status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
-}
-
 t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', async (t) => {
   // Setup inside the test: a failure here still runs every teardown (no orphaned processes).
   const cluster: Cluster = await startCluster({ argoCrds: false });
   t.teardown(() => cluster.stop({ keep: !t.passing() }));
   t.comment(`control plane up after ${((Date.now() - T_START) / 1000).toFixed(1)}s`);
 
-  const dep = () => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${APP}`);
-  const complete = (d: Dep, revision: string) =>
-    d.metadata.annotations?.[REVISION] === revision &&
-    (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
-    d.status?.updatedReplicas === d.spec.replicas &&
-    d.status?.availableReplicas === d.spec.replicas &&
-    d.status?.replicas === d.spec.replicas;
-
-  await cluster.kubectl(['create', 'namespace', NS], { check: true });
-  await cluster.request('POST', `/apis/apps/v1/namespaces/${NS}/deployments`, {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: APP, labels: { app: APP } },
-    spec: {
-      replicas: 2,
-      selector: { matchLabels: { app: APP } },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
-      template: {
-        metadata: { labels: { app: APP } },
-        spec: { containers: [{ name: 'app', image: 'demo:v1', ports: [{ containerPort: 8080, name: 'http' }] }] },
-      },
-    },
-  });
-  await waitFor('Deployment at revision 1, complete', async () => complete(await dep(), '1'), 90_000, 200);
+  const complete = rolloutComplete;
+  const dep = await createDemoDeployment(cluster, NS, APP);
 
   // rollguard: serve as a process, Redis store, the service account's rights, a fast error-rate rule.
   const redis = await startRedis();
@@ -149,9 +120,7 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   t.teardown(() => follower.stop());
 
   // The shipped alert rule, at test speed: the same expression with [10s] rate windows, for 10s.
-  const shipped = parse(readFileSync(join(ROOT, 'deploy/prometheus/alert-rules.yaml'), 'utf8')) as { groups: Array<{ rules: Array<Record<string, unknown>> }> };
-  const highErrorRate = shipped.groups.flatMap((g) => g.rules).find((r) => r.alert === 'HighErrorRate')!;
-  const fastRule = { ...highErrorRate, expr: String(highErrorRate.expr).replaceAll('[1m]', '[10s]'), for: '10s' };
+  const { shipped: highErrorRate, fast: fastRule } = highErrorRateRule();
   const prom = await startScrapingPrometheus({
     targets: [
       { job: 'demo', target: `127.0.0.1:${demo.port}`, labels: { namespace: NS, pod: POD } },

@@ -64,3 +64,15 @@ t.test('rules: broken files stop start-up with file:line; SIGHUP reloads', async
   s.proc.kill('SIGTERM');
   t.equal(await s.exited, 0);
 });
+
+t.test('no webhook credential: the laptop default stays open and says so at start-up, naming WEBHOOK_TOKEN', async (t) => {
+  const s = await startServe({});
+  t.teardown(() => s.proc.kill('SIGKILL'));
+  const warning = s.logs().find((l) => l.level === 40 && typeof l.msg === 'string' && l.msg.startsWith('the webhook is open'));
+  t.ok(warning, 'a start-up warning');
+  t.match(warning?.msg, /set WEBHOOK_TOKEN/);
+  const res = await fetch(`${s.url}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: fixture('alertmanager/firing-two-alerts.json') });
+  t.equal(res.status, 200, 'open, as the warning says');
+  s.proc.kill('SIGTERM');
+  t.equal(await s.exited, 0);
+});

@@ -17,18 +17,12 @@ import { Notifications } from '../../src/notify/notifier.js';
 import { PrometheusClient, type PrometheusApi } from '../../src/prometheus/client.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { CapturingNotifier, FakeDeploymentAction, rules } from '../support/engine.js';
-import { samples, startPrometheus } from '../support/prometheus.js';
+import { errorRateSeries, startPrometheus } from '../support/prometheus.js';
 import { figures } from './figures.js';
 
 const T0 = Date.UTC(2026, 9, 1, 12, 0);
-const S = 15_000;
-let c500 = 0;
-let c200 = 0;
 // the real Prometheus (up): 20% errors in namespace "prod" for three hours from T0
-const prom = await startPrometheus(t, [
-  { metric: 'http_requests_total', labels: { namespace: 'prod', code: '500' }, samples: samples(T0, 720, S, (i) => (c500 += i === 0 ? 0 : 20)) },
-  { metric: 'http_requests_total', labels: { namespace: 'prod', code: '200' }, samples: samples(T0, 720, S, (i) => (c200 += i === 0 ? 0 : 80)) },
-]);
+const prom = await startPrometheus(t, errorRateSeries(T0));
 // a Prometheus that was there and is gone: a real one, started and stopped (connection refused)
 const gone = await startPrometheus(t);
 const goneUrl = gone.url;

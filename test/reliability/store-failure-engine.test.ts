@@ -104,8 +104,9 @@ t.test('another replica\'s claim is still respected', async (t) => {
   const alert = firing('HighErrorRate', 'cart');
   const { alertRecordId } = await import('../../src/engine/record.js');
   const id = alertRecordId('error-rate', 'Deployment/prod/cart', alert.fingerprint, alert.startsAt);
-  const store = (s.engine as unknown as { d: { store: Store } }).d.store;
+  const store = s.flaky.store;
   await store.setValue(`claim:${id}`, 'replica-b', { onlyIfAbsent: true });
+  await store.setValue('replica:replica-b', String(Date.now()), { ttlMs: 600_000 }); // replica-b is alive (its heartbeat), so its claim holds
   const res = await s.deliver(alert).then(() => 'handled', (err: Error) => err.message);
   t.match(res, /being evaluated by another replica/);
   t.equal(s.action.executed.length, 0);

@@ -4,6 +4,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RedisStore } from '../../src/store/redis.js';
+import { testEngine, type FakeDeploymentAction } from '../support/engine.js';
 
 export function ruleFile(t: { teardown(fn: () => unknown): void }, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'rollguard-rel-'));
@@ -117,3 +119,22 @@ export async function scrape(baseUrl: string, name: string, labels: Record<strin
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let replicaPrefix = 0;
+
+/**
+ * `n` engines as replicas on one real Redis (their own connections, one key prefix), sharing one
+ * cluster double whose executions take `executeDelayMs`, so they overlap as on a real API server.
+ */
+export async function redisReplicas<A extends FakeDeploymentAction>(t: { teardown(fn: () => unknown): void }, url: string, n: number, env: Record<string, string>, action: A, executeDelayMs: number) {
+  const p = `replicas${process.pid}-${++replicaPrefix}`;
+  action.executeDelayMs = executeDelayMs;
+  const engines = [];
+  for (let i = 0; i < n; i++) {
+    const store = new RedisStore({ url, prefix: p });
+    t.teardown(() => store.close());
+    await store.waitReady(5000);
+    engines.push(testEngine({ store, action, owner: `replica-${i}`, env }));
+  }
+  return { engines, action };
+}

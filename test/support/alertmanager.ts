@@ -26,6 +26,8 @@ export interface AlertmanagerOptions {
   groupInterval?: string;
   repeatInterval?: string;
   groupBy?: string[];
+  /** the receivers' webhook max_alerts (truncation), unset: no limit */
+  maxAlerts?: number;
 }
 
 export interface LocalAlertmanager {
@@ -61,6 +63,7 @@ export function alertmanagerConfig(o: AlertmanagerOptions): string {
         '    webhook_configs:',
         `      - url: ${q(o.webhookUrl)}`,
         '        send_resolved: true',
+        ...(o.maxAlerts !== undefined ? [`        max_alerts: ${o.maxAlerts}`] : []),
         '        http_config:',
         '          authorization:',
         '            type: Bearer',

@@ -2,7 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 import { findBinary } from '../../src/prometheus/local.js';
+import type { Cluster } from '../cluster/harness.js';
 import { freePort, waitFor } from './ports.js';
 import { ROOT } from './serve.js';
 import { killOnExit, stopChild } from './children.js';
@@ -21,7 +23,8 @@ export interface DemoProcess {
   port: number;
   proc: ChildProcess;
   revision(): Promise<{ image: string; mode: string }>;
-  setImage(image: string): Promise<void>;
+  /** the revision the demo app behaves as: its image and its container's environment (the error switch) */
+  setImage(image: string, env?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,8 +52,8 @@ export async function startDemoProcess(opts: { image: string; loadPerSecond: num
     port,
     proc,
     revision: async () => (await (await fetch(`${url}/-/revision`)).json()) as { image: string; mode: string },
-    setImage: async (image) => {
-      const r = await fetch(`${url}/-/revision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image }) });
+    setImage: async (image, env) => {
+      const r = await fetch(`${url}/-/revision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, ...(env ? { env } : {}) }) });
       if (!r.ok) throw new Error(`demo app refused image ${image}: ${r.status}`);
     },
     stop: async () => {
@@ -67,15 +70,17 @@ export async function startDemoProcess(opts: { image: string; loadPerSecond: num
 export interface FollowerEvent {
   at: number;
   image: string;
+  /** the first container's plain env values (the demo app's error switch among them) */
+  env: Record<string, string>;
   revision: string | undefined;
 }
 
 /**
- * Polls the Deployment every `everyMs` and, whenever its pod template's first container image
- * changes, tells the demo app to behave as that image. `events` lists each switch.
+ * Polls the Deployment every `everyMs` and, whenever its pod template's first container (image or
+ * env) changes, tells the demo app to behave as that container. `events` lists each switch.
  */
 export function followDeployment(
-  get: () => Promise<{ metadata: { annotations?: Record<string, string> }; spec: { template: { spec: { containers: Array<{ image?: string }> } } } }>,
+  get: () => Promise<{ metadata: { annotations?: Record<string, string> }; spec: { template: { spec: { containers: Array<{ image?: string; env?: Array<{ name: string; value?: string }> }> } } } }>,
   demo: Pick<DemoProcess, 'setImage'>,
   everyMs = 200,
 ): { events: FollowerEvent[]; stop(): void } {
@@ -87,11 +92,14 @@ export function followDeployment(
     busy = true;
     get()
       .then(async (d) => {
-        const image = d.spec.template.spec.containers[0]?.image;
-        if (image && image !== current) {
-          await demo.setImage(image);
-          current = image;
-          events.push({ at: Date.now(), image, revision: d.metadata.annotations?.['deployment.kubernetes.io/revision'] });
+        const c = d.spec.template.spec.containers[0];
+        const image = c?.image;
+        const env = Object.fromEntries((c?.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+        const key = JSON.stringify([image, env]);
+        if (image && key !== current) {
+          await demo.setImage(image, env);
+          current = key;
+          events.push({ at: Date.now(), image, env, revision: d.metadata.annotations?.['deployment.kubernetes.io/revision'] });
         }
       })
       .catch(() => undefined)
@@ -199,4 +207,54 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The Deployment the demo app stands for, as the API server answers it. */
+export interface DemoDeployment {
+  metadata: { uid?: string; generation?: number; annotations?: Record<string, string> };
+  spec: { replicas?: number; template: { spec: { containers: Array<{ image?: string; env?: Array<{ name: string; value?: string }> }> } } };
+  status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
+}
+
+/** Whether a Deployment's rollout is complete (at `revision`, when given), as kubectl rollout status says. */
+export function rolloutComplete(d: DemoDeployment, revision?: string): boolean {
+  return (
+    (revision === undefined || d.metadata.annotations?.['deployment.kubernetes.io/revision'] === revision) &&
+    (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
+    d.status?.updatedReplicas === d.spec.replicas &&
+    d.status?.availableReplicas === d.spec.replicas &&
+    d.status?.replicas === d.spec.replicas
+  );
+}
+
+/**
+ * Creates namespace `ns` and Deployment `name` in it (two replicas of demo:v1, container `app`) on
+ * the test control plane, waits for revision 1 to be complete, and returns a reader of it.
+ */
+export async function createDemoDeployment(cluster: Pick<Cluster, 'kubectl' | 'request'>, ns: string, name: string): Promise<() => Promise<DemoDeployment>> {
+  await cluster.kubectl(['create', 'namespace', ns], { check: true });
+  await cluster.request('POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels: { app: name } },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: name } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: 'app', image: 'demo:v1', ports: [{ containerPort: 8080, name: 'http' }] }] },
+      },
+    },
+  });
+  const get = () => cluster.request<DemoDeployment>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
+  await waitFor('Deployment at revision 1, complete', async () => rolloutComplete(await get(), '1'), 90_000, 200);
+  return get;
+}
+
+/** The shipped HighErrorRate alert rule (deploy/prometheus/alert-rules.yaml), and the same at test speed: [10s] rate windows, for: 10s. */
+export function highErrorRateRule(): { shipped: Record<string, unknown>; fast: Record<string, unknown> & { expr: string } } {
+  const file = parse(readFileSync(join(ROOT, 'deploy/prometheus/alert-rules.yaml'), 'utf8')) as { groups: Array<{ rules: Array<Record<string, unknown>> }> };
+  const shipped = file.groups.flatMap((g) => g.rules).find((r) => r.alert === 'HighErrorRate')!;
+  return { shipped, fast: { ...shipped, expr: String(shipped.expr).replaceAll('[1m]', '[10s]'), for: '10s' } };
 }

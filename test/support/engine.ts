@@ -1,8 +1,9 @@
-import { pino } from 'pino';
-import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef, VerifyResult } from '../../src/actions/action.js';
+import { pino, type Logger } from 'pino';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetKind, TargetRef, VerifyResult } from '../../src/actions/action.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/pipeline.js';
+import type { Kube } from '../../src/kube/client.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications, type Notification, type Notifier } from '../../src/notify/notifier.js';
 import { PrometheusUnavailableError, type PrometheusApi, type RangeSeries } from '../../src/prometheus/client.js';
@@ -21,9 +22,22 @@ export class FakeDeploymentAction implements Action {
   createdAt = Date.now() - 10 * 60_000;
   annotations: Record<string, string> = {};
   verifyOutcome: VerifyResult['outcome'] = 'succeeded';
-  applied = false;
   /** delay inside execute, to make concurrent runs overlap */
   executeDelayMs = 0;
+  /** delay inside verify, by target name (a slow rollout); verify returns early when the engine stops */
+  verifyDelayMs: Record<string, number> = {};
+  /** one flag for the whole double: once any target is rolled back, every plan finds its template matching */
+  applied = false;
+
+  /** Whether `name` shows as rolled back already. */
+  protected appliedTo(_name: string): boolean {
+    return this.applied;
+  }
+
+  /** Notes that `name` was rolled back. */
+  protected rolledBack(_name: string): void {
+    this.applied = true;
+  }
 
   async plan(ref: TargetRef): Promise<RollbackPlan> {
     const plan: RollbackPlan = {
@@ -35,7 +49,7 @@ export class FakeDeploymentAction implements Action {
       summary: `Deployment ${ref.namespace}/${ref.name}: revision 2 -> 1`,
       plannedAt: Date.now(),
     };
-    if (this.applied) plan.refusal = { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' };
+    if (this.appliedTo(ref.name)) plan.refusal = { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' };
     return plan;
   }
 
@@ -43,12 +57,33 @@ export class FakeDeploymentAction implements Action {
     if (this.executeDelayMs) await new Promise((r) => setTimeout(r, this.executeDelayMs));
     await ctx.checkFence();
     this.executed.push({ ref: _plan.target, changeCause: ctx.changeCause });
-    this.applied = true;
+    this.rolledBack(_plan.target.name);
     return { applied: true, message: 'patched', at: Date.now(), attempts: 1, newGeneration: 3 };
   }
 
-  async verify(): Promise<VerifyResult> {
+  async verify(plan: RollbackPlan, ctx: ActionContext): Promise<VerifyResult> {
+    const ms = this.verifyDelayMs[plan.target.name] ?? 0;
+    if (ms > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        ctx.signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      });
+      if (ctx.signal?.aborted) return { outcome: 'unverified', message: 'cancelled: shutting down' };
+    }
     return { outcome: this.verifyOutcome, message: `rollout ${this.verifyOutcome}` };
+  }
+}
+
+/** The Deployment double with each target rolled back on its own (setting `applied` false forgets them all: new bad deploys). */
+export class PerTargetDeploymentAction extends FakeDeploymentAction {
+  private readonly done = new Set<string>();
+  protected override appliedTo(name: string): boolean {
+    if (!this.applied) this.done.clear();
+    return this.done.has(name);
+  }
+  protected override rolledBack(name: string): void {
+    this.done.add(name);
+    this.applied = true;
   }
 }
 
@@ -107,6 +142,19 @@ rules:
     priority: P1
 `;
 
+/** A rule with an ordered list of three targets (api, auth, web in prod), alert ReleaseErrors. */
+export const CHAIN_RULES = `
+rules:
+  - name: release-train
+    match: ['alertname="ReleaseErrors"']
+    target:
+      - { kind: Deployment, namespace: prod, name: api }
+      - { kind: Deployment, namespace: prod, name: auth }
+      - { kind: Deployment, namespace: prod, name: web }
+    trigger: { kind: error_rate, selector: { namespace: prod }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+`;
+
 export function rules(text = RULES): RuleSet {
   const { rules: r, errors } = parseRuleFile('test-rules.yaml', text);
   if (errors.length) throw new Error(JSON.stringify(errors));
@@ -131,11 +179,27 @@ export function firing(alertname: string, deployment = 'checkout', over: Partial
   };
 }
 
-export function testEngine(opts: { env?: Record<string, string>; store?: Store; owner?: string; action?: FakeDeploymentAction; prometheus?: FakePrometheus | null; ruleText?: string } = {}) {
-  const config = loadConfig({ RECOVERY_TIMEOUT: '300ms', RECOVERY_POLL: '20ms', LOCK_TTL: '2s', ...(opts.env ?? {}) });
+export interface TestEngineOptions {
+  env?: Record<string, string>;
+  store?: Store;
+  owner?: string;
+  action?: FakeDeploymentAction;
+  prometheus?: FakePrometheus | null;
+  ruleText?: string;
+  /** the cluster (default none: the actions are doubles) */
+  kube?: Kube;
+  /** the actions by kind (default: `action` for Deployment) */
+  actions?: Partial<Record<TargetKind, Action>>;
+  /** default: silent */
+  logger?: Logger;
+}
+
+export function testEngine(opts: TestEngineOptions = {}) {
+  // DRY_RUN=false: the engine's actions are the in-memory doubles here, as if a cluster were configured.
+  const config = loadConfig({ DRY_RUN: 'false', RECOVERY_TIMEOUT: '300ms', RECOVERY_POLL: '20ms', LOCK_TTL: '2s', ...(opts.env ?? {}) });
   const store = opts.store ?? new MemoryStore();
   const metrics = createMetrics({ defaults: false });
-  const logger = pino({ level: 'silent' });
+  const logger = opts.logger ?? pino({ level: 'silent' });
   const action = opts.action ?? new FakeDeploymentAction();
   const prometheus = opts.prometheus === undefined ? new FakePrometheus() : opts.prometheus;
   const notifier = new CapturingNotifier();
@@ -148,8 +212,8 @@ export function testEngine(opts: { env?: Record<string, string>; store?: Store; 
     logger,
     rules: holder,
     prometheus,
-    kube: null,
-    actions: { Deployment: action },
+    kube: opts.kube ?? null,
+    actions: opts.actions ?? { Deployment: action },
     notifications,
     owner: opts.owner ?? 'replica-a',
   });

@@ -1,5 +1,5 @@
 import { LocalPrometheus } from '../../src/prometheus/local.js';
-import { toOpenMetrics } from '../../src/rules/series.js';
+import { toOpenMetrics } from '../../src/cli/series.js';
 
 /**
  * Starts Debian's `prometheus` on a free 127.0.0.1 port with a temporary TSDB backfilled with the
@@ -36,4 +36,20 @@ export function samples(startMs: number, count: number, stepMs: number, f: (i: n
     if (v !== undefined) out.push([t, v]);
   }
   return out;
+}
+
+/**
+ * http_requests_total of namespace `namespace` with a steady error rate (20 % by default: 100
+ * requests per 15 s step, `errorPercent` of them code 500, the rest 200), for `count` steps from
+ * `startMs`: an error_rate trigger over it is confirmed at any time in the window.
+ */
+export function errorRateSeries(startMs: number, opts: { namespace?: string; count?: number; errorPercent?: number } = {}): TestSeries[] {
+  const namespace = opts.namespace ?? 'prod';
+  const count = opts.count ?? 720;
+  const bad = opts.errorPercent ?? 20;
+  const counter = (perStep: number) => samples(startMs, count, 15_000, (i) => i * perStep);
+  return [
+    { metric: 'http_requests_total', labels: { namespace, code: '500' }, samples: counter(bad) },
+    { metric: 'http_requests_total', labels: { namespace, code: '200' }, samples: counter(100 - bad) },
+  ];
 }

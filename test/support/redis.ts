@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { killOnExit } from './children.js';
 import { freePort, waitFor } from './ports.js';
 
@@ -16,7 +17,11 @@ export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-serv
 export class RedisServer {
   private proc: ChildProcess | null = null;
   readonly dir: string;
-  constructor(readonly port: number) {
+  constructor(
+    readonly port: number,
+    /** more redis-server arguments, e.g. ['--maxmemory', '16mb', '--maxmemory-policy', 'noeviction'] */
+    private readonly extraArgs: string[] = [],
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'rollguard-redis-'));
   }
 
@@ -28,7 +33,7 @@ export class RedisServer {
     if (!existsSync(REDIS_SERVER)) {
       throw new Error(`${REDIS_SERVER} not found: run the README's test command (scripts/provision.sh installs redis-server)`);
     }
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...this.extraArgs];
     const proc = killOnExit(spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
     this.proc = proc;
     let stderr = '';
@@ -74,8 +79,31 @@ export class RedisServer {
   }
 }
 
-export async function startRedis(): Promise<RedisServer> {
-  const r = new RedisServer(await freePort());
+export async function startRedis(opts: { args?: string[] } = {}): Promise<RedisServer> {
+  const r = new RedisServer(await freePort(), opts.args);
   await r.start();
   return r;
+}
+
+/** Every key of the store and everything it holds, as text. */
+export async function redisDump(url: string): Promise<string> {
+  const c = new Redis(url);
+  try {
+    let out = '';
+    for (const key of await c.keys('*')) {
+      const type = await c.type(key);
+      const v =
+        type === 'string' ? await c.get(key)
+        : type === 'hash' ? await c.hgetall(key)
+        : type === 'zset' ? await c.zrange(key, 0, -1, 'WITHSCORES')
+        : type === 'set' ? await c.smembers(key)
+        : type === 'list' ? await c.lrange(key, 0, -1)
+        : type === 'stream' ? await c.xrange(key, '-', '+')
+        : `(${type})`;
+      out += `${key} ${JSON.stringify(v)}\n`;
+    }
+    return out;
+  } finally {
+    c.disconnect();
+  }
 }

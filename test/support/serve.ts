@@ -15,8 +15,8 @@ export interface ServeProcess {
 }
 
 /** Runs `rollguard serve` as a real process (the TypeScript entry, through tsx). */
-export async function startServe(env: Record<string, string>, args: string[] = []): Promise<ServeProcess> {
-  const port = await freePort();
+export async function startServe(env: Record<string, string>, args: string[] = [], opts: { port?: number } = {}): Promise<ServeProcess> {
+  const port = opts.port ?? (await freePort());
   const proc = killOnExit(spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
@@ -34,7 +34,7 @@ export async function startServe(env: Record<string, string>, args: string[] = [
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const url = `http://127.0.0.1:${port}`;
   await Promise.race([
-    waitFor(`rollguard serve on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 30_000, 100),
+    waitFor(`rollguard serve on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 90_000, 100),
     exited.then((code) => {
       throw new Error(`rollguard serve exited with ${code}: ${err}`);
     }),

@@ -1,13 +1,27 @@
 import t from 'tap';
 import { ConfigError, flagsToSettings, loadConfig, parseDuration } from '../../src/config.js';
 
-t.test('defaults: in-memory store, port 9095, dry-run decided later', async (t) => {
+t.test('defaults: in-memory store, port 9095, dry-run without a cluster', async (t) => {
   const c = loadConfig({});
   t.equal(c.PORT, 9095);
   t.equal(c.REDIS_URL, undefined);
   t.equal(c.DEDUPE_TTL, 86_400_000);
-  t.equal(c.DRY_RUN, undefined);
+  t.equal(c.DRY_RUN, true, 'no KUBECONFIG and not in a pod: dry-run');
   t.equal(c.RULES_PATH, 'rules');
+  t.equal(c.HELM_BIN, 'helm');
+});
+
+t.test('DRY_RUN unset follows from the cluster settings; set, it wins; the config cannot be changed after loading', async (t) => {
+  t.equal(loadConfig({ KUBECONFIG: '/etc/kc' }).DRY_RUN, false, 'a kubeconfig: changes are made');
+  t.equal(loadConfig({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }).DRY_RUN, false, 'in a pod: changes are made');
+  t.equal(loadConfig({ KUBECONFIG: '/etc/kc', DRY_RUN: 'true' }).DRY_RUN, true);
+  t.equal(loadConfig({ DRY_RUN: 'false' }).DRY_RUN, false, 'an explicit false stays false without a cluster');
+  t.equal(loadConfig({}, { HELM_BIN: '/opt/helm' }).HELM_BIN, '/opt/helm');
+  const c = loadConfig({});
+  t.throws(() => {
+    (c as { DRY_RUN: boolean }).DRY_RUN = false;
+  }, TypeError);
+  t.equal(c.DRY_RUN, true);
 });
 
 t.test('flags override env; durations and booleans parse', async (t) => {
@@ -30,6 +44,7 @@ t.test('a bad setting is refused with its name and flag', async (t) => {
     [{ DRY_RUN: 'maybe' }, /DRY_RUN \(--dry-run\): expected true or false/],
     [{ PROMETHEUS_URL: 'not a url' }, /PROMETHEUS_URL/],
     [{ WEBHOOK_BASIC_USER: 'am' }, /WEBHOOK_BASIC_PASSWORD .*required/],
+    [{ EVENT_DEADLINE: '2m' }, /EVENT_DEADLINE \(--event-deadline\): at most QUEUE_CLAIM_IDLE \(60000 ms\)/],
   ];
   for (const [env, re] of bad) {
     t.throws(() => loadConfig(env), ConfigError);

@@ -1,0 +1,123 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import type { Test } from 'tap';
+import { QueueWorker, type EventHandler } from '../../src/engine/worker.js';
+import { createMetrics } from '../../src/metrics.js';
+import type { QueuedEvent, Store } from '../../src/store/store.js';
+import { StoreUnavailableError } from '../../src/store/store.js';
+import { alert } from './store-contract.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A worker on `store` with a logger whose lines the test reads, and its metrics. */
+function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number }) {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  const metrics = createMetrics({ defaults: false });
+  const dead: { ev: QueuedEvent; err: unknown }[] = [];
+  const w = new QueueWorker({
+    store,
+    handler,
+    metrics,
+    logger: pino({ level: 'info' }, sink),
+    consumer: 'worker-under-test',
+    claimIdleMs: opts.claimIdleMs,
+    maxDeliveries: opts.maxDeliveries,
+    ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
+    onDead: async (ev, err) => void dead.push({ ev, err }),
+    blockMs: 50,
+  });
+  const outcome = async (o: string) => (await metrics.eventsProcessed.get()).values.find((v) => v.labels.outcome === o)?.value ?? 0;
+  return { w, lines, dead, outcome };
+}
+
+async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * The queue worker's deadline and dead-lettering, on any Store (test/unit: memory; test/integration:
+ * a real redis-server). `make` returns a fresh, empty store.
+ */
+export function workerCases(t: Test, make: () => Promise<Store>): void {
+  t.test('an event past EVENT_DEADLINE is abandoned (log line, metric), the next one is handled, and it is dead-lettered on its last delivery', async (t) => {
+    const s = await make();
+    const handled: string[] = [];
+    const calls = new Map<string, number>();
+    const { w, lines, dead, outcome } = worker(
+      s,
+      async (ev) => {
+        calls.set(ev.alert.fingerprint, (calls.get(ev.alert.fingerprint) ?? 0) + 1);
+        if (ev.alert.fingerprint === 'stuck') await new Promise(() => {}); // never settles, never throws
+        handled.push(ev.alert.fingerprint);
+      },
+      { deadlineMs: 150, maxDeliveries: 3, claimIdleMs: 200 },
+    );
+    await s.intake([{ key: 'stuck', alert: alert('stuck') }, { key: 'next', alert: alert('next') }], 60_000);
+    w.start();
+    t.teardown(() => w.stop());
+    await until('the next event handled', () => handled.includes('next'));
+    t.same(handled, ['next'], 'the worker moved on past the stuck event');
+    t.ok(lines.some((l) => /exceeded EVENT_DEADLINE \(150 ms\); abandoned/.test(String(l.msg))), 'a log line names the deadline');
+    t.ok((await outcome('deadline_exceeded')) >= 1, 'rollguard_events_processed_total{outcome="deadline_exceeded"}');
+    await until('the stuck event dead-lettered', () => dead.length > 0);
+    t.equal(calls.get('stuck'), 3, 'handled exactly QUEUE_MAX_DELIVERIES times, never a 4th');
+    t.equal(dead[0]!.ev.alert.fingerprint, 'stuck');
+    t.match(String((dead[0]!.err as Error).message), /EVENT_DEADLINE/);
+    t.equal(await outcome('dead_lettered'), 1);
+    await until('the queue empty', async () => (await s.queueDepth()) === 0);
+    t.ok(lines.some((l) => /dead-lettered after 3 deliveries \(QUEUE_MAX_DELIVERIES=3\)/.test(String(l.msg))));
+  });
+
+  t.test('an event delivered QUEUE_MAX_DELIVERIES times and never acked is dead-lettered without running, though no handler threw', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'poison', alert: alert('poison') }], 60_000);
+    // Three replicas took it in turn and stopped (killed, or stalled for good) while holding it.
+    for (const replica of ['r1', 'r2', 'r3']) {
+      await until(`${replica} gets it`, async () => (await s.consume(replica, 10, 0, 50)).length === 1);
+    }
+    let ran = 0;
+    const { w, dead, outcome } = worker(s, async () => void ran++, { maxDeliveries: 3, claimIdleMs: 50 });
+    w.start();
+    t.teardown(() => w.stop());
+    await until('dead-lettered', () => dead.length > 0);
+    t.equal(ran, 0, 'not run a 4th time');
+    t.equal(dead[0]!.ev.deliveries, 4);
+    t.match(String((dead[0]!.err as Error).message), /delivered 4 times and not handled in 3/);
+    t.equal(await outcome('dead_lettered'), 1);
+    await until('acked', async () => (await s.queueDepth()) === 0);
+  });
+
+  t.test('a handler error on the last delivery dead-letters the event; a store failure leaves it queued', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'bad', alert: alert('bad') }, { key: 'storeless', alert: alert('storeless') }], 60_000);
+    const seen = new Map<string, number[]>();
+    const { w, dead, outcome } = worker(
+      s,
+      async (ev) => {
+        seen.set(ev.alert.fingerprint, [...(seen.get(ev.alert.fingerprint) ?? []), ev.deliveries]);
+        if (ev.alert.fingerprint === 'bad') throw new Error('handler bug');
+        if (ev.deliveries === 1) throw new StoreUnavailableError('redis putRecord: connection lost');
+      },
+      { maxDeliveries: 2, claimIdleMs: 50 },
+    );
+    w.start();
+    t.teardown(() => w.stop());
+    await until('the queue empty', async () => (await s.queueDepth()) === 0);
+    t.same(seen.get('bad'), [1, 2], 'the failing event ran QUEUE_MAX_DELIVERIES times');
+    t.same(dead.map((d) => d.ev.alert.fingerprint), ['bad'], 'and only it is dead-lettered');
+    t.match(String((dead[0]!.err as Error).message), /handler bug/);
+    t.same(seen.get('storeless'), [1, 2], 'the store-failed event stayed queued and was handled on its next delivery');
+    t.equal(await outcome('handled'), 1);
+    t.equal(await outcome('failed'), 3);
+  });
+}
