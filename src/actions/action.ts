@@ -132,7 +132,14 @@ export interface RollbackPlan {
    * ReplicaSet's and its pod template's, merged in that order) for e.g. an approval guard on
    * 'rollguard.io/schema-migration: "true"'.
    */
-  current?: { revision: number; createdAt: number; annotations: Record<string, string> };
+  current?: {
+    /** absent for a kind whose current state is not a numbered revision (a ConfigMap's content) */
+    revision?: number;
+    createdAt: number;
+    annotations: Record<string, string>;
+    /** what the current state is, in words, when it is not a revision ("the content of ConfigMap shop/app-config") */
+    what?: string;
+  };
   refusal?: Refusal;
   summary: string;
   /** the target revision's ConfigMaps and Secrets that changed after it was created (src/config-deps/check.ts) */

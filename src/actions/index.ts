@@ -5,6 +5,7 @@ import type { Action, ActionDeps, KindDefinition } from './action.js';
 import { rolloutKind } from './argo-rollout.js';
 import { blueGreenKind } from './blue-green.js';
 import { canaryKind } from './canary.js';
+import { configMapKind } from './configmap.js';
 import { daemonSetKind } from './daemonset.js';
 import { deploymentKind } from './deployment.js';
 import { helmReleaseKind } from './helm.js';
@@ -20,6 +21,7 @@ export const KINDS = [
   canaryKind,
   virtualServiceKind,
   helmReleaseKind,
+  configMapKind,
 ] as const;
 
 type Def = (typeof KINDS)[number];

@@ -14,12 +14,13 @@ export const recentDeployGuard: Guard = {
     const within = settings.onlyIfDeployedWithin;
     const age = ref - created;
     // undefined when only the creation time is known (a replay reads it from kube-state-metrics, which has no revision numbers)
-    const revision = plan?.current?.revision as number | undefined;
+    const revision = plan?.current?.revision;
+    const what = plan?.current?.what ?? `the current revision${revision === undefined ? '' : ` ${revision}`}`;
     if (age > within) {
       return block(
-        `the current revision${revision === undefined ? '' : ` ${revision}`} was deployed ${fmtDuration(Math.floor(age / 60_000) * 60_000)} before the alert started, more than onlyIfDeployedWithin ${fmtDuration(within)}: it is not a recent deploy`,
+        `${what} was deployed ${fmtDuration(Math.floor(age / 60_000) * 60_000)} before the alert started, more than onlyIfDeployedWithin ${fmtDuration(within)}: it is not a recent deploy`,
       );
     }
-    return allow(`the current revision was deployed ${Math.round(Math.max(0, age) / 1000)}s before the alert started`);
+    return allow(`${what} was deployed ${Math.round(Math.max(0, age) / 1000)}s before the alert started`);
   },
 };

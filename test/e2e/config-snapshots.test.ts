@@ -6,7 +6,10 @@
 //      created, then rolls the Deployment back; the ConfigMap's data is then byte for byte what it
 //      was at that revision, and the record, the notification and the report say what was restored;
 //  (d) snapshots stay at CONFIG_SNAPSHOTS_MAX per object through several edits (the newest kept),
-//      and the real garbage collector deletes them with their ConfigMap.
+//      and the real garbage collector deletes them with their ConfigMap;
+//  (d2) a configuration-only rollback (target kind: ConfigMap): a ConfigMap edited in place with
+//      no new revision gets its previous content back, and the Deployment using it is restarted
+//      as `kubectl rollout restart` does (a new ReplicaSet, its pods running), verified.
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { createActions } from '../../src/actions/index.js';
@@ -23,19 +26,19 @@ import { Notifications } from '../../src/notify/notifier.js';
 import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { chartRbac, startCluster } from '../cluster/harness.js';
+import { CHART_ACTION_KINDS, chartRbac, startCluster } from '../cluster/harness.js';
 import { CapturingNotifier, firing } from '../support/engine.js';
 import { capturingLogger } from '../support/secret-template.js';
 
 const MAX = 3;
-const NAMESPACES = ['snap-c', 'snap-d'];
+const NAMESPACES = ['snap-c', 'snap-d', 'snap-d2'];
 
 const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 
 // rollguard's ServiceAccount: the chart's RBAC with configSnapshots.enabled (its ClusterRole replaces the harness's default)
-const rbac = parseAllDocuments(await chartRbac(cluster.bin('helm'), ['configSnapshots.enabled=true', `configSnapshots.max=${MAX}`]))
+const rbac = parseAllDocuments(await chartRbac(cluster.bin('helm'), ['configSnapshots.enabled=true', `configSnapshots.max=${MAX}`, `actions.enabled={${[...CHART_ACTION_KINDS, 'ConfigMap'].join(',')}}`]))
   .map((d) => d.toJS() as KubeObject | null)
   .filter((o): o is KubeObject => !!o)
   .map((o) => (o.kind!.startsWith('Cluster') || o.metadata.namespace ? o : { ...o, metadata: { ...o.metadata, namespace: 'rollguard-system' } }));
@@ -51,6 +54,12 @@ rules:
     priority: P0
     onPrometheusDown: act
     guards: { configDrift: restore }
+  - name: bad-config
+    match: ['alertname="ConfigBroken"']
+    target: { kind: ConfigMap, namespace: "{{ $labels.namespace }}", name: "{{ $labels.configmap }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    onPrometheusDown: act
 `;
 const logs = capturingLogger();
 const notifier = new CapturingNotifier();
@@ -192,4 +201,38 @@ t.test('(d) at most CONFIG_SNAPSHOTS_MAX snapshots per ConfigMap, the newest kep
   await kubectl(['delete', 'configmap', '-n', ns, 'limits']);
   await cluster.poll('the snapshots deleted by the garbage collector', () => snapshotsOf(ns, 'limits'), (s) => s.length === 0, 90_000);
   t.pass('no snapshot of limits left');
+});
+
+t.test('(d2) a configuration-only rollback: the ConfigMap gets its previous content back and its Deployment is restarted', async (t) => {
+  const ns = 'snap-d2';
+  const good = { FLAG: 'off', TIMEOUT: '5s', 'app.properties': 'pool.size=8\nretry=3\n' };
+  await applyObj(configMap(ns, 'features', good));
+  await deploy(ns, 'shop', 'shop:v1', 'features');
+  await cluster.poll('a snapshot of the good content', () => snapshotsOf(ns, 'features'), (s) => s.length === 1, 30_000);
+  await nextSecond();
+  // the bad change: the ConfigMap alone, edited in place; no new revision of the Deployment
+  await kubectl(['patch', 'configmap', '-n', ns, 'features', '--type=merge', '-p', JSON.stringify({ data: { FLAG: 'on', TIMEOUT: '1ms', 'app.properties': null } })]);
+  await cluster.poll('a snapshot of the bad content', () => snapshotsOf(ns, 'features'), (s) => s.length === 2, 30_000);
+  const rsBefore = (await cluster.request<{ items: { metadata: { name: string } }[] }>('GET', `/apis/apps/v1/namespaces/${ns}/replicasets?labelSelector=app%3Dshop`)).items.map((r) => r.metadata.name);
+  t.equal(rsBefore.length, 1, 'one revision of shop');
+
+  await engine.handle({ id: 'ev-d2', alert: firing('ConfigBroken', 'shop', { labels: { alertname: 'ConfigBroken', namespace: ns, configmap: 'features' } }), deliveries: 1 });
+  await engine.idle();
+  await notifications.flush();
+  const rec = (await engine.records.list({})).find((r) => r.target === `ConfigMap/${ns}/features`) as RollbackRecord;
+  t.ok(rec, 'a record for the ConfigMap');
+  t.equal(rec.state, 'unverified', `${rec.outcome?.message} (no Prometheus here to re-check; the restore and the restart were verified)`);
+  const after = await getCm(ns, 'features');
+  t.same(after.data, good, 'the previous content, byte for byte (the removed key back)');
+  t.match(after.metadata.annotations?.['rollguard.io/restored-from'], /^features-snap-[0-9a-f]{10}$/);
+  const dep = await cluster.request<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/shop`);
+  t.match(dep.spec.template.metadata.annotations?.['kubectl.kubernetes.io/restartedAt'], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'restarted as kubectl rollout restart does');
+  const rsAfter = (await cluster.request<{ items: { metadata: { name: string } }[] }>('GET', `/apis/apps/v1/namespaces/${ns}/replicasets?labelSelector=app%3Dshop`)).items.map((r) => r.metadata.name);
+  t.equal(rsAfter.length, 2, 'the restart made a new ReplicaSet: its pods read the restored content');
+  await cluster.poll('shop settled after the restart', () => getDep(ns, 'shop'), (d) => settled(d, 'shop:v1'), 60_000);
+  t.match(rec.plan?.writes?.map((w) => `${w.kind}/${w.name}`), ['ConfigMap/features', 'Deployment/shop'], 'the restore, then the restart');
+  t.match(rec.timeline.find((s) => s.step === 'rollout')?.message, /^succeeded: ConfigMap snap-d2\/features holds the content of snapshot features-snap-[0-9a-f]{10}; deployment "shop" successfully rolled out/, 'verification covers both');
+  t.match(rec.plan?.summary, /^restore ConfigMap snap-d2\/features from snapshot features-snap-[0-9a-f]{10} \(its content since .*, the one before the live content\), then restart deployment shop$/);
+  t.ok(notifier.sent.some((n) => n.kind === 'rollback_started' && n.title.includes(rec.target)), 'notified');
+  t.match(incidentReport(rec), /restore ConfigMap snap-d2\/features from snapshot/, 'the report says what was restored');
 });

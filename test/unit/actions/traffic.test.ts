@@ -188,6 +188,6 @@ t.test('Argo Rollout undo: like the plugin', async (t) => {
 
 t.test('registry: one action per kind', async (t) => {
   const a = createActions();
-  t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet', 'VirtualService']);
+  t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'ConfigMap', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet', 'VirtualService']);
   for (const [k, v] of Object.entries(a)) t.equal(v.kind, k);
 });

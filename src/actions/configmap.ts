@@ -1,0 +1,222 @@
+// ConfigMap: a configuration-only rollback (the runbooks' "ConfigMap revert, 1-2 minutes, low
+// risk"), for a bad change that was an edit of a ConfigMap with no new revision of its workloads.
+// It needs configuration snapshots (CONFIG_SNAPSHOTS, src/config-deps/snapshots.ts):
+//  1. the content before the live one is the newest snapshot whose content differs from it
+//     (previousOf); none = refused 'no_history', naming the setting;
+//  2. that content is written back into the live ConfigMap, guarded by its resourceVersion
+//     (restoreWrite: a change since the read is a 409 Conflict), and the ConfigMap is annotated
+//     rollguard.io/restored-from with the snapshot's name;
+//  3. every Deployment, StatefulSet and DaemonSet of the namespace whose pod template uses it
+//     (refs.ts) is restarted as `kubectl rollout restart` does: spec.template.metadata.annotations
+//     kubectl.kubernetes.io/restartedAt = now (RFC 3339, seconds), so its pods read the restored
+//     content again (options.restart: false for an app that reloads its configuration itself).
+//     Refusals in kubectl's words: a paused Deployment; and, where kubectl would write a restart
+//     that replaces no pod, a StatefulSet or DaemonSet with the OnDelete update strategy.
+// A ConfigMap whose live content is the snapshot rollguard restored last is refused
+// ('already_matches'): going one snapshot further back would put the bad content back (the
+// restore itself is a new content the watcher snapshots). A conflict on the restore re-plans from
+// a fresh read, but when the content itself changed since the plan, nothing is written
+// ('changed_since_plan'): someone edited it meanwhile, and restoring "the one before" would now
+// mean another content. verify(): the ConfigMap still holds the snapshot's content and each
+// restarted workload finished its rollout (kubectl rollout status), within the one window.
+import { z } from 'zod';
+import { fmtTime, lastChange } from '../config-deps/check.js';
+import { configRefs } from '../config-deps/refs.js';
+import { readWithSnapshots, restoreWrite } from '../config-deps/restore.js';
+import { contentHash, previousOf, snapshotSince } from '../config-deps/snapshots.js';
+import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js';
+import { CHANGE_CAUSE } from '../kube/revision.js';
+import { daemonSetState, deploymentState, statefulSetState, waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
+import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { clusterAction, type ClusterContext, defineKind, executeWrites, notFoundMessage, oneOfParam, optionsOf, refused, reqOpts } from './common.js';
+
+/** The annotation `kubectl rollout restart` sets on the pod template. */
+export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
+/** On the live ConfigMap: the snapshot whose content rollguard restored into it last. */
+export const RESTORED_FROM = 'rollguard.io/restored-from';
+
+export const configMapOptions = z.strictObject({
+  /** restart the workloads that use the ConfigMap after the restore (default true) */
+  restart: z.boolean().optional(),
+});
+
+interface Workload {
+  rt: ResourceType;
+  word: string;
+  state: (o: KubeObject, opts: StatusOptions) => RolloutState;
+}
+const WORKLOADS: Workload[] = [
+  { rt: RESOURCES.deployments, word: 'deployment', state: deploymentState },
+  { rt: RESOURCES.statefulsets, word: 'statefulset', state: statefulSetState },
+  { rt: RESOURCES.daemonsets, word: 'daemonset', state: daemonSetState },
+];
+const workloadOf = (plural: string) => WORKLOADS.find((w) => w.rt.plural === plural)!;
+
+/** RFC 3339 to the second, as kubectl writes restartedAt (Go's time.RFC3339 in UTC). */
+function rfc3339(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** Why kubectl's restart would not replace this workload's pods, or undefined. */
+function cannotRestart(w: Workload, o: KubeObject): string | undefined {
+  const name = o.metadata.name;
+  if (w.rt === RESOURCES.deployments && o.spec?.paused === true) return `${w.rt.plural}.apps "${name}" can't restart paused deployment (run rollout resume first)`;
+  const strategy = o.spec?.updateStrategy?.type;
+  if (w.rt !== RESOURCES.deployments && strategy && strategy !== 'RollingUpdate') {
+    return `${w.word} "${name}" uses the ${strategy} update strategy: a restart would replace none of its pods`;
+  }
+  return undefined;
+}
+
+/** The restart write: the restartedAt annotation on the pod template, as a merge patch (kubectl sends the same as a strategic merge patch). */
+function restartWrite(w: Workload, o: KubeObject, at: number, changeCause: string): PlannedWrite {
+  const now = rfc3339(at);
+  return {
+    resource: w.rt,
+    namespace: o.metadata.namespace!,
+    name: o.metadata.name,
+    patchType: 'merge',
+    patch: {
+      ...(changeCause ? { metadata: { annotations: { [CHANGE_CAUSE]: changeCause } } } : {}),
+      spec: { template: { metadata: { annotations: { [RESTARTED_AT]: now } } } },
+    },
+    description: `restart ${w.word} ${o.metadata.namespace}/${o.metadata.name} (${RESTARTED_AT}: ${now})`,
+    before: o,
+  };
+}
+
+export const configMapAction: Action = clusterAction({
+  kind: 'ConfigMap',
+
+  async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
+    const restart = optionsOf(configMapKind, ref).restart ?? true;
+    const read = await readWithSnapshots(ctx.kube, 'ConfigMap', ref.namespace, ref.name, ctx);
+    if (!read) return refused(ref, 'not_found', notFoundMessage(RESOURCES.configmaps, ref.name));
+    const { live, snapshots } = read;
+    const cm = `ConfigMap ${ref.namespace}/${ref.name}`;
+    const changedAt = lastChange(live.metadata);
+    const current = {
+      createdAt: changedAt ?? Date.now(),
+      annotations: live.metadata.annotations ?? {},
+      what: `the current content of ${cm}${changedAt !== undefined ? ` (since ${fmtTime(changedAt)})` : ''}`,
+    };
+    const restoredFrom = live.metadata.annotations?.[RESTORED_FROM];
+    const restored = restoredFrom ? snapshots.find((s) => s.metadata.name === restoredFrom) : undefined;
+    if (restored && contentHash(restored, 'ConfigMap') === contentHash(live, 'ConfigMap')) {
+      return refused(
+        ref,
+        'already_matches',
+        `${cm} already holds the content rollguard restored from snapshot ${restoredFrom}; going one content further back is left to a human`,
+        { current },
+      );
+    }
+    const previous = previousOf(snapshots, live, 'ConfigMap');
+    if (!previous) {
+      return refused(
+        ref,
+        'no_history',
+        snapshots.length === 0
+          ? `no snapshot of ${cm}: a configuration-only rollback restores an earlier snapshot; turn on CONFIG_SNAPSHOTS (chart: configSnapshots.enabled) so the content before the next edit is kept`
+          : `no snapshot of ${cm} holds a content other than the live one: there is nothing earlier to restore`,
+        { current },
+      );
+    }
+
+    const since = snapshotSince(previous);
+    const why = `its content${since !== undefined ? ` since ${fmtTime(since)}` : ''}, the one before the live content`;
+    const write = restoreWrite('ConfigMap', live, previous, why);
+    const patch = write.patch as { metadata: Record<string, unknown> };
+    patch.metadata = { ...patch.metadata, annotations: { [RESTORED_FROM]: previous.metadata.name, ...(ctx.changeCause ? { [CHANGE_CAUSE]: ctx.changeCause } : {}) } };
+    const writes: PlannedWrite[] = [{ ...write, before: live }];
+
+    const users: string[] = [];
+    if (restart) {
+      const at = Date.now();
+      for (const w of WORKLOADS) {
+        const list = await ctx.kube.list(w.rt, ref.namespace, reqOpts(ctx));
+        for (const o of list.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
+          if (!configRefs(o.spec?.template).some((r) => r.kind === 'ConfigMap' && r.name === ref.name)) continue;
+          const no = cannotRestart(w, o);
+          if (no) return refused(ref, w.rt === RESOURCES.deployments ? 'paused' : 'unsupported', `${no}; ${cm} was not restored either`, { current });
+          writes.push(restartWrite(w, o, at, ctx.changeCause));
+          users.push(`${w.word} ${o.metadata.name}`);
+        }
+      }
+    }
+    const then = !restart ? ' (restart: false: its workloads are not restarted)' : users.length ? `, then restart ${users.join(', ')}` : `; no Deployment, StatefulSet or DaemonSet in ${ref.namespace} uses it: nothing to restart`;
+    return {
+      target: ref,
+      kind: 'ConfigMap',
+      current,
+      summary: `restore ${cm} from snapshot ${previous.metadata.name} (${why})${then}`,
+      writes,
+      plannedAt: Date.now(),
+    };
+  },
+
+  /** executeWrites, except that a re-plan after a conflict writes nothing when the content itself changed since the plan. */
+  async execute(plan: RollbackPlan, ctx) {
+    const before = plan.writes?.[0]?.before;
+    const planned = before ? contentHash(before, 'ConfigMap') : undefined;
+    const guarded: Action = {
+      ...configMapAction,
+      plan: async (ref, c) => {
+        const fresh = await configMapAction.plan(ref, c);
+        const now = fresh.writes?.[0]?.before;
+        if (fresh.refusal || !planned || !now || contentHash(now, 'ConfigMap') === planned) return fresh;
+        return refused(ref, 'changed_since_plan', `ConfigMap ${ref.namespace}/${ref.name} was edited after the rollback was planned; not restoring over the new content automatically`);
+      },
+    };
+    return executeWrites(guarded, plan, ctx);
+  },
+
+  async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
+    const [restore, ...restarts] = plan.writes ?? [];
+    if (!restore) return { outcome: 'unverified', message: 'the plan wrote nothing to verify' };
+    const ns = plan.target.namespace;
+    const cm = `ConfigMap ${ns}/${plan.target.name}`;
+    // the snapshot the plan wrote back; a plan whose patch was not kept (a record read back) has it on the live object
+    let snapshot = (restore.patch as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations?.[RESTORED_FROM];
+    try {
+      const live = await ctx.kube.get(RESOURCES.configmaps, ns, plan.target.name, reqOpts(ctx));
+      snapshot ??= live.metadata.annotations?.[RESTORED_FROM];
+      if (!snapshot) return { outcome: 'unverified', message: `${cm} names no snapshot it was restored from (${RESTORED_FROM})` };
+      const snap = await ctx.kube.get(RESOURCES.configmaps, ns, snapshot, reqOpts(ctx));
+      if (contentHash(live, 'ConfigMap') !== contentHash(snap, 'ConfigMap')) {
+        return { outcome: 'failed', message: `${cm} no longer holds the content of snapshot ${snapshot}: it changed again after the restore (someone else, or a controller reconciling it)` };
+      }
+    } catch (err) {
+      return { outcome: 'unverified', message: `cannot check ${cm} against snapshot ${snapshot}: ${(err as Error).message}` };
+    }
+    const done: string[] = [];
+    const end = Date.now() + opts.timeoutMs;
+    const since = opts.execution?.at ?? Date.now();
+    for (const r of restarts) {
+      const w = workloadOf(r.resource.plural);
+      const res = await waitForRollout(ctx.kube, w.rt, r.namespace, r.name, (o) => w.state(o, { since }), {
+        timeoutMs: Math.max(0, end - Date.now()),
+        ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
+        since,
+        ...reqOpts(ctx),
+      });
+      if (res.outcome !== 'succeeded') return { outcome: res.outcome, message: `${cm} holds the content of snapshot ${snapshot}; restart of ${w.word} ${r.name}: ${res.message}`, details: res.details };
+      done.push(res.message);
+    }
+    return {
+      outcome: 'succeeded',
+      message: `${cm} holds the content of snapshot ${snapshot}${done.length ? `; ${done.join('; ')}` : ''}`,
+      details: { snapshot, restarted: restarts.map((r) => `${r.resource.kind}/${r.name}`) },
+    };
+  },
+});
+
+/** ConfigMap: `name` is the ConfigMap; rule param restart (true, the default, or false). */
+export const configMapKind = defineKind({
+  kind: 'ConfigMap',
+  name: 'subdomain',
+  revisions: false,
+  options: configMapOptions,
+  params: { restart: oneOfParam(['true', 'false']) },
+  fromParams: (_name, p) => (p.restart !== undefined ? { restart: p.restart === 'true' } : {}),
+  create: () => configMapAction,
+});

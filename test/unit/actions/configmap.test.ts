@@ -1,0 +1,188 @@
+// A configuration-only rollback (kind: ConfigMap) on plain objects: the previous snapshot back,
+// the workloads using it restarted as `kubectl rollout restart` does, its refusals, the conflict
+// rule, and verification. The same on the real control plane: test/e2e/config-snapshots.test.ts.
+import t from 'tap';
+import { configMapAction, RESTARTED_AT, RESTORED_FROM } from '../../../src/actions/configmap.js';
+import { parseOptions, writtenObjects } from '../../../src/actions/index.js';
+import { snapshotObject } from '../../../src/config-deps/snapshots.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
+import { parseRuleFile } from '../../../src/rules/loader.js';
+import { resolveTargets } from '../../../src/rules/targets.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { CAUSE, NS, context, deployment } from './fixtures/objects.js';
+
+const CM = RESOURCES.configmaps;
+const T0 = Date.parse('2026-11-20T14:00:00Z');
+const T1 = Date.parse('2026-11-20T14:02:00Z');
+
+function configMap(data: Record<string, string>, at: number): KubeObject {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app-config', namespace: NS, uid: 'cm-uid', creationTimestamp: '2026-11-01T00:00:00Z', managedFields: [{ time: new Date(at).toISOString() }] }, data };
+}
+/** web uses app-config through envFrom; api does not use it; worker (a StatefulSet) mounts it. */
+function cluster(opts: { paused?: boolean; onDelete?: boolean; snapshots?: boolean } = {}): FakeKube {
+  const kube = new FakeKube();
+  const good = kube.add(CM, configMap({ TIMEOUT: '5s', MODE: 'safe' }, T0));
+  if (opts.snapshots !== false) kube.add(CM, snapshotObject(good, 'ConfigMap', T0));
+  // the bad edit, in place: same object, new content
+  const live = kube.peek(CM, NS, 'app-config')!;
+  live.data = { TIMEOUT: '50ms', FEATURE: 'on' };
+  live.metadata.managedFields = [{ time: new Date(T1).toISOString() }];
+  kube.put(CM, live);
+  if (opts.snapshots !== false) kube.add(CM, snapshotObject(live, 'ConfigMap', T1));
+  const web = deployment('shop/web:1', 2, opts.paused ? { paused: true } : {});
+  web.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'app-config' } }];
+  kube.add(RESOURCES.deployments, web);
+  kube.add(RESOURCES.deployments, { ...deployment('shop/api:1', 1), metadata: { ...deployment('shop/api:1', 1).metadata, name: 'api', uid: 'api-uid' } });
+  kube.add(RESOURCES.statefulsets, {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: { name: 'worker', namespace: NS, generation: 1 },
+    spec: {
+      replicas: 1,
+      updateStrategy: { type: opts.onDelete ? 'OnDelete' : 'RollingUpdate' },
+      template: { metadata: { labels: { app: 'worker' } }, spec: { containers: [{ name: 'w', image: 'shop/worker:1' }], volumes: [{ name: 'cfg', configMap: { name: 'app-config' } }] } },
+    },
+    status: { observedGeneration: 1, readyReplicas: 1, currentRevision: 'worker-1', updateRevision: 'worker-1', currentReplicas: 1 },
+  });
+  return kube;
+}
+const ref = { kind: 'ConfigMap' as const, namespace: NS, name: 'app-config' };
+
+t.test('the content before the live one back, then every workload using it restarted', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const before = Date.now();
+  const plan = await configMapAction.plan(ref, ctx);
+  t.notOk(plan.refusal, plan.refusal?.message ?? '');
+  const snap = plan.writes![0]!.description.match(/snapshot (\S+)/)![1]!;
+  t.match(plan.summary, new RegExp(`^restore ConfigMap ${NS}/app-config from snapshot ${snap} \\(its content since .*14:00.*, the one before the live content\\), then restart deployment web, statefulset worker$`));
+  t.same(writtenObjects(plan), [
+    { kind: 'ConfigMap', namespace: NS, name: 'app-config' },
+    { kind: 'Deployment', namespace: NS, name: 'web' },
+    { kind: 'StatefulSet', namespace: NS, name: 'worker' },
+  ], 'the restore first; api does not use it and is left alone');
+  t.equal(plan.writes![0]!.precondition, 'resource-version');
+  t.match(plan.current, { createdAt: T1, what: /^the current content of ConfigMap shop\/app-config \(since / }, 'the recent-deploy guard measures the edit');
+  t.equal(plan.current!.revision, undefined);
+
+  const res = await configMapAction.execute(plan, ctx);
+  t.equal(res.applied, true, res.message);
+  t.equal(ctx.fenceCalls, 3, 'the fence is checked before each write');
+  const live = kube.peek(CM, NS, 'app-config')!;
+  t.same(live.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the earlier content, byte for byte (FEATURE removed)');
+  t.equal(live.metadata.annotations![RESTORED_FROM], snap);
+  t.equal(live.metadata.annotations!['kubernetes.io/change-cause'], CAUSE);
+  for (const [rt, name] of [[RESOURCES.deployments, 'web'], [RESOURCES.statefulsets, 'worker']] as const) {
+    const at = kube.peek(rt, NS, name)!.spec.template.metadata.annotations[RESTARTED_AT] as string;
+    t.match(at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, `${name}: restartedAt in kubectl's RFC 3339 form`);
+    t.ok(Date.parse(at) >= Math.floor(before / 1000) * 1000, `${name}: restarted now`);
+  }
+  t.notOk(kube.peek(RESOURCES.deployments, NS, 'api')!.spec.template.metadata?.annotations?.[RESTARTED_AT], 'api untouched');
+
+  // the controllers catch up: generation observed, replicas updated
+  for (const rt of [RESOURCES.deployments, RESOURCES.statefulsets]) {
+    const name = rt === RESOURCES.deployments ? 'web' : 'worker';
+    const o = kube.peek(rt, NS, name)!;
+    o.status = { ...o.status, observedGeneration: o.metadata.generation };
+    kube.put(rt, o);
+  }
+  const v = await configMapAction.verify(plan, ctx, { timeoutMs: 2000, pollMs: 5, execution: res });
+  t.equal(v.outcome, 'succeeded', v.message);
+  t.match(v.message, new RegExp(`ConfigMap ${NS}/app-config holds the content of snapshot ${snap}; deployment "web" successfully rolled out; statefulset rolling update complete`));
+
+  const again = await configMapAction.plan(ref, ctx);
+  t.equal(again.refusal?.code, 'already_matches', 'a second alert does not go one content further back (that would put the bad content back)');
+  t.match(again.refusal?.message, `already holds the content rollguard restored from snapshot ${snap}`);
+});
+
+t.test('refusals, each naming what to change; nothing written', async (t) => {
+  const none = cluster({ snapshots: false });
+  const p1 = await configMapAction.plan(ref, context(none));
+  t.equal(p1.refusal?.code, 'no_history');
+  t.match(p1.refusal?.message, /no snapshot of ConfigMap shop\/app-config: .*turn on CONFIG_SNAPSHOTS \(chart: configSnapshots.enabled\)/);
+
+  const paused = cluster({ paused: true });
+  const p2 = await configMapAction.plan(ref, context(paused));
+  t.equal(p2.refusal?.code, 'paused');
+  t.match(p2.refusal?.message, `deployments.apps "web" can't restart paused deployment (run rollout resume first); ConfigMap ${NS}/app-config was not restored either`);
+
+  const onDelete = cluster({ onDelete: true });
+  const p3 = await configMapAction.plan(ref, context(onDelete));
+  t.equal(p3.refusal?.code, 'unsupported');
+  t.match(p3.refusal?.message, 'statefulset "worker" uses the OnDelete update strategy: a restart would replace none of its pods');
+
+  const p4 = await configMapAction.plan({ ...ref, name: 'nope' }, context(cluster()));
+  t.same(p4.refusal, { code: 'not_found', message: 'configmaps "nope" not found' });
+  for (const k of [none, paused, onDelete]) t.same(k.patches(), [], 'nothing written');
+
+  const p5 = await configMapAction.plan(ref, context(null));
+  t.equal(p5.refusal?.code, 'no_cluster');
+});
+
+t.test('restart: false restores only; the rule param and the options schema', async (t) => {
+  const kube = cluster();
+  const plan = await configMapAction.plan({ ...ref, options: { restart: false } }, context(kube));
+  t.equal(plan.writes!.length, 1);
+  t.match(plan.summary, /\(restart: false: its workloads are not restarted\)$/);
+  t.same(parseOptions('ConfigMap', { restart: false }), { restart: false });
+  t.throws(() => parseOptions('ConfigMap', { restart: 'no' }), /options\.restart/);
+  t.throws(() => parseOptions('ConfigMap', { stable: 'x' }), /options\.stable: not an option of ConfigMap \(it takes restart\)/);
+
+  const r = parseRuleFile('t.yaml', 'rules:\n  - name: bad-config\n    match: { alertname: ConfigBroken }\n    target: { kind: ConfigMap, namespace: shop, name: app-config, params: { restart: "false" } }\n    trigger: { kind: deployment_failed, for: 5m }\n    priority: P1\n');
+  t.same(r.errors, []);
+  t.same(resolveTargets(r.rules[0]!.targets, {}), [{ kind: 'ConfigMap', namespace: 'shop', name: 'app-config', options: { restart: false } }]);
+  const bad = parseRuleFile('t.yaml', 'rules:\n  - name: t\n    match: { alertname: A }\n    target: { kind: ConfigMap, namespace: shop, name: x, params: { restart: "no" } }\n    trigger: { kind: deployment_failed, for: 5m }\n    priority: P1\n');
+  t.same(bad.errors.map((e) => e.field), ['rules[0].target.params.restart']);
+  t.match(bad.errors[0]!.message, /one of true, false/);
+});
+
+t.test('a conflict: re-planned from a fresh read, but an edit of the content since the plan writes nothing', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const plan = await configMapAction.plan(ref, ctx);
+  // someone edits the ConfigMap between plan and execute
+  const live = kube.peek(CM, NS, 'app-config')!;
+  live.data = { TIMEOUT: '1s' };
+  kube.put(CM, live);
+  const res = await configMapAction.execute(plan, ctx);
+  t.equal(res.applied, false);
+  t.equal(res.refusal?.code, 'changed_since_plan');
+  t.match(res.message, `ConfigMap ${NS}/app-config was edited after the rollback was planned; not restoring over the new content automatically`);
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '1s' }, 'the new edit stays');
+
+  // only its labels changed: the same content, so the fresh plan goes on
+  const k2 = cluster();
+  const c2 = context(k2);
+  const p2 = await configMapAction.plan(ref, c2);
+  const l2 = k2.peek(CM, NS, 'app-config')!;
+  l2.metadata.labels = { team: 'shop' };
+  k2.put(CM, l2);
+  const r2 = await configMapAction.execute(p2, c2);
+  t.equal(r2.applied, true, r2.message);
+  t.equal(r2.attempts, 2);
+  t.same(k2.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' });
+});
+
+t.test('verify: the restored content must stay, and each restart must finish', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const plan = await configMapAction.plan(ref, ctx);
+  const res = await configMapAction.execute(plan, ctx);
+  // the restarts are not observed yet
+  const w = await configMapAction.verify(plan, ctx, { timeoutMs: 40, pollMs: 5, execution: res });
+  t.equal(w.outcome, 'unverified');
+  t.match(w.message, /restart of deployment web: .*Waiting for deployment spec update to be observed/);
+  // someone writes the bad content back
+  const live = kube.peek(CM, NS, 'app-config')!;
+  live.data = { TIMEOUT: '50ms', FEATURE: 'on' };
+  kube.put(CM, live);
+  const f = await configMapAction.verify(plan, ctx, { timeoutMs: 40, pollMs: 5, execution: res });
+  t.equal(f.outcome, 'failed');
+  t.match(f.message, /no longer holds the content of snapshot .*: it changed again after the restore/);
+
+  kube.failNext('get', new KubeApiError({ status: 403, reason: 'Forbidden', message: 'configmaps "app-config" is forbidden', operation: 'GET' }));
+  const u = await configMapAction.verify(plan, ctx, { timeoutMs: 40, pollMs: 5, execution: res });
+  t.equal(u.outcome, 'unverified');
+  t.match(u.message, /cannot check ConfigMap shop\/app-config against snapshot .*forbidden/);
+});
