@@ -56,7 +56,7 @@ t.test('at once: one JSON Patch with its preconditions, 100 on stable and 0 on t
   t.equal(ctx.fenceCalls, 1, 'the fence is checked before the write');
   t.same(weights(kube), [100, 0]);
   t.equal(kube.peek(VS, NS, 'backend-api')!.metadata.annotations!['kubernetes.io/change-cause'], CAUSE);
-  const v = await virtualServiceAction.verify(plan, ctx, { timeoutMs: 30, pollMs: 5, execution: res });
+  const v = await virtualServiceAction.verify(plan, ctx, { timeoutMs: 2000, pollMs: 5, execution: res });
   t.equal(v.outcome, 'succeeded', v.message);
   const again = await virtualServiceAction.plan(ref, ctx);
   t.same(again.refusal, { code: 'already_matches', message: 'virtualservice "backend-api" already sends all traffic of HTTP route "primary" to subset "blue"' });
