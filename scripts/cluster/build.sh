@@ -75,7 +75,37 @@ have_all() {
   [[ -f "$ETC/kwok-stages.yaml" ]]
 }
 
+# kwok's stages, taken from the pinned kwok module so that they match the binary: the "fast" ones
+# (node initialize + lease heartbeat, pod ready/complete/delete) and the chaos stage that fails a
+# pod's containers when the pod is labelled pod-container-running-failed.stage.kwok.x-k8s.io=true
+# (a migration rollback Job that fails, test/e2e/migrations.test.ts).
+STAGE_FILES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml
+             pod/chaos/pod-container-running-failed.yaml)
+write_stages() {
+  local kwokdir f
+  kwokdir="$(cd "$(dirname "$1")" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+  [[ -d "$kwokdir/kustomize/stage" ]] || { log "kwok module source not found for its stages"; return 1; }
+  for f in "${STAGE_FILES[@]}"; do
+    echo "---"; echo "# from sigs.k8s.io/kwok@$KWOK_VERSION kustomize/stage/$f"; cat "$kwokdir/kustomize/stage/$f"
+  done > "$1"
+}
+# every stage file listed (a cache built before one was added gets the stages alone rewritten)
+stages_current() {
+  local f
+  for f in "${STAGE_FILES[@]}"; do grep -qF "kustomize/stage/$f" "$ETC/kwok-stages.yaml" 2>/dev/null || return 1; done
+}
+
 if have_all; then
+  if ! stages_current; then
+    exec 9>"$OUT/.lock"
+    flock 9
+    if ! stages_current; then
+      log "refreshing kwok's stages (${#STAGE_FILES[@]} files)"
+      tmp="$(mktemp "$ETC/.stages.XXXXXX")"
+      write_stages "$tmp" && mv -f "$tmp" "$ETC/kwok-stages.yaml" || { rm -f "$tmp"; exit 1; }
+    fi
+  fi
   log "up to date (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
   echo "$BIN"
   exit 0
@@ -119,14 +149,8 @@ GOBIN="$STAGE/bin" go install -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
   "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 
-# 3. kwok's "fast" stages (node initialize + lease heartbeat, pod ready/complete/delete), taken
-#    from the pinned kwok module so that they match the binary.
-kwokdir="$(cd "$STAGE" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
-[[ -d "$kwokdir/kustomize/stage" ]] || { log "kwok module source not found for its stages"; exit 1; }
-for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-         pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-  echo "---"; echo "# from sigs.k8s.io/kwok@$KWOK_VERSION kustomize/stage/$f"; cat "$kwokdir/kustomize/stage/$f"
-done > "$STAGE/etc/kwok-stages.yaml"
+# 3. kwok's stages (write_stages), from the pinned kwok module.
+write_stages "$STAGE/etc/kwok-stages.yaml"
 
 for b in "${BINARIES[@]}"; do
   [[ -x "$STAGE/bin/$b" ]] || { log "missing $b after build"; exit 1; }

@@ -284,6 +284,13 @@ Canary:
   - [apps, deployments, [get, patch]]
 VirtualService:
   - [networking.istio.io, virtualservices, [get, patch]]
+{{- /* a configuration-only rollback: read the ConfigMap and its snapshots, write the snapshot's
+content back, and restart (patch) the workloads whose template uses it */}}
+ConfigMap:
+  - ["", configmaps, [get, list, patch]]
+  - [apps, deployments, [get, list, patch]]
+  - [apps, statefulsets, [get, list, patch]]
+  - [apps, daemonsets, [get, list, patch]]
 HelmRelease: []
 {{- /* not a kind: configSnapshots.enabled (CONFIG_SNAPSHOTS, src/config-deps/watch.ts) watches the
 workloads for the ConfigMaps they use, keeps each content as an immutable snapshot ConfigMap
@@ -297,6 +304,14 @@ configSnapshots:
 {{- if dig "secrets" false (default dict .Values.configSnapshots) }}
   - ["", secrets, [get, list, watch, create, patch, delete]]
 {{- end }}
+{{- /* not a kind: migrations.enabled lets a rule's migration rollback Job run (src/migrations/):
+read its template ConfigMap, create the Job (a server dry run first), follow it, and on a failure
+read its pods' last log lines */}}
+migrations:
+  - ["", configmaps, [get]]
+  - [batch, jobs, [get, list, create]]
+  - ["", pods, [list]]
+  - ["", pods/log, [get]]
 {{- end -}}
 
 {{- define "rollguard.snapshotsEnabled" -}}
@@ -307,7 +322,8 @@ configSnapshots:
 {{- $table := include "rollguard.rbacTable" . | fromYaml -}}
 {{- $order := list "get" "list" "watch" "create" "update" "patch" "delete" -}}
 {{- $acc := dict -}}
-{{- range $kind := concat .Values.actions.enabled (include "rollguard.snapshotsEnabled" . | empty | ternary (list) (list "configSnapshots")) -}}
+{{- $extra := concat (include "rollguard.snapshotsEnabled" . | empty | ternary (list) (list "configSnapshots")) (dig "enabled" false (default dict .Values.migrations) | ternary (list "migrations") (list)) -}}
+{{- range $kind := concat .Values.actions.enabled $extra -}}
 {{- range $entry := index $table $kind -}}
 {{- $key := printf "%s|%s" (index $entry 0) (index $entry 1) -}}
 {{- $_ := set $acc $key (concat (default (list) (get $acc $key)) (index $entry 2)) -}}

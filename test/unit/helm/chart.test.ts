@@ -69,6 +69,7 @@ const KIND_RULES: Record<string, string[]> = {
   BlueGreen: [' services: get,patch', 'apps deployments: list'],
   Canary: ['apps deployments: get,patch'],
   VirtualService: ['networking.istio.io virtualservices: get,patch'],
+  ConfigMap: [' configmaps: get,list,patch', 'apps deployments: get,list,patch', 'apps statefulsets: get,list,patch', 'apps daemonsets: get,list,patch'],
 };
 function rulesOf(role: Obj): string[] {
   const out: string[] = [];
@@ -104,6 +105,8 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
     ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'],
     ['VirtualService'],
     ['Deployment', 'VirtualService'],
+    ['ConfigMap'],
+    ['Deployment', 'ConfigMap'],
   ];
   for (const kinds of sets) {
     const objs = render(['--set', `actions.enabled={${kinds.join(',')}}`]);
@@ -113,6 +116,13 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
     t.same(got, expected(kinds), `${kinds.join('+')}: ${got.join('; ')}`);
     t.notOk(got.some((l) => /^ secrets: (?!get$)/.test(l) || /delete|\*/.test(l.split(': ')[1]!)), `${kinds.join('+')}: at most get on secrets, no delete`);
   }
+  const migrations = rulesOf(find(render(['--set', 'migrations.enabled=true']), 'ClusterRole')[0]!);
+  t.same(
+    migrations,
+    expected(['Deployment', 'StatefulSet', 'DaemonSet']).concat(['batch jobs: get,list,create', ' pods: list', ' pods/log: get']).sort(),
+    'migrations.enabled: Jobs created and followed, their pods listed and logs read; configmaps get was there already',
+  );
+  t.notOk(rulesOf(find(render([]), 'ClusterRole')[0]!).some((l) => /jobs|pods/.test(l)), 'by default: no right on Jobs or pods');
   const noSecrets = rulesOf(find(render(['--set', 'actions.checkSecrets=false']), 'ClusterRole')[0]!);
   t.same(noSecrets, expected(['Deployment', 'StatefulSet', 'DaemonSet']).filter((l) => l !== ' secrets: get'), 'actions.checkSecrets: false: no right on secrets, configmaps get kept');
   const noKinds = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-')), 'none.yaml');
