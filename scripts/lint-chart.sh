@@ -46,7 +46,13 @@ hadolint_bin() {
 }
 
 # helm prints an INFO line for the files/rules symlink (the chart reads the repo's rules/): drop it.
-quiet_helm() { "$@" 2> >(grep -v 'found symbolic link in path' >&2); }
+# helm's stderr without its "found symbolic link" notes, in a pipeline (not a process substitution,
+# which may still be writing when the caller reads the file its stderr went to); helm's exit status.
+quiet_helm() {
+  local rc
+  { "$@" 2>&1 1>&3 3>&- | { grep -v 'found symbolic link in path' || true; } >&2; rc=${PIPESTATUS[0]}; } 3>&1
+  return "$rc"
+}
 
 lint_chart() {
   local helm; helm=$(helm_bin)
