@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 
 const execFileP = promisify(execFileCb);
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 
 export const BINARIES = [
   'etcd',
@@ -323,6 +324,36 @@ export async function chartRbac(helmBin: string, extraSets: string[] = []): Prom
     ...extraSets.flatMap((v) => ['--set', v]),
   ], { maxBuffer: 16 * 1024 * 1024 });
   return stdout;
+}
+
+/**
+ * Gives rollguard's ServiceAccount (rollguard-system/rollguard) the chart's RBAC rendered with
+ * these values (chartRbac), on top of the harness's default: its ClusterRole replaces the default's,
+ * and a namespaced object the chart leaves without a namespace lands in rollguard-system.
+ */
+export async function applyChartRbac(cluster: Cluster, extraSets: string[]): Promise<void> {
+  const items = parseAllDocuments(await chartRbac(cluster.bin('helm'), extraSets))
+    .map((d) => d.toJS() as { kind?: string; metadata: { namespace?: string } } | null)
+    .filter((o): o is { kind?: string; metadata: { namespace?: string } } => !!o)
+    .map((o) => (o.kind!.startsWith('Cluster') || o.metadata.namespace ? o : { ...o, metadata: { ...o.metadata, namespace: 'rollguard-system' } }));
+  await cluster.kubectl(['apply', '-f', '-'], { check: true, input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) });
+}
+
+/** A Deployment as the e2e tests read it from the API server. */
+export interface DeploymentView {
+  metadata: { generation: number; annotations?: Record<string, string> };
+  spec: { replicas: number; template: { metadata?: { annotations?: Record<string, string> }; spec: { containers: { image: string }[] } } };
+  status: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
+}
+
+/** The Deployment runs `image` and its rollout is done: its spec observed, every replica updated and available. */
+export function deploymentSettled(d: DeploymentView, image: string): boolean {
+  return (
+    d.spec.template.spec.containers[0]!.image === image &&
+    (d.status.observedGeneration ?? 0) >= d.metadata.generation &&
+    d.status.updatedReplicas === d.spec.replicas &&
+    d.status.availableReplicas === d.spec.replicas
+  );
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {

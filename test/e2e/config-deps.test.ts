@@ -23,7 +23,7 @@ import { Notifications } from '../../src/notify/notifier.js';
 import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { RedisStore } from '../../src/store/redis.js';
-import { startCluster } from '../cluster/harness.js';
+import { deploymentSettled, startCluster } from '../cluster/harness.js';
 import { CapturingNotifier, firing } from '../support/engine.js';
 import { redisDump, startRedis } from '../support/redis.js';
 import { capturingLogger } from '../support/secret-template.js';
@@ -63,11 +63,7 @@ interface Dep {
   status: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
 }
 const getDep = (ns: string, name: string) => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
-const settled = (d: Dep, image: string) =>
-  d.spec.template.spec.containers[0]!.image === image &&
-  (d.status.observedGeneration ?? 0) >= d.metadata.generation &&
-  d.status.updatedReplicas === d.spec.replicas &&
-  d.status.availableReplicas === d.spec.replicas;
+const settled = (d: Dep, image: string) => deploymentSettled(d, image);
 
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 const applyObj = (o: unknown) => kubectl(['apply', '-f', '-'], JSON.stringify(o));

@@ -11,7 +11,6 @@
 //      no new revision gets its previous content back, and the Deployment using it is restarted
 //      as `kubectl rollout restart` does (a new ReplicaSet, its pods running), verified.
 import t from 'tap';
-import { parseAllDocuments } from 'yaml';
 import { createActions } from '../../src/actions/index.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import { loadConfig } from '../../src/config.js';
@@ -26,7 +25,7 @@ import { Notifications } from '../../src/notify/notifier.js';
 import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { CHART_ACTION_KINDS, chartRbac, startCluster } from '../cluster/harness.js';
+import { applyChartRbac, CHART_ACTION_KINDS, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
 import { CapturingNotifier, firing } from '../support/engine.js';
 import { capturingLogger } from '../support/secret-template.js';
 
@@ -38,11 +37,7 @@ t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 
 // rollguard's ServiceAccount: the chart's RBAC with configSnapshots.enabled (its ClusterRole replaces the harness's default)
-const rbac = parseAllDocuments(await chartRbac(cluster.bin('helm'), ['configSnapshots.enabled=true', `configSnapshots.max=${MAX}`, `actions.enabled={${[...CHART_ACTION_KINDS, 'ConfigMap'].join(',')}}`]))
-  .map((d) => d.toJS() as KubeObject | null)
-  .filter((o): o is KubeObject => !!o)
-  .map((o) => (o.kind!.startsWith('Cluster') || o.metadata.namespace ? o : { ...o, metadata: { ...o.metadata, namespace: 'rollguard-system' } }));
-await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+await applyChartRbac(cluster, ['configSnapshots.enabled=true', `configSnapshots.max=${MAX}`, `actions.enabled={${[...CHART_ACTION_KINDS, 'ConfigMap'].join(',')}}`]);
 for (const ns of NAMESPACES) await kubectl(['create', 'namespace', ns]);
 
 const RULES = `
@@ -76,11 +71,6 @@ const snapshots = new ConfigSnapshots({ kube, logger: logs.logger, namespaces: c
 await snapshots.start();
 t.teardown(() => snapshots.stop());
 
-interface Dep {
-  metadata: { generation: number };
-  spec: { replicas: number; template: { spec: { containers: { image: string }[] } } };
-  status: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number };
-}
 interface CM {
   metadata: { name: string; uid: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string; uid: string }[] };
   immutable?: boolean;
@@ -92,11 +82,6 @@ const snapshotsOf = async (ns: string, name: string) => {
   const items = (await cluster.request<{ items: CM[] }>('GET', `/api/v1/namespaces/${ns}/configmaps?labelSelector=${encodeURIComponent(`rollguard.io/snapshot-of=${name}`)}`)).items;
   return items.sort((a, b) => Date.parse(a.metadata.annotations!['rollguard.io/current-since']!) - Date.parse(b.metadata.annotations!['rollguard.io/current-since']!));
 };
-const settled = (d: Dep, image: string) =>
-  d.spec.template.spec.containers[0]!.image === image &&
-  (d.status.observedGeneration ?? 0) >= d.metadata.generation &&
-  d.status.updatedReplicas === d.spec.replicas &&
-  d.status.availableReplicas === d.spec.replicas;
 const applyObj = (o: unknown) => kubectl(['apply', '-f', '-'], JSON.stringify(o));
 const configMap = (ns: string, name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns }, data });
 const deployment = (ns: string, name: string, image: string, cm: string) => ({

@@ -12,7 +12,6 @@
 import * as path from 'node:path';
 import t from 'tap';
 import { pino } from 'pino';
-import { parseAllDocuments } from 'yaml';
 import { createActions } from '../../src/actions/index.js';
 import { buildApp } from '../../src/app.js';
 import { EXIT } from '../../src/cli/client.js';
@@ -29,7 +28,7 @@ import type { PrometheusApi, RangeSeries } from '../../src/prometheus/client.js'
 import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { chartRbac, REPO_ROOT } from '../cluster/harness.js';
+import { applyChartRbac, REPO_ROOT } from '../cluster/harness.js';
 import { FLUX_NAMESPACE, installCrds, startFluxEnvironment } from '../cluster/reconcilers.js';
 import { ADMIN_TOKEN, metricValue, WEBHOOK_TOKEN } from '../support/app.js';
 import { cliEnv } from '../support/cli.js';
@@ -46,11 +45,7 @@ await cluster.kubectl(['create', 'namespace', NS], { check: true });
 await cluster.kubectl(['create', 'namespace', 'argocd'], { check: true });
 // rollguard's ServiceAccount: the chart's RBAC with gitops.enabled (on top of the harness's
 // default): its Roles in argocd and flux-system name their namespace, the rest is rollguard-system's
-const rbac = parseAllDocuments(await chartRbac(cluster.bin('helm'), ['gitops.enabled=true']))
-  .map((d) => d.toJS() as KubeObject | null)
-  .filter((o): o is KubeObject => !!o)
-  .map((o) => (o.kind!.startsWith('Cluster') || o.metadata.namespace ? o : { ...o, metadata: { ...o.metadata, namespace: 'rollguard-system' } }));
-await cluster.kubectl(['apply', '-f', '-'], { check: true, input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }) });
+await applyChartRbac(cluster, ['gitops.enabled=true']);
 await installCrds(cluster, path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'argocd'));
 
 const deploymentYaml = (name: string, image: string) => `apiVersion: apps/v1

@@ -11,20 +11,18 @@
 //    escalation carry the Job's name, its failed container and its last lines (kwok's nodes serve
 //    no logs, so the termination message's lines).
 import t from 'tap';
-import { parseAllDocuments } from 'yaml';
 import { createActions } from '../../src/actions/index.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import { loadConfig } from '../../src/config.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { Engine } from '../../src/engine/pipeline.js';
-import type { KubeObject } from '../../src/kube/client.js';
 import { createKube } from '../../src/kube/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications } from '../../src/notify/notifier.js';
 import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { chartRbac, startCluster } from '../cluster/harness.js';
+import { applyChartRbac, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
 import { CapturingNotifier, firing } from '../support/engine.js';
 import { migrationRules } from '../support/migrations.js';
 import { capturingLogger } from '../support/secret-template.js';
@@ -37,11 +35,7 @@ const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 
-const rbac = parseAllDocuments(await chartRbac(cluster.bin('helm'), ['migrations.enabled=true']))
-  .map((d) => d.toJS() as KubeObject | null)
-  .filter((o): o is KubeObject => !!o)
-  .map((o) => (o.kind!.startsWith('Cluster') || o.metadata.namespace ? o : { ...o, metadata: { ...o.metadata, namespace: 'rollguard-system' } }));
-await kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }));
+await applyChartRbac(cluster, ['migrations.enabled=true']);
 for (const ns of [OK, FAIL]) await kubectl(['create', 'namespace', ns]);
 
 const logs = capturingLogger();
@@ -56,22 +50,12 @@ const notifications = new Notifications([notifier], logs.logger, metrics);
 const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!;
 const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: 'migrations-a' });
 
-interface Dep {
-  metadata: { generation: number };
-  spec: { replicas: number; template: { spec: { containers: { image: string }[] } } };
-  status: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number };
-}
 interface Job {
   metadata: { name: string; labels?: Record<string, string> };
   status?: { conditions?: { type: string; status: string }[] };
 }
 const getDep = (ns: string, name: string) => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
 const jobsIn = async (ns: string) => (await cluster.request<{ items: Job[] }>('GET', `/apis/batch/v1/namespaces/${ns}/jobs`)).items;
-const settled = (d: Dep, image: string) =>
-  d.spec.template.spec.containers[0]!.image === image &&
-  (d.status.observedGeneration ?? 0) >= d.metadata.generation &&
-  d.status.updatedReplicas === d.spec.replicas &&
-  d.status.availableReplicas === d.spec.replicas;
 const applyObj = (o: unknown) => kubectl(['apply', '-f', '-'], JSON.stringify(o));
 
 /** v2 carries a schema migration: its pod template says so. */
