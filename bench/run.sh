@@ -3,9 +3,10 @@
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
 #   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 store-calls
-#                                       rules decision decision-everysec redis-bytes memory-store replay; the report renders
-#                                       what it finds in BENCH_OUT; redis-bytes and memory-store are written up by hand
-#                                       in docs/benchmarks.md, "Bounded under volume", and replay in its "Replay")
+#                                       rules decision decision-everysec redis-bytes memory-store config-snapshots replay;
+#                                       the report renders what it finds in BENCH_OUT; redis-bytes, memory-store and
+#                                       config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
+#                                       volume", and replay in its "Replay")
 #   BENCH_OUT=/some/dir npm run bench   where the JSON results and the profile go (default: a temp dir)
 # Needs what `npm test` provisions: redis-server, prometheus + promtool, the Kubernetes control plane
 # binaries (scripts/cluster/build.sh; cached). Every load goes to 127.0.0.1 only, every loop is
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 store-calls rules decision decision-everysec redis-bytes memory-store replay} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 store-calls rules decision decision-everysec redis-bytes memory-store config-snapshots replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -60,6 +61,11 @@ fi
 
 if want redis-bytes; then say "Redis bytes per alert and per record"; npx tsx bench/redis-bytes.ts; fi
 if want memory-store; then say "the in-memory store under 20,000 two-alert batches"; npx tsx bench/memory-store.ts; fi
+if want config-snapshots; then
+  say "configuration snapshots: the watcher's RSS over 500 Deployments on the real control plane, with the image's V8 flags"
+  bash scripts/cluster/build.sh >&2   # a no-op in milliseconds when the cache is current
+  npx tsx bench/config-snapshots.ts
+fi
 
 if want replay; then
   say "replay: 30 days of 50 services (history generated and backfilled first, a few minutes; docs/benchmarks.md#replay)"
