@@ -6,9 +6,11 @@
 //
 // What it keeps in memory is small and bounded by the cluster: the names each workload uses and a
 // hash of each used object's last content, no object and no data. Work on one object is done in
-// order (one chain per object); an object marked immutable is never snapshotted (it cannot be
-// edited in place, so it never needs restoring). Several replicas may all run it: a snapshot's
-// name follows from its content and time, so they create the same one (409 AlreadyExists is fine).
+// order (one chain per object), at most SNAPSHOT_CONCURRENCY objects at once; an object marked
+// immutable is never snapshotted (it cannot be edited in place, so it never needs restoring).
+// Several replicas may all run it: a snapshot's name follows from its content and time, so they
+// create the same one (409 AlreadyExists is fine).
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/client.js';
 import { KubeApiError } from '../kube/errors.js';
@@ -28,7 +30,16 @@ export interface ConfigSnapshotsOptions {
   max: number;
   /** CONFIG_SNAPSHOTS_SECRETS */
   secrets: boolean;
+  /** snapshots taken at once (default SNAPSHOT_CONCURRENCY) */
+  concurrency?: number;
 }
+
+/**
+ * Snapshots taken at once. At start every used object is snapshotted: unbounded, 500 Deployments'
+ * ConfigMaps were 550 GET + LIST + CREATE in flight together, and the sockets and buffers they
+ * took stayed in RSS (bench/config-snapshots.ts).
+ */
+export const SNAPSHOT_CONCURRENCY = 4;
 
 const WORKLOADS = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
 
@@ -45,8 +56,11 @@ export class ConfigSnapshots {
   private readonly lastHash = new Map<string, string>();
   private readonly chains = new Map<string, Promise<void>>();
   private stopped = false;
+  private readonly limit: LimitFunction;
 
-  constructor(private readonly o: ConfigSnapshotsOptions) {}
+  constructor(private readonly o: ConfigSnapshotsOptions) {
+    this.limit = pLimit(o.concurrency ?? SNAPSHOT_CONCURRENCY);
+  }
 
   /** Starts the watches; resolves once each has handed over its first list. */
   async start(): Promise<void> {
@@ -135,7 +149,7 @@ export class ConfigSnapshots {
     if (this.stopped) return;
     const prev = this.chains.get(key) ?? Promise.resolve();
     const next = prev
-      .then(() => this.snapshot(key, obj))
+      .then(() => this.limit(() => this.snapshot(key, obj)))
       .catch((err) => this.o.logger.warn({ object: key, err: (err as Error).message }, `configuration snapshot not taken${err instanceof KubeApiError && err.status === 403 ? `: ${RBAC_HINT}` : ''}`))
       .finally(() => {
         if (this.chains.get(key) === next) this.chains.delete(key);
