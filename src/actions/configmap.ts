@@ -5,20 +5,23 @@
 //     (previousOf); none = refused 'no_history', naming the setting;
 //  2. that content is written back into the live ConfigMap, guarded by its resourceVersion
 //     (restoreWrite: a change since the read is a 409 Conflict), and the ConfigMap is annotated
-//     rollguard.io/restored-from with the snapshot's name;
+//     rollguard.io/restored-from with the snapshot's name and rollguard.io/restored-hash;
 //  3. every Deployment, StatefulSet and DaemonSet of the namespace whose pod template uses it
 //     (refs.ts) is restarted as `kubectl rollout restart` does: spec.template.metadata.annotations
 //     kubectl.kubernetes.io/restartedAt = now (RFC 3339, seconds), so its pods read the restored
 //     content again (options.restart: false for an app that reloads its configuration itself).
 //     Refusals in kubectl's words: a paused Deployment; and, where kubectl would write a restart
 //     that replaces no pod, a StatefulSet or DaemonSet with the OnDelete update strategy.
-// A ConfigMap whose live content is the snapshot rollguard restored last is refused
-// ('already_matches'): going one snapshot further back would put the bad content back (the
-// restore itself is a new content the watcher snapshots). A conflict on the restore re-plans from
-// a fresh read, but when the content itself changed since the plan, nothing is written
-// ('changed_since_plan'): someone edited it meanwhile, and restoring "the one before" would now
-// mean another content. verify(): the ConfigMap still holds the snapshot's content and each
-// restarted workload finished its rollout (kubectl rollout status), within the one window.
+// A ConfigMap whose live content is the one rollguard restored last (its hash, annotated
+// rollguard.io/restored-hash with the restore) is refused ('already_matches'): going one snapshot
+// further back would put the bad content back (the restore itself is a new content the watcher
+// snapshots). The live content must be the newest snapshot's, else an edit went unseen and "the
+// one before" is not known ('no_history'); more than MAX_RESTARTS users are a human's call.
+// A conflict on the restore re-plans from a fresh read, but when the content itself changed since the plan, or the set of workloads using
+// it did (the guards checked the first plan's objects only), nothing is written
+// ('changed_since_plan'). verify(): the ConfigMap still holds the snapshot's content, each
+// restarted workload finished its rollout (kubectl rollout status) within the one window, and the
+// content is still the snapshot's once they all started.
 import { z } from 'zod';
 import { fmtTime, lastChange } from '../config-deps/check.js';
 import { configRefs } from '../config-deps/refs.js';
@@ -28,12 +31,18 @@ import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js
 import { CHANGE_CAUSE } from '../kube/revision.js';
 import { daemonSetState, deploymentState, statefulSetState, waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
 import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, defineKind, executeWrites, notFoundMessage, oneOfParam, optionsOf, refused, reqOpts } from './common.js';
+import { clusterAction, type ClusterContext, defineKind, executeWrites, getOrNull, notFoundMessage, oneOfParam, optionsOf, refused, reqOpts, writtenObjects, type WrittenObject } from './common.js';
+
+const objectKey = (o: WrittenObject) => `${o.kind}/${o.namespace}/${o.name}`;
 
 /** The annotation `kubectl rollout restart` sets on the pod template. */
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 /** On the live ConfigMap: the snapshot whose content rollguard restored into it last. */
 export const RESTORED_FROM = 'rollguard.io/restored-from';
+/** On the live ConfigMap: the sha256 of that content (a ConfigMap's, never a Secret's), whatever happens to the snapshot. */
+export const RESTORED_HASH = 'rollguard.io/restored-hash';
+/** A ConfigMap used by more workloads than this is refused: so many restarts at once are a human's call. */
+export const MAX_RESTARTS = 50;
 
 export const configMapOptions = z.strictObject({
   /** restart the workloads that use the ConfigMap after the restore (default true) */
@@ -94,39 +103,43 @@ export const configMapAction: Action = clusterAction({
     if (!read) return refused(ref, 'not_found', notFoundMessage(RESOURCES.configmaps, ref.name));
     const { live, snapshots } = read;
     const cm = `ConfigMap ${ref.namespace}/${ref.name}`;
-    const changedAt = lastChange(live.metadata);
-    const current = {
-      createdAt: changedAt ?? Date.now(),
-      annotations: live.metadata.annotations ?? {},
-      what: `the current content of ${cm}${changedAt !== undefined ? ` (since ${fmtTime(changedAt)})` : ''}`,
-    };
-    const restoredFrom = live.metadata.annotations?.[RESTORED_FROM];
-    const restored = restoredFrom ? snapshots.find((s) => s.metadata.name === restoredFrom) : undefined;
-    if (restored && contentHash(restored, 'ConfigMap') === contentHash(live, 'ConfigMap')) {
-      return refused(
-        ref,
-        'already_matches',
-        `${cm} already holds the content rollguard restored from snapshot ${restoredFrom}; going one content further back is left to a human`,
-        { current },
-      );
+    const liveHash = contentHash(live, 'ConfigMap');
+    // the content rollguard wrote last, kept as its hash on the object: refused however many
+    // snapshots were pruned or added since (going one content further back would put the bad one back)
+    if (live.metadata.annotations?.[RESTORED_HASH] === liveHash) {
+      const from = live.metadata.annotations?.[RESTORED_FROM];
+      return refused(ref, 'already_matches', `${cm} already holds the content rollguard restored${from ? ` from snapshot ${from}` : ''}; going one content further back is left to a human`);
     }
-    const previous = previousOf(snapshots, live, 'ConfigMap');
-    if (!previous) {
+    const newest = snapshots[0];
+    if (!newest) {
       return refused(
         ref,
         'no_history',
-        snapshots.length === 0
-          ? `no snapshot of ${cm}: a configuration-only rollback restores an earlier snapshot; turn on CONFIG_SNAPSHOTS (chart: configSnapshots.enabled) so the content before the next edit is kept`
-          : `no snapshot of ${cm} holds a content other than the live one: there is nothing earlier to restore`,
-        { current },
+        `no snapshot of ${cm}: a configuration-only rollback restores an earlier snapshot; turn on CONFIG_SNAPSHOTS (chart: configSnapshots.enabled) so the content before the next edit is kept`,
       );
     }
+    // the live content must be the newest snapshot's: else an edit went unseen (the watcher was off,
+    // or no workload in scope used it then) and "the snapshot before" is not the content before it
+    if (contentHash(newest, 'ConfigMap') !== liveHash) {
+      return refused(
+        ref,
+        'no_history',
+        `the live content of ${cm} was never snapshotted (the newest snapshot, ${newest.metadata.name}, holds another content): the content before it is not known; the watcher keeps only ConfigMaps a Deployment, StatefulSet or DaemonSet in scope uses`,
+      );
+    }
+    const changedAt = snapshotSince(newest) ?? lastChange(live.metadata) ?? Date.now();
+    const current = { createdAt: changedAt, annotations: live.metadata.annotations ?? {}, what: `the current content of ${cm} (since ${fmtTime(changedAt)})` };
+    const previous = previousOf(snapshots.slice(1), live, 'ConfigMap');
+    if (!previous) return refused(ref, 'no_history', `no snapshot of ${cm} holds a content other than the live one: there is nothing earlier to restore`, { current });
 
     const since = snapshotSince(previous);
     const why = `its content${since !== undefined ? ` since ${fmtTime(since)}` : ''}, the one before the live content`;
     const write = restoreWrite('ConfigMap', live, previous, why);
     const patch = write.patch as { metadata: Record<string, unknown> };
-    patch.metadata = { ...patch.metadata, annotations: { [RESTORED_FROM]: previous.metadata.name, ...(ctx.changeCause ? { [CHANGE_CAUSE]: ctx.changeCause } : {}) } };
+    patch.metadata = {
+      ...patch.metadata,
+      annotations: { [RESTORED_FROM]: previous.metadata.name, [RESTORED_HASH]: contentHash(previous, 'ConfigMap'), ...(ctx.changeCause ? { [CHANGE_CAUSE]: ctx.changeCause } : {}) },
+    };
     const writes: PlannedWrite[] = [{ ...write, before: live }];
 
     const users: string[] = [];
@@ -140,6 +153,9 @@ export const configMapAction: Action = clusterAction({
           if (no) return refused(ref, w.rt === RESOURCES.deployments ? 'paused' : 'unsupported', `${no}; ${cm} was not restored either`, { current });
           writes.push(restartWrite(w, o, at, ctx.changeCause));
           users.push(`${w.word} ${o.metadata.name}`);
+          if (users.length > MAX_RESTARTS) {
+            return refused(ref, 'unsupported', `more than ${MAX_RESTARTS} workloads in ${ref.namespace} use ${cm}: restarting them all at once is left to a human (or set restart: false)`, { current });
+          }
         }
       }
     }
@@ -161,10 +177,19 @@ export const configMapAction: Action = clusterAction({
     const guarded: Action = {
       ...configMapAction,
       plan: async (ref, c) => {
+        const now = c.kube ? await getOrNull(c.kube, RESOURCES.configmaps, ref.namespace, ref.name, c) : null;
+        if (!planned || !now || contentHash(now, 'ConfigMap') !== planned) {
+          return refused(ref, 'changed_since_plan', `ConfigMap ${ref.namespace}/${ref.name} was edited after the rollback was planned; not restoring over the new content automatically`);
+        }
         const fresh = await configMapAction.plan(ref, c);
-        const now = fresh.writes?.[0]?.before;
-        if (fresh.refusal || !planned || !now || contentHash(now, 'ConfigMap') === planned) return fresh;
-        return refused(ref, 'changed_since_plan', `ConfigMap ${ref.namespace}/${ref.name} was edited after the rollback was planned; not restoring over the new content automatically`);
+        if (fresh.refusal) return fresh;
+        // the guards (scope, locks, cooldowns) saw the first plan's objects only
+        const seen = new Set(writtenObjects(plan).map(objectKey));
+        const added = writtenObjects(fresh).filter((o) => !seen.has(objectKey(o)));
+        if (added.length) {
+          return refused(ref, 'changed_since_plan', `the workloads using ConfigMap ${ref.namespace}/${ref.name} changed after the rollback was planned (${added.map(objectKey).join(', ')}): not restarting objects the guards did not check`);
+        }
+        return fresh;
       },
     };
     return executeWrites(guarded, plan, ctx);
@@ -201,6 +226,17 @@ export const configMapAction: Action = clusterAction({
       });
       if (res.outcome !== 'succeeded') return { outcome: res.outcome, message: `${cm} holds the content of snapshot ${snapshot}; restart of ${w.word} ${r.name}: ${res.message}`, details: res.details };
       done.push(res.message);
+    }
+    // pods read it at start: it must still be the restored content once they all started
+    if (restarts.length) {
+      try {
+        const [live, snap] = await Promise.all([ctx.kube.get(RESOURCES.configmaps, ns, plan.target.name, reqOpts(ctx)), ctx.kube.get(RESOURCES.configmaps, ns, snapshot, reqOpts(ctx))]);
+        if (contentHash(live, 'ConfigMap') !== contentHash(snap, 'ConfigMap')) {
+          return { outcome: 'failed', message: `${cm} changed again while its workloads restarted: it no longer holds the content of snapshot ${snapshot}` };
+        }
+      } catch (err) {
+        return { outcome: 'unverified', message: `the restarts finished, but ${cm} cannot be checked again: ${(err as Error).message}` };
+      }
     }
     return {
       outcome: 'succeeded',

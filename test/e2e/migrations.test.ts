@@ -35,8 +35,9 @@ const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 
-await applyChartRbac(cluster, ['migrations.enabled=true']);
 for (const ns of [OK, FAIL]) await kubectl(['create', 'namespace', ns]);
+// migrations.enabled needs scope.namespaces: Roles in the two namespaces (the harness's default ClusterRole stays for the workloads)
+await applyChartRbac(cluster, ['migrations.enabled=true', `scope.namespaces={${OK},${FAIL}}`]);
 
 const logs = capturingLogger();
 const notifier = new CapturingNotifier();

@@ -154,6 +154,12 @@ app.kubernetes.io/part-of: rollguard
 {{- if and (include "rollguard.helmEnabled" .) (not .Values.scope.namespaces) -}}
 {{- fail "actions.enabled lists HelmRelease, which needs write access to Secrets and to every kind a release holds: the chart grants that only per namespace. List the namespaces of the releases in scope.namespaces (Roles there, nothing cluster-wide)" -}}
 {{- end -}}
+{{- if and (dig "enabled" false (default dict .Values.migrations)) (not .Values.scope.namespaces) -}}
+{{- fail "migrations.enabled grants creating Jobs, and a Job can run any pod as any ServiceAccount of its namespace: the chart grants that only per namespace. List the namespaces whose rules name a migration rollback Job in scope.namespaces (Roles there, nothing cluster-wide)" -}}
+{{- end -}}
+{{- if and (has "ConfigMap" .Values.actions.enabled) (not (include "rollguard.snapshotsEnabled" .)) -}}
+{{- fail "actions.enabled lists ConfigMap, which restores a ConfigMap from its snapshots: set configSnapshots.enabled: true too (without snapshots it could only refuse, while holding list and patch on ConfigMaps)" -}}
+{{- end -}}
 {{- $never := concat (list "kube-system" "kube-public" "kube-node-lease") (default (list) .Values.scope.denyNamespaces) -}}
 {{- range $ns := .Values.scope.namespaces -}}
 {{- if has $ns $never -}}

@@ -2,7 +2,7 @@
 // the workloads using it restarted as `kubectl rollout restart` does, its refusals, the conflict
 // rule, and verification. The same on the real control plane: test/e2e/config-snapshots.test.ts.
 import t from 'tap';
-import { configMapAction, RESTARTED_AT, RESTORED_FROM } from '../../../src/actions/configmap.js';
+import { configMapAction, MAX_RESTARTS, RESTARTED_AT, RESTORED_FROM, RESTORED_HASH } from '../../../src/actions/configmap.js';
 import { parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { snapshotObject } from '../../../src/config-deps/snapshots.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
@@ -185,4 +185,63 @@ t.test('verify: the restored content must stay, and each restart must finish', a
   const u = await configMapAction.verify(plan, ctx, { timeoutMs: 40, pollMs: 5, execution: res });
   t.equal(u.outcome, 'unverified');
   t.match(u.message, /cannot check ConfigMap shop\/app-config against snapshot .*forbidden/);
+});
+
+t.test('the restored content is known by its hash: pruning or deleting the snapshot does not let a second alert go further back', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const plan = await configMapAction.plan(ref, ctx);
+  await configMapAction.execute(plan, ctx);
+  const live = kube.peek(CM, NS, 'app-config')!;
+  t.match(live.metadata.annotations![RESTORED_HASH], /^[0-9a-f]{64}$/);
+  // every snapshot gone (pruned by CONFIG_SNAPSHOTS_MAX, or deleted by someone), then the watcher's snapshot of the restored content
+  for (const [k, { obj }] of kube.objects) if (obj.metadata.labels?.['rollguard.io/snapshot-of']) kube.objects.delete(k);
+  kube.add(CM, snapshotObject(live, 'ConfigMap', Date.now()));
+  const again = await configMapAction.plan(ref, ctx);
+  t.equal(again.refusal?.code, 'already_matches');
+  t.match(again.refusal?.message, /already holds the content rollguard restored from snapshot/);
+});
+
+t.test('the live content must be the newest snapshot: an edit the watcher did not see leaves "the one before" unknown', async (t) => {
+  const kube = cluster();
+  const live = kube.peek(CM, NS, 'app-config')!;
+  live.data = { TIMEOUT: '9s' };
+  kube.put(CM, live);
+  const plan = await configMapAction.plan(ref, context(kube));
+  t.equal(plan.refusal?.code, 'no_history');
+  t.match(plan.refusal?.message, /the live content of ConfigMap shop\/app-config was never snapshotted \(the newest snapshot, app-config-snap-[0-9a-f]{10}, holds another content\)/);
+});
+
+t.test('a workload that starts using it between plan and write is not restarted unchecked', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const plan = await configMapAction.plan(ref, ctx);
+  const late = deployment('shop/late:1', 1);
+  late.metadata = { ...late.metadata, name: 'late', uid: 'late-uid' };
+  late.spec.template.spec.volumes = [{ name: 'c', configMap: { name: 'app-config' } }];
+  kube.add(RESOURCES.deployments, late);
+  // a label change forces the conflict and the re-plan
+  const live = kube.peek(CM, NS, 'app-config')!;
+  live.metadata.labels = { team: 'shop' };
+  kube.put(CM, live);
+  const res = await configMapAction.execute(plan, ctx);
+  t.equal(res.applied, false);
+  t.equal(res.refusal?.code, 'changed_since_plan');
+  t.match(res.message, 'the workloads using ConfigMap shop/app-config changed after the rollback was planned (Deployment/shop/late)');
+  t.same(kube.patches().filter((c) => !c.dryRun).length, 1, 'only the conflicting first attempt was sent (and refused by the API server)');
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '50ms', FEATURE: 'on' }, 'nothing restored');
+});
+
+t.test(`more than ${MAX_RESTARTS} workloads using it: a human's call`, async (t) => {
+  const kube = cluster();
+  for (let i = 0; i < MAX_RESTARTS; i++) {
+    const d = deployment('shop/x:1', 1);
+    d.metadata = { ...d.metadata, name: `user-${i}`, uid: `u-${i}` };
+    d.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'app-config' } }];
+    kube.add(RESOURCES.deployments, d);
+  }
+  const plan = await configMapAction.plan(ref, context(kube));
+  t.equal(plan.refusal?.code, 'unsupported');
+  t.match(plan.refusal?.message, `more than ${MAX_RESTARTS} workloads in shop use ConfigMap shop/app-config`);
+  t.ok((await configMapAction.plan({ ...ref, options: { restart: false } }, context(kube))).writes, 'restart: false still restores');
 });

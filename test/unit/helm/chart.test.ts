@@ -105,8 +105,6 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
     ['Deployment', 'StatefulSet', 'DaemonSet', 'Rollout', 'BlueGreen', 'Canary'],
     ['VirtualService'],
     ['Deployment', 'VirtualService'],
-    ['ConfigMap'],
-    ['Deployment', 'ConfigMap'],
   ];
   for (const kinds of sets) {
     const objs = render(['--set', `actions.enabled={${kinds.join(',')}}`]);
@@ -116,11 +114,29 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
     t.same(got, expected(kinds), `${kinds.join('+')}: ${got.join('; ')}`);
     t.notOk(got.some((l) => /^ secrets: (?!get$)/.test(l) || /delete|\*/.test(l.split(': ')[1]!)), `${kinds.join('+')}: at most get on secrets, no delete`);
   }
-  const migrations = rulesOf(find(render(['--set', 'migrations.enabled=true']), 'ClusterRole')[0]!);
+  // ConfigMap: only with configSnapshots.enabled; its row beside the snapshots' own rights
+  const snapOnly = rulesOf(find(render(['--set', 'actions.enabled={Deployment}', '--set', 'configSnapshots.enabled=true']), 'ClusterRole')[0]!);
+  const withCm = rulesOf(find(render(['--set', 'actions.enabled={Deployment,ConfigMap}', '--set', 'configSnapshots.enabled=true']), 'ClusterRole')[0]!);
+  const merged = new Map<string, Set<string>>();
+  for (const line of [...snapOnly, ...KIND_RULES.ConfigMap!]) {
+    const [key, verbs] = line.split(': ') as [string, string];
+    merged.set(key, new Set([...(merged.get(key) ?? []), ...verbs.split(',')]));
+  }
+  const order = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
+  t.same(withCm, [...merged].map(([k, v]) => `${k}: ${order.filter((x) => v.has(x)).join(',')}`).sort(), `ConfigMap adds exactly its row: ${withCm.join('; ')}`);
+  const cmAlone = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'actions.enabled={ConfigMap}']);
+  t.not(cmAlone.code, 0, 'ConfigMap without configSnapshots.enabled: refused');
+  t.match(cmAlone.stderr, /actions.enabled lists ConfigMap, .*set configSnapshots.enabled: true/);
+  // migrations: only with scope.namespaces (creating Jobs runs pods as any ServiceAccount of the namespace)
+  const migAlone = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'migrations.enabled=true']);
+  t.not(migAlone.code, 0, 'migrations.enabled without scope.namespaces: refused');
+  t.match(migAlone.stderr, /migrations.enabled grants creating Jobs, .*scope.namespaces/);
+  const migObjs = render(['--set', 'migrations.enabled=true', '--set', 'scope.namespaces={shop}']);
+  t.same(find(migObjs, 'ClusterRole'), [], 'migrations: no ClusterRole');
   t.same(
-    migrations,
+    rulesOf(find(migObjs, 'Role')[0]!),
     expected(['Deployment', 'StatefulSet', 'DaemonSet']).concat(['batch jobs: get,list,create', ' pods: list', ' pods/log: get']).sort(),
-    'migrations.enabled: Jobs created and followed, their pods listed and logs read; configmaps get was there already',
+    'migrations.enabled: Jobs created and followed, their pods listed and logs read, in shop only; configmaps get was there already',
   );
   t.notOk(rulesOf(find(render([]), 'ClusterRole')[0]!).some((l) => /jobs|pods/.test(l)), 'by default: no right on Jobs or pods');
   const noSecrets = rulesOf(find(render(['--set', 'actions.checkSecrets=false']), 'ClusterRole')[0]!);
