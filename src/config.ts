@@ -137,6 +137,12 @@ export const configSchema = z.object({
   CONFIG_SNAPSHOTS_MAX: int(1, 1000).default(10),
   /** Secrets too (their snapshots are Secrets; their data never goes anywhere else). Off: a Secret's drift is reported, never restored. */
   CONFIG_SNAPSHOTS_SECRETS: bool.default(false),
+  /**
+   * The key snapshots are signed with (HMAC-SHA256): only a snapshot rollguard signed is ever
+   * restored, so one forged by whoever may create ConfigMaps does not count. Required with
+   * CONFIG_SNAPSHOTS; the same on every replica and kept across restarts (the chart generates one).
+   */
+  CONFIG_SNAPSHOTS_KEY: z.string().min(32, 'expected at least 32 characters (the chart generates one: configSnapshots.existingSecret to bring your own)').optional(),
   /** Per-target lock TTL (renewed while the rollback runs). */
   LOCK_TTL: duration.default(30_000),
   /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
@@ -254,6 +260,11 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   if (cfg.EVENT_DEADLINE !== undefined && cfg.EVENT_DEADLINE > cfg.QUEUE_CLAIM_IDLE) {
     throw new ConfigError(
       `invalid configuration:\n  EVENT_DEADLINE (--event-deadline): at most QUEUE_CLAIM_IDLE (${cfg.QUEUE_CLAIM_IDLE} ms), after which another replica takes the event over anyway`,
+    );
+  }
+  if (cfg.CONFIG_SNAPSHOTS && !cfg.CONFIG_SNAPSHOTS_KEY) {
+    throw new ConfigError(
+      'invalid configuration:\n  CONFIG_SNAPSHOTS_KEY (--config-snapshots-key): required with CONFIG_SNAPSHOTS=true: at least 32 random characters, the same on every replica and kept across restarts (snapshots are signed with it, and only signed ones are restored); the chart generates one',
     );
   }
   if (cfg.CONFIG_SNAPSHOTS_SECRETS && !cfg.CONFIG_SNAPSHOTS) {

@@ -278,7 +278,7 @@ function startSnapshots(config: Config, kube: Kube | null, logger: Logger): Conf
     logger.warn('CONFIG_SNAPSHOTS is on but no Kubernetes cluster is configured (set KUBECONFIG, or run in a pod): no configuration snapshots are taken');
     return null;
   }
-  const snapshots = new ConfigSnapshots({ kube, logger: logger.child({ component: 'config-snapshots' }), namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: config.CONFIG_SNAPSHOTS_SECRETS });
+  const snapshots = new ConfigSnapshots({ kube, logger: logger.child({ component: 'config-snapshots' }), namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: config.CONFIG_SNAPSHOTS_SECRETS, key: config.CONFIG_SNAPSHOTS_KEY! });
   // not awaited: a watch the API server refuses retries (logging what to change) without holding up the webhook
   snapshots.start().catch((err) => logger.error({ err }, 'configuration snapshots could not start'));
   return snapshots;

@@ -68,6 +68,8 @@ export interface ActionContext {
    * CONFIG_SNAPSHOTS_SECRETS.
    */
   configRestore?: { secrets: boolean };
+  /** CONFIG_SNAPSHOTS_KEY when CONFIG_SNAPSHOTS is on: only snapshots signed with it count (src/config-deps/snapshots.ts) */
+  snapshotKey?: string;
 }
 
 export type RefusalCode =

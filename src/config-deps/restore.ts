@@ -15,7 +15,7 @@ import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from
 import type { ConfigKind } from './refs.js';
 import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, snapshotsOf } from './snapshots.js';
 
-/** The live object and its snapshots (newest first), or null when it is gone. */
+/** The live object and its snapshots (signed under ctx.snapshotKey, newest first), or null when it is gone. */
 export async function readWithSnapshots(kube: Kube, kind: ConfigKind, ns: string, name: string, ctx: ActionContext): Promise<{ live: KubeObject; snapshots: KubeObject[] } | null> {
   const rt = CONFIG_RESOURCES[kind];
   let live: KubeObject;
@@ -25,8 +25,10 @@ export async function readWithSnapshots(kube: Kube, kind: ConfigKind, ns: string
     if (err instanceof KubeApiError && err.isNotFound) return null;
     throw err;
   }
+  // without the key (CONFIG_SNAPSHOTS off) no snapshot can be told from a forgery: none counts
+  if (!ctx.snapshotKey) return { live, snapshots: [] };
   const all = await kube.list(rt, ns, { ...reqOpts(ctx), labelSelector: snapshotSelector(name) });
-  return { live, snapshots: snapshotsOf(all, live) };
+  return { live, snapshots: snapshotsOf(all, live, kind, ctx.snapshotKey) };
 }
 
 /** The write that puts a snapshot's content back into the live object (resourceVersion precondition). */

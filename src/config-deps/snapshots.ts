@@ -9,11 +9,16 @@
 //                app.kubernetes.io/managed-by: rollguard
 //   annotations  rollguard.io/snapshot-of: the source's full name
 //                rollguard.io/current-since: the same time, RFC 3339 with milliseconds
+//                rollguard.io/signature: HMAC-SHA256, under CONFIG_SNAPSHOTS_KEY, of the kind,
+//                namespace, source name and uid, snapshot name, time and content hash
 //   ownerReferences: the live object (by uid), so Kubernetes' garbage collector deletes the
 //                snapshots with it; at most CONFIG_SNAPSHOTS_MAX per object, the oldest go first.
+// Only an immutable snapshot whose signature holds counts (snapshotsOf): anyone who may create a
+// ConfigMap could write the labels, annotations and ownerReference, but not the signature, so a
+// forged "snapshot" is never restored, never ranks above a real one and never makes one pruned.
 // "Became current" is the source's last change as its metadata shows it (the newest managedFields
 // time, check.ts lastChange), the same clock the drift check compares with a revision's creation.
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { KubeObject } from '../kube/client.js';
 import { lastChange } from './check.js';
 import type { ConfigKind } from './refs.js';
@@ -21,6 +26,7 @@ import type { ConfigKind } from './refs.js';
 export const SNAPSHOT_OF = 'rollguard.io/snapshot-of';
 export const CURRENT_SINCE = 'rollguard.io/current-since';
 export const MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const SIGNATURE = 'rollguard.io/signature';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -71,10 +77,13 @@ export function snapshotSince(s: KubeObject): number | undefined {
   return Number.isFinite(secs) && secs > 0 ? secs * 1000 : undefined;
 }
 
-/** A source's snapshots (of this very object: owned by its uid), newest first. */
-export function snapshotsOf(all: KubeObject[], source: KubeObject): KubeObject[] {
+/** A source's snapshots (of this very object: owned by its uid, signed under `key`), newest first. */
+export function snapshotsOf(all: KubeObject[], source: KubeObject, kind: ConfigKind, key: string): KubeObject[] {
   const mine = all.filter(
-    (s) => s.metadata.annotations?.[SNAPSHOT_OF] === source.metadata.name && (s.metadata.ownerReferences ?? []).some((r) => r.uid === source.metadata.uid),
+    (s) =>
+      s.metadata.annotations?.[SNAPSHOT_OF] === source.metadata.name &&
+      (s.metadata.ownerReferences ?? []).some((r) => r.uid === source.metadata.uid) &&
+      isSignedSnapshotOf(s, source, kind, key),
   );
   return mine.sort((a, b) => (snapshotSince(b) ?? 0) - (snapshotSince(a) ?? 0) || b.metadata.name.localeCompare(a.metadata.name));
 }
@@ -102,11 +111,28 @@ export function sinceOf(live: KubeObject, newest: KubeObject | undefined, now: n
   return Math.max(changed, after);
 }
 
-/** The snapshot object of `live`'s content, current since `since` (ms). */
-export function snapshotObject(live: KubeObject, kind: ConfigKind, since: number): KubeObject {
+/** What a snapshot's signature covers: where it comes from, what it is called, when and what it holds. */
+function signed(kind: ConfigKind, ns: string, source: string, uid: string, name: string, since: string, hash: string): string {
+  return [kind, ns, source, uid, name, since, hash].join('\n');
+}
+
+function signature(key: string, s: KubeObject, kind: ConfigKind, source: KubeObject): string {
+  const since = s.metadata.annotations?.[CURRENT_SINCE] ?? '';
+  return createHmac('sha256', key).update(signed(kind, source.metadata.namespace ?? '', source.metadata.name, source.metadata.uid ?? '', s.metadata.name, since, contentHash(s, kind))).digest('hex');
+}
+
+/** A snapshot rollguard took of `source` (signed under `key`, immutable), not one someone else wrote. */
+export function isSignedSnapshotOf(s: KubeObject, source: KubeObject, kind: ConfigKind, key: string): boolean {
+  const got = s.metadata.annotations?.[SIGNATURE];
+  if (s.immutable !== true || typeof got !== 'string' || !/^[0-9a-f]{64}$/.test(got)) return false;
+  return timingSafeEqual(Buffer.from(got, 'hex'), Buffer.from(signature(key, s, kind, source), 'hex'));
+}
+
+/** The snapshot object of `live`'s content, current since `since` (ms), signed under `key`. */
+export function snapshotObject(live: KubeObject, kind: ConfigKind, since: number, key: string): KubeObject {
   const name = live.metadata.name;
   if (!live.metadata.uid) throw new Error(`${kind} ${live.metadata.namespace}/${name} has no uid to own its snapshot`);
-  return {
+  const snap: KubeObject = {
     apiVersion: 'v1',
     kind,
     metadata: {
@@ -119,6 +145,8 @@ export function snapshotObject(live: KubeObject, kind: ConfigKind, since: number
     immutable: true,
     ...contentOf(live, kind),
   };
+  snap.metadata.annotations![SIGNATURE] = signature(key, snap, kind, live);
+  return snap;
 }
 
 /**

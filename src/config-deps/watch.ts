@@ -30,6 +30,8 @@ export interface ConfigSnapshotsOptions {
   max: number;
   /** CONFIG_SNAPSHOTS_SECRETS */
   secrets: boolean;
+  /** CONFIG_SNAPSHOTS_KEY: what snapshots are signed with */
+  key: string;
   /** snapshots taken at once (default SNAPSHOT_CONCURRENCY) */
   concurrency?: number;
 }
@@ -172,10 +174,10 @@ export class ConfigSnapshots {
     if (live.immutable === true || !this.users.has(key)) return;
     const hash = contentHash(live, kind);
     if (this.lastHash.get(key) === hash) return;
-    const snaps = snapshotsOf(await this.o.kube.list(rt, ns, { labelSelector: snapshotSelector(name) }), live);
+    const snaps = snapshotsOf(await this.o.kube.list(rt, ns, { labelSelector: snapshotSelector(name) }), live, kind, this.o.key);
     let kept = snaps;
     if (!snaps[0] || contentHash(snaps[0], kind) !== hash) {
-      const snap = snapshotObject(live, kind, sinceOf(live, snaps[0], Date.now()));
+      const snap = snapshotObject(live, kind, sinceOf(live, snaps[0], Date.now()), this.o.key);
       try {
         await this.o.kube.create(rt, ns, snap);
         this.o.logger.info({ object: `${kind} ${ns}/${name}`, snapshot: snap.metadata.name, since: snap.metadata.annotations?.['rollguard.io/current-since'] }, 'configuration snapshot taken');

@@ -151,6 +151,7 @@ export class EngineContext {
       signal: this.abort.signal,
       checkFence: () => checkFence(this.store, locks(), this.config.LOCK_TTL),
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
+      ...(this.config.CONFIG_SNAPSHOTS && this.config.CONFIG_SNAPSHOTS_KEY ? { snapshotKey: this.config.CONFIG_SNAPSHOTS_KEY } : {}),
     };
   }
 }

@@ -28,6 +28,7 @@ import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, CHART_ACTION_KINDS, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
 import { CapturingNotifier, firing } from '../support/engine.js';
 import { capturingLogger } from '../support/secret-template.js';
+import { SNAPSHOT_KEY } from '../support/snapshots.js';
 
 const MAX = 3;
 const NAMESPACES = ['snap-c', 'snap-d', 'snap-d2'];
@@ -58,7 +59,7 @@ rules:
 `;
 const logs = capturingLogger();
 const notifier = new CapturingNotifier();
-const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_MAX: String(MAX), SCOPE_NAMESPACES: NAMESPACES.join(',') });
+const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, CONFIG_SNAPSHOTS_MAX: String(MAX), SCOPE_NAMESPACES: NAMESPACES.join(',') });
 const store = new MemoryStore();
 const metrics = createMetrics({ defaults: false });
 const { rules, errors } = parseRuleFile('snapshots.yaml', RULES);
@@ -67,7 +68,7 @@ const notifications = new Notifications([notifier], logs.logger, metrics);
 const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!;
 const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: 'snapshots-a' });
 
-const snapshots = new ConfigSnapshots({ kube, logger: logs.logger, namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: false });
+const snapshots = new ConfigSnapshots({ kube, logger: logs.logger, namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: false, key: SNAPSHOT_KEY });
 await snapshots.start();
 t.teardown(() => snapshots.stop());
 

@@ -66,3 +66,10 @@ t.test('parseDuration', async (t) => {
   t.equal(parseDuration(''), null);
   t.equal(parseDuration(-1), null);
 });
+
+t.test('CONFIG_SNAPSHOTS needs CONFIG_SNAPSHOTS_KEY, at least 32 characters', async (t) => {
+  t.throws(() => loadConfig({ CONFIG_SNAPSHOTS: 'true' }), { name: 'ConfigError', message: /CONFIG_SNAPSHOTS_KEY \(--config-snapshots-key\): required with CONFIG_SNAPSHOTS=true/ });
+  t.throws(() => loadConfig({ CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: 'short' }), { message: /CONFIG_SNAPSHOTS_KEY.*at least 32 characters/ });
+  t.equal(loadConfig({ CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: 'k'.repeat(32) }).CONFIG_SNAPSHOTS_KEY, 'k'.repeat(32));
+  t.equal(loadConfig({}).CONFIG_SNAPSHOTS_KEY, undefined, 'off: none needed');
+});

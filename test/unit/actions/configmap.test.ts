@@ -10,7 +10,11 @@ import { KubeApiError } from '../../../src/kube/errors.js';
 import { parseRuleFile } from '../../../src/rules/loader.js';
 import { resolveTargets } from '../../../src/rules/targets.js';
 import { FakeKube } from '../../support/fake-kube.js';
-import { CAUSE, NS, context, deployment } from './fixtures/objects.js';
+import { SNAPSHOT_KEY } from '../../support/snapshots.js';
+import { CAUSE, NS, context as baseContext, deployment } from './fixtures/objects.js';
+
+/** An action context with CONFIG_SNAPSHOTS on: its key signs and checks the snapshots. */
+const context = (kube: FakeKube | null) => baseContext(kube, { snapshotKey: SNAPSHOT_KEY });
 
 const CM = RESOURCES.configmaps;
 const T0 = Date.parse('2026-11-20T14:00:00Z');
@@ -23,13 +27,13 @@ function configMap(data: Record<string, string>, at: number): KubeObject {
 function cluster(opts: { paused?: boolean; onDelete?: boolean; snapshots?: boolean } = {}): FakeKube {
   const kube = new FakeKube();
   const good = kube.add(CM, configMap({ TIMEOUT: '5s', MODE: 'safe' }, T0));
-  if (opts.snapshots !== false) kube.add(CM, snapshotObject(good, 'ConfigMap', T0));
+  if (opts.snapshots !== false) kube.add(CM, snapshotObject(good, 'ConfigMap', T0, SNAPSHOT_KEY));
   // the bad edit, in place: same object, new content
   const live = kube.peek(CM, NS, 'app-config')!;
   live.data = { TIMEOUT: '50ms', FEATURE: 'on' };
   live.metadata.managedFields = [{ time: new Date(T1).toISOString() }];
   kube.put(CM, live);
-  if (opts.snapshots !== false) kube.add(CM, snapshotObject(live, 'ConfigMap', T1));
+  if (opts.snapshots !== false) kube.add(CM, snapshotObject(live, 'ConfigMap', T1, SNAPSHOT_KEY));
   const web = deployment('shop/web:1', 2, opts.paused ? { paused: true } : {});
   web.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'app-config' } }];
   kube.add(RESOURCES.deployments, web);
@@ -196,7 +200,7 @@ t.test('the restored content is known by its hash: pruning or deleting the snaps
   t.match(live.metadata.annotations![RESTORED_HASH], /^[0-9a-f]{64}$/);
   // every snapshot gone (pruned by CONFIG_SNAPSHOTS_MAX, or deleted by someone), then the watcher's snapshot of the restored content
   for (const [k, { obj }] of kube.objects) if (obj.metadata.labels?.['rollguard.io/snapshot-of']) kube.objects.delete(k);
-  kube.add(CM, snapshotObject(live, 'ConfigMap', Date.now()));
+  kube.add(CM, snapshotObject(live, 'ConfigMap', Date.now(), SNAPSHOT_KEY));
   const again = await configMapAction.plan(ref, ctx);
   t.equal(again.refusal?.code, 'already_matches');
   t.match(again.refusal?.message, /already holds the content rollguard restored from snapshot/);
@@ -244,4 +248,18 @@ t.test(`more than ${MAX_RESTARTS} workloads using it: a human's call`, async (t)
   t.equal(plan.refusal?.code, 'unsupported');
   t.match(plan.refusal?.message, `more than ${MAX_RESTARTS} workloads in shop use ConfigMap shop/app-config`);
   t.ok((await configMapAction.plan({ ...ref, options: { restart: false } }, context(kube))).writes, 'restart: false still restores');
+});
+
+t.test('a forged snapshot (labels, annotations and ownerReference copied, no valid signature) is never restored', async (t) => {
+  const kube = cluster();
+  const live = kube.peek(CM, NS, 'app-config')!;
+  // whoever may create ConfigMaps writes a look-alike: newer than everything, their content
+  const forged = snapshotObject({ ...live, data: { TIMEOUT: '1ms', BACKDOOR: 'on' } }, 'ConfigMap', Date.parse('2030-01-01T00:00:00Z'), 'attacker-key-0123456789abcdef-0123456789');
+  kube.add(CM, forged);
+  const unkeyed = await configMapAction.plan(ref, baseContext(kube));
+  t.equal(unkeyed.refusal?.code, 'no_history', 'without the key (CONFIG_SNAPSHOTS off) no snapshot counts');
+  const plan = await configMapAction.plan(ref, context(kube));
+  t.notOk(plan.refusal, plan.refusal?.message ?? '');
+  await configMapAction.execute(plan, context(kube));
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the real previous content, not the forged one');
 });

@@ -8,6 +8,7 @@ import { ConfigSnapshots, SNAPSHOT_CONCURRENCY } from '../../../src/config-deps/
 import { RESOURCES, type KubeObject, type RequestOptions, type ResourceType } from '../../../src/kube/client.js';
 import type { WatchHandle, WatchHandlers } from '../../../src/kube/watch.js';
 import { FakeKube } from '../../support/fake-kube.js';
+import { SNAPSHOT_KEY } from '../../support/snapshots.js';
 
 /** FakeKube whose watch hands over the current list and then nothing; its snapshot LISTs take a while, counted. */
 class WatchingKube extends FakeKube {
@@ -52,7 +53,7 @@ const snapshotsIn = (kube: FakeKube) => [...kube.objects.values()].filter(({ obj
 
 t.test('at start each used ConfigMap is snapshotted once, at most SNAPSHOT_CONCURRENCY at a time', async (t) => {
   const kube = cluster(30);
-  const w = new ConfigSnapshots({ kube, logger: pino({ level: 'silent' }), namespaces: [], denyNamespaces: [], max: 10, secrets: false });
+  const w = new ConfigSnapshots({ kube, logger: pino({ level: 'silent' }), namespaces: [], denyNamespaces: [], max: 10, secrets: false, key: SNAPSHOT_KEY });
   await w.start();
   await w.idle();
   t.equal(w.watched, 30);
@@ -67,7 +68,7 @@ t.test('at start each used ConfigMap is snapshotted once, at most SNAPSHOT_CONCU
 
 t.test('the bound is an option', async (t) => {
   const kube = cluster(6);
-  const w = new ConfigSnapshots({ kube, logger: pino({ level: 'silent' }), namespaces: ['shop'], denyNamespaces: [], max: 10, secrets: false, concurrency: 1 });
+  const w = new ConfigSnapshots({ kube, logger: pino({ level: 'silent' }), namespaces: ['shop'], denyNamespaces: [], max: 10, secrets: false, key: SNAPSHOT_KEY, concurrency: 1 });
   await w.start();
   await w.idle();
   t.equal(snapshotsIn(kube).length, 6);

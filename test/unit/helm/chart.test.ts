@@ -182,6 +182,17 @@ t.test('RBAC: configSnapshots.enabled adds ConfigMap writes and workload watches
   t.match(env([]), { CONFIG_SNAPSHOTS: 'false', CONFIG_SNAPSHOTS_MAX: '10', CONFIG_SNAPSHOTS_SECRETS: 'false' });
   t.match(env(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.max=4', '--set', 'configSnapshots.secrets=true']), { CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_MAX: '4', CONFIG_SNAPSHOTS_SECRETS: 'true' });
   t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.max=0']).code, 1, 'configSnapshots.max 0: refused by the values schema');
+  // CONFIG_SNAPSHOTS_KEY: a generated Secret (48 random characters), or the operator's own
+  const keyed = render(['--set', 'configSnapshots.enabled=true']);
+  const keyEnv = (find(keyed, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; valueFrom?: unknown }[]).find((e) => e.name === 'CONFIG_SNAPSHOTS_KEY');
+  t.same(keyEnv?.valueFrom, { secretKeyRef: { name: 'rollguard-snapshots', key: 'key' } }, 'the key from the generated Secret, never inline');
+  const keySecret = find(keyed, 'Secret', 'rollguard-snapshots')[0];
+  t.equal(Buffer.from(keySecret?.data.key as string, 'base64').toString().length, 48, 'a 48-character key');
+  t.notSame(find(render(['--set', 'configSnapshots.enabled=true']), 'Secret', 'rollguard-snapshots')[0]?.data.key, keySecret?.data.key, 'random (helm template has no cluster to look the installed one up in)');
+  const own = render(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.existingSecret=my-key', '--set', 'configSnapshots.existingSecretKey=k']);
+  t.same(find(own, 'Secret', 'rollguard-snapshots'), [], 'existingSecret: nothing generated');
+  t.match((find(own, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string }[]).find((e) => e.name === 'CONFIG_SNAPSHOTS_KEY'), { valueFrom: { secretKeyRef: { name: 'my-key', key: 'k' } } });
+  t.same(find(render([]), 'Secret', 'rollguard-snapshots'), [], 'off: no key');
 });
 
 t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and no ClusterRole', async (t) => {
@@ -547,7 +558,7 @@ t.test('the Deployment: probes, non-root, read-only root filesystem, every env v
     t.ok(names.includes(n), `${n} is set`);
   }
   t.notOk(names.includes('WEBHOOK_TOKEN') || names.includes('ADMIN_TOKEN'), 'tokens only as files from Secrets');
-  const secret = find(objs, 'Secret')[0]!;
+  const secret = find(objs, 'Secret').find((s) => s.data?.['webhook-token'])!;
   t.same(Buffer.from(secret.data['webhook-token'], 'base64').toString().split('\n'), ['webhook-token-current-0001', 'webhook-token-next-000002'], 'rotation: one token per line');
   // default values (the bundled Redis): REDIS_PASSWORD is no setting, only the $(REDIS_PASSWORD) in REDIS_URL
   for (const e of envOf(find(render(), 'Deployment')[0]!)) {
