@@ -279,7 +279,7 @@ function localStatus(port: number, p: string): Promise<number> {
 // ---------------------------------------------------------------------------------------
 // Process bookkeeping: every child is a process-group leader; kill groups on exit.
 
-interface Proc {
+export interface Proc {
   name: string;
   child: ChildProcess;
   logFile: string;
@@ -309,6 +309,61 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
   } catch {
     /* gone */
   }
+}
+
+/**
+ * Starts `file` as a process-group leader logging to logDir/NAME.log, killed with its group when
+ * this process exits, and listed in pidFile for the cluster's reaper (which kills the groups if
+ * node itself is SIGKILLed). The control plane's processes and the reconcilers start this way.
+ */
+export function spawnGroup(name: string, file: string, args: string[], o: { logDir: string; pidFile: string; env?: NodeJS.ProcessEnv }): Proc {
+  installExitHook();
+  const logFile = path.join(o.logDir, `${name}.log`);
+  const fd = fs.openSync(logFile, 'a');
+  fs.writeSync(fd, `# ${file} ${args.join(' ')}\n`);
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd], env: o.env ?? process.env });
+  fs.closeSync(fd);
+  child.unref();
+  const p: Proc = { name, child, logFile, exited: false };
+  if (child.pid) {
+    liveGroups.add(child.pid);
+    fs.appendFileSync(o.pidFile, `${child.pid}\n`);
+  }
+  child.on('exit', (code, signal) => {
+    p.exited = true;
+    p.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+    if (child.pid) liveGroups.delete(child.pid);
+  });
+  child.on('error', (e) => {
+    p.exited = true;
+    p.exitInfo = `spawn error: ${e.message}`;
+  });
+  return p;
+}
+
+/** The last `lines` of each process' log, with whether it still runs. */
+export function procTails(procs: Proc[], lines: number): string {
+  return procs
+    .map((p) => {
+      let text = '';
+      try {
+        text = fs.readFileSync(p.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+      } catch {
+        /* none */
+      }
+      return `----- ${p.name} (${p.exited ? `exited: ${p.exitInfo}` : 'running'}) ${p.logFile}\n${text}`;
+    })
+    .join('\n');
+}
+
+/** SIGTERM to each group, SIGKILL to what is left after graceMs; resolves once all exited (or 5 s more). */
+export async function stopGroups(ps: Proc[], graceMs: number): Promise<void> {
+  for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGTERM');
+  const until = Date.now() + graceMs;
+  while (ps.some((p) => !p.exited) && Date.now() < until) await sleep(25);
+  for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGKILL');
+  const hard = Date.now() + 5_000;
+  while (ps.some((p) => !p.exited) && Date.now() < hard) await sleep(25);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,61 +452,23 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   reaper.unref();
 
   const startProc = (name: string, file: string, args: string[]): Proc => {
-    const logFile = path.join(logDir, `${name}.log`);
-    const fd = fs.openSync(logFile, 'a');
-    fs.writeSync(fd, `# ${file} ${args.join(' ')}\n`);
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd], env: process.env });
-    fs.closeSync(fd);
-    child.unref();
-    const p: Proc = { name, child, logFile, exited: false };
-    if (child.pid) {
-      liveGroups.add(child.pid);
-      fs.appendFileSync(pidFile, `${child.pid}\n`);
-    }
-    child.on('exit', (code, signal) => {
-      p.exited = true;
-      p.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
-      if (child.pid) liveGroups.delete(child.pid);
-    });
-    child.on('error', (e) => {
-      p.exited = true;
-      p.exitInfo = `spawn error: ${e.message}`;
-    });
+    const p = spawnGroup(name, file, args, { logDir, pidFile });
     procs.push(p);
-    log(`started ${name} (pid ${child.pid}), log ${logFile}`);
+    log(`started ${name} (pid ${p.child.pid}), log ${p.logFile}`);
     return p;
   };
 
-  const logTails = (lines = 25): string =>
-    procs
-      .map((p) => {
-        let text = '';
-        try {
-          text = fs.readFileSync(p.logFile, 'utf8').split('\n').slice(-lines).join('\n');
-        } catch {
-          /* none */
-        }
-        return `----- ${p.name} (${p.exited ? `exited: ${p.exitInfo}` : 'running'}) ${p.logFile}\n${text}`;
-      })
-      .join('\n');
+  const logTails = (lines = 25): string => procTails(procs, lines);
 
   const stop = async (o: { keep?: boolean } = {}): Promise<void> => {
     if (stopped) return;
     stopped = true;
     // In stages, clients before the apiserver before etcd (an apiserver whose etcd is gone
     // hangs in graceful shutdown). The run's state is throwaway, so grace periods are short.
-    const stage = async (ps: Proc[], graceMs: number) => {
-      for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGTERM');
-      const until = Date.now() + graceMs;
-      while (ps.some((p) => !p.exited) && Date.now() < until) await sleep(25);
-      for (const p of ps) if (!p.exited && p.child.pid) killGroup(p.child.pid, 'SIGKILL');
-      const hard = Date.now() + 5_000;
-      while (ps.some((p) => !p.exited) && Date.now() < hard) await sleep(25);
-    };
     const servers = ['etcd', 'kube-apiserver'];
-    await stage(procs.filter((p) => !servers.includes(p.name)), 3_000);
-    await stage(procs.filter((p) => p.name === 'kube-apiserver'), 3_000);
-    await stage(procs.filter((p) => p.name === 'etcd'), 3_000);
+    await stopGroups(procs.filter((p) => !servers.includes(p.name)), 3_000);
+    await stopGroups(procs.filter((p) => p.name === 'kube-apiserver'), 3_000);
+    await stopGroups(procs.filter((p) => p.name === 'etcd'), 3_000);
     if (reaper.pid) killGroup(reaper.pid, 'SIGKILL');
     const keep = o.keep || process.env.ROLLGUARD_CLUSTER_KEEP === '1';
     if (keep) {

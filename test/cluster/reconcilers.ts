@@ -11,11 +11,11 @@
 // Children are process-group leaders; they are killed on stop(), on this process' exit, and by
 // the cluster's reaper if node itself is SIGKILLed (their group ids go to the run dir's pgids file
 // that the reaper reads).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startGitServer, type GitServer } from '../support/git-server.js';
-import { freePorts, REPO_ROOT, startCluster, type Cluster } from './harness.js';
+import { freePorts, procTails, REPO_ROOT, spawnGroup, startCluster, stopGroups, type Cluster, type Proc } from './harness.js';
 
 export type ReconcilerProject = 'flux' | 'argo-rollouts';
 
@@ -60,80 +60,14 @@ export interface RunningReconciler {
   stop(): Promise<void>;
 }
 
-interface Child {
-  name: string;
-  child: ChildProcess;
-  logFile: string;
-  exited: boolean;
-  exitInfo?: string;
-}
-
-const liveGroups = new Set<number>();
-let hooked = false;
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', () => {
-    for (const g of liveGroups) {
-      try {
-        process.kill(-g, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function startChild(cluster: Cluster, name: string, file: string, args: string[], env: NodeJS.ProcessEnv): Child {
-  hookExit();
-  const logFile = path.join(cluster.logDir, `${name}.log`);
-  const fd = fs.openSync(logFile, 'a');
-  fs.writeSync(fd, `# ${file} ${args.join(' ')}\n`);
-  const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd], env });
-  fs.closeSync(fd);
-  child.unref();
-  const c: Child = { name, child, logFile, exited: false };
-  if (child.pid) {
-    liveGroups.add(child.pid);
-    // the cluster's reaper kills every group listed here if node is SIGKILLed
-    fs.appendFileSync(path.join(cluster.dir, 'pgids'), `${child.pid}\n`);
-  }
-  child.on('exit', (code, signal) => {
-    c.exited = true;
-    c.exitInfo = signal ? `signal ${signal}` : `code ${code}`;
-    if (child.pid) liveGroups.delete(child.pid);
-  });
-  child.on('error', (e) => {
-    c.exited = true;
-    c.exitInfo = `spawn error: ${e.message}`;
-  });
-  return c;
+/** A reconciler started as the control plane's processes are (spawnGroup): same log dir, same reaper. */
+function startChild(cluster: Cluster, name: string, file: string, args: string[], env: NodeJS.ProcessEnv): Proc {
+  return spawnGroup(name, file, args, { logDir: cluster.logDir, pidFile: path.join(cluster.dir, 'pgids'), env });
 }
 
-function tails(children: Child[], lines: number): string {
-  return children
-    .map((c) => {
-      let text = '';
-      try {
-        text = fs.readFileSync(c.logFile, 'utf8').split('\n').slice(-lines).join('\n');
-      } catch {
-        /* none */
-      }
-      return `----- ${c.name} (${c.exited ? `exited: ${c.exitInfo}` : 'running'}) ${c.logFile}\n${text}`;
-    })
-    .join('\n');
-}
-
-async function stopChildren(children: Child[]): Promise<void> {
-  for (const c of children) if (!c.exited && c.child.pid) try { process.kill(-c.child.pid, 'SIGTERM'); } catch { /* gone */ }
-  const until = Date.now() + 5_000;
-  while (children.some((c) => !c.exited) && Date.now() < until) await sleep(25);
-  for (const c of children) if (!c.exited && c.child.pid) try { process.kill(-c.child.pid, 'SIGKILL'); } catch { /* gone */ }
-  const hard = Date.now() + 5_000;
-  while (children.some((c) => !c.exited) && Date.now() < hard) await sleep(25);
-}
+const stopChildren = (children: Proc[]) => stopGroups(children, 5_000);
 
 /** Server-side applies the project's upstream CRDs and waits until each is Established. */
 export async function installCrds(cluster: Cluster, crdDir: string): Promise<string[]> {
@@ -163,26 +97,26 @@ export async function installCrds(cluster: Cluster, crdDir: string): Promise<str
   return names;
 }
 
-async function waitHealthy(cluster: Cluster, children: Child[], what: string, url: string, timeoutMs = 90_000): Promise<void> {
+async function waitHealthy(cluster: Cluster, children: Proc[], what: string, url: string, timeoutMs = 90_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const dead = children.find((c) => c.exited);
-    if (dead) throw new Error(`${dead.name} exited during start-up (${dead.exitInfo})\n${tails(children, 40)}`);
+    if (dead) throw new Error(`${dead.name} exited during start-up (${dead.exitInfo})\n${procTails(children, 40)}`);
     try {
       const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       if (r.ok) return;
     } catch {
       /* not yet */
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what} (${url})\n${tails(children, 40)}`);
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what} (${url})\n${procTails(children, 40)}`);
     await sleep(200);
   }
 }
 
-function running(children: Child[]): RunningReconciler {
+function running(children: Proc[]): RunningReconciler {
   return {
     logs: Object.fromEntries(children.map((c) => [c.name, c.logFile])),
-    logTails: (lines = 25) => tails(children, lines),
+    logTails: (lines = 25) => procTails(children, lines),
     stop: () => stopChildren(children),
   };
 }
@@ -206,7 +140,7 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
   const env = { ...process.env, KUBECONFIG: cluster.adminKubeconfig, RUNTIME_NAMESPACE: FLUX_NAMESPACE };
   // leader election is off unless --enable-leader-election
   const common = ['--log-level=info', '--log-encoding=json', '--watch-all-namespaces=true'];
-  const children: Child[] = [];
+  const children: Proc[] = [];
   try {
     children.push(
       startChild(cluster, 'source-controller', path.join(dir, 'bin', 'source-controller'), [
@@ -244,7 +178,7 @@ export async function startArgoRollouts(cluster: Cluster): Promise<RunningReconc
   const dir = checkReconciler('argo-rollouts');
   await installCrds(cluster, path.join(dir, 'crds'));
   const [healthz, metrics] = (await freePorts(2)) as [number, number];
-  const children: Child[] = [];
+  const children: Proc[] = [];
   try {
     children.push(
       startChild(cluster, 'rollouts-controller', path.join(dir, 'bin', 'rollouts-controller'), [
