@@ -10,23 +10,14 @@
 //  (e) a Secret changed after revision 1: reported, not restored, and neither its old nor its new
 //      data appears in a record, a report, a notification, a log line or a Redis key.
 import t from 'tap';
-import { createActions } from '../../src/actions/index.js';
-import { loadConfig } from '../../src/config.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
-import { Engine } from '../../src/engine/pipeline.js';
 import { incidentReport } from '../../src/engine/report.js';
 import { RESOURCES } from '../../src/kube/client.js';
-import { createKube } from '../../src/kube/config.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { deploymentSettled, startCluster } from '../cluster/harness.js';
-import { CapturingNotifier, firing } from '../support/engine.js';
+import { clusterEngine, firing } from '../support/engine.js';
 import { redisDump, startRedis } from '../support/redis.js';
-import { capturingLogger } from '../support/secret-template.js';
 
 const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
@@ -43,19 +34,17 @@ rules:
     onPrometheusDown: act
 `;
 
-const logs = capturingLogger();
-const notifier = new CapturingNotifier();
-const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s' });
 const store = new RedisStore({ url: redis.url, prefix: 'configdeps' });
 t.teardown(() => store.close());
 await store.waitReady(10_000);
-const metrics = createMetrics({ defaults: false });
-const { rules, errors } = parseRuleFile('configdeps.yaml', RULES);
-if (errors.length) throw new Error(JSON.stringify(errors));
-const notifications = new Notifications([notifier], logs.logger, metrics);
 // the ServiceAccount with exactly the chart's RBAC: get on configmaps and secrets, nothing more
-const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig });
-const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: 'configdeps-a' });
+const { engine, config, kube, metrics, notifier, notifications, logs } = clusterEngine({
+  kubeconfig: cluster.rollguardKubeconfig,
+  env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s' },
+  rulesText: RULES,
+  store,
+  owner: 'configdeps-a',
+});
 
 interface Dep {
   metadata: { generation: number; annotations?: Record<string, string> };

@@ -11,23 +11,14 @@
 //      no new revision gets its previous content back, and the Deployment using it is restarted
 //      as `kubectl rollout restart` does (a new ReplicaSet, its pods running), verified.
 import t from 'tap';
-import { createActions } from '../../src/actions/index.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
-import { loadConfig } from '../../src/config.js';
 import { ConfigSnapshots } from '../../src/config-deps/watch.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
-import { Engine } from '../../src/engine/pipeline.js';
 import { incidentReport } from '../../src/engine/report.js';
 import type { KubeObject } from '../../src/kube/client.js';
-import { createKube } from '../../src/kube/config.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, CHART_ACTION_KINDS, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
-import { CapturingNotifier, firing } from '../support/engine.js';
-import { capturingLogger } from '../support/secret-template.js';
+import { clusterEngine, firing } from '../support/engine.js';
 import { SNAPSHOT_KEY } from '../support/snapshots.js';
 
 const MAX = 3;
@@ -57,16 +48,13 @@ rules:
     priority: P0
     onPrometheusDown: act
 `;
-const logs = capturingLogger();
-const notifier = new CapturingNotifier();
-const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, CONFIG_SNAPSHOTS_MAX: String(MAX), SCOPE_NAMESPACES: NAMESPACES.join(',') });
-const store = new MemoryStore();
-const metrics = createMetrics({ defaults: false });
-const { rules, errors } = parseRuleFile('snapshots.yaml', RULES);
-if (errors.length) throw new Error(JSON.stringify(errors));
-const notifications = new Notifications([notifier], logs.logger, metrics);
-const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!;
-const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: 'snapshots-a' });
+const { engine, config, kube, notifier, notifications, logs } = clusterEngine({
+  kubeconfig: cluster.rollguardKubeconfig,
+  env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, CONFIG_SNAPSHOTS_MAX: String(MAX), SCOPE_NAMESPACES: NAMESPACES.join(',') },
+  rulesText: RULES,
+  store: new MemoryStore(),
+  owner: 'snapshots-a',
+});
 
 const snapshots = new ConfigSnapshots({ kube, logger: logs.logger, namespaces: config.SCOPE_NAMESPACES, denyNamespaces: config.SCOPE_DENY_NAMESPACES, max: config.CONFIG_SNAPSHOTS_MAX, secrets: false, key: SNAPSHOT_KEY });
 await snapshots.start();

@@ -11,21 +11,12 @@
 //    escalation carry the Job's name, its failed container and its last lines (kwok's nodes serve
 //    no logs, so the termination message's lines).
 import t from 'tap';
-import { createActions } from '../../src/actions/index.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
-import { loadConfig } from '../../src/config.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
-import { Engine } from '../../src/engine/pipeline.js';
-import { createKube } from '../../src/kube/config.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
-import { CapturingNotifier, firing } from '../support/engine.js';
+import { clusterEngine, firing } from '../support/engine.js';
 import { migrationRules } from '../support/migrations.js';
-import { capturingLogger } from '../support/secret-template.js';
 
 const OK = 'mig-ok';
 const FAIL = 'mig-fail';
@@ -39,17 +30,14 @@ for (const ns of [OK, FAIL]) await kubectl(['create', 'namespace', ns]);
 // migrations.enabled needs scope.namespaces: Roles in the two namespaces (the harness's default ClusterRole stays for the workloads)
 await applyChartRbac(cluster, ['migrations.enabled=true', `scope.namespaces={${OK},${FAIL}}`]);
 
-const logs = capturingLogger();
-const notifier = new CapturingNotifier();
-const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', SCOPE_NAMESPACES: `${OK},${FAIL}` });
-const store = new MemoryStore();
-const metrics = createMetrics({ defaults: false });
 // no Prometheus here: the rule acts without the trigger's confirmation (a P1 holds by default)
-const { rules, errors } = parseRuleFile('migrations.yaml', migrationRules({ key: 'rollback.yaml', deadline: '90s', logLines: 5 }).replace('priority: P1', 'priority: P1\n    onPrometheusDown: act'));
-if (errors.length) throw new Error(JSON.stringify(errors));
-const notifications = new Notifications([notifier], logs.logger, metrics);
-const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!;
-const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: 'migrations-a' });
+const { engine, notifier, notifications } = clusterEngine({
+  kubeconfig: cluster.rollguardKubeconfig,
+  env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', SCOPE_NAMESPACES: `${OK},${FAIL}` },
+  rulesText: migrationRules({ key: 'rollback.yaml', deadline: '90s', logLines: 5 }).replace('priority: P1', 'priority: P1\n    onPrometheusDown: act'),
+  store: new MemoryStore(),
+  owner: 'migrations-a',
+});
 
 interface Job {
   metadata: { name: string; labels?: Record<string, string> };

@@ -1,9 +1,11 @@
 import { pino, type Logger } from 'pino';
 import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetKind, TargetRef, VerifyResult } from '../../src/actions/action.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
+import { createActions } from '../../src/actions/index.js';
 import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import type { Kube } from '../../src/kube/client.js';
+import { createKube } from '../../src/kube/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications, type Notification, type Notifier } from '../../src/notify/notifier.js';
 import { PrometheusUnavailableError, type PrometheusApi, type RangeSeries } from '../../src/prometheus/client.js';
@@ -11,6 +13,7 @@ import { parseRuleFile } from '../../src/rules/loader.js';
 import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { Store } from '../../src/store/store.js';
+import { capturingLogger } from './secret-template.js';
 
 /**
  * An in-memory Deployment behind the Action interface: for the engine's unit tests (the real
@@ -227,4 +230,22 @@ export function testEngine(opts: TestEngineOptions = {}) {
     }
   };
   return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver };
+}
+
+/**
+ * The engine acting on a real control plane as rollguard's ServiceAccount (`kubeconfig`), with no
+ * Prometheus (rules act per their onPrometheusDown), every action kind, a capturing notifier and a
+ * capturing logger: what the e2e tests of one engine feature share.
+ */
+export function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string }) {
+  const logs = capturingLogger();
+  const notifier = new CapturingNotifier();
+  const config = loadConfig(o.env);
+  const metrics = createMetrics({ defaults: false });
+  const { rules, errors } = parseRuleFile(`${o.owner}.yaml`, o.rulesText);
+  if (errors.length) throw new Error(JSON.stringify(errors));
+  const notifications = new Notifications([notifier], logs.logger, metrics);
+  const kube = createKube({ mode: 'kubeconfig', path: o.kubeconfig })!;
+  const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: o.owner });
+  return { engine, config, kube, metrics, notifier, notifications, logs };
 }
