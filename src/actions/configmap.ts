@@ -25,7 +25,7 @@
 import { z } from 'zod';
 import { fmtTime, lastChange } from '../config-deps/check.js';
 import { configRefs } from '../config-deps/refs.js';
-import { readWithSnapshots, restoreWrite } from '../config-deps/restore.js';
+import { holdsSnapshot, readWithSnapshots, restoreWrite } from '../config-deps/restore.js';
 import { contentHash, previousOf, snapshotSince } from '../config-deps/snapshots.js';
 import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
@@ -203,11 +203,9 @@ export const configMapAction: Action = clusterAction({
     // the snapshot the plan wrote back; a plan whose patch was not kept (a record read back) has it on the live object
     let snapshot = (restore.patch as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations?.[RESTORED_FROM];
     try {
-      const live = await ctx.kube.get(RESOURCES.configmaps, ns, plan.target.name, reqOpts(ctx));
-      snapshot ??= live.metadata.annotations?.[RESTORED_FROM];
+      snapshot ??= (await ctx.kube.get(RESOURCES.configmaps, ns, plan.target.name, reqOpts(ctx))).metadata.annotations?.[RESTORED_FROM];
       if (!snapshot) return { outcome: 'unverified', message: `${cm} names no snapshot it was restored from (${RESTORED_FROM})` };
-      const snap = await ctx.kube.get(RESOURCES.configmaps, ns, snapshot, reqOpts(ctx));
-      if (contentHash(live, 'ConfigMap') !== contentHash(snap, 'ConfigMap')) {
+      if (!(await holdsSnapshot(ctx.kube, 'ConfigMap', ns, plan.target.name, snapshot, ctx))) {
         return { outcome: 'failed', message: `${cm} no longer holds the content of snapshot ${snapshot}: it changed again after the restore (someone else, or a controller reconciling it)` };
       }
     } catch (err) {
@@ -230,8 +228,7 @@ export const configMapAction: Action = clusterAction({
     // pods read it at start: it must still be the restored content once they all started
     if (restarts.length) {
       try {
-        const [live, snap] = await Promise.all([ctx.kube.get(RESOURCES.configmaps, ns, plan.target.name, reqOpts(ctx)), ctx.kube.get(RESOURCES.configmaps, ns, snapshot, reqOpts(ctx))]);
-        if (contentHash(live, 'ConfigMap') !== contentHash(snap, 'ConfigMap')) {
+        if (!(await holdsSnapshot(ctx.kube, 'ConfigMap', ns, plan.target.name, snapshot, ctx))) {
           return { outcome: 'failed', message: `${cm} changed again while its workloads restarted: it no longer holds the content of snapshot ${snapshot}` };
         }
       } catch (err) {

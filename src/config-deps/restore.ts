@@ -78,6 +78,13 @@ export async function withConfigRestore(plan: RollbackPlan, ctx: ActionContext, 
   };
 }
 
+/** Whether the live object holds exactly the content of its snapshot `snapshot` (read errors throw). */
+export async function holdsSnapshot(kube: Kube, kind: ConfigKind, ns: string, name: string, snapshot: string, ctx: ActionContext): Promise<boolean> {
+  const rt = CONFIG_RESOURCES[kind];
+  const [live, snap] = await Promise.all([kube.get(rt, ns, name, reqOpts(ctx)), kube.get(rt, ns, snapshot, reqOpts(ctx))]);
+  return contentHash(live, kind) === contentHash(snap, kind);
+}
+
 /**
  * After the rollout: each restored object still holds its snapshot's content. One that changed
  * again (a GitOps controller, a deploy pipeline writing it back) fails the rollback, naming it.
@@ -87,10 +94,8 @@ export async function verifyRestored(plan: RollbackPlan, ctx: ActionContext, res
   if (!ctx.kube || restored.length === 0) return result;
   const held: string[] = [];
   for (const d of restored) {
-    const rt = CONFIG_RESOURCES[d.kind];
     try {
-      const [live, snap] = await Promise.all([ctx.kube.get(rt, d.namespace, d.name, reqOpts(ctx)), ctx.kube.get(rt, d.namespace, d.restore!.snapshot, reqOpts(ctx))]);
-      if (contentHash(live, d.kind) !== contentHash(snap, d.kind)) {
+      if (!(await holdsSnapshot(ctx.kube, d.kind, d.namespace, d.name, d.restore!.snapshot, ctx))) {
         return { outcome: 'failed', message: `${d.kind} ${d.namespace}/${d.name} no longer holds the content of snapshot ${d.restore!.snapshot}: it changed again after the restore; ${result.message}` };
       }
       held.push(`${d.kind} ${d.namespace}/${d.name}`);
