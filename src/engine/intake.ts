@@ -77,6 +77,7 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
   }
   await claim(ctx, id);
   ctx.decidingHere.add(id);
+  let written = false;
   try {
     const rec = newRecord(ctx, id, ref, { rule, alert });
     rec.owner = ctx.owner;
@@ -86,13 +87,25 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     ctx.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
     if (chain) ctx.records.step(rec, 'chain', `target 1 of ${chain.targets.length} of rule ${rule.name}, in order: ${chain.targets.map((l) => targetKey(l.ref)).join(', ')}`);
     await ctx.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
+    written = true;
     ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
     await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id);
     await evaluate(ctx, rec, rule, false);
+  } catch (err) {
+    // Failed before the write-ahead record (the store went away): this replica is alive but no
+    // longer evaluating, so its claim is given up for whichever replica gets the redelivery.
+    if (!written) await releaseClaim(ctx, id);
+    throw err;
   } finally {
     ctx.decidingHere.delete(id);
   }
 }
+
+const RELEASED = 'released:';
+const CLAIM_TTL_MS = 7 * 86_400_000;
+/** How long a claim that could not be given up (store down) is tried again, every RELEASE_RETRY_MS. */
+const RELEASE_FOR_MS = 120_000;
+const RELEASE_RETRY_MS = 500;
 
 /**
  * Claims record `id`: only one replica ever evaluates one alert for one target. A replica that
@@ -103,15 +116,49 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
  */
 async function claim(ctx: EngineContext, id: string): Promise<void> {
   const key = `claim:${id}`;
-  const ttlMs = 7 * 86_400_000;
+  const ttlMs = CLAIM_TTL_MS;
   if (await ctx.store.setValue(key, ctx.owner, { onlyIfAbsent: true, ttlMs })) return;
   const holder = await ctx.store.getValue(key);
   if (holder === ctx.owner && !ctx.decidingHere.has(id)) return;
-  if (holder !== null && holder !== ctx.owner && !(await alive(ctx, holder)) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
+  if (holder?.startsWith(RELEASED) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
+    ctx.log.info({ record: id, previousOwner: holder.slice(RELEASED.length) }, 'claim given up by a replica whose evaluation failed before its write-ahead record, taken: the alert is evaluated here');
+    return;
+  }
+  if (holder !== null && holder !== ctx.owner && !holder.startsWith(RELEASED) && !(await alive(ctx, holder)) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
     ctx.log.warn({ record: id, previousOwner: holder }, `claim of replica ${holder}, which is gone, taken over: the alert is evaluated here`);
     return;
   }
   throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+}
+
+/**
+ * Gives up our claim on record `id` (only if it is still ours): marked released, so that another
+ * replica's claim() takes it at once instead of waiting on a replica that is alive but no longer
+ * evaluating. Any write of ours that got through lands before the release (one connection, in
+ * order), so the taker finds our record if there is one. While the store is down the release is
+ * tried again in the background for RELEASE_FOR_MS; until then the event waits, as before.
+ */
+async function releaseClaim(ctx: EngineContext, id: string): Promise<void> {
+  const key = `claim:${id}`;
+  const release = () => ctx.store.compareAndSetValue(key, ctx.owner, `${RELEASED}${ctx.owner}`, { ttlMs: CLAIM_TTL_MS });
+  try {
+    await release();
+    return;
+  } catch {
+    // the store is down: tried again below
+  }
+  const until = ctx.now() + RELEASE_FOR_MS;
+  const retry = () => {
+    if (ctx.stopped || ctx.now() > until) {
+      if (!ctx.stopped) ctx.log.warn({ record: id }, `claim could not be given up for ${RELEASE_FOR_MS / 1000} s (store unavailable); the alert waits for this replica`);
+      return;
+    }
+    release().then(
+      () => ctx.log.info({ record: id }, 'claim given up once the store was back'),
+      () => setTimeout(retry, RELEASE_RETRY_MS).unref(),
+    );
+  };
+  setTimeout(retry, RELEASE_RETRY_MS).unref();
 }
 
 /** A new record in state deciding, for an alert's rule or a manual request. */

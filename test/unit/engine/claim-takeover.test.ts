@@ -1,13 +1,42 @@
 import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
-import { firing, testEngine } from '../../support/engine.js';
+import type { Alert } from '../../../src/alertmanager/alert.js';
+import { alertRecordId, targetKey } from '../../../src/engine/record.js';
+import { firing, rules, testEngine } from '../../support/engine.js';
 
-/** A replica that dies right after its claim: its store fails every record write. */
-function dyingAfterClaim(shared: Store): Store {
+/** The record id (and so the claim) of the test rules' rollback for `alert`. */
+function alertId(alert: Alert): string {
+  const rule = rules().match(alert)[0]!;
+  const ref = { kind: 'Deployment' as const, namespace: alert.labels.namespace!, name: alert.labels.deployment! };
+  return alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt);
+}
+
+/**
+ * A replica stopped right after its claim, before its write-ahead record: `putRecord` never
+ * settles (the process died there, or is still at it), and nothing after it runs.
+ */
+function stoppedAfterClaim(shared: Store): Store {
+  return withPutRecord(shared, () => new Promise<never>(() => undefined));
+}
+
+/** A replica whose write-ahead record fails (the store went away under it); it lives on. */
+function failingWriteAhead(shared: Store, down: { value: boolean }): Store {
   return new Proxy(shared, {
     get(target, prop, receiver) {
-      if (prop === 'putRecord') return async () => Promise.reject(new Error('replica killed between the claim and the write-ahead record'));
+      if (prop === 'putRecord') return async () => Promise.reject(new Error('the store went away before the write-ahead record'));
+      // while down, every other write fails too (the release is tried again once it is back)
+      if (down.value && prop === 'compareAndSetValue') return async () => Promise.reject(new Error('store unavailable'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+function withPutRecord(shared: Store, putRecord: () => Promise<never>): Store {
+  return new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (prop === 'putRecord') return putRecord;
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -16,20 +45,22 @@ function dyingAfterClaim(shared: Store): Store {
 
 async function claimedByA(aliveA: boolean) {
   const shared = new MemoryStore();
-  const a = testEngine({ store: dyingAfterClaim(shared), owner: 'replica-a' });
+  const a = testEngine({ store: stoppedAfterClaim(shared), owner: 'replica-a' });
   const b = testEngine({ store: shared, owner: 'replica-b' });
   if (aliveA) await a.engine.heartbeat();
   await b.engine.heartbeat();
   a.prometheus!.value = 0.2;
   b.prometheus!.value = 0.2;
   const alert = firing('HighErrorRate', 'checkout');
-  const first = await a.deliver(alert).then(() => undefined, (err: Error) => err);
-  return { shared, a, b, alert, first };
+  // A never gets past its claim: its delivery is left hanging
+  void a.deliver(alert).catch(() => undefined);
+  await new Promise((r) => setImmediate(r));
+  return { shared, a, b, alert };
 }
 
 t.test("a claim whose owner's heartbeat is gone is taken over by another replica", async (t) => {
-  const { shared, b, alert, first } = await claimedByA(false);
-  t.ok(first, 'replica-a failed after its claim');
+  const { shared, b, alert } = await claimedByA(false);
+  t.match(await shared.getValue(`claim:${alertId(alert)}`), 'replica-a', 'replica-a holds the claim');
   t.same(await shared.listRecords({}), [], 'and wrote no record');
   await b.deliver(alert);
   const recs = await b.engine.records.list({});
@@ -40,13 +71,67 @@ t.test("a claim whose owner's heartbeat is gone is taken over by another replica
   t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'replica-b', 'the claim is now replica-b\'s');
 });
 
-t.test('a claim whose owner is alive is left to it: the event stays queued', async (t) => {
-  const { shared, b, alert, first } = await claimedByA(true);
-  t.ok(first, 'replica-a failed after its claim');
+t.test('a claim whose owner is alive and still evaluating is left to it: the event stays queued', async (t) => {
+  const { shared, b, alert } = await claimedByA(true);
   await t.rejects(b.deliver(alert), /being evaluated by another replica/);
   t.same(await shared.listRecords({}), [], 'nothing evaluated by replica-b');
   t.equal(b.action.executed.length, 0);
+  t.equal(await shared.getValue(`claim:${alertId(alert)}`), 'replica-a', 'the claim is still replica-a\'s');
 });
+
+// The redis-storm failure: replica A claimed, the store went down, A's write-ahead failed and A
+// lived on. Every redelivery went to B, which refused it until the event was dead-lettered. A
+// replica whose evaluation failed before its record is not evaluating any more: it gives the claim up.
+t.test('an alive replica whose write-ahead failed gives its claim up: another replica evaluates the alert once', async (t) => {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: failingWriteAhead(shared, { value: false }), owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  await a.engine.heartbeat();
+  await b.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  b.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await t.rejects(a.deliver(alert), /went away before the write-ahead record/, 'replica-a failed before its record');
+  t.equal(await shared.getValue(`claim:${alertId(alert)}`), 'released:replica-a', 'and gave its claim up');
+  await b.deliver(alert);
+  const recs = await b.engine.records.list({});
+  t.equal(recs.length, 1, 'replica-b evaluated the alert');
+  t.equal(recs[0]!.owner, 'replica-b');
+  t.equal(b.action.executed.length, 1, 'rolled back once');
+  t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'replica-b', "the claim is replica-b's");
+  // replica-a's own redelivery finds the record: nothing more
+  await a.deliver(alert).catch(() => undefined);
+  t.equal(a.action.executed.length, 0, 'replica-a never acted');
+  t.equal((await shared.listRecords({})).length, 1);
+});
+
+t.test('the store down when the write-ahead failed: the claim is given up once it is back', async (t) => {
+  const shared = new MemoryStore();
+  const down = { value: true };
+  const a = testEngine({ store: failingWriteAhead(shared, down), owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  await a.engine.heartbeat();
+  await b.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  b.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await t.rejects(a.deliver(alert));
+  const id = alertId(alert);
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'the release failed while the store was down');
+  await t.rejects(b.deliver(alert), /being evaluated by another replica/, 'so replica-b waits');
+  down.value = false;
+  await waitUntil(async () => (await shared.getValue(`claim:${id}`)) === 'released:replica-a');
+  await b.deliver(alert);
+  t.equal(b.action.executed.length, 1, 'replica-b evaluated it once the claim was given up');
+});
+
+async function waitUntil(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 t.test('compare-and-set: only the first of two replicas taking over the same dead claim wins', async (t) => {
   const s = new MemoryStore();
