@@ -11,6 +11,7 @@ import { refused, reqOpts } from '../actions/common.js';
 import { RESOURCES, type Kube, type KubeObject } from '../kube/client.js';
 import { KubeApiError } from '../kube/errors.js';
 import { timestampMs } from '../kube/revision.js';
+import pLimit from 'p-limit';
 import { configRefs, type ConfigKind, type ConfigRef } from './refs.js';
 import { withConfigRestore } from './restore.js';
 
@@ -35,6 +36,9 @@ export interface TargetRevision {
   createdAt: number | undefined;
   template: unknown;
 }
+
+/** How many of a revision's ConfigMaps and Secrets are read at once. */
+const CHECK_CONCURRENCY = 8;
 
 /** The resource of each kind a revision may depend on. */
 export const CONFIG_RESOURCES = { ConfigMap: RESOURCES.configmaps, Secret: RESOURCES.secrets } as const;
@@ -93,12 +97,16 @@ export async function withConfigCheck(plan: RollbackPlan, ctx: ActionContext, ta
   const refs = configRefs(target.template);
   const missing: ConfigRef[] = [];
   const drift: ConfigDrift[] = [];
-  for (const ref of refs) {
+  // read together (a template names a handful; bounded all the same), judged in the template's order
+  const kube = ctx.kube;
+  const limit = pLimit(CHECK_CONCURRENCY);
+  const reads = await Promise.all(refs.map((ref) => limit(() => readMeta(kube, ref, ns, ctx).then((meta) => ({ meta }), (err: unknown) => ({ err })))));
+  for (const [i, ref] of refs.entries()) {
+    const read = reads[i]!;
     let meta: KubeObject | null;
-    try {
-      meta = await readMeta(ctx.kube, ref, ns, ctx);
-    } catch (err) {
-      const why = (err as Error).message;
+    if ('meta' in read) meta = read.meta;
+    else {
+      const why = (read.err as Error).message;
       ctx.logger.warn({ kind: ref.kind, object: `${ns}/${ref.name}`, err: why }, 'cannot read a ConfigMap or Secret the target revision uses');
       drift.push({ kind: ref.kind, namespace: ns, name: ref.name, message: `${ref.kind} ${ns}/${ref.name}, used by revision ${target.revision}, could not be checked (${why}): it may have changed since` });
       continue;

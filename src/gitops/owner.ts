@@ -13,6 +13,8 @@ export interface ObjectRef {
   resource: ResourceType;
   namespace: string;
   name: string;
+  /** the object as the plan read it a moment ago (PlannedWrite.before): not read again */
+  read?: KubeObject;
 }
 
 async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string, opts: RequestOptions): Promise<KubeObject | null> {
@@ -45,7 +47,7 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
     const id = `${o.resource.kind}/${o.namespace}/${o.name}`;
     if (seen.has(id)) continue;
     seen.add(id);
-    const obj = await getOrNull(kube, o.resource, o.namespace, o.name, opts);
+    const obj = o.read ? { ...o.read } : await getOrNull(kube, o.resource, o.namespace, o.name, opts);
     if (!obj) continue;
     if (!obj.kind) obj.kind = o.resource.kind;
     if (!obj.apiVersion) obj.apiVersion = o.resource.group ? `${o.resource.group}/${o.resource.version}` : o.resource.version;

@@ -37,7 +37,7 @@ const toSuspend = (owners: Owner[]) => owners.filter((o) => o.found && !o.error 
 /** Step 1: the plan, with its GitOps owners found and the rule's policy applied (a refusal when it says so). */
 export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext): Promise<RollbackPlan> {
   if (!actx.kube || plan.refusal) return plan;
-  const objects: ObjectRef[] = (plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name }));
+  const objects: ObjectRef[] = (plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) }));
   if (objects.length === 0) return plan;
   const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, actx.signal ? { signal: actx.signal } : {});
   if (owners.length === 0) return plan;
