@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/action.js';
 import type { Config } from '../config.js';
@@ -75,6 +76,10 @@ export class EngineContext {
     this.now = deps.now ?? Date.now;
     this.log = deps.logger.child({ component: 'engine' });
     this.records = new RecordBook(deps.store, this.now);
+    // Every wait of a rollback in flight (a verification polling its rollout: sleep() in
+    // rollout-status.ts) listens on this one signal and stops listening when it ends; with more
+    // than ten verifications at once Node would warn of a leak (MaxListenersExceededWarning).
+    setMaxListeners(0, this.abort.signal);
   }
 
   get stopped(): boolean {
