@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, provisioning first (see scripts/provision.sh). Used by `npm test` and .ci/run.
+# tap runs 3 files at once (package.json "tap".jobs): most files wait on control planes and
+# Prometheus evaluations, and 3 use about 1.7 of 2 cores (docs/benchmarks.md, "The test suite").
 #   scripts/test.sh                 everything: type-check, unit, integration, e2e
 #   scripts/test.sh test/unit       only what is under the given paths
 set -euo pipefail
