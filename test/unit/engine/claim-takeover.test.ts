@@ -83,14 +83,7 @@ t.test('a claim whose owner is alive and still evaluating is left to it: the eve
 // lived on. Every redelivery went to B, which refused it until the event was dead-lettered. A
 // replica whose evaluation failed before its record is not evaluating any more: it gives the claim up.
 t.test('an alive replica whose write-ahead failed gives its claim up: another replica evaluates the alert once', async (t) => {
-  const shared = new MemoryStore();
-  const a = testEngine({ store: failingWriteAhead(shared, { value: false }), owner: 'replica-a' });
-  const b = testEngine({ store: shared, owner: 'replica-b' });
-  await a.engine.heartbeat();
-  await b.engine.heartbeat();
-  a.prometheus!.value = 0.2;
-  b.prometheus!.value = 0.2;
-  const alert = firing('HighErrorRate', 'checkout');
+  const { shared, a, b, alert } = await writeAheadFailsOnA({ value: false });
   await t.rejects(a.deliver(alert), /went away before the write-ahead record/, 'replica-a failed before its record');
   t.equal(await shared.getValue(`claim:${alertId(alert)}`), 'released:replica-a', 'and gave its claim up');
   await b.deliver(alert);
@@ -106,15 +99,8 @@ t.test('an alive replica whose write-ahead failed gives its claim up: another re
 });
 
 t.test('the store down when the write-ahead failed: the claim is given up once it is back', async (t) => {
-  const shared = new MemoryStore();
   const down = { value: true };
-  const a = testEngine({ store: failingWriteAhead(shared, down), owner: 'replica-a' });
-  const b = testEngine({ store: shared, owner: 'replica-b' });
-  await a.engine.heartbeat();
-  await b.engine.heartbeat();
-  a.prometheus!.value = 0.2;
-  b.prometheus!.value = 0.2;
-  const alert = firing('HighErrorRate', 'checkout');
+  const { shared, a, b, alert } = await writeAheadFailsOnA(down);
   await t.rejects(a.deliver(alert));
   const id = alertId(alert);
   t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'the release failed while the store was down');
@@ -124,6 +110,18 @@ t.test('the store down when the write-ahead failed: the claim is given up once i
   await b.deliver(alert);
   t.equal(b.action.executed.length, 1, 'replica-b evaluated it once the claim was given up');
 });
+
+/** Two live replicas on one store; replica-a's write-ahead fails (its store also fails while `down`). */
+async function writeAheadFailsOnA(down: { value: boolean }) {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: failingWriteAhead(shared, down), owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  for (const r of [a, b]) {
+    await r.engine.heartbeat();
+    r.prometheus!.value = 0.2;
+  }
+  return { shared, a, b, alert: firing('HighErrorRate', 'checkout') };
+}
 
 async function waitUntil(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
