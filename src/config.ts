@@ -168,7 +168,15 @@ export const configSchema = z.object({
   /** Where the demo/ops links in notifications point (the rollguard API's external URL). */
   EXTERNAL_URL: z.string().default(''),
 
-  CONSUMER_NAME: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  /**
+   * This replica's name: queue consumer, lock and claim owner. Unique per live process (the default
+   * is host and pid). Never "released:…": that prefix marks a claim a replica gave up (intake.ts).
+   */
+  CONSUMER_NAME: z
+    .string()
+    .min(1)
+    .refine((v) => !v.startsWith('released:'), { message: 'must not start with "released:" (that prefix marks a claim given up by a replica)' })
+    .default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */
   QUEUE_CLAIM_IDLE: duration.default(60_000),
   /**

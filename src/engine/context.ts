@@ -63,6 +63,8 @@ export class EngineContext {
   readonly running = new Set<Promise<unknown>>();
   /** records this process is deciding right now; one of ours left 'deciding' and not in here was stopped by a failure */
   readonly decidingHere = new Set<string>();
+  /** claims this process failed to give up while the store was down, retried in the background; claim() cancels them (intake.ts) */
+  readonly releasing = new Map<string, { cancelled: boolean }>();
   /** namespaces where a plan found its target: the only ones metrics name when SCOPE_NAMESPACES is unset (metrics.ts namespaceLabel) */
   readonly knownNamespaces = new Set<string>();
 

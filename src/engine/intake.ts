@@ -75,7 +75,16 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
     return;
   }
-  await claim(ctx, id);
+  if ((await claim(ctx, id)) === 'taken') {
+    // The replica that gave the claim up (or died) may have written its record after our read
+    // above: read again now that the claim is ours, so one alert is never evaluated twice.
+    const theirs = await ctx.records.get(id);
+    if (theirs) {
+      log.info({ record: id, state: theirs.state }, 'claim taken over, but its previous holder had written the record: nothing more to do here');
+      if (theirs.state === 'in_progress') await recoverIfOrphaned(ctx, theirs);
+      return;
+    }
+  }
   ctx.decidingHere.add(id);
   let written = false;
   try {
@@ -103,30 +112,41 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
 
 const RELEASED = 'released:';
 const CLAIM_TTL_MS = 7 * 86_400_000;
-/** How long a claim that could not be given up (store down) is tried again, every RELEASE_RETRY_MS. */
-const RELEASE_FOR_MS = 120_000;
+/** A claim that could not be given up (store down) is tried again after this, doubling up to RELEASE_RETRY_MAX_MS. */
 const RELEASE_RETRY_MS = 500;
+const RELEASE_RETRY_MAX_MS = 5_000;
+/** Still not given up after this long: said once in the log (the alert waits for this replica meanwhile). */
+const RELEASE_WARN_AFTER_MS = 120_000;
 
 /**
  * Claims record `id`: only one replica ever evaluates one alert for one target. A replica that
  * finds it claimed but not yet written leaves the event queued and looks again later. Our own
  * claim without a record (the store failed right after the claim) is taken up again, and so is a
- * claim whose owner's heartbeat is gone (it died between the claim and the write-ahead record; its
- * replacement has another name): taken over atomically, only if still held by that owner.
+ * claim given up by a replica whose evaluation failed, or whose owner's heartbeat is gone (it died
+ * between the claim and the write-ahead record; its replacement has another name): taken over
+ * atomically, only if still held as read. Returns how: 'new', 'ours' (taken up again), 'taken'
+ * (from another replica: the caller reads the record again, which that replica may have written).
  */
-async function claim(ctx: EngineContext, id: string): Promise<void> {
+async function claim(ctx: EngineContext, id: string): Promise<'new' | 'ours' | 'taken'> {
+  // A release of an earlier failed attempt, still being retried, must not free this one. One that
+  // was already sent is ahead of the calls below on the store's connection, so they see its result.
+  const pending = ctx.releasing.get(id);
+  if (pending) {
+    pending.cancelled = true;
+    ctx.releasing.delete(id);
+  }
   const key = `claim:${id}`;
   const ttlMs = CLAIM_TTL_MS;
-  if (await ctx.store.setValue(key, ctx.owner, { onlyIfAbsent: true, ttlMs })) return;
+  if (await ctx.store.setValue(key, ctx.owner, { onlyIfAbsent: true, ttlMs })) return 'new';
   const holder = await ctx.store.getValue(key);
-  if (holder === ctx.owner && !ctx.decidingHere.has(id)) return;
+  if (holder === ctx.owner && !ctx.decidingHere.has(id)) return 'ours';
   if (holder?.startsWith(RELEASED) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
     ctx.log.info({ record: id, previousOwner: holder.slice(RELEASED.length) }, 'claim given up by a replica whose evaluation failed before its write-ahead record, taken: the alert is evaluated here');
-    return;
+    return 'taken';
   }
   if (holder !== null && holder !== ctx.owner && !holder.startsWith(RELEASED) && !(await alive(ctx, holder)) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
     ctx.log.warn({ record: id, previousOwner: holder }, `claim of replica ${holder}, which is gone, taken over: the alert is evaluated here`);
-    return;
+    return 'taken';
   }
   throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
 }
@@ -135,8 +155,10 @@ async function claim(ctx: EngineContext, id: string): Promise<void> {
  * Gives up our claim on record `id` (only if it is still ours): marked released, so that another
  * replica's claim() takes it at once instead of waiting on a replica that is alive but no longer
  * evaluating. Any write of ours that got through lands before the release (one connection, in
- * order), so the taker finds our record if there is one. While the store is down the release is
- * tried again in the background for RELEASE_FOR_MS; until then the event waits, as before.
+ * order); the taker reads the record again after taking the claim. While the store is down the
+ * release is tried again in the background until it answers (at most one retry per claim, and
+ * only events in hand fail here: bounded by QUEUE_CONCURRENCY), unless this replica claims the
+ * record again first (claim() cancels it) or stops.
  */
 async function releaseClaim(ctx: EngineContext, id: string): Promise<void> {
   const key = `claim:${id}`;
@@ -147,18 +169,34 @@ async function releaseClaim(ctx: EngineContext, id: string): Promise<void> {
   } catch {
     // the store is down: tried again below
   }
-  const until = ctx.now() + RELEASE_FOR_MS;
+  const handle = { cancelled: false };
+  const earlier = ctx.releasing.get(id);
+  if (earlier) earlier.cancelled = true;
+  ctx.releasing.set(id, handle);
+  const since = ctx.now();
+  let delay = RELEASE_RETRY_MS;
+  let warned = false;
+  const done = () => {
+    if (ctx.releasing.get(id) === handle) ctx.releasing.delete(id);
+  };
   const retry = () => {
-    if (ctx.stopped || ctx.now() > until) {
-      if (!ctx.stopped) ctx.log.warn({ record: id }, `claim could not be given up for ${RELEASE_FOR_MS / 1000} s (store unavailable); the alert waits for this replica`);
-      return;
-    }
+    if (handle.cancelled || ctx.stopped) return done();
     release().then(
-      () => ctx.log.info({ record: id }, 'claim given up once the store was back'),
-      () => setTimeout(retry, RELEASE_RETRY_MS).unref(),
+      (released) => {
+        done();
+        if (released) ctx.log.info({ record: id }, 'claim given up once the store was back');
+      },
+      () => {
+        if (!warned && ctx.now() - since > RELEASE_WARN_AFTER_MS) {
+          warned = true;
+          ctx.log.warn({ record: id }, `claim not given up for ${RELEASE_WARN_AFTER_MS / 1000} s (store unavailable): the alert waits for this replica; still trying`);
+        }
+        delay = Math.min(delay * 2, RELEASE_RETRY_MAX_MS);
+        setTimeout(retry, delay).unref();
+      },
     );
   };
-  setTimeout(retry, RELEASE_RETRY_MS).unref();
+  setTimeout(retry, delay).unref();
 }
 
 /** A new record in state deciding, for an alert's rule or a manual request. */

@@ -73,3 +73,8 @@ t.test('CONFIG_SNAPSHOTS needs CONFIG_SNAPSHOTS_KEY, at least 32 characters', as
   t.equal(loadConfig({ CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: 'k'.repeat(32) }).CONFIG_SNAPSHOTS_KEY, 'k'.repeat(32));
   t.equal(loadConfig({}).CONFIG_SNAPSHOTS_KEY, undefined, 'off: none needed');
 });
+
+t.test('CONSUMER_NAME: a name marking a given-up claim is refused, naming the setting', async (t) => {
+  t.throws(() => loadConfig({ CONSUMER_NAME: 'released:replica-a' }), { name: 'ConfigError', message: /CONSUMER_NAME.*must not start with "released:"/ });
+  t.equal(loadConfig({ CONSUMER_NAME: 'rollguard-0' }).CONSUMER_NAME, 'rollguard-0');
+});

@@ -21,10 +21,10 @@ function stoppedAfterClaim(shared: Store): Store {
 }
 
 /** A replica whose write-ahead record fails (the store went away under it); it lives on. */
-function failingWriteAhead(shared: Store, down: { value: boolean }): Store {
+function failingWriteAhead(shared: Store, down: { value: boolean }, failPut = { value: true }): Store {
   return new Proxy(shared, {
     get(target, prop, receiver) {
-      if (prop === 'putRecord') return async () => Promise.reject(new Error('the store went away before the write-ahead record'));
+      if (prop === 'putRecord' && failPut.value) return async () => Promise.reject(new Error('the store went away before the write-ahead record'));
       // while down, every other write fails too (the release is tried again once it is back)
       if (down.value && prop === 'compareAndSetValue') return async () => Promise.reject(new Error('store unavailable'));
       const v = Reflect.get(target, prop, receiver);
@@ -60,7 +60,7 @@ async function claimedByA(aliveA: boolean) {
 
 t.test("a claim whose owner's heartbeat is gone is taken over by another replica", async (t) => {
   const { shared, b, alert } = await claimedByA(false);
-  t.match(await shared.getValue(`claim:${alertId(alert)}`), 'replica-a', 'replica-a holds the claim');
+  t.equal(await shared.getValue(`claim:${alertId(alert)}`), 'replica-a', 'replica-a holds the claim');
   t.same(await shared.listRecords({}), [], 'and wrote no record');
   await b.deliver(alert);
   const recs = await b.engine.records.list({});
@@ -111,10 +111,60 @@ t.test('the store down when the write-ahead failed: the claim is given up once i
   t.equal(b.action.executed.length, 1, 'replica-b evaluated it once the claim was given up');
 });
 
-/** Two live replicas on one store; replica-a's write-ahead fails (its store also fails while `down`). */
-async function writeAheadFailsOnA(down: { value: boolean }) {
+// A release still being retried from a failed attempt must not free the claim of the same
+// replica's next attempt: another replica would then take it while this one evaluates.
+t.test("a release retried in the background does not free the same replica's later claim", async (t) => {
+  const down = { value: true };
+  const failPut = { value: true };
+  const { shared, a, b, alert } = await writeAheadFailsOnA(down, failPut);
+  await t.rejects(a.deliver(alert), /went away before the write-ahead record/);
+  const id = alertId(alert);
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'the release failed while the store was down: retried in the background');
+  down.value = false;
+  failPut.value = false;
+  await a.deliver(alert); // the redelivery, before the retry's timer fires
+  await new Promise((r) => setTimeout(r, 1_200)); // past the retry's first two delays
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'still replica-a\'s: the retried release was cancelled by the new claim');
+  await b.deliver(alert);
+  t.equal(a.action.executed.length + b.action.executed.length, 1, 'rolled back once in all');
+  t.equal((await shared.getRecord(id))?.owner, 'replica-a');
+});
+
+// The replica that gave the claim up may have written its record after the taker's first read
+// (a write the store took though its answer was lost): the taker reads it again once the claim is its.
+t.test('a replica taking over a released claim reads the record again and leaves one it finds alone', async (t) => {
   const shared = new MemoryStore();
-  const a = testEngine({ store: failingWriteAhead(shared, down), owner: 'replica-a' });
+  const a = testEngine({ store: shared, owner: 'replica-a' });
+  await a.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await a.deliver(alert);
+  const id = alertId(alert);
+  const written = await shared.getRecord(id);
+  t.equal(written?.owner, 'replica-a', "replica-a's record is in the store");
+  await shared.setValue(`claim:${id}`, 'released:replica-a', { ttlMs: 60_000 });
+  // replica-b's first read of the record came before replica-a's write landed
+  let reads = 0;
+  const stale = new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (prop === 'getRecord') return async (rid: string) => (reads++ === 0 ? null : target.getRecord(rid));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const b = testEngine({ store: stale, owner: 'replica-b' });
+  await b.engine.heartbeat();
+  b.prometheus!.value = 0.2;
+  await b.deliver(alert);
+  t.equal(b.action.executed.length, 0, 'replica-b did not roll back');
+  t.same(await shared.getRecord(id), written, "replica-a's record is untouched");
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-b', 'the claim is replica-b\'s, with nothing left to do');
+});
+
+/** Two live replicas on one store; replica-a's write-ahead fails while `failPut` (and its store's other writes while `down`). */
+async function writeAheadFailsOnA(down: { value: boolean }, failPut = { value: true }) {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: failingWriteAhead(shared, down, failPut), owner: 'replica-a' });
   const b = testEngine({ store: shared, owner: 'replica-b' });
   for (const r of [a, b]) {
     await r.engine.heartbeat();
