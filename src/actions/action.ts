@@ -148,6 +148,13 @@ export interface RollbackPlan {
   configDrift?: ConfigDrift[];
   /** the rule's migration rollback Job, run before the writes (src/migrations/stage.ts) */
   migration?: PlannedMigration;
+  /**
+   * This plan goes on with the same record's rollback, cut off after some of its writes landed (a
+   * replica died mid-way): planned only for that record (its change cause), and executed by its
+   * recovery instead of being taken as applied (src/engine/scheduler.ts). The ConfigMap kind's
+   * restarts after its restore.
+   */
+  resumes?: true;
   /** Kubernetes writes execute() will send, in order */
   writes?: PlannedWrite[];
   /** the argv execute() will run (Helm) */

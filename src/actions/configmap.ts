@@ -94,6 +94,68 @@ function restartWrite(w: Workload, o: KubeObject, at: number, changeCause: strin
   };
 }
 
+/** The restore write: `previous`'s content into the live ConfigMap, annotated with where it came from. */
+function restoreOf(live: KubeObject, previous: KubeObject, why: string, changeCause: string): PlannedWrite {
+  const write = restoreWrite('ConfigMap', live, previous, why);
+  const patch = write.patch as { metadata: Record<string, unknown> };
+  patch.metadata = {
+    ...patch.metadata,
+    annotations: { [RESTORED_FROM]: previous.metadata.name, [RESTORED_HASH]: contentHash(previous, 'ConfigMap'), ...(changeCause ? { [CHANGE_CAUSE]: changeCause } : {}) },
+  };
+  return { ...write, before: live };
+}
+
+/** The restarts of every Deployment, StatefulSet and DaemonSet of the namespace using ConfigMap `ref`, or why not (kubectl's words). */
+async function restartsOf(ref: TargetRef, ctx: ClusterContext): Promise<{ writes: PlannedWrite[]; users: string[]; objects: KubeObject[] } | { refusal: { code: 'paused' | 'unsupported'; message: string } }> {
+  const writes: PlannedWrite[] = [];
+  const users: string[] = [];
+  const objects: KubeObject[] = [];
+  const at = Date.now();
+  for (const w of WORKLOADS) {
+    const list = await ctx.kube.list(w.rt, ref.namespace, reqOpts(ctx));
+    for (const o of list.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
+      if (!configRefs(o.spec?.template).some((r) => r.kind === 'ConfigMap' && r.name === ref.name)) continue;
+      const no = cannotRestart(w, o);
+      if (no) return { refusal: { code: w.rt === RESOURCES.deployments ? 'paused' : 'unsupported', message: `${no}; ConfigMap ${ref.namespace}/${ref.name} was not restored either` } };
+      writes.push(restartWrite(w, o, at, ctx.changeCause));
+      users.push(`${w.word} ${o.metadata.name}`);
+      objects.push(o);
+      if (users.length > MAX_RESTARTS) {
+        return { refusal: { code: 'unsupported', message: `more than ${MAX_RESTARTS} workloads in ${ref.namespace} use ConfigMap ${ref.namespace}/${ref.name}: restarting them all at once is left to a human (or set restart: false)` } };
+      }
+    }
+  }
+  return { writes, users, objects };
+}
+
+/**
+ * The live ConfigMap holds the content this very rollback restored (its change cause is ours): the
+ * replica running it was cut off after the restore, before every restart. The plan goes on with the
+ * restarts not written yet (a workload carrying our change cause was restarted already), after the
+ * restore written again unchanged (a no-op that keeps execute() and verify() on their one shape).
+ * undefined: nothing left to resume (or not ours, or its snapshot is gone).
+ */
+async function resumeRestarts(ref: TargetRef, ctx: ClusterContext, live: KubeObject, snapshots: KubeObject[]): Promise<RollbackPlan | undefined> {
+  const from = live.metadata.annotations?.[RESTORED_FROM];
+  if (!ctx.changeCause || live.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause) return undefined;
+  const snapshot = snapshots.find((s) => s.metadata.name === from && contentHash(s, 'ConfigMap') === contentHash(live, 'ConfigMap'));
+  if (!snapshot) return undefined;
+  const r = await restartsOf(ref, ctx);
+  if ('refusal' in r) return undefined;
+  const left = r.writes.filter((_, i) => r.objects[i]!.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause);
+  if (left.length === 0) return undefined;
+  const cm = `ConfigMap ${ref.namespace}/${ref.name}`;
+  const names = left.map((w) => `${workloadOf(w.resource.plural).word} ${w.name}`);
+  return {
+    target: ref,
+    kind: 'ConfigMap',
+    summary: `${cm} already holds the content of snapshot ${snapshot.metadata.name}, restored by this rollback before it was cut off; go on: restart ${names.join(', ')}`,
+    writes: [restoreOf(live, snapshot, 'the content this rollback restored, unchanged', ctx.changeCause), ...left],
+    resumes: true,
+    plannedAt: Date.now(),
+  };
+}
+
 export const configMapAction: Action = clusterAction({
   kind: 'ConfigMap',
 
@@ -108,6 +170,8 @@ export const configMapAction: Action = clusterAction({
     // snapshots were pruned or added since (going one content further back would put the bad one back)
     if (live.metadata.annotations?.[RESTORED_HASH] === liveHash) {
       const from = live.metadata.annotations?.[RESTORED_FROM];
+      const resumed = restart ? await resumeRestarts(ref, ctx, live, snapshots) : undefined;
+      if (resumed) return resumed;
       return refused(ref, 'already_matches', `${cm} already holds the content rollguard restored${from ? ` from snapshot ${from}` : ''}; going one content further back is left to a human`);
     }
     const newest = snapshots[0];
@@ -134,30 +198,14 @@ export const configMapAction: Action = clusterAction({
 
     const since = snapshotSince(previous);
     const why = `its content${since !== undefined ? ` since ${fmtTime(since)}` : ''}, the one before the live content`;
-    const write = restoreWrite('ConfigMap', live, previous, why);
-    const patch = write.patch as { metadata: Record<string, unknown> };
-    patch.metadata = {
-      ...patch.metadata,
-      annotations: { [RESTORED_FROM]: previous.metadata.name, [RESTORED_HASH]: contentHash(previous, 'ConfigMap'), ...(ctx.changeCause ? { [CHANGE_CAUSE]: ctx.changeCause } : {}) },
-    };
-    const writes: PlannedWrite[] = [{ ...write, before: live }];
+    const writes: PlannedWrite[] = [restoreOf(live, previous, why, ctx.changeCause)];
 
     const users: string[] = [];
     if (restart) {
-      const at = Date.now();
-      for (const w of WORKLOADS) {
-        const list = await ctx.kube.list(w.rt, ref.namespace, reqOpts(ctx));
-        for (const o of list.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
-          if (!configRefs(o.spec?.template).some((r) => r.kind === 'ConfigMap' && r.name === ref.name)) continue;
-          const no = cannotRestart(w, o);
-          if (no) return refused(ref, w.rt === RESOURCES.deployments ? 'paused' : 'unsupported', `${no}; ${cm} was not restored either`, { current });
-          writes.push(restartWrite(w, o, at, ctx.changeCause));
-          users.push(`${w.word} ${o.metadata.name}`);
-          if (users.length > MAX_RESTARTS) {
-            return refused(ref, 'unsupported', `more than ${MAX_RESTARTS} workloads in ${ref.namespace} use ${cm}: restarting them all at once is left to a human (or set restart: false)`, { current });
-          }
-        }
-      }
+      const r = await restartsOf(ref, ctx);
+      if ('refusal' in r) return refused(ref, r.refusal.code, r.refusal.message, { current });
+      writes.push(...r.writes);
+      users.push(...r.users);
     }
     const then = !restart ? ' (restart: false: its workloads are not restarted)' : users.length ? `, then restart ${users.join(', ')}` : `; no Deployment, StatefulSet or DaemonSet in ${ref.namespace} uses it: nothing to restart`;
     return {

@@ -102,13 +102,15 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     const actx = ctx.actionContext(fresh, () => [lock]);
     const plan = action ? await action.plan(fresh.ref, actx).catch(() => undefined) : undefined;
     // Applied: recorded as executed, or the target already matches, or it carries this rollback's
-    // change cause (the write landed after the replica died, before it could record it).
+    // change cause (the write landed after the replica died, before it could record it), unless the
+    // action planned to go on with the writes that had not landed yet (plan.resumes).
+    const goesOn = plan?.resumes === true && !plan.refusal;
     const applied =
       fresh.times.executedAt !== undefined ||
-      plan?.refusal?.code === 'already_matches' ||
-      (plan?.current?.annotations['kubernetes.io/change-cause']?.includes(fresh.id) ?? false);
-    // Left mid-way through its migration rollback Job: found by its label (never created again), waited for, then the workload.
-    const resume = action && !applied ? await resumable(ctx, fresh, plan, actx) : undefined;
+      (!goesOn && (plan?.refusal?.code === 'already_matches' || (plan?.current?.annotations['kubernetes.io/change-cause']?.includes(fresh.id) ?? false)));
+    // Left mid-way through its migration rollback Job: found by its label (never created again), waited for, then the workload;
+    // or mid-way through its writes (goesOn): the rest of them.
+    const resume = action && !applied ? ((await resumable(ctx, fresh, plan, actx)) ?? (goesOn ? plan : undefined)) : undefined;
     if (action && resume) {
       handedOn = true; // execute() holds and releases the lock from here
       const run = execute(ctx, fresh, action, resume, actx, [lock], ctx.settingsFor(fresh), { value: true }, undefined, true);

@@ -5,10 +5,13 @@ import t from 'tap';
 import { configMapAction, MAX_RESTARTS, RESTARTED_AT, RESTORED_FROM, RESTORED_HASH } from '../../../src/actions/configmap.js';
 import { parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { snapshotObject } from '../../../src/config-deps/snapshots.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject, type ResourceType } from '../../../src/kube/client.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { parseRuleFile } from '../../../src/rules/loader.js';
 import { resolveTargets } from '../../../src/rules/targets.js';
+import { changeCause } from '../../../src/engine/messages.js';
+import type { RollbackRecord } from '../../../src/engine/record.js';
+import { testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { SNAPSHOT_KEY } from '../../support/snapshots.js';
 import { CAUSE, NS, context as baseContext, deployment } from './fixtures/objects.js';
@@ -262,4 +265,88 @@ t.test('a forged snapshot (labels, annotations and ownerReference copied, no val
   t.notOk(plan.refusal, plan.refusal?.message ?? '');
   await configMapAction.execute(plan, context(kube));
   t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the real previous content, not the forged one');
+});
+
+/** The restore written alone, as a replica that died before its restarts left it. */
+async function restoredOnly(kube: FakeKube, ctx: ReturnType<typeof context>) {
+  const plan = await configMapAction.plan(ref, ctx);
+  const res = await configMapAction.execute({ ...plan, writes: plan.writes!.slice(0, 1) }, ctx);
+  if (!res.applied) throw new Error(res.message);
+  return plan;
+}
+
+const restartedAt = (kube: FakeKube, rt: ResourceType, name: string) => kube.peek(rt, NS, name)!.spec.template.metadata?.annotations?.[RESTARTED_AT] as string | undefined;
+
+t.test('cut off after the restore, before the restarts: the same rollback goes on with the restarts not written yet; another one is refused', async (t) => {
+  const kube = cluster();
+  const ctx = context(kube);
+  const first = await restoredOnly(kube, ctx);
+  const snap = first.writes![0]!.description.match(/snapshot (\S+)/)![1]!;
+  t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'), 'web not restarted: the replica died there');
+
+  const other = await configMapAction.plan(ref, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, changeCause: 'rollguard: rule x, alert y, rollback rb-other' }));
+  t.equal(other.refusal?.code, 'already_matches', 'another rollback (another change cause) does not go further back');
+
+  const resume = await configMapAction.plan(ref, ctx);
+  t.notOk(resume.refusal, resume.refusal?.message ?? '');
+  t.equal(resume.resumes, true);
+  t.equal(resume.summary, `ConfigMap ${NS}/app-config already holds the content of snapshot ${snap}, restored by this rollback before it was cut off; go on: restart deployment web, statefulset worker`);
+  t.same(writtenObjects(resume).map((o) => o.name), ['app-config', 'web', 'worker'], 'the restore again (unchanged), then both restarts');
+
+  // web was restarted before the cut: only worker is left
+  await configMapAction.execute({ ...resume, writes: resume.writes!.slice(0, 2) }, ctx);
+  const webAt = restartedAt(kube, RESOURCES.deployments, 'web');
+  t.ok(webAt, 'web restarted');
+  const rest = await configMapAction.plan(ref, ctx);
+  t.same(writtenObjects(rest).map((o) => o.name), ['app-config', 'worker'], 'a workload carrying this change cause was restarted already');
+  const res = await configMapAction.execute(rest, ctx);
+  t.equal(res.applied, true, res.message);
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the restored content, unchanged');
+  t.equal(kube.peek(CM, NS, 'app-config')!.metadata.annotations![RESTORED_FROM], snap);
+  t.ok(restartedAt(kube, RESOURCES.statefulsets, 'worker'), 'worker restarted');
+  t.equal(restartedAt(kube, RESOURCES.deployments, 'web'), webAt, 'web not restarted twice');
+  t.equal((await configMapAction.plan(ref, ctx)).refusal?.code, 'already_matches', 'every restart done: nothing left to go on with');
+
+  const noRestart = await configMapAction.plan({ ...ref, options: { restart: false } }, context(cluster()));
+  t.notOk(noRestart.resumes, 'restart: false never resumes restarts');
+});
+
+t.test("recovery of a ConfigMap rollback whose replica died after the restore: the restarts are written, not taken as done", async (t) => {
+  const kube = cluster();
+  const { engine, store } = testEngine({
+    kube,
+    actions: { ConfigMap: configMapAction },
+    env: { CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, VERIFY_TIMEOUT: '100ms' },
+    owner: 'replica-b',
+  });
+  const now = Date.now();
+  const rec: RollbackRecord = {
+    id: 'rb-cm-crash',
+    target: `ConfigMap/${NS}/app-config`,
+    state: 'in_progress',
+    owner: 'replica-dead',
+    createdAt: now,
+    updatedAt: now,
+    ref,
+    source: 'manual',
+    requestedBy: 'oncall',
+    reason: 'bad config edit',
+    guards: [],
+    dryRun: false,
+    times: { startedAt: now },
+    timeline: [],
+  };
+  await store.putRecord(rec as never);
+  await restoredOnly(kube, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, changeCause: changeCause(rec) }));
+  t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'));
+
+  await engine.recoverIfOrphaned(rec);
+  await engine.idle();
+  t.ok(restartedAt(kube, RESOURCES.deployments, 'web'), 'web restarted by the recovery');
+  t.ok(restartedAt(kube, RESOURCES.statefulsets, 'worker'), 'worker restarted by the recovery');
+  t.equal(kube.peek(RESOURCES.deployments, NS, 'web')!.metadata.annotations?.['kubernetes.io/change-cause'], changeCause(rec), "with this rollback's change cause");
+  const after = (await engine.records.get(rec.id))!;
+  t.ok(after.times.executedAt, 'recorded as executed once the rest was written');
+  t.ok(after.timeline.some((e) => e.step === 'resumed' && /go on: restart deployment web, statefulset worker/.test(e.message)), after.timeline.map((e) => `${e.step}: ${e.message}`).join('\n'));
+  t.not(after.state, 'interrupted');
 });
