@@ -70,6 +70,11 @@ export interface ActionContext {
   configRestore?: { secrets: boolean };
   /** CONFIG_SNAPSHOTS_KEY when CONFIG_SNAPSHOTS is on: only snapshots signed with it count (src/config-deps/snapshots.ts) */
   snapshotKey?: string;
+  /**
+   * Planning for the recovery of this very record, whose replica died mid-way (src/engine/scheduler.ts):
+   * only then may a plan go on from where the writes stopped (RollbackPlan.resumes).
+   */
+  recovering?: boolean;
 }
 
 export type RefusalCode =
@@ -150,9 +155,10 @@ export interface RollbackPlan {
   migration?: PlannedMigration;
   /**
    * This plan goes on with the same record's rollback, cut off after some of its writes landed (a
-   * replica died mid-way): planned only for that record (its change cause), and executed by its
-   * recovery instead of being taken as applied (src/engine/scheduler.ts). The ConfigMap kind's
-   * restarts after its restore.
+   * replica died mid-way): planned only when ActionContext.recovering, for that record (its change
+   * cause), and executed by its recovery instead of being taken as applied, under the locks of
+   * every object it writes, all of which the record's first plan wrote (src/engine/scheduler.ts).
+   * The ConfigMap kind's restarts after its restore.
    */
   resumes?: true;
   /** Kubernetes writes execute() will send, in order */

@@ -129,28 +129,36 @@ async function restartsOf(ref: TargetRef, ctx: ClusterContext): Promise<{ writes
 }
 
 /**
- * The live ConfigMap holds the content this very rollback restored (its change cause is ours): the
- * replica running it was cut off after the restore, before every restart. The plan goes on with the
- * restarts not written yet (a workload carrying our change cause was restarted already), after the
- * restore written again unchanged (a no-op that keeps execute() and verify() on their one shape).
- * undefined: nothing left to resume (or not ours, or its snapshot is gone).
+ * Recovering this very rollback (ActionContext.recovering), whose change cause the live ConfigMap
+ * carries with the content it restored: the replica running it was cut off after the restore,
+ * before every restart. The plan goes on with the restarts not written yet; a workload carrying our
+ * change cause and a restartedAt was restarted already and is written again unchanged, and so is the
+ * restore (no-ops that keep execute(), verify() and the cooldowns on the one shape of the plan).
+ * undefined: nothing left to resume (or not recovering, not ours, or its snapshot is gone).
  */
 async function resumeRestarts(ref: TargetRef, ctx: ClusterContext, live: KubeObject, snapshots: KubeObject[]): Promise<RollbackPlan | undefined> {
   const from = live.metadata.annotations?.[RESTORED_FROM];
-  if (!ctx.changeCause || live.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause) return undefined;
+  if (!ctx.recovering || !ctx.changeCause || live.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause) return undefined;
   const snapshot = snapshots.find((s) => s.metadata.name === from && contentHash(s, 'ConfigMap') === contentHash(live, 'ConfigMap'));
   if (!snapshot) return undefined;
   const r = await restartsOf(ref, ctx);
   if ('refusal' in r) return undefined;
-  const left = r.writes.filter((_, i) => r.objects[i]!.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause);
+  // a workload restarted before the cut is written again with its own restartedAt: a no-op for the
+  // API server (no new rollout), and the cooldowns, locks and verification still count it
+  const ours = (o: KubeObject) => o.metadata.annotations?.[CHANGE_CAUSE] === ctx.changeCause && typeof o.spec?.template?.metadata?.annotations?.[RESTARTED_AT] === 'string';
+  const left = r.objects.filter((o) => !ours(o));
   if (left.length === 0) return undefined;
+  const writes = r.writes.map((w, i) => {
+    const o = r.objects[i]!;
+    return ours(o) ? { ...w, patch: { ...(w.patch as object), spec: { template: { metadata: { annotations: { [RESTARTED_AT]: o.spec.template.metadata.annotations[RESTARTED_AT] } } } } }, description: `${workloadOf(w.resource.plural).word} ${w.name} restarted before the cut (unchanged)` } : w;
+  });
   const cm = `ConfigMap ${ref.namespace}/${ref.name}`;
-  const names = left.map((w) => `${workloadOf(w.resource.plural).word} ${w.name}`);
+  const names = r.writes.filter((_, i) => !ours(r.objects[i]!)).map((w) => `${workloadOf(w.resource.plural).word} ${w.name}`);
   return {
     target: ref,
     kind: 'ConfigMap',
     summary: `${cm} already holds the content of snapshot ${snapshot.metadata.name}, restored by this rollback before it was cut off; go on: restart ${names.join(', ')}`,
-    writes: [restoreOf(live, snapshot, 'the content this rollback restored, unchanged', ctx.changeCause), ...left],
+    writes: [restoreOf(live, snapshot, 'the content this rollback restored, unchanged', ctx.changeCause), ...writes],
     resumes: true,
     plannedAt: Date.now(),
   };

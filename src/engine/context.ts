@@ -150,8 +150,9 @@ export class EngineContext {
    * What an action is given: the cluster, the change cause, and the fence check against every lock
    * `locks()` holds (the target's and those of the other objects the plan writes).
    */
-  actionContext(rec: RollbackRecord, locks: () => readonly Lock[]): ActionContext {
+  actionContext(rec: RollbackRecord, locks: () => readonly Lock[], o: { recovering?: boolean } = {}): ActionContext {
     return {
+      ...(o.recovering ? { recovering: true } : {}),
       kube: this.deps.kube,
       logger: this.log.child({ record: rec.id, target: rec.target }),
       changeCause: changeCause(rec),

@@ -1,5 +1,8 @@
 import { refreshSuspendedGauge } from '../gitops/tally.js';
-import { lockName } from '../guards/lock.js';
+import { writtenObjects } from '../actions/index.js';
+import { objectKey } from '../guards/guard.js';
+import { lockName, lockWrites } from '../guards/lock.js';
+import type { Lock } from '../store/store.js';
 import { decidedByChain } from './chain.js';
 import type { EngineContext } from './context.js';
 import { evaluate } from './evaluate.js';
@@ -94,12 +97,14 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
   const lock = await ctx.store.acquireLock(lockName(rec.target), ctx.owner, ctx.config.LOCK_TTL);
   if (!lock) return; // its owner is alive (or another replica is recovering it)
   let handedOn = false;
+  /** the target's lock, then those of the other objects a plan going on writes */
+  const held: Lock[] = [lock];
   try {
     const fresh = await ctx.records.get(rec.id);
     if (!fresh || fresh.state !== 'in_progress') return;
     const action = ctx.actions[fresh.ref.kind];
     ctx.records.step(fresh, 'recovery', `found in progress with its owner ${fresh.owner ?? '?'} gone; taken up by ${ctx.owner}`);
-    const actx = ctx.actionContext(fresh, () => [lock]);
+    const actx = ctx.actionContext(fresh, () => held, { recovering: true });
     const plan = action ? await action.plan(fresh.ref, actx).catch(() => undefined) : undefined;
     // Applied: recorded as executed, or the target already matches, or it carries this rollback's
     // change cause (the write landed after the replica died, before it could record it), unless the
@@ -110,10 +115,28 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       (!goesOn && (plan?.refusal?.code === 'already_matches' || (plan?.current?.annotations['kubernetes.io/change-cause']?.includes(fresh.id) ?? false)));
     // Left mid-way through its migration rollback Job: found by its label (never created again), waited for, then the workload;
     // or mid-way through its writes (goesOn): the rest of them.
-    const resume = action && !applied ? ((await resumable(ctx, fresh, plan, actx)) ?? (goesOn ? plan : undefined)) : undefined;
+    let resume = action && !applied ? await resumable(ctx, fresh, plan, actx) : undefined;
+    if (action && !applied && !resume && goesOn) {
+      // Only objects the guards checked with the first plan are written, each under its own lock.
+      const first = new Set((fresh.plan?.writes ?? []).map((w) => objectKey(w)));
+      const unchecked = writtenObjects(plan).filter((o) => !first.has(objectKey(o)));
+      if (unchecked.length > 0) {
+        ctx.metrics.escalations.inc({ reason: 'interrupted' });
+        ctx.notify(fresh, messages.interrupted(fresh));
+        await ctx.finish(fresh, 'interrupted', `the replica running this rollback died mid-way; going on would write objects its plan did not (${unchecked.map(objectKey).join(', ')}): not executed again; escalated`);
+        return;
+      }
+      const locks = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, fresh.target, writtenObjects(plan));
+      if ('held' in locks) {
+        ctx.log.warn({ record: fresh.id, object: locks.held }, 'cannot go on with a rollback cut off mid-way yet: another rollback holds the lock of an object it writes; tried again on a later tick');
+        return;
+      }
+      held.push(...locks.locks);
+      resume = plan;
+    }
     if (action && resume) {
-      handedOn = true; // execute() holds and releases the lock from here
-      const run = execute(ctx, fresh, action, resume, actx, [lock], ctx.settingsFor(fresh), { value: true }, undefined, true);
+      handedOn = true; // execute() holds and releases the locks from here
+      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, undefined, true);
       ctx.background(run.catch((err) => escalateError(ctx, fresh, `error while going on with the rollback: ${(err as Error).message}`, (err as Error).message)));
       return;
     }
@@ -134,7 +157,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     ctx.notify(fresh, messages.interrupted(fresh));
     await ctx.finish(fresh, 'interrupted', 'the replica running this rollback died before it was applied; not executed again; escalated');
   } finally {
-    if (!handedOn) await ctx.store.releaseLock(lock).catch(() => false);
+    if (!handedOn) await Promise.all(held.map((l) => ctx.store.releaseLock(l).catch(() => false)));
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Lock, Store } from '../store/store.js';
+import type { WrittenObject } from '../actions/index.js';
 import { allow, block, objectKey, type Guard } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
@@ -20,19 +21,30 @@ export const lockGuard: Guard = {
     return { ...allow(`lock taken (fencing token ${lock.token})`), produced: { lock } };
   },
   async checkWrites(ctx) {
-    const names = [...new Set(ctx.objects.map(objectKey))].filter((k) => k !== ctx.record.target).sort();
-    const locks: Lock[] = [];
-    for (const key of names) {
-      const lock = await ctx.store.acquireLock(lockName(key), ctx.owner, ctx.config.LOCK_TTL);
-      if (!lock) {
-        await Promise.all(locks.map((l) => ctx.store.releaseLock(l).catch(() => false)));
-        return block(`another rollback writing ${key} is in progress (its lock is held)`);
-      }
-      locks.push(lock);
-    }
-    return { ...allow(names.length ? `locks of ${names.join(', ')} taken too` : 'it writes no other object'), produced: { locks } };
+    const r = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
+    if ('held' in r) return block(`another rollback writing ${r.held} is in progress (its lock is held)`);
+    return { ...allow(r.names.length ? `locks of ${r.names.join(', ')} taken too` : 'it writes no other object'), produced: { locks: r.locks } };
   },
 };
+
+/**
+ * The locks of every object a plan writes but its target, in name order; all or none: when one is
+ * held elsewhere, those taken are given back and it is named. The guard's, and a recovery going on
+ * with a plan (src/engine/scheduler.ts).
+ */
+export async function lockWrites(store: Store, owner: string, ttlMs: number, target: string, objects: readonly WrittenObject[]): Promise<{ locks: Lock[]; names: string[] } | { held: string }> {
+  const names = [...new Set(objects.map(objectKey))].filter((k) => k !== target).sort();
+  const locks: Lock[] = [];
+  for (const key of names) {
+    const lock = await store.acquireLock(lockName(key), owner, ttlMs);
+    if (!lock) {
+      await Promise.all(locks.map((l) => store.releaseLock(l).catch(() => false)));
+      return { held: key };
+    }
+    locks.push(lock);
+  }
+  return { locks, names };
+}
 
 /**
  * The fence check an action runs right before each write (ActionContext.checkFence): every lock

@@ -11,6 +11,8 @@ import { parseRuleFile } from '../../../src/rules/loader.js';
 import { resolveTargets } from '../../../src/rules/targets.js';
 import { changeCause } from '../../../src/engine/messages.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
+import { summarisePlan } from '../../../src/engine/change.js';
+import { lockName } from '../../../src/guards/lock.js';
 import { testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { SNAPSHOT_KEY } from '../../support/snapshots.js';
@@ -267,7 +269,7 @@ t.test('a forged snapshot (labels, annotations and ownerReference copied, no val
   t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the real previous content, not the forged one');
 });
 
-/** The restore written alone, as a replica that died before its restarts left it. */
+/** The restore written alone, as a replica that died before its restarts left it; returns the first plan. */
 async function restoredOnly(kube: FakeKube, ctx: ReturnType<typeof context>) {
   const plan = await configMapAction.plan(ref, ctx);
   const res = await configMapAction.execute({ ...plan, writes: plan.writes!.slice(0, 1) }, ctx);
@@ -277,43 +279,49 @@ async function restoredOnly(kube: FakeKube, ctx: ReturnType<typeof context>) {
 
 const restartedAt = (kube: FakeKube, rt: ResourceType, name: string) => kube.peek(rt, NS, name)!.spec.template.metadata?.annotations?.[RESTARTED_AT] as string | undefined;
 
-t.test('cut off after the restore, before the restarts: the same rollback goes on with the restarts not written yet; another one is refused', async (t) => {
+t.test('cut off after the restore, before the restarts: its recovery goes on with the restarts not written yet; anything else is refused', async (t) => {
   const kube = cluster();
   const ctx = context(kube);
+  const recovering = baseContext(kube, { snapshotKey: SNAPSHOT_KEY, recovering: true });
   const first = await restoredOnly(kube, ctx);
   const snap = first.writes![0]!.description.match(/snapshot (\S+)/)![1]!;
   t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'), 'web not restarted: the replica died there');
 
-  const other = await configMapAction.plan(ref, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, changeCause: 'rollguard: rule x, alert y, rollback rb-other' }));
-  t.equal(other.refusal?.code, 'already_matches', 'another rollback (another change cause) does not go further back');
+  t.equal((await configMapAction.plan(ref, ctx)).refusal?.code, 'already_matches', 'not recovering (a new alert, an approval, a manual rollback): refused as before');
+  const other = await configMapAction.plan(ref, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, recovering: true, changeCause: 'rollguard: rule x, alert y, rollback rb-other' }));
+  t.equal(other.refusal?.code, 'already_matches', 'recovering another rollback (another change cause): refused');
 
-  const resume = await configMapAction.plan(ref, ctx);
+  const resume = await configMapAction.plan(ref, recovering);
   t.notOk(resume.refusal, resume.refusal?.message ?? '');
   t.equal(resume.resumes, true);
   t.equal(resume.summary, `ConfigMap ${NS}/app-config already holds the content of snapshot ${snap}, restored by this rollback before it was cut off; go on: restart deployment web, statefulset worker`);
-  t.same(writtenObjects(resume).map((o) => o.name), ['app-config', 'web', 'worker'], 'the restore again (unchanged), then both restarts');
+  t.same(writtenObjects(resume), writtenObjects(first), 'the objects of the first plan: the restore again (unchanged), then both restarts');
 
-  // web was restarted before the cut: only worker is left
-  await configMapAction.execute({ ...resume, writes: resume.writes!.slice(0, 2) }, ctx);
-  const webAt = restartedAt(kube, RESOURCES.deployments, 'web');
-  t.ok(webAt, 'web restarted');
-  const rest = await configMapAction.plan(ref, ctx);
-  t.same(writtenObjects(rest).map((o) => o.name), ['app-config', 'worker'], 'a workload carrying this change cause was restarted already');
-  const res = await configMapAction.execute(rest, ctx);
+  // web was restarted before the cut: only worker is restarted now; web is written again unchanged
+  await configMapAction.execute({ ...resume, writes: resume.writes!.slice(0, 2) }, recovering);
+  t.ok(restartedAt(kube, RESOURCES.deployments, 'web'), 'web restarted');
+  // ... some seconds before the recovery
+  const cut = kube.peek(RESOURCES.deployments, NS, 'web')!;
+  cut.spec.template.metadata.annotations[RESTARTED_AT] = '2026-11-20T14:05:00Z';
+  kube.put(RESOURCES.deployments, cut);
+  const web = kube.peek(RESOURCES.deployments, NS, 'web')!;
+  const rest = await configMapAction.plan(ref, recovering);
+  t.match(rest.summary, /go on: restart statefulset worker$/, 'a workload carrying this change cause and a restartedAt was restarted already');
+  t.same(writtenObjects(rest), writtenObjects(first), 'still counted: cooldowns, locks and verification see it');
+  const res = await configMapAction.execute(rest, recovering);
   t.equal(res.applied, true, res.message);
   t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'the restored content, unchanged');
   t.equal(kube.peek(CM, NS, 'app-config')!.metadata.annotations![RESTORED_FROM], snap);
   t.ok(restartedAt(kube, RESOURCES.statefulsets, 'worker'), 'worker restarted');
-  t.equal(restartedAt(kube, RESOURCES.deployments, 'web'), webAt, 'web not restarted twice');
-  t.equal((await configMapAction.plan(ref, ctx)).refusal?.code, 'already_matches', 'every restart done: nothing left to go on with');
-
-  const noRestart = await configMapAction.plan({ ...ref, options: { restart: false } }, context(cluster()));
-  t.notOk(noRestart.resumes, 'restart: false never resumes restarts');
+  const webAfter = kube.peek(RESOURCES.deployments, NS, 'web')!;
+  t.equal(webAfter.metadata.generation, web.metadata.generation, 'web not restarted twice: no new generation');
+  t.equal(restartedAt(kube, RESOURCES.deployments, 'web'), '2026-11-20T14:05:00Z', 'its restartedAt as the cut left it');
+  t.equal((await configMapAction.plan(ref, recovering)).refusal?.code, 'already_matches', 'every restart done: nothing left to go on with');
 });
 
-t.test("recovery of a ConfigMap rollback whose replica died after the restore: the restarts are written, not taken as done", async (t) => {
-  const kube = cluster();
-  const { engine, store } = testEngine({
+/** A ConfigMap rollback record in progress whose replica died after the restore (the first plan's objects on it). */
+async function cutOffAfterRestore(kube: FakeKube) {
+  const { engine, store, metrics } = testEngine({
     kube,
     actions: { ConfigMap: configMapAction },
     env: { CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, VERIFY_TIMEOUT: '100ms' },
@@ -336,9 +344,26 @@ t.test("recovery of a ConfigMap rollback whose replica died after the restore: t
     times: { startedAt: now },
     timeline: [],
   };
+  const first = await restoredOnly(kube, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, changeCause: changeCause(rec) }));
+  rec.plan = summarisePlan(first);
   await store.putRecord(rec as never);
-  await restoredOnly(kube, baseContext(kube, { snapshotKey: SNAPSHOT_KEY, changeCause: changeCause(rec) }));
+  return { engine, store, metrics, rec };
+}
+
+t.test('recovery of a ConfigMap rollback whose replica died after the restore: the restarts are written under their locks, not taken as done', async (t) => {
+  const kube = cluster();
+  const { engine, store, rec } = await cutOffAfterRestore(kube);
   t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'));
+
+  // another rollback holds web's lock: not yet
+  const other = await store.acquireLock(lockName(`Deployment/${NS}/web`), 'replica-c', 60_000);
+  await engine.recoverIfOrphaned(rec);
+  await engine.idle();
+  t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'), 'nothing written while an object it writes is locked elsewhere');
+  t.equal((await engine.records.get(rec.id))!.state, 'in_progress', 'left for a later tick');
+  t.ok(await store.acquireLock(lockName(rec.target), 'probe', 1), "the target's lock was given back");
+  await store.releaseLock(other!);
+  await new Promise((r) => setTimeout(r, 5));
 
   await engine.recoverIfOrphaned(rec);
   await engine.idle();
@@ -349,4 +374,24 @@ t.test("recovery of a ConfigMap rollback whose replica died after the restore: t
   t.ok(after.times.executedAt, 'recorded as executed once the rest was written');
   t.ok(after.timeline.some((e) => e.step === 'resumed' && /go on: restart deployment web, statefulset worker/.test(e.message)), after.timeline.map((e) => `${e.step}: ${e.message}`).join('\n'));
   t.not(after.state, 'interrupted');
+});
+
+t.test('recovery that would restart a workload its first plan did not write: escalated, nothing written', async (t) => {
+  const kube = cluster();
+  const { engine, rec } = await cutOffAfterRestore(kube);
+  // a DaemonSet starts using the ConfigMap after the first plan (the guards never checked it)
+  kube.add(RESOURCES.daemonsets, {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'agent', namespace: NS, generation: 1 },
+    spec: { updateStrategy: { type: 'RollingUpdate' }, template: { metadata: { labels: { app: 'agent' } }, spec: { containers: [{ name: 'a', image: 'shop/agent:1', envFrom: [{ configMapRef: { name: 'app-config' } }] }] } } },
+    status: { observedGeneration: 1, desiredNumberScheduled: 1, updatedNumberScheduled: 1, numberAvailable: 1 },
+  });
+  await engine.recoverIfOrphaned(rec);
+  await engine.idle();
+  const after = (await engine.records.get(rec.id))!;
+  t.equal(after.state, 'interrupted');
+  t.match(after.outcome?.message, /going on would write objects its plan did not \(DaemonSet\/shop\/agent\): not executed again; escalated/);
+  t.notOk(restartedAt(kube, RESOURCES.deployments, 'web'), 'nothing restarted');
+  t.notOk(restartedAt(kube, RESOURCES.daemonsets, 'agent'));
 });
