@@ -49,6 +49,8 @@ export interface ClusterOptions {
   timeoutMs?: number;
   /** Progress messages (default: silent unless ROLLGUARD_CLUSTER_VERBOSE=1). */
   log?: (msg: string) => void;
+  /** How the components' ports are picked (default freePorts; a test gives a taken one to see the start retried). */
+  ports?: (n: number) => Promise<number[]>;
 }
 
 export interface ExecResult {
@@ -411,7 +413,32 @@ export function deploymentSettled(d: DeploymentView, image: string): boolean {
   );
 }
 
+/** A component could not bind a port freePorts() picked: something else took it in between. */
+class PortTakenError extends Error {
+  override name = 'PortTakenError';
+}
+
+/** Start attempts when a picked port was taken meanwhile (each with fresh ports and a fresh run dir). */
+const START_ATTEMPTS = 3;
+
+/**
+ * Starts a control plane. Its ports are picked free, then bound by the components a moment later;
+ * another suite's process (or an outgoing connection's source port) can take one in between, and
+ * the component exits "address already in use": then it is started again on fresh ports, at most
+ * START_ATTEMPTS times. Any other failure is thrown at once, with the components' log tails.
+ */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(opts);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= START_ATTEMPTS) throw err;
+      process.stderr.write(`[cluster] ${err.message.split('\n')[0]}; starting again on fresh ports (attempt ${attempt + 1} of ${START_ATTEMPTS})\n`);
+    }
+  }
+}
+
+async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
   const t0 = Date.now();
   const verbose = process.env.ROLLGUARD_CLUSTER_VERBOSE === '1';
   const log = opts.log ?? (verbose ? (m: string) => process.stderr.write(`[cluster] ${m}\n`) : () => {});
@@ -482,6 +509,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   const fail = async (msg: string): Promise<never> => {
     const tails = logTails();
+    if (/bind: address already in use/.test(tails)) {
+      await stop();
+      throw new PortTakenError(`${msg}: a port picked for it was taken meanwhile\n${tails}`);
+    }
     await stop({ keep: true });
     throw new Error(`${msg}\nrun dir kept: ${dir}\n${tails}`);
   };
@@ -508,7 +539,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   };
 
   try {
-    const [etcdPort, etcdPeerPort, apiPort, cmPort, schedPort, kwokPort] = (await freePorts(6)) as [
+    const [etcdPort, etcdPeerPort, apiPort, cmPort, schedPort, kwokPort] = (await (opts.ports ?? freePorts)(6)) as [
       number, number, number, number, number, number,
     ];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
@@ -587,7 +618,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     await waitFor(
       'etcd healthy',
       async () => {
-        const r = await fetch(`${etcdUrl}/health`);
+        const r = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
         return r.ok && ((await r.json()) as { health?: string }).health === 'true';
       },
       50,

@@ -4,7 +4,9 @@
 // Argo Rollouts CRDs validate like a real cluster's.
 import t from 'tap';
 import * as path from 'node:path';
-import { startCluster, defaultBinDir, type Cluster } from '../cluster/harness.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { startCluster, defaultBinDir, freePorts, type Cluster } from '../cluster/harness.js';
 
 interface ReplicaSet {
   metadata: {
@@ -30,8 +32,28 @@ interface Deployment {
 const NS = 'e2e-rollback';
 const REVISION = 'deployment.kubernetes.io/revision';
 
-const cluster: Cluster = await startCluster();
+// The first attempt is given a port another process holds (as a concurrent suite may take one
+// between freePorts() and etcd's bind): the start is retried on fresh ports.
+const holder = createServer().listen(0, '127.0.0.1');
+await once(holder, 'listening');
+const taken = (holder.address() as AddressInfo).port;
+const picks: number[][] = [];
+const cluster: Cluster = await startCluster({
+  ports: async (n) => {
+    const p = await freePorts(n);
+    if (picks.length === 0) p[0] = taken;
+    picks.push(p);
+    return p;
+  },
+});
+holder.close();
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
+t.test('a port taken between its pick and its bind: the control plane is started again on fresh ports', async (t) => {
+  t.equal(picks.length, 2, 'two attempts');
+  t.equal(picks[0]![0], taken, "the first gave etcd a port another process held");
+  t.not(picks[1]![0], taken);
+  t.ok(cluster.server.startsWith('https://127.0.0.1:'), 'and the second started');
+});
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
 const poll = cluster.poll;
