@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { killOnExit } from './children.js';
-import { freePort, waitFor } from './ports.js';
+import { freePort } from './ports.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
@@ -34,11 +34,23 @@ export class RedisServer {
       throw new Error(`${REDIS_SERVER} not found: run the README's test command (scripts/provision.sh installs redis-server)`);
     }
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...this.extraArgs];
-    const proc = killOnExit(spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
+    // Redis logs to stdout (its warnings too: "Address already in use"); only the start-up's is kept
+    const proc = killOnExit(spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     this.proc = proc;
     let stderr = '';
-    proc.stderr?.on('data', (d) => (stderr += d));
-    await waitFor(`redis-server on ${this.port} ${stderr}`, () => this.answers(), 10_000);
+    const keep = (d: Buffer) => {
+      if (stderr.length < 8_192) stderr += d;
+    };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      // exited (its port taken meanwhile: "Address already in use"): said at once, with its stderr
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new RedisStartError(`redis-server on ${this.port} exited during start-up: ${stderr.trim()}`, /Address already in use/i.test(stderr));
+      if (await this.answers(proc.pid)) return;
+      if (Date.now() > deadline) throw new Error(`timed out after 10000 ms waiting for redis-server on ${this.port}: ${stderr.trim()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Stops the server (SIGTERM; Redis fsyncs and exits) and waits for the port to close. */
@@ -66,23 +78,45 @@ export class RedisServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private answers(): Promise<boolean> {
+  /** The server on the port answers, and it is ours (its process id: another suite's Redis may hold a port picked free a moment ago). */
+  private answers(pid: number | undefined): Promise<boolean> {
     return new Promise((resolve) => {
       const s = createConnection({ host: '127.0.0.1', port: this.port });
-      s.once('connect', () => s.write('PING\r\n'));
-      s.once('data', (d) => {
+      let got = '';
+      s.once('connect', () => s.write('INFO server\r\n'));
+      s.on('data', (d) => {
+        got += d.toString();
+        const m = /process_id:(\d+)\r\n/.exec(got);
+        if (!m) return;
         s.destroy();
-        resolve(d.toString().startsWith('+PONG'));
+        resolve(Number(m[1]) === pid);
       });
       s.once('error', () => resolve(false));
+      s.once('close', () => resolve(false));
     });
   }
 }
 
+/** redis-server did not start; `portTaken`: its port was taken between the pick and its bind. */
+class RedisStartError extends Error {
+  override name = 'RedisStartError';
+  constructor(message: string, readonly portTaken: boolean) {
+    super(message);
+  }
+}
+
+/** A redis-server of its own on a free port; started again on another port when the one picked was taken meanwhile (at most 3 times). */
 export async function startRedis(opts: { args?: string[] } = {}): Promise<RedisServer> {
-  const r = new RedisServer(await freePort(), opts.args);
-  await r.start();
-  return r;
+  for (let attempt = 1; ; attempt++) {
+    const r = new RedisServer(await freePort(), opts.args);
+    try {
+      await r.start();
+      return r;
+    } catch (err) {
+      await r.destroy();
+      if (!(err instanceof RedisStartError && err.portTaken) || attempt >= 3) throw err;
+    }
+  }
 }
 
 /** Every key of the store and everything it holds, as text. */
