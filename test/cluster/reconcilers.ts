@@ -134,39 +134,41 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
     installCrds(cluster, path.join(dir, 'crds')),
     cluster.kubectl(['create', 'namespace', FLUX_NAMESPACE], { check: true }),
   ]);
-  const [storagePort, scMetrics, scHealth, kcMetrics, kcHealth] = (await freePorts(5)) as [number, number, number, number, number];
   const storage = path.join(cluster.dir, 'flux-storage');
   fs.mkdirSync(storage, { recursive: true });
   const env = { ...process.env, KUBECONFIG: cluster.adminKubeconfig, RUNTIME_NAMESPACE: FLUX_NAMESPACE };
   // leader election is off unless --enable-leader-election
   const common = ['--log-level=info', '--log-encoding=json', '--watch-all-namespaces=true'];
-  const children: Proc[] = [];
-  try {
-    children.push(
-      startChild(cluster, 'source-controller', path.join(dir, 'bin', 'source-controller'), [
-        ...common,
-        `--storage-path=${storage}`,
-        `--storage-addr=127.0.0.1:${storagePort}`,
-        `--storage-adv-addr=127.0.0.1:${storagePort}`,
-        `--metrics-addr=127.0.0.1:${scMetrics}`,
-        `--health-addr=127.0.0.1:${scHealth}`,
-      ], env),
-      startChild(cluster, 'kustomize-controller', path.join(dir, 'bin', 'kustomize-controller'), [
-        ...common,
-        `--metrics-addr=127.0.0.1:${kcMetrics}`,
-        `--health-addr=127.0.0.1:${kcHealth}`,
-        '--no-remote-bases=true',
-      ], env),
-    );
-    await Promise.all([
-      waitHealthy(cluster, children, 'source-controller /readyz', `http://127.0.0.1:${scHealth}/readyz`),
-      waitHealthy(cluster, children, 'kustomize-controller /readyz', `http://127.0.0.1:${kcHealth}/readyz`),
-    ]);
-  } catch (e) {
-    await stopChildren(children);
-    throw e;
-  }
-  return running(children);
+  return onFreshPorts(5, async (ports) => {
+    const [storagePort, scMetrics, scHealth, kcMetrics, kcHealth] = ports as [number, number, number, number, number];
+    const children: Proc[] = [];
+    try {
+      children.push(
+        startChild(cluster, 'source-controller', path.join(dir, 'bin', 'source-controller'), [
+          ...common,
+          `--storage-path=${storage}`,
+          `--storage-addr=127.0.0.1:${storagePort}`,
+          `--storage-adv-addr=127.0.0.1:${storagePort}`,
+          `--metrics-addr=127.0.0.1:${scMetrics}`,
+          `--health-addr=127.0.0.1:${scHealth}`,
+        ], env),
+        startChild(cluster, 'kustomize-controller', path.join(dir, 'bin', 'kustomize-controller'), [
+          ...common,
+          `--metrics-addr=127.0.0.1:${kcMetrics}`,
+          `--health-addr=127.0.0.1:${kcHealth}`,
+          '--no-remote-bases=true',
+        ], env),
+      );
+      await Promise.all([
+        waitHealthy(cluster, children, 'source-controller /readyz', `http://127.0.0.1:${scHealth}/readyz`),
+        waitHealthy(cluster, children, 'kustomize-controller /readyz', `http://127.0.0.1:${kcHealth}/readyz`),
+      ]);
+    } catch (e) {
+      await stopChildren(children);
+      throw e;
+    }
+    return running(children);
+  });
 }
 
 /**
@@ -177,25 +179,43 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
 export async function startArgoRollouts(cluster: Cluster): Promise<RunningReconciler> {
   const dir = checkReconciler('argo-rollouts');
   await installCrds(cluster, path.join(dir, 'crds'));
-  const [healthz, metrics] = (await freePorts(2)) as [number, number];
-  const children: Proc[] = [];
-  try {
-    children.push(
-      startChild(cluster, 'rollouts-controller', path.join(dir, 'bin', 'rollouts-controller'), [
-        `--kubeconfig=${cluster.adminKubeconfig}`,
-        '--leader-elect=false',
-        `--healthzPort=${healthz}`,
-        `--metricsPort=${metrics}`,
-        '--loglevel=info',
-        '--logformat=json',
-      ], { ...process.env }),
-    );
-    await waitHealthy(cluster, children, 'rollouts-controller /healthz', `http://127.0.0.1:${healthz}/healthz`);
-  } catch (e) {
-    await stopChildren(children);
-    throw e;
+  return onFreshPorts(2, async (ports) => {
+    const [healthz, metrics] = ports as [number, number];
+    const children: Proc[] = [];
+    try {
+      children.push(
+        startChild(cluster, 'rollouts-controller', path.join(dir, 'bin', 'rollouts-controller'), [
+          `--kubeconfig=${cluster.adminKubeconfig}`,
+          '--leader-elect=false',
+          `--healthzPort=${healthz}`,
+          `--metricsPort=${metrics}`,
+          '--loglevel=info',
+          '--logformat=json',
+        ], { ...process.env }),
+      );
+      await waitHealthy(cluster, children, 'rollouts-controller /healthz', `http://127.0.0.1:${healthz}/healthz`);
+    } catch (e) {
+      await stopChildren(children);
+      throw e;
+    }
+    return running(children);
+  });
+}
+
+/**
+ * Starts a reconciler's processes on freshly picked ports, and again on new ones (at most 3 times)
+ * when a port was taken between the pick and the bind (its log says "address already in use");
+ * any other failure is thrown at once.
+ */
+async function onFreshPorts<T>(n: number, start: (ports: number[]) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePorts(n));
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/i.test(String(err))) throw err;
+      process.stderr.write(`[reconcilers] a picked port was taken meanwhile; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
+    }
   }
-  return running(children);
 }
 
 /**
