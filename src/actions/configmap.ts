@@ -145,15 +145,21 @@ async function resumeRestarts(ref: TargetRef, ctx: ClusterContext, live: KubeObj
   if ('refusal' in r) return undefined;
   // a workload restarted before the cut is written again with its own restartedAt: a no-op for the
   // API server (no new rollout), and the cooldowns, locks and verification still count it
-  const ours = (o: KubeObject) => o.metadata.annotations?.[CHANGE_CAUSE] === ctx.changeCause && typeof o.spec?.template?.metadata?.annotations?.[RESTARTED_AT] === 'string';
-  const left = r.objects.filter((o) => !ours(o));
-  if (left.length === 0) return undefined;
+  const restartedBefore = (o: KubeObject): string | undefined => {
+    const at = o.spec?.template?.metadata?.annotations?.[RESTARTED_AT];
+    return o.metadata.annotations?.[CHANGE_CAUSE] === ctx.changeCause && typeof at === 'string' ? at : undefined;
+  };
+  const names: string[] = [];
   const writes = r.writes.map((w, i) => {
-    const o = r.objects[i]!;
-    return ours(o) ? { ...w, patch: { ...(w.patch as object), spec: { template: { metadata: { annotations: { [RESTARTED_AT]: o.spec.template.metadata.annotations[RESTARTED_AT] } } } } }, description: `${workloadOf(w.resource.plural).word} ${w.name} restarted before the cut (unchanged)` } : w;
+    const at = restartedBefore(r.objects[i]!);
+    if (at === undefined) {
+      names.push(r.users[i]!);
+      return w;
+    }
+    return { ...w, patch: { ...(w.patch as object), spec: { template: { metadata: { annotations: { [RESTARTED_AT]: at } } } } }, description: `${r.users[i]} restarted before the cut (unchanged)` };
   });
+  if (names.length === 0) return undefined;
   const cm = `ConfigMap ${ref.namespace}/${ref.name}`;
-  const names = r.writes.filter((_, i) => !ours(r.objects[i]!)).map((w) => `${workloadOf(w.resource.plural).word} ${w.name}`);
   return {
     target: ref,
     kind: 'ConfigMap',

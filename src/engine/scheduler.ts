@@ -121,9 +121,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       const first = new Set((fresh.plan?.writes ?? []).map((w) => objectKey(w)));
       const unchecked = writtenObjects(plan).filter((o) => !first.has(objectKey(o)));
       if (unchecked.length > 0) {
-        ctx.metrics.escalations.inc({ reason: 'interrupted' });
-        ctx.notify(fresh, messages.interrupted(fresh));
-        await ctx.finish(fresh, 'interrupted', `the replica running this rollback died mid-way; going on would write objects its plan did not (${unchecked.map(objectKey).join(', ')}): not executed again; escalated`);
+        await interrupted(ctx, fresh, `the replica running this rollback died mid-way; going on would write objects its plan did not (${unchecked.map(objectKey).join(', ')}): not executed again; escalated`);
         return;
       }
       const locks = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, fresh.target, writtenObjects(plan));
@@ -153,12 +151,17 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       }
       return;
     }
-    ctx.metrics.escalations.inc({ reason: 'interrupted' });
-    ctx.notify(fresh, messages.interrupted(fresh));
-    await ctx.finish(fresh, 'interrupted', 'the replica running this rollback died before it was applied; not executed again; escalated');
+    await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
   } finally {
     if (!handedOn) await Promise.all(held.map((l) => ctx.store.releaseLock(l).catch(() => false)));
   }
+}
+
+/** A rollback its recovery does not go on with: closed interrupted, escalated, and said why. */
+async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string): Promise<void> {
+  ctx.metrics.escalations.inc({ reason: 'interrupted' });
+  ctx.notify(rec, messages.interrupted(rec));
+  await ctx.finish(rec, 'interrupted', why);
 }
 
 function heartbeatTtl(ctx: EngineContext): number {

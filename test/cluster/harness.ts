@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 const execFileP = promisify(execFileCb);
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { onFreshPorts } from '../support/ports.js';
 
 export const BINARIES = [
   'etcd',
@@ -427,15 +428,8 @@ const START_ATTEMPTS = 3;
  * the component exits "address already in use": then it is started again on fresh ports, at most
  * START_ATTEMPTS times. Any other failure is thrown at once, with the components' log tails.
  */
-export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startClusterOnce(opts);
-    } catch (err) {
-      if (!(err instanceof PortTakenError) || attempt >= START_ATTEMPTS) throw err;
-      process.stderr.write(`[cluster] ${err.message.split('\n')[0]}; starting again on fresh ports (attempt ${attempt + 1} of ${START_ATTEMPTS})\n`);
-    }
-  }
+export function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  return onFreshPorts('cluster', () => startClusterOnce(opts), (err) => err instanceof PortTakenError, START_ATTEMPTS);
 }
 
 async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {

@@ -15,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startGitServer, type GitServer } from '../support/git-server.js';
+import { onFreshPorts } from '../support/ports.js';
 import { freePorts, procTails, REPO_ROOT, spawnGroup, startCluster, stopGroups, type Cluster, type Proc } from './harness.js';
 
 export type ReconcilerProject = 'flux' | 'argo-rollouts';
@@ -139,8 +140,8 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
   const env = { ...process.env, KUBECONFIG: cluster.adminKubeconfig, RUNTIME_NAMESPACE: FLUX_NAMESPACE };
   // leader election is off unless --enable-leader-election
   const common = ['--log-level=info', '--log-encoding=json', '--watch-all-namespaces=true'];
-  return onFreshPorts(5, async (ports) => {
-    const [storagePort, scMetrics, scHealth, kcMetrics, kcHealth] = ports as [number, number, number, number, number];
+  return onFreshPorts('flux', async () => {
+    const [storagePort, scMetrics, scHealth, kcMetrics, kcHealth] = (await freePorts(5)) as [number, number, number, number, number];
     const children: Proc[] = [];
     try {
       children.push(
@@ -168,7 +169,7 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
       throw e;
     }
     return running(children);
-  });
+  }, portTakenIn);
 }
 
 /**
@@ -179,8 +180,8 @@ export async function startFlux(cluster: Cluster): Promise<RunningReconciler> {
 export async function startArgoRollouts(cluster: Cluster): Promise<RunningReconciler> {
   const dir = checkReconciler('argo-rollouts');
   await installCrds(cluster, path.join(dir, 'crds'));
-  return onFreshPorts(2, async (ports) => {
-    const [healthz, metrics] = ports as [number, number];
+  return onFreshPorts('argo-rollouts', async () => {
+    const [healthz, metrics] = (await freePorts(2)) as [number, number];
     const children: Proc[] = [];
     try {
       children.push(
@@ -199,24 +200,11 @@ export async function startArgoRollouts(cluster: Cluster): Promise<RunningReconc
       throw e;
     }
     return running(children);
-  });
+  }, portTakenIn);
 }
 
-/**
- * Starts a reconciler's processes on freshly picked ports, and again on new ones (at most 3 times)
- * when a port was taken between the pick and the bind (its log says "address already in use");
- * any other failure is thrown at once.
- */
-async function onFreshPorts<T>(n: number, start: (ports: number[]) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await start(await freePorts(n));
-    } catch (err) {
-      if (attempt >= 3 || !/address already in use/i.test(String(err))) throw err;
-      process.stderr.write(`[reconcilers] a picked port was taken meanwhile; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
-    }
-  }
-}
+/** A reconciler's start failed because a port picked for it was taken before its bind (its log tail says so). */
+const portTakenIn = (err: unknown): boolean => /address already in use/i.test(String(err));
 
 /**
  * A control plane (no Argo Rollouts CRDs) with Flux running and a local git server: what the

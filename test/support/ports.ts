@@ -17,3 +17,21 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Starts something on ports picked free a moment before it binds them: another process (another
+ * suite, an outgoing connection's source port) may take one in between. While `start` fails that
+ * way (`portTaken`), it is run again, picking fresh ports, at most `attempts` times; any other
+ * failure is thrown at once.
+ */
+export async function onFreshPorts<T>(what: string, start: () => Promise<T>, portTaken: (err: unknown) => boolean, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= attempts || !portTaken(err)) throw err;
+      const first = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      process.stderr.write(`[${what}] ${first}; starting again on fresh ports (attempt ${attempt + 1} of ${attempts})\n`);
+    }
+  }
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { killOnExit } from './children.js';
-import { freePort } from './ports.js';
+import { freePort, onFreshPorts } from './ports.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
@@ -106,17 +106,21 @@ class RedisStartError extends Error {
 }
 
 /** A redis-server of its own on a free port; started again on another port when the one picked was taken meanwhile (at most 3 times). */
-export async function startRedis(opts: { args?: string[] } = {}): Promise<RedisServer> {
-  for (let attempt = 1; ; attempt++) {
-    const r = new RedisServer(await freePort(), opts.args);
-    try {
-      await r.start();
-      return r;
-    } catch (err) {
-      await r.destroy();
-      if (!(err instanceof RedisStartError && err.portTaken) || attempt >= 3) throw err;
-    }
-  }
+export function startRedis(opts: { args?: string[] } = {}): Promise<RedisServer> {
+  return onFreshPorts(
+    'redis',
+    async () => {
+      const r = new RedisServer(await freePort(), opts.args);
+      try {
+        await r.start();
+        return r;
+      } catch (err) {
+        await r.destroy();
+        throw err;
+      }
+    },
+    (err) => err instanceof RedisStartError && err.portTaken,
+  );
 }
 
 /** Every key of the store and everything it holds, as text. */
