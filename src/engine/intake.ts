@@ -66,16 +66,33 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Log
   }
 }
 
-/** One target of an alert's rule: claimed, written ahead and evaluated (the first of a chain too). */
+/**
+ * One target of an alert's rule: claimed, written ahead and evaluated (the first of a chain too).
+ * The reads and writes that do not depend on each other go to the store together (one round trip
+ * on Redis, which runs them in the order issued): the record, the claim, the drill mark and the
+ * alert's links first; then the write-ahead record and the link.
+ */
 async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: Logger, chain?: Chain): Promise<void> {
   const { ref, id } = link;
-  const existing = await ctx.records.get(id);
+  const reading = ctx.records.get(id);
+  const claiming = tryClaim(ctx, id);
+  const drill = activeDrill(ctx.store, targetKey(ref));
+  const links = ctx.records.alertLinks(alert.fingerprint, alert.startsAt);
+  // read ahead for the path below; unused (and their failures moot) when the record exists
+  for (const p of [claiming, drill, links]) p.catch(() => undefined);
+  let existing: RollbackRecord | null;
+  try {
+    existing = await reading;
+  } catch (err) {
+    if (await claiming.catch(() => false)) await releaseClaim(ctx, id);
+    throw err;
+  }
   if (existing) {
     log.info({ record: id, state: existing.state }, 'alert already handled for this target (redelivery): nothing more to do here');
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
     return;
   }
-  if ((await claim(ctx, id)) === 'taken') {
+  if ((await claim(ctx, id, await claiming)) === 'taken') {
     // The replica that gave the claim up (or died) may have written its record after our read
     // above: read again now that the claim is ours, so one alert is never evaluated twice.
     const theirs = await ctx.records.get(id);
@@ -91,14 +108,17 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     const rec = newRecord(ctx, id, ref, { rule, alert });
     rec.owner = ctx.owner;
     if (chain) rec.chain = chain;
-    await markIfDrill(ctx, rec);
+    markIfDrill(rec, await drill);
     ctx.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
     ctx.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
     if (chain) ctx.records.step(rec, 'chain', `target 1 of ${chain.targets.length} of rule ${rule.name}, in order: ${chain.targets.map((l) => targetKey(l.ref)).join(', ')}`);
-    await ctx.records.save(rec); // write-ahead: a replica dying from here on leaves a record to recover
+    // write-ahead: a replica dying from here on leaves a record to recover. The link goes with it;
+    // one written without its record (the write-ahead failed) points at nothing and is skipped.
+    const [saved, linked] = await Promise.allSettled([ctx.records.save(rec), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, await links)]);
+    if (saved.status === 'rejected') throw saved.reason;
     written = true;
+    if (linked.status === 'rejected') throw linked.reason;
     ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
-    await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id);
     await evaluate(ctx, rec, rule, false);
   } catch (err) {
     // Failed before the write-ahead record (the store went away): this replica is alive but no
@@ -119,25 +139,33 @@ const RELEASE_RETRY_MAX_MS = 5_000;
 const RELEASE_WARN_AFTER_MS = 120_000;
 
 /**
- * Claims record `id`: only one replica ever evaluates one alert for one target. A replica that
- * finds it claimed but not yet written leaves the event queued and looks again later. Our own
- * claim without a record (the store failed right after the claim) is taken up again, and so is a
- * claim given up by a replica whose evaluation failed, or whose owner's heartbeat is gone (it died
- * between the claim and the write-ahead record; its replacement has another name): taken over
- * atomically, only if still held as read. Returns how: 'new', 'ours' (taken up again), 'taken'
- * (from another replica: the caller reads the record again, which that replica may have written).
+ * The first step of claim(), issued with the record's read: takes the claim if nobody holds it.
+ * A release of an earlier failed attempt, still being retried, must not free this one; one that
+ * was already sent is ahead of this call on the store's connection, so it sees its result.
  */
-async function claim(ctx: EngineContext, id: string): Promise<'new' | 'ours' | 'taken'> {
-  // A release of an earlier failed attempt, still being retried, must not free this one. One that
-  // was already sent is ahead of the calls below on the store's connection, so they see its result.
+function tryClaim(ctx: EngineContext, id: string): Promise<boolean> {
   const pending = ctx.releasing.get(id);
   if (pending) {
     pending.cancelled = true;
     ctx.releasing.delete(id);
   }
+  return ctx.store.setValue(`claim:${id}`, ctx.owner, { onlyIfAbsent: true, ttlMs: CLAIM_TTL_MS });
+}
+
+/**
+ * Claims record `id`: only one replica ever evaluates one alert for one target. `fresh`: what
+ * tryClaim() came to. A replica that finds it claimed but not yet written leaves the event queued
+ * and looks again later. Our own claim without a record (the store failed right after the claim)
+ * is taken up again, and so is a claim given up by a replica whose evaluation failed, or whose
+ * owner's heartbeat is gone (it died between the claim and the write-ahead record; its
+ * replacement has another name): taken over atomically, only if still held as read. Returns how:
+ * 'new', 'ours' (taken up again), 'taken' (from another replica: the caller reads the record
+ * again, which that replica may have written).
+ */
+async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'new' | 'ours' | 'taken'> {
+  if (fresh) return 'new';
   const key = `claim:${id}`;
   const ttlMs = CLAIM_TTL_MS;
-  if (await ctx.store.setValue(key, ctx.owner, { onlyIfAbsent: true, ttlMs })) return 'new';
   const holder = await ctx.store.getValue(key);
   if (holder === ctx.owner && !ctx.decidingHere.has(id)) return 'ours';
   if (holder?.startsWith(RELEASED) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
@@ -236,9 +264,8 @@ export function newRecord(ctx: EngineContext, id: string, ref: TargetRef, from: 
   return rec;
 }
 
-/** An alert about a target while a rollback drill runs on it is the drill's: its record says so (source drill). */
-async function markIfDrill(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
-  const drill = await activeDrill(ctx.store, rec.target);
+/** An alert about a target while a rollback drill runs on it (`drill`, read with activeDrill) is the drill's: its record says so (source drill). */
+function markIfDrill(rec: RollbackRecord, drill: string | null): void {
   if (drill === null) return;
   rec.source = 'drill';
   rec.drill = drill;

@@ -169,19 +169,18 @@ export class RecordBook {
   /**
    * Writes the record. The alert's resolution is kept in a key of its own (written by whichever
    * replica handled the resolved alert) and merged here, so a replica saving an older copy of the
-   * record never erases it.
+   * record never erases it. The mark is read together with the write (one round trip on Redis,
+   * the read ahead of the write); a mark found that the record lacked is merged and written again.
    */
   async save(rec: RollbackRecord): Promise<void> {
-    if (rec.times.resolvedAt === undefined) {
-      const resolved = await this.store.getValue(`resolved:${rec.id}`);
-      if (resolved !== null) {
-        rec.times.resolvedAt = Number(resolved);
-        if (!rec.timeline.some((e) => e.step === 'resolved')) {
-          rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
-        }
-      }
-    }
+    const known = rec.times.resolvedAt !== undefined;
     rec.updatedAt = this.now();
+    const [resolved] = await Promise.all([known ? null : this.store.getValue(`resolved:${rec.id}`), this.store.putRecord(rec)]);
+    if (resolved === null || rec.times.resolvedAt !== undefined) return;
+    rec.times.resolvedAt = Number(resolved);
+    if (!rec.timeline.some((e) => e.step === 'resolved')) {
+      rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
+    }
     await this.store.putRecord(rec);
   }
 
@@ -190,12 +189,19 @@ export class RecordBook {
     await this.store.setValue(`resolved:${id}`, String(at), { ttlMs: 30 * 86_400_000 });
   }
 
-  /** Remembers which records an alert caused, so its resolution can be written to them. */
-  async linkAlert(fingerprint: string, startsAt: number, id: string): Promise<void> {
-    const key = alertRecordsKey(fingerprint, startsAt);
-    const ids = new Set(JSON.parse((await this.store.getValue(key)) ?? '[]') as string[]);
+  /** The records an alert is linked to so far (linkAlert's read, which a caller may issue ahead). */
+  async alertLinks(fingerprint: string, startsAt: number): Promise<string[]> {
+    return JSON.parse((await this.store.getValue(alertRecordsKey(fingerprint, startsAt))) ?? '[]') as string[];
+  }
+
+  /**
+   * Remembers which records an alert caused, so its resolution can be written to them. `known`:
+   * alertLinks() read just before (only this alert's handler writes its links).
+   */
+  async linkAlert(fingerprint: string, startsAt: number, id: string, known?: string[]): Promise<void> {
+    const ids = new Set(known ?? (await this.alertLinks(fingerprint, startsAt)));
     ids.add(id);
-    await this.store.setValue(key, JSON.stringify([...ids]), { ttlMs: 7 * 86_400_000 });
+    await this.store.setValue(alertRecordsKey(fingerprint, startsAt), JSON.stringify([...ids]), { ttlMs: 7 * 86_400_000 });
   }
 
   async recordsOfAlert(fingerprint: string, startsAt: number): Promise<string[]> {

@@ -161,6 +161,36 @@ t.test('a replica taking over a released claim reads the record again and leaves
   t.equal(await shared.getValue(`claim:${id}`), 'replica-b', 'the claim is replica-b\'s, with nothing left to do');
 });
 
+// The record's read and the claim go to the store together: a read that fails while the claim
+// went through must not leave the claim held by a replica that is no longer evaluating.
+t.test('a record read that fails while the claim went through gives the claim up', async (t) => {
+  const shared = new MemoryStore();
+  let failRead = true;
+  const flaky = new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (prop === 'getRecord' && failRead) return async () => Promise.reject(new Error('the record read failed'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const a = testEngine({ store: flaky, owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  for (const r of [a, b]) {
+    await r.engine.heartbeat();
+    r.prometheus!.value = 0.2;
+  }
+  const alert = firing('HighErrorRate', 'checkout');
+  await t.rejects(a.deliver(alert), /the record read failed/);
+  const id = alertId(alert);
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'the claim taken with the read was given up');
+  t.same(await shared.listRecords({}), [], 'and nothing was written');
+  await b.deliver(alert);
+  t.equal(b.action.executed.length, 1, 'replica-b evaluated the alert at once');
+  failRead = false;
+  await a.deliver(alert);
+  t.equal(a.action.executed.length, 0, "replica-a's redelivery found replica-b's record");
+});
+
 /** Two live replicas on one store; replica-a's write-ahead fails while `failPut` (and its store's other writes while `down`). */
 async function writeAheadFailsOnA(down: { value: boolean }, failPut = { value: true }) {
   const shared = new MemoryStore();

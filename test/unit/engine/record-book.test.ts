@@ -1,0 +1,49 @@
+import t from 'tap';
+import { RecordBook, type RollbackRecord } from '../../../src/engine/record.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+
+function record(id: string): RollbackRecord {
+  return { id, target: 'Deployment/prod/checkout', state: 'deciding', createdAt: 1, updatedAt: 1, ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, source: 'alert', guards: [], dryRun: false, times: {}, timeline: [] };
+}
+
+t.test("save merges the alert's resolution, marked by another replica, into the record it writes", async (t) => {
+  const store = new MemoryStore();
+  const book = new RecordBook(store, () => 1_000);
+  await book.markResolved('rb-1', 500);
+  const rec = record('rb-1');
+  await book.save(rec);
+  const stored = (await book.get('rb-1'))!;
+  t.equal(stored.times.resolvedAt, 500, 'the stored record has the resolution');
+  t.same(stored.timeline.map((e) => e.step), ['resolved'], 'and its step, once');
+  t.equal(rec.times.resolvedAt, 500, 'so has the copy in hand');
+  await book.save(rec);
+  t.same((await book.get('rb-1'))!.timeline.map((e) => e.step), ['resolved'], 'saved again: still once');
+});
+
+t.test('save without a resolution mark writes the record once and as it is', async (t) => {
+  const store = new MemoryStore();
+  let puts = 0;
+  const counting = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'putRecord') return (r: Parameters<MemoryStore['putRecord']>[0]) => (puts++, target.putRecord(r));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const book = new RecordBook(counting, () => 2_000);
+  await book.save(record('rb-2'));
+  t.equal(puts, 1);
+  const stored = (await book.get('rb-2'))!;
+  t.equal(stored.times.resolvedAt, undefined);
+  t.equal(stored.updatedAt, 2_000);
+});
+
+t.test("linkAlert adds to the alert's links read ahead, or reads them itself", async (t) => {
+  const book = new RecordBook(new MemoryStore(), () => 0);
+  await book.linkAlert('fp', 10, 'rb-a');
+  const known = await book.alertLinks('fp', 10);
+  t.same(known, ['rb-a']);
+  await book.linkAlert('fp', 10, 'rb-b', known);
+  await book.linkAlert('fp', 10, 'rb-c');
+  t.same((await book.recordsOfAlert('fp', 10)).sort(), ['rb-a', 'rb-b', 'rb-c']);
+});
