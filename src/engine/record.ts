@@ -171,9 +171,12 @@ export class RecordBook {
    * replica handled the resolved alert) and merged here, so a replica saving an older copy of the
    * record never erases it. The mark is read together with the write (one round trip on Redis,
    * the read ahead of the write); a mark found that the record lacked is merged and written again.
+   * `first`: the record's first write (its write-ahead): nothing can have marked a record that was
+   * never written (a resolution is marked on the records found through the alert's links), so the
+   * mark is not read.
    */
-  async save(rec: RollbackRecord): Promise<void> {
-    const known = rec.times.resolvedAt !== undefined;
+  async save(rec: RollbackRecord, opts?: { first?: boolean }): Promise<void> {
+    const known = rec.times.resolvedAt !== undefined || opts?.first === true;
     rec.updatedAt = this.now();
     const [resolved] = await Promise.all([known ? null : this.store.getValue(`resolved:${rec.id}`), this.store.putRecord(rec)]);
     if (resolved === null || rec.times.resolvedAt !== undefined) return;

@@ -47,3 +47,23 @@ t.test("linkAlert adds to the alert's links read ahead, or reads them itself", a
   await book.linkAlert('fp', 10, 'rb-c');
   t.same((await book.recordsOfAlert('fp', 10)).sort(), ['rb-a', 'rb-b', 'rb-c']);
 });
+
+t.test("a record's first write (its write-ahead) does not read the resolution mark; its next save does", async (t) => {
+  const store = new MemoryStore();
+  const reads: string[] = [];
+  const counting = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'getValue') return (k: string) => (reads.push(k), target.getValue(k));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const book = new RecordBook(counting, () => 3_000);
+  const rec = record('rb-3');
+  await book.save(rec, { first: true });
+  t.same(reads, [], 'no read on the first write');
+  await book.markResolved('rb-3', 2_500);
+  await book.save(rec);
+  t.same(reads, ['resolved:rb-3']);
+  t.equal((await book.get('rb-3'))!.times.resolvedAt, 2_500, 'the resolution marked after the write-ahead is merged by the next save');
+});
