@@ -36,9 +36,12 @@ export interface OverLimit {
   message: string;
 }
 
-function tooLong(field: string, value: string, what: string, max: number): OverLimit | undefined {
+/** `field()` names the field, and is called only when the value is over (most are not: no string is built for them). */
+function tooLong(field: () => string, value: string, what: string, max: number): OverLimit | undefined {
+  // a string of at most max/3 UTF-16 units is at most max UTF-8 bytes: no need to count them
+  if (value.length * 3 <= max) return undefined;
   const n = Buffer.byteLength(value);
-  return n > max ? { setting: 'ALERT_MAX_LABEL_BYTES', message: `${field}: ${n} bytes, over the ${max} ${what} may have (ALERT_MAX_LABEL_BYTES)` } : undefined;
+  return n > max ? { setting: 'ALERT_MAX_LABEL_BYTES', message: `${field()}: ${n} bytes, over the ${max} ${what} may have (ALERT_MAX_LABEL_BYTES)` } : undefined;
 }
 
 /**
@@ -50,12 +53,12 @@ export function alertOverLimit(at: string, a: { labels: Record<string, string>; 
   const max = l.maxLabelBytes;
   const names = Object.keys(a.labels);
   if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
-  for (const [name, value] of Object.entries(a.labels)) {
-    if (Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
-    const over = tooLong(`${at}.labels.${name}`, value, 'a label value', max);
+  for (const name of names) {
+    if (name.length * 3 > max && Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
+    const over = tooLong(() => `${at}.labels.${name}`, a.labels[name]!, 'a label value', max);
     if (over) return over;
   }
-  return tooLong(`${at}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(`${at}.generatorURL`, a.generatorURL, 'a generatorURL', max);
+  return tooLong(() => `${at}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at}.generatorURL`, a.generatorURL, 'a generatorURL', max);
 }
 
 /**
@@ -71,7 +74,7 @@ export function overLimit(p: WebhookPayload, l: IntakeLimits): string | undefine
   // same byte cap. Annotations are only read by people: a long one is cut (keptAnnotations), never a
   // reason to refuse, since Alertmanager does not retry a 4xx and the batch's alerts would be lost.
   const max = l.maxLabelBytes;
-  const batch = tooLong('body.groupKey', p.groupKey, 'a groupKey', max) ?? tooLong('body.receiver', p.receiver, 'a receiver', max) ?? tooLong('body.externalURL', p.externalURL, 'an externalURL', max);
+  const batch = tooLong(() => 'body.groupKey', p.groupKey, 'a groupKey', max) ?? tooLong(() => 'body.receiver', p.receiver, 'a receiver', max) ?? tooLong(() => 'body.externalURL', p.externalURL, 'an externalURL', max);
   if (batch) return batch.message;
   for (const [i, a] of p.alerts.entries()) {
     const over = alertOverLimit(`body.alerts[${i}]`, a, l);
