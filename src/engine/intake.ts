@@ -23,20 +23,20 @@ import { alive, recoverIfOrphaned } from './scheduler.js';
  */
 export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<void> {
   const alert = ev.alert;
-  const log = ctx.log.child({ fingerprint: alert.fingerprint, alertname: alert.labels.alertname, status: alert.status });
+  const log = lazyChild(() => ctx.log, { fingerprint: alert.fingerprint, alertname: alert.labels.alertname, status: alert.status });
   if (alert.status === 'resolved') {
     await resolve(ctx, alert, log);
     return;
   }
   const rules = ctx.rules.match(alert);
   if (rules.length === 0) {
-    log.debug('no rule matches this alert');
+    log().debug('no rule matches this alert');
     return;
   }
-  for (const rule of rules) await handleRule(ctx, rule, alert, log.child({ rule: rule.name }));
+  for (const rule of rules) await handleRule(ctx, rule, alert, lazyChild(log, { rule: rule.name }));
 }
 
-async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Logger): Promise<void> {
+async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () => Logger): Promise<void> {
   let refs: TargetRef[];
   try {
     refs = resolveTargets(rule.targets, alert.labels);
@@ -50,7 +50,7 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Log
     rec.target = `unresolved/${rule.name}`;
     ctx.records.step(rec, 'received', `alert ${alert.labels.alertname ?? ''} received`);
     await ctx.finish(rec, 'error', `target could not be resolved from the alert's labels: ${err.message}`);
-    log.warn({ err: err.message }, 'target not resolved');
+    log().warn({ err: err.message }, 'target not resolved');
     return;
   }
   const links = refs.map((ref) => ({ ref, id: alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt) }));
@@ -59,7 +59,7 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Log
   // starts the first target; whoever ends a target starts the next.
   const first = await ctx.records.get(links[0]!.id);
   if (!first) return handleTarget(ctx, rule, alert, links[0]!, log, { index: 0, targets: links });
-  log.info({ record: first.id, state: first.state }, 'alert already handled (redelivery): its ordered chain goes on as each target ends');
+  log().info({ record: first.id, state: first.state }, 'alert already handled (redelivery): its ordered chain goes on as each target ends');
   for (const link of links) {
     const rec = link.id === first.id ? first : await ctx.records.get(link.id);
     if (rec?.state === 'in_progress') await recoverIfOrphaned(ctx, rec);
@@ -72,7 +72,7 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: Log
  * on Redis, which runs them in the order issued): the record, the claim, the drill mark and the
  * alert's links first; then the write-ahead record and the link.
  */
-async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: Logger, chain?: Chain): Promise<void> {
+async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, chain?: Chain): Promise<void> {
   const { ref, id } = link;
   const reading = ctx.records.get(id);
   const claiming = tryClaim(ctx, id);
@@ -88,7 +88,7 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     throw err;
   }
   if (existing) {
-    log.info({ record: id, state: existing.state }, 'alert already handled for this target (redelivery): nothing more to do here');
+    log().info({ record: id, state: existing.state }, 'alert already handled for this target (redelivery): nothing more to do here');
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
     return;
   }
@@ -97,7 +97,7 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     // above: read again now that the claim is ours, so one alert is never evaluated twice.
     const theirs = await ctx.records.get(id);
     if (theirs) {
-      log.info({ record: id, state: theirs.state }, 'claim taken over, but its previous holder had written the record: nothing more to do here');
+      log().info({ record: id, state: theirs.state }, 'claim taken over, but its previous holder had written the record: nothing more to do here');
       if (theirs.state === 'in_progress') await recoverIfOrphaned(ctx, theirs);
       return;
     }
@@ -128,6 +128,15 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
   } finally {
     ctx.decidingHere.delete(id);
   }
+}
+
+/**
+ * A child logger made on first use: pino serialises a child's bindings when it is made, and on the
+ * common path an event logs nothing here (the record's close is logged by the context).
+ */
+function lazyChild(parent: () => Logger, bindings: Record<string, unknown>): () => Logger {
+  let child: Logger | undefined;
+  return () => (child ??= parent().child(bindings));
 }
 
 const RELEASED = 'released:';
@@ -272,7 +281,7 @@ function markIfDrill(rec: RollbackRecord, drill: string | null): void {
 }
 
 /** A resolved alert: written to the records it caused (MTTR ends here if not verified earlier). */
-async function resolve(ctx: EngineContext, alert: Alert, log: Logger): Promise<void> {
+async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
   for (const id of ids) {
     const rec = await ctx.records.get(id);
@@ -290,5 +299,5 @@ async function resolve(ctx: EngineContext, alert: Alert, log: Logger): Promise<v
     }
     await ctx.records.save(rec);
   }
-  log.info({ records: ids.length }, 'alert resolved');
+  log().info({ records: ids.length }, 'alert resolved');
 }
