@@ -1,4 +1,8 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+/** crypto.hash (one call, no Hash object: about 2.5 times faster on short values) where Node has it (20.12 and later). */
+const sha256Hex: (value: string) => string =
+  typeof crypto.hash === 'function' ? (value) => crypto.hash('sha256', value, 'hex') : (value) => crypto.createHash('sha256').update(value).digest('hex');
 
 /**
  * What an alert-provided value (a fingerprint, a dedupe key) becomes inside a store key name: a
@@ -6,5 +10,5 @@ import { createHash } from 'node:crypto';
  * alphabet whatever a sender puts in the value.
  */
 export function keyDigest(value: string): string {
-  return createHash('sha256').update(value).digest('hex').slice(0, 32);
+  return sha256Hex(value).slice(0, 32);
 }

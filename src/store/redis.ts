@@ -193,7 +193,8 @@ export class RedisStore implements Store {
       // the dedupe key holds the sender's fingerprint: hashed before it names a Redis key
       const keys = items.map((i) => this.k('dedupe', keyDigest(i.key)));
       const lanes = items.map((i) => (i.lane === null ? '-' : String(i.lane ?? LAST_LANE)));
-      const payloads = items.map((i) => JSON.stringify(i.alert));
+      // an alert no rule matches is only counted: its payload is never read, so it is not serialised
+      const payloads = items.map((i) => (i.lane === null ? '' : JSON.stringify(i.alert)));
       const [code, a, b] = (
         (await (this.cmd as unknown as { rgIntake(...a: (string | number)[]): Promise<number[]> }).rgIntake(
           keys.length + LANES.length,
