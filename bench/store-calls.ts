@@ -13,7 +13,8 @@ import { MemoryStore } from '../src/store/memory.js';
 import type { Store } from '../src/store/store.js';
 import { postAlerts, testApp } from '../test/support/app.js';
 import { rules, testEngine } from '../test/support/engine.js';
-import { log, runBench, sleep, writeResult } from './lib.js';
+import { createActions } from '../src/actions/index.js';
+import { log, ruleEntry, runBench, sleep, writeResult } from './lib.js';
 
 /**
  * Counts each Store method's calls, and the round trips they cost one after another: a call made
@@ -50,11 +51,17 @@ const webhook = (alerts: { alertname: string; deployment: string; fp: string }[]
   alerts: alerts.map((a) => ({ status: 'firing', labels: { alertname: a.alertname, namespace: 'prod', deployment: a.deployment }, annotations: {}, startsAt, endsAt: '0001-01-01T00:00:00Z', generatorURL: '', fingerprint: a.fp })),
 });
 
-async function path(name: string, alerts: { alertname: string; deployment: string; fp: string }[]) {
+/**
+ * The storm benchmarks' path: no cluster configured (DRY_RUN, the real actions, which refuse with
+ * no_cluster), no Prometheus, the storm's rule (onPrometheusDown: act).
+ */
+const dryRun = () => ({ env: { DRY_RUN: 'true' }, actions: createActions(), prometheus: null, ruleText: `rules:\n${ruleEntry('storm-p1', 'HighErrorRate', 'P1')}` });
+
+async function path(name: string, alerts: { alertname: string; deployment: string; fp: string }[], opts: Partial<ReturnType<typeof dryRun>> = {}) {
   const inner = new MemoryStore();
   const c = counting(inner);
-  const e = testEngine({ store: c.store });
-  const { app } = testApp({ store: c.store, deps: { rules: { rules: rules() }, metrics: e.metrics } });
+  const e = testEngine({ store: c.store, ...opts });
+  const { app } = testApp({ store: c.store, deps: { rules: { rules: rules(opts.ruleText) }, metrics: e.metrics } });
   const worker = new QueueWorker({
     store: c.store, metrics: e.metrics, logger: pino({ level: 'silent' }), consumer: 'bench', claimIdleMs: 60_000, maxDeliveries: 3, blockMs: 20,
     handler: (ev) => e.engine.handle(ev), coalesceKey: (ev) => e.engine.coalesceKey(ev), onCoalesced: (ev, into) => e.engine.coalesced(ev, into),
@@ -80,6 +87,7 @@ async function main() {
   const result = {
     benchmark: 'store-calls',
     note: 'consume counts include empty blocking reads while the worker idles (not in roundTrips); the bench polls queueDepth on the store itself (not counted)',
+    dryRunNoCluster: await path('one alert, dry-run with no cluster (the storm benchmarks\' path)', [{ alertname: 'HighErrorRate', deployment: 'checkout', fp: 'dry' }], dryRun()),
     p0RolledBack: await path('one P0 alert rolled back', [{ alertname: 'HighErrorRate', deployment: 'checkout', fp: 'one' }]),
     burstOneTarget: await path('a burst of 10 for one target', Array.from({ length: 10 }, (_, i) => ({ alertname: 'HighErrorRate', deployment: 'checkout', fp: `burst-${i}` }))),
     unmatched: await path('100 alerts no rule matches', Array.from({ length: 100 }, (_, i) => ({ alertname: 'NoRule', deployment: `d${i}`, fp: `u-${i}` }))),

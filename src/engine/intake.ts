@@ -114,7 +114,8 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     if (chain) ctx.records.step(rec, 'chain', `target 1 of ${chain.targets.length} of rule ${rule.name}, in order: ${chain.targets.map((l) => targetKey(l.ref)).join(', ')}`);
     // write-ahead: a replica dying from here on leaves a record to recover. The link goes with it;
     // one written without its record (the write-ahead failed) points at nothing and is skipped.
-    const [saved, linked] = await Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, await links)]);
+    const known = await links;
+    const [saved, linked] = await Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known)]);
     if (saved.status === 'rejected') throw saved.reason;
     written = true;
     if (linked.status === 'rejected') throw linked.reason;
