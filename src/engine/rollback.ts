@@ -179,10 +179,10 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     rec.lockToken = locks[0]!.token;
     if (!resumed) rec.times.startedAt = ctx.now();
     ctx.records.step(rec, resumed ? 'resumed' : 'started', `${resumed ? `${ctx.owner} goes on with` : 'rolling back'}: ${plan.summary}`);
-    await ctx.records.save(rec);
+    // the previous rollback's cooldown entry (was it a failed one: a step back) is read with the write
+    const [, previous] = await Promise.all([ctx.records.save(rec), readCooldown(ctx.store, rec.target)]);
     if (!resumed) ctx.notify(rec, messages.started(rec, plan, ctx.ruleFor(rec)?.trigger.kind, ctx.config));
 
-    const previous = await readCooldown(ctx.store, rec.target);
     const stopped = await migrateFirst(ctx, rec, plan, actx, settings, spent);
     if (stopped) return stopped;
     await suspendBeforeWrite(ctx, rec, actx);

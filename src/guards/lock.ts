@@ -49,14 +49,18 @@ export async function lockWrites(store: Store, owner: string, ttlMs: number, tar
 /**
  * The fence check an action runs right before each write (ActionContext.checkFence): every lock
  * the rollback holds must still be ours (its fencing token the store's current one) and renew for
- * another `ttlMs`.
+ * another `ttlMs`. The reads and renewals of every lock go to the store together: a renewal only
+ * extends a lock still ours (renewLock), so one sent alongside a fence that turns out lost
+ * changes nothing another holder has.
  */
 export async function checkFence(store: Store, held: readonly Lock[], ttlMs: number): Promise<void> {
   if (held.length === 0) throw new Error('no lock held for this rollback');
-  for (const l of held) {
+  const checks = held.map((l) => Promise.all([store.currentFence(l.name), store.renewLock(l, ttlMs)]));
+  const results = await Promise.all(checks);
+  held.forEach((l, i) => {
+    const [fence, renewed] = results[i]!;
     const what = l.name.replace(/^target:/, '');
-    const fence = await store.currentFence(l.name);
     if (fence !== l.token) throw new Error(`lock on ${what} lost (fencing token ${l.token}, current ${fence}): not writing`);
-    if (!(await store.renewLock(l, ttlMs))) throw new Error(`lock on ${what} expired: not writing`);
-  }
+    if (!renewed) throw new Error(`lock on ${what} expired: not writing`);
+  });
 }
