@@ -81,18 +81,33 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
   // read ahead for the path below; unused (and their failures moot) when the record exists
   for (const p of [claiming, drill, links]) p.catch(() => undefined);
   let existing: RollbackRecord | null;
+  let how: 'new' | 'ours' | 'taken';
   try {
     existing = await reading;
+    if (existing) {
+      // A claim made with the read (an earlier one had lapsed) is given up at once: one held by a
+      // replica doing nothing would hold back a resend of the alert once the record is pruned.
+      if (await claiming) await releaseClaim(ctx, id);
+    }
   } catch (err) {
-    if (await claiming.catch(() => false)) await releaseClaim(ctx, id);
+    await giveUpClaim(ctx, id);
     throw err;
   }
   if (existing) {
     log().info({ record: id, state: existing.state }, 'alert already handled for this target (redelivery): nothing more to do here');
+    // a link lost with an earlier attempt (its write-ahead landed, the link did not) is written now
+    const known = await links.catch(() => null);
+    if (known && !known.includes(id)) await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known);
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
     return;
   }
-  if ((await claim(ctx, id, await claiming)) === 'taken') {
+  try {
+    how = await claim(ctx, id, await claiming);
+  } catch (err) {
+    await giveUpClaim(ctx, id);
+    throw err;
+  }
+  if (how === 'taken') {
     // The replica that gave the claim up (or died) may have written its record after our read
     // above: read again now that the claim is ours, so one alert is never evaluated twice.
     const theirs = await ctx.records.get(id);
@@ -112,8 +127,8 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     ctx.records.step(rec, 'alert_started', `alert ${alert.labels.alertname ?? ''} started firing`, { at: alert.startsAt });
     ctx.records.step(rec, 'received', `received from Alertmanager (receiver ${alert.receiver})`);
     if (chain) ctx.records.step(rec, 'chain', `target 1 of ${chain.targets.length} of rule ${rule.name}, in order: ${chain.targets.map((l) => targetKey(l.ref)).join(', ')}`);
-    // write-ahead: a replica dying from here on leaves a record to recover. The link goes with it;
-    // one written without its record (the write-ahead failed) points at nothing and is skipped.
+    // write-ahead: a replica dying from here on leaves a record to recover. The link goes with it
+    // (on Redis it may land first); a link to a record not written (yet) is skipped by resolve().
     const known = await links;
     const [saved, linked] = await Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known)]);
     if (saved.status === 'rejected') throw saved.reason;
@@ -187,6 +202,16 @@ async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'n
     return 'taken';
   }
   throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
+}
+
+/**
+ * After a failure before claim() said the claim is ours to evaluate with (the record read, the
+ * claim's own calls): whatever the store did with our SET NX, a claim of ours is given up, unless
+ * this replica is evaluating the record right now (a redelivery while the first is in hand). A
+ * release of an earlier attempt that tryClaim() cancelled is so started again.
+ */
+async function giveUpClaim(ctx: EngineContext, id: string): Promise<void> {
+  if (!ctx.decidingHere.has(id)) await releaseClaim(ctx, id);
 }
 
 /**

@@ -169,20 +169,25 @@ export class RecordBook {
   /**
    * Writes the record. The alert's resolution is kept in a key of its own (written by whichever
    * replica handled the resolved alert) and merged here, so a replica saving an older copy of the
-   * record never erases it. The mark is read together with the write (one round trip on Redis,
-   * the read ahead of the write); a mark found that the record lacked is merged and written again.
-   * `first`: the record's first write (its write-ahead): nothing can have marked a record that was
-   * never written (a resolution is marked on the records found through the alert's links), so the
-   * mark is not read.
+   * record never erases it: the store writes the record only while no mark is set (one atomic
+   * step, one round trip); when one is, it is merged and the record written again. `first`: the
+   * record's first write (its write-ahead): nothing can have marked a record that was never
+   * written (a resolution is marked on the records found through the alert's links), so no check.
    */
   async save(rec: RollbackRecord, opts?: { first?: boolean }): Promise<void> {
-    const known = rec.times.resolvedAt !== undefined || opts?.first === true;
     rec.updatedAt = this.now();
-    const [resolved] = await Promise.all([known ? null : this.store.getValue(`resolved:${rec.id}`), this.store.putRecord(rec)]);
-    if (resolved === null || rec.times.resolvedAt !== undefined) return;
-    rec.times.resolvedAt = Number(resolved);
-    if (!rec.timeline.some((e) => e.step === 'resolved')) {
-      rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
+    if (rec.times.resolvedAt !== undefined || opts?.first === true) {
+      await this.store.putRecord(rec);
+      return;
+    }
+    const mark = `resolved:${rec.id}`;
+    if (await this.store.putRecord(rec, { unlessValue: mark })) return;
+    const resolved = await this.store.getValue(mark);
+    if (resolved !== null) {
+      rec.times.resolvedAt = Number(resolved);
+      if (!rec.timeline.some((e) => e.step === 'resolved')) {
+        rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
+      }
     }
     await this.store.putRecord(rec);
   }

@@ -324,13 +324,15 @@ export class MemoryStore implements Store {
     this.index(this.byTarget, r.target, id, false);
   }
 
-  async putRecord(record: StoredRecord): Promise<void> {
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string } = {}): Promise<boolean> {
+    if (opts.unlessValue !== undefined && this.alive(`kv:${opts.unlessValue}`)) return false;
     this.remove(record.id);
     this.records.set(record.id, structuredClone(record));
     this.index(this.byState, record.state, record.id, true);
     this.index(this.byTarget, record.target, record.id, true);
     const max = this.bounds.maxRecords;
     if (max !== undefined && this.records.size > max) this.dropClosed(max);
+    return true;
   }
 
   /**

@@ -60,6 +60,7 @@ export class RedisRecords {
   ) {
     this.keys = { records: k('records'), meta: k('records', 'meta'), byTime: k('records', 'by-time'), states: k('records', 'states') };
     cmd.defineCommand('rgPutRecord', { lua: PUT_RECORD_LUA, numberOfKeys: 6 });
+    cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA, numberOfKeys: 7 });
     cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 3 });
     cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 4 });
   }
@@ -72,16 +73,19 @@ export class RedisRecords {
     return this.k('records', 'target', target);
   }
 
-  /** Writes one record and its indexes; returns how many records there are. */
-  private async putNow(id: string, json: string, createdAt: number, state: string, target: string): Promise<number> {
+  /**
+   * Writes one record and its indexes; returns how many records there are, or -1 when `unless`
+   * (a full key name) exists: then nothing was written.
+   */
+  private async putNow(id: string, json: string, createdAt: number, state: string, target: string, unless?: string): Promise<number> {
     const r = this.keys;
-    return await (this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number> }).rgPutRecord(
-      r.records,
-      r.meta,
-      r.byTime,
-      r.states,
-      this.stateIndex(state),
-      this.targetIndex(target),
+    const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(...a: string[]): Promise<number> };
+    const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target)];
+    return await (unless === undefined ? cmd.rgPutRecord(...keys, ...this.putArgs(id, json, createdAt, state, target)) : cmd.rgPutRecordUnless(...keys, unless, ...this.putArgs(id, json, createdAt, state, target)));
+  }
+
+  private putArgs(id: string, json: string, createdAt: number, state: string, target: string): string[] {
+    return [
       id,
       json,
       String(createdAt),
@@ -89,7 +93,7 @@ export class RedisRecords {
       target,
       this.stateIndex(''),
       this.targetIndex(''),
-    );
+    ];
   }
 
   /**
@@ -123,10 +127,13 @@ export class RedisRecords {
     }
   }
 
-  async put(record: StoredRecord): Promise<void> {
+  /** Writes the record unless `unless` (a full key name) exists: false then, and nothing written. */
+  async put(record: StoredRecord, unless?: string): Promise<boolean> {
     await this.ensureIndexed();
-    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target));
+    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target, unless));
+    if (count < 0) return false;
     if (this.cap && count > this.cap.max) await this.trim(this.cap);
+    return true;
   }
 
   /** Over the cap: closed records that changed nothing go, oldest first, down to 95 % of it (so not on every put). */

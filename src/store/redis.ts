@@ -404,8 +404,8 @@ export class RedisStore implements Store {
     });
   }
 
-  async putRecord(record: StoredRecord): Promise<void> {
-    await this.run('putRecord', () => this.recordsOf.put(record));
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string } = {}): Promise<boolean> {
+    return this.run('putRecord', () => this.recordsOf.put(record, opts.unlessValue === undefined ? undefined : this.k('kv', opts.unlessValue)));
   }
 
   async getRecord(id: string): Promise<StoredRecord | null> {

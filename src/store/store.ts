@@ -164,7 +164,13 @@ export interface Store {
   compareAndSetValue(key: string, expected: string, value: string, opts?: { ttlMs?: number }): Promise<boolean>;
   deleteValue(key: string): Promise<void>;
 
-  putRecord(record: StoredRecord): Promise<void>;
+  /**
+   * Writes the record (true). `unlessValue`: only while that value (setValue's key) is absent, in
+   * the same atomic step; when it is set, nothing is written and false is returned. (The engine
+   * writes a record this way unless its alert's resolution was marked meanwhile, which it then
+   * merges first: a record is never stored without a resolution marked before the write.)
+   */
+  putRecord(record: StoredRecord, opts?: { unlessValue?: string }): Promise<boolean>;
   getRecord(id: string): Promise<StoredRecord | null>;
   /**
    * Newest first (createdAt, then id). Indexed by state and by target: a filtered listing reads

@@ -303,6 +303,23 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.getRecord('r1'), null);
   });
 
+  t.test('records: a put unless a value is set writes only while that value is absent, atomically', async (t) => {
+    const s = await make();
+    const rec = (state: string): StoredRecord => ({ id: 'r1', target: 'Deployment/prod/a', state, createdAt: 1 });
+    t.equal(await s.putRecord(rec('deciding'), { unlessValue: 'resolved:r1' }), true, 'no value: written');
+    t.equal((await s.getRecord('r1'))!.state, 'deciding');
+    await s.setValue('resolved:r1', '5', { ttlMs: 60_000 });
+    t.equal(await s.putRecord(rec('succeeded'), { unlessValue: 'resolved:r1' }), false, 'the value set: refused');
+    t.equal((await s.getRecord('r1'))!.state, 'deciding', 'and nothing written');
+    t.same((await s.listRecords({ state: 'succeeded' })).map((r) => r.id), [], 'not even an index');
+    t.equal(await s.putRecord(rec('succeeded')), true, 'a plain put still writes');
+    t.equal((await s.getRecord('r1'))!.state, 'succeeded');
+    await s.setValue('gone', 'x', { ttlMs: 50 });
+    await sleep(120);
+    t.equal(await s.putRecord(rec('failed'), { unlessValue: 'gone' }), true, 'an expired value is absent');
+    t.equal((await s.getRecord('r1'))!.state, 'failed');
+  });
+
   t.test('a fence key expires some time after its lock is last used, and tokens keep growing across it', async (t) => {
     const s = await make();
     const l1 = await s.acquireLock('short', 'r1', 100);

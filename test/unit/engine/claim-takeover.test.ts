@@ -191,6 +191,92 @@ t.test('a record read that fails while the claim went through gives the claim up
   t.equal(a.action.executed.length, 0, "replica-a's redelivery found replica-b's record");
 });
 
+/** A store whose named calls fail while their flag is set (the store flapping). */
+function flaky(shared: Store, failing: Record<string, boolean>): Store {
+  return new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (typeof prop === 'string' && failing[prop]) return async () => Promise.reject(new Error(`store unavailable (${prop})`));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+// The claim's first call cancels the background release of an earlier failed attempt: a later
+// attempt that fails too must give the claim up again, or it is held by a replica doing nothing.
+for (const mode of ['its record read fails', 'its record read and its claim fail']) {
+  t.test(`a release cancelled by a later attempt is started again when that attempt fails (${mode})`, async (t) => {
+    const shared = new MemoryStore();
+    const failing: Record<string, boolean> = { putRecord: true, compareAndSetValue: true };
+    const a = testEngine({ store: flaky(shared, failing), owner: 'replica-a' });
+    const b = testEngine({ store: shared, owner: 'replica-b' });
+    for (const r of [a, b]) {
+      await r.engine.heartbeat();
+      r.prometheus!.value = 0.2;
+    }
+    const alert = firing('HighErrorRate', 'checkout');
+    const id = alertId(alert);
+    await t.rejects(a.deliver(alert), /putRecord/, 'the write-ahead failed, and so did the release: it is retried in the background');
+    t.equal(await shared.getValue(`claim:${id}`), 'replica-a');
+    failing.getRecord = true;
+    if (mode.includes('claim')) failing.setValue = true;
+    await t.rejects(a.deliver(alert), /getRecord|setValue/, "the redelivery's attempt failed too");
+    for (const k of Object.keys(failing)) failing[k] = false;
+    await waitUntil(async () => (await shared.getValue(`claim:${id}`)) === 'released:replica-a');
+    await b.deliver(alert);
+    t.equal(b.action.executed.length, 1, 'replica-b evaluated it once the store was back');
+    t.equal(a.action.executed.length, 0);
+  });
+}
+
+// A record whose claim had lapsed (claims last 7 days, records longer): the claim made with the
+// read is given up, so that once the record is pruned a resend is not held back by it.
+t.test('a claim made with the read of an existing record is given up', async (t) => {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: shared, owner: 'replica-a' });
+  await a.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await a.deliver(alert);
+  const id = alertId(alert);
+  await shared.deleteValue(`claim:${id}`);
+  await a.deliver(alert);
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'released at once');
+  t.equal(a.action.executed.length, 1, 'and nothing more was done');
+});
+
+// The write-ahead landed, the alert's link did not: the redelivery finds the record and writes
+// the link, so the alert's resolution still reaches the record.
+t.test('a link lost with a landed write-ahead is written by the redelivery', async (t) => {
+  const shared = new MemoryStore();
+  let failLink = true;
+  const store = new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (prop === 'setValue') {
+        return async (k: string, ...rest: [string, { ttlMs?: number; onlyIfAbsent?: boolean }?]) => {
+          if (failLink && k.startsWith('alert-records:')) {
+            failLink = false;
+            throw new Error('store unavailable (link)');
+          }
+          return target.setValue(k, ...rest);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const a = testEngine({ store, owner: 'replica-a' });
+  await a.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await t.rejects(a.deliver(alert), /link/);
+  t.equal((await shared.listRecords({})).length, 1, 'the write-ahead record is there');
+  await a.deliver(alert);
+  await a.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+  const [rec] = await a.engine.records.list({});
+  t.type(rec!.times.resolvedAt, 'number', 'the resolution reached the record');
+});
+
 /** Two live replicas on one store; replica-a's write-ahead fails while `failPut` (and its store's other writes while `down`). */
 async function writeAheadFailsOnA(down: { value: boolean }, failPut = { value: true }) {
   const shared = new MemoryStore();

@@ -67,3 +67,39 @@ t.test("a record's first write (its write-ahead) does not read the resolution ma
   t.same(reads, ['resolved:rb-3']);
   t.equal((await book.get('rb-3'))!.times.resolvedAt, 2_500, 'the resolution marked after the write-ahead is merged by the next save');
 });
+
+// resolve() stored the resolution; the rollback's own copy (without it) is saved later and its
+// merged write fails (or the replica stops): the stored record must still have the resolution.
+t.test('a save that stops half-way never leaves the stored record without a resolution marked before it', async (t) => {
+  const shared = new MemoryStore();
+  let puts = 0;
+  let failAt = -1;
+  const store = new Proxy(shared, {
+    get(target, prop, receiver) {
+      if (prop === 'putRecord') {
+        return async (...args: Parameters<MemoryStore['putRecord']>) => {
+          if (++puts === failAt) throw new Error('store unavailable');
+          return target.putRecord(...args);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const book = new RecordBook(store, () => 7_000);
+  await shared.putRecord({ ...record('rb-4'), state: 'in_progress' });
+  const flow = { ...record('rb-4'), state: 'in_progress' as const };
+  const seen = (await book.get('rb-4'))!;
+  seen.times.resolvedAt = 5;
+  await book.markResolved('rb-4', 5);
+  await book.save(seen);
+  flow.state = 'succeeded' as never;
+  failAt = puts + 2;
+  await t.rejects(book.save(flow), /store unavailable/);
+  const stored = (await shared.getRecord('rb-4')) as RollbackRecord;
+  t.equal(stored.times.resolvedAt, 5, 'the stored record keeps the resolution');
+  failAt = -1;
+  await book.save(flow);
+  const after = (await shared.getRecord('rb-4')) as RollbackRecord;
+  t.same([after.state, after.times.resolvedAt], ['succeeded', 5], 'saved again: the new state with the resolution');
+});
