@@ -62,7 +62,7 @@ t.test('scripts/lint-chart.sh: helm lint --strict and helm template (default, ev
 // secrets is the only RBAC for it).
 const CONFIG_RULES = [' configmaps: get', ' secrets: get'];
 const KIND_RULES: Record<string, string[]> = {
-  Deployment: ['apps deployments: get,patch', 'apps replicasets: get,list', ...CONFIG_RULES],
+  Deployment: ['apps deployments: get,patch', 'apps replicasets: list', ...CONFIG_RULES],
   StatefulSet: ['apps statefulsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
   DaemonSet: ['apps daemonsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
   Rollout: ['argoproj.io rollouts: get,patch', 'argoproj.io rollouts/status: patch', 'apps replicasets: list'],
