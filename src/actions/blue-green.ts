@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { nameSchema } from '../kube/names.js';
-import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSetsCached, selectorMatches, timestampMs } from '../kube/revision.js';
+import { CHANGE_CAUSE, POD_TEMPLATE_HASH, ownedReplicaSets, selectorMatches, timestampMs } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
 import type { Action, ActionContext, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
 import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, verifyUntil } from './common.js';
@@ -43,16 +43,11 @@ async function deploymentsFor(ctx: ActionContext, ns: string, selector: Record<s
   return all.filter((d) => selectorMatches({ matchLabels: selector }, d.spec?.template?.metadata?.labels));
 }
 
-/**
- * When the colour was last deployed: the newest creation time of its Deployments' current ReplicaSets.
- * The Deployments come from a consistent LIST; their current ReplicaSet from the watch cache when
- * that stands (src/kube/revision.ts: it is then the Deployment's current ReplicaSet, and a creation
- * time never changes), so no confirming GET.
- */
+/** When the colour was last deployed: the newest creation time of its Deployments' current ReplicaSets. */
 async function deployedAt(ctx: ActionContext, deps: KubeObject[]): Promise<{ at: number; from: KubeObject | null }> {
   let best = { at: 0, from: null as KubeObject | null };
   for (const d of deps) {
-    const { newRS } = await ownedReplicaSetsCached(ctx.kube!, d, POD_TEMPLATE_HASH, DEPLOYMENT_REVISION, reqOpts(ctx));
+    const { newRS } = await ownedReplicaSets(ctx.kube!, d, POD_TEMPLATE_HASH, reqOpts(ctx));
     const at = timestampMs(newRS?.metadata.creationTimestamp) ?? timestampMs(d.metadata.creationTimestamp) ?? 0;
     if (at >= best.at) best = { at, from: newRS ?? d };
   }

@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import { RESOURCES } from '../kube/client.js';
 import { nameSchema } from '../kube/names.js';
-import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSetsCached } from '../kube/revision.js';
+import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSets } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
 import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
 import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, specReplicas, verifyUntil } from './common.js';
@@ -40,9 +40,7 @@ export const canaryAction: Action = clusterAction({
     const o = resolved(ref);
     const canary = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.canary);
     const stable = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.stable);
-    // newRS only, for `current`: the watch cache's list when it stands, with no confirming GET (src/kube/revision.ts)
-    const { newRS, fromCache, fallback } = await ownedReplicaSetsCached(ctx.kube, canary, POD_TEMPLATE_HASH, DEPLOYMENT_REVISION, reqOpts(ctx));
-    ctx.logger.debug({ target: `${ref.namespace}/${o.canary}`, replicaSets: fromCache ? 'watch cache' : 'consistent list', ...(fallback ? { fallback } : {}) }, 'canary current ReplicaSet read');
+    const { newRS } = await ownedReplicaSets(ctx.kube, canary, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(canary, newRS, DEPLOYMENT_REVISION);
     const canaryReplicas = specReplicas(canary);
     const stableNow = specReplicas(stable);

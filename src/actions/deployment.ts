@@ -14,9 +14,6 @@
 // re-plans from a fresh read (status-only updates do not move the generation, so they never
 // conflict). The API server answers a failed test with a generic 422, which the write marks as a
 // precondition failure and handles like a 409 Conflict.
-// The history is read from the API server's watch cache when that read provably gives kubectl's
-// answer, confirmed by a GET of the picked ReplicaSet and of the current one, else with the
-// consistent LIST kubectl makes (pickFromHistory in src/kube/revision.ts): the pick is the same.
 import { withConfigCheck } from '../config-deps/check.js';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import {
@@ -25,7 +22,8 @@ import {
   POD_TEMPLATE_HASH,
   annotationRevision,
   equalIgnoringLabel,
-  pickFromHistory,
+  ownedReplicaSets,
+  pickReplicaSet,
   templateWithoutLabel,
   timestampMs,
 } from '../kube/revision.js';
@@ -83,10 +81,10 @@ export const deploymentAction: Action = clusterAction({
     if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision));
     const dep = await readOrRefuse(ctx, RESOURCES.deployments, ref, ref.name);
 
-    const { newRS, picked, fromCache, fallback } = await pickFromHistory(ctx.kube, dep, POD_TEMPLATE_HASH, DEPLOYMENT_REVISION, toRevision, reqOpts(ctx));
-    ctx.logger.debug({ target: `${ref.namespace}/${ref.name}`, replicaSets: fromCache ? 'watch cache' : 'consistent list', ...(fallback ? { fallback } : {}) }, 'deployment history read');
+    const { all, newRS } = await ownedReplicaSets(ctx.kube, dep, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(dep, newRS, DEPLOYMENT_REVISION);
     const base = { fromRevision: current.revision, current };
+    const picked = pickReplicaSet(all, toRevision, DEPLOYMENT_REVISION);
     if (!picked.ok) {
       return picked.code === 'revision_not_found'
         ? refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision), base)

@@ -96,8 +96,6 @@ async function newestControllerRevision(kube: Kube, obj: KubeObject, opts: Reque
 export async function revisionWithTemplate(kube: Kube, ref: WorkloadRef, obj: KubeObject, hash: string, opts: RequestOptions = {}): Promise<number | undefined> {
   const found: number[] = [];
   if (ref.kind === 'Deployment') {
-    // the consistent LIST: this reads every ReplicaSet's template, which from the watch cache would need
-    // a confirming GET each (src/kube/revision.ts), and a drill is off the alert's path
     const { all } = await ownedReplicaSets(kube, obj, POD_TEMPLATE_HASH, opts);
     for (const rs of all) {
       const rev = annotationRevision(rs, DEPLOYMENT_REVISION);
