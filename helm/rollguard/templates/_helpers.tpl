@@ -246,8 +246,7 @@ memory limit; always below that limit. */}}
 {{/*
 RBAC rules: exactly what the enabled action kinds call (src/actions/*.ts through src/kube/).
 Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of verbs.
-  Deployment   get+patch deployments (read, patch the pod template back); list replicasets (revisions),
-               get replicasets (the picked and the current one, confirmed after the watch cache's list)
+  Deployment   get+patch deployments (read, patch the pod template back); list replicasets (revisions)
   StatefulSet  get+patch statefulsets; list controllerrevisions
   DaemonSet    get+patch daemonsets; list controllerrevisions
   (these three) get configmaps, and get secrets unless actions.checkSecrets is false: the restored
@@ -261,7 +260,7 @@ Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of
 {{- define "rollguard.rbacTable" -}}
 Deployment:
   - [apps, deployments, [get, patch]]
-  - [apps, replicasets, [get, list]]
+  - [apps, replicasets, [list]]
   - ["", configmaps, [get]]
 {{- if ne .Values.actions.checkSecrets false }}
   - ["", secrets, [get]]
