@@ -92,17 +92,6 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-export interface ListOptions extends RequestOptions {
-  labelSelector?: string;
-  /**
-   * Sent as the LIST's resourceVersion. Unset (the default): a consistent list, as fresh as etcd.
-   * '0': any version, served from the API server's watch cache with no etcd round trip, possibly
-   * behind; a caller must prove what it read is fresh enough (src/kube/revision.ts). No
-   * resourceVersionMatch is sent: with '0' the server takes it as NotOlderThan 0, i.e. any.
-   */
-  resourceVersion?: string;
-}
-
 export interface PatchOptions extends RequestOptions {
   subresource?: 'status';
   /** server-side dry run (dryRun=All): validated and admitted, not persisted */
@@ -126,7 +115,7 @@ export interface LogOptions extends RequestOptions {
 
 export interface Kube {
   get(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject>;
-  list(rt: ResourceType, namespace: string, opts?: ListOptions): Promise<KubeObject[]>;
+  list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]>;
   patch(
     rt: ResourceType,
     namespace: string,
@@ -269,19 +258,19 @@ export class ClientNodeKube implements Kube {
     return { apiVersion: res.apiVersion, kind: res.kind, metadata: res.metadata } as KubeObject;
   }
 
-  async list(rt: ResourceType, namespace: string, opts?: ListOptions): Promise<KubeObject[]> {
-    const op = describe(opts?.resourceVersion !== undefined ? `LIST (resourceVersion=${opts.resourceVersion})` : 'LIST', rt, namespace);
-    const query = {
-      ...(opts?.labelSelector ? { labelSelector: opts.labelSelector } : {}),
-      ...(opts?.resourceVersion !== undefined ? { resourceVersion: opts.resourceVersion } : {}),
-    };
+  async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
+    const op = describe('LIST', rt, namespace);
+    const labelSelector = opts?.labelSelector;
     if (rt.group === '') {
       const list = this.coreList(rt.plural);
-      const res = await this.call(op, opts, undefined, async (o) => plain<{ items: KubeObject[] }>(await list({ namespace, ...query }, o)));
+      const res = await this.call(op, opts, undefined, async (o) => plain<{ items: KubeObject[] }>(await list({ namespace, ...(labelSelector ? { labelSelector } : {}) }, o)));
       return (res.items ?? []).map((i) => withKind(rt, i));
     }
     const res = (await this.call(op, opts, undefined, (o) =>
-      this.custom.listNamespacedCustomObject({ group: rt.group, version: rt.version, namespace, plural: rt.plural, ...query }, o),
+      this.custom.listNamespacedCustomObject(
+        { group: rt.group, version: rt.version, namespace, plural: rt.plural, ...(labelSelector ? { labelSelector } : {}) },
+        o,
+      ),
     )) as { items?: KubeObject[] };
     return res.items ?? [];
   }
@@ -295,7 +284,7 @@ export class ClientNodeKube implements Kube {
     throw new Error(`core resource ${plural} not supported`);
   }
 
-  private coreList(plural: string): (p: { namespace: string; labelSelector?: string; resourceVersion?: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
+  private coreList(plural: string): (p: { namespace: string; labelSelector?: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
     if (plural === 'services') return (p, o) => this.core.listNamespacedService(p, o);
     if (plural === 'pods') return (p, o) => this.core.listNamespacedPod(p, o);
     if (plural === 'configmaps') return (p, o) => this.core.listNamespacedConfigMap(p, o);

@@ -5,7 +5,7 @@
 // selectors, and error injection. It is not a controller: tests move status along themselves,
 // or through the onPatch hook.
 import { randomUUID } from 'node:crypto';
-import type { CreateOptions, Kube, KubeObject, ListOptions, LogOptions, PatchOptions, PatchType, RequestOptions, ResourceType } from '../../src/kube/client.js';
+import type { CreateOptions, Kube, KubeObject, LogOptions, PatchOptions, PatchType, RequestOptions, ResourceType } from '../../src/kube/client.js';
 import { KubeApiError } from '../../src/kube/errors.js';
 import { applyPatch, PatchError } from '../../src/kube/patch.js';
 
@@ -21,8 +21,6 @@ export interface FakeCall {
   subresource?: string;
   dryRun?: boolean;
   labelSelector?: string;
-  /** a LIST's resourceVersion ('0': from the watch cache) */
-  resourceVersion?: string;
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -80,15 +78,6 @@ export class FakeKube implements Kube {
   onCreate?: (rt: ResourceType, obj: KubeObject, fake: FakeKube) => void;
   /** pods/log answers by namespace/pod (absent: 404, as the API server for a pod without logs) */
   readonly logs = new Map<string, string>();
-  /**
-   * The API server's watch cache, which answers LISTs with resourceVersion '0': null = up to date
-   * (the live objects); snapshotCache() freezes it as the objects are now, so later changes make it stale.
-   */
-  cache: Map<string, { rt: ResourceType; obj: KubeObject }> | null = null;
-
-  snapshotCache(): void {
-    this.cache = new Map([...this.objects].map(([k, v]) => [k, { rt: v.rt, obj: clone(v.obj) }]));
-  }
 
   /** Stores an object (uid, resourceVersion, generation and creationTimestamp filled in if absent). */
   add(rt: ResourceType, obj: KubeObject): KubeObject {
@@ -162,19 +151,12 @@ export class FakeKube implements Kube {
     return { apiVersion: 'meta.k8s.io/v1', kind: 'PartialObjectMetadata', metadata: clone(e.obj.metadata) };
   }
 
-  async list(rt: ResourceType, namespace: string, opts?: ListOptions): Promise<KubeObject[]> {
-    const call: FakeCall = {
-      verb: 'list',
-      resource: rt.plural,
-      namespace,
-      ...(opts?.labelSelector ? { labelSelector: opts.labelSelector } : {}),
-      ...(opts?.resourceVersion !== undefined ? { resourceVersion: opts.resourceVersion } : {}),
-    };
+  async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
+    const call: FakeCall = { verb: 'list', resource: rt.plural, namespace, ...(opts?.labelSelector ? { labelSelector: opts.labelSelector } : {}) };
     this.calls.push(call);
     this.maybeFail(call);
     const out: KubeObject[] = [];
-    const from = opts?.resourceVersion === '0' && this.cache ? this.cache : this.objects;
-    for (const { rt: r, obj } of from.values()) {
+    for (const { rt: r, obj } of this.objects.values()) {
       if (r.plural !== rt.plural || r.group !== rt.group || (obj.metadata.namespace ?? '') !== namespace) continue;
       if (!matchesSelectorString(opts?.labelSelector, obj.metadata.labels)) continue;
       out.push(clone(obj));
