@@ -252,8 +252,10 @@ Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of
   (these three) get configmaps, and get secrets unless actions.checkSecrets is false: the restored
                revision's configuration, read as metadata only (src/config-deps/check.ts)
   Rollout      get+patch rollouts, patch rollouts/status (abort); list replicasets (undo: revisions)
-  BlueGreen    get+patch services (selector switch); list deployments (the pods behind each colour)
-  Canary       get+patch deployments (spec.replicas of canary and stable; no scale subresource)
+  BlueGreen    get+patch services (selector switch); list deployments (the pods behind each colour);
+               list replicasets (when each colour was last deployed: its Deployments' current ReplicaSet)
+  Canary       get+patch deployments (spec.replicas of canary and stable; no scale subresource); list
+               replicasets (the canary's current ReplicaSet, for the record)
   VirtualService get+patch networking.istio.io virtualservices (route weights back to the stable subset)
   HelmRelease  release Secrets + actions.helm.rules (added separately, below)
 */}}
@@ -286,8 +288,10 @@ Rollout:
 BlueGreen:
   - ["", services, [get, patch]]
   - [apps, deployments, [list]]
+  - [apps, replicasets, [list]]
 Canary:
   - [apps, deployments, [get, patch]]
+  - [apps, replicasets, [list]]
 VirtualService:
   - [networking.istio.io, virtualservices, [get, patch]]
 {{- /* a configuration-only rollback: read the ConfigMap and its snapshots, write the snapshot's

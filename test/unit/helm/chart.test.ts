@@ -66,8 +66,8 @@ const KIND_RULES: Record<string, string[]> = {
   StatefulSet: ['apps statefulsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
   DaemonSet: ['apps daemonsets: get,patch', 'apps controllerrevisions: list', ...CONFIG_RULES],
   Rollout: ['argoproj.io rollouts: get,patch', 'argoproj.io rollouts/status: patch', 'apps replicasets: list'],
-  BlueGreen: [' services: get,patch', 'apps deployments: list'],
-  Canary: ['apps deployments: get,patch'],
+  BlueGreen: [' services: get,patch', 'apps deployments: list', 'apps replicasets: list'],
+  Canary: ['apps deployments: get,patch', 'apps replicasets: list'],
   VirtualService: ['networking.istio.io virtualservices: get,patch'],
   ConfigMap: [' configmaps: get,list,patch', 'apps deployments: get,list,patch', 'apps statefulsets: get,list,patch', 'apps daemonsets: get,list,patch'],
 };
