@@ -152,6 +152,8 @@ export const METADATA_ONLY = 'application/json;as=PartialObjectMetadata;g=meta.k
 
 export const DEFAULT_FIELD_MANAGER = 'rollguard';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** Objects per LIST request (a page; the next one follows its continue token). */
+export const LIST_PAGE = 500;
 
 const CONTENT_TYPES: Record<PatchType, string> = {
   json: PatchStrategy.JsonPatch,
@@ -258,21 +260,39 @@ export class ClientNodeKube implements Kube {
     return { apiVersion: res.apiVersion, kind: res.kind, metadata: res.metadata } as KubeObject;
   }
 
+  /**
+   * Every object of the list, read in pages of LIST_PAGE (one consistent snapshot: the continue
+   * token holds its resourceVersion), so that no single request or response grows with the
+   * namespace. A token that expired between two pages (410 Gone) starts the list again, once.
+   */
   async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
     const op = describe('LIST', rt, namespace);
     const labelSelector = opts?.labelSelector;
-    if (rt.group === '') {
-      const list = this.coreList(rt.plural);
-      const res = await this.call(op, opts, undefined, async (o) => plain<{ items: KubeObject[] }>(await list({ namespace, ...(labelSelector ? { labelSelector } : {}) }, o)));
-      return (res.items ?? []).map((i) => withKind(rt, i));
+    type Page = { items?: KubeObject[]; metadata?: { _continue?: string; continue?: string } };
+    const page = (cont: string | undefined): Promise<Page> => {
+      const params = { namespace, limit: LIST_PAGE, ...(labelSelector ? { labelSelector } : {}), ...(cont ? { _continue: cont } : {}) };
+      if (rt.group === '') {
+        const list = this.coreList(rt.plural);
+        return this.call(op, opts, undefined, async (o) => plain<Page>(await list(params, o)));
+      }
+      return this.call(op, opts, undefined, (o) => this.custom.listNamespacedCustomObject({ group: rt.group, version: rt.version, plural: rt.plural, ...params }, o)) as Promise<Page>;
+    };
+    let restarted = false;
+    for (;;) {
+      const items: KubeObject[] = [];
+      let cont: string | undefined;
+      try {
+        do {
+          const res = await page(cont);
+          for (const i of res.items ?? []) items.push(rt.group === '' ? withKind(rt, i) : i);
+          cont = res.metadata?._continue || res.metadata?.continue || undefined;
+        } while (cont);
+        return items;
+      } catch (err) {
+        if (cont === undefined || restarted || !(err instanceof KubeApiError && err.status === 410)) throw err;
+        restarted = true;
+      }
     }
-    const res = (await this.call(op, opts, undefined, (o) =>
-      this.custom.listNamespacedCustomObject(
-        { group: rt.group, version: rt.version, namespace, plural: rt.plural, ...(labelSelector ? { labelSelector } : {}) },
-        o,
-      ),
-    )) as { items?: KubeObject[] };
-    return res.items ?? [];
   }
 
   /** The typed CoreV1Api read of a core resource this client supports (the typed models know every field read). */
@@ -284,7 +304,7 @@ export class ClientNodeKube implements Kube {
     throw new Error(`core resource ${plural} not supported`);
   }
 
-  private coreList(plural: string): (p: { namespace: string; labelSelector?: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
+  private coreList(plural: string): (p: { namespace: string; labelSelector?: string; limit?: number; _continue?: string }, o: ConfigurationOptions<ObservableMiddleware>) => Promise<unknown> {
     if (plural === 'services') return (p, o) => this.core.listNamespacedService(p, o);
     if (plural === 'pods') return (p, o) => this.core.listNamespacedPod(p, o);
     if (plural === 'configmaps') return (p, o) => this.core.listNamespacedConfigMap(p, o);
@@ -295,7 +315,7 @@ export class ClientNodeKube implements Kube {
   /** One page of a list, in one namespace or all (the watcher's list before its watch). */
   private async listPage(rt: ResourceType, namespace: string | undefined, cont?: string): ReturnType<ListPage> {
     const op = describe('LIST', rt, namespace ?? '(all namespaces)');
-    const page = { limit: 500, ...(cont ? { _continue: cont } : {}) };
+    const page = { limit: LIST_PAGE, ...(cont ? { _continue: cont } : {}) };
     type Page = { items?: KubeObject[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
     const res = await this.call<Page>(op, undefined, undefined, async (o) => {
       if (rt.group !== '') {

@@ -74,7 +74,7 @@ t.test('requests: raw JSON kept, patch content types, field manager, dry run', a
       ['PATCH', '/apis/apps/v1/namespaces/shop/statefulsets/db?dryRun=All&fieldManager=rollguard', 'application/strategic-merge-patch+json'],
       ['PATCH', '/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/gb/status?fieldManager=rollguard', 'application/merge-patch+json'],
       ['PATCH', '/api/v1/namespaces/shop/services/api?fieldManager=rollguard', 'application/merge-patch+json'],
-      ['GET', '/apis/apps/v1/namespaces/shop/replicasets?labelSelector=app%3Dweb', undefined],
+      ['GET', '/apis/apps/v1/namespaces/shop/replicasets?labelSelector=app%3Dweb&limit=500', undefined],
     ],
   );
   t.equal(seen[1]!.body, '[{"op":"test","path":"/metadata/generation","value":4}]');
@@ -142,4 +142,63 @@ t.test('through an action: a 500 while planning is a clear error, tried once', a
   const e = await failure(deploymentAction.plan({ kind: 'Deployment', namespace: 'shop', name: 'web' }, ctx));
   t.equal(e.status, 500);
   t.equal(seen.length, 1, 'one request, no retry loop');
+});
+
+t.test('a list comes in pages of 500, following the continue token, as one list', async (t) => {
+  const pages: Record<string, { items: { metadata: { name: string } }[]; next?: string }> = {
+    '': { items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }], next: 'tok1' },
+    tok1: { items: [{ metadata: { name: 'c' } }], next: 'tok2' },
+    tok2: { items: [{ metadata: { name: 'd' } }] },
+  };
+  handler = (q, _b, res) => {
+    const u = new URL(q.url!, 'http://x');
+    const p = pages[u.searchParams.get('continue') ?? '']!;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '7', ...(p.next ? { continue: p.next } : {}) }, items: p.items }));
+  };
+  for (const rt of [RESOURCES.deployments, RESOURCES.configmaps]) {
+    seen.length = 0;
+    const items = await kube.list(rt, 'shop');
+    t.same(items.map((i) => i.metadata.name), ['a', 'b', 'c', 'd'], `${rt.plural}: every page, in order`);
+    t.same(
+      seen.map((s) => new URL(s.url, 'http://x').searchParams.get('continue')),
+      [null, 'tok1', 'tok2'],
+      `${rt.plural}: three requests, each after the previous page's token`,
+    );
+    t.ok(seen.every((s) => new URL(s.url, 'http://x').searchParams.get('limit') === '500'), 'each asks for at most 500');
+  }
+});
+
+t.test('a continue token expired between pages (410 Gone) starts the list again, once', async (t) => {
+  let expired = 0;
+  handler = (q, _b, res) => {
+    const cont = new URL(q.url!, 'http://x').searchParams.get('continue');
+    res.setHeader('content-type', 'application/json');
+    if (cont === 'old') {
+      expired++;
+      res.statusCode = 410;
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired', message: 'The provided continue parameter is too old' }));
+      return;
+    }
+    if (cont === null && expired === 0) {
+      res.end(JSON.stringify({ metadata: { continue: 'old' }, items: [{ metadata: { name: 'stale' } }] }));
+      return;
+    }
+    res.end(JSON.stringify({ metadata: {}, items: [{ metadata: { name: 'x' } }, { metadata: { name: 'y' } }] }));
+  };
+  const items = await kube.list(RESOURCES.deployments, 'shop');
+  t.same(items.map((i) => i.metadata.name), ['x', 'y'], 'the list read again from its start, nothing of the first try kept');
+  t.equal(expired, 1);
+  handler = (q, _b, res) => {
+    const cont = new URL(q.url!, 'http://x').searchParams.get('continue');
+    res.setHeader('content-type', 'application/json');
+    if (cont) {
+      res.statusCode = 410;
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired', message: 'too old' }));
+      return;
+    }
+    res.end(JSON.stringify({ metadata: { continue: 'again' }, items: [] }));
+  };
+  const err = await failure(kube.list(RESOURCES.deployments, 'shop'));
+  t.equal(err.status, 410, 'expired twice: the 410 is the answer');
 });
