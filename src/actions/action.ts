@@ -127,6 +127,9 @@ export interface PlannedWrite {
   before?: KubeObject;
 }
 
+/** A revision annotated with this "true" (on the object, its current ReplicaSet or its pod template) carries a schema migration. */
+export const MIGRATION_ANNOTATION = 'rollguard.io/schema-migration';
+
 export interface RollbackPlan {
   target: TargetRef;
   kind: TargetKind;

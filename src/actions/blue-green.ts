@@ -12,7 +12,7 @@ import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, POD_TEMPLATE_HASH, ownedReplicaSets, selectorMatches, timestampMs } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
 import type { Action, ActionContext, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, verifyUntil } from './common.js';
+import { clusterAction, type ClusterContext, currentAnnotations, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, verifyUntil } from './common.js';
 
 export const blueGreenOptions = z.strictObject({
   /** the Service whose selector switches (default: the target's name) */
@@ -83,11 +83,7 @@ export const blueGreenAction: Action = clusterAction({
     const current = {
       revision: 0,
       createdAt: cur.at,
-      annotations: {
-        ...(svc.metadata.annotations ?? {}),
-        ...(newest?.metadata.annotations ?? {}),
-        ...((newest?.spec?.template?.metadata?.annotations as Record<string, string> | undefined) ?? {}),
-      },
+      annotations: currentAnnotations(svc.metadata.annotations, newest?.metadata.annotations, newest?.spec?.template?.metadata?.annotations as Record<string, string> | undefined),
     };
     if (to === from) return refused(ref, 'already_matches', `service "${o.service}" already selects ${o.key}=${to}`, { current });
     const target = { ...selector, [o.key]: to };

@@ -6,23 +6,36 @@ import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/cli
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
 import { pollUntil, sleep } from '../kube/rollout-status.js';
-import type {
-  Action,
-  ActionContext,
-  ExecuteResult,
-  KindDefinition,
-  ParamCheck,
-  PlannedWrite,
-  RefusalCode,
-  RollbackPlan,
-  TargetKind,
-  TargetRef,
-  VerifyOptions,
-  VerifyResult,
+import {
+  MIGRATION_ANNOTATION,
+  type Action,
+  type ActionContext,
+  type ExecuteResult,
+  type KindDefinition,
+  type ParamCheck,
+  type PlannedWrite,
+  type RefusalCode,
+  type RollbackPlan,
+  type TargetKind,
+  type TargetRef,
+  type VerifyOptions,
+  type VerifyResult,
 } from './action.js';
 
 /** At most this many attempts of one execute(): the first, and up to two after a 409 Conflict. */
 export const MAX_ATTEMPTS = 3;
+
+/**
+ * The annotations of the current revision, from its sources in order (the object, its current
+ * ReplicaSet, its pod template: a later one wins), except the schema-migration mark: "true" in any
+ * source stands, so that a copy not yet synced (the controller copies the Deployment's annotations
+ * to its ReplicaSet a moment later) never hides it from the approval guard.
+ */
+export function currentAnnotations(...sources: (Record<string, string> | undefined)[]): Record<string, string> {
+  const out: Record<string, string> = Object.assign({}, ...sources.map((a) => a ?? {}));
+  if (sources.some((a) => a?.[MIGRATION_ANNOTATION] === 'true')) out[MIGRATION_ANNOTATION] = 'true';
+  return out;
+}
 
 export function refused(ref: TargetRef, code: RefusalCode, message: string, extra: Partial<RollbackPlan> = {}): RollbackPlan {
   return { target: ref, kind: ref.kind, summary: `refused: ${message}`, ...extra, refusal: { code, message }, plannedAt: Date.now() };

@@ -23,7 +23,7 @@ import {
 } from '../kube/revision.js';
 import { waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
 import type { Action, RollbackPlan, TargetKind, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, readOrRefuse, refused, reqOpts } from './common.js';
+import { clusterAction, type ClusterContext, currentAnnotations, readOrRefuse, refused, reqOpts } from './common.js';
 import { revisionNotFoundMessage } from './deployment.js';
 
 /** The pod template a ControllerRevision restores (its data's spec.template without the $patch directive). */
@@ -56,10 +56,7 @@ export function controllerRevisionAction(
       const current = {
         revision: newest ? controllerRevisionNumber(newest) : 0,
         createdAt: timestampMs(newest?.metadata.creationTimestamp) ?? timestampMs(obj.metadata.creationTimestamp) ?? 0,
-        annotations: {
-          ...(obj.metadata.annotations ?? {}),
-          ...((obj.spec?.template?.metadata?.annotations as Record<string, string> | undefined) ?? {}),
-        },
+        annotations: currentAnnotations(obj.metadata.annotations, obj.spec?.template?.metadata?.annotations as Record<string, string> | undefined),
       };
       const base = { fromRevision: current.revision, current };
       if (toRevision === 0 && history.length <= 1) return refused(ref, 'no_history', 'no last revision to roll back to', base);

@@ -29,7 +29,7 @@ import {
 } from '../kube/revision.js';
 import { deploymentState, waitForRollout } from '../kube/rollout-status.js';
 import type { Action, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, readOrRefuse, refused, reqOpts, undoKind } from './common.js';
+import { clusterAction, type ClusterContext, currentAnnotations, readOrRefuse, refused, reqOpts, undoKind } from './common.js';
 
 /** Annotations kubectl keeps from the Deployment instead of copying them from the ReplicaSet. */
 export const ANNOTATIONS_TO_SKIP = [
@@ -65,11 +65,7 @@ export function currentInfo(owner: KubeObject, newRS: KubeObject | null, revisio
   return {
     revision: annotationRevision(owner, revisionKey) ?? 0,
     createdAt: timestampMs(newRS?.metadata.creationTimestamp) ?? timestampMs(owner.metadata.creationTimestamp) ?? 0,
-    annotations: {
-      ...(owner.metadata.annotations ?? {}),
-      ...(newRS?.metadata.annotations ?? {}),
-      ...((owner.spec?.template?.metadata?.annotations as Record<string, string> | undefined) ?? {}),
-    },
+    annotations: currentAnnotations(owner.metadata.annotations, newRS?.metadata.annotations, owner.spec?.template?.metadata?.annotations as Record<string, string> | undefined),
   };
 }
 

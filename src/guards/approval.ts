@@ -1,8 +1,9 @@
 import { driftApprovalReason } from '../config-deps/policy.js';
 import { allow, fmtDuration, type Guard } from './guard.js';
 
-/** A revision annotated with this (on the Deployment, its ReplicaSet or pod template) carries a schema migration. */
-export const MIGRATION_ANNOTATION = 'rollguard.io/schema-migration';
+import { MIGRATION_ANNOTATION } from '../actions/action.js';
+
+export { MIGRATION_ANNOTATION };
 
 /**
  * Rules that ask for approval, and rollbacks away from a revision that carried a schema migration

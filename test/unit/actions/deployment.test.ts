@@ -352,3 +352,25 @@ t.test('the newest-by-creation matching ReplicaSet is the "new" one only for cre
   const p2 = await deploymentAction.plan(ref, context(kube));
   t.equal(p2.current?.createdAt, Date.parse('2026-01-01T00:00:00Z'));
 });
+
+// The controller copies the Deployment's annotations to its current ReplicaSet a moment after they
+// change: a copy not synced yet (or edited back) must not hide a schema-migration mark from the
+// approval guard, whichever source holds it.
+t.test('the schema-migration mark stands when any source of the current revision has it', async (t) => {
+  for (const where of ['deployment', 'replicaset', 'template'] as const) {
+    const kube = standardCluster();
+    const dep = kube.peek(RESOURCES.deployments, NS, 'web')!;
+    const rs = kube.peek(RESOURCES.replicasets, NS, 'web-bb02')!;
+    dep.metadata.annotations!['rollguard.io/schema-migration'] = where === 'deployment' ? 'true' : 'false';
+    rs.metadata.annotations!['rollguard.io/schema-migration'] = where === 'replicaset' ? 'true' : 'false';
+    if (where === 'template') (dep.spec.template.metadata as { annotations?: Record<string, string> }).annotations = { 'rollguard.io/schema-migration': 'true' };
+    kube.put(RESOURCES.deployments, dep);
+    kube.put(RESOURCES.replicasets, rs);
+    const plan = await deploymentAction.plan(ref, context(kube));
+    t.equal(plan.current?.annotations['rollguard.io/schema-migration'], 'true', `marked on the ${where} only`);
+  }
+  const kube = standardCluster();
+  const plan = await deploymentAction.plan(ref, context(kube));
+  t.equal(plan.current?.annotations['rollguard.io/schema-migration'], undefined, 'marked nowhere: absent');
+  t.equal(plan.current?.annotations.team, 'payments', 'other annotations: the later source wins, as before');
+});
