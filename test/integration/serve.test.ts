@@ -76,3 +76,30 @@ t.test('no webhook credential: the laptop default stays open and says so at star
   s.proc.kill('SIGTERM');
   t.equal(await s.exited, 0);
 });
+
+// A port picked free and taken by another process before serve binds it: another server answering
+// /healthz there must not be taken for ours; serve is started again on a fresh port.
+for (const level of ['info', 'warn']) {
+  t.test(`a port taken before serve binds it: started again on a fresh one (LOG_LEVEL ${level})`, async (t) => {
+    const { createServer } = await import('node:http');
+    const { freePort } = await import('../support/ports.js');
+    const foreign = createServer((_q, res) => res.end('ok'));
+    await new Promise<void>((r) => foreign.listen(0, '127.0.0.1', r));
+    t.teardown(() => foreign.close());
+    const taken = (foreign.address() as { port: number }).port;
+    const picked: number[] = [];
+    const rg = await startServe({ LOG_LEVEL: level }, [], {
+      pickPort: async () => {
+        const p = picked.length === 0 ? taken : await freePort();
+        picked.push(p);
+        return p;
+      },
+    });
+    t.teardown(() => void rg.proc.kill('SIGKILL'));
+    t.equal(picked[0], taken, 'the first try had the taken port');
+    t.not(rg.port, taken, 'serve runs on another one');
+    t.equal(rg.proc.exitCode, null, 'and is running');
+    const body = (await (await fetch(`${rg.url}/healthz`)).json()) as Record<string, unknown>;
+    t.ok(body && typeof body === 'object', 'and answers as rollguard (JSON), not the foreign server');
+  });
+}
