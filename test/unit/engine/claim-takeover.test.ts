@@ -133,13 +133,7 @@ t.test("a release retried in the background does not free the same replica's lat
 // The replica that gave the claim up may have written its record after the taker's first read
 // (a write the store took though its answer was lost): the taker reads it again once the claim is its.
 t.test('a replica taking over a released claim reads the record again and leaves one it finds alone', async (t) => {
-  const shared = new MemoryStore();
-  const a = testEngine({ store: shared, owner: 'replica-a' });
-  await a.engine.heartbeat();
-  a.prometheus!.value = 0.2;
-  const alert = firing('HighErrorRate', 'checkout');
-  await a.deliver(alert);
-  const id = alertId(alert);
+  const { shared, alert, id, a } = await rolledBackByA();
   const written = await shared.getRecord(id);
   t.equal(written?.owner, 'replica-a', "replica-a's record is in the store");
   await shared.setValue(`claim:${id}`, 'released:replica-a', { ttlMs: 60_000 });
@@ -232,13 +226,7 @@ for (const mode of ['its record read fails', 'its record read and its claim fail
 // A record whose claim had lapsed (claims last 7 days, records longer): the claim made with the
 // read is given up, so that once the record is pruned a resend is not held back by it.
 t.test('a claim made with the read of an existing record is given up', async (t) => {
-  const shared = new MemoryStore();
-  const a = testEngine({ store: shared, owner: 'replica-a' });
-  await a.engine.heartbeat();
-  a.prometheus!.value = 0.2;
-  const alert = firing('HighErrorRate', 'checkout');
-  await a.deliver(alert);
-  const id = alertId(alert);
+  const { shared, alert, id, a } = await rolledBackByA();
   await shared.deleteValue(`claim:${id}`);
   await a.deliver(alert);
   t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'released at once');
@@ -276,6 +264,17 @@ t.test('a link lost with a landed write-ahead is written by the redelivery', asy
   const [rec] = await a.engine.records.list({});
   t.type(rec!.times.resolvedAt, 'number', 'the resolution reached the record');
 });
+
+/** One replica on a store, its alert rolled back and recorded. */
+async function rolledBackByA() {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: shared, owner: 'replica-a' });
+  await a.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  await a.deliver(alert);
+  return { shared, a, alert, id: alertId(alert) };
+}
 
 /** Two live replicas on one store; replica-a's write-ahead fails while `failPut` (and its store's other writes while `down`). */
 async function writeAheadFailsOnA(down: { value: boolean }, failPut = { value: true }) {
