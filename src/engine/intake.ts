@@ -81,14 +81,14 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
   // read ahead for the path below; unused (and their failures moot) when the record exists
   for (const p of [claiming, drill, links]) p.catch(() => undefined);
   let existing: RollbackRecord | null;
-  let how: 'new' | 'ours' | 'taken';
+  let how: 'new' | 'ours' | 'taken' | undefined;
   try {
     existing = await reading;
+    // A claim made with the read of an existing record (an earlier one had lapsed) is given up at
+    // once: one held by a replica doing nothing would hold back a resend once the record is pruned.
     if (existing) {
-      // A claim made with the read (an earlier one had lapsed) is given up at once: one held by a
-      // replica doing nothing would hold back a resend of the alert once the record is pruned.
       if (await claiming) await releaseClaim(ctx, id);
-    }
+    } else how = await claim(ctx, id, await claiming);
   } catch (err) {
     await giveUpClaim(ctx, id);
     throw err;
@@ -100,12 +100,6 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     if (known && !known.includes(id)) await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known);
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
     return;
-  }
-  try {
-    how = await claim(ctx, id, await claiming);
-  } catch (err) {
-    await giveUpClaim(ctx, id);
-    throw err;
   }
   if (how === 'taken') {
     // The replica that gave the claim up (or died) may have written its record after our read

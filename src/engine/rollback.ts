@@ -96,7 +96,7 @@ function heldLocks(held: Produced): Lock[] {
 }
 
 /** Gives back the locks and the concurrency slot; a slot that cannot be given back runs out after LOCK_TTL. */
-async function releaseAll(ctx: EngineContext, locks: Lock[], slot?: SlotHold): Promise<void> {
+export async function releaseAll(ctx: EngineContext, locks: Lock[], slot?: SlotHold): Promise<void> {
   await Promise.all([
     ...locks.map((l) => ctx.store.releaseLock(l).catch(() => false)),
     ...(slot ? [releaseSlot(ctx.store, slot).catch((err) => ctx.log.warn({ err, slot: slot.member }, 'could not give back a concurrency slot (it runs out after LOCK_TTL)'))] : []),

@@ -10,7 +10,7 @@ import { healthLine, messages } from './messages.js';
 import { type RollbackRecord, type RollbackState } from './record.js';
 import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
-import { execute, rollback } from './rollback.js';
+import { execute, releaseAll, rollback } from './rollback.js';
 import { end, escalateError, verifyRecovered } from './verify.js';
 
 /**
@@ -119,12 +119,13 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     if (action && !applied && !resume && goesOn) {
       // Only objects the guards checked with the first plan are written, each under its own lock.
       const first = new Set((fresh.plan?.writes ?? []).map((w) => objectKey(w)));
-      const unchecked = writtenObjects(plan).filter((o) => !first.has(objectKey(o)));
+      const objects = writtenObjects(plan);
+      const unchecked = objects.filter((o) => !first.has(objectKey(o)));
       if (unchecked.length > 0) {
         await interrupted(ctx, fresh, `the replica running this rollback died mid-way; going on would write objects its plan did not (${unchecked.map(objectKey).join(', ')}): not executed again; escalated`);
         return;
       }
-      const locks = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, fresh.target, writtenObjects(plan));
+      const locks = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, fresh.target, objects);
       if ('held' in locks) {
         ctx.log.warn({ record: fresh.id, object: locks.held }, 'cannot go on with a rollback cut off mid-way yet: another rollback holds the lock of an object it writes; tried again on a later tick');
         return;
@@ -153,7 +154,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
   } finally {
-    if (!handedOn) await Promise.all(held.map((l) => ctx.store.releaseLock(l).catch(() => false)));
+    if (!handedOn) await releaseAll(ctx, held);
   }
 }
 

@@ -266,26 +266,15 @@ export class ClientNodeKube implements Kube {
    * namespace. A token that expired between two pages (410 Gone) starts the list again, once.
    */
   async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
-    const op = describe('LIST', rt, namespace);
-    const labelSelector = opts?.labelSelector;
-    type Page = { items?: KubeObject[]; metadata?: { _continue?: string; continue?: string } };
-    const page = (cont: string | undefined): Promise<Page> => {
-      const params = { namespace, limit: LIST_PAGE, ...(labelSelector ? { labelSelector } : {}), ...(cont ? { _continue: cont } : {}) };
-      if (rt.group === '') {
-        const list = this.coreList(rt.plural);
-        return this.call(op, opts, undefined, async (o) => plain<Page>(await list(params, o)));
-      }
-      return this.call(op, opts, undefined, (o) => this.custom.listNamespacedCustomObject({ group: rt.group, version: rt.version, plural: rt.plural, ...params }, o)) as Promise<Page>;
-    };
     let restarted = false;
     for (;;) {
       const items: KubeObject[] = [];
       let cont: string | undefined;
       try {
         do {
-          const res = await page(cont);
-          for (const i of res.items ?? []) items.push(rt.group === '' ? withKind(rt, i) : i);
-          cont = res.metadata?._continue || res.metadata?.continue || undefined;
+          const page = await this.listPage(rt, namespace, cont, opts);
+          for (const i of page.items) items.push(rt.group === '' ? withKind(rt, i) : i);
+          cont = page.continue;
         } while (cont);
         return items;
       } catch (err) {
@@ -312,29 +301,35 @@ export class ClientNodeKube implements Kube {
     throw new Error(`core resource ${plural} not supported`);
   }
 
-  /** One page of a list, in one namespace or all (the watcher's list before its watch). */
-  private async listPage(rt: ResourceType, namespace: string | undefined, cont?: string): ReturnType<ListPage> {
+  /** One page of a list, in one namespace or all, its items as the server sent them (list(), and the watcher's list before its watch). */
+  private async listPage(rt: ResourceType, namespace: string | undefined, cont?: string, opts?: RequestOptions & { labelSelector?: string }): ReturnType<ListPage> {
     const op = describe('LIST', rt, namespace ?? '(all namespaces)');
-    const page = { limit: LIST_PAGE, ...(cont ? { _continue: cont } : {}) };
+    const labelSelector = opts?.labelSelector;
+    const page = { limit: LIST_PAGE, ...(labelSelector ? { labelSelector } : {}), ...(cont ? { _continue: cont } : {}) };
     type Page = { items?: KubeObject[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
-    const res = await this.call<Page>(op, undefined, undefined, async (o) => {
+    const res = await this.call<Page>(op, opts, undefined, async (o) => {
       if (rt.group !== '') {
         const req = { group: rt.group, version: rt.version, plural: rt.plural, ...page };
         return (namespace ? this.custom.listNamespacedCustomObject({ ...req, namespace }, o) : this.custom.listClusterCustomObject(req, o)) as Promise<Page>;
       }
-      if (rt.plural === 'configmaps') return plain<Page>(namespace ? await this.core.listNamespacedConfigMap({ namespace, ...page }, o) : await this.core.listConfigMapForAllNamespaces(page, o));
-      if (rt.plural === 'secrets') return plain<Page>(namespace ? await this.core.listNamespacedSecret({ namespace, ...page }, o) : await this.core.listSecretForAllNamespaces(page, o));
-      throw new Error(`watch of core resource ${rt.plural} not supported`);
+      if (namespace) return plain<Page>(await this.coreList(rt.plural)({ namespace, ...page }, o));
+      if (rt.plural === 'configmaps') return plain<Page>(await this.core.listConfigMapForAllNamespaces(page, o));
+      if (rt.plural === 'secrets') return plain<Page>(await this.core.listSecretForAllNamespaces(page, o));
+      throw new Error(`list of core resource ${rt.plural} in all namespaces not supported`);
     });
-    const next = res.metadata?._continue ?? res.metadata?.continue;
-    return { items: (res.items ?? []).map((i) => withKind(rt, i)), resourceVersion: res.metadata?.resourceVersion ?? '', ...(next ? { continue: next } : {}) };
+    const next = res.metadata?._continue || res.metadata?.continue || undefined;
+    return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? '', ...(next ? { continue: next } : {}) };
   }
 
   watch(rt: ResourceType, namespace: string | undefined, handlers: WatchHandlers): WatchHandle {
     const w = new Watch(this.kubeConfig);
     const base = rt.group ? `/apis/${rt.group}/${rt.version}` : `/api/${rt.version}`;
     const path = `${base}${namespace ? `/namespaces/${namespace}` : ''}/${rt.plural}`;
-    return reflect({ list: (cont) => this.listPage(rt, namespace, cont), watch: (params, cb, done) => w.watch(path, params, cb, done), handlers });
+    const list = async (cont?: string) => {
+      const page = await this.listPage(rt, namespace, cont);
+      return { ...page, items: page.items.map((i) => withKind(rt, i)) };
+    };
+    return reflect({ list, watch: (params, cb, done) => w.watch(path, params, cb, done), handlers });
   }
 
   async delete(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<void> {

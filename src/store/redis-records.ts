@@ -81,19 +81,8 @@ export class RedisRecords {
     const r = this.keys;
     const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(...a: string[]): Promise<number> };
     const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target)];
-    return await (unless === undefined ? cmd.rgPutRecord(...keys, ...this.putArgs(id, json, createdAt, state, target)) : cmd.rgPutRecordUnless(...keys, unless, ...this.putArgs(id, json, createdAt, state, target)));
-  }
-
-  private putArgs(id: string, json: string, createdAt: number, state: string, target: string): string[] {
-    return [
-      id,
-      json,
-      String(createdAt),
-      state,
-      target,
-      this.stateIndex(''),
-      this.targetIndex(''),
-    ];
+    const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex('')];
+    return await (unless === undefined ? cmd.rgPutRecord(...keys, ...args) : cmd.rgPutRecordUnless(...keys, unless, ...args));
   }
 
   /**
