@@ -90,12 +90,14 @@ export function isControlledBy(obj: KubeObject, owner: KubeObject): boolean {
 
 /**
  * The revision number in an annotation: missing = 0 (as deploymentutil.Revision), unparsable =
- * null (kubectl skips such objects).
+ * null (kubectl skips such objects). Parsed as Go's strconv.ParseInt(v, 10, 64): an optional sign
+ * and ASCII digits, nothing around them (" 5" is unparsable there, so here). Beyond 2^53 (no
+ * revision comes near it) it is unparsable here too.
  */
 export function annotationRevision(obj: KubeObject, key = DEPLOYMENT_REVISION): number | null {
   const v = obj.metadata.annotations?.[key];
   if (v === undefined) return 0;
-  if (!/^[+-]?\d+$/.test(v.trim())) return null;
+  if (!/^[+-]?[0-9]+$/.test(v)) return null;
   const n = Number.parseInt(v, 10);
   return Number.isSafeInteger(n) ? n : null;
 }

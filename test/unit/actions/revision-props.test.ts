@@ -2,7 +2,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import type { KubeObject } from '../../../src/kube/client.js';
-import { findHistory, pickReplicaSet, semanticEqual, selectorMatches, selectorToString } from '../../../src/kube/revision.js';
+import { annotationRevision, findHistory, pickReplicaSet, semanticEqual, selectorMatches, selectorToString } from '../../../src/kube/revision.js';
 import { matchesSelectorString } from '../../support/fake-kube.js';
 
 const rs = (rev: number | null, i: number): KubeObject => ({
@@ -20,6 +20,18 @@ t.test('toRevision 0 picks the second-highest of the revisions (a multiset), in 
       return got.ok && Number(got.value.metadata.annotations?.['deployment.kubernetes.io/revision'] ?? 0) === sorted[1];
     }),
   );
+});
+
+t.test('a revision annotation parses as Go\'s strconv.ParseInt(v, 10, 64): what it refuses is skipped, as kubectl skips it', async (t) => {
+  const rev = (v: string | undefined) => annotationRevision({ metadata: { name: 'rs', annotations: v === undefined ? {} : { 'deployment.kubernetes.io/revision': v } } });
+  t.equal(rev(undefined), 0, 'missing: revision 0');
+  for (const [v, want] of [['5', 5], ['+5', 5], ['-3', -3], ['007', 7], ['0', 0]] as const) t.equal(rev(v), want, JSON.stringify(v));
+  for (const v of [' 5', '5 ', '\t5', '5\n', '', '+', '0x5', '5_0', '5.0', '1e3', '٥']) t.equal(rev(v), null, `${JSON.stringify(v)} is unparsable`);
+  // one ReplicaSet whose annotation only parses once trimmed: kubectl skips it, so the previous revision is 4
+  const list = [rs(4, 0), rs(6, 1)];
+  list.push({ metadata: { name: 'rs-padded', annotations: { 'deployment.kubernetes.io/revision': ' 5' } } });
+  const got = pickReplicaSet(list, 0);
+  t.ok(got.ok && got.value.metadata.name === 'rs-0', 'the padded revision is not "the previous one"');
 });
 
 t.test('toRevision N picks a ReplicaSet with revision N, or none', async (t) => {
