@@ -115,18 +115,25 @@ export class EngineContext {
   /**
    * Closes a record in `state` with its outcome, and counts it. A record of an ordered chain first
    * writes its next target's record ahead (chain.ts), and starts it once this one is closed.
+   * `alongside`: store calls that go out with the closing write, in the same turn (one round trip on
+   * Redis), such as a rollback giving back the locks it took before it wrote anything to the
+   * cluster; awaited with it, and never rejecting.
    */
-  async finish(rec: RollbackRecord, state: RollbackState, message: string): Promise<RollbackState> {
+  async finish(rec: RollbackRecord, state: RollbackState, message: string, alongside?: () => Promise<void>): Promise<RollbackState> {
     rec.state = state;
     rec.outcome = { result: state, message };
     delete rec.dueAt;
     this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
     const next = rec.chain ? await prepareNext(this, rec, state) : undefined;
+    const saving = this.records.save(rec);
+    const beside = alongside?.();
     try {
-      await this.records.save(rec);
+      await saving;
     } catch (err) {
       next?.abandon();
       throw err;
+    } finally {
+      await beside;
     }
     this.metrics.rollbacks.inc({ rule: rec.rule ?? 'manual', namespace: namespaceLabel(rec.ref.namespace, this.config, this.knownNamespaces), kind: rec.ref.kind, outcome: state });
     this.log.info({ record: rec.id, target: rec.target, state, message }, 'rollback record closed');

@@ -31,6 +31,21 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   const spent = { value: false };
   let plan: RollbackPlan | undefined;
   const actx = ctx.actionContext(rec, () => heldLocks(held));
+  /** what the guards took is given back once, with the closing write when the record ends before any cluster write */
+  let givenBack = false;
+  const giveBack = async (): Promise<void> => {
+    if (givenBack) return;
+    givenBack = true;
+    await Promise.all([
+      rec.state !== 'in_progress' ? releaseAll(ctx, heldLocks(held), held.slot) : undefined,
+      held.budget && !spent.value
+        ? // the rollback did not execute: its budget reservation is given back
+          ctx.store.releaseEvents(held.budget.keys, held.budget.member).catch((err) => ctx.log.warn({ err, record: rec.id }, 'could not give back a budget reservation (it expires within the hour)'))
+        : undefined,
+    ]);
+  };
+  /** ends the record before anything was written to the cluster: locks, slot and budget go back in the same round trip */
+  const close = (state: RollbackState, message: string) => ctx.finish(rec, state, message, giveBack);
   try {
     rec.guards = [];
     for (const guard of GUARDS) {
@@ -44,10 +59,10 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           // The embedded default: no cluster, dry-run. Record what would have been done.
           ctx.metrics.guardBlocked.inc({ guard: 'dry-run' });
           rec.guards.push({ guard: 'dry-run', result: 'block', reason: 'dry-run: no cluster is configured' });
-          return await ctx.finish(rec, 'dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
+          return await close('dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
         }
         if (plan.refusal) {
-          const state = await ctx.finish(rec, 'refused', plan.refusal.message);
+          const state = await close('refused', plan.refusal.message);
           ctx.notify(rec, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
           return state;
         }
@@ -62,7 +77,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           ctx.records.step(rec, `guard:${g.name}`, `${r.verdict}: ${r.reason}`);
           entry.result = r.verdict;
           entry.reason = r.verdict === 'allow' ? `${entry.reason}; ${r.reason}` : r.reason;
-          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held);
+          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, close);
           if (stop) return stop;
         }
       }
@@ -70,7 +85,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       const r = await guard.check(gctx);
       rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason });
       ctx.records.step(rec, `guard:${guard.name}`, `${r.verdict}: ${r.reason}`);
-      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held);
+      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, close);
       if (stop) return stop;
     }
     if (!held.lock) throw new Error('the guards allowed the rollback but no lock was taken');
@@ -82,11 +97,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
     if (rec.state === 'in_progress') return await escalateError(ctx, rec, `error during the rollback: ${msg}`, msg);
     return await ctx.finish(rec, 'error', msg);
   } finally {
-    if (rec.state !== 'in_progress') await releaseAll(ctx, heldLocks(held), held.slot);
-    if (held.budget && !spent.value) {
-      // the rollback did not execute: its budget reservation is given back
-      await ctx.store.releaseEvents(held.budget.keys, held.budget.member).catch((err) => ctx.log.warn({ err, record: rec.id }, 'could not give back a budget reservation (it expires within the hour)'));
-    }
+    await giveBack();
   }
 }
 
@@ -108,7 +119,15 @@ export async function releaseAll(ctx: EngineContext, locks: Lock[], slot?: SlotH
  * wait leaves it pending approval; a block ends it (dry_run for the dry-run guard). Returns the
  * state it stopped in, or undefined to go on.
  */
-async function afterVerdict(ctx: EngineContext, rec: RollbackRecord, guard: string, r: GuardResult, plan: RollbackPlan | undefined, held: Produced): Promise<RollbackState | undefined> {
+async function afterVerdict(
+  ctx: EngineContext,
+  rec: RollbackRecord,
+  guard: string,
+  r: GuardResult,
+  plan: RollbackPlan | undefined,
+  held: Produced,
+  close: (state: RollbackState, message: string) => Promise<RollbackState>,
+): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     if (r.produced?.lock) held.lock = r.produced.lock;
     if (r.produced?.locks) held.locks = [...(held.locks ?? []), ...r.produced.locks];
@@ -126,10 +145,10 @@ async function afterVerdict(ctx: EngineContext, rec: RollbackRecord, guard: stri
   }
   if (guard === 'dry-run') {
     ctx.notify(rec, messages.dryRun(rec, plan, r.reason));
-    return ctx.finish(rec, 'dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
+    return close('dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
   }
   ctx.notify(rec, messages.blocked(rec, guard, r.reason));
-  return ctx.finish(rec, 'blocked', `blocked by ${guard}: ${r.reason}`);
+  return close('blocked', `blocked by ${guard}: ${r.reason}`);
 }
 
 /**
