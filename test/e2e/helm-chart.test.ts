@@ -14,6 +14,8 @@
 //      (the rights are not only few but enough);
 //   3b. `helm upgrade` adding Rollout, BlueGreen, Canary and gitops: Argo CD Applications only in
 //      argocd, Flux Kustomizations and HelmReleases only in flux-system (Roles), nowhere else;
+//   3c. `helm upgrade` to Canary alone, then BlueGreen alone: each kind's rights and no other, and
+//      each rolls back with the ServiceAccount token (plan, execute, verify);
 //   4. `helm upgrade` to every action kind, scoped to one namespace: Roles there, nothing
 //      cluster-wide (kube-system and namespaces outside the scope: no right), release Secrets only
 //      with HelmRelease (refused without scope.namespaces), and `helm rollback` run as the chart's
@@ -28,6 +30,8 @@ import * as path from 'node:path';
 import { REPO_ROOT, startCluster, type Cluster } from '../cluster/harness.js';
 import { installCrds } from '../cluster/reconcilers.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
+import { blueGreenAction } from '../../src/actions/blue-green.js';
+import { canaryAction } from '../../src/actions/canary.js';
 import type { ActionContext } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
@@ -390,6 +394,67 @@ t.test('helm upgrade: Rollout, BlueGreen and Canary added, and gitops; actions.c
     ['helmreleases.helm.toolkit.fluxcd.io [get patch]', 'kustomizations.kustomize.toolkit.fluxcd.io [get patch]', ...clusterRights].sort(),
     'flux-system: the Kustomizations and HelmReleases, get and patch, beside the ClusterRole',
   );
+});
+
+t.test('helm upgrade to Canary alone, then BlueGreen alone: each rolls back with the chart ServiceAccount token', async (t) => {
+  // Each plan lists the ReplicaSets of the Deployments it reads: an install enabling one of these
+  // kinds alone must grant that (the rights are not only few but enough, kind by kind).
+  const ns = 'payments';
+  const api = (p: string) => `/apis/apps/v1/namespaces/${ns}/${p}`;
+  const deployment = (name: string, labels: Record<string, string>, replicas: number) => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, labels },
+    spec: { replicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'app', image: `${name}:1` }] } } },
+  });
+  const available = (name: string) =>
+    cluster.poll(`${name} available`, () => cluster.request<KubeObject>('GET', api(`deployments/${name}`)), (d) =>
+      (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas,
+    );
+  const saCtx = async (): Promise<ActionContext> => ({
+    kube: new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: await saKubeconfig() })!),
+    logger: pino({ level: 'silent' }),
+    changeCause: 'rollguard: e2e helm-chart, one kind alone',
+    checkFence: async () => {},
+  });
+
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Canary}', '--set', 'gitops.enabled=false', '--wait', '--timeout', '3m']);
+  t.same(await rightsList(ns), ['deployments.apps [get patch]', 'replicasets.apps [list]'], 'Canary alone: its rights, no other');
+  await cluster.request('POST', api('deployments'), deployment('cart-stable', { app: 'cart', track: 'stable' }, 2));
+  await cluster.request('POST', api('deployments'), deployment('cart-canary', { app: 'cart', track: 'canary' }, 1));
+  await available('cart-stable');
+  await available('cart-canary');
+  let ctx = await saCtx();
+  const canary = await canaryAction.plan({ kind: 'Canary', namespace: ns, name: 'cart' }, ctx);
+  t.notOk(canary.refusal, canary.refusal?.message ?? canary.summary);
+  const canaryExec = await canaryAction.execute(canary, ctx);
+  t.equal(canaryExec.applied, true, canaryExec.message);
+  const canaryDone = await canaryAction.verify(canary, ctx, { timeoutMs: 90_000, pollMs: 250, execution: canaryExec });
+  t.equal(canaryDone.outcome, 'succeeded', canaryDone.message);
+  t.equal((await cluster.request<KubeObject>('GET', api('deployments/cart-canary'))).spec.replicas, 0, 'the canary is at 0');
+
+  await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={BlueGreen}', '--wait', '--timeout', '3m']);
+  t.same(await rightsList(ns), ['deployments.apps [list]', 'replicasets.apps [list]', 'services [get patch]'], 'BlueGreen alone: its rights, no other');
+  await cluster.request('POST', api('deployments'), deployment('till-blue', { app: 'till', version: 'blue' }, 1));
+  await available('till-blue');
+  await sleep(1100); // green is deployed later (creation times have 1 s resolution)
+  await cluster.request('POST', api('deployments'), deployment('till-green', { app: 'till', version: 'green' }, 1));
+  await available('till-green');
+  await cluster.request('POST', `/api/v1/namespaces/${ns}/services`, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'till' },
+    spec: { selector: { app: 'till', version: 'green' }, ports: [{ port: 80, targetPort: 8080 }] },
+  });
+  ctx = await saCtx();
+  const bg = await blueGreenAction.plan({ kind: 'BlueGreen', namespace: ns, name: 'till' }, ctx);
+  t.notOk(bg.refusal, bg.refusal?.message ?? bg.summary);
+  const bgExec = await blueGreenAction.execute(bg, ctx);
+  t.equal(bgExec.applied, true, bgExec.message);
+  const bgDone = await blueGreenAction.verify(bg, ctx, { timeoutMs: 60_000, pollMs: 250, execution: bgExec });
+  t.equal(bgDone.outcome, 'succeeded', bgDone.message);
+  const svc = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${ns}/services/till`);
+  t.same(svc.spec.selector, { app: 'till', version: 'blue' }, 'the Service is back on blue');
 });
 
 t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Roles)', async (t) => {
