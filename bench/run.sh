@@ -2,10 +2,10 @@
 # The benchmarks, never run as tests: `npm run bench`.
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
-#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 store-calls
+#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 storm-split store-calls
 #                                       rules decision decision-everysec redis-bytes memory-store config-snapshots replay;
-#                                       the report renders what it finds in BENCH_OUT; redis-bytes, memory-store and
-#                                       config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
+#                                       the report renders what it finds in BENCH_OUT; storm-split, redis-bytes,
+#                                       memory-store and config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
 #                                       volume", and replay in its "Replay")
 #   BENCH_OUT=/some/dir npm run bench   where the JSON results and the profile go (default: a temp dir)
 # Needs what `npm test` provisions: redis-server, prometheus + promtool, the Kubernetes control plane
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 store-calls rules decision decision-everysec redis-bytes memory-store config-snapshots replay} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 storm-split store-calls rules decision decision-everysec redis-bytes memory-store config-snapshots replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -43,6 +43,11 @@ if want storm-p0; then
   say "P0 alerts in the middle of the storm (dry-run path), with the image's V8 flags and without"
   npx tsx bench/storm-p0.ts --node-flags "--max-semi-space-size=4 --max-old-space-size=192" --name storm-p0-flags
   npx tsx bench/storm-p0.ts
+fi
+if want storm-split; then
+  say "the storm's intake and engine measured apart (CPU per alert), with the image's V8 flags and without"
+  node --max-semi-space-size=4 --max-old-space-size=192 --import tsx bench/storm-split.ts --together --name storm-split-flags
+  node --import tsx bench/storm-split.ts --together
 fi
 if want store-calls; then say "Store calls per alert"; npx tsx bench/store-calls.ts; fi
 if want rules; then
