@@ -19,7 +19,7 @@ import { log, ruleEntry, runBench, sleep, writeResult } from './lib.js';
 /**
  * Counts each Store method's calls, and the round trips they cost one after another: a call made
  * while no other is in flight begins one; calls issued together (Promise.all, or in one turn)
- * share it, as Redis' auto-pipelining sends them.
+ * share it: they are written to Redis' socket one after another and answered together.
  */
 function counting(inner: Store): { store: Store; counts: Map<string, number>; trips: { value: number }; reset(): void } {
   const counts = new Map<string, number>();

@@ -87,9 +87,12 @@ export class RedisStore implements Store {
       retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       lazyConnect: false,
     };
-    // Auto-pipelining: commands issued in the same tick (concurrent intake batches, the engine's
-    // parallel reads) go out in one write and one round trip.
-    this.cmd = createRedisClient(opts.url, { ...base, enableAutoPipelining: true });
+    // No auto-pipelining: each command is written to the socket as it is issued, in order, so the
+    // calls the engine issues together still reach Redis together (one read, one fsync, one round
+    // trip) and run in the order sent. ioredis' auto-pipelining queues them for a later tick and
+    // wraps each in a pipeline, a promise and its callbacks: measured on the storm's dry-run path
+    // it cost a quarter more CPU per alert and drained slower (docs/benchmarks.md, storm-split).
+    this.cmd = createRedisClient(opts.url, { ...base, enableAutoPipelining: false });
     // Blocking reads get their own connection (a blocked connection serves nothing else).
     this.blocking = createRedisClient(opts.url, { ...base, commandTimeout: undefined });
     for (const c of [this.cmd, this.blocking]) {
