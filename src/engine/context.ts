@@ -117,7 +117,7 @@ export class EngineContext {
    * writes its next target's record ahead (chain.ts), and starts it once this one is closed.
    * `alongside`: store calls that go out with the closing write, in the same turn (one round trip on
    * Redis), such as a rollback giving back the locks it took before it wrote anything to the
-   * cluster; awaited with it, and never rejecting.
+   * cluster; awaited with it (its failure is logged, and does not fail the close).
    */
   async finish(rec: RollbackRecord, state: RollbackState, message: string, alongside?: () => Promise<void>): Promise<RollbackState> {
     rec.state = state;
@@ -126,7 +126,8 @@ export class EngineContext {
     this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
     const next = rec.chain ? await prepareNext(this, rec, state) : undefined;
     const saving = this.records.save(rec);
-    const beside = alongside?.();
+    // called at once (same turn as the save); a throw or rejection is logged, never the save's outcome
+    const beside = alongside && (async () => alongside())().catch((err: unknown) => this.log.warn({ err, record: rec.id }, 'what goes with the closing write failed'));
     try {
       await saving;
     } catch (err) {

@@ -46,6 +46,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   };
   /** ends the record before anything was written to the cluster: locks, slot and budget go back in the same round trip */
   const close = (state: RollbackState, message: string) => ctx.finish(rec, state, message, giveBack);
+  const end = { close, giveBack };
   try {
     rec.guards = [];
     for (const guard of GUARDS) {
@@ -77,7 +78,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           ctx.records.step(rec, `guard:${g.name}`, `${r.verdict}: ${r.reason}`);
           entry.result = r.verdict;
           entry.reason = r.verdict === 'allow' ? `${entry.reason}; ${r.reason}` : r.reason;
-          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, close);
+          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, end);
           if (stop) return stop;
         }
       }
@@ -85,7 +86,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       const r = await guard.check(gctx);
       rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason });
       ctx.records.step(rec, `guard:${guard.name}`, `${r.verdict}: ${r.reason}`);
-      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, close);
+      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, end);
       if (stop) return stop;
     }
     if (!held.lock) throw new Error('the guards allowed the rollback but no lock was taken');
@@ -126,7 +127,7 @@ async function afterVerdict(
   r: GuardResult,
   plan: RollbackPlan | undefined,
   held: Produced,
-  close: (state: RollbackState, message: string) => Promise<RollbackState>,
+  end: { close: (state: RollbackState, message: string) => Promise<RollbackState>; giveBack: () => Promise<void> },
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     if (r.produced?.lock) held.lock = r.produced.lock;
@@ -137,6 +138,10 @@ async function afterVerdict(
   }
   ctx.metrics.guardBlocked.inc({ guard });
   if (r.verdict === 'wait') {
+    // What the guards took goes back before the record says pending_approval: an approval that
+    // comes at once starts a new run, whose budget reservation and slot (named by the record id)
+    // a later give-back of this run would otherwise take away.
+    await end.giveBack();
     rec.state = 'pending_approval';
     rec.dueAt = r.until;
     await ctx.records.save(rec);
@@ -145,10 +150,10 @@ async function afterVerdict(
   }
   if (guard === 'dry-run') {
     ctx.notify(rec, messages.dryRun(rec, plan, r.reason));
-    return close('dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
+    return end.close('dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
   }
   ctx.notify(rec, messages.blocked(rec, guard, r.reason));
-  return close('blocked', `blocked by ${guard}: ${r.reason}`);
+  return end.close('blocked', `blocked by ${guard}: ${r.reason}`);
 }
 
 /**
