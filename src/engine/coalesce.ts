@@ -1,5 +1,6 @@
 import type { Alert } from '../alertmanager/alert.js';
 import { resolveTargets } from '../rules/targets.js';
+import type { RuleSet } from '../rules/ruleset.js';
 import type { Rule } from '../rules/schema.js';
 import type { QueuedEvent } from '../store/store.js';
 import type { EngineContext } from './context.js';
@@ -12,10 +13,26 @@ import { alertRecordId, targetKey } from './record.js';
  * still finds its records, and counted (rollguard_alerts_coalesced_total); none is dropped unseen.
  */
 
+const matches = new WeakMap<Alert, { set: RuleSet; rules: Rule[] }>();
+
+/**
+ * The rules an alert matches in the rule set in force: matched once per queued alert (the worker
+ * asks for its coalescing key and its targets, then the handler for its rules); a reload, which
+ * swaps the rule set, matches it again.
+ */
+export function matchedRules(ctx: EngineContext, alert: Alert): Rule[] {
+  const set = ctx.rules;
+  const known = matches.get(alert);
+  if (known?.set === set) return known.rules;
+  const rules = set.match(alert);
+  matches.set(alert, { set, rules });
+  return rules;
+}
+
 /** The rules and targets a firing alert asks for, as one key; undefined when it is not coalesced. */
 export function coalesceKey(ctx: EngineContext, alert: Alert): string | undefined {
   if (alert.status !== 'firing') return undefined;
-  const rules = ctx.rules.match(alert);
+  const rules = matchedRules(ctx, alert);
   if (rules.length === 0) return undefined;
   // resolveTargets throws on labels it cannot name safely: such an alert is handled alone (recorded as an error).
   return rules.map((r) => `${r.name}\u0000${targets(r, alert).join('\u0001')}`).join('\u0002');
@@ -28,7 +45,7 @@ export function coalesceKey(ctx: EngineContext, alert: Alert): string | undefine
  * they cannot be known (a resolved alert no rule matches now, labels that name no target safely).
  */
 export function targetsOf(ctx: EngineContext, alert: Alert): string[] | undefined {
-  const rules = ctx.rules.match(alert);
+  const rules = matchedRules(ctx, alert);
   if (rules.length === 0) return alert.status === 'firing' ? [] : undefined;
   try {
     return [...new Set(rules.flatMap((r) => targets(r, alert)))];

@@ -159,10 +159,15 @@ export class EngineContext {
    * `locks()` holds (the target's and those of the other objects the plan writes).
    */
   actionContext(rec: RollbackRecord, locks: () => readonly Lock[], o: { recovering?: boolean } = {}): ActionContext {
+    const log = this.log;
+    let logger: Logger | undefined;
     return {
       ...(o.recovering ? { recovering: true } : {}),
       kube: this.deps.kube,
-      logger: this.log.child({ record: rec.id, target: rec.target }),
+      // made on first use: a rollback that ends before its action logs (dry run, a block) makes none
+      get logger(): Logger {
+        return (logger ??= log.child({ record: rec.id, target: rec.target }));
+      },
       changeCause: changeCause(rec),
       signal: this.abort.signal,
       checkFence: () => checkFence(this.store, locks(), this.config.LOCK_TTL),

@@ -9,6 +9,7 @@ import { resolveTargets, TargetResolutionError } from '../rules/targets.js';
 import type { QueuedEvent } from '../store/store.js';
 import type { Chain, ChainLink } from './chain.js';
 import type { EngineContext, ManualRequest } from './context.js';
+import { matchedRules } from './coalesce.js';
 import { evaluate } from './evaluate.js';
 import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
 import { alive, recoverIfOrphaned } from './scheduler.js';
@@ -28,7 +29,7 @@ export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<
     await resolve(ctx, alert, log);
     return;
   }
-  const rules = ctx.rules.match(alert);
+  const rules = matchedRules(ctx, alert);
   if (rules.length === 0) {
     log().debug('no rule matches this alert');
     return;

@@ -1,8 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { TargetRef } from '../actions/action.js';
 import type { GitOpsRecord } from '../gitops/types.js';
 import type { MigrationRecord } from '../migrations/types.js';
-import { keyDigest } from '../store/keys.js';
+import { keyDigest, sha256Hex } from '../store/keys.js';
 import type { RecordFilter, Store, StoredRecord } from '../store/store.js';
 import type { Chain } from './chain.js';
 import { withoutWrittenValues, type PlanSummary } from './change.js';
@@ -117,7 +117,7 @@ export function targetKey(ref: Pick<TargetRef, 'kind' | 'namespace' | 'name'>): 
  * an alert can never cause two rollbacks of one target.
  */
 export function alertRecordId(rule: string, target: string, fingerprint: string, startsAt: number): string {
-  const h = createHash('sha256').update(`${rule}\u0000${target}\u0000${fingerprint}\u0000${startsAt}`).digest('hex');
+  const h = sha256Hex(`${rule}\u0000${target}\u0000${fingerprint}\u0000${startsAt}`);
   return `rb-${h.slice(0, 20)}`;
 }
 

@@ -71,7 +71,9 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
         return { key: dedupeKey(alert), alert, lane: laneFor(alert) };
       });
       const res = await store.intake(items, config.DEDUPE_TTL);
-      for (const it of items) metrics.alertsReceived.inc({ status: it.alert.status });
+      const resolved = items.reduce((n, it) => n + (it.alert.status === 'resolved' ? 1 : 0), 0);
+      if (items.length > resolved) metrics.alertsReceived.inc({ status: 'firing' }, items.length - resolved);
+      if (resolved > 0) metrics.alertsReceived.inc({ status: 'resolved' }, resolved);
       metrics.alertsDeduplicated.inc(res.duplicates);
       if (res.unmatched) metrics.alertsUnmatched.inc(res.unmatched);
       req.log.info(

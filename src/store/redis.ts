@@ -127,7 +127,7 @@ export class RedisStore implements Store {
   }
 
   private k(...parts: string[]): string {
-    return [this.p, ...parts].join(':');
+    return `${this.p}:${parts.join(':')}`;
   }
 
   /** The stream of a lane; the last lane keeps the one stream of earlier versions. */

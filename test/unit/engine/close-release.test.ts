@@ -70,7 +70,7 @@ t.test('a blocked rollback gives the lock back beside its closing write', async 
   g.open();
   await handled;
   const [rec] = await inner.listRecords({});
-  t.equal(rec?.state, 'blocked', rec?.outcome?.message);
+  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
 });
 
 // This held before the give-back went beside the write too (rollback()'s finally); kept as a guard.
