@@ -4,14 +4,14 @@ import type { EngineContext } from './context.js';
 import { decide, recordDecision } from './decide.js';
 import { messages } from './messages.js';
 import type { RollbackRecord, RollbackState } from './record.js';
-import { rollback } from './rollback.js';
+import { rollback, type ReadAhead } from './rollback.js';
 
 /**
  * Confirm and decide, then act on the decision: no action, notify only (hotfix forward), hold or
  * schedule (the scheduler looks again at dueAt), or roll back now. `recheck`: the delayed look of
  * an SLO-at-risk rule. Returns the state the record is in.
  */
-export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Rule, recheck: boolean): Promise<RollbackState> {
+export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Rule, recheck: boolean, ahead?: ReadAhead): Promise<RollbackState> {
   const now = ctx.now();
   const confirmation = await confirm(ctx, rule, rec);
   rec.confirmation = { outcome: confirmation.outcome, reason: confirmation.reason };
@@ -50,7 +50,7 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
       return rec.state;
     case 'rollback_now':
       ctx.markDecided(rec);
-      return rollback(ctx, rec, rule.guards);
+      return rollback(ctx, rec, rule.guards, ahead);
   }
 }
 

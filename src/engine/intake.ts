@@ -3,6 +3,7 @@ import type { TargetRef } from '../actions/action.js';
 import type { Alert } from '../alertmanager/alert.js';
 import { intakeLimits, keptAnnotations } from '../alertmanager/limits.js';
 import { activeDrill } from '../drills/store.js';
+import { readPauseAhead } from '../guards/pause.js';
 import { redactUrl } from '../redact.js';
 import type { Rule } from '../rules/schema.js';
 import { resolveTargets, TargetResolutionError } from '../rules/targets.js';
@@ -125,12 +126,15 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     // write-ahead: a replica dying from here on leaves a record to recover. The link goes with it
     // (on Redis it may land first); a link to a record not written (yet) is skipped by resolve().
     const known = await links;
-    const [saved, linked] = await Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known)]);
+    const writing = Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known)]);
+    // the pause guard's read goes with them (its answer if the guard comes soon: PAUSE_READ_AHEAD_MS)
+    const pause = readPauseAhead(ctx.store, ctx.now());
+    const [saved, linked] = await writing;
     if (saved.status === 'rejected') throw saved.reason;
     written = true;
     if (linked.status === 'rejected') throw linked.reason;
     ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
-    await evaluate(ctx, rec, rule, false);
+    await evaluate(ctx, rec, rule, false, { pause });
   } catch (err) {
     // Failed before the write-ahead record (the store went away): this replica is alive but no
     // longer evaluating, so its claim is given up for whichever replica gets the redelivery.

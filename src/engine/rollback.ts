@@ -3,6 +3,7 @@ import { releaseSlot, type SlotHold } from '../guards/concurrency.js';
 import { countStepBack, readCooldown, readStepBacks, writeCooldowns } from '../guards/cooldown.js';
 import { writtenObjects } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
+import type { PauseReadAhead } from '../guards/pause.js';
 import { suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
 import { migrateFirst, withMigration } from '../migrations/stage.js';
 import type { Guards } from '../rules/schema.js';
@@ -18,14 +19,14 @@ import { escalateError, verifyAndEnd } from './verify.js';
  * the action once the first guard that needs the plan comes; then executes. Returns the state it
  * ended in ('in_progress' when verification goes on in the background).
  */
-export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings: Guards): Promise<RollbackState> {
+export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings: Guards, ahead: ReadAhead = {}): Promise<RollbackState> {
   const action = ctx.actions[rec.ref.kind];
   if (!action) return ctx.finish(rec, 'error', `no action for kind ${rec.ref.kind}`);
   if (settings.allowStepBack && rec.ref.toRevision === undefined) {
     const refused = await stepBack(ctx, rec, settings);
     if (refused) return ctx.finish(rec, 'refused', refused);
   }
-  const gctx: GuardContext = { record: rec, settings, config: ctx.config, store: ctx.store, now: ctx.now(), owner: ctx.owner };
+  const gctx: GuardContext = { record: rec, settings, config: ctx.config, store: ctx.store, now: ctx.now(), owner: ctx.owner, ...(ahead.pause ? { pauseAhead: ahead.pause } : {}) };
   const held: Produced = {};
   /** set once the action was asked to write: from then on the budget reservation is spent */
   const spent = { value: false };
@@ -100,6 +101,11 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   } finally {
     await giveBack();
   }
+}
+
+/** Store reads issued ahead, with an earlier round trip (intake.ts: with the write-ahead). */
+export interface ReadAhead {
+  pause?: PauseReadAhead;
 }
 
 /** Every lock the guards took: the target's, then the other written objects'. */

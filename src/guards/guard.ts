@@ -6,6 +6,7 @@ import type { Guards } from '../rules/schema.js';
 import type { Lock, Store } from '../store/store.js';
 import type { BudgetHold } from './budget.js';
 import type { SlotHold } from './concurrency.js';
+import type { PauseReadAhead } from './pause.js';
 
 export interface GuardContext {
   record: RollbackRecord;
@@ -18,6 +19,8 @@ export interface GuardContext {
   now: number;
   /** this replica, for the lock */
   owner: string;
+  /** the pause state read with the record's write-ahead (the pause guard's, if still fresh) */
+  pauseAhead?: PauseReadAhead;
 }
 
 /** What a guard that allows may hand to the rollback: the lock guard hands over the locks it took. */

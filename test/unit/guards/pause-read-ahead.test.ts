@@ -1,0 +1,81 @@
+// The pause guard's state read ahead (with the record's write-ahead, one round trip fewer) is its
+// answer only while fresh: a guard that runs later reads again, so a pause set meanwhile stops it.
+import t from 'tap';
+import { loadConfig } from '../../../src/config.js';
+import { DEFAULT_GUARDS } from '../../../src/engine/context.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import type { Store } from '../../../src/store/store.js';
+import { PAUSE_READ_AHEAD_MS, pauseGuard, readPauseAhead, writePause } from '../../../src/guards/pause.js';
+import type { GuardContext } from '../../../src/guards/guard.js';
+import type { RollbackRecord } from '../../../src/engine/record.js';
+import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
+
+/** A store counting its getValue calls (the pause guard's read). */
+function counting(inner: Store) {
+  const n = { reads: 0 };
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === 'getValue') return (...a: unknown[]) => (n.reads++, (v as (...x: unknown[]) => unknown).apply(target, a));
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { store, n };
+}
+
+const ctx = (store: Store, now: number, extra: Partial<GuardContext> = {}): GuardContext => ({
+  record: { id: 'rb-1', target: 'Deployment/prod/api' } as RollbackRecord,
+  settings: DEFAULT_GUARDS,
+  config: loadConfig({}),
+  store,
+  now,
+  owner: 'replica-a',
+  ...extra,
+});
+
+t.test('a fresh read ahead is the answer: no second read', async (t) => {
+  const { store, n } = counting(new MemoryStore());
+  const ahead = readPauseAhead(store, 1_000);
+  t.equal(n.reads, 1);
+  const r = await pauseGuard.check(ctx(store, 1_000 + PAUSE_READ_AHEAD_MS, { pauseAhead: ahead }));
+  t.equal(r.verdict, 'allow');
+  t.equal(n.reads, 1, 'read once, ahead');
+});
+
+t.test('a stale read ahead is read again, and a pause set since it stops the rollback', async (t) => {
+  const { store, n } = counting(new MemoryStore());
+  const ahead = readPauseAhead(store, 1_000);
+  await writePause(store, { by: 'sre', at: 1_050, reason: 'freeze' });
+  const r = await pauseGuard.check(ctx(store, 1_001 + PAUSE_READ_AHEAD_MS, { pauseAhead: ahead }));
+  t.equal(r.verdict, 'block');
+  t.match(r.reason, /paused \(by sre/);
+  t.equal(n.reads, 2, 'read again at the guard');
+});
+
+t.test('a read ahead that failed is read again', async (t) => {
+  const { store } = counting(new MemoryStore());
+  await writePause(store, { by: 'sre', at: 1_000 });
+  const failed = { state: Promise.reject(new Error('store unavailable')), issuedAt: 1_000 };
+  failed.state.catch(() => undefined);
+  const r = await pauseGuard.check(ctx(store, 1_010, { pauseAhead: failed }));
+  t.equal(r.verdict, 'block', 'the guard read the pause itself');
+});
+
+t.test('engine: a pause set while the trigger is being confirmed (slower than the read-ahead window) stops the rollback', async (t) => {
+  const prometheus = new FakePrometheus();
+  const e = testEngine({ prometheus });
+  let paused = false;
+  const query = prometheus.queryRange.bind(prometheus);
+  prometheus.queryRange = async (...a: Parameters<typeof query>) => {
+    await writePause(e.store, { by: 'sre', at: Date.now(), reason: 'paused during the confirmation' });
+    paused = true;
+    await new Promise((r) => setTimeout(r, PAUSE_READ_AHEAD_MS + 50));
+    return query(...a);
+  };
+  await e.deliver(firing('HighErrorRate'));
+  t.ok(paused, 'the pause was written during the confirmation');
+  const [rec] = await e.store.listRecords({});
+  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
+  t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
+  t.equal(e.action.executed.length, 0, 'nothing was rolled back');
+});
