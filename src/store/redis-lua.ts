@@ -80,6 +80,26 @@ for lane = 1, #KEYS do
 end
 return out`;
 
+// The acks of handled events, lane by lane, in one script (it was MULTI, XACK, XDEL, EXEC: four
+// commands on the client): acked and deleted from the stream, atomically.
+export const ACK_LUA = `
+-- KEYS[1..3]: the lanes' streams; ARGV[1]: group; then lane by lane: how many ids, and the ids
+local i = 2
+for lane = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  local j = 0
+  while j < n do
+    local ids = {}
+    for k = 1, math.min(n - j, 1000) do ids[k] = ARGV[i + j + k - 1] end
+    redis.call('XACK', KEYS[lane], ARGV[1], unpack(ids))
+    redis.call('XDEL', KEYS[lane], unpack(ids))
+    j = j + #ids
+  end
+  i = i + n
+end
+return 1`;
+
 // Fencing tokens only grow: at least the previous token + 1 and at least Redis' clock in ms, so a
 // fence key that expired (FENCE_TTL_FACTOR times the lock's TTL after its last use) starts again
 // above every token handed out before.

@@ -9,6 +9,7 @@ import { ReplyError, type Redis, type RedisOptions } from 'ioredis';
 import { decodeCursor } from './cursor.js';
 import { createRedisClient, type Client } from './redis-client.js';
 import {
+  ACK_LUA,
   CONSUME_LUA,
   FENCE_TTL_FACTOR,
   FULL_REPLY,
@@ -102,6 +103,7 @@ export class RedisStore implements Store {
     }
     this.cmd.defineCommand('rgIntake', { lua: INTAKE_LUA });
     this.cmd.defineCommand('rgConsume', { lua: CONSUME_LUA, numberOfKeys: LANES.length });
+    this.cmd.defineCommand('rgAck', { lua: ACK_LUA, numberOfKeys: LANES.length });
     this.cmd.defineCommand('rgLockAcquire', { lua: LOCK_ACQUIRE_LUA, numberOfKeys: 2 });
     this.cmd.defineCommand('rgLockRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 2 });
     this.cmd.defineCommand('rgMemory', { lua: MEMORY_LUA, numberOfKeys: 1 });
@@ -278,10 +280,13 @@ export class RedisStore implements Store {
       list.push(i < 0 ? id : id.slice(i + 1));
       byLane.set(lane, list);
     }
+    const args: string[] = [GROUP];
+    for (const lane of LANES) {
+      const list = byLane.get(lane) ?? [];
+      args.push(String(list.length), ...list);
+    }
     await this.run('ack', async () => {
-      const m = this.cmd.multi();
-      for (const [lane, list] of byLane) m.xack(this.streamOf(lane), GROUP, ...list).xdel(this.streamOf(lane), ...list);
-      await m.exec();
+      await (this.cmd as unknown as { rgAck(...a: string[]): Promise<number> }).rgAck(...this.streams, ...args);
     });
   }
 
