@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from '../test/support/ports.js';
+import type { Store } from '../src/store/store.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const WEBHOOK_TOKEN = 'bench-webhook-token';
@@ -281,4 +282,33 @@ export function ruleEntry(name: string, alertname: string, priority: 'P0' | 'P1'
     priority: ${priority}
     onPrometheusDown: act
 `;
+}
+
+/**
+ * Counts each Store method's calls, and the round trips they cost one after another: a call made
+ * while no other is in flight begins one; calls issued together (Promise.all, or in one turn)
+ * share it: they are written to Redis' socket one after another and answered together.
+ */
+export function countingStore(inner: Store): { store: Store; counts: Map<string, number>; trips: { value: number }; reset(): void } {
+  const counts = new Map<string, number>();
+  const trips = { value: 0 };
+  let inFlight = 0;
+  const store = new Proxy(inner, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv);
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      return (...args: unknown[]) => {
+        counts.set(prop, (counts.get(prop) ?? 0) + 1);
+        // the worker's reads of the queue are its idle wait (blocking), not a step of the evaluation
+        if (prop === 'consume') return (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (inFlight++ === 0) trips.value++;
+        const done = () => void inFlight--;
+        const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (r instanceof Promise) r.then(done, done);
+        else done();
+        return r;
+      };
+    },
+  });
+  return { store, counts, trips, reset: () => ((trips.value = 0), counts.clear()) };
 }

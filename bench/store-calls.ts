@@ -10,40 +10,10 @@
 import { pino } from 'pino';
 import { QueueWorker } from '../src/engine/worker.js';
 import { MemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
 import { postAlerts, testApp } from '../test/support/app.js';
 import { rules, testEngine } from '../test/support/engine.js';
 import { createActions } from '../src/actions/index.js';
-import { log, ruleEntry, runBench, sleep, writeResult } from './lib.js';
-
-/**
- * Counts each Store method's calls, and the round trips they cost one after another: a call made
- * while no other is in flight begins one; calls issued together (Promise.all, or in one turn)
- * share it: they are written to Redis' socket one after another and answered together.
- */
-function counting(inner: Store): { store: Store; counts: Map<string, number>; trips: { value: number }; reset(): void } {
-  const counts = new Map<string, number>();
-  const trips = { value: 0 };
-  let inFlight = 0;
-  const store = new Proxy(inner, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv);
-      if (typeof v !== 'function' || typeof prop !== 'string') return v;
-      return (...args: unknown[]) => {
-        counts.set(prop, (counts.get(prop) ?? 0) + 1);
-        // the worker's reads of the queue are its idle wait (blocking), not a step of the evaluation
-        if (prop === 'consume') return (v as (...a: unknown[]) => unknown).apply(target, args);
-        if (inFlight++ === 0) trips.value++;
-        const done = () => void inFlight--;
-        const r = (v as (...a: unknown[]) => unknown).apply(target, args);
-        if (r instanceof Promise) r.then(done, done);
-        else done();
-        return r;
-      };
-    },
-  });
-  return { store, counts, trips, reset: () => ((trips.value = 0), counts.clear()) };
-}
+import { countingStore as counting, log, ruleEntry, runBench, sleep, writeResult } from './lib.js';
 
 const startsAt = new Date(Date.now() - 3 * 60_000).toISOString();
 const webhook = (alerts: { alertname: string; deployment: string; fp: string }[]) => ({

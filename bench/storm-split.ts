@@ -22,7 +22,7 @@ import { createActions } from '../src/actions/index.js';
 import { postAlerts, testApp } from '../test/support/app.js';
 import { rules, testEngine } from '../test/support/engine.js';
 import { startRedis, type RedisServer } from '../test/support/redis.js';
-import { log, machine, round, ruleEntry, runBench, sleep, writeResult } from './lib.js';
+import { countingStore, log, machine, round, ruleEntry, runBench, sleep, writeResult } from './lib.js';
 import { batchBody } from './storm-lib.js';
 
 const arg = (name: string, def: string) => {
@@ -60,17 +60,7 @@ async function main() {
   } else store = new MemoryStore();
   const logger = pino({ level: LOG_LEVEL, base: { service: 'rollguard' } }, pino.destination({ dest: '/dev/null', sync: false }));
   // the worker's own store calls (consume, ack) are counted: how many per alert, in each mode
-  const calls = new Map<string, number>();
-  const counted = new Proxy(store, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv);
-      if (typeof v !== 'function' || typeof prop !== 'string') return v;
-      return (...a: unknown[]) => {
-        calls.set(prop, (calls.get(prop) ?? 0) + 1);
-        return (v as (...x: unknown[]) => unknown).apply(target, a);
-      };
-    },
-  });
+  const { store: counted, counts: calls } = countingStore(store);
   const e = testEngine({ store, env: { DRY_RUN: 'true' }, actions: createActions(), prometheus: null, ruleText: RULES, logger });
   const { app } = testApp({ store, deps: { rules: { rules: rules(RULES) }, metrics: e.metrics } });
   await app.ready();

@@ -10,6 +10,7 @@ import { argoRolloutAction } from '../../src/actions/argo-rollout.js';
 import type { ActionContext } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
+import { trafficWorkloads } from '../cluster/traffic-workloads.js';
 
 const NS = 'e2e-traffic';
 const CAUSE = 'rollguard: rule high-error-rate, alert HighErrorRate (fp 77aa), rollback r-e2e';
@@ -21,37 +22,12 @@ t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const poll = cluster.poll;
-
-const api = (p: string) => `/apis/apps/v1/namespaces/${NS}/${p}`;
-function deployment(name: string, labels: Record<string, string>, replicas: number) {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, labels },
-    spec: { replicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'app', image: `${name}:1` }] } } },
-  };
-}
-const available = (name: string) =>
-  poll(`${name} available`, () => cluster.request<KubeObject>('GET', api(`deployments/${name}`)), (d) =>
-    (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas,
-  );
+const { api, available, create, blueGreen } = trafficWorkloads(cluster, NS);
 
 await cluster.kubectl(['create', 'namespace', NS], { check: true });
 
 t.test('blue-green: the Service goes back to blue, as the runbook’s kubectl patch', async (t) => {
-  await cluster.request('POST', api('deployments'), deployment('hotswap-api-blue', { app: 'hotswap-api', version: 'blue' }, 2));
-  await available('hotswap-api-blue');
-  await sleep(1100); // green is deployed later (creation times have 1 s resolution)
-  await cluster.request('POST', api('deployments'), deployment('hotswap-api-green', { app: 'hotswap-api', version: 'green' }, 2));
-  await available('hotswap-api-green');
-  await cluster.request('POST', `/api/v1/namespaces/${NS}/services`, {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'hotswap-api' },
-    spec: { selector: { app: 'hotswap-api', version: 'green' }, ports: [{ port: 80, targetPort: 8080 }] },
-  });
+  await blueGreen('hotswap-api', 2);
   const ref = { kind: 'BlueGreen' as const, namespace: NS, name: 'hotswap-api' };
   const plan = await blueGreenAction.plan(ref, ctx);
   t.notOk(plan.refusal, plan.refusal?.message ?? plan.summary);
@@ -66,8 +42,8 @@ t.test('blue-green: the Service goes back to blue, as the runbook’s kubectl pa
 });
 
 t.test('canary: canary to 0, stable up', async (t) => {
-  await cluster.request('POST', api('deployments'), deployment('backend-api-stable', { app: 'backend-api', track: 'stable' }, 3));
-  await cluster.request('POST', api('deployments'), deployment('backend-api-canary', { app: 'backend-api', track: 'canary' }, 1));
+  await create('backend-api-stable', { app: 'backend-api', track: 'stable' }, 3);
+  await create('backend-api-canary', { app: 'backend-api', track: 'canary' }, 1);
   await available('backend-api-stable');
   await available('backend-api-canary');
   const plan = await canaryAction.plan({ kind: 'Canary', namespace: NS, name: 'backend-api' }, ctx);
@@ -117,7 +93,7 @@ t.test('Argo Rollout: abort through the status subresource, undo through the spe
   await cluster.request('PATCH', `/apis/argoproj.io/v1alpha1/namespaces/${NS}/rollouts/guestbook/status`, {
     status: { stableRS: '6b8f7d', currentPodHash: '9c4d2e', phase: 'Paused' },
   });
-  await poll('stable ReplicaSet pods available', () => cluster.request<KubeObject>('GET', api('replicasets/guestbook-6b8f7d')), (r) => r.status?.availableReplicas === 2);
+  await cluster.poll('stable ReplicaSet pods available', () => cluster.request<KubeObject>('GET', api('replicasets/guestbook-6b8f7d')), (r) => r.status?.availableReplicas === 2);
 
   const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook' };
   const abort = await argoRolloutAction.plan(ref, ctx);

@@ -29,10 +29,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, startCluster, type Cluster } from '../cluster/harness.js';
 import { installCrds } from '../cluster/reconcilers.js';
+import { trafficWorkloads } from '../cluster/traffic-workloads.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import { blueGreenAction } from '../../src/actions/blue-green.js';
 import { canaryAction } from '../../src/actions/canary.js';
-import type { ActionContext } from '../../src/actions/action.js';
+import type { Action, ActionContext, TargetRef } from '../../src/actions/action.js';
 import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 
@@ -315,15 +316,20 @@ t.test('the Deployment action rolls back with the chart ServiceAccount token', a
     changeCause: 'rollguard: e2e helm-chart',
     checkFence: async () => {},
   };
-  const plan = await deploymentAction.plan({ kind: 'Deployment', namespace: ns, name: 'web' }, ctx);
-  t.notOk(plan.refusal, plan.refusal?.message ?? plan.summary);
-  const exec = await deploymentAction.execute(plan, ctx);
-  t.equal(exec.applied, true, exec.message);
-  const v = await deploymentAction.verify(plan, ctx, { timeoutMs: 90_000, pollMs: 500, execution: exec });
-  t.equal(v.outcome, 'succeeded', v.message);
+  await rollsBack(t, deploymentAction, { kind: 'Deployment', namespace: ns, name: 'web' }, ctx);
   const d = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/web`);
   t.equal(d.spec.template.spec.containers[0].image, 'web:v1', 'v1 is back');
 });
+
+/** The action plans (no refusal), writes and verifies its rollback of `ref` with `ctx`. */
+async function rollsBack(t: Test, action: Action, ref: TargetRef, ctx: ActionContext): Promise<void> {
+  const plan = await action.plan(ref, ctx);
+  t.notOk(plan.refusal, plan.refusal?.message ?? plan.summary);
+  const exec = await action.execute(plan, ctx);
+  t.equal(exec.applied, true, exec.message);
+  const v = await action.verify(plan, ctx, { timeoutMs: 90_000, pollMs: 250, execution: exec });
+  t.equal(v.outcome, 'succeeded', v.message);
+}
 
 /** A kubeconfig holding a token of the chart's ServiceAccount (TokenRequest API). */
 async function saKubeconfig(): Promise<string> {
@@ -400,17 +406,7 @@ t.test('helm upgrade to Canary alone, then BlueGreen alone: each rolls back with
   // Each plan lists the ReplicaSets of the Deployments it reads: an install enabling one of these
   // kinds alone must grant that (the rights are not only few but enough, kind by kind).
   const ns = 'payments';
-  const api = (p: string) => `/apis/apps/v1/namespaces/${ns}/${p}`;
-  const deployment = (name: string, labels: Record<string, string>, replicas: number) => ({
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, labels },
-    spec: { replicas, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'app', image: `${name}:1` }] } } },
-  });
-  const available = (name: string) =>
-    cluster.poll(`${name} available`, () => cluster.request<KubeObject>('GET', api(`deployments/${name}`)), (d) =>
-      (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && (d.status?.availableReplicas ?? 0) === d.spec.replicas && (d.status?.replicas ?? 0) === d.spec.replicas,
-    );
+  const { api, available, create, blueGreen } = trafficWorkloads(cluster, ns);
   const saCtx = async (): Promise<ActionContext> => ({
     kube: new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: await saKubeconfig() })!),
     logger: pino({ level: 'silent' }),
@@ -420,39 +416,17 @@ t.test('helm upgrade to Canary alone, then BlueGreen alone: each rolls back with
 
   await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={Canary}', '--set', 'gitops.enabled=false', '--wait', '--timeout', '3m']);
   t.same(await rightsList(ns), ['deployments.apps [get patch]', 'replicasets.apps [list]'], 'Canary alone: its rights, no other');
-  await cluster.request('POST', api('deployments'), deployment('cart-stable', { app: 'cart', track: 'stable' }, 2));
-  await cluster.request('POST', api('deployments'), deployment('cart-canary', { app: 'cart', track: 'canary' }, 1));
+  await create('cart-stable', { app: 'cart', track: 'stable' }, 2);
+  await create('cart-canary', { app: 'cart', track: 'canary' }, 1);
   await available('cart-stable');
   await available('cart-canary');
-  let ctx = await saCtx();
-  const canary = await canaryAction.plan({ kind: 'Canary', namespace: ns, name: 'cart' }, ctx);
-  t.notOk(canary.refusal, canary.refusal?.message ?? canary.summary);
-  const canaryExec = await canaryAction.execute(canary, ctx);
-  t.equal(canaryExec.applied, true, canaryExec.message);
-  const canaryDone = await canaryAction.verify(canary, ctx, { timeoutMs: 90_000, pollMs: 250, execution: canaryExec });
-  t.equal(canaryDone.outcome, 'succeeded', canaryDone.message);
+  await rollsBack(t, canaryAction, { kind: 'Canary', namespace: ns, name: 'cart' }, await saCtx());
   t.equal((await cluster.request<KubeObject>('GET', api('deployments/cart-canary'))).spec.replicas, 0, 'the canary is at 0');
 
   await helm(['upgrade', RELEASE, CHART, '--namespace', NS, '--reuse-values', '--set', 'actions.enabled={BlueGreen}', '--wait', '--timeout', '3m']);
   t.same(await rightsList(ns), ['deployments.apps [list]', 'replicasets.apps [list]', 'services [get patch]'], 'BlueGreen alone: its rights, no other');
-  await cluster.request('POST', api('deployments'), deployment('till-blue', { app: 'till', version: 'blue' }, 1));
-  await available('till-blue');
-  await sleep(1100); // green is deployed later (creation times have 1 s resolution)
-  await cluster.request('POST', api('deployments'), deployment('till-green', { app: 'till', version: 'green' }, 1));
-  await available('till-green');
-  await cluster.request('POST', `/api/v1/namespaces/${ns}/services`, {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'till' },
-    spec: { selector: { app: 'till', version: 'green' }, ports: [{ port: 80, targetPort: 8080 }] },
-  });
-  ctx = await saCtx();
-  const bg = await blueGreenAction.plan({ kind: 'BlueGreen', namespace: ns, name: 'till' }, ctx);
-  t.notOk(bg.refusal, bg.refusal?.message ?? bg.summary);
-  const bgExec = await blueGreenAction.execute(bg, ctx);
-  t.equal(bgExec.applied, true, bgExec.message);
-  const bgDone = await blueGreenAction.verify(bg, ctx, { timeoutMs: 60_000, pollMs: 250, execution: bgExec });
-  t.equal(bgDone.outcome, 'succeeded', bgDone.message);
+  await blueGreen('till', 1);
+  await rollsBack(t, blueGreenAction, { kind: 'BlueGreen', namespace: ns, name: 'till' }, await saCtx());
   const svc = await cluster.request<KubeObject>('GET', `/api/v1/namespaces/${ns}/services/till`);
   t.same(svc.spec.selector, { app: 'till', version: 'blue' }, 'the Service is back on blue');
 });
