@@ -128,7 +128,7 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     const known = await links;
     const writing = Promise.allSettled([ctx.records.save(rec, { first: true }), ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known)]);
     // the pause guard's read goes with them (its answer if the guard comes soon: PAUSE_READ_AHEAD_MS)
-    const pause = readPauseAhead(ctx.store, ctx.now());
+    const pause = readPauseAhead(ctx.store);
     const [saved, linked] = await writing;
     if (saved.status === 'rejected') throw saved.reason;
     written = true;

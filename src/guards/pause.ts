@@ -11,10 +11,15 @@ const PAUSE_KEY = 'control:paused';
  */
 export const PAUSE_READ_AHEAD_MS = 100;
 
-/** The pause state as read ahead, and when that read was issued (ms). */
+/**
+ * The pause state as read ahead, and when that read was issued on a monotonic clock (ms): its age
+ * is measured on that clock, never on the wall clock, which an NTP step may move back and so make
+ * a stale "not paused" look fresh.
+ */
 export interface PauseReadAhead {
   state: Promise<PauseState | null>;
   issuedAt: number;
+  clock: () => number;
 }
 
 /** Who paused rollguard, when and why (POST /v1/pause). */
@@ -38,20 +43,29 @@ export async function clearPause(store: Store): Promise<void> {
   await store.deleteValue(PAUSE_KEY);
 }
 
-/** Reads the pause state now, for a guard that runs soon after (see PAUSE_READ_AHEAD_MS). */
-export function readPauseAhead(store: Store, now: number): PauseReadAhead {
+/**
+ * Reads the pause state now, for a guard that runs soon after (see PAUSE_READ_AHEAD_MS). `clock`
+ * is monotonic (performance.now; tests pass their own).
+ */
+export function readPauseAhead(store: Store, clock: () => number = () => performance.now()): PauseReadAhead {
   const state = readPause(store);
   state.catch(() => undefined); // a failed read ahead is read again by the guard
-  return { state, issuedAt: now };
+  return { state, issuedAt: clock(), clock };
+}
+
+/** Whether a read ahead may still be the guard's answer: issued at most PAUSE_READ_AHEAD_MS ago. */
+export function freshReadAhead(ahead: PauseReadAhead | undefined): ahead is PauseReadAhead {
+  if (ahead === undefined) return false;
+  const age = ahead.clock() - ahead.issuedAt;
+  return age >= 0 && age <= PAUSE_READ_AHEAD_MS;
 }
 
 /** The global kill switch: POST /v1/pause stops every rollback until POST /v1/resume. */
 export const pauseGuard: Guard = {
   name: 'pause',
   needsPlan: false,
-  async check({ store, now, pauseAhead }) {
-    const fresh = pauseAhead !== undefined && now - pauseAhead.issuedAt <= PAUSE_READ_AHEAD_MS;
-    const p = fresh ? await pauseAhead.state.catch(() => readPause(store)) : await readPause(store);
+  async check({ store, pauseAhead }) {
+    const p = freshReadAhead(pauseAhead) ? await pauseAhead.state.catch(() => readPause(store)) : await readPause(store);
     if (p === null) return allow('rollguard is not paused');
     return block(`rollguard is paused (by ${p.by} at ${new Date(p.at).toISOString()}${p.reason ? `: ${p.reason}` : ''})`);
   },

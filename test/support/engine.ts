@@ -195,6 +195,8 @@ export interface TestEngineOptions {
   actions?: Partial<Record<TargetKind, Action>>;
   /** default: silent */
   logger?: Logger;
+  /** the engine's wall clock (default Date.now) */
+  now?: () => number;
 }
 
 export function testEngine(opts: TestEngineOptions = {}) {
@@ -219,6 +221,7 @@ export function testEngine(opts: TestEngineOptions = {}) {
     actions: opts.actions ?? { Deployment: action },
     notifications,
     owner: opts.owner ?? 'replica-a',
+    ...(opts.now ? { now: opts.now } : {}),
   });
   let n = 0;
   // The engine acks an event once the cluster is changed and verifies in the background: wait for it.

@@ -5,7 +5,7 @@ import { loadConfig } from '../../../src/config.js';
 import { DEFAULT_GUARDS } from '../../../src/engine/context.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
-import { PAUSE_READ_AHEAD_MS, pauseGuard, readPauseAhead, writePause } from '../../../src/guards/pause.js';
+import { PAUSE_READ_AHEAD_MS, freshReadAhead, pauseGuard, readPauseAhead, writePause } from '../../../src/guards/pause.js';
 import type { GuardContext } from '../../../src/guards/guard.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
 import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
@@ -33,30 +33,73 @@ const ctx = (store: Store, now: number, extra: Partial<GuardContext> = {}): Guar
   ...extra,
 });
 
+/** A monotonic clock the test moves by hand. */
+function manualClock(start = 5_000) {
+  const c = { t: start, read: () => c.t };
+  return c;
+}
+
 t.test('a fresh read ahead is the answer: no second read', async (t) => {
   const { store, n } = counting(new MemoryStore());
-  const ahead = readPauseAhead(store, 1_000);
+  const mono = manualClock();
+  const ahead = readPauseAhead(store, mono.read);
   t.equal(n.reads, 1);
-  const r = await pauseGuard.check(ctx(store, 1_000 + PAUSE_READ_AHEAD_MS, { pauseAhead: ahead }));
+  mono.t += PAUSE_READ_AHEAD_MS;
+  const r = await pauseGuard.check(ctx(store, 1_000, { pauseAhead: ahead }));
   t.equal(r.verdict, 'allow');
   t.equal(n.reads, 1, 'read once, ahead');
 });
 
 t.test('a stale read ahead is read again, and a pause set since it stops the rollback', async (t) => {
   const { store, n } = counting(new MemoryStore());
-  const ahead = readPauseAhead(store, 1_000);
+  const mono = manualClock();
+  const ahead = readPauseAhead(store, mono.read);
   await writePause(store, { by: 'sre', at: 1_050, reason: 'freeze' });
-  const r = await pauseGuard.check(ctx(store, 1_001 + PAUSE_READ_AHEAD_MS, { pauseAhead: ahead }));
+  mono.t += PAUSE_READ_AHEAD_MS + 1;
+  const r = await pauseGuard.check(ctx(store, 1_000, { pauseAhead: ahead }));
   t.equal(r.verdict, 'block');
   t.match(r.reason, /paused \(by sre/);
   t.equal(n.reads, 2, 'read again at the guard');
 });
 
+t.test('the age is taken on the monotonic clock, not the wall clock the guard is given', async (t) => {
+  const { store, n } = counting(new MemoryStore());
+  const mono = manualClock();
+  const ahead = readPauseAhead(store, mono.read);
+  await writePause(store, { by: 'sre', at: 1_050 });
+  mono.t += 1_000;
+  // the wall clock the guard sees says "no time has passed" (stepped back): the read is stale all the same
+  const r = await pauseGuard.check(ctx(store, 0, { pauseAhead: ahead }));
+  t.equal(r.verdict, 'block');
+  t.equal(n.reads, 2);
+});
+
+t.test('a clock reading earlier than the issue (negative age) is not fresh', async (t) => {
+  const { store, n } = counting(new MemoryStore());
+  const mono = manualClock();
+  const ahead = readPauseAhead(store, mono.read);
+  await writePause(store, { by: 'sre', at: 1_050 });
+  mono.t -= 1_000;
+  t.notOk(freshReadAhead(ahead));
+  const r = await pauseGuard.check(ctx(store, 1_000, { pauseAhead: ahead }));
+  t.equal(r.verdict, 'block');
+  t.equal(n.reads, 2);
+});
+
+t.test('the default clock is the process\'s monotonic clock', async (t) => {
+  const ahead = readPauseAhead(new MemoryStore());
+  t.ok(freshReadAhead(ahead), 'fresh when just issued');
+  t.ok(Math.abs(ahead.issuedAt - performance.now()) < 1_000, 'issued on performance.now()');
+  await new Promise((r) => setTimeout(r, PAUSE_READ_AHEAD_MS + 20));
+  t.notOk(freshReadAhead(ahead), 'stale after the window in real time');
+});
+
 t.test('a read ahead that failed is read again', async (t) => {
   const { store } = counting(new MemoryStore());
   await writePause(store, { by: 'sre', at: 1_000 });
-  const failed = { state: Promise.reject(new Error('store unavailable')), issuedAt: 1_000 };
-  failed.state.catch(() => undefined);
+  const state = Promise.reject(new Error('store unavailable'));
+  state.catch(() => undefined);
+  const failed = { state, issuedAt: 0, clock: () => 10 };
   const r = await pauseGuard.check(ctx(store, 1_010, { pauseAhead: failed }));
   t.equal(r.verdict, 'block', 'the guard read the pause itself');
 });
@@ -74,6 +117,28 @@ t.test('engine: a pause set while the trigger is being confirmed (slower than th
   };
   await e.deliver(firing('HighErrorRate'));
   t.ok(paused, 'the pause was written during the confirmation');
+  const [rec] = await e.store.listRecords({});
+  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
+  t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
+  t.equal(e.action.executed.length, 0, 'nothing was rolled back');
+});
+
+t.test('engine: the wall clock stepped back during a slow confirmation does not make the read ahead fresh', async (t) => {
+  const prometheus = new FakePrometheus();
+  let offset = 0;
+  const e = testEngine({ prometheus, now: () => Date.now() + offset });
+  const query = prometheus.queryRange.bind(prometheus);
+  let stepped = false;
+  prometheus.queryRange = async (...a: Parameters<typeof query>) => {
+    if (!stepped) {
+      stepped = true;
+      await writePause(e.store, { by: 'sre', at: Date.now(), reason: 'paused during the confirmation' });
+      await new Promise((r) => setTimeout(r, 3 * PAUSE_READ_AHEAD_MS));
+      offset -= 1_000; // an NTP step back: by the wall clock the read ahead was issued "in the future"
+    }
+    return query(...a);
+  };
+  await e.deliver(firing('HighErrorRate'));
   const [rec] = await e.store.listRecords({});
   t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
   t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
