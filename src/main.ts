@@ -173,6 +173,8 @@ async function serve(args: string[]): Promise<number> {
   const snapshots = startSnapshots(config, kube, logger);
 
   await engine.heartbeat().catch((err) => logger.warn({ err }, 'could not write the replica heartbeat yet'));
+  // on its own timer: a scheduler tick held up must not make this replica look gone
+  const stopHeartbeat = engine.keepAlive();
 
   const worker = new QueueWorker({
     store,
@@ -244,6 +246,7 @@ async function serve(args: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down: no new requests, draining the queue');
       try {
         clearInterval(scheduler);
+        stopHeartbeat();
         await app.close();
         await metricsApp?.close();
         await rules.close();

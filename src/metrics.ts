@@ -85,6 +85,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'When rollguard last changed the cluster to roll something back.'),
     escalations: counter('rollguard_escalations_total',
       'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, dead events), by reason.', ['reason']),
+    heartbeatFailures: counter('rollguard_heartbeat_failures_total',
+      "Writes of this replica's heartbeat that failed (the store unreachable); other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work."),
     notifications: counter('rollguard_notifications_total',
       'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),
     // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases

@@ -13,7 +13,8 @@ import type { EngineContext, ManualRequest } from './context.js';
 import { matchedRules } from './coalesce.js';
 import { evaluate } from './evaluate.js';
 import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
-import { alive, recoverIfOrphaned } from './scheduler.js';
+import { recoverIfOrphaned } from './scheduler.js';
+import { alive } from './heartbeat.js';
 
 /**
  * One queued alert: a resolved alert is written to the records it caused; a firing one is matched

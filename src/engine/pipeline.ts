@@ -5,7 +5,8 @@ import { EngineContext, type EngineDeps, type ManualRequest } from './context.js
 import { handleEvent } from './intake.js';
 import type { RecordBook, RollbackRecord } from './record.js';
 import { approve, manual, reject, type ApprovalResult } from './requests.js';
-import { heartbeat, recoverIfOrphaned, Scheduler } from './scheduler.js';
+import { recoverIfOrphaned, Scheduler } from './scheduler.js';
+import { heartbeat, keepAlive } from './heartbeat.js';
 
 export type { EngineDeps, ManualRequest } from './context.js';
 export type { ApprovalResult } from './requests.js';
@@ -84,6 +85,11 @@ export class Engine {
   /** Says this replica is alive; a replica whose heartbeat expired is gone. */
   heartbeat(): Promise<void> {
     return heartbeat(this.ctx);
+  }
+
+  /** Rewrites the heartbeat on its own timer (heartbeat.ts) until the returned stop is called. */
+  keepAlive(everyMs?: number): () => void {
+    return keepAlive(this.ctx, everyMs);
   }
 
   /** Waits for background rollbacks (shutdown, tests). */

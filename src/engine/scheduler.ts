@@ -11,6 +11,7 @@ import { type RollbackRecord, type RollbackState } from './record.js';
 import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
 import { execute, releaseAll, rollback } from './rollback.js';
+import { alive, heartbeat, heartbeatTtl } from './heartbeat.js';
 import { end, escalateError, verifyRecovered } from './verify.js';
 
 /**
@@ -163,17 +164,4 @@ async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string)
   ctx.metrics.escalations.inc({ reason: 'interrupted' });
   ctx.notify(rec, messages.interrupted(rec));
   await ctx.finish(rec, 'interrupted', why);
-}
-
-function heartbeatTtl(ctx: EngineContext): number {
-  return Math.max(15_000, 3 * ctx.config.SCHEDULER_INTERVAL);
-}
-
-/** Says this replica is alive (every tick); a replica whose heartbeat expired is gone. */
-export async function heartbeat(ctx: EngineContext): Promise<void> {
-  await ctx.store.setValue(`replica:${ctx.owner}`, String(ctx.now()), { ttlMs: heartbeatTtl(ctx) });
-}
-
-export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {
-  return owner !== undefined && (await ctx.store.getValue(`replica:${owner}`)) !== null;
 }
