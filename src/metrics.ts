@@ -86,7 +86,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     escalations: counter('rollguard_escalations_total',
       'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, dead events), by reason.', ['reason']),
     heartbeatFailures: counter('rollguard_heartbeat_failures_total',
-      "Writes of this replica's heartbeat that failed (the store unreachable); other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work."),
+      "Problems with this replica's heartbeat, by reason: store (the write failed; other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work), name_in_use (another live process writes the heartbeat of the same CONSUMER_NAME).", ['reason']),
     notifications: counter('rollguard_notifications_total',
       'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),
     // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases

@@ -1,4 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { EngineContext } from './context.js';
+
+/** This process's mark in its heartbeat, so that another live process under the same name is seen. */
+const instances = new WeakMap<EngineContext, string>();
+function instance(ctx: EngineContext): string {
+  let id = instances.get(ctx);
+  if (id === undefined) instances.set(ctx, (id = randomUUID()));
+  return id;
+}
 
 /**
  * A replica says it is alive by a key that expires (`replica:<CONSUMER_NAME>`); a replica whose
@@ -16,9 +25,32 @@ export function heartbeatEvery(ctx: EngineContext): number {
   return Math.floor(heartbeatTtl(ctx) / 3);
 }
 
-/** Says this replica is alive now. */
+/** Says this replica is alive now: `<this process's instance id> <time>`. */
 export async function heartbeat(ctx: EngineContext): Promise<void> {
-  await ctx.store.setValue(`replica:${ctx.owner}`, String(ctx.now()), { ttlMs: heartbeatTtl(ctx) });
+  await ctx.store.setValue(`replica:${ctx.owner}`, `${instance(ctx)} ${ctx.now()}`, { ttlMs: heartbeatTtl(ctx) });
+  wrote.add(ctx);
+}
+
+/** Processes that have written their heartbeat once: a value of another process seen after that is a live one. */
+const wrote = new WeakSet<EngineContext>();
+
+/**
+ * Reads the heartbeat before rewriting it: written last by another process under this name means
+ * two live processes share CONSUMER_NAME (each takes the other's records for its own), which is
+ * logged as an error and counted each time it is seen. The name goes on being used: a process
+ * that restarted under its old name overwrites the dead one's heartbeat once and is not told.
+ */
+async function beat(ctx: EngineContext): Promise<void> {
+  const current = await ctx.store.getValue(`replica:${ctx.owner}`);
+  const other = current !== null && !current.startsWith(`${instance(ctx)} `);
+  if (other && wrote.has(ctx)) {
+    ctx.metrics.heartbeatFailures.inc({ reason: 'name_in_use' });
+    ctx.log.error(
+      { owner: ctx.owner },
+      `another live process writes the heartbeat of CONSUMER_NAME "${ctx.owner}": give each replica its own CONSUMER_NAME (the default is host and pid; the chart sets the pod name)`,
+    );
+  }
+  await heartbeat(ctx);
 }
 
 export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {
@@ -27,16 +59,17 @@ export async function alive(ctx: EngineContext, owner: string | undefined): Prom
 
 /**
  * Rewrites the heartbeat every `everyMs` (default heartbeatEvery) until the returned stop is
- * called. A failed write is logged and counted, and tried again at the next turn.
+ * called. A failed write is logged and counted, and tried again at the next turn; so is a
+ * heartbeat found written by another process under this name (beat).
  */
 export function keepAlive(ctx: EngineContext, everyMs = heartbeatEvery(ctx)): () => void {
   let writing = false;
   const timer = setInterval(() => {
     if (writing) return;
     writing = true;
-    heartbeat(ctx)
+    beat(ctx)
       .catch((err: unknown) => {
-        ctx.metrics.heartbeatFailures.inc();
+        ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
         ctx.log.warn({ err, owner: ctx.owner }, 'could not write the replica heartbeat; other replicas take this one for gone if it stays unwritten for the heartbeat TTL');
       })
       .finally(() => (writing = false));

@@ -28,6 +28,12 @@ function slowStore(inner: Store, held: { value: boolean }, down: { value: boolea
   return { store, listings, release };
 }
 
+/** rollguard_heartbeat_failures_total{reason} */
+async function failures(metrics: { registry: { getSingleMetricAsString(n: string): Promise<string> } }, reason: string): Promise<number> {
+  const text = await metrics.registry.getSingleMetricAsString('rollguard_heartbeat_failures_total');
+  return Number(new RegExp(`reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+}
+
 const until = async (cond: () => boolean | Promise<boolean>, ms = 2_000) => {
   const end = Date.now() + ms;
   while (!(await cond())) {
@@ -43,11 +49,11 @@ t.test('the heartbeat is rewritten while a scheduler tick is held up', async (t)
   const e = testEngine({ store: s.store, now: () => clock });
   const tick = e.engine.tick();
   await until(() => s.listings.started > 0);
-  t.equal(await e.store.getValue('replica:replica-a'), '1000000', 'the tick wrote the heartbeat at its start');
+  t.match(await e.store.getValue('replica:replica-a'), / 1000000$/, 'the tick wrote the heartbeat at its start');
   const stop = e.engine.keepAlive(10);
   t.teardown(stop);
   clock += 20_000;
-  await until(async () => (await e.store.getValue('replica:replica-a')) === '1020000');
+  await until(async () => (await e.store.getValue('replica:replica-a'))?.endsWith(' 1020000') === true);
   t.pass('rewritten while the tick is still held up');
   let done = false;
   void tick.then(() => (done = true));
@@ -65,14 +71,42 @@ t.test('a failed heartbeat write is counted and logged, and the next one goes on
   const e = testEngine({ store: s.store, now: () => clock, logger: logs.logger });
   const stop = e.engine.keepAlive(10);
   t.teardown(stop);
-  await until(async () => ((await e.metrics.registry.getSingleMetricAsString('rollguard_heartbeat_failures_total')).match(/_total (\d+)/)?.[1] ?? '0') !== '0');
+  await until(async () => (await failures(e.metrics, 'store')) > 0);
   t.match(logs.text(), /"level":40.*could not write the replica heartbeat/, 'a warning says so');
   t.equal(await e.store.getValue('replica:replica-a'), null, 'nothing written while the store is down');
   down.value = false;
   clock = 7_000;
-  await until(async () => (await e.store.getValue('replica:replica-a')) === '7000');
+  await until(async () => (await e.store.getValue('replica:replica-a'))?.endsWith(' 7000') === true);
   stop();
   clock = 9_000;
   await new Promise((r) => setTimeout(r, 40));
-  t.equal(await e.store.getValue('replica:replica-a'), '7000', 'no write after stop');
+  t.match(await e.store.getValue('replica:replica-a'), / 7000$/, 'no write after stop');
+});
+
+t.test('two live processes under one CONSUMER_NAME: each sees the other in the heartbeat, says so and counts it', async (t) => {
+  const shared = new MemoryStore();
+  const logs = capturingLogger();
+  const a = testEngine({ store: shared, owner: 'same', logger: logs.logger });
+  const b = testEngine({ store: shared, owner: 'same' });
+  await a.engine.heartbeat();
+  await b.engine.heartbeat();
+  const stopA = a.engine.keepAlive(10);
+  const stopB = b.engine.keepAlive(13);
+  t.teardown(() => (stopA(), stopB()));
+  await until(async () => (await failures(a.metrics, 'name_in_use')) > 0);
+  t.match(logs.text(), /"level":50.*another live process writes the heartbeat of CONSUMER_NAME \\"same\\": give each replica its own CONSUMER_NAME/);
+});
+
+t.test('a process restarted under the name of a dead one takes its heartbeat over without a complaint', async (t) => {
+  const shared = new MemoryStore();
+  const dead = testEngine({ store: shared, owner: 'pod-0' });
+  await dead.engine.heartbeat(); // then it died
+  const logs = capturingLogger();
+  const restarted = testEngine({ store: shared, owner: 'pod-0', logger: logs.logger });
+  await restarted.engine.heartbeat();
+  const stop = restarted.engine.keepAlive(10);
+  t.teardown(stop);
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(await failures(restarted.metrics, 'name_in_use'), 0);
+  t.notMatch(logs.text(), /another live process/);
 });
