@@ -90,6 +90,8 @@ lint_promtool() {
   # (files/prometheus/rollguard-triggers.yaml is a link to deploy/prometheus/alert-rules.yaml: one source)
   say "promtool test rules deploy/prometheus/alert-rules.test.yaml"
   promtool test rules deploy/prometheus/alert-rules.test.yaml >&2
+  say "promtool test rules deploy/prometheus/rollguard-self.test.yaml"
+  promtool test rules deploy/prometheus/rollguard-self.test.yaml >&2
 }
 
 lint_dockerfile() {

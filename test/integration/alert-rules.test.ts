@@ -35,6 +35,12 @@ t.test('promtool test rules: every seed trigger fires when it should and only th
   t.match(r.out, /SUCCESS/);
 });
 
+t.test("promtool test rules: rollguard's alerts on itself (the chart's rollguard-self.yaml) fire when they should and only then", async (t) => {
+  const r = promtool(['test', 'rules', join(ROOT, 'deploy/prometheus/rollguard-self.test.yaml')]);
+  t.equal(r.code, 0, r.out);
+  t.match(r.out, /SUCCESS/);
+});
+
 t.test('the alerts are the ones rollguard rules match, with the labels their targets need', async (t) => {
   const doc = parse(readFileSync(RULES, 'utf8')) as { groups: { rules: { alert: string; labels: Record<string, string>; expr: string; annotations: Record<string, string> }[] }[] };
   const alerts = doc.groups.flatMap((g) => g.rules);
