@@ -246,7 +246,6 @@ async function serve(args: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down: no new requests, draining the queue');
       try {
         clearInterval(scheduler);
-        stopHeartbeat();
         await app.close();
         await metricsApp?.close();
         await rules.close();
@@ -256,6 +255,8 @@ async function serve(args: string[]): Promise<number> {
         await ticking;
         await engine.idle();
         await notifications.flush();
+        // alive to the other replicas until here: a record still being decided in the drain is not taken over
+        stopHeartbeat();
         if (left > 0 && store.kind === 'memory') logger.error({ left }, 'queued events not handled before the shutdown deadline are lost (in-memory store)');
         else if (left > 0) logger.warn({ left }, 'queued events left in Redis for the other replicas');
         await store.close();

@@ -35,22 +35,26 @@ export async function heartbeat(ctx: EngineContext): Promise<void> {
 const wrote = new WeakSet<EngineContext>();
 
 /**
- * Reads the heartbeat before rewriting it: written last by another process under this name means
- * two live processes share CONSUMER_NAME (each takes the other's records for its own), which is
- * logged as an error and counted each time it is seen. The name goes on being used: a process
- * that restarted under its old name overwrites the dead one's heartbeat once and is not told.
+ * Reads the heartbeat as it rewrites it (the read sent first, in the same round trip; the write
+ * does not wait for it, so a failed read never stops a write): written last by another process
+ * under this name means two live processes share CONSUMER_NAME (each takes the other's records
+ * for its own), which is logged as an error and counted each time it is seen. The name goes on
+ * being used: a process that restarted under its old name overwrites the dead one's heartbeat
+ * once and is not told.
  */
 async function beat(ctx: EngineContext): Promise<void> {
-  const current = await ctx.store.getValue(`replica:${ctx.owner}`);
+  const seenBefore = wrote.has(ctx);
+  const [read, written] = await Promise.allSettled([ctx.store.getValue(`replica:${ctx.owner}`), heartbeat(ctx)]);
+  const current = read.status === 'fulfilled' ? read.value : null;
   const other = current !== null && !current.startsWith(`${instance(ctx)} `);
-  if (other && wrote.has(ctx)) {
+  if (other && seenBefore) {
     ctx.metrics.heartbeatFailures.inc({ reason: 'name_in_use' });
     ctx.log.error(
       { owner: ctx.owner },
       `another live process writes the heartbeat of CONSUMER_NAME "${ctx.owner}": give each replica its own CONSUMER_NAME (the default is host and pid; the chart sets the pod name)`,
     );
   }
-  await heartbeat(ctx);
+  if (written.status === 'rejected') throw written.reason;
 }
 
 export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {

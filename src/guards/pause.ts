@@ -60,12 +60,28 @@ export function freshReadAhead(ahead: PauseReadAhead | undefined): ahead is Paus
   return age >= 0 && age <= PAUSE_READ_AHEAD_MS;
 }
 
+/**
+ * The read ahead's answer if it is still fresh once it has arrived (an answer that reaches the
+ * guard late, behind a slow connection or a busy event loop, tells the state of when it was read,
+ * not of the verdict), else the state read now.
+ */
+async function pauseState(store: Store, ahead: PauseReadAhead | undefined): Promise<PauseState | null> {
+  if (freshReadAhead(ahead)) {
+    const answer = await ahead.state.then(
+      (p) => ({ p }),
+      () => undefined,
+    );
+    if (answer !== undefined && freshReadAhead(ahead)) return answer.p;
+  }
+  return readPause(store);
+}
+
 /** The global kill switch: POST /v1/pause stops every rollback until POST /v1/resume. */
 export const pauseGuard: Guard = {
   name: 'pause',
   needsPlan: false,
   async check({ store, pauseAhead }) {
-    const p = freshReadAhead(pauseAhead) ? await pauseAhead.state.catch(() => readPause(store)) : await readPause(store);
+    const p = await pauseState(store, pauseAhead);
     if (p === null) return allow('rollguard is not paused');
     return block(`rollguard is paused (by ${p.by} at ${new Date(p.at).toISOString()}${p.reason ? `: ${p.reason}` : ''})`);
   },

@@ -110,3 +110,22 @@ t.test('a process restarted under the name of a dead one takes its heartbeat ove
   t.equal(await failures(restarted.metrics, 'name_in_use'), 0);
   t.notMatch(logs.text(), /another live process/);
 });
+
+t.test('a failing read of the heartbeat never stops its write', async (t) => {
+  const inner = new MemoryStore();
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === 'getValue') return async (key: string) => (key.startsWith('replica:') ? Promise.reject(new Error('Command timed out')) : inner.getValue(key));
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as Store;
+  let clock = 1_000;
+  const e = testEngine({ store, now: () => clock });
+  await e.engine.heartbeat();
+  const stop = e.engine.keepAlive(10);
+  t.teardown(stop);
+  clock = 2_000;
+  await until(async () => (await inner.getValue('replica:replica-a'))?.endsWith(' 2000') === true);
+  t.pass('rewritten although every read of it failed');
+});

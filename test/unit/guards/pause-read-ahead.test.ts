@@ -144,3 +144,30 @@ t.test('engine: the wall clock stepped back during a slow confirmation does not 
   t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
   t.equal(e.action.executed.length, 0, 'nothing was rolled back');
 });
+
+t.test('a read ahead whose answer arrives after the window is read again: a pause set before the verdict stops it', async (t) => {
+  const inner = new MemoryStore();
+  const mono = manualClock();
+  // the GET runs when issued; its answer reaches the guard after the window (a slow connection, a busy loop)
+  let deliver: () => void = () => undefined;
+  const arrived = new Promise<void>((r) => (deliver = r));
+  const late = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === 'getValue') return async (key: string) => {
+        const value = await inner.getValue(key);
+        await arrived;
+        return value;
+      };
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as Store;
+  const ahead = readPauseAhead(late, mono.read);
+  await writePause(inner, { by: 'sre', at: 1_050, reason: 'freeze' });
+  mono.t += 10; // the guard starts within the window
+  const verdict = pauseGuard.check(ctx(late, 1_000, { pauseAhead: ahead }));
+  mono.t += PAUSE_READ_AHEAD_MS; // the answer arrives after it
+  deliver();
+  const r = await verdict;
+  t.equal(r.verdict, 'block', 'the late "not paused" was not taken');
+});
