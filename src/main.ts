@@ -255,8 +255,10 @@ async function serve(args: string[]): Promise<number> {
         await ticking;
         await engine.idle();
         await notifications.flush();
-        // alive to the other replicas until here: a record still being decided in the drain is not taken over
+        // alive to the other replicas until here: a record still being decided in the drain is not taken over;
+        // then gone at once (its claims and records are taken up without waiting for the heartbeat's TTL)
         stopHeartbeat();
+        await engine.leave().catch((err) => logger.warn({ err }, 'could not remove the replica heartbeat; other replicas take this one for gone once it expires'));
         if (left > 0 && store.kind === 'memory') logger.error({ left }, 'queued events not handled before the shutdown deadline are lost (in-memory store)');
         else if (left > 0) logger.warn({ left }, 'queued events left in Redis for the other replicas');
         await store.close();

@@ -19,6 +19,10 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   const gauge = <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []) => new Gauge<L>({ name, help, labelNames, registers });
   const histogram = <L extends string = string>(name: string, help: string, buckets: number[], labelNames: readonly L[] = []) =>
     new Histogram<L>({ name, help, buckets, labelNames, registers });
+  const heartbeatFailures = counter('rollguard_heartbeat_failures_total',
+    "Problems with this replica's heartbeat, by reason: store (reading or writing it failed; other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work), name_in_use (another live process writes the heartbeat of the same CONSUMER_NAME).", ['reason']);
+  // both reasons exported from the start at 0, so that increase() sees the first one (the alert RollguardReplicaNameInUse)
+  for (const reason of ['store', 'name_in_use']) heartbeatFailures.inc({ reason }, 0);
   return {
     registry,
     // intake
@@ -85,8 +89,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'When rollguard last changed the cluster to roll something back.'),
     escalations: counter('rollguard_escalations_total',
       'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, dead events), by reason.', ['reason']),
-    heartbeatFailures: counter('rollguard_heartbeat_failures_total',
-      "Problems with this replica's heartbeat, by reason: store (the write failed; other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work), name_in_use (another live process writes the heartbeat of the same CONSUMER_NAME).", ['reason']),
+    heartbeatFailures,
     notifications: counter('rollguard_notifications_total',
       'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),
     // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases

@@ -57,6 +57,11 @@ async function beat(ctx: EngineContext): Promise<void> {
   if (written.status === 'rejected') throw written.reason;
 }
 
+/** Says this replica has stopped (a clean shutdown, once nothing runs): the others need not wait for the TTL. */
+export async function leave(ctx: EngineContext): Promise<void> {
+  await ctx.store.deleteValue(`replica:${ctx.owner}`);
+}
+
 export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {
   return owner !== undefined && (await ctx.store.getValue(`replica:${owner}`)) !== null;
 }

@@ -6,7 +6,7 @@ import { handleEvent } from './intake.js';
 import type { RecordBook, RollbackRecord } from './record.js';
 import { approve, manual, reject, type ApprovalResult } from './requests.js';
 import { recoverIfOrphaned, Scheduler } from './scheduler.js';
-import { heartbeat, keepAlive } from './heartbeat.js';
+import { heartbeat, keepAlive, leave } from './heartbeat.js';
 
 export type { EngineDeps, ManualRequest } from './context.js';
 export type { ApprovalResult } from './requests.js';
@@ -90,6 +90,11 @@ export class Engine {
   /** Rewrites the heartbeat on its own timer (heartbeat.ts) until the returned stop is called. */
   keepAlive(everyMs?: number): () => void {
     return keepAlive(this.ctx, everyMs);
+  }
+
+  /** Removes the heartbeat: this replica has stopped, once nothing of it runs (a clean shutdown). */
+  leave(): Promise<void> {
+    return leave(this.ctx);
   }
 
   /** Waits for background rollbacks (shutdown, tests). */

@@ -27,7 +27,11 @@ export class Scheduler {
   async tick(): Promise<void> {
     const ctx = this.ctx;
     const now = ctx.now();
-    await heartbeat(ctx);
+    // keepAlive (heartbeat.ts) writes it on its own timer; a failure here does not stop the due work
+    await heartbeat(ctx).catch((err: unknown) => {
+      ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
+      ctx.log.warn({ err }, 'could not write the replica heartbeat at the start of a scheduler tick; the tick goes on');
+    });
     // Records left deciding (before anything was executed) by a dead replica, or by this one when a
     // store failure stopped it (its redelivery finds the record and does nothing): decide again.
     // Our own wait until any target lock the failed attempt took has expired.

@@ -5,9 +5,9 @@ const PAUSE_KEY = 'control:paused';
 
 /**
  * A pause state read ahead of the guard (issued with the record's write-ahead, in the same round
- * trip) is the guard's answer only if the guard runs within this long of the read being issued;
- * later (a slow Prometheus confirmation between them) it reads again. So a pause acknowledged
- * this long before a guard's verdict always stops it.
+ * trip) is the guard's answer only if it has reached the guard within this long of the read being
+ * issued; later (a slow Prometheus confirmation between them, a late reply) the guard reads again
+ * itself. So a pause acknowledged more than this long before the guard runs always stops it.
  */
 export const PAUSE_READ_AHEAD_MS = 100;
 
@@ -48,9 +48,10 @@ export async function clearPause(store: Store): Promise<void> {
  * is monotonic (performance.now; tests pass their own).
  */
 export function readPauseAhead(store: Store, clock: () => number = () => performance.now()): PauseReadAhead {
+  const issuedAt = clock(); // before the GET is sent: the age is never understated
   const state = readPause(store);
   state.catch(() => undefined); // a failed read ahead is read again by the guard
-  return { state, issuedAt: clock(), clock };
+  return { state, issuedAt, clock };
 }
 
 /** Whether a read ahead may still be the guard's answer: issued at most PAUSE_READ_AHEAD_MS ago. */

@@ -103,7 +103,7 @@ t.test('a process restarted under the name of a dead one takes its heartbeat ove
   await dead.engine.heartbeat(); // then it died
   const logs = capturingLogger();
   const restarted = testEngine({ store: shared, owner: 'pod-0', logger: logs.logger });
-  await restarted.engine.heartbeat();
+  // no write of its own first: keepAlive's first turn finds the dead process's heartbeat
   const stop = restarted.engine.keepAlive(10);
   t.teardown(stop);
   await new Promise((r) => setTimeout(r, 60));
@@ -128,4 +128,28 @@ t.test('a failing read of the heartbeat never stops its write', async (t) => {
   clock = 2_000;
   await until(async () => (await inner.getValue('replica:replica-a'))?.endsWith(' 2000') === true);
   t.pass('rewritten although every read of it failed');
+});
+
+t.test('a replica that leaves (a clean shutdown) is gone at once to the others', async (t) => {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: shared, owner: 'rg-a' });
+  await a.engine.heartbeat();
+  t.not(await shared.getValue('replica:rg-a'), null);
+  await a.engine.leave();
+  t.equal(await shared.getValue('replica:rg-a'), null);
+});
+
+t.test('a failed heartbeat write at the start of a tick does not stop the tick', async (t) => {
+  const down = { value: true };
+  const s = slowStore(new MemoryStore(), { value: false }, down);
+  const e = testEngine({ store: s.store });
+  await e.engine.tick();
+  t.equal(await failures(e.metrics, 'store'), 1, 'counted');
+});
+
+t.test('both reasons are exported at 0 before any problem', async (t) => {
+  const e = testEngine();
+  const text = await e.metrics.registry.getSingleMetricAsString('rollguard_heartbeat_failures_total');
+  t.match(text, /reason="store"\} 0/);
+  t.match(text, /reason="name_in_use"\} 0/);
 });
