@@ -115,9 +115,11 @@ export class EngineContext {
   /**
    * Closes a record in `state` with its outcome, and counts it. A record of an ordered chain first
    * writes its next target's record ahead (chain.ts), and starts it once this one is closed.
-   * `alongside`: store calls that go out with the closing write, in the same turn (one round trip on
-   * Redis), such as a rollback giving back the locks it took before it wrote anything to the
-   * cluster; awaited with it (its failure is logged, and does not fail the close).
+   * `alongside`: store calls started together with the closing write, not after it (usually one
+   * round trip on Redis), such as a rollback giving back the locks it took before it wrote anything
+   * to the cluster; awaited with it (its failure is logged, and does not fail the close). No order
+   * between the two is promised: on Redis the release may land before the record (the record's
+   * save first awaits its index), so no reader may take a free lock to mean the record is closed.
    */
   async finish(rec: RollbackRecord, state: RollbackState, message: string, alongside?: () => Promise<void>): Promise<RollbackState> {
     rec.state = state;
@@ -126,7 +128,7 @@ export class EngineContext {
     this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
     const next = rec.chain ? await prepareNext(this, rec, state) : undefined;
     const saving = this.records.save(rec);
-    // called at once (same turn as the save); a throw or rejection is logged, never the save's outcome
+    // started at once, beside the save; a throw or rejection is logged, never the save's outcome
     const beside = alongside && (async () => alongside())().catch((err: unknown) => this.log.warn({ err, record: rec.id }, 'what goes with the closing write failed'));
     try {
       await saving;
