@@ -1,6 +1,6 @@
 // The pause guard's state read ahead (with the record's write-ahead, one round trip fewer) is its
 // answer only while fresh: a guard that runs later reads again, so a pause set meanwhile stops it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { loadConfig } from '../../../src/config.js';
 import { DEFAULT_GUARDS } from '../../../src/engine/context.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -104,6 +104,14 @@ t.test('a read ahead that failed is read again', async (t) => {
   t.equal(r.verdict, 'block', 'the guard read the pause itself');
 });
 
+/** The engine's one record was blocked by the pause guard, and nothing was rolled back. */
+async function blockedByPause(t: Test, e: ReturnType<typeof testEngine>): Promise<void> {
+  const [rec] = await e.store.listRecords({});
+  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
+  t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
+  t.equal(e.action.executed.length, 0, 'nothing was rolled back');
+}
+
 t.test('engine: a pause set while the trigger is being confirmed (slower than the read-ahead window) stops the rollback', async (t) => {
   const prometheus = new FakePrometheus();
   const e = testEngine({ prometheus });
@@ -117,10 +125,7 @@ t.test('engine: a pause set while the trigger is being confirmed (slower than th
   };
   await e.deliver(firing('HighErrorRate'));
   t.ok(paused, 'the pause was written during the confirmation');
-  const [rec] = await e.store.listRecords({});
-  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
-  t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
-  t.equal(e.action.executed.length, 0, 'nothing was rolled back');
+  await blockedByPause(t, e);
 });
 
 t.test('engine: the wall clock stepped back during a slow confirmation does not make the read ahead fresh', async (t) => {
@@ -139,10 +144,7 @@ t.test('engine: the wall clock stepped back during a slow confirmation does not 
     return query(...a);
   };
   await e.deliver(firing('HighErrorRate'));
-  const [rec] = await e.store.listRecords({});
-  t.equal(rec?.state, 'blocked', JSON.stringify((rec as { outcome?: unknown } | undefined)?.outcome));
-  t.match((rec as unknown as RollbackRecord).guards[0], { guard: 'pause', result: 'block' });
-  t.equal(e.action.executed.length, 0, 'nothing was rolled back');
+  await blockedByPause(t, e);
 });
 
 t.test('a read ahead whose answer arrives after the window is read again: a pause set before the verdict stops it', async (t) => {
