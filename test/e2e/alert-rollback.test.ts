@@ -2,23 +2,15 @@
 // exactly once, and the result matches, field for field, what the built kubectl's `rollout undo`
 // does to an identical twin Deployment.
 import t from 'tap';
-import { pino } from 'pino';
-import { createActions } from '../../src/actions/index.js';
 import { buildApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { Engine } from '../../src/engine/pipeline.js';
 import { QueueWorker } from '../../src/engine/worker.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
-import { createKube } from '../../src/kube/config.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { startCluster } from '../cluster/harness.js';
 import { fixture, metricValue, postAlerts, WEBHOOK_TOKEN, ADMIN_TOKEN } from '../support/app.js';
 import { waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
+import { clusterEngine } from '../support/engine.js';
 
 const NS = 'shop';
 const REVISION = 'deployment.kubernetes.io/revision';
@@ -93,15 +85,10 @@ rules:
 `;
 
 function replica(name: string) {
-  const config = loadConfig({ WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' });
   const store = new RedisStore({ url: redis.url, prefix: 'e2e', onEvent: (e, d) => e === 'error' && t.comment(`${name} redis ${e}: ${String(d)}`) });
-  const metrics = createMetrics({ defaults: false });
-  const logger = pino({ level: 'silent' });
-  const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig });
-  const { rules, errors } = parseRuleFile('e2e.yaml', RULES);
-  if (errors.length) throw new Error(JSON.stringify(errors));
-  const engine = new Engine({ config, store, metrics, logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications: new Notifications([], logger, metrics), owner: name });
-  const worker = new QueueWorker({ store, metrics, logger, consumer: name, claimIdleMs: config.QUEUE_CLAIM_IDLE, maxDeliveries: 5, handler: (ev) => engine.handle(ev), blockMs: 200 });
+  const env = { WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' };
+  const { engine, config, metrics, logs } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: name });
+  const worker = new QueueWorker({ store, metrics, logger: logs.logger, consumer: name, claimIdleMs: config.QUEUE_CLAIM_IDLE, maxDeliveries: 5, handler: (ev) => engine.handle(ev), blockMs: 200 });
   const app = buildApp({ config, store, metrics, logger: false, routes: [rollbacksRoutes(engine)] });
   worker.start();
   t.teardown(async () => {

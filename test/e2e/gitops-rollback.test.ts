@@ -11,28 +11,19 @@
 //  the Kustomization untouched (labels are the tenant's to set; the owner's status is not).
 import * as path from 'node:path';
 import t from 'tap';
-import { pino } from 'pino';
-import { createActions } from '../../src/actions/index.js';
 import { buildApp } from '../../src/app.js';
 import { EXIT } from '../../src/cli/client.js';
 import { rollbacksCommand } from '../../src/cli/rollbacks.js';
-import { loadConfig } from '../../src/config.js';
-import { Engine } from '../../src/engine/pipeline.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
-import { createKube } from '../../src/kube/config.js';
 import type { KubeObject } from '../../src/kube/client.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
 import type { PrometheusApi, RangeSeries } from '../../src/prometheus/client.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, REPO_ROOT } from '../cluster/harness.js';
 import { FLUX_NAMESPACE, installCrds, startFluxEnvironment } from '../cluster/reconcilers.js';
 import { ADMIN_TOKEN, metricValue, WEBHOOK_TOKEN } from '../support/app.js';
 import { cliEnv } from '../support/cli.js';
-import { CapturingNotifier, firing } from '../support/engine.js';
+import { clusterEngine, firing } from '../support/engine.js';
 
 const NS = 'shop';
 const INTERVAL_S = 3;
@@ -122,18 +113,9 @@ const rule = (name: string, gitops: string) => `
 const RULES = `rules:${rule('web-ignore', 'ignore')}${rule('web-suspend', 'suspend')}${rule('web-refuse', 'refuse')}${rule('cart', 'suspend')}${rule('orders', 'suspend')}${rule('forged', 'suspend')}\n`;
 
 const prometheus = new ClusterHealth();
-const config = loadConfig({ WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '90s', RECOVERY_TIMEOUT: '30s', RECOVERY_POLL: '500ms', BUDGET_CLUSTER_PER_HOUR: '50' });
 const store = new MemoryStore();
-const metrics = createMetrics({ defaults: false });
-const logger = pino({ level: 'silent' });
-const notifier = new CapturingNotifier();
-const { rules, errors } = parseRuleFile('gitops.yaml', RULES);
-if (errors.length) throw new Error(JSON.stringify(errors));
-const engine = new Engine({
-  config, store, metrics, logger, rules: { rules: new RuleSet(rules) }, prometheus,
-  kube: createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }),
-  actions: createActions(), notifications: new Notifications([notifier], logger, metrics), owner: 'replica-a',
-});
+const env = { WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '90s', RECOVERY_TIMEOUT: '30s', RECOVERY_POLL: '500ms', BUDGET_CLUSTER_PER_HOUR: '50' };
+const { engine, config, metrics, notifier } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'replica-a', prometheus });
 const app = buildApp({ config, store, metrics, logger: false, routes: [rollbacksRoutes(engine)] });
 t.teardown(() => engine.stop());
 // the CLI of the person on call talks to this app over HTTP

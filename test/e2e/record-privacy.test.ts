@@ -4,23 +4,16 @@
 // an alert. The record, the report, every log line and every Redis key name the paths and images
 // the rollback changed, and none holds a value of the template.
 import t from 'tap';
-import { createActions } from '../../src/actions/index.js';
 import { buildApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { Engine } from '../../src/engine/pipeline.js';
 import { QueueWorker } from '../../src/engine/worker.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
-import { createKube } from '../../src/kube/config.js';
-import { createMetrics } from '../../src/metrics.js';
-import { Notifications } from '../../src/notify/notifier.js';
-import { parseRuleFile } from '../../src/rules/loader.js';
-import { RuleSet } from '../../src/rules/ruleset.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { startCluster } from '../cluster/harness.js';
 import { postAlerts, WEBHOOK_TOKEN } from '../support/app.js';
 import { waitFor } from '../support/ports.js';
 import { redisDump, startRedis } from '../support/redis.js';
-import { assertNothingLeaked, capturingLogger, secretTemplate } from '../support/secret-template.js';
+import { clusterEngine } from '../support/engine.js';
+import { assertNothingLeaked, secretTemplate } from '../support/secret-template.js';
 
 const NS = 'private';
 const cluster = await startCluster({ argoCrds: false });
@@ -64,16 +57,11 @@ t.test('a rolled-back pod template with env values: the record says what changed
   const lastApplied = (await get()).metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] ?? '';
   t.match(lastApplied, /hunter2-rev2/, 'the Deployment itself repeats its env values (kubectl apply), so a copy of its annotations would too');
 
-  const logs = capturingLogger();
-  const config = loadConfig({ WEBHOOK_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' });
   const store = new RedisStore({ url: redis.url, prefix: 'privacy' });
   t.teardown(() => store.close());
   await store.waitReady(10_000);
-  const metrics = createMetrics({ defaults: false });
-  const { rules, errors } = parseRuleFile('privacy.yaml', RULES);
-  t.same(errors, []);
-  const kube = createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig });
-  const engine = new Engine({ config, store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications: new Notifications([], logs.logger, metrics), owner: 'privacy-a' });
+  const env = { WEBHOOK_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' };
+  const { engine, config, metrics, logs } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'privacy-a' });
   const worker = new QueueWorker({ store, metrics, logger: logs.logger, consumer: 'privacy-a', claimIdleMs: config.QUEUE_CLAIM_IDLE, maxDeliveries: 5, handler: (ev) => engine.handle(ev), blockMs: 200 });
   const app = buildApp({ config, store, metrics, logger: logs.logger, routes: [rollbacksRoutes(engine)] });
   t.teardown(() => app.close());

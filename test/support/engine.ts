@@ -237,10 +237,10 @@ export function testEngine(opts: TestEngineOptions = {}) {
 
 /**
  * The engine acting on a real control plane as rollguard's ServiceAccount (`kubeconfig`), with no
- * Prometheus (rules act per their onPrometheusDown), every action kind, a capturing notifier and a
+ * Prometheus unless given (rules act per their onPrometheusDown), every action kind, a capturing notifier and a
  * capturing logger: what the e2e tests of one engine feature share.
  */
-export function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string }) {
+export function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string; prometheus?: PrometheusApi }) {
   const logs = capturingLogger();
   const notifier = new CapturingNotifier();
   const config = loadConfig(o.env);
@@ -249,6 +249,6 @@ export function clusterEngine(o: { kubeconfig: string; env: Record<string, strin
   if (errors.length) throw new Error(JSON.stringify(errors));
   const notifications = new Notifications([notifier], logs.logger, metrics);
   const kube = createKube({ mode: 'kubeconfig', path: o.kubeconfig })!;
-  const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: null, kube, actions: createActions(), notifications, owner: o.owner });
+  const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: o.prometheus ?? null, kube, actions: createActions(), notifications, owner: o.owner });
   return { engine, config, kube, metrics, notifier, notifications, logs };
 }
