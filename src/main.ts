@@ -258,7 +258,8 @@ async function serve(args: string[]): Promise<number> {
         // alive to the other replicas until here: a record still being decided in the drain is not taken over;
         // then gone at once (its claims and records are taken up without waiting for the heartbeat's TTL)
         stopHeartbeat();
-        await engine.leave().catch((err) => logger.warn({ err }, 'could not remove the replica heartbeat; other replicas take this one for gone once it expires'));
+        const gone = await engine.leave().catch((err) => (logger.warn({ err }, 'could not remove the replica heartbeat'), false));
+        if (!gone) logger.info('the replica heartbeat is left to expire: other replicas take up what this one claimed once it has (a handler past its deadline may still be running, or the heartbeat is not this process\'s)');
         if (left > 0 && store.kind === 'memory') logger.error({ left }, 'queued events not handled before the shutdown deadline are lost (in-memory store)');
         else if (left > 0) logger.warn({ left }, 'queued events left in Redis for the other replicas');
         await store.close();

@@ -27,12 +27,16 @@ export function heartbeatEvery(ctx: EngineContext): number {
 
 /** Says this replica is alive now: `<this process's instance id> <time>`. */
 export async function heartbeat(ctx: EngineContext): Promise<void> {
-  await ctx.store.setValue(`replica:${ctx.owner}`, `${instance(ctx)} ${ctx.now()}`, { ttlMs: heartbeatTtl(ctx) });
-  wrote.add(ctx);
+  const value = `${instance(ctx)} ${ctx.now()}`;
+  await ctx.store.setValue(`replica:${ctx.owner}`, value, { ttlMs: heartbeatTtl(ctx) });
+  wrote.set(ctx, value);
 }
 
-/** Processes that have written their heartbeat once: a value of another process seen after that is a live one. */
-const wrote = new WeakSet<EngineContext>();
+/**
+ * The last heartbeat each process wrote: a value of another process seen after the first is a
+ * live one (beat), and leave removes only this one.
+ */
+const wrote = new WeakMap<EngineContext, string>();
 
 /**
  * Reads the heartbeat as it rewrites it (the read sent first, in the same round trip; the write
@@ -45,6 +49,10 @@ const wrote = new WeakSet<EngineContext>();
 async function beat(ctx: EngineContext): Promise<void> {
   const seenBefore = wrote.has(ctx);
   const [read, written] = await Promise.allSettled([ctx.store.getValue(`replica:${ctx.owner}`), heartbeat(ctx)]);
+  if (read.status === 'rejected') {
+    ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
+    ctx.log.warn({ err: read.reason, owner: ctx.owner }, 'could not read the replica heartbeat (its write goes on; a second process under this CONSUMER_NAME is not looked for this turn)');
+  }
   const current = read.status === 'fulfilled' ? read.value : null;
   const other = current !== null && !current.startsWith(`${instance(ctx)} `);
   if (other && seenBefore) {
@@ -57,9 +65,16 @@ async function beat(ctx: EngineContext): Promise<void> {
   if (written.status === 'rejected') throw written.reason;
 }
 
-/** Says this replica has stopped (a clean shutdown, once nothing runs): the others need not wait for the TTL. */
-export async function leave(ctx: EngineContext): Promise<void> {
-  await ctx.store.deleteValue(`replica:${ctx.owner}`);
+/**
+ * Says this replica has stopped (a clean shutdown; Engine.leave checks nothing of it runs): the
+ * others need not wait for the TTL. Only this process's own last heartbeat is removed (made to
+ * expire at once, atomically): another live process under the same name keeps its own. False
+ * when the heartbeat was not this process's last (it is then left to expire).
+ */
+export async function leave(ctx: EngineContext): Promise<boolean> {
+  const last = wrote.get(ctx);
+  if (last === undefined) return false;
+  return ctx.store.compareAndSetValue(`replica:${ctx.owner}`, last, 'left', { ttlMs: 1 });
 }
 
 export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {

@@ -27,6 +27,8 @@ export class Engine {
   readonly records: RecordBook;
   private readonly ctx: EngineContext;
   private readonly scheduler: Scheduler;
+  /** events being handled now, including one the worker gave up waiting for at its deadline */
+  private handling = 0;
 
   constructor(deps: EngineDeps) {
     this.ctx = new EngineContext(deps);
@@ -35,8 +37,13 @@ export class Engine {
   }
 
   /** The queue worker's handler. Throws only when the event must be retried (store down). */
-  handle(ev: QueuedEvent): Promise<void> {
-    return handleEvent(this.ctx, ev);
+  async handle(ev: QueuedEvent): Promise<void> {
+    this.handling++;
+    try {
+      await handleEvent(this.ctx, ev);
+    } finally {
+      this.handling--;
+    }
   }
 
   /** The queue worker's coalescing key: events with the same one (rule and target) are one evaluation. */
@@ -92,8 +99,14 @@ export class Engine {
     return keepAlive(this.ctx, everyMs);
   }
 
-  /** Removes the heartbeat: this replica has stopped, once nothing of it runs (a clean shutdown). */
-  leave(): Promise<void> {
+  /**
+   * Removes the heartbeat at a clean shutdown, so the other replicas take up at once what this one
+   * claimed: only when nothing of it runs any more (no event being handled, even one the worker
+   * stopped waiting for at its deadline, and no rollback in the background). Otherwise the
+   * heartbeat is left to expire after the process has exited. True when removed.
+   */
+  async leave(): Promise<boolean> {
+    if (this.handling > 0 || this.ctx.running.size > 0) return false;
     return leave(this.ctx);
   }
 

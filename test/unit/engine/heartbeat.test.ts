@@ -4,7 +4,7 @@ import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { capturingLogger } from '../../support/secret-template.js';
-import { testEngine } from '../../support/engine.js';
+import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
 
 /** A store whose record listing (the scheduler's tick) hangs while `held.value`, and whose writes fail while `down.value`. */
 function slowStore(inner: Store, held: { value: boolean }, down: { value: boolean }) {
@@ -135,16 +135,77 @@ t.test('a replica that leaves (a clean shutdown) is gone at once to the others',
   const a = testEngine({ store: shared, owner: 'rg-a' });
   await a.engine.heartbeat();
   t.not(await shared.getValue('replica:rg-a'), null);
-  await a.engine.leave();
+  t.equal(await a.engine.leave(), true);
+  await new Promise((r) => setTimeout(r, 5));
   t.equal(await shared.getValue('replica:rg-a'), null);
 });
 
-t.test('a failed heartbeat write at the start of a tick does not stop the tick', async (t) => {
-  const down = { value: true };
+t.test('leave() does not remove the heartbeat while an event is still being handled (one the worker gave up waiting for)', async (t) => {
+  const shared = new MemoryStore();
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((r) => (release = r));
+  const prometheus = new FakePrometheus();
+  const query = prometheus.queryRange.bind(prometheus);
+  let asked = false;
+  prometheus.queryRange = async (...a: Parameters<typeof query>) => {
+    asked = true;
+    await released; // a slow confirmation, past the worker's deadline
+    return query(...a);
+  };
+  const a = testEngine({ store: shared, owner: 'rg-a', prometheus });
+  await a.engine.heartbeat();
+  const handling = a.engine.handle({ id: 'ev-1', alert: firing('HighErrorRate'), deliveries: 1 });
+  await until(() => asked);
+  t.equal(await a.engine.leave(), false, 'not left: an event is still being handled');
+  t.not(await shared.getValue('replica:rg-a'), null, 'the heartbeat is still there');
+  release();
+  await handling;
+  await a.engine.idle();
+  t.equal(await a.engine.leave(), true, 'left once nothing runs');
+});
+
+t.test('leave() removes only this process\'s own heartbeat, never that of another live process under the same name', async (t) => {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: shared, owner: 'same' });
+  const b = testEngine({ store: shared, owner: 'same' });
+  await a.engine.heartbeat();
+  await b.engine.heartbeat(); // the other process wrote last
+  const theirs = await shared.getValue('replica:same');
+  t.equal(await a.engine.leave(), false);
+  t.equal(await shared.getValue('replica:same'), theirs, "the other process's heartbeat is kept");
+});
+
+t.test('a failed heartbeat read is counted and logged (the write goes on)', async (t) => {
+  const inner = new MemoryStore();
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === 'getValue') return async (key: string) => (key.startsWith('replica:') ? Promise.reject(new Error('Command timed out')) : inner.getValue(key));
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as Store;
+  const logs = capturingLogger();
+  const e = testEngine({ store, logger: logs.logger });
+  const stop = e.engine.keepAlive(10);
+  t.teardown(stop);
+  await until(async () => (await failures(e.metrics, 'store')) > 0);
+  t.match(logs.text(), /"level":40.*could not read the replica heartbeat/);
+});
+
+t.test('a failed heartbeat write at the start of a tick does not stop the tick: its due work is done', async (t) => {
+  const down = { value: false };
   const s = slowStore(new MemoryStore(), { value: false }, down);
-  const e = testEngine({ store: s.store });
+  let clock = Date.now();
+  const e = testEngine({ store: s.store, now: () => clock });
+  await e.deliver(firing('HighLatency')); // a P1 rule that needs an approval within 10 minutes
+  const [pending] = await e.store.listRecords({});
+  t.equal(pending?.state, 'pending_approval');
+  down.value = true; // every setValue fails: the heartbeat's among them
+  clock += 11 * 60_000;
   await e.engine.tick();
-  t.equal(await failures(e.metrics, 'store'), 1, 'counted');
+  t.equal(await failures(e.metrics, 'store'), 1, 'the failed write was counted');
+  const [after] = await e.store.listRecords({});
+  t.equal(after?.state, 'expired', 'the tick went on and expired the approval');
 });
 
 t.test('both reasons are exported at 0 before any problem', async (t) => {
