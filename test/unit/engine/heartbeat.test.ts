@@ -28,6 +28,17 @@ function slowStore(inner: Store, held: { value: boolean }, down: { value: boolea
   return { store, listings, release };
 }
 
+/** A store on which every read of a heartbeat fails (a command timing out); writes go through. */
+function failingHeartbeatReads(inner: Store): Store {
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (prop === 'getValue') return async (key: string) => (key.startsWith('replica:') ? Promise.reject(new Error('Command timed out')) : inner.getValue(key));
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 /** rollguard_heartbeat_failures_total{reason} */
 async function failures(metrics: { registry: { getSingleMetricAsString(n: string): Promise<string> } }, reason: string): Promise<number> {
   const text = await metrics.registry.getSingleMetricAsString('rollguard_heartbeat_failures_total');
@@ -113,13 +124,7 @@ t.test('a process restarted under the name of a dead one takes its heartbeat ove
 
 t.test('a failing read of the heartbeat never stops its write', async (t) => {
   const inner = new MemoryStore();
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver);
-      if (prop === 'getValue') return async (key: string) => (key.startsWith('replica:') ? Promise.reject(new Error('Command timed out')) : inner.getValue(key));
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  }) as Store;
+  const store = failingHeartbeatReads(inner);
   let clock = 1_000;
   const e = testEngine({ store, now: () => clock });
   await e.engine.heartbeat();
@@ -177,13 +182,7 @@ t.test('leave() removes only this process\'s own heartbeat, never that of anothe
 
 t.test('a failed heartbeat read is counted and logged (the write goes on)', async (t) => {
   const inner = new MemoryStore();
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver);
-      if (prop === 'getValue') return async (key: string) => (key.startsWith('replica:') ? Promise.reject(new Error('Command timed out')) : inner.getValue(key));
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  }) as Store;
+  const store = failingHeartbeatReads(inner);
   const logs = capturingLogger();
   const e = testEngine({ store, logger: logs.logger });
   const stop = e.engine.keepAlive(10);
