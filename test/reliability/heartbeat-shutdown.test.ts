@@ -17,7 +17,7 @@ import { fixture, WEBHOOK_TOKEN } from '../support/app.js';
 import { startRedis } from '../support/redis.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { startServe } from '../support/serve.js';
-import { freePort } from '../support/ports.js';
+import { freePort, waitFor } from '../support/ports.js';
 
 const PROM_DELAY_MS = 45_000;
 
@@ -45,14 +45,7 @@ t.test('a replica in its shutdown drain keeps its heartbeat and its deciding rec
   payload.alerts[0].startsAt = new Date(Date.now() - 180_000).toISOString();
   const res = await fetch(`${a.url}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` }, body: JSON.stringify(payload) });
   t.equal(res.status, 200);
-  const until = async (what: string, f: () => Promise<boolean> | boolean, ms: number) => {
-    const end = Date.now() + ms;
-    while (!(await f())) {
-      if (Date.now() > end) throw new Error(`timed out: ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
-  await until('A asks Prometheus (deciding)', () => promCalls > 0, 20_000);
+  await waitFor('A asks Prometheus (deciding)', async () => promCalls > 0, 20_000, 200);
   const raw = new Redis(redis.url);
   t.teardown(() => raw.disconnect());
   t.ok(await raw.get('{rollguard}:kv:replica:rg-a'), 'A has a heartbeat while serving');

@@ -4,6 +4,7 @@ import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { capturingLogger } from '../../support/secret-template.js';
+import { waitFor } from '../../support/ports.js';
 import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
 
 /** A store whose record listing (the scheduler's tick) hangs while `held.value`, and whose writes fail while `down.value`. */
@@ -45,13 +46,8 @@ async function failures(metrics: { registry: { getSingleMetricAsString(n: string
   return Number(new RegExp(`reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
 }
 
-const until = async (cond: () => boolean | Promise<boolean>, ms = 2_000) => {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+/** Waits (up to 2 s) for `cond` to hold. */
+const until = (cond: () => boolean | Promise<boolean>) => waitFor('the condition', async () => cond(), 2_000, 5);
 
 t.test('the heartbeat is rewritten while a scheduler tick is held up', async (t) => {
   const held = { value: true };
