@@ -1,3 +1,10 @@
+/**
+ * A replica says it is alive by a key that expires (`replica:<CONSUMER_NAME>`); a replica whose
+ * key has expired is gone, and its claims and records left deciding are taken up by another
+ * (intake.ts, scheduler.ts). The key is rewritten on its own timer (keepAlive), not by the
+ * scheduler's tick alone: a tick held up (a slow Prometheus confirmation of a due record, a long
+ * list of records) must not let a live replica look gone and its work be taken over twice.
+ */
 import { randomUUID } from 'node:crypto';
 import type { EngineContext } from './context.js';
 
@@ -10,12 +17,20 @@ function instance(ctx: EngineContext): string {
 }
 
 /**
- * A replica says it is alive by a key that expires (`replica:<CONSUMER_NAME>`); a replica whose
- * key has expired is gone, and its claims and records left deciding are taken up by another
- * (intake.ts, scheduler.ts). The key is rewritten on its own timer (keepAlive), not by the
- * scheduler's tick alone: a tick held up (a slow Prometheus confirmation of a due record, a long
- * list of records) must not let a live replica look gone and its work be taken over twice.
+ * The last heartbeat each process wrote: a value of another process seen after the first is a
+ * live one (beat), and leave removes only this one.
  */
+const wrote = new WeakMap<EngineContext, string>();
+
+const key = (owner: string) => `replica:${owner}`;
+
+/** A heartbeat read or write that failed: counted (reason store) and logged; the caller goes on. */
+export function heartbeatFailed(ctx: EngineContext, err: unknown, message: string): void {
+  ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
+  ctx.log.warn({ err, owner: ctx.owner }, message);
+}
+
+/** How long a heartbeat lives unless rewritten. */
 export function heartbeatTtl(ctx: EngineContext): number {
   return Math.max(15_000, 3 * ctx.config.SCHEDULER_INTERVAL);
 }
@@ -28,15 +43,9 @@ export function heartbeatEvery(ctx: EngineContext): number {
 /** Says this replica is alive now: `<this process's instance id> <time>`. */
 export async function heartbeat(ctx: EngineContext): Promise<void> {
   const value = `${instance(ctx)} ${ctx.now()}`;
-  await ctx.store.setValue(`replica:${ctx.owner}`, value, { ttlMs: heartbeatTtl(ctx) });
+  await ctx.store.setValue(key(ctx.owner), value, { ttlMs: heartbeatTtl(ctx) });
   wrote.set(ctx, value);
 }
-
-/**
- * The last heartbeat each process wrote: a value of another process seen after the first is a
- * live one (beat), and leave removes only this one.
- */
-const wrote = new WeakMap<EngineContext, string>();
 
 /**
  * Reads the heartbeat as it rewrites it (the read sent first, in the same round trip; the write
@@ -48,11 +57,8 @@ const wrote = new WeakMap<EngineContext, string>();
  */
 async function beat(ctx: EngineContext): Promise<void> {
   const seenBefore = wrote.has(ctx);
-  const [read, written] = await Promise.allSettled([ctx.store.getValue(`replica:${ctx.owner}`), heartbeat(ctx)]);
-  if (read.status === 'rejected') {
-    ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
-    ctx.log.warn({ err: read.reason, owner: ctx.owner }, 'could not read the replica heartbeat (its write goes on; a second process under this CONSUMER_NAME is not looked for this turn)');
-  }
+  const [read, written] = await Promise.allSettled([ctx.store.getValue(key(ctx.owner)), heartbeat(ctx)]);
+  if (read.status === 'rejected') heartbeatFailed(ctx, read.reason, 'could not read the replica heartbeat (its write goes on; a second process under this CONSUMER_NAME is not looked for this turn)');
   const current = read.status === 'fulfilled' ? read.value : null;
   const other = current !== null && !current.startsWith(`${instance(ctx)} `);
   if (other && seenBefore) {
@@ -74,11 +80,11 @@ async function beat(ctx: EngineContext): Promise<void> {
 export async function leave(ctx: EngineContext): Promise<boolean> {
   const last = wrote.get(ctx);
   if (last === undefined) return false;
-  return ctx.store.compareAndSetValue(`replica:${ctx.owner}`, last, 'left', { ttlMs: 1 });
+  return ctx.store.compareAndSetValue(key(ctx.owner), last, 'left', { ttlMs: 1 });
 }
 
 export async function alive(ctx: EngineContext, owner: string | undefined): Promise<boolean> {
-  return owner !== undefined && (await ctx.store.getValue(`replica:${owner}`)) !== null;
+  return owner !== undefined && (await ctx.store.getValue(key(owner))) !== null;
 }
 
 /**
@@ -92,10 +98,7 @@ export function keepAlive(ctx: EngineContext, everyMs = heartbeatEvery(ctx)): ()
     if (writing) return;
     writing = true;
     beat(ctx)
-      .catch((err: unknown) => {
-        ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
-        ctx.log.warn({ err, owner: ctx.owner }, 'could not write the replica heartbeat; other replicas take this one for gone if it stays unwritten for the heartbeat TTL');
-      })
+      .catch((err: unknown) => heartbeatFailed(ctx, err, 'could not write the replica heartbeat; other replicas take this one for gone if it stays unwritten for the heartbeat TTL'))
       .finally(() => (writing = false));
   }, everyMs);
   timer.unref();

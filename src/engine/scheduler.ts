@@ -11,7 +11,7 @@ import { type RollbackRecord, type RollbackState } from './record.js';
 import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
 import { execute, releaseAll, rollback } from './rollback.js';
-import { alive, heartbeat, heartbeatTtl } from './heartbeat.js';
+import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { end, escalateError, verifyRecovered } from './verify.js';
 
 /**
@@ -28,10 +28,7 @@ export class Scheduler {
     const ctx = this.ctx;
     const now = ctx.now();
     // keepAlive (heartbeat.ts) writes it on its own timer; a failure here does not stop the due work
-    await heartbeat(ctx).catch((err: unknown) => {
-      ctx.metrics.heartbeatFailures.inc({ reason: 'store' });
-      ctx.log.warn({ err }, 'could not write the replica heartbeat at the start of a scheduler tick; the tick goes on');
-    });
+    await heartbeat(ctx).catch((err: unknown) => heartbeatFailed(ctx, err, 'could not write the replica heartbeat at the start of a scheduler tick; the tick goes on'));
     // Records left deciding (before anything was executed) by a dead replica, or by this one when a
     // store failure stopped it (its redelivery finds the record and does nothing): decide again.
     // Our own wait until any target lock the failed attempt took has expired.
