@@ -19,9 +19,15 @@
  *   other         the rest (matching, rendering, guards' logic, records, logging, event loop)
  *   = receipt -> patch issued; and the patch's own round trip to the API server.
  *   npx tsx bench/decision.ts [--rollbacks 100] [--fsync everysec] [--name decision-x]
+ *     [--apiserver-arg <flag>]... [--etcd-arg <flag>]...
+ *   The last two add a control-plane setting to measure, e.g. `--apiserver-arg
+ *   --watch-cache-sizes=replicasets.apps#0` (ReplicaSet LISTs read from etcd, not the watch cache)
+ *   or `--etcd-arg --watch-progress-notify-interval=25ms`. The CPU that etcd and kube-apiserver
+ *   spent over the rollbacks is recorded beside the latencies, so a setting's cost is in the same run.
  * Writes $BENCH_OUT/decision.json. No assertions on time.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import fs from 'node:fs';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createActions } from '../src/actions/index.js';
@@ -58,6 +64,25 @@ const sarg = (name: string): string | undefined => {
 /** Redis appendfsync: 'always' as the README asks (default), or 'everysec' to see what fsync costs */
 const FSYNC = sarg('fsync') ?? 'always';
 const NAME = sarg('name') ?? 'decision';
+/** every value given after a repeatable flag */
+const sargs = (name: string): string[] =>
+  process.argv.flatMap((a, i) => (a === `--${name}` && i + 1 < process.argv.length ? [process.argv[i + 1]!] : []));
+const EXTRA = { apiserver: sargs('apiserver-arg'), etcd: sargs('etcd-arg') };
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; NaN when unreadable */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces) start after the last ')'
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK) */
+const CLOCK_TICKS = 100;
 const NS = 'bench';
 const REVISION = 'deployment.kubernetes.io/revision';
 
@@ -183,7 +208,7 @@ async function main() {
   const m0 = machine();
   log(`decision: ${N} rollbacks on the real control plane; ${m0.nproc} cores, load ${m0.loadavg.join(' ')}`);
   const t0 = Date.now();
-  const cluster = await startCluster();
+  const cluster = await startCluster({ extraArgs: EXTRA });
   log(`control plane up in ${Date.now() - t0} ms`);
   const redis = await startRedis();
   const stops: (() => Promise<unknown>)[] = [() => redis.destroy(), () => cluster.stop()];
@@ -258,6 +283,9 @@ async function main() {
     const ops: Record<string, { count: number; totalMs: number }> = {};
     const states: Record<string, number> = {};
     const startsAt = new Date(Date.now() - 2 * 60_000).toISOString();
+    const controlPlane = ['etcd', 'kube-apiserver'] as const;
+    const cpu0 = controlPlane.map((c) => cpuSeconds(cluster.pid(c)));
+    const wall0 = Date.now();
     for (let i = 0; i < N; i++) {
       const name = names[i]!;
       const body = JSON.stringify({
@@ -339,6 +367,14 @@ async function main() {
       });
       if ((i + 1) % 20 === 0) log(`${i + 1}/${N} rollbacks; last: receipt -> patch ${round(total)} ms`);
     }
+    const wallS = (Date.now() - wall0) / 1000;
+    const controlPlaneCpu = Object.fromEntries(
+      controlPlane.map((c, i) => {
+        const used = cpuSeconds(cluster.pid(c)) - cpu0[i]!;
+        return [c, { cpuSeconds: round(used, 2), cores: round(used / wallS, 3) }];
+      }),
+    );
+    log(`control plane CPU over ${round(wallS, 1)} s of rollbacks: ${JSON.stringify(controlPlaneCpu)}`);
     const col = (k: string) => rows.map((r) => r[k]!).filter((v) => Number.isFinite(v));
     const prom = await prometheusConfirmation(names);
     log(`Prometheus confirmation p50 ${prom.ms.p50} ms, p99 ${prom.ms.p99} ms`);
@@ -350,11 +386,14 @@ async function main() {
         rollbacks: N,
         cluster: 'test/cluster/harness.ts startCluster(): etcd, kube-apiserver, controller-manager, scheduler, kwok (3 fake nodes); 100 Deployments, 1 replica, revisions 1 and 2',
         fsync: FSYNC,
+        controlPlaneFlags: EXTRA,
         rollguard: 'in-process: buildApp on loopback, RedisStore (appendfsync ' + FSYNC + '), QueueWorker, Engine, createActions(), rollguard ServiceAccount kubeconfig; prometheus null, onPrometheusDown: act; DRY_RUN=false, BUDGET_CLUSTER_PER_HOUR=1000, MAX_CONCURRENT_ROLLBACKS=1000; LOG_LEVEL info to /dev/null',
         sequential: 'one alert at a time: the next once the previous one was handled (its patch issued, its event acked); its rollout verification goes on in the background, as in serve, and its polls of the API server are counted apart (backgroundCallsBeforePatch), not in the breakdown',
       },
       states,
       receiptToPatchIssuedMs: summary(col('total')),
+      /** etcd's and kube-apiserver's CPU over the sequential rollbacks (their verification included) */
+      controlPlaneCpu: { seconds: round(wallS, 1), ...controlPlaneCpu },
       breakdownMs: {
         intakeAndQueue: summary(col('queue')),
         store: summary(col('store')),
@@ -363,6 +402,11 @@ async function main() {
         storeCallsPerRollback: summary(col('storeCalls'), 0),
         kubeCallsPerRollback: summary(col('kubeCalls'), 0),
       },
+      /** the five slowest rollbacks' breakdowns: what the p99 is made of */
+      slowest: [...rows]
+        .sort((a, b) => b.total! - a.total!)
+        .slice(0, 5)
+        .map((r) => Object.fromEntries(['total', 'queue', 'store', 'kubeReads', 'other', 'backgroundCalls'].map((k) => [k, round(r[k]!, 2)]))),
       backgroundCallsBeforePatch: summary(col('backgroundCalls'), 0),
       patchRoundTripMs: summary(col('patchRoundTrip')),
       httpReplyMs: summary(col('httpReply')),

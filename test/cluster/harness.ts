@@ -52,6 +52,11 @@ export interface ClusterOptions {
   log?: (msg: string) => void;
   /** How the components' ports are picked (default freePorts; a test gives a taken one to see the start retried). */
   ports?: (n: number) => Promise<number[]>;
+  /**
+   * Flags added after the harness' own for etcd and kube-apiserver (default none). For benchmarks
+   * that measure a control-plane setting, e.g. `--watch-cache-sizes=replicasets.apps#0`.
+   */
+  extraArgs?: { etcd?: string[]; apiserver?: string[] };
 }
 
 export interface ExecResult {
@@ -95,6 +100,8 @@ export interface Cluster {
   logTails(lines?: number): string;
   /** Polls `get` until `ok` holds (default 120 s); the timeout error carries the last value and the log tails. */
   poll<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs?: number): Promise<T>;
+  /** Process id of a running component (etcd, kube-apiserver, ...), for benchmarks that read its CPU time. */
+  pid(name: 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kwok'): number | undefined;
   /** Stop every process started; removes the run dir unless keep (or ROLLGUARD_CLUSTER_KEEP=1). */
   stop(opts?: { keep?: boolean }): Promise<void>;
 }
@@ -548,6 +555,7 @@ async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
       `--initial-cluster=rollguard-test=http://127.0.0.1:${etcdPeerPort}`,
       '--unsafe-no-fsync=true',
       '--log-level=warn',
+      ...(opts.extraArgs?.etcd ?? []),
     ]);
     // The PKI is made while etcd starts (etcd itself runs plain http on loopback).
     makePki(pki);
@@ -644,6 +652,7 @@ async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
       '--allow-privileged=true',
       '--profiling=false',
       '--v=1',
+      ...(opts.extraArgs?.apiserver ?? []),
     ]);
     await waitFor('kube-apiserver /readyz', async () => (await rawRequest('GET', '/readyz')).status === 200);
 
@@ -835,6 +844,7 @@ async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
         }
         throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? String(lastErr) : ''}\n${logTails(15)}`);
       },
+      pid: (name) => procs.find((p) => p.name === name && !p.exited)?.child.pid,
       stop: async (o) => {
         agent.destroy();
         await stop(o);
