@@ -20,6 +20,10 @@ only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 storm-split st
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
+# The image's V8 flags (the Dockerfile's NODE_OPTIONS): intake and the storms are measured as the image runs.
+IMAGE_NODE_FLAGS="$(sed -n 's/^ *NODE_OPTIONS="\([^"]*\)".*/\1/p' Dockerfile | head -n1)"
+[ -n "$IMAGE_NODE_FLAGS" ] || { say "no NODE_OPTIONS=\"...\" line found in the Dockerfile"; exit 1; }
+
 say "results in $BENCH_OUT; $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
 for bin in redis-server prometheus promtool; do
   command -v "$bin" >/dev/null || { say "$bin not found: run scripts/provision.sh (npm test does) first"; exit 1; }
@@ -31,22 +35,24 @@ npm run build --silent
 
 if want memory; then say "memory: RSS per import"; npx tsx bench/memory-imports.ts; fi
 if want intake; then
-  say "intake + memory under load, with a profiled pass"
-  npx tsx bench/intake.ts --profile
+  say "intake + memory under load, with a profiled pass (the image's V8 flags: $IMAGE_NODE_FLAGS)"
+  npx tsx bench/intake.ts --profile --node-flags "$IMAGE_NODE_FLAGS"
 fi
 if want intake-everysec; then
   say "intake again with Redis appendfsync everysec (what the fsync per batch costs)"
-  npx tsx bench/intake.ts --fsync everysec --name intake-everysec
+  npx tsx bench/intake.ts --fsync everysec --node-flags "$IMAGE_NODE_FLAGS" --name intake-everysec
 fi
 if want storm; then say "alert storm"; npx tsx bench/storm.ts; fi
 if want storm-p0; then
-  say "P0 alerts in the middle of the storm (dry-run path), with the image's V8 flags and without"
-  npx tsx bench/storm-p0.ts --node-flags "--max-semi-space-size=4 --max-old-space-size=192" --name storm-p0-flags
+  say "P0 alerts in the middle of the storm (dry-run path), with the image's V8 flags and without; then a 2 s storm (the engine's own drain rate)"
+  npx tsx bench/storm-p0.ts --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-flags
   npx tsx bench/storm-p0.ts
+  npx tsx bench/storm-p0.ts --seconds 2 --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-flags
 fi
 if want storm-split; then
   say "the storm's intake and engine measured apart (CPU per alert), with the image's V8 flags and without"
-  node --max-semi-space-size=4 --max-old-space-size=192 --import tsx bench/storm-split.ts --together --name storm-split-flags
+  # shellcheck disable=SC2086 # the flags are words
+  node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --together --name storm-split-flags
   node --import tsx bench/storm-split.ts --together
 fi
 if want store-calls; then say "Store calls per alert"; npx tsx bench/store-calls.ts; fi
