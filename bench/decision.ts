@@ -22,7 +22,7 @@
  *     [--apiserver-arg <flag>]... [--etcd-arg <flag>]...
  *   The last two add a control-plane setting to measure, e.g. `--apiserver-arg
  *   --watch-cache-sizes=replicasets.apps#0` (ReplicaSet LISTs read from etcd, not the watch cache)
- *   or `--etcd-arg --watch-progress-notify-interval=25ms`. The CPU that etcd and kube-apiserver
+ *   or `--etcd-arg --watch-progress-notify-interval=100ms` (etcd's shortest). The CPU that etcd and kube-apiserver
  *   spent over the rollbacks is recorded beside the latencies, so a setting's cost is in the same run.
  * Writes $BENCH_OUT/decision.json. No assertions on time.
  */
