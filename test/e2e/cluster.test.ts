@@ -4,6 +4,7 @@
 // Argo Rollouts CRDs validate like a real cluster's.
 import t from 'tap';
 import * as path from 'node:path';
+import * as fs from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { startCluster, defaultBinDir, freePorts, type Cluster } from '../cluster/harness.js';
@@ -38,7 +39,11 @@ const holder = createServer().listen(0, '127.0.0.1');
 await once(holder, 'listening');
 const taken = (holder.address() as AddressInfo).port;
 const picks: number[][] = [];
+// Extra component flags (benchmarks measure control-plane settings with them): defaults here, so
+// the rest of this file runs on the usual control plane.
+const extraArgs = { etcd: ['--max-request-bytes=1572864'], apiserver: ['--min-request-timeout=1800'] };
 const cluster: Cluster = await startCluster({
+  extraArgs,
   ports: async (n) => {
     const p = await freePorts(n);
     if (picks.length === 0) p[0] = taken;
@@ -55,6 +60,15 @@ t.test('a port taken between its pick and its bind: the control plane is started
   t.ok(cluster.server.startsWith('https://127.0.0.1:'), 'and the second started');
 });
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
+t.test("extraArgs reach etcd and kube-apiserver after the harness' own flags; pid() names the running process", async (t) => {
+  for (const [name, extra] of [['etcd', extraArgs.etcd], ['kube-apiserver', extraArgs.apiserver]] as const) {
+    const pid = cluster.pid(name);
+    t.ok(pid, `${name} has a pid`);
+    const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+    t.equal(path.basename(argv[0]!), name, `pid ${pid} is ${name}`);
+    t.same(argv.slice(-extra.length), extra, `${name}'s last flags are the extra ones`);
+  }
+});
 
 const poll = cluster.poll;
 
