@@ -27,7 +27,6 @@
  * Writes $BENCH_OUT/decision.json. No assertions on time.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import fs from 'node:fs';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createActions } from '../src/actions/index.js';
@@ -50,7 +49,7 @@ import type { Store } from '../src/store/store.js';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';
 import { freePort } from '../test/support/ports.js';
 import { startRedis } from '../test/support/redis.js';
-import { log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult, runBench } from './lib.js';
+import { cpuMs, log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult, runBench } from './lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -69,20 +68,8 @@ const sargs = (name: string): string[] =>
   process.argv.flatMap((a, i) => (a === `--${name}` && i + 1 < process.argv.length ? [process.argv[i + 1]!] : []));
 const EXTRA = { apiserver: sargs('apiserver-arg'), etcd: sargs('etcd-arg') };
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; NaN when unreadable */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // fields after the command name (which may hold spaces) start after the last ')'
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK) */
-const CLOCK_TICKS = 100;
+/** CPU seconds (user + system) a control-plane process has used so far (bench/lib.ts cpuMs); NaN without a pid */
+const cpuSeconds = (pid: number | undefined): number => (pid ? cpuMs(pid) / 1000 : NaN);
 const NS = 'bench';
 const REVISION = 'deployment.kubernetes.io/revision';
 
