@@ -9,7 +9,7 @@
  * afterwards against a local Prometheus holding 100 Deployments' error-rate series.
  * Alerts are sent one at a time (the next once the previous one was handled: patch issued, event
  * acked; its verification goes on in the background as in serve), so each figure is one alert's
- * path and not a queue behind other rollbacks.
+ * path and not a queue behind other rollbacks; with --gap-ms, that long after it (see GAP_MS).
  * Breakdown per rollback, from timers around the Store and the Kube client the engine is given:
  *   intake+queue  receipt (the webhook handler's clock read) -> the engine takes the event
  *   store         wall time inside this rollback's Store calls (Redis) before the patch
@@ -18,7 +18,7 @@
  *                 polls are not this rollback's: counted apart, backgroundCallsBeforePatch)
  *   other         the rest (matching, rendering, guards' logic, records, logging, event loop)
  *   = receipt -> patch issued; and the patch's own round trip to the API server.
- *   npx tsx bench/decision.ts [--rollbacks 100] [--fsync everysec] [--name decision-x]
+ *   npx tsx bench/decision.ts [--rollbacks 100] [--gap-ms 0] [--fsync everysec] [--name decision-x]
  *     [--apiserver-arg <flag>]... [--etcd-arg <flag>]...
  *   The last two add a control-plane setting to measure, e.g. `--apiserver-arg
  *   --watch-cache-sizes=replicasets.apps#0` (ReplicaSet LISTs read from etcd, not the watch cache)
@@ -56,6 +56,14 @@ const arg = (name: string, def: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : def;
 };
 const N = arg('rollbacks', 100);
+/**
+ * Pause after each rollback is handled before the next alert is sent (0: straight away). The API
+ * server asks etcd for a watch progress notification at most once per 100 ms per resource
+ * (k8s.io/apiserver pkg/storage/cacher/progress), and every consistent ReplicaSet LIST waits for
+ * one: a LIST less than 100 ms after the previous rollback's waits out the rest of that period.
+ * A pause of 100 ms or more measures each alert alone, as alerts far apart meet the API server.
+ */
+const GAP_MS = arg('gap-ms', 0);
 const sarg = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : undefined;
@@ -275,6 +283,7 @@ async function main() {
     const wall0 = Date.now();
     for (let i = 0; i < N; i++) {
       const name = names[i]!;
+      if (i > 0 && GAP_MS > 0) await sleep(GAP_MS);
       const body = JSON.stringify({
         receiver: 'rollguard',
         status: 'firing',
@@ -371,11 +380,12 @@ async function main() {
       machineAtEnd: machine(),
       settings: {
         rollbacks: N,
+        gapMs: GAP_MS,
         cluster: 'test/cluster/harness.ts startCluster(): etcd, kube-apiserver, controller-manager, scheduler, kwok (3 fake nodes); 100 Deployments, 1 replica, revisions 1 and 2',
         fsync: FSYNC,
         controlPlaneFlags: EXTRA,
         rollguard: 'in-process: buildApp on loopback, RedisStore (appendfsync ' + FSYNC + '), QueueWorker, Engine, createActions(), rollguard ServiceAccount kubeconfig; prometheus null, onPrometheusDown: act; DRY_RUN=false, BUDGET_CLUSTER_PER_HOUR=1000, MAX_CONCURRENT_ROLLBACKS=1000; LOG_LEVEL info to /dev/null',
-        sequential: 'one alert at a time: the next once the previous one was handled (its patch issued, its event acked); its rollout verification goes on in the background, as in serve, and its polls of the API server are counted apart (backgroundCallsBeforePatch), not in the breakdown',
+        sequential: `one alert at a time: the next ${GAP_MS > 0 ? `${GAP_MS} ms after` : 'as soon as'} the previous one was handled (its patch issued, its event acked); its rollout verification goes on in the background, as in serve, and its polls of the API server are counted apart (backgroundCallsBeforePatch), not in the breakdown`,
       },
       states,
       receiptToPatchIssuedMs: summary(col('total')),
