@@ -20,6 +20,7 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
+import { SharedAgent } from './agent.js';
 import { KubeApiError, toKubeApiError } from './errors.js';
 import { reflect, type ListPage, type WatchHandle, type WatchHandlers } from './watch.js';
 
@@ -167,9 +168,15 @@ function describe(verb: string, rt: ResourceType, namespace: string, name?: stri
 }
 
 /** Middleware that sets the request's AbortSignal (and, for patches, the Content-Type; for metadata reads, the Accept). */
-function requestMiddleware(signal: AbortSignal, contentType?: string, accept?: string): ObservableMiddleware {
+/** Transport errors of a connection closed under a request (node-fetch passes the system error's code) */
+const CONNECTION_RESET: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
+
+function requestMiddleware(agent: SharedAgent, signal: AbortSignal, contentType?: string, accept?: string): ObservableMiddleware {
   return {
     pre: (ctx: RequestContext) => {
+      // the pooled keep-alive agent, not the one client-node built for this call (src/kube/agent.ts)
+      const built = ctx.getAgent();
+      if (built) ctx.setAgent(agent.for(built));
       ctx.setSignal(signal);
       if (contentType) ctx.setHeaderParam('Content-Type', contentType);
       if (accept) ctx.setHeaderParam('Accept', accept);
@@ -194,6 +201,8 @@ export class ClientNodeKube implements Kube {
   readonly core: CoreV1Api;
   private readonly timeoutMs: number;
   private readonly fieldManager: string;
+  /** one connection pool for every call of this client (src/kube/agent.ts) */
+  private readonly agent = new SharedAgent();
 
   constructor(
     readonly kubeConfig: KubeConfig,
@@ -223,7 +232,7 @@ export class ClientNodeKube implements Kube {
     const signal = opts?.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
     try {
       if (opts?.signal?.aborted) throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation });
-      return await fn({ middleware: [requestMiddleware(signal, contentType, accept)], middlewareMergeStrategy: 'append' });
+      return await fn({ middleware: [requestMiddleware(this.agent, signal, contentType, accept)], middlewareMergeStrategy: 'append' });
     } catch (err) {
       if (!timedOut && opts?.signal?.aborted) {
         throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation, cause: err });
@@ -234,13 +243,28 @@ export class ClientNodeKube implements Kube {
     }
   }
 
+  /**
+   * A read, tried a second time at once when its connection was reset before any answer: a pooled
+   * keep-alive connection (src/kube/agent.ts) that the server or a load balancer closed just as it
+   * was reused, the case Node's http documentation gives for `request.reusedSocket`. Reads only: a
+   * write that may have reached the API server is never sent twice.
+   */
+  private async read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
+    try {
+      return await this.call(operation, opts, undefined, fn, accept);
+    } catch (err) {
+      if (!(err instanceof KubeApiError && err.status === 'network' && CONNECTION_RESET.has(err.reason)) || opts?.signal?.aborted) throw err;
+      return this.call(operation, opts, undefined, fn, accept);
+    }
+  }
+
   async get(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject> {
     const op = describe('GET', rt, namespace, name);
     if (rt.group === '') {
       const read = this.coreRead(rt.plural);
-      return this.call(op, opts, undefined, async (o) => withKind(rt, plain<KubeObject>(await read({ name, namespace }, o))));
+      return this.read(op, opts, async (o) => withKind(rt, plain<KubeObject>(await read({ name, namespace }, o))));
     }
-    return this.call(op, opts, undefined, (o) =>
+    return this.read(op, opts, (o) =>
       this.custom.getNamespacedCustomObject({ group: rt.group, version: rt.version, namespace, plural: rt.plural, name }, o),
     ) as Promise<KubeObject>;
   }
@@ -256,7 +280,7 @@ export class ClientNodeKube implements Kube {
           ? (o: ConfigurationOptions<ObservableMiddleware>) => this.core.readNamespacedConfigMap({ name, namespace }, o)
           : undefined;
     if (!read) throw new Error(`metadata reads of ${rt.plural} not supported`);
-    const res = await this.call(op, opts, undefined, async (o) => plain<KubeObject>(await read(o)), METADATA_ONLY);
+    const res = await this.read(op, opts, async (o) => plain<KubeObject>(await read(o)), METADATA_ONLY);
     return { apiVersion: res.apiVersion, kind: res.kind, metadata: res.metadata } as KubeObject;
   }
 
@@ -307,7 +331,7 @@ export class ClientNodeKube implements Kube {
     const labelSelector = opts?.labelSelector;
     const page = { limit: LIST_PAGE, ...(labelSelector ? { labelSelector } : {}), ...(cont ? { _continue: cont } : {}) };
     type Page = { items?: KubeObject[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
-    const res = await this.call<Page>(op, opts, undefined, async (o) => {
+    const res = await this.read<Page>(op, opts, async (o) => {
       if (rt.group !== '') {
         const req = { group: rt.group, version: rt.version, plural: rt.plural, ...page };
         return (namespace ? this.custom.listNamespacedCustomObject({ ...req, namespace }, o) : this.custom.listClusterCustomObject(req, o)) as Promise<Page>;
@@ -369,7 +393,7 @@ export class ClientNodeKube implements Kube {
 
   async podLog(namespace: string, name: string, opts?: LogOptions): Promise<string> {
     const op = describe('GET', RESOURCES.pods, namespace, name, 'log');
-    return this.call(op, opts, undefined, (o) =>
+    return this.read(op, opts, (o) =>
       this.core.readNamespacedPodLog(
         {
           name,

@@ -135,6 +135,41 @@ t.test('nothing listening: network error', async (t) => {
   t.match(e.message, /ECONNREFUSED/);
 });
 
+t.test('a connection reset before any answer: a read is sent once more, a write never twice', async (t) => {
+  let resets = 0;
+  const ok: Handler = (_q, _b, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ metadata: { name: 'web' } }));
+  };
+  // the server drops the connection under the first `n` requests, as one closing a pooled connection does
+  const resetting = (n: number): Handler => (q, b, res) => (resets++ < n ? q.socket.destroy() : ok(q, b, res));
+  handler = resetting(1);
+  seen.length = 0;
+  t.equal((await kube.get(RESOURCES.deployments, 'shop', 'web')).metadata.name, 'web');
+  t.equal(seen.filter((r) => r.method === 'GET').length, 2, 'the GET was sent a second time');
+
+  resets = 0;
+  seen.length = 0;
+  t.equal((await kube.list(RESOURCES.replicasets, 'shop', { labelSelector: 'app=web' })).length, 0);
+  t.equal(seen.length, 2, 'a LIST page too');
+
+  resets = 0;
+  handler = resetting(2);
+  seen.length = 0;
+  const twice = await failure(kube.get(RESOURCES.deployments, 'shop', 'web'));
+  t.equal(twice.status, 'network');
+  t.equal(twice.reason, 'ECONNRESET');
+  t.equal(seen.length, 2, 'one retry only');
+
+  resets = 0;
+  handler = resetting(1);
+  seen.length = 0;
+  const w = await failure(kube.patch(RESOURCES.deployments, 'shop', 'web', [{ op: 'replace', path: '/spec/replicas', value: 2 }], 'json'));
+  t.equal(w.status, 'network');
+  t.equal(seen.filter((r) => r.method === 'PATCH').length, 1, 'the PATCH is not sent again');
+  handler = ok;
+});
+
 t.test('through an action: a 500 while planning is a clear error, tried once', async (t) => {
   handler = status(500, 'InternalError', 'etcd leader changed');
   seen.length = 0;
