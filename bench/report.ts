@@ -29,6 +29,8 @@ const storm = load('storm');
 const stormP0 = { flags: load('storm-p0-flags'), defaults: load('storm-p0'), short: load('storm-p0-2s-flags') };
 const decision = load('decision');
 const decisionEverysec = load('decision-everysec');
+/** the same rollbacks, each alert 250 ms after the previous one was handled (bench/decision.ts --gap-ms) */
+const decisionAlone = load('decision-alone');
 const rules = load('rules-match');
 const imports = load('memory-imports');
 
@@ -62,7 +64,8 @@ if (intake) {
   p(`| RSS under 150 MB under load | peak **${intake.rss.rollguardPeakUnderLoadMb} MB** (idle ${intake.rss.rollguardIdleMb} MB) | bare Fastify ${bMax.rss?.peakMb} MB | ${yes(intake.rss.rollguardPeakUnderLoadMb < 150)} |`);
 }
 if (decision) {
-  p(`| patch issued under 50 ms p99 after receipt (Prometheus excluded) | p99 **${decision.receiptToPatchIssuedMs.p99} ms** (p50 ${decision.receiptToPatchIssuedMs.p50} ms) over ${decision.receiptToPatchIssuedMs.n} rollbacks | real control plane; confirmation alone p99 ${decision.prometheusConfirmation.ms.p99} ms | ${yes(decision.receiptToPatchIssuedMs.p99 < 50)} |`);
+  p(`| patch issued under 50 ms p99 after receipt (Prometheus excluded), alerts back to back | p99 **${decision.receiptToPatchIssuedMs.p99} ms** (p50 ${decision.receiptToPatchIssuedMs.p50} ms) over ${decision.receiptToPatchIssuedMs.n} rollbacks, each sent as soon as the previous one was handled | real control plane; confirmation alone p99 ${decision.prometheusConfirmation.ms.p99} ms | ${yes(decision.receiptToPatchIssuedMs.p99 < 50)} |`);
+  if (decisionAlone) p(`| (the same, each alert ${decisionAlone.settings.gapMs} ms after the previous rollback) | p99 **${decisionAlone.receiptToPatchIssuedMs.p99} ms** (p50 ${decisionAlone.receiptToPatchIssuedMs.p50} ms) over ${decisionAlone.receiptToPatchIssuedMs.n} rollbacks | past the API server's 100 ms progress-request period (section 3) | ${yes(decisionAlone.receiptToPatchIssuedMs.p99 < 50)} |`);
   if (decisionEverysec) p(`| (the same, Redis appendfsync everysec) | p99 ${decisionEverysec.receiptToPatchIssuedMs.p99} ms (p50 ${decisionEverysec.receiptToPatchIssuedMs.p50} ms) | | ${yes(decisionEverysec.receiptToPatchIssuedMs.p99 < 50)} |`);
 }
 if (stormP0.flags) {
@@ -218,6 +221,27 @@ if (decision) {
     `Prometheus confirmation: ${decision.prometheusConfirmation.what}; outcomes ${JSON.stringify(decision.prometheusConfirmation.outcomes)}.`,
     '',
   );
+  if (decisionAlone) {
+    const a = decisionAlone;
+    p(
+      `The same 100 rollbacks with each alert sent ${a.settings.gapMs} ms after the previous one was handled (a second run with a fresh control plane, load ${la(a.machine)}; outcomes ${JSON.stringify(a.states)}). ` +
+        'Every consistent ReplicaSet LIST waits for the API server to ask etcd for a watch progress notification, which it does at most once per 100 ms per resource ' +
+        '(k8s.io/apiserver pkg/storage/cacher/progress): back to back, each LIST waits out the rest of the period its predecessor started; alone, the request goes at once.',
+      '',
+      '| ms, alerts apart | p50 | p90 | p99 | max | mean |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      row('**receipt → patch issued**', a.receiptToPatchIssuedMs),
+      row('of which intake + queue', a.breakdownMs.intakeAndQueue),
+      row('of which store', a.breakdownMs.store),
+      row('of which Kube API reads', a.breakdownMs.kubeReads),
+      row('of which the rest', a.breakdownMs.other),
+      row('the patch round trip', a.patchRoundTripMs),
+      '',
+      `Each operation before the patch, mean ms: ${Object.entries(a.opsBeforePatch as Record<string, J>).map(([op, o]) => `${op} ${o.meanMs}`).join(', ')}. ` +
+        `The five slowest: ${(a.slowest as J[]).map((r) => `${r.total} ms (store ${r.store}, Kube reads ${r.kubeReads}, queue ${r.queue})`).join('; ')}.`,
+      '',
+    );
+  }
   if (decisionEverysec) {
     const e = decisionEverysec;
     p(
@@ -328,5 +352,5 @@ if (text.includes(BEGIN.slice(0, 20)) && text.includes(END)) {
 }
 writeFileSync(doc, text);
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), JSON.stringify({ command: COMMAND, intake, intakeEverysec, storm, decision, decisionEverysec, rulesMatch: rules, memoryImports: imports }, null, 2) + '\n');
+writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), JSON.stringify({ command: COMMAND, intake, intakeEverysec, storm, decision, decisionAlone, decisionEverysec, rulesMatch: rules, memoryImports: imports }, null, 2) + '\n');
 process.stderr.write(`[bench] docs/benchmarks.md and bench/results/latest.json written from ${outDir()}\n`);

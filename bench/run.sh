@@ -3,7 +3,7 @@
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
 #   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 storm-split store-calls
-#                                       rules decision decision-everysec redis-bytes memory-store config-snapshots replay;
+#                                       rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay;
 #                                       the report renders what it finds in BENCH_OUT; storm-split, redis-bytes,
 #                                       memory-store and config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
 #                                       volume", and replay in its "Replay")
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 storm-split store-calls rules decision decision-everysec redis-bytes memory-store config-snapshots replay} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 storm-split store-calls rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -64,6 +64,10 @@ if want decision; then
   say "decision latency on the real control plane"
   bash scripts/cluster/build.sh >&2   # a no-op in milliseconds when the cache is current
   npx tsx bench/decision.ts
+fi
+if want decision-alone; then
+  say "decision latency, each alert 250 ms after the previous rollback (past the API server's 100 ms progress-request period)"
+  npx tsx bench/decision.ts --gap-ms 250 --name decision-alone
 fi
 if want decision-everysec; then
   say "decision latency again with Redis appendfsync everysec (what the store's fsyncs cost)"
