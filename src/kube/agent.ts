@@ -1,15 +1,15 @@
 // One keep-alive TLS agent per API client, in place of the fresh https.Agent that
 // @kubernetes/client-node 1.x builds for every call (KubeConfig.applySecurityAuthentication ->
-// createAgent). A fresh agent has no pool: every GET, LIST and PATCH opened its own TCP connection
-// and did a full TLS handshake with the API server, on both sides' CPU. Upstream caches the agent
-// from 2.0 on (kubernetes-client/javascript#2893), and 2.0 needs Node 22; rollguard supports
-// Node 20, so the client keeps 1.4 and the request middleware hands it this agent instead
-// (src/kube/client.ts).
+// createAgent). A fresh agent has no pool: every call opened its own TCP connection and did a full
+// TLS handshake with the API server, on both sides' CPU. Upstream caches the agent from 2.0 on
+// (kubernetes-client/javascript#2893), and 2.0 needs Node 22; rollguard supports Node 20, so the
+// client keeps 1.4 and its request middleware hands reads this agent instead (src/kube/client.ts;
+// writes keep a connection of their own).
 //
-// The TLS identity is read from the agent client-node built for the call (its CA, client
+// The TLS identity is every option of the agent client-node built for the call (its CA, client
 // certificate and key, servername, verification), so a credential that changes (a kubeconfig
-// exec plugin's new client certificate) gets a new agent; the old one's idle sockets close by
-// themselves. Proxy agents and plain-HTTP agents are left as client-node built them.
+// exec plugin's new client certificate) gets a new agent, and the old one stops pooling. Proxy
+// agents and plain-HTTP agents are left as client-node built them.
 import { createHash } from 'node:crypto';
 import type * as http from 'node:http';
 import * as https from 'node:https';
@@ -21,18 +21,45 @@ import * as https from 'node:https';
  */
 export const IDLE_SOCKET_MS = 30_000;
 
-/** The options of an agent that make its TLS identity; the rest (noDelay, path) are the agent's own. */
-const IDENTITY = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername', 'ciphers', 'secureProtocol', 'crl'] as const;
+/** Options every agent has that say nothing of the connection's identity */
+const NOT_IDENTITY: ReadonlySet<string> = new Set(['noDelay', 'path']);
 
-function identityKey(o: https.AgentOptions): string {
+/**
+ * A digest of every option of the agent client-node built (its CA, client certificate and key,
+ * servername, verification, and whatever a later client-node adds), or undefined when one of them
+ * is a function (a checkServerIdentity, say), which a digest cannot compare: that call is then not
+ * pooled.
+ */
+function identityKey(o: Record<string, unknown>): string | undefined {
   const h = createHash('sha256');
-  for (const k of IDENTITY) {
-    const v = (o as Record<string, unknown>)[k];
-    h.update(`${k}=`);
-    h.update(v === undefined ? '-' : JSON.stringify(v, (_, x: unknown) => (Buffer.isBuffer(x) ? x.toString('base64') : x)) ?? '-');
-    h.update('\n');
+  for (const k of Object.keys(o).sort()) {
+    if (NOT_IDENTITY.has(k)) continue;
+    const v = o[k];
+    if (typeof v === 'function') return undefined;
+    h.update(`${k.length}:${k}`);
+    for (const part of Array.isArray(v) ? v : [v]) {
+      if (Buffer.isBuffer(part)) {
+        h.update(`b${part.length}:`);
+        h.update(part);
+      } else {
+        const text = part === undefined ? 'u' : `j${JSON.stringify(part)}`;
+        if (part !== undefined && typeof part === 'object' && part !== null && Object.values(part).some((x) => typeof x === 'function')) return undefined;
+        h.update(`${text.length}:${text}`);
+      }
+    }
+    h.update(';');
   }
   return h.digest('hex');
+}
+
+/** Stops an agent from pooling: its idle connections close now, its busy ones when their answer ends. */
+function retire(agent: https.Agent): void {
+  (agent as unknown as { keepAlive: boolean }).keepAlive = false;
+  dropFree(agent);
+}
+
+function dropFree(agent: https.Agent): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
 }
 
 export class SharedAgent {
@@ -41,16 +68,17 @@ export class SharedAgent {
   /** The pooled agent for the TLS identity of `built` (the agent client-node made for this call), or `built` itself when it is not a plain https.Agent. */
   for(built: http.Agent | https.Agent): http.Agent | https.Agent {
     if (!(built instanceof https.Agent) || built.constructor !== https.Agent) return built;
-    const key = identityKey(built.options);
+    const key = identityKey(built.options as Record<string, unknown>);
+    if (key === undefined) return built;
     if (this.current?.key !== key) {
+      if (this.current) retire(this.current.agent);
       this.current = { key, agent: new https.Agent({ ...built.options, keepAlive: true, timeout: IDLE_SOCKET_MS }) };
     }
     return this.current.agent;
   }
 
-  /** Closes the pooled connections (the client is done). */
-  destroy(): void {
-    this.current?.agent.destroy();
-    this.current = undefined;
+  /** Closes the idle connections: the next call connects anew. */
+  dropIdle(): void {
+    if (this.current) dropFree(this.current.agent);
   }
 }

@@ -167,16 +167,19 @@ function describe(verb: string, rt: ResourceType, namespace: string, name?: stri
   return `${verb} ${gv} ${rt.plural}${sub ? `/${sub}` : ''} ${namespace}${name ? `/${name}` : ''}`;
 }
 
-/** Middleware that sets the request's AbortSignal (and, for patches, the Content-Type; for metadata reads, the Accept). */
 /** Transport errors of a connection closed under a request (node-fetch passes the system error's code) */
 const CONNECTION_RESET: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 
-function requestMiddleware(agent: SharedAgent, signal: AbortSignal, contentType?: string, accept?: string): ObservableMiddleware {
+/**
+ * Middleware that sets the request's AbortSignal (and, for patches, the Content-Type; for metadata
+ * reads, the Accept). With `pool`, the call goes over the client's kept-alive connections
+ * (src/kube/agent.ts) instead of the new one client-node built for it.
+ */
+function requestMiddleware(pool: SharedAgent | undefined, signal: AbortSignal, contentType?: string, accept?: string): ObservableMiddleware {
   return {
     pre: (ctx: RequestContext) => {
-      // the pooled keep-alive agent, not the one client-node built for this call (src/kube/agent.ts)
       const built = ctx.getAgent();
-      if (built) ctx.setAgent(agent.for(built));
+      if (pool && built) ctx.setAgent(pool.for(built));
       ctx.setSignal(signal);
       if (contentType) ctx.setHeaderParam('Content-Type', contentType);
       if (accept) ctx.setHeaderParam('Accept', accept);
@@ -201,8 +204,8 @@ export class ClientNodeKube implements Kube {
   readonly core: CoreV1Api;
   private readonly timeoutMs: number;
   private readonly fieldManager: string;
-  /** one connection pool for every call of this client (src/kube/agent.ts) */
-  private readonly agent = new SharedAgent();
+  /** the kept-alive connections this client's reads share (src/kube/agent.ts) */
+  private readonly pool = new SharedAgent();
 
   constructor(
     readonly kubeConfig: KubeConfig,
@@ -214,13 +217,21 @@ export class ClientNodeKube implements Kube {
     this.fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
   }
 
-  /** Runs one request under a deadline and the caller's signal; maps every failure to KubeApiError. */
+  /**
+   * Runs one request under a deadline and the caller's signal; maps every failure to KubeApiError.
+   * `pooled` (reads): over the client's kept-alive connections. Writes are not: each goes over a
+   * connection of its own, as client-node opens it, so a write never meets a pooled connection that
+   * the server or a load balancer is closing, where whether it was applied could not be told. After
+   * a timeout or a network error the pool's idle connections are dropped, so the next read
+   * connects anew (they may all lead to an API server that went away).
+   */
   private async call<T>(
     operation: string,
     opts: RequestOptions | undefined,
     contentType: string | undefined,
     fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>,
     accept?: string,
+    pooled = false,
   ): Promise<T> {
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const deadline = new AbortController();
@@ -232,29 +243,36 @@ export class ClientNodeKube implements Kube {
     const signal = opts?.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
     try {
       if (opts?.signal?.aborted) throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation });
-      return await fn({ middleware: [requestMiddleware(this.agent, signal, contentType, accept)], middlewareMergeStrategy: 'append' });
+      return await fn({ middleware: [requestMiddleware(pooled ? this.pool : undefined, signal, contentType, accept)], middlewareMergeStrategy: 'append' });
     } catch (err) {
       if (!timedOut && opts?.signal?.aborted) {
         throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation, cause: err });
       }
-      throw toKubeApiError(err, operation, { timedOut, timeoutMs });
+      const e = toKubeApiError(err, operation, { timedOut, timeoutMs });
+      if (e.status === 'timeout' || e.status === 'network') this.pool.dropIdle();
+      throw e;
     } finally {
       clearTimeout(timer);
     }
   }
 
   /**
-   * A read, tried a second time at once when its connection was reset before any answer: a pooled
-   * keep-alive connection (src/kube/agent.ts) that the server or a load balancer closed just as it
-   * was reused, the case Node's http documentation gives for `request.reusedSocket`. Reads only: a
-   * write that may have reached the API server is never sent twice.
+   * A read, over the pooled connections, tried a second time at once when its connection was reset
+   * under it: a kept-alive connection that the server or a load balancer closed just as it was
+   * reused, the case Node's http documentation gives for `request.reusedSocket` (the pool's idle
+   * connections are dropped first, so the second try connects anew). Both tries share one
+   * deadline. Reads only: a write is never sent twice.
    */
   private async read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
+    const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
+    const started = performance.now();
     try {
-      return await this.call(operation, opts, undefined, fn, accept);
+      return await this.call(operation, opts, undefined, fn, accept, true);
     } catch (err) {
       if (!(err instanceof KubeApiError && err.status === 'network' && CONNECTION_RESET.has(err.reason)) || opts?.signal?.aborted) throw err;
-      return this.call(operation, opts, undefined, fn, accept);
+      const left = Math.floor(timeoutMs - (performance.now() - started));
+      if (left < 1) throw err;
+      return this.call(operation, { ...opts, timeoutMs: left }, undefined, fn, accept, true);
     }
   }
 

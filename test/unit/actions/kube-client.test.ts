@@ -161,6 +161,18 @@ t.test('a connection reset before any answer: a read is sent once more, a write 
   t.equal(twice.reason, 'ECONNRESET');
   t.equal(seen.length, 2, 'one retry only');
 
+  // the two tries share the read's deadline: a reset late in it leaves the second try only the rest
+  handler = (q) => {
+    if (seen.length === 1) setTimeout(() => q.socket.destroy(), 150);
+    // the second request is never answered
+  };
+  seen.length = 0;
+  const late = await failure(kube.get(RESOURCES.deployments, 'shop', 'web'));
+  t.equal(late.status, 'timeout');
+  t.equal(seen.length, 2);
+  const given = Number(/no answer within (\d+) ms/.exec(late.message)?.[1]);
+  t.ok(given > 0 && given < 300, `the second try had what was left of 300 ms (${given} ms)`);
+
   resets = 0;
   handler = resetting(1);
   seen.length = 0;
