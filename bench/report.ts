@@ -221,6 +221,17 @@ if (decision) {
     `Prometheus confirmation: ${decision.prometheusConfirmation.what}; outcomes ${JSON.stringify(decision.prometheusConfirmation.outcomes)}.`,
     '',
   );
+  /** a second run's receipt → patch and its breakdown */
+  const again = (heading: string, r: J) => [
+    `| ${heading} | p50 | p90 | p99 | max | mean |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    row('**receipt → patch issued**', r.receiptToPatchIssuedMs),
+    row('of which intake + queue', r.breakdownMs.intakeAndQueue),
+    row('of which store', r.breakdownMs.store),
+    row('of which Kube API reads', r.breakdownMs.kubeReads),
+    row('of which the rest', r.breakdownMs.other),
+    row('the patch round trip', r.patchRoundTripMs),
+  ];
   if (decisionAlone) {
     const a = decisionAlone;
     p(
@@ -228,14 +239,7 @@ if (decision) {
         'Every consistent ReplicaSet LIST waits for the API server to ask etcd for a watch progress notification, which it does at most once per 100 ms per resource ' +
         '(k8s.io/apiserver pkg/storage/cacher/progress): back to back, each LIST waits out the rest of the period its predecessor started; alone, the request goes at once.',
       '',
-      '| ms, alerts apart | p50 | p90 | p99 | max | mean |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
-      row('**receipt → patch issued**', a.receiptToPatchIssuedMs),
-      row('of which intake + queue', a.breakdownMs.intakeAndQueue),
-      row('of which store', a.breakdownMs.store),
-      row('of which Kube API reads', a.breakdownMs.kubeReads),
-      row('of which the rest', a.breakdownMs.other),
-      row('the patch round trip', a.patchRoundTripMs),
+      ...again('ms, alerts apart', a),
       '',
       `Each operation before the patch, mean ms: ${Object.entries(a.opsBeforePatch as Record<string, J>).map(([op, o]) => `${op} ${o.meanMs}`).join(', ')}. ` +
         `The five slowest: ${(a.slowest as J[]).map((r) => `${r.total} ms (store ${r.store}, Kube reads ${r.kubeReads}, queue ${r.queue})`).join('; ')}.`,
@@ -247,14 +251,7 @@ if (decision) {
     p(
       `The same 100 rollbacks with Redis at \`appendfsync everysec\` (a second run with a fresh control plane, load ${la(e.machine)}; outcomes ${JSON.stringify(e.states)}):`,
       '',
-      '| ms, appendfsync everysec | p50 | p90 | p99 | max | mean |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
-      row('**receipt → patch issued**', e.receiptToPatchIssuedMs),
-      row('of which intake + queue', e.breakdownMs.intakeAndQueue),
-      row('of which store', e.breakdownMs.store),
-      row('of which Kube API reads', e.breakdownMs.kubeReads),
-      row('of which the rest', e.breakdownMs.other),
-      row('the patch round trip', e.patchRoundTripMs),
+      ...again('ms, appendfsync everysec', e),
       '',
     );
   }
