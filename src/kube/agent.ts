@@ -10,9 +10,9 @@
 // certificate and key, servername, verification), so a credential that changes (a kubeconfig
 // exec plugin's new client certificate) gets a new agent, and the old one stops pooling. Proxy
 // agents and plain-HTTP agents are left as client-node built them.
-import { createHash } from 'node:crypto';
 import type * as http from 'node:http';
 import * as https from 'node:https';
+import { isDeepStrictEqual } from 'node:util';
 
 /**
  * How long an idle connection stays in the pool. Under the API server's own idle timeout (90 s,
@@ -24,32 +24,19 @@ export const IDLE_SOCKET_MS = 30_000;
 /** Options every agent has that say nothing of the connection's identity */
 const NOT_IDENTITY: ReadonlySet<string> = new Set(['noDelay', 'path']);
 
+/** The options of the agent client-node built that make the connection's identity: all but NOT_IDENTITY */
+function identityOf(o: https.AgentOptions): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !NOT_IDENTITY.has(k)));
+}
+
 /**
- * A digest of every option of the agent client-node built (its CA, client certificate and key,
- * servername, verification, and whatever a later client-node adds), or undefined when one of them
- * is a function (a checkServerIdentity, say), which a digest cannot compare: that call is then not
- * pooled.
+ * Whether an identity can be compared by value: a function anywhere in it (a checkServerIdentity,
+ * say) cannot, as client-node makes a new one for each call; that call is then not pooled.
  */
-function identityKey(o: Record<string, unknown>): string | undefined {
-  const h = createHash('sha256');
-  for (const k of Object.keys(o).sort()) {
-    if (NOT_IDENTITY.has(k)) continue;
-    const v = o[k];
-    if (typeof v === 'function') return undefined;
-    h.update(`${k.length}:${k}`);
-    for (const part of Array.isArray(v) ? v : [v]) {
-      if (Buffer.isBuffer(part)) {
-        h.update(`b${part.length}:`);
-        h.update(part);
-      } else {
-        const text = part === undefined ? 'u' : `j${JSON.stringify(part)}`;
-        if (part !== undefined && typeof part === 'object' && part !== null && Object.values(part).some((x) => typeof x === 'function')) return undefined;
-        h.update(`${text.length}:${text}`);
-      }
-    }
-    h.update(';');
-  }
-  return h.digest('hex');
+function comparable(v: unknown): boolean {
+  if (typeof v === 'function') return false;
+  if (v === null || typeof v !== 'object' || Buffer.isBuffer(v)) return true;
+  return Object.values(v).every(comparable);
 }
 
 /** Stops an agent from pooling: its idle connections close now, its busy ones when their answer ends. */
@@ -63,16 +50,17 @@ function dropFree(agent: https.Agent): void {
 }
 
 export class SharedAgent {
-  private current: { key: string; agent: https.Agent } | undefined;
+  private current: { identity: Record<string, unknown>; agent: https.Agent } | undefined;
 
   /** The pooled agent for the TLS identity of `built` (the agent client-node made for this call), or `built` itself when it is not a plain https.Agent. */
   for(built: http.Agent | https.Agent): http.Agent | https.Agent {
     if (!(built instanceof https.Agent) || built.constructor !== https.Agent) return built;
-    const key = identityKey(built.options as Record<string, unknown>);
-    if (key === undefined) return built;
-    if (this.current?.key !== key) {
+    const identity = identityOf(built.options);
+    if (!comparable(identity)) return built;
+    // CA, certificates and keys are read afresh for each call: compared by content (Buffers byte by byte)
+    if (!this.current || !isDeepStrictEqual(this.current.identity, identity)) {
       if (this.current) retire(this.current.agent);
-      this.current = { key, agent: new https.Agent({ ...built.options, keepAlive: true, timeout: IDLE_SOCKET_MS }) };
+      this.current = { identity, agent: new https.Agent({ ...built.options, keepAlive: true, timeout: IDLE_SOCKET_MS }) };
     }
     return this.current.agent;
   }

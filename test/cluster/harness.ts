@@ -182,7 +182,8 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-function openssl(args: string[], cwd: string): void {
+/** Runs openssl in `cwd`; throws with its stderr when it fails. */
+export function openssl(args: string[], cwd: string): void {
   const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
   if (r.error) throw new Error(`openssl not runnable: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${r.stderr}`);

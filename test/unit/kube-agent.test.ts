@@ -3,7 +3,6 @@
 // own, the server's certificate is still verified, a connection closed under a read or a timeout
 // sends the next read to a new connection, and a changed TLS identity gets its own pool.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -14,18 +13,17 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { IDLE_SOCKET_MS, SharedAgent } from '../../src/kube/agent.js';
 import { ClientNodeKube, RESOURCES } from '../../src/kube/client.js';
 import { KubeApiError } from '../../src/kube/errors.js';
+import { openssl } from '../cluster/harness.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-kube-agent-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A self-signed certificate for 127.0.0.1 (openssl, as the cluster harness makes its own). */
+/** A self-signed certificate for 127.0.0.1, made with the cluster harness's openssl runner. */
 function selfSigned(name: string): { cert: Buffer; key: Buffer } {
-  const r = spawnSync(
-    'openssl',
+  openssl(
     ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', `${name}.key`, '-out', `${name}.crt`],
-    { cwd: dir, encoding: 'utf8' },
+    dir,
   );
-  if (r.status !== 0) throw new Error(`openssl failed: ${r.error?.message ?? r.stderr}`);
   return { cert: fs.readFileSync(path.join(dir, `${name}.crt`)), key: fs.readFileSync(path.join(dir, `${name}.key`)) };
 }
 
