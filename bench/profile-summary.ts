@@ -26,6 +26,11 @@ export interface ProfileSummary {
   /** calledFrom: for natives and GC-free builtins, the JS functions that called them, by time */
   top: { function: string; where: string; selfMs: number; pctOfBusy: number; calledFrom?: string[] }[];
   areas: { area: string; selfMs: number; pctOfBusy: number }[];
+  /**
+   * rollguard's own functions by total time (their own and everything they called, each sample
+   * counted once per function however deep the recursion): which stage of the path costs what
+   */
+  rollguardTotal: { function: string; where: string; totalMs: number; pctOfBusy: number }[];
 }
 
 /** Which dependency or part a script URL belongs to. */
@@ -95,6 +100,21 @@ export function summariseProfile(file: string, topN = 25): ProfileSummary {
     }
     fns.set(key, f);
   }
+  // total time of rollguard's functions: each sample's time goes to every distinct function above it
+  const totals = new Map<string, { function: string; where: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const { functionName, url, lineNumber } = byId.get(cur)!.callFrame;
+      if (area(url, functionName) !== 'rollguard') continue;
+      const key = `${functionName}@${url}:${lineNumber}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const t = totals.get(key) ?? { function: functionName || '(anonymous)', where: where(url, lineNumber), us: 0 };
+      t.us += us;
+      totals.set(key, t);
+    }
+  }
   const busyUs = totalUs - idleUs || 1;
   const ms = (us: number) => Math.round(us / 100) / 10;
   const pct = (us: number) => Math.round((us / busyUs) * 1000) / 10;
@@ -117,6 +137,10 @@ export function summariseProfile(file: string, topN = 25): ProfileSummary {
       .filter(([a]) => a !== 'idle')
       .sort((a, b) => b[1] - a[1])
       .map(([a, us]) => ({ area: a, selfMs: ms(us), pctOfBusy: pct(us) })),
+    rollguardTotal: [...totals.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, topN)
+      .map((t) => ({ function: t.function, where: t.where, totalMs: ms(t.us), pctOfBusy: pct(t.us) })),
   };
 }
 

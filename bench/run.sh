@@ -54,6 +54,9 @@ if want storm-split; then
   # shellcheck disable=SC2086 # the flags are words
   node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --together --name storm-split-flags
   node --import tsx bench/storm-split.ts --together
+  say "the engine alone again at the default QUEUE_CONCURRENCY (16), under V8's CPU profiler: where its CPU per alert goes (not a rate)"
+  # shellcheck disable=SC2086 # the flags are words
+  node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --concurrency 16 --profile-engine --name storm-split-profile
 fi
 if want store-calls; then say "Store calls per alert"; npx tsx bench/store-calls.ts; fi
 if want rules; then

@@ -7,12 +7,17 @@
  * rule, no cluster, no Prometheus (onPrometheusDown: act).
  * With --together, a second storm of new alerts then runs both stages at once, as serve does.
  *   node [V8 flags] --import tsx bench/storm-split.ts [--store redis|memory] [--concurrency 64]
- *        [--log-level info] [--together] [--name storm-split-x]
+ *        [--log-level info] [--together] [--name storm-split-x] [--profile-engine]
+ * (--profile-engine: the engine stage runs under V8's CPU profiler, node:inspector, and its summary
+ * (bench/profile-summary.ts) goes into the result; the .cpuprofile stays in $BENCH_OUT.)
  * (V8 flags: the image's are --max-semi-space-size=4 --max-old-space-size=192.) redis: a
  * redis-server on loopback, appendonly, appendfsync always (as bench/storm.ts). CPU is this
  * process's (process.cpuUsage: the main thread and V8's helper threads). Writes
  * $BENCH_OUT/<name>.json (default storm-split-<store>). No assertions.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { QueueWorker } from '../src/engine/worker.js';
 import { MemoryStore } from '../src/store/memory.js';
@@ -22,7 +27,8 @@ import { createActions } from '../src/actions/index.js';
 import { postAlerts, testApp } from '../test/support/app.js';
 import { rules, testEngine } from '../test/support/engine.js';
 import { startRedis, type RedisServer } from '../test/support/redis.js';
-import { countingStore, log, machine, round, ruleEntry, runBench, sleep, writeResult } from './lib.js';
+import { countingStore, log, machine, outDir, round, ruleEntry, runBench, sleep, writeResult } from './lib.js';
+import { summariseProfile, type ProfileSummary } from './profile-summary.js';
 import { batchBody } from './storm-lib.js';
 
 const arg = (name: string, def: string) => {
@@ -35,6 +41,7 @@ const CONCURRENCY = Number(arg('concurrency', '64'));
 const LOG_LEVEL = arg('log-level', 'info');
 const TOGETHER = process.argv.includes('--together');
 const NAME = arg('name', `storm-split-${STORE}`);
+const PROFILE_ENGINE = process.argv.includes('--profile-engine');
 const BATCHES = 100;
 const BATCH = 100;
 const RULES = `rules:\n${ruleEntry('storm-p1', 'HighErrorRate', 'P1')}`;
@@ -97,7 +104,21 @@ async function main() {
   });
   const alerts = BATCHES * BATCH;
   if (queued !== alerts) throw new Error(`queued ${queued}, expected ${alerts}`);
+  let profile: ProfileSummary | undefined;
+  const session = PROFILE_ENGINE ? new Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+  }
   const engine = await measured(drain);
+  if (session) {
+    const { profile: raw } = await session.post('Profiler.stop');
+    session.disconnect();
+    const file = join(outDir(), `${NAME}-engine.cpuprofile`);
+    writeFileSync(file, JSON.stringify(raw));
+    profile = summariseProfile(file, 30);
+  }
   const workerCalls = Object.fromEntries(calls);
   calls.clear();
   // the same two stages at once, as serve runs them: the worker drains while the batches come in
@@ -118,7 +139,7 @@ async function main() {
     machineAtEnd: machine(),
     settings: { v8Flags: process.execArgv.filter((a) => a.startsWith('--max-')), store: STORE, concurrency: CONCURRENCY, logLevel: LOG_LEVEL, alerts, deliveries: 2, batch: BATCH, path: 'dry-run: no cluster configured, no Prometheus (onPrometheusDown: act)', redis: redis ? 'redis-server on 127.0.0.1, appendonly yes, appendfsync always' : null },
     intake: { cpuUsPerAlert: round(intake.cpuUs / alerts, 1), cpuUsPerDelivery: round(intake.cpuUs / (2 * alerts), 1), wallMs: round(intake.wallMs, 0) },
-    engine: { workerCalls, cpuUsPerAlert: round(engine.cpuUs / alerts, 1), alertsPerSec: Math.round(alerts / (engine.wallMs / 1000)), coresMean: round(engine.cpuUs / 1000 / engine.wallMs, 2), wallMs: round(engine.wallMs, 0) },
+    engine: { workerCalls, cpuUsPerAlert: round(engine.cpuUs / alerts, 1), alertsPerSec: Math.round(alerts / (engine.wallMs / 1000)), coresMean: round(engine.cpuUs / 1000 / engine.wallMs, 2), wallMs: round(engine.wallMs, 0), ...(profile ? { profiled: true, profile } : {}) },
     sumCpuUsPerAlert: round((intake.cpuUs + engine.cpuUs) / alerts, 1),
     together,
   };
