@@ -95,12 +95,13 @@ export function toKubeApiError(err: unknown, operation: string, opts: { timedOut
   }
   if (typeof e?.code === 'number' && e.code >= 100 && e.code < 600) {
     const parsed = parseStatusBody(e.body);
+    // No cause: client-node's ApiException carries the API server's whole reply in its message and
+    // stack ("Body: ..."), values echoed by a 422 included, and a logged error prints its cause.
     return new KubeApiError({
       status: e.code,
       reason: parsed.reason ?? REASONS[e.code] ?? 'Unknown',
-      message: withoutEchoedValues(parsed.message ?? (typeof e.message === 'string' ? e.message : `HTTP ${e.code}`)),
+      message: withoutEchoedValues(parsed.message ?? `HTTP ${e.code}`),
       operation,
-      cause: err,
     });
   }
   const msg = typeof e?.message === 'string' ? e.message : String(err);

@@ -31,3 +31,24 @@ t.test('an escaped quote inside the value is part of the value; a value that can
   t.equal(withoutEchoedValues('spec: Invalid value: core.PodSpec{Secret:"pw"}: bad, other: Invalid value: "v": worse'), 'spec: Invalid value: (value not recorded)');
   t.equal(withoutEchoedValues('deployments.apps "web" not found'), 'deployments.apps "web" not found', 'messages without an echoed value are unchanged');
 });
+
+t.test('a refused call logged with pino prints no value the API server echoed: the client error is not kept as the cause', async (t) => {
+  const { ApiException } = await import('@kubernetes/client-node');
+  const { pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  // client-node's own exception: its message (and so its stack) holds the whole reply ("Body: ...")
+  const raw = new ApiException(422, 'Unprocessable Entity', JSON.stringify(status422), { 'content-type': 'application/json' });
+  t.match(raw.stack ?? '', /hunter2/, 'the client error itself carries the value');
+  const err = toKubeApiError(raw, 'PATCH apps/v1 deployments shop/checkout');
+  t.equal(err.cause, undefined);
+  const lines: string[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
+  log.error({ err }, 'rollback stopped by an error');
+  t.equal(lines.length, 1);
+  t.notMatch(lines[0]!, /hunter2|DB PASS|s3cret-policy|Body:/, lines[0]);
+  t.match(lines[0]!, /Invalid value: \(value not recorded\)/, 'the field path and reason are still logged');
+  // a reply that is no Status: its status is said, never the client's message with the body
+  const plain = toKubeApiError(new ApiException(500, 'Internal Server Error', { data: 'postgres://u:pw@db' }, {}), 'GET apps/v1 deployments shop/web');
+  t.notMatch(plain.message, /pw@db|Body:/, plain.message);
+  t.match(plain.message, /HTTP 500 InternalError/);
+});
