@@ -1,6 +1,7 @@
 // Where a migration rollback Job stands, and why it failed: pure functions over the Job and its
 // pods as the API server shows them.
 import type { KubeObject } from '../kube/client.js';
+import { redactUrl } from '../redact.js';
 
 export type JobState = 'running' | 'succeeded' | 'failed' | 'timed_out';
 
@@ -103,10 +104,36 @@ export function failedContainer(pods: KubeObject[]): FailedContainer | undefined
 /** At most this many characters of one line in a record or a notification. */
 const LINE_MAX = 400;
 
+/** A URL anywhere in a line (`jdbc:postgresql://...` too): a scheme, `://`, then up to the next space. */
+const URL_IN_LINE = /[a-z][a-z0-9+.-]*:\/\/\S+/gi;
+/** Names whose value is a credential, also as the end of a longer name (DB_PASSWORD, spring.datasource.password, x-api-key). */
+const SECRET_KEY = String.raw`(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?)`;
+/** A value: double-quoted (escapes kept inside), single-quoted, else up to the next space; an unclosed quote runs to the end of the line. */
+const VALUE = String.raw`("(?:[^"\\]|\\.)*(?:"|$)|'[^']*(?:'|$)|\S+)`;
+/** `password=x`, `DB_PASSWORD: x`, `"password": "x"`, `token = 'x'`: the name, an optional closing quote (escaped too, JSON inside a string), `=` or `:` with optional spaces, the value. */
+const KEY_VALUE = new RegExp(String.raw`(${SECRET_KEY}(?:\\?["'])?\s*[=:]\s*)${VALUE}`, 'gi');
+/** `-password x`, `--db-password x`: a flag ending in such a name, spaces, the value. */
+const FLAG_VALUE = new RegExp(String.raw`((?:^|\s)--?[\w.-]*${SECRET_KEY}\s+)${VALUE}`, 'gi');
+const masked = (value: string) => (value.startsWith('"') ? '"***"' : value.startsWith("'") ? "'***'" : '***');
+
 /**
- * The last `n` non-empty lines of a text (a log, a termination message), each cut to LINE_MAX
- * characters and stripped of a URL's user part (`postgres://user:pass@db` → `postgres://***@db`):
- * a migration tool's output often prints its JDBC URL.
+ * One line as a record or a notification may hold it: each URL printed as `redactUrl` prints it
+ * (`postgres://user:pa/ss@db` → `postgres://***@db`, cut at the authority's last `@`; credential
+ * query values → ***), and the value after a credential's name replaced by *** (`password=x`,
+ * `DB_PASSWORD: x`, `"password": "x"`, `--password x`, `-token x`; the name may end a longer
+ * one). The rest of the line, the error an SRE reads, is kept.
+ */
+function redactLine(line: string): string {
+  return line
+    .replace(URL_IN_LINE, (url) => redactUrl(url))
+    .replace(KEY_VALUE, (_all, key: string, value: string) => `${key}${masked(value)}`)
+    .replace(FLAG_VALUE, (_all, flag: string, value: string) => `${flag}${masked(value)}`);
+}
+
+/**
+ * The last `n` non-empty lines of a text (a log, a termination message), each redacted
+ * (`redactLine`: a migration tool's output often prints its JDBC URL or its password) and cut to
+ * LINE_MAX characters.
  */
 export function lastLines(text: string, n: number): string[] {
   const lines = text
@@ -114,7 +141,7 @@ export function lastLines(text: string, n: number): string[] {
     .map((l) => l.trimEnd())
     .filter((l) => l.trim() !== '');
   return lines.slice(-n).map((l) => {
-    const clean = l.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@').replace(/(password|passwd|pwd|secret|token)=\S+/gi, '$1=***');
+    const clean = redactLine(l);
     return clean.length > LINE_MAX ? `${clean.slice(0, LINE_MAX)}…` : clean;
   });
 }

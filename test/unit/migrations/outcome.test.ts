@@ -48,3 +48,36 @@ t.test('last lines: the tail, blank lines dropped, long lines cut, credentials i
   t.equal(long.length, 401);
   t.ok(long.endsWith('…'));
 });
+
+t.test('last lines: credentials in their common forms are cut, the error around them kept', async (t) => {
+  const cases: [string, string][] = [
+    // URLs, cut as redactUrl cuts them: up to the authority's last `@`, whatever the password holds
+    ['FATAL: could not connect to postgres://app:pa/ss@db:5432/shop', 'FATAL: could not connect to postgres://***@db:5432/shop'],
+    ['ERROR: mysql://app:p@ss@db refused', 'ERROR: mysql://***@db refused'],
+    ['retrying "redis://:s3cr/et@redis:6379/0" in 5s', 'retrying "redis://***@redis:6379/0" in 5s'],
+    // JSON keys, spaced or not, and JSON inside a string
+    ['config {"password": "hunter2", "user": "app"} rejected', 'config {"password": "***", "user": "app"} rejected'],
+    ['config {"db_password":"hunter2","user":"app"}', 'config {"db_password":"***","user":"app"}'],
+    ['msg="{\\"apiKey\\": \\"k-123\\"}"', 'msg="{\\"apiKey\\": ***'],
+    // CLI flags, space-separated
+    ['exec flyway -password hunter2 -user app migrate', 'exec flyway -password *** -user app migrate'],
+    ['exec liquibase --password hunter2 --username app update', 'exec liquibase --password *** --username app update'],
+    ['exec tool --db-password hunter2', 'exec tool --db-password ***'],
+    ['exec tool --api-key k-123 --access_key a-456', 'exec tool --api-key *** --access_key ***'],
+    // env and config styles: `=` or `:`, spaces, quotes, the name at the end of a longer one
+    ['DB_PASSWORD: hunter2', 'DB_PASSWORD: ***'],
+    ["spring.datasource.password = 'hunter 2'", "spring.datasource.password = '***'"],
+    ['AWS_ACCESS_KEY: AKIA123 AWS_SECRET: s3 client_credentials=c1', 'AWS_ACCESS_KEY: *** AWS_SECRET: *** client_credentials=***'],
+    ['password: "unterminated hunter2', 'password: "***"'],
+  ];
+  for (const [line, want] of cases) t.same(lastLines(line, 1), [want], line);
+  for (const line of cases.map((c) => lastLines(c[0], 1)[0]!)) t.notMatch(line, /hunter|pa\/ss|@ss|s3cr|k-123|a-456|AKIA|s3 |=c1/, line);
+  for (const plain of [
+    'ERROR: relation "orders" does not exist',
+    'FATAL: password authentication failed for user "app"',
+    'Migration V42__drop_orders.sql failed: ERROR: syntax error at or near "FROM"',
+    'connecting to postgres://db:5432/shop',
+  ]) {
+    t.same(lastLines(plain, 1), [plain], `kept as is: ${plain}`);
+  }
+});
