@@ -105,7 +105,7 @@ export function failedContainer(pods: KubeObject[]): FailedContainer | undefined
 const LINE_MAX = 400;
 
 /** A URL anywhere in a line (`jdbc:postgresql://...` too): a scheme, `://`, then up to the next space. */
-const URL_IN_LINE = /[a-z][a-z0-9+.-]*:\/\/\S+/gi;
+const URL_IN_LINE = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/\S+/gi;
 /** Names whose value is a credential, also as the end of a longer name (DB_PASSWORD, spring.datasource.password, x-api-key). */
 const SECRET_KEY = String.raw`(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?)`;
 /** A value: double-quoted (escapes kept inside), single-quoted, else up to the next space; an unclosed quote runs to the end of the line. */
