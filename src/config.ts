@@ -64,6 +64,12 @@ export const configSchema = z.object({
   /** Basic auth Alertmanager sends (http_config.basic_auth). */
   WEBHOOK_BASIC_USER: z.string().optional(),
   WEBHOOK_BASIC_PASSWORD: secretList.optional(),
+  /**
+   * Serve an open webhook (none of the credentials above) while rollbacks are real (a cluster and
+   * DRY_RUN=false): refused at start-up unless this says it is on purpose (the chart's
+   * auth.webhook.allowUnauthenticated sets it).
+   */
+  WEBHOOK_ALLOW_UNAUTHENTICATED: bool.default(false),
   /** Admin token for mutating endpoints (reload, pause, approve, manual rollback); distinct from the webhook's. */
   ADMIN_TOKEN: secretList.optional(),
   ADMIN_TOKEN_FILE: z.string().optional(),
@@ -221,7 +227,7 @@ export function parseDuration(v: number | string): number | null {
   }
 }
 
-const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS']);
+const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS', 'WEBHOOK_ALLOW_UNAUTHENTICATED']);
 
 /** `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {

@@ -13,7 +13,7 @@ import { clusterSource, ConfigError, flagsToSettings, loadConfig, type Config } 
 import { Drills } from './drills/run.js';
 import { Engine } from './engine/pipeline.js';
 import { QueueWorker } from './engine/worker.js';
-import { announceAuth } from './http/auth.js';
+import { announceAuth, openLiveWebhook } from './http/auth.js';
 import { controlRoutes } from './http/control.js';
 import { drillsRoutes } from './http/drills.js';
 import { rollbacksRoutes } from './http/rollbacks.js';
@@ -109,6 +109,11 @@ async function serve(args: string[]): Promise<number> {
     return 2;
   }
   const { config } = loaded;
+  const open = openLiveWebhook(config);
+  if (open) {
+    io.err(`rollguard: ${open}`);
+    return 2;
+  }
   // Asynchronous logging: lines are written to stdout in the background (pino's sonic-boom), not one
   // write(2) per line in the request path; flushed at shutdown (see flushLogs).
   const logDestination = pino.destination({ dest: 1, sync: false });

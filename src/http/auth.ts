@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Config } from '../config.js';
+import { clusterSource, type Config } from '../config.js';
 import type { Security } from './openapi.js';
 
 /**
@@ -179,6 +179,23 @@ export interface AuthLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
+}
+
+/**
+ * Why serve must not start, or undefined: an open webhook (no credential) in front of real
+ * rollbacks (a cluster is configured and DRY_RUN is false) lets anything that reaches the port roll
+ * workloads back with rollguard's credentials, unless WEBHOOK_ALLOW_UNAUTHENTICATED says it is on
+ * purpose. The embedded default (no cluster: dry-run) starts open, with the warning below.
+ */
+export function openLiveWebhook(config: Config): string | undefined {
+  if (config.DRY_RUN || clusterSource(config) === 'none' || config.WEBHOOK_ALLOW_UNAUTHENTICATED) return undefined;
+  if (gates(config).webhook().kind !== 'open') return undefined;
+  const cluster = clusterSource(config) === 'kubeconfig' ? `KUBECONFIG (${config.KUBECONFIG})` : 'the pod\'s ServiceAccount (KUBERNETES_SERVICE_HOST)';
+  return (
+    `the webhook has no credential (WEBHOOK_TOKEN, WEBHOOK_TOKEN_FILE or WEBHOOK_BASIC_USER) and rollbacks are real (a cluster through ${cluster}, DRY_RUN=false): ` +
+    'anything that reaches POST /v1/alerts could roll workloads back. Set WEBHOOK_TOKEN (or WEBHOOK_TOKEN_FILE) to the token Alertmanager sends, or DRY_RUN=true, ' +
+    'or WEBHOOK_ALLOW_UNAUTHENTICATED=true to run an open webhook on purpose'
+  );
 }
 
 /** Says at start-up who may call what: an open webhook or open reads are warned about, broken token files are errors. */

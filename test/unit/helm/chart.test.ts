@@ -311,7 +311,9 @@ t.test('the default values alone refuse to render: no webhook credential, unless
   const vol = viaSecret.find((o) => o.kind === 'Deployment')!.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'webhook-token');
   t.same(vol.secret, { secretName: 'rollguard-webhook', items: [{ key: 'token', path: 'token' }] }, 'existingSecret: mounted as the token file');
   const open = render(['--set', 'auth.webhook.allowUnauthenticated=true'], { base: false });
-  t.notOk(envOf(find(open, 'Deployment')[0]!).some((e) => e.name.startsWith('WEBHOOK_')), 'allowUnauthenticated: no webhook credential at all');
+  const openEnv = envOf(find(open, 'Deployment')[0]!);
+  t.same(openEnv.filter((e) => e.name.startsWith('WEBHOOK_')), [{ name: 'WEBHOOK_ALLOW_UNAUTHENTICATED', value: 'true' }], 'allowUnauthenticated: no webhook credential at all, and serve told it is on purpose');
+  t.notOk(envOf(find(withTokens, 'Deployment')[0]!).some((e) => e.name === 'WEBHOOK_ALLOW_UNAUTHENTICATED'), 'with a credential: never set');
 });
 
 t.test('dry-run by default; acting for real needs a Prometheus to confirm alerts, unless allowUnconfirmed is set on purpose', async (t) => {
