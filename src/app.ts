@@ -45,9 +45,12 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] } : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: config.BODY_LIMIT_BYTES,
-    // Alertmanager sends one JSON body; deep nesting and prototype keys are refused by the parser.
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
+    // Alertmanager sends one JSON body. A `__proto__` key (or `constructor.prototype`) is removed by
+    // the parser, never refused: anyone who can post to Alertmanager can give an alert such a label
+    // or annotation, and a refused batch (4xx) is dropped by Alertmanager with every alert of its
+    // group. No rule can name such a label (src/rules/schema.ts refuses it), so nothing it decides changes.
+    onProtoPoisoning: 'remove',
+    onConstructorPoisoning: 'remove',
     // The webhook logs its own line per batch; per-request lines would double every log.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,

@@ -129,7 +129,32 @@ t.test('400 names the field, and nothing is queued', async (t) => {
   const arr = await postAlerts(app, '[]');
   t.equal(arr.statusCode, 400, 'an array is not a payload');
   const proto = await postAlerts(app, '{"version":"4","__proto__":{"polluted":true}}');
-  t.equal(proto.statusCode, 400, 'prototype poisoning refused');
+  t.equal(proto.statusCode, 400, 'a __proto__ key is removed: what is left is judged as it is');
+  t.match(proto.json().message, /body\.receiver|body\.alerts|body\.status/, proto.json().message);
+});
+
+t.test('a __proto__ label or annotation on one alert is removed; the batch and its other alerts are queued', async (t) => {
+  const { app, store } = testApp();
+  const b = JSON.parse(firing) as { alerts: { labels: Record<string, string>; annotations: Record<string, string> }[] };
+  t.equal(b.alerts.length, 2);
+  // as Alertmanager forwards it: JSON text with own "__proto__" keys (JSON.stringify of a parsed object keeps them)
+  const body = JSON.stringify(b)
+    .replace('"labels":{', '"labels":{"__proto__":"x","constructor":{"prototype":{"polluted":"yes"}},')
+    .replace(/("annotations":\{)(?![\s\S]*"annotations":\{)/, '$1"__proto__":{"polluted":"yes"},');
+  t.equal((body.match(/__proto__/g) ?? []).length, 2);
+  const res = await postAlerts(app, body);
+  t.equal(res.statusCode, 200, res.body);
+  t.equal(res.json().queued, 2);
+  const events = await store.consume('t', 10, 0, 60_000);
+  t.equal(events.length, 2);
+  for (const ev of events) {
+    t.notOk(Object.hasOwn(ev.alert.labels, '__proto__'), 'the __proto__ label is gone');
+    t.notOk(Object.hasOwn(ev.alert.annotations, '__proto__'), 'the __proto__ annotation is gone');
+    t.equal(Object.getPrototypeOf(ev.alert.labels), Object.prototype);
+    t.equal(Object.getPrototypeOf(ev.alert.annotations), Object.prototype);
+  }
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'nothing polluted');
+  t.same(events.map((e) => e.alert.labels.alertname).sort(), b.alerts.map((a) => a.labels.alertname).sort(), 'both alerts, their other labels kept');
 });
 
 t.test('401 for missing or wrong credentials; bearer and basic both work', async (t) => {
