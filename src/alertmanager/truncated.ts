@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import type { Store } from '../store/store.js';
-import { dedupeKey, normaliseAlert } from './alert.js';
+import { LAST_LANE, type IntakeResult, type Lane, type Store } from '../store/store.js';
+import { dedupeKey, normaliseAlert, type Alert } from './alert.js';
 import { alertOverLimit, intakeLimits, type OverLimit } from './limits.js';
 import { AlertmanagerApi, type GroupAlert } from './api.js';
 import type { WebhookPayload } from './schema.js';
@@ -15,9 +15,14 @@ interface Log {
 
 export interface TruncatedDeps {
   store: Store;
-  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertmanagerAlertsRefused'>;
+  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
   config: Pick<Config, 'ALERTMANAGER_URL' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS'>;
   now: () => number;
+  /**
+   * The webhook's pre-match (src/http/alerts.ts): the queue lane of an alert, or null when no rule
+   * matches it (counted, not queued). Absent: the last lane.
+   */
+  laneFor?: (alert: Alert) => Lane | null;
   /** a client other than the one ALERTMANAGER_URL gives (tests) */
   api?: AlertmanagerApi | null;
   /** waits between attempts of one fetch, ms (default 500, 2000: three attempts) */
@@ -98,14 +103,16 @@ export class TruncatedGroups {
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a) => {
           const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits);
-          return { key: dedupeKey(alert), alert };
+          // the webhook's lane: a recovered P0 alert is taken before a storm's P1 and P2 ones
+          return { key: dedupeKey(alert), alert, lane: this.d.laneFor ? this.d.laneFor(alert) : LAST_LANE };
         });
-        const res = items.length > 0 ? await this.d.store.intake(items, this.d.config.DEDUPE_TTL) : { queued: 0, duplicates: 0 };
+        const res: IntakeResult = items.length > 0 ? await this.d.store.intake(items, this.d.config.DEDUPE_TTL) : { queued: 0, duplicates: 0 };
         this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
         this.d.metrics.alertsRecovered.inc(res.queued);
         this.d.metrics.alertsDeduplicated.inc(res.duplicates);
+        if (res.unmatched) this.d.metrics.alertsUnmatched.inc(res.unmatched);
         const found = kept.length + refused.length;
-        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates };
+        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0 };
         if (found < payload.truncatedAlerts) {
           log.warn(what, `found ${found} of the ${payload.truncatedAlerts} alert(s) left out in Alertmanager's group (the others resolved since, or are resolved alerts, which its API does not list)`);
         } else {

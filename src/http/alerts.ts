@@ -24,7 +24,6 @@ const acceptedSchema = z.object({
  */
 export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
   const { metrics, store, config } = ctx;
-  const truncated = new TruncatedGroups({ store, metrics, config, now: ctx.now });
   const limits = intakeLimits(config);
   /*
    * The pre-match: the highest priority of the rules an alert matches is its queue lane (P0 first),
@@ -38,6 +37,8 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
     if (p === undefined) return alert.status === 'firing' ? null : LAST_LANE;
     return laneOf(p);
   };
+  // alerts fetched back from Alertmanager (a truncated notification) take the same lanes
+  const truncated = new TruncatedGroups({ store, metrics, config, now: ctx.now, laneFor });
   app.addHook('onClose', () => truncated.idle());
   route(app, ctx, {
     method: 'post',

@@ -122,3 +122,36 @@ t.test('an answer over BODY_LIMIT_BYTES is not read: the fetch fails, counted an
     t.match(err?.obj.err, /answered (more than 2048|\d+) bytes, over the 2048 rollguard reads \(BODY_LIMIT_BYTES\): not read/);
   }
 });
+
+t.test('alerts fetched back take the webhook lanes: a P0 alert is queued in lane 0, one no rule matches is counted and not queued', async (t) => {
+  const { createServer } = await import('node:http');
+  const { testApp, postAlerts } = await import('../support/app.js');
+  const { rules } = await import('../support/engine.js');
+  // Alertmanager's API on loopback: the group holds the delivered alert and two left out of the notification
+  const server = createServer((_req, res) => {
+    const r = answer([
+      amAlert('delivered', { deployment: 'delivered' }),
+      amAlert('p0-left-out', { alertname: 'BadDeploy', deployment: 'checkout' }),
+      amAlert('nobody', { alertname: 'NoRuleForThis', deployment: 'other' }),
+    ]);
+    void r.text().then((text) => res.writeHead(200, { 'content-type': 'application/json' }).end(text));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const rule = (name: string, alertname: string, priority: string) => `  - name: ${name}
+    match: ['alertname="${alertname}"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}", deployment: "{{ $labels.deployment }}" }, threshold: 0.05, for: 2m }
+    priority: ${priority}
+`;
+  const ruleText = `rules:\n${rule('p1', 'HighErrorRate', 'P1')}${rule('p0', 'BadDeploy', 'P0')}`;
+  const { app, store, metrics } = testApp({ env: { ALERTMANAGER_URL: `http://127.0.0.1:${port}` }, deps: { rules: { rules: rules(ruleText) } } });
+  const res = await postAlerts(app, payload(2));
+  t.equal(res.statusCode, 200, res.body);
+  await app.close(); // waits for the fetch (onClose: truncated.idle())
+  t.equal(await metricValue(metrics, 'rollguard_alerts_recovered_total'), 1, 'the P0 alert left out is recovered');
+  t.equal(await metricValue(metrics, 'rollguard_alerts_unmatched_total'), 1, 'the one no rule matches is counted, as at the webhook');
+  const events = await store.consume('test', 10, 0, 60_000);
+  t.same(events.map((e) => [e.alert.fingerprint, e.lane]), [['p0-left-out', 0], ['delivered', 1]], 'the P0 alert first, in lane 0; the delivered P1 alert in lane 1; the unmatched one not queued');
+});
