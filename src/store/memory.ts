@@ -324,8 +324,9 @@ export class MemoryStore implements Store {
     this.index(this.byTarget, r.target, id, false);
   }
 
-  async putRecord(record: StoredRecord, opts: { unlessValue?: string } = {}): Promise<boolean> {
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string; expectState?: string } = {}): Promise<boolean> {
     if (opts.unlessValue !== undefined && this.alive(`kv:${opts.unlessValue}`)) return false;
+    if (opts.expectState !== undefined && this.records.get(record.id)?.state !== opts.expectState) return false;
     this.remove(record.id);
     this.records.set(record.id, structuredClone(record));
     this.index(this.byState, record.state, record.id, true);

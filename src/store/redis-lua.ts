@@ -134,8 +134,10 @@ export const PUT_RECORD_LUA = `
 -- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states; KEYS[5]: state index; KEYS[6]: target index
 -- KEYS[7] (optional): write only while this key is absent; -1 (nothing written) when it exists
 -- ARGV[1]: id; ARGV[2]: json; ARGV[3]: createdAt; ARGV[4]: state; ARGV[5]: target; ARGV[6]: state index prefix; ARGV[7]: target index prefix
+-- ARGV[8] (optional): write only while the stored record is in this state; -1 (nothing written) when it is not, or absent
 if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return -1 end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
+if ARGV[8] and (not old or string.match(old, '^([^|]*)|') ~= ARGV[8]) then return -1 end
 if old then
   local state, target = string.match(old, '^([^|]*)|[^|]*|(.*)$')
   if state ~= ARGV[4] then redis.call('ZREM', ARGV[6] .. state, ARGV[1]) end

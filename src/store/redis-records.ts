@@ -75,13 +75,14 @@ export class RedisRecords {
 
   /**
    * Writes one record and its indexes; returns how many records there are, or -1 when `unless`
-   * (a full key name) exists: then nothing was written.
+   * (a full key name) exists, or when `expectState` is given and the stored record is not in it
+   * (or absent): then nothing was written.
    */
-  private async putNow(id: string, json: string, createdAt: number, state: string, target: string, unless?: string): Promise<number> {
+  private async putNow(id: string, json: string, createdAt: number, state: string, target: string, unless?: string, expectState?: string): Promise<number> {
     const r = this.keys;
     const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(...a: string[]): Promise<number> };
     const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target)];
-    const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex('')];
+    const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex(''), ...(expectState === undefined ? [] : [expectState])];
     return await (unless === undefined ? cmd.rgPutRecord(...keys, ...args) : cmd.rgPutRecordUnless(...keys, unless, ...args));
   }
 
@@ -116,10 +117,13 @@ export class RedisRecords {
     }
   }
 
-  /** Writes the record unless `unless` (a full key name) exists: false then, and nothing written. */
-  async put(record: StoredRecord, unless?: string): Promise<boolean> {
+  /**
+   * Writes the record unless `unless` (a full key name) exists, and, with `expectState`, only while
+   * the stored record is in that state: false otherwise, and nothing written.
+   */
+  async put(record: StoredRecord, unless?: string, expectState?: string): Promise<boolean> {
     await this.ensureIndexed();
-    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target, unless));
+    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target, unless, expectState));
     if (count < 0) return false;
     if (this.cap && count > this.cap.max) await this.trim(this.cap);
     return true;

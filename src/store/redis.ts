@@ -412,8 +412,8 @@ export class RedisStore implements Store {
     });
   }
 
-  async putRecord(record: StoredRecord, opts: { unlessValue?: string } = {}): Promise<boolean> {
-    return this.run('putRecord', () => this.recordsOf.put(record, opts.unlessValue === undefined ? undefined : this.k('kv', opts.unlessValue)));
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string; expectState?: string } = {}): Promise<boolean> {
+    return this.run('putRecord', () => this.recordsOf.put(record, opts.unlessValue === undefined ? undefined : this.k('kv', opts.unlessValue), opts.expectState));
   }
 
   async getRecord(id: string): Promise<StoredRecord | null> {

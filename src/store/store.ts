@@ -169,8 +169,12 @@ export interface Store {
    * the same atomic step; when it is set, nothing is written and false is returned. (The engine
    * writes a record this way unless its alert's resolution was marked meanwhile, which it then
    * merges first: a record is never stored without a resolution marked before the write.)
+   * `expectState`: only while the stored record (same id) is in that state, in the same atomic step;
+   * when it is in another, or there is none, nothing is written and false is returned. (The engine
+   * moves a record out of pending_approval this way, so that of an approval, a rejection and an
+   * expiry racing on several replicas exactly one is written.) Both may be given: both must hold.
    */
-  putRecord(record: StoredRecord, opts?: { unlessValue?: string }): Promise<boolean>;
+  putRecord(record: StoredRecord, opts?: { unlessValue?: string; expectState?: string }): Promise<boolean>;
   getRecord(id: string): Promise<StoredRecord | null>;
   /**
    * Newest first (createdAt, then id). Indexed by state and by target: a filtered listing reads

@@ -320,6 +320,41 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal((await s.getRecord('r1'))!.state, 'failed');
   });
 
+  t.test('records: a put expecting a state writes only while the stored record is in it, atomically', async (t) => {
+    const s = await make();
+    const rec = (state: string, by?: string): StoredRecord => ({ id: 'r1', target: 'Deployment/prod/a', state, createdAt: 1, ...(by ? { by } : {}) });
+    t.equal(await s.putRecord(rec('deciding'), { expectState: 'pending_approval' }), false, 'no record: refused');
+    t.equal(await s.getRecord('r1'), null, 'and nothing written');
+    t.same((await s.listRecords({ state: 'deciding' })).map((r) => r.id), [], 'not even an index');
+    await s.putRecord(rec('pending_approval'));
+    t.equal(await s.putRecord(rec('deciding', 'alice'), { expectState: 'pending_approval' }), true, 'in the state expected: written');
+    t.same(await s.getRecord('r1'), rec('deciding', 'alice'));
+    t.equal(await s.putRecord(rec('rejected', 'bob'), { expectState: 'pending_approval' }), false, 'in another state: refused');
+    t.same(await s.getRecord('r1'), rec('deciding', 'alice'), 'and nothing written');
+    t.same((await s.listRecords({ state: 'rejected' })).map((r) => r.id), [], 'not even an index');
+    t.same((await s.listRecords({ state: 'deciding' })).map((r) => r.id), ['r1'], 'its own index kept');
+    t.equal(await s.putRecord(rec('deciding', 'carol'), { expectState: 'deciding' }), true, 'the same state expected and written: written');
+
+    await s.putRecord(rec('pending_approval'));
+    const [approved, rejected] = await Promise.all([
+      s.putRecord(rec('deciding', 'alice'), { expectState: 'pending_approval' }),
+      s.putRecord(rec('rejected', 'bob'), { expectState: 'pending_approval' }),
+    ]);
+    t.same([approved, rejected].sort(), [false, true], 'of two racing moves out of a state, one is written');
+    const stored = await s.getRecord('r1');
+    t.same(stored, approved ? rec('deciding', 'alice') : rec('rejected', 'bob'), "the stored record is the winner's");
+    t.same((await s.listRecords({ state: 'pending_approval' })).map((r) => r.id), [], 'and only its state indexes it');
+
+    await s.putRecord(rec('pending_approval'));
+    await s.setValue('resolved:r1', '5', { ttlMs: 60_000 });
+    t.equal(await s.putRecord(rec('expired'), { expectState: 'pending_approval', unlessValue: 'resolved:r1' }), false, 'with unlessValue too: the value set refuses');
+    await s.deleteValue('resolved:r1');
+    t.equal(await s.putRecord(rec('expired'), { expectState: 'deciding', unlessValue: 'resolved:r1' }), false, 'and the state differing refuses');
+    t.equal((await s.getRecord('r1'))!.state, 'pending_approval', 'nothing written by either');
+    t.equal(await s.putRecord(rec('expired'), { expectState: 'pending_approval', unlessValue: 'resolved:r1' }), true, 'both holding: written');
+    t.equal((await s.getRecord('r1'))!.state, 'expired');
+  });
+
   t.test('a fence key expires some time after its lock is last used, and tokens keep growing across it', async (t) => {
     const s = await make();
     const l1 = await s.acquireLock('short', 'r1', 100);
