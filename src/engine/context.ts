@@ -138,10 +138,40 @@ export class EngineContext {
     } finally {
       await beside;
     }
-    this.metrics.rollbacks.inc({ rule: rec.rule ?? 'manual', namespace: namespaceLabel(rec.ref.namespace, this.config, this.knownNamespaces), kind: rec.ref.kind, outcome: state });
-    this.log.info({ record: rec.id, target: rec.target, state, message }, 'rollback record closed');
+    this.closed(rec, state, message);
     next?.start();
     return state;
+  }
+
+  /**
+   * Closes a record in `state` only if the stored record is still in `from` (one atomic write:
+   * RecordBook.save's expectState), for a transition another replica may race (out of
+   * pending_approval: a rejection or an expiry against an approval). False when another transition
+   * won: nothing written, counted or started. A chain's next target is prepared only once this
+   * record is closed (a transition that lost must not stop the chain): a replica dying between the
+   * two leaves the following targets without their `blocked` record, never a rollback undone.
+   */
+  async finishFrom(rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string): Promise<boolean> {
+    rec.state = state;
+    rec.outcome = { result: state, message };
+    delete rec.dueAt;
+    this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
+    if (!(await this.records.save(rec, { expectState: from }))) return false;
+    const next = rec.chain
+      ? await prepareNext(this, rec, state).catch((err: unknown) => {
+          this.log.error({ err, record: rec.id }, "the record is closed, but its chain's next target could not be written");
+          return undefined;
+        })
+      : undefined;
+    this.closed(rec, state, message);
+    next?.start();
+    return true;
+  }
+
+  /** Counts and logs a record just closed. */
+  private closed(rec: RollbackRecord, state: RollbackState, message: string): void {
+    this.metrics.rollbacks.inc({ rule: rec.rule ?? 'manual', namespace: namespaceLabel(rec.ref.namespace, this.config, this.knownNamespaces), kind: rec.ref.kind, outcome: state });
+    this.log.info({ record: rec.id, target: rec.target, state, message }, 'rollback record closed');
   }
 
   /** Stamps the decision time (time to decide). */

@@ -173,15 +173,20 @@ export class RecordBook {
    * step, one round trip); when one is, it is merged and the record written again. `first`: the
    * record's first write (its write-ahead): nothing can have marked a record that was never
    * written (a resolution is marked on the records found through the alert's links), so no check.
+   *
+   * `expectState`: a transition that may race with another replica's (out of pending_approval:
+   * approve, reject, expiry): written only while the stored record is still in that state, in the
+   * same atomic step as the write. Returns false when it was not (another transition won; nothing
+   * written); true otherwise, and always without expectState.
    */
-  async save(rec: RollbackRecord, opts?: { first?: boolean }): Promise<void> {
+  async save(rec: RollbackRecord, opts?: { first?: boolean; expectState?: RollbackState }): Promise<boolean> {
     rec.updatedAt = this.now();
-    if (rec.times.resolvedAt !== undefined || opts?.first === true) {
-      await this.store.putRecord(rec);
-      return;
-    }
+    const expect = opts?.expectState !== undefined ? { expectState: opts.expectState } : {};
+    if (rec.times.resolvedAt !== undefined || opts?.first === true) return this.store.putRecord(rec, expect);
     const mark = `resolved:${rec.id}`;
-    if (await this.store.putRecord(rec, { unlessValue: mark })) return;
+    if (await this.store.putRecord(rec, { unlessValue: mark, ...expect })) return true;
+    // refused by the mark, or (expectState) by the stored state: merged if marked, then written
+    // again with the state check alone, which refuses it again only if the state differs
     const resolved = await this.store.getValue(mark);
     if (resolved !== null) {
       rec.times.resolvedAt = Number(resolved);
@@ -189,7 +194,7 @@ export class RecordBook {
         rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
       }
     }
-    await this.store.putRecord(rec);
+    return this.store.putRecord(rec, expect);
   }
 
   /** Notes that the alert behind record `id` resolved at `at` (see save). */

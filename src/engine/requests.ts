@@ -19,7 +19,13 @@ export async function manual(ctx: EngineContext, req: ManualRequest): Promise<Ro
   return rec;
 }
 
-/** Approves a rollback pending approval: it runs the guards again (the approval guard now allows) in the background. */
+/**
+ * Approves a rollback pending approval: it runs the guards again (the approval guard now allows) in
+ * the background. Approve, reject and the scheduler's expiry may race (on one replica or several):
+ * each writes the record only while the stored one is still pending_approval (RecordBook.save's
+ * expectState), so exactly one of them is written; the others change nothing and answer conflict
+ * with the state the record is in now.
+ */
 export async function approve(ctx: EngineContext, id: string, by: string, comment?: string): Promise<ApprovalResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
@@ -30,19 +36,30 @@ export async function approve(ctx: EngineContext, id: string, by: string, commen
   rec.owner = ctx.owner;
   delete rec.dueAt;
   ctx.decidingHere.add(rec.id);
-  await ctx.records.save(rec).catch((err) => {
+  const written = await ctx.records.save(rec, { expectState: 'pending_approval' }).catch((err) => {
     ctx.decidingHere.delete(rec.id);
     throw err;
   });
+  if (!written) {
+    ctx.decidingHere.delete(rec.id);
+    return lost(ctx, id);
+  }
   ctx.background(rollback(ctx, rec, ctx.settingsFor(rec)).finally(() => ctx.decidingHere.delete(rec.id)));
   return { kind: 'ok', record: rec };
 }
 
+/** Rejects a rollback pending approval: closed rejected, unless another answer or its expiry was written first (see approve). */
 export async function reject(ctx: EngineContext, id: string, by: string, comment?: string): Promise<ApprovalResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
   rec.approval = { by, at: ctx.now(), decision: 'rejected', ...(comment ? { comment } : {}) };
-  await ctx.finish(rec, 'rejected', `rejected by ${by}${comment ? `: ${comment}` : ''}`);
+  if (!(await ctx.finishFrom(rec, 'pending_approval', 'rejected', `rejected by ${by}${comment ? `: ${comment}` : ''}`))) return lost(ctx, id);
   return { kind: 'ok', record: rec };
+}
+
+/** An answer whose write was refused because the record left pending_approval meanwhile: the state it is in now. */
+async function lost(ctx: EngineContext, id: string): Promise<ApprovalResult> {
+  const now = await ctx.records.get(id);
+  return now ? { kind: 'conflict', state: now.state } : { kind: 'not_found' };
 }

@@ -7,7 +7,7 @@ import { decidedByChain } from './chain.js';
 import type { EngineContext } from './context.js';
 import { evaluate } from './evaluate.js';
 import { healthLine, messages } from './messages.js';
-import { type RollbackRecord, type RollbackState } from './record.js';
+import type { RollbackRecord } from './record.js';
 import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
 import { execute, releaseAll, rollback } from './rollback.js';
@@ -59,9 +59,14 @@ export class Scheduler {
     const pending: RollbackRecord[] = [];
     for await (const rec of ctx.records.inState('pending_approval')) pending.push(rec);
     ctx.metrics.pendingApprovals.set(pending.length);
+    // Expired on one replica (claimDue), from a fresh read, and written only while still pending:
+    // an approval or rejection written meanwhile wins (requests.ts), and the expiry changes nothing.
     for (const rec of pending) {
       if ((rec.dueAt ?? Infinity) > now) continue;
-      await ctx.finish(rec, 'expired', `approval not given before ${new Date(rec.dueAt!).toISOString()}`);
+      await claimDue(ctx, rec, async (fresh) => {
+        if ((fresh.dueAt ?? Infinity) > now) return; // asked again meanwhile, with a new expiry
+        await ctx.finishFrom(fresh, 'pending_approval', 'expired', `approval not given before ${new Date(fresh.dueAt!).toISOString()}`);
+      });
     }
     for await (const rec of ctx.records.inState('in_progress')) await recoverIfOrphaned(ctx, rec);
     await refreshSuspendedGauge(ctx);
@@ -77,7 +82,7 @@ export class Scheduler {
  * Takes up a due record on one replica only: claims it, reads it again, and runs `work` on the
  * fresh copy if it is still in the state it was listed in. The claim is released after.
  */
-async function claimDue(ctx: EngineContext, listed: RollbackRecord, work: (fresh: RollbackRecord) => Promise<RollbackState>): Promise<void> {
+async function claimDue(ctx: EngineContext, listed: RollbackRecord, work: (fresh: RollbackRecord) => Promise<unknown>): Promise<void> {
   const claim = await ctx.store.acquireLock(`due:${listed.id}`, ctx.owner, 60_000);
   if (!claim) return;
   ctx.decidingHere.add(listed.id);

@@ -103,3 +103,19 @@ t.test('a save that stops half-way never leaves the stored record without a reso
   const after = (await shared.getRecord('rb-4')) as RollbackRecord;
   t.same([after.state, after.times.resolvedAt], ['succeeded', 5], 'saved again: the new state with the resolution');
 });
+
+t.test('save expecting a state writes only while the stored record is in it, with a resolution marked meanwhile merged', async (t) => {
+  const store = new MemoryStore();
+  const book = new RecordBook(store, () => 8_000);
+  await store.putRecord({ ...record('rb-5'), state: 'pending_approval' });
+  await book.markResolved('rb-5', 6_000);
+  const approved = { ...record('rb-5'), state: 'deciding' as const };
+  const rejected = { ...record('rb-5'), state: 'rejected' as const };
+  t.equal(await book.save(approved, { expectState: 'pending_approval' }), true, 'still pending: written');
+  const stored = (await book.get('rb-5'))!;
+  t.same([stored.state, stored.times.resolvedAt], ['deciding', 6_000], 'with the resolution merged');
+  t.equal(await book.save(rejected, { expectState: 'pending_approval' }), false, 'no longer pending: refused');
+  t.equal((await book.get('rb-5'))!.state, 'deciding', 'and nothing written');
+  t.equal(await book.save(record('rb-6'), { expectState: 'pending_approval' }), false, 'no record: refused');
+  t.equal(await book.get('rb-6'), null);
+});
