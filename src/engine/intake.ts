@@ -306,24 +306,41 @@ function markIfDrill(rec: RollbackRecord, drill: string | null): void {
   rec.drill = drill;
 }
 
-/** A resolved alert: written to the records it caused (MTTR ends here if not verified earlier). */
+/**
+ * A resolved alert: written to the records it caused (MTTR ends here if not verified earlier). The
+ * resolution is marked first (`resolved:<id>`, which every later write of the record merges:
+ * RecordBook.save), then the record is written only over the state it was read in: another replica
+ * may have moved it meanwhile (a re-check taken up, an approval, the rollback's end), and a stale
+ * copy must never put an earlier state back. When it moved, it is read again (its writer may
+ * already have merged the mark), at most RESOLVE_TRIES times.
+ */
 async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
+  const at = alert.endsAt ?? alert.receivedAt;
   for (const id of ids) {
-    const rec = await ctx.records.get(id);
-    if (!rec || rec.times.resolvedAt !== undefined) continue;
-    rec.times.resolvedAt = alert.endsAt ?? alert.receivedAt;
-    await ctx.records.markResolved(id, rec.times.resolvedAt);
-    ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(rec.times.resolvedAt).toISOString()}`);
-    if (rec.state === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
-      ctx.metrics.timeToRecover.observe((rec.times.resolvedAt - rec.times.alertStartedAt) / 1000);
+    let marked = false;
+    for (let tries = 0; tries < RESOLVE_TRIES; tries++) {
+      const rec = await ctx.records.get(id);
+      if (!rec || rec.times.resolvedAt !== undefined) break;
+      rec.times.resolvedAt = at;
+      if (!marked) await ctx.records.markResolved(id, at);
+      marked = true;
+      ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(at).toISOString()}`);
+      const read = rec.state;
+      const written =
+        read === 'held' || read === 'scheduled'
+          ? // Nothing to do any more: the alert cleared before its re-check or window.
+            await ctx.finishFrom(rec, read, 'not_confirmed', 'the alert resolved before the scheduled re-check')
+          : await ctx.records.save(rec, { expectState: read });
+      if (!written) continue;
+      if (read === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
+        ctx.metrics.timeToRecover.observe((at - rec.times.alertStartedAt) / 1000);
+      }
+      break;
     }
-    if (rec.state === 'held' || rec.state === 'scheduled') {
-      // Nothing to do any more: the alert cleared before its re-check or window.
-      await ctx.finish(rec, 'not_confirmed', 'the alert resolved before the scheduled re-check');
-      continue;
-    }
-    await ctx.records.save(rec);
   }
   log().info({ records: ids.length }, 'alert resolved');
 }
+
+/** Reads and writes of one record by resolve() when another replica keeps moving it (each try follows a move). */
+const RESOLVE_TRIES = 3;

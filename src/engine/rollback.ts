@@ -7,7 +7,7 @@ import type { PauseReadAhead } from '../guards/pause.js';
 import { suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
 import { migrateFirst, withMigration } from '../migrations/stage.js';
 import type { Guards } from '../rules/schema.js';
-import type { Lock } from '../store/store.js';
+import { StoreUnavailableError, type Lock } from '../store/store.js';
 import { summarisePlan } from './change.js';
 import type { EngineContext } from './context.js';
 import { messages } from './messages.js';
@@ -93,6 +93,16 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
     if (!held.lock) throw new Error('the guards allowed the rollback but no lock was taken');
     return await execute(ctx, rec, action, plan!, actx, heldLocks(held), settings, spent, held.slot);
   } catch (err) {
+    if (err instanceof StoreUnavailableError && rec.state !== 'in_progress') {
+      // The store failed before anything was written to the cluster: the record is left as the
+      // store has it (deciding), and the error goes up, so the event stays queued and the scheduler
+      // decides the record again (scheduler.ts). Closing it 'error' here, once the store answers
+      // again, would end the alert for one failed call. The budget reservation is named by the
+      // record id, so reserving again does not count twice.
+      ctx.metrics.storeErrors.inc({ op: 'rollback' });
+      ctx.log.warn({ err, record: rec.id }, 'rollback stopped by a store failure before any cluster write: left deciding, decided again once the store answers');
+      throw err;
+    }
     const msg = err instanceof Error ? err.message : String(err);
     if (isKubeError(err)) ctx.metrics.kubeErrors.inc({ status: String(err.status) });
     ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
@@ -204,13 +214,23 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
   try {
     // Write-ahead: the record says in_progress (with our fencing token) before the cluster changes,
     // so a crash between here and the end is found and never executed twice.
+    const before = rec.state;
     rec.state = 'in_progress';
     rec.owner = ctx.owner;
     rec.lockToken = locks[0]!.token;
     if (!resumed) rec.times.startedAt = ctx.now();
     ctx.records.step(rec, resumed ? 'resumed' : 'started', `${resumed ? `${ctx.owner} goes on with` : 'rolling back'}: ${plan.summary}`);
     // the previous rollback's cooldown entry (was it a failed one: a step back) is read with the write
-    const [, previous] = await Promise.all([ctx.records.save(rec), readCooldown(ctx.store, rec.target)]);
+    const [saved, read] = await Promise.allSettled([ctx.records.save(rec), readCooldown(ctx.store, rec.target)]);
+    if (saved.status === 'rejected' || read.status === 'rejected') {
+      // Nothing was executed: the record is not in_progress for the caller (rollback()'s catch), so
+      // a store failure leaves it to be decided again, never closed as a failed rollback. (Had the
+      // write landed with its answer lost, the scheduler finds it in_progress with nothing applied:
+      // interrupted, escalated, never executed twice.)
+      if (!resumed) rec.state = before;
+      throw saved.status === 'rejected' ? saved.reason : (read as PromiseRejectedResult).reason;
+    }
+    const previous = read.value;
     if (!resumed) ctx.notify(rec, messages.started(rec, plan, ctx.ruleFor(rec)?.trigger.kind, ctx.config));
 
     const stopped = await migrateFirst(ctx, rec, plan, actx, settings, spent);

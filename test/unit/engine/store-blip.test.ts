@@ -1,0 +1,130 @@
+// A store failure on the way to a rollback, before anything is written to the cluster, never ends
+// the alert: the record is left as the store has it (deciding), the event stays queued (the handler
+// throws StoreUnavailableError, which the queue worker retries), and the scheduler decides the
+// record again. A write whose answer is lost after it landed (in_progress) is never executed twice.
+import t from 'tap';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { StoreUnavailableError, type Store } from '../../../src/store/store.js';
+import { firing, testEngine } from '../../support/engine.js';
+
+/** The memory store with chosen calls failing: 'before' (nothing done) or 'after' (done, the answer lost). */
+function flaky(inner: Store) {
+  const failing: { op: string; nth: number; how: 'before' | 'after' }[] = [];
+  const calls = new Map<string, number>();
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        const op = String(prop);
+        const n = (calls.get(op) ?? 0) + 1;
+        calls.set(op, n);
+        const i = failing.findIndex((f) => f.op === op && f.nth === n);
+        const how = i >= 0 ? failing.splice(i, 1)[0]!.how : undefined;
+        if (how === 'before') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected)`);
+        const r = await (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (how === 'after') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected, after it ran)`);
+        return r;
+      };
+    },
+  }) as Store;
+  /** the nth call of op from now on fails */
+  const fail = (op: string, nth: number, how: 'before' | 'after' = 'before') => failing.push({ op, nth: (calls.get(op) ?? 0) + nth, how });
+  return { store, fail };
+}
+
+function rig() {
+  const mem = new MemoryStore();
+  const f = flaky(mem);
+  // the engine's clock runs, and can be put forward (past the wait before its own record is decided again)
+  let ahead = 0;
+  const e = testEngine({ store: f.store, now: () => Date.now() + ahead });
+  return { ...e, mem, fail: f.fail, later: (ms: number) => (ahead += ms) };
+}
+
+t.test('a guard\'s store call fails once: the record stays deciding, the event is retried, the scheduler rolls back once', async (t) => {
+  const r = rig();
+  r.fail('acquireLock', 1);
+  const alert = firing('HighErrorRate');
+  await t.rejects(r.deliver(alert), StoreUnavailableError, 'the handler throws: the worker keeps the event queued');
+  const [rec] = await r.engine.records.list({});
+  t.equal(rec?.state, 'deciding', 'not closed as an error');
+  t.equal(r.action.executed.length, 0);
+  await r.deliver(alert); // the redelivery finds the record: nothing twice
+  t.equal(r.action.executed.length, 0, 'the redelivery does not decide it a second time');
+  r.later(10 * 60_000);
+  await r.engine.tick();
+  await r.engine.idle();
+  t.equal(r.action.executed.length, 1, 'decided again by the scheduler: rolled back once');
+  const [after] = await r.engine.records.list({});
+  t.ok(after?.timeline.some((s) => s.step === 'recovery'), 'its timeline says it was decided again');
+  // (the fake Prometheus keeps the trigger up, so the rollback's own verification then says it failed)
+  t.same(r.notifier.sent.map((n) => n.kind), ['rollback_started', 'rollback_failed'], 'nothing said before it was executed: started once, then its verification');
+});
+
+t.test('the in_progress write-ahead fails (nothing done): not recorded as a failed rollback; decided again and executed once', async (t) => {
+  const r = rig();
+  r.fail('putRecord', 2); // the write-ahead of the new record is the first, in_progress the second
+  const alert = firing('HighErrorRate');
+  await t.rejects(r.deliver(alert), StoreUnavailableError);
+  const [rec] = await r.engine.records.list({});
+  t.equal(rec?.state, 'deciding', `the store holds it deciding (${rec?.state}: ${rec?.outcome?.message ?? ''})`);
+  t.equal(r.action.executed.length, 0);
+  t.same(r.notifier.sent.map((n) => n.kind), [], 'nothing was said: nothing happened');
+  r.later(10 * 60_000);
+  await r.engine.tick();
+  await r.engine.idle();
+  t.equal(r.action.executed.length, 1, 'rolled back once');
+});
+
+t.test('the in_progress write lands but its answer is lost: never executed, found by the scheduler, interrupted and escalated', async (t) => {
+  const r = rig();
+  r.fail('putRecord', 2, 'after');
+  const alert = firing('HighErrorRate');
+  await t.rejects(r.deliver(alert), StoreUnavailableError);
+  const [rec] = await r.engine.records.list({});
+  t.equal(rec?.state, 'in_progress', 'the write landed');
+  t.equal(r.action.executed.length, 0);
+  r.later(10 * 60_000);
+  await r.engine.tick();
+  await r.engine.idle();
+  const [after] = await r.engine.records.list({});
+  t.equal(r.action.executed.length, 0, 'not executed: whether it was cannot be told from the record alone');
+  t.equal(after?.state, 'interrupted', after?.outcome?.message ?? '');
+});
+
+t.test('a resolved alert never writes back the state it read: another replica\'s move stands, and the resolution still lands', async (t) => {
+  const mem = new MemoryStore();
+  let moveOnMark: (() => Promise<void>) | undefined;
+  // the other replica's write lands between the resolution's read of the record and its write
+  const store = new Proxy(mem, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      if (prop === 'setValue')
+        return async (...args: unknown[]) => {
+          const r = await (v as (...a: unknown[]) => unknown).apply(target, args);
+          if (String(args[0]).startsWith('resolved:') && moveOnMark) await moveOnMark();
+          return r;
+        };
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  }) as Store;
+  const e = testEngine({ store });
+  const alert = firing('HighErrorRate');
+  await e.deliver(alert);
+  const [done] = await e.engine.records.list({});
+  // the rollback as it stood mid-way (in_progress), and as the replica running it closes it
+  const { resolvedAt: _r, ...times } = done!.times;
+  await mem.putRecord({ ...done!, state: 'in_progress', times });
+  moveOnMark = async () => {
+    moveOnMark = undefined;
+    await mem.putRecord({ ...done!, state: 'succeeded', times, outcome: { result: 'succeeded', message: 'closed by replica-b' } });
+  };
+  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+  const after = await e.engine.records.get(done!.id);
+  t.equal(after?.state, 'succeeded', 'the stale in_progress copy was not written over the close');
+  t.equal(after?.outcome?.message, 'closed by replica-b');
+  t.type(after?.times.resolvedAt, 'number', 'the resolution was written, to the record as it is now');
+  t.ok(after?.timeline.some((s) => s.step === 'resolved'));
+});
