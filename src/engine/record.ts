@@ -83,6 +83,8 @@ export interface RollbackRecord extends StoredRecord {
   approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string };
   /** when a held/scheduled/pending rollback is looked at again (or expires) */
   dueAt?: number;
+  /** times the API server answered a retriable error (5xx, 429, no answer) before any cluster write (rollback.ts) */
+  kubeRetries?: number;
   /** replica and fencing token of the execution */
   owner?: string;
   lockToken?: number;

@@ -105,13 +105,37 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
     }
     const msg = err instanceof Error ? err.message : String(err);
     if (isKubeError(err)) ctx.metrics.kubeErrors.inc({ status: String(err.status) });
+    if (rec.state === 'in_progress') {
+      ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
+      return await escalateError(ctx, rec, `error during the rollback: ${msg}`, msg);
+    }
+    if (isKubeError(err) && err.retriable && (rec.kubeRetries ?? 0) + 1 < KUBE_TRIES) {
+      // The API server is away for a moment (a 503 at an etcd leader change, a 429, no answer):
+      // nothing was written to the cluster, so the record is left deciding, saying why, and the
+      // scheduler decides it again once twice LOCK_TTL has passed since this write (scheduler.ts),
+      // the trigger confirmed again. Closing it here would end the alert: its resends find the record.
+      rec.kubeRetries = (rec.kubeRetries ?? 0) + 1;
+      rec.state = 'deciding';
+      ctx.records.step(rec, 'retry', `${msg}: nothing was changed; decided again shortly (try ${rec.kubeRetries + 1} of ${KUBE_TRIES})`);
+      ctx.log.warn({ err, record: rec.id, tries: rec.kubeRetries }, 'rollback stopped by a retriable API server error before any cluster write: left deciding, decided again shortly');
+      await ctx.records.save(rec);
+      return rec.state;
+    }
+    // An error that stops a rollback the rule asked for is said to humans, never only recorded.
     ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
-    if (rec.state === 'in_progress') return await escalateError(ctx, rec, `error during the rollback: ${msg}`, msg);
-    return await ctx.finish(rec, 'error', msg);
+    ctx.metrics.escalations.inc({ reason: 'error' });
+    ctx.notify(rec, messages.failed(rec, msg));
+    return await ctx.finish(rec, 'error', rec.kubeRetries ? `${msg} (the API server answered an error ${rec.kubeRetries + 1} times)` : msg);
   } finally {
     await giveBack();
   }
 }
+
+/**
+ * How many times a rollback stopped by a retriable API server error before any cluster write is
+ * decided in all (about one LOCK_TTL x 2 apart: some minutes); then it ends `error`, escalated.
+ */
+export const KUBE_TRIES = 5;
 
 /** Store reads issued ahead, with an earlier round trip (intake.ts: with the write-ahead). */
 export interface ReadAhead {
@@ -267,6 +291,6 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
   }
 }
 
-function isKubeError(err: unknown): err is { status: number | string } {
+function isKubeError(err: unknown): err is { status: number | string; retriable: boolean } {
   return typeof err === 'object' && err !== null && (err as { name?: string }).name === 'KubeApiError';
 }

@@ -135,7 +135,11 @@ t.test('API server faults under the engine: a clear recorded outcome each, no re
 
   await e.notifications.flush();
   const escalated = e.notifier.sent.filter((n) => n.kind === 'rollback_failed').map((n) => n.target);
-  t.same(escalated.sort(), ['Deployment/faults/f409always', 'Deployment/faults/f500', 'Deployment/faults/fhang'], 'each failed write escalated once');
+  t.same(
+    escalated.sort(),
+    ['Deployment/faults/f403', 'Deployment/faults/f409always', 'Deployment/faults/f500', 'Deployment/faults/fhang'],
+    'each failed write escalated once, and the 403 that stopped a rollback before any write (an error is never only recorded)',
+  );
   for (const [k, v] of Object.entries(outcomes)) t.comment(`${k}: ${v}`);
 });
 
