@@ -1,7 +1,9 @@
 import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
-import { lockName, lockWrites } from '../guards/lock.js';
+import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
+import { readCooldown, writeCooldowns } from '../guards/cooldown.js';
+import { checkFence, lockName, lockWrites } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
 import { decidedByChain } from './chain.js';
 import type { EngineContext } from './context.js';
@@ -12,7 +14,7 @@ import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
 import { execute, releaseAll, rollback } from './rollback.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
-import { end, escalateError, verifyRecovered } from './verify.js';
+import { endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 
 /**
  * Due work, run every SCHEDULER_INTERVAL on every replica: records left deciding by a replica
@@ -147,22 +149,104 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       return;
     }
     if (action && plan && applied) {
-      const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT });
-      ctx.records.step(fresh, 'rollout', `${v.outcome}: ${v.message}`);
-      const settings = ctx.settingsFor(fresh);
-      if (v.outcome === 'succeeded') {
-        fresh.times.completedAt = ctx.now();
-        const h = await verifyRecovered(ctx, fresh);
-        await end(ctx, fresh, settings, h.outcome, `recovered after a restart: ${h.message}`, [...h.lines, healthLine(v.details)]);
-      } else {
-        await end(ctx, fresh, settings, v.outcome, `recovered after a restart: rollout ${v.outcome}: ${v.message}`);
-      }
+      await startCooldown(ctx, fresh, plan);
+      handedOn = true; // verifyRecovery() renews and releases the locks from here
+      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held));
       return;
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
   } finally {
     if (!handedOn) await releaseAll(ctx, held);
   }
+}
+
+/**
+ * An applied rollback's target is in cooldown while its recovery verifies it, as execute() starts
+ * it right after the write, so a new alert cannot roll it back again meanwhile. Written unless one
+ * naming this record is there (execute() writes it before it records executedAt; it is missing when
+ * the write landed after the replica died, or the key was lost): one the dead replica's end()
+ * already gave an outcome is not written over. end() writes it again with the outcome.
+ */
+async function startCooldown(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan): Promise<void> {
+  if ((await readCooldown(ctx.store, rec.target))?.id === rec.id) return;
+  const at = rec.times.executedAt ?? ctx.now();
+  await writeCooldowns(ctx.store, rec.target, plan, { id: rec.id, at, until: at + ctx.settingsFor(rec).cooldown }, ctx.now());
+}
+
+/**
+ * Verifies a recovered rollback and closes it, in the background as execute() hands off
+ * verifyAndEnd: neither the scheduler tick nor a redelivered event waits minutes for the rollout
+ * and the recovery check. Its locks are renewed meanwhile, so no other replica finds the lock
+ * free and verifies (and closes, and notifies) the same record again; they are released at the
+ * end, whatever it is. It closes only while its locks are still its own and the record still
+ * in_progress (endOnce): a replica that lost its lock leaves the record to whoever holds it now.
+ */
+async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[]): Promise<void> {
+  const release = holdLocks(ctx, rec, locks);
+  try {
+    const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT });
+    if (ctx.stopped) return leftForRecovery(ctx, rec);
+    ctx.records.step(rec, 'rollout', `${v.outcome}: ${v.message}`);
+    const settings = ctx.settingsFor(rec);
+    if (v.outcome !== 'succeeded') {
+      if (await stillOurs(ctx, rec, locks)) await endOnce(ctx, rec, settings, v.outcome, `recovered after a restart: rollout ${v.outcome}: ${v.message}`);
+      return;
+    }
+    rec.times.completedAt = ctx.now();
+    const h = await verifyRecovered(ctx, rec);
+    if (h.stopped) return leftForRecovery(ctx, rec);
+    if (await stillOurs(ctx, rec, locks)) await endOnce(ctx, rec, settings, h.outcome, `recovered after a restart: ${h.message}`, [...h.lines, healthLine(v.details)]);
+  } catch (err) {
+    if (ctx.stopped) return leftForRecovery(ctx, rec);
+    const msg = err instanceof Error ? err.message : String(err);
+    ctx.log.error({ err, record: rec.id }, 'verification of a recovered rollback stopped by an error');
+    if (await stillOurs(ctx, rec, locks)) await escalateErrorOnce(ctx, rec, `error while verifying the recovered rollback: ${msg}`, msg);
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * Renews `locks` every LOCK_TTL/3 while a recovery verifies, as execute() does; returns what
+ * stops the renewals and releases them. A renewal that fails is logged: the close checks the
+ * fence anyway (stillOurs). Not execute()'s floor of one second: with a LOCK_TTL of a second or
+ * less the lock would expire before its first renewal.
+ */
+function holdLocks(ctx: EngineContext, rec: RollbackRecord, locks: Lock[]): () => Promise<void> {
+  const renew = setInterval(() => {
+    for (const lock of locks) {
+      ctx.store
+        .renewLock(lock, ctx.config.LOCK_TTL)
+        .then((ok) => ok || ctx.log.warn({ record: rec.id, lock: lock.name }, 'lock lost while verifying a recovered rollback: it will not be closed here'))
+        .catch((err: unknown) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
+    }
+  }, Math.max(50, Math.floor(ctx.config.LOCK_TTL / 3)));
+  renew.unref();
+  return async () => {
+    clearInterval(renew);
+    await releaseAll(ctx, locks);
+  };
+}
+
+/**
+ * Whether the recovery still holds every lock it took (the fence check an action runs before a
+ * write: checkFence), right before it closes the record. A lock that expired (a stalled process,
+ * the store out of reach) may have let another replica take the record up: that replica closes it,
+ * or the next tick's recovery does.
+ */
+async function stillOurs(ctx: EngineContext, rec: RollbackRecord, locks: Lock[]): Promise<boolean> {
+  try {
+    await checkFence(ctx.store, locks, ctx.config.LOCK_TTL);
+    return true;
+  } catch (err) {
+    ctx.log.warn({ err, record: rec.id, target: rec.target }, 'recovered rollback verified, but its lock was lost meanwhile: not closed here; the replica holding the lock, or the next recovery, closes it');
+    return false;
+  }
+}
+
+/** Shutting down mid-verification: the record stays in_progress (nothing written) and its lock is released, for the next replica. */
+function leftForRecovery(ctx: EngineContext, rec: RollbackRecord): void {
+  ctx.log.warn({ record: rec.id, target: rec.target }, 'shutting down while verifying a recovered rollback: it stays in_progress for the next replica');
 }
 
 /** A rollback its recovery does not go on with: closed interrupted, escalated, and said why. */

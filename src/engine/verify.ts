@@ -83,8 +83,59 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
 
 /** Ends a verified (or not) rollback: the cooldown carries its outcome, one notification says it. */
 export async function end(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<RollbackState> {
+  await outcomeCooldown(ctx, rec, settings, outcome);
+  announce(ctx, rec, outcome, message, lines);
+  return ctx.finish(rec, outcome, message);
+}
+
+/** An error stopped a rollback that had started changing the cluster: failed, escalated once. */
+export async function escalateError(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<RollbackState> {
+  escalate(ctx, rec, error);
+  return ctx.finish(rec, 'failed', message);
+}
+
+/**
+ * end() for a rollback another replica may be closing too (a recovery whose lock was lost:
+ * scheduler.ts): written only while the stored record is still in_progress, and only the replica
+ * whose close landed writes the outcome's cooldown, counts and notifies. False when another
+ * replica closed it first: nothing written, counted or sent from here.
+ */
+export function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
+  return closeOnce(ctx, rec, outcome, message, async () => {
+    // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
+    await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
+    announce(ctx, rec, outcome, message, lines);
+  });
+}
+
+/** escalateError() for a rollback another replica may be closing too (see endOnce). */
+export function escalateErrorOnce(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<boolean> {
+  return closeOnce(ctx, rec, 'failed', message, async () => escalate(ctx, rec, error));
+}
+
+/**
+ * Closes a record only while the stored one is still in_progress (ctx.finishFrom), then runs
+ * `after` (count, notify) and writes the record again, so its timeline keeps the notification:
+ * a notification sent before a close that lost would be a second "done" for one rollback.
+ */
+async function closeOnce(ctx: EngineContext, rec: RollbackRecord, state: RollbackState, message: string, after: () => Promise<void>): Promise<boolean> {
+  if (!(await ctx.finishFrom(rec, 'in_progress', state, message))) {
+    ctx.log.warn({ record: rec.id, state }, 'another replica closed this rollback first: its outcome stands, nothing is sent from here');
+    return false;
+  }
+  await after();
+  await ctx.records.save(rec).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, 'the rollback is closed and notified, but its notification could not be written to its timeline'));
+  return true;
+}
+
+/** The target's cooldown, from the execution, now carrying the outcome (a step back reads it: cooldown.ts). */
+async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome']): Promise<void> {
   const at = rec.times.executedAt ?? ctx.now();
   await writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, ctx.now());
+}
+
+/** The one notification (and escalation count) of a verified, or not, rollback. */
+function announce(ctx: EngineContext, rec: RollbackRecord, outcome: Recovery['outcome'], message: string, lines: string[]): void {
   if (outcome === 'succeeded') {
     if (rec.times.alertStartedAt !== undefined && rec.times.verifiedAt !== undefined) {
       ctx.metrics.timeToRecover.observe((rec.times.verifiedAt - rec.times.alertStartedAt) / 1000);
@@ -97,14 +148,11 @@ export async function end(ctx: EngineContext, rec: RollbackRecord, settings: Gua
   } else {
     ctx.notify(rec, messages.unverified(rec, message, lines));
   }
-  return ctx.finish(rec, outcome, message);
 }
 
-/** An error stopped a rollback that had started changing the cluster: failed, escalated once. */
-export async function escalateError(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<RollbackState> {
+function escalate(ctx: EngineContext, rec: RollbackRecord, error: string): void {
   ctx.metrics.escalations.inc({ reason: 'error' });
   ctx.notify(rec, messages.failed(rec, error));
-  return ctx.finish(rec, 'failed', message);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

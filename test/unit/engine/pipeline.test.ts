@@ -279,6 +279,7 @@ t.test('a rollback left in progress by a dead replica: completed if applied, els
   e.prometheus!.value = 0.001;
   e.action.applied = true;
   await e.engine.tick();
+  await e.engine.idle(); // the recovery verifies in the background
   const done = (await e.engine.records.get('rb-applied'))!;
   t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-3)));
   t.ok(done.timeline.some((s) => s.step === 'recovery'));
