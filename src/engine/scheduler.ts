@@ -39,7 +39,7 @@ export class Scheduler {
       if (mine && (ctx.decidingHere.has(rec.id) || now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL))) continue;
       if (!mine && (now - rec.updatedAt < 2 * heartbeatTtl(ctx) || (await alive(ctx, rec.owner)))) continue;
       await claimDue(ctx, rec, async (fresh) => {
-        ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when a store call failed; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
+        ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
         fresh.owner = ctx.owner;
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));

@@ -47,6 +47,7 @@ t.test('one 503 while planning: left deciding, said in its timeline, decided aga
   t.equal(r.action.executed.length, 1, 'rolled back once');
   [rec] = await r.engine.records.list({});
   t.not(rec?.state, 'deciding');
+  t.ok(rec?.timeline.some((s) => s.step === 'recovery' && /left deciding by this replica \(replica-a\) when the API server answered an error \(see the retry step\); decided again/.test(s.message)), 'the timeline says why it was decided again');
   t.equal(await metricValue(r.metrics, 'rollguard_kube_api_errors_total', { status: '503' }), 1);
 });
 
