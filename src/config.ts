@@ -167,6 +167,8 @@ export const configSchema = z.object({
   MEMORY_MAX_RECORDS: int(100, 10_000_000).default(5_000),
   /** In-memory store: dedupe keys beyond this many are forgotten, oldest first. */
   MEMORY_MAX_DEDUPE_KEYS: int(100, 100_000_000).default(100_000),
+  /** In-memory store: claims, alert links and resolution marks (written per alert) beyond this many are dropped: spent ones first, then oldest first. */
+  MEMORY_MAX_KEYS: int(100, 100_000_000).default(20_000),
   /** Notifications: a Slack-compatible incoming webhook, and a generic JSON webhook. */
   NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),

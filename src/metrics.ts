@@ -51,7 +51,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     storeErrors: counter('rollguard_store_errors_total',
       'Store operations that failed because the store could not be reached, by operation.', ['op']),
     storeDropped: counter('rollguard_store_dropped_total',
-      'What a store dropped to stay within its bounds: records (closed, oldest first; MEMORY_MAX_RECORDS, REDIS_MAX_RECORDS) and dedupe keys (MEMORY_MAX_DEDUPE_KEYS).', ['store', 'what']),
+      'What a store dropped to stay within its bounds: records (closed, oldest first; MEMORY_MAX_RECORDS, REDIS_MAX_RECORDS), dedupe keys (what=dedupe_keys; MEMORY_MAX_DEDUPE_KEYS) and keys (the claims, alert links and resolution marks written per alert; MEMORY_MAX_KEYS).', ['store', 'what']),
     eventsProcessed: counter('rollguard_events_processed_total',
       'Queued alert events handled by the engine, by outcome (handled, failed, deadline_exceeded: abandoned past EVENT_DEADLINE, dead_lettered).', ['outcome']),
     // rules and config

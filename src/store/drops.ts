@@ -1,5 +1,5 @@
 /** What a store drops to stay within its bounds. */
-export type DropKind = 'records' | 'dedupe_keys';
+export type DropKind = 'records' | 'dedupe_keys' | 'keys';
 
 export interface DropCallbacks {
   /** told what was dropped (for a log line): at most once a minute per kind, with the count since the last call */
@@ -10,8 +10,8 @@ export interface DropCallbacks {
 
 /** Counts drops at once and tells the log at most once a minute per kind (a flood drops on every write). */
 export class DropNotes {
-  private readonly pending: Record<DropKind, number> = { records: 0, dedupe_keys: 0 };
-  private readonly lastLog: Record<DropKind, number> = { records: 0, dedupe_keys: 0 };
+  private readonly pending: Record<DropKind, number> = { records: 0, dedupe_keys: 0, keys: 0 };
+  private readonly lastLog: Record<DropKind, number> = { records: 0, dedupe_keys: 0, keys: 0 };
 
   constructor(
     private readonly cb: DropCallbacks,

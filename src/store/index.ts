@@ -18,11 +18,14 @@ export function createStore(config: Config, logger: Logger, metrics?: Pick<Metri
       openStates: OPEN_STATES,
       noActionStates: NO_ACTION_STATES,
       maxDedupeKeys: config.MEMORY_MAX_DEDUPE_KEYS,
+      maxKeys: config.MEMORY_MAX_KEYS,
       onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'memory', what }, n),
       onDrop: (what, dropped, detail) =>
         what === 'records'
           ? logger.warn({ dropped, detail }, 'in-memory store: closed rollback records over MEMORY_MAX_RECORDS dropped, oldest first')
-          : logger.warn({ dropped, detail }, 'in-memory store: dedupe keys over MEMORY_MAX_DEDUPE_KEYS forgotten, oldest first (a resend of those alerts is queued again and handled idempotently)'),
+          : what === 'keys'
+            ? logger.warn({ dropped, detail }, 'in-memory store: claims, alert links and resolution marks over MEMORY_MAX_KEYS dropped, those that no longer guard anything first, then oldest first (a resolved alert may then not find its records)')
+            : logger.warn({ dropped, detail }, 'in-memory store: dedupe keys over MEMORY_MAX_DEDUPE_KEYS forgotten, oldest first (a resend of those alerts is queued again and handled idempotently)'),
     });
   }
   let lastError = '';

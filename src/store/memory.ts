@@ -5,6 +5,8 @@
 // that each operation is one synchronous step (what makes it atomic here, as the Lua scripts make
 // the Redis one). Split by concern it would only trade that for shared mutable state across files;
 // the pieces that stand alone (paging cursors in cursor.ts, drop notes in drops.ts) already do.
+// The bound on the values the engine writes per alert (maxKeys, below) needs the records to tell
+// which of those values still guard anything, which is one more reason to keep them together.
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import type { EventLimit, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
@@ -31,16 +33,54 @@ export interface MemoryBounds extends DropCallbacks {
   noActionStates?: readonly string[];
   /** dedupe keys kept; the oldest are forgotten first beyond */
   maxDedupeKeys?: number;
+  /** values written per alert (PER_ALERT_VALUES: claims, alert links, resolution marks) kept; dropped beyond, see trimValues */
+  maxKeys?: number;
 }
 
 const FENCE_TTL_FACTOR = 2;
 const SWEEP_EVERY_MS = 60_000;
 
 /**
+ * The values the engine writes for each distinct alert, which therefore grow with alert volume
+ * (and with hostile labels on an open webhook) and are counted against maxKeys (MEMORY_MAX_KEYS):
+ * - `claim:<record id>` (7 days, engine/intake.ts and chain.ts): one replica evaluates one alert
+ *   for one target. It guards only until the record's write-ahead lands (milliseconds later): the
+ *   record id is deterministic, so a redelivery finds the record and does nothing. A dropped claim
+ *   whose record exists is harmless; one dropped before its record is written would let a second
+ *   delivery of the same alert evaluate it at the same time.
+ * - `alert-records:<digest>` (7 days, engine/record.ts linkAlert; also the older raw form): the
+ *   records an alert caused, read when the alert resolves. A dropped link means the resolved alert
+ *   does not find its records: a held or scheduled rollback is then not closed not_confirmed by
+ *   the resolution (it is still confirmed again against its trigger when due), and the records do
+ *   not get the resolution time (nor rollguard_time_to_recover_seconds).
+ * - `resolved:<record id>` (30 days, record.ts markResolved): merged into a save of a copy of the
+ *   record read before the alert resolved. A dropped mark means such a save, if one is still to
+ *   come, writes the record without its resolution time: a note lost, nothing acted on.
+ * Every other value is never dropped and not counted, because its loss would break a safety
+ * property, and none grows with alert volume (they grow with rollbacks done, drills and
+ * replicas): `lock:` (target and due-work locks; kept in the same map), `control:paused` (the
+ * kill switch: lost, rollbacks would resume), `cooldown:` and `stepback:` (lost, a target could
+ * be rolled back again inside its cooldown, or further back than allowed), `drill:` (an active
+ * drill's mark and its records), `replica:` (heartbeats: lost, a live replica's claims would look
+ * abandoned and be taken over). A value under a prefix not listed here is exempt as well, so a new
+ * kind of value is never dropped by mistake (at worst it is not bounded).
+ */
+const PER_ALERT_VALUES = ['kv:claim:', 'kv:alert-records:', 'kv:resolved:'] as const;
+const perAlert = (key: string): boolean => PER_ALERT_VALUES.some((p) => key.startsWith(p));
+/**
+ * A claim is written a few steps before its record's write-ahead, in the same handling, with no
+ * I/O between them on this store: a record still absent after this many more values were written
+ * per alert (QUEUE_CONCURRENCY handlers write a few each meanwhile) is not coming.
+ */
+const RECENT_WRITES = 1_000;
+
+/**
  * The embedded store: one process, one replica. Everything is kept in memory and lost on exit,
  * which is why shutdown drains the queue before closing (see main.ts). Bounded: the queue refuses
  * intake past maxQueue, closed records past maxRecords are dropped oldest first, dedupe keys past
- * maxDedupeKeys are forgotten oldest first, and expired keys are swept once a minute.
+ * maxDedupeKeys are forgotten oldest first, the values written per alert past maxKeys are dropped
+ * (trimValues: expired, then spent, then oldest first; locks, the pause and every other value never),
+ * and expired keys are swept once a minute.
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
@@ -50,6 +90,9 @@ export class MemoryStore implements Store {
   private readonly entries = new Map<string, Entry>();
   private readonly waiters = new Set<() => void>();
   private readonly keys = new Map<string, { value: string; expiresAt: number }>();
+  /** the keys of PER_ALERT_VALUES in `keys`, in the order last written (oldest first), each with its write's number: what maxKeys counts */
+  private readonly perAlertOrder = new Map<string, number>();
+  private perAlertWrites = 0;
   /** dedupe key -> expiry; insertion order is expiry order (one TTL per setting) */
   private readonly dedupe = new Map<string, number>();
   private readonly fences = new Map<string, { token: number; expiresAt: number }>();
@@ -74,10 +117,22 @@ export class MemoryStore implements Store {
   private alive(key: string): { value: string; expiresAt: number } | undefined {
     const v = this.keys.get(key);
     if (v && v.expiresAt <= this.now()) {
-      this.keys.delete(key);
+      this.forget(key);
       return undefined;
     }
     return v;
+  }
+
+  private forget(key: string): void {
+    this.keys.delete(key);
+    this.perAlertOrder.delete(key);
+  }
+
+  /** A write of `key`: a value written per alert moves to the end of the order (the newest). */
+  private written(key: string): void {
+    if (!perAlert(key)) return;
+    this.perAlertOrder.delete(key);
+    this.perAlertOrder.set(key, ++this.perAlertWrites);
   }
 
   /** Expired keys, fences and event windows go once a minute (a full pass over them). */
@@ -89,7 +144,7 @@ export class MemoryStore implements Store {
     }
     if (now - this.lastSweep < SWEEP_EVERY_MS) return;
     this.lastSweep = now;
-    for (const [k, v] of this.keys) if (v.expiresAt <= now) this.keys.delete(k);
+    for (const [k, v] of this.keys) if (v.expiresAt <= now) this.forget(k);
     for (const [k, v] of this.fences) if (v.expiresAt <= now) this.fences.delete(k);
     for (const [k, v] of this.events) if (v.entries.every((e) => e.at <= now - v.windowMs)) this.events.delete(k);
   }
@@ -286,7 +341,75 @@ export class MemoryStore implements Store {
     const k = `kv:${key}`;
     if (opts.onlyIfAbsent && this.alive(k)) return false;
     this.keys.set(k, { value, expiresAt: opts.ttlMs === undefined ? Number.POSITIVE_INFINITY : this.now() + opts.ttlMs });
+    this.written(k);
+    const max = this.bounds.maxKeys;
+    if (max !== undefined && this.perAlertOrder.size > max) this.trimValues(max);
     return true;
+  }
+
+  /**
+   * Keeps the values written per alert (PER_ALERT_VALUES) within maxKeys, down to 95 % of it (so
+   * that a pass is not needed on every write): expired ones first (not counted as drops), then,
+   * oldest written first, those that no longer guard anything (spent), then, only if still over,
+   * the others, oldest written first. Oldest written rather than closest to expiry: each of these
+   * values guards something only while young (a claim until its record is written, a link until
+   * its alert resolves, a mark while a copy of its record read before the resolution may still be
+   * saved). Within one kind, which has one TTL, the two orders are the same; across kinds, closest
+   * to expiry would keep 30-day resolution marks of records long closed before the 7-day links of
+   * alerts still firing. So the values still guarding something, and the newest ones, go last.
+   */
+  private trimValues(max: number): void {
+    const now = this.now();
+    for (const k of this.perAlertOrder.keys()) {
+      const v = this.keys.get(k);
+      if (!v || v.expiresAt <= now) this.forget(k);
+    }
+    const target = Math.max(1, Math.floor(max * 0.95));
+    let dropped = 0;
+    let guarding = 0;
+    for (const pass of ['spent', 'any'] as const) {
+      for (const [k, seq] of this.perAlertOrder) {
+        if (this.perAlertOrder.size <= target) break;
+        const spent = this.spent(k, this.perAlertWrites - seq >= RECENT_WRITES);
+        if (pass === 'spent' && !spent) continue;
+        if (!spent) guarding++;
+        this.forget(k);
+        dropped++;
+      }
+    }
+    if (dropped === 0) return;
+    const detail = `MEMORY_MAX_KEYS=${max}; ${guarding} of those dropped still guarded something (a claim or link of a record not written yet, a link or resolution mark of an open record)`;
+    this.drops.note('keys', dropped, detail);
+  }
+
+  /**
+   * Whether a value written per alert no longer guards anything (see PER_ALERT_VALUES): a claim
+   * whose record is written, a resolution mark whose record is closed or gone, an alert link all
+   * of whose records are closed. A record that is absent may be one whose write-ahead has not
+   * landed yet, so a claim or link naming one counts as still guarding while it is among the
+   * newest writes (`old` false); once RECENT_WRITES more have been written, its record was
+   * dropped or pruned (or its attempt failed and gave the claim up): nothing left to guard.
+   */
+  private spent(key: string, old: boolean): boolean {
+    const open = this.bounds.openStates ?? [];
+    const closed = (id: string): boolean => {
+      const r = this.records.get(id);
+      return r === undefined ? old : !open.includes(r.state);
+    };
+    if (key.startsWith('kv:claim:')) {
+      const id = key.slice('kv:claim:'.length);
+      return this.records.has(id) || old;
+    }
+    if (key.startsWith('kv:resolved:')) {
+      const id = key.slice('kv:resolved:'.length);
+      return !this.records.has(id) || closed(id);
+    }
+    try {
+      const ids = JSON.parse(this.keys.get(key)?.value ?? '[]') as unknown;
+      return Array.isArray(ids) && ids.every((id) => typeof id === 'string' && closed(id));
+    } catch {
+      return false;
+    }
   }
 
   async getValue(key: string): Promise<string | null> {
@@ -298,11 +421,12 @@ export class MemoryStore implements Store {
     if (!v || v.value !== expected) return false;
     v.value = value;
     if (opts.ttlMs !== undefined) v.expiresAt = this.now() + opts.ttlMs;
+    this.written(`kv:${key}`);
     return true;
   }
 
   async deleteValue(key: string): Promise<void> {
-    this.keys.delete(`kv:${key}`);
+    this.forget(`kv:${key}`);
   }
 
   private index(map: Map<string, Set<string>>, key: string, id: string, add: boolean): void {

@@ -1,6 +1,7 @@
 import type { Test } from 'tap';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import { StoreFullError, StoreUnavailableError, type RecordFilter, type Store, type StoredRecord } from '../../src/store/store.js';
+import type { DropKind } from '../../src/store/drops.js';
 
 export function alert(fp: string, over: Partial<Alert> = {}): Alert {
   return {
@@ -30,7 +31,7 @@ export interface ContractBounds {
   maxRecords?: number;
   openStates?: readonly string[];
   noActionStates?: readonly string[];
-  onDropCount?: (what: 'records' | 'dedupe_keys', n: number) => void;
+  onDropCount?: (what: DropKind, n: number) => void;
 }
 
 export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<Store>): void {
