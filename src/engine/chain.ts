@@ -34,6 +34,16 @@ export interface Chain {
 /** Ends that let the chain go on to the next target. */
 const GOES_ON: readonly RollbackState[] = ['succeeded', 'dry_run'];
 
+/**
+ * Whether a chain's record closed in `state` starts its next target, whose record is then written
+ * ahead, before the close (prepareNext). Otherwise the rest are written blocked after the close
+ * lands: a close that fails (the store) leaves the record to be decided again, and the next
+ * targets must not stay blocked by an ending that did not happen.
+ */
+export function chainGoesOn(state: RollbackState): boolean {
+  return GOES_ON.includes(state);
+}
+
 /** Set on a chain's records but the last: their recovery check waits for the last target. */
 export function beforeLast(rec: RollbackRecord): boolean {
   return rec.chain !== undefined && rec.chain.index < rec.chain.targets.length - 1;
@@ -45,9 +55,9 @@ export function decidedByChain(rec: RollbackRecord): boolean {
 }
 
 /**
- * Called by EngineContext.finish() before a chain's record is written closed in `state`: writes
- * the next target's record ahead (deciding, to be started; or blocked, when the chain stops here,
- * which blocks the rest in turn). Returns the next target to start once the current record is
+ * Called by EngineContext.finish() for a chain's record closed in `state`: before the close, the
+ * next target's record written ahead (deciding, to be started); after it (chainGoesOn false),
+ * blocked, when the chain stops here, which blocks the rest in turn. Returns the next target to start once the current record is
  * closed, or undefined. Writing the same next record twice is avoided by its claim, so a record
  * closed again after a hand-over does not start the next target twice.
  */

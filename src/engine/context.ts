@@ -10,7 +10,7 @@ import type { PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import { guardsSchema, type Guards, type Rule } from '../rules/schema.js';
 import type { Lock, Store } from '../store/store.js';
-import { prepareNext } from './chain.js';
+import { chainGoesOn, prepareNext } from './chain.js';
 import { changeCause, type Message } from './messages.js';
 import { RecordBook, type RollbackRecord, type RollbackState } from './record.js';
 
@@ -113,8 +113,9 @@ export class EngineContext {
   }
 
   /**
-   * Closes a record in `state` with its outcome, and counts it. A record of an ordered chain first
-   * writes its next target's record ahead (chain.ts), and starts it once this one is closed.
+   * Closes a record in `state` with its outcome, and counts it. A record of an ordered chain whose
+   * next target starts (chain.ts, chainGoesOn) first writes that target's record ahead, and starts
+   * it once this one is closed; a chain that stops writes the rest blocked once the close landed.
    * `alongside`: store calls started together with the closing write, not after it (usually one
    * round trip on Redis), such as a rollback giving back the locks it took before it wrote anything
    * to the cluster; awaited with it (its failure is logged, and does not fail the close). No order
@@ -122,47 +123,49 @@ export class EngineContext {
    * save first awaits its index), so no reader may take a free lock to mean the record is closed.
    */
   async finish(rec: RollbackRecord, state: RollbackState, message: string, alongside?: () => Promise<void>): Promise<RollbackState> {
-    rec.state = state;
-    rec.outcome = { result: state, message };
-    delete rec.dueAt;
-    this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
-    const next = rec.chain ? await prepareNext(this, rec, state) : undefined;
-    const saving = this.records.save(rec);
-    // started at once, beside the save; a throw or rejection is logged, never the save's outcome
-    const beside = alongside && (async () => alongside())().catch((err: unknown) => this.log.warn({ err, record: rec.id }, 'what goes with the closing write failed'));
-    try {
-      await saving;
-    } catch (err) {
-      next?.abandon();
-      throw err;
-    } finally {
-      await beside;
-    }
-    this.closed(rec, state, message);
-    next?.start();
+    await this.close(rec, state, message, { ...(alongside ? { alongside } : {}) });
     return state;
   }
 
   /**
    * Closes a record in `state` only if the stored record is still in `from` (one atomic write:
    * RecordBook.save's expectState), for a transition another replica may race (out of
-   * pending_approval: a rejection or an expiry against an approval). False when another transition
-   * won: nothing written, counted or started. A chain's next target is prepared only once this
-   * record is closed (a transition that lost must not stop the chain): a replica dying between the
-   * two leaves the following targets without their `blocked` record, never a rollback undone.
+   * pending_approval: a rejection or an expiry against an approval; a recovery's close). False when
+   * another transition won: nothing written, counted or started (a next target written ahead is
+   * left to the scheduler, which starts it once: its claim).
    */
-  async finishFrom(rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string): Promise<boolean> {
+  finishFrom(rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string): Promise<boolean> {
+    return this.close(rec, state, message, { expectState: from });
+  }
+
+  private async close(rec: RollbackRecord, state: RollbackState, message: string, opts: { alongside?: () => Promise<void>; expectState?: RollbackState }): Promise<boolean> {
     rec.state = state;
     rec.outcome = { result: state, message };
     delete rec.dueAt;
     this.records.step(rec, state === 'succeeded' ? 'verified' : 'ended', `${state}: ${message}`);
-    if (!(await this.records.save(rec, { expectState: from }))) return false;
-    const next = rec.chain
-      ? await prepareNext(this, rec, state).catch((err: unknown) => {
-          this.log.error({ err, record: rec.id }, "the record is closed, but its chain's next target could not be written");
-          return undefined;
-        })
-      : undefined;
+    // the next target to start is written ahead of the close; a chain that stops is written after it
+    const ahead = rec.chain !== undefined && chainGoesOn(state);
+    const next = ahead ? await prepareNext(this, rec, state) : undefined;
+    const saving = this.records.save(rec, opts.expectState !== undefined ? { expectState: opts.expectState } : {});
+    // started at once, beside the save; a throw or rejection is logged, never the save's outcome
+    const alongside = opts.alongside;
+    const beside = alongside && (async () => alongside())().catch((err: unknown) => this.log.warn({ err, record: rec.id }, 'what goes with the closing write failed'));
+    let written: boolean;
+    try {
+      written = await saving;
+    } catch (err) {
+      next?.abandon();
+      throw err;
+    } finally {
+      await beside;
+    }
+    if (!written) {
+      next?.abandon();
+      return false;
+    }
+    if (rec.chain && !ahead) {
+      await prepareNext(this, rec, state).catch((err: unknown) => this.log.error({ err, record: rec.id }, "the record is closed, but its chain's next targets could not be written blocked"));
+    }
     this.closed(rec, state, message);
     next?.start();
     return true;

@@ -246,15 +246,17 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     ctx.records.step(rec, resumed ? 'resumed' : 'started', `${resumed ? `${ctx.owner} goes on with` : 'rolling back'}: ${plan.summary}`);
     // the previous rollback's cooldown entry (was it a failed one: a step back) is read with the write
     const [saved, read] = await Promise.allSettled([ctx.records.save(rec), readCooldown(ctx.store, rec.target)]);
-    if (saved.status === 'rejected' || read.status === 'rejected') {
+    if (saved.status === 'rejected') {
       // Nothing was executed: the record is not in_progress for the caller (rollback()'s catch), so
       // a store failure leaves it to be decided again, never closed as a failed rollback. (Had the
       // write landed with its answer lost, the scheduler finds it in_progress with nothing applied:
       // interrupted, escalated, never executed twice.)
       if (!resumed) rec.state = before;
-      throw saved.status === 'rejected' ? saved.reason : (read as PromiseRejectedResult).reason;
+      throw saved.reason;
     }
-    const previous = read.value;
+    // The write-ahead landed: the rollback goes on. The cooldown entry only says whether the last
+    // rollback failed (a step back counted); read once more, then taken as none.
+    const previous = read.status === 'fulfilled' ? read.value : await readCooldown(ctx.store, rec.target).catch(() => null);
     if (!resumed) ctx.notify(rec, messages.started(rec, plan, ctx.ruleFor(rec)?.trigger.kind, ctx.config));
 
     const stopped = await migrateFirst(ctx, rec, plan, actx, settings, spent);

@@ -128,3 +128,76 @@ t.test('a resolved alert never writes back the state it read: another replica\'s
   t.type(after?.times.resolvedAt, 'number', 'the resolution was written, to the record as it is now');
   t.ok(after?.timeline.some((s) => s.step === 'resolved'));
 });
+
+t.test('an ordered chain whose first target\'s close fails (the store) does not leave the rest blocked by an ending that did not happen', async (t) => {
+  const { CHAIN_RULES, PerTargetDeploymentAction } = await import('../../support/engine.js');
+  const mem = new MemoryStore();
+  let failClose = true;
+  // the first target's refusal is written closed: that write fails once
+  const store = new Proxy(mem, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        const rec = args[0] as { ref?: { name?: string }; state?: string };
+        if (prop === 'putRecord' && failClose && rec.ref?.name === 'api' && rec.state === 'refused') {
+          failClose = false;
+          throw new StoreUnavailableError('redis putRecord: Command timed out (injected)');
+        }
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as Store;
+  const action = new PerTargetDeploymentAction();
+  const plan = action.plan.bind(action);
+  let refuseOnce = true;
+  // the first plan of api is refused for a passing reason (the chain would stop there)
+  action.plan = async (ref) => {
+    const p = await plan(ref);
+    if (ref.name === 'api' && refuseOnce) {
+      refuseOnce = false;
+      return { ...p, refusal: { code: 'paused', message: 'the Deployment is paused (kubectl rollout resume it first)' } };
+    }
+    return p;
+  };
+  let ahead = 0;
+  const e = testEngine({ store, action, ruleText: CHAIN_RULES, now: () => Date.now() + ahead });
+  const alert = firing('ReleaseErrors', 'api', { fingerprint: 'fp-chain-blip', labels: { alertname: 'ReleaseErrors', namespace: 'prod' } });
+  await t.rejects(e.deliver(alert), StoreUnavailableError);
+  const states = async () => Object.fromEntries((await e.engine.records.list({ limit: 10 })).map((r) => [r.ref.name, r.state]));
+  t.same(await states(), { api: 'deciding' }, 'the close did not land: no later target was written blocked by it');
+  for (let i = 0; i < 4; i++) {
+    ahead += 10 * 60_000;
+    await e.engine.tick();
+    await e.engine.idle();
+  }
+  t.same(action.executed.map((x) => x.ref.name), ['api', 'auth', 'web'], 'decided again: the whole chain rolled back, in order');
+});
+
+t.test('the cooldown read beside the in_progress write fails, the write landed: the rollback goes on, executed once', async (t) => {
+  const mem = new MemoryStore();
+  const cooldownReads: string[] = [];
+  let putsInProgress = 0;
+  const store = new Proxy(mem, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return async (...args: unknown[]) => {
+        if (prop === 'putRecord' && (args[0] as { state?: string }).state === 'in_progress') putsInProgress++;
+        // the read issued together with the in_progress write-ahead (the guard's own read came before it)
+        if (prop === 'getValue' && String(args[0]).startsWith('cooldown:')) {
+          cooldownReads.push(String(args[0]));
+          if (putsInProgress === 1 && cooldownReads.length === 2) throw new StoreUnavailableError('redis getValue: Command timed out (injected)');
+        }
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as Store;
+  const e = testEngine({ store });
+  await e.deliver(firing('HighErrorRate', 'checkout'));
+  t.ok(cooldownReads.length >= 2, 'the read failed as planned');
+  t.equal(e.action.executed.length, 1, 'rolled back');
+  const [rec] = await e.engine.records.list({});
+  t.notOk(['interrupted', 'deciding', 'error'].includes(rec?.state ?? ''), `${rec?.state}: ${rec?.outcome?.message ?? ''}`);
+  t.notOk(e.notifier.sent.some((n) => n.kind === 'rollback_interrupted'));
+});
