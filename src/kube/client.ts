@@ -21,7 +21,7 @@ import {
   type ResponseContext,
 } from '@kubernetes/client-node';
 import { SharedAgent } from './agent.js';
-import { KubeApiError, toKubeApiError } from './errors.js';
+import { causeOf, KubeApiError, toKubeApiError } from './errors.js';
 import { reflect, type ListPage, type WatchHandle, type WatchHandlers } from './watch.js';
 
 export interface ResourceType {
@@ -246,7 +246,7 @@ export class ClientNodeKube implements Kube {
       return await fn({ middleware: [requestMiddleware(pooled ? this.pool : undefined, signal, contentType, accept)], middlewareMergeStrategy: 'append' });
     } catch (err) {
       if (!timedOut && opts?.signal?.aborted) {
-        throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation, cause: err });
+        throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller', operation, cause: causeOf(err) });
       }
       const e = toKubeApiError(err, operation, { timedOut, timeoutMs });
       if (e.status === 'timeout' || e.status === 'network') this.pool.dropIdle();

@@ -77,6 +77,15 @@ function parseStatusBody(body: unknown): { reason?: string; message?: string } {
 }
 
 /**
+ * What a KubeApiError may keep as its cause: never client-node's ApiException (a numeric `code`),
+ * whose message and stack carry the API server's whole reply, echoed values included; a logged
+ * error prints its cause. Transport errors and aborts are kept (they name no value).
+ */
+export function causeOf(err: unknown): unknown {
+  return typeof (err as { code?: unknown } | null)?.code === 'number' ? undefined : err;
+}
+
+/**
  * Turns whatever a client-node call threw into a KubeApiError: ApiException (has a numeric
  * `code` and a `body`), an abort of our deadline (AbortError), or a transport error (FetchError,
  * ECONNREFUSED, ...). A KubeApiError passes through unchanged.
@@ -90,7 +99,7 @@ export function toKubeApiError(err: unknown, operation: string, opts: { timedOut
       reason: 'Timeout',
       message: opts.timeoutMs ? `no answer within ${opts.timeoutMs} ms` : 'request aborted',
       operation,
-      cause: err,
+      cause: causeOf(err),
     });
   }
   if (typeof e?.code === 'number' && e.code >= 100 && e.code < 600) {

@@ -52,3 +52,14 @@ t.test('a refused call logged with pino prints no value the API server echoed: t
   t.notMatch(plain.message, /pw@db|Body:/, plain.message);
   t.match(plain.message, /HTTP 500 InternalError/);
 });
+
+t.test('a refusal that comes back at the deadline (or as the caller cancels) is not kept as the cause either', async (t) => {
+  const { ApiException } = await import('@kubernetes/client-node');
+  const raw = new ApiException(422, 'Unprocessable Entity', JSON.stringify(status422), {});
+  const timedOut = toKubeApiError(raw, 'PATCH apps/v1 deployments shop/checkout', { timedOut: true, timeoutMs: 1500 });
+  t.equal(timedOut.status, 'timeout');
+  t.equal(timedOut.cause, undefined, 'the 422 that came back at the deadline is not kept');
+  const aborted = new Error('The operation was aborted');
+  aborted.name = 'AbortError';
+  t.equal(toKubeApiError(aborted, 'GET apps/v1 deployments shop/web').cause, aborted, 'an abort (no body) is kept');
+});
