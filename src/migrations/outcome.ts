@@ -107,27 +107,34 @@ const LINE_MAX = 400;
 /** A URL anywhere in a line (`jdbc:postgresql://...` too): a scheme, `://`, then up to the next space. */
 const URL_IN_LINE = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/\S+/gi;
 /** Names whose value is a credential, also as the end of a longer name (DB_PASSWORD, spring.datasource.password, x-api-key). */
-const SECRET_KEY = String.raw`(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?)`;
+const SECRET_KEY = String.raw`(?:password|passwd|passphrase|pwd|pass|secret|token|(?:api|access|secret|private|auth)[_-]?key|credentials?)`;
 /** A value: double-quoted (escapes kept inside), single-quoted, else up to the next space; an unclosed quote runs to the end of the line. */
 const VALUE = String.raw`("(?:[^"\\]|\\.)*(?:"|$)|'[^']*(?:'|$)|\S+)`;
 /** `password=x`, `DB_PASSWORD: x`, `"password": "x"`, `token = 'x'`: the name, an optional closing quote (escaped too, JSON inside a string), `=` or `:` with optional spaces, the value. */
 const KEY_VALUE = new RegExp(String.raw`(${SECRET_KEY}(?:\\?["'])?\s*[=:]\s*)${VALUE}`, 'gi');
 /** `-password x`, `--db-password x`: a flag ending in such a name, spaces, the value. */
 const FLAG_VALUE = new RegExp(String.raw`((?:^|\s)--?[\w.-]*${SECRET_KEY}\s+)${VALUE}`, 'gi');
+/** `Authorization: Bearer x`, `Basic x`: the scheme's credentials. */
+const AUTH_SCHEME = /\b(bearer|basic)(\s+)\S+/gi;
+/** `mysql -phunter2`: the client's password glued to its `-p` flag (not `-password`, `-pwd`, `-pass`: flags of their own, above). */
+const GLUED_P = /((?:^|\s)-p)(?!(?:assword|asswd|assphrase|wd|ass)\b)(?=\S)(\S+)/g;
 const masked = (value: string) => (value.startsWith('"') ? '"***"' : value.startsWith("'") ? "'***'" : '***');
 
 /**
  * One line as a record or a notification may hold it: each URL printed as `redactUrl` prints it
  * (`postgres://user:pa/ss@db` → `postgres://***@db`, cut at the authority's last `@`; credential
  * query values → ***), and the value after a credential's name replaced by *** (`password=x`,
- * `DB_PASSWORD: x`, `"password": "x"`, `--password x`, `-token x`; the name may end a longer
- * one). The rest of the line, the error an SRE reads, is kept.
+ * `DB_PASSWORD: x`, `"password": "x"`, `--password x`, `-token x`, `SECRET_KEY=x`; the name may
+ * end a longer one), as are `Bearer x`, `Basic x` and mysql's `-px`. The rest of the line, the
+ * error an SRE reads, is kept.
  */
 function redactLine(line: string): string {
   return line
     .replace(URL_IN_LINE, (url) => redactUrl(url))
     .replace(KEY_VALUE, (_all, key: string, value: string) => `${key}${masked(value)}`)
-    .replace(FLAG_VALUE, (_all, flag: string, value: string) => `${flag}${masked(value)}`);
+    .replace(FLAG_VALUE, (_all, flag: string, value: string) => `${flag}${masked(value)}`)
+    .replace(AUTH_SCHEME, (_all, scheme: string, space: string) => `${scheme}${space}***`)
+    .replace(GLUED_P, (_all, flag: string) => `${flag}***`);
 }
 
 /**

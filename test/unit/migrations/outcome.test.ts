@@ -69,9 +69,13 @@ t.test('last lines: credentials in their common forms are cut, the error around 
     ["spring.datasource.password = 'hunter 2'", "spring.datasource.password = '***'"],
     ['AWS_ACCESS_KEY: AKIA123 AWS_SECRET: s3 client_credentials=c1', 'AWS_ACCESS_KEY: *** AWS_SECRET: *** client_credentials=***'],
     ['password: "unterminated hunter2', 'password: "***"'],
+    // more names, auth schemes, mysql's glued -p
+    ['SECRET_KEY=hunter2 PRIVATE_KEY=k-123 DB_PASS=hunter3 passphrase=s3 x', 'SECRET_KEY=*** PRIVATE_KEY=*** DB_PASS=*** passphrase=*** x'],
+    ['curl -H "Authorization: Bearer hunter2" failed; Basic YWxhZGRpbjpzM2Ny', 'curl -H "Authorization: Bearer *** failed; Basic ***'],
+    ['exec mysql -uapp -phunter2 shop', 'exec mysql -uapp -p*** shop'],
   ];
   for (const [line, want] of cases) t.same(lastLines(line, 1), [want], line);
-  for (const line of cases.map((c) => lastLines(c[0], 1)[0]!)) t.notMatch(line, /hunter|pa\/ss|@ss|s3cr|k-123|a-456|AKIA|s3 |=c1/, line);
+  for (const line of cases.map((c) => lastLines(c[0], 1)[0]!)) t.notMatch(line, /hunter|pa\/ss|@ss|s3cr|k-123|a-456|AKIA|s3 |=c1|YWxh/, line);
   for (const plain of [
     'ERROR: relation "orders" does not exist',
     'FATAL: password authentication failed for user "app"',
