@@ -16,13 +16,16 @@ export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message
  * next replica's recovery.
  */
 export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, settings: Guards): Promise<RollbackState> {
+  // Closed only while the stored record is still in_progress (endOnce): had this replica's lock
+  // lapsed and another replica's recovery closed it first, that outcome stands, said once.
+  const closed = async (closing: Promise<boolean>): Promise<RollbackState> => ((await closing) ? rec.state : ((await ctx.records.get(rec.id))?.state ?? rec.state));
   try {
     const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT, execution: res });
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
     ctx.records.step(rec, 'rollout', `${v.outcome}: ${v.message}`, v.details);
     if (v.outcome !== 'succeeded') {
       const back = await driftedBack(ctx, rec, plan, res, actx, false);
-      return await end(ctx, rec, settings, back ? 'failed' : v.outcome, back ?? `rollout ${v.outcome}: ${v.message}`, gitopsLines(rec));
+      return await closed(endOnce(ctx, rec, settings, back ? 'failed' : v.outcome, back ?? `rollout ${v.outcome}: ${v.message}`, gitopsLines(rec)));
     }
     rec.times.completedAt = ctx.now();
     if (rec.times.decidedAt !== undefined) ctx.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
@@ -31,13 +34,13 @@ export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, acti
     // the owner's reconcile window after the write: did it put the old revision back?
     const back = await driftedBack(ctx, rec, plan, res, actx, true);
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
-    if (back) return await end(ctx, rec, settings, 'failed', back, gitopsLines(rec));
-    return await end(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]);
+    if (back) return await closed(endOnce(ctx, rec, settings, 'failed', back, gitopsLines(rec)));
+    return await closed(endOnce(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]));
   } catch (err) {
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
     const msg = err instanceof Error ? err.message : String(err);
     ctx.log.error({ err, record: rec.id }, 'verification stopped by an error');
-    return await escalateError(ctx, rec, `error while verifying the rollback: ${msg}`, msg);
+    return await closed(escalateErrorOnce(ctx, rec, `error while verifying the rollback: ${msg}`, msg));
   }
 }
 
@@ -81,13 +84,6 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
   return { outcome: 'failed', message: `rollout complete but the trigger still holds after ${Math.round(ctx.config.RECOVERY_TIMEOUT / 1000)}s (${last})`, lines };
 }
 
-/** Ends a verified (or not) rollback: the cooldown carries its outcome, one notification says it. */
-export async function end(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<RollbackState> {
-  await outcomeCooldown(ctx, rec, settings, outcome);
-  announce(ctx, rec, outcome, message, lines);
-  return ctx.finish(rec, outcome, message);
-}
-
 /** An error stopped a rollback that had started changing the cluster: failed, escalated once. */
 export async function escalateError(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<RollbackState> {
   escalate(ctx, rec, error);
@@ -95,10 +91,10 @@ export async function escalateError(ctx: EngineContext, rec: RollbackRecord, mes
 }
 
 /**
- * end() for a rollback another replica may be closing too (a recovery whose lock was lost:
- * scheduler.ts): written only while the stored record is still in_progress, and only the replica
- * whose close landed writes the outcome's cooldown, counts and notifies. False when another
- * replica closed it first: nothing written, counted or sent from here.
+ * Ends a verified (or not) rollback: closed only while the stored record is still in_progress (a
+ * replica whose lock lapsed and a recovery may both get here: verifyAndEnd, scheduler.ts), and only
+ * the replica whose close landed writes the outcome into the cooldown, counts and sends the one
+ * notification. False when another replica closed it first: nothing written, counted or sent.
  */
 export function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
   return closeOnce(ctx, rec, outcome, message, async () => {

@@ -174,3 +174,43 @@ t.test('a recovery whose lock is lost mid-verification does not close the record
   t.equal(await closings(a, b), 1, 'one closing notification in all');
   t.equal(await closedCount(a, b), 1, 'the outcome counted once');
 });
+
+t.test('the executing replica\'s lock lapses and a recovery closes the record first: the executor\'s own close changes nothing and says nothing', async (t) => {
+  // replica-a's renewals find the lock gone once it has written (a stall after the patch)
+  let lose = false;
+  const lossy = (s: Store): Store =>
+    new Proxy(s, {
+      get(target, prop, receiver) {
+        if (prop === 'renewLock' && lose) return async () => false;
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  const { action, prometheus, verifications, a, b } = twoReplicas({ storeOfA: lossy });
+  // the executor's verification is the slow one: the recovery's ends first
+  const verify = action.verify.bind(action);
+  let calls = 0;
+  action.verify = async (plan, ctx) => {
+    if (++calls === 1) await sleep(2000);
+    return verify(plan, ctx);
+  };
+  prometheus.value = 0.2; // the alert is confirmed...
+  const delivering = a.deliver(firing('HighErrorRate'));
+  for (let i = 0; i < 500 && action.executed.length === 0; i++) await sleep(10);
+  t.equal(action.executed.length, 1, `executed (${JSON.stringify((await a.engine.records.list({})).map((r) => [r.state, r.outcome?.message]))})`);
+  lose = true;
+  prometheus.value = 0.001; // ...and the service recovers once rolled back
+  await sleep(1300); // a's lock expired unrenewed; the record is in_progress
+  await b.engine.tick();
+  await b.engine.idle();
+  const [closedByB] = await b.engine.records.list({ target: TARGET });
+  t.equal(closedByB?.state, 'succeeded', 'the recovery closed it');
+  await delivering;
+  await a.engine.idle();
+  t.equal(verifications.length, 2, 'both verified (the lock lapsed)');
+  t.equal(await closings(a), 0, 'the executor sent no closing notification');
+  t.equal(await closings(a, b), 1, 'one closing notification in all');
+  t.equal(await closedCount(a, b), 1, 'the outcome counted once');
+  const [rec] = await a.engine.records.list({ target: TARGET });
+  t.equal(rec?.outcome?.message, closedByB?.outcome?.message, "the recovery's outcome stands");
+});
