@@ -52,8 +52,14 @@ export class Scheduler {
         if ((rec.dueAt ?? 0) > now) continue;
         await claimDue(ctx, rec, async (fresh) => {
           const rule = ctx.ruleFor(fresh);
-          if (!rule) return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
+          if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);
+          // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
+          // closes it not_confirmed (resolve() in intake.ts), and that close must stand, never be
+          // written over by this re-check's decision.
           ctx.records.step(fresh, 'due', `${state} rollback due: confirming again`);
+          fresh.state = 'deciding';
+          fresh.owner = ctx.owner;
+          if (!(await ctx.records.save(fresh, { expectState: state }))) return;
           return evaluate(ctx, fresh, rule, fresh.decision?.decision === 'recheck_later');
         });
       }

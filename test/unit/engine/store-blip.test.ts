@@ -201,3 +201,47 @@ t.test('the cooldown read beside the in_progress write fails, the write landed: 
   t.notOk(['interrupted', 'deciding', 'error'].includes(rec?.state ?? ''), `${rec?.state}: ${rec?.outcome?.message ?? ''}`);
   t.notOk(e.notifier.sent.some((n) => n.kind === 'rollback_interrupted'));
 });
+
+t.test('an alert resolving while its held rollback is re-checked: the re-check took it up first, so the resolution is written to it and does not close it under the re-check', async (t) => {
+  let ahead = 0;
+  const e = testEngine({ now: () => Date.now() + ahead });
+  const p = e.prometheus!;
+  p.down = true;
+  const alert = firing('SlowBurn');
+  await e.deliver(alert);
+  const [held] = await e.engine.records.list({});
+  t.equal(held?.state, 'held');
+  p.down = false;
+  // the scheduler's confirmation waits at a gate while the resolved alert is handled
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let gated = false;
+  const query = p.query.bind(p);
+  const queryRange = p.queryRange.bind(p);
+  p.query = async (...a: Parameters<typeof query>) => ((gated = true), await gate, query(...a));
+  p.queryRange = async (...a: Parameters<typeof queryRange>) => ((gated = true), await gate, queryRange(...a));
+  ahead += 60 * 60_000;
+  const tick = e.engine.tick();
+  for (let i = 0; i < 200 && !gated; i++) await new Promise((r) => setTimeout(r, 10));
+  t.ok(gated, 'the scheduler is confirming');
+  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now(), receivedAt: Date.now() });
+  const during = await e.engine.records.get(held!.id);
+  t.equal(during?.state, 'deciding', 'taken up by the re-check: not closed under it');
+  t.type(during?.times.resolvedAt, 'number', 'the resolution is written to it');
+  release();
+  await tick;
+  await e.engine.idle();
+  const after = await e.engine.records.get(held!.id);
+  const ends = after!.timeline.filter((s) => s.step === 'ended' || s.step === 'verified').length;
+  t.equal(ends, 1, `closed once (${after?.state}: ${after?.outcome?.message ?? ''})`);
+  t.equal(await metricSum(e), 1, 'its outcome counted once');
+});
+
+/** rollguard_rollbacks_total over every label set. */
+async function metricSum(e: ReturnType<typeof testEngine>): Promise<number> {
+  const text = await e.metrics.registry.metrics();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('rollguard_rollbacks_total{'))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}
