@@ -24,6 +24,10 @@
  *   --watch-cache-sizes=replicasets.apps#0` (ReplicaSet LISTs read from etcd, not the watch cache)
  *   or `--etcd-arg --watch-progress-notify-interval=100ms` (etcd's shortest). The CPU that etcd and kube-apiserver
  *   spent over the rollbacks is recorded beside the latencies, so a setting's cost is in the same run.
+ * Redis's own latency monitor runs over the rollbacks (latency-monitor-threshold 5 ms): its
+ * per-second worst fsync under appendfsync always (event aof-fsync-always) and its other events go
+ * into the result, each slow rollback beside the worst fsync of its second (redisLatency), so a
+ * Store stall in the breakdown can be told from a slow fsync of Redis's disk.
  * Writes $BENCH_OUT/decision.json. No assertions on time.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -226,11 +230,10 @@ async function main() {
       VERIFY_TIMEOUT: '60s',
       LOCK_TTL: '30s',
     });
-    if (FSYNC !== 'always') {
-      const admin = new Redis(redis.url);
-      await admin.config('SET', 'appendfsync', FSYNC);
-      admin.disconnect();
-    }
+    const admin = new Redis(redis.url);
+    stops.unshift(async () => admin.disconnect());
+    if (FSYNC !== 'always') await admin.config('SET', 'appendfsync', FSYNC);
+    await admin.config('SET', 'latency-monitor-threshold', String(LATENCY_THRESHOLD_MS));
     const rawStore = new RedisStore({ url: redis.url });
     await rawStore.waitReady(10_000);
     const store = timed<Store>(rawStore, 'store');
@@ -347,6 +350,8 @@ async function main() {
       const queue = takenHr - receivedHr;
       const tl = (step: string) => rec?.timeline.find((e) => e.step === step)?.at;
       rows.push({
+        receivedS: Math.floor((performance.timeOrigin + receivedHr) / 1000),
+        patchS: Math.floor((performance.timeOrigin + patch.start) / 1000),
         total,
         queue,
         store,
@@ -372,6 +377,8 @@ async function main() {
     );
     log(`control plane CPU over ${round(wallS, 1)} s of rollbacks: ${JSON.stringify(controlPlaneCpu)}`);
     const col = (k: string) => rows.map((r) => r[k]!).filter((v) => Number.isFinite(v));
+    const redisLatency = await latencyEvents(admin, Math.floor(wall0 / 1000), rows);
+    log(`Redis latency events over the rollbacks: ${JSON.stringify(redisLatency.events)}`);
     const prom = await prometheusConfirmation(names);
     log(`Prometheus confirmation p50 ${prom.ms.p50} ms, p99 ${prom.ms.p99} ms`);
     writeResult(NAME, {
@@ -409,6 +416,7 @@ async function main() {
       httpReplyMs: summary(col('httpReply')),
       timelineReceivedToExecutedMs: summary(col('receivedToExecutedTimeline'), 0),
       rolloutVerifyMs: summary(col('verifyMs'), 0),
+      redisLatency,
       prometheusConfirmation: prom,
       opsBeforePatch: Object.fromEntries(
         Object.entries(ops)
@@ -419,6 +427,37 @@ async function main() {
   } finally {
     for (const s of stops) await s().catch((err) => log(`cleanup: ${String(err)}`));
   }
+}
+
+/** Redis's latency monitor records an event when one takes at least this long (its worst per second). */
+const LATENCY_THRESHOLD_MS = 5;
+
+/**
+ * What Redis's latency monitor saw from `sinceS` (epoch s) on: per event, the seconds with one at
+ * or above the threshold and the worst; and the five slowest rollbacks with the worst fsync
+ * (aof-fsync-always) of the seconds from their receipt to their patch, or 0 when those had none at
+ * the threshold.
+ */
+async function latencyEvents(admin: Redis, sinceS: number, rows: Record<string, number>[]) {
+  const latest = (await admin.call('LATENCY', 'LATEST')) as [string, number, number, number][];
+  const events: Record<string, { seconds: number; worstMs: number; overMs20: number }> = {};
+  const fsyncBySecond = new Map<number, number>();
+  for (const [event] of latest) {
+    const history = ((await admin.call('LATENCY', 'HISTORY', event)) as [number, number][]).filter(([at]) => at >= sinceS);
+    if (!history.length) continue;
+    events[event] = { seconds: history.length, worstMs: Math.max(...history.map(([, ms]) => ms)), overMs20: history.filter(([, ms]) => ms >= 20).length };
+    if (event === 'aof-fsync-always') for (const [at, ms] of history) fsyncBySecond.set(at, ms);
+  }
+  const worstFsync = (from: number, to: number) => {
+    let worst = 0;
+    for (let sec = from; sec <= to; sec++) worst = Math.max(worst, fsyncBySecond.get(sec) ?? 0);
+    return worst;
+  };
+  const slowest = [...rows]
+    .sort((a, b) => b.total! - a.total!)
+    .slice(0, 5)
+    .map((r) => ({ total: round(r.total!, 2), store: round(r.store!, 2), fsyncWorstMs: worstFsync(r.receivedS!, r.patchS!) }));
+  return { thresholdMs: LATENCY_THRESHOLD_MS, events, slowest };
 }
 
 runBench('decision', main);
