@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import t from 'tap';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
-import { announceAuth } from '../../../src/http/auth.js';
+import { announceAuth, openLiveWebhook } from '../../../src/http/auth.js';
 import { controlRoutes } from '../../../src/http/control.js';
 import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
 import { fixture, postAlerts, WEBHOOK_TOKEN } from '../../support/app.js';
@@ -133,4 +133,22 @@ t.test('start-up says when the webhook or the reads are open, naming the setting
   announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: file }), broken.logger);
   t.match(String(broken.lines.find((l) => l.level === 50)?.msg), `WEBHOOK_TOKEN_FILE ${file} is empty`);
   t.notOk(broken.lines.some((l) => String(l.msg).startsWith('the webhook is open')), 'a broken file is not an open webhook');
+});
+
+t.test('openLiveWebhook: an open webhook is refused only in front of real rollbacks, unless on purpose', async (t) => {
+  const refused = (env: Record<string, string>) => openLiveWebhook(loadConfig(env));
+  t.match(refused({ KUBECONFIG: '/etc/kc' }), /the webhook has no credential .* rollbacks are real \(a cluster through KUBECONFIG \(\/etc\/kc\), DRY_RUN=false\)/);
+  t.match(refused({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }), /the pod's ServiceAccount \(KUBERNETES_SERVICE_HOST\)/);
+  t.match(refused({ KUBECONFIG: '/etc/kc', WEBHOOK_TOKEN: ',' }), /no credential/, 'a token list of separators only is no credential');
+  for (const [why, env] of [
+    ['no cluster: dry-run', {}],
+    ['DRY_RUN=true', { KUBECONFIG: '/etc/kc', DRY_RUN: 'true' }],
+    ['on purpose', { KUBECONFIG: '/etc/kc', WEBHOOK_ALLOW_UNAUTHENTICATED: 'true' }],
+    ['a token', { KUBECONFIG: '/etc/kc', WEBHOOK_TOKEN: 'x'.repeat(32) }],
+    ['a token file (an empty one refuses every request instead)', { KUBECONFIG: '/etc/kc', WEBHOOK_TOKEN_FILE: '/nonexistent' }],
+    ['basic auth', { KUBECONFIG: '/etc/kc', WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: 'pw' }],
+    ['no cluster and DRY_RUN=false: every rollback is refused anyway', { DRY_RUN: 'false' }],
+  ] as const) {
+    t.equal(refused(env), undefined, why);
+  }
 });
