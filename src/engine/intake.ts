@@ -318,13 +318,11 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
   const at = alert.endsAt ?? alert.receivedAt;
   for (const id of ids) {
-    let marked = false;
     for (let tries = 0; tries < RESOLVE_TRIES; tries++) {
       const rec = await ctx.records.get(id);
       if (!rec || rec.times.resolvedAt !== undefined) break;
       rec.times.resolvedAt = at;
-      if (!marked) await ctx.records.markResolved(id, at);
-      marked = true;
+      if (tries === 0) await ctx.records.markResolved(id, at);
       ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(at).toISOString()}`);
       const read = rec.state;
       const written =

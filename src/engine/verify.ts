@@ -15,17 +15,17 @@ export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message
  * in Prometheus (RECOVERY_TIMEOUT). Shutting down meanwhile leaves the record in_progress for the
  * next replica's recovery.
  */
-export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, settings: Guards): Promise<RollbackState> {
+export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, settings: Guards): Promise<void> {
   // Closed only while the stored record is still in_progress (endOnce): had this replica's lock
   // lapsed and another replica's recovery closed it first, that outcome stands, said once.
-  const closed = async (closing: Promise<boolean>): Promise<RollbackState> => ((await closing) ? rec.state : ((await ctx.records.get(rec.id))?.state ?? rec.state));
   try {
     const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT, execution: res });
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
     ctx.records.step(rec, 'rollout', `${v.outcome}: ${v.message}`, v.details);
     if (v.outcome !== 'succeeded') {
       const back = await driftedBack(ctx, rec, plan, res, actx, false);
-      return await closed(endOnce(ctx, rec, settings, back ? 'failed' : v.outcome, back ?? `rollout ${v.outcome}: ${v.message}`, gitopsLines(rec)));
+      await endOnce(ctx, rec, settings, back ? 'failed' : v.outcome, back ?? `rollout ${v.outcome}: ${v.message}`, gitopsLines(rec));
+      return;
     }
     rec.times.completedAt = ctx.now();
     if (rec.times.decidedAt !== undefined) ctx.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
@@ -34,22 +34,21 @@ export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, acti
     // the owner's reconcile window after the write: did it put the old revision back?
     const back = await driftedBack(ctx, rec, plan, res, actx, true);
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
-    if (back) return await closed(endOnce(ctx, rec, settings, 'failed', back, gitopsLines(rec)));
-    return await closed(endOnce(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]));
+    if (back) await endOnce(ctx, rec, settings, 'failed', back, gitopsLines(rec));
+    else await endOnce(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]);
   } catch (err) {
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
     const msg = err instanceof Error ? err.message : String(err);
     ctx.log.error({ err, record: rec.id }, 'verification stopped by an error');
-    return await closed(escalateErrorOnce(ctx, rec, `error while verifying the rollback: ${msg}`, msg));
+    await escalateErrorOnce(ctx, rec, `error while verifying the rollback: ${msg}`, msg);
   }
 }
 
 /** Shutting down mid-verification: the record stays in_progress and its lock is released, for the next replica. */
-async function leaveForRecovery(ctx: EngineContext, rec: RollbackRecord): Promise<RollbackState> {
+async function leaveForRecovery(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
   ctx.records.step(rec, 'handover', `${ctx.owner} is shutting down; verification is left to the next replica`);
   await ctx.records.save(rec).catch((err) => ctx.log.error({ err, record: rec.id }, 'could not write the handover'));
   ctx.log.warn({ record: rec.id, target: rec.target }, 'shutting down mid-verification: the rollback stays in_progress for recovery');
-  return 'in_progress';
 }
 
 /** After the rollout: the trigger must clear in Prometheus within RECOVERY_TIMEOUT. */
