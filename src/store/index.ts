@@ -2,11 +2,19 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { NO_ACTION_STATES, OPEN_STATES } from '../engine/record.js';
 import type { Metrics } from '../metrics.js';
+import type { DropKind } from './drops.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import type { Store } from './store.js';
 
 export type { Store } from './store.js';
+
+/** The log line of each thing the in-memory store drops to stay within its bounds. */
+const MEMORY_DROPS: Record<DropKind, string> = {
+  records: 'in-memory store: closed rollback records over MEMORY_MAX_RECORDS dropped, oldest first',
+  dedupe_keys: 'in-memory store: dedupe keys over MEMORY_MAX_DEDUPE_KEYS forgotten, oldest first (a resend of those alerts is queued again and handled idempotently)',
+  keys: 'in-memory store: claims, alert links and resolution marks over MEMORY_MAX_KEYS dropped, those that no longer guard anything first, then oldest first (a resolved alert may then not find its records)',
+};
 
 /** Redis when REDIS_URL is set, else the embedded in-memory store (one replica only). */
 export function createStore(config: Config, logger: Logger, metrics?: Pick<Metrics, 'storeDropped'>): Store {
@@ -20,12 +28,7 @@ export function createStore(config: Config, logger: Logger, metrics?: Pick<Metri
       maxDedupeKeys: config.MEMORY_MAX_DEDUPE_KEYS,
       maxKeys: config.MEMORY_MAX_KEYS,
       onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'memory', what }, n),
-      onDrop: (what, dropped, detail) =>
-        what === 'records'
-          ? logger.warn({ dropped, detail }, 'in-memory store: closed rollback records over MEMORY_MAX_RECORDS dropped, oldest first')
-          : what === 'keys'
-            ? logger.warn({ dropped, detail }, 'in-memory store: claims, alert links and resolution marks over MEMORY_MAX_KEYS dropped, those that no longer guard anything first, then oldest first (a resolved alert may then not find its records)')
-            : logger.warn({ dropped, detail }, 'in-memory store: dedupe keys over MEMORY_MAX_DEDUPE_KEYS forgotten, oldest first (a resend of those alerts is queued again and handled idempotently)'),
+      onDrop: (what, dropped, detail) => logger.warn({ dropped, detail }, MEMORY_DROPS[what]),
     });
   }
   let lastError = '';
