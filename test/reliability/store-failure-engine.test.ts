@@ -9,8 +9,9 @@ import { Engine } from '../../src/engine/pipeline.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications } from '../../src/notify/notifier.js';
 import { MemoryStore } from '../../src/store/memory.js';
-import { StoreUnavailableError, type Store } from '../../src/store/store.js';
+import { StoreUnavailableError } from '../../src/store/store.js';
 import { CapturingNotifier, FakeDeploymentAction, FakePrometheus, firing, rules } from '../support/engine.js';
+import { aroundStore } from '../support/store-proxy.js';
 import { figures } from './figures.js';
 
 /** A MemoryStore whose chosen calls fail as an unreachable Redis does. */
@@ -19,24 +20,18 @@ function flakyStore(clock: () => number) {
   const failures: { op: string; remaining: number; skip: number }[] = [];
   // every call fails while `remaining` lasts, after `skip` calls that work
   let injected = 0;
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return async (...args: unknown[]) => {
-        const f = failures.find((x) => x.op === prop && x.remaining > 0);
-        if (f) {
-          if (f.skip > 0) f.skip--;
-          else {
-            f.remaining--;
-            injected++;
-            throw new StoreUnavailableError(`redis ${String(prop)}: connect ECONNREFUSED (injected)`);
-          }
-        }
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const store = aroundStore(inner, async (op, _args, call) => {
+    const f = failures.find((x) => x.op === op && x.remaining > 0);
+    if (f) {
+      if (f.skip > 0) f.skip--;
+      else {
+        f.remaining--;
+        injected++;
+        throw new StoreUnavailableError(`redis ${op}: connect ECONNREFUSED (injected)`);
+      }
+    }
+    return call();
+  });
   return { store, fail: (op: string, opts: { skip?: number; times?: number } = {}) => failures.push({ op, remaining: opts.times ?? 1, skip: opts.skip ?? 0 }), injected: () => injected };
 }
 

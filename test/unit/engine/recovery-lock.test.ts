@@ -13,6 +13,7 @@ import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { metricValue } from '../../support/app.js';
 import { FakeDeploymentAction, FakePrometheus, firing, testEngine } from '../../support/engine.js';
+import { aroundStore } from '../../support/store-proxy.js';
 
 const TARGET = 'Deployment/prod/checkout';
 const VERIFY_MS = 2500;
@@ -152,14 +153,7 @@ t.test('a redelivered event of a record in_progress does not wait for its recove
 
 t.test('a recovery whose lock is lost mid-verification does not close the record: the replica that took it up does, once', async (t) => {
   // replica-a's renewals find the lock gone (a stalled process, the store out of reach)
-  const lossy = (s: Store): Store =>
-    new Proxy(s, {
-      get(target, prop, receiver) {
-        if (prop === 'renewLock') return async () => false;
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+  const lossy = (s: Store): Store => aroundStore(s, async (op, _args, call) => (op === 'renewLock' ? false : call()));
   const { store, verifications, a, b } = twoReplicas({ storeOfA: lossy });
   await store.putRecord(orphan('rb-orphan'));
   const ticking = a.engine.tick();
@@ -178,14 +172,7 @@ t.test('a recovery whose lock is lost mid-verification does not close the record
 t.test('the executing replica\'s lock lapses and a recovery closes the record first: the executor\'s own close changes nothing and says nothing', async (t) => {
   // replica-a's renewals find the lock gone once it has written (a stall after the patch)
   let lose = false;
-  const lossy = (s: Store): Store =>
-    new Proxy(s, {
-      get(target, prop, receiver) {
-        if (prop === 'renewLock' && lose) return async () => false;
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+  const lossy = (s: Store): Store => aroundStore(s, async (op, _args, call) => (op === 'renewLock' && lose ? false : call()));
   const { action, prometheus, verifications, a, b } = twoReplicas({ storeOfA: lossy });
   // the executor's verification is the slow one: the recovery's ends first
   const verify = action.verify.bind(action);

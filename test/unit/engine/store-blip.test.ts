@@ -6,28 +6,22 @@ import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { StoreUnavailableError, type Store } from '../../../src/store/store.js';
 import { firing, testEngine } from '../../support/engine.js';
+import { aroundStore } from '../../support/store-proxy.js';
 
 /** The memory store with chosen calls failing: 'before' (nothing done) or 'after' (done, the answer lost). */
 function flaky(inner: Store) {
   const failing: { op: string; nth: number; how: 'before' | 'after' }[] = [];
   const calls = new Map<string, number>();
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return async (...args: unknown[]) => {
-        const op = String(prop);
-        const n = (calls.get(op) ?? 0) + 1;
-        calls.set(op, n);
-        const i = failing.findIndex((f) => f.op === op && f.nth === n);
-        const how = i >= 0 ? failing.splice(i, 1)[0]!.how : undefined;
-        if (how === 'before') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected)`);
-        const r = await (v as (...a: unknown[]) => unknown).apply(target, args);
-        if (how === 'after') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected, after it ran)`);
-        return r;
-      };
-    },
-  }) as Store;
+  const store = aroundStore(inner, async (op, _args, call) => {
+    const n = (calls.get(op) ?? 0) + 1;
+    calls.set(op, n);
+    const i = failing.findIndex((f) => f.op === op && f.nth === n);
+    const how = i >= 0 ? failing.splice(i, 1)[0]!.how : undefined;
+    if (how === 'before') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected)`);
+    const r = await call();
+    if (how === 'after') throw new StoreUnavailableError(`redis ${op}: Command timed out (injected, after it ran)`);
+    return r;
+  });
   /** the nth call of op from now on fails */
   const fail = (op: string, nth: number, how: 'before' | 'after' = 'before') => failing.push({ op, nth: (calls.get(op) ?? 0) + nth, how });
   return { store, fail };
@@ -97,19 +91,11 @@ t.test('a resolved alert never writes back the state it read: another replica\'s
   const mem = new MemoryStore();
   let moveOnMark: (() => Promise<void>) | undefined;
   // the other replica's write lands between the resolution's read of the record and its write
-  const store = new Proxy(mem, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      if (prop === 'setValue')
-        return async (...args: unknown[]) => {
-          const r = await (v as (...a: unknown[]) => unknown).apply(target, args);
-          if (String(args[0]).startsWith('resolved:') && moveOnMark) await moveOnMark();
-          return r;
-        };
-      return (v as (...a: unknown[]) => unknown).bind(target);
-    },
-  }) as Store;
+  const store = aroundStore(mem, async (op, args, call) => {
+    const r = await call();
+    if (op === 'setValue' && String(args[0]).startsWith('resolved:') && moveOnMark) await moveOnMark();
+    return r;
+  });
   const e = testEngine({ store });
   const alert = firing('HighErrorRate');
   await e.deliver(alert);
@@ -134,20 +120,14 @@ t.test('an ordered chain whose first target\'s close fails (the store) does not 
   const mem = new MemoryStore();
   let failClose = true;
   // the first target's refusal is written closed: that write fails once
-  const store = new Proxy(mem, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return async (...args: unknown[]) => {
-        const rec = args[0] as { ref?: { name?: string }; state?: string };
-        if (prop === 'putRecord' && failClose && rec.ref?.name === 'api' && rec.state === 'refused') {
-          failClose = false;
-          throw new StoreUnavailableError('redis putRecord: Command timed out (injected)');
-        }
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const store = aroundStore(mem, async (op, args, call) => {
+    const rec = args[0] as { ref?: { name?: string }; state?: string };
+    if (op === 'putRecord' && failClose && rec.ref?.name === 'api' && rec.state === 'refused') {
+      failClose = false;
+      throw new StoreUnavailableError('redis putRecord: Command timed out (injected)');
+    }
+    return call();
+  });
   const action = new PerTargetDeploymentAction();
   const plan = action.plan.bind(action);
   let refuseOnce = true;
@@ -178,21 +158,15 @@ t.test('the cooldown read beside the in_progress write fails, the write landed: 
   const mem = new MemoryStore();
   const cooldownReads: string[] = [];
   let putsInProgress = 0;
-  const store = new Proxy(mem, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return async (...args: unknown[]) => {
-        if (prop === 'putRecord' && (args[0] as { state?: string }).state === 'in_progress') putsInProgress++;
-        // the read issued together with the in_progress write-ahead (the guard's own read came before it)
-        if (prop === 'getValue' && String(args[0]).startsWith('cooldown:')) {
-          cooldownReads.push(String(args[0]));
-          if (putsInProgress === 1 && cooldownReads.length === 2) throw new StoreUnavailableError('redis getValue: Command timed out (injected)');
-        }
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const store = aroundStore(mem, async (op, args, call) => {
+    if (op === 'putRecord' && (args[0] as { state?: string }).state === 'in_progress') putsInProgress++;
+    // the read issued together with the in_progress write-ahead (the guard's own read came before it)
+    if (op === 'getValue' && String(args[0]).startsWith('cooldown:')) {
+      cooldownReads.push(String(args[0]));
+      if (putsInProgress === 1 && cooldownReads.length === 2) throw new StoreUnavailableError('redis getValue: Command timed out (injected)');
+    }
+    return call();
+  });
   const e = testEngine({ store });
   await e.deliver(firing('HighErrorRate', 'checkout'));
   t.ok(cooldownReads.length >= 2, 'the read failed as planned');
