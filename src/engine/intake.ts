@@ -76,6 +76,19 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () 
  * alert's links first; then the write-ahead record and the link.
  */
 async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, chain?: Chain): Promise<void> {
+  // An earlier delivery of this alert may still be in hand here: the worker stopped waiting for it
+  // at EVENT_DEADLINE and handed the event out again. Ours from the start, so that this one never
+  // takes that delivery's claim as ours to evaluate with (claim()).
+  const earlier = ctx.decidingHere.has(link.id);
+  if (!earlier) ctx.decidingHere.add(link.id);
+  try {
+    await handleTargetHere(ctx, rule, alert, link, log, earlier, chain);
+  } finally {
+    if (!earlier) ctx.decidingHere.delete(link.id);
+  }
+}
+
+async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, earlier: boolean, chain?: Chain): Promise<void> {
   const { ref, id } = link;
   const reading = ctx.records.get(id);
   const claiming = tryClaim(ctx, id);
@@ -91,9 +104,17 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     // once: one held by a replica doing nothing would hold back a resend once the record is pruned.
     if (existing) {
       if (await claiming) await releaseClaim(ctx, id);
+    } else if (earlier) {
+      // not written yet by the delivery in hand: left to it (a claim this one took is given back)
+      if (await claiming) await releaseClaim(ctx, id);
+      throw new Error(`an earlier delivery of this alert is still being handled here (record ${id}, not written yet); the event stays queued`);
     } else how = await claim(ctx, id, await claiming);
   } catch (err) {
-    await giveUpClaim(ctx, id);
+    // Failed before claim() said the claim is ours to evaluate with (the record read, the claim's
+    // own calls): whatever the store did with our SET NX, a claim of ours is given up, unless an
+    // earlier delivery in hand here holds it. A release of an earlier attempt that tryClaim()
+    // cancelled is so started again.
+    if (!earlier) await releaseClaim(ctx, id);
     throw err;
   }
   if (existing) {
@@ -114,7 +135,6 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
       return;
     }
   }
-  ctx.decidingHere.add(id);
   let written = false;
   try {
     const rec = newRecord(ctx, id, ref, { rule, alert });
@@ -141,8 +161,6 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
     // longer evaluating, so its claim is given up for whichever replica gets the redelivery.
     if (!written) await releaseClaim(ctx, id);
     throw err;
-  } finally {
-    ctx.decidingHere.delete(id);
   }
 }
 
@@ -180,8 +198,8 @@ function tryClaim(ctx: EngineContext, id: string): Promise<boolean> {
 /**
  * Claims record `id`: only one replica ever evaluates one alert for one target. `fresh`: what
  * tryClaim() came to. A replica that finds it claimed but not yet written leaves the event queued
- * and looks again later. Our own claim without a record (the store failed right after the claim)
- * is taken up again, and so is a claim given up by a replica whose evaluation failed, or whose
+ * and looks again later. Our own claim without a record (the store failed right after the claim;
+ * never one of a delivery still in hand here, which handleTarget leaves to it) is taken up again, and so is a claim given up by a replica whose evaluation failed, or whose
  * owner's heartbeat is gone (it died between the claim and the write-ahead record; its
  * replacement has another name): taken over atomically, only if still held as read. Returns how:
  * 'new', 'ours' (taken up again), 'taken' (from another replica: the caller reads the record
@@ -192,7 +210,7 @@ async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'n
   const key = `claim:${id}`;
   const ttlMs = CLAIM_TTL_MS;
   const holder = await ctx.store.getValue(key);
-  if (holder === ctx.owner && !ctx.decidingHere.has(id)) return 'ours';
+  if (holder === ctx.owner) return 'ours';
   if (holder?.startsWith(RELEASED) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
     ctx.log.info({ record: id, previousOwner: holder.slice(RELEASED.length) }, 'claim given up by a replica whose evaluation failed before its write-ahead record, taken: the alert is evaluated here');
     return 'taken';
@@ -202,16 +220,6 @@ async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'n
     return 'taken';
   }
   throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
-}
-
-/**
- * After a failure before claim() said the claim is ours to evaluate with (the record read, the
- * claim's own calls): whatever the store did with our SET NX, a claim of ours is given up, unless
- * this replica is evaluating the record right now (a redelivery while the first is in hand). A
- * release of an earlier attempt that tryClaim() cancelled is so started again.
- */
-async function giveUpClaim(ctx: EngineContext, id: string): Promise<void> {
-  if (!ctx.decidingHere.has(id)) await releaseClaim(ctx, id);
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Store } from '../../../src/store/store.js';
 import type { Alert } from '../../../src/alertmanager/alert.js';
 import { alertRecordId, targetKey } from '../../../src/engine/record.js';
 import { firing, rules, testEngine } from '../../support/engine.js';
+import { aroundStore } from '../../support/store-proxy.js';
 
 /** The record id (and so the claim) of the test rules' rollback for `alert`. */
 function alertId(alert: Alert): string {
@@ -302,4 +303,42 @@ t.test('compare-and-set: only the first of two replicas taking over the same dea
   const [one, two] = await Promise.all([s.compareAndSetValue('claim:x', 'dead', 'b'), s.compareAndSetValue('claim:x', 'dead', 'c')]);
   t.same([one, two], [true, false]);
   t.equal(await s.getValue('claim:x'), 'b');
+});
+
+// The worker gives up waiting for an event at EVENT_DEADLINE and hands it out again while the first
+// delivery still runs in this process. The redelivery finds this replica's claim: it must not take
+// it as "ours, left by a failure" while that first delivery, not yet at its write-ahead, goes on.
+t.test('a redelivery while an earlier delivery of the alert is still in hand here leaves it to that one', async (t) => {
+  const shared = new MemoryStore();
+  let hold: (() => void) | undefined;
+  const held = new Promise<void>((r) => (hold = r));
+  let firstRead = true;
+  // the first delivery's record read is answered (nothing written yet) but reaches it only later: a slow store
+  const store = aroundStore(shared, async (op, _args, call) => {
+    if (op === 'getRecord' && firstRead) {
+      firstRead = false;
+      const answer = await call();
+      await held;
+      return answer;
+    }
+    return call();
+  });
+  const a = testEngine({ store, owner: 'replica-a' });
+  await a.engine.heartbeat();
+  a.prometheus!.value = 0.2;
+  const alert = firing('HighErrorRate', 'checkout');
+  const id = alertId(alert);
+  const first = a.engine.handle({ id: 'ev-1', alert, deliveries: 1 });
+  await waitUntil(async () => (await shared.getValue(`claim:${id}`)) === 'replica-a');
+  await t.rejects(a.engine.handle({ id: 'ev-1', alert, deliveries: 2 }), /earlier delivery of this alert is still being handled here/, 'the redelivery stays queued');
+  t.same(await shared.listRecords({}), [], 'and wrote nothing');
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'nor gave the claim up');
+  hold!();
+  await first;
+  await a.engine.idle();
+  t.equal(a.action.executed.length, 1, 'the first delivery rolled back, once');
+  const rec = await a.engine.records.get(id);
+  t.ok(rec?.times.executedAt, `its record is the rollback's (${rec?.state})`);
+  await a.engine.handle({ id: 'ev-1', alert, deliveries: 3 });
+  t.equal(a.action.executed.length, 1, 'a later redelivery finds the record: nothing more');
 });
