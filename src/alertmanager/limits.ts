@@ -44,21 +44,74 @@ function tooLong(field: () => string, value: string, what: string, max: number):
   return n > max ? { setting: 'ALERT_MAX_LABEL_BYTES', message: `${field()}: ${n} bytes, over the ${max} ${what} may have (ALERT_MAX_LABEL_BYTES)` } : undefined;
 }
 
+/** At most this many characters of an alert's strings go into a log line or a refusal message (a label name, an alertname). */
+const LOGGED_CHARS = 200;
+
+/** s cut to LOGGED_CHARS characters for a log line, marked with … when cut. */
+export function forLog(s: string): string {
+  return s.length > LOGGED_CHARS ? `${s.slice(0, LOGGED_CHARS)}…` : s;
+}
+
 /**
  * The first limit one alert passes (`at` names it: `body.alerts[3]`): its label count, a label
- * name's or value's bytes, its fingerprint's or generatorURL's bytes. The webhook's intake and the
- * alerts fetched back from Alertmanager's API (truncated.ts) hold alerts to the same limits.
+ * name's or value's bytes, its fingerprint's or generatorURL's bytes. The message never holds the
+ * value over the limit, and a label name it names is cut (forLog). Work is bounded: it stops at
+ * the first limit, and counts the bytes only of strings long enough to pass it.
  */
-export function alertOverLimit(at: string, a: { labels: Record<string, string>; fingerprint: string; generatorURL: string }, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
+export function alertOverLimit(at: string, a: AlertStrings, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
   const max = l.maxLabelBytes;
   const names = Object.keys(a.labels);
   if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
   for (const name of names) {
     if (name.length * 3 > max && Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
-    const over = tooLong(() => `${at}.labels.${name}`, a.labels[name]!, 'a label value', max);
+    const over = tooLong(() => `${at}.labels.${forLog(name)}`, a.labels[name]!, 'a label value', max);
     if (over) return over;
   }
   return tooLong(() => `${at}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at}.generatorURL`, a.generatorURL, 'a generatorURL', max);
+}
+
+/** What alertOverLimit reads of an alert (a webhook alert, an alert fetched from Alertmanager's API). */
+export interface AlertStrings {
+  labels: Record<string, string>;
+  fingerprint: string;
+  generatorURL: string;
+}
+
+/** An alert refused at intake: its index in what was split, the limit it passes, and its alertname for the log. */
+export interface Refusal extends OverLimit {
+  index: number;
+  /** the alert's alertname label cut for a log line (forLog); absent when it has none or when it is itself over ALERT_MAX_LABEL_BYTES */
+  alertname?: string;
+}
+
+/**
+ * The alerts fetched back from Alertmanager's API (truncated.ts) split by the webhook's limits:
+ * each alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is refused alone (never queued, stored
+ * or matched) and the others kept, at most ALERT_MAX_PER_BATCH of them. `at(i)` names the i-th
+ * alert in the messages (`alerts fetched[3]`).
+ */
+export function splitByLimits<A extends AlertStrings>(alerts: readonly A[], l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'>, at: (i: number) => string): { kept: A[]; refused: Refusal[] } {
+  const kept: A[] = [];
+  const refused: Refusal[] = [];
+  for (const [index, a] of alerts.entries()) {
+    const over = alertOverLimit(at(index), a, l) ?? (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${at(index)}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
+    if (!over) {
+      kept.push(a);
+      continue;
+    }
+    const name = a.labels.alertname;
+    // the alertname only when it is not itself the value over the limit
+    const alertname = typeof name === 'string' && (name.length * 3 <= l.maxLabelBytes || Buffer.byteLength(name) <= l.maxLabelBytes) ? forLog(name) : undefined;
+    refused.push({ ...over, index, ...(alertname !== undefined ? { alertname } : {}) });
+  }
+  return { kept, refused };
+}
+
+/** How many refusals each limit's setting made (metric labels, log lines). */
+export function refusedBySetting(refused: readonly OverLimit[]): Map<LimitSetting, number> {
+  const by = new Map<LimitSetting, number>();
+  for (const r of refused) by.set(r.setting, (by.get(r.setting) ?? 0) + 1);
+  return by;
 }
 
 /**

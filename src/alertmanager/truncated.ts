@@ -2,8 +2,8 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { LAST_LANE, type IntakeResult, type Lane, type Store } from '../store/store.js';
 import { dedupeKey, normaliseAlert, type Alert } from './alert.js';
-import { alertOverLimit, intakeLimits, type OverLimit } from './limits.js';
-import { AlertmanagerApi, type GroupAlert } from './api.js';
+import { intakeLimits, refusedBySetting, splitByLimits, type Refusal } from './limits.js';
+import { AlertmanagerApi } from './api.js';
 import type { WebhookPayload } from './schema.js';
 
 /** What this needs of a pino logger (the request's, so lines carry its request id). */
@@ -80,9 +80,8 @@ export class TruncatedGroups {
   }
 
   /** Counts the refused alerts by limit and logs one line naming the group and the first reasons. */
-  private noteRefused(payload: WebhookPayload, refused: OverLimit[], log: Log): void {
-    const bySetting = new Map<string, number>();
-    for (const r of refused) bySetting.set(r.setting, (bySetting.get(r.setting) ?? 0) + 1);
+  private noteRefused(payload: WebhookPayload, refused: Refusal[], log: Log): void {
+    const bySetting = refusedBySetting(refused);
     for (const [limit, n] of bySetting) this.d.metrics.alertmanagerAlertsRefused.inc({ limit }, n);
     log.warn(
       { groupKey: payload.groupKey, receiver: payload.receiver, refused: refused.length, limits: Object.fromEntries(bySetting), reasons: refused.slice(0, 3).map((r) => r.message) },
@@ -99,7 +98,7 @@ export class TruncatedGroups {
         const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
-        const { kept, refused } = withinLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits);
+        const { kept, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a) => {
           const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits);
@@ -129,20 +128,4 @@ export class TruncatedGroups {
       `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}: they are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.alerts.length} delivered stay queued`,
     );
   }
-}
-
-/**
- * The fetched alerts the webhook would take: each within ALERT_MAX_LABELS and ALERT_MAX_LABEL_BYTES,
- * then at most ALERT_MAX_PER_BATCH of them; the others refused with the limit they pass.
- */
-function withinLimits(alerts: GroupAlert[], l: ReturnType<typeof intakeLimits>): { kept: GroupAlert[]; refused: OverLimit[] } {
-  const kept: GroupAlert[] = [];
-  const refused: OverLimit[] = [];
-  for (const [i, a] of alerts.entries()) {
-    const over = alertOverLimit(`alerts fetched[${i}]`, a, l);
-    if (over) refused.push(over);
-    else if (kept.length >= l.maxAlerts) refused.push({ setting: 'ALERT_MAX_PER_BATCH', message: `alerts fetched[${i}]: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` });
-    else kept.push(a);
-  }
-  return { kept, refused };
 }
