@@ -78,7 +78,14 @@ export const configSchema = z.object({
   READ_TOKEN_FILE: z.string().optional(),
 
   BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
-  /** Webhook caps, each refused with 413 naming it: alerts per batch, bytes per label value, bytes per kept annotation value. */
+  /**
+   * Webhook caps (src/alertmanager/limits.ts). A batch of more than ALERT_MAX_PER_BATCH alerts, or
+   * whose groupKey, receiver or externalURL is over ALERT_MAX_LABEL_BYTES, is refused whole with 413
+   * naming the setting. An alert over ALERT_MAX_LABELS, or with a label name or value, fingerprint or
+   * generatorURL over ALERT_MAX_LABEL_BYTES, is refused alone (not queued; counted in
+   * rollguard_alerts_refused_total, logged naming the setting) and the rest of its batch queued. A
+   * kept annotation over ALERT_MAX_ANNOTATION_BYTES is cut, never refused.
+   */
   ALERT_MAX_PER_BATCH: int(1, 100_000).default(1000),
   ALERT_MAX_LABELS: int(1, 10_000).default(100),
   ALERT_MAX_LABEL_BYTES: int(16, 1024 * 1024).default(4096),

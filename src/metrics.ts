@@ -23,11 +23,16 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     "Problems with this replica's heartbeat, by reason: store (reading or writing it failed; other replicas take a replica whose heartbeat is unwritten for its TTL for gone and take up its work), name_in_use (another live process writes the heartbeat of the same CONSUMER_NAME).", ['reason']);
   // both reasons exported from the start at 0, so that increase() sees the first one (the alert RollguardReplicaNameInUse)
   for (const reason of ['store', 'name_in_use']) heartbeatFailures.inc({ reason }, 0);
+  const alertsRefused = counter('rollguard_alerts_refused_total',
+    "Alerts of webhook batches refused alone because they pass a per-alert intake limit, by the limit's setting (ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES): not queued, stored or matched; the rest of their batch is queued. A batch over a batch limit is answered 413 and not counted here.", ['limit']);
+  // both limits exported from the start at 0, so that increase() sees the first refusal
+  for (const limit of ['ALERT_MAX_LABELS', 'ALERT_MAX_LABEL_BYTES']) alertsRefused.inc({ limit }, 0);
   return {
     registry,
     // intake
     alertsReceived: counter('rollguard_alerts_received_total',
-      'Alerts received on the Alertmanager webhook, by alert status.', ['status']),
+      'Alerts received on the Alertmanager webhook and taken for intake, by alert status (those refused by a per-alert limit are counted in rollguard_alerts_refused_total instead).', ['status']),
+    alertsRefused,
     alertsDeduplicated: counter('rollguard_alerts_deduplicated_total',
       'Alerts dropped as resends of a notification already queued (fingerprint, startsAt, status).'),
     alertsUnmatched: counter('rollguard_alerts_unmatched_total',

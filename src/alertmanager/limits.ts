@@ -3,8 +3,11 @@ import type { WebhookPayload } from './schema.js';
 
 /**
  * What the webhook takes, so that what rollguard keeps grows with the number of alerts and not with
- * their size: alerts per batch, bytes per label value and per kept annotation value, and which
- * annotations are kept at all (the rest are dropped before anything is stored).
+ * their size: alerts per batch, labels per alert, bytes per label name and value and per kept
+ * annotation value, and which annotations are kept at all (the rest are dropped before anything is
+ * stored). A batch over a batch limit is refused whole (413: overBatchLimit); an alert over a
+ * per-alert limit is refused alone and the rest of its batch taken (splitByLimits); a kept
+ * annotation over its limit is cut (keptAnnotations).
  */
 export interface IntakeLimits {
   maxAlerts: number;
@@ -85,10 +88,12 @@ export interface Refusal extends OverLimit {
 }
 
 /**
- * The alerts fetched back from Alertmanager's API (truncated.ts) split by the webhook's limits:
- * each alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is refused alone (never queued, stored
- * or matched) and the others kept, at most ALERT_MAX_PER_BATCH of them. `at(i)` names the i-th
- * alert in the messages (`alerts fetched[3]`).
+ * The one rule for alerts over a per-alert limit, at the webhook (src/http/alerts.ts) and for the
+ * alerts fetched back from Alertmanager's API (truncated.ts): each alert over ALERT_MAX_LABELS or
+ * ALERT_MAX_LABEL_BYTES is refused alone (never queued, stored or matched) and the others kept,
+ * at most ALERT_MAX_PER_BATCH of them (the webhook refuses a longer batch whole first: overBatchLimit).
+ * Refusing the batch instead would lose every alert of the group with the one: Alertmanager does
+ * not retry a 4xx. `at(i)` names the i-th alert in the messages (`body.alerts[3]`).
  */
 export function splitByLimits<A extends AlertStrings>(alerts: readonly A[], l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'>, at: (i: number) => string): { kept: A[]; refused: Refusal[] } {
   const kept: A[] = [];
@@ -115,25 +120,21 @@ export function refusedBySetting(refused: readonly OverLimit[]): Map<LimitSettin
 }
 
 /**
- * The first limit a webhook payload passes, as a message naming the field, the limit and its
- * setting; undefined when the payload is within every limit.
+ * The first limit a webhook batch passes as a whole, as a message naming the field, the limit and
+ * its setting (answered 413); undefined when the batch is within them. These belong to the batch,
+ * not to one alert: more alerts than ALERT_MAX_PER_BATCH (Alertmanager's max_alerts avoids it), or
+ * a groupKey, receiver or externalURL over ALERT_MAX_LABEL_BYTES. An alert over a per-alert limit
+ * does not refuse the batch: splitByLimits drops it alone.
  */
-export function overLimit(p: WebhookPayload, l: IntakeLimits): string | undefined {
+export function overBatchLimit(p: WebhookPayload, l: IntakeLimits): string | undefined {
   if (p.alerts.length > l.maxAlerts) {
     return `body.alerts: ${p.alerts.length} alerts, over the ${l.maxAlerts} a batch may hold (ALERT_MAX_PER_BATCH; or set max_alerts on Alertmanager's webhook_config)`;
   }
-  // Labels are the alert's identity (matching, targets, dedupe): one over its cap refuses the batch,
-  // as does any other string rollguard keeps (fingerprint, groupKey, receiver, the URLs) over the
-  // same byte cap. Annotations are only read by people: a long one is cut (keptAnnotations), never a
-  // reason to refuse, since Alertmanager does not retry a 4xx and the batch's alerts would be lost.
+  // Annotations are only read by people: a long one is cut (keptAnnotations), never a reason to
+  // refuse anything.
   const max = l.maxLabelBytes;
   const batch = tooLong(() => 'body.groupKey', p.groupKey, 'a groupKey', max) ?? tooLong(() => 'body.receiver', p.receiver, 'a receiver', max) ?? tooLong(() => 'body.externalURL', p.externalURL, 'an externalURL', max);
-  if (batch) return batch.message;
-  for (const [i, a] of p.alerts.entries()) {
-    const over = alertOverLimit(`body.alerts[${i}]`, a, l);
-    if (over) return over.message;
-  }
-  return undefined;
+  return batch?.message;
 }
 
 /**

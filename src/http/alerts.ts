@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { dedupeKey, normaliseAlert } from '../alertmanager/alert.js';
-import { intakeLimits, overLimit } from '../alertmanager/limits.js';
+import { forLog, intakeLimits, overBatchLimit, refusedBySetting, splitByLimits } from '../alertmanager/limits.js';
 import { webhookPayloadSchema } from '../alertmanager/schema.js';
 import { TruncatedGroups } from '../alertmanager/truncated.js';
 import type { Alert } from '../alertmanager/alert.js';
@@ -15,12 +15,15 @@ const acceptedSchema = z.object({
   queued: z.number().int(),
   duplicates: z.number().int(),
   unmatched: z.number().int().optional().describe('new firing alerts no rule matches: counted, not queued'),
+  refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES: refused alone, counted and logged, not queued (present only when there were some)'),
 });
 
 /**
  * POST /v1/alerts: Alertmanager's webhook receiver. Answers 2xx only once every alert of the batch
- * is durably queued; 503 when the store cannot take it (errors.ts), so Alertmanager retries (it
- * retries 5xx, never 4xx or 429).
+ * within the per-alert limits is durably queued; 503 when the store cannot take it (errors.ts), so
+ * Alertmanager retries (it retries 5xx, never 4xx or 429). An alert over a per-alert limit is
+ * refused alone (counted, logged, `refused` in the answer), since a 4xx would lose its whole group;
+ * only a batch over a batch limit is answered 413 (limits.ts).
  */
 export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
   const { metrics, store, config } = ctx;
@@ -50,9 +53,9 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
     storeOp: 'intake',
     bodyLimit: config.BODY_LIMIT_BYTES,
     responses: {
-      200: { description: 'every alert of the batch is durably queued (or was already)', schema: acceptedSchema },
+      200: { description: 'every alert of the batch within the per-alert limits is durably queued (or was already); an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES (a label name or value, its fingerprint or generatorURL) is refused alone, counted in `refused` and not queued', schema: acceptedSchema },
       400: { description: 'the payload is not an Alertmanager v4 webhook; the message names the field', schema: errorSchema },
-      413: { description: 'body over BODY_LIMIT_BYTES, or over ALERT_MAX_PER_BATCH, ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES: the message names the field, the limit and the setting', schema: errorSchema },
+      413: { description: 'body over BODY_LIMIT_BYTES, more alerts than ALERT_MAX_PER_BATCH, or a groupKey, receiver or externalURL over ALERT_MAX_LABEL_BYTES (limits of the batch, not of one alert): nothing is queued; the message names the field, the limit and the setting', schema: errorSchema },
       415: { description: 'not application/json', schema: errorSchema },
       503: { description: 'the store is unavailable; nothing was queued; Alertmanager retries', schema: errorSchema },
     },
@@ -61,13 +64,32 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
       metrics.webhookDuration.observe(reply.elapsedTime / 1000);
     },
     handler: async ({ body: payload }, req) => {
-      const over = overLimit(payload, limits);
+      const over = overBatchLimit(payload, limits);
       if (over) {
-        req.log.warn({ groupKey: payload.groupKey.slice(0, 200), receiver: payload.receiver.slice(0, 200), alerts: payload.alerts.length, limit: over }, 'webhook batch refused: over an intake limit');
+        req.log.warn({ groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), alerts: payload.alerts.length, limit: over }, 'webhook batch refused: over an intake limit');
         throw new HttpError(413, 'payload_too_large', over);
       }
+      // an alert over a per-alert limit is dropped alone: never normalised, matched or stored
+      const { kept, refused } = splitByLimits(payload.alerts, limits, (i) => `body.alerts[${i}]`);
+      if (refused.length > 0) {
+        const bySetting = refusedBySetting(refused);
+        for (const [limit, n] of bySetting) metrics.alertsRefused.inc({ limit }, n);
+        const settings = [...bySetting.keys()].join(', ');
+        req.log.warn(
+          {
+            groupKey: forLog(payload.groupKey),
+            receiver: forLog(payload.receiver),
+            alerts: payload.alerts.length,
+            refused: refused.length,
+            limits: Object.fromEntries(bySetting),
+            // the first few, each by index, alertname and reason: never its labels or the value over the limit
+            first: refused.slice(0, 5).map((r) => ({ index: r.index, alertname: r.alertname, limit: r.setting, reason: r.message })),
+          },
+          `${refused.length} of the ${payload.alerts.length} alert(s) of a webhook batch pass an intake limit and are refused, not queued (${settings}: raise it, or fix the labels the alert's source sends); the rest of the batch is queued`,
+        );
+      }
       const receivedAt = ctx.now();
-      const items = payload.alerts.map((a) => {
+      const items = kept.map((a) => {
         const alert = normaliseAlert(payload, a, receivedAt, limits);
         return { key: dedupeKey(alert), alert, lane: laneFor(alert) };
       });
@@ -78,11 +100,11 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
       metrics.alertsDeduplicated.inc(res.duplicates);
       if (res.unmatched) metrics.alertsUnmatched.inc(res.unmatched);
       req.log.info(
-        { groupKey: payload.groupKey, receiver: payload.receiver, alerts: items.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0 },
+        { groupKey: payload.groupKey, receiver: payload.receiver, alerts: items.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0, refused: refused.length },
         'alerts accepted',
       );
       truncated.notice(payload, req.log);
-      return res;
+      return refused.length > 0 ? { ...res, refused: refused.length } : res;
     },
   });
 }

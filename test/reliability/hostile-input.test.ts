@@ -2,7 +2,8 @@
 // and deeply nested bodies, unicode and control characters in labels, label values that try to
 // widen a target, and wrong, missing and timing-probed credentials. Every answer to hostile input
 // is a 4xx with a JSON {error, message}, every valid input a 2xx; never a 5xx, never a crash; the
-// store holds exactly what valid input put there. The first part drives the whole app in process
+// store holds exactly what valid input put there. An alert over a per-alert limit (labels, label
+// bytes) is refused alone, not its batch (a 4xx would lose its whole group): 200 with `refused`. The first part drives the whole app in process
 // (inject()); the second a real `rollguard serve` process on real Redis over real sockets.
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
@@ -13,11 +14,13 @@ import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { dedupeKey } from '../../src/alertmanager/alert.js';
+import { intakeLimits, splitByLimits } from '../../src/alertmanager/limits.js';
+import { webhookPayloadSchema } from '../../src/alertmanager/schema.js';
 import { controlRoutes } from '../../src/http/control.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
 import { RedisStore } from '../../src/store/redis.js';
 import type { Store } from '../../src/store/store.js';
-import { ADMIN_TOKEN, WEBHOOK_TOKEN } from '../support/app.js';
+import { ADMIN_TOKEN, metricValue, WEBHOOK_TOKEN } from '../support/app.js';
 import { testEngine } from '../support/engine.js';
 import { waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
@@ -138,7 +141,7 @@ function mutate(payload: unknown, pick: number, replacement: unknown, del: boole
 // --- in process ---------------------------------------------------------------------------------
 
 t.test('fuzzed webhook bodies: 200 for every valid payload, 4xx for the rest, and the queue holds exactly the accepted alerts', async (t) => {
-  const { app, store } = fullApp();
+  const { app, store, config } = fullApp();
   const accepted = new Map<string, number>(); // dedupe key -> times expected in the queue (1)
   let validSent = 0;
   let mutatedSent = 0;
@@ -165,10 +168,12 @@ t.test('fuzzed webhook bodies: 200 for every valid payload, 4xx for the rest, an
       if (!checkAnswer(t, res, `mutated payload ${JSON.stringify(m).slice(0, 200)}`)) return false;
       const after = await store.queueDepth();
       if (res.statusCode !== 200) return after === before;
-      const body = res.json() as { queued: number; duplicates: number };
-      // accepted: it was valid after all (e.g. an unknown field replaced); every alert is in the queue
-      for (const a of m.alerts ?? []) accepted.set(dedupeKey({ fingerprint: String(a.fingerprint), startsAt: Date.parse(String(a.startsAt)), status: a.status as 'firing' }), 1);
-      return after === before + body.queued && body.queued + body.duplicates === (m.alerts ?? []).length;
+      const body = res.json() as { queued: number; duplicates: number; refused?: number };
+      // accepted: it was valid after all (e.g. an unknown field replaced); every alert within the
+      // per-alert limits is in the queue, the others are refused alone
+      const { kept, refused } = splitByLimits(webhookPayloadSchema.parse(m).alerts, intakeLimits(config), (i) => `body.alerts[${i}]`);
+      for (const a of kept) accepted.set(dedupeKey({ fingerprint: a.fingerprint, startsAt: Date.parse(a.startsAt), status: a.status }), 1);
+      return after === before + body.queued && (body.refused ?? 0) === refused.length && body.queued + body.duplicates + refused.length === (m.alerts ?? []).length;
     }),
     { numRuns: 1500, seed: SEED + 1 },
   );
@@ -250,6 +255,40 @@ t.test('oversize and deeply nested bodies: 413 and 400, the process keeps servin
   }
   t.equal(await store.queueDepth(), 0, 'nothing queued');
   t.equal((await app.inject('/healthz')).statusCode, 200);
+});
+
+t.test('alerts over a per-alert limit among valid ones: each refused alone (200, counted), the others queued; a batch of only such alerts: 200, nothing queued', async (t) => {
+  const { app, store, metrics } = fullApp({ env: { BODY_LIMIT_BYTES: String(1024 * 1024), ALERT_MAX_LABELS: '20' } });
+  const alert = (i: number, status: 'firing' | 'resolved', extra: Record<string, unknown> = {}, labels: Record<string, string> = {}) => ({
+    status, labels: { alertname: 'HighErrorRate', namespace: 'shop', deployment: `lim-${i}`, ...labels }, startsAt: '2026-11-23T10:00:00Z', fingerprint: `fp-lim-${i}`, ...extra,
+  });
+  const huge = 'H'.repeat(50 * 1024); // the batch under BODY_LIMIT_BYTES, each far over ALERT_MAX_LABEL_BYTES
+  const many = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`l${i}`, 'v']));
+  const hostile = [
+    alert(1, 'firing', {}, { dump: huge }),
+    alert(2, 'resolved', {}, { dump: huge }),
+    alert(3, 'firing', {}, { [huge]: 'v' }),
+    alert(4, 'firing', {}, many),
+    alert(5, 'firing', { fingerprint: huge }),
+    alert(6, 'firing', { generatorURL: `http://p/${huge}` }),
+    alert(7, 'firing', {}, { alertname: huge }),
+  ];
+  const good = [alert(10, 'firing'), alert(11, 'resolved'), alert(12, 'firing')];
+  const batch = { version: '4', groupKey: 'g', status: 'firing', receiver: 'r', alerts: [good[0], ...hostile.slice(0, 4), good[1], ...hostile.slice(4), good[2]] };
+  const res = await post(app, '/v1/alerts', JSON.stringify(batch));
+  checkAnswer(t, res, 'mixed batch');
+  t.equal(res.statusCode, 200, 'the batch is not refused for its hostile alerts');
+  t.same(res.json(), { queued: 3, duplicates: 0, refused: 7 });
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_LABEL_BYTES' }), 6);
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_LABELS' }), 1);
+  const only = await post(app, '/v1/alerts', JSON.stringify({ ...batch, alerts: hostile }));
+  checkAnswer(t, only, 'only hostile alerts');
+  t.equal(only.statusCode, 200, 'a batch of only refused alerts: 200 all the same');
+  t.same(only.json(), { queued: 0, duplicates: 0, refused: 7 }, 'refused again: a refused alert is never remembered for dedupe');
+  const queued = await store.consume('lim', 100, 0, 60_000);
+  t.same(queued.map((e) => e.alert.fingerprint).sort(), ['fp-lim-10', 'fp-lim-11', 'fp-lim-12'], 'the queue holds the valid alerts only');
+  t.notOk(JSON.stringify(queued).includes('HHHHHHHHHH'), 'nothing of an over-long value is stored');
+  inputs += 2;
 });
 
 t.test('content types, methods and unknown paths', async (t) => {
@@ -463,6 +502,16 @@ t.test('a real rollguard serve on real Redis: raw hostile traffic, then still he
     { numRuns: 150, seed: SEED + 10 },
   );
 
+  // one exporter emitting a huge label: its alert is refused alone, the others of its batch handled
+  const hugeLabel = 'HUGELABEL'.repeat(12_000); // 108 KB: under BODY_LIMIT_BYTES, over ALERT_MAX_LABEL_BYTES
+  const mixedAlerts = [0, 1, 2].map((i) => ({ status: 'firing', labels: { alertname: 'HighErrorRate', namespace: 'shop', deployment: `mixed-${i}`, ...(i === 1 ? { exporter_dump: hugeLabel } : {}) }, startsAt: '2026-11-23T10:00:00Z', fingerprint: `fp-mixed-${i}` }));
+  const mixedRes = await send(JSON.stringify({ version: '4', groupKey: 'g-mixed', status: 'firing', receiver: 'r', alerts: mixedAlerts }));
+  checkAnswer(t, mixedRes, 'serve: a batch with one alert over ALERT_MAX_LABEL_BYTES');
+  t.equal(mixedRes.statusCode, 200, 'serve: a batch with one alert over ALERT_MAX_LABEL_BYTES is answered 200');
+  t.same(JSON.parse(mixedRes.body), { queued: 2, duplicates: 0, refused: 1 });
+  for (const a of [mixedAlerts[0]!, mixedAlerts[2]!]) sentLabels.set(a.fingerprint, a.labels);
+  valid += 2;
+
   const hostileRaw: [string, string | Buffer][] = [
     ['garbage bytes', Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 7919) % 256))],
     ['an HTTP/0.9 line', 'GET /\r\n\r\n'],
@@ -520,10 +569,15 @@ t.test('a real rollguard serve on real Redis: raw hostile traffic, then still he
   );
   t.equal(records.length, valid, `exactly ${valid} records, one per valid alert`);
   t.equal(records.filter((r) => JSON.stringify(r.alert?.labels) === JSON.stringify(sentLabels.get(r.alert?.fingerprint ?? ''))).length, valid, 'each with its labels exactly as sent');
+  t.notOk(records.some((r) => r.alert?.fingerprint === 'fp-mixed-1'), 'no record for the refused alert');
   const crashedLines = rg.logs().filter((l) => (l.level as number) >= 50 && !/redis/.test(String(l.msg)));
   t.same(crashedLines.map((l) => l.msg), [], 'no error logged');
+  const refusal = rg.logs().find((l) => /refused, not queued/.test(String(l.msg)));
+  t.match(refusal, { level: 40, groupKey: 'g-mixed', refused: 1, limits: { ALERT_MAX_LABEL_BYTES: 1 }, first: [{ index: 1, alertname: 'HighErrorRate', limit: 'ALERT_MAX_LABEL_BYTES', reason: /^body\.alerts\[1\]\.labels\.exporter_dump: 108000 bytes/ }] }, 'the refusal is logged as a warning naming the setting, the group, the index and the alertname');
+  t.notOk(JSON.stringify(rg.logs()).includes('HUGELABEL'), 'and never the value over the limit');
+  t.match(await (await fetch(`${rg.url}/metrics`)).text(), /^rollguard_alerts_refused_total\{limit="ALERT_MAX_LABEL_BYTES"\} 1$/m, 'counted by its limit');
   if (rg.proc.exitCode !== null) crashes++;
-  figures(t, 'serve-hostile', { inputs_fuzzed: 150 + garbage + hostileRaw.length + 7, valid_alerts: valid, records: records.length });
+  figures(t, 'serve-hostile', { inputs_fuzzed: 150 + garbage + hostileRaw.length + 8, valid_alerts: valid, records: records.length });
 });
 
 t.teardown(() => {

@@ -2,6 +2,7 @@ import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { StoreUnavailableError, type Store } from '../../../src/store/store.js';
 import { fixture, metricValue, postAlerts, testApp, WEBHOOK_TOKEN } from '../../support/app.js';
+import { capturingLogger } from '../../support/secret-template.js';
 
 const firing = fixture('alertmanager/firing-two-alerts.json');
 const mixed = fixture('alertmanager/one-resolved-one-firing.json');
@@ -46,16 +47,10 @@ t.test('unknown fields are tolerated (newer Alertmanagers add some)', async (t) 
   t.equal(await store.queueDepth(), 2);
 });
 
-t.test('intake caps: 413 naming the field, the limit and its setting, and nothing is queued', async (t) => {
+t.test('batch caps: 413 naming the field, the limit and its setting, and nothing is queued', async (t) => {
   const big = (n: number) => 'x'.repeat(n);
   const cases: [string, Record<string, string>, (b: any) => void, RegExp][] = [
     ['alerts per batch', { ALERT_MAX_PER_BATCH: '3' }, (b) => (b.alerts = [0, 1, 2, 3].map((i) => ({ ...b.alerts[0], fingerprint: `fp${i}` }))), /^body\.alerts: 4 alerts, over the 3 a batch may hold \(ALERT_MAX_PER_BATCH; or set max_alerts/],
-    ['label value', {}, (b) => (b.alerts[1].labels.service = big(4097)), /^body\.alerts\[1\]\.labels\.service: 4097 bytes, over the 4096 a label value may have \(ALERT_MAX_LABEL_BYTES\)$/],
-    ['multi-byte label value', { ALERT_MAX_LABEL_BYTES: '100' }, (b) => (b.alerts[0].labels.service = 'é'.repeat(51)), /labels\.service: 102 bytes, over the 100 .*\(ALERT_MAX_LABEL_BYTES\)/],
-    ['labels per alert', { ALERT_MAX_LABELS: '20' }, (b) => { for (let i = 0; i < 21; i++) b.alerts[1].labels[`l${i}`] = 'v'; }, /^body\.alerts\[1\]\.labels: \d+ labels, over the 20 an alert may have \(ALERT_MAX_LABELS\)$/],
-    ['label name', {}, (b) => (b.alerts[0].labels[big(4097)] = 'v'), /^body\.alerts\[0\]\.labels: a label name of 4097 bytes, over the 4096 a label name may have \(ALERT_MAX_LABEL_BYTES\)$/],
-    ['fingerprint', {}, (b) => (b.alerts[1].fingerprint = big(4097)), /^body\.alerts\[1\]\.fingerprint: 4097 bytes, over the 4096 a fingerprint may have \(ALERT_MAX_LABEL_BYTES\)$/],
-    ['generatorURL', { ALERT_MAX_LABEL_BYTES: '100' }, (b) => (b.alerts[0].generatorURL = `http://p/${big(100)}`), /^body\.alerts\[0\]\.generatorURL: 109 bytes, over the 100 a generatorURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
     ['groupKey', {}, (b) => (b.groupKey = big(5000)), /^body\.groupKey: 5000 bytes, over the 4096 a groupKey may have \(ALERT_MAX_LABEL_BYTES\)$/],
     ['receiver', {}, (b) => (b.receiver = big(4097)), /^body\.receiver: 4097 bytes, over the 4096 a receiver may have \(ALERT_MAX_LABEL_BYTES\)$/],
     ['externalURL', {}, (b) => (b.externalURL = `http://am/${big(4096)}`), /^body\.externalURL: 4106 bytes, over the 4096 an externalURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
@@ -70,12 +65,73 @@ t.test('intake caps: 413 naming the field, the limit and its setting, and nothin
     t.match(res.json().message, re, `${name}: the message names the field, the limit and the setting`);
     t.equal(await store.queueDepth(), 0, `${name}: nothing queued`);
     t.equal(await metricValue(metrics, 'rollguard_webhook_requests_total', { code: '413' }), 1);
+    t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_LABEL_BYTES' }), 0, `${name}: a batch refused whole counts no alert refused`);
+  }
+});
+
+t.test('per-alert caps: the alert over one is refused alone, counted and logged without its value; the rest of the batch is queued (200)', async (t) => {
+  // the value over the limit is made of this marker, so that the log can be searched for it
+  const big = (n: number) => 'OVERSIZED'.repeat(Math.ceil(n / 9)).slice(0, n);
+  const cases: [string, Record<string, string>, number, (a: any) => void, string, RegExp][] = [
+    ['label value', {}, 1, (a) => (a.labels.service = big(4097)), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[1\]\.labels\.service: 4097 bytes, over the 4096 a label value may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['multi-byte label value', { ALERT_MAX_LABEL_BYTES: '100' }, 0, (a) => (a.labels.service = 'OVERSIZED' + 'é'.repeat(51)), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[0\]\.labels\.service: 111 bytes, over the 100 a label value may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['labels per alert', { ALERT_MAX_LABELS: '20' }, 1, (a) => { for (let i = 0; i < 21; i++) a.labels[`OVERSIZED${i}`] = 'v'; }, 'ALERT_MAX_LABELS', /^body\.alerts\[1\]\.labels: \d+ labels, over the 20 an alert may have \(ALERT_MAX_LABELS\)$/],
+    ['label name', {}, 0, (a) => (a.labels[big(4097)] = 'v'), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[0\]\.labels: a label name of 4097 bytes, over the 4096 a label name may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['fingerprint', {}, 1, (a) => (a.fingerprint = big(4097)), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[1\]\.fingerprint: 4097 bytes, over the 4096 a fingerprint may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    ['generatorURL', { ALERT_MAX_LABEL_BYTES: '100' }, 0, (a) => (a.generatorURL = `http://p/${big(100)}`), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[0\]\.generatorURL: 109 bytes, over the 100 a generatorURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
+  ];
+  for (const [name, env, index, mutate, setting, re] of cases) {
+    const logs = capturingLogger();
+    const { app, store, metrics } = testApp({ env, deps: { logger: logs.logger } });
+    const body = JSON.parse(firing);
+    body.alerts[index].labels.alertname = 'ExporterGoneWrong';
+    mutate(body.alerts[index]);
+    const good = body.alerts[1 - index];
+    const res = await postAlerts(app, body);
+    t.equal(res.statusCode, 200, `${name}: 200, so Alertmanager does not drop the group`);
+    t.same(res.json(), { queued: 1, duplicates: 0, refused: 1 }, `${name}: the other alert queued, this one refused`);
+    const events = await store.consume('t', 10, 0, 60_000);
+    t.same(events.map((e) => e.alert.fingerprint), [good.fingerprint], `${name}: the queue holds the good alert only`);
+    t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: setting }), 1, `${name}: counted by ${setting}`);
+    t.equal(await metricValue(metrics, 'rollguard_alerts_received_total', { status: 'firing' }), 1, `${name}: received counts the alert taken`);
+    t.equal(await metricValue(metrics, 'rollguard_alertmanager_alerts_refused_total', { limit: setting }), undefined, `${name}: not counted as fetched from Alertmanager`);
+    const lines = logs.text().trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    const warn = lines.find((l) => l.level === 40 && /refused, not queued/.test(l.msg));
+    t.ok(warn, `${name}: a warning is logged`);
+    t.match(warn?.msg, new RegExp(`^1 of the 2 alert\\(s\\) of a webhook batch .*\\(${setting}: raise it`), `${name}: the warning names the setting`);
+    t.match(warn, { groupKey: body.groupKey, receiver: 'rollguard', alerts: 2, refused: 1, limits: { [setting]: 1 } }, `${name}: and the group`);
+    t.same(warn?.first, [{ index, alertname: 'ExporterGoneWrong', limit: setting, reason: warn?.first?.[0]?.reason }], `${name}: the alert by index and alertname`);
+    t.match(warn?.first?.[0]?.reason, re, `${name}: the reason names the field, the limit and the setting`);
+    t.notMatch(logs.text(), /OVERSIZED/, `${name}: neither the value over the limit nor the label set is logged`);
   }
   const { app } = testApp();
   const ok = JSON.parse(firing);
   ok.alerts[0].labels.service = big(4096);
   ok.alerts[0].annotations.description = big(4096);
-  t.equal((await postAlerts(app, ok)).statusCode, 200, 'exactly at the limits is accepted');
+  const res = await postAlerts(app, ok);
+  t.equal(res.statusCode, 200, 'exactly at the limits is accepted');
+  t.same(res.json(), { queued: 2, duplicates: 0 }, 'nothing refused: no refused field');
+});
+
+t.test('every alert of a batch over a per-alert limit, a resolved one too: 200, nothing queued, each refused and counted', async (t) => {
+  const logs = capturingLogger();
+  const { app, store, metrics } = testApp({ env: { ALERT_MAX_LABELS: '20' }, deps: { logger: logs.logger } });
+  const body = JSON.parse(mixed);
+  body.alerts[0].labels.alertname = 'x'.repeat(5000); // the alertname is itself the value over the limit: not logged
+  for (let i = 0; i < 21; i++) body.alerts[1].labels[`l${i}`] = 'v';
+  t.equal(body.alerts.map((a: { status: string }) => a.status).sort().join(), 'firing,resolved');
+  const res = await postAlerts(app, body);
+  t.equal(res.statusCode, 200);
+  t.same(res.json(), { queued: 0, duplicates: 0, refused: 2 });
+  t.equal(await store.queueDepth(), 0, 'nothing queued');
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_LABEL_BYTES' }), 1);
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_LABELS' }), 1);
+  const warn = logs.text().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => /refused, not queued/.test(l.msg));
+  t.match(warn?.msg, /^2 of the 2 alert\(s\).*\(ALERT_MAX_LABEL_BYTES, ALERT_MAX_LABELS: raise it/);
+  t.same(warn?.first.map((r: { index: number; alertname?: string }) => [r.index, r.alertname]), [[0, undefined], [1, 'HighErrorRate']], 'an alertname over the limit is left out');
+  t.notMatch(logs.text(), /xxxxxxxxxx/, 'nothing of the over-long alertname is logged');
+  const again = await postAlerts(app, body);
+  t.same(again.json(), { queued: 0, duplicates: 0, refused: 2 }, 'a resend is refused again, never remembered as a duplicate');
 });
 
 t.test('a kept annotation over ALERT_MAX_ANNOTATION_BYTES is cut, not refused: the batch is queued', async (t) => {
@@ -245,6 +301,8 @@ t.test('health, readiness, metrics and the OpenAPI document', async (t) => {
   const op = doc.paths['/v1/alerts'].post;
   t.ok(op.requestBody.content['application/json'].schema.properties.alerts, 'the webhook body schema comes from zod');
   t.same(Object.keys(op.responses).sort(), ['200', '400', '401', '413', '415', '503']);
+  t.ok(op.responses['200'].content['application/json'].schema.properties.refused, 'the answer documents the count of refused alerts');
+  t.match(op.responses['413'].description, /groupKey, receiver or externalURL over ALERT_MAX_LABEL_BYTES \(limits of the batch, not of one alert\)/);
 });
 
 t.test('no credentials configured: the webhook is open (embedded default)', async (t) => {
