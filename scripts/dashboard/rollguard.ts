@@ -210,13 +210,28 @@ export const ROWS: RowSpec[] = [
         title: 'Alerts left out by max_alerts',
         description:
           "Alerts a receiver's max_alerts left out of webhook notifications (truncatedAlerts), those fetched back from Alertmanager's API (ALERTMANAGER_URL) and queued, and fetches that failed. Left out but never fetched: raise or remove max_alerts, or set ALERTMANAGER_URL.",
-        w: 24,
+        w: 12,
         h: 6,
         unit: 'short',
         queries: [
           { expr: 'sum(increase(rollguard_alerts_truncated_total[$__rate_interval]))', legend: 'left out' },
           { expr: 'sum(increase(rollguard_alerts_recovered_total[$__rate_interval]))', legend: 'fetched and queued' },
           { expr: 'sum(increase(rollguard_alertmanager_fetches_total{outcome="failed"}[$__rate_interval]))', legend: 'fetches failed' },
+        ],
+      },
+      {
+        kind: 'timeseries',
+        title: 'Alerts refused by an intake limit',
+        description:
+          'Alerts not queued because they pass a per-alert limit (too many labels, or a label, fingerprint or generatorURL over ALERT_MAX_LABEL_BYTES), by setting: those of webhook batches (the rest of the batch is queued) and those fetched back from Alertmanager. Each is an alert rollguard never acts on: the warning log names the group and the alert; raise the setting or fix the labels its source sends.',
+        w: 12,
+        h: 6,
+        unit: 'short',
+        thresholds: redAbove(1),
+        thresholdLine: true,
+        queries: [
+          { expr: 'sum by (limit) (increase(rollguard_alerts_refused_total[$__rate_interval]))', legend: 'webhook {{limit}}' },
+          { expr: 'sum by (limit) (increase(rollguard_alertmanager_alerts_refused_total[$__rate_interval]))', legend: 'fetched {{limit}}' },
         ],
       },
     ],
