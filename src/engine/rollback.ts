@@ -1,5 +1,5 @@
 import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
-import { releaseSlot, type SlotHold } from '../guards/concurrency.js';
+import type { SlotHold } from '../guards/concurrency.js';
 import { countStepBack, readCooldown, readStepBacks, writeCooldowns } from '../guards/cooldown.js';
 import { writtenObjects } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
@@ -13,6 +13,7 @@ import type { EngineContext } from './context.js';
 import { messages } from './messages.js';
 import type { RollbackRecord, RollbackState } from './record.js';
 import { escalateError, verifyAndEnd } from './verify.js';
+import { holdLocks, releaseAll } from './locks.js';
 
 /**
  * The guarded rollback: runs the guards in their fixed order (src/guards/index.ts), planning with
@@ -147,14 +148,6 @@ function heldLocks(held: Produced): Lock[] {
   return [...(held.lock ? [held.lock] : []), ...(held.locks ?? [])];
 }
 
-/** Gives back the locks and the concurrency slot; a slot that cannot be given back runs out after LOCK_TTL. */
-export async function releaseAll(ctx: EngineContext, locks: Lock[], slot?: SlotHold): Promise<void> {
-  await Promise.all([
-    ...locks.map((l) => ctx.store.releaseLock(l).catch(() => false)),
-    ...(slot ? [releaseSlot(ctx.store, slot).catch((err) => ctx.log.warn({ err, slot: slot.member }, 'could not give back a concurrency slot (it runs out after LOCK_TTL)'))] : []),
-  ]);
-}
-
 /**
  * What a guard's verdict means for the rollback: allow goes on (keeping what the guard produced);
  * wait leaves it pending approval; a block ends it (dry_run for the dry-run guard). Returns the
@@ -220,20 +213,15 @@ async function stepBack(ctx: EngineContext, rec: RollbackRecord, settings: Guard
  * replica taking up a record left mid-way (its migration rollback Job: src/migrations/stage.ts).
  */
 export async function execute(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[], settings: Guards, spent: { value: boolean }, slot?: SlotHold, resumed = false): Promise<RollbackState> {
-  const renew = setInterval(() => {
-    for (const lock of locks) ctx.store.renewLock(lock, ctx.config.LOCK_TTL).catch((err) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
-    if (slot) ctx.store.renewSlot(slot.pool, slot.member, ctx.config.LOCK_TTL).catch((err) => ctx.log.warn({ err, record: rec.id }, 'concurrency slot renewal failed'));
-  }, Math.max(1000, Math.floor(ctx.config.LOCK_TTL / 3)));
-  renew.unref();
+  const giveBack = holdLocks(ctx, rec, locks, slot);
   ctx.metrics.rollbacksInProgress.inc();
   let handedOff = false;
   let released = false;
   const release = async () => {
     if (released) return;
     released = true;
-    clearInterval(renew);
     ctx.metrics.rollbacksInProgress.dec();
-    await releaseAll(ctx, locks, slot);
+    await giveBack();
   };
   try {
     // Write-ahead: the record says in_progress (with our fencing token) before the cluster changes,

@@ -12,7 +12,8 @@ import { healthLine, messages } from './messages.js';
 import type { RollbackRecord } from './record.js';
 import { pruneByRetention } from '../store/retention.js';
 import { resumable } from '../migrations/stage.js';
-import { execute, releaseAll, rollback } from './rollback.js';
+import { execute, rollback } from './rollback.js';
+import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 
@@ -210,28 +211,6 @@ async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: A
   } finally {
     await release();
   }
-}
-
-/**
- * Renews `locks` every LOCK_TTL/3 while a recovery verifies, as execute() does; returns what
- * stops the renewals and releases them. A renewal that fails is logged: the close checks the
- * fence anyway (stillOurs). Not execute()'s floor of one second: with a LOCK_TTL of a second or
- * less the lock would expire before its first renewal.
- */
-function holdLocks(ctx: EngineContext, rec: RollbackRecord, locks: Lock[]): () => Promise<void> {
-  const renew = setInterval(() => {
-    for (const lock of locks) {
-      ctx.store
-        .renewLock(lock, ctx.config.LOCK_TTL)
-        .then((ok) => ok || ctx.log.warn({ record: rec.id, lock: lock.name }, 'lock lost while verifying a recovered rollback: it will not be closed here'))
-        .catch((err: unknown) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
-    }
-  }, Math.max(50, Math.floor(ctx.config.LOCK_TTL / 3)));
-  renew.unref();
-  return async () => {
-    clearInterval(renew);
-    await releaseAll(ctx, locks);
-  };
 }
 
 /**
