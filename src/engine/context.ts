@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/action.js';
 import type { Config } from '../config.js';
+import type { SlotHold } from '../guards/concurrency.js';
 import { checkFence } from '../guards/lock.js';
 import type { Kube } from '../kube/client.js';
 import { namespaceLabel, type Metrics } from '../metrics.js';
@@ -37,6 +38,13 @@ export interface ManualRequest {
   dryRun?: boolean;
 }
 
+/** What a rollback stopped by a store failure held when it stopped (EngineContext.leftBehind), and when. */
+export interface LeftBehind {
+  locks: Lock[];
+  slot?: SlotHold;
+  at: number;
+}
+
 /** The guard settings of a rollback without a rule (manual), or whose rule is no longer loaded. */
 export const DEFAULT_GUARDS: Guards = guardsSchema.parse({});
 
@@ -63,6 +71,13 @@ export class EngineContext {
   readonly running = new Set<Promise<unknown>>();
   /** records this process is deciding right now; one of ours left 'deciding' and not in here was stopped by a failure */
   readonly decidingHere = new Set<string>();
+  /**
+   * Records a rollback of this process left deciding after a store failure before any cluster
+   * write (rollback.ts), with what its attempt held (its locks, its slot), which the store may
+   * have been too far gone to take back: the scheduler gives them back (each lock only while still
+   * held under its own token) and decides the record again at its next tick (scheduler.ts).
+   */
+  readonly leftBehind = new Map<string, LeftBehind>();
   /** claims this process failed to give up while the store was down, retried in the background; claim() cancels them (intake.ts) */
   readonly releasing = new Map<string, { cancelled: boolean }>();
   /** namespaces where a plan found its target: the only ones metrics name when SCOPE_NAMESPACES is unset (metrics.ts namespaceLabel) */

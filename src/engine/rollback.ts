@@ -99,7 +99,11 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       // store has it (deciding), and the error goes up, so the event stays queued and the scheduler
       // decides the record again (scheduler.ts). Closing it 'error' here, once the store answers
       // again, would end the alert for one failed call. The budget reservation is named by the
-      // record id, so reserving again does not count twice.
+      // record id, so reserving again does not count twice. What the attempt held is given back
+      // below (finally), which fails while the store is still down: its locks would then hold the
+      // re-decision of this very record back (its lock guard blocks on a held target lock) until
+      // they expire. So they are left to the scheduler, which gives them back again first.
+      ctx.leftBehind.set(rec.id, { locks: heldLocks(held), ...(held.slot ? { slot: held.slot } : {}), at: ctx.now() });
       ctx.metrics.storeErrors.inc({ op: 'rollback' });
       ctx.log.warn({ err, record: rec.id }, 'rollback stopped by a store failure before any cluster write: left deciding, decided again once the store answers');
       throw err;

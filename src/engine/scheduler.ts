@@ -34,13 +34,20 @@ export class Scheduler {
     await heartbeat(ctx).catch((err: unknown) => heartbeatFailed(ctx, err, 'could not write the replica heartbeat at the start of a scheduler tick; the tick goes on'));
     // Records left deciding (before anything was executed) by a dead replica, or by this one when a
     // store failure stopped it (its redelivery finds the record and does nothing): decide again.
-    // Our own wait until any target lock the failed attempt took has expired.
+    // One this process knows it left (ctx.leftBehind: it remembers what the attempt held) is
+    // decided again at once, once what it held is given back; any other of ours waits until any
+    // target lock the failed attempt took has expired (a process before this one, of the same name).
+    const listed = new Set<string>();
     for await (const rec of ctx.records.inState('deciding')) {
-      const mine = rec.owner === ctx.owner;
-      if (mine && (ctx.decidingHere.has(rec.id) || now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL))) continue;
+      listed.add(rec.id);
+      const left = ctx.leftBehind.has(rec.id);
+      // (a dead replica's record this process took up, then failed on, is ours too: its store copy still names the dead one)
+      const mine = rec.owner === ctx.owner || left;
+      if (mine && (ctx.decidingHere.has(rec.id) || (!left && now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL)))) continue;
       if (!mine && (now - rec.updatedAt < 2 * heartbeatTtl(ctx) || (await alive(ctx, rec.owner)))) continue;
       await claimDue(ctx, rec, async (fresh) => {
-        ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
+        if (!(await giveBackLeft(ctx, fresh.id))) return;
+        ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${!left && fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
         fresh.owner = ctx.owner;
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
@@ -48,6 +55,8 @@ export class Scheduler {
         return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
       });
     }
+    // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here
+    for (const [id, left] of ctx.leftBehind) if (!listed.has(id) && left.at < now) ctx.leftBehind.delete(id);
     for (const state of ['held', 'scheduled'] as const) {
       for await (const rec of ctx.records.inState(state)) {
         if ((rec.dueAt ?? 0) > now) continue;
@@ -102,6 +111,25 @@ async function claimDue(ctx: EngineContext, listed: RollbackRecord, work: (fresh
     ctx.decidingHere.delete(listed.id);
     await ctx.store.releaseLock(claim).catch(() => false);
   }
+}
+
+/**
+ * Gives back what an attempt of this process stopped by a store failure held (ctx.leftBehind,
+ * set by rollback.ts), before the record is decided again: its locks, each only while still held
+ * under its own token (a lock that expired and another replica took is left to it), and its slot.
+ * False while the store still fails: the record waits for a later tick.
+ */
+async function giveBackLeft(ctx: EngineContext, id: string): Promise<boolean> {
+  const left = ctx.leftBehind.get(id);
+  if (!left) return true;
+  try {
+    await Promise.all([...left.locks.map((l) => ctx.store.releaseLock(l)), ...(left.slot ? [ctx.store.releaseSlot(left.slot.pool, left.slot.member)] : [])]);
+  } catch (err) {
+    ctx.log.warn({ err, record: id }, 'could not give back the locks of a rollback stopped by a store failure: decided again at a later tick');
+    return false;
+  }
+  ctx.leftBehind.delete(id);
+  return true;
 }
 
 /**
