@@ -218,6 +218,8 @@ async function startCooldown(ctx: EngineContext, rec: RollbackRecord, plan: Roll
  */
 async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[]): Promise<void> {
   const release = holdLocks(ctx, rec, locks);
+  // counted as verifying here, as execute() counts the rollbacks it runs (a resumed one included)
+  ctx.metrics.rollbacksInProgress.inc();
   try {
     const v = await action.verify(plan, actx, { timeoutMs: ctx.config.VERIFY_TIMEOUT });
     if (ctx.stopped) return leftForRecovery(ctx, rec);
@@ -237,6 +239,7 @@ async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: A
     ctx.log.error({ err, record: rec.id }, 'verification of a recovered rollback stopped by an error');
     if (await stillOurs(ctx, rec, locks)) await escalateErrorOnce(ctx, rec, `error while verifying the recovered rollback: ${msg}`, msg);
   } finally {
+    ctx.metrics.rollbacksInProgress.dec();
     await release();
   }
 }
