@@ -160,6 +160,13 @@ export const configSchema = z.object({
   LOCK_TTL: duration.default(30_000),
   /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
   SCHEDULER_INTERVAL: duration.default(5_000),
+  /**
+   * A rollback held this long (Prometheus down or answering an error, and the rule holds rather than
+   * act unconfirmed) is closed expired and escalated: by then it is a human's to take. The default is
+   * the runbooks' MTTR target (30 minutes). It also bounds what one held record costs: a re-check a
+   * minute, each a Prometheus query and three timeline steps.
+   */
+  HOLD_MAX_AGE: duration.default(30 * 60_000),
   /** Closed rollback records older than this are deleted (open ones never are). */
   RECORD_RETENTION: duration.default(30 * 86_400_000),
   /** Closed records that changed nothing (not confirmed, blocked, refused, error, dry run) go sooner: an alert flood's records do not fill the store for RECORD_RETENTION. */

@@ -93,7 +93,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     lastRollbackTimestamp: gauge('rollguard_last_rollback_timestamp_seconds',
       'When rollguard last changed the cluster to roll something back.'),
     escalations: counter('rollguard_escalations_total',
-      'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, dead events), by reason.', ['reason']),
+      'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, held for over HOLD_MAX_AGE, dead events), by reason.', ['reason']),
     heartbeatFailures,
     notifications: counter('rollguard_notifications_total',
       'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),

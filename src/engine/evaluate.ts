@@ -46,6 +46,8 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
       }
       rec.state = d.decision === 'hold' ? 'held' : 'scheduled';
       rec.dueAt = d.at ?? now;
+      if (d.decision === 'hold') rec.heldSince ??= now;
+      else delete rec.heldSince;
       await ctx.records.save(rec);
       return rec.state;
     case 'rollback_now':

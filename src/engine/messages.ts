@@ -94,6 +94,16 @@ export const messages = {
     lines: [reason, 'rollguard holds (never acts on an unconfirmed trigger) and looks again every minute; fix the query or the Prometheus credentials, or act by hand'],
   }),
 
+  heldTooLong: (rec: RollbackRecord, maxAge: number): Message => ({
+    kind: 'held_too_long',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} not done: held for ${fmtDuration(maxAge)}`,
+    lines: [
+      `rollguard held it since ${new Date(rec.heldSince ?? rec.createdAt).toISOString()} (${rec.confirmation?.reason ?? 'its trigger could not be confirmed'}) and no longer looks at it (HOLD_MAX_AGE)`,
+      'decide by hand: roll back (rollguard rollbacks create, or kubectl rollout undo) or leave it',
+    ],
+  }),
+
   interrupted: (rec: RollbackRecord): Message => ({
     kind: 'rollback_interrupted',
     severity: 'critical',

@@ -83,6 +83,8 @@ export interface RollbackRecord extends StoredRecord {
   approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string };
   /** when a held/scheduled/pending rollback is looked at again (or expires) */
   dueAt?: number;
+  /** when the rollback was first held, in its current hold (HOLD_MAX_AGE counts from it) */
+  heldSince?: number;
   /** times the API server answered a retriable error (5xx, 429, no answer) before any cluster write (rollback.ts) */
   kubeRetries?: number;
   /** replica and fencing token of the execution */

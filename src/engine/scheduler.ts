@@ -15,7 +15,8 @@ import { resumable } from '../migrations/stage.js';
 import { execute, rollback } from './rollback.js';
 import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
-import { endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
+import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
+import { fmtDuration } from '../guards/guard.js';
 
 /**
  * Due work, run every SCHEDULER_INTERVAL on every replica: records left deciding by a replica
@@ -57,10 +58,16 @@ export class Scheduler {
     }
     // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here
     for (const [id, left] of ctx.leftBehind) if (!listed.has(id) && left.at < now) ctx.leftBehind.delete(id);
+    // Before the re-checks, which may be many: a rollback a dead replica left in_progress waits for none of them.
+    for await (const rec of ctx.records.inState('in_progress')) await recoverIfOrphaned(ctx, rec);
+    // Due re-checks, QUEUE_CONCURRENCY at once (each may wait on Prometheus for PROMETHEUS_TIMEOUT,
+    // and a Prometheus outage holds every alert of a storm): one after another, a tick would take
+    // their count times that.
     for (const state of ['held', 'scheduled'] as const) {
-      for await (const rec of ctx.records.inState(state)) {
-        if ((rec.dueAt ?? 0) > now) continue;
+      await eachAtMost(ctx.records.inState(state), ctx.config.QUEUE_CONCURRENCY, async (rec) => {
+        if ((rec.dueAt ?? 0) > now) return;
         await claimDue(ctx, rec, async (fresh) => {
+          if (state === 'held' && now - (fresh.heldSince ?? now) >= ctx.config.HOLD_MAX_AGE) return heldTooLong(ctx, fresh);
           const rule = ctx.ruleFor(fresh);
           if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
@@ -72,7 +79,7 @@ export class Scheduler {
           if (!(await ctx.records.save(fresh, { expectState: state }))) return;
           return evaluate(ctx, fresh, rule, fresh.decision?.decision === 'recheck_later');
         });
-      }
+      });
     }
     const pending: RollbackRecord[] = [];
     for await (const rec of ctx.records.inState('pending_approval')) pending.push(rec);
@@ -86,7 +93,6 @@ export class Scheduler {
         await ctx.finishFrom(fresh, 'pending_approval', 'expired', `approval not given before ${new Date(fresh.dueAt!).toISOString()}`);
       });
     }
-    for await (const rec of ctx.records.inState('in_progress')) await recoverIfOrphaned(ctx, rec);
     await refreshSuspendedGauge(ctx);
     if (now - this.lastPrune >= 3_600_000) {
       this.lastPrune = now;
@@ -94,6 +100,39 @@ export class Scheduler {
       if (n > 0) ctx.log.info({ pruned: n, retentionMs: ctx.config.RECORD_RETENTION, noActionRetentionMs: ctx.config.RECORD_RETENTION_NO_ACTION }, 'old rollback records deleted');
     }
   }
+}
+
+/**
+ * Runs `work` on each item, at most `n` at once, reading the next item only once a place is free
+ * (records are read page by page, never all held). The first failure stops taking new items; the
+ * running ones end, then it is thrown (the tick fails, as one after another it did).
+ */
+async function eachAtMost<T>(items: AsyncIterable<T>, n: number, work: (item: T) => Promise<void>): Promise<void> {
+  const running = new Set<Promise<void>>();
+  let failed: { err: unknown } | undefined;
+  for await (const item of items) {
+    if (failed) break;
+    const p: Promise<void> = work(item)
+      .catch((err: unknown) => void (failed ??= { err }))
+      .finally(() => running.delete(p));
+    running.add(p);
+    if (running.size >= n) await Promise.race(running);
+  }
+  await Promise.all(running);
+  if (failed) throw failed.err;
+}
+
+/**
+ * A rollback held for HOLD_MAX_AGE: closed expired (only while still held: an alert resolving
+ * meanwhile closes it first) and escalated, with the reason it was held. No longer re-checked.
+ */
+async function heldTooLong(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
+  const max = ctx.config.HOLD_MAX_AGE;
+  await closeOnce(ctx, rec, 'held', 'expired', `held for over HOLD_MAX_AGE (${fmtDuration(max)}) without a confirmed trigger: left to a human`, async () => {
+    ctx.metrics.escalations.inc({ reason: 'held_too_long' });
+    ctx.log.error({ record: rec.id, target: rec.target, rule: rec.rule, heldSince: rec.heldSince, reason: rec.confirmation?.reason }, 'rollback held for over HOLD_MAX_AGE: expired, escalated');
+    ctx.notify(rec, messages.heldTooLong(rec, max));
+  });
 }
 
 /**

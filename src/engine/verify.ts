@@ -96,7 +96,7 @@ export async function escalateError(ctx: EngineContext, rec: RollbackRecord, mes
  * notification. False when another replica closed it first: nothing written, counted or sent.
  */
 export function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
-  return closeOnce(ctx, rec, outcome, message, async () => {
+  return closeOnce(ctx, rec, 'in_progress', outcome, message, async () => {
     // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
     await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
     announce(ctx, rec, outcome, message, lines);
@@ -105,17 +105,17 @@ export function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guard
 
 /** escalateError() for a rollback another replica may be closing too (see endOnce). */
 export function escalateErrorOnce(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<boolean> {
-  return closeOnce(ctx, rec, 'failed', message, async () => escalate(ctx, rec, error));
+  return closeOnce(ctx, rec, 'in_progress', 'failed', message, async () => escalate(ctx, rec, error));
 }
 
 /**
- * Closes a record only while the stored one is still in_progress (ctx.finishFrom), then runs
- * `after` (count, notify) and writes the record again, so its timeline keeps the notification:
- * a notification sent before a close that lost would be a second "done" for one rollback.
+ * Closes a record only while the stored one is still `from` (ctx.finishFrom), then runs `after`
+ * (count, notify) and writes the record again, so its timeline keeps the notification: a
+ * notification sent before a close that lost would be a second "done" for one rollback.
  */
-async function closeOnce(ctx: EngineContext, rec: RollbackRecord, state: RollbackState, message: string, after: () => Promise<void>): Promise<boolean> {
-  if (!(await ctx.finishFrom(rec, 'in_progress', state, message))) {
-    ctx.log.warn({ record: rec.id, state }, 'another replica closed this rollback first: its outcome stands, nothing is sent from here');
+export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string, after: () => Promise<void>): Promise<boolean> {
+  if (!(await ctx.finishFrom(rec, from, state, message))) {
+    ctx.log.warn({ record: rec.id, state }, 'the record moved on first (another replica closed it, or its alert resolved): that outcome stands, nothing is sent from here');
     return false;
   }
   await after();

@@ -11,6 +11,7 @@ export type NotificationKind =
   | 'rollback_refused'
   | 'rollback_blocked'
   | 'trigger_error'
+  | 'held_too_long'
   | 'approval_requested'
   | 'dry_run'
   | 'notify_only'

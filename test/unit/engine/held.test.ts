@@ -1,0 +1,112 @@
+import t from 'tap';
+import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
+
+/** An engine on a clock the test moves, its Prometheus down: a P1 alert (SlowBurn) is held. */
+async function heldRollback(env: Record<string, string> = {}) {
+  let clock = Date.now();
+  const e = testEngine({ now: () => clock, env });
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  return { e, id: rec!.id, state: rec!.state, heldSince: rec!.heldSince, advance: (ms: number) => (clock += ms), now: () => clock };
+}
+
+t.test('a rollback held past HOLD_MAX_AGE is closed expired and escalated once, never rolled back', async (t) => {
+  const { e, id, state, heldSince, advance, now } = await heldRollback({ HOLD_MAX_AGE: '5m' });
+  t.equal(state, 'held');
+  t.equal(heldSince, now(), 'held since its first hold');
+  // re-checked every minute while Prometheus is down: still held, its hold's start kept
+  for (let i = 0; i < 4; i++) {
+    advance(61_000);
+    await e.engine.tick();
+    const rec = (await e.engine.records.get(id))!;
+    t.equal(rec.state, 'held', `still held after ${i + 1} re-check(s)`);
+    t.equal(rec.heldSince, heldSince, 'the hold keeps its start');
+  }
+  advance(61_000);
+  await e.engine.tick();
+  const rec = (await e.engine.records.get(id))!;
+  t.equal(rec.state, 'expired', 'closed once held for HOLD_MAX_AGE');
+  t.match(rec.outcome?.message, /HOLD_MAX_AGE \(5m\)/, 'the outcome names the setting');
+  t.equal(e.action.executed.length, 0, 'never rolled back');
+  const escalations = await e.metrics.escalations.get();
+  t.same(escalations.values.filter((v) => v.labels.reason === 'held_too_long').map((v) => v.value), [1], 'escalated');
+  await e.notifications.flush();
+  const sent = e.notifier.sent.filter((n) => n.kind === 'held_too_long');
+  t.equal(sent.length, 1, 'a critical notification');
+  t.equal(sent[0]?.severity, 'critical');
+  t.match(sent[0]?.lines.join('\n'), /Prometheus|unreachable|ECONNREFUSED/, 'saying why it was held');
+  t.ok(rec.timeline.some((s) => s.step === 'notified' && /held_too_long/.test(s.message)), 'the notification is in the timeline');
+  // the next ticks leave it alone
+  advance(61_000);
+  const queries = e.prometheus!.queries.length;
+  await e.engine.tick();
+  t.equal(e.prometheus!.queries.length, queries, 'no longer re-checked');
+  t.same((await e.metrics.escalations.get()).values.filter((v) => v.labels.reason === 'held_too_long').map((v) => v.value), [1], 'escalated once');
+});
+
+t.test('Prometheus back within HOLD_MAX_AGE: the held rollback goes on as before', async (t) => {
+  const { e, id, advance } = await heldRollback({ HOLD_MAX_AGE: '10m' });
+  advance(4 * 60_000);
+  await e.engine.tick();
+  t.equal((await e.engine.records.get(id))!.state, 'held');
+  e.prometheus!.down = false;
+  advance(61_000 * 2);
+  await e.engine.tick();
+  t.equal(e.action.executed.length, 1, 'rolled back on the re-check that confirmed');
+  e.prometheus!.value = 0; // the trigger clears: its verification ends
+  await e.engine.idle();
+  t.not((await e.engine.records.get(id))!.state, 'expired');
+});
+
+t.test('a hold after a maintenance window or a re-check counts from the hold, not from the record', async (t) => {
+  const { e, id, advance, now } = await heldRollback({ HOLD_MAX_AGE: '5m' });
+  // the record was scheduled long before it was first held: its hold starts now
+  const rec = (await e.engine.records.get(id))!;
+  const { heldSince: _h, ...scheduled } = rec;
+  await e.store.putRecord({ ...scheduled, state: 'scheduled', createdAt: now() - 86_400_000, dueAt: now() - 1, decision: { decision: 'scheduled', reason: 'window' } });
+  await e.engine.tick();
+  const held = (await e.engine.records.get(id))!;
+  t.equal(held.state, 'held');
+  t.equal(held.heldSince, now(), 'held since this re-check');
+  advance(61_000);
+  await e.engine.tick();
+  t.equal((await e.engine.records.get(id))!.state, 'held', 'a day-old record is not expired at its first hold');
+});
+
+t.test('due re-checks run QUEUE_CONCURRENCY at once, not one after another', async (t) => {
+  let clock = Date.now();
+  const slow = new (class extends FakePrometheus {
+    inflight = 0;
+    peak = 0;
+    private waiting: (() => void)[] = [];
+    /** every query waits until four wait together (the last ones of a tick after 50 ms) */
+    private async gate(): Promise<void> {
+      this.inflight++;
+      this.peak = Math.max(this.peak, this.inflight);
+      await new Promise<void>((r) => {
+        this.waiting.push(r);
+        if (this.waiting.length >= 4) for (const f of this.waiting.splice(0)) f();
+        else setTimeout(() => this.waiting.includes(r) && (this.waiting.splice(this.waiting.indexOf(r), 1), r()), 50);
+      });
+      this.inflight--;
+    }
+    override async query(expr: string, timeMs: number) {
+      await this.gate();
+      return super.query(expr, timeMs);
+    }
+    override async queryRange(expr: string, startMs: number, endMs: number, stepMs: number) {
+      await this.gate();
+      return super.queryRange(expr, startMs, endMs, stepMs);
+    }
+  })();
+  const e = testEngine({ now: () => clock, prometheus: slow, env: { QUEUE_CONCURRENCY: '4' } });
+  slow.down = true;
+  for (let i = 0; i < 12; i++) await e.deliver(firing('SlowBurn', `svc-${i}`));
+  t.equal((await e.engine.records.list({ state: 'held', limit: 100 })).length, 12);
+  slow.peak = 0;
+  clock += 61_000;
+  await e.engine.tick();
+  t.equal(slow.peak, 4, 'four re-checks waited on Prometheus at once, never more');
+  t.equal((await e.engine.records.list({ state: 'held', limit: 100 })).length, 12, 'each re-checked and held again');
+});
