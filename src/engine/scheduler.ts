@@ -67,6 +67,8 @@ export class Scheduler {
       await eachAtMost(ctx.records.inState(state), ctx.config.QUEUE_CONCURRENCY, async (rec) => {
         if ((rec.dueAt ?? 0) > now) return;
         await claimDue(ctx, rec, async (fresh) => {
+          // re-checked meanwhile by another replica (held or scheduled again, due later): not again here
+          if ((fresh.dueAt ?? 0) > now) return;
           if (state === 'held' && now - (fresh.heldSince ?? now) >= ctx.config.HOLD_MAX_AGE) return heldTooLong(ctx, fresh);
           const rule = ctx.ruleFor(fresh);
           if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);

@@ -1,5 +1,7 @@
 import t from 'tap';
 import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { aroundStore } from '../../support/store-proxy.js';
 
 /** An engine on a clock the test moves, its Prometheus down: a P1 alert (SlowBurn) is held. */
 async function heldRollback(env: Record<string, string> = {}) {
@@ -109,4 +111,37 @@ t.test('due re-checks run QUEUE_CONCURRENCY at once, not one after another', asy
   await e.engine.tick();
   t.equal(slow.peak, 4, 'four re-checks waited on Prometheus at once, never more');
   t.equal((await e.engine.records.list({ state: 'held', limit: 100 })).length, 12, 'each re-checked and held again');
+});
+
+t.test('a held record another replica re-checked after this one listed it is not re-checked again here', async (t) => {
+  let clock = Date.now();
+  const shared = new MemoryStore();
+  let b: ReturnType<typeof testEngine> | undefined;
+  let interleaved = false;
+  // replica-a listed the due record; before it takes it up, replica-b's whole tick re-checks it
+  const store = aroundStore(shared, async (op, args, call) => {
+    if (op === 'acquireLock' && String(args[0]).startsWith('due:') && !interleaved) {
+      interleaved = true;
+      await b!.engine.tick();
+    }
+    return call();
+  });
+  const a = testEngine({ store, owner: 'replica-a', now: () => clock });
+  b = testEngine({ store: shared, owner: 'replica-b', now: () => clock });
+  for (const r of [a, b]) {
+    await r.engine.heartbeat();
+    r.prometheus!.down = true;
+  }
+  await b.deliver(firing('SlowBurn'));
+  const [rec] = await shared.listRecords({});
+  t.equal(rec?.state, 'held');
+  clock += 61_000;
+  const before = a.prometheus!.queries.length;
+  await a.engine.tick();
+  t.ok(interleaved, "replica-b's tick ran between replica-a's listing and its take-up");
+  t.ok(b.prometheus!.queries.length > 0, 'replica-b re-checked it');
+  t.equal(a.prometheus!.queries.length, before, 'replica-a did not re-check it a second time');
+  const after = (await a.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'held');
+  t.equal(after.timeline.filter((s) => s.step === 'due').length, 1, 'one re-check in its timeline');
 });
