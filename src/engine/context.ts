@@ -43,6 +43,29 @@ export interface LeftBehind {
   locks: Lock[];
   slot?: SlotHold;
   at: number;
+  /** attempts stopped by the store in a row, and when the next may start: at the next tick, then 2 s, doubling, at most 2 × LOCK_TTL */
+  tries: number;
+  nextAt: number;
+}
+
+/**
+ * Record ids in hand in this process, counted: a delivery, an approval, a chain's start and the
+ * scheduler may each hold one id at once, and each gives back only its own hold (a Set would let
+ * the first to end drop the mark while another still runs).
+ */
+export class InHand {
+  private readonly n = new Map<string, number>();
+  has(id: string): boolean {
+    return this.n.has(id);
+  }
+  add(id: string): void {
+    this.n.set(id, (this.n.get(id) ?? 0) + 1);
+  }
+  delete(id: string): void {
+    const left = (this.n.get(id) ?? 0) - 1;
+    if (left > 0) this.n.set(id, left);
+    else this.n.delete(id);
+  }
 }
 
 /** The guard settings of a rollback without a rule (manual), or whose rule is no longer loaded. */
@@ -70,7 +93,7 @@ export class EngineContext {
   /** rollbacks running in this process (manual and approved ones run in the background) */
   readonly running = new Set<Promise<unknown>>();
   /** records this process is deciding right now; one of ours left 'deciding' and not in here was stopped by a failure */
-  readonly decidingHere = new Set<string>();
+  readonly decidingHere = new InHand();
   /**
    * Records a rollback of this process left deciding after a store failure before any cluster
    * write (rollback.ts), with what its attempt held (its locks, its slot), which the store may
@@ -120,11 +143,20 @@ export class EngineContext {
 
   /** Sends a message (messages.ts) about a record to every notifier and notes it in the timeline. */
   notify(rec: RollbackRecord, m: Message): void {
+    this.notifyOnceWritten(rec, m)();
+  }
+
+  /**
+   * notify() for a message that must go out only once the record's next write has landed (a close
+   * that fails on the store is decided again, and must not say "blocked" each time): the timeline
+   * step now, written with the record; the message when the returned function is called.
+   */
+  notifyOnceWritten(rec: RollbackRecord, m: Message): () => void {
     const n: Notification = { kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), recordId: rec.id, target: rec.target, at: this.now() };
     if (rec.rule) n.rule = rec.rule;
     if (this.config.EXTERNAL_URL) n.link = `${this.config.EXTERNAL_URL.replace(/\/$/, '')}/v1/rollbacks/${rec.id}/report`;
     this.records.step(rec, 'notified', `${m.kind}: ${m.title}`);
-    this.deps.notifications.emit(n);
+    return () => this.deps.notifications.emit(n);
   }
 
   /**

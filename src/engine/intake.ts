@@ -80,11 +80,11 @@ async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: 
   // at EVENT_DEADLINE and handed the event out again. Ours from the start, so that this one never
   // takes that delivery's claim as ours to evaluate with (claim()).
   const earlier = ctx.decidingHere.has(link.id);
-  if (!earlier) ctx.decidingHere.add(link.id);
+  ctx.decidingHere.add(link.id);
   try {
     await handleTargetHere(ctx, rule, alert, link, log, earlier, chain);
   } finally {
-    if (!earlier) ctx.decidingHere.delete(link.id);
+    ctx.decidingHere.delete(link.id);
   }
 }
 

@@ -65,8 +65,9 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           return await close('dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
         }
         if (plan.refusal) {
+          const send = ctx.notifyOnceWritten(rec, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
           const state = await close('refused', plan.refusal.message);
-          ctx.notify(rec, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
+          send();
           return state;
         }
         gctx.plan = plan;
@@ -103,7 +104,11 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       // below (finally), which fails while the store is still down: its locks would then hold the
       // re-decision of this very record back (its lock guard blocks on a held target lock) until
       // they expire. So they are left to the scheduler, which gives them back again first.
-      ctx.leftBehind.set(rec.id, { locks: heldLocks(held), ...(held.slot ? { slot: held.slot } : {}), at: ctx.now() });
+      const now = ctx.now();
+      const tries = (ctx.leftBehind.get(rec.id)?.tries ?? 0) + 1;
+      // the first retry at the next tick; then 2 s, doubling, at most 2 × LOCK_TTL apart
+      const wait = tries === 1 ? 0 : Math.min(2 * ctx.config.LOCK_TTL, 1000 * 2 ** Math.min(tries - 1, 20));
+      ctx.leftBehind.set(rec.id, { locks: heldLocks(held), ...(held.slot ? { slot: held.slot } : {}), at: now, tries, nextAt: now + wait });
       ctx.metrics.storeErrors.inc({ op: 'rollback' });
       ctx.log.warn({ err, record: rec.id }, 'rollback stopped by a store failure before any cluster write: left deciding, decided again once the store answers');
       throw err;
@@ -185,12 +190,14 @@ async function afterVerdict(
     ctx.notify(rec, messages.approvalRequested(rec, plan, r.reason));
     return rec.state;
   }
-  if (guard === 'dry-run') {
-    ctx.notify(rec, messages.dryRun(rec, plan, r.reason));
-    return end.close('dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`);
-  }
-  ctx.notify(rec, messages.blocked(rec, guard, r.reason));
-  return end.close('blocked', `blocked by ${guard}: ${r.reason}`);
+  // said once the close has landed: a close the store fails is decided again, and says it then
+  const [send, state, message] =
+    guard === 'dry-run'
+      ? [ctx.notifyOnceWritten(rec, messages.dryRun(rec, plan, r.reason)), 'dry_run' as const, `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`]
+      : [ctx.notifyOnceWritten(rec, messages.blocked(rec, guard, r.reason)), 'blocked' as const, `blocked by ${guard}: ${r.reason}`];
+  const closed = await end.close(state, message);
+  send();
+  return closed;
 }
 
 /**

@@ -17,6 +17,7 @@ import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
+import { eachAtMost } from './each.js';
 
 /**
  * Due work, run every SCHEDULER_INTERVAL on every replica: records left deciding by a replica
@@ -38,14 +39,22 @@ export class Scheduler {
     // One this process knows it left (ctx.leftBehind: it remembers what the attempt held) is
     // decided again at once, once what it held is given back; any other of ours waits until any
     // target lock the failed attempt took has expired (a process before this one, of the same name).
+    // Those stopped by the store again and again wait longer each time (LeftBehind.nextAt).
     const listed = new Set<string>();
-    for await (const rec of ctx.records.inState('deciding')) {
+    await eachAtMost(ctx.records.inState('deciding'), ctx.config.QUEUE_CONCURRENCY, (rec) => rec.target, async (rec) => {
       listed.add(rec.id);
-      const left = ctx.leftBehind.has(rec.id);
+      let leftBehind = ctx.leftBehind.get(rec.id);
+      if (leftBehind && rec.updatedAt > leftBehind.at) {
+        // written since our attempt stopped (another replica took it up): its locks are not ours to give back
+        ctx.leftBehind.delete(rec.id);
+        leftBehind = undefined;
+      }
+      const left = leftBehind !== undefined;
+      if (leftBehind && now < leftBehind.nextAt) return;
       // (a dead replica's record this process took up, then failed on, is ours too: its store copy still names the dead one)
       const mine = rec.owner === ctx.owner || left;
-      if (mine && (ctx.decidingHere.has(rec.id) || (!left && now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL)))) continue;
-      if (!mine && (now - rec.updatedAt < 2 * heartbeatTtl(ctx) || (await alive(ctx, rec.owner)))) continue;
+      if (mine && (ctx.decidingHere.has(rec.id) || (!left && now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL)))) return;
+      if (!mine && (now - rec.updatedAt < 2 * heartbeatTtl(ctx) || (await alive(ctx, rec.owner)))) return;
       await claimDue(ctx, rec, async (fresh) => {
         if (!(await giveBackLeft(ctx, fresh.id))) return;
         ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${!left && fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
@@ -55,7 +64,7 @@ export class Scheduler {
         if (rule) return evaluate(ctx, fresh, rule, false);
         return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
       });
-    }
+    }, ctx.log, 'deciding again a rollback left deciding');
     // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here
     for (const [id, left] of ctx.leftBehind) if (!listed.has(id) && left.at < now) ctx.leftBehind.delete(id);
     // Before the re-checks, which may be many: a rollback a dead replica left in_progress waits for none of them.
@@ -64,7 +73,7 @@ export class Scheduler {
     // and a Prometheus outage holds every alert of a storm): one after another, a tick would take
     // their count times that.
     for (const state of ['held', 'scheduled'] as const) {
-      await eachAtMost(ctx.records.inState(state), ctx.config.QUEUE_CONCURRENCY, async (rec) => {
+      await eachAtMost(ctx.records.inState(state), ctx.config.QUEUE_CONCURRENCY, (rec) => rec.target, async (rec) => {
         if ((rec.dueAt ?? 0) > now) return;
         await claimDue(ctx, rec, async (fresh) => {
           // re-checked meanwhile by another replica (held or scheduled again, due later): not again here
@@ -81,7 +90,7 @@ export class Scheduler {
           if (!(await ctx.records.save(fresh, { expectState: state }))) return;
           return evaluate(ctx, fresh, rule, fresh.decision?.decision === 'recheck_later');
         });
-      });
+      }, ctx.log, `the re-check of a ${state} rollback`);
     }
     const pending: RollbackRecord[] = [];
     for await (const rec of ctx.records.inState('pending_approval')) pending.push(rec);
@@ -105,32 +114,19 @@ export class Scheduler {
 }
 
 /**
- * Runs `work` on each item, at most `n` at once, reading the next item only once a place is free
- * (records are read page by page, never all held). The first failure stops taking new items; the
- * running ones end, then it is thrown (the tick fails, as one after another it did).
- */
-async function eachAtMost<T>(items: AsyncIterable<T>, n: number, work: (item: T) => Promise<void>): Promise<void> {
-  const running = new Set<Promise<void>>();
-  let failed: { err: unknown } | undefined;
-  for await (const item of items) {
-    if (failed) break;
-    const p: Promise<void> = work(item)
-      .catch((err: unknown) => void (failed ??= { err }))
-      .finally(() => running.delete(p));
-    running.add(p);
-    if (running.size >= n) await Promise.race(running);
-  }
-  await Promise.all(running);
-  if (failed) throw failed.err;
-}
-
-/**
  * A rollback held for HOLD_MAX_AGE: closed expired (only while still held: an alert resolving
  * meanwhile closes it first) and escalated, with the reason it was held. No longer re-checked.
+ * An alert whose resolution was marked while this close was written (merged into it: RecordBook.save)
+ * has cleared: nobody is paged for it.
  */
 async function heldTooLong(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
   const max = ctx.config.HOLD_MAX_AGE;
   await closeOnce(ctx, rec, 'held', 'expired', `held for over HOLD_MAX_AGE (${fmtDuration(max)}) without a confirmed trigger: left to a human`, async () => {
+    if (rec.times.resolvedAt !== undefined) {
+      ctx.records.step(rec, 'resolved_meanwhile', 'the alert resolved while the hold expired: not escalated');
+      ctx.log.info({ record: rec.id, target: rec.target }, 'rollback held for over HOLD_MAX_AGE expired, but its alert had resolved meanwhile: not escalated');
+      return;
+    }
     ctx.metrics.escalations.inc({ reason: 'held_too_long' });
     ctx.log.error({ record: rec.id, target: rec.target, rule: rec.rule, heldSince: rec.heldSince, reason: rec.confirmation?.reason }, 'rollback held for over HOLD_MAX_AGE: expired, escalated');
     ctx.notify(rec, messages.heldTooLong(rec, max));
@@ -169,7 +165,9 @@ async function giveBackLeft(ctx: EngineContext, id: string): Promise<boolean> {
     ctx.log.warn({ err, record: id }, 'could not give back the locks of a rollback stopped by a store failure: decided again at a later tick');
     return false;
   }
-  ctx.leftBehind.delete(id);
+  // given back; the entry stays (its count of tries) until the record is no longer deciding
+  left.locks = [];
+  delete left.slot;
   return true;
 }
 

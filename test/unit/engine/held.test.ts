@@ -145,3 +145,56 @@ t.test('a held record another replica re-checked after this one listed it is not
   t.equal(after.state, 'held');
   t.equal(after.timeline.filter((s) => s.step === 'due').length, 1, 'one re-check in its timeline');
 });
+
+// Found by review: with the re-checks run at once, a P1 rollback needing approval took the
+// target's lock while its guards ran, and the other rule's held rollback of the same target, re-checked
+// beside it, met that lock and was closed blocked for good. Re-checks of one target run one after another.
+t.test('two held rollbacks of one target due in one tick are re-checked one after another: neither blocks the other', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ now: () => clock });
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn', 'checkout'));
+  clock += 1000; // the one that waits for approval is the newer: listed, and so re-checked, first
+  await e.deliver(firing('HighLatency', 'checkout'));
+  t.equal((await e.engine.records.list({ state: 'held', limit: 10 })).length, 2, 'both held');
+  e.prometheus!.down = false;
+  clock += 61_000;
+  await e.engine.tick();
+  e.prometheus!.value = 0; // the trigger clears: the rollback's verification ends
+  await e.engine.idle();
+  const all = await e.engine.records.list({ limit: 10 });
+  const states = all.map((r) => `${r.rule}: ${r.state} (${r.outcome?.message ?? ''})`).join('; ');
+  t.equal(e.action.executed.length, 1, `the target rolled back, once: ${states}`);
+  const acting = all.find((r) => r.rule === 'held-when-down')!;
+  t.not(acting.state, 'blocked', 'the rule that acts is never blocked by the one that waits for approval');
+  t.ok(acting.times.executedAt, 'it is the one that rolled back');
+});
+
+// Found by review: resolve() marked the alert resolved, and before its own write the hold's expiry
+// was written (merging the mark): no page for an alert that has cleared.
+t.test('an alert resolving while its hold expires is not escalated', async (t) => {
+  let clock = Date.now();
+  const mem = new MemoryStore();
+  let e: ReturnType<typeof testEngine> | undefined;
+  let raced = false;
+  const store = aroundStore(mem, async (op, args, call) => {
+    const r = await call();
+    if (op === 'setValue' && String(args[0]).startsWith('resolved:') && !raced) {
+      raced = true;
+      await e!.engine.tick(); // the expiry, between resolve()'s mark and its own write
+    }
+    return r;
+  });
+  e = testEngine({ store, now: () => clock, env: { HOLD_MAX_AGE: '5m' } });
+  e.prometheus!.down = true;
+  const alert = firing('SlowBurn');
+  await e.deliver(alert);
+  clock += 6 * 60_000;
+  await e.deliver({ ...alert, status: 'resolved', endsAt: clock - 1000 });
+  t.ok(raced, 'the expiry ran between the mark and the resolution write');
+  const [rec] = await e.engine.records.list({});
+  t.type(rec?.times.resolvedAt, 'number', 'the resolution is on the record');
+  await e.notifications.flush();
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'held_too_long').length, 0, 'nobody paged');
+  t.notOk((await e.metrics.escalations.get()).values.some((v) => v.labels.reason === 'held_too_long' && v.value > 0), 'not counted as an escalation');
+});

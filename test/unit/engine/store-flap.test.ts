@@ -1,0 +1,100 @@
+import t from 'tap';
+import { InHand } from '../../../src/engine/context.js';
+import { lockName } from '../../../src/guards/lock.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { StoreUnavailableError } from '../../../src/store/store.js';
+import { firing, testEngine } from '../../support/engine.js';
+import { aroundStore } from '../../support/store-proxy.js';
+
+/**
+ * A store that fails every closing write of a blocked record (the store flapping under one
+ * record), and an engine on a clock the test moves: its target's lock is held by another replica.
+ */
+async function blockedCloseFails() {
+  const mem = new MemoryStore();
+  let failedCloses = 0;
+  const store = aroundStore(mem, async (op, args, call) => {
+    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked') {
+      failedCloses++;
+      throw new StoreUnavailableError('redis putRecord: connection lost (injected)');
+    }
+    return call();
+  });
+  let clock = Date.now();
+  const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
+  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await e.engine.heartbeat();
+  return { e, closes: () => failedCloses, advance: (ms: number) => (clock += ms) };
+}
+
+// Found by review: the blocked notification went out before the close, and a close the store
+// failed was decided again at every tick: a notification every 5 s for one alert.
+t.test('a blocked close the store keeps failing: decided again less and less often, and nothing said until it lands', async (t) => {
+  const { e, closes, advance } = await blockedCloseFails();
+  await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
+  for (let i = 0; i < 12; i++) {
+    advance(5_000);
+    await e.engine.tick().catch(() => undefined);
+    await e.engine.idle();
+  }
+  await e.notifications.flush();
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'rollback_blocked').length, 0, 'no blocked notification for a close that never landed');
+  // one attempt, then a minute of 5 s ticks: again at the next tick, then after 2, 4, 8, 16, 32 s (at most 2 × LOCK_TTL)
+  t.ok(closes() >= 3 && closes() <= 7, `decided again with a growing wait, not at every tick (${closes()} attempts in a minute)`);
+});
+
+t.test('once the close lands, blocked is said once', async (t) => {
+  const mem = new MemoryStore();
+  let fail = 2;
+  const store = aroundStore(mem, async (op, args, call) => {
+    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked' && fail > 0) {
+      fail--;
+      throw new StoreUnavailableError('redis putRecord: connection lost (injected)');
+    }
+    return call();
+  });
+  let clock = Date.now();
+  const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
+  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await e.engine.heartbeat();
+  await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
+  for (let i = 0; i < 6; i++) {
+    clock += 5_000;
+    await e.engine.tick().catch(() => undefined);
+    await e.engine.idle();
+  }
+  await e.notifications.flush();
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec?.state, 'blocked');
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'rollback_blocked').length, 1, 'said once');
+  t.equal(rec!.timeline.filter((s) => s.step === 'notified').length, 1, 'and its timeline says so once');
+});
+
+// Found by review: one record whose re-decision kept failing threw the whole tick, every tick:
+// no other due work (re-checks, recovery, approvals' expiry) ran.
+t.test('a record that keeps failing does not hold back the other due work', async (t) => {
+  const { e, advance } = await blockedCloseFails();
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn', 'other'));
+  await t.rejects(e.deliver(firing('HighErrorRate', 'checkout')), StoreUnavailableError);
+  for (let i = 0; i < 24; i++) {
+    advance(5_000);
+    await e.engine.tick();
+    await e.engine.idle();
+  }
+  const held = (await e.engine.records.list({ limit: 10 })).find((r) => r.rule === 'held-when-down')!;
+  t.ok(held.timeline.filter((s) => s.step === 'due').length >= 1, 'the held record on another target was re-checked');
+});
+
+t.test('InHand: each holder of an id gives back only its own hold', async (t) => {
+  const h = new InHand();
+  h.add('rb-1'); // a redelivery
+  h.add('rb-1'); // an approval's rollback, meanwhile
+  h.delete('rb-1'); // the redelivery ends
+  t.ok(h.has('rb-1'), 'still in hand: the approval runs');
+  h.delete('rb-1');
+  t.notOk(h.has('rb-1'));
+  h.delete('rb-1'); // one too many never goes below nothing
+  h.add('rb-1');
+  t.ok(h.has('rb-1'));
+});
