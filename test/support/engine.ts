@@ -5,6 +5,7 @@ import { createActions } from '../../src/actions/index.js';
 import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import type { Kube } from '../../src/kube/client.js';
+import type { RollbackRecord } from '../../src/engine/record.js';
 import { createKube } from '../../src/kube/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications, type Notification, type Notifier } from '../../src/notify/notifier.js';
@@ -251,4 +252,27 @@ export function clusterEngine(o: { kubeconfig: string; env: Record<string, strin
   const kube = createKube({ mode: 'kubeconfig', path: o.kubeconfig })!;
   const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: o.prometheus ?? null, kube, actions: createActions(), notifications, owner: o.owner });
   return { engine, config, kube, metrics, notifier, notifications, logs };
+}
+
+/** The record a replica that died after the write left: in_progress, executedAt set, its lock expired. */
+export function orphanRecord(id: string, alert?: Alert): RollbackRecord {
+  const now = Date.now();
+  const a = alert ?? firing('HighErrorRate');
+  return {
+    id,
+    target: 'Deployment/prod/checkout',
+    state: 'in_progress',
+    createdAt: now,
+    updatedAt: now,
+    ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' },
+    source: 'alert',
+    rule: 'error-rate',
+    guards: [],
+    dryRun: false,
+    timeline: [],
+    owner: 'dead-replica',
+    lockToken: 1,
+    alert: { fingerprint: a.fingerprint, status: 'firing', labels: a.labels, annotations: {}, startsAt: a.startsAt, receivedAt: now, generatorURL: '' },
+    times: { startedAt: now - 1000, executedAt: now - 500 },
+  };
 }

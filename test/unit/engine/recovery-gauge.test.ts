@@ -4,9 +4,8 @@
 // owner and fencing token of its execution (the dead replica's): the recovery executes nothing.
 import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
-import type { RollbackRecord } from '../../../src/engine/record.js';
 import { metricValue } from '../../support/app.js';
-import { FakeDeploymentAction, FakePrometheus, firing, testEngine } from '../../support/engine.js';
+import { FakeDeploymentAction, FakePrometheus, orphanRecord, testEngine } from '../../support/engine.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const GAUGE = 'rollguard_rollbacks_in_progress';
@@ -18,25 +17,7 @@ t.test('a recovery verifying is counted in progress, and no longer once closed',
   const prometheus = new FakePrometheus();
   prometheus.value = 0.001; // recovered
   const e = testEngine({ store, action, prometheus, env: { LOCK_TTL: '1s' } });
-  const a = firing('HighErrorRate');
-  const now = Date.now();
-  const orphan: RollbackRecord = {
-    id: 'rb-orphan',
-    target: 'Deployment/prod/checkout',
-    state: 'in_progress',
-    createdAt: now,
-    updatedAt: now,
-    ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' },
-    source: 'alert',
-    rule: 'error-rate',
-    guards: [],
-    dryRun: false,
-    timeline: [],
-    owner: 'dead-replica',
-    lockToken: 1,
-    alert: { fingerprint: a.fingerprint, status: 'firing', labels: a.labels, annotations: {}, startsAt: a.startsAt, receivedAt: now, generatorURL: '' },
-    times: { startedAt: now - 1000, executedAt: now - 500 },
-  };
+  const orphan = orphanRecord('rb-orphan');
   await store.putRecord(orphan);
   t.equal(await metricValue(e.metrics, GAUGE), 0, 'nothing in progress here before');
   await e.engine.tick();

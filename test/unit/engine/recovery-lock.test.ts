@@ -12,7 +12,7 @@ import { alertRecordId, type RollbackRecord } from '../../../src/engine/record.j
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { metricValue } from '../../support/app.js';
-import { FakeDeploymentAction, FakePrometheus, firing, testEngine } from '../../support/engine.js';
+import { FakeDeploymentAction, FakePrometheus, firing, orphanRecord, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
 const TARGET = 'Deployment/prod/checkout';
@@ -43,28 +43,6 @@ function twoReplicas(o: { storeOfA?: (s: Store) => Store } = {}) {
   return { store, action, prometheus, verifications, a, b };
 }
 
-/** The record a replica that died after the write left: in_progress, executedAt set, its lock expired. */
-function orphan(id: string, alert?: Alert): RollbackRecord {
-  const now = Date.now();
-  const a = alert ?? firing('HighErrorRate');
-  return {
-    id,
-    target: TARGET,
-    state: 'in_progress',
-    createdAt: now,
-    updatedAt: now,
-    ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' },
-    source: 'alert',
-    rule: 'error-rate',
-    guards: [],
-    dryRun: false,
-    timeline: [],
-    owner: 'dead-replica',
-    lockToken: 1,
-    alert: { fingerprint: a.fingerprint, status: 'firing', labels: a.labels, annotations: {}, startsAt: a.startsAt, receivedAt: now, generatorURL: '' },
-    times: { startedAt: now - 1000, executedAt: now - 500 },
-  };
-}
 
 /** Whether the target lock is free now (taken and given back at once). */
 async function lockFree(store: Store): Promise<boolean> {
@@ -91,7 +69,7 @@ async function closedCount(...es: ReturnType<typeof testEngine>[]): Promise<numb
 
 t.test('verified longer than LOCK_TTL: the lock is renewed, the other replica never takes the record up; verified, closed and counted once; the tick does not wait', async (t) => {
   const { store, verifications, a, b } = twoReplicas();
-  await store.putRecord(orphan('rb-orphan'));
+  await store.putRecord(orphanRecord('rb-orphan'));
   let tickReturned = 0;
   const ticking = a.engine.tick().then(() => (tickReturned = Date.now()));
   // the other replica's scheduler ticks all along, well past LOCK_TTL, while a probe tries the lock
@@ -118,7 +96,7 @@ t.test('verified longer than LOCK_TTL: the lock is renewed, the other replica ne
 t.test('the target is in cooldown while its recovery verifies: a new alert does not roll it back again', async (t) => {
   const { store, action, prometheus, a, b } = twoReplicas();
   // the dead replica's cooldown is gone (it expired, or the store lost it); the new alert's plan finds a revision to go back to
-  await store.putRecord(orphan('rb-orphan'));
+  await store.putRecord(orphanRecord('rb-orphan'));
   const ticking = a.engine.tick();
   await sleep(100);
   t.equal((await readCooldown(store, TARGET))?.id, 'rb-orphan', 'the cooldown is written when the record is taken up');
@@ -138,7 +116,7 @@ t.test('a redelivered event of a record in_progress does not wait for its recove
   const { store, verifications, a, b } = twoReplicas();
   const alert = firing('HighErrorRate');
   const id = alertRecordId('error-rate', TARGET, alert.fingerprint, alert.startsAt);
-  await store.putRecord(orphan(id, alert));
+  await store.putRecord(orphanRecord(id, alert));
   const start = Date.now();
   let handled = 0;
   const handling = a.engine.handle({ id: 'ev-1', alert, deliveries: 2 }).then(() => (handled = Date.now()));
@@ -155,7 +133,7 @@ t.test('a recovery whose lock is lost mid-verification does not close the record
   // replica-a's renewals find the lock gone (a stalled process, the store out of reach)
   const lossy = (s: Store): Store => aroundStore(s, async (op, _args, call) => (op === 'renewLock' ? false : call()));
   const { store, verifications, a, b } = twoReplicas({ storeOfA: lossy });
-  await store.putRecord(orphan('rb-orphan'));
+  await store.putRecord(orphanRecord('rb-orphan'));
   const ticking = a.engine.tick();
   await sleep(1300); // a's lock expired unrenewed
   await b.engine.tick();

@@ -7,14 +7,15 @@ import { firing, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
 /**
- * A store that fails every closing write of a blocked record (the store flapping under one
- * record), and an engine on a clock the test moves: its target's lock is held by another replica.
+ * A store that fails the closing write of a blocked record (the store flapping under one record),
+ * `failures` times (every time by default), and an engine on a clock the test moves: its target's
+ * lock is held by another replica, so the alert's rollback is blocked.
  */
-async function blockedCloseFails() {
+async function blockedCloseFails(failures = Infinity) {
   const mem = new MemoryStore();
   let failedCloses = 0;
   const store = aroundStore(mem, async (op, args, call) => {
-    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked') {
+    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked' && failedCloses < failures) {
       failedCloses++;
       throw new StoreUnavailableError('redis putRecord: connection lost (injected)');
     }
@@ -44,22 +45,10 @@ t.test('a blocked close the store keeps failing: decided again less and less oft
 });
 
 t.test('once the close lands, blocked is said once', async (t) => {
-  const mem = new MemoryStore();
-  let fail = 2;
-  const store = aroundStore(mem, async (op, args, call) => {
-    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked' && fail > 0) {
-      fail--;
-      throw new StoreUnavailableError('redis putRecord: connection lost (injected)');
-    }
-    return call();
-  });
-  let clock = Date.now();
-  const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
-  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
-  await e.engine.heartbeat();
+  const { e, advance } = await blockedCloseFails(2);
   await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
   for (let i = 0; i < 6; i++) {
-    clock += 5_000;
+    advance(5_000);
     await e.engine.tick().catch(() => undefined);
     await e.engine.idle();
   }
