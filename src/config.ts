@@ -18,6 +18,9 @@ const duration = z
     return ms;
   });
 
+/** A duration of at least `min` ms; `why` says what a shorter one would break. */
+const durationAtLeast = (min: number, why: string) => duration.refine((ms) => ms >= min, { message: `expected at least ${min} ms: ${why}` });
+
 const bool = z
   .union([z.boolean(), z.string()])
   .transform((v, ctx) => {
@@ -55,7 +58,7 @@ export const configSchema = z.object({
   /** Unset: the in-memory store (one replica only). */
   REDIS_URL: redisUrl.optional(),
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected letters, digits, _ . : -').default('rollguard'),
-  REDIS_COMMAND_TIMEOUT: duration.default(2000),
+  REDIS_COMMAND_TIMEOUT: durationAtLeast(10, 'every Redis command would time out at once').default(2000),
 
   /** Bearer tokens Alertmanager sends (http_config.authorization.credentials). */
   WEBHOOK_TOKEN: secretList.optional(),
@@ -93,11 +96,11 @@ export const configSchema = z.object({
   /** Annotations kept of each alert (records, notifications, reports); every other one is dropped at intake. */
   ALERT_ANNOTATIONS: list.default(['summary', 'description', 'runbook_url']),
   /** How long a (fingerprint, startsAt, status) is remembered; longer than Alertmanager's repeat_interval. */
-  DEDUPE_TTL: duration.default(86_400_000),
+  DEDUPE_TTL: durationAtLeast(1000, 'an expiry of 0 is refused by Redis, so every webhook would fail').default(86_400_000),
 
   RULES_PATH: z.string().default('rules'),
   PROMETHEUS_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
-  PROMETHEUS_TIMEOUT: duration.default(10_000),
+  PROMETHEUS_TIMEOUT: durationAtLeast(1, 'every query would time out at once').default(10_000),
   /**
    * Alertmanager's API (http(s)://host:9093; credentials in the URL are sent as basic auth). Set:
    * the alerts a receiver's max_alerts left out of a notification are fetched from it and queued.
@@ -127,10 +130,10 @@ export const configSchema = z.object({
   /** Concurrency guard: rollbacks in flight at once, over all replicas. */
   MAX_CONCURRENT_ROLLBACKS: int(1, 1000).default(2),
   /** How long a rollout may take to complete before the rollback counts as unverified. */
-  VERIFY_TIMEOUT: duration.default(600_000),
+  VERIFY_TIMEOUT: durationAtLeast(1, 'no rollout could be verified').default(600_000),
   /** After the rollout, how long the trigger may take to clear in Prometheus before the rollback counts as failed. */
-  RECOVERY_TIMEOUT: duration.default(300_000),
-  RECOVERY_POLL: duration.default(15_000),
+  RECOVERY_TIMEOUT: durationAtLeast(1, 'no recovery could be seen').default(300_000),
+  RECOVERY_POLL: durationAtLeast(10, 'Prometheus would be queried without a pause').default(15_000),
   /** GitOps owners (src/gitops/): the namespace of Argo CD Applications named by a tracking id without one, and the instance label of label tracking. */
   GITOPS_ARGOCD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').default('argocd'),
   GITOPS_ARGOCD_INSTANCE_LABEL: z.string().min(1).default('app.kubernetes.io/instance'),
@@ -157,9 +160,9 @@ export const configSchema = z.object({
    */
   CONFIG_SNAPSHOTS_KEY: z.string().min(32, 'expected at least 32 characters (the chart generates one: configSnapshots.existingSecret to bring your own)').optional(),
   /** Per-target lock TTL (renewed while the rollback runs). */
-  LOCK_TTL: duration.default(30_000),
+  LOCK_TTL: durationAtLeast(150, 'locks are renewed every LOCK_TTL/3 and at most every 50 ms, so a shorter lock would lapse while its rollback runs').default(30_000),
   /** How often due re-checks, maintenance windows, approvals and orphaned rollbacks are looked at. */
-  SCHEDULER_INTERVAL: duration.default(5_000),
+  SCHEDULER_INTERVAL: durationAtLeast(100, 'the scheduler would list every open record without a pause').default(5_000),
   /**
    * A rollback held this long (Prometheus down or answering an error, and the rule holds rather than
    * act unconfirmed) is closed expired and escalated: by then it is a human's to take. The default is
@@ -186,7 +189,7 @@ export const configSchema = z.object({
   /** Notifications: a Slack-compatible incoming webhook, and a generic JSON webhook. */
   NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
-  NOTIFY_TIMEOUT: duration.default(5_000),
+  NOTIFY_TIMEOUT: durationAtLeast(1, 'every notification would time out at once').default(5_000),
   /** Where the demo/ops links in notifications point (the rollguard API's external URL). */
   EXTERNAL_URL: z.string().default(''),
 
@@ -200,7 +203,7 @@ export const configSchema = z.object({
     .refine((v) => !v.startsWith('released:'), { message: 'must not start with "released:" (that prefix marks a claim given up by a replica)' })
     .default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */
-  QUEUE_CLAIM_IDLE: duration.default(60_000),
+  QUEUE_CLAIM_IDLE: durationAtLeast(1000, 'replicas would take over each other\'s events while they are being handled').default(60_000),
   /**
    * An event is handled at most this many times, whatever stops it (errors, EVENT_DEADLINE, a replica
    * dying or stalling while holding it); delivered again after that, it is dead-lettered and escalated.
@@ -209,7 +212,7 @@ export const configSchema = z.object({
   /** Queued events one replica handles at once (events for one target never at once; P0 first as places free). */
   QUEUE_CONCURRENCY: int(1, 256).default(16),
   /** Handling one event longer than this is abandoned (log line, metric); it stays queued. Unset: QUEUE_CLAIM_IDLE. */
-  EVENT_DEADLINE: duration.optional(),
+  EVENT_DEADLINE: durationAtLeast(1, 'every event would be abandoned at once').optional(),
   SHUTDOWN_TIMEOUT: duration.default(25_000),
 });
 

@@ -45,6 +45,15 @@ t.test('a bad setting is refused with its name and flag', async (t) => {
     [{ PROMETHEUS_URL: 'not a url' }, /PROMETHEUS_URL/],
     [{ WEBHOOK_BASIC_USER: 'am' }, /WEBHOOK_BASIC_PASSWORD .*required/],
     [{ EVENT_DEADLINE: '2m' }, /EVENT_DEADLINE \(--event-deadline\): at most QUEUE_CLAIM_IDLE \(60000 ms\)/],
+    // durations whose zero (or a few ms) breaks the service: refused, saying what it would break
+    [{ LOCK_TTL: '0' }, /LOCK_TTL \(--lock-ttl\): expected at least 150 ms: locks are renewed every LOCK_TTL\/3/],
+    [{ LOCK_TTL: '100ms' }, /LOCK_TTL .*at least 150 ms/],
+    [{ DEDUPE_TTL: '0s' }, /DEDUPE_TTL \(--dedupe-ttl\): expected at least 1000 ms: .*every webhook would fail/],
+    [{ SCHEDULER_INTERVAL: '0' }, /SCHEDULER_INTERVAL \(--scheduler-interval\): expected at least 100 ms/],
+    [{ QUEUE_CLAIM_IDLE: '10ms' }, /QUEUE_CLAIM_IDLE .*at least 1000 ms/],
+    [{ REDIS_COMMAND_TIMEOUT: '0' }, /REDIS_COMMAND_TIMEOUT .*at least 10 ms/],
+    [{ RECOVERY_POLL: '0' }, /RECOVERY_POLL .*at least 10 ms/],
+    [{ PROMETHEUS_TIMEOUT: '0' }, /PROMETHEUS_TIMEOUT .*at least 1 ms/],
   ];
   for (const [env, re] of bad) {
     t.throws(() => loadConfig(env), ConfigError);
