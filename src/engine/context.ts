@@ -46,6 +46,8 @@ export interface LeftBehind {
   /** attempts stopped by the store in a row, and when the next may start: at the next tick, then 2 s, doubling, at most 2 × LOCK_TTL */
   tries: number;
   nextAt: number;
+  /** a close's notification held back because the close's answer was lost: sent once the record shows it landed */
+  unsent?: { state: RollbackState; at: number; send: () => void };
 }
 
 /**

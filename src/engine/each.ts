@@ -2,12 +2,14 @@ import type { Logger } from 'pino';
 
 /**
  * Runs `work` on each item, at most `n` at once, reading the next item only once a place is free
- * (records are read page by page, never all held). Items of one key (a target) run one after
- * another, in the order read, as the queue worker runs the events of one target: two re-checks of
- * one target at once would meet each other's lock, and the second be closed blocked. A failing
- * item is logged (`what`, with the record) and the others go on: one record that keeps failing
- * must not hold back every other's due work. Every item started has ended when this returns, also
- * when reading the items fails (that failure is thrown). Returns how many failed.
+ * (records are read page by page, never all held). At most one item of a key (a target) runs at
+ * a time, as the queue worker runs one target's events: two re-checks of one target at once would
+ * meet each other's lock, and the second be closed blocked. An item whose key is busy is passed
+ * over (counted in `passed`): it is still due, and taken up at a later pass, so that one target
+ * with many records never takes every place, nor makes a pass last its record count times a
+ * re-check. A failing item is logged (`what`, with the record) and the others go on: one record
+ * that keeps failing must not hold back every other's due work. Every item started has ended when
+ * this returns, also when reading the items fails (that failure is thrown).
  */
 export async function eachAtMost<T extends { id: string }>(
   items: AsyncIterable<T>,
@@ -16,15 +18,20 @@ export async function eachAtMost<T extends { id: string }>(
   work: (item: T) => Promise<unknown>,
   log: Logger,
   what: string,
-): Promise<number> {
+): Promise<{ failed: number; passed: number }> {
   const running = new Set<Promise<void>>();
-  const tails = new Map<string, Promise<void>>();
+  const busy = new Set<string>();
   let failed = 0;
+  let passed = 0;
   try {
     for await (const item of items) {
       const key = keyOf(item);
-      const p: Promise<void> = (tails.get(key) ?? Promise.resolve())
-        .then(() => work(item))
+      if (busy.has(key)) {
+        passed++;
+        continue;
+      }
+      busy.add(key);
+      const p: Promise<void> = work(item)
         .then(
           () => undefined,
           (err: unknown) => {
@@ -34,14 +41,13 @@ export async function eachAtMost<T extends { id: string }>(
         )
         .finally(() => {
           running.delete(p);
-          if (tails.get(key) === p) tails.delete(key);
+          busy.delete(key);
         });
-      tails.set(key, p);
       running.add(p);
       if (running.size >= n) await Promise.race(running);
     }
   } finally {
     await Promise.all(running);
   }
-  return failed;
+  return { failed, passed };
 }

@@ -14,7 +14,11 @@ export async function manual(ctx: EngineContext, req: ManualRequest): Promise<Ro
   ctx.markDecided(rec);
   rec.decision = { decision: 'rollback_now', reason: `manual: ${req.reason}` };
   ctx.decidingHere.add(rec.id);
-  await ctx.records.save(rec);
+  await ctx.records.save(rec).catch((err) => {
+    // not in hand any more: a write that landed though its answer was lost is the scheduler's to decide
+    ctx.decidingHere.delete(rec.id);
+    throw err;
+  });
   ctx.background(rollback(ctx, rec, DEFAULT_GUARDS).finally(() => ctx.decidingHere.delete(rec.id)));
   return rec;
 }

@@ -9,8 +9,8 @@ import { migrateFirst, withMigration } from '../migrations/stage.js';
 import type { Guards } from '../rules/schema.js';
 import { StoreUnavailableError, type Lock } from '../store/store.js';
 import { summarisePlan } from './change.js';
-import type { EngineContext } from './context.js';
-import { messages } from './messages.js';
+import type { EngineContext, LeftBehind } from './context.js';
+import { messages, type Message } from './messages.js';
 import type { RollbackRecord, RollbackState } from './record.js';
 import { escalateError, verifyAndEnd } from './verify.js';
 import { holdLocks, releaseAll } from './locks.js';
@@ -48,7 +48,25 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   };
   /** ends the record before anything was written to the cluster: locks, slot and budget go back in the same round trip */
   const close = (state: RollbackState, message: string) => ctx.finish(rec, state, message, giveBack);
-  const end = { close, giveBack };
+  /**
+   * close(), saying `m` once the close has landed: a close the store fails is decided again and
+   * says it then. One whose answer was lost may have landed: its message is left with what the
+   * attempt left behind, and the scheduler sends it if the record shows it did.
+   */
+  let unsent: LeftBehind['unsent'];
+  const closeAndSay = async (state: RollbackState, message: string, m: Message): Promise<RollbackState> => {
+    const send = ctx.notifyOnceWritten(rec, m);
+    const at = rec.timeline[rec.timeline.length - 1]!.at;
+    try {
+      const closed = await close(state, message);
+      send();
+      return closed;
+    } catch (err) {
+      unsent = { state, at, send };
+      throw err;
+    }
+  };
+  const end = { close, closeAndSay, giveBack };
   try {
     rec.guards = [];
     for (const guard of GUARDS) {
@@ -64,12 +82,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           rec.guards.push({ guard: 'dry-run', result: 'block', reason: 'dry-run: no cluster is configured' });
           return await close('dry_run', `no cluster configured (dry-run): would roll back ${rec.target}${rec.ref.toRevision ? ` to revision ${rec.ref.toRevision}` : ' to its previous revision'}`);
         }
-        if (plan.refusal) {
-          const send = ctx.notifyOnceWritten(rec, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
-          const state = await close('refused', plan.refusal.message);
-          send();
-          return state;
-        }
+        if (plan.refusal) return await closeAndSay('refused', plan.refusal.message, messages.refused(rec, plan.refusal.message, plan.refusal.code === 'paused'));
         gctx.plan = plan;
         // The guards that ran on the target alone (scope, lock) now see every object the plan writes.
         const objects = writtenObjects(plan);
@@ -108,7 +121,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       const tries = (ctx.leftBehind.get(rec.id)?.tries ?? 0) + 1;
       // the first retry at the next tick; then 2 s, doubling, at most 2 × LOCK_TTL apart
       const wait = tries === 1 ? 0 : Math.min(2 * ctx.config.LOCK_TTL, 1000 * 2 ** Math.min(tries - 1, 20));
-      ctx.leftBehind.set(rec.id, { locks: heldLocks(held), ...(held.slot ? { slot: held.slot } : {}), at: now, tries, nextAt: now + wait });
+      ctx.leftBehind.set(rec.id, { locks: heldLocks(held), ...(held.slot ? { slot: held.slot } : {}), at: now, tries, nextAt: now + wait, ...(unsent ? { unsent } : {}) });
       ctx.metrics.storeErrors.inc({ op: 'rollback' });
       ctx.log.warn({ err, record: rec.id }, 'rollback stopped by a store failure before any cluster write: left deciding, decided again once the store answers');
       throw err;
@@ -169,7 +182,7 @@ async function afterVerdict(
   r: GuardResult,
   plan: RollbackPlan | undefined,
   held: Produced,
-  end: { close: (state: RollbackState, message: string) => Promise<RollbackState>; giveBack: () => Promise<void> },
+  end: { close: (state: RollbackState, message: string) => Promise<RollbackState>; closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     if (r.produced?.lock) held.lock = r.produced.lock;
@@ -190,14 +203,8 @@ async function afterVerdict(
     ctx.notify(rec, messages.approvalRequested(rec, plan, r.reason));
     return rec.state;
   }
-  // said once the close has landed: a close the store fails is decided again, and says it then
-  const [send, state, message] =
-    guard === 'dry-run'
-      ? [ctx.notifyOnceWritten(rec, messages.dryRun(rec, plan, r.reason)), 'dry_run' as const, `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`]
-      : [ctx.notifyOnceWritten(rec, messages.blocked(rec, guard, r.reason)), 'blocked' as const, `blocked by ${guard}: ${r.reason}`];
-  const closed = await end.close(state, message);
-  send();
-  return closed;
+  if (guard === 'dry-run') return end.closeAndSay('dry_run', `${r.reason}; would have: ${plan?.summary ?? 'no plan'}`, messages.dryRun(rec, plan, r.reason));
+  return end.closeAndSay('blocked', `blocked by ${guard}: ${r.reason}`, messages.blocked(rec, guard, r.reason));
 }
 
 /**

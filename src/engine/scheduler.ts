@@ -6,7 +6,7 @@ import { readCooldown, writeCooldowns } from '../guards/cooldown.js';
 import { checkFence, lockName, lockWrites } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
 import { decidedByChain } from './chain.js';
-import type { EngineContext } from './context.js';
+import type { EngineContext, LeftBehind } from './context.js';
 import { evaluate } from './evaluate.js';
 import { healthLine, messages } from './messages.js';
 import type { RollbackRecord } from './record.js';
@@ -43,14 +43,11 @@ export class Scheduler {
     const listed = new Set<string>();
     await eachAtMost(ctx.records.inState('deciding'), ctx.config.QUEUE_CONCURRENCY, (rec) => rec.target, async (rec) => {
       listed.add(rec.id);
-      let leftBehind = ctx.leftBehind.get(rec.id);
-      if (leftBehind && rec.updatedAt > leftBehind.at) {
-        // written since our attempt stopped (another replica took it up): its locks are not ours to give back
-        ctx.leftBehind.delete(rec.id);
-        leftBehind = undefined;
-      }
+      const leftBehind = ctx.leftBehind.get(rec.id);
       const left = leftBehind !== undefined;
       if (leftBehind && now < leftBehind.nextAt) return;
+      // taken up since by another replica, alive: left to it (what we left is given back when it is no longer deciding)
+      if (leftBehind && rec.owner !== undefined && rec.owner !== ctx.owner && rec.updatedAt > leftBehind.at && (await alive(ctx, rec.owner))) return;
       // (a dead replica's record this process took up, then failed on, is ours too: its store copy still names the dead one)
       const mine = rec.owner === ctx.owner || left;
       if (mine && (ctx.decidingHere.has(rec.id) || (!left && now - rec.updatedAt < Math.max(2 * heartbeatTtl(ctx), 2 * ctx.config.LOCK_TTL)))) return;
@@ -65,8 +62,13 @@ export class Scheduler {
         return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
       });
     }, ctx.log, 'deciding again a rollback left deciding');
-    // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here
-    for (const [id, left] of ctx.leftBehind) if (!listed.has(id) && left.at < now) ctx.leftBehind.delete(id);
+    // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here;
+    // a notification held back by a close whose answer was lost goes out if that close landed
+    for (const [id, left] of ctx.leftBehind) {
+      if (listed.has(id) || left.at >= now) continue;
+      ctx.leftBehind.delete(id);
+      if (left.unsent) await sendIfLanded(ctx, id, left.unsent);
+    }
     // Before the re-checks, which may be many: a rollback a dead replica left in_progress waits for none of them.
     for await (const rec of ctx.records.inState('in_progress')) await recoverIfOrphaned(ctx, rec);
     // Due re-checks, QUEUE_CONCURRENCY at once (each may wait on Prometheus for PROMETHEUS_TIMEOUT,
@@ -138,16 +140,32 @@ async function heldTooLong(ctx: EngineContext, rec: RollbackRecord): Promise<voi
  * fresh copy if it is still in the state it was listed in. The claim is released after.
  */
 async function claimDue(ctx: EngineContext, listed: RollbackRecord, work: (fresh: RollbackRecord) => Promise<unknown>): Promise<void> {
-  const claim = await ctx.store.acquireLock(`due:${listed.id}`, ctx.owner, 60_000);
-  if (!claim) return;
+  // the record's claim, and its target's: one replica takes up one target's due work at a time
+  // (eachAtMost keeps that order within a replica; this, across replicas)
+  const [claim, target] = await Promise.all([ctx.store.acquireLock(`due:${listed.id}`, ctx.owner, 60_000), ctx.store.acquireLock(`due-target:${listed.target}`, ctx.owner, 60_000)]);
+  if (!claim || !target) {
+    await Promise.all([claim, target].map((l) => (l ? ctx.store.releaseLock(l).catch(() => false) : false)));
+    return;
+  }
   ctx.decidingHere.add(listed.id);
   try {
     const fresh = await ctx.records.get(listed.id);
     if (fresh && fresh.state === listed.state) await work(fresh);
   } finally {
     ctx.decidingHere.delete(listed.id);
-    await ctx.store.releaseLock(claim).catch(() => false);
+    await Promise.all([claim, target].map((l) => ctx.store.releaseLock(l).catch(() => false)));
   }
+}
+
+/**
+ * A blocked, dry_run or refused close whose answer was lost (rollback.ts): its notification was
+ * held back, since the close may not have landed. Sent now if the record says it did (closed in
+ * that state, its timeline holding that notification's step); otherwise the close did not land, and
+ * whoever closed the record since said what it said.
+ */
+async function sendIfLanded(ctx: EngineContext, id: string, unsent: NonNullable<LeftBehind['unsent']>): Promise<void> {
+  const rec = await ctx.records.get(id).catch(() => null);
+  if (rec?.state === unsent.state && rec.timeline.some((s) => s.step === 'notified' && s.at === unsent.at)) unsent.send();
 }
 
 /**

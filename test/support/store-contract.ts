@@ -169,11 +169,13 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
   t.test('locks exclude, expire, and hand out increasing fencing tokens', async (t) => {
     const s = await make();
     t.equal(await s.currentFence('dep'), 0);
-    const l1 = await s.acquireLock('dep', 'r1', 150);
+    // a TTL of a second: long enough for the three calls below on a loaded machine (Redis fsyncing
+    // under appendfsync always), where 150 ms once lapsed between the first two
+    const l1 = await s.acquireLock('dep', 'r1', 1000);
     t.ok(l1);
-    t.equal(await s.acquireLock('dep', 'r2', 150), null, 'held by r1');
-    t.ok(await s.renewLock(l1!, 150));
-    await sleep(250);
+    t.equal(await s.acquireLock('dep', 'r2', 1000), null, 'held by r1');
+    t.ok(await s.renewLock(l1!, 300));
+    await sleep(450);
     const l2 = await s.acquireLock('dep', 'r2', 5000);
     t.ok(l2, 'taken after expiry');
     t.ok(l2!.token > l1!.token, 'fencing token increases');

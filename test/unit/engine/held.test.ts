@@ -119,10 +119,11 @@ t.test('a held record another replica re-checked after this one listed it is not
   let b: ReturnType<typeof testEngine> | undefined;
   let interleaved = false;
   // replica-a listed the due record; before it takes it up, replica-b's whole tick re-checks it
+  let bTick: Promise<void> | undefined;
   const store = aroundStore(shared, async (op, args, call) => {
-    if (op === 'acquireLock' && String(args[0]).startsWith('due:') && !interleaved) {
+    if (op === 'acquireLock' && String(args[0]).startsWith('due')) {
       interleaved = true;
-      await b!.engine.tick();
+      await (bTick ??= b!.engine.tick());
     }
     return call();
   });
@@ -160,6 +161,8 @@ t.test('two held rollbacks of one target due in one tick are re-checked one afte
   e.prometheus!.down = false;
   clock += 61_000;
   await e.engine.tick();
+  clock += 5_000;
+  await e.engine.tick(); // one target's due work one record at a time: the second at a later tick if not this one
   e.prometheus!.value = 0; // the trigger clears: the rollback's verification ends
   await e.engine.idle();
   const all = await e.engine.records.list({ limit: 10 });
@@ -197,4 +200,74 @@ t.test('an alert resolving while its hold expires is not escalated', async (t) =
   await e.notifications.flush();
   t.equal(e.notifier.sent.filter((n) => n.kind === 'held_too_long').length, 0, 'nobody paged');
   t.notOk((await e.metrics.escalations.get()).values.some((v) => v.labels.reason === 'held_too_long' && v.value > 0), 'not counted as an escalation');
+});
+
+// Found by a second review: items waiting behind a busy target took places of the pool, so one
+// target with many held records made every other target wait, and a tick last their count.
+t.test('one target with many due records takes one place per tick: the other targets are re-checked in the same tick', async (t) => {
+  let clock = Date.now();
+  // the busy target's first re-check is held at its due claim until the test lets it go
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let busyTakes = 0;
+  const store = aroundStore(new MemoryStore(), async (op, args, call) => {
+    if (op === 'acquireLock' && args[0] === 'due-target:Deployment/prod/checkout') {
+      busyTakes++;
+      await gate;
+    }
+    return call();
+  });
+  const e = testEngine({ store, now: () => clock, env: { QUEUE_CONCURRENCY: '4' } });
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn', 'other')); // the oldest: listed last
+  for (let i = 0; i < 8; i++) {
+    clock += 10;
+    await e.deliver(firing('SlowBurn', 'checkout'));
+  }
+  t.equal((await e.engine.records.list({ state: 'held', limit: 20 })).length, 9);
+  clock += 61_000;
+  const tick = e.engine.tick();
+  const other = (await e.engine.records.list({ state: 'held', limit: 20 })).find((r) => r.target.endsWith('/other'))!;
+  await waitUntil(async () => ((await e.engine.records.get(other.id))?.timeline ?? []).some((s) => s.step === 'due'));
+  t.pass("the other target was re-checked while the busy target's first re-check was still held");
+  t.equal(busyTakes, 1, "the busy target's other records did not wait for a place: passed over");
+  release();
+  await tick;
+  const held = await e.engine.records.list({ state: 'held', limit: 20 });
+  t.equal(held.filter((r) => r.target.endsWith('/checkout') && r.timeline.some((s) => s.step === 'due')).length, 1, 'one re-check of the busy target in this tick');
+  t.equal(held.filter((r) => (r.dueAt ?? 0) <= clock).length, 7, 'its other records still due, for the next ticks');
+});
+
+async function waitUntil(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 5))) if (await cond()) return;
+  throw new Error('timed out waiting');
+}
+
+// The same across replicas: each takes up one target's due work only while it holds that target's due claim.
+t.test('two replicas ticking at once re-check the held rollbacks of one target one after another', async (t) => {
+  let clock = Date.now();
+  const store = new MemoryStore();
+  const a = testEngine({ store, now: () => clock, owner: 'replica-a' });
+  const b = testEngine({ store, now: () => clock, owner: 'replica-b' });
+  a.prometheus!.down = true;
+  await a.deliver(firing('SlowBurn', 'checkout'));
+  clock += 1000;
+  await a.deliver(firing('HighLatency', 'checkout'));
+  a.prometheus!.down = false;
+  clock += 61_000;
+  await Promise.all([a.engine.tick(), b.engine.tick()]);
+  const acting = async () => (await a.engine.records.list({ limit: 10 })).find((r) => r.rule === 'held-when-down')!;
+  t.not((await acting()).state, 'blocked', 'not blocked by the other re-check of its target on the other replica');
+  // a target's due work the other replica held waits for a later tick
+  for (let i = 0; i < 2; i++) {
+    clock += 5_000;
+    await Promise.all([a.engine.tick(), b.engine.tick()]);
+  }
+  a.prometheus!.value = 0;
+  b.prometheus!.value = 0;
+  await Promise.all([a.engine.idle(), b.engine.idle()]);
+  const all = await a.engine.records.list({ limit: 10 });
+  const states = all.map((r) => `${r.rule}: ${r.state} (${r.outcome?.message ?? ''})`).join('; ');
+  t.not(all.find((r) => r.rule === 'held-when-down')!.state, 'blocked', `the rule that acts is not blocked: ${states}`);
+  t.equal(a.action.executed.length + b.action.executed.length, 1, 'rolled back once');
 });

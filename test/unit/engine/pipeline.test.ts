@@ -140,9 +140,11 @@ t.test('one tick takes up every due held record, past the first page of the stat
   await e.deliver(firing('SlowBurn'));
   const rec = (await e.engine.records.list({}))[0]!;
   t.equal(rec.state, 'held');
-  // 250 held records, all due, created oldest first; their rule is gone, so each is closed as expired.
+  // 250 held records, all due, created oldest first, each of its own target (one target's due work
+  // is taken up one record at a time: each.ts); their rule is gone, so each is closed as expired.
   for (let i = 0; i < 250; i++) {
-    await e.store.putRecord({ ...rec, id: `rb-held-${i}`, rule: 'no-longer-loaded', createdAt: rec.createdAt - 250_000 + i * 1000, dueAt: Date.now() - 1 });
+    const ref = { ...rec.ref, name: `svc-${i}` };
+    await e.store.putRecord({ ...rec, id: `rb-held-${i}`, ref, target: `Deployment/${ref.namespace}/${ref.name}`, rule: 'no-longer-loaded', createdAt: rec.createdAt - 250_000 + i * 1000, dueAt: Date.now() - 1 });
   }
   await e.engine.tick();
   const left = await e.engine.records.list({ state: 'held', limit: 1000 });

@@ -87,3 +87,104 @@ t.test('InHand: each holder of an id gives back only its own hold', async (t) =>
   h.add('rb-1');
   t.ok(h.has('rb-1'));
 });
+
+// Found by a second review: a close that landed though its answer was lost held its notification
+// back for good (the record, closed, is never decided again).
+t.test('a blocked close that landed though its answer was lost is said once, when the record shows it', async (t) => {
+  const mem = new MemoryStore();
+  let lose = true;
+  const store = aroundStore(mem, async (op, args, call) => {
+    const r = await call();
+    if (op === 'putRecord' && (args[0] as { state: string }).state === 'blocked' && lose) {
+      lose = false;
+      throw new StoreUnavailableError('redis putRecord: Command timed out (the write landed)');
+    }
+    return r;
+  });
+  let clock = Date.now();
+  const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
+  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await e.engine.heartbeat();
+  await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
+  await e.notifications.flush();
+  t.equal(e.notifier.sent.length, 0, 'not said while it is unknown whether the close landed');
+  for (let i = 0; i < 3; i++) {
+    clock += 5_000;
+    await e.engine.tick();
+    await e.engine.idle();
+  }
+  await e.notifications.flush();
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec?.state, 'blocked');
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'rollback_blocked').length, 1, 'said once the scheduler saw it closed');
+  t.equal(rec!.timeline.filter((s) => s.step === 'notified').length, 1);
+});
+
+// Found by a second review: a manual rollback whose first write landed though its answer was lost
+// stayed marked in hand, and so was never decided by anyone.
+t.test('a manual rollback whose first write lost its answer is decided by the scheduler', async (t) => {
+  const mem = new MemoryStore();
+  let lose = true;
+  const store = aroundStore(mem, async (op, _args, call) => {
+    const r = await call();
+    if (op === 'putRecord' && lose) {
+      lose = false;
+      throw new StoreUnavailableError('redis putRecord: Command timed out (the write landed)');
+    }
+    return r;
+  });
+  let clock = Date.now();
+  const e = testEngine({ store, now: () => clock });
+  await e.engine.heartbeat();
+  await t.rejects(e.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, reason: 'bad deploy', requestedBy: 'ops' }), StoreUnavailableError);
+  t.equal((await e.engine.records.list({}))[0]?.state, 'deciding', 'the write landed');
+  for (let i = 0; i < 30; i++) {
+    clock += 5_000;
+    await e.engine.tick();
+    e.prometheus!.value = 0;
+    await e.engine.idle();
+  }
+  const [rec] = await e.engine.records.list({});
+  t.not(rec?.state, 'deciding', `decided again by the scheduler (${rec?.state})`);
+  t.equal(e.action.executed.length, 1, 'rolled back once');
+});
+
+// Found by a second review: what this replica left was forgotten once anyone wrote the record
+// (here the alert's resolution), and its re-decision met its own leftover lock: closed blocked.
+t.test("a dead replica's record taken up here, stopped by the store, then written by its alert's resolution: not blocked by this replica's own leftover lock", async (t) => {
+  const mem = new MemoryStore();
+  let clock = Date.now();
+  const cStore = aroundStore(mem, async (op, args, call) => {
+    if (op === 'acquireLock' && String(args[0]).startsWith('target:')) throw new StoreUnavailableError('down (injected)');
+    return call();
+  });
+  const c = testEngine({ store: cStore, owner: 'replica-c', now: () => clock });
+  const alert = firing('HighErrorRate');
+  await t.rejects(c.deliver(alert), StoreUnavailableError);
+  let down = false;
+  const aStore = aroundStore(mem, async (op, args, call) => {
+    const failing = op === 'acquireSlot' || op === 'releaseSlot' || op === 'releaseEvents' || (op === 'releaseLock' && (args[0] as { name: string }).name.startsWith('target:'));
+    if (down && failing) throw new StoreUnavailableError(`${op}: down (injected)`);
+    return call();
+  });
+  const a = testEngine({ store: aStore, owner: 'replica-a', now: () => clock, env: { LOCK_TTL: '2m' } });
+  await a.engine.heartbeat();
+  clock += 31_000;
+  down = true;
+  await a.engine.tick().catch(() => undefined);
+  await a.engine.idle();
+  down = false;
+  let [rec] = await a.engine.records.list({});
+  t.equal(rec?.state, 'deciding', 'left deciding by the store failure');
+  clock += 1000;
+  await a.deliver({ ...alert, status: 'resolved', endsAt: clock - 1000 });
+  for (let i = 0; i < 8; i++) {
+    clock += 5_000;
+    a.prometheus!.value = 0.2;
+    await a.engine.tick().catch(() => undefined);
+    a.prometheus!.value = 0;
+    await a.engine.idle();
+  }
+  [rec] = await a.engine.records.list({});
+  t.not(rec?.state, 'blocked', 'not blocked by its own earlier attempt');
+});
