@@ -203,7 +203,7 @@ export const configSchema = z.object({
     .refine((v) => !v.startsWith('released:'), { message: 'must not start with "released:" (that prefix marks a claim given up by a replica)' })
     .default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */
-  QUEUE_CLAIM_IDLE: durationAtLeast(1000, 'replicas would take over each other\'s events while they are being handled').default(60_000),
+  QUEUE_CLAIM_IDLE: durationAtLeast(100, 'replicas would take over each other\'s events while they are being handled').default(60_000),
   /**
    * An event is handled at most this many times, whatever stops it (errors, EVENT_DEADLINE, a replica
    * dying or stalling while holding it); delivered again after that, it is dead-lettered and escalated.
