@@ -66,7 +66,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       throw err;
     }
   };
-  const end = { close, closeAndSay, giveBack };
+  const end = { closeAndSay, giveBack };
   try {
     rec.guards = [];
     for (const guard of GUARDS) {
@@ -182,7 +182,7 @@ async function afterVerdict(
   r: GuardResult,
   plan: RollbackPlan | undefined,
   held: Produced,
-  end: { close: (state: RollbackState, message: string) => Promise<RollbackState>; closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
+  end: { closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     if (r.produced?.lock) held.lock = r.produced.lock;

@@ -17,6 +17,7 @@ import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
+import { releaseSlot } from '../guards/concurrency.js';
 import { eachAtMost } from './each.js';
 
 /**
@@ -178,7 +179,7 @@ async function giveBackLeft(ctx: EngineContext, id: string): Promise<boolean> {
   const left = ctx.leftBehind.get(id);
   if (!left) return true;
   try {
-    await Promise.all([...left.locks.map((l) => ctx.store.releaseLock(l)), ...(left.slot ? [ctx.store.releaseSlot(left.slot.pool, left.slot.member)] : [])]);
+    await Promise.all([...left.locks.map((l) => ctx.store.releaseLock(l)), ...(left.slot ? [releaseSlot(ctx.store, left.slot)] : [])]);
   } catch (err) {
     ctx.log.warn({ err, record: id }, 'could not give back the locks of a rollback stopped by a store failure: decided again at a later tick');
     return false;
