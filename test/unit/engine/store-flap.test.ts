@@ -25,19 +25,24 @@ async function blockedCloseFails(failures = Infinity) {
   const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
   await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
   await e.engine.heartbeat();
-  return { e, closes: () => failedCloses, advance: (ms: number) => (clock += ms) };
+  const advance = (ms: number) => (clock += ms);
+  /** `n` scheduler ticks 5 s apart, each waited out (a tick the store fails is the case under test: not thrown) */
+  const ticks = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      advance(5_000);
+      await e.engine.tick().catch(() => undefined);
+      await e.engine.idle();
+    }
+  };
+  return { e, closes: () => failedCloses, advance, ticks };
 }
 
 // Found by review: the blocked notification went out before the close, and a close the store
 // failed was decided again at every tick: a notification every 5 s for one alert.
 t.test('a blocked close the store keeps failing: decided again less and less often, and nothing said until it lands', async (t) => {
-  const { e, closes, advance } = await blockedCloseFails();
+  const { e, closes, ticks } = await blockedCloseFails();
   await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
-  for (let i = 0; i < 12; i++) {
-    advance(5_000);
-    await e.engine.tick().catch(() => undefined);
-    await e.engine.idle();
-  }
+  await ticks(12);
   await e.notifications.flush();
   t.equal(e.notifier.sent.filter((n) => n.kind === 'rollback_blocked').length, 0, 'no blocked notification for a close that never landed');
   // one attempt, then a minute of 5 s ticks: again at the next tick, then after 2, 4, 8, 16, 32 s (at most 2 × LOCK_TTL)
@@ -45,13 +50,9 @@ t.test('a blocked close the store keeps failing: decided again less and less oft
 });
 
 t.test('once the close lands, blocked is said once', async (t) => {
-  const { e, advance } = await blockedCloseFails(2);
+  const { e, ticks } = await blockedCloseFails(2);
   await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
-  for (let i = 0; i < 6; i++) {
-    advance(5_000);
-    await e.engine.tick().catch(() => undefined);
-    await e.engine.idle();
-  }
+  await ticks(6);
   await e.notifications.flush();
   const [rec] = await e.engine.records.list({});
   t.equal(rec?.state, 'blocked');
