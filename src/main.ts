@@ -195,14 +195,7 @@ async function serve(args: string[]): Promise<number> {
     onCoalesced: (ev, into) => engine.coalesced(ev, into),
     targetsOf: (ev) => engine.targetsOf(ev),
     onDead: async (ev, err) => {
-      metrics.escalations.inc({ reason: 'event_dead' });
-      notifications.emit({
-        kind: 'event_dead',
-        severity: 'critical',
-        title: `rollguard could not handle alert ${ev.alert.labels.alertname ?? ev.alert.fingerprint}`,
-        lines: [`not handled after ${ev.deliveries} deliveries: ${err instanceof Error ? err.message : String(err)}`, 'check the rollguard log and act by hand'],
-        at: Date.now(),
-      });
+      await engine.deadLettered(ev, err);
     },
   });
 

@@ -148,6 +148,11 @@ export class EngineContext {
     this.notifyOnceWritten(rec, m)();
   }
 
+  /** Sends a message about no record (an alert the queue gave up on before any record of it: dead.ts). */
+  escalate(m: Message): void {
+    this.deps.notifications.emit({ kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), at: this.now() });
+  }
+
   /**
    * notify() for a message that must go out only once the record's next write has landed (a close
    * that fails on the store is decided again, and must not say "blocked" each time): the timeline

@@ -63,6 +63,21 @@ export const messages = {
     lines: [...lines, message, ...(rec.plan ? [rec.plan.summary] : [])],
   }),
 
+  /**
+   * An alert the queue gave up on (dead.ts): about the record written for it, or, without one, the
+   * records that stand for it (none for a resolved alert or one no rule matches).
+   */
+  eventDead: (alertname: string, giveUp: string, rec?: RollbackRecord, standing: readonly RollbackRecord[] = []): Message => ({
+    kind: 'event_dead',
+    severity: 'critical',
+    title: `rollguard could not handle alert ${alertname}${rec ? ` for ${rec.target}` : ''}`,
+    lines: [
+      `not handled: ${giveUp}`,
+      ...(rec ? [`recorded as ${rec.id} (error)`] : standing.length > 0 ? standing.map((r) => `its record ${r.id} on ${r.target} stands (${r.state})`) : ['no record: no rule and target of it to record']),
+      'check the rollguard log and act by hand',
+    ],
+  }),
+
   /** Rolled back, but the trigger still holds: escalated once, never retried in a loop. */
   didNotRecover: (rec: RollbackRecord, message: string, lines: string[]): Message => ({
     kind: 'rollback_failed',

@@ -1,6 +1,7 @@
 import { resumeGitOps, type ResumeResult } from '../gitops/resume.js';
 import type { QueuedEvent } from '../store/store.js';
 import { coalesceKey, linkCoalesced, targetsOf } from './coalesce.js';
+import { deadLettered } from './dead.js';
 import { EngineContext, type EngineDeps, type ManualRequest } from './context.js';
 import { handleEvent } from './intake.js';
 import type { RecordBook, RollbackRecord } from './record.js';
@@ -21,6 +22,7 @@ export type { ApprovalResult } from './requests.js';
  *   verify.ts    the rollout, then the trigger clearing in Prometheus; the outcome
  *   scheduler.ts due re-checks, expired approvals, recovery of what a dead replica left
  *   requests.ts  manual rollbacks, approve, reject (the admin API)
+ *   dead.ts      an event the queue gave up on: recorded and escalated
  *   messages.ts  every notification text
  */
 export class Engine {
@@ -59,6 +61,14 @@ export class Engine {
   /** Links an event coalesced into another's evaluation to that evaluation's records. */
   coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<void> {
     return linkCoalesced(this.ctx, ev, into);
+  }
+
+  /**
+   * The queue worker's onDead: an event delivered QUEUE_MAX_DELIVERIES times and never handled is
+   * recorded, counted and escalated (dead.ts). Rejects while the store fails (the event stays queued).
+   */
+  deadLettered(ev: QueuedEvent, err: unknown): Promise<RollbackRecord[]> {
+    return deadLettered(this.ctx, ev, err);
   }
 
   /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
