@@ -2,7 +2,7 @@
  * The embedded default (no REDIS_URL: the in-memory store) under volume: 20,000 webhook batches of
  * two distinct alerts each, every alert matching a rule (dry-run records), posted four at a time
  * to `node dist/main.js serve`; RSS sampled from /proc throughout and once the queue is empty.
- * Run once with the default MEMORY_MAX_RECORDS and once with the bound lifted, to show what it holds;
+ * Run once with the default bounds (MEMORY_MAX_RECORDS, MEMORY_MAX_DEDUPE_KEYS, MEMORY_MAX_KEYS) and once with all three lifted, to show what they hold;
  * at the end a full GC (bench/gc-on-signal.mjs) separates what the process retains from garbage.
  *   npm run build && npx tsx bench/memory-store.ts [--batches 20000]
  * Writes $BENCH_OUT/memory-store.json. No assertions.
@@ -83,7 +83,7 @@ async function main() {
     writeFileSync(rulesFile, RULES);
     const bounded = await run(rulesFile, {});
     log(`default bound: ${bounded.recordsKept} records kept, RSS peak ${bounded.rssPeakMb} MB; after a GC heap ${bounded.afterGc?.heapUsedMb} MB, RSS ${bounded.afterGc?.rssMb} MB`);
-    const unbounded = await run(rulesFile, { MEMORY_MAX_RECORDS: '10000000', MEMORY_MAX_DEDUPE_KEYS: '100000000' });
+    const unbounded = await run(rulesFile, { MEMORY_MAX_RECORDS: '10000000', MEMORY_MAX_DEDUPE_KEYS: '100000000', MEMORY_MAX_KEYS: '100000000' });
     log(`bound lifted: ${unbounded.recordsKept} records kept, RSS peak ${unbounded.rssPeakMb} MB; after a GC heap ${unbounded.afterGc?.heapUsedMb} MB, RSS ${unbounded.afterGc?.rssMb} MB`);
     writeResult('memory-store', { benchmark: 'memory-store', machine: m0, machineAtEnd: machine(), settings: { batches: BATCHES, alertsPerBatch: 2, inFlight: IN_FLIGHT, rollguard: 'dist/main.js serve, no REDIS_URL (in-memory store), dry-run, no Prometheus, one rule matching every alert' }, bounded, unbounded });
   } finally {
