@@ -73,6 +73,21 @@ export class InHand {
 /** The guard settings of a rollback without a rule (manual), or whose rule is no longer loaded. */
 export const DEFAULT_GUARDS: Guards = guardsSchema.parse({});
 
+const DEAD_ESCALATED_MAX = 10_000;
+
+/** Ids remembered up to `max`, the oldest forgotten first. */
+export class RecentIds {
+  private readonly ids = new Set<string>();
+  constructor(private readonly max: number) {}
+  /** True when `id` was not remembered (it is now). */
+  add(id: string): boolean {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value!);
+    return true;
+  }
+}
+
 /**
  * What every stage of the engine shares (intake, evaluate, rollback, verify, scheduler, requests):
  * the dependencies, the record book, this process's bookkeeping of what it is running, and the
@@ -105,6 +120,8 @@ export class EngineContext {
   readonly leftBehind = new Map<string, LeftBehind>();
   /** claims this process failed to give up while the store was down, retried in the background; claim() cancels them (intake.ts) */
   readonly releasing = new Map<string, { cancelled: boolean }>();
+  /** dead-lettered events this process escalated (dead.ts): each once, however often it comes back; the newest DEAD_ESCALATED_MAX */
+  readonly deadEscalated = new RecentIds(DEAD_ESCALATED_MAX);
   /** namespaces where a plan found its target: the only ones metrics name when SCOPE_NAMESPACES is unset (metrics.ts namespaceLabel) */
   readonly knownNamespaces = new Set<string>();
 
@@ -148,9 +165,9 @@ export class EngineContext {
     this.notifyOnceWritten(rec, m)();
   }
 
-  /** Sends a message about no record (an alert the queue gave up on before any record of it: dead.ts). */
-  escalate(m: Message): void {
-    this.deps.notifications.emit({ kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), at: this.now() });
+  /** Sends a message outside any record's timeline (an alert the queue gave up on: dead.ts), linking `about` if given. */
+  escalate(m: Message, about?: RollbackRecord): void {
+    this.deps.notifications.emit(this.notification(m, about));
   }
 
   /**
@@ -159,11 +176,19 @@ export class EngineContext {
    * step now, written with the record; the message when the returned function is called.
    */
   notifyOnceWritten(rec: RollbackRecord, m: Message): () => void {
-    const n: Notification = { kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), recordId: rec.id, target: rec.target, at: this.now() };
-    if (rec.rule) n.rule = rec.rule;
-    if (this.config.EXTERNAL_URL) n.link = `${this.config.EXTERNAL_URL.replace(/\/$/, '')}/v1/rollbacks/${rec.id}/report`;
+    const n = this.notification(m, rec);
     this.records.step(rec, 'notified', `${m.kind}: ${m.title}`);
     return () => this.deps.notifications.emit(n);
+  }
+
+  private notification(m: Message, rec?: RollbackRecord): Notification {
+    const n: Notification = { kind: m.kind, severity: m.severity, title: m.title, lines: m.lines.filter((l) => l !== ''), at: this.now() };
+    if (!rec) return n;
+    n.recordId = rec.id;
+    n.target = rec.target;
+    if (rec.rule) n.rule = rec.rule;
+    if (this.config.EXTERNAL_URL) n.link = `${this.config.EXTERNAL_URL.replace(/\/$/, '')}/v1/rollbacks/${rec.id}/report`;
+    return n;
   }
 
   /**

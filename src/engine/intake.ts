@@ -223,6 +223,18 @@ async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'n
 }
 
 /**
+ * Who evaluates record `id` now, if anyone (dead.ts): this replica while a delivery of it is in
+ * hand here, or the replica holding its claim while that replica is alive. Null for no claim, one
+ * given up, or one of this replica or a gone one with nothing in hand.
+ */
+export async function evaluatedBy(ctx: EngineContext, id: string): Promise<string | null> {
+  if (ctx.decidingHere.has(id)) return ctx.owner;
+  const holder = await ctx.store.getValue(`claim:${id}`);
+  if (holder === null || holder === ctx.owner || holder.startsWith(RELEASED)) return null;
+  return (await alive(ctx, holder)) ? holder : null;
+}
+
+/**
  * Gives up our claim on record `id` (only if it is still ours): marked released, so that another
  * replica's claim() takes it at once instead of waiting on a replica that is alive but no longer
  * evaluating. Any write of ours that got through lands before the release (one connection, in
@@ -308,7 +320,7 @@ export function newRecord(ctx: EngineContext, id: string, ref: TargetRef, from: 
 }
 
 /** An alert about a target while a rollback drill runs on it (`drill`, read with activeDrill) is the drill's: its record says so (source drill). */
-function markIfDrill(rec: RollbackRecord, drill: string | null): void {
+export function markIfDrill(rec: RollbackRecord, drill: string | null): void {
   if (drill === null) return;
   rec.source = 'drill';
   rec.drill = drill;

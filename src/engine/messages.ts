@@ -12,6 +12,14 @@ import type { RollbackRecord } from './record.js';
  */
 export type Message = Pick<Notification, 'kind' | 'severity' | 'title' | 'lines'>;
 
+/** What stands for an alert the queue gave up on (dead.ts): a record, or a replica evaluating it. */
+export interface Standing {
+  id: string;
+  target: string;
+  state?: string;
+  by?: string;
+}
+
 export const messages = {
   notifyOnly: (rec: RollbackRecord, priority: string, reason: string): Message => ({
     kind: 'notify_only',
@@ -64,16 +72,19 @@ export const messages = {
   }),
 
   /**
-   * An alert the queue gave up on (dead.ts): about the record written for it, or, without one, the
-   * records that stand for it (none for a resolved alert or one no rule matches).
+   * An alert the queue gave up on (dead.ts): the records written for it, and what stands for it
+   * instead (an evaluation's record, a replica evaluating it); `storeDown`: its records could not
+   * be written yet.
    */
-  eventDead: (alertname: string, giveUp: string, rec?: RollbackRecord, standing: readonly RollbackRecord[] = []): Message => ({
+  eventDead: (alertname: string, giveUp: string, written: readonly RollbackRecord[], standing: readonly Standing[], storeDown: boolean): Message => ({
     kind: 'event_dead',
     severity: 'critical',
-    title: `rollguard could not handle alert ${alertname}${rec ? ` for ${rec.target}` : ''}`,
+    title: `rollguard could not handle alert ${alertname}${written[0] ? ` for ${written[0].target}` : ''}`,
     lines: [
       `not handled: ${giveUp}`,
-      ...(rec ? [`recorded as ${rec.id} (error)`] : standing.length > 0 ? standing.map((r) => `its record ${r.id} on ${r.target} stands (${r.state})`) : ['no record: no rule and target of it to record']),
+      ...written.map((r) => `recorded as ${r.id} (error) on ${r.target}`),
+      ...standing.map((s) => (s.by !== undefined ? `being evaluated by replica ${s.by} (record ${s.id} on ${s.target})` : `its record ${s.id} on ${s.target} stands (${s.state})`)),
+      storeDown ? 'the store is failing: its record is written once it answers' : written.length + standing.length === 0 ? 'no record: no rule and target of it to record' : '',
       'check the rollguard log and act by hand',
     ],
   }),

@@ -45,6 +45,9 @@ export interface WorkerOptions {
   blockMs?: number;
 }
 
+/** Events whose store-failed deliveries a worker remembers (QueueWorker.storeFailed). */
+const STORE_FAILED_MAX = 10_000;
+
 /** Handling an event took longer than the worker's deadline. */
 export class EventDeadlineError extends Error {
   override name = 'EventDeadlineError';
@@ -66,7 +69,8 @@ const BUSY_BLOCK_MS = 50;
  * Dead-lettering counts deliveries whatever the cause: an event is handled at most maxDeliveries
  * times (errors, handling past the deadline, or a replica that stopped or stalled while holding it
  * all count), then it is dead-lettered, escalated and acked: no endless redelivery.
- * Store failures alone never dead-letter an event in hand: it stays queued for when the store is back.
+ * Store failures alone never dead-letter an event: one in hand stays queued for when the store is
+ * back, and the deliveries this process saw end on a store failure are not counted (storeFailed).
  */
 export class QueueWorker {
   private running = false;
@@ -88,6 +92,13 @@ export class QueueWorker {
   private readonly waiting: QueuedEvent[] = [];
   /** ids of the events in hand or waiting for their ack: read again meanwhile, they are not begun twice */
   private readonly held = new Set<string>();
+  /**
+   * Per event, the deliveries of it this process saw end on a store failure (a Redis flap or
+   * maxmemory): not counted towards maxDeliveries, or a store outage longer than maxDeliveries ×
+   * claimIdleMs would dead-letter every alert queued, unhandled. Forgotten at the ack; at most
+   * STORE_FAILED_MAX events, the oldest forgotten first (then counted as before).
+   */
+  private readonly storeFailed = new Map<string, number>();
 
   constructor(private readonly o: WorkerOptions) {}
 
@@ -201,6 +212,7 @@ export class QueueWorker {
       this.held.delete(id);
       return;
     }
+    this.storeFailed.delete(id);
     this.acks.push(id);
     this.acking ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flushAcks());
   }
@@ -228,7 +240,7 @@ export class QueueWorker {
     // in hand for longer than claimIdleMs (or its ack on the way): claimed again by the read, not begun again
     if (this.held.has(ev.id)) return Promise.resolve();
     this.held.add(ev.id);
-    const live = ev.deliveries <= this.o.maxDeliveries;
+    const live = this.counted(ev) <= this.o.maxDeliveries;
     const key = live ? this.coalesceKeyOf(ev) : undefined;
     const leader = key === undefined ? undefined : this.leaders.get(key);
     let done: Promise<void>;
@@ -292,6 +304,7 @@ export class QueueWorker {
       this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
       return true;
     } catch (err) {
+      if (err instanceof StoreUnavailableError) this.noteStoreFailure(ev);
       this.o.metrics.eventsProcessed.inc({ outcome: 'failed' });
       this.o.logger.error({ err, event: ev.id, into: into.id }, 'could not link a coalesced alert to its evaluation; it stays queued and will be retried');
       return false;
@@ -302,10 +315,12 @@ export class QueueWorker {
   private async handle(ev: QueuedEvent): Promise<boolean> {
     const log = this.o.logger.child({ event: ev.id, fingerprint: ev.alert.fingerprint, deliveries: ev.deliveries });
     const max = this.o.maxDeliveries;
-    if (ev.deliveries > max) {
+    const counted = this.counted(ev);
+    if (counted > max) {
       // Handed out max times already and never acked: whatever happened (a replica died or stalled
       // while holding it), it is not run again.
-      const why = new Error(`delivered ${ev.deliveries} times and not handled in ${max} (a replica stopped, stalled or failed while handling it)`);
+      const skipped = ev.deliveries - counted;
+      const why = new Error(`delivered ${ev.deliveries} times${skipped > 0 ? ` (${skipped} stopped by the store, not counted)` : ''} and not handled in ${max} (a replica stopped, stalled or failed while handling it)`);
       return this.deadLetter(ev, why, log);
     } else {
       try {
@@ -314,7 +329,8 @@ export class QueueWorker {
       } catch (err) {
         const timedOut = err instanceof EventDeadlineError;
         this.o.metrics.eventsProcessed.inc({ outcome: timedOut ? 'deadline_exceeded' : 'failed' });
-        if (err instanceof StoreUnavailableError || ev.deliveries < max) {
+        if (err instanceof StoreUnavailableError) this.noteStoreFailure(ev);
+        if (err instanceof StoreUnavailableError || counted < max) {
           // Left pending: claimed again after claimIdleMs, by this replica or another.
           if (timedOut) log.error({ deadlineMs: this.o.deadlineMs }, `${err.message}; abandoned: it stays queued and will be retried`);
           else log.error({ err }, 'event handling failed; it stays queued and will be retried');
@@ -324,6 +340,18 @@ export class QueueWorker {
       }
     }
     return true;
+  }
+
+  /** The deliveries of an event that count towards maxDeliveries: those not ended by a store failure here. */
+  private counted(ev: QueuedEvent): number {
+    return ev.deliveries - (this.storeFailed.get(ev.id) ?? 0);
+  }
+
+  private noteStoreFailure(ev: QueuedEvent): void {
+    const n = this.storeFailed.get(ev.id) ?? 0;
+    this.storeFailed.delete(ev.id); // the newest last: the first to be forgotten is the oldest
+    this.storeFailed.set(ev.id, n + 1);
+    if (this.storeFailed.size > STORE_FAILED_MAX) this.storeFailed.delete(this.storeFailed.keys().next().value!);
   }
 
   /** Runs the handler; rejects with EventDeadlineError once deadlineMs passes (the handler is left to finish on its own). */

@@ -120,4 +120,44 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
     t.equal(await outcome('handled'), 1);
     t.equal(await outcome('failed'), 3);
   });
+
+  t.test('an event stopped by the store more often than QUEUE_MAX_DELIVERIES is never dead-lettered: handled once the store is back', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'flap', alert: alert('flap') }], 60_000);
+    const seen: number[] = [];
+    const { w, dead } = worker(
+      s,
+      async (ev) => {
+        seen.push(ev.deliveries);
+        // a store that fails five times in a row (a Redis flapping, or at its maxmemory), then answers
+        if (seen.length <= 5) throw new StoreUnavailableError('redis putRecord: Redis is at its maxmemory');
+      },
+      { maxDeliveries: 2, claimIdleMs: 50 },
+    );
+    w.start();
+    t.teardown(() => w.stop());
+    await until('the queue empty', async () => (await s.queueDepth()) === 0);
+    t.same(dead, [], 'never dead-lettered');
+    t.same(seen, [1, 2, 3, 4, 5, 6], 'run on every delivery, and handled on the sixth');
+  });
+
+  t.test('deliveries a handler error ended still count next to store failures', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'mixed', alert: alert('mixed') }], 60_000);
+    const seen: number[] = [];
+    const { w, dead } = worker(
+      s,
+      async (ev) => {
+        seen.push(ev.deliveries);
+        if (seen.length === 1) throw new StoreUnavailableError('redis getRecord: connection lost');
+        throw new Error('handler bug');
+      },
+      { maxDeliveries: 2, claimIdleMs: 50 },
+    );
+    w.start();
+    t.teardown(() => w.stop());
+    await until('dead-lettered', () => dead.length > 0);
+    t.same(seen, [1, 2, 3], 'one store failure, then QUEUE_MAX_DELIVERIES handler errors');
+    t.match(String((dead[0]!.err as Error).message), /handler bug/);
+  });
 }

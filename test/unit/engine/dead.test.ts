@@ -1,6 +1,7 @@
 import t from 'tap';
 import pino from 'pino';
-import { firing, testEngine } from '../../support/engine.js';
+import { CHAIN_RULES, firing, testEngine } from '../../support/engine.js';
+import { DrillStore } from '../../../src/drills/store.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { QueueWorker } from '../../../src/engine/worker.js';
 import { StoreUnavailableError, type QueuedEvent } from '../../../src/store/store.js';
@@ -14,7 +15,7 @@ async function escalations(e: ReturnType<typeof testEngine>): Promise<number> {
   return m.values.filter((v) => v.labels.reason === 'event_dead').reduce((a, v) => a + v.value, 0);
 }
 
-t.test('a dead-lettered firing alert is recorded (error, an id of its own), counted and escalated once per record', async (t) => {
+t.test('a dead-lettered firing alert is recorded (error, an id of its own, linked to its alert) and escalated once', async (t) => {
   const e = testEngine({ env: { QUEUE_MAX_DELIVERIES: '5' } });
   const alert = firing('HighErrorRate', 'checkout');
   const written = await e.engine.deadLettered(ev(alert), new Error('socket hang up'));
@@ -32,8 +33,9 @@ t.test('a dead-lettered firing alert is recorded (error, an id of its own), coun
   t.match(rec.outcome?.message, /act by hand/);
   t.equal(e.action.executed.length, 0, 'nothing rolled back');
   t.equal(await escalations(e), 1, 'counted in rollguard_escalations_total{reason="event_dead"}');
-  const outcomes = (await e.metrics.rollbacks.get()).values.filter((v) => v.labels.outcome === 'error');
-  t.same(outcomes.map((v) => v.value), [1], 'counted with the rollbacks that ended in error');
+  t.same((await e.metrics.rollbacks.get()).values.filter((v) => v.value > 0), [], 'not counted as a rollback decided (rollguard_rollbacks_total is left to evaluations)');
+  t.ok(rec.timeline.some((s) => s.step === 'notified'), 'its escalation is in its timeline');
+  t.same(await e.engine.records.recordsOfAlert(alert.fingerprint, alert.startsAt), [rec.id], 'linked to its alert');
   await e.notifications.flush();
   const sent = e.notifier.sent.filter((n) => n.kind === 'event_dead');
   t.equal(sent.length, 1);
@@ -43,14 +45,22 @@ t.test('a dead-lettered firing alert is recorded (error, an id of its own), coun
   t.match(sent[0]?.lines.join('\n'), /socket hang up/);
 });
 
-t.test('dead-lettered again (the ack failed, or the escalation did): no second record', async (t) => {
-  const e = testEngine();
+t.test('dead-lettered again (its ack was lost): no second record, no second escalation, on this replica or another', async (t) => {
+  const store = new MemoryStore();
+  const e = testEngine({ store });
   const alert = firing('HighErrorRate', 'checkout');
   const [first] = await e.engine.deadLettered(ev(alert), new Error('boom'));
   const [second] = await e.engine.deadLettered(ev(alert, '1700000000000-0', 7), new Error('boom'));
+  const other = testEngine({ store, owner: 'replica-b' });
+  const [third] = await other.engine.deadLettered(ev(alert, '1700000000000-0', 8), new Error('boom'));
   t.equal(second?.id, first?.id);
+  t.equal(third?.id, first?.id);
   t.equal((await e.engine.records.list({})).length, 1, 'one record');
   t.equal((await e.engine.records.get(first!.id))?.timeline.filter((s) => s.step === 'ended').length, 1, 'closed once');
+  await e.notifications.flush();
+  await other.notifications.flush();
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'event_dead').length + other.notifier.sent.filter((n) => n.kind === 'event_dead').length, 1, 'one escalation');
+  t.equal((await escalations(e)) + (await escalations(other)), 1, 'counted once');
 });
 
 t.test('a rule and target already recorded: that record stands, the escalation names it', async (t) => {
@@ -80,7 +90,7 @@ t.test('a resolved alert, or one no rule matches: escalated without a record', a
   t.ok(sent.every((n) => n.recordId === undefined && /no record/.test(n.lines.join('\n'))));
 });
 
-t.test('the store failing: rejects with nothing sent (the event stays queued); the next try writes and escalates once', async (t) => {
+t.test('the store failing: escalated at once without its record, which the next try writes (the event stays queued meanwhile)', async (t) => {
   let failing = true;
   const store = aroundStore(new MemoryStore(), async (op, _args, call) => {
     if (failing && op === 'putRecord') throw new StoreUnavailableError('redis putRecord: connection lost');
@@ -88,15 +98,81 @@ t.test('the store failing: rejects with nothing sent (the event stays queued); t
   });
   const e = testEngine({ store });
   const alert = firing('HighErrorRate', 'checkout');
-  await t.rejects(e.engine.deadLettered(ev(alert), new Error('boom')), StoreUnavailableError);
+  await t.rejects(e.engine.deadLettered(ev(alert), new Error('boom')), StoreUnavailableError, 'rejects: the worker leaves the event queued');
   await e.notifications.flush();
-  t.equal(e.notifier.sent.filter((n) => n.kind === 'event_dead').length, 0, 'no escalation before the record');
-  t.equal(await escalations(e), 0);
+  const sent = e.notifier.sent.filter((n) => n.kind === 'event_dead');
+  t.equal(sent.length, 1, 'the page does not wait for the store');
+  t.match(sent[0]?.lines.join('\n'), /the store is failing: its record is written once it answers/);
+  t.equal(await escalations(e), 1);
+  await t.rejects(e.engine.deadLettered(ev(alert, '1700000000000-0', 7), new Error('boom')), StoreUnavailableError);
   failing = false;
-  await e.engine.deadLettered(ev(alert, '1700000000000-0', 7), new Error('boom'));
+  const [rec] = await e.engine.deadLettered(ev(alert, '1700000000000-0', 8), new Error('boom'));
+  t.equal(rec?.state, 'error', 'recorded once the store answers');
   t.equal((await e.engine.records.list({})).length, 1);
   await e.notifications.flush();
-  t.equal(e.notifier.sent.filter((n) => n.kind === 'event_dead').length, 1);
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'event_dead').length, 1, 'still one escalation');
+  t.equal(await escalations(e), 1);
+});
+
+t.test('an ordered list of targets is one unit: its first target stands for it', async (t) => {
+  const e = testEngine({ ruleText: CHAIN_RULES });
+  const alert = firing('ReleaseErrors', 'api');
+  const written = await e.engine.deadLettered(ev(alert), new Error('boom'));
+  t.equal(written.length, 1, 'one record, not one per target');
+  t.equal(written[0]?.target, 'Deployment/prod/api');
+  t.match(written[0]?.outcome?.message, /The first of 3 targets in order \(Deployment\/prod\/api, Deployment\/prod\/auth, Deployment\/prod\/web\); none was started/);
+
+  const started = testEngine({ ruleText: CHAIN_RULES });
+  const alert2 = firing('ReleaseErrors', 'api');
+  await started.deliver(alert2); // the chain runs
+  const before = (await started.engine.records.list({})).length;
+  t.same(await started.engine.deadLettered(ev(alert2, '2-0'), new Error('the ack never landed')), [], 'a chain under way: nothing written');
+  t.equal((await started.engine.records.list({})).length, before);
+});
+
+t.test('a live replica evaluating the alert (its claim): nothing written, the escalation names it', async (t) => {
+  const store = new MemoryStore();
+  const e = testEngine({ store });
+  const b = testEngine({ store, owner: 'replica-b' });
+  await b.engine.heartbeat();
+  const alert = firing('HighErrorRate', 'checkout');
+  const id = alertRecordId('error-rate', 'Deployment/prod/checkout', alert.fingerprint, alert.startsAt);
+  await store.setValue(`claim:${id}`, 'replica-b', { onlyIfAbsent: true });
+  t.same(await e.engine.deadLettered(ev(alert), new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`)), []);
+  t.equal((await e.engine.records.list({})).length, 0);
+  await e.notifications.flush();
+  t.match(e.notifier.sent.find((n) => n.kind === 'event_dead')?.lines.join('\n'), new RegExp(`being evaluated by replica replica-b \\(record ${id} on Deployment/prod/checkout\\)`));
+
+  // a claim of a replica that is gone (no heartbeat) stands for nothing
+  const gone = firing('HighErrorRate', 'cart');
+  const goneId = alertRecordId('error-rate', 'Deployment/prod/cart', gone.fingerprint, gone.startsAt);
+  await store.setValue(`claim:${goneId}`, 'replica-z', { onlyIfAbsent: true });
+  t.equal((await e.engine.deadLettered(ev(gone, '3-0'), new Error('x'))).length, 1, "a gone replica's claim: recorded");
+});
+
+t.test("an alert coalesced into another's evaluation: that open record stands for it", async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  const leader = firing('SlowBurn', 'checkout');
+  await e.deliver(leader); // held: Prometheus down
+  const [held] = await e.engine.records.list({});
+  t.equal(held?.state, 'held');
+  const follower = firing('SlowBurn', 'checkout');
+  t.same(await e.engine.deadLettered(ev(follower, '4-0'), new Error('could not link a coalesced alert')), []);
+  await e.notifications.flush();
+  t.match(e.notifier.sent.find((n) => n.kind === 'event_dead')?.lines.join('\n'), new RegExp(`its record ${held!.id} on Deployment/prod/checkout stands \\(held\\)`));
+});
+
+t.test('the record of a dead-lettered alert takes its resolution, and says source: drill during a drill', async (t) => {
+  const e = testEngine();
+  await new DrillStore(e.store, 60_000).setActive('Deployment/prod/checkout', 'dr-abc', 60_000);
+  const alert = firing('HighErrorRate', 'checkout');
+  const [rec] = await e.engine.deadLettered(ev(alert), new Error('boom'));
+  t.equal(rec?.source, 'drill');
+  t.equal(rec?.drill, 'dr-abc');
+  const endsAt = Date.now();
+  await e.deliver({ ...alert, status: 'resolved', endsAt });
+  t.equal((await e.engine.records.get(rec!.id))?.times.resolvedAt, endsAt, 'resolved');
 });
 
 t.test("a resend of the alert after it was dead-lettered is evaluated afresh, not taken for handled", async (t) => {
