@@ -42,7 +42,7 @@ export interface TimelineEntry {
 
 export interface GuardVerdict {
   guard: string;
-  result: 'allow' | 'block' | 'wait';
+  result: 'allow' | 'block' | 'wait' | 'later';
   reason: string;
 }
 
@@ -85,6 +85,8 @@ export interface RollbackRecord extends StoredRecord {
   dueAt?: number;
   /** when the rollback was first held, in its current hold (HOLD_MAX_AGE counts from it) */
   heldSince?: number;
+  /** first found its target's lock held by a rollback that had not executed yet: re-checked until 2 × LOCK_TTL after this (the lock guard) */
+  lockWaitSince?: number;
   /** times the API server answered a retriable error (5xx, 429, no answer) before any cluster write (rollback.ts) */
   kubeRetries?: number;
   /** replica and fencing token of the execution */

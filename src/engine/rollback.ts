@@ -191,6 +191,15 @@ async function afterVerdict(
     if (r.produced?.slot) held.slot = r.produced.slot;
     return undefined;
   }
+  if (r.verdict === 'later') {
+    // Decided again from its trigger at r.at (the scheduler's re-check of scheduled records); what the guards took goes back first.
+    await end.giveBack();
+    rec.state = 'scheduled';
+    rec.dueAt = r.at;
+    rec.lockWaitSince ??= ctx.now();
+    await ctx.records.save(rec);
+    return rec.state;
+  }
   ctx.metrics.guardBlocked.inc({ guard });
   if (r.verdict === 'wait') {
     // What the guards took goes back before the record says pending_approval: an approval that

@@ -35,11 +35,15 @@ export interface Produced {
   slot?: SlotHold;
 }
 
-/** allow, block (the rollback ends, blocked), or wait (it waits for a human: approval). */
+/**
+ * allow, block (the rollback ends, blocked), wait (it waits for a human: approval), or later (it
+ * is decided again at `at`, from its trigger: the record is scheduled).
+ */
 export type GuardResult =
   | { verdict: 'allow'; reason: string; produced?: Produced }
   | { verdict: 'block'; reason: string }
-  | { verdict: 'wait'; reason: string; until: number };
+  | { verdict: 'wait'; reason: string; until: number }
+  | { verdict: 'later'; reason: string; at: number };
 
 export interface Guard {
   readonly name: string;

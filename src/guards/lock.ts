@@ -1,6 +1,6 @@
 import type { Lock, Store } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
-import { allow, block, objectKey, type Guard } from './guard.js';
+import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
 
@@ -16,9 +16,10 @@ export const lockGuard: Guard = {
   name: 'lock',
   needsPlan: false,
   async check(ctx) {
-    const lock = await ctx.store.acquireLock(lockName(ctx.record.target), ctx.owner, ctx.config.LOCK_TTL);
-    if (!lock) return block(`another rollback of ${ctx.record.target} is in progress (its lock is held)`);
-    return { ...allow(`lock taken (fencing token ${lock.token})`), produced: { lock } };
+    const rec = ctx.record;
+    const lock = await ctx.store.acquireLock(lockName(rec.target), ctx.owner, ctx.config.LOCK_TTL);
+    if (lock) return { ...allow(`lock taken (fencing token ${lock.token})`), produced: { lock } };
+    return heldElsewhere(ctx);
   },
   async checkWrites(ctx) {
     const r = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
@@ -26,6 +27,35 @@ export const lockGuard: Guard = {
     return { ...allow(r.names.length ? `locks of ${r.names.join(', ')} taken too` : 'it writes no other object'), produced: { locks: r.locks } };
   },
 };
+
+/**
+ * The target's lock is held by another rollback. One executing (in_progress) stands for this one:
+ * blocked, naming it. One still deciding (its guards running) may yet end without a cluster write,
+ * waiting for an approval or stopped by its own guard, and an alert closed `blocked` behind it
+ * would then roll nothing back (a P0 alert behind a P1 rule's evaluation that asks for approval).
+ * So an alert's rollback is decided again later instead: scheduled LOCK_TTL/6 on, then from its
+ * trigger again, until 2 × LOCK_TTL after it first found the lock held (by then the holder has
+ * executed, given the lock back, or died and let it expire); only then blocked. Manual rollbacks,
+ * approved ones and a chain's targets are blocked at once, as before: they are not decided from a
+ * trigger, and their requester (or the chain) hears of it now.
+ *
+ *   lock held by        record (alert, rule, no chain, not approved)   other records
+ *   an executing one    block, naming it                               block
+ *   a deciding one      later (scheduled), until 2 x LOCK_TTL, then block   block
+ */
+async function heldElsewhere(ctx: GuardContext): Promise<GuardResult> {
+  const rec = ctx.record;
+  const why = `another rollback of ${rec.target} is in progress (its lock is held)`;
+  const mayWait = rec.source !== 'manual' && rec.rule !== undefined && rec.chain === undefined && rec.approval?.decision !== 'approved';
+  if (!mayWait) return block(why);
+  const running = (await ctx.store.listRecords({ target: rec.target, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
+  if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
+  const max = 2 * ctx.config.LOCK_TTL;
+  const waited = rec.lockWaitSince === undefined ? 0 : ctx.now - rec.lockWaitSince;
+  if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for its holder to execute or give it back (2 × LOCK_TTL)`);
+  const every = Math.max(1, Math.round(ctx.config.LOCK_TTL / 6));
+  return { verdict: 'later', reason: `${why} by a rollback that has not executed (it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`, at: ctx.now + every };
+}
 
 /**
  * The locks of every object a plan writes but its target, in name order; all or none: when one is

@@ -71,7 +71,8 @@ export async function runGuards(deps: GuardDeps, record: RollbackRecord, rule: R
         continue;
       }
       const r = await guard.check(gctx);
-      steps.push({ guard: guard.name, result: r.verdict, reason: r.reason });
+      // 'later' (the lock guard's, behind a rollback still deciding) ends a replay as blocked: a replay decides each alert once
+      steps.push({ guard: guard.name, result: r.verdict === 'later' ? 'block' : r.verdict, reason: r.reason });
       if (r.verdict === 'allow') {
         Object.assign(held, r.produced);
         continue;

@@ -159,7 +159,11 @@ t.test('each guard blocks, with its reason in the record and the metric', async 
     { guard: 'scope', env: { SCOPE_DENY_NAMESPACES: 'prod' }, setup: () => {}, reason: /namespace prod is denied/ },
     { guard: 'scope', env: { SCOPE_NAMESPACES: 'staging,dev' }, setup: () => {}, reason: /outside the allowed namespaces/ },
     { guard: 'scope', env: { SCOPE_DENY_TARGETS: 'Deployment/prod/check*' }, setup: () => {}, reason: /denied by Deployment\/prod\/check\*/ },
-    { guard: 'lock', setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), 'other-replica', 60_000)), reason: /another rollback .* in progress/ },
+    {
+      guard: 'lock',
+      setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), 'other-replica', 60_000), await e.store.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 })),
+      reason: /another rollback of Deployment\/prod\/checkout is executing \(rb-executing; its lock is held\)/,
+    },
     { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() - 7 * 86_400_000), reason: /deployed 6d23h5\dm before the alert started, more than onlyIfDeployedWithin 1d: it is not a recent deploy/ },
     { guard: 'concurrency', env: { MAX_CONCURRENT_ROLLBACKS: '1' }, setup: async (e) => void (await e.store.putRecord({ id: 'rb-other', target: 'Deployment/prod/other', state: 'in_progress', createdAt: 1 }), await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)), reason: /1 rollback\(s\) already in flight \(Deployment\/prod\/other\)/ },
     { guard: 'dry-run', env: { DRY_RUN: 'true' }, setup: () => {}, reason: /dry-run is on for rollguard/, state: 'dry_run' },

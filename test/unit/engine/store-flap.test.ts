@@ -8,8 +8,8 @@ import { aroundStore } from '../../support/store-proxy.js';
 
 /**
  * A store that fails the closing write of a blocked record (the store flapping under one record),
- * `failures` times (every time by default), and an engine on a clock the test moves: its target's
- * lock is held by another replica, so the alert's rollback is blocked.
+ * `failures` times (every time by default), and an engine on a clock the test moves: another
+ * replica is executing a rollback of its target (its lock held), so the alert's rollback is blocked.
  */
 async function blockedCloseFails(failures = Infinity) {
   const mem = new MemoryStore();
@@ -23,7 +23,9 @@ async function blockedCloseFails(failures = Infinity) {
   });
   let clock = Date.now();
   const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
+  // replica-b is executing a rollback of the target: its lock is held, its record in_progress
   await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await mem.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 });
   await e.engine.heartbeat();
   const advance = (ms: number) => (clock += ms);
   /** `n` scheduler ticks 5 s apart, each waited out (a tick the store fails is the case under test: not thrown) */
@@ -104,7 +106,9 @@ t.test('a blocked close that landed though its answer was lost is said once, whe
   });
   let clock = Date.now();
   const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
+  // replica-b is executing a rollback of the target: its lock is held, its record in_progress
   await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await mem.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 });
   await e.engine.heartbeat();
   await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
   await e.notifications.flush();
