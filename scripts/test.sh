@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, provisioning first (see scripts/provision.sh). Used by `npm test` and .ci/run.
-# tap runs 3 files at once (package.json "tap".jobs): most files wait on control planes and
+# tap runs 3 files at once (package.json "tap".jobs), each loaded with tsx ("tap".node-arg; tap's ts-node
+# plugin is off: it cost about 4 s of CPU per file): most files wait on control planes and
 # Prometheus evaluations, and 3 use about 1.7 of 2 cores (docs/benchmarks.md, "The test suite").
 #   scripts/test.sh                 everything: type-check, unit, integration, e2e
 #   scripts/test.sh test/unit       only what is under the given paths
@@ -9,8 +10,12 @@ cd "$(dirname "$0")/.."
 
 bash scripts/provision.sh
 
-echo "[test] type-check" >&2
-npx tsc --noEmit -p .
+# The type-check runs beside the tests (it is one core for half a minute, while most test files
+# wait); its failure fails the run, its errors printed after the tests'.
+echo "[test] type-check (beside the tests)" >&2
+tsc_log=$(mktemp)
+npx tsc --noEmit -p . >"$tsc_log" 2>&1 &
+tsc_pid=$!
 
 paths=("$@")
 [ "${#paths[@]}" -gt 0 ] || paths=(test/unit test/integration test/e2e test/reliability)
@@ -20,10 +25,10 @@ for p in "${paths[@]}"; do
   [ -e "$p" ] || continue
   while IFS= read -r f; do existing+=("$f"); done < <(find "$p" -type f -name '*.test.ts' | sort)
 done
-[ "${#existing[@]}" -gt 0 ] || { echo "[test] no test files under: ${paths[*]}" >&2; exit 1; }
+[ "${#existing[@]}" -gt 0 ] || { kill "$tsc_pid" 2>/dev/null; echo "[test] no test files under: ${paths[*]}" >&2; exit 1; }
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$tsc_log"' EXIT
 set +e
 npx tap --reporter=tap "${existing[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -39,6 +44,12 @@ pass=${pass:-0} fail=${fail:-0} skip=${skip:-0} todo=${todo:-0}
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
 if [ "$skip" -ne 0 ] || [ "$todo" -ne 0 ]; then
   echo "[test] $skip skipped and $todo todo: a skipped test is not a passing one" >&2
+  status=1
+fi
+if ! wait "$tsc_pid"; then
+  echo "[test] type-check failed:" >&2
+  cat "$tsc_log" >&2
+  fail=$((fail + 1))
   status=1
 fi
 echo "${pass} passed, ${fail} failed"
