@@ -185,6 +185,8 @@ async function afterVerdict(
   end: { closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
+    // a wait on the target's lock is over (its steps stay in the timeline): a later one counts afresh
+    if (r.produced?.lock) delete rec.lockWaitSince;
     if (r.produced?.lock) held.lock = r.produced.lock;
     if (r.produced?.locks) held.locks = [...(held.locks ?? []), ...r.produced.locks];
     if (r.produced?.budget) held.budget = r.produced.budget;

@@ -50,6 +50,7 @@ t.test('a P0 alert meeting the lock of a P1 evaluation that then asks for approv
   const after = (await b.engine.records.get(p0.id))!;
   t.ok(after.times.executedAt, `executed (${after.state})`);
   t.ok(after.timeline.some((s) => s.step === 'due'), 'through the scheduled re-check');
+  t.equal(after.lockWaitSince, undefined, 'the wait is over once the lock is taken');
 });
 
 t.test('a holder that never executes nor gives the lock back: blocked after 2 × LOCK_TTL, saying so', async (t) => {
