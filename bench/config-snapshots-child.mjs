@@ -14,11 +14,11 @@
 // benchmark sends to /dev/null.
 import { pino } from 'pino';
 import { ConfigSnapshots } from '../dist/config-deps/watch.js';
-import { RESOURCES } from '../dist/kube/client.js';
+import { RESOURCES } from '../dist/kube/kube.js';
 import { createKube } from '../dist/kube/config.js';
 
 const env = process.env;
-const kube = createKube({ mode: 'kubeconfig', path: env.KUBECONFIG });
+const kube = await createKube({ mode: 'kubeconfig', path: env.KUBECONFIG });
 if (!kube) throw new Error('no KUBECONFIG');
 const logger = pino({ level: 'info' });
 const snapshots = new ConfigSnapshots({

@@ -28,7 +28,7 @@ import { fork } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { KubeObject } from '../src/kube/client.js';
+import type { KubeObject } from '../src/kube/kube.js';
 import { chartRbac, startCluster, type Cluster } from '../test/cluster/harness.js';
 import { log, machine, round, ROOT, RssSampler, rssMb, runBench, sleep, writeResult } from './lib.js';
 

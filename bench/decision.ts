@@ -39,7 +39,7 @@ import { loadConfig } from '../src/config.js';
 import { confirmTrigger } from '../src/engine/confirm.js';
 import { Engine } from '../src/engine/pipeline.js';
 import { QueueWorker } from '../src/engine/worker.js';
-import type { Kube, KubeObject } from '../src/kube/client.js';
+import type { Kube, KubeObject } from '../src/kube/kube.js';
 import { createKube } from '../src/kube/config.js';
 import { createMetrics } from '../src/metrics.js';
 import { Notifications } from '../src/notify/notifier.js';
@@ -237,7 +237,7 @@ async function main() {
     const rawStore = new RedisStore({ url: redis.url });
     await rawStore.waitReady(10_000);
     const store = timed<Store>(rawStore, 'store');
-    const kube = timed<Kube>(createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!, 'kube');
+    const kube = timed<Kube>((await createKube({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!, 'kube');
     const metrics = createMetrics({ defaults: false });
     const logger = pino({ level: 'info' }, pino.destination('/dev/null'));
     const { rules, errors } = parseRuleFile('bench.yaml', RULES);

@@ -19,7 +19,7 @@ import { drillsRoutes } from './http/drills.js';
 import { rollbacksRoutes } from './http/rollbacks.js';
 import { statusRoutes } from './http/status.js';
 import { createKube, type KubeSource } from './kube/config.js';
-import type { Kube } from './kube/client.js';
+import type { Kube } from './kube/kube.js';
 import { ConfigSnapshots } from './config-deps/watch.js';
 import { createMetrics } from './metrics.js';
 import { createNotifiers, Notifications } from './notify/index.js';
@@ -140,7 +140,7 @@ async function serve(args: string[]): Promise<number> {
   const source: KubeSource = cluster === 'kubeconfig' ? { mode: 'kubeconfig', path: config.KUBECONFIG! } : { mode: cluster };
   let kube;
   try {
-    kube = createKube(source);
+    kube = await createKube(source);
   } catch (err) {
     io.err(`rollguard: KUBECONFIG (--kubeconfig): ${err instanceof Error ? err.message : String(err)}`);
     return 2;

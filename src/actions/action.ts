@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { ConfigDrift } from '../config-deps/check.js';
-import type { Kube, KubeObject, PatchType, ResourceType } from '../kube/client.js';
+import type { Kube, KubeObject, PatchType, ResourceType } from '../kube/kube.js';
 import type { NameKind } from '../kube/names.js';
 import type { PlannedMigration } from '../migrations/types.js';
 import type { HelmActionOptions } from './helm.js';

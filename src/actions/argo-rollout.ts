@@ -9,7 +9,7 @@
 //    /spec/template in one JSON Patch (the plugin copies no annotations). Refusals in the plugin's
 //    words. Ours adds a test of /metadata/generation and the kubernetes.io/change-cause annotation.
 import { z } from 'zod';
-import { RESOURCES, type KubeObject } from '../kube/client.js';
+import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
   CHANGE_CAUSE,

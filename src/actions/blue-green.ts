@@ -7,7 +7,7 @@
 // colours (default ['blue', 'green']). A rule's target names the Service; its params
 // selectorLabel and previous become selectorKey and to.
 import { z } from 'zod';
-import { RESOURCES, type KubeObject } from '../kube/client.js';
+import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, POD_TEMPLATE_HASH, ownedReplicaSets, selectorMatches, timestampMs } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';

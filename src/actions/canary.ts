@@ -7,7 +7,7 @@
 // (default `${name}-stable`), stableReplicas (default: stable's replicas + canary's, so capacity
 // stays). A rule's target names the canary Deployment itself; its param `stable` names the other.
 import { z } from 'zod';
-import { RESOURCES } from '../kube/client.js';
+import { RESOURCES } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSets } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';

@@ -2,7 +2,7 @@
 // the verification poll, and the helpers a kind's definition (options, rule params) is made of.
 import { z } from 'zod';
 import { verifyRestored } from '../config-deps/restore.js';
-import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/client.js';
+import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
 import { pollUntil, sleep } from '../kube/rollout-status.js';

@@ -27,7 +27,7 @@ import { fmtTime, lastChange } from '../config-deps/check.js';
 import { configRefs } from '../config-deps/refs.js';
 import { holdsSnapshot, readWithSnapshots, restoreWrite } from '../config-deps/restore.js';
 import { contentHash, previousOf, snapshotSince } from '../config-deps/snapshots.js';
-import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js';
+import { RESOURCES, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
 import { daemonSetState, deploymentState, statefulSetState, waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
 import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';

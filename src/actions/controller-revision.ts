@@ -12,7 +12,7 @@
 // metadata.resourceVersion (the value plan() read: a change since makes it a 409 Conflict, which
 // re-plans from a fresh read, bounded).
 import { withConfigCheck } from '../config-deps/check.js';
-import type { KubeObject, ResourceType } from '../kube/client.js';
+import type { KubeObject, ResourceType } from '../kube/kube.js';
 import {
   CHANGE_CAUSE,
   controllerRevisionNumber,

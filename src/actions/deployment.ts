@@ -15,7 +15,7 @@
 // conflict). The API server answers a failed test with a generic 422, which the write marks as a
 // precondition failure and handles like a 409 Conflict.
 import { withConfigCheck } from '../config-deps/check.js';
-import { RESOURCES, type KubeObject } from '../kube/client.js';
+import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import {
   CHANGE_CAUSE,
   DEPLOYMENT_REVISION,

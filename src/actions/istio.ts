@@ -8,7 +8,7 @@
 // and the previous step's weights at every path written) and verification (the weights hold for
 // min(10 s, the timeout)): docs/actions.md, "Istio traffic shift back".
 import { z } from 'zod';
-import { RESOURCES, type KubeObject, type ResourceType } from '../kube/client.js';
+import { RESOURCES, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, timestampMs } from '../kube/revision.js';

@@ -1,5 +1,5 @@
 // StatefulSet undo, as `kubectl rollout undo statefulset/NAME [--to-revision=N]`: see controller-revision.ts.
-import { RESOURCES } from '../kube/client.js';
+import { RESOURCES } from '../kube/kube.js';
 import { statefulSetState } from '../kube/rollout-status.js';
 import { undoKind } from './common.js';
 import { controllerRevisionAction } from './controller-revision.js';

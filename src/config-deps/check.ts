@@ -8,7 +8,7 @@
 // and ConfigMaps alike: a Secret's data never reaches rollguard.
 import type { ActionContext, RollbackPlan } from '../actions/action.js';
 import { refused, reqOpts } from '../actions/common.js';
-import { RESOURCES, type Kube, type KubeObject } from '../kube/client.js';
+import { RESOURCES, type Kube, type KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { timestampMs } from '../kube/revision.js';
 import pLimit from 'p-limit';

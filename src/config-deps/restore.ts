@@ -9,7 +9,7 @@
 // Data is read and written here, never put in the record: the record keeps the write's paths only.
 import type { ActionContext, PlannedWrite, RollbackPlan, VerifyResult } from '../actions/action.js';
 import { reqOpts } from '../actions/common.js';
-import type { Kube, KubeObject } from '../kube/client.js';
+import type { Kube, KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
 import type { ConfigKind } from './refs.js';

@@ -19,7 +19,7 @@
 // "Became current" is the source's last change as its metadata shows it (the newest managedFields
 // time, check.ts lastChange), the same clock the drift check compares with a revision's creation.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import { lastChange } from './check.js';
 import type { ConfigKind } from './refs.js';
 

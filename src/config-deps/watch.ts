@@ -12,7 +12,7 @@
 // create the same one (409 AlreadyExists is fine).
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
-import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/client.js';
+import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import type { WatchEventType, WatchHandle } from '../kube/watch.js';
 import { CONFIG_RESOURCES } from './check.js';

@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import type { PlannedWrite } from '../actions/action.js';
 import { isConflict } from '../actions/common.js';
-import type { Kube, KubeObject } from '../kube/client.js';
+import type { Kube, KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
 import { RESOURCE, templateHash, type WorkloadRef } from './workload.js';

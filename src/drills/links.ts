@@ -11,7 +11,7 @@
 // target. diagnose() names the first link that broke and what was seen of it.
 import type { AlertmanagerApi } from '../alertmanager/api.js';
 import { OPEN_STATES, targetKey, type RecordBook, type RollbackRecord } from '../engine/record.js';
-import type { Kube } from '../kube/client.js';
+import type { Kube } from '../kube/kube.js';
 import type { PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import { resolveTargets } from '../rules/targets.js';

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind } from '../actions/action.js';
 import type { Config } from '../config.js';
 import { checkFence, lockName } from '../guards/lock.js';
-import type { Kube } from '../kube/client.js';
+import type { Kube } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import type { Lock, Store } from '../store/store.js';
 import type { DrillRecord } from './store.js';

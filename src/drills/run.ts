@@ -12,7 +12,7 @@ import { OPEN_STATES, targetKey, type RecordBook } from '../engine/record.js';
 import { readCooldown } from '../guards/cooldown.js';
 import { readPause } from '../guards/pause.js';
 import { globMatches } from '../guards/scope.js';
-import type { Kube } from '../kube/client.js';
+import type { Kube } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import type { Metrics } from '../metrics.js';
 import type { PrometheusApi } from '../prometheus/client.js';

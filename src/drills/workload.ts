@@ -3,7 +3,7 @@
 // whether its rollout is complete, and which revision of its history holds a given template.
 import { createHash } from 'node:crypto';
 import { revisionTemplate } from '../actions/controller-revision.js';
-import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/client.js';
+import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
   annotationRevision,

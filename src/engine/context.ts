@@ -4,7 +4,7 @@ import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/ac
 import type { Config } from '../config.js';
 import type { SlotHold } from '../guards/concurrency.js';
 import { checkFence } from '../guards/lock.js';
-import type { Kube } from '../kube/client.js';
+import type { Kube } from '../kube/kube.js';
 import { namespaceLabel, type Metrics } from '../metrics.js';
 import type { Notification, Notifications } from '../notify/notifier.js';
 import type { PrometheusApi } from '../prometheus/client.js';

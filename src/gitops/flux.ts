@@ -7,7 +7,7 @@
 // - helm-controller labels `helm.toolkit.fluxcd.io/name` and `/namespace`; it puts changed objects
 //   back only with `spec.driftDetection.mode: enabled`, but an upgrade or a retry re-applies the
 //   chart's revision whatever the mode.
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import type { Owner, OwnerRef } from './types.js';
 
 export const SUSPEND_FIELD = '/spec/suspend';

@@ -2,7 +2,7 @@
 // tracking annotation (or instance label) or its Flux labels to the owner, reads the owner's sync
 // settings, and checks that the owner's own status lists the object (verify.ts): the labels only
 // say where to look. Used at plan time; reads only.
-import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/client.js';
+import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
 import { describeFlux, fluxOwnerRef } from './flux.js';

@@ -9,7 +9,7 @@
 import type { ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { suspendOwners } from './suspend.js';

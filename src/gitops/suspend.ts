@@ -4,7 +4,7 @@
 //  - Flux Kustomization / HelmRelease: spec.suspend = true, as `flux suspend`.
 // What was there before is remembered and put back exactly on resume: a field that was absent is
 // removed again (a merge patch with null), a value is written back.
-import type { Kube, RequestOptions } from '../kube/client.js';
+import type { Kube, RequestOptions } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { ENABLED_FIELD } from './argocd.js';
 import { SUSPEND_FIELD } from './flux.js';

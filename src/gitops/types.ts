@@ -1,5 +1,5 @@
 // The GitOps owner of a rollback target, as found at plan time and kept in the rollback record.
-import type { ResourceType } from '../kube/client.js';
+import type { ResourceType } from '../kube/kube.js';
 
 /**
  * What a rule does about a target that a GitOps controller reconciles:

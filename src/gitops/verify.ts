@@ -13,7 +13,7 @@
 //   Secrets, which hold the release's values (often credentials): rollguard does not read them.
 import type { Config } from '../config.js';
 import { globMatches, outOfScope } from '../guards/scope.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import type { OwnerRef } from './types.js';
 
 /** An object as the owners' status lists it. */

@@ -4,7 +4,7 @@
 // Used to describe a planned write (what it changes, src/engine/change.ts) and by the in-memory
 // Kube double of the tests. Small on purpose: no maintained library does the strategic kind
 // without the API server's schemas, and the other two are a few lines each.
-import type { PatchType } from './client.js';
+import type { PatchType } from './kube.js';
 
 /** A patch that cannot be applied; status is the API server's answer to it (400 or 422). */
 export class PatchError extends Error {

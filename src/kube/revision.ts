@@ -2,7 +2,7 @@
 // the history of a Deployment (or Argo Rollout) is the ReplicaSets its selector matches AND it
 // controls, numbered by an annotation; the history of a StatefulSet or DaemonSet is its
 // ControllerRevisions, numbered by their .revision field.
-import { RESOURCES, type Kube, type KubeObject, type RequestOptions } from './client.js';
+import { RESOURCES, type Kube, type KubeObject, type RequestOptions } from './kube.js';
 
 export const DEPLOYMENT_REVISION = 'deployment.kubernetes.io/revision';
 export const ROLLOUT_REVISION = 'rollout.argoproj.io/revision';

@@ -1,6 +1,6 @@
 // "Is the rollout finished?" for Deployments, StatefulSets and DaemonSets, following kubectl's
 // rollout status viewers, plus a poller that turns the answer into a verification outcome.
-import type { Kube, KubeObject, RequestOptions, ResourceType } from './client.js';
+import type { Kube, KubeObject, RequestOptions, ResourceType } from './kube.js';
 import { KubeApiError } from './errors.js';
 
 export interface RolloutState {

@@ -3,7 +3,7 @@
 // starts from; each watch goes on from the last resourceVersion seen, and a 410 Gone (that version
 // is compacted away) or a watch that fails to open starts over with a fresh list, after retryMs.
 // Objects are handed to the caller and forgotten: what to keep is the caller's (e.g. a hash).
-import type { KubeObject } from './client.js';
+import type { KubeObject } from './kube.js';
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 

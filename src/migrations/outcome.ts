@@ -1,6 +1,6 @@
 // Where a migration rollback Job stands, and why it failed: pure functions over the Job and its
 // pods as the API server shows them.
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import { redactUrl } from '../redact.js';
 
 export type JobState = 'running' | 'succeeded' | 'failed' | 'timed_out';

@@ -16,7 +16,7 @@ import type { Message } from '../engine/messages.js';
 import type { RollbackRecord, RollbackState } from '../engine/record.js';
 import { MIGRATION_ANNOTATION } from '../guards/approval.js';
 import { writeCooldown } from '../guards/cooldown.js';
-import { RESOURCES, type Kube, type KubeObject } from '../kube/client.js';
+import { RESOURCES, type Kube, type KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { pollUntil } from '../kube/rollout-status.js';
 import { formatDuration } from '../rules/duration.js';

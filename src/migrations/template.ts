@@ -9,7 +9,7 @@
 // server dry run at plan time.
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import { invalidName, nameSchema } from '../kube/names.js';
 
 /** Labels on the Job and its pods: the record label is how a replica finds the Job again (recovery). */

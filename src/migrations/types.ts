@@ -1,4 +1,4 @@
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject } from '../kube/kube.js';
 import type { JobState } from './outcome.js';
 
 /** The migration rollback Job a plan runs before the workload write (RollbackPlan.migration). */

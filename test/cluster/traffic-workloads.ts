@@ -1,6 +1,6 @@
 // The workloads the traffic actions act on, made on the real control plane (test/cluster/harness.ts):
 // plain Deployments, their availability, and a blue-green pair behind one Service.
-import type { KubeObject } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import type { Cluster } from './harness.js';
 
 /** A Deployment with `replicas` pods labelled `labels` (its selector), image `<name>:1`. */

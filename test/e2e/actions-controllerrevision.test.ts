@@ -7,7 +7,8 @@ import { startCluster, type Cluster } from '../cluster/harness.js';
 import { statefulSetAction } from '../../src/actions/statefulset.js';
 import { daemonSetAction } from '../../src/actions/daemonset.js';
 import type { Action, ActionContext, TargetKind } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import { daemonSetState, statefulSetState } from '../../src/kube/rollout-status.js';
 
@@ -19,7 +20,7 @@ const cluster: Cluster = await startCluster();
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
-const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
+const kube = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
 const poll = cluster.poll;

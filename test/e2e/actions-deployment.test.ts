@@ -7,7 +7,8 @@ import pino from 'pino';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import type { ActionContext, RollbackPlan } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import { deploymentState } from '../../src/kube/rollout-status.js';
 
@@ -21,7 +22,7 @@ t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
 // rollguard acts with its ServiceAccount's production rights
-const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
+const kube = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!);
 let fenceChecks = 0;
 const ctx: ActionContext = {
   kube,
@@ -274,7 +275,7 @@ t.test('API errors become clear KubeApiErrors', async (t) => {
   t.equal(err?.retriable, false);
   t.match(err?.message, /cannot patch resource "replicasets"/);
   // a request deadline: 1 ms is too short for any answer
-  const slow = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!, { timeoutMs: 1 });
+  const slow = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!, { timeoutMs: 1 });
   const te = await slow.get({ group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment' }, OURS, 'web').then(
     () => null,
     (e: unknown) => e as { status: unknown; retriable: boolean },

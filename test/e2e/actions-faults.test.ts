@@ -8,7 +8,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import type { ActionContext } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { KubeApiError } from '../../src/kube/errors.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { createHelmAction } from '../../src/actions/helm.js';
 import type { ActionContext } from '../../src/actions/action.js';
-import type { KubeObject } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 
 const NS = 'e2e-helm';
 const CAUSE = 'rollguard: rule high-error-rate, alert HighErrorRate (fp 1234), rollback r-helm';

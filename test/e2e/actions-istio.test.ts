@@ -10,7 +10,8 @@ import pino from 'pino';
 import { startCluster, type Cluster } from '../cluster/harness.js';
 import { virtualServiceAction } from '../../src/actions/istio.js';
 import type { ActionContext, TargetRef } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 
 const NS = 'e2e-istio';
@@ -21,7 +22,7 @@ const cluster: Cluster = await startCluster({ argoCrds: false, istioCrds: true }
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
-const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
+const kube = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
 await cluster.kubectl(['create', 'namespace', NS], { check: true });

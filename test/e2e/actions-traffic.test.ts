@@ -8,7 +8,8 @@ import { blueGreenAction } from '../../src/actions/blue-green.js';
 import { canaryAction } from '../../src/actions/canary.js';
 import { argoRolloutAction } from '../../src/actions/argo-rollout.js';
 import type { ActionContext } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 import { trafficWorkloads } from '../cluster/traffic-workloads.js';
 
@@ -19,7 +20,7 @@ const cluster: Cluster = await startCluster();
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
-const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
+const kube = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 
 const { api, available, create, blueGreen } = trafficWorkloads(cluster, NS);

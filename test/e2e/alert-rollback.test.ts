@@ -84,10 +84,10 @@ rules:
     onPrometheusDown: act
 `;
 
-function replica(name: string) {
+async function replica(name: string) {
   const store = new RedisStore({ url: redis.url, prefix: 'e2e', onEvent: (e, d) => e === 'error' && t.comment(`${name} redis ${e}: ${String(d)}`) });
   const env = { WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' };
-  const { engine, config, metrics, logs } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: name });
+  const { engine, config, metrics, logs } = await clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: name });
   const worker = new QueueWorker({ store, metrics, logger: logs.logger, consumer: name, claimIdleMs: config.QUEUE_CLAIM_IDLE, maxDeliveries: 5, handler: (ev) => engine.handle(ev), blockMs: 200 });
   const app = buildApp({ config, store, metrics, logger: false, routes: [rollbacksRoutes(engine)] });
   worker.start();
@@ -105,8 +105,8 @@ t.test('an alert rolls the Deployment back once, exactly as kubectl rollout undo
   const undo = await cluster.kubectl(['-n', NS, 'rollout', 'undo', 'deployment/twin'], { kubeconfig: cluster.rollguardKubeconfig });
   t.equal(undo.code, 0, undo.stderr);
 
-  const a = replica('replica-a');
-  const b = replica('replica-b');
+  const a = await replica('replica-a');
+  const b = await replica('replica-b');
   await Promise.all([a.store.waitReady(10_000), b.store.waitReady(10_000)]);
   const body = JSON.parse(fixture('alertmanager/firing-two-alerts.json'));
   body.alerts = [body.alerts[0]];
@@ -197,7 +197,7 @@ for (const kind of ['StatefulSet', 'DaemonSet'] as const) {
     const undo = await cluster.kubectl(['-n', twinNs, 'rollout', 'undo', `${k.word}/${k.name}`, ...k.twinArgs], { kubeconfig: cluster.rollguardKubeconfig });
     t.equal(undo.code, 0, undo.stderr);
 
-    const r = replica(`replica-${k.word}`);
+    const r = await replica(`replica-${k.word}`);
     await r.store.waitReady(10_000);
     const body = JSON.parse(fixture('alertmanager/firing-two-alerts.json'));
     body.alerts = [{ ...body.alerts[0], fingerprint: `fp-${k.word}`, labels: { alertname: k.alert, namespace: ns, [k.label]: k.name, ...k.extra } }];

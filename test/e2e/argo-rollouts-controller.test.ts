@@ -8,7 +8,8 @@ import { startCluster, type Cluster } from '../cluster/harness.js';
 import { startArgoRollouts } from '../cluster/reconcilers.js';
 import { argoRolloutAction } from '../../src/actions/argo-rollout.js';
 import type { ActionContext } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 
 const NS = 'e2e-argo-controller';
@@ -25,7 +26,7 @@ t.teardown(async () => {
 });
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 
-const kube = new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig })!);
+const kube = new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: cluster.rollguardKubeconfig }))!);
 const ctx: ActionContext = { kube, logger: pino({ level: 'silent' }), changeCause: CAUSE, checkFence: async () => {} };
 const roPath = `/apis/argoproj.io/v1alpha1/namespaces/${NS}/rollouts/guestbook`;
 const getRo = () => cluster.request<KubeObject>('GET', roPath);

@@ -13,7 +13,7 @@ import t from 'tap';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { incidentReport } from '../../src/engine/report.js';
-import { RESOURCES } from '../../src/kube/client.js';
+import { RESOURCES } from '../../src/kube/kube.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { deploymentSettled, startCluster } from '../cluster/harness.js';
 import { clusterEngine, firing } from '../support/engine.js';
@@ -38,7 +38,7 @@ const store = new RedisStore({ url: redis.url, prefix: 'configdeps' });
 t.teardown(() => store.close());
 await store.waitReady(10_000);
 // the ServiceAccount with exactly the chart's RBAC: get on configmaps and secrets, nothing more
-const { engine, config, kube, metrics, notifier, notifications, logs } = clusterEngine({
+const { engine, config, kube, metrics, notifier, notifications, logs } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
   env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s' },
   rulesText: RULES,

@@ -15,7 +15,7 @@ import type { Alert } from '../../src/alertmanager/alert.js';
 import { ConfigSnapshots } from '../../src/config-deps/watch.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { incidentReport } from '../../src/engine/report.js';
-import type { KubeObject } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, CHART_ACTION_KINDS, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
 import { clusterEngine, firing } from '../support/engine.js';
@@ -48,7 +48,7 @@ rules:
     priority: P0
     onPrometheusDown: act
 `;
-const { engine, config, kube, notifier, notifications, logs } = clusterEngine({
+const { engine, config, kube, notifier, notifications, logs } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
   env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: SNAPSHOT_KEY, CONFIG_SNAPSHOTS_MAX: String(MAX), SCOPE_NAMESPACES: NAMESPACES.join(',') },
   rulesText: RULES,

@@ -4,7 +4,7 @@
 // `spec.suspend: true` (what `flux suspend kustomization` sets) stops that until it is resumed.
 import t from 'tap';
 import { FLUX_NAMESPACE, startFluxEnvironment } from '../cluster/reconcilers.js';
-import type { KubeObject } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 
 const NS = 'shop';
 const INTERVAL = '3s';

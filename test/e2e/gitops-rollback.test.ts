@@ -16,7 +16,7 @@ import { EXIT } from '../../src/cli/client.js';
 import { rollbacksCommand } from '../../src/cli/rollbacks.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
-import type { KubeObject } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import type { PrometheusApi, RangeSeries } from '../../src/prometheus/client.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, REPO_ROOT } from '../cluster/harness.js';
@@ -115,7 +115,7 @@ const RULES = `rules:${rule('web-ignore', 'ignore')}${rule('web-suspend', 'suspe
 const prometheus = new ClusterHealth();
 const store = new MemoryStore();
 const env = { WEBHOOK_TOKEN, ADMIN_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '90s', RECOVERY_TIMEOUT: '30s', RECOVERY_POLL: '500ms', BUDGET_CLUSTER_PER_HOUR: '50' };
-const { engine, config, metrics, notifier } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'replica-a', prometheus });
+const { engine, config, metrics, notifier } = await clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'replica-a', prometheus });
 const app = buildApp({ config, store, metrics, logger: false, routes: [rollbacksRoutes(engine)] });
 t.teardown(() => engine.stop());
 // the CLI of the person on call talks to this app over HTTP

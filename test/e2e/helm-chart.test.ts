@@ -34,7 +34,8 @@ import { deploymentAction } from '../../src/actions/deployment.js';
 import { blueGreenAction } from '../../src/actions/blue-green.js';
 import { canaryAction } from '../../src/actions/canary.js';
 import type { Action, ActionContext, TargetRef } from '../../src/actions/action.js';
-import { ClientNodeKube, type KubeObject } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import type { KubeObject } from '../../src/kube/kube.js';
 import { loadKubeConfig } from '../../src/kube/config.js';
 
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
@@ -311,7 +312,7 @@ t.test('the Deployment action rolls back with the chart ServiceAccount token', a
 
   const kubeconfig = await saKubeconfig();
   const ctx: ActionContext = {
-    kube: new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: kubeconfig })!),
+    kube: new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: kubeconfig }))!),
     logger: pino({ level: 'silent' }),
     changeCause: 'rollguard: e2e helm-chart',
     checkFence: async () => {},
@@ -408,7 +409,7 @@ t.test('helm upgrade to Canary alone, then BlueGreen alone: each rolls back with
   const ns = 'payments';
   const { api, available, create, blueGreen } = trafficWorkloads(cluster, ns);
   const saCtx = async (): Promise<ActionContext> => ({
-    kube: new ClientNodeKube(loadKubeConfig({ mode: 'kubeconfig', path: await saKubeconfig() })!),
+    kube: new ClientNodeKube((await loadKubeConfig({ mode: 'kubeconfig', path: await saKubeconfig() }))!),
     logger: pino({ level: 'silent' }),
     changeCause: 'rollguard: e2e helm-chart, one kind alone',
     checkFence: async () => {},

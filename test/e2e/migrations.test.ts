@@ -31,7 +31,7 @@ for (const ns of [OK, FAIL]) await kubectl(['create', 'namespace', ns]);
 await applyChartRbac(cluster, ['migrations.enabled=true', `scope.namespaces={${OK},${FAIL}}`]);
 
 // no Prometheus here: the rule acts without the trigger's confirmation (a P1 holds by default)
-const { engine, notifier, notifications } = clusterEngine({
+const { engine, notifier, notifications } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
   env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', SCOPE_NAMESPACES: `${OK},${FAIL}` },
   rulesText: migrationRules({ key: 'rollback.yaml', deadline: '90s', logLines: 5 }).replace('priority: P1', 'priority: P1\n    onPrometheusDown: act'),

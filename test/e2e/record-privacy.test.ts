@@ -61,7 +61,7 @@ t.test('a rolled-back pod template with env values: the record says what changed
   t.teardown(() => store.close());
   await store.waitReady(10_000);
   const env = { WEBHOOK_TOKEN, DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', QUEUE_CLAIM_IDLE: '30s' };
-  const { engine, config, metrics, logs } = clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'privacy-a' });
+  const { engine, config, metrics, logs } = await clusterEngine({ kubeconfig: cluster.rollguardKubeconfig, env, rulesText: RULES, store, owner: 'privacy-a' });
   const worker = new QueueWorker({ store, metrics, logger: logs.logger, consumer: 'privacy-a', claimIdleMs: config.QUEUE_CLAIM_IDLE, maxDeliveries: 5, handler: (ev) => engine.handle(ev), blockMs: 200 });
   const app = buildApp({ config, store, metrics, logger: logs.logger, routes: [rollbacksRoutes(engine)] });
   t.teardown(() => app.close());

@@ -30,7 +30,7 @@ const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const proxy = await startFaultProxy({ server: cluster.server, caFile: cluster.caFile });
 t.teardown(() => proxy.close());
-const kube = createKube({ mode: 'kubeconfig', path: proxy.kubeconfig(cluster.rollguardToken) }, { timeoutMs: 1500 });
+const kube = await createKube({ mode: 'kubeconfig', path: proxy.kubeconfig(cluster.rollguardToken) }, { timeoutMs: 1500 });
 
 const RULES = `
 rules:

@@ -8,7 +8,7 @@ import { AlertmanagerApi } from '../../src/alertmanager/api.js';
 import { loadConfig } from '../../src/config.js';
 import { Drills } from '../../src/drills/run.js';
 import { Engine } from '../../src/engine/pipeline.js';
-import { RESOURCES, type KubeObject } from '../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../src/kube/kube.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications } from '../../src/notify/notifier.js';
 import { MemoryStore } from '../../src/store/memory.js';

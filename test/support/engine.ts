@@ -4,7 +4,7 @@ import type { Alert } from '../../src/alertmanager/alert.js';
 import { createActions } from '../../src/actions/index.js';
 import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/pipeline.js';
-import type { Kube } from '../../src/kube/client.js';
+import type { Kube } from '../../src/kube/kube.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { createKube } from '../../src/kube/config.js';
 import { createMetrics } from '../../src/metrics.js';
@@ -241,7 +241,7 @@ export function testEngine(opts: TestEngineOptions = {}) {
  * Prometheus unless given (rules act per their onPrometheusDown), every action kind, a capturing notifier and a
  * capturing logger: what the e2e tests of one engine feature share.
  */
-export function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string; prometheus?: PrometheusApi }) {
+export async function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string; prometheus?: PrometheusApi }) {
   const logs = capturingLogger();
   const notifier = new CapturingNotifier();
   const config = loadConfig(o.env);
@@ -249,7 +249,7 @@ export function clusterEngine(o: { kubeconfig: string; env: Record<string, strin
   const { rules, errors } = parseRuleFile(`${o.owner}.yaml`, o.rulesText);
   if (errors.length) throw new Error(JSON.stringify(errors));
   const notifications = new Notifications([notifier], logs.logger, metrics);
-  const kube = createKube({ mode: 'kubeconfig', path: o.kubeconfig })!;
+  const kube = (await createKube({ mode: 'kubeconfig', path: o.kubeconfig }))!;
   const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: o.prometheus ?? null, kube, actions: createActions(), notifications, owner: o.owner });
   return { engine, config, kube, metrics, notifier, notifications, logs };
 }

@@ -5,7 +5,7 @@
 // selectors, and error injection. It is not a controller: tests move status along themselves,
 // or through the onPatch hook.
 import { randomUUID } from 'node:crypto';
-import type { CreateOptions, Kube, KubeObject, LogOptions, PatchOptions, PatchType, RequestOptions, ResourceType } from '../../src/kube/client.js';
+import type { CreateOptions, Kube, KubeObject, LogOptions, PatchOptions, PatchType, RequestOptions, ResourceType } from '../../src/kube/kube.js';
 import { KubeApiError } from '../../src/kube/errors.js';
 import { applyPatch, PatchError } from '../../src/kube/patch.js';
 

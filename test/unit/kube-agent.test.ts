@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { IDLE_SOCKET_MS, SharedAgent } from '../../src/kube/agent.js';
-import { ClientNodeKube, RESOURCES } from '../../src/kube/client.js';
+import { ClientNodeKube } from '../../src/kube/client.js';
+import { RESOURCES } from '../../src/kube/kube.js';
 import { KubeApiError } from '../../src/kube/errors.js';
 import { openssl } from '../cluster/harness.js';
 

@@ -5,7 +5,7 @@ import t from 'tap';
 import { configMapAction, MAX_RESTARTS, RESTARTED_AT, RESTORED_FROM, RESTORED_HASH } from '../../../src/actions/configmap.js';
 import { parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { snapshotObject } from '../../../src/config-deps/snapshots.js';
-import { RESOURCES, type KubeObject, type ResourceType } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject, type ResourceType } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { parseRuleFile } from '../../../src/rules/loader.js';
 import { resolveTargets } from '../../../src/rules/targets.js';

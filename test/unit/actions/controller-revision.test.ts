@@ -1,7 +1,7 @@
 import t from 'tap';
 import { statefulSetAction } from '../../../src/actions/statefulset.js';
 import { daemonSetAction } from '../../../src/actions/daemonset.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { statefulSetState, daemonSetState } from '../../../src/kube/rollout-status.js';

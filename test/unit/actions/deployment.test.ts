@@ -1,6 +1,6 @@
 import t from 'tap';
 import { deploymentAction, ANNOTATIONS_TO_SKIP } from '../../../src/actions/deployment.js';
-import { RESOURCES } from '../../../src/kube/client.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { CAUSE, NS, context, deployment, podTemplate, replicaSet, standardCluster } from './fixtures/objects.js';
 

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { distribute, virtualServiceAction } from '../../../src/actions/istio.js';
 import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { parseRuleFile } from '../../../src/rules/loader.js';
 import { resolveTargets } from '../../../src/rules/targets.js';

@@ -5,7 +5,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
-import { ClientNodeKube, RESOURCES } from '../../../src/kube/client.js';
+import { ClientNodeKube } from '../../../src/kube/client.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { deploymentAction } from '../../../src/actions/deployment.js';
 

@@ -6,7 +6,7 @@ import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
 import { createActions, KINDS, OptionsError, parseOptions, targetKinds, writtenObjects } from '../../../src/actions/index.js';
 import { canaryAction } from '../../../src/actions/canary.js';
 import { blueGreenAction } from '../../../src/actions/blue-green.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { ADMIN_TOKEN } from '../../support/app.js';
 import { testEngine } from '../../support/engine.js';

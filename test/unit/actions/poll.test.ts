@@ -6,7 +6,7 @@ import { blueGreenAction } from '../../../src/actions/blue-green.js';
 import { canaryAction } from '../../../src/actions/canary.js';
 import { createHelmAction } from '../../../src/actions/helm.js';
 import type { Action, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { pollUntil } from '../../../src/kube/rollout-status.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { NS, context } from './fixtures/objects.js';

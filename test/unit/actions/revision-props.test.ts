@@ -1,7 +1,7 @@
 // Properties of the revision helpers against simple models of kubectl's rules.
 import t from 'tap';
 import fc from 'fast-check';
-import type { KubeObject } from '../../../src/kube/client.js';
+import type { KubeObject } from '../../../src/kube/kube.js';
 import { annotationRevision, findHistory, pickReplicaSet, semanticEqual, selectorMatches, selectorToString } from '../../../src/kube/revision.js';
 import { matchesSelectorString } from '../../support/fake-kube.js';
 

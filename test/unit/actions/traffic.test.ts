@@ -4,7 +4,7 @@ import { blueGreenAction } from '../../../src/actions/blue-green.js';
 import { canaryAction } from '../../../src/actions/canary.js';
 import { argoRolloutAction } from '../../../src/actions/argo-rollout.js';
 import { createActions } from '../../../src/actions/index.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { CAUSE, NS, context } from './fixtures/objects.js';

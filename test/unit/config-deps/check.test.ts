@@ -2,7 +2,7 @@ import t from 'tap';
 import { deploymentAction } from '../../../src/actions/deployment.js';
 import { statefulSetAction } from '../../../src/actions/statefulset.js';
 import { fmtTime, lastChange } from '../../../src/config-deps/check.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { NS, context, deployment, replicaSet } from '../actions/fixtures/objects.js';

@@ -1,7 +1,7 @@
 // Configuration snapshots as pure functions: names, labels, ownership, content, and which one a
 // rollback restores (src/config-deps/snapshots.ts).
 import t from 'tap';
-import type { KubeObject } from '../../../src/kube/client.js';
+import type { KubeObject } from '../../../src/kube/kube.js';
 import { applyPatch } from '../../../src/kube/patch.js';
 import { SNAPSHOT_KEY as KEY } from '../../support/snapshots.js';
 import {

@@ -5,7 +5,7 @@
 import pino from 'pino';
 import t from 'tap';
 import { ConfigSnapshots, SNAPSHOT_CONCURRENCY } from '../../../src/config-deps/watch.js';
-import { RESOURCES, type KubeObject, type RequestOptions, type ResourceType } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject, type RequestOptions, type ResourceType } from '../../../src/kube/kube.js';
 import type { WatchHandle, WatchHandlers } from '../../../src/kube/watch.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { SNAPSHOT_KEY } from '../../support/snapshots.js';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { applyFault, CRASH_COMMAND, describeFault, faultedTemplate, FaultError, faultSchema, UNPULLABLE_TAG, withTag } from '../../../src/drills/fault.js';
 import { templateHash } from '../../../src/drills/workload.js';
-import { RESOURCES } from '../../../src/kube/client.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { deployment, NS, podTemplate } from '../actions/fixtures/objects.js';

@@ -6,7 +6,7 @@ import type { DrillRecord } from '../../../src/drills/store.js';
 import { readWorkload, templateHash } from '../../../src/drills/workload.js';
 import { drillReport } from '../../../src/drills/report.js';
 import { budgetKeys } from '../../../src/guards/budget.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { metricValue } from '../../support/app.js';
 import { drillWorld } from '../../support/drills.js';
 import { firing } from '../../support/engine.js';

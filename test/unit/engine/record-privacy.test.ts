@@ -5,7 +5,7 @@ import t from 'tap';
 import { createActions } from '../../../src/actions/index.js';
 import { buildApp } from '../../../src/app.js';
 import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';

@@ -1,7 +1,7 @@
 // Ownership detection, sync settings, suspend and resume on the in-memory Kube (the real Flux
 // controllers and Argo CD's CRDs are in test/e2e/gitops-rollback.test.ts).
 import t from 'tap';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { applicationSetIgnoresEnabled, argoOwnerRef } from '../../../src/gitops/argocd.js';
 import { fluxOwnerRef, parseGoDuration } from '../../../src/gitops/flux.js';

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { createActions } from '../../../src/actions/index.js';
 import { loadConfig } from '../../../src/config.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { findOwners } from '../../../src/gitops/owner.js';
 import { OWNER_RESOURCES, type OwnerRef } from '../../../src/gitops/types.js';
 import { fluxInventoryId, notListedBy, ownerOutOfScope } from '../../../src/gitops/verify.js';

@@ -5,7 +5,7 @@ import type { Action } from '../../../src/actions/action.js';
 import { createActions } from '../../../src/actions/index.js';
 import { readCooldown } from '../../../src/guards/cooldown.js';
 import { lockName } from '../../../src/guards/lock.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { metricValue } from '../../support/app.js';
 import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { KubeObject } from '../../../src/kube/client.js';
+import type { KubeObject } from '../../../src/kube/kube.js';
 import { failedContainer, jobVerdict, lastLines } from '../../../src/migrations/outcome.js';
 
 const job = (status: Record<string, unknown>): KubeObject => ({ metadata: { name: 'undo', namespace: 'shop' }, status });

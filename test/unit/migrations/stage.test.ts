@@ -1,7 +1,7 @@
 // The migration rollback Job on the engine's path, with the in-memory Kube standing in for the API
 // server and the Job controller (the real ones: test/e2e/migrations.test.ts).
 import t from 'tap';
-import { RESOURCES, type KubeObject } from '../../../src/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { RECORD_LABEL } from '../../../src/migrations/template.js';
 import { metricValue } from '../../support/app.js';
