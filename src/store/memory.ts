@@ -496,13 +496,15 @@ export class MemoryStore implements Store {
   async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
     const limit = filter.limit ?? 100;
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
-    // the smallest index that answers the filter; every record only when there is no filter
-    const ids =
-      filter.target !== undefined ? this.byTarget.get(filter.target) : filter.state !== undefined ? this.byState.get(filter.state) : this.records.keys();
+    // the smallest index that answers the filter (given a target and a state, the smaller of the two); every record only when there is no filter
+    const byTarget = filter.target !== undefined ? (this.byTarget.get(filter.target) ?? new Set<string>()) : undefined;
+    const byState = filter.state !== undefined ? (this.byState.get(filter.state) ?? new Set<string>()) : undefined;
+    const ids = byTarget && byState ? (byState.size < byTarget.size ? byState : byTarget) : (byTarget ?? byState ?? this.records.keys());
     const hits: StoredRecord[] = [];
-    for (const id of ids ?? []) {
+    for (const id of ids) {
       const r = this.records.get(id)!;
       if (filter.state !== undefined && r.state !== filter.state) continue;
+      if (filter.target !== undefined && r.target !== filter.target) continue;
       if (after && !isAfter(r, after)) continue;
       hits.push(r);
     }

@@ -397,6 +397,26 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.same((await s.listRecords()).map((r) => `${r.id}:${r.state}`), ['r3:failed', 'r2:deciding', 'r1:succeeded'], 'one copy of each, as last put');
   });
 
+  t.test('records: a state and a target together, whichever of their indexes is the smaller', async (t) => {
+    const s = await make();
+    const busy = 'Deployment/prod/busy';
+    // a target with many closed records and two executing, beside another target's executing ones
+    for (let i = 0; i < 40; i++) await s.putRecord({ id: `c${String(i).padStart(2, '0')}`, target: busy, state: 'blocked', createdAt: 100 + i });
+    await s.putRecord({ id: 'run-old', target: busy, state: 'in_progress', createdAt: 50 });
+    await s.putRecord({ id: 'run-new', target: busy, state: 'in_progress', createdAt: 200 });
+    await s.putRecord({ id: 'other', target: 'Deployment/prod/quiet', state: 'in_progress', createdAt: 300 });
+    // the state's index is the smaller: the target's records are picked out of it
+    t.same((await s.listRecords({ target: busy, state: 'in_progress', limit: 2 })).map((r) => r.id), ['run-new', 'run-old']);
+    const first = await s.listRecordsPage({ target: busy, state: 'in_progress', limit: 1 });
+    t.same(first.records.map((r) => r.id), ['run-new']);
+    t.same((await s.listRecords({ target: busy, state: 'in_progress', limit: 1, cursor: first.nextCursor! })).map((r) => r.id), ['run-old'], 'and paged');
+    // the target's index is the smaller: its records of that state, nothing of another target's
+    for (let i = 0; i < 10; i++) await s.putRecord({ id: `q${i}`, target: `Deployment/prod/q${i}`, state: 'blocked', createdAt: 400 + i });
+    t.same((await s.listRecords({ target: 'Deployment/prod/quiet', state: 'blocked' })).map((r) => r.id), []);
+    t.same((await s.listRecords({ target: 'Deployment/prod/q3', state: 'blocked' })).map((r) => r.id), ['q3']);
+    t.same((await s.listRecords({ target: busy, state: 'blocked', limit: 3 })).map((r) => r.id), ['c39', 'c38', 'c37']);
+  });
+
   t.test('cursor pagination: every record once, newest first, stable while newer records arrive', async (t) => {
     const s = await make();
     // equal createdAt on purpose: the order is createdAt, then id, both descending
