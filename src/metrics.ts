@@ -90,6 +90,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'Rollbacks waiting for a human approval (as last seen by this replica).'),
     guardBlocked: counter('rollguard_guard_blocked_total',
       'Rollbacks stopped by a guard, by guard.', ['guard']),
+    guardDeferred: counter('rollguard_guard_deferred_total',
+      'Rollbacks a guard sent back to be decided again later (the lock guard, behind another rollback of the target still being decided), by guard.', ['guard']),
     lastRollbackTimestamp: gauge('rollguard_last_rollback_timestamp_seconds',
       'When rollguard last changed the cluster to roll something back.'),
     escalations: counter('rollguard_escalations_total',

@@ -48,6 +48,8 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
       rec.dueAt = d.at ?? now;
       if (d.decision === 'hold') rec.heldSince ??= now;
       else delete rec.heldSince;
+      // a wait on the target's lock (the lock guard's, 2 x LOCK_TTL at most) is not this wait: one after it counts afresh
+      delete rec.lockWaitSince;
       await ctx.records.save(rec);
       return rec.state;
     case 'rollback_now':

@@ -82,6 +82,9 @@ export class Scheduler {
           // re-checked meanwhile by another replica (held or scheduled again, due later): not again here
           if ((fresh.dueAt ?? 0) > now) return;
           if (state === 'held' && now - (fresh.heldSince ?? now) >= ctx.config.HOLD_MAX_AGE) return heldTooLong(ctx, fresh);
+          // its alert resolved while it was being decided (resolve() then only marks it, and the
+          // decision that followed held or scheduled it): nothing to do any more, as for one resolved while waiting
+          if (fresh.times.resolvedAt !== undefined) return ctx.finishFrom(fresh, state, 'not_confirmed', 'the alert resolved before the scheduled re-check');
           const rule = ctx.ruleFor(fresh);
           if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
@@ -91,7 +94,7 @@ export class Scheduler {
           fresh.state = 'deciding';
           fresh.owner = ctx.owner;
           if (!(await ctx.records.save(fresh, { expectState: state }))) return;
-          return evaluate(ctx, fresh, rule, fresh.decision?.decision === 'recheck_later');
+          return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
         });
       }, ctx.log, `the re-check of a ${state} rollback`);
     }
@@ -114,6 +117,21 @@ export class Scheduler {
       if (n > 0) ctx.log.info({ pruned: n, retentionMs: ctx.config.RECORD_RETENTION, noActionRetentionMs: ctx.config.RECORD_RETENTION_NO_ACTION }, 'old rollback records deleted');
     }
   }
+}
+
+/**
+ * Whether a due record's trigger has had its first look (decide's `recheck`: an SLO-at-risk rule
+ * rolls back only on its delayed look). Its last decision says so:
+ *
+ *   last decision    how it got here                                          recheck
+ *   recheck_later    the first look of an SLO-at-risk rule, due now           yes
+ *   scheduled        into a maintenance window, past the first look           yes
+ *   rollback_now     sent back by the lock guard (a rollback still deciding)  yes
+ *   hold, none       Prometheus down or erring at the first look              no
+ */
+export function pastFirstLook(rec: RollbackRecord): boolean {
+  const d = rec.decision?.decision;
+  return d === 'recheck_later' || d === 'scheduled' || d === 'rollback_now';
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Lock, Store } from '../store/store.js';
+import type { Lock, Store, StoredRecord } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
 import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
@@ -39,17 +39,31 @@ export const lockGuard: Guard = {
  * approved ones and a chain's targets are blocked at once, as before: they are not decided from a
  * trigger, and their requester (or the chain) hears of it now.
  *
- *   lock held by        record (alert, rule, no chain, not approved)   other records
- *   an executing one    block, naming it                               block
- *   a deciding one      later (scheduled), until 2 x LOCK_TTL, then block   block
+ * Waiting is only for a rollback of this target being decided: with none deciding, the lock is
+ * held by something that will write (another target's rollback writing this object, a drill's
+ * restore), and the alert is blocked at once. And one rule waits once per target: an alert of a
+ * rule whose rollback of this target is already being decided, or already waiting, is blocked,
+ * naming that record, which decides for both (it meets the same guards): a flood of one rule's
+ * alerts is one waiting record, not one re-check each.
+ *
+ *   lock held, and of this target's other records        record (alert, rule, no chain, not approved)   other records
+ *   one in_progress                                       block, naming it                               block
+ *   one of the same rule deciding or waiting on the lock  block, naming it                               block
+ *   one deciding (another rule's)                         later (scheduled), until 2 x LOCK_TTL, then block   block
+ *   none deciding                                         block                                          block
  */
 async function heldElsewhere(ctx: GuardContext): Promise<GuardResult> {
   const rec = ctx.record;
   const why = `another rollback of ${rec.target} is in progress (its lock is held)`;
   const mayWait = rec.source !== 'manual' && rec.rule !== undefined && rec.chain === undefined && rec.approval?.decision !== 'approved';
   if (!mayWait) return block(why);
-  const running = (await ctx.store.listRecords({ target: rec.target, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
+  const others = async (state: string) => (await ctx.store.listRecords({ target: rec.target, state, limit: 20 })).filter((r) => r.id !== rec.id) as (StoredRecord & { rule?: string; lockWaitSince?: number })[];
+  const running = (await others('in_progress'))[0];
   if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
+  const [deciding, scheduled] = await Promise.all([others('deciding'), others('scheduled')]);
+  const same = [...deciding, ...scheduled.filter((r) => r.lockWaitSince !== undefined)].find((r) => r.rule === rec.rule);
+  if (same) return block(`${why}; the rollback of ${rec.target} for rule ${rec.rule} is already being decided by ${same.id}, which decides for this alert too`);
+  if (deciding.length === 0) return block(`another rollback writing ${rec.target} is in progress (its lock is held, and no rollback of it is being decided: another target's rollback that writes it, or a drill's restore)`);
   const max = 2 * ctx.config.LOCK_TTL;
   const waited = rec.lockWaitSince === undefined ? 0 : ctx.now - rec.lockWaitSince;
   if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for its holder to execute or give it back (2 × LOCK_TTL)`);
