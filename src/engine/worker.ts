@@ -379,15 +379,16 @@ export class QueueWorker {
 
   /** Escalates and reports whether the event may be acked (false: escalating failed, it stays queued). */
   private async deadLetter(ev: QueuedEvent, err: unknown, log: Logger): Promise<boolean> {
-    this.o.metrics.eventsProcessed.inc({ outcome: 'dead_lettered' });
-    log.error({ err }, `event dead-lettered after ${ev.deliveries} deliveries (QUEUE_MAX_DELIVERIES=${this.o.maxDeliveries}): escalated and removed from the queue`);
+    // said (and counted) once escalated: one that fails stays queued, and its next delivery tries again
     try {
       await this.o.onDead?.(ev, err);
-      return true;
     } catch (deadErr) {
-      log.error({ err: deadErr }, 'could not escalate the dead event; it stays queued');
+      log.error({ err: deadErr, cause: err }, `event over QUEUE_MAX_DELIVERIES=${this.o.maxDeliveries} (${ev.deliveries} deliveries), but escalating it failed: it stays queued, and is tried again at its next delivery`);
       return false;
     }
+    this.o.metrics.eventsProcessed.inc({ outcome: 'dead_lettered' });
+    log.error({ err }, `event dead-lettered after ${ev.deliveries} deliveries (QUEUE_MAX_DELIVERIES=${this.o.maxDeliveries}): escalated and removed from the queue`);
+    return true;
   }
 }
 

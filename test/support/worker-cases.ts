@@ -10,7 +10,7 @@ import { alert } from './store-contract.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A worker on `store` with a logger whose lines the test reads, and its metrics. */
-function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number }) {
+function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number }) {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -20,6 +20,7 @@ function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number
   });
   const metrics = createMetrics({ defaults: false });
   const dead: { ev: QueuedEvent; err: unknown }[] = [];
+  let escalationsFailed = 0;
   const w = new QueueWorker({
     store,
     handler,
@@ -29,7 +30,13 @@ function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number
     claimIdleMs: opts.claimIdleMs,
     maxDeliveries: opts.maxDeliveries,
     ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
-    onDead: async (ev, err) => void dead.push({ ev, err }),
+    onDead: async (ev, err) => {
+      if (escalationsFailed < (opts.failEscalations ?? 0)) {
+        escalationsFailed++;
+        throw new StoreUnavailableError('store unreachable while escalating');
+      }
+      dead.push({ ev, err });
+    },
     blockMs: 50,
   });
   const outcome = async (o: string) => (await metrics.eventsProcessed.get()).values.find((v) => v.labels.outcome === o)?.value ?? 0;
@@ -95,6 +102,23 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
     t.match(String((dead[0]!.err as Error).message), /delivered 4 times and not handled in 3/);
     t.equal(await outcome('dead_lettered'), 1);
     await until('acked', async () => (await s.queueDepth()) === 0);
+  });
+
+  t.test('an escalation that fails leaves the event queued, said as such: dead-lettered (counted, logged as removed) once escalated', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 'poison', alert: alert('poison') }], 60_000);
+    const { w, lines, dead, outcome } = worker(s, async () => { throw new Error('handler fails'); }, { maxDeliveries: 1, claimIdleMs: 50, failEscalations: 1 });
+    w.start();
+    t.teardown(() => w.stop());
+    await until('escalated', () => dead.length > 0);
+    await until('acked', async () => (await s.queueDepth()) === 0);
+    const said = lines.map((l) => String(l.msg));
+    const failed = said.findIndex((m) => /escalating it failed: it stays queued/.test(m));
+    const removed = said.filter((m) => /dead-lettered after \d+ deliveries .*removed from the queue/.test(m));
+    t.ok(failed >= 0, 'the failed escalation is said');
+    t.equal(removed.length, 1, 'removed from the queue: said once, after the escalation that worked');
+    t.ok(said.findIndex((m) => /removed from the queue/.test(m)) > failed);
+    t.equal(await outcome('dead_lettered'), 1, 'counted once');
   });
 
   t.test('a handler error on the last delivery dead-letters the event; a store failure leaves it queued', async (t) => {
