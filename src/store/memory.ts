@@ -271,6 +271,11 @@ export class MemoryStore implements Store {
     return true;
   }
 
+  async lockOwner(name: string): Promise<string | null> {
+    const v = this.alive(`lock:${name}`);
+    return v ? v.value.slice(0, v.value.lastIndexOf('|')) : null;
+  }
+
   async currentFence(name: string): Promise<number> {
     const f = this.fences.get(name);
     return f && f.expiresAt > this.now() ? f.token : 0;
@@ -496,15 +501,13 @@ export class MemoryStore implements Store {
   async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
     const limit = filter.limit ?? 100;
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
-    // the smallest index that answers the filter (given a target and a state, the smaller of the two); every record only when there is no filter
-    const byTarget = filter.target !== undefined ? (this.byTarget.get(filter.target) ?? new Set<string>()) : undefined;
-    const byState = filter.state !== undefined ? (this.byState.get(filter.state) ?? new Set<string>()) : undefined;
-    const ids = byTarget && byState ? (byState.size < byTarget.size ? byState : byTarget) : (byTarget ?? byState ?? this.records.keys());
+    // the smallest index that answers the filter; every record only when there is no filter
+    const ids =
+      filter.target !== undefined ? this.byTarget.get(filter.target) : filter.state !== undefined ? this.byState.get(filter.state) : this.records.keys();
     const hits: StoredRecord[] = [];
-    for (const id of ids) {
+    for (const id of ids ?? []) {
       const r = this.records.get(id)!;
       if (filter.state !== undefined && r.state !== filter.state) continue;
-      if (filter.target !== undefined && r.target !== filter.target) continue;
       if (after && !isAfter(r, after)) continue;
       hits.push(r);
     }

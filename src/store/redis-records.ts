@@ -156,7 +156,8 @@ export class RedisRecords {
   async page(filter: RecordFilter, after: Position | undefined): Promise<RecordPage> {
     await this.ensureIndexed();
     const limit = filter.limit ?? 100;
-    const index = await this.smallestIndex(filter);
+    // the smallest index that answers the filter: a target's records, a state's, or all
+    const index = filter.target !== undefined ? this.targetIndex(filter.target) : filter.state !== undefined ? this.stateIndex(filter.state) : this.keys.byTime;
     const out: StoredRecord[] = [];
     let more = false;
     for await (const ids of this.idsNewestFirst(index, after, Math.min(limit + 1, 500))) {
@@ -165,7 +166,6 @@ export class RedisRecords {
         if (!v) continue; // pruned meanwhile
         const r = JSON.parse(v) as StoredRecord;
         if (filter.state !== undefined && r.state !== filter.state) continue;
-        if (filter.target !== undefined && r.target !== filter.target) continue;
         if (out.length === limit) {
           more = true;
           break;
@@ -176,20 +176,6 @@ export class RedisRecords {
     }
     const last = out[out.length - 1];
     return { records: out, nextCursor: more && last ? encodeCursor(last) : null };
-  }
-
-  /**
-   * The smallest index that answers the filter: a target's records, a state's, or all. Given both,
-   * the smaller of the two (their sizes read together): the records in_progress of a target
-   * with a thousand closed ones are a few ids of the state's index, not the target's thousand.
-   */
-  private async smallestIndex(filter: RecordFilter): Promise<string> {
-    if (filter.target === undefined) return filter.state !== undefined ? this.stateIndex(filter.state) : this.keys.byTime;
-    const byTarget = this.targetIndex(filter.target);
-    if (filter.state === undefined) return byTarget;
-    const byState = this.stateIndex(filter.state);
-    const [t, s] = await Promise.all([this.cmd.zcard(byTarget), this.cmd.zcard(byState)]);
-    return s < t ? byState : byTarget;
   }
 
   /** Ids of a sorted set (score createdAt) newest first, strictly after `after`, in chunks. */

@@ -338,6 +338,13 @@ export class RedisStore implements Store {
     });
   }
 
+  async lockOwner(name: string): Promise<string | null> {
+    return this.run('lockOwner', async () => {
+      const v = await this.cmd.get(this.k('lock', name));
+      return v === null ? null : v.slice(0, v.lastIndexOf('|'));
+    });
+  }
+
   async currentFence(name: string): Promise<number> {
     return this.run('currentFence', async () => Number((await this.cmd.get(this.k('fence', name))) ?? 0));
   }

@@ -120,6 +120,8 @@ export interface Store {
   /** Extends a held lock; false if it was lost (expired and taken, or released). */
   renewLock(lock: Lock, ttlMs: number): Promise<boolean>;
   releaseLock(lock: Lock): Promise<boolean>;
+  /** Who holds the lock now (the owner given to acquireLock), or null when it is free (or expired). */
+  lockOwner(name: string): Promise<string | null>;
   /**
    * The highest fencing token handed out for this lock name (0 if never, or if the lock has not been
    * held for a while: fence keys expire some time after their lock). Tokens only grow, across

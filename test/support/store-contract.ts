@@ -174,6 +174,8 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     const l1 = await s.acquireLock('dep', 'r1', 1000);
     t.ok(l1);
     t.equal(await s.acquireLock('dep', 'r2', 1000), null, 'held by r1');
+    t.equal(await s.lockOwner('dep'), 'r1', 'its owner, as given');
+    t.equal(await s.lockOwner('never-taken'), null);
     t.ok(await s.renewLock(l1!, 300));
     await sleep(450);
     const l2 = await s.acquireLock('dep', 'r2', 5000);
@@ -182,7 +184,9 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.currentFence('dep'), l2!.token);
     t.notOk(await s.renewLock(l1!, 1000), 'the old holder lost it');
     t.notOk(await s.releaseLock(l1!), 'the old holder cannot release it');
+    t.equal(await s.lockOwner('dep'), 'r2', 'the owner of the lock now, not of an expired one');
     t.ok(await s.releaseLock(l2!));
+    t.equal(await s.lockOwner('dep'), null, 'free once given back');
     const l3 = await s.acquireLock('dep', 'r1', 1000);
     t.ok(l3!.token > l2!.token, 'tokens only grow');
     t.ok(await s.acquireLock('other', 'r1', 1000), 'locks are per name');
