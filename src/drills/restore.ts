@@ -42,7 +42,7 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
     }
     const action = deps.actions[d.ref.kind];
     if (!action) return done('failed', `no action for kind ${d.ref.kind}`);
-    lock = await takeLock(deps, d.target);
+    lock = await takeLock(deps, d.target, d.id);
     if (!lock) return done('failed', `another rollback of ${d.target} held its lock for ${Math.round((2 * deps.config.LOCK_TTL) / 1000)}s: the drill could not restore it; check rollguard rollbacks list --target ${d.target}`);
     const held = lock;
     const actx: ActionContext = {
@@ -69,11 +69,11 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
   }
 }
 
-/** The target's rollback lock, waiting up to twice LOCK_TTL for a rollback that holds it to end. */
-async function takeLock(deps: RestoreDeps, target: string): Promise<Lock | null> {
+/** The target's rollback lock, waiting up to twice LOCK_TTL for a rollback that holds it to end; held as the drill's (an alert meeting it reads whose it is: src/guards/lock.ts). */
+async function takeLock(deps: RestoreDeps, target: string, drill: string): Promise<Lock | null> {
   const until = Date.now() + 2 * deps.config.LOCK_TTL;
   for (;;) {
-    const lock = await deps.store.acquireLock(lockName(target), deps.owner, deps.config.LOCK_TTL);
+    const lock = await deps.store.acquireLock(lockName(target), `${deps.owner} for drill ${drill}`, deps.config.LOCK_TTL);
     if (lock || Date.now() >= until || deps.signal?.aborted) return lock;
     await sleep(500, deps.signal);
   }

@@ -20,7 +20,8 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
   if (confirmation.limit !== undefined) rec.confirmation.limit = confirmation.limit;
   ctx.records.step(rec, 'confirmed', `${confirmation.outcome}: ${confirmation.reason}`, { query: confirmation.query, value: confirmation.value, limit: confirmation.limit });
 
-  const d = decide({ rule, alert: { status: 'firing' }, confirmation, now, recheck });
+  // an alert that resolved while its record was being decided (resolve() then only marks it) rolls nothing back
+  const d = decide({ rule, alert: { status: rec.times.resolvedAt !== undefined ? 'resolved' : 'firing' }, confirmation, now, recheck });
   recordDecision(ctx.metrics, rule, d);
   rec.decision = { decision: d.decision, reason: d.reason };
   if (d.at !== undefined) rec.decision.at = d.at;
@@ -46,6 +47,7 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
       }
       rec.state = d.decision === 'hold' ? 'held' : 'scheduled';
       rec.dueAt = d.at ?? now;
+      if (d.decision === 'recheck_later') rec.firstLookAt ??= now;
       if (d.decision === 'hold') rec.heldSince ??= now;
       else delete rec.heldSince;
       // a wait on the target's lock (the lock guard's, 2 x LOCK_TTL at most) is not this wait: one after it counts afresh

@@ -199,7 +199,6 @@ async function afterVerdict(
     rec.state = 'scheduled';
     rec.dueAt = r.at;
     rec.lockWaitSince ??= ctx.now();
-    delete rec.heldSince; // out of any hold it was re-checked from: a hold after this one counts afresh
     await ctx.records.save(rec);
     ctx.metrics.guardDeferred.inc({ guard });
     return rec.state;

@@ -3,7 +3,7 @@ import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
 import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
 import { readCooldown, writeCooldowns } from '../guards/cooldown.js';
-import { checkFence, lockName, lockWrites } from '../guards/lock.js';
+import { checkFence, lockName, lockWrites, rollbackHolder } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
 import { decidedByChain } from './chain.js';
 import type { EngineContext, LeftBehind } from './context.js';
@@ -59,7 +59,7 @@ export class Scheduler {
         fresh.owner = ctx.owner;
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
-        if (rule) return evaluate(ctx, fresh, rule, false);
+        if (rule) return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
         return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
       });
     }, ctx.log, 'deciding again a rollback left deciding');
@@ -120,18 +120,19 @@ export class Scheduler {
 }
 
 /**
- * Whether a due record's trigger has had its first look (decide's `recheck`: an SLO-at-risk rule
- * rolls back only on its delayed look). Its last decision says so:
+ * Whether a record decided again has had its first look (decide's `recheck`: an SLO-at-risk rule
+ * rolls back only on its delayed look):
  *
- *   last decision    how it got here                                          recheck
- *   recheck_later    the first look of an SLO-at-risk rule, due now           yes
- *   scheduled        into a maintenance window, past the first look           yes
- *   rollback_now     sent back by the lock guard (a rollback still deciding)  yes
- *   hold, none       Prometheus down or erring at the first look              no
+ *   the record                                                        recheck
+ *   its SLO-at-risk first look found the trigger true (firstLookAt)   yes, whatever came after (a hold, a wait on the lock)
+ *   last decided scheduled (a window) or rollback_now (sent back by
+ *   the lock guard, or left deciding after it)                        yes
+ *   last decided recheck_later (a record written before firstLookAt)  yes
+ *   otherwise (held or left deciding at its first look)               no
  */
 export function pastFirstLook(rec: RollbackRecord): boolean {
   const d = rec.decision?.decision;
-  return d === 'recheck_later' || d === 'scheduled' || d === 'rollback_now';
+  return rec.firstLookAt !== undefined || d === 'recheck_later' || d === 'scheduled' || d === 'rollback_now';
 }
 
 /**
@@ -214,7 +215,7 @@ async function giveBackLeft(ctx: EngineContext, id: string): Promise<boolean> {
  * otherwise it is marked interrupted and escalated.
  */
 export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
-  const lock = await ctx.store.acquireLock(lockName(rec.target), ctx.owner, ctx.config.LOCK_TTL);
+  const lock = await ctx.store.acquireLock(lockName(rec.target), rollbackHolder(ctx.owner, rec.id), ctx.config.LOCK_TTL);
   if (!lock) return; // its owner is alive (or another replica is recovering it)
   let handedOn = false;
   /** the target's lock, then those of the other objects a plan going on writes */
@@ -245,7 +246,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
         await interrupted(ctx, fresh, `the replica running this rollback died mid-way; going on would write objects its plan did not (${unchecked.map(objectKey).join(', ')}): not executed again; escalated`);
         return;
       }
-      const locks = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, fresh.target, objects);
+      const locks = await lockWrites(ctx.store, rollbackHolder(ctx.owner, fresh.id), ctx.config.LOCK_TTL, fresh.target, objects);
       if ('held' in locks) {
         ctx.log.warn({ record: fresh.id, object: locks.held }, 'cannot go on with a rollback cut off mid-way yet: another rollback holds the lock of an object it writes; tried again on a later tick');
         return;

@@ -1,8 +1,16 @@
-import type { Lock, Store, StoredRecord } from '../store/store.js';
+import type { Lock, Store } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
 import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
+
+/**
+ * The owner a rollback takes its locks under: its replica and its record, so that an alert's
+ * rollback finding a lock held can read what holds it (heldElsewhere). A drill's restore takes the
+ * target's lock under `<replica> for drill <id>`.
+ */
+export const rollbackHolder = (replica: string, recordId: string) => `${replica} for ${recordId}`;
+const heldFor = (owner: string) => / for (rb-\S+)$/.exec(owner)?.[1];
 
 /**
  * One rollback per target, and one per written object, across all replicas: takes the target's
@@ -17,58 +25,66 @@ export const lockGuard: Guard = {
   needsPlan: false,
   async check(ctx) {
     const rec = ctx.record;
-    const lock = await ctx.store.acquireLock(lockName(rec.target), ctx.owner, ctx.config.LOCK_TTL);
-    if (lock) return { ...allow(`lock taken (fencing token ${lock.token})`), produced: { lock } };
-    return heldElsewhere(ctx);
+    const owner = rollbackHolder(ctx.owner, rec.id);
+    const lock = await ctx.store.acquireLock(lockName(rec.target), owner, ctx.config.LOCK_TTL);
+    if (lock) return taken(lock);
+    return heldElsewhere(ctx, owner);
   },
   async checkWrites(ctx) {
-    const r = await lockWrites(ctx.store, ctx.owner, ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
+    const r = await lockWrites(ctx.store, rollbackHolder(ctx.owner, ctx.record.id), ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
     if ('held' in r) return block(`another rollback writing ${r.held} is in progress (its lock is held)`);
     return { ...allow(r.names.length ? `locks of ${r.names.join(', ')} taken too` : 'it writes no other object'), produced: { locks: r.locks } };
   },
 };
 
+const taken = (lock: Lock): GuardResult => ({ verdict: 'allow', reason: `lock taken (fencing token ${lock.token})`, produced: { lock } });
+
 /**
- * The target's lock is held by another rollback. One executing (in_progress) stands for this one:
- * blocked, naming it. One still deciding (its guards running) may yet end without a cluster write,
- * waiting for an approval or stopped by its own guard, and an alert closed `blocked` behind it
- * would then roll nothing back (a P0 alert behind a P1 rule's evaluation that asks for approval).
- * So an alert's rollback is decided again later instead: scheduled LOCK_TTL/6 on, then from its
- * trigger again, until 2 × LOCK_TTL after it first found the lock held (by then the holder has
- * executed, given the lock back, or died and let it expire); only then blocked. Manual rollbacks,
- * approved ones and a chain's targets are blocked at once, as before: they are not decided from a
- * trigger, and their requester (or the chain) hears of it now.
+ * The target's lock is held: what holds it (Store.lockOwner, then the holder's record) says what
+ * this rollback does. A rollback executing (in_progress) stands for this one: blocked, naming it.
+ * One not executing (still deciding, or ending without a write: asking for approval, blocked by
+ * its own guard) may leave the target as it is, and an alert closed `blocked` behind it would then
+ * roll nothing back (a P0 alert behind a P1 rule's evaluation that asks for approval). So an
+ * alert's rollback is decided again later instead: scheduled LOCK_TTL/6 on, then from its trigger
+ * again, until 2 × LOCK_TTL after it first found the lock held (by then the holder has executed,
+ * given the lock back, or died and let it expire); only then blocked. A lock given back between
+ * the two reads is taken. A holder that is not a rollback (a drill's restore, which writes)
+ * blocks at once, naming it. Manual rollbacks, approved ones and a chain's targets are blocked at
+ * once, as before: they are not decided from a trigger, and their requester (or the chain) hears
+ * of it now.
  *
- * Waiting is only for a rollback of this target being decided: with none deciding, the lock is
- * held by something that will write (another target's rollback writing this object, a drill's
- * restore), and the alert is blocked at once. And one rule waits once per target: an alert of a
- * rule whose rollback of this target is already being decided, or already waiting, is blocked,
- * naming that record, which decides for both (it meets the same guards): a flood of one rule's
- * alerts is one waiting record, not one re-check each.
- *
- *   lock held, and of this target's other records        record (alert, rule, no chain, not approved)   other records
- *   one in_progress                                       block, naming it                               block
- *   one of the same rule deciding or waiting on the lock  block, naming it                               block
- *   one deciding (another rule's)                         later (scheduled), until 2 x LOCK_TTL, then block   block
- *   none deciding                                         block                                          block
+ *   the lock's holder                          record (alert, rule, no chain, not approved)           other records
+ *   a rollback executing (in_progress)         block, naming it                                       block
+ *   a rollback not executing (any other state) later (scheduled), until 2 x LOCK_TTL, then block      block
+ *   not a rollback (a drill's restore)         block, naming it                                       block
+ *   none any more (given back meanwhile)       the lock is taken                                      block
+ *   an earlier attempt of this record          later (its lock expires within LOCK_TTL)               block
  */
-async function heldElsewhere(ctx: GuardContext): Promise<GuardResult> {
+async function heldElsewhere(ctx: GuardContext, owner: string): Promise<GuardResult> {
   const rec = ctx.record;
   const why = `another rollback of ${rec.target} is in progress (its lock is held)`;
   const mayWait = rec.source !== 'manual' && rec.rule !== undefined && rec.chain === undefined && rec.approval?.decision !== 'approved';
   if (!mayWait) return block(why);
-  const others = async (state: string) => (await ctx.store.listRecords({ target: rec.target, state, limit: 20 })).filter((r) => r.id !== rec.id) as (StoredRecord & { rule?: string; lockWaitSince?: number })[];
-  const running = (await others('in_progress'))[0];
-  if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
-  const [deciding, scheduled] = await Promise.all([others('deciding'), others('scheduled')]);
-  const same = [...deciding, ...scheduled.filter((r) => r.lockWaitSince !== undefined)].find((r) => r.rule === rec.rule);
-  if (same) return block(`${why}; the rollback of ${rec.target} for rule ${rec.rule} is already being decided by ${same.id}, which decides for this alert too`);
-  if (deciding.length === 0) return block(`another rollback writing ${rec.target} is in progress (its lock is held, and no rollback of it is being decided: another target's rollback that writes it, or a drill's restore)`);
+  let holder = await ctx.store.lockOwner(lockName(rec.target));
+  if (holder === null) {
+    const lock = await ctx.store.acquireLock(lockName(rec.target), owner, ctx.config.LOCK_TTL);
+    if (lock) return taken(lock);
+    holder = await ctx.store.lockOwner(lockName(rec.target));
+  }
+  const id = holder === null ? undefined : heldFor(holder);
+  if (holder !== null && id === undefined) return block(`${rec.target}'s lock is held by ${holder}, which is not a rollback being decided (it writes)`);
+  // (held for this very record: an earlier attempt of it, by a replica that stopped, whose lock expires within LOCK_TTL)
+  const other = id === undefined || id === rec.id ? null : await ctx.store.getRecord(id);
+  if (other?.state === 'in_progress') {
+    const of = other.target === rec.target ? `of ${rec.target}` : `writing ${rec.target} (a rollback of ${other.target})`;
+    return block(`another rollback ${of} is executing (${other.id}; its lock is held)`);
+  }
   const max = 2 * ctx.config.LOCK_TTL;
   const waited = rec.lockWaitSince === undefined ? 0 : ctx.now - rec.lockWaitSince;
   if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for its holder to execute or give it back (2 × LOCK_TTL)`);
   const every = Math.max(1, Math.round(ctx.config.LOCK_TTL / 6));
-  return { verdict: 'later', reason: `${why} by a rollback that has not executed (it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`, at: ctx.now + every };
+  const by = other ? `${other.id}, ${other.state}` : (holder ?? 'a rollback that has given it back since');
+  return { verdict: 'later', reason: `${why} by a rollback that has not executed (${by}; it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`, at: ctx.now + every };
 }
 
 /**

@@ -1,12 +1,22 @@
 import t from 'tap';
-import { lockName } from '../../../src/guards/lock.js';
+import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
+import type { RangeSeries } from '../../../src/prometheus/client.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Lock, Store } from '../../../src/store/store.js';
-import { firing, RULES, testEngine } from '../../support/engine.js';
+import { FakePrometheus, firing, RULES, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 import { metricValue } from '../../support/app.js';
 
 const TARGET = 'Deployment/prod/checkout';
+const SLO_RULES = `${RULES}
+  - name: latency-slo
+    match: ['alertname="LatencySlo"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P1
+    sloAtRisk: true
+    recheckAfter: 10m
+`;
 
 // Found by review: the lock guard closed an alert `blocked` whenever the target's lock was held,
 // also by a rollback still deciding, which may then end without writing anything. A P0 alert
@@ -55,18 +65,31 @@ t.test('a P0 alert meeting the lock of a P1 evaluation that then asks for approv
 });
 
 /**
- * The target's lock held by another rule's rollback still deciding on replica-b (alive): its
- * record, deciding, and the lock. Returns a function that ends it (the record closed, the lock given back).
+ * The target's lock held by another rollback still deciding on replica-b (alive): its record,
+ * deciding (of another rule, and of this target unless `target` says otherwise: a Canary writing
+ * this Deployment), and the lock, taken under its name. Returns a function that ends it (the
+ * record waiting for approval, the lock given back).
  */
-async function decidingElsewhere(store: Store, rule = 'latency-p1'): Promise<() => Promise<void>> {
+async function decidingElsewhere(store: Store, opts: { rule?: string; target?: string } = {}): Promise<() => Promise<void>> {
+  const rule = opts.rule ?? 'latency-p1';
   await store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
-  const lock = (await store.acquireLock(lockName(TARGET), 'replica-b', 3_600_000))!;
-  const rec = { id: `rb-deciding-${rule}`, target: TARGET, state: 'deciding', createdAt: 1, rule, owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
+  const rec = { id: `rb-deciding-${rule}`, target: opts.target ?? TARGET, state: 'deciding', createdAt: 1, rule, owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
   await store.putRecord(rec);
+  const lock = (await store.acquireLock(lockName(TARGET), rollbackHolder('replica-b', rec.id), 3_600_000))!;
   return async () => {
     await store.putRecord({ ...rec, state: 'pending_approval' });
     await store.releaseLock(lock);
   };
+}
+
+/** Scheduler ticks `every` ms apart until no record of `rule` is scheduled or held (at most `max`). */
+async function tickUntilSettled(e: ReturnType<typeof testEngine>, advance: (ms: number) => void, rule: string, max = 40, every = 5_000): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    advance(every);
+    await e.engine.tick();
+    const open = (await e.engine.records.list({ limit: 200 })).filter((r) => r.rule === rule && ['scheduled', 'held', 'deciding'].includes(r.state));
+    if (open.length === 0) return;
+  }
 }
 
 t.test('a holder that never executes nor gives the lock back: blocked after 2 × LOCK_TTL, saying so', async (t) => {
@@ -93,27 +116,62 @@ t.test('a holder that never executes nor gives the lock back: blocked after 2 ×
 
 // Found by review (the checks below, 2026-12-04): each failed on the first version of the wait.
 
-t.test('a lock held with no rollback of the target being decided (another target\'s rollback writing it, a drill\'s restore) blocks at once', async (t) => {
+t.test('a lock held by what is not a rollback (a drill\'s restore, which writes) blocks at once, naming it', async (t) => {
   const e = testEngine({ env: { LOCK_TTL: '30s' } });
-  await e.store.acquireLock(lockName(TARGET), 'replica-b', 60_000);
+  await e.store.acquireLock(lockName(TARGET), 'replica-b for drill dr-1', 60_000);
   await e.deliver(firing('HighErrorRate'));
   const [rec] = await e.engine.records.list({});
   t.equal(rec!.state, 'blocked', 'not left waiting on a holder that will write');
-  t.match(rec!.outcome?.message, /another rollback writing Deployment\/prod\/checkout is in progress \(its lock is held, and no rollback of it is being decided/);
+  t.match(rec!.outcome?.message, /Deployment\/prod\/checkout's lock is held by replica-b for drill dr-1, which is not a rollback being decided/);
   t.equal((await metricValue(e.metrics, 'rollguard_guard_deferred_total', { guard: 'lock' })) ?? 0, 0);
+});
+
+t.test('a lock held by another target\'s rollback still deciding (a Canary writing this Deployment, which then asks for approval) is waited for', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
+  const end = await decidingElsewhere(e.store, { target: 'Canary/prod/checkout-canary' });
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.rule === 'error-rate')!;
+  t.equal(rec.state, 'scheduled', `not blocked at once (${rec.outcome?.message ?? ''})`);
+  t.match(rec.guards.at(-1)?.reason, /by a rollback that has not executed \(rb-deciding-latency-p1, deciding;/);
+  await end();
+  clock += 5_000;
+  await e.engine.tick();
+  t.teardown(() => e.engine.stop());
+  t.equal(e.action.executed.length, 1);
+});
+
+t.test('a holder that gives the lock back between the failed take and the read of its holder: the lock is taken, not waited for', async (t) => {
+  const mem = new MemoryStore();
+  const end = await decidingElsewhere(mem);
+  let ended = false;
+  const store = aroundStore(mem, async (op, _args, call) => {
+    if (op === 'lockOwner' && !ended) {
+      ended = true;
+      await end(); // it asked for approval: its record pending, the lock given back
+    }
+    return call();
+  });
+  const e = testEngine({ store, env: { LOCK_TTL: '30s' } });
+  await e.deliver(firing('HighErrorRate'));
+  t.teardown(() => e.engine.stop());
+  t.ok(ended);
+  t.equal(e.action.executed.length, 1, 'rolled back at once');
+});
+
+t.test('a rollback executing on another target but writing this one (its lock taken under its record) blocks at once, naming both', async (t) => {
+  const e = testEngine();
+  await e.store.putRecord({ id: 'rb-canary', target: 'Canary/prod/checkout-canary', state: 'in_progress', createdAt: 1 });
+  await e.store.acquireLock(lockName(TARGET), rollbackHolder('replica-b', 'rb-canary'), 60_000);
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = (await e.engine.records.list({})).filter((r) => r.id !== 'rb-canary');
+  t.equal(rec!.state, 'blocked');
+  t.match(rec!.outcome?.message, /another rollback writing Deployment\/prod\/checkout \(a rollback of Canary\/prod\/checkout-canary\) is executing \(rb-canary; its lock is held\)/);
 });
 
 t.test('an SLO-at-risk rule sent back by the lock at its re-check rolls back at the next look, not after another recheckAfter', async (t) => {
   let clock = Date.now();
-  const ruleText = `${RULES}
-  - name: latency-slo
-    match: ['alertname="LatencySlo"']
-    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P1
-    sloAtRisk: true
-    recheckAfter: 10m
-`;
+  const ruleText = SLO_RULES;
   const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText });
   await e.deliver(firing('LatencySlo'));
   const rec = (await e.engine.records.list({}))[0]!;
@@ -183,25 +241,161 @@ t.test('an alert resolved while its rollback was in the guards is not rolled bac
   t.equal(e.action.executed.length, 0, 'nothing rolled back');
 });
 
-t.test('a flood of one rule\'s alerts for a target behind the lock is one waiting record, the others blocked naming it', async (t) => {
+t.test('a flood of one rule\'s alerts for a target behind the lock: each waits, the target is rolled back once, the others then blocked', async (t) => {
   let clock = Date.now();
   const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
   const end = await decidingElsewhere(e.store);
   for (let i = 0; i < 20; i++) await e.deliver(firing('HighErrorRate'));
   const mine = (await e.engine.records.list({ limit: 100 })).filter((r) => r.rule === 'error-rate');
-  t.equal(mine.length, 20);
-  const waiting = mine.filter((r) => r.state === 'scheduled');
-  t.equal(waiting.length, 1, 'one waits');
-  const first = waiting[0]!;
-  for (const r of mine.filter((x) => x.id !== first.id)) {
-    t.equal(r.state, 'blocked');
-    t.match(r.outcome?.message, new RegExp(`for rule error-rate is already being decided by ${first.id}`));
-  }
+  t.equal(mine.filter((r) => r.state === 'scheduled').length, 20, 'each waits (none is closed for another alert)');
   await end();
-  clock += 5_000;
+  await tickUntilSettled(e, (ms) => (clock += ms), 'error-rate');
+  t.teardown(() => e.engine.stop());
+  const after = (await e.engine.records.list({ limit: 100 })).filter((r) => r.rule === 'error-rate');
+  t.equal(e.action.executed.length, 1, 'rolled back once');
+  t.equal(after.filter((r) => r.state === 'blocked').length, 19, `the others blocked (${[...new Set(after.map((r) => r.state))].join(', ')})`);
+  t.ok(after.filter((r) => r.state === 'blocked').every((r) => /executing|cooldown/.test(r.outcome?.message ?? '')), 'by the rollback that ran, or its cooldown');
+});
+
+t.test('two alerts of one rule on two replicas at once behind the lock both wait; the target is rolled back once', async (t) => {
+  const mem = new MemoryStore();
+  let clock = Date.now();
+  const end = await decidingElsewhere(mem);
+  let arrived = 0;
+  let open!: () => void;
+  const both = new Promise<void>((r) => (open = r));
+  // a barrier at the read of the lock's holder: both evaluations have found the lock held
+  const store = aroundStore(mem, async (op, _args, call) => {
+    if (op === 'lockOwner' && arrived < 2) {
+      if (++arrived === 2) open();
+      await both;
+    }
+    return call();
+  });
+  const a = testEngine({ store, owner: 'replica-a', now: () => clock, env: { LOCK_TTL: '30s' } });
+  const c = testEngine({ store, owner: 'replica-c', now: () => clock, env: { LOCK_TTL: '30s' } });
+  await a.engine.heartbeat();
+  await c.engine.heartbeat();
+  await Promise.all([a.deliver(firing('HighErrorRate')), c.deliver(firing('HighErrorRate'))]);
+  const mine = (await a.engine.records.list({ limit: 100 })).filter((r) => r.rule === 'error-rate');
+  t.same(mine.map((r) => r.state), ['scheduled', 'scheduled']);
+  await end();
+  await tickUntilSettled(a, (ms) => (clock += ms), 'error-rate');
+  t.teardown(() => a.engine.stop());
+  t.equal(a.action.executed.length + c.action.executed.length, 1, 'rolled back once');
+});
+
+t.test('two alerts of one rule whose labels make different trigger queries are each decided on their own query', async (t) => {
+  let clock = Date.now();
+  class PerRoute extends FakePrometheus {
+    healthy = new Set<string>();
+    override async queryRange(expr: string, s: number, e2: number, step: number): Promise<RangeSeries[]> {
+      const r = await super.queryRange(expr, s, e2, step);
+      return [...this.healthy].some((h) => expr.includes(`route="${h}"`)) ? r.map((x) => ({ ...x, samples: x.samples.map((p) => ({ ...p, v: 0 })) })) : r;
+    }
+    override async query(expr: string, tm: number) {
+      const r = await super.query(expr, tm);
+      return [...this.healthy].some((h) => expr.includes(`route="${h}"`)) ? r.map((x) => ({ ...x, v: 0 })) : r;
+    }
+  }
+  const prom = new PerRoute();
+  const ruleText = `${RULES}
+  - name: route-errors
+    match: ['alertname="RouteErrors"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}", route: "{{ $labels.route }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+`;
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText, prometheus: prom });
+  const end = await decidingElsewhere(e.store);
+  const health = firing('RouteErrors');
+  health.labels = { ...health.labels, route: 'health' };
+  const pay = firing('RouteErrors');
+  pay.labels = { ...pay.labels, route: 'pay' };
+  await e.deliver(health);
+  await e.deliver(pay);
+  prom.healthy.add('health');
+  await end();
+  await tickUntilSettled(e, (ms) => (clock += ms), 'route-errors');
+  t.teardown(() => e.engine.stop());
+  const after = (await e.engine.records.list({})).filter((r) => r.rule === 'route-errors');
+  t.equal(e.action.executed.length, 1, `route=pay, still bad, rolled back (${after.map((r) => `${r.alert?.labels.route}: ${r.state}`).join(' | ')})`);
+  t.equal(after.find((r) => r.alert?.labels.route === 'health')?.state, 'not_confirmed');
+});
+
+t.test('a record alternating between a hold and a wait on the lock is closed within HOLD_MAX_AGE of its first hold', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s', HOLD_MAX_AGE: '10m' }, now: () => clock });
+  await decidingElsewhere(e.store);
+  await e.deliver(firing('SlowBurn'));
+  const rec = (await e.engine.records.list({})).find((r) => r.rule === 'held-when-down')!;
+  t.equal(rec.state, 'scheduled');
+  const seen = new Set<string>();
+  let ticks = 0;
+  for (; ticks < 400; ticks++) {
+    clock += 5_000;
+    const now = (await e.engine.records.get(rec.id))!;
+    if ((now.dueAt ?? 0) <= clock) e.prometheus!.down = now.state === 'scheduled'; // down at each wait's look, up at each hold's
+    await e.engine.tick();
+    const after = (await e.engine.records.get(rec.id))!;
+    seen.add(after.state);
+    if (!['scheduled', 'held', 'deciding'].includes(after.state)) break;
+  }
+  const after = (await e.engine.records.get(rec.id))!;
+  t.ok(seen.has('held') && seen.has('scheduled'), `alternated (${[...seen].join(', ')})`);
+  t.equal(after.state, 'expired', `closed after ${ticks + 1} ticks of 5 s`);
+  t.match(after.outcome?.message, /held for over HOLD_MAX_AGE \(10m\)/);
+  t.ok(ticks * 5_000 <= 12 * 60_000, 'within HOLD_MAX_AGE (and a hold retry) of its first hold');
+});
+
+t.test('a record left deciding whose alert resolved meanwhile is not rolled back when it is decided again', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
+  const plan = e.action.plan.bind(e.action);
+  let fail = true;
+  e.action.plan = async (ref) => {
+    if (fail) {
+      fail = false;
+      throw Object.assign(new Error('503 etcd leader changed'), { name: 'KubeApiError', status: 503, retriable: true });
+    }
+    return plan(ref);
+  };
+  const alert = firing('HighErrorRate');
+  await e.deliver(alert);
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'deciding', 'left deciding, retried shortly');
+  await e.deliver({ ...alert, status: 'resolved', endsAt: clock });
+  t.ok((await e.engine.records.get(rec.id))!.times.resolvedAt, 'resolution marked');
+  clock += 2 * 30_000 + 1_000;
   await e.engine.tick();
   t.teardown(() => e.engine.stop());
-  t.equal(e.action.executed.length, 1, 'the waiting one rolls the target back, once');
+  const after = (await e.engine.records.get(rec.id))!;
+  t.equal(e.action.executed.length, 0, `a resolved alert is not rolled back (${after.state})`);
+  t.equal(after.state, 'not_confirmed');
+  t.match(after.outcome?.message, /the alert is resolved/);
+});
+
+t.test('an SLO-at-risk rule past its first look, sent back by the lock and then held once, rolls back at the next good look', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText: SLO_RULES });
+  await e.deliver(firing('LatencySlo'));
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.decision?.decision, 'recheck_later');
+  const end = await decidingElsewhere(e.store);
+  clock += 10 * 60_000;
+  await e.engine.tick();
+  t.equal((await e.engine.records.get(rec.id))!.state, 'scheduled', 'sent back by the lock at its re-check');
+  e.prometheus!.down = true;
+  clock += 5_000;
+  await e.engine.tick();
+  t.equal((await e.engine.records.get(rec.id))!.state, 'held', 'held: Prometheus down');
+  e.prometheus!.down = false;
+  await end();
+  clock += 60_000;
+  await e.engine.tick();
+  t.teardown(() => e.engine.stop());
+  const after = (await e.engine.records.get(rec.id))!;
+  t.equal(e.action.executed.length, 1, `rolled back at the next good look (${after.state}: ${after.decision?.decision}: ${after.decision?.reason})`);
 });
 
 t.test('manual rollbacks are blocked at once by a held lock, as before', async (t) => {
@@ -216,9 +410,9 @@ t.test('manual rollbacks are blocked at once by a held lock, as before', async (
 
 t.test('a rollback executing (in_progress) stands for the alert: blocked at once, naming it', async (t) => {
   const e = testEngine();
-  const lock = (await e.store.acquireLock(lockName(TARGET), 'replica-b', 60_000)) as Lock;
-  t.ok(lock);
   await e.store.putRecord({ id: 'rb-running', target: TARGET, state: 'in_progress', createdAt: 1 });
+  const lock = (await e.store.acquireLock(lockName(TARGET), rollbackHolder('replica-b', 'rb-running'), 60_000)) as Lock;
+  t.ok(lock);
   await e.deliver(firing('HighErrorRate'));
   const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-running')!;
   t.equal(rec.state, 'blocked');

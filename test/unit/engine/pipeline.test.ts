@@ -1,6 +1,6 @@
 import t from 'tap';
 import { writePause } from '../../../src/guards/pause.js';
-import { lockName } from '../../../src/guards/lock.js';
+import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { metricValue } from '../../support/app.js';
@@ -161,7 +161,7 @@ t.test('each guard blocks, with its reason in the record and the metric', async 
     { guard: 'scope', env: { SCOPE_DENY_TARGETS: 'Deployment/prod/check*' }, setup: () => {}, reason: /denied by Deployment\/prod\/check\*/ },
     {
       guard: 'lock',
-      setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), 'other-replica', 60_000), await e.store.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 })),
+      setup: async (e) => void (await e.store.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('other-replica', 'rb-executing'), 60_000), await e.store.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 })),
       reason: /another rollback of Deployment\/prod\/checkout is executing \(rb-executing; its lock is held\)/,
     },
     { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() - 7 * 86_400_000), reason: /deployed 6d23h5\dm before the alert started, more than onlyIfDeployedWithin 1d: it is not a recent deploy/ },

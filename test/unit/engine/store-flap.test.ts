@@ -1,6 +1,6 @@
 import t from 'tap';
 import { InHand } from '../../../src/engine/context.js';
-import { lockName } from '../../../src/guards/lock.js';
+import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { StoreUnavailableError } from '../../../src/store/store.js';
 import { firing, testEngine } from '../../support/engine.js';
@@ -24,7 +24,7 @@ async function blockedCloseFails(failures = Infinity) {
   let clock = Date.now();
   const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
   // replica-b is executing a rollback of the target: its lock is held, its record in_progress
-  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await mem.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-b', 'rb-executing'), 3_600_000);
   await mem.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 });
   await e.engine.heartbeat();
   const advance = (ms: number) => (clock += ms);
@@ -107,7 +107,7 @@ t.test('a blocked close that landed though its answer was lost is said once, whe
   let clock = Date.now();
   const e = testEngine({ store, env: { LOCK_TTL: '30s' }, now: () => clock });
   // replica-b is executing a rollback of the target: its lock is held, its record in_progress
-  await mem.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 3_600_000);
+  await mem.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-b', 'rb-executing'), 3_600_000);
   await mem.putRecord({ id: 'rb-executing', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 });
   await e.engine.heartbeat();
   await t.rejects(e.deliver(firing('HighErrorRate')), StoreUnavailableError);
