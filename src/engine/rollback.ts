@@ -199,7 +199,12 @@ async function afterVerdict(
     rec.state = 'scheduled';
     rec.dueAt = r.at;
     rec.lockWaitSince ??= ctx.now();
-    await ctx.records.save(rec);
+    // only while still deciding here: a replica this one took the record up from (its heartbeat
+    // lapsed) may have gone on meanwhile and written it in_progress, which must stand
+    if (!(await ctx.records.save(rec, { expectState: 'deciding' }))) {
+      ctx.log.warn({ record: rec.id, target: rec.target }, 'a rollback sent back by the lock guard had moved on elsewhere meanwhile (another replica went on with it): left as it is');
+      return rec.state;
+    }
     ctx.metrics.guardDeferred.inc({ guard });
     return rec.state;
   }
@@ -271,6 +276,11 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
       // interrupted, escalated, never executed twice.)
       if (!resumed) rec.state = before;
       throw saved.reason;
+    }
+    // An alert that resolved while its rollback was being decided (its mark merged by this write):
+    // nothing is written, unless a human asked for it (manual, approved) or a chain goes on.
+    if (!resumed && rec.times.resolvedAt !== undefined && rec.source !== 'manual' && rec.approval?.decision !== 'approved' && rec.chain === undefined) {
+      return await ctx.finish(rec, 'not_confirmed', 'the alert resolved while its rollback was being decided: nothing written');
     }
     // The write-ahead landed: the rollback goes on. The cooldown entry only says whether the last
     // rollback failed (a step back counted); read once more, then taken as none.

@@ -59,6 +59,7 @@ const taken = (lock: Lock): GuardResult => ({ verdict: 'allow', reason: `lock ta
  *   not a rollback (a drill's restore)         block, naming it                                       block
  *   none any more (given back meanwhile)       the lock is taken                                      block
  *   an earlier attempt of this record          later (its lock expires within LOCK_TTL)               block
+ *   a bare replica name (an earlier version)   block if a record of the target is in_progress, else later   block
  */
 async function heldElsewhere(ctx: GuardContext, owner: string): Promise<GuardResult> {
   const rec = ctx.record;
@@ -72,7 +73,11 @@ async function heldElsewhere(ctx: GuardContext, owner: string): Promise<GuardRes
     holder = await ctx.store.lockOwner(lockName(rec.target));
   }
   const id = holder === null ? undefined : heldFor(holder);
-  if (holder !== null && id === undefined) return block(`${rec.target}'s lock is held by ${holder}, which is not a rollback being decided (it writes)`);
+  if (holder !== null && !holder.includes(' for ')) {
+    // taken under a bare replica name, by a version before this one (a rolling upgrade): its rollback, if executing, is found by the target's records
+    const running = (await ctx.store.listRecords({ target: rec.target, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
+    if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
+  } else if (holder !== null && id === undefined) return block(`${rec.target}'s lock is held by ${holder}, which is not a rollback being decided (it writes)`);
   // (held for this very record: an earlier attempt of it, by a replica that stopped, whose lock expires within LOCK_TTL)
   const other = id === undefined || id === rec.id ? null : await ctx.store.getRecord(id);
   if (other?.state === 'in_progress') {

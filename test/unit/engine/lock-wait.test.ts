@@ -3,7 +3,7 @@ import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import type { RangeSeries } from '../../../src/prometheus/client.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Lock, Store } from '../../../src/store/store.js';
-import { FakePrometheus, firing, RULES, testEngine } from '../../support/engine.js';
+import { FakePrometheus, firing, orphanRecord, RULES, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 import { metricValue } from '../../support/app.js';
 
@@ -417,4 +417,141 @@ t.test('a rollback executing (in_progress) stands for the alert: blocked at once
   const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-running')!;
   t.equal(rec.state, 'blocked');
   t.match(rec.outcome?.message, /another rollback of Deployment\/prod\/checkout is executing \(rb-running; its lock is held\)/);
+});
+
+// Found by a second review (2026-12-04); each case below but the scheduler's order failed before its fix.
+
+/** Another rollback of TARGET deciding on replica-b (alive), its lock taken under `owner` (a version before this one: the bare replica name). */
+async function decidingElsewhereAs(store: Store, owner: (id: string) => string): Promise<() => Promise<void>> {
+  await store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
+  const rec = { id: 'rb-deciding-p1', target: TARGET, state: 'deciding', createdAt: 1, rule: 'latency-p1', owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
+  await store.putRecord(rec);
+  const lock = (await store.acquireLock(lockName(TARGET), owner(rec.id), 3_600_000))!;
+  return async () => {
+    await store.putRecord({ ...rec, state: 'pending_approval' });
+    await store.releaseLock(lock);
+  };
+}
+
+// Q5, rolling upgrade: a replica of the previous version takes the target's lock under its bare
+// name. A new replica reads that holder as "not a rollback (it writes)" and closes a P0 alert
+// blocked at once, while the old replica's record is only deciding and then asks for approval:
+// the P0 alert the lock wait was made for is lost for the whole upgrade window, with a message
+// that says something else holds the lock.
+t.test('rolling upgrade: a lock an old replica took under its bare name for a rollback still deciding is waited for, not blocked at once', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
+  const end = await decidingElsewhereAs(e.store, () => 'replica-b'); // the previous version's owner: the replica alone
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.rule === 'error-rate')!;
+  t.equal(rec.state, 'scheduled', `waits, as for a new replica's lock (${rec.outcome?.message ?? ''})`);
+  await end();
+  clock += 5_000;
+  await e.engine.tick();
+  t.teardown(() => e.engine.stop());
+  t.equal(e.action.executed.length, 1, 'rolled back once the old replica\'s P1 asked for approval');
+});
+
+// Q3: a resolved alert's rollback waiting for approval. resolve() marks it and leaves it
+// pending_approval; an approval given afterwards runs rollback() directly (no evaluate), and the
+// target is rolled back for an alert that cleared, though every other path now decides it
+// resolved (no_action). The approver is not told the alert resolved.
+t.test('an approval given after the alert resolved does not roll back a recovered target', async (t) => {
+  const e = testEngine();
+  const alert = firing('HighLatency');
+  await e.deliver(alert);
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'pending_approval');
+  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+  const resolved = (await e.engine.records.get(rec.id))!;
+  t.ok(resolved.times.resolvedAt, `resolution marked (${resolved.state})`);
+  const r = await e.engine.approve(rec.id, 'ops');
+  await e.engine.idle();
+  t.teardown(() => e.engine.stop());
+  const after = (await e.engine.records.get(rec.id))!;
+  t.equal(e.action.executed.length, 0, `a resolved alert is not rolled back on a late approval (${r.kind}, ${after.state})`);
+});
+
+// Q3: the resolution lands while the guards run (after decide, before the write-ahead). The
+// write-ahead save merges the mark (RecordBook.save) and the record then says "resolved" and
+// "started" one after the other: the target is rolled back for an alert already resolved. The
+// commit says evaluate decides it resolved "on every path"; this one is not checked after decide.
+t.test('an alert resolved while its rollback is in the guards (lock taken, before the write-ahead) is not executed', async (t) => {
+  const mem = new MemoryStore();
+  const alert = firing('HighErrorRate');
+  const other = testEngine({ store: mem, owner: 'replica-c' });
+  let resolvedMeanwhile = false;
+  const store = aroundStore(mem, async (op, args, call) => {
+    const r = await call();
+    if (op === 'acquireLock' && args[0] === lockName(TARGET) && r !== null && !resolvedMeanwhile) {
+      resolvedMeanwhile = true;
+      await other.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+    }
+    return r;
+  });
+  const e = testEngine({ store });
+  await e.deliver(alert);
+  t.teardown(() => e.engine.stop());
+  t.ok(resolvedMeanwhile);
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.ok(rec.times.resolvedAt, 'the record says the alert resolved');
+  t.equal(e.action.executed.length, 0, `not rolled back after its alert resolved (${rec.state}: ${rec.timeline.map((s) => s.step).join(', ')})`);
+});
+
+// Q6: the scheduler passes over a target's records while one of them is "busy" (eachAtMost), and
+// a record that is not due yet is handed to the work (which returns at once) before the due check.
+// Newer waiting records come first (newest first): one not due yet ahead of a due one of the same
+// target takes the target's place for the pass. Under a stream of alerts meeting the lock (each a
+// new record, due LOCK_TTL/6 later, listed first), the due re-checks of that target keep being
+// passed over.
+t.test('a due re-check is not passed over for a newer record of the same target that is not due yet', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
+  const end = await decidingElsewhere(e.store);
+  await e.deliver(firing('HighErrorRate'));
+  const first = (await e.engine.records.list({})).find((r) => r.rule === 'error-rate')!;
+  t.equal(first.state, 'scheduled');
+  await end(); // the holder asked for approval: the lock is free
+  clock += 5_000; // the first record is due now
+  // another alert of the target met the lock a moment ago (its record due in 5 s): simulated by a newer scheduled record
+  await e.store.putRecord({ ...first, id: 'rb-newer', createdAt: clock, updatedAt: clock, dueAt: clock + 5_000, lockWaitSince: clock, timeline: [] });
+  await e.engine.tick();
+  t.teardown(() => e.engine.stop()); // (its verification runs on in the background on the stopped clock: not waited for)
+  const after = (await e.engine.records.get(first.id))!;
+  t.not(after.state, 'scheduled', 'the due record was re-checked at this tick');
+  t.equal(e.action.executed.length, 1, 'and rolled back');
+});
+
+// Q2, a holder that is this record's own id. The guard takes it for "an earlier attempt of this
+// record, by a replica that stopped" and answers later, without reading the record. But the
+// scheduler takes up a record left deciding by a replica whose heartbeat lapsed (a stall, a store
+// partition) while that replica may still hold the lock it took in the guards; if it then goes on
+// and writes its write-ahead (in_progress) before this replica's wait is saved, the save (no
+// expectState) puts the record back to scheduled while the rollback executes. Its end (endOnce:
+// only while in_progress) is then not written, and the re-checks close it blocked (or it is taken
+// again once the lock is free): an executed rollback recorded as not executed.
+t.test('a wait on a lock held under this record\'s own id does not write over the record executing elsewhere', async (t) => {
+  let clock = Date.now();
+  const mem = new MemoryStore();
+  const base = orphanRecord('rb-own');
+  const rec = { ...base, state: 'deciding' as const, owner: 'replica-a', createdAt: clock - 60_000, updatedAt: clock - 60_000, times: {}, timeline: [] };
+  delete (rec as { lockToken?: number }).lockToken;
+  await mem.putRecord(rec);
+  // replica-a (its heartbeat lapsed: stalled) took the lock in its guards and is about to go on
+  await mem.acquireLock(lockName(TARGET), rollbackHolder('replica-a', rec.id), 30_000);
+  let wroteAhead = false;
+  const store = aroundStore(mem, async (op, args, call) => {
+    if (op === 'lockOwner' && !wroteAhead) {
+      wroteAhead = true;
+      // replica-a wakes up and writes its write-ahead: it executes now
+      await mem.putRecord({ ...rec, state: 'in_progress', owner: 'replica-a', lockToken: 1, updatedAt: clock, times: { startedAt: clock } });
+    }
+    return call();
+  });
+  const b = testEngine({ store, owner: 'replica-b', now: () => clock, env: { LOCK_TTL: '30s' } });
+  await b.engine.tick();
+  t.teardown(() => b.engine.stop());
+  t.ok(wroteAhead, 'replica-b took the record up and met the lock held under its own id');
+  const after = (await mem.getRecord(rec.id)) as { state: string; timeline?: { step: string }[] };
+  t.equal(after.state, 'in_progress', `the record executing on replica-a stays in_progress (${after.state}: ${(after.timeline ?? []).map((s) => s.step).join(', ')})`);
 });
