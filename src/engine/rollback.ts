@@ -199,6 +199,12 @@ async function afterVerdict(
     rec.state = 'scheduled';
     rec.dueAt = r.at;
     rec.lockWaitSince ??= ctx.now();
+    // An alert's rollback has a revision pinned only by a step back (allowStepBack), chosen from the
+    // cooldown as it is now: the re-check chooses again from the cooldown as it is then.
+    if (rec.ref.toRevision !== undefined) {
+      const { toRevision: _pinned, ...ref } = rec.ref;
+      rec.ref = ref;
+    }
     // only while still deciding here: a replica this one took the record up from (its heartbeat
     // lapsed) may have gone on meanwhile and written it in_progress, which must stand
     if (!(await ctx.records.save(rec, { expectState: 'deciding' }))) {

@@ -555,3 +555,25 @@ t.test('a wait on a lock held under this record\'s own id does not write over th
   const after = (await mem.getRecord(rec.id)) as { state: string; timeline?: { step: string }[] };
   t.equal(after.state, 'in_progress', `the record executing on replica-a stays in_progress (${after.state}: ${(after.timeline ?? []).map((s) => s.step).join(', ')})`);
 });
+
+t.test('a step back chosen before a wait on the lock is chosen again at the re-check, not kept', async (t) => {
+  let clock = Date.now();
+  const ruleText = `${RULES}
+  - name: step-back
+    match: ['alertname="StepBack"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    guards: { allowStepBack: true, maxStepBack: 2 }
+`;
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText });
+  // the last rollback restored revision 5 and did not recover
+  await e.store.putRecord({ id: 'rb-prev', target: TARGET, state: 'failed', createdAt: 1, plan: { toRevision: 5 } } as never);
+  await e.store.setValue(`cooldown:${TARGET}`, JSON.stringify({ id: 'rb-prev', at: clock - 60_000, until: clock + 3_600_000, outcome: 'failed' }), { ttlMs: 3_600_000 });
+  await decidingElsewhere(e.store);
+  await e.deliver(firing('StepBack'));
+  const rec = (await e.engine.records.list({})).find((r) => r.rule === 'step-back')!;
+  t.ok(rec.timeline.some((s) => s.step === 'step_back'), `a step back was chosen (${rec.timeline.map((s) => s.step).join(', ')})`);
+  t.equal(rec.state, 'scheduled', 'then sent back by the lock');
+  t.equal(rec.ref.toRevision, undefined, 'its revision is not kept for the re-check');
+});
