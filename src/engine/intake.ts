@@ -349,10 +349,10 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
         read === 'held' || read === 'scheduled'
           ? // Nothing to do any more: the alert cleared before its re-check or window.
             await ctx.finishFrom(rec, read, 'not_confirmed', 'the alert resolved before the scheduled re-check')
-          : read === 'pending_approval'
-            ? // nor before an approval: an approval landing first (written only while pending) wins, and runs
-              await ctx.finishFrom(rec, read, 'not_confirmed', 'the alert resolved before the rollback was approved')
-            : await ctx.records.save(rec, { expectState: read });
+          : // A rollback waiting for approval stays open: the human decides (the record shows the
+            // resolution), a chain's next target goes on, and one alert of a coalesced burst
+            // resolving (its link marks the burst's one record) must not close it for the others.
+            await ctx.records.save(rec, { expectState: read });
       if (!written) continue;
       if (read === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
         ctx.metrics.timeToRecover.observe((at - rec.times.alertStartedAt) / 1000);

@@ -283,11 +283,6 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
       if (!resumed) rec.state = before;
       throw saved.reason;
     }
-    // An alert that resolved while its rollback was being decided (its mark merged by this write):
-    // nothing is written, unless a human asked for it (manual, approved) or a chain goes on.
-    if (!resumed && rec.times.resolvedAt !== undefined && rec.source !== 'manual' && rec.approval?.decision !== 'approved' && rec.chain === undefined) {
-      return await ctx.finish(rec, 'not_confirmed', 'the alert resolved while its rollback was being decided: nothing written');
-    }
     // The write-ahead landed: the rollback goes on. The cooldown entry only says whether the last
     // rollback failed (a step back counted); read once more, then taken as none.
     const previous = read.status === 'fulfilled' ? read.value : await readCooldown(ctx.store, rec.target).catch(() => null);

@@ -3,7 +3,7 @@ import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import type { RangeSeries } from '../../../src/prometheus/client.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Lock, Store } from '../../../src/store/store.js';
-import { FakePrometheus, firing, orphanRecord, RULES, testEngine } from '../../support/engine.js';
+import { CHAIN_RULES, FakePrometheus, firing, orphanRecord, PerTargetDeploymentAction, RULES, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 import { metricValue } from '../../support/app.js';
 
@@ -452,50 +452,101 @@ t.test('rolling upgrade: a lock an old replica took under its bare name for a ro
   t.equal(e.action.executed.length, 1, 'rolled back once the old replica\'s P1 asked for approval');
 });
 
-// Q3: a resolved alert's rollback waiting for approval. resolve() marks it and leaves it
-// pending_approval; an approval given afterwards runs rollback() directly (no evaluate), and the
-// target is rolled back for an alert that cleared, though every other path now decides it
-// resolved (no_action). The approver is not told the alert resolved.
-t.test('an approval given after the alert resolved does not roll back a recovered target', async (t) => {
+// A third review found the closes of a resolved alert's rollback waiting for approval, and of
+// one whose alert resolved during its guards, wrong (withdrawn): the resolution mark is the
+// record's, and any alert of a coalesced burst, or of a chain, resolving set it.
+
+// Coalescing (worker.ts, coalesce.ts) links a second alert B of the same rule and target to
+// the records of A's evaluation. B's resolved notification marks A's record resolved
+// (resolved:<id>), and resolve() now closes A's pending approval not_confirmed, though A is still
+// firing. Before ccfe024 the record stayed pending_approval.
+t.test('a coalesced alert resolving does not close the pending approval of another alert that still fires', async (t) => {
   const e = testEngine();
-  const alert = firing('HighLatency');
-  await e.deliver(alert);
+  t.teardown(() => e.engine.stop());
+  const a = firing('HighLatency'); // P1: asks for approval
+  const b = firing('HighLatency', 'checkout', { labels: { alertname: 'HighLatency', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
+  await e.deliver(a);
   const rec = (await e.engine.records.list({}))[0]!;
   t.equal(rec.state, 'pending_approval');
-  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
-  const resolved = (await e.engine.records.get(rec.id))!;
-  t.ok(resolved.times.resolvedAt, `resolution marked (${resolved.state})`);
-  const r = await e.engine.approve(rec.id, 'ops');
-  await e.engine.idle();
-  t.teardown(() => e.engine.stop());
+  // B came in the same batch as A: coalesced into A's evaluation (linked to A's record)
+  await e.engine.coalesced({ id: 'ev-b', alert: b, deliveries: 1 }, { id: 'ev-a', alert: a, deliveries: 1 });
+  // B (one pod) clears; A still fires
+  await e.deliver({ ...b, status: 'resolved', endsAt: Date.now() });
   const after = (await e.engine.records.get(rec.id))!;
-  t.equal(e.action.executed.length, 0, `a resolved alert is not rolled back on a late approval (${r.kind}, ${after.state})`);
+  t.equal(after.state, 'pending_approval', `A still fires: its approval stays open (${after.state}: ${after.outcome?.message ?? ''})`);
+  const r = await e.engine.approve(rec.id, 'ops');
+  t.equal(r.kind, 'ok', 'the approver can still approve');
 });
 
-// Q3: the resolution lands while the guards run (after decide, before the write-ahead). The
-// write-ahead save merges the mark (RecordBook.save) and the record then says "resolved" and
-// "started" one after the other: the target is rolled back for an alert already resolved. The
-// commit says evaluate decides it resolved "on every path"; this one is not checked after decide.
-t.test('an alert resolved while its rollback is in the guards (lock taken, before the write-ahead) is not executed', async (t) => {
+// The same coalescing link, execute() path: B resolves while A's rollback is in its guards; the
+// write-ahead merges B's mark into A's record, and execute() closes it not_confirmed: A (still
+// firing, P0) is never rolled back, and its redelivery finds the closed record and does nothing.
+t.test('a coalesced alert resolving while another alert\'s rollback is in its guards does not drop that rollback', async (t) => {
   const mem = new MemoryStore();
-  const alert = firing('HighErrorRate');
+  const a = firing('HighErrorRate');
+  const b = firing('HighErrorRate', 'checkout', { labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
   const other = testEngine({ store: mem, owner: 'replica-c' });
   let resolvedMeanwhile = false;
   const store = aroundStore(mem, async (op, args, call) => {
     const r = await call();
     if (op === 'acquireLock' && args[0] === lockName(TARGET) && r !== null && !resolvedMeanwhile) {
       resolvedMeanwhile = true;
-      await other.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+      await other.deliver({ ...b, status: 'resolved', endsAt: Date.now() });
     }
     return r;
   });
   const e = testEngine({ store });
-  await e.deliver(alert);
   t.teardown(() => e.engine.stop());
+  await e.engine.coalesced({ id: 'ev-b', alert: b, deliveries: 1 }, { id: 'ev-a', alert: a, deliveries: 1 });
+  await e.deliver(a);
   t.ok(resolvedMeanwhile);
   const rec = (await e.engine.records.list({}))[0]!;
-  t.ok(rec.times.resolvedAt, 'the record says the alert resolved');
-  t.equal(e.action.executed.length, 0, `not rolled back after its alert resolved (${rec.state}: ${rec.timeline.map((s) => s.step).join(', ')})`);
+  t.equal(e.action.executed.length, 1, `A still fires: rolled back (${rec.state}: ${rec.outcome?.message ?? ''})`);
+});
+
+// Alertmanager sends a resolved notification for an alert that still fires with the same
+// startsAt (its endsAt lapsed while Prometheus could not reach it, resolve_timeout, a Prometheus
+// restart keeping ActiveAt): the alert fires again with the same (fingerprint, startsAt), so the
+// same record id: the firing redelivery is "already handled" and does nothing. Since ccfe024
+// the record waiting for approval was closed by the resolution: the still-firing alert has no
+// rollback left, nobody is asked again, and approving answers 409.
+t.test('an alert firing again (same startsAt) after a resolved notification still has its approval to give', async (t) => {
+  const e = testEngine();
+  t.teardown(() => e.engine.stop());
+  const alert = firing('HighLatency');
+  await e.deliver(alert);
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'pending_approval');
+  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now(), receivedAt: Date.now() });
+  await e.deliver({ ...alert, status: 'firing', receivedAt: Date.now() + 1 });
+  const open = (await e.engine.records.list({})).filter((r) => ['deciding', 'held', 'scheduled', 'pending_approval', 'in_progress'].includes(r.state));
+  t.equal(open.length, 1, `the still-firing alert has an open rollback (${(await e.engine.records.list({})).map((r) => `${r.id} ${r.state}`).join(', ')})`);
+  const r = await e.engine.approve(rec.id, 'ops');
+  t.equal(r.kind, 'ok', `approving it works (${JSON.stringify(r.kind === 'conflict' ? r.state : r.kind)})`);
+});
+
+// A chain's later target that waits for approval: execute() lets chained rollbacks go on after
+// a resolution ("approved and chained ones go on"), but resolve() closes a chain target waiting
+// for approval not_confirmed (and the chain stops: the rest are written blocked). The chain's
+// first target fixing the service is exactly what resolves the alert.
+t.test('a chain target waiting for approval is not closed by the alert resolving (the chain goes on)', async (t) => {
+  const rulesText = CHAIN_RULES.replace('priority: P0', 'priority: P1\n    guards: { approval: { required: true, expiresAfter: 10m } }');
+  const e = testEngine({ ruleText: rulesText, action: new PerTargetDeploymentAction() });
+  t.teardown(() => e.engine.stop());
+  const alert = firing('ReleaseErrors', 'api');
+  await e.deliver(alert);
+  const first = (await e.engine.records.list({}))[0]!;
+  t.equal(first.state, 'pending_approval', 'the first target asks for approval');
+  t.equal((await e.engine.approve(first.id, 'ops')).kind, 'ok');
+  await e.engine.idle();
+  await new Promise((r) => setTimeout(r, 200));
+  await e.engine.idle();
+  const second = (await e.engine.records.list({})).find((r) => r.chain?.index === 1);
+  t.ok(second, `the second target was written (${(await e.engine.records.list({})).map((r) => `${r.target} ${r.state}`).join(', ')})`);
+  t.equal(second?.state, 'pending_approval', 'and asks for approval');
+  await e.deliver({ ...alert, status: 'resolved', endsAt: Date.now() });
+  const after = (await e.engine.records.get(second!.id))!;
+  t.equal(after.state, 'pending_approval', `a chain goes on after a resolution (${after.state}: ${after.outcome?.message ?? ''})`);
 });
 
 // Q6: the scheduler passes over a target's records while one of them is "busy" (eachAtMost), and
