@@ -38,7 +38,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     alertsUnmatched: counter('rollguard_alerts_unmatched_total',
       'Firing alerts no loaded rule matches at intake: counted and remembered for dedupe, not queued (the engine would do nothing with them).'),
     alertsCoalesced: counter('rollguard_alerts_coalesced_total',
-      'Firing alerts taken together with an earlier alert of the same rule and target: one evaluation, each alert linked to its record.'),
+      'Firing alerts taken together with an earlier alert of the same rule and target: one evaluation, each alert linked to its record (which follows the earlier alert\'s resolution).'),
     alertsTruncated: counter('rollguard_alerts_truncated_total',
       "Alerts Alertmanager left out of the webhook notifications received (truncatedAlerts: the receiver's max_alerts); a resent notification counts again."),
     alertmanagerFetches: counter('rollguard_alertmanager_fetches_total',

@@ -337,10 +337,19 @@ export function markIfDrill(rec: RollbackRecord, drill: string | null): void {
 async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
   const at = alert.endsAt ?? alert.receivedAt;
+  let others = 0;
   for (const id of ids) {
     for (let tries = 0; tries < RESOLVE_TRIES; tries++) {
       const rec = await ctx.records.get(id);
       if (!rec || rec.times.resolvedAt !== undefined) break;
+      // A record follows its own alert. One alert of a coalesced burst (linked to the record of the
+      // burst's first alert: coalesce.ts) resolving says nothing of the others, which may still
+      // fire: it neither closes nor resolves that record (one pod's alert clearing must not drop
+      // the rollback the other pods' alerts still call for).
+      if (rec.alert && (rec.alert.fingerprint !== alert.fingerprint || rec.alert.startsAt !== alert.startsAt)) {
+        others++;
+        break;
+      }
       rec.times.resolvedAt = at;
       if (tries === 0) await ctx.records.markResolved(id, at);
       ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(at).toISOString()}`);
@@ -360,7 +369,7 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
       break;
     }
   }
-  log().info({ records: ids.length }, 'alert resolved');
+  log().info({ records: ids.length - others, ...(others > 0 ? { coalescedInto: others } : {}) }, others > 0 ? 'alert resolved (the records of the burst it was coalesced into follow their own alert)' : 'alert resolved');
 }
 
 /** Reads and writes of one record by resolve() when another replica keeps moving it (each try follows a move). */

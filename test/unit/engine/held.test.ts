@@ -271,3 +271,25 @@ t.test('two replicas ticking at once re-check the held rollbacks of one target o
   t.not(all.find((r) => r.rule === 'held-when-down')!.state, 'blocked', `the rule that acts is not blocked: ${states}`);
   t.equal(a.action.executed.length + b.action.executed.length, 1, 'rolled back once');
 });
+
+// Found by review (2026-12-04): every alert of a coalesced burst is linked to the record of the
+// burst's first alert, and any of them resolving closed that record: one pod's alert clearing
+// dropped the rollback the others still called for.
+t.test('one alert of a coalesced burst resolving does not close the held rollback of the burst; its own alert does', async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  const other = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
+  await e.deliver(first);
+  await e.engine.coalesced({ id: 'ev-2', alert: other, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'held');
+  await e.deliver({ ...other, status: 'resolved', endsAt: Date.now() });
+  const still = (await e.engine.records.get(rec!.id))!;
+  t.equal(still.state, 'held', 'the other pods still fire: held on');
+  t.equal(still.times.resolvedAt, undefined);
+  await e.deliver({ ...first, status: 'resolved', endsAt: Date.now() });
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'not_confirmed', 'closed by its own alert resolving');
+  t.ok(after.times.resolvedAt);
+});
