@@ -67,15 +67,16 @@ t.test('a P0 alert meeting the lock of a P1 evaluation that then asks for approv
 /**
  * The target's lock held by another rollback still deciding on replica-b (alive): its record,
  * deciding (of another rule, and of this target unless `target` says otherwise: a Canary writing
- * this Deployment), and the lock, taken under its name. Returns a function that ends it (the
+ * this Deployment), and the lock, taken under its name (or `owner`: an earlier version took it
+ * under the bare replica name). Returns a function that ends it (the
  * record waiting for approval, the lock given back).
  */
-async function decidingElsewhere(store: Store, opts: { rule?: string; target?: string } = {}): Promise<() => Promise<void>> {
+async function decidingElsewhere(store: Store, opts: { rule?: string; target?: string; owner?: (id: string) => string } = {}): Promise<() => Promise<void>> {
   const rule = opts.rule ?? 'latency-p1';
   await store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
   const rec = { id: `rb-deciding-${rule}`, target: opts.target ?? TARGET, state: 'deciding', createdAt: 1, rule, owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
   await store.putRecord(rec);
-  const lock = (await store.acquireLock(lockName(TARGET), rollbackHolder('replica-b', rec.id), 3_600_000))!;
+  const lock = (await store.acquireLock(lockName(TARGET), (opts.owner ?? ((id) => rollbackHolder('replica-b', id)))(rec.id), 3_600_000))!;
   return async () => {
     await store.putRecord({ ...rec, state: 'pending_approval' });
     await store.releaseLock(lock);
@@ -421,17 +422,6 @@ t.test('a rollback executing (in_progress) stands for the alert: blocked at once
 
 // Found by a second review (2026-12-04); each case below but the scheduler's order failed before its fix.
 
-/** Another rollback of TARGET deciding on replica-b (alive), its lock taken under `owner` (a version before this one: the bare replica name). */
-async function decidingElsewhereAs(store: Store, owner: (id: string) => string): Promise<() => Promise<void>> {
-  await store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
-  const rec = { id: 'rb-deciding-p1', target: TARGET, state: 'deciding', createdAt: 1, rule: 'latency-p1', owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
-  await store.putRecord(rec);
-  const lock = (await store.acquireLock(lockName(TARGET), owner(rec.id), 3_600_000))!;
-  return async () => {
-    await store.putRecord({ ...rec, state: 'pending_approval' });
-    await store.releaseLock(lock);
-  };
-}
 
 // Q5, rolling upgrade: a replica of the previous version takes the target's lock under its bare
 // name. A new replica reads that holder as "not a rollback (it writes)" and closes a P0 alert
@@ -441,7 +431,7 @@ async function decidingElsewhereAs(store: Store, owner: (id: string) => string):
 t.test('rolling upgrade: a lock an old replica took under its bare name for a rollback still deciding is waited for, not blocked at once', async (t) => {
   let clock = Date.now();
   const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock });
-  const end = await decidingElsewhereAs(e.store, () => 'replica-b'); // the previous version's owner: the replica alone
+  const end = await decidingElsewhere(e.store, { owner: () => 'replica-b' }); // the previous version's owner: the replica alone
   await e.deliver(firing('HighErrorRate'));
   const rec = (await e.engine.records.list({})).find((r) => r.rule === 'error-rate')!;
   t.equal(rec.state, 'scheduled', `waits, as for a new replica's lock (${rec.outcome?.message ?? ''})`);
