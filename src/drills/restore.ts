@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind } from '../actions/action.js';
 import type { Config } from '../config.js';
-import { checkFence, lockName } from '../guards/lock.js';
+import { checkFence, drillHolder, lockName } from '../guards/lock.js';
 import type { Kube } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import type { Lock, Store } from '../store/store.js';
@@ -73,7 +73,7 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
 async function takeLock(deps: RestoreDeps, target: string, drill: string): Promise<Lock | null> {
   const until = Date.now() + 2 * deps.config.LOCK_TTL;
   for (;;) {
-    const lock = await deps.store.acquireLock(lockName(target), `${deps.owner} for drill ${drill}`, deps.config.LOCK_TTL);
+    const lock = await deps.store.acquireLock(lockName(target), drillHolder(deps.owner, drill), deps.config.LOCK_TTL);
     if (lock || Date.now() >= until || deps.signal?.aborted) return lock;
     await sleep(500, deps.signal);
   }

@@ -13,7 +13,7 @@ import type { EngineContext, ManualRequest } from './context.js';
 import { matchedRules } from './coalesce.js';
 import { evaluate } from './evaluate.js';
 import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
-import { recoverIfOrphaned } from './scheduler.js';
+import { closeResolved, recoverIfOrphaned } from './scheduler.js';
 import { alive } from './heartbeat.js';
 
 /**
@@ -357,7 +357,7 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
       const written =
         read === 'held' || read === 'scheduled'
           ? // Nothing to do any more: the alert cleared before its re-check or window.
-            await ctx.finishFrom(rec, read, 'not_confirmed', 'the alert resolved before the scheduled re-check')
+            await closeResolved(ctx, rec, read)
           : // A rollback waiting for approval stays open: the human decides (the record shows the
             // resolution), a chain's next target goes on, and one alert of a coalesced burst
             // resolving (its link marks the burst's one record) must not close it for the others.

@@ -84,7 +84,7 @@ export class Scheduler {
           if (state === 'held' && now - (fresh.heldSince ?? now) >= ctx.config.HOLD_MAX_AGE) return heldTooLong(ctx, fresh);
           // its alert resolved while it was being decided (resolve() then only marks it, and the
           // decision that followed held or scheduled it): nothing to do any more, as for one resolved while waiting
-          if (fresh.times.resolvedAt !== undefined) return ctx.finishFrom(fresh, state, 'not_confirmed', 'the alert resolved before the scheduled re-check');
+          if (fresh.times.resolvedAt !== undefined) return closeResolved(ctx, fresh, state);
           const rule = ctx.ruleFor(fresh);
           if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
@@ -117,6 +117,15 @@ export class Scheduler {
       if (n > 0) ctx.log.info({ pruned: n, retentionMs: ctx.config.RECORD_RETENTION, noActionRetentionMs: ctx.config.RECORD_RETENTION_NO_ACTION }, 'old rollback records deleted');
     }
   }
+}
+
+/**
+ * A held or scheduled rollback whose alert resolved: nothing to do any more (resolve() in
+ * intake.ts when the resolution comes, the re-check when it came while the record was being
+ * decided). Written only while the record is still in `from`.
+ */
+export function closeResolved(ctx: EngineContext, rec: RollbackRecord, from: 'held' | 'scheduled'): Promise<boolean> {
+  return ctx.finishFrom(rec, from, 'not_confirmed', 'the alert resolved before the scheduled re-check');
 }
 
 /**

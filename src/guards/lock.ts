@@ -5,12 +5,18 @@ import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, ty
 export const lockName = (target: string) => `target:${target}`;
 
 /**
- * The owner a rollback takes its locks under: its replica and its record, so that an alert's
- * rollback finding a lock held can read what holds it (heldElsewhere). A drill's restore takes the
- * target's lock under `<replica> for drill <id>`.
+ * The owners locks are taken under, `<replica> for <what>`, so that an alert's rollback finding a
+ * lock held can read what holds it (heldElsewhere): a rollback names its record, a drill's
+ * restore its drill. `holderOf` reads one back; a bare replica name is an earlier version's.
  */
 export const rollbackHolder = (replica: string, recordId: string) => `${replica} for ${recordId}`;
-const heldFor = (owner: string) => / for (rb-\S+)$/.exec(owner)?.[1];
+export const drillHolder = (replica: string, drillId: string) => `${replica} for drill ${drillId}`;
+type Holder = { record: string } | { other: string } | { earlierVersion: string };
+function holderOf(owner: string): Holder {
+  if (!owner.includes(' for ')) return { earlierVersion: owner };
+  const record = / for (rb-\S+)$/.exec(owner)?.[1];
+  return record !== undefined ? { record } : { other: owner };
+}
 
 /**
  * One rollback per target, and one per written object, across all replicas: takes the target's
@@ -72,17 +78,18 @@ async function heldElsewhere(ctx: GuardContext, owner: string): Promise<GuardRes
     if (lock) return taken(lock);
     holder = await ctx.store.lockOwner(lockName(rec.target));
   }
-  const id = holder === null ? undefined : heldFor(holder);
-  if (holder !== null && !holder.includes(' for ')) {
+  const of = holder === null ? null : holderOf(holder);
+  if (of && 'earlierVersion' in of) {
     // taken under a bare replica name, by a version before this one (a rolling upgrade): its rollback, if executing, is found by the target's records
     const running = (await ctx.store.listRecords({ target: rec.target, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
     if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
-  } else if (holder !== null && id === undefined) return block(`${rec.target}'s lock is held by ${holder}, which is not a rollback being decided (it writes)`);
+  } else if (of && 'other' in of) return block(`${rec.target}'s lock is held by ${of.other}, which is not a rollback being decided (it writes)`);
+  const id = of && 'record' in of ? of.record : undefined;
   // (held for this very record: an earlier attempt of it, by a replica that stopped, whose lock expires within LOCK_TTL)
   const other = id === undefined || id === rec.id ? null : await ctx.store.getRecord(id);
   if (other?.state === 'in_progress') {
-    const of = other.target === rec.target ? `of ${rec.target}` : `writing ${rec.target} (a rollback of ${other.target})`;
-    return block(`another rollback ${of} is executing (${other.id}; its lock is held)`);
+    const what = other.target === rec.target ? `of ${rec.target}` : `writing ${rec.target} (a rollback of ${other.target})`;
+    return block(`another rollback ${what} is executing (${other.id}; its lock is held)`);
   }
   const max = 2 * ctx.config.LOCK_TTL;
   const waited = rec.lockWaitSince === undefined ? 0 : ctx.now - rec.lockWaitSince;

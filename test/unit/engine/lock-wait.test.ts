@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import type { RangeSeries } from '../../../src/prometheus/client.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -170,10 +170,14 @@ t.test('a rollback executing on another target but writing this one (its lock ta
   t.match(rec!.outcome?.message, /another rollback writing Deployment\/prod\/checkout \(a rollback of Canary\/prod\/checkout-canary\) is executing \(rb-canary; its lock is held\)/);
 });
 
-t.test('an SLO-at-risk rule sent back by the lock at its re-check rolls back at the next look, not after another recheckAfter', async (t) => {
+/**
+ * An SLO-at-risk rule's alert (LatencySlo) whose re-check, 10 minutes on, meets the lock of
+ * another rule's rollback still deciding: sent back (scheduled). Returns the engine, the record
+ * id, the holder's end and the clock's advance.
+ */
+async function sloSentBackByLock(t: Test) {
   let clock = Date.now();
-  const ruleText = SLO_RULES;
-  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText });
+  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText: SLO_RULES });
   await e.deliver(firing('LatencySlo'));
   const rec = (await e.engine.records.list({}))[0]!;
   t.equal(rec.decision?.decision, 'recheck_later');
@@ -181,10 +185,15 @@ t.test('an SLO-at-risk rule sent back by the lock at its re-check rolls back at 
   clock += 10 * 60_000;
   await e.engine.tick();
   const waiting = (await e.engine.records.get(rec.id))!;
-  t.equal(waiting.state, 'scheduled');
+  t.equal(waiting.state, 'scheduled', 'sent back by the lock at its re-check');
   t.match(waiting.guards.at(-1), { guard: 'lock', result: 'later' }, 'still true on its re-check, sent back by the lock');
+  return { e, rec, end, advance: (ms: number) => (clock += ms) };
+}
+
+t.test('an SLO-at-risk rule sent back by the lock at its re-check rolls back at the next look, not after another recheckAfter', async (t) => {
+  const { e, rec, end, advance } = await sloSentBackByLock(t);
   await end();
-  clock += 5_000;
+  advance(5_000);
   await e.engine.tick();
   t.teardown(() => e.engine.stop());
   const after = (await e.engine.records.get(rec.id))!;
@@ -377,22 +386,14 @@ t.test('a record left deciding whose alert resolved meanwhile is not rolled back
 });
 
 t.test('an SLO-at-risk rule past its first look, sent back by the lock and then held once, rolls back at the next good look', async (t) => {
-  let clock = Date.now();
-  const e = testEngine({ env: { LOCK_TTL: '30s' }, now: () => clock, ruleText: SLO_RULES });
-  await e.deliver(firing('LatencySlo'));
-  const rec = (await e.engine.records.list({}))[0]!;
-  t.equal(rec.decision?.decision, 'recheck_later');
-  const end = await decidingElsewhere(e.store);
-  clock += 10 * 60_000;
-  await e.engine.tick();
-  t.equal((await e.engine.records.get(rec.id))!.state, 'scheduled', 'sent back by the lock at its re-check');
+  const { e, rec, end, advance } = await sloSentBackByLock(t);
   e.prometheus!.down = true;
-  clock += 5_000;
+  advance(5_000);
   await e.engine.tick();
   t.equal((await e.engine.records.get(rec.id))!.state, 'held', 'held: Prometheus down');
   e.prometheus!.down = false;
   await end();
-  clock += 60_000;
+  advance(60_000);
   await e.engine.tick();
   t.teardown(() => e.engine.stop());
   const after = (await e.engine.records.get(rec.id))!;
