@@ -52,5 +52,16 @@ if ! wait "$tsc_pid"; then
   fail=$((fail + 1))
   status=1
 fi
+# CI shows the end of the output: name every failing test there, under its file, with the lines that say why.
+if [ "$fail" -ne 0 ]; then
+  echo "[test] failing tests:" >&2
+  awk '
+    /^# Subtest: / { file = substr($0, 12) }
+    /^ +not ok / { print "  " file ": " $0; shown = 12; next }
+    shown > 0 && /^ +(#|---|\.\.\.|[a-z_]+:|  )/ { print "  " file ": " $0; shown--; next }
+    { shown = 0 }
+    /^not ok / { print "  " $0 }
+  ' "$log" | head -n 200 >&2
+fi
 echo "${pass} passed, ${fail} failed"
 exit "$status"
