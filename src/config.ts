@@ -190,6 +190,8 @@ export const configSchema = z.object({
   NOTIFY_SLACK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_WEBHOOK_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   NOTIFY_TIMEOUT: durationAtLeast(1, 'every notification would time out at once').default(5_000),
+  /** How long after its first attempt a notification that failed on no answer, a 5xx or a 429 is tried again (0: never). */
+  NOTIFY_RETRY_FOR: duration.default(120_000),
   /** Where the demo/ops links in notifications point (the rollguard API's external URL). */
   EXTERNAL_URL: z.string().default(''),
 

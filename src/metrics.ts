@@ -98,7 +98,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, held for over HOLD_MAX_AGE, dead events), by reason.', ['reason']),
     heartbeatFailures,
     notifications: counter('rollguard_notifications_total',
-      'Notifications sent, by notifier and outcome (sent, failed).', ['notifier', 'outcome']),
+      'Notifications by notifier and final outcome (sent, failed), each counted once, after its retries (NOTIFY_RETRY_FOR).', ['notifier', 'outcome']),
+    notificationAttemptsFailed: counter('rollguard_notification_attempts_failed_total',
+      'Attempts to send a notification that failed, retried ones included, by notifier: rising while notifications_total{outcome="failed"} does not is a receiver that recovers within NOTIFY_RETRY_FOR.', ['notifier']),
     // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases
     gitopsSuspensions: counter('rollguard_gitops_suspensions_total',
       "GitOps owners rollguard suspended before a rollback's write (Argo CD automated sync turned off, Flux spec.suspend), by owner kind (Application, Kustomization, HelmRelease).", ['owner_kind']),

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { DEFAULT_BACKOFF, NotifyError, retryAfterMs, retryDelay, type RetryPolicy } from './retry.js';
 
 export type NotificationKind =
   | 'rollback_started'
@@ -45,36 +46,105 @@ export interface NotifierKind {
 
 /**
  * Fans a notification out to every notifier, in the background: a slow or failing notifier never
- * blocks or delays a rollback. Each send has a timeout; failures are logged and counted.
+ * blocks or delays a rollback. Each attempt has a timeout; a failure the receiver may get over is
+ * tried again for up to NOTIFY_RETRY_FOR (retry.ts), so a receiver's blip does not lose a page.
+ * Each failed attempt is counted (notification_attempts_failed); the final outcome of each
+ * notification is counted once (notifications{outcome}) and a failure logged once. At most
+ * `maxRetrying` notifications wait for a retry at once: past that (a long receiver outage in a
+ * storm), a failure is final at once, so waiting sends never grow without bound.
  */
 export class Notifications {
   private readonly inflight = new Set<Promise<void>>();
+  private readonly wakers = new Set<() => void>();
+  private retrying = 0;
+  /** set while flush() runs: no more waits, each waiting send tries once more now */
+  private cutting = false;
+  private readonly retry: RetryPolicy;
+  private readonly maxRetrying: number;
 
   constructor(
     private readonly notifiers: readonly Notifier[],
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly timeoutMs = 5000,
-  ) {}
+    opts: { retryForMs?: number; backoff?: { firstMs: number; maxMs: number }; maxRetrying?: number } = {},
+  ) {
+    this.retry = { windowMs: opts.retryForMs ?? 0, ...(opts.backoff ?? DEFAULT_BACKOFF) };
+    this.maxRetrying = opts.maxRetrying ?? 1000;
+  }
 
   emit(n: Notification): void {
     this.logger.info({ notification: n.kind, target: n.target, record: n.recordId, title: n.title }, 'notification');
     for (const notifier of this.notifiers) {
-      const p = notifier
-        .send(n, AbortSignal.timeout(this.timeoutMs))
-        .then(() => this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'sent' }))
-        .catch((err: unknown) => {
-          this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
-          this.logger.warn({ err, notifier: notifier.name, notification: n.kind }, 'notification failed (the rollback is not affected)');
-        })
-        .finally(() => this.inflight.delete(p));
+      const p: Promise<void> = this.deliver(notifier, n).finally(() => this.inflight.delete(p));
       this.inflight.add(p);
     }
   }
 
-  /** Waits for notifications already emitted (shutdown, tests). */
+  private async deliver(notifier: Notifier, n: Notification): Promise<void> {
+    const started = Date.now();
+    let waiting = false;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await notifier.send(n, AbortSignal.timeout(this.timeoutMs));
+          this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'sent' });
+          if (attempt > 1) this.logger.info({ notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt }, 'notification sent after a retry');
+          return;
+        } catch (err) {
+          this.metrics.notificationAttemptsFailed.inc({ notifier: notifier.name });
+          let next = retryDelay(err, attempt, Date.now() - started, this.retry);
+          if ('waitMs' in next && this.cutting) next = { final: `given up after ${attempt} attempts: shutting down` };
+          if ('waitMs' in next && !waiting && this.retrying >= this.maxRetrying) next = { final: `not retried: ${this.maxRetrying} notifications already wait for a retry` };
+          if ('final' in next) {
+            this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
+            this.logger.warn({ err, notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt, why: next.final }, 'notification failed (the rollback is not affected)');
+            return;
+          }
+          if (!waiting) {
+            waiting = true;
+            this.retrying++;
+          }
+          this.logger.debug({ err, notifier: notifier.name, notification: n.kind, attempt, waitMs: next.waitMs }, 'notification attempt failed; trying again');
+          await this.sleep(next.waitMs);
+        }
+      }
+    } finally {
+      if (waiting) this.retrying--;
+    }
+  }
+
+  /** Waits `ms`, or less when flush() cuts the waits short. */
+  private sleep(ms: number): Promise<void> {
+    if (this.cutting) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+  }
+
+  /**
+   * Waits for notifications already emitted, retries cut short (shutdown, tests): a send waiting
+   * for its retry is tried once more at once, and a failure is then final.
+   */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
+    this.cutting = true;
+    try {
+      for (const wake of [...this.wakers]) wake();
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    } finally {
+      this.cutting = false;
+    }
+  }
+
+  /** Waits for notifications already emitted, retries included (tests). */
+  async settled(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 }
 
@@ -98,8 +168,12 @@ export async function postJson(url: string, body: unknown, signal: AbortSignal):
     res = await fetch(u, { method: 'POST', headers, body: JSON.stringify(body), signal });
   } catch (err) {
     const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    throw new Error(`POST ${safe} failed: ${why.replaceAll(url, safe)}`);
+    // no answer (refused, reset, the timeout): the receiver may be back later
+    throw new NotifyError(`POST ${safe} failed: ${why.replaceAll(url, safe)}`, true);
   }
-  await res.arrayBuffer();
-  if (!res.ok) throw new Error(`POST ${safe} answered ${res.status}`);
+  await res.arrayBuffer().catch(() => undefined);
+  if (!res.ok) {
+    const retryable = res.status >= 500 || res.status === 429;
+    throw new NotifyError(`POST ${safe} answered ${res.status}`, retryable, retryable ? retryAfterMs(res.headers.get('retry-after')) : undefined);
+  }
 }

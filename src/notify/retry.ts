@@ -1,0 +1,57 @@
+/**
+ * When a failed notification is sent again, as Alertmanager's notify pipeline retries a receiver:
+ * a failure the receiver may get over is retried with a growing wait until the retry window
+ * (NOTIFY_RETRY_FOR) is spent; one it will not get over is final at once.
+ *
+ *   the attempt failed with                                    retried?
+ *   no answer (refused, reset, DNS, the NOTIFY_TIMEOUT)        yes
+ *   HTTP 5xx, or 429 (its Retry-After is honoured)             yes
+ *   any other HTTP status (400, 401, 403, 404, a redirect…)    no: the URL or its credentials need fixing
+ *   anything else thrown by a notifier                         no
+ *
+ * The wait after attempt n is `firstMs × 2^(n-1)`, at most `maxMs`, or the receiver's Retry-After
+ * when longer (at most `maxMs` too); none is started that would end past the window.
+ */
+export class NotifyError extends Error {
+  constructor(
+    message: string,
+    /** whether the receiver may accept the same notification later */
+    readonly retryable: boolean,
+    /** the receiver's Retry-After, in ms */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'NotifyError';
+  }
+}
+
+export interface RetryPolicy {
+  /** how long after the first attempt a failed notification may still be tried (0: one attempt) */
+  windowMs: number;
+  /** the wait after the first failed attempt */
+  firstMs: number;
+  /** the longest wait */
+  maxMs: number;
+}
+
+export const DEFAULT_BACKOFF = { firstMs: 1_000, maxMs: 30_000 } as const;
+
+/** The wait before the next attempt, or why there is none (for the log line). */
+export function retryDelay(err: unknown, attempt: number, elapsedMs: number, p: RetryPolicy): { waitMs: number } | { final: string } {
+  if (!(err instanceof NotifyError) || !err.retryable) return { final: 'not retried: the receiver refused it (fix the URL or its credentials)' };
+  const backoff = Math.min(p.maxMs, p.firstMs * 2 ** Math.min(30, attempt - 1));
+  const waitMs = Math.min(p.maxMs, Math.max(backoff, err.retryAfterMs ?? 0));
+  if (elapsedMs + waitMs > p.windowMs) return { final: p.windowMs === 0 ? 'not retried (NOTIFY_RETRY_FOR is 0)' : `given up after ${attempt} attempts (NOTIFY_RETRY_FOR)` };
+  return { waitMs };
+}
+
+/** A Retry-After header (seconds, or an HTTP date) in ms from `now`; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (header === null || header.trim() === '') return undefined;
+  const s = header.trim();
+  if (/^\d+$/.test(s)) return Number(s) * 1000;
+  // an HTTP date names its day and month (Date.parse alone would read "-5" as a year)
+  if (!/^[A-Za-z]{3}, /.test(s)) return undefined;
+  const at = Date.parse(s);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
