@@ -197,12 +197,14 @@ export const configSchema = z.object({
 
   /**
    * This replica's name: queue consumer, lock and claim owner. Unique per live process (the default
-   * is host and pid). Never "released:…": that prefix marks a claim a replica gave up (intake.ts).
+   * is host and pid). Never "released:…": that prefix marks a claim a replica gave up (intake.ts);
+   * never with whitespace: a lock's holder is "<name> for <record id>" (guards/lock.ts).
    */
   CONSUMER_NAME: z
     .string()
     .min(1)
     .refine((v) => !v.startsWith('released:'), { message: 'must not start with "released:" (that prefix marks a claim given up by a replica)' })
+    .refine((v) => !/\s/.test(v), { message: 'must not contain whitespace (a lock names its holder as "<CONSUMER_NAME> for <record id>", read back by the other replicas)' })
     .default(`${hostname()}-${process.pid}`),
   /** A queued entry taken by a replica and not acked within this time is taken up by another. */
   QUEUE_CLAIM_IDLE: durationAtLeast(100, 'replicas would take over each other\'s events while they are being handled').default(60_000),

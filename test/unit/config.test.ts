@@ -85,5 +85,10 @@ t.test('CONFIG_SNAPSHOTS needs CONFIG_SNAPSHOTS_KEY, at least 32 characters', as
 
 t.test('CONSUMER_NAME: a name marking a given-up claim is refused, naming the setting', async (t) => {
   t.throws(() => loadConfig({ CONSUMER_NAME: 'released:replica-a' }), { name: 'ConfigError', message: /CONSUMER_NAME.*must not start with "released:"/ });
+  // a lock's holder is "<replica> for <record>": a name of its own with " for rb-…" would be read as another record's rollback
+  for (const name of ['replica for rb-1', 'a b', 'tab\there', 'nl\n']) {
+    t.throws(() => loadConfig({ CONSUMER_NAME: name }), { name: 'ConfigError', message: /CONSUMER_NAME.*must not contain whitespace/ }, JSON.stringify(name));
+  }
+  t.equal(loadConfig({ CONSUMER_NAME: 'rollguard-7d9f-x2k4q' }).CONSUMER_NAME, 'rollguard-7d9f-x2k4q');
   t.equal(loadConfig({ CONSUMER_NAME: 'rollguard-0' }).CONSUMER_NAME, 'rollguard-0');
 });
