@@ -192,6 +192,11 @@ export const configSchema = z.object({
   NOTIFY_TIMEOUT: durationAtLeast(1, 'every notification would time out at once').default(5_000),
   /** How long after its first attempt a notification that failed on no answer, a 5xx or a 429 is tried again (0: never). */
   NOTIFY_RETRY_FOR: duration.default(120_000),
+  /**
+   * Notifications of rollbacks not done (blocked, dry run, notify only) sent per minute per
+   * replica; past it, the rest of the minute's are summed up in one summary (src/notify/fold.ts).
+   */
+  NOTIFY_FOLD_AFTER: int(1, 1_000_000).default(20),
   /** Where the demo/ops links in notifications point (the rollguard API's external URL). */
   EXTERNAL_URL: z.string().default(''),
 

@@ -156,7 +156,7 @@ async function serve(args: string[]): Promise<number> {
   if (!prometheus) logger.warn("PROMETHEUS_URL not set: triggers cannot be confirmed; each rule's onPrometheusDown applies");
   announceAuth(config, logger.child({ component: 'auth' }));
 
-  const notifications = new Notifications(createNotifiers(config), logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT, { retryForMs: config.NOTIFY_RETRY_FOR });
+  const notifications = new Notifications(createNotifiers(config), logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT, { retryForMs: config.NOTIFY_RETRY_FOR, foldAfter: config.NOTIFY_FOLD_AFTER, externalUrl: config.EXTERNAL_URL });
 
   const store = createStore(config, logger, metrics);
   // Give Redis a moment before answering webhooks (each would get 503 until it is reachable).

@@ -99,6 +99,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     heartbeatFailures,
     notifications: counter('rollguard_notifications_total',
       'Notifications by notifier and final outcome (sent, failed), each counted once, after its retries (NOTIFY_RETRY_FOR).', ['notifier', 'outcome']),
+    notificationsFolded: counter('rollguard_notifications_folded_total',
+      'Notifications of rollbacks not done (blocked, dry run, notify only) past NOTIFY_FOLD_AFTER in a minute: summed up in one summary notification instead of sent, by kind.', ['kind']),
     notificationAttemptsFailed: counter('rollguard_notification_attempts_failed_total',
       'Attempts to send a notification that failed, retried ones included, by notifier: rising while notifications_total{outcome="failed"} does not is a receiver that recovers within NOTIFY_RETRY_FOR.', ['notifier']),
     // GitOps owners (src/gitops/): Argo CD Applications, Flux Kustomizations and HelmReleases

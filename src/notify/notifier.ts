@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { Folder } from './fold.js';
 import { DEFAULT_BACKOFF, NotifyError, retryAfterMs, retryDelay, type RetryPolicy } from './retry.js';
 
 export type NotificationKind =
@@ -16,7 +17,8 @@ export type NotificationKind =
   | 'approval_requested'
   | 'dry_run'
   | 'notify_only'
-  | 'event_dead';
+  | 'event_dead'
+  | 'notifications_folded';
 
 /** What every notifier receives; the text follows the runbook's communication steps (in progress, completed, failed: escalate). */
 export interface Notification {
@@ -61,19 +63,45 @@ export class Notifications {
   private cutting = false;
   private readonly retry: RetryPolicy;
   private readonly maxRetrying: number;
+  /** folds a storm's notifications of rollbacks not done into one summary a window (fold.ts); none: every one is sent */
+  private readonly folder: Folder | null;
+  private summaryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly notifiers: readonly Notifier[],
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly timeoutMs = 5000,
-    opts: { retryForMs?: number; backoff?: { firstMs: number; maxMs: number }; maxRetrying?: number } = {},
+    opts: { retryForMs?: number; backoff?: { firstMs: number; maxMs: number }; maxRetrying?: number; foldAfter?: number; foldWindowMs?: number; externalUrl?: string } = {},
   ) {
     this.retry = { windowMs: opts.retryForMs ?? 0, ...(opts.backoff ?? DEFAULT_BACKOFF) };
     this.maxRetrying = opts.maxRetrying ?? 1000;
+    this.folder = opts.foldAfter !== undefined ? new Folder(opts.foldAfter, opts.foldWindowMs ?? 60_000, opts.externalUrl) : null;
   }
 
   emit(n: Notification): void {
+    const admitted = this.folder?.admit(n, Date.now()) ?? { send: true };
+    if (!admitted.send) {
+      this.metrics.notificationsFolded.inc({ kind: n.kind });
+      this.logger.debug({ notification: n.kind, target: n.target, record: n.recordId, title: n.title }, 'notification folded into the next summary (NOTIFY_FOLD_AFTER)');
+      if (admitted.summaryAt !== undefined) {
+        this.summaryTimer = setTimeout(() => this.sendSummary(), Math.max(0, admitted.summaryAt - Date.now()));
+        this.summaryTimer.unref();
+      }
+      return;
+    }
+    this.send(n);
+  }
+
+  /** The summary of the notifications folded since the last one, if any (fold.ts). */
+  private sendSummary(): void {
+    clearTimeout(this.summaryTimer);
+    this.summaryTimer = undefined;
+    const summary = this.folder?.summary(Date.now());
+    if (summary) this.send(summary);
+  }
+
+  private send(n: Notification): void {
     this.logger.info({ notification: n.kind, target: n.target, record: n.recordId, title: n.title }, 'notification');
     for (const notifier of this.notifiers) {
       const p: Promise<void> = this.deliver(notifier, n).finally(() => this.inflight.delete(p));
@@ -129,10 +157,12 @@ export class Notifications {
   }
 
   /**
-   * Waits for notifications already emitted, retries cut short (shutdown, tests): a send waiting
-   * for its retry is tried once more at once, and a failure is then final.
+   * Waits for notifications already emitted, retries cut short (shutdown, tests): the summary of
+   * what was folded goes out now, a send waiting for its retry is tried once more at once, and a
+   * failure is then final.
    */
   async flush(): Promise<void> {
+    this.sendSummary();
     this.cutting = true;
     try {
       for (const wake of [...this.wakers]) wake();

@@ -198,6 +198,8 @@ export interface TestEngineOptions {
   logger?: Logger;
   /** the engine's wall clock (default Date.now) */
   now?: () => number;
+  /** the notifications' options (retries, folding; default: neither) */
+  notify?: ConstructorParameters<typeof Notifications>[4];
 }
 
 export function testEngine(opts: TestEngineOptions = {}) {
@@ -209,7 +211,7 @@ export function testEngine(opts: TestEngineOptions = {}) {
   const action = opts.action ?? new FakeDeploymentAction();
   const prometheus = opts.prometheus === undefined ? new FakePrometheus() : opts.prometheus;
   const notifier = new CapturingNotifier();
-  const notifications = new Notifications([notifier], logger, metrics);
+  const notifications = new Notifications([notifier], logger, metrics, 5000, opts.notify ?? {});
   const holder = { rules: rules(opts.ruleText) };
   const engine = new Engine({
     config,
