@@ -5,6 +5,7 @@ import type { Rule } from '../rules/schema.js';
 import type { QueuedEvent } from '../store/store.js';
 import type { EngineContext } from './context.js';
 import { alertRecordId, targetKey } from './record.js';
+import { joinBurst } from './burst.js';
 
 /**
  * Per-target coalescing (the queue worker applies it within a batch): firing alerts that match the
@@ -64,7 +65,11 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
   for (const rule of ctx.rules.match(ev.alert)) {
     for (const target of targets(rule, ev.alert)) ids.push(alertRecordId(rule.name, target, into.alert.fingerprint, into.alert.startsAt));
   }
-  for (const id of ids) await ctx.records.linkAlert(ev.alert.fingerprint, ev.alert.startsAt, id);
+  for (const id of ids) {
+    // the burst first: a link found by the alert's resolution is always to a burst that counts it
+    await joinBurst(ctx, id, ev.alert);
+    await ctx.records.linkAlert(ev.alert.fingerprint, ev.alert.startsAt, id);
+  }
   ctx.log.info(
     { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },
     'alert coalesced into the evaluation of an earlier alert for the same rule and target',

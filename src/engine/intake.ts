@@ -15,6 +15,7 @@ import { evaluate } from './evaluate.js';
 import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
 import { closeResolved, recoverIfOrphaned } from './scheduler.js';
 import { alive } from './heartbeat.js';
+import { BURST_TRACKED, memberResolved, ownResolved } from './burst.js';
 
 /**
  * One queued alert: a resolved alert is written to the records it caused; a firing one is matched
@@ -338,21 +339,33 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
   const at = alert.endsAt ?? alert.receivedAt;
   let others = 0;
+  let burstFiring = 0;
   for (const id of ids) {
+    let last = false;
     for (let tries = 0; tries < RESOLVE_TRIES; tries++) {
       const rec = await ctx.records.get(id);
       if (!rec || rec.times.resolvedAt !== undefined) break;
-      // A record follows its own alert. One alert of a coalesced burst (linked to the record of the
-      // burst's first alert: coalesce.ts) resolving says nothing of the others, which may still
-      // fire: it neither closes nor resolves that record (one pod's alert clearing must not drop
-      // the rollback the other pods' alerts still call for).
+      // A record follows its whole burst (burst.ts): the alerts coalesced into its evaluation (one
+      // pod's alert each) are linked to it. One of them resolving while others, or the record's
+      // own alert, still fire neither closes nor resolves it (one pod's alert clearing must not
+      // drop the rollback the other pods' alerts still call for); the last one to resolve does.
       if (rec.alert && (rec.alert.fingerprint !== alert.fingerprint || rec.alert.startsAt !== alert.startsAt)) {
-        others++;
-        break;
+        last = await memberResolved(ctx, id, alert);
+        if (!last) {
+          others++;
+          break;
+        }
+      } else if (tries === 0) {
+        const firing = await ownResolved(ctx, id, at);
+        if (firing > 0) {
+          burstFiring++;
+          log().info({ record: id, stillFiring: Number.isFinite(firing) ? firing : `over ${BURST_TRACKED}` }, "the record's own alert resolved while alerts coalesced into it still fire: it stays open, decided on by its trigger when due, and resolved when the last of them resolves");
+          break;
+        }
       }
       rec.times.resolvedAt = at;
       if (tries === 0) await ctx.records.markResolved(id, at);
-      ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(at).toISOString()}`);
+      ctx.records.step(rec, 'resolved', `alert resolved at ${new Date(at).toISOString()}${last ? ' (the last firing alert of the burst coalesced into this rollback)' : ''}`);
       const read = rec.state;
       const written =
         read === 'held' || read === 'scheduled'
@@ -369,7 +382,10 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
       break;
     }
   }
-  log().info({ records: ids.length - others, ...(others > 0 ? { coalescedInto: others } : {}) }, others > 0 ? 'alert resolved (the records of the burst it was coalesced into follow their own alert)' : 'alert resolved');
+  log().info(
+    { records: ids.length - others - burstFiring, ...(others > 0 ? { coalescedInto: others } : {}), ...(burstFiring > 0 ? { burstStillFiring: burstFiring } : {}) },
+    others > 0 ? 'alert resolved (the records of the burst it was coalesced into stay open while other alerts of the burst fire)' : 'alert resolved',
+  );
 }
 
 /** Reads and writes of one record by resolve() when another replica keeps moving it (each try follows a move). */

@@ -56,6 +56,10 @@ const SWEEP_EVERY_MS = 60_000;
  * - `resolved:<record id>` (30 days, record.ts markResolved): merged into a save of a copy of the
  *   record read before the alert resolved. A dropped mark means such a save, if one is still to
  *   come, writes the record without its resolution time: a note lost, nothing acted on.
+ * - `burst:<record id>` (7 days, engine/burst.ts): the alerts coalesced into a record's evaluation
+ *   still firing. A dropped one means the record's own alert resolving resolves it as if nothing
+ *   had been coalesced into it (the behaviour before bursts were tracked); spent once the record
+ *   is closed.
  * Every other value is never dropped and not counted, because its loss would break a safety
  * property, and none grows with alert volume (they grow with rollbacks done, drills and
  * replicas): `lock:` (target and due-work locks; kept in the same map), `control:paused` (the
@@ -65,7 +69,7 @@ const SWEEP_EVERY_MS = 60_000;
  * abandoned and be taken over). A value under a prefix not listed here is exempt as well, so a new
  * kind of value is never dropped by mistake (at worst it is not bounded).
  */
-const PER_ALERT_VALUES = ['kv:claim:', 'kv:alert-records:', 'kv:resolved:'] as const;
+const PER_ALERT_VALUES = ['kv:claim:', 'kv:alert-records:', 'kv:resolved:', 'kv:burst:'] as const;
 const perAlert = (key: string): boolean => PER_ALERT_VALUES.some((p) => key.startsWith(p));
 /**
  * A claim is written a few steps before its record's write-ahead, in the same handling, with no
@@ -409,6 +413,7 @@ export class MemoryStore implements Store {
       const id = key.slice('kv:resolved:'.length);
       return !this.records.has(id) || closed(id);
     }
+    if (key.startsWith('kv:burst:')) return closed(key.slice('kv:burst:'.length));
     try {
       const ids = JSON.parse(this.keys.get(key)?.value ?? '[]') as unknown;
       return Array.isArray(ids) && ids.every((id) => typeof id === 'string' && closed(id));

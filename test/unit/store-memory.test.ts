@@ -79,22 +79,25 @@ t.test('bounded: spent values (claims of written records, links and marks of clo
   await s.setValue('claim:unwritten', 'me', { onlyIfAbsent: true, ttlMs: WEEK });
   await s.setValue('alert-records:open', JSON.stringify(['held1']), { ttlMs: WEEK });
   await s.setValue('resolved:held1', '5', { ttlMs: 30 * 86_400_000 });
-  // a flood of alerts whose records are written and closed (three values each)
+  await s.setValue('burst:held1', '{"firing":["x"]}', { ttlMs: WEEK });
+  // a flood of alerts whose records are written and closed (four values each)
   const flood = async (from: number, n: number) => {
     for (let i = from; i < from + n; i++) {
       await s.putRecord({ id: `f${i}`, target: `Deployment/prod/f${i}`, state: 'not_confirmed', createdAt: 10 + i });
       await s.setValue(`claim:f${i}`, 'me', { onlyIfAbsent: true, ttlMs: WEEK });
       await s.setValue(`alert-records:f${i}`, JSON.stringify([`f${i}`]), { ttlMs: WEEK });
       await s.setValue(`resolved:f${i}`, '5', { ttlMs: 30 * 86_400_000 });
+      await s.setValue(`burst:f${i}`, '{"firing":[]}', { ttlMs: WEEK });
     }
   };
-  await flood(0, 300);
+  await flood(0, 200);
   t.same(
-    { count: keyCount(s) <= 100, claim: await s.getValue('claim:unwritten'), link: await s.getValue('alert-records:open'), mark: await s.getValue('resolved:held1') },
-    { count: true, claim: 'me', link: '["held1"]', mark: '5' },
-    'at the bound, the three oldest values are kept: they still guard something',
+    { count: keyCount(s) <= 100, claim: await s.getValue('claim:unwritten'), link: await s.getValue('alert-records:open'), mark: await s.getValue('resolved:held1'), burst: await s.getValue('burst:held1') },
+    { count: true, claim: 'me', link: '["held1"]', mark: '5', burst: '{"firing":["x"]}' },
+    'at the bound, the four oldest values are kept: they still guard something (the burst of an open record too)',
   );
-  await flood(300, 200);
+  t.equal(await s.getValue('burst:f0'), null, 'the burst of a closed record is spent, and counted against maxKeys');
+  await flood(200, 200);
   t.same(
     { count: keyCount(s) <= 100, claim: await s.getValue('claim:unwritten'), link: await s.getValue('alert-records:open'), mark: await s.getValue('resolved:held1') },
     { count: true, claim: null, link: '["held1"]', mark: '5' },

@@ -293,3 +293,110 @@ t.test('one alert of a coalesced burst resolving does not close the held rollbac
   t.equal(after.state, 'not_confirmed', 'closed by its own alert resolving');
   t.ok(after.times.resolvedAt);
 });
+
+// Found on 2026-12-04 (left alone then): the burst's first alert (its own record's) resolving closed
+// the held rollback while alerts coalesced into it still fired (burst.ts).
+async function heldBurst(members: number) {
+  let clock = Date.now();
+  const e = testEngine({ now: () => clock });
+  e.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  const others = Array.from({ length: members }, (_, i) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: `checkout-${i + 2}` } }));
+  await e.deliver(first);
+  for (const [i, o] of others.entries()) await e.engine.coalesced({ id: `ev-c${i}`, alert: o, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
+  const [rec] = await e.engine.records.list({});
+  return { e, first, others, id: rec!.id, state: rec!.state, advance: (ms: number) => (clock += ms), now: () => clock };
+}
+const resolved = <A extends { endsAt?: number }>(a: A, at: number) => ({ ...a, status: 'resolved' as const, endsAt: at });
+
+t.test("the burst's own alert resolving while another alert of the burst still fires: held on, and rolled back when its re-check confirms", async (t) => {
+  const { e, first, id, state, advance, now } = await heldBurst(1);
+  t.equal(state, 'held');
+  await e.deliver(resolved(first, now()));
+  const still = (await e.engine.records.get(id))!;
+  t.equal(still.state, 'held', 'another pod still fires: held on');
+  t.equal(still.times.resolvedAt, undefined, 'not resolved');
+  e.prometheus!.down = false;
+  e.prometheus!.value = 0.2;
+  advance(61_000 * 2);
+  await e.engine.tick();
+  t.equal(e.action.executed.length, 1, 'rolled back on the re-check that confirmed');
+  e.prometheus!.value = 0; // the trigger clears: its verification ends
+  await e.engine.idle();
+});
+
+t.test('the last alert of the burst resolving after its own: the held rollback is closed then, resolved at that alert\'s end', async (t) => {
+  const { e, first, others, id, advance, now } = await heldBurst(2);
+  await e.deliver(resolved(first, now()));
+  advance(1_000);
+  await e.deliver(resolved(others[0]!, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'held', 'one of the burst still fires');
+  advance(1_000);
+  const lastAt = now();
+  await e.deliver(resolved(others[1]!, lastAt));
+  const after = (await e.engine.records.get(id))!;
+  t.equal(after.state, 'not_confirmed', 'closed once no alert of the burst fires');
+  t.equal(after.times.resolvedAt, lastAt, "resolved at the last alert's end (MTTR ends there)");
+  t.match(after.timeline.find((s) => s.step === 'resolved')?.message, /the last firing alert of the burst/);
+  // a redelivery of a resolution changes nothing more
+  await e.deliver(resolved(others[0]!, now()));
+  await e.deliver(resolved(first, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'not_confirmed');
+  t.equal(e.action.executed.length, 0);
+});
+
+t.test('members resolving before the own alert: the own alert resolving then closes it, as before bursts were tracked', async (t) => {
+  const { e, first, others, id, now } = await heldBurst(2);
+  for (const o of others) await e.deliver(resolved(o, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'held', 'its own alert still fires');
+  await e.deliver(resolved(first, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'not_confirmed');
+});
+
+t.test('over BURST_TRACKED alerts coalesced: when they all resolved cannot be known, so the resolution is left to the trigger', async (t) => {
+  const { BURST_TRACKED } = await import('../../../src/engine/burst.js');
+  const { e, first, others, id, advance, now } = await heldBurst(BURST_TRACKED + 1);
+  await e.deliver(resolved(first, now()));
+  for (const o of others) await e.deliver(resolved(o, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'held', 'not closed by the resolutions');
+  // its re-check asks the trigger: cleared, so nothing is done
+  e.prometheus!.down = false;
+  e.prometheus!.value = 0;
+  advance(61_000 * 2);
+  await e.engine.tick();
+  const rec = (await e.engine.records.get(id))!;
+  t.equal(rec.state, 'not_confirmed', 'closed by its trigger');
+  t.equal(e.action.executed.length, 0);
+});
+
+t.test('a coalesced link is tracked once however often it is delivered, and the burst lives beside the record', async (t) => {
+  const { e, first, others, id, now } = await heldBurst(1);
+  await e.engine.coalesced({ id: 'ev-again', alert: others[0]!, deliveries: 2 }, { id: 'ev-1', alert: first, deliveries: 1 });
+  const burst = JSON.parse((await e.store.getValue(`burst:${id}`))!) as { firing: string[] };
+  t.equal(burst.firing.length, 1, 'one member, not two');
+  t.notOk(JSON.stringify(burst).includes(others[0]!.fingerprint), 'members are digests, not the sender\'s fingerprints');
+  await e.deliver(resolved(first, now()));
+  await e.deliver(resolved(others[0]!, now()));
+  t.equal((await e.engine.records.get(id))!.state, 'not_confirmed');
+});
+
+t.test('two replicas resolving the own alert and the last alert of the burst at the same time: the record is closed, once', async (t) => {
+  for (let round = 0; round < 20; round++) {
+    const store = new MemoryStore();
+    const a = testEngine({ store, owner: 'replica-a' });
+    const b = testEngine({ store, owner: 'replica-b' });
+    a.prometheus!.down = true;
+    b.prometheus!.down = true;
+    const first = firing('SlowBurn');
+    const other = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
+    await a.deliver(first);
+    await a.engine.coalesced({ id: 'ev-2', alert: other, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
+    const [rec] = await a.engine.records.list({});
+    const at = Date.now();
+    // the two resolutions interleave at every await, on two replicas
+    await Promise.all(round % 2 === 0 ? [a.deliver(resolved(first, at)), b.deliver(resolved(other, at))] : [b.deliver(resolved(other, at)), a.deliver(resolved(first, at))]);
+    const after = (await a.engine.records.get(rec!.id))!;
+    t.equal(after.state, 'not_confirmed', `round ${round}: closed, whichever came last`);
+    t.equal(after.timeline.filter((s) => s.step === 'resolved').length, 1, `round ${round}: resolved once`);
+  }
+});

@@ -1,0 +1,83 @@
+import type { Alert } from '../alertmanager/alert.js';
+import { keyDigest } from '../store/keys.js';
+import type { EngineContext } from './context.js';
+
+/**
+ * The alerts coalesced into a record's evaluation (coalesce.ts: a burst of alerts for one rule and
+ * target, one pod's alert each), kept beside the record so that its resolution follows the whole
+ * burst, not its first alert alone. Before, the first pod's alert clearing (its pod replaced) closed
+ * the held or scheduled rollback while the other pods' alerts still fired, and no one of them had a
+ * record of its own to call for it again.
+ *
+ *   when                                                          the record
+ *   its own alert resolves, no alert was coalesced into it        resolved (as before)
+ *   its own alert resolves, others of its burst still fire        not resolved: noted, and decided on by its trigger when due
+ *   another alert of its burst resolves, others still fire        nothing (as before)
+ *   the last firing alert of its burst resolves, its own before   resolved, as its own alert would have
+ *   over BURST_TRACKED alerts coalesced into it                   its resolution never follows the burst: decided on by its trigger
+ *
+ * Stored as `burst:<record id>`: one JSON value, each change a compare-and-set, so two replicas
+ * linking and resolving alerts of one burst at once each see the other's change; whichever
+ * change leaves no alert firing after the record's own resolution is the one that resolves it.
+ */
+export const BURST_TRACKED = 100;
+const TTL_MS = 7 * 86_400_000;
+const TRIES = 10;
+
+interface Burst {
+  /** digests (keyDigest of fingerprint:startsAt) of coalesced alerts not resolved yet */
+  firing: string[];
+  /** more than BURST_TRACKED were coalesced: when all of them resolved cannot be known */
+  more?: true;
+  /** when the record's own alert resolved */
+  ownResolvedAt?: number;
+}
+
+const burstKey = (recordId: string) => `burst:${recordId}`;
+const memberOf = (a: Pick<Alert, 'fingerprint' | 'startsAt'>) => keyDigest(`${a.fingerprint}:${a.startsAt}`);
+
+async function change(ctx: EngineContext, recordId: string, next: (b: Burst | null) => Burst | null): Promise<{ before: Burst | null; after: Burst | null }> {
+  const key = burstKey(recordId);
+  for (let i = 0; i < TRIES; i++) {
+    const raw = await ctx.store.getValue(key);
+    const before = raw === null ? null : (JSON.parse(raw) as Burst);
+    const after = next(before);
+    if (after === null || (before !== null && JSON.stringify(after) === raw)) return { before, after: after ?? before };
+    const text = JSON.stringify(after);
+    const written = raw === null ? await ctx.store.setValue(key, text, { ttlMs: TTL_MS, onlyIfAbsent: true }) : await ctx.store.compareAndSetValue(key, raw, text, { ttlMs: TTL_MS });
+    if (written) return { before, after };
+  }
+  throw new Error(`the alerts coalesced into ${recordId} kept changing under ${TRIES} tries; the link is tried again`);
+}
+
+/** `alert` was coalesced into record `recordId`'s evaluation: it fires with the record's own alert. */
+export async function joinBurst(ctx: EngineContext, recordId: string, alert: Alert): Promise<void> {
+  const m = memberOf(alert);
+  await change(ctx, recordId, (b) => {
+    const cur = b ?? { firing: [] };
+    if (cur.firing.includes(m)) return null;
+    if (cur.firing.length >= BURST_TRACKED) return { ...cur, more: true };
+    return { ...cur, firing: [...cur.firing, m] };
+  });
+}
+
+/**
+ * The record's own alert resolved at `at`: how many alerts of its burst still fire (0: resolve the
+ * record now; Infinity: over BURST_TRACKED were coalesced, so it is left to its trigger).
+ */
+export async function ownResolved(ctx: EngineContext, recordId: string, at: number): Promise<number> {
+  const { after } = await change(ctx, recordId, (b) => (b === null ? null : b.ownResolvedAt !== undefined ? null : { ...b, ownResolvedAt: at }));
+  if (after === null) return 0;
+  return after.more ? Infinity : after.firing.length;
+}
+
+/**
+ * An alert coalesced into record `recordId` resolved: whether it was the last of the burst to fire
+ * after the record's own alert resolved (then the record is resolved now, as its own alert's
+ * resolution was left for this moment).
+ */
+export async function memberResolved(ctx: EngineContext, recordId: string, alert: Alert): Promise<boolean> {
+  const m = memberOf(alert);
+  const { after } = await change(ctx, recordId, (b) => (b === null || !b.firing.includes(m) ? null : { ...b, firing: b.firing.filter((x) => x !== m) }));
+  return after !== null && after.ownResolvedAt !== undefined && after.firing.length === 0 && after.more === undefined;
+}
