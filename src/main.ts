@@ -22,7 +22,7 @@ import { createKube, type KubeSource } from './kube/config.js';
 import type { Kube } from './kube/kube.js';
 import { ConfigSnapshots } from './config-deps/watch.js';
 import { createMetrics } from './metrics.js';
-import { createNotifiers, Notifications } from './notify/index.js';
+import { createNotifications } from './notify/index.js';
 import { PrometheusClient } from './prometheus/client.js';
 import { RuleHolder } from './rules/holder.js';
 import { createStore } from './store/index.js';
@@ -156,7 +156,7 @@ async function serve(args: string[]): Promise<number> {
   if (!prometheus) logger.warn("PROMETHEUS_URL not set: triggers cannot be confirmed; each rule's onPrometheusDown applies");
   announceAuth(config, logger.child({ component: 'auth' }));
 
-  const notifications = new Notifications(createNotifiers(config), logger.child({ component: 'notify' }), metrics, config.NOTIFY_TIMEOUT, { retryForMs: config.NOTIFY_RETRY_FOR, foldAfter: config.NOTIFY_FOLD_AFTER, externalUrl: config.EXTERNAL_URL });
+  const notifications = createNotifications(config, logger.child({ component: 'notify' }), metrics);
 
   const store = createStore(config, logger, metrics);
   // Give Redis a moment before answering webhooks (each would get 503 until it is reachable).
@@ -252,7 +252,8 @@ async function serve(args: string[]): Promise<number> {
         engine.stop();
         await ticking;
         await engine.idle();
-        await notifications.flush();
+        // what is still to be sent gets until half a second before the hard exit (the rest is for leaving the store)
+        await notifications.flush(deadline + 500);
         // alive to the other replicas until here: a record still being decided in the drain is not taken over;
         // then gone at once (its claims and records are taken up without waiting for the heartbeat's TTL)
         stopHeartbeat();

@@ -27,6 +27,7 @@ const TARGETS_NAMED = 5;
 interface Folded {
   count: number;
   targets: Set<string>;
+  /** folded notifications of targets past the first TARGETS_NAMED (not distinct: that would need them all kept) */
   more: number;
 }
 
@@ -67,14 +68,14 @@ export class Folder {
     return first ? { send: false, summaryAt: this.windowEnd } : { send: false };
   }
 
-  /** The summary of what was folded so far (null when nothing was); a new window starts. */
-  summary(at: number): Notification | null {
+  /** The summary of what was folded so far (null when nothing was); a new window starts. `at`: now (monotonic, as admit's); `wallAt`: now, the notification's time. */
+  summary(at: number, wallAt = at): Notification | null {
     if (this.folded.size === 0) return null;
     const total = [...this.folded.values()].reduce((a, f) => a + f.count, 0);
     const base = this.externalUrl.replace(/\/$/, '');
     const lines = [...this.folded].map(([kind, f]) => {
       const named = [...f.targets].join(', ');
-      const more = f.more > 0 ? ` and ${f.more} more target${f.more === 1 ? '' : 's'}` : '';
+      const more = f.more > 0 ? `; ${f.more} more for other targets` : '';
       return `${kind}: ${f.count}${named ? ` (${named}${more})` : ''}`;
     });
     const states = [...this.folded.keys()].map((k) => STATE_OF[k]).filter((s): s is string => s !== undefined);
@@ -87,7 +88,7 @@ export class Folder {
       severity: 'warning',
       title: `${total} more notification${total === 1 ? '' : 's'} of rollbacks not done (blocked, dry run, notify only), summed up`,
       lines,
-      at,
+      at: wallAt,
     };
   }
 

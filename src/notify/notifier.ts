@@ -51,18 +51,29 @@ export interface NotifierKind {
  * blocks or delays a rollback. Each attempt has a timeout; a failure the receiver may get over is
  * tried again for up to NOTIFY_RETRY_FOR (retry.ts), so a receiver's blip does not lose a page.
  * Each failed attempt is counted (notification_attempts_failed); the final outcome of each
- * notification is counted once (notifications{outcome}) and a failure logged once. At most
- * `maxRetrying` notifications wait for a retry at once: past that (a long receiver outage in a
- * storm), a failure is final at once, so waiting sends never grow without bound.
+ * notification is counted once (notifications{outcome}) and a failure logged once.
+ *
+ * Bounded: per notifier, at most `maxRetrying` sends wait for a retry at once, and as many more
+ * critical ones (escalations), so a long outage of one receiver in a storm never grows memory
+ * without bound, nor takes another receiver's places, nor a page's; past that, a failure is final
+ * at once. A receiver's Retry-After holds back every send to it until then (not only the one
+ * refused), so a rate-limited receiver is not sent a burst of retries all at once; waits are
+ * jittered for the same reason.
  */
 export class Notifications {
   private readonly inflight = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
-  private retrying = 0;
-  /** set while flush() runs: no more waits, each waiting send tries once more now */
-  private cutting = false;
+  /** sends waiting for a retry, by notifier and whether critical */
+  private readonly retrying = new Map<string, number>();
+  /** a receiver's Retry-After: no send to it before then (monotonic ms) */
+  private readonly notBefore = new Map<string, number>();
+  /** the deadlines of the flush() calls running: no more waits, each waiting send tries once more now */
+  private readonly flushing = new Set<number>();
+  /** aborted at a flush's deadline: the attempts then running end too */
+  private cut = new AbortController();
   private readonly retry: RetryPolicy;
   private readonly maxRetrying: number;
+  private readonly random: () => number;
   /** folds a storm's notifications of rollbacks not done into one summary a window (fold.ts); none: every one is sent */
   private readonly folder: Folder | null;
   private summaryTimer: NodeJS.Timeout | undefined;
@@ -72,20 +83,32 @@ export class Notifications {
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly timeoutMs = 5000,
-    opts: { retryForMs?: number; backoff?: { firstMs: number; maxMs: number }; maxRetrying?: number; foldAfter?: number; foldWindowMs?: number; externalUrl?: string } = {},
+    opts: {
+      retryForMs?: number;
+      backoff?: { firstMs: number; maxMs: number };
+      maxRetrying?: number;
+      /** the jitter's source, in [0, 1) (tests: a constant) */
+      random?: () => number;
+      foldAfter?: number;
+      foldWindowMs?: number;
+      externalUrl?: string;
+    } = {},
   ) {
     this.retry = { windowMs: opts.retryForMs ?? 0, ...(opts.backoff ?? DEFAULT_BACKOFF) };
     this.maxRetrying = opts.maxRetrying ?? 1000;
+    this.random = opts.random ?? Math.random;
     this.folder = opts.foldAfter !== undefined ? new Folder(opts.foldAfter, opts.foldWindowMs ?? 60_000, opts.externalUrl) : null;
   }
 
   emit(n: Notification): void {
-    const admitted = this.folder?.admit(n, Date.now()) ?? { send: true };
+    const admitted = this.folder?.admit(n, performance.now()) ?? { send: true };
     if (!admitted.send) {
       this.metrics.notificationsFolded.inc({ kind: n.kind });
-      this.logger.debug({ notification: n.kind, target: n.target, record: n.recordId, title: n.title }, 'notification folded into the next summary (NOTIFY_FOLD_AFTER)');
-      if (admitted.summaryAt !== undefined) {
-        this.summaryTimer = setTimeout(() => this.sendSummary(), Math.max(0, admitted.summaryAt - Date.now()));
+      this.logger.debug({ notification: n.kind, target: n.target, record: n.recordId }, 'notification folded into the next summary (NOTIFY_FOLD_AFTER)');
+      // after a flush has begun (a handler still running at shutdown), the summary goes at once
+      if (this.flushing.size > 0) this.sendSummary();
+      else if (admitted.summaryAt !== undefined) {
+        this.summaryTimer = setTimeout(() => this.sendSummary(), Math.max(0, admitted.summaryAt - performance.now()));
         this.summaryTimer.unref();
       }
       return;
@@ -97,7 +120,7 @@ export class Notifications {
   private sendSummary(): void {
     clearTimeout(this.summaryTimer);
     this.summaryTimer = undefined;
-    const summary = this.folder?.summary(Date.now());
+    const summary = this.folder?.summary(performance.now(), Date.now());
     if (summary) this.send(summary);
   }
 
@@ -110,47 +133,70 @@ export class Notifications {
   }
 
   private async deliver(notifier: Notifier, n: Notification): Promise<void> {
-    const started = Date.now();
+    const started = performance.now();
+    const place = `${notifier.name}\u0000${n.severity === 'critical' ? 'critical' : 'other'}`;
     let waiting = false;
+    const final = (attempt: number, err: unknown, why: string) => {
+      this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
+      this.logger.warn({ err, notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt, why }, 'notification failed (the rollback is not affected)');
+    };
     try {
       for (let attempt = 1; ; attempt++) {
+        // the receiver asked to be left alone until then (its Retry-After): so is every send to it
+        const held = (this.notBefore.get(notifier.name) ?? 0) - performance.now();
+        if (held > 0) await this.sleep(held);
+        const timeout = this.attemptTimeout();
+        if (timeout <= 0) return final(attempt - 1, undefined, `not sent: the shutdown's deadline passed (${attempt - 1} attempts)`);
         try {
-          await notifier.send(n, AbortSignal.timeout(this.timeoutMs));
+          await notifier.send(n, AbortSignal.any([AbortSignal.timeout(timeout), this.cut.signal]));
           this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'sent' });
           if (attempt > 1) this.logger.info({ notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt }, 'notification sent after a retry');
           return;
         } catch (err) {
           this.metrics.notificationAttemptsFailed.inc({ notifier: notifier.name });
-          let next = retryDelay(err, attempt, Date.now() - started, this.retry);
-          if ('waitMs' in next && this.cutting) next = { final: `given up after ${attempt} attempts: shutting down` };
-          if ('waitMs' in next && !waiting && this.retrying >= this.maxRetrying) next = { final: `not retried: ${this.maxRetrying} notifications already wait for a retry` };
-          if ('final' in next) {
-            this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
-            this.logger.warn({ err, notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt, why: next.final }, 'notification failed (the rollback is not affected)');
-            return;
+          if (err instanceof NotifyError && err.retryAfterMs !== undefined) {
+            const until = performance.now() + Math.min(err.retryAfterMs, this.retry.maxMs);
+            this.notBefore.set(notifier.name, Math.max(this.notBefore.get(notifier.name) ?? 0, until));
           }
+          let next = retryDelay(err, attempt, performance.now() - started, this.retry, this.random);
+          if ('waitMs' in next && this.flushing.size > 0) next = { final: `given up after ${attempt} attempts: shutting down` };
+          if ('waitMs' in next && !waiting && (this.retrying.get(place) ?? 0) >= this.maxRetrying) {
+            next = { final: `not retried: ${this.maxRetrying} ${n.severity === 'critical' ? 'critical ' : ''}notifications to ${notifier.name} already wait for a retry` };
+          }
+          if ('final' in next) return final(attempt, err, next.final);
           if (!waiting) {
             waiting = true;
-            this.retrying++;
+            this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
           }
           this.logger.debug({ err, notifier: notifier.name, notification: n.kind, attempt, waitMs: next.waitMs }, 'notification attempt failed; trying again');
           await this.sleep(next.waitMs);
         }
       }
     } finally {
-      if (waiting) this.retrying--;
+      if (waiting) {
+        const left = (this.retrying.get(place) ?? 1) - 1;
+        if (left > 0) this.retrying.set(place, left);
+        else this.retrying.delete(place);
+      }
     }
+  }
+
+  /** NOTIFY_TIMEOUT, or what is left before the earliest running flush's deadline. */
+  private attemptTimeout(): number {
+    if (this.flushing.size === 0) return this.timeoutMs;
+    return Math.min(this.timeoutMs, Math.floor(Math.min(...this.flushing) - Date.now()));
   }
 
   /** Waits `ms`, or less when flush() cuts the waits short. */
   private sleep(ms: number): Promise<void> {
-    if (this.cutting) return Promise.resolve();
+    if (this.flushing.size > 0) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
         this.wakers.delete(wake);
         resolve();
       };
+      // not unref'd: a process with a page still to send stays up for it (serve flushes at shutdown)
       const timer = setTimeout(wake, ms);
       this.wakers.add(wake);
     });
@@ -158,17 +204,22 @@ export class Notifications {
 
   /**
    * Waits for notifications already emitted, retries cut short (shutdown, tests): the summary of
-   * what was folded goes out now, a send waiting for its retry is tried once more at once, and a
-   * failure is then final.
+   * what was folded goes out now, a send waiting for its retry (or for a receiver's Retry-After)
+   * is tried once more at once, and a failure is then final. `deadline` (epoch ms, shutdown):
+   * no attempt runs past it (each attempt's timeout is cut to what is left).
    */
-  async flush(): Promise<void> {
-    this.sendSummary();
-    this.cutting = true;
+  async flush(deadline = Infinity): Promise<void> {
+    this.flushing.add(deadline);
+    const cut = this.cut;
+    const timer = Number.isFinite(deadline) ? setTimeout(() => cut.abort(new DOMException('the shutdown deadline passed', 'TimeoutError')), Math.max(0, deadline - Date.now())) : undefined;
     try {
+      this.sendSummary();
       for (const wake of [...this.wakers]) wake();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     } finally {
-      this.cutting = false;
+      clearTimeout(timer);
+      this.flushing.delete(deadline);
+      if (cut.signal.aborted && this.cut === cut) this.cut = new AbortController();
     }
   }
 
@@ -195,15 +246,28 @@ export async function postJson(url: string, body: unknown, signal: AbortSignal):
   const safe = `${u.origin}${u.pathname === '/' ? '' : '/…'}`;
   let res: Response;
   try {
-    res = await fetch(u, { method: 'POST', headers, body: JSON.stringify(body), signal });
+    // a redirect is not followed: a 302 would turn the POST into a GET that loses the message, a
+    // 307 would send it to wherever the receiver points; it is an answer to fix (final)
+    res = await fetch(u, { method: 'POST', headers, body: JSON.stringify(body), signal, redirect: 'manual' });
   } catch (err) {
     const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    // no answer (refused, reset, the timeout): the receiver may be back later
-    throw new NotifyError(`POST ${safe} failed: ${why.replaceAll(url, safe)}`, true);
+    throw new NotifyError(`POST ${safe} failed: ${why.replaceAll(url, safe)}`, noAnswer(err));
   }
-  await res.arrayBuffer().catch(() => undefined);
+  // the body is not read (a receiver's answer could be any size): cancelled, which frees the connection
+  await res.body?.cancel().catch(() => undefined);
   if (!res.ok) {
     const retryable = res.status >= 500 || res.status === 429;
     throw new NotifyError(`POST ${safe} answered ${res.status}`, retryable, retryable ? retryAfterMs(res.headers.get('retry-after')) : undefined);
   }
+}
+
+/**
+ * Whether a fetch failure is the receiver not answering (refused, reset, DNS, the timeout: it may
+ * answer later), not a request that can never be sent (an unsupported scheme, a bad URL).
+ */
+function noAnswer(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'TimeoutError' || err.name === 'AbortError') return true;
+  const cause = err.cause as { code?: unknown; name?: unknown } | undefined;
+  return typeof cause?.code === 'string' || cause?.name === 'ConnectTimeoutError' || cause?.name === 'SocketError';
 }

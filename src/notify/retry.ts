@@ -5,12 +5,14 @@
  *
  *   the attempt failed with                                    retried?
  *   no answer (refused, reset, DNS, the NOTIFY_TIMEOUT)        yes
- *   HTTP 5xx, or 429 (its Retry-After is honoured)             yes
+ *   HTTP 5xx, or 429                                           yes
  *   any other HTTP status (400, 401, 403, 404, a redirect…)    no: the URL or its credentials need fixing
+ *   a request that cannot be sent (a bad URL or scheme)        no
  *   anything else thrown by a notifier                         no
  *
- * The wait after attempt n is `firstMs × 2^(n-1)`, at most `maxMs`, or the receiver's Retry-After
- * when longer (at most `maxMs` too); none is started that would end past the window.
+ * The wait after attempt n is `firstMs × 2^(n-1)`, at most `maxMs`, jittered down to half of it
+ * (`random`), or the receiver's Retry-After (5xx or 429) when longer, itself at most `maxMs`;
+ * none is started that would end past the window.
  */
 export class NotifyError extends Error {
   constructor(
@@ -37,10 +39,11 @@ export interface RetryPolicy {
 export const DEFAULT_BACKOFF = { firstMs: 1_000, maxMs: 30_000 } as const;
 
 /** The wait before the next attempt, or why there is none (for the log line). */
-export function retryDelay(err: unknown, attempt: number, elapsedMs: number, p: RetryPolicy): { waitMs: number } | { final: string } {
-  if (!(err instanceof NotifyError) || !err.retryable) return { final: 'not retried: the receiver refused it (fix the URL or its credentials)' };
+export function retryDelay(err: unknown, attempt: number, elapsedMs: number, p: RetryPolicy, random: () => number = Math.random): { waitMs: number } | { final: string } {
+  if (!(err instanceof NotifyError) || !err.retryable) return { final: 'not retried: the receiver refused it, or it cannot be sent (fix the URL or its credentials)' };
   const backoff = Math.min(p.maxMs, p.firstMs * 2 ** Math.min(30, attempt - 1));
-  const waitMs = Math.min(p.maxMs, Math.max(backoff, err.retryAfterMs ?? 0));
+  const jittered = Math.round(backoff * (0.5 + 0.5 * Math.min(1, Math.max(0, random()))));
+  const waitMs = Math.min(p.maxMs, Math.max(jittered, err.retryAfterMs ?? 0));
   if (elapsedMs + waitMs > p.windowMs) return { final: p.windowMs === 0 ? 'not retried (NOTIFY_RETRY_FOR is 0)' : `given up after ${attempt} attempts (NOTIFY_RETRY_FOR)` };
   return { waitMs };
 }

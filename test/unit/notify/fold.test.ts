@@ -33,7 +33,7 @@ t.test('the summary: counts by kind, the first five targets named, where the rec
   t.equal(s.kind, 'notifications_folded');
   t.equal(s.severity, 'warning');
   t.match(s.title, /^10 more notifications of rollbacks not done/);
-  t.equal(s.lines[0], 'rollback_blocked: 9 (Deployment/prod/t1, Deployment/prod/t2, Deployment/prod/t3, Deployment/prod/t4, Deployment/prod/t5 and 3 more targets)');
+  t.equal(s.lines[0], 'rollback_blocked: 9 (Deployment/prod/t1, Deployment/prod/t2, Deployment/prod/t3, Deployment/prod/t4, Deployment/prod/t5; 3 more for other targets)');
   t.equal(s.lines[1], 'dry_run: 1 (Deployment/prod/d)');
   t.equal(s.lines[2], 'Their records: https://rollguard.example/v1/rollbacks?state=blocked https://rollguard.example/v1/rollbacks?state=dry_run');
   t.match(s.lines[3], /NOTIFY_FOLD_AFTER/);
@@ -60,7 +60,7 @@ t.test('Notifications: the summary goes out at the end of the window, by itself;
   const n = new Notifications([c], pino({ level: 'silent' }), metrics, 5000, { foldAfter: 2, foldWindowMs: 150 });
   for (let i = 0; i < 7; i++) n.emit(note('rollback_blocked', `Deployment/prod/t${i}`));
   n.emit(note('rollback_failed', 'Deployment/prod/x', 'critical'));
-  await new Promise((r) => setTimeout(r, 10));
+  // (the capturing notifier records a send as it starts: what emit sent is there at once)
   t.same(c.sent.map((s) => s.kind), ['rollback_blocked', 'rollback_blocked', 'rollback_failed'], 'two blocked, then the escalation at once');
   while (c.sent.length < 4) await new Promise((r) => setTimeout(r, 10));
   t.equal(c.sent[3]!.kind, 'notifications_folded', 'the summary came with no further notification');
@@ -77,6 +77,22 @@ t.test('Notifications: a shutdown (flush) sends what was folded at once', async 
   n.emit(note('dry_run', 'Deployment/prod/b'));
   await n.flush();
   t.same(c.sent.map((s) => s.kind), ['dry_run', 'notifications_folded']);
+});
+
+t.test('Notifications: a notification folded while a flush runs (a handler still running at shutdown) is summed up at once, not left to a timer the exit would lose', async (t) => {
+  const c = new CapturingNotifier();
+  // the first send hangs until released; later ones answer at once
+  let release!: () => void;
+  let sends = 0;
+  const slow = { name: 'slow', send: () => (sends++ === 0 ? new Promise<void>((r) => (release = r)) : Promise.resolve()) };
+  const n = new Notifications([c, slow], pino({ level: 'silent' }), createMetrics({ defaults: false }), 5000, { foldAfter: 1, foldWindowMs: 3_600_000 });
+  n.emit(note('dry_run'));
+  const flushing = n.flush();
+  n.emit(note('dry_run', 'Deployment/prod/late'));
+  release();
+  await flushing;
+  t.same(c.sent.map((s) => s.kind), ['dry_run', 'notifications_folded']);
+  t.match(c.sent[1]!.lines[0], /Deployment\/prod\/late/);
 });
 
 t.test('without folding (tests, the default of Notifications alone) every notification is sent', async (t) => {
@@ -102,4 +118,34 @@ t.test('through the engine: 30 workloads alerting with the cluster budget at 2: 
   const records = await e.engine.records.list({ state: 'blocked', limit: 100 });
   t.equal(records.length, 28, 'every blocked alert still has its record');
   t.equal(await metricValue(e.metrics, 'rollguard_notifications_folded_total', { kind: 'rollback_blocked' }), 23);
+});
+
+t.test("serve's notifications (createNotifications): the config's retries and folding, with their defaults and bounds", async (t) => {
+  const { loadConfig } = await import('../../../src/config.js');
+  const { createNotifications } = await import('../../../src/notify/index.js');
+  const defaults = loadConfig({});
+  t.equal(defaults.NOTIFY_RETRY_FOR, 120_000, 'NOTIFY_RETRY_FOR: 2m by default');
+  t.equal(defaults.NOTIFY_FOLD_AFTER, 20, 'NOTIFY_FOLD_AFTER: 20 by default');
+  t.equal(loadConfig({ NOTIFY_RETRY_FOR: '0' }).NOTIFY_RETRY_FOR, 0, 'NOTIFY_RETRY_FOR 0: one attempt');
+  t.throws(() => loadConfig({ NOTIFY_RETRY_FOR: 'soon' }), { name: 'ConfigError', message: /NOTIFY_RETRY_FOR/ });
+  t.throws(() => loadConfig({ NOTIFY_FOLD_AFTER: '0' }), { name: 'ConfigError', message: /NOTIFY_FOLD_AFTER/ });
+  t.throws(() => loadConfig({ NOTIFY_FOLD_AFTER: 'many' }), { name: 'ConfigError', message: /NOTIFY_FOLD_AFTER/ });
+
+  // folding as configured: 2 sent, the third folded
+  const c = new CapturingNotifier();
+  const metrics = createMetrics({ defaults: false });
+  const n = createNotifications(loadConfig({ NOTIFY_FOLD_AFTER: '2', EXTERNAL_URL: 'https://rg.example' }), pino({ level: 'silent' }), metrics, [c]);
+  for (let i = 0; i < 3; i++) n.emit(note('rollback_blocked', `Deployment/prod/t${i}`));
+  await n.flush();
+  t.same(c.sent.map((s) => s.kind), ['rollback_blocked', 'rollback_blocked', 'notifications_folded']);
+  t.match(c.sent[2]!.lines.join('\n'), /https:\/\/rg\.example\/v1\/rollbacks\?state=blocked/, 'links on EXTERNAL_URL');
+
+  // retries as configured: a failing notifier is tried again (settled() waits for the retry)
+  let calls = 0;
+  const { NotifyError } = await import('../../../src/notify/retry.js');
+  const flaky = { name: 'flaky', send: async () => { if (++calls === 1) throw new NotifyError('answered 503', true); } };
+  const r = createNotifications(loadConfig({ NOTIFY_RETRY_FOR: '10s' }), pino({ level: 'silent' }), createMetrics({ defaults: false }), [flaky]);
+  r.emit(note('rollback_failed', 'Deployment/prod/x', 'critical'));
+  await r.settled();
+  t.equal(calls, 2, 'tried again after the first 503');
 });

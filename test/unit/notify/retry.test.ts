@@ -3,28 +3,38 @@ import t from 'tap';
 import { NotifyError, retryAfterMs, retryDelay } from '../../../src/notify/retry.js';
 
 const p = { windowMs: 120_000, firstMs: 1_000, maxMs: 30_000 };
+/** no jitter: the longest wait of each step */
+const one = () => 0.999999;
+
+t.test('waits are jittered down to half of the backoff, never more than it', async (t) => {
+  const err = new NotifyError('no answer', true);
+  t.same(retryDelay(err, 3, 0, p, () => 0), { waitMs: 2_000 }, 'the shortest: half of 4 s');
+  t.same(retryDelay(err, 3, 0, p, () => 0.5), { waitMs: 3_000 });
+  t.same(retryDelay(err, 9, 0, p, () => 0), { waitMs: 15_000 }, 'half of the longest wait');
+  t.same(retryDelay(new NotifyError('429', true, 10_000), 1, 0, p, () => 0), { waitMs: 10_000 }, "a Retry-After is not jittered below itself");
+});
 
 t.test('retryable failures wait 1 s, 2 s, 4 s… up to the longest wait', async (t) => {
   const err = new NotifyError('POST http://hook/… answered 503', true);
-  t.same([1, 2, 3, 4, 5, 6, 7].map((n) => retryDelay(err, n, 0, p)), [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000].map((waitMs) => ({ waitMs })));
-  t.same(retryDelay(err, 1_000, 0, p), { waitMs: 30_000 }, 'no overflow after many attempts');
+  t.same([1, 2, 3, 4, 5, 6, 7].map((n) => retryDelay(err, n, 0, p, one)), [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000].map((waitMs) => ({ waitMs })));
+  t.same(retryDelay(err, 1_000, 0, p, one), { waitMs: 30_000 }, 'no overflow after many attempts');
 });
 
 t.test('a Retry-After longer than the backoff is waited, within the longest wait', async (t) => {
-  t.same(retryDelay(new NotifyError('429', true, 10_000), 1, 0, p), { waitMs: 10_000 });
-  t.same(retryDelay(new NotifyError('429', true, 500), 3, 0, p), { waitMs: 4_000 }, 'a shorter one does not shorten the backoff');
-  t.same(retryDelay(new NotifyError('429', true, 3_600_000), 1, 0, p), { waitMs: 30_000 }, 'an hour is cut to the longest wait');
+  t.same(retryDelay(new NotifyError('429', true, 10_000), 1, 0, p, one), { waitMs: 10_000 });
+  t.same(retryDelay(new NotifyError('429', true, 500), 3, 0, p, one), { waitMs: 4_000 }, 'a shorter one does not shorten the backoff');
+  t.same(retryDelay(new NotifyError('429', true, 3_600_000), 1, 0, p, one), { waitMs: 30_000 }, 'an hour is cut to the longest wait');
 });
 
 t.test('no wait is started that would end past the window', async (t) => {
   const err = new NotifyError('no answer', true);
-  t.same(retryDelay(err, 1, 119_000, p), { waitMs: 1_000 }, 'ends exactly at the window');
-  t.match(retryDelay(err, 2, 119_000, p), { final: /given up after 2 attempts \(NOTIFY_RETRY_FOR\)/ });
+  t.same(retryDelay(err, 1, 119_000, p, one), { waitMs: 1_000 }, 'ends exactly at the window');
+  t.match(retryDelay(err, 2, 119_000, p, one), { final: /given up after 2 attempts \(NOTIFY_RETRY_FOR\)/ });
   t.match(retryDelay(err, 1, 0, { ...p, windowMs: 0 }), { final: /NOTIFY_RETRY_FOR is 0/ });
 });
 
 t.test('a refusal (4xx other than 429), or an error that is not a NotifyError, is final', async (t) => {
-  t.match(retryDelay(new NotifyError('answered 401', false), 1, 0, p), { final: /not retried: the receiver refused it \(fix the URL or its credentials\)/ });
+  t.match(retryDelay(new NotifyError('answered 401', false), 1, 0, p), { final: /not retried: the receiver refused it, or it cannot be sent \(fix the URL or its credentials\)/ });
   t.match(retryDelay(new Error('a bug in a notifier'), 1, 0, p), { final: /not retried/ });
   t.match(retryDelay('thrown string', 1, 0, p), { final: /not retried/ });
 });
