@@ -50,15 +50,50 @@ async function change(ctx: EngineContext, recordId: string, next: (b: Burst | nu
   throw new Error(`the alerts coalesced into ${recordId} kept changing under ${TRIES} tries; the link is tried again`);
 }
 
-/** `alert` was coalesced into record `recordId`'s evaluation: it fires with the record's own alert. */
-export async function joinBurst(ctx: EngineContext, recordId: string, alert: Alert): Promise<void> {
+/** Joins waiting to be written, per record, in this process (one compare-and-set for all of them). */
+interface Joining {
+  members: Set<string>;
+  started: boolean;
+  done: Promise<void>;
+}
+const joining = new WeakMap<EngineContext, Map<string, Joining>>();
+
+/**
+ * `alert` was coalesced into record `recordId`'s evaluation: it fires with the record's own alert.
+ * The alerts of one burst are linked together (the queue worker links a batch's coalesced alerts
+ * at once): those joining while another write of the record's burst is in flight here wait for it
+ * and are written together, in one compare-and-set, not one each racing the others (a burst of
+ * n alerts would otherwise cost about n² store calls in retries).
+ */
+export function joinBurst(ctx: EngineContext, recordId: string, alert: Alert): Promise<void> {
   const m = memberOf(alert);
-  await change(ctx, recordId, (b) => {
-    const cur = b ?? { firing: [] };
-    if (cur.firing.includes(m)) return null;
-    if (cur.firing.length >= BURST_TRACKED) return { ...cur, more: true };
-    return { ...cur, firing: [...cur.firing, m] };
-  });
+  let mine = joining.get(ctx);
+  if (!mine) joining.set(ctx, (mine = new Map()));
+  const queued = mine.get(recordId);
+  if (queued && !queued.started) {
+    queued.members.add(m);
+    return queued.done;
+  }
+  const batches = mine;
+  const batch: Joining = { members: new Set([m]), started: false, done: Promise.resolve() };
+  batch.done = (queued?.done ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(async () => {
+      batch.started = true;
+      await change(ctx, recordId, (b) => {
+        const cur = b ?? { firing: [] };
+        const fresh = [...batch.members].filter((x) => !cur.firing.includes(x));
+        if (fresh.length === 0) return null;
+        const room = Math.max(0, BURST_TRACKED - cur.firing.length);
+        const firing = [...cur.firing, ...fresh.slice(0, room)];
+        return fresh.length > room ? { ...cur, firing, more: true } : { ...cur, firing };
+      });
+    })
+    .finally(() => {
+      if (batches.get(recordId) === batch) batches.delete(recordId);
+    });
+  mine.set(recordId, batch);
+  return batch.done;
 }
 
 /**

@@ -400,3 +400,22 @@ t.test('two replicas resolving the own alert and the last alert of the burst at 
     t.equal(after.timeline.filter((s) => s.step === 'resolved').length, 1, `round ${round}: resolved once`);
   }
 });
+
+t.test('a burst of 40 alerts coalesced at once is tracked whole: the joins are written together, not racing each other', async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  await e.deliver(first);
+  const others = Array.from({ length: 40 }, (_, i) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: `checkout-${i + 2}` } }));
+  const results = await Promise.allSettled(others.map((o, i) => e.engine.coalesced({ id: `ev-c${i}`, alert: o, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 })));
+  t.same(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), [], 'every link landed');
+  const [rec] = await e.engine.records.list({});
+  const burst = JSON.parse((await e.store.getValue(`burst:${rec!.id}`))!) as { firing: string[] };
+  t.equal(burst.firing.length, 40, 'all forty tracked');
+  // the own alert and 39 of them resolve: still held; the fortieth closes it
+  await e.deliver(resolved(first, Date.now()));
+  for (const o of others.slice(0, 39)) await e.deliver(resolved(o, Date.now()));
+  t.equal((await e.engine.records.get(rec!.id))!.state, 'held');
+  await e.deliver(resolved(others[39]!, Date.now()));
+  t.equal((await e.engine.records.get(rec!.id))!.state, 'not_confirmed');
+});
