@@ -419,3 +419,44 @@ t.test('a burst of 40 alerts coalesced at once is tracked whole: the joins are w
   await e.deliver(resolved(others[39]!, Date.now()));
   t.equal((await e.engine.records.get(rec!.id))!.state, 'not_confirmed');
 });
+
+t.test("an alert's resolution handled before its link to the burst (another replica, a redelivery): the link resolves it in the burst, and the own alert's resolution then closes the record", async (t) => {
+  const store = new MemoryStore();
+  const a = testEngine({ store, owner: 'replica-a' });
+  const b = testEngine({ store, owner: 'replica-b' });
+  a.prometheus!.down = true;
+  b.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  const other = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
+  await a.deliver(first);
+  const [rec] = await a.engine.records.list({});
+  const goneAt = Date.now() - 5_000;
+  await b.deliver(resolved(other, goneAt)); // finds no link yet
+  await a.engine.coalesced({ id: 'ev-2', alert: other, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
+  t.equal((await a.engine.records.get(rec!.id))!.state, 'held', 'its own alert still fires');
+  await a.deliver(resolved(first, Date.now()));
+  const after = (await a.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'not_confirmed', 'closed by its own alert: the other one was not left counted as firing');
+  t.equal(a.action.executed.length + b.action.executed.length, 0);
+});
+
+t.test('an alert that joined the burst and lost its link (a crash between the two), then resolved: not counted as firing for good', async (t) => {
+  const store = new MemoryStore();
+  const a = testEngine({ store, owner: 'replica-a' });
+  const b = testEngine({ store, owner: 'replica-b' });
+  a.prometheus!.down = true;
+  b.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  const m1 = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
+  const m2 = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-3' } });
+  await a.deliver(first);
+  const [rec] = await a.engine.records.list({});
+  await a.engine.coalesced({ id: 'ev-2', alert: m1, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
+  const { joinBurst } = await import('../../../src/engine/burst.js');
+  await joinBurst((a.engine as unknown as { ctx: Parameters<typeof joinBurst>[0] }).ctx, rec!.id, m2); // joined; its link never written
+  await b.deliver(resolved(m2, Date.now() - 5_000)); // finds no link
+  await a.deliver(resolved(first, Date.now()));
+  t.equal((await a.engine.records.get(rec!.id))!.state, 'held', 'm1 still fires');
+  await a.deliver(resolved(m1, Date.now()));
+  t.equal((await a.engine.records.get(rec!.id))!.state, 'not_confirmed', 'the last one firing resolved: m2, whose resolution found no link, is not counted');
+});
