@@ -301,13 +301,27 @@ async function heldBurst(members: number) {
   const e = testEngine({ now: () => clock });
   e.prometheus!.down = true;
   const first = firing('SlowBurn');
-  const others = Array.from({ length: members }, (_, i) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: `checkout-${i + 2}` } }));
+  const others = Array.from({ length: members }, (_, i) => podAlert(`checkout-${i + 2}`));
   await e.deliver(first);
   for (const [i, o] of others.entries()) await e.engine.coalesced({ id: `ev-c${i}`, alert: o, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
   const [rec] = await e.engine.records.list({});
   return { e, first, others, id: rec!.id, state: rec!.state, advance: (ms: number) => (clock += ms), now: () => clock };
 }
 const resolved = <A extends { endsAt?: number }>(a: A, at: number) => ({ ...a, status: 'resolved' as const, endsAt: at });
+/** One pod's SlowBurn alert on prod/checkout (a member of the burst). */
+const podAlert = (pod: string) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod } });
+/** Two replicas on one store, Prometheus down (SlowBurn is held), and the burst's first alert delivered on the first. */
+async function twoReplicasHeld() {
+  const store = new MemoryStore();
+  const a = testEngine({ store, owner: 'replica-a' });
+  const b = testEngine({ store, owner: 'replica-b' });
+  a.prometheus!.down = true;
+  b.prometheus!.down = true;
+  const first = firing('SlowBurn');
+  await a.deliver(first);
+  const [rec] = await a.engine.records.list({});
+  return { a, b, first, id: rec!.id };
+}
 
 t.test("the burst's own alert resolving while another alert of the burst still fires: held on, and rolled back when its re-check confirms", async (t) => {
   const { e, first, id, state, advance, now } = await heldBurst(1);
@@ -382,20 +396,13 @@ t.test('a coalesced link is tracked once however often it is delivered, and the 
 
 t.test('two replicas resolving the own alert and the last alert of the burst at the same time: the record is closed, once', async (t) => {
   for (let round = 0; round < 20; round++) {
-    const store = new MemoryStore();
-    const a = testEngine({ store, owner: 'replica-a' });
-    const b = testEngine({ store, owner: 'replica-b' });
-    a.prometheus!.down = true;
-    b.prometheus!.down = true;
-    const first = firing('SlowBurn');
-    const other = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
-    await a.deliver(first);
+    const { a, b, first, id } = await twoReplicasHeld();
+    const other = podAlert('checkout-2');
     await a.engine.coalesced({ id: 'ev-2', alert: other, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
-    const [rec] = await a.engine.records.list({});
     const at = Date.now();
     // the two resolutions interleave at every await, on two replicas
     await Promise.all(round % 2 === 0 ? [a.deliver(resolved(first, at)), b.deliver(resolved(other, at))] : [b.deliver(resolved(other, at)), a.deliver(resolved(first, at))]);
-    const after = (await a.engine.records.get(rec!.id))!;
+    const after = (await a.engine.records.get(id))!;
     t.equal(after.state, 'not_confirmed', `round ${round}: closed, whichever came last`);
     t.equal(after.timeline.filter((s) => s.step === 'resolved').length, 1, `round ${round}: resolved once`);
   }
@@ -406,7 +413,7 @@ t.test('a burst of 40 alerts coalesced at once is tracked whole: the joins are w
   e.prometheus!.down = true;
   const first = firing('SlowBurn');
   await e.deliver(first);
-  const others = Array.from({ length: 40 }, (_, i) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: `checkout-${i + 2}` } }));
+  const others = Array.from({ length: 40 }, (_, i) => podAlert(`checkout-${i + 2}`));
   const results = await Promise.allSettled(others.map((o, i) => e.engine.coalesced({ id: `ev-c${i}`, alert: o, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 })));
   t.same(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), [], 'every link landed');
   const [rec] = await e.engine.records.list({});
@@ -421,42 +428,28 @@ t.test('a burst of 40 alerts coalesced at once is tracked whole: the joins are w
 });
 
 t.test("an alert's resolution handled before its link to the burst (another replica, a redelivery): the link resolves it in the burst, and the own alert's resolution then closes the record", async (t) => {
-  const store = new MemoryStore();
-  const a = testEngine({ store, owner: 'replica-a' });
-  const b = testEngine({ store, owner: 'replica-b' });
-  a.prometheus!.down = true;
-  b.prometheus!.down = true;
-  const first = firing('SlowBurn');
-  const other = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
-  await a.deliver(first);
-  const [rec] = await a.engine.records.list({});
+  const { a, b, first, id } = await twoReplicasHeld();
+  const other = podAlert('checkout-2');
   const goneAt = Date.now() - 5_000;
   await b.deliver(resolved(other, goneAt)); // finds no link yet
   await a.engine.coalesced({ id: 'ev-2', alert: other, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
-  t.equal((await a.engine.records.get(rec!.id))!.state, 'held', 'its own alert still fires');
+  t.equal((await a.engine.records.get(id))!.state, 'held', 'its own alert still fires');
   await a.deliver(resolved(first, Date.now()));
-  const after = (await a.engine.records.get(rec!.id))!;
+  const after = (await a.engine.records.get(id))!;
   t.equal(after.state, 'not_confirmed', 'closed by its own alert: the other one was not left counted as firing');
   t.equal(a.action.executed.length + b.action.executed.length, 0);
 });
 
 t.test('an alert that joined the burst and lost its link (a crash between the two), then resolved: not counted as firing for good', async (t) => {
-  const store = new MemoryStore();
-  const a = testEngine({ store, owner: 'replica-a' });
-  const b = testEngine({ store, owner: 'replica-b' });
-  a.prometheus!.down = true;
-  b.prometheus!.down = true;
-  const first = firing('SlowBurn');
-  const m1 = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-2' } });
-  const m2 = firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod: 'checkout-3' } });
-  await a.deliver(first);
-  const [rec] = await a.engine.records.list({});
+  const { a, b, first, id } = await twoReplicasHeld();
+  const m1 = podAlert('checkout-2');
+  const m2 = podAlert('checkout-3');
   await a.engine.coalesced({ id: 'ev-2', alert: m1, deliveries: 1 }, { id: 'ev-1', alert: first, deliveries: 1 });
   const { joinBurst } = await import('../../../src/engine/burst.js');
-  await joinBurst((a.engine as unknown as { ctx: Parameters<typeof joinBurst>[0] }).ctx, rec!.id, m2); // joined; its link never written
+  await joinBurst((a.engine as unknown as { ctx: Parameters<typeof joinBurst>[0] }).ctx, id, m2); // joined; its link never written
   await b.deliver(resolved(m2, Date.now() - 5_000)); // finds no link
   await a.deliver(resolved(first, Date.now()));
-  t.equal((await a.engine.records.get(rec!.id))!.state, 'held', 'm1 still fires');
+  t.equal((await a.engine.records.get(id))!.state, 'held', 'm1 still fires');
   await a.deliver(resolved(m1, Date.now()));
-  t.equal((await a.engine.records.get(rec!.id))!.state, 'not_confirmed', 'the last one firing resolved: m2, whose resolution found no link, is not counted');
+  t.equal((await a.engine.records.get(id))!.state, 'not_confirmed', 'the last one firing resolved: m2, whose resolution found no link, is not counted');
 });
