@@ -57,7 +57,7 @@ if [ "$fail" -ne 0 ]; then
   echo "[test] failing tests:" >&2
   awk '
     /^# Subtest: / { file = substr($0, 12) }
-    /^ +not ok / { print "  " file ": " $0; shown = 12; next }
+    /^ +not ok / { print "  " file ": " $0; shown = 30; next }
     shown > 0 && /^ +(#|---|\.\.\.|[a-z_]+:|  )/ { print "  " file ": " $0; shown--; next }
     { shown = 0 }
     /^not ok / { print "  " $0 }
