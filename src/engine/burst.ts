@@ -50,26 +50,6 @@ async function change(ctx: EngineContext, recordId: string, next: (b: Burst | nu
   throw new Error(`the alerts coalesced into ${recordId} kept changing under ${TRIES} tries; the link is tried again`);
 }
 
-/**
- * A resolution that found no record (`alert-gone:<digest>`, its time): the alert may be one whose
- * link to a burst was still to be written (its resolution handled first, by another replica, or
- * before a crashed link's redelivery). The link, once written, reads it and resolves the alert's
- * place in the burst then, instead of counting it as firing for good. Written only for alerts a
- * rule matches (only those are coalesced); kept an hour, far past the queue's seconds between the two.
- */
-const goneKey = (a: Pick<Alert, 'fingerprint' | 'startsAt'>) => `alert-gone:${memberOf(a)}`; // pruneGone reads it by the member's digest
-const GONE_TTL_MS = 3_600_000;
-
-export async function noteResolvedUnlinked(ctx: EngineContext, alert: Alert, at: number): Promise<void> {
-  await ctx.store.setValue(goneKey(alert), String(at), { ttlMs: GONE_TTL_MS });
-}
-
-/** When `alert` resolved, if its resolution came before its link (noteResolvedUnlinked); null otherwise. */
-export async function resolvedBeforeLink(ctx: EngineContext, alert: Alert): Promise<number | null> {
-  const v = await ctx.store.getValue(goneKey(alert));
-  return v === null ? null : Number(v);
-}
-
 /** Joins waiting to be written, per record, in this process (one compare-and-set for all of them). */
 interface Joining {
   members: Set<string>;
@@ -121,23 +101,9 @@ export function joinBurst(ctx: EngineContext, recordId: string, alert: Alert): P
  * record now; Infinity: over BURST_TRACKED were coalesced, so it is left to its trigger).
  */
 export async function ownResolved(ctx: EngineContext, recordId: string, at: number): Promise<number> {
-  let { after } = await change(ctx, recordId, (b) => (b === null ? null : b.ownResolvedAt !== undefined ? null : { ...b, ownResolvedAt: at }));
+  const { after } = await change(ctx, recordId, (b) => (b === null ? null : b.ownResolvedAt !== undefined ? null : { ...b, ownResolvedAt: at }));
   if (after === null) return 0;
-  if (after.firing.length > 0 && !after.more) after = await pruneGone(ctx, recordId, after);
   return after.more ? Infinity : after.firing.length;
-}
-
-/**
- * Takes out of the burst the alerts whose resolution found no link (noteResolvedUnlinked: handled
- * before their link, or their link lost to a crash after they joined), so none of them is
- * counted as firing for good. Read only when a resolution would otherwise be put off.
- */
-async function pruneGone(ctx: EngineContext, recordId: string, b: Burst): Promise<Burst> {
-  const gone = new Set<string>();
-  await Promise.all(b.firing.map(async (m) => ((await ctx.store.getValue(`alert-gone:${m}`)) !== null ? gone.add(m) : undefined)));
-  if (gone.size === 0) return b;
-  const { after } = await change(ctx, recordId, (cur) => (cur === null || !cur.firing.some((m) => gone.has(m)) ? null : { ...cur, firing: cur.firing.filter((m) => !gone.has(m)) }));
-  return after ?? b;
 }
 
 /**
@@ -147,8 +113,6 @@ async function pruneGone(ctx: EngineContext, recordId: string, b: Burst): Promis
  */
 export async function memberResolved(ctx: EngineContext, recordId: string, alert: Alert): Promise<boolean> {
   const m = memberOf(alert);
-  let { after } = await change(ctx, recordId, (b) => (b === null || !b.firing.includes(m) ? null : { ...b, firing: b.firing.filter((x) => x !== m) }));
-  if (after === null || after.ownResolvedAt === undefined || after.more) return false;
-  if (after.firing.length > 0) after = await pruneGone(ctx, recordId, after);
-  return after.firing.length === 0;
+  const { after } = await change(ctx, recordId, (b) => (b === null || !b.firing.includes(m) ? null : { ...b, firing: b.firing.filter((x) => x !== m) }));
+  return after !== null && after.ownResolvedAt !== undefined && after.firing.length === 0 && after.more === undefined;
 }

@@ -65,10 +65,14 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
   for (const rule of ctx.rules.match(ev.alert)) {
     for (const target of targets(rule, ev.alert)) ids.push(alertRecordId(rule.name, target, into.alert.fingerprint, into.alert.startsAt));
   }
+  // the same alert as the one it joins (a resend within one batch): nothing to track
+  const same = ev.alert.fingerprint === into.alert.fingerprint && ev.alert.startsAt === into.alert.startsAt;
   for (const id of ids) {
-    // the burst first: a link found by the alert's resolution is always to a burst that counts it
-    await joinBurst(ctx, id, ev.alert);
+    // the link first: a crash between the two leaves the alert linked and not counted as firing
+    // (its resolution then finds the record, and takes nothing out of the burst), never counted
+    // as firing with no link its resolution could find
     await ctx.records.linkAlert(ev.alert.fingerprint, ev.alert.startsAt, id);
+    if (!same) await joinBurst(ctx, id, ev.alert);
   }
   ctx.log.info(
     { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },

@@ -15,7 +15,7 @@ import { evaluate } from './evaluate.js';
 import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
 import { closeResolved, recoverIfOrphaned } from './scheduler.js';
 import { alive } from './heartbeat.js';
-import { BURST_TRACKED, memberResolved, noteResolvedUnlinked, ownResolved } from './burst.js';
+import { BURST_TRACKED, memberResolved, ownResolved } from './burst.js';
 
 /**
  * One queued alert: a resolved alert is written to the records it caused; a firing one is matched
@@ -335,11 +335,9 @@ export function markIfDrill(rec: RollbackRecord, drill: string | null): void {
  * copy must never put an earlier state back. When it moved, it is read again (its writer may
  * already have merged the mark), at most RESOLVE_TRIES times.
  */
-export async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
+async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
   const at = alert.endsAt ?? alert.receivedAt;
-  // no record yet: perhaps an alert coalesced into a burst whose link is still to be written (burst.ts)
-  if (ids.length === 0 && matchedRules(ctx, alert).length > 0) await noteResolvedUnlinked(ctx, alert, at);
   let others = 0;
   let burstFiring = 0;
   for (const id of ids) {

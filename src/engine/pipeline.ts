@@ -3,8 +3,7 @@ import type { QueuedEvent } from '../store/store.js';
 import { coalesceKey, linkCoalesced, targetsOf } from './coalesce.js';
 import { deadLettered } from './dead.js';
 import { EngineContext, type EngineDeps, type ManualRequest } from './context.js';
-import { handleEvent, resolve } from './intake.js';
-import { resolvedBeforeLink } from './burst.js';
+import { handleEvent } from './intake.js';
 import type { RecordBook, RollbackRecord } from './record.js';
 import { approve, manual, reject, type ApprovalResult } from './requests.js';
 import { recoverIfOrphaned, Scheduler } from './scheduler.js';
@@ -59,17 +58,9 @@ export class Engine {
     return targetsOf(this.ctx, ev.alert);
   }
 
-  /**
-   * Links an event coalesced into another's evaluation to that evaluation's records; an alert
-   * whose resolution was handled before this link (burst.ts) is resolved in the burst now.
-   */
-  async coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<void> {
-    await linkCoalesced(this.ctx, ev, into);
-    const at = await resolvedBeforeLink(this.ctx, ev.alert);
-    if (at === null) return;
-    const log = () => this.ctx.log.child({ fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname });
-    log().info({ resolvedAt: new Date(at).toISOString() }, 'a coalesced alert resolved before its link to the burst was written: resolved in the burst now');
-    await resolve(this.ctx, { ...ev.alert, status: 'resolved', endsAt: at }, log);
+  /** Links an event coalesced into another's evaluation to that evaluation's records. */
+  coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<void> {
+    return linkCoalesced(this.ctx, ev, into);
   }
 
   /**

@@ -62,10 +62,6 @@ const SWEEP_EVERY_MS = 60_000;
  *   after, the record is no longer resolved by its alerts and is decided on by its trigger when
  *   due (as with an Alertmanager that does not send resolved notifications). Spent once the
  *   record is closed (a succeeded record's burst included: its resolution time is then not noted).
- * - `alert-gone:<digest>` (1 hour, engine/burst.ts): a resolution that found no record. Dropped,
- *   an alert coalesced into a burst whose resolution came before its link counts as firing, and
- *   the record is decided on by its trigger. Spent once RECENT_WRITES newer values were written
- *   (a link comes seconds after, if at all).
  * Every other value is never dropped and not counted, because its loss would break a safety
  * property, and none grows with alert volume (they grow with rollbacks done, drills and
  * replicas): `lock:` (target and due-work locks; kept in the same map), `control:paused` (the
@@ -75,7 +71,7 @@ const SWEEP_EVERY_MS = 60_000;
  * abandoned and be taken over). A value under a prefix not listed here is exempt as well, so a new
  * kind of value is never dropped by mistake (at worst it is not bounded).
  */
-const PER_ALERT_VALUES = ['kv:claim:', 'kv:alert-records:', 'kv:resolved:', 'kv:burst:', 'kv:alert-gone:'] as const;
+const PER_ALERT_VALUES = ['kv:claim:', 'kv:alert-records:', 'kv:resolved:', 'kv:burst:'] as const;
 const perAlert = (key: string): boolean => PER_ALERT_VALUES.some((p) => key.startsWith(p));
 /**
  * A claim is written a few steps before its record's write-ahead, in the same handling, with no
@@ -420,7 +416,6 @@ export class MemoryStore implements Store {
       return !this.records.has(id) || closed(id);
     }
     if (key.startsWith('kv:burst:')) return closed(key.slice('kv:burst:'.length));
-    if (key.startsWith('kv:alert-gone:')) return old;
     try {
       const ids = JSON.parse(this.keys.get(key)?.value ?? '[]') as unknown;
       return Array.isArray(ids) && ids.every((id) => typeof id === 'string' && closed(id));
