@@ -178,19 +178,34 @@ export class RedisRecords {
     return { records: out, nextCursor: more && last ? encodeCursor(last) : null };
   }
 
-  /** Ids of a sorted set (score createdAt) newest first, strictly after `after`, in chunks. */
+  /**
+   * Ids of a sorted set (score createdAt) newest first, strictly after `after`, in chunks. Each
+   * chunk starts after the last id of the one before (its position), not at an offset: a record
+   * added (newer, above) or leaving the index (a state index, as its record moves on) between two
+   * chunks would shift every offset after it, and one listing would then show a record twice or
+   * skip one. Redis orders equal scores by member, descending, as the cursor does; only a chunk
+   * made entirely of ids of one createdAt already passed moves on by offset.
+   */
   private async *idsNewestFirst(key: string, after: Position | undefined, chunk: number): AsyncGenerator<string[]> {
-    const max = after ? String(after.createdAt) : '+inf';
-    for (let offset = 0; ; offset += chunk) {
-      const flat = await this.cmd.zrevrangebyscore(key, max, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
+    let pos = after;
+    let ties = 0;
+    for (;;) {
+      const flat = await this.cmd.zrevrangebyscore(key, pos ? String(pos.createdAt) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', ties, chunk);
       const ids: string[] = [];
+      let last: Position | undefined;
       for (let i = 0; i + 1 < flat.length; i += 2) {
-        // equal createdAt: Redis orders members by id, descending here, as the cursor does
-        if (after && Number(flat[i + 1]) === after.createdAt && flat[i]! >= after.id) continue;
-        ids.push(flat[i]!);
+        const id = flat[i]!;
+        const createdAt = Number(flat[i + 1]);
+        if (pos && createdAt === pos.createdAt && id >= pos.id) continue;
+        ids.push(id);
+        last = { createdAt, id };
       }
       if (ids.length > 0) yield ids;
       if (flat.length < 2 * chunk) return;
+      if (last) {
+        pos = last;
+        ties = 0;
+      } else ties += chunk;
     }
   }
 
