@@ -101,10 +101,11 @@ t.test('Redis SIGKILLed mid-storm: 503 while down, every sent alert handled exac
     `${ALERTS} records`,
     async () => {
       const l = await records(replicas[0]!.url, 'limit=1000');
-      // One listing is two reads of the time index (500 at a time, by offset), not a snapshot: a
-      // record written between them can show twice, or not at all, in that one listing (seen once
-      // on 2026-12-04: 600 records listed, one alert twice and one missing). So a listing is taken
-      // only once it names each alert once; a loss or a double that lasts still fails below.
+      // One listing is two reads of the time index (500 at a time). Until aa1abb4 the second read
+      // was by offset, and the 600th record, written between the two, pushed one already listed
+      // into it: 600 entries, one alert twice and the new one missing (seen on 2026-12-04). The
+      // reads now go by position (test: store-redis); a listing is still taken only once it names
+      // each alert once, and a loss or a double that lasts still fails below.
       return l.length >= ALERTS && l.every((r) => !['deciding', 'in_progress'].includes(r.state)) && new Set(l.map((r) => r.alert?.fingerprint)).size === ALERTS ? l : undefined;
     },
     90_000,
