@@ -36,18 +36,20 @@ interface Burst {
 const burstKey = (recordId: string) => `burst:${recordId}`;
 const memberOf = (a: Pick<Alert, 'fingerprint' | 'startsAt'>) => keyDigest(`${a.fingerprint}:${a.startsAt}`);
 
-async function change(ctx: EngineContext, recordId: string, next: (b: Burst | null) => Burst | null): Promise<{ before: Burst | null; after: Burst | null }> {
+/** Applies `next` to the stored burst (null from `next`: no change); the burst as it then stands (null: none). */
+async function change(ctx: EngineContext, recordId: string, next: (b: Burst | null) => Burst | null): Promise<Burst | null> {
   const key = burstKey(recordId);
   for (let i = 0; i < TRIES; i++) {
     const raw = await ctx.store.getValue(key);
     const before = raw === null ? null : (JSON.parse(raw) as Burst);
     const after = next(before);
-    if (after === null || (before !== null && JSON.stringify(after) === raw)) return { before, after: after ?? before };
+    if (after === null) return before;
     const text = JSON.stringify(after);
+    if (text === raw) return after;
     const written = raw === null ? await ctx.store.setValue(key, text, { ttlMs: TTL_MS, onlyIfAbsent: true }) : await ctx.store.compareAndSetValue(key, raw, text, { ttlMs: TTL_MS });
-    if (written) return { before, after };
+    if (written) return after;
   }
-  throw new Error(`the alerts coalesced into ${recordId} kept changing under ${TRIES} tries; the link is tried again`);
+  throw new Error(`the alerts coalesced into ${recordId} kept changing under ${TRIES} tries; the event is tried again`);
 }
 
 /** Joins waiting to be written, per record, in this process (one compare-and-set for all of them). */
@@ -101,7 +103,7 @@ export function joinBurst(ctx: EngineContext, recordId: string, alert: Alert): P
  * record now; Infinity: over BURST_TRACKED were coalesced, so it is left to its trigger).
  */
 export async function ownResolved(ctx: EngineContext, recordId: string, at: number): Promise<number> {
-  const { after } = await change(ctx, recordId, (b) => (b === null ? null : b.ownResolvedAt !== undefined ? null : { ...b, ownResolvedAt: at }));
+  const after = await change(ctx, recordId, (b) => (b === null ? null : b.ownResolvedAt !== undefined ? null : { ...b, ownResolvedAt: at }));
   if (after === null) return 0;
   return after.more ? Infinity : after.firing.length;
 }
@@ -113,6 +115,6 @@ export async function ownResolved(ctx: EngineContext, recordId: string, at: numb
  */
 export async function memberResolved(ctx: EngineContext, recordId: string, alert: Alert): Promise<boolean> {
   const m = memberOf(alert);
-  const { after } = await change(ctx, recordId, (b) => (b === null || !b.firing.includes(m) ? null : { ...b, firing: b.firing.filter((x) => x !== m) }));
+  const after = await change(ctx, recordId, (b) => (b === null || !b.firing.includes(m) ? null : { ...b, firing: b.firing.filter((x) => x !== m) }));
   return after !== null && after.ownResolvedAt !== undefined && after.firing.length === 0 && after.more === undefined;
 }

@@ -92,7 +92,7 @@ export class Folder {
     };
   }
 
-  /** Folded notifications by kind so far in this window (for the metric). */
+  /** Notifications folded so far in this window. */
   get pending(): number {
     return [...this.folded.values()].reduce((a, f) => a + f.count, 0);
   }

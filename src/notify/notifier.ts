@@ -67,8 +67,8 @@ export class Notifications {
   private readonly retrying = new Map<string, number>();
   /** a receiver's Retry-After: no send to it before then (monotonic ms) */
   private readonly notBefore = new Map<string, number>();
-  /** the deadlines of the flush() calls running: no more waits, each waiting send tries once more now */
-  private readonly flushing = new Set<number>();
+  /** the deadlines of the flush() calls running, one entry per call (two may share one): no more waits, each waiting send tries once more now */
+  private readonly flushing: number[] = [];
   /** aborted at a flush's deadline: the attempts then running end too */
   private cut = new AbortController();
   private readonly retry: RetryPolicy;
@@ -106,7 +106,7 @@ export class Notifications {
       this.metrics.notificationsFolded.inc({ kind: n.kind });
       this.logger.debug({ notification: n.kind, target: n.target, record: n.recordId }, 'notification folded into the next summary (NOTIFY_FOLD_AFTER)');
       // after a flush has begun (a handler still running at shutdown), the summary goes at once
-      if (this.flushing.size > 0) this.sendSummary();
+      if (this.flushing.length > 0) this.sendSummary();
       else if (admitted.summaryAt !== undefined) {
         this.summaryTimer = setTimeout(() => this.sendSummary(), Math.max(0, admitted.summaryAt - performance.now()));
         this.summaryTimer.unref();
@@ -159,7 +159,7 @@ export class Notifications {
             this.notBefore.set(notifier.name, Math.max(this.notBefore.get(notifier.name) ?? 0, until));
           }
           let next = retryDelay(err, attempt, performance.now() - started, this.retry, this.random);
-          if ('waitMs' in next && this.flushing.size > 0) next = { final: `given up after ${attempt} attempts: shutting down` };
+          if ('waitMs' in next && this.flushing.length > 0) next = { final: `given up after ${attempt} attempts: shutting down` };
           if ('waitMs' in next && !waiting && (this.retrying.get(place) ?? 0) >= this.maxRetrying) {
             next = { final: `not retried: ${this.maxRetrying} ${n.severity === 'critical' ? 'critical ' : ''}notifications to ${notifier.name} already wait for a retry` };
           }
@@ -183,13 +183,13 @@ export class Notifications {
 
   /** NOTIFY_TIMEOUT, or what is left before the earliest running flush's deadline. */
   private attemptTimeout(): number {
-    if (this.flushing.size === 0) return this.timeoutMs;
+    if (this.flushing.length === 0) return this.timeoutMs;
     return Math.min(this.timeoutMs, Math.floor(Math.min(...this.flushing) - Date.now()));
   }
 
   /** Waits `ms`, or less when flush() cuts the waits short. */
   private sleep(ms: number): Promise<void> {
-    if (this.flushing.size > 0) return Promise.resolve();
+    if (this.flushing.length > 0) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
@@ -209,7 +209,7 @@ export class Notifications {
    * no attempt runs past it (each attempt's timeout is cut to what is left).
    */
   async flush(deadline = Infinity): Promise<void> {
-    this.flushing.add(deadline);
+    this.flushing.push(deadline);
     const cut = this.cut;
     const timer = Number.isFinite(deadline) ? setTimeout(() => cut.abort(new DOMException('the shutdown deadline passed', 'TimeoutError')), Math.max(0, deadline - Date.now())) : undefined;
     try {
@@ -218,7 +218,7 @@ export class Notifications {
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     } finally {
       clearTimeout(timer);
-      this.flushing.delete(deadline);
+      this.flushing.splice(this.flushing.indexOf(deadline), 1);
       if (cut.signal.aborted && this.cut === cut) this.cut = new AbortController();
     }
   }
