@@ -7,10 +7,7 @@
 // exactly as kubectl does. Core objects (Services) go through the typed CoreV1Api.
 //
 // Every request has a deadline (default 10 s) and honours the caller's AbortSignal; every failure
-// becomes a KubeApiError (src/kube/errors.ts). Reads are sent at most maxConcurrentReads at once
-// (KUBE_MAX_CONCURRENT_READS), the rest waiting their turn first come first served, so the events
-// in hand (QUEUE_CONCURRENCY) do not set the load on the API server; writes are never held back
-// behind reads (a rollback's patch does not wait for a storm's reads).
+// becomes a KubeApiError (src/kube/errors.ts).
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -23,9 +20,7 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { SharedAgent } from './agent.js';
-import type { KubeClientOptions } from './config.js';
 import { causeOf, KubeApiError, toKubeApiError } from './errors.js';
 import { reflect, type ListPage, type WatchHandle, type WatchHandlers } from './watch.js';
 import {
@@ -96,20 +91,14 @@ export class ClientNodeKube implements Kube {
   /** the kept-alive connections this client's reads share (src/kube/agent.ts) */
   private readonly pool = new SharedAgent();
 
-  /** reads sent at once (KUBE_MAX_CONCURRENT_READS); unset: no bound */
-  private readonly readLimit: LimitFunction | undefined;
-  private readonly waiting: { inc(): void; dec(): void } | undefined;
-
   constructor(
     readonly kubeConfig: KubeConfig,
-    opts: KubeClientOptions = {},
+    opts: { timeoutMs?: number; fieldManager?: string } = {},
   ) {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
-    this.readLimit = opts.maxConcurrentReads === undefined ? undefined : pLimit(opts.maxConcurrentReads);
-    this.waiting = opts.metrics?.dependencyCallsWaiting.labels({ dependency: 'kubernetes' });
   }
 
   /**
@@ -158,18 +147,7 @@ export class ClientNodeKube implements Kube {
    * connections are dropped first, so the second try connects anew). Both tries share one
    * deadline. Reads only: a write is never sent twice.
    */
-  private read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
-    const limit = this.readLimit;
-    if (!limit) return this.readNow(operation, opts, fn, accept);
-    const waiting = this.waiting;
-    waiting?.inc();
-    return limit(() => {
-      waiting?.dec();
-      return this.readNow(operation, opts, fn, accept);
-    });
-  }
-
-  private async readNow<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
+  private async read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const started = performance.now();
     try {

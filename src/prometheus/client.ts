@@ -1,4 +1,3 @@
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
 
@@ -61,13 +60,8 @@ export interface PrometheusClientOptions {
   /** per-request timeout, default 5000 ms */
   timeoutMs?: number;
   headers?: Record<string, string>;
-  metrics?: Pick<Metrics, 'prometheusQueries'> & Partial<Pick<Metrics, 'dependencyCallsWaiting'>>;
+  metrics?: Pick<Metrics, 'prometheusQueries'>;
   fetch?: typeof fetch;
-  /**
-   * Queries sent at once (PROMETHEUS_MAX_CONCURRENT); more wait their turn, first come first
-   * served. Unset: no bound (the CLI's one-off commands).
-   */
-  maxConcurrent?: number;
 }
 
 export interface PrometheusApi {
@@ -89,7 +83,6 @@ export class PrometheusClient implements PrometheusApi {
   private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly doFetch: typeof fetch;
-  private readonly limit: LimitFunction | undefined;
 
   constructor(private readonly opts: PrometheusClientOptions) {
     const u = new URL(opts.url);
@@ -102,7 +95,6 @@ export class PrometheusClient implements PrometheusApi {
     this.displayUrl = redactUrl(opts.url, { base: true });
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.doFetch = opts.fetch ?? fetch;
-    this.limit = opts.maxConcurrent === undefined ? undefined : pLimit(opts.maxConcurrent);
   }
 
   async query(expr: string, timeMs: number): Promise<InstantSample[]> {
@@ -132,19 +124,7 @@ export class PrometheusClient implements PrometheusApi {
     }));
   }
 
-  /** One query, in its turn (maxConcurrent): the wait is counted in rollguard_dependency_calls_waiting and not in the query's timeout. */
-  private call(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
-    const limit = this.limit;
-    if (!limit) return this.send(path, expr, params);
-    const waiting = this.opts.metrics?.dependencyCallsWaiting?.labels({ dependency: 'prometheus' });
-    waiting?.inc();
-    return limit(() => {
-      waiting?.dec();
-      return this.send(path, expr, params);
-    });
-  }
-
-  private async send(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
+  private async call(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
     const body = new URLSearchParams({ query: expr, ...params });
     let res: Response;
     let text: string;

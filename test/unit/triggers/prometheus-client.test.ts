@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { createMetrics } from '../../../src/metrics.js';
 import { PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { redactUrl } from '../../../src/redact.js';
@@ -154,51 +154,4 @@ t.test('unreachable, 5xx and timeouts are PrometheusUnavailableError', async (t)
   t.match(to.message, /timed out after 200ms/);
   t.ok(Date.now() - started < 3000);
   t.match(await m.registry.metrics(), /outcome="unreachable"\} 2/);
-});
-
-/** Resolves once cond() holds (polled), or fails the test naming what was awaited. */
-async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) return t.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-t.test('maxConcurrent (PROMETHEUS_MAX_CONCURRENT): at most that many queries at once, the others wait their turn and are counted waiting', async (t) => {
-  const held: ServerResponse[] = [];
-  let inFlight = 0;
-  let most = 0;
-  const s = await stub((_req, _body, res) => {
-    inFlight++;
-    most = Math.max(most, inFlight);
-    res.on('finish', () => inFlight--);
-    held.push(res);
-  });
-  t.teardown(s.close);
-  const m = createMetrics({ defaults: false });
-  const c = new PrometheusClient({ url: s.url, metrics: m, maxConcurrent: 2 });
-  const answers = Array.from({ length: 5 }, (_, i) => c.query(`q${i}`, 1_700_000_000_000));
-  await until(t, 'two queries at the server', () => held.length === 2);
-  // the three others are held back by the client, not on their way: a while later still two
-  await new Promise((r) => setTimeout(r, 100));
-  t.equal(held.length, 2, 'only two queries reached Prometheus');
-  t.match(await m.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 3/);
-  const answer = (res: ServerResponse) => json(res, 200, { status: 'success', data: { resultType: 'vector', result: [] } });
-  for (let sent = 0; sent < 5; sent++) {
-    await until(t, `query ${sent + 1} at the server`, () => held.length > sent);
-    answer(held[sent]!);
-  }
-  t.same(await Promise.all(answers), [[], [], [], [], []], 'every query answered in the end');
-  t.equal(most, 2, 'never more than two at once');
-  t.match(await m.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 0/);
-});
-
-t.test('maxConcurrent: the wait for a turn is not part of the query timeout', async (t) => {
-  // one at a time, each answered after 150 ms: the sixth waits 750 ms, longer than the 500 ms timeout
-  const s = await stub((_req, _body, res) => setTimeout(() => json(res, 200, { status: 'success', data: { resultType: 'vector', result: [] } }), 150));
-  t.teardown(s.close);
-  const c = new PrometheusClient({ url: s.url, maxConcurrent: 1, timeoutMs: 500 });
-  const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => c.query(`q${i}`, 1_700_000_000_000)));
-  t.same(results.map((r) => r.status), Array(6).fill('fulfilled'));
 });
