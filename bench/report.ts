@@ -26,7 +26,7 @@ const intake = load('intake');
 const intakeEverysec = load('intake-everysec');
 const storm = load('storm');
 /** bench/storm-p0.ts: the 10 s storm with the image's V8 flags and with Node's defaults, and the 2 s storm (flags) */
-const stormP0 = { flags: load('storm-p0-flags'), defaults: load('storm-p0'), short: load('storm-p0-2s-flags') };
+const stormP0 = { flags: load('storm-p0-flags'), defaults: load('storm-p0'), short: load('storm-p0-2s-flags'), prometheus: load('storm-p0-2s-prometheus') };
 const decision = load('decision');
 const decisionEverysec = load('decision-everysec');
 /** the same rollbacks, each alert 250 ms after the previous one was handled (bench/decision.ts --gap-ms) */
@@ -75,6 +75,10 @@ if (stormP0.flags) {
 if (stormP0.short) {
   const r = stormP0.short;
   p(`| the storm drains at 2,000 alerts/s or more through the dry-run path | **${r.engineAlertsPerSec} alerts/s** (${r.settings.alerts + r.settings.p0Alerts} alerts sent in ${r.settings.seconds} s, drained ${Math.round(r.drainedMsFromFirstPost / 100) / 10} s after the first POST; ${r.cpuCoresMean} cores) | QUEUE_CONCURRENCY ${r.settings.queueConcurrency}; the 10 s storm arrives at only 1,000 alerts/s, so its drain rate is the arrival rate | ${yes(r.engineAlertsPerSec >= 2000)} |`);
+}
+if (stormP0.prometheus) {
+  const r = stormP0.prometheus;
+  p(`| (the 2 s storm with a real Prometheus: each trigger query takes its turn, P0 first) | P0 receipt → decision p99 **${r.p0ReceiptToPatchMs.p99} ms** (p50 ${r.p0ReceiptToPatchMs.p50} ms); drained at ${r.engineAlertsPerSec} alerts/s | ${r.prometheusQueries} queries, at most ${r.mostQueriesWaiting} waiting their turn (${r.settings.prometheus}) | ${yes(r.p0ReceiptToPatchMs.p99 <= 1000)} |`);
 }
 const stormRss = [stormP0.flags, stormP0.short].filter(Boolean);
 if (stormRss.length) {

@@ -48,15 +48,17 @@ if want storm-p0; then
   npx tsx bench/storm-p0.ts --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-flags
   npx tsx bench/storm-p0.ts
   npx tsx bench/storm-p0.ts --seconds 2 --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-flags
+  say "the 2 s storm with a real Prometheus: every trigger query takes its turn (PROMETHEUS_MAX_CONCURRENT, P0 first)"
+  npx tsx bench/storm-p0.ts --seconds 2 --prometheus --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-prometheus
 fi
 if want storm-split; then
   say "the storm's intake and engine measured apart (CPU per alert), with the image's V8 flags and without"
   # shellcheck disable=SC2086 # the flags are words
   node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --together --name storm-split-flags
   node --import tsx bench/storm-split.ts --together
-  say "the engine alone again at the default QUEUE_CONCURRENCY (16), under V8's CPU profiler: where its CPU per alert goes (not a rate)"
+  say "the engine alone again at the default QUEUE_CONCURRENCY (32), under V8's CPU profiler: where its CPU per alert goes (not a rate)"
   # shellcheck disable=SC2086 # the flags are words
-  node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --concurrency 16 --profile-engine --name storm-split-profile
+  node $IMAGE_NODE_FLAGS --import tsx bench/storm-split.ts --concurrency 32 --profile-engine --name storm-split-profile
 fi
 if want store-calls; then say "Store calls per alert"; npx tsx bench/store-calls.ts; fi
 if want rules; then

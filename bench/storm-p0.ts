@@ -7,14 +7,19 @@
  * where the patch would be issued is where the dry-run guard closes the record (its last timeline
  * step), after matching, claiming, the record's write-ahead, the trigger's decision and every
  * guard before it. Also: the storm's drain rate through the engine, RSS peak, evaluations made.
- *   npx tsx bench/storm-p0.ts [--node-flags "--max-semi-space-size=4"] [--name storm-p0-x] [--concurrency N] [--seconds S]
- * (--concurrency: QUEUE_CONCURRENCY, the events rollguard handles at once; default its own, 16.
+ *   npx tsx bench/storm-p0.ts [--node-flags "--max-semi-space-size=4"] [--name storm-p0-x] [--concurrency N] [--seconds S] [--prometheus [--prometheus-max N]]
+ * (--concurrency: QUEUE_CONCURRENCY, the events rollguard handles at once; default its own, 32.
  * --seconds: the storm's length, default 10; the P0 alerts are spread over its middle 40 %. At 10 s
  * the storm arrives at 1,000 alerts/s, so a drain at that rate only says the engine kept up: a
- * shorter storm (--seconds 2: 5,000 alerts/s) is what measures the engine's own drain rate.)
+ * shorter storm (--seconds 2: 5,000 alerts/s) is what measures the engine's own drain rate.
+ * --prometheus: a real Prometheus on loopback (an empty TSDB: every trigger query is answered, with
+ * no data) is PROMETHEUS_URL, so each alert's trigger query goes to it and takes its turn there
+ * (PROMETHEUS_MAX_CONCURRENT, --prometheus-max; default its own, 16); "patch issued" is then the
+ * record's decision on that answer.)
  * Writes $BENCH_OUT/storm-p0.json (or NAME.json). No assertions on time.
  */
 import { Redis } from 'ioredis';
+import { LocalPrometheus } from '../src/prometheus/local.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +35,8 @@ const argStr = (name: string, def: string) => {
 const NAME = argStr('name', 'storm-p0');
 const NODE_FLAGS = argStr('node-flags', '').split(' ').filter(Boolean);
 const CONCURRENCY = argStr('concurrency', '');
+const WITH_PROMETHEUS = process.argv.includes('--prometheus');
+const PROMETHEUS_MAX = argStr('prometheus-max', '');
 const ALERTS = 10_000;
 const BATCH = 100;
 const SECONDS = Number(argStr('seconds', '10'));
@@ -67,9 +74,12 @@ async function main() {
   writeFileSync(rulesFile, RULES);
   const redisServer = await startRedis();
   const redis = new Redis(redisServer.url);
+  const prometheus = WITH_PROMETHEUS ? await LocalPrometheus.start() : undefined;
   let rg: NodeProcess | undefined;
   try {
-    rg = await startRollguard({ REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', ...(CONCURRENCY ? { QUEUE_CONCURRENCY: CONCURRENCY } : {}) }, NODE_FLAGS);
+    const env: Record<string, string> = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', ...(CONCURRENCY ? { QUEUE_CONCURRENCY: CONCURRENCY } : {}) };
+    if (prometheus) Object.assign(env, { PROMETHEUS_URL: prometheus.url, ...(PROMETHEUS_MAX ? { PROMETHEUS_MAX_CONCURRENT: PROMETHEUS_MAX } : {}) });
+    rg = await startRollguard(env, NODE_FLAGS);
     await sleep(2000);
     const batches = ALERTS / BATCH;
     const startsAtMs = Date.now() - 3 * 60_000;
@@ -79,6 +89,16 @@ async function main() {
     const am2 = sender(rg.port);
     const p0 = sender(rg.port);
     const rss = new RssSampler(rg.pid, 100).start();
+    // the most queries seen waiting their turn (rollguard_dependency_calls_waiting), sampled
+    let mostWaiting = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const w = metricSum(await scrape(rg!.url), 'rollguard_dependency_calls_waiting');
+        mostWaiting = Math.max(mostWaiting, w);
+        await sleep(50);
+      }
+    })();
     const cpu0 = cpuMs(rg.pid);
     const t0 = performance.now();
     const replies: Promise<{ status: number }>[] = [];
@@ -97,6 +117,8 @@ async function main() {
     const answers = await Promise.all([...replies, ...p0Replies]);
     const { drainedAt, handled } = await waitDrained(rg.url, redis, ALERTS + P0S, t0, DRAIN_TIMEOUT_MS);
     const mem = rss.stop();
+    sampling = false;
+    await sampler;
     const cpu = cpuMs(rg.pid) - cpu0;
     const m = await scrape(rg.url);
     const latencies: number[] = [];
@@ -125,6 +147,7 @@ async function main() {
       machineAtEnd: machine(),
       settings: {
         alerts: ALERTS, batch: BATCH, seconds: SECONDS, deliveries: 2, p0Alerts: P0S, nodeFlags: NODE_FLAGS, queueConcurrency: CONCURRENCY || 'default',
+        prometheus: prometheus ? `a real Prometheus on loopback (empty TSDB); PROMETHEUS_MAX_CONCURRENT ${PROMETHEUS_MAX || 'default'}` : 'none (each rule\'s onPrometheusDown: act)',
         path: 'dry-run: no cluster configured; "patch issued" = the dry-run guard closing the record, where the patch would be issued',
         redis: 'redis-server on 127.0.0.1, appendonly yes, appendfsync always',
       },
@@ -142,11 +165,14 @@ async function main() {
       engineAlertsPerSec: round((ALERTS + P0S) / (drainedAt / 1000), 0),
       rss: { peakMb: mem.peakMb, meanMb: mem.meanMb },
       cpuCoresMean: round(cpu / drainedAt, 2),
+      prometheusQueries: metricSum(m, 'rollguard_prometheus_queries_total'),
+      mostQueriesWaiting: mostWaiting,
     };
-    log(`P0 receipt->patch ${JSON.stringify(result.p0ReceiptToPatchMs)} (${result.p0Within1s}/${latencies.length} within 1 s; queued ${JSON.stringify(result.p0QueuedMs)}, evaluation ${JSON.stringify(result.p0EvaluationMs)}); drained at ${Math.round(drainedAt)} ms (${result.engineAlertsPerSec} alerts/s), ${records} records, ${result.coalesced} coalesced, RSS peak ${mem.peakMb} MB`);
+    log(`P0 receipt->patch ${JSON.stringify(result.p0ReceiptToPatchMs)} (${result.p0Within1s}/${latencies.length} within 1 s; queued ${JSON.stringify(result.p0QueuedMs)}, evaluation ${JSON.stringify(result.p0EvaluationMs)}); drained at ${Math.round(drainedAt)} ms (${result.engineAlertsPerSec} alerts/s), ${records} records, ${result.coalesced} coalesced, RSS peak ${mem.peakMb} MB${prometheus ? `; ${result.prometheusQueries} queries, at most ${mostWaiting} waiting their turn` : ''}`);
     writeResult(NAME, result);
   } finally {
     await rg?.stop();
+    await prometheus?.stop();
     redis.disconnect();
     await redisServer.destroy();
     rmSync(dir, { recursive: true, force: true });

@@ -101,6 +101,8 @@ export const configSchema = z.object({
   RULES_PATH: z.string().default('rules'),
   PROMETHEUS_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   PROMETHEUS_TIMEOUT: durationAtLeast(1, 'every query would time out at once').default(10_000),
+  /** Queries one replica sends Prometheus at once; more wait their turn, P0 alerts' first, within PROMETHEUS_TIMEOUT (rollguard_dependency_calls_waiting). */
+  PROMETHEUS_MAX_CONCURRENT: int(1, 256).default(16),
   /**
    * Alertmanager's API (http(s)://host:9093; credentials in the URL are sent as basic auth). Set:
    * the alerts a receiver's max_alerts left out of a notification are fetched from it and queued.
@@ -111,6 +113,8 @@ export const configSchema = z.object({
   KUBECONFIG: z.string().optional(),
   /** Set by Kubernetes in every pod: with KUBECONFIG unset, rollguard uses the pod's ServiceAccount. */
   KUBERNETES_SERVICE_HOST: z.string().optional(),
+  /** Reads one replica sends the API server at once; more wait their turn, P0 alerts' first, within the read's deadline (rollguard_dependency_calls_waiting). Writes are not held back. */
+  KUBE_MAX_CONCURRENT_READS: int(1, 256).default(16),
   /** The helm binary, for HelmRelease targets (`helm rollback`). */
   HELM_BIN: z.string().min(1).default('helm'),
   /** Global dry-run: decide and record everything, change nothing. Default: on when no cluster is configured. */
@@ -218,8 +222,18 @@ export const configSchema = z.object({
    * dying or stalling while holding it); delivered again after that, it is dead-lettered and escalated.
    */
   QUEUE_MAX_DELIVERIES: int(1, 100).default(5),
-  /** Queued events one replica handles at once (events for one target never at once; P0 first as places free). */
-  QUEUE_CONCURRENCY: int(1, 256).default(16),
+  /**
+   * Queued events one replica handles at once (events for one target never at once; P0 first as
+   * places free). The load this puts on Prometheus and the API server has its own bounds:
+   * PROMETHEUS_MAX_CONCURRENT, KUBE_MAX_CONCURRENT_READS.
+   */
+  QUEUE_CONCURRENCY: int(1, 256).default(32),
+  /**
+   * Due records the scheduler re-checks at once (held, scheduled, left deciding), on its own
+   * timer beside the QUEUE_CONCURRENCY events in hand; their queries and reads take their turn
+   * with the events', by rule priority.
+   */
+  RECHECK_CONCURRENCY: int(1, 256).default(16),
   /** Handling one event longer than this is abandoned (log line, metric); it stays queued. Unset: QUEUE_CLAIM_IDLE. */
   EVENT_DEADLINE: durationAtLeast(1, 'every event would be abandoned at once').optional(),
   SHUTDOWN_TIMEOUT: duration.default(25_000),

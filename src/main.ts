@@ -140,7 +140,7 @@ async function serve(args: string[]): Promise<number> {
   const source: KubeSource = cluster === 'kubeconfig' ? { mode: 'kubeconfig', path: config.KUBECONFIG! } : { mode: cluster };
   let kube;
   try {
-    kube = await createKube(source);
+    kube = await createKube(source, { maxConcurrentReads: config.KUBE_MAX_CONCURRENT_READS, metrics });
   } catch (err) {
     io.err(`rollguard: KUBECONFIG (--kubeconfig): ${err instanceof Error ? err.message : String(err)}`);
     return 2;
@@ -152,7 +152,7 @@ async function serve(args: string[]): Promise<number> {
         : 'no Kubernetes cluster configured (set KUBECONFIG, or run in a pod) and DRY_RUN=false: every rollback will be refused',
     );
   }
-  const prometheus = config.PROMETHEUS_URL ? new PrometheusClient({ url: config.PROMETHEUS_URL, timeoutMs: config.PROMETHEUS_TIMEOUT, metrics }) : null;
+  const prometheus = config.PROMETHEUS_URL ? new PrometheusClient({ url: config.PROMETHEUS_URL, timeoutMs: config.PROMETHEUS_TIMEOUT, maxConcurrent: config.PROMETHEUS_MAX_CONCURRENT, metrics }) : null;
   if (!prometheus) logger.warn("PROMETHEUS_URL not set: triggers cannot be confirmed; each rule's onPrometheusDown applies");
   announceAuth(config, logger.child({ component: 'auth' }));
 

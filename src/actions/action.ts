@@ -7,6 +7,7 @@ import type { ConfigDrift } from '../config-deps/check.js';
 import type { Kube, KubeObject, PatchType, ResourceType } from '../kube/kube.js';
 import type { NameKind } from '../kube/names.js';
 import type { PlannedMigration } from '../migrations/types.js';
+import type { Precedence } from '../turns.js';
 import type { HelmActionOptions } from './helm.js';
 import type { KindOptions } from './index.js';
 
@@ -58,6 +59,8 @@ export interface ActionContext {
   /** kubernetes.io/change-cause written with the rollback, e.g. 'rollguard: rule high-error-rate, alert HighErrorRate (fp b5aac1d6), rollback r-123' */
   changeCause: string;
   signal?: AbortSignal;
+  /** whose reads wait first when KUBE_MAX_CONCURRENT_READS are in flight: the rule's priority lane (src/turns.ts) */
+  precedence?: Precedence;
   /** called right before each write; throws if our fencing lock was lost */
   checkFence: () => Promise<void>;
   /** server-side dry run of the writes (dryRun=All): admitted and validated, nothing persisted */

@@ -49,7 +49,7 @@ export function noCluster(ref: TargetRef): RollbackPlan {
 }
 
 export function reqOpts(ctx: ActionContext): RequestOptions {
-  return ctx.signal ? { signal: ctx.signal } : {};
+  return { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.precedence !== undefined ? { precedence: ctx.precedence } : {}) };
 }
 
 /** GET that answers null for 404 (the caller turns it into a 'not_found' refusal); other errors throw. */

@@ -10,6 +10,7 @@ import { promqlDuration } from '../rules/duration.js';
 import type { OnPrometheusDown, Rule } from '../rules/schema.js';
 import { MissingLabelError } from '../rules/template.js';
 import { judge, type Judgement } from '../triggers/judge.js';
+import { laneOf } from '../store/store.js';
 
 /**
  * Confirming a matched rule's trigger against Prometheus before acting, so that a stale or
@@ -86,6 +87,8 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
     throw e;
   }
   base.query = query;
+  // past PROMETHEUS_MAX_CONCURRENT queries in flight, the rule's priority sets who goes first (src/turns.ts)
+  const turn = { precedence: laneOf(input.rule.priority) };
 
   const down = (e: PrometheusUnavailableError): Confirmation => ({
     ...base,
@@ -106,7 +109,7 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
         atMs = input.rolloutStartedAt - 1000;
       } else atMs = now - (b.offsetMs ?? 0);
       const bq = `avg_over_time((${query})[${promqlDuration(b.windowMs)}:${promqlDuration(t.stepMs)}])`;
-      const samples = await deps.prometheus.query(bq, atMs);
+      const samples = await deps.prometheus.query(bq, atMs, turn);
       const finite = samples.filter((s) => !Number.isNaN(s.v));
       base.baseline = { query: bq, atMs };
       if (finite.length === 0) {
@@ -116,7 +119,7 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
       baselineOf = (labels) => byKey.get(labelKey(labels)) ?? (finite.length === 1 ? finite[0]!.v : undefined);
       if (finite.length === 1) base.baseline.value = finite[0]!.v;
     }
-    const result = await deps.prometheus.queryRange(query, window.startMs, window.endMs, window.stepMs);
+    const result = await deps.prometheus.queryRange(query, window.startMs, window.endMs, window.stepMs, turn);
     const j = judge(result, {
       ...window,
       op: t.op,

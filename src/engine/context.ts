@@ -10,7 +10,8 @@ import type { Notification, Notifications } from '../notify/notifier.js';
 import type { PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import { guardsSchema, type Guards, type Rule } from '../rules/schema.js';
-import type { Lock, Store } from '../store/store.js';
+import { laneOf, type Lock, type Store } from '../store/store.js';
+import type { Precedence } from '../turns.js';
 import { chainGoesOn, prepareNext } from './chain.js';
 import { changeCause, type Message } from './messages.js';
 import { RecordBook, type RollbackRecord, type RollbackState } from './record.js';
@@ -284,9 +285,18 @@ export class EngineContext {
       },
       changeCause: changeCause(rec),
       signal: this.abort.signal,
+      // its reads wait their turn (KUBE_MAX_CONCURRENT_READS) by the rule's priority, as its queries do
+      precedence: precedenceOf(rec),
       checkFence: () => checkFence(this.store, locks(), this.config.LOCK_TTL),
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
       ...(this.config.CONFIG_SNAPSHOTS && this.config.CONFIG_SNAPSHOTS_KEY ? { snapshotKey: this.config.CONFIG_SNAPSHOTS_KEY } : {}),
     };
   }
+}
+
+/** A record's turn at the API server (src/turns.ts): its rule's priority lane; a human's rollback (manual, no rule) goes first. */
+function precedenceOf(rec: RollbackRecord): Precedence {
+  if (rec.source === 'manual') return 0;
+  const p = rec.priority;
+  return laneOf(p === 'P0' || p === 'P1' || p === 'P2' ? p : undefined);
 }

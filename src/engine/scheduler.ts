@@ -42,7 +42,7 @@ export class Scheduler {
     // target lock the failed attempt took has expired (a process before this one, of the same name).
     // Those stopped by the store again and again wait longer each time (LeftBehind.nextAt).
     const listed = new Set<string>();
-    await eachAtMost(ctx.records.inState('deciding'), ctx.config.QUEUE_CONCURRENCY, (rec) => rec.target, async (rec) => {
+    await eachAtMost(ctx.records.inState('deciding'), ctx.config.RECHECK_CONCURRENCY, (rec) => rec.target, async (rec) => {
       listed.add(rec.id);
       const leftBehind = ctx.leftBehind.get(rec.id);
       const left = leftBehind !== undefined;
@@ -72,11 +72,11 @@ export class Scheduler {
     }
     // Before the re-checks, which may be many: a rollback a dead replica left in_progress waits for none of them.
     for await (const rec of ctx.records.inState('in_progress')) await recoverIfOrphaned(ctx, rec);
-    // Due re-checks, QUEUE_CONCURRENCY at once (each may wait on Prometheus for PROMETHEUS_TIMEOUT,
+    // Due re-checks, RECHECK_CONCURRENCY at once (each may wait on Prometheus for PROMETHEUS_TIMEOUT,
     // and a Prometheus outage holds every alert of a storm): one after another, a tick would take
     // their count times that.
     for (const state of ['held', 'scheduled'] as const) {
-      await eachAtMost(ctx.records.inState(state), ctx.config.QUEUE_CONCURRENCY, (rec) => rec.target, async (rec) => {
+      await eachAtMost(ctx.records.inState(state), ctx.config.RECHECK_CONCURRENCY, (rec) => rec.target, async (rec) => {
         if ((rec.dueAt ?? 0) > now) return;
         await claimDue(ctx, rec, async (fresh) => {
           // re-checked meanwhile by another replica (held or scheduled again, due later): not again here

@@ -108,7 +108,8 @@ async function prometheusCheck(prom: PrometheusApi | null, now: number): Promise
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      prom.query('vector(1)', now),
+      // a health check: it does not wait its turn behind the alerts' queries (PROMETHEUS_MAX_CONCURRENT)
+      prom.query('vector(1)', now, { precedence: 'check' }),
       new Promise((_, reject) => (timer = setTimeout(() => reject(new PrometheusUnavailableError(`no answer within ${PROMETHEUS_CHECK_MS} ms`)), PROMETHEUS_CHECK_MS))),
     ]);
     return { configured: true, ok: true, detail: 'ok' };

@@ -7,7 +7,10 @@
 // exactly as kubectl does. Core objects (Services) go through the typed CoreV1Api.
 //
 // Every request has a deadline (default 10 s) and honours the caller's AbortSignal; every failure
-// becomes a KubeApiError (src/kube/errors.ts).
+// becomes a KubeApiError (src/kube/errors.ts). Reads are sent at most maxConcurrentReads at once
+// (KUBE_MAX_CONCURRENT_READS), the others waiting their turn, P0 alerts' first (src/turns.ts), so
+// the events in hand do not set the load on the API server; writes are never held back behind
+// reads (a rollback's patch does not wait for a storm's reads).
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -20,7 +23,9 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
+import { Turns } from '../turns.js';
 import { SharedAgent } from './agent.js';
+import type { KubeClientOptions } from './config.js';
 import { causeOf, KubeApiError, toKubeApiError } from './errors.js';
 import { reflect, type ListPage, type WatchHandle, type WatchHandlers } from './watch.js';
 import {
@@ -90,15 +95,21 @@ export class ClientNodeKube implements Kube {
   private readonly fieldManager: string;
   /** the kept-alive connections this client's reads share (src/kube/agent.ts) */
   private readonly pool = new SharedAgent();
+  /** reads sent at once (KUBE_MAX_CONCURRENT_READS); unset: no bound */
+  private readonly reads: Turns | undefined;
 
   constructor(
     readonly kubeConfig: KubeConfig,
-    opts: { timeoutMs?: number; fieldManager?: string } = {},
+    opts: KubeClientOptions = {},
   ) {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
+    if (opts.maxConcurrentReads !== undefined) {
+      const waiting = opts.metrics?.dependencyCallsWaiting.labels({ dependency: 'kubernetes' });
+      this.reads = new Turns(opts.maxConcurrentReads, waiting ? (n) => waiting.set(n) : undefined);
+    }
   }
 
   /**
@@ -148,6 +159,39 @@ export class ClientNodeKube implements Kube {
    * deadline. Reads only: a write is never sent twice.
    */
   private async read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
+    const turns = this.reads;
+    if (!turns) return this.readNow(operation, opts, fn, accept);
+    // The deadline runs from here: a read that waited its turn has that much less to be answered
+    // in; one whose deadline passed, or whose caller gave up, while it waited is never sent.
+    const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
+    const started = performance.now();
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = opts?.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+    let sent = false;
+    try {
+      return await turns.run(
+        () => {
+          sent = true;
+          const left = Math.max(1, Math.floor(timeoutMs - (performance.now() - started)));
+          return this.readNow(operation, { ...opts, timeoutMs: left }, fn, accept);
+        },
+        { precedence: opts?.precedence, signal },
+      );
+    } catch (err) {
+      if (sent) throw err;
+      if (opts?.signal?.aborted) throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller while waiting its turn (never sent)', operation, cause: causeOf(err) });
+      throw new KubeApiError({
+        status: 'timeout',
+        reason: 'Timeout',
+        message: `timed out after ${timeoutMs} ms waiting for a turn (KUBE_MAX_CONCURRENT_READS=${turns.max} reads were in flight all that time; never sent)`,
+        operation,
+        cause: causeOf(err),
+      });
+    }
+  }
+
+  /** The read itself, both tries, under opts.timeoutMs (see read). */
+  private async readNow<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
     const started = performance.now();
     try {

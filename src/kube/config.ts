@@ -7,6 +7,7 @@
 // (docs/benchmarks.md, "Footprint").
 import * as fs from 'node:fs';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Metrics } from '../metrics.js';
 import type { Kube } from './kube.js';
 
 export type KubeSource =
@@ -52,6 +53,14 @@ export interface KubeClientOptions {
   /** per-request deadline, default 10 s */
   timeoutMs?: number;
   fieldManager?: string;
+  /**
+   * Reads sent at once (KUBE_MAX_CONCURRENT_READS); more wait their turn, P0 alerts' first
+   * (src/turns.ts), the wait counted in the read's deadline. Writes are never held back. Unset: no
+   * bound (the CLI's one-off commands).
+   */
+  maxConcurrentReads?: number;
+  /** rollguard_dependency_calls_waiting{dependency="kubernetes"}: the reads waiting their turn */
+  metrics?: Pick<Metrics, 'dependencyCallsWaiting'>;
 }
 
 /** The clients wrapper the actions use, or null when no cluster is configured (client-node is then never loaded). */

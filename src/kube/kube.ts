@@ -5,6 +5,7 @@
 // docs/benchmarks.md). The implementation over client-node is src/kube/client.ts, imported by
 // src/kube/config.ts only when a cluster is configured.
 import type { ListPage, WatchHandle, WatchHandlers } from './watch.js';
+import type { Precedence } from '../turns.js';
 
 export interface ResourceType {
   /** '' for the core group */
@@ -73,6 +74,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** overrides the client's default deadline */
   timeoutMs?: number;
+  /** reads: whose read waits first when KUBE_MAX_CONCURRENT_READS are in flight (src/turns.ts); unset: first */
+  precedence?: Precedence;
 }
 
 export interface PatchOptions extends RequestOptions {

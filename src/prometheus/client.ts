@@ -1,5 +1,6 @@
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
+import { Turns, type Precedence } from '../turns.js';
 
 /**
  * A small client for Prometheus' HTTP API (/api/v1/query and /api/v1/query_range), with `fetch`.
@@ -60,13 +61,24 @@ export interface PrometheusClientOptions {
   /** per-request timeout, default 5000 ms */
   timeoutMs?: number;
   headers?: Record<string, string>;
-  metrics?: Pick<Metrics, 'prometheusQueries'>;
+  metrics?: Pick<Metrics, 'prometheusQueries'> & Partial<Pick<Metrics, 'dependencyCallsWaiting'>>;
   fetch?: typeof fetch;
+  /**
+   * Queries sent at once (PROMETHEUS_MAX_CONCURRENT); more wait their turn, P0 alerts' first
+   * (src/turns.ts), the wait counted in the query's timeout. Unset: no bound (the CLI's one-off
+   * commands, which send one query at a time or bound their own).
+   */
+  maxConcurrent?: number;
+}
+
+export interface QueryOptions {
+  /** whose query waits first when PROMETHEUS_MAX_CONCURRENT are in flight (src/turns.ts); unset: first */
+  precedence?: Precedence;
 }
 
 export interface PrometheusApi {
-  query(expr: string, timeMs: number): Promise<InstantSample[]>;
-  queryRange(expr: string, startMs: number, endMs: number, stepMs: number): Promise<RangeSeries[]>;
+  query(expr: string, timeMs: number, opts?: QueryOptions): Promise<InstantSample[]>;
+  queryRange(expr: string, startMs: number, endMs: number, stepMs: number, opts?: QueryOptions): Promise<RangeSeries[]>;
 }
 
 export function parseValue(s: string): number {
@@ -83,6 +95,7 @@ export class PrometheusClient implements PrometheusApi {
   private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly doFetch: typeof fetch;
+  private readonly turns: Turns | undefined;
 
   constructor(private readonly opts: PrometheusClientOptions) {
     const u = new URL(opts.url);
@@ -95,10 +108,14 @@ export class PrometheusClient implements PrometheusApi {
     this.displayUrl = redactUrl(opts.url, { base: true });
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.doFetch = opts.fetch ?? fetch;
+    if (opts.maxConcurrent !== undefined) {
+      const waiting = opts.metrics?.dependencyCallsWaiting?.labels({ dependency: 'prometheus' });
+      this.turns = new Turns(opts.maxConcurrent, waiting ? (n) => waiting.set(n) : undefined);
+    }
   }
 
-  async query(expr: string, timeMs: number): Promise<InstantSample[]> {
-    const data = await this.call('/api/v1/query', expr, { time: secs(timeMs) });
+  async query(expr: string, timeMs: number, opts?: QueryOptions): Promise<InstantSample[]> {
+    const data = await this.call('/api/v1/query', expr, { time: secs(timeMs) }, opts);
     if (data.resultType === 'scalar') {
       const [t, v] = data.result as [number, string];
       return [{ labels: {}, t: t * 1000, v: parseValue(v) }];
@@ -111,12 +128,17 @@ export class PrometheusClient implements PrometheusApi {
     }));
   }
 
-  async queryRange(expr: string, startMs: number, endMs: number, stepMs: number): Promise<RangeSeries[]> {
-    const data = await this.call('/api/v1/query_range', expr, {
-      start: secs(startMs),
-      end: secs(endMs),
-      step: String(stepMs / 1000),
-    });
+  async queryRange(expr: string, startMs: number, endMs: number, stepMs: number, opts?: QueryOptions): Promise<RangeSeries[]> {
+    const data = await this.call(
+      '/api/v1/query_range',
+      expr,
+      {
+        start: secs(startMs),
+        end: secs(endMs),
+        step: String(stepMs / 1000),
+      },
+      opts,
+    );
     if (data.resultType !== 'matrix') throw new PrometheusQueryError(`expected a matrix result, got ${data.resultType}`, 'bad_result', expr);
     return (data.result as Array<{ metric: Record<string, string>; values: Array<[number, string]> }>).map((r) => ({
       labels: r.metric,
@@ -124,7 +146,35 @@ export class PrometheusClient implements PrometheusApi {
     }));
   }
 
-  private async call(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
+  /**
+   * One query in its turn (maxConcurrent): PROMETHEUS_TIMEOUT runs from the call, so a query that
+   * waited its turn has that much less to be answered in, and one that waited all of it is never
+   * sent and fails as a timeout would (Prometheus is answering slower than it is asked).
+   */
+  private async call(path: string, expr: string, params: Record<string, string>, opts?: QueryOptions): Promise<{ resultType: string; result: unknown }> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const turns = this.turns;
+    if (!turns) return this.send(path, expr, params, timeout);
+    let sent = false;
+    try {
+      return await turns.run(
+        () => {
+          sent = true;
+          return this.send(path, expr, params, timeout);
+        },
+        { precedence: opts?.precedence, signal: timeout },
+      );
+    } catch (err) {
+      if (sent) throw err;
+      this.count('unreachable');
+      throw new PrometheusUnavailableError(
+        `Prometheus at ${this.displayUrl} unreachable: timed out after ${this.timeoutMs}ms waiting for a turn (PROMETHEUS_MAX_CONCURRENT=${turns.max} queries were in flight all that time; never sent)`,
+        err,
+      );
+    }
+  }
+
+  private async send(path: string, expr: string, params: Record<string, string>, timeout: AbortSignal): Promise<{ resultType: string; result: unknown }> {
     const body = new URLSearchParams({ query: expr, ...params });
     let res: Response;
     let text: string;
@@ -139,7 +189,7 @@ export class PrometheusClient implements PrometheusApi {
         body,
         // a redirect is an answer (an auth proxy's login page), not something to follow
         redirect: 'manual',
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: timeout,
       });
       text = await res.text();
     } catch (e) {

@@ -126,3 +126,50 @@ for (const level of ['info', 'warn']) {
     t.ok(body && typeof body === 'object', 'and answers as rollguard (JSON), not the foreign server');
   });
 }
+
+t.test('serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CONCURRENT), apart from QUEUE_CONCURRENCY', async (t) => {
+  const { createServer } = await import('node:http');
+  const held: import('node:http').ServerResponse[] = [];
+  const prom = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => held.push(res));
+  });
+  await new Promise<void>((r) => prom.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    prom.closeAllConnections();
+    prom.close();
+  });
+  const port = (prom.address() as import('node:net').AddressInfo).port;
+  const s = await startServe({ WEBHOOK_TOKEN, PROMETHEUS_URL: `http://127.0.0.1:${port}`, PROMETHEUS_MAX_CONCURRENT: '1', PROMETHEUS_TIMEOUT: '60s' });
+  t.teardown(() => s.proc.kill('SIGKILL'));
+  const res = await fetch(`${s.url}/v1/alerts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
+    body: fixture('alertmanager/firing-two-alerts.json'),
+  });
+  t.equal(res.status, 200);
+  // two alerts for two targets are in hand at once; their trigger queries go to Prometheus one at a time
+  const waiting = async () => /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 1\b/.test(await (await fetch(`${s.url}/metrics`)).text());
+  const end = Date.now() + 30_000;
+  while (!(held.length === 1 && (await waiting())) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  t.equal(held.length, 1, 'one query at Prometheus');
+  t.ok(await waiting(), 'the other counted waiting its turn');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(held.length, 1, 'still one: the second waits for the first');
+});
+
+t.test('serve bounds the reads it sends the API server (KUBE_MAX_CONCURRENT_READS): the waiting gauge is there from the start', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const kubeconfig = join(mkdtempSync(join(tmpdir(), 'rg-serve-reads-')), 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+  );
+  const s = await startServe({ WEBHOOK_TOKEN, KUBECONFIG: kubeconfig, KUBE_MAX_CONCURRENT_READS: '3' });
+  t.teardown(() => s.proc.kill('SIGKILL'));
+  const metrics = await (await fetch(`${s.url}/metrics`)).text();
+  t.match(metrics, /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 0/, 'the client serve made for the cluster has its reads bounded');
+  t.notMatch(metrics, /dependency="prometheus"/, 'no PROMETHEUS_URL: no Prometheus client, no series');
+});

@@ -9,6 +9,11 @@ t.test('defaults: in-memory store, port 9095, dry-run without a cluster', async 
   t.equal(c.DRY_RUN, true, 'no KUBECONFIG and not in a pod: dry-run');
   t.equal(c.RULES_PATH, 'rules');
   t.equal(c.HELM_BIN, 'helm');
+  // events in hand, and the load they may put on each dependency, bounded apart
+  t.equal(c.QUEUE_CONCURRENCY, 32);
+  t.equal(c.PROMETHEUS_MAX_CONCURRENT, 16);
+  t.equal(c.KUBE_MAX_CONCURRENT_READS, 16);
+  t.equal(c.RECHECK_CONCURRENCY, 16, 'the scheduler\'s re-checks: a bound of their own');
 });
 
 t.test('DRY_RUN unset follows from the cluster settings; set, it wins; the config cannot be changed after loading', async (t) => {
@@ -54,6 +59,9 @@ t.test('a bad setting is refused with its name and flag', async (t) => {
     [{ REDIS_COMMAND_TIMEOUT: '0' }, /REDIS_COMMAND_TIMEOUT .*at least 10 ms/],
     [{ RECOVERY_POLL: '0' }, /RECOVERY_POLL .*at least 10 ms/],
     [{ PROMETHEUS_TIMEOUT: '0' }, /PROMETHEUS_TIMEOUT .*at least 1 ms/],
+    [{ PROMETHEUS_MAX_CONCURRENT: '0' }, /PROMETHEUS_MAX_CONCURRENT \(--prometheus-max-concurrent\)/],
+    [{ KUBE_MAX_CONCURRENT_READS: '0' }, /KUBE_MAX_CONCURRENT_READS \(--kube-max-concurrent-reads\)/],
+    [{ RECHECK_CONCURRENCY: '0' }, /RECHECK_CONCURRENCY \(--recheck-concurrency\)/],
   ];
   for (const [env, re] of bad) {
     t.throws(() => loadConfig(env), ConfigError);

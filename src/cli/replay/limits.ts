@@ -1,4 +1,4 @@
-import type { InstantSample, PrometheusApi, RangeSeries } from '../../prometheus/client.js';
+import type { InstantSample, PrometheusApi, QueryOptions, RangeSeries } from '../../prometheus/client.js';
 
 /**
  * The replay's bounds: at most --max-queries queries, all within --timeout. Every query the replay
@@ -38,12 +38,12 @@ export class LimitedPrometheus implements PrometheusApi {
     this.deadline = this.now() + o.timeoutMs;
   }
 
-  query(expr: string, timeMs: number): Promise<InstantSample[]> {
-    return this.bounded(() => this.inner.query(expr, timeMs));
+  query(expr: string, timeMs: number, opts?: QueryOptions): Promise<InstantSample[]> {
+    return this.bounded(() => this.inner.query(expr, timeMs, opts));
   }
 
-  queryRange(expr: string, startMs: number, endMs: number, stepMs: number): Promise<RangeSeries[]> {
-    return this.bounded(() => this.inner.queryRange(expr, startMs, endMs, stepMs));
+  queryRange(expr: string, startMs: number, endMs: number, stepMs: number, opts?: QueryOptions): Promise<RangeSeries[]> {
+    return this.bounded(() => this.inner.queryRange(expr, startMs, endMs, stepMs, opts));
   }
 
   private async bounded<T>(q: () => Promise<T>): Promise<T> {

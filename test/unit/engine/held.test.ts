@@ -76,7 +76,7 @@ t.test('a hold after a maintenance window or a re-check counts from the hold, no
   t.equal((await e.engine.records.get(id))!.state, 'held', 'a day-old record is not expired at its first hold');
 });
 
-t.test('due re-checks run QUEUE_CONCURRENCY at once, not one after another', async (t) => {
+t.test('due re-checks run RECHECK_CONCURRENCY at once, not one after another, and not QUEUE_CONCURRENCY', async (t) => {
   let clock = Date.now();
   const slow = new (class extends FakePrometheus {
     inflight = 0;
@@ -102,7 +102,7 @@ t.test('due re-checks run QUEUE_CONCURRENCY at once, not one after another', asy
       return super.queryRange(expr, startMs, endMs, stepMs);
     }
   })();
-  const e = testEngine({ now: () => clock, prometheus: slow, env: { QUEUE_CONCURRENCY: '4' } });
+  const e = testEngine({ now: () => clock, prometheus: slow, env: { RECHECK_CONCURRENCY: '4', QUEUE_CONCURRENCY: '32' } });
   slow.down = true;
   for (let i = 0; i < 12; i++) await e.deliver(firing('SlowBurn', `svc-${i}`));
   t.equal((await e.engine.records.list({ state: 'held', limit: 100 })).length, 12);
@@ -217,7 +217,7 @@ t.test('one target with many due records takes one place per tick: the other tar
     }
     return call();
   });
-  const e = testEngine({ store, now: () => clock, env: { QUEUE_CONCURRENCY: '4' } });
+  const e = testEngine({ store, now: () => clock, env: { RECHECK_CONCURRENCY: '4' } });
   e.prometheus!.down = true;
   await e.deliver(firing('SlowBurn', 'other')); // the oldest: listed last
   for (let i = 0; i < 8; i++) {

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createMetrics } from '../../../src/metrics.js';
 import { PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { redactUrl } from '../../../src/redact.js';
@@ -154,4 +154,131 @@ t.test('unreachable, 5xx and timeouts are PrometheusUnavailableError', async (t)
   t.match(to.message, /timed out after 200ms/);
   t.ok(Date.now() - started < 3000);
   t.match(await m.registry.metrics(), /outcome="unreachable"\} 2/);
+});
+
+/** Resolves once cond() holds (polled), or fails the test naming what was awaited. */
+async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return t.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A Prometheus that holds every query until the test answers it; `queries` in arrival order. */
+async function holding() {
+  const held: { query: string; res: ServerResponse }[] = [];
+  let inFlight = 0;
+  let most = 0;
+  const s = await stub((_req, body, res) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    res.on('close', () => inFlight--);
+    held.push({ query: new URLSearchParams(body).get('query') ?? '', res });
+  });
+  const answer = (i: number) => json(held[i]!.res, 200, { status: 'success', data: { resultType: 'vector', result: [] } });
+  return { ...s, held, answer, most: () => most, queries: () => held.map((h) => h.query), close: () => (held.forEach((h) => h.res.destroy()), s.close()) };
+}
+
+t.test('maxConcurrent (PROMETHEUS_MAX_CONCURRENT): at most that many queries at once, the others wait their turn and are counted waiting', async (t) => {
+  const p = await holding();
+  t.teardown(p.close);
+  const m = createMetrics({ defaults: false });
+  const c = new PrometheusClient({ url: p.url, metrics: m, maxConcurrent: 2 });
+  const answers = Array.from({ length: 5 }, (_, i) => c.query(`q${i}`, 1_700_000_000_000, { precedence: 2 }));
+  await until(t, 'two queries at the server', () => p.held.length === 2);
+  // the three others are held back by the client, not on their way: a while later still two
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(p.held.length, 2, 'only two queries reached Prometheus');
+  t.match(await m.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 3/);
+  for (let i = 0; i < 5; i++) {
+    await until(t, `query ${i + 1} at the server`, () => p.held.length > i);
+    p.answer(i);
+  }
+  t.same(await Promise.all(answers), [[], [], [], [], []], 'every query answered in the end');
+  t.equal(p.most(), 2, 'never more than two at once');
+  t.same(p.queries(), ['q0', 'q1', 'q2', 'q3', 'q4'], 'one lane: first come first served');
+  t.match(await m.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 0/);
+});
+
+t.test("maxConcurrent: a P0 rule's query goes before the storm's queries already waiting", async (t) => {
+  const p = await holding();
+  t.teardown(p.close);
+  const c = new PrometheusClient({ url: p.url, maxConcurrent: 1 });
+  const storm = Array.from({ length: 4 }, (_, i) => c.queryRange(`storm${i}`, 1_700_000_000_000, 1_700_000_060_000, 15_000, { precedence: 2 }));
+  await until(t, 'the first storm query at the server', () => p.held.length === 1);
+  const p1 = c.query('p1', 1_700_000_000_000, { precedence: 1 });
+  const p0 = c.query('p0', 1_700_000_000_000, { precedence: 0 });
+  for (let i = 0; i < 6; i++) {
+    await until(t, `query ${i + 1} at the server`, () => p.held.length > i);
+    if (i < 5) await new Promise((r) => setTimeout(r, 20)); // time for a wrong one to come first
+    json(p.held[i]!.res, 200, { status: 'success', data: { resultType: i === 1 || i === 2 ? 'vector' : 'matrix', result: [] } });
+  }
+  await Promise.all([p0, p1, ...storm]);
+  t.same(p.queries(), ['storm0', 'p0', 'p1', 'storm1', 'storm2', 'storm3']);
+});
+
+t.test('maxConcurrent: the wait for a turn counts in PROMETHEUS_TIMEOUT; a query that waited all of it is never sent and fails as unreachable', async (t) => {
+  // a fetch that holds the first query past every timeout (as a stuck connection would), so the
+  // only place stays taken for all of the second query's timeout (AbortSignal.timeout's timer does
+  // not keep a process alive: this interval does, as the server does in rollguard)
+  const alive = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(alive));
+  const sent: string[] = [];
+  let answerFirst!: (r: Response) => void;
+  const fetch = (async (_url: string | URL | Request, init?: RequestInit) => {
+    sent.push(new URLSearchParams(String(init?.body)).get('query') ?? '');
+    if (sent.length === 1) return new Promise<Response>((r) => (answerFirst = r));
+    return new Response(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [] } }), { headers: { 'content-type': 'application/json' } });
+  }) as typeof globalThis.fetch;
+  const m = createMetrics({ defaults: false });
+  const c = new PrometheusClient({ url: 'http://prometheus.invalid:9090', metrics: m, maxConcurrent: 1, timeoutMs: 300, fetch });
+  const first = c.query('first', 1_700_000_000_000);
+  await until(t, 'the first query sent', () => sent.length === 1);
+  const started = Date.now();
+  const err = await c.query('second', 1_700_000_000_000).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof PrometheusUnavailableError, "PrometheusUnavailableError: the rule's onPrometheusDown applies, as for any timeout");
+  t.match((err as Error).message, /timed out after 300ms waiting for a turn \(PROMETHEUS_MAX_CONCURRENT=1 queries were in flight all that time; never sent\)/);
+  t.ok(Date.now() - started < 2000, 'at its timeout, not once the first query ends');
+  t.same(sent, ['first'], 'never sent');
+  t.match(await m.registry.metrics(), /rollguard_prometheus_queries_total\{outcome="unreachable"\} 1/);
+  t.match(await m.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 0/, 'the one that gave up is no longer counted waiting');
+  answerFirst(new Response(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [] } })));
+  t.same(await first, []);
+  t.same(await c.query('third', 1_700_000_000_000), [], 'the place given back: the next query is sent');
+  t.same(sent, ['first', 'third']);
+});
+
+t.test('maxConcurrent: time spent waiting is taken from the query\'s own timeout', async (t) => {
+  // one at a time; the first answered after 200 ms: the second, sent then, has 100 ms left of its 300
+  const p = await holding();
+  t.teardown(p.close);
+  const c = new PrometheusClient({ url: p.url, maxConcurrent: 1, timeoutMs: 300 });
+  const first = c.query('first', 1_700_000_000_000);
+  await until(t, 'the first query at the server', () => p.held.length === 1);
+  const second = c.query('second', 1_700_000_000_000).then(() => 'answered', (e: unknown) => e);
+  await new Promise((r) => setTimeout(r, 200));
+  p.answer(0);
+  await first;
+  await until(t, 'the second at the server', () => p.held.length === 2);
+  const err = await second; // never answered: it times out 300 ms after it was asked, not after it was sent
+  t.ok(err instanceof PrometheusUnavailableError);
+  t.match((err as Error).message, /timed out after 300ms$/);
+});
+
+t.test("a health check (precedence 'check') is sent at once, whatever waits", async (t) => {
+  const p = await holding();
+  t.teardown(p.close);
+  const c = new PrometheusClient({ url: p.url, maxConcurrent: 1 });
+  const storm = [c.query('storm0', 1_700_000_000_000, { precedence: 2 }), c.query('storm1', 1_700_000_000_000, { precedence: 0 })];
+  await until(t, 'the first at the server', () => p.held.length === 1);
+  const check = c.query('vector(1)', 1_700_000_000_000, { precedence: 'check' });
+  await until(t, 'the check at the server', () => p.held.length === 2);
+  t.same(p.queries(), ['storm0', 'vector(1)']);
+  p.answer(1);
+  t.same(await check, []);
+  p.answer(0);
+  await until(t, 'storm1 at the server', () => p.held.length === 3);
+  p.answer(2);
+  await Promise.all(storm);
 });

@@ -1,0 +1,113 @@
+// Turns at a dependency: at most `max` calls to it at once (PROMETHEUS_MAX_CONCURRENT queries,
+// KUBE_MAX_CONCURRENT_READS reads), the others waiting their turn. The line is served by the
+// queue's lanes: a P0 alert's call goes before every waiting P1 and P2 call, whenever it came,
+// and calls of one lane go first come first served. So the events a replica has in hand
+// (QUEUE_CONCURRENCY) do not set the load on Prometheus or the API server, and a storm's calls do
+// not hold back the one alert that matters.
+//
+// A call that stops waiting (its caller's signal: a request deadline that counts the wait, a
+// cancelled rollback) leaves the line at once, is never made, and its place is not taken from
+// anyone. A health check never waits: it measures the dependency, not this line.
+import type { Lane } from './store/store.js';
+
+/**
+ * Who goes first at a bounded dependency: the lane of the alert the call is for (0: a P0 rule's,
+ * src/store/store.ts laneOf), or 'check' for a health check, which does not wait its turn. Unset:
+ * 0, first: work that is not a queued alert's (a human's request, a drill, a watcher's list, a
+ * rollback's verification) is little, and someone is waiting on it.
+ */
+export type Precedence = Lane | 'check';
+
+interface Waiter {
+  /** called when a place passes to it */
+  start(): void;
+}
+
+export class Turns {
+  /** calls running now (a place passes from one that ends straight to the next in line) */
+  private running = 0;
+  /** one line per lane, served lane 0 first */
+  private readonly lines: Waiter[][] = [[], [], []];
+  private waitingNow = 0;
+
+  /**
+   * @param max calls at once
+   * @param onWaiting told the number of calls waiting each time it changes (a gauge)
+   */
+  constructor(
+    readonly max: number,
+    private readonly onWaiting?: (waiting: number) => void,
+  ) {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`calls at once must be a whole number of at least 1, got ${max}`);
+    onWaiting?.(0); // the gauge's series is there from the start, at 0
+  }
+
+  /** Calls waiting for their turn now. */
+  get waiting(): number {
+    return this.waitingNow;
+  }
+
+  /** Calls running now. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /**
+   * Runs `call` in its turn. When `signal` aborts while it waits, it leaves the line at once and
+   * the promise rejects with the signal's reason (`call` never runs); an aborted signal before
+   * the call is not checked here: the call itself is handed it.
+   */
+  async run<T>(call: () => Promise<T>, opts: { precedence?: Precedence | undefined; signal?: AbortSignal | undefined } = {}): Promise<T> {
+    const precedence = opts.precedence ?? 0;
+    if (precedence === 'check') return call();
+    if (this.running < this.max) this.running++;
+    else await this.wait(precedence, opts.signal);
+    try {
+      return await call();
+    } finally {
+      this.release();
+    }
+  }
+
+  private wait(lane: Lane, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const line = this.lines[lane] ?? this.lines[this.lines.length - 1]!;
+      const onAbort = () => {
+        const at = line.indexOf(waiter);
+        if (at >= 0) {
+          line.splice(at, 1);
+          this.changed(-1);
+        }
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        start: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      line.push(waiter);
+      this.changed(1);
+    });
+  }
+
+  /** A call ended: its place passes to the first in line, lane 0 first, or is freed. */
+  private release(): void {
+    for (const line of this.lines) {
+      const next = line.shift();
+      if (next) {
+        this.changed(-1);
+        next.start();
+        return;
+      }
+    }
+    this.running--;
+  }
+
+  private changed(by: number): void {
+    this.waitingNow += by;
+    this.onWaiting?.(this.waitingNow);
+  }
+}

@@ -1,0 +1,141 @@
+// The real @kubernetes/client-node wrapper against a small HTTP server that holds reads: at most
+// KUBE_MAX_CONCURRENT_READS reads reach the API server at once, the others wait their turn (counted
+// in rollguard_dependency_calls_waiting), P0 alerts' first; writes are never held back behind them;
+// a read whose caller gave up, or whose deadline passed, while it waited leaves at once and never
+// reaches the server.
+import t, { type Test } from 'tap';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ClientNodeKube } from '../../../src/kube/client.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
+import { createMetrics } from '../../../src/metrics.js';
+
+const held: { url: string; res: http.ServerResponse }[] = [];
+const writes: string[] = [];
+let inFlightReads = 0;
+let mostReads = 0;
+const server = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json');
+    if (req.method !== 'GET') {
+      writes.push(`${req.method} ${req.url}`);
+      res.end(JSON.stringify({ metadata: { name: 'web' } }));
+      return;
+    }
+    inFlightReads++;
+    mostReads = Math.max(mostReads, inFlightReads);
+    res.on('finish', () => inFlightReads--);
+    held.push({ url: req.url!, res });
+  });
+});
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+t.teardown(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+const kc = new KubeConfig();
+kc.loadFromOptions({
+  clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+  users: [{ name: 'u', token: 't0ken' }],
+  contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+  currentContext: 'x',
+});
+
+async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return t.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const answer = (i: number) => held[i]!.res.end(JSON.stringify({ metadata: { name: `d${i}` } }));
+
+t.test('reads: at most maxConcurrentReads at once, the rest wait their turn; writes pass them', async (t) => {
+  held.length = 0;
+  writes.length = 0;
+  mostReads = 0;
+  const metrics = createMetrics({ defaults: false });
+  const kube = new ClientNodeKube(kc, { timeoutMs: 5000, maxConcurrentReads: 2, metrics });
+  const reads = Array.from({ length: 5 }, (_, i) => kube.get(RESOURCES.deployments, 'shop', `d${i}`, { precedence: 2 }));
+  await until(t, 'two reads at the server', () => held.length === 2);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(held.length, 2, 'only two reads reached the API server');
+  t.match(await metrics.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 3/);
+
+  // a rollback's write while every read place is taken: sent at once
+  await kube.patch(RESOURCES.deployments, 'shop', 'web', { spec: { paused: false } }, 'merge');
+  t.same(writes, ['PATCH /apis/apps/v1/namespaces/shop/deployments/web?fieldManager=rollguard']);
+
+  for (let i = 0; i < 5; i++) {
+    await until(t, `read ${i + 1} at the server`, () => held.length > i);
+    answer(i);
+  }
+  const got = await Promise.all(reads);
+  t.same(got.map((d) => d.metadata?.name), ['d0', 'd1', 'd2', 'd3', 'd4'], 'every read answered, in the order asked');
+  t.equal(mostReads, 2, 'never more than two reads at once');
+  t.match(await metrics.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 0/);
+});
+
+t.test('a read whose caller gave up while it waited its turn leaves the line at once and is never sent', async (t) => {
+  held.length = 0;
+  const metrics = createMetrics({ defaults: false });
+  const kube = new ClientNodeKube(kc, { timeoutMs: 5000, maxConcurrentReads: 1, metrics });
+  const first = kube.get(RESOURCES.deployments, 'shop', 'd0');
+  await until(t, 'the first read at the server', () => held.length === 1);
+  const gaveUp = new AbortController();
+  const second = kube.get(RESOURCES.deployments, 'shop', 'gone', { signal: gaveUp.signal }).then(() => undefined, (e: unknown) => e);
+  const third = kube.get(RESOURCES.deployments, 'shop', 'd2');
+  await new Promise((r) => setImmediate(r));
+  t.match(await metrics.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 2/);
+  gaveUp.abort();
+  // rejected while the first read still holds the only place
+  const err = await second;
+  t.ok(err instanceof KubeApiError, 'a KubeApiError');
+  t.equal((err as KubeApiError).status, 'timeout');
+  t.match((err as KubeApiError).message, /cancelled by caller while waiting its turn \(never sent\)/);
+  t.match(await metrics.registry.metrics(), /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 1/, 'no longer counted waiting');
+  answer(0);
+  await first;
+  await until(t, 'the third read at the server', () => held.length === 2);
+  answer(1);
+  t.equal((await third).metadata?.name, 'd1');
+  t.same(held.map((h) => h.url), ['/apis/apps/v1/namespaces/shop/deployments/d0', '/apis/apps/v1/namespaces/shop/deployments/d2'], 'the abandoned read never reached the server; its place went to the next');
+});
+
+t.test("a P0 alert's read goes before the storm's reads already waiting", async (t) => {
+  held.length = 0;
+  const kube = new ClientNodeKube(kc, { timeoutMs: 5000, maxConcurrentReads: 1 });
+  const storm = Array.from({ length: 3 }, (_, i) => kube.get(RESOURCES.deployments, 'shop', `storm${i}`, { precedence: 2 }));
+  await until(t, 'the first storm read at the server', () => held.length === 1);
+  const p0 = kube.get(RESOURCES.deployments, 'shop', 'p0', { precedence: 0 });
+  for (let i = 0; i < 4; i++) {
+    await until(t, `read ${i + 1} at the server`, () => held.length > i);
+    if (i < 3) await new Promise((r) => setTimeout(r, 20)); // time for a wrong one to come first
+    answer(i);
+  }
+  await Promise.all([p0, ...storm]);
+  t.same(held.map((h) => h.url.split('/').at(-1)), ['storm0', 'p0', 'storm1', 'storm2']);
+});
+
+t.test("the wait counts in the read's deadline: one that waited all of it is never sent, and says why", async (t) => {
+  held.length = 0;
+  const kube = new ClientNodeKube(kc, { timeoutMs: 300, maxConcurrentReads: 1 });
+  // the first read, with a deadline of its own long enough to hold the only place throughout
+  const first = kube.get(RESOURCES.deployments, 'shop', 'd0', { timeoutMs: 5000 });
+  await until(t, 'the first read at the server', () => held.length === 1);
+  const started = Date.now();
+  const err = await kube.get(RESOURCES.deployments, 'shop', 'late').then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof KubeApiError);
+  t.equal((err as KubeApiError).status, 'timeout');
+  t.match((err as KubeApiError).message, /timed out after 300 ms waiting for a turn \(KUBE_MAX_CONCURRENT_READS=1 reads were in flight all that time; never sent\)/);
+  t.ok(Date.now() - started < 2000, 'at its deadline, not once the first read ends');
+  answer(0);
+  await first;
+  await new Promise((r) => setTimeout(r, 50));
+  t.same(held.map((h) => h.url.split('/').at(-1)), ['d0'], 'never sent');
+});

@@ -1,0 +1,171 @@
+// Turns (src/turns.ts): the bound on calls at once to a dependency, its line served P0 first.
+import t from 'tap';
+import { Turns } from '../../src/turns.js';
+
+/** A call that runs until its test ends it: `started` says whether Turns let it run. */
+function held(log: string[], name: string) {
+  let end!: (v: string) => void;
+  let fail!: (e: Error) => void;
+  const call = {
+    started: false,
+    end: (v = name) => end(v),
+    fail: (e: Error) => fail(e),
+    fn: () =>
+      new Promise<string>((resolve, reject) => {
+        call.started = true;
+        log.push(name);
+        end = resolve;
+        fail = reject;
+      }),
+  };
+  return call;
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+t.test('at most max calls at once; a place passes to the next in line as a call ends', async (t) => {
+  const log: string[] = [];
+  const seen: number[] = [];
+  const turns = new Turns(2, (n) => seen.push(n));
+  const calls = ['a', 'b', 'c', 'd'].map((n) => held(log, n));
+  const settled = Promise.allSettled(calls.map((c) => turns.run(c.fn, { precedence: 2 })));
+  await tick();
+  t.same(log, ['a', 'b'], 'two run');
+  t.equal(turns.waiting, 2);
+  t.equal(turns.inFlight, 2);
+  calls[0]!.end();
+  await tick();
+  t.same(log, ['a', 'b', 'c'], 'the first in line runs once a place is free');
+  t.equal(turns.inFlight, 2, 'the place passed on: still two at once');
+  calls[1]!.fail(new Error('boom'));
+  await tick();
+  t.same(log, ['a', 'b', 'c', 'd'], 'a call that fails gives its place back too');
+  calls[2]!.end();
+  calls[3]!.end();
+  t.same((await settled).map((s) => s.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'], "each caller gets its own call's outcome");
+  t.equal(turns.inFlight, 0);
+  t.equal(turns.waiting, 0);
+  t.same(seen, [0, 1, 2, 1, 0], 'the waiting count is reported from the start and at each change');
+});
+
+t.test("the line is served by lane: a P0 call goes before every P1 and P2 call waiting, whenever they came; one lane's first come first served", async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const names = ['p2-a', 'p1-a', 'p2-b', 'p0-a', 'p1-b', 'p0-b'];
+  const lanes = [2, 1, 2, 0, 1, 0] as const;
+  const calls = names.map((n) => held(log, n));
+  const all = [turns.run(first.fn, { precedence: 2 }), ...calls.map((c, i) => turns.run(c.fn, { precedence: lanes[i]! }))];
+  await tick();
+  first.end();
+  for (let i = 0; i < calls.length; i++) {
+    await tick();
+    t.equal(log.length, i + 2, 'one more call runs as the one before ends, never two');
+    calls[names.indexOf(log.at(-1)!)]!.end();
+  }
+  await Promise.all(all);
+  t.same(log, ['running', 'p0-a', 'p0-b', 'p1-a', 'p1-b', 'p2-a', 'p2-b']);
+});
+
+t.test('unset precedence goes first (lane 0): work that is not an alert\'s', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const p1 = held(log, 'p1');
+  const unset = held(log, 'unset');
+  const all = [turns.run(first.fn), turns.run(p1.fn, { precedence: 1 }), turns.run(unset.fn)];
+  await tick();
+  first.end();
+  await tick();
+  t.same(log, ['running', 'unset']);
+  unset.end();
+  await tick();
+  p1.end();
+  await Promise.all(all);
+});
+
+t.test('a caller that gives up while waiting leaves the line at once: rejected with its reason, its call never made, no place taken from anyone', async (t) => {
+  const log: string[] = [];
+  const seen: number[] = [];
+  const turns = new Turns(1, (n) => seen.push(n));
+  const first = held(log, 'running');
+  const gaveUp = held(log, 'gave-up');
+  const next = held(log, 'next');
+  const ac = new AbortController();
+  const running = turns.run(first.fn);
+  const abandoned = turns.run(gaveUp.fn, { precedence: 0, signal: ac.signal });
+  const after = turns.run(next.fn, { precedence: 2 });
+  await tick();
+  t.equal(turns.waiting, 2);
+  const reason = new Error('deadline');
+  ac.abort(reason);
+  // rejected now, while the running call still holds the only place
+  t.equal(await abandoned.then(() => 'ran', (e: unknown) => e), reason, 'rejected with the signal\'s reason, before any place came free');
+  t.equal(turns.waiting, 1, 'out of the line');
+  t.equal(seen.at(-1), 1, 'and the gauge told');
+  first.end();
+  await tick();
+  t.same(log, ['running', 'next'], 'the place went to the next in line; the abandoned call was never made');
+  next.end();
+  await Promise.all([running, after]);
+  t.equal(turns.inFlight, 0, 'no place lost or leaked');
+  t.equal(gaveUp.started, false);
+});
+
+t.test('a signal aborted before the call waits: rejected at once, never queued', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const running = turns.run(first.fn);
+  const reason = new Error('already');
+  const late = held(log, 'late');
+  await t.rejects(turns.run(late.fn, { signal: AbortSignal.abort(reason) }), reason);
+  t.equal(turns.waiting, 0);
+  first.end();
+  await running;
+  t.equal(late.started, false);
+});
+
+t.test('an abort after the call got its place changes nothing here (the call itself is handed the signal)', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const second = held(log, 'second');
+  const ac = new AbortController();
+  const a = turns.run(first.fn);
+  const b = turns.run(second.fn, { signal: ac.signal });
+  await tick();
+  first.end();
+  await tick();
+  t.equal(second.started, true);
+  ac.abort(new Error('late'));
+  second.end('answered');
+  t.equal(await b, 'answered');
+  await a;
+  t.equal(turns.inFlight, 0);
+});
+
+t.test("a health check ('check') never waits and takes no place", async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const queued = held(log, 'queued');
+  const check = held(log, 'check');
+  const a = turns.run(first.fn);
+  const b = turns.run(queued.fn, { precedence: 0 });
+  const c = turns.run(check.fn, { precedence: 'check' });
+  await tick();
+  t.same(log, ['running', 'check'], 'the check runs beside the bound');
+  check.end();
+  await c;
+  t.equal(queued.started, false, 'and took no place: the one in line still waits for the running call');
+  first.end();
+  await tick();
+  queued.end();
+  await Promise.all([a, b]);
+});
+
+t.test('max must be a whole number of at least 1', async (t) => {
+  t.throws(() => new Turns(0), RangeError);
+  t.throws(() => new Turns(1.5), RangeError);
+});
