@@ -234,6 +234,16 @@ export const ROWS: RowSpec[] = [
           { expr: 'sum by (limit) (increase(rollguard_alertmanager_alerts_refused_total[$__rate_interval]))', legend: 'fetched {{limit}}' },
         ],
       },
+      {
+        kind: 'timeseries',
+        title: 'Calls waiting their turn at Prometheus and the API server',
+        description:
+          "Queries and reads waiting because a replica's bound of calls at once is reached (PROMETHEUS_MAX_CONCURRENT, KUBE_MAX_CONCURRENT_READS), P0 alerts' first. Above 0 for long during a storm: the dependency, not rollguard's queue, sets the pace; a query that waits all of PROMETHEUS_TIMEOUT counts as Prometheus down.",
+        w: 12,
+        h: 6,
+        unit: 'short',
+        queries: [{ expr: 'sum by (dependency) (rollguard_dependency_calls_waiting)', legend: '{{dependency}}' }],
+      },
     ],
   },
   {
