@@ -68,7 +68,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'Rules currently in force.'),
     // prometheus confirmation
     prometheusQueries: counter('rollguard_prometheus_queries_total',
-      'Queries sent to Prometheus, by outcome (ok, error, unreachable).', ['outcome']),
+      'Queries to Prometheus, by outcome: ok, error, unreachable (sent), not_sent (waited PROMETHEUS_TIMEOUT for a turn, PROMETHEUS_MAX_CONCURRENT in flight all that time).', ['outcome']),
     dependencyCallsWaiting: gauge('rollguard_dependency_calls_waiting',
       'Calls to a dependency waiting for their turn because its bound of calls at once is reached (P0 alerts\' calls first), by dependency: prometheus (PROMETHEUS_MAX_CONCURRENT queries), kubernetes (KUBE_MAX_CONCURRENT_READS reads). Above 0 for long: the dependency, not the queue, sets the pace.', ['dependency']),
     triggerConfirmations: counter('rollguard_trigger_confirmations_total',

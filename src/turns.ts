@@ -5,9 +5,11 @@
 // (QUEUE_CONCURRENCY) do not set the load on Prometheus or the API server, and a storm's calls do
 // not hold back the one alert that matters.
 //
-// A call that stops waiting (its caller's signal: a request deadline that counts the wait, a
-// cancelled rollback) leaves the line at once, is never made, and its place is not taken from
-// anyone. A health check never waits: it measures the dependency, not this line.
+// A call that stops waiting (its wait ran out, or its caller gave up: a cancelled rollback)
+// leaves the line at once, is never made, and its place is not taken from anyone. A call that
+// gets its turn is made with its whole time limit: the wait is bounded apart, never taken from
+// the time the dependency has to answer. A health check never waits: it measures the dependency,
+// not this line.
 import type { Lane } from './store/store.js';
 
 /**
@@ -17,6 +19,17 @@ import type { Lane } from './store/store.js';
  * rollback's verification) is little, and someone is waiting on it.
  */
 export type Precedence = Lane | 'check';
+
+/** A call waited its whole `waitMs` for a turn: it was never made. */
+export class TurnTimeoutError extends Error {
+  override name = 'TurnTimeoutError';
+  constructor(
+    readonly waitedMs: number,
+    readonly max: number,
+  ) {
+    super(`no turn within ${waitedMs} ms: ${max} calls were in flight all that time; never sent`);
+  }
+}
 
 interface Waiter {
   /** called when a place passes to it */
@@ -53,15 +66,16 @@ export class Turns {
   }
 
   /**
-   * Runs `call` in its turn. When `signal` aborts while it waits, it leaves the line at once and
-   * the promise rejects with the signal's reason (`call` never runs); an aborted signal before
-   * the call is not checked here: the call itself is handed it.
+   * Runs `call` in its turn. It leaves the line at once, `call` never run, when `signal` aborts
+   * while it waits (rejecting with the signal's reason) or when it has waited `waitMs` (rejecting
+   * with TurnTimeoutError). Neither is looked at once the call has its place: the call is handed
+   * its own signal and time limit. Timers and listeners exist only while a call waits.
    */
-  async run<T>(call: () => Promise<T>, opts: { precedence?: Precedence | undefined; signal?: AbortSignal | undefined } = {}): Promise<T> {
+  async run<T>(call: () => Promise<T>, opts: { precedence?: Precedence | undefined; signal?: AbortSignal | undefined; waitMs?: number | undefined } = {}): Promise<T> {
     const precedence = opts.precedence ?? 0;
     if (precedence === 'check') return call();
     if (this.running < this.max) this.running++;
-    else await this.wait(precedence, opts.signal);
+    else await this.wait(precedence, opts.signal, opts.waitMs);
     try {
       return await call();
     } finally {
@@ -69,25 +83,31 @@ export class Turns {
     }
   }
 
-  private wait(lane: Lane, signal: AbortSignal | undefined): Promise<void> {
+  private wait(lane: Lane, signal: AbortSignal | undefined, waitMs: number | undefined): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
       const line = this.lines[lane] ?? this.lines[this.lines.length - 1]!;
-      const onAbort = () => {
+      let timer: NodeJS.Timeout | undefined;
+      const leave = (why: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         const at = line.indexOf(waiter);
         if (at >= 0) {
           line.splice(at, 1);
           this.changed(-1);
         }
-        reject(signal!.reason);
+        reject(why);
       };
+      const onAbort = () => leave(signal!.reason);
       const waiter: Waiter = {
         start: () => {
+          clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           resolve();
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
+      if (waitMs !== undefined) timer = setTimeout(() => leave(new TurnTimeoutError(waitMs, this.max)), waitMs);
       line.push(waiter);
       this.changed(1);
     });

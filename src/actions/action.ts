@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { ConfigDrift } from '../config-deps/check.js';
-import type { Kube, KubeObject, PatchType, ResourceType } from '../kube/kube.js';
+import type { Kube, KubeObject, PatchType, RequestOptions, ResourceType } from '../kube/kube.js';
 import type { NameKind } from '../kube/names.js';
 import type { PlannedMigration } from '../migrations/types.js';
 import type { Precedence } from '../turns.js';
@@ -78,6 +78,11 @@ export interface ActionContext {
    * only then may a plan go on from where the writes stopped (RollbackPlan.resumes).
    */
   recovering?: boolean;
+}
+
+/** The request options of a rollback's API calls: its signal (cancelled at shutdown), and its turn at the API server's reads (precedence). */
+export function reqOpts(ctx: Pick<ActionContext, 'signal' | 'precedence'>): RequestOptions {
+  return { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.precedence !== undefined ? { precedence: ctx.precedence } : {}) };
 }
 
 export type RefusalCode =

@@ -2,12 +2,13 @@
 // the verification poll, and the helpers a kind's definition (options, rule params) is made of.
 import { z } from 'zod';
 import { verifyRestored } from '../config-deps/restore.js';
-import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/kube.js';
+import type { Kube, KubeObject, ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
 import { pollUntil, sleep } from '../kube/rollout-status.js';
 import {
   MIGRATION_ANNOTATION,
+  reqOpts,
   type Action,
   type ActionContext,
   type ExecuteResult,
@@ -48,9 +49,7 @@ export function noCluster(ref: TargetRef): RollbackPlan {
   return refused(ref, 'no_cluster', `${NO_CLUSTER}; cannot roll back ${ref.kind} ${ref.namespace}/${ref.name}`);
 }
 
-export function reqOpts(ctx: ActionContext): RequestOptions {
-  return { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.precedence !== undefined ? { precedence: ctx.precedence } : {}) };
-}
+export { reqOpts };
 
 /** GET that answers null for 404 (the caller turns it into a 'not_found' refusal); other errors throw. */
 export async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string, ctx: ActionContext): Promise<KubeObject | null> {

@@ -1,6 +1,7 @@
 import type { Alert } from '../alertmanager/alert.js';
 import type { Metrics } from '../metrics.js';
 import {
+  PrometheusBusyError,
   PrometheusQueryError,
   PrometheusUnavailableError,
   type InstantSample,
@@ -25,8 +26,11 @@ import { laneOf } from '../store/store.js';
  * When Prometheus is down (unreachable, a timeout, a 5xx), the outcome is `prometheus_down` and
  * `onPrometheusDown` carries the rule's policy (act / hold / notify) for the decision tree. An
  * answer that is an error (a query Prometheus rejects, an auth proxy's 401/403, a 413, any other
- * 4xx; see prometheus/client.ts) is `error`: held and escalated, never acted on. Reasons name
- * Prometheus by its redacted URL, never its credentials.
+ * 4xx; see prometheus/client.ts) is `error`: held and escalated, never acted on. A query that
+ * never got its turn (PROMETHEUS_MAX_CONCURRENT in flight for all of PROMETHEUS_TIMEOUT:
+ * PrometheusBusyError) is `prometheus_down` held for a re-check, whatever onPrometheusDown says:
+ * Prometheus was answering, rollguard was asking faster, and that never decides a rollback
+ * unconfirmed. Reasons name Prometheus by its redacted URL, never its credentials.
  */
 
 export type ConfirmOutcome = 'confirmed' | 'not_confirmed' | 'insufficient_data' | 'prometheus_down' | 'error';
@@ -90,12 +94,10 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
   // past PROMETHEUS_MAX_CONCURRENT queries in flight, the rule's priority sets who goes first (src/turns.ts)
   const turn = { precedence: laneOf(input.rule.priority) };
 
-  const down = (e: PrometheusUnavailableError): Confirmation => ({
-    ...base,
-    outcome: 'prometheus_down',
-    onPrometheusDown: rule.onPrometheusDown,
-    reason: `${e.message}; onPrometheusDown: ${rule.onPrometheusDown}`,
-  });
+  const down = (e: PrometheusUnavailableError): Confirmation =>
+    e instanceof PrometheusBusyError
+      ? { ...base, outcome: 'prometheus_down', onPrometheusDown: 'hold', reason: `${e.message}; held for a re-check whatever onPrometheusDown (${rule.onPrometheusDown}) says: Prometheus is answering, only slower than rollguard asks` }
+      : { ...base, outcome: 'prometheus_down', onPrometheusDown: rule.onPrometheusDown, reason: `${e.message}; onPrometheusDown: ${rule.onPrometheusDown}` };
 
   try {
     let baselineOf: ((labels: Record<string, string>) => number | undefined) | undefined;

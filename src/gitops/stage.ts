@@ -6,7 +6,7 @@
 //     that reconciles (policy suspend), remembering what it was;
 //  3. driftedBack(), when verifying: a rollback whose target was changed back after our write
 //     within the owners' reconcile window failed ("re-applied by <owner>").
-import type { ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
+import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import type { KubeObject } from '../kube/kube.js';
@@ -39,7 +39,7 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   if (!actx.kube || plan.refusal) return plan;
   const objects: ObjectRef[] = (plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) }));
   if (objects.length === 0) return plan;
-  const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, actx.signal ? { signal: actx.signal } : {});
+  const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, reqOpts(actx));
   if (owners.length === 0) return plan;
   const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
   const g: GitOpsRecord = { policy, owners };
@@ -89,7 +89,7 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   await actx.checkFence();
   let done: Suspension[];
   try {
-    done = await suspendOwners(actx.kube, owners, ctx.now, actx.signal ? { signal: actx.signal } : {});
+    done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx));
   } catch (err) {
     g.suspended = (err as { suspended?: Suspension[] }).suspended ?? [];
     await countSuspended(ctx, rec, g.suspended);
@@ -153,7 +153,7 @@ export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan:
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
   let after = res.newGeneration;
   for (;;) {
-    const obj = await actx.kube.get(w.resource, w.namespace, w.name, actx.signal ? { signal: actx.signal } : {});
+    const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
     const gen = obj.metadata.generation ?? 0;
     after ??= gen;
     if (gen > after) {

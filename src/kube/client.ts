@@ -23,7 +23,7 @@ import {
   type RequestContext,
   type ResponseContext,
 } from '@kubernetes/client-node';
-import { Turns } from '../turns.js';
+import { TurnTimeoutError, Turns } from '../turns.js';
 import { SharedAgent } from './agent.js';
 import type { KubeClientOptions } from './config.js';
 import { causeOf, KubeApiError, toKubeApiError } from './errors.js';
@@ -161,32 +161,21 @@ export class ClientNodeKube implements Kube {
   private async read<T>(operation: string, opts: RequestOptions | undefined, fn: (options: ConfigurationOptions<ObservableMiddleware>) => Promise<T>, accept?: string): Promise<T> {
     const turns = this.reads;
     if (!turns) return this.readNow(operation, opts, fn, accept);
-    // The deadline runs from here: a read that waited its turn has that much less to be answered
-    // in; one whose deadline passed, or whose caller gave up, while it waited is never sent.
+    // The wait is bounded apart, by the read's deadline too: one whose caller gave up, or that
+    // waited all of it, leaves the line and is never sent; one that gets its turn has its whole
+    // deadline to be answered (a slow line never cuts the API server's answer short, nor drops
+    // the kept-alive connections for a timeout that was the line's).
     const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
-    const started = performance.now();
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = opts?.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
-    let sent = false;
     try {
-      return await turns.run(
-        () => {
-          sent = true;
-          const left = Math.max(1, Math.floor(timeoutMs - (performance.now() - started)));
-          return this.readNow(operation, { ...opts, timeoutMs: left }, fn, accept);
-        },
-        { precedence: opts?.precedence, signal },
-      );
+      return await turns.run(() => this.readNow(operation, opts, fn, accept), { precedence: opts?.precedence, signal: opts?.signal, waitMs: timeoutMs });
     } catch (err) {
-      if (sent) throw err;
-      if (opts?.signal?.aborted) throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller while waiting its turn (never sent)', operation, cause: causeOf(err) });
-      throw new KubeApiError({
-        status: 'timeout',
-        reason: 'Timeout',
-        message: `timed out after ${timeoutMs} ms waiting for a turn (KUBE_MAX_CONCURRENT_READS=${turns.max} reads were in flight all that time; never sent)`,
-        operation,
-        cause: causeOf(err),
-      });
+      if (err instanceof TurnTimeoutError) {
+        throw new KubeApiError({ status: 'timeout', reason: 'Timeout', message: `no turn to send it within ${timeoutMs} ms: KUBE_MAX_CONCURRENT_READS=${turns.max} reads were in flight all that time; never sent`, operation, cause: err });
+      }
+      if (!(err instanceof KubeApiError) && opts?.signal?.aborted) {
+        throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller while waiting its turn (never sent)', operation, cause: causeOf(err) });
+      }
+      throw err;
     }
   }
 

@@ -211,7 +211,7 @@ export async function waitForRollout(
     polls++;
     let obj: KubeObject;
     try {
-      obj = await kube.get(rt, namespace, name, opts.signal ? { signal: opts.signal } : {});
+      obj = await kube.get(rt, namespace, name, { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.precedence !== undefined ? { precedence: opts.precedence } : {}) });
     } catch (err) {
       const msg = err instanceof KubeApiError ? err.message : String(err);
       return { outcome: 'unverified', message: `cannot read ${rt.kind} ${namespace}/${name}: ${msg}`, details: { polls, last: last?.message } };

@@ -10,7 +10,7 @@
 //     termination message) unless it succeeded;
 //  3. resumable(), for the recovery of a record whose replica died mid-Job: the Job is found by its
 //     label, never created a second time, and the rollback goes on from there.
-import type { ActionContext, RollbackPlan } from '../actions/action.js';
+import { reqOpts, type ActionContext, type RollbackPlan } from '../actions/action.js';
 import type { EngineContext } from '../engine/context.js';
 import type { Message } from '../engine/messages.js';
 import type { RollbackRecord, RollbackState } from '../engine/record.js';
@@ -30,7 +30,7 @@ export const POLL_MS = 500;
 /** pods/log is a kubelet round trip: a short deadline, then the termination message is used */
 const LOG_TIMEOUT_MS = 5000;
 
-const opts = (actx: ActionContext) => (actx.signal ? { signal: actx.signal } : {});
+const opts = reqOpts;
 
 /** Step 1: the plan with the rule's migration rollback Job, or refused saying what is wrong with it. */
 export async function withMigration(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext): Promise<RollbackPlan> {

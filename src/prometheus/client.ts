@@ -1,6 +1,6 @@
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
-import { Turns, type Precedence } from '../turns.js';
+import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
 
 /**
  * A small client for Prometheus' HTTP API (/api/v1/query and /api/v1/query_range), with `fetch`.
@@ -44,6 +44,19 @@ export class PrometheusUnavailableError extends Error {
   }
 }
 
+/**
+ * A query waited PROMETHEUS_TIMEOUT for its turn (PROMETHEUS_MAX_CONCURRENT queries in flight all
+ * that time) and was never sent. Prometheus is answering, only slower than rollguard asks: not
+ * "Prometheus down" for the decision (src/engine/confirm.ts holds, whatever onPrometheusDown says),
+ * though callers that only need "no answer" may treat it as unavailable.
+ */
+export class PrometheusBusyError extends PrometheusUnavailableError {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause);
+    this.name = 'PrometheusBusyError';
+  }
+}
+
 export class PrometheusQueryError extends Error {
   constructor(
     message: string,
@@ -65,8 +78,9 @@ export interface PrometheusClientOptions {
   fetch?: typeof fetch;
   /**
    * Queries sent at once (PROMETHEUS_MAX_CONCURRENT); more wait their turn, P0 alerts' first
-   * (src/turns.ts), the wait counted in the query's timeout. Unset: no bound (the CLI's one-off
-   * commands, which send one query at a time or bound their own).
+   * (src/turns.ts), at most timeoutMs (then PrometheusBusyError, never sent); one sent has all of
+   * timeoutMs to be answered. Unset: no bound (the CLI's one-off commands, which send one query
+   * at a time or bound their own).
    */
   maxConcurrent?: number;
 }
@@ -147,34 +161,26 @@ export class PrometheusClient implements PrometheusApi {
   }
 
   /**
-   * One query in its turn (maxConcurrent): PROMETHEUS_TIMEOUT runs from the call, so a query that
-   * waited its turn has that much less to be answered in, and one that waited all of it is never
-   * sent and fails as a timeout would (Prometheus is answering slower than it is asked).
+   * One query in its turn (maxConcurrent). The wait is bounded apart, by PROMETHEUS_TIMEOUT too: a
+   * query that waited all of it is never sent (PrometheusBusyError); one that got its turn has all
+   * of PROMETHEUS_TIMEOUT to be answered, so a slow line never cuts Prometheus' answer short.
    */
   private async call(path: string, expr: string, params: Record<string, string>, opts?: QueryOptions): Promise<{ resultType: string; result: unknown }> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
     const turns = this.turns;
-    if (!turns) return this.send(path, expr, params, timeout);
-    let sent = false;
+    if (!turns) return this.send(path, expr, params);
     try {
-      return await turns.run(
-        () => {
-          sent = true;
-          return this.send(path, expr, params, timeout);
-        },
-        { precedence: opts?.precedence, signal: timeout },
-      );
+      return await turns.run(() => this.send(path, expr, params), { precedence: opts?.precedence, waitMs: this.timeoutMs });
     } catch (err) {
-      if (sent) throw err;
-      this.count('unreachable');
-      throw new PrometheusUnavailableError(
-        `Prometheus at ${this.displayUrl} unreachable: timed out after ${this.timeoutMs}ms waiting for a turn (PROMETHEUS_MAX_CONCURRENT=${turns.max} queries were in flight all that time; never sent)`,
+      if (!(err instanceof TurnTimeoutError)) throw err;
+      this.count('not_sent');
+      throw new PrometheusBusyError(
+        `Prometheus at ${this.displayUrl}: no turn to query it within PROMETHEUS_TIMEOUT (${this.timeoutMs}ms): PROMETHEUS_MAX_CONCURRENT=${turns.max} queries were in flight all that time; never sent`,
         err,
       );
     }
   }
 
-  private async send(path: string, expr: string, params: Record<string, string>, timeout: AbortSignal): Promise<{ resultType: string; result: unknown }> {
+  private async send(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
     const body = new URLSearchParams({ query: expr, ...params });
     let res: Response;
     let text: string;
@@ -189,7 +195,7 @@ export class PrometheusClient implements PrometheusApi {
         body,
         // a redirect is an answer (an auth proxy's login page), not something to follow
         redirect: 'manual',
-        signal: timeout,
+        signal: AbortSignal.timeout(this.timeoutMs),
       });
       text = await res.text();
     } catch (e) {
@@ -242,7 +248,7 @@ export class PrometheusClient implements PrometheusApi {
     return `${at}, not the API's JSON: ${detail}`;
   }
 
-  private count(outcome: 'ok' | 'error' | 'unreachable'): void {
+  private count(outcome: 'ok' | 'error' | 'unreachable' | 'not_sent'): void {
     this.opts.metrics?.prometheusQueries.inc({ outcome });
   }
 }

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { fixture, WEBHOOK_TOKEN } from '../support/app.js';
+import { ADMIN_TOKEN, fixture, WEBHOOK_TOKEN } from '../support/app.js';
 import { ROOT, startServe } from '../support/serve.js';
 
 t.test('a bad setting stops start-up with a message naming it', async (t) => {
@@ -158,18 +158,51 @@ t.test('serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CON
   t.equal(held.length, 1, 'still one: the second waits for the first');
 });
 
-t.test('serve bounds the reads it sends the API server (KUBE_MAX_CONCURRENT_READS): the waiting gauge is there from the start', async (t) => {
+t.test('serve bounds the reads it sends the API server at once (KUBE_MAX_CONCURRENT_READS)', async (t) => {
   const { mkdtempSync, writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
+  const { createServer } = await import('node:http');
+  // an API server that holds every Deployment read, and answers anything else 404
+  const held: string[] = [];
+  const seen: string[] = [];
+  const api = createServer((req, res) => {
+    req.resume();
+    seen.push(`${req.method} ${req.url}`);
+    if (req.method === 'GET' && /\/deployments\/[^/?]+(\?|$)/.test(req.url ?? '')) {
+      held.push(req.url!);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 }));
+  });
+  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    api.closeAllConnections();
+    api.close();
+  });
   const kubeconfig = join(mkdtempSync(join(tmpdir(), 'rg-serve-reads-')), 'kubeconfig');
+  const port = (api.address() as import('node:net').AddressInfo).port;
   writeFileSync(
     kubeconfig,
-    'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
   );
-  const s = await startServe({ WEBHOOK_TOKEN, KUBECONFIG: kubeconfig, KUBE_MAX_CONCURRENT_READS: '3' });
+  const s = await startServe({ WEBHOOK_TOKEN, ADMIN_TOKEN, KUBECONFIG: kubeconfig, DRY_RUN: 'false', KUBE_MAX_CONCURRENT_READS: '1' });
   t.teardown(() => s.proc.kill('SIGKILL'));
-  const metrics = await (await fetch(`${s.url}/metrics`)).text();
-  t.match(metrics, /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 0/, 'the client serve made for the cluster has its reads bounded');
-  t.notMatch(metrics, /dependency="prometheus"/, 'no PROMETHEUS_URL: no Prometheus client, no series');
+  // two manual rollbacks of two Deployments: each plan reads its Deployment first
+  for (const name of ['web', 'api']) {
+    const res = await fetch(`${s.url}/v1/rollbacks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: JSON.stringify({ kind: 'Deployment', namespace: 'shop', name, reason: 'bad deploy' }),
+    });
+    t.equal(res.status, 202, await res.text());
+  }
+  const waiting = async () => /rollguard_dependency_calls_waiting\{dependency="kubernetes"\} 1\b/.test(await (await fetch(`${s.url}/metrics`)).text());
+  const end = Date.now() + 30_000;
+  while (!(held.length === 1 && (await waiting())) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  t.equal(held.length, 1, `one read at the API server (all requests: ${seen.join(', ')})`);
+  t.ok(await waiting(), 'the other counted waiting its turn');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(held.length, 1, 'still one: the second waits for the first');
 });

@@ -1,6 +1,6 @@
 // Turns (src/turns.ts): the bound on calls at once to a dependency, its line served P0 first.
 import t from 'tap';
-import { Turns } from '../../src/turns.js';
+import { Turns, TurnTimeoutError } from '../../src/turns.js';
 
 /** A call that runs until its test ends it: `started` says whether Turns let it run. */
 function held(log: string[], name: string) {
@@ -168,4 +168,39 @@ t.test("a health check ('check') never waits and takes no place", async (t) => {
 t.test('max must be a whole number of at least 1', async (t) => {
   t.throws(() => new Turns(0), RangeError);
   t.throws(() => new Turns(1.5), RangeError);
+});
+
+t.test('a call that waits waitMs without a turn leaves the line: TurnTimeoutError, never made, no place taken', async (t) => {
+  const log: string[] = [];
+  const seen: number[] = [];
+  const turns = new Turns(1, (n) => seen.push(n));
+  const first = held(log, 'running');
+  const late = held(log, 'late');
+  const running = turns.run(first.fn);
+  const started = Date.now();
+  const err = await turns.run(late.fn, { precedence: 0, waitMs: 50 }).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof TurnTimeoutError, 'TurnTimeoutError');
+  t.match((err as Error).message, /no turn within 50 ms: 1 calls were in flight all that time; never sent/);
+  t.ok(Date.now() - started >= 45, 'after its wait, not before');
+  t.equal(late.started, false, 'never made');
+  t.equal(turns.waiting, 0);
+  t.equal(seen.at(-1), 0, 'the gauge told');
+  first.end();
+  await running;
+  t.equal(turns.inFlight, 0, 'the place freed, not handed to the one that left');
+});
+
+t.test('a call that gets its turn before waitMs runs to its end, however long: the wait bound is not its time limit', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const second = held(log, 'second');
+  const a = turns.run(first.fn);
+  const b = turns.run(second.fn, { waitMs: 100 });
+  await new Promise((r) => setTimeout(r, 30));
+  first.end();
+  await a;
+  await new Promise((r) => setTimeout(r, 150)); // past its waitMs, running
+  second.end('answered');
+  t.equal(await b, 'answered');
 });

@@ -122,7 +122,8 @@ t.test("a P0 alert's read goes before the storm's reads already waiting", async 
   t.same(held.map((h) => h.url.split('/').at(-1)), ['storm0', 'p0', 'storm1', 'storm2']);
 });
 
-t.test("the wait counts in the read's deadline: one that waited all of it is never sent, and says why", async (t) => {
+t.test("a read that waited all of its deadline for a turn is never sent, and says why", async (t) => {
+  t.setTimeout(20_000); // a wait with no bound would hang here
   held.length = 0;
   const kube = new ClientNodeKube(kc, { timeoutMs: 300, maxConcurrentReads: 1 });
   // the first read, with a deadline of its own long enough to hold the only place throughout
@@ -132,10 +133,30 @@ t.test("the wait counts in the read's deadline: one that waited all of it is nev
   const err = await kube.get(RESOURCES.deployments, 'shop', 'late').then(() => undefined, (e: unknown) => e);
   t.ok(err instanceof KubeApiError);
   t.equal((err as KubeApiError).status, 'timeout');
-  t.match((err as KubeApiError).message, /timed out after 300 ms waiting for a turn \(KUBE_MAX_CONCURRENT_READS=1 reads were in flight all that time; never sent\)/);
+  t.match((err as KubeApiError).message, /no turn to send it within 300 ms: KUBE_MAX_CONCURRENT_READS=1 reads were in flight all that time; never sent/);
   t.ok(Date.now() - started < 2000, 'at its deadline, not once the first read ends');
   answer(0);
   await first;
   await new Promise((r) => setTimeout(r, 50));
   t.same(held.map((h) => h.url.split('/').at(-1)), ['d0'], 'never sent');
+});
+
+t.test('a read that got its turn late has its whole deadline to be answered', async (t) => {
+  held.length = 0;
+  const kube = new ClientNodeKube(kc, { timeoutMs: 300, maxConcurrentReads: 1 });
+  const first = kube.get(RESOURCES.deployments, 'shop', 'd0', { timeoutMs: 5000 });
+  await until(t, 'the first read at the server', () => held.length === 1);
+  const asked = Date.now();
+  const second = kube.get(RESOURCES.deployments, 'shop', 'd1').then((d) => d, (e: unknown) => e);
+  await new Promise((r) => setTimeout(r, 200));
+  answer(0);
+  await first;
+  await until(t, 'the second read at the server', () => held.length === 2);
+  // answered 250 ms after it was sent: 450 ms after it was asked, past 300 had the wait counted in it
+  await new Promise((r) => setTimeout(r, 250));
+  answer(1);
+  const got = await second;
+  t.notOk(got instanceof Error, `answered (${got instanceof Error ? got.message : ''})`);
+  t.equal((got as { metadata?: { name?: string } }).metadata?.name, 'd1');
+  t.ok(Date.now() - asked >= 400, 'more than its deadline after it was asked');
 });

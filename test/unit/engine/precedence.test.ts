@@ -4,7 +4,7 @@
 import t from 'tap';
 import { createActions } from '../../../src/actions/index.js';
 import { RESOURCES, type KubeObject, type RequestOptions, type ResourceType } from '../../../src/kube/kube.js';
-import type { QueryOptions, RangeSeries } from '../../../src/prometheus/client.js';
+import { PrometheusBusyError, type QueryOptions, type RangeSeries } from '../../../src/prometheus/client.js';
 import type { Precedence } from '../../../src/turns.js';
 import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -86,14 +86,35 @@ t.test("a rollback's reads carry its rule's lane; a human's rollback goes first"
   const [rec] = await e.engine.records.list({ limit: 1 });
   t.equal(rec?.priority, 'P1');
   t.ok(rec?.timeline.some((s) => s.step === 'executed' || s.step === 'patched' || /patch/i.test(s.step)), `rolled back (${rec?.timeline.map((s) => s.step).join(', ')})`);
-  const planned = kube.seen.filter((p) => p !== undefined);
-  t.ok(planned.length > 0, 'the plan read the cluster');
-  t.same([...new Set(planned)], [1], 'each of its reads in lane 1, the P1 rule\'s');
+  t.ok(kube.seen.length > 1, 'the plan and the verification read the cluster');
+  t.same([...new Set(kube.seen)], [1], "each of its reads, the verification's polls included, in lane 1, the P1 rule's");
 
   const kube2 = cluster();
   const m = testEngine({ kube: kube2, actions: createActions() });
   await m.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, reason: 'bad deploy', requestedBy: 'ops' });
   await m.engine.idle();
   t.ok(kube2.seen.length > 0, 'the manual rollback read the cluster');
-  t.same([...new Set(kube2.seen.filter((p) => p !== undefined))], [0], 'in lane 0: first');
+  t.same([...new Set(kube2.seen)], [0], 'each in lane 0: first');
+});
+
+t.test("a query that never got its turn holds the decision, even for a P0 rule whose onPrometheusDown is act: rollguard's own line never decides a rollback unconfirmed", async (t) => {
+  const busy = new (class extends FakePrometheus {
+    override async queryRange(): Promise<RangeSeries[]> {
+      throw new PrometheusBusyError('Prometheus at http://prometheus:9090: no turn to query it within PROMETHEUS_TIMEOUT (10000ms): PROMETHEUS_MAX_CONCURRENT=16 queries were in flight all that time; never sent');
+    }
+  })();
+  const e = testEngine({ prometheus: busy });
+  await e.deliver(firing('HighErrorRate', 'checkout')); // the P0 rule: onPrometheusDown act by default
+  const [rec] = await e.engine.records.list({ limit: 1 });
+  t.equal(rec?.priority, 'P0');
+  t.equal(rec?.state, 'held', 'held for a re-check');
+  t.equal(e.action.executed.length, 0, 'nothing rolled back');
+  t.match(rec?.confirmation?.reason, /never sent; held for a re-check whatever onPrometheusDown \(act\) says/);
+
+  // the same rule with Prometheus itself timing out: act, as before
+  const down = new FakePrometheus();
+  down.down = true;
+  const e2 = testEngine({ prometheus: down });
+  await e2.deliver(firing('HighErrorRate', 'checkout'));
+  t.equal(e2.action.executed.length, 1, 'Prometheus down: onPrometheusDown act rolls back, unchanged');
 });
