@@ -72,7 +72,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     dependencyCallsWaiting: gauge('rollguard_dependency_calls_waiting',
       'Calls to a dependency waiting for their turn because its bound of calls at once is reached (P0 alerts\' calls first), by dependency: prometheus (PROMETHEUS_MAX_CONCURRENT queries), kubernetes (KUBE_MAX_CONCURRENT_READS reads). Above 0 for long: the dependency, not the queue, sets the pace.', ['dependency']),
     triggerConfirmations: counter('rollguard_trigger_confirmations_total',
-      'Trigger confirmations against Prometheus, by rule and outcome (confirmed, not_confirmed, insufficient_data, prometheus_down).', ['rule', 'outcome']),
+      'Trigger confirmations against Prometheus, by rule and outcome (confirmed, not_confirmed, insufficient_data, prometheus_down, prometheus_busy: a query got no turn within PROMETHEUS_TIMEOUT, error).', ['rule', 'outcome']),
     decisions: counter('rollguard_decisions_total',
       'Decisions taken for matched alerts, by rule and decision.', ['rule', 'decision']),
     // rollbacks. Time buckets bracket the rollback runbook's targets: TTD 5 min, decide 10 min, TTR 15 min, MTTR 30 min.
@@ -97,7 +97,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     lastRollbackTimestamp: gauge('rollguard_last_rollback_timestamp_seconds',
       'When rollguard last changed the cluster to roll something back.'),
     escalations: counter('rollguard_escalations_total',
-      'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, held for over HOLD_MAX_AGE, dead events), by reason.', ['reason']),
+      'Rollbacks escalated to humans (failed, interrupted, held on a trigger that could not be evaluated, a P0 held for want of a turn at Prometheus, held for over HOLD_MAX_AGE, dead events), by reason.', ['reason']),
     heartbeatFailures,
     notifications: counter('rollguard_notifications_total',
       'Notifications by notifier and final outcome (sent, failed), each counted once, after its retries (NOTIFY_RETRY_FOR).', ['notifier', 'outcome']),

@@ -12,7 +12,7 @@
 import type { AlertmanagerApi } from '../alertmanager/api.js';
 import { OPEN_STATES, targetKey, type RecordBook, type RollbackRecord } from '../engine/record.js';
 import type { Kube } from '../kube/kube.js';
-import type { PrometheusApi } from '../prometheus/client.js';
+import { PrometheusBusyError, type PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import { resolveTargets } from '../rules/targets.js';
 import { escapePromqlString } from '../triggers/promql.js';
@@ -123,7 +123,7 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
       d.seen.alert_firing = pending.length ? `${pending.join(', ')} pending (its for: had not elapsed)` : `no alert about ${d.target} in Prometheus' ALERTS (namespace ${namespace})`;
     }
   } catch (err) {
-    if (!d.links.alert_firing) d.seen.alert_firing = `Prometheus did not answer: ${errText(err)}`;
+    if (!d.links.alert_firing) d.seen.alert_firing = err instanceof PrometheusBusyError ? `rollguard got no turn to ask Prometheus (PROMETHEUS_MAX_CONCURRENT): ${errText(err)}` : `Prometheus did not answer: ${errText(err)}`;
   }
 
   // Does a rule in force take the firing alert to the target? (rollguard records nothing for an alert no rule matches.)

@@ -15,7 +15,7 @@ import { globMatches } from '../guards/scope.js';
 import type { Kube } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import type { Metrics } from '../metrics.js';
-import type { PrometheusApi } from '../prometheus/client.js';
+import { PrometheusBusyError, type PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import type { Lock, Store } from '../store/store.js';
 import { applyFault, describeFault, FaultError, type Fault } from './fault.js';
@@ -136,6 +136,9 @@ export class Drills {
     try {
       firing = (await alertsAbout(prometheus, this.d.rules.rules, ref, now)).filter((l) => l.alertstate === 'firing');
     } catch (err) {
+      if (err instanceof PrometheusBusyError) {
+        throw new DrillRefusal(503, 'prometheus_busy', `rollguard got no turn to ask Prometheus (PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT): ${err.message}; try the drill again when the alerts in hand are decided`);
+      }
       throw new DrillRefusal(503, 'prometheus_unavailable', `Prometheus (PROMETHEUS_URL) did not answer: ${err instanceof Error ? err.message : String(err)}; a drill watches its alert there`);
     }
     if (firing.length > 0) throw new DrillRefusal(409, 'alert_firing', `${firing.map((l) => l.alertname).join(', ')} already fires about ${target}: the drill could not tell its own alert from it`);

@@ -41,6 +41,11 @@ export interface Confirmation {
   reason: string;
   /** the rule's policy, set when outcome is prometheus_down */
   onPrometheusDown?: OnPrometheusDown;
+  /**
+   * prometheus_down because a query got no turn (PrometheusBusyError): Prometheus was answering,
+   * rollguard asked faster. Held whatever onPrometheusDown says; counted as outcome prometheus_busy.
+   */
+  busy?: true;
   /** the PromQL evaluated (absent when it could not be built for this alert) */
   query?: string;
   /** the evaluation time and window, ms */
@@ -69,7 +74,7 @@ export interface ConfirmDeps {
 
 export async function confirmTrigger(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirmation> {
   const c = await evaluate(input, deps);
-  deps.metrics?.triggerConfirmations.inc({ rule: input.rule.name, outcome: c.outcome });
+  deps.metrics?.triggerConfirmations.inc({ rule: input.rule.name, outcome: c.busy ? 'prometheus_busy' : c.outcome });
   return c;
 }
 
@@ -96,7 +101,7 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
 
   const down = (e: PrometheusUnavailableError): Confirmation =>
     e instanceof PrometheusBusyError
-      ? { ...base, outcome: 'prometheus_down', onPrometheusDown: 'hold', reason: `${e.message}; held for a re-check whatever onPrometheusDown (${rule.onPrometheusDown}) says: Prometheus is answering, only slower than rollguard asks` }
+      ? { ...base, outcome: 'prometheus_down', onPrometheusDown: 'hold', busy: true, reason: `${e.message}; held for a re-check whatever onPrometheusDown (${rule.onPrometheusDown}) says: Prometheus is answering, only slower than rollguard asks` }
       : { ...base, outcome: 'prometheus_down', onPrometheusDown: rule.onPrometheusDown, reason: `${e.message}; onPrometheusDown: ${rule.onPrometheusDown}` };
 
   try {

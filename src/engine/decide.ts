@@ -14,6 +14,10 @@ import type { Confirmation } from './confirm.js';
  *     query that is bad or cannot be built)             -> hold, escalate: a human looks; never acted on unconfirmed
  *     Prometheus down (unreachable, timeout, 5xx): the rule's onPrometheusDown
  *                                                       -> act: go on | hold: hold | notify: notify_only
+ *     no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT:
+ *     Prometheus answers, rollguard asked faster)       -> hold, whatever onPrometheusDown says;
+ *                                                          a P0 rule's also escalates (a human hears of it now,
+ *                                                          not at HOLD_MAX_AGE)
  *  3. action: notify                                    -> notify_only
  *  4. sloAtRisk (P1), first look                        -> recheck_later at now + recheckAfter (default 10m)
  *     (the re-check confirms again and calls decide with recheck: true)
@@ -32,7 +36,7 @@ export interface DecisionResult {
   reason: string;
   /** rollback_now / scheduled on a P1 rule whose guards ask for approval */
   requiresApproval?: boolean;
-  /** hold on an error: tell a human (a log line, rollguard_escalations_total, a notification) */
+  /** hold on an error, or a P0 rule's hold for want of a turn at Prometheus: tell a human (a log line, rollguard_escalations_total, a notification) */
   escalate?: boolean;
   /** scheduled: the window occurrence */
   window?: { startMs: number; endMs: number };
@@ -41,7 +45,7 @@ export interface DecisionResult {
 export interface DecideInput {
   rule: Pick<Rule, 'name' | 'priority' | 'action' | 'sloAtRisk' | 'recheckAfterMs' | 'maintenanceWindow' | 'guards'>;
   alert: Pick<Alert, 'status'>;
-  confirmation: Pick<Confirmation, 'outcome' | 'reason' | 'onPrometheusDown'>;
+  confirmation: Pick<Confirmation, 'outcome' | 'reason' | 'onPrometheusDown' | 'busy'>;
   now: number;
   /** true on the delayed re-check of an sloAtRisk rule */
   recheck?: boolean;
@@ -70,6 +74,14 @@ export function decide(input: DecideInput): DecisionResult {
         reason: `trigger could not be evaluated, holding (never acting unconfirmed): ${c.reason}`,
       };
     case 'prometheus_down': {
+      if (c.busy) {
+        return {
+          decision: 'hold',
+          at: now + (input.holdRetryMs ?? 60_000),
+          ...(rule.priority === 'P0' ? { escalate: true } : {}),
+          reason: `no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT), holding whatever onPrometheusDown says (never acting unconfirmed): ${c.reason}`,
+        };
+      }
       const policy = c.onPrometheusDown ?? (rule.priority === 'P0' ? 'act' : 'hold');
       if (policy === 'hold') {
         return { decision: 'hold', at: now + (input.holdRetryMs ?? 60_000), reason: `Prometheus unreachable, holding (onPrometheusDown: hold): ${c.reason}` };

@@ -40,10 +40,17 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
     case 'scheduled':
       if (d.escalate && !rec.timeline.some((s) => s.step === 'escalated')) {
         // once per record, not at every re-check of the hold
-        ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'trigger could not be evaluated: held, escalated');
-        ctx.metrics.escalations.inc({ reason: 'trigger_error' });
-        ctx.records.step(rec, 'escalated', `held on an error answer, escalated: ${confirmation.reason}`);
-        ctx.notify(rec, messages.triggerError(rec, confirmation.reason));
+        if (confirmation.busy) {
+          ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'P0 trigger got no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT): held, escalated');
+          ctx.metrics.escalations.inc({ reason: 'prometheus_busy' });
+          ctx.records.step(rec, 'escalated', `P0 held for want of a turn at Prometheus, escalated: ${confirmation.reason}`);
+          ctx.notify(rec, messages.triggerBusy(rec, confirmation.reason));
+        } else {
+          ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'trigger could not be evaluated: held, escalated');
+          ctx.metrics.escalations.inc({ reason: 'trigger_error' });
+          ctx.records.step(rec, 'escalated', `held on an error answer, escalated: ${confirmation.reason}`);
+          ctx.notify(rec, messages.triggerError(rec, confirmation.reason));
+        }
       }
       rec.state = d.decision === 'hold' ? 'held' : 'scheduled';
       rec.dueAt = d.at ?? now;

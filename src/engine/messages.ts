@@ -120,6 +120,18 @@ export const messages = {
     lines: [reason, 'rollguard holds (never acts on an unconfirmed trigger) and looks again every minute; fix the query or the Prometheus credentials, or act by hand'],
   }),
 
+  /** A P0 rule's trigger got no turn at Prometheus (rollguard's own line was full): held, a human hears of it now. */
+  triggerBusy: (rec: RollbackRecord, reason: string): Message => ({
+    kind: 'trigger_busy',
+    severity: 'critical',
+    title: `P0 rollback of ${rec.target} held: rollguard could not ask Prometheus in time`,
+    lines: [
+      reason,
+      'rollguard had PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT; it holds (never acts on an unconfirmed trigger) and looks again every minute, first in line',
+      'check Prometheus\' query latency and rollguard_dependency_calls_waiting{dependency="prometheus"}; roll back by hand if this cannot wait',
+    ],
+  }),
+
   heldTooLong: (rec: RollbackRecord, maxAge: number): Message => ({
     kind: 'held_too_long',
     severity: 'critical',

@@ -67,7 +67,7 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
   let lines: string[] = [];
   for (;;) {
     const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: ctx.now() }, { prometheus: ctx.prometheus });
-    last = `${c.outcome}: ${c.reason}`;
+    last = `${c.busy ? 'prometheus_busy' : c.outcome}: ${c.reason}`;
     lines = measuredLine(rule.trigger.kind, c.value, c.limit);
     if (c.outcome === 'not_confirmed') {
       rec.times.verifiedAt = ctx.now();
@@ -77,7 +77,7 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
     if (ctx.now() >= deadline) break;
     await sleep(Math.min(ctx.config.RECOVERY_POLL, Math.max(0, deadline - ctx.now())));
   }
-  if (last.startsWith('prometheus_down') || last.startsWith('error') || last.startsWith('insufficient_data')) {
+  if (last.startsWith('prometheus_down') || last.startsWith('prometheus_busy') || last.startsWith('error') || last.startsWith('insufficient_data')) {
     return { outcome: 'unverified', message: `rollout complete; the trigger could not be re-checked (${last})`, lines };
   }
   return { outcome: 'failed', message: `rollout complete but the trigger still holds after ${Math.round(ctx.config.RECOVERY_TIMEOUT / 1000)}s (${last})`, lines };

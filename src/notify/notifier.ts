@@ -13,6 +13,7 @@ export type NotificationKind =
   | 'rollback_refused'
   | 'rollback_blocked'
   | 'trigger_error'
+  | 'trigger_busy'
   | 'held_too_long'
   | 'approval_requested'
   | 'dry_run'

@@ -7,6 +7,7 @@ import { readWorkload, templateHash } from '../../../src/drills/workload.js';
 import { drillReport } from '../../../src/drills/report.js';
 import { budgetKeys } from '../../../src/guards/budget.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
+import { PrometheusBusyError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { metricValue } from '../../support/app.js';
 import { drillWorld } from '../../support/drills.js';
 import { firing } from '../../support/engine.js';
@@ -114,6 +115,17 @@ t.test('refusals change nothing: drills off, outside DRILL_NAMESPACES, paused, o
   await t.rejects(s.drills.start({ ref, fault: { kind: 'crash' }, requestedBy: 't' }), { status: 409, code: 'drill_running', message: `drill ${first.id} is running on ${TARGET}: one drill per target at a time` });
   await s.drills.idle();
   t.equal((await s.drills.get(first.id))!.restore!.outcome, 'restored');
+});
+
+t.test('Prometheus not answering, or no turn to ask it: refused 503, each saying which, nothing written', async (t) => {
+  const s = setup();
+  const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
+  s.prometheus.query = () => Promise.reject(new PrometheusBusyError('Prometheus at http://prometheus:9090: no turn to query it within PROMETHEUS_TIMEOUT (10000ms): PROMETHEUS_MAX_CONCURRENT=16 queries were in flight all that time; never sent'));
+  await t.rejects(s.drills.start({ ref, fault: { kind: 'crash' }, requestedBy: 't' }), { status: 503, code: 'prometheus_busy', message: /^rollguard got no turn to ask Prometheus \(PROMETHEUS_MAX_CONCURRENT/ });
+  s.prometheus.query = () => Promise.reject(new PrometheusUnavailableError('Prometheus at http://prometheus:9090 unreachable: ECONNREFUSED'));
+  await t.rejects(s.drills.start({ ref, fault: { kind: 'crash' }, requestedBy: 't' }), { status: 503, code: 'prometheus_unavailable', message: /^Prometheus \(PROMETHEUS_URL\) did not answer: .*ECONNREFUSED/ });
+  t.equal(s.kube.calls.filter((c) => c.verb === 'patch' && !c.dryRun).length, 0, 'nothing written');
+  t.equal((await s.drills.list()).length, 0, 'no drill recorded');
 });
 
 t.test('a drill left running by a stopped replica is ended and its workload restored by another', async (t) => {

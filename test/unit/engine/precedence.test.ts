@@ -8,6 +8,7 @@ import { PrometheusBusyError, type QueryOptions, type RangeSeries } from '../../
 import type { Precedence } from '../../../src/turns.js';
 import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
+import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
 
 class SeeingPrometheus extends FakePrometheus {
   seen: (Precedence | undefined)[] = [];
@@ -103,13 +104,42 @@ t.test("a query that never got its turn holds the decision, even for a P0 rule w
       throw new PrometheusBusyError('Prometheus at http://prometheus:9090: no turn to query it within PROMETHEUS_TIMEOUT (10000ms): PROMETHEUS_MAX_CONCURRENT=16 queries were in flight all that time; never sent');
     }
   })();
-  const e = testEngine({ prometheus: busy });
+  let clock = Date.now();
+  const e = testEngine({ prometheus: busy, now: () => clock });
   await e.deliver(firing('HighErrorRate', 'checkout')); // the P0 rule: onPrometheusDown act by default
   const [rec] = await e.engine.records.list({ limit: 1 });
   t.equal(rec?.priority, 'P0');
   t.equal(rec?.state, 'held', 'held for a re-check');
   t.equal(e.action.executed.length, 0, 'nothing rolled back');
   t.match(rec?.confirmation?.reason, /never sent; held for a re-check whatever onPrometheusDown \(act\) says/);
+  t.match(rec?.decision?.reason, /^no turn at Prometheus/, 'the decision says why, not "unreachable"');
+  const confirmations = await e.metrics.triggerConfirmations.get();
+  t.same(confirmations.values.filter((v) => v.labels.outcome === 'prometheus_busy').map((v) => v.value), [1], 'counted as prometheus_busy');
+  t.equal(confirmations.values.filter((v) => v.labels.outcome === 'prometheus_down').length, 0, 'not as prometheus_down');
+
+  // a P0 hold is escalated at once, once: a human hears of it now, not at HOLD_MAX_AGE
+  const escalated = async () => (await e.metrics.escalations.get()).values.filter((v) => v.labels.reason === 'prometheus_busy').map((v) => v.value);
+  t.same(await escalated(), [1], 'escalated: rollguard_escalations_total{reason="prometheus_busy"}');
+  await e.notifications.flush();
+  const pages = e.notifier.sent.filter((n) => n.kind === 'trigger_busy');
+  t.equal(pages.length, 1, 'a trigger_busy notification');
+  t.equal(pages[0]?.severity, 'critical');
+  t.match(pages[0]?.lines.join('\n'), /PROMETHEUS_MAX_CONCURRENT/, 'naming the setting');
+  clock += 61_000;
+  await e.engine.tick(); // the re-check, still no turn
+  const again = (await e.engine.records.get(rec!.id))!;
+  t.equal(again.state, 'held', 'still held on its re-check');
+  t.ok(again.timeline.filter((s) => s.step === 'decided').length >= 2, 're-checked');
+  t.same(await escalated(), [1], 'not escalated again at the re-check');
+  await e.notifications.flush();
+  t.equal(e.notifier.sent.filter((n) => n.kind === 'trigger_busy').length, 1, 'nor notified again');
+
+  // a P1 rule's hold for the same reason waits quietly (HOLD_MAX_AGE escalates it)
+  const p1 = testEngine({ prometheus: busy });
+  await p1.deliver(firing('SlowBurn', 'checkout'));
+  const [held] = await p1.engine.records.list({ limit: 1 });
+  t.equal(held?.state, 'held');
+  t.equal(held?.timeline.some((s) => s.step === 'escalated'), false, 'P1: not escalated');
 
   // the same rule with Prometheus itself timing out: act, as before
   const down = new FakePrometheus();
@@ -117,4 +147,25 @@ t.test("a query that never got its turn holds the decision, even for a P0 rule w
   const e2 = testEngine({ prometheus: down });
   await e2.deliver(firing('HighErrorRate', 'checkout'));
   t.equal(e2.action.executed.length, 1, 'Prometheus down: onPrometheusDown act rolls back, unchanged');
+});
+
+t.test("a GitOps owner's reads (the Argo CD Application of the workload) go in the rule's lane too", async (t) => {
+  const kube = cluster();
+  const dep = kube.peek(RESOURCES.deployments, 'prod', 'checkout')!;
+  dep.metadata.annotations = { ...dep.metadata.annotations, 'argocd.argoproj.io/tracking-id': 'checkout:apps/Deployment:prod/checkout' };
+  kube.put(RESOURCES.deployments, dep);
+  kube.add(OWNER_RESOURCES.Application, {
+    apiVersion: 'argoproj.io/v1alpha1',
+    kind: 'Application',
+    metadata: { name: 'checkout', namespace: 'argocd' },
+    spec: { syncPolicy: { automated: { selfHeal: true } } },
+  });
+  const e = testEngine({ kube, actions: createActions() });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn', 'checkout')); // P1
+  const [rec] = await e.engine.records.list({ limit: 1 });
+  t.ok(rec?.timeline.some((s) => s.step === 'gitops'), `the owner was looked up (${rec?.timeline.map((s) => s.step).join(', ')})`);
+  const ownerReads = kube.calls.filter((c) => c.resource === 'applications' && ['get', 'getMetadata', 'list'].includes(c.verb));
+  t.ok(ownerReads.length > 0, 'the Application was read');
+  t.same([...new Set(ownerReads.map((c) => c.precedence))], [1], "each in lane 1, the P1 rule's");
 });

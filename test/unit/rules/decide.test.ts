@@ -90,6 +90,17 @@ t.test('an error (a 4xx from Prometheus or its proxy, a bad query): hold and esc
   }
 });
 
+t.test('no turn at Prometheus (rollguard asked faster than it answers): hold whatever onPrometheusDown says; a P0 rule escalates, P1 and P2 wait quietly', async (t) => {
+  for (const [priority, policy, escalates] of [['P0', 'act', true], ['P0', 'notify', true], ['P1', 'act', false], ['P2', 'notify', false]] as const) {
+    const d = run(rule('', priority), { outcome: 'prometheus_down', busy: true, reason: 'no turn to query it within PROMETHEUS_TIMEOUT', onPrometheusDown: policy });
+    t.equal(d.decision, 'hold', `${priority} ${policy}: held`);
+    t.equal(d.at, MON_10 + 60_000);
+    t.equal(d.escalate === true, escalates, `${priority}: escalated ${escalates}`);
+    t.match(d.reason, /^no turn at Prometheus \(PROMETHEUS_MAX_CONCURRENT\), holding whatever onPrometheusDown says/);
+    t.notMatch(d.reason, /unreachable/);
+  }
+});
+
 t.test('Prometheus down: the rule\'s onPrometheusDown decides', async (t) => {
   const down = (policy: 'act' | 'hold' | 'notify') => ({ outcome: 'prometheus_down' as const, reason: 'ECONNREFUSED', onPrometheusDown: policy });
   t.equal(run(rule(), down('act')).decision, 'rollback_now');
