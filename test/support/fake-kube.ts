@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { CreateOptions, Kube, KubeObject, LogOptions, PatchOptions, PatchType, RequestOptions, ResourceType } from '../../src/kube/kube.js';
 import { KubeApiError } from '../../src/kube/errors.js';
 import { applyPatch, PatchError } from '../../src/kube/patch.js';
+import type { Precedence } from '../../src/turns.js';
 
 export type Verb = 'get' | 'getMetadata' | 'list' | 'patch' | 'create' | 'podLog' | 'delete';
 
@@ -21,9 +22,12 @@ export interface FakeCall {
   subresource?: string;
   dryRun?: boolean;
   labelSelector?: string;
+  /** a read's turn at the API server (RequestOptions.precedence), as the caller asked it */
+  precedence?: Precedence;
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
+const turnOf = (opts?: { precedence?: Precedence | undefined }) => (opts?.precedence !== undefined ? { precedence: opts.precedence } : {});
 
 function key(rt: ResourceType, ns: string, name: string): string {
   return `${rt.plural}.${rt.group}/${ns}/${name}`;
@@ -132,8 +136,8 @@ export class FakeKube implements Kube {
     });
   }
 
-  async get(rt: ResourceType, namespace: string, name: string, _opts?: RequestOptions): Promise<KubeObject> {
-    const call: FakeCall = { verb: 'get', resource: rt.plural, namespace, name };
+  async get(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject> {
+    const call: FakeCall = { verb: 'get', resource: rt.plural, namespace, name, ...turnOf(opts) };
     this.calls.push(call);
     this.maybeFail(call);
     const e = this.objects.get(key(rt, namespace, name));
@@ -142,8 +146,8 @@ export class FakeKube implements Kube {
   }
 
   /** Metadata only, as the API server's PartialObjectMetadata: no data, spec or status. */
-  async getMetadata(rt: ResourceType, namespace: string, name: string, _opts?: RequestOptions): Promise<KubeObject> {
-    const call: FakeCall = { verb: 'getMetadata', resource: rt.plural, namespace, name };
+  async getMetadata(rt: ResourceType, namespace: string, name: string, opts?: RequestOptions): Promise<KubeObject> {
+    const call: FakeCall = { verb: 'getMetadata', resource: rt.plural, namespace, name, ...turnOf(opts) };
     this.calls.push(call);
     this.maybeFail(call);
     const e = this.objects.get(key(rt, namespace, name));
@@ -152,7 +156,7 @@ export class FakeKube implements Kube {
   }
 
   async list(rt: ResourceType, namespace: string, opts?: RequestOptions & { labelSelector?: string }): Promise<KubeObject[]> {
-    const call: FakeCall = { verb: 'list', resource: rt.plural, namespace, ...(opts?.labelSelector ? { labelSelector: opts.labelSelector } : {}) };
+    const call: FakeCall = { verb: 'list', resource: rt.plural, namespace, ...(opts?.labelSelector ? { labelSelector: opts.labelSelector } : {}), ...turnOf(opts) };
     this.calls.push(call);
     this.maybeFail(call);
     const out: KubeObject[] = [];
@@ -226,7 +230,7 @@ export class FakeKube implements Kube {
   }
 
   async podLog(namespace: string, name: string, opts?: LogOptions): Promise<string> {
-    const call: FakeCall = { verb: 'podLog', resource: 'pods', namespace, name };
+    const call: FakeCall = { verb: 'podLog', resource: 'pods', namespace, name, ...turnOf(opts) };
     this.calls.push(call);
     this.maybeFail(call);
     const text = this.logs.get(`${namespace}/${name}`);

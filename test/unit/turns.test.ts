@@ -1,4 +1,5 @@
 // Turns (src/turns.ts): the bound on calls at once to a dependency, its line served P0 first.
+import { EventEmitter } from 'node:events';
 import t from 'tap';
 import { Turns, TurnTimeoutError } from '../../src/turns.js';
 
@@ -203,4 +204,28 @@ t.test('a call that gets its turn before waitMs runs to its end, however long: t
   await new Promise((r) => setTimeout(r, 150)); // past its waitMs, running
   second.end('answered');
   t.equal(await b, 'answered');
+});
+
+t.test('a call that got its turn leaves nothing behind: no abort listener on its signal, no wait timer', async (t) => {
+  const getEventListeners = EventEmitter.getEventListeners;
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const log: string[] = [];
+  const turns = new Turns(1);
+  const first = held(log, 'running');
+  const second = held(log, 'second');
+  const ac = new AbortController();
+  const before = timers();
+  const a = turns.run(first.fn);
+  const b = turns.run(second.fn, { signal: ac.signal, waitMs: 60_000 });
+  await tick();
+  t.equal(getEventListeners(ac.signal, 'abort').length, 1, 'listening on the signal while it waits');
+  t.equal(timers(), before + 1, 'its wait timer set while it waits');
+  first.end();
+  await tick();
+  t.equal(second.started, true, 'it got its turn');
+  t.equal(getEventListeners(ac.signal, 'abort').length, 0, 'the listener removed once it has its place');
+  t.equal(timers(), before, 'the wait timer cleared once it has its place');
+  second.end('answered');
+  t.equal(await b, 'answered');
+  await a;
 });

@@ -103,6 +103,9 @@ t.test('a failed Job stops the rollback: workload untouched, failed, escalated w
   t.match(rec.outcome!.message, /^Job prod\/rollguard-migration-rb-\w+ failed \(BackoffLimitExceeded: Job has reached the specified backoff limit\): the workload was not rolled back$/);
   t.match(rec.migration, { state: 'failed', failed: { container: 'flyway', exitCode: 1, reason: 'Error' }, linesFrom: 'termination message', lines: ['ERROR: Unable to undo migration V42', 'ERROR: undo script missing for V42'] });
   t.equal(e.kube.calls.filter((c) => c.verb === 'podLog').length, 1, 'the log was asked for first');
+  const reads = e.kube.calls.filter((c) => ['get', 'getMetadata', 'list', 'podLog'].includes(c.verb));
+  t.ok(reads.some((c) => c.resource === 'jobs') && reads.some((c) => c.verb === 'podLog'), "the Job's and its pod's reads are among them");
+  t.same([...new Set(reads.map((c) => c.precedence))], [1], "every read, the Job's, its pods' and its log included, in the P1 rule's lane");
   await e.notifications.flush();
   const n = e.notifier.sent.find((x) => x.kind === 'rollback_failed')!;
   t.match(n.title, /stopped: its migration rollback Job prod\/rollguard-migration-rb-\w+ failed: escalate/);
