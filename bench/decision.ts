@@ -118,6 +118,16 @@ const rollbackOf = new AsyncLocalStorage<number>();
 let handling = 0;
 const hr = () => performance.now();
 
+/** How many of `ms` fall in each 10 ms (0-9, 10-19, ...): a second mode shows as a second hump. */
+function tens(ms: number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of ms) {
+    const b = `${Math.floor(v / 10) * 10}`;
+    out[b] = (out[b] ?? 0) + 1;
+  }
+  return out;
+}
+
 function timed<T extends object>(target: T, prefix: string): T {
   return new Proxy(target, {
     get(obj, prop, recv) {
@@ -278,7 +288,7 @@ async function main() {
 
     const rows: Record<string, number>[] = [];
     /** every Store/Kube operation before the patch, over all rollbacks: count and total ms */
-    const ops: Record<string, { count: number; totalMs: number }> = {};
+    const ops: Record<string, { count: number; totalMs: number; each: number[] }> = {};
     const states: Record<string, number> = {};
     const startsAt = new Date(Date.now() - 2 * 60_000).toISOString();
     const controlPlane = ['etcd', 'kube-apiserver'] as const;
@@ -340,9 +350,10 @@ async function main() {
         return total;
       };
       for (const c of before) {
-        const o = (ops[c.op] ??= { count: 0, totalMs: 0 });
+        const o = (ops[c.op] ??= { count: 0, totalMs: 0, each: [] });
         o.count++;
         o.totalMs += c.end - c.start;
+        o.each.push(c.end - c.start);
       }
       const store = sum('store.');
       const kubeReads = sum('kube.');
@@ -421,7 +432,7 @@ async function main() {
       opsBeforePatch: Object.fromEntries(
         Object.entries(ops)
           .sort((a, b) => b[1].totalMs - a[1].totalMs)
-          .map(([op, o]) => [op, { perRollback: round(o.count / rows.length, 2), meanMs: round(o.totalMs / o.count, 3) }]),
+          .map(([op, o]) => [op, { perRollback: round(o.count / rows.length, 2), meanMs: round(o.totalMs / o.count, 3), ms: summary(o.each), by10ms: tens(o.each) }]),
       ),
     });
   } finally {

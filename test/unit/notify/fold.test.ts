@@ -17,7 +17,7 @@ t.test('blocked, dry run and notify-only past the limit are folded; every other 
   t.same(f.admit(note('dry_run'), 1), { send: true });
   t.same(f.admit(note('notify_only', 'Deployment/prod/b'), 2), { send: false, summaryAt: 60_000 }, 'the first fold says when its summary is due');
   t.same(f.admit(note('rollback_blocked', 'Deployment/prod/c'), 3), { send: false }, 'later folds do not');
-  for (const kind of ['rollback_started', 'rollback_succeeded', 'rollback_failed', 'rollback_unverified', 'rollback_interrupted', 'rollback_refused', 'trigger_error', 'held_too_long', 'approval_requested', 'event_dead'] as const) {
+  for (const kind of ['rollback_started', 'rollback_succeeded', 'rollback_failed', 'rollback_unverified', 'rollback_interrupted', 'rollback_refused', 'trigger_error', 'trigger_busy', 'held_too_long', 'approval_requested', 'event_dead'] as const) {
     t.same(f.admit(note(kind), 4), { send: true }, `${kind} is never folded`);
   }
   t.equal(f.pending, 2);
