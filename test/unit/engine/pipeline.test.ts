@@ -165,6 +165,7 @@ t.test('each guard blocks, with its reason in the record and the metric', async 
       reason: /another rollback of Deployment\/prod\/checkout is executing \(rb-executing; its lock is held\)/,
     },
     { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() - 7 * 86_400_000), reason: /deployed 6d23h5\dm before the alert started, more than onlyIfDeployedWithin 1d: it is not a recent deploy/ },
+    { guard: 'recent-deploy', setup: (e) => void (e.action.createdAt = Date.now() + 5 * 60_000), reason: /deployed [78]m after the alert started \(.*\): it is not the alert's cause but what was done about it meanwhile/ },
     { guard: 'concurrency', env: { MAX_CONCURRENT_ROLLBACKS: '1' }, setup: async (e) => void (await e.store.putRecord({ id: 'rb-other', target: 'Deployment/prod/other', state: 'in_progress', createdAt: 1 }), await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)), reason: /1 rollback\(s\) already in flight \(Deployment\/prod\/other\)/ },
     { guard: 'dry-run', env: { DRY_RUN: 'true' }, setup: () => {}, reason: /dry-run is on for rollguard/, state: 'dry_run' },
   ];
