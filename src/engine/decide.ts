@@ -16,8 +16,8 @@ import type { Confirmation } from './confirm.js';
  *                                                       -> act: go on | hold: hold | notify: notify_only
  *     no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT:
  *     Prometheus answers, rollguard asked faster)       -> hold, whatever onPrometheusDown says;
- *                                                          a P0 rule's also escalates (a human hears of it now,
- *                                                          not at HOLD_MAX_AGE)
+ *                                                          a P0 rule's that rolls back also escalates (a human
+ *                                                          hears of it now, and again at HOLD_MAX_AGE)
  *  3. action: notify                                    -> notify_only
  *  4. sloAtRisk (P1), first look                        -> recheck_later at now + recheckAfter (default 10m)
  *     (the re-check confirms again and calls decide with recheck: true)
@@ -78,7 +78,8 @@ export function decide(input: DecideInput): DecisionResult {
         return {
           decision: 'hold',
           at: now + (input.holdRetryMs ?? 60_000),
-          ...(rule.priority === 'P0' ? { escalate: true } : {}),
+          // a P0 rollback is "automatic and immediate": a human hears of it now (a notify-only rule rolls nothing back)
+          ...(rule.priority === 'P0' && rule.action !== 'notify' ? { escalate: true } : {}),
           reason: `no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT), holding whatever onPrometheusDown says (never acting unconfirmed): ${c.reason}`,
         };
       }

@@ -15,10 +15,11 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
   const now = ctx.now();
   const confirmation = await confirm(ctx, rule, rec);
   rec.confirmation = { outcome: confirmation.outcome, reason: confirmation.reason };
+  if (confirmation.busy) rec.confirmation.busy = true;
   if (confirmation.query !== undefined) rec.confirmation.query = confirmation.query;
   if (confirmation.value !== undefined) rec.confirmation.value = confirmation.value;
   if (confirmation.limit !== undefined) rec.confirmation.limit = confirmation.limit;
-  ctx.records.step(rec, 'confirmed', `${confirmation.outcome}: ${confirmation.reason}`, { query: confirmation.query, value: confirmation.value, limit: confirmation.limit });
+  ctx.records.step(rec, 'confirmed', `${confirmation.busy ? 'prometheus_busy' : confirmation.outcome}: ${confirmation.reason}`, { query: confirmation.query, value: confirmation.value, limit: confirmation.limit });
 
   // an alert that resolved while its record was being decided (resolve() then only marks it) rolls nothing back
   const d = decide({ rule, alert: { status: rec.times.resolvedAt !== undefined ? 'resolved' : 'firing' }, confirmation, now, recheck });
@@ -38,17 +39,19 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
     case 'hold':
     case 'recheck_later':
     case 'scheduled':
-      if (d.escalate && !rec.timeline.some((s) => s.step === 'escalated')) {
-        // once per record, not at every re-check of the hold
+      // once per record and cause, not at every re-check of the hold: a record paged for want of a
+      // turn still pages when Prometheus then answers an error (credentials), and the other way round
+      const cause = confirmation.busy ? 'prometheus_busy' : 'trigger_error';
+      if (d.escalate && !rec.timeline.some((s) => s.step === 'escalated' && ((s.data as { cause?: string } | undefined)?.cause ?? 'trigger_error') === cause)) {
         if (confirmation.busy) {
           ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'P0 trigger got no turn at Prometheus (PROMETHEUS_MAX_CONCURRENT): held, escalated');
           ctx.metrics.escalations.inc({ reason: 'prometheus_busy' });
-          ctx.records.step(rec, 'escalated', `P0 held for want of a turn at Prometheus, escalated: ${confirmation.reason}`);
+          ctx.records.step(rec, 'escalated', `P0 held for want of a turn at Prometheus, escalated: ${confirmation.reason}`, { cause });
           ctx.notify(rec, messages.triggerBusy(rec, confirmation.reason));
         } else {
           ctx.log.error({ record: rec.id, target: rec.target, rule: rule.name, reason: confirmation.reason }, 'trigger could not be evaluated: held, escalated');
           ctx.metrics.escalations.inc({ reason: 'trigger_error' });
-          ctx.records.step(rec, 'escalated', `held on an error answer, escalated: ${confirmation.reason}`);
+          ctx.records.step(rec, 'escalated', `held on an error answer, escalated: ${confirmation.reason}`, { cause });
           ctx.notify(rec, messages.triggerError(rec, confirmation.reason));
         }
       }

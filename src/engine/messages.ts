@@ -127,8 +127,9 @@ export const messages = {
     title: `P0 rollback of ${rec.target} held: rollguard could not ask Prometheus in time`,
     lines: [
       reason,
-      'rollguard had PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT; it holds (never acts on an unconfirmed trigger) and looks again every minute, first in line',
-      'check Prometheus\' query latency and rollguard_dependency_calls_waiting{dependency="prometheus"}; roll back by hand if this cannot wait',
+      'rollguard had PROMETHEUS_MAX_CONCURRENT queries in flight for all of PROMETHEUS_TIMEOUT; it holds (never acts on an unconfirmed trigger) and looks again every minute, its query ahead of every P1 and P2 query',
+      'check rollguard_dependency_calls_waiting{dependency="prometheus"} (many P0 alerts at once fill the line too: raise PROMETHEUS_MAX_CONCURRENT if Prometheus has room) and Prometheus\' query latency',
+      `if this cannot wait, roll back by hand (rollguard rollbacks create ${rec.target} --reason "…", or kubectl rollout undo): the held rollback then finds a revision newer than the alert and leaves it (recent-deploy guard)`,
     ],
   }),
 

@@ -74,7 +74,8 @@ export interface RollbackRecord extends StoredRecord {
   /** manual rollbacks: who asked and why */
   requestedBy?: string;
   reason?: string;
-  confirmation?: { outcome: string; reason: string; query?: string; value?: number; limit?: number };
+  /** busy: prometheus_down because rollguard got no turn to ask Prometheus (PROMETHEUS_MAX_CONCURRENT), see engine/confirm.ts */
+  confirmation?: { outcome: string; reason: string; busy?: true; query?: string; value?: number; limit?: number };
   decision?: { decision: string; reason: string; at?: number; requiresApproval?: boolean };
   /** what the rollback changes, summarised (paths, images, template hashes: change.ts), never the values written */
   plan?: PlanSummary;
