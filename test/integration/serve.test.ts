@@ -3,6 +3,14 @@ import t from 'tap';
 import { ADMIN_TOKEN, fixture, WEBHOOK_TOKEN } from '../support/app.js';
 import { ROOT, startServe } from '../support/serve.js';
 
+/** Alertmanager's webhook with two firing alerts, with the webhook token. */
+const postTwoAlerts = (url: string) =>
+  fetch(`${url}/v1/alerts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
+    body: fixture('alertmanager/firing-two-alerts.json'),
+  });
+
 t.test('a bad setting stops start-up with a message naming it', async (t) => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--port', 'eighty'], {
     cwd: ROOT,
@@ -40,11 +48,7 @@ t.test('an open webhook in front of real rollbacks is refused at start-up, unles
 t.test('SIGTERM: stops accepting, drains what is queued, exits 0 within the bound', async (t) => {
   const s = await startServe({ WEBHOOK_TOKEN, SHUTDOWN_TIMEOUT: '10s' });
   t.teardown(() => s.proc.kill('SIGKILL'));
-  const res = await fetch(`${s.url}/v1/alerts`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
-    body: fixture('alertmanager/firing-two-alerts.json'),
-  });
+  const res = await postTwoAlerts(s.url);
   t.equal(res.status, 200);
   const t0 = Date.now();
   s.proc.kill('SIGTERM');
@@ -142,11 +146,7 @@ t.test('serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CON
   const port = (prom.address() as import('node:net').AddressInfo).port;
   const s = await startServe({ WEBHOOK_TOKEN, PROMETHEUS_URL: `http://127.0.0.1:${port}`, PROMETHEUS_MAX_CONCURRENT: '1', PROMETHEUS_TIMEOUT: '60s' });
   t.teardown(() => s.proc.kill('SIGKILL'));
-  const res = await fetch(`${s.url}/v1/alerts`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` },
-    body: fixture('alertmanager/firing-two-alerts.json'),
-  });
+  const res = await postTwoAlerts(s.url);
   t.equal(res.status, 200);
   // two alerts for two targets are in hand at once; their trigger queries go to Prometheus one at a time
   const waiting = async () => /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 1\b/.test(await (await fetch(`${s.url}/metrics`)).text());

@@ -5,12 +5,11 @@
 // reaches the server.
 import t, { type Test } from 'tap';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ClientNodeKube } from '../../../src/kube/client.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { createMetrics } from '../../../src/metrics.js';
+import { loopbackKubeConfig } from '../../support/loopback-kube.js';
 
 const held: { url: string; res: http.ServerResponse }[] = [];
 const writes: string[] = [];
@@ -37,13 +36,7 @@ t.teardown(() => {
   server.close();
 });
 
-const kc = new KubeConfig();
-kc.loadFromOptions({
-  clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-  users: [{ name: 'u', token: 't0ken' }],
-  contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-  currentContext: 'x',
-});
+const kc = loopbackKubeConfig(server);
 
 async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
   const end = Date.now() + ms;

@@ -2,13 +2,13 @@
 // server answers when things go wrong: every failure must come out as a clear KubeApiError.
 import t from 'tap';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import { ClientNodeKube } from '../../../src/kube/client.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { deploymentAction } from '../../../src/actions/deployment.js';
+import { loopbackKubeConfig } from '../../support/loopback-kube.js';
 
 type Handler = (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void;
 let handler: Handler = (_q, _b, res) => res.end('{}');
@@ -27,13 +27,7 @@ t.teardown(() => {
   server.close();
 });
 
-const kc = new KubeConfig();
-kc.loadFromOptions({
-  clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-  users: [{ name: 'u', token: 't0ken' }],
-  contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-  currentContext: 'x',
-});
+const kc = loopbackKubeConfig(server);
 const kube = new ClientNodeKube(kc, { timeoutMs: 300 });
 
 function status(code: number, reason: string, message: string): Handler {
