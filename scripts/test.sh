@@ -55,13 +55,16 @@ fi
 # CI shows the end of the output: name every failing test there, under its file, with the lines that say why.
 if [ "$fail" -ne 0 ]; then
   echo "[test] failing tests:" >&2
+  # awk stops at 200 lines itself: `| head` would end awk with SIGPIPE, and pipefail and set -e
+  # would then end this script (exit 141) before its closing line.
   awk '
+    function out(line) { if (++n <= 200) print line }
     /^# Subtest: / { file = substr($0, 12) }
-    /^ +not ok / { print "  " file ": " $0; shown = 30; next }
-    shown > 0 && /^ +(#|---|\.\.\.|[a-z_]+:|  )/ { print "  " file ": " $0; shown--; next }
+    /^ +not ok / { out("  " file ": " $0); shown = 30; next }
+    shown > 0 && /^ +(#|---|\.\.\.|[a-z_]+:|  )/ { out("  " file ": " $0); shown--; next }
     { shown = 0 }
-    /^not ok / { print "  " $0 }
-  ' "$log" | head -n 200 >&2
+    /^not ok / { out("  " $0) }
+  ' "$log" >&2
 fi
 echo "${pass} passed, ${fail} failed"
 exit "$status"
