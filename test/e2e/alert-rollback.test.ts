@@ -110,7 +110,9 @@ t.test('an alert rolls the Deployment back once, exactly as kubectl rollout undo
   await Promise.all([a.store.waitReady(10_000), b.store.waitReady(10_000)]);
   const body = JSON.parse(fixture('alertmanager/firing-two-alerts.json'));
   body.alerts = [body.alerts[0]];
+  // it fired just now, after the bad deploy above (an alert older than its deploy is not about it: recent-deploy)
   body.alerts[0].labels = { ...body.alerts[0].labels, namespace: NS, deployment: 'checkout' };
+  body.alerts[0].startsAt = new Date().toISOString();
   // Both members of an Alertmanager HA pair deliver to both replicas.
   const res = await Promise.all([postAlerts(a.app, body), postAlerts(b.app, body), postAlerts(b.app, body)]);
   t.same(res.map((r) => r.statusCode), [200, 200, 200]);
@@ -200,7 +202,7 @@ for (const kind of ['StatefulSet', 'DaemonSet'] as const) {
     const r = await replica(`replica-${k.word}`);
     await r.store.waitReady(10_000);
     const body = JSON.parse(fixture('alertmanager/firing-two-alerts.json'));
-    body.alerts = [{ ...body.alerts[0], fingerprint: `fp-${k.word}`, labels: { alertname: k.alert, namespace: ns, [k.label]: k.name, ...k.extra } }];
+    body.alerts = [{ ...body.alerts[0], fingerprint: `fp-${k.word}`, startsAt: new Date().toISOString(), labels: { alertname: k.alert, namespace: ns, [k.label]: k.name, ...k.extra } }];
     t.equal((await postAlerts(r.app, body)).statusCode, 200);
     const rec = await waitFor(`the ${kind} rollback to close`, async () => {
       const l = await r.engine.records.list({ target: `${kind}/${ns}/${k.name}` });

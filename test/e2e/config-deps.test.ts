@@ -16,7 +16,7 @@ import { incidentReport } from '../../src/engine/report.js';
 import { RESOURCES } from '../../src/kube/kube.js';
 import { RedisStore } from '../../src/store/redis.js';
 import { deploymentSettled, startCluster } from '../cluster/harness.js';
-import { clusterEngine, firing } from '../support/engine.js';
+import { clusterEngine, firingNow } from '../support/engine.js';
 import { redisDump, startRedis } from '../support/redis.js';
 
 const cluster = await startCluster({ argoCrds: false });
@@ -94,7 +94,7 @@ async function deploy(ns: string, name: string, image: string, config: { configM
 const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
 
 const alert = (ns: string, deployment: string): Alert =>
-  firing('HighErrorRate', deployment, { labels: { alertname: 'HighErrorRate', namespace: ns, deployment }, annotations: { summary: `${deployment} 5xx above 5%` } });
+  firingNow('HighErrorRate', deployment, { labels: { alertname: 'HighErrorRate', namespace: ns, deployment }, annotations: { summary: `${deployment} 5xx above 5%` } });
 
 async function fire(ns: string, deployment: string): Promise<RollbackRecord> {
   await engine.handle({ id: `ev-${ns}-${deployment}`, alert: alert(ns, deployment), deliveries: 1 });

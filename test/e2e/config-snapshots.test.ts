@@ -18,7 +18,7 @@ import { incidentReport } from '../../src/engine/report.js';
 import type { KubeObject } from '../../src/kube/kube.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, CHART_ACTION_KINDS, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
-import { clusterEngine, firing } from '../support/engine.js';
+import { clusterEngine, firingNow } from '../support/engine.js';
 import { SNAPSHOT_KEY } from '../support/snapshots.js';
 
 const MAX = 3;
@@ -92,7 +92,7 @@ async function deploy(ns: string, name: string, image: string, cm: string) {
 }
 const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
 const alert = (ns: string, deployment: string): Alert =>
-  firing('HighErrorRate', deployment, { labels: { alertname: 'HighErrorRate', namespace: ns, deployment }, annotations: { summary: `${deployment} 5xx above 5%` } });
+  firingNow('HighErrorRate', deployment, { labels: { alertname: 'HighErrorRate', namespace: ns, deployment }, annotations: { summary: `${deployment} 5xx above 5%` } });
 
 t.test("the chart's rights with configSnapshots.enabled, as kubectl auth can-i shows them", async (t) => {
   const SA = 'system:serviceaccount:rollguard-system:rollguard';
@@ -190,7 +190,7 @@ t.test('(d2) a configuration-only rollback: the ConfigMap gets its previous cont
   const rsBefore = (await cluster.request<{ items: { metadata: { name: string } }[] }>('GET', `/apis/apps/v1/namespaces/${ns}/replicasets?labelSelector=app%3Dshop`)).items.map((r) => r.metadata.name);
   t.equal(rsBefore.length, 1, 'one revision of shop');
 
-  await engine.handle({ id: 'ev-d2', alert: firing('ConfigBroken', 'shop', { labels: { alertname: 'ConfigBroken', namespace: ns, configmap: 'features' } }), deliveries: 1 });
+  await engine.handle({ id: 'ev-d2', alert: firingNow('ConfigBroken', 'shop', { labels: { alertname: 'ConfigBroken', namespace: ns, configmap: 'features' } }), deliveries: 1 });
   await engine.idle();
   await notifications.flush();
   const rec = (await engine.records.list({})).find((r) => r.target === `ConfigMap/${ns}/features`) as RollbackRecord;

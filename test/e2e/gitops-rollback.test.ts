@@ -23,7 +23,7 @@ import { applyChartRbac, REPO_ROOT } from '../cluster/harness.js';
 import { FLUX_NAMESPACE, installCrds, startFluxEnvironment } from '../cluster/reconcilers.js';
 import { ADMIN_TOKEN, metricValue, WEBHOOK_TOKEN } from '../support/app.js';
 import { cliEnv } from '../support/cli.js';
-import { clusterEngine, firing } from '../support/engine.js';
+import { clusterEngine, firingNow } from '../support/engine.js';
 
 const NS = 'shop';
 const INTERVAL_S = 3;
@@ -131,7 +131,7 @@ const suspendedGauge = async () => {
 let ev = 0;
 async function alertOn(name: string): Promise<RollbackRecord> {
   prometheus.watch = name;
-  const alert = firing('BadDeploy', name, {});
+  const alert = firingNow('BadDeploy', name, {});
   alert.labels = { alertname: 'BadDeploy', namespace: NS, deployment: name };
   await engine.handle({ id: `ev-${++ev}`, alert, deliveries: 1 });
   await engine.idle();

@@ -15,7 +15,7 @@ import type { Alert } from '../../src/alertmanager/alert.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { applyChartRbac, deploymentSettled as settled, type DeploymentView as Dep, startCluster } from '../cluster/harness.js';
-import { clusterEngine, firing } from '../support/engine.js';
+import { clusterEngine, firingNow } from '../support/engine.js';
 import { migrationRules } from '../support/migrations.js';
 
 const OK = 'mig-ok';
@@ -84,7 +84,7 @@ spec:
       containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]
 `;
 }
-const alert = (ns: string): Alert => firing('HighErrorRate', 'checkout', { labels: { alertname: 'HighErrorRate', namespace: ns, deployment: 'checkout' } });
+const alert = (ns: string): Alert => firingNow('HighErrorRate', 'checkout', { labels: { alertname: 'HighErrorRate', namespace: ns, deployment: 'checkout' } });
 
 /** Fires the alert (the record waits for approval), approves it and waits for the end: the record. */
 async function fireAndApprove(ns: string): Promise<RollbackRecord> {

@@ -44,7 +44,7 @@ t.teardown(() => rg.proc.kill('SIGKILL'));
 const reader = { ROLLGUARD_URL: rg.url, ROLLGUARD_TOKEN: READ_TOKEN };
 const admin = { ROLLGUARD_URL: rg.url, ROLLGUARD_TOKEN: ADMIN_TOKEN };
 
-const startsAt = new Date(Date.now() - 120_000).toISOString();
+const startsAt = new Date().toISOString(); // fired after the Deployments above were created
 const alert = (deployment: string, fingerprint: string) => ({
   status: 'firing',
   labels: { alertname: 'SlowButAlive', namespace: NS, deployment },

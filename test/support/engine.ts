@@ -166,6 +166,10 @@ export function rules(text = RULES): RuleSet {
 }
 
 let seq = 0;
+/**
+ * A firing alert that started 3 minutes ago: after the fakes' revisions were deployed (10 minutes
+ * ago), as an alert a deploy causes does. On a real control plane use `firingNow`.
+ */
 export function firing(alertname: string, deployment = 'checkout', over: Partial<Alert> = {}): Alert {
   const now = Date.now();
   return {
@@ -181,6 +185,15 @@ export function firing(alertname: string, deployment = 'checkout', over: Partial
     receivedAt: now,
     ...over,
   };
+}
+
+/**
+ * A firing alert that started just now, for a real control plane where the test deployed the
+ * revision moments ago: an alert starts after the deploy that causes it, and the recent-deploy
+ * guard never rolls back a revision deployed after its alert started.
+ */
+export function firingNow(alertname: string, deployment = 'checkout', over: Partial<Alert> = {}): Alert {
+  return firing(alertname, deployment, { startsAt: Date.now(), ...over });
 }
 
 export interface TestEngineOptions {

@@ -83,13 +83,17 @@ export class FakeKube implements Kube {
   /** pods/log answers by namespace/pod (absent: 404, as the API server for a pod without logs) */
   readonly logs = new Map<string, string>();
 
-  /** Stores an object (uid, resourceVersion, generation and creationTimestamp filled in if absent). */
+  /**
+   * Stores an object (uid, resourceVersion, generation and creationTimestamp filled in if absent).
+   * The default creation time is 10 minutes ago, like FakeDeploymentAction's revision: deployed
+   * before the alerts `firing()` makes started (3 minutes ago), as a deploy that causes an alert is.
+   */
   add(rt: ResourceType, obj: KubeObject): KubeObject {
     const o = clone(obj);
     o.metadata.uid ??= randomUUID();
     o.metadata.resourceVersion = String(++this.rv);
     o.metadata.generation ??= 1;
-    o.metadata.creationTimestamp ??= new Date(Date.now() - 60_000).toISOString();
+    o.metadata.creationTimestamp ??= new Date(Date.now() - 10 * 60_000).toISOString();
     this.objects.set(key(rt, o.metadata.namespace ?? '', o.metadata.name), { rt, obj: o });
     return clone(o);
   }

@@ -9,7 +9,7 @@ import { drillsRoutes } from '../../../src/http/drills.js';
 import { ADMIN_TOKEN } from '../../support/app.js';
 import { cliEnv } from '../../support/cli.js';
 import { drillWorld } from '../../support/drills.js';
-import { firing } from '../../support/engine.js';
+import { firingNow } from '../../support/engine.js';
 import { waitFor } from '../../support/ports.js';
 import { NS } from '../actions/fixtures/objects.js';
 
@@ -29,7 +29,7 @@ async function setup(env: Record<string, string> = {}) {
   /** rollguard receives the drill's alert from Alertmanager */
   const deliver = async () => {
     prometheus.alerts = [{ ...ALERT, alertstate: 'firing' }];
-    await engine.handle({ id: `ev-${Date.now()}`, alert: firing('HighErrorRate', 'web', { labels: ALERT }), deliveries: 1 });
+    await engine.handle({ id: `ev-${Date.now()}`, alert: firingNow('HighErrorRate', 'web', { labels: ALERT }), deliveries: 1 });
     await engine.idle();
   };
   return { app, url, kube, store, drills, engine, prometheus, cli, deliver };

@@ -10,7 +10,7 @@ import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { PrometheusBusyError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { metricValue } from '../../support/app.js';
 import { drillWorld } from '../../support/drills.js';
-import { firing } from '../../support/engine.js';
+import { firingNow } from '../../support/engine.js';
 import { waitFor } from '../../support/ports.js';
 import { NS } from '../actions/fixtures/objects.js';
 
@@ -36,7 +36,7 @@ t.test('an env fault, the alert, the rollback of the drill: passed, every link t
 
   s.prometheus.alerts = [{ ...ALERT, alertstate: 'firing' }];
   await waitFor('alert firing seen', async () => (await s.drills.get(d.id))?.links.alert_firing, 5000, 20);
-  await s.engine.handle({ id: 'ev-1', alert: firing('HighErrorRate', 'web', { labels: ALERT }), deliveries: 1 });
+  await s.engine.handle({ id: 'ev-1', alert: firingNow('HighErrorRate', 'web', { labels: ALERT }), deliveries: 1 });
   await s.engine.idle();
   await s.drills.idle();
 
