@@ -14,6 +14,7 @@ import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { createKube } from '../../src/kube/config.js';
+import type { Kube, KubeObject } from '../../src/kube/kube.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications } from '../../src/notify/notifier.js';
 import { PrometheusClient } from '../../src/prometheus/client.js';
@@ -54,22 +55,45 @@ rules:
     guards: { allowStepBack: true, maxStepBack: 1, budget: { perTargetPerHour: 10 } }
 `;
 
-function makeEngine(opts: { prometheus?: PrometheusClient | null; now?: () => number } = {}) {
+function makeEngine(opts: { prometheus?: PrometheusClient | null; now?: () => number; kube?: Kube } = {}) {
   const config = loadConfig({ DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', RECOVERY_TIMEOUT: '3s', RECOVERY_POLL: '500ms', BUDGET_CLUSTER_PER_HOUR: '100' });
   const now = opts.now ?? Date.now;
   const metrics = createMetrics({ defaults: false });
   const logger = pino({ level: 'silent' });
   const notifier = new CapturingNotifier();
   const notifications = new Notifications([notifier], logger, metrics);
-  const engine = new Engine({ config, store: new MemoryStore(now), metrics, logger, rules: { rules: rules(RULES) }, prometheus: opts.prometheus ?? null, kube, actions: createActions(), notifications, owner: 'faults-replica', ...(opts.now ? { now } : {}) });
+  const engine = new Engine({ config, store: new MemoryStore(now), metrics, logger, rules: { rules: rules(RULES) }, prometheus: opts.prometheus ?? null, kube: opts.kube ?? kube, actions: createActions(), notifications, owner: 'faults-replica', ...(opts.now ? { now } : {}) });
   let n = 0;
   // verification runs in the background once the cluster is changed: wait for it
   const deliver = (alert: Alert) => engine.handle({ id: `ev-${++n}`, alert, deliveries: 1 }).finally(() => engine.idle());
   return { engine, notifier, notifications, deliver };
 }
 
-function alertFor(deployment: string, alertname = 'HighErrorRate', startsAt = Date.now() - 3 * 60_000): Alert {
-  return { fingerprint: `fp-${alertname}-${deployment}`, status: 'firing', labels: { alertname, namespace: NS, deployment }, annotations: {}, startsAt, generatorURL: '', receiver: 'rollguard', groupKey: 'g', externalURL: '', receivedAt: startsAt + 30_000 };
+/** An alert that fires at `startsAt` (by default now): after the deploys above, as an alert a deploy causes does. */
+function alertFor(deployment: string, alertname = 'HighErrorRate', startsAt = Date.now()): Alert {
+  return { fingerprint: `fp-${alertname}-${deployment}`, status: 'firing', labels: { alertname, namespace: NS, deployment }, annotations: {}, startsAt, generatorURL: '', receiver: 'rollguard', groupKey: 'g', externalURL: '', receivedAt: startsAt };
+}
+
+/**
+ * The API server as an engine whose clock is moved back by `offset` sees it: the objects' creation
+ * times moved back with it, so the revisions deployed above read as deployed inside the engine's
+ * (backfilled) time, before its alerts started, as the recent-deploy guard requires.
+ */
+function shiftedKube(k: Kube | null, offset: number): Kube {
+  if (!k) throw new Error('no Kubernetes client');
+  const shift = (o: KubeObject): KubeObject => {
+    const c = o.metadata.creationTimestamp;
+    return c ? { ...o, metadata: { ...o.metadata, creationTimestamp: new Date(Date.parse(c) - offset).toISOString() } } : o;
+  };
+  return new Proxy(k, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      if (prop === 'get' || prop === 'getMetadata') return async (...a: unknown[]) => shift(await (v as (...x: unknown[]) => Promise<KubeObject>).apply(target, a));
+      if (prop === 'list') return async (...a: unknown[]) => (await (v as (...x: unknown[]) => Promise<KubeObject[]>).apply(target, a)).map(shift);
+      return (v as (...x: unknown[]) => unknown).bind(target);
+    },
+  });
 }
 
 const depPath = (name: string) => new RegExp(`/apis/apps/v1/namespaces/${NS}/deployments/${name}(\\?|$)`);
@@ -156,16 +180,16 @@ t.test('a rollback that does not recover: escalated once, no second rollback; a 
   // the engine lives inside the backfilled window: 90 minutes after T0, running at real speed
   const offset = Date.now() - (T0 + 90 * 60_000);
   const now = () => Date.now() - offset;
-  const e = makeEngine({ prometheus: new PrometheusClient({ url: prom.url, timeoutMs: 5000 }), now });
+  const e = makeEngine({ prometheus: new PrometheusClient({ url: prom.url, timeoutMs: 5000 }), now, kube: shiftedKube(kube, offset) });
   const writes = (name: string) => proxy.count('PATCH', depPath(name));
 
   // no step back: the first alert rolls back, the service does not recover
-  await e.deliver(alertFor('stuck', 'StillFailing', now() - 3 * 60_000));
+  await e.deliver(alertFor('stuck', 'StillFailing', now()));
   let [first] = await e.engine.records.list({ target: `Deployment/${NS}/stuck` });
   t.equal(first?.state, 'failed', `${first?.state}: ${first?.outcome?.message}`);
   t.match(first?.outcome?.message, /rollout complete but the trigger still holds/);
   // the alert goes on: a new start, a redelivery, the scheduler
-  const again = alertFor('stuck', 'StillFailing', now() - 60_000);
+  const again = alertFor('stuck', 'StillFailing', now());
   await e.deliver(again);
   await e.deliver(again);
   await e.engine.tick();
@@ -178,16 +202,16 @@ t.test('a rollback that does not recover: escalated once, no second rollback; a 
   t.equal(image(await getDep(cluster, NS, 'stuck')), 'stuck:v1');
 
   // allowStepBack, maxStepBack 1: v0, v1, v2-bad; rolled back to v1, which does not recover either
-  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now() - 3 * 60_000));
+  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now()));
   [first] = await e.engine.records.list({ target: `Deployment/${NS}/stepper` });
   t.equal(first?.state, 'failed', `${first?.state}: ${first?.outcome?.message}`);
   t.equal(image(await getDep(cluster, NS, 'stepper')), 'stepper:v1');
-  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now() - 2 * 60_000));
+  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now()));
   const afterStep = await getDep(cluster, NS, 'stepper');
 
   t.equal(writes('stepper'), 2, 'the step back is a second rollback');
   t.equal(image(afterStep), 'stepper:v0', 'one revision further back (v0), never forward to the bad v2');
-  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now() - 60_000));
+  await e.deliver(alertFor('stepper', 'StillFailingStepBack', now()));
   await e.engine.tick();
   const stepper = await e.engine.records.list({ target: `Deployment/${NS}/stepper` });
   t.equal(stepper.length, 3);

@@ -63,7 +63,7 @@ async function alert(rg: ServeProcess, deployment: string): Promise<void> {
   const status = await sendLikeAlertmanager(
     `${rg.url}/v1/alerts`,
     WEBHOOK_TOKEN,
-    payload([{ status: 'firing', labels: { alertname: 'HighErrorRate', namespace: NS, deployment }, startsAt: new Date(Date.now() - 3 * 60_000).toISOString(), fingerprint: `crash-${deployment}` }]),
+    payload([{ status: 'firing', labels: { alertname: 'HighErrorRate', namespace: NS, deployment }, startsAt: new Date().toISOString(), fingerprint: `crash-${deployment}` }]),
     stats,
     Date.now() + 20_000,
   );

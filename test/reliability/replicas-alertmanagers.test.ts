@@ -107,7 +107,7 @@ async function fire(am: LocalAlertmanager, alerts: { labels: Record<string, stri
 }
 
 t.test('3 replicas x 2 Alertmanagers x 2 receivers: exactly one rollback per target', async (t) => {
-  const startsAt = new Date(Date.now() - 3 * 60_000).toISOString();
+  const startsAt = new Date().toISOString(); // fired after the deploys above, as an alert they cause does
   const alerts = TARGETS.map((d) => ({ labels: { alertname: 'HighErrorRate', namespace: NS, deployment: d, rollguard: 'enabled', severity: 'critical' }, startsAt }));
   // Prometheus sends every evaluation to every Alertmanager; a few evaluations
   for (let round = 0; round < 3; round++) {
@@ -115,7 +115,7 @@ t.test('3 replicas x 2 Alertmanagers x 2 receivers: exactly one rollback per tar
     await new Promise((r) => setTimeout(r, 500));
   }
   // and a second alert about one target, with its own start: another record, never a second rollback
-  const other = [{ labels: { alertname: 'HighLatency', namespace: NS, deployment: 'search', rollguard: 'enabled', severity: 'critical' }, startsAt: new Date(Date.now() - 60_000).toISOString() }];
+  const other = [{ labels: { alertname: 'HighLatency', namespace: NS, deployment: 'search', rollguard: 'enabled', severity: 'critical' }, startsAt: new Date().toISOString() }];
   await Promise.all(ams.map((am) => fire(am, other)));
 
   const recs = await waitFor(
