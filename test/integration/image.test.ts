@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { REPO_ROOT, defaultBinDir, readVersions } from '../cluster/harness.js';
 import { killOnExit, stopChild } from '../support/children.js';
 import { fixture, WEBHOOK_TOKEN } from '../support/app.js';
-import { freePort, waitFor } from '../support/ports.js';
+import { freePort, waitForProcess } from '../support/ports.js';
 
 // A cold build (npm ci twice through the registry) takes minutes: well above the suite's per-file default.
 t.setTimeout(30 * 60_000);
@@ -144,12 +144,7 @@ t.test('started as the image starts it: /healthz, /readyz, the HEALTHCHECK, an a
   const s = start(IMAGE, env);
   t.teardown(() => stopChild(s.proc, 20_000));
   const url = `http://127.0.0.1:${port}`;
-  await Promise.race([
-    waitFor(`the image serving on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 60_000, 200),
-    s.exited.then((code) => {
-      throw new Error(`the image exited with ${code}: ${s.out()}`);
-    }),
-  ]);
+  await waitForProcess(`the image serving on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, s.exited, (code) => `the image exited with ${code}: ${s.out()}`, 60_000, 200);
   const ready = await fetch(`${url}/readyz`);
   t.equal(ready.status, 200, 'ready');
   t.match(await ready.json(), { ready: true, checks: { rules: 'ok' } });

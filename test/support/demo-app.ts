@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { findBinary } from '../../src/prometheus/local.js';
 import type { Cluster } from '../cluster/harness.js';
-import { freePort, waitFor } from './ports.js';
+import { freePort, waitFor, waitForProcess } from './ports.js';
 import { ROOT } from './serve.js';
 import { killOnExit, stopChild } from './children.js';
 
@@ -41,12 +41,7 @@ export async function startDemoProcess(opts: { image: string; loadPerSecond: num
   const url = `http://127.0.0.1:${port}`;
   killOnExit(proc);
   const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
-  await Promise.race([
-    waitFor(`demo app on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, 30_000, 100),
-    exited.then((c) => {
-      throw new Error(`demo app exited with ${c}: ${err}`);
-    }),
-  ]);
+  await waitForProcess(`demo app on ${port}`, async () => (await fetch(`${url}/healthz`)).ok, exited, (c) => `demo app exited with ${c}: ${err}`, 30_000, 100);
   return {
     url,
     port,

@@ -19,6 +19,27 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 }
 
 /**
+ * waitFor for a process being started: polls `fn` until it holds, and fails at once when the
+ * process exits first (`exited` resolves with its code; `failure` says why). The poll stops then,
+ * so a process that died does not keep the test alive polling until the timeout.
+ */
+export async function waitForProcess<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  exited: Promise<number | null>,
+  failure: (code: number | null) => string,
+  timeoutMs = 20_000,
+  everyMs = 50,
+): Promise<T | true> {
+  let gone = false;
+  const died = exited.then((code) => {
+    gone = true;
+    throw new Error(failure(code));
+  });
+  return Promise.race([waitFor<T | true>(what, async () => (gone ? true : fn()), timeoutMs, everyMs), died]);
+}
+
+/**
  * Starts something on ports picked free a moment before it binds them: another process (another
  * suite, an outgoing connection's source port) may take one in between. While `start` fails that
  * way (`portTaken`), it is run again, picking fresh ports, at most `attempts` times; any other

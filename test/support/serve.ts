@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { killOnExit } from './children.js';
-import { freePort, onFreshPorts, waitFor } from './ports.js';
+import { freePort, onFreshPorts, waitForProcess } from './ports.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -46,12 +46,14 @@ async function serveOn(port: number, env: Record<string, string>, args: string[]
   const url = `http://127.0.0.1:${port}`;
   // ours, not another process answering on the port (another suite's serve answers /healthz too):
   // the listening socket must be one of this process' open files
-  await Promise.race([
-    waitFor(`rollguard serve on ${port}`, async () => listensOn(proc.pid!, port) && (await fetch(`${url}/healthz`)).ok, 90_000, 100),
-    exited.then((code) => {
-      throw new Error(`rollguard serve exited with ${code}: ${err}`);
-    }),
-  ]);
+  await waitForProcess(
+    `rollguard serve on ${port}`,
+    async () => listensOn(proc.pid!, port) && (await fetch(`${url}/healthz`)).ok,
+    exited,
+    (code) => `rollguard serve exited with ${code}: ${err}`,
+    90_000,
+    100,
+  );
   return { proc, port, url, logs, stderr: () => err, exited };
 }
 
