@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, waitFor } from './ports.js';
+import { freePort, waitForProcess } from './ports.js';
 import { killOnExit, stopChild } from './children.js';
 
 /**
@@ -96,10 +96,7 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
     closeSync(fd);
     // If the test process dies without its teardown, the child dies with it.
     killOnExit(child);
-    let exited = false;
-    child.once('exit', () => {
-      exited = true;
-    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const url = `http://127.0.0.1:${port}`;
     const log = () => {
       try {
@@ -110,8 +107,7 @@ export async function startAlertmanager(o: AlertmanagerOptions): Promise<LocalAl
     };
     try {
       // An exit ends the wait at once (a bad config must not cost the whole readiness timeout).
-      const state = await waitFor(`alertmanager ready on ${port}`, async () => (exited ? 'exited' : (await fetch(`${url}/-/ready`)).ok && 'ready'), 20_000, 100);
-      if (state === 'exited') throw new Error(`alertmanager exited:\n${log().split('\n').slice(-10).join('\n')}`);
+      await waitForProcess(`alertmanager ready on ${port}`, async () => (await fetch(`${url}/-/ready`)).ok, exited, () => `alertmanager exited:\n${log().split('\n').slice(-10).join('\n')}`, 20_000, 100);
     } catch (err) {
       lastErr = err;
       child.kill('SIGKILL');

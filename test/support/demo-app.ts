@@ -172,15 +172,11 @@ export async function startScrapingPrometheus(o: { targets: ScrapeTarget[]; rule
   closeSync(fd);
   // If the test process dies without its teardown, the child dies with it.
   killOnExit(child);
-  let exited = false;
-  child.once('exit', () => {
-    exited = true;
-  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const url = `http://127.0.0.1:${port}`;
   try {
     // An exit ends the wait at once (a bad config must not cost the whole readiness timeout).
-    const state = await waitFor(`prometheus ready on ${port}`, async () => (exited ? 'exited' : (await fetch(`${url}/-/ready`)).ok && 'ready'), 30_000, 100);
-    if (state === 'exited') throw new Error(`prometheus exited:\n${log().split('\n').slice(-10).join('\n')}`);
+    await waitForProcess(`prometheus ready on ${port}`, async () => (await fetch(`${url}/-/ready`)).ok, exited, () => `prometheus exited:\n${log().split('\n').slice(-10).join('\n')}`, 30_000, 100);
   } catch (err) {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
