@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, provisioning first (see scripts/provision.sh). Used by `npm test` and .ci/run.
 # tap runs 3 files at once (package.json "tap".jobs), each loaded with tsx ("tap".node-arg; tap's ts-node
-# plugin is off: it cost about 4 s of CPU per file; so are the plugins no test uses, mock's module
-# loader hook above all, about 0.5 s of CPU per file): most files wait on control planes and
+# plugin is off: it cost about 4 s of CPU per file): most files wait on control planes and
 # Prometheus evaluations, and 3 use about 1.7 of 2 cores (docs/benchmarks.md, "The test suite").
 #   scripts/test.sh                 everything: type-check, unit, integration, e2e
 #   scripts/test.sh test/unit       only what is under the given paths
