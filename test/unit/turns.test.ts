@@ -24,6 +24,13 @@ function held(log: string[], name: string) {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** One place (`new Turns(1)`) and a held call for each name, all logging to `log`, in that order. */
+function onePlace<N extends string[]>(...names: N) {
+  const log: string[] = [];
+  const calls = names.map((n) => held(log, n)) as { [K in keyof N]: ReturnType<typeof held> };
+  return { log, turns: new Turns(1), calls };
+}
+
 t.test('at most max calls at once; a place passes to the next in line as a call ends', async (t) => {
   const log: string[] = [];
   const seen: number[] = [];
@@ -50,9 +57,7 @@ t.test('at most max calls at once; a place passes to the next in line as a call 
 });
 
 t.test("the line is served by lane: a P0 call goes before every P1 and P2 call waiting, whenever they came; one lane's first come first served", async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
+  const { log, turns, calls: [first] } = onePlace('running');
   const names = ['p2-a', 'p1-a', 'p2-b', 'p0-a', 'p1-b', 'p0-b'];
   const lanes = [2, 1, 2, 0, 1, 0] as const;
   const calls = names.map((n) => held(log, n));
@@ -69,11 +74,7 @@ t.test("the line is served by lane: a P0 call goes before every P1 and P2 call w
 });
 
 t.test('unset precedence goes first (lane 0): work that is not an alert\'s', async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
-  const p1 = held(log, 'p1');
-  const unset = held(log, 'unset');
+  const { log, turns, calls: [first, p1, unset] } = onePlace('running', 'p1', 'unset');
   const all = [turns.run(first.fn), turns.run(p1.fn, { precedence: 1 }), turns.run(unset.fn)];
   await tick();
   first.end();
@@ -114,9 +115,7 @@ t.test('a caller that gives up while waiting leaves the line at once: rejected w
 });
 
 t.test('a signal aborted before the call waits: rejected at once, never queued', async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
+  const { log, turns, calls: [first] } = onePlace('running');
   const running = turns.run(first.fn);
   const reason = new Error('already');
   const late = held(log, 'late');
@@ -128,10 +127,7 @@ t.test('a signal aborted before the call waits: rejected at once, never queued',
 });
 
 t.test('an abort after the call got its place changes nothing here (the call itself is handed the signal)', async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
-  const second = held(log, 'second');
+  const { log, turns, calls: [first, second] } = onePlace('running', 'second');
   const ac = new AbortController();
   const a = turns.run(first.fn);
   const b = turns.run(second.fn, { signal: ac.signal });
@@ -147,11 +143,7 @@ t.test('an abort after the call got its place changes nothing here (the call its
 });
 
 t.test("a health check ('check') never waits and takes no place", async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
-  const queued = held(log, 'queued');
-  const check = held(log, 'check');
+  const { log, turns, calls: [first, queued, check] } = onePlace('running', 'queued', 'check');
   const a = turns.run(first.fn);
   const b = turns.run(queued.fn, { precedence: 0 });
   const c = turns.run(check.fn, { precedence: 'check' });
@@ -192,10 +184,7 @@ t.test('a call that waits waitMs without a turn leaves the line: TurnTimeoutErro
 });
 
 t.test('a call that gets its turn before waitMs runs to its end, however long: the wait bound is not its time limit', async (t) => {
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
-  const second = held(log, 'second');
+  const { log, turns, calls: [first, second] } = onePlace('running', 'second');
   const a = turns.run(first.fn);
   const b = turns.run(second.fn, { waitMs: 100 });
   await new Promise((r) => setTimeout(r, 30));
@@ -209,10 +198,7 @@ t.test('a call that gets its turn before waitMs runs to its end, however long: t
 t.test('a call that got its turn leaves nothing behind: no abort listener on its signal, no wait timer', async (t) => {
   const getEventListeners = EventEmitter.getEventListeners;
   const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-  const log: string[] = [];
-  const turns = new Turns(1);
-  const first = held(log, 'running');
-  const second = held(log, 'second');
+  const { log, turns, calls: [first, second] } = onePlace('running', 'second');
   const ac = new AbortController();
   const before = timers();
   const a = turns.run(first.fn);
