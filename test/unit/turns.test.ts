@@ -24,11 +24,15 @@ function held(log: string[], name: string) {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-/** One place (`new Turns(1)`) and a held call for each name, all logging to `log`, in that order. */
+/**
+ * One place (`new Turns(1)`, its waiting counts kept in `seen`) and a held call for each name, all
+ * logging to `log`, in that order.
+ */
 function onePlace<N extends string[]>(...names: N) {
   const log: string[] = [];
+  const seen: number[] = [];
   const calls = names.map((n) => held(log, n)) as { [K in keyof N]: ReturnType<typeof held> };
-  return { log, turns: new Turns(1), calls };
+  return { log, seen, turns: new Turns(1, (n) => seen.push(n)), calls };
 }
 
 t.test('at most max calls at once; a place passes to the next in line as a call ends', async (t) => {
@@ -87,12 +91,7 @@ t.test('unset precedence goes first (lane 0): work that is not an alert\'s', asy
 });
 
 t.test('a caller that gives up while waiting leaves the line at once: rejected with its reason, its call never made, no place taken from anyone', async (t) => {
-  const log: string[] = [];
-  const seen: number[] = [];
-  const turns = new Turns(1, (n) => seen.push(n));
-  const first = held(log, 'running');
-  const gaveUp = held(log, 'gave-up');
-  const next = held(log, 'next');
+  const { log, seen, turns, calls: [first, gaveUp, next] } = onePlace('running', 'gave-up', 'next');
   const ac = new AbortController();
   const running = turns.run(first.fn);
   const abandoned = turns.run(gaveUp.fn, { precedence: 0, signal: ac.signal });
@@ -164,11 +163,7 @@ t.test('max must be a whole number of at least 1', async (t) => {
 });
 
 t.test('a call that waits waitMs without a turn leaves the line: TurnTimeoutError, never made, no place taken', async (t) => {
-  const log: string[] = [];
-  const seen: number[] = [];
-  const turns = new Turns(1, (n) => seen.push(n));
-  const first = held(log, 'running');
-  const late = held(log, 'late');
+  const { log, seen, turns, calls: [first, late] } = onePlace('running', 'late');
   const running = turns.run(first.fn);
   const started = Date.now();
   const err = await turns.run(late.fn, { precedence: 0, waitMs: 50 }).then(() => undefined, (e: unknown) => e);
