@@ -36,7 +36,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     alertsDeduplicated: counter('rollguard_alerts_deduplicated_total',
       'Alerts dropped as resends of a notification already queued (fingerprint, startsAt, status).'),
     alertsUnmatched: counter('rollguard_alerts_unmatched_total',
-      'Firing alerts no loaded rule matches at intake: counted and remembered for dedupe, not queued (the engine would do nothing with them).'),
+      'Firing alerts no loaded rule matches at intake, counted each time Alertmanager sends them: neither queued (the engine would do nothing with them) nor remembered.'),
     alertsCoalesced: counter('rollguard_alerts_coalesced_total',
       'Firing alerts taken together with an earlier alert of the same rule and target: one evaluation, each alert linked to its record (which follows the earlier alert\'s resolution).'),
     alertsTruncated: counter('rollguard_alerts_truncated_total',

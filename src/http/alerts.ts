@@ -14,7 +14,7 @@ import { route } from './route.js';
 const acceptedSchema = z.object({
   queued: z.number().int(),
   duplicates: z.number().int(),
-  unmatched: z.number().int().optional().describe('new firing alerts no rule matches: counted, not queued'),
+  unmatched: z.number().int().optional().describe('firing alerts no rule matches (resends too): counted, not queued'),
   refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES: refused alone, counted and logged, not queued (present only when there were some)'),
 });
 

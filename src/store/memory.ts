@@ -165,14 +165,14 @@ export class MemoryStore implements Store {
     let unmatched = 0;
     const now = this.now();
     for (const it of items) {
+      if (it.lane === null) {
+        unmatched++; // counted, never remembered (see IntakeItem.lane)
+        continue;
+      }
       const exp = this.dedupe.get(it.key);
       if (exp !== undefined && exp > now) continue;
       this.dedupe.delete(it.key); // re-inserted at the end: insertion order stays expiry order
       this.dedupe.set(it.key, now + dedupeTtlMs);
-      if (it.lane === null) {
-        unmatched++;
-        continue;
-      }
       const lane = it.lane ?? LAST_LANE;
       const id = `${now}-${++this.seq}`;
       const e: Entry = { id, lane, payload: JSON.stringify(it.alert), deliveredAt: 0, deliveries: 0 };

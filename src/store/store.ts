@@ -31,8 +31,10 @@ export interface IntakeItem {
   key: string;
   alert: Alert;
   /**
-   * the lane it is queued in (default: the last). null: no rule matches it, so its dedupe key is
-   * remembered and it is counted, but nothing is queued (the engine would do nothing with it)
+   * the lane it is queued in (default: the last). null: no rule matches it, so it is counted and
+   * nothing else: not queued (the engine would do nothing with it) and its dedupe key not
+   * remembered, so that alerts no rule matches, however many, never fill the store, and a resend
+   * after a rule for it was loaded is queued
    */
   lane?: Lane | null;
 }
@@ -40,7 +42,7 @@ export interface IntakeItem {
 export interface IntakeResult {
   queued: number;
   duplicates: number;
-  /** new alerts of lane null: remembered and counted, not queued (present only when there were some) */
+  /** alerts of lane null, resends included: counted, not queued (present only when there were some) */
   unmatched?: number;
 }
 

@@ -96,6 +96,25 @@ t.test('alert-provided values never name a Redis key: dedupe keys and alert-reco
   t.same((await book.recordsOfAlert(fp, a.startsAt)).sort(), ['rb-1', 'rb-2', 'rb-old']);
 });
 
+// Found on 2026-12-06 (a review): every alert no rule matches left a dedupe key for DEDUPE_TTL (24 h),
+// so a storm of them (a flapping fleet-wide alert has a new startsAt each time) could fill Redis past
+// REDIS_INTAKE_MAX_MEMORY and have every batch, the ones that matter included, refused for a day.
+t.test('alerts no rule matches leave nothing in Redis, however many arrive', async (t) => {
+  const prefix = `unmatched${++n}`;
+  const s = new RedisStore({ url: redis.url, prefix });
+  stores.push(s);
+  await s.waitReady(5000);
+  const client = new Redis(redis.url);
+  t.teardown(() => client.quit());
+  const before = (await client.keys(`{${prefix}}*`)).sort();
+  for (let b = 0; b < 5; b++) {
+    const items = Array.from({ length: 1000 }, (_, i) => ({ key: `junk-${b}-${i}:2026-12-06T00:00:00Z:firing`, alert: alert(`junk-${b}-${i}`), lane: null }));
+    t.same(await s.intake(items, 86_400_000), { queued: 0, duplicates: 0, unmatched: 1000 });
+  }
+  t.same((await client.keys(`{${prefix}}*`)).sort(), before, 'no key written for them');
+  t.equal(await s.queueDepth(), 0);
+});
+
 // A listing longer than one read of the index (500 ids) reads it in chunks. Found on 2026-12-04 (a
 // clean-clone run listed one record twice and missed one under a storm): the chunks were taken by
 // offset, so a record added or leaving the index between two chunks shifted every later one.

@@ -114,15 +114,16 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     await s.ack(got.map((e) => e.id));
   });
 
-  t.test('an alert of lane null (no rule matches it) is remembered and counted, never queued', async (t) => {
+  t.test('an alert of lane null (no rule matches it) is counted, never queued, never remembered', async (t) => {
     const s = await make();
     t.same(await s.intake([
       { key: 'u1', alert: alert('unmatched'), lane: null },
       { key: 'm1', alert: alert('matched'), lane: 0 },
     ], 60_000), { queued: 1, duplicates: 0, unmatched: 1 });
-    t.same(await s.intake([{ key: 'u1', alert: alert('unmatched'), lane: null }], 60_000), { queued: 0, duplicates: 1 }, 'its resend is a duplicate');
+    t.same(await s.intake([{ key: 'u1', alert: alert('unmatched'), lane: null }], 60_000), { queued: 0, duplicates: 0, unmatched: 1 }, 'its resend is counted again, not a duplicate: nothing of it was kept');
     t.equal(await s.queueDepth(), 1);
     t.same((await s.consume('c', 10, 0, 60_000)).map((e) => e.alert.fingerprint), ['matched']);
+    t.same(await s.intake([{ key: 'u1', alert: alert('unmatched'), lane: 1 }], 60_000), { queued: 1, duplicates: 0 }, 'sent again once a rule for it is loaded: queued');
   });
 
   t.test('the queue is bounded: a batch that would pass maxQueue is refused whole with StoreFullError', async (t) => {

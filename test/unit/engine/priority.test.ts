@@ -74,12 +74,13 @@ t.test('a P0 alert queued behind 1,000 P2 alerts is handled first, and its rollb
   t.match(rec, { priority: 'P0', rule: 'error-rate' }, 'its record is of the P0 rule');
 });
 
-t.test('intake: an alert no rule matches is counted and not queued; a resolved one is still queued (it may close records)', async (t) => {
+t.test('intake: an alert no rule matches is counted, not queued nor remembered; a resolved one is still queued (it may close records)', async (t) => {
   const s = setup();
   const res = await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1' }, { alertname: 'HighLatency', deployment: 'y', fp: 'p1' }]));
   t.same(res.json(), { queued: 1, duplicates: 0, unmatched: 1 });
   t.equal(await metricValue(s.metrics, 'rollguard_alerts_unmatched_total'), 1);
-  t.same((await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1' }]))).json(), { queued: 0, duplicates: 1 }, 'its resend is a duplicate');
+  t.same((await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1' }]))).json(), { queued: 0, duplicates: 0, unmatched: 1 }, 'its resend is counted again: nothing of it is kept');
+  t.equal(await metricValue(s.metrics, 'rollguard_alerts_unmatched_total'), 2);
   t.same((await postAlerts(s.app, webhook([{ alertname: 'NobodyCares', deployment: 'x', fp: 'u1', status: 'resolved' }]))).json(), { queued: 1, duplicates: 0 });
   const got = await s.store.consume('c', 10, 0, 60_000);
   t.same(got.map((e) => [e.alert.fingerprint, e.alert.status, e.lane]), [['p1', 'firing', 1], ['u1', 'resolved', 2]], 'the P1 alert in lane 1, the resolved one in the last lane');
