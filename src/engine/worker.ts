@@ -159,7 +159,8 @@ export class QueueWorker {
     const blockMs = this.o.blockMs ?? 1000;
     try {
       while (this.running) {
-        if (this.waiting.length > 0 && this.p0InHand === 0) this.waiting.splice(0).forEach((ev) => this.begin(ev));
+        // nothing in hand (a P0 alert counted in p0InHand is in inflight): nothing for the waiting to wait on
+        if (this.waiting.length > 0 && (this.p0InHand === 0 || this.inflight.size === 0)) this.waiting.splice(0).forEach((ev) => this.begin(ev));
         // a P0 alert in hand has the CPU and the store to itself but for what was begun before it
         if (this.inflight.size >= this.limit || (this.p0InHand > 0 && this.waiting.length > 0)) {
           await Promise.race(this.inflight);
@@ -190,6 +191,8 @@ export class QueueWorker {
 
   /** A P0 alert: until it is done, events of the other lanes read meanwhile wait (this.waiting). */
   private beginP0(ev: QueuedEvent): void {
+    // claimed again by the read while in hand (or its ack on the way): nothing begun, nothing to wait for
+    if (this.held.has(ev.id)) return;
     this.p0InHand++;
     const done = this.begin(ev);
     void done.then(() => this.p0InHand--);
