@@ -1,10 +1,12 @@
 import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
 import type { SlotHold } from '../guards/concurrency.js';
-import { countStepBack, readCooldown, readStepBacks, writeCooldowns } from '../guards/cooldown.js';
+import { readCooldown, readStepBacks, startCooldowns } from '../guards/cooldown.js';
 import { writtenObjects } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
 import type { PauseReadAhead } from '../guards/pause.js';
-import { suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
+import { gitopsLines, suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
+import { resumeOwners } from '../gitops/suspend.js';
+import { noteResumed } from '../gitops/tally.js';
 import { migrateFirst, withMigration } from '../migrations/stage.js';
 import type { Guards } from '../rules/schema.js';
 import { StoreUnavailableError, type Lock } from '../store/store.js';
@@ -292,12 +294,25 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     if (stopped) return stopped;
     await suspendBeforeWrite(ctx, rec, actx);
     spent.value = true; // whatever happens from here, the cluster may change: the budget is spent
+    // The cooldown starts before the write, not after it: once the write may have landed, neither a
+    // crash nor a store failure can leave the target with its lock given back (or expired) and no
+    // cooldown, open to a second rollback that would undo this one. Its end (verify.ts) writes it
+    // again from executedAt. Put back as it was when nothing was written.
+    const startAt = ctx.now();
+    const stepBack = previous && settings.allowStepBack && previous.outcome === 'failed' ? { ttlMs: settings.cooldown } : undefined;
+    const putBack = await startCooldowns(ctx.store, rec.target, plan, { id: rec.id, at: startAt, until: startAt + settings.cooldown }, startAt, previous, stepBack);
     const res = await action.execute(plan, actx);
     const now = ctx.now();
     if (!res.applied) {
       spent.value = false; // nothing was written
+      await putBack(ctx.now()).catch((err: unknown) => {
+        ctx.metrics.storeErrors.inc({ op: 'rollback' });
+        ctx.log.warn({ err, record: rec.id }, 'could not give back the cooldown of a rollback that wrote nothing; it stays until it expires');
+      });
+      const resumed = await resumeUnwritten(ctx, rec, actx);
       if (res.refusal) {
-        ctx.notify(rec, messages.refused(rec, res.refusal.message));
+        const m = messages.refused(rec, res.refusal.message);
+        ctx.notify(rec, { ...m, lines: [...m.lines, ...resumed] });
         return await ctx.finish(rec, 'refused', res.refusal.message);
       }
       return await ctx.finish(rec, 'error', res.message);
@@ -306,9 +321,14 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     ctx.metrics.lastRollbackTimestamp.set(now / 1000);
     ctx.records.step(rec, 'executed', res.message, { attempts: res.attempts, generation: res.newGeneration });
     if (rec.source === 'drill') ctx.records.step(rec, 'budget', `not spent: the rollback of drill ${rec.drill} does not count against the production budget`);
-    if (previous && settings.allowStepBack && previous.outcome === 'failed') await countStepBack(ctx.store, rec.target, settings.cooldown);
-    await writeCooldowns(ctx.store, rec.target, plan, { id: rec.id, at: now, until: now + settings.cooldown }, ctx.now());
-    await ctx.records.save(rec);
+    // Written: a store failure from here must not close the rollback as failed and give its locks
+    // back. Its verification goes on and writes the record with its end; had this replica died, the
+    // recovery finds the write by its change cause (scheduler.ts).
+    await ctx.records.save(rec).catch((err: unknown) => {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      ctx.metrics.storeErrors.inc({ op: 'rollback' });
+      ctx.log.warn({ err, record: rec.id }, 'could not record that the rollback was executed (the store failed); its verification goes on and records it with its end');
+    });
 
     // The cluster is changed: the queue event can be acked. Waiting for the rollout and the
     // recovery check (minutes) goes on in the background, so this replica's next alert does not
@@ -319,6 +339,27 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     return 'in_progress';
   } finally {
     if (!handedOff) await release();
+  }
+}
+
+/**
+ * A rollback that wrote nothing after all (refused at the write, its re-plan changed) gives its
+ * GitOps owners back what it suspended for it: they would put back nothing, and left suspended
+ * they would no longer reconcile anything they own, said nowhere. Returns the lines for its
+ * notification (what was resumed, or that resuming failed and a human must).
+ */
+async function resumeUnwritten(ctx: EngineContext, rec: RollbackRecord, actx: ActionContext): Promise<string[]> {
+  const g = rec.gitops;
+  if (!g?.suspended?.length || g.resumed || !actx.kube) return [];
+  try {
+    const restored = await resumeOwners(actx.kube, g.suspended);
+    g.resumed = { at: ctx.now(), by: `${ctx.owner} (nothing was rolled back)`, restored };
+    ctx.records.step(rec, 'gitops_resumed', `nothing was rolled back: ${restored.join('; ')}`);
+    await noteResumed(ctx, rec, g.suspended.length);
+    return [`GitOps: nothing was rolled back, so what was suspended for it was put back: ${restored.join('; ')}`];
+  } catch (err) {
+    ctx.log.error({ err, record: rec.id }, 'could not resume the GitOps owners a rollback that wrote nothing had suspended');
+    return gitopsLines(rec).map((l) => `${l} (resuming them failed: ${(err as Error).message})`);
   }
 }
 

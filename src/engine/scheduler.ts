@@ -283,10 +283,10 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
 
 /**
  * An applied rollback's target is in cooldown while its recovery verifies it, as execute() starts
- * it right after the write, so a new alert cannot roll it back again meanwhile. Written unless one
- * naming this record is there (execute() writes it before it records executedAt; it is missing when
- * the write landed after the replica died, or the key was lost): one the dead replica's end()
- * already gave an outcome is not written over. end() writes it again with the outcome.
+ * it right before the write, so a new alert cannot roll it back again meanwhile. Written unless one
+ * naming this record is there (execute() writes it before the write; it is missing when the replica
+ * ran an earlier version, or the key was lost): one the dead replica's end() already gave an
+ * outcome is not written over. end() writes it again with the outcome.
  */
 async function startCooldown(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan): Promise<void> {
   if ((await readCooldown(ctx.store, rec.target))?.id === rec.id) return;

@@ -147,7 +147,9 @@ function announce(ctx: EngineContext, rec: RollbackRecord, outcome: Recovery['ou
 
 function escalate(ctx: EngineContext, rec: RollbackRecord, error: string): void {
   ctx.metrics.escalations.inc({ reason: 'error' });
-  ctx.notify(rec, messages.failed(rec, error));
+  const m = messages.failed(rec, error);
+  // owners suspended for it stay so (the write may have landed): said, with what to do next
+  ctx.notify(rec, rec.gitops?.suspended?.length ? { ...m, lines: [...m.lines, ...gitopsLines(rec)] } : m);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

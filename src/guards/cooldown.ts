@@ -43,16 +43,38 @@ export async function writeCooldowns(store: Store, target: string, plan: Rollbac
   for (const key of [target, ...cooledObjects(plan, target)]) await writeCooldown(store, key, state, now);
 }
 
+/**
+ * Starts a rollback's cooldowns (writeCooldowns) before its write, and counts the step back when it
+ * is one, so that once the write may have landed no crash or store failure leaves the target open
+ * to a second rollback. Returns how to put back what was there, for a rollback that wrote nothing
+ * after all. `previous`: the target's cooldown entry as read before (the only one there may be:
+ * the guard let the rollback through). The other objects' entries are read here; they are either
+ * absent or, on a step back, the previous rollback's (the guard allows no other).
+ */
+export async function startCooldowns(store: Store, target: string, plan: RollbackPlan, state: CooldownState, now: number, previous: CooldownState | null, stepBack?: { ttlMs: number }): Promise<(at: number) => Promise<void>> {
+  const others = cooledObjects(plan, target);
+  const before = [previous, ...(await Promise.all(others.map((k) => readCooldown(store, k))))];
+  const steps = stepBack ? await readStepBacks(store, target) : 0;
+  if (stepBack) await store.setValue(stepBackKey(target), String(steps + 1), { ttlMs: stepBack.ttlMs });
+  await writeCooldowns(store, target, plan, state, now);
+  return async (at) => {
+    for (const [i, key] of [target, ...others].entries()) {
+      const old = before[i];
+      if (old && old.until > at) await writeCooldown(store, key, old, at);
+      else await store.deleteValue(cooldownKey(key));
+    }
+    if (stepBack) {
+      if (steps > 0) await store.setValue(stepBackKey(target), String(steps), { ttlMs: stepBack.ttlMs });
+      else await store.deleteValue(stepBackKey(target));
+    }
+  };
+}
+
 /** How many times in a row the target was stepped back (allowStepBack). */
 export async function readStepBacks(store: Store, target: string): Promise<number> {
   return Number((await store.getValue(stepBackKey(target))) ?? '0');
 }
 
-/** Counts one more step back, remembered for `ttlMs` (the rule's cooldown). */
-export async function countStepBack(store: Store, target: string, ttlMs: number): Promise<void> {
-  const steps = (await readStepBacks(store, target)) + 1;
-  await store.setValue(stepBackKey(target), String(steps), { ttlMs });
-}
 
 /**
  * After rollguard rolls a target back, no other rollback of it for `cooldown`: no rollback loops.

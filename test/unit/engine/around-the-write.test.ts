@@ -1,0 +1,137 @@
+// What holds around the cluster write, whatever fails (found on 2026-12-06 in a review):
+// - the target's cooldown is written before the write, so neither a store failure nor a crash after
+//   the write can leave the target with its lock given back (or expired) and no cooldown, open to a
+//   second rollback that would undo the first (a rule with perTargetPerHour above 1 let it through);
+// - a store failure after the write does not close the applied rollback as failed;
+// - a rollback that wrote nothing after all gives its cooldown back, and resumes the GitOps owners it
+//   had suspended for the write.
+import t from 'tap';
+import type { ActionContext, ExecuteResult, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { StoreUnavailableError } from '../../../src/store/store.js';
+import { firing, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { aroundStore } from '../../support/store-proxy.js';
+
+const rule = (name: string, alertname: string, extra = '') => `
+  - name: ${name}
+    match: ['alertname="${alertname}"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    guards: { budget: { perTargetPerHour: 3 } }${extra}`;
+// two rules on one target, each allowing three rollbacks of it an hour: only the cooldown stands between them
+const RULES = `rules:${rule('error-rate', 'HighErrorRate')}${rule('latency', 'HighLatency')}\n`;
+const TARGET = 'Deployment/prod/checkout';
+
+t.test('the store fails once right after the write: the rollback is not closed failed, and the cooldown already holds the target', async (t) => {
+  const mem = new MemoryStore();
+  const action = new PerTargetDeploymentAction();
+  let failed = 0;
+  const store = aroundStore(mem, async (op, _args, call) => {
+    // the first record write after the cluster write (it records executedAt)
+    if (op === 'putRecord' && action.executed.length === 1 && failed === 0) {
+      failed++;
+      e.prometheus!.value = 0.01; // the rollback worked: the error rate is back under the threshold
+      throw new StoreUnavailableError('redis putRecord: Command timed out (injected)');
+    }
+    return call();
+  });
+  const e = testEngine({ store, ruleText: RULES, action });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('HighErrorRate'));
+  t.equal(failed, 1, 'the store failed after the write');
+  const [first] = await e.engine.records.list({});
+  t.equal(first?.state, 'succeeded', `verified and closed as it went, not failed (${first?.state}: ${first?.outcome?.message ?? ''})`);
+  t.ok(first?.times.executedAt, 'its end recorded that it was executed');
+  t.notOk(e.notifier.sent.some((n) => n.kind === 'rollback_failed' && /putRecord/.test(n.lines.join(' '))), 'no "rollback failed" for a store error');
+  t.match(JSON.parse((await mem.getValue(`cooldown:${TARGET}`)) ?? 'null'), { id: first?.id }, "the target's cooldown names it");
+  // the cluster as a real `rollout undo` leaves it: the template has a previous revision again (the bad one)
+  action.applied = false;
+  e.prometheus!.value = 0.2; // and the other rule's trigger holds
+  await e.deliver(firing('HighLatency'));
+  const second = (await e.engine.records.list({})).find((r) => r.rule === 'latency');
+  t.equal(second?.state, 'blocked', `the other rule's alert is blocked (${second?.outcome?.message ?? ''})`);
+  t.match(second?.outcome?.message, /cooldown/);
+  t.equal(action.executed.length, 1, 'one write to the cluster');
+});
+
+t.test('a replica dies right after its write: once its lock expires, an alert of another rule for the target meets the cooldown', async (t) => {
+  let skew = 0;
+  const mem = new MemoryStore(() => Date.now() + skew);
+  const cluster: string[] = [];
+  class Counting extends PerTargetDeploymentAction {
+    override async execute(p: RollbackPlan, c: ActionContext) {
+      cluster.push(c.changeCause);
+      return super.execute(p, c);
+    }
+  }
+  const actA = new Counting();
+  let dead = false;
+  const never = new Promise<never>(() => {});
+  const storeA = aroundStore(mem, async (_op, _args, call) => {
+    if (dead) return never;
+    if (actA.executed.length === 1) {
+      dead = true; // SIGKILL: nothing after the write reaches the store
+      return never;
+    }
+    return call();
+  });
+  const a = testEngine({ store: storeA, owner: 'replica-a', ruleText: RULES, action: actA });
+  const actB = new Counting();
+  const b = testEngine({ store: mem, owner: 'replica-b', ruleText: RULES, action: actB });
+  void a.engine.handle({ id: 'ev-a', alert: firing('HighErrorRate'), deliveries: 1 });
+  const end = Date.now() + 10_000;
+  while (!dead && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  t.ok(dead, 'replica A wrote to the cluster and died');
+  skew = 3_000; // past LOCK_TTL (2 s in the test engine): A's lock has expired
+  t.equal(await mem.lockOwner(`target:${TARGET}`), null, "A's lock is gone");
+  await b.deliver(firing('HighLatency'));
+  const rec = (await b.engine.records.list({})).find((r) => r.rule === 'latency');
+  t.equal(rec?.state, 'blocked', `blocked (${rec?.outcome?.message ?? ''})`);
+  t.match(rec?.outcome?.message, /cooldown/);
+  t.equal(cluster.length, 1, 'one write to the cluster');
+});
+
+/** The Deployment double with the write it plans, refusing at the write as a re-plan after a conflict does. */
+class RefusedAtWrite extends PerTargetDeploymentAction {
+  override async plan(ref: TargetRef): Promise<RollbackPlan> {
+    const p = await super.plan(ref);
+    return { ...p, writes: [{ resource: RESOURCES.deployments, namespace: ref.namespace, name: ref.name, patchType: 'json', patch: [], description: 'undo the template' }] };
+  }
+  override async execute(): Promise<ExecuteResult> {
+    return { applied: false, message: 'changed since plan', at: Date.now(), attempts: 2, refusal: { code: 'changed_since_plan', message: 'the Deployment changed since the plan: someone else rolled it back' } };
+  }
+}
+
+t.test('a rollback that writes nothing after all: its cooldown given back, the Flux Kustomization it suspended resumed, and said', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'checkout', namespace: 'prod', labels: { 'kustomize.toolkit.fluxcd.io/name': 'shop', 'kustomize.toolkit.fluxcd.io/namespace': 'flux-system' } },
+    spec: {},
+  });
+  kube.add(OWNER_RESOURCES.Kustomization, {
+    apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
+    kind: 'Kustomization',
+    metadata: { name: 'shop', namespace: 'flux-system' },
+    spec: { interval: '5m', path: './shop' },
+    status: { inventory: { entries: [{ id: 'prod_checkout_apps_Deployment', v: 'v1' }] } },
+  });
+  const store = new MemoryStore();
+  const e = testEngine({ store, kube, ruleText: `rules:${rule('error-rate', 'HighErrorRate', '\n    gitops: suspend')}\n`, action: new RefusedAtWrite() });
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec?.state, 'refused', `${rec?.state}: ${rec?.outcome?.message ?? ''}`);
+  const steps = rec?.timeline.map((s) => s.step) ?? [];
+  t.ok(steps.includes('gitops_suspended'), 'the Kustomization was suspended for the write');
+  t.ok(steps.indexOf('gitops_resumed') > steps.indexOf('gitops_suspended'), 'and resumed once nothing was written');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'shop')?.spec?.suspend, undefined, 'spec.suspend removed again, as it was');
+  t.match(rec?.gitops?.resumed, { by: /nothing was rolled back/ });
+  const said = e.notifier.sent.find((n) => n.kind === 'rollback_refused');
+  t.match(said?.lines.join('\n'), /GitOps: nothing was rolled back, so what was suspended for it was put back: Flux Kustomization flux-system\/shop/);
+  t.equal(await store.getValue(`cooldown:${TARGET}`), null, 'no cooldown: nothing was rolled back');
+});
