@@ -67,12 +67,17 @@ export interface RedisMemory {
   policy: string;
 }
 
+/** Commands timed out in a row after which the command connection is opened again (see timedOut). */
+const RECONNECT_AFTER_TIMEOUTS = 2;
+
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
   private readonly cmd: Client;
   private readonly blocking: Client;
   private readonly p: string;
   private groupReady = false;
+  /** commands timed out in a row on the command connection, no answer between them */
+  private timeoutsInARow = 0;
   private readonly recordsOf: RedisRecords;
   private readonly eventsOf: RedisEvents;
 
@@ -148,11 +153,15 @@ export class RedisStore implements Store {
   /** Runs a store operation, turning connection-level failures into StoreUnavailableError. */
   private async run<T>(op: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      const r = await fn();
+      this.timeoutsInARow = 0;
+      return r;
     } catch (err) {
       if (err instanceof StoreUnavailableError) throw err;
       const isReply = err instanceof ReplyError;
       const msg = err instanceof Error ? err.message : String(err);
+      if (isReply) this.timeoutsInARow = 0;
+      else if (/Command timed out/.test(msg)) this.timedOut(op);
       if (isReply && /NOGROUP/.test(msg)) this.groupReady = false;
       if (isReply && FULL_REPLY.test(msg)) throw new StoreFullError(`redis ${op}: Redis is at its maxmemory (${msg})`);
       if (!isReply || TRANSIENT_REPLY.test(msg) || /NOGROUP/.test(msg)) {
@@ -160,6 +169,20 @@ export class RedisStore implements Store {
       }
       throw err;
     }
+  }
+
+  /**
+   * A command that times out may be a slow Redis, or a connection whose far end is gone without a
+   * word (a Redis pod deleted in a failover: its IP answers nothing, no reset comes), which TCP
+   * reports only after its keepalive or retransmissions give up, many minutes on. ioredis waits for
+   * that, so the command connection is opened again at the second timeout in a row instead: a slow
+   * Redis costs a reconnection, a dead connection no longer stops the store.
+   */
+  private timedOut(op: string): void {
+    if (++this.timeoutsInARow < RECONNECT_AFTER_TIMEOUTS) return;
+    this.timeoutsInARow = 0;
+    this.opts.onEvent?.('error', new Error(`redis ${op}: ${RECONNECT_AFTER_TIMEOUTS} commands in a row timed out (REDIS_COMMAND_TIMEOUT=${this.opts.commandTimeoutMs ?? 2000}ms); opening the connection again`));
+    this.cmd.disconnect(true);
   }
 
   /** Resolves once both connections (commands, blocking reads) answer. */
@@ -253,15 +276,37 @@ export class RedisStore implements Store {
       // blocking read hands out up to COUNT per stream), highest lane first.
       const per = Math.max(1, Math.floor(count / LANES.length));
       const args: (string | number)[] = ['GROUP', GROUP, consumer, 'COUNT', per, 'BLOCK', blockMs, 'STREAMS', ...this.streams, ...LANES.map(() => '>')];
-      const res = (await (this.blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<unknown> }).xreadgroup(...args)) as
-        | [string, [string, string[]][]][]
-        | null;
+      const res = (await this.boundedBlockingRead(args, blockMs)) as [string, [string, string[]][]][] | null;
       if (!res) return [];
       const laneOfStream = new Map(LANES.map((l) => [this.streamOf(l), l]));
       return res
         .flatMap(([stream, entries]) => entries.map((e) => this.decode(laneOfStream.get(stream) ?? LAST_LANE, e, 1)))
         .sort((x, y) => (x.lane ?? LAST_LANE) - (y.lane ?? LAST_LANE));
     });
+  }
+
+  /**
+   * The blocking read, given up at BLOCK plus the command timeout (the blocking connection has no
+   * command timeout of its own: its commands wait by design). No answer by then means the connection
+   * is dead without a word (see timedOut): it is opened again, and the worker reads again after its
+   * back-off, instead of waiting on it for ever.
+   */
+  private async boundedBlockingRead(args: (string | number)[], blockMs: number): Promise<unknown> {
+    const bound = blockMs + (this.opts.commandTimeoutMs ?? 2000);
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new StoreUnavailableError(`redis consume: the blocking read (BLOCK ${blockMs}ms) had no answer within ${bound}ms (REDIS_COMMAND_TIMEOUT=${this.opts.commandTimeoutMs ?? 2000}ms more); opening its connection again`);
+        this.opts.onEvent?.('error', err);
+        this.blocking.disconnect(true);
+        reject(err);
+      }, bound);
+    });
+    try {
+      return await Promise.race([(this.blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<unknown> }).xreadgroup(...args), gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private decode(lane: Lane, e: [string, string[]], deliveries: number): QueuedEvent {
@@ -448,10 +493,14 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     for (const c of [this.blocking, this.cmd]) {
+      // a connection gone silent never answers QUIT: closed without it past the command timeout
+      let timer: NodeJS.Timeout | undefined;
       try {
-        await c.quit();
+        await Promise.race([c.quit(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to QUIT')), this.opts.commandTimeoutMs ?? 2000)))]);
       } catch {
         c.disconnect();
+      } finally {
+        clearTimeout(timer);
       }
     }
   }
