@@ -95,6 +95,12 @@ export const configSchema = z.object({
   ALERT_MAX_ANNOTATION_BYTES: int(16, 1024 * 1024).default(4096),
   /** Annotations kept of each alert (records, notifications, reports); every other one is dropped at intake. */
   ALERT_ANNOTATIONS: list.default(['summary', 'description', 'runbook_url']),
+  /**
+   * How far ahead of rollguard's clock an alert's startsAt may be (the clocks of Prometheus and of
+   * rollguard disagree a little). An alert that starts later than that is refused alone, as one over
+   * a per-alert limit: not queued, counted in rollguard_alerts_refused_total{limit="ALERT_MAX_CLOCK_SKEW"}.
+   */
+  ALERT_MAX_CLOCK_SKEW: duration.default(5 * 60_000),
   /** How long a (fingerprint, startsAt, status) is remembered; longer than Alertmanager's repeat_interval. */
   DEDUPE_TTL: durationAtLeast(1000, 'an expiry of 0 is refused by Redis, so every webhook would fail').default(86_400_000),
 
@@ -108,6 +114,11 @@ export const configSchema = z.object({
    * the alerts a receiver's max_alerts left out of a notification are fetched from it and queued.
    */
   ALERTMANAGER_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
+  /**
+   * Fetches from ALERTMANAGER_URL one replica runs at once (each reads up to BODY_LIMIT_BYTES, with
+   * retries); a truncated notification beyond them is not fetched (counted, logged naming this).
+   */
+  ALERTMANAGER_MAX_FETCHES: int(1, 64).default(4),
 
   /** kubeconfig file; unset: in-cluster config when running in a pod, otherwise no cluster (dry-run). */
   KUBECONFIG: z.string().optional(),

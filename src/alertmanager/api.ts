@@ -1,5 +1,6 @@
 import { redactUrl } from '../redact.js';
 import { z } from 'zod';
+import { rfc3339 } from './schema.js';
 
 /**
  * A small client for Alertmanager's API v2: the current alerts of one aggregation group,
@@ -15,7 +16,8 @@ const gettableAlert = z.looseObject({
   fingerprint: z.string().min(1),
   labels: labelSet,
   annotations: labelSet.default({}),
-  startsAt: z.string(),
+  // as strict as the webhook (schema.ts): Alertmanager's API writes Go times; anything else is not Alertmanager
+  startsAt: rfc3339,
   endsAt: z.string().optional(),
   generatorURL: z.string().default(''),
   status: z.looseObject({ state: z.string() }),

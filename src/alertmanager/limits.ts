@@ -18,20 +18,23 @@ export interface IntakeLimits {
   maxAnnotationBytes: number;
   /** annotation names kept; every other annotation is dropped at intake */
   annotations: readonly string[];
+  /** ms an alert's startsAt may be ahead of rollguard's clock (ALERT_MAX_CLOCK_SKEW) */
+  maxClockSkewMs: number;
 }
 
-export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS'>): IntakeLimits {
+export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'>): IntakeLimits {
   return {
     maxAlerts: config.ALERT_MAX_PER_BATCH,
     maxLabels: config.ALERT_MAX_LABELS,
     maxLabelBytes: config.ALERT_MAX_LABEL_BYTES,
     maxAnnotationBytes: config.ALERT_MAX_ANNOTATION_BYTES,
     annotations: config.ALERT_ANNOTATIONS,
+    maxClockSkewMs: config.ALERT_MAX_CLOCK_SKEW,
   };
 }
 
 /** The setting a limit message names: what a refusal is counted by. */
-export type LimitSetting = 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES';
+export type LimitSetting = 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_CLOCK_SKEW';
 
 /** A limit an alert or a batch passes: the message names the field, the limit and its setting. */
 export interface OverLimit {
@@ -78,6 +81,27 @@ export interface AlertStrings {
   labels: Record<string, string>;
   fingerprint: string;
   generatorURL: string;
+  /** RFC 3339, already checked by the schema (schema.ts); read by startsTooLate */
+  startsAt?: string;
+}
+
+/**
+ * Whether an alert starts further ahead of `now` (rollguard's clock, when it received the alert)
+ * than ALERT_MAX_CLOCK_SKEW: Prometheus stamps startsAt with its own clock, which may be a little
+ * ahead, never minutes. Such an alert is refused alone rather than clamped to now: a clamped
+ * startsAt would change with every resend (each its own dedupe key: queued again each time), and a
+ * startsAt in the future is either a clock to fix or a forged alert. The message names the field,
+ * how far ahead it is and the setting; never the value itself beyond the time.
+ */
+export function startsTooLate(at: string, a: Pick<AlertStrings, 'startsAt'>, now: number, maxSkewMs: number): OverLimit | undefined {
+  if (a.startsAt === undefined) return undefined;
+  const starts = Date.parse(a.startsAt);
+  if (!(starts - now > maxSkewMs)) return undefined;
+  const ahead = Math.ceil((starts - now) / 1000);
+  return {
+    setting: 'ALERT_MAX_CLOCK_SKEW',
+    message: `${at}.startsAt: ${new Date(starts).toISOString()} is ${ahead} s ahead of rollguard's clock (${new Date(now).toISOString()}), more than the ${Math.round(maxSkewMs / 1000)} s ALERT_MAX_CLOCK_SKEW allows (fix the clock of Prometheus or of rollguard's node)`,
+  };
 }
 
 /** An alert refused at intake: its index in what was split, the limit it passes, and its alertname for the log. */
@@ -93,13 +117,24 @@ export interface Refusal extends OverLimit {
  * ALERT_MAX_LABEL_BYTES is refused alone (never queued, stored or matched) and the others kept,
  * at most ALERT_MAX_PER_BATCH of them (the webhook refuses a longer batch whole first: overBatchLimit).
  * Refusing the batch instead would lose every alert of the group with the one: Alertmanager does
- * not retry a 4xx. `at(i)` names the i-th alert in the messages (`body.alerts[3]`).
+ * not retry a 4xx. `at(i)` names the i-th alert in the messages (`body.alerts[3]`). With `now`
+ * (when the alerts were received) and `l.maxClockSkewMs`, an alert whose startsAt is further ahead
+ * than that is refused alone too (ALERT_MAX_CLOCK_SKEW: startsTooLate).
  */
-export function splitByLimits<A extends AlertStrings>(alerts: readonly A[], l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'>, at: (i: number) => string): { kept: A[]; refused: Refusal[] } {
+export function splitByLimits<A extends AlertStrings>(
+  alerts: readonly A[],
+  l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'> & Partial<Pick<IntakeLimits, 'maxClockSkewMs'>>,
+  at: (i: number) => string,
+  now?: number,
+): { kept: A[]; refused: Refusal[] } {
   const kept: A[] = [];
   const refused: Refusal[] = [];
+  const skew = l.maxClockSkewMs;
   for (const [index, a] of alerts.entries()) {
-    const over = alertOverLimit(at(index), a, l) ?? (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${at(index)}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
+    const over =
+      alertOverLimit(at(index), a, l) ??
+      (now !== undefined && skew !== undefined ? startsTooLate(at(index), a, now, skew) : undefined) ??
+      (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${at(index)}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
     if (!over) {
       kept.push(a);
       continue;

@@ -6,10 +6,19 @@ import { z } from 'zod';
  */
 const labelSet = z.record(z.string(), z.string());
 
-/** Alertmanager sends RFC 3339 times; endsAt is the zero time ("0001-01-01T00:00:00Z") while firing. */
-const rfc3339 = z
-  .string()
-  .refine((s) => !Number.isNaN(Date.parse(s)), { message: 'expected an RFC 3339 timestamp' });
+/**
+ * An RFC 3339 time as Go's time.Time marshals it, which is what Alertmanager sends (and its API
+ * answers): a date, `T`, a time with seconds, an optional fraction of any length (Go emits up to
+ * nine digits, nanoseconds; JavaScript keeps milliseconds), then `Z` or a numeric offset `±hh:mm`.
+ * endsAt is the zero time ("0001-01-01T00:00:00Z") while firing. Nothing looser: `Date.parse`
+ * alone takes "1" (2001-01-01) or "Tuesday 3", and the recent-deploy guard measures from startsAt.
+ * Days are checked against their month (no 30 February); lower-case `t`/`z`, which RFC 3339
+ * permits and Go never writes, are refused.
+ */
+export const rfc3339 = z.iso.datetime({
+  offset: true,
+  message: 'expected an RFC 3339 timestamp such as 2026-12-06T03:00:00Z (date, T, time with seconds, optional fraction, then Z or ±hh:mm)',
+});
 
 export const webhookAlertSchema = z.looseObject({
   status: z.enum(['firing', 'resolved']),

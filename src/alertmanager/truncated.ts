@@ -15,8 +15,11 @@ interface Log {
 
 export interface TruncatedDeps {
   store: Store;
-  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
-  config: Pick<Config, 'ALERTMANAGER_URL' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS'>;
+  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertmanagerFetchesSkipped' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
+  config: Pick<
+    Config,
+    'ALERTMANAGER_URL' | 'ALERTMANAGER_MAX_FETCHES' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'
+  >;
   now: () => number;
   /**
    * The webhook's pre-match (src/http/alerts.ts): the queue lane of an alert, or null when no rule
@@ -42,10 +45,25 @@ export interface TruncatedDeps {
  * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, at most ALERT_MAX_PER_BATCH are,
  * and only the allowed annotations are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES);
  * each alert refused is counted by its limit and the refusal logged with the group.
+ *
+ * What the fetches cost is bounded too: every resend of a truncated notification asks for one, and
+ * each reads up to BODY_LIMIT_BYTES, with retries. At most one fetch per (receiver, groupKey) runs
+ * at a time: a notification of a group already being fetched is not fetched again (that fetch reads
+ * the group's current alerts). At most ALERTMANAGER_MAX_FETCHES run at once on a replica: a
+ * notification beyond is not fetched. Each skip is counted
+ * (rollguard_alertmanager_fetches_skipped_total{reason}: in_progress, busy) and logged; the alerts
+ * it left out are handled when Alertmanager sends the group again (group_interval, repeat_interval).
+ *
+ * The receiver asked for is the notification's own (`receiver` of the body): rollguard's
+ * configuration does not know which Alertmanager receivers point at it (one Alertmanager may have
+ * several, one per route). That grants nothing the webhook credential does not: whoever holds it
+ * can post any alert outright. The name is matched exactly, never as a pattern (api.ts), and
+ * bounded by ALERT_MAX_LABEL_BYTES at the webhook.
  */
 export class TruncatedGroups {
   private readonly api: AlertmanagerApi | null;
-  private readonly inflight = new Set<Promise<void>>();
+  /** the fetches running, by (receiver, groupKey) */
+  private readonly running = new Map<string, Promise<void>>();
   private readonly delays: number[];
 
   constructor(private readonly d: TruncatedDeps) {
@@ -69,14 +87,32 @@ export class TruncatedGroups {
       log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; they are not handled: ${change}, or set ALERTMANAGER_URL so rollguard fetches them`);
       return;
     }
+    const key = JSON.stringify([payload.receiver, payload.groupKey]);
+    if (this.running.has(key)) {
+      this.d.metrics.alertmanagerFetchesSkipped.inc({ reason: 'in_progress' });
+      log.info(
+        { ...what, skipped: 'in_progress' },
+        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched again: a fetch of this group from ALERTMANAGER_URL is running and reads its current alerts (${change} to avoid the fetches)`,
+      );
+      return;
+    }
+    const max = this.d.config.ALERTMANAGER_MAX_FETCHES;
+    if (this.running.size >= max) {
+      this.d.metrics.alertmanagerFetchesSkipped.inc({ reason: 'busy' });
+      log.warn(
+        { ...what, skipped: 'busy', running: this.running.size },
+        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched: ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows. They are handled when Alertmanager sends the group again: ${change}, or raise ALERTMANAGER_MAX_FETCHES`,
+      );
+      return;
+    }
     log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
-    const p = this.recover(this.api, payload, log).finally(() => this.inflight.delete(p));
-    this.inflight.add(p);
+    const p = this.recover(this.api, payload, log).finally(() => this.running.delete(key));
+    this.running.set(key, p);
   }
 
   /** Resolves once every fetch started so far has ended (shutdown, tests). */
   async idle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
   }
 
   /** Counts the refused alerts by limit and logs one line naming the group and the first reasons. */
@@ -98,7 +134,7 @@ export class TruncatedGroups {
         const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
-        const { kept, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`);
+        const { kept, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`, receivedAt);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a) => {
           const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits);

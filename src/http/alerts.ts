@@ -15,7 +15,7 @@ const acceptedSchema = z.object({
   queued: z.number().int(),
   duplicates: z.number().int(),
   unmatched: z.number().int().optional().describe('firing alerts no rule matches (resends too): counted, not queued'),
-  refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES: refused alone, counted and logged, not queued (present only when there were some)'),
+  refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES, or starting further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW: refused alone, counted and logged, not queued (present only when there were some)'),
 });
 
 /**
@@ -53,8 +53,8 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
     storeOp: 'intake',
     bodyLimit: config.BODY_LIMIT_BYTES,
     responses: {
-      200: { description: 'every alert of the batch within the per-alert limits is durably queued (or was already); an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES (a label name or value, its fingerprint or generatorURL) is refused alone, counted in `refused` and not queued', schema: acceptedSchema },
-      400: { description: 'the payload is not an Alertmanager v4 webhook; the message names the field', schema: errorSchema },
+      200: { description: 'every alert of the batch within the per-alert limits is durably queued (or was already); an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES (a label name or value, its fingerprint or generatorURL), or whose startsAt is further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW, is refused alone, counted in `refused` and not queued', schema: acceptedSchema },
+      400: { description: 'the payload is not an Alertmanager v4 webhook (a startsAt or endsAt that is not an RFC 3339 time with seconds and Z or ±hh:mm included); the message names the field', schema: errorSchema },
       413: { description: 'body over BODY_LIMIT_BYTES, more alerts than ALERT_MAX_PER_BATCH, or a groupKey, receiver or externalURL over ALERT_MAX_LABEL_BYTES (limits of the batch, not of one alert): nothing is queued; the message names the field, the limit and the setting', schema: errorSchema },
       415: { description: 'not application/json', schema: errorSchema },
       503: { description: 'the store is unavailable; nothing was queued; Alertmanager retries', schema: errorSchema },
@@ -69,8 +69,9 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
         req.log.warn({ groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), alerts: payload.alerts.length, limit: over }, 'webhook batch refused: over an intake limit');
         throw new HttpError(413, 'payload_too_large', over);
       }
-      // an alert over a per-alert limit is dropped alone: never normalised, matched or stored
-      const { kept, refused } = splitByLimits(payload.alerts, limits, (i) => `body.alerts[${i}]`);
+      const receivedAt = ctx.now();
+      // an alert over a per-alert limit (or starting past ALERT_MAX_CLOCK_SKEW) is dropped alone: never normalised, matched or stored
+      const { kept, refused } = splitByLimits(payload.alerts, limits, (i) => `body.alerts[${i}]`, receivedAt);
       if (refused.length > 0) {
         const bySetting = refusedBySetting(refused);
         for (const [limit, n] of bySetting) metrics.alertsRefused.inc({ limit }, n);
@@ -85,10 +86,9 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
             // the first few, each by index, alertname and reason: never its labels or the value over the limit
             first: refused.slice(0, 5).map((r) => ({ index: r.index, alertname: r.alertname, limit: r.setting, reason: r.message })),
           },
-          `${refused.length} of the ${payload.alerts.length} alert(s) of a webhook batch pass an intake limit and are refused, not queued (${settings}: raise it, or fix the labels the alert's source sends); the rest of the batch is queued`,
+          `${refused.length} of the ${payload.alerts.length} alert(s) of a webhook batch pass an intake limit and are refused, not queued (${settings}: raise it, or fix what the alert's source sends: its labels, its clock); the rest of the batch is queued`,
         );
       }
-      const receivedAt = ctx.now();
       const items = kept.map((a) => {
         const alert = normaliseAlert(payload, a, receivedAt, limits);
         return { key: dedupeKey(alert), alert, lane: laneFor(alert) };

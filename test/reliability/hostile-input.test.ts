@@ -97,7 +97,8 @@ const validPayload = fc
         status: fc.constantFrom('firing', 'resolved'),
         labels,
         annotations: labels,
-        startsAt: fc.integer({ min: Date.parse('2000-01-01T00:00:00Z'), max: Date.parse('2100-01-01T00:00:00Z') }).map((ms) => new Date(ms).toISOString()),
+        // never ahead of the clock: an alert starting later than ALERT_MAX_CLOCK_SKEW from now is refused alone (tested below)
+        startsAt: fc.integer({ min: Date.parse('2000-01-01T00:00:00Z'), max: Date.now() }).map((ms) => new Date(ms).toISOString()),
         generatorURL: labelText,
         fpSuffix: labelText,
       }),
@@ -289,6 +290,32 @@ t.test('alerts over a per-alert limit among valid ones: each refused alone (200,
   t.same(queued.map((e) => e.alert.fingerprint).sort(), ['fp-lim-10', 'fp-lim-11', 'fp-lim-12'], 'the queue holds the valid alerts only');
   t.notOk(JSON.stringify(queued).includes('HHHHHHHHHH'), 'nothing of an over-long value is stored');
   inputs += 2;
+});
+
+t.test('forged times: a startsAt or endsAt that is no RFC 3339 time is 400 naming the field; one starting in the future is refused alone', async (t) => {
+  const { app, store, metrics } = fullApp();
+  const alert = (i: number, extra: Record<string, unknown> = {}) => ({ status: 'firing', labels: { alertname: 'HighErrorRate', namespace: 'shop', deployment: `time-${i}` }, startsAt: '2026-11-23T10:00:00Z', fingerprint: `fp-time-${i}`, ...extra });
+  const body = (alerts: unknown[]) => JSON.stringify({ version: '4', groupKey: 'g', status: 'firing', receiver: 'r', alerts });
+  // every one of these Date.parse takes as some time: "1" is 2001-01-01, "Tuesday 3" 2001-02-28
+  const forged = ['1', '0', '2001', 'Tuesday 3', '12/06/2026', 'December 6, 2026', 'Sun, 06 Dec 2026 03:00:00 GMT', '2026-12-06', '2026-12-06T03:00', '2026-12-06T03:00:00', ' 2026-11-23T10:00:00Z', '2026-11-23T10:00:00Z ', '2026-02-29T00:00:00Z', '+012026-11-23T10:00:00Z'];
+  let n = 0;
+  for (const v of forged) {
+    for (const field of ['startsAt', 'endsAt']) {
+      const res = await post(app, '/v1/alerts', body([alert(++n), alert(++n, { [field]: v })]));
+      checkAnswer(t, res, `${field} ${JSON.stringify(v)}`);
+      t.equal(res.statusCode, 400, `${field} ${JSON.stringify(v)}: 400`);
+      t.match(res.json().message, new RegExp(`body\\.alerts\\.1\\.${field}: expected an RFC 3339 timestamp`), `${field} ${JSON.stringify(v)}: names the field`);
+    }
+  }
+  t.equal(await store.queueDepth(), 0, 'nothing of those batches queued');
+  const future = [new Date(Date.now() + 3_600_000).toISOString(), '9999-12-31T23:59:59.999999999Z', '2100-01-01T00:00:00+14:00'];
+  const res = await post(app, '/v1/alerts', body([alert(100), ...future.map((startsAt, i) => alert(101 + i, { startsAt }))]));
+  checkAnswer(t, res, 'future startsAt');
+  t.equal(res.statusCode, 200, 'the batch is not refused for its future alerts');
+  t.same(res.json(), { queued: 1, duplicates: 0, refused: 3 });
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_CLOCK_SKEW' }), 3);
+  t.same((await store.consume('time', 10, 0, 60_000)).map((e) => e.alert.fingerprint), ['fp-time-100'], 'the queue holds the alert that started in the past only');
+  inputs += 1;
 });
 
 t.test('content types, methods and unknown paths', async (t) => {

@@ -14,13 +14,13 @@ import { metricValue } from '../support/app.js';
 
 const GROUP_LABELS = { alertname: 'HighErrorRate', namespace: 'shop' };
 
-function payload(truncatedAlerts: number): WebhookPayload {
+function payload(truncatedAlerts: number, group: { groupKey?: string; receiver?: string } = {}): WebhookPayload {
   return {
     version: '4',
-    groupKey: '{}:{alertname="HighErrorRate", namespace="shop"}',
+    groupKey: group.groupKey ?? '{}:{alertname="HighErrorRate", namespace="shop"}',
     truncatedAlerts,
     status: 'firing',
-    receiver: 'rollguard',
+    receiver: group.receiver ?? 'rollguard',
     groupLabels: GROUP_LABELS,
     commonLabels: {},
     commonAnnotations: {},
@@ -29,8 +29,8 @@ function payload(truncatedAlerts: number): WebhookPayload {
   };
 }
 
-function amAlert(fp: string, labels: Record<string, string>, annotations: Record<string, string> = {}) {
-  return { fingerprint: fp, labels: { ...GROUP_LABELS, ...labels }, annotations, startsAt: '2026-12-01T10:00:00Z', generatorURL: '', status: { state: 'active' }, receivers: [{ name: 'rollguard' }] };
+function amAlert(fp: string, labels: Record<string, string>, annotations: Record<string, string> = {}, startsAt = '2026-12-01T10:00:00Z') {
+  return { fingerprint: fp, labels: { ...GROUP_LABELS, ...labels }, annotations, startsAt, generatorURL: '', status: { state: 'active' }, receivers: [{ name: 'rollguard' }] };
 }
 
 /** Alertmanager's answer to GET /api/v2/alerts/groups: one group holding `alerts`. */
@@ -48,12 +48,12 @@ function answer(alerts: unknown[], opts: { chunked?: boolean } = {}): Response {
   return new Response(body, { headers: { 'content-type': 'application/json' } });
 }
 
-function rig(env: Record<string, string>, respond: () => Response) {
+function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number } = {}) {
   const config = loadConfig({ ALERTMANAGER_URL: 'http://alertmanager:9093', ...env });
   const store = new MemoryStore();
   const metrics = createMetrics({ defaults: false });
   const api = new AlertmanagerApi({ url: config.ALERTMANAGER_URL!, fetch: async () => respond(), maxBody: { bytes: config.BODY_LIMIT_BYTES, setting: 'BODY_LIMIT_BYTES' } });
-  const groups = new TruncatedGroups({ store, metrics, config, now: Date.now, api, retryDelays: [] });
+  const groups = new TruncatedGroups({ store, metrics, config, now: opts.now ?? Date.now, api, retryDelays: [] });
   const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
   const log = {
     info: (obj: object, msg: string) => void lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
@@ -154,4 +154,101 @@ t.test('alerts fetched back take the webhook lanes: a P0 alert is queued in lane
   t.equal(await metricValue(metrics, 'rollguard_alerts_unmatched_total'), 1, 'the one no rule matches is counted, as at the webhook');
   const events = await store.consume('test', 10, 0, 60_000);
   t.same(events.map((e) => [e.alert.fingerprint, e.lane]), [['p0-left-out', 0], ['delivered', 1]], 'the P0 alert first, in lane 0; the delivered P1 alert in lane 1; the unmatched one not queued');
+});
+
+/** Fetches that answer only when released: what runs at once is then known without any timing. */
+function heldFetches() {
+  const waiting: Array<() => void> = [];
+  let calls = 0;
+  return {
+    respond: async (): Promise<Response> => {
+      calls++;
+      await new Promise<void>((r) => waiting.push(r));
+      return answer([amAlert('left-out', { deployment: 'left-out' })]);
+    },
+    calls: () => calls,
+    releaseAll: () => {
+      for (const r of waiting.splice(0)) r();
+    },
+  };
+}
+
+const skipped = (metrics: ReturnType<typeof createMetrics>, reason: string) => metricValue(metrics, 'rollguard_alertmanager_fetches_skipped_total', { reason });
+
+t.test('one fetch per receiver and group at a time: a resend while it runs is not fetched again, counted and logged', async (t) => {
+  const held = heldFetches();
+  const r = rig({}, held.respond);
+  t.equal(await skipped(r.metrics, 'in_progress'), 0, 'exported at 0 from the start');
+  r.groups.notice(payload(1), r.log);
+  r.groups.notice(payload(1), r.log); // Alertmanager's resend (repeat_interval, the other replica of an HA pair)
+  r.groups.notice(payload(1), r.log);
+  await Promise.resolve(); // let the first fetch call fetch()
+  t.equal(held.calls(), 1, 'one fetch for the group');
+  t.equal(await skipped(r.metrics, 'in_progress'), 2, 'the two resends counted as skipped');
+  const info = r.lines.filter((l) => l.obj.skipped === 'in_progress');
+  t.equal(info.length, 2, 'each skip logged');
+  t.match(info[0]!.msg, /not fetched again: a fetch of this group from ALERTMANAGER_URL is running/);
+  t.match(info[0]!.obj, { groupKey: payload(1).groupKey, receiver: 'rollguard', truncatedAlerts: 1 });
+
+  r.groups.notice(payload(1, { groupKey: '{}:{alertname="Other"}' }), r.log);
+  r.groups.notice(payload(1, { receiver: 'rollguard-p0' }), r.log);
+  await Promise.resolve();
+  t.equal(held.calls(), 3, 'another group, or the same groupKey of another receiver, is fetched beside it');
+
+  held.releaseAll();
+  await r.groups.idle();
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 3);
+  t.same((await r.queued()).map((a) => a.fingerprint), ['left-out'], 'the alert left out is queued once');
+
+  r.groups.notice(payload(1), r.log);
+  await Promise.resolve();
+  t.equal(held.calls(), 4, 'once the fetch has ended, the next notification of the group is fetched');
+  held.releaseAll();
+  await r.groups.idle();
+  t.equal(await skipped(r.metrics, 'in_progress'), 2);
+});
+
+t.test('at most ALERTMANAGER_MAX_FETCHES at once: a truncated notification beyond is not fetched, counted and logged naming the setting', async (t) => {
+  const held = heldFetches();
+  const r = rig({ ALERTMANAGER_MAX_FETCHES: '2' }, held.respond);
+  t.equal(await skipped(r.metrics, 'busy'), 0, 'exported at 0 from the start');
+  for (let i = 0; i < 5; i++) r.groups.notice(payload(1, { groupKey: `{}:{alertname="A${i}"}` }), r.log);
+  await Promise.resolve();
+  t.equal(held.calls(), 2, 'two fetches run');
+  t.equal(await skipped(r.metrics, 'busy'), 3, 'the three beyond counted');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_truncated_total'), 5, 'every left-out alert still counted as truncated');
+  const warns = r.lines.filter((l) => l.level === 'warn' && l.obj.skipped === 'busy');
+  t.equal(warns.length, 3);
+  t.match(warns[0]!.msg, /not fetched: 2 fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows.*raise ALERTMANAGER_MAX_FETCHES/);
+  t.match(warns[0]!.obj, { groupKey: '{}:{alertname="A2"}', receiver: 'rollguard', running: 2 });
+  held.releaseAll();
+  await r.groups.idle();
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 2);
+  r.groups.notice(payload(1, { groupKey: '{}:{alertname="A4"}' }), r.log);
+  await Promise.resolve();
+  t.equal(held.calls(), 3, 'a place freed: the next one is fetched');
+  held.releaseAll();
+  await r.groups.idle();
+  t.equal(await skipped(r.metrics, 'busy'), 3);
+  t.throws(() => loadConfig({ ALERTMANAGER_MAX_FETCHES: '0' }), { name: 'ConfigError', message: /ALERTMANAGER_MAX_FETCHES \(--alertmanager-max-fetches\)/ });
+});
+
+t.test("a fetched alert whose startsAt is further ahead than ALERT_MAX_CLOCK_SKEW is not queued; one that is no RFC 3339 time fails the fetch", async (t) => {
+  const clock = Date.parse('2026-12-01T10:05:00Z');
+  const r = rig({}, () => answer([amAlert('ok', { deployment: 'ok' }), amAlert('future', { deployment: 'future' }, {}, '2026-12-01T11:05:00Z')]), { now: () => clock });
+  r.groups.notice(payload(2), r.log);
+  await r.groups.idle();
+  t.same((await r.queued()).map((a) => a.fingerprint), ['ok']);
+  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_CLOCK_SKEW'), 1);
+  const warn = r.lines.find((l) => l.level === 'warn' && /pass an intake limit/.test(l.msg));
+  t.match((warn?.obj.reasons as string[])[0], /^alerts fetched\[1\]\.startsAt: 2026-12-01T11:05:00\.000Z is 3600 s ahead of rollguard's clock/);
+
+  for (const startsAt of ['1', 'Tuesday 3']) {
+    const bad = rig({}, () => answer([amAlert('ok', { deployment: 'ok' }), amAlert('odd', { deployment: 'odd' }, {}, startsAt)]), { now: () => clock });
+    bad.groups.notice(payload(2), bad.log);
+    await bad.groups.idle();
+    t.same(await bad.queued(), [], `startsAt ${JSON.stringify(startsAt)}: not Alertmanager's answer, nothing queued`);
+    t.equal(await metricValue(bad.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'failed' }), 1);
+    t.match(bad.lines.find((l) => l.level === 'error')?.obj.err, /answered something that is not a list of alert groups: expected an RFC 3339 timestamp/);
+  }
 });

@@ -189,6 +189,80 @@ t.test('400 names the field, and nothing is queued', async (t) => {
   t.match(proto.json().message, /body\.receiver|body\.alerts|body\.status/, proto.json().message);
 });
 
+t.test('startsAt and endsAt: anything but an RFC 3339 time (seconds, then Z or ±hh:mm) is 400 naming the field; nothing is queued', async (t) => {
+  // each of these Date.parse alone takes (all but two), as some time in 2001 or today
+  const bad = [
+    '1', // 2001-01-01
+    'Tuesday 3', // 2001-02-28
+    '2026-12-06', // a date alone
+    '2026-12-06T03:00Z', // no seconds
+    '2026-12-06T03:00:00', // no offset: whose local time?
+    '2026-12-06 03:00:00Z', // no T
+    '2026-12-06T03:00:00+0530', // offset without its colon
+    '2026-02-30T03:00:00Z', // 30 February (Date.parse: 2 March)
+    '2026-12-06T24:00:00Z',
+    '2026-12-06T03:00:00.Z', // a dot without digits
+    'Sun, 06 Dec 2026 03:00:00 GMT', // RFC 2822
+    '',
+  ];
+  for (const v of bad) {
+    for (const field of ['startsAt', 'endsAt'] as const) {
+      const { app, store } = testApp();
+      const b = JSON.parse(mixed);
+      b.alerts[0][field] = v;
+      const res = await postAlerts(app, b);
+      t.equal(res.statusCode, 400, `${field} ${JSON.stringify(v)}: 400`);
+      t.match(res.json(), { error: 'bad_request', message: new RegExp(`^body\\.alerts\\.0\\.${field}: expected an RFC 3339 timestamp`) }, `${field} ${JSON.stringify(v)}: the message names the field`);
+      t.equal(await store.queueDepth(), 0, `${field} ${JSON.stringify(v)}: nothing queued, not even the other alert`);
+    }
+  }
+});
+
+t.test("startsAt and endsAt: what Go's time.Time writes is accepted: nanoseconds, numeric offsets, the zero time", async (t) => {
+  const { app, store } = testApp();
+  const b = JSON.parse(mixed);
+  b.alerts[0].startsAt = '2026-11-23T16:36:41.123456789+05:30'; // 11:06:41.123Z
+  b.alerts[0].endsAt = '2026-11-23T04:06:45.5-07:00'; // 11:06:45.500Z
+  b.alerts[1].startsAt = '2026-11-23T11:06:41.000001Z';
+  b.alerts[1].endsAt = '0001-01-01T00:00:00Z';
+  const res = await postAlerts(app, b);
+  t.equal(res.statusCode, 200, res.body);
+  t.same(res.json(), { queued: 2, duplicates: 0 });
+  const [resolved, firing] = await store.consume('t', 10, 0, 60_000);
+  t.equal(resolved!.alert.startsAt, Date.parse('2026-11-23T11:06:41.123Z'), 'the offset applied; nanoseconds kept to the millisecond');
+  t.equal(resolved!.alert.endsAt, Date.parse('2026-11-23T11:06:45.500Z'));
+  t.equal(firing!.alert.startsAt, Date.parse('2026-11-23T11:06:41Z'));
+  t.equal(firing!.alert.endsAt, undefined, 'the zero time is no end');
+});
+
+t.test('a startsAt further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW: that alert is refused alone (200), counted and logged naming the setting', async (t) => {
+  const clock = Date.parse('2026-11-23T11:10:00Z'); // the fixtures' alerts started at 11:06:41
+  const logs = capturingLogger();
+  const { app, store, metrics } = testApp({ deps: { now: () => clock, logger: logs.logger } });
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_CLOCK_SKEW' }), 0, 'exported at 0 from the start');
+  const b = JSON.parse(firing);
+  b.alerts[0].startsAt = '2026-11-23T12:10:00Z'; // an hour ahead
+  b.alerts[1].startsAt = '2026-11-23T11:14:00Z'; // 4 minutes ahead: within the default 5 minutes
+  const res = await postAlerts(app, b);
+  t.equal(res.statusCode, 200, 'the rest of the group is not lost');
+  t.same(res.json(), { queued: 1, duplicates: 0, refused: 1 });
+  const events = await store.consume('t', 10, 0, 60_000);
+  t.same(events.map((e) => [e.alert.fingerprint, e.alert.startsAt]), [[b.alerts[1].fingerprint, Date.parse('2026-11-23T11:14:00Z')]], 'the alert within the skew is queued as sent, not clamped');
+  t.equal(await metricValue(metrics, 'rollguard_alerts_refused_total', { limit: 'ALERT_MAX_CLOCK_SKEW' }), 1);
+  const warn = logs.text().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => /refused, not queued/.test(l.msg));
+  t.match(warn?.msg, /^1 of the 2 alert\(s\) .*\(ALERT_MAX_CLOCK_SKEW: raise it/);
+  t.match(warn?.first?.[0], { index: 0, alertname: 'HighErrorRate', limit: 'ALERT_MAX_CLOCK_SKEW' });
+  t.match(warn?.first?.[0]?.reason, /^body\.alerts\[0\]\.startsAt: 2026-11-23T12:10:00\.000Z is 3600 s ahead of rollguard's clock \(2026-11-23T11:10:00\.000Z\), more than the 300 s ALERT_MAX_CLOCK_SKEW allows/);
+
+  const strict = testApp({ env: { ALERT_MAX_CLOCK_SKEW: '1m' }, deps: { now: () => clock } });
+  const again = await postAlerts(strict.app, b);
+  t.same(again.json(), { queued: 0, duplicates: 0, refused: 2 }, 'ALERT_MAX_CLOCK_SKEW=1m: 4 minutes ahead is refused too');
+  const resolved = JSON.parse(mixed);
+  resolved.alerts[0].startsAt = '2026-11-23T12:10:00Z';
+  resolved.alerts[0].endsAt = '2026-11-23T12:11:00Z';
+  t.same((await postAlerts(strict.app, resolved)).json(), { queued: 1, duplicates: 0, refused: 1 }, 'a resolved alert starting in the future is refused alike');
+});
+
 t.test('a __proto__ label or annotation on one alert is removed; the batch and its other alerts are queued', async (t) => {
   const { app, store } = testApp();
   const b = JSON.parse(firing) as { alerts: { labels: Record<string, string>; annotations: Record<string, string> }[] };
