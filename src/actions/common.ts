@@ -167,8 +167,11 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   }
 }
 
-/** A write of a ConfigMap or Secret (configDrift: restore), beside the workload's. */
-function isConfigWrite(w: PlannedWrite): boolean {
+/**
+ * A write of a ConfigMap or Secret (configDrift: restore, config-deps/restore.ts), beside the
+ * workload's and before it: not the plan's main object (no metadata.generation to watch).
+ */
+export function isConfigWrite(w: Pick<PlannedWrite, 'resource'>): boolean {
   return w.resource.group === '' && (w.resource.plural === 'configmaps' || w.resource.plural === 'secrets');
 }
 

@@ -1,7 +1,19 @@
 // Who reconciles the objects a rollback plan writes: reads each object, follows its Argo CD
-// tracking annotation (or instance label) or its Flux labels to the owner, reads the owner's sync
-// settings, and checks that the owner's own status lists the object (verify.ts): the labels only
+// tracking annotation (or instance label) and its Flux labels to the owners, reads the owners' sync
+// settings, and checks that each owner's own status lists the object (verify.ts): the labels only
 // say where to look. Used at plan time; reads only.
+//
+// Which claims count, per object (claimsOf):
+//  - a tracking annotation that names this very object is authoritative: its Application alone;
+//  - otherwise the Flux labels (Kustomization or HelmRelease: explicit, set by Flux's controllers)
+//    and the Argo CD instance label of label tracking both count. The instance label is ambiguous
+//    (Helm charts set the same label): it names an owner only if that Application exists, and
+//    beside Flux labels only if that Application's status.resources does not show it to manage
+//    something else instead (it lists the object, or cannot tell). So an object with Flux labels
+//    always keeps its Flux owner, whatever its instance label says, and both are kept when both
+//    may reconcile it;
+//  - a tracking annotation that names another object (copied) counts for nothing, as in Argo CD:
+//    the Flux labels are read as if it were absent.
 import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
@@ -28,6 +40,37 @@ async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string,
 
 const key = (r: Pick<OwnerRef, 'kind' | 'namespace' | 'name'>) => `${r.kind}/${r.namespace}/${r.name}`;
 
+/** An owner an object names, and how firmly. */
+interface Claim {
+  ref: OwnerRef;
+  /** named only by the instance label of Argo CD label tracking: no such Application, no owner */
+  byLabel: boolean;
+  /** that label, on an object Flux labels too: not counted where the Application's status lists other objects but not it */
+  besideFlux: boolean;
+}
+
+/** The owners an object names (see the top of this file), the explicit one first. */
+function claimsOf(obj: KubeObject, argo: ArgoSettings): Claim[] {
+  const a = argoOwnerRef(obj, argo);
+  if (a && !a.byLabel) {
+    const { byLabel: _, ...ref } = a;
+    return [{ ref, byLabel: false, besideFlux: false }];
+  }
+  const claims: Claim[] = [];
+  const flux = fluxOwnerRef(obj);
+  if (flux) claims.push({ ref: flux, byLabel: false, besideFlux: false });
+  if (a) {
+    const { byLabel: _, ...ref } = a;
+    claims.push({ ref, byLabel: true, besideFlux: !!flux });
+  }
+  return claims;
+}
+
+/** Whether the owner's status has the list that tells which objects it manages (verify.ts). */
+function hasListing(ref: OwnerRef, owner: KubeObject): boolean {
+  return Array.isArray(ref.kind === 'Application' ? owner.status?.resources : owner.status?.inventory?.entries);
+}
+
 /** The owner, marked unverified when its own status does not list every object that names it. */
 function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[]): Owner {
   const why = notListedBy(owner, obj, ids);
@@ -41,7 +84,8 @@ function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[]): Owne
  * chart's gitops RBAC) is kept with its error: the caller refuses to act on what it cannot see.
  */
 export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSettings, opts: RequestOptions = {}): Promise<Owner[]> {
-  const refs = new Map<string, { ref: OwnerRef; byLabel: boolean; objects: string[]; ids: ObjectIdentity[] }>();
+  type Named = { id: string; identity: ObjectIdentity; via: string; byLabel: boolean; besideFlux: boolean };
+  const refs = new Map<string, { ref: OwnerRef; by: Named[] }>();
   const seen = new Set<string>();
   for (const o of objects) {
     const id = `${o.resource.kind}/${o.namespace}/${o.name}`;
@@ -51,32 +95,40 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
     if (!obj) continue;
     if (!obj.kind) obj.kind = o.resource.kind;
     if (!obj.apiVersion) obj.apiVersion = o.resource.group ? `${o.resource.group}/${o.resource.version}` : o.resource.version;
-    const found = argoOwnerRef(obj, argo) ?? (fluxOwnerRef(obj) && { ...fluxOwnerRef(obj)!, byLabel: false });
-    if (!found) continue;
-    const { byLabel, ...ref } = found;
-    const k = key(ref);
-    const entry = refs.get(k) ?? { ref, byLabel, objects: [], ids: [] };
-    entry.objects.push(id);
-    entry.ids.push({ group: o.resource.group, kind: o.resource.kind, namespace: o.namespace, name: o.name });
-    refs.set(k, entry);
+    const identity = { group: o.resource.group, kind: o.resource.kind, namespace: o.namespace, name: o.name };
+    for (const { ref, byLabel, besideFlux } of claimsOf(obj, argo)) {
+      const k = key(ref);
+      const entry = refs.get(k) ?? { ref, by: [] };
+      entry.by.push({ id, identity, via: ref.via, byLabel, besideFlux });
+      refs.set(k, entry);
+    }
   }
   const owners: Owner[] = [];
-  for (const { ref, byLabel, objects: objs, ids } of refs.values()) {
+  for (const { ref: named, by } of refs.values()) {
+    // named by an annotation or Flux labels (not only by an instance label): kept even if not found, and named so
+    const firm = by.find((n) => !n.byLabel);
+    const ref = firm ? { ...named, via: firm.via } : named;
+    const objs = () => by.map((n) => n.id);
     try {
       const obj = await getOrNull(kube, OWNER_RESOURCES[ref.kind], ref.namespace, ref.name, opts);
       if (!obj) {
-        if (!byLabel) owners.push({ ...ref, found: false, sync: 'not found', correctsDrift: false, paused: false, settleMs: 0, objects: objs });
+        if (firm) owners.push({ ...ref, found: false, sync: 'not found', correctsDrift: false, paused: false, settleMs: 0, objects: objs() });
         continue;
       }
+      // an instance label beside Flux labels, on an object this owner's status shows it does not manage: the chart's label
+      const counted = by.filter((n) => !n.besideFlux || !hasListing(ref, obj) || !notListedBy(ref, obj, [n.identity]));
+      if (counted.length === 0) continue;
+      const ids = counted.map((n) => n.identity);
+      const names = counted.map((n) => n.id);
       if (ref.kind === 'Application') {
         const setName = applicationSetOf(obj);
         const appset = setName ? { name: setName, obj: await getOrNull(kube, OWNER_RESOURCES.ApplicationSet, ref.namespace, setName, opts) } : undefined;
-        owners.push(withListing(describeApplication(ref, obj, appset, objs), obj, ids));
+        owners.push(withListing(describeApplication(ref, obj, appset, names), obj, ids));
       } else {
-        owners.push(withListing(describeFlux(ref, obj, objs), obj, ids));
+        owners.push(withListing(describeFlux(ref, obj, names), obj, ids));
       }
     } catch (err) {
-      owners.push({ ...ref, found: false, sync: 'unreadable', correctsDrift: false, paused: false, settleMs: 0, objects: objs, error: (err as Error).message });
+      owners.push({ ...ref, found: false, sync: 'unreadable', correctsDrift: false, paused: false, settleMs: 0, objects: objs(), error: (err as Error).message });
     }
   }
   return owners;

@@ -7,6 +7,7 @@
 //  3. driftedBack(), when verifying: a rollback whose target was changed back after our write
 //     within the owners' reconcile window failed ("re-applied by <owner>").
 import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
+import { isConfigWrite } from '../actions/common.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import type { KubeObject } from '../kube/kube.js';
@@ -143,11 +144,14 @@ function lastWriter(obj: KubeObject, self: string): string | undefined {
 /**
  * Step 3: did the rolled-back object change again after our write? Watches the plan's main object
  * (its metadata.generation against the one our write produced) until the owners' reconcile window
- * after the write has passed (`wait`), or looks once. Returns why the rollback failed, or undefined.
+ * after the write has passed (`wait`), or looks once. The main object is the first write that is
+ * not a ConfigMap or Secret restored before the workload (configDrift: restore): those have no
+ * generation, and ExecuteResult.newGeneration is the workload's (the first write only when all
+ * are such, a ConfigMap target's). Returns why the rollback failed, or undefined.
  */
 export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, wait: boolean): Promise<string | undefined> {
   const g = rec.gitops;
-  const w = plan.writes?.[0];
+  const w = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0];
   if (!g || !w || !actx.kube || w.subresource) return undefined;
   const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);

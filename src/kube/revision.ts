@@ -159,8 +159,21 @@ function createdAt(o: KubeObject): number {
 }
 
 /**
- * The ReplicaSets an owner (Deployment or Rollout) controls, in kubectl's order: the old ones as
- * listed, then the "new" one (the oldest whose template equals the owner's, ignoring the hash).
+ * kubectl's ReplicaSetsByCreationTimestamp (k8s.io/kubectl pkg/util/deployment): oldest first,
+ * equal creation timestamps ordered by name (Go's byte-wise string <, not a locale's order).
+ */
+function byCreation(a: KubeObject, b: KubeObject): number {
+  const d = createdAt(a) - createdAt(b);
+  if (d !== 0) return d;
+  return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+}
+
+/**
+ * The ReplicaSets an owner (Deployment or Rollout) controls, in kubectl's order: the old ones by
+ * creation time (oldest first, names breaking ties; not the API server's list order), then the
+ * "new" one (the oldest whose template equals the owner's, ignoring the hash). kubectl's
+ * findNewReplicaSet sorts the list in place before findOldReplicaSets walks it, so which of two
+ * ReplicaSets with the same revision number pickReplicaSet takes follows creation order.
  */
 export async function ownedReplicaSets(
   kube: Kube,
@@ -172,9 +185,9 @@ export async function ownedReplicaSets(
   const labelSelector = selectorToString(owner.spec?.selector, owner);
   const listed = await kube.list(RESOURCES.replicasets, ns, { ...opts, labelSelector });
   const owned = listed.filter((rs) => isControlledBy(rs, owner));
-  const byAge = [...owned].sort((a, b) => createdAt(a) - createdAt(b) || a.metadata.name.localeCompare(b.metadata.name));
+  const byAge = [...owned].sort(byCreation);
   const newRS = byAge.find((rs) => equalIgnoringLabel(rs.spec?.template, owner.spec?.template, hashLabel)) ?? null;
-  const all = owned.filter((rs) => rs !== newRS);
+  const all = byAge.filter((rs) => rs !== newRS);
   if (newRS) all.push(newRS);
   return { all, newRS };
 }
@@ -182,8 +195,9 @@ export async function ownedReplicaSets(
 export type PickResult<T> = { ok: true; value: T } | { ok: false; code: 'no_history' | 'revision_not_found' };
 
 /**
- * kubectl's deploymentRevision: toRevision 0 picks the second-highest revision seen (ties: the
- * later one in order replaces only a strictly lower "previous"); N picks the first with revision N.
+ * kubectl's deploymentRevision over `all` in the order given (ownedReplicaSets': kubectl's):
+ * toRevision 0 picks the second-highest revision seen (ties: the later one in order replaces only
+ * a strictly lower "previous"); N picks the first with revision N.
  */
 export function pickReplicaSet(all: KubeObject[], toRevision: number, key = DEPLOYMENT_REVISION): PickResult<KubeObject> {
   let latest: KubeObject | null = null;

@@ -2,6 +2,7 @@ import t from 'tap';
 import { deploymentAction, ANNOTATIONS_TO_SKIP } from '../../../src/actions/deployment.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
+import { FakeKube } from '../../support/fake-kube.js';
 import { CAUSE, NS, context, deployment, podTemplate, replicaSet, standardCluster } from './fixtures/objects.js';
 
 async function caught(p: Promise<unknown>): Promise<KubeApiError> {
@@ -99,6 +100,35 @@ t.test('--to-revision', async (t) => {
   t.same(neg.refusal, { code: 'revision_not_found', message: 'unable to find specified revision -1 in history' });
   const to3 = await deploymentAction.plan({ ...ref, toRevision: 3 }, context(kube));
   t.same(to3.refusal, { code: 'already_matches', message: 'skipped rollback (current template already matches revision 3)' });
+});
+
+// Two ReplicaSets with the same revision number (a revision annotation edited or restored by hand):
+// kubectl's findNewReplicaSet sorts the list in place by creation time (names break ties), so
+// deploymentRevision walks the old ones oldest first, whatever order the API server listed them in.
+t.test('same revision number twice: the ReplicaSet kubectl takes (creation order, names breaking ties), not the list order', async (t) => {
+  const cluster = (rss: [string, string, string][]) => {
+    const kube = new FakeKube();
+    kube.add(RESOURCES.deployments, deployment('web:v3', 3));
+    for (const [name, image, createdAt] of rss) kube.add(RESOURCES.replicasets, replicaSet(name, image, name.endsWith('03') ? 3 : 2, { createdAt }));
+    return kube;
+  };
+  const image = (p: { writes?: { patch: unknown }[] }) => ((p.writes![0]!.patch as { value: { spec: { containers: { image: string }[] } } }[])[1]!.value.spec.containers[0]!.image);
+  // listed by name, as the API server does: the newer rev-2 ReplicaSet first
+  const kube = cluster([['web-aa02', 'web:v2-newer', '2026-11-22T00:00:00Z'], ['web-bb02', 'web:v2-older', '2026-11-21T00:00:00Z'], ['web-cc03', 'web:v3', '2026-11-23T00:00:00Z']]);
+  t.same((await kube.list(RESOURCES.replicasets, NS)).map((r) => r.metadata.name), ['web-aa02', 'web-bb02', 'web-cc03'], 'the list order');
+  for (const toRevision of [undefined, 2]) {
+    const plan = await deploymentAction.plan({ ...ref, ...(toRevision ? { toRevision } : {}) }, context(kube));
+    t.equal(plan.toRevision, 2);
+    t.equal(image(plan), 'web:v2-older', `toRevision ${toRevision ?? 0}: the older one, as kubectl rollout undo`);
+    t.match(plan.summary, /\(ReplicaSet web-bb02\)/);
+  }
+  // the same creation time (a second's resolution): by name, whatever the list order
+  const tie = cluster([['web-zz02', 'web:v2-z', '2026-11-22T00:00:00Z'], ['web-yy02', 'web:v2-y', '2026-11-22T00:00:00Z'], ['web-cc03', 'web:v3', '2026-11-23T00:00:00Z']]);
+  t.same((await tie.list(RESOURCES.replicasets, NS)).map((r) => r.metadata.name), ['web-zz02', 'web-yy02', 'web-cc03'], 'the list order');
+  for (const toRevision of [undefined, 2]) {
+    const plan = await deploymentAction.plan({ ...ref, ...(toRevision ? { toRevision } : {}) }, context(tie));
+    t.equal(image(plan), 'web:v2-y', `toRevision ${toRevision ?? 0}: web-yy02 before web-zz02`);
+  }
 });
 
 t.test('refusals in kubectl words', async (t) => {

@@ -118,3 +118,13 @@ t.test('an owner in a denied namespace is never suspended', async (t) => {
   t.match(rec.outcome?.message, /may not suspend: namespace flux-system is denied \(SCOPE_DENY_NAMESPACES\)/);
   t.same(kube.patches(), []);
 });
+
+t.test('Flux labels beside a Helm chart’s app.kubernetes.io/instance (Argo CD label tracking’s label), no such Application: the Kustomization is still suspended first', async (t) => {
+  const kube = cluster(['shop_web_apps_Deployment'], { ...FLUX, 'app.kubernetes.io/instance': 'web' });
+  const e = testEngine({ kube, actions: createActions(), env: { DRY_RUN: 'true' } });
+  await e.deliver(alert());
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'dry_run', rec!.outcome?.message ?? '');
+  t.same(rec!.gitops?.owners.map((o) => `${o.tool} ${o.kind} ${o.namespace}/${o.name}`), ['Flux Kustomization flux-system/flux-system'], 'not dropped for the Application the label seems to name');
+  t.match(rec!.plan?.summary, /first suspends Flux Kustomization flux-system\/flux-system \(gitops: suspend\)/);
+});

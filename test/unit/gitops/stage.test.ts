@@ -1,0 +1,85 @@
+// Where the engine meets GitOps (src/gitops/stage.ts), on the in-memory Kube: driftedBack watches
+// the rolled-back workload, not the ConfigMap or Secret restored before it (configDrift: restore).
+// The real Flux controllers putting a Deployment back are in test/e2e/gitops-rollback.test.ts.
+import t from 'tap';
+import pino from 'pino';
+import type { ExecuteResult, PlannedWrite, RollbackPlan } from '../../../src/actions/action.js';
+import { loadConfig } from '../../../src/config.js';
+import { EngineContext } from '../../../src/engine/context.js';
+import type { RollbackRecord } from '../../../src/engine/record.js';
+import { driftedBack } from '../../../src/gitops/stage.js';
+import type { Owner } from '../../../src/gitops/types.js';
+import { RESOURCES, type ResourceType } from '../../../src/kube/kube.js';
+import { createMetrics } from '../../../src/metrics.js';
+import { Notifications } from '../../../src/notify/notifier.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { rules } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { context } from '../actions/fixtures/objects.js';
+
+const SECRETS: ResourceType = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' };
+const KS: Owner = {
+  tool: 'Flux', kind: 'Kustomization', namespace: 'flux-system', name: 'apps', via: 'labels kustomize.toolkit.fluxcd.io/name and /namespace',
+  found: true, sync: 'reconciled every 5m, drift corrected on each run', correctsDrift: true, paused: false, settleMs: 605_000, objects: ['Deployment/shop/cart'],
+};
+
+function engineContext() {
+  const logger = pino({ level: 'silent' });
+  const metrics = createMetrics({ defaults: false });
+  return new EngineContext({
+    config: loadConfig({}),
+    store: new MemoryStore(),
+    metrics,
+    logger,
+    rules: { rules: rules() },
+    prometheus: null,
+    kube: null,
+    actions: {},
+    notifications: new Notifications([], logger, metrics),
+    owner: 'replica-a',
+  });
+}
+
+/** shop/cart as our write left it (generation 8), its ConfigMap and Secret restored before it. */
+function cluster() {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cart-settings', namespace: 'shop' }, data: { mode: 'old' } });
+  kube.add(SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cart-token', namespace: 'shop' }, data: {} });
+  kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'cart', namespace: 'shop', generation: 8 }, spec: {} });
+  return kube;
+}
+
+/** kustomize-controller applies the bad template again: generation 8 -> 9. */
+function fluxPutsBack(kube: FakeKube) {
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'cart')!;
+  const managedFields = [{ manager: 'kustomize-controller', operation: 'Apply', time: new Date().toISOString(), fieldsV1: { 'f:spec': {} } }];
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, generation: 9, managedFields } as typeof d.metadata });
+}
+
+const write = (resource: ResourceType, name: string, description: string): PlannedWrite => ({ resource, namespace: 'shop', name, patchType: 'merge', patch: {}, description });
+const DEP = write(RESOURCES.deployments, 'cart', 'undo to revision 3');
+const CM = write(RESOURCES.configmaps, 'cart-settings', 'restore ConfigMap shop/cart-settings');
+const SECRET = write(SECRETS, 'cart-token', 'restore Secret shop/cart-token');
+const plan = (writes: PlannedWrite[]): RollbackPlan => ({ target: { kind: 'Deployment', namespace: 'shop', name: 'cart' }, kind: 'Deployment', summary: 'undo', writes, plannedAt: 0 });
+// what executeWrites answers: the workload's generation, not the restored ConfigMap's (it has none)
+const res: ExecuteResult = { applied: true, message: 'undo', newGeneration: 8, at: Date.now(), attempts: 1 };
+
+async function drift(kube: FakeKube, writes: PlannedWrite[]) {
+  const ctx = engineContext();
+  const rec = { id: 'r-1', timeline: [], times: { executedAt: Date.now() }, gitops: { policy: 'suspend', owners: [KS] } } as unknown as RollbackRecord;
+  const back = await driftedBack(ctx, rec, plan(writes), res, context(kube), false);
+  return { back, rec };
+}
+
+t.test('drift-back: the Deployment is watched, also when configDrift: restore wrote a ConfigMap or Secret first', async (t) => {
+  for (const writes of [[DEP], [CM, DEP], [SECRET, CM, DEP]]) {
+    const what = writes.map((w) => w.resource.kind).join(', ');
+    const kube = cluster();
+    t.equal((await drift(kube, writes)).back, undefined, `${what}: untouched since our write, no drift`);
+    fluxPutsBack(kube);
+    const { back, rec } = await drift(kube, writes);
+    t.equal(back, 're-applied by Flux Kustomization flux-system/apps: deployments shop/cart changed after the rollback (generation 8 -> 9, last written by kustomize-controller)', what);
+    t.match(rec.timeline, [{ step: 'gitops_drift', message: /^re-applied by Flux Kustomization flux-system\/apps/ }]);
+    t.notOk(kube.calls.some((c) => c.verb === 'get' && c.resource !== 'deployments'), `${what}: the restored configuration is not what is watched`);
+  }
+});
