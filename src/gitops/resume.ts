@@ -1,5 +1,6 @@
 // POST /v1/rollbacks/:id/resume-gitops (admin): puts back exactly what the rollback suspended on
-// its GitOps owners, never by itself. After the bad commit is reverted in git, the owners reconcile
+// its GitOps owners, never by itself; a field someone changed since is left as they left it, and
+// the record says so (resumeOwners). After the bad commit is reverted in git, the owners reconcile
 // to the good revision again.
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';

@@ -3,7 +3,11 @@
 //    Argo CD 3.x turns automated sync off;
 //  - Flux Kustomization / HelmRelease: spec.suspend = true, as `flux suspend`.
 // What was there before is remembered and put back exactly on resume: a field that was absent is
-// removed again (a merge patch with null), a value is written back.
+// removed again (a merge patch with null), a value is written back; but only while the field still
+// holds what rollguard set. A field someone else changed since (a human who turned Argo CD automated
+// sync off by removing `automated`, resumed or changed the Flux suspension) is left as they left it
+// and said so: a blind merge patch would override them, and under a removed `automated` would
+// create `automated: {}`, which Argo CD reads as automated sync ON.
 import type { Kube, RequestOptions } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { ENABLED_FIELD } from './argocd.js';
@@ -53,7 +57,12 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
       try {
         const obj = await kube.get(rt, o.namespace, o.name, opts);
         const before = readAt(obj, field);
-        await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion), 'merge', opts);
+        const patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion), 'merge', opts);
+        // The API server drops a field its CRD's schema does not know (an Application CRD from
+        // before Argo CD 3.x has no automated.enabled) and still answers 200: it is suspended only
+        // if the field reads back as set.
+        const after = readAt(patched, field);
+        if (after !== PAUSED[o.kind]) throw new Error(notSetWords(o.kind, field, after));
         done.push({ kind: o.kind, namespace: o.namespace, name: o.name, field, ...(before === undefined ? {} : { before }), set: PAUSED[o.kind], at: now() });
         break;
       } catch (err) {
@@ -65,13 +74,50 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
   return done;
 }
 
-/** Puts back exactly what suspendOwners changed; returns the owners restored, in words. */
+const words = (field: string) => field.split('/').slice(1).join('.');
+const valueWords = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+
+function notSetWords(kind: Owner['kind'], field: string, now: unknown): string {
+  const why =
+    kind === 'Application' && now === undefined
+      ? 'the API server dropped it, so its Application CRD predates Argo CD 3.x (which added automated.enabled) and automated sync stays on; install the CRDs of Argo CD 3.x, or set gitops: refuse or ignore on the rule'
+      : 'the owner is not suspended';
+  return `${words(field)} reads back ${valueWords(now)} after it was set to ${JSON.stringify(PAUSED[kind])}: ${why}`;
+}
+
+/**
+ * Puts back exactly what suspendOwners changed, each owner read first: only a field that still holds
+ * what rollguard set is written, with the resourceVersion of that read (a 409 is read, checked and
+ * written again, at most ATTEMPTS times). A field changed since, or whose parent object is gone, is
+ * left alone. Returns, in words, what became of each owner.
+ */
 export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}): Promise<string[]> {
   const restored: string[] = [];
   for (const s of suspended) {
-    const tool = s.kind === 'Application' ? 'Argo CD' : 'Flux';
-    await kube.patch(OWNER_RESOURCES[s.kind], s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before), 'merge', opts);
-    restored.push(`${ownerName({ tool, ...s })}: ${s.field.split('/').slice(1).join('.')} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
+    const rt = OWNER_RESOURCES[s.kind];
+    const name = `${ownerName({ tool: s.kind === 'Application' ? 'Argo CD' : 'Flux', ...s })}: `;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const obj = await kube.get(rt, s.namespace, s.name, opts);
+        const now = readAt(obj, s.field);
+        if (now !== s.set) {
+          const parent = s.field.slice(0, s.field.lastIndexOf('/'));
+          const gone = now === undefined && readAt(obj, parent) === undefined ? `: ${words(parent)} is gone` : '';
+          restored.push(`${name}${words(s.field)} left alone: changed by someone else since rollguard set it to ${JSON.stringify(s.set)} (now ${valueWords(now)}${gone})`);
+          break;
+        }
+        await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion), 'merge', opts);
+        restored.push(`${name}${words(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
+        break;
+      } catch (err) {
+        if (err instanceof KubeApiError && err.isConflict && attempt < ATTEMPTS) continue;
+        if (err instanceof KubeApiError && err.isNotFound) {
+          restored.push(`${name}not found (deleted since): nothing put back`);
+          break;
+        }
+        throw err;
+      }
+    }
   }
   return restored;
 }

@@ -82,6 +82,60 @@ t.test('an owner that cannot be read is kept with the API server’s words', asy
   t.match(o?.error, /403 Forbidden/);
 });
 
+// Argo CD label tracking's app.kubernetes.io/instance is set by nearly every Helm chart, so objects
+// applied by Flux carry it too: Flux's own labels are explicit and always keep their owner.
+const FLUX_KS = { 'kustomize.toolkit.fluxcd.io/name': 'apps', 'kustomize.toolkit.fluxcd.io/namespace': 'flux-system' };
+const INSTANCE = { 'app.kubernetes.io/instance': 'checkout' };
+function mixed(labels: Record<string, string>, annotations?: Record<string, string>, app?: { resources?: unknown[] }) {
+  const kube = cluster();
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'checkout')!;
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, labels, ...(annotations ? { annotations } : {}) } });
+  if (app) {
+    kube.add(OWNER_RESOURCES.Application, {
+      apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'checkout', namespace: 'argocd' },
+      spec: { syncPolicy: { automated: { selfHeal: true } } }, ...(app.resources ? { status: { resources: app.resources } } : {}),
+    });
+  }
+  return kube;
+}
+const names = (owners: { tool: string; kind: string; namespace: string; name: string; unverified?: string }[]) =>
+  owners.map((o) => `${o.tool} ${o.kind} ${o.namespace}/${o.name}${o.unverified ? ' (unverified)' : ''}`);
+
+t.test('Flux labels and a Helm chart’s instance label, no Application of that name: the Kustomization (not no owner at all)', async (t) => {
+  const owners = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }), [obj('checkout')], ARGO);
+  t.same(names(owners), ['Flux Kustomization flux-system/apps']);
+  t.match(owners[0], { found: true, correctsDrift: true, via: 'labels kustomize.toolkit.fluxcd.io/name and /namespace', objects: ['Deployment/shop/checkout'] });
+});
+
+t.test('HelmRelease labels and the instance label of an unrelated Application (its status lists other objects): the HelmRelease alone', async (t) => {
+  const kube = mixed({ 'helm.toolkit.fluxcd.io/name': 'checkout', 'helm.toolkit.fluxcd.io/namespace': 'shop', ...INSTANCE }, undefined, {
+    resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'other', name: 'checkout' }],
+  });
+  kube.add(OWNER_RESOURCES.HelmRelease, { apiVersion: 'helm.toolkit.fluxcd.io/v2', kind: 'HelmRelease', metadata: { name: 'checkout', namespace: 'shop' },
+    spec: { interval: '10m', driftDetection: { mode: 'enabled' } }, status: { inventory: { entries: [{ id: 'shop_checkout_apps_Deployment', v: 'v1' }] } } });
+  const owners = await findOwners(kube, [obj('checkout')], ARGO);
+  t.same(names(owners), ['Flux HelmRelease shop/checkout'], 'the chart’s label does not make the Application an owner, nor take the HelmRelease’s place');
+});
+
+t.test('Flux labels and the instance label of an Application that lists the object (or cannot tell): both kept, Flux first', async (t) => {
+  const listed = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, undefined, { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'checkout' }] }), [obj('checkout')], ARGO);
+  t.same(names(listed), ['Flux Kustomization flux-system/apps', 'Argo CD Application argocd/checkout']);
+  t.equal(listed[1]!.via, 'label app.kubernetes.io/instance');
+  const neverSynced = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, undefined, {}), [obj('checkout')], ARGO);
+  t.same(names(neverSynced), ['Flux Kustomization flux-system/apps', 'Argo CD Application argocd/checkout (unverified)'], 'cannot tell: kept, so the rollback is refused rather than guessed');
+});
+
+t.test('Argo CD tracking annotation beside Flux labels: authoritative when it names the object; a copied one falls through to Flux', async (t) => {
+  const app = { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'checkout' }] };
+  const own = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, { [TRACK]: 'checkout:apps/Deployment:shop/checkout' }, app), [obj('checkout')], ARGO);
+  t.same(names(own), ['Argo CD Application argocd/checkout'], 'the annotation’s Application alone');
+  t.equal(own[0]!.via, `annotation ${TRACK}`);
+  const gone = await findOwners(mixed({ ...FLUX_KS }, { [TRACK]: 'gone:apps/Deployment:shop/checkout' }), [obj('checkout')], ARGO);
+  t.match(gone, [{ tool: 'Argo CD', name: 'gone', found: false, sync: 'not found' }], 'an annotation naming no Application is kept as not found, never dropped');
+  const copied = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, { [TRACK]: 'cart:apps/Deployment:shop/cart' }), [obj('checkout')], ARGO);
+  t.same(names(copied), ['Flux Kustomization flux-system/apps'], 'a tracking id copied from shop/cart counts for nothing: the Flux labels decide');
+});
+
 t.test('suspend sets one field as the owners’ CLIs do; resume puts back exactly what was there', async (t) => {
   const kube = cluster();
   const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
@@ -127,4 +181,94 @@ t.test('a 409 (the owner changed since it was read: its controller writes its st
   const err = await suspendOwners(again, owners2, () => 1).catch((e: unknown) => e as Error);
   t.match(err, { message: /could not suspend Flux Kustomization flux-system\/apps: .*409/ });
   t.equal(again.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'nothing written');
+});
+
+/** Suspends the Kustomization and the Application of cluster(); returns what suspendOwners recorded. */
+async function suspended(kube: FakeKube) {
+  const owners = await findOwners(kube, [obj('checkout'), obj('cart')], ARGO);
+  return suspendOwners(kube, owners, () => 42);
+}
+const conflict = (resource: string) => new KubeApiError({ status: 409, reason: 'Conflict', message: 'the object has been modified', operation: `PATCH ${resource}` });
+
+t.test('resume leaves alone a field someone else changed since: Argo CD automated sync turned off by removing automated (a blind merge patch would create automated: {}, which is ON)', async (t) => {
+  const kube = cluster();
+  const done = await suspended(kube);
+  // the person on call turns automated sync off the usual way: spec.syncPolicy.automated removed
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  delete app.spec.syncPolicy.automated;
+  kube.put(OWNER_RESOURCES.Application, app);
+  const appBefore = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  const restored = await resumeOwners(kube, done);
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec, appBefore.spec, 'no automated: {} (automated sync stays off)');
+  t.equal(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.metadata.resourceVersion, appBefore.metadata.resourceVersion, 'not written at all');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'the Kustomization, untouched since, is put back');
+  t.match(restored, [
+    /^Flux Kustomization flux-system\/apps: spec\.suspend removed \(as before\)$/,
+    /^Argo CD Application argocd\/cart: spec\.syncPolicy\.automated\.enabled left alone: changed by someone else since rollguard set it to false \(now unset: spec\.syncPolicy\.automated is gone\)$/,
+  ]);
+  t.same(kube.patches().filter((c) => c.resource === 'applications').length, 1, 'only the suspension patched the Application');
+});
+
+t.test('resume leaves alone an owner resumed or changed by hand since: Argo CD enabled: true, Flux suspend: false', async (t) => {
+  const kube = cluster();
+  const done = await suspended(kube);
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  app.spec.syncPolicy.automated.enabled = true;
+  kube.put(OWNER_RESOURCES.Application, app);
+  const k = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+  kube.put(OWNER_RESOURCES.Kustomization, { ...k, spec: { ...k.spec, suspend: false } }); // flux resume
+  const restored = await resumeOwners(kube, done);
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, false, 'not removed');
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy.automated, { prune: true, selfHeal: true, enabled: true }, 'not removed');
+  t.same(restored, [
+    'Flux Kustomization flux-system/apps: spec.suspend left alone: changed by someone else since rollguard set it to true (now false)',
+    'Argo CD Application argocd/cart: spec.syncPolicy.automated.enabled left alone: changed by someone else since rollguard set it to false (now true)',
+  ]);
+  t.equal(kube.patches().length, 2, 'only the two suspensions were written');
+});
+
+t.test('resume writes with the resourceVersion it read; a 409 is read again and checked again', async (t) => {
+  const kube = cluster();
+  const done = await suspended(kube);
+  const suspendPatches = kube.patches().length;
+  // the Kustomization's controller writes its status in between: read again, still ours, written
+  kube.failNext('patch', (c) => (c.resource === 'kustomizations' ? conflict('kustomizations') : null));
+  // the Application: a human turns automated sync off in between (the 409 is their write): read again, left alone
+  kube.failNext('patch', (c) => {
+    if (c.resource !== 'applications') return null;
+    const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+    delete app.spec.syncPolicy.automated;
+    kube.put(OWNER_RESOURCES.Application, app);
+    return conflict('applications');
+  });
+  const restored = await resumeOwners(kube, done);
+  const writes = kube.patches().slice(suspendPatches);
+  t.ok(writes.every((c) => typeof (c.body as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion === 'string'), 'each write carries the resourceVersion read');
+  t.same(writes.map((c) => c.resource), ['kustomizations', 'kustomizations', 'applications'], 'the Kustomization written again after its 409; the Application not after its re-read');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined);
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy, {}, 'automated not created again');
+  t.match(restored, [/spec\.suspend removed \(as before\)/, /automated\.enabled left alone: changed by someone else since/]);
+});
+
+t.test('resume of an owner deleted since: nothing to put back, said', async (t) => {
+  const kube = cluster();
+  const done = await suspended(kube);
+  await kube.delete(OWNER_RESOURCES.Application, 'argocd', 'cart');
+  const restored = await resumeOwners(kube, done);
+  t.match(restored, [/spec\.suspend removed \(as before\)/, /^Argo CD Application argocd\/cart: not found \(deleted since\): nothing put back$/]);
+});
+
+t.test('an Application CRD without automated.enabled (before Argo CD 3.x) prunes the field: a failed suspension, not a recorded one', async (t) => {
+  const kube = cluster();
+  // the API server drops fields its structural schema does not know, and answers with what it stored
+  kube.onPatch = (rt, o, fake) => {
+    if (rt.plural !== 'applications' || !o.spec?.syncPolicy?.automated) return;
+    delete o.spec.syncPolicy.automated.enabled;
+    fake.put(rt, o);
+  };
+  const owners = await findOwners(kube, [obj('checkout'), obj('cart')], ARGO);
+  const err = (await suspendOwners(kube, owners, () => 1).then(() => new Error('suspended'), (e: unknown) => e)) as Error & { suspended: { kind: string }[] };
+  t.match(err, { message: /^could not suspend Argo CD Application argocd\/cart: spec\.syncPolicy\.automated\.enabled reads back unset after it was set to false: .*Application CRD .*Argo CD 3/ });
+  t.same(err.suspended.map((s) => s.kind), ['Kustomization'], 'the Kustomization suspended before it is reported, to be recorded');
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy.automated, { prune: true, selfHeal: true }, 'automated sync still on');
 });
