@@ -1,4 +1,5 @@
 import type { TargetRef } from '../actions/action.js';
+import { releaseClaim, tryClaim } from './claim.js';
 import type { EngineContext } from './context.js';
 import { targetKey, type RollbackRecord, type RollbackState } from './record.js';
 import { rollback } from './rollback.js';
@@ -59,14 +60,16 @@ export function decidedByChain(rec: RollbackRecord): boolean {
  * next target's record written ahead (deciding, to be started); after it (chainGoesOn false),
  * blocked, when the chain stops here, which blocks the rest in turn. Returns the next target to start once the current record is
  * closed, or undefined. Writing the same next record twice is avoided by its claim, so a record
- * closed again after a hand-over does not start the next target twice.
+ * closed again after a hand-over does not start the next target twice; the claim is given up once
+ * the next record is written (claim.ts), so that it never outlives it: a resend of the alert after
+ * the chain's records were pruned goes on to the next target on whichever replica ends the first.
  */
 export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state: RollbackState): Promise<NextTarget | undefined> {
   const c = rec.chain;
   if (!c || c.index + 1 >= c.targets.length) return undefined;
   const link = c.targets[c.index + 1]!;
   if (await ctx.records.get(link.id)) return undefined;
-  const claimed = await ctx.store.setValue(`claim:${link.id}`, ctx.owner, { onlyIfAbsent: true, ttlMs: 7 * 86_400_000 });
+  const claimed = await tryClaim(ctx, link.id);
   if (!claimed && (await ctx.store.getValue(`claim:${link.id}`)) !== ctx.owner) return undefined;
   const next = nextRecord(ctx, rec, link, c);
   const where = `target ${c.index + 2} of ${c.targets.length} of rule ${rec.rule ?? '?'}`;
@@ -74,6 +77,7 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
   if (!GOES_ON.includes(state)) {
     ctx.records.step(next, 'chain', `${where}: ${rec.id} (${rec.target}) ended ${state}`);
     await ctx.finish(next, 'blocked', `an earlier target of rule ${rec.rule ?? '?'} did not roll back (${rec.id}: ${state}); the ordered chain stops there`);
+    await releaseClaim(ctx, link.id);
     return undefined;
   }
   ctx.records.step(next, 'chain', `${where}, after ${rec.id} (${rec.target}) ${state}: rolled back on the same decision`);
@@ -84,6 +88,7 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
     ctx.decidingHere.delete(next.id);
     throw err;
   }
+  await releaseClaim(ctx, link.id);
   ctx.log.info({ record: next.id, target: next.target, after: rec.id }, `ordered chain: ${where} starts`);
   return {
     start: () => ctx.background(rollback(ctx, next, ctx.settingsFor(next)).finally(() => ctx.decidingHere.delete(next.id))),

@@ -119,7 +119,7 @@ export class EngineContext {
    * held under its own token) and decides the record again at its next tick (scheduler.ts).
    */
   readonly leftBehind = new Map<string, LeftBehind>();
-  /** claims this process failed to give up while the store was down, retried in the background; claim() cancels them (intake.ts) */
+  /** claims this process failed to give up while the store was down, retried in the background; tryClaim() cancels them (claim.ts) */
   readonly releasing = new Map<string, { cancelled: boolean }>();
   /** dead-lettered events this process escalated (dead.ts): each once, however often it comes back; the newest DEAD_ESCALATED_MAX */
   readonly deadEscalated = new RecentIds(DEAD_ESCALATED_MAX);

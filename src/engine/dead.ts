@@ -7,7 +7,8 @@ import { sha256Hex } from '../store/keys.js';
 import type { QueuedEvent } from '../store/store.js';
 import type { EngineContext } from './context.js';
 import { matchedRules } from './coalesce.js';
-import { evaluatedBy, markIfDrill, newRecord } from './intake.js';
+import { evaluatedBy } from './claim.js';
+import { markIfDrill, newRecord } from './intake.js';
 import { messages, type Standing } from './messages.js';
 import { alertRecordId, OPEN_STATES, targetKey, type RollbackRecord } from './record.js';
 

@@ -12,9 +12,9 @@ import type { Chain, ChainLink } from './chain.js';
 import type { EngineContext, ManualRequest } from './context.js';
 import { matchedRules } from './coalesce.js';
 import { evaluate } from './evaluate.js';
-import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
+import { alertRecordId, OPEN_STATES, targetKey, type RollbackRecord } from './record.js';
 import { closeResolved, recoverIfOrphaned } from './scheduler.js';
-import { alive } from './heartbeat.js';
+import { claim, releaseClaim, tryClaim } from './claim.js';
 import { BURST_TRACKED, memberResolved, ownResolved } from './burst.js';
 
 /**
@@ -24,23 +24,33 @@ import { BURST_TRACKED, memberResolved, ownResolved } from './burst.js';
  * deterministic id, so redelivery (another replica, a restart, an Alertmanager resend past the
  * dedupe TTL) finds the same record and never acts twice. Throws only when the event must be
  * retried (store down, or another replica holds the claim).
+ *
+ * Resolves to whether a firing alert's handling stands for an evaluation that alerts coalesced
+ * into it can join (coalesce.ts): true when, for every rule it matches, it made the evaluation
+ * here, took it up, or found it still open; false when for some rule it found only the closed
+ * record of an earlier one (the alert redelivered: a resend past the dedupe TTL, an event taken
+ * over from a stopped replica), which decided nothing about the alerts coalesced into it: the
+ * queue worker then handles them as their own events (worker.ts). A resolved alert: true.
  */
-export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<void> {
+export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<boolean> {
   const alert = ev.alert;
   const log = lazyChild(() => ctx.log, { fingerprint: alert.fingerprint, alertname: alert.labels.alertname, status: alert.status });
   if (alert.status === 'resolved') {
     await resolve(ctx, alert, log);
-    return;
+    return true;
   }
   const rules = matchedRules(ctx, alert);
   if (rules.length === 0) {
     log().debug('no rule matches this alert');
-    return;
+    return true;
   }
-  for (const rule of rules) await handleRule(ctx, rule, alert, lazyChild(log, { rule: rule.name }));
+  let evaluating = true;
+  for (const rule of rules) if (!(await handleRule(ctx, rule, alert, lazyChild(log, { rule: rule.name })))) evaluating = false;
+  return evaluating;
 }
 
-async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () => Logger): Promise<void> {
+/** One rule of a firing alert; true when an evaluation of it is made here, taken up or still open (handleEvent). */
+async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () => Logger): Promise<boolean> {
   let refs: TargetRef[];
   try {
     refs = resolveTargets(rule.targets, alert.labels);
@@ -49,13 +59,13 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () 
     // Recorded (the alert asked for something we cannot name safely) and nothing is touched.
     const ref: TargetRef = { kind: rule.targets[0]?.kind ?? 'Deployment', namespace: '?', name: '?' };
     const id = alertRecordId(rule.name, 'unresolved', alert.fingerprint, alert.startsAt);
-    if (await ctx.records.get(id)) return;
+    if (await ctx.records.get(id)) return false;
     const rec = newRecord(ctx, id, ref, { rule, alert });
     rec.target = `unresolved/${rule.name}`;
     ctx.records.step(rec, 'received', `alert ${alert.labels.alertname ?? ''} received`);
     await ctx.finish(rec, 'error', `target could not be resolved from the alert's labels: ${err.message}`);
     log().warn({ err: err.message }, 'target not resolved');
-    return;
+    return true;
   }
   const links = refs.map((ref) => ({ ref, id: alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt) }));
   if (links.length === 1) return handleTarget(ctx, rule, alert, links[0]!, log);
@@ -64,32 +74,38 @@ async function handleRule(ctx: EngineContext, rule: Rule, alert: Alert, log: () 
   const first = await ctx.records.get(links[0]!.id);
   if (!first) return handleTarget(ctx, rule, alert, links[0]!, log, { index: 0, targets: links });
   log().info({ record: first.id, state: first.state }, 'alert already handled (redelivery): its ordered chain goes on as each target ends');
+  // a chain that goes on has a record open (the next one is written ahead before the current one closes)
+  let open = false;
   for (const link of links) {
     const rec = link.id === first.id ? first : await ctx.records.get(link.id);
+    if (rec && OPEN_STATES.includes(rec.state)) open = true;
     if (rec?.state === 'in_progress') await recoverIfOrphaned(ctx, rec);
   }
+  return open;
 }
 
 /**
  * One target of an alert's rule: claimed, written ahead and evaluated (the first of a chain too).
  * The reads and writes that do not depend on each other go to the store together (one round trip
  * on Redis, which runs them in the order issued): the record, the claim, the drill mark and the
- * alert's links first; then the write-ahead record and the link.
+ * alert's links first; then the write-ahead record and the link; the claim is given up once the
+ * write-ahead landed (claim.ts). True when evaluated here, or its record (another delivery's) is
+ * still open; false when that record is closed.
  */
-async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, chain?: Chain): Promise<void> {
+async function handleTarget(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, chain?: Chain): Promise<boolean> {
   // An earlier delivery of this alert may still be in hand here: the worker stopped waiting for it
   // at EVENT_DEADLINE and handed the event out again. Ours from the start, so that this one never
   // takes that delivery's claim as ours to evaluate with (claim()).
   const earlier = ctx.decidingHere.has(link.id);
   ctx.decidingHere.add(link.id);
   try {
-    await handleTargetHere(ctx, rule, alert, link, log, earlier, chain);
+    return await handleTargetHere(ctx, rule, alert, link, log, earlier, chain);
   } finally {
     ctx.decidingHere.delete(link.id);
   }
 }
 
-async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, earlier: boolean, chain?: Chain): Promise<void> {
+async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, link: ChainLink, log: () => Logger, earlier: boolean, chain?: Chain): Promise<boolean> {
   const { ref, id } = link;
   const reading = ctx.records.get(id);
   const claiming = tryClaim(ctx, id);
@@ -124,7 +140,7 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
     const known = await links.catch(() => null);
     if (known && !known.includes(id)) await ctx.records.linkAlert(alert.fingerprint, alert.startsAt, id, known);
     if (existing.state === 'in_progress') await recoverIfOrphaned(ctx, existing);
-    return;
+    return OPEN_STATES.includes(existing.state);
   }
   if (how === 'taken') {
     // The replica that gave the claim up (or died) may have written its record after our read
@@ -132,11 +148,14 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
     const theirs = await ctx.records.get(id);
     if (theirs) {
       log().info({ record: id, state: theirs.state }, 'claim taken over, but its previous holder had written the record: nothing more to do here');
+      // the record stands for the alert: the claim taken is given up, or it would outlive it
+      await releaseClaim(ctx, id);
       if (theirs.state === 'in_progress') await recoverIfOrphaned(ctx, theirs);
-      return;
+      return OPEN_STATES.includes(theirs.state);
     }
   }
-  let written = false;
+  // given up once the write-ahead landed, or when the attempt fails before it (finally below)
+  let letGo: Promise<void> | undefined;
   try {
     const rec = newRecord(ctx, id, ref, { rule, alert });
     rec.owner = ctx.owner;
@@ -153,16 +172,20 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
     const pause = readPauseAhead(ctx.store);
     const [saved, linked] = await writing;
     if (saved.status === 'rejected') throw saved.reason;
-    written = true;
+    // The record stands for the alert from here on (every delivery reads it before the claim):
+    // the claim is given up beside the evaluation. Held on, it would outlive a record pruned
+    // (RECORD_RETENTION_NO_ACTION, REDIS_MAX_RECORDS) and refuse a resend of the alert on every
+    // other replica; given up, such a resend is evaluated afresh.
+    letGo = releaseClaim(ctx, id);
     if (linked.status === 'rejected') throw linked.reason;
     ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
     await evaluate(ctx, rec, rule, false, { pause });
-  } catch (err) {
+  } finally {
     // Failed before the write-ahead record (the store went away): this replica is alive but no
     // longer evaluating, so its claim is given up for whichever replica gets the redelivery.
-    if (!written) await releaseClaim(ctx, id);
-    throw err;
+    await (letGo ?? releaseClaim(ctx, id));
   }
+  return true;
 }
 
 /**
@@ -172,115 +195,6 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
 function lazyChild(parent: () => Logger, bindings: Record<string, unknown>): () => Logger {
   let child: Logger | undefined;
   return () => (child ??= parent().child(bindings));
-}
-
-const RELEASED = 'released:';
-const CLAIM_TTL_MS = 7 * 86_400_000;
-/** A claim that could not be given up (store down) is tried again after this, doubling up to RELEASE_RETRY_MAX_MS. */
-const RELEASE_RETRY_MS = 500;
-const RELEASE_RETRY_MAX_MS = 5_000;
-/** Still not given up after this long: said once in the log (the alert waits for this replica meanwhile). */
-const RELEASE_WARN_AFTER_MS = 120_000;
-
-/**
- * The first step of claim(), issued with the record's read: takes the claim if nobody holds it.
- * A release of an earlier failed attempt, still being retried, must not free this one; one that
- * was already sent is ahead of this call on the store's connection, so it sees its result.
- */
-function tryClaim(ctx: EngineContext, id: string): Promise<boolean> {
-  const pending = ctx.releasing.get(id);
-  if (pending) {
-    pending.cancelled = true;
-    ctx.releasing.delete(id);
-  }
-  return ctx.store.setValue(`claim:${id}`, ctx.owner, { onlyIfAbsent: true, ttlMs: CLAIM_TTL_MS });
-}
-
-/**
- * Claims record `id`: only one replica ever evaluates one alert for one target. `fresh`: what
- * tryClaim() came to. A replica that finds it claimed but not yet written leaves the event queued
- * and looks again later. Our own claim without a record (the store failed right after the claim;
- * never one of a delivery still in hand here, which handleTarget leaves to it) is taken up again, and so is a claim given up by a replica whose evaluation failed, or whose
- * owner's heartbeat is gone (it died between the claim and the write-ahead record; its
- * replacement has another name): taken over atomically, only if still held as read. Returns how:
- * 'new', 'ours' (taken up again), 'taken' (from another replica: the caller reads the record
- * again, which that replica may have written).
- */
-async function claim(ctx: EngineContext, id: string, fresh: boolean): Promise<'new' | 'ours' | 'taken'> {
-  if (fresh) return 'new';
-  const key = `claim:${id}`;
-  const ttlMs = CLAIM_TTL_MS;
-  const holder = await ctx.store.getValue(key);
-  if (holder === ctx.owner) return 'ours';
-  if (holder?.startsWith(RELEASED) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
-    ctx.log.info({ record: id, previousOwner: holder.slice(RELEASED.length) }, 'claim given up by a replica whose evaluation failed before its write-ahead record, taken: the alert is evaluated here');
-    return 'taken';
-  }
-  if (holder !== null && holder !== ctx.owner && !holder.startsWith(RELEASED) && !(await alive(ctx, holder)) && (await ctx.store.compareAndSetValue(key, holder, ctx.owner, { ttlMs }))) {
-    ctx.log.warn({ record: id, previousOwner: holder }, `claim of replica ${holder}, which is gone, taken over: the alert is evaluated here`);
-    return 'taken';
-  }
-  throw new Error(`rollback ${id} is being evaluated by another replica; the event stays queued`);
-}
-
-/**
- * Who evaluates record `id` now, if anyone (dead.ts): this replica while a delivery of it is in
- * hand here, or the replica holding its claim while that replica is alive. Null for no claim, one
- * given up, or one of this replica or a gone one with nothing in hand.
- */
-export async function evaluatedBy(ctx: EngineContext, id: string): Promise<string | null> {
-  if (ctx.decidingHere.has(id)) return ctx.owner;
-  const holder = await ctx.store.getValue(`claim:${id}`);
-  if (holder === null || holder === ctx.owner || holder.startsWith(RELEASED)) return null;
-  return (await alive(ctx, holder)) ? holder : null;
-}
-
-/**
- * Gives up our claim on record `id` (only if it is still ours): marked released, so that another
- * replica's claim() takes it at once instead of waiting on a replica that is alive but no longer
- * evaluating. Any write of ours that got through lands before the release (one connection, in
- * order); the taker reads the record again after taking the claim. While the store is down the
- * release is tried again in the background until it answers (at most one retry per claim, and
- * only events in hand fail here: bounded by QUEUE_CONCURRENCY), unless this replica claims the
- * record again first (claim() cancels it) or stops.
- */
-async function releaseClaim(ctx: EngineContext, id: string): Promise<void> {
-  const key = `claim:${id}`;
-  const release = () => ctx.store.compareAndSetValue(key, ctx.owner, `${RELEASED}${ctx.owner}`, { ttlMs: CLAIM_TTL_MS });
-  try {
-    await release();
-    return;
-  } catch {
-    // the store is down: tried again below
-  }
-  const handle = { cancelled: false };
-  const earlier = ctx.releasing.get(id);
-  if (earlier) earlier.cancelled = true;
-  ctx.releasing.set(id, handle);
-  const since = ctx.now();
-  let delay = RELEASE_RETRY_MS;
-  let warned = false;
-  const done = () => {
-    if (ctx.releasing.get(id) === handle) ctx.releasing.delete(id);
-  };
-  const retry = () => {
-    if (handle.cancelled || ctx.stopped) return done();
-    release().then(
-      (released) => {
-        done();
-        if (released) ctx.log.info({ record: id }, 'claim given up once the store was back');
-      },
-      () => {
-        if (!warned && ctx.now() - since > RELEASE_WARN_AFTER_MS) {
-          warned = true;
-          ctx.log.warn({ record: id }, `claim not given up for ${RELEASE_WARN_AFTER_MS / 1000} s (store unavailable): the alert waits for this replica; still trying`);
-        }
-        delay = Math.min(delay * 2, RELEASE_RETRY_MAX_MS);
-        setTimeout(retry, delay).unref();
-      },
-    );
-  };
-  setTimeout(retry, delay).unref();
 }
 
 /** A new record in state deciding, for an alert's rule or a manual request. */

@@ -38,11 +38,15 @@ export class Engine {
     this.scheduler = new Scheduler(this.ctx);
   }
 
-  /** The queue worker's handler. Throws only when the event must be retried (store down). */
-  async handle(ev: QueuedEvent): Promise<void> {
+  /**
+   * The queue worker's handler. Throws only when the event must be retried (store down). False
+   * when it found only the closed record of an earlier evaluation (a redelivery): the alerts
+   * coalesced into it are then evaluated on their own (intake.ts handleEvent).
+   */
+  async handle(ev: QueuedEvent): Promise<boolean> {
     this.handling++;
     try {
-      await handleEvent(this.ctx, ev);
+      return await handleEvent(this.ctx, ev);
     } finally {
       this.handling--;
     }

@@ -3,7 +3,13 @@ import type { Metrics } from '../metrics.js';
 import type { QueuedEvent, Store } from '../store/store.js';
 import { StoreUnavailableError } from '../store/store.js';
 
-export type EventHandler = (event: QueuedEvent) => Promise<void>;
+/**
+ * Handles one event; rejects when it must stay queued. Resolves to false when its handling stands
+ * for no evaluation that events coalesced into it could join (the engine's: it found only the
+ * closed record of an earlier evaluation, a redelivery): those are then handled as their own
+ * events (coalesceKey). Anything else (true, nothing) is an evaluation they are linked to.
+ */
+export type EventHandler = (event: QueuedEvent) => Promise<boolean | void>;
 
 export interface WorkerOptions {
   store: Store;
@@ -22,9 +28,11 @@ export interface WorkerOptions {
   /** called for an event dead-lettered (see maxDeliveries), before it is acked: escalate it */
   onDead?: (event: QueuedEvent, err: unknown) => Promise<void>;
   /**
-   * Per-target coalescing: events of one batch with the same key (the engine's: rule and target)
-   * are one evaluation, the first one's; each later one is handed to onCoalesced once the first is
-   * handled (to link it to the first one's records), and acked with it. undefined: never coalesced.
+   * Per-target coalescing: events in hand with the same key (the engine's: rule and target) are
+   * one evaluation, the first one's; each later one is handed to onCoalesced once the first is
+   * handled (to link it to the first one's records), and acked with it. When the first one's
+   * handling evaluated nothing (the handler resolved false), the next one is handled as its own
+   * event, after it, and the later ones are coalesced into that one. undefined: never coalesced.
    */
   coalesceKey?: (event: QueuedEvent) => string | undefined;
   onCoalesced?: (event: QueuedEvent, into: QueuedEvent) => Promise<void>;
@@ -53,6 +61,13 @@ export class EventDeadlineError extends Error {
   override name = 'EventDeadlineError';
 }
 
+/**
+ * What handling an event came to, for the events coalesced into it: the event whose evaluation they
+ * join (it, or the one it was coalesced into), 'none' when it evaluated nothing (they are handled on
+ * their own), 'queued' when it stays queued (so do they, taken up again with it).
+ */
+type Lead = QueuedEvent | 'none' | 'queued';
+
 /** While events are in hand (or acks wait), a blocking read waits at most this long, so acks go out. */
 const BUSY_BLOCK_MS = 50;
 
@@ -78,8 +93,8 @@ export class QueueWorker {
   private backoffMs = 0;
   /** the events in hand (each one's completion) */
   private readonly inflight = new Set<Promise<void>>();
-  /** the evaluation in hand of each coalescing key: later events with the key are linked to it */
-  private readonly leaders = new Map<string, { ev: QueuedEvent; ok: Promise<boolean> }>();
+  /** the evaluation in hand of each coalescing key (the last event begun with it): later events with the key follow it */
+  private readonly leaders = new Map<string, Promise<Lead>>();
   /** per target, the last event in hand that may act on it */
   private readonly tails = new Map<string, Promise<void>>();
   /** the last event in hand that may act on anything (every later one waits for it) */
@@ -237,7 +252,8 @@ export class QueueWorker {
 
   /**
    * Puts an event in hand: linked to the evaluation in hand of its coalescing key if there is one,
-   * else handled once every event before it that may act on one of its targets is done.
+   * else (or when that evaluated nothing) handled once every event before it that may act on one of
+   * its targets is done.
    */
   private begin(ev: QueuedEvent): Promise<void> {
     // in hand for longer than claimIdleMs (or its ack on the way): claimed again by the read, not begun again
@@ -245,37 +261,55 @@ export class QueueWorker {
     this.held.add(ev.id);
     const live = this.counted(ev) <= this.o.maxDeliveries;
     const key = live ? this.coalesceKeyOf(ev) : undefined;
-    const leader = key === undefined ? undefined : this.leaders.get(key);
-    let done: Promise<void>;
-    if (leader) {
-      // Being evaluated already: linked to that evaluation, acked after it. If that one fails,
-      // this one stays queued too and is taken up again with it.
-      done = leader.ok.then(async (ok) => this.finished(ev.id, ok && (await this.coalesce(ev, leader.ev))));
-    } else {
-      // a dead-lettered event runs no handler: it waits for nothing
-      const targets = live ? this.targetsOfSafe(ev, key) : [];
-      const after = targets === undefined ? [...this.inflight] : [this.barrier, ...targets.flatMap((t) => this.tails.get(t) ?? [])];
-      const run = () =>
-        this.handle(ev).catch((err: unknown) => {
+    const ahead = key === undefined ? undefined : this.leaders.get(key);
+    // a dead-lettered event runs no handler: it waits for nothing
+    const targets = live ? this.targetsOfSafe(ev, key) : [];
+    const after = targets === undefined ? [...this.inflight] : [this.barrier, ...targets.flatMap((t) => this.tails.get(t) ?? [])];
+    const alone = (): Promise<Lead> =>
+      Promise.all(after)
+        .then(
+          () => this.handle(ev),
+          () => this.handle(ev),
+        )
+        .catch((err: unknown): Lead => {
           this.o.logger.error({ err, event: ev.id }, 'event handling failed; it stays queued and will be retried');
-          return false;
+          return 'queued';
+        })
+        .then((lead) => {
+          this.finished(ev.id, lead !== 'queued');
+          return lead;
         });
-      const ok = Promise.all(after).then(run, run);
-      done = ok.then((handled) => this.finished(ev.id, handled));
-      if (key !== undefined) {
-        const entry = { ev, ok };
-        this.leaders.set(key, entry);
-        void done.then(() => {
-          if (this.leaders.get(key) === entry) this.leaders.delete(key);
-        });
-      }
-      if (targets === undefined) this.barrier = done;
-      else {
-        for (const t of targets) this.tails.set(t, done);
-        void done.then(() => {
-          for (const t of targets) if (this.tails.get(t) === done) this.tails.delete(t);
-        });
-      }
+    let lead: Promise<Lead>;
+    let done: Promise<void>;
+    if (ahead) {
+      // Being evaluated already: linked to that evaluation, acked after it. If that one fails, this
+      // one stays queued too and is taken up again with it. If it evaluated nothing (it found the
+      // closed record of an earlier evaluation: a redelivery), this one is handled on its own, after
+      // it, and the later ones with its key follow this one.
+      const own = ahead.then(async (l): Promise<Lead> => {
+        if (l === 'none') return alone();
+        this.finished(ev.id, l !== 'queued' && (await this.coalesce(ev, l)));
+        return l;
+      });
+      // the later ones learn what to follow as soon as the one ahead is done, not after this link
+      lead = ahead.then((l) => (l === 'none' ? own : l));
+      done = own.then(() => undefined);
+    } else {
+      lead = alone();
+      done = lead.then(() => undefined);
+    }
+    if (key !== undefined) {
+      this.leaders.set(key, lead);
+      void done.then(() => {
+        if (this.leaders.get(key) === lead) this.leaders.delete(key);
+      });
+    }
+    if (targets === undefined) this.barrier = done;
+    else {
+      for (const t of targets) this.tails.set(t, done);
+      void done.then(() => {
+        for (const t of targets) if (this.tails.get(t) === done) this.tails.delete(t);
+      });
     }
     this.inflight.add(done);
     void done.then(() => this.inflight.delete(done));
@@ -300,6 +334,7 @@ export class QueueWorker {
     }
   }
 
+  /** Links `ev` to the evaluation of `into` (onCoalesced); true when it may be acked. */
   private async coalesce(ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
     try {
       await this.o.onCoalesced?.(ev, into);
@@ -314,8 +349,12 @@ export class QueueWorker {
     }
   }
 
-  /** Handles one event; true when it may be acked (handled, or dead-lettered and escalated). */
-  private async handle(ev: QueuedEvent): Promise<boolean> {
+  /**
+   * Handles one event: the event itself when it was handled (an evaluation the events coalesced
+   * into it join), 'none' when handled with nothing to join (the handler said so, or dead-lettered
+   * and escalated), 'queued' when it may not be acked.
+   */
+  private async handle(ev: QueuedEvent): Promise<Lead> {
     const log = this.o.logger.child({ event: ev.id, fingerprint: ev.alert.fingerprint, deliveries: ev.deliveries });
     const max = this.o.maxDeliveries;
     const counted = this.counted(ev);
@@ -324,11 +363,12 @@ export class QueueWorker {
       // while holding it), it is not run again.
       const skipped = ev.deliveries - counted;
       const why = new Error(`delivered ${ev.deliveries} times${skipped > 0 ? ` (${skipped} stopped by the store, not counted)` : ''} and not handled in ${max} (a replica stopped, stalled or failed while handling it)`);
-      return this.deadLetter(ev, why, log);
+      return (await this.deadLetter(ev, why, log)) ? 'none' : 'queued';
     } else {
       try {
-        await this.withDeadline(ev, log);
+        const evaluated = await this.withDeadline(ev, log);
         this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
+        return evaluated === false ? 'none' : ev;
       } catch (err) {
         const timedOut = err instanceof EventDeadlineError;
         this.o.metrics.eventsProcessed.inc({ outcome: timedOut ? 'deadline_exceeded' : 'failed' });
@@ -337,12 +377,11 @@ export class QueueWorker {
           // Left pending: claimed again after claimIdleMs, by this replica or another.
           if (timedOut) log.error({ deadlineMs: this.o.deadlineMs }, `${err.message}; abandoned: it stays queued and will be retried`);
           else log.error({ err }, 'event handling failed; it stays queued and will be retried');
-          return false;
+          return 'queued';
         }
-        return this.deadLetter(ev, err, log);
+        return (await this.deadLetter(ev, err, log)) ? 'none' : 'queued';
       }
     }
-    return true;
   }
 
   /** The deliveries of an event that count towards maxDeliveries: those not ended by a store failure here. */
@@ -358,7 +397,7 @@ export class QueueWorker {
   }
 
   /** Runs the handler; rejects with EventDeadlineError once deadlineMs passes (the handler is left to finish on its own). */
-  private async withDeadline(ev: QueuedEvent, log: Logger): Promise<void> {
+  private async withDeadline(ev: QueuedEvent, log: Logger): Promise<boolean | void> {
     const ms = this.o.deadlineMs;
     const run = this.o.handler(ev);
     if (ms === undefined) return run;
@@ -374,7 +413,7 @@ export class QueueWorker {
       }, ms);
     });
     try {
-      await Promise.race([run, deadline]);
+      return await Promise.race([run, deadline]);
     } finally {
       clearTimeout(timer);
     }

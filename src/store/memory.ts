@@ -43,8 +43,8 @@ const SWEEP_EVERY_MS = 60_000;
 /**
  * The values the engine writes for each distinct alert, which therefore grow with alert volume
  * (and with hostile labels on an open webhook) and are counted against maxKeys (MEMORY_MAX_KEYS):
- * - `claim:<record id>` (7 days, engine/intake.ts and chain.ts): one replica evaluates one alert
- *   for one target. It guards only until the record's write-ahead lands (milliseconds later): the
+ * - `claim:<record id>` (7 days while held, 10 minutes once given up; engine/claim.ts): one replica
+ *   evaluates one alert for one target. It guards only until the record's write-ahead lands (milliseconds later, when it is given up): the
  *   record id is deterministic, so a redelivery finds the record and does nothing. A dropped claim
  *   whose record exists is harmless; one dropped before its record is written would let a second
  *   delivery of the same alert evaluate it at the same time.

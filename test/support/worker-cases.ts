@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Test } from 'tap';
-import { QueueWorker, type EventHandler } from '../../src/engine/worker.js';
+import { QueueWorker, type EventHandler, type WorkerOptions } from '../../src/engine/worker.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { QueuedEvent, Store } from '../../src/store/store.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
@@ -10,7 +10,11 @@ import { alert } from './store-contract.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A worker on `store` with a logger whose lines the test reads, and its metrics. */
-function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number }) {
+function worker(
+  store: Store,
+  handler: EventHandler,
+  opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number; coalesce?: Pick<WorkerOptions, 'coalesceKey' | 'onCoalesced'> },
+) {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -38,6 +42,7 @@ function worker(store: Store, handler: EventHandler, opts: { deadlineMs?: number
       dead.push({ ev, err });
     },
     blockMs: 50,
+    ...opts.coalesce,
   });
   const outcome = async (o: string) => (await metrics.eventsProcessed.get()).values.find((v) => v.labels.outcome === o)?.value ?? 0;
   return { w, lines, dead, outcome };
@@ -52,7 +57,7 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
 }
 
 /**
- * The queue worker's deadline and dead-lettering, on any Store (test/unit: memory; test/integration:
+ * The queue worker's deadline, dead-lettering and coalescing, on any Store (test/unit: memory; test/integration:
  * a real redis-server). `make` returns a fresh, empty store.
  */
 export function workerCases(t: Test, make: () => Promise<Store>): void {
@@ -184,4 +189,42 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
     t.same(seen, [1, 2, 3], 'one store failure, then QUEUE_MAX_DELIVERIES handler errors');
     t.match(String((dead[0]!.err as Error).message), /handler bug/);
   });
+
+  // Found by review (2026-12-06): events in hand with one coalescing key are one evaluation, the
+  // first one's; a first one whose handling evaluated nothing (the engine: a redelivery that found
+  // its closed record) had the others linked to nothing new and acked, never evaluated.
+  for (const first of ['evaluates', 'evaluates nothing'] as const) {
+    t.test(`events coalesced into a first one that ${first}: ${first === 'evaluates' ? 'linked to it' : 'the next one handled on its own, the rest linked to that one'}`, async (t) => {
+      const s = await make();
+      await s.intake(['old', 'new-1', 'new-2'].map((fp) => ({ key: fp, alert: alert(fp) })), 60_000);
+      const handled: string[] = [];
+      const linked: [string, string][] = [];
+      const { w } = worker(
+        s,
+        async (ev) => {
+          handled.push(ev.alert.fingerprint);
+          return !(first === 'evaluates nothing' && ev.alert.fingerprint === 'old');
+        },
+        {
+          maxDeliveries: 3,
+          claimIdleMs: 60_000,
+          coalesce: {
+            coalesceKey: () => 'rule and target',
+            onCoalesced: async (ev, into) => void linked.push([ev.alert.fingerprint, into.alert.fingerprint]),
+          },
+        },
+      );
+      w.start();
+      t.teardown(() => w.stop());
+      await until('the queue empty', async () => (await s.queueDepth()) === 0);
+      await w.stop();
+      if (first === 'evaluates') {
+        t.same(handled, ['old'], 'one evaluation');
+        t.same(linked, [['new-1', 'old'], ['new-2', 'old']], 'the others linked to it');
+      } else {
+        t.same(handled, ['old', 'new-1'], 'the first new one evaluated on its own, after it');
+        t.same(linked, [['new-2', 'new-1']], 'the next one linked to that evaluation');
+      }
+    });
+  }
 }

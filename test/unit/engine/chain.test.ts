@@ -2,6 +2,7 @@
 // not roll back stops the chain, naming it; a next target written ahead by a replica that died is
 // run by another on the first target's decision, never evaluated again.
 import t from 'tap';
+import { OPEN_STATES } from '../../../src/engine/record.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { CHAIN_RULES as RULES, firing, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
 
@@ -60,4 +61,29 @@ t.test('a chain record written ahead by a replica that died is run by another on
   t.match(s.auth!.decision!.reason, /the ordered chain goes on/);
   t.equal(s.web!.owner, 'live');
   t.ok(live.prometheus!.queries.length > 0, 'the trigger was re-checked after the last target');
+});
+
+// Found by review (2026-12-06): a chain's next record was claimed for 7 days and the claim never
+// given up. Once the chain's records were pruned (a first look that changed nothing: the first
+// target not confirmed, the rest blocked, gone after RECORD_RETENTION_NO_ACTION), a resend of the
+// still-firing alert rolled the first target back on another replica, which found the next
+// target claimed by the first replica and stopped the chain there, silently, with no record.
+t.test('a resend after the chain\'s records were pruned goes on to every target, on another replica', async (t) => {
+  let later = 0;
+  const store = new MemoryStore(() => Date.now() + later);
+  const a = testEngine({ store, action: new PerTargetDeploymentAction(), ruleText: RULES, owner: 'replica-a' });
+  const b = testEngine({ store, action: new PerTargetDeploymentAction(), ruleText: RULES, owner: 'replica-b' });
+  for (const r of [a, b]) await r.engine.heartbeat(); // both alive
+  a.prometheus!.value = 0; // not confirmed: api not_confirmed, auth and web blocked
+  const fired = alert('fp-pruned');
+  await a.deliver(fired);
+  t.same(Object.values(await byName(a)).map((r) => r.state).sort(), ['blocked', 'blocked', 'not_confirmed']);
+  t.equal(await store.pruneRecords(Date.now() + 1, OPEN_STATES), 3, 'the three records pruned (RECORD_RETENTION_NO_ACTION)');
+  later = 3 * 86_400_000; // the store's clock: three days on
+  for (const r of [a, b]) await r.engine.heartbeat();
+  b.prometheus!.value = 0.2; // still firing, and now the trigger holds
+  await b.deliver(fired);
+  t.same(b.action.executed.map((x) => x.ref.name), ['api', 'auth', 'web'], 'every target rolled back, in order, by replica-b');
+  const s = await byName(b);
+  for (const n of ['api', 'auth', 'web']) t.equal(s[n]?.owner, 'replica-b', `${n} recorded by replica-b`);
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import type { Alert } from '../../../src/alertmanager/alert.js';
-import { alertRecordId, targetKey } from '../../../src/engine/record.js';
+import { alertRecordId, OPEN_STATES, targetKey } from '../../../src/engine/record.js';
 import { firing, rules, testEngine } from '../../support/engine.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
@@ -69,7 +69,7 @@ t.test("a claim whose owner's heartbeat is gone is taken over by another replica
   t.equal(recs[0]!.owner, 'replica-b');
   t.ok(recs[0]!.times.executedAt, `rolled back (${recs[0]!.state}: ${recs[0]!.outcome?.message ?? ''})`);
   t.equal(b.action.executed.length, 1, 'once');
-  t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'replica-b', 'the claim is now replica-b\'s');
+  t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'released:replica-b', "the claim was replica-b's, given up once its record was written");
 });
 
 t.test('a claim whose owner is alive and still evaluating is left to it: the event stays queued', async (t) => {
@@ -92,7 +92,7 @@ t.test('an alive replica whose write-ahead failed gives its claim up: another re
   t.equal(recs.length, 1, 'replica-b evaluated the alert');
   t.equal(recs[0]!.owner, 'replica-b');
   t.equal(b.action.executed.length, 1, 'rolled back once');
-  t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'replica-b', "the claim is replica-b's");
+  t.equal(await shared.getValue(`claim:${recs[0]!.id}`), 'released:replica-b', "the claim was replica-b's, given up once its record was written");
   // replica-a's own redelivery finds the record: nothing more
   await a.deliver(alert).catch(() => undefined);
   t.equal(a.action.executed.length, 0, 'replica-a never acted');
@@ -113,19 +113,40 @@ t.test('the store down when the write-ahead failed: the claim is given up once i
 });
 
 // A release still being retried from a failed attempt must not free the claim of the same
-// replica's next attempt: another replica would then take it while this one evaluates.
+// replica's next attempt: another replica would then take it while this one evaluates. (The next
+// attempt gives the claim up itself, but only once its write-ahead landed.)
 t.test("a release retried in the background does not free the same replica's later claim", async (t) => {
-  const down = { value: true };
-  const failPut = { value: true };
-  const { shared, a, b, alert } = await writeAheadFailsOnA(down, failPut);
+  const shared = new MemoryStore();
+  const mode = { failPut: true, down: true, holdPut: false };
+  let land: (() => void) | undefined;
+  const landed = new Promise<void>((r) => (land = r));
+  const store = aroundStore(shared, async (op, _args, call) => {
+    if (op === 'putRecord' && mode.failPut) throw new Error('the store went away before the write-ahead record');
+    if (op === 'compareAndSetValue' && mode.down) throw new Error('store unavailable');
+    if (op === 'putRecord' && mode.holdPut) {
+      mode.holdPut = false;
+      await landed; // a slow write-ahead
+    }
+    return call();
+  });
+  const a = testEngine({ store, owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  for (const r of [a, b]) {
+    await r.engine.heartbeat();
+    r.prometheus!.value = 0.2;
+  }
+  const alert = firing('HighErrorRate', 'checkout');
   await t.rejects(a.deliver(alert), /went away before the write-ahead record/);
   const id = alertId(alert);
   t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'the release failed while the store was down: retried in the background');
-  down.value = false;
-  failPut.value = false;
-  await a.deliver(alert); // the redelivery, before the retry's timer fires
+  Object.assign(mode, { failPut: false, down: false, holdPut: true });
+  const redelivery = a.deliver(alert); // before the retry's timer fires; its write-ahead held
   await new Promise((r) => setTimeout(r, 1_200)); // past the retry's first two delays
-  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'still replica-a\'s: the retried release was cancelled by the new claim');
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', "still replica-a's: the retried release was cancelled by the new claim");
+  await t.rejects(b.deliver(alert), /being evaluated by another replica/, 'so replica-b leaves the alert to replica-a');
+  land!();
+  await redelivery;
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'given up once its write-ahead landed');
   await b.deliver(alert);
   t.equal(a.action.executed.length + b.action.executed.length, 1, 'rolled back once in all');
   t.equal((await shared.getRecord(id))?.owner, 'replica-a');
@@ -153,7 +174,7 @@ t.test('a replica taking over a released claim reads the record again and leaves
   await b.deliver(alert);
   t.equal(b.action.executed.length, 0, 'replica-b did not roll back');
   t.same(await shared.getRecord(id), written, "replica-a's record is untouched");
-  t.equal(await shared.getValue(`claim:${id}`), 'replica-b', 'the claim is replica-b\'s, with nothing left to do');
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-b', 'the claim replica-b took is given up again: the record stands for the alert');
 });
 
 // The record's read and the claim go to the store together: a read that fails while the claim
@@ -224,7 +245,7 @@ for (const mode of ['its record read fails', 'its record read and its claim fail
   });
 }
 
-// A record whose claim had lapsed (claims last 7 days, records longer): the claim made with the
+// A record whose claim is gone (given up once the record was written): the claim made with the
 // read is given up, so that once the record is pruned a resend is not held back by it.
 t.test('a claim made with the read of an existing record is given up', async (t) => {
   const { shared, alert, id, a } = await rolledBackByA();
@@ -341,4 +362,34 @@ t.test('a redelivery while an earlier delivery of the alert is still in hand her
   t.ok(rec?.times.executedAt, `its record is the rollback's (${rec?.state})`);
   await a.engine.handle({ id: 'ev-1', alert, deliveries: 3 });
   t.equal(a.action.executed.length, 1, 'a later redelivery finds the record: nothing more');
+});
+
+// Found by review (2026-12-06): the claim lasted 7 days and was never given up once the record
+// was written, while a record that changed nothing is pruned after RECORD_RETENTION_NO_ACTION (3
+// days), or sooner under REDIS_MAX_RECORDS. A resend of the still-firing alert past the dedupe TTL
+// then found no record and the first replica's claim: every other replica refused it as "being
+// evaluated by another replica" until it was dead-lettered, escalated naming that replica, and
+// never evaluated. The claim is now given up once the write-ahead landed.
+t.test('a resend of a still-firing alert whose record was pruned is evaluated afresh on another replica', async (t) => {
+  const shared = new MemoryStore();
+  const a = testEngine({ store: shared, owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  for (const r of [a, b]) await r.engine.heartbeat(); // both alive
+  a.prometheus!.value = 0; // not confirmed at the first look: a record that changed nothing
+  const alert = firing('HighErrorRate', 'checkout');
+  await a.deliver(alert);
+  const id = alertId(alert);
+  t.equal((await shared.getRecord(id))?.state, 'not_confirmed');
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'the claim was given up once the record was written');
+  t.equal(await shared.pruneRecords(Date.now() + 1, OPEN_STATES), 1, 'the record pruned (RECORD_RETENTION_NO_ACTION)');
+  b.prometheus!.value = 0.2; // the alert still fires, and now the trigger holds
+  await b.deliver(alert); // the resend, handled by the other replica
+  const rec = await b.engine.records.get(id);
+  t.equal(rec?.owner, 'replica-b', 'evaluated afresh by replica-b');
+  t.ok(rec?.times.executedAt, `and rolled back (${rec?.state})`);
+  t.equal(b.action.executed.length + a.action.executed.length, 1, 'once');
+  await b.engine.deadLettered({ id: 'ev-resend', alert, deliveries: 6 }, new Error('gave up'));
+  await b.notifications.flush();
+  const dead = b.notifier.sent.find((n) => n.kind === 'event_dead');
+  t.notMatch(dead?.lines.join('\n') ?? '', /being evaluated by replica replica-a/, 'nothing says replica-a is evaluating it');
 });

@@ -45,7 +45,7 @@ function setup(env: Record<string, string> = {}) {
     blockMs: 20,
     handler: async (ev) => {
       order.push(ev);
-      await e.engine.handle(ev);
+      return e.engine.handle(ev);
     },
     coalesceKey: (ev) => e.engine.coalesceKey(ev),
     onCoalesced: (ev, into) => e.engine.coalesced(ev, into),
@@ -122,4 +122,41 @@ t.test('a burst for one rule and target is one evaluation; every alert is linked
   await postAlerts(s.app, webhook([2, 3, 4].map((i) => ({ alertname: 'HighErrorRate', deployment: 'checkout', fp: `burst-${i}`, status: 'resolved' as const }))));
   await drain();
   t.ok(await resolvedAt(), 'resolved once the last alert of the burst resolved');
+});
+
+// Found by review (2026-12-06): alerts in hand for one rule and target are one evaluation, the
+// first one's. When that first one was a redelivery of an alert whose record was closed long ago
+// (a still-firing alert resent past DEDUPE_TTL, or a stopped replica's event taken over in the
+// same read as a new one), its handling evaluated nothing, and the new alert was linked to that
+// old closed record and acked: never evaluated. It is now evaluated on its own, and the alerts
+// after it are coalesced into its evaluation.
+t.test('a new alert coalesced into a redelivery of an alert whose record is closed is evaluated on its own', async (t) => {
+  const s = setup();
+  s.prometheus!.value = 0; // the old alert's first look: not confirmed
+  await postAlerts(s.app, webhook([{ alertname: 'HighErrorRate', deployment: 'checkout', fp: 'old' }]));
+  const drain = async () => {
+    s.worker.start();
+    while ((await s.store.queueDepth()) > 0) await new Promise((r) => setTimeout(r, 10));
+    await s.worker.stop();
+    await s.engine.idle();
+  };
+  await drain();
+  const [old] = await s.engine.records.list({ limit: 10 });
+  t.equal(old?.state, 'not_confirmed');
+  // later: the old alert resent (its dedupe key expired), then two new alerts of the same rule and target, in one read
+  s.prometheus!.value = 0.2;
+  const [resent] = s.order;
+  await s.store.intake([{ key: 'old-resent', alert: { ...resent!.alert, receivedAt: Date.now() }, lane: 0 }], 60_000);
+  await postAlerts(s.app, webhook([1, 2].map((i) => ({ alertname: 'HighErrorRate', deployment: 'checkout', fp: `new-${i}` }))));
+  s.order.length = 0;
+  await drain();
+  t.same(s.order.map((e) => e.alert.fingerprint), ['old', 'new-1'], 'the redelivery, then the first new alert as its own evaluation');
+  const recs = await s.engine.records.list({ limit: 10 });
+  const fresh = recs.find((r) => r.alert?.fingerprint === 'new-1');
+  t.ok(fresh?.times.executedAt, `the new alert was evaluated and rolled back (${fresh?.state})`);
+  t.equal(s.action.executed.length, 1, 'once');
+  t.equal((await s.engine.records.get(old!.id))?.state, 'not_confirmed', 'the old record is left as it was');
+  t.same(await s.engine.records.recordsOfAlert('new-2', Date.parse(startsAt)), [fresh!.id], 'the second new alert coalesced into the new evaluation');
+  t.same(await s.engine.records.recordsOfAlert('new-1', Date.parse(startsAt)), [fresh!.id]);
+  t.equal(await metricValue(s.metrics, 'rollguard_alerts_coalesced_total'), 1);
 });
