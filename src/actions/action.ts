@@ -192,6 +192,12 @@ export interface ExecuteResult {
   attempts: number;
   /** the plan actually applied, when a conflict made us re-plan */
   replanned?: RollbackPlan;
+  /**
+   * not applied, yet writes of an earlier attempt landed before a conflict's re-plan refused (a
+   * ConfigMap restored, a first traffic step): what they were. The rollback is then not "nothing
+   * written": its cooldown stays
+   */
+  partlyWritten?: string[];
   /** set when a re-plan after a conflict refused (e.g. someone else already rolled back) */
   refusal?: Refusal;
 }

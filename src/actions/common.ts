@@ -104,9 +104,13 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   if (!ctx.kube) throw new Error(NO_CLUSTER);
   const kube = ctx.kube;
   let current = plan;
+  /** writes accepted by the API server, over every attempt */
+  const landed: string[] = [];
   for (let attempt = 1; ; attempt++) {
     let w: PlannedWrite | undefined;
     const done: string[] = [];
+    /** the current write was sent (its error may not prove it did not land) */
+    let sent = false;
     try {
       let generation: number | undefined;
       for (w of current.writes ?? []) {
@@ -115,6 +119,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           if (ctx.signal?.aborted) throw new Error(`stopped before "${w.description}": cancelled during the pause between steps`);
         }
         await ctx.checkFence();
+        sent = true;
         const res = await kube.patch(w.resource, w.namespace, w.name, w.patch, w.patchType, {
           ...reqOpts(ctx),
           ...(w.subresource ? { subresource: w.subresource } : {}),
@@ -125,6 +130,8 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           'rollback write accepted',
         );
         done.push(w.description);
+        if (!ctx.dryRun) landed.push(w.description);
+        sent = false;
         // the workload's generation, not that of configuration restored before it (restore.ts)
         if (generation === undefined && !isConfigWrite(w) && typeof res.metadata?.generation === 'number') generation = res.metadata.generation;
       }
@@ -141,6 +148,9 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
         if (done.length > 0) {
           ctx.logger.error({ applied: done, failed: w?.description, err: (err as Error).message }, 'rollback partly applied: a later write failed');
         }
+        // nothing of this rollback reached the cluster, for certain: the write that failed was never
+        // sent (the fence, a pause cut short), or the API server refused it (a 4xx but 408)
+        if (landed.length === 0 && (!sent || refusedByServer(err))) markNothingWritten(err);
         throw err;
       }
       ctx.logger.warn({ attempt, err: err.message }, 'conflict on rollback write; re-planning from a fresh read');
@@ -150,7 +160,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           code: 'changed_since_plan' as const,
           message: `${plan.kind} ${plan.target.namespace}/${plan.target.name} moved from revision ${plan.fromRevision} to ${fresh.fromRevision} after the rollback was planned; not rolling back the new revision automatically`,
         };
-        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal };
+        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal, ...partly(landed) };
       }
       if (fresh.refusal) {
         return {
@@ -160,12 +170,28 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           attempts: attempt,
           replanned: fresh,
           refusal: fresh.refusal,
+          ...partly(landed),
         };
       }
       current = fresh;
     }
   }
 }
+
+const partly = (landed: string[]) => (landed.length > 0 ? { partlyWritten: [...landed] } : {});
+
+/** An API server answer that refused the write: a 4xx, but 408 (the request timed out: it may have landed). */
+const refusedByServer = (err: unknown) => err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 408;
+
+const unwritten = new WeakSet<object>();
+function markNothingWritten(err: unknown): void {
+  if (typeof err === 'object' && err !== null) unwritten.add(err);
+}
+/**
+ * Whether an error thrown by execute() proves that nothing of the rollback reached the cluster
+ * (executeWrites marks it so). An error it does not mark may have come after a write landed.
+ */
+export const wroteNothing = (err: unknown): boolean => typeof err === 'object' && err !== null && unwritten.has(err);
 
 /**
  * A write of a ConfigMap or Secret (configDrift: restore, config-deps/restore.ts), beside the

@@ -1,12 +1,10 @@
 import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
 import type { SlotHold } from '../guards/concurrency.js';
 import { readCooldown, readStepBacks, startCooldowns } from '../guards/cooldown.js';
-import { writtenObjects } from '../actions/index.js';
+import { writtenObjects, wroteNothing } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
 import type { PauseReadAhead } from '../guards/pause.js';
 import { gitopsLines, suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
-import { resumeOwners } from '../gitops/suspend.js';
-import { noteResumed } from '../gitops/tally.js';
 import { migrateFirst, withMigration } from '../migrations/stage.js';
 import type { Guards } from '../rules/schema.js';
 import { StoreUnavailableError, type Lock } from '../store/store.js';
@@ -301,18 +299,34 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     const startAt = ctx.now();
     const stepBack = previous && settings.allowStepBack && previous.outcome === 'failed' ? { ttlMs: settings.cooldown } : undefined;
     const putBack = await startCooldowns(ctx.store, rec.target, plan, { id: rec.id, at: startAt, until: startAt + settings.cooldown }, startAt, previous, stepBack);
-    const res = await action.execute(plan, actx);
-    const now = ctx.now();
-    if (!res.applied) {
-      spent.value = false; // nothing was written
-      await putBack(ctx.now()).catch((err: unknown) => {
+    const giveBack = () =>
+      putBack(ctx.now()).catch((err: unknown) => {
         ctx.metrics.storeErrors.inc({ op: 'rollback' });
         ctx.log.warn({ err, record: rec.id }, 'could not give back the cooldown of a rollback that wrote nothing; it stays until it expires');
       });
-      const resumed = await resumeUnwritten(ctx, rec, actx);
+    let res: Awaited<ReturnType<Action['execute']>>;
+    try {
+      res = await action.execute(plan, actx);
+    } catch (err) {
+      // refused by the API server (an admission webhook, RBAC) or stopped before its first write:
+      // nothing to cool down. Any other error may have come after a write landed: the cooldown stays.
+      if (wroteNothing(err)) await giveBack();
+      throw err;
+    }
+    const now = ctx.now();
+    if (!res.applied) {
+      if (res.partlyWritten?.length) {
+        // an earlier attempt's writes landed before the re-plan refused: the cooldown and budget stay
+        ctx.records.step(rec, 'partly_written', `not applied, but these writes landed before it stopped: ${res.partlyWritten.join('; ')}; the cooldown stays`);
+      } else {
+        spent.value = false; // nothing was written
+        await giveBack();
+      }
+      // GitOps owners suspended for it stay suspended (another rollback may rely on the same owner): said
+      const lines = rec.gitops?.suspended?.length ? gitopsLines(rec) : [];
       if (res.refusal) {
         const m = messages.refused(rec, res.refusal.message);
-        ctx.notify(rec, { ...m, lines: [...m.lines, ...resumed] });
+        ctx.notify(rec, { ...m, lines: [...m.lines, ...lines] });
         return await ctx.finish(rec, 'refused', res.refusal.message);
       }
       return await ctx.finish(rec, 'error', res.message);
@@ -339,27 +353,6 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     return 'in_progress';
   } finally {
     if (!handedOff) await release();
-  }
-}
-
-/**
- * A rollback that wrote nothing after all (refused at the write, its re-plan changed) gives its
- * GitOps owners back what it suspended for it: they would put back nothing, and left suspended
- * they would no longer reconcile anything they own, said nowhere. Returns the lines for its
- * notification (what was resumed, or that resuming failed and a human must).
- */
-async function resumeUnwritten(ctx: EngineContext, rec: RollbackRecord, actx: ActionContext): Promise<string[]> {
-  const g = rec.gitops;
-  if (!g?.suspended?.length || g.resumed || !actx.kube) return [];
-  try {
-    const restored = await resumeOwners(actx.kube, g.suspended);
-    g.resumed = { at: ctx.now(), by: `${ctx.owner} (nothing was rolled back)`, restored };
-    ctx.records.step(rec, 'gitops_resumed', `nothing was rolled back: ${restored.join('; ')}`);
-    await noteResumed(ctx, rec, g.suspended.length);
-    return [`GitOps: nothing was rolled back, so what was suspended for it was put back: ${restored.join('; ')}`];
-  } catch (err) {
-    ctx.log.error({ err, record: rec.id }, 'could not resume the GitOps owners a rollback that wrote nothing had suspended');
-    return gitopsLines(rec).map((l) => `${l} (resuming them failed: ${(err as Error).message})`);
   }
 }
 

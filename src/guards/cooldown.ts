@@ -64,7 +64,8 @@ export async function startCooldowns(store: Store, target: string, plan: Rollbac
       else await store.deleteValue(cooldownKey(key));
     }
     if (stepBack) {
-      if (steps > 0) await store.setValue(stepBackKey(target), String(steps), { ttlMs: stepBack.ttlMs });
+      // counted with the rollback stepped back from, whose cooldown it ends with
+      if (steps > 0) await store.setValue(stepBackKey(target), String(steps), { ttlMs: Math.max(1, (previous?.until ?? at + stepBack.ttlMs) - at) });
       else await store.deleteValue(stepBackKey(target));
     }
   };

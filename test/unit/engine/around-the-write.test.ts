@@ -3,10 +3,12 @@
 //   the write can leave the target with its lock given back (or expired) and no cooldown, open to a
 //   second rollback that would undo the first (a rule with perTargetPerHour above 1 let it through);
 // - a store failure after the write does not close the applied rollback as failed;
-// - a rollback that wrote nothing after all gives its cooldown back, and resumes the GitOps owners it
-//   had suspended for the write.
+// - a rollback that wrote nothing after all, for certain, gives its cooldown back, and says which
+//   GitOps owners it left suspended.
 import t from 'tap';
 import type { ActionContext, ExecuteResult, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
+import { executeWrites } from '../../../src/actions/common.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
@@ -106,7 +108,7 @@ class RefusedAtWrite extends PerTargetDeploymentAction {
   }
 }
 
-t.test('a rollback that writes nothing after all: its cooldown given back, the Flux Kustomization it suspended resumed, and said', async (t) => {
+function fluxOwned() {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, {
     apiVersion: 'apps/v1',
@@ -121,17 +123,75 @@ t.test('a rollback that writes nothing after all: its cooldown given back, the F
     spec: { interval: '5m', path: './shop' },
     status: { inventory: { entries: [{ id: 'prod_checkout_apps_Deployment', v: 'v1' }] } },
   });
+  return kube;
+}
+
+// Not resumed by itself (found in review of the first version of this change, which did): another
+// rollback of a target the same owner reconciles may rely on the suspension (it found the owner
+// suspended and suspended nothing), and resuming would have the owner put that target back.
+t.test('a rollback that writes nothing after all: its cooldown given back; the Flux Kustomization it suspended stays suspended, and the notification says so', async (t) => {
+  const kube = fluxOwned();
   const store = new MemoryStore();
   const e = testEngine({ store, kube, ruleText: `rules:${rule('error-rate', 'HighErrorRate', '\n    gitops: suspend')}\n`, action: new RefusedAtWrite() });
   await e.deliver(firing('HighErrorRate'));
   const [rec] = await e.engine.records.list({});
   t.equal(rec?.state, 'refused', `${rec?.state}: ${rec?.outcome?.message ?? ''}`);
-  const steps = rec?.timeline.map((s) => s.step) ?? [];
-  t.ok(steps.includes('gitops_suspended'), 'the Kustomization was suspended for the write');
-  t.ok(steps.indexOf('gitops_resumed') > steps.indexOf('gitops_suspended'), 'and resumed once nothing was written');
-  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'shop')?.spec?.suspend, undefined, 'spec.suspend removed again, as it was');
-  t.match(rec?.gitops?.resumed, { by: /nothing was rolled back/ });
+  t.ok(rec?.timeline.some((s) => s.step === 'gitops_suspended'), 'the Kustomization was suspended for the write');
+  t.notOk(rec?.timeline.some((s) => s.step === 'gitops_resumed'), 'not resumed by itself');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'shop')?.spec?.suspend, true, 'still suspended');
   const said = e.notifier.sent.find((n) => n.kind === 'rollback_refused');
-  t.match(said?.lines.join('\n'), /GitOps: nothing was rolled back, so what was suspended for it was put back: Flux Kustomization flux-system\/shop/);
+  t.match(said?.lines.join('\n'), /GitOps: suspended Flux Kustomization flux-system\/shop.*Next: .*resume/, 'the refusal says what is left suspended and what to do');
   t.equal(await store.getValue(`cooldown:${TARGET}`), null, 'no cooldown: nothing was rolled back');
+});
+
+/** The Deployment double writing through executeWrites to a FakeKube: its errors are the API server's. */
+class WritesThroughKube extends PerTargetDeploymentAction {
+  replans = 0;
+  constructor(private readonly writes = 1) {
+    super();
+  }
+  override async plan(ref: TargetRef): Promise<RollbackPlan> {
+    const p = await super.plan(ref);
+    const fromRevision = this.replans++ === 0 ? p.fromRevision : (p.fromRevision ?? 0) + 1; // a re-plan finds a new deploy
+    const ws = Array.from({ length: this.writes }, (_, i) => ({ resource: RESOURCES.deployments, namespace: ref.namespace, name: ref.name, patchType: 'json' as const, patch: [], description: `write ${i + 1}` }));
+    return { ...p, fromRevision, writes: ws };
+  }
+  override execute(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
+    return executeWrites(this, plan, ctx);
+  }
+}
+
+const apiError = (status: number | 'timeout', reason: string) => new KubeApiError({ status, reason, message: 'injected', operation: 'PATCH deployments prod/checkout' });
+
+for (const [status, reason, given] of [
+  [403, 'Forbidden', true],
+  [422, 'Invalid', true],
+  ['timeout', 'Timeout', false],
+  [500, 'InternalError', false],
+] as const) {
+  t.test(`the write fails with ${status} ${reason}: the cooldown is ${given ? 'given back (the API server refused it: nothing was written)' : 'kept (the write may have landed)'}`, async (t) => {
+    const kube = fluxOwned();
+    kube.failNext('patch', (c) => (c.resource === 'deployments' ? apiError(status, reason) : null));
+    const store = new MemoryStore();
+    const e = testEngine({ store, kube, ruleText: RULES, action: new WritesThroughKube() });
+    await e.deliver(firing('HighErrorRate'));
+    const [rec] = await e.engine.records.list({});
+    t.equal(rec?.state, 'failed', `escalated (${rec?.outcome?.message ?? ''})`);
+    const cooldown = await store.getValue(`cooldown:${TARGET}`);
+    if (given) t.equal(cooldown, null, 'no cooldown');
+    else t.match(JSON.parse(cooldown ?? 'null'), { id: rec?.id }, 'the cooldown names it');
+  });
+}
+
+t.test('a write landed, the next one conflicted and the re-plan refused: not applied, yet the cooldown stays and the record says what landed', async (t) => {
+  const kube = fluxOwned();
+  let patches = 0;
+  kube.failNext('patch', (c) => (c.resource === 'deployments' && ++patches === 2 ? apiError(409, 'Conflict') : null));
+  const store = new MemoryStore();
+  const e = testEngine({ store, kube, ruleText: RULES, action: new WritesThroughKube(2) });
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec?.state, 'refused', `${rec?.state}: ${rec?.outcome?.message ?? ''}`);
+  t.match(rec?.timeline.find((s) => s.step === 'partly_written')?.message, /write 1.*the cooldown stays/);
+  t.match(JSON.parse((await store.getValue(`cooldown:${TARGET}`)) ?? 'null'), { id: rec?.id }, 'the cooldown names it');
 });
