@@ -27,9 +27,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     "Alerts of webhook batches refused alone because they pass a per-alert intake limit, by the limit's setting (ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES, ALERT_MAX_CLOCK_SKEW: startsAt too far ahead of rollguard's clock): not queued, stored or matched; the rest of their batch is queued. A batch over a batch limit is answered 413 and not counted here.", ['limit']);
   // every limit exported from the start at 0, so that increase() sees the first refusal
   for (const limit of ['ALERT_MAX_LABELS', 'ALERT_MAX_LABEL_BYTES', 'ALERT_MAX_CLOCK_SKEW']) alertsRefused.inc({ limit }, 0);
-  const alertmanagerFetchesSkipped = counter('rollguard_alertmanager_fetches_skipped_total',
-    "Truncated notifications whose group was not fetched from Alertmanager's API, by reason: in_progress (a fetch of the same receiver and groupKey was running: it fetches the group's current alerts), busy (ALERTMANAGER_MAX_FETCHES fetches were running). The alerts left out are handled when Alertmanager sends the group again.", ['reason']);
-  for (const reason of ['in_progress', 'busy']) alertmanagerFetchesSkipped.inc({ reason }, 0);
+  const alertmanagerFetchesDeferred = counter('rollguard_alertmanager_fetches_deferred_total',
+    "Truncated notifications whose group was not fetched from Alertmanager's API at once, by reason: in_progress (a fetch of the same receiver and groupKey was running: fetched once more when it ends), busy (ALERTMANAGER_MAX_FETCHES fetches were running: fetched once one ends, oldest first).", ['reason']);
+  for (const reason of ['in_progress', 'busy']) alertmanagerFetchesDeferred.inc({ reason }, 0);
   return {
     registry,
     // intake
@@ -46,7 +46,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       "Alerts Alertmanager left out of the webhook notifications received (truncatedAlerts: the receiver's max_alerts); a resent notification counts again."),
     alertmanagerFetches: counter('rollguard_alertmanager_fetches_total',
       "Fetches of a truncated notification's group from Alertmanager's API v2 (ALERTMANAGER_URL), by outcome (ok, failed) after retries.", ['outcome']),
-    alertmanagerFetchesSkipped,
+    alertmanagerFetchesDeferred,
+    alertmanagerFetchesDropped: counter('rollguard_alertmanager_fetches_dropped_total',
+      'Truncated notifications whose group waited for a fetch and was dropped, over the 256 groups that may wait on a replica: their left-out alerts are handled when Alertmanager sends the group again.'),
     alertsRecovered: counter('rollguard_alerts_recovered_total',
       'Alerts left out of a notification by max_alerts, fetched from Alertmanager and queued (ones already queued are counted as deduplicated).'),
     alertmanagerAlertsRefused: counter('rollguard_alertmanager_alerts_refused_total',

@@ -15,7 +15,7 @@ interface Log {
 
 export interface TruncatedDeps {
   store: Store;
-  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertmanagerFetchesSkipped' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
+  metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertmanagerFetchesDeferred' | 'alertmanagerFetchesDropped' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
   config: Pick<
     Config,
     'ALERTMANAGER_URL' | 'ALERTMANAGER_MAX_FETCHES' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'
@@ -48,11 +48,12 @@ export interface TruncatedDeps {
  *
  * What the fetches cost is bounded too: every resend of a truncated notification asks for one, and
  * each reads up to BODY_LIMIT_BYTES, with retries. At most one fetch per (receiver, groupKey) runs
- * at a time: a notification of a group already being fetched is not fetched again (that fetch reads
- * the group's current alerts). At most ALERTMANAGER_MAX_FETCHES run at once on a replica: a
- * notification beyond is not fetched. Each skip is counted
- * (rollguard_alertmanager_fetches_skipped_total{reason}: in_progress, busy) and logged; the alerts
- * it left out are handled when Alertmanager sends the group again (group_interval, repeat_interval).
+ * at a time, and at most ALERTMANAGER_MAX_FETCHES at once on a replica. A notification that cannot
+ * be fetched now waits (counted: rollguard_alertmanager_fetches_deferred_total{reason}: in_progress,
+ * busy; logged): the group is fetched once more when its fetch ends, or once a place frees, oldest
+ * first; resends of a waiting group are one wait. At most MAX_WAITING_GROUPS groups wait: past
+ * that the oldest is dropped (rollguard_alertmanager_fetches_dropped_total, a warning), and its
+ * left-out alerts are handled when Alertmanager sends the group again.
  *
  * The receiver asked for is the notification's own (`receiver` of the body): rollguard's
  * configuration does not know which Alertmanager receivers point at it (one Alertmanager may have
@@ -60,10 +61,15 @@ export interface TruncatedDeps {
  * can post any alert outright. The name is matched exactly, never as a pattern (api.ts), and
  * bounded by ALERT_MAX_LABEL_BYTES at the webhook.
  */
+/** Groups at most waiting for a fetch on one replica (each holds its latest notification, bounded by BODY_LIMIT_BYTES). */
+export const MAX_WAITING_GROUPS = 256;
+
 export class TruncatedGroups {
   private readonly api: AlertmanagerApi | null;
   /** the fetches running, by (receiver, groupKey) */
   private readonly running = new Map<string, Promise<void>>();
+  /** the latest notification of each group waiting for its fetch, oldest first */
+  private readonly waiting = new Map<string, { payload: WebhookPayload; log: Log }>();
   private readonly delays: number[];
 
   constructor(private readonly d: TruncatedDeps) {
@@ -88,31 +94,64 @@ export class TruncatedGroups {
       return;
     }
     const key = JSON.stringify([payload.receiver, payload.groupKey]);
+    const max = this.d.config.ALERTMANAGER_MAX_FETCHES;
     if (this.running.has(key)) {
-      this.d.metrics.alertmanagerFetchesSkipped.inc({ reason: 'in_progress' });
+      this.d.metrics.alertmanagerFetchesDeferred.inc({ reason: 'in_progress' });
       log.info(
-        { ...what, skipped: 'in_progress' },
-        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched again: a fetch of this group from ALERTMANAGER_URL is running and reads its current alerts (${change} to avoid the fetches)`,
+        { ...what, deferred: 'in_progress' },
+        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; a fetch of this group from ALERTMANAGER_URL is running: fetched once more when it ends (${change} to avoid the fetches)`,
       );
+      this.wait(key, payload, log);
       return;
     }
-    const max = this.d.config.ALERTMANAGER_MAX_FETCHES;
     if (this.running.size >= max) {
-      this.d.metrics.alertmanagerFetchesSkipped.inc({ reason: 'busy' });
+      this.d.metrics.alertmanagerFetchesDeferred.inc({ reason: 'busy' });
       log.warn(
-        { ...what, skipped: 'busy', running: this.running.size },
-        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched: ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows. They are handled when Alertmanager sends the group again: ${change}, or raise ALERTMANAGER_MAX_FETCHES`,
+        { ...what, deferred: 'busy', running: this.running.size },
+        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows: fetched once one ends (${change}, or raise ALERTMANAGER_MAX_FETCHES)`,
       );
+      this.wait(key, payload, log);
       return;
     }
     log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
-    const p = this.recover(this.api, payload, log).finally(() => this.running.delete(key));
+    this.start(key, payload, log);
+  }
+
+  /** Resolves once every fetch started so far, and every one waiting, has ended (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  }
+
+  private start(key: string, payload: WebhookPayload, log: Log): void {
+    const p = this.recover(this.api!, payload, log).finally(() => {
+      this.running.delete(key);
+      this.next();
+    });
     this.running.set(key, p);
   }
 
-  /** Resolves once every fetch started so far has ended (shutdown, tests). */
-  async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  /** The group waits for its fetch (its latest notification only), at most MAX_WAITING_GROUPS of them. */
+  private wait(key: string, payload: WebhookPayload, log: Log): void {
+    this.waiting.delete(key); // to the end: its latest notification, in order of arrival
+    this.waiting.set(key, { payload, log });
+    if (this.waiting.size <= MAX_WAITING_GROUPS) return;
+    const [oldest, w] = this.waiting.entries().next().value!;
+    this.waiting.delete(oldest);
+    this.d.metrics.alertmanagerFetchesDropped.inc();
+    w.log.warn(
+      { groupKey: w.payload.groupKey, receiver: w.payload.receiver, truncatedAlerts: w.payload.truncatedAlerts },
+      `Alertmanager left ${w.payload.truncatedAlerts} alert(s) of group ${w.payload.groupKey} out of a notification; not fetched: more than ${MAX_WAITING_GROUPS} groups wait for a fetch (ALERTMANAGER_MAX_FETCHES: raise it, or raise max_alerts in the webhook_configs of Alertmanager receiver "${w.payload.receiver}"); handled when Alertmanager sends the group again`,
+    );
+  }
+
+  /** Starts the oldest waiting fetches whose group is not being fetched, while places are free. */
+  private next(): void {
+    for (const [key, w] of this.waiting) {
+      if (this.running.size >= this.d.config.ALERTMANAGER_MAX_FETCHES) return;
+      if (this.running.has(key)) continue;
+      this.waiting.delete(key);
+      this.start(key, w.payload, w.log);
+    }
   }
 
   /** Counts the refused alerts by limit and logs one line naming the group and the first reasons. */

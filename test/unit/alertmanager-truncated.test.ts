@@ -6,7 +6,7 @@
 import t from 'tap';
 import { AlertmanagerApi } from '../../src/alertmanager/api.js';
 import type { WebhookPayload } from '../../src/alertmanager/schema.js';
-import { TruncatedGroups } from '../../src/alertmanager/truncated.js';
+import { MAX_WAITING_GROUPS, TruncatedGroups } from '../../src/alertmanager/truncated.js';
 import { loadConfig } from '../../src/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -173,21 +173,27 @@ function heldFetches() {
   };
 }
 
-const skipped = (metrics: ReturnType<typeof createMetrics>, reason: string) => metricValue(metrics, 'rollguard_alertmanager_fetches_skipped_total', { reason });
+const deferred = (metrics: ReturnType<typeof createMetrics>, reason: string) => metricValue(metrics, 'rollguard_alertmanager_fetches_deferred_total', { reason });
 
-t.test('one fetch per receiver and group at a time: a resend while it runs is not fetched again, counted and logged', async (t) => {
+/** Until `calls()` reaches n (fetches start as the ones before end, a few turns of the event loop on). */
+async function calls(held: ReturnType<typeof heldFetches>, n: number) {
+  for (let i = 0; i < 200 && held.calls() < n; i++) await new Promise((r) => setImmediate(r));
+  return held.calls();
+}
+
+t.test('one fetch per receiver and group at a time: resends while it runs wait, and the group is fetched once more when it ends', async (t) => {
   const held = heldFetches();
   const r = rig({}, held.respond);
-  t.equal(await skipped(r.metrics, 'in_progress'), 0, 'exported at 0 from the start');
+  t.equal(await deferred(r.metrics, 'in_progress'), 0, 'exported at 0 from the start');
   r.groups.notice(payload(1), r.log);
   r.groups.notice(payload(1), r.log); // Alertmanager's resend (repeat_interval, the other replica of an HA pair)
   r.groups.notice(payload(1), r.log);
   await Promise.resolve(); // let the first fetch call fetch()
   t.equal(held.calls(), 1, 'one fetch for the group');
-  t.equal(await skipped(r.metrics, 'in_progress'), 2, 'the two resends counted as skipped');
-  const info = r.lines.filter((l) => l.obj.skipped === 'in_progress');
-  t.equal(info.length, 2, 'each skip logged');
-  t.match(info[0]!.msg, /not fetched again: a fetch of this group from ALERTMANAGER_URL is running/);
+  t.equal(await deferred(r.metrics, 'in_progress'), 2, 'the two resends counted as deferred');
+  const info = r.lines.filter((l) => l.obj.deferred === 'in_progress');
+  t.equal(info.length, 2, 'each logged');
+  t.match(info[0]!.msg, /a fetch of this group from ALERTMANAGER_URL is running: fetched once more when it ends/);
   t.match(info[0]!.obj, { groupKey: payload(1).groupKey, receiver: 'rollguard', truncatedAlerts: 1 });
 
   r.groups.notice(payload(1, { groupKey: '{}:{alertname="Other"}' }), r.log);
@@ -196,41 +202,54 @@ t.test('one fetch per receiver and group at a time: a resend while it runs is no
   t.equal(held.calls(), 3, 'another group, or the same groupKey of another receiver, is fetched beside it');
 
   held.releaseAll();
-  await r.groups.idle();
-  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 3);
-  t.same((await r.queued()).map((a) => a.fingerprint), ['left-out'], 'the alert left out is queued once');
-
-  r.groups.notice(payload(1), r.log);
-  await Promise.resolve();
-  t.equal(held.calls(), 4, 'once the fetch has ended, the next notification of the group is fetched');
+  t.equal(await calls(held, 4), 4, 'once its fetch ended, the group is fetched once more for the two resends (one wait), no more');
   held.releaseAll();
   await r.groups.idle();
-  t.equal(await skipped(r.metrics, 'in_progress'), 2);
+  t.equal(held.calls(), 4);
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 4);
+  t.same((await r.queued()).map((a) => a.fingerprint), ['left-out'], 'the alert left out is queued once');
 });
 
-t.test('at most ALERTMANAGER_MAX_FETCHES at once: a truncated notification beyond is not fetched, counted and logged naming the setting', async (t) => {
+t.test('at most ALERTMANAGER_MAX_FETCHES at once: the notifications beyond wait, logged naming the setting, and are fetched oldest first as places free', async (t) => {
   const held = heldFetches();
   const r = rig({ ALERTMANAGER_MAX_FETCHES: '2' }, held.respond);
-  t.equal(await skipped(r.metrics, 'busy'), 0, 'exported at 0 from the start');
+  t.equal(await deferred(r.metrics, 'busy'), 0, 'exported at 0 from the start');
   for (let i = 0; i < 5; i++) r.groups.notice(payload(1, { groupKey: `{}:{alertname="A${i}"}` }), r.log);
   await Promise.resolve();
   t.equal(held.calls(), 2, 'two fetches run');
-  t.equal(await skipped(r.metrics, 'busy'), 3, 'the three beyond counted');
-  t.equal(await metricValue(r.metrics, 'rollguard_alerts_truncated_total'), 5, 'every left-out alert still counted as truncated');
-  const warns = r.lines.filter((l) => l.level === 'warn' && l.obj.skipped === 'busy');
+  t.equal(await deferred(r.metrics, 'busy'), 3, 'the three beyond counted');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_truncated_total'), 5, 'every left-out alert counted as truncated');
+  const warns = r.lines.filter((l) => l.level === 'warn' && l.obj.deferred === 'busy');
   t.equal(warns.length, 3);
-  t.match(warns[0]!.msg, /not fetched: 2 fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows.*raise ALERTMANAGER_MAX_FETCHES/);
+  t.match(warns[0]!.msg, /2 fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows: fetched once one ends.*raise ALERTMANAGER_MAX_FETCHES/);
   t.match(warns[0]!.obj, { groupKey: '{}:{alertname="A2"}', receiver: 'rollguard', running: 2 });
   held.releaseAll();
-  await r.groups.idle();
-  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 2);
-  r.groups.notice(payload(1, { groupKey: '{}:{alertname="A4"}' }), r.log);
-  await Promise.resolve();
-  t.equal(held.calls(), 3, 'a place freed: the next one is fetched');
+  t.equal(await calls(held, 4), 4, 'two places freed: the two oldest waiting are fetched, never more than two at once');
+  held.releaseAll();
+  t.equal(await calls(held, 5), 5, 'then the last');
   held.releaseAll();
   await r.groups.idle();
-  t.equal(await skipped(r.metrics, 'busy'), 3);
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 5, 'every group fetched');
   t.throws(() => loadConfig({ ALERTMANAGER_MAX_FETCHES: '0' }), { name: 'ConfigError', message: /ALERTMANAGER_MAX_FETCHES \(--alertmanager-max-fetches\)/ });
+});
+
+t.test(`at most ${MAX_WAITING_GROUPS} groups wait: past that the oldest is dropped, counted and logged`, async (t) => {
+  const held = heldFetches();
+  const r = rig({ ALERTMANAGER_MAX_FETCHES: '1' }, held.respond);
+  for (let i = 0; i < MAX_WAITING_GROUPS + 3; i++) r.groups.notice(payload(1, { groupKey: `{}:{alertname="G${i}"}` }), r.log);
+  await Promise.resolve();
+  t.equal(held.calls(), 1);
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_dropped_total'), 2, 'the two oldest waiting dropped');
+  const dropped = r.lines.filter((l) => /groups wait for a fetch/.test(l.msg));
+  t.same(dropped.map((l) => l.obj.groupKey), ['{}:{alertname="G1"}', '{}:{alertname="G2"}']);
+  t.match(dropped[0]!.msg, new RegExp(`more than ${MAX_WAITING_GROUPS} groups wait for a fetch \\(ALERTMANAGER_MAX_FETCHES`));
+  for (let n = 2; n <= MAX_WAITING_GROUPS + 1; n++) {
+    held.releaseAll();
+    await calls(held, n);
+  }
+  held.releaseAll();
+  await r.groups.idle();
+  t.equal(held.calls(), MAX_WAITING_GROUPS + 1, 'the running one and every group that waited');
 });
 
 t.test("a fetched alert whose startsAt is further ahead than ALERT_MAX_CLOCK_SKEW is not queued; one that is no RFC 3339 time fails the fetch", async (t) => {
