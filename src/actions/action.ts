@@ -97,6 +97,8 @@ export type RefusalCode =
   | 'changed_since_plan'
   /** what we would switch or scale back to is not running/available (blue-green, canary) */
   | 'target_not_ready'
+  /** another controller controls the workload (an ownerReference with controller: true): it would put the template back */
+  | 'controller_owned'
   /** a GitOps controller reconciles the target and the rule's gitops policy does not roll it back (src/gitops/) */
   | 'gitops_owned'
   /** the target revision needs a ConfigMap or Secret that no longer exists (src/config-deps/) */

@@ -80,6 +80,29 @@ export async function readOrRefuse(ctx: ClusterContext, rt: ResourceType, ref: T
   return obj;
 }
 
+/**
+ * The workload rolled back, read (readOrRefuse); refused ('controller_owned') when another
+ * controller controls it (an ownerReference with controller: true: an operator's custom resource,
+ * Flagger's Canary for its primary Deployment). That controller owns the template and puts it
+ * back on its next reconcile, so the rollback would not stick; its own resource is what to roll
+ * back. kubectl's undo does not look: rollguard, acting unattended, does.
+ */
+export async function readWorkloadOrRefuse(ctx: ClusterContext, rt: ResourceType, ref: TargetRef): Promise<KubeObject> {
+  const obj = await readOrRefuse(ctx, rt, ref, ref.name);
+  const owner = (obj.metadata.ownerReferences ?? []).find((o) => o.controller === true);
+  if (owner) {
+    const what = rt.kind.toLowerCase();
+    throw new PlanRefusal(
+      refused(
+        ref,
+        'controller_owned',
+        `${what} "${ref.name}" is controlled by ${owner.kind} ${owner.name} (${owner.apiVersion}), which owns its template and would put it back: roll back the ${owner.kind} instead; rollguard does not roll back a workload another controller owns`,
+      ),
+    );
+  }
+  return obj;
+}
+
 /** The API server's words for a JSON Patch that could not be applied (a failed `test` op among others). */
 const PATCH_NOT_APPLICABLE = 'the server rejected our request due to an error in our request';
 

@@ -23,7 +23,7 @@ import {
 } from '../kube/revision.js';
 import { waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
 import type { Action, RollbackPlan, TargetKind, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, currentAnnotations, readOrRefuse, refused, reqOpts } from './common.js';
+import { clusterAction, type ClusterContext, currentAnnotations, readWorkloadOrRefuse, refused, reqOpts } from './common.js';
 import { revisionNotFoundMessage } from './deployment.js';
 
 /** The pod template a ControllerRevision restores (its data's spec.template without the $patch directive). */
@@ -47,7 +47,7 @@ export function controllerRevisionAction(
     async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
       const toRevision = ref.toRevision ?? 0;
       if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision));
-      const obj = await readOrRefuse(ctx, rt, ref, ref.name);
+      const obj = await readWorkloadOrRefuse(ctx, rt, ref);
       const history = await ownedControllerRevisions(ctx.kube, obj, reqOpts(ctx));
       const newest = history.reduce<KubeObject | null>(
         (m, h) => (!m || controllerRevisionNumber(h) > controllerRevisionNumber(m) ? h : m),

@@ -29,7 +29,7 @@ import {
 } from '../kube/revision.js';
 import { deploymentState, waitForRollout } from '../kube/rollout-status.js';
 import type { Action, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, currentAnnotations, readOrRefuse, refused, reqOpts, undoKind } from './common.js';
+import { clusterAction, type ClusterContext, currentAnnotations, readWorkloadOrRefuse, refused, reqOpts, undoKind } from './common.js';
 
 /** Annotations kubectl keeps from the Deployment instead of copying them from the ReplicaSet. */
 export const ANNOTATIONS_TO_SKIP = [
@@ -75,7 +75,7 @@ export const deploymentAction: Action = clusterAction({
   async plan(ref: TargetRef, ctx: ClusterContext): Promise<RollbackPlan> {
     const toRevision = ref.toRevision ?? 0;
     if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision));
-    const dep = await readOrRefuse(ctx, RESOURCES.deployments, ref, ref.name);
+    const dep = await readWorkloadOrRefuse(ctx, RESOURCES.deployments, ref);
 
     const { all, newRS } = await ownedReplicaSets(ctx.kube, dep, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(dep, newRS, DEPLOYMENT_REVISION);

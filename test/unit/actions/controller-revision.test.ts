@@ -145,3 +145,16 @@ t.test('rollout status of StatefulSets and DaemonSets (kubectl’s viewers)', as
   t.match(daemonSetState(ds({ observedGeneration: 2, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 2 })).message, /2 of 3 updated pods are available/);
   t.equal(daemonSetState(ds({ observedGeneration: 2, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 3 })).message, 'daemon set "agent" successfully rolled out');
 });
+
+t.test('a StatefulSet or DaemonSet another controller controls is refused, naming it (an operator would put its template back)', async (t) => {
+  for (const [action, plural, kind] of [[statefulSetAction, 'statefulsets', 'StatefulSet'], [daemonSetAction, 'daemonsets', 'DaemonSet']] as const) {
+    const kube = cluster(plural);
+    const rt = RESOURCES[plural];
+    const obj = kube.peek(rt, NS, 'db')!;
+    obj.metadata.ownerReferences = [{ apiVersion: 'postgres-operator.example/v1', kind: 'PostgresCluster', name: 'db', uid: '55555555-5555-5555-5555-555555555555', controller: true }];
+    kube.put(rt, obj);
+    const p = await action.plan({ kind, namespace: NS, name: 'db' }, context(kube));
+    t.equal(p.refusal?.code, 'controller_owned', kind);
+    t.match(p.refusal?.message, new RegExp(`^${kind.toLowerCase()} "db" is controlled by PostgresCluster db \\(postgres-operator.example/v1\\).*roll back the PostgresCluster instead`));
+  }
+});

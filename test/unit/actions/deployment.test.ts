@@ -404,3 +404,26 @@ t.test('the schema-migration mark stands when any source of the current revision
   t.equal(plan.current?.annotations['rollguard.io/schema-migration'], undefined, 'marked nowhere: absent');
   t.equal(plan.current?.annotations.team, 'payments', 'other annotations: the later source wins, as before');
 });
+
+// Not kubectl's (its undo does not look): a workload another controller controls is not rolled back
+// unattended, since that controller owns the template and puts it back (added 2026-12-06).
+t.test('a Deployment another controller controls (an ownerReference with controller: true) is refused, naming it; a non-controller owner is not', async (t) => {
+  const owned = standardCluster();
+  const d = owned.peek(RESOURCES.deployments, NS, 'web')!;
+  d.metadata.ownerReferences = [{ apiVersion: 'flagger.app/v1beta1', kind: 'Canary', name: 'web', uid: '33333333-3333-3333-3333-333333333333', controller: true }];
+  owned.put(RESOURCES.deployments, d);
+  const p = await deploymentAction.plan(ref, context(owned));
+  t.same(p.refusal, {
+    code: 'controller_owned',
+    message: 'deployment "web" is controlled by Canary web (flagger.app/v1beta1), which owns its template and would put it back: roll back the Canary instead; rollguard does not roll back a workload another controller owns',
+  });
+  t.same(owned.patches(), [], 'nothing written');
+
+  const referenced = standardCluster();
+  const d2 = referenced.peek(RESOURCES.deployments, NS, 'web')!;
+  d2.metadata.ownerReferences = [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'keeper', uid: '44444444-4444-4444-4444-444444444444' }];
+  referenced.put(RESOURCES.deployments, d2);
+  const q = await deploymentAction.plan(ref, context(referenced));
+  t.equal(q.refusal, undefined, 'an owner that is not its controller (garbage collection only) does not stop it');
+  t.equal(q.toRevision, 1);
+});
