@@ -3,6 +3,7 @@ import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetKind, Ta
 import type { Alert } from '../../src/alertmanager/alert.js';
 import { createActions } from '../../src/actions/index.js';
 import { loadConfig } from '../../src/config.js';
+import { EngineContext } from '../../src/engine/context.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import type { Kube } from '../../src/kube/kube.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
@@ -290,4 +291,22 @@ export function orphanRecord(id: string, alert?: Alert): RollbackRecord {
     alert: { fingerprint: a.fingerprint, status: 'firing', labels: a.labels, annotations: {}, startsAt: a.startsAt, receivedAt: now, generatorURL: '' },
     times: { startedAt: now - 1000, executedAt: now - 500 },
   };
+}
+
+/** An EngineContext with nothing behind it (no cluster, no Prometheus, no action, no notifier), on the in-memory store. */
+export function bareEngineContext(): EngineContext {
+  const logger = pino({ level: 'silent' });
+  const metrics = createMetrics({ defaults: false });
+  return new EngineContext({
+    config: loadConfig({}),
+    store: new MemoryStore(),
+    metrics,
+    logger,
+    rules: { rules: rules() },
+    prometheus: null,
+    kube: null,
+    actions: {},
+    notifications: new Notifications([], logger, metrics),
+    owner: 'replica-a',
+  });
 }

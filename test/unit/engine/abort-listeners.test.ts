@@ -1,31 +1,12 @@
 import t from 'tap';
 import { getEventListeners } from 'node:events';
-import pino from 'pino';
-import { loadConfig } from '../../../src/config.js';
-import { EngineContext } from '../../../src/engine/context.js';
 import { sleep } from '../../../src/kube/rollout-status.js';
-import { createMetrics } from '../../../src/metrics.js';
-import { Notifications } from '../../../src/notify/notifier.js';
-import { MemoryStore } from '../../../src/store/memory.js';
-import { rules } from '../../support/engine.js';
+import { bareEngineContext } from '../../support/engine.js';
 
 // More than ten verifications in flight each wait on the engine's one signal: Node must not warn
 // of a listener leak, and every wait stops listening when it ends.
 t.test("many waits on the engine's signal at once: no MaxListenersExceededWarning, and none left listening after", async (t) => {
-  const logger = pino({ level: 'silent' });
-  const metrics = createMetrics({ defaults: false });
-  const ctx = new EngineContext({
-    config: loadConfig({}),
-    store: new MemoryStore(),
-    metrics,
-    logger,
-    rules: { rules: rules() },
-    prometheus: null,
-    kube: null,
-    actions: {},
-    notifications: new Notifications([], logger, metrics),
-    owner: 'replica-a',
-  });
+  const ctx = bareEngineContext();
   const warnings: Error[] = [];
   const onWarning = (w: Error) => warnings.push(w);
   process.on('warning', onWarning);

@@ -2,18 +2,12 @@
 // the rolled-back workload, not the ConfigMap or Secret restored before it (configDrift: restore).
 // The real Flux controllers putting a Deployment back are in test/e2e/gitops-rollback.test.ts.
 import t from 'tap';
-import pino from 'pino';
 import type { ExecuteResult, PlannedWrite, RollbackPlan } from '../../../src/actions/action.js';
-import { loadConfig } from '../../../src/config.js';
-import { EngineContext } from '../../../src/engine/context.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
 import { driftedBack } from '../../../src/gitops/stage.js';
 import type { Owner } from '../../../src/gitops/types.js';
 import { RESOURCES, type ResourceType } from '../../../src/kube/kube.js';
-import { createMetrics } from '../../../src/metrics.js';
-import { Notifications } from '../../../src/notify/notifier.js';
-import { MemoryStore } from '../../../src/store/memory.js';
-import { rules } from '../../support/engine.js';
+import { bareEngineContext } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { context } from '../actions/fixtures/objects.js';
 
@@ -23,22 +17,7 @@ const KS: Owner = {
   found: true, sync: 'reconciled every 5m, drift corrected on each run', correctsDrift: true, paused: false, settleMs: 605_000, objects: ['Deployment/shop/cart'],
 };
 
-function engineContext() {
-  const logger = pino({ level: 'silent' });
-  const metrics = createMetrics({ defaults: false });
-  return new EngineContext({
-    config: loadConfig({}),
-    store: new MemoryStore(),
-    metrics,
-    logger,
-    rules: { rules: rules() },
-    prometheus: null,
-    kube: null,
-    actions: {},
-    notifications: new Notifications([], logger, metrics),
-    owner: 'replica-a',
-  });
-}
+const engineContext = bareEngineContext;
 
 /** shop/cart as our write left it (generation 8), its ConfigMap and Secret restored before it. */
 function cluster() {
