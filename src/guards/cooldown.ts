@@ -71,6 +71,17 @@ export async function startCooldowns(store: Store, target: string, plan: Rollbac
   };
 }
 
+/**
+ * Ends the cooldowns a rollback started (startCooldowns) that, as found later, wrote nothing: each
+ * key of `keys` (the target, the other objects it writes) still naming `id` with no outcome yet.
+ */
+export async function dropCooldowns(store: Store, keys: readonly string[], id: string): Promise<void> {
+  for (const key of keys) {
+    const c = await readCooldown(store, key);
+    if (c?.id === id && c.outcome === undefined) await store.deleteValue(cooldownKey(key));
+  }
+}
+
 /** How many times in a row the target was stepped back (allowStepBack). */
 export async function readStepBacks(store: Store, target: string): Promise<number> {
   return Number((await store.getValue(stepBackKey(target))) ?? '0');

@@ -195,3 +195,39 @@ t.test('a write landed, the next one conflicted and the re-plan refused: not app
   t.match(rec?.timeline.find((s) => s.step === 'partly_written')?.message, /write 1.*the cooldown stays/);
   t.match(JSON.parse((await store.getValue(`cooldown:${TARGET}`)) ?? 'null'), { id: rec?.id }, 'the cooldown names it');
 });
+
+t.test('a replica dies after starting the cooldown, before its write: the recovery finds nothing applied, escalates, and ends that cooldown', async (t) => {
+  let skew = 0;
+  const mem = new MemoryStore(() => Date.now() + skew);
+  const actA = new PerTargetDeploymentAction();
+  let dead = false;
+  const never = new Promise<never>(() => {});
+  const storeA = aroundStore(mem, async (op, args, call) => {
+    if (dead) return never;
+    if (op === 'setValue' && String(args[0]).startsWith('cooldown:')) {
+      await call(); // the cooldown is written, then SIGKILL: the write to the cluster never happens
+      dead = true;
+      return never;
+    }
+    return call();
+  });
+  const a = testEngine({ store: storeA, owner: 'replica-a', ruleText: RULES, action: actA });
+  const actB = new PerTargetDeploymentAction();
+  const b = testEngine({ store: mem, owner: 'replica-b', ruleText: RULES, action: actB, now: () => Date.now() + skew });
+  void a.engine.handle({ id: 'ev-a', alert: firing('HighErrorRate'), deliveries: 1 });
+  const end = Date.now() + 10_000;
+  while (!dead && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  t.ok(dead, 'replica A started the cooldown and died');
+  t.equal(actA.executed.length, 0, 'nothing written to the cluster');
+  const first = (await b.engine.records.list({}))[0]!;
+  t.match(JSON.parse((await mem.getValue(`cooldown:${TARGET}`)) ?? 'null'), { id: first.id });
+  skew = 3_000; // past LOCK_TTL: A's lock has expired
+  await b.engine.tick();
+  await b.engine.idle();
+  const after = await b.engine.records.get(first.id);
+  t.equal(after?.state, 'interrupted', `${after?.state}: ${after?.outcome?.message ?? ''}`);
+  t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'its cooldown ended: it changed nothing');
+  await b.deliver(firing('HighLatency'));
+  const next = (await b.engine.records.list({})).find((r) => r.rule === 'latency');
+  t.equal(actB.executed.length, 1, `the next alert rolls back (${next?.state}: ${next?.outcome?.message ?? ''})`);
+});
