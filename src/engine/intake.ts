@@ -117,10 +117,13 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
   let how: 'new' | 'ours' | 'taken' | undefined;
   try {
     existing = await reading;
-    // A claim made with the read of an existing record (an earlier one had lapsed) is given up at
-    // once: one held by a replica doing nothing would hold back a resend once the record is pruned.
+    // A claim of ours beside an existing record is given up at once, whether this read took it (an
+    // earlier one had lapsed) or an earlier attempt here holds it and its release, retried in the
+    // background, was cancelled by tryClaim(): one held by a replica doing nothing would hold back
+    // a resend once the record is pruned. (Only a claim of this replica is given up: compare-and-set.)
     if (existing) {
-      if (await claiming) await releaseClaim(ctx, id);
+      await claiming.catch(() => undefined);
+      await releaseClaim(ctx, id);
     } else if (earlier) {
       // not written yet by the delivery in hand: left to it (a claim this one took is given back)
       if (await claiming) await releaseClaim(ctx, id);

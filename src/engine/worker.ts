@@ -293,7 +293,13 @@ export class QueueWorker {
       });
       // the later ones learn what to follow as soon as the one ahead is done, not after this link
       lead = ahead.then((l) => (l === 'none' ? own : l));
-      done = own.then(() => undefined);
+      // done (its targets' tail) once linked and once every event before it on its targets is done:
+      // an event of another key on the same target, begun between the one ahead and this one, still
+      // holds back the events after this one (found in review: they overlapped)
+      done = Promise.all([own, ...after]).then(
+        () => undefined,
+        () => undefined,
+      );
     } else {
       lead = alone();
       done = lead.then(() => undefined);

@@ -13,7 +13,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function worker(
   store: Store,
   handler: EventHandler,
-  opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number; coalesce?: Pick<WorkerOptions, 'coalesceKey' | 'onCoalesced'> },
+  opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number; coalesce?: Pick<WorkerOptions, 'coalesceKey' | 'onCoalesced' | 'targetsOf'> },
 ) {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -227,4 +227,45 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
       }
     });
   }
+
+  // Found by review (2026-12-06): a linked event became its targets' tail as soon as it was linked,
+  // so an event of another key on the same target, begun between the first one and it, no longer
+  // held back the events after it: two events for one target ran at once, out of queue order.
+  t.test('an event linked to an evaluation still waits, as its targets\' tail, for an event of another key on its target begun before it', async (t) => {
+    const s = await make();
+    // L and F: one key (F follows L); X and Y: keys of their own; all four on target T, in this order
+    const keys: Record<string, string> = { L: 'R1/T', X: 'R2/T', F: 'R1/T', Y: 'R3/T' };
+    const takes: Record<string, number> = { L: 50, X: 400, F: 50, Y: 50 };
+    await s.intake(Object.keys(keys).map((fp) => ({ key: fp, alert: alert(fp) })), 60_000);
+    const running = new Set<string>();
+    const log: string[] = [];
+    const { w } = worker(
+      s,
+      async (ev) => {
+        const fp = ev.alert.fingerprint;
+        if (running.size > 0) log.push(`${fp} began while ${[...running].join(',')} ran`);
+        running.add(fp);
+        log.push(`begin ${fp}`);
+        await sleep(takes[fp]!);
+        running.delete(fp);
+        return true;
+      },
+      {
+        maxDeliveries: 3,
+        claimIdleMs: 60_000,
+        coalesce: {
+          coalesceKey: (ev) => keys[ev.alert.fingerprint],
+          targetsOf: () => ['T'],
+          onCoalesced: async (ev, into) => void log.push(`link ${ev.alert.fingerprint} to ${into.alert.fingerprint}`),
+        },
+      },
+    );
+    w.start();
+    t.teardown(() => w.stop());
+    await until('the queue empty', async () => (await s.queueDepth()) === 0);
+    await w.stop();
+    t.same(log.filter((l) => l.includes('while')), [], 'never two at once on T');
+    t.same(log.filter((l) => l.startsWith('begin')), ['begin L', 'begin X', 'begin Y'], 'in queue order');
+    t.ok(log.includes('link F to L'));
+  });
 }

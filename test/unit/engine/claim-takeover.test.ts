@@ -393,3 +393,38 @@ t.test('a resend of a still-firing alert whose record was pruned is evaluated af
   const dead = b.notifier.sent.find((n) => n.kind === 'event_dead');
   t.notMatch(dead?.lines.join('\n') ?? '', /being evaluated by replica replica-a/, 'nothing says replica-a is evaluating it');
 });
+
+// Found by review (2026-12-06): the release after the write-ahead failed (a blip) and was retried
+// in the background; a redelivery here before the retry cancelled it (tryClaim), found the record,
+// and gave up nothing, since this read had not taken the claim: the claim stayed held for 7 days,
+// and a resend after the record was pruned was refused on every other replica.
+t.test('a redelivery that cancels a release retried in the background gives the claim up itself', async (t) => {
+  const shared = new MemoryStore();
+  const down = { value: false };
+  // replica A's view: its release (compare-and-set) fails while `down`
+  const viewA = aroundStore(shared, async (op, _args, call) => {
+    if (down.value && op === 'compareAndSetValue') throw new Error('store unavailable (injected)');
+    return call();
+  });
+  const a = testEngine({ store: viewA, owner: 'replica-a' });
+  const b = testEngine({ store: shared, owner: 'replica-b' });
+  for (const r of [a, b]) await r.engine.heartbeat();
+  a.prometheus!.value = 0; // not confirmed: a record that changed nothing, pruned later
+  const alert = firing('HighErrorRate', 'checkout');
+  const id = alertId(alert);
+  const save = a.engine.records.save.bind(a.engine.records);
+  a.engine.records.save = async (rec, o) => {
+    const r = await save(rec, o);
+    if (o?.first) down.value = true; // the blip, right after the write-ahead landed
+    return r;
+  };
+  await a.deliver(alert).catch(() => undefined);
+  down.value = false;
+  t.equal(await shared.getValue(`claim:${id}`), 'replica-a', 'the release failed: retried in the background');
+  await a.deliver(alert); // the redelivery, before the retry
+  t.equal(await shared.getValue(`claim:${id}`), 'released:replica-a', 'given up by the redelivery');
+  t.equal(await shared.pruneRecords(Date.now() + 1, OPEN_STATES), 1);
+  b.prometheus!.value = 0.2;
+  await b.deliver(alert);
+  t.equal((await b.engine.records.get(id))?.owner, 'replica-b', 'the resend after pruning is evaluated on another replica');
+});
