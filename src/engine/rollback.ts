@@ -1,4 +1,4 @@
-import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
 import type { SlotHold } from '../guards/concurrency.js';
 import { readCooldown, readStepBacks, startCooldowns } from '../guards/cooldown.js';
 import { writtenObjects, wroteNothing } from '../actions/index.js';
@@ -304,7 +304,7 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
         ctx.metrics.storeErrors.inc({ op: 'rollback' });
         ctx.log.warn({ err, record: rec.id }, 'could not give back the cooldown of a rollback that wrote nothing; it stays until it expires');
       });
-    let res: Awaited<ReturnType<Action['execute']>>;
+    let res: ExecuteResult;
     try {
       res = await action.execute(plan, actx);
     } catch (err) {

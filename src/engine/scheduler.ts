@@ -2,7 +2,7 @@ import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
 import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
-import { dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
+import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
 import { checkFence, lockName, lockWrites, rollbackHolder } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
 import { decidedByChain } from './chain.js';
@@ -277,8 +277,8 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
     // not applied: the cooldown its execute() started before the write stands for nothing
-    const keys = [fresh.target, ...(fresh.plan?.writes ?? []).filter((w) => w.kind !== 'Job').map((w) => objectKey(w))];
-    await dropCooldowns(ctx.store, [...new Set(keys)], fresh.id).catch((err: unknown) =>
+    const keys = [fresh.target, ...cooledKeys([...(plan ? writtenObjects(plan) : []), ...(fresh.plan?.writes ?? [])], fresh.target)];
+    await dropCooldowns(ctx.store, keys, fresh.id).catch((err: unknown) =>
       ctx.log.warn({ err, record: fresh.id }, 'could not end the cooldown of an interrupted rollback that wrote nothing; it stays until it expires'),
     );
   } finally {

@@ -1,5 +1,5 @@
 import type { RollbackPlan } from '../actions/action.js';
-import { writtenObjects } from '../actions/common.js';
+import { writtenObjects, type WrittenObject } from '../actions/common.js';
 import type { Store } from '../store/store.js';
 import { allow, block, fmtDuration, objectKey, type Guard } from './guard.js';
 
@@ -34,8 +34,12 @@ export async function writeCooldown(store: Store, target: string, state: Cooldow
  * nor a Job the rollback creates (a new object each time).
  */
 export function cooledObjects(plan: RollbackPlan | undefined, target: string): string[] {
-  if (!plan) return [];
-  return [...new Set(writtenObjects(plan).filter((o) => o.kind !== 'Job').map(objectKey))].filter((k) => k !== target).sort();
+  return plan ? cooledKeys(writtenObjects(plan), target) : [];
+}
+
+/** cooledObjects of a list of written objects (a plan's, or those a record kept). */
+export function cooledKeys(objects: readonly WrittenObject[], target: string): string[] {
+  return [...new Set(objects.filter((o) => o.kind !== 'Job').map(objectKey))].filter((k) => k !== target).sort();
 }
 
 /** Starts the cooldown of the target and of every other object the plan writes, as one rollback's. */

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { AppContext } from './context.js';
 import { route } from './route.js';
+import { withTimeout } from '../timeout.js';
 
 const readySchema = z.object({ ready: z.boolean(), checks: z.record(z.string(), z.string()) });
 
@@ -39,14 +40,4 @@ export function healthRoutes(app: FastifyInstance, ctx: AppContext): void {
       return reply.code(ready ? 200 : 503).send({ ready, checks });
     },
   });
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    }),
-  ]);
 }

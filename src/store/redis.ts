@@ -28,6 +28,7 @@ import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import { LANES, LAST_LANE, StoreFullError, StoreUnavailableError } from './store.js';
+import { withTimeout } from '../timeout.js';
 
 export { createRedisClient } from './redis-client.js';
 
@@ -78,17 +79,20 @@ export class RedisStore implements Store {
   private groupReady = false;
   /** commands timed out in a row on the command connection, no answer between them */
   private timeoutsInARow = 0;
+  /** REDIS_COMMAND_TIMEOUT */
+  private readonly commandTimeoutMs: number;
   private readonly recordsOf: RedisRecords;
   private readonly eventsOf: RedisEvents;
 
   constructor(private readonly opts: RedisStoreOptions) {
     const prefix = opts.prefix ?? 'rollguard';
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? 2000;
     this.p = `{${prefix}}`;
     const base: RedisOptions = {
       // Fail fast instead of queueing commands while disconnected: intake must answer 503 at once.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs ?? 2000,
+      commandTimeout: this.commandTimeoutMs,
       connectTimeout: 2000,
       retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       lazyConnect: false,
@@ -181,7 +185,7 @@ export class RedisStore implements Store {
   private timedOut(op: string): void {
     if (++this.timeoutsInARow < RECONNECT_AFTER_TIMEOUTS) return;
     this.timeoutsInARow = 0;
-    this.opts.onEvent?.('error', new Error(`redis ${op}: ${RECONNECT_AFTER_TIMEOUTS} commands in a row timed out (REDIS_COMMAND_TIMEOUT=${this.opts.commandTimeoutMs ?? 2000}ms); opening the connection again`));
+    this.opts.onEvent?.('error', new Error(`redis ${op}: ${RECONNECT_AFTER_TIMEOUTS} commands in a row timed out (REDIS_COMMAND_TIMEOUT=${this.commandTimeoutMs}ms); opening the connection again`));
     this.cmd.disconnect(true);
   }
 
@@ -291,22 +295,15 @@ export class RedisStore implements Store {
    * is dead without a word (see timedOut): it is opened again, and the worker reads again after its
    * back-off, instead of waiting on it for ever.
    */
-  private async boundedBlockingRead(args: (string | number)[], blockMs: number): Promise<unknown> {
-    const bound = blockMs + (this.opts.commandTimeoutMs ?? 2000);
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new StoreUnavailableError(`redis consume: the blocking read (BLOCK ${blockMs}ms) had no answer within ${bound}ms (REDIS_COMMAND_TIMEOUT=${this.opts.commandTimeoutMs ?? 2000}ms more); opening its connection again`);
-        this.opts.onEvent?.('error', err);
-        this.blocking.disconnect(true);
-        reject(err);
-      }, bound);
+  private boundedBlockingRead(args: (string | number)[], blockMs: number): Promise<unknown> {
+    const bound = blockMs + this.commandTimeoutMs;
+    const read = (this.blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<unknown> }).xreadgroup(...args);
+    return withTimeout(read, bound, () => {
+      const err = new StoreUnavailableError(`redis consume: the blocking read (BLOCK ${blockMs}ms) had no answer within ${bound}ms (REDIS_COMMAND_TIMEOUT=${this.commandTimeoutMs}ms more); opening its connection again`);
+      this.opts.onEvent?.('error', err);
+      this.blocking.disconnect(true);
+      return err;
     });
-    try {
-      return await Promise.race([(this.blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<unknown> }).xreadgroup(...args), gaveUp]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private decode(lane: Lane, e: [string, string[]], deliveries: number): QueuedEvent {
@@ -494,13 +491,10 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     for (const c of [this.blocking, this.cmd]) {
       // a connection gone silent never answers QUIT: closed without it past the command timeout
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([c.quit(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to QUIT')), this.opts.commandTimeoutMs ?? 2000)))]);
+        await withTimeout(c.quit(), this.commandTimeoutMs);
       } catch {
         c.disconnect();
-      } finally {
-        clearTimeout(timer);
       }
     }
   }
