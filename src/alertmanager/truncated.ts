@@ -32,6 +32,9 @@ export interface TruncatedDeps {
   retryDelays?: number[];
 }
 
+/** Groups at most waiting for a fetch on one replica (each holds its latest notification, bounded by BODY_LIMIT_BYTES). */
+export const MAX_WAITING_GROUPS = 256;
+
 /**
  * Alertmanager's `max_alerts` on a webhook receiver sends only the first N alerts of a group and
  * says how many it left out in `truncatedAlerts`. Those left out may be the very alert a rule
@@ -61,9 +64,6 @@ export interface TruncatedDeps {
  * can post any alert outright. The name is matched exactly, never as a pattern (api.ts), and
  * bounded by ALERT_MAX_LABEL_BYTES at the webhook.
  */
-/** Groups at most waiting for a fetch on one replica (each holds its latest notification, bounded by BODY_LIMIT_BYTES). */
-export const MAX_WAITING_GROUPS = 256;
-
 export class TruncatedGroups {
   private readonly api: AlertmanagerApi | null;
   /** the fetches running, by (receiver, groupKey) */
