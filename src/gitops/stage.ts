@@ -13,7 +13,7 @@ import type { RollbackRecord } from '../engine/record.js';
 import type { KubeObject } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
-import { suspendOwners } from './suspend.js';
+import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
 import { noteSuspended } from './tally.js';
 import { ownerOutOfScope } from './verify.js';
 import { ownerName, type GitOpsPolicy, type GitOpsRecord, type Owner, type Suspension } from './types.js';
@@ -110,8 +110,7 @@ async function countSuspended(ctx: EngineContext, rec: RollbackRecord, done: Sus
 const NEXT = (id: string) => `revert the bad commit in git, then resume (rollguard rollbacks resume-gitops ${id}, or POST /v1/rollbacks/${id}/resume-gitops)`;
 
 function suspensionWords(s: Suspension): string {
-  const field = s.field.split('/').slice(1).join('.');
-  return `${ownerName({ tool: s.kind === 'Application' ? 'Argo CD' : 'Flux', ...s })} (${field}: ${JSON.stringify(s.set)}; it was ${s.before === undefined ? 'unset' : JSON.stringify(s.before)})`;
+  return `${suspendedOwnerName(s)} (${fieldWords(s.field)}: ${JSON.stringify(s.set)}; it was ${valueWords(s.before)})`;
 }
 
 /** Lines for the notifications and the report: what is suspended and what a human does next. */

@@ -74,15 +74,19 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
   return done;
 }
 
-const words = (field: string) => field.split('/').slice(1).join('.');
-const valueWords = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+/** A suspended field in words: `/spec/suspend` → `spec.suspend`. */
+export const fieldWords = (field: string) => field.split('/').slice(1).join('.');
+/** A field's value in words: `unset` when absent. */
+export const valueWords = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+/** The owner a suspension is on, by name (`Flux Kustomization ns/name`). */
+export const suspendedOwnerName = (s: Suspension) => ownerName({ tool: s.kind === 'Application' ? 'Argo CD' : 'Flux', ...s });
 
 function notSetWords(kind: Owner['kind'], field: string, now: unknown): string {
   const why =
     kind === 'Application' && now === undefined
       ? 'the API server dropped it, so its Application CRD predates Argo CD 3.x (which added automated.enabled) and automated sync stays on; install the CRDs of Argo CD 3.x, or set gitops: refuse or ignore on the rule'
       : 'the owner is not suspended';
-  return `${words(field)} reads back ${valueWords(now)} after it was set to ${JSON.stringify(PAUSED[kind])}: ${why}`;
+  return `${fieldWords(field)} reads back ${valueWords(now)} after it was set to ${JSON.stringify(PAUSED[kind])}: ${why}`;
 }
 
 /**
@@ -95,19 +99,19 @@ export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: Re
   const restored: string[] = [];
   for (const s of suspended) {
     const rt = OWNER_RESOURCES[s.kind];
-    const name = `${ownerName({ tool: s.kind === 'Application' ? 'Argo CD' : 'Flux', ...s })}: `;
+    const name = `${suspendedOwnerName(s)}: `;
     for (let attempt = 1; ; attempt++) {
       try {
         const obj = await kube.get(rt, s.namespace, s.name, opts);
         const now = readAt(obj, s.field);
         if (now !== s.set) {
           const parent = s.field.slice(0, s.field.lastIndexOf('/'));
-          const gone = now === undefined && readAt(obj, parent) === undefined ? `: ${words(parent)} is gone` : '';
-          restored.push(`${name}${words(s.field)} left alone: changed by someone else since rollguard set it to ${JSON.stringify(s.set)} (now ${valueWords(now)}${gone})`);
+          const gone = now === undefined && readAt(obj, parent) === undefined ? `: ${fieldWords(parent)} is gone` : '';
+          restored.push(`${name}${fieldWords(s.field)} left alone: changed by someone else since rollguard set it to ${JSON.stringify(s.set)} (now ${valueWords(now)}${gone})`);
           break;
         }
         await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion), 'merge', opts);
-        restored.push(`${name}${words(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
+        restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
         break;
       } catch (err) {
         if (err instanceof KubeApiError && err.isConflict && attempt < ATTEMPTS) continue;
