@@ -10,7 +10,7 @@
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import type { EventLimit, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
-import { LANES, LAST_LANE, StoreFullError } from './store.js';
+import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError } from './store.js';
 
 interface Entry {
   id: string;
@@ -156,19 +156,16 @@ export class MemoryStore implements Store {
   }
 
   async intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult> {
+    const { kept, unmatched } = splitUnmatched(items); // counted, never remembered (see IntakeItem.lane)
+    if (kept.length === 0) return intakeResult(0, 0, unmatched);
     this.sweep();
     const maxQueue = this.bounds.maxQueue;
-    if (maxQueue !== undefined && this.entries.size + items.length > maxQueue) {
+    if (maxQueue !== undefined && this.entries.size + kept.length > maxQueue) {
       throw new StoreFullError(`the queue holds ${this.entries.size} alerts and takes at most ${maxQueue} (QUEUE_MAX_DEPTH): nothing was queued`);
     }
     let queued = 0;
-    let unmatched = 0;
     const now = this.now();
-    for (const it of items) {
-      if (it.lane === null) {
-        unmatched++; // counted, never remembered (see IntakeItem.lane)
-        continue;
-      }
+    for (const it of kept) {
       const exp = this.dedupe.get(it.key);
       if (exp !== undefined && exp > now) continue;
       this.dedupe.delete(it.key); // re-inserted at the end: insertion order stays expiry order
@@ -191,9 +188,7 @@ export class MemoryStore implements Store {
       this.drops.note('dedupe_keys', n, `MEMORY_MAX_DEDUPE_KEYS=${maxKeys}`);
     }
     if (queued > 0) for (const w of [...this.waiters]) w();
-    const res: IntakeResult = { queued, duplicates: items.length - queued - unmatched };
-    if (unmatched > 0) res.unmatched = unmatched;
-    return res;
+    return intakeResult(kept.length, queued, unmatched);
   }
 
   async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]> {

@@ -11,7 +11,8 @@
 export const INTAKE_LUA = `
 -- KEYS[1..3]: the lanes' streams; KEYS[4..]: dedupe keys
 -- ARGV[1]: ttl ms; ARGV[2]: max queue depth (0: none); ARGV[3]: max share of maxmemory (0: none)
--- ARGV[4..3+n]: each item's lane (0-2, or '-': count it, remember nothing, queue nothing); ARGV[4+n..]: payloads
+-- ARGV[4..3+n]: each item's lane (0-2); ARGV[4+n..]: payloads. Alerts no rule matches never come
+-- here (splitUnmatched in store.ts): no key of theirs may fill Redis and stop intake.
 local n = #KEYS - 3
 local maxq = tonumber(ARGV[2])
 if maxq > 0 then
@@ -26,18 +27,13 @@ if share > 0 then
   if max > 0 and used >= max * share then return {-2, used, max} end
 end
 local queued = 0
-local unmatched = 0
 for i = 1, n do
-  local lane = ARGV[3 + i]
-  if lane == '-' then
-    -- no key: a storm of alerts no rule matches must not fill Redis for DEDUPE_TTL and stop intake
-    unmatched = unmatched + 1
-  elseif redis.call('SET', KEYS[3 + i], '1', 'NX', 'PX', ARGV[1]) then
-    redis.call('XADD', KEYS[1 + tonumber(lane)], '*', 'a', ARGV[3 + n + i])
+  if redis.call('SET', KEYS[3 + i], '1', 'NX', 'PX', ARGV[1]) then
+    redis.call('XADD', KEYS[1 + tonumber(ARGV[3 + i])], '*', 'a', ARGV[3 + n + i])
     queued = queued + 1
   end
 end
-return {queued, unmatched}`;
+return {queued}`;
 
 /*
  * One non-blocking take, lane by lane: in each, the entries idle past the claim time (a crashed

@@ -27,7 +27,7 @@ import { RedisEvents } from './redis-events.js';
 import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
-import { LANES, LAST_LANE, StoreFullError, StoreUnavailableError } from './store.js';
+import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, StoreUnavailableError } from './store.js';
 import { withTimeout } from '../timeout.js';
 
 export { createRedisClient } from './redis-client.js';
@@ -220,13 +220,14 @@ export class RedisStore implements Store {
   }
 
   async intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult> {
-    if (items.length === 0) return { queued: 0, duplicates: 0 };
+    // alerts no rule matches are only counted: no key, no payload, no round trip when all are such
+    const { kept, unmatched } = splitUnmatched(items);
+    if (kept.length === 0) return intakeResult(0, 0, unmatched);
     return this.run('intake', async () => {
       // the dedupe key holds the sender's fingerprint: hashed before it names a Redis key
-      const keys = items.map((i) => this.k('dedupe', keyDigest(i.key)));
-      const lanes = items.map((i) => (i.lane === null ? '-' : String(i.lane ?? LAST_LANE)));
-      // an alert no rule matches is only counted: its payload is never read, so it is not serialised
-      const payloads = items.map((i) => (i.lane === null ? '' : JSON.stringify(i.alert)));
+      const keys = kept.map((i) => this.k('dedupe', keyDigest(i.key)));
+      const lanes = kept.map((i) => String(i.lane ?? LAST_LANE));
+      const payloads = kept.map((i) => JSON.stringify(i.alert));
       const [code, a, b] = (
         (await (this.cmd as unknown as { rgIntake(...a: (string | number)[]): Promise<number[]> }).rgIntake(
           keys.length + LANES.length,
@@ -244,10 +245,7 @@ export class RedisStore implements Store {
         const share = Math.round((this.opts.intakeMaxMemory ?? 0) * 100);
         throw new StoreFullError(`Redis uses ${mib(a!)} of its maxmemory ${mib(b!)}, over the ${share} % intake takes (REDIS_INTAKE_MAX_MEMORY): nothing was queued`);
       }
-      const unmatched = a ?? 0;
-      const res: IntakeResult = { queued: code, duplicates: items.length - code - unmatched };
-      if (unmatched > 0) res.unmatched = unmatched;
-      return res;
+      return intakeResult(kept.length, code, unmatched);
     });
   }
 

@@ -46,6 +46,25 @@ export interface IntakeResult {
   unmatched?: number;
 }
 
+/**
+ * The items a store must look at (lane not null), and how many it must only count (lane null).
+ * Both stores take this split before anything else: alerts no rule matches never reach the
+ * store's bounds (QUEUE_MAX_DEPTH counts what would be queued) nor the store itself (a batch of
+ * them alone is answered without a round trip, so an unreachable or full store does not turn them
+ * into 503s that Alertmanager would retry for nothing).
+ */
+export function splitUnmatched(items: IntakeItem[]): { kept: IntakeItem[]; unmatched: number } {
+  const kept = items.filter((i) => i.lane !== null);
+  return { kept, unmatched: items.length - kept.length };
+}
+
+/** The result of an intake: `queued` of `kept` were new, the rest of `kept` duplicates, `unmatched` only counted. */
+export function intakeResult(kept: number, queued: number, unmatched: number): IntakeResult {
+  const res: IntakeResult = { queued, duplicates: kept - queued };
+  if (unmatched > 0) res.unmatched = unmatched;
+  return res;
+}
+
 /** A lock held by one owner; `token` is a fencing token, strictly increasing per lock name. */
 export interface Lock {
   name: string;
@@ -104,7 +123,9 @@ export interface Store {
    */
   intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult>;
   // (Intake rejects with StoreFullError, a StoreUnavailableError, when the queue or the store is at
-  // its bound: nothing of the batch is recorded, and the webhook answers 503 so Alertmanager retries.)
+  // its bound: nothing of the batch is recorded, and the webhook answers 503 so Alertmanager retries.
+  // Items of lane null are split off first (splitUnmatched): they count toward no bound, and a batch
+  // of them alone never reaches the store, so it is answered even while the store is down or full.)
   /**
    * Up to `count` entries for this consumer, lane by lane (0 first): in each lane, entries another
    * consumer took and did not ack within claimIdleMs first (a crashed replica's work), then new

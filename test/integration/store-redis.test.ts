@@ -28,6 +28,10 @@ t.test('an unreachable Redis gives StoreUnavailableError quickly, not a hang', a
   await t.rejects(s.intake([{ key: 'k', alert: { fingerprint: 'f' } as never }], 1000), StoreUnavailableError);
   await t.rejects(s.ping(), StoreUnavailableError);
   t.ok(Date.now() - t0 < 5000, 'fails fast');
+  // a batch of alerts no rule matches needs nothing of the store: answered, so the webhook gives 200
+  // and Alertmanager does not retry it for nothing while Redis is away
+  t.same(await s.intake([{ key: 'u', alert: { fingerprint: 'u' } as never, lane: null }], 1000), { queued: 0, duplicates: 0, unmatched: 1 });
+  await t.rejects(s.intake([{ key: 'u', alert: { fingerprint: 'u' } as never, lane: null }, { key: 'm', alert: { fingerprint: 'm' } as never, lane: 0 }], 1000), StoreUnavailableError, 'one matched alert beside them: 503, nothing queued');
 });
 
 t.test('sentinel and cluster URLs are understood', async (t) => {

@@ -126,6 +126,18 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.same(await s.intake([{ key: 'u1', alert: alert('unmatched'), lane: 1 }], 60_000), { queued: 1, duplicates: 0 }, 'sent again once a rule for it is loaded: queued');
   });
 
+  t.test('alerts no rule matches count toward no bound: QUEUE_MAX_DEPTH counts only what would be queued', async (t) => {
+    const s = await make({ maxQueue: 3 });
+    t.equal((await s.intake(['a', 'b'].map((f) => ({ key: f, alert: alert(f) })), 60_000)).queued, 2);
+    const unmatched = ['u1', 'u2', 'u3', 'u4'].map((f) => ({ key: f, alert: alert(f), lane: null }));
+    t.same(await s.intake([...unmatched, { key: 'c', alert: alert('c') }], 60_000), { queued: 1, duplicates: 0, unmatched: 4 }, 'one matched alert fits: taken beside four unmatched ones');
+    t.equal(await s.queueDepth(), 3, 'the queue is full now');
+    t.same(await s.intake(unmatched, 60_000), { queued: 0, duplicates: 0, unmatched: 4 }, 'a batch of unmatched alerts alone is answered with the queue full: nothing of it would be queued');
+    const err = await s.intake([...unmatched, { key: 'd', alert: alert('d') }], 60_000).catch((e: unknown) => e);
+    t.ok(err instanceof StoreFullError, 'a matched alert that does not fit is still refused, with its batch');
+    t.equal(await s.queueDepth(), 3);
+  });
+
   t.test('the queue is bounded: a batch that would pass maxQueue is refused whole with StoreFullError', async (t) => {
     const s = await make({ maxQueue: 5 });
     t.equal((await s.intake(['a', 'b', 'c', 'd'].map((f) => ({ key: f, alert: alert(f) })), 60_000)).queued, 4);
