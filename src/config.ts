@@ -59,6 +59,15 @@ export const configSchema = z.object({
   REDIS_URL: redisUrl.optional(),
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected letters, digits, _ . : -').default('rollguard'),
   REDIS_COMMAND_TIMEOUT: durationAtLeast(10, 'every Redis command would time out at once').default(2000),
+  /**
+   * Redis replicas that must confirm a write before rollguard relies on it (Redis' WAIT): a webhook
+   * batch before its 200, and a rollback's claim, cooldown, budget and write-ahead before its first
+   * cluster write. 0 (default): not asked. With a Sentinel-managed primary, a failover loses what its
+   * replicas had not copied: an acknowledged alert, or the cooldown that stops a second rollback.
+   */
+  REDIS_MIN_REPLICAS_ACK: int(0, 16).default(0),
+  /** How long the replicas of REDIS_MIN_REPLICAS_ACK may take; then intake answers 503 and a rollback does not write. */
+  REDIS_REPLICA_ACK_TIMEOUT: durationAtLeast(1, 'WAIT with 0 would block for ever').default(500),
 
   /** Bearer tokens Alertmanager sends (http_config.authorization.credentials). */
   WEBHOOK_TOKEN: secretList.optional(),
@@ -328,6 +337,17 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     throw new ConfigError(
       `invalid configuration:\n  EVENT_DEADLINE (--event-deadline): at most QUEUE_CLAIM_IDLE (${cfg.QUEUE_CLAIM_IDLE} ms), after which another replica takes the event over anyway`,
     );
+  }
+  if (cfg.REDIS_MIN_REPLICAS_ACK > 0) {
+    if (!cfg.REDIS_URL) throw new ConfigError('invalid configuration:\n  REDIS_MIN_REPLICAS_ACK (--redis-min-replicas-ack): needs REDIS_URL (the in-memory store has no replicas)');
+    if (/^redis-cluster:/.test(cfg.REDIS_URL)) {
+      throw new ConfigError('invalid configuration:\n  REDIS_MIN_REPLICAS_ACK (--redis-min-replicas-ack): not supported with a Redis Cluster URL yet (use a single primary or Sentinel, or leave it 0)');
+    }
+    if (cfg.REDIS_REPLICA_ACK_TIMEOUT >= cfg.REDIS_COMMAND_TIMEOUT) {
+      throw new ConfigError(
+        `invalid configuration:\n  REDIS_REPLICA_ACK_TIMEOUT (--redis-replica-ack-timeout): must be shorter than REDIS_COMMAND_TIMEOUT (${cfg.REDIS_COMMAND_TIMEOUT} ms), which would otherwise cut the wait for the replicas short`,
+      );
+    }
   }
   if (cfg.CONFIG_SNAPSHOTS && !cfg.CONFIG_SNAPSHOTS_KEY) {
     throw new ConfigError(

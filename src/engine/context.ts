@@ -276,6 +276,7 @@ export class EngineContext {
   actionContext(rec: RollbackRecord, locks: () => readonly Lock[], o: { recovering?: boolean } = {}): ActionContext {
     const log = this.log;
     let logger: Logger | undefined;
+    let replicated = false;
     return {
       ...(o.recovering ? { recovering: true } : {}),
       kube: this.deps.kube,
@@ -287,7 +288,19 @@ export class EngineContext {
       signal: this.abort.signal,
       // its reads wait their turn (KUBE_MAX_CONCURRENT_READS) by the rule's priority, as its queries do
       precedence: precedenceOf(rec),
-      checkFence: () => checkFence(this.store, locks(), this.config.LOCK_TTL),
+      // Before the first cluster write (an owner's suspension, a migration Job, the rollback's
+      // own), what this rollback wrote to the store (claim, cooldown, budget, write-ahead) must be
+      // on the replicas REDIS_MIN_REPLICAS_ACK asks for: a failover after the write cannot forget
+      // the cooldown and let a second rollback through. Later writes do not wait again: failing
+      // one for want of replicas would only leave the rollback half done.
+      checkFence: async () => {
+        await checkFence(this.store, locks(), this.config.LOCK_TTL);
+        if (replicated) return;
+        await this.store.replicated().catch((err: unknown) => {
+          throw new Error(`${err instanceof Error ? err.message : String(err)}: not writing`, { cause: err });
+        });
+        replicated = true;
+      },
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
       ...(this.config.CONFIG_SNAPSHOTS && this.config.CONFIG_SNAPSHOTS_KEY ? { snapshotKey: this.config.CONFIG_SNAPSHOTS_KEY } : {}),
     };

@@ -37,6 +37,8 @@ export function createStore(config: Config, logger: Logger, metrics?: Pick<Metri
     url: config.REDIS_URL,
     prefix: config.REDIS_KEY_PREFIX,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT,
+    minReplicasAck: config.REDIS_MIN_REPLICAS_ACK,
+    replicaAckTimeoutMs: config.REDIS_REPLICA_ACK_TIMEOUT,
     maxQueue: config.QUEUE_MAX_DEPTH,
     intakeMaxMemory: config.REDIS_INTAKE_MAX_MEMORY,
     maxRecords: config.REDIS_MAX_RECORDS,

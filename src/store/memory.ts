@@ -191,6 +191,9 @@ export class MemoryStore implements Store {
     return intakeResult(kept.length, queued, unmatched);
   }
 
+  /** No replicas: everything written is as durable as this process. */
+  async replicated(): Promise<void> {}
+
   async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]> {
     const take = (): QueuedEvent[] => {
       const now = this.now();

@@ -59,6 +59,10 @@ export interface RedisStoreOptions extends DropCallbacks {
    */
   maxRecords?: number;
   noActionStates?: readonly string[];
+  /** REDIS_MIN_REPLICAS_ACK: replicas that must confirm writes (WAIT) before intake answers and before a rollback writes; 0 or unset: none */
+  minReplicasAck?: number;
+  /** REDIS_REPLICA_ACK_TIMEOUT: how long WAIT may take (ms; shorter than commandTimeoutMs) */
+  replicaAckTimeoutMs?: number;
 }
 
 /** What Redis reports of its memory (INFO memory). */
@@ -245,8 +249,32 @@ export class RedisStore implements Store {
         const share = Math.round((this.opts.intakeMaxMemory ?? 0) * 100);
         throw new StoreFullError(`Redis uses ${mib(a!)} of its maxmemory ${mib(b!)}, over the ${share} % intake takes (REDIS_INTAKE_MAX_MEMORY): nothing was queued`);
       }
-      return intakeResult(kept.length, code, unmatched);
+      const res = intakeResult(kept.length, code, unmatched);
+      // its duplicates too: a batch answered 503 for want of replicas is confirmed by its resend
+      await this.waitReplicas('intake');
+      return res;
     });
+  }
+
+  async replicated(): Promise<void> {
+    if (!this.opts.minReplicasAck) return;
+    return this.run('replicated', () => this.waitReplicas('replicated'));
+  }
+
+  /**
+   * Redis' WAIT on the command connection, which carries every write of this store: it returns once
+   * that many replicas hold all of them, or at the timeout with how many do.
+   */
+  private async waitReplicas(op: string): Promise<void> {
+    const want = this.opts.minReplicasAck ?? 0;
+    if (want <= 0) return;
+    const timeout = this.opts.replicaAckTimeoutMs ?? 500;
+    const got = Number(await (this.cmd as Redis).wait(want, timeout));
+    if (got < want) {
+      throw new StoreUnavailableError(
+        `redis ${op}: ${got} of the ${want} replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (${timeout} ms); check the replicas' link to the primary (INFO replication), or lower REDIS_MIN_REPLICAS_ACK`,
+      );
+    }
   }
 
   /** Redis' memory use, limit and eviction policy (of the node holding this store's keys). */

@@ -133,6 +133,13 @@ export interface Store {
    * up to blockMs for new ones in any lane.
    */
   consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]>;
+  /**
+   * Resolves once every write this store has made so far is on the replicas the store was asked
+   * to wait for (REDIS_MIN_REPLICAS_ACK; Redis' WAIT); rejects with StoreUnavailableError naming the
+   * setting when too few confirm in time. A store with no replicas to wait for resolves at once.
+   * Intake waits before its answer; a rollback waits before its first cluster write (checkFence).
+   */
+  replicated(): Promise<void>;
   /** Marks entries handled (of any lanes, in one round trip); they leave the queue. */
   ack(ids: string[]): Promise<void>;
   /** Entries not yet acked, delivered or not, in every lane. */

@@ -231,3 +231,55 @@ t.test('a replica dies after starting the cooldown, before its write: the recove
   const next = (await b.engine.records.list({})).find((r) => r.rule === 'latency');
   t.equal(actB.executed.length, 1, `the next alert rolls back (${next?.state}: ${next?.outcome?.message ?? ''})`);
 });
+
+// REDIS_MIN_REPLICAS_ACK (added 2026-12-06): with a Sentinel-managed primary, a failover loses what
+// its replicas had not copied. The store's replicas must hold the claim, the cooldown and the
+// write-ahead before the first cluster write; when they do not confirm, nothing is written.
+t.test('the store\'s replicas do not confirm the rollback\'s store writes: nothing is written to the cluster, the record says why, the cooldown is given back', async (t) => {
+  const kube = fluxOwned();
+  const mem = new MemoryStore();
+  let asked = 0;
+  const store = aroundStore(mem, async (op, _args, call) => {
+    if (op === 'replicated') {
+      asked++;
+      throw new StoreUnavailableError('redis replicated: 0 of the 1 replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (500 ms) (injected)');
+    }
+    return call();
+  });
+  const e = testEngine({ store, kube, ruleText: RULES, action: new WritesThroughKube() });
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(asked, 1, 'asked once, before the first write');
+  t.equal(kube.calls.filter((c) => c.verb === 'patch' && c.resource === 'deployments').length, 0, 'nothing written to the cluster');
+  t.equal(rec?.state, 'failed', `escalated: ${rec?.state}: ${rec?.outcome?.message ?? ''}`);
+  t.match(rec?.outcome?.message, /REDIS_MIN_REPLICAS_ACK.*not writing/);
+  t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'no cooldown: nothing was rolled back');
+});
+
+t.test('the store\'s replicas are waited for once, before the first of several cluster writes', async (t) => {
+  const kube = new FakeKube(); // no GitOps owner: nothing holds verification for a reconcile window
+  kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'checkout', namespace: 'prod' }, spec: {} });
+  const mem = new MemoryStore();
+  const order: string[] = [];
+  const store = aroundStore(mem, async (op, _args, call) => {
+    if (op === 'replicated') order.push('replicated');
+    return call();
+  });
+  // marks the target rolled back once its writes landed, as the double's own execute does
+  class Marking extends WritesThroughKube {
+    override async execute(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
+      const r = await super.execute(plan, ctx);
+      this.rolledBack(plan.target.name);
+      return r;
+    }
+  }
+  const e = testEngine({ store, kube, ruleText: RULES, action: new Marking(3) });
+  kube.onPatch = (rt) => {
+    if (rt.plural !== 'deployments') return;
+    order.push('patch');
+    e.prometheus!.value = 0.01; // the rollback worked: verification ends at once
+  };
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('HighErrorRate'));
+  t.same(order, ['replicated', 'patch', 'patch', 'patch'], 'once, first');
+});
