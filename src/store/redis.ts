@@ -79,6 +79,11 @@ export class RedisStore implements Store {
   readonly kind = 'redis' as const;
   private readonly cmd: Client;
   private readonly blocking: Client;
+  /** REDIS_MIN_REPLICAS_ACK: the connection WAIT blocks (never the command connection; see waitReplicas) */
+  private readonly waiter: Client | null;
+  /** the WAIT in flight on it, and the one queued behind it (shared by every caller meanwhile) */
+  private waitRound: Promise<void> | null = null;
+  private nextRound: Promise<void> | null = null;
   private readonly p: string;
   private groupReady = false;
   /** commands timed out in a row on the command connection, no answer between them */
@@ -109,7 +114,10 @@ export class RedisStore implements Store {
     this.cmd = createRedisClient(opts.url, { ...base, enableAutoPipelining: false });
     // Blocking reads get their own connection (a blocked connection serves nothing else).
     this.blocking = createRedisClient(opts.url, { ...base, commandTimeout: undefined });
-    for (const c of [this.cmd, this.blocking]) {
+    // WAIT blocks the connection it is sent on: on the command connection it would hold every other
+    // store call behind it, for REDIS_REPLICA_ACK_TIMEOUT each time while a replica is away
+    this.waiter = opts.minReplicasAck ? createRedisClient(opts.url, base) : null;
+    for (const c of [this.cmd, this.blocking, ...(this.waiter ? [this.waiter] : [])]) {
       c.on('error', (err) => opts.onEvent?.('error', err));
       c.on('ready', () => opts.onEvent?.('ready'));
       c.on('end', () => opts.onEvent?.('end'));
@@ -262,18 +270,42 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Redis' WAIT on the command connection, which carries every write of this store: it returns once
-   * that many replicas hold all of them, or at the timeout with how many do.
+   * Resolves once REDIS_MIN_REPLICAS_ACK replicas hold every write this store had been answered for
+   * when it was called. WAIT covers the writes of the connection it is sent on, so a round writes
+   * one small key on the waiter connection first (Redis runs commands one at a time: that write
+   * comes after every write already answered) and waits for it. Callers arriving while a round is
+   * in flight share the next one, so a missing replica costs each caller at most two rounds and
+   * never holds the command connection.
    */
-  private async waitReplicas(op: string): Promise<void> {
+  private waitReplicas(op: string): Promise<void> {
+    if (!this.waiter || !this.opts.minReplicasAck) return Promise.resolve();
+    if (!this.waitRound) {
+      this.waitRound = this.replicaRound(op).finally(() => (this.waitRound = null));
+      return this.waitRound;
+    }
+    this.nextRound ??= this.waitRound
+      .catch(() => undefined)
+      .then(() => {
+        this.nextRound = null;
+        return this.waitReplicas(op);
+      });
+    return this.nextRound;
+  }
+
+  private async replicaRound(op: string): Promise<void> {
+    const waiter = this.waiter as Redis;
     const want = this.opts.minReplicasAck ?? 0;
-    if (want <= 0) return;
     const timeout = this.opts.replicaAckTimeoutMs ?? 500;
-    const got = Number(await (this.cmd as Redis).wait(want, timeout));
-    if (got < want) {
+    try {
+      await waiter.incr(this.k('replicated'));
+      const got = Number(await waiter.wait(want, timeout));
+      if (got >= want) return;
       throw new StoreUnavailableError(
         `redis ${op}: ${got} of the ${want} replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (${timeout} ms); check the replicas' link to the primary (INFO replication), or lower REDIS_MIN_REPLICAS_ACK`,
       );
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw err;
+      throw new StoreUnavailableError(`redis ${op}: waiting for the replicas (REDIS_MIN_REPLICAS_ACK): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
@@ -515,7 +547,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
-    for (const c of [this.blocking, this.cmd]) {
+    for (const c of [this.blocking, this.cmd, ...(this.waiter ? [this.waiter] : [])]) {
       // a connection gone silent never answers QUIT: closed without it past the command timeout
       try {
         await withTimeout(c.quit(), this.commandTimeoutMs);

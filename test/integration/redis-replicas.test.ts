@@ -44,10 +44,17 @@ t.test('with the replica away, intake and a rollback\'s wait fail naming the set
   t.ok(err instanceof StoreUnavailableError, 'StoreUnavailableError: the webhook answers 503 and Alertmanager retries');
   t.match((err as Error).message, /0 of the 1 replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT \(300 ms\)/);
   await t.rejects(store.replicated(), { message: /REDIS_MIN_REPLICAS_ACK/ }, 'a rollback would not write');
+  // the wait holds its own connection, not the one every other store call goes through
+  const order: string[] = [];
+  const waiting = store.intake([{ key: 'k-d', alert: alert('d'), lane: 0 as const }], 60_000).then(() => order.push('intake'), () => order.push('intake refused'));
+  await new Promise((r) => setTimeout(r, 20));
+  await store.getValue('anything').then(() => order.push('read'));
+  await Promise.all([waiting, ...[1, 2, 3].map(() => store.replicated().catch(() => undefined))]);
+  t.same(order, ['read', 'intake refused'], 'a read made meanwhile is answered before the wait for the replicas ends');
   await replicaClient.replicaof('127.0.0.1', primary.port);
   await inSync();
   t.same(await store.intake(items, 60_000), { queued: 0, duplicates: 1 }, 'the resend: a duplicate of what the primary kept, and now confirmed');
-  t.equal((await replicaClient.keys('{replicas}:dedupe:*')).length, 3, 'the replica holds the batch answered 503 too');
+  t.equal((await replicaClient.keys('{replicas}:dedupe:*')).length, 4, 'the replica holds the batches answered 503 too');
 });
 
 t.test('a batch of alerts no rule matches waits for nothing', async (t) => {
