@@ -343,9 +343,9 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     if (/^redis-cluster:/.test(cfg.REDIS_URL)) {
       throw new ConfigError('invalid configuration:\n  REDIS_MIN_REPLICAS_ACK (--redis-min-replicas-ack): not supported with a Redis Cluster URL yet (use a single primary or Sentinel, or leave it 0)');
     }
-    if (cfg.REDIS_REPLICA_ACK_TIMEOUT >= cfg.REDIS_COMMAND_TIMEOUT) {
+    if (cfg.REDIS_REPLICA_ACK_TIMEOUT > cfg.REDIS_COMMAND_TIMEOUT / 2) {
       throw new ConfigError(
-        `invalid configuration:\n  REDIS_REPLICA_ACK_TIMEOUT (--redis-replica-ack-timeout): must be shorter than REDIS_COMMAND_TIMEOUT (${cfg.REDIS_COMMAND_TIMEOUT} ms), which would otherwise cut the wait for the replicas short`,
+        `invalid configuration:\n  REDIS_REPLICA_ACK_TIMEOUT (--redis-replica-ack-timeout): at most half of REDIS_COMMAND_TIMEOUT (${cfg.REDIS_COMMAND_TIMEOUT} ms), which would otherwise cut the wait for the replicas short`,
       );
     }
   }

@@ -304,6 +304,15 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
         ctx.metrics.storeErrors.inc({ op: 'rollback' });
         ctx.log.warn({ err, record: rec.id }, 'could not give back the cooldown of a rollback that wrote nothing; it stays until it expires');
       });
+    // The cooldown just written must be on the store's replicas before the write, like the claim
+    // and write-ahead (REDIS_MIN_REPLICAS_ACK): a migration Job or an owner's suspension may have
+    // taken the action context's one wait before it existed (context.ts)
+    try {
+      await ctx.store.replicated();
+    } catch (err) {
+      await giveBack();
+      throw new Error(`${err instanceof Error ? err.message : String(err)}: not writing`, { cause: err });
+    }
     let res: ExecuteResult;
     try {
       res = await action.execute(plan, actx);

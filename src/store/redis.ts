@@ -61,7 +61,7 @@ export interface RedisStoreOptions extends DropCallbacks {
   noActionStates?: readonly string[];
   /** REDIS_MIN_REPLICAS_ACK: replicas that must confirm writes (WAIT) before intake answers and before a rollback writes; 0 or unset: none */
   minReplicasAck?: number;
-  /** REDIS_REPLICA_ACK_TIMEOUT: how long WAIT may take (ms; shorter than commandTimeoutMs) */
+  /** REDIS_REPLICA_ACK_TIMEOUT: how long WAIT may take (ms; at most half of commandTimeoutMs) */
   replicaAckTimeoutMs?: number;
 }
 
@@ -84,6 +84,9 @@ export class RedisStore implements Store {
   /** the WAIT in flight on it, and the one queued behind it (shared by every caller meanwhile) */
   private waitRound: Promise<void> | null = null;
   private nextRound: Promise<void> | null = null;
+  /** rounds of waitReplicas so far (each one's token) */
+  private rounds = 0;
+  private readonly waiterId = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   private readonly p: string;
   private groupReady = false;
   /** commands timed out in a row on the command connection, no answer between them */
@@ -209,6 +212,7 @@ export class RedisStore implements Store {
         await this.ping();
         await this.run('ping', async () => {
           await this.blocking.ping();
+          await this.waiter?.ping();
         });
         return;
       } catch (err) {
@@ -296,16 +300,28 @@ export class RedisStore implements Store {
     const waiter = this.waiter as Redis;
     const want = this.opts.minReplicasAck ?? 0;
     const timeout = this.opts.replicaAckTimeoutMs ?? 500;
+    // a key of this process's own (another replica's rounds must not overwrite its token), expiring
+    const key = this.k('replicated', this.waiterId);
+    const token = String(++this.rounds);
     try {
-      await waiter.incr(this.k('replicated'));
+      await waiter.set(key, token, 'PX', 60_000);
       const got = Number(await waiter.wait(want, timeout));
-      if (got >= want) return;
-      throw new StoreUnavailableError(
-        `redis ${op}: ${got} of the ${want} replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (${timeout} ms); check the replicas' link to the primary (INFO replication), or lower REDIS_MIN_REPLICAS_ACK`,
-      );
+      if (got < want) {
+        throw new StoreUnavailableError(
+          `redis ${op}: ${got} of the ${want} replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (${timeout} ms); check the replicas' link to the primary (INFO replication), or lower REDIS_MIN_REPLICAS_ACK`,
+        );
+      }
+      // the wait proves something only of the primary it was sent to: the command connection must
+      // reach the same one (each finds its primary on its own, and a failover may part them)
+      if ((await this.cmd.get(key)) !== token) {
+        throw new StoreUnavailableError(`redis ${op}: the command connection and the wait for the replicas (REDIS_MIN_REPLICAS_ACK) reached different Redis primaries (a failover under way?): not confirmed`);
+      }
     } catch (err) {
       if (err instanceof StoreUnavailableError) throw err;
-      throw new StoreUnavailableError(`redis ${op}: waiting for the replicas (REDIS_MIN_REPLICAS_ACK): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      const msg = err instanceof Error ? err.message : String(err);
+      // a primary gone without a word (a failover): open the waiter again rather than wait for TCP
+      if (/Command timed out/.test(msg)) waiter.disconnect(true);
+      throw new StoreUnavailableError(`redis ${op}: waiting for the replicas (REDIS_MIN_REPLICAS_ACK): ${msg}`, { cause: err });
     }
   }
 

@@ -256,7 +256,7 @@ t.test('the store\'s replicas do not confirm the rollback\'s store writes: nothi
   t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'no cooldown: nothing was rolled back');
 });
 
-t.test('the store\'s replicas are waited for once, before the first of several cluster writes', async (t) => {
+t.test('the store\'s replicas are waited for before the first of several cluster writes, not between them', async (t) => {
   const kube = new FakeKube(); // no GitOps owner: nothing holds verification for a reconcile window
   kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'checkout', namespace: 'prod' }, spec: {} });
   const mem = new MemoryStore();
@@ -281,5 +281,30 @@ t.test('the store\'s replicas are waited for once, before the first of several c
   };
   e.prometheus!.value = 0.2;
   await e.deliver(firing('HighErrorRate'));
-  t.same(order, ['replicated', 'patch', 'patch', 'patch'], 'once, first');
+  t.same(order, ['replicated', 'replicated', 'patch', 'patch', 'patch'], 'after the cooldown, then at the first write (the action context\'s one wait), not between writes');
+});
+
+// Found in review (2026-12-06): an owner's suspension (or a migration Job) took the action
+// context's one wait before the cooldown was written, so the cooldown went to the cluster write
+// unconfirmed by the replicas.
+t.test('a GitOps owner suspended first: the cooldown written after it is still waited for; not confirmed: no rollback write, the cooldown given back', async (t) => {
+  const kube = fluxOwned();
+  const mem = new MemoryStore();
+  const seen: string[] = [];
+  const store = aroundStore(mem, async (op, args, call) => {
+    if (op === 'setValue' && String(args[0]).startsWith('cooldown:')) seen.push('cooldown');
+    if (op === 'replicated') {
+      seen.push('replicated');
+      if (seen.includes('cooldown')) throw new StoreUnavailableError('redis replicated: 0 of the 1 replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes (injected)');
+    }
+    return call();
+  });
+  const e = testEngine({ store, kube, ruleText: `rules:${rule('error-rate', 'HighErrorRate', '\n    gitops: suspend')}\n`, action: new WritesThroughKube() });
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.same(seen.slice(0, 3), ['replicated', 'cooldown', 'replicated'], 'before the suspension, then after the cooldown');
+  t.ok(rec?.timeline.some((s) => s.step === 'gitops_suspended'), 'the Kustomization was suspended first');
+  t.equal(kube.calls.filter((c) => c.verb === 'patch' && c.resource === 'deployments').length, 0, 'no rollback write');
+  t.match(rec?.outcome?.message, /REDIS_MIN_REPLICAS_ACK.*not writing/);
+  t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'the cooldown given back');
 });
