@@ -50,6 +50,7 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
     tags: ['intake'],
     auth: 'webhook',
     body: webhookPayloadSchema,
+    compiled: true,
     storeOp: 'intake',
     bodyLimit: config.BODY_LIMIT_BYTES,
     responses: {
