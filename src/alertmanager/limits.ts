@@ -64,16 +64,16 @@ export function forLog(s: string): string {
  * value over the limit, and a label name it names is cut (forLog). Work is bounded: it stops at
  * the first limit, and counts the bytes only of strings long enough to pass it.
  */
-export function alertOverLimit(at: string, a: AlertStrings, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
+export function alertOverLimit(at: () => string, a: AlertStrings, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
   const max = l.maxLabelBytes;
   const names = Object.keys(a.labels);
-  if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
+  if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at()}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
   for (const name of names) {
-    if (name.length * 3 > max && Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
-    const over = tooLong(() => `${at}.labels.${forLog(name)}`, a.labels[name]!, 'a label value', max);
+    if (name.length * 3 > max && Buffer.byteLength(name) > max) return { setting: 'ALERT_MAX_LABEL_BYTES', message: `${at()}.labels: a label name of ${Buffer.byteLength(name)} bytes, over the ${max} a label name may have (ALERT_MAX_LABEL_BYTES)` };
+    const over = tooLong(() => `${at()}.labels.${forLog(name)}`, a.labels[name]!, 'a label value', max);
     if (over) return over;
   }
-  return tooLong(() => `${at}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at}.generatorURL`, a.generatorURL, 'a generatorURL', max);
+  return tooLong(() => `${at()}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at()}.generatorURL`, a.generatorURL, 'a generatorURL', max);
 }
 
 /** What alertOverLimit reads of an alert (a webhook alert, an alert fetched from Alertmanager's API). */
@@ -93,14 +93,14 @@ export interface AlertStrings {
  * startsAt in the future is either a clock to fix or a forged alert. The message names the field,
  * how far ahead it is and the setting; never the value itself beyond the time.
  */
-export function startsTooLate(at: string, a: Pick<AlertStrings, 'startsAt'>, now: number, maxSkewMs: number): OverLimit | undefined {
+export function startsTooLate(at: () => string, a: Pick<AlertStrings, 'startsAt'>, now: number, maxSkewMs: number): OverLimit | undefined {
   if (a.startsAt === undefined) return undefined;
   const starts = Date.parse(a.startsAt);
   if (!(starts - now > maxSkewMs)) return undefined;
   const ahead = Math.ceil((starts - now) / 1000);
   return {
     setting: 'ALERT_MAX_CLOCK_SKEW',
-    message: `${at}.startsAt: ${new Date(starts).toISOString()} is ${ahead} s ahead of rollguard's clock (${new Date(now).toISOString()}), more than the ${Math.round(maxSkewMs / 1000)} s ALERT_MAX_CLOCK_SKEW allows (fix the clock of Prometheus or of rollguard's node)`,
+    message: `${at()}.startsAt: ${new Date(starts).toISOString()} is ${ahead} s ahead of rollguard's clock (${new Date(now).toISOString()}), more than the ${Math.round(maxSkewMs / 1000)} s ALERT_MAX_CLOCK_SKEW allows (fix the clock of Prometheus or of rollguard's node)`,
   };
 }
 
@@ -131,10 +131,12 @@ export function splitByLimits<A extends AlertStrings>(
   const refused: Refusal[] = [];
   const skew = l.maxClockSkewMs;
   for (const [index, a] of alerts.entries()) {
+    // the alert's name in a message (`body.alerts[3]`) is built only for one that is refused
+    const named = () => at(index);
     const over =
-      alertOverLimit(at(index), a, l) ??
-      (now !== undefined && skew !== undefined ? startsTooLate(at(index), a, now, skew) : undefined) ??
-      (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${at(index)}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
+      alertOverLimit(named, a, l) ??
+      (now !== undefined && skew !== undefined ? startsTooLate(named, a, now, skew) : undefined) ??
+      (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${named()}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
     if (!over) {
       kept.push(a);
       continue;

@@ -18,11 +18,24 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
 }
 
+/**
+ * The digests of a list of accepted secrets, kept per list: a configured setting's list is the same
+ * array for every request, so its secrets are hashed once, not on each webhook. Lists are never
+ * changed in place (a token file is read into a new one on every request: readTokens), and a list
+ * no longer used goes with its entry (WeakMap).
+ */
+const acceptedDigests = new WeakMap<readonly string[], Buffer[]>();
+function digestsOf(accepted: readonly string[]): Buffer[] {
+  let d = acceptedDigests.get(accepted);
+  if (!d) acceptedDigests.set(accepted, (d = accepted.map(digest)));
+  return d;
+}
+
 /** Constant-time check of `given` against every accepted secret (no early exit). */
 export function secretMatches(given: string, accepted: readonly string[]): boolean {
   const g = digest(given);
   let ok = false;
-  for (const a of accepted) ok = timingSafeEqual(g, digest(a)) || ok;
+  for (const a of digestsOf(accepted)) ok = timingSafeEqual(g, a) || ok;
   return ok;
 }
 
