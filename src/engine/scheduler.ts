@@ -17,7 +17,7 @@ import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
-import { releaseSlot } from '../guards/concurrency.js';
+import { CONCURRENCY_POOL, releaseSlot, type SlotHold } from '../guards/concurrency.js';
 import { eachAtMost } from './each.js';
 
 /**
@@ -264,15 +264,25 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       resume = plan;
     }
     if (action && resume) {
-      handedOn = true; // execute() holds and releases the locks from here
-      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, undefined, true);
+      // writes still to make: one more rollback changing the cluster, so within MAX_CONCURRENT_ROLLBACKS like any other
+      const slot = await recoverySlot(ctx, fresh);
+      if (!slot) {
+        ctx.log.warn({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'cannot go on with a rollback cut off mid-way yet: MAX_CONCURRENT_ROLLBACKS rollbacks are in flight; tried again on a later tick');
+        return;
+      }
+      handedOn = true; // execute() holds and releases the locks and the slot from here
+      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot, true);
       ctx.background(run.catch((err) => escalateError(ctx, fresh, `error while going on with the rollback: ${(err as Error).message}`, (err as Error).message)));
       return;
     }
     if (action && plan && applied) {
       await startCooldown(ctx, fresh, plan);
-      handedOn = true; // verifyRecovery() renews and releases the locks from here
-      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held));
+      // in flight until verified, as a rollback its replica runs to the end is; but its write is
+      // made, so a full pool does not hold its verification back (it writes nothing more)
+      const slot = await recoverySlot(ctx, fresh);
+      if (!slot) ctx.log.info({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'verifying a recovered rollback without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): its write is already made');
+      handedOn = true; // verifyRecovery() renews and releases the locks (and the slot) from here
+      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held, slot ?? undefined));
       return;
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
@@ -284,6 +294,17 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
   } finally {
     if (!handedOn) await releaseAll(ctx, held);
   }
+}
+
+/**
+ * The concurrency slot of a rollback taken up after its replica died: the one that replica leased
+ * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
+ * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted. Taken as the concurrency guard
+ * takes one (guards/concurrency.ts); null when the pool is full.
+ */
+async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | null> {
+  const r = await ctx.store.acquireSlot(CONCURRENCY_POOL, rec.id, ctx.config.MAX_CONCURRENT_ROLLBACKS, ctx.config.LOCK_TTL);
+  return r.acquired ? { pool: CONCURRENCY_POOL, member: rec.id } : null;
 }
 
 /**
@@ -307,8 +328,8 @@ async function startCooldown(ctx: EngineContext, rec: RollbackRecord, plan: Roll
  * end, whatever it is. It closes only while its locks are still its own and the record still
  * in_progress (endOnce): a replica that lost its lock leaves the record to whoever holds it now.
  */
-async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[]): Promise<void> {
-  const release = holdLocks(ctx, rec, locks);
+async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: Action, plan: RollbackPlan, actx: ActionContext, locks: Lock[], slot?: SlotHold): Promise<void> {
+  const release = holdLocks(ctx, rec, locks, slot);
   // counted as verifying here, as execute() counts the rollbacks it runs (a resumed one included)
   ctx.metrics.rollbacksInProgress.inc();
   try {

@@ -1,0 +1,97 @@
+// A rollback taken up after its replica died counts toward MAX_CONCURRENT_ROLLBACKS, as the one its
+// replica ran did: the slot that replica leased lapsed with its locks, so without one the recovery
+// would write (or verify) beside the limit's worth of other rollbacks, uncounted.
+import t from 'tap';
+import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import type { Store } from '../../../src/store/store.js';
+import { FakeDeploymentAction, FakePrometheus, firing, orphanRecord, testEngine } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { migrationRules } from '../../support/migrations.js';
+import type { KubeObject } from '../../../src/kube/kube.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const LIMIT = { MAX_CONCURRENT_ROLLBACKS: '1', LOCK_TTL: '1s' };
+
+/** Who holds the pool's slots now: a probe tries to take one more of `max` and gives it back. */
+async function holders(store: Store, max = 1): Promise<string[]> {
+  const r = await store.acquireSlot(CONCURRENCY_POOL, 'probe', max, 60_000);
+  if (r.acquired) {
+    await store.releaseSlot(CONCURRENCY_POOL, 'probe');
+    return [];
+  }
+  return r.holders;
+}
+
+t.test('a recovery that goes on with writes waits for a slot: none while the pool is full, then one, given back at the end', async (t) => {
+  const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 });
+  const kube = new FakeKube();
+  kube.add(RESOURCES.configmaps, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'checkout-migrations', namespace: 'prod' },
+    data: { 'rollback.yaml': 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]\n' },
+  } as KubeObject);
+  // the Job hangs until the test completes it
+  const a = testEngine({ kube, ruleText: RULE, env: LIMIT });
+  a.action.annotations = { 'rollguard.io/schema-migration': 'true' };
+  await a.deliver(firing('HighErrorRate'));
+  const pending = (await a.engine.records.list({}))[0]!;
+  await a.engine.approve(pending.id, 'alice');
+  await sleep(300);
+  await a.engine.stop?.(); // the approving replica goes away while its migration Job runs
+  await a.engine.idle();
+  const left = (await a.engine.records.get(pending.id))!;
+  t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
+  await sleep(1100); // its slot and locks lapse (LOCK_TTL), as a dead replica's would
+  t.same(await holders(a.store), [], 'the dead replica\'s slot has lapsed');
+
+  const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: LIMIT });
+  b.prometheus!.value = 0.001;
+  const job = kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
+  kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+
+  // another rollback is in flight: the one slot MAX_CONCURRENT_ROLLBACKS allows is taken
+  t.ok((await a.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)).acquired);
+  await b.engine.tick();
+  await b.engine.idle();
+  const waiting = (await b.engine.records.get(pending.id))!;
+  t.equal(waiting.state, 'in_progress', 'not gone on while the pool is full');
+  t.equal(a.action.executed.length, 0, 'the workload not written');
+  t.notOk(waiting.timeline.some((s) => s.step === 'resumed'), 'not resumed');
+
+  await a.store.releaseSlot(CONCURRENCY_POOL, 'rb-other');
+  const verify = a.action.verify.bind(a.action);
+  const during: string[][] = [];
+  a.action.verify = async (plan, ctx) => {
+    during.push(await holders(a.store));
+    return verify(plan, ctx);
+  };
+  await b.engine.tick();
+  await b.engine.idle();
+  const done = (await b.engine.records.get(pending.id))!;
+  t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
+  t.equal(a.action.executed.length, 1, 'the workload rolled back once, once a slot was free');
+  t.same(during, [[pending.id]], 'the slot was the recovered rollback\'s while it went on');
+  t.same(await holders(a.store), [], 'given back at the end');
+});
+
+t.test('a recovery of an applied rollback holds a slot while it verifies, and verifies even when the pool is full', async (t) => {
+  for (const full of [false, true]) {
+    const action = new FakeDeploymentAction();
+    action.verifyDelayMs = { checkout: 600 };
+    const prometheus = new FakePrometheus();
+    prometheus.value = 0.001;
+    const e = testEngine({ action, prometheus, env: LIMIT });
+    await e.store.putRecord(orphanRecord('rb-orphan'));
+    if (full) t.ok((await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)).acquired);
+    const ticking = e.engine.tick();
+    await sleep(300);
+    t.same(await holders(e.store), [full ? 'rb-other' : 'rb-orphan'], full ? 'the pool full: verified without one' : 'the slot is the recovered rollback\'s while it verifies');
+    await ticking;
+    await e.engine.idle();
+    t.equal((await e.engine.records.get('rb-orphan'))!.state, 'succeeded', `verified and closed (${full ? 'pool full' : 'slot taken'})`);
+    t.same(await holders(e.store), full ? ['rb-other'] : [], 'its slot given back at the end; another\'s untouched');
+    t.equal(action.executed.length, 0, 'nothing executed again');
+  }
+});
