@@ -18,12 +18,14 @@
  *   --fsync everysec          Redis with appendfsync everysec instead of always
  *   --node-flags "--max-old-space-size=64"   extra node flags for the rollguard process
  *   --name intake-x           the results file's name ($BENCH_OUT/intake-x.json)
+ *   --pin                     servers (and Redis) on the last core, autocannon on the others (taskset)
  * Prints nothing on stdout; writes $BENCH_OUT/intake.json. No assertions on time.
  */
 import autocannon, { type Result } from 'autocannon';
 import { Redis } from 'ioredis';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startRedis } from '../test/support/redis.js';
 import {
@@ -57,6 +59,8 @@ const RATE = arg('rate', 1000);
 const CONNECTIONS = arg('connections', 10);
 /** max-rate runs of the two servers, alternated: the ratio is their median (one pair moved by a third between two runs a minute apart) */
 const PAIRS = arg('pairs', 3);
+/** the servers on the last core and this process (autocannon) on the others (taskset), so that the driver and the server measured do not share a core */
+const PIN = process.argv.includes('--pin');
 const PROFILE = process.argv.includes('--profile');
 const sarg = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -202,6 +206,12 @@ async function main() {
     procs.push(rg);
     const base = await startBaseline();
     procs.push(base);
+    if (PIN) {
+      const last = cpus().length - 1;
+      for (const pid of [rg.pid, base.pid, redisPid]) execFileSync('taskset', ['-a', '-p', '-c', String(last), String(pid)], { stdio: 'ignore' });
+      execFileSync('taskset', ['-a', '-p', '-c', `0-${Math.max(0, last - 1)}`, String(process.pid)], { stdio: 'ignore' });
+      log(`pinned: servers and Redis on core ${last}, autocannon on 0-${Math.max(0, last - 1)}`);
+    }
     await sleep(3000);
     const [rgIdle, baseIdle] = await idleRss([rg.pid, base.pid]);
     log(`idle RSS: rollguard ${rgIdle} MB, baseline ${baseIdle} MB`);
@@ -277,6 +287,7 @@ async function main() {
         durationSec: DURATION,
         connections: CONNECTIONS,
         fixedRate: RATE,
+        pinned: PIN,
         redis: `redis-server on 127.0.0.1, appendonly yes, appendfsync ${FSYNC}`,
         rollguard: `node ${NODE_FLAGS.length ? `${NODE_FLAGS.join(' ')} ` : ''}dist/main.js serve, LOG_LEVEL=${LOG_LEVEL} (stdout to /dev/null), WEBHOOK_TOKEN set, REDIS_URL, rules that match nothing`,
         baseline: 'bench/baseline-server.mjs: Fastify 5, POST /v1/alerts parses the JSON and answers 200',
