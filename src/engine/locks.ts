@@ -25,7 +25,12 @@ export function holdLocks(ctx: EngineContext, rec: RollbackRecord, locks: readon
         .then((ok) => ok || ctx.log.warn({ record: rec.id, lock: lock.name, token: lock.token }, 'lock lost while the rollback runs (expired, or taken by another): it will not write or close under it'))
         .catch((err: unknown) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
     }
-    if (slot) ctx.store.renewSlot(slot.pool, slot.member, ttl).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, 'concurrency slot renewal failed'));
+    if (slot) {
+      ctx.store
+        .renewSlot(slot.pool, slot.member, ttl)
+        .then((held) => held || ctx.log.warn({ record: rec.id, slot: slot.member }, 'concurrency slot lost (it ran out, or another replica gave it back): this rollback goes on uncounted among MAX_CONCURRENT_ROLLBACKS'))
+        .catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, 'concurrency slot renewal failed'));
+    }
   }, Math.max(RENEW_FLOOR_MS, Math.floor(ttl / 3)));
   renew.unref();
   let released: Promise<void> | undefined;

@@ -264,14 +264,14 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       resume = plan;
     }
     if (action && resume) {
-      // writes still to make: one more rollback changing the cluster, so within MAX_CONCURRENT_ROLLBACKS like any other
+      // counted among the rollbacks in flight when a slot is free, so that new ones wait for it;
+      // never held back for one: it has begun (its migration Job ran, part of its writes landed),
+      // and waiting would let go of the target's lock, which is all that keeps another rollback
+      // from starting a second undo of the same target meanwhile
       const slot = await recoverySlot(ctx, fresh);
-      if (!slot) {
-        ctx.log.warn({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'cannot go on with a rollback cut off mid-way yet: MAX_CONCURRENT_ROLLBACKS rollbacks are in flight; tried again on a later tick');
-        return;
-      }
-      handedOn = true; // execute() holds and releases the locks and the slot from here
-      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot, true);
+      if (!slot) ctx.log.warn({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'going on with a rollback cut off mid-way without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): it has begun, and is finished rather than left half done');
+      handedOn = true; // execute() holds and releases the locks (and the slot) from here
+      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot ?? undefined, true);
       ctx.background(run.catch((err) => escalateError(ctx, fresh, `error while going on with the rollback: ${(err as Error).message}`, (err as Error).message)));
       return;
     }
@@ -299,8 +299,9 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
 /**
  * The concurrency slot of a rollback taken up after its replica died: the one that replica leased
  * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
- * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted. Taken as the concurrency guard
- * takes one (guards/concurrency.ts); null when the pool is full.
+ * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted, and new ones would not wait for
+ * it. Taken as the concurrency guard takes one (guards/concurrency.ts); null when the pool is
+ * full, and then the recovery goes on uncounted (it has begun: it is never held back for a slot).
  */
 async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | null> {
   const r = await ctx.store.acquireSlot(CONCURRENCY_POOL, rec.id, ctx.config.MAX_CONCURRENT_ROLLBACKS, ctx.config.LOCK_TTL);

@@ -1,7 +1,8 @@
-// A rollback taken up after its replica died counts toward MAX_CONCURRENT_ROLLBACKS, as the one its
-// replica ran did: the slot that replica leased lapsed with its locks, so without one the recovery
-// would write (or verify) beside the limit's worth of other rollbacks, uncounted.
-import t from 'tap';
+// A rollback taken up after its replica died counts toward MAX_CONCURRENT_ROLLBACKS when a slot is
+// free, as the one its replica ran did: the slot that replica leased lapsed with its locks, so
+// without one the recovery would write (or verify) uncounted and new rollbacks would not wait for
+// it. It is never held back for one: it has begun, and waiting would let go of the target's lock.
+import t, { type Test } from 'tap';
 import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import type { Store } from '../../../src/store/store.js';
@@ -23,8 +24,10 @@ async function holders(store: Store, max = 1): Promise<string[]> {
   return r.holders;
 }
 
-t.test('a recovery that goes on with writes waits for a slot: none while the pool is full, then one, given back at the end', async (t) => {
-  const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 });
+const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 });
+
+/** A rollback whose replica went away while its migration Job ran: the record left in_progress, the Job done meanwhile, and a second replica on the same store and cluster. */
+async function leftMidJob(t: Test) {
   const kube = new FakeKube();
   kube.add(RESOURCES.configmaps, {
     apiVersion: 'v1',
@@ -43,37 +46,45 @@ t.test('a recovery that goes on with writes waits for a slot: none while the poo
   await a.engine.idle();
   const left = (await a.engine.records.get(pending.id))!;
   t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
-  await sleep(1100); // its slot and locks lapse (LOCK_TTL), as a dead replica's would
-  t.same(await holders(a.store), [], 'the dead replica\'s slot has lapsed');
-
+  t.same(await holders(a.store), [], 'the replica that went away gave its slot back');
+  await sleep(1100); // past LOCK_TTL
   const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: LIMIT });
   b.prometheus!.value = 0.001;
   const job = kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
   kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
-
-  // another rollback is in flight: the one slot MAX_CONCURRENT_ROLLBACKS allows is taken
-  t.ok((await a.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)).acquired);
-  await b.engine.tick();
-  await b.engine.idle();
-  const waiting = (await b.engine.records.get(pending.id))!;
-  t.equal(waiting.state, 'in_progress', 'not gone on while the pool is full');
-  t.equal(a.action.executed.length, 0, 'the workload not written');
-  t.notOk(waiting.timeline.some((s) => s.step === 'resumed'), 'not resumed');
-
-  await a.store.releaseSlot(CONCURRENCY_POOL, 'rb-other');
-  const verify = a.action.verify.bind(a.action);
+  // who holds the pool while the workload's rollout is verified (after its write)
   const during: string[][] = [];
+  const verify = a.action.verify.bind(a.action);
   a.action.verify = async (plan, ctx) => {
     during.push(await holders(a.store));
     return verify(plan, ctx);
   };
+  return { a, b, id: pending.id, during };
+}
+
+t.test('a recovery that goes on with writes takes a free slot, holds it to the end of its verification, and gives it back', async (t) => {
+  const { a, b, id, during } = await leftMidJob(t);
   await b.engine.tick();
   await b.engine.idle();
-  const done = (await b.engine.records.get(pending.id))!;
+  const done = (await b.engine.records.get(id))!;
   t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
-  t.equal(a.action.executed.length, 1, 'the workload rolled back once, once a slot was free');
-  t.same(during, [[pending.id]], 'the slot was the recovered rollback\'s while it went on');
+  t.equal(a.action.executed.length, 1, 'the workload rolled back once');
+  t.same(during, [[id]], 'the slot was the recovered rollback\'s while it went on');
   t.same(await holders(a.store), [], 'given back at the end');
+});
+
+t.test('with the pool full, a recovery that goes on with writes is not held back: it keeps the target\'s lock and finishes, uncounted', async (t) => {
+  const { a, b, id, during } = await leftMidJob(t);
+  // another rollback is in flight: the one slot MAX_CONCURRENT_ROLLBACKS allows is taken
+  t.ok((await a.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)).acquired);
+  await b.engine.tick();
+  await b.engine.idle();
+  const done = (await b.engine.records.get(id))!;
+  t.equal(done.state, 'succeeded', `finished, not left half done: ${JSON.stringify(done.timeline.slice(-4))}`);
+  t.ok(done.timeline.some((s) => s.step === 'resumed'), 'resumed');
+  t.equal(a.action.executed.length, 1, 'the workload rolled back once');
+  t.same(during, [['rb-other']], 'without a slot of its own while the other held the pool');
+  t.same(await holders(a.store), ['rb-other'], 'the other rollback\'s slot untouched');
 });
 
 t.test('a recovery of an applied rollback holds a slot while it verifies, and verifies even when the pool is full', async (t) => {
