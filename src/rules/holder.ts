@@ -4,6 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import type { Metrics } from '../metrics.js';
 import { formatRuleError, loadRules, type RuleFileError } from './loader.js';
 import { RuleSet } from './ruleset.js';
+import { Rounds } from '../rounds.js';
 
 /**
  * Holds the rules in force and reloads them atomically, as Prometheus does its config: a reload
@@ -44,8 +45,7 @@ export interface RuleHolderOptions {
 
 export class RuleHolder {
   private set: RuleSet = RuleSet.empty();
-  private running: Promise<ReloadResult> | undefined;
-  private queued: Promise<ReloadResult> | undefined;
+  private readonly reloads = new Rounds<string, ReloadResult>((trigger) => this.doReload(trigger));
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private listeners: Array<(r: ReloadResult) => void> = [];
@@ -97,21 +97,7 @@ export class RuleHolder {
    * reflects the files as they were when it asked.
    */
   reload(trigger = 'manual'): Promise<ReloadResult> {
-    if (!this.running) {
-      this.running = this.doReload(trigger).finally(() => {
-        this.running = undefined;
-      });
-      return this.running;
-    }
-    if (!this.queued) {
-      this.queued = this.running
-        .catch(() => undefined)
-        .then(() => {
-          this.queued = undefined;
-          return this.reload(trigger);
-        });
-    }
-    return this.queued;
+    return this.reloads.run(trigger);
   }
 
   private async doReload(trigger: string): Promise<ReloadResult> {
@@ -208,6 +194,6 @@ export class RuleHolder {
   /** Stops watching; waits for a running reload. */
   async close(): Promise<void> {
     this.unwatch();
-    if (this.running) await this.running.catch(() => undefined);
+    await this.reloads.running?.catch(() => undefined);
   }
 }

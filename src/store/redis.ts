@@ -29,6 +29,7 @@ import { keyDigest } from './keys.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, StoreUnavailableError } from './store.js';
 import { withTimeout } from '../timeout.js';
+import { Rounds } from '../rounds.js';
 
 export { createRedisClient } from './redis-client.js';
 
@@ -82,8 +83,7 @@ export class RedisStore implements Store {
   /** REDIS_MIN_REPLICAS_ACK: the connection WAIT blocks (never the command connection; see waitReplicas) */
   private readonly waiter: Client | null;
   /** the WAIT in flight on it, and the one queued behind it (shared by every caller meanwhile) */
-  private waitRound: Promise<void> | null = null;
-  private nextRound: Promise<void> | null = null;
+  private readonly replicaRounds = new Rounds<string, void>((op) => this.replicaRound(op));
   /** rounds of waitReplicas so far (each one's token) */
   private rounds = 0;
   private readonly waiterId = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
@@ -283,17 +283,7 @@ export class RedisStore implements Store {
    */
   private waitReplicas(op: string): Promise<void> {
     if (!this.waiter || !this.opts.minReplicasAck) return Promise.resolve();
-    if (!this.waitRound) {
-      this.waitRound = this.replicaRound(op).finally(() => (this.waitRound = null));
-      return this.waitRound;
-    }
-    this.nextRound ??= this.waitRound
-      .catch(() => undefined)
-      .then(() => {
-        this.nextRound = null;
-        return this.waitReplicas(op);
-      });
-    return this.nextRound;
+    return this.replicaRounds.run(op);
   }
 
   private async replicaRound(op: string): Promise<void> {
