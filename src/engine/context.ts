@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { SlotHold } from '../guards/concurrency.js';
-import { checkFence } from '../guards/lock.js';
+import { checkFence, replicatedBeforeWriting } from '../guards/lock.js';
 import type { Kube } from '../kube/kube.js';
 import { namespaceLabel, type Metrics } from '../metrics.js';
 import type { Notification, Notifications } from '../notify/notifier.js';
@@ -296,9 +296,7 @@ export class EngineContext {
       checkFence: async () => {
         await checkFence(this.store, locks(), this.config.LOCK_TTL);
         if (replicated) return;
-        await this.store.replicated().catch((err: unknown) => {
-          throw new Error(`${err instanceof Error ? err.message : String(err)}: not writing`, { cause: err });
-        });
+        await replicatedBeforeWriting(this.store);
         replicated = true;
       },
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),

@@ -1,6 +1,7 @@
 import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
 import type { SlotHold } from '../guards/concurrency.js';
 import { readCooldown, readStepBacks, startCooldowns } from '../guards/cooldown.js';
+import { replicatedBeforeWriting } from '../guards/lock.js';
 import { writtenObjects, wroteNothing } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
 import type { PauseReadAhead } from '../guards/pause.js';
@@ -308,10 +309,10 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
     // and write-ahead (REDIS_MIN_REPLICAS_ACK): a migration Job or an owner's suspension may have
     // taken the action context's one wait before it existed (context.ts)
     try {
-      await ctx.store.replicated();
+      await replicatedBeforeWriting(ctx.store);
     } catch (err) {
       await giveBack();
-      throw new Error(`${err instanceof Error ? err.message : String(err)}: not writing`, { cause: err });
+      throw err;
     }
     let res: ExecuteResult;
     try {

@@ -17,7 +17,7 @@ import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
-import { CONCURRENCY_POOL, releaseSlot, type SlotHold } from '../guards/concurrency.js';
+import { leaseSlot, releaseSlot, type SlotHold } from '../guards/concurrency.js';
 import { eachAtMost } from './each.js';
 
 /**
@@ -271,7 +271,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       const slot = await recoverySlot(ctx, fresh);
       if (!slot) ctx.log.warn({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'going on with a rollback cut off mid-way without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): it has begun, and is finished rather than left half done');
       handedOn = true; // execute() holds and releases the locks (and the slot) from here
-      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot ?? undefined, true);
+      const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot, true);
       ctx.background(run.catch((err) => escalateError(ctx, fresh, `error while going on with the rollback: ${(err as Error).message}`, (err as Error).message)));
       return;
     }
@@ -282,7 +282,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       const slot = await recoverySlot(ctx, fresh);
       if (!slot) ctx.log.info({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'verifying a recovered rollback without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): its write is already made');
       handedOn = true; // verifyRecovery() renews and releases the locks (and the slot) from here
-      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held, slot ?? undefined));
+      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held, slot));
       return;
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
@@ -300,12 +300,12 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
  * The concurrency slot of a rollback taken up after its replica died: the one that replica leased
  * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
  * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted, and new ones would not wait for
- * it. Taken as the concurrency guard takes one (guards/concurrency.ts); null when the pool is
- * full, and then the recovery goes on uncounted (it has begun: it is never held back for a slot).
+ * it. Undefined when the pool is full, and then the recovery goes on uncounted (it has begun: it
+ * is never held back for a slot).
  */
-async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | null> {
-  const r = await ctx.store.acquireSlot(CONCURRENCY_POOL, rec.id, ctx.config.MAX_CONCURRENT_ROLLBACKS, ctx.config.LOCK_TTL);
-  return r.acquired ? { pool: CONCURRENCY_POOL, member: rec.id } : null;
+async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | undefined> {
+  const r = await leaseSlot(ctx.store, ctx.config, rec.id);
+  return 'hold' in r ? r.hold : undefined;
 }
 
 /**

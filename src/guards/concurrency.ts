@@ -1,3 +1,4 @@
+import type { Config } from '../config.js';
 import type { Store } from '../store/store.js';
 import { allow, block, type Guard } from './guard.js';
 
@@ -23,15 +24,24 @@ export const concurrencyGuard: Guard = {
   needsPlan: true,
   async check({ store, config, record }) {
     const max = config.MAX_CONCURRENT_ROLLBACKS;
-    const r = await store.acquireSlot(CONCURRENCY_POOL, record.id, max, config.LOCK_TTL);
-    if (!r.acquired) {
+    const r = await leaseSlot(store, config, record.id);
+    if ('holders' in r) {
       const targets = await Promise.all(r.holders.map(async (id) => (await store.getRecord(id).catch(() => null))?.target ?? id));
       return block(`${r.holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
     }
-    const hold: SlotHold = { pool: CONCURRENCY_POOL, member: record.id };
-    return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: hold } };
+    return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: r.hold } };
   },
 };
+
+/**
+ * Leases one slot of the pool for a rollback, named by its record (the guard's check, and the
+ * recovery of a rollback whose replica died: engine/scheduler.ts): its hold, or the rollbacks
+ * holding every slot.
+ */
+export async function leaseSlot(store: Store, config: Pick<Config, 'MAX_CONCURRENT_ROLLBACKS' | 'LOCK_TTL'>, recordId: string): Promise<{ hold: SlotHold } | { holders: string[] }> {
+  const r = await store.acquireSlot(CONCURRENCY_POOL, recordId, config.MAX_CONCURRENT_ROLLBACKS, config.LOCK_TTL);
+  return r.acquired ? { hold: { pool: CONCURRENCY_POOL, member: recordId } } : { holders: r.holders };
+}
 
 /** Gives the slot back; a failure is only logged by the caller (the lease runs out by itself). */
 export function releaseSlot(store: Store, hold: SlotHold): Promise<void> {

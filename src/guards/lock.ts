@@ -119,6 +119,18 @@ export async function lockWrites(store: Store, owner: string, ttlMs: number, tar
 }
 
 /**
+ * Waits until what a rollback wrote to the store is on the replicas REDIS_MIN_REPLICAS_ACK asks
+ * for, before it writes to the cluster; when they do not confirm, the error says nothing is written.
+ */
+export async function replicatedBeforeWriting(store: Store): Promise<void> {
+  try {
+    await store.replicated();
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}: not writing`, { cause: err });
+  }
+}
+
+/**
  * The fence check an action runs right before each write (ActionContext.checkFence): every lock
  * the rollback holds must still be ours (its fencing token the store's current one) and renew for
  * another `ttlMs`. The reads and renewals of every lock go to the store together: a renewal only
