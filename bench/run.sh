@@ -2,11 +2,11 @@
 # The benchmarks, never run as tests: `npm run bench`.
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
-#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec storm storm-p0 storm-split store-calls
+#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec webhook-check storm storm-p0 storm-split store-calls
 #                                       rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay;
 #                                       the report renders what it finds in BENCH_OUT; storm-split, redis-bytes,
 #                                       memory-store and config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
-#                                       volume", and replay in its "Replay")
+#                                       volume", replay in its "Replay", and webhook-check in "(d) after the compiled webhook check")
 #   BENCH_OUT=/some/dir npm run bench   where the JSON results and the profile go (default: a temp dir)
 # Needs what `npm test` provisions: redis-server, prometheus + promtool, the Kubernetes control plane
 # binaries (scripts/cluster/build.sh; cached). Every load goes to 127.0.0.1 only, every loop is
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec storm storm-p0 storm-split store-calls rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec webhook-check storm storm-p0 storm-split store-calls rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -42,6 +42,7 @@ if want intake-everysec; then
   say "intake again with Redis appendfsync everysec (what the fsync per batch costs)"
   npx tsx bench/intake.ts --fsync everysec --node-flags "$IMAGE_NODE_FLAGS" --name intake-everysec
 fi
+if want webhook-check; then say "the webhook body's check alone: zod against the compiled check"; npx tsx bench/webhook-check.ts; fi
 if want storm; then say "alert storm"; npx tsx bench/storm.ts; fi
 if want storm-p0; then
   say "P0 alerts in the middle of the storm (dry-run path), with the image's V8 flags and without; then a 2 s storm (the engine's own drain rate)"
