@@ -4,45 +4,20 @@
 // Linux's defaults), so the store does not wait for it (found on 2026-12-06 in a review): the
 // blocking read of the queue is bounded by its BLOCK time plus the command timeout, and a connection
 // whose commands keep timing out is opened again. Here a TCP relay in front of a real redis-server
-// stops relaying on the connections it has, silently, and relays new ones again.
+// (test/support/tcp-relay.ts) stops relaying on the connections it has, silently, and relays new
+// ones again.
 import t from 'tap';
-import * as net from 'node:net';
 import { RedisStore } from '../../src/store/redis.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
 import { startRedis } from '../support/redis.js';
+import { startTcpRelay } from '../support/tcp-relay.js';
 import { alert } from '../support/store-contract.js';
 
 const redis = await startRedis();
 t.teardown(() => redis.destroy());
 
-/** A TCP relay to redis whose open connections can be silenced (data dropped both ways, nothing closed). */
-async function relay(port: number) {
-  const open: { silent: boolean; a: net.Socket; b: net.Socket }[] = [];
-  const server = net.createServer((a) => {
-    const b = net.connect(port, '127.0.0.1');
-    const c = { silent: false, a, b };
-    open.push(c);
-    a.on('data', (d) => void (c.silent || b.write(d)));
-    b.on('data', (d) => void (c.silent || a.write(d)));
-    a.on('error', () => b.destroy());
-    b.on('error', () => a.destroy());
-    a.on('close', () => b.destroy());
-    b.on('close', () => a.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `redis://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    /** every connection open now goes silent; new ones are relayed */
-    silence: () => open.forEach((c) => (c.silent = true)),
-    close: () => {
-      for (const c of open) (c.a.destroy(), c.b.destroy());
-      server.close();
-    },
-  };
-}
-
 t.test('connections gone silent: the blocking read gives up at its bound, and both connections are opened again', async (t) => {
-  const r = await relay(redis.port);
+  const r = await startTcpRelay(redis.port);
   t.teardown(() => r.close());
   const s = new RedisStore({ url: r.url, prefix: 'silent', commandTimeoutMs: 300 });
   t.teardown(() => s.close());

@@ -1,0 +1,86 @@
+// REDIS_MIN_REPLICAS_ACK through a failover, on real Redis (Debian's redis-server): two primaries,
+// each with its replica, behind a TCP relay (test/support/tcp-relay.ts) that plays the failover.
+// The wait for the replicas (WAIT) has its own connection, which finds its primary on its own; in a
+// failover it may reach the new primary while the command connection still holds the old one, and
+// a WAIT answered there proves nothing about the writes the store made. Two things are shown:
+//   - a waiter connection gone silent (the old primary's pod deleted: no answer, no reset) is opened
+//     again at its timeout rather than left waiting for TCP, which reports it hours later;
+//   - a wait answered by another primary than the command connection's is not taken as confirmed.
+import t from 'tap';
+import { Redis } from 'ioredis';
+import { RedisStore } from '../../src/store/redis.js';
+import { StoreUnavailableError } from '../../src/store/store.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { alert } from '../support/store-contract.js';
+import { startTcpRelay } from '../support/tcp-relay.js';
+
+/** a primary and its replica, linked */
+async function pair(): Promise<{ primary: RedisServer; replica: RedisServer }> {
+  const primary = await startRedis();
+  t.teardown(() => primary.destroy());
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+  t.teardown(() => replica.destroy());
+  const c = new Redis(replica.url);
+  try {
+    const end = Date.now() + 10_000;
+    while (!/master_link_status:up/.test(await c.info('replication'))) {
+      if (Date.now() > end) throw new Error('the replica never linked to its primary');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    c.disconnect();
+  }
+  return { primary, replica };
+}
+
+/** Calls intake as Alertmanager retries, until `done` holds of what it answered (or 15 s pass); every answer in order. */
+async function retry(store: RedisStore, key: string, done: (r: unknown) => boolean): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  const end = Date.now() + 15_000;
+  while (Date.now() < end) {
+    const r = await store.intake([{ key, alert: alert(key), lane: 0 }], 60_000).catch((e: unknown) => e);
+    seen.push(r);
+    if (done(r)) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return seen;
+}
+
+const message = (r: unknown) => (r instanceof Error ? r.message : JSON.stringify(r));
+
+t.test('a failover: the silent waiter is opened again, the new primary\'s answer is refused until the command connection is there too', async (t) => {
+  const old = await pair();
+  const next = await pair();
+  const relay = await startTcpRelay(old.primary.port);
+  t.teardown(() => relay.close());
+  const store = new RedisStore({ url: relay.url, prefix: 'failover', minReplicasAck: 1, replicaAckTimeoutMs: 300, commandTimeoutMs: 800 });
+  t.teardown(() => store.close());
+  await store.waitReady(5000);
+  t.same(await store.intake([{ key: 'before', alert: alert('before'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 }, 'confirmed by the old primary\'s replica');
+
+  // the failover: new connections reach the new primary; the waiter's connection to the old one goes silent
+  relay.routeTo(next.primary.port);
+  t.equal(relay.silence(/\r\nwait\r\n/i), 1, 'one connection has sent WAIT: the waiter\'s');
+  const opened = relay.connections();
+
+  const first = await store.intake([{ key: 'during', alert: alert('during'), lane: 0 }], 60_000).catch((e: unknown) => e);
+  t.ok(first instanceof StoreUnavailableError, 'intake is not confirmed: the webhook answers 503 and Alertmanager retries');
+  t.match(message(first), /waiting for the replicas \(REDIS_MIN_REPLICAS_ACK\): Command timed out/);
+
+  // the waiter is opened again (to the new primary); the command connection still holds the old one
+  const seen = await retry(store, 'during', (r) => /different Redis primaries/.test(message(r)));
+  t.ok(relay.connections() > opened, 'a new connection was opened: the waiter\'s');
+  t.match(message(seen.at(-1)), /the command connection and the wait for the replicas \(REDIS_MIN_REPLICAS_ACK\) reached different Redis primaries/, `the new primary's WAIT is not taken as confirming the old one's writes (answers: ${seen.map(message).join(' | ')})`);
+  t.ok(seen.every((r) => r instanceof StoreUnavailableError), 'never confirmed meanwhile');
+  await t.rejects(store.replicated(), { message: /different Redis primaries/ }, 'and a rollback does not write meanwhile');
+
+  // the command connection follows (the old primary silent to it too): once both reach the new primary, confirmed again
+  relay.silence();
+  const after = await retry(store, 'during', (r) => !(r instanceof Error));
+  const last = after.at(-1) as { queued?: number; duplicates?: number };
+  // queued, or a duplicate of a try the new primary took before its wait failed: Alertmanager's resend is answered 200 either way
+  t.equal((last.queued ?? 0) + (last.duplicates ?? 0), 1, `confirmed once both connections reach the new primary (answers: ${after.map(message).join(' | ')})`);
+  const onNewReplica = new Redis(next.replica.url);
+  t.teardown(() => onNewReplica.disconnect());
+  t.equal((await onNewReplica.keys('{failover}:dedupe:*')).length, 1, 'the new primary\'s replica holds the alert when intake answers');
+});
