@@ -24,15 +24,22 @@ const ZERO_TIME_MS = Date.parse('0001-01-01T00:00:00Z');
 /**
  * The Alert of one webhook alert. `keep` (what intake passes) keeps only the allowed annotations,
  * each within its size limit, so nothing else of the alert's annotations is ever stored.
+ * `startsAtMs`: its startsAt already parsed (splitByLimits' keptStartsAt), so it is not parsed twice.
  */
-export function normaliseAlert(p: WebhookPayload, a: WebhookAlert, receivedAt: number, keep?: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>): Alert {
+export function normaliseAlert(
+  p: WebhookPayload,
+  a: WebhookAlert,
+  receivedAt: number,
+  keep?: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>,
+  startsAtMs?: number,
+): Alert {
   const ends = a.endsAt === undefined ? undefined : Date.parse(a.endsAt);
   const alert: Alert = {
     fingerprint: a.fingerprint,
     status: a.status,
     labels: a.labels,
     annotations: keep ? keptAnnotations(a.annotations, keep) : a.annotations,
-    startsAt: Date.parse(a.startsAt),
+    startsAt: startsAtMs ?? Date.parse(a.startsAt),
     generatorURL: a.generatorURL,
     receiver: p.receiver,
     groupKey: p.groupKey,

@@ -86,16 +86,14 @@ export interface AlertStrings {
 }
 
 /**
- * Whether an alert starts further ahead of `now` (rollguard's clock, when it received the alert)
+ * Whether an alert starting at `starts` (its startsAt in ms) is further ahead of `now` (rollguard's clock, when it received the alert)
  * than ALERT_MAX_CLOCK_SKEW: Prometheus stamps startsAt with its own clock, which may be a little
  * ahead, never minutes. Such an alert is refused alone rather than clamped to now: a clamped
  * startsAt would change with every resend (each its own dedupe key: queued again each time), and a
  * startsAt in the future is either a clock to fix or a forged alert. The message names the field,
  * how far ahead it is and the setting; never the value itself beyond the time.
  */
-export function startsTooLate(at: () => string, a: Pick<AlertStrings, 'startsAt'>, now: number, maxSkewMs: number): OverLimit | undefined {
-  if (a.startsAt === undefined) return undefined;
-  const starts = Date.parse(a.startsAt);
+export function startsTooLate(at: () => string, starts: number, now: number, maxSkewMs: number): OverLimit | undefined {
   if (!(starts - now > maxSkewMs)) return undefined;
   const ahead = Math.ceil((starts - now) / 1000);
   return {
@@ -119,26 +117,32 @@ export interface Refusal extends OverLimit {
  * Refusing the batch instead would lose every alert of the group with the one: Alertmanager does
  * not retry a 4xx. `at(i)` names the i-th alert in the messages (`body.alerts[3]`). With `now`
  * (when the alerts were received) and `l.maxClockSkewMs`, an alert whose startsAt is further ahead
- * than that is refused alone too (ALERT_MAX_CLOCK_SKEW: startsTooLate).
+ * than that is refused alone too (ALERT_MAX_CLOCK_SKEW: startsTooLate); `keptStartsAt[i]` is then
+ * the startsAt of `kept[i]` in ms, parsed once (for normaliseAlert), and undefined without `now`.
  */
 export function splitByLimits<A extends AlertStrings>(
   alerts: readonly A[],
   l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'> & Partial<Pick<IntakeLimits, 'maxClockSkewMs'>>,
   at: (i: number) => string,
   now?: number,
-): { kept: A[]; refused: Refusal[] } {
+): { kept: A[]; keptStartsAt: (number | undefined)[]; refused: Refusal[] } {
   const kept: A[] = [];
+  const keptStartsAt: (number | undefined)[] = [];
   const refused: Refusal[] = [];
   const skew = l.maxClockSkewMs;
+  const checkClock = now !== undefined && skew !== undefined;
   for (const [index, a] of alerts.entries()) {
     // the alert's name in a message (`body.alerts[3]`) is built only for one that is refused
     const named = () => at(index);
+    // parsed once: the clock check reads it here, normaliseAlert takes it from keptStartsAt
+    const starts = checkClock && a.startsAt !== undefined ? Date.parse(a.startsAt) : undefined;
     const over =
       alertOverLimit(named, a, l) ??
-      (now !== undefined && skew !== undefined ? startsTooLate(named, a, now, skew) : undefined) ??
+      (starts !== undefined ? startsTooLate(named, starts, now as number, skew as number) : undefined) ??
       (kept.length >= l.maxAlerts ? { setting: 'ALERT_MAX_PER_BATCH' as const, message: `${named()}: over the ${l.maxAlerts} alerts a batch may hold (ALERT_MAX_PER_BATCH)` } : undefined);
     if (!over) {
       kept.push(a);
+      keptStartsAt.push(starts);
       continue;
     }
     const name = a.labels.alertname;
@@ -146,7 +150,7 @@ export function splitByLimits<A extends AlertStrings>(
     const alertname = typeof name === 'string' && (name.length * 3 <= l.maxLabelBytes || Buffer.byteLength(name) <= l.maxLabelBytes) ? forLog(name) : undefined;
     refused.push({ ...over, index, ...(alertname !== undefined ? { alertname } : {}) });
   }
-  return { kept, refused };
+  return { kept, keptStartsAt, refused };
 }
 
 /** How many refusals each limit's setting made (metric labels, log lines). */

@@ -173,10 +173,10 @@ export class TruncatedGroups {
         const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
-        const { kept, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`, receivedAt);
+        const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`, receivedAt);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
-        const items = kept.map((a) => {
-          const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits);
+        const items = kept.map((a, i) => {
+          const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits, keptStartsAt[i]);
           // the webhook's lane: a recovered P0 alert is taken before a storm's P1 and P2 ones
           return { key: dedupeKey(alert), alert, lane: this.d.laneFor ? this.d.laneFor(alert) : LAST_LANE };
         });

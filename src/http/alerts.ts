@@ -72,7 +72,7 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
       }
       const receivedAt = ctx.now();
       // an alert over a per-alert limit (or starting past ALERT_MAX_CLOCK_SKEW) is dropped alone: never normalised, matched or stored
-      const { kept, refused } = splitByLimits(payload.alerts, limits, (i) => `body.alerts[${i}]`, receivedAt);
+      const { kept, keptStartsAt, refused } = splitByLimits(payload.alerts, limits, (i) => `body.alerts[${i}]`, receivedAt);
       if (refused.length > 0) {
         const bySetting = refusedBySetting(refused);
         for (const [limit, n] of bySetting) metrics.alertsRefused.inc({ limit }, n);
@@ -90,8 +90,8 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
           `${refused.length} of the ${payload.alerts.length} alert(s) of a webhook batch pass an intake limit and are refused, not queued (${settings}: raise it, or fix what the alert's source sends: its labels, its clock); the rest of the batch is queued`,
         );
       }
-      const items = kept.map((a) => {
-        const alert = normaliseAlert(payload, a, receivedAt, limits);
+      const items = kept.map((a, i) => {
+        const alert = normaliseAlert(payload, a, receivedAt, limits, keptStartsAt[i]);
         return { key: dedupeKey(alert), alert, lane: laneFor(alert) };
       });
       const res = await store.intake(items, config.DEDUPE_TTL);

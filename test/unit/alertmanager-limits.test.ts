@@ -1,5 +1,6 @@
 import t from 'tap';
 import { forLog, keptAnnotations, refusedBySetting, splitByLimits } from '../../src/alertmanager/limits.js';
+import { normaliseAlert } from '../../src/alertmanager/alert.js';
 
 t.test('kept annotations are cut to the byte limit without splitting a character', async (t) => {
   const l = { annotations: ['summary', 'description'], maxAnnotationBytes: 5 };
@@ -27,4 +28,22 @@ t.test('splitByLimits: each alert over a per-alert limit is refused alone, by in
   t.equal(refused[0]!.message, `body.alerts[1].labels.${'n'.repeat(200)}…: 301 bytes, over the 300 a label value may have (ALERT_MAX_LABEL_BYTES)`, 'a long label name is cut in the message, the value is not in it');
   t.same([...refusedBySetting(refused)], [['ALERT_MAX_LABEL_BYTES', 2], ['ALERT_MAX_LABELS', 1], ['ALERT_MAX_PER_BATCH', 1]]);
   t.equal(forLog('x'.repeat(201)).length, 201, 'forLog: 200 characters and the mark');
+});
+
+t.test('splitByLimits with the clock: keptStartsAt holds each kept alert\'s startsAt parsed once, beside it; normaliseAlert takes it', async (t) => {
+  const now = Date.parse('2026-12-06T12:00:00Z');
+  const l = { maxAlerts: 10, maxLabels: 5, maxLabelBytes: 300, maxClockSkewMs: 60_000 };
+  const alert = (name: string, startsAt: string) => ({ labels: { alertname: name }, fingerprint: name, generatorURL: '', startsAt });
+  const alerts = [alert('A', '2026-12-06T11:59:00Z'), alert('B', '2026-12-06T12:05:00Z'), alert('C', '2026-12-06T13:00:30+01:00')];
+  const { kept, keptStartsAt, refused } = splitByLimits(alerts, l, (i) => `body.alerts[${i}]`, now);
+  t.same(kept.map((a) => a.labels.alertname), ['A', 'C']);
+  t.same(keptStartsAt, [now - 60_000, now + 30_000], 'beside kept, the refused one left out; an offset is read as Date.parse reads it');
+  t.same(refused.map((r) => [r.index, r.setting]), [[1, 'ALERT_MAX_CLOCK_SKEW']]);
+  t.match(refused[0]!.message, /body\.alerts\[1\]\.startsAt: 2026-12-06T12:05:00\.000Z is 300 s ahead of rollguard's clock/);
+  t.same(splitByLimits(alerts, l, (i) => `${i}`).keptStartsAt, [undefined, undefined, undefined], 'without the clock nothing is parsed');
+  const payload = { version: '4', groupKey: 'g', status: 'firing', receiver: 'r', groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: '', truncatedAlerts: 0, alerts: [] } as unknown as Parameters<typeof normaliseAlert>[0];
+  const wa = { ...alerts[2]!, status: 'firing' as const, annotations: {}, endsAt: '0001-01-01T00:00:00Z' };
+  t.equal(normaliseAlert(payload, wa, now, undefined, keptStartsAt[1]).startsAt, now + 30_000);
+  t.equal(normaliseAlert(payload, wa, now, undefined, 1).startsAt, 1, 'the parsed time is the one used (not parsed again)');
+  t.equal(normaliseAlert(payload, wa, now).startsAt, now + 30_000, 'without it, parsed there');
 });
