@@ -33,7 +33,6 @@ export function normaliseAlert(
   keep?: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>,
   startsAtMs?: number,
 ): Alert {
-  const ends = a.endsAt === undefined ? undefined : Date.parse(a.endsAt);
   const alert: Alert = {
     fingerprint: a.fingerprint,
     status: a.status,
@@ -46,7 +45,11 @@ export function normaliseAlert(
     externalURL: p.externalURL,
     receivedAt,
   };
-  if (ends !== undefined && ends > ZERO_TIME_MS && a.status === 'resolved') alert.endsAt = ends;
+  // read only of a resolved alert: a firing one carries the zero time (or a future estimate), never kept
+  if (a.status === 'resolved' && a.endsAt !== undefined) {
+    const ends = Date.parse(a.endsAt);
+    if (ends > ZERO_TIME_MS) alert.endsAt = ends;
+  }
   return alert;
 }
 
