@@ -11,7 +11,8 @@
  *   - rollguard with every batch a duplicate (dedupe hits: an Alertmanager resend) at max rate.
  * Every batch but the dedupe-hit ones has its own fingerprints, so each request queues 10 alerts.
  * RSS of both servers is sampled from /proc idle and under each load. With --profile, a further
- * max-rate pass runs rollguard under --cpu-prof (not measured) and summarises the profile.
+ * max-rate pass runs each server under --cpu-prof (not measured) and summarises its profile, with
+ * the main thread's CPU per request by area, so the two can be set side by side.
  *   npx tsx bench/intake.ts [--duration 10] [--rate 1000] [--connections 10] [--pairs 3] [--profile]
  * Experiments (to explain a figure; bench/run.sh runs none of them):
  *   --log-level warn          rollguard without its per-batch and per-alert info lines
@@ -102,6 +103,38 @@ interface Run {
   /** CPU used during the run, in cores (1 = one core busy the whole run), per process */
   cpuCores: { server: number; redis?: number; driver: number };
   loadavg1: number;
+}
+
+/**
+ * A further max-rate pass (2 s warm-up, then DURATION) on a server started under --cpu-prof, not
+ * measured: its profile summarised, with the main thread's busy CPU per request answered, overall
+ * and by area (start-up is in the profile too, and the warm-up's requests are counted with it).
+ */
+async function profiledPass(target: Run['target'], start: (nodeFlags: string[]) => Promise<NodeProcess>) {
+  const profDir = join(outDir(), `profile-intake-${target}`);
+  rmSync(profDir, { recursive: true, force: true });
+  const srv = await start(['--cpu-prof', `--cpu-prof-dir=${profDir}`]);
+  let requests = 0;
+  let reqPerSec = 0;
+  try {
+    requests += (await cannon(srv, target, 'max', 2, false)).requests;
+    const measured = await cannon(srv, target, 'max', DURATION, false);
+    requests += measured.requests;
+    reqPerSec = measured.requestsPerSec;
+  } finally {
+    await srv.stop();
+  }
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file || requests === 0) return { error: file ? 'no request answered under the profiler' : 'no .cpuprofile written' };
+  const s = summariseProfile(join(profDir, file), 25);
+  const perRequest = (ms: number) => round((ms * 1000) / requests, 1);
+  return {
+    underProfilerReqPerSec: reqPerSec,
+    requests,
+    busyUsPerRequest: perRequest(s.busyMs),
+    areaUsPerRequest: Object.fromEntries(s.areas.map((a) => [a.area, perRequest(a.selfMs)])),
+    ...s,
+  };
 }
 
 async function cannon(srv: NodeProcess, target: Run['target'], mode: Run['mode'], duration: number, sampleRss: boolean, midway?: () => Promise<void>): Promise<Run> {
@@ -260,21 +293,15 @@ async function main() {
     const sorted = pairs.map((p) => p.ratio).sort((a, b) => a - b);
     const ratio = sorted[Math.floor(sorted.length / 2)]!;
     let profile: unknown;
+    let baselineProfile: unknown;
     if (PROFILE) {
       await Promise.all(procs.splice(0).map((p) => p.stop()));
-      const profDir = join(outDir(), 'profile-intake');
-      rmSync(profDir, { recursive: true, force: true });
       // SHUTDOWN_TIMEOUT=1s: the profile covers start-up, a 2 s warm-up and the measured load,
       // not the worker draining the backlog afterwards (that is left in Redis, then deleted).
-      const prg = await startRollguard({ ...env, SHUTDOWN_TIMEOUT: '1s' }, [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${profDir}`]);
-      procs.push(prg);
-      await cannon(prg, 'rollguard', 'max', 2, false);
-      const profiled = await cannon(prg, 'rollguard', 'max', DURATION, false);
-      await prg.stop();
+      profile = await profiledPass('rollguard', (flags) => startRollguard({ ...env, SHUTDOWN_TIMEOUT: '1s' }, [...NODE_FLAGS, ...flags]));
       await redis.del('{rollguard}:queue');
-      procs.length = 0;
-      const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-      profile = file ? { underProfilerReqPerSec: profiled.requestsPerSec, ...summariseProfile(join(profDir, file), 25) } : { error: 'no .cpuprofile written' };
+      // the baseline as it ran above (Node's defaults): what any Fastify server pays per request
+      baselineProfile = await profiledPass('baseline', (flags) => startBaseline(flags));
     }
 
     writeResult(NAME, {
@@ -308,6 +335,7 @@ async function main() {
       queueDrainAfterFixedMs: afterFixed.ms,
       counters,
       profile,
+      baselineProfile,
     });
   } finally {
     await Promise.all(procs.map((p) => p.stop()));

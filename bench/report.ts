@@ -343,6 +343,24 @@ if (intake?.profile?.top) {
     ...pr.top.slice(0, 20).map((f: J) => `| \`${f.function}\` | ${f.where || 'native'} | ${f.selfMs} | ${f.pctOfBusy} | ${(f.calledFrom ?? []).join('; ')} |`),
     '',
   );
+  const bp = intake.baselineProfile;
+  if (pr.areaUsPerRequest && bp?.areaUsPerRequest) {
+    const areas = [...new Set([...Object.keys(pr.areaUsPerRequest), ...Object.keys(bp.areaUsPerRequest)])]
+      .map((a) => ({ a, rg: Number(pr.areaUsPerRequest[a] ?? 0), base: Number(bp.areaUsPerRequest[a] ?? 0) }))
+      .filter((r) => r.a !== 'idle')
+      .sort((x, y) => y.rg - y.base - (x.rg - x.base));
+    const diff = (n: number) => `${n >= 0 ? '+' : ''}${Math.round(n * 10) / 10}`;
+    p(
+      'Main-thread CPU per request, by area: rollguard beside bare Fastify, each in its own profiled max-rate pass',
+      `(${pr.requests} and ${bp.requests} requests, start-up and warm-up included; bare Fastify at ${bp.underProfilerReqPerSec} req/s under the profiler).`,
+      '',
+      '| area | rollguard µs | bare Fastify µs | difference |',
+      '| --- | ---: | ---: | ---: |',
+      `| **all (busy)** | **${pr.busyUsPerRequest}** | **${bp.busyUsPerRequest}** | **${diff(pr.busyUsPerRequest - bp.busyUsPerRequest)}** |`,
+      ...areas.slice(0, 14).map((r) => `| ${r.a} | ${r.rg} | ${r.base} | ${diff(r.rg - r.base)} |`),
+      '',
+    );
+  }
 }
 
 const generated = [BEGIN, '', ...lines.filter((l, k) => !(l === '' && lines[k - 1] === '')), END].join('\n');
