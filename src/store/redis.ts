@@ -301,17 +301,19 @@ export class RedisStore implements Store {
           `redis ${op}: ${got} of the ${want} replicas REDIS_MIN_REPLICAS_ACK asks for confirmed the writes within REDIS_REPLICA_ACK_TIMEOUT (${timeout} ms); check the replicas' link to the primary (INFO replication), or lower REDIS_MIN_REPLICAS_ACK`,
         );
       }
-      // the wait proves something only of the primary it was sent to: the command connection must
-      // reach the same one (each finds its primary on its own, and a failover may part them)
-      if ((await this.cmd.get(key)) !== token) {
-        throw new StoreUnavailableError(`redis ${op}: the command connection and the wait for the replicas (REDIS_MIN_REPLICAS_ACK) reached different Redis primaries (a failover under way?): not confirmed`);
-      }
     } catch (err) {
       if (err instanceof StoreUnavailableError) throw err;
       const msg = err instanceof Error ? err.message : String(err);
       // a primary gone without a word (a failover): open the waiter again rather than wait for TCP
       if (/Command timed out/.test(msg)) waiter.disconnect(true);
       throw new StoreUnavailableError(`redis ${op}: waiting for the replicas (REDIS_MIN_REPLICAS_ACK): ${msg}`, { cause: err });
+    }
+    // the wait proves something only of the primary it was sent to: the command connection must
+    // reach the same one (each finds its primary on its own, and a failover may part them). Read
+    // on the command connection and outside the waiter's handling: a timeout here is the command
+    // connection's, which run() counts toward opening that one again (not the waiter)
+    if ((await this.cmd.get(key)) !== token) {
+      throw new StoreUnavailableError(`redis ${op}: the command connection and the wait for the replicas (REDIS_MIN_REPLICAS_ACK) reached different Redis primaries (a failover under way?): not confirmed`);
     }
   }
 

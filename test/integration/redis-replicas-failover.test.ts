@@ -5,7 +5,8 @@
 // a WAIT answered there proves nothing about the writes the store made. Two things are shown:
 //   - a waiter connection gone silent (the old primary's pod deleted: no answer, no reset) is opened
 //     again at its timeout rather than left waiting for TCP, which reports it hours later;
-//   - a wait answered by another primary than the command connection's is not taken as confirmed.
+//   - a wait answered by another primary than the command connection's is not taken as confirmed;
+//   - a command connection gone silent during that check is the one opened again, not the waiter.
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
@@ -53,10 +54,10 @@ t.test('a failover: the silent waiter is opened again, the new primary\'s answer
   const next = await pair();
   const relay = await startTcpRelay(old.primary.port);
   t.teardown(() => relay.close());
-  const store = new RedisStore({ url: relay.url, prefix: 'failover', minReplicasAck: 1, replicaAckTimeoutMs: 300, commandTimeoutMs: 800 });
+  const store = new RedisStore({ url: relay.url, prefix: 'failover', minReplicasAck: 1, replicaAckTimeoutMs: 500, commandTimeoutMs: 1200 });
   t.teardown(() => store.close());
   await store.waitReady(5000);
-  t.same(await store.intake([{ key: 'before', alert: alert('before'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 }, 'confirmed by the old primary\'s replica');
+  t.same(await store.intake([{ key: 'before', alert: alert('before'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 }, 'answered while the old primary and its replica serve');
 
   // the failover: new connections reach the new primary; the waiter's connection to the old one goes silent
   relay.routeTo(next.primary.port);
@@ -83,4 +84,27 @@ t.test('a failover: the silent waiter is opened again, the new primary\'s answer
   const onNewReplica = new Redis(next.replica.url);
   t.teardown(() => onNewReplica.disconnect());
   t.equal((await onNewReplica.keys('{failover}:dedupe:*')).length, 1, 'the new primary\'s replica holds the alert when intake answers');
+});
+
+t.test('the command connection gone silent while the waiter answers: the same-primary read times out on it, and it is the command connection that is opened again', async (t) => {
+  const one = await pair();
+  const relay = await startTcpRelay(one.primary.port);
+  t.teardown(() => relay.close());
+  const store = new RedisStore({ url: relay.url, prefix: 'cmd-silent', minReplicasAck: 1, replicaAckTimeoutMs: 500, commandTimeoutMs: 1200 });
+  t.teardown(() => store.close());
+  await store.waitReady(5000);
+  t.same(await store.intake([{ key: 'x', alert: alert('x'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 });
+  const opened = relay.connections();
+  t.equal(relay.silence(/\r\neval(sha)?\r\n/i), 1, 'one connection has run the intake script: the command connection');
+  const seen: unknown[] = [];
+  const end = Date.now() + 15_000;
+  while (Date.now() < end) {
+    const r = await store.replicated().then(() => 'confirmed', (e: unknown) => e);
+    seen.push(r);
+    if (r === 'confirmed') break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  t.equal(seen.at(-1), 'confirmed', `confirmed again once the command connection is opened again (answers: ${seen.map(message).join(' | ')})`);
+  t.match(message(seen[0]), /^redis replicated: Command timed out/, 'the first round timed out on the command connection, and says so');
+  t.equal(relay.connections(), opened + 1, 'one connection opened again: the command connection (the waiter answered throughout and was left alone)');
 });
