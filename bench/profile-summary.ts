@@ -43,6 +43,7 @@ export function area(url: string, fn: string): string {
   if (nm) return nm[1]!;
   if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
   if (/\/dist\/|\/src\//.test(url)) return 'rollguard';
+  if (/\/bench\/[^/]+$/.test(url)) return `bench/${url.split('/').pop()}`;
   return url;
 }
 
@@ -53,18 +54,28 @@ function where(url: string, line: number): string {
   return `${short}:${line + 1}`;
 }
 
-export function summariseProfile(file: string, topN = 25): ProfileSummary {
+/**
+ * `from`: leave out every sample before the first one whose stack holds a frame of a script whose
+ * URL it matches (start-up and module loading, before the first request: /secure-json-parse/ for
+ * a server whose every request parses JSON). Without a match nothing is left out.
+ */
+export function summariseProfile(file: string, topN = 25, opts: { from?: RegExp } = {}): ProfileSummary {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const stackHas = (id: number, re: RegExp): boolean => {
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) if (re.test(byId.get(cur)?.callFrame.url ?? '')) return true;
+    return false;
+  };
+  const first = opts.from ? p.samples.findIndex((id) => stackHas(id, opts.from!)) : 0;
   const selfUs = new Map<number, number>();
   // Each sample's time delta is the time until the next sample: attribute it to the sampled node.
-  for (let i = 0; i < p.samples.length; i++) {
+  for (let i = Math.max(0, first); i < p.samples.length; i++) {
     const id = p.samples[i]!;
     const dt = p.timeDeltas[i + 1] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, dt));
   }
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   /** the nearest ancestor outside Node's own modules (the dependency or rollguard code behind a native or node: call) */
   const jsCaller = (id: number): string => {
     let nearest = '';

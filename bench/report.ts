@@ -350,14 +350,19 @@ if (intake?.profile?.top) {
       .filter((r) => r.a !== 'idle')
       .sort((x, y) => y.rg - y.base - (x.rg - x.base));
     const diff = (n: number) => `${n >= 0 ? '+' : ''}${Math.round(n * 10) / 10}`;
+    const shown = areas.filter((r) => Math.abs(r.rg - r.base) >= 0.5);
+    const rest = areas.filter((r) => !shown.includes(r));
+    const sum = (rows: typeof areas, k: 'rg' | 'base') => Math.round(rows.reduce((n, r) => n + r[k], 0) * 10) / 10;
     p(
-      'Main-thread CPU per request, by area: rollguard beside bare Fastify, each in its own profiled max-rate pass',
-      `(${pr.requests} and ${bp.requests} requests, start-up and warm-up included; bare Fastify at ${bp.underProfilerReqPerSec} req/s under the profiler).`,
+      'Main-thread CPU per request, by area: rollguard beside bare Fastify, each in its own profiled max-rate pass, from',
+      `its first request on (start-up left out: ${pr.startUpMs} and ${bp.startUpMs} ms; the warm-up's requests counted: ${pr.requests} and ${bp.requests} requests;`,
+      `bare Fastify at ${bp.underProfilerReqPerSec} req/s under the profiler). rollguard runs with the image's V8 flags, bare Fastify with Node's defaults, as in the rows above.`,
       '',
       '| area | rollguard µs | bare Fastify µs | difference |',
       '| --- | ---: | ---: | ---: |',
       `| **all (busy)** | **${pr.busyUsPerRequest}** | **${bp.busyUsPerRequest}** | **${diff(pr.busyUsPerRequest - bp.busyUsPerRequest)}** |`,
-      ...areas.slice(0, 14).map((r) => `| ${r.a} | ${r.rg} | ${r.base} | ${diff(r.rg - r.base)} |`),
+      ...shown.map((r) => `| ${r.a} | ${r.rg} | ${r.base} | ${diff(r.rg - r.base)} |`),
+      ...(rest.length ? [`| ${rest.length} other areas | ${sum(rest, 'rg')} | ${sum(rest, 'base')} | ${diff(sum(rest, 'rg') - sum(rest, 'base'))} |`] : []),
       '',
     );
   }
