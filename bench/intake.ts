@@ -1,7 +1,8 @@
 /**
  * Intake and memory: POST /v1/alerts on rollguard (a separate
  * `node dist/main.js serve` process, auth on, the Redis store on a local redis-server with
- * appendfsync always, rules that match nothing so the engine only matches and acks) against a bare
+ * appendfsync always, rules that match nothing: since ef3bca0 such alerts are counted at the door and
+ * never reach Redis, so this measures the webhook's own path, not the store's) against a bare
  * Fastify route parsing the same JSON (bench/baseline-server.mjs), driven from this process by
  * autocannon with the same 10-alert batches, in one run:
  *   - max rate (10 connections) for throughput, in --pairs pairs (3) alternating which goes first;
@@ -9,7 +10,8 @@
  *     moved by a third between two runs a minute apart;
  *   - a fixed 1,000 requests/s (overallRate) for the p50/p99 latency figure;
  *   - rollguard with every batch a duplicate (dedupe hits: an Alertmanager resend) at max rate.
- * Every batch but the dedupe-hit ones has its own fingerprints, so each request queues 10 alerts.
+ * Every batch but the dedupe-hit ones has its own fingerprints (10 new alerts a request; none is
+ * queued, since no rule matches them; the matched, durable path is bench/storm.ts and decision.ts).
  * RSS of both servers is sampled from /proc idle and under each load. With --profile, a further
  * max-rate pass runs each server under --cpu-prof (not measured) and summarises its profile, with
  * the main thread's CPU per request by area, so the two can be set side by side.
