@@ -7,7 +7,7 @@
 //     again at its timeout rather than left waiting for TCP, which reports it hours later;
 //   - a wait answered by another primary than the command connection's is not taken as confirmed;
 //   - a command connection gone silent during that check is the one opened again, not the waiter.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
@@ -34,12 +34,12 @@ async function pair(): Promise<{ primary: RedisServer; replica: RedisServer }> {
   return { primary, replica };
 }
 
-/** Calls intake as Alertmanager retries, until `done` holds of what it answered (or 15 s pass); every answer in order. */
-async function retry(store: RedisStore, key: string, done: (r: unknown) => boolean): Promise<unknown[]> {
+/** Calls `call` again every 100 ms, as Alertmanager retries a 503, until `done` holds of what it answered (or 15 s pass); every answer in order. */
+async function retry(call: () => Promise<unknown>, done: (r: unknown) => boolean): Promise<unknown[]> {
   const seen: unknown[] = [];
   const end = Date.now() + 15_000;
   while (Date.now() < end) {
-    const r = await store.intake([{ key, alert: alert(key), lane: 0 }], 60_000).catch((e: unknown) => e);
+    const r = await call().catch((e: unknown) => e);
     seen.push(r);
     if (done(r)) break;
     await new Promise((res) => setTimeout(res, 100));
@@ -47,16 +47,24 @@ async function retry(store: RedisStore, key: string, done: (r: unknown) => boole
   return seen;
 }
 
+const intakeOf = (store: RedisStore, key: string) => () => store.intake([{ key, alert: alert(key), lane: 0 }], 60_000);
+
+/** A store asking for one replica's confirmation, through a relay to `port`, ready. */
+async function storeThroughRelay(t: Test, port: number, prefix: string) {
+  const relay = await startTcpRelay(port);
+  t.teardown(() => relay.close());
+  const store = new RedisStore({ url: relay.url, prefix, minReplicasAck: 1, replicaAckTimeoutMs: 500, commandTimeoutMs: 1200 });
+  t.teardown(() => store.close());
+  await store.waitReady(5000);
+  return { relay, store };
+}
+
 const message = (r: unknown) => (r instanceof Error ? r.message : JSON.stringify(r));
 
 t.test('a failover: the silent waiter is opened again, the new primary\'s answer is refused until the command connection is there too', async (t) => {
   const old = await pair();
   const next = await pair();
-  const relay = await startTcpRelay(old.primary.port);
-  t.teardown(() => relay.close());
-  const store = new RedisStore({ url: relay.url, prefix: 'failover', minReplicasAck: 1, replicaAckTimeoutMs: 500, commandTimeoutMs: 1200 });
-  t.teardown(() => store.close());
-  await store.waitReady(5000);
+  const { relay, store } = await storeThroughRelay(t, old.primary.port, 'failover');
   t.same(await store.intake([{ key: 'before', alert: alert('before'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 }, 'answered while the old primary and its replica serve');
 
   // the failover: new connections reach the new primary; the waiter's connection to the old one goes silent
@@ -69,7 +77,7 @@ t.test('a failover: the silent waiter is opened again, the new primary\'s answer
   t.match(message(first), /waiting for the replicas \(REDIS_MIN_REPLICAS_ACK\): Command timed out/);
 
   // the waiter is opened again (to the new primary); the command connection still holds the old one
-  const seen = await retry(store, 'during', (r) => /different Redis primaries/.test(message(r)));
+  const seen = await retry(intakeOf(store, 'during'), (r) => /different Redis primaries/.test(message(r)));
   t.ok(relay.connections() > opened, 'a new connection was opened: the waiter\'s');
   t.match(message(seen.at(-1)), /the command connection and the wait for the replicas \(REDIS_MIN_REPLICAS_ACK\) reached different Redis primaries/, `the new primary's WAIT is not taken as confirming the old one's writes (answers: ${seen.map(message).join(' | ')})`);
   t.ok(seen.every((r) => r instanceof StoreUnavailableError), 'never confirmed meanwhile');
@@ -77,7 +85,7 @@ t.test('a failover: the silent waiter is opened again, the new primary\'s answer
 
   // the command connection follows (the old primary silent to it too): once both reach the new primary, confirmed again
   relay.silence();
-  const after = await retry(store, 'during', (r) => !(r instanceof Error));
+  const after = await retry(intakeOf(store, 'during'), (r) => !(r instanceof Error));
   const last = after.at(-1) as { queued?: number; duplicates?: number };
   // queued, or a duplicate of a try the new primary took before its wait failed: Alertmanager's resend is answered 200 either way
   t.equal((last.queued ?? 0) + (last.duplicates ?? 0), 1, `confirmed once both connections reach the new primary (answers: ${after.map(message).join(' | ')})`);
@@ -88,22 +96,11 @@ t.test('a failover: the silent waiter is opened again, the new primary\'s answer
 
 t.test('the command connection gone silent while the waiter answers: the same-primary read times out on it, and it is the command connection that is opened again', async (t) => {
   const one = await pair();
-  const relay = await startTcpRelay(one.primary.port);
-  t.teardown(() => relay.close());
-  const store = new RedisStore({ url: relay.url, prefix: 'cmd-silent', minReplicasAck: 1, replicaAckTimeoutMs: 500, commandTimeoutMs: 1200 });
-  t.teardown(() => store.close());
-  await store.waitReady(5000);
+  const { relay, store } = await storeThroughRelay(t, one.primary.port, 'cmd-silent');
   t.same(await store.intake([{ key: 'x', alert: alert('x'), lane: 0 }], 60_000), { queued: 1, duplicates: 0 });
   const opened = relay.connections();
   t.equal(relay.silence(/\r\neval(sha)?\r\n/i), 1, 'one connection has run the intake script: the command connection');
-  const seen: unknown[] = [];
-  const end = Date.now() + 15_000;
-  while (Date.now() < end) {
-    const r = await store.replicated().then(() => 'confirmed', (e: unknown) => e);
-    seen.push(r);
-    if (r === 'confirmed') break;
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  const seen = await retry(() => store.replicated().then(() => 'confirmed'), (r) => r === 'confirmed');
   t.equal(seen.at(-1), 'confirmed', `confirmed again once the command connection is opened again (answers: ${seen.map(message).join(' | ')})`);
   t.match(message(seen[0]), /^redis replicated: Command timed out/, 'the first round timed out on the command connection, and says so');
   t.equal(relay.connections(), opened + 1, 'one connection opened again: the command connection (the waiter answered throughout and was left alone)');
