@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { replicaLinked, startRedis, type RedisServer } from '../support/redis.js';
 import { alert } from '../support/store-contract.js';
 import { startTcpRelay } from '../support/tcp-relay.js';
 
@@ -23,11 +23,7 @@ async function pair(): Promise<{ primary: RedisServer; replica: RedisServer }> {
   t.teardown(() => replica.destroy());
   const c = new Redis(replica.url);
   try {
-    const end = Date.now() + 10_000;
-    while (!/master_link_status:up/.test(await c.info('replication'))) {
-      if (Date.now() > end) throw new Error('the replica never linked to its primary');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await replicaLinked(c);
   } finally {
     c.disconnect();
   }

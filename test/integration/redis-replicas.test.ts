@@ -6,7 +6,7 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
-import { startRedis } from '../support/redis.js';
+import { replicaLinked, startRedis } from '../support/redis.js';
 import { alert } from '../support/store-contract.js';
 
 const primary = await startRedis();
@@ -16,13 +16,7 @@ t.teardown(() => replica.destroy());
 const replicaClient = new Redis(replica.url);
 t.teardown(() => replicaClient.quit());
 
-async function inSync(): Promise<void> {
-  const end = Date.now() + 10_000;
-  while (!/master_link_status:up/.test(await replicaClient.info('replication'))) {
-    if (Date.now() > end) throw new Error('the replica never linked to the primary');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const inSync = () => replicaLinked(replicaClient);
 
 const store = new RedisStore({ url: primary.url, prefix: 'replicas', minReplicasAck: 1, replicaAckTimeoutMs: 300, commandTimeoutMs: 2000 });
 t.teardown(() => store.close());

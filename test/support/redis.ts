@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { killOnExit } from './children.js';
-import { freePort, onFreshPorts } from './ports.js';
+import { freePort, onFreshPorts, waitFor } from './ports.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 
@@ -121,6 +121,11 @@ export function startRedis(opts: { args?: string[] } = {}): Promise<RedisServer>
     },
     (err) => err instanceof RedisStartError && err.portTaken,
   );
+}
+
+/** Resolves once the replica `client` is connected to reports its link to its primary up (INFO replication); 10 s at most. */
+export async function replicaLinked(client: Redis): Promise<void> {
+  await waitFor('the replica to link to its primary', async () => /master_link_status:up/.test(await client.info('replication')), 10_000, 50);
 }
 
 /** Every key of the store and everything it holds, as text. */
