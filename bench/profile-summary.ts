@@ -2,7 +2,8 @@
  * Summarises a V8 .cpuprofile (node --cpu-prof): self time per function and per area (rollguard's
  * own code, each dependency, Node internals, GC, idle), so the doc can say where the time went
  * without committing the profile itself.
- *   npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25]
+ *   npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25] [--from REGEX]
+ * --from: from the first sample whose stack holds a script whose URL matches REGEX on (summariseProfile's `from`).
  */
 import { readFileSync } from 'node:fs';
 
@@ -159,9 +160,11 @@ const isEntry = process.argv[1] !== undefined && /profile-summary\.(ts|js)$/.tes
 if (isEntry) {
   const file = process.argv[2];
   if (!file) {
-    process.stderr.write('usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25]\n');
+    process.stderr.write('usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [--top 25] [--from REGEX]\n');
     process.exit(2);
   }
   const i = process.argv.indexOf('--top');
-  console.log(JSON.stringify(summariseProfile(file, i > 0 ? Number(process.argv[i + 1]) : 25), null, 2));
+  const f = process.argv.indexOf('--from');
+  const from = f > 0 ? new RegExp(process.argv[f + 1] ?? '') : undefined;
+  console.log(JSON.stringify(summariseProfile(file, i > 0 ? Number(process.argv[i + 1]) : 25, from ? { from } : {}), null, 2));
 }
