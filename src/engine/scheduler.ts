@@ -17,7 +17,7 @@ import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
 import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
-import { leaseSlot, releaseSlot, type SlotHold } from '../guards/concurrency.js';
+import { leaseSlot, recoveryMember, releaseSlot, type SlotHold } from '../guards/concurrency.js';
 import { eachAtMost } from './each.js';
 
 /**
@@ -301,10 +301,11 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
  * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
  * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted, and new ones would not wait for
  * it. Undefined when the pool is full, and then the recovery goes on uncounted (it has begun: it
- * is never held back for a slot).
+ * is never held back for a slot). Leased under a name of its own (recoveryMember): a replica that
+ * had only stalled gives its own slot back when it wakes, and that leaves this one held.
  */
 async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | undefined> {
-  const r = await leaseSlot(ctx.store, ctx.config, rec.id);
+  const r = await leaseSlot(ctx.store, ctx.config, recoveryMember(rec.id, ctx.owner));
   return 'hold' in r ? r.hold : undefined;
 }
 

@@ -26,7 +26,7 @@ export const concurrencyGuard: Guard = {
     const max = config.MAX_CONCURRENT_ROLLBACKS;
     const r = await leaseSlot(store, config, record.id);
     if ('holders' in r) {
-      const targets = await Promise.all(r.holders.map(async (id) => (await store.getRecord(id).catch(() => null))?.target ?? id));
+      const targets = await Promise.all(r.holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
       return block(`${r.holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
     }
     return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: r.hold } };
@@ -34,13 +34,24 @@ export const concurrencyGuard: Guard = {
 };
 
 /**
- * Leases one slot of the pool for a rollback, named by its record (the guard's check, and the
- * recovery of a rollback whose replica died: engine/scheduler.ts): its hold, or the rollbacks
- * holding every slot.
+ * The slot member of a rollback taken up by `replica` after the replica running it went silent
+ * (engine/scheduler.ts). Not the record id alone, which names the first run's slot: that replica
+ * may only have stalled, and when it wakes it gives its slot back by that name. Sharing it, that
+ * release would take the recovery's slot, which would then go on uncounted.
  */
-export async function leaseSlot(store: Store, config: Pick<Config, 'MAX_CONCURRENT_ROLLBACKS' | 'LOCK_TTL'>, recordId: string): Promise<{ hold: SlotHold } | { holders: string[] }> {
-  const r = await store.acquireSlot(CONCURRENCY_POOL, recordId, config.MAX_CONCURRENT_ROLLBACKS, config.LOCK_TTL);
-  return r.acquired ? { hold: { pool: CONCURRENCY_POOL, member: recordId } } : { holders: r.holders };
+export const recoveryMember = (recordId: string, replica: string) => `${recordId} taken up by ${replica}`;
+
+/** The record a slot member stands for (the record id, or recoveryMember's). */
+export const slotRecord = (member: string): string => member.split(' ', 1)[0]!;
+
+/**
+ * Leases one slot of the pool for a rollback (the guard's check, and the recovery of a rollback
+ * whose replica died: engine/scheduler.ts), named by `member`: the record id, or recoveryMember's.
+ * Its hold, or the members holding every slot.
+ */
+export async function leaseSlot(store: Store, config: Pick<Config, 'MAX_CONCURRENT_ROLLBACKS' | 'LOCK_TTL'>, member: string): Promise<{ hold: SlotHold } | { holders: string[] }> {
+  const r = await store.acquireSlot(CONCURRENCY_POOL, member, config.MAX_CONCURRENT_ROLLBACKS, config.LOCK_TTL);
+  return r.acquired ? { hold: { pool: CONCURRENCY_POOL, member } } : { holders: r.holders };
 }
 
 /** Gives the slot back; a failure is only logged by the caller (the lease runs out by itself). */

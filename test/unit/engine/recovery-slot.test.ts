@@ -3,12 +3,15 @@
 // without one the recovery would write (or verify) uncounted and new rollbacks would not wait for
 // it. It is never held back for one: it has begun, and waiting would let go of the target's lock.
 import t, { type Test } from 'tap';
-import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
+import { CONCURRENCY_POOL, concurrencyGuard, recoveryMember } from '../../../src/guards/concurrency.js';
+import type { GuardContext } from '../../../src/guards/guard.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
+import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { FakeDeploymentAction, FakePrometheus, firing, orphanRecord, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { migrationRules } from '../../support/migrations.js';
+import { aroundStore } from '../../support/store-proxy.js';
 import type { KubeObject } from '../../../src/kube/kube.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,7 +72,7 @@ t.test('a recovery that goes on with writes takes a free slot, holds it to the e
   const done = (await b.engine.records.get(id))!;
   t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
   t.equal(a.action.executed.length, 1, 'the workload rolled back once');
-  t.same(during, [[id]], 'the slot was the recovered rollback\'s while it went on');
+  t.same(during, [[recoveryMember(id, 'replica-b')]], 'the slot was the recovered rollback\'s, under the recovering replica\'s name, while it went on');
   t.same(await holders(a.store), [], 'given back at the end');
 });
 
@@ -98,11 +101,58 @@ t.test('a recovery of an applied rollback holds a slot while it verifies, and ve
     if (full) t.ok((await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-other', 1, 60_000)).acquired);
     const ticking = e.engine.tick();
     await sleep(300);
-    t.same(await holders(e.store), [full ? 'rb-other' : 'rb-orphan'], full ? 'the pool full: verified without one' : 'the slot is the recovered rollback\'s while it verifies');
+    t.same(await holders(e.store), [full ? 'rb-other' : recoveryMember('rb-orphan', 'replica-a')], full ? 'the pool full: verified without one' : 'the slot is the recovered rollback\'s while it verifies');
     await ticking;
     await e.engine.idle();
     t.equal((await e.engine.records.get('rb-orphan'))!.state, 'succeeded', `verified and closed (${full ? 'pool full' : 'slot taken'})`);
     t.same(await holders(e.store), full ? ['rb-other'] : [], 'its slot given back at the end; another\'s untouched');
     t.equal(action.executed.length, 0, 'nothing executed again');
   }
+});
+
+t.test('a replica that had only stalled gives its own slot back when it wakes, not the slot of the recovery that took its rollback up', async (t) => {
+  // replica-a executes, then stalls after its write: its lock and slot renewals find them gone
+  let stalled = false;
+  const store = new MemoryStore();
+  const storeOfA = aroundStore(store, async (op, _args, call) => (stalled && (op === 'renewLock' || op === 'renewSlot') ? false : call()));
+  const action = new FakeDeploymentAction();
+  const gates: Record<'a' | 'b', () => void> = { a: () => undefined, b: () => undefined };
+  const verify = action.verify.bind(action);
+  let calls = 0;
+  action.verify = async (plan, ctx) => {
+    // the executor's verification, then the recovery's, each held until the test lets it end
+    const who = ++calls === 1 ? 'a' : 'b';
+    await new Promise<void>((r) => (gates[who] = r));
+    return verify(plan, ctx);
+  };
+  const prometheus = new FakePrometheus();
+  const a = testEngine({ store: storeOfA, action, prometheus, owner: 'replica-a', env: LIMIT });
+  const b = testEngine({ store, action, prometheus, owner: 'replica-b', env: LIMIT });
+  prometheus.value = 0.2;
+  const delivering = a.deliver(firing('HighErrorRate'));
+  for (let i = 0; i < 500 && calls === 0; i++) await sleep(10);
+  t.equal(action.executed.length, 1, 'replica-a rolled the workload back and verifies');
+  const [rec] = await a.engine.records.list({});
+  t.same(await holders(store), [rec!.id], 'its slot, named by the record');
+  stalled = true;
+  prometheus.value = 0.001;
+  await sleep(1300); // past LOCK_TTL: replica-a's lock and slot lapsed unrenewed
+  await b.engine.tick();
+  for (let i = 0; i < 500 && calls < 2; i++) await sleep(10);
+  t.equal(calls, 2, 'replica-b took the rollback up and verifies it');
+  const mine = recoveryMember(rec!.id, 'replica-b');
+  t.same(await holders(store), [mine], 'the recovery holds the one slot');
+  // replica-a wakes: its verification ends, it finds its lock gone, and gives back what it held
+  gates.a();
+  await delivering;
+  await a.engine.idle();
+  t.same(await holders(store), [mine], 'the recovery\'s slot is still held after replica-a gave its own back');
+  // a new rollback's concurrency guard is refused, and names the target the recovery rolls back
+  const check = await concurrencyGuard.check({ store, config: b.config, record: { id: 'rb-new' } } as unknown as GuardContext);
+  t.match(check, { verdict: 'block', reason: /^1 rollback\(s\) already in flight \(Deployment\/prod\/checkout\); MAX_CONCURRENT_ROLLBACKS is 1$/ }, 'a new rollback waits for it, told which target is in flight');
+  gates.b();
+  await b.engine.idle();
+  t.equal((await b.engine.records.get(rec!.id))!.state, 'succeeded', 'closed by the recovery');
+  t.same(await holders(store), [], 'given back by the recovery at its end');
+  t.equal(action.executed.length, 1, 'rolled back once');
 });
