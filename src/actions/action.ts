@@ -180,6 +180,12 @@ export interface RollbackPlan {
   command?: string[];
   /** the Helm release the command rolls back (its objects are whatever the release holds) */
   release?: { namespace: string; name: string };
+  /**
+   * Objects execute() does not write itself but changes all the same, whose GitOps owners
+   * reconcile the target too: a Helm release's workloads, which the Flux HelmRelease that installs
+   * the release labels as its own (src/gitops/stage.ts looks for owners on them as on `writes`)
+   */
+  changes?: { resource: ResourceType; namespace: string; name: string }[];
   plannedAt: number;
 }
 

@@ -9,7 +9,9 @@
 // (default '5m0s'). Release names are DNS-1123 names of at most 53 characters (as helm requires)
 // and always follow `--` on helm's command line, so no value is ever read as a flag.
 import { spawn } from 'node:child_process';
+import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { RESOURCES, type ResourceType } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
 import type { Action, ActionContext, ExecuteResult, KindDefinition, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
@@ -80,6 +82,41 @@ interface HistoryEntry {
   description?: string;
 }
 
+/** The kinds of a release's objects read for their GitOps owner (RollbackPlan.changes). */
+const WORKLOADS: ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
+/** At most this many of a release's workloads are read for their owner. */
+export const RELEASE_OBJECTS_READ = 10;
+
+/**
+ * The workloads a release's manifest (`helm get manifest`) holds in the release's namespace, the
+ * first RELEASE_OBJECTS_READ of them: a Flux HelmRelease labels every object it renders as its own
+ * (helm-controller's post-renderer), so their owner is the release's (src/gitops/stage.ts). Objects
+ * in other namespaces are left out: rollguard reads only the namespaces it may act in. Only the
+ * documents that say they are one of those kinds are parsed: the manifest also holds whatever
+ * else the chart renders (its Secrets among them), which is never parsed, kept or logged.
+ */
+export function releaseWorkloads(manifest: string, namespace: string): { resource: ResourceType; namespace: string; name: string }[] {
+  const out: { resource: ResourceType; namespace: string; name: string }[] = [];
+  const seen = new Set<string>();
+  const kinds = new RegExp(`^kind:\\s*["']?(${WORKLOADS.map((r) => r.kind).join('|')})["']?\\s*$`, 'm');
+  for (const text of manifest.split(/^---[ \t]*$/m)) {
+    if (out.length === RELEASE_OBJECTS_READ) break;
+    if (!kinds.test(text)) continue;
+    const doc = parseDocument(text);
+    if (doc.errors.length > 0) continue;
+    const o = doc.toJS({ maxAliasCount: 100 }) as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
+    const resource = WORKLOADS.find((r) => o?.kind === r.kind && o?.apiVersion === `${r.group}/${r.version}`);
+    const name = o?.metadata?.name;
+    const ns = o?.metadata?.namespace ?? namespace;
+    if (!resource || typeof name !== 'string' || ns !== namespace) continue;
+    const key = `${resource.kind}/${name}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ resource, namespace, name });
+  }
+  return out;
+}
+
 /** helm's duration ("5m0s", "90s", "1h") in ms; unknown = 5 min. */
 export function helmDurationMs(d: string): number {
   let ms = 0;
@@ -145,6 +182,15 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       if (wanted < 1) return refused(ref, 'no_history', `release "${rel}" has no previous revision to roll back to`, base);
       if (!history.some((h) => h.revision === wanted)) return refused(ref, 'revision_not_found', `release "${rel}" has no revision ${wanted} in its history`, base);
       if (wanted === newest.revision) return refused(ref, 'already_matches', `release "${rel}" is already at revision ${wanted}`, { ...base, toRevision: wanted });
+      // with a cluster to read them from: the release's workloads, for the GitOps owner that installs it
+      let changes: RollbackPlan['changes'];
+      if (ctx.kube) {
+        const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--', rel];
+        const got = await read(m, ctx);
+        // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
+        if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
+        changes = releaseWorkloads(got.stdout, ref.namespace);
+      }
       const command = [
         bin(),
         'rollback',
@@ -166,6 +212,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})`,
         command,
         release: { namespace: ref.namespace, name: rel },
+        ...(changes?.length ? { changes } : {}),
         plannedAt: Date.now(),
       };
     },

@@ -1,5 +1,6 @@
 // Where the engine meets GitOps, three calls (src/engine/rollback.ts and verify.ts):
-//  1. withGitOps(), right after the action planned: find who reconciles what the plan writes, put
+//  1. withGitOps(), right after the action planned: find who reconciles what the plan writes (and
+//     what it changes otherwise: a Helm release's workloads, RollbackPlan.changes), put
 //     it in the record and the plan summary, and apply the rule's `gitops` policy (refuse, or say
 //     what will be suspended);
 //  2. suspendBeforeWrite(), after the write-ahead and before the action writes: pause each owner
@@ -38,7 +39,10 @@ const toSuspend = (owners: Owner[]) => owners.filter((o) => o.found && !o.error 
 /** Step 1: the plan, with its GitOps owners found and the rule's policy applied (a refusal when it says so). */
 export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext): Promise<RollbackPlan> {
   if (!actx.kube || plan.refusal) return plan;
-  const objects: ObjectRef[] = (plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) }));
+  const objects: ObjectRef[] = [
+    ...(plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) })),
+    ...(plan.changes ?? []),
+  ];
   if (objects.length === 0) return plan;
   const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, reqOpts(actx));
   if (owners.length === 0) return plan;

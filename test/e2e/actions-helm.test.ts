@@ -1,12 +1,19 @@
 // Helm rollback through the built helm binary against the real control plane: install v1,
 // upgrade to v2, roll back with rollguard's Helm action (argument array, --wait), check the
-// release history and the Deployment it owns.
+// release history and the Deployment it owns. Then a release a Flux HelmRelease installs, rolled
+// back by an alert through the engine as rollguard's ServiceAccount: the HelmRelease is suspended
+// first, and only when its own status lists the release's workload. Flux's helm-controller cannot be
+// built here (docs/actions.md says why): the HelmRelease CRD is its own, and the test writes the
+// origin labels and the inventory that controller would.
 import t from 'tap';
 import pino from 'pino';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startCluster, type Cluster } from '../cluster/harness.js';
+import { applyChartRbac, REPO_ROOT, startCluster, type Cluster } from '../cluster/harness.js';
+import { FLUX_NAMESPACE, installCrds } from '../cluster/reconcilers.js';
+import { clusterEngine, firingNow } from '../support/engine.js';
+import { MemoryStore } from '../../src/store/memory.js';
 import { createHelmAction } from '../../src/actions/helm.js';
 import type { ActionContext } from '../../src/actions/action.js';
 import type { KubeObject } from '../../src/kube/kube.js';
@@ -28,6 +35,9 @@ fs.writeFileSync(
 kind: Deployment
 metadata:
   name: {{ .Release.Name }}
+  {{- with .Values.labels }}
+  labels: {{- toYaml . | nindent 4 }}
+  {{- end }}
 spec:
   replicas: 2
   selector:
@@ -75,4 +85,79 @@ t.test('helm rollback RELEASE --wait through the helm binary', async (t) => {
 
   const missing = await action.plan({ kind: 'HelmRelease', namespace: NS, name: 'nope' }, ctx);
   t.equal(missing.refusal?.code, 'not_found', missing.refusal?.message ?? '');
+});
+
+t.test('a release a Flux HelmRelease installs: suspended before helm rollback, only when its status lists the release\'s workload', async (t) => {
+  const REL = 'shop-flux';
+  await installCrds(cluster, path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'flux-helm'));
+  // the gitops RBAC's Roles are in Argo CD's namespace and Flux's
+  for (const ns of [FLUX_NAMESPACE, 'argocd']) await cluster.kubectl(['create', 'namespace', ns], { check: true });
+  // rollguard's ServiceAccount: the chart's RBAC with HelmRelease alone on (helm's release Secrets, and
+  // the kinds a release holds, in NS: its workloads are read with those rights)
+  // and gitops.enabled (HelmReleases get and patch in flux-system)
+  await applyChartRbac(cluster, ['gitops.enabled=true', 'actions.enabled={HelmRelease}', `scope.namespaces={${NS}}`]);
+  // helm-controller's post-renderer labels every object it renders with its HelmRelease
+  const values = path.join(chart, 'flux-values.yaml');
+  fs.writeFileSync(values, JSON.stringify({ labels: { 'helm.toolkit.fluxcd.io/name': REL, 'helm.toolkit.fluxcd.io/namespace': FLUX_NAMESPACE } }));
+  t.equal((await helm(['install', REL, chart, '-n', NS, '-f', values, '--wait', '--timeout', '2m'])).code, 0, 'installed v1');
+  t.equal((await helm(['upgrade', REL, chart, '-n', NS, '-f', values, '--set', 'image=shop:v2', '--wait', '--timeout', '2m'])).code, 0, 'upgraded to v2');
+  const hrPath = `/apis/helm.toolkit.fluxcd.io/v2/namespaces/${FLUX_NAMESPACE}/helmreleases/${REL}`;
+  await cluster.request('POST', `/apis/helm.toolkit.fluxcd.io/v2/namespaces/${FLUX_NAMESPACE}/helmreleases`, {
+    apiVersion: 'helm.toolkit.fluxcd.io/v2',
+    kind: 'HelmRelease',
+    metadata: { name: REL },
+    spec: { interval: '1m', releaseName: REL, targetNamespace: NS, storageNamespace: NS, chartRef: { kind: 'OCIRepository', name: 'shop' } },
+  });
+  const inventory = (ids: string[]) => cluster.request('PATCH', `${hrPath}/status`, { status: { inventory: { entries: ids.map((id) => ({ id, v: 'v1' })) } } });
+  const history = async () => (JSON.parse((await helm(['history', REL, '-n', NS, '-o', 'json'])).stdout) as { revision: number; description: string }[]).map((h) => h.revision);
+
+  const RULES = `rules:
+  - name: bad-release
+    match: ['alertname="BadRelease"']
+    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    onPrometheusDown: act
+`;
+  const { engine } = await clusterEngine({
+    kubeconfig: cluster.rollguardKubeconfig,
+    // as the chart sets them with scope.namespaces and gitops.ownerAllow: rollbacks in NS only, and
+    // the HelmReleases rollguard may suspend named apart (flux-system is not opened to rollbacks)
+    env: { DRY_RUN: 'false', SCOPE_NAMESPACES: NS, GITOPS_OWNER_ALLOW: `HelmRelease/${FLUX_NAMESPACE}/shop-*`, VERIFY_TIMEOUT: '60s', LOCK_TTL: '10s' },
+    rulesText: RULES,
+    store: new MemoryStore(),
+    owner: 'replica-a',
+    helm: { helmBin: cluster.bin('helm'), kubeconfig: cluster.rollguardKubeconfig },
+  });
+  t.teardown(() => engine.stop());
+  let ev = 0;
+  const alert = async () => {
+    const a = firingNow('BadRelease', REL);
+    a.fingerprint = `bad-release-${++ev}`;
+    a.labels = { alertname: 'BadRelease', namespace: NS, release: REL };
+    await engine.handle({ id: `ev-${ev}`, alert: a, deliveries: 1 });
+    await engine.idle();
+    return (await engine.records.list({})).find((r) => r.alert?.fingerprint === a.fingerprint)!;
+  };
+
+  // the labels name the HelmRelease, but its status lists another object: the labels are not proof
+  await inventory([`${NS}_other_apps_Deployment`]);
+  const refused = await alert();
+  t.equal(refused.state, 'refused', `${refused.state}: ${refused.outcome?.message}`);
+  t.match(refused.outcome?.message, /names Flux HelmRelease flux-system\/shop-flux by its labels .*but that HelmRelease's status.inventory does not list it/, 'the outcome names the HelmRelease and why it is not taken for the owner');
+  t.same(await history(), [1, 2], 'helm rollback not run');
+  t.notOk((await cluster.request<KubeObject>('GET', hrPath)).spec.suspend, 'the HelmRelease untouched');
+
+  // as helm-controller records it: the release's Deployment in its inventory
+  await inventory([`${NS}_${REL}_apps_Deployment`]);
+  const rec = await alert();
+  t.same(rec.gitops?.owners.map((o) => [o.kind, o.namespace, o.name, o.found, o.unverified]), [['HelmRelease', FLUX_NAMESPACE, REL, true, undefined]], 'the HelmRelease found from the release\'s workload');
+  t.same(rec.gitops?.suspended?.map((s) => [s.kind, s.name, s.field, s.set]), [['HelmRelease', REL, '/spec/suspend', true]], 'suspended, and the record says what was set');
+  const steps = rec.timeline.map((s) => s.step);
+  t.ok(steps.indexOf('gitops_suspended') >= 0 && steps.indexOf('gitops_suspended') < steps.indexOf('executed'), `suspended before helm rollback ran: ${steps.join(', ')}`);
+  t.equal((await cluster.request<KubeObject>('GET', hrPath)).spec.suspend, true, 'spec.suspend is true on the HelmRelease');
+  t.same(await history(), [1, 2, 3], 'helm rollback ran once');
+  const d = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${REL}`);
+  t.equal(d.spec.template.spec.containers[0].image, 'shop:v1', 'v1 is back');
+  t.equal(rec.state, 'unverified', `${rec.state}: ${rec.outcome?.message} (no Prometheus in this test to re-check the trigger; helm status said deployed)`);
 });

@@ -8,6 +8,7 @@ import { Engine } from '../../src/engine/pipeline.js';
 import type { Kube } from '../../src/kube/kube.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { createKube } from '../../src/kube/config.js';
+import type { HelmActionOptions } from '../../src/actions/helm.js';
 import { createMetrics } from '../../src/metrics.js';
 import { Notifications, type Notification, type Notifier } from '../../src/notify/notifier.js';
 import { PrometheusUnavailableError, type PrometheusApi, type RangeSeries } from '../../src/prometheus/client.js';
@@ -257,7 +258,7 @@ export function testEngine(opts: TestEngineOptions = {}) {
  * Prometheus unless given (rules act per their onPrometheusDown), every action kind, a capturing notifier and a
  * capturing logger: what the e2e tests of one engine feature share.
  */
-export async function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string; prometheus?: PrometheusApi }) {
+export async function clusterEngine(o: { kubeconfig: string; env: Record<string, string>; rulesText: string; store: Store; owner: string; prometheus?: PrometheusApi; helm?: HelmActionOptions }) {
   const logs = capturingLogger();
   const notifier = new CapturingNotifier();
   const config = loadConfig(o.env);
@@ -266,7 +267,7 @@ export async function clusterEngine(o: { kubeconfig: string; env: Record<string,
   if (errors.length) throw new Error(JSON.stringify(errors));
   const notifications = new Notifications([notifier], logs.logger, metrics);
   const kube = (await createKube({ mode: 'kubeconfig', path: o.kubeconfig }))!;
-  const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: o.prometheus ?? null, kube, actions: createActions(), notifications, owner: o.owner });
+  const engine = new Engine({ config, store: o.store, metrics, logger: logs.logger, rules: { rules: new RuleSet(rules) }, prometheus: o.prometheus ?? null, kube, actions: createActions(o.helm ? { helm: o.helm } : {}), notifications, owner: o.owner });
   return { engine, config, kube, metrics, notifier, notifications, logs };
 }
 

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { createHelmAction, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { createHelmAction, helmDurationMs, RELEASE_OBJECTS_READ, releaseWorkloads, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { FakeKube } from '../../support/fake-kube.js';
 import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { CAUSE, context } from './fixtures/objects.js';
 
@@ -85,4 +86,103 @@ t.test('spawnRunner runs without a shell and reports a missing binary clearly', 
   await t.rejects(spawnRunner(['/nonexistent/helm', 'version'], { timeoutMs: 5000 }), /set HELM_BIN/);
   t.equal(helmDurationMs('5m0s'), 300_000);
   t.equal(helmDurationMs('1h2m3s'), 3_723_000);
+});
+
+const MANIFEST = `---
+# Source: shop/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+  labels:
+    helm.toolkit.fluxcd.io/name: shop
+    helm.toolkit.fluxcd.io/namespace: flux-system
+---
+# Source: shop/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+---
+# Source: shop/templates/worker.yaml
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: shop-worker
+  namespace: shop
+---
+# in another namespace: not read
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+  namespace: kube-system
+---
+# a kind of the same name in another group: not a workload
+apiVersion: example.com/v1
+kind: Deployment
+metadata:
+  name: lookalike
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+`;
+
+t.test('with a cluster: the release\'s workloads (helm get manifest), for the GitOps owner that installs it', async (t) => {
+  const f = fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } });
+  const helm = createHelmAction({ helmBin: '/opt/helm', kubeconfig: '/etc/kc', run: f.run });
+  const plan = await helm.plan(ref, context(new FakeKube()));
+  t.notOk(plan.refusal);
+  t.same(f.calls[1], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--', 'shop'], 'the release\'s manifest, its name after --');
+  t.same(
+    plan.changes?.map((c) => `${c.resource.group}/${c.resource.kind}/${c.namespace}/${c.name}`),
+    ['apps/Deployment/shop/shop', 'apps/StatefulSet/shop/shop-worker'],
+    'its Deployments, StatefulSets and DaemonSets in the release\'s namespace, once each',
+  );
+  t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }], 'what it writes is still the release');
+
+  const noCluster = fake({ history: { stdout: HISTORY } });
+  const offline = await createHelmAction({ run: noCluster.run }).plan(ref, context(null));
+  t.equal(noCluster.calls.length, 1, 'without a cluster client nothing reads owners, so the manifest is not read');
+  t.notOk(offline.changes);
+});
+
+t.test('the release\'s workloads: at most RELEASE_OBJECTS_READ read; a document that does not parse is skipped', async (t) => {
+  const many = Array.from({ length: RELEASE_OBJECTS_READ + 5 }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d${i}\n`).join('---\n');
+  const w = releaseWorkloads(`kind: [unclosed\n---\n${many}`, 'shop');
+  t.equal(w.length, RELEASE_OBJECTS_READ);
+  t.equal(w[0]?.name, 'd0', 'the broken first document skipped, the rest read in order');
+  t.same(releaseWorkloads('', 'shop'), [], 'an empty manifest: none');
+});
+
+t.test('a manifest that cannot be read fails the plan, naming the command, never with what helm printed', async (t) => {
+  const f = fake({ history: { stdout: HISTORY }, get: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
+  await t.rejects(createHelmAction({ run: f.run }).plan(ref, context(new FakeKube())), /helm get manifest exited 1: Error: Kubernetes cluster unreachable/);
+  // printed then failed, with nothing on stderr: the rendered objects (the chart's Secrets) stay out of the error, the log and the record
+  const printed = fake({ history: { stdout: HISTORY }, get: { code: 1, stdout: 'apiVersion: v1\nkind: Secret\nstringData:\n  password: hunter2\n' } });
+  const err = await createHelmAction({ run: printed.run }).plan(ref, context(new FakeKube())).catch((e: Error) => e);
+  t.match(err, { message: /^helm get manifest exited 1:/ });
+  t.notMatch((err as Error).message, /hunter2|Secret/);
+});
+
+t.test('the manifest\'s other documents are not parsed: a Secret that is not YAML, or a workload kind in its data, changes nothing', async (t) => {
+  const manifest = `apiVersion: v1
+kind: Secret
+stringData: {unclosed: [
+---
+apiVersion: v1
+kind: ConfigMap
+data:
+  nested: |
+    kind: Deployment
+    ---
+    kind: StatefulSet
+---
+apiVersion: apps/v1
+kind: "Deployment"
+metadata: {name: web}
+`;
+  t.same(releaseWorkloads(manifest, 'shop').map((w) => `${w.resource.kind}/${w.name}`), ['Deployment/web']);
 });
