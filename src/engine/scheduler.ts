@@ -268,7 +268,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       // never held back for one: it has begun (its migration Job ran, part of its writes landed),
       // and waiting would let go of the target's lock, which is all that keeps another rollback
       // from starting a second undo of the same target meanwhile
-      const slot = await recoverySlot(ctx, fresh);
+      const slot = await recoverySlot(ctx, fresh, lock);
       if (!slot) ctx.log.warn({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'going on with a rollback cut off mid-way without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): it has begun, and is finished rather than left half done');
       handedOn = true; // execute() holds and releases the locks (and the slot) from here
       const run = execute(ctx, fresh, action, resume, actx, held, ctx.settingsFor(fresh), { value: true }, slot, true);
@@ -279,7 +279,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       await startCooldown(ctx, fresh, plan);
       // in flight until verified, as a rollback its replica runs to the end is; but its write is
       // made, so a full pool does not hold its verification back (it writes nothing more)
-      const slot = await recoverySlot(ctx, fresh);
+      const slot = await recoverySlot(ctx, fresh, lock);
       if (!slot) ctx.log.info({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'verifying a recovered rollback without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): its write is already made');
       handedOn = true; // verifyRecovery() renews and releases the locks (and the slot) from here
       ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held, slot));
@@ -301,11 +301,12 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
  * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
  * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted, and new ones would not wait for
  * it. Undefined when the pool is full, and then the recovery goes on uncounted (it has begun: it
- * is never held back for a slot). Leased under a name of its own (recoveryMember): a replica that
- * had only stalled gives its own slot back when it wakes, and that leaves this one held.
+ * is never held back for a slot). Leased under a name of its own, with the token of the target
+ * lock this recovery holds (recoveryMember): a replica that had only stalled gives its own slot
+ * back when it wakes, and that leaves this one held.
  */
-async function recoverySlot(ctx: EngineContext, rec: RollbackRecord): Promise<SlotHold | undefined> {
-  const r = await leaseSlot(ctx.store, ctx.config, recoveryMember(rec.id, ctx.owner));
+async function recoverySlot(ctx: EngineContext, rec: RollbackRecord, lock: Lock): Promise<SlotHold | undefined> {
+  const r = await leaseSlot(ctx.store, ctx.config, recoveryMember(rec.id, ctx.owner, lock.token));
   return 'hold' in r ? r.hold : undefined;
 }
 

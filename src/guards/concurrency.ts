@@ -35,11 +35,14 @@ export const concurrencyGuard: Guard = {
 
 /**
  * The slot member of a rollback taken up by `replica` after the replica running it went silent
- * (engine/scheduler.ts). Not the record id alone, which names the first run's slot: that replica
- * may only have stalled, and when it wakes it gives its slot back by that name. Sharing it, that
- * release would take the recovery's slot, which would then go on uncounted.
+ * (engine/scheduler.ts), under the target lock whose fencing token is `token`. Not the record id
+ * alone, which names the first run's slot: that replica may only have stalled, and when it wakes
+ * it gives its slot back by that name. Nor the replica alone: a recovery of this replica that
+ * stalled in turn, its lock lapsed and taken again by a later recovery of its own, gives its slot
+ * back when it wakes too. Sharing a name, either release would take the later recovery's slot,
+ * which would then go on uncounted.
  */
-export const recoveryMember = (recordId: string, replica: string) => `${recordId} taken up by ${replica}`;
+export const recoveryMember = (recordId: string, replica: string, token: number) => `${recordId} taken up by ${replica} #${token}`;
 
 /** The record a slot member stands for (the record id, or recoveryMember's). */
 export const slotRecord = (member: string): string => member.split(' ', 1)[0]!;
