@@ -183,10 +183,24 @@ export interface RollbackPlan {
   /**
    * Objects execute() does not write itself but changes all the same, whose GitOps owners
    * reconcile the target too: a Helm release's workloads, which the Flux HelmRelease that installs
-   * the release labels as its own (src/gitops/stage.ts looks for owners on them as on `writes`)
+   * the release labels as its own (src/gitops/stage.ts looks for owners on them as on `writes`;
+   * src/actions/helm-workloads.ts)
    */
-  changes?: { resource: ResourceType; namespace: string; name: string }[];
+  changes?: ChangedObject[];
+  /** why the GitOps owners of what the plan changes could not be looked for (the stage refuses, unless gitops: ignore) */
+  ownersUnchecked?: string;
   plannedAt: number;
+}
+
+/** An object a plan changes without writing it itself (RollbackPlan.changes). */
+export interface ChangedObject {
+  resource: ResourceType;
+  namespace: string;
+  name: string;
+  /** as read at plan time (the stage does not read it again) */
+  read?: KubeObject;
+  /** the Helm release it was found as a workload of: an owner counts only if it installs that release */
+  release?: { namespace: string; name: string };
 }
 
 export interface ExecuteResult {

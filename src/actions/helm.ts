@@ -9,11 +9,10 @@
 // (default '5m0s'). Release names are DNS-1123 names of at most 53 characters (as helm requires)
 // and always follow `--` on helm's command line, so no value is ever read as a flag.
 import { spawn } from 'node:child_process';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { RESOURCES, type ResourceType } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
-import type { Action, ActionContext, ExecuteResult, KindDefinition, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { liveWorkloads, releaseWorkloads } from './helm-workloads.js';
+import { reqOpts, type Action, type ActionContext, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
 
 const HELM_DURATION = /^(\d+(\.\d+)?(h|ms|m|s))+$/;
@@ -53,15 +52,34 @@ export class HelmError extends Error {
   }
 }
 
-/** Spawns argv[0] with argv[1..] (no shell), collecting output, killed at the deadline or on abort. */
+/** What one helm command may print on each stream before it is stopped (a release's manifest is at most a few MB). */
+export const HELM_OUTPUT_MAX = 16 * 1024 * 1024;
+
+/**
+ * Spawns argv[0] with argv[1..] (no shell), collecting output, killed at the deadline, on abort, or
+ * when it prints more than HELM_OUTPUT_MAX on a stream (then it fails, its output dropped).
+ */
 export const spawnRunner: HelmRunner = (argv, opts) =>
   new Promise((resolve, reject) => {
     const [file, ...args] = argv as [string, ...string[]];
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], shell: false, ...(opts.signal ? { signal: opts.signal } : {}) });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    let over = false;
+    const collect = (d: string, into: 'out' | 'err') => {
+      if (over) return;
+      if ((into === 'out' ? stdout.length : stderr.length) + d.length > HELM_OUTPUT_MAX) {
+        over = true;
+        stdout = '';
+        stderr = '';
+        child.kill('SIGKILL');
+        return;
+      }
+      if (into === 'out') stdout += d;
+      else stderr += d;
+    };
+    child.stdout.setEncoding('utf8').on('data', (d: string) => collect(d, 'out'));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => collect(d, 'err'));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
@@ -69,6 +87,7 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (over) return resolve({ code: 1, stdout: '', stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} bytes on one stream` });
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal && code === null ? `${stderr}\nkilled by ${signal} (timeout ${opts.timeoutMs} ms)` : stderr });
     });
   });
@@ -80,41 +99,6 @@ interface HistoryEntry {
   chart?: string;
   app_version?: string;
   description?: string;
-}
-
-/** The kinds of a release's objects read for their GitOps owner (RollbackPlan.changes). */
-const WORKLOADS: ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
-/** At most this many of a release's workloads are read for their owner. */
-export const RELEASE_OBJECTS_READ = 10;
-
-/**
- * The workloads a release's manifest (`helm get manifest`) holds in the release's namespace, the
- * first RELEASE_OBJECTS_READ of them: a Flux HelmRelease labels every object it renders as its own
- * (helm-controller's post-renderer), so their owner is the release's (src/gitops/stage.ts). Objects
- * in other namespaces are left out: rollguard reads only the namespaces it may act in. Only the
- * documents that say they are one of those kinds are parsed: the manifest also holds whatever
- * else the chart renders (its Secrets among them), which is never parsed, kept or logged.
- */
-export function releaseWorkloads(manifest: string, namespace: string): { resource: ResourceType; namespace: string; name: string }[] {
-  const out: { resource: ResourceType; namespace: string; name: string }[] = [];
-  const seen = new Set<string>();
-  const kinds = new RegExp(`^kind:\\s*["']?(${WORKLOADS.map((r) => r.kind).join('|')})["']?\\s*$`, 'm');
-  for (const text of manifest.split(/^---[ \t]*$/m)) {
-    if (out.length === RELEASE_OBJECTS_READ) break;
-    if (!kinds.test(text)) continue;
-    const doc = parseDocument(text);
-    if (doc.errors.length > 0) continue;
-    const o = doc.toJS({ maxAliasCount: 100 }) as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
-    const resource = WORKLOADS.find((r) => o?.kind === r.kind && o?.apiVersion === `${r.group}/${r.version}`);
-    const name = o?.metadata?.name;
-    const ns = o?.metadata?.namespace ?? namespace;
-    if (!resource || typeof name !== 'string' || ns !== namespace) continue;
-    const key = `${resource.kind}/${name}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push({ resource, namespace, name });
-  }
-  return out;
 }
 
 /** helm's duration ("5m0s", "90s", "1h") in ms; unknown = 5 min. */
@@ -182,14 +166,22 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       if (wanted < 1) return refused(ref, 'no_history', `release "${rel}" has no previous revision to roll back to`, base);
       if (!history.some((h) => h.revision === wanted)) return refused(ref, 'revision_not_found', `release "${rel}" has no revision ${wanted} in its history`, base);
       if (wanted === newest.revision) return refused(ref, 'already_matches', `release "${rel}" is already at revision ${wanted}`, { ...base, toRevision: wanted });
-      // with a cluster to read them from: the release's workloads, for the GitOps owner that installs it
-      let changes: RollbackPlan['changes'];
-      if (ctx.kube) {
-        const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--', rel];
-        const got = await read(m, ctx);
-        // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
-        if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
-        changes = releaseWorkloads(got.stdout, ref.namespace);
+      // With a cluster to read them from: the release's workloads, for the GitOps owner that
+      // installs it (helm-workloads.ts), from the current revision, else the one gone back to. Not
+      // for a recovery, which never looks for owners again.
+      let found: Awaited<ReturnType<typeof liveWorkloads>> | undefined;
+      if (ctx.kube && !ctx.recovering) {
+        const release = { namespace: ref.namespace, name: rel };
+        for (const revision of [newest.revision, wanted]) {
+          const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
+          const got = await read(m, ctx);
+          // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
+          if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
+          const objects = releaseWorkloads(got.stdout, ref.namespace);
+          if (objects.length === 0) continue;
+          found = await liveWorkloads(ctx.kube, objects, release, reqOpts(ctx));
+          break;
+        }
       }
       const command = [
         bin(),
@@ -212,7 +204,8 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})`,
         command,
         release: { namespace: ref.namespace, name: rel },
-        ...(changes?.length ? { changes } : {}),
+        ...(found?.changes.length ? { changes: found.changes } : {}),
+        ...(found?.unchecked ? { ownersUnchecked: found.unchecked } : {}),
         plannedAt: Date.now(),
       };
     },
@@ -228,7 +221,11 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       });
       if (r.code !== 0) throw new HelmError(plan.command, r);
       ctx.logger.info({ release: release(plan.target), namespace: plan.target.namespace }, 'helm rollback done');
-      return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1 };
+      // the generation the rollback left its first workload at: a later one is someone else's (the
+      // GitOps stage's drift check watches it, as it watches a written object)
+      const first = plan.changes?.[0];
+      const newGeneration = first && ctx.kube && !ctx.dryRun ? await ctx.kube.get(first.resource, first.namespace, first.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined) : undefined;
+      return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1, ...(newGeneration !== undefined ? { newGeneration } : {}) };
     },
 
     async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {

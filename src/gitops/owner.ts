@@ -19,7 +19,7 @@ import { KubeApiError } from '../kube/errors.js';
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
 import { describeFlux, fluxOwnerRef } from './flux.js';
 import { OWNER_RESOURCES, type Owner, type OwnerRef } from './types.js';
-import { notListedBy, type ObjectIdentity } from './verify.js';
+import { notInstalling, notListedBy, type ObjectIdentity } from './verify.js';
 
 export interface ObjectRef {
   resource: ResourceType;
@@ -27,6 +27,8 @@ export interface ObjectRef {
   name: string;
   /** the object as the plan read it a moment ago (PlannedWrite.before): not read again */
   read?: KubeObject;
+  /** a workload of this Helm release (RollbackPlan.changes): a HelmRelease it names counts only if it installs this release */
+  release?: { namespace: string; name: string };
 }
 
 async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string, opts: RequestOptions): Promise<KubeObject | null> {
@@ -84,7 +86,7 @@ function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[]): Owne
  * chart's gitops RBAC) is kept with its error: the caller refuses to act on what it cannot see.
  */
 export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSettings, opts: RequestOptions = {}): Promise<Owner[]> {
-  type Named = { id: string; identity: ObjectIdentity; via: string; byLabel: boolean; besideFlux: boolean };
+  type Named = { id: string; identity: ObjectIdentity; via: string; byLabel: boolean; besideFlux: boolean; release?: { namespace: string; name: string } };
   const refs = new Map<string, { ref: OwnerRef; by: Named[] }>();
   const seen = new Set<string>();
   for (const o of objects) {
@@ -99,7 +101,7 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
     for (const { ref, byLabel, besideFlux } of claimsOf(obj, argo)) {
       const k = key(ref);
       const entry = refs.get(k) ?? { ref, by: [] };
-      entry.by.push({ id, identity, via: ref.via, byLabel, besideFlux });
+      entry.by.push({ id, identity, via: ref.via, byLabel, besideFlux, ...(o.release ? { release: o.release } : {}) });
       refs.set(k, entry);
     }
   }
@@ -125,7 +127,10 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
         const appset = setName ? { name: setName, obj: await getOrNull(kube, OWNER_RESOURCES.ApplicationSet, ref.namespace, setName, opts) } : undefined;
         owners.push(withListing(describeApplication(ref, obj, appset, names), obj, ids));
       } else {
-        owners.push(withListing(describeFlux(ref, obj, names), obj, ids));
+        const owner = withListing(describeFlux(ref, obj, names), obj, ids);
+        // a Helm release's workload: its HelmRelease must be the one that installs that release
+        const of = ref.kind === 'HelmRelease' && !owner.unverified ? counted.find((n) => n.release && notInstalling(ref, obj, n.release, n.identity)) : undefined;
+        owners.push(of ? { ...owner, unverified: notInstalling(ref, obj, of.release!, of.identity)! } : owner);
       }
     } catch (err) {
       owners.push({ ...ref, found: false, sync: 'unreadable', correctsDrift: false, paused: false, settleMs: 0, objects: objs(), error: (err as Error).message });

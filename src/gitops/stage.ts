@@ -43,10 +43,19 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
     ...(plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) })),
     ...(plan.changes ?? []),
   ];
+  const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
+  if (plan.ownersUnchecked) {
+    // a Helm release whose workloads are not where its manifest puts them (helm-workloads.ts)
+    ctx.records.step(rec, 'gitops', `GitOps owner not checked: ${plan.ownersUnchecked} (gitops: ${policy})`);
+    if (policy !== 'ignore') {
+      const message = `${plan.ownersUnchecked}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`;
+      return { ...plan, summary: `refused: ${message}`, refusal: { code: 'gitops_owned', message } };
+    }
+    if (objects.length === 0) return { ...plan, summary: `${plan.summary}; GitOps owner not checked (gitops: ignore): ${plan.ownersUnchecked}` };
+  }
   if (objects.length === 0) return plan;
   const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, reqOpts(actx));
   if (owners.length === 0) return plan;
-  const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
   const g: GitOpsRecord = { policy, owners };
   rec.gitops = g;
   const who = `reconciled by ${owners.map(describeOwner).join('; ')}`;
@@ -146,7 +155,8 @@ function lastWriter(obj: KubeObject, self: string): string | undefined {
 
 /**
  * Step 3: did the rolled-back object change again after our write? Watches the plan's main object
- * (its metadata.generation against the one our write produced) until the owners' reconcile window
+ * (a Helm release's first workload when it writes none itself: RollbackPlan.changes; its
+ * metadata.generation against the one our write produced) until the owners' reconcile window
  * after the write has passed (`wait`), or looks once. The main object is the first write that is
  * not a ConfigMap or Secret restored before the workload (configDrift: restore): those have no
  * generation, and ExecuteResult.newGeneration is the workload's (the first write only when all
@@ -154,8 +164,9 @@ function lastWriter(obj: KubeObject, self: string): string | undefined {
  */
 export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, wait: boolean): Promise<string | undefined> {
   const g = rec.gitops;
-  const w = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0];
-  if (!g || !w || !actx.kube || w.subresource) return undefined;
+  // a Helm release's first workload when the plan writes nothing itself (RollbackPlan.changes)
+  const w = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0] ?? plan.changes?.[0];
+  if (!g || !w || !actx.kube || ('subresource' in w && w.subresource)) return undefined;
   const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
   let after = res.newGeneration;

@@ -10,7 +10,11 @@
 //   namespace absent for the core group and cluster-scoped objects).
 // - A HelmRelease without `status.inventory` cannot be verified: its `status.history` names Helm
 //   releases, not objects, and the objects of a release are only in Helm's release storage
-//   Secrets, which hold the release's values (often credentials): rollguard does not read them.
+//   Secrets, which hold the release's values (often credentials): rollguard's client does not read
+//   them (the Helm action's helm does, and rollguard keeps only its workloads' names).
+// - A HelmRelease reached from a Helm release's workload (a HelmRelease-kind rollback) must also
+//   say it installs that release: its newest `status.history` entry names it, and
+//   `status.storageNamespace` is where the release's records are.
 import type { Config } from '../config.js';
 import { globMatches, outOfScope } from '../guards/scope.js';
 import type { KubeObject } from '../kube/kube.js';
@@ -84,4 +88,23 @@ export function ownerOutOfScope(config: OwnerScope, ref: Pick<OwnerRef, 'kind' |
       : `owner ${key} is not in GITOPS_OWNER_ALLOW (${config.GITOPS_OWNER_ALLOW.join(', ')})`;
   }
   return outOfScope({ ...config, SCOPE_DENY_NAMESPACES: [], SCOPE_DENY_TARGETS: [] }, key, ref.namespace);
+}
+
+/**
+ * Undefined when the HelmRelease's own status says it installs this Helm release (its newest
+ * status.history entry names the release, and status.storageNamespace is the release's
+ * namespace); otherwise why it is not taken for the release's owner. A workload the release's
+ * manifest names, labelled as a HelmRelease's and listed by it, may still be another release's
+ * object: a failed install keeps its manifest, whatever objects it named.
+ */
+export function notInstalling(ref: OwnerRef, owner: KubeObject, release: { namespace: string; name: string }, via: ObjectIdentity): string | undefined {
+  const history: { name?: unknown; version?: unknown }[] = Array.isArray(owner.status?.history) ? owner.status.history : [];
+  const newest = history.reduce<{ name?: unknown; version?: unknown } | undefined>((m, h) => (!m || Number(h.version) > Number(m.version) ? h : m), undefined);
+  const storage = owner.status?.storageNamespace;
+  if (newest?.name === release.name && storage === release.namespace) return undefined;
+  const says = typeof newest?.name === 'string' && typeof storage === 'string' ? `release ${storage}/${newest.name}` : 'no release yet';
+  return (
+    `${words(via)} of Helm release ${release.namespace}/${release.name} names ${ref.tool} ${ref.kind} ${ref.namespace}/${ref.name} by its ${ref.via}, ` +
+    `but that HelmRelease's status says it installs ${says} (status.history, status.storageNamespace): it is not taken for the release's owner`
+  );
 }

@@ -108,7 +108,16 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
     metadata: { name: REL },
     spec: { interval: '1m', releaseName: REL, targetNamespace: NS, storageNamespace: NS, chartRef: { kind: 'OCIRepository', name: 'shop' } },
   });
-  const inventory = (ids: string[]) => cluster.request('PATCH', `${hrPath}/status`, { status: { inventory: { entries: ids.map((id) => ({ id, v: 'v1' })) } } });
+  // the status helm-controller writes: the objects it applied, and the release it installs (its
+  // newest history entry, and where the release's records are)
+  const status = (ids: string[], release: string) =>
+    cluster.request('PATCH', `${hrPath}/status`, {
+      status: {
+        inventory: { entries: ids.map((id) => ({ id, v: 'v1' })) },
+        storageNamespace: NS,
+        history: [{ name: release, namespace: NS, version: 2, status: 'deployed', chartName: 'shop', chartVersion: '0.1.0', configDigest: 'sha256:0', digest: 'sha256:0', firstDeployed: new Date().toISOString(), lastDeployed: new Date().toISOString() }],
+      },
+    });
   const history = async () => (JSON.parse((await helm(['history', REL, '-n', NS, '-o', 'json'])).stdout) as { revision: number; description: string }[]).map((h) => h.revision);
 
   const RULES = `rules:
@@ -141,15 +150,22 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
   };
 
   // the labels name the HelmRelease, but its status lists another object: the labels are not proof
-  await inventory([`${NS}_other_apps_Deployment`]);
+  await status([`${NS}_other_apps_Deployment`], REL);
   const refused = await alert();
   t.equal(refused.state, 'refused', `${refused.state}: ${refused.outcome?.message}`);
   t.match(refused.outcome?.message, /names Flux HelmRelease flux-system\/shop-flux by its labels .*but that HelmRelease's status.inventory does not list it/, 'the outcome names the HelmRelease and why it is not taken for the owner');
   t.same(await history(), [1, 2], 'helm rollback not run');
   t.notOk((await cluster.request<KubeObject>('GET', hrPath)).spec.suspend, 'the HelmRelease untouched');
 
-  // as helm-controller records it: the release's Deployment in its inventory
-  await inventory([`${NS}_${REL}_apps_Deployment`]);
+  // it lists the Deployment, but says it installs another release (a manifest may name another release's object)
+  await status([`${NS}_${REL}_apps_Deployment`], 'platform');
+  const other = await alert();
+  t.equal(other.state, 'refused', `${other.state}: ${other.outcome?.message}`);
+  t.match(other.outcome?.message, /but that HelmRelease's status says it installs release e2e-helm\/platform \(status\.history, status\.storageNamespace\): it is not taken for the release's owner/);
+  t.same(await history(), [1, 2], 'helm rollback not run');
+
+  // as helm-controller records it: the release's Deployment in its inventory, the release in its history
+  await status([`${NS}_${REL}_apps_Deployment`], REL);
   const rec = await alert();
   t.same(rec.gitops?.owners.map((o) => [o.kind, o.namespace, o.name, o.found, o.unverified]), [['HelmRelease', FLUX_NAMESPACE, REL, true, undefined]], 'the HelmRelease found from the release\'s workload');
   t.same(rec.gitops?.suspended?.map((s) => [s.kind, s.name, s.field, s.set]), [['HelmRelease', REL, '/spec/suspend', true]], 'suspended, and the record says what was set');

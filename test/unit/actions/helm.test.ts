@@ -1,5 +1,7 @@
 import t from 'tap';
-import { createHelmAction, helmDurationMs, RELEASE_OBJECTS_READ, releaseWorkloads, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { createHelmAction, HELM_OUTPUT_MAX, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { CAUSE, context } from './fixtures/objects.js';
@@ -88,101 +90,86 @@ t.test('spawnRunner runs without a shell and reports a missing binary clearly', 
   t.equal(helmDurationMs('1h2m3s'), 3_723_000);
 });
 
-const MANIFEST = `---
-# Source: shop/templates/deployment.yaml
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: shop
-  labels:
-    helm.toolkit.fluxcd.io/name: shop
-    helm.toolkit.fluxcd.io/namespace: flux-system
----
-# Source: shop/templates/service.yaml
-apiVersion: v1
-kind: Service
-metadata:
-  name: shop
----
-# Source: shop/templates/worker.yaml
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: shop-worker
-  namespace: shop
----
-# in another namespace: not read
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: agent
-  namespace: kube-system
----
-# a kind of the same name in another group: not a workload
-apiVersion: example.com/v1
-kind: Deployment
-metadata:
-  name: lookalike
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: shop
-`;
 
-t.test('with a cluster: the release\'s workloads (helm get manifest), for the GitOps owner that installs it', async (t) => {
-  const f = fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } });
+/** A Deployment of release shop/shop as Helm leaves it (its release annotations), generation 4. */
+const shopDeployment = (name = 'shop', release = 'shop') => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name, namespace: 'shop', generation: 4, annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': 'shop' } },
+  spec: {},
+});
+const MANIFEST = 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: shop\nstringData:\n  password: hunter2\n';
+
+t.test('with a cluster: the release\'s live workloads (helm get manifest), for the GitOps owner that installs it; execute notes their generation', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment());
+  const f = fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST }, rollback: { stdout: 'Rollback was a success!' } });
   const helm = createHelmAction({ helmBin: '/opt/helm', kubeconfig: '/etc/kc', run: f.run });
-  const plan = await helm.plan(ref, context(new FakeKube()));
+  const plan = await helm.plan(ref, context(kube));
   t.notOk(plan.refusal);
-  t.same(f.calls[1], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--', 'shop'], 'the release\'s manifest, its name after --');
-  t.same(
-    plan.changes?.map((c) => `${c.resource.group}/${c.resource.kind}/${c.namespace}/${c.name}`),
-    ['apps/Deployment/shop/shop', 'apps/StatefulSet/shop/shop-worker'],
-    'its Deployments, StatefulSets and DaemonSets in the release\'s namespace, once each',
-  );
+  t.same(f.calls[1], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--revision', '2', '--', 'shop'], 'the current revision\'s manifest, the release after --');
+  t.same(plan.changes?.map((c) => [c.resource.kind, c.namespace, c.name, c.release]), [['Deployment', 'shop', 'shop', { namespace: 'shop', name: 'shop' }]]);
+  t.equal(plan.changes?.[0]?.read?.metadata.generation, 4, 'read at plan time, so the GitOps stage does not read it again');
+  t.notOk(plan.ownersUnchecked);
+  t.notMatch(JSON.stringify(plan), /hunter2/, 'nothing of the manifest\'s Secret in the plan');
   t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }], 'what it writes is still the release');
+  kube.put(RESOURCES.deployments, { ...shopDeployment(), metadata: { ...shopDeployment().metadata, generation: 5 } });
+  const res = await helm.execute(plan, context(kube));
+  t.equal(res.newGeneration, 5, 'the generation helm rollback left the workload at (the drift check watches from it)');
 
   const noCluster = fake({ history: { stdout: HISTORY } });
   const offline = await createHelmAction({ run: noCluster.run }).plan(ref, context(null));
   t.equal(noCluster.calls.length, 1, 'without a cluster client nothing reads owners, so the manifest is not read');
   t.notOk(offline.changes);
+  const rec = fake({ history: { stdout: HISTORY } });
+  await createHelmAction({ run: rec.run }).plan(ref, context(kube, { recovering: true }));
+  t.equal(rec.calls.length, 1, 'nor for a recovery, which does not look for owners again');
 });
 
-t.test('the release\'s workloads: at most RELEASE_OBJECTS_READ read; a document that does not parse is skipped', async (t) => {
-  const many = Array.from({ length: RELEASE_OBJECTS_READ + 5 }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d${i}\n`).join('---\n');
-  const w = releaseWorkloads(`kind: [unclosed\n---\n${many}`, 'shop');
-  t.equal(w.length, RELEASE_OBJECTS_READ);
-  t.equal(w[0]?.name, 'd0', 'the broken first document skipped, the rest read in order');
-  t.same(releaseWorkloads('', 'shop'), [], 'an empty manifest: none');
+t.test('a current revision without workloads: the manifest of the revision gone back to', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment());
+  const calls: string[][] = [];
+  const run: HelmRunner = async (argv) => {
+    calls.push(argv);
+    if (argv[1] === 'history') return { code: 0, stdout: HISTORY, stderr: '' };
+    const revision = argv[argv.indexOf('--revision') + 1];
+    return { code: 0, stdout: revision === '2' ? 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shop\n' : MANIFEST, stderr: '' };
+  };
+  const plan = await createHelmAction({ run }).plan(ref, context(kube));
+  t.same(calls.filter((c) => c[1] === 'get').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1']);
+  t.same(plan.changes?.map((c) => c.name), ['shop']);
+});
+
+t.test('a workload the manifest names that is another release\'s is not counted; none where the manifest puts them: the owner is not checked', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment('shop', 'platform'));
+  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(kube));
+  t.notOk(plan.changes, 'Deployment shop/shop is release platform\'s (a failed install of this one named it): its owner is not this release\'s');
+  t.notOk(plan.ownersUnchecked, 'it exists, so nothing is missing');
+  const empty = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(new FakeKube()));
+  t.notOk(empty.refusal, 'the action does not refuse: the GitOps stage decides by the rule\'s policy');
+  t.match(empty.ownersUnchecked, /^the workloads of Helm release shop\/shop are not where its manifest puts them \(Deployment\/shop\/shop\): it may keep them in another namespace than its records, as a Flux HelmRelease with targetNamespace does/);
+  const forbidden = new FakeKube();
+  forbidden.failNext('get', new KubeApiError({ status: 403, reason: 'Forbidden', message: 'deployments.apps "shop" is forbidden', operation: 'get deployments shop/shop' }));
+  await t.rejects(createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(forbidden)), /cannot read Deployment shop\/shop of Helm release shop\/shop to find its GitOps owner/, 'a refused read fails the plan');
 });
 
 t.test('a manifest that cannot be read fails the plan, naming the command, never with what helm printed', async (t) => {
   const f = fake({ history: { stdout: HISTORY }, get: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
   await t.rejects(createHelmAction({ run: f.run }).plan(ref, context(new FakeKube())), /helm get manifest exited 1: Error: Kubernetes cluster unreachable/);
   // printed then failed, with nothing on stderr: the rendered objects (the chart's Secrets) stay out of the error, the log and the record
-  const printed = fake({ history: { stdout: HISTORY }, get: { code: 1, stdout: 'apiVersion: v1\nkind: Secret\nstringData:\n  password: hunter2\n' } });
+  const printed = fake({ history: { stdout: HISTORY }, get: { code: 1, stdout: MANIFEST } });
   const err = await createHelmAction({ run: printed.run }).plan(ref, context(new FakeKube())).catch((e: Error) => e);
   t.match(err, { message: /^helm get manifest exited 1:/ });
   t.notMatch((err as Error).message, /hunter2|Secret/);
 });
 
-t.test('the manifest\'s other documents are not parsed: a Secret that is not YAML, or a workload kind in its data, changes nothing', async (t) => {
-  const manifest = `apiVersion: v1
-kind: Secret
-stringData: {unclosed: [
----
-apiVersion: v1
-kind: ConfigMap
-data:
-  nested: |
-    kind: Deployment
-    ---
-    kind: StatefulSet
----
-apiVersion: apps/v1
-kind: "Deployment"
-metadata: {name: web}
-`;
-  t.same(releaseWorkloads(manifest, 'shop').map((w) => `${w.resource.kind}/${w.name}`), ['Deployment/web']);
+t.test('spawnRunner stops a command that prints more than HELM_OUTPUT_MAX, and drops what it printed', async (t) => {
+  const r = await spawnRunner([process.execPath, '-e', `process.stdout.write('x'.repeat(${HELM_OUTPUT_MAX + 1024}))`], { timeoutMs: 20_000 });
+  t.equal(r.code, 1);
+  t.equal(r.stdout, '');
+  t.match(r.stderr, /^stopped: printed more than 16777216 bytes on one stream$/);
+  const ok = await spawnRunner([process.execPath, '-e', "process.stdout.write('y'.repeat(1024))"], { timeoutMs: 20_000 });
+  t.equal(ok.stdout.length, 1024, 'below it, all of it');
 });

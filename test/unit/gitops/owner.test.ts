@@ -272,3 +272,26 @@ t.test('an Application CRD without automated.enabled (before Argo CD 3.x) prunes
   t.same(err.suspended.map((s) => s.kind), ['Kustomization'], 'the Kustomization suspended before it is reported, to be recorded');
   t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy.automated, { prune: true, selfHeal: true }, 'automated sync still on');
 });
+
+t.test('a Helm release\'s workload: its HelmRelease counts only if its status says it installs that release', async (t) => {
+  const hr = (status: Record<string, unknown>) => {
+    const kube = new FakeKube();
+    kube.add(RESOURCES.deployments, deploy({ labels: { 'helm.toolkit.fluxcd.io/name': 'platform', 'helm.toolkit.fluxcd.io/namespace': 'flux-system' } }));
+    kube.add(OWNER_RESOURCES.HelmRelease, { apiVersion: 'helm.toolkit.fluxcd.io/v2', kind: 'HelmRelease', metadata: { name: 'platform', namespace: 'flux-system' },
+      spec: { interval: '10m' }, status: { inventory: { entries: [{ id: 'shop_checkout_apps_Deployment', v: 'v1' }] }, ...status } });
+    return kube;
+  };
+  const workload = { resource: RESOURCES.deployments, namespace: 'shop', name: 'checkout', release: { namespace: 'shop', name: 'checkout' } };
+  const installs = await findOwners(hr({ storageNamespace: 'shop', history: [{ name: 'checkout', version: 1 }, { name: 'checkout', version: 2 }] }), [workload], ARGO);
+  t.same(names(installs), ['Flux HelmRelease flux-system/platform'], 'its newest history entry names the release, its storage namespace the release\'s: the owner');
+  // a tenant's release shop/checkout whose failed install named the platform team's Deployment: that HelmRelease lists it, but installs another release
+  const other = await findOwners(hr({ storageNamespace: 'shop', history: [{ name: 'checkout', version: 1 }, { name: 'platform', version: 2 }] }), [workload], ARGO);
+  t.same(names(other), ['Flux HelmRelease flux-system/platform (unverified)']);
+  t.match(other[0]!.unverified, /^Deployment\/shop\/checkout of Helm release shop\/checkout names Flux HelmRelease flux-system\/platform by its labels helm\.toolkit\.fluxcd\.io\/name and \/namespace, but that HelmRelease's status says it installs release shop\/platform \(status\.history, status\.storageNamespace\): it is not taken for the release's owner$/);
+  const elsewhere = await findOwners(hr({ storageNamespace: 'flux-system', history: [{ name: 'checkout', version: 2 }] }), [workload], ARGO);
+  t.same(names(elsewhere), ['Flux HelmRelease flux-system/platform (unverified)'], 'the same name kept in another namespace is another release');
+  const never = await findOwners(hr({}), [workload], ARGO);
+  t.match(never[0]!.unverified, /installs no release yet/);
+  const plain = await findOwners(hr({}), [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'checkout' }], ARGO);
+  t.same(names(plain), ['Flux HelmRelease flux-system/platform'], 'an object a plan writes (not found as a release\'s workload) is checked by the inventory alone, as before');
+});

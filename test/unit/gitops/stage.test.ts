@@ -4,7 +4,7 @@
 import t from 'tap';
 import type { ExecuteResult, PlannedWrite, RollbackPlan } from '../../../src/actions/action.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
-import { driftedBack } from '../../../src/gitops/stage.js';
+import { driftedBack, withGitOps } from '../../../src/gitops/stage.js';
 import type { Owner } from '../../../src/gitops/types.js';
 import { RESOURCES, type ResourceType } from '../../../src/kube/kube.js';
 import { bareEngineContext } from '../../support/engine.js';
@@ -60,5 +60,39 @@ t.test('drift-back: the Deployment is watched, also when configDrift: restore wr
     t.equal(back, 're-applied by Flux Kustomization flux-system/apps: deployments shop/cart changed after the rollback (generation 8 -> 9, last written by kustomize-controller)', what);
     t.match(rec.timeline, [{ step: 'gitops_drift', message: /^re-applied by Flux Kustomization flux-system\/apps/ }]);
     t.notOk(kube.calls.some((c) => c.verb === 'get' && c.resource !== 'deployments'), `${what}: the restored configuration is not what is watched`);
+  }
+});
+
+const HR: Owner = { ...KS, kind: 'HelmRelease', name: 'cart', via: 'labels helm.toolkit.fluxcd.io/name and /namespace', sync: 'reconciled every 5m, drift detection disabled', correctsDrift: false };
+const helmPlan = (o: Partial<RollbackPlan> = {}): RollbackPlan => ({
+  target: { kind: 'HelmRelease', namespace: 'shop', name: 'cart' }, kind: 'HelmRelease', summary: 'helm rollback cart 1 in shop', command: ['helm', 'rollback'], release: { namespace: 'shop', name: 'cart' }, plannedAt: 0, ...o,
+});
+
+t.test('drift-back of a Helm release: its first workload is watched (helm-controller upgrading it again under gitops: ignore)', async (t) => {
+  const kube = cluster();
+  const ctx = engineContext();
+  const rec = { id: 'r-1', timeline: [], times: { executedAt: Date.now() }, gitops: { policy: 'ignore', owners: [HR] } } as unknown as RollbackRecord;
+  const p = helmPlan({ changes: [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'cart', release: { namespace: 'shop', name: 'cart' } }] });
+  t.equal(await driftedBack(ctx, rec, p, res, context(kube), false), undefined, 'untouched since helm rollback left it');
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'cart')!;
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, generation: 9, managedFields: [{ manager: 'helm-controller', operation: 'Update', time: new Date().toISOString(), fieldsV1: { 'f:spec': {} } }] } as typeof d.metadata });
+  t.equal(await driftedBack(ctx, rec, p, res, context(kube), false), 're-applied by Flux HelmRelease flux-system/cart: deployments shop/cart changed after the rollback (generation 8 -> 9, last written by helm-controller)');
+  t.equal(await driftedBack(ctx, rec, helmPlan(), res, context(kube), false), undefined, 'a release without workloads read: nothing to watch');
+});
+
+t.test('a Helm release whose owner could not be checked: refused unless the rule says gitops: ignore', async (t) => {
+  const why = 'the workloads of Helm release shop/cart are not where its manifest puts them (Deployment/shop/cart): it may keep them in another namespace than its records, as a Flux HelmRelease with targetNamespace does, so its GitOps owner cannot be checked';
+  for (const policy of ['suspend', 'refuse', 'ignore'] as const) {
+    const ctx = engineContext();
+    ctx.ruleFor = () => ({ gitops: policy }) as unknown as ReturnType<typeof ctx.ruleFor>;
+    const rec = { id: 'r-1', target: 'HelmRelease/shop/cart', timeline: [], times: {} } as unknown as RollbackRecord;
+    const out = await withGitOps(ctx, rec, helmPlan({ ownersUnchecked: why }), context(new FakeKube()));
+    t.match(rec.timeline, [{ step: 'gitops', message: `GitOps owner not checked: ${why} (gitops: ${policy})` }], `${policy}: the timeline says so`);
+    if (policy === 'ignore') {
+      t.notOk(out.refusal, 'ignore: goes on');
+      t.equal(out.summary, `helm rollback cart 1 in shop; GitOps owner not checked (gitops: ignore): ${why}`);
+    } else {
+      t.same(out.refusal, { code: 'gitops_owned', message: `${why}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles HelmRelease/shop/cart` }, `${policy}: refused, naming the setting`);
+    }
   }
 });

@@ -1,0 +1,106 @@
+// A Helm release's workloads, for the GitOps owner that installs the release (RollbackPlan.changes,
+// src/gitops/stage.ts): a Flux HelmRelease labels every object it renders as its own
+// (helm-controller's post-renderer), and `helm rollback` rewrites those objects, so the
+// HelmRelease would put the bad revision back unless suspended first.
+//
+//  1. releaseWorkloads(): the Deployments, StatefulSets and DaemonSets the release's manifest
+//     (`helm get manifest`) names. Only documents that mention one of those kinds are parsed: the
+//     manifest also holds whatever else the chart renders (its Secrets among it), which is never
+//     parsed, kept or logged.
+//  2. liveWorkloads(): each read from the cluster, and kept only if it is this release's own (Helm's
+//     `meta.helm.sh/release-name` and `/release-namespace` annotations): a manifest may name an
+//     object that is another release's (a failed install keeps its manifest), and that object's
+//     owner is not this release's. None found where the manifest puts them (the release keeps its
+//     objects in another namespace than its records, as a Flux HelmRelease with targetNamespace
+//     does): the owner cannot be checked, and the stage refuses unless the rule says gitops: ignore.
+import { parseDocument } from 'yaml';
+import { KubeApiError } from '../kube/errors.js';
+import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
+import { invalidName } from '../kube/names.js';
+import type { ChangedObject } from './action.js';
+
+const WORKLOADS: ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
+/** At most this many of a release's workloads are read for their owner. */
+export const RELEASE_OBJECTS_READ = 10;
+/** At most this many of the manifest's documents are looked at. */
+export const MANIFEST_DOCUMENTS_READ = 5000;
+
+const MENTIONS = new RegExp(`\\bkind["']?\\s*:\\s*["']?(${WORKLOADS.map((r) => r.kind).join('|')})\\b`);
+/** A document separator: `---` at the start of a line, alone or before a comment or a space. */
+const SEPARATOR = /^---(?:[ \t].*)?$/m;
+
+export interface ReleaseObject {
+  resource: ResourceType;
+  /** as the manifest says it, else the release's */
+  namespace: string;
+  name: string;
+}
+
+/**
+ * The workloads a release's manifest names, each once, the first RELEASE_OBJECTS_READ of them; a
+ * document without a namespace is the release's (`namespace`). A document that does not parse, or
+ * that holds more aliases than a manifest needs, is skipped.
+ */
+export function releaseWorkloads(manifest: string, namespace: string): ReleaseObject[] {
+  const out: ReleaseObject[] = [];
+  const seen = new Set<string>();
+  let docs = 0;
+  for (const text of manifest.split(SEPARATOR)) {
+    if (out.length === RELEASE_OBJECTS_READ || ++docs > MANIFEST_DOCUMENTS_READ) break;
+    if (!MENTIONS.test(text)) continue;
+    let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
+    try {
+      const doc = parseDocument(text);
+      if (doc.errors.length > 0) continue;
+      o = doc.toJS({ maxAliasCount: 100 }) as typeof o;
+    } catch {
+      continue; // more aliases than maxAliasCount
+    }
+    const resource = WORKLOADS.find((r) => o?.kind === r.kind && o?.apiVersion === `${r.group}/${r.version}`);
+    const name = o?.metadata?.name;
+    const ns = o?.metadata?.namespace ?? namespace;
+    if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
+    const key = `${resource.kind}/${ns}/${name}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ resource, namespace: ns, name });
+  }
+  return out;
+}
+
+/** Whether Helm's annotations say the object is this release's. */
+function releaseOf(obj: KubeObject, release: { namespace: string; name: string }): boolean {
+  const a = obj.metadata.annotations ?? {};
+  return a['meta.helm.sh/release-name'] === release.name && a['meta.helm.sh/release-namespace'] === release.namespace;
+}
+
+/**
+ * The workloads the manifest names that are live and this release's own (read now, so the stage
+ * does not read them again), and, when none is, why the release's GitOps owner cannot be checked
+ * (`unchecked`): some are missing where the manifest puts them. A read the API server refuses (not
+ * a 404) fails the plan: rollguard does not act on what it cannot see.
+ */
+export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, opts: RequestOptions): Promise<{ changes: ChangedObject[]; unchecked?: string }> {
+  const changes: ChangedObject[] = [];
+  const missing: string[] = [];
+  for (const o of objects) {
+    let obj: KubeObject;
+    try {
+      obj = await kube.get(o.resource, o.namespace, o.name, opts);
+    } catch (err) {
+      if (err instanceof KubeApiError && err.isNotFound) {
+        missing.push(`${o.resource.kind}/${o.namespace}/${o.name}`);
+        continue;
+      }
+      throw new Error(`cannot read ${o.resource.kind} ${o.namespace}/${o.name} of Helm release ${release.namespace}/${release.name} to find its GitOps owner: ${(err as Error).message}`);
+    }
+    if (releaseOf(obj, release)) changes.push({ ...o, read: obj, release });
+  }
+  if (changes.length > 0 || missing.length === 0) return { changes };
+  return {
+    changes,
+    unchecked:
+      `the workloads of Helm release ${release.namespace}/${release.name} are not where its manifest puts them (${missing.join(', ')}): ` +
+      `it may keep them in another namespace than its records, as a Flux HelmRelease with targetNamespace does, so its GitOps owner cannot be checked`,
+  };
+}

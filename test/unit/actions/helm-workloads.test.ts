@@ -1,0 +1,57 @@
+// A Helm release's workloads from its manifest (src/actions/helm-workloads.ts): which documents are
+// read, and which are never parsed.
+import t from 'tap';
+import { MANIFEST_DOCUMENTS_READ, RELEASE_OBJECTS_READ, releaseWorkloads } from '../../../src/actions/helm-workloads.js';
+
+const names = (manifest: string, ns = 'shop') => releaseWorkloads(manifest, ns).map((w) => `${w.resource.group}/${w.resource.kind}/${w.namespace}/${w.name}`);
+
+t.test('the Deployments, StatefulSets and DaemonSets named, once each; a document without a namespace is the release\'s', async (t) => {
+  const manifest = `---
+# Source: shop/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+---
+# Source: shop/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+---
+apiVersion: apps/v1
+kind: StatefulSet # the worker
+metadata: {name: shop-worker, namespace: shop}
+--- # a separator with a comment
+{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "shop-agents"}}
+---
+apiVersion: example.com/v1
+kind: Deployment
+metadata:
+  name: lookalike
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+`;
+  t.same(names(manifest), ['apps/Deployment/shop/shop', 'apps/StatefulSet/shop/shop-worker', 'apps/DaemonSet/shop-agents/agent'], 'a trailing comment, flow and JSON style, and a namespace of its own are read; another group\'s Deployment is not a workload');
+  t.same(names(''), [], 'an empty manifest: none');
+});
+
+t.test('at most RELEASE_OBJECTS_READ workloads, and MANIFEST_DOCUMENTS_READ documents looked at', async (t) => {
+  const deployment = (i: number) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d${i}\n`;
+  const many = Array.from({ length: RELEASE_OBJECTS_READ + 5 }, (_, i) => deployment(i)).join('---\n');
+  t.same(names(`kind: [unclosed\n---\n${many}`), Array.from({ length: RELEASE_OBJECTS_READ }, (_, i) => `apps/Deployment/shop/d${i}`), 'a document that does not parse is skipped; the rest in order, up to the bound');
+  const filler = Array.from({ length: MANIFEST_DOCUMENTS_READ }, () => 'apiVersion: v1\nkind: ConfigMap\n').join('---\n');
+  t.same(names(`${filler}---\n${deployment(0)}`), [], 'past the documents bound nothing more is read');
+});
+
+t.test('a document with more aliases than a manifest needs is skipped, not a failed plan', async (t) => {
+  const bomb = ['apiVersion: apps/v1', 'kind: Deployment', 'metadata: {name: bomb}', 'a: &a [x, x]', ...Array.from({ length: 150 }, (_, i) => `b${i}: *a`)].join('\n');
+  t.same(names(`${bomb}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n`), ['apps/Deployment/shop/web']);
+});
+
+t.test('names that are not Kubernetes names are left out', async (t) => {
+  t.same(names('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: "../../secrets/x", namespace: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ok, namespace: "Bad NS"}\n'), []);
+});
