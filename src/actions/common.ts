@@ -295,7 +295,12 @@ export interface WrittenObject {
   name: string;
 }
 
-/** Every object a plan writes (its migration rollback Job, its Kubernetes writes, the Helm release it rolls back), each once, in order. */
+/**
+ * Every object a plan writes (its migration rollback Job, its Kubernetes writes, the Helm release it
+ * rolls back and that release's workloads, which helm rewrites: RollbackPlan.changes), each once,
+ * in order. So a Helm rollback holds its workloads' locks, passes their scope and leaves them in
+ * cooldown: a Deployment rule's `rollout undo` right after it would bring the bad revision back.
+ */
 export function writtenObjects(plan: RollbackPlan): WrittenObject[] {
   const out: WrittenObject[] = [];
   const add = (o: WrittenObject) => {
@@ -304,6 +309,7 @@ export function writtenObjects(plan: RollbackPlan): WrittenObject[] {
   if (plan.migration) add({ kind: 'Job', namespace: plan.migration.namespace, name: plan.migration.name });
   for (const w of plan.writes ?? []) add({ kind: w.resource.kind, namespace: w.namespace, name: w.name });
   if (plan.release) add({ kind: 'HelmRelease', namespace: plan.release.namespace, name: plan.release.name });
+  for (const c of plan.changes ?? []) add({ kind: c.resource.kind, namespace: c.namespace, name: c.name });
   return out;
 }
 

@@ -92,10 +92,10 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
   await installCrds(cluster, path.join(REPO_ROOT, 'test', 'fixtures', 'crds', 'flux-helm'));
   // the gitops RBAC's Roles are in Argo CD's namespace and Flux's
   for (const ns of [FLUX_NAMESPACE, 'argocd']) await cluster.kubectl(['create', 'namespace', ns], { check: true });
-  // rollguard's ServiceAccount: the chart's RBAC with HelmRelease alone on (helm's release Secrets, and
-  // the kinds a release holds, in NS: its workloads are read with those rights)
-  // and gitops.enabled (HelmReleases get and patch in flux-system)
-  await applyChartRbac(cluster, ['gitops.enabled=true', 'actions.enabled={HelmRelease}', `scope.namespaces={${NS}}`]);
+  // rollguard's ServiceAccount: the chart's RBAC with HelmRelease (helm's release Secrets, and the
+  // kinds a release holds, in NS: its workloads are read with those rights) and Deployment on, and
+  // gitops.enabled (HelmReleases get and patch in flux-system)
+  await applyChartRbac(cluster, ['gitops.enabled=true', 'actions.enabled={Deployment,HelmRelease}', `scope.namespaces={${NS}}`]);
   // helm-controller's post-renderer labels every object it renders with its HelmRelease
   const values = path.join(chart, 'flux-values.yaml');
   fs.writeFileSync(values, JSON.stringify({ labels: { 'helm.toolkit.fluxcd.io/name': REL, 'helm.toolkit.fluxcd.io/namespace': FLUX_NAMESPACE } }));
@@ -127,6 +127,12 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
     trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
     priority: P0
     onPrometheusDown: act
+  - name: bad-deploy
+    match: ['alertname="BadDeploy"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+    onPrometheusDown: act
 `;
   const { engine } = await clusterEngine({
     kubeconfig: cluster.rollguardKubeconfig,
@@ -140,10 +146,10 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
   });
   t.teardown(() => engine.stop());
   let ev = 0;
-  const alert = async () => {
-    const a = firingNow('BadRelease', REL);
+  const alert = async (labels: Record<string, string> = { alertname: 'BadRelease', namespace: NS, release: REL }) => {
+    const a = firingNow(labels.alertname!, REL);
     a.fingerprint = `bad-release-${++ev}`;
-    a.labels = { alertname: 'BadRelease', namespace: NS, release: REL };
+    a.labels = labels;
     await engine.handle({ id: `ev-${ev}`, alert: a, deliveries: 1 });
     await engine.idle();
     return (await engine.records.list({})).find((r) => r.alert?.fingerprint === a.fingerprint)!;
@@ -176,4 +182,11 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
   const d = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${REL}`);
   t.equal(d.spec.template.spec.containers[0].image, 'shop:v1', 'v1 is back');
   t.equal(rec.state, 'unverified', `${rec.state}: ${rec.outcome?.message} (no Prometheus in this test to re-check the trigger; helm status said deployed)`);
+
+  // its Deployment is in cooldown as the Helm rollback's: a Deployment rule's rollout undo now would bring v2 back
+  const undo = await alert({ alertname: 'BadDeploy', namespace: NS, deployment: REL });
+  t.equal(undo.state, 'blocked', `${undo.state}: ${undo.outcome?.message}`);
+  t.match(undo.outcome?.message, new RegExp(`^blocked by cooldown: Deployment/${NS}/${REL} was rolled back by ${rec.id} `));
+  const after = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${REL}`);
+  t.equal(after.spec.template.spec.containers[0].image, 'shop:v1', 'still v1');
 });

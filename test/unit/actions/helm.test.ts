@@ -112,7 +112,7 @@ t.test('with a cluster: the release\'s live workloads (helm get manifest), for t
   t.equal(plan.changes?.[0]?.read?.metadata.generation, 4, 'read at plan time, so the GitOps stage does not read it again');
   t.notOk(plan.ownersUnchecked);
   t.notMatch(JSON.stringify(plan), /hunter2/, 'nothing of the manifest\'s Secret in the plan');
-  t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }], 'what it writes is still the release');
+  t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }, { kind: 'Deployment', namespace: 'shop', name: 'shop' }], 'what it writes: the release, and its workload (locks, scope and cooldowns see it)');
   kube.put(RESOURCES.deployments, { ...shopDeployment(), metadata: { ...shopDeployment().metadata, generation: 5 } });
   const res = await helm.execute(plan, context(kube));
   t.equal(res.newGeneration, 5, 'the generation helm rollback left the workload at (the drift check watches from it)');
