@@ -120,20 +120,11 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
     });
   const history = async () => (JSON.parse((await helm(['history', REL, '-n', NS, '-o', 'json'])).stdout) as { revision: number; description: string }[]).map((h) => h.revision);
 
-  const RULES = `rules:
-  - name: bad-release
-    match: ['alertname="BadRelease"']
-    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P0
-    onPrometheusDown: act
-  - name: bad-deploy
-    match: ['alertname="BadDeploy"']
-    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P0
-    onPrometheusDown: act
-`;
+  // a P0 rule per kind, acting without a Prometheus to confirm (there is none here)
+  const rule = (name: string, alertname: string, target: string) =>
+    `  - { name: ${name}, match: ['alertname="${alertname}"'], target: ${target}, priority: P0, onPrometheusDown: act,\n` +
+    '      trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s } }\n';
+  const RULES = `rules:\n${rule('bad-release', 'BadRelease', '{ kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }')}${rule('bad-deploy', 'BadDeploy', '{ kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }')}`;
   const { engine } = await clusterEngine({
     kubeconfig: cluster.rollguardKubeconfig,
     // as the chart sets them with scope.namespaces and gitops.ownerAllow: rollbacks in NS only, and
