@@ -78,6 +78,11 @@ export interface ActionContext {
    * only then may a plan go on from where the writes stopped (RollbackPlan.resumes).
    */
   recovering?: boolean;
+  /**
+   * The plan is read only for what it says of the current revision (a trigger's baseline,
+   * src/engine/evaluate.ts): nothing it would do is looked into (a Helm release's workloads).
+   */
+  currentOnly?: boolean;
 }
 
 /** The request options of a rollback's API calls: its signal (cancelled at shutdown), and its turn at the API server's reads (precedence). */
@@ -208,6 +213,8 @@ export interface ExecuteResult {
   message: string;
   /** metadata.generation of the main object after the write (verify waits for it to be observed) */
   newGeneration?: number;
+  /** metadata.generation of each object the plan changes (RollbackPlan.changes) after it ran, by `Kind/namespace/name` */
+  generations?: Record<string, number>;
   /** when the write was accepted (ms since epoch) */
   at: number;
   /** attempts made (a 409 Conflict re-plans from a fresh read and tries again, at most 3 attempts) */

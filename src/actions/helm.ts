@@ -12,8 +12,10 @@ import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
 import { liveWorkloads, releaseWorkloads } from './helm-workloads.js';
+import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
+import { objectKey } from '../guards/guard.js';
 
 const HELM_DURATION = /^(\d+(\.\d+)?(h|ms|m|s))+$/;
 
@@ -52,7 +54,7 @@ export class HelmError extends Error {
   }
 }
 
-/** What one helm command may print on each stream before it is stopped (a release's manifest is at most a few MB). */
+/** What one helm command may print on each stream (characters) before it is stopped (a release's manifest is at most a few MB). */
 export const HELM_OUTPUT_MAX = 16 * 1024 * 1024;
 
 /**
@@ -87,7 +89,7 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (over) return resolve({ code: 1, stdout: '', stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} bytes on one stream` });
+      if (over) return resolve({ code: 1, stdout: '', stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream` });
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal && code === null ? `${stderr}\nkilled by ${signal} (timeout ${opts.timeoutMs} ms)` : stderr });
     });
   });
@@ -130,6 +132,43 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     return run(argv, { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: readTimeoutMs });
   }
 
+  /** Where the release's objects go: `helm list`'s namespace (a HelmRelease's targetNamespace), else the release's own. */
+  async function objectsNamespace(ref: TargetRef, rel: string, ctx: ActionContext): Promise<string> {
+    // every status helm 3 and 4 both name (helm 3 lists only deployed and failed ones by default; helm 4 has no --all)
+    const argv = [bin(), 'list', ...globals(ref.namespace), '--deployed', '--failed', '--pending', '--superseded', '--filter', `^${rel.replaceAll('.', '\\.')}$`, '-o', 'json'];
+    const r = await read(argv, ctx);
+    if (r.code !== 0) throw new HelmError(argv, r);
+    try {
+      const ns = (JSON.parse(r.stdout) as { name?: string; namespace?: string }[]).find((x) => x.name === rel)?.namespace;
+      return typeof ns === 'string' && ns !== '' ? ns : ref.namespace;
+    } catch {
+      throw new HelmError(argv, { ...r, stderr: `unparsable list JSON: ${r.stdout.slice(0, 200)}` });
+    }
+  }
+
+  /** The release's live workloads, from the first of `revisions` whose manifest names one that is live and the release's. */
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<Awaited<ReturnType<typeof liveWorkloads>>> {
+    const release = { namespace: ref.namespace, name: rel };
+    const into = await objectsNamespace(ref, rel, ctx);
+    let first: Awaited<ReturnType<typeof liveWorkloads>> | undefined;
+    for (const revision of revisions) {
+      const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
+      const got = await read(m, ctx);
+      // too large to read: nothing can be said of its owner (refused unless gitops: ignore)
+      if (got.code !== 0 && got.stderr.startsWith('stopped: printed more than')) {
+        return { changes: [], unchecked: `Helm release ${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked` };
+      }
+      // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
+      if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
+      const objects = releaseWorkloads(got.stdout, into);
+      if (objects.length === 0) continue;
+      const live = await liveWorkloads(kube, objects, release, into, reqOpts(ctx));
+      if (live.changes.length > 0) return live;
+      first ??= live;
+    }
+    return first ?? { changes: [] };
+  }
+
   const action: Action = {
     kind: 'HelmRelease',
 
@@ -168,21 +207,10 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       if (wanted === newest.revision) return refused(ref, 'already_matches', `release "${rel}" is already at revision ${wanted}`, { ...base, toRevision: wanted });
       // With a cluster to read them from: the release's workloads, for the GitOps owner that
       // installs it (helm-workloads.ts), from the current revision, else the one gone back to. Not
-      // for a recovery, which never looks for owners again.
+      // for a recovery (it never looks for owners again), nor for a plan read only for its current
+      // revision (a trigger's baseline).
       let found: Awaited<ReturnType<typeof liveWorkloads>> | undefined;
-      if (ctx.kube && !ctx.recovering) {
-        const release = { namespace: ref.namespace, name: rel };
-        for (const revision of [newest.revision, wanted]) {
-          const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
-          const got = await read(m, ctx);
-          // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
-          if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
-          const objects = releaseWorkloads(got.stdout, ref.namespace);
-          if (objects.length === 0) continue;
-          found = await liveWorkloads(ctx.kube, objects, release, reqOpts(ctx));
-          break;
-        }
-      }
+      if (ctx.kube && !ctx.recovering && !ctx.currentOnly) found = await workloadsOf(ref, rel, [newest.revision, wanted], ctx, ctx.kube);
       const command = [
         bin(),
         'rollback',
@@ -221,11 +249,17 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       });
       if (r.code !== 0) throw new HelmError(plan.command, r);
       ctx.logger.info({ release: release(plan.target), namespace: plan.target.namespace }, 'helm rollback done');
-      // the generation the rollback left its first workload at: a later one is someone else's (the
-      // GitOps stage's drift check watches it, as it watches a written object)
-      const first = plan.changes?.[0];
-      const newGeneration = first && ctx.kube && !ctx.dryRun ? await ctx.kube.get(first.resource, first.namespace, first.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined) : undefined;
-      return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1, ...(newGeneration !== undefined ? { newGeneration } : {}) };
+      // the generation the rollback left each workload at: a later one is someone else's (the
+      // GitOps stage's drift check watches them, as it watches a written object)
+      const generations: Record<string, number> = {};
+      const kube = ctx.kube;
+      if (kube && !ctx.dryRun) {
+        for (const c of plan.changes ?? []) {
+          const gen = await kube.get(c.resource, c.namespace, c.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined);
+          if (gen !== undefined) generations[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })] = gen;
+        }
+      }
+      return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1, ...(Object.keys(generations).length ? { generations } : {}) };
     },
 
     async verify(plan: RollbackPlan, ctx: ActionContext, opts: VerifyOptions): Promise<VerifyResult> {

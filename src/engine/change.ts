@@ -41,6 +41,8 @@ export interface PlanSummary {
   command?: string[];
   /** the target revision's ConfigMaps and Secrets changed since it was created, in words (names and times, never data) */
   configDrift?: string[];
+  /** objects the plan changes without writing them itself (a Helm release's workloads): names only */
+  changes?: { kind: string; namespace: string; name: string }[];
 }
 
 export function summarisePlan(p: RollbackPlan): PlanSummary {
@@ -50,6 +52,7 @@ export function summarisePlan(p: RollbackPlan): PlanSummary {
   if (p.writes) s.writes = p.writes.map(summariseWrite);
   if (p.command) s.command = p.command;
   if (p.configDrift?.length) s.configDrift = p.configDrift.map((d) => d.message);
+  if (p.changes?.length) s.changes = p.changes.map((c) => ({ kind: c.resource.kind, namespace: c.namespace, name: c.name }));
   return s;
 }
 

@@ -273,12 +273,13 @@ export class EngineContext {
    * What an action is given: the cluster, the change cause, and the fence check against every lock
    * `locks()` holds (the target's and those of the other objects the plan writes).
    */
-  actionContext(rec: RollbackRecord, locks: () => readonly Lock[], o: { recovering?: boolean } = {}): ActionContext {
+  actionContext(rec: RollbackRecord, locks: () => readonly Lock[], o: { recovering?: boolean; currentOnly?: boolean } = {}): ActionContext {
     const log = this.log;
     let logger: Logger | undefined;
     let replicated = false;
     return {
       ...(o.recovering ? { recovering: true } : {}),
+      ...(o.currentOnly ? { currentOnly: true } : {}),
       kube: this.deps.kube,
       // made on first use: a rollback that ends before its action logs (dry run, a block) makes none
       get logger(): Logger {

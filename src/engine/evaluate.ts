@@ -96,7 +96,7 @@ async function rolloutStartedAt(ctx: EngineContext, rec: RollbackRecord): Promis
   const action = ctx.actions[rec.ref.kind];
   if (!action) return undefined;
   try {
-    const plan = await action.plan(rec.ref, ctx.actionContext(rec, () => []));
+    const plan = await action.plan(rec.ref, ctx.actionContext(rec, () => [], { currentOnly: true }));
     return plan.current?.createdAt;
   } catch (err) {
     ctx.log.warn({ err, record: rec.id }, 'could not read the rollout start for the baseline');

@@ -287,7 +287,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
     // not applied: the cooldown its execute() started before the write stands for nothing
-    const keys = [fresh.target, ...cooledKeys([...(plan ? writtenObjects(plan) : []), ...(fresh.plan?.writes ?? [])], fresh.target)];
+    const keys = [fresh.target, ...cooledKeys([...(plan ? writtenObjects(plan) : []), ...(fresh.plan?.writes ?? []), ...(fresh.plan?.changes ?? [])], fresh.target)];
     await dropCooldowns(ctx.store, keys, fresh.id).catch((err: unknown) =>
       ctx.log.warn({ err, record: fresh.id }, 'could not end the cooldown of an interrupted rollback that wrote nothing; it stays until it expires'),
     );

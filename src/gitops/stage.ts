@@ -9,9 +9,10 @@
 //     within the owners' reconcile window failed ("re-applied by <owner>").
 import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
 import { isConfigWrite } from '../actions/common.js';
+import { objectKey } from '../guards/guard.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
-import type { KubeObject } from '../kube/kube.js';
+import type { KubeObject, ResourceType } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
@@ -155,8 +156,8 @@ function lastWriter(obj: KubeObject, self: string): string | undefined {
 
 /**
  * Step 3: did the rolled-back object change again after our write? Watches the plan's main object
- * (a Helm release's first workload when it writes none itself: RollbackPlan.changes; its
- * metadata.generation against the one our write produced) until the owners' reconcile window
+ * (each of a Helm release's workloads when it writes none itself: RollbackPlan.changes; its
+ * metadata.generation against the one our write, or helm's, produced) until the owners' reconcile window
  * after the write has passed (`wait`), or looks once. The main object is the first write that is
  * not a ConfigMap or Secret restored before the workload (configDrift: restore): those have no
  * generation, and ExecuteResult.newGeneration is the workload's (the first write only when all
@@ -164,24 +165,31 @@ function lastWriter(obj: KubeObject, self: string): string | undefined {
  */
 export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, res: ExecuteResult, actx: ActionContext, wait: boolean): Promise<string | undefined> {
   const g = rec.gitops;
-  // a Helm release's first workload when the plan writes nothing itself (RollbackPlan.changes)
-  const w = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0] ?? plan.changes?.[0];
-  if (!g || !w || !actx.kube || ('subresource' in w && w.subresource)) return undefined;
+  const main = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0];
+  // the written object, its baseline the generation our write produced; or, when the plan writes
+  // nothing itself, each of a Helm release's workloads (RollbackPlan.changes), from what helm left
+  const watched: { resource: ResourceType; namespace: string; name: string; after: number | undefined }[] = main
+    ? main.subresource
+      ? []
+      : [{ ...main, after: res.newGeneration }]
+    : (plan.changes ?? []).map((c) => ({ ...c, after: res.generations?.[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })] }));
+  if (!g || watched.length === 0 || !actx.kube) return undefined;
   const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
-  let after = res.newGeneration;
   for (;;) {
-    const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
-    const gen = obj.metadata.generation ?? 0;
-    after ??= gen;
-    if (gen > after) {
-      const writer = lastWriter(obj, 'rollguard');
-      const owner = g.owners.find((o) => writer && OWNER_MANAGERS[o.kind].includes(writer));
-      const what = `${w.resource.plural} ${w.namespace}/${w.name} changed after the rollback (generation ${after} -> ${gen}, last written by ${writer ?? 'unknown'})`;
-      const msg = owner ? `re-applied by ${ownerName(owner)}: ${what}` : `changed back after the rollback: ${what}; reconciled by ${g.owners.map(ownerName).join(', ')}`;
-      ctx.records.step(rec, 'gitops_drift', msg);
-      ctx.metrics.gitopsReapplied.inc({ owner_kind: owner?.kind ?? 'unknown' });
-      return msg;
+    for (const w of watched) {
+      const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
+      const gen = obj.metadata.generation ?? 0;
+      w.after ??= gen;
+      if (gen > w.after) {
+        const writer = lastWriter(obj, 'rollguard');
+        const owner = g.owners.find((o) => writer && OWNER_MANAGERS[o.kind].includes(writer));
+        const what = `${w.resource.plural} ${w.namespace}/${w.name} changed after the rollback (generation ${w.after} -> ${gen}, last written by ${writer ?? 'unknown'})`;
+        const msg = owner ? `re-applied by ${ownerName(owner)}: ${what}` : `changed back after the rollback: ${what}; reconciled by ${g.owners.map(ownerName).join(', ')}`;
+        ctx.records.step(rec, 'gitops_drift', msg);
+        ctx.metrics.gitopsReapplied.inc({ owner_kind: owner?.kind ?? 'unknown' });
+        return msg;
+      }
     }
     if (ctx.now() >= until || ctx.stopped) return undefined;
     await sleep(Math.min(1000, Math.max(50, until - ctx.now())), actx.signal);

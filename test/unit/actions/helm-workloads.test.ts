@@ -55,3 +55,25 @@ t.test('a document with more aliases than a manifest needs is skipped, not a fai
 t.test('names that are not Kubernetes names are left out', async (t) => {
   t.same(names('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: "../../secrets/x", namespace: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ok, namespace: "Bad NS"}\n'), []);
 });
+
+t.test('whether the manifest labels each as a HelmRelease\'s; a ConfigMap whose data mentions a workload kind is parsed and dropped', async (t) => {
+  const manifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {helm.toolkit.fluxcd.io/name: web, helm.toolkit.fluxcd.io/namespace: flux-system}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: templates}
+data:
+  deployment.yaml: |
+    kind: Deployment
+    metadata: {name: inner}
+`;
+  t.same(releaseWorkloads(manifest, 'shop').map((w) => [w.name, w.flux]), [['web', true], ['db', false]]);
+});

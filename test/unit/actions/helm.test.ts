@@ -92,22 +92,26 @@ t.test('spawnRunner runs without a shell and reports a missing binary clearly', 
 
 
 /** A Deployment of release shop/shop as Helm leaves it (its release annotations), generation 4. */
-const shopDeployment = (name = 'shop', release = 'shop') => ({
+const shopDeployment = (name = 'shop', release = 'shop', ns = 'shop') => ({
   apiVersion: 'apps/v1',
   kind: 'Deployment',
-  metadata: { name, namespace: 'shop', generation: 4, annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': 'shop' } },
+  metadata: { name, namespace: ns, generation: 4, annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': ns } },
   spec: {},
 });
 const MANIFEST = 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: shop\nstringData:\n  password: hunter2\n';
+/** as helm-controller renders it: labelled as its HelmRelease's */
+const FLUX_MANIFEST = 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n  labels:\n    helm.toolkit.fluxcd.io/name: shop\n    helm.toolkit.fluxcd.io/namespace: flux-system\n';
+const LIST = (ns = 'shop') => ({ stdout: JSON.stringify([{ name: 'shop', namespace: ns, revision: '2', status: 'deployed' }]) });
 
-t.test('with a cluster: the release\'s live workloads (helm get manifest), for the GitOps owner that installs it; execute notes their generation', async (t) => {
+t.test('with a cluster: the release\'s live workloads (helm get manifest), for the GitOps owner that installs it; execute notes their generations', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment());
-  const f = fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST }, rollback: { stdout: 'Rollback was a success!' } });
+  const f = fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: MANIFEST }, rollback: { stdout: 'Rollback was a success!' } });
   const helm = createHelmAction({ helmBin: '/opt/helm', kubeconfig: '/etc/kc', run: f.run });
   const plan = await helm.plan(ref, context(kube));
   t.notOk(plan.refusal);
-  t.same(f.calls[1], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--revision', '2', '--', 'shop'], 'the current revision\'s manifest, the release after --');
+  t.same(f.calls[1], ['/opt/helm', 'list', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--deployed', '--failed', '--pending', '--superseded', '--filter', '^shop$', '-o', 'json'], 'where its objects go: helm list');
+  t.same(f.calls[2], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--revision', '2', '--', 'shop'], 'the current revision\'s manifest, the release after --');
   t.same(plan.changes?.map((c) => [c.resource.kind, c.namespace, c.name, c.release]), [['Deployment', 'shop', 'shop', { namespace: 'shop', name: 'shop' }]]);
   t.equal(plan.changes?.[0]?.read?.metadata.generation, 4, 'read at plan time, so the GitOps stage does not read it again');
   t.notOk(plan.ownersUnchecked);
@@ -115,61 +119,84 @@ t.test('with a cluster: the release\'s live workloads (helm get manifest), for t
   t.same(writtenObjects(plan), [{ kind: 'HelmRelease', namespace: 'shop', name: 'shop' }, { kind: 'Deployment', namespace: 'shop', name: 'shop' }], 'what it writes: the release, and its workload (locks, scope and cooldowns see it)');
   kube.put(RESOURCES.deployments, { ...shopDeployment(), metadata: { ...shopDeployment().metadata, generation: 5 } });
   const res = await helm.execute(plan, context(kube));
-  t.equal(res.newGeneration, 5, 'the generation helm rollback left the workload at (the drift check watches from it)');
+  t.same(res.generations, { 'Deployment/shop/shop': 5 }, 'the generation helm rollback left each workload at (the drift check watches from it)');
+  const dotted = fake({ history: { stdout: HISTORY }, list: { stdout: '[]' }, get: { stdout: '' } });
+  await createHelmAction({ run: dotted.run }).plan({ ...ref, options: { release: 'shop.v2' } }, context(kube));
+  t.same(dotted.calls[1]!.slice(-4), ['--filter', '^shop\\.v2$', '-o', 'json'], 'the filter is the release name exactly (its dots escaped)');
 
   const noCluster = fake({ history: { stdout: HISTORY } });
   const offline = await createHelmAction({ run: noCluster.run }).plan(ref, context(null));
   t.equal(noCluster.calls.length, 1, 'without a cluster client nothing reads owners, so the manifest is not read');
   t.notOk(offline.changes);
-  const rec = fake({ history: { stdout: HISTORY } });
-  await createHelmAction({ run: rec.run }).plan(ref, context(kube, { recovering: true }));
-  t.equal(rec.calls.length, 1, 'nor for a recovery, which does not look for owners again');
+  for (const o of [{ recovering: true }, { currentOnly: true }]) {
+    const only = fake({ history: { stdout: HISTORY } });
+    await createHelmAction({ run: only.run }).plan(ref, context(kube, o));
+    t.equal(only.calls.length, 1, `nor for ${JSON.stringify(o)}: a recovery never looks for owners again; a trigger's baseline reads the current revision only`);
+  }
 });
 
-t.test('a current revision without workloads: the manifest of the revision gone back to', async (t) => {
+t.test('a HelmRelease with targetNamespace: the objects go where helm list says, and Helm\'s annotations name that namespace', async (t) => {
   const kube = new FakeKube();
-  kube.add(RESOURCES.deployments, shopDeployment());
+  kube.add(RESOURCES.deployments, shopDeployment('shop', 'shop', 'shop-apps'));
+  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST('shop-apps'), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(kube));
+  t.same(plan.changes?.map((c) => `${c.namespace}/${c.name}`), ['shop-apps/shop'], 'a document without a namespace is in the release\'s objects\' namespace');
+  t.same(plan.changes?.[0]?.release, { namespace: 'shop', name: 'shop' }, 'the release is still named by where its records are (its HelmRelease\'s status.storageNamespace)');
+  t.notOk(plan.ownersUnchecked);
+});
+
+t.test('a current revision without live workloads of its own: the manifest of the revision gone back to', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment('shop-v1'));
   const calls: string[][] = [];
   const run: HelmRunner = async (argv) => {
     calls.push(argv);
     if (argv[1] === 'history') return { code: 0, stdout: HISTORY, stderr: '' };
+    if (argv[1] === 'list') return { code: 0, ...LIST(), stderr: '' };
     const revision = argv[argv.indexOf('--revision') + 1];
-    return { code: 0, stdout: revision === '2' ? 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shop\n' : MANIFEST, stderr: '' };
+    // revision 2 renamed its Deployment, and failed before creating it
+    return { code: 0, stdout: FLUX_MANIFEST.replace('name: shop\n', revision === '2' ? 'name: shop-v2\n' : 'name: shop-v1\n'), stderr: '' };
   };
   const plan = await createHelmAction({ run }).plan(ref, context(kube));
   t.same(calls.filter((c) => c[1] === 'get').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1']);
-  t.same(plan.changes?.map((c) => c.name), ['shop']);
+  t.same(plan.changes?.map((c) => c.name), ['shop-v1']);
+  t.notOk(plan.ownersUnchecked, 'found in revision 1: nothing unchecked');
 });
 
-t.test('a workload the manifest names that is another release\'s is not counted; none where the manifest puts them: the owner is not checked', async (t) => {
+t.test('none live and the release\'s: unchecked only when the manifest labels them as a HelmRelease\'s', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment('shop', 'platform'));
-  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(kube));
-  t.notOk(plan.changes, 'Deployment shop/shop is release platform\'s (a failed install of this one named it): its owner is not this release\'s');
-  t.notOk(plan.ownersUnchecked, 'it exists, so nothing is missing');
-  const empty = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(new FakeKube()));
-  t.notOk(empty.refusal, 'the action does not refuse: the GitOps stage decides by the rule\'s policy');
-  t.match(empty.ownersUnchecked, /^the workloads of Helm release shop\/shop are not where its manifest puts them \(Deployment\/shop\/shop\): it may keep them in another namespace than its records, as a Flux HelmRelease with targetNamespace does/);
+  const deputy = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(kube));
+  t.notOk(deputy.changes, 'Deployment shop/shop is release platform\'s (a failed install of this one named it): its owner is not this release\'s');
+  t.equal(deputy.ownersUnchecked, "Helm release shop/shop's manifest labels its workloads as a Flux HelmRelease's, but none of them is live and the release's (Deployment/shop/shop another release's), so that HelmRelease cannot be checked");
+  const missing = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(new FakeKube()));
+  t.notOk(missing.refusal, 'the action does not refuse: the GitOps stage decides by the rule\'s policy');
+  t.match(missing.ownersUnchecked, /\(Deployment\/shop\/shop missing\)/);
   const forbidden = new FakeKube();
   forbidden.failNext('get', new KubeApiError({ status: 403, reason: 'Forbidden', message: 'deployments.apps "shop" is forbidden', operation: 'get deployments shop/shop' }));
-  await t.rejects(createHelmAction({ run: fake({ history: { stdout: HISTORY }, get: { stdout: MANIFEST } }).run }).plan(ref, context(forbidden)), /cannot read Deployment shop\/shop of Helm release shop\/shop to find its GitOps owner/, 'a refused read fails the plan');
+  const refused = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(forbidden));
+  t.match(refused.ownersUnchecked, /\(Deployment\/shop\/shop unreadable \(.*forbidden.*\)\)/, 'a refused read: unchecked, not a failed plan');
+  const plain = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: MANIFEST } }).run }).plan(ref, context(new FakeKube()));
+  t.notOk(plain.ownersUnchecked, 'a plain helm release (no HelmRelease labels in its manifest) whose Deployment was deleted: nothing to check, not refused');
 });
 
-t.test('a manifest that cannot be read fails the plan, naming the command, never with what helm printed', async (t) => {
-  const f = fake({ history: { stdout: HISTORY }, get: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
+t.test('a manifest that cannot be read fails the plan, naming the command, never with what helm printed; one too large to read leaves the owner unchecked', async (t) => {
+  const f = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
   await t.rejects(createHelmAction({ run: f.run }).plan(ref, context(new FakeKube())), /helm get manifest exited 1: Error: Kubernetes cluster unreachable/);
   // printed then failed, with nothing on stderr: the rendered objects (the chart's Secrets) stay out of the error, the log and the record
-  const printed = fake({ history: { stdout: HISTORY }, get: { code: 1, stdout: MANIFEST } });
+  const printed = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stdout: MANIFEST } });
   const err = await createHelmAction({ run: printed.run }).plan(ref, context(new FakeKube())).catch((e: Error) => e);
   t.match(err, { message: /^helm get manifest exited 1:/ });
   t.notMatch((err as Error).message, /hunter2|Secret/);
+  const huge = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream` } });
+  const plan = await createHelmAction({ run: huge.run }).plan(ref, context(new FakeKube()));
+  t.match(plan.ownersUnchecked, /^Helm release shop's manifest of revision 2 is larger than helm output may be \(16777216 characters\), so whether a Flux HelmRelease installs it cannot be checked$/);
 });
 
 t.test('spawnRunner stops a command that prints more than HELM_OUTPUT_MAX, and drops what it printed', async (t) => {
   const r = await spawnRunner([process.execPath, '-e', `process.stdout.write('x'.repeat(${HELM_OUTPUT_MAX + 1024}))`], { timeoutMs: 20_000 });
   t.equal(r.code, 1);
   t.equal(r.stdout, '');
-  t.match(r.stderr, /^stopped: printed more than 16777216 bytes on one stream$/);
+  t.match(r.stderr, /^stopped: printed more than 16777216 characters on one stream$/);
   const ok = await spawnRunner([process.execPath, '-e', "process.stdout.write('y'.repeat(1024))"], { timeoutMs: 20_000 });
   t.equal(ok.stdout.length, 1024, 'below it, all of it');
 });

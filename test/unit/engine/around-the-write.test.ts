@@ -6,7 +6,7 @@
 // - a rollback that wrote nothing after all, for certain, gives its cooldown back, and says which
 //   GitOps owners it left suspended.
 import t from 'tap';
-import type { ActionContext, ExecuteResult, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
+import type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
 import { executeWrites } from '../../../src/actions/common.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
@@ -307,4 +307,64 @@ t.test('a GitOps owner suspended first: the cooldown written after it is still w
   t.equal(kube.calls.filter((c) => c.verb === 'patch' && c.resource === 'deployments').length, 0, 'no rollback write');
   t.match(rec?.outcome?.message, /REDIS_MIN_REPLICAS_ACK.*not writing/);
   t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'the cooldown given back');
+});
+
+t.test('a Helm rollback whose replica dies after starting its cooldowns, before helm ran: the recovery ends the release\'s and its workloads\' cooldowns', async (t) => {
+  // a HelmRelease-kind action as src/actions/helm.ts plans: the release written, its workload changed (not planned by a recovery)
+  const ran: string[] = [];
+  const helmLike: Action = {
+    kind: 'HelmRelease',
+    async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
+      return {
+        target: ref, kind: 'HelmRelease', fromRevision: 2, toRevision: 1, current: { revision: 2, createdAt: Date.now() - 3_600_000, annotations: {} },
+        summary: `helm rollback ${ref.name} 1`, command: ['helm', 'rollback', '--', ref.name, '1'], release: { namespace: ref.namespace, name: ref.name },
+        ...(ctx.recovering ? {} : { changes: [{ resource: RESOURCES.deployments, namespace: ref.namespace, name: 'shop-web', release: { namespace: ref.namespace, name: ref.name } }] }),
+        plannedAt: Date.now(),
+      };
+    },
+    async execute(plan: RollbackPlan): Promise<ExecuteResult> {
+      ran.push(plan.summary);
+      return { applied: true, message: 'done', at: Date.now(), attempts: 1 };
+    },
+    async verify() {
+      return { outcome: 'succeeded' as const, message: 'deployed' };
+    },
+  };
+  const HELM_RULES = `rules:
+  - name: release-errors
+    match: ['alertname="ReleaseErrors"']
+    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+`;
+  let skew = 0;
+  const mem = new MemoryStore(() => Date.now() + skew);
+  let dead = false;
+  const never = new Promise<never>(() => {});
+  const storeA = aroundStore(mem, async (op, args, call) => {
+    if (dead) return never;
+    if (op === 'setValue' && String(args[0]) === 'cooldown:Deployment/prod/shop-web') {
+      await call(); // the workload's cooldown is the last written before helm runs: then SIGKILL
+      dead = true;
+      return never;
+    }
+    return call();
+  });
+  const a = testEngine({ store: storeA, owner: 'replica-a', ruleText: HELM_RULES, actions: { HelmRelease: helmLike } });
+  const b = testEngine({ store: mem, owner: 'replica-b', ruleText: HELM_RULES, actions: { HelmRelease: helmLike }, now: () => Date.now() + skew });
+  const alert = firing('ReleaseErrors');
+  alert.labels = { alertname: 'ReleaseErrors', namespace: 'prod', release: 'shop' };
+  void a.engine.handle({ id: 'ev-a', alert, deliveries: 1 });
+  const end = Date.now() + 10_000;
+  while (!dead && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  t.ok(dead, 'replica A started the cooldowns and died');
+  t.same(ran, [], 'helm never ran');
+  const first = (await b.engine.records.list({}))[0]!;
+  t.same(first.plan?.changes, [{ kind: 'Deployment', namespace: 'prod', name: 'shop-web' }], 'the record names the workload its plan changes (names only)');
+  for (const key of ['HelmRelease/prod/shop', 'Deployment/prod/shop-web']) t.match(JSON.parse((await mem.getValue(`cooldown:${key}`)) ?? 'null'), { id: first.id }, `${key} in cooldown`);
+  skew = 3_000; // past LOCK_TTL
+  await b.engine.tick();
+  await b.engine.idle();
+  t.equal((await b.engine.records.get(first.id))?.state, 'interrupted');
+  for (const key of ['HelmRelease/prod/shop', 'Deployment/prod/shop-web']) t.equal(await mem.getValue(`cooldown:${key}`), null, `${key}: its cooldown ended (the rollback changed nothing)`);
 });

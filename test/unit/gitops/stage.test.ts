@@ -68,15 +68,21 @@ const helmPlan = (o: Partial<RollbackPlan> = {}): RollbackPlan => ({
   target: { kind: 'HelmRelease', namespace: 'shop', name: 'cart' }, kind: 'HelmRelease', summary: 'helm rollback cart 1 in shop', command: ['helm', 'rollback'], release: { namespace: 'shop', name: 'cart' }, plannedAt: 0, ...o,
 });
 
-t.test('drift-back of a Helm release: its first workload is watched (helm-controller upgrading it again under gitops: ignore)', async (t) => {
+t.test('drift-back of a Helm release: each of its workloads is watched (helm-controller upgrading it again under gitops: ignore)', async (t) => {
   const kube = cluster();
+  kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'cart-worker', namespace: 'shop', generation: 3 }, spec: {} });
   const ctx = engineContext();
   const rec = { id: 'r-1', timeline: [], times: { executedAt: Date.now() }, gitops: { policy: 'ignore', owners: [HR] } } as unknown as RollbackRecord;
-  const p = helmPlan({ changes: [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'cart', release: { namespace: 'shop', name: 'cart' } }] });
-  t.equal(await driftedBack(ctx, rec, p, res, context(kube), false), undefined, 'untouched since helm rollback left it');
-  const d = kube.peek(RESOURCES.deployments, 'shop', 'cart')!;
-  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, generation: 9, managedFields: [{ manager: 'helm-controller', operation: 'Update', time: new Date().toISOString(), fieldsV1: { 'f:spec': {} } }] } as typeof d.metadata });
-  t.equal(await driftedBack(ctx, rec, p, res, context(kube), false), 're-applied by Flux HelmRelease flux-system/cart: deployments shop/cart changed after the rollback (generation 8 -> 9, last written by helm-controller)');
+  const release = { namespace: 'shop', name: 'cart' };
+  const p = helmPlan({ changes: ['cart', 'cart-worker'].map((name) => ({ resource: RESOURCES.deployments, namespace: 'shop', name, release })) });
+  // what helm rollback left them at
+  const helmRes: ExecuteResult = { applied: true, message: 'rolled back', at: Date.now(), attempts: 1, generations: { 'Deployment/shop/cart': 8, 'Deployment/shop/cart-worker': 3 } };
+  t.equal(await driftedBack(ctx, rec, p, helmRes, context(kube), false), undefined, 'untouched since helm rollback left them');
+  // the bad revision changed only the worker: helm-controller's upgrade back moves only its generation
+  const w = kube.peek(RESOURCES.deployments, 'shop', 'cart-worker')!;
+  kube.put(RESOURCES.deployments, { ...w, metadata: { ...w.metadata, generation: 4, managedFields: [{ manager: 'helm-controller', operation: 'Update', time: new Date().toISOString(), fieldsV1: { 'f:spec': {} } }] } as typeof w.metadata });
+  t.equal(await driftedBack(ctx, rec, p, helmRes, context(kube), false), 're-applied by Flux HelmRelease flux-system/cart: deployments shop/cart-worker changed after the rollback (generation 3 -> 4, last written by helm-controller)');
+  t.equal(await driftedBack(ctx, rec, p, { ...helmRes, generations: { 'Deployment/shop/cart': 8, 'Deployment/shop/cart-worker': 4 } }, context(kube), false), undefined, 'from the generations helm left: a change before them is not one after the rollback');
   t.equal(await driftedBack(ctx, rec, helmPlan(), res, context(kube), false), undefined, 'a release without workloads read: nothing to watch');
 });
 
