@@ -5,18 +5,17 @@
 // suspended first.
 //
 //  1. releaseWorkloads(): the Deployments, StatefulSets and DaemonSets the release's manifest
-//     (`helm get manifest`) names, and whether the manifest labels each as a HelmRelease's. Only
-//     documents that mention one of those kinds are parsed (a ConfigMap or Secret whose data
-//     mentions one is parsed too, and dropped); the rest of the manifest (the chart's Secrets
-//     among it) is never parsed, and nothing of it is kept or logged.
+//     (`helm get manifest`) names. Only documents that mention one of those kinds are parsed (a
+//     ConfigMap or Secret whose data mentions one is parsed too, and dropped); the rest of the
+//     manifest (the chart's Secrets among it) is never parsed, and nothing of it is kept or logged.
 //  2. liveWorkloads(): each read from the cluster, and kept only if it is this release's own (Helm's
-//     `meta.helm.sh/release-name` and `/release-namespace` annotations; the release's namespace is
-//     where its objects go, which a HelmRelease with targetNamespace keeps apart from its records):
-//     a manifest may name an object that is another release's (a failed install keeps its
-//     manifest), and that object's owner is not this release's. When none is, and the manifest
-//     labels some as a HelmRelease's, the owner cannot be checked (`unchecked`), and the stage
-//     refuses unless the rule says gitops: ignore. A release whose manifest has no such labels is
-//     not a HelmRelease's, whatever is live.
+//     `meta.helm.sh/release-name` and `/release-namespace` annotations): a manifest may name an
+//     object that is another release's (a failed install keeps its manifest), and that object's
+//     owner is not this release's.
+//  3. labelledByFlux(): whether the manifest labels anything as a HelmRelease's. When it does and
+//     no workload is live and the release's, the owner cannot be checked (src/actions/helm.ts), and
+//     the stage refuses unless the rule says gitops: ignore. A release whose manifest has no such
+//     label (a plain `helm install`) is not a HelmRelease's, whatever is live.
 import { parseDocument } from 'yaml';
 import { KubeApiError } from '../kube/errors.js';
 import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
@@ -38,8 +37,11 @@ export interface ReleaseObject {
   /** as the manifest says it, else the release's */
   namespace: string;
   name: string;
-  /** the manifest labels it as a Flux HelmRelease's (helm.toolkit.fluxcd.io/name) */
-  flux: boolean;
+}
+
+/** Whether the manifest labels anything as a Flux HelmRelease's (helm-controller writes the label into every object it renders). */
+export function labelledByFlux(manifest: string): boolean {
+  return /helm\.toolkit\.fluxcd\.io\/name\b/.test(manifest);
 }
 
 /**
@@ -54,7 +56,7 @@ export function releaseWorkloads(manifest: string, namespace: string): ReleaseOb
   for (const text of manifest.split(SEPARATOR)) {
     if (out.length === RELEASE_OBJECTS_READ || ++docs > MANIFEST_DOCUMENTS_READ) break;
     if (!MENTIONS.test(text)) continue;
-    let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; labels?: Record<string, unknown> } } | null;
+    let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
     try {
       const doc = parseDocument(text);
       if (doc.errors.length > 0) continue;
@@ -69,31 +71,22 @@ export function releaseWorkloads(manifest: string, namespace: string): ReleaseOb
     const key = `${resource.kind}/${ns}/${name}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ resource, namespace: ns, name, flux: typeof o?.metadata?.labels?.['helm.toolkit.fluxcd.io/name'] === 'string' });
+    out.push({ resource, namespace: ns, name });
   }
   return out;
 }
 
-/** Whether Helm's annotations say the object is this release's (named `name`, its objects in `namespace`). */
-function releaseOf(obj: KubeObject, name: string, namespace: string): boolean {
+/** Whether Helm's annotations say the object is this release's. */
+function releaseOf(obj: KubeObject, release: { namespace: string; name: string }): boolean {
   const a = obj.metadata.annotations ?? {};
-  return a['meta.helm.sh/release-name'] === name && a['meta.helm.sh/release-namespace'] === namespace;
+  return a['meta.helm.sh/release-name'] === release.name && a['meta.helm.sh/release-namespace'] === release.namespace;
 }
 
 /**
  * The workloads the manifest names that are live and this release's own (read now, so the stage
- * does not read them again), and, when none is while the manifest labels some as a HelmRelease's,
- * why the release's GitOps owner cannot be checked (`unchecked`, naming each: missing, another
- * release's, or unreadable). `release` is where the release's records are (helm's -n) and its name;
- * `objectsNamespace` where its objects go (`helm list`'s namespace).
+ * does not read them again), and, for the others, why not (missing, another release's, unreadable).
  */
-export async function liveWorkloads(
-  kube: Kube,
-  objects: ReleaseObject[],
-  release: { namespace: string; name: string },
-  objectsNamespace: string,
-  opts: RequestOptions,
-): Promise<{ changes: ChangedObject[]; unchecked?: string }> {
+export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, opts: RequestOptions): Promise<{ changes: ChangedObject[]; not: string[] }> {
   const changes: ChangedObject[] = [];
   const not: string[] = [];
   for (const o of objects) {
@@ -105,12 +98,8 @@ export async function liveWorkloads(
       not.push(err instanceof KubeApiError && err.isNotFound ? `${what} missing` : `${what} unreadable (${(err as Error).message})`);
       continue;
     }
-    if (releaseOf(obj, release.name, objectsNamespace)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: obj, release });
+    if (releaseOf(obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: obj, release });
     else not.push(`${what} another release's`);
   }
-  if (changes.length > 0 || !objects.some((o) => o.flux)) return { changes };
-  return {
-    changes,
-    unchecked: `Helm release ${release.namespace}/${release.name}'s manifest labels its workloads as a Flux HelmRelease's, but none of them is live and the release's (${not.join(', ')}), so that HelmRelease cannot be checked`,
-  };
+  return { changes, not };
 }

@@ -11,9 +11,9 @@
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
-import { liveWorkloads, releaseWorkloads } from './helm-workloads.js';
+import { labelledByFlux, liveWorkloads, releaseWorkloads } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
-import { reqOpts, type Action, type ActionContext, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
+import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
 import { objectKey } from '../guards/guard.js';
 
@@ -132,41 +132,51 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     return run(argv, { ...(ctx.signal ? { signal: ctx.signal } : {}), timeoutMs: readTimeoutMs });
   }
 
-  /** Where the release's objects go: `helm list`'s namespace (a HelmRelease's targetNamespace), else the release's own. */
+  /** Where the release's objects go (`helm get metadata`'s namespace; helm 3.13 and later): the release's records' own unless a HelmRelease's targetNamespace put them elsewhere. */
   async function objectsNamespace(ref: TargetRef, rel: string, ctx: ActionContext): Promise<string> {
-    // every status helm 3 and 4 both name (helm 3 lists only deployed and failed ones by default; helm 4 has no --all)
-    const argv = [bin(), 'list', ...globals(ref.namespace), '--deployed', '--failed', '--pending', '--superseded', '--filter', `^${rel.replaceAll('.', '\\.')}$`, '-o', 'json'];
+    const argv = [bin(), 'get', 'metadata', ...globals(ref.namespace), '-o', 'json', '--', rel];
     const r = await read(argv, ctx);
     if (r.code !== 0) throw new HelmError(argv, r);
+    let ns: unknown;
     try {
-      const ns = (JSON.parse(r.stdout) as { name?: string; namespace?: string }[]).find((x) => x.name === rel)?.namespace;
-      return typeof ns === 'string' && ns !== '' ? ns : ref.namespace;
+      ns = (JSON.parse(r.stdout) as { namespace?: unknown } | null)?.namespace;
     } catch {
-      throw new HelmError(argv, { ...r, stderr: `unparsable list JSON: ${r.stdout.slice(0, 200)}` });
+      throw new HelmError(argv, { ...r, stderr: `unparsable metadata JSON: ${r.stdout.slice(0, 200)}` });
     }
+    return typeof ns === 'string' && ns !== '' ? ns : ref.namespace;
   }
 
-  /** The release's live workloads, from the first of `revisions` whose manifest names one that is live and the release's. */
-  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<Awaited<ReturnType<typeof liveWorkloads>>> {
+  /**
+   * The release's live workloads, from the first of `revisions` whose manifest names one that is live
+   * and the release's (helm-workloads.ts); `unchecked` when none is while a manifest labels anything
+   * as a HelmRelease's, or one is too large to read; `apart` when its objects are in another
+   * namespace than its records.
+   */
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string }> {
     const release = { namespace: ref.namespace, name: rel };
     const into = await objectsNamespace(ref, rel, ctx);
-    let first: Awaited<ReturnType<typeof liveWorkloads>> | undefined;
+    if (into !== ref.namespace) return { changes: [], apart: into };
+    const not = new Set<string>();
+    let flux = false;
     for (const revision of revisions) {
       const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
       const got = await read(m, ctx);
       // too large to read: nothing can be said of its owner (refused unless gitops: ignore)
       if (got.code !== 0 && got.stderr.startsWith('stopped: printed more than')) {
-        return { changes: [], unchecked: `Helm release ${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked` };
+        return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked` };
       }
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
-      const objects = releaseWorkloads(got.stdout, into);
+      flux ||= labelledByFlux(got.stdout);
+      const objects = releaseWorkloads(got.stdout, ref.namespace);
       if (objects.length === 0) continue;
-      const live = await liveWorkloads(kube, objects, release, into, reqOpts(ctx));
-      if (live.changes.length > 0) return live;
-      first ??= live;
+      const live = await liveWorkloads(kube, objects, release, reqOpts(ctx));
+      if (live.changes.length > 0) return { changes: live.changes };
+      for (const n of live.not) not.add(n);
     }
-    return first ?? { changes: [] };
+    if (!flux) return { changes: [] };
+    const why = not.size ? [...not].join(', ') : 'it names no Deployment, StatefulSet or DaemonSet';
+    return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's (${why}), so that HelmRelease cannot be checked` };
   }
 
   const action: Action = {
@@ -209,8 +219,21 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       // installs it (helm-workloads.ts), from the current revision, else the one gone back to. Not
       // for a recovery (it never looks for owners again), nor for a plan read only for its current
       // revision (a trigger's baseline).
-      let found: Awaited<ReturnType<typeof liveWorkloads>> | undefined;
-      if (ctx.kube && !ctx.recovering && !ctx.currentOnly) found = await workloadsOf(ref, rel, [newest.revision, wanted], ctx, ctx.kube);
+      let found: Awaited<ReturnType<typeof workloadsOf>> | undefined;
+      if (ctx.kube && !ctx.recovering && !ctx.currentOnly) {
+        found = await workloadsOf(ref, rel, [newest.revision, wanted], ctx, ctx.kube);
+        // the helm CLI keeps a release's records and its objects in one namespace (--namespace): a
+        // rollback from the records' namespace would write the old revision's objects there
+        if (found.apart !== undefined) {
+          return refused(
+            ref,
+            'unsupported',
+            `Helm release "${rel}" keeps its objects in namespace ${found.apart}, apart from its records in ${ref.namespace} (as a Flux HelmRelease with targetNamespace installs it): ` +
+              `helm rollback --namespace ${ref.namespace} would write the old revision's objects into ${ref.namespace}; revert the bad commit in git instead`,
+            { ...base, toRevision: wanted },
+          );
+        }
+      }
       const command = [
         bin(),
         'rollback',

@@ -13,6 +13,7 @@ import { objectKey } from '../guards/guard.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import type { KubeObject, ResourceType } from '../kube/kube.js';
+import { KubeApiError } from '../kube/errors.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
@@ -143,6 +144,22 @@ interface ManagedField {
   fieldsV1?: Record<string, unknown>;
 }
 
+/** The field managers of the rollback's own writes: rollguard's, and helm's (a Helm rollback). */
+const OWN_WRITERS = ['rollguard', 'helm'];
+
+/**
+ * Whether every write of the object's spec since `since` (ms), but the rollback's own, went through
+ * its scale subresource (an HPA or KEDA setting spec.replicas), by its managedFields: such a write
+ * is no GitOps owner putting the template back. managedFields keep one entry per manager and
+ * operation, timed by its last write (to the second); one without a time counts as a write since.
+ */
+function scaledOnly(obj: KubeObject, since: number): boolean {
+  const recent = ((obj.metadata as { managedFields?: ManagedField[] }).managedFields ?? []).filter(
+    (f) => f.fieldsV1 !== undefined && 'f:spec' in f.fieldsV1 && !OWN_WRITERS.includes(f.manager ?? '') && !(Date.parse(f.time ?? '') < since - 1000),
+  );
+  return recent.length > 0 && recent.every((f) => f.subresource === 'scale');
+}
+
 /**
  * The newest writer of an object's spec other than rollguard, from its managedFields. Writes that
  * own nothing under spec do not count: they never move the generation, and the Deployment
@@ -168,19 +185,26 @@ export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan:
   const main = plan.writes?.find((x) => !isConfigWrite(x)) ?? plan.writes?.[0];
   // the written object, its baseline the generation our write produced; or, when the plan writes
   // nothing itself, each of a Helm release's workloads (RollbackPlan.changes), from what helm left
-  const watched: { resource: ResourceType; namespace: string; name: string; after: number | undefined }[] = main
+  // (a workload helm deleted, added by the bad revision, is gone: nothing to watch there)
+  const watched: { resource: ResourceType; namespace: string; name: string; after: number | undefined; mayBeGone?: true }[] = main
     ? main.subresource
       ? []
       : [{ ...main, after: res.newGeneration }]
-    : (plan.changes ?? []).map((c) => ({ ...c, after: res.generations?.[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })] }));
+    : (plan.changes ?? []).map((c) => ({ ...c, after: res.generations?.[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })], mayBeGone: true }));
   if (!g || watched.length === 0 || !actx.kube) return undefined;
   const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
   for (;;) {
     for (const w of watched) {
-      const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
+      const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx)).catch((err: unknown) => {
+        if (w.mayBeGone && err instanceof KubeApiError && err.isNotFound) return null;
+        throw err;
+      });
+      if (!obj) continue;
       const gen = obj.metadata.generation ?? 0;
       w.after ??= gen;
+      // an autoscaler's write of spec.replicas (the scale subresource) moves the generation too: not a re-apply
+      if (gen > w.after && scaledOnly(obj, rec.times.executedAt ?? res.at)) w.after = gen;
       if (gen > w.after) {
         const writer = lastWriter(obj, 'rollguard');
         const owner = g.owners.find((o) => writer && OWNER_MANAGERS[o.kind].includes(writer));

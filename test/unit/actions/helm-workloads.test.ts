@@ -1,7 +1,7 @@
 // A Helm release's workloads from its manifest (src/actions/helm-workloads.ts): which documents are
 // read, and which are never parsed.
 import t from 'tap';
-import { MANIFEST_DOCUMENTS_READ, RELEASE_OBJECTS_READ, releaseWorkloads } from '../../../src/actions/helm-workloads.js';
+import { labelledByFlux, MANIFEST_DOCUMENTS_READ, RELEASE_OBJECTS_READ, releaseWorkloads } from '../../../src/actions/helm-workloads.js';
 
 const names = (manifest: string, ns = 'shop') => releaseWorkloads(manifest, ns).map((w) => `${w.resource.group}/${w.resource.kind}/${w.namespace}/${w.name}`);
 
@@ -56,14 +56,8 @@ t.test('names that are not Kubernetes names are left out', async (t) => {
   t.same(names('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: "../../secrets/x", namespace: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ok, namespace: "Bad NS"}\n'), []);
 });
 
-t.test('whether the manifest labels each as a HelmRelease\'s; a ConfigMap whose data mentions a workload kind is parsed and dropped', async (t) => {
+t.test('whether the manifest labels anything as a HelmRelease\'s; a ConfigMap whose data mentions a workload kind is parsed and dropped', async (t) => {
   const manifest = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {helm.toolkit.fluxcd.io/name: web, helm.toolkit.fluxcd.io/namespace: flux-system}
----
-apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: db}
 ---
@@ -75,5 +69,7 @@ data:
     kind: Deployment
     metadata: {name: inner}
 `;
-  t.same(releaseWorkloads(manifest, 'shop').map((w) => [w.name, w.flux]), [['web', true], ['db', false]]);
+  t.same(releaseWorkloads(manifest, 'shop').map((w) => w.name), ['db']);
+  t.notOk(labelledByFlux(manifest));
+  t.ok(labelledByFlux(`${manifest}---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  labels:\n    helm.toolkit.fluxcd.io/name: shop\n`), 'on any kind');
 });

@@ -15,7 +15,7 @@ function fake(responses: Record<string, { code?: number; stdout?: string; stderr
   const calls: string[][] = [];
   const run: HelmRunner = async (argv) => {
     calls.push(argv);
-    const r = responses[argv[1] as string] ?? { code: 1, stderr: 'unexpected' };
+    const r = responses[(argv[1] === 'get' ? argv[2] : argv[1]) as string] ?? { code: 1, stderr: 'unexpected' };
     return { code: r.code ?? 0, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   };
   return { run, calls };
@@ -101,16 +101,16 @@ const shopDeployment = (name = 'shop', release = 'shop', ns = 'shop') => ({
 const MANIFEST = 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: shop\nstringData:\n  password: hunter2\n';
 /** as helm-controller renders it: labelled as its HelmRelease's */
 const FLUX_MANIFEST = 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n  labels:\n    helm.toolkit.fluxcd.io/name: shop\n    helm.toolkit.fluxcd.io/namespace: flux-system\n';
-const LIST = (ns = 'shop') => ({ stdout: JSON.stringify([{ name: 'shop', namespace: ns, revision: '2', status: 'deployed' }]) });
+const META = (ns = 'shop') => ({ stdout: JSON.stringify({ name: 'shop', chart: 'shop', version: '1.1.0', namespace: ns, revision: 2, status: 'deployed' }) });
 
 t.test('with a cluster: the release\'s live workloads (helm get manifest), for the GitOps owner that installs it; execute notes their generations', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment());
-  const f = fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: MANIFEST }, rollback: { stdout: 'Rollback was a success!' } });
+  const f = fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: MANIFEST }, rollback: { stdout: 'Rollback was a success!' } });
   const helm = createHelmAction({ helmBin: '/opt/helm', kubeconfig: '/etc/kc', run: f.run });
   const plan = await helm.plan(ref, context(kube));
   t.notOk(plan.refusal);
-  t.same(f.calls[1], ['/opt/helm', 'list', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--deployed', '--failed', '--pending', '--superseded', '--filter', '^shop$', '-o', 'json'], 'where its objects go: helm list');
+  t.same(f.calls[1], ['/opt/helm', 'get', 'metadata', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '-o', 'json', '--', 'shop'], 'where its objects go: helm get metadata');
   t.same(f.calls[2], ['/opt/helm', 'get', 'manifest', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--revision', '2', '--', 'shop'], 'the current revision\'s manifest, the release after --');
   t.same(plan.changes?.map((c) => [c.resource.kind, c.namespace, c.name, c.release]), [['Deployment', 'shop', 'shop', { namespace: 'shop', name: 'shop' }]]);
   t.equal(plan.changes?.[0]?.read?.metadata.generation, 4, 'read at plan time, so the GitOps stage does not read it again');
@@ -120,10 +120,6 @@ t.test('with a cluster: the release\'s live workloads (helm get manifest), for t
   kube.put(RESOURCES.deployments, { ...shopDeployment(), metadata: { ...shopDeployment().metadata, generation: 5 } });
   const res = await helm.execute(plan, context(kube));
   t.same(res.generations, { 'Deployment/shop/shop': 5 }, 'the generation helm rollback left each workload at (the drift check watches from it)');
-  const dotted = fake({ history: { stdout: HISTORY }, list: { stdout: '[]' }, get: { stdout: '' } });
-  await createHelmAction({ run: dotted.run }).plan({ ...ref, options: { release: 'shop.v2' } }, context(kube));
-  t.same(dotted.calls[1]!.slice(-4), ['--filter', '^shop\\.v2$', '-o', 'json'], 'the filter is the release name exactly (its dots escaped)');
-
   const noCluster = fake({ history: { stdout: HISTORY } });
   const offline = await createHelmAction({ run: noCluster.run }).plan(ref, context(null));
   t.equal(noCluster.calls.length, 1, 'without a cluster client nothing reads owners, so the manifest is not read');
@@ -135,13 +131,20 @@ t.test('with a cluster: the release\'s live workloads (helm get manifest), for t
   }
 });
 
-t.test('a HelmRelease with targetNamespace: the objects go where helm list says, and Helm\'s annotations name that namespace', async (t) => {
+t.test('a release whose objects are in another namespace than its records (a HelmRelease\'s targetNamespace): refused, helm rollback would write them into the records\' namespace', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment('shop', 'shop', 'shop-apps'));
-  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST('shop-apps'), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(kube));
-  t.same(plan.changes?.map((c) => `${c.namespace}/${c.name}`), ['shop-apps/shop'], 'a document without a namespace is in the release\'s objects\' namespace');
-  t.same(plan.changes?.[0]?.release, { namespace: 'shop', name: 'shop' }, 'the release is still named by where its records are (its HelmRelease\'s status.storageNamespace)');
-  t.notOk(plan.ownersUnchecked);
+  const f = fake({ history: { stdout: HISTORY }, metadata: META('shop-apps'), manifest: { stdout: FLUX_MANIFEST } });
+  const plan = await createHelmAction({ run: f.run }).plan(ref, context(kube));
+  t.same(plan.refusal, {
+    code: 'unsupported',
+    message: 'Helm release "shop" keeps its objects in namespace shop-apps, apart from its records in shop (as a Flux HelmRelease with targetNamespace installs it): helm rollback --namespace shop would write the old revision\'s objects into shop; revert the bad commit in git instead',
+  });
+  t.notOk(f.calls.some((c) => c[2] === 'manifest'), 'nothing more read');
+  const blank = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: { stdout: '{"name":"shop"}' }, manifest: { stdout: MANIFEST } }).run }).plan(ref, context(kube));
+  t.notOk(blank.refusal, 'metadata without a namespace: the records\' own');
+  await t.rejects(createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: { stdout: 'not json' } }).run }).plan(ref, context(kube)), /helm get metadata exited 0: unparsable metadata JSON: not json/);
+  await t.rejects(createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: { code: 1, stderr: 'Error: unknown command "metadata" for "helm get"' } }).run }).plan(ref, context(kube)), /helm get metadata exited 1: Error: unknown command "metadata"/, 'a helm before 3.13: the plan fails, naming the command');
 });
 
 t.test('a current revision without live workloads of its own: the manifest of the revision gone back to', async (t) => {
@@ -151,13 +154,13 @@ t.test('a current revision without live workloads of its own: the manifest of th
   const run: HelmRunner = async (argv) => {
     calls.push(argv);
     if (argv[1] === 'history') return { code: 0, stdout: HISTORY, stderr: '' };
-    if (argv[1] === 'list') return { code: 0, ...LIST(), stderr: '' };
+    if (argv[2] === 'metadata') return { code: 0, ...META(), stderr: '' };
     const revision = argv[argv.indexOf('--revision') + 1];
     // revision 2 renamed its Deployment, and failed before creating it
     return { code: 0, stdout: FLUX_MANIFEST.replace('name: shop\n', revision === '2' ? 'name: shop-v2\n' : 'name: shop-v1\n'), stderr: '' };
   };
   const plan = await createHelmAction({ run }).plan(ref, context(kube));
-  t.same(calls.filter((c) => c[1] === 'get').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1']);
+  t.same(calls.filter((c) => c[2] === 'manifest').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1']);
   t.same(plan.changes?.map((c) => c.name), ['shop-v1']);
   t.notOk(plan.ownersUnchecked, 'found in revision 1: nothing unchecked');
 });
@@ -165,31 +168,34 @@ t.test('a current revision without live workloads of its own: the manifest of th
 t.test('none live and the release\'s: unchecked only when the manifest labels them as a HelmRelease\'s', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment('shop', 'platform'));
-  const deputy = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(kube));
+  const deputy = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(kube));
   t.notOk(deputy.changes, 'Deployment shop/shop is release platform\'s (a failed install of this one named it): its owner is not this release\'s');
-  t.equal(deputy.ownersUnchecked, "Helm release shop/shop's manifest labels its workloads as a Flux HelmRelease's, but none of them is live and the release's (Deployment/shop/shop another release's), so that HelmRelease cannot be checked");
-  const missing = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(new FakeKube()));
+  t.equal(deputy.ownersUnchecked, "Helm release shop/shop's manifest labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's (Deployment/shop/shop another release's), so that HelmRelease cannot be checked", 'each object named once, though both revisions name it');
+  const missing = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(new FakeKube()));
   t.notOk(missing.refusal, 'the action does not refuse: the GitOps stage decides by the rule\'s policy');
   t.match(missing.ownersUnchecked, /\(Deployment\/shop\/shop missing\)/);
   const forbidden = new FakeKube();
   forbidden.failNext('get', new KubeApiError({ status: 403, reason: 'Forbidden', message: 'deployments.apps "shop" is forbidden', operation: 'get deployments shop/shop' }));
-  const refused = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(forbidden));
-  t.match(refused.ownersUnchecked, /\(Deployment\/shop\/shop unreadable \(.*forbidden.*\)\)/, 'a refused read: unchecked, not a failed plan');
-  const plain = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, list: LIST(), get: { stdout: MANIFEST } }).run }).plan(ref, context(new FakeKube()));
+  const refused = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: FLUX_MANIFEST } }).run }).plan(ref, context(forbidden));
+  t.match(refused.ownersUnchecked, /\(Deployment\/shop\/shop unreadable \(.*forbidden\), Deployment\/shop\/shop missing\)/, 'a refused read: unchecked, not a failed plan (and the revision gone back to read too)');
+  const plain = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: MANIFEST } }).run }).plan(ref, context(new FakeKube()));
   t.notOk(plain.ownersUnchecked, 'a plain helm release (no HelmRelease labels in its manifest) whose Deployment was deleted: nothing to check, not refused');
+  const cronOnly = 'apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: report\n  labels: {helm.toolkit.fluxcd.io/name: shop, helm.toolkit.fluxcd.io/namespace: flux-system}\n';
+  const noWorkload = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: cronOnly } }).run }).plan(ref, context(new FakeKube()));
+  t.match(noWorkload.ownersUnchecked, /labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's \(it names no Deployment, StatefulSet or DaemonSet\)/, 'a HelmRelease\'s release of CronJobs only: unchecked, not gone on unseen');
 });
 
 t.test('a manifest that cannot be read fails the plan, naming the command, never with what helm printed; one too large to read leaves the owner unchecked', async (t) => {
-  const f = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
+  const f = fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { code: 1, stderr: 'Error: Kubernetes cluster unreachable' } });
   await t.rejects(createHelmAction({ run: f.run }).plan(ref, context(new FakeKube())), /helm get manifest exited 1: Error: Kubernetes cluster unreachable/);
   // printed then failed, with nothing on stderr: the rendered objects (the chart's Secrets) stay out of the error, the log and the record
-  const printed = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stdout: MANIFEST } });
+  const printed = fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { code: 1, stdout: MANIFEST } });
   const err = await createHelmAction({ run: printed.run }).plan(ref, context(new FakeKube())).catch((e: Error) => e);
   t.match(err, { message: /^helm get manifest exited 1:/ });
   t.notMatch((err as Error).message, /hunter2|Secret/);
-  const huge = fake({ history: { stdout: HISTORY }, list: LIST(), get: { code: 1, stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream` } });
+  const huge = fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { code: 1, stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream` } });
   const plan = await createHelmAction({ run: huge.run }).plan(ref, context(new FakeKube()));
-  t.match(plan.ownersUnchecked, /^Helm release shop's manifest of revision 2 is larger than helm output may be \(16777216 characters\), so whether a Flux HelmRelease installs it cannot be checked$/);
+  t.match(plan.ownersUnchecked, /^Helm release shop\/shop's manifest of revision 2 is larger than helm output may be \(16777216 characters\), so whether a Flux HelmRelease installs it cannot be checked$/);
 });
 
 t.test('spawnRunner stops a command that prints more than HELM_OUTPUT_MAX, and drops what it printed', async (t) => {

@@ -84,6 +84,27 @@ t.test('drift-back of a Helm release: each of its workloads is watched (helm-con
   t.equal(await driftedBack(ctx, rec, p, helmRes, context(kube), false), 're-applied by Flux HelmRelease flux-system/cart: deployments shop/cart-worker changed after the rollback (generation 3 -> 4, last written by helm-controller)');
   t.equal(await driftedBack(ctx, rec, p, { ...helmRes, generations: { 'Deployment/shop/cart': 8, 'Deployment/shop/cart-worker': 4 } }, context(kube), false), undefined, 'from the generations helm left: a change before them is not one after the rollback');
   t.equal(await driftedBack(ctx, rec, helmPlan(), res, context(kube), false), undefined, 'a release without workloads read: nothing to watch');
+  // a workload the bad revision added: helm rollback deleted it
+  const gone = helmPlan({ changes: [...p.changes!, { resource: RESOURCES.deployments, namespace: 'shop', name: 'cart-canary', release }] });
+  t.equal(await driftedBack(ctx, rec, gone, { ...helmRes, generations: { 'Deployment/shop/cart': 8, 'Deployment/shop/cart-worker': 4 } }, context(kube), false), undefined, 'a workload helm deleted is not watched, and no error');
+  t.equal(await driftedBack(ctx, rec, gone, helmRes, context(kube), false), 're-applied by Flux HelmRelease flux-system/cart: deployments shop/cart-worker changed after the rollback (generation 3 -> 4, last written by helm-controller)', 'the others still are');
+});
+
+t.test('drift-back: an autoscaler\'s write of spec.replicas (the scale subresource) is not a re-apply; the owner\'s after it is', async (t) => {
+  const kube = cluster();
+  const ctx = engineContext();
+  const executedAt = Date.now();
+  const rec = { id: 'r-1', timeline: [], times: { executedAt }, gitops: { policy: 'suspend', owners: [KS] } } as unknown as RollbackRecord;
+  const at = (ms: number) => new Date(ms).toISOString();
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'cart')!;
+  const ours = { manager: 'rollguard', operation: 'Update', time: at(executedAt), fieldsV1: { 'f:spec': {} } };
+  const hpa = { manager: 'kube-controller-manager', operation: 'Update', subresource: 'scale', time: at(executedAt + 2000), fieldsV1: { 'f:spec': { 'f:replicas': {} } } };
+  const old = { manager: 'kustomize-controller', operation: 'Apply', time: at(executedAt - 60_000), fieldsV1: { 'f:spec': {} } };
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, generation: 9, managedFields: [old, ours, hpa] } as typeof d.metadata });
+  t.equal(await driftedBack(ctx, rec, plan([DEP]), res, context(kube), false), undefined, 'scaled by the HPA after our write: not drift');
+  const back = { ...old, time: at(executedAt + 3000) };
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, generation: 10, managedFields: [back, ours, hpa] } as typeof d.metadata });
+  t.equal(await driftedBack(ctx, rec, plan([DEP]), res, context(kube), false), 're-applied by Flux Kustomization flux-system/apps: deployments shop/cart changed after the rollback (generation 8 -> 10, last written by kustomize-controller)', 'kustomize-controller applying the template again after it: drift');
 });
 
 t.test('a Helm release whose owner could not be checked: refused unless the rule says gitops: ignore', async (t) => {
