@@ -22,7 +22,8 @@ import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type Resour
 import { invalidName } from '../kube/names.js';
 import type { ChangedObject } from './action.js';
 
-const WORKLOADS: ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
+/** The kinds of a release's objects read as its workloads. */
+export const WORKLOADS: readonly ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
 /** At most this many of a release's workloads are read for their owner. */
 export const RELEASE_OBJECTS_READ = 10;
 /** At most this many of the manifest's documents are looked at. */

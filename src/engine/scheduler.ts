@@ -1,7 +1,8 @@
 import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
-import type { Action, ActionContext, RollbackPlan } from '../actions/action.js';
+import type { Action, ActionContext, ChangedObject, RollbackPlan } from '../actions/action.js';
+import { WORKLOADS } from '../actions/helm-workloads.js';
 import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
 import { checkFence, lockName, lockWrites, rollbackHolder } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
@@ -236,6 +237,9 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     ctx.records.step(fresh, 'recovery', `found in progress with its owner ${fresh.owner ?? '?'} gone; taken up by ${ctx.owner}`);
     const actx = ctx.actionContext(fresh, () => held, { recovering: true });
     const plan = action ? await action.plan(fresh.ref, actx).catch(() => undefined) : undefined;
+    // a Helm rollback's workloads, as its record names them (a recovery does not read the release
+    // again): its cooldown, the end of an interrupted one's, and the drift check cover them
+    if (plan && !plan.resumes && !plan.changes && fresh.plan?.changes?.length) plan.changes = changedFromRecord(fresh.plan.changes);
     // Applied: recorded as executed, or the target already matches, or it carries this rollback's
     // change cause (the write landed after the replica died, before it could record it), unless the
     // action planned to go on with the writes that had not landed yet (plan.resumes).
@@ -308,6 +312,14 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
 async function recoverySlot(ctx: EngineContext, rec: RollbackRecord, lock: Lock): Promise<SlotHold | undefined> {
   const r = await leaseSlot(ctx.store, ctx.config, recoveryMember(rec.id, ctx.owner, lock.token));
   return 'hold' in r ? r.hold : undefined;
+}
+
+/** The objects a record says its plan changed (PlanSummary.changes), as a plan names them: the workload kinds a Helm release's are read as. */
+function changedFromRecord(named: readonly { kind: string; namespace: string; name: string }[]): ChangedObject[] {
+  return named.flatMap((c) => {
+    const resource = WORKLOADS.find((r) => r.kind === c.kind);
+    return resource ? [{ resource, namespace: c.namespace, name: c.name }] : [];
+  });
 }
 
 /**

@@ -13,7 +13,7 @@ import { RESOURCES } from '../../../src/kube/kube.js';
 import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { StoreUnavailableError } from '../../../src/store/store.js';
-import { firing, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
+import { firing, orphanRecord, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
@@ -309,8 +309,8 @@ t.test('a GitOps owner suspended first: the cooldown written after it is still w
   t.equal(await mem.getValue(`cooldown:${TARGET}`), null, 'the cooldown given back');
 });
 
-t.test('a Helm rollback whose replica dies after starting its cooldowns, before helm ran: the recovery ends the release\'s and its workloads\' cooldowns', async (t) => {
-  // a HelmRelease-kind action as src/actions/helm.ts plans: the release written, its workload changed (not planned by a recovery)
+/** A HelmRelease-kind action as src/actions/helm.ts plans: the release written, its workload changed (not planned by a recovery). */
+function helmLikeAction() {
   const ran: string[] = [];
   const helmLike: Action = {
     kind: 'HelmRelease',
@@ -330,13 +330,19 @@ t.test('a Helm rollback whose replica dies after starting its cooldowns, before 
       return { outcome: 'succeeded' as const, message: 'deployed' };
     },
   };
-  const HELM_RULES = `rules:
+  return { helmLike, ran };
+}
+
+const HELM_RULES = `rules:
   - name: release-errors
     match: ['alertname="ReleaseErrors"']
     target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
     trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
     priority: P0
 `;
+
+t.test('a Helm rollback whose replica dies after starting its cooldowns, before helm ran: the recovery ends the release\'s and its workloads\' cooldowns', async (t) => {
+  const { helmLike, ran } = helmLikeAction();
   let skew = 0;
   const mem = new MemoryStore(() => Date.now() + skew);
   let dead = false;
@@ -367,4 +373,21 @@ t.test('a Helm rollback whose replica dies after starting its cooldowns, before 
   await b.engine.idle();
   t.equal((await b.engine.records.get(first.id))?.state, 'interrupted');
   for (const key of ['HelmRelease/prod/shop', 'Deployment/prod/shop-web']) t.equal(await mem.getValue(`cooldown:${key}`), null, `${key}: its cooldown ended (the rollback changed nothing)`);
+});
+
+t.test('a Helm rollback whose replica died after helm ran: the recovery keeps its workloads in cooldown too, from the names its record keeps', async (t) => {
+  const { helmLike } = helmLikeAction();
+  const mem = new MemoryStore();
+  const b = testEngine({ store: mem, owner: 'replica-b', ruleText: HELM_RULES, actions: { HelmRelease: helmLike } });
+  b.prometheus!.value = 0.001; // the service recovered
+  const rec = orphanRecord('rb-helm');
+  rec.target = 'HelmRelease/prod/shop';
+  rec.ref = { kind: 'HelmRelease', namespace: 'prod', name: 'shop' };
+  rec.rule = 'release-errors';
+  rec.plan = { summary: 'helm rollback shop 1', changes: [{ kind: 'Deployment', namespace: 'prod', name: 'shop-web' }] };
+  await mem.putRecord(rec);
+  await b.engine.tick();
+  await b.engine.idle();
+  t.equal((await b.engine.records.get('rb-helm'))?.state, 'succeeded', 'verified and closed by the recovery');
+  for (const key of ['HelmRelease/prod/shop', 'Deployment/prod/shop-web']) t.match(JSON.parse((await mem.getValue(`cooldown:${key}`)) ?? 'null'), { id: 'rb-helm' }, `${key} in cooldown as the recovered rollback's`);
 });
