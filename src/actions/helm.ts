@@ -1,6 +1,7 @@
 // Helm: `helm rollback RELEASE [REVISION] --wait`, through the helm binary, spawned with an
-// argument array (never a shell). plan() reads `helm history -o json`; verify() reads
-// `helm status -o json`. The binary is the HELM_BIN setting (src/config.ts; default 'helm' on PATH); the cluster is the
+// argument array (never a shell). plan() reads `helm history -o json` and, with a cluster, `helm
+// get metadata -o json` and `helm get manifest --revision R` (helm 3.13 or later; the release's
+// workloads, helm-workloads.ts); verify() reads `helm status -o json`. The binary is the HELM_BIN setting (src/config.ts; default 'helm' on PATH); the cluster is the
 // kubeconfig given to createHelmAction, else helm's own default ($KUBECONFIG, ~/.kube/config or
 // in-cluster).
 //
@@ -38,7 +39,7 @@ export interface HelmActionOptions {
   helmBin?: string;
   kubeconfig?: string;
   kubeContext?: string;
-  /** how long one helm read (history, status) may take; default 30 s */
+  /** how long one helm read (history, get metadata, get manifest, status) may take; default 30 s */
   readTimeoutMs?: number;
   /** replaces spawning the binary (tests) */
   run?: HelmRunner;

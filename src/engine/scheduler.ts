@@ -302,7 +302,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
 
 /**
  * The concurrency slot of a rollback taken up after its replica died: the one that replica leased
- * (named by the record) lapsed with its locks, so a rollback going on, or verifying, would
+ * (named by the record, or by recoveryMember if it was itself a recovery) lapsed with its locks, so a rollback going on, or verifying, would
  * otherwise run beside MAX_CONCURRENT_ROLLBACKS others uncounted, and new ones would not wait for
  * it. Undefined when the pool is full, and then the recovery goes on uncounted (it has begun: it
  * is never held back for a slot). Leased under a name of its own, with the token of the target

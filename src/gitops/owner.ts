@@ -1,4 +1,6 @@
-// Who reconciles the objects a rollback plan writes: reads each object, follows its Argo CD
+// Who reconciles the objects a rollback plan writes (and those it changes: a Helm release's
+// workloads, RollbackPlan.changes, whose HelmRelease counts only if it installs that release:
+// verify.ts notInstalling): reads each object, follows its Argo CD
 // tracking annotation (or instance label) and its Flux labels to the owners, reads the owners' sync
 // settings, and checks that each owner's own status lists the object (verify.ts): the labels only
 // say where to look. Used at plan time; reads only.

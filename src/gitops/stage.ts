@@ -47,7 +47,7 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   ];
   const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
   if (plan.ownersUnchecked) {
-    // a Helm release whose workloads are not where its manifest puts them (helm-workloads.ts)
+    // a Helm release labelled as a HelmRelease's with no live workload of its own, or a manifest too large to read (src/actions/helm.ts)
     ctx.records.step(rec, 'gitops', `GitOps owner not checked: ${plan.ownersUnchecked} (gitops: ${policy})`);
     if (policy !== 'ignore') {
       const message = `${plan.ownersUnchecked}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`;
