@@ -17,10 +17,11 @@
 //     the stage refuses unless the rule says gitops: ignore. A release whose manifest has no such
 //     label (a plain `helm install`) is not a HelmRelease's, whatever is live.
 import { parseDocument } from 'yaml';
-import { KubeApiError } from '../kube/errors.js';
-import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
+import { objectKey } from '../guards/guard.js';
+import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { invalidName } from '../kube/names.js';
-import type { ChangedObject } from './action.js';
+import type { ActionContext, ChangedObject } from './action.js';
+import { getOrNull } from './common.js';
 
 /** The kinds of a release's objects read as its workloads. */
 export const WORKLOADS: readonly ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
@@ -69,7 +70,7 @@ export function releaseWorkloads(manifest: string, namespace: string): ReleaseOb
     const name = o?.metadata?.name;
     const ns = o?.metadata?.namespace ?? namespace;
     if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
-    const key = `${resource.kind}/${ns}/${name}`;
+    const key = objectKey({ kind: resource.kind, namespace: ns, name });
     if (seen.has(key)) continue;
     seen.add(key);
     out.push({ resource, namespace: ns, name });
@@ -87,19 +88,20 @@ function releaseOf(obj: KubeObject, release: { namespace: string; name: string }
  * The workloads the manifest names that are live and this release's own (read now, so the stage
  * does not read them again), and, for the others, why not (missing, another release's, unreadable).
  */
-export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, opts: RequestOptions): Promise<{ changes: ChangedObject[]; not: string[] }> {
+export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, ctx: ActionContext): Promise<{ changes: ChangedObject[]; not: string[] }> {
   const changes: ChangedObject[] = [];
   const not: string[] = [];
   for (const o of objects) {
-    const what = `${o.resource.kind}/${o.namespace}/${o.name}`;
-    let obj: KubeObject;
+    const what = objectKey({ kind: o.resource.kind, namespace: o.namespace, name: o.name });
+    let obj: KubeObject | null;
     try {
-      obj = await kube.get(o.resource, o.namespace, o.name, opts);
+      obj = await getOrNull(kube, o.resource, o.namespace, o.name, ctx);
     } catch (err) {
-      not.push(err instanceof KubeApiError && err.isNotFound ? `${what} missing` : `${what} unreadable (${(err as Error).message})`);
+      not.push(`${what} unreadable (${(err as Error).message})`);
       continue;
     }
-    if (releaseOf(obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: obj, release });
+    if (!obj) not.push(`${what} missing`);
+    else if (releaseOf(obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: obj, release });
     else not.push(`${what} another release's`);
   }
   return { changes, not };

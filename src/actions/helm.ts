@@ -171,7 +171,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       flux ||= labelledByFlux(got.stdout);
       const objects = releaseWorkloads(got.stdout, ref.namespace);
       if (objects.length === 0) continue;
-      const live = await liveWorkloads(kube, objects, release, reqOpts(ctx));
+      const live = await liveWorkloads(kube, objects, release, ctx);
       if (live.changes.length > 0) return { changes: live.changes };
       for (const n of live.not) not.add(n);
     }

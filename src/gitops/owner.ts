@@ -131,8 +131,9 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
       } else {
         const owner = withListing(describeFlux(ref, obj, names), obj, ids);
         // a Helm release's workload: its HelmRelease must be the one that installs that release
-        const of = ref.kind === 'HelmRelease' && !owner.unverified ? counted.find((n) => n.release && notInstalling(ref, obj, n.release, n.identity)) : undefined;
-        owners.push(of ? { ...owner, unverified: notInstalling(ref, obj, of.release!, of.identity)! } : owner);
+        let notIts: string | undefined;
+        if (ref.kind === 'HelmRelease' && !owner.unverified) for (const n of counted) if (n.release && (notIts = notInstalling(ref, obj, n.release, n.identity))) break;
+        owners.push(notIts ? { ...owner, unverified: notIts } : owner);
       }
     } catch (err) {
       owners.push({ ...ref, found: false, sync: 'unreadable', correctsDrift: false, paused: false, settleMs: 0, objects: objs(), error: (err as Error).message });

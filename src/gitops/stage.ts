@@ -8,12 +8,11 @@
 //  3. driftedBack(), when verifying: a rollback whose target was changed back after our write
 //     within the owners' reconcile window failed ("re-applied by <owner>").
 import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
-import { isConfigWrite } from '../actions/common.js';
+import { getOrNull, isConfigWrite } from '../actions/common.js';
 import { objectKey } from '../guards/guard.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import type { KubeObject, ResourceType } from '../kube/kube.js';
-import { KubeApiError } from '../kube/errors.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
@@ -46,13 +45,11 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
     ...(plan.changes ?? []),
   ];
   const policy: GitOpsPolicy = ctx.ruleFor(rec)?.gitops ?? 'suspend';
+  const refuse = (message: string): RollbackPlan => ({ ...plan, summary: `refused: ${message}`, refusal: { code: 'gitops_owned', message } });
   if (plan.ownersUnchecked) {
     // a Helm release labelled as a HelmRelease's with no live workload of its own, or a manifest too large to read (src/actions/helm.ts)
     ctx.records.step(rec, 'gitops', `GitOps owner not checked: ${plan.ownersUnchecked} (gitops: ${policy})`);
-    if (policy !== 'ignore') {
-      const message = `${plan.ownersUnchecked}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`;
-      return { ...plan, summary: `refused: ${message}`, refusal: { code: 'gitops_owned', message } };
-    }
+    if (policy !== 'ignore') return refuse(`${plan.ownersUnchecked}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
     if (objects.length === 0) return { ...plan, summary: `${plan.summary}; GitOps owner not checked (gitops: ignore): ${plan.ownersUnchecked}` };
   }
   if (objects.length === 0) return plan;
@@ -62,7 +59,6 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   rec.gitops = g;
   const who = `reconciled by ${owners.map(describeOwner).join('; ')}`;
   ctx.records.step(rec, 'gitops', `${who} (gitops: ${policy})`, { owners: owners.map((o) => ({ tool: o.tool, kind: o.kind, namespace: o.namespace, name: o.name, sync: o.sync })) });
-  const refuse = (message: string): RollbackPlan => ({ ...plan, summary: `refused: ${message}`, refusal: { code: 'gitops_owned', message } });
 
   const unverified = owners.find((o) => o.unverified);
   if (policy === 'ignore') {
@@ -196,10 +192,7 @@ export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan:
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
   for (;;) {
     for (const w of watched) {
-      const obj = await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx)).catch((err: unknown) => {
-        if (w.mayBeGone && err instanceof KubeApiError && err.isNotFound) return null;
-        throw err;
-      });
+      const obj = w.mayBeGone ? await getOrNull(actx.kube, w.resource, w.namespace, w.name, actx) : await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
       if (!obj) continue;
       const gen = obj.metadata.generation ?? 0;
       w.after ??= gen;
