@@ -5,49 +5,10 @@ import type { Action } from '../../../src/actions/action.js';
 import { createActions } from '../../../src/actions/index.js';
 import { readCooldown } from '../../../src/guards/cooldown.js';
 import { lockName } from '../../../src/guards/lock.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
 import { metricValue } from '../../support/app.js';
 import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
-import { FakeKube } from '../../support/fake-kube.js';
-
-const NS = 'prod';
-
-const CANARY_RULE = `
-rules:
-  - name: canary-errors
-    match: ['alertname="CanaryErrors"']
-    target: { kind: Canary, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}", params: { stable: "{{ $labels.stable }}" } }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P0
-`;
-
-function dep(name: string, replicas: number): KubeObject {
-  return {
-    metadata: { name, namespace: NS, generation: 1 },
-    spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: `${name}:1` }] } } },
-    status: { observedGeneration: 1, replicas, updatedReplicas: replicas, availableReplicas: replicas },
-  };
-}
-
-/** Deployments by name and replicas; a controller that settles at once; each patch takes `patchMs`. */
-function cluster(deps: Record<string, number>, patchMs = 0): FakeKube {
-  const kube = new FakeKube();
-  for (const [name, n] of Object.entries(deps)) kube.add(RESOURCES.deployments, dep(name, n));
-  kube.onPatch = (rt, obj, fake) => {
-    const n = obj.spec?.replicas ?? 1;
-    fake.put(rt, { ...obj, status: { observedGeneration: obj.metadata.generation, replicas: n, updatedReplicas: n, availableReplicas: n } });
-  };
-  if (patchMs) {
-    const patch = kube.patch.bind(kube);
-    kube.patch = async (...a) => {
-      await new Promise((r) => setTimeout(r, patchMs));
-      return patch(...a);
-    };
-  }
-  return kube;
-}
-
-const patched = (kube: FakeKube, name: string) => kube.patches().filter((c) => c.name === name).length;
+import { CANARY_RULE, cluster, NS, patched } from '../../support/canary.js';
 
 t.test('a Canary rule cannot scale a stable Deployment SCOPE_DENY_TARGETS denies: blocked, naming the object and the setting', async (t) => {
   const kube = cluster({ 'api-canary': 1, 'api-stable': 3 });
