@@ -60,8 +60,9 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
       if (d.decision === 'recheck_later') rec.firstLookAt ??= now;
       if (d.decision === 'hold') rec.heldSince ??= now;
       else delete rec.heldSince;
-      // a wait on the target's lock (the lock guard's, 2 x LOCK_TTL at most) is not this wait: one after it counts afresh
+      // a wait on the locks (the lock guard's, 2 x LOCK_TTL at most) is not this wait: one after it counts afresh
       delete rec.lockWaitSince;
+      delete rec.writeLockWaitSince;
       await ctx.records.save(rec);
       return rec.state;
     case 'rollback_now':

@@ -88,6 +88,8 @@ export interface RollbackRecord extends StoredRecord {
   heldSince?: number;
   /** first found its target's lock held by a rollback that had not executed yet: re-checked until 2 × LOCK_TTL after this (the lock guard) */
   lockWaitSince?: number;
+  /** the same for the locks of the other objects its plan writes (a Canary's stable Deployment), together: cleared once it holds every lock */
+  writeLockWaitSince?: number;
   /** an SLO-at-risk rule's first look found its trigger true: every later look is its re-check (scheduler.ts pastFirstLook) */
   firstLookAt?: number;
   /** times the API server answered a retriable error (5xx, 429, no answer) before any cluster write (rollback.ts) */

@@ -140,6 +140,9 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       // the trigger confirmed again. Closing it here would end the alert: its resends find the record.
       rec.kubeRetries = (rec.kubeRetries ?? 0) + 1;
       rec.state = 'deciding';
+      // a wait on the written objects' locks before the retry, which comes 2 × LOCK_TTL on, is not
+      // counted against the retry's own (the target's ended when its lock was taken, before the plan)
+      delete rec.writeLockWaitSince;
       ctx.records.step(rec, 'retry', `${msg}: nothing was changed; decided again shortly (try ${rec.kubeRetries + 1} of ${KUBE_TRIES})`);
       ctx.log.warn({ err, record: rec.id, tries: rec.kubeRetries }, 'rollback stopped by a retriable API server error before any cluster write: left deciding, decided again shortly');
       await ctx.records.save(rec);
@@ -186,8 +189,10 @@ async function afterVerdict(
   end: { closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
-    // a wait on the target's lock is over (its steps stay in the timeline): a later one counts afresh
+    // a wait on the target's lock is over once it is taken, one on the written objects' once they
+    // are (its steps stay in the timeline): a later one counts afresh
     if (r.produced?.lock) delete rec.lockWaitSince;
+    if (r.produced?.locks) delete rec.writeLockWaitSince;
     if (r.produced?.lock) held.lock = r.produced.lock;
     if (r.produced?.locks) held.locks = [...(held.locks ?? []), ...r.produced.locks];
     if (r.produced?.budget) held.budget = r.produced.budget;
@@ -199,7 +204,8 @@ async function afterVerdict(
     await end.giveBack();
     rec.state = 'scheduled';
     rec.dueAt = r.at;
-    rec.lockWaitSince ??= ctx.now();
+    if (r.written) rec.writeLockWaitSince ??= ctx.now();
+    else rec.lockWaitSince ??= ctx.now();
     // An alert's rollback has a revision pinned only by a step back (allowStepBack), chosen from the
     // cooldown as it is now: the re-check chooses again from the cooldown as it is then.
     if (rec.ref.toRevision !== undefined) {

@@ -43,7 +43,8 @@ export type GuardResult =
   | { verdict: 'allow'; reason: string; produced?: Produced }
   | { verdict: 'block'; reason: string }
   | { verdict: 'wait'; reason: string; until: number }
-  | { verdict: 'later'; reason: string; at: number };
+  /** `written`: the wait is on the lock of an object the plan writes besides its target (the record's writeLockWaitSince, not lockWaitSince) */
+  | { verdict: 'later'; reason: string; at: number; written?: boolean };
 
 export interface Guard {
   readonly name: string;

@@ -1,5 +1,6 @@
 import type { Lock, Store } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
+import type { RollbackRecord } from '../engine/record.js';
 import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
@@ -23,41 +24,58 @@ function holderOf(owner: string): Holder {
  * lock before the plan, then the lock of every other object the plan writes (a Canary's stable
  * Deployment, a blue-green Service), each with a fencing token the action checks right before it
  * writes, and hands them to the rollback (`produced`), which holds them until the rollback is
- * verified and releases them on any stop. Two rollbacks writing one object never run at once: the
- * second is blocked, naming the object.
+ * verified and releases them on any stop. Two rollbacks writing one object never run at once: a
+ * held lock, the target's or a written object's, is judged by what holds it (heldElsewhere).
  */
 export const lockGuard: Guard = {
   name: 'lock',
   needsPlan: false,
   async check(ctx) {
-    const rec = ctx.record;
-    const owner = rollbackHolder(ctx.owner, rec.id);
-    const lock = await ctx.store.acquireLock(lockName(rec.target), owner, ctx.config.LOCK_TTL);
-    if (lock) return taken(lock);
-    return heldElsewhere(ctx, owner);
+    const owner = rollbackHolder(ctx.owner, ctx.record.id);
+    const target = ctx.record.target;
+    return takeOrJudge(ctx, false, async () => {
+      const lock = await ctx.store.acquireLock(lockName(target), owner, ctx.config.LOCK_TTL);
+      return lock ? taken(lock) : { held: target };
+    });
   },
   async checkWrites(ctx) {
-    const r = await lockWrites(ctx.store, rollbackHolder(ctx.owner, ctx.record.id), ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
-    if ('held' in r) return block(`another rollback writing ${r.held} is in progress (its lock is held)`);
-    return { ...allow(r.names.length ? `locks of ${r.names.join(', ')} taken too` : 'it writes no other object'), produced: { locks: r.locks } };
+    const owner = rollbackHolder(ctx.owner, ctx.record.id);
+    return takeOrJudge(ctx, true, async () => {
+      const r = await lockWrites(ctx.store, owner, ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
+      if ('held' in r) return r;
+      return { ...allow(r.names.length ? `locks of ${r.names.join(', ')} taken too` : 'it writes no other object'), produced: { locks: r.locks } };
+    });
   },
 };
 
 const taken = (lock: Lock): GuardResult => ({ verdict: 'allow', reason: `lock taken (fencing token ${lock.token})`, produced: { lock } });
 
+/** Takes the lock(s): the guard's allow, or the object whose lock is held (all or none were taken). */
+type Take = () => Promise<GuardResult | { held: string }>;
+
+/** `written`: the locks of the objects the plan writes besides its target (checkWrites), not the target's. */
+async function takeOrJudge(ctx: GuardContext, written: boolean, take: Take): Promise<GuardResult> {
+  const r = await take();
+  return 'held' in r ? heldElsewhere(ctx, written, r.held, take) : r;
+}
+
 /**
- * The target's lock is held: what holds it (Store.lockOwner, then the holder's record) says what
- * this rollback does. A rollback executing (in_progress) stands for this one: blocked, naming it.
- * One not executing (still deciding, or ending without a write: asking for approval, blocked by
- * its own guard) may leave the target as it is, and an alert closed `blocked` behind it would then
- * roll nothing back (a P0 alert behind a P1 rule's evaluation that asks for approval). So an
- * alert's rollback is decided again later instead: scheduled LOCK_TTL/6 on, then from its trigger
- * again, until 2 × LOCK_TTL after it first found the lock held (by then the holder has executed,
- * given the lock back, or died and let it expire); only then blocked. A lock given back between
- * the two reads is taken. A holder that is not a rollback (a drill's restore, which writes)
- * blocks at once, naming it. Manual rollbacks, approved ones and a chain's targets are blocked at
- * once, as before: they are not decided from a trigger, and their requester (or the chain) hears
- * of it now.
+ * A lock is held, the target's or that of an object the plan writes (`key`, `written`): what holds
+ * it (Store.lockOwner, then the holder's record) says what this rollback does. A rollback
+ * executing (in_progress) stands for this one: blocked, naming it. One not executing (still
+ * deciding, or ending without a write: asking for approval, blocked by its own guard) may leave
+ * the object as it is, and an alert closed `blocked` behind it would then roll nothing back (a P0
+ * alert behind a P1 rule's evaluation that asks for approval; a Canary's alert behind a rollback
+ * of its stable Deployment that does). So an alert's rollback is decided again later instead:
+ * scheduled LOCK_TTL/6 on, then from its trigger again, until 2 × LOCK_TTL after it first found
+ * the lock held; only then blocked. The target's wait (`lockWaitSince`) ends when its lock is
+ * taken; the written objects' (`writeLockWaitSince`, one for all of them) when every lock is: a
+ * long wait on the target does not shorten the one on a written object behind it (which would
+ * close the alert at once, the case this wait is for). A lock given back between the two reads is
+ * taken (`take` again). A holder that is not a rollback (a drill's restore, which writes) blocks
+ * at once, naming it. Manual rollbacks, approved ones and a chain's targets are blocked at once,
+ * as before: they are not decided from a trigger, and their requester (or the chain) hears of it
+ * now.
  *
  *   the lock's holder                          record (alert, rule, no chain, not approved)           other records
  *   a rollback executing (in_progress)         block, naming it                                       block
@@ -65,39 +83,56 @@ const taken = (lock: Lock): GuardResult => ({ verdict: 'allow', reason: `lock ta
  *   not a rollback (a drill's restore)         block, naming it                                       block
  *   none any more (given back meanwhile)       the lock is taken                                      block
  *   an earlier attempt of this record          later (its lock expires within LOCK_TTL)               block
- *   a bare replica name (an earlier version)   block if a record of the target is in_progress, else later   block
+ *   a bare replica name (an earlier version)   the target's: block if a record of it is in_progress,  block
+ *                                              else later; a written object's: block (the rollback
+ *                                              writing it may be one of another target, executing)
  */
-async function heldElsewhere(ctx: GuardContext, owner: string): Promise<GuardResult> {
+async function heldElsewhere(ctx: GuardContext, written: boolean, key: string, take: Take): Promise<GuardResult> {
   const rec = ctx.record;
-  const why = `another rollback of ${rec.target} is in progress (its lock is held)`;
   const mayWait = rec.source !== 'manual' && rec.rule !== undefined && rec.chain === undefined && rec.approval?.decision !== 'approved';
-  if (!mayWait) return block(why);
-  let holder = await ctx.store.lockOwner(lockName(rec.target));
+  if (!mayWait) return block(inProgress(rec, key));
+  let holder = await ctx.store.lockOwner(lockName(key));
   if (holder === null) {
-    const lock = await ctx.store.acquireLock(lockName(rec.target), owner, ctx.config.LOCK_TTL);
-    if (lock) return taken(lock);
-    holder = await ctx.store.lockOwner(lockName(rec.target));
+    const again = await take();
+    if (!('held' in again)) return again;
+    key = again.held;
+    holder = await ctx.store.lockOwner(lockName(key));
   }
+  const why = inProgress(rec, key);
   const of = holder === null ? null : holderOf(holder);
   if (of && 'earlierVersion' in of) {
-    // taken under a bare replica name, by a version before this one (a rolling upgrade): its rollback, if executing, is found by the target's records
-    const running = (await ctx.store.listRecords({ target: rec.target, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
-    if (running) return block(`another rollback of ${rec.target} is executing (${running.id}; its lock is held)`);
-  } else if (of && 'other' in of) return block(`${rec.target}'s lock is held by ${of.other}, which is not a rollback being decided (it writes)`);
+    // taken under a bare replica name, by a version before this one (a rolling upgrade): its rollback, if executing, is found by the target's
+    // records; a written object's holder may be a rollback of another target (a Canary writing its stable Deployment), which they do not find
+    if (written) return block(`${why} (taken by ${holder}, an earlier version, which does not say what for)`);
+    const running = (await ctx.store.listRecords({ target: key, state: 'in_progress', limit: 2 })).find((r) => r.id !== rec.id);
+    if (running) return block(`another rollback ${about(rec, key)} is executing (${running.id}; its lock is held)`);
+  } else if (of && 'other' in of) return block(`${key}'s lock is held by ${of.other}, which is not a rollback being decided (it writes)`);
   const id = of && 'record' in of ? of.record : undefined;
   // (held for this very record: an earlier attempt of it, by a replica that stopped, whose lock expires within LOCK_TTL)
   const other = id === undefined || id === rec.id ? null : await ctx.store.getRecord(id);
-  if (other?.state === 'in_progress') {
-    const what = other.target === rec.target ? `of ${rec.target}` : `writing ${rec.target} (a rollback of ${other.target})`;
-    return block(`another rollback ${what} is executing (${other.id}; its lock is held)`);
-  }
+  if (other?.state === 'in_progress') return block(`another rollback ${about(rec, key, other.target)} is executing (${other.id}; its lock is held)`);
   const max = 2 * ctx.config.LOCK_TTL;
-  const waited = rec.lockWaitSince === undefined ? 0 : ctx.now - rec.lockWaitSince;
-  if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for its holder to execute or give it back (2 × LOCK_TTL)`);
+  const since = written ? rec.writeLockWaitSince : rec.lockWaitSince;
+  const waited = since === undefined ? 0 : ctx.now - since;
+  const forWhat = written ? 'the rollbacks holding the objects it writes to execute or give their locks back' : 'its holder to execute or give it back';
+  if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for ${forWhat} (2 × LOCK_TTL)`);
   const every = Math.max(1, Math.round(ctx.config.LOCK_TTL / 6));
   const by = other ? `${other.id}, ${other.state}` : (holder ?? 'a rollback that has given it back since');
-  return { verdict: 'later', reason: `${why} by a rollback that has not executed (${by}; it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`, at: ctx.now + every };
+  const reason = `${why} by a rollback that has not executed (${by}; it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`;
+  return { verdict: 'later', reason, at: ctx.now + every, ...(written ? { written } : {}) };
 }
+
+/**
+ * How a reason names the rollback holding `key`'s lock: `of <target>` for this rollback's target,
+ * `writing <object>` for another object it writes, and the holder's own target when that is
+ * neither (`writing Deployment/prod/api (a rollback of Canary/prod/api)`).
+ */
+function about(rec: RollbackRecord, key: string, holderTarget?: string): string {
+  if (holderTarget !== undefined && holderTarget !== key) return `writing ${key} (a rollback of ${holderTarget})`;
+  return key === rec.target ? `of ${key}` : `writing ${key}`;
+}
+
+const inProgress = (rec: RollbackRecord, key: string) => `another rollback ${about(rec, key)} is in progress (its lock is held)`;
 
 /**
  * The locks of every object a plan writes but its target, in name order; all or none: when one is
