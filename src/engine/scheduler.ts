@@ -58,6 +58,10 @@ export class Scheduler {
         if (!(await giveBackLeft(ctx, fresh.id))) return;
         ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${!left && fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
         fresh.owner = ctx.owner;
+        // decided afresh, some time on (its replica stopped, or a store call failed): a wait on the
+        // locks before counts afresh too, or the first look would block behind a holder just begun
+        delete fresh.lockWaitSince;
+        delete fresh.writeLockWaitSince;
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
         if (rule) return evaluate(ctx, fresh, rule, pastFirstLook(fresh));

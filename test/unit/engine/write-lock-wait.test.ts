@@ -11,7 +11,7 @@ import { KubeApiError } from '../../../src/kube/errors.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { metricValue } from '../../support/app.js';
-import { firing, testEngine } from '../../support/engine.js';
+import { firing, orphanRecord, testEngine } from '../../support/engine.js';
 import { CANARY_RULE, cluster, NS, patched } from '../../support/canary.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
@@ -279,4 +279,22 @@ t.test("a retry after a retriable API server error waits on a written object's l
   const after = (await r.e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'scheduled', `waits on the lock afresh (${after.outcome?.message ?? ''})`);
   t.equal(after.writeLockWaitSince, r.now());
+});
+
+// Found by the second review: a record left deciding (its replica stopped, or a store call failed)
+// is decided again some time on, and kept the wait starts it had: its first look then blocked
+// behind a holder just begun.
+t.test('a record left deciding and taken up again waits on a held lock afresh', async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ owner: 'replica-c', env: { LOCK_TTL: '30s' }, now: () => clock });
+  const rec = { ...orphanRecord('rb-left'), state: 'deciding' as const, owner: 'replica-gone', createdAt: clock - 180_000, updatedAt: clock - 180_000, times: {}, timeline: [], lockWaitSince: clock - 170_000, writeLockWaitSince: clock - 170_000 };
+  delete (rec as { lockToken?: number }).lockToken;
+  await e.store.putRecord(rec);
+  await heldBy(e.store, 'Deployment/prod/checkout');
+  await e.engine.tick();
+  const after = (await e.engine.records.get(rec.id))!;
+  t.ok(after.timeline.some((s) => s.step === 'recovery'), 'taken up');
+  t.equal(after.state, 'scheduled', `waits on the lock, not blocked at once (${after.outcome?.message ?? ''})`);
+  t.equal(after.lockWaitSince, clock);
+  t.equal(after.writeLockWaitSince, undefined);
 });
