@@ -1,4 +1,4 @@
-import type { Lock, Store } from '../store/store.js';
+import type { Lock, Store, StoredRecord } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
 import type { RollbackRecord } from '../engine/record.js';
 import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
@@ -117,9 +117,15 @@ async function heldElsewhere(ctx: GuardContext, written: boolean, key: string, t
   const forWhat = written ? 'the rollbacks holding the objects it writes to execute or give their locks back' : 'its holder to execute or give it back';
   if (waited >= max) return block(`${why}, still after ${fmtDuration(waited)} of waiting for ${forWhat} (2 × LOCK_TTL)`);
   const every = Math.max(1, Math.round(ctx.config.LOCK_TTL / 6));
-  const by = other ? `${other.id}, ${other.state}` : (holder ?? 'a rollback that has given it back since');
-  const reason = `${why} by a rollback that has not executed (${by}; it may yet end without writing): decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`;
+  const reason = `${key}'s lock is held by ${heldBy(key, id === rec.id, other, holder)}: decided again in ${fmtDuration(every)}, for at most 2 × LOCK_TTL (${fmtDuration(max)})`;
   return { verdict: 'later', reason, at: ctx.now + every, ...(written ? { written } : {}) };
+}
+
+/** What holds a lock a rollback waits for, as its `later` reason says it. */
+function heldBy(key: string, ownAttempt: boolean, other: StoredRecord | null, holder: string | null): string {
+  if (ownAttempt) return `an earlier attempt of this rollback (${holder}; its lock expires within LOCK_TTL)`;
+  const what = other ? `${other.id}, ${other.state}${other.target !== key ? `, a rollback of ${other.target}` : ''}` : (holder ?? 'given back since');
+  return `a rollback that has not executed (${what}; it may yet end without writing)`;
 }
 
 /**

@@ -53,7 +53,7 @@ t.test("a Canary's alert behind a rollback of its stable Deployment still decidi
   t.equal(rec!.state, 'scheduled', `not closed blocked (${rec!.outcome?.message ?? ''})`);
   const lock = rec!.guards.find((g) => g.guard === 'lock')!;
   t.equal(lock.result, 'later');
-  t.match(lock.reason, /another rollback writing Deployment\/prod\/api-stable is in progress \(its lock is held\) by a rollback that has not executed \(rb-holder, deciding; it may yet end without writing\): decided again in 5s, for at most 2 × LOCK_TTL \(1m\)/);
+  t.match(lock.reason, /^Deployment\/prod\/api-stable's lock is held by a rollback that has not executed \(rb-holder, deciding; it may yet end without writing\): decided again in 5s, for at most 2 × LOCK_TTL \(1m\)/);
   t.equal(rec!.writeLockWaitSince, r.now(), 'the wait on the written objects starts');
   t.equal(rec!.lockWaitSince, undefined, 'not the one on the target');
   t.equal(rec!.dueAt, r.now() + 5_000);
@@ -134,7 +134,7 @@ t.test("a long wait on the target's lock does not shorten the one on the stable 
   await r.e.deliver(canaryAlert());
   const [rec] = (await only(r.e)).filter((x) => x.id !== 'rb-canary-holder');
   t.equal(rec!.state, 'scheduled');
-  t.match(rec!.guards.find((g) => g.guard === 'lock')!.reason, /another rollback of Canary\/prod\/api-canary is in progress/);
+  t.match(rec!.guards.find((g) => g.guard === 'lock')!.reason, /^Canary\/prod\/api-canary's lock is held by a rollback that has not executed \(rb-canary-holder, deciding;/);
   t.equal(rec!.lockWaitSince, r.now());
   r.advance(55_000);
   await endTarget();
@@ -144,7 +144,7 @@ t.test("a long wait on the target's lock does not shorten the one on the stable 
   await r.e.engine.tick();
   const mid = (await r.e.engine.records.get(rec!.id))!;
   t.equal(mid.state, 'scheduled', `the target taken 60 s after its wait began, the stable Deployment held: waits (${mid.outcome?.message ?? ''})`);
-  t.match(mid.guards.find((g) => g.guard === 'lock')!.reason, /another rollback writing Deployment\/prod\/api-stable is in progress \(its lock is held\) by a rollback that has not executed/);
+  t.match(mid.guards.find((g) => g.guard === 'lock')!.reason, /^Deployment\/prod\/api-stable's lock is held by a rollback that has not executed/);
   t.equal(mid.lockWaitSince, undefined, "the target's wait is over");
   t.equal(mid.writeLockWaitSince, t1, "the stable Deployment's starts");
   for (let i = 0; i < 20 && (await r.e.engine.records.get(rec!.id))!.state !== 'blocked'; i++) {
@@ -167,7 +167,7 @@ t.test("a wait on the stable Deployment's lock is not reset by a wait on the tar
   r.advance(5_000);
   await r.e.engine.tick();
   const mid = (await r.e.engine.records.get(rec!.id))!;
-  t.match(mid.guards.find((g) => g.guard === 'lock')!.reason, /another rollback of Canary\/prod\/api-canary is in progress/);
+  t.match(mid.guards.find((g) => g.guard === 'lock')!.reason, /^Canary\/prod\/api-canary's lock is held by a rollback that has not executed/);
   t.equal(mid.writeLockWaitSince, t0, 'kept while it waits on the target');
   await endTarget();
   r.advance(55_000);
@@ -297,4 +297,17 @@ t.test('a record left deciding and taken up again waits on a held lock afresh', 
   t.equal(after.state, 'scheduled', `waits on the lock, not blocked at once (${after.outcome?.message ?? ''})`);
   t.equal(after.lockWaitSince, clock);
   t.equal(after.writeLockWaitSince, undefined);
+});
+
+t.test("a lock still held by this record's own earlier attempt is waited for, and the reason says so", async (t) => {
+  let clock = Date.now();
+  const e = testEngine({ owner: 'replica-c', env: { LOCK_TTL: '30s' }, now: () => clock });
+  const rec = { ...orphanRecord('rb-left'), state: 'deciding' as const, owner: 'replica-gone', createdAt: clock - 180_000, updatedAt: clock - 180_000, times: {}, timeline: [] };
+  delete (rec as { lockToken?: number }).lockToken;
+  await e.store.putRecord(rec);
+  await e.store.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-gone', rec.id), 30_000);
+  await e.engine.tick();
+  const after = (await e.engine.records.get(rec.id))!;
+  t.equal(after.state, 'scheduled');
+  t.match(after.guards.find((g) => g.guard === 'lock')?.reason, /^Deployment\/prod\/checkout's lock is held by an earlier attempt of this rollback \(replica-gone for rb-left; its lock expires within LOCK_TTL\): decided again in 5s/);
 });
