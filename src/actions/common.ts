@@ -2,7 +2,7 @@
 // the verification poll, and the helpers a kind's definition (options, rule params) is made of.
 import { z } from 'zod';
 import { verifyRestored } from '../config-deps/restore.js';
-import type { Kube, KubeObject, ResourceType } from '../kube/kube.js';
+import { getOrNull, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
 import { pollUntil, sleep } from '../kube/rollout-status.js';
@@ -51,16 +51,6 @@ export function noCluster(ref: TargetRef): RollbackPlan {
 
 export { reqOpts };
 
-/** GET that answers null for 404 (the caller turns it into a 'not_found' refusal); other errors throw. */
-export async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string, ctx: ActionContext): Promise<KubeObject | null> {
-  try {
-    return await kube.get(rt, ns, name, reqOpts(ctx));
-  } catch (err) {
-    if (err instanceof KubeApiError && err.isNotFound) return null;
-    throw err;
-  }
-}
-
 /** kubectl's NotFound wording: deployments.apps "web" not found */
 export function notFoundMessage(rt: ResourceType, name: string): string {
   return `${rt.plural}${rt.group ? `.${rt.group}` : ''} "${name}" not found`;
@@ -75,7 +65,7 @@ export class PlanRefusal extends Error {
 
 /** GET of an object plan() needs: a 404 refuses the plan ('not_found', kubectl's wording); other errors throw. */
 export async function readOrRefuse(ctx: ClusterContext, rt: ResourceType, ref: TargetRef, name: string): Promise<KubeObject> {
-  const obj = await getOrNull(ctx.kube, rt, ref.namespace, name, ctx);
+  const obj = await getOrNull(ctx.kube, rt, ref.namespace, name, reqOpts(ctx));
   if (!obj) throw new PlanRefusal(refused(ref, 'not_found', notFoundMessage(rt, name)));
   return obj;
 }

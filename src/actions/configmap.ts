@@ -27,11 +27,11 @@ import { fmtTime, lastChange } from '../config-deps/check.js';
 import { configRefs } from '../config-deps/refs.js';
 import { holdsSnapshot, readWithSnapshots, restoreWrite } from '../config-deps/restore.js';
 import { contentHash, previousOf, snapshotSince } from '../config-deps/snapshots.js';
-import { RESOURCES, type KubeObject, type ResourceType } from '../kube/kube.js';
+import { getOrNull, RESOURCES, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
 import { daemonSetState, deploymentState, statefulSetState, waitForRollout, type RolloutState, type StatusOptions } from '../kube/rollout-status.js';
 import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, defineKind, executeWrites, getOrNull, notFoundMessage, oneOfParam, optionsOf, refused, reqOpts, writtenObjects, type WrittenObject } from './common.js';
+import { clusterAction, type ClusterContext, defineKind, executeWrites, notFoundMessage, oneOfParam, optionsOf, refused, reqOpts, writtenObjects, type WrittenObject } from './common.js';
 
 const objectKey = (o: WrittenObject) => `${o.kind}/${o.namespace}/${o.name}`;
 
@@ -239,7 +239,7 @@ export const configMapAction: Action = clusterAction({
     const guarded: Action = {
       ...configMapAction,
       plan: async (ref, c) => {
-        const now = c.kube ? await getOrNull(c.kube, RESOURCES.configmaps, ref.namespace, ref.name, c) : null;
+        const now = c.kube ? await getOrNull(c.kube, RESOURCES.configmaps, ref.namespace, ref.name, reqOpts(c)) : null;
         if (!planned || !now || contentHash(now, 'ConfigMap') !== planned) {
           return refused(ref, 'changed_since_plan', `ConfigMap ${ref.namespace}/${ref.name} was edited after the rollback was planned; not restoring over the new content automatically`);
         }

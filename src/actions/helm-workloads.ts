@@ -17,11 +17,10 @@
 //     the stage refuses unless the rule says gitops: ignore. A release whose manifest has no such
 //     label (a plain `helm install`) is not a HelmRelease's, whatever is live.
 import { parseDocument } from 'yaml';
-import { objectKey } from '../guards/guard.js';
-import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
+import { objectKey, resourceKey } from '../guards/guard.js';
+import { getOrNull, RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { invalidName } from '../kube/names.js';
-import type { ActionContext, ChangedObject } from './action.js';
-import { getOrNull } from './common.js';
+import { reqOpts, type ActionContext, type ChangedObject } from './action.js';
 
 /** The kinds of a release's objects read as its workloads. */
 export const WORKLOADS: readonly ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
@@ -92,10 +91,10 @@ export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], releas
   const changes: ChangedObject[] = [];
   const not: string[] = [];
   for (const o of objects) {
-    const what = objectKey({ kind: o.resource.kind, namespace: o.namespace, name: o.name });
+    const what = resourceKey(o);
     let obj: KubeObject | null;
     try {
-      obj = await getOrNull(kube, o.resource, o.namespace, o.name, ctx);
+      obj = await getOrNull(kube, o.resource, o.namespace, o.name, reqOpts(ctx));
     } catch (err) {
       not.push(`${what} unreadable (${(err as Error).message})`);
       continue;

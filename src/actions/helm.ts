@@ -16,7 +16,7 @@ import { labelledByFlux, liveWorkloads, releaseWorkloads } from './helm-workload
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
-import { objectKey } from '../guards/guard.js';
+import { resourceKey } from '../guards/guard.js';
 
 const HELM_DURATION = /^(\d+(\.\d+)?(h|ms|m|s))+$/;
 
@@ -57,6 +57,8 @@ export class HelmError extends Error {
 
 /** What one helm command may print on each stream (characters) before it is stopped (a release's manifest is at most a few MB). */
 export const HELM_OUTPUT_MAX = 16 * 1024 * 1024;
+/** What spawnRunner answers on stderr (code 1) for a command stopped there; workloadsOf reads it as a manifest too large to read. */
+export const HELM_OUTPUT_OVER = `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream`;
 
 /**
  * Spawns argv[0] with argv[1..] (no shell), collecting output, killed at the deadline, on abort, or
@@ -90,7 +92,7 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (over) return resolve({ code: 1, stdout: '', stderr: `stopped: printed more than ${HELM_OUTPUT_MAX} characters on one stream` });
+      if (over) return resolve({ code: 1, stdout: '', stderr: HELM_OUTPUT_OVER });
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal && code === null ? `${stderr}\nkilled by ${signal} (timeout ${opts.timeoutMs} ms)` : stderr });
     });
   });
@@ -163,7 +165,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
       const got = await read(m, ctx);
       // too large to read: nothing can be said of its owner (refused unless gitops: ignore)
-      if (got.code !== 0 && got.stderr.startsWith('stopped: printed more than')) {
+      if (got.code !== 0 && got.stderr.startsWith(HELM_OUTPUT_OVER)) {
         return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked` };
       }
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
@@ -280,7 +282,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       if (kube && !ctx.dryRun) {
         for (const c of plan.changes ?? []) {
           const gen = await kube.get(c.resource, c.namespace, c.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined);
-          if (gen !== undefined) generations[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })] = gen;
+          if (gen !== undefined) generations[resourceKey(c)] = gen;
         }
       }
       return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1, ...(Object.keys(generations).length ? { generations } : {}) };

@@ -9,8 +9,7 @@
 // Data is read and written here, never put in the record: the record keeps the write's paths only.
 import type { ActionContext, PlannedWrite, RollbackPlan, VerifyResult } from '../actions/action.js';
 import { reqOpts } from '../actions/common.js';
-import type { Kube, KubeObject } from '../kube/kube.js';
-import { KubeApiError } from '../kube/errors.js';
+import { getOrNull, type Kube, type KubeObject } from '../kube/kube.js';
 import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
 import type { ConfigKind } from './refs.js';
 import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, snapshotsOf } from './snapshots.js';
@@ -18,13 +17,8 @@ import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, 
 /** The live object and its snapshots (signed under ctx.snapshotKey, newest first), or null when it is gone. */
 export async function readWithSnapshots(kube: Kube, kind: ConfigKind, ns: string, name: string, ctx: ActionContext): Promise<{ live: KubeObject; snapshots: KubeObject[] } | null> {
   const rt = CONFIG_RESOURCES[kind];
-  let live: KubeObject;
-  try {
-    live = await kube.get(rt, ns, name, reqOpts(ctx));
-  } catch (err) {
-    if (err instanceof KubeApiError && err.isNotFound) return null;
-    throw err;
-  }
+  const live = await getOrNull(kube, rt, ns, name, reqOpts(ctx));
+  if (!live) return null;
   // without the key (CONFIG_SNAPSHOTS off) no snapshot can be told from a forgery: none counts
   if (!ctx.snapshotKey) return { live, snapshots: [] };
   const all = await kube.list(rt, ns, { ...reqOpts(ctx), labelSelector: snapshotSelector(name) });

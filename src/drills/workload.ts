@@ -3,8 +3,7 @@
 // whether its rollout is complete, and which revision of its history holds a given template.
 import { createHash } from 'node:crypto';
 import { revisionTemplate } from '../actions/controller-revision.js';
-import { RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
-import { KubeApiError } from '../kube/errors.js';
+import { getOrNull, RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
 import {
   annotationRevision,
   controllerRevisionNumber,
@@ -74,13 +73,8 @@ export interface Workload {
 
 /** The workload as it is now, or null when it does not exist. */
 export async function readWorkload(kube: Kube, ref: WorkloadRef, opts: RequestOptions = {}): Promise<Workload | null> {
-  let obj: KubeObject;
-  try {
-    obj = await kube.get(RESOURCE[ref.kind], ref.namespace, ref.name, opts);
-  } catch (err) {
-    if (err instanceof KubeApiError && err.isNotFound) return null;
-    throw err;
-  }
+  const obj = await getOrNull(kube, RESOURCE[ref.kind], ref.namespace, ref.name, opts);
+  if (!obj) return null;
   const template = obj.spec?.template;
   const revision = ref.kind === 'Deployment' ? (annotationRevision(obj, DEPLOYMENT_REVISION) ?? 0) : await newestControllerRevision(kube, obj, opts);
   const containers = (template?.spec?.containers ?? []) as Array<{ image?: string }>;

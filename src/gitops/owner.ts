@@ -16,8 +16,8 @@
 //    may reconcile it;
 //  - a tracking annotation that names another object (copied) counts for nothing, as in Argo CD:
 //    the Flux labels are read as if it were absent.
-import type { Kube, KubeObject, RequestOptions, ResourceType } from '../kube/kube.js';
-import { KubeApiError } from '../kube/errors.js';
+import { resourceKey } from '../guards/guard.js';
+import { getOrNull, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
 import { describeFlux, fluxOwnerRef } from './flux.js';
 import { OWNER_RESOURCES, type Owner, type OwnerRef } from './types.js';
@@ -31,15 +31,6 @@ export interface ObjectRef {
   read?: KubeObject;
   /** a workload of this Helm release (RollbackPlan.changes): a HelmRelease it names counts only if it installs this release */
   release?: { namespace: string; name: string };
-}
-
-async function getOrNull(kube: Kube, rt: ResourceType, ns: string, name: string, opts: RequestOptions): Promise<KubeObject | null> {
-  try {
-    return await kube.get(rt, ns, name, opts);
-  } catch (err) {
-    if (err instanceof KubeApiError && err.isNotFound) return null;
-    throw err;
-  }
 }
 
 const key = (r: Pick<OwnerRef, 'kind' | 'namespace' | 'name'>) => `${r.kind}/${r.namespace}/${r.name}`;
@@ -92,7 +83,7 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
   const refs = new Map<string, { ref: OwnerRef; by: Named[] }>();
   const seen = new Set<string>();
   for (const o of objects) {
-    const id = `${o.resource.kind}/${o.namespace}/${o.name}`;
+    const id = resourceKey(o);
     if (seen.has(id)) continue;
     seen.add(id);
     const obj = o.read ? { ...o.read } : await getOrNull(kube, o.resource, o.namespace, o.name, opts);

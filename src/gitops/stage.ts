@@ -8,11 +8,11 @@
 //  3. driftedBack(), when verifying: a rollback whose target was changed back after our write
 //     within the owners' reconcile window failed ("re-applied by <owner>").
 import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
-import { getOrNull, isConfigWrite } from '../actions/common.js';
-import { objectKey } from '../guards/guard.js';
+import { isConfigWrite } from '../actions/common.js';
+import { resourceKey } from '../guards/guard.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
-import type { KubeObject, ResourceType } from '../kube/kube.js';
+import { getOrNull, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
@@ -186,13 +186,13 @@ export async function driftedBack(ctx: EngineContext, rec: RollbackRecord, plan:
     ? main.subresource
       ? []
       : [{ ...main, after: res.newGeneration }]
-    : (plan.changes ?? []).map((c) => ({ ...c, after: res.generations?.[objectKey({ kind: c.resource.kind, namespace: c.namespace, name: c.name })], mayBeGone: true }));
+    : (plan.changes ?? []).map((c) => ({ ...c, after: res.generations?.[resourceKey(c)], mayBeGone: true }));
   if (!g || watched.length === 0 || !actx.kube) return undefined;
   const settle = Math.min(ctx.config.VERIFY_TIMEOUT, Math.max(0, ...g.owners.map((o) => o.settleMs)));
   const until = (rec.times.executedAt ?? res.at) + (wait ? settle : 0);
   for (;;) {
     for (const w of watched) {
-      const obj = w.mayBeGone ? await getOrNull(actx.kube, w.resource, w.namespace, w.name, actx) : await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
+      const obj = w.mayBeGone ? await getOrNull(actx.kube, w.resource, w.namespace, w.name, reqOpts(actx)) : await actx.kube.get(w.resource, w.namespace, w.name, reqOpts(actx));
       if (!obj) continue;
       const gen = obj.metadata.generation ?? 0;
       w.after ??= gen;

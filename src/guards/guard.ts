@@ -67,3 +67,6 @@ export { formatDuration as fmtDuration } from '../rules/duration.js';
 
 /** "Deployment/prod/api": how guards, locks and records name an object. */
 export const objectKey = (o: WrittenObject): string => `${o.kind}/${o.namespace}/${o.name}`;
+
+/** The same name for an object given by its resource (a plan's write or change, an object looked at for its owner). */
+export const resourceKey = (o: { resource: { kind: string }; namespace: string; name: string }): string => objectKey({ kind: o.resource.kind, namespace: o.namespace, name: o.name });

@@ -4,6 +4,7 @@
 // dry run, the CLI's offline commands) never loads that library (about 66 MB of RSS at import,
 // docs/benchmarks.md). The implementation over client-node is src/kube/client.ts, imported by
 // src/kube/config.ts only when a cluster is configured.
+import { KubeApiError } from './errors.js';
 import type { ListPage, WatchHandle, WatchHandlers } from './watch.js';
 import type { Precedence } from '../turns.js';
 
@@ -127,6 +128,16 @@ export interface Kube {
    * Only the client-node implementation has it (the configuration snapshots' watcher needs a cluster).
    */
   watch?(rt: ResourceType, namespace: string | undefined, handlers: WatchHandlers): WatchHandle;
+}
+
+/** The object, or null when it does not exist (a 404); any other error is thrown. */
+export async function getOrNull(kube: Kube, rt: ResourceType, namespace: string, name: string, opts: RequestOptions = {}): Promise<KubeObject | null> {
+  try {
+    return await kube.get(rt, namespace, name, opts);
+  } catch (err) {
+    if (err instanceof KubeApiError && err.isNotFound) return null;
+    throw err;
+  }
 }
 
 /**
