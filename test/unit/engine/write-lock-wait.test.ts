@@ -4,7 +4,7 @@
 // `blocked`; held by one executing, or by a drill's restore, it is blocked at once, naming it.
 // Before, any held written-object lock blocked at once, and a Canary's P0 alert behind a rollback
 // of its stable Deployment that then asked for approval was closed for good.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createActions } from '../../../src/actions/index.js';
 import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
@@ -45,6 +45,17 @@ function rig(opts: { store?: Store; realClock?: boolean } = {}) {
 
 const only = async (e: ReturnType<typeof testEngine>) => (await e.engine.records.list({})).filter((r) => r.target === CANARY);
 
+/** The stable Deployment's lock held by `hold`; the Canary's alert then: closed blocked at once, for `reason`. */
+async function blockedAtOnce(t: Test, hold: (store: Store) => Promise<unknown>, reason: RegExp) {
+  const r = rig();
+  await hold(r.e.store);
+  await r.e.deliver(canaryAlert());
+  const [rec] = await only(r.e);
+  t.equal(rec!.state, 'blocked');
+  t.match(rec!.outcome?.message, reason);
+  return r;
+}
+
 t.test("a Canary's alert behind a rollback of its stable Deployment still deciding (which then asks for approval) waits, and rolls back once it is given back", async (t) => {
   const r = rig();
   const end = await heldBy(r.e.store, STABLE);
@@ -79,33 +90,21 @@ t.test("a Canary's alert behind a rollback of its stable Deployment still decidi
 });
 
 t.test('a rollback of the stable Deployment executing stands for it: blocked at once, naming it', async (t) => {
-  const r = rig();
-  await heldBy(r.e.store, STABLE, 'in_progress', 'rb-stable');
-  await r.e.deliver(canaryAlert());
-  const [rec] = await only(r.e);
-  t.equal(rec!.state, 'blocked');
-  t.match(rec!.outcome?.message, /blocked by lock: another rollback writing Deployment\/prod\/api-stable is executing \(rb-stable; its lock is held\)/);
+  const r = await blockedAtOnce(t, (store) => heldBy(store, STABLE, 'in_progress', 'rb-stable'), /blocked by lock: another rollback writing Deployment\/prod\/api-stable is executing \(rb-stable; its lock is held\)/);
   t.equal((await metricValue(r.e.metrics, 'rollguard_guard_deferred_total', { guard: 'lock' })) ?? 0, 0);
   t.equal(r.kube.patches().length, 0);
 });
 
 t.test("another Canary's rollback executing writes the shared stable Deployment: blocked at once, naming that rollback's target", async (t) => {
-  const r = rig();
-  await r.e.store.putRecord({ id: 'rb-other-canary', target: 'Canary/prod/web-canary', state: 'in_progress', createdAt: 1 });
-  await r.e.store.acquireLock(lockName(STABLE), rollbackHolder('replica-b', 'rb-other-canary'), 60_000);
-  await r.e.deliver(canaryAlert());
-  const [rec] = await only(r.e);
-  t.equal(rec!.state, 'blocked');
-  t.match(rec!.outcome?.message, /another rollback writing Deployment\/prod\/api-stable \(a rollback of Canary\/prod\/web-canary\) is executing \(rb-other-canary; its lock is held\)/);
+  const hold = async (store: Store) => {
+    await store.putRecord({ id: 'rb-other-canary', target: 'Canary/prod/web-canary', state: 'in_progress', createdAt: 1 });
+    await store.acquireLock(lockName(STABLE), rollbackHolder('replica-b', 'rb-other-canary'), 60_000);
+  };
+  await blockedAtOnce(t, hold, /another rollback writing Deployment\/prod\/api-stable \(a rollback of Canary\/prod\/web-canary\) is executing \(rb-other-canary; its lock is held\)/);
 });
 
 t.test("a drill's restore holding the stable Deployment's lock blocks at once, naming it", async (t) => {
-  const r = rig();
-  await r.e.store.acquireLock(lockName(STABLE), 'replica-b for drill dr-1', 60_000);
-  await r.e.deliver(canaryAlert());
-  const [rec] = await only(r.e);
-  t.equal(rec!.state, 'blocked');
-  t.match(rec!.outcome?.message, /Deployment\/prod\/api-stable's lock is held by replica-b for drill dr-1, which is not a rollback being decided \(it writes\)/);
+  await blockedAtOnce(t, (store) => store.acquireLock(lockName(STABLE), 'replica-b for drill dr-1', 60_000), /Deployment\/prod\/api-stable's lock is held by replica-b for drill dr-1, which is not a rollback being decided \(it writes\)/);
 });
 
 t.test('a holder of the stable Deployment that never executes nor gives it back: blocked after 2 × LOCK_TTL, saying so', async (t) => {
@@ -203,12 +202,7 @@ t.test("a hold after a wait on the stable Deployment's lock does not count again
 });
 
 t.test('a written object locked under a bare replica name (an earlier version, which does not say what for) blocks at once', async (t) => {
-  const r = rig();
-  await r.e.store.acquireLock(lockName(STABLE), 'replica-old', 60_000);
-  await r.e.deliver(canaryAlert());
-  const [rec] = await only(r.e);
-  t.equal(rec!.state, 'blocked');
-  t.match(rec!.outcome?.message, /another rollback writing Deployment\/prod\/api-stable is in progress \(its lock is held\) \(taken by replica-old, an earlier version, which does not say what for\)/);
+  await blockedAtOnce(t, (store) => store.acquireLock(lockName(STABLE), 'replica-old', 60_000), /another rollback writing Deployment\/prod\/api-stable is in progress \(its lock is held\) \(taken by replica-old, an earlier version, which does not say what for\)/);
 });
 
 t.test('an approved Canary rollback is blocked at once by a held stable Deployment', async (t) => {
