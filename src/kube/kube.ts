@@ -1,5 +1,5 @@
 // What rollguard asks of a Kubernetes cluster: the Kube interface the actions, guards and watchers
-// use, the resources they name, and the constants of their requests. The contract only: it loads
+// use, the resources they name, the constants of their requests, and getOrNull. The contract only: it loads
 // nothing of @kubernetes/client-node, so a process without a cluster (the embedded default's
 // dry run, the CLI's offline commands) never loads that library (about 66 MB of RSS at import,
 // docs/benchmarks.md). The implementation over client-node is src/kube/client.ts, imported by
