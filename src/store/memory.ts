@@ -346,6 +346,11 @@ export class MemoryStore implements Store {
     if (p?.size === 0) this.slots.delete(pool);
   }
 
+  async slotHolders(pool: string): Promise<string[]> {
+    if (!this.slots.has(pool)) return [];
+    return [...this.pool(pool).keys()];
+  }
+
   async setValue(key: string, value: string, opts: { ttlMs?: number; onlyIfAbsent?: boolean } = {}): Promise<boolean> {
     const k = `kv:${key}`;
     if (opts.onlyIfAbsent && this.alive(k)) return false;

@@ -217,6 +217,13 @@ redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1`;
 
+// The pool's live leases, by Redis' clock (as SLOT_ACQUIRE_LUA drops the expired ones), changing nothing.
+export const SLOT_HOLDERS_LUA = `
+-- KEYS[1]: the pool
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')`;
+
 export const MEMORY_LUA = `
 -- KEYS[1]: any key of this store (routes the call to its node on Cluster)
 local info = redis.call('INFO', 'memory')

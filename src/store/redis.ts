@@ -19,6 +19,7 @@ import {
   LOCK_RENEW_LUA,
   MEMORY_LUA,
   SLOT_ACQUIRE_LUA,
+  SLOT_HOLDERS_LUA,
   SLOT_RENEW_LUA,
   TRANSIENT_REPLY,
 } from './redis-lua.js';
@@ -135,6 +136,7 @@ export class RedisStore implements Store {
     this.cmd.defineCommand('rgCompareAndSet', { lua: COMPARE_AND_SET_LUA, numberOfKeys: 1 });
     this.cmd.defineCommand('rgSlotAcquire', { lua: SLOT_ACQUIRE_LUA, numberOfKeys: 1 });
     this.cmd.defineCommand('rgSlotRenew', { lua: SLOT_RENEW_LUA, numberOfKeys: 1 });
+    this.cmd.defineCommand('rgSlotHolders', { lua: SLOT_HOLDERS_LUA, numberOfKeys: 1 });
     const drops = new DropNotes(opts, Date.now);
     const max = opts.maxRecords;
     this.recordsOf = new RedisRecords(
@@ -495,6 +497,13 @@ export class RedisStore implements Store {
   async releaseSlot(pool: string, member: string): Promise<void> {
     await this.run('releaseSlot', async () => {
       await this.cmd.zrem(this.k('slots', pool), member);
+    });
+  }
+
+  async slotHolders(pool: string): Promise<string[]> {
+    return this.run('slotHolders', async () => {
+      const r = await (this.cmd as unknown as { rgSlotHolders(key: string): Promise<string[]> }).rgSlotHolders(this.k('slots', pool));
+      return r.map(String);
     });
   }
 

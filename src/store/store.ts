@@ -185,6 +185,8 @@ export interface Store {
   renewSlot(pool: string, member: string, ttlMs: number): Promise<boolean>;
   /** Gives member's slot back (a no-op when it holds none). */
   releaseSlot(pool: string, member: string): Promise<void>;
+  /** The members holding a lease of the pool now (expired leases left out), taking nothing. */
+  slotHolders(pool: string): Promise<string[]>;
 
   /** Sets key (optionally only if absent) with an optional TTL; false when onlyIfAbsent and present. */
   setValue(key: string, value: string, opts?: { ttlMs?: number; onlyIfAbsent?: boolean }): Promise<boolean>;

@@ -276,6 +276,23 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.same(full.acquired ? [] : [...full.holders].sort(), ['rb-1', 'rb-5']);
   });
 
+  t.test('slot holders: the members holding a live lease, read without taking one', async (t) => {
+    const s = await make();
+    t.same(await s.slotHolders('pool'), [], 'a pool never used holds none');
+    await s.acquireSlot('pool', 'rb-1', 2, 5000);
+    await s.acquireSlot('pool', 'rb-2', 2, 150);
+    await s.acquireSlot('other-pool', 'rb-9', 2, 5000);
+    t.same([...(await s.slotHolders('pool'))].sort(), ['rb-1', 'rb-2'], 'this pool\'s holders only');
+    t.same([...(await s.slotHolders('pool'))].sort(), ['rb-1', 'rb-2'], 'reading took nothing and changed nothing');
+    t.equal((await s.acquireSlot('pool', 'rb-3', 2, 5000)).acquired, false, 'still full after the reads');
+    await s.releaseSlot('pool', 'rb-1');
+    t.same(await s.slotHolders('pool'), ['rb-2'], 'a released slot is not held');
+    await sleep(250); // rb-2's lease ran out
+    t.same(await s.slotHolders('pool'), [], 'an expired lease is not held');
+    t.same(await s.acquireSlot('pool', 'rb-3', 1, 5000), { acquired: true });
+    t.same(await s.slotHolders('pool'), ['rb-3']);
+  });
+
   t.test('slots taken at once from many callers never pass max', async (t) => {
     const s = await make();
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => s.acquireSlot('race', `rb-${i}`, 3, 60_000)));
