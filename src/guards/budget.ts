@@ -1,5 +1,6 @@
 import type { RollbackRecord } from '../engine/record.js';
 import type { EventLimit } from '../store/store.js';
+import { dryRunReason } from './dry-run.js';
 import { allow, block, type Guard, type GuardContext } from './guard.js';
 
 const HOUR = 3_600_000;
@@ -37,7 +38,7 @@ function refusal(record: RollbackRecord, l: EventLimit, count: number, keys: Ret
  * storms. The check is the spend: one unit of every budget is reserved in one atomic store step
  * (store.reserveEvents), so replicas deciding at once never pass a budget together; the rollback
  * gives it back if it does not execute (a later guard blocks or waits, the plan is refused, the
- * write is not applied). A drill's rollback is checked, and spends nothing.
+ * write is not applied). A drill's rollback and a dry run are checked, and spend nothing.
  */
 export const budgetGuard: Guard = {
   name: 'budget',
@@ -46,13 +47,15 @@ export const budgetGuard: Guard = {
     const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
     const want = limits(ctx);
-    if (record.source === 'drill') {
-      // a drill's rollback is checked against the budgets and spends none of them
+    const spendsNone = record.source === 'drill' ? 'a drill' : dryRunReason(ctx) ? 'a dry run' : undefined;
+    if (spendsNone) {
+      // checked against what rollbacks spent and hold, and spending none of it: a dry run's
+      // reservation would refuse a real rollback, or another dry run, for a rollback never made
       for (const l of want) {
         const n = await store.countEvents(l.key, now - HOUR);
         if (n >= l.limit) return block(refusal(record, l, n, keys));
       }
-      return allow('within every budget this hour; a drill spends none of it');
+      return allow(`within every budget this hour; ${spendsNone} spends none of it`);
     }
     const r = await store.reserveEvents(want, record.id, now, HOUR);
     if (!r.reserved) return block(refusal(record, want.find((l) => l.key === r.key)!, r.count, keys));

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { Store } from '../store/store.js';
+import { dryRunReason } from './dry-run.js';
 import { allow, block, type Guard } from './guard.js';
 
 /** The store's slot pool of rollbacks in flight (Store.acquireSlot). */
@@ -17,18 +18,28 @@ export interface SlotHold {
  * replicas deciding at once never pass the limit together. The rollback renews the lease with its
  * locks (LOCK_TTL) and gives the slot back when it ends, verification included, or when it does not
  * execute; a replica that dies holding one loses it after LOCK_TTL. P0 rollbacks come first where
- * they compete because the queue serves P0 alerts first; a held slot is never taken back.
+ * they compete because the queue serves P0 alerts first; a held slot is never taken back. A dry
+ * run is checked against the slots held and leases none.
  */
 export const concurrencyGuard: Guard = {
   name: 'concurrency',
   needsPlan: true,
-  async check({ store, config, record }) {
+  async check(ctx) {
+    const { store, config, record } = ctx;
     const max = config.MAX_CONCURRENT_ROLLBACKS;
-    const r = await leaseSlot(store, config, record.id);
-    if ('holders' in r) {
-      const targets = await Promise.all(r.holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
-      return block(`${r.holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
+    const full = async (holders: string[]) => {
+      const targets = await Promise.all(holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
+      return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
+    };
+    if (dryRunReason(ctx)) {
+      // a dry run is checked against the rollbacks in flight and takes no slot: it would refuse a
+      // real rollback, or another dry run, for the moment it decides
+      const holders = (await store.slotHolders(CONCURRENCY_POOL)).filter((m) => slotRecord(m) !== record.id);
+      if (holders.length >= max) return full(holders);
+      return allow(`${holders.length} of ${max} slot(s) for rollbacks in flight taken (MAX_CONCURRENT_ROLLBACKS); a dry run takes none`);
     }
+    const r = await leaseSlot(store, config, record.id);
+    if ('holders' in r) return full(r.holders);
     return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: r.hold } };
   },
 };

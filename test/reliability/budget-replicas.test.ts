@@ -25,7 +25,7 @@ t.test('three replicas, thirty alerts on thirty targets at once: exactly BUDGET_
   t.equal(await engines[0]!.store.countEvents('budget:cluster', Date.now() - 3_600_000), 3, 'three units spent, no more');
 });
 
-t.test('a reservation is given back when the rollback does not execute: waiting for approval, dry run, a refused write', async (t) => {
+t.test('a reservation is given back when the rollback does not execute (waiting for approval, a refused write), and a dry run reserves none', async (t) => {
   const { engines } = await replicas(1, { BUDGET_CLUSTER_PER_HOUR: '1' });
   const e = engines[0]!;
   const spent = () => e.store.countEvents('budget:cluster', Date.now() - 3_600_000);
@@ -38,6 +38,7 @@ t.test('a reservation is given back when the rollback does not execute: waiting 
   await e.engine.idle();
   t.equal((await e.engine.records.get(dry.id))!.state, 'dry_run');
   t.equal(await spent(), 0, 'a dry run spends nothing');
+  t.match((await e.engine.records.get(dry.id))!.guards.find((g) => g.guard === 'budget')?.reason, /a dry run spends none of it/, 'and reserved nothing');
 
   const execute = e.action.execute.bind(e.action);
   e.action.execute = async (p) => ({ applied: false, message: 'not applied: someone else rolled it back', at: Date.now(), attempts: 1, refusal: { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' }, replanned: p });
@@ -52,4 +53,19 @@ t.test('a reservation is given back when the rollback does not execute: waiting 
   t.equal(await spent(), 1, 'the approved rollback executed and spent the one unit');
   await e.deliver(firing('HighErrorRate', 'next'));
   t.match((await e.engine.records.list({ target: 'Deployment/prod/next' }))[0]!.outcome?.message, /BUDGET_CLUSTER_PER_HOUR is 1/, 'and the budget is now used up');
+});
+
+t.test('three replicas in dry-run, thirty alerts at once: every one a dry run, nothing reserved or leased', async (t) => {
+  // before 2026-12-07 the dry runs reserved budget and slots while they decided, and refused one another
+  const { engines, action } = await replicas(3, { DRY_RUN: 'true', BUDGET_CLUSTER_PER_HOUR: '3', MAX_CONCURRENT_ROLLBACKS: '2' });
+  const alerts = Array.from({ length: 30 }, (_, i) => firing('HighErrorRate', `dry-${i}`));
+  await Promise.all(alerts.map((a, i) => engines[i % 3]!.engine.handle({ id: `ev-dry-${i}`, alert: a, deliveries: 1 })));
+  await Promise.all(engines.map((e) => e.engine.idle()));
+  const recs = (await engines[0]!.engine.records.list({ limit: 200 })).filter((r) => r.target.startsWith('Deployment/prod/dry-'));
+  t.equal(recs.length, 30);
+  const notDry = recs.filter((r) => r.state !== 'dry_run');
+  t.same(notDry.map((r) => `${r.target} ${r.state}: ${r.outcome?.message}`), [], 'every one a dry run');
+  t.equal(action.executed.filter((x) => x.ref.name.startsWith('dry-')).length, 0, 'nothing written');
+  t.same(await engines[0]!.store.slotHolders('rollbacks'), [], 'no slot leased');
+  t.equal(await engines[0]!.store.countEvents('budget:cluster', 0), 0, 'no budget reserved');
 });

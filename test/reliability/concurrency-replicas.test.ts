@@ -64,7 +64,7 @@ t.test("a replica that dies holding a slot: the slot comes back after LOCK_TTL, 
   t.same(action.executed.map((x) => x.ref.name), ['second'], 'its lease ran out: the next rollback runs');
 });
 
-t.test('a rollback that does not execute gives its slot back: waiting for approval, dry run, refused', async (t) => {
+t.test('a rollback that does not execute gives its slot back (waiting for approval), and a dry run takes none', async (t) => {
   const { engines } = await replicas(1, { MAX_CONCURRENT_ROLLBACKS: '1' });
   const e = engines[0]!;
   await e.deliver(firing('HighLatency', 'needs-approval')); // its rule requires approval

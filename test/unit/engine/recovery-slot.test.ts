@@ -149,7 +149,7 @@ t.test('a replica that had only stalled gives its own slot back when it wakes, n
   await a.engine.idle();
   t.same(await holders(store), [mine], 'the recovery\'s slot is still held after replica-a gave its own back');
   // a new rollback's concurrency guard is refused, and names the target the recovery rolls back
-  const check = await concurrencyGuard.check({ store, config: b.config, record: { id: 'rb-new' } } as unknown as GuardContext);
+  const check = await concurrencyGuard.check({ store, config: b.config, record: { id: 'rb-new' }, settings: {} } as unknown as GuardContext);
   t.match(check, { verdict: 'block', reason: /^1 rollback\(s\) already in flight \(Deployment\/prod\/checkout\); MAX_CONCURRENT_ROLLBACKS is 1$/ }, 'a new rollback waits for it, told which target is in flight');
   gates.b();
   await b.engine.idle();
