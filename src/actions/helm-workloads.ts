@@ -30,8 +30,11 @@ export const RELEASE_OBJECTS_READ = 10;
 export const MANIFEST_DOCUMENTS_READ = 5000;
 
 const MENTIONS = new RegExp(`\\bkind["']?\\s*:\\s*["']?(${WORKLOADS.map((r) => r.kind).join('|')})\\b`);
-/** A document separator: `---` at the start of a line, alone or before a comment or a space. */
-const SEPARATOR = /^---(?:[ \t].*)?$/m;
+/**
+ * A document separator: `---` at the start of a line, alone or before a space. What follows it on
+ * its line (a comment, or the document itself: `--- {kind: Deployment, …}`) is the next document's.
+ */
+const SEPARATOR = /^---(?=[ \t]|$)/m;
 
 export interface ReleaseObject {
   resource: ResourceType;

@@ -24,6 +24,7 @@ kind: StatefulSet # the worker
 metadata: {name: shop-worker, namespace: shop}
 --- # a separator with a comment
 {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "shop-agents"}}
+--- {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "inline"}}
 ---
 apiVersion: example.com/v1
 kind: Deployment
@@ -35,8 +36,10 @@ kind: Deployment
 metadata:
   name: shop
 `;
-  t.same(names(manifest), ['apps/Deployment/shop/shop', 'apps/StatefulSet/shop/shop-worker', 'apps/DaemonSet/shop-agents/agent'], 'a trailing comment, flow and JSON style, and a namespace of its own are read; another group\'s Deployment is not a workload');
+  t.same(names(manifest), ['apps/Deployment/shop/shop', 'apps/StatefulSet/shop/shop-worker', 'apps/DaemonSet/shop-agents/agent', 'apps/Deployment/shop/inline'], 'a trailing comment, flow and JSON style, a document on its separator\'s line and a namespace of its own are read; another group\'s Deployment is not a workload');
   t.same(names(''), [], 'an empty manifest: none');
+  t.same(names('----\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n'), [], 'four dashes are no separator: the document does not parse');
+  t.same(names('---\t{apiVersion: apps/v1, kind: Deployment, metadata: {name: x}}\n'), ['apps/Deployment/shop/x'], 'a tab after the dashes is a separator too');
 });
 
 t.test('at most RELEASE_OBJECTS_READ workloads, and MANIFEST_DOCUMENTS_READ documents looked at', async (t) => {
