@@ -299,6 +299,11 @@ export class MemoryStore implements Store {
     return (this.events.get(key)?.entries ?? []).filter((e) => e.at >= since).length;
   }
 
+  async eventMembers(key: string, since: number, limit: number): Promise<string[]> {
+    const entries = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= since);
+    return entries.sort((a, b) => b.at - a.at).slice(0, Math.max(0, limit)).map((e) => e.member);
+  }
+
   // One synchronous step (no await between the counts and the writes): atomic in this process.
   async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
     for (const { key, limit } of keys) {

@@ -34,6 +34,11 @@ export class RedisEvents {
     return Number(await this.cmd.zcount(this.key(key), since, '+inf'));
   }
 
+  async members(key: string, since: number, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    return (await this.cmd.zrevrangebyscore(this.key(key), '+inf', since, 'LIMIT', 0, limit)).map(String);
+  }
+
   /** Every key checked and the member added to every key in one script (see RESERVE_EVENTS_LUA). */
   async reserve(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
     if (keys.length === 0) return { reserved: true };

@@ -467,6 +467,10 @@ export class RedisStore implements Store {
     return this.run('countEvents', () => this.eventsOf.count(key, since));
   }
 
+  async eventMembers(key: string, since: number, limit: number): Promise<string[]> {
+    return this.run('eventMembers', () => this.eventsOf.members(key, since, limit));
+  }
+
   async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
     return this.run('reserveEvents', () => this.eventsOf.reserve(keys, member, at, windowMs));
   }

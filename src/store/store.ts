@@ -170,6 +170,8 @@ export interface Store {
    * A member already recorded under a key does not count against itself (reserving again is a no-op).
    */
   reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation>;
+  /** The members of key's events at or after `since`, newest first, at most `limit` (reserveEvents' are the names it was given). */
+  eventMembers(key: string, since: number, limit: number): Promise<string[]>;
   /** Gives a reservation back: removes `member` from each key. */
   releaseEvents(keys: readonly string[], member: string): Promise<void>;
 

@@ -244,6 +244,23 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.same(await s.reserveEvents([{ key: 'res:short', limit: 1 }], 'new', now, 5_000), { reserved: true }, 'events older than the window do not count');
   });
 
+  t.test('eventMembers: the members since a time, newest first, at most a limit; released ones gone', async (t) => {
+    const s = await make();
+    const now = Date.now();
+    t.same(await s.eventMembers('members:none', 0, 10), [], 'a key never used: none');
+    for (const [member, at] of [['rb-old', now - 50_000], ['rb-b', now - 2_000], ['rb-a', now - 3_000], ['rb-c', now - 1_000]] as const) {
+      t.same(await s.reserveEvents([{ key: 'members:k', limit: 10 }], member, at, 3_600_000), { reserved: true });
+    }
+    await s.reserveEvents([{ key: 'members:other', limit: 10 }], 'rb-elsewhere', now, 3_600_000);
+    t.same(await s.eventMembers('members:k', now - 10_000, 10), ['rb-c', 'rb-b', 'rb-a'], 'by time, newest first, whatever the order reserved; older ones and other keys left out');
+    t.same(await s.eventMembers('members:k', now - 2_000, 10), ['rb-c', 'rb-b'], 'since is inclusive');
+    t.same(await s.eventMembers('members:k', 0, 2), ['rb-c', 'rb-b'], 'at most the limit, the newest');
+    t.same(await s.eventMembers('members:k', 0, 0), [], 'a limit of 0: none');
+    await s.releaseEvents(['members:k'], 'rb-c');
+    t.same(await s.eventMembers('members:k', 0, 10), ['rb-b', 'rb-a', 'rb-old'], 'a released member is gone');
+    t.equal(await s.countEvents('members:k', 0), 3, 'reading changed nothing');
+  });
+
   t.test('reserveEvents at once from many callers never passes a limit', async (t) => {
     const s = await make();
     const now = Date.now();
