@@ -1,7 +1,8 @@
 import type { RollbackRecord } from '../engine/record.js';
 import type { EventLimit } from '../store/store.js';
 import { dryRunReason } from './dry-run.js';
-import { allow, block, type Guard, type GuardContext } from './guard.js';
+import { GIVE_BACK_READ, untilGivenBack, type Attempt } from './give-back.js';
+import { allow, block, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
 const HOUR = 3_600_000;
 
@@ -38,7 +39,9 @@ function refusal(record: RollbackRecord, l: EventLimit, count: number, keys: Ret
  * storms. The check is the spend: one unit of every budget is reserved in one atomic store step
  * (store.reserveEvents), so replicas deciding at once never pass a budget together; the rollback
  * gives it back if it does not execute (a later guard blocks or waits, the plan is refused, the
- * write is not applied). A drill's rollback and a dry run are checked, and spend nothing.
+ * write is not applied). A drill's rollback and a dry run are checked, and spend nothing. Refused
+ * while rollbacks that have not executed hold units (they may give them back within moments), it
+ * tries again for a short while (give-back.ts).
  */
 export const budgetGuard: Guard = {
   name: 'budget',
@@ -47,19 +50,31 @@ export const budgetGuard: Guard = {
     const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
     const want = limits(ctx);
+    const since = now - HOUR;
+    // refused by `l` at `n`: the units reserved lately, newest first (a rollback still deciding, which
+    // may give its unit back, reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
+    const recent = Math.max(since, now - 2 * ctx.config.LOCK_TTL);
+    const refused = async (l: EventLimit, n: number): Promise<Attempt<GuardResult>> => ({
+      refused: (waited) => block(refusal(record, l, n, keys) + waited),
+      holders: await store.eventMembers(l.key, recent, GIVE_BACK_READ + 1),
+    });
     const spendsNone = record.source === 'drill' ? 'a drill' : dryRunReason(ctx) ? 'a dry run' : undefined;
     if (spendsNone) {
       // checked against what rollbacks spent and hold, and spending none of it: a dry run's
       // reservation would refuse a real rollback, or another dry run, for a rollback never made
-      for (const l of want) {
-        const n = await store.countEvents(l.key, now - HOUR);
-        if (n >= l.limit) return block(refusal(record, l, n, keys));
-      }
-      return allow(`within every budget this hour; ${spendsNone} spends none of it`);
+      return untilGivenBack(store, record.id, async () => {
+        for (const l of want) {
+          const n = await store.countEvents(l.key, since);
+          if (n >= l.limit) return refused(l, n);
+        }
+        return { passed: allow(`within every budget this hour; ${spendsNone} spends none of it`) };
+      });
     }
-    const r = await store.reserveEvents(want, record.id, now, HOUR);
-    if (!r.reserved) return block(refusal(record, want.find((l) => l.key === r.key)!, r.count, keys));
-    const hold: BudgetHold = { keys: want.map((l) => l.key), member: record.id };
-    return { ...allow(`reserved one rollback of each budget this hour (${want.map((l) => `${l.key.replace(/^budget:/, '')} at most ${l.limit}`).join(', ')}); given back if it does not execute`), produced: { budget: hold } };
+    return untilGivenBack(store, record.id, async () => {
+      const r = await store.reserveEvents(want, record.id, now, HOUR);
+      if (!r.reserved) return refused(want.find((l) => l.key === r.key)!, r.count);
+      const hold: BudgetHold = { keys: want.map((l) => l.key), member: record.id };
+      return { passed: { verdict: 'allow', reason: `reserved one rollback of each budget this hour (${want.map((l) => `${l.key.replace(/^budget:/, '')} at most ${l.limit}`).join(', ')}); given back if it does not execute`, produced: { budget: hold } } };
+    });
   },
 };

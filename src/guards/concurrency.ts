@@ -1,7 +1,8 @@
 import type { Config } from '../config.js';
 import type { Store } from '../store/store.js';
 import { dryRunReason } from './dry-run.js';
-import { allow, block, type Guard } from './guard.js';
+import { untilGivenBack, type Attempt } from './give-back.js';
+import { allow, block, type Guard, type GuardResult } from './guard.js';
 
 /** The store's slot pool of rollbacks in flight (Store.acquireSlot). */
 export const CONCURRENCY_POOL = 'rollbacks';
@@ -19,7 +20,9 @@ export interface SlotHold {
  * locks (LOCK_TTL) and gives the slot back when it ends, verification included, or when it does not
  * execute; a replica that dies holding one loses it after LOCK_TTL. P0 rollbacks come first where
  * they compete because the queue serves P0 alerts first; a held slot is never taken back. A dry
- * run is checked against the slots held and leases none.
+ * run is checked against the slots held and leases none. Refused while a rollback that has not
+ * executed holds a slot (it may give it back within moments), it tries again for a short while
+ * (give-back.ts).
  */
 export const concurrencyGuard: Guard = {
   name: 'concurrency',
@@ -27,20 +30,28 @@ export const concurrencyGuard: Guard = {
   async check(ctx) {
     const { store, config, record } = ctx;
     const max = config.MAX_CONCURRENT_ROLLBACKS;
-    const full = async (holders: string[]) => {
+    // every slot held: named by their targets (a rollback still deciding may give its slot back)
+    const full = (holders: string[]): Attempt<GuardResult> => ({
+      refused: (waited) => blockNaming(holders, waited),
+      holders: holders.map(slotRecord),
+    });
+    const blockNaming = async (holders: string[], waited: string): Promise<GuardResult> => {
       const targets = await Promise.all(holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
-      return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}`);
+      return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}${waited}`);
     };
-    if (dryRunReason(ctx)) {
-      // a dry run is checked against the rollbacks in flight and takes no slot: it would refuse a
-      // real rollback, or another dry run, for the moment it decides
-      const holders = (await store.slotHolders(CONCURRENCY_POOL)).filter((m) => slotRecord(m) !== record.id);
-      if (holders.length >= max) return full(holders);
-      return allow(`${holders.length} of ${max} slot(s) for rollbacks in flight taken (MAX_CONCURRENT_ROLLBACKS); a dry run takes none`);
-    }
-    const r = await leaseSlot(store, config, record.id);
-    if ('holders' in r) return full(r.holders);
-    return { ...allow(`took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`), produced: { slot: r.hold } };
+    const dry = dryRunReason(ctx) !== undefined;
+    return untilGivenBack(store, record.id, async (): Promise<Attempt<GuardResult>> => {
+      if (dry) {
+        // a dry run is checked against the rollbacks in flight and takes no slot: it would refuse a
+        // real rollback, or another dry run, for the moment it decides
+        const holders = (await store.slotHolders(CONCURRENCY_POOL)).filter((m) => slotRecord(m) !== record.id);
+        if (holders.length >= max) return full(holders);
+        return { passed: allow(`${holders.length} of ${max} slot(s) for rollbacks in flight taken (MAX_CONCURRENT_ROLLBACKS); a dry run takes none`) };
+      }
+      const r = await leaseSlot(store, config, record.id);
+      if ('holders' in r) return full(r.holders);
+      return { passed: { verdict: 'allow', reason: `took one of ${max} slot(s) for rollbacks in flight (MAX_CONCURRENT_ROLLBACKS); given back when it ends`, produced: { slot: r.hold } } };
+    });
   },
 };
 

@@ -69,3 +69,44 @@ t.test('three replicas in dry-run, thirty alerts at once: every one a dry run, n
   t.same(await engines[0]!.store.slotHolders('rollbacks'), [], 'no slot leased');
   t.equal(await engines[0]!.store.countEvents('budget:cluster', 0), 0, 'no budget reserved');
 });
+
+t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at once, the cluster budget at its last unit: the P0 one rolls back', async (t) => {
+  // the P1 evaluation reserves the last unit, asks for approval and gives it back; before
+  // 2026-12-07 the P0 rollback deciding meanwhile on the other replica was closed blocked for good
+  const { engines, action } = await replicas(2, { BUDGET_CLUSTER_PER_HOUR: '1', MAX_CONCURRENT_ROLLBACKS: '100' });
+  for (const e of engines) {
+    const execute = e.action.execute.bind(e.action);
+    e.action.execute = async (p, c) => {
+      const r = await execute(p, c);
+      for (const x of engines) x.prometheus!.value = 0.001;
+      return r;
+    };
+  }
+  // the P0 alert arrives on replica b once replica a's P1 evaluation holds the unit, and that
+  // evaluation gives it back 300 ms on (an approval stage slower than usual): the P0 one meets it held
+  const a = engines[0]!.store;
+  let reserved!: () => void;
+  const p1Reserved = new Promise<void>((r) => (reserved = r));
+  const reserve = a.reserveEvents.bind(a);
+  a.reserveEvents = async (...args) => {
+    const r = await reserve(...args);
+    if (args[1].startsWith('rb-')) reserved();
+    return r;
+  };
+  const release = a.releaseEvents.bind(a);
+  a.releaseEvents = async (...args) => {
+    await new Promise((r) => setTimeout(r, 300));
+    return release(...args);
+  };
+  await Promise.all([
+    engines[0]!.engine.handle({ id: 'ev-p1', alert: firing('HighLatency', 'p1-needs-approval'), deliveries: 1 }),
+    p1Reserved.then(() => engines[1]!.engine.handle({ id: 'ev-p0', alert: firing('HighErrorRate', 'p0-checkout'), deliveries: 1 })),
+  ]);
+  await Promise.all(engines.map((e) => e.engine.idle()));
+  const recs = await engines[0]!.engine.records.list({ limit: 100 });
+  const p0 = recs.find((r) => r.target === 'Deployment/prod/p0-checkout')!;
+  t.equal(recs.find((r) => r.target === 'Deployment/prod/p1-needs-approval')?.state, 'pending_approval');
+  t.equal(p0.state, 'succeeded', p0.guards.filter((g) => g.result !== 'allow').map((g) => `${g.guard}: ${g.reason}`).join('; '));
+  t.same(action.executed.map((x) => x.ref.name).filter((n) => n.startsWith('p')), ['p0-checkout']);
+  t.equal(await engines[0]!.store.countEvents('budget:cluster', 0), 1, 'the one unit spent, by the P0 rollback');
+});

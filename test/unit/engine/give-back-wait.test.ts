@@ -1,0 +1,142 @@
+import t from 'tap';
+import { budgetKeys } from '../../../src/guards/budget.js';
+import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
+import { GIVE_BACK_WAIT_MS } from '../../../src/guards/give-back.js';
+import { PerTargetDeploymentAction, firing, testEngine } from '../../support/engine.js';
+
+// A budget unit or a concurrency slot held by a rollback that has not executed (still deciding:
+// it may yet ask for approval or be blocked, and give it back) does not close another rollback
+// `blocked` for good: the guard tries again for a short while (src/guards/give-back.ts). A holder
+// that executed, or one that keeps it past GIVE_BACK_WAIT_MS, still blocks, and the reason says which.
+
+const HOUR = 3_600_000;
+const CLUSTER = budgetKeys('x').cluster;
+
+/** The error rate falls once a rollback has written, so its verification succeeds. */
+function recoversOnWrite(e: ReturnType<typeof testEngine>) {
+  const execute = e.action.execute.bind(e.action);
+  e.action.execute = async (p, c) => {
+    const r = await execute(p, c);
+    e.prometheus!.value = 0.001;
+    return r;
+  };
+}
+
+/** A rollback of another target in `state`, holding the one unit of the cluster budget. */
+async function budgetHeldBy(e: ReturnType<typeof testEngine>, state: string) {
+  await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times: {} });
+  if (!(await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR)).reserved) throw new Error('the unit could not be reserved');
+}
+
+/** A rollback of another target in `state`, holding the one concurrency slot. */
+async function slotHeldBy(e: ReturnType<typeof testEngine>, state: string) {
+  await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times: {} });
+  if (!(await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-holder', 1, 60_000)).acquired) throw new Error('the slot could not be leased');
+}
+
+const after = (ms: number, fn: () => Promise<unknown>) => new Promise<void>((res, rej) => setTimeout(() => fn().then(() => res(), rej), ms));
+const verdict = (rec: { guards: { guard: string; result: string; reason: string }[] }, guard: string) => rec.guards.find((g) => g.guard === guard);
+const blockedBy = (rec: { guards: { guard: string; result: string; reason: string }[] }) => rec.guards.filter((g) => g.result !== 'allow').map((g) => `${g.guard}: ${g.reason}`).join('; ');
+
+t.test('budget: a unit held by a rollback still deciding, given back moments later (it asked for approval): this rollback runs', async (t) => {
+  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  recoversOnWrite(e);
+  await budgetHeldBy(e, 'deciding');
+  await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'succeeded', blockedBy(rec));
+  t.match(verdict(rec, 'budget')?.reason, /reserved one rollback of each budget this hour/);
+  t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
+});
+
+t.test('budget: the holder executes meanwhile: blocked as soon as it does, the unit spent', async (t) => {
+  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  await budgetHeldBy(e, 'deciding');
+  await Promise.all([
+    e.deliver(firing('HighErrorRate')),
+    after(300, async () => e.store.putRecord({ ...(await e.store.getRecord('rb-holder'))!, state: 'in_progress' })),
+  ]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'blocked');
+  t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', 'the refusal alone: no holder left that had not executed');
+  t.equal(e.action.executed.length, 0);
+});
+
+t.test('budget: a holder that executed blocks at once; one closed after executing too', async (t) => {
+  for (const [state, times] of [['in_progress', {}], ['succeeded', { executedAt: Date.now() - 1000 }]] as const) {
+    const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+    await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times });
+    await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
+    const looks = countingReads(e, 'rb-holder');
+    await e.deliver(firing('HighErrorRate'));
+    const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+    t.equal(rec.state, 'blocked', state);
+    t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', state);
+    t.equal(looks(), 1, `${state}: its record read once, no second try`);
+  }
+});
+
+t.test('budget: a holder still deciding past GIVE_BACK_WAIT_MS: blocked, naming it', async (t) => {
+  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  await budgetHeldBy(e, 'deciding');
+  const looks = countingReads(e, 'rb-holder');
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'blocked');
+  t.equal(verdict(rec, 'budget')?.reason, `1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; rb-holder had not executed and did not give theirs back within ${GIVE_BACK_WAIT_MS / 1000}s`);
+  t.ok(looks() > 1, `tried again meanwhile (${looks()} looks)`);
+});
+
+t.test('concurrency: a slot held by a rollback still deciding, given back moments later: this rollback runs', async (t) => {
+  const e = testEngine({ env: { MAX_CONCURRENT_ROLLBACKS: '1' } });
+  recoversOnWrite(e);
+  await slotHeldBy(e, 'deciding');
+  await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseSlot(CONCURRENCY_POOL, 'rb-holder'))]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'succeeded', blockedBy(rec));
+  t.match(verdict(rec, 'concurrency')?.reason, /took one of 1 slot\(s\)/);
+});
+
+t.test('concurrency: a slot held by a rollback still deciding past GIVE_BACK_WAIT_MS: blocked, naming its target and it', async (t) => {
+  const e = testEngine({ env: { MAX_CONCURRENT_ROLLBACKS: '1' } });
+  await slotHeldBy(e, 'deciding');
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'blocked');
+  t.equal(verdict(rec, 'concurrency')?.reason, `1 rollback(s) already in flight (Deployment/prod/other); MAX_CONCURRENT_ROLLBACKS is 1; rb-holder had not executed and did not give theirs back within ${GIVE_BACK_WAIT_MS / 1000}s`);
+});
+
+t.test('a dry run refused by a unit a live rollback still deciding holds: it waits for it too', async (t) => {
+  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1', DRY_RUN: 'true' } });
+  await budgetHeldBy(e, 'deciding');
+  await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'dry_run', blockedBy(rec));
+});
+
+t.test('unstaged: a P1 alert whose rule asks for approval and a P0 alert at once, the cluster budget at its last unit: the P0 one rolls back', async (t) => {
+  // the P1 evaluation reserves the last unit, then asks for approval and gives it back; before,
+  // the P0 rollback deciding meanwhile was closed blocked by that unit for good
+  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' }, action: new PerTargetDeploymentAction() });
+  recoversOnWrite(e);
+  await Promise.all([firing('HighLatency', 'needs-approval'), firing('HighErrorRate', 'checkout')].map((alert, i) => e.engine.handle({ id: `ev-${i}`, alert, deliveries: 1 })));
+  await e.engine.idle();
+  const recs = await e.engine.records.list({});
+  const p0 = recs.find((r) => r.target === 'Deployment/prod/checkout')!;
+  const p1 = recs.find((r) => r.target === 'Deployment/prod/needs-approval')!;
+  t.equal(p1.state, 'pending_approval');
+  t.equal(p0.state, 'succeeded', blockedBy(p0));
+  t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
+  t.equal(await e.store.countEvents(CLUSTER, 0), 1, 'the one unit spent, by the P0 rollback');
+});
+
+/** How many times the record `id` is read from the store from now on. */
+function countingReads(e: ReturnType<typeof testEngine>, id: string): () => number {
+  let n = 0;
+  const get = e.store.getRecord.bind(e.store);
+  e.store.getRecord = async (rid: string) => {
+    if (rid === id) n++;
+    return get(rid);
+  };
+  return () => n;
+}
