@@ -253,6 +253,16 @@ export function testEngine(opts: TestEngineOptions = {}) {
   return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver };
 }
 
+/** The engine's Prometheus double reads healthy once a rollback has written, so its verification succeeds. */
+export function recoversOnWrite(e: Pick<ReturnType<typeof testEngine>, 'action' | 'prometheus'>): void {
+  const execute = e.action.execute.bind(e.action);
+  e.action.execute = async (p, c) => {
+    const r = await execute(p, c);
+    e.prometheus!.value = 0.001;
+    return r;
+  };
+}
+
 /**
  * The engine acting on a real control plane as rollguard's ServiceAccount (`kubeconfig`), with no
  * Prometheus unless given (rules act per their onPrometheusDown), every action kind, a capturing notifier and a

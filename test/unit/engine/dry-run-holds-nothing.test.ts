@@ -1,7 +1,7 @@
 import t from 'tap';
 import { budgetKeys } from '../../../src/guards/budget.js';
 import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
-import { PerTargetDeploymentAction, firing, testEngine } from '../../support/engine.js';
+import { PerTargetDeploymentAction, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
 
 // A dry run holds no unit of a budget and no concurrency slot: it is checked against what
 // rollbacks that execute spent and hold. Before, it reserved both while it decided, so dry runs
@@ -22,16 +22,6 @@ rules:
     priority: P0
     guards: { dryRun: true }
 `;
-
-/** The error rate falls once a rollback has written, so its verification succeeds. */
-function recoversOnWrite(e: ReturnType<typeof testEngine>) {
-  const execute = e.action.execute.bind(e.action);
-  e.action.execute = async (p, c) => {
-    const r = await execute(p, c);
-    e.prometheus!.value = 0.001;
-    return r;
-  };
-}
 
 const verdict = (rec: { guards: { guard: string; result: string; reason: string }[] }, guard: string) => rec.guards.find((g) => g.guard === guard);
 

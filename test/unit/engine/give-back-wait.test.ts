@@ -2,7 +2,7 @@ import t from 'tap';
 import { budgetKeys } from '../../../src/guards/budget.js';
 import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
 import { GIVE_BACK_WAIT_MS } from '../../../src/guards/give-back.js';
-import { PerTargetDeploymentAction, firing, testEngine } from '../../support/engine.js';
+import { PerTargetDeploymentAction, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
 
 // A budget unit or a concurrency slot held by a rollback that has not executed (still deciding:
 // it may yet ask for approval or be blocked, and give it back) does not close another rollback
@@ -11,16 +11,6 @@ import { PerTargetDeploymentAction, firing, testEngine } from '../../support/eng
 
 const HOUR = 3_600_000;
 const CLUSTER = budgetKeys('x').cluster;
-
-/** The error rate falls once a rollback has written, so its verification succeeds. */
-function recoversOnWrite(e: ReturnType<typeof testEngine>) {
-  const execute = e.action.execute.bind(e.action);
-  e.action.execute = async (p, c) => {
-    const r = await execute(p, c);
-    e.prometheus!.value = 0.001;
-    return r;
-  };
-}
 
 /** A rollback of another target in `state`, holding the one unit of the cluster budget. */
 async function budgetHeldBy(e: ReturnType<typeof testEngine>, state: string) {
