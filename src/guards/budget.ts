@@ -50,29 +50,32 @@ export const budgetGuard: Guard = {
     const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
     const want = limits(ctx);
-    const since = now - HOUR;
-    // refused by `l` at `n`: the units reserved lately, newest first (a rollback still deciding, which
-    // may give its unit back, reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
-    const recent = Math.max(since, now - 2 * ctx.config.LOCK_TTL);
-    const refused = async (l: EventLimit, n: number): Promise<Attempt<GuardResult>> => ({
+    const wait = ctx.config.LOCK_TTL / 4;
+    // refused by `l` at `n` at `at`: the units reserved lately, newest first (a rollback still deciding,
+    // which may give its unit back, reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
+    const refused = async (l: EventLimit, n: number, at: number): Promise<Attempt<GuardResult>> => ({
       refused: (waited) => block(refusal(record, l, n, keys) + waited),
-      holders: await store.eventMembers(l.key, recent, GIVE_BACK_READ + 1),
+      holders: await store.eventMembers(l.key, Math.max(at - HOUR, at - 2 * ctx.config.LOCK_TTL), GIVE_BACK_READ + 1),
+      held: n,
+      limit: l.limit,
     });
     const spendsNone = record.source === 'drill' ? 'a drill' : dryRunReason(ctx) ? 'a dry run' : undefined;
     if (spendsNone) {
       // checked against what rollbacks spent and hold, and spending none of it: a dry run's
       // reservation would refuse a real rollback, or another dry run, for a rollback never made
-      return untilGivenBack(store, record.id, async () => {
+      return untilGivenBack(store, record.id, now, wait, async (elapsed) => {
+        const at = now + elapsed;
         for (const l of want) {
-          const n = await store.countEvents(l.key, since);
-          if (n >= l.limit) return refused(l, n);
+          const n = await store.countEvents(l.key, at - HOUR);
+          if (n >= l.limit) return refused(l, n, at);
         }
         return { passed: allow(`within every budget this hour; ${spendsNone} spends none of it`) };
       });
     }
-    return untilGivenBack(store, record.id, async () => {
-      const r = await store.reserveEvents(want, record.id, now, HOUR);
-      if (!r.reserved) return refused(want.find((l) => l.key === r.key)!, r.count);
+    return untilGivenBack(store, record.id, now, wait, async (elapsed) => {
+      const at = now + elapsed;
+      const r = await store.reserveEvents(want, record.id, at, HOUR);
+      if (!r.reserved) return refused(want.find((l) => l.key === r.key)!, r.count, at);
       const hold: BudgetHold = { keys: want.map((l) => l.key), member: record.id };
       return { passed: { verdict: 'allow', reason: `reserved one rollback of each budget this hour (${want.map((l) => `${l.key.replace(/^budget:/, '')} at most ${l.limit}`).join(', ')}); given back if it does not execute`, produced: { budget: hold } } };
     });

@@ -34,13 +34,15 @@ export const concurrencyGuard: Guard = {
     const full = (holders: string[]): Attempt<GuardResult> => ({
       refused: (waited) => blockNaming(holders, waited),
       holders: holders.map(slotRecord),
+      held: holders.length,
+      limit: max,
     });
     const blockNaming = async (holders: string[], waited: string): Promise<GuardResult> => {
       const targets = await Promise.all(holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
       return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}${waited}`);
     };
     const dry = dryRunReason(ctx) !== undefined;
-    return untilGivenBack(store, record.id, async (): Promise<Attempt<GuardResult>> => {
+    return untilGivenBack(store, record.id, ctx.now, config.LOCK_TTL / 4, async (): Promise<Attempt<GuardResult>> => {
       if (dry) {
         // a dry run is checked against the rollbacks in flight and takes no slot: it would refuse a
         // real rollback, or another dry run, for the moment it decides

@@ -1,4 +1,5 @@
-import type { Store } from '../store/store.js';
+import type { Store, StoredRecord } from '../store/store.js';
+import { fmtDuration } from './guard.js';
 
 /**
  * A budget unit or a concurrency slot refused because rollbacks that have not executed hold it:
@@ -6,8 +7,9 @@ import type { Store } from '../store/store.js';
  * ask for approval or block), or they have just ended without writing and are giving it back. A
  * rollback refused then would be closed `blocked` for good for a unit or a slot that is free a
  * few milliseconds on (a P0 alert behind a P1 rule's evaluation that asks for approval). So the
- * guard tries again every GIVE_BACK_POLL_MS while such holders remain, for at most
- * GIVE_BACK_WAIT_MS; holders that executed (the unit is spent, the slot in use) end the wait at once.
+ * guard tries again every GIVE_BACK_POLL_MS while such holders remain and their giving back
+ * would let it pass, for at most GIVE_BACK_WAIT_MS, and at most LOCK_TTL / 4 (the target's lock,
+ * taken before, is not renewed while it waits); holders that executed end the wait at once.
  */
 export const GIVE_BACK_WAIT_MS = 2000;
 export const GIVE_BACK_POLL_MS = 100;
@@ -15,35 +17,53 @@ export const GIVE_BACK_POLL_MS = 100;
 export const GIVE_BACK_READ = 20;
 
 /**
- * Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that hold without having
- * executed: not `in_progress` and no execution time. A record that cannot be read is taken as
- * having executed (the refusal stands).
+ * Whether a holder's record may still give its unit or slot back (`now`: the wall clock):
+ *
+ *   the holder's record                                                  may give back
+ *   none (unreadable, missing)                                           no: the refusal stands
+ *   in_progress, or its write-ahead landed (startedAt), or it executed   no: spent, or in use
+ *   deciding                                                             yes
+ *   any other state (ended without a write: blocked, pending_approval,
+ *   scheduled, …), its last step within GIVE_BACK_WAIT_MS                yes: given back beside that write
+ *   the same, older                                                      no: a give-back that failed (the
+ *                                                                        unit stays for its hour)
  */
-export async function notExecuted(store: Store, ids: readonly string[], self: string): Promise<string[]> {
-  const others = [...new Set(ids)].filter((id) => id !== self).slice(0, GIVE_BACK_READ);
-  const recs = await Promise.all(others.map((id) => store.getRecord(id).catch(() => null)));
-  return others.filter((_, i) => {
-    const r = recs[i] as { state?: string; times?: { executedAt?: number } } | null;
-    return r !== null && r.state !== 'in_progress' && r.times?.executedAt === undefined;
-  });
+export function mayGiveBack(r: Pick<StoredRecord, 'state'> & { times?: { startedAt?: number; executedAt?: number }; timeline?: { at: number }[] } | null, now: number): boolean {
+  if (r === null || r.state === 'in_progress' || r.times?.startedAt !== undefined || r.times?.executedAt !== undefined) return false;
+  if (r.state === 'deciding') return true;
+  const last = r.timeline?.at(-1)?.at;
+  return last !== undefined && now - last <= GIVE_BACK_WAIT_MS;
 }
 
-/** One try of a guard's reservation: passed, or refused with the records of what holds it. */
-export type Attempt<T> = { passed: T } | { refused: (waited: string) => T | Promise<T>; holders: readonly string[] };
+/** Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back. */
+export async function notExecuted(store: Store, ids: readonly string[], self: string, now: number): Promise<string[]> {
+  const others = [...new Set(ids)].filter((id) => id !== self).slice(0, GIVE_BACK_READ);
+  const recs = await Promise.all(others.map((id) => store.getRecord(id).catch(() => null)));
+  return others.filter((_, i) => mayGiveBack(recs[i] as Parameters<typeof mayGiveBack>[0], now));
+}
 
 /**
- * Tries until the attempt passes, or is refused with no holder that has not executed, or
- * GIVE_BACK_WAIT_MS have passed; then its refusal, told (`waited`, to append) which holders had not
- * executed and did not give back in time.
+ * One try of a guard's reservation: passed, or refused, `held` of `limit` being held, with the
+ * records of the holders that may give theirs back among `holders`.
  */
-export async function untilGivenBack<T>(store: Store, self: string, attempt: () => Promise<Attempt<T>>): Promise<T> {
-  const deadline = performance.now() + GIVE_BACK_WAIT_MS;
+export type Attempt<T> = { passed: T } | { refused: (waited: string) => T | Promise<T>; holders: readonly string[]; held: number; limit: number };
+
+/**
+ * Tries (`attempt`, told the ms elapsed since the first try, which began at `now`: the guard's clock) until it passes, or is refused with
+ * too few holders that may give theirs back for it to pass, or the wait (`waitMs`, at most
+ * GIVE_BACK_WAIT_MS) is over; then its refusal, told (`waited`, to append) which holders it waited
+ * for. The wait is checked after each refusal's reads, so it may run over by one round of them.
+ */
+export async function untilGivenBack<T>(store: Store, self: string, now: number, waitMs: number, attempt: (elapsedMs: number) => Promise<Attempt<T>>): Promise<T> {
+  const t0 = performance.now();
+  const wait = Math.min(GIVE_BACK_WAIT_MS, waitMs);
   for (;;) {
-    const r = await attempt();
+    const elapsed = Math.round(performance.now() - t0);
+    const r = await attempt(elapsed);
     if ('passed' in r) return r.passed;
-    const pending = await notExecuted(store, r.holders, self);
-    if (pending.length === 0) return r.refused('');
-    if (performance.now() >= deadline) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${GIVE_BACK_WAIT_MS / 1000}s`);
+    const pending = await notExecuted(store, r.holders, self, now + elapsed);
+    if (pending.length === 0 || r.held - pending.length >= r.limit) return r.refused('');
+    if (performance.now() - t0 >= wait) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(wait)}`);
     await new Promise((res) => setTimeout(res, GIVE_BACK_POLL_MS));
   }
 }

@@ -73,7 +73,8 @@ t.test('three replicas in dry-run, thirty alerts at once: every one a dry run, n
 t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at once, the cluster budget at its last unit: the P0 one rolls back', async (t) => {
   // the P1 evaluation reserves the last unit, asks for approval and gives it back; before
   // 2026-12-07 the P0 rollback deciding meanwhile on the other replica was closed blocked for good
-  const { engines, action } = await replicas(2, { BUDGET_CLUSTER_PER_HOUR: '1', MAX_CONCURRENT_ROLLBACKS: '100' });
+  // LOCK_TTL 30 s (the default): the wait is 2 s, well past the 300 ms give-back
+  const { engines, action } = await replicas(2, { BUDGET_CLUSTER_PER_HOUR: '1', MAX_CONCURRENT_ROLLBACKS: '100', LOCK_TTL: '30s' });
   for (const e of engines) {
     const execute = e.action.execute.bind(e.action);
     e.action.execute = async (p, c) => {
@@ -98,10 +99,21 @@ t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at o
     await new Promise((r) => setTimeout(r, 300));
     return release(...args);
   };
+  // replica b's answers to the P0 rollback's reservations: refused at least once (it met the unit held), then reserved
+  const b = engines[1]!.store;
+  const answers: boolean[] = [];
+  const reserveB = b.reserveEvents.bind(b);
+  b.reserveEvents = async (...args) => {
+    const r = await reserveB(...args);
+    answers.push(r.reserved);
+    return r;
+  };
   await Promise.all([
     engines[0]!.engine.handle({ id: 'ev-p1', alert: firing('HighLatency', 'p1-needs-approval'), deliveries: 1 }),
     p1Reserved.then(() => engines[1]!.engine.handle({ id: 'ev-p0', alert: firing('HighErrorRate', 'p0-checkout'), deliveries: 1 })),
   ]);
+  t.equal(answers[0], false, `the P0 rollback met the unit held by the P1 evaluation (answers ${answers.join(', ')})`);
+  t.equal(answers.at(-1), true, 'and reserved it once given back');
   await Promise.all(engines.map((e) => e.engine.idle()));
   const recs = await engines[0]!.engine.records.list({ limit: 100 });
   const p0 = recs.find((r) => r.target === 'Deployment/prod/p0-checkout')!;

@@ -8,14 +8,16 @@ import { PerTargetDeploymentAction, firing, recoversOnWrite, testEngine } from '
 // it may yet ask for approval or be blocked, and give it back) does not close another rollback
 // `blocked` for good: the guard tries again for a short while (src/guards/give-back.ts). A holder
 // that executed, or one that keeps it past GIVE_BACK_WAIT_MS, still blocks, and the reason says which.
+// LOCK_TTL is 30 s here (the default), so the wait is GIVE_BACK_WAIT_MS (it is at most LOCK_TTL / 4).
 
 const HOUR = 3_600_000;
 const CLUSTER = budgetKeys('x').cluster;
+const TTL = { LOCK_TTL: '30s' };
 
-/** A rollback of another target in `state`, holding the one unit of the cluster budget. */
-async function budgetHeldBy(e: ReturnType<typeof testEngine>, state: string) {
+/** A rollback of another target in `state`, holding a unit of the cluster budget (reserved under `limit`). */
+async function budgetHeldBy(e: ReturnType<typeof testEngine>, state: string, limit = 1) {
   await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times: {} });
-  if (!(await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR)).reserved) throw new Error('the unit could not be reserved');
+  if (!(await e.store.reserveEvents([{ key: CLUSTER, limit }], 'rb-holder', Date.now(), HOUR)).reserved) throw new Error('the unit could not be reserved');
 }
 
 /** A rollback of another target in `state`, holding the one concurrency slot. */
@@ -29,7 +31,7 @@ const verdict = (rec: { guards: { guard: string; result: string; reason: string 
 const blockedBy = (rec: { guards: { guard: string; result: string; reason: string }[] }) => rec.guards.filter((g) => g.result !== 'allow').map((g) => `${g.guard}: ${g.reason}`).join('; ');
 
 t.test('budget: a unit held by a rollback still deciding, given back moments later (it asked for approval): this rollback runs', async (t) => {
-  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
   recoversOnWrite(e);
   await budgetHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
@@ -40,7 +42,7 @@ t.test('budget: a unit held by a rollback still deciding, given back moments lat
 });
 
 t.test('budget: the holder executes meanwhile: blocked as soon as it does, the unit spent', async (t) => {
-  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
   await budgetHeldBy(e, 'deciding');
   await Promise.all([
     e.deliver(firing('HighErrorRate')),
@@ -52,10 +54,16 @@ t.test('budget: the holder executes meanwhile: blocked as soon as it does, the u
   t.equal(e.action.executed.length, 0);
 });
 
-t.test('budget: a holder that executed blocks at once; one closed after executing too', async (t) => {
-  for (const [state, times] of [['in_progress', {}], ['succeeded', { executedAt: Date.now() - 1000 }]] as const) {
-    const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
-    await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times });
+t.test('budget: a holder that executed, or may have written, or whose give-back failed, blocks at once', async (t) => {
+  const cases = [
+    ['in_progress', { startedAt: Date.now() - 1000 }, Date.now()],
+    ['succeeded', { startedAt: Date.now() - 2000, executedAt: Date.now() - 1000 }, Date.now()],
+    ['failed', { startedAt: Date.now() - 1000 }, Date.now()], // an error once its write-ahead landed: the write may have landed
+    ['blocked', {}, Date.now() - 60_000], // ended a minute ago and its unit is still there: its give-back failed
+  ] as const;
+  for (const [state, times, lastStep] of cases) {
+    const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
+    await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times, timeline: [{ at: lastStep, step: 'x', message: 'x' }] });
     await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
     const looks = countingReads(e, 'rb-holder');
     await e.deliver(firing('HighErrorRate'));
@@ -67,7 +75,7 @@ t.test('budget: a holder that executed blocks at once; one closed after executin
 });
 
 t.test('budget: a holder still deciding past GIVE_BACK_WAIT_MS: blocked, naming it', async (t) => {
-  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' } });
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
   await budgetHeldBy(e, 'deciding');
   const looks = countingReads(e, 'rb-holder');
   await e.deliver(firing('HighErrorRate'));
@@ -78,7 +86,7 @@ t.test('budget: a holder still deciding past GIVE_BACK_WAIT_MS: blocked, naming 
 });
 
 t.test('concurrency: a slot held by a rollback still deciding, given back moments later: this rollback runs', async (t) => {
-  const e = testEngine({ env: { MAX_CONCURRENT_ROLLBACKS: '1' } });
+  const e = testEngine({ env: { ...TTL, MAX_CONCURRENT_ROLLBACKS: '1' } });
   recoversOnWrite(e);
   await slotHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseSlot(CONCURRENCY_POOL, 'rb-holder'))]);
@@ -87,8 +95,39 @@ t.test('concurrency: a slot held by a rollback still deciding, given back moment
   t.match(verdict(rec, 'concurrency')?.reason, /took one of 1 slot\(s\)/);
 });
 
+t.test('budget: a holder that has just ended without writing (its give-back beside its closing write): waited for', async (t) => {
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
+  recoversOnWrite(e);
+  await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state: 'pending_approval', createdAt: Date.now(), times: {}, timeline: [{ at: Date.now(), step: 'approval', message: 'x' }] });
+  await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
+  await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'succeeded', blockedBy(rec));
+});
+
+t.test('budget: no wait when the holders that may give back could not bring it under the limit (a limit lowered by a reload)', async (t) => {
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
+  await e.store.putRecord({ id: 'rb-done', target: 'Deployment/prod/done', state: 'in_progress', createdAt: Date.now(), times: { startedAt: Date.now() } });
+  await e.store.reserveEvents([{ key: CLUSTER, limit: 5 }], 'rb-done', Date.now(), HOUR);
+  await budgetHeldBy(e, 'deciding', 5);
+  const looks = countingReads(e, 'rb-holder');
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(verdict(rec, 'budget')?.reason, '2 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', 'refused at once: one given back leaves one, the limit');
+  t.equal(looks(), 1);
+});
+
+t.test('the wait is at most LOCK_TTL / 4: the target\'s lock, not renewed meanwhile, never lapses under it', async (t) => {
+  const e = testEngine({ env: { LOCK_TTL: '1s', BUDGET_CLUSTER_PER_HOUR: '1' } });
+  await budgetHeldBy(e, 'deciding');
+  await e.deliver(firing('HighErrorRate'));
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'blocked', 'blocked, not failed on a lapsed lock');
+  t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; rb-holder had not executed and did not give theirs back within 250ms');
+});
+
 t.test('concurrency: a slot held by a rollback still deciding past GIVE_BACK_WAIT_MS: blocked, naming its target and it', async (t) => {
-  const e = testEngine({ env: { MAX_CONCURRENT_ROLLBACKS: '1' } });
+  const e = testEngine({ env: { ...TTL, MAX_CONCURRENT_ROLLBACKS: '1' } });
   await slotHeldBy(e, 'deciding');
   await e.deliver(firing('HighErrorRate'));
   const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
@@ -97,7 +136,7 @@ t.test('concurrency: a slot held by a rollback still deciding past GIVE_BACK_WAI
 });
 
 t.test('a dry run refused by a unit a live rollback still deciding holds: it waits for it too', async (t) => {
-  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1', DRY_RUN: 'true' } });
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1', DRY_RUN: 'true' } });
   await budgetHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
   const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
@@ -107,7 +146,7 @@ t.test('a dry run refused by a unit a live rollback still deciding holds: it wai
 t.test('unstaged: a P1 alert whose rule asks for approval and a P0 alert at once, the cluster budget at its last unit: the P0 one rolls back', async (t) => {
   // the P1 evaluation reserves the last unit, then asks for approval and gives it back; before,
   // the P0 rollback deciding meanwhile was closed blocked by that unit for good
-  const e = testEngine({ env: { BUDGET_CLUSTER_PER_HOUR: '1' }, action: new PerTargetDeploymentAction() });
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' }, action: new PerTargetDeploymentAction() });
   recoversOnWrite(e);
   await Promise.all([firing('HighLatency', 'needs-approval'), firing('HighErrorRate', 'checkout')].map((alert, i) => e.engine.handle({ id: `ev-${i}`, alert, deliveries: 1 })));
   await e.engine.idle();
