@@ -34,6 +34,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   const spent = { value: false };
   let plan: RollbackPlan | undefined;
   const actx = ctx.actionContext(rec, () => heldLocks(held));
+  gctx.renewLocks = async () => (await Promise.all(heldLocks(held).map((l) => ctx.store.renewLock(l, ctx.config.LOCK_TTL)))).every(Boolean);
   /** what the guards took is given back once, with the closing write when the record ends before any cluster write */
   let givenBack = false;
   const giveBack = async (): Promise<void> => {

@@ -50,7 +50,6 @@ export const budgetGuard: Guard = {
     const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
     const want = limits(ctx);
-    const wait = ctx.config.LOCK_TTL / 4;
     // refused by `l` at `n` at `at`: the units reserved lately, newest first (a rollback still deciding,
     // which may give its unit back, reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
     const refused = async (l: EventLimit, n: number, at: number): Promise<Attempt<GuardResult>> => ({
@@ -63,7 +62,7 @@ export const budgetGuard: Guard = {
     if (spendsNone) {
       // checked against what rollbacks spent and hold, and spending none of it: a dry run's
       // reservation would refuse a real rollback, or another dry run, for a rollback never made
-      return untilGivenBack(store, record.id, now, wait, async (elapsed) => {
+      return untilGivenBack(store, record.id, now, ctx.renewLocks, async (elapsed) => {
         const at = now + elapsed;
         for (const l of want) {
           const n = await store.countEvents(l.key, at - HOUR);
@@ -72,7 +71,7 @@ export const budgetGuard: Guard = {
         return { passed: allow(`within every budget this hour; ${spendsNone} spends none of it`) };
       });
     }
-    return untilGivenBack(store, record.id, now, wait, async (elapsed) => {
+    return untilGivenBack(store, record.id, now, ctx.renewLocks, async (elapsed) => {
       const at = now + elapsed;
       const r = await store.reserveEvents(want, record.id, at, HOUR);
       if (!r.reserved) return refused(want.find((l) => l.key === r.key)!, r.count, at);

@@ -42,7 +42,7 @@ export const concurrencyGuard: Guard = {
       return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}${waited}`);
     };
     const dry = dryRunReason(ctx) !== undefined;
-    return untilGivenBack(store, record.id, ctx.now, config.LOCK_TTL / 4, async (): Promise<Attempt<GuardResult>> => {
+    return untilGivenBack(store, record.id, ctx.now, ctx.renewLocks, async (): Promise<Attempt<GuardResult>> => {
       if (dry) {
         // a dry run is checked against the rollbacks in flight and takes no slot: it would refuse a
         // real rollback, or another dry run, for the moment it decides

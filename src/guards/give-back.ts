@@ -8,8 +8,9 @@ import { fmtDuration } from './guard.js';
  * rollback refused then would be closed `blocked` for good for a unit or a slot that is free a
  * few milliseconds on (a P0 alert behind a P1 rule's evaluation that asks for approval). So the
  * guard tries again every GIVE_BACK_POLL_MS while such holders remain and their giving back
- * would let it pass, for at most GIVE_BACK_WAIT_MS, and at most LOCK_TTL / 4 (the target's lock,
- * taken before, is not renewed while it waits); holders that executed end the wait at once.
+ * would let it pass, for at most GIVE_BACK_WAIT_MS, renewing the locks this rollback took before
+ * each pause (nothing else renews them before it executes); holders that executed end the wait at
+ * once, and so does a lock of its own found lost.
  */
 export const GIVE_BACK_WAIT_MS = 2000;
 export const GIVE_BACK_POLL_MS = 100;
@@ -17,22 +18,21 @@ export const GIVE_BACK_POLL_MS = 100;
 export const GIVE_BACK_READ = 20;
 
 /**
- * Whether a holder's record may still give its unit or slot back (`now`: the wall clock):
+ * Whether a holder's record may still give its unit or slot back (`now`: the guard's clock):
  *
  *   the holder's record                                                  may give back
  *   none (unreadable, missing)                                           no: the refusal stands
- *   in_progress, or its write-ahead landed (startedAt), or it executed   no: spent, or in use
+ *   in_progress, or it went to write (startedAt), or it executed         no: spent (or may be), or in use
  *   deciding                                                             yes
  *   any other state (ended without a write: blocked, pending_approval,
- *   scheduled, …), its last step within GIVE_BACK_WAIT_MS                yes: given back beside that write
- *   the same, older                                                      no: a give-back that failed (the
+ *   scheduled, …), written within GIVE_BACK_WAIT_MS (updatedAt)          yes: its give-back goes with that write
+ *   the same, written longer ago                                         no: a give-back that failed (the
  *                                                                        unit stays for its hour)
  */
-export function mayGiveBack(r: Pick<StoredRecord, 'state'> & { times?: { startedAt?: number; executedAt?: number }; timeline?: { at: number }[] } | null, now: number): boolean {
+export function mayGiveBack(r: Pick<StoredRecord, 'state'> & { updatedAt?: number; times?: { startedAt?: number; executedAt?: number } } | null, now: number): boolean {
   if (r === null || r.state === 'in_progress' || r.times?.startedAt !== undefined || r.times?.executedAt !== undefined) return false;
   if (r.state === 'deciding') return true;
-  const last = r.timeline?.at(-1)?.at;
-  return last !== undefined && now - last <= GIVE_BACK_WAIT_MS;
+  return r.updatedAt !== undefined && now - r.updatedAt <= GIVE_BACK_WAIT_MS;
 }
 
 /** Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back. */
@@ -49,21 +49,22 @@ export async function notExecuted(store: Store, ids: readonly string[], self: st
 export type Attempt<T> = { passed: T } | { refused: (waited: string) => T | Promise<T>; holders: readonly string[]; held: number; limit: number };
 
 /**
- * Tries (`attempt`, told the ms elapsed since the first try, which began at `now`: the guard's clock) until it passes, or is refused with
- * too few holders that may give theirs back for it to pass, or the wait (`waitMs`, at most
- * GIVE_BACK_WAIT_MS) is over; then its refusal, told (`waited`, to append) which holders it waited
- * for. The wait is checked after each refusal's reads, so it may run over by one round of them.
+ * Tries (`attempt`, told the ms elapsed since the first try, which began at `now`: the guard's
+ * clock) until it passes, or is refused with too few holders that may give theirs back for it to
+ * pass, or GIVE_BACK_WAIT_MS are over, or `renew` (the locks this rollback holds, renewed before
+ * each pause) finds one lost; then its refusal, told (`waited`, to append) what it waited for.
  */
-export async function untilGivenBack<T>(store: Store, self: string, now: number, waitMs: number, attempt: (elapsedMs: number) => Promise<Attempt<T>>): Promise<T> {
+export async function untilGivenBack<T>(store: Store, self: string, now: number, renew: (() => Promise<boolean>) | undefined, attempt: (elapsedMs: number) => Promise<Attempt<T>>): Promise<T> {
   const t0 = performance.now();
-  const wait = Math.min(GIVE_BACK_WAIT_MS, waitMs);
   for (;;) {
     const elapsed = Math.round(performance.now() - t0);
     const r = await attempt(elapsed);
     if ('passed' in r) return r.passed;
     const pending = await notExecuted(store, r.holders, self, now + elapsed);
     if (pending.length === 0 || r.held - pending.length >= r.limit) return r.refused('');
-    if (performance.now() - t0 >= wait) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(wait)}`);
-    await new Promise((res) => setTimeout(res, GIVE_BACK_POLL_MS));
+    const left = GIVE_BACK_WAIT_MS - (performance.now() - t0);
+    if (left <= 0) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(GIVE_BACK_WAIT_MS)}`);
+    if (renew && !(await renew())) return r.refused(`; waiting for ${pending.join(', ')} to give theirs back, this rollback lost its lock`);
+    await new Promise((res) => setTimeout(res, Math.min(GIVE_BACK_POLL_MS, left)));
   }
 }

@@ -21,6 +21,11 @@ export interface GuardContext {
   owner: string;
   /** the pause state read with the record's write-ahead (the pause guard's, if still fresh) */
   pauseAhead?: PauseReadAhead;
+  /**
+   * Renews the locks the guards have taken so far (LOCK_TTL); false when one was lost. A guard
+   * that waits (give-back.ts) calls it, since nothing else renews them before the rollback executes.
+   */
+  renewLocks?: () => Promise<boolean>;
 }
 
 /** What a guard that allows may hand to the rollback: the lock guard hands over the locks it took. */

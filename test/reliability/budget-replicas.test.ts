@@ -73,7 +73,7 @@ t.test('three replicas in dry-run, thirty alerts at once: every one a dry run, n
 t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at once, the cluster budget at its last unit: the P0 one rolls back', async (t) => {
   // the P1 evaluation reserves the last unit, asks for approval and gives it back; before
   // 2026-12-07 the P0 rollback deciding meanwhile on the other replica was closed blocked for good
-  // LOCK_TTL 30 s (the default): the wait is 2 s, well past the 300 ms give-back
+  // LOCK_TTL 30 s (the default)
   const { engines, action } = await replicas(2, { BUDGET_CLUSTER_PER_HOUR: '1', MAX_CONCURRENT_ROLLBACKS: '100', LOCK_TTL: '30s' });
   for (const e of engines) {
     const execute = e.action.execute.bind(e.action);

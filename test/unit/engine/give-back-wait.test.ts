@@ -8,7 +8,7 @@ import { PerTargetDeploymentAction, firing, recoversOnWrite, testEngine } from '
 // it may yet ask for approval or be blocked, and give it back) does not close another rollback
 // `blocked` for good: the guard tries again for a short while (src/guards/give-back.ts). A holder
 // that executed, or one that keeps it past GIVE_BACK_WAIT_MS, still blocks, and the reason says which.
-// LOCK_TTL is 30 s here (the default), so the wait is GIVE_BACK_WAIT_MS (it is at most LOCK_TTL / 4).
+// LOCK_TTL is 30 s here (the default) unless a case says otherwise; the wait renews the rollback's locks.
 
 const HOUR = 3_600_000;
 const CLUSTER = budgetKeys('x').cluster;
@@ -63,7 +63,7 @@ t.test('budget: a holder that executed, or may have written, or whose give-back 
   ] as const;
   for (const [state, times, lastStep] of cases) {
     const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
-    await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times, timeline: [{ at: lastStep, step: 'x', message: 'x' }] });
+    await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state, createdAt: Date.now(), times, updatedAt: lastStep });
     await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
     const looks = countingReads(e, 'rb-holder');
     await e.deliver(firing('HighErrorRate'));
@@ -98,7 +98,7 @@ t.test('concurrency: a slot held by a rollback still deciding, given back moment
 t.test('budget: a holder that has just ended without writing (its give-back beside its closing write): waited for', async (t) => {
   const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
   recoversOnWrite(e);
-  await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state: 'pending_approval', createdAt: Date.now(), times: {}, timeline: [{ at: Date.now(), step: 'approval', message: 'x' }] });
+  await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state: 'pending_approval', createdAt: Date.now(), times: {}, updatedAt: Date.now() });
   await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
   const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
@@ -117,13 +117,29 @@ t.test('budget: no wait when the holders that may give back could not bring it u
   t.equal(looks(), 1);
 });
 
-t.test('the wait is at most LOCK_TTL / 4: the target\'s lock, not renewed meanwhile, never lapses under it', async (t) => {
+t.test('a wait longer than LOCK_TTL renews the target\'s lock: the rollback runs when the unit comes back, not failed on a lapsed lock', async (t) => {
+  // LOCK_TTL 1 s, the unit given back 1.5 s on: before the renewals, the lock had lapsed by then
+  // and the rollback, its guards passed, ended failed at its fence check
   const e = testEngine({ env: { LOCK_TTL: '1s', BUDGET_CLUSTER_PER_HOUR: '1' } });
+  recoversOnWrite(e);
   await budgetHeldBy(e, 'deciding');
+  await Promise.all([e.deliver(firing('HighErrorRate')), after(1500, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
+  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  t.equal(rec.state, 'succeeded', `${blockedBy(rec)} ${rec.outcome?.message ?? ''}`);
+  t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
+});
+
+t.test('its own lock found lost while it waits: blocked at once, saying so', async (t) => {
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
+  await budgetHeldBy(e, 'deciding');
+  let renewals = 0;
+  e.store.renewLock = async () => (++renewals, false);
   await e.deliver(firing('HighErrorRate'));
   const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
-  t.equal(rec.state, 'blocked', 'blocked, not failed on a lapsed lock');
-  t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; rb-holder had not executed and did not give theirs back within 250ms');
+  t.equal(rec.state, 'blocked');
+  t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; waiting for rb-holder to give theirs back, this rollback lost its lock');
+  t.equal(renewals, 1, 'one renewal, before the first pause');
+  t.equal(e.action.executed.length, 0);
 });
 
 t.test('concurrency: a slot held by a rollback still deciding past GIVE_BACK_WAIT_MS: blocked, naming its target and it', async (t) => {
