@@ -35,8 +35,8 @@ export function mayGiveBack(r: Pick<StoredRecord, 'state'> & { updatedAt?: numbe
   return r.updatedAt !== undefined && now - r.updatedAt <= GIVE_BACK_WAIT_MS;
 }
 
-/** Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back. */
-export async function notExecuted(store: Store, ids: readonly string[], self: string, now: number): Promise<string[]> {
+/** Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back (mayGiveBack). */
+export async function mayGiveBackOf(store: Store, ids: readonly string[], self: string, now: number): Promise<string[]> {
   const others = [...new Set(ids)].filter((id) => id !== self).slice(0, GIVE_BACK_READ);
   const recs = await Promise.all(others.map((id) => store.getRecord(id).catch(() => null)));
   return others.filter((_, i) => mayGiveBack(recs[i] as Parameters<typeof mayGiveBack>[0], now));
@@ -60,7 +60,7 @@ export async function untilGivenBack<T>(store: Store, self: string, now: number,
     const elapsed = Math.round(performance.now() - t0);
     const r = await attempt(elapsed);
     if ('passed' in r) return r.passed;
-    const pending = await notExecuted(store, r.holders, self, now + elapsed);
+    const pending = await mayGiveBackOf(store, r.holders, self, now + elapsed);
     if (pending.length === 0 || r.held - pending.length >= r.limit) return r.refused('');
     const left = GIVE_BACK_WAIT_MS - (performance.now() - t0);
     if (left <= 0) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(GIVE_BACK_WAIT_MS)}`);
