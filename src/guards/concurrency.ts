@@ -30,17 +30,17 @@ export const concurrencyGuard: Guard = {
   async check(ctx) {
     const { store, config, record } = ctx;
     const max = config.MAX_CONCURRENT_ROLLBACKS;
-    // every slot held: named by their targets (a rollback still deciding may give its slot back)
+    // every slot held: named by their targets, from the records the wait read (a rollback still deciding may give its slot back)
     const full = (holders: string[]): Attempt<GuardResult> => ({
-      refused: (waited) => blockNaming(holders, waited),
+      refused: async (waited, read) => {
+        const recordOf = (id: string) => (read.has(id) ? (read.get(id) ?? null) : store.getRecord(id).catch(() => null));
+        const targets = await Promise.all(holders.map(async (member) => (await recordOf(slotRecord(member)))?.target ?? member));
+        return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}${waited}`);
+      },
       holders: holders.map(slotRecord),
       held: holders.length,
       limit: max,
     });
-    const blockNaming = async (holders: string[], waited: string): Promise<GuardResult> => {
-      const targets = await Promise.all(holders.map(async (member) => (await store.getRecord(slotRecord(member)).catch(() => null))?.target ?? member));
-      return block(`${holders.length} rollback(s) already in flight (${targets.join(', ')}); MAX_CONCURRENT_ROLLBACKS is ${max}${waited}`);
-    };
     const dry = dryRunReason(ctx) !== undefined;
     return untilGivenBack(store, record.id, ctx.now, ctx.renewLocks, async (): Promise<Attempt<GuardResult>> => {
       if (dry) {

@@ -35,18 +35,28 @@ export function mayGiveBack(r: Pick<StoredRecord, 'state'> & { updatedAt?: numbe
   return r.updatedAt !== undefined && now - r.updatedAt <= GIVE_BACK_WAIT_MS;
 }
 
-/** Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back (mayGiveBack). */
-export async function mayGiveBackOf(store: Store, ids: readonly string[], self: string, now: number): Promise<string[]> {
+/** Records read, by id (null: missing or unreadable). */
+export type Read = ReadonlyMap<string, StoredRecord | null>;
+
+/**
+ * Of the records `ids` (the first GIVE_BACK_READ), those other than `self` that may give theirs back
+ * (mayGiveBack), and every record read to tell.
+ */
+export async function mayGiveBackOf(store: Store, ids: readonly string[], self: string, now: number): Promise<{ pending: string[]; read: Read }> {
   const others = [...new Set(ids)].filter((id) => id !== self).slice(0, GIVE_BACK_READ);
   const recs = await Promise.all(others.map((id) => store.getRecord(id).catch(() => null)));
-  return others.filter((_, i) => mayGiveBack(recs[i] as Parameters<typeof mayGiveBack>[0], now));
+  return {
+    pending: others.filter((_, i) => mayGiveBack(recs[i] as Parameters<typeof mayGiveBack>[0], now)),
+    read: new Map(others.map((id, i) => [id, recs[i]!])),
+  };
 }
 
 /**
  * One try of a guard's reservation: passed, or refused, `held` of `limit` being held, with the
- * records of the holders that may give theirs back among `holders`.
+ * records of the holders that may give theirs back among `holders`. The refusal is told what it
+ * waited for (`waited`, to append) and the holders' records read meanwhile (`read`: not read again).
  */
-export type Attempt<T> = { passed: T } | { refused: (waited: string) => T | Promise<T>; holders: readonly string[]; held: number; limit: number };
+export type Attempt<T> = { passed: T } | { refused: (waited: string, read: Read) => T | Promise<T>; holders: readonly string[]; held: number; limit: number };
 
 /**
  * Tries (`attempt`, told the ms elapsed since the first try, which began at `now`: the guard's
@@ -60,11 +70,11 @@ export async function untilGivenBack<T>(store: Store, self: string, now: number,
     const elapsed = Math.round(performance.now() - t0);
     const r = await attempt(elapsed);
     if ('passed' in r) return r.passed;
-    const pending = await mayGiveBackOf(store, r.holders, self, now + elapsed);
-    if (pending.length === 0 || r.held - pending.length >= r.limit) return r.refused('');
+    const { pending, read } = await mayGiveBackOf(store, r.holders, self, now + elapsed);
+    if (pending.length === 0 || r.held - pending.length >= r.limit) return r.refused('', read);
     const left = GIVE_BACK_WAIT_MS - (performance.now() - t0);
-    if (left <= 0) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(GIVE_BACK_WAIT_MS)}`);
-    if (renew && !(await renew())) return r.refused(`; waiting for ${pending.join(', ')} to give theirs back, this rollback lost its lock`);
+    if (left <= 0) return r.refused(`; ${pending.join(', ')} had not executed and did not give theirs back within ${fmtDuration(GIVE_BACK_WAIT_MS)}`, read);
+    if (renew && !(await renew())) return r.refused(`; waiting for ${pending.join(', ')} to give theirs back, this rollback lost its lock`, read);
     await new Promise((res) => setTimeout(res, Math.min(GIVE_BACK_POLL_MS, left)));
   }
 }
