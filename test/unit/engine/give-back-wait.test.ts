@@ -26,6 +26,8 @@ async function slotHeldBy(e: ReturnType<typeof testEngine>, state: string) {
   if (!(await e.store.acquireSlot(CONCURRENCY_POOL, 'rb-holder', 1, 60_000)).acquired) throw new Error('the slot could not be leased');
 }
 
+/** The record of the alert delivered for Deployment/prod/checkout (the one each case decides). */
+const checkoutRecord = async (e: ReturnType<typeof testEngine>) => (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
 const after = (ms: number, fn: () => Promise<unknown>) => new Promise<void>((res, rej) => setTimeout(() => fn().then(() => res(), rej), ms));
 const verdict = (rec: { guards: { guard: string; result: string; reason: string }[] }, guard: string) => rec.guards.find((g) => g.guard === guard);
 const blockedBy = (rec: { guards: { guard: string; result: string; reason: string }[] }) => rec.guards.filter((g) => g.result !== 'allow').map((g) => `${g.guard}: ${g.reason}`).join('; ');
@@ -35,7 +37,7 @@ t.test('budget: a unit held by a rollback still deciding, given back moments lat
   recoversOnWrite(e);
   await budgetHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'succeeded', blockedBy(rec));
   t.match(verdict(rec, 'budget')?.reason, /reserved one rollback of each budget this hour/);
   t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
@@ -48,7 +50,7 @@ t.test('budget: the holder executes meanwhile: blocked as soon as it does, the u
     e.deliver(firing('HighErrorRate')),
     after(300, async () => e.store.putRecord({ ...(await e.store.getRecord('rb-holder'))!, state: 'in_progress' })),
   ]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'blocked');
   t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', 'the refusal alone: no holder left that had not executed');
   t.equal(e.action.executed.length, 0);
@@ -67,7 +69,7 @@ t.test('budget: a holder that executed, or may have written, or whose give-back 
     await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
     const looks = countingReads(e, 'rb-holder');
     await e.deliver(firing('HighErrorRate'));
-    const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+    const rec = await checkoutRecord(e);
     t.equal(rec.state, 'blocked', state);
     t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', state);
     t.equal(looks(), 1, `${state}: its record read once, no second try`);
@@ -79,7 +81,7 @@ t.test('budget: a holder still deciding past GIVE_BACK_WAIT_MS: blocked, naming 
   await budgetHeldBy(e, 'deciding');
   const looks = countingReads(e, 'rb-holder');
   await e.deliver(firing('HighErrorRate'));
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'blocked');
   t.equal(verdict(rec, 'budget')?.reason, `1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; rb-holder had not executed and did not give theirs back within ${GIVE_BACK_WAIT_MS / 1000}s`);
   t.ok(looks() > 1, `tried again meanwhile (${looks()} looks)`);
@@ -90,7 +92,7 @@ t.test('concurrency: a slot held by a rollback still deciding, given back moment
   recoversOnWrite(e);
   await slotHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseSlot(CONCURRENCY_POOL, 'rb-holder'))]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'succeeded', blockedBy(rec));
   t.match(verdict(rec, 'concurrency')?.reason, /took one of 1 slot\(s\)/);
 });
@@ -101,7 +103,7 @@ t.test('budget: a holder that has just ended without writing (its give-back besi
   await e.store.putRecord({ id: 'rb-holder', target: 'Deployment/prod/other', state: 'pending_approval', createdAt: Date.now(), times: {}, updatedAt: Date.now() });
   await e.store.reserveEvents([{ key: CLUSTER, limit: 1 }], 'rb-holder', Date.now(), HOUR);
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'succeeded', blockedBy(rec));
 });
 
@@ -112,7 +114,7 @@ t.test('budget: no wait when the holders that may give back could not bring it u
   await budgetHeldBy(e, 'deciding', 5);
   const looks = countingReads(e, 'rb-holder');
   await e.deliver(firing('HighErrorRate'));
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(verdict(rec, 'budget')?.reason, '2 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1', 'refused at once: one given back leaves one, the limit');
   t.equal(looks(), 1);
 });
@@ -124,7 +126,7 @@ t.test('a wait longer than LOCK_TTL renews the target\'s lock: the rollback runs
   recoversOnWrite(e);
   await budgetHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(1500, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'succeeded', `${blockedBy(rec)} ${rec.outcome?.message ?? ''}`);
   t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
 });
@@ -135,18 +137,29 @@ t.test('its own lock found lost while it waits: blocked at once, saying so', asy
   let renewals = 0;
   e.store.renewLock = async () => (++renewals, false);
   await e.deliver(firing('HighErrorRate'));
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'blocked');
   t.equal(verdict(rec, 'budget')?.reason, '1 rollback(s) across the cluster in the last hour; BUDGET_CLUSTER_PER_HOUR is 1; waiting for rb-holder to give theirs back, this rollback lost its lock');
   t.equal(renewals, 1, 'one renewal, before the first pause');
   t.equal(e.action.executed.length, 0);
 });
 
+t.test('concurrency: a slot held by a rollback executing: blocked at once, naming its target, its record read once', async (t) => {
+  const e = testEngine({ env: { ...TTL, MAX_CONCURRENT_ROLLBACKS: '1' } });
+  await slotHeldBy(e, 'in_progress');
+  const looks = countingReads(e, 'rb-holder');
+  await e.deliver(firing('HighErrorRate'));
+  const rec = await checkoutRecord(e);
+  t.equal(rec.state, 'blocked');
+  t.equal(verdict(rec, 'concurrency')?.reason, '1 rollback(s) already in flight (Deployment/prod/other); MAX_CONCURRENT_ROLLBACKS is 1');
+  t.equal(looks(), 1, 'read to tell whether it may give back, and not again to name it');
+});
+
 t.test('concurrency: a slot held by a rollback still deciding past GIVE_BACK_WAIT_MS: blocked, naming its target and it', async (t) => {
   const e = testEngine({ env: { ...TTL, MAX_CONCURRENT_ROLLBACKS: '1' } });
   await slotHeldBy(e, 'deciding');
   await e.deliver(firing('HighErrorRate'));
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'blocked');
   t.equal(verdict(rec, 'concurrency')?.reason, `1 rollback(s) already in flight (Deployment/prod/other); MAX_CONCURRENT_ROLLBACKS is 1; rb-holder had not executed and did not give theirs back within ${GIVE_BACK_WAIT_MS / 1000}s`);
 });
@@ -155,7 +168,7 @@ t.test('a dry run refused by a unit a live rollback still deciding holds: it wai
   const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1', DRY_RUN: 'true' } });
   await budgetHeldBy(e, 'deciding');
   await Promise.all([e.deliver(firing('HighErrorRate')), after(300, () => e.store.releaseEvents([CLUSTER], 'rb-holder'))]);
-  const rec = (await e.engine.records.list({})).find((r) => r.target === 'Deployment/prod/checkout')!;
+  const rec = await checkoutRecord(e);
   t.equal(rec.state, 'dry_run', blockedBy(rec));
 });
 
