@@ -191,9 +191,9 @@ async function afterVerdict(
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     // a wait on the target's lock is over once it is taken, one on the written objects' once they
-    // are (its steps stay in the timeline): a later one counts afresh
-    if (r.produced?.lock) delete rec.lockWaitSince;
-    if (r.produced?.locks) delete rec.writeLockWaitSince;
+    // are (a dry run's: once found free), its steps staying in the timeline: a later one counts afresh
+    if (r.produced?.lock || r.produced?.free === 'target') delete rec.lockWaitSince;
+    if (r.produced?.locks || r.produced?.free === 'written') delete rec.writeLockWaitSince;
     if (r.produced?.lock) held.lock = r.produced.lock;
     if (r.produced?.locks) held.locks = [...(held.locks ?? []), ...r.produced.locks];
     if (r.produced?.budget) held.budget = r.produced.budget;

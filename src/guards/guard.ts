@@ -38,6 +38,8 @@ export interface Produced {
   budget?: BudgetHold;
   /** the concurrency guard's slot (renewed while the rollback runs, given back when it ends) */
   slot?: SlotHold;
+  /** a dry run found the target's lock (`target`) or the written objects' (`written`) free: it takes none, and a wait on them is over */
+  free?: 'target' | 'written';
 }
 
 /**

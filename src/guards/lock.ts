@@ -1,6 +1,7 @@
 import type { Lock, Store, StoredRecord } from '../store/store.js';
 import type { WrittenObject } from '../actions/index.js';
 import type { RollbackRecord } from '../engine/record.js';
+import { dryRunReason } from './dry-run.js';
 import { allow, block, fmtDuration, objectKey, type Guard, type GuardContext, type GuardResult } from './guard.js';
 
 export const lockName = (target: string) => `target:${target}`;
@@ -25,7 +26,10 @@ function holderOf(owner: string): Holder {
  * Deployment, a blue-green Service), each with a fencing token the action checks right before it
  * writes, and hands them to the rollback (`produced`), which holds them until the rollback is
  * verified and releases them on any stop. Two rollbacks writing one object never run at once: a
- * held lock, the target's or a written object's, is judged by what holds it (heldElsewhere).
+ * held lock, the target's or a written object's, is judged by what holds it (heldElsewhere). A
+ * dry run (dryRunReason) writes nothing and takes no lock: it reads who holds them and is judged
+ * the same way, so a rule tried out in dry-run never makes a live rollback of its target wait, or
+ * a manual one blocked, for the moment it decides.
  */
 export const lockGuard: Guard = {
   name: 'lock',
@@ -33,6 +37,7 @@ export const lockGuard: Guard = {
   async check(ctx) {
     const owner = rollbackHolder(ctx.owner, ctx.record.id);
     const target = ctx.record.target;
+    if (dryRunReason(ctx)) return takeOrJudge(ctx, false, async () => ((await ctx.store.lockOwner(lockName(target))) === null ? free('target', `${target}'s lock is free; a dry run takes none`) : { held: target }));
     return takeOrJudge(ctx, false, async () => {
       const lock = await ctx.store.acquireLock(lockName(target), owner, ctx.config.LOCK_TTL);
       return lock ? taken(lock) : { held: target };
@@ -40,6 +45,15 @@ export const lockGuard: Guard = {
   },
   async checkWrites(ctx) {
     const owner = rollbackHolder(ctx.owner, ctx.record.id);
+    if (dryRunReason(ctx)) {
+      return takeOrJudge(ctx, true, async () => {
+        const names = writtenNames(ctx.record.target, ctx.objects);
+        const holders = await Promise.all(names.map((key) => ctx.store.lockOwner(lockName(key))));
+        const held = names.find((_, i) => holders[i] !== null);
+        if (held !== undefined) return { held };
+        return free('written', names.length ? `the locks of ${names.join(', ')} are free; a dry run takes none` : 'it writes no other object');
+      });
+    }
     return takeOrJudge(ctx, true, async () => {
       const r = await lockWrites(ctx.store, owner, ctx.config.LOCK_TTL, ctx.record.target, ctx.objects);
       if ('held' in r) return r;
@@ -49,6 +63,8 @@ export const lockGuard: Guard = {
 };
 
 const taken = (lock: Lock): GuardResult => ({ verdict: 'allow', reason: `lock taken (fencing token ${lock.token})`, produced: { lock } });
+/** A dry run's allow: the locks it would take are free (it takes none). */
+const free = (which: 'target' | 'written', reason: string): GuardResult => ({ verdict: 'allow', reason, produced: { free: which } });
 
 /** Takes the lock(s): the guard's allow, or the object whose lock is held (all or none were taken). */
 type Take = () => Promise<GuardResult | { held: string }>;
@@ -146,7 +162,7 @@ const inProgress = (rec: RollbackRecord, key: string) => `another rollback ${abo
  * with a plan (src/engine/scheduler.ts).
  */
 export async function lockWrites(store: Store, owner: string, ttlMs: number, target: string, objects: readonly WrittenObject[]): Promise<{ locks: Lock[]; names: string[] } | { held: string }> {
-  const names = [...new Set(objects.map(objectKey))].filter((k) => k !== target).sort();
+  const names = writtenNames(target, objects);
   const locks: Lock[] = [];
   for (const key of names) {
     const lock = await store.acquireLock(lockName(key), owner, ttlMs);
@@ -158,6 +174,9 @@ export async function lockWrites(store: Store, owner: string, ttlMs: number, tar
   }
   return { locks, names };
 }
+
+/** The objects a plan writes but its target, in name order: those whose locks it takes besides the target's. */
+const writtenNames = (target: string, objects: readonly WrittenObject[]) => [...new Set(objects.map(objectKey))].filter((k) => k !== target).sort();
 
 /**
  * Waits until what a rollback wrote to the store is on the replicas REDIS_MIN_REPLICAS_ACK asks

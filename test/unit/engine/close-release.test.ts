@@ -1,7 +1,7 @@
 // What a rollback's guards took (the target's lock, a concurrency slot, a budget reservation) is
 // given back with the closing record write when the rollback ends before any cluster write (one
 // round trip on Redis, not one after the other), still when that write fails, and before the
-// record says pending_approval (an approval may start a new run at once).
+// record says pending_approval (an approval may start a new run at once). A dry run takes none.
 import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store, StoredRecord } from '../../../src/store/store.js';
@@ -44,15 +44,15 @@ function gatedWrites(inner: Store, gated: (state: string) => boolean, o: { fail?
 const settle = () => new Promise((r) => setImmediate(r));
 const closing = (state: string) => state !== 'deciding';
 
-// A dry run takes no slot and reserves no budget (docs/guards.md, "A dry run holds nothing"): only its lock is given back.
-t.test('a dry run ends with the lock given back beside the closing write, not after it, having taken no slot or budget', async (t) => {
+// A dry run takes no lock, no slot and no budget (docs/guards.md, "A dry run holds nothing"): it has nothing to give back.
+t.test('a dry run ends having taken no lock, slot or budget: the target is free while its closing write is in flight', async (t) => {
   const inner = new MemoryStore();
   const g = gatedWrites(inner, closing);
   const e = testEngine({ store: g.store, env: { DRY_RUN: 'true' } });
   const handled = e.deliver(firing('HighErrorRate'));
-  for (let i = 0; i < 50 && !g.during.includes('releaseLock'); i++) await settle();
-  t.ok(g.during.includes('releaseLock'), `releaseLock is issued while the closing write is in flight (calls meanwhile: ${g.during.join(', ')})`);
-  for (const c of ['acquireSlot', 'reserveEvents']) t.notOk(g.calls.includes(c), `no ${c} (calls: ${g.calls.join(', ')})`);
+  for (let i = 0; i < 50 && !g.calls.includes('putRecord:dry_run'); i++) await settle();
+  t.ok(g.calls.includes('putRecord:dry_run'), `the closing write is in flight (calls: ${g.calls.join(', ')})`);
+  for (const c of ['acquireLock', 'acquireSlot', 'reserveEvents', ...GIVE_BACK]) t.notOk(g.calls.includes(c), `no ${c} (calls: ${g.calls.join(', ')})`);
   t.not(await inner.acquireLock(lockName('Deployment/prod/checkout'), 'replica-b', 1000), null, "another replica can take the target's lock");
   g.open();
   await handled;
@@ -79,7 +79,8 @@ t.test('a blocked rollback gives the lock back beside its closing write', async 
 t.test('the lock is given back when the closing write fails, and the event stays to be retried', async (t) => {
   const inner = new MemoryStore();
   const g = gatedWrites(inner, closing, { fail: true });
-  const e = testEngine({ store: g.store, env: { DRY_RUN: 'true' } });
+  // the cluster budget is spent: the budget guard blocks after the lock was taken
+  const e = testEngine({ store: g.store, env: { BUDGET_CLUSTER_PER_HOUR: '0' } });
   const handled = e.deliver(firing('HighErrorRate'));
   g.open();
   await t.rejects(handled, /went away/);

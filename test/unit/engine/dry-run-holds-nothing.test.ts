@@ -1,6 +1,11 @@
 import t from 'tap';
 import { budgetKeys } from '../../../src/guards/budget.js';
 import { CONCURRENCY_POOL } from '../../../src/guards/concurrency.js';
+import { createActions } from '../../../src/actions/index.js';
+import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import type { Store } from '../../../src/store/store.js';
+import { CANARY_RULE, cluster, NS } from '../../support/canary.js';
 import { PerTargetDeploymentAction, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
 
 // A dry run holds no unit of a budget and no concurrency slot: it is checked against what
@@ -114,4 +119,139 @@ t.test('a live rollback still reserves its budget and leases its slot (a dry run
   t.equal(rec!.state, 'succeeded');
   t.same(slotsDuring, [[rec!.id]], 'its slot was held while it wrote');
   t.equal(await e.store.countEvents(budgetKeys('x').cluster, 0), 1, 'its budget spent');
+});
+
+// A dry run takes no lock either, the target's nor those of the objects its plan writes: it reads
+// who holds them and is judged as a live rollback would be. Before, a rule tried out in dry-run
+// held its target's lock while it planned: a manual rollback of that target was blocked at once,
+// and a live alert's rollback on another replica was sent back for LOCK_TTL/6.
+
+/** Holds the first plan of `e`'s action until the returned `open` is called; `planning` resolves once it is held. */
+function holdFirstPlan(e: ReturnType<typeof testEngine>) {
+  let open!: () => void;
+  let held!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const planning = new Promise<void>((r) => (held = r));
+  const plan = e.action.plan.bind(e.action);
+  let first = true;
+  e.action.plan = async (ref) => {
+    if (first) {
+      first = false;
+      held();
+      await gate;
+    }
+    return plan(ref);
+  };
+  return { open, planning };
+}
+
+/** Every lock name `store` was asked to take, in order. */
+function locksAsked(store: Store): string[] {
+  const names: string[] = [];
+  const acquire = store.acquireLock.bind(store);
+  store.acquireLock = (name, owner, ttl) => (names.push(name), acquire(name, owner, ttl));
+  return names;
+}
+
+t.test('a manual rollback of a target a dry run is deciding on goes on at once', async (t) => {
+  const e = testEngine({ ruleText: TWO_RULES });
+  const { open, planning } = holdFirstPlan(e);
+  recoversOnWrite(e);
+  const trial = e.engine.handle({ id: 'ev-trial', alert: firing('TrialAlert', 'checkout'), deliveries: 1 });
+  await planning; // the dry run is past its lock guard, planning
+  const manual = await e.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, reason: 'bad deploy', requestedBy: 'ops' });
+  open();
+  await trial;
+  await e.engine.idle();
+  const after = (await e.engine.records.get(manual.id))!;
+  t.equal(after.state, 'succeeded', `the manual rollback ran: ${after.outcome?.message ?? ''}`);
+  t.match(after.guards.find((g) => g.guard === 'lock')?.reason, /^lock taken \(fencing token \d+\)/);
+  t.same(e.action.executed.map((x) => x.ref.name), ['checkout'], 'written once, by the manual rollback');
+  const dry = (await e.engine.records.list({})).find((r) => r.rule === 'trial')!;
+  t.not(dry.state, 'in_progress', `the dry run wrote nothing (${dry.state})`);
+  t.notOk(dry.times.executedAt);
+});
+
+t.test("a live alert's rollback on another replica is not sent back by a dry run deciding on its target", async (t) => {
+  const store = new MemoryStore();
+  const a = testEngine({ ruleText: TWO_RULES, store, owner: 'replica-a' });
+  const b = testEngine({ ruleText: TWO_RULES, store, owner: 'replica-b' });
+  t.teardown(() => (a.engine.stop(), b.engine.stop()));
+  const { open, planning } = holdFirstPlan(a);
+  recoversOnWrite(b);
+  const trial = a.engine.handle({ id: 'ev-trial', alert: firing('TrialAlert', 'checkout'), deliveries: 1 });
+  await planning;
+  await b.deliver(firing('HighErrorRate', 'checkout'));
+  const live = (await b.engine.records.list({})).find((r) => r.rule === 'live')!;
+  t.equal(live.state, 'succeeded', `rolled back at once, not decided again later: ${live.guards.filter((g) => g.result !== 'allow').map((g) => `${g.guard}: ${g.reason}`).join('; ')}`);
+  t.same(b.action.executed.map((x) => x.ref.name), ['checkout']);
+  open();
+  await trial;
+  await a.engine.idle();
+});
+
+t.test('a dry run asks for no lock, and its record says whether a rollback holds them', async (t) => {
+  await t.test('nothing held: it goes on, taking none', async (t) => {
+    const e = testEngine({ env: { DRY_RUN: 'true' } });
+    const asked = locksAsked(e.store);
+    await e.deliver(firing('HighErrorRate'));
+    const [rec] = await e.engine.records.list({});
+    t.equal(rec!.state, 'dry_run');
+    t.match(verdict(rec!, 'lock')?.reason, /^Deployment\/prod\/checkout's lock is free; a dry run takes none; it writes no other object$/);
+    t.same(asked.filter((n) => n.startsWith('target:')), [], 'no lock asked for');
+  });
+  await t.test('held by a rollback executing: blocked, naming it, as a live one would be', async (t) => {
+    const e = testEngine({ env: { DRY_RUN: 'true' } });
+    await e.store.putRecord({ id: 'rb-running', target: 'Deployment/prod/checkout', state: 'in_progress', createdAt: 1 });
+    await e.store.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-b', 'rb-running'), 60_000);
+    await e.deliver(firing('HighErrorRate'));
+    const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-running')!;
+    t.equal(rec.state, 'blocked');
+    t.match(rec.outcome?.message, /another rollback of Deployment\/prod\/checkout is executing \(rb-running; its lock is held\)/);
+  });
+  await t.test('held by a rollback still deciding: decided again later, as a live one would be; its wait over once it finds the lock free', async (t) => {
+    let clock = Date.now();
+    const e = testEngine({ env: { DRY_RUN: 'true' }, now: () => clock });
+    await e.store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
+    await e.store.putRecord({ id: 'rb-deciding', target: 'Deployment/prod/checkout', state: 'deciding', createdAt: 1, owner: 'replica-b', updatedAt: Date.now() });
+    const lock = (await e.store.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-b', 'rb-deciding'), 60_000))!;
+    await e.deliver(firing('HighErrorRate'));
+    t.teardown(() => e.engine.stop());
+    const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-deciding')!;
+    t.equal(rec.state, 'scheduled');
+    t.match(verdict(rec, 'lock')?.reason, /^Deployment\/prod\/checkout's lock is held by a rollback that has not executed \(rb-deciding, deciding;/);
+    t.equal(rec.lockWaitSince, clock, 'its wait on the target begins');
+    await e.store.putRecord({ id: 'rb-deciding', target: 'Deployment/prod/checkout', state: 'pending_approval', createdAt: 1, owner: 'replica-b', updatedAt: Date.now() });
+    await e.store.releaseLock(lock);
+    clock += 2_000;
+    await e.engine.tick();
+    await e.engine.idle();
+    const after = (await e.engine.records.get(rec.id))!;
+    t.equal(after.state, 'dry_run', after.outcome?.message ?? '');
+    t.match(verdict(after, 'lock')?.reason, /^Deployment\/prod\/checkout's lock is free; a dry run takes none/);
+    t.equal(after.lockWaitSince, undefined, 'the wait is over, as when a live rollback takes the lock: a later one counts afresh');
+  });
+});
+
+t.test("a Canary's dry run takes neither its lock nor its stable Deployment's, and is judged by who holds them", async (t) => {
+  const rig = () => testEngine({ kube: cluster({ 'api-canary': 1, 'api-stable': 3 }), actions: createActions(), ruleText: CANARY_RULE, env: { DRY_RUN: 'true', LOCK_TTL: '30s' } });
+  const alert = () => firing('CanaryErrors', 'api-canary', { labels: { alertname: 'CanaryErrors', namespace: NS, deployment: 'api-canary', stable: 'api-stable' } });
+  await t.test('free', async (t) => {
+    const e = rig();
+    const asked = locksAsked(e.store);
+    await e.deliver(alert());
+    const [rec] = await e.engine.records.list({});
+    t.equal(rec!.state, 'dry_run', rec!.outcome?.message ?? '');
+    t.match(verdict(rec!, 'lock')?.reason, /the locks of Deployment\/prod\/api-canary, Deployment\/prod\/api-stable are free; a dry run takes none$/);
+    t.same(asked.filter((n) => n.startsWith('target:')), [], 'no lock asked for');
+  });
+  await t.test('the stable Deployment held by a rollback executing: blocked, naming it', async (t) => {
+    const e = rig();
+    await e.store.putRecord({ id: 'rb-stable', target: 'Deployment/prod/api-stable', state: 'in_progress', createdAt: 1 });
+    await e.store.acquireLock(lockName('Deployment/prod/api-stable'), rollbackHolder('replica-b', 'rb-stable'), 60_000);
+    await e.deliver(alert());
+    const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-stable')!;
+    t.equal(rec.state, 'blocked');
+    t.match(rec.outcome?.message, /another rollback writing Deployment\/prod\/api-stable is executing \(rb-stable; its lock is held\)/);
+  });
 });
