@@ -16,6 +16,7 @@
 //     no workload is live and the release's, the owner cannot be checked (src/actions/helm.ts), and
 //     the stage refuses unless the rule says gitops: ignore. A release whose manifest has no such
 //     label (a plain `helm install`) is not a HelmRelease's, whatever is live.
+import pLimit from 'p-limit';
 import { parseDocument } from 'yaml';
 import { objectKey, resourceKey } from '../guards/guard.js';
 import { getOrNull, RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
@@ -24,8 +25,15 @@ import { reqOpts, type ActionContext, type ChangedObject } from './action.js';
 
 /** The kinds of a release's objects read as its workloads. */
 export const WORKLOADS: readonly ResourceType[] = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
-/** At most this many of a release's workloads are read for their owner. */
-export const RELEASE_OBJECTS_READ = 10;
+/**
+ * At most this many of a release's workloads are read for their owner; they are what the rollback
+ * locks, keeps in cooldown with the release and watches for drift. An umbrella chart has dozens
+ * (before 2026-12-07 only the first 10 were: a Deployment rule's `rollout undo` of the 11th right
+ * after the Helm rollback, which would bring the bad revision back, met no cooldown).
+ */
+export const RELEASE_OBJECTS_READ = 100;
+/** At most this many of them are read from the API server at once. */
+export const RELEASE_READS_AT_ONCE = 8;
 /** At most this many of the manifest's documents are looked at. */
 export const MANIFEST_DOCUMENTS_READ = 5000;
 
@@ -49,16 +57,17 @@ export function labelledByFlux(manifest: string): boolean {
 }
 
 /**
- * The workloads a release's manifest names, each once, the first RELEASE_OBJECTS_READ of them; a
- * document without a namespace is the release's (`namespace`). A document that does not parse, or
- * that holds more aliases than a manifest needs, is skipped.
+ * The workloads a release's manifest names, each once, the first RELEASE_OBJECTS_READ of them
+ * (`more` when it names another past them); a document without a namespace is the release's
+ * (`namespace`). A document that does not parse, or that holds more aliases than a manifest needs,
+ * is skipped.
  */
-export function releaseWorkloads(manifest: string, namespace: string): ReleaseObject[] {
+export function releaseWorkloads(manifest: string, namespace: string): { objects: ReleaseObject[]; more: boolean } {
   const out: ReleaseObject[] = [];
   const seen = new Set<string>();
   let docs = 0;
   for (const text of manifest.split(SEPARATOR)) {
-    if (out.length === RELEASE_OBJECTS_READ || ++docs > MANIFEST_DOCUMENTS_READ) break;
+    if (++docs > MANIFEST_DOCUMENTS_READ) break;
     if (!MENTIONS.test(text)) continue;
     let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
     try {
@@ -74,10 +83,11 @@ export function releaseWorkloads(manifest: string, namespace: string): ReleaseOb
     if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
     const key = objectKey({ kind: resource.kind, namespace: ns, name });
     if (seen.has(key)) continue;
+    if (out.length === RELEASE_OBJECTS_READ) return { objects: out, more: true };
     seen.add(key);
     out.push({ resource, namespace: ns, name });
   }
-  return out;
+  return { objects: out, more: false };
 }
 
 /** Whether Helm's annotations say the object is this release's. */
@@ -91,20 +101,18 @@ function releaseOf(obj: KubeObject, release: { namespace: string; name: string }
  * does not read them again), and, for the others, why not (missing, another release's, unreadable).
  */
 export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, ctx: ActionContext): Promise<{ changes: ChangedObject[]; not: string[] }> {
+  const limit = pLimit(RELEASE_READS_AT_ONCE);
+  const reads = await Promise.all(objects.map((o) => limit(() => getOrNull(kube, o.resource, o.namespace, o.name, reqOpts(ctx)).then((obj) => ({ obj }), (err: Error) => ({ err })))));
   const changes: ChangedObject[] = [];
   const not: string[] = [];
-  for (const o of objects) {
+  // in the manifest's order, whichever read answered first
+  objects.forEach((o, i) => {
     const what = resourceKey(o);
-    let obj: KubeObject | null;
-    try {
-      obj = await getOrNull(kube, o.resource, o.namespace, o.name, reqOpts(ctx));
-    } catch (err) {
-      not.push(`${what} unreadable (${(err as Error).message})`);
-      continue;
-    }
-    if (!obj) not.push(`${what} missing`);
-    else if (releaseOf(obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: obj, release });
+    const r = reads[i]!;
+    if ('err' in r) not.push(`${what} unreadable (${r.err.message})`);
+    else if (!r.obj) not.push(`${what} missing`);
+    else if (releaseOf(r.obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: r.obj, release });
     else not.push(`${what} another release's`);
-  }
+  });
   return { changes, not };
 }

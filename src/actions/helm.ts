@@ -10,9 +10,10 @@
 // (default '5m0s'). Release names are DNS-1123 names of at most 53 characters (as helm requires)
 // and always follow `--` on helm's command line, so no value is ever read as a flag.
 import { spawn } from 'node:child_process';
+import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
-import { labelledByFlux, liveWorkloads, releaseWorkloads } from './helm-workloads.js';
+import { labelledByFlux, liveWorkloads, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
@@ -155,7 +156,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
    * as a HelmRelease's, or one is too large to read; `apart` when its objects are in another
    * namespace than its records.
    */
-  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string }> {
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; more?: boolean }> {
     const release = { namespace: ref.namespace, name: rel };
     const into = await objectsNamespace(ref, rel, ctx);
     if (into !== ref.namespace) return { changes: [], apart: into };
@@ -171,16 +172,20 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
       flux ||= labelledByFlux(got.stdout);
-      const objects = releaseWorkloads(got.stdout, ref.namespace);
+      const { objects, more } = releaseWorkloads(got.stdout, ref.namespace);
       if (objects.length === 0) continue;
       const live = await liveWorkloads(kube, objects, release, ctx);
-      if (live.changes.length > 0) return { changes: live.changes };
+      if (live.changes.length > 0) return { changes: live.changes, ...(more ? { more } : {}) };
       for (const n of live.not) not.add(n);
     }
     if (!flux) return { changes: [] };
     const why = not.size ? [...not].join(', ') : 'it names no Deployment, StatefulSet or DaemonSet';
     return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's (${why}), so that HelmRelease cannot be checked` };
   }
+
+  /** What a plan's summary says of a manifest naming more workloads than are read. */
+  const beyondRead = (locked: number) =>
+    `; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${locked} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not`;
 
   const action: Action = {
     kind: 'HelmRelease',
@@ -255,7 +260,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         kind: 'HelmRelease',
         ...base,
         toRevision: wanted,
-        summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})`,
+        summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})${found?.more ? beyondRead(found.changes.length) : ''}`,
         command,
         release: { namespace: ref.namespace, name: rel },
         ...(found?.changes.length ? { changes: found.changes } : {}),
@@ -280,10 +285,13 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       const generations: Record<string, number> = {};
       const kube = ctx.kube;
       if (kube && !ctx.dryRun) {
-        for (const c of plan.changes ?? []) {
-          const gen = await kube.get(c.resource, c.namespace, c.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined);
+        const limit = pLimit(RELEASE_READS_AT_ONCE);
+        const changes = plan.changes ?? [];
+        const read = await Promise.all(changes.map((c) => limit(() => kube.get(c.resource, c.namespace, c.name, reqOpts(ctx)).then((o) => o.metadata.generation, () => undefined))));
+        changes.forEach((c, i) => {
+          const gen = read[i];
           if (gen !== undefined) generations[resourceKey(c)] = gen;
-        }
+        });
       }
       return { applied: !ctx.dryRun, message: r.stdout.trim() || plan.summary, at: Date.now(), attempts: 1, ...(Object.keys(generations).length ? { generations } : {}) };
     },

@@ -181,3 +181,74 @@ t.test('a release a Flux HelmRelease installs: suspended before helm rollback, o
   const after = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${REL}`);
   t.equal(after.spec.template.spec.containers[0].image, 'shop:v1', 'still v1');
 });
+
+t.test("an umbrella release of 12 Deployments rolled back by an alert: every one of them in cooldown with it", async (t) => {
+  const REL = 'umbrella';
+  const N = 12;
+  const umbrella = fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-umbrella-'));
+  t.teardown(() => fs.rmSync(umbrella, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(umbrella, 'templates'));
+  fs.writeFileSync(path.join(umbrella, 'Chart.yaml'), 'apiVersion: v2\nname: umbrella\nversion: 0.1.0\nappVersion: "1"\n');
+  fs.writeFileSync(path.join(umbrella, 'values.yaml'), `image: shop:v1\ncount: ${N}\n`);
+  fs.writeFileSync(
+    path.join(umbrella, 'templates', 'deployments.yaml'),
+    `{{- range $i := until (int .Values.count) }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $.Release.Name }}-{{ $i }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: {{ $.Release.Name }}-{{ $i }}}
+  template:
+    metadata:
+      labels: {app: {{ $.Release.Name }}-{{ $i }}}
+    spec:
+      containers:
+        - name: app
+          image: {{ $.Values.image }}
+{{- end }}
+`,
+  );
+  await applyChartRbac(cluster, ['actions.enabled={Deployment,HelmRelease}', `scope.namespaces={${NS}}`]);
+  t.equal((await helm(['install', REL, umbrella, '-n', NS, '--wait', '--timeout', '2m'])).code, 0, 'installed v1');
+  t.equal((await helm(['upgrade', REL, umbrella, '-n', NS, '--set', 'image=shop:v2', '--wait', '--timeout', '2m'])).code, 0, 'upgraded to v2');
+  const rule = (name: string, alertname: string, target: string) =>
+    `  - { name: ${name}, match: ['alertname="${alertname}"'], target: ${target}, priority: P0, onPrometheusDown: act,\n` +
+    '      trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s } }\n';
+  const { engine } = await clusterEngine({
+    kubeconfig: cluster.rollguardKubeconfig,
+    env: { DRY_RUN: 'false', SCOPE_NAMESPACES: NS, VERIFY_TIMEOUT: '60s', LOCK_TTL: '10s' },
+    rulesText: `rules:\n${rule('bad-release', 'BadRelease', '{ kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }')}${rule('bad-deploy', 'BadDeploy', '{ kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }')}`,
+    store: new MemoryStore(),
+    owner: 'replica-a',
+    helm: { helmBin: cluster.bin('helm'), kubeconfig: cluster.rollguardKubeconfig },
+  });
+  t.teardown(() => engine.stop());
+  let ev = 0;
+  const alert = async (labels: Record<string, string>) => {
+    const a = firingNow(labels.alertname!, REL);
+    a.fingerprint = `umbrella-${++ev}`;
+    a.labels = labels;
+    await engine.handle({ id: `ev-u-${ev}`, alert: a, deliveries: 1 });
+    await engine.idle();
+    return (await engine.records.list({})).find((r) => r.alert?.fingerprint === a.fingerprint)!;
+  };
+  const image = async (i: number) => (await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${REL}-${i}`)).spec.template.spec.containers[0].image;
+
+  const rec = await alert({ alertname: 'BadRelease', namespace: NS, release: REL });
+  t.ok(rec.times.executedAt, `helm rollback ran (${rec.state}: ${rec.outcome?.message})`);
+  t.same(rec.plan?.changes?.map((c) => c.name).sort(), Array.from({ length: N }, (_, i) => `${REL}-${i}`).sort(), 'every Deployment of the release is among what it writes (before: the first 10)');
+  for (const i of [0, N - 1]) t.equal(await image(i), 'shop:v1', `${REL}-${i} is back on v1`);
+
+  // a Deployment rule's rollout undo of any of them now would bring v2 back: each one's cooldown
+  // blocks it (before, the two past the first 10 in the manifest's order went back to v2)
+  for (let i = 0; i < N; i++) {
+    const undo = await alert({ alertname: 'BadDeploy', namespace: NS, deployment: `${REL}-${i}` });
+    t.equal(undo.state, 'blocked', `${REL}-${i}: ${undo.state}: ${undo.outcome?.message}`);
+    t.match(undo.outcome?.message, new RegExp(`^blocked by cooldown: Deployment/${NS}/${REL}-${i} was rolled back by ${rec.id} `));
+    t.equal(await image(i), 'shop:v1', `${REL}-${i} still v1`);
+  }
+});

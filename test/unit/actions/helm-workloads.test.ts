@@ -3,7 +3,7 @@
 import t from 'tap';
 import { labelledByFlux, MANIFEST_DOCUMENTS_READ, RELEASE_OBJECTS_READ, releaseWorkloads } from '../../../src/actions/helm-workloads.js';
 
-const names = (manifest: string, ns = 'shop') => releaseWorkloads(manifest, ns).map((w) => `${w.resource.group}/${w.resource.kind}/${w.namespace}/${w.name}`);
+const names = (manifest: string, ns = 'shop') => releaseWorkloads(manifest, ns).objects.map((w) => `${w.resource.group}/${w.resource.kind}/${w.namespace}/${w.name}`);
 
 t.test('the Deployments, StatefulSets and DaemonSets named, once each; a document without a namespace is the release\'s', async (t) => {
   const manifest = `---
@@ -42,10 +42,14 @@ metadata:
   t.same(names('---\t{apiVersion: apps/v1, kind: Deployment, metadata: {name: x}}\n'), ['apps/Deployment/shop/x'], 'a tab after the dashes is a separator too');
 });
 
-t.test('at most RELEASE_OBJECTS_READ workloads, and MANIFEST_DOCUMENTS_READ documents looked at', async (t) => {
+t.test('at most RELEASE_OBJECTS_READ workloads (more: one more is named), and MANIFEST_DOCUMENTS_READ documents looked at', async (t) => {
   const deployment = (i: number) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d${i}\n`;
+  t.ok(RELEASE_OBJECTS_READ >= 100, `an umbrella chart's dozens of workloads are all read (${RELEASE_OBJECTS_READ})`);
   const many = Array.from({ length: RELEASE_OBJECTS_READ + 5 }, (_, i) => deployment(i)).join('---\n');
   t.same(names(`kind: [unclosed\n---\n${many}`), Array.from({ length: RELEASE_OBJECTS_READ }, (_, i) => `apps/Deployment/shop/d${i}`), 'a document that does not parse is skipped; the rest in order, up to the bound');
+  t.equal(releaseWorkloads(many, 'shop').more, true, 'past the bound: said');
+  const exactly = Array.from({ length: RELEASE_OBJECTS_READ }, (_, i) => deployment(i));
+  t.equal(releaseWorkloads([...exactly, deployment(0), deployment(1)].join('---\n'), 'shop').more, false, 'exactly the bound, then names already read: nothing more');
   const filler = Array.from({ length: MANIFEST_DOCUMENTS_READ }, () => 'apiVersion: v1\nkind: ConfigMap\n').join('---\n');
   t.same(names(`${filler}---\n${deployment(0)}`), [], 'past the documents bound nothing more is read');
 });
@@ -72,7 +76,7 @@ data:
     kind: Deployment
     metadata: {name: inner}
 `;
-  t.same(releaseWorkloads(manifest, 'shop').map((w) => w.name), ['db']);
+  t.same(releaseWorkloads(manifest, 'shop').objects.map((w) => w.name), ['db']);
   t.notOk(labelledByFlux(manifest));
   t.ok(labelledByFlux(`${manifest}---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  labels:\n    helm.toolkit.fluxcd.io/name: shop\n`), 'on any kind');
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createHelmAction, HELM_OUTPUT_MAX, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE } from '../../../src/actions/helm-workloads.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -129,6 +130,41 @@ t.test('with a cluster: the release\'s live workloads (helm get manifest), for t
     await createHelmAction({ run: only.run }).plan(ref, context(kube, o));
     t.equal(only.calls.length, 1, `nor for ${JSON.stringify(o)}: a recovery never looks for owners again; a trigger's baseline reads the current revision only`);
   }
+});
+
+t.test("an umbrella chart's dozens of workloads: every one read (a few at once) and written, so each is locked and kept in cooldown", async (t) => {
+  const n = 40;
+  const kube = new FakeKube();
+  for (let i = 0; i < n; i++) kube.add(RESOURCES.deployments, shopDeployment(`svc-${i}`));
+  let reading = 0;
+  let most = 0;
+  const get = kube.get.bind(kube);
+  kube.get = async (...args) => {
+    most = Math.max(most, ++reading);
+    await new Promise((r) => setTimeout(r, 2));
+    reading--;
+    return get(...args);
+  };
+  const manifest = Array.from({ length: n }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-${i}\n`).join('---\n');
+  const helm = createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: manifest }, rollback: { stdout: 'Rollback was a success!' } }).run });
+  const plan = await helm.plan(ref, context(kube));
+  t.same(plan.changes?.map((c) => c.name), Array.from({ length: n }, (_, i) => `svc-${i}`), "all of them, in the manifest's order (before: the first 10)");
+  t.equal(writtenObjects(plan).length, n + 1, 'the release and each workload: locks, scope and cooldowns see every one');
+  t.ok(most > 1 && most <= RELEASE_READS_AT_ONCE, `read a few at once, at most RELEASE_READS_AT_ONCE (${most})`);
+  t.notMatch(plan.summary, /more than/);
+  most = 0;
+  const res = await helm.execute(plan, context(kube));
+  t.equal(Object.keys(res.generations ?? {}).length, n, "each one's generation after the rollback (the drift check watches from it)");
+  t.ok(most > 1 && most <= RELEASE_READS_AT_ONCE, `read a few at once there too (${most})`);
+});
+
+t.test('a manifest naming more workloads than are read: the plan says which are locked, and which not', async (t) => {
+  const kube = new FakeKube();
+  for (let i = 0; i < RELEASE_OBJECTS_READ + 3; i++) kube.add(RESOURCES.deployments, shopDeployment(`svc-${i}`, i === 0 ? 'other' : 'shop'));
+  const manifest = Array.from({ length: RELEASE_OBJECTS_READ + 3 }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-${i}\n`).join('---\n');
+  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: manifest } }).run }).plan(ref, context(kube));
+  t.equal(plan.changes?.length, RELEASE_OBJECTS_READ - 1, "the first RELEASE_OBJECTS_READ, less one that is another release's");
+  t.match(plan.summary, new RegExp(`; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${RELEASE_OBJECTS_READ - 1} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not$`));
 });
 
 t.test('a release whose objects are in another namespace than its records (a HelmRelease\'s targetNamespace): refused, helm rollback would write them into the records\' namespace', async (t) => {
