@@ -11,8 +11,8 @@ import { scopeGuard } from './scope.js';
 
 /**
  * The guards, in the fixed order they run (docs/guards.md). The first three need no cluster read;
- * the plan (a read of the target's revisions) is made after the lock is taken, then the rest run
- * on it. Dry-run runs last so a dry run shows every other guard's verdict.
+ * the plan (a read of the target's revisions) is made after the lock is taken (a dry run takes
+ * none: it reads who holds it), then the rest run on it. Dry-run runs last so a dry run shows every other guard's verdict.
  */
 export const GUARDS: readonly Guard[] = [
   pauseGuard,

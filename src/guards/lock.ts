@@ -97,7 +97,7 @@ async function takeOrJudge(ctx: GuardContext, written: boolean, take: Take): Pro
  *   a rollback executing (in_progress)         block, naming it                                       block
  *   a rollback not executing (any other state) later (scheduled), until 2 x LOCK_TTL, then block      block
  *   not a rollback (a drill's restore)         block, naming it                                       block
- *   none any more (given back meanwhile)       the lock is taken                                      block
+ *   none any more (given back meanwhile)       the lock is taken (a dry run: it goes on, taking none) block
  *   an earlier attempt of this record          later (its lock expires within LOCK_TTL)               block
  *   a bare replica name (an earlier version)   the target's: block if a record of it is in_progress,  block
  *                                              else later; a written object's: block (the rollback

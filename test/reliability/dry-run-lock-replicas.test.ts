@@ -46,5 +46,8 @@ t.test("two replicas: a dry run planning a target on one, a live alert for it on
   const dryRec = await dry;
   await a.engine.idle();
   const after = (await a.engine.records.get(dryRec.id))!;
-  t.notOk(after.times.executedAt, `the dry run wrote nothing (${after.state}: ${after.outcome?.message ?? ''})`);
+  t.notOk(after.times.executedAt, 'the dry run wrote nothing');
+  // it planned once the live rollback had written: it reads the target as rolled back already
+  t.equal(after.state, 'refused', after.outcome?.message ?? '');
+  t.match(after.outcome?.message, /current template already matches revision 1/);
 });

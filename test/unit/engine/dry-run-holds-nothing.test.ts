@@ -234,7 +234,8 @@ t.test('a dry run asks for no lock, and its record says whether a rollback holds
 });
 
 t.test("a Canary's dry run takes neither its lock nor its stable Deployment's, and is judged by who holds them", async (t) => {
-  const rig = () => testEngine({ kube: cluster({ 'api-canary': 1, 'api-stable': 3 }), actions: createActions(), ruleText: CANARY_RULE, env: { DRY_RUN: 'true', LOCK_TTL: '30s' } });
+  let clock = Date.now();
+  const rig = () => testEngine({ kube: cluster({ 'api-canary': 1, 'api-stable': 3 }), actions: createActions(), ruleText: CANARY_RULE, env: { DRY_RUN: 'true', LOCK_TTL: '30s' }, now: () => clock });
   const alert = () => firing('CanaryErrors', 'api-canary', { labels: { alertname: 'CanaryErrors', namespace: NS, deployment: 'api-canary', stable: 'api-stable' } });
   await t.test('free', async (t) => {
     const e = rig();
@@ -253,5 +254,26 @@ t.test("a Canary's dry run takes neither its lock nor its stable Deployment's, a
     const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-stable')!;
     t.equal(rec.state, 'blocked');
     t.match(rec.outcome?.message, /another rollback writing Deployment\/prod\/api-stable is executing \(rb-stable; its lock is held\)/);
+  });
+  await t.test('the stable Deployment held by a rollback still deciding: decided again later; the wait over once it finds the lock free', async (t) => {
+    const e = rig();
+    t.teardown(() => e.engine.stop());
+    await e.store.setValue('replica:replica-b', 'x', { ttlMs: 3_600_000 });
+    const holder = { id: 'rb-stable', target: 'Deployment/prod/api-stable', state: 'deciding', createdAt: 1, owner: 'replica-b', updatedAt: Date.now() + 3_600_000 };
+    await e.store.putRecord(holder);
+    const lock = (await e.store.acquireLock(lockName('Deployment/prod/api-stable'), rollbackHolder('replica-b', 'rb-stable'), 3_600_000))!;
+    await e.deliver(alert());
+    const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-stable')!;
+    t.equal(rec.state, 'scheduled', rec.outcome?.message ?? '');
+    t.equal(rec.writeLockWaitSince, clock, 'its wait on the written objects begins');
+    await e.store.putRecord({ ...holder, state: 'pending_approval' });
+    await e.store.releaseLock(lock);
+    clock += 5_000;
+    await e.engine.tick();
+    await e.engine.idle();
+    const after = (await e.engine.records.get(rec.id))!;
+    t.equal(after.state, 'dry_run', after.outcome?.message ?? '');
+    t.match(verdict(after, 'lock')?.reason, /the locks of Deployment\/prod\/api-canary, Deployment\/prod\/api-stable are free; a dry run takes none$/);
+    t.equal(after.writeLockWaitSince, undefined, 'the wait is over, as when a live rollback takes the locks: a later one counts afresh');
   });
 });
