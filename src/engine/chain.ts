@@ -71,7 +71,7 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
   if (await ctx.records.get(link.id)) return undefined;
   const claimed = await tryClaim(ctx, link.id);
   if (!claimed && (await ctx.store.getValue(`claim:${link.id}`)) !== ctx.owner) return undefined;
-  const next = nextRecord(ctx, rec, link, c);
+  const next = nextRecord(ctx, rec, link, c, state);
   const where = `target ${c.index + 2} of ${c.targets.length} of rule ${rec.rule ?? '?'}`;
   if (rec.alert) await ctx.records.linkAlert(rec.alert.fingerprint, rec.alert.startsAt, next.id);
   if (!GOES_ON.includes(state)) {
@@ -103,8 +103,8 @@ export interface NextTarget {
   abandon(): void;
 }
 
-/** The next target's record, from the current one: the same rule, alert and decision. */
-function nextRecord(ctx: EngineContext, rec: RollbackRecord, link: ChainLink, c: Chain): RollbackRecord {
+/** The next target's record, from the current one closed in `state`: the same rule, alert and decision. */
+function nextRecord(ctx: EngineContext, rec: RollbackRecord, link: ChainLink, c: Chain, state: RollbackState): RollbackRecord {
   const now = ctx.now();
   const next: RollbackRecord = {
     id: link.id,
@@ -115,7 +115,9 @@ function nextRecord(ctx: EngineContext, rec: RollbackRecord, link: ChainLink, c:
     ref: link.ref,
     source: rec.source,
     guards: [],
-    dryRun: rec.dryRun,
+    // a chain that went on from a dry run stays one, whatever the rule says by then (a reload that
+    // turns its dry-run off must not roll the next target back when the first one was not)
+    dryRun: rec.dryRun || state === 'dry_run',
     times: { decidedAt: now },
     timeline: [],
     owner: ctx.owner,

@@ -1,5 +1,6 @@
 import type { RollbackPlan } from '../actions/action.js';
 import type { Config } from '../config.js';
+import { WOULD_ASK } from '../guards/approval.js';
 import { fmtDuration } from '../guards/guard.js';
 import type { Notification } from '../notify/notifier.js';
 import type { RollbackRecord } from './record.js';
@@ -43,12 +44,16 @@ export const messages = {
     lines: [reason],
   }),
 
-  dryRun: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => ({
-    kind: 'dry_run',
-    severity: 'info',
-    title: `Dry run: would roll back ${rec.target}`,
-    lines: [plan?.summary ?? '', reason, ...driftLines(plan)],
-  }),
+  /** A dry run that a rollback would have asked approval for says so first (approvalGuard's WOULD_ASK). */
+  dryRun: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => {
+    const ask = rec.guards.find((g) => g.guard === 'approval' && g.reason.startsWith(WOULD_ASK));
+    return {
+      kind: 'dry_run',
+      severity: 'info',
+      title: ask ? `Dry run: would ask for approval to roll back ${rec.target}` : `Dry run: would roll back ${rec.target}`,
+      lines: [plan?.summary ?? '', reason, ...(ask ? [ask.reason] : []), ...driftLines(plan)],
+    };
+  },
 
   approvalRequested: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => ({
     kind: 'approval_requested',

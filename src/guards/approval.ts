@@ -1,19 +1,25 @@
 import { driftApprovalReason } from '../config-deps/policy.js';
+import { dryRunReason } from './dry-run.js';
 import { allow, fmtDuration, type Guard } from './guard.js';
 
 import { MIGRATION_ANNOTATION } from '../actions/action.js';
 
 export { MIGRATION_ANNOTATION };
 
+/** How the approval guard's verdict on a dry run that a rollback would ask approval for begins. */
+export const WOULD_ASK = 'a dry run asks no one for approval; a rollback would wait for it';
+
 /**
  * Rules that ask for approval, and rollbacks away from a revision that carried a schema migration
  * (rolling back code past a migration can lose data), wait as pending until a human approves,
- * rejects, or the request expires.
+ * rejects, or the request expires. A dry run asks no one: its verdict says it would have asked,
+ * and why (approving it would roll nothing back, and a human paged for it during an incident
+ * would take their approval for a rollback).
  */
 export const approvalGuard: Guard = {
   name: 'approval',
   needsPlan: true,
-  async check({ record, settings, plan, now }) {
+  async check({ record, settings, plan, now, config }) {
     if (record.approval?.decision === 'approved') return allow(`approved by ${record.approval.by}`);
     const reasons: string[] = [];
     if (record.decision?.requiresApproval || settings.approval.required) reasons.push('the rule requires approval');
@@ -22,6 +28,7 @@ export const approvalGuard: Guard = {
     const drift = driftApprovalReason(settings.configDrift, plan);
     if (drift) reasons.push(drift);
     if (reasons.length === 0) return allow('no approval needed');
+    if (dryRunReason({ record, settings, config })) return allow(`${WOULD_ASK} (${reasons.join('; ')})`);
     const until = now + settings.approval.expiresAfter;
     return { verdict: 'wait', reason: `${reasons.join('; ')}; waiting for approval (expires in ${fmtDuration(settings.approval.expiresAfter)})`, until };
   },

@@ -9,7 +9,7 @@ import { allow, block, type Guard, type GuardContext } from './guard.js';
 export function dryRunReason({ record, settings, config }: Pick<GuardContext, 'record' | 'settings' | 'config'>): string | undefined {
   if (config.DRY_RUN) return 'dry-run is on for rollguard (DRY_RUN)';
   if (settings.dryRun) return `dry-run is on for rule ${record.rule}`;
-  if (record.dryRun) return 'dry-run was asked for this rollback';
+  if (record.dryRun) return (record.chain?.index ?? 0) > 0 ? 'the ordered chain it is part of went on from a dry run' : 'dry-run was asked for this rollback';
   return undefined;
 }
 

@@ -250,7 +250,11 @@ export function testEngine(opts: TestEngineOptions = {}) {
       await engine.idle();
     }
   };
-  return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver };
+  /** a rule reload: the engine reads the rules in force from `holder` (as from src/rules/holder.ts) */
+  const reload = (text: string) => {
+    holder.rules = rules(text);
+  };
+  return { engine, store, metrics, action, prometheus, notifier, notifications, config, deliver, reload };
 }
 
 /** The engine's Prometheus double reads healthy once a rollback has written, so its verification succeeds. */
