@@ -1,6 +1,7 @@
 import t from 'tap';
 import { ReplayAbort } from '../../../src/cli/replay/limits.js';
 import { render } from '../../../src/cli/replay/report.js';
+import { WOULD_ASK } from '../../../src/guards/approval.js';
 import { RolloutHistory } from '../../../src/cli/replay/rollouts.js';
 import { simulate } from '../../../src/cli/replay/simulate.js';
 import { summarise } from '../../../src/cli/replay/summary.js';
@@ -194,4 +195,14 @@ t.test('only read queries, and rollout starts read at the time they are needed',
   await replay(rules(rule('errors')), [alert('web', T0)], prom);
   t.ok(prom.exprs.some((e) => e.includes('kube_replicaset_owner{namespace="prod",owner_kind="Deployment",owner_name="web"}')));
   t.ok(prom.exprs.includes('errors{deployment="web"}'));
+});
+
+t.test('a dry-run rule that requires approval replays as a dry run that would have asked for it, as the engine records it', async (t) => {
+  const prom = new HistoryDouble({ web: high }, { web: T0 });
+  const rs = rules(rule('ask', '', 'Ask').replace('priority: P0', 'priority: P1\n    guards: { dryRun: true, approval: { required: true } }'));
+  const out = await replay(rs, [alert('web', T0, undefined, 'Ask')], prom);
+  t.same(outcomes(out), ['Deployment/prod/web dry_run dry-run']);
+  t.match(out[0]!.rows[0]!.guards.find((g) => g.guard === 'approval'), { result: 'allow', reason: `${WOULD_ASK} (the rule requires approval)` });
+  const text = render({ range: { from: T0, to: T0 + 3 * 3_600_000 }, prometheus: 'http://prom', ruleFiles: ['r.yaml'], settings: { groupWaitMs: 30_000, inFlightMs: 300_000, stepMs: 60_000, scope: '', budgetClusterPerHour: 5, maxConcurrentRollbacks: 2 }, notReplayed: ['pause'], summary: summarise(out, rs), alerts: out, queries: 1, elapsedMs: 1 }, 'text');
+  t.match(text, /dry run at .* \(would have asked for approval to roll back; recorded only\): dry-run is on for rule ask; a dry run asks no one for approval; a rollback would wait for it \(the rule requires approval\)/);
 });

@@ -64,3 +64,37 @@ t.test('an ordered chain that went on from a dry run stays a dry run when a relo
   t.match(auth.outcome?.message, /^the ordered chain it is part of went on from a dry run; would have: /);
   t.equal(e.action.executed.length, 0, 'nothing rolled back: the first target was not');
 });
+
+t.test("a manual request's own dryRun, on a revision carrying a schema migration: a dry run, asking no one", async (t) => {
+  const e = testEngine();
+  e.action.annotations = { [MIGRATION_ANNOTATION]: 'true' };
+  await e.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, reason: 'try it', requestedBy: 'ops', dryRun: true });
+  await e.engine.idle();
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'dry_run', rec!.outcome?.message ?? '');
+  t.match(verdict(rec!, 'approval')?.reason, new RegExp(`^${WOULD_ASK} \\(revision 2 is annotated ${MIGRATION_ANNOTATION}`));
+  t.match(rec!.outcome?.message, /^dry-run was asked for this rollback; would have: /);
+  t.notOk(e.notifier.sent.some((n) => n.kind === 'approval_requested'));
+});
+
+t.test('an ordered chain whose rule requires approval, in dry-run, reloaded live between two targets: every target a dry run, no one asked', async (t) => {
+  const ask = (text: string) => text.replace('    priority: P0\n', '    priority: P1\n    guards: { dryRun: true, approval: { required: true } }\n');
+  const dry = ask(CHAIN_RULES);
+  const live = dry.replace('dryRun: true, ', '');
+  t.not(dry, CHAIN_RULES);
+  t.not(live, dry);
+  const e = testEngine({ ruleText: dry });
+  const put = e.store.putRecord.bind(e.store);
+  e.store.putRecord = async (r) => {
+    const out = await put(r);
+    if (r.state === 'dry_run' && r.target === 'Deployment/prod/api') e.reload(live);
+    return out;
+  };
+  await e.deliver(firing('ReleaseErrors', 'api'));
+  await e.engine.idle();
+  const recs = await e.engine.records.list({});
+  t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), ['Deployment/prod/api dry_run', 'Deployment/prod/auth dry_run', 'Deployment/prod/web dry_run'], recs.map((r) => r.outcome?.message).join(' | '));
+  for (const r of recs) t.equal(verdict(r, 'approval')?.reason, `${WOULD_ASK} (the rule requires approval)`, r.target);
+  t.notOk(e.notifier.sent.some((n) => n.kind === 'approval_requested'));
+  t.equal(e.action.executed.length, 0);
+});
