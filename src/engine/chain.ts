@@ -1,7 +1,7 @@
 import type { TargetRef } from '../actions/action.js';
 import { releaseClaim, tryClaim } from './claim.js';
 import type { EngineContext } from './context.js';
-import { targetKey, type RollbackRecord, type RollbackState } from './record.js';
+import { OPEN_STATES, targetKey, type RollbackRecord, type RollbackState } from './record.js';
 import { rollback } from './rollback.js';
 
 /**
@@ -12,8 +12,8 @@ import { rollback } from './rollback.js';
  * verified it, or the one that recovered it after a hand-over (scheduler.ts) — starts the next:
  * the next target's record is written ahead, `deciding`, before the current one is closed, so a
  * replica dying between the two leaves a record the scheduler takes up (records left deciding by a
- * dead replica). A target that does not roll back stops the chain: the following targets are
- * recorded `blocked`, naming it.
+ * dead replica), once the current one has closed (afterPrevious). A target that does not roll back
+ * stops the chain: the following targets are recorded `blocked`, naming it.
  *
  * The decision (trigger confirmed in Prometheus, the decision tree) is taken once, for the first
  * target; the next ones run the guards on it. Each target's rollout is verified before the next
@@ -76,7 +76,7 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
   if (rec.alert) await ctx.records.linkAlert(rec.alert.fingerprint, rec.alert.startsAt, next.id);
   if (!GOES_ON.includes(state)) {
     ctx.records.step(next, 'chain', `${where}: ${rec.id} (${rec.target}) ended ${state}`);
-    await ctx.finish(next, 'blocked', `an earlier target of rule ${rec.rule ?? '?'} did not roll back (${rec.id}: ${state}); the ordered chain stops there`);
+    await ctx.finish(next, 'blocked', stopsAt(rec, state));
     await releaseClaim(ctx, link.id);
     return undefined;
   }
@@ -95,6 +95,37 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
     // the current record could not be closed: the next one stays written ahead, for the scheduler
     abandon: () => ctx.decidingHere.delete(next.id),
   };
+}
+
+/**
+ * Whether the scheduler may take up `rec`, a chain's record after the first left `deciding`, from
+ * the record of the target before it. That record is written ahead of the close of the one before,
+ * which may not land (a store error): the one before is then decided again, maybe otherwise (a
+ * rule reload turned its dry-run off; a guard now blocks it). So:
+ *
+ * | the target before        | here                                                        |
+ * | ------------------------ | ----------------------------------------------------------- |
+ * | open (OPEN_STATES)       | `wait`: not taken up (the chain keeps its order)             |
+ * | closed, goes on          | `go`, a dry run if it was one or ended `dry_run`            |
+ * | closed, does not go on   | `blocked`, naming it, as if written after that close        |
+ * | not found (pruned)       | `go`, as written                                            |
+ */
+export async function afterPrevious(ctx: EngineContext, rec: RollbackRecord): Promise<{ verdict: 'wait' } | { verdict: 'go' } | { verdict: 'blocked'; reason: string }> {
+  const c = rec.chain;
+  if (!c || c.index === 0) return { verdict: 'go' };
+  const prev = await ctx.records.get(c.targets[c.index - 1]!.id);
+  if (!prev) return { verdict: 'go' };
+  if (OPEN_STATES.includes(prev.state)) return { verdict: 'wait' };
+  if (!GOES_ON.includes(prev.state)) {
+    return { verdict: 'blocked', reason: stopsAt(prev, prev.state) };
+  }
+  rec.dryRun = prev.dryRun || prev.state === 'dry_run';
+  return { verdict: 'go' };
+}
+
+/** Why a chain's later target is blocked by `rec`, an earlier one, ended in `state`. */
+function stopsAt(rec: RollbackRecord, state: RollbackState): string {
+  return `an earlier target of rule ${rec.rule ?? '?'} did not roll back (${rec.id}: ${state}); the ordered chain stops there`;
 }
 
 /** The next target of a chain, written ahead: started once the current record is closed. */

@@ -6,7 +6,7 @@ import { WORKLOADS } from '../actions/helm-workloads.js';
 import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
 import { checkFence, lockName, lockWrites, rollbackHolder } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
-import { decidedByChain } from './chain.js';
+import { afterPrevious, decidedByChain } from './chain.js';
 import type { EngineContext, LeftBehind } from './context.js';
 import { evaluate } from './evaluate.js';
 import { healthLine, messages } from './messages.js';
@@ -56,12 +56,16 @@ export class Scheduler {
       if (!mine && (now - rec.updatedAt < 2 * heartbeatTtl(ctx) || (await alive(ctx, rec.owner)))) return;
       await claimDue(ctx, rec, async (fresh) => {
         if (!(await giveBackLeft(ctx, fresh.id))) return;
+        // a chain's later target: only once the target before it has closed, and as it closed
+        const previous = await afterPrevious(ctx, fresh);
+        if (previous.verdict === 'wait') return;
         ctx.records.step(fresh, 'recovery', mine ? `left deciding by this replica (${ctx.owner}) when ${!left && fresh.kubeRetries ? 'the API server answered an error (see the retry step)' : 'a store call failed'}; decided again` : `left deciding by ${fresh.owner ?? '?'}, which is gone; taken up by ${ctx.owner}`);
         fresh.owner = ctx.owner;
         // decided afresh, some time on (its replica stopped, or a store call failed): a wait on the
         // locks before counts afresh too, or the first look would block behind a holder just begun
         delete fresh.lockWaitSince;
         delete fresh.writeLockWaitSince;
+        if (previous.verdict === 'blocked') return ctx.finish(fresh, 'blocked', previous.reason);
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
         if (rule) return evaluate(ctx, fresh, rule, pastFirstLook(fresh));

@@ -1,10 +1,11 @@
 // A rule's ordered list of targets as a job in the store (src/engine/chain.ts): a target that does
 // not roll back stops the chain, naming it; a next target written ahead by a replica that died is
 // run by another on the first target's decision, never evaluated again.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { OPEN_STATES } from '../../../src/engine/record.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import { CHAIN_RULES as RULES, firing, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
+import { StoreUnavailableError } from '../../../src/store/store.js';
+import { CHAIN_RULES as RULES, firing, PerTargetDeploymentAction, recoversOnWrite, testEngine } from '../../support/engine.js';
 
 const alert = (fp: string) => firing('ReleaseErrors', 'api', { fingerprint: fp, labels: { alertname: 'ReleaseErrors', namespace: 'prod' } });
 const byName = async (e: ReturnType<typeof testEngine>) => Object.fromEntries((await e.engine.records.list({ limit: 10 })).map((r) => [r.ref.name, r]));
@@ -86,4 +87,62 @@ t.test('a resend after the chain\'s records were pruned goes on to every target,
   t.same(b.action.executed.map((x) => x.ref.name), ['api', 'auth', 'web'], 'every target rolled back, in order, by replica-b');
   const s = await byName(b);
   for (const n of ['api', 'auth', 'web']) t.equal(s[n]?.owner, 'replica-b', `${n} recorded by replica-b`);
+});
+
+// Found by review (2026-12-07): the next target's record is written ahead of the current one's
+// close. When that close failed (the store), the scheduler took the next record up at once, before
+// the current target was decided again: on a dry run's failed close it ran the later targets
+// first; once a dry run's next record carried its dry-run, the first target rolled back live and
+// the later ones stayed dry runs. A later target now waits for the one before it to close, and
+// goes on as it closed.
+async function closeFailsOnce(t: Test, redecided: (e: ReturnType<typeof testEngine>, action: PerTargetDeploymentAction) => void) {
+  let skew = 0;
+  const clock = () => Date.now() + skew;
+  const action = new PerTargetDeploymentAction();
+  const dry = RULES.replace('    priority: P0\n', '    priority: P0\n    guards: { dryRun: true }\n');
+  t.not(dry, RULES);
+  const e = testEngine({ ruleText: dry, action, now: clock, store: new MemoryStore(clock) });
+  recoversOnWrite(e);
+  const put = e.store.putRecord.bind(e.store);
+  let failed = false;
+  e.store.putRecord = async (r, o) => {
+    if (!failed && r.state === 'dry_run' && r.target === 'Deployment/prod/api') {
+      failed = true;
+      throw new StoreUnavailableError('injected: the close of the first target');
+    }
+    return put(r, o);
+  };
+  await t.rejects(e.deliver(alert('fp-close-fails')), StoreUnavailableError);
+  const mid = await byName(e);
+  t.same([mid.api?.state, mid.auth?.state, mid.auth?.dryRun], ['deciding', 'deciding', true], 'the next record written ahead, as a dry run; the first not closed');
+  redecided(e, action);
+  for (let i = 0; i < 8; i++) {
+    skew += 60_000;
+    await e.engine.tick();
+    await e.engine.idle();
+  }
+  return { e, action, s: await byName(e) };
+}
+
+t.test("a dry run's close that fails after its next target was written ahead, decided again live: the chain goes on live, in its order", async (t) => {
+  const { action, s } = await closeFailsOnce(t, (e) => e.reload(RULES));
+  for (const n of ['api', 'auth', 'web']) t.equal(s[n]?.state, 'succeeded', `${n}: ${s[n]?.outcome?.message}`);
+  t.same(action.executed.map((x) => x.ref.name), ['api', 'auth', 'web'], 'each target after the one before it');
+  t.equal(s.auth!.dryRun, false, 'a live rollback, as the target before it ended');
+});
+
+t.test("the same, the first target refused when decided again: the later targets are blocked, naming it, and none rolled back", async (t) => {
+  const { action, s } = await closeFailsOnce(t, (e, a) => {
+    e.reload(RULES);
+    const plan = a.plan.bind(a);
+    a.plan = async (ref) => {
+      const p = await plan(ref);
+      return ref.name === 'api' ? { ...p, refusal: { code: 'already_matches', message: 'skipped rollback (current template already matches revision 1)' } } : p;
+    };
+  });
+  t.equal(s.api!.state, 'refused', s.api!.outcome?.message ?? '');
+  t.equal(s.auth!.state, 'blocked');
+  t.match(s.auth!.outcome!.message, new RegExp(`an earlier target of rule release-train did not roll back \\(${s.api!.id}: refused\\); the ordered chain stops there`));
+  t.equal(s.web!.state, 'blocked');
+  t.same(action.executed, []);
 });
