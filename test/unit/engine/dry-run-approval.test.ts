@@ -45,21 +45,29 @@ t.test('a live rollback still waits for approval (a dry run is what asks no one)
   t.ok(e.notifier.sent.some((n) => n.kind === 'approval_requested'));
 });
 
-t.test('an ordered chain that went on from a dry run stays a dry run when a reload turns the rule live before its next target starts', async (t) => {
-  const dryChain = CHAIN_RULES.replace('    priority: P0\n', '    priority: P0\n    guards: { dryRun: true }\n');
-  t.not(dryChain, CHAIN_RULES);
-  const e = testEngine({ ruleText: dryChain });
-  // the reload lands once the first target's dry run is closed, before the second target starts
+/**
+ * A chain rule's alert under `dry`, the rules reloaded to `live` once the first target's dry run is
+ * closed (before the second target starts): the engine and the chain's records.
+ */
+async function reloadedAfterFirst(dry: string, live: string) {
+  const e = testEngine({ ruleText: dry });
   const put = e.store.putRecord.bind(e.store);
   e.store.putRecord = async (r) => {
     const out = await put(r);
-    if (r.state === 'dry_run' && r.target === 'Deployment/prod/api') e.reload(CHAIN_RULES);
+    if (r.state === 'dry_run' && r.target === 'Deployment/prod/api') e.reload(live);
     return out;
   };
   await e.deliver(firing('ReleaseErrors', 'api'));
   await e.engine.idle();
-  const recs = await e.engine.records.list({});
-  t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), ['Deployment/prod/api dry_run', 'Deployment/prod/auth dry_run', 'Deployment/prod/web dry_run'], recs.map((r) => r.outcome?.message).join(' | '));
+  return { e, recs: await e.engine.records.list({}) };
+}
+const CHAIN_DRY_RUNS = ['Deployment/prod/api dry_run', 'Deployment/prod/auth dry_run', 'Deployment/prod/web dry_run'];
+
+t.test('an ordered chain that went on from a dry run stays a dry run when a reload turns the rule live before its next target starts', async (t) => {
+  const dryChain = CHAIN_RULES.replace('    priority: P0\n', '    priority: P0\n    guards: { dryRun: true }\n');
+  t.not(dryChain, CHAIN_RULES);
+  const { e, recs } = await reloadedAfterFirst(dryChain, CHAIN_RULES);
+  t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), CHAIN_DRY_RUNS, recs.map((r) => r.outcome?.message).join(' | '));
   const auth = recs.find((r) => r.target === 'Deployment/prod/auth')!;
   t.match(auth.outcome?.message, /^the ordered chain it is part of went on from a dry run; would have: /);
   t.equal(e.action.executed.length, 0, 'nothing rolled back: the first target was not');
@@ -83,17 +91,8 @@ t.test('an ordered chain whose rule requires approval, in dry-run, reloaded live
   const live = dry.replace('dryRun: true, ', '');
   t.not(dry, CHAIN_RULES);
   t.not(live, dry);
-  const e = testEngine({ ruleText: dry });
-  const put = e.store.putRecord.bind(e.store);
-  e.store.putRecord = async (r) => {
-    const out = await put(r);
-    if (r.state === 'dry_run' && r.target === 'Deployment/prod/api') e.reload(live);
-    return out;
-  };
-  await e.deliver(firing('ReleaseErrors', 'api'));
-  await e.engine.idle();
-  const recs = await e.engine.records.list({});
-  t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), ['Deployment/prod/api dry_run', 'Deployment/prod/auth dry_run', 'Deployment/prod/web dry_run'], recs.map((r) => r.outcome?.message).join(' | '));
+  const { e, recs } = await reloadedAfterFirst(dry, live);
+  t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), CHAIN_DRY_RUNS, recs.map((r) => r.outcome?.message).join(' | '));
   for (const r of recs) t.equal(verdict(r, 'approval')?.reason, `${WOULD_ASK} (the rule requires approval)`, r.target);
   t.notOk(e.notifier.sent.some((n) => n.kind === 'approval_requested'));
   t.equal(e.action.executed.length, 0);
