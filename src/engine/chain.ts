@@ -108,13 +108,18 @@ export async function prepareNext(ctx: EngineContext, rec: RollbackRecord, state
  * | open (OPEN_STATES)       | `wait`: not taken up (the chain keeps its order)             |
  * | closed, goes on          | `go`, a dry run if it was one or ended `dry_run`            |
  * | closed, does not go on   | `blocked`, naming it, as if written after that close        |
- * | not found (pruned)       | `go`, as written                                            |
+ * | not found (pruned)       | `blocked`: how it ended is not known                        |
+ *
+ * A record of the target before that is gone was one that changed nothing (those are dropped
+ * first: a store's record cap, RECORD_RETENTION_NO_ACTION): going on as written could roll a
+ * later target back after a first one that did not.
  */
 export async function afterPrevious(ctx: EngineContext, rec: RollbackRecord): Promise<{ verdict: 'wait' } | { verdict: 'go' } | { verdict: 'blocked'; reason: string }> {
   const c = rec.chain;
   if (!c || c.index === 0) return { verdict: 'go' };
-  const prev = await ctx.records.get(c.targets[c.index - 1]!.id);
-  if (!prev) return { verdict: 'go' };
+  const before = c.targets[c.index - 1]!.id;
+  const prev = await ctx.records.get(before);
+  if (!prev) return { verdict: 'blocked', reason: `the record of the target before it (${before}) is gone, so how it ended is not known; the ordered chain of rule ${rec.rule ?? '?'} stops there` };
   if (OPEN_STATES.includes(prev.state)) return { verdict: 'wait' };
   if (!GOES_ON.includes(prev.state)) {
     return { verdict: 'blocked', reason: stopsAt(prev, prev.state) };

@@ -144,5 +144,28 @@ t.test("the same, the first target refused when decided again: the later targets
   t.equal(s.auth!.state, 'blocked');
   t.match(s.auth!.outcome!.message, new RegExp(`an earlier target of rule release-train did not roll back \\(${s.api!.id}: refused\\); the ordered chain stops there`));
   t.equal(s.web!.state, 'blocked');
+  t.match(s.web!.outcome!.message, new RegExp(`\\(${s.auth!.id}: blocked\\); the ordered chain stops there`));
+  t.same(action.executed, []);
+});
+
+t.test('a chain record written ahead whose target before it is no longer recorded is blocked, not rolled back on a guess', async (t) => {
+  // auth written ahead `deciding` by a replica that died; api's record gone since (a record that
+  // changed nothing, dropped first by a store's cap or its retention)
+  const first = testEngine({ action: new PerTargetDeploymentAction(), ruleText: RULES });
+  await first.deliver(alert('fp-gone'));
+  const done = await byName(first);
+  const store = new MemoryStore();
+  const { outcome: _o, plan: _p, lockToken: _l, ...rest } = done.auth!;
+  await store.putRecord({ ...rest, state: 'deciding', owner: 'dead', updatedAt: Date.now() - 120_000, guards: [], timeline: [], times: { decidedAt: done.auth!.times.decidedAt! } });
+
+  const action = new PerTargetDeploymentAction();
+  const live = testEngine({ store, action, ruleText: RULES, owner: 'live' });
+  await live.engine.tick();
+  await live.engine.idle();
+  const s = await byName(live);
+  t.equal(s.auth!.state, 'blocked');
+  t.match(s.auth!.outcome!.message, new RegExp(`the record of the target before it \\(${done.api!.id}\\) is gone, so how it ended is not known; the ordered chain of rule release-train stops there`));
+  t.equal(s.web!.state, 'blocked');
+  t.match(s.web!.outcome!.message, new RegExp(`\\(${s.auth!.id}: blocked\\); the ordered chain stops there`));
   t.same(action.executed, []);
 });
