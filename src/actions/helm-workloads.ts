@@ -19,6 +19,7 @@
 import pLimit from 'p-limit';
 import { parseDocument } from 'yaml';
 import { objectKey, resourceKey } from '../guards/guard.js';
+import { KubeApiError } from '../kube/errors.js';
 import { getOrNull, RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { invalidName } from '../kube/names.js';
 import { reqOpts, type ActionContext, type ChangedObject } from './action.js';
@@ -98,21 +99,38 @@ function releaseOf(obj: KubeObject, release: { namespace: string; name: string }
 
 /**
  * The workloads the manifest names that are live and this release's own (read now, so the stage
- * does not read them again), and, for the others, why not (missing, another release's, unreadable).
+ * does not read them again), and, for the others, why not (missing, another release's, unreadable:
+ * `unreadable` lists those apart). A read that may answer if tried again (429, 5xx, a timeout, the
+ * network: KubeApiError.retriable) or that failed otherwise than the API server answering fails
+ * the whole read: a workload left out for it would be left unlocked, out of cooldown and unwatched
+ * while the release is rolled back, and the engine decides such a rollback again shortly
+ * (rollback.ts). One the API server refuses for good (403: rollguard may not read it, so no rule of
+ * rollguard's can roll it back either) is left out, and said.
  */
-export async function liveWorkloads(kube: Kube, objects: ReleaseObject[], release: { namespace: string; name: string }, ctx: ActionContext): Promise<{ changes: ChangedObject[]; not: string[] }> {
+export async function liveWorkloads(
+  kube: Kube,
+  objects: ReleaseObject[],
+  release: { namespace: string; name: string },
+  ctx: ActionContext,
+): Promise<{ changes: ChangedObject[]; not: string[]; unreadable: string[] }> {
   const limit = pLimit(RELEASE_READS_AT_ONCE);
   const reads = await Promise.all(objects.map((o) => limit(() => getOrNull(kube, o.resource, o.namespace, o.name, reqOpts(ctx)).then((obj) => ({ obj }), (err: Error) => ({ err })))));
+  const again = reads.find((r): r is { err: Error } => 'err' in r && !(r.err instanceof KubeApiError && !r.err.retriable));
+  if (again) throw again.err;
   const changes: ChangedObject[] = [];
   const not: string[] = [];
+  const unreadable: string[] = [];
   // in the manifest's order, whichever read answered first
   objects.forEach((o, i) => {
     const what = resourceKey(o);
     const r = reads[i]!;
-    if ('err' in r) not.push(`${what} unreadable (${r.err.message})`);
-    else if (!r.obj) not.push(`${what} missing`);
+    if ('err' in r) {
+      const line = `${what} unreadable (${r.err.message})`;
+      not.push(line);
+      unreadable.push(line);
+    } else if (!r.obj) not.push(`${what} missing`);
     else if (releaseOf(r.obj, release)) changes.push({ resource: o.resource, namespace: o.namespace, name: o.name, read: r.obj, release });
     else not.push(`${what} another release's`);
   });
-  return { changes, not };
+  return { changes, not, unreadable };
 }

@@ -156,7 +156,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
    * as a HelmRelease's, or one is too large to read; `apart` when its objects are in another
    * namespace than its records.
    */
-  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; more?: boolean }> {
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; more?: boolean; unreadable?: string[] }> {
     const release = { namespace: ref.namespace, name: rel };
     const into = await objectsNamespace(ref, rel, ctx);
     if (into !== ref.namespace) return { changes: [], apart: into };
@@ -175,7 +175,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       const { objects, more } = releaseWorkloads(got.stdout, ref.namespace);
       if (objects.length === 0) continue;
       const live = await liveWorkloads(kube, objects, release, ctx);
-      if (live.changes.length > 0) return { changes: live.changes, ...(more ? { more } : {}) };
+      if (live.changes.length > 0) return { changes: live.changes, ...(more ? { more } : {}), ...(live.unreadable.length ? { unreadable: live.unreadable } : {}) };
       for (const n of live.not) not.add(n);
     }
     if (!flux) return { changes: [] };
@@ -186,6 +186,9 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
   /** What a plan's summary says of a manifest naming more workloads than are read. */
   const beyondRead = (locked: number) =>
     `; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${locked} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not`;
+  /** What a plan's summary says of workloads the API server refused to let rollguard read (liveWorkloads). */
+  const notRead = (lines: string[]) =>
+    `; ${lines.length} of the workloads its manifest names could not be read, so they are not locked, kept in cooldown or watched: ${lines.slice(0, 3).join(', ')}${lines.length > 3 ? `, and ${lines.length - 3} more` : ''}`;
 
   const action: Action = {
     kind: 'HelmRelease',
@@ -260,7 +263,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         kind: 'HelmRelease',
         ...base,
         toRevision: wanted,
-        summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})${found?.more ? beyondRead(found.changes.length) : ''}`,
+        summary: `helm rollback ${rel} ${wanted} in ${ref.namespace} (from revision ${newest.revision}${newest.chart ? `, ${newest.chart}` : ''})${found?.more ? beyondRead(found.changes.length) : ''}${found?.unreadable ? notRead(found.unreadable) : ''}`,
         command,
         release: { namespace: ref.namespace, name: rel },
         ...(found?.changes.length ? { changes: found.changes } : {}),

@@ -167,6 +167,38 @@ t.test('a manifest naming more workloads than are read: the plan says which are 
   t.match(plan.summary, new RegExp(`; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${RELEASE_OBJECTS_READ - 1} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not$`));
 });
 
+// Found by review (2026-12-07): a failed read of one of a release's workloads left it out of the
+// plan, silently: the rest were locked and kept in cooldown, it was not, and a Deployment rule's
+// undo could put the bad revision back on it right after the Helm rollback.
+const TWELVE = Array.from({ length: 12 }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-${i}\n`).join('---\n');
+const twelveLive = () => {
+  const kube = new FakeKube();
+  for (let i = 0; i < 12; i++) kube.add(RESOURCES.deployments, shopDeployment(`svc-${i}`));
+  return kube;
+};
+const failingRead = (name: string, err: KubeApiError) => (c: { name?: string }) => (c.name === name ? err : null);
+
+t.test("a read of one of the release's workloads that may answer if tried again fails the plan (the engine decides it again), never leaves the workload unlocked", async (t) => {
+  for (const err of [
+    new KubeApiError({ status: 503, reason: 'ServiceUnavailable', message: 'etcd leader changed', operation: 'GET apps/v1 deployments shop/svc-7' }),
+    new KubeApiError({ status: 'timeout', reason: 'Timeout', message: 'no turn to send it within 10000 ms', operation: 'GET apps/v1 deployments shop/svc-7' }),
+  ]) {
+    const kube = twelveLive();
+    kube.failNext('get', failingRead('svc-7', err));
+    const helm = createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: TWELVE } }).run });
+    await t.rejects(helm.plan(ref, context(kube)), err, `${err.status}: the plan fails with the read's error`);
+    t.ok(err.retriable);
+  }
+});
+
+t.test("a workload the API server refuses to let rollguard read (403) is left out of the plan, and the summary names it", async (t) => {
+  const kube = twelveLive();
+  kube.failNext('get', failingRead('svc-7', new KubeApiError({ status: 403, reason: 'Forbidden', message: 'deployments.apps "svc-7" is forbidden', operation: 'GET apps/v1 deployments shop/svc-7' })));
+  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY }, metadata: META(), manifest: { stdout: TWELVE } }).run }).plan(ref, context(kube));
+  t.same(plan.changes?.map((c) => c.name), Array.from({ length: 12 }, (_, i) => `svc-${i}`).filter((n) => n !== 'svc-7'));
+  t.match(plan.summary, /; 1 of the workloads its manifest names could not be read, so they are not locked, kept in cooldown or watched: Deployment\/shop\/svc-7 unreadable \(.*forbidden\)$/);
+});
+
 t.test('a release whose objects are in another namespace than its records (a HelmRelease\'s targetNamespace): refused, helm rollback would write them into the records\' namespace', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, shopDeployment('shop', 'shop', 'shop-apps'));
