@@ -43,7 +43,22 @@ const MENTIONS = new RegExp(`\\bkind["']?\\s*:\\s*["']?(${WORKLOADS.map((r) => r
  * A document separator: `---` at the start of a line, alone or before a space. What follows it on
  * its line (a comment, or the document itself: `--- {kind: Deployment, …}`) is the next document's.
  */
-const SEPARATOR = /^---(?=[ \t]|$)/m;
+const SEPARATOR = /^---(?=[ \t]|$)/gm;
+
+/**
+ * The manifest's documents, one at a time (as `manifest.split(SEPARATOR)` would give them): a
+ * consumer that stops after MANIFEST_DOCUMENTS_READ has not cut the rest of a 16 Mi manifest of
+ * tiny documents into millions of strings.
+ */
+function* documents(manifest: string): Generator<string> {
+  const sep = new RegExp(SEPARATOR.source, SEPARATOR.flags);
+  let from = 0;
+  for (let m = sep.exec(manifest); m !== null; m = sep.exec(manifest)) {
+    yield manifest.slice(from, m.index);
+    from = m.index + m[0].length;
+  }
+  yield manifest.slice(from);
+}
 
 export interface ReleaseObject {
   resource: ResourceType;
@@ -67,7 +82,7 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
   const out: ReleaseObject[] = [];
   const seen = new Set<string>();
   let docs = 0;
-  for (const text of manifest.split(SEPARATOR)) {
+  for (const text of documents(manifest)) {
     if (++docs > MANIFEST_DOCUMENTS_READ) break;
     if (!MENTIONS.test(text)) continue;
     let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
@@ -80,7 +95,8 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
     }
     const resource = WORKLOADS.find((r) => o?.kind === r.kind && o?.apiVersion === `${r.group}/${r.version}`);
     const name = o?.metadata?.name;
-    const ns = o?.metadata?.namespace ?? namespace;
+    // no namespace, or an empty one: helm installs it into the release's
+    const ns = o?.metadata?.namespace || namespace;
     if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
     const key = objectKey({ kind: resource.kind, namespace: ns, name });
     if (seen.has(key)) continue;

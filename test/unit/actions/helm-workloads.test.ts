@@ -40,6 +40,8 @@ metadata:
   t.same(names(''), [], 'an empty manifest: none');
   t.same(names('----\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n'), [], 'four dashes are no separator: the document does not parse');
   t.same(names('---\t{apiVersion: apps/v1, kind: Deployment, metadata: {name: x}}\n'), ['apps/Deployment/shop/x'], 'a tab after the dashes is a separator too');
+  t.same(names('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x, namespace: ""}\n'), ['apps/Deployment/shop/x'], "an empty namespace is the release's, as helm installs it (before: left out, unlocked)");
+  t.same(names('---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n---'), ['apps/Deployment/shop/a', 'apps/Deployment/shop/b'], 'empty documents between separators, and a separator at the very end');
 });
 
 t.test('at most RELEASE_OBJECTS_READ workloads (more: one more is named), and MANIFEST_DOCUMENTS_READ documents looked at', async (t) => {
@@ -52,6 +54,22 @@ t.test('at most RELEASE_OBJECTS_READ workloads (more: one more is named), and MA
   t.equal(releaseWorkloads([...exactly, deployment(0), deployment(1)].join('---\n'), 'shop').more, false, 'exactly the bound, then names already read: nothing more');
   const filler = Array.from({ length: MANIFEST_DOCUMENTS_READ }, () => 'apiVersion: v1\nkind: ConfigMap\n').join('---\n');
   t.same(names(`${filler}---\n${deployment(0)}`), [], 'past the documents bound nothing more is read');
+  // 16 Mi characters of tiny documents (what helm output may be): cut lazily, only the first MANIFEST_DOCUMENTS_READ
+  const tiny = '---\na\n'.repeat(Math.floor((16 * 1024 * 1024) / 6)) + deployment(0);
+  let cut = 0;
+  const split = String.prototype.split;
+  String.prototype.split = function (this: string, ...args: Parameters<typeof split>) {
+    if (this.length === tiny.length) cut++;
+    return split.apply(this, args);
+  } as typeof split;
+  let read: string[];
+  try {
+    read = names(tiny);
+  } finally {
+    String.prototype.split = split;
+  }
+  t.same(read, [], 'the workload past the documents bound is not read');
+  t.equal(cut, 0, 'the manifest is not split whole');
 });
 
 t.test('a document with more aliases than a manifest needs is skipped, not a failed plan', async (t) => {
