@@ -1,6 +1,6 @@
 import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
 import { driftedBack, gitopsLines } from '../gitops/stage.js';
-import { writeCooldown } from '../guards/cooldown.js';
+import { cooledKeys, writeCooldown } from '../guards/cooldown.js';
 import type { Guards, Rule } from '../rules/schema.js';
 import { confirmTrigger } from './confirm.js';
 import { beforeLast } from './chain.js';
@@ -123,10 +123,21 @@ export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: R
   return true;
 }
 
-/** The target's cooldown, from the execution, now carrying the outcome (a step back reads it: cooldown.ts). */
+/**
+ * The target's cooldown, from the execution, now carrying the outcome (a step back reads it:
+ * cooldown.ts); and the other objects' it wrote (a Helm release's workloads, a Canary's stable
+ * Deployment: cooledKeys), from the execution too, so they stay in cooldown as long as the target.
+ * Both were started before the write (rollback.ts), and the execution may end long after it:
+ * `helm rollback --wait` returns once the release is ready (up to 5m). Their locks are still held.
+ */
 async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome']): Promise<void> {
   const at = rec.times.executedAt ?? ctx.now();
-  await writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, ctx.now());
+  const now = ctx.now();
+  const others = cooledKeys([...(rec.plan?.writes ?? []), ...(rec.plan?.changes ?? [])], rec.target);
+  await Promise.all([
+    writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, now),
+    ...others.map((key) => writeCooldown(ctx.store, key, { id: rec.id, at, until: at + settings.cooldown }, now)),
+  ]);
 }
 
 /** The one notification (and escalation count) of a verified, or not, rollback. */
