@@ -60,6 +60,14 @@ function* documents(manifest: string): Generator<string> {
   yield manifest.slice(from);
 }
 
+/** A manifest's document, or a List's item, as far as it is read here. */
+interface Manifested {
+  apiVersion?: unknown;
+  kind?: unknown;
+  metadata?: { name?: unknown; namespace?: unknown };
+  items?: unknown;
+}
+
 export interface ReleaseObject {
   resource: ResourceType;
   /** as the manifest says it, else the release's */
@@ -85,7 +93,7 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
   for (const text of documents(manifest)) {
     if (++docs > MANIFEST_DOCUMENTS_READ) break;
     if (!MENTIONS.test(text)) continue;
-    let o: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } } | null;
+    let o: Manifested | null;
     try {
       const doc = parseDocument(text);
       if (doc.errors.length > 0) continue;
@@ -93,16 +101,21 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
     } catch {
       continue; // more aliases than maxAliasCount
     }
-    const resource = WORKLOADS.find((r) => o?.kind === r.kind && o?.apiVersion === `${r.group}/${r.version}`);
-    const name = o?.metadata?.name;
-    // no namespace, or an empty one: helm installs it into the release's
-    const ns = o?.metadata?.namespace || namespace;
-    if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
-    const key = objectKey({ kind: resource.kind, namespace: ns, name });
-    if (seen.has(key)) continue;
-    if (out.length === RELEASE_OBJECTS_READ) return { objects: out, more: true };
-    seen.add(key);
-    out.push({ resource, namespace: ns, name });
+    // a List's items (v1 List, DeploymentList, …) are installed one by one: helm's resource
+    // builder flattens lists (pkg/kube/client.go, Flatten()), as kubectl does
+    const items = typeof o?.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items) ? (o.items as (Manifested | null)[]) : [o];
+    for (const item of items) {
+      const resource = WORKLOADS.find((r) => item?.kind === r.kind && item?.apiVersion === `${r.group}/${r.version}`);
+      const name = item?.metadata?.name;
+      // no namespace, or an empty one: helm installs it into the release's
+      const ns = item?.metadata?.namespace || namespace;
+      if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
+      const key = objectKey({ kind: resource.kind, namespace: ns, name });
+      if (seen.has(key)) continue;
+      if (out.length === RELEASE_OBJECTS_READ) return { objects: out, more: true };
+      seen.add(key);
+      out.push({ resource, namespace: ns, name });
+    }
   }
   return { objects: out, more: false };
 }

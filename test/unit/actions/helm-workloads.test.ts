@@ -41,6 +41,18 @@ metadata:
   t.same(names('----\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n'), [], 'four dashes are no separator: the document does not parse');
   t.same(names('---\t{apiVersion: apps/v1, kind: Deployment, metadata: {name: x}}\n'), ['apps/Deployment/shop/x'], 'a tab after the dashes is a separator too');
   t.same(names('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x, namespace: ""}\n'), ['apps/Deployment/shop/x'], "an empty namespace is the release's, as helm installs it (before: left out, unlocked)");
+  const list = `apiVersion: v1
+kind: List
+items:
+  - {apiVersion: apps/v1, kind: Deployment, metadata: {name: listed}}
+  - {apiVersion: v1, kind: Service, metadata: {name: listed}}
+  - {apiVersion: apps/v1, kind: StatefulSet, metadata: {name: listed-db, namespace: data}}
+---
+apiVersion: apps/v1
+kind: DeploymentList
+items: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: typed-list}}]
+`;
+  t.same(names(list), ['apps/Deployment/shop/listed', 'apps/StatefulSet/data/listed-db', 'apps/Deployment/shop/typed-list'], "a List's workloads, which helm installs one by one (before: none of them read, so none locked)");
   t.same(names('---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n---'), ['apps/Deployment/shop/a', 'apps/Deployment/shop/b'], 'empty documents between separators, and a separator at the very end');
 });
 
