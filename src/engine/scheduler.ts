@@ -16,7 +16,7 @@ import { resumable } from '../migrations/stage.js';
 import { execute, rollback } from './rollback.js';
 import { holdLocks, releaseAll } from './locks.js';
 import { alive, heartbeat, heartbeatFailed, heartbeatTtl } from './heartbeat.js';
-import { closeOnce, endOnce, escalateError, escalateErrorOnce, storeFailedVerifying, verifyRecovered } from './verify.js';
+import { closeOnce, endOnce, escalateError, escalateErrorOnce, verifyRecovered } from './verify.js';
 import { fmtDuration } from '../guards/guard.js';
 import { leaseSlot, recoveryMember, releaseSlot, type SlotHold } from '../guards/concurrency.js';
 import { eachAtMost } from './each.js';
@@ -370,7 +370,6 @@ async function verifyRecovery(ctx: EngineContext, rec: RollbackRecord, action: A
     if (await stillOurs(ctx, rec, locks)) await endOnce(ctx, rec, settings, h.outcome, `recovered after a restart: ${h.message}`, [...h.lines, healthLine(v.details)]);
   } catch (err) {
     if (ctx.stopped) return leftForRecovery(ctx, rec);
-    if (storeFailedVerifying(ctx, rec, err)) return;
     const msg = err instanceof Error ? err.message : String(err);
     ctx.log.error({ err, record: rec.id }, 'verification of a recovered rollback stopped by an error');
     if (await stillOurs(ctx, rec, locks)) await escalateErrorOnce(ctx, rec, `error while verifying the recovered rollback: ${msg}`, msg);

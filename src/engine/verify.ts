@@ -7,7 +7,6 @@ import { beforeLast } from './chain.js';
 import type { EngineContext } from './context.js';
 import { healthLine, measuredLine, messages } from './messages.js';
 import type { RollbackRecord, RollbackState } from './record.js';
-import { StoreUnavailableError } from '../store/store.js';
 
 export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean };
 
@@ -39,25 +38,10 @@ export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, acti
     else await endOnce(ctx, rec, settings, health.outcome, health.message, [...health.lines, healthLine(v.details), ...gitopsLines(rec)]);
   } catch (err) {
     if (ctx.stopped) return await leaveForRecovery(ctx, rec);
-    if (storeFailedVerifying(ctx, rec, err)) return;
     const msg = err instanceof Error ? err.message : String(err);
     ctx.log.error({ err, record: rec.id }, 'verification stopped by an error');
     await escalateErrorOnce(ctx, rec, `error while verifying the rollback: ${msg}`, msg);
   }
-}
-
-/**
- * A store failure while verifying or closing a rollback whose write is made (`err`, the caught
- * error): the record stays in_progress, as a replica that died would leave it, and the scheduler's
- * recovery verifies and closes it once its locks are given back or lapse (recoverIfOrphaned). It is
- * not closed `failed` and escalated: the rollback may well have worked, and a chain would stop on
- * it. True when it was one (said in the log and rollguard_store_errors_total{op="verify"}).
- */
-export function storeFailedVerifying(ctx: EngineContext, rec: RollbackRecord, err: unknown): boolean {
-  if (!(err instanceof StoreUnavailableError)) return false;
-  ctx.metrics.storeErrors.inc({ op: 'verify' });
-  ctx.log.warn({ err, record: rec.id, target: rec.target }, 'the store failed while verifying or closing an executed rollback: it stays in_progress, verified again and closed by the recovery once its locks are given back');
-  return true;
 }
 
 /** Shutting down mid-verification: the record stays in_progress and its lock is released, for the next replica. */
