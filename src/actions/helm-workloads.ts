@@ -130,11 +130,12 @@ function releaseOf(obj: KubeObject, release: { namespace: string; name: string }
  * The workloads the manifest names that are live and this release's own (read now, so the stage
  * does not read them again), and, for the others, why not (missing, another release's, unreadable:
  * `unreadable` lists those apart). A read that may answer if tried again (429, 5xx, a timeout, the
- * network: KubeApiError.retriable) or that failed otherwise than the API server answering fails
+ * network: KubeApiError.retriable), or that failed otherwise than the API server answering, fails
  * the whole read: a workload left out for it would be left unlocked, out of cooldown and unwatched
- * while the release is rolled back, and the engine decides such a rollback again shortly
- * (rollback.ts). One the API server refuses for good (403: rollguard may not read it, so no rule of
- * rollguard's can roll it back either) is left out, and said.
+ * while the release is rolled back. The engine decides a rollback stopped by a retriable one again
+ * shortly (rollback.ts, KUBE_TRIES); any other error ends it `error`, escalated. One the API server
+ * refuses for good (403, 401, 400, …: rollguard may not read it, so no rule of rollguard's can roll
+ * it back either) is left out, and said.
  */
 export async function liveWorkloads(
   kube: Kube,

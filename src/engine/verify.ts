@@ -1,6 +1,6 @@
 import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../actions/action.js';
 import { driftedBack, gitopsLines } from '../gitops/stage.js';
-import { cooledKeys, writeCooldown } from '../guards/cooldown.js';
+import { cooledKeys, extendCooldown, writeCooldown } from '../guards/cooldown.js';
 import type { Guards, Rule } from '../rules/schema.js';
 import { confirmTrigger } from './confirm.js';
 import { beforeLast } from './chain.js';
@@ -128,7 +128,8 @@ export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: R
  * cooldown.ts); and the other objects' it wrote (a Helm release's workloads, a Canary's stable
  * Deployment: cooledKeys), from the execution too, so they stay in cooldown as long as the target.
  * Both were started before the write (rollback.ts), and the execution may end long after it:
- * `helm rollback --wait` returns once the release is ready (up to 5m). Their locks are still held.
+ * `helm rollback --wait` returns once the release is ready (up to 5m). The others' only over this
+ * rollback's own entry (extendCooldown): a recovery holds none of their locks.
  */
 async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome']): Promise<void> {
   const at = rec.times.executedAt ?? ctx.now();
@@ -136,7 +137,7 @@ async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings
   const others = cooledKeys([...(rec.plan?.writes ?? []), ...(rec.plan?.changes ?? [])], rec.target);
   await Promise.all([
     writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, now),
-    ...others.map((key) => writeCooldown(ctx.store, key, { id: rec.id, at, until: at + settings.cooldown }, now)),
+    ...others.map((key) => extendCooldown(ctx.store, key, { id: rec.id, at, until: at + settings.cooldown }, now)),
   ]);
 }
 

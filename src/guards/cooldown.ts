@@ -29,6 +29,21 @@ export async function writeCooldown(store: Store, target: string, state: Cooldow
 }
 
 /**
+ * Writes `state` (rollback `state.id`'s) as `key`'s cooldown only over that rollback's own entry, or
+ * where there is none while it lasts: never over another rollback's, which may have written the
+ * object since this one's entry ran out (a recovery holds no lock of the other objects).
+ */
+export async function extendCooldown(store: Store, key: string, state: CooldownState, now: number): Promise<void> {
+  if (state.until <= now) return;
+  const k = cooldownKey(key);
+  const raw = await store.getValue(k);
+  const text = JSON.stringify(state);
+  const ttlMs = state.until - now;
+  if (raw === null) await store.setValue(k, text, { ttlMs, onlyIfAbsent: true });
+  else if ((JSON.parse(raw) as CooldownState).id === state.id) await store.compareAndSetValue(k, raw, text, { ttlMs });
+}
+
+/**
  * The other objects a plan changes, as `Kind/namespace/name`, that carry a cooldown of their own: a
  * Canary's stable Deployment, a blue-green Service, a Helm release. Not the target (its own key),
  * nor a Job the rollback creates (a new object each time).

@@ -5,7 +5,7 @@
 // before the release did, open to a Deployment rule's undo.
 import t from 'tap';
 import { RESOURCES } from '../../../src/kube/kube.js';
-import { readCooldown } from '../../../src/guards/cooldown.js';
+import { extendCooldown, readCooldown, writeCooldown } from '../../../src/guards/cooldown.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { firing, recoversOnWrite, testEngine } from '../../support/engine.js';
 
@@ -32,4 +32,42 @@ t.test("every object a rollback wrote stays in cooldown from its execution, as l
   t.match(worker, { id: rec!.id, at: executedAt }, "the other object's cooldown, from the execution too (before: from before the write)");
   t.equal(worker!.until, target!.until, 'it ends with the target\'s');
   t.equal(worker!.outcome, undefined, "the outcome is the target's alone (a step back reads it)");
+});
+
+t.test("another rollback's cooldown on a written object is never written over (a recovery holds none of their locks)", async (t) => {
+  let clock = Date.now();
+  const now = () => clock;
+  const e = testEngine({ now, store: new MemoryStore(now) });
+  recoversOnWrite(e);
+  const plan = e.action.plan.bind(e.action);
+  e.action.plan = async (ref) => ({ ...(await plan(ref)), changes: [{ resource: RESOURCES.deployments, namespace: 'prod', name: 'checkout-worker' }] });
+  const execute = e.action.execute.bind(e.action);
+  e.action.execute = async (p, ctx) => {
+    const res = await execute(p, ctx);
+    clock += 4 * 60_000;
+    // meanwhile another rollback wrote the worker (as after this one's entry ran out)
+    await writeCooldown(e.store, 'Deployment/prod/checkout-worker', { id: 'rb-other', at: clock, until: clock + 60_000, outcome: 'failed' }, clock);
+    return res;
+  };
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');
+  t.match(await readCooldown(e.store, 'Deployment/prod/checkout-worker'), { id: 'rb-other', outcome: 'failed' }, "the other rollback's entry stands, with its outcome");
+});
+
+t.test('extendCooldown: over its own entry, or none while it lasts; never over another\'s, nor once over', async (t) => {
+  const at = 1_000_000;
+  const store = new MemoryStore(() => at);
+  const mine = { id: 'rb-1', at, until: at + 60_000 };
+  await extendCooldown(store, 'Deployment/prod/a', mine, at);
+  t.same(await readCooldown(store, 'Deployment/prod/a'), mine, 'none there: written');
+  await extendCooldown(store, 'Deployment/prod/b', { ...mine, until: at }, at);
+  t.equal(await readCooldown(store, 'Deployment/prod/b'), null, 'already over: nothing written');
+  await writeCooldown(store, 'Deployment/prod/c', { id: 'rb-1', at: at - 5, until: at + 5 }, at);
+  await extendCooldown(store, 'Deployment/prod/c', mine, at);
+  t.same(await readCooldown(store, 'Deployment/prod/c'), mine, 'its own: replaced');
+  const theirs = { id: 'rb-2', at, until: at + 5 };
+  await writeCooldown(store, 'Deployment/prod/d', theirs, at);
+  await extendCooldown(store, 'Deployment/prod/d', mine, at);
+  t.same(await readCooldown(store, 'Deployment/prod/d'), theirs, "another's: kept");
 });
