@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
+import { CHANGE_CAUSE } from '../kube/revision.js';
 import { labelledByFlux, liveWorkloads, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
@@ -217,7 +218,8 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         annotations: {
           ...(newest.chart ? { 'helm.sh/chart': newest.chart } : {}),
           ...(newest.app_version ? { 'app.kubernetes.io/version': newest.app_version } : {}),
-          ...(newest.description ? { 'helm.sh/description': newest.description } : {}),
+          // helm's --description is the change cause a rollback writes (the recovery reads it there, as a workload's annotation)
+          ...(newest.description ? { 'helm.sh/description': newest.description, [CHANGE_CAUSE]: newest.description } : {}),
         },
       };
       const base = { fromRevision: newest.revision, current };

@@ -294,7 +294,10 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       const slot = await recoverySlot(ctx, fresh, lock);
       if (!slot) ctx.log.info({ record: fresh.id, target: fresh.target, max: ctx.config.MAX_CONCURRENT_ROLLBACKS }, 'verifying a recovered rollback without a concurrency slot (MAX_CONCURRENT_ROLLBACKS are in flight): its write is already made');
       handedOn = true; // verifyRecovery() renews and releases the locks (and the slot) from here
-      ctx.background(verifyRecovery(ctx, fresh, action, plan, actx, held, slot));
+      // verified against the revision the rollback went from, as recorded: planned now, the current
+      // revision may be the rollback's own (a Helm release's newest revision is the rollback)
+      const verifying = fresh.plan?.fromRevision !== undefined ? { ...plan, fromRevision: fresh.plan.fromRevision } : plan;
+      ctx.background(verifyRecovery(ctx, fresh, action, verifying, actx, held, slot));
       return;
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
