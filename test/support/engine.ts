@@ -148,6 +148,15 @@ rules:
     priority: P1
 `;
 
+/** A rule rolling back the Helm release an alert names (label release), alert ReleaseErrors. */
+export const HELM_RULES = `rules:
+  - name: release-errors
+    match: ['alertname="ReleaseErrors"']
+    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
+    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
+    priority: P0
+`;
+
 /** A rule with an ordered list of three targets (api, auth, web in prod), alert ReleaseErrors. */
 export const CHAIN_RULES = `
 rules:

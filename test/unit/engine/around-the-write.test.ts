@@ -13,7 +13,7 @@ import { RESOURCES } from '../../../src/kube/kube.js';
 import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { StoreUnavailableError } from '../../../src/store/store.js';
-import { firing, orphanRecord, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
+import { firing, HELM_RULES, orphanRecord, PerTargetDeploymentAction, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { aroundStore } from '../../support/store-proxy.js';
 
@@ -333,13 +333,6 @@ function helmLikeAction() {
   return { helmLike, ran };
 }
 
-const HELM_RULES = `rules:
-  - name: release-errors
-    match: ['alertname="ReleaseErrors"']
-    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P0
-`;
 
 t.test('a Helm rollback whose replica dies after starting its cooldowns, before helm ran: the recovery ends the release\'s and its workloads\' cooldowns', async (t) => {
   const { helmLike, ran } = helmLikeAction();

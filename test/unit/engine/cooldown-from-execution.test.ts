@@ -9,7 +9,11 @@ import { extendCooldown, readCooldown, writeCooldown } from '../../../src/guards
 import { MemoryStore } from '../../../src/store/memory.js';
 import { firing, recoversOnWrite, testEngine } from '../../support/engine.js';
 
-t.test("every object a rollback wrote stays in cooldown from its execution, as long as the target", async (t) => {
+/**
+ * An engine whose rollback of Deployment prod/checkout also writes Deployment prod/checkout-worker,
+ * its execution returning 4 minutes after the write (`during` runs then), the service recovering.
+ */
+function writingTheWorker(during: (e: ReturnType<typeof testEngine>, now: number) => Promise<void> = async () => {}) {
   let clock = Date.now();
   const now = () => clock;
   const e = testEngine({ now, store: new MemoryStore(now) });
@@ -20,8 +24,14 @@ t.test("every object a rollback wrote stays in cooldown from its execution, as l
   e.action.execute = async (p, ctx) => {
     const res = await execute(p, ctx);
     clock += 4 * 60_000; // the write, then a wait for the rollout, before the execution returns
+    await during(e, clock);
     return res;
   };
+  return e;
+}
+
+t.test("every object a rollback wrote stays in cooldown from its execution, as long as the target", async (t) => {
+  const e = writingTheWorker();
   await e.deliver(firing('HighErrorRate'));
   const [rec] = await e.engine.records.list({});
   t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');
@@ -35,20 +45,8 @@ t.test("every object a rollback wrote stays in cooldown from its execution, as l
 });
 
 t.test("another rollback's cooldown on a written object is never written over (a recovery holds none of their locks)", async (t) => {
-  let clock = Date.now();
-  const now = () => clock;
-  const e = testEngine({ now, store: new MemoryStore(now) });
-  recoversOnWrite(e);
-  const plan = e.action.plan.bind(e.action);
-  e.action.plan = async (ref) => ({ ...(await plan(ref)), changes: [{ resource: RESOURCES.deployments, namespace: 'prod', name: 'checkout-worker' }] });
-  const execute = e.action.execute.bind(e.action);
-  e.action.execute = async (p, ctx) => {
-    const res = await execute(p, ctx);
-    clock += 4 * 60_000;
-    // meanwhile another rollback wrote the worker (as after this one's entry ran out)
-    await writeCooldown(e.store, 'Deployment/prod/checkout-worker', { id: 'rb-other', at: clock, until: clock + 60_000, outcome: 'failed' }, clock);
-    return res;
-  };
+  // meanwhile another rollback wrote the worker (as after this one's entry ran out)
+  const e = writingTheWorker((e, at) => writeCooldown(e.store, 'Deployment/prod/checkout-worker', { id: 'rb-other', at, until: at + 60_000, outcome: 'failed' }, at));
   await e.deliver(firing('HighErrorRate'));
   const [rec] = await e.engine.records.list({});
   t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');

@@ -12,15 +12,8 @@ import { changeCause } from '../../../src/engine/messages.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
 import { readCooldown } from '../../../src/guards/cooldown.js';
 import { MemoryStore } from '../../../src/store/memory.js';
-import { firing, testEngine } from '../../support/engine.js';
+import { firing, HELM_RULES, testEngine } from '../../support/engine.js';
 
-const RULES = `rules:
-  - name: release-errors
-    match: ['alertname="ReleaseErrors"']
-    target: { kind: HelmRelease, namespace: "{{ $labels.namespace }}", name: "{{ $labels.release }}" }
-    trigger: { kind: error_rate, selector: { namespace: "{{ $labels.namespace }}" }, threshold: 0.05, for: 2m, step: 15s }
-    priority: P0
-`;
 
 /** A Helm rollback of release shop/shop from revision 2 to 1, left in_progress by a dead replica. */
 function left(executed: boolean): RollbackRecord {
@@ -68,7 +61,7 @@ async function recover(rec: RollbackRecord, landed: boolean) {
   const store = new MemoryStore();
   await store.putRecord(rec);
   const helm = helmAfterRollback(rec, landed);
-  const e = testEngine({ store, owner: 'live', ruleText: RULES, actions: { HelmRelease: createHelmAction({ run: helm.run }) }, env: { VERIFY_TIMEOUT: '3s' } });
+  const e = testEngine({ store, owner: 'live', ruleText: HELM_RULES, actions: { HelmRelease: createHelmAction({ run: helm.run }) }, env: { VERIFY_TIMEOUT: '3s' } });
   e.prometheus!.value = 0.001; // the service recovered
   await e.engine.tick();
   await e.engine.idle();
