@@ -7,6 +7,7 @@ import { beforeLast } from './chain.js';
 import type { EngineContext } from './context.js';
 import { healthLine, measuredLine, messages } from './messages.js';
 import type { RollbackRecord, RollbackState } from './record.js';
+import { StoreUnavailableError } from '../store/store.js';
 
 export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean };
 
@@ -95,13 +96,35 @@ export async function escalateError(ctx: EngineContext, rec: RollbackRecord, mes
  * the replica whose close landed writes the outcome into the cooldown, counts and sends the one
  * notification. False when another replica closed it first: nothing written, counted or sent.
  */
-export function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
-  return closeOnce(ctx, rec, 'in_progress', outcome, message, async () => {
-    // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
-    await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
-    announce(ctx, rec, outcome, message, lines);
-  });
+export async function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
+  const close = () =>
+    closeOnce(ctx, rec, 'in_progress', outcome, message, async () => {
+      // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
+      await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
+      announce(ctx, rec, outcome, message, lines);
+    });
+  // A store that fails at the close for a moment (a failover, a blip) is waited for, CLOSE_RETRY_MS
+  // apart, while this replica still holds the locks: otherwise the verification's catch-all closes
+  // a rollback that worked `failed`, escalated, and an ordered chain stops on it. Past the tries
+  // the error goes on to that catch-all, as before.
+  const steps = rec.timeline.length;
+  for (let i = 0; ; i++) {
+    try {
+      return await close();
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError) || i + 1 >= CLOSE_RETRY_MS.length + 1 || ctx.stopped) throw err;
+      ctx.metrics.storeErrors.inc({ op: 'close' });
+      ctx.log.warn({ err, record: rec.id, outcome, tries: i + 1 }, 'the store failed at the close of a verified rollback: trying again shortly');
+      // as it was before the close that failed (its step and state written again by the next)
+      rec.timeline.length = steps;
+      rec.state = 'in_progress';
+      await sleep(CLOSE_RETRY_MS[i]!);
+    }
+  }
 }
+
+/** The pauses between tries of a verified rollback's close that the store failed (endOnce): about 2 s in all. */
+export const CLOSE_RETRY_MS = [250, 500, 1000];
 
 /** escalateError() for a rollback another replica may be closing too (see endOnce). */
 export function escalateErrorOnce(ctx: EngineContext, rec: RollbackRecord, message: string, error: string): Promise<boolean> {
