@@ -218,8 +218,12 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         annotations: {
           ...(newest.chart ? { 'helm.sh/chart': newest.chart } : {}),
           ...(newest.app_version ? { 'app.kubernetes.io/version': newest.app_version } : {}),
-          // helm's --description is the change cause a rollback writes (the recovery reads it there, as a workload's annotation)
-          ...(newest.description ? { 'helm.sh/description': newest.description, [CHANGE_CAUSE]: newest.description } : {}),
+          ...(newest.description ? { 'helm.sh/description': newest.description } : {}),
+          // helm's --description is the change cause a rollback writes (the recovery reads it there,
+          // as a workload's annotation), but only once helm is done with the revision: helm writes
+          // it `pending-rollback` before it changes anything, and a helm that died with its replica
+          // leaves it so (the recovery then closes it interrupted, for a human)
+          ...(newest.description && !(newest.status ?? '').startsWith('pending') ? { [CHANGE_CAUSE]: newest.description } : {}),
         },
       };
       const base = { fromRevision: newest.revision, current };

@@ -108,16 +108,21 @@ export async function endOnce(ctx: EngineContext, rec: RollbackRecord, settings:
   // a rollback that worked `failed`, escalated, and an ordered chain stops on it. Past the tries
   // the error goes on to that catch-all, as before.
   const steps = rec.timeline.length;
+  const before = rec.outcome;
   for (let i = 0; ; i++) {
     try {
       return await close();
     } catch (err) {
-      if (!(err instanceof StoreUnavailableError) || i + 1 >= CLOSE_RETRY_MS.length + 1 || ctx.stopped) throw err;
-      ctx.metrics.storeErrors.inc({ op: 'close' });
-      ctx.log.warn({ err, record: rec.id, outcome, tries: i + 1 }, 'the store failed at the close of a verified rollback: trying again shortly');
-      // as it was before the close that failed (its step and state written again by the next)
+      // as it was before the close that failed, whatever comes next (a try again, the catch-all's
+      // close, or a shutdown's hand-over, which saves the record as it is: never as closed)
       rec.timeline.length = steps;
       rec.state = 'in_progress';
+      if (before === undefined) delete rec.outcome;
+      else rec.outcome = before;
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      ctx.metrics.storeErrors.inc({ op: 'close' });
+      if (i >= CLOSE_RETRY_MS.length || ctx.stopped) throw err;
+      ctx.log.warn({ err, record: rec.id, outcome, tries: i + 1 }, 'the store failed at the close of a verified rollback: trying again shortly');
       await sleep(CLOSE_RETRY_MS[i]!);
     }
   }

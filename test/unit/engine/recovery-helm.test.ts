@@ -40,24 +40,29 @@ function left(executed: boolean): RollbackRecord {
   };
 }
 
-/** helm as it answers once `helm rollback shop 1` landed: revision 3, deployed, carrying the rollback's description. */
-function helmAfterRollback(rec: RollbackRecord, landed: boolean) {
+/**
+ * helm as it answers once `helm rollback shop 1` landed (revision 3, deployed, carrying the
+ * rollback's description), or was cut off (`pending`: revision 3 left pending-rollback, as helm
+ * writes it before it changes anything), or never ran.
+ */
+function helmAfterRollback(rec: RollbackRecord, landed: boolean | 'pending') {
+  const third = landed === 'pending' ? 'pending-rollback' : 'deployed';
   const calls: string[][] = [];
   const history = [
     { revision: 1, updated: '2026-12-07T09:00:00Z', status: 'superseded', chart: 'shop-1.0.0', description: 'Install complete' },
     { revision: 2, updated: '2026-12-07T10:00:00Z', status: landed ? 'superseded' : 'deployed', chart: 'shop-1.1.0', description: 'Upgrade complete' },
-    ...(landed ? [{ revision: 3, updated: '2026-12-07T10:05:00Z', status: 'deployed', chart: 'shop-1.0.0', description: changeCause(rec) }] : []),
+    ...(landed ? [{ revision: 3, updated: '2026-12-07T10:05:00Z', status: third, chart: 'shop-1.0.0', description: changeCause(rec) }] : []),
   ];
   const run: HelmRunner = async (argv) => {
     calls.push(argv);
     if (argv[1] === 'history') return { code: 0, stdout: JSON.stringify(history), stderr: '' };
-    if (argv[1] === 'status') return { code: 0, stdout: JSON.stringify({ version: landed ? 3 : 2, info: { status: 'deployed', description: landed ? changeCause(rec) : 'Upgrade complete' } }), stderr: '' };
+    if (argv[1] === 'status') return { code: 0, stdout: JSON.stringify({ version: landed ? 3 : 2, info: { status: landed ? third : 'deployed', description: landed ? changeCause(rec) : 'Upgrade complete' } }), stderr: '' };
     return { code: 1, stdout: '', stderr: `unexpected: ${argv.join(' ')}` };
   };
   return { run, calls };
 }
 
-async function recover(rec: RollbackRecord, landed: boolean) {
+async function recover(rec: RollbackRecord, landed: boolean | 'pending') {
   const store = new MemoryStore();
   await store.putRecord(rec);
   const helm = helmAfterRollback(rec, landed);
@@ -86,4 +91,11 @@ t.test('a replica that died before helm ran: interrupted, as before (nothing lan
   const { calls, rec } = await recover(left(false), false);
   t.equal(rec.state, 'interrupted', rec.outcome?.message ?? '');
   t.notOk(calls.some((c) => c[1] === 'rollback'));
+});
+
+t.test('a replica that died while helm ran, its revision left pending-rollback: interrupted, for a human (not taken for landed)', async (t) => {
+  const { calls, rec, e } = await recover(left(false), 'pending');
+  t.equal(rec.state, 'interrupted', rec.outcome?.message ?? '');
+  t.notOk(calls.some((c) => c[1] === 'rollback'), 'helm rollback not run again');
+  t.ok(e.notifier.sent.some((n) => n.kind === 'rollback_interrupted'), 'escalated');
 });

@@ -9,8 +9,8 @@ import { StoreUnavailableError } from '../../../src/store/store.js';
 import { metricValue } from '../../support/app.js';
 import { CHAIN_RULES, firing, PerTargetDeploymentAction, recoversOnWrite, testEngine } from '../../support/engine.js';
 
-/** An engine whose store refuses the first `times` closes of `target` as succeeded. */
-function closeRefused(target: string, times: number, opts: Parameters<typeof testEngine>[0] = {}) {
+/** An engine whose store refuses the first `times` closes of `target` as succeeded (`onRefused` after each). */
+function closeRefused(target: string, times: number, opts: Parameters<typeof testEngine>[0] = {}, onRefused: (e: ReturnType<typeof testEngine>) => void = () => {}) {
   let clock = Date.now();
   const now = () => clock;
   const e = testEngine({ now, store: new MemoryStore(now), ...opts });
@@ -20,6 +20,7 @@ function closeRefused(target: string, times: number, opts: Parameters<typeof tes
   e.store.putRecord = async (r, o) => {
     if (refused < times && r.state === 'succeeded' && r.target === target) {
       refused++;
+      onRefused(e);
       throw new StoreUnavailableError('injected: the close of a verified rollback');
     }
     return put(r, o);
@@ -69,4 +70,20 @@ t.test("an ordered chain's first target whose close the store refuses once: the 
   const recs = await e.engine.records.list({});
   t.same(recs.map((r) => `${r.target} ${r.state}`).sort(), ['Deployment/prod/api succeeded', 'Deployment/prod/auth succeeded', 'Deployment/prod/web succeeded'], recs.map((r) => r.outcome?.message).join(' | '));
   t.same(action.executed.map((x) => x.ref.name), ['api', 'auth', 'web']);
+});
+
+t.test('a shutdown while the close is tried again hands the record over in_progress, never stored as closed without its notification', async (t) => {
+  // the second try is refused too, and the replica is stopping by then: its hand-over saves the
+  // record as it is, which must be as before the close (the recovery then verifies and closes it)
+  const { e, refused } = closeRefused('Deployment/prod/checkout', 2, {}, (e) => {
+    if (e && refused() === 2) e.engine.stop();
+  });
+  await e.deliver(firing('HighErrorRate'));
+  await e.engine.idle();
+  t.equal(refused(), 2);
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'in_progress', 'left for the recovery');
+  t.notOk(rec!.timeline.some((x) => x.step === 'verified'), 'no close in its timeline');
+  t.ok(rec!.timeline.some((x) => x.step === 'handover'), 'handed over');
+  t.equal(rec!.outcome, undefined);
 });
