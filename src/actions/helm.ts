@@ -99,6 +99,18 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
   });
 
+/**
+ * The change cause as `helm rollback --description`, at most DESCRIPTION_MAX characters: a longer
+ * one keeps its start and its end, where an alert's names the rollback (a recovery finds the
+ * rollback's record id in the description: scheduler.ts).
+ */
+export function description(cause: string): string {
+  if (cause.length <= DESCRIPTION_MAX) return cause;
+  const tail = 136;
+  return `${cause.slice(0, DESCRIPTION_MAX - tail - 1)}…${cause.slice(-tail)}`;
+}
+const DESCRIPTION_MAX = 256;
+
 interface HistoryEntry {
   revision: number;
   updated?: string;
@@ -258,7 +270,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
         '--wait',
         '--timeout',
         timeout(ref),
-        ...(ctx.changeCause ? ['--description', ctx.changeCause.slice(0, 256)] : []),
+        ...(ctx.changeCause ? ['--description', description(ctx.changeCause)] : []),
         ...(ctx.dryRun ? ['--dry-run=server'] : []),
         '--',
         rel,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createHelmAction, HELM_OUTPUT_MAX, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
+import { createHelmAction, description, HELM_OUTPUT_MAX, helmDurationMs, spawnRunner, type HelmRunner } from '../../../src/actions/helm.js';
 import { RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE } from '../../../src/actions/helm-workloads.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
@@ -273,4 +273,15 @@ t.test('spawnRunner stops a command that prints more than HELM_OUTPUT_MAX, and d
   t.match(r.stderr, /^stopped: printed more than 16777216 characters on one stream$/);
   const ok = await spawnRunner([process.execPath, '-e', "process.stdout.write('y'.repeat(1024))"], { timeoutMs: 20_000 });
   t.equal(ok.stdout.length, 1024, 'below it, all of it');
+});
+
+t.test("a change cause longer than the description keeps its start and its end, where an alert's names the rollback (a recovery looks for the id there)", async (t) => {
+  const long = `rollguard: rule ${'r'.repeat(128)}, alert ${'A'.repeat(100)} (fingerprint 0123456789abcdef), rollback rb-0123456789abcdef0123`;
+  const d = description(long);
+  t.equal(d.length, 256);
+  t.ok(d.startsWith('rollguard: rule rrr'));
+  t.ok(d.endsWith('rollback rb-0123456789abcdef0123'), d);
+  t.equal(description(CAUSE), CAUSE, 'a short one as it is');
+  const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY } }).run }).plan(ref, context(null, { changeCause: long }));
+  t.equal(plan.command?.[plan.command.indexOf('--description') + 1], d);
 });
