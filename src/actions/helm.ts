@@ -99,6 +99,10 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
   });
 
+const DESCRIPTION_MAX = 256;
+/** What a cut description keeps of the cause's end: an alert's names the rule, alert, fingerprint and rollback id there. */
+const DESCRIPTION_TAIL = 136;
+
 /**
  * The change cause as `helm rollback --description`, at most DESCRIPTION_MAX characters: a longer
  * one keeps its start and its end, where an alert's names the rollback (a recovery finds the
@@ -106,10 +110,8 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
  */
 export function description(cause: string): string {
   if (cause.length <= DESCRIPTION_MAX) return cause;
-  const tail = 136;
-  return `${cause.slice(0, DESCRIPTION_MAX - tail - 1)}…${cause.slice(-tail)}`;
+  return `${cause.slice(0, DESCRIPTION_MAX - DESCRIPTION_TAIL - 1)}…${cause.slice(-DESCRIPTION_TAIL)}`;
 }
-const DESCRIPTION_MAX = 256;
 
 interface HistoryEntry {
   revision: number;

@@ -124,8 +124,17 @@ export async function afterPrevious(ctx: EngineContext, rec: RollbackRecord): Pr
   if (!GOES_ON.includes(prev.state)) {
     return { verdict: 'blocked', reason: stopsAt(prev, prev.state) };
   }
-  rec.dryRun = prev.dryRun || prev.state === 'dry_run';
+  rec.dryRun = goesOnAsDryRun(prev, prev.state);
   return { verdict: 'go' };
+}
+
+/**
+ * Whether the next target of a chain whose record `rec` closed in `state` is a dry run: a chain
+ * that went on from a dry run stays one, whatever the rule says by then (a reload that turns its
+ * dry-run off must not roll the next target back when the one before was not).
+ */
+function goesOnAsDryRun(rec: RollbackRecord, state: RollbackState): boolean {
+  return rec.dryRun || state === 'dry_run';
 }
 
 /** Why a chain's later target is blocked by `rec`, an earlier one, ended in `state`. */
@@ -151,9 +160,7 @@ function nextRecord(ctx: EngineContext, rec: RollbackRecord, link: ChainLink, c:
     ref: link.ref,
     source: rec.source,
     guards: [],
-    // a chain that went on from a dry run stays one, whatever the rule says by then (a reload that
-    // turns its dry-run off must not roll the next target back when the first one was not)
-    dryRun: rec.dryRun || state === 'dry_run',
+    dryRun: goesOnAsDryRun(rec, state),
     times: { decidedAt: now },
     timeline: [],
     owner: ctx.owner,

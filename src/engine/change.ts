@@ -45,6 +45,11 @@ export interface PlanSummary {
   changes?: { kind: string; namespace: string; name: string }[];
 }
 
+/** The objects a record's plan summary names as written or changed (kind, namespace, name). */
+export function summarisedObjects(s: PlanSummary | undefined): { kind: string; namespace: string; name: string }[] {
+  return [...(s?.writes ?? []), ...(s?.changes ?? [])];
+}
+
 export function summarisePlan(p: RollbackPlan): PlanSummary {
   const s: PlanSummary = { summary: p.summary };
   if (p.fromRevision !== undefined) s.fromRevision = p.fromRevision;

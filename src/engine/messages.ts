@@ -1,6 +1,6 @@
 import type { RollbackPlan } from '../actions/action.js';
 import type { Config } from '../config.js';
-import { WOULD_ASK } from '../guards/approval.js';
+import { wouldAsk } from '../guards/approval.js';
 import { fmtDuration } from '../guards/guard.js';
 import type { Notification } from '../notify/notifier.js';
 import type { RollbackRecord } from './record.js';
@@ -46,7 +46,7 @@ export const messages = {
 
   /** A dry run that a rollback would have asked approval for says so first (approvalGuard's WOULD_ASK). */
   dryRun: (rec: RollbackRecord, plan: RollbackPlan | undefined, reason: string): Message => {
-    const ask = rec.guards.find((g) => g.guard === 'approval' && g.reason.startsWith(WOULD_ASK));
+    const ask = wouldAsk(rec.guards);
     return {
       kind: 'dry_run',
       severity: 'info',

@@ -7,6 +7,7 @@ import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guar
 import { checkFence, lockName, lockWrites, rollbackHolder } from '../guards/lock.js';
 import type { Lock } from '../store/store.js';
 import { afterPrevious, decidedByChain } from './chain.js';
+import { summarisedObjects } from './change.js';
 import type { EngineContext, LeftBehind } from './context.js';
 import { evaluate } from './evaluate.js';
 import { healthLine, messages } from './messages.js';
@@ -302,7 +303,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     }
     await interrupted(ctx, fresh, 'the replica running this rollback died before it was applied; not executed again; escalated');
     // not applied: the cooldown its execute() started before the write stands for nothing
-    const keys = [fresh.target, ...cooledKeys([...(plan ? writtenObjects(plan) : []), ...(fresh.plan?.writes ?? []), ...(fresh.plan?.changes ?? [])], fresh.target)];
+    const keys = [fresh.target, ...cooledKeys([...(plan ? writtenObjects(plan) : []), ...summarisedObjects(fresh.plan)], fresh.target)];
     await dropCooldowns(ctx.store, keys, fresh.id).catch((err: unknown) =>
       ctx.log.warn({ err, record: fresh.id }, 'could not end the cooldown of an interrupted rollback that wrote nothing; it stays until it expires'),
     );

@@ -2,6 +2,7 @@ import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../acti
 import { driftedBack, gitopsLines } from '../gitops/stage.js';
 import { cooledKeys, extendCooldown, writeCooldown } from '../guards/cooldown.js';
 import type { Guards, Rule } from '../rules/schema.js';
+import { summarisedObjects } from './change.js';
 import { confirmTrigger } from './confirm.js';
 import { beforeLast } from './chain.js';
 import type { EngineContext } from './context.js';
@@ -162,7 +163,7 @@ export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: R
 async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome']): Promise<void> {
   const at = rec.times.executedAt ?? ctx.now();
   const now = ctx.now();
-  const others = cooledKeys([...(rec.plan?.writes ?? []), ...(rec.plan?.changes ?? [])], rec.target);
+  const others = cooledKeys(summarisedObjects(rec.plan), rec.target);
   await Promise.all([
     writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome }, now),
     ...others.map((key) => extendCooldown(ctx.store, key, { id: rec.id, at, until: at + settings.cooldown }, now)),

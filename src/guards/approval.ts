@@ -9,6 +9,11 @@ export { MIGRATION_ANNOTATION };
 /** How the approval guard's verdict on a dry run that a rollback would ask approval for begins. */
 export const WOULD_ASK = 'a dry run asks no one for approval; a rollback would wait for it';
 
+/** Of a dry run's guard verdicts (a record's, a replay row's), the approval guard's saying a rollback would have asked. */
+export function wouldAsk<G extends { guard: string; reason: string }>(guards: readonly G[]): G | undefined {
+  return guards.find((g) => g.guard === 'approval' && g.reason.startsWith(WOULD_ASK));
+}
+
 /**
  * Rules that ask for approval, and rollbacks away from a revision that carried a schema migration
  * (rolling back code past a migration can lose data), wait as pending until a human approves,

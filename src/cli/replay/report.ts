@@ -1,4 +1,4 @@
-import { WOULD_ASK } from '../../guards/approval.js';
+import { wouldAsk } from '../../guards/approval.js';
 import { formatDuration } from '../../rules/duration.js';
 import type { ReplaySummary } from './summary.js';
 import type { ReplayAlert, ReplayAlertResult, ReplayRow } from './types.js';
@@ -47,7 +47,7 @@ export function describeRow(r: ReplayRow, a: ReplayAlert): string {
       return `waited for approval from ${when(r.at)} (${after(r.at - a.startsAt)} after the alert started; the request expires ${when(r.until ?? r.at)}): ${r.reason}`;
     case 'dry_run': {
       // the approval guard's verdict on a dry run that a rollback would have asked approval for
-      const ask = r.guards.find((g) => g.guard === 'approval' && g.reason.startsWith(WOULD_ASK));
+      const ask = wouldAsk(r.guards);
       return `dry run at ${when(r.at)} (would have ${ask ? 'asked for approval to roll back' : 'rolled back'}; recorded only): ${r.reason}${ask ? `; ${ask.reason}` : ''}`;
     }
     case 'not_confirmed':
