@@ -83,6 +83,12 @@ export interface ActionContext {
    * src/engine/evaluate.ts): nothing it would do is looked into (a Helm release's workloads).
    */
   currentOnly?: boolean;
+  /**
+   * Why an object is outside the scope settings (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES,
+   * SCOPE_DENY_TARGETS: src/guards/scope.ts), naming the setting; undefined when it is inside. A plan
+   * reads nothing outside, and refuses (`out_of_scope`) a rollback that would write there.
+   */
+  outOfScope?: (o: { kind: string; namespace: string; name: string }) => string | undefined;
 }
 
 /** The request options of a rollback's API calls: its signal (cancelled at shutdown), and its turn at the API server's reads (precedence). */
@@ -109,7 +115,13 @@ export type RefusalCode =
   /** the target revision needs a ConfigMap or Secret that no longer exists (src/config-deps/) */
   | 'missing_config'
   /** the rule's migration rollback Job template is missing, invalid or refused by the API server (src/migrations/) */
-  | 'migration_job';
+  | 'migration_job'
+  /**
+   * the rollback would write an object outside the scope settings that the plan found without
+   * reading it (a Helm release's manifest naming a workload in a denied namespace): the scope guard
+   * sees only what the plan names, so the plan refuses it itself, in the guard's words
+   */
+  | 'out_of_scope';
 
 export interface Refusal {
   code: RefusalCode;

@@ -120,6 +120,16 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
   return { objects: out, more: false };
 }
 
+/** `Kind/namespace/name: why` of each of `objects` outside scope (ActionContext.outOfScope), in the manifest's order. */
+export function outsideScope(objects: readonly ReleaseObject[], outOfScope: NonNullable<ActionContext['outOfScope']>): string[] {
+  const out: string[] = [];
+  for (const o of objects) {
+    const why = outOfScope({ kind: o.resource.kind, namespace: o.namespace, name: o.name });
+    if (why !== undefined) out.push(`${resourceKey(o)}: ${why}`);
+  }
+  return out;
+}
+
 /** Whether Helm's annotations say the object is this release's. */
 function releaseOf(obj: KubeObject, release: { namespace: string; name: string }): boolean {
   const a = obj.metadata.annotations ?? {};

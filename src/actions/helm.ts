@@ -14,7 +14,7 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
-import { labelledByFlux, liveWorkloads, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads } from './helm-workloads.js';
+import { labelledByFlux, liveWorkloads, outsideScope, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads, type ReleaseObject } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
@@ -169,30 +169,48 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
    * The release's live workloads, from the first of `revisions` whose manifest names one that is live
    * and the release's (helm-workloads.ts); `unchecked` when none is while a manifest labels anything
    * as a HelmRelease's, or one is too large to read; `apart` when its objects are in another
-   * namespace than its records.
+   * namespace than its records; `outside` when a manifest names a workload outside the scope
+   * settings (ActionContext.outOfScope). Every manifest's workloads are checked for scope before
+   * any is read: helm rollback writes those of the revision it goes back to and deletes those of
+   * the current one that it does not name, so either would be a write outside scope, and one that
+   * is not live would be created, unseen by the scope guard.
    */
-  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; more?: boolean; unreadable?: string[] }> {
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; outside?: string; more?: boolean; unreadable?: string[] }> {
     const release = { namespace: ref.namespace, name: rel };
     const into = await objectsNamespace(ref, rel, ctx);
     if (into !== ref.namespace) return { changes: [], apart: into };
-    const not = new Set<string>();
     let flux = false;
+    let tooLarge: string | undefined;
+    // each revision's workloads, read from its manifest (the manifest itself is not kept)
+    const named: { revision: number; objects: ReleaseObject[]; more: boolean }[] = [];
     for (const revision of revisions) {
       const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
       const got = await read(m, ctx);
-      // too large to read: nothing can be said of its owner (refused unless gitops: ignore)
+      // too large to read: nothing can be said of its owner (refused unless gitops: ignore), unless
+      // a revision before it names live workloads of the release (nor of its scope: said in docs)
       if (got.code !== 0 && got.stderr.startsWith(HELM_OUTPUT_OVER)) {
-        return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked` };
+        tooLarge = `Helm release ${ref.namespace}/${rel}'s manifest of revision ${revision} is larger than helm output may be (${HELM_OUTPUT_MAX} characters), so whether a Flux HelmRelease installs it cannot be checked`;
+        break;
       }
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
       flux ||= labelledByFlux(got.stdout);
       const { objects, more } = releaseWorkloads(got.stdout, ref.namespace);
+      const outside = ctx.outOfScope ? outsideScope(objects, ctx.outOfScope) : [];
+      if (outside.length > 0) {
+        const shown = outside.slice(0, 3).join('; ') + (outside.length > 3 ? `; and ${outside.length - 3} more` : '');
+        return { changes: [], outside: `what revision ${revision}'s manifest names outside rollguard's scope: ${shown}` };
+      }
+      named.push({ revision, objects, more });
+    }
+    const not = new Set<string>();
+    for (const { objects, more } of named) {
       if (objects.length === 0) continue;
       const live = await liveWorkloads(kube, objects, release, ctx);
       if (live.changes.length > 0) return { changes: live.changes, ...(more ? { more } : {}), ...(live.unreadable.length ? { unreadable: live.unreadable } : {}) };
       for (const n of live.not) not.add(n);
     }
+    if (tooLarge !== undefined) return { changes: [], unchecked: tooLarge };
     if (!flux) return { changes: [] };
     const why = not.size ? [...not].join(', ') : 'it names no Deployment, StatefulSet or DaemonSet';
     return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's (${why}), so that HelmRelease cannot be checked` };
@@ -264,6 +282,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
             { ...base, toRevision: wanted },
           );
         }
+        if (found.outside !== undefined) return refused(ref, 'out_of_scope', `helm rollback ${rel} ${wanted} in ${ref.namespace} would write ${found.outside}`, { ...base, toRevision: wanted });
       }
       const command = [
         bin(),

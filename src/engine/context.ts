@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind, TargetRef } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { SlotHold } from '../guards/concurrency.js';
+import { objectKey } from '../guards/guard.js';
 import { checkFence, replicatedBeforeWriting } from '../guards/lock.js';
+import { outOfScope } from '../guards/scope.js';
 import type { Kube } from '../kube/kube.js';
 import { namespaceLabel, type Metrics } from '../metrics.js';
 import type { Notification, Notifications } from '../notify/notifier.js';
@@ -300,6 +302,8 @@ export class EngineContext {
         await replicatedBeforeWriting(this.store);
         replicated = true;
       },
+      // what a plan finds without reading it (a Helm manifest's workloads) is not read outside scope
+      outOfScope: (o) => outOfScope(this.config, objectKey(o), o.namespace),
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
       ...(this.config.CONFIG_SNAPSHOTS && this.config.CONFIG_SNAPSHOTS_KEY ? { snapshotKey: this.config.CONFIG_SNAPSHOTS_KEY } : {}),
     };

@@ -6,6 +6,7 @@ import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
 import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
 import { CAUSE, context } from './fixtures/objects.js';
+import { outOfScope } from '../../../src/guards/scope.js';
 
 const HISTORY = JSON.stringify([
   { revision: 1, updated: '2026-11-20T10:00:00Z', status: 'superseded', chart: 'shop-1.0.0', app_version: '1.0', description: 'Install complete' },
@@ -284,4 +285,50 @@ t.test("a change cause longer than the description keeps its start and its end, 
   t.equal(description(CAUSE), CAUSE, 'a short one as it is');
   const plan = await createHelmAction({ run: fake({ history: { stdout: HISTORY } }).run }).plan(ref, context(null, { changeCause: long }));
   t.equal(plan.command?.[plan.command.indexOf('--description') + 1], d);
+});
+
+/** A fake helm whose `get manifest` answers each revision's own manifest. */
+function fakeByRevision(manifests: Record<string, string>) {
+  const base = fake({ history: { stdout: HISTORY }, metadata: META(), rollback: { stdout: 'Rollback was a success!' } });
+  const run: HelmRunner = async (argv, opts) => {
+    if (argv[1] === 'get' && argv[2] === 'manifest') {
+      base.calls.push(argv);
+      return { code: 0, stdout: manifests[argv[argv.indexOf('--revision') + 1]!] ?? '', stderr: '' };
+    }
+    return base.run(argv, opts);
+  };
+  return { run, calls: base.calls };
+}
+const workloadDoc = (name: string, ns?: string) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${name}\n${ns !== undefined ? `  namespace: ${ns}\n` : ''}`;
+// as the engine gives it (src/engine/context.ts), over the default deny list
+const scoped = (kube: FakeKube) =>
+  context(kube, { outOfScope: (o) => outOfScope({ SCOPE_NAMESPACES: [], SCOPE_DENY_NAMESPACES: ['kube-system'], SCOPE_DENY_TARGETS: ['Deployment/shop/*-db'] }, `${o.kind}/${o.namespace}/${o.name}`, o.namespace) });
+
+t.test("a manifest naming a workload outside scope: the plan refuses before reading anything, since helm rollback would write it (or create it, unseen by the scope guard)", async (t) => {
+  for (const [what, manifests, named] of [
+    // the current revision's: helm rollback deletes it, or writes it when the revision gone back to names it too
+    ['the current revision names it', { '2': `${workloadDoc('shop')}---\n${workloadDoc('agent', 'kube-system')}`, '1': workloadDoc('shop') }, /revision 2's manifest names outside rollguard's scope: Deployment\/kube-system\/agent: namespace kube-system is denied \(SCOPE_DENY_NAMESPACES\)/],
+    // the revision gone back to's, not live (so no read could have found it): helm would create it
+    ['only the revision gone back to names it', { '2': workloadDoc('shop'), '1': `${workloadDoc('shop')}---\n${workloadDoc('agent', 'kube-system')}` }, /revision 1's manifest names outside rollguard's scope: Deployment\/kube-system\/agent/],
+    ['a denied target in the release\'s own namespace', { '2': `${workloadDoc('shop')}---\n${workloadDoc('orders-db')}`, '1': workloadDoc('shop') }, /Deployment\/shop\/orders-db: target Deployment\/shop\/orders-db is denied by Deployment\/shop\/\*-db \(SCOPE_DENY_TARGETS\)/],
+  ] as const) {
+    const kube = new FakeKube();
+    kube.add(RESOURCES.deployments, shopDeployment());
+    kube.add(RESOURCES.deployments, shopDeployment('agent', 'shop', 'kube-system'));
+    const f = fakeByRevision(manifests);
+    const plan = await createHelmAction({ run: f.run }).plan(ref, scoped(kube));
+    t.equal(plan.refusal?.code, 'out_of_scope', what);
+    t.match(plan.refusal?.message, /^helm rollback shop 1 in shop would write what /, what);
+    t.match(plan.refusal?.message, named, what);
+    t.same(kube.calls, [], `${what}: nothing read from the cluster, in scope or not`);
+    t.notOk(f.calls.some((c) => c[1] === 'rollback'), what);
+  }
+  // in scope throughout: planned as before, the revision gone back to's manifest read for its scope too
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment());
+  const f = fakeByRevision({ '2': workloadDoc('shop'), '1': workloadDoc('shop') });
+  const plan = await createHelmAction({ run: f.run }).plan(ref, scoped(kube));
+  t.notOk(plan.refusal);
+  t.same(plan.changes?.map((c) => `${c.namespace}/${c.name}`), ['shop/shop']);
+  t.same(f.calls.filter((c) => c[2] === 'manifest').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1'], "both revisions' manifests read");
 });
