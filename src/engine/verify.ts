@@ -7,7 +7,7 @@ import { confirmTrigger } from './confirm.js';
 import { beforeLast } from './chain.js';
 import type { EngineContext } from './context.js';
 import { healthLine, measuredLine, messages } from './messages.js';
-import type { RollbackRecord, RollbackState } from './record.js';
+import type { RollbackRecord, RollbackState, TimelineEntry } from './record.js';
 import { StoreUnavailableError } from '../store/store.js';
 
 export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean };
@@ -98,12 +98,22 @@ export async function escalateError(ctx: EngineContext, rec: RollbackRecord, mes
  * notification. False when another replica closed it first: nothing written, counted or sent.
  */
 export async function endOnce(ctx: EngineContext, rec: RollbackRecord, settings: Guards, outcome: Recovery['outcome'], message: string, lines: string[] = []): Promise<boolean> {
+  // the closing steps of the tries the store failed: one of them may have landed, its answer lost
+  const tried: TimelineEntry[] = [];
   const close = () =>
-    closeOnce(ctx, rec, 'in_progress', outcome, message, async () => {
-      // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
-      await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
-      announce(ctx, rec, outcome, message, lines);
-    });
+    closeOnce(
+      ctx,
+      rec,
+      'in_progress',
+      outcome,
+      message,
+      async () => {
+        // the record is closed already: a failure here leaves the cooldown its recovery started (no outcome), not the close undone
+        await outcomeCooldown(ctx, rec, settings, outcome).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, "could not write the rollback's outcome to the target's cooldown; the cooldown written when it was taken up stays"));
+        announce(ctx, rec, outcome, message, lines);
+      },
+      tried,
+    );
   // A store that fails at the close for a moment (a failover, a blip) is waited for, CLOSE_RETRY_MS
   // apart, while this replica still holds the locks: otherwise the verification's catch-all closes
   // a rollback that worked `failed`, escalated, and an ordered chain stops on it. Past the tries
@@ -116,6 +126,7 @@ export async function endOnce(ctx: EngineContext, rec: RollbackRecord, settings:
     } catch (err) {
       // as it was before the close that failed, whatever comes next (a try again, the catch-all's
       // close, or a shutdown's hand-over, which saves the record as it is: never as closed)
+      tried.push(...rec.timeline.slice(steps));
       rec.timeline.length = steps;
       rec.state = 'in_progress';
       if (before === undefined) delete rec.outcome;
@@ -141,11 +152,24 @@ export function escalateErrorOnce(ctx: EngineContext, rec: RollbackRecord, messa
  * Closes a record only while the stored one is still `from` (ctx.finishFrom), then runs `after`
  * (count, notify) and writes the record again, so its timeline keeps the notification: a
  * notification sent before a close that lost would be a second "done" for one rollback.
+ *
+ * `tried`: the closing steps of earlier tries of this very close that the store failed (endOnce).
+ * A store that times out may have written the record and lost only its answer; the try after it
+ * then finds the record closed, by this replica. It is told from another replica's close by its
+ * stored timeline holding one of those steps (their time, step and message), and is then this
+ * close's own: `after` runs (before 2026-12-07 nothing was sent, counted or written to the
+ * cooldown for it, as for a close another replica made).
  */
-export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string, after: () => Promise<void>): Promise<boolean> {
+export async function closeOnce(ctx: EngineContext, rec: RollbackRecord, from: RollbackState, state: RollbackState, message: string, after: () => Promise<void>, tried: readonly TimelineEntry[] = []): Promise<boolean> {
   if (!(await ctx.finishFrom(rec, from, state, message))) {
-    ctx.log.warn({ record: rec.id, state }, 'the record moved on first (another replica closed it, or its alert resolved): that outcome stands, nothing is sent from here');
-    return false;
+    const stored = tried.length > 0 ? await ctx.records.get(rec.id) : null;
+    if (!stored || stored.state !== state || !stored.timeline.some((s) => tried.some((x) => x.at === s.at && x.step === s.step && x.message === s.message))) {
+      ctx.log.warn({ record: rec.id, state }, 'the record moved on first (another replica closed it, or its alert resolved): that outcome stands, nothing is sent from here');
+      return false;
+    }
+    // an earlier try's close landed, its answer lost: the record as it was closed, said from here
+    Object.assign(rec, stored);
+    ctx.log.warn({ record: rec.id, state }, "an earlier try of the close had landed, its answer lost: the close is this replica's, said once");
   }
   await after();
   await ctx.records.save(rec).catch((err: unknown) => ctx.log.warn({ err, record: rec.id }, 'the rollback is closed and notified, but its notification could not be written to its timeline'));

@@ -49,6 +49,32 @@ t.test('a close the store refuses once is tried again: succeeded, said once, not
   t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'error' }), undefined);
 });
 
+t.test("a close that lands but whose answer is lost (a store timing out after the write): the try after it finds it closed by this replica, and says it once", async (t) => {
+  let clock = Date.now();
+  const now = () => clock;
+  const e = testEngine({ now, store: new MemoryStore(now) });
+  recoversOnWrite(e);
+  const put = e.store.putRecord.bind(e.store);
+  let lost = 0;
+  e.store.putRecord = async (r, o) => {
+    const written = await put(r, o);
+    if (lost === 0 && r.state === 'succeeded') {
+      lost++;
+      throw new StoreUnavailableError('injected: redis putRecord: Command timed out (after the write)');
+    }
+    return written;
+  };
+  await e.deliver(firing('HighErrorRate'));
+  await e.engine.idle();
+  t.equal(lost, 1, "the first close's answer was lost");
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');
+  t.equal(rec!.timeline.filter((x) => x.step === 'verified').length, 1, 'one close in its timeline');
+  t.equal(kinds(e).filter((k) => k === 'rollback_succeeded').length, 1, `said once: ${kinds(e).join(', ')}`);
+  t.match(JSON.parse((await e.store.getValue('cooldown:Deployment/prod/checkout')) ?? 'null'), { id: rec!.id, outcome: 'succeeded' }, "the target's cooldown carries the outcome");
+  t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'error' }), undefined);
+});
+
 t.test('a store that fails at every try: past them the error goes on, as before (closed failed, escalated)', async (t) => {
   const { e, refused } = closeRefused('Deployment/prod/checkout', CLOSE_RETRY_MS.length + 1);
   await e.deliver(firing('HighErrorRate'));
