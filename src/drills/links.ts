@@ -161,7 +161,8 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
     const w = await readWorkload(deps.kube, d.ref, deps.signal ? { signal: deps.signal } : {});
     if (!w) d.seen.rollout_complete = `${d.target} no longer exists`;
     else {
-      if (d.faultRevision === undefined && w.templateHash !== d.before.templateHash) d.faultRevision = w.revision;
+      const onFault = d.fault.templateHash !== undefined ? w.templateHash === d.fault.templateHash : w.templateHash !== d.before.templateHash;
+      if (d.faultRevision === undefined && onFault) d.faultRevision = w.revision;
       const back = w.templateHash === d.before.templateHash;
       if (back && w.rollout.done && d.links.rollback_written && !d.links.rollout_complete) {
         const at = rec?.times.completedAt !== undefined && rec.times.completedAt >= since ? Math.min(rec.times.completedAt, now) : now;

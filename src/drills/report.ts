@@ -7,6 +7,13 @@ const MIN = 60_000;
 /** The rollback runbook's targets (time to detect, decide, roll back, recover). */
 export const TARGETS = { ttd: 5 * MIN, decide: 10 * MIN, ttr: 15 * MIN, mttr: 30 * MIN } as const;
 
+const RESTORE_WORDS: Record<NonNullable<DrillRecord['restore']>['outcome'], string> = {
+  restored: 'the drill restored the workload itself',
+  already_back: 'nothing to restore',
+  moved_on: 'the workload moved on from the fault during the drill, so the drill left it as it is',
+  failed: '**the drill could not restore the workload: restore it by hand**',
+};
+
 const iso = (ms: number | undefined) => (ms === undefined ? '–' : new Date(ms).toISOString());
 const span = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : b - a);
 const fmt = (ms: number | undefined) => (ms === undefined ? '–' : ms < MIN ? `${(ms / 1000).toFixed(1)} s` : `${(ms / MIN).toFixed(1)} min`);
@@ -50,7 +57,7 @@ export function drillReport(d: DrillRecord): string {
     '',
     `Fault: ${d.fault.summary}, applied at ${iso(d.faultAt)} on pre-drill revision ${d.before.revision}${d.faultRevision !== undefined ? ` (the fault is revision ${d.faultRevision})` : ''}.`,
     d.result ? `Result: ${result}: ${d.result.message}.` : 'The drill is running.',
-    d.restore ? `Restore: ${d.restore.outcome === 'restored' ? 'the drill restored the workload itself' : d.restore.outcome === 'already_back' ? 'nothing to restore' : '**the drill could not restore the workload: restore it by hand**'}: ${d.restore.message}.` : '',
+    d.restore ? `Restore: ${RESTORE_WORDS[d.restore.outcome]}: ${d.restore.message}.` : '',
     '',
     '## When it was detected and how long it took',
     '',
@@ -77,6 +84,7 @@ export function drillReport(d: DrillRecord): string {
     '',
     ...(d.state === 'failed' && broken ? [`- [ ] Mend the link that broke: ${LINK_TITLES[broken]}`] : []),
     ...(d.restore?.outcome === 'failed' ? [`- [ ] Restore ${d.target} to its pre-drill template by hand`] : []),
+    ...(d.restore?.outcome === 'moved_on' ? [`- [ ] Check that revision ${d.restore.revision ?? '?'} of ${d.target} (not the drill's) does not carry the fault: ${d.fault.summary}`] : []),
     '- [ ] Document what the drill showed',
     '- [ ] Run the drill again next quarter',
     '',

@@ -3,6 +3,9 @@
 // that template now (rollguard's own rollback, if it ran, may have renumbered it). The rollback
 // kinds' own plan/execute/verify do the work (src/actions/), under the target's rollback lock
 // with its fencing token, so a drill's restore and a rollback never write at once.
+// It only undoes its own fault: it restores while the live pod template is the one the fault wrote
+// (its fingerprint is in the drill's record) and leaves a workload that moved on to another one (a
+// release deployed during the drill, or while every replica was down) as it is.
 import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind } from '../actions/action.js';
 import type { Config } from '../config.js';
@@ -36,6 +39,15 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
     const w = await readWorkload(deps.kube, d.ref, opts);
     if (!w) return done('failed', `${d.target} no longer exists: nothing to restore`);
     if (w.templateHash === d.before.templateHash) return done('already_back', `${d.target} is already on its pre-drill template (revision ${w.revision}): nothing to restore`, w.revision);
+    const fault = isTheFault(d, w.templateHash, w.revision);
+    if (fault === 'unknown') {
+      return done(
+        'failed',
+        `could not tell whether revision ${w.revision} of ${d.target} is the drill's fault (the drill's record holds no fingerprint of the fault's template: a drill started before 2026-12-07): not restored; if its change-cause is "rollguard drill ${d.id}: …", restore revision ${d.before.revision} by hand (kubectl rollout undo --to-revision)`,
+        w.revision,
+      );
+    }
+    if (!fault) return done('moved_on', movedOn(d, w.revision), w.revision);
     const revision = await revisionWithTemplate(deps.kube, d.ref, w.obj, d.before.templateHash, opts);
     if (revision === undefined) {
       return done('failed', `the pre-drill template (revision ${d.before.revision}) is no longer in the revision history of ${d.target} (revisionHistoryLimit): restore it from the release pipeline`);
@@ -56,6 +68,8 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
     const plan = await action.plan(ref, actx);
     if (plan.refusal?.code === 'already_matches') return done('already_back', `${d.target} is already on its pre-drill template: nothing to restore`, revision);
     if (plan.refusal) return done('failed', `could not restore ${d.target}: ${plan.refusal.message}`);
+    // A release between the read above and the plan: the plan would roll it back.
+    if (plan.fromRevision !== undefined && plan.fromRevision !== w.revision) return done('moved_on', movedOn(d, plan.fromRevision), plan.fromRevision);
     const res = await action.execute(plan, actx);
     if (!res.applied) return done(res.refusal?.code === 'already_matches' ? 'already_back' : 'failed', res.message, revision);
     const v = await action.verify(plan, actx, { timeoutMs: deps.verifyTimeoutMs ?? deps.config.VERIFY_TIMEOUT, execution: res });
@@ -67,6 +81,21 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
   } finally {
     if (lock) await deps.store.releaseLock(lock).catch(() => false);
   }
+}
+
+/**
+ * Whether the live template (its fingerprint, and the revision holding it) is the one drill `d`'s
+ * fault wrote. A record from before 2026-12-07 has no fingerprint of the fault: its fault revision
+ * stands for it when the drill saw one, else it cannot be told ('unknown').
+ */
+function isTheFault(d: DrillRecord, liveHash: string, liveRevision: number): boolean | 'unknown' {
+  if (d.fault.templateHash !== undefined) return liveHash === d.fault.templateHash;
+  if (d.faultRevision !== undefined) return liveRevision === d.faultRevision;
+  return 'unknown';
+}
+
+function movedOn(d: DrillRecord, revision: number): string {
+  return `${d.target} moved on to revision ${revision}, not the drill's fault: not restored (a release or change made during the drill is left as it is; check that it does not carry the fault: ${d.fault.summary})`;
 }
 
 /** The target's rollback lock, waiting up to twice LOCK_TTL for a rollback that holds it to end; held as the drill's (an alert meeting it reads whose it is: src/guards/lock.ts). */

@@ -22,7 +22,7 @@ import { applyFault, describeFault, FaultError, type Fault } from './fault.js';
 import { alertsAbout, diagnose, observe, recordGaveUp, requiredLinks, stamp, type LinkName, type WatchDeps } from './links.js';
 import { restorePreDrill } from './restore.js';
 import { DrillStore, newDrillId, type DrillRecord } from './store.js';
-import { RESOURCE, readWorkload, type WorkloadRef } from './workload.js';
+import { RESOURCE, readWorkload, templateHash, type WorkloadRef } from './workload.js';
 
 /** The rollback runbook's drill target for the time to recover: under 5 minutes. */
 export const DEFAULT_DEADLINE_MS = 5 * 60_000;
@@ -171,7 +171,9 @@ export class Drills {
     await this.store.setActive(target, id, deadlineMs + 10 * 60_000);
     const changeCause = `rollguard drill ${id}: ${summary} (a rollback drill, not a release; if rollguard does not roll it back, the drill restores revision ${w.revision})`.slice(0, 500);
     try {
-      await applyFault(kube, ref, w.obj, req.fault, changeCause);
+      const faulted = await applyFault(kube, ref, w.obj, req.fault, changeCause);
+      // The restore undoes this template only, never a release that replaced it.
+      d.fault.templateHash = templateHash(ref.kind, faulted.spec?.template);
     } catch (err) {
       await this.store.clearActive(target, id);
       await this.store.forget(id);
@@ -248,6 +250,8 @@ export class Drills {
       if (restore.outcome === 'failed') {
         this.d.metrics.escalations.inc({ reason: 'drill_restore_failed' });
         this.log.error({ drill: d.id, target: d.target, restore: restore.message }, 'drill failed and its workload could NOT be restored: restore it by hand');
+      } else if (restore.outcome === 'moved_on') {
+        this.log.warn({ drill: d.id, target: d.target, restore: restore.message }, "drill failed and its workload moved on from the fault (a release during the drill?): not restored; check it does not carry the fault");
       }
     }
     d.state = outcome.passed ? 'passed' : 'failed';

@@ -22,8 +22,12 @@ export interface DrillRecord {
   target: string;
   ref: { kind: DrillKind; namespace: string; name: string };
   state: DrillState;
-  /** what the fault does, in words that may be recorded (never an env value) */
-  fault: { kind: string; summary: string };
+  /**
+   * what the fault does, in words that may be recorded (never an env value), and the fingerprint of
+   * the pod template it wrote (templateHash: the restore undoes only that template; records written
+   * before 2026-12-07 have none)
+   */
+  fault: { kind: string; summary: string; templateHash?: string };
   requestedBy: string;
   /** the replica running the drill */
   owner: string;
@@ -45,7 +49,8 @@ export interface DrillRecord {
   /** rollguard's rollback record of the drill's alert */
   rollback?: string;
   result?: { passed: boolean; link?: LinkName; message: string; at: number };
-  restore?: { outcome: 'restored' | 'already_back' | 'failed'; message: string; at: number; revision?: number };
+  /** moved_on: the workload was on neither the pre-drill template nor the fault's (a release made during the drill): left as it is */
+  restore?: { outcome: 'restored' | 'already_back' | 'moved_on' | 'failed'; message: string; at: number; revision?: number };
   timeline: Array<{ at: number; step: string; message: string }>;
 }
 

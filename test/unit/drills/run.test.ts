@@ -162,9 +162,10 @@ t.test('a drill left running by a stopped replica is ended and its workload rest
     seen: {},
     timeline: [],
   };
+  const faulted = await applyFault(s2.kube, ref, w.obj, { kind: 'crash' }, 'rollguard drill dr-orphan0000000000001: crash');
+  orphan.fault.templateHash = templateHash('Deployment', faulted.spec?.template);
   await s2.drills.store.put(orphan, Date.now());
   await s2.drills.store.index(orphan.id);
-  await applyFault(s2.kube, ref, w.obj, { kind: 'crash' }, 'rollguard drill dr-orphan0000000000001: crash');
   t.not(templateHash('Deployment', s2.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template), w.templateHash, 'the fault is on');
   await s2.drills.recoverOrphans();
   await s2.drills.idle();

@@ -1,0 +1,132 @@
+// A failed drill's restore undoes only its own fault: a release made during the drill (or while
+// every replica was down) is left as it is. The drill job on the in-memory doubles of
+// test/support/drills.ts (the real engine and Deployment action, a simulated controller).
+import t from 'tap';
+import { applyFault } from '../../../src/drills/fault.js';
+import { drillReport } from '../../../src/drills/report.js';
+import type { DrillRecord } from '../../../src/drills/store.js';
+import { readWorkload, templateHash } from '../../../src/drills/workload.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import { metricValue } from '../../support/app.js';
+import { drillWorld } from '../../support/drills.js';
+import { NS } from '../actions/fixtures/objects.js';
+
+const TARGET = `Deployment/${NS}/web`;
+const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
+
+function setup() {
+  const w = drillWorld();
+  t.teardown(() => w.drills.stop(1000));
+  return w;
+}
+
+/** CI deploys web:v3 (a real release: a new image, the drill's env gone) over whatever is live. */
+async function release(s: ReturnType<typeof drillWorld>): Promise<void> {
+  const tpl = structuredClone(s.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template);
+  tpl.spec.containers[0].image = 'web:v3';
+  tpl.spec.containers[0].env = [];
+  await s.kube.patch(RESOURCES.deployments, NS, 'web', { metadata: { annotations: { 'kubernetes.io/change-cause': 'ci: release v3' } }, spec: { template: tpl } }, 'merge');
+}
+const image = (s: ReturnType<typeof drillWorld>) => s.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template.spec.containers[0].image as string;
+
+t.test('a release deployed during a failing drill is left as it is, not rolled back by the restore', async (t) => {
+  const s = setup();
+  const d = await s.drills.start({ ref, fault: { kind: 'env', name: 'DEMO_ERRORS', value: 'on' }, requestedBy: 'test', deadlineMs: 400 });
+  t.ok(d.fault.templateHash, "the record holds the fingerprint of the fault's template");
+  t.equal(d.fault.templateHash, templateHash('Deployment', s.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template));
+  await release(s);
+  await s.drills.idle();
+  const done = (await s.drills.get(d.id))!;
+  t.equal(done.state, 'failed');
+  t.equal(done.restore!.outcome, 'moved_on', done.restore!.message);
+  t.match(done.restore!.message, /^Deployment\/shop\/web moved on to revision 3, not the drill's fault: not restored/);
+  t.equal(image(s), 'web:v3', 'the release stays');
+  t.equal(s.kube.calls.filter((c) => c.verb === 'patch' && !c.dryRun && c.resource === 'deployments').length, 2, 'the fault and the release: no restore written');
+  t.equal(await metricValue(s.metrics, 'rollguard_escalations_total', { reason: 'drill_restore_failed' }), undefined, 'not a failed restore');
+  t.match(drillReport(done), /Restore: the workload moved on from the fault during the drill, so the drill left it as it is/);
+  t.match(drillReport(done), /- \[ \] Check that revision 3 of Deployment\/shop\/web \(not the drill's\) does not carry the fault/);
+  t.notMatch(drillReport(done), /by hand/);
+});
+
+/** A drill whose replica died after the fault: its record says running, its lock is gone. */
+async function orphan(s: ReturnType<typeof drillWorld>, record: (faulted: string, revision: number) => Partial<DrillRecord>): Promise<DrillRecord> {
+  const w = (await readWorkload(s.kube, ref))!;
+  const id = 'dr-orphan0000000000002';
+  const faulted = await applyFault(s.kube, ref, w.obj, { kind: 'crash' }, `rollguard drill ${id}: crash`);
+  const rev = (await readWorkload(s.kube, ref))!.revision;
+  const d: DrillRecord = {
+    id,
+    source: 'drill',
+    target: TARGET,
+    ref,
+    state: 'running',
+    fault: { kind: 'crash', summary: 'container web made to exit at start' },
+    requestedBy: 'test',
+    owner: 'replica-dead',
+    createdAt: Date.now(),
+    updatedAt: Date.now(),
+    deadlineMs: 60_000,
+    watchesAlertmanager: false,
+    before: { revision: w.revision, templateHash: w.templateHash, images: w.images },
+    faultAt: Date.now(),
+    links: {},
+    seen: {},
+    timeline: [],
+    ...record(templateHash('Deployment', faulted.spec?.template), rev),
+  };
+  await s.drills.store.put(d, Date.now());
+  await s.drills.store.index(d.id);
+  return d;
+}
+
+t.test('a drill left running while every replica was down, and a release meanwhile: the replica that takes it over leaves the release', async (t) => {
+  const s = setup();
+  const d = await orphan(s, (hash) => ({ fault: { kind: 'crash', summary: 'container web made to exit at start', templateHash: hash } }));
+  await release(s);
+  await s.drills.recoverOrphans();
+  await s.drills.idle();
+  const ended = (await s.drills.get(d.id))!;
+  t.equal(ended.state, 'failed');
+  t.equal(ended.restore!.outcome, 'moved_on', ended.restore!.message);
+  t.match(ended.restore!.message, /moved on to revision 3, not the drill's fault: not restored/);
+  t.equal(image(s), 'web:v3', 'the release stays');
+
+  // no release: the fault is live, and it is restored
+  const s2 = setup();
+  const d2 = await orphan(s2, (hash) => ({ fault: { kind: 'crash', summary: 'container web made to exit at start', templateHash: hash } }));
+  await s2.drills.recoverOrphans();
+  await s2.drills.idle();
+  t.equal((await s2.drills.get(d2.id))!.restore!.outcome, 'restored');
+  t.same(s2.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, s2.preDrill, 'back on the pre-drill template');
+});
+
+t.test("a drill record from before the fault's fingerprint: its fault revision stands for it; without one nothing is restored", async (t) => {
+  // the fault revision is live: restored
+  const a = setup();
+  const da = await orphan(a, (_hash, rev) => ({ faultRevision: rev }));
+  await a.drills.recoverOrphans();
+  await a.drills.idle();
+  t.equal((await a.drills.get(da.id))!.restore!.outcome, 'restored');
+  t.same(a.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, a.preDrill);
+
+  // a release replaced the fault revision: left
+  const b = setup();
+  const db = await orphan(b, (_hash, rev) => ({ faultRevision: rev }));
+  await release(b);
+  await b.drills.recoverOrphans();
+  await b.drills.idle();
+  t.equal((await b.drills.get(db.id))!.restore!.outcome, 'moved_on');
+  t.equal(image(b), 'web:v3');
+
+  // neither: the drill cannot tell, restores nothing, and a human is asked
+  const c = setup();
+  const dc = await orphan(c, () => ({}));
+  await release(c);
+  await c.drills.recoverOrphans();
+  await c.drills.idle();
+  const ended = (await c.drills.get(dc.id))!;
+  t.equal(ended.restore!.outcome, 'failed');
+  t.match(ended.restore!.message, /^could not tell whether revision 3 of Deployment\/shop\/web is the drill's fault .*: not restored; if its change-cause is "rollguard drill dr-orphan0000000000002: …", restore revision 1 by hand/);
+  t.equal(image(c), 'web:v3');
+  t.equal(await metricValue(c.metrics, 'rollguard_escalations_total', { reason: 'drill_restore_failed' }), 1);
+});
