@@ -194,7 +194,8 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
 const partly = (landed: string[]) => (landed.length > 0 ? { partlyWritten: [...landed] } : {});
 
 /** An API server answer that refused the write: a 4xx, but 408 (the request timed out: it may have landed). */
-const refusedByServer = (err: unknown) => err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 408;
+/** The API server refused the write for good (a 4xx, not 408): nothing of it landed. Any other failure (no answer, 408, 5xx) may have come after it landed. */
+export const refusedByServer = (err: unknown): err is KubeApiError & { status: number } => err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 408;
 
 const unwritten = new WeakSet<object>();
 function markNothingWritten(err: unknown): void {

@@ -11,7 +11,7 @@
 // changes nothing and is refused naming the field.
 import { z } from 'zod';
 import type { PlannedWrite } from '../actions/action.js';
-import { isConflict } from '../actions/common.js';
+import { isConflict, refusedByServer } from '../actions/common.js';
 import type { Kube, KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
@@ -140,12 +140,23 @@ export function faultedTemplate(template: KubeObject['spec'], fault: Exclude<Fau
   return t;
 }
 
+/** A fault checked by the API server's dry run, ready to be written. */
+export interface PreparedFault {
+  /** the fingerprint (templateHash) of the pod template the fault writes, as the dry run answered it */
+  templateHash: string;
+  /**
+   * Writes it. Throws FaultError when the API server refused it (nothing written); any other error
+   * may have come after the write landed (no answer, 408, 5xx: see refusedByServer).
+   */
+  write(): Promise<KubeObject>;
+}
+
 /**
- * Writes the fault as a new revision of the workload `obj` (as read by the drill), with `changeCause`
- * as its kubernetes.io/change-cause. Returns the workload as the API server answered the write.
- * Throws FaultError (nothing written) when the API server refuses it or it would change nothing.
+ * Checks the fault on the workload `obj` (as read by the drill) with a server-side dry run, with
+ * `changeCause` as its kubernetes.io/change-cause. Throws FaultError (nothing written) when the API
+ * server refuses it or it would change nothing; whatever it throws, nothing was written.
  */
-export async function applyFault(kube: Kube, ref: WorkloadRef, obj: KubeObject, fault: Fault, changeCause: string, signal?: AbortSignal): Promise<KubeObject> {
+export async function prepareFault(kube: Kube, ref: WorkloadRef, obj: KubeObject, fault: Fault, changeCause: string, signal?: AbortSignal): Promise<PreparedFault> {
   const rt = RESOURCE[ref.kind];
   let body: unknown;
   let type: 'json' | 'strategic';
@@ -166,7 +177,8 @@ export async function applyFault(kube: Kube, ref: WorkloadRef, obj: KubeObject, 
     try {
       return await kube.patch(rt, ref.namespace, ref.name, body, type, { dryRun, ...(signal ? { signal } : {}) });
     } catch (err) {
-      if (err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 401 && err.status !== 403) {
+      // 408: the server gave up waiting, and a write may still have landed (refusedByServer)
+      if (refusedByServer(err) && err.status !== 401 && err.status !== 403) {
         const { status, message } = err;
         const why = isConflict(err, type === 'json' ? ({ precondition: 'json-test' } as PlannedWrite) : undefined) ? `${ref.kind} ${ref.namespace}/${ref.name} changed while the drill was starting; start it again` : message;
         throw new FaultError(field, `the API server refused the fault (${status}): ${why}; nothing was changed`);
@@ -175,8 +187,18 @@ export async function applyFault(kube: Kube, ref: WorkloadRef, obj: KubeObject, 
     }
   };
   const dry = await write(true);
-  if (templateHash(ref.kind, dry.spec?.template) === templateHash(ref.kind, obj.spec?.template)) {
+  const hash = templateHash(ref.kind, dry.spec?.template);
+  if (hash === templateHash(ref.kind, obj.spec?.template)) {
     throw new FaultError(field, `the fault leaves the pod template of ${ref.kind} ${ref.namespace}/${ref.name} as it is (no new revision to roll back); nothing was changed`);
   }
-  return write(false);
+  return { templateHash: hash, write: () => write(false) };
+}
+
+/**
+ * Writes the fault as a new revision of the workload `obj` (as read by the drill), with `changeCause`
+ * as its kubernetes.io/change-cause. Returns the workload as the API server answered the write.
+ * Throws FaultError (nothing written) when the API server refuses it or it would change nothing.
+ */
+export async function applyFault(kube: Kube, ref: WorkloadRef, obj: KubeObject, fault: Fault, changeCause: string, signal?: AbortSignal): Promise<KubeObject> {
+  return (await prepareFault(kube, ref, obj, fault, changeCause, signal)).write();
 }

@@ -5,20 +5,20 @@
 // by whichever replica finds its lock free (recoverOrphans, every SCHEDULER_INTERVAL).
 import type { Logger } from 'pino';
 import type { Action, TargetKind } from '../actions/action.js';
-import { NO_CLUSTER, notFoundMessage } from '../actions/common.js';
+import { NO_CLUSTER, notFoundMessage, refusedByServer } from '../actions/common.js';
 import { AlertmanagerApi } from '../alertmanager/api.js';
 import type { Config } from '../config.js';
 import { OPEN_STATES, targetKey, type RecordBook } from '../engine/record.js';
 import { readCooldown } from '../guards/cooldown.js';
 import { readPause } from '../guards/pause.js';
 import { globMatches } from '../guards/scope.js';
-import type { Kube } from '../kube/kube.js';
+import type { Kube, KubeObject } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import type { Metrics } from '../metrics.js';
 import { PrometheusBusyError, type PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import type { Lock, Store } from '../store/store.js';
-import { applyFault, describeFault, FaultError, type Fault } from './fault.js';
+import { describeFault, FaultError, prepareFault, type Fault } from './fault.js';
 import { alertsAbout, diagnose, observe, recordGaveUp, requiredLinks, stamp, type LinkName, type WatchDeps } from './links.js';
 import { restorePreDrill } from './restore.js';
 import { DrillStore, newDrillId, type DrillRecord } from './store.js';
@@ -166,19 +166,41 @@ export class Drills {
     };
     // Written ahead (a replica stopping from here on leaves a drill to end and restore), and marked
     // active before the fault, so that every alert the fault raises is recorded as the drill's.
-    await this.store.put(d, now);
-    await this.store.index(id);
-    await this.store.setActive(target, id, deadlineMs + 10 * 60_000);
     const changeCause = `rollguard drill ${id}: ${summary} (a rollback drill, not a release; if rollguard does not roll it back, the drill restores revision ${w.revision})`.slice(0, 500);
+    let write: () => Promise<KubeObject>;
     try {
-      const faulted = await applyFault(kube, ref, w.obj, req.fault, changeCause);
-      // The restore undoes this template only, never a release that replaced it.
-      d.fault.templateHash = templateHash(ref.kind, faulted.spec?.template);
+      await this.store.put(d, now);
+      await this.store.index(id);
+      await this.store.setActive(target, id, deadlineMs + 10 * 60_000);
+      const prepared = await prepareFault(kube, ref, w.obj, req.fault, changeCause);
+      // The restore undoes this template only, never a release that replaced it; known before the
+      // write, so that a write whose answer is lost (or a replica stopping) leaves it recorded.
+      d.fault.templateHash = prepared.templateHash;
+      await this.store.put(d, this.now());
+      write = prepared.write;
     } catch (err) {
-      await this.store.clearActive(target, id);
-      await this.store.forget(id);
+      await this.forget(d);
       if (err instanceof FaultError) throw new DrillRefusal(422, 'bad_fault', err.message);
       throw err;
+    }
+    try {
+      const faulted = await write();
+      d.fault.templateHash = templateHash(ref.kind, faulted.spec?.template);
+    } catch (err) {
+      // FaultError: refused (a 4xx other than 408), said in the fault's words; 401/403 as they came
+      if (err instanceof FaultError || refusedByServer(err)) {
+        await this.forget(d);
+        if (err instanceof FaultError) throw new DrillRefusal(422, 'bad_fault', err.message);
+        throw err;
+      }
+      // No answer, 408 or 5xx: the fault may be on the workload. The drill ends failed, and its
+      // restore puts the pre-drill template back if the fault's is live.
+      const message = `the fault's write failed without saying whether it landed (${err instanceof Error ? err.message : String(err)}); the drill ends here, and its restore puts the pre-drill template back if the fault is live`;
+      d.timeline.push({ at: this.now(), step: 'fault_uncertain', message });
+      await this.store.put(d, this.now()).catch(() => undefined);
+      this.log.error({ err, drill: id, target }, "drill's fault write failed without saying whether it landed: the drill ends failed and restores its workload if the fault is live");
+      this.launch(d, lock, async () => ({ passed: false, message }));
+      return d;
     }
     d.faultAt = this.now();
     stamp(d, 'fault_applied', d.faultAt, `${summary} (pre-drill revision ${w.revision})`);
@@ -186,6 +208,12 @@ export class Drills {
     this.log.warn({ drill: id, target, fault: summary, deadlineMs, requestedBy: req.requestedBy }, 'drill started: the fault is applied');
     this.launch(d, lock, async (signal) => this.watch(d, lock, signal));
     return d;
+  }
+
+  /** Forgets a drill whose fault was never written (refused, or the dry run failed): nothing of it stays. */
+  private async forget(d: DrillRecord): Promise<void> {
+    await this.store.clearActive(d.target, d.id).catch(() => undefined);
+    await this.store.forget(d.id).catch(() => undefined);
   }
 
   private launch(d: DrillRecord, lock: Lock, body: (signal: AbortSignal) => Promise<Outcome | null>): void {

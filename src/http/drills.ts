@@ -52,7 +52,7 @@ export function drillsRoutes(drills: Drills): RouteModule {
       body: drillRequestSchema,
       storeOp: 'drills',
       responses: {
-        202: { description: 'started: the fault is applied; follow the drill', schema: drillSchema },
+        202: { description: 'started: the fault is applied (or its write failed without saying whether it landed: the drill ends failed and restores the workload if the fault is live); follow the drill', schema: drillSchema },
         404: { description: 'no such workload', schema: errorSchema },
         409: { description: 'not now: paused, a drill or rollback of the target running, its cooldown, an alert already firing, the workload not healthy', schema: errorSchema },
         422: { description: 'not allowed or not possible here: drills off or the namespace outside DRILL_NAMESPACES, DRY_RUN, no cluster or Prometheus, a fault the API server refuses; nothing was changed', schema: errorSchema },
