@@ -9,7 +9,9 @@
 // order (one chain per object), at most SNAPSHOT_CONCURRENCY objects at once; an object marked
 // immutable is never snapshotted (it cannot be edited in place, so it never needs restoring).
 // Several replicas may all run it: a snapshot's name follows from its content and time, so they
-// create the same one (409 AlreadyExists is fine).
+// create the same one (409 AlreadyExists is fine once the object there is read and found to be a
+// snapshot rollguard signed; anything else at that name is a squatter: warned of, never counted,
+// and the snapshot is taken under the next name, its time 1 ms later, at most SQUAT_TRIES times).
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
@@ -17,7 +19,7 @@ import { KubeApiError } from '../kube/errors.js';
 import type { WatchEventType, WatchHandle } from '../kube/watch.js';
 import { CONFIG_RESOURCES } from './check.js';
 import { configRefs, type ConfigKind } from './refs.js';
-import { contentHash, isSnapshot, sinceOf, snapshotObject, snapshotSelector, snapshotsOf, toPrune } from './snapshots.js';
+import { contentHash, CURRENT_SINCE, isSignedSnapshotOf, isSnapshot, sinceOf, snapshotObject, snapshotSelector, snapshotsOf, toPrune } from './snapshots.js';
 
 export interface ConfigSnapshotsOptions {
   kube: Kube;
@@ -42,6 +44,9 @@ export interface ConfigSnapshotsOptions {
  * took stayed in RSS (bench/config-snapshots.ts).
  */
 export const SNAPSHOT_CONCURRENCY = 4;
+
+/** Names tried for one snapshot when something that is not rollguard's signed snapshot holds the first. */
+export const SQUAT_TRIES = 4;
 
 const WORKLOADS = [RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.daemonsets];
 
@@ -177,13 +182,8 @@ export class ConfigSnapshots {
     const snaps = snapshotsOf(await this.o.kube.list(rt, ns, { labelSelector: snapshotSelector(name) }), live, kind, this.o.key);
     let kept = snaps;
     if (!snaps[0] || contentHash(snaps[0], kind) !== hash) {
-      const snap = snapshotObject(live, kind, sinceOf(live, snaps[0], Date.now()), this.o.key);
-      try {
-        await this.o.kube.create(rt, ns, snap);
-        this.o.logger.info({ object: `${kind} ${ns}/${name}`, snapshot: snap.metadata.name, since: snap.metadata.annotations?.['rollguard.io/current-since'] }, 'configuration snapshot taken');
-      } catch (err) {
-        if (!(err instanceof KubeApiError && err.isConflict)) throw err; // another replica took it
-      }
+      const snap = await this.take(kind, live, sinceOf(live, snaps[0], Date.now()));
+      if (!snap) return; // not taken: not counted, and tried again at the next event or start
       kept = [snap, ...snaps];
     }
     this.lastHash.set(key, hash);
@@ -194,5 +194,43 @@ export class ConfigSnapshots {
         if (!(err instanceof KubeApiError && err.isNotFound)) throw err;
       }
     }
+  }
+
+  /**
+   * Creates the snapshot of `live` current since `since`: the snapshot, or null when every name
+   * tried was held by an object that is not rollguard's signed snapshot of it. A name already
+   * taken holds another replica's snapshot (the same one) or a squatter, who could predict it
+   * (content hash and edit time) and create a ConfigMap there to be counted and make a real
+   * snapshot pruned.
+   */
+  private async take(kind: ConfigKind, live: KubeObject, since: number): Promise<KubeObject | null> {
+    const rt = CONFIG_RESOURCES[kind];
+    const ns = live.metadata.namespace!;
+    const object = `${kind} ${ns}/${live.metadata.name}`;
+    const squatted: string[] = [];
+    for (let i = 0; i < SQUAT_TRIES; i++) {
+      const snap = snapshotObject(live, kind, since + i, this.o.key);
+      try {
+        await this.o.kube.create(rt, ns, snap);
+        this.o.logger.info({ object, snapshot: snap.metadata.name, since: snap.metadata.annotations?.[CURRENT_SINCE] }, 'configuration snapshot taken');
+        return snap;
+      } catch (err) {
+        if (!(err instanceof KubeApiError && err.isConflict)) throw err;
+      }
+      let there: KubeObject | null = null;
+      try {
+        there = await this.o.kube.get(rt, ns, snap.metadata.name);
+      } catch (err) {
+        if (!(err instanceof KubeApiError && err.isNotFound)) throw err;
+      }
+      if (there && isSignedSnapshotOf(there, live, kind, this.o.key)) return there; // another replica took it
+      squatted.push(snap.metadata.name);
+      this.o.logger.warn(
+        { object, snapshot: snap.metadata.name },
+        `configuration snapshot: ${kind} ${ns}/${snap.metadata.name} ${there ? 'is not a snapshot rollguard signed (CONFIG_SNAPSHOTS_KEY)' : 'was there and is gone'}: not counted as a snapshot; check who creates ${kind}s in ${ns} under that name (someone who can predict snapshot names); taking it under another name`,
+      );
+    }
+    this.o.logger.warn({ object, names: squatted }, `configuration snapshot not taken: the ${SQUAT_TRIES} names tried for it were held by objects that are not snapshots rollguard signed; delete them (${squatted.join(', ')}) and find who creates them`);
+    return null;
   }
 }
