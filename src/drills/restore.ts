@@ -71,6 +71,8 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
     // A release between the read above and the plan: the plan would roll it back.
     if (plan.fromRevision !== undefined && plan.fromRevision !== w.revision) return done('moved_on', movedOn(d, plan.fromRevision), plan.fromRevision);
     const res = await action.execute(plan, actx);
+    // A release between the plan and the write: the write's precondition failed, and the fresh plan saw it.
+    if (!res.applied && res.refusal?.code === 'changed_since_plan') return done('moved_on', movedOn(d, res.replanned?.fromRevision ?? plan.fromRevision ?? w.revision), res.replanned?.fromRevision);
     if (!res.applied) return done(res.refusal?.code === 'already_matches' ? 'already_back' : 'failed', res.message, revision);
     const v = await action.verify(plan, actx, { timeoutMs: deps.verifyTimeoutMs ?? deps.config.VERIFY_TIMEOUT, execution: res });
     const line = `${plan.summary} (the pre-drill template, as kubectl rollout undo --to-revision=${revision} would)`;

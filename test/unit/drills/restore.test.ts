@@ -130,3 +130,28 @@ t.test("a drill record from before the fault's fingerprint: its fault revision s
   t.equal(image(c), 'web:v3');
   t.equal(await metricValue(c.metrics, 'rollguard_escalations_total', { reason: 'drill_restore_failed' }), 1);
 });
+
+t.test('a release landing while the restore runs (after its read, or after its plan) is not rolled back either', async (t) => {
+  for (const when of ['plan', 'execute'] as const) {
+    const s = setup();
+    const real = s.actions.Deployment;
+    let once = true;
+    // the release lands just before the restore's plan (or its write)
+    s.actions.Deployment = {
+      ...real,
+      [when]: async (...args: unknown[]) => {
+        if (once) {
+          once = false;
+          await release(s);
+        }
+        return (real[when] as (...a: unknown[]) => Promise<unknown>)(...args);
+      },
+    } as typeof real;
+    const d = await s.drills.start({ ref, fault: { kind: 'crash' }, requestedBy: 'test', deadlineMs: 300 });
+    await s.drills.idle();
+    const done = (await s.drills.get(d.id))!;
+    t.equal(done.restore!.outcome, 'moved_on', `${when}: ${done.restore!.message}`);
+    t.match(done.restore!.message, /moved on to revision 3, not the drill's fault: not restored/);
+    t.equal(image(s), 'web:v3', `${when}: the release stays`);
+  }
+});
