@@ -146,6 +146,13 @@ function where(values: CommandInput['values'], env: CommandEnv['env']): { url: s
   return { url: DEFAULT_URL, urlSource: 'the default' };
 }
 
+/**
+ * Whitespace or a control character inside a token: most often a token file's two tokens (a
+ * rotation) pasted into one value. Refused before anything is sent, and never echoed: fetch would
+ * refuse such a header with the whole value, both tokens, in its message.
+ */
+const NOT_ONE_TOKEN = /[\s\x00-\x1f\x7f]/;
+
 function token(values: CommandInput['values'], env: CommandEnv['env']): { token?: string; tokenSource?: string } {
   const file = values['token-file'];
   if (typeof file === 'string') {
@@ -157,11 +164,13 @@ function token(values: CommandInput['values'], env: CommandEnv['env']): { token?
     }
     const t = text.trim();
     if (t === '') throw new CliError(`--token-file ${file} is empty`, EXIT.usage);
-    if (/\s/.test(t)) throw new CliError(`--token-file ${file} holds more than one token (the server's token files may; give the CLI one)`, EXIT.usage);
+    if (NOT_ONE_TOKEN.test(t)) throw new CliError(`--token-file ${file} holds more than one token, or whitespace or control characters inside one (the server's token files may hold one per line; give the CLI one)`, EXIT.usage);
     return { token: t, tokenSource: `--token-file ${file}` };
   }
   const t = env.ROLLGUARD_TOKEN?.trim();
-  return t ? { token: t, tokenSource: 'ROLLGUARD_TOKEN' } : {};
+  if (!t) return {};
+  if (NOT_ONE_TOKEN.test(t)) throw new CliError('ROLLGUARD_TOKEN holds more than one token, or whitespace or control characters inside one (the server\'s token files may hold one per line; give the CLI one)', EXIT.usage);
+  return { token: t, tokenSource: 'ROLLGUARD_TOKEN' };
 }
 
 /** A positive number of seconds from a flag (`10`, `2.5`); `fallback` when unset. */

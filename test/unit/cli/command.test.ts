@@ -97,6 +97,26 @@ t.test('--token-file: a missing or empty file is a usage error naming the flag',
   }
 });
 
+t.test('ROLLGUARD_TOKEN holding two tokens (a token file during a rotation): exit 2 naming the variable, never the tokens, nothing sent', async (t) => {
+  const port = await freePort();
+  for (const value of ['adm-old-8f3k2\nadm-new-x9q7', 'adm-old-8f3k2 adm-new-x9q7', 'adm-old-8f3k2\u0000x9q7']) {
+    const x = env({ ROLLGUARD_URL: `http://127.0.0.1:${port}`, ROLLGUARD_TOKEN: value });
+    t.equal(await statusCommand('status', [], x.e), EXIT.usage, JSON.stringify(value));
+    const err = x.err.join('\n');
+    t.match(err, /^rollguard status: ROLLGUARD_TOKEN holds more than one token, or whitespace or control characters inside one .*give the CLI one\)$/);
+    t.notMatch(err, /adm-old|x9q7/, 'no part of the value is echoed');
+    t.equal(x.requests(), 0, 'nothing sent');
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'rg-cli-'));
+  writeFileSync(join(dir, 'nul'), 'adm-old-8f3k2\u0000x9q7\n');
+  const f = env({ ROLLGUARD_URL: `http://127.0.0.1:${port}` });
+  t.equal(await statusCommand('status', ['--token-file', join(dir, 'nul')], f.e), EXIT.usage, 'a control character in --token-file too');
+  t.notMatch(f.err.join('\n'), /adm-old|x9q7/);
+  t.equal(f.requests(), 0);
+  const one = env({ ROLLGUARD_URL: `http://127.0.0.1:${port}`, ROLLGUARD_TOKEN: '  adm-new-x9q7\n' });
+  t.equal(await statusCommand('status', [], one.e), EXIT.unreachable, 'one token with a trailing newline is sent');
+});
+
 t.test('an unreachable server: exit 3 naming the variable or the flag that gave the URL', async (t) => {
   const port = await freePort();
   const fromEnv = env({ ROLLGUARD_URL: `http://127.0.0.1:${port}` });
