@@ -66,6 +66,11 @@ export class ApiClient {
     this.base = u;
   }
 
+  /** `text` without the token: a transport error's message may quote the request's headers. */
+  private redact(text: string): string {
+    return this.o.token ? text.split(this.o.token).join('***') : text;
+  }
+
   /** The server's URL as given (for messages). */
   get url(): string {
     return this.base.href.replace(/\/$/, '');
@@ -87,9 +92,16 @@ export class ApiClient {
   private async call(expect: 'json' | 'markdown', method: string, path: string, query: Record<string, string | number | undefined>, body?: unknown): Promise<{ json: unknown; text: string }> {
     const u = new URL(path.replace(/^\//, ''), this.base);
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json, text/markdown;q=0.9' };
-    if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    const headers = new Headers({ accept: 'application/json, text/markdown;q=0.9' });
+    if (body !== undefined) headers.set('content-type', 'application/json');
+    if (this.o.token) {
+      try {
+        headers.set('authorization', `Bearer ${this.o.token}`);
+      } catch {
+        // The refusal's message holds the header's value, the token: never shown.
+        throw new CliError(`the token from ${this.o.tokenSource ?? 'ROLLGUARD_TOKEN'} cannot be sent as an HTTP header (a line break or a control character in it?): give one token`, EXIT.usage);
+      }
+    }
     const what = `${method} ${u.pathname}`;
     let res: Response;
     let text: string;
@@ -101,7 +113,7 @@ export class ApiClient {
       if (e.name === 'TimeoutError') {
         throw new CliError(`rollguard at ${this.url} did not answer ${what} within ${this.o.timeoutMs / 1000}s (raise --timeout, or check ${this.urlSourceHint()})`, EXIT.unreachable);
       }
-      const why = e.cause?.code ?? e.cause?.message ?? e.message;
+      const why = this.redact(e.cause?.code ?? e.cause?.message ?? e.message);
       throw new CliError(`cannot reach rollguard at ${this.url} (${why}): check ${this.urlSourceHint()}`, EXIT.unreachable);
     }
     let json: unknown;

@@ -90,6 +90,28 @@ t.test('unreachable and silent servers: exit 3, naming --url / ROLLGUARD_URL or 
   t.match(slow.message, /did not answer GET \/v1\/status within 0.3s \(raise --timeout, or check --url\)/);
 });
 
+t.test('a token that cannot be a header, or a transport error quoting it: the token is never in the message', async (t) => {
+  let sent = 0;
+  const url = await server(t, (req, res) => {
+    sent++;
+    json(200, {})(req, res);
+  });
+  const two = 'adm-old-8f3k2\nadm-new-x9q7';
+  const bad = await failure(new ApiClient({ url, urlSource: 'ROLLGUARD_URL', token: two, tokenSource: 'ROLLGUARD_TOKEN', timeoutMs: 5000 }).get('/v1/status'));
+  t.equal(bad.code, EXIT.usage);
+  t.match(bad.message, /^the token from ROLLGUARD_TOKEN cannot be sent as an HTTP header .*give one token$/);
+  t.notMatch(bad.message, /adm-old|x9q7/);
+  t.equal(sent, 0, 'nothing sent');
+
+  const quoting: typeof fetch = async (_u, init) => {
+    throw new TypeError(`refused header "${new Headers(init?.headers).get('authorization')}"`);
+  };
+  const quoted = await failure(new ApiClient({ url, urlSource: '--url', token: 'adm-new-x9q7', tokenSource: '--token-file t', timeoutMs: 5000, fetch: quoting }).get('/v1/status'));
+  t.equal(quoted.code, EXIT.unreachable);
+  t.match(quoted.message, /cannot reach rollguard at .* \(refused header "Bearer \*\*\*"\): check --url/);
+  t.notMatch(quoted.message, /x9q7/);
+});
+
 t.test('a URL that is not http(s): a usage error naming where it came from', async (t) => {
   t.throws(() => new ApiClient({ url: 'rollguard:9095', urlSource: 'ROLLGUARD_URL', timeoutMs: 1 }), { code: EXIT.usage, message: /ROLLGUARD_URL: expected an http:\/\/ or https:\/\/ URL/ });
   t.throws(() => new ApiClient({ url: 'not a url', urlSource: '--url', timeoutMs: 1 }), { code: EXIT.usage, message: /--url: expected rollguard's URL/ });
