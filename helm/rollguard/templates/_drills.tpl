@@ -5,6 +5,18 @@ app.kubernetes.io/name: {{ printf "%s-drill" (include "rollguard.name" .) }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The key of the admin Secret holding the one token the scheduled drills send: the CLI takes one
+token, and the admin key holds two during a rotation. The chart's own Secret: drill-token, the first
+of auth.admin.tokens (the old one while a new one is added beside it). auth.admin.existingSecret:
+drills.existingSecretKey, else auth.admin.existingSecretKey (which must then hold one token). */}}
+{{- define "rollguard.drill.tokenKey" -}}
+{{- if .Values.auth.admin.existingSecret -}}
+{{- default .Values.auth.admin.existingSecretKey (dig "existingSecretKey" "" (default dict .Values.drills)) -}}
+{{- else -}}
+drill-token
+{{- end -}}
+{{- end -}}
+
 {{/* Refuses drills the service would refuse: outside drills.namespaces, without the admin token,
 in dry-run, where rollguard may not act. */}}
 {{- define "rollguard.drill.validate" -}}

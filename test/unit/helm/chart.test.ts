@@ -17,6 +17,7 @@ import { freePort } from '../../../src/prometheus/local.js';
 import { fixture } from '../../support/app.js';
 import { waitFor } from '../../support/ports.js';
 import { startServe } from '../../support/serve.js';
+import { drillCommand } from '../../../src/cli/drill.js';
 import { allowed, expand, materialise, selects as selectsExpr, type Obj, type Peer } from '../../support/chart-pod.js';
 
 const CHART = path.join(REPO_ROOT, 'helm', 'rollguard');
@@ -848,13 +849,40 @@ t.test('drills: off by default; DRILL_NAMESPACES; a CronJob per schedule running
   t.same([web.spec.schedule, web.spec.timeZone, web.spec.concurrencyPolicy, web.spec.suspend], ['0 10 1 */3 *', 'Europe/Berlin', 'Forbid', false]);
   const pod = web.spec.jobTemplate.spec.template;
   const c = pod.spec.containers[0];
-  t.same(c.args, ['drill', 'run', 'Deployment/staging/web', 'env', 'DEMO_ERRORS=on', '--deadline', '5m', '--by', 'cronjob/web-errors'], 'the CLI, one drill, its report in the log');
-  t.same(api.spec.jobTemplate.spec.template.spec.containers[0].args, ['drill', 'run', 'StatefulSet/staging/api', 'image', '--by', 'cronjob/api-image']);
+  const tokenFile = ['--token-file', '/etc/rollguard/auth/admin/token'];
+  t.same(c.args, ['drill', 'run', 'Deployment/staging/web', 'env', 'DEMO_ERRORS=on', '--deadline', '5m', '--by', 'cronjob/web-errors', ...tokenFile], 'the CLI, one drill, its report in the log');
+  t.same(api.spec.jobTemplate.spec.template.spec.containers[0].args, ['drill', 'run', 'StatefulSet/staging/api', 'image', '--by', 'cronjob/api-image', ...tokenFile]);
   t.equal(c.image, dep.spec.template.spec.containers[0].image, "rollguard's own image");
-  t.same(c.env, [
-    { name: 'ROLLGUARD_URL', value: 'http://rollguard.rollguard-system.svc:9095' },
-    { name: 'ROLLGUARD_TOKEN', valueFrom: { secretKeyRef: { name: 'rollguard-admin', key: 'token' } } },
-  ]);
+  t.same(c.env, [{ name: 'ROLLGUARD_URL', value: 'http://rollguard.rollguard-system.svc:9095' }], 'no token in the environment');
+  t.same(c.volumeMounts, [{ name: 'admin-token', mountPath: '/etc/rollguard/auth/admin', readOnly: true }]);
+  t.same(pod.spec.volumes, [{ name: 'admin-token', secret: { secretName: 'rollguard-admin', items: [{ key: 'token', path: 'token' }] } }], 'the admin token as a file');
+  const ownKey = find(render([...live, '-f', scheduled, '--set', 'drills.existingSecretKey=drill']), 'CronJob')[0]!;
+  t.same(ownKey.spec.jobTemplate.spec.template.spec.volumes[0].secret.items, [{ key: 'drill', path: 'token' }], 'drills.existingSecretKey: a key of its own, one token while the admin key holds two');
+
+  // A rotation with the chart's Secret (auth.admin.tokens: the old beside the new): the drill pod,
+  // as the kubelet would set it up, sends one token, the first, and the CLI accepts it.
+  const [oldToken, newToken] = ['adm-old-8f3k2a7c0e4b9d1', 'adm-new-x9q7m2p5r8t1w4z'];
+  const rotating = render(['--set', 'dryRun=false', '--set', 'prometheus.url=http://p:9090', '--set', `auth.admin.tokens={${oldToken},${newToken}}`, '-f', scheduled]);
+  const server = find(rotating, 'Deployment')[0]!.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'admin-token');
+  t.equal(server.secret.items[0].key, 'admin-token', 'the server still reads every admin token');
+  const job = find(rotating, 'CronJob')[0]!;
+  const jobPod = { ...job, spec: job.spec.jobTemplate.spec };
+  const podEnv = materialise(rotating, jobPod, path.join(dir, 'drill-pod'));
+  const args = (jobPod.spec.template.spec.containers[0].args as string[]).map((a) => a.replace(/^\/etc\/rollguard\/auth\/admin\//, `${path.join(dir, 'drill-pod', 'admin-token')}/`));
+  t.equal(fs.readFileSync(args.at(-1)!, 'utf8'), oldToken, 'the mounted file holds the first token alone');
+  const sent: string[] = [];
+  const errs: string[] = [];
+  const code = await drillCommand(args.slice(1), {
+    io: { out: () => undefined, err: (s) => errs.push(s) },
+    env: podEnv,
+    now: () => Date.now(),
+    fetch: async (_u, init) => {
+      sent.push(new Headers(init?.headers).get('authorization') ?? '');
+      return new Response(JSON.stringify({ message: 'refused here' }), { status: 422, headers: { 'content-type': 'application/json' } });
+    },
+  });
+  t.same(sent, [`Bearer ${oldToken}`], `one request with one token (${errs.join(' ')})`);
+  t.equal(code, 9, 'the refusal is the answer, not a bad token');
   t.same([pod.spec.restartPolicy, web.spec.jobTemplate.spec.backoffLimit, pod.spec.automountServiceAccountToken], ['Never', 0, false], 'runs once, no Kubernetes credentials');
   t.equal(c.securityContext.readOnlyRootFilesystem, true);
   const drillPod: Record<string, string> = pod.metadata.labels;
