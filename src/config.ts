@@ -75,7 +75,11 @@ export const configSchema = z.object({
   WEBHOOK_TOKEN_FILE: z.string().optional(),
   /** Basic auth Alertmanager sends (http_config.basic_auth). */
   WEBHOOK_BASIC_USER: z.string().optional(),
-  WEBHOOK_BASIC_PASSWORD: secretList.optional(),
+  /** One password, commas and all (never a list); surrounding whitespace trimmed, as Alertmanager trims password_file. */
+  WEBHOOK_BASIC_PASSWORD: z
+    .string()
+    .transform((s) => s.trim())
+    .optional(),
   /**
    * Serve an open webhook (none of the credentials above) while rollbacks are real (a cluster and
    * DRY_RUN=false): refused at start-up unless this says it is on purpose (the chart's

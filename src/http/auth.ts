@@ -11,7 +11,7 @@ import type { Security } from './openapi.js';
  */
 export interface Credentials {
   bearer: string[];
-  basic: { user: string; passwords: string[] } | null;
+  basic: { user: string; password: string } | null;
 }
 
 function digest(s: string): Buffer {
@@ -56,7 +56,7 @@ export function checkAuthorization(header: string | undefined, creds: Credential
     const user = i < 0 ? decoded : decoded.slice(0, i);
     const pass = i < 0 ? '' : decoded.slice(i + 1);
     const userOk = secretMatches(user, [creds.basic.user]);
-    const passOk = secretMatches(pass, creds.basic.passwords);
+    const passOk = secretMatches(pass, [creds.basic.password]);
     return userOk && passOk ? { ok: true } : { ok: false, reason: 'invalid basic auth credentials' };
   }
   return { ok: false, reason: `unsupported Authorization scheme "${m[1]}"` };
@@ -124,7 +124,7 @@ const BROKEN = 'no credential is accepted: the configured token file holds no to
  */
 export function gates(config: Config): Record<Security, () => Gate> {
   const s = tokenSettings(config);
-  const basic = config.WEBHOOK_BASIC_USER !== undefined ? { user: config.WEBHOOK_BASIC_USER, passwords: config.WEBHOOK_BASIC_PASSWORD ?? [] } : null;
+  const basic = config.WEBHOOK_BASIC_USER !== undefined ? { user: config.WEBHOOK_BASIC_USER, password: config.WEBHOOK_BASIC_PASSWORD ?? '' } : null;
   return {
     webhook: () => {
       const t = readTokens(s.webhook);

@@ -67,6 +67,19 @@ t.test('an unreadable WEBHOOK_TOKEN_FILE denies too, even beside WEBHOOK_TOKEN',
   t.match(String(s.lines.find((l) => l.level === 50)?.msg), 'WEBHOOK_TOKEN_FILE /nonexistent/rollguard/token cannot be read (ENOENT)');
 });
 
+t.test('WEBHOOK_BASIC_PASSWORD is one password, commas and all: the whole is accepted, no piece of it', async (t) => {
+  const s = api({ WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: 'Xk9#q,7' });
+  const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+  t.equal((await postAlerts(s.app, payload, { authorization: basic('am', 'Xk9#q,7') })).statusCode, 200, 'the password as set');
+  for (const piece of ['7', 'Xk9#q', 'Xk9#q7']) {
+    t.equal((await postAlerts(s.app, payload, { authorization: basic('am', piece) })).statusCode, 401, `not ${JSON.stringify(piece)}`);
+  }
+  t.equal((await postAlerts(s.app, payload, { authorization: basic('am', '') })).statusCode, 401, 'not an empty password');
+  const comma = api({ WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: ',' });
+  t.equal((await postAlerts(comma.app, payload, { authorization: basic('am', ',') })).statusCode, 200, 'a comma alone is a password too');
+  t.equal((await postAlerts(comma.app, payload, { authorization: basic('am', '') })).statusCode, 401);
+});
+
 t.test('the admin API shares the code: an empty ADMIN_TOKEN_FILE refuses (401) with the same error; unset it is off (403)', async (t) => {
   const file = tokenFile('\n');
   const s = api({ ADMIN_TOKEN_FILE: file });
