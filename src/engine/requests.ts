@@ -2,9 +2,13 @@ import { DEFAULT_GUARDS, type EngineContext, type ManualRequest } from './contex
 import { newRecord } from './intake.js';
 import { manualRecordId, type RollbackRecord, type RollbackState } from './record.js';
 import { rollback } from './rollback.js';
+import { approvalExpired, expireApproval } from './scheduler.js';
 
-/** What approving or rejecting came to; the HTTP route picks the status from `kind`. */
-export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState };
+/**
+ * What approving or rejecting came to; the HTTP route picks the status from `kind`. `expiredAt`:
+ * the request came after the approval's expiry and closed the record expired itself.
+ */
+export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState; expiredAt?: number };
 
 /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
 export async function manual(ctx: EngineContext, req: ManualRequest): Promise<RollbackRecord> {
@@ -34,6 +38,7 @@ export async function approve(ctx: EngineContext, id: string, by: string, commen
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
+  if (approvalExpired(rec, ctx.now())) return expired(ctx, rec);
   rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}) };
   ctx.records.step(rec, 'approved', `approved by ${by}${comment ? `: ${comment}` : ''}`);
   rec.state = 'deciding';
@@ -57,9 +62,20 @@ export async function reject(ctx: EngineContext, id: string, by: string, comment
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
+  if (approvalExpired(rec, ctx.now())) return expired(ctx, rec);
   rec.approval = { by, at: ctx.now(), decision: 'rejected', ...(comment ? { comment } : {}) };
   if (!(await ctx.finishFrom(rec, 'pending_approval', 'rejected', `rejected by ${by}${comment ? `: ${comment}` : ''}`))) return lost(ctx, id);
   return { kind: 'ok', record: rec };
+}
+
+/**
+ * An answer that came after the approval's expiry, before the scheduler's tick closed the record:
+ * it closes it expired now, as the tick would (expireApproval), and is refused. Nothing runs.
+ */
+async function expired(ctx: EngineContext, rec: RollbackRecord): Promise<ApprovalResult> {
+  const dueAt = rec.dueAt!;
+  if (!(await expireApproval(ctx, rec))) return lost(ctx, rec.id);
+  return { kind: 'conflict', state: 'expired', expiredAt: dueAt };
 }
 
 /** An answer whose write was refused because the record left pending_approval meanwhile: the state it is in now. */

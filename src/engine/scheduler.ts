@@ -117,7 +117,7 @@ export class Scheduler {
       if ((rec.dueAt ?? Infinity) > now) continue;
       await claimDue(ctx, rec, async (fresh) => {
         if ((fresh.dueAt ?? Infinity) > now) return; // asked again meanwhile, with a new expiry
-        await ctx.finishFrom(fresh, 'pending_approval', 'expired', `approval not given before ${new Date(fresh.dueAt!).toISOString()}`);
+        await expireApproval(ctx, fresh);
       });
     }
     await refreshSuspendedGauge(ctx);
@@ -127,6 +127,20 @@ export class Scheduler {
       if (n > 0) ctx.log.info({ pruned: n, retentionMs: ctx.config.RECORD_RETENTION, noActionRetentionMs: ctx.config.RECORD_RETENTION_NO_ACTION }, 'old rollback records deleted');
     }
   }
+}
+
+/** Whether a rollback pending approval is past its expiry (`dueAt`) at `now`. */
+export function approvalExpired(rec: RollbackRecord, now: number): boolean {
+  return rec.state === 'pending_approval' && (rec.dueAt ?? Infinity) <= now;
+}
+
+/**
+ * Closes a rollback whose approval expired: written only while it is still pending_approval (an
+ * answer or another expiry written first wins). The scheduler's tick, and an approve or reject
+ * that arrives after the expiry but before the tick (requests.ts).
+ */
+export function expireApproval(ctx: EngineContext, rec: RollbackRecord): Promise<boolean> {
+  return ctx.finishFrom(rec, 'pending_approval', 'expired', `approval not given before ${new Date(rec.dueAt!).toISOString()}`);
 }
 
 /**

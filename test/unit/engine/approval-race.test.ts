@@ -48,7 +48,8 @@ function view(shared: Store, o: { gate?: Gate; putDelayMs?: number }): Store {
   });
 }
 
-type View = { gate?: Gate; putDelayMs?: number };
+/** `now`: that replica's clock (default the real one). */
+type View = { gate?: Gate; putDelayMs?: number; now?: () => number };
 
 /** Replicas a and b on one store; an alert leaves one record pending approval (rule latency-p1, or `chain`'s first target). */
 async function twoReplicas(o: { a?: View; b?: View; env?: Record<string, string>; chain?: boolean } = {}) {
@@ -60,8 +61,9 @@ async function twoReplicas(o: { a?: View; b?: View; env?: Record<string, string>
   const pending = (await seed.engine.records.list({}))[0]!;
   if (pending.state !== 'pending_approval') throw new Error(`expected pending_approval, got ${pending.state}`);
   const env = o.env ?? {};
-  const a = testEngine({ store: view(shared, o.a ?? {}), owner: 'replica-a', action, env, ...rules });
-  const b = testEngine({ store: view(shared, o.b ?? {}), owner: 'replica-b', action, env, ...rules });
+  const clock = (v?: View) => (v?.now ? { now: v.now } : {});
+  const a = testEngine({ store: view(shared, o.a ?? {}), owner: 'replica-a', action, env, ...rules, ...clock(o.a) });
+  const b = testEngine({ store: view(shared, o.b ?? {}), owner: 'replica-b', action, env, ...rules, ...clock(o.b) });
   const counted = async (outcome: string) => ((await metricValue(a.metrics, 'rollguard_rollbacks_total', { outcome })) ?? 0) + ((await metricValue(b.metrics, 'rollguard_rollbacks_total', { outcome })) ?? 0);
   const idle = () => Promise.all([a.engine.idle(), b.engine.idle()]);
   return { shared, action, a, b, id: pending.id, counted, idle };
@@ -105,9 +107,10 @@ for (const winner of ['approve', 'reject'] as const) {
 }
 
 t.test('approve and the expiry on another replica: the approval written first wins, the expiry changes nothing', async (t) => {
-  // both read the record pending; a's approval lands at 10 ms, b's expiry is written after it (40 ms)
+  // both read the record pending; a's approval, given before the expiry by a's clock (a second
+  // behind b's), lands at 10 ms, b's expiry is written after it (40 ms)
   const gate = new Gate(2);
-  const r = await twoReplicas({ a: { gate, putDelayMs: 10 }, b: { gate, putDelayMs: 40 } });
+  const r = await twoReplicas({ a: { gate, putDelayMs: 10, now: () => Date.now() - 1000 }, b: { gate, putDelayMs: 40 } });
   const rec = (await r.shared.getRecord(r.id))!;
   await r.shared.putRecord({ ...rec, dueAt: Date.now() - 1 });
   const [approved] = await Promise.all([r.a.engine.approve(r.id, 'alice'), r.b.engine.tick()]);
@@ -122,9 +125,10 @@ t.test('approve and the expiry on another replica: the approval written first wi
 });
 
 t.test('the expiry written first wins over an approval read before it: refused, nothing executed', async (t) => {
-  // both read the record pending; a's approval lands late (30 ms): b's expiry is written first
+  // both read the record pending; a's approval, given before the expiry by a's clock, lands late
+  // (30 ms): b's expiry is written first
   const gate = new Gate(2);
-  const r = await twoReplicas({ a: { gate, putDelayMs: 30 }, b: { gate } });
+  const r = await twoReplicas({ a: { gate, putDelayMs: 30, now: () => Date.now() - 1000 }, b: { gate } });
   const rec = (await r.shared.getRecord(r.id))!;
   await r.shared.putRecord({ ...rec, dueAt: Date.now() - 1 });
   const [approved] = await Promise.all([r.a.engine.approve(r.id, 'alice'), r.b.engine.tick()]);

@@ -9,8 +9,8 @@ import { RuleHolder } from '../../../src/rules/holder.js';
 import { ADMIN_TOKEN, WEBHOOK_TOKEN } from '../../support/app.js';
 import { firing, RULES, testEngine } from '../../support/engine.js';
 
-async function setup(env: Record<string, string> = {}) {
-  const e = testEngine({ env: { WEBHOOK_TOKEN, ADMIN_TOKEN, ...env } });
+async function setup(env: Record<string, string> = {}, now?: () => number) {
+  const e = testEngine({ env: { WEBHOOK_TOKEN, ADMIN_TOKEN, ...env }, ...(now ? { now } : {}) });
   const dir = mkdtempSync(join(tmpdir(), 'rg-rules-'));
   writeFileSync(join(dir, 'rules.yaml'), RULES);
   const holder = await RuleHolder.create({ paths: [dir], metrics: e.metrics });
@@ -149,6 +149,29 @@ t.test('approve and reject over the API', async (t) => {
   t.equal(twice.statusCode, 409);
   t.equal((await s.app.inject({ method: 'POST', url: '/v1/rollbacks/rb-nope/approve', headers: s.admin, payload: {} })).statusCode, 404);
   t.equal(s.action.executed.length, 1);
+});
+
+t.test('approve or reject after the approval expired, before the scheduler closed it: 409 saying so, closed expired, nothing run', async (t) => {
+  let offset = 0;
+  const s = await setup({}, () => Date.now() + offset);
+  await s.deliver(firing('HighLatency', 'a'));
+  await s.deliver(firing('HighLatency', 'b'));
+  const [rb, ra] = (await s.app.inject('/v1/rollbacks?state=pending_approval')).json().rollbacks;
+  offset += 11 * 60_000; // the rule's approval expiresAfter is 10m; no scheduler tick has run
+  for (const [verb, rec] of [['approve', ra], ['reject', rb]] as const) {
+    const r = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rec.id}/${verb}`, headers: s.admin, payload: { by: 'alice' } });
+    await s.engine.idle();
+    t.equal(r.statusCode, 409, verb);
+    t.equal(r.json().message, `rollback ${rec.id} expired: its approval was due by ${new Date(rec.dueAt).toISOString()}; it is closed expired and nothing was run`, verb);
+    const after = (await s.app.inject(`/v1/rollbacks/${rec.id}`)).json();
+    t.equal(after.state, 'expired', `${verb}: closed expired`);
+    t.notOk(after.approval, `${verb}: no answer recorded`);
+    t.notOk(after.timeline.some((x: { step: string }) => x.step === 'approved' || x.step === 'rejected'), `${verb}: no answer in the timeline`);
+  }
+  t.equal(s.action.executed.length, 0, 'nothing executed');
+  const again = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${ra.id}/approve`, headers: s.admin, payload: {} });
+  t.equal(again.statusCode, 409);
+  t.equal(again.json().message, `rollback ${ra.id} is expired, not pending approval`);
 });
 
 t.test('POST /-/reload: a broken file keeps the last good rules (422), a good one applies', async (t) => {
