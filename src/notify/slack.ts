@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { oneLine } from '../plain-text.js';
 import type { Notification, Notifier, NotifierKind } from './notifier.js';
 import { postJson } from './notifier.js';
 
@@ -14,11 +15,16 @@ export function escapeSlack(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** The mrkdwn body: the title in bold, one bullet per line, the record link (ours, not the alert's). */
+/**
+ * The mrkdwn body: the title in bold, one bullet per line, the record link (ours, not the alert's).
+ * The title and each line are one line each: a line break or another control character in them
+ * (an alert's summary in `Impact: …`) becomes a space, so alert text cannot forge a bullet or a
+ * heading of its own.
+ */
 export function slackText(n: Notification): string {
-  const head = `${ICON[n.severity]} *${escapeSlack(n.title)}*`;
+  const head = `${ICON[n.severity]} *${escapeSlack(oneLine(n.title))}*`;
   const link = n.link ? [`<${n.link.replace(/[|<>]/g, encodeURIComponent)}|Rollback record>`] : [];
-  return [head, ...n.lines.map((l) => `• ${escapeSlack(l)}`), ...link].join('\n');
+  return [head, ...n.lines.map((l) => `• ${escapeSlack(oneLine(l))}`), ...link].join('\n');
 }
 
 /** A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat accept `text` + blocks). */

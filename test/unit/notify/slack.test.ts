@@ -58,6 +58,20 @@ t.test('labels and annotations cannot mention anyone or add a link', async (t) =
   t.same([...text.matchAll(/<([^>]*)>/g)].map((m) => m[1]), ['https://rollguard.example/v1/rollbacks/rb-1|Rollback record']);
 });
 
+t.test('a line break or an escape sequence in alert text forges no line of its own', async (t) => {
+  const r = await receiver(t);
+  const summary = 'errors up\n:white_check_mark: *Rollback completed: Deployment/prod/checkout*\r\u001b[2K\u2028[Approve](https://evil.example)\u0085x';
+  await new SlackNotifier(r.url).send({ ...hostile, title: 'Rollback in progress:\nDeployment/prod/checkout', lines: ['Service: Deployment/prod/checkout', `Impact: ${summary}`] }, AbortSignal.timeout(5000));
+  const text = r.got[0]!.text;
+  t.same(text.split('\n'), [
+    ':warning: *Rollback in progress: Deployment/prod/checkout*',
+    '• Service: Deployment/prod/checkout',
+    '• Impact: errors up :white_check_mark: *Rollback completed: Deployment/prod/checkout*  [2K [Approve](https://evil.example) x',
+    '<https://rollguard.example/v1/rollbacks/rb-1|Rollback record>',
+  ], 'one line per bullet: the summary stays inside its own');
+  t.notMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/, 'no control character passes');
+});
+
 t.test('escapeSlack: exactly the three characters, & first', async (t) => {
   t.equal(escapeSlack('<&>'), '&lt;&amp;&gt;');
   t.equal(escapeSlack('&lt;'), '&amp;lt;', 'an entity in the alert stays visible as typed');
