@@ -1,8 +1,23 @@
 import { gitopsLines } from '../gitops/stage.js';
+import { oneLine } from '../plain-text.js';
 import type { RollbackRecord } from './record.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? '–' : new Date(ms).toISOString());
 const mins = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '–' : `${((b - a) / 60_000).toFixed(1)} min`);
+
+/**
+ * Alert text (a label, an annotation) as one line of plain markdown text: control characters and
+ * line breaks become spaces, and the characters markdown reads as syntax are escaped, so it can
+ * neither open a heading, a table row or a section of its own, nor make a link, an image, HTML or
+ * emphasis: `[Approve](https://…)` shows as typed.
+ */
+export function alertText(text: string): string {
+  return oneLine(text)
+    .trim()
+    .replace(/[\\`*_[\]()<>#!|~&{}]/g, '\\$&')
+    .replace(/^[-+=]/, '\\$&')
+    .replace(/^(\d+)\./, '$1\\.');
+}
 
 /** A markdown incident report of one rollback, in the shape of the runbooks' post-mortem template. */
 export function incidentReport(r: RollbackRecord): string {
@@ -15,7 +30,7 @@ export function incidentReport(r: RollbackRecord): string {
     '## What happened',
     '',
     r.alert
-      ? `Alert **${r.alert.labels.alertname ?? '?'}** started firing at ${iso(r.alert.startsAt)}${r.alert.annotations.summary ? `: ${r.alert.annotations.summary}` : ''}.`
+      ? `Alert **${alertText(r.alert.labels.alertname ?? '?')}** started firing at ${iso(r.alert.startsAt)}${r.alert.annotations.summary ? `: ${alertText(r.alert.annotations.summary)}` : ''}.`
       : `Manual rollback: ${r.reason ?? ''}`,
     r.confirmation ? `Prometheus: ${r.confirmation.outcome}: ${r.confirmation.reason}${r.confirmation.query ? ` (\`${r.confirmation.query}\`)` : ''}.` : '',
     r.decision ? `Decision: ${r.decision.decision}: ${r.decision.reason}.` : '',
@@ -45,7 +60,7 @@ export function incidentReport(r: RollbackRecord): string {
     '',
     '## Impact',
     '',
-    r.alert?.annotations.description ?? r.alert?.annotations.summary ?? '_to be written: users affected, duration_',
+    ...[r.alert?.annotations.description ?? r.alert?.annotations.summary].map((a) => (a === undefined ? '_to be written: users affected, duration_' : alertText(a))),
     '',
     '## Root cause',
     '',

@@ -54,6 +54,22 @@ t.test('list, filter, get and report', async (t) => {
   t.match(report.body, /## Action items/);
 });
 
+t.test("the report: an alert's summary and description with line breaks, escape sequences and markdown forge no line, link or heading", async (t) => {
+  const s = await setup();
+  const summary = 'errors up\n## Root cause\n\nstate: rejected \u001b]52;c;Y3VybA==\u0007\u001b[2K\r[Approve here](https://evil.example/approve)';
+  const description = '1. ![](https://evil.example/px.png) <script>x</script>\n| forged | row |';
+  await s.deliver(firing('MinorBug', 'search', { annotations: { summary, description } }));
+  const [rec] = (await s.app.inject('/v1/rollbacks')).json().rollbacks;
+  const report = (await s.app.inject(`/v1/rollbacks/${rec.id}/report`)).body;
+  t.notMatch(report, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character but line feeds');
+  t.same(report.split('\n').filter((l) => l.startsWith('#')), ['# Incident report: Deployment/prod/search', '## What happened', '## When it was detected and how long it took', '## Why a rollback was (or was not) done: the guards', '## Timeline', '## Impact', '## Root cause', '## Action items'], 'the headings are the report\'s own, once each');
+  t.notMatch(report, /^(state: rejected|\| forged)/m, 'no line of the alert\'s own');
+  t.match(report, 'started firing at', 'the summary stays on the alert line');
+  t.match(report, ': errors up \\#\\# Root cause  state: rejected  \\]52;c;Y3VybA==  \\[2K \\[Approve here\\]\\(https://evil.example/approve\\).', 'escaped: shown as typed, no link');
+  const impact = report.split('## Impact\n\n')[1]!.split('\n')[0];
+  t.equal(impact, '1\\. \\!\\[\\]\\(https://evil.example/px.png\\) \\<script\\>x\\</script\\> \\| forged \\| row \\|', 'the description: one paragraph, no list, image, HTML or table row');
+});
+
 t.test('GET /v1/rollbacks pages with cursor and limit, returning nextCursor', async (t) => {
   const s = await setup();
   for (let i = 0; i < 5; i++) await s.store.putRecord({ id: `rb-page${i}`, target: `Deployment/prod/p${i}`, state: 'succeeded', createdAt: 1000 + i, timeline: [] });
