@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ApiClient, CliError, EXIT } from './client.js';
 import { OUTPUTS, type Output } from './format.js';
-import type { CliIo } from './io.js';
+import { terminalSafe, type CliIo } from './io.js';
 
 /**
  * One API command (`rollguard rollbacks list`, `status`, …): its usage, options and body. run()
@@ -88,7 +88,7 @@ export function helpText(spec: CommandSpec): string {
 }
 
 export async function runCommand(spec: CommandSpec, argv: string[], env: CommandEnv): Promise<number> {
-  const { io } = env;
+  const io = terminalSafe(env.io);
   const opts = { ...(spec.options ?? {}), ...COMMON };
   let values: Record<string, string | boolean | undefined>;
   let args: string[];

@@ -117,6 +117,25 @@ t.test('ROLLGUARD_TOKEN holding two tokens (a token file during a rotation): exi
   t.equal(await statusCommand('status', [], one.e), EXIT.unreachable, 'one token with a trailing newline is sent');
 });
 
+t.test('what the server sends reaches the terminal without control characters: a report holding an escape sequence rewrites nothing', async (t) => {
+  const report = '# Incident report: Deployment/prod/checkout\n\nAlert started: x \u001b]52;c;Y3VybCBldmlsLnNofHNo\u0007 \u001b[2K\rstate: rejected\u009b31m\n\n## Impact';
+  const out: string[] = [];
+  const err: string[] = [];
+  const e: CommandEnv = {
+    io: { out: (s) => out.push(s), err: (s) => err.push(s) },
+    env: { ROLLGUARD_URL: 'http://rollguard.test' },
+    now: () => Date.UTC(2026, 10, 23, 12, 0, 0),
+    fetch: async (u) =>
+      String(u).endsWith('/report')
+        ? new Response(report, { headers: { 'content-type': 'text/markdown; charset=utf-8' } })
+        : new Response(JSON.stringify({ message: 'no rollback rb-1\u001b[2K\rbut all is well' }), { status: 404, headers: { 'content-type': 'application/json' } }),
+  };
+  t.equal(await rollbacksCommand(['report', 'rb-1'], e), EXIT.ok);
+  t.same(out.join('\n').split('\n'), ['# Incident report: Deployment/prod/checkout', '', 'Alert started: x  ]52;c;Y3VybCBldmlsLnNofHNo   [2K state: rejected 31m', '', '## Impact'], 'line feeds kept, every other control character a space');
+  t.equal(await rollbacksCommand(['get', 'rb-1'], e), EXIT.notFound);
+  t.same(err, ['rollguard rollbacks get: no rollback rb-1 [2K but all is well'], 'stderr too');
+});
+
 t.test('an unreachable server: exit 3 naming the variable or the flag that gave the URL', async (t) => {
   const port = await freePort();
   const fromEnv = env({ ROLLGUARD_URL: `http://127.0.0.1:${port}` });
