@@ -99,8 +99,8 @@ export function rollbacksRoutes(engine: Engine): RouteModule {
       : res.expiredAt !== undefined ? { kind: 'conflict', message: `rollback ${id} expired: its approval was due by ${new Date(res.expiredAt).toISOString()}; it is closed expired and nothing was run` }
       : { kind: 'conflict', message: `rollback ${id} is ${res.state}, not pending approval` };
     const requests: { verb: string; summary: string; done: string; conflict: string; run: (id: string, body: z.output<typeof decisionBody>) => Promise<RecordRequestResult> }[] = [
-      { verb: 'approve', summary: 'approve a rollback pending approval', done: 'done', conflict: 'not pending approval', run: async (id, b) => pending(id, await engine.approve(id, b.by, b.comment)) },
-      { verb: 'reject', summary: 'reject a rollback pending approval', done: 'done', conflict: 'not pending approval', run: async (id, b) => pending(id, await engine.reject(id, b.by, b.comment)) },
+      { verb: 'approve', summary: 'approve a rollback pending approval', done: 'done', conflict: 'not pending approval, or past its approval expiry (then closed expired, nothing run)', run: async (id, b) => pending(id, await engine.approve(id, b.by, b.comment)) },
+      { verb: 'reject', summary: 'reject a rollback pending approval', done: 'done', conflict: 'not pending approval, or past its approval expiry (then closed expired)', run: async (id, b) => pending(id, await engine.reject(id, b.by, b.comment)) },
       {
         verb: 'resume-gitops',
         summary: "put back exactly what a rollback suspended on its GitOps owners (Argo CD automated sync, Flux spec.suspend); after the bad commit is reverted in git",
