@@ -92,22 +92,33 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   };
 }
 
-/** Step 2: suspends the owners (policy suspend) and records exactly what was changed. Throws if one cannot be suspended. */
+const ownerKey = (o: Pick<Owner, 'kind' | 'namespace' | 'name'>) => `${o.kind}/${o.namespace}/${o.name}`;
+
+/**
+ * Step 2: suspends the owners (policy suspend) and records exactly what was changed. Throws if one
+ * cannot be suspended. An owner the record already holds a suspension of (a recovery going on with
+ * the rollback after its replica died: execute(..., resumed = true)) is not suspended again: its
+ * field now holds rollguard's own value, which a second suspension would keep as the value before,
+ * and resume would then leave the owner suspended.
+ */
 export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord, actx: ActionContext): Promise<void> {
   const g = rec.gitops;
   if (!g || g.policy !== 'suspend' || !actx.kube || actx.dryRun) return;
-  const owners = toSuspend(g.owners);
+  const held = g.suspended ?? [];
+  const heldKeys = new Set(held.map(ownerKey));
+  const owners = toSuspend(g.owners).filter((o) => !heldKeys.has(ownerKey(o)));
   if (owners.length === 0) return;
   await actx.checkFence();
   let done: Suspension[];
   try {
     done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx));
   } catch (err) {
-    g.suspended = (err as { suspended?: Suspension[] }).suspended ?? [];
-    await countSuspended(ctx, rec, g.suspended);
+    const some = (err as { suspended?: Suspension[] }).suspended ?? [];
+    g.suspended = [...held, ...some];
+    await countSuspended(ctx, rec, some);
     throw err;
   }
-  g.suspended = done;
+  g.suspended = [...held, ...done];
   await countSuspended(ctx, rec, done);
   ctx.records.step(rec, 'gitops_suspended', `suspended ${done.map(suspensionWords).join('; ')}: ${NEXT(rec.id)}`, { suspended: done });
   await ctx.records.save(rec);

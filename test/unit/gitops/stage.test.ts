@@ -4,8 +4,10 @@
 import t from 'tap';
 import type { ExecuteResult, PlannedWrite, RollbackPlan } from '../../../src/actions/action.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
-import { driftedBack, withGitOps } from '../../../src/gitops/stage.js';
-import type { Owner } from '../../../src/gitops/types.js';
+import { driftedBack, suspendBeforeWrite, withGitOps } from '../../../src/gitops/stage.js';
+import { resumeOwners } from '../../../src/gitops/suspend.js';
+import { refreshSuspendedGauge } from '../../../src/gitops/tally.js';
+import { OWNER_RESOURCES, type Owner } from '../../../src/gitops/types.js';
 import { RESOURCES, type ResourceType } from '../../../src/kube/kube.js';
 import { bareEngineContext } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -122,4 +124,26 @@ t.test('a Helm release whose owner could not be checked: refused unless the rule
       t.same(out.refusal, { code: 'gitops_owned', message: `${why}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles HelmRelease/shop/cart` }, `${policy}: refused, naming the setting`);
     }
   }
+});
+
+const APP: Owner = { ...KS, tool: 'Argo CD', kind: 'Application', namespace: 'argocd', name: 'shop', via: 'annotation argocd.argoproj.io/tracking-id', sync: 'automated sync with self-heal', settleMs: 20_000 };
+
+t.test('a recovery going on with a rollback (suspendBeforeWrite again on its record) keeps the first suspension: resume puts the owners back as they were', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m' } });
+  kube.add(OWNER_RESOURCES.Application, { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'shop', namespace: 'argocd' }, spec: { syncPolicy: { automated: { selfHeal: true } } } });
+  const ctx = engineContext();
+  const rec = { id: 'r-1', createdAt: Date.now(), timeline: [], times: {}, gitops: { policy: 'suspend', owners: [KS, APP] } } as unknown as RollbackRecord;
+  await suspendBeforeWrite(ctx, rec, context(kube)); // replica A, which then dies mid-way through its writes
+  const first = structuredClone(rec.gitops!.suspended);
+  t.same(first!.map((s) => [s.kind, s.before]), [['Kustomization', undefined], ['Application', undefined]], 'both fields were unset before');
+  const patches = kube.patches().length;
+  await suspendBeforeWrite(ctx, rec, context(kube)); // replica B's recovery: execute(..., resumed = true)
+  t.same(rec.gitops!.suspended, first, 'the record still holds what was there before rollguard, not its own paused values');
+  t.equal(kube.patches().length, patches, 'the owners are not written again');
+  await refreshSuspendedGauge(ctx);
+  t.equal((await ctx.metrics.gitopsSuspended.get()).values[0]?.value, 2, 'each owner counted once in rollguard_gitops_suspended');
+  await resumeOwners(kube, rec.gitops!.suspended!);
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'the Kustomization no longer suspended');
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'shop')!.spec.syncPolicy.automated, { selfHeal: true }, 'automated sync on again, as it was');
 });
