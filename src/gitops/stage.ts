@@ -109,9 +109,15 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   const owners = toSuspend(g.owners).filter((o) => !heldKeys.has(ownerKey(o)));
   if (owners.length === 0) return;
   await actx.checkFence();
+  // paused by someone else since the plan: recorded as found paused, never resumed by rollguard
+  const foundPaused = (o: Owner, sync: string) => {
+    const i = g.owners.findIndex((x) => ownerKey(x) === ownerKey(o));
+    if (i >= 0) g.owners[i] = { ...g.owners[i]!, paused: true, sync };
+    ctx.records.step(rec, 'gitops', `found ${ownerName(o)} already paused when suspending it (${sync}): left alone, and not resumed by rollguard`);
+  };
   let done: Suspension[];
   try {
-    done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx));
+    done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx), foundPaused);
   } catch (err) {
     const some = (err as { suspended?: Suspension[] }).suspended ?? [];
     g.suspended = [...held, ...some];
@@ -120,7 +126,7 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   }
   g.suspended = [...held, ...done];
   await countSuspended(ctx, rec, done);
-  ctx.records.step(rec, 'gitops_suspended', `suspended ${done.map(suspensionWords).join('; ')}: ${NEXT(rec.id)}`, { suspended: done });
+  if (done.length) ctx.records.step(rec, 'gitops_suspended', `suspended ${done.map(suspensionWords).join('; ')}: ${NEXT(rec.id)}`, { suspended: done });
   await ctx.records.save(rec);
 }
 

@@ -10,8 +10,8 @@
 // create `automated: {}`, which Argo CD reads as automated sync ON.
 import type { Kube, RequestOptions } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
-import { ENABLED_FIELD } from './argocd.js';
-import { SUSPEND_FIELD } from './flux.js';
+import { describeApplication, ENABLED_FIELD } from './argocd.js';
+import { describeFlux, SUSPEND_FIELD } from './flux.js';
 import { OWNER_RESOURCES, ownerName, type Owner, type Suspension } from './types.js';
 
 /** {"spec":{"suspend":v}} from "/spec/suspend" and v. */
@@ -43,11 +43,21 @@ const ATTEMPTS = 3;
 /**
  * Suspends each owner that is not paused already, in order; the resourceVersion read with the value
  * makes the write fail (409) rather than overwrite a change made in between (then the owner is read
- * again, and the value before is the one of that read). Returns what was
- * changed; on an error the owners suspended so far are in `err.suspended` so that the caller can
- * record them.
+ * again, and the value before is the one of that read). An owner that the read before the write
+ * finds paused already (a human removed Argo CD's `automated` or ran `flux suspend` since the plan)
+ * is not written: a merge patch under a removed `automated` would create `automated: {enabled:
+ * false}`, and its resume `automated: {}`, which Argo CD reads as automated sync ON. It is passed
+ * to `foundPaused` with its sync settings in words, and not among the suspensions returned, so
+ * that resume leaves it as that human left it. Returns what was changed; on an error the owners
+ * suspended so far are in `err.suspended` so that the caller can record them.
  */
-export async function suspendOwners(kube: Kube, owners: Owner[], now: () => number, opts: RequestOptions = {}): Promise<Suspension[]> {
+export async function suspendOwners(
+  kube: Kube,
+  owners: Owner[],
+  now: () => number,
+  opts: RequestOptions = {},
+  foundPaused: (owner: Owner, sync: string) => void = () => {},
+): Promise<Suspension[]> {
   const done: Suspension[] = [];
   for (const o of owners) {
     if (o.paused || !o.found) continue;
@@ -56,6 +66,12 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
     for (let attempt = 1; ; attempt++) {
       try {
         const obj = await kube.get(rt, o.namespace, o.name, opts);
+        // paused as Argo CD and Flux read it: the same rule as at plan time
+        const fresh = o.kind === 'Application' ? describeApplication(o, obj, undefined, o.objects) : describeFlux(o, obj, o.objects);
+        if (fresh.paused) {
+          foundPaused(o, fresh.sync);
+          break;
+        }
         const before = readAt(obj, field);
         const patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion), 'merge', opts);
         // The API server drops a field its CRD's schema does not know (an Application CRD from

@@ -295,3 +295,21 @@ t.test('a Helm release\'s workload: its HelmRelease counts only if its status sa
   const plain = await findOwners(hr({}), [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'checkout' }], ARGO);
   t.same(names(plain), ['Flux HelmRelease flux-system/platform'], 'an object a plan writes (not found as a release\'s workload) is checked by the inventory alone, as before');
 });
+
+t.test('an owner paused by someone else between the plan and the suspension is left alone, not suspended on top (a merge patch under a removed automated creates automated: {}, which is ON)', async (t) => {
+  const kube = cluster();
+  const owners = await findOwners(kube, [obj('checkout'), obj('cart')], ARGO);
+  t.same(owners.map((o) => o.paused), [false, false], 'both reconciling when planned');
+  // then the person on call pauses both the usual way: automated removed, flux suspend
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  delete app.spec.syncPolicy.automated;
+  kube.put(OWNER_RESOURCES.Application, app);
+  const k = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+  kube.put(OWNER_RESOURCES.Kustomization, { ...k, spec: { ...k.spec, suspend: true } });
+  const paused: string[] = [];
+  const done = await suspendOwners(kube, owners, () => 1, {}, (o, sync) => paused.push(`${o.kind} ${o.name}: ${sync}`));
+  t.same(done, [], 'nothing recorded as suspended by rollguard, so resume writes nothing');
+  t.equal(kube.patches().length, 0, 'neither owner written');
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy, {}, 'no automated: {} created');
+  t.same(paused, ['Kustomization apps: suspended (spec.suspend: true); otherwise reconciled every 5m, drift corrected on each run', 'Application cart: manual sync (no automated sync)'], 'each said found paused');
+});

@@ -147,3 +147,16 @@ t.test('a recovery going on with a rollback (suspendBeforeWrite again on its rec
   t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'the Kustomization no longer suspended');
   t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'shop')!.spec.syncPolicy.automated, { selfHeal: true }, 'automated sync on again, as it was');
 });
+
+t.test('an owner paused by hand between the plan and the suspension: the record says it was found paused, and holds no suspension of it', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Application, { apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'shop', namespace: 'argocd' }, spec: { syncPolicy: { syncOptions: ['CreateNamespace=true'] } } });
+  const ctx = engineContext();
+  // planned with automated sync on; a human removed automated since (during the migration Job, say)
+  const rec = { id: 'r-1', createdAt: Date.now(), timeline: [], times: {}, gitops: { policy: 'suspend', owners: [APP] } } as unknown as RollbackRecord;
+  await suspendBeforeWrite(ctx, rec, context(kube));
+  t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'shop')!.spec.syncPolicy, { syncOptions: ['CreateNamespace=true'] }, 'no automated: {} (automated sync ON) created');
+  t.notOk(rec.gitops!.suspended?.length, 'no suspension recorded: resume-gitops has nothing to put back');
+  t.match(rec.gitops!.owners[0], { paused: true, sync: 'manual sync (no automated sync)' });
+  t.match(rec.timeline, [{ step: 'gitops', message: 'found Argo CD Application argocd/shop already paused when suspending it (manual sync (no automated sync)): left alone, and not resumed by rollguard' }]);
+});
