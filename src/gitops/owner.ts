@@ -21,7 +21,7 @@ import { getOrNull, type Kube, type KubeObject, type RequestOptions, type Resour
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
 import { describeFlux, fluxOwnerRef } from './flux.js';
 import { OWNER_RESOURCES, type Owner, type OwnerRef } from './types.js';
-import { notInstalling, notListedBy, type ObjectIdentity } from './verify.js';
+import { appliesElsewhere, notInstalling, notListedBy, type ObjectIdentity } from './verify.js';
 
 export interface ObjectRef {
   resource: ResourceType;
@@ -64,6 +64,11 @@ function claimsOf(obj: KubeObject, argo: ArgoSettings): Claim[] {
 /** Whether the owner's status has the list that tells which objects it manages (verify.ts). */
 function hasListing(ref: OwnerRef, owner: KubeObject): boolean {
   return Array.isArray(ref.kind === 'Application' ? owner.status?.resources : owner.status?.inventory?.entries);
+}
+
+/** Whether the owner shows that it does not manage the object: it applies to another cluster, or its status lists other objects but not it. */
+function showsNotManaging(ref: OwnerRef, owner: KubeObject, identity: ObjectIdentity): boolean {
+  return !!appliesElsewhere(ref, owner) || (hasListing(ref, owner) && !!notListedBy(ref, owner, [identity]));
 }
 
 /** The owner, marked unverified when its own status does not list every object that names it. */
@@ -110,8 +115,8 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
         if (firm) owners.push({ ...ref, found: false, sync: 'not found', correctsDrift: false, paused: false, settleMs: 0, objects: objs() });
         continue;
       }
-      // an instance label beside Flux labels, on an object this owner's status shows it does not manage: the chart's label
-      const counted = by.filter((n) => !n.besideFlux || !hasListing(ref, obj) || !notListedBy(ref, obj, [n.identity]));
+      // an instance label beside Flux labels, on an object this owner shows it does not manage (another cluster's, or not listed): the chart's label
+      const counted = by.filter((n) => !n.besideFlux || !showsNotManaging(ref, obj, n.identity));
       if (counted.length === 0) continue;
       const ids = counted.map((n) => n.identity);
       const names = counted.map((n) => n.id);

@@ -18,6 +18,8 @@ const deploy = (meta: Partial<KubeObject['metadata']>): KubeObject => ({
   spec: {},
 });
 const TRACK = 'argocd.argoproj.io/tracking-id';
+/** Argo CD's destination for the cluster it runs in (an Application's spec.destination is required) */
+const IN_CLUSTER = { server: 'https://kubernetes.default.svc', namespace: 'shop' };
 
 t.test('Argo CD tracking annotation: the Application, in the controller namespace or its own', async (t) => {
   t.same(argoOwnerRef(deploy({ annotations: { [TRACK]: 'checkout:apps/Deployment:shop/checkout' } }), ARGO), {
@@ -56,7 +58,7 @@ function cluster() {
     status: { inventory: { entries: [{ id: 'shop_checkout_apps_Deployment', v: 'v1' }] } } });
   kube.add(OWNER_RESOURCES.Application, {
     apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'cart', namespace: 'argocd' },
-    spec: { syncPolicy: { automated: { prune: true, selfHeal: true } } },
+    spec: { destination: IN_CLUSTER, syncPolicy: { automated: { prune: true, selfHeal: true } } },
     status: { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'cart' }] },
   });
   return kube;
@@ -93,7 +95,7 @@ function mixed(labels: Record<string, string>, annotations?: Record<string, stri
   if (app) {
     kube.add(OWNER_RESOURCES.Application, {
       apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'checkout', namespace: 'argocd' },
-      spec: { syncPolicy: { automated: { selfHeal: true } } }, ...(app.resources ? { status: { resources: app.resources } } : {}),
+      spec: { destination: IN_CLUSTER, syncPolicy: { automated: { selfHeal: true } } }, ...(app.resources ? { status: { resources: app.resources } } : {}),
     });
   }
   return kube;
@@ -312,4 +314,11 @@ t.test('an owner paused by someone else between the plan and the suspension is l
   t.equal(kube.patches().length, 0, 'neither owner written');
   t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy, {}, 'no automated: {} created');
   t.same(paused, ['Kustomization apps: suspended (spec.suspend: true); otherwise reconciled every 5m, drift corrected on each run', 'Application cart: manual sync (no automated sync)'], 'each said found paused');
+});
+
+t.test('Flux labels beside the instance label of an Application that deploys to another cluster: the Kustomization alone (that Application manages another cluster’s objects)', async (t) => {
+  const kube = mixed({ ...FLUX_KS, ...INSTANCE }, undefined, {});
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'checkout')!;
+  kube.put(OWNER_RESOURCES.Application, { ...app, spec: { ...app.spec, destination: { server: 'https://prod-eu.example.com:6443', namespace: 'shop' } } });
+  t.same(names(await findOwners(kube, [obj('checkout')], ARGO)), ['Flux Kustomization flux-system/apps'], 'not kept as an owner that cannot tell, which would refuse the rollback');
 });

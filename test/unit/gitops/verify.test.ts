@@ -16,7 +16,8 @@ const svc = { group: '', kind: 'Service', namespace: 'shop', name: 'web' };
 const KS: OwnerRef = { tool: 'Flux', kind: 'Kustomization', namespace: 'flux-system', name: 'apps', via: 'labels kustomize.toolkit.fluxcd.io/name and /namespace' };
 const HR: OwnerRef = { ...KS, kind: 'HelmRelease', namespace: 'shop', name: 'web', via: 'labels helm.toolkit.fluxcd.io/name and /namespace' };
 const APP: OwnerRef = { tool: 'Argo CD', kind: 'Application', namespace: 'argocd', name: 'shop', via: 'annotation argocd.argoproj.io/tracking-id' };
-const withStatus = (status: unknown): KubeObject => ({ metadata: { name: 'x' }, spec: {}, status });
+const IN_CLUSTER = { destination: { server: 'https://kubernetes.default.svc', namespace: 'shop' } };
+const withStatus = (status: unknown, spec: Record<string, unknown> = IN_CLUSTER): KubeObject => ({ metadata: { name: 'x' }, spec, status });
 
 t.test('Flux inventory ids: <namespace>_<name>_<group>_<kind>, the core group empty, a colon written __', async (t) => {
   t.equal(fluxInventoryId(web), 'shop_web_apps_Deployment');
@@ -41,6 +42,29 @@ t.test('an Application lists the object in status.resources (group and namespace
   t.match(notListedBy(APP, app, [{ ...web, name: 'payments' }]), /^Deployment\/shop\/payments names Argo CD Application argocd\/shop by its annotation argocd\.argoproj\.io\/tracking-id, but that Application's status\.resources does not list it/);
   t.match(notListedBy(APP, app, [{ ...svc, group: 'apps' }]), /does not list it/, 'the group counts');
   t.match(notListedBy(APP, withStatus({ sync: { status: 'Unknown' } }), [web]), /status\.resources lists nothing .*cannot be verified/);
+});
+
+t.test('an owner that deploys to another cluster is not shown to manage this cluster’s object, whatever its status lists (it names no cluster)', async (t) => {
+  const resources = { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'web' }] };
+  const dest = (destination: Record<string, string>) => withStatus(resources, { destination });
+  t.equal(notListedBy(APP, dest({ server: 'https://kubernetes.default.svc', namespace: 'shop' }), [web]), undefined, 'the in-cluster server');
+  t.equal(notListedBy(APP, dest({ name: 'in-cluster', namespace: 'shop' }), [web]), undefined, 'the in-cluster name');
+  t.equal(
+    notListedBy(APP, dest({ server: 'https://prod-eu.example.com:6443', namespace: 'shop' }), [web]),
+    'Deployment/shop/web names Argo CD Application argocd/shop by its annotation argocd.argoproj.io/tracking-id, but that Application deploys to https://prod-eu.example.com:6443 ' +
+      '(spec.destination.server), not to the cluster rollguard and Argo CD run in (https://kubernetes.default.svc, named in-cluster), and its status.resources names no cluster: ' +
+      'it is not taken for the owner of this cluster’s object',
+  );
+  t.match(notListedBy(APP, dest({ name: 'prod-eu', namespace: 'shop' }), [web]), /but that Application deploys to the cluster named prod-eu \(spec\.destination\.name\), not to /);
+  t.match(notListedBy(APP, withStatus(resources, {}), [web]), /but that Application names no destination cluster \(spec\.destination\)/);
+  const inv = { inventory: { entries: [{ id: 'shop_web_apps_Deployment', v: 'v1' }] } };
+  t.equal(notListedBy(KS, withStatus(inv, { interval: '5m' }), [web]), undefined);
+  t.equal(
+    notListedBy(KS, withStatus(inv, { interval: '5m', kubeConfig: { secretRef: { name: 'prod-eu-kubeconfig' } } }), [web]),
+    'Deployment/shop/web names Flux Kustomization flux-system/apps by its labels kustomize.toolkit.fluxcd.io/name and /namespace, but that Kustomization applies to another cluster ' +
+      '(spec.kubeConfig), and its status.inventory names no cluster: it is not taken for the owner of this cluster’s object',
+  );
+  t.match(notListedBy(HR, withStatus(inv, { kubeConfig: { configMapRef: { name: 'prod-eu' } } }), [web]), /but that HelmRelease applies to another cluster \(spec\.kubeConfig\)/);
 });
 
 t.test('owner scope: the deny lists always; GITOPS_OWNER_ALLOW when set, SCOPE_NAMESPACES otherwise', async (t) => {
@@ -127,4 +151,23 @@ t.test('Flux labels beside a Helm chart’s app.kubernetes.io/instance (Argo CD 
   t.equal(rec!.state, 'dry_run', rec!.outcome?.message ?? '');
   t.same(rec!.gitops?.owners.map((o) => `${o.tool} ${o.kind} ${o.namespace}/${o.name}`), ['Flux Kustomization flux-system/flux-system'], 'not dropped for the Application the label seems to name');
   t.match(rec!.plan?.summary, /first suspends Flux Kustomization flux-system\/flux-system \(gitops: suspend\)/);
+});
+
+t.test('a tracking annotation naming an Application of a hub’s Argo CD that deploys to another cluster: refused, that Application not suspended', async (t) => {
+  const kube = standardCluster();
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'web')!;
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, annotations: { ...d.metadata.annotations, 'argocd.argoproj.io/tracking-id': 'shop-prod-eu:apps/Deployment:shop/web' } } });
+  const rs = kube.peek(RESOURCES.replicasets, 'shop', 'web-bb02')!;
+  kube.put(RESOURCES.replicasets, { ...rs, metadata: { ...rs.metadata, creationTimestamp: new Date(Date.now() - 10 * 60_000).toISOString() } });
+  kube.add(OWNER_RESOURCES.Application, {
+    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'shop-prod-eu', namespace: 'argocd' },
+    spec: { destination: { server: 'https://prod-eu.example.com:6443', namespace: 'shop' }, syncPolicy: { automated: { selfHeal: true } } },
+    status: { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'web' }] },
+  });
+  const e = testEngine({ kube, actions: createActions(), env: { DRY_RUN: 'true' } }); // a dry run: refused all the same, and never waits on a rollout
+  await e.deliver(alert());
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'refused', rec!.outcome?.message ?? '');
+  t.match(rec!.outcome?.message, /Application argocd\/shop-prod-eu by its annotation .*deploys to https:\/\/prod-eu\.example\.com:6443 \(spec\.destination\.server\).*not rolled back and Argo CD Application argocd\/shop-prod-eu not suspended/);
+  t.same(kube.patches(), [], 'the other cluster’s Application not paused, the Deployment not written');
 });
