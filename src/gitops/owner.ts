@@ -6,7 +6,13 @@
 // say where to look. Used at plan time; reads only.
 //
 // Which claims count, per object (claimsOf):
-//  - a tracking annotation that names this very object is authoritative: its Application alone;
+//  - a tracking annotation that names this very object names its Application. Flux labels beside
+//    it count too where that Flux owner shows it applies the object (its inventory lists it, or
+//    cannot tell: then it is unverified, and the rollback refused): kustomize-controller would put
+//    it back whatever Argo CD does. They are dropped where the Flux owner does not exist or lists
+//    other objects (labels left over from a move to Argo CD). An annotation naming an Application
+//    that does not exist (stale, or set by whoever may edit the object) leaves the Flux labels to
+//    count as if it were absent: it never hides the owner that really applies the object;
 //  - otherwise the Flux labels (Kustomization or HelmRelease: explicit, set by Flux's controllers)
 //    and the Argo CD instance label of label tracking both count. The instance label is ambiguous
 //    (Helm charts set the same label): it names an owner only if that Application exists, and
@@ -42,17 +48,21 @@ interface Claim {
   byLabel: boolean;
   /** that label, on an object Flux labels too: not counted where the Application's status lists other objects but not it */
   besideFlux: boolean;
+  /** Flux labels on an object whose tracking annotation names it: the Application it names. Counted beside that Application, if it exists, only where the Flux owner exists and does not show it manages other objects instead; checked as if alone otherwise */
+  besideApp?: OwnerRef;
 }
 
 /** The owners an object names (see the top of this file), the explicit one first. */
 function claimsOf(obj: KubeObject, argo: ArgoSettings): Claim[] {
   const a = argoOwnerRef(obj, argo);
+  const flux = fluxOwnerRef(obj);
   if (a && !a.byLabel) {
     const { byLabel: _, ...ref } = a;
-    return [{ ref, byLabel: false, besideFlux: false }];
+    const claims: Claim[] = [{ ref, byLabel: false, besideFlux: false }];
+    if (flux) claims.push({ ref: flux, byLabel: false, besideFlux: false, besideApp: ref });
+    return claims;
   }
   const claims: Claim[] = [];
-  const flux = fluxOwnerRef(obj);
   if (flux) claims.push({ ref: flux, byLabel: false, besideFlux: false });
   if (a) {
     const { byLabel: _, ...ref } = a;
@@ -84,7 +94,7 @@ function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[]): Owne
  * chart's gitops RBAC) is kept with its error: the caller refuses to act on what it cannot see.
  */
 export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSettings, opts: RequestOptions = {}): Promise<Owner[]> {
-  type Named = { id: string; identity: ObjectIdentity; via: string; byLabel: boolean; besideFlux: boolean; release?: { namespace: string; name: string } };
+  type Named = { id: string; identity: ObjectIdentity; via: string; byLabel: boolean; besideFlux: boolean; besideApp?: OwnerRef; release?: { namespace: string; name: string } };
   const refs = new Map<string, { ref: OwnerRef; by: Named[] }>();
   const seen = new Set<string>();
   for (const o of objects) {
@@ -96,27 +106,40 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
     if (!obj.kind) obj.kind = o.resource.kind;
     if (!obj.apiVersion) obj.apiVersion = o.resource.group ? `${o.resource.group}/${o.resource.version}` : o.resource.version;
     const identity = { group: o.resource.group, kind: o.resource.kind, namespace: o.namespace, name: o.name };
-    for (const { ref, byLabel, besideFlux } of claimsOf(obj, argo)) {
+    for (const { ref, byLabel, besideFlux, besideApp } of claimsOf(obj, argo)) {
       const k = key(ref);
       const entry = refs.get(k) ?? { ref, by: [] };
-      entry.by.push({ id, identity, via: ref.via, byLabel, besideFlux, ...(o.release ? { release: o.release } : {}) });
+      entry.by.push({ id, identity, via: ref.via, byLabel, besideFlux, ...(besideApp ? { besideApp } : {}), ...(o.release ? { release: o.release } : {}) });
       refs.set(k, entry);
     }
   }
+  // each owner read once (an Application is read first when the Flux labels beside its annotation are weighed)
+  const reads = new Map<string, Promise<KubeObject | null>>();
+  const read = (r: OwnerRef) => {
+    const k = key(r);
+    const p = reads.get(k) ?? getOrNull(kube, OWNER_RESOURCES[r.kind], r.namespace, r.name, opts);
+    reads.set(k, p);
+    return p;
+  };
   const owners: Owner[] = [];
   for (const { ref: named, by } of refs.values()) {
-    // named by an annotation or Flux labels (not only by an instance label): kept even if not found, and named so
-    const firm = by.find((n) => !n.byLabel);
+    // a claim beside another's: an instance label beside Flux labels; Flux labels beside the
+    // annotation of an Application that exists (one that does not, or cannot be read, leaves them alone)
+    const beside = new Set<Named>();
+    for (const n of by) if (n.besideFlux || (n.besideApp && (await read(n.besideApp).catch(() => null)))) beside.add(n);
+    // named by an annotation or Flux labels, not beside another claim: kept even if not found, and named so
+    const firm = by.find((n) => !n.byLabel && !beside.has(n));
     const ref = firm ? { ...named, via: firm.via } : named;
     const objs = () => by.map((n) => n.id);
     try {
-      const obj = await getOrNull(kube, OWNER_RESOURCES[ref.kind], ref.namespace, ref.name, opts);
+      const obj = await read(ref);
       if (!obj) {
         if (firm) owners.push({ ...ref, found: false, sync: 'not found', correctsDrift: false, paused: false, settleMs: 0, objects: objs() });
         continue;
       }
-      // an instance label beside Flux labels, on an object this owner shows it does not manage (another cluster's, or not listed): the chart's label
-      const counted = by.filter((n) => !n.besideFlux || !showsNotManaging(ref, obj, n.identity));
+      // beside another claim, on an object this owner shows it does not manage (another cluster's, or not listed):
+      // a Helm chart's instance label, or Flux labels left over on an object Argo CD now applies
+      const counted = by.filter((n) => !beside.has(n) || !showsNotManaging(ref, obj, n.identity));
       if (counted.length === 0) continue;
       const ids = counted.map((n) => n.identity);
       const names = counted.map((n) => n.id);

@@ -127,13 +127,21 @@ t.test('Flux labels and the instance label of an Application that lists the obje
   t.same(names(neverSynced), ['Flux Kustomization flux-system/apps', 'Argo CD Application argocd/checkout (unverified)'], 'cannot tell: kept, so the rollback is refused rather than guessed');
 });
 
-t.test('Argo CD tracking annotation beside Flux labels: authoritative when it names the object; a copied one falls through to Flux', async (t) => {
+t.test('Argo CD tracking annotation beside Flux labels: both counted when the Kustomization lists the object too; a copied one falls through to Flux', async (t) => {
   const app = { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'checkout' }] };
   const own = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, { [TRACK]: 'checkout:apps/Deployment:shop/checkout' }, app), [obj('checkout')], ARGO);
-  t.same(names(own), ['Argo CD Application argocd/checkout'], 'the annotation’s Application alone');
+  t.same(names(own), ['Argo CD Application argocd/checkout', 'Flux Kustomization flux-system/apps'], 'both list it, both reconcile it: both are suspended');
   t.equal(own[0]!.via, `annotation ${TRACK}`);
+  const inv = own.length; // the Kustomization of cluster() lists shop/checkout; one that does not is a left-over label
+  const kube = mixed({ ...FLUX_KS }, { [TRACK]: 'checkout:apps/Deployment:shop/checkout' }, app);
+  const k = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+  kube.put(OWNER_RESOURCES.Kustomization, { ...k, status: { inventory: { entries: [{ id: 'shop_other_apps_Deployment', v: 'v1' }] } } });
+  t.same(names(await findOwners(kube, [obj('checkout')], ARGO)), ['Argo CD Application argocd/checkout'], `the Application alone where the Kustomization lists other objects (${inv} before)`);
+  await kube.delete(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps');
+  t.same(names(await findOwners(kube, [obj('checkout')], ARGO)), ['Argo CD Application argocd/checkout'], 'or no longer exists (moved from Flux to Argo CD)');
   const gone = await findOwners(mixed({ ...FLUX_KS }, { [TRACK]: 'gone:apps/Deployment:shop/checkout' }), [obj('checkout')], ARGO);
-  t.match(gone, [{ tool: 'Argo CD', name: 'gone', found: false, sync: 'not found' }], 'an annotation naming no Application is kept as not found, never dropped');
+  t.match(gone, [{ tool: 'Argo CD', name: 'gone', found: false, sync: 'not found' }, { tool: 'Flux', kind: 'Kustomization', name: 'apps', found: true, unverified: undefined }],
+    'an annotation naming no Application is kept as not found, and does not hide the Kustomization that lists the object');
   const copied = await findOwners(mixed({ ...FLUX_KS, ...INSTANCE }, { [TRACK]: 'cart:apps/Deployment:shop/cart' }), [obj('checkout')], ARGO);
   t.same(names(copied), ['Flux Kustomization flux-system/apps'], 'a tracking id copied from shop/cart counts for nothing: the Flux labels decide');
 });
@@ -321,4 +329,14 @@ t.test('Flux labels beside the instance label of an Application that deploys to 
   const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'checkout')!;
   kube.put(OWNER_RESOURCES.Application, { ...app, spec: { ...app.spec, destination: { server: 'https://prod-eu.example.com:6443', namespace: 'shop' } } });
   t.same(names(await findOwners(kube, [obj('checkout')], ARGO)), ['Flux Kustomization flux-system/apps'], 'not kept as an owner that cannot tell, which would refuse the rollback');
+});
+
+t.test('a tracking annotation naming no Application beside Flux labels: the Flux claim is checked as if alone', async (t) => {
+  const kube = mixed({ ...FLUX_KS }, { [TRACK]: 'gone:apps/Deployment:shop/checkout' });
+  const k = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+  kube.put(OWNER_RESOURCES.Kustomization, { ...k, status: { inventory: { entries: [{ id: 'shop_other_apps_Deployment', v: 'v1' }] } } });
+  const owners = await findOwners(kube, [obj('checkout')], ARGO);
+  t.same(names(owners), ['Argo CD Application argocd/gone', 'Flux Kustomization flux-system/apps (unverified)'], 'not listed: unverified (the rollback refused), not dropped');
+  await kube.delete(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps');
+  t.match(await findOwners(kube, [obj('checkout')], ARGO), [{ name: 'gone', found: false }, { name: 'apps', found: false, sync: 'not found' }], 'neither found: both said');
 });

@@ -160,3 +160,17 @@ t.test('an owner paused by hand between the plan and the suspension: the record 
   t.match(rec.gitops!.owners[0], { paused: true, sync: 'manual sync (no automated sync)' });
   t.match(rec.timeline, [{ step: 'gitops', message: 'found Argo CD Application argocd/shop already paused when suspending it (manual sync (no automated sync)): left alone, and not resumed by rollguard' }]);
 });
+
+t.test('withGitOps: a tracking annotation naming an Application that does not exist does not hide the Flux Kustomization that applies the Deployment', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'cart', namespace: 'shop',
+    labels: { 'kustomize.toolkit.fluxcd.io/name': 'apps', 'kustomize.toolkit.fluxcd.io/namespace': 'flux-system' },
+    annotations: { 'argocd.argoproj.io/tracking-id': 'cart:apps/Deployment:shop/cart' } }, spec: {} });
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' },
+    spec: { interval: '5m' }, status: { inventory: { entries: [{ id: 'shop_cart_apps_Deployment', v: 'v1' }] } } });
+  const rec = { id: 'r-1', target: 'Deployment/shop/cart', timeline: [], times: {} } as unknown as RollbackRecord;
+  const out = await withGitOps(engineContext(), rec, plan([DEP]), context(kube));
+  t.notOk(out.refusal);
+  t.equal(out.summary, 'undo; reconciled by Argo CD Application argocd/cart (named by its annotation argocd.argoproj.io/tracking-id, but not found); ' +
+    'Flux Kustomization flux-system/apps, reconciled every 5m, drift corrected on each run: first suspends Flux Kustomization flux-system/apps (gitops: suspend)');
+});
