@@ -71,7 +71,7 @@ export function appliesElsewhere(ref: Pick<OwnerRef, 'kind'>, owner: KubeObject)
 export function notListedBy(ref: OwnerRef, owner: KubeObject, objects: ObjectIdentity[]): string | undefined {
   const who = `${ref.tool} ${ref.kind} ${ref.namespace}/${ref.name}`;
   const elsewhere = appliesElsewhere(ref, owner);
-  if (elsewhere) return `${words(objects[0]!)} names ${who} by its ${ref.via}, but ${elsewhere}: it is not taken for the owner of this cluster’s object`;
+  if (elsewhere) return `${words(objects[0]!)} names ${who} by its ${ref.via}, but ${elsewhere}: it is not taken for the owner of this cluster's object`;
   let listed: (o: ObjectIdentity) => boolean;
   let field: string;
   if (ref.kind === 'Application') {

@@ -44,7 +44,7 @@ t.test('an Application lists the object in status.resources (group and namespace
   t.match(notListedBy(APP, withStatus({ sync: { status: 'Unknown' } }), [web]), /status\.resources lists nothing .*cannot be verified/);
 });
 
-t.test('an owner that deploys to another cluster is not shown to manage this cluster’s object, whatever its status lists (it names no cluster)', async (t) => {
+t.test('an owner that deploys to another cluster is not shown to manage this cluster\'s object, whatever its status lists (it names no cluster)', async (t) => {
   const resources = { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'web' }] };
   const dest = (destination: Record<string, string>) => withStatus(resources, { destination });
   t.equal(notListedBy(APP, dest({ server: 'https://kubernetes.default.svc', namespace: 'shop' }), [web]), undefined, 'the in-cluster server');
@@ -53,7 +53,7 @@ t.test('an owner that deploys to another cluster is not shown to manage this clu
     notListedBy(APP, dest({ server: 'https://prod-eu.example.com:6443', namespace: 'shop' }), [web]),
     'Deployment/shop/web names Argo CD Application argocd/shop by its annotation argocd.argoproj.io/tracking-id, but that Application deploys to https://prod-eu.example.com:6443 ' +
       '(spec.destination.server), not to the cluster rollguard and Argo CD run in (https://kubernetes.default.svc, named in-cluster), and its status.resources names no cluster: ' +
-      'it is not taken for the owner of this cluster’s object',
+      'it is not taken for the owner of this cluster\'s object',
   );
   t.match(notListedBy(APP, dest({ name: 'prod-eu', namespace: 'shop' }), [web]), /but that Application deploys to the cluster named prod-eu \(spec\.destination\.name\), not to /);
   t.match(notListedBy(APP, withStatus(resources, {}), [web]), /but that Application names no destination cluster \(spec\.destination\)/);
@@ -62,7 +62,7 @@ t.test('an owner that deploys to another cluster is not shown to manage this clu
   t.equal(
     notListedBy(KS, withStatus(inv, { interval: '5m', kubeConfig: { secretRef: { name: 'prod-eu-kubeconfig' } } }), [web]),
     'Deployment/shop/web names Flux Kustomization flux-system/apps by its labels kustomize.toolkit.fluxcd.io/name and /namespace, but that Kustomization applies to another cluster ' +
-      '(spec.kubeConfig), and its status.inventory names no cluster: it is not taken for the owner of this cluster’s object',
+      '(spec.kubeConfig), and its status.inventory names no cluster: it is not taken for the owner of this cluster\'s object',
   );
   t.match(notListedBy(HR, withStatus(inv, { kubeConfig: { configMapRef: { name: 'prod-eu' } } }), [web]), /but that HelmRelease applies to another cluster \(spec\.kubeConfig\)/);
 });
