@@ -1,0 +1,56 @@
+// A rollback under gitops: suspend whose replica died after it suspended the owner and before its
+// last write (here: while its migration Job ran) is taken up by another replica, which goes on with
+// it (scheduler recovery -> execute(..., resumed = true) -> suspendBeforeWrite). The owner is not
+// suspended a second time: the record keeps the value from before rollguard, and resume puts it back.
+import t from 'tap';
+import { OWNER_RESOURCES, type Owner } from '../../../src/gitops/types.js';
+import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
+import { firing, testEngine } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+import { migrationRules } from '../../support/migrations.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ENV = { LOCK_TTL: '1s' };
+const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 });
+const KS: Owner = {
+  tool: 'Flux', kind: 'Kustomization', namespace: 'flux-system', name: 'apps', via: 'labels kustomize.toolkit.fluxcd.io/name and /namespace',
+  found: true, sync: 'reconciled every 5m, drift corrected on each run', correctsDrift: true, paused: false, settleMs: 0, objects: ['Deployment/prod/checkout'],
+};
+
+t.test('a recovery going on with a rollback does not suspend its owner again; resume-gitops then unsuspends it', async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.configmaps, {
+    apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: 'prod' },
+    data: { 'rollback.yaml': 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]\n' },
+  } as KubeObject);
+  // as replica A left it: suspended by rollguard (spec.suspend was unset before)
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const a = testEngine({ kube, ruleText: RULE, env: ENV });
+  a.action.annotations = { 'rollguard.io/schema-migration': 'true' };
+  await a.deliver(firing('HighErrorRate'));
+  const pending = (await a.engine.records.list({}))[0]!;
+  await a.engine.approve(pending.id, 'alice');
+  await sleep(300);
+  await a.engine.stop?.(); // replica A goes away while the migration Job runs
+  await a.engine.idle();
+  const left = (await a.engine.records.get(pending.id))!;
+  t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
+  // what A's suspendBeforeWrite saved (the fake action's plan writes nothing GitOps-owned itself)
+  left.gitops = { policy: 'suspend', owners: [KS], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: Date.now() }] };
+  await a.store.putRecord(left);
+  await sleep(1100); // past LOCK_TTL
+  const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: ENV });
+  b.prometheus!.value = 0.001;
+  const job = kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
+  kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+  await b.engine.tick();
+  await b.engine.idle();
+  const done = (await b.engine.records.get(pending.id))!;
+  t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
+  t.ok(done.timeline.some((s) => s.step === 'resumed'), 'replica B went on with the rollback');
+  t.same(done.gitops?.suspended?.map((s) => [s.name, s.before]), [['apps', undefined]], 'the value before rollguard kept, not its own spec.suspend: true');
+  t.same(kube.patches().filter((c) => c.resource === 'kustomizations'), [], 'the Kustomization not written again');
+  const r = await b.engine.resumeGitOps(pending.id, 'alice');
+  t.equal(r.kind, 'ok', 'resume-gitops finds the suspension to put back');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'resumed: spec.suspend removed, as before rollguard');
+});
