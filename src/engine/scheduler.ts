@@ -270,9 +270,12 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     const applied =
       fresh.times.executedAt !== undefined ||
       (!goesOn && (plan?.refusal?.code === 'already_matches' || (plan?.current?.annotations['kubernetes.io/change-cause']?.includes(fresh.id) ?? false)));
-    // Left mid-way through its migration rollback Job: found by its label (never created again), waited for, then the workload;
-    // or mid-way through its writes (goesOn): the rest of them.
-    let resume = action && !applied ? await resumable(ctx, fresh, plan, actx) : undefined;
+    // Left mid-way through its migration rollback Job: read by its name and taken only with the uid
+    // recorded when it was created (never created again), waited for, then the workload (a Job that
+    // is not rollguard's ends the record: 'ended'); or mid-way through its writes (goesOn): the rest of them.
+    const migrating = action && !applied ? await resumable(ctx, fresh, plan, actx) : undefined;
+    if (migrating === 'ended') return;
+    let resume = migrating;
     if (action && !applied && !resume && goesOn) {
       // Only objects the guards checked with the first plan are written, each under its own lock.
       const first = new Set((fresh.plan?.writes ?? []).map((w) => objectKey(w)));

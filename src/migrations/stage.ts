@@ -4,12 +4,16 @@
 //     ConfigMap, checked (template.ts) and admitted by the API server in a server dry run; the Job
 //     joins the plan (its summary, and writtenObjects(), so scope and locks see it), or the plan
 //     refuses naming what is wrong;
-//  2. migrateFirst(), after the write-ahead and approval, before anything else is written: finds
-//     the record's Job by its label or creates it, waits for it within the rule's deadline, and
-//     stops the rollback (failed, escalated with the Job's name and its last log lines or
+//  2. migrateFirst(), after the write-ahead and approval, before anything else is written: creates
+//     the Job and records the uid the API server gave it, waits for it within the rule's deadline,
+//     and stops the rollback (failed, escalated with the Job's name and its last log lines or
 //     termination message) unless it succeeded;
-//  3. resumable(), for the recovery of a record whose replica died mid-Job: the Job is found by its
-//     label, never created a second time, and the rollback goes on from there.
+//  3. resumable(), for the recovery of a record whose replica died mid-Job: the Job is read by its
+//     name, never created a second time, and the rollback goes on from there.
+// Only the Job rollguard created counts: the one with the uid its record holds. Its name, labels
+// and annotations are known before approval (the record id is in the approval request), so anyone
+// who may create Jobs in the namespace can make one that looks like it; a Job under its name that
+// rollguard cannot show it created (notOurs) stops the rollback, escalated, naming that Job.
 import { reqOpts, type ActionContext, type RollbackPlan } from '../actions/action.js';
 import type { EngineContext } from '../engine/context.js';
 import type { Message } from '../engine/messages.js';
@@ -22,7 +26,7 @@ import { pollUntil } from '../kube/rollout-status.js';
 import { formatDuration } from '../rules/duration.js';
 import type { Guards } from '../rules/schema.js';
 import { failedContainer, jobVerdict, lastLines, type JobVerdict } from './outcome.js';
-import { buildJob, parseTemplate, RECORD_LABEL, TemplateError } from './template.js';
+import { buildJob, MANAGED_BY, parseTemplate, TemplateError } from './template.js';
 import type { MigrationRecord, PlannedMigration } from './types.js';
 
 /** How often the Job is read while waiting. */
@@ -82,8 +86,13 @@ export async function withMigration(ctx: EngineContext, rec: RollbackRecord, pla
     if (!(err instanceof KubeApiError)) throw err;
     if (err.status === 403) return refuse(`${carries}, but rollguard may not create Jobs in ${ns} (${err.message}): set the chart's migrations.enabled`);
     if (err.status === 400 || err.status === 422) return refuse(`${carries}, but the API server refuses the Job built from ${source}: ${err.message}`);
-    // 409: this record's Job exists already (a replica took the record up): it is found, not created
     if (!err.isConflict) throw err;
+    // 409: a Job holds this rollback's Job name before it created one (a record is planned only
+    // before its Job is created): someone else's, never taken for the migration rollback
+    const there = await kube.get(RESOURCES.jobs, ns, job.metadata.name, opts(actx)).catch(() => undefined);
+    return refuse(
+      `${carries}, but a Job ${ns}/${job.metadata.name}${foreignText(there)} exists already, which this rollback did not create: rollguard runs only the Job it creates from ${source}, and never waits on another in its place. Find out who created that Job and what it ran (kubectl -n ${ns} describe job ${job.metadata.name}), then roll back by hand or ask for a new rollback (rollguard rollbacks create ${rec.target} --reason "…"), which creates its own Job`,
+    );
   }
   const name = job.metadata.name;
   rec.migration = { namespace: ns, job: name, source, deadlineMs: m.deadline, state: 'planned' };
@@ -91,11 +100,16 @@ export async function withMigration(ctx: EngineContext, rec: RollbackRecord, pla
   return { ...plan, migration: planned, summary: `first runs the migration rollback Job ${ns}/${name} (from ${source}, deadline ${formatDuration(m.deadline)}); then ${plan.summary}` };
 }
 
-/** The Job of a record, found by its label (the record id), or null. */
-export async function findJob(kube: Kube, namespace: string, recordId: string, actx: ActionContext): Promise<KubeObject | null> {
-  const jobs = await kube.list(RESOURCES.jobs, namespace, { ...opts(actx), labelSelector: `${RECORD_LABEL}=${recordId}` });
-  jobs.sort((a, b) => String(a.metadata.creationTimestamp ?? '').localeCompare(String(b.metadata.creationTimestamp ?? '')));
-  return jobs[0] ?? null;
+/** " (uid …, created …, managed by …)": what tells a Job found under rollguard's Job name apart. */
+function foreignText(job: KubeObject | undefined): string {
+  if (!job) return '';
+  const f = foreignOf(job);
+  return ` (${[f.uid ? `uid ${f.uid}` : '', f.createdAt ? `created ${f.createdAt}` : '', f.managedBy ? `labelled managed-by ${f.managedBy}` : ''].filter(Boolean).join(', ')})`;
+}
+
+function foreignOf(job: KubeObject): NonNullable<MigrationRecord['foreign']> {
+  const managedBy = job.metadata.labels?.[MANAGED_BY];
+  return { ...(job.metadata.uid ? { uid: job.metadata.uid } : {}), ...(job.metadata.creationTimestamp ? { createdAt: String(job.metadata.creationTimestamp) } : {}), ...(managedBy ? { managedBy } : {}) };
 }
 
 /**
@@ -115,9 +129,12 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
     return undefined;
   }
   spent.value = true; // the Job changes the database: whatever happens next, the budget is spent
-  let job = await findJob(kube, m.namespace, rec.id, actx);
-  if (job) {
-    ctx.records.step(rec, 'migration_job', `found this rollback's migration rollback Job ${m.namespace}/${job.metadata.name} (label ${RECORD_LABEL}=${rec.id}): waiting for it, not creating another`);
+  let job: KubeObject;
+  if (m.uid) {
+    // taken up from a replica that died (resumable): the Job it created, by its recorded uid
+    job = await kube.get(RESOURCES.jobs, m.namespace, m.name, opts(actx));
+    if (job.metadata.uid !== m.uid) return notOurs(ctx, rec, g, job, `Job ${m.namespace}/${m.name} is not the one rollguard created (uid ${m.uid}): it was deleted and another put in its place`, settings, 'failed');
+    ctx.records.step(rec, 'migration_job', `found this rollback's migration rollback Job ${m.namespace}/${m.name} (uid ${m.uid}, as recorded when it was created): waiting for it, not creating another`);
   } else {
     if (!m.job) throw new Error(`the migration rollback Job of ${rec.id} is not in ${m.namespace} and there is no template to create it from`);
     await actx.checkFence();
@@ -125,9 +142,13 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
       job = await kube.create(RESOURCES.jobs, m.namespace, m.job, opts(actx));
     } catch (err) {
       if (!(err instanceof KubeApiError && err.isConflict)) throw err;
-      job = await kube.get(RESOURCES.jobs, m.namespace, m.name, opts(actx)); // created meanwhile under its record-tied name
+      // this rollback creates its Job once, here (a replica taking it up never creates): the name is someone else's
+      const there = await kube.get(RESOURCES.jobs, m.namespace, m.name, opts(actx)).catch(() => undefined);
+      return notOurs(ctx, rec, g, there, `a Job ${m.namespace}/${m.name} was created by someone else before rollguard could create its migration rollback Job under that name`, settings, 'failed');
     }
-    ctx.records.step(rec, 'migration_job', `created the migration rollback Job ${m.namespace}/${job.metadata.name} from ${m.source}; waiting up to ${formatDuration(m.deadlineMs)}`);
+    if (!job.metadata.uid) throw new Error(`the API server answered the create of Job ${m.namespace}/${m.name} without a uid; the Job is not waited for`);
+    g.uid = job.metadata.uid;
+    ctx.records.step(rec, 'migration_job', `created the migration rollback Job ${m.namespace}/${job.metadata.name} (uid ${g.uid}) from ${m.source}; waiting up to ${formatDuration(m.deadlineMs)}`);
   }
   g.job = job.metadata.name;
   g.state = 'running';
@@ -136,8 +157,9 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
   ctx.log.info({ record: rec.id, job: `${m.namespace}/${g.job}` }, 'migration rollback Job running');
 
   const { verdict, last } = await waitForJob(ctx, kube, job, g, actx);
+  if (verdict?.state === 'not_ours') return notOurs(ctx, rec, g, last, verdict.message, settings, 'failed');
   if (!verdict) {
-    // shutting down: the record stays in_progress; the replica that takes it up finds the Job by its label
+    // shutting down: the record stays in_progress; the replica that takes it up reads the Job by its name and takes it only with the recorded uid
     ctx.records.step(rec, 'handover', `${ctx.owner} is shutting down while the migration rollback Job ${m.namespace}/${g.job} runs; the next replica takes it up`);
     await ctx.records.save(rec).catch((err) => ctx.log.error({ err, record: rec.id }, 'could not write the handover'));
     return 'in_progress';
@@ -161,6 +183,35 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
   return ctx.finish(rec, 'failed', message);
 }
 
+/**
+ * Stops a rollback at a Job under its migration rollback Job's name that rollguard cannot show it
+ * created (not the uid it recorded, or none recorded): never waited for, the workload not rolled
+ * back; ended `state` (failed; interrupted when a replica died before recording the uid, and the
+ * Job may be rollguard's own) and escalated naming that Job.
+ */
+async function notOurs(ctx: EngineContext, rec: RollbackRecord, g: MigrationRecord, job: KubeObject | undefined, why: string, settings: Guards, state: 'failed' | 'interrupted'): Promise<RollbackState> {
+  g.state = 'not_ours';
+  if (job) g.foreign = foreignOf(job);
+  g.finishedAt = ctx.now();
+  const message = `${why}${foreignText(job)}; it is not waited for, and the workload was not rolled back`;
+  ctx.records.step(rec, 'migration_job', `not_ours: ${message}`, { job: g.job });
+  ctx.log.error({ record: rec.id, job: `${g.namespace}/${g.job}`, foreign: g.foreign }, 'a Job under the migration rollback Job name is not the one rollguard created: the rollback stops');
+  const at = ctx.now();
+  await writeCooldown(ctx.store, rec.target, { id: rec.id, at, until: at + settings.cooldown, outcome: 'failed' }, at);
+  ctx.metrics.escalations.inc({ reason: state === 'interrupted' ? 'interrupted' : 'migration_job_not_ours' });
+  ctx.notify(rec, {
+    kind: state === 'interrupted' ? 'rollback_interrupted' : 'rollback_failed',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} stopped: Job ${g.namespace}/${g.job} is not a migration rollback Job rollguard can show it created: escalate`,
+    lines: [
+      message,
+      `Find out who created Job ${g.namespace}/${g.job} and what it ran (kubectl -n ${g.namespace} describe job ${g.job}; kubectl -n ${g.namespace} logs job/${g.job}) and check the database`,
+      `then roll the workload back by hand, or ask for a new rollback (rollguard rollbacks create ${rec.target} --reason "…"), which creates and runs its own migration rollback Job`,
+    ],
+  });
+  return ctx.finish(rec, state, message);
+}
+
 /** The escalation of a rollback its migration rollback Job stopped. */
 export function migrationFailed(rec: RollbackRecord, message: string, g: MigrationRecord): Message {
   return {
@@ -181,12 +232,20 @@ export function failureLines(g: MigrationRecord): string[] {
 }
 
 /** Polls the Job until it succeeds, fails or its deadline passes; no verdict when shutting down. */
-async function waitForJob(ctx: EngineContext, kube: Kube, job: KubeObject, g: MigrationRecord, actx: ActionContext): Promise<{ verdict?: JobVerdict; last: KubeObject }> {
+type Seen = JobVerdict | { state: 'not_ours'; message: string };
+
+async function waitForJob(ctx: EngineContext, kube: Kube, job: KubeObject, g: MigrationRecord, actx: ActionContext): Promise<{ verdict?: Seen; last: KubeObject }> {
   let last = job;
   const started = g.createdAt ?? ctx.now();
-  const check = async (): Promise<JobVerdict | undefined> => {
+  const check = async (): Promise<Seen | undefined> => {
     try {
-      last = await kube.get(RESOURCES.jobs, g.namespace, g.job, opts(actx));
+      const read = await kube.get(RESOURCES.jobs, g.namespace, g.job, opts(actx));
+      // deleted and another put in its place under the same name: that one's outcome is not the migration rollback's
+      if (read.metadata.uid !== g.uid) {
+        last = read;
+        return { state: 'not_ours', message: `Job ${g.namespace}/${g.job} is no longer the one rollguard created (uid ${g.uid}): it was deleted while it ran and another put in its place` };
+      }
+      last = read;
     } catch (err) {
       if (err instanceof KubeApiError && err.retriable && !actx.signal?.aborted) {
         ctx.log.warn({ err: err.message, job: `${g.namespace}/${g.job}` }, 'could not read the migration rollback Job; trying again');
@@ -203,7 +262,7 @@ async function waitForJob(ctx: EngineContext, kube: Kube, job: KubeObject, g: Mi
   if (r.ok) return { verdict: r.value, last };
   if (r.reason === 'aborted') return { last };
   // the deadline passed: one last look (it may have just finished)
-  const v = (await check()) ?? jobVerdict(last, Math.max(ctx.now(), started + g.deadlineMs), started, g.deadlineMs);
+  const v: Seen = (await check()) ?? jobVerdict(last, Math.max(ctx.now(), started + g.deadlineMs), started, g.deadlineMs);
   return { verdict: v.state === 'running' ? { state: 'timed_out', message: v.message } : v, last };
 }
 
@@ -254,17 +313,35 @@ async function explainFailure(kube: Kube, job: KubeObject, g: MigrationRecord, n
 
 /**
  * Step 3, recovery: a record left in_progress mid-Job by a dead replica. Returns the plan to go on
- * with (the workload write after the Job, which is found by its label, never created again), or
- * undefined when its Job does not exist (the replica died before creating it: nothing ran, and
- * the record is ended interrupted as any rollback that was not applied).
+ * with (the workload write after the Job, which is read by its name and counts only with the uid
+ * recorded when it was created, never created again); 'ended' when a Job under its name is not one
+ * rollguard can show it created (another uid: failed; no uid recorded, the replica having died
+ * between the create and recording it, or a record from before 2026-12-07: interrupted), the
+ * record then closed and escalated naming it; or undefined when its Job does not exist (the
+ * replica died before creating it: nothing ran, and the record is ended interrupted as any
+ * rollback that was not applied).
  */
-export async function resumable(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan | undefined, actx: ActionContext): Promise<RollbackPlan | undefined> {
+export async function resumable(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan | undefined, actx: ActionContext): Promise<RollbackPlan | 'ended' | undefined> {
   const g = rec.migration;
   if (!g || !plan || plan.refusal || !actx.kube || rec.times.executedAt !== undefined) return undefined;
-  if (g.state === 'failed' || g.state === 'timed_out') return undefined;
-  const job = await findJob(actx.kube, g.namespace, rec.id, actx);
-  if (!job) return undefined;
-  const m: PlannedMigration = { namespace: g.namespace, name: job.metadata.name, source: g.source, deadlineMs: g.deadlineMs, logLines: ctx.ruleFor(rec)?.migration?.logLines ?? 20 };
-  return { ...plan, migration: m, summary: `the migration rollback Job ${g.namespace}/${job.metadata.name} (from ${g.source}); then ${plan.summary}` };
+  if (g.state === 'failed' || g.state === 'timed_out' || g.state === 'not_ours') return undefined;
+  let job: KubeObject;
+  try {
+    job = await actx.kube.get(RESOURCES.jobs, g.namespace, g.job, opts(actx));
+  } catch (err) {
+    if (err instanceof KubeApiError && err.isNotFound) return undefined;
+    throw err;
+  }
+  const settings = ctx.settingsFor(rec);
+  if (!g.uid) {
+    await notOurs(ctx, rec, g, job, `Job ${g.namespace}/${g.job} exists, but this record holds no uid for it: rollguard cannot tell whether it is the Job it created (its replica stopped before recording it) or someone else's under its name`, settings, 'interrupted');
+    return 'ended';
+  }
+  if (job.metadata.uid !== g.uid) {
+    await notOurs(ctx, rec, g, job, `Job ${g.namespace}/${g.job} is not the one rollguard created (uid ${g.uid}): it was deleted and another put in its place`, settings, 'failed');
+    return 'ended';
+  }
+  const m: PlannedMigration = { namespace: g.namespace, name: g.job, uid: g.uid, source: g.source, deadlineMs: g.deadlineMs, logLines: ctx.ruleFor(rec)?.migration?.logLines ?? 20 };
+  return { ...plan, migration: m, summary: `the migration rollback Job ${g.namespace}/${g.job} (from ${g.source}); then ${plan.summary}` };
 }
 

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { KubeObject } from '../kube/kube.js';
 import { invalidName, nameSchema } from '../kube/names.js';
 
-/** Labels on the Job and its pods: the record label is how a replica finds the Job again (recovery). */
+/** Labels on the Job and its pods, for people (kubectl get jobs -l …): never how rollguard tells its Job (stage.ts: by its name and recorded uid). */
 export const RECORD_LABEL = 'rollguard.io/record';
 export const PURPOSE_LABEL = 'rollguard.io/purpose';
 export const PURPOSE = 'migration-rollback';

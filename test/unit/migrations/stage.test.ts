@@ -3,6 +3,7 @@
 import t from 'tap';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
+import type { StoredRecord } from '../../../src/store/store.js';
 import { RECORD_LABEL } from '../../../src/migrations/template.js';
 import { metricValue } from '../../support/app.js';
 import { firing, testEngine } from '../../support/engine.js';
@@ -161,7 +162,7 @@ t.test('what is wrong is refused at plan time naming it; nothing is created', as
   t.equal(plain.action.executed.length, 1);
 });
 
-t.test('a replica taking up a record left mid-Job finds the Job by its label, creates no second one, and goes on', async (t) => {
+t.test('a replica taking up a record left mid-Job finds the Job by its name and recorded uid, creates no second one, and goes on', async (t) => {
   const e = setup('hang');
   await e.deliver(firing('HighErrorRate'));
   const pending = (await e.engine.records.list({}))[0]!;
@@ -188,4 +189,138 @@ t.test('a replica taking up a record left mid-Job finds the Job by its label, cr
   t.equal(e.action.executed.length, 1, 'the workload rolled back once');
   t.ok(done.timeline.some((s) => s.step === 'migration_job' && /^found this rollback's migration rollback Job/.test(s.message)));
   t.ok(done.timeline.some((s) => s.step === 'resumed'));
+});
+
+// Only the Job rollguard created counts. The record id (and so the Job's name and labels) is in the
+// approval request, and anyone who may create Jobs in the namespace can make a Job that looks like
+// rollguard's: a Job that ran something else must never stand for the migration rollback.
+
+/** A Job that looks like rollguard's (its labels and annotations copied) but runs `true`, Complete already. */
+function lookalike(name: string, recordId: string): KubeObject {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      namespace: 'prod',
+      labels: { 'app.kubernetes.io/managed-by': 'rollguard', [RECORD_LABEL]: recordId, 'rollguard.io/purpose': 'migration-rollback' },
+      annotations: { 'rollguard.io/target': 'Deployment/prod/checkout', 'rollguard.io/template': 'checkout-migrations/rollback.yaml' },
+    },
+    spec: { template: { spec: { containers: [{ name: 'x', image: 'busybox', command: ['true'] }] } } },
+    status: { conditions: [{ type: 'Complete', status: 'True' }] },
+  } as KubeObject;
+}
+
+t.test('a Job labelled with the record id under another name is not taken: rollguard creates and runs its own', async (t) => {
+  const e = setup('complete');
+  await e.deliver(firing('HighErrorRate'));
+  const pending = (await e.engine.records.list({}))[0]!;
+  e.kube.add(RESOURCES.jobs, lookalike('noop', pending.id));
+  e.prometheus!.value = 0.001;
+  await e.engine.approve(pending.id, 'alice');
+  await e.engine.idle();
+  const rec = (await e.engine.records.get(pending.id))!;
+  t.equal(e.created().length, 1, "rollguard's own Job is created");
+  t.equal(rec.migration!.job, `rollguard-migration-${rec.id}`);
+  t.equal(rec.migration!.uid, e.kube.peek(RESOURCES.jobs, 'prod', rec.migration!.job)!.metadata.uid, 'the record holds the uid of the Job rollguard created');
+  t.equal(rec.state, 'succeeded', rec.outcome?.message ?? '');
+  t.equal(e.action.executed.length, 1);
+});
+
+t.test("a Job someone made under the Job's name before approval refuses the rollback at plan time, naming it; nothing is created or rolled back", async (t) => {
+  const e = setup('complete');
+  await e.deliver(firing('HighErrorRate'));
+  const pending = (await e.engine.records.list({}))[0]!;
+  const squat = e.kube.add(RESOURCES.jobs, lookalike(`rollguard-migration-${pending.id}`, pending.id));
+  e.prometheus!.value = 0.001;
+  await e.engine.approve(pending.id, 'alice');
+  await e.engine.idle();
+  const rec = (await e.engine.records.get(pending.id))!;
+  t.equal(rec.state, 'refused', rec.outcome?.message ?? '');
+  t.match(rec.outcome!.message, new RegExp(`a Job prod/rollguard-migration-${rec.id} \\(uid ${squat.metadata.uid}, created [^)]*, labelled managed-by rollguard\\) exists already, which this rollback did not create: rollguard runs only the Job it creates`));
+  t.equal(e.created().length, 0);
+  t.equal(e.action.executed.length, 0, 'the workload is not rolled back');
+  await e.notifications.flush();
+  t.ok(e.notifier.sent.some((n) => n.kind === 'rollback_refused' && n.lines.join('\n').includes(`rollguard-migration-${rec.id}`)), 'the refusal names the Job');
+});
+
+t.test("a Job made under the Job's name between the plan and the create stops the rollback, escalated, naming it", async (t) => {
+  const e = setup('complete');
+  await e.deliver(firing('HighErrorRate'));
+  const pending = (await e.engine.records.list({}))[0]!;
+  e.kube.failNext('create', (c) => {
+    if (c.resource === 'jobs' && !c.dryRun) e.kube.add(RESOURCES.jobs, lookalike(c.name!, pending.id));
+    return null;
+  });
+  await e.engine.approve(pending.id, 'alice');
+  await e.engine.idle();
+  const rec = (await e.engine.records.get(pending.id))!;
+  t.equal(rec.state, 'failed', rec.outcome?.message ?? '');
+  t.match(rec.outcome!.message, /^a Job prod\/rollguard-migration-\S+ was created by someone else before rollguard could create its migration rollback Job under that name \(uid [^)]*\); it is not waited for, and the workload was not rolled back$/);
+  t.equal(rec.migration!.state, 'not_ours');
+  t.equal(e.action.executed.length, 0);
+  await e.notifications.flush();
+  const n = e.notifier.sent.find((x) => x.kind === 'rollback_failed')!;
+  t.match(n.title, /Job prod\/rollguard-migration-\S+ is not a migration rollback Job rollguard can show it created: escalate/);
+  t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'migration_job_not_ours' }), 1);
+});
+
+t.test('a Job deleted while it runs and replaced under its name by one that completes does not count', async (t) => {
+  const e = setup('hang');
+  await e.deliver(firing('HighErrorRate'));
+  const pending = (await e.engine.records.list({}))[0]!;
+  e.kube.onCreate = (rt, job, fake) => {
+    if (rt.plural === 'jobs') setTimeout(() => fake.put(RESOURCES.jobs, { ...lookalike(job.metadata.name, pending.id), metadata: { ...lookalike(job.metadata.name, pending.id).metadata, uid: 'someone-elses' } }), 100);
+  };
+  e.prometheus!.value = 0.001;
+  await e.engine.approve(pending.id, 'alice');
+  await e.engine.idle();
+  const rec = (await e.engine.records.get(pending.id))!;
+  t.equal(rec.state, 'failed', rec.outcome?.message ?? '');
+  t.match(rec.outcome!.message, /is no longer the one rollguard created \(uid [-0-9a-f]+\): it was deleted while it ran and another put in its place \(uid someone-elses/);
+  t.match(rec.migration, { state: 'not_ours', foreign: { uid: 'someone-elses' } });
+  t.equal(e.action.executed.length, 0, 'the workload is not rolled back');
+});
+
+t.test('a replica taking up a record left mid-Job goes on only with the Job of the recorded uid', async (t) => {
+  /** a record left in_progress mid-Job by a replica stopped while its Job runs */
+  const leftMidJob = async () => {
+    const e = setup('hang');
+    await e.deliver(firing('HighErrorRate'));
+    const pending = (await e.engine.records.list({}))[0]!;
+    await e.engine.approve(pending.id, 'alice');
+    await new Promise((r) => setTimeout(r, 300));
+    await e.engine.stop?.();
+    await e.engine.idle();
+    const left = (await e.engine.records.get(pending.id))!;
+    const b = testEngine({ kube: e.kube, store: e.store, ruleText: RULE, owner: 'replica-b', action: e.action });
+    b.prometheus!.value = 0.001;
+    return { e, b, left };
+  };
+
+  // replaced under its name by a Job that completed
+  const r = await leftMidJob();
+  t.equal(r.left.state, 'in_progress');
+  r.e.kube.put(RESOURCES.jobs, { ...lookalike(r.left.migration!.job, r.left.id), metadata: { ...lookalike(r.left.migration!.job, r.left.id).metadata, uid: 'someone-elses' } });
+  await r.b.engine.tick();
+  await r.b.engine.idle();
+  let done = (await r.b.engine.records.get(r.left.id))!;
+  t.equal(done.state, 'failed', JSON.stringify(done.timeline.slice(-3)));
+  t.match(done.outcome!.message, new RegExp(`is not the one rollguard created \\(uid ${r.left.migration!.uid}\\): it was deleted and another put in its place \\(uid someone-elses`));
+  t.equal(r.e.action.executed.length, 0, 'the workload is not rolled back');
+
+  // a record holding no uid (its replica died before recording it, or written before 2026-12-07): whatever Job is there, it is not waited for
+  const o = await leftMidJob();
+  const { uid: _uid, ...older } = o.left.migration!;
+  await o.e.store.putRecord({ ...o.left, migration: older } as unknown as StoredRecord);
+  const job = o.e.kube.peek(RESOURCES.jobs, 'prod', o.left.migration!.job)!;
+  o.e.kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
+  await o.b.engine.tick();
+  await o.b.engine.idle();
+  done = (await o.b.engine.records.get(o.left.id))!;
+  t.equal(done.state, 'interrupted', JSON.stringify(done.timeline.slice(-3)));
+  t.match(done.outcome!.message, /exists, but this record holds no uid for it: rollguard cannot tell whether it is the Job it created/);
+  t.equal(o.e.action.executed.length, 0, 'the workload is not rolled back');
+  await o.b.notifications.flush();
+  t.ok(o.b.notifier.sent.some((n) => n.kind === 'rollback_interrupted' && n.title.includes(o.left.migration!.job)), 'the escalation names the Job');
 });
