@@ -152,6 +152,13 @@ export interface PlannedWrite {
    * paths it changes, images, template hashes: src/engine/change.ts); neither is ever persisted.
    */
   before?: KubeObject;
+  /**
+   * A configuration restore's write (configDrift: restore, config-deps/restore.ts): the ConfigMap
+   * or Secret as plan() read it, written back if the workload's write then does not land
+   * (executeWrites), so the running revision never keeps the restored revision's configuration.
+   * In memory only, never persisted.
+   */
+  configBefore?: KubeObject;
 }
 
 /** A revision annotated with this "true" (on the object, its current ReplicaSet or its pod template) carries a schema migration. */
@@ -239,6 +246,13 @@ export interface ExecuteResult {
    * written": its cooldown stays
    */
   partlyWritten?: string[];
+  /**
+   * not applied: configuration restored before the workload's write, written back to the content
+   * it had before the restore (its `configBefore`, guarded by the resourceVersion the restore left),
+   * in words; and, in `notPutBack`, each one that could not be, saying why and what it holds now
+   */
+  putBack?: string[];
+  notPutBack?: string[];
   /** set when a re-plan after a conflict refused (e.g. someone else already rolled back) */
   refusal?: Refusal;
 }

@@ -1,7 +1,7 @@
 // Pieces every action shares: refusals, the write loop with its single conflict re-plan, 404s,
 // the verification poll, and the helpers a kind's definition (options, rule params) is made of.
 import { z } from 'zod';
-import { verifyRestored } from '../config-deps/restore.js';
+import { putBackRestored, verifyRestored } from '../config-deps/restore.js';
 import { getOrNull, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
@@ -107,9 +107,11 @@ export function isConflict(err: unknown, write?: PlannedWrite): err is KubeApiEr
  * Sends the plan's writes in order, calling checkFence() before each. A conflict (409, or a
  * failed precondition: someone changed the object since plan() read it) re-plans from a fresh read
  * and tries again, at most MAX_ATTEMPTS attempts in all. The fresh plan must roll away from the
- * same revision: if a new revision was deployed meanwhile, nothing is written and the result says
- * so (refusal 'changed_since_plan'); a fresh plan that refuses (e.g. the template already matches
- * because someone else rolled back) ends with applied=false and that refusal. Every other error
+ * same revision: if a new revision was deployed meanwhile, nothing more is written and the result
+ * says so (refusal 'changed_since_plan'); a fresh plan that refuses (e.g. the template already
+ * matches because someone else rolled back) ends with applied=false and that refusal. Either way a
+ * configuration restore that landed before is written back (putBack / notPutBack), unless the
+ * workload already runs the revision it was restored for (already_matches). Every other error
  * throws (KubeApiError) at once: nothing is retried in a loop.
  */
 export async function executeWrites(action: Action, plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
@@ -119,6 +121,10 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
   let current = plan;
   /** writes accepted by the API server, over every attempt */
   const landed: string[] = [];
+  /** configuration restores that landed (config-deps/restore.ts), as the API server answered them */
+  const restored: { w: PlannedWrite; after: KubeObject }[] = [];
+  /** not applied: the configuration restored for it is written back (putBackRestored), said in the result */
+  const undoRestores = async () => (restored.length > 0 ? putBackRestored(kube, restored, ctx) : {});
   for (let attempt = 1; ; attempt++) {
     let w: PlannedWrite | undefined;
     const done: string[] = [];
@@ -144,6 +150,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
         );
         done.push(w.description);
         if (!ctx.dryRun) landed.push(w.description);
+        if (!ctx.dryRun && w.configBefore) restored.push({ w, after: res });
         sent = false;
         // the workload's generation, not that of configuration restored before it (restore.ts)
         if (generation === undefined && !isConfigWrite(w) && typeof res.metadata?.generation === 'number') generation = res.metadata.generation;
@@ -173,7 +180,7 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           code: 'changed_since_plan' as const,
           message: `${plan.kind} ${plan.target.namespace}/${plan.target.name} moved from revision ${plan.fromRevision} to ${fresh.fromRevision} after the rollback was planned; not rolling back the new revision automatically`,
         };
-        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal, ...partly(landed) };
+        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal, ...partly(landed), ...(await undoRestores()) };
       }
       if (fresh.refusal) {
         return {
@@ -184,6 +191,9 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
           replanned: fresh,
           refusal: fresh.refusal,
           ...partly(landed),
+          // already_matches: the workload runs the revision the configuration was restored for (someone
+          // else rolled it back): the restore stays; any other refusal leaves the revision it ran
+          ...(fresh.refusal.code === 'already_matches' ? {} : await undoRestores()),
         };
       }
       current = fresh;

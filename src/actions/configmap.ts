@@ -102,7 +102,9 @@ function restoreOf(live: KubeObject, previous: KubeObject, why: string, changeCa
     ...patch.metadata,
     annotations: { [RESTORED_FROM]: previous.metadata.name, [RESTORED_HASH]: contentHash(previous, 'ConfigMap'), ...(changeCause ? { [CHANGE_CAUSE]: changeCause } : {}) },
   };
-  return { ...write, before: live };
+  // the restore is this kind's rollback itself, not configuration put ahead of a workload's: never written back
+  const { configBefore: _configBefore, ...own } = write;
+  return { ...own, before: live };
 }
 
 /** The restarts of every Deployment, StatefulSet and DaemonSet of the namespace using ConfigMap `ref`, or why not (kubectl's words). */

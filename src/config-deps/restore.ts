@@ -10,6 +10,7 @@
 import type { ActionContext, PlannedWrite, RollbackPlan, VerifyResult } from '../actions/action.js';
 import { reqOpts } from '../actions/common.js';
 import { getOrNull, type Kube, type KubeObject } from '../kube/kube.js';
+import { KubeApiError } from '../kube/errors.js';
 import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
 import type { ConfigKind } from './refs.js';
 import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, snapshotsOf } from './snapshots.js';
@@ -35,7 +36,34 @@ export function restoreWrite(kind: ConfigKind, live: KubeObject, snapshot: KubeO
     patch: restorePatch(live, snapshot, kind),
     precondition: 'resource-version',
     description: `restore ${kind} ${live.metadata.namespace}/${live.metadata.name} from snapshot ${snapshot.metadata.name} (${why})`,
+    configBefore: live,
   };
+}
+
+/**
+ * Writes back, in reverse order, the content each landed configuration restore replaced (`configBefore`),
+ * each guarded by the resourceVersion the restore left (`after`: someone who changed the object
+ * since keeps their change, and it is named instead), each fenced. For a workload write that did not
+ * land after them: the revision still running gets its own configuration back.
+ */
+export async function putBackRestored(kube: Kube, landed: { w: PlannedWrite; after: KubeObject }[], ctx: ActionContext): Promise<{ putBack: string[]; notPutBack: string[] }> {
+  const putBack: string[] = [];
+  const notPutBack: string[] = [];
+  for (const { w, after } of [...landed].reverse()) {
+    const kind: ConfigKind = w.resource.plural === 'secrets' ? 'Secret' : 'ConfigMap';
+    const what = `${kind} ${w.namespace}/${w.name}`;
+    try {
+      await ctx.checkFence();
+      await kube.patch(w.resource, w.namespace, w.name, restorePatch(after, w.configBefore!, kind), 'merge', reqOpts(ctx));
+      putBack.push(`${what}: its content before the restore written back`);
+    } catch (err) {
+      const why = err instanceof KubeApiError && err.isConflict ? 'it was changed again after the restore, and that change is left as it is' : (err as Error).message;
+      notPutBack.push(
+        `${what} could not be put back (${why}): it holds what the restore wrote (${w.description}) or what was written after it; write back the content it had before by hand (its snapshots: kubectl -n ${w.namespace} get ${w.resource.plural} -l ${snapshotSelector(w.name)})`,
+      );
+    }
+  }
+  return { putBack, notPutBack };
 }
 
 async function restoreOne(d: ConfigDrift, ctx: ActionContext & { kube: Kube }, target: TargetRevision): Promise<{ drift: ConfigDrift; write?: PlannedWrite }> {

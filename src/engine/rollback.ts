@@ -339,8 +339,21 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
         spent.value = false; // nothing was written
         await giveBack();
       }
+      // configuration restored before the workload's write (configDrift: restore) was written back:
+      // the revision still running keeps its own configuration; said
+      if (res.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${res.putBack.join('; ')}`);
       // GitOps owners suspended for it stay suspended (another rollback may rely on the same owner): said
-      const lines = rec.gitops?.suspended?.length ? gitopsLines(rec) : [];
+      const lines = [...(res.putBack ?? []), ...(rec.gitops?.suspended?.length ? gitopsLines(rec) : [])];
+      if (res.notPutBack?.length) {
+        // the running revision has the configuration restored for the older one: a human puts it back
+        const why = res.refusal?.message ?? res.message;
+        const message = `${why}; but the configuration restored before the workload's write was not put back: ${res.notPutBack.join('; ')}`;
+        ctx.log.error({ record: rec.id, notPutBack: res.notPutBack }, 'rollback not applied, and the configuration restored before it could not be put back: escalated');
+        ctx.metrics.escalations.inc({ reason: 'config_not_put_back' });
+        const m = messages.failed(rec, why);
+        ctx.notify(rec, { ...m, lines: [...m.lines, 'The revision still running may have the configuration restored for the one it was to be rolled back to:', ...res.notPutBack, ...lines] });
+        return await ctx.finish(rec, 'error', message);
+      }
       if (res.refusal) {
         const m = messages.refused(rec, res.refusal.message);
         ctx.notify(rec, { ...m, lines: [...m.lines, ...lines] });

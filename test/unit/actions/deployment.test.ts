@@ -3,6 +3,8 @@ import { deploymentAction, ANNOTATIONS_TO_SKIP } from '../../../src/actions/depl
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
+import { snapshotObject } from '../../../src/config-deps/snapshots.js';
+import { SNAPSHOT_KEY } from '../../support/snapshots.js';
 import { CAUSE, NS, context, deployment, podTemplate, replicaSet, standardCluster } from './fixtures/objects.js';
 
 async function caught(p: Promise<unknown>): Promise<KubeApiError> {
@@ -426,4 +428,74 @@ t.test('a Deployment another controller controls (an ownerReference with control
   const q = await deploymentAction.plan(ref, context(referenced));
   t.equal(q.refusal, undefined, 'an owner that is not its controller (garbage collection only) does not stop it');
   t.equal(q.toRevision, 1);
+});
+
+// configDrift: restore writes the drifted ConfigMap back first, then the workload. When the
+// workload's write then does not land (a new revision deployed meanwhile: changed_since_plan), the
+// revision still running must not keep the older revision's configuration.
+t.test('configDrift: restore, then the workload write refused: the ConfigMap gets its content from before the restore back', async (t) => {
+  const CM = RESOURCES.configmaps;
+  const T0 = Date.parse('2026-11-20T09:00:00Z'); // before revision 1 was created (10:00)
+  const T1 = Date.parse('2026-11-23T09:30:00Z'); // edited in place with revision 2
+  const setup = () => {
+    const kube = standardCluster();
+    const v1 = replicaSet('web-aa01', 'web:v1', 1, { createdAt: '2026-11-20T10:00:00Z' });
+    v1.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'app-config' } }];
+    kube.add(RESOURCES.replicasets, v1);
+    const cm = (data: Record<string, string>, at: number) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app-config', namespace: NS, uid: 'cm-uid', creationTimestamp: '2026-11-01T00:00:00Z', managedFields: [{ time: new Date(at).toISOString() }] }, data });
+    const old = kube.add(CM, cm({ TIMEOUT: '5s', MODE: 'safe' }, T0));
+    kube.add(CM, snapshotObject(old, 'ConfigMap', T0, SNAPSHOT_KEY));
+    kube.put(CM, { ...kube.peek(CM, NS, 'app-config')!, ...cm({ TIMEOUT: '50ms', FEATURE: 'on' }, T1) });
+    kube.add(CM, snapshotObject(kube.peek(CM, NS, 'app-config')!, 'ConfigMap', T1, SNAPSHOT_KEY));
+    const ctx = context(kube, { snapshotKey: SNAPSHOT_KEY, configRestore: { secrets: false } });
+    return { kube, ctx };
+  };
+  /** revision 3 deployed right after the ConfigMap's restore landed */
+  const deployV3AfterRestore = (kube: FakeKube) => {
+    let done = false;
+    kube.onPatch = (rt) => {
+      if (rt.plural !== 'configmaps' || done) return;
+      done = true;
+      kube.add(RESOURCES.replicasets, replicaSet('web-cc03', 'web:v3', 3, { createdAt: '2026-11-23T10:00:00Z' }));
+      const d = kube.peek(RESOURCES.deployments, NS, 'web')!;
+      d.spec.template = podTemplate('web:v3');
+      d.metadata.generation = 3;
+      d.metadata.annotations!['deployment.kubernetes.io/revision'] = '3';
+      kube.put(RESOURCES.deployments, d);
+    };
+  };
+
+  const { kube, ctx } = setup();
+  const plan = await deploymentAction.plan(ref, ctx);
+  t.match(plan.summary, /^restore ConfigMap shop\/app-config from snapshot app-config-snap-\w+, then roll back deployment shop\/web from revision 2 to revision 1/, 'the restore is planned first');
+  deployV3AfterRestore(kube);
+  const res = await deploymentAction.execute(plan, ctx);
+  t.equal(res.applied, false);
+  t.equal(res.refusal?.code, 'changed_since_plan');
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '50ms', FEATURE: 'on' }, 'the content revision 3 runs with, as before the restore (fails before: the restored one stays)');
+  t.match(res.putBack, [/^ConfigMap shop\/app-config: its content before the restore written back$/]);
+  t.match(res.partlyWritten, [/^restore ConfigMap shop\/app-config from snapshot/], 'the restore landed, and is still said');
+  t.equal(kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template.spec.containers[0].image, 'web:v3', 'the new deploy is left alone');
+  const cmPatches = kube.calls.filter((c) => c.verb === 'patch' && c.resource === 'configmaps');
+  t.equal(cmPatches.length, 2, 'the restore, then the write back');
+  t.match(cmPatches[1]!.body, { metadata: { resourceVersion: String }, data: { TIMEOUT: '50ms', FEATURE: 'on', MODE: null } }, 'guarded by the resourceVersion the restore left');
+  t.equal(ctx.fenceCalls, 3, 'fenced: the restore, the workload, the write back');
+
+  // changed again by someone after the restore: their change is left, and named
+  const b = setup();
+  const planB = await deploymentAction.plan(ref, b.ctx);
+  deployV3AfterRestore(b.kube);
+  let edited = false;
+  b.kube.failNext('patch', (c) => {
+    if (c.resource === 'deployments' && !edited) {
+      edited = true; // someone edits the ConfigMap after the restore landed, before the write back
+      b.kube.put(CM, { ...b.kube.peek(CM, NS, 'app-config')!, data: { TIMEOUT: '1s' } });
+    }
+    return null;
+  });
+  const resB = await deploymentAction.execute(planB, b.ctx);
+  t.equal(resB.applied, false);
+  t.same(b.kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '1s' }, 'the later change is not overwritten');
+  t.notOk(resB.putBack?.length);
+  t.match(resB.notPutBack, [/^ConfigMap shop\/app-config could not be put back \(it was changed again after the restore, and that change is left as it is\): .*kubectl -n shop get configmaps -l rollguard.io\/snapshot-of=app-config/]);
 });
