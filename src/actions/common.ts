@@ -171,6 +171,11 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
         // nothing of this rollback reached the cluster, for certain: the write that failed was never
         // sent (the fence, a pause cut short), or the API server refused it (a 4xx but 408)
         if (landed.length === 0 && (!sent || refusedByServer(err))) markNothingWritten(err);
+        // the workload's write did not land, for certain (never sent, or refused: an admission
+        // webhook, RBAC, a conflict past the last attempt): the configuration restored for it is written back
+        if (restored.length > 0 && w && !isConfigWrite(w) && (!sent || refusedByServer(err)) && typeof err === 'object' && err !== null) {
+          putBackAfter.set(err, await undoRestores());
+        }
         throw err;
       }
       ctx.logger.warn({ attempt, err: err.message }, 'conflict on rollback write; re-planning from a fresh read');
@@ -206,6 +211,13 @@ const partly = (landed: string[]) => (landed.length > 0 ? { partlyWritten: [...l
 /** An API server answer that refused the write: a 4xx, but 408 (the request timed out: it may have landed). */
 /** The API server refused the write for good (a 4xx, not 408): nothing of it landed. Any other failure (no answer, 408, 5xx) may have come after it landed. */
 export const refusedByServer = (err: unknown): err is KubeApiError & { status: number } => err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 408;
+
+const putBackAfter = new WeakMap<object, { putBack?: string[]; notPutBack?: string[] }>();
+/**
+ * For an error thrown by execute() after a configuration restore landed and the workload's write
+ * then did not: what executeWrites wrote back (putBack) and what it could not (notPutBack).
+ */
+export const putBackBefore = (err: unknown): { putBack?: string[]; notPutBack?: string[] } | undefined => (typeof err === 'object' && err !== null ? putBackAfter.get(err) : undefined);
 
 const unwritten = new WeakSet<object>();
 function markNothingWritten(err: unknown): void {

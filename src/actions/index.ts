@@ -29,7 +29,7 @@ type Def = (typeof KINDS)[number];
 export type KindOptions = { [D in Def as D['kind']]: D extends KindDefinition<string, infer O> ? O : never };
 
 export type { Action, ActionContext, ExecuteResult, RollbackPlan, TargetKind, TargetRef, VerifyResult } from './action.js';
-export { writtenObjects, wroteNothing, type WrittenObject } from './common.js';
+export { putBackBefore, writtenObjects, wroteNothing, type WrittenObject } from './common.js';
 import type { TargetKind } from './action.js';
 
 /** Every kind name, in registry order (for z.enum). */

@@ -2,7 +2,7 @@ import type { Action, ActionContext, ExecuteResult, RollbackPlan } from '../acti
 import type { SlotHold } from '../guards/concurrency.js';
 import { readCooldown, readStepBacks, startCooldowns } from '../guards/cooldown.js';
 import { replicatedBeforeWriting } from '../guards/lock.js';
-import { writtenObjects, wroteNothing } from '../actions/index.js';
+import { putBackBefore, writtenObjects, wroteNothing } from '../actions/index.js';
 import { GUARDS, type GuardContext, type GuardResult, type Produced } from '../guards/index.js';
 import type { PauseReadAhead } from '../guards/pause.js';
 import { gitopsLines, suspendBeforeWrite, withGitOps } from '../gitops/stage.js';
@@ -132,7 +132,11 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
     if (isKubeError(err)) ctx.metrics.kubeErrors.inc({ status: String(err.status) });
     if (rec.state === 'in_progress') {
       ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
-      return await escalateError(ctx, rec, `error during the rollback: ${msg}`, msg);
+      // the workload's write refused after a configuration restore landed: what became of the restore, said
+      const back = putBackBefore(err);
+      const said = [msg, ...(back?.putBack?.length ? [`the configuration restored before it was put back: ${back.putBack.join('; ')}`] : []), ...(back?.notPutBack?.length ? [`the configuration restored before it was NOT put back: ${back.notPutBack.join('; ')}`] : [])].join('; ');
+      if (back?.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${back.putBack.join('; ')}`);
+      return await escalateError(ctx, rec, `error during the rollback: ${said}`, said);
     }
     if (isKubeError(err) && err.retriable && (rec.kubeRetries ?? 0) + 1 < KUBE_TRIES) {
       // The API server is away for a moment (a 503 at an etcd leader change, a 429, no answer):

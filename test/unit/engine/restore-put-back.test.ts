@@ -7,6 +7,7 @@ import t from 'tap';
 import { deploymentAction } from '../../../src/actions/deployment.js';
 import { snapshotObject } from '../../../src/config-deps/snapshots.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
+import { KubeApiError } from '../../../src/kube/errors.js';
 import { metricValue } from '../../support/app.js';
 import { firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -28,7 +29,7 @@ rules:
 `;
 
 /** web at revision 2; revision 1 uses ConfigMap app-config, edited in place since; both contents snapshotted. */
-function cluster(): FakeKube {
+function cluster(o: { deployV3?: boolean } = {}): FakeKube {
   const now = Date.now();
   const T0 = now - 3 * 24 * 60 * MIN; // the content revision 1 was created with (a day later)
   const T1 = now - 9 * MIN; // edited in place with revision 2 (deployed 10 minutes ago, before the alert)
@@ -43,6 +44,7 @@ function cluster(): FakeKube {
   kube.put(CM, { ...kube.peek(CM, NS, 'app-config')!, ...cm({ TIMEOUT: '50ms', FEATURE: 'on' }, T1) });
   kube.add(CM, snapshotObject(kube.peek(CM, NS, 'app-config')!, 'ConfigMap', T1, SNAPSHOT_KEY));
   // revision 3 is deployed right after the restore lands, before the workload's write
+  if (o.deployV3 === false) return kube;
   let deployed = false;
   kube.onPatch = (rt) => {
     if (rt.plural !== 'configmaps' || deployed) return;
@@ -98,4 +100,20 @@ t.test('not put back (changed again since the restore): error, escalated, naming
   t.ok(n, 'escalated');
   t.match(n.lines.join('\n'), /ConfigMap shop\/app-config could not be put back .*kubectl -n shop get configmaps -l rollguard.io\/snapshot-of=app-config/);
   t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'config_not_put_back' }), 1);
+});
+
+t.test("the workload's write refused by the API server (an admission webhook) after the restore: the ConfigMap is put back, and the escalation says so", async (t) => {
+  const kube = cluster({ deployV3: false });
+  kube.failNext('patch', (c) =>
+    c.resource === 'deployments' ? new KubeApiError({ status: 403, reason: 'Forbidden', message: 'admission webhook "images.policy.example" denied the request: image web:v1 is not allowed', operation: 'PATCH' }) : null,
+  );
+  const e = engine(kube);
+  await e.deliver(alert());
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'failed', rec.outcome?.message ?? '');
+  t.match(rec.outcome!.message, /denied the request.*; the configuration restored before it was put back: ConfigMap shop\/app-config: its content before the restore written back/);
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '50ms', FEATURE: 'on' }, 'the content revision 2 runs with, as before the restore (fails before: the restored content of revision 1 stays)');
+  t.equal(kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template.spec.containers[0].image, 'web:v2', 'the workload was not rolled back');
+  await e.notifications.flush();
+  t.match(e.notifier.sent.find((x) => x.kind === 'rollback_failed')!.lines.join('\n'), /ConfigMap shop\/app-config: its content before the restore written back/);
 });
