@@ -115,8 +115,9 @@ function foreignOf(job: KubeObject): NonNullable<MigrationRecord['foreign']> {
 /**
  * Step 2: runs the plan's migration rollback Job before the workload write. Returns undefined to
  * go on (the Job completed), or the state the rollback stopped in: failed (the Job failed or timed
- * out: escalated, the workload untouched) or in_progress (shutting down mid-Job: the record is left
- * for the next replica, which finds the Job by its label).
+ * out, or a Job under its name is not the one rollguard created: escalated, the workload untouched)
+ * or in_progress (shutting down mid-Job: the record is left for the next replica, which reads the
+ * Job by its name and takes it only with the recorded uid).
  */
 export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext, settings: Guards, spent: { value: boolean }): Promise<RollbackState | undefined> {
   const m = plan.migration;
