@@ -9,7 +9,9 @@
 //    outcome;
 //  - a Job that fails stops the rollback: the Deployment stays where it is, the record and the
 //    escalation carry the Job's name, its failed container and its last lines (kwok's nodes serve
-//    no logs, so the termination message's lines).
+//    no logs, so the termination message's lines);
+//  - a Job someone else created under the Job's name while the rollback waited for approval (it
+//    ran `true`, and completed) refuses the rollback at approval, naming it: never waited for.
 import t from 'tap';
 import type { Alert } from '../../src/alertmanager/alert.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
@@ -20,27 +22,28 @@ import { migrationRules } from '../support/migrations.js';
 
 const OK = 'mig-ok';
 const FAIL = 'mig-fail';
+const SQUAT = 'mig-squat';
 const FAIL_LABEL = 'pod-container-running-failed.stage.kwok.x-k8s.io';
 
 const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const kubectl = (args: string[], input?: string) => cluster.kubectl(args, { check: true, ...(input ? { input } : {}) });
 
-for (const ns of [OK, FAIL]) await kubectl(['create', 'namespace', ns]);
+for (const ns of [OK, FAIL, SQUAT]) await kubectl(['create', 'namespace', ns]);
 // migrations.enabled needs scope.namespaces: Roles in the two namespaces (the harness's default ClusterRole stays for the workloads)
-await applyChartRbac(cluster, ['migrations.enabled=true', `scope.namespaces={${OK},${FAIL}}`]);
+await applyChartRbac(cluster, ['migrations.enabled=true', `scope.namespaces={${OK},${FAIL},${SQUAT}}`]);
 
 // no Prometheus here: the rule acts without the trigger's confirmation (a P1 holds by default)
 const { engine, notifier, notifications } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
-  env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', SCOPE_NAMESPACES: `${OK},${FAIL}` },
+  env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s', SCOPE_NAMESPACES: `${OK},${FAIL},${SQUAT}` },
   rulesText: migrationRules({ key: 'rollback.yaml', deadline: '90s', logLines: 5 }).replace('priority: P1', 'priority: P1\n    onPrometheusDown: act'),
   store: new MemoryStore(),
   owner: 'migrations-a',
 });
 
 interface Job {
-  metadata: { name: string; labels?: Record<string, string> };
+  metadata: { name: string; uid?: string; labels?: Record<string, string> };
   status?: { conditions?: { type: string; status: string }[] };
 }
 const getDep = (ns: string, name: string) => cluster.request<Dep>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);
@@ -136,7 +139,8 @@ t.test('approved: the Job runs first and completes, then the Deployment is rolle
   const [job] = await jobsIn(OK);
   t.equal(job?.metadata.name, rec.migration!.job, 'the Job the record names');
   t.ok(job?.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True'), 'completed by the real Job controller (its pod by kwok)');
-  t.equal(job?.metadata.labels?.['rollguard.io/record'], rec.id, 'found again by its record label');
+  t.equal(job?.metadata.labels?.['rollguard.io/record'], rec.id, 'labelled with its record, for people');
+  t.equal(rec.migration!.uid, job?.metadata.uid, 'the record holds the uid the API server gave the Job rollguard created');
   await cluster.poll('checkout back at v1', () => getDep(OK, 'checkout'), (d) => settled(d, 'checkout:v1'), 60_000);
   const order = rec.timeline.map((s) => s.step);
   t.ok(order.lastIndexOf('migration_job') >= 0 && order.lastIndexOf('migration_job') < order.indexOf('executed'), `the Job before the write: ${order.join(' > ')}`);
@@ -161,4 +165,30 @@ t.test('a Job that fails stops the rollback: nothing rolled back, the escalation
   const n = notifier.sent.find((x) => x.title.includes(`Deployment/${FAIL}/checkout`) && /migration rollback Job .* failed: escalate/.test(x.title));
   t.ok(n, 'escalated');
   t.match(n?.lines.join('\n'), /container flyway: exit code 3 \(Error\)[\s\S]*ERROR undo script missing for V42/);
+});
+
+t.test("a Job someone else made under the Job's name before approval: refused at approval, naming it; never waited for", async (t) => {
+  await applyObj({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: SQUAT }, data: { 'rollback.yaml': template(false) } });
+  await deploy(SQUAT, 'checkout:v1', false);
+  await deploy(SQUAT, 'checkout:v2', true);
+  await engine.handle({ id: `ev-${SQUAT}`, alert: alert(SQUAT), deliveries: 1 });
+  await engine.idle();
+  const pending = (await engine.records.list({})).find((r) => r.target === `Deployment/${SQUAT}/checkout`)!;
+  t.equal(pending.state, 'pending_approval');
+  // whoever may create Jobs in the namespace reads the record id from the approval request
+  const name = `rollguard-migration-${pending.id}`;
+  await applyObj({
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name, namespace: SQUAT, labels: { 'app.kubernetes.io/managed-by': 'rollguard', 'rollguard.io/record': pending.id, 'rollguard.io/purpose': 'migration-rollback' } },
+    spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'busybox', command: ['true'] }] } } },
+  });
+  await cluster.poll(`${SQUAT}/${name} completed`, async () => (await jobsIn(SQUAT))[0], (j) => !!j?.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True'), 60_000);
+  t.equal((await engine.approve(pending.id, 'alice')).kind, 'ok');
+  await engine.idle();
+  const rec = (await engine.records.get(pending.id))!;
+  t.equal(rec.state, 'refused', rec.outcome?.message ?? '');
+  t.match(rec.outcome?.message, new RegExp(`a Job ${SQUAT}/${name} \\(uid [-0-9a-f]+, created [^)]*, labelled managed-by rollguard\\) exists already, which this rollback did not create`));
+  t.equal((await jobsIn(SQUAT)).length, 1, 'no Job created by rollguard');
+  t.equal((await getDep(SQUAT, 'checkout')).spec.template.spec.containers[0]!.image, 'checkout:v2', 'the Deployment was not rolled back');
 });
