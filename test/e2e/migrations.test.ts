@@ -107,7 +107,7 @@ t.test("the chart's rights with migrations.enabled, as kubectl auth can-i shows 
   const rows: [string, string, boolean][] = [
     ['create', 'jobs.batch', true],
     ['get', 'jobs.batch', true],
-    ['list', 'jobs.batch', true],
+    ['list', 'jobs.batch', false],
     ['delete', 'jobs.batch', false],
     ['patch', 'jobs.batch', false],
     ['list', 'pods', true],

@@ -319,7 +319,7 @@ read its template ConfigMap, create the Job (a server dry run first), follow it,
 read its pods' last log lines */}}
 migrations:
   - ["", configmaps, [get]]
-  - [batch, jobs, [get, list, create]]
+  - [batch, jobs, [get, create]]
   - ["", pods, [list]]
   - ["", pods/log, [get]]
 {{- end -}}

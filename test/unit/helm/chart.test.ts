@@ -136,7 +136,7 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
   t.same(find(migObjs, 'ClusterRole'), [], 'migrations: no ClusterRole');
   t.same(
     rulesOf(find(migObjs, 'Role')[0]!),
-    expected(['Deployment', 'StatefulSet', 'DaemonSet']).concat(['batch jobs: get,list,create', ' pods: list', ' pods/log: get']).sort(),
+    expected(['Deployment', 'StatefulSet', 'DaemonSet']).concat(['batch jobs: get,create', ' pods: list', ' pods/log: get']).sort(),
     'migrations.enabled: Jobs created and followed, their pods listed and logs read, in shop only; configmaps get was there already',
   );
   t.notOk(rulesOf(find(render([]), 'ClusterRole')[0]!).some((l) => /jobs|pods/.test(l)), 'by default: no right on Jobs or pods');
