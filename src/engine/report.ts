@@ -19,24 +19,38 @@ export function alertText(text: string): string {
     .replace(/^(\d+)\./, '$1\\.');
 }
 
+/**
+ * Text of the record's own (a guard's reason, a timeline step, the plan's summary, an outcome) as
+ * one line of markdown that starts after a fixed prefix or inside a table cell: it may quote alert
+ * text (`alert <name> received`, a target templated from labels), so its line breaks become spaces
+ * and what could make a link, an image, HTML, code or a new table cell is escaped. Its other
+ * characters stay as rollguard wrote them (`(from revision 2)`, `not_confirmed`).
+ */
+export function recordText(text: string): string {
+  return oneLine(text).replace(/[\\`[\]<>|]/g, '\\$&');
+}
+
+/** A query in a code span, on one line; as escaped text when it holds a backtick (which would end the span). */
+const code = (q: string) => (q.includes('`') ? recordText(q) : `\`${oneLine(q)}\``);
+
 /** A markdown incident report of one rollback, in the shape of the runbooks' post-mortem template. */
 export function incidentReport(r: RollbackRecord): string {
   const t = r.times;
   const lines = [
     `# Incident report: ${r.target}`,
     '',
-    `Rollback \`${r.id}\` · state **${r.state}** · ${r.source === 'manual' ? `manual, requested by ${r.requestedBy}` : `rule \`${r.rule}\` (${r.priority})`}`,
+    `Rollback \`${r.id}\` · state **${r.state}** · ${r.source === 'manual' ? `manual, requested by ${recordText(r.requestedBy ?? '')}` : `rule \`${r.rule}\` (${r.priority})`}`,
     '',
     '## What happened',
     '',
     r.alert
       ? `Alert **${alertText(r.alert.labels.alertname ?? '?')}** started firing at ${iso(r.alert.startsAt)}${r.alert.annotations.summary ? `: ${alertText(r.alert.annotations.summary)}` : ''}.`
-      : `Manual rollback: ${r.reason ?? ''}`,
-    r.confirmation ? `Prometheus: ${r.confirmation.outcome}: ${r.confirmation.reason}${r.confirmation.query ? ` (\`${r.confirmation.query}\`)` : ''}.` : '',
-    r.decision ? `Decision: ${r.decision.decision}: ${r.decision.reason}.` : '',
-    r.plan ? `Action: ${r.plan.summary}.` : '',
-    ...(r.plan?.configDrift ?? []).map((m) => `Configuration: ${m}.`),
-    r.outcome ? `Outcome: **${r.outcome.result}**: ${r.outcome.message}.` : '',
+      : `Manual rollback: ${recordText(r.reason ?? '')}`,
+    r.confirmation ? `Prometheus: ${r.confirmation.outcome}: ${recordText(r.confirmation.reason)}${r.confirmation.query ? ` (${code(r.confirmation.query)})` : ''}.` : '',
+    r.decision ? `Decision: ${r.decision.decision}: ${recordText(r.decision.reason)}.` : '',
+    r.plan ? `Action: ${recordText(r.plan.summary)}.` : '',
+    ...(r.plan?.configDrift ?? []).map((m) => `Configuration: ${recordText(m)}.`),
+    r.outcome ? `Outcome: **${r.outcome.result}**: ${recordText(r.outcome.message)}.` : '',
     ...gitopsLines(r),
     '',
     '## When it was detected and how long it took',
@@ -50,13 +64,13 @@ export function incidentReport(r: RollbackRecord): string {
     '',
     '## Why a rollback was (or was not) done: the guards',
     '',
-    ...(r.guards.length ? ['| guard | verdict | reason |', '| --- | --- | --- |', ...r.guards.map((g) => `| ${g.guard} | ${g.result} | ${g.reason.replaceAll('|', '\\|')} |`)] : ['No guard ran.']),
+    ...(r.guards.length ? ['| guard | verdict | reason |', '| --- | --- | --- |', ...r.guards.map((g) => `| ${g.guard} | ${g.result} | ${recordText(g.reason)} |`)] : ['No guard ran.']),
     '',
     '## Timeline',
     '',
     '| time (UTC) | step | what |',
     '| --- | --- | --- |',
-    ...r.timeline.map((e) => `| ${iso(e.at)} | ${e.step} | ${e.message.replaceAll('|', '\\|').replaceAll('\n', ' ')} |`),
+    ...r.timeline.map((e) => `| ${iso(e.at)} | ${recordText(e.step)} | ${recordText(e.message)} |`),
     '',
     '## Impact',
     '',

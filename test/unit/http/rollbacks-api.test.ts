@@ -70,6 +70,28 @@ t.test("the report: an alert's summary and description with line breaks, escape 
   t.equal(impact, '1\\. \\!\\[\\]\\(https://evil.example/px.png\\) \\<script\\>x\\</script\\> \\| forged \\| row \\|', 'the description: one paragraph, no list, image, HTML or table row');
 });
 
+t.test("the report: an alert name (which the timeline and guard reasons quote) with a carriage return and a link forges no heading, link or table cell", async (t) => {
+  const s = await setup();
+  // the rule matches MinorBug: the hostile part rides on a label the timeline quotes
+  const name = 'MinorBug';
+  const hostile = 'X\r## Root cause\r[Approve](https://evil.example) | forged cell <img src=x> `code`';
+  await s.deliver(firing(name, 'search', { labels: { alertname: name, deployment: 'search', namespace: 'prod', team: hostile } }));
+  const [rec] = (await s.app.inject('/v1/rollbacks')).json().rollbacks;
+  // as a record could hold it: a step and a guard reason quoting alert text
+  const stored = (await s.store.getRecord(rec.id))!;
+  stored.timeline.push({ at: Date.now(), step: 'received', message: `alert ${hostile} received` });
+  stored.guards = [{ guard: 'scope', result: 'allow', reason: `target of ${hostile}` }];
+  await s.store.putRecord(stored);
+  const report = (await s.app.inject(`/v1/rollbacks/${rec.id}/report`)).body;
+  t.notMatch(report, /\r/, 'no carriage return');
+  t.same(report.split('\n').filter((l) => l.startsWith('#')).length, 8, 'the headings are the report\'s own');
+  t.notMatch(report, /[^\\]\[Approve[^\\]*\]\(/, 'no link');
+  t.notMatch(report, /(?<!\\)<img/, 'no HTML: escaped');
+  const rows = report.split('\n').filter((l) => l.includes('forged cell'));
+  t.equal(rows.length, 2, 'the step and the guard reason');
+  for (const row of rows) t.equal(row.split(/(?<!\\)\|/).length, 5, `one cell each, its | escaped: ${row}`);
+});
+
 t.test('GET /v1/rollbacks pages with cursor and limit, returning nextCursor', async (t) => {
   const s = await setup();
   for (let i = 0; i < 5; i++) await s.store.putRecord({ id: `rb-page${i}`, target: `Deployment/prod/p${i}`, state: 'succeeded', createdAt: 1000 + i, timeline: [] });
