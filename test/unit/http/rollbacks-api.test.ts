@@ -5,6 +5,7 @@ import t from 'tap';
 import { buildApp } from '../../../src/app.js';
 import { controlRoutes } from '../../../src/http/control.js';
 import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
+import type { RollbackRecord } from '../../../src/engine/record.js';
 import { RuleHolder } from '../../../src/rules/holder.js';
 import { ADMIN_TOKEN, WEBHOOK_TOKEN } from '../../support/app.js';
 import { firing, RULES, testEngine } from '../../support/engine.js';
@@ -78,7 +79,7 @@ t.test("the report: an alert name (which the timeline and guard reasons quote) w
   await s.deliver(firing(name, 'search', { labels: { alertname: name, deployment: 'search', namespace: 'prod', team: hostile } }));
   const [rec] = (await s.app.inject('/v1/rollbacks')).json().rollbacks;
   // as a record could hold it: a step and a guard reason quoting alert text
-  const stored = (await s.store.getRecord(rec.id))!;
+  const stored = (await s.store.getRecord(rec.id)) as unknown as RollbackRecord;
   stored.timeline.push({ at: Date.now(), step: 'received', message: `alert ${hostile} received` });
   stored.guards = [{ guard: 'scope', result: 'allow', reason: `target of ${hostile}` }];
   await s.store.putRecord(stored);
