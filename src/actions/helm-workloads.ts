@@ -38,7 +38,13 @@ export const RELEASE_READS_AT_ONCE = 8;
 /** At most this many of the manifest's documents are looked at. */
 export const MANIFEST_DOCUMENTS_READ = 5000;
 
-const MENTIONS = new RegExp(`\\bkind["']?\\s*:\\s*["']?(${WORKLOADS.map((r) => r.kind).join('|')})\\b`);
+/**
+ * The documents parsed: those naming one of the kinds anywhere (so `kind: !!str Deployment`, an
+ * alias of it, and a HorizontalPodAutoscaler's `scaleTargetRef` are parsed, the last one dropped),
+ * or holding an escape that could spell one (`"Deploym\\u0065nt"`). The rest (the chart's Secrets
+ * among them) is never parsed.
+ */
+const MENTIONS = new RegExp(`\\b(?:${WORKLOADS.map((r) => r.kind).join('|')})\\b|\\\\[xuU][0-9a-fA-F]`);
 /**
  * A document separator: `---` at the start of a line, alone or before a space. What follows it on
  * its line (a comment, or the document itself: `--- {kind: Deployment, …}`) is the next document's.
@@ -84,11 +90,18 @@ export function labelledByFlux(manifest: string): boolean {
  * The workloads a release's manifest names, each once, the first RELEASE_OBJECTS_READ of them
  * (`more` when it names another past them); a document without a namespace is the release's
  * (`namespace`). A document that does not parse, or that holds more aliases than a manifest needs,
- * is skipped.
+ * is skipped. `outside`: each workload it names, past the first RELEASE_OBJECTS_READ too, that
+ * `outOfScope` says is outside the scope settings (`Kind/namespace/name: why`).
  */
-export function releaseWorkloads(manifest: string, namespace: string): { objects: ReleaseObject[]; more: boolean } {
+export function releaseWorkloads(
+  manifest: string,
+  namespace: string,
+  outOfScope?: NonNullable<ActionContext['outOfScope']>,
+): { objects: ReleaseObject[]; more: boolean; outside: string[] } {
   const out: ReleaseObject[] = [];
+  const outside: string[] = [];
   const seen = new Set<string>();
+  let more = false;
   let docs = 0;
   for (const text of documents(manifest)) {
     if (++docs > MANIFEST_DOCUMENTS_READ) break;
@@ -112,22 +125,15 @@ export function releaseWorkloads(manifest: string, namespace: string): { objects
       if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
       const key = objectKey({ kind: resource.kind, namespace: ns, name });
       if (seen.has(key)) continue;
-      if (out.length === RELEASE_OBJECTS_READ) return { objects: out, more: true };
       seen.add(key);
-      out.push({ resource, namespace: ns, name });
+      // every one is checked for scope (a name costs no read); only the first ones are kept to read
+      const why = outOfScope?.({ kind: resource.kind, namespace: ns, name });
+      if (why !== undefined) outside.push(`${key}: ${why}`);
+      if (out.length < RELEASE_OBJECTS_READ) out.push({ resource, namespace: ns, name });
+      else more = true;
     }
   }
-  return { objects: out, more: false };
-}
-
-/** `Kind/namespace/name: why` of each of `objects` outside scope (ActionContext.outOfScope), in the manifest's order. */
-export function outsideScope(objects: readonly ReleaseObject[], outOfScope: NonNullable<ActionContext['outOfScope']>): string[] {
-  const out: string[] = [];
-  for (const o of objects) {
-    const why = outOfScope({ kind: o.resource.kind, namespace: o.namespace, name: o.name });
-    if (why !== undefined) out.push(`${resourceKey(o)}: ${why}`);
-  }
-  return out;
+  return { objects: out, more, outside };
 }
 
 /** Whether Helm's annotations say the object is this release's. */

@@ -14,7 +14,7 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE } from '../kube/revision.js';
-import { labelledByFlux, liveWorkloads, outsideScope, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads, type ReleaseObject } from './helm-workloads.js';
+import { labelledByFlux, liveWorkloads, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads, type ReleaseObject } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
 import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
@@ -195,8 +195,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
       flux ||= labelledByFlux(got.stdout);
-      const { objects, more } = releaseWorkloads(got.stdout, ref.namespace);
-      const outside = ctx.outOfScope ? outsideScope(objects, ctx.outOfScope) : [];
+      const { objects, more, outside } = releaseWorkloads(got.stdout, ref.namespace, ctx.outOfScope);
       if (outside.length > 0) {
         const shown = outside.slice(0, 3).join('; ') + (outside.length > 3 ? `; and ${outside.length - 3} more` : '');
         return { changes: [], outside: `what revision ${revision}'s manifest names outside rollguard's scope: ${shown}` };

@@ -110,3 +110,23 @@ data:
   t.notOk(labelledByFlux(manifest));
   t.ok(labelledByFlux(`${manifest}---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  labels:\n    helm.toolkit.fluxcd.io/name: shop\n`), 'on any kind');
 });
+
+t.test("a workload however the manifest spells its kind (a YAML tag, an alias, an escape), and every one past the first that are read, is checked for scope", async (t) => {
+  const denied = (o: { namespace: string }) => (o.namespace === 'kube-system' ? 'namespace kube-system is denied (SCOPE_DENY_NAMESPACES)' : undefined);
+  for (const [how, doc] of [
+    ['a YAML tag', 'apiVersion: apps/v1\nkind: !!str Deployment\nmetadata:\n  name: node-agent\n  namespace: kube-system\n'],
+    ['a JSON escape', '{"apiVersion":"apps/v1","kind":"Deploym\\u0065nt","metadata":{"name":"node-agent","namespace":"kube-system"}}'],
+    ['a YAML escape', 'apiVersion: apps/v1\nkind: "Deploym\\x65nt"\nmetadata:\n  name: node-agent\n  namespace: kube-system\n'],
+    ['an alias', 'apiVersion: apps/v1\nmetadata:\n  labels: {k: &k Deployment}\n  name: node-agent\n  namespace: kube-system\nkind: *k\n'],
+  ] as const) {
+    const r = releaseWorkloads(doc, 'shop', denied);
+    t.same(r.objects.map((w) => `${w.resource.kind}/${w.namespace}/${w.name}`), ['Deployment/kube-system/node-agent'], how);
+    t.same(r.outside, ['Deployment/kube-system/node-agent: namespace kube-system is denied (SCOPE_DENY_NAMESPACES)'], how);
+  }
+  // past the first RELEASE_OBJECTS_READ: not read, but checked
+  const many = [...Array.from({ length: RELEASE_OBJECTS_READ }, (_, i) => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc-${i}\n`), 'apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: kube-system\n'].join('---\n');
+  const r = releaseWorkloads(many, 'shop', denied);
+  t.equal(r.objects.length, RELEASE_OBJECTS_READ);
+  t.equal(r.more, true);
+  t.same(r.outside, ['DaemonSet/kube-system/node-agent: namespace kube-system is denied (SCOPE_DENY_NAMESPACES)'], 'the 101st, checked though not read');
+});
