@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
 import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
@@ -55,6 +56,31 @@ export class PrometheusBusyError extends PrometheusUnavailableError {
     super(message, cause);
     this.name = 'PrometheusBusyError';
   }
+}
+
+/**
+ * The answers read: float samples, a value a string (`"NaN"`, `"+Inf"` included). A series of
+ * native-histogram samples (`histogram`/`histograms` instead of `value`/`values`), or any other
+ * shape, fails the parse and is the query's error (`bad_result`), which the trigger's outcome
+ * `error` holds and escalates; before 2026-12-07 it threw a TypeError that left the record deciding.
+ */
+const sample = z.tuple([z.number(), z.string()]);
+const vectorResult = z.array(z.object({ metric: z.record(z.string(), z.string()), value: sample }));
+const matrixResult = z.array(z.object({ metric: z.record(z.string(), z.string()), values: z.array(sample) }));
+const scalarResult = sample;
+
+/** The result as `schema` reads it, else the query's error naming what was not float samples. */
+function resultOf<T>(schema: z.ZodType<T>, result: unknown, resultType: string, expr: string): T {
+  const r = schema.safeParse(result);
+  if (r.success) return r.data;
+  const histograms = Array.isArray(result) && result.some((x) => typeof x === 'object' && x !== null && ('histogram' in x || 'histograms' in x));
+  throw new PrometheusQueryError(
+    histograms
+      ? `the ${resultType} answer holds native-histogram samples, not float samples: query a float of them (histogram_quantile(), histogram_count(), histogram_sum(), histogram_fraction())`
+      : `the ${resultType} answer is not float samples as the HTTP API gives them (${r.error.issues[0]?.path.join('.') ?? ''}: ${r.error.issues[0]?.message ?? ''})`,
+    'bad_result',
+    expr,
+  );
 }
 
 export class PrometheusQueryError extends Error {
@@ -131,11 +157,11 @@ export class PrometheusClient implements PrometheusApi {
   async query(expr: string, timeMs: number, opts?: QueryOptions): Promise<InstantSample[]> {
     const data = await this.call('/api/v1/query', expr, { time: secs(timeMs) }, opts);
     if (data.resultType === 'scalar') {
-      const [t, v] = data.result as [number, string];
+      const [t, v] = resultOf(scalarResult, data.result, 'scalar', expr);
       return [{ labels: {}, t: t * 1000, v: parseValue(v) }];
     }
     if (data.resultType !== 'vector') throw new PrometheusQueryError(`expected a vector result, got ${data.resultType}`, 'bad_result', expr);
-    return (data.result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((r) => ({
+    return resultOf(vectorResult, data.result, 'vector', expr).map((r) => ({
       labels: r.metric,
       t: r.value[0] * 1000,
       v: parseValue(r.value[1]),
@@ -154,7 +180,7 @@ export class PrometheusClient implements PrometheusApi {
       opts,
     );
     if (data.resultType !== 'matrix') throw new PrometheusQueryError(`expected a matrix result, got ${data.resultType}`, 'bad_result', expr);
-    return (data.result as Array<{ metric: Record<string, string>; values: Array<[number, string]> }>).map((r) => ({
+    return resultOf(matrixResult, data.result, 'matrix', expr).map((r) => ({
       labels: r.metric,
       samples: r.values.map(([t, v]) => ({ t: Math.round(t * 1000), v: parseValue(v) })),
     }));

@@ -11,7 +11,14 @@ import { TriggerFieldError } from './types.js';
 export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 export const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
-/** Escapes text for the inside of a double-quoted PromQL string. */
+/**
+ * Escapes text for the inside of a double-quoted PromQL string. Besides the quote, the backslash and
+ * line breaks, two kinds of character are written as escapes: other control characters (`\\x07`),
+ * and U+FFFD, the replacement character, which Prometheus' lexer refuses raw in a string ("invalid
+ * UTF-8 rune": a label value from lossy decoding, `/caf\uFFFD`, made every query of the trigger a 400)
+ * but reads as `\\uFFFD`; a lone surrogate, which has no UTF-8, is sent as U+FFFD, as encoding it
+ * would have made it.
+ */
 export function escapePromqlString(s: string): string {
   let out = '';
   for (const c of s) {
@@ -20,6 +27,8 @@ export function escapePromqlString(s: string): string {
     else if (c === '\n') out += '\\n';
     else if (c === '\r') out += '\\r';
     else if (c === '\t') out += '\\t';
+    else if (c < ' ' || c === '\x7f') out += `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+    else if (c === '\uFFFD' || (c.length === 1 && c >= '\uD800' && c <= '\uDFFF')) out += '\\uFFFD';
     else out += c;
   }
   return out;

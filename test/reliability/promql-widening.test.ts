@@ -1,5 +1,5 @@
 // Label values that try to widen a PromQL query (issue 9): ".*", "a|b", quotes, braces,
-// backslashes, newlines, unicode. A real Prometheus holds one probe series per value; each query
+// backslashes, newlines, control characters, unicode (U+FFFD, which the lexer refuses raw). A real Prometheus holds one probe series per value; each query
 // rollguard builds from an alert's labels (the built-in kinds' selectors, equality and regex, and a
 // custom query template) is run against it, and must match the series of that very value and
 // nothing else, and must always parse. Property-based over hostile strings (fast-check).
@@ -12,7 +12,7 @@ import { startPrometheus } from '../support/prometheus.js';
 import { figures } from './figures.js';
 
 const T0 = Date.UTC(2026, 9, 1, 12, 0);
-const STORED = ['shop', 'a', 'b', 'ab', 'a|b', '.*', '.+', 'a.b', 'axb', 'x"y', 'x\\"y', '{braces}', "quo'te", 'back\\slash', 'new\nline', 'tab\there', '"} or vector(1) or {x="', 'ünïcödé', '💥', '(a)', '[ab]', '^a$', 'a*', ''];
+const STORED = ['shop', 'a', 'b', 'ab', 'a|b', '.*', '.+', 'a.b', 'axb', 'x"y', 'x\\"y', '{braces}', "quo'te", 'back\\slash', 'new\nline', 'tab\there', '"} or vector(1) or {x="', 'ünïcödé', '💥', '(a)', '[ab]', '^a$', 'a*', 'caf\uFFFD', 'bell\u0007', 'del\u007f', ''];
 const prom = await startPrometheus(
   t,
   STORED.filter((v) => v !== '').map((v) => ({ metric: 'widen_probe', labels: { namespace: v }, samples: [[T0, 1] as [number, number], [T0 + 60_000, 1] as [number, number]] })),

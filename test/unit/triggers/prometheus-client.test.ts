@@ -289,3 +289,23 @@ t.test("a health check (precedence 'check') is sent at once, whatever waits", as
   p.answer(2);
   await Promise.all(storm);
 });
+
+t.test("an answer that is not float samples (native histograms, a broken proxy's shape) is the query's error (bad_result), never a TypeError", async (t) => {
+  const answers: [string, unknown, RegExp][] = [
+    ['a matrix of native histograms', { resultType: 'matrix', result: [{ metric: {}, histograms: [[1700000000, { count: '10', sum: '1', buckets: [] }]] }] }, /native-histogram samples, not float samples: query a float of them \(histogram_quantile/],
+    ['a vector of a native histogram', { resultType: 'vector', result: [{ metric: {}, histogram: [1700000000, { count: '10', sum: '1' }] }] }, /native-histogram samples/],
+    ['a vector without its value', { resultType: 'vector', result: [{ metric: { pod: 'a' } }] }, /the vector answer is not float samples as the HTTP API gives them \(0\.value: /],
+    ['a matrix that is no list', { resultType: 'matrix', result: { oops: true } }, /the matrix answer is not float samples/],
+    ['a scalar of the wrong shape', { resultType: 'scalar', result: ['1700000000', 3] }, /the scalar answer is not float samples/],
+  ];
+  for (const [what, data, message] of answers) {
+    const s = await stub((_req, _body, res) => json(res, 200, { status: 'success', data }));
+    const c = new PrometheusClient({ url: s.url });
+    const matrix = (data as { resultType: string }).resultType === 'matrix';
+    const got: unknown = await (matrix ? c.queryRange('q', 1_700_000_000_000, 1_700_000_060_000, 15_000) : c.query('q', 1_700_000_000_000)).catch((e: unknown) => e);
+    await s.close();
+    t.type(got, PrometheusQueryError, what);
+    t.equal((got as PrometheusQueryError).errorType, 'bad_result', what);
+    t.match((got as Error).message, message, what);
+  }
+});
