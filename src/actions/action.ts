@@ -249,10 +249,13 @@ export interface ExecuteResult {
   /**
    * not applied: configuration restored before the workload's write, written back to the content
    * it had before the restore (its `configBefore`, guarded by the resourceVersion the restore left),
-   * in words; and, in `notPutBack`, each one that could not be, saying why and what it holds now
+   * in words (or found written back by someone else); in `leftAsIs`, each one given newer content
+   * after the restore (a release's own configuration: left, never overwritten) or deleted; and, in
+   * `notPutBack`, each one that could not be put back, saying why and what it holds now
    */
   putBack?: string[];
   notPutBack?: string[];
+  leftAsIs?: string[];
   /** set when a re-plan after a conflict refused (e.g. someone else already rolled back) */
   refusal?: Refusal;
 }

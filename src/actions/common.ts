@@ -212,12 +212,13 @@ const partly = (landed: string[]) => (landed.length > 0 ? { partlyWritten: [...l
 /** The API server refused the write for good (a 4xx, not 408): nothing of it landed. Any other failure (no answer, 408, 5xx) may have come after it landed. */
 export const refusedByServer = (err: unknown): err is KubeApiError & { status: number } => err instanceof KubeApiError && typeof err.status === 'number' && err.status >= 400 && err.status < 500 && err.status !== 408;
 
-const putBackAfter = new WeakMap<object, { putBack?: string[]; notPutBack?: string[] }>();
+const putBackAfter = new WeakMap<object, { putBack?: string[]; notPutBack?: string[]; leftAsIs?: string[] }>();
 /**
  * For an error thrown by execute() after a configuration restore landed and the workload's write
- * then did not: what executeWrites wrote back (putBack) and what it could not (notPutBack).
+ * then did not: what executeWrites wrote back (putBack), what it left to newer content (leftAsIs)
+ * and what it could not put back (notPutBack).
  */
-export const putBackBefore = (err: unknown): { putBack?: string[]; notPutBack?: string[] } | undefined => (typeof err === 'object' && err !== null ? putBackAfter.get(err) : undefined);
+export const putBackBefore = (err: unknown): { putBack?: string[]; notPutBack?: string[]; leftAsIs?: string[] } | undefined => (typeof err === 'object' && err !== null ? putBackAfter.get(err) : undefined);
 
 const unwritten = new WeakSet<object>();
 function markNothingWritten(err: unknown): void {

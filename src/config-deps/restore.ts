@@ -40,30 +40,72 @@ export function restoreWrite(kind: ConfigKind, live: KubeObject, snapshot: KubeO
   };
 }
 
+/** How many times a put-back is sent again after a 409 that left the restored content in place (only metadata changed). */
+export const PUT_BACK_TRIES = 3;
+
 /**
  * Writes back, in reverse order, the content each landed configuration restore replaced (`configBefore`),
- * each guarded by the resourceVersion the restore left (`after`: someone who changed the object
- * since keeps their change, and it is named instead), each fenced. For a workload write that did not
- * land after them: the revision still running gets its own configuration back.
+ * each guarded by the resourceVersion the restore left (`after`), each fenced. For a workload write
+ * that did not land after them: the revision still running gets its own configuration back.
+ * On a 409 (the object changed since the restore) it is read again and its content (data and
+ * binaryData, or a Secret's type and data; never labels or annotations) decides:
+ *  - the content from before the restore: someone already wrote it back (a release re-applying
+ *    it): put back, said so;
+ *  - still the restored content (a label, an annotation, a controller's no-op apply): written back
+ *    again under the new resourceVersion, at most PUT_BACK_TRIES times in all;
+ *  - anything else: someone wrote newer content after the restore (a release's new configuration):
+ *    left as it is and said (`leftAsIs`), never overwritten and not escalated for that.
+ * Any other failure (or the tries used up) is `notPutBack`: it holds the restored content.
  */
-export async function putBackRestored(kube: Kube, landed: { w: PlannedWrite; after: KubeObject }[], ctx: ActionContext): Promise<{ putBack: string[]; notPutBack: string[] }> {
+export async function putBackRestored(
+  kube: Kube,
+  landed: { w: PlannedWrite; after: KubeObject }[],
+  ctx: ActionContext,
+): Promise<{ putBack: string[]; notPutBack: string[]; leftAsIs: string[] }> {
   const putBack: string[] = [];
   const notPutBack: string[] = [];
+  const leftAsIs: string[] = [];
   for (const { w, after } of [...landed].reverse()) {
     const kind: ConfigKind = w.resource.plural === 'secrets' ? 'Secret' : 'ConfigMap';
     const what = `${kind} ${w.namespace}/${w.name}`;
-    try {
-      await ctx.checkFence();
-      await kube.patch(w.resource, w.namespace, w.name, restorePatch(after, w.configBefore!, kind), 'merge', reqOpts(ctx));
-      putBack.push(`${what}: its content before the restore written back`);
-    } catch (err) {
-      const why = err instanceof KubeApiError && err.isConflict ? 'it was changed again after the restore, and that change is left as it is' : (err as Error).message;
-      notPutBack.push(
-        `${what} could not be put back (${why}): it holds what the restore wrote (${w.description}) or what was written after it; write back the content it had before by hand (its snapshots: kubectl -n ${w.namespace} get ${w.resource.plural} -l ${snapshotSelector(w.name)})`,
-      );
+    const before = contentHash(w.configBefore!, kind);
+    const restored = contentHash(after, kind);
+    const snapshots = `its snapshots: kubectl -n ${w.namespace} get ${w.resource.plural} -l ${snapshotSelector(w.name)}`;
+    let live = after;
+    let outcome: { to: string[]; line: string } | undefined;
+    for (let tries = 1; !outcome; tries++) {
+      try {
+        await ctx.checkFence();
+        await kube.patch(w.resource, w.namespace, w.name, restorePatch(live, w.configBefore!, kind), 'merge', reqOpts(ctx));
+        outcome = { to: putBack, line: `${what}: its content before the restore written back` };
+        break;
+      } catch (err) {
+        if (!(err instanceof KubeApiError && err.isConflict)) {
+          outcome = { to: notPutBack, line: `${what} could not be put back (${(err as Error).message}): it may still hold what the restore wrote (${w.description}); if the revision running needs its earlier content, write it back (${snapshots})` };
+          break;
+        }
+      }
+      // changed since the restore: read it again, and look at its content only
+      try {
+        const now = await getOrNull(kube, w.resource, w.namespace, w.name, reqOpts(ctx));
+        if (!now) {
+          outcome = { to: leftAsIs, line: `${what} was deleted after the restore: nothing to put back` };
+        } else if (contentHash(now, kind) === before) {
+          outcome = { to: putBack, line: `${what}: its content before the restore written back by someone else after the restore (it holds it again)` };
+        } else if (contentHash(now, kind) !== restored) {
+          outcome = { to: leftAsIs, line: `${what} was given newer content after the restore (neither the restored one nor the one before): left as it is, not put back` };
+        } else if (tries >= PUT_BACK_TRIES) {
+          outcome = { to: notPutBack, line: `${what} could not be put back (it still holds what the restore wrote (${w.description}), but it changed again at each of ${PUT_BACK_TRIES} tries to write back the content it had before): write back the content it had before (${snapshots})` };
+        } else {
+          live = now; // only its metadata changed: again, under its new resourceVersion
+        }
+      } catch (err) {
+        outcome = { to: notPutBack, line: `${what} could not be put back (it changed after the restore, and reading it again failed: ${(err as Error).message}): check whether it still holds what the restore wrote (${w.description}); if so, write back the content it had before (${snapshots})` };
+      }
     }
+    outcome!.to.push(outcome!.line);
   }
-  return { putBack, notPutBack };
+  return { putBack, notPutBack, leftAsIs };
 }
 
 async function restoreOne(d: ConfigDrift, ctx: ActionContext & { kube: Kube }, target: TargetRevision): Promise<{ drift: ConfigDrift; write?: PlannedWrite }> {

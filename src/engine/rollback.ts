@@ -134,8 +134,14 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       ctx.log.error({ err, record: rec.id }, 'rollback stopped by an error');
       // the workload's write refused after a configuration restore landed: what became of the restore, said
       const back = putBackBefore(err);
-      const said = [msg, ...(back?.putBack?.length ? [`the configuration restored before it was put back: ${back.putBack.join('; ')}`] : []), ...(back?.notPutBack?.length ? [`the configuration restored before it was NOT put back: ${back.notPutBack.join('; ')}`] : [])].join('; ');
+      const said = [
+        msg,
+        ...(back?.putBack?.length ? [`the configuration restored before it was put back: ${back.putBack.join('; ')}`] : []),
+        ...(back?.leftAsIs?.length ? [`the configuration restored before it was changed again since, and left as it is: ${back.leftAsIs.join('; ')}`] : []),
+        ...(back?.notPutBack?.length ? [`the configuration restored before it was NOT put back: ${back.notPutBack.join('; ')}`] : []),
+      ].join('; ');
       if (back?.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${back.putBack.join('; ')}`);
+      if (back?.leftAsIs?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back; the configuration restored before it was changed again since, and left as it is: ${back.leftAsIs.join('; ')}`);
       return await escalateError(ctx, rec, `error during the rollback: ${said}`, said);
     }
     if (isKubeError(err) && err.retriable && (rec.kubeRetries ?? 0) + 1 < KUBE_TRIES) {
@@ -346,8 +352,10 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
       // configuration restored before the workload's write (configDrift: restore) was written back:
       // the revision still running keeps its own configuration; said
       if (res.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${res.putBack.join('; ')}`);
+      // changed again since the restore with newer content (a release's own): left, said, not escalated
+      if (res.leftAsIs?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back; the configuration restored before it was changed again since, and left as it is: ${res.leftAsIs.join('; ')}`);
       // GitOps owners suspended for it stay suspended (another rollback may rely on the same owner): said
-      const lines = [...(res.putBack ?? []), ...(rec.gitops?.suspended?.length ? gitopsLines(rec) : [])];
+      const lines = [...(res.putBack ?? []), ...(res.leftAsIs ?? []), ...(rec.gitops?.suspended?.length ? gitopsLines(rec) : [])];
       if (res.notPutBack?.length) {
         // the running revision has the configuration restored for the older one: a human puts it back
         const why = res.refusal?.message ?? res.message;
@@ -361,7 +369,8 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
       if (res.refusal) {
         const m = messages.refused(rec, res.refusal.message);
         ctx.notify(rec, { ...m, lines: [...m.lines, ...lines] });
-        return await ctx.finish(rec, 'refused', res.refusal.message);
+        const left = res.leftAsIs?.length ? `; the configuration restored before the workload's write was changed again since, and left as it is: ${res.leftAsIs.join('; ')}` : '';
+        return await ctx.finish(rec, 'refused', `${res.refusal.message}${left}`);
       }
       return await ctx.finish(rec, 'error', res.message);
     }

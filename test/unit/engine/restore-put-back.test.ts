@@ -2,7 +2,9 @@
 // the drifted ConfigMap is restored first, then a new revision is deployed before the workload's
 // write lands (changed_since_plan). The revision still running must not be left with the older
 // revision's configuration: rollguard writes the ConfigMap's content from before the restore back
-// and says so; if it cannot (changed again since), the rollback ends `error`, escalated, naming it.
+// and says so. Changed again since the restore: found written back by someone else, written back
+// again (only its metadata changed), or left as it is (newer content); only a ConfigMap that cannot
+// be put back (the tries used up) ends the rollback `error`, escalated, naming it.
 import t from 'tap';
 import { deploymentAction } from '../../../src/actions/deployment.js';
 import { snapshotObject } from '../../../src/config-deps/snapshots.js';
@@ -79,13 +81,72 @@ t.test('put back: refused, the ConfigMap holds the running revision 3 content ag
   t.match(n.lines.join('\n'), /ConfigMap shop\/app-config: its content before the restore written back/, 'the refusal names the ConfigMap');
 });
 
-t.test('not put back (changed again since the restore): error, escalated, naming the ConfigMap and what to do', async (t) => {
-  const kube = cluster();
+/** Someone changes the ConfigMap after the restore landed, before rollguard writes it back. */
+function changeAfterRestore(kube: FakeKube, change: (cur: KubeObject) => KubeObject): void {
   let edited = false;
   kube.failNext('patch', (c) => {
     if (c.resource === 'deployments' && !edited) {
-      edited = true; // someone edits the ConfigMap after the restore landed
-      kube.put(CM, { ...kube.peek(CM, NS, 'app-config')!, data: { TIMEOUT: '1s' } });
+      edited = true;
+      kube.put(CM, change(kube.peek(CM, NS, 'app-config')!));
+    }
+    return null;
+  });
+}
+
+t.test('newer content written after the restore (the release applies its own configuration): left as it is, said, refused, not escalated, no advice to write the old content back', async (t) => {
+  const kube = cluster();
+  changeAfterRestore(kube, (cur) => ({ ...cur, data: { TIMEOUT: '1s' } }));
+  const e = engine(kube);
+  await e.deliver(alert());
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'refused', rec.outcome?.message ?? '');
+  t.match(rec.outcome!.message, /moved from revision 2 to 3.*; the configuration restored before the workload's write was changed again since, and left as it is: ConfigMap shop\/app-config was given newer content after the restore/);
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '1s' }, 'the newer content is left');
+  t.ok(rec.timeline.some((s) => s.step === 'put_back' && /ConfigMap shop\/app-config was given newer content after the restore .*left as it is/.test(s.message)));
+  await e.notifications.flush();
+  t.notOk(e.notifier.sent.find((x) => x.kind === 'rollback_failed'), 'not escalated');
+  const n = e.notifier.sent.find((x) => x.kind === 'rollback_refused')!;
+  t.match(n.lines.join('\n'), /ConfigMap shop\/app-config was given newer content after the restore/, 'the refusal names it');
+  t.notMatch(n.lines.join('\n'), /write back the content it had before/, 'no advice to revert the newer configuration');
+  t.notOk(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'config_not_put_back' }), 'no config_not_put_back escalation');
+});
+
+t.test('the ConfigMap re-applied after the restore with the running revision content (a release re-applying it): put back by someone else, refused, not escalated', async (t) => {
+  const kube = cluster();
+  changeAfterRestore(kube, (cur) => ({ ...cur, data: { TIMEOUT: '50ms', FEATURE: 'on' } }));
+  const e = engine(kube);
+  await e.deliver(alert());
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'refused', rec.outcome?.message ?? '');
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '50ms', FEATURE: 'on' });
+  t.ok(rec.timeline.some((s) => s.step === 'put_back' && /ConfigMap shop\/app-config: its content before the restore written back by someone else/.test(s.message)));
+  await e.notifications.flush();
+  t.notOk(e.notifier.sent.find((x) => x.kind === 'rollback_failed'), 'not escalated');
+  t.notOk(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'config_not_put_back' }), 'no config_not_put_back escalation');
+});
+
+t.test('only a label added after the restore (content still the restored one): put back under the new resourceVersion, refused', async (t) => {
+  const kube = cluster();
+  changeAfterRestore(kube, (cur) => ({ ...cur, metadata: { ...cur.metadata, labels: { ...(cur.metadata.labels ?? {}), touched: 'yes' } } }));
+  const e = engine(kube);
+  await e.deliver(alert());
+  const rec = (await e.engine.records.list({}))[0]!;
+  t.equal(rec.state, 'refused', rec.outcome?.message ?? '');
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '50ms', FEATURE: 'on' }, 'running revision 3 gets its configuration back');
+  t.equal(kube.peek(CM, NS, 'app-config')!.metadata.labels?.touched, 'yes', 'the label is kept');
+  t.ok(rec.timeline.some((s) => s.step === 'put_back' && /ConfigMap shop\/app-config: its content before the restore written back$/.test(s.message)));
+});
+
+t.test('the restored content still there but changed at every try to put it back: error, escalated, naming it and where its earlier content is kept', async (t) => {
+  const kube = cluster();
+  // a controller touching an annotation right before each of rollguard's writes back
+  let workloadTried = false;
+  let n = 0;
+  kube.failNext('patch', (c) => {
+    if (c.resource === 'deployments') workloadTried = true;
+    else if (c.resource === 'configmaps' && workloadTried) {
+      const cur = kube.peek(CM, NS, 'app-config')!;
+      kube.put(CM, { ...cur, metadata: { ...cur.metadata, annotations: { ...(cur.metadata.annotations ?? {}), touched: String(++n) } } });
     }
     return null;
   });
@@ -93,12 +154,9 @@ t.test('not put back (changed again since the restore): error, escalated, naming
   await e.deliver(alert());
   const rec = (await e.engine.records.list({}))[0]!;
   t.equal(rec.state, 'error', rec.outcome?.message ?? '');
-  t.match(rec.outcome!.message, /moved from revision 2 to 3.*; but the configuration restored before the workload's write was not put back: ConfigMap shop\/app-config could not be put back/);
-  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '1s' }, 'the later change is left');
-  await e.notifications.flush();
-  const n = e.notifier.sent.find((x) => x.kind === 'rollback_failed')!;
-  t.ok(n, 'escalated');
-  t.match(n.lines.join('\n'), /ConfigMap shop\/app-config could not be put back .*kubectl -n shop get configmaps -l rollguard.io\/snapshot-of=app-config/);
+  t.match(rec.outcome!.message, /not put back: ConfigMap shop\/app-config could not be put back \(it still holds what the restore wrote .*3 tries.*kubectl -n shop get configmaps -l rollguard.io\/snapshot-of=app-config/);
+  t.same(kube.peek(CM, NS, 'app-config')!.data, { TIMEOUT: '5s', MODE: 'safe' }, 'still the restored content');
+  t.equal(n, 3, 'tried 3 times');
   t.equal(await metricValue(e.metrics, 'rollguard_escalations_total', { reason: 'config_not_put_back' }), 1);
 });
 
