@@ -3,7 +3,8 @@
 //
 // A snapshot is an immutable copy of a ConfigMap (or, with CONFIG_SNAPSHOTS_SECRETS, a Secret),
 // in the same namespace and of the same kind, taken by the watcher (watch.ts) each time the
-// object's content changes:
+// object's content changes, named `<source>-snap-<10 hex>` (snapshotName: an HMAC under
+// CONFIG_SNAPSHOTS_KEY, so only rollguard's replicas can tell a snapshot's name before it exists):
 //   labels       rollguard.io/snapshot-of: the source's name (shortened with a hash past 63 characters)
 //                rollguard.io/current-since: when this content became current, in Unix seconds
 //                app.kubernetes.io/managed-by: rollguard
@@ -64,9 +65,17 @@ export function contentHash(o: KubeObject, kind: ConfigKind): string {
   return sha256(canonical(contentOf(o, kind)));
 }
 
-/** `<source>-snap-<10 hex>`: the same content becoming current at the same time gets the same name on every replica. */
-export function snapshotName(source: string, hash: string, since: number): string {
-  return `${source.slice(0, 253 - 16).replace(/[-.]+$/, '')}-snap-${sha256(`${hash}@${since}`).slice(0, 10)}`;
+/**
+ * `<source>-snap-<10 hex>`, the hex an HMAC under CONFIG_SNAPSHOTS_KEY of the content hash and the
+ * time it became current: the same content becoming current at the same time gets the same name on
+ * every replica (they share the key), and no one without the key can predict it to create an object
+ * there first. Until 2026-12-07 it was sha256(hash@since), which anyone who could read the object
+ * could work out; snapshots under such names stay counted (found by label, kept by signature, which
+ * covers whatever name a snapshot has).
+ */
+export function snapshotName(source: string, hash: string, since: number, key: string): string {
+  const mac = createHmac('sha256', key).update(['rollguard.io/snapshot-name', hash, String(since)].join('\n')).digest('hex');
+  return `${source.slice(0, 253 - 16).replace(/[-.]+$/, '')}-snap-${mac.slice(0, 10)}`;
 }
 
 /** When a snapshot's content became current (ms), from its annotation, else its label. */
@@ -136,7 +145,7 @@ export function snapshotObject(live: KubeObject, kind: ConfigKind, since: number
     apiVersion: 'v1',
     kind,
     metadata: {
-      name: snapshotName(name, contentHash(live, kind), since),
+      name: snapshotName(name, contentHash(live, kind), since, key),
       namespace: live.metadata.namespace!,
       labels: { [SNAPSHOT_OF]: sourceLabel(name), [CURRENT_SINCE]: String(Math.floor(since / 1000)), [MANAGED_BY]: 'rollguard' },
       annotations: { [SNAPSHOT_OF]: name, [CURRENT_SINCE]: new Date(since).toISOString() },

@@ -8,10 +8,11 @@
 // hash of each used object's last content, no object and no data. Work on one object is done in
 // order (one chain per object), at most SNAPSHOT_CONCURRENCY objects at once; an object marked
 // immutable is never snapshotted (it cannot be edited in place, so it never needs restoring).
-// Several replicas may all run it: a snapshot's name follows from its content and time, so they
-// create the same one (409 AlreadyExists is fine once the object there is read and found to be a
-// snapshot rollguard signed; anything else at that name is a squatter: warned of, never counted,
-// and the snapshot is taken under the next name, its time 1 ms later, at most SQUAT_TRIES times).
+// Several replicas may all run it: a snapshot's name follows from its content and time under the
+// key they share (snapshotName), so they create the same one (409 AlreadyExists is fine once the
+// object there is read and found to be a snapshot rollguard signed; anything else at that name is a
+// squatter, who would need the key to predict it: warned of, never counted, and the snapshot is
+// taken under the next name, its time 1 ms later, at most SQUAT_TRIES times).
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
@@ -199,9 +200,9 @@ export class ConfigSnapshots {
   /**
    * Creates the snapshot of `live` current since `since`: the snapshot, or null when every name
    * tried was held by an object that is not rollguard's signed snapshot of it. A name already
-   * taken holds another replica's snapshot (the same one) or a squatter, who could predict it
-   * (content hash and edit time) and create a ConfigMap there to be counted and make a real
-   * snapshot pruned.
+   * taken holds another replica's snapshot (the same one) or a squatter, who created a ConfigMap
+   * there to be counted and make a real snapshot pruned: it takes CONFIG_SNAPSHOTS_KEY (or a leaked
+   * name) to know the name beforehand (snapshotName).
    */
   private async take(kind: ConfigKind, live: KubeObject, since: number): Promise<KubeObject | null> {
     const rt = CONFIG_RESOURCES[kind];
@@ -227,7 +228,7 @@ export class ConfigSnapshots {
       squatted.push(snap.metadata.name);
       this.o.logger.warn(
         { object, snapshot: snap.metadata.name },
-        `configuration snapshot: ${kind} ${ns}/${snap.metadata.name} ${there ? 'is not a snapshot rollguard signed (CONFIG_SNAPSHOTS_KEY)' : 'was there and is gone'}: not counted as a snapshot; check who creates ${kind}s in ${ns} under that name (someone who can predict snapshot names); taking it under another name`,
+        `configuration snapshot: ${kind} ${ns}/${snap.metadata.name} ${there ? 'is not a snapshot rollguard signed (CONFIG_SNAPSHOTS_KEY)' : 'was there and is gone'}: not counted as a snapshot; check who creates ${kind}s in ${ns} under that name (snapshot names are known only with CONFIG_SNAPSHOTS_KEY: check who holds it); taking it under another name`,
       );
     }
     this.o.logger.warn({ object, names: squatted }, `configuration snapshot not taken: the ${SQUAT_TRIES} names tried for it were held by objects that are not snapshots rollguard signed; delete them (${squatted.join(', ')}) and find who creates them`);

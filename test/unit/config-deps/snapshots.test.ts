@@ -43,6 +43,7 @@ t.test('a snapshot: immutable, same namespace and kind, labelled with its source
   t.equal(snapshotSince(s), since);
   t.equal(snapshotObject(live, 'ConfigMap', since, KEY).metadata.name, s.metadata.name, 'the same content at the same time: the same name on every replica');
   t.not(snapshotObject(live, 'ConfigMap', since + 1000, KEY).metadata.name, s.metadata.name, 'content current again later: a new snapshot');
+  t.not(snapshotObject(live, 'ConfigMap', since, `${KEY}-other`).metadata.name, s.metadata.name, 'the name depends on CONFIG_SNAPSHOTS_KEY: no one without it can tell it beforehand (fails before: a plain hash of content and time)');
   t.equal(snapshotSelector('app-settings'), 'rollguard.io/snapshot-of=app-settings');
 });
 
