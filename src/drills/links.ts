@@ -161,9 +161,10 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
     const w = await readWorkload(deps.kube, d.ref, deps.signal ? { signal: deps.signal } : {});
     if (!w) d.seen.rollout_complete = `${d.target} no longer exists`;
     else {
-      const onFault = d.fault.templateHash !== undefined ? w.templateHash === d.fault.templateHash : w.templateHash !== d.before.templateHash;
+      // a restart (kubectl rollout restart: only the template's restartedAt changed) changes neither
+      const onFault = d.fault.templateHash !== undefined ? w.isTemplate(d.fault.templateHash) : !w.isTemplate(d.before.templateHash);
       if (d.faultRevision === undefined && onFault) d.faultRevision = w.revision;
-      const back = w.templateHash === d.before.templateHash;
+      const back = w.isTemplate(d.before.templateHash);
       if (back && w.rollout.done && d.links.rollback_written && !d.links.rollout_complete) {
         const at = rec?.times.completedAt !== undefined && rec.times.completedAt >= since ? Math.min(rec.times.completedAt, now) : now;
         stamp(d, 'rollout_complete', at, `revision ${w.revision} has the pre-drill template of revision ${d.before.revision}: ${w.rollout.message}`);

@@ -4,8 +4,9 @@
 // kinds' own plan/execute/verify do the work (src/actions/), under the target's rollback lock
 // with its fencing token, so a drill's restore and a rollback never write at once.
 // It only undoes its own fault: it restores while the live pod template is the one the fault wrote
-// (its fingerprint is in the drill's record) and leaves a workload that moved on to another one (a
-// release deployed during the drill, or while every replica was down) as it is.
+// (its fingerprint is in the drill's record; a `kubectl rollout restart` since, which only sets the
+// template's restartedAt annotation, keeps it the fault's: workload.ts) and leaves a workload that
+// moved on to another one (a release deployed during the drill, or while every replica was down) as it is.
 import type { Logger } from 'pino';
 import type { Action, ActionContext, TargetKind } from '../actions/action.js';
 import type { Config } from '../config.js';
@@ -38,8 +39,8 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
   try {
     const w = await readWorkload(deps.kube, d.ref, opts);
     if (!w) return done('failed', `${d.target} no longer exists: nothing to restore`);
-    if (w.templateHash === d.before.templateHash) return done('already_back', `${d.target} is already on its pre-drill template (revision ${w.revision}): nothing to restore`, w.revision);
-    const fault = isTheFault(d, w.templateHash, w.revision);
+    if (w.isTemplate(d.before.templateHash)) return done('already_back', `${d.target} is already on its pre-drill template (revision ${w.revision}): nothing to restore`, w.revision);
+    const fault = isTheFault(d, w.isTemplate, w.revision);
     if (fault === 'unknown') {
       return done(
         'failed',
@@ -86,12 +87,14 @@ export async function restorePreDrill(deps: RestoreDeps, d: DrillRecord, why: st
 }
 
 /**
- * Whether the live template (its fingerprint, and the revision holding it) is the one drill `d`'s
- * fault wrote. A record from before 2026-12-07 has no fingerprint of the fault: its fault revision
- * stands for it when the drill saw one, else it cannot be told ('unknown').
+ * Whether the live template (isLive: whether a fingerprint is its, and the revision holding it) is
+ * the one drill `d`'s fault wrote; a restart since (kubectl rollout restart: only the template's
+ * restartedAt annotation changed) leaves it the fault's. A record from before 2026-12-07 may have
+ * no fingerprint of the fault: its fault revision stands for it when the drill saw one, else it
+ * cannot be told ('unknown').
  */
-function isTheFault(d: DrillRecord, liveHash: string, liveRevision: number): boolean | 'unknown' {
-  if (d.fault.templateHash !== undefined) return liveHash === d.fault.templateHash;
+function isTheFault(d: DrillRecord, isLive: (recorded: string) => boolean, liveRevision: number): boolean | 'unknown' {
+  if (d.fault.templateHash !== undefined) return isLive(d.fault.templateHash);
   if (d.faultRevision !== undefined) return liveRevision === d.faultRevision;
   return 'unknown';
 }

@@ -1,6 +1,10 @@
 // What a drill reads of its target: the workload, its revision, a fingerprint of its pod template
 // (compared as kubectl compares templates, never stored as text: a template holds env values),
 // whether its rollout is complete, and which revision of its history holds a given template.
+// The fingerprint leaves out the pod template's kubectl.kubernetes.io/restartedAt annotation, the
+// only change `kubectl rollout restart` (and Argo CD's restart action) makes: a restart during a
+// drill keeps the fault running, so it is still the drill's fault. Any other change of the template,
+// its other annotations and labels included, makes it another template.
 import { createHash } from 'node:crypto';
 import { revisionTemplate } from '../actions/controller-revision.js';
 import { getOrNull, RESOURCES, type Kube, type KubeObject, type RequestOptions, type ResourceType } from '../kube/kube.js';
@@ -52,20 +56,43 @@ function canonical(v: unknown): unknown {
   return v;
 }
 
+/** The pod-template annotation `kubectl rollout restart` sets (the time of the restart): it changes no container. */
+export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
+
+type Template = { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> } };
+
+function fingerprint(kind: DrillKind, template: unknown, withRestartedAt: boolean): string {
+  const t = (kind === 'Deployment' ? templateWithoutLabel((template ?? {}) as Template, POD_TEMPLATE_HASH) : structuredClone(template ?? {})) as Template;
+  if (!withRestartedAt && t.metadata?.annotations) delete t.metadata.annotations[RESTARTED_AT];
+  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(t) ?? {})).digest('hex').slice(0, 32)}`;
+}
+
 /**
  * A fingerprint of a pod template, equal for two templates exactly when kubectl calls them equal
- * (a Deployment's compared without the pod-template-hash label, as its rollout undo does).
+ * (a Deployment's compared without the pod-template-hash label, as its rollout undo does), a
+ * restart's restartedAt annotation left out (see the top of this file).
  */
 export function templateHash(kind: DrillKind, template: unknown): string {
-  const t = kind === 'Deployment' ? templateWithoutLabel((template ?? {}) as { metadata?: { labels?: Record<string, string> } }, POD_TEMPLATE_HASH) : template;
-  return `sha256:${createHash('sha256').update(JSON.stringify(canonical(t) ?? {})).digest('hex').slice(0, 32)}`;
+  return fingerprint(kind, template, false);
+}
+
+/**
+ * Whether a fingerprint a drill's record holds is this template's. Records written before
+ * 2026-12-07 hold fingerprints taken with the restartedAt annotation: those match the template as
+ * it is, annotation included (a restart since then cannot be told from another change for them).
+ */
+export function hasFingerprint(kind: DrillKind, template: unknown, recorded: string): boolean {
+  return recorded === fingerprint(kind, template, false) || recorded === fingerprint(kind, template, true);
 }
 
 export interface Workload {
   obj: KubeObject;
   /** the revision number kubectl rollout history shows as current */
   revision: number;
+  /** templateHash of its pod template; compare a recorded fingerprint with isTemplate, which takes older records' too */
   templateHash: string;
+  /** whether a fingerprint a drill recorded (templateHash, or one from before 2026-12-07) is this pod template's */
+  isTemplate(recorded: string): boolean;
   rollout: RolloutState;
   /** the containers' images (what a report may show of a template) */
   images: string[];
@@ -78,7 +105,7 @@ export async function readWorkload(kube: Kube, ref: WorkloadRef, opts: RequestOp
   const template = obj.spec?.template;
   const revision = ref.kind === 'Deployment' ? (annotationRevision(obj, DEPLOYMENT_REVISION) ?? 0) : await newestControllerRevision(kube, obj, opts);
   const containers = (template?.spec?.containers ?? []) as Array<{ image?: string }>;
-  return { obj, revision, templateHash: templateHash(ref.kind, template), rollout: STATE[ref.kind](obj), images: containers.map((c) => c.image ?? '') };
+  return { obj, revision, templateHash: templateHash(ref.kind, template), isTemplate: (recorded) => hasFingerprint(ref.kind, template, recorded), rollout: STATE[ref.kind](obj), images: containers.map((c) => c.image ?? '') };
 }
 
 async function newestControllerRevision(kube: Kube, obj: KubeObject, opts: RequestOptions): Promise<number> {
@@ -86,18 +113,18 @@ async function newestControllerRevision(kube: Kube, obj: KubeObject, opts: Reque
   return history.reduce((m, h) => Math.max(m, controllerRevisionNumber(h)), 0);
 }
 
-/** The revision of the workload's history whose template has this fingerprint (the newest such), or undefined. */
+/** The revision of the workload's history whose template has this fingerprint (the newest such; hasFingerprint), or undefined. */
 export async function revisionWithTemplate(kube: Kube, ref: WorkloadRef, obj: KubeObject, hash: string, opts: RequestOptions = {}): Promise<number | undefined> {
   const found: number[] = [];
   if (ref.kind === 'Deployment') {
     const { all } = await ownedReplicaSets(kube, obj, POD_TEMPLATE_HASH, opts);
     for (const rs of all) {
       const rev = annotationRevision(rs, DEPLOYMENT_REVISION);
-      if (rev !== null && templateHash('Deployment', rs.spec?.template) === hash) found.push(rev);
+      if (rev !== null && hasFingerprint('Deployment', rs.spec?.template, hash)) found.push(rev);
     }
   } else {
     for (const cr of await ownedControllerRevisions(kube, obj, opts)) {
-      if (templateHash(ref.kind, revisionTemplate(cr)) === hash) found.push(controllerRevisionNumber(cr));
+      if (hasFingerprint(ref.kind, revisionTemplate(cr), hash)) found.push(controllerRevisionNumber(cr));
     }
   }
   return found.length ? Math.max(...found) : undefined;

@@ -1,6 +1,7 @@
 // A failed drill's restore undoes only its own fault: a release made during the drill (or while
 // every replica was down) is left as it is. The drill job on the in-memory doubles of
 // test/support/drills.ts (the real engine and Deployment action, a simulated controller).
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { applyFault } from '../../../src/drills/fault.js';
 import { drillReport } from '../../../src/drills/report.js';
@@ -155,3 +156,78 @@ t.test('a release landing while the restore runs (after its read, or after its p
     t.equal(image(s), 'web:v3', `${when}: the release stays`);
   }
 });
+
+/** `kubectl rollout restart deploy/web`: only the restartedAt annotation of the pod template changes. */
+async function restart(s: ReturnType<typeof drillWorld>, at = new Date().toISOString()): Promise<void> {
+  await s.kube.patch(RESOURCES.deployments, NS, 'web', { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': at } } } } }, 'strategic');
+}
+const demoErrors = (s: ReturnType<typeof drillWorld>) => ((s.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template.spec.containers[0].env ?? []) as Array<{ name: string }>).some((e) => e.name === 'DEMO_ERRORS');
+
+t.test('kubectl rollout restart during a failing drill leaves the fault live: the restore still undoes it; a release after the restart is still left', async (t) => {
+  const s = setup();
+  const d = await s.drills.start({ ref, fault: { kind: 'env', name: 'DEMO_ERRORS', value: 'on' }, requestedBy: 'test', deadlineMs: 400 });
+  await restart(s);
+  await s.drills.idle();
+  const done = (await s.drills.get(d.id))!;
+  t.equal(done.restore!.outcome, 'restored', done.restore!.message);
+  t.notOk(demoErrors(s), 'the drill fault is gone');
+  t.same(s.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, s.preDrill, 'back on the pre-drill template');
+
+  // a restart, then a real release: the release is left as it is
+  const r = setup();
+  const dr = await r.drills.start({ ref, fault: { kind: 'env', name: 'DEMO_ERRORS', value: 'on' }, requestedBy: 'test', deadlineMs: 400 });
+  await restart(r);
+  await release(r);
+  await r.drills.idle();
+  const moved = (await r.drills.get(dr.id))!;
+  t.equal(moved.restore!.outcome, 'moved_on', moved.restore!.message);
+  t.equal(image(r), 'web:v3', 'the release stays');
+});
+
+t.test('a drill record from before 2026-12-07 (fingerprints taken with the restartedAt annotation) is still restored, a restart during it included', async (t) => {
+  // the pre-drill template has no restartedAt, and the drill's replica died: the on-call restarts web
+  const a = setup();
+  const da = await orphan(a, (hash) => ({ fault: { kind: 'crash', summary: 'container web made to exit at start', templateHash: hash } }));
+  await restart(a);
+  await a.drills.recoverOrphans();
+  await a.drills.idle();
+  t.equal((await a.drills.get(da.id))!.restore!.outcome, 'restored', (await a.drills.get(da.id))!.restore!.message);
+  t.same(a.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, a.preDrill);
+
+  // the pre-drill template carries an earlier restart's restartedAt, and the record's fingerprints
+  // were taken with it (as before 2026-12-07): the fault is still recognised, and the pre-drill revision found
+  const b = setup();
+  await restart(b, '2026-11-30T08:00:00Z');
+  const pre = (await readWorkload(b.kube, ref))!;
+  const legacy = (tpl: unknown) => `sha256:${createHash('sha256').update(JSON.stringify(canonicalJson(withoutHashLabel(tpl)))).digest('hex').slice(0, 32)}`;
+  const withoutHashLabel = (tpl: unknown) => {
+    const c = structuredClone(tpl) as { metadata?: { labels?: Record<string, string> } };
+    delete c.metadata?.labels?.['pod-template-hash'];
+    return c;
+  };
+  const db = await orphan(b, (_hash) => ({}));
+  const faulted = b.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template;
+  db.before = { ...db.before, templateHash: legacy(pre.obj.spec.template) };
+  db.fault = { ...db.fault, templateHash: legacy(faulted) };
+  await b.drills.store.put(db, Date.now());
+  await b.drills.recoverOrphans();
+  await b.drills.idle();
+  const ended = (await b.drills.get(db.id))!;
+  t.equal(ended.restore!.outcome, 'restored', ended.restore!.message);
+  t.same(b.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, pre.obj.spec.template, 'back on the pre-drill template, its restartedAt included');
+});
+
+/** The fingerprint's JSON as before 2026-12-07: empty values dropped, keys sorted (src/drills/workload.ts). */
+function canonicalJson(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonicalJson);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      const c = canonicalJson((v as Record<string, unknown>)[k]);
+      const empty = c === undefined || c === null || (Array.isArray(c) && c.length === 0) || (typeof c === 'object' && c !== null && !Array.isArray(c) && Object.keys(c).length === 0);
+      if (!empty) out[k] = c;
+    }
+    return out;
+  }
+  return v;
+}
