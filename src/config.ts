@@ -165,6 +165,16 @@ export const configSchema = z.object({
   /** GitOps owners (src/gitops/): the namespace of Argo CD Applications named by a tracking id without one, and the instance label of label tracking. */
   GITOPS_ARGOCD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a namespace name').default('argocd'),
   GITOPS_ARGOCD_INSTANCE_LABEL: z.string().min(1).default('app.kubernetes.io/instance'),
+  /**
+   * The Argo CD destinations that are the cluster rollguard runs in: servers (an entry with `://`,
+   * compared with spec.destination.server, a trailing slash aside) and names (compared with
+   * spec.destination.name). An Application deploying elsewhere is not taken for the owner of this
+   * cluster's objects (src/gitops/verify.ts). Add the name or external API address this cluster is
+   * registered under in Argo CD, if it is not only the in-cluster default.
+   */
+  GITOPS_ARGOCD_IN_CLUSTER: list
+    .default(['https://kubernetes.default.svc', 'in-cluster'])
+    .refine((l) => l.length > 0, 'expected at least one destination server or name of the cluster rollguard runs in (default https://kubernetes.default.svc,in-cluster)'),
   /** The GitOps owners a rollback may suspend, as Kind/namespace/name globs (empty: any owner that lists the target and passes SCOPE_*). */
   GITOPS_OWNER_ALLOW: list.default([]).refine(
     (globs) => globs.every((g) => /^(Application|Kustomization|HelmRelease|\*)\/[^/]+\/[^/]+$/.test(g)),

@@ -25,6 +25,8 @@ export interface ArgoSettings {
   namespace: string;
   /** the label of label tracking */
   instanceLabel: string;
+  /** the destination servers and names that are this cluster (GITOPS_ARGOCD_IN_CLUSTER) */
+  inCluster: readonly string[];
 }
 
 function appRef(instance: string, s: ArgoSettings, via: string): OwnerRef | null {

@@ -27,7 +27,7 @@ import { getOrNull, type Kube, type KubeObject, type RequestOptions, type Resour
 import { applicationSetOf, argoOwnerRef, describeApplication, type ArgoSettings } from './argocd.js';
 import { describeFlux, fluxOwnerRef } from './flux.js';
 import { OWNER_RESOURCES, type Owner, type OwnerRef } from './types.js';
-import { appliesElsewhere, notInstalling, notListedBy, type ObjectIdentity } from './verify.js';
+import { appliesElsewhere, argoDestinationElsewhere, notInstalling, notListedBy, type ObjectIdentity } from './verify.js';
 
 export interface ObjectRef {
   resource: ResourceType;
@@ -77,14 +77,16 @@ function hasListing(ref: OwnerRef, owner: KubeObject): boolean {
 }
 
 /** Whether the owner shows that it does not manage the object: it applies to another cluster, or its status lists other objects but not it. */
-function showsNotManaging(ref: OwnerRef, owner: KubeObject, identity: ObjectIdentity): boolean {
-  return !!appliesElsewhere(ref, owner) || (hasListing(ref, owner) && !!notListedBy(ref, owner, [identity]));
+function showsNotManaging(ref: OwnerRef, owner: KubeObject, identity: ObjectIdentity, inCluster: readonly string[]): boolean {
+  return !!appliesElsewhere(ref, owner, inCluster) || (hasListing(ref, owner) && !!notListedBy(ref, owner, [identity], inCluster));
 }
 
-/** The owner, marked unverified when its own status does not list every object that names it. */
-function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[]): Owner {
-  const why = notListedBy(owner, obj, ids);
-  return why ? { ...owner, unverified: why } : owner;
+/** The owner, marked unverified when its own status does not list every object that names it (with the destination, for an Application deploying to one not known as this cluster). */
+function withListing(owner: Owner, obj: KubeObject, ids: ObjectIdentity[], inCluster: readonly string[]): Owner {
+  const why = notListedBy(owner, obj, ids, inCluster);
+  if (!why) return owner;
+  const destination = owner.kind === 'Application' ? argoDestinationElsewhere(obj, inCluster) : undefined;
+  return { ...owner, unverified: why, ...(destination ? { destination } : {}) };
 }
 
 /**
@@ -139,16 +141,16 @@ export async function findOwners(kube: Kube, objects: ObjectRef[], argo: ArgoSet
       }
       // beside another claim, on an object this owner shows it does not manage (another cluster's, or not listed):
       // a Helm chart's instance label, or Flux labels left over on an object Argo CD now applies
-      const counted = by.filter((n) => !beside.has(n) || !showsNotManaging(ref, obj, n.identity));
+      const counted = by.filter((n) => !beside.has(n) || !showsNotManaging(ref, obj, n.identity, argo.inCluster));
       if (counted.length === 0) continue;
       const ids = counted.map((n) => n.identity);
       const names = counted.map((n) => n.id);
       if (ref.kind === 'Application') {
         const setName = applicationSetOf(obj);
         const appset = setName ? { name: setName, obj: await getOrNull(kube, OWNER_RESOURCES.ApplicationSet, ref.namespace, setName, opts) } : undefined;
-        owners.push(withListing(describeApplication(ref, obj, appset, names), obj, ids));
+        owners.push(withListing(describeApplication(ref, obj, appset, names), obj, ids, argo.inCluster));
       } else {
-        const owner = withListing(describeFlux(ref, obj, names), obj, ids);
+        const owner = withListing(describeFlux(ref, obj, names), obj, ids, argo.inCluster);
         // a Helm release's workload: its HelmRelease must be the one that installs that release
         let notIts: string | undefined;
         if (ref.kind === 'HelmRelease' && !owner.unverified) for (const n of counted) if (n.release && (notIts = notInstalling(ref, obj, n.release, n.identity))) break;

@@ -53,7 +53,7 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
     if (objects.length === 0) return { ...plan, summary: `${plan.summary}; GitOps owner not checked (gitops: ignore): ${plan.ownersUnchecked}` };
   }
   if (objects.length === 0) return plan;
-  const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL }, reqOpts(actx));
+  const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL, inCluster: ctx.config.GITOPS_ARGOCD_IN_CLUSTER }, reqOpts(actx));
   if (owners.length === 0) return plan;
   const g: GitOpsRecord = { policy, owners };
   rec.gitops = g;
@@ -67,7 +67,16 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   }
   // A label or annotation on the target is not proof: whoever may edit the target can name any owner.
   if (unverified) {
-    return refuse(`${unverified.unverified}; not rolled back and ${ownerName(unverified)} not suspended; remove the label, or set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
+    const stop = `${unverified.unverified}; not rolled back and ${ownerName(unverified)} not suspended`;
+    // an Application deploying to a destination not known as this cluster: it may be this cluster
+    // under another name (gitops: ignore would let its self-heal put the bad revision back)
+    if (unverified.destination) {
+      return refuse(
+        `${stop}; if ${unverified.destination} is the one rollguard runs in (registered in Argo CD under another name, or by its external API address), ` +
+          `add it to GITOPS_ARGOCD_IN_CLUSTER (chart gitops.argocd.inCluster)`,
+      );
+    }
+    return refuse(`${stop}; remove the label, or set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
   }
   if (policy === 'refuse') return refuse(`${rec.target} is ${who}; the rule's gitops: refuse leaves GitOps-owned targets alone: revert the bad commit in git`);
   const unreadable = owners.find((o) => o.error);

@@ -54,6 +54,11 @@ export interface Owner extends OwnerRef {
    * it, or cannot tell: why. Such an owner is never suspended; the rollback is refused.
    */
   unverified?: string;
+  /**
+   * an Application unverified because its destination is not one GITOPS_ARGOCD_IN_CLUSTER names:
+   * that destination in words ("the cluster named local (spec.destination.name)")
+   */
+  destination?: string;
 }
 
 /** What was changed on an owner to suspend it, and exactly what to put back. */

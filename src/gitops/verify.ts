@@ -35,30 +35,49 @@ export function fluxInventoryId(o: ObjectIdentity): string {
 
 const words = (o: ObjectIdentity) => `${o.kind}/${o.namespace}/${o.name}`;
 
-/** The address of the cluster Argo CD runs in (argo-cd's KubernetesInternalAPIServerAddr), and the name it registers that cluster under. */
+/** The address of the cluster Argo CD runs in (argo-cd's KubernetesInternalAPIServerAddr), and the name it registers that cluster under: GITOPS_ARGOCD_IN_CLUSTER's default. */
 export const ARGOCD_IN_CLUSTER_SERVER = 'https://kubernetes.default.svc';
 export const ARGOCD_IN_CLUSTER_NAME = 'in-cluster';
+export const ARGOCD_IN_CLUSTER: readonly string[] = [ARGOCD_IN_CLUSTER_SERVER, ARGOCD_IN_CLUSTER_NAME];
+
+const server = (s: string) => s.replace(/\/+$/, '');
+
+/**
+ * The destination of an Application that is not one `inCluster` (GITOPS_ARGOCD_IN_CLUSTER) names
+ * as this cluster, in words; undefined when it deploys here or names no destination. An entry with
+ * `://` is a server (spec.destination.server, compared without a trailing slash), any other a
+ * cluster name (spec.destination.name); Argo CD takes one or the other.
+ */
+export function argoDestinationElsewhere(app: KubeObject, inCluster: readonly string[]): string | undefined {
+  const d = (app.spec?.destination ?? {}) as { server?: unknown; name?: unknown };
+  if (typeof d.server === 'string' && d.server !== '') {
+    return inCluster.some((c) => c.includes('://') && server(c) === server(d.server as string)) ? undefined : `${d.server} (spec.destination.server)`;
+  }
+  if (typeof d.name === 'string' && d.name !== '') {
+    return inCluster.some((c) => !c.includes('://') && c === d.name) ? undefined : `the cluster named ${d.name} (spec.destination.name)`;
+  }
+  return undefined;
+}
 
 /**
  * Why the owner applies its objects to another cluster than the one it lives in (and rollguard
  * reads), or undefined when it applies them here. Neither Argo CD's status.resources nor Flux's
  * inventory ids name a cluster, so an owner deploying elsewhere "lists" this cluster's object of
- * the same kind, namespace and name; it is not its owner. An Application deploys here only with
- * spec.destination.server the in-cluster address, or spec.destination.name in-cluster (Argo CD
- * takes one or the other); a Kustomization or HelmRelease with spec.kubeConfig applies to the
- * cluster that kubeconfig names.
+ * the same kind, namespace and name; it is not its owner. An Application deploys here only with a
+ * destination `inCluster` (GITOPS_ARGOCD_IN_CLUSTER) names: by default spec.destination.server the
+ * in-cluster address or spec.destination.name in-cluster; a Kustomization or HelmRelease with
+ * spec.kubeConfig applies to the cluster that kubeconfig names.
  */
-export function appliesElsewhere(ref: Pick<OwnerRef, 'kind'>, owner: KubeObject): string | undefined {
-  const here = `not to the cluster rollguard and Argo CD run in (${ARGOCD_IN_CLUSTER_SERVER}, named ${ARGOCD_IN_CLUSTER_NAME})`;
+export function appliesElsewhere(ref: Pick<OwnerRef, 'kind'>, owner: KubeObject, inCluster: readonly string[] = ARGOCD_IN_CLUSTER): string | undefined {
   if (ref.kind === 'Application') {
     const d = (owner.spec?.destination ?? {}) as { server?: unknown; name?: unknown };
-    if (typeof d.server === 'string' && d.server !== '') {
-      return d.server === ARGOCD_IN_CLUSTER_SERVER ? undefined : `that Application deploys to ${d.server} (spec.destination.server), ${here}, and its status.resources names no cluster`;
+    if ((typeof d.server !== 'string' || d.server === '') && (typeof d.name !== 'string' || d.name === '')) {
+      return 'that Application names no destination cluster (spec.destination), and its status.resources names no cluster';
     }
-    if (typeof d.name === 'string' && d.name !== '') {
-      return d.name === ARGOCD_IN_CLUSTER_NAME ? undefined : `that Application deploys to the cluster named ${d.name} (spec.destination.name), ${here}, and its status.resources names no cluster`;
-    }
-    return 'that Application names no destination cluster (spec.destination), and its status.resources names no cluster';
+    const elsewhere = argoDestinationElsewhere(owner, inCluster);
+    return elsewhere
+      ? `that Application deploys to ${elsewhere}, not to a destination GITOPS_ARGOCD_IN_CLUSTER names as the cluster rollguard runs in (${inCluster.join(', ')}), and its status.resources names no cluster`
+      : undefined;
   }
   return owner.spec?.kubeConfig ? `that ${ref.kind} applies to another cluster (spec.kubeConfig), and its status.inventory names no cluster` : undefined;
 }
@@ -66,11 +85,11 @@ export function appliesElsewhere(ref: Pick<OwnerRef, 'kind'>, owner: KubeObject)
 /**
  * Undefined when the owner applies to this cluster and its status lists every object; otherwise
  * why the owner is not shown to manage them (it applies to another cluster, an object it does not
- * list, or no field to tell), naming the label that claimed it.
+ * list, or no field to tell), naming the label that claimed it. `inCluster`: GITOPS_ARGOCD_IN_CLUSTER.
  */
-export function notListedBy(ref: OwnerRef, owner: KubeObject, objects: ObjectIdentity[]): string | undefined {
+export function notListedBy(ref: OwnerRef, owner: KubeObject, objects: ObjectIdentity[], inCluster: readonly string[] = ARGOCD_IN_CLUSTER): string | undefined {
   const who = `${ref.tool} ${ref.kind} ${ref.namespace}/${ref.name}`;
-  const elsewhere = appliesElsewhere(ref, owner);
+  const elsewhere = appliesElsewhere(ref, owner, inCluster);
   if (elsewhere) return `${words(objects[0]!)} names ${who} by its ${ref.via}, but ${elsewhere}: it is not taken for the owner of this cluster's object`;
   let listed: (o: ObjectIdentity) => boolean;
   let field: string;

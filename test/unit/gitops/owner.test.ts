@@ -10,7 +10,7 @@ import { resumeOwners, suspendOwners } from '../../../src/gitops/suspend.js';
 import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
 import { FakeKube } from '../../support/fake-kube.js';
 
-const ARGO = { namespace: 'argocd', instanceLabel: 'app.kubernetes.io/instance' };
+const ARGO = { namespace: 'argocd', instanceLabel: 'app.kubernetes.io/instance', inCluster: ['https://kubernetes.default.svc', 'in-cluster'] };
 const deploy = (meta: Partial<KubeObject['metadata']>): KubeObject => ({
   apiVersion: 'apps/v1',
   kind: 'Deployment',

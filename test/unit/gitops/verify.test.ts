@@ -52,7 +52,7 @@ t.test('an owner that deploys to another cluster is not shown to manage this clu
   t.equal(
     notListedBy(APP, dest({ server: 'https://prod-eu.example.com:6443', namespace: 'shop' }), [web]),
     'Deployment/shop/web names Argo CD Application argocd/shop by its annotation argocd.argoproj.io/tracking-id, but that Application deploys to https://prod-eu.example.com:6443 ' +
-      '(spec.destination.server), not to the cluster rollguard and Argo CD run in (https://kubernetes.default.svc, named in-cluster), and its status.resources names no cluster: ' +
+      '(spec.destination.server), not to a destination GITOPS_ARGOCD_IN_CLUSTER names as the cluster rollguard runs in (https://kubernetes.default.svc, in-cluster), and its status.resources names no cluster: ' +
       'it is not taken for the owner of this cluster\'s object',
   );
   t.match(notListedBy(APP, dest({ name: 'prod-eu', namespace: 'shop' }), [web]), /but that Application deploys to the cluster named prod-eu \(spec\.destination\.name\), not to /);
@@ -65,6 +65,28 @@ t.test('an owner that deploys to another cluster is not shown to manage this clu
       '(spec.kubeConfig), and its status.inventory names no cluster: it is not taken for the owner of this cluster\'s object',
   );
   t.match(notListedBy(HR, withStatus(inv, { kubeConfig: { configMapRef: { name: 'prod-eu' } } }), [web]), /but that HelmRelease applies to another cluster \(spec\.kubeConfig\)/);
+});
+
+t.test('Argo CD\'s own cluster registered under another name or by its external address: this cluster when GITOPS_ARGOCD_IN_CLUSTER names it', async (t) => {
+  const resources = { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'web' }] };
+  const dest = (destination: Record<string, string>) => withStatus(resources, { destination });
+  const inCluster = loadConfig({ GITOPS_ARGOCD_IN_CLUSTER: 'https://kubernetes.default.svc, in-cluster, local, https://api.prod.example.com:6443' }).GITOPS_ARGOCD_IN_CLUSTER;
+  t.equal(notListedBy(APP, dest({ name: 'local', namespace: 'shop' }), [web], inCluster), undefined, 'destination.name local');
+  t.equal(notListedBy(APP, dest({ server: 'https://api.prod.example.com:6443', namespace: 'shop' }), [web], inCluster), undefined, 'the external API address');
+  t.equal(notListedBy(APP, dest({ server: 'https://api.prod.example.com:6443/', namespace: 'shop' }), [web], inCluster), undefined, 'with a trailing slash');
+  t.match(notListedBy(APP, dest({ server: 'local', namespace: 'shop' }), [web], inCluster), /deploys to local \(spec\.destination\.server\)/, 'a name is no server');
+  t.match(notListedBy(APP, dest({ name: 'https://api.prod.example.com:6443', namespace: 'shop' }), [web], inCluster), /deploys to the cluster named https:\/\/api\.prod\.example\.com:6443 \(spec\.destination\.name\)/, 'a server is no name');
+  t.match(notListedBy(APP, dest({ name: 'prod-eu', namespace: 'shop' }), [web], inCluster), /deploys to the cluster named prod-eu \(spec\.destination\.name\)/, 'another cluster still is');
+  // the default: the in-cluster server and name only
+  const byDefault = loadConfig({}).GITOPS_ARGOCD_IN_CLUSTER;
+  t.same(byDefault, ['https://kubernetes.default.svc', 'in-cluster']);
+  t.equal(
+    notListedBy(APP, dest({ name: 'local', namespace: 'shop' }), [web], byDefault),
+    'Deployment/shop/web names Argo CD Application argocd/shop by its annotation argocd.argoproj.io/tracking-id, but that Application deploys to the cluster named local ' +
+      '(spec.destination.name), not to a destination GITOPS_ARGOCD_IN_CLUSTER names as the cluster rollguard runs in (https://kubernetes.default.svc, in-cluster), and its status.resources names no cluster: ' +
+      'it is not taken for the owner of this cluster\'s object',
+  );
+  t.throws(() => loadConfig({ GITOPS_ARGOCD_IN_CLUSTER: ' , ' }), /GITOPS_ARGOCD_IN_CLUSTER/, 'an empty list is refused, naming the setting');
 });
 
 t.test('owner scope: the deny lists always; GITOPS_OWNER_ALLOW when set, SCOPE_NAMESPACES otherwise', async (t) => {
@@ -122,7 +144,7 @@ t.test('the same under gitops: ignore: the claim is not counted and the owner ne
   t.equal(rec.state, 'dry_run', rec.outcome?.message ?? '');
   t.match(rec.plan?.summary, /not suspended \(gitops: ignore\).*status\.inventory does not list it.*: not counted as its owner/);
   t.same(kube.patches(), []);
-  const owners = await findOwners(kube, [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'web' }], { namespace: 'argocd', instanceLabel: 'app.kubernetes.io/instance' });
+  const owners = await findOwners(kube, [{ resource: RESOURCES.deployments, namespace: 'shop', name: 'web' }], { namespace: 'argocd', instanceLabel: 'app.kubernetes.io/instance', inCluster: ['https://kubernetes.default.svc', 'in-cluster'] });
   t.match(owners[0]?.unverified, /does not list it/);
 });
 
@@ -170,4 +192,35 @@ t.test('a tracking annotation naming an Application of a hub’s Argo CD that de
   t.equal(rec!.state, 'refused', rec!.outcome?.message ?? '');
   t.match(rec!.outcome?.message, /Application argocd\/shop-prod-eu by its annotation .*deploys to https:\/\/prod-eu\.example\.com:6443 \(spec\.destination\.server\).*not rolled back and Argo CD Application argocd\/shop-prod-eu not suspended/);
   t.same(kube.patches(), [], 'the other cluster’s Application not paused, the Deployment not written');
+});
+
+t.test('an Application whose destination is not in GITOPS_ARGOCD_IN_CLUSTER: the refusal names the destination and the setting, never gitops: ignore; named there, it is suspended first', async (t) => {
+  const cluster = () => {
+    const kube = standardCluster();
+    const d = kube.peek(RESOURCES.deployments, 'shop', 'web')!;
+    kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, annotations: { ...d.metadata.annotations, 'argocd.argoproj.io/tracking-id': 'shop:apps/Deployment:shop/web' } } });
+    const rs = kube.peek(RESOURCES.replicasets, 'shop', 'web-bb02')!;
+    kube.put(RESOURCES.replicasets, { ...rs, metadata: { ...rs.metadata, creationTimestamp: new Date(Date.now() - 10 * 60_000).toISOString() } });
+    kube.add(OWNER_RESOURCES.Application, {
+      apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'shop', namespace: 'argocd' },
+      spec: { destination: { name: 'local', namespace: 'shop' }, syncPolicy: { automated: { selfHeal: true } } },
+      status: { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'shop', name: 'web' }] },
+    });
+    return kube;
+  };
+  const kube = cluster();
+  const e = testEngine({ kube, actions: createActions(), env: { DRY_RUN: 'true' } });
+  await e.deliver(alert());
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'refused', rec!.outcome?.message ?? '');
+  t.match(rec!.outcome?.message, /deploys to the cluster named local \(spec\.destination\.name\).*not rolled back and Argo CD Application argocd\/shop not suspended; if the cluster named local \(spec\.destination\.name\) is the one rollguard runs in .*add it to GITOPS_ARGOCD_IN_CLUSTER/);
+  t.notMatch(rec!.outcome?.message, /gitops: ignore|remove the/, 'no advice that lets self-heal put the bad revision back');
+  t.same(kube.patches(), []);
+
+  const named = cluster();
+  const ok = testEngine({ kube: named, actions: createActions(), env: { DRY_RUN: 'true', GITOPS_ARGOCD_IN_CLUSTER: 'https://kubernetes.default.svc,in-cluster,local' } });
+  await ok.deliver(alert());
+  const [rec2] = await ok.engine.records.list({});
+  t.equal(rec2!.state, 'dry_run', rec2!.outcome?.message ?? '');
+  t.match(rec2!.plan?.summary, /first suspends Argo CD Application argocd\/shop \(gitops: suspend\)/);
 });
