@@ -234,10 +234,15 @@ t.test('RBAC: gitops.enabled adds a Role in the Argo CD namespace and in each Fl
   t.equal(env.GITOPS_ARGOCD_NAMESPACE, 'gitops');
   t.equal(env.GITOPS_OWNER_ALLOW, 'Kustomization/teams/*');
   t.same(configSchema.parse({ GITOPS_ARGOCD_NAMESPACE: env.GITOPS_ARGOCD_NAMESPACE, GITOPS_OWNER_ALLOW: env.GITOPS_OWNER_ALLOW }).GITOPS_OWNER_ALLOW, ['Kustomization/teams/*'], 'rollguard reads them');
+  const envOf = (docs: ReturnType<typeof render>) => Object.fromEntries((find(docs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.equal(envOf(on).GITOPS_ARGOCD_IN_CLUSTER, 'https://kubernetes.default.svc,in-cluster', "Argo CD's in-cluster server and name by default");
+  const local = envOf(render(['--set', 'gitops.argocd.inCluster={https://kubernetes.default.svc,in-cluster,local}']));
+  t.same(configSchema.parse({ GITOPS_ARGOCD_IN_CLUSTER: local.GITOPS_ARGOCD_IN_CLUSTER }).GITOPS_ARGOCD_IN_CLUSTER, ['https://kubernetes.default.svc', 'in-cluster', 'local'], 'gitops.argocd.inCluster: GITOPS_ARGOCD_IN_CLUSTER, as rollguard reads it');
   for (const [args, re] of [
     [['--set', 'gitops.enabled=true', '--set', 'gitops.flux.namespaces={kube-system}'], /gitops: kube-system is a namespace of gitops\.argocd\.namespace or gitops\.flux\.namespaces/],
     [['--set', 'gitops.enabled=true', '--set', 'gitops.argocd.namespace=kube-public'], /gitops: kube-public/],
     [['--set', 'gitops.ownerAllow={flux-system/apps}'], /ownerAllow/],
+    [['--set', 'gitops.argocd.inCluster={}'], /inCluster/],
   ] as [string[], RegExp][]) {
     const r = helm(['template', 'rollguard', CHART, '--namespace', 'rollguard-system', ...MINIMAL, ...args]);
     t.not(r.code, 0, `refused: ${args.join(' ')}`);
