@@ -139,5 +139,5 @@ export function drillWorld(opts: { env?: Record<string, string>; alertmanager?: 
   const am = opts.alertmanager;
   const alertmanager = am ? new AlertmanagerApi({ url: 'http://127.0.0.1:9/', fetch: alertmanagerFetch(() => (prometheus.alerts.length ? am : [])) }) : null;
   const drills = new Drills({ config, store, metrics, logger, kube, prometheus, alertmanager, records: engine.records, rules: holder, actions, owner: 'replica-a', pollMs: 20 });
-  return { config, store, metrics, logger, kube, prometheus, engine, drills, actions, preDrill };
+  return { config, store, metrics, logger, kube, prometheus, engine, drills, actions, preDrill, rules: holder };
 }

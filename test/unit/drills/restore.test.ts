@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { applyFault } from '../../../src/drills/fault.js';
+import { observe, stamp } from '../../../src/drills/links.js';
 import { drillReport } from '../../../src/drills/report.js';
 import type { DrillRecord } from '../../../src/drills/store.js';
 import { readWorkload, templateHash } from '../../../src/drills/workload.js';
@@ -215,6 +216,23 @@ t.test('a drill record from before 2026-12-07 (fingerprints taken with the resta
   const ended = (await b.drills.get(db.id))!;
   t.equal(ended.restore!.outcome, 'restored', ended.restore!.message);
   t.same(b.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template, pre.obj.spec.template, 'back on the pre-drill template, its restartedAt included');
+});
+
+t.test("the drill's watch: a restart after rollguard's rollback is still back on the pre-drill template, and a restart on the fault still the fault", async (t) => {
+  const s = setup();
+  const d = await orphan(s, (hash) => ({ fault: { kind: 'crash', summary: 'container web made to exit at start', templateHash: hash } }));
+  const deps = { prometheus: s.prometheus, alertmanager: null, records: s.engine.records, rules: s.rules, kube: s.kube };
+  // on the fault, restarted: the fault revision is the restarted one
+  await restart(s);
+  const restarted = (await readWorkload(s.kube, ref))!.revision;
+  await observe(deps, d, Date.now());
+  t.equal(d.faultRevision, restarted, 'the restarted revision is still the fault');
+  // rolled back (as rollguard does), then restarted again: back on the pre-drill template
+  await s.kube.patch(RESOURCES.deployments, NS, 'web', [{ op: 'replace', path: '/spec/template', value: s.preDrill }], 'json');
+  await restart(s);
+  stamp(d, 'rollback_written', Date.now(), 'written');
+  await observe(deps, d, Date.now());
+  t.ok(d.links.rollout_complete, `rollout complete, back on the pre-drill template (seen: ${d.seen.rollout_complete})`);
 });
 
 /** The fingerprint's JSON as before 2026-12-07: empty values dropped, keys sorted (src/drills/workload.ts). */
