@@ -76,7 +76,7 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
           `add it to GITOPS_ARGOCD_IN_CLUSTER (chart gitops.argocd.inCluster)`,
       );
     }
-    return refuse(`${stop}; remove the label, or set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
+    return refuse(`${stop}; remove the ${unverified.via} from ${rec.target}, or set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
   }
   if (policy === 'refuse') return refuse(`${rec.target} is ${who}; the rule's gitops: refuse leaves GitOps-owned targets alone: revert the bad commit in git`);
   const unreadable = owners.find((o) => o.error);

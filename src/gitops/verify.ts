@@ -117,7 +117,7 @@ export function notListedBy(ref: OwnerRef, owner: KubeObject, objects: ObjectIde
     listed = (o) => ids.has(fluxInventoryId(o));
   }
   const missing = objects.find((o) => !listed(o));
-  return missing && `${words(missing)} names ${who} by its ${ref.via}, but that ${ref.kind}'s ${field} does not list it: the label does not make it the owner`;
+  return missing && `${words(missing)} names ${who} by its ${ref.via}, but that ${ref.kind}'s ${field} does not list it: being named by the object does not make it the owner`;
 }
 
 type OwnerScope = Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES' | 'SCOPE_DENY_TARGETS' | 'GITOPS_OWNER_ALLOW'>;

@@ -224,3 +224,23 @@ t.test('an Application whose destination is not in GITOPS_ARGOCD_IN_CLUSTER: the
   t.equal(rec2!.state, 'dry_run', rec2!.outcome?.message ?? '');
   t.match(rec2!.plan?.summary, /first suspends Argo CD Application argocd\/shop \(gitops: suspend\)/);
 });
+
+t.test('a tracking annotation naming an in-cluster Application that does not list the target: the refusal names the annotation, not a label', async (t) => {
+  const kube = standardCluster();
+  const d = kube.peek(RESOURCES.deployments, 'shop', 'web')!;
+  kube.put(RESOURCES.deployments, { ...d, metadata: { ...d.metadata, annotations: { ...d.metadata.annotations, 'argocd.argoproj.io/tracking-id': 'platform:apps/Deployment:shop/web' } } });
+  const rs = kube.peek(RESOURCES.replicasets, 'shop', 'web-bb02')!;
+  kube.put(RESOURCES.replicasets, { ...rs, metadata: { ...rs.metadata, creationTimestamp: new Date(Date.now() - 10 * 60_000).toISOString() } });
+  kube.add(OWNER_RESOURCES.Application, {
+    apiVersion: 'argoproj.io/v1alpha1', kind: 'Application', metadata: { name: 'platform', namespace: 'argocd' },
+    spec: { destination: { server: 'https://kubernetes.default.svc', namespace: 'platform' }, syncPolicy: { automated: { selfHeal: true } } },
+    status: { resources: [{ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'platform', name: 'ingress' }] },
+  });
+  const e = testEngine({ kube, actions: createActions(), env: { DRY_RUN: 'true' } });
+  await e.deliver(alert());
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'refused', rec!.outcome?.message ?? '');
+  t.match(rec!.outcome?.message, /by its annotation argocd\.argoproj\.io\/tracking-id, but that Application's status\.resources does not list it: being named by the object does not make it the owner; not rolled back and Argo CD Application argocd\/platform not suspended; remove the annotation argocd\.argoproj\.io\/tracking-id from Deployment\/shop\/web, or set gitops: ignore/);
+  t.notMatch(rec!.outcome?.message, /label/, 'no label named: there is none');
+  t.same(kube.patches(), []);
+});
