@@ -1,5 +1,6 @@
 import type { Alert } from '../alertmanager/alert.js';
-import { resolveTargets } from '../rules/targets.js';
+import { resolveTargets, TargetResolutionError } from '../rules/targets.js';
+import { MissingLabelError } from '../rules/template.js';
 import type { RuleSet } from '../rules/ruleset.js';
 import type { Rule } from '../rules/schema.js';
 import type { QueuedEvent } from '../store/store.js';
@@ -8,10 +9,22 @@ import { alertRecordId, targetKey } from './record.js';
 import { joinBurst } from './burst.js';
 
 /**
- * Per-target coalescing (the queue worker applies it within a batch): firing alerts that match the
- * same rules for the same targets while one of them is being evaluated are one evaluation. The
+ * Per-target coalescing (the queue worker applies it within a batch): firing alerts whose
+ * evaluation would be the same, while one of them is being evaluated, are one evaluation. The
  * others are linked to the records of that evaluation, so a resolved notification of any of them
  * still finds its records, and counted (rollguard_alerts_coalesced_total); none is dropped unseen.
+ *
+ * "The same evaluation" is everything the evaluation reads from the alert (coalesceKey): the rules
+ * it matches; per rule, the trigger's query built from its labels (confirmation and verification
+ * both run it) and its targets with their params (a chain's order included); and its startsAt,
+ * which the recent-deploy guard compares with the revision's creation time. Alerts of one rule and
+ * target whose queries differ (a `route` label in the trigger's selector) are each confirmed on
+ * their own: merged, only the first one's query was sent. Alerts that started at different times
+ * are not merged either: a revision deployed between the two starts is after the first (blocked as
+ * what was done about it) and before the second (its possible cause), and one deployed more than
+ * onlyIfDeployedWithin before the second may be within it before the first, so neither start
+ * stands for the other. A burst from one Prometheus rule evaluation shares its startsAt and is
+ * still one evaluation.
  */
 
 const matches = new WeakMap<Alert, { set: RuleSet; rules: Rule[] }>();
@@ -30,13 +43,26 @@ export function matchedRules(ctx: EngineContext, alert: Alert): Rule[] {
   return rules;
 }
 
-/** The rules and targets a firing alert asks for, as one key; undefined when it is not coalesced. */
+/**
+ * What a firing alert's evaluation reads from it, as one key (see above): its startsAt and, per rule
+ * it matches, the rule's name, the trigger's query for its labels and its targets with their params.
+ * Built from the rules in memory, no Prometheus or cluster read. undefined when it is not coalesced:
+ * not firing, no rule, or a label the query or a target needs is missing or names no target safely
+ * (handled alone, and recorded as such by its own evaluation).
+ */
 export function coalesceKey(ctx: EngineContext, alert: Alert): string | undefined {
   if (alert.status !== 'firing') return undefined;
   const rules = matchedRules(ctx, alert);
   if (rules.length === 0) return undefined;
-  // resolveTargets throws on labels it cannot name safely: such an alert is handled alone (recorded as an error).
-  return rules.map((r) => `${r.name}\u0000${targets(r, alert).join('\u0001')}`).join('\u0002');
+  try {
+    const each = rules.map((r) => [r.name, r.trigger.query(alert.labels), resolveTargets(r.targets, alert.labels)]);
+    // the targets as resolved (kind, namespace, name, toRevision, the kind's options from its params);
+    // JSON, as label values may hold any character and no separator could be trusted
+    return JSON.stringify([alert.startsAt, each]);
+  } catch (e) {
+    if (e instanceof MissingLabelError || e instanceof TargetResolutionError) return undefined;
+    throw e;
+  }
 }
 
 /**
@@ -76,6 +102,6 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
   }
   ctx.log.info(
     { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },
-    'alert coalesced into the evaluation of an earlier alert for the same rule and target',
+    'alert coalesced into the evaluation of an earlier alert whose evaluation is the same (rules, trigger query, targets, startsAt)',
   );
 }

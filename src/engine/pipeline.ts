@@ -52,7 +52,10 @@ export class Engine {
     }
   }
 
-  /** The queue worker's coalescing key: events with the same one (rule and target) are one evaluation. */
+  /**
+   * The queue worker's coalescing key: events with the same one (the same rules, trigger queries,
+   * targets and startsAt: src/engine/coalesce.ts) are one evaluation.
+   */
   coalesceKey(ev: QueuedEvent): string | undefined {
     return coalesceKey(this.ctx, ev.alert);
   }

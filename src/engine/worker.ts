@@ -28,7 +28,8 @@ export interface WorkerOptions {
   /** called for an event dead-lettered (see maxDeliveries), before it is acked: escalate it */
   onDead?: (event: QueuedEvent, err: unknown) => Promise<void>;
   /**
-   * Per-target coalescing: events in hand with the same key (the engine's: rule and target) are
+   * Per-target coalescing: events in hand with the same key (the engine's: what the evaluation reads from the
+   * alert, its rules, trigger query, targets and startsAt; src/engine/coalesce.ts) are
    * one evaluation, the first one's; each later one is handed to onCoalesced once the first is
    * handled (to link it to the first one's records), and acked with it. When the first one's
    * handling evaluated nothing (the handler resolved false), the next one is handled as its own
@@ -80,7 +81,7 @@ const BUSY_BLOCK_MS = 50;
  * resolved alert, whose records are found by fingerprint, after everything before it), so the
  * guards see the same order as one at a time. Handled events are acked together, those done in
  * one turn of the event loop in one store call (a replica dying first leaves them to be delivered again: handling is
- * idempotent). Events in hand for one rule and target are one evaluation (coalesceKey).
+ * idempotent). Events in hand whose evaluation would be the same are one evaluation (coalesceKey).
  * Dead-lettering counts deliveries whatever the cause: an event is handled at most maxDeliveries
  * times (errors, handling past the deadline, or a replica that stopped or stalled while holding it
  * all count), then it is dead-lettered, escalated and acked: no endless redelivery.
