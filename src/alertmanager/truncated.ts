@@ -45,9 +45,16 @@ export const MAX_WAITING_GROUPS = 256;
  * replica doing the same never queues one twice). The fetch runs after the webhook has answered;
  * a failing fetch is logged and counted, and the alerts that did arrive stay queued. What is
  * fetched is held to the webhook's limits: an answer over BODY_LIMIT_BYTES is not read, an alert
- * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, at most ALERT_MAX_PER_BATCH are,
- * and only the allowed annotations are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES);
- * each alert refused is counted by its limit and the refusal logged with the group.
+ * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, and only the allowed annotations
+ * are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES); each alert refused is counted by
+ * its limit and the refusal logged with the group. Alerts no rule matches are counted and left out;
+ * the rest are queued in intake calls of at most ALERT_MAX_PER_BATCH each, one after another, so
+ * every alert of the group is queued by one fetch. Until 2026-12-07 only the first
+ * ALERT_MAX_PER_BATCH of what was fetched were, before duplicates and unmatched alerts were left
+ * out: Alertmanager answers a group in a stable order, so every resend took the same ones and the
+ * alerts past them were never queued while the group fired. A fetch's work stays bounded by the
+ * answer (BODY_LIMIT_BYTES), the queue's bound (QUEUE_MAX_DEPTH: a full queue fails the fetch,
+ * logged and counted, and what was queued before stays queued) and the fetches at once below.
  *
  * What the fetches cost is bounded too: every resend of a truncated notification asks for one, and
  * each reads up to BODY_LIMIT_BYTES, with retries. At most one fetch per (receiver, groupKey) runs
@@ -173,20 +180,32 @@ export class TruncatedGroups {
         const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
-        const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), limits, (i) => `alerts fetched[${i}]`, receivedAt);
+        // the per-alert limits only: ALERT_MAX_PER_BATCH bounds each intake call below, not the group
+        const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), { ...limits, maxAlerts: Infinity }, (i) => `alerts fetched[${i}]`, receivedAt);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a, i) => {
           const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits, keptStartsAt[i]);
           // the webhook's lane: a recovered P0 alert is taken before a storm's P1 and P2 ones
           return { key: dedupeKey(alert), alert, lane: this.d.laneFor ? this.d.laneFor(alert) : LAST_LANE };
         });
-        const res: IntakeResult = items.length > 0 ? await this.d.store.intake(items, this.d.config.DEDUPE_TTL) : { queued: 0, duplicates: 0 };
+        // alerts no rule matches are counted and never queued (as the stores' intake does): left out
+        // before the chunks, so they take no place in one
+        const matched = items.filter((i) => i.lane !== null);
+        const unmatched = items.length - matched.length;
+        const res: IntakeResult = { queued: 0, duplicates: 0 };
+        const size = this.d.config.ALERT_MAX_PER_BATCH;
+        for (let at = 0; at < matched.length; at += size) {
+          const r = await this.d.store.intake(matched.slice(at, at + size), this.d.config.DEDUPE_TTL);
+          // counted as each chunk lands: a later chunk failing (the fetch tried again) does not unsay it
+          res.queued += r.queued;
+          res.duplicates += r.duplicates;
+          this.d.metrics.alertsRecovered.inc(r.queued);
+          this.d.metrics.alertsDeduplicated.inc(r.duplicates);
+        }
         this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
-        this.d.metrics.alertsRecovered.inc(res.queued);
-        this.d.metrics.alertsDeduplicated.inc(res.duplicates);
-        if (res.unmatched) this.d.metrics.alertsUnmatched.inc(res.unmatched);
+        if (unmatched > 0) this.d.metrics.alertsUnmatched.inc(unmatched);
         const found = kept.length + refused.length;
-        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0 };
+        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched };
         if (found < payload.truncatedAlerts) {
           log.warn(what, `found ${found} of the ${payload.truncatedAlerts} alert(s) left out in Alertmanager's group (the others resolved since, or are resolved alerts, which its API does not list)`);
         } else {

@@ -1,7 +1,7 @@
 // Alerts fetched back from Alertmanager's API after a truncated notification are held to the
 // webhook's intake limits: an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued,
-// at most ALERT_MAX_PER_BATCH are, only the allowed annotations are kept, and an answer over
-// BODY_LIMIT_BYTES is not read. Each refusal is counted by its setting and logged with the group.
+// the rest are queued in intake calls of at most ALERT_MAX_PER_BATCH, only the allowed annotations
+// are kept, and an answer over BODY_LIMIT_BYTES is not read. Each refusal is counted by its setting and logged with the group.
 // Alertmanager's API takes alerts from anyone who reaches it: what it answers is input like a webhook.
 import t from 'tap';
 import { AlertmanagerApi } from '../../src/alertmanager/api.js';
@@ -10,6 +10,8 @@ import { MAX_WAITING_GROUPS, TruncatedGroups } from '../../src/alertmanager/trun
 import { loadConfig } from '../../src/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import type { Alert } from '../../src/alertmanager/alert.js';
+import type { Lane } from '../../src/store/store.js';
 import { metricValue } from '../support/app.js';
 
 const GROUP_LABELS = { alertname: 'HighErrorRate', namespace: 'shop' };
@@ -48,12 +50,16 @@ function answer(alerts: unknown[], opts: { chunked?: boolean } = {}): Response {
   return new Response(body, { headers: { 'content-type': 'application/json' } });
 }
 
-function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number } = {}) {
+function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number; laneFor?: (a: Alert) => Lane | null } = {}) {
   const config = loadConfig({ ALERTMANAGER_URL: 'http://alertmanager:9093', ...env });
   const store = new MemoryStore();
+  // the size of each intake call
+  const intakes: number[] = [];
+  const intake = store.intake.bind(store);
+  store.intake = (items, ttl) => (intakes.push(items.length), intake(items, ttl));
   const metrics = createMetrics({ defaults: false });
   const api = new AlertmanagerApi({ url: config.ALERTMANAGER_URL!, fetch: async () => respond(), maxBody: { bytes: config.BODY_LIMIT_BYTES, setting: 'BODY_LIMIT_BYTES' } });
-  const groups = new TruncatedGroups({ store, metrics, config, now: opts.now ?? Date.now, api, retryDelays: [] });
+  const groups = new TruncatedGroups({ store, metrics, config, now: opts.now ?? Date.now, api, retryDelays: [], ...(opts.laneFor ? { laneFor: opts.laneFor } : {}) });
   const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
   const log = {
     info: (obj: object, msg: string) => void lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
@@ -61,7 +67,7 @@ function rig(env: Record<string, string>, respond: () => Response | Promise<Resp
     error: (obj: object, msg: string) => void lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
   };
   const queued = async () => (await store.consume('test', 1000, 0, 60_000)).map((e) => e.alert);
-  return { groups, metrics, lines, log, queued };
+  return { groups, metrics, lines, log, queued, intakes };
 }
 
 const refusedCount = (metrics: ReturnType<typeof createMetrics>, limit: string) => metricValue(metrics, 'rollguard_alertmanager_alerts_refused_total', { limit });
@@ -93,13 +99,47 @@ t.test('an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued; c
   t.notOk(JSON.stringify(r.lines).includes('x'.repeat(65)), 'the over-long value is not copied into the log');
 });
 
-t.test('at most ALERT_MAX_PER_BATCH of the fetched alerts are queued, the rest refused and counted', async (t) => {
+// Found by review (2026-12-07): only the first ALERT_MAX_PER_BATCH of what was fetched were
+// queued, before duplicates and unmatched alerts were left out. Alertmanager answers a group in a
+// stable order, so every resend took the same ones and those past them were never queued.
+t.test('more fetched alerts than ALERT_MAX_PER_BATCH: all are queued, in intake calls of at most ALERT_MAX_PER_BATCH', async (t) => {
   const r = rig({ ALERT_MAX_PER_BATCH: '3' }, () => answer(Array.from({ length: 8 }, (_, i) => amAlert(`fp-${i}`, { deployment: `d${i}` }))));
   r.groups.notice(payload(7), r.log);
   await r.groups.idle();
-  t.equal((await r.queued()).length, 3);
-  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_PER_BATCH'), 5);
-  t.ok(r.lines.some((l) => l.level === 'warn' && /5 alert\(s\) fetched .* not queued \(ALERT_MAX_PER_BATCH\)/.test(l.msg)));
+  t.same((await r.queued()).map((a) => a.fingerprint).sort(), Array.from({ length: 8 }, (_, i) => `fp-${i}`));
+  t.same(r.intakes, [3, 3, 2], 'three intake calls, none over ALERT_MAX_PER_BATCH');
+  t.equal(await refusedCount(r.metrics, 'ALERT_MAX_PER_BATCH'), undefined, 'none refused');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 8);
+});
+
+t.test('a group of 30 with max_alerts 5 and ALERT_MAX_PER_BATCH 10: every alert left out is queued, and resends queue nothing twice', async (t) => {
+  const all = Array.from({ length: 30 }, (_, i) => amAlert(`fp${String(i).padStart(4, '0')}`, { pod: `p${i}` }));
+  const r = rig({ ALERT_MAX_PER_BATCH: '10' }, () => answer(all));
+  const notification = (): WebhookPayload => ({
+    ...payload(25),
+    alerts: all.slice(0, 5).map((a) => ({ status: 'firing' as const, labels: a.labels, annotations: {}, startsAt: a.startsAt, generatorURL: '', fingerprint: a.fingerprint })),
+  });
+  const seen: string[] = [];
+  // the same notification resent (group_interval, repeat_interval)
+  for (let k = 0; k < 3; k++) {
+    r.groups.notice(notification(), r.log);
+    await r.groups.idle();
+    seen.push(...(await r.queued()).map((a) => a.fingerprint));
+  }
+  t.same([...seen].sort(), all.slice(5).map((a) => a.fingerprint), 'the 25 left out, each once');
+  t.ok(r.intakes.every((n) => n <= 10), 'no intake call over ALERT_MAX_PER_BATCH');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 25);
+});
+
+t.test('alerts no rule matches are left out before the batches: they take no place in one', async (t) => {
+  // Alertmanager's order: 20 alerts no rule matches first, then 5 that one does
+  const all = [...Array.from({ length: 20 }, (_, i) => amAlert(`a${String(i).padStart(2, '0')}`, { alertname: 'NoRule', pod: `p${i}` })), ...Array.from({ length: 5 }, (_, i) => amAlert(`b${i}`, { pod: `q${i}` }))];
+  const r = rig({ ALERT_MAX_PER_BATCH: '10' }, () => answer(all), { laneFor: (a) => (a.labels.alertname === 'NoRule' ? null : 1) });
+  r.groups.notice(payload(25), r.log);
+  await r.groups.idle();
+  t.same((await r.queued()).map((a) => a.fingerprint), ['b0', 'b1', 'b2', 'b3', 'b4'], 'the five a rule matches are queued');
+  t.same(r.intakes, [5], 'one intake call, of the matched alerts only');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_unmatched_total'), 20, 'the others counted, as at the webhook');
 });
 
 t.test('only the allowed annotations are kept, each cut to ALERT_MAX_ANNOTATION_BYTES', async (t) => {
