@@ -41,15 +41,17 @@ export const MANIFEST_DOCUMENTS_READ = 5000;
 /**
  * The documents parsed: those naming one of the kinds anywhere (so `kind: !!str Deployment`, an
  * alias of it, and a HorizontalPodAutoscaler's `scaleTargetRef` are parsed, the last one dropped),
- * or holding an escape that could spell one (`"Deploym\\u0065nt"`). The rest (the chart's Secrets
- * among them) is never parsed.
+ * or holding what could spell one otherwise: an escape (`"Deploym\\u0065nt"`), an escaped line
+ * break (`"Deploy\\⏎ ment"`), a binary scalar (`!!binary RGVwbG95bWVudA==`). The rest (the chart's
+ * Secrets among them) is never parsed.
  */
-const MENTIONS = new RegExp(`\\b(?:${WORKLOADS.map((r) => r.kind).join('|')})\\b|\\\\[xuU][0-9a-fA-F]`);
+const MENTIONS = new RegExp(`\\b(?:${WORKLOADS.map((r) => r.kind).join('|')})\\b|\\\\[xuU][0-9a-fA-F]|\\\\\\r?\\n|!!binary\\b|tag:yaml\\.org,2002:binary`);
 /**
- * A document separator: `---` at the start of a line, alone or before a space. What follows it on
- * its line (a comment, or the document itself: `--- {kind: Deployment, …}`) is the next document's.
+ * A document separator as the API machinery's YAML reader that helm applies a manifest with takes
+ * it: `---` at the start of a line, alone or before a space, a tab or a comment (`---#x`). What
+ * follows it on its line is the next document's.
  */
-const SEPARATOR = /^---(?=[ \t]|$)/gm;
+const SEPARATOR = /^---(?=[ \t#]|$)/gm;
 
 /**
  * The manifest's documents, one at a time (as `manifest.split(SEPARATOR)` would give them): a
@@ -64,6 +66,11 @@ function* documents(manifest: string): Generator<string> {
     from = m.index + m[0].length;
   }
   yield manifest.slice(from);
+}
+
+/** A scalar as helm's YAML library gives it: text, a binary scalar as the text it encodes; anything else as it is. */
+function scalar(v: unknown): unknown {
+  return v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v;
 }
 
 /** A manifest's document, or a List's item, as far as it is read here. */
@@ -89,17 +96,20 @@ export function labelledByFlux(manifest: string): boolean {
 /**
  * The workloads a release's manifest names, each once, the first RELEASE_OBJECTS_READ of them
  * (`more` when it names another past them); a document without a namespace is the release's
- * (`namespace`). A document that does not parse, or that holds more aliases than a manifest needs,
- * is skipped. `outside`: each workload it names, past the first RELEASE_OBJECTS_READ too, that
- * `outOfScope` says is outside the scope settings (`Kind/namespace/name: why`).
+ * (`namespace`). `outside`: each workload it names, past the first RELEASE_OBJECTS_READ too, that
+ * `outOfScope` says is outside the scope settings (`Kind/namespace/name: why`). `unread`: each
+ * document that may name a workload but could not be read here (it does not parse, holds more
+ * aliases than a manifest needs, or names a workload whose name or namespace is not text): helm may
+ * read it, so what it writes is not known (the plan refuses: helm.ts).
  */
 export function releaseWorkloads(
   manifest: string,
   namespace: string,
   outOfScope?: NonNullable<ActionContext['outOfScope']>,
-): { objects: ReleaseObject[]; more: boolean; outside: string[] } {
+): { objects: ReleaseObject[]; more: boolean; outside: string[]; unread: string[] } {
   const out: ReleaseObject[] = [];
   const outside: string[] = [];
+  const unread: string[] = [];
   const seen = new Set<string>();
   let more = false;
   let docs = 0;
@@ -108,21 +118,31 @@ export function releaseWorkloads(
     if (!MENTIONS.test(text)) continue;
     let o: Manifested | null;
     try {
-      const doc = parseDocument(text);
-      if (doc.errors.length > 0) continue;
+      // a key given twice is taken as helm's YAML library takes it (the last), not refused
+      const doc = parseDocument(text, { uniqueKeys: false });
+      if (doc.errors.length > 0) throw doc.errors[0];
       o = doc.toJS({ maxAliasCount: 100 }) as typeof o;
-    } catch {
-      continue; // more aliases than maxAliasCount
+    } catch (err) {
+      // helm may read what this cannot (or expand more aliases): what it names is not known
+      unread.push(`document ${docs} (${err instanceof Error ? err.message.split('\n')[0]!.slice(0, 120) : 'unreadable'})`);
+      continue;
     }
     // a List's items (v1 List, DeploymentList, …) are installed one by one: helm's resource
     // builder flattens lists (pkg/kube/client.go, Flatten()), as kubectl does
     const items = typeof o?.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items) ? (o.items as (Manifested | null)[]) : [o];
     for (const item of items) {
-      const resource = WORKLOADS.find((r) => item?.kind === r.kind && item?.apiVersion === `${r.group}/${r.version}`);
-      const name = item?.metadata?.name;
+      // a binary scalar is the text it encodes to helm's YAML library
+      const kind = scalar(item?.kind);
+      const resource = WORKLOADS.find((r) => kind === r.kind && scalar(item?.apiVersion) === `${r.group}/${r.version}`);
+      if (!resource) continue;
+      const name = scalar(item?.metadata?.name);
       // no namespace, or an empty one: helm installs it into the release's
-      const ns = item?.metadata?.namespace || namespace;
-      if (!resource || typeof name !== 'string' || typeof ns !== 'string' || invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
+      const ns = scalar(item?.metadata?.namespace) || namespace;
+      if (typeof name !== 'string' || typeof ns !== 'string') {
+        unread.push(`document ${docs} (a ${resource.kind} whose name or namespace is not text)`);
+        continue;
+      }
+      if (invalidName('subdomain', name) !== undefined || invalidName('label', ns) !== undefined) continue;
       const key = objectKey({ kind: resource.kind, namespace: ns, name });
       if (seen.has(key)) continue;
       seen.add(key);
@@ -133,7 +153,7 @@ export function releaseWorkloads(
       else more = true;
     }
   }
-  return { objects: out, more, outside };
+  return { objects: out, more, outside, unread };
 }
 
 /** Whether Helm's annotations say the object is this release's. */

@@ -195,10 +195,15 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       // its error names stderr only: what it printed is the chart's rendered objects, Secrets too
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
       flux ||= labelledByFlux(got.stdout);
-      const { objects, more, outside } = releaseWorkloads(got.stdout, ref.namespace, ctx.outOfScope);
-      if (outside.length > 0) {
-        const shown = outside.slice(0, 3).join('; ') + (outside.length > 3 ? `; and ${outside.length - 3} more` : '');
-        return { changes: [], outside: `what revision ${revision}'s manifest names outside rollguard's scope: ${shown}` };
+      const { objects, more, outside, unread } = releaseWorkloads(got.stdout, ref.namespace, ctx.outOfScope);
+      const shown = (lines: string[]) => lines.slice(0, 3).join('; ') + (lines.length > 3 ? `; and ${lines.length - 3} more` : '');
+      if (outside.length > 0) return { changes: [], outside: `would write what revision ${revision}'s manifest names outside rollguard's scope: ${shown(outside)}` };
+      // what helm may read there is not known: neither its scope nor its lock can be checked
+      if (unread.length > 0) {
+        return {
+          changes: [],
+          outside: `cannot check what revision ${revision}'s manifest writes against the scope settings: it holds documents that may name a Deployment, StatefulSet or DaemonSet but cannot be read here (${shown(unread)}); fix the chart's YAML, or roll back by hand`,
+        };
       }
       named.push({ revision, objects, more });
     }
@@ -281,7 +286,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
             { ...base, toRevision: wanted },
           );
         }
-        if (found.outside !== undefined) return refused(ref, 'out_of_scope', `helm rollback ${rel} ${wanted} in ${ref.namespace} would write ${found.outside}`, { ...base, toRevision: wanted });
+        if (found.outside !== undefined) return refused(ref, 'out_of_scope', `helm rollback ${rel} ${wanted} in ${ref.namespace} ${found.outside}`, { ...base, toRevision: wanted });
       }
       const command = [
         bin(),

@@ -84,9 +84,28 @@ t.test('at most RELEASE_OBJECTS_READ workloads (more: one more is named), and MA
   t.equal(cut, 0, 'the manifest is not split whole');
 });
 
-t.test('a document with more aliases than a manifest needs is skipped, not a failed plan', async (t) => {
+t.test('a document with more aliases than a manifest needs is not expanded: the others are read, and it is said unread (the plan refuses it)', async (t) => {
   const bomb = ['apiVersion: apps/v1', 'kind: Deployment', 'metadata: {name: bomb}', 'a: &a [x, x]', ...Array.from({ length: 150 }, (_, i) => `b${i}: *a`)].join('\n');
-  t.same(names(`${bomb}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n`), ['apps/Deployment/shop/web']);
+  const r = releaseWorkloads(`${bomb}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n`, 'shop');
+  t.same(r.objects.map((w) => w.name), ['web']);
+  t.match(r.unread, [/^document 1 \(/]);
+});
+
+t.test("a workload helm would read but this could not is never passed over: unread, so the plan refuses (a review found each of these got past the scope check)", async (t) => {
+  const deny = (o: { name: string }) => (o.name === 'payments' ? 'target Deployment/shop/payments is denied by Deployment/shop/payments (SCOPE_DENY_TARGETS)' : undefined);
+  for (const [how, manifest] of [
+    ['an escaped line break in the kind', 'apiVersion: apps/v1\nkind: "Deploy\\\n  ment"\nmetadata: {name: payments, namespace: shop}\n'],
+    ['a binary name', 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: !!binary cGF5bWVudHM=, namespace: shop}\n'],
+    ['a binary kind', 'apiVersion: apps/v1\nkind: !!binary RGVwbG95bWVudA==\nmetadata: {name: payments, namespace: shop}\n'],
+    ['a key given twice (helm takes the last)', 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: payments\n  labels: {a: b}\n  labels: {a: b}\n'],
+    ['a separator followed by a comment', 'apiVersion: v1\nkind: ConfigMap\n---#x\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: payments}\n'],
+  ] as const) {
+    const r = releaseWorkloads(manifest, 'shop', deny);
+    t.same(r.outside, ['Deployment/shop/payments: target Deployment/shop/payments is denied by Deployment/shop/payments (SCOPE_DENY_TARGETS)'], how);
+  }
+  const r = releaseWorkloads('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: [payments], namespace: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web\n', 'shop', deny);
+  t.same(r.unread, ['document 1 (a Deployment whose name or namespace is not text)', r.unread[1]], 'a name that is not text');
+  t.match(r.unread[1], /^document 2 \(/, 'a document naming a Deployment that does not parse');
 });
 
 t.test('names that are not Kubernetes names are left out', async (t) => {

@@ -332,3 +332,13 @@ t.test("a manifest naming a workload outside scope: the plan refuses before read
   t.same(plan.changes?.map((c) => `${c.namespace}/${c.name}`), ['shop/shop']);
   t.same(f.calls.filter((c) => c[2] === 'manifest').map((c) => c[c.indexOf('--revision') + 1]), ['2', '1'], "both revisions' manifests read");
 });
+
+t.test("a manifest holding a document that may name a workload but cannot be read: the plan refuses, since what helm would write cannot be checked", async (t) => {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, shopDeployment());
+  const f = fakeByRevision({ '2': workloadDoc('shop'), '1': `${workloadDoc('shop')}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: [payments]}\n` });
+  const plan = await createHelmAction({ run: f.run }).plan(ref, scoped(kube));
+  t.equal(plan.refusal?.code, 'out_of_scope');
+  t.match(plan.refusal?.message, /^helm rollback shop 1 in shop cannot check what revision 1's manifest writes against the scope settings: it holds documents that may name a Deployment, StatefulSet or DaemonSet but cannot be read here \(document 2 \(a Deployment whose name or namespace is not text\)\); fix the chart's YAML, or roll back by hand$/);
+  t.same(kube.calls, [], 'nothing read from the cluster');
+});
