@@ -14,17 +14,21 @@ import { joinBurst } from './burst.js';
  * others are linked to the records of that evaluation, so a resolved notification of any of them
  * still finds its records, and counted (rollguard_alerts_coalesced_total); none is dropped unseen.
  *
- * "The same evaluation" is everything the evaluation reads from the alert (coalesceKey): the rules
- * it matches; per rule, the trigger's query built from its labels (confirmation and verification
- * both run it) and its targets with their params (a chain's order included); and its startsAt,
- * which the recent-deploy guard compares with the revision's creation time. Alerts of one rule and
- * target whose queries differ (a `route` label in the trigger's selector) are each confirmed on
- * their own: merged, only the first one's query was sent. Alerts that started at different times
- * are not merged either: a revision deployed between the two starts is after the first (blocked as
- * what was done about it) and before the second (its possible cause), and one deployed more than
- * onlyIfDeployedWithin before the second may be within it before the first, so neither start
- * stands for the other. A burst from one Prometheus rule evaluation shares its startsAt and is
- * still one evaluation.
+ * "The same evaluation" is what the evaluation reads from the alert (coalesceKey): the rules it
+ * matches; per rule, the trigger's query built from its labels (confirmation and verification
+ * both run it) and its targets with their params (a chain's order included). Alerts of one rule
+ * and target whose queries differ (a `route` label in the trigger's selector) are each confirmed
+ * on their own: merged, only the first one's query was sent.
+ *
+ * startsAt is not in the key, though the recent-deploy guard reads it: a burst's alerts often
+ * start seconds apart (pods crossing the threshold at different rule evaluations), and keyed on
+ * it every one of them was an evaluation of its own (a storm of "blocked by the lock guard").
+ * Instead, once the first alert's evaluation is done, an alert with another start joins it only
+ * when that outcome did not depend on the start (startDecided): when the recent-deploy guard
+ * blocked it, a revision deployed between the two starts is after the first (blocked as what was
+ * done about it) and before the second (its possible cause), and one deployed more than
+ * onlyIfDeployedWithin before one start may be within it before the other, so the alert is
+ * evaluated on its own, against its own start (linkCoalesced resolves false).
  */
 
 const matches = new WeakMap<Alert, { set: RuleSet; rules: Rule[] }>();
@@ -44,8 +48,8 @@ export function matchedRules(ctx: EngineContext, alert: Alert): Rule[] {
 }
 
 /**
- * What a firing alert's evaluation reads from it, as one key (see above): its startsAt and, per rule
- * it matches, the rule's name, the trigger's query for its labels and its targets with their params.
+ * What a firing alert's evaluation reads from it, as one key (see above; its startsAt is judged
+ * after the first alert's evaluation, linkCoalesced): per rule it matches, the rule's name, the trigger's query for its labels and its targets with their params.
  * Built from the rules in memory, no Prometheus or cluster read. undefined when it is not coalesced:
  * not firing, no rule, or a label the query or a target needs is missing or names no target safely
  * (handled alone, and recorded as such by its own evaluation).
@@ -58,7 +62,7 @@ export function coalesceKey(ctx: EngineContext, alert: Alert): string | undefine
     const each = rules.map((r) => [r.name, r.trigger.query(alert.labels), resolveTargets(r.targets, alert.labels)]);
     // the targets as resolved (kind, namespace, name, toRevision, the kind's options from its params);
     // JSON, as label values may hold any character and no separator could be trusted
-    return JSON.stringify([alert.startsAt, each]);
+    return JSON.stringify(each);
   } catch (e) {
     if (e instanceof MissingLabelError || e instanceof TargetResolutionError) return undefined;
     throw e;
@@ -85,11 +89,22 @@ function targets(rule: Rule, alert: Alert): string[] {
   return resolveTargets(rule.targets, alert.labels).map(targetKey);
 }
 
-/** Links `alert` to every record the evaluation of `into` (same key) made or found. */
-export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: QueuedEvent): Promise<void> {
+/**
+ * Links `ev` to every record the evaluation of `into` (same key) made or found, and resolves true;
+ * false, linking nothing, when `ev` started at another time and that evaluation's outcome depended
+ * on its start (startDecided): the queue worker then evaluates `ev` on its own, against its start.
+ */
+export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
   const ids: string[] = [];
   for (const rule of ctx.rules.match(ev.alert)) {
     for (const target of targets(rule, ev.alert)) ids.push(alertRecordId(rule.name, target, into.alert.fingerprint, into.alert.startsAt));
+  }
+  if (ev.alert.startsAt !== into.alert.startsAt && (await startDecided(ctx, into, ids))) {
+    ctx.log.info(
+      { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, startsAt: new Date(ev.alert.startsAt).toISOString(), into: into.alert.fingerprint, intoStartsAt: new Date(into.alert.startsAt).toISOString() },
+      "not coalesced: the recent-deploy guard blocked the evaluation of an earlier alert for the same rule and target, judged against that alert's start; this alert started at another time and is evaluated against its own",
+    );
+    return false;
   }
   // the same alert as the one it joins (a resend within one batch): nothing to track
   const same = ev.alert.fingerprint === into.alert.fingerprint && ev.alert.startsAt === into.alert.startsAt;
@@ -102,6 +117,28 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
   }
   ctx.log.info(
     { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },
-    'alert coalesced into the evaluation of an earlier alert whose evaluation is the same (rules, trigger query, targets, startsAt)',
+    'alert coalesced into the evaluation of an earlier alert whose evaluation is the same (rules, trigger query, targets)',
   );
+  return true;
+}
+
+/** startDecided's answer per evaluation joined: read once, not once per alert of a burst. */
+const decidedByStart = new WeakMap<QueuedEvent, Promise<boolean>>();
+
+/**
+ * Whether the outcome of `into`'s evaluation (its records `ids`) depended on its startsAt: the
+ * recent-deploy guard, the one guard that reads it, blocked one of them. Read once the evaluation
+ * was handled (the worker links after it), when that verdict is final.
+ */
+function startDecided(ctx: EngineContext, into: QueuedEvent, ids: string[]): Promise<boolean> {
+  let known = decidedByStart.get(into);
+  if (!known) {
+    known = Promise.all(ids.map((id) => ctx.records.get(id))).then((recs) =>
+      recs.some((r) => r?.guards.some((g) => g.guard === 'recent-deploy' && g.result === 'block') ?? false),
+    );
+    // a failed read is not remembered: the alert stays queued and is tried again
+    known.catch(() => decidedByStart.delete(into));
+    decidedByStart.set(into, known);
+  }
+  return known;
 }

@@ -53,8 +53,9 @@ export class Engine {
   }
 
   /**
-   * The queue worker's coalescing key: events with the same one (the same rules, trigger queries,
-   * targets and startsAt: src/engine/coalesce.ts) are one evaluation.
+   * The queue worker's coalescing key: events with the same one (the same rules, trigger queries
+   * and targets: src/engine/coalesce.ts) are one evaluation, unless its outcome depended on the
+   * first one's startsAt (coalesced() resolves false).
    */
   coalesceKey(ev: QueuedEvent): string | undefined {
     return coalesceKey(this.ctx, ev.alert);
@@ -65,8 +66,12 @@ export class Engine {
     return targetsOf(this.ctx, ev.alert);
   }
 
-  /** Links an event coalesced into another's evaluation to that evaluation's records. */
-  coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<void> {
+  /**
+   * Links an event coalesced into another's evaluation to that evaluation's records; false when it
+   * started at another time and that outcome depended on the start (the recent-deploy guard blocked
+   * it): the queue worker then handles it on its own.
+   */
+  coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
     return linkCoalesced(this.ctx, ev, into);
   }
 

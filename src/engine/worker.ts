@@ -29,14 +29,17 @@ export interface WorkerOptions {
   onDead?: (event: QueuedEvent, err: unknown) => Promise<void>;
   /**
    * Per-target coalescing: events in hand with the same key (the engine's: what the evaluation reads from the
-   * alert, its rules, trigger query, targets and startsAt; src/engine/coalesce.ts) are
+   * alert, its rules, trigger query and targets; src/engine/coalesce.ts) are
    * one evaluation, the first one's; each later one is handed to onCoalesced once the first is
    * handled (to link it to the first one's records), and acked with it. When the first one's
    * handling evaluated nothing (the handler resolved false), the next one is handled as its own
-   * event, after it, and the later ones are coalesced into that one. undefined: never coalesced.
+   * event, after it, and the later ones are coalesced into that one. When onCoalesced resolves
+   * false (the engine's: the first one's outcome depended on its startsAt, which this one does not
+   * share), this one is handled as its own event, after the events before it on its targets; the
+   * later ones still follow the first. undefined: never coalesced.
    */
   coalesceKey?: (event: QueuedEvent) => string | undefined;
-  onCoalesced?: (event: QueuedEvent, into: QueuedEvent) => Promise<void>;
+  onCoalesced?: (event: QueuedEvent, into: QueuedEvent) => Promise<boolean | void>;
   /**
    * Events handled at once (default 16). The worker keeps up to this many in hand and reads more
    * as soon as one finishes, so a P0 alert queued during a storm waits for one free place, not for
@@ -286,10 +289,13 @@ export class QueueWorker {
       // Being evaluated already: linked to that evaluation, acked after it. If that one fails, this
       // one stays queued too and is taken up again with it. If it evaluated nothing (it found the
       // closed record of an earlier evaluation: a redelivery), this one is handled on its own, after
-      // it, and the later ones with its key follow this one.
+      // it, and the later ones with its key follow this one. If that evaluation does not stand for
+      // this one (onCoalesced resolved false), this one is handled on its own, after it.
       const own = ahead.then(async (l): Promise<Lead> => {
         if (l === 'none') return alone();
-        this.finished(ev.id, l !== 'queued' && (await this.coalesce(ev, l)));
+        const linked = l === 'queued' ? 'keep' : await this.coalesce(ev, l);
+        if (linked === 'alone') return alone();
+        this.finished(ev.id, linked === 'ack');
         return l;
       });
       // the later ones learn what to follow as soon as the one ahead is done, not after this link
@@ -341,18 +347,22 @@ export class QueueWorker {
     }
   }
 
-  /** Links `ev` to the evaluation of `into` (onCoalesced); true when it may be acked. */
-  private async coalesce(ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
+  /**
+   * Links `ev` to the evaluation of `into` (onCoalesced): 'ack' when linked (it may be acked),
+   * 'alone' when that evaluation does not stand for it (handled on its own), 'keep' when linking
+   * failed (it stays queued).
+   */
+  private async coalesce(ev: QueuedEvent, into: QueuedEvent): Promise<'ack' | 'alone' | 'keep'> {
     try {
-      await this.o.onCoalesced?.(ev, into);
+      if ((await this.o.onCoalesced?.(ev, into)) === false) return 'alone';
       this.o.metrics.alertsCoalesced.inc();
       this.o.metrics.eventsProcessed.inc({ outcome: 'handled' });
-      return true;
+      return 'ack';
     } catch (err) {
       if (err instanceof StoreUnavailableError) this.noteStoreFailure(ev);
       this.o.metrics.eventsProcessed.inc({ outcome: 'failed' });
       this.o.logger.error({ err, event: ev.id, into: into.id }, 'could not link a coalesced alert to its evaluation; it stays queued and will be retried');
-      return false;
+      return 'keep';
     }
   }
 
