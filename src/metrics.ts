@@ -45,7 +45,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     alertsTruncated: counter('rollguard_alerts_truncated_total',
       "Alerts Alertmanager left out of the webhook notifications received (truncatedAlerts: the receiver's max_alerts); a resent notification counts again."),
     alertmanagerFetches: counter('rollguard_alertmanager_fetches_total',
-      "Fetches of a truncated notification's group from Alertmanager's API v2 (ALERTMANAGER_URL), by outcome (ok, failed) after retries.", ['outcome']),
+      "Fetches of a truncated notification's group from Alertmanager's API v2 (ALERTMANAGER_URL), by outcome (ok; queue_full: the queue took part or none of them, the rest wait for the next resend; failed) after retries.", ['outcome']),
     alertmanagerFetchesDeferred,
     alertmanagerFetchesDropped: counter('rollguard_alertmanager_fetches_dropped_total',
       'Truncated notifications whose group waited for a fetch and was dropped, over the 256 groups that may wait on a replica: their left-out alerts are handled when Alertmanager sends the group again.'),

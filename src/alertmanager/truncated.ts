@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { LAST_LANE, type IntakeResult, type Lane, type Store } from '../store/store.js';
+import { LAST_LANE, StoreFullError, type IntakeResult, type Lane, type Store } from '../store/store.js';
 import { dedupeKey, normaliseAlert, type Alert } from './alert.js';
 import { intakeLimits, refusedBySetting, splitByLimits, type Refusal } from './limits.js';
 import { AlertmanagerApi } from './api.js';
@@ -47,14 +47,19 @@ export const MAX_WAITING_GROUPS = 256;
  * fetched is held to the webhook's limits: an answer over BODY_LIMIT_BYTES is not read, an alert
  * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, and only the allowed annotations
  * are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES); each alert refused is counted by
- * its limit and the refusal logged with the group. Alerts no rule matches are counted and left out;
- * the rest are queued in intake calls of at most ALERT_MAX_PER_BATCH each, one after another, so
- * every alert of the group is queued by one fetch. Until 2026-12-07 only the first
+ * its limit and the refusal logged with the group. Alerts no rule matches are counted and left out
+ * first; of the rest (P0 lane first, Alertmanager's order within a lane) one fetch newly queues at
+ * most ALERT_MAX_PER_BATCH, alerts already queued by an earlier resend not counted, so one big
+ * group never fills the queue (QUEUE_MAX_DEPTH) and locks the other groups and lanes out, and each
+ * resend of the group moves on past what is queued: every alert of it is queued after enough
+ * resends, ALERT_MAX_PER_BATCH new per fetch. A queue full partway stops the fetch: what was queued
+ * stays queued, and the rest waits for the next resend (rollguard_alertmanager_fetches_total
+ * {outcome="queue_full"}, a warning saying how many were queued). Until 2026-12-07 only the first
  * ALERT_MAX_PER_BATCH of what was fetched were, before duplicates and unmatched alerts were left
  * out: Alertmanager answers a group in a stable order, so every resend took the same ones and the
- * alerts past them were never queued while the group fired. A fetch's work stays bounded by the
- * answer (BODY_LIMIT_BYTES), the queue's bound (QUEUE_MAX_DEPTH: a full queue fails the fetch,
- * logged and counted, and what was queued before stays queued) and the fetches at once below.
+ * alerts past them were never queued while the group fired; and for part of that day one fetch
+ * queued the whole group, which could fill the queue and have every webhook after (P0 included)
+ * refused until it drained.
  *
  * What the fetches cost is bounded too: every resend of a truncated notification asks for one, and
  * each reads up to BODY_LIMIT_BYTES, with retries. At most one fetch per (receiver, groupKey) runs
@@ -173,6 +178,9 @@ export class TruncatedGroups {
 
   private async recover(api: AlertmanagerApi, payload: WebhookPayload, log: Log): Promise<void> {
     const delivered = new Set(payload.alerts.map((a) => a.fingerprint));
+    const budget = this.d.config.ALERT_MAX_PER_BATCH;
+    // alerts this fetch newly queued, over its attempts: at most ALERT_MAX_PER_BATCH
+    const res: IntakeResult = { queued: 0, duplicates: 0 };
     let lastErr: unknown;
     for (let attempt = 0; attempt <= this.delays.length; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, this.delays[attempt - 1]));
@@ -180,7 +188,7 @@ export class TruncatedGroups {
         const current = await api.groupAlerts(payload.receiver, payload.groupLabels);
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
-        // the per-alert limits only: ALERT_MAX_PER_BATCH bounds each intake call below, not the group
+        // the per-alert limits only: ALERT_MAX_PER_BATCH bounds what is newly queued below, not what is read
         const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), { ...limits, maxAlerts: Infinity }, (i) => `alerts fetched[${i}]`, receivedAt);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a, i) => {
@@ -189,24 +197,54 @@ export class TruncatedGroups {
           return { key: dedupeKey(alert), alert, lane: this.d.laneFor ? this.d.laneFor(alert) : LAST_LANE };
         });
         // alerts no rule matches are counted and never queued (as the stores' intake does): left out
-        // before the chunks, so they take no place in one
-        const matched = items.filter((i) => i.lane !== null);
+        // first, so they take nothing of the bound. The rest lane by lane (a stable sort keeps
+        // Alertmanager's order within a lane): a P0 alert of a mixed group is queued before P1 and P2 ones.
+        const matched = items.filter((i) => i.lane !== null).sort((a, b) => a.lane! - b.lane!);
         const unmatched = items.length - matched.length;
-        const res: IntakeResult = { queued: 0, duplicates: 0 };
-        const size = this.d.config.ALERT_MAX_PER_BATCH;
-        for (let at = 0; at < matched.length; at += size) {
-          const r = await this.d.store.intake(matched.slice(at, at + size), this.d.config.DEDUPE_TTL);
-          // counted as each chunk lands: a later chunk failing (the fetch tried again) does not unsay it
+        // At most ALERT_MAX_PER_BATCH alerts newly queued per fetch, duplicates (queued by an earlier
+        // resend) not counted: one big group never takes the queue (QUEUE_MAX_DEPTH) from the other
+        // groups and lanes, and Alertmanager's resends of the group (stable order) each move on past
+        // what is already queued. Each intake call asks for no more than is left of the bound.
+        let at = 0;
+        let full: unknown;
+        while (at < matched.length && res.queued < budget) {
+          const chunk = matched.slice(at, at + (budget - res.queued));
+          let r: IntakeResult;
+          try {
+            r = await this.d.store.intake(chunk, this.d.config.DEDUPE_TTL);
+          } catch (err) {
+            // a full queue: what is queued stays queued, the rest waits for the group's next resend
+            // (a retry now would find the queue as full)
+            if (err instanceof StoreFullError) {
+              full = err;
+              break;
+            }
+            throw err;
+          }
+          at += chunk.length;
+          // counted as each call lands: a later one failing (the fetch tried again) does not unsay it
           res.queued += r.queued;
           res.duplicates += r.duplicates;
           this.d.metrics.alertsRecovered.inc(r.queued);
           this.d.metrics.alertsDeduplicated.inc(r.duplicates);
         }
-        this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
         if (unmatched > 0) this.d.metrics.alertsUnmatched.inc(unmatched);
+        // matched alerts this fetch did not take (some may be queued already, by an earlier resend)
+        const left = matched.length - at;
         const found = kept.length + refused.length;
-        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched };
-        if (found < payload.truncatedAlerts) {
+        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched, notTaken: left };
+        if (full !== undefined) {
+          this.d.metrics.alertmanagerFetches.inc({ outcome: 'queue_full' });
+          log.warn(
+            { ...what, err: full instanceof Error ? full.message : String(full) },
+            `the queue is full (QUEUE_MAX_DEPTH): this fetch from Alertmanager for group ${payload.groupKey} queued ${res.queued} alert(s); the other ${left} it found wait for Alertmanager's next resend of the group (those not queued already)`,
+          );
+          return;
+        }
+        this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
+        if (left > 0) {
+          log.info(what, `this fetch from Alertmanager for group ${payload.groupKey} queued ${res.queued} alert(s), as many as one fetch queues (ALERT_MAX_PER_BATCH); the other ${left} it found are queued by Alertmanager's next resends of the group (those not queued already)`);
+        } else if (found < payload.truncatedAlerts) {
           log.warn(what, `found ${found} of the ${payload.truncatedAlerts} alert(s) left out in Alertmanager's group (the others resolved since, or are resolved alerts, which its API does not list)`);
         } else {
           log.info(what, 'alerts left out of the notification fetched from Alertmanager and queued');
@@ -217,9 +255,10 @@ export class TruncatedGroups {
       }
     }
     this.d.metrics.alertmanagerFetches.inc({ outcome: 'failed' });
+    const some = res.queued > 0 ? `; ${res.queued} of them queued before the failure, the rest` : ': they';
     log.error(
-      { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
-      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}: they are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.alerts.length} delivered stay queued`,
+      { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, queued: res.queued, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
+      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}${some} are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.alerts.length} delivered stay queued`,
     );
   }
 }

@@ -1,6 +1,6 @@
 // Alerts fetched back from Alertmanager's API after a truncated notification are held to the
 // webhook's intake limits: an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued,
-// the rest are queued in intake calls of at most ALERT_MAX_PER_BATCH, only the allowed annotations
+// at most ALERT_MAX_PER_BATCH newly queued per fetch (each resend moves on), only the allowed annotations
 // are kept, and an answer over BODY_LIMIT_BYTES is not read. Each refusal is counted by its setting and logged with the group.
 // Alertmanager's API takes alerts from anyone who reaches it: what it answers is input like a webhook.
 import t from 'tap';
@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/config.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { Alert } from '../../src/alertmanager/alert.js';
+import { dedupeKey } from '../../src/alertmanager/alert.js';
 import type { Lane } from '../../src/store/store.js';
 import { metricValue } from '../support/app.js';
 
@@ -50,9 +51,9 @@ function answer(alerts: unknown[], opts: { chunked?: boolean } = {}): Response {
   return new Response(body, { headers: { 'content-type': 'application/json' } });
 }
 
-function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number; laneFor?: (a: Alert) => Lane | null } = {}) {
+function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number; laneFor?: (a: Alert) => Lane | null; maxQueue?: number } = {}) {
   const config = loadConfig({ ALERTMANAGER_URL: 'http://alertmanager:9093', ...env });
-  const store = new MemoryStore();
+  const store = new MemoryStore(Date.now, opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {});
   // the size of each intake call
   const intakes: number[] = [];
   const intake = store.intake.bind(store);
@@ -67,7 +68,7 @@ function rig(env: Record<string, string>, respond: () => Response | Promise<Resp
     error: (obj: object, msg: string) => void lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
   };
   const queued = async () => (await store.consume('test', 1000, 0, 60_000)).map((e) => e.alert);
-  return { groups, metrics, lines, log, queued, intakes };
+  return { groups, metrics, lines, log, queued, intakes, store };
 }
 
 const refusedCount = (metrics: ReturnType<typeof createMetrics>, limit: string) => metricValue(metrics, 'rollguard_alertmanager_alerts_refused_total', { limit });
@@ -102,17 +103,27 @@ t.test('an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued; c
 // Found by review (2026-12-07): only the first ALERT_MAX_PER_BATCH of what was fetched were
 // queued, before duplicates and unmatched alerts were left out. Alertmanager answers a group in a
 // stable order, so every resend took the same ones and those past them were never queued.
-t.test('more fetched alerts than ALERT_MAX_PER_BATCH: all are queued, in intake calls of at most ALERT_MAX_PER_BATCH', async (t) => {
+// Found by the next review (2026-12-07): the fix queued the whole group in one fetch, so one big
+// group could fill the queue (QUEUE_MAX_DEPTH) and lock P0 alerts out. A fetch now queues at most
+// ALERT_MAX_PER_BATCH new alerts, and each resend moves on past those already queued.
+t.test('more fetched alerts than ALERT_MAX_PER_BATCH: each fetch queues at most ALERT_MAX_PER_BATCH new ones, each resend moves on', async (t) => {
   const r = rig({ ALERT_MAX_PER_BATCH: '3' }, () => answer(Array.from({ length: 8 }, (_, i) => amAlert(`fp-${i}`, { deployment: `d${i}` }))));
-  r.groups.notice(payload(7), r.log);
-  await r.groups.idle();
-  t.same((await r.queued()).map((a) => a.fingerprint).sort(), Array.from({ length: 8 }, (_, i) => `fp-${i}`));
-  t.same(r.intakes, [3, 3, 2], 'three intake calls, none over ALERT_MAX_PER_BATCH');
+  const perFetch: string[][] = [];
+  for (let k = 0; k < 4; k++) {
+    r.groups.notice(payload(7), r.log);
+    await r.groups.idle();
+    perFetch.push((await r.queued()).map((a) => a.fingerprint));
+  }
+  t.same(perFetch, [['fp-0', 'fp-1', 'fp-2'], ['fp-3', 'fp-4', 'fp-5'], ['fp-6', 'fp-7'], []], 'three new per fetch, in order, then none');
+  t.ok(r.intakes.every((n) => n <= 3), 'no intake call over ALERT_MAX_PER_BATCH');
   t.equal(await refusedCount(r.metrics, 'ALERT_MAX_PER_BATCH'), undefined, 'none refused');
   t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 8);
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 4);
+  const first = r.lines.find((l) => /as many as one fetch queues/.test(l.msg));
+  t.match(first?.msg, /queued 3 alert\(s\), as many as one fetch queues \(ALERT_MAX_PER_BATCH\); the other 5 it found are queued by Alertmanager's next resends of the group/);
 });
 
-t.test('a group of 30 with max_alerts 5 and ALERT_MAX_PER_BATCH 10: every alert left out is queued, and resends queue nothing twice', async (t) => {
+t.test('a group of 30 with max_alerts 5 and ALERT_MAX_PER_BATCH 10: every alert left out is queued over the resends, each once', async (t) => {
   const all = Array.from({ length: 30 }, (_, i) => amAlert(`fp${String(i).padStart(4, '0')}`, { pod: `p${i}` }));
   const r = rig({ ALERT_MAX_PER_BATCH: '10' }, () => answer(all));
   const notification = (): WebhookPayload => ({
@@ -120,15 +131,70 @@ t.test('a group of 30 with max_alerts 5 and ALERT_MAX_PER_BATCH 10: every alert 
     alerts: all.slice(0, 5).map((a) => ({ status: 'firing' as const, labels: a.labels, annotations: {}, startsAt: a.startsAt, generatorURL: '', fingerprint: a.fingerprint })),
   });
   const seen: string[] = [];
+  const counts: number[] = [];
   // the same notification resent (group_interval, repeat_interval)
-  for (let k = 0; k < 3; k++) {
+  for (let k = 0; k < 4; k++) {
     r.groups.notice(notification(), r.log);
     await r.groups.idle();
-    seen.push(...(await r.queued()).map((a) => a.fingerprint));
+    const q = (await r.queued()).map((a) => a.fingerprint);
+    counts.push(q.length);
+    seen.push(...q);
   }
+  t.same(counts, [10, 10, 5, 0], 'ten new per resend, then the last five, then none');
   t.same([...seen].sort(), all.slice(5).map((a) => a.fingerprint), 'the 25 left out, each once');
   t.ok(r.intakes.every((n) => n <= 10), 'no intake call over ALERT_MAX_PER_BATCH');
   t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 25);
+});
+
+t.test('one big P2 group fetched does not fill the queue: a P0 alert is still queued after it', async (t) => {
+  const all = Array.from({ length: 150 }, (_, i) => amAlert(`fp${i}`, { pod: `p${i}` }));
+  const r = rig({ ALERT_MAX_PER_BATCH: '10', QUEUE_MAX_DEPTH: '100' }, () => answer(all), { laneFor: () => 2, maxQueue: 100 });
+  r.groups.notice(payload(149), r.log);
+  await r.groups.idle();
+  t.ok((await r.store.queueDepth()) <= 10, 'at most ALERT_MAX_PER_BATCH queued by the fetch');
+  const p0 = { fingerprint: 'p0', status: 'firing', labels: { alertname: 'CheckoutDown' }, annotations: {}, startsAt: Date.now(), generatorURL: '', receiver: 'r', groupKey: 'x', externalURL: '', receivedAt: Date.now() } as unknown as Alert;
+  const res = await r.store.intake([{ key: dedupeKey(p0), alert: p0, lane: 0 }], 60_000);
+  t.equal(res.queued, 1, 'the P0 alert is queued');
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'ok' }), 1);
+  t.notOk(r.lines.some((l) => l.level === 'error'), 'no error logged');
+});
+
+t.test('a P0 alert of a mixed group is queued by the first fetch, ahead of the P2 ones before it', async (t) => {
+  const all = [...Array.from({ length: 12 }, (_, i) => amAlert(`p2-${i}`, { pod: `p${i}` })), amAlert('p0', { alertname: 'CheckoutDown', pod: 'c' })];
+  const r = rig({ ALERT_MAX_PER_BATCH: '5' }, () => answer(all), { laneFor: (a) => (a.labels.alertname === 'CheckoutDown' ? 0 : 2) });
+  r.groups.notice(payload(12), r.log);
+  await r.groups.idle();
+  const q = await r.queued();
+  t.equal(q.length, 5, 'ALERT_MAX_PER_BATCH queued');
+  t.same(q.map((a) => a.fingerprint), ['p0', 'p2-0', 'p2-1', 'p2-2', 'p2-3'], 'the P0 alert among them');
+});
+
+t.test('the queue full partway through a fetch: what was queued is said, the rest wait for the next resend; not a failed fetch', async (t) => {
+  const all = Array.from({ length: 8 }, (_, i) => amAlert(`fp-${i}`, { deployment: `d${i}` }));
+  let group = all.slice(0, 2);
+  const r = rig({ ALERT_MAX_PER_BATCH: '4', QUEUE_MAX_DEPTH: '6' }, () => answer(group), { maxQueue: 6 });
+  r.groups.notice(payload(1), r.log);
+  await r.groups.idle();
+  t.equal(await r.store.queueDepth(), 2, 'a first fetch queued fp-0 and fp-1');
+  group = all; // the group grew to 8
+  // a webhook batch lands between this fetch's first and second intake calls
+  const webhookAlert = { fingerprint: 'w', status: 'firing', labels: { alertname: 'Other' }, annotations: {}, startsAt: Date.now(), generatorURL: '', receiver: 'r', groupKey: 'x', externalURL: '', receivedAt: Date.now() } as unknown as Alert;
+  const intake = r.store.intake.bind(r.store);
+  let calls = 0;
+  r.store.intake = async (items, ttl) => {
+    if (++calls === 2) await intake([{ key: dedupeKey(webhookAlert), alert: webhookAlert, lane: 1 }], ttl);
+    return intake(items, ttl);
+  };
+  r.groups.notice(payload(7), r.log);
+  await r.groups.idle();
+  t.equal(await r.store.queueDepth(), 5, 'fp-0 to fp-3 and the webhook alert stay queued');
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'queue_full' }), 1);
+  t.equal(await metricValue(r.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'failed' }), undefined, 'not counted as a failed fetch');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_recovered_total'), 4, 'the two of each fetch counted as queued');
+  t.notOk(r.lines.some((l) => l.level === 'error'), 'no "could not fetch" error');
+  const warn = r.lines.find((l) => /the queue is full/.test(l.msg));
+  t.match(warn?.msg, /queued 2 alert\(s\); the other 4 it found wait for Alertmanager's next resend of the group/);
+  t.equal(warn?.obj.queued, 2);
 });
 
 t.test('alerts no rule matches are left out before the batches: they take no place in one', async (t) => {
