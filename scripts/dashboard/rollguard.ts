@@ -209,7 +209,7 @@ export const ROWS: RowSpec[] = [
         kind: 'timeseries',
         title: 'Alerts left out by max_alerts',
         description:
-          "Alerts a receiver's max_alerts left out of webhook notifications (truncatedAlerts), those fetched back from Alertmanager's API (ALERTMANAGER_URL) and queued, and fetches that failed. Left out but never fetched: raise or remove max_alerts, or set ALERTMANAGER_URL.",
+          "Alerts a receiver's max_alerts left out of webhook notifications (truncatedAlerts), those fetched back from Alertmanager's API (ALERTMANAGER_URL) and queued, fetches that failed, and fetches stopped by a full queue (the rest wait for the group's next resend). Left out but never fetched: raise or remove max_alerts, or set ALERTMANAGER_URL.",
         w: 12,
         h: 6,
         unit: 'short',
@@ -217,6 +217,7 @@ export const ROWS: RowSpec[] = [
           { expr: 'sum(increase(rollguard_alerts_truncated_total[$__rate_interval]))', legend: 'left out' },
           { expr: 'sum(increase(rollguard_alerts_recovered_total[$__rate_interval]))', legend: 'fetched and queued' },
           { expr: 'sum(increase(rollguard_alertmanager_fetches_total{outcome="failed"}[$__rate_interval]))', legend: 'fetches failed' },
+          { expr: 'sum(increase(rollguard_alertmanager_fetches_total{outcome="queue_full"}[$__rate_interval]))', legend: 'fetches stopped by a full queue' },
         ],
       },
       {
