@@ -6,7 +6,10 @@ import { pino } from 'pino';
 import { deploymentAction } from '../../src/actions/deployment.js';
 import { AlertmanagerApi } from '../../src/alertmanager/api.js';
 import { loadConfig } from '../../src/config.js';
+import { applyFault } from '../../src/drills/fault.js';
 import { Drills } from '../../src/drills/run.js';
+import type { DrillRecord } from '../../src/drills/store.js';
+import { readWorkload, templateHash } from '../../src/drills/workload.js';
 import { Engine } from '../../src/engine/pipeline.js';
 import { RESOURCES, type KubeObject } from '../../src/kube/kube.js';
 import { createMetrics } from '../../src/metrics.js';
@@ -140,4 +143,46 @@ export function drillWorld(opts: { env?: Record<string, string>; alertmanager?: 
   const alertmanager = am ? new AlertmanagerApi({ url: 'http://127.0.0.1:9/', fetch: alertmanagerFetch(() => (prometheus.alerts.length ? am : [])) }) : null;
   const drills = new Drills({ config, store, metrics, logger, kube, prometheus, alertmanager, records: engine.records, rules: holder, actions, owner: 'replica-a', pollMs: 20 });
   return { config, store, metrics, logger, kube, prometheus, engine, drills, actions, preDrill, rules: holder };
+}
+
+/** The crash fault's record fields, with the fingerprint of the template the fault wrote (as a drill records it). */
+export const crashFault = (hash: string): Partial<DrillRecord> => ({ fault: { kind: 'crash', summary: 'container web made to exit at start', templateHash: hash } });
+
+/**
+ * A drill whose replica (`replica-dead`) died after the crash fault on Deployment NS/web: its record
+ * says running, its lock is gone. `record(faulted, revision)` gives the record's fields from the
+ * fingerprint of the faulted template and the revision it made (an older record's, say).
+ */
+export async function orphanDrill(
+  s: Pick<ReturnType<typeof drillWorld>, 'kube' | 'drills'>,
+  id: string,
+  record: (faulted: string, revision: number) => Partial<DrillRecord> = crashFault,
+): Promise<DrillRecord> {
+  const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
+  const w = (await readWorkload(s.kube, ref))!;
+  const faulted = await applyFault(s.kube, ref, w.obj, { kind: 'crash' }, `rollguard drill ${id}: crash`);
+  const rev = (await readWorkload(s.kube, ref))!.revision;
+  const d: DrillRecord = {
+    id,
+    source: 'drill',
+    target: `Deployment/${NS}/web`,
+    ref,
+    state: 'running',
+    fault: { kind: 'crash', summary: 'container web made to exit at start' },
+    requestedBy: 'test',
+    owner: 'replica-dead',
+    createdAt: Date.now(),
+    updatedAt: Date.now(),
+    deadlineMs: 60_000,
+    watchesAlertmanager: false,
+    before: { revision: w.revision, templateHash: w.templateHash, images: w.images },
+    faultAt: Date.now(),
+    links: {},
+    seen: {},
+    timeline: [],
+    ...record(templateHash('Deployment', faulted.spec?.template), rev),
+  };
+  await s.drills.store.put(d, Date.now());
+  await s.drills.store.index(d.id);
+  return d;
 }

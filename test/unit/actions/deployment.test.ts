@@ -19,6 +19,16 @@ async function caught(p: Promise<unknown>): Promise<KubeApiError> {
 
 const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
 
+/** A deploy of web:v3 (revision 3) as the Deployment controller leaves it: its ReplicaSet, the template, generation and revision. */
+function deployV3(kube: FakeKube): void {
+  kube.add(RESOURCES.replicasets, replicaSet('web-cc03', 'web:v3', 3, { createdAt: '2026-11-23T10:00:00Z' }));
+  const d = kube.peek(RESOURCES.deployments, NS, 'web')!;
+  d.spec.template = podTemplate('web:v3');
+  d.metadata.generation = 3;
+  d.metadata.annotations!['deployment.kubernetes.io/revision'] = '3';
+  kube.put(RESOURCES.deployments, d);
+}
+
 t.test('plan: previous revision = the second-highest among the controlled ReplicaSets', async (t) => {
   const kube = standardCluster();
   const plan = await deploymentAction.plan(ref, context(kube));
@@ -231,12 +241,7 @@ t.test('409 Conflict: re-plan from a fresh read, bounded', async (t) => {
   const kube4 = standardCluster();
   const ctx4 = context(kube4);
   const plan4 = await deploymentAction.plan(ref, ctx4);
-  kube4.add(RESOURCES.replicasets, replicaSet('web-cc03', 'web:v3', 3, { createdAt: '2026-11-23T10:00:00Z' }));
-  const d4 = kube4.peek(RESOURCES.deployments, NS, 'web')!;
-  d4.spec.template = podTemplate('web:v3');
-  d4.metadata.generation = 3;
-  d4.metadata.annotations!['deployment.kubernetes.io/revision'] = '3';
-  kube4.put(RESOURCES.deployments, d4);
+  deployV3(kube4);
   const res4 = await deploymentAction.execute(plan4, ctx4);
   t.equal(res4.applied, false);
   t.equal(res4.refusal?.code, 'changed_since_plan');
@@ -456,12 +461,7 @@ t.test('configDrift: restore, then the workload write refused: the ConfigMap get
     kube.onPatch = (rt) => {
       if (rt.plural !== 'configmaps' || done) return;
       done = true;
-      kube.add(RESOURCES.replicasets, replicaSet('web-cc03', 'web:v3', 3, { createdAt: '2026-11-23T10:00:00Z' }));
-      const d = kube.peek(RESOURCES.deployments, NS, 'web')!;
-      d.spec.template = podTemplate('web:v3');
-      d.metadata.generation = 3;
-      d.metadata.annotations!['deployment.kubernetes.io/revision'] = '3';
-      kube.put(RESOURCES.deployments, d);
+      deployV3(kube);
     };
   };
 

@@ -50,18 +50,20 @@ function world() {
     kube.put(RESOURCES.configmaps, edited);
     for (const w of ws) (w as unknown as { onConfig(k: string, t: string, o: KubeObject): void }).onConfig('ConfigMap', 'MODIFIED', kube.peek(RESOURCES.configmaps, 'shop', 'cfg')!);
   };
-  return { kube, warnings, replica, real, names, keylessNames, squat, edit };
+  /** `n` replicas, started and done with their first pass over the ConfigMaps */
+  const started = async (n: number) => {
+    const rs = Array.from({ length: n }, replica);
+    for (const r of rs) await r.start();
+    for (const r of rs) await r.idle();
+    return rs as ConfigSnapshots[] & [ConfigSnapshots, ConfigSnapshots];
+  };
+  return { kube, warnings, replica, started, real, names, keylessNames, squat, edit };
 }
 
 t.test('a ConfigMap squatting the predicted snapshot name: not counted, no real snapshot pruned for it, the new content snapshotted under the next name', async (t) => {
   const s = world();
   // two replicas, both meeting the edit at once
-  const a = s.replica();
-  const b = s.replica();
-  await a.start();
-  await b.start();
-  await a.idle();
-  await b.idle();
+  const [a, b] = await s.started(2);
   t.equal(s.real().length, 1, 'one real snapshot, of A=1');
   const [first, second] = s.names(2);
   s.squat(first!);
@@ -84,9 +86,7 @@ t.test('a ConfigMap squatting the predicted snapshot name: not counted, no real 
 
 t.test('every name it would take squatted: no snapshot taken, the real one kept, said; taken once the squatters are gone', async (t) => {
   const s = world();
-  const a = s.replica();
-  await a.start();
-  await a.idle();
+  const [a] = await s.started(1);
   const names = s.names(SQUAT_TRIES);
   for (const n of names) s.squat(n);
   s.edit(a);
@@ -104,12 +104,7 @@ t.test('every name it would take squatted: no snapshot taken, the real one kept,
 
 t.test('the names anyone could work out without the key (the scheme before 2026-12-07) squatted, all SQUAT_TRIES of them: the snapshot is taken anyway, the same one by two replicas', async (t) => {
   const s = world();
-  const a = s.replica();
-  const b = s.replica();
-  await a.start();
-  await b.start();
-  await a.idle();
-  await b.idle();
+  const [a, b] = await s.started(2);
   const predicted = s.keylessNames(SQUAT_TRIES);
   const [expected] = s.names(1);
   for (const n of predicted) s.squat(n);
@@ -143,9 +138,7 @@ t.test('a snapshot named under the keyless scheme (taken before 2026-12-07) is s
     .digest('hex');
   t.not(snap.metadata.name, oldName, 'the new scheme names it otherwise');
   s.kube.add(RESOURCES.configmaps, old);
-  const a = s.replica();
-  await a.start();
-  await a.idle();
+  const [a] = await s.started(1);
   const real = s.real();
   t.equal(real.length, 1, 'the old snapshot counts: no new one is taken for the same content');
   t.equal(real[0]!.metadata.name, oldName);

@@ -3,14 +3,12 @@
 // test/support/drills.ts (the real engine and Deployment action, a simulated controller).
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { applyFault } from '../../../src/drills/fault.js';
 import { observe, stamp } from '../../../src/drills/links.js';
 import { drillReport } from '../../../src/drills/report.js';
-import type { DrillRecord } from '../../../src/drills/store.js';
 import { readWorkload, templateHash } from '../../../src/drills/workload.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { metricValue } from '../../support/app.js';
-import { drillWorld } from '../../support/drills.js';
+import { drillWorld, orphanDrill } from '../../support/drills.js';
 import { NS } from '../actions/fixtures/objects.js';
 
 const TARGET = `Deployment/${NS}/web`;
@@ -50,36 +48,7 @@ t.test('a release deployed during a failing drill is left as it is, not rolled b
   t.notMatch(drillReport(done), /by hand/);
 });
 
-/** A drill whose replica died after the fault: its record says running, its lock is gone. */
-async function orphan(s: ReturnType<typeof drillWorld>, record: (faulted: string, revision: number) => Partial<DrillRecord>): Promise<DrillRecord> {
-  const w = (await readWorkload(s.kube, ref))!;
-  const id = 'dr-orphan0000000000002';
-  const faulted = await applyFault(s.kube, ref, w.obj, { kind: 'crash' }, `rollguard drill ${id}: crash`);
-  const rev = (await readWorkload(s.kube, ref))!.revision;
-  const d: DrillRecord = {
-    id,
-    source: 'drill',
-    target: TARGET,
-    ref,
-    state: 'running',
-    fault: { kind: 'crash', summary: 'container web made to exit at start' },
-    requestedBy: 'test',
-    owner: 'replica-dead',
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    deadlineMs: 60_000,
-    watchesAlertmanager: false,
-    before: { revision: w.revision, templateHash: w.templateHash, images: w.images },
-    faultAt: Date.now(),
-    links: {},
-    seen: {},
-    timeline: [],
-    ...record(templateHash('Deployment', faulted.spec?.template), rev),
-  };
-  await s.drills.store.put(d, Date.now());
-  await s.drills.store.index(d.id);
-  return d;
-}
+const orphan = (s: ReturnType<typeof drillWorld>, record: Parameters<typeof orphanDrill>[2]) => orphanDrill(s, 'dr-orphan0000000000002', record);
 
 t.test('a drill left running while every replica was down, and a release meanwhile: the replica that takes it over leaves the release', async (t) => {
   const s = setup();

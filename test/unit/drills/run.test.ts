@@ -1,15 +1,13 @@
 // The drill job on in-memory doubles: the real engine and Deployment action over a FakeKube with a
 // simulated Deployment controller, the memory store, a Prometheus answering ALERTS and triggers.
 import t from 'tap';
-import { applyFault } from '../../../src/drills/fault.js';
-import type { DrillRecord } from '../../../src/drills/store.js';
-import { readWorkload, templateHash } from '../../../src/drills/workload.js';
+import { templateHash } from '../../../src/drills/workload.js';
 import { drillReport } from '../../../src/drills/report.js';
 import { budgetKeys } from '../../../src/guards/budget.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { PrometheusBusyError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { metricValue } from '../../support/app.js';
-import { drillWorld } from '../../support/drills.js';
+import { drillWorld, orphanDrill } from '../../support/drills.js';
 import { firingNow } from '../../support/engine.js';
 import { waitFor } from '../../support/ports.js';
 import { NS } from '../actions/fixtures/objects.js';
@@ -141,31 +139,8 @@ t.test('a drill left running by a stopped replica is ended and its workload rest
 
   // A drill whose replica died before ending it: its record says running, its lock is gone.
   const s2 = setup();
-  const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };
-  const w = (await readWorkload(s2.kube, ref))!;
-  const orphan: DrillRecord = {
-    id: 'dr-orphan0000000000001',
-    source: 'drill',
-    target: TARGET,
-    ref,
-    state: 'running',
-    fault: { kind: 'crash', summary: 'container web made to exit at start' },
-    requestedBy: 'test',
-    owner: 'replica-dead',
-    createdAt: Date.now(),
-    updatedAt: Date.now(),
-    deadlineMs: 60_000,
-    watchesAlertmanager: false,
-    before: { revision: w.revision, templateHash: w.templateHash, images: w.images },
-    faultAt: Date.now(),
-    links: {},
-    seen: {},
-    timeline: [],
-  };
-  const faulted = await applyFault(s2.kube, ref, w.obj, { kind: 'crash' }, 'rollguard drill dr-orphan0000000000001: crash');
-  orphan.fault.templateHash = templateHash('Deployment', faulted.spec?.template);
-  await s2.drills.store.put(orphan, Date.now());
-  await s2.drills.store.index(orphan.id);
+  const orphan = await orphanDrill(s2, 'dr-orphan0000000000001');
+  const w = { templateHash: orphan.before.templateHash };
   t.not(templateHash('Deployment', s2.kube.peek(RESOURCES.deployments, NS, 'web')!.spec.template), w.templateHash, 'the fault is on');
   await s2.drills.recoverOrphans();
   await s2.drills.idle();

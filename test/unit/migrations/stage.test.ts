@@ -162,23 +162,32 @@ t.test('what is wrong is refused at plan time naming it; nothing is created', as
   t.equal(plain.action.executed.length, 1);
 });
 
-t.test('a replica taking up a record left mid-Job finds the Job by its name and recorded uid, creates no second one, and goes on', async (t) => {
+/**
+ * A record left in_progress mid-Job by a replica stopped while its Job runs (the approving replica
+ * killed: simulated by stopping it mid-wait), and another replica `b` on the same store and cluster.
+ */
+async function leftMidJob() {
   const e = setup('hang');
   await e.deliver(firing('HighErrorRate'));
   const pending = (await e.engine.records.list({}))[0]!;
   await e.engine.approve(pending.id, 'alice');
-  // the approving replica is killed while the Job runs: simulate by stopping it mid-wait
   await new Promise((r) => setTimeout(r, 300));
   await e.engine.stop?.();
   await e.engine.idle();
   const left = (await e.engine.records.get(pending.id))!;
+  const b = testEngine({ kube: e.kube, store: e.store, ruleText: RULE, owner: 'replica-b', action: e.action });
+  b.prometheus!.value = 0.001;
+  return { e, b, left };
+}
+
+t.test('a replica taking up a record left mid-Job finds the Job by its name and recorded uid, creates no second one, and goes on', async (t) => {
+  const { e, b, left } = await leftMidJob();
+  const pending = left;
   t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
   t.equal(left.migration!.state, 'running');
   t.equal(e.created().length, 1);
 
-  // another replica on the same store and cluster; the Job completes meanwhile
-  const b = testEngine({ kube: e.kube, store: e.store, ruleText: RULE, owner: 'replica-b', action: e.action });
-  b.prometheus!.value = 0.001;
+  // the Job completes meanwhile
   const job = e.kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
   e.kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
   await b.engine.tick();
@@ -283,20 +292,6 @@ t.test('a Job deleted while it runs and replaced under its name by one that comp
 });
 
 t.test('a replica taking up a record left mid-Job goes on only with the Job of the recorded uid', async (t) => {
-  /** a record left in_progress mid-Job by a replica stopped while its Job runs */
-  const leftMidJob = async () => {
-    const e = setup('hang');
-    await e.deliver(firing('HighErrorRate'));
-    const pending = (await e.engine.records.list({}))[0]!;
-    await e.engine.approve(pending.id, 'alice');
-    await new Promise((r) => setTimeout(r, 300));
-    await e.engine.stop?.();
-    await e.engine.idle();
-    const left = (await e.engine.records.get(pending.id))!;
-    const b = testEngine({ kube: e.kube, store: e.store, ruleText: RULE, owner: 'replica-b', action: e.action });
-    b.prometheus!.value = 0.001;
-    return { e, b, left };
-  };
 
   // replaced under its name by a Job that completed
   const r = await leftMidJob();
