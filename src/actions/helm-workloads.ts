@@ -39,13 +39,25 @@ export const RELEASE_READS_AT_ONCE = 8;
 export const MANIFEST_DOCUMENTS_READ = 5000;
 
 /**
+ * A YAML merge key (`<<: {namespace: kube-system}`). Helm's YAML library (go-yaml v2) merges it, and
+ * lets it win over a key written before it; the `yaml` package here reads YAML 1.2, where it is a
+ * key like another. A document holding one is not read here (`unread`), since what helm makes of it
+ * is not what this would.
+ */
+const MERGE_KEY = /(?:^|[\s{,])<<\s*:/;
+
+/**
  * The documents parsed: those naming one of the kinds anywhere (so `kind: !!str Deployment`, an
  * alias of it, and a HorizontalPodAutoscaler's `scaleTargetRef` are parsed, the last one dropped),
  * or holding what could spell one otherwise: an escape (`"Deploym\\u0065nt"`), an escaped line
- * break (`"Deploy\\⏎ ment"`), a binary scalar (`!!binary RGVwbG95bWVudA==`). The rest (the chart's
- * Secrets among them) is never parsed.
+ * break (`"Deploy\\⏎ ment"`, any of YAML 1.1's line breaks), a binary scalar (`!!binary
+ * RGVwbG95bWVudA==`), a tag spelled with %-escapes (`!!%62inary`), a merge key. The rest (the
+ * chart's Secrets among them) is never parsed.
  */
-const MENTIONS = new RegExp(`\\b(?:${WORKLOADS.map((r) => r.kind).join('|')})\\b|\\\\[xuU][0-9a-fA-F]|\\\\\\r?\\n|!!binary\\b|tag:yaml\\.org,2002:binary`);
+const MENTIONS = new RegExp(
+  `\\b(?:${WORKLOADS.map((r) => r.kind).join('|')})\\b|\\\\[xuU][0-9a-fA-F]|\\\\[\\r\\n\\u0085\\u2028\\u2029]|!!binary\\b|tag:yaml\\.org,2002:binary|![^\\s]*%[0-9A-Fa-f]{2}|${MERGE_KEY.source}`,
+  'm',
+);
 /**
  * A document separator as the API machinery's YAML reader that helm applies a manifest with takes
  * it: `---` at the start of a line, alone or before a space, a tab or a comment (`---#x`). What
@@ -127,9 +139,14 @@ export function releaseWorkloads(
       unread.push(`document ${docs} (${err instanceof Error ? err.message.split('\n')[0]!.slice(0, 120) : 'unreadable'})`);
       continue;
     }
+    if (MERGE_KEY.test(text)) {
+      unread.push(`document ${docs} (a YAML merge key, <<, which helm reads otherwise)`);
+      continue;
+    }
     // a List's items (v1 List, DeploymentList, …) are installed one by one: helm's resource
     // builder flattens lists (pkg/kube/client.go, Flatten()), as kubectl does
-    const items = typeof o?.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items) ? (o.items as (Manifested | null)[]) : [o];
+    const listKind = scalar(o?.kind);
+    const items = typeof listKind === 'string' && listKind.endsWith('List') && Array.isArray(o?.items) ? (o.items as (Manifested | null)[]) : [o];
     for (const item of items) {
       // a binary scalar is the text it encodes to helm's YAML library
       const kind = scalar(item?.kind);

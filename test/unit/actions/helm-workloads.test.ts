@@ -149,3 +149,19 @@ t.test("a workload however the manifest spells its kind (a YAML tag, an alias, a
   t.equal(r.more, true);
   t.same(r.outside, ['DaemonSet/kube-system/node-agent: namespace kube-system is denied (SCOPE_DENY_NAMESPACES)'], 'the 101st, checked though not read');
 });
+
+t.test("what helm's YAML reads otherwise than this (a merge key, a binary List kind, a lone CR or YAML 1.1 line break escaped, a %-escaped tag): outside or unread, never passed over", async (t) => {
+  const deny = (o: { namespace: string }) => (o.namespace === 'kube-system' ? 'namespace kube-system is denied (SCOPE_DENY_NAMESPACES)' : undefined);
+  for (const [how, manifest] of [
+    ['a merge key under metadata', 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  <<: {namespace: kube-system}\n  name: web\n'],
+    ['a merge key at the top', 'apiVersion: apps/v1\n<<: {kind: Deployment, metadata: {name: web, namespace: kube-system}}\n'],
+    ['a binary List kind', 'apiVersion: v1\nkind: !!binary TGlzdA==\nitems:\n- {apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: kube-system}}\n'],
+    ['an escaped lone CR', 'apiVersion: apps/v1\nkind: "Deploy\\\rment"\nmetadata: {name: web, namespace: kube-system}\n'],
+    ['an escaped U+2028', 'apiVersion: apps/v1\nkind: "Deploy\\\u2028ment"\nmetadata: {name: web, namespace: kube-system}\n'],
+    ['a %-escaped binary tag', 'apiVersion: apps/v1\nkind: !!%62inary RGVwbG95bWVudA==\nmetadata: {name: web, namespace: kube-system}\n'],
+  ] as const) {
+    const r = releaseWorkloads(manifest, 'shop', deny);
+    // (what was found is left out of the messages: a U+2028 in one would cut a TAP line)
+    t.ok(r.outside.length + r.unread.length > 0, how);
+  }
+});
