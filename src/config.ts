@@ -101,9 +101,10 @@ export const configSchema = z.object({
    * generatorURL over ALERT_MAX_LABEL_BYTES, is refused alone (not queued; counted in
    * rollguard_alerts_refused_total, logged naming the setting) and the rest of its batch queued. A
    * kept annotation over ALERT_MAX_ANNOTATION_BYTES is cut, never refused. Of the alerts fetched
-   * back from ALERTMANAGER_URL after a truncated notification, one fetch newly queues at most
-   * ALERT_MAX_PER_BATCH (those already queued not counted; each resend of the group queues the
-   * next ones), so one fetch of a big group adds at most that to the queue (src/alertmanager/truncated.ts).
+   * back from ALERTMANAGER_URL after a truncated notification, one fetch newly queues about
+   * ALERT_MAX_PER_BATCH, fewer than twice it (those already queued not counted; each resend of the
+   * group queues the next ones), so one fetch of a big group adds no more than that to the queue
+   * (src/alertmanager/truncated.ts).
    * Until 2026-12-07 one fetch queued the whole group.
    */
   ALERT_MAX_PER_BATCH: int(1, 100_000).default(1000),

@@ -201,14 +201,17 @@ export class TruncatedGroups {
         // Alertmanager's order within a lane): a P0 alert of a mixed group is queued before P1 and P2 ones.
         const matched = items.filter((i) => i.lane !== null).sort((a, b) => a.lane! - b.lane!);
         const unmatched = items.length - matched.length;
-        // At most ALERT_MAX_PER_BATCH alerts newly queued per fetch, duplicates (queued by an earlier
+        // About ALERT_MAX_PER_BATCH alerts newly queued per fetch, duplicates (queued by an earlier
         // resend) not counted: one big group never takes the queue (QUEUE_MAX_DEPTH) from the other
         // groups and lanes, and Alertmanager's resends of the group (stable order) each move on past
-        // what is already queued. Each intake call asks for no more than is left of the bound.
+        // what is already queued. Each intake call takes ALERT_MAX_PER_BATCH alerts, and no call is
+        // made once the bound is reached: so the last one may queue up to ALERT_MAX_PER_BATCH - 1
+        // more, and a fetch makes at most one call per ALERT_MAX_PER_BATCH alerts it found (a call
+        // sized to what is left of the bound walked a long run of queued ones one alert at a time).
         let at = 0;
         let full: unknown;
         while (at < matched.length && res.queued < budget) {
-          const chunk = matched.slice(at, at + (budget - res.queued));
+          const chunk = matched.slice(at, at + budget);
           let r: IntakeResult;
           try {
             r = await this.d.store.intake(chunk, this.d.config.DEDUPE_TTL);

@@ -51,7 +51,7 @@ function answer(alerts: unknown[], opts: { chunked?: boolean } = {}): Response {
   return new Response(body, { headers: { 'content-type': 'application/json' } });
 }
 
-function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number; laneFor?: (a: Alert) => Lane | null; maxQueue?: number } = {}) {
+function rig(env: Record<string, string>, respond: () => Response | Promise<Response>, opts: { now?: () => number; laneFor?: (a: Alert) => Lane | null; maxQueue?: number; retryDelays?: number[] } = {}) {
   const config = loadConfig({ ALERTMANAGER_URL: 'http://alertmanager:9093', ...env });
   const store = new MemoryStore(Date.now, opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {});
   // the size of each intake call
@@ -60,7 +60,7 @@ function rig(env: Record<string, string>, respond: () => Response | Promise<Resp
   store.intake = (items, ttl) => (intakes.push(items.length), intake(items, ttl));
   const metrics = createMetrics({ defaults: false });
   const api = new AlertmanagerApi({ url: config.ALERTMANAGER_URL!, fetch: async () => respond(), maxBody: { bytes: config.BODY_LIMIT_BYTES, setting: 'BODY_LIMIT_BYTES' } });
-  const groups = new TruncatedGroups({ store, metrics, config, now: opts.now ?? Date.now, api, retryDelays: [], ...(opts.laneFor ? { laneFor: opts.laneFor } : {}) });
+  const groups = new TruncatedGroups({ store, metrics, config, now: opts.now ?? Date.now, api, retryDelays: opts.retryDelays ?? [], ...(opts.laneFor ? { laneFor: opts.laneFor } : {}) });
   const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
   const log = {
     info: (obj: object, msg: string) => void lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
@@ -376,4 +376,24 @@ t.test("a fetched alert whose startsAt is further ahead than ALERT_MAX_CLOCK_SKE
     t.equal(await metricValue(bad.metrics, 'rollguard_alertmanager_fetches_total', { outcome: 'failed' }), 1);
     t.match(bad.lines.find((l) => l.level === 'error')?.obj.err, /answered something that is not a list of alert groups: expected an RFC 3339 timestamp/);
   }
+});
+
+t.test('a fetch makes one intake call per ALERT_MAX_PER_BATCH alerts it found, however many are queued already (a retry included)', async (t) => {
+  const N = 400;
+  const r = rig({ ALERT_MAX_PER_BATCH: '100' }, () => answer(Array.from({ length: N }, (_, i) => amAlert(`fp-${String(i).padStart(4, '0')}`, { deployment: `d${i}` }))), { retryDelays: [0] });
+  // fp-0000 queued by the webhook earlier: a duplicate for this fetch
+  const a0 = { fingerprint: 'fp-0000', labels: { ...GROUP_LABELS, deployment: 'd0' }, annotations: {}, startsAt: Date.parse('2026-12-01T10:00:00Z'), status: 'firing', generatorURL: '' } as unknown as Alert;
+  const inner = r.store.intake.bind(r.store);
+  await inner([{ key: dedupeKey(a0), alert: a0, lane: 2 as Lane }], 86_400_000);
+  let calls = 0;
+  r.store.intake = async (items, ttl) => {
+    // the second call fails for a moment: the fetch is tried again, and walks what its first try queued
+    if (++calls === 2) throw new Error('ECONNRESET (injected)');
+    return inner(items, ttl);
+  };
+  r.groups.notice(payload(N), r.log);
+  await r.groups.idle();
+  t.ok(calls <= 5, `intake calls for one fetch of ${N}: ${calls} (before: one per alert queued already, 103)`);
+  const queued = (await r.queued()).length;
+  t.ok(queued >= 100 && queued < 200 + 1, `about ALERT_MAX_PER_BATCH newly queued (the webhook's one and this fetch's): ${queued}`);
 });
