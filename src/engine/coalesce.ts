@@ -24,11 +24,14 @@ import { joinBurst } from './burst.js';
  * start seconds apart (pods crossing the threshold at different rule evaluations), and keyed on
  * it every one of them was an evaluation of its own (a storm of "blocked by the lock guard").
  * Instead, once the first alert's evaluation is done, an alert with another start joins it only
- * when that outcome did not depend on the start (startDecided): when the recent-deploy guard
- * blocked it, a revision deployed between the two starts is after the first (blocked as what was
- * done about it) and before the second (its possible cause), and one deployed more than
- * onlyIfDeployedWithin before one start may be within it before the other, so the alert is
- * evaluated on its own, against its own start (linkCoalesced resolves false).
+ * when its start could not change that outcome (startDecided). It could only when the
+ * recent-deploy guard blocked it, and then only one way: blocked as deployed after the first
+ * start, a revision may be before a later start (its possible cause), so a later alert is
+ * evaluated on its own, against its own start (linkCoalesced resolves false), and an earlier one
+ * joins (deployed after its start too); blocked as too old (more than onlyIfDeployedWithin before
+ * the first start), it may be within the window of an earlier start, so an earlier alert is
+ * evaluated on its own, and a later one joins (the usual incident not caused by a deploy: a
+ * storm over a days-old revision is one evaluation).
  */
 
 const matches = new WeakMap<Alert, { set: RuleSet; rules: Rule[] }>();
@@ -91,20 +94,24 @@ function targets(rule: Rule, alert: Alert): string[] {
 
 /**
  * Links `ev` to every record the evaluation of `into` (same key) made or found, and resolves true;
- * false, linking nothing, when `ev` started at another time and that evaluation's outcome depended
- * on its start (startDecided): the queue worker then evaluates `ev` on its own, against its start.
+ * false, linking nothing, when `ev` started at another time that could change that evaluation's
+ * outcome (startDecided): the queue worker then evaluates `ev` on its own, against its start.
  */
 export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
   const ids: string[] = [];
   for (const rule of ctx.rules.match(ev.alert)) {
     for (const target of targets(rule, ev.alert)) ids.push(alertRecordId(rule.name, target, into.alert.fingerprint, into.alert.startsAt));
   }
-  if (ev.alert.startsAt !== into.alert.startsAt && (await startDecided(ctx, into, ids))) {
-    ctx.log.info(
-      { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, startsAt: new Date(ev.alert.startsAt).toISOString(), into: into.alert.fingerprint, intoStartsAt: new Date(into.alert.startsAt).toISOString() },
-      "not coalesced: the recent-deploy guard blocked the evaluation of an earlier alert for the same rule and target, judged against that alert's start; this alert started at another time and is evaluated against its own",
-    );
-    return false;
+  if (ev.alert.startsAt !== into.alert.startsAt) {
+    const decided = await startDecided(ctx, into, ids);
+    const earlier = ev.alert.startsAt < into.alert.startsAt;
+    if (earlier ? decided.earlier : decided.later) {
+      ctx.log.info(
+        { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, startsAt: new Date(ev.alert.startsAt).toISOString(), into: into.alert.fingerprint, intoStartsAt: new Date(into.alert.startsAt).toISOString() },
+        `not coalesced: the recent-deploy guard blocked the evaluation of the first alert for the same rule and target, judged against that alert's start; this alert started ${earlier ? 'before' : 'after'} it, which may change that verdict, and is evaluated against its own start`,
+      );
+      return false;
+    }
   }
   // the same alert as the one it joins (a resend within one batch): nothing to track
   const same = ev.alert.fingerprint === into.alert.fingerprint && ev.alert.startsAt === into.alert.startsAt;
@@ -122,20 +129,39 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
   return true;
 }
 
+/** Which starts could change a joined evaluation's outcome (startDecided). */
+interface StartDecided {
+  /** an alert that started before the evaluated one's */
+  earlier: boolean;
+  /** one that started after it */
+  later: boolean;
+}
+
 /** startDecided's answer per evaluation joined: read once, not once per alert of a burst. */
-const decidedByStart = new WeakMap<QueuedEvent, Promise<boolean>>();
+const decidedByStart = new WeakMap<QueuedEvent, Promise<StartDecided>>();
 
 /**
- * Whether the outcome of `into`'s evaluation (its records `ids`) depended on its startsAt: the
- * recent-deploy guard, the one guard that reads it, blocked one of them. Read once the evaluation
- * was handled (the worker links after it), when that verdict is final.
+ * Whether the outcome of `into`'s evaluation (its records `ids`) could be another for an alert that
+ * started earlier or later: only when the recent-deploy guard, the one guard that reads the start,
+ * blocked one of them, and then only one way. Blocked as too old (the revision created more than
+ * onlyIfDeployedWithin before the start), a later start finds it older still, blocked the same;
+ * an earlier one may find it within. Blocked as deployed after the start, an earlier start finds
+ * it after too; a later one may find it before. A verdict without its cause (a record written
+ * before it was kept) is taken as either way. Read once the evaluation was handled (the worker
+ * links after it), when that verdict is final.
  */
-function startDecided(ctx: EngineContext, into: QueuedEvent, ids: string[]): Promise<boolean> {
+function startDecided(ctx: EngineContext, into: QueuedEvent, ids: string[]): Promise<StartDecided> {
   let known = decidedByStart.get(into);
   if (!known) {
-    known = Promise.all(ids.map((id) => ctx.records.get(id))).then((recs) =>
-      recs.some((r) => r?.guards.some((g) => g.guard === 'recent-deploy' && g.result === 'block') ?? false),
-    );
+    known = Promise.all(ids.map((id) => ctx.records.get(id))).then((recs) => {
+      const out: StartDecided = { earlier: false, later: false };
+      for (const g of recs.flatMap((r) => r?.guards ?? [])) {
+        if (g.guard !== 'recent-deploy' || g.result !== 'block') continue;
+        if (g.because !== 'after_start') out.earlier = true;
+        if (g.because !== 'too_old') out.later = true;
+      }
+      return out;
+    });
     // a failed read is not remembered: the alert stays queued and is tried again
     known.catch(() => decidedByStart.delete(into));
     decidedByStart.set(into, known);

@@ -68,8 +68,9 @@ export class Engine {
 
   /**
    * Links an event coalesced into another's evaluation to that evaluation's records; false when it
-   * started at another time and that outcome depended on the start (the recent-deploy guard blocked
-   * it): the queue worker then handles it on its own.
+   * started at another time that could change that outcome (the recent-deploy guard blocked it, as
+   * too old and this one started earlier, or as deployed after the start and this one started
+   * later): the queue worker then handles it on its own.
    */
   coalesced(ev: QueuedEvent, into: QueuedEvent): Promise<boolean> {
     return linkCoalesced(this.ctx, ev, into);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TargetRef } from '../actions/action.js';
 import type { GitOpsRecord } from '../gitops/types.js';
+import type { BlockCause } from '../guards/guard.js';
 import type { MigrationRecord } from '../migrations/types.js';
 import { keyDigest, sha256Hex } from '../store/keys.js';
 import type { RecordFilter, Store, StoredRecord } from '../store/store.js';
@@ -44,6 +45,8 @@ export interface GuardVerdict {
   guard: string;
   result: 'allow' | 'block' | 'wait' | 'later';
   reason: string;
+  /** a block's cause, where a reader acts on it (BlockCause: the recent-deploy guard's); absent on other blocks and on records written before it existed */
+  because?: BlockCause;
 }
 
 /** One rollback (or a decision not to roll back), with everything that happened to it. */

@@ -96,13 +96,15 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           ctx.records.step(rec, `guard:${g.name}`, `${r.verdict}: ${r.reason}`);
           entry.result = r.verdict;
           entry.reason = r.verdict === 'allow' ? `${entry.reason}; ${r.reason}` : r.reason;
+          if (r.verdict === 'block' && r.because) entry.because = r.because;
+          else delete entry.because;
           const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, end);
           if (stop) return stop;
         }
       }
       gctx.now = ctx.now();
       const r = await guard.check(gctx);
-      rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason });
+      rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason, ...(r.verdict === 'block' && r.because ? { because: r.because } : {}) });
       ctx.records.step(rec, `guard:${guard.name}`, `${r.verdict}: ${r.reason}`);
       const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, end);
       if (stop) return stop;

@@ -34,9 +34,9 @@ export interface WorkerOptions {
    * handled (to link it to the first one's records), and acked with it. When the first one's
    * handling evaluated nothing (the handler resolved false), the next one is handled as its own
    * event, after it, and the later ones are coalesced into that one. When onCoalesced resolves
-   * false (the engine's: the first one's outcome depended on its startsAt, which this one does not
-   * share), this one is handled as its own event, after the events before it on its targets; the
-   * later ones still follow the first. undefined: never coalesced.
+   * false (the engine's: this one's other startsAt could change the first one's outcome, the
+   * recent-deploy guard's), this one is handled as its own event, after the events before it on
+   * its targets; the later ones still follow the first. undefined: never coalesced.
    */
   coalesceKey?: (event: QueuedEvent) => string | undefined;
   onCoalesced?: (event: QueuedEvent, into: QueuedEvent) => Promise<boolean | void>;

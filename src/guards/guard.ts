@@ -48,10 +48,18 @@ export interface Produced {
  */
 export type GuardResult =
   | { verdict: 'allow'; reason: string; produced?: Produced }
-  | { verdict: 'block'; reason: string }
+  | { verdict: 'block'; reason: string; because?: BlockCause }
   | { verdict: 'wait'; reason: string; until: number }
   /** `written`: the wait is on the lock of an object the plan writes besides its target (the record's writeLockWaitSince, not lockWaitSince) */
   | { verdict: 'later'; reason: string; at: number; written?: boolean };
+
+/**
+ * Which way a guard blocked, where a reader acts on it (not on the reason's words): the
+ * recent-deploy guard's `too_old` (the revision was created more than onlyIfDeployedWithin before
+ * the alert started) and `after_start` (created after the alert started). Coalescing reads it
+ * (engine/coalesce.ts): a later start leaves `too_old` as it is, an earlier one `after_start`.
+ */
+export type BlockCause = 'too_old' | 'after_start';
 
 export interface Guard {
   readonly name: string;
@@ -67,7 +75,7 @@ export interface Guard {
 }
 
 export const allow = (reason: string): GuardResult => ({ verdict: 'allow', reason });
-export const block = (reason: string): GuardResult => ({ verdict: 'block', reason });
+export const block = (reason: string, because?: BlockCause): GuardResult => (because ? { verdict: 'block', reason, because } : { verdict: 'block', reason });
 
 /** Durations in messages, as rule files write them (`30m`, `6d23h57m`). */
 export { formatDuration as fmtDuration } from '../rules/duration.js';

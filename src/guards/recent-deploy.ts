@@ -30,11 +30,13 @@ export const recentDeployGuard: Guard = {
     if (age < -AFTER_ALERT_SLACK_MS) {
       return block(
         `${what} was deployed ${fmtDuration(Math.floor(-age / 60_000) * 60_000)} after the alert started (${new Date(ref).toISOString()}): it is not the alert's cause but what was done about it meanwhile (a rollback by hand, a fix forward); rollguard does not undo it. Roll back by hand if it must go`,
+        'after_start',
       );
     }
     if (age > within) {
       return block(
         `${what} was deployed ${fmtDuration(Math.floor(age / 60_000) * 60_000)} before the alert started, more than onlyIfDeployedWithin ${fmtDuration(within)}: it is not a recent deploy`,
+        'too_old',
       );
     }
     return allow(`${what} was deployed ${Math.round(Math.max(0, age) / 1000)}s before the alert started`);

@@ -38,6 +38,7 @@ t.test('a P0 rollback held for want of a turn, rolled back by hand meanwhile: it
   const verdict = rec.guards.find((g) => g.result === 'block');
   t.equal(verdict?.guard, 'recent-deploy');
   t.match(verdict?.reason, /deployed 4m after the alert started .*not the alert's cause/);
+  t.equal(verdict?.because, 'after_start', 'which way it blocked, kept in the record (coalescing reads it)');
 });
 
 t.test('within the clocks\' slack a revision is still the alert\'s cause; a revision from before the alert is rolled back as ever', async (t) => {

@@ -141,3 +141,60 @@ t.test('a storm: 40 alerts for one target that started 1 s apart are one evaluat
   t.same(await e.engine.records.recordsOfAlert(alerts[39]!.fingerprint, alerts[39]!.startsAt), [recs[0]!.id], 'the last one linked to it');
 });
 
+
+t.test('a storm over a revision older than onlyIfDeployedWithin: one evaluation, blocked as too old, the later starts join it', async (t) => {
+  // Found by review (2026-12-07): once the recent-deploy guard blocked the first alert, every alert
+  // with another start was evaluated on its own: 40 evaluations, 40 notifications, 40 records. A
+  // later start only finds the revision older: the same block.
+  const e = testEngine({ ruleText: RULES });
+  e.action.createdAt = Date.now() - 48 * 3600_000; // the usual incident: no recent deploy
+  const base = Date.now() - 5 * 60_000;
+  const alerts = Array.from({ length: 40 }, (_, i) =>
+    firing('HighErrorRate', 'api', { startsAt: base + i * 1000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: `api-${i}` } }),
+  );
+  const handled = await runBatch(e, alerts);
+  t.same(handled, [alerts[0]!.fingerprint], 'one evaluation, the first alert');
+  t.equal(await metricValue(e.metrics, 'rollguard_alerts_coalesced_total'), 39, 'the other 39 joined it');
+  t.ok(e.notifier.sent.length <= 2, `at most 2 notifications (${e.notifier.sent.length})`);
+  const recs = await e.engine.records.list({});
+  t.equal(recs.length, 1, 'one record');
+  t.equal(recs[0]!.state, 'blocked');
+  t.match(recs[0]!.guards.find((g) => g.guard === 'recent-deploy'), { result: 'block', because: 'too_old' }, 'the cause kept in the record');
+  t.equal(e.action.executed.length, 0, 'nothing rolled back');
+  t.same(await e.engine.records.recordsOfAlert(alerts[39]!.fingerprint, alerts[39]!.startsAt), [recs[0]!.id], 'the last one linked to it');
+});
+
+t.test('blocked as too old: an alert that started earlier, when the revision was recent, is judged on its own; a later one joins', async (t) => {
+  const e = testEngine({ ruleText: RULES });
+  recoversOnWrite(e);
+  e.action.createdAt = Date.now() - 30 * 3600_000;
+  // the first alert started 30 h after the deploy: too old (onlyIfDeployedWithin 24h)
+  const first = firing('HighErrorRate', 'api', { startsAt: Date.now() - 10 * 60_000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: 'api-1' } });
+  const later = firing('HighErrorRate', 'api', { startsAt: Date.now() - 3 * 60_000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: 'api-2' } });
+  // this one started 23 h after the deploy: within it
+  const earlier = firing('HighErrorRate', 'api', { startsAt: Date.now() - 7 * 3600_000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: 'api-3' } });
+  const handled = await runBatch(e, [first, later, earlier]);
+  t.same(handled, [first.fingerprint, earlier.fingerprint], 'two evaluations: the later start joined the first');
+  const recs = await e.engine.records.list({});
+  const state = (a: Alert) => recs.find((r) => r.alert?.fingerprint === a.fingerprint)?.state;
+  t.equal(state(first), 'blocked', 'not a recent deploy for the first alert');
+  t.equal(state(earlier), 'succeeded', 'a recent deploy for the earlier one: rolled back');
+  t.equal(e.action.executed.length, 1);
+});
+
+t.test('a recent-deploy block written before its cause was kept: an alert with any other start is judged on its own', async (t) => {
+  const e = testEngine({ ruleText: RULES });
+  e.action.createdAt = Date.now() - 48 * 3600_000;
+  const labels = { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api' };
+  const first = ev(firing('HighErrorRate', 'api', { startsAt: Date.now() - 10 * 60_000, labels: { ...labels, pod: 'api-1' } }), 1);
+  await e.engine.handle(first);
+  const [rec] = await e.engine.records.list({});
+  const verdict = rec!.guards.find((g) => g.guard === 'recent-deploy')!;
+  t.equal(verdict.because, 'too_old');
+  delete verdict.because; // as an older rollguard wrote it
+  await e.engine.records.save(rec!);
+  const later = ev(firing('HighErrorRate', 'api', { startsAt: Date.now() - 3 * 60_000, labels: { ...labels, pod: 'api-2' } }), 2);
+  const same = ev(firing('HighErrorRate', 'api', { startsAt: first.alert.startsAt, labels: { ...labels, pod: 'api-3' } }), 3);
+  t.equal(await e.engine.coalesced(later, first), false, 'another start: not linked');
+  t.equal(await e.engine.coalesced(same, first), true, 'the same start: linked');
+});
