@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { dedupeKey, type Alert } from '../../../src/alertmanager/alert.js';
 import { QueueWorker } from '../../../src/engine/worker.js';
 import type { RangeSeries } from '../../../src/prometheus/client.js';
@@ -70,6 +70,16 @@ async function runBatch(e: ReturnType<typeof testEngine>, alerts: Alert[]) {
   return handled;
 }
 
+
+/** One alert's record blocked, the other's rolled back (once), each said why. */
+async function blockedThenRolledBack(t: Test, e: ReturnType<typeof testEngine>, blocked: [Alert, string], rolledBack: [Alert, string]): Promise<void> {
+  const recs = await e.engine.records.list({});
+  const state = (a: Alert) => recs.find((r) => r.alert?.fingerprint === a.fingerprint)?.state;
+  t.equal(state(blocked[0]), 'blocked', blocked[1]);
+  t.equal(state(rolledBack[0]), 'succeeded', rolledBack[1]);
+  t.equal(e.action.executed.length, 1);
+}
+
 t.test('one batch, one rule and target, two routes: each route is confirmed on its own, and the one that holds rolls back', async (t) => {
   const prom = new PerRoute();
   const e = testEngine({ ruleText: RULES, prometheus: prom });
@@ -113,11 +123,7 @@ t.test('two alerts for one target that started at different times: each is judge
   const after = firing('HighErrorRate', 'api', { startsAt: Date.now() - 3 * 60_000 });
   const handled = await runBatch(e, [before, after]);
   t.same(handled, [before.fingerprint, after.fingerprint], 'two evaluations');
-  const recs = await e.engine.records.list({});
-  const state = (a: Alert) => recs.find((r) => r.alert?.fingerprint === a.fingerprint)?.state;
-  t.equal(state(before), 'blocked', 'the revision was deployed after the first alert started: not its cause');
-  t.equal(state(after), 'succeeded', 'the second alert started after it: rolled back');
-  t.equal(e.action.executed.length, 1);
+  await blockedThenRolledBack(t, e, [before, 'the revision was deployed after the first alert started: not its cause'], [after, 'the second alert started after it: rolled back']);
 });
 
 t.test('a storm: 40 alerts for one target that started 1 s apart are one evaluation when the recent-deploy guard allowed it', async (t) => {
@@ -175,11 +181,7 @@ t.test('blocked as too old: an alert that started earlier, when the revision was
   const earlier = firing('HighErrorRate', 'api', { startsAt: Date.now() - 7 * 3600_000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: 'api-3' } });
   const handled = await runBatch(e, [first, later, earlier]);
   t.same(handled, [first.fingerprint, earlier.fingerprint], 'two evaluations: the later start joined the first');
-  const recs = await e.engine.records.list({});
-  const state = (a: Alert) => recs.find((r) => r.alert?.fingerprint === a.fingerprint)?.state;
-  t.equal(state(first), 'blocked', 'not a recent deploy for the first alert');
-  t.equal(state(earlier), 'succeeded', 'a recent deploy for the earlier one: rolled back');
-  t.equal(e.action.executed.length, 1);
+  await blockedThenRolledBack(t, e, [first, 'not a recent deploy for the first alert'], [earlier, 'a recent deploy for the earlier one: rolled back']);
 });
 
 t.test('a recent-deploy block written before its cause was kept: an alert with any other start is judged on its own', async (t) => {
