@@ -99,6 +99,11 @@ export const spawnRunner: HelmRunner = (argv, opts) =>
     });
   });
 
+/** The first three of `lines`, joined by `sep`, and how many more: what a plan's summary or refusal names of a long list. */
+function firstThree(lines: string[], sep: string): string {
+  return lines.slice(0, 3).join(sep) + (lines.length > 3 ? `${sep}and ${lines.length - 3} more` : '');
+}
+
 const DESCRIPTION_MAX = 256;
 /** What a cut description keeps of the cause's end: an alert's names the rule, alert, fingerprint and rollback id there. */
 const DESCRIPTION_TAIL = 136;
@@ -169,20 +174,21 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
    * The release's live workloads, from the first of `revisions` whose manifest names one that is live
    * and the release's (helm-workloads.ts); `unchecked` when none is while a manifest labels anything
    * as a HelmRelease's, or one is too large to read; `apart` when its objects are in another
-   * namespace than its records; `outside` when a manifest names a workload outside the scope
-   * settings (ActionContext.outOfScope). Every manifest's workloads are checked for scope before
+   * namespace than its records; `scopeRefusal` (the refusal's words after `helm rollback R N in NS`)
+   * when a manifest names a workload outside the scope settings (ActionContext.outOfScope), or holds
+   * a document that may name one but cannot be read here. Every manifest's workloads are checked for scope before
    * any is read: helm rollback writes those of the revision it goes back to and deletes those of
    * the current one that it does not name, so either would be a write outside scope, and one that
    * is not live would be created, unseen by the scope guard.
    */
-  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; outside?: string; more?: boolean; unreadable?: string[] }> {
+  async function workloadsOf(ref: TargetRef, rel: string, revisions: number[], ctx: ActionContext, kube: Kube): Promise<{ changes: ChangedObject[]; unchecked?: string; apart?: string; scopeRefusal?: string; more?: boolean; unreadable?: string[] }> {
     const release = { namespace: ref.namespace, name: rel };
     const into = await objectsNamespace(ref, rel, ctx);
     if (into !== ref.namespace) return { changes: [], apart: into };
     let flux = false;
     let tooLarge: string | undefined;
     // each revision's workloads, read from its manifest (the manifest itself is not kept)
-    const named: { revision: number; objects: ReleaseObject[]; more: boolean }[] = [];
+    const named: { objects: ReleaseObject[]; more: boolean }[] = [];
     for (const revision of revisions) {
       const m = [bin(), 'get', 'manifest', ...globals(ref.namespace), '--revision', String(revision), '--', rel];
       const got = await read(m, ctx);
@@ -196,16 +202,15 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       if (got.code !== 0) throw new HelmError(m, { ...got, stdout: '' });
       flux ||= labelledByFlux(got.stdout);
       const { objects, more, outside, unread } = releaseWorkloads(got.stdout, ref.namespace, ctx.outOfScope);
-      const shown = (lines: string[]) => lines.slice(0, 3).join('; ') + (lines.length > 3 ? `; and ${lines.length - 3} more` : '');
-      if (outside.length > 0) return { changes: [], outside: `would write what revision ${revision}'s manifest names outside rollguard's scope: ${shown(outside)}` };
+      if (outside.length > 0) return { changes: [], scopeRefusal: `would write what revision ${revision}'s manifest names outside rollguard's scope: ${firstThree(outside, '; ')}` };
       // what helm may read there is not known: neither its scope nor its lock can be checked
       if (unread.length > 0) {
         return {
           changes: [],
-          outside: `cannot check what revision ${revision}'s manifest writes against the scope settings: it holds documents that may name a Deployment, StatefulSet or DaemonSet but cannot be read here (${shown(unread)}); fix the chart's YAML, or roll back by hand`,
+          scopeRefusal: `cannot check what revision ${revision}'s manifest writes against the scope settings: it holds documents that may name a Deployment, StatefulSet or DaemonSet but cannot be read here (${firstThree(unread, '; ')}); fix the chart's YAML, or roll back by hand`,
         };
       }
-      named.push({ revision, objects, more });
+      named.push({ objects, more });
     }
     const not = new Set<string>();
     for (const { objects, more } of named) {
@@ -225,7 +230,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     `; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${locked} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not`;
   /** What a plan's summary says of workloads the API server refused to let rollguard read (liveWorkloads). */
   const notRead = (lines: string[]) =>
-    `; ${lines.length} of the workloads its manifest names could not be read, so they are not locked, kept in cooldown or watched: ${lines.slice(0, 3).join(', ')}${lines.length > 3 ? `, and ${lines.length - 3} more` : ''}`;
+    `; ${lines.length} of the workloads its manifest names could not be read, so they are not locked, kept in cooldown or watched: ${firstThree(lines, ', ')}`;
 
   const action: Action = {
     kind: 'HelmRelease',
@@ -286,7 +291,7 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
             { ...base, toRevision: wanted },
           );
         }
-        if (found.outside !== undefined) return refused(ref, 'out_of_scope', `helm rollback ${rel} ${wanted} in ${ref.namespace} ${found.outside}`, { ...base, toRevision: wanted });
+        if (found.scopeRefusal !== undefined) return refused(ref, 'out_of_scope', `helm rollback ${rel} ${wanted} in ${ref.namespace} ${found.scopeRefusal}`, { ...base, toRevision: wanted });
       }
       const command = [
         bin(),
