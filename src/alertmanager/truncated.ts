@@ -48,8 +48,9 @@ export const MAX_WAITING_GROUPS = 256;
  * over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES is not queued, and only the allowed annotations
  * are kept (ALERT_ANNOTATIONS, cut to ALERT_MAX_ANNOTATION_BYTES); each alert refused is counted by
  * its limit and the refusal logged with the group. Alerts no rule matches are counted and left out
- * first; of the rest (P0 lane first, Alertmanager's order within a lane) one fetch newly queues at
- * most ALERT_MAX_PER_BATCH, alerts already queued by an earlier resend not counted, so one big
+ * first; of the rest (P0 lane first, Alertmanager's order within a lane) one fetch newly queues
+ * about ALERT_MAX_PER_BATCH (fewer than twice it: recover()), alerts already queued by an earlier
+ * resend not counted, so one big
  * group never fills the queue (QUEUE_MAX_DEPTH) and locks the other groups and lanes out, and each
  * resend of the group moves on past what is queued: every alert of it is queued after enough
  * resends, ALERT_MAX_PER_BATCH new per fetch. A queue full partway stops the fetch: what was queued
@@ -179,7 +180,7 @@ export class TruncatedGroups {
   private async recover(api: AlertmanagerApi, payload: WebhookPayload, log: Log): Promise<void> {
     const delivered = new Set(payload.alerts.map((a) => a.fingerprint));
     const budget = this.d.config.ALERT_MAX_PER_BATCH;
-    // alerts this fetch newly queued, over its attempts: at most ALERT_MAX_PER_BATCH
+    // alerts this fetch newly queued, over its attempts: fewer than twice ALERT_MAX_PER_BATCH
     const res: IntakeResult = { queued: 0, duplicates: 0 };
     let lastErr: unknown;
     for (let attempt = 0; attempt <= this.delays.length; attempt++) {
