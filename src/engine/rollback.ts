@@ -142,8 +142,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
         ...(back?.leftAsIs?.length ? [`the configuration restored before it was changed again since, and left as it is: ${back.leftAsIs.join('; ')}`] : []),
         ...(back?.notPutBack?.length ? [`the configuration restored before it was NOT put back: ${back.notPutBack.join('; ')}`] : []),
       ].join('; ');
-      if (back?.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${back.putBack.join('; ')}`);
-      if (back?.leftAsIs?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back; the configuration restored before it was changed again since, and left as it is: ${back.leftAsIs.join('; ')}`);
+      if (back) stepPutBack(ctx, rec, back);
       return await escalateError(ctx, rec, `error during the rollback: ${said}`, said);
     }
     if (isKubeError(err) && err.retriable && (rec.kubeRetries ?? 0) + 1 < KUBE_TRIES) {
@@ -351,11 +350,7 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
         spent.value = false; // nothing was written
         await giveBack();
       }
-      // configuration restored before the workload's write (configDrift: restore) was written back:
-      // the revision still running keeps its own configuration; said
-      if (res.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${res.putBack.join('; ')}`);
-      // changed again since the restore with newer content (a release's own): left, said, not escalated
-      if (res.leftAsIs?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back; the configuration restored before it was changed again since, and left as it is: ${res.leftAsIs.join('; ')}`);
+      stepPutBack(ctx, rec, res);
       // GitOps owners suspended for it stay suspended (another rollback may rely on the same owner): said
       const lines = [...(res.putBack ?? []), ...(res.leftAsIs ?? []), ...(rec.gitops?.suspended?.length ? gitopsLines(rec) : [])];
       if (res.notPutBack?.length) {
@@ -403,4 +398,15 @@ export async function execute(ctx: EngineContext, rec: RollbackRecord, action: A
 
 function isKubeError(err: unknown): err is { status: number | string; retriable: boolean } {
   return typeof err === 'object' && err !== null && (err as { name?: string }).name === 'KubeApiError';
+}
+
+/**
+ * The timeline steps of a workload's write that did not land after a configuration restore did
+ * (configDrift: restore, executeWrites): what was written back, so the revision still running keeps
+ * its own configuration; and what had newer content since (a release's own), left as it is and not
+ * escalated.
+ */
+function stepPutBack(ctx: EngineContext, rec: RollbackRecord, back: Pick<ExecuteResult, 'putBack' | 'leftAsIs'>): void {
+  if (back.putBack?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back, so the configuration restored before it was put back: ${back.putBack.join('; ')}`);
+  if (back.leftAsIs?.length) ctx.records.step(rec, 'put_back', `the workload was not rolled back; the configuration restored before it was changed again since, and left as it is: ${back.leftAsIs.join('; ')}`);
 }
