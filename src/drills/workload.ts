@@ -82,7 +82,12 @@ export function templateHash(kind: DrillKind, template: unknown): string {
  * it is, annotation included (a restart since then cannot be told from another change for them).
  */
 export function hasFingerprint(kind: DrillKind, template: unknown, recorded: string): boolean {
-  return recorded === fingerprint(kind, template, false) || recorded === fingerprint(kind, template, true);
+  return fingerprints(kind, template).includes(recorded);
+}
+
+/** A template's fingerprint (templateHash) first, then as a record from before 2026-12-07 holds it (restartedAt kept). */
+function fingerprints(kind: DrillKind, template: unknown): [string, string] {
+  return [fingerprint(kind, template, false), fingerprint(kind, template, true)];
 }
 
 export interface Workload {
@@ -105,7 +110,9 @@ export async function readWorkload(kube: Kube, ref: WorkloadRef, opts: RequestOp
   const template = obj.spec?.template;
   const revision = ref.kind === 'Deployment' ? (annotationRevision(obj, DEPLOYMENT_REVISION) ?? 0) : await newestControllerRevision(kube, obj, opts);
   const containers = (template?.spec?.containers ?? []) as Array<{ image?: string }>;
-  return { obj, revision, templateHash: templateHash(ref.kind, template), isTemplate: (recorded) => hasFingerprint(ref.kind, template, recorded), rollout: STATE[ref.kind](obj), images: containers.map((c) => c.image ?? '') };
+  // both fingerprints once: the restore and the drill's watch ask isTemplate several times per read
+  const fps = fingerprints(ref.kind, template);
+  return { obj, revision, templateHash: fps[0], isTemplate: (recorded) => fps.includes(recorded), rollout: STATE[ref.kind](obj), images: containers.map((c) => c.image ?? '') };
 }
 
 async function newestControllerRevision(kube: Kube, obj: KubeObject, opts: RequestOptions): Promise<number> {
