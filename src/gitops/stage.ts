@@ -9,7 +9,7 @@
 //     within the owners' reconcile window failed ("re-applied by <owner>").
 import { reqOpts, type ActionContext, type ExecuteResult, type RollbackPlan } from '../actions/action.js';
 import { isConfigWrite } from '../actions/common.js';
-import { resourceKey } from '../guards/guard.js';
+import { objectKey, resourceKey } from '../guards/guard.js';
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import { getOrNull, type KubeObject, type ResourceType } from '../kube/kube.js';
@@ -101,8 +101,6 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
   };
 }
 
-const ownerKey = (o: Pick<Owner, 'kind' | 'namespace' | 'name'>) => `${o.kind}/${o.namespace}/${o.name}`;
-
 /**
  * Step 2: suspends the owners (policy suspend) and records exactly what was changed. Throws if one
  * cannot be suspended. An owner the record already holds a suspension of (a recovery going on with
@@ -114,13 +112,13 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   const g = rec.gitops;
   if (!g || g.policy !== 'suspend' || !actx.kube || actx.dryRun) return;
   const held = g.suspended ?? [];
-  const heldKeys = new Set(held.map(ownerKey));
-  const owners = toSuspend(g.owners).filter((o) => !heldKeys.has(ownerKey(o)));
+  const heldKeys = new Set(held.map(objectKey));
+  const owners = toSuspend(g.owners).filter((o) => !heldKeys.has(objectKey(o)));
   if (owners.length === 0) return;
   await actx.checkFence();
   // paused by someone else since the plan: recorded as found paused, never resumed by rollguard
   const foundPaused = (o: Owner, sync: string) => {
-    const i = g.owners.findIndex((x) => ownerKey(x) === ownerKey(o));
+    const i = g.owners.findIndex((x) => objectKey(x) === objectKey(o));
     if (i >= 0) g.owners[i] = { ...g.owners[i]!, paused: true, sync };
     ctx.records.step(rec, 'gitops', `found ${ownerName(o)} already paused when suspending it (${sync}): left alone, and not resumed by rollguard`);
   };
