@@ -78,7 +78,8 @@ function hasListing(ref: OwnerRef, owner: KubeObject): boolean {
 
 /** Whether the owner shows that it does not manage the object: it applies to another cluster, or its status lists other objects but not it. */
 function showsNotManaging(ref: OwnerRef, owner: KubeObject, identity: ObjectIdentity, inCluster: readonly string[]): boolean {
-  return !!appliesElsewhere(ref, owner, inCluster) || (hasListing(ref, owner) && !!notListedBy(ref, owner, [identity], inCluster));
+  // notListedBy asks appliesElsewhere first: with a listing it answers both
+  return hasListing(ref, owner) ? !!notListedBy(ref, owner, [identity], inCluster) : !!appliesElsewhere(ref, owner, inCluster);
 }
 
 /** The owner, marked unverified when its own status does not list every object that names it (with the destination, for an Application deploying to one not known as this cluster). */
