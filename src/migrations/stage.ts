@@ -134,7 +134,7 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
   if (m.uid) {
     // taken up from a replica that died (resumable): the Job it created, by its recorded uid
     job = await kube.get(RESOURCES.jobs, m.namespace, m.name, opts(actx));
-    if (job.metadata.uid !== m.uid) return notOurs(ctx, rec, g, job, `Job ${m.namespace}/${m.name} is not the one rollguard created (uid ${m.uid}): it was deleted and another put in its place`, settings, 'failed');
+    if (job.metadata.uid !== m.uid) return notOurs(ctx, rec, g, job, replaced(m.namespace, m.name, m.uid), settings, 'failed');
     ctx.records.step(rec, 'migration_job', `found this rollback's migration rollback Job ${m.namespace}/${m.name} (uid ${m.uid}, as recorded when it was created): waiting for it, not creating another`);
   } else {
     if (!m.job) throw new Error(`the migration rollback Job of ${rec.id} is not in ${m.namespace} and there is no template to create it from`);
@@ -183,6 +183,9 @@ export async function migrateFirst(ctx: EngineContext, rec: RollbackRecord, plan
   ctx.notify(rec, migrationFailed(rec, message, g));
   return ctx.finish(rec, 'failed', message);
 }
+
+/** Why a Job read under the migration rollback Job's name, with another uid than the one recorded at its create, is not rollguard's. */
+const replaced = (namespace: string, name: string, uid: string) => `Job ${namespace}/${name} is not the one rollguard created (uid ${uid}): it was deleted and another put in its place`;
 
 /**
  * Stops a rollback at a Job under its migration rollback Job's name that rollguard cannot show it
@@ -339,7 +342,7 @@ export async function resumable(ctx: EngineContext, rec: RollbackRecord, plan: R
     return 'ended';
   }
   if (job.metadata.uid !== g.uid) {
-    await notOurs(ctx, rec, g, job, `Job ${g.namespace}/${g.job} is not the one rollguard created (uid ${g.uid}): it was deleted and another put in its place`, settings, 'failed');
+    await notOurs(ctx, rec, g, job, replaced(g.namespace, g.job, g.uid), settings, 'failed');
     return 'ended';
   }
   const m: PlannedMigration = { namespace: g.namespace, name: g.job, uid: g.uid, source: g.source, deadlineMs: g.deadlineMs, logLines: ctx.ruleFor(rec)?.migration?.logLines ?? 20 };
