@@ -39,6 +39,12 @@ const secretList = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
 
+/**
+ * GITOPS_ARGOCD_IN_CLUSTER's default: the address of the cluster Argo CD runs in (argo-cd's
+ * KubernetesInternalAPIServerAddr), and the name it registers that cluster under.
+ */
+export const ARGOCD_IN_CLUSTER: readonly string[] = ['https://kubernetes.default.svc', 'in-cluster'];
+
 const list = z
   .union([z.array(z.string()), z.string()])
   .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim()).filter((x) => x.length > 0));
@@ -178,8 +184,8 @@ export const configSchema = z.object({
    * registered under in Argo CD, if it is not only the in-cluster default.
    */
   GITOPS_ARGOCD_IN_CLUSTER: list
-    .default(['https://kubernetes.default.svc', 'in-cluster'])
-    .refine((l) => l.length > 0, 'expected at least one destination server or name of the cluster rollguard runs in (default https://kubernetes.default.svc,in-cluster)'),
+    .default([...ARGOCD_IN_CLUSTER])
+    .refine((l) => l.length > 0, `expected at least one destination server or name of the cluster rollguard runs in (default ${ARGOCD_IN_CLUSTER.join(',')})`),
   /** The GitOps owners a rollback may suspend, as Kind/namespace/name globs (empty: any owner that lists the target and passes SCOPE_*). */
   GITOPS_OWNER_ALLOW: list.default([]).refine(
     (globs) => globs.every((g) => /^(Application|Kustomization|HelmRelease|\*)\/[^/]+\/[^/]+$/.test(g)),

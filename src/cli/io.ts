@@ -6,13 +6,20 @@ export interface CliIo {
   err: (s: string) => void;
 }
 
+/** The io terminalSafe made: not wrapped again. */
+const safe = new WeakSet<CliIo>();
+
 /**
  * `io` writing no control character but the line feed: what the CLI prints holds text from alerts
  * (a record's annotations, a report, a drill's links), and an escape sequence in it would drive the
  * terminal (rewrite a line, set the clipboard). Each becomes a space.
  */
 export function terminalSafe(io: CliIo): CliIo {
-  return { out: (s) => io.out(withoutControls(s)), err: (s) => io.err(withoutControls(s)) };
+  // one pass: runCommand wraps the io it is given, which is the process's, already wrapped
+  if (safe.has(io)) return io;
+  const wrapped: CliIo = { out: (s) => io.out(withoutControls(s)), err: (s) => io.err(withoutControls(s)) };
+  safe.add(wrapped);
+  return wrapped;
 }
 
 /** The process's own stdout and stderr. */

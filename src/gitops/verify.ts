@@ -15,7 +15,7 @@
 // - A HelmRelease reached from a Helm release's workload (a HelmRelease-kind rollback) must also
 //   say it installs that release: its newest `status.history` entry names it, and
 //   `status.storageNamespace` is where the release's records are.
-import type { Config } from '../config.js';
+import { ARGOCD_IN_CLUSTER, type Config } from '../config.js';
 import { globMatches, outOfScope } from '../guards/scope.js';
 import type { KubeObject } from '../kube/kube.js';
 import type { OwnerRef } from './types.js';
@@ -34,11 +34,6 @@ export function fluxInventoryId(o: ObjectIdentity): string {
 }
 
 const words = (o: ObjectIdentity) => `${o.kind}/${o.namespace}/${o.name}`;
-
-/** The address of the cluster Argo CD runs in (argo-cd's KubernetesInternalAPIServerAddr), and the name it registers that cluster under: GITOPS_ARGOCD_IN_CLUSTER's default. */
-export const ARGOCD_IN_CLUSTER_SERVER = 'https://kubernetes.default.svc';
-export const ARGOCD_IN_CLUSTER_NAME = 'in-cluster';
-export const ARGOCD_IN_CLUSTER: readonly string[] = [ARGOCD_IN_CLUSTER_SERVER, ARGOCD_IN_CLUSTER_NAME];
 
 const server = (s: string) => s.replace(/\/+$/, '');
 
