@@ -102,9 +102,8 @@ function restoreOf(live: KubeObject, previous: KubeObject, why: string, changeCa
     ...patch.metadata,
     annotations: { [RESTORED_FROM]: previous.metadata.name, [RESTORED_HASH]: contentHash(previous, 'ConfigMap'), ...(changeCause ? { [CHANGE_CAUSE]: changeCause } : {}) },
   };
-  // the restore is this kind's rollback itself, not configuration put ahead of a workload's: never written back
-  const { configBefore: _configBefore, ...own } = write;
-  return { ...own, before: live };
+  // the restore is this kind's rollback itself, not configuration put ahead of a workload's: no configBefore, never written back
+  return { ...write, before: live };
 }
 
 /** The restarts of every Deployment, StatefulSet and DaemonSet of the namespace using ConfigMap `ref`, or why not (kubectl's words). */

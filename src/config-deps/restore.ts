@@ -36,7 +36,6 @@ export function restoreWrite(kind: ConfigKind, live: KubeObject, snapshot: KubeO
     patch: restorePatch(live, snapshot, kind),
     precondition: 'resource-version',
     description: `restore ${kind} ${live.metadata.namespace}/${live.metadata.name} from snapshot ${snapshot.metadata.name} (${why})`,
-    configBefore: live,
   };
 }
 
@@ -122,7 +121,8 @@ async function restoreOne(d: ConfigDrift, ctx: ActionContext & { kube: Kube }, t
   const why = `its content since ${fmtTime(since, target.createdAt)}, current when ${rev} was created`;
   return {
     drift: { ...d, restore: { snapshot: snap.metadata.name, since, written: true }, message: `${d.message.replace(/: the old code will run with the new configuration$/, '')}: restored first from snapshot ${snap.metadata.name} (${why})` },
-    write: restoreWrite(d.kind, read.live, snap, why),
+    // configuration put ahead of the workload's write: written back if that write does not land (executeWrites)
+    write: { ...restoreWrite(d.kind, read.live, snap, why), configBefore: read.live },
   };
 }
 
