@@ -72,6 +72,7 @@ t.test('the content before the live one back, then every workload using it resta
     { kind: 'StatefulSet', namespace: NS, name: 'worker' },
   ], 'the restore first; api does not use it and is left alone');
   t.equal(plan.writes![0]!.precondition, 'resource-version');
+  t.equal(plan.writes![0]!.configBefore, undefined, "this kind's restore is the rollback itself: never written back if a restart after it does not land");
   t.match(plan.current, { createdAt: T1, what: /^the current content of ConfigMap shop\/app-config \(since / }, 'the recent-deploy guard measures the edit');
   t.equal(plan.current!.revision, undefined);
 
