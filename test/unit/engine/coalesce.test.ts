@@ -80,6 +80,18 @@ async function blockedThenRolledBack(t: Test, e: ReturnType<typeof testEngine>, 
   t.equal(e.action.executed.length, 1);
 }
 
+
+/** 40 alerts for api, one per pod, starting 1 s apart from `base`, run as one batch: one evaluation, the first one's, the other 39 joined to it. */
+async function stormOfOne(t: Test, e: ReturnType<typeof testEngine>, base: number): Promise<Alert[]> {
+  const alerts = Array.from({ length: 40 }, (_, i) =>
+    firing('HighErrorRate', 'api', { startsAt: base + i * 1000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: `api-${i}` } }),
+  );
+  const handled = await runBatch(e, alerts);
+  t.same(handled, [alerts[0]!.fingerprint], 'one evaluation, the first alert');
+  t.equal(await metricValue(e.metrics, 'rollguard_alerts_coalesced_total'), 39, 'the other 39 joined it');
+  return alerts;
+}
+
 t.test('one batch, one rule and target, two routes: each route is confirmed on its own, and the one that holds rolls back', async (t) => {
   const prom = new PerRoute();
   const e = testEngine({ ruleText: RULES, prometheus: prom });
@@ -133,12 +145,7 @@ t.test('a storm: 40 alerts for one target that started 1 s apart are one evaluat
   const e = testEngine({ ruleText: RULES });
   // the fake's current revision was created 10 minutes ago: before every start
   const base = Date.now() - 5 * 60_000;
-  const alerts = Array.from({ length: 40 }, (_, i) =>
-    firing('HighErrorRate', 'api', { startsAt: base + i * 1000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: `api-${i}` } }),
-  );
-  const handled = await runBatch(e, alerts);
-  t.same(handled, [alerts[0]!.fingerprint], 'one evaluation, the first alert');
-  t.equal(await metricValue(e.metrics, 'rollguard_alerts_coalesced_total'), 39, 'the other 39 joined it');
+  const alerts = await stormOfOne(t, e, base);
   t.equal(e.action.executed.length, 1, 'api rolled back once');
   t.ok(e.notifier.sent.length <= 2, `at most 2 notifications (${e.notifier.sent.length})`);
   const recs = await e.engine.records.list({});
@@ -155,12 +162,7 @@ t.test('a storm over a revision older than onlyIfDeployedWithin: one evaluation,
   const e = testEngine({ ruleText: RULES });
   e.action.createdAt = Date.now() - 48 * 3600_000; // the usual incident: no recent deploy
   const base = Date.now() - 5 * 60_000;
-  const alerts = Array.from({ length: 40 }, (_, i) =>
-    firing('HighErrorRate', 'api', { startsAt: base + i * 1000, labels: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'api', pod: `api-${i}` } }),
-  );
-  const handled = await runBatch(e, alerts);
-  t.same(handled, [alerts[0]!.fingerprint], 'one evaluation, the first alert');
-  t.equal(await metricValue(e.metrics, 'rollguard_alerts_coalesced_total'), 39, 'the other 39 joined it');
+  const alerts = await stormOfOne(t, e, base);
   t.ok(e.notifier.sent.length <= 2, `at most 2 notifications (${e.notifier.sent.length})`);
   const recs = await e.engine.records.list({});
   t.equal(recs.length, 1, 'one record');
