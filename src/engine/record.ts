@@ -34,6 +34,19 @@ export const OPEN_STATES: readonly RollbackState[] = ['deciding', 'held', 'sched
 /** Closed states of records that changed nothing: kept RECORD_RETENTION_NO_ACTION, and the first to go over a store's record cap. */
 export const NO_ACTION_STATES: readonly RollbackState[] = ['not_confirmed', 'blocked', 'refused', 'error', 'dry_run'];
 
+/**
+ * What a record holds in the cluster that only it can undo (the stores' Holding): the GitOps owners
+ * it left suspended, until `resume-gitops` puts them back. Such a record is kept past
+ * RECORD_RETENTION(_NO_ACTION) and every record cap, whatever its state: it alone says what to put
+ * back. rollguard_gitops_suspended is the sum over every record. RecordBook.save writes it to the
+ * record's `holds` (which every store reads by default); createStore also gives it to the stores
+ * themselves, so that records written before `holds` existed are found too (Redis: on first use).
+ */
+export function heldByRecord(rec: StoredRecord): number {
+  const g = (rec as Partial<Pick<RollbackRecord, 'gitops'>>).gitops;
+  return g?.suspended?.length && !g.resumed ? g.suspended.length : 0;
+}
+
 export interface TimelineEntry {
   at: number;
   step: string;
@@ -195,6 +208,9 @@ export class RecordBook {
    */
   async save(rec: RollbackRecord, opts?: { first?: boolean; expectState?: RollbackState }): Promise<boolean> {
     rec.updatedAt = this.now();
+    const holds = heldByRecord(rec);
+    if (holds > 0) rec.holds = holds;
+    else delete rec.holds;
     const expect = opts?.expectState !== undefined ? { expectState: opts.expectState } : {};
     if (rec.times.resolvedAt !== undefined || opts?.first === true) return this.store.putRecord(rec, expect);
     const mark = `resolved:${rec.id}`;

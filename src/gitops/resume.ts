@@ -5,7 +5,6 @@
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord } from '../engine/record.js';
 import { resumeOwners } from './suspend.js';
-import { noteResumed } from './tally.js';
 
 export type ResumeResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; message: string };
 
@@ -22,7 +21,6 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string): 
   g.resumed = { at: ctx.now(), by, restored };
   ctx.records.step(rec, 'gitops_resumed', `resumed by ${by}: ${restored.join('; ')}`);
   await ctx.records.save(rec);
-  await noteResumed(ctx, rec, g.suspended.length);
   ctx.log.info({ record: rec.id, by, restored }, 'GitOps owners resumed');
   return { kind: 'ok', record: rec };
 }

@@ -16,7 +16,6 @@ import { getOrNull, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
 import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
-import { noteSuspended } from './tally.js';
 import { ownerOutOfScope } from './verify.js';
 import { ownerName, type GitOpsPolicy, type GitOpsRecord, type Owner, type Suspension } from './types.js';
 
@@ -128,18 +127,18 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   } catch (err) {
     const some = (err as { suspended?: Suspension[] }).suspended ?? [];
     g.suspended = [...held, ...some];
-    await countSuspended(ctx, rec, some);
+    countSuspended(ctx, some);
     throw err;
   }
   g.suspended = [...held, ...done];
-  await countSuspended(ctx, rec, done);
+  countSuspended(ctx, done);
   if (done.length) ctx.records.step(rec, 'gitops_suspended', `suspended ${done.map(suspensionWords).join('; ')}: ${NEXT(rec.id)}`, { suspended: done });
   await ctx.records.save(rec);
 }
 
-async function countSuspended(ctx: EngineContext, rec: RollbackRecord, done: Suspension[]): Promise<void> {
+/** rollguard_gitops_suspensions_total; rollguard_gitops_suspended follows from the record (tally.ts). */
+function countSuspended(ctx: EngineContext, done: Suspension[]): void {
   for (const s of done) ctx.metrics.gitopsSuspensions.inc({ owner_kind: s.kind });
-  await noteSuspended(ctx, rec, done.length);
 }
 
 const NEXT = (id: string) => `revert the bad commit in git, then resume (rollguard rollbacks resume-gitops ${id}, or POST /v1/rollbacks/${id}/resume-gitops)`;

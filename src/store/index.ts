@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { NO_ACTION_STATES, OPEN_STATES } from '../engine/record.js';
+import { heldByRecord, NO_ACTION_STATES, OPEN_STATES } from '../engine/record.js';
 import type { Metrics } from '../metrics.js';
 import type { DropKind } from './drops.js';
 import { MemoryStore } from './memory.js';
@@ -25,6 +25,7 @@ export function createStore(config: Config, logger: Logger, metrics?: Pick<Metri
       maxRecords: config.MEMORY_MAX_RECORDS,
       openStates: OPEN_STATES,
       noActionStates: NO_ACTION_STATES,
+      holding: heldByRecord,
       maxDedupeKeys: config.MEMORY_MAX_DEDUPE_KEYS,
       maxKeys: config.MEMORY_MAX_KEYS,
       onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'memory', what }, n),
@@ -43,6 +44,7 @@ export function createStore(config: Config, logger: Logger, metrics?: Pick<Metri
     intakeMaxMemory: config.REDIS_INTAKE_MAX_MEMORY,
     maxRecords: config.REDIS_MAX_RECORDS,
     noActionStates: NO_ACTION_STATES,
+    holding: heldByRecord,
     onDropCount: (what, n) => metrics?.storeDropped.inc({ store: 'redis', what }, n),
     onDrop: (_what, dropped, detail) =>
       logger.warn({ dropped, detail }, 'Redis store: closed rollback records that changed nothing deleted over REDIS_MAX_RECORDS, oldest first'),

@@ -9,8 +9,8 @@
 // which of those values still guard anything, which is one more reason to keep them together.
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
-import type { EventLimit, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
-import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError } from './store.js';
+import type { EventLimit, Holding, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
+import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError } from './store.js';
 
 interface Entry {
   id: string;
@@ -31,6 +31,8 @@ export interface MemoryBounds extends DropCallbacks {
   openStates?: readonly string[];
   /** the states of closed records that changed nothing (dropped before records of rollbacks done) */
   noActionStates?: readonly string[];
+  /** what a record holds in the cluster (Holding; default: its `holds`): such records are never pruned nor dropped */
+  holding?: Holding;
   /** dedupe keys kept; the oldest are forgotten first beyond */
   maxDedupeKeys?: number;
   /** values written per alert (PER_ALERT_VALUES: claims, alert links, resolution marks) kept; dropped beyond, see trimValues */
@@ -109,6 +111,8 @@ export class MemoryStore implements Store {
   private readonly records = new Map<string, StoredRecord>();
   private readonly byState = new Map<string, Set<string>>();
   private readonly byTarget = new Map<string, Set<string>>();
+  /** id -> what the record holds (above 0 only) */
+  private readonly held = new Map<string, number>();
   private readonly drops: DropNotes;
   private lastSweep = 0;
   private closed = false;
@@ -464,6 +468,7 @@ export class MemoryStore implements Store {
     const r = this.records.get(id);
     if (!r) return;
     this.records.delete(id);
+    this.held.delete(id);
     this.index(this.byState, r.state, id, false);
     this.index(this.byTarget, r.target, id, false);
   }
@@ -475,6 +480,8 @@ export class MemoryStore implements Store {
     this.records.set(record.id, structuredClone(record));
     this.index(this.byState, record.state, record.id, true);
     this.index(this.byTarget, record.target, record.id, true);
+    const holds = Math.floor((this.bounds.holding ?? holdsField)(record));
+    if (holds > 0) this.held.set(record.id, holds);
     const max = this.bounds.maxRecords;
     if (max !== undefined && this.records.size > max) this.dropClosed(max);
     return true;
@@ -491,7 +498,7 @@ export class MemoryStore implements Store {
     const then: StoredRecord[] = [];
     for (const [state, ids] of this.byState) {
       if (open.has(state)) continue;
-      for (const id of ids) (noAction.has(state) ? first : then).push(this.records.get(id)!);
+      for (const id of ids) if (!this.held.has(id)) (noAction.has(state) ? first : then).push(this.records.get(id)!);
     }
     const oldestFirst = (a: StoredRecord, b: StoredRecord) => -newestFirst(a, b);
     const closed = [...first.sort(oldestFirst), ...then.sort(oldestFirst)];
@@ -500,7 +507,7 @@ export class MemoryStore implements Store {
     const newest = drop.reduce<StoredRecord | undefined>((m, r) => (m === undefined || r.createdAt > m.createdAt ? r : m), undefined);
     const detail = newest
       ? `MEMORY_MAX_RECORDS=${max}; the newest dropped was created ${new Date(newest.createdAt).toISOString()}`
-      : `MEMORY_MAX_RECORDS=${max}; every record over it is open, none dropped`;
+      : `MEMORY_MAX_RECORDS=${max}; every record over it is open or holds what only it can undo (a GitOps suspension), none dropped`;
     this.drops.note('records', drop.length, detail);
   }
 
@@ -537,12 +544,18 @@ export class MemoryStore implements Store {
     for (const [state, ids] of [...this.byState]) {
       if (keepStates.includes(state)) continue;
       for (const id of [...ids]) {
-        if (this.records.get(id)!.createdAt < before) {
+        if (this.records.get(id)!.createdAt < before && !this.held.has(id)) {
           this.remove(id);
           n++;
         }
       }
     }
+    return n;
+  }
+
+  async heldCount(): Promise<number> {
+    let n = 0;
+    for (const v of this.held.values()) n += v;
     return n;
   }
 

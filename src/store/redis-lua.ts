@@ -122,17 +122,20 @@ return 0`;
  * Records: the JSON in one hash; `meta` (id -> "state|createdAt|target") says which indexes hold an
  * id; sorted sets by time, per state and per target (score createdAt), so the scheduler's listing
  * by state and pruning read only the records of the states they ask for. `states` names every
- * state seen. The scripts derive index key names from `meta` and the prefixes they are given: all
- * carry the same hash tag, so on Cluster they share the script's slot.
+ * state seen. `held` (id -> a count) names the records that hold something in the cluster only they
+ * can undo (the store's `holding`): pruning and the record cap skip them. The scripts derive index
+ * key names from `meta` and the prefixes they are given: all carry the same hash tag, so on
+ * Cluster they share the script's slot.
  */
 export const PUT_RECORD_LUA = `
--- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states; KEYS[5]: state index; KEYS[6]: target index
--- KEYS[7] (optional): write only while this key is absent; -1 (nothing written) when it exists
+-- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states; KEYS[5]: state index; KEYS[6]: target index; KEYS[7]: held
+-- KEYS[8] (optional): write only while this key is absent; -1 (nothing written) when it exists
 -- ARGV[1]: id; ARGV[2]: json; ARGV[3]: createdAt; ARGV[4]: state; ARGV[5]: target; ARGV[6]: state index prefix; ARGV[7]: target index prefix
--- ARGV[8] (optional): write only while the stored record is in this state; -1 (nothing written) when it is not, or absent
-if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return -1 end
+-- ARGV[8]: what the record holds (0: nothing; above 0: kept, see the store's \`holding\`)
+-- ARGV[9] (optional): write only while the stored record is in this state; -1 (nothing written) when it is not, or absent
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then return -1 end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
-if ARGV[8] and (not old or string.match(old, '^([^|]*)|') ~= ARGV[8]) then return -1 end
+if ARGV[9] and (not old or string.match(old, '^([^|]*)|') ~= ARGV[9]) then return -1 end
 if old then
   local state, target = string.match(old, '^([^|]*)|[^|]*|(.*)$')
   if state ~= ARGV[4] then redis.call('ZREM', ARGV[6] .. state, ARGV[1]) end
@@ -144,10 +147,11 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+if tonumber(ARGV[8]) > 0 then redis.call('HSET', KEYS[7], ARGV[1], ARGV[8]) else redis.call('HDEL', KEYS[7], ARGV[1]) end
 return redis.call('HLEN', KEYS[2])`;
 
 export const PRUNE_LUA = `
--- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states
+-- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states; KEYS[5]: held (never pruned)
 -- ARGV[1]: before (exclusive); ARGV[2]: at most this many; ARGV[3]: state index prefix; ARGV[4]: target index prefix; ARGV[5..]: states kept
 local keep = {}
 for i = 5, #ARGV do keep[ARGV[i]] = true end
@@ -156,15 +160,23 @@ local n = 0
 for _, state in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not keep[state] then
     local index = ARGV[3] .. state
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit - n)) do
-      local meta = redis.call('HGET', KEYS[2], id)
-      if meta then redis.call('ZREM', ARGV[4] .. string.match(meta, '^[^|]*|[^|]*|(.*)$'), id) end
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[2], id)
-      redis.call('ZREM', KEYS[3], id)
-      redis.call('ZREM', index, id)
-      n = n + 1
-    end
+    local skipped = 0
+    repeat
+      local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[1], 'LIMIT', skipped, limit - n)
+      for _, id in ipairs(ids) do
+        if redis.call('HEXISTS', KEYS[5], id) == 1 then
+          skipped = skipped + 1
+        else
+          local meta = redis.call('HGET', KEYS[2], id)
+          if meta then redis.call('ZREM', ARGV[4] .. string.match(meta, '^[^|]*|[^|]*|(.*)$'), id) end
+          redis.call('HDEL', KEYS[1], id)
+          redis.call('HDEL', KEYS[2], id)
+          redis.call('ZREM', KEYS[3], id)
+          redis.call('ZREM', index, id)
+          n = n + 1
+        end
+      end
+    until #ids == 0 or n >= limit
     if n >= limit then return n end
   end
 end
@@ -230,8 +242,8 @@ local info = redis.call('INFO', 'memory')
 return {string.match(info, 'used_memory:(%d+)') or '0', string.match(info, 'maxmemory:(%d+)') or '0', string.match(info, 'maxmemory_policy:(%S+)') or ''}`;
 
 export const FENCE_TTL_FACTOR = 2;
-/** Records indexed as above; records written by an earlier version are indexed once, on first use. */
-export const RECORDS_LAYOUT = '2';
+/** Records indexed as above (3: with `held`); records written by an earlier version are indexed once, on first use. */
+export const RECORDS_LAYOUT = '3';
 
 /** Reply errors that mean "the store is not usable right now", not "the command was wrong". */
 export const TRANSIENT_REPLY = /^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)/;

@@ -1,7 +1,7 @@
 import { encodeCursor, type Position } from './cursor.js';
 import { PRUNE_LUA, PUT_RECORD_LUA, RECORDS_LAYOUT } from './redis-lua.js';
 import type { Client } from './redis-client.js';
-import type { RecordFilter, RecordPage, StoredRecord } from './store.js';
+import { holdsField, type Holding, type RecordFilter, type RecordPage, type StoredRecord } from './store.js';
 
 /**
  * The record-count cap (REDIS_MAX_RECORDS): with more records than ARGV[1], closed records of the
@@ -9,15 +9,19 @@ import type { RecordFilter, RecordPage, StoredRecord } from './store.js';
  * most ARGV[3] in one call. Replies {deleted, createdAt of the newest deleted}.
  */
 const CAP_RECORDS_LUA = `
--- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time
+-- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: held (never dropped)
 -- ARGV[1]: max; ARGV[2]: down to; ARGV[3]: at most; ARGV[4]: state index prefix; ARGV[5]: target index prefix; ARGV[6..]: states dropped
 local count = redis.call('HLEN', KEYS[2])
 if count <= tonumber(ARGV[1]) then return {0, 0} end
 local want = math.min(count - tonumber(ARGV[2]), tonumber(ARGV[3]))
+-- the oldest want of each state, and as many more as there are held records (which are passed over)
+local reach = want + redis.call('HLEN', KEYS[4])
 local cands = {}
 for i = 6, #ARGV do
-  local flat = redis.call('ZRANGE', ARGV[4] .. ARGV[i], 0, want - 1, 'WITHSCORES')
-  for j = 1, #flat, 2 do cands[#cands + 1] = {flat[j], tonumber(flat[j + 1]), ARGV[4] .. ARGV[i]} end
+  local flat = redis.call('ZRANGE', ARGV[4] .. ARGV[i], 0, reach - 1, 'WITHSCORES')
+  for j = 1, #flat, 2 do
+    if redis.call('HEXISTS', KEYS[4], flat[j]) == 0 then cands[#cands + 1] = {flat[j], tonumber(flat[j + 1]), ARGV[4] .. ARGV[i]} end
+  end
 end
 table.sort(cands, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
 local n = 0
@@ -50,19 +54,20 @@ export interface RecordCap {
  * store that calls these.
  */
 export class RedisRecords {
-  private readonly keys: { records: string; meta: string; byTime: string; states: string };
+  private readonly keys: { records: string; meta: string; byTime: string; states: string; held: string };
   private indexing: Promise<void> | null = null;
 
   constructor(
     private readonly cmd: Client,
     private readonly k: (...parts: string[]) => string,
     private readonly cap?: RecordCap,
+    private readonly holding: Holding = holdsField,
   ) {
-    this.keys = { records: k('records'), meta: k('records', 'meta'), byTime: k('records', 'by-time'), states: k('records', 'states') };
-    cmd.defineCommand('rgPutRecord', { lua: PUT_RECORD_LUA, numberOfKeys: 6 });
-    cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA, numberOfKeys: 7 });
-    cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 3 });
-    cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 4 });
+    this.keys = { records: k('records'), meta: k('records', 'meta'), byTime: k('records', 'by-time'), states: k('records', 'states'), held: k('records', 'held') };
+    cmd.defineCommand('rgPutRecord', { lua: PUT_RECORD_LUA, numberOfKeys: 7 });
+    cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA, numberOfKeys: 8 });
+    cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 4 });
+    cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 5 });
   }
 
   private stateIndex(state: string): string {
@@ -78,11 +83,13 @@ export class RedisRecords {
    * (a full key name) exists, or when `expectState` is given and the stored record is not in it
    * (or absent): then nothing was written.
    */
-  private async putNow(id: string, json: string, createdAt: number, state: string, target: string, unless?: string, expectState?: string): Promise<number> {
+  private async putNow(record: StoredRecord, json: string, unless?: string, expectState?: string): Promise<number> {
     const r = this.keys;
+    const { id, createdAt, state, target } = record;
     const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(...a: string[]): Promise<number> };
-    const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target)];
-    const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex(''), ...(expectState === undefined ? [] : [expectState])];
+    const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target), r.held];
+    const held = String(Math.max(0, Math.floor(this.holding(record))));
+    const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex(''), held, ...(expectState === undefined ? [] : [expectState])];
     return await (unless === undefined ? cmd.rgPutRecord(...keys, ...args) : cmd.rgPutRecordUnless(...keys, unless, ...args));
   }
 
@@ -108,9 +115,15 @@ export class RedisRecords {
         cursor = next;
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const id = flat[i]!;
-          if (await this.cmd.hexists(meta, id)) continue;
           const r = JSON.parse(flat[i + 1]!) as StoredRecord;
-          await this.putNow(id, flat[i + 1]!, r.createdAt, r.state, r.target);
+          if (await this.cmd.hexists(meta, id)) {
+            // indexed by layout 2, which had no `held`: only that is added (the JSON is not written
+            // again, as a replica may have saved a newer one since this scan read it)
+            const held = Math.floor(this.holding(r));
+            if (held > 0) await this.cmd.hset(this.keys.held, id, String(held));
+            continue;
+          }
+          await this.putNow(r, flat[i + 1]!);
         }
       } while (cursor !== '0');
       await this.cmd.set(marker, RECORDS_LAYOUT);
@@ -123,7 +136,7 @@ export class RedisRecords {
    */
   async put(record: StoredRecord, unless?: string, expectState?: string): Promise<boolean> {
     await this.ensureIndexed();
-    const count = Number(await this.putNow(record.id, JSON.stringify(record), record.createdAt, record.state, record.target, unless, expectState));
+    const count = Number(await this.putNow(record, JSON.stringify(record), unless, expectState));
     if (count < 0) return false;
     if (this.cap && count > this.cap.max) await this.trim(this.cap);
     return true;
@@ -137,6 +150,7 @@ export class RedisRecords {
         r.records,
         r.meta,
         r.byTime,
+        r.held,
         String(cap.max),
         String(Math.floor(cap.max * 0.95)),
         '5000',
@@ -146,6 +160,12 @@ export class RedisRecords {
       )) as (number | string)[]
     ).map(Number) as [number, number];
     cap.onDropped(n, newest);
+  }
+
+  /** The sum of what the held records hold (see Holding). */
+  async heldCount(): Promise<number> {
+    await this.ensureIndexed();
+    return (await this.cmd.hvals(this.keys.held)).reduce((sum, v) => sum + Number(v), 0);
   }
 
   async get(id: string): Promise<StoredRecord | null> {
@@ -221,6 +241,7 @@ export class RedisRecords {
           r.meta,
           r.byTime,
           r.states,
+          r.held,
           String(before),
           '500',
           this.stateIndex(''),

@@ -23,7 +23,7 @@ import {
   SLOT_RENEW_LUA,
   TRANSIENT_REPLY,
 } from './redis-lua.js';
-import type { EventLimit, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
+import type { EventLimit, Holding, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
 import { RedisEvents } from './redis-events.js';
 import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
@@ -61,6 +61,8 @@ export interface RedisStoreOptions extends DropCallbacks {
    */
   maxRecords?: number;
   noActionStates?: readonly string[];
+  /** what a record holds in the cluster (Holding; default: its `holds`): such records are never pruned nor dropped */
+  holding?: Holding;
   /** REDIS_MIN_REPLICAS_ACK: replicas that must confirm writes (WAIT) before intake answers and before a rollback writes; 0 or unset: none */
   minReplicasAck?: number;
   /** REDIS_REPLICA_ACK_TIMEOUT: how long WAIT may take (ms; at most half of commandTimeoutMs) */
@@ -150,6 +152,7 @@ export class RedisStore implements Store {
             onDropped: (n, newest) =>
               drops.note('records', n, n > 0 ? `REDIS_MAX_RECORDS=${max}; the newest dropped was created ${new Date(newest).toISOString()}` : `REDIS_MAX_RECORDS=${max}; no closed record that changed nothing is left to drop`),
           },
+      opts.holding,
     );
     this.eventsOf = new RedisEvents(this.cmd, (...parts) => this.k(...parts));
   }
@@ -555,6 +558,10 @@ export class RedisStore implements Store {
   async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
     return this.run('listRecords', () => this.recordsOf.page(filter, after));
+  }
+
+  async heldCount(): Promise<number> {
+    return this.run('heldCount', () => this.recordsOf.heldCount());
   }
 
   async pruneRecords(before: number, keepStates: readonly string[]): Promise<number> {

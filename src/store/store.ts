@@ -79,8 +79,22 @@ export interface StoredRecord {
   target: string;
   state: string;
   createdAt: number;
+  /** what it holds in the cluster that only it can undo (see Holding); absent: nothing */
+  holds?: number;
   [field: string]: unknown;
 }
+
+/**
+ * What a record holds in the cluster that only it can undo, as a count (0: nothing): the engine's
+ * answer is the GitOps owners a rollback left suspended and not yet resumed (record.ts
+ * `heldByRecord`, which the engine also writes to the record's `holds`). A record holding something
+ * is never pruned nor dropped under a record cap (its state and age aside), and `heldCount()` sums
+ * what every record holds.
+ */
+export type Holding = (record: StoredRecord) => number;
+
+/** Both stores' Holding unless told otherwise: the record's own `holds`. */
+export const holdsField: Holding = (r) => (typeof r.holds === 'number' && r.holds > 0 ? Math.floor(r.holds) : 0);
 
 /** A sliding-window key and the most events it may hold in its window. */
 export interface EventLimit {
@@ -221,9 +235,12 @@ export interface Store {
   listRecordsPage(filter?: RecordFilter): Promise<RecordPage>;
   /**
    * Deletes records created before `before` whose state is not in `keepStates`; returns how many.
-   * Records in a kept state are skipped (read from the other states' indexes only), wherever they are.
+   * Records in a kept state are skipped (read from the other states' indexes only), wherever they
+   * are, and so is every record that holds something (Holding).
    */
   pruneRecords(before: number, keepStates: readonly string[]): Promise<number>;
+  /** The sum, over every record, of what it holds (the store's Holding); 0 without one. Reads only the held records. */
+  heldCount(): Promise<number>;
 
   /** Resolves when the backend answers. */
   ping(): Promise<void>;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Cluster, Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.js';
-import { StoreUnavailableError } from '../../src/store/store.js';
+import { StoreUnavailableError, type StoredRecord } from '../../src/store/store.js';
 import { startRedis } from '../support/redis.js';
 import { alert, storeContract } from '../support/store-contract.js';
 
@@ -71,7 +71,28 @@ t.test('records written before the state and target indexes are indexed on first
   t.same((await s.listRecords({ state: 'in_progress' })).map((r) => r.id), ['u3']);
   t.same((await s.listRecords({ target: 'Deployment/prod/a' })).map((r) => r.id), ['u3', 'u1']);
   t.equal(await s.pruneRecords(10, ['held', 'in_progress']), 1, 'and pruned by state');
-  t.equal(await raw.get(`${p}:records:layout`), '2', 'marked, so the next start does not scan again');
+  t.equal(await raw.get(`${p}:records:layout`), '3', 'marked, so the next start does not scan again');
+});
+
+t.test('records written by layout 2 (no index of held records) that hold something are found on first use, and kept', async (t) => {
+  const raw = new Redis(redis.url);
+  t.teardown(() => raw.quit());
+  // as createStore's (record.ts heldByRecord): read from the record's content, not only its `holds`
+  const holding = (r: StoredRecord) => (r['gitops'] as { suspended?: unknown[] } | undefined)?.suspended?.length ?? 0;
+  // written by the version before: indexed by state and target, nothing held
+  const before = new RedisStore({ url: redis.url, prefix: 'upgrade-held' });
+  stores.push(before);
+  await before.waitReady(5000);
+  await before.putRecord({ id: 'h1', target: 'Deployment/prod/web', state: 'refused', createdAt: 1, gitops: { suspended: [{}, {}] } });
+  await before.putRecord({ id: 'h2', target: 'Deployment/prod/api', state: 'refused', createdAt: 2 });
+  await raw.set('{upgrade-held}:records:layout', '2');
+  const s = new RedisStore({ url: redis.url, prefix: 'upgrade-held', holding });
+  stores.push(s);
+  await s.waitReady(5000);
+  t.equal(await s.heldCount(), 2, 'the record holding two owners is counted');
+  t.equal(await s.pruneRecords(10, []), 1, 'only the record holding nothing is pruned');
+  t.ok(await s.getRecord('h1'), 'the holding one is kept');
+  t.equal(await raw.get('{upgrade-held}:records:layout'), '3');
 });
 
 t.test('alert-provided values never name a Redis key: dedupe keys and alert-record links are hashed', async (t) => {

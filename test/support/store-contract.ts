@@ -1,6 +1,6 @@
 import type { Test } from 'tap';
 import type { Alert } from '../../src/alertmanager/alert.js';
-import { StoreFullError, StoreUnavailableError, type RecordFilter, type Store, type StoredRecord } from '../../src/store/store.js';
+import { StoreFullError, StoreUnavailableError, type Holding, type RecordFilter, type Store, type StoredRecord } from '../../src/store/store.js';
 import type { DropKind } from '../../src/store/drops.js';
 
 export function alert(fp: string, over: Partial<Alert> = {}): Alert {
@@ -31,6 +31,7 @@ export interface ContractBounds {
   maxRecords?: number;
   openStates?: readonly string[];
   noActionStates?: readonly string[];
+  holding?: Holding;
   onDropCount?: (what: DropKind, n: number) => void;
 }
 
@@ -546,5 +547,36 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.same((await s.listRecords({ target: 'Deployment/prod/f0', limit: 1000 })).map((r) => r.id), flood.filter((id) => Number(id.slice(5)) % 5 === 0), 'gone from the target index too');
     t.same((await s.listRecords({ state: 'blocked', limit: 1000 })).map((r) => r.id), flood.filter((id) => Number(id.slice(5)) % 3 === 1), 'and from the state index');
     t.equal(counted, 102 - left.length, 'every dropped record counted');
+  });
+
+  t.test('a record holding something (a GitOps suspension) outlives retention, whatever its state, until it holds nothing', async (t) => {
+    const s = await make(); // each store reads `holds` by default
+    t.equal(await s.heldCount(), 0, 'nothing held yet');
+    // old closed records of a state pruned early; two of them hold owners, among more than one batch
+    for (let i = 0; i < 620; i++) await s.putRecord({ id: `old${i}`, target: `Deployment/prod/x${i % 7}`, state: 'refused', createdAt: 2 + i });
+    await s.putRecord({ id: 'holds-2', target: 'Deployment/prod/web', state: 'refused', createdAt: 1, holds: 2 });
+    await s.putRecord({ id: 'holds-1', target: 'Deployment/prod/api', state: 'succeeded', createdAt: 300, holds: 1 });
+    t.equal(await s.heldCount(), 3, 'what every record holds, summed');
+    t.equal(await s.pruneRecords(5_000, ['held', 'in_progress']), 620, 'every old record but the two holding ones');
+    t.same((await s.listRecords({ limit: 1000 })).map((r) => r.id), ['holds-1', 'holds-2'], 'the holding records are kept, with their indexes');
+    t.same((await s.listRecords({ state: 'refused' })).map((r) => r.id), ['holds-2']);
+    t.equal(await s.pruneRecords(5_000, ['held', 'in_progress']), 0, 'and kept again on the next pass');
+    // resumed: it holds nothing any more, and goes like any other record
+    await s.putRecord({ id: 'holds-2', target: 'Deployment/prod/web', state: 'refused', createdAt: 1, holds: 0 });
+    t.equal(await s.heldCount(), 1);
+    t.equal(await s.pruneRecords(5_000, ['held', 'in_progress']), 1, 'the resumed record is pruned now');
+    t.same((await s.listRecords({ limit: 1000 })).map((r) => r.id), ['holds-1']);
+    t.equal(await s.heldCount(), 1, 'what is left still counted');
+  });
+
+  t.test('record cap: a record holding something is never dropped, though the oldest and of a state that changed nothing', async (t) => {
+    const s = await make({ maxRecords: 40, openStates: ['held', 'pending_approval'], noActionStates: ['refused', 'dry_run'] });
+    await s.putRecord({ id: 'holding-oldest', target: 'Deployment/prod/web', state: 'refused', createdAt: 1, holds: 1 });
+    for (let i = 0; i < 100; i++) await s.putRecord({ id: `flood${String(i).padStart(3, '0')}`, target: `Deployment/prod/f${i % 5}`, state: i % 2 ? 'refused' : 'dry_run', createdAt: 10 + i });
+    const ids = (await s.listRecords({ limit: 1000 })).map((r) => r.id);
+    t.ok(ids.length <= 40, `${ids.length} records left (at most maxRecords 40)`);
+    t.ok(ids.includes('holding-oldest'), 'the holding record stays');
+    t.notOk(ids.includes('flood000'), 'the oldest flood record went');
+    t.equal(await s.heldCount(), 1);
   });
 }
