@@ -95,17 +95,30 @@ const create: CommandSpec = {
 
 const resumeGitops: CommandSpec = {
   name: 'rollbacks resume-gitops',
-  usage: 'ID [--by NAME]',
+  usage: 'ID [--reverted ID,ID…] [--by NAME]',
   summary: 'Puts back exactly what a rollback suspended on its Argo CD / Flux owners, once the bad commit is reverted in git.',
-  details: ['Needs the admin token. Exits 6 when the rollback suspended nothing, was resumed already or is still in progress.'],
+  details: [
+    'Needs the admin token. Exits 6 when the rollback suspended nothing, was resumed already or is still in progress,',
+    'and when other rollbacks wrote while the owner was paused (its controller would put their bad revisions back):',
+    'the answer names them; revert their bad commits in git too, then name them with --reverted.',
+  ],
   options: {
+    reverted: { type: 'string', value: 'ID,ID…', help: 'the other rollbacks relying on the same owners, whose bad commits are reverted in git too' },
     by: { type: 'string', value: 'NAME', help: 'who resumes, kept in the record (default: the local user name)' },
   },
   args: [1, 1],
   async run({ args, values, client, io, output }) {
     const id = rollbackId(args[0]);
     const by = who(values);
-    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by });
+    const list = typeof values.reverted === 'string' ? values.reverted.split(',').map((s) => s.trim()).filter((s) => s !== '') : [];
+    const reverted = list.map((r) => {
+      try {
+        return rollbackId(r);
+      } catch (err) {
+        throw new CliError(`--reverted: ${(err as Error).message}`, EXIT.usage);
+      }
+    });
+    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}) });
     const restored = rec.gitops?.resumed?.restored ?? [];
     io.out(render(output, rec, () => `${rec.id}: GitOps owners resumed by ${by}${restored.length ? `: ${restored.join('; ')}` : ''}`));
     return EXIT.ok;

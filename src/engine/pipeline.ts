@@ -98,8 +98,8 @@ export class Engine {
   }
 
   /** Restores exactly what a rollback suspended on its GitOps owners (src/gitops/resume.ts). */
-  resumeGitOps(id: string, by: string): Promise<ResumeResult> {
-    return resumeGitOps(this.ctx, id, by);
+  resumeGitOps(id: string, by: string, reverted: readonly string[] = []): Promise<ResumeResult> {
+    return resumeGitOps(this.ctx, id, by, reverted);
   }
 
   /** Runs due work (scheduler.ts); main.ts calls it every SCHEDULER_INTERVAL. */

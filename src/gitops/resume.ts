@@ -2,13 +2,69 @@
 // its GitOps owners, never by itself; a field someone changed since is left as they left it, and
 // the record says so (resumeOwners). After the bad commit is reverted in git, the owners reconcile
 // to the good revision again.
+//
+// An owner may hold back more than one rollback: Application `shop` manages `web` and `api`; a
+// rollback of `web` suspends it, a later rollback of `api` finds it paused and suspends nothing.
+// Resuming the first turns self-heal back on under `api` too, which would put `api`'s bad revision
+// back unless its commit is reverted in git as well. So resume first looks for the other rollbacks
+// that wrote while the owner was paused (relyingOn) and answers 409 naming them, unless the request
+// names each as reverted too (`reverted`). Until 2026-12-07 it did not look.
 import type { EngineContext } from '../engine/context.js';
-import type { RollbackRecord } from '../engine/record.js';
-import { resumeOwners } from './suspend.js';
+import type { RollbackRecord, RollbackState } from '../engine/record.js';
+import { resumeOwners, suspendedOwnerName } from './suspend.js';
+import type { Suspension } from './types.js';
 
 export type ResumeResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; message: string };
 
-export async function resumeGitOps(ctx: EngineContext, id: string, by: string): Promise<ResumeResult> {
+/** The states of records whose rollback wrote (or may have written) to the cluster. */
+const WROTE: readonly RollbackState[] = ['in_progress', 'succeeded', 'unverified', 'failed', 'interrupted'];
+/** How many relying rollbacks a conflict names before "and N more". */
+const NAMED = 10;
+
+/** Another rollback that relies on one of `rec`'s suspended owners staying paused. */
+export interface Reliance {
+  id: string;
+  target: string;
+  state: RollbackState;
+  /** the owner, in words */
+  owner: string;
+}
+
+const sameOwner = (a: Pick<Suspension, 'kind' | 'namespace' | 'name'>, b: Pick<Suspension, 'kind' | 'namespace' | 'name'>) =>
+  a.kind === b.kind && a.namespace === b.namespace && a.name === b.name;
+
+/**
+ * The rollbacks other than `rec` that wrote to the cluster while one of its suspended owners was
+ * paused: those whose plan found the owner paused (and so suspended nothing), and those that
+ * suspended it themselves and are not resumed. Read from the records of the states that wrote,
+ * which the budgets bound (BUDGET_CLUSTER_PER_HOUR over RECORD_RETENTION).
+ */
+export async function relyingOn(ctx: EngineContext, rec: RollbackRecord, suspended: Suspension[]): Promise<Reliance[]> {
+  const out: Reliance[] = [];
+  for (const state of WROTE) {
+    for await (const r of ctx.records.inState(state)) {
+      const g = r.gitops;
+      if (r.id === rec.id || !g || g.resumed) continue;
+      const s = suspended.find((s) => r.updatedAt >= s.at && (g.owners.some((o) => o.paused && sameOwner(o, s)) || (g.suspended ?? []).some((x) => sameOwner(x, s))));
+      if (s) out.push({ id: r.id, target: r.target, state: r.state, owner: suspendedOwnerName(s) });
+    }
+  }
+  return out;
+}
+
+function relianceMessage(id: string, unconfirmed: Reliance[]): string {
+  const named = unconfirmed.slice(0, NAMED).map((r) => `${r.id} (${r.target}, ${r.state}, under ${r.owner})`);
+  const more = unconfirmed.length > NAMED ? ` and ${unconfirmed.length - NAMED} more` : '';
+  const ids = unconfirmed.map((r) => r.id);
+  return (
+    `resuming rollback ${id}'s GitOps owners would also undo ${unconfirmed.length === 1 ? 'rollback' : 'rollbacks'} ${named.join(', ')}${more}: ` +
+    `they wrote while the owner was paused, and its controller would put their bad revisions back. ` +
+    `Revert each one's bad commit in git too, then resume naming them: rollguard rollbacks resume-gitops ${id} --reverted ${ids.join(',')} ` +
+    `(POST body "reverted": [${ids.map((i) => JSON.stringify(i)).join(', ')}]); nothing was changed`
+  );
+}
+
+export async function resumeGitOps(ctx: EngineContext, id: string, by: string, reverted: readonly string[] = []): Promise<ResumeResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   const g = rec.gitops;
@@ -17,10 +73,14 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string): 
   if (rec.state === 'in_progress') return { kind: 'conflict', message: `rollback ${id} is still in progress: resume once it has ended` };
   const kube = ctx.actionContext(rec, () => []).kube;
   if (!kube) return { kind: 'conflict', message: 'no Kubernetes cluster configured: set KUBECONFIG (--kubeconfig)' };
+  const relying = await relyingOn(ctx, rec, g.suspended);
+  const unconfirmed = relying.filter((r) => !reverted.includes(r.id));
+  if (unconfirmed.length > 0) return { kind: 'conflict', message: relianceMessage(id, unconfirmed) };
   const restored = await resumeOwners(kube, g.suspended);
-  g.resumed = { at: ctx.now(), by, restored };
-  ctx.records.step(rec, 'gitops_resumed', `resumed by ${by}: ${restored.join('; ')}`);
+  g.resumed = { at: ctx.now(), by, restored, ...(relying.length ? { reverted: relying.map((r) => r.id) } : {}) };
+  const also = relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '';
+  ctx.records.step(rec, 'gitops_resumed', `resumed by ${by}: ${restored.join('; ')}${also}`);
   await ctx.records.save(rec);
-  ctx.log.info({ record: rec.id, by, restored }, 'GitOps owners resumed');
+  ctx.log.info({ record: rec.id, by, restored, reverted: relying.map((r) => r.id) }, 'GitOps owners resumed');
   return { kind: 'ok', record: rec };
 }

@@ -80,7 +80,8 @@ export interface GitOpsRecord {
   policy: GitOpsPolicy;
   owners: Owner[];
   suspended?: Suspension[];
-  resumed?: { at: number; by: string; restored: string[] };
+  /** `reverted`: the other rollbacks relying on these owners that the resume named as reverted in git too (resume.ts) */
+  resumed?: { at: number; by: string; restored: string[]; reverted?: string[] };
 }
 
 /** "Flux Kustomization flux-system/checkout" */

@@ -133,6 +133,9 @@ t.test('rollbacks resume-gitops: 404 exits 5, a record that suspended nothing ex
   t.equal(await rollbacksCommand(['resume-gitops', rec!.id, '--by', 'alice'], none.e), EXIT.conflict);
   t.equal(none.err.join('\n'), `rollguard rollbacks resume-gitops: rollback ${rec!.id} suspended no GitOps owner`);
   t.equal(none.out.length, 0);
+  const named = cliEnv(admin);
+  t.equal(await rollbacksCommand(['resume-gitops', rec!.id, '--reverted', 'rb-0000000001, rb-0000000002'], named.e), EXIT.conflict, 'ids named as reverted are sent and checked');
+  t.equal(named.err.join('\n'), `rollguard rollbacks resume-gitops: rollback ${rec!.id} suspended no GitOps owner`);
   const readOnly = await runCli(['rollbacks', 'resume-gitops', rec!.id], reader);
   t.equal(readOnly.code, EXIT.auth);
   t.match(readOnly.stderr, /\(this needs the admin token; a read token only reads\)/);
@@ -209,7 +212,7 @@ t.test('--help (the binary): the top-level usage names the API commands; each co
   t.match(approve.stdout, /exit codes: 0 done;/);
   const resume = await runCli(['rollbacks', 'resume-gitops', '--help']);
   t.equal(resume.code, 0);
-  t.match(resume.stdout, /^usage: rollguard rollbacks resume-gitops ID \[--by NAME\]\n\nPuts back exactly what a rollback suspended on its Argo CD \/ Flux owners/);
+  t.match(resume.stdout, /^usage: rollguard rollbacks resume-gitops ID \[--reverted ID,ID…\] \[--by NAME\]\n\nPuts back exactly what a rollback suspended on its Argo CD \/ Flux owners/);
   t.match(resume.stdout, /Needs the admin token\. Exits 6 when the rollback suspended nothing/);
 });
 

@@ -64,6 +64,7 @@ t.test('usage errors: exit 2, a message naming the flag or argument, nothing sen
     [['resume-gitops'], /missing argument: usage: rollguard rollbacks resume-gitops ID/],
     [['resume-gitops', 'checkout'], /expected a rollback id like rb-/],
     [['resume-gitops', 'rb-1', '--comment', 'x'], /Unknown option '--comment'/],
+    [['resume-gitops', 'rb-1', '--reverted', 'rb-2,api'], /--reverted: expected a rollback id like rb-.*got "api"/],
     [['create', 'Deployment/shop/checkout'], /--reason is required/],
     [['create', 'shop/checkout', '--reason', 'x'], /expected KIND\/NAMESPACE\/NAME/],
     [['create', 'Pod/shop/checkout', '--reason', 'x'], /unknown kind "Pod": expected one of Deployment, StatefulSet/],

@@ -190,6 +190,22 @@ t.test('approve and reject over the API', async (t) => {
   t.equal(s.action.executed.length, 1);
 });
 
+t.test('resume-gitops over the API: `reverted` must be rollback ids (400 naming the field, nothing changed); approve takes no `reverted`', async (t) => {
+  const s = await setup();
+  await s.deliver(firing('HighLatency', 'a'));
+  const [rec] = (await s.app.inject('/v1/rollbacks')).json().rollbacks;
+  const before = (await s.app.inject(`/v1/rollbacks/${rec.id}`)).json();
+  const bad = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rec.id}/resume-gitops`, headers: s.admin, payload: { by: 'alice', reverted: ['rb-ok', 'checkout'] } });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /body\.reverted\.1: expected a rollback id/);
+  const approve = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rec.id}/approve`, headers: s.admin, payload: { reverted: ['rb-ok'] } });
+  t.equal(approve.statusCode, 400, 'approve refuses a field it does not take');
+  const none = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rec.id}/resume-gitops`, headers: s.admin, payload: { by: 'alice', reverted: ['rb-ok'] } });
+  t.equal(none.statusCode, 409);
+  t.match(none.json().message, /suspended no GitOps owner/);
+  t.same((await s.app.inject(`/v1/rollbacks/${rec.id}`)).json(), before, 'the record is unchanged');
+});
+
 t.test('approve or reject after the approval expired, before the scheduler closed it: 409 saying so, closed expired, nothing run', async (t) => {
   let offset = 0;
   const s = await setup({}, () => Date.now() + offset);

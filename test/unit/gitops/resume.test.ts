@@ -1,0 +1,78 @@
+// resume-gitops of one rollback looks at the others relying on the same owner: Flux Kustomization
+// `apps` manages `web` and `api`; the rollback of `web` suspended it, the later rollback of `api`
+// found it paused and suspended nothing. Resuming the first would let Flux put `api`'s bad revision
+// back: the answer is 409 naming `api`'s rollback until the request says it is reverted in git too.
+import t from 'tap';
+import type { RollbackRecord, RollbackState } from '../../../src/engine/record.js';
+import { OWNER_RESOURCES, type Owner, type Suspension } from '../../../src/gitops/types.js';
+import { testEngine } from '../../support/engine.js';
+import { FakeKube } from '../../support/fake-kube.js';
+
+const T = Date.UTC(2026, 11, 7, 12);
+const APPS: Owner = {
+  tool: 'Flux', kind: 'Kustomization', namespace: 'flux-system', name: 'apps', via: 'labels kustomize.toolkit.fluxcd.io/name and /namespace',
+  found: true, sync: 'reconciled every 5m, drift corrected on each run', correctsDrift: true, paused: false, settleMs: 0, objects: [],
+};
+const OTHER: Owner = { ...APPS, name: 'infra' };
+const suspension = (at: number): Suspension => ({ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at });
+
+function record(id: string, name: string, state: RollbackState, updatedAt: number, gitops: RollbackRecord['gitops']): RollbackRecord {
+  const ref = { kind: 'Deployment', namespace: 'prod', name } as RollbackRecord['ref'];
+  return { id, target: `Deployment/prod/${name}`, state, createdAt: updatedAt - 1000, updatedAt, ref, source: 'alert', guards: [], dryRun: false, times: {}, timeline: [], ...(gitops ? { gitops } : {}) };
+}
+
+t.test('resume-gitops answers 409 naming every other rollback that wrote while the owner was paused, until each is named as reverted', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const { engine, store } = testEngine({ kube });
+  const recs = [
+    // web's rollback: suspended apps at T
+    record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [{ ...APPS, objects: ['Deployment/prod/web'] }], suspended: [suspension(T)] }),
+    // api's rollback found apps paused (rollguard's suspension) and wrote: relies on it
+    record('rb-api', 'api', 'succeeded', T + 60_000, { policy: 'suspend', owners: [{ ...APPS, paused: true, objects: ['Deployment/prod/api'] }] }),
+    // one that suspended apps itself again (after a hand resume) and is not resumed: relies on it too
+    record('rb-cart', 'cart', 'unverified', T + 120_000, { policy: 'suspend', owners: [APPS], suspended: [suspension(T + 100_000)] }),
+    // not relying: ended before the suspension; wrote nothing; another owner; resumed already; no GitOps
+    record('rb-before', 'old', 'succeeded', T - 1, { policy: 'suspend', owners: [{ ...APPS, paused: true }] }),
+    record('rb-refused', 'late', 'refused', T + 70_000, { policy: 'suspend', owners: [{ ...APPS, paused: true }] }),
+    record('rb-infra', 'infra', 'succeeded', T + 80_000, { policy: 'suspend', owners: [{ ...OTHER, paused: true }] }),
+    record('rb-resumed', 'done', 'succeeded', T + 90_000, { policy: 'suspend', owners: [APPS], suspended: [suspension(T + 85_000)], resumed: { at: T + 95_000, by: 'bob', restored: [] } }),
+    record('rb-plain', 'plain', 'failed', T + 99_000, undefined),
+  ];
+  for (const r of recs) await store.putRecord(r);
+
+  const first = await engine.resumeGitOps('rb-web', 'alice');
+  t.equal(first.kind, 'conflict');
+  const msg = first.kind === 'conflict' ? first.message : '';
+  t.match(msg, /would also undo rollbacks rb-api \(Deployment\/prod\/api, succeeded, under Flux Kustomization flux-system\/apps\)/);
+  t.match(msg, /rb-cart \(Deployment\/prod\/cart, unverified/);
+  t.match(msg, /rollguard rollbacks resume-gitops rb-web --reverted rb-(api|cart),rb-(api|cart) /);
+  t.match(msg, /nothing was changed$/);
+  for (const id of ['rb-before', 'rb-refused', 'rb-infra', 'rb-resumed', 'rb-plain']) t.notOk(msg.includes(id), `${id} does not rely on the owner`);
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, true, 'the Kustomization stays suspended');
+  t.same(kube.patches(), [], 'nothing written');
+  t.notOk((await engine.records.get('rb-web'))?.gitops?.resumed, 'the record is not marked resumed');
+
+  const second = await engine.resumeGitOps('rb-web', 'alice', ['rb-api']);
+  t.equal(second.kind, 'conflict');
+  t.match(second.kind === 'conflict' ? second.message : '', /would also undo rollback rb-cart \(/, 'only the one not named yet');
+  t.same(kube.patches(), [], 'still nothing written');
+
+  const third = await engine.resumeGitOps('rb-web', 'alice', ['rb-api', 'rb-cart']);
+  t.equal(third.kind, 'ok', third.kind === 'conflict' ? third.message : '');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, undefined, 'spec.suspend removed, as before');
+  const rec = (await engine.records.get('rb-web'))!;
+  t.same(rec.gitops?.resumed?.reverted?.slice().sort(), ['rb-api', 'rb-cart'], 'the record says which others were said reverted');
+  t.match(rec.timeline.at(-1)?.message, /also relied on by rb-.*, said reverted in git too by alice/);
+});
+
+t.test('resume-gitops with no other rollback relying on the owner resumes at once, as before', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const { engine, store } = testEngine({ kube });
+  await store.putRecord(record('rb-web', 'web', 'refused', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+  const r = await engine.resumeGitOps('rb-web', 'alice');
+  t.equal(r.kind, 'ok');
+  t.notOk(r.kind === 'ok' && r.record.gitops?.resumed?.reverted, 'no others named');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, undefined);
+});
