@@ -5,10 +5,16 @@
  * cursor, rewrite a line, set the clipboard).
  */
 
-/** C0 controls (line breaks included), DEL, C1 controls, and Unicode's line and paragraph separators. */
-const ANY_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+/**
+ * C0 controls (line breaks included), DEL, C1 controls, Unicode's line and paragraph separators, and
+ * its bidirectional formatting characters (U+061C, U+200E, U+200F, the embeddings and overrides
+ * U+202A-U+202E, the isolates U+2066-U+2069): an override shows the text after it reversed, so a
+ * target or a link could read as another in Slack or a terminal ("Trojan Source"). Until
+ * 2026-12-07 the bidirectional ones were passed on.
+ */
+const ANY_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 /** The same, but for the line feed. */
-const CONTROL_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
+const CONTROL_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** One line of text: every control character, line breaks included, becomes a space. */
 export function oneLine(text: string): string {
