@@ -8,6 +8,9 @@
 //    second-highest; the chosen template without its rollouts-pod-template-hash label replaces
 //    /spec/template in one JSON Patch (the plugin copies no annotations). Refusals in the plugin's
 //    words. Ours adds a test of /metadata/generation and the kubernetes.io/change-cause annotation.
+//    Ours refuses ('unsupported') a Rollout with spec.workloadRef (the plugin patches the referenced
+//    workload's template instead), a Rollout without a pod template, and a revision whose
+//    ReplicaSet has none.
 import { z } from 'zod';
 import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
@@ -55,6 +58,12 @@ function currentOf(ro: KubeObject, rss: KubeObject[]) {
   return { ...currentInfo(ro, cur ?? null, ROLLOUT_REVISION), revision: annotationRevision(ro, ROLLOUT_REVISION) ?? annotationRevision(cur ?? ro, ROLLOUT_REVISION) ?? 0 };
 }
 
+/** A pod template with at least one container: anything less is no template to compare or restore. */
+function hasPodTemplate(t: unknown): boolean {
+  const containers = (t as { spec?: { containers?: unknown } } | null | undefined)?.spec?.containers;
+  return Array.isArray(containers) && containers.length > 0;
+}
+
 export const argoRolloutAction: Action = clusterAction({
   kind: 'Rollout',
 
@@ -91,6 +100,22 @@ export const argoRolloutAction: Action = clusterAction({
       };
     }
 
+    // Upstream undo of a Rollout with spec.workloadRef patches the referenced workload's template
+    // (a Deployment, ReplicaSet or PodTemplate), not the Rollout: ours writes only the Rollout's own
+    // spec.template, so it refuses rather than compare against a template that is not there.
+    const workloadRef = ro.spec?.workloadRef as { kind?: string; name?: string } | undefined;
+    if (workloadRef) {
+      const what = `${workloadRef.kind ?? 'workload'} "${workloadRef.name ?? '?'}"`;
+      return refused(
+        ref,
+        'unsupported',
+        `rollout "${ref.name}" takes its pod template from ${what} (spec.workloadRef), which rollguard does not roll back: roll back ${what}'s template (kubectl argo rollouts undo ${ref.name} patches it), or use mode abort to send traffic back to the stable ReplicaSet`,
+        base,
+      );
+    }
+    if (!hasPodTemplate(ro.spec?.template)) {
+      return refused(ref, 'unsupported', `rollout "${ref.name}" has no spec.template to roll back (none, or one without containers): fix the Rollout's spec, or use mode abort`, base);
+    }
     const toRevision = ref.toRevision ?? 0;
     if (toRevision < 0) return refused(ref, 'revision_not_found', revisionNotFoundMessage(toRevision), base);
     const picked = pickReplicaSet(rss, toRevision, ROLLOUT_REVISION);
@@ -102,6 +127,9 @@ export const argoRolloutAction: Action = clusterAction({
     const rs = picked.value;
     const targetRevision = annotationRevision(rs, ROLLOUT_REVISION) ?? 0;
     const withTarget = { ...base, toRevision: targetRevision };
+    if (!hasPodTemplate(rs.spec?.template)) {
+      return refused(ref, 'unsupported', `ReplicaSet ${rs.metadata.name} of revision ${targetRevision} has no pod template to restore: pick another revision (toRevision)`, withTarget);
+    }
     const strip = (t: unknown) => templateWithoutLabel((t ?? {}) as { metadata?: { labels?: Record<string, string> } }, ROLLOUTS_POD_TEMPLATE_HASH);
     if (semanticDerivative(strip(ro.spec?.template), strip(rs.spec?.template))) {
       return refused(ref, 'already_matches', `skipped rollback (current template already matches revision ${toRevision})`, withTarget);

@@ -186,6 +186,46 @@ t.test('Argo Rollout undo: like the plugin', async (t) => {
   t.same((await argoRolloutAction.plan({ ...ref, name: 'x' }, ctx)).refusal?.message, 'rollouts.argoproj.io "x" not found');
 });
 
+t.test('Argo Rollout undo refuses a Rollout whose pod template is not its own (spec.workloadRef), or is missing', async (t) => {
+  const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook', options: { mode: 'undo' as const } };
+  // the pod template lives in Deployment guestbook-tpl: the Rollout has no spec.template
+  const kube = rolloutCluster();
+  const ro = kube.peek(RESOURCES.rollouts, NS, 'guestbook')!;
+  delete ro.spec.template;
+  ro.spec.workloadRef = { apiVersion: 'apps/v1', kind: 'Deployment', name: 'guestbook-tpl' };
+  kube.put(RESOURCES.rollouts, ro);
+  const ctx = context(kube);
+  const plan = await argoRolloutAction.plan(ref, ctx);
+  t.equal(plan.refusal?.code, 'unsupported', 'not "already matches": nothing was compared');
+  t.match(plan.refusal?.message, /takes its pod template from Deployment "guestbook-tpl" \(spec\.workloadRef\)/);
+  t.match(plan.refusal?.message, /roll back Deployment "guestbook-tpl"'s template .*or use mode abort/);
+  t.notMatch(plan.refusal?.message, /already matches/);
+  t.notOk(plan.writes, 'nothing to write');
+  t.equal(kube.patches().length, 0);
+  // abort still works: it writes only the Rollout's status
+  const abort = await argoRolloutAction.plan({ ...ref, options: { mode: 'abort' as const } }, ctx);
+  t.notOk(abort.refusal);
+
+  // no workloadRef, but no template either (or an empty one)
+  for (const template of [undefined, {}, { metadata: { labels: { app: 'guestbook' } } }]) {
+    const k = rolloutCluster();
+    const r = k.peek(RESOURCES.rollouts, NS, 'guestbook')!;
+    if (template === undefined) delete r.spec.template;
+    else r.spec.template = template;
+    k.put(RESOURCES.rollouts, r);
+    const p = await argoRolloutAction.plan(ref, context(k));
+    t.same(p.refusal, { code: 'unsupported', message: 'rollout "guestbook" has no spec.template to roll back (none, or one without containers): fix the Rollout\'s spec, or use mode abort' }, JSON.stringify(template));
+  }
+
+  // the revision's ReplicaSet has no pod template: not written over the Rollout's
+  const k = rolloutCluster();
+  const rs = k.peek(RESOURCES.replicasets, NS, 'guestbook-aaa')!;
+  rs.spec.template = {};
+  k.put(RESOURCES.replicasets, rs);
+  const p = await argoRolloutAction.plan(ref, context(k));
+  t.same(p.refusal, { code: 'unsupported', message: 'ReplicaSet guestbook-aaa of revision 1 has no pod template to restore: pick another revision (toRevision)' });
+});
+
 t.test('registry: one action per kind', async (t) => {
   const a = createActions();
   t.same(Object.keys(a).sort(), ['BlueGreen', 'Canary', 'ConfigMap', 'DaemonSet', 'Deployment', 'HelmRelease', 'Rollout', 'StatefulSet', 'VirtualService']);
