@@ -6,13 +6,19 @@
 // TargetRef.name is the app; options (canaryOptions): canary (default `${name}-canary`), stable
 // (default `${name}-stable`), stableReplicas (default: stable's replicas + canary's, so capacity
 // stays). A rule's target names the canary Deployment itself; its param `stable` names the other.
+//
+// Both writes carry the resourceVersion plan() read (a scale by an HPA or a person since is a 409
+// Conflict). On a conflict the re-plan (replanAfterConflict) keeps the planned stable count and
+// refuses ('changed_since_plan') when either Deployment's replicas moved since the plan, but the
+// canary's to 0 by the first write. The default stable count is bounded (stableGrowthBound): a
+// canary whose replicas were raised (5,000) does not make rollguard scale the stable one by as much.
 import { z } from 'zod';
-import { RESOURCES } from '../kube/kube.js';
+import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
 import { CHANGE_CAUSE, DEPLOYMENT_REVISION, POD_TEMPLATE_HASH, ownedReplicaSets } from '../kube/revision.js';
 import { deploymentState } from '../kube/rollout-status.js';
-import type { Action, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
-import { clusterAction, type ClusterContext, defineKind, nameParam, optionsOf, readOrRefuse, refused, reqOpts, specReplicas, verifyUntil } from './common.js';
+import type { Action, ActionContext, PlannedWrite, RollbackPlan, TargetRef, VerifyOptions, VerifyResult } from './action.js';
+import { clusterAction, type ClusterContext, defineKind, executeWrites, nameParam, optionsOf, readOrRefuse, refused, reqOpts, specReplicas, verifyUntil } from './common.js';
 import { currentInfo } from './deployment.js';
 
 export const canaryOptions = z.strictObject({
@@ -33,6 +39,86 @@ function resolved(ref: TargetRef): { canary: string; stable: string; stableRepli
   };
 }
 
+/**
+ * The most the stable Deployment is scaled to by default (stable + canary replicas): twice its
+ * replicas plus 10. A canary takes a share of the stable's traffic, so its replicas are rarely more
+ * than the stable's; whoever can edit the canary's replicas must not make rollguard add thousands
+ * of pods to the stable one. options.stableReplicas, set explicitly, is not bounded by it.
+ */
+export function stableGrowthBound(stableNow: number): number {
+  return 2 * stableNow + 10;
+}
+
+const canaryWrite = (ns: string, name: string, from: number, d: KubeObject, changeCause: string | undefined): PlannedWrite => ({
+  resource: RESOURCES.deployments,
+  namespace: ns,
+  name,
+  patchType: 'merge',
+  patch: {
+    metadata: { resourceVersion: d.metadata.resourceVersion, ...(changeCause ? { annotations: { [CHANGE_CAUSE]: changeCause } } : {}) },
+    spec: { replicas: 0 },
+  },
+  precondition: 'resource-version',
+  description: `scale canary ${name} from ${from} to 0`,
+  before: d,
+});
+
+const stableWrite = (ns: string, name: string, from: number, to: number, d: KubeObject): PlannedWrite => ({
+  resource: RESOURCES.deployments,
+  namespace: ns,
+  name,
+  patchType: 'merge',
+  patch: { metadata: { resourceVersion: d.metadata.resourceVersion }, spec: { replicas: to } },
+  precondition: 'resource-version',
+  description: `scale stable ${name} from ${from} to ${to}`,
+  before: d,
+});
+
+/**
+ * The plan after a conflict (executeWrites calls it from a fresh read): the same scale as `plan`,
+ * with the fresh resourceVersions, and the stable count `plan` chose (the canary may already be at 0
+ * by our first write, so stable + canary no longer says it). Refused ('changed_since_plan') when the
+ * stable Deployment's replicas, or the canary's (but to 0), changed since the plan: an HPA or a
+ * person scaled it, and rollguard does not scale over them.
+ */
+async function replanAfterConflict(plan: RollbackPlan, ctx: ClusterContext): Promise<RollbackPlan> {
+  const ref = plan.target;
+  const o = resolved(ref);
+  const base = plan.current ? { current: plan.current } : {};
+  const planned = (name: string) => plan.writes?.find((w) => w.name === name);
+  const plannedCanary = planned(o.canary);
+  const plannedStable = planned(o.stable);
+  if ((plannedCanary && !plannedCanary.before) || (plannedStable && !plannedStable.before)) {
+    return refused(ref, 'changed_since_plan', `deployment "${o.canary}" or "${o.stable}" changed after the rollback was planned; roll back again to plan from what they run now`, base);
+  }
+  const canary = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.canary);
+  const stable = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.stable);
+  const canaryWas = plannedCanary ? specReplicas(plannedCanary.before!) : 0;
+  const canaryNow = specReplicas(canary);
+  if (canaryNow !== canaryWas && canaryNow !== 0) {
+    return refused(ref, 'changed_since_plan', `canary deployment "${o.canary}" was scaled from ${canaryWas} to ${canaryNow} after the rollback was planned; not scaled over: roll back again to plan from its replicas now`, base);
+  }
+  const writes: PlannedWrite[] = [];
+  if (canaryNow !== 0) writes.push(canaryWrite(ref.namespace, o.canary, canaryNow, canary, ctx.changeCause));
+  let stableTarget = specReplicas(stable);
+  if (plannedStable) {
+    const stableWas = specReplicas(plannedStable.before!);
+    const stableNow = specReplicas(stable);
+    stableTarget = (plannedStable.patch as { spec: { replicas: number } }).spec.replicas;
+    if (stableNow !== stableWas) {
+      return refused(
+        ref,
+        'changed_since_plan',
+        `stable deployment "${o.stable}" was scaled from ${stableWas} to ${stableNow} after the rollback was planned (an HPA or a person): not scaled over to ${stableTarget}; ${canaryNow === 0 ? `canary "${o.canary}" is at 0; ` : ''}scale "${o.stable}" by hand if it needs the canary's capacity`,
+        base,
+      );
+    }
+    writes.push(stableWrite(ref.namespace, o.stable, stableNow, stableTarget, stable));
+  }
+  if (writes.length === 0) return refused(ref, 'already_matches', `canary deployment "${o.canary}" is already scaled to 0`, base);
+  return { ...plan, writes, plannedAt: Date.now() };
+}
+
 export const canaryAction: Action = clusterAction({
   kind: 'Canary',
 
@@ -51,29 +137,17 @@ export const canaryAction: Action = clusterAction({
     if (stableTarget < 1) {
       return refused(ref, 'target_not_ready', `stable deployment "${o.stable}" would have 0 replicas; set options.stableReplicas`, { current });
     }
+    if (o.stableReplicas === undefined && stableTarget > stableGrowthBound(stableNow)) {
+      return refused(
+        ref,
+        'unsupported',
+        `stable deployment "${o.stable}" would be scaled from ${stableNow} to ${stableTarget} (its replicas plus canary "${o.canary}"'s ${canaryReplicas}), more than ${stableGrowthBound(stableNow)} (twice its replicas plus 10): check who set the canary's replicas, and roll back by hand or with options.stableReplicas set to the count the stable Deployment should run (POST /v1/rollbacks)`,
+        { current },
+      );
+    }
     const writes: PlannedWrite[] = [];
-    if (canaryReplicas !== 0) {
-      writes.push({
-        resource: RESOURCES.deployments,
-        namespace: ref.namespace,
-        name: o.canary,
-        patchType: 'merge',
-        patch: { metadata: ctx.changeCause ? { annotations: { [CHANGE_CAUSE]: ctx.changeCause } } : {}, spec: { replicas: 0 } },
-        description: `scale canary ${o.canary} from ${canaryReplicas} to 0`,
-        before: canary,
-      });
-    }
-    if (stableTarget !== stableNow) {
-      writes.push({
-        resource: RESOURCES.deployments,
-        namespace: ref.namespace,
-        name: o.stable,
-        patchType: 'merge',
-        patch: { spec: { replicas: stableTarget } },
-        description: `scale stable ${o.stable} from ${stableNow} to ${stableTarget}`,
-        before: stable,
-      });
-    }
+    if (canaryReplicas !== 0) writes.push(canaryWrite(ref.namespace, o.canary, canaryReplicas, canary, ctx.changeCause));
+    if (stableTarget !== stableNow) writes.push(stableWrite(ref.namespace, o.stable, stableNow, stableTarget, stable));
     return {
       target: ref,
       kind: 'Canary',
@@ -83,6 +157,10 @@ export const canaryAction: Action = clusterAction({
       plannedAt: Date.now(),
     };
   },
+
+  // executeWrites, re-planning after a conflict with replanAfterConflict (the planned stable count, not a fresh one)
+  execute: (plan: RollbackPlan, ctx: ActionContext) =>
+    executeWrites({ ...canaryAction, plan: async (_ref, c) => replanAfterConflict(plan, c as ClusterContext) }, plan, ctx),
 
   async verify(plan: RollbackPlan, ctx: ClusterContext, opts: VerifyOptions): Promise<VerifyResult> {
     const o = resolved(plan.target);

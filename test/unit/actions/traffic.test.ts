@@ -83,9 +83,10 @@ t.test('canary: canary to 0 first, then stable up', async (t) => {
   const ctx = context(kube);
   const ref = { kind: 'Canary' as const, namespace: NS, name: 'backend-api' };
   const plan = await canaryAction.plan(ref, ctx);
-  t.same(plan.writes!.map((w) => [w.name, w.patch]), [
-    ['backend-api-canary', { metadata: { annotations: { 'kubernetes.io/change-cause': CAUSE } }, spec: { replicas: 0 } }],
-    ['backend-api-stable', { spec: { replicas: 10 } }],
+  const rv = (n: string) => kube.peek(RESOURCES.deployments, NS, n)!.metadata.resourceVersion;
+  t.same(plan.writes!.map((w) => [w.name, w.patch, w.precondition]), [
+    ['backend-api-canary', { metadata: { resourceVersion: rv('backend-api-canary'), annotations: { 'kubernetes.io/change-cause': CAUSE } }, spec: { replicas: 0 } }, 'resource-version'],
+    ['backend-api-stable', { metadata: { resourceVersion: rv('backend-api-stable') }, spec: { replicas: 10 } }, 'resource-version'],
   ]);
   await canaryAction.execute(plan, ctx);
   t.equal(ctx.fenceCalls, 2, 'fence before each write');
@@ -102,6 +103,86 @@ t.test('canary: canary to 0 first, then stable up', async (t) => {
   const explicit = await canaryAction.plan({ ...ref, options: { stableReplicas: 12 } }, ctx);
   t.same(explicit.writes!.map((w) => w.name), ['backend-api-stable'], 'canary already 0: only the stable write');
   t.same((await canaryAction.plan({ ...ref, options: { canary: 'x' } }, ctx)).refusal, { code: 'not_found', message: 'deployments.apps "x" not found' });
+});
+
+function canaryCluster(canary = 2, stable = 8): FakeKube {
+  const kube = new FakeKube();
+  kube.add(RESOURCES.deployments, dep('backend-api-canary', { app: 'backend-api', track: 'canary' }, canary));
+  kube.add(RESOURCES.deployments, dep('backend-api-stable', { app: 'backend-api', track: 'stable' }, stable));
+  return kube;
+}
+const CANARY_REF = { kind: 'Canary' as const, namespace: NS, name: 'backend-api' };
+const scale = (kube: FakeKube, name: string, replicas: number) => {
+  const d = kube.peek(RESOURCES.deployments, NS, name)!;
+  d.spec.replicas = replicas;
+  kube.put(RESOURCES.deployments, d);
+};
+const replicasOf = (kube: FakeKube, name: string) => kube.peek(RESOURCES.deployments, NS, name)!.spec.replicas;
+
+t.test('canary: a scale of the stable Deployment between plan and execute is not scaled over', async (t) => {
+  const kube = canaryCluster();
+  const ctx = context(kube);
+  const plan = await canaryAction.plan(CANARY_REF, ctx);
+  scale(kube, 'backend-api-stable', 20); // an HPA, or a person
+  const res = await canaryAction.execute(plan, ctx);
+  t.equal(res.applied, false);
+  t.equal(res.refusal?.code, 'changed_since_plan');
+  t.equal(
+    res.refusal?.message,
+    'stable deployment "backend-api-stable" was scaled from 8 to 20 after the rollback was planned (an HPA or a person): not scaled over to 10; canary "backend-api-canary" is at 0; scale "backend-api-stable" by hand if it needs the canary\'s capacity',
+  );
+  t.equal(replicasOf(kube, 'backend-api-stable'), 20, 'the new count kept, not overwritten with 10');
+  t.equal(replicasOf(kube, 'backend-api-canary'), 0, 'the canary write, first, landed');
+  t.same(res.partlyWritten, ['scale canary backend-api-canary from 2 to 0']);
+  t.same(kube.patches().map((c) => c.name), ['backend-api-canary', 'backend-api-stable'], 'the stable write was sent once, and refused (409)');
+
+  // the canary scaled (not to 0) between plan and execute: nothing written
+  const k2 = canaryCluster();
+  const c2 = context(k2);
+  const p2 = await canaryAction.plan(CANARY_REF, c2);
+  scale(k2, 'backend-api-canary', 3);
+  const r2 = await canaryAction.execute(p2, c2);
+  t.equal(r2.refusal?.code, 'changed_since_plan');
+  t.match(r2.refusal?.message, /canary deployment "backend-api-canary" was scaled from 2 to 3 after the rollback was planned/);
+  t.notOk(r2.partlyWritten);
+  t.equal(replicasOf(k2, 'backend-api-canary'), 3);
+  t.equal(replicasOf(k2, 'backend-api-stable'), 8);
+});
+
+t.test('canary: a conflict that changed no replicas re-plans with the planned stable count', async (t) => {
+  const kube = canaryCluster();
+  const ctx = context(kube);
+  const plan = await canaryAction.plan(CANARY_REF, ctx);
+  // the stable Deployment's status moved on (a new resourceVersion, the same replicas)
+  const d = kube.peek(RESOURCES.deployments, NS, 'backend-api-stable')!;
+  d.status = { ...d.status, availableReplicas: 7 };
+  kube.put(RESOURCES.deployments, d);
+  const res = await canaryAction.execute(plan, ctx);
+  t.equal(res.applied, true, res.message);
+  t.equal(res.attempts, 2);
+  t.equal(replicasOf(kube, 'backend-api-canary'), 0);
+  t.equal(replicasOf(kube, 'backend-api-stable'), 10, 'stable + canary as planned, though the canary is at 0 by then');
+  t.same(kube.patches().map((c) => c.name), ['backend-api-canary', 'backend-api-stable', 'backend-api-stable']);
+});
+
+t.test('canary: the stable Deployment is not scaled up by a canary of 5,000 replicas', async (t) => {
+  const kube = canaryCluster(5000, 8);
+  const ctx = context(kube);
+  const plan = await canaryAction.plan(CANARY_REF, ctx);
+  t.equal(plan.refusal?.code, 'unsupported');
+  t.equal(
+    plan.refusal?.message,
+    'stable deployment "backend-api-stable" would be scaled from 8 to 5008 (its replicas plus canary "backend-api-canary"\'s 5000), more than 26 (twice its replicas plus 10): check who set the canary\'s replicas, and roll back by hand or with options.stableReplicas set to the count the stable Deployment should run (POST /v1/rollbacks)',
+  );
+  t.notOk(plan.writes, 'nothing to write');
+  t.equal(kube.patches().length, 0);
+  // at the bound: planned
+  t.notOk((await canaryAction.plan(CANARY_REF, context(canaryCluster(18, 8)))).refusal, '8 + 18 = 26');
+  t.equal((await canaryAction.plan(CANARY_REF, context(canaryCluster(19, 8)))).refusal?.code, 'unsupported', '8 + 19 = 27');
+  // a stable count set explicitly is the operator's
+  const explicit = await canaryAction.plan({ ...CANARY_REF, options: { stableReplicas: 12 } }, ctx);
+  t.notOk(explicit.refusal);
+  t.same(explicit.writes!.map((w) => (w.patch as { spec: unknown }).spec), [{ replicas: 0 }, { replicas: 12 }]);
 });
 
 const RO_UID = 'ro-uid';
