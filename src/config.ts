@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { deniedNamespace } from './guards/scope.js';
 import { parseDuration as parsePromDuration } from './rules/duration.js';
 
 /**
@@ -44,6 +45,9 @@ const secretList = z
  * KubernetesInternalAPIServerAddr), and the name it registers that cluster under.
  */
 export const ARGOCD_IN_CLUSTER: readonly string[] = ['https://kubernetes.default.svc', 'in-cluster'];
+
+/** The namespaces rollguard never touches, whatever SCOPE_DENY_NAMESPACES says (it adds to them). */
+export const ALWAYS_DENIED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
 
 const list = z
   .union([z.array(z.string()), z.string()])
@@ -155,9 +159,24 @@ export const configSchema = z.object({
   /** Global dry-run: decide and record everything, change nothing. Default: on when no cluster is configured. */
   DRY_RUN: bool.optional(),
 
-  /** Scope guard: namespaces rollguard may touch (empty: all) and never touches; targets as Kind/namespace/name globs. */
-  SCOPE_NAMESPACES: list.default([]),
-  SCOPE_DENY_NAMESPACES: list.default(['kube-system', 'kube-public', 'kube-node-lease']),
+  /**
+   * Scope guard: the namespaces rollguard may touch, by name (empty: all). No globs: the chart
+   * grants rights in each one listed (a Role there), and a glob names no namespace.
+   */
+  SCOPE_NAMESPACES: list.default([]).refine(
+    (l) => !l.some((ns) => /[*?]/.test(ns)),
+    'expected namespace names: a glob (* or ?) names no namespace here (the chart makes a Role in each one listed); list each namespace by name',
+  ),
+  /**
+   * Scope guard: namespaces rollguard never touches, names or globs (`*` matches any characters,
+   * `prod-*`). Always added to kube-system, kube-public and kube-node-lease, which are denied
+   * whatever this says: setting it (`payments`) adds to them and never replaces them.
+   */
+  SCOPE_DENY_NAMESPACES: list
+    .default([])
+    .refine((l) => !l.some((ns) => ns.includes('?')), 'expected namespace names or globs with * (any characters); ? is not a wildcard here')
+    .transform((l) => [...new Set([...ALWAYS_DENIED_NAMESPACES, ...l])]),
+  /** Scope guard: targets never touched, as Kind/namespace/name globs. */
   SCOPE_DENY_TARGETS: list.default([]),
   /**
    * Namespaces rollback drills may run in (POST /v1/drills, `rollguard drill`): a drill breaks a
@@ -382,7 +401,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   if (cfg.CONFIG_SNAPSHOTS_SECRETS && !cfg.CONFIG_SNAPSHOTS) {
     throw new ConfigError('invalid configuration:\n  CONFIG_SNAPSHOTS_SECRETS (--config-snapshots-secrets): needs CONFIG_SNAPSHOTS=true (Secrets are snapshotted beside ConfigMaps, never alone)');
   }
-  const denied = cfg.DRILL_NAMESPACES.filter((ns) => cfg.SCOPE_DENY_NAMESPACES.includes(ns) || (cfg.SCOPE_NAMESPACES.length > 0 && !cfg.SCOPE_NAMESPACES.includes(ns)));
+  const denied = cfg.DRILL_NAMESPACES.filter((ns) => deniedNamespace(cfg.SCOPE_DENY_NAMESPACES, ns) !== undefined || (cfg.SCOPE_NAMESPACES.length > 0 && !cfg.SCOPE_NAMESPACES.includes(ns)));
   if (denied.length > 0) {
     throw new ConfigError(
       `invalid configuration:\n  DRILL_NAMESPACES (--drill-namespaces): ${denied.join(', ')} ${denied.length === 1 ? 'is' : 'are'} outside what rollguard may touch (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES): it could neither roll back nor restore a drill there`,

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from './config.js';
+import { deniedNamespace } from './guards/scope.js';
 
 /**
  * Every rollguard metric, on one registry per app instance (tests build several apps in one
@@ -144,7 +145,7 @@ export const UNKNOWN_NAMESPACE = 'unknown';
  * to). Anything else is one of two fixed values, so forged labels cannot grow the series.
  */
 export function namespaceLabel(namespace: string, scope: Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES'>, known: ReadonlySet<string>): string {
-  if (scope.SCOPE_DENY_NAMESPACES.includes(namespace)) return OUT_OF_SCOPE;
+  if (deniedNamespace(scope.SCOPE_DENY_NAMESPACES, namespace) !== undefined) return OUT_OF_SCOPE;
   if (scope.SCOPE_NAMESPACES.length > 0) return scope.SCOPE_NAMESPACES.includes(namespace) ? namespace : OUT_OF_SCOPE;
   return known.has(namespace) ? namespace : UNKNOWN_NAMESPACE;
 }

@@ -17,6 +17,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import { RESOURCES, type Kube, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
+import { deniedNamespace } from '../guards/scope.js';
 import type { WatchEventType, WatchHandle } from '../kube/watch.js';
 import { CONFIG_RESOURCES } from './check.js';
 import { configRefs, type ConfigKind } from './refs.js';
@@ -27,7 +28,7 @@ export interface ConfigSnapshotsOptions {
   logger: Logger;
   /** SCOPE_NAMESPACES: [] = every namespace */
   namespaces: readonly string[];
-  /** SCOPE_DENY_NAMESPACES: never watched for */
+  /** SCOPE_DENY_NAMESPACES (names or globs): never watched for */
   denyNamespaces: readonly string[];
   /** CONFIG_SNAPSHOTS_MAX */
   max: number;
@@ -104,7 +105,7 @@ export class ConfigSnapshots {
   private handlers(rt: ResourceType, onEvent: (t: WatchEventType, obj: KubeObject) => void) {
     return {
       onEvent: (t: WatchEventType, obj: KubeObject) => {
-        if (!this.o.denyNamespaces.includes(obj.metadata?.namespace ?? '')) onEvent(t, obj);
+        if (deniedNamespace(this.o.denyNamespaces, obj.metadata?.namespace ?? '') === undefined) onEvent(t, obj);
       },
       onError: (err: unknown) => {
         const forbidden = err instanceof KubeApiError ? err.status === 403 : (err as { statusCode?: number })?.statusCode === 403;

@@ -9,9 +9,18 @@ export function globMatches(glob: string, value: string): boolean {
 
 type ScopeSettings = Pick<Config, 'SCOPE_NAMESPACES' | 'SCOPE_DENY_NAMESPACES' | 'SCOPE_DENY_TARGETS'>;
 
+/**
+ * The entry of SCOPE_DENY_NAMESPACES that denies `namespace` (a name, or a glob: `*` matches any
+ * characters), or undefined. SCOPE_NAMESPACES is compared by name: each is a Role's namespace.
+ */
+export function deniedNamespace(deny: readonly string[], namespace: string): string | undefined {
+  return deny.find((g) => g === namespace || (g.includes('*') && globMatches(g, namespace)));
+}
+
 /** Why `Kind/namespace/name` is out of scope, naming the setting; undefined when it is in scope. */
 export function outOfScope(config: ScopeSettings, key: string, namespace: string): string | undefined {
-  if (config.SCOPE_DENY_NAMESPACES.includes(namespace)) return `namespace ${namespace} is denied (SCOPE_DENY_NAMESPACES)`;
+  const deny = deniedNamespace(config.SCOPE_DENY_NAMESPACES, namespace);
+  if (deny !== undefined) return `namespace ${namespace} is denied${deny === namespace ? '' : ` by ${deny}`} (SCOPE_DENY_NAMESPACES)`;
   if (config.SCOPE_NAMESPACES.length > 0 && !config.SCOPE_NAMESPACES.includes(namespace)) {
     return `namespace ${namespace} is outside the allowed namespaces (SCOPE_NAMESPACES: ${config.SCOPE_NAMESPACES.join(', ')})`;
   }
