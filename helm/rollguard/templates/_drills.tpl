@@ -22,9 +22,8 @@ in dry-run, where rollguard may not act. */}}
 {{- define "rollguard.drill.validate" -}}
 {{- $d := default dict .Values.drills -}}
 {{- $ns := default (list) $d.namespaces -}}
-{{- $never := concat (list "kube-system" "kube-public" "kube-node-lease") (default (list) .Values.scope.denyNamespaces) -}}
 {{- range $n := $ns -}}
-{{- if has $n $never -}}
+{{- if include "rollguard.deniedNamespace" (dict "ns" $n "Values" $.Values) -}}
 {{- fail (printf "drills.namespaces lists %s, a namespace rollguard never touches (scope.denyNamespaces, kube-system, kube-public, kube-node-lease)" $n) -}}
 {{- end -}}
 {{- if and $.Values.scope.namespaces (not (has $n $.Values.scope.namespaces)) -}}

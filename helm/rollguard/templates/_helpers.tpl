@@ -160,15 +160,14 @@ app.kubernetes.io/part-of: rollguard
 {{- if and (has "ConfigMap" .Values.actions.enabled) (not (include "rollguard.snapshotsEnabled" .)) -}}
 {{- fail "actions.enabled lists ConfigMap, which restores a ConfigMap from its snapshots: set configSnapshots.enabled: true too (without snapshots it could only refuse, while holding list and patch on ConfigMaps)" -}}
 {{- end -}}
-{{- $never := concat (list "kube-system" "kube-public" "kube-node-lease") (default (list) .Values.scope.denyNamespaces) -}}
 {{- range $ns := .Values.scope.namespaces -}}
-{{- if has $ns $never -}}
+{{- if include "rollguard.deniedNamespace" (dict "ns" $ns "Values" $.Values) -}}
 {{- fail (printf "scope.namespaces lists %s: rollguard is never granted rights in kube-system, kube-public, kube-node-lease or a namespace of scope.denyNamespaces; remove it" $ns) -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.gitops.enabled -}}
 {{- range $ns := prepend (default (list) .Values.gitops.flux.namespaces) .Values.gitops.argocd.namespace -}}
-{{- if has $ns $never -}}
+{{- if include "rollguard.deniedNamespace" (dict "ns" $ns "Values" $.Values) -}}
 {{- fail (printf "gitops: %s is a namespace of gitops.argocd.namespace or gitops.flux.namespaces, and rollguard is never granted rights in kube-system, kube-public, kube-node-lease or a namespace of scope.denyNamespaces; remove it" $ns) -}}
 {{- end -}}
 {{- end -}}
@@ -373,4 +372,18 @@ each of gitops.flux.namespaces. Never cluster-wide: patching them is close to cl
 {{- end -}}
 {{- end -}}
 {{- toYaml $roles -}}
+{{- end -}}
+
+{{/* The entry that denies namespace .ns: kube-system, kube-public and kube-node-lease, always, and
+scope.denyNamespaces, names or globs (`*`: any characters), as rollguard matches them
+(SCOPE_DENY_NAMESPACES, src/guards/scope.ts deniedNamespace); empty when none does. */}}
+{{- define "rollguard.deniedNamespace" -}}
+{{- $ns := .ns -}}
+{{- $found := "" -}}
+{{- range $g := concat (list "kube-system" "kube-public" "kube-node-lease") (default (list) .Values.scope.denyNamespaces) -}}
+{{- if and (not $found) (or (eq $g $ns) (and (contains "*" $g) (regexMatch (printf "^%s$" (regexQuoteMeta $g | replace "\\*" ".*")) $ns))) -}}
+{{- $found = $g -}}
+{{- end -}}
+{{- end -}}
+{{- $found -}}
 {{- end -}}

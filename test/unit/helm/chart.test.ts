@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { REPO_ROOT, defaultBinDir } from '../../cluster/harness.js';
-import { configSchema } from '../../../src/config.js';
+import { configSchema, loadConfig } from '../../../src/config.js';
+import { outOfScope } from '../../../src/guards/scope.js';
 import { createRedisClient } from '../../../src/store/redis.js';
 import { freePort } from '../../../src/prometheus/local.js';
 import { fixture } from '../../support/app.js';
@@ -207,6 +208,29 @@ t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and 
   for (const r of find(objs, 'Role')) t.same(rulesOf(r), expected(['Deployment', 'StatefulSet', 'DaemonSet']));
   const env = find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
   t.equal(env.find((e) => e.name === 'SCOPE_NAMESPACES')?.value, 'shop,payments');
+});
+
+t.test('scope.denyNamespaces adds to kube-system, kube-public and kube-node-lease (Helm replaces the list); globs deny, and refuse a Role, as rollguard matches them', async (t) => {
+  const envOf = (objs: Obj[]) => Object.fromEntries((find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  const scope = (args: string[]) => loadConfig({ SCOPE_DENY_NAMESPACES: envOf(render(args)).SCOPE_DENY_NAMESPACES });
+  t.equal(envOf(render([])).SCOPE_DENY_NAMESPACES, 'kube-system,kube-public,kube-node-lease', 'the defaults');
+  const payments = scope(['--set', 'scope.denyNamespaces={payments}']);
+  for (const ns of ['kube-system', 'kube-public', 'kube-node-lease', 'payments']) {
+    t.equal(outOfScope(payments, `Deployment/${ns}/web`, ns), `namespace ${ns} is denied (SCOPE_DENY_NAMESPACES)`, `scope.denyNamespaces={payments} denies ${ns}`);
+  }
+  t.equal(outOfScope(scope(['--set-json', 'scope.denyNamespaces=[]']), 'Deployment/kube-system/coredns', 'kube-system'), 'namespace kube-system is denied (SCOPE_DENY_NAMESPACES)', 'an empty list too');
+  t.equal(outOfScope(scope(['--set', 'scope.denyNamespaces={prod-*}']), 'Deployment/prod-eu/web', 'prod-eu'), 'namespace prod-eu is denied by prod-* (SCOPE_DENY_NAMESPACES)');
+  t.same(find(render(['--set', 'scope.namespaces={shop,prod}', '--set', 'scope.denyNamespaces={prod-*}']), 'Role').map((r) => r.metadata.namespace), ['shop', 'prod'], 'prod-* does not match prod');
+  for (const [args, re] of [
+    [['--set', 'scope.namespaces={shop,prod-eu}', '--set', 'scope.denyNamespaces={prod-*}'], /scope\.namespaces lists prod-eu: rollguard is never granted rights/],
+    [['--set', 'scope.namespaces={shop}', '--set', 'drills.namespaces={prod-eu}', '--set', 'scope.denyNamespaces={prod-*}'], /drills\.namespaces lists prod-eu, a namespace rollguard never touches/],
+    [['--set', 'scope.denyNamespaces={prod-?}'], /scope\/denyNamespaces\/0.*prod-\?/],
+    [['--set', 'scope.namespaces={prod-*}'], /scope\/namespaces\/0.*prod-\*/],
+  ] as [string[], RegExp][]) {
+    const r = helm(['template', 'rollguard', CHART, ...MINIMAL, ...args]);
+    t.not(r.code, 0, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, re);
+  }
 });
 
 t.test('RBAC: gitops.enabled adds a Role in the Argo CD namespace and in each Flux namespace, nothing cluster-wide', async (t) => {
