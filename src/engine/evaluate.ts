@@ -1,3 +1,4 @@
+import { outOfScope } from '../guards/scope.js';
 import type { Rule } from '../rules/schema.js';
 import { confirmTrigger, type Confirmation } from './confirm.js';
 import type { EngineContext } from './context.js';
@@ -13,6 +14,16 @@ import { rollback, type ReadAhead } from './rollback.js';
  */
 export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Rule, recheck: boolean, ahead?: ReadAhead): Promise<RollbackState> {
   const now = ctx.now();
+  // A baseline relative to the rollout start is read from the target (its current revision), and
+  // nothing is read of a target outside rollguard's scope (src/guards/scope.ts): a rollback goes
+  // straight to the guards, where the scope guard blocks it with its usual reason, naming the setting.
+  if (rule.trigger.baseline?.relativeTo === 'rollout_start' && rule.action !== 'notify') {
+    const outside = outOfScope(ctx.config, rec.target, rec.ref.namespace);
+    if (outside !== undefined) {
+      ctx.records.step(rec, 'decided', `not confirmed: the trigger's baseline is read at the target's rollout start, and nothing is read of a target outside rollguard's scope (${outside}): to the guards`);
+      return rollback(ctx, rec, rule.guards, ahead);
+    }
+  }
   const confirmation = await confirm(ctx, rule, rec);
   rec.confirmation = { outcome: confirmation.outcome, reason: confirmation.reason };
   if (confirmation.busy) rec.confirmation.busy = true;
@@ -92,10 +103,18 @@ async function confirm(ctx: EngineContext, rule: Rule, rec: RollbackRecord): Pro
   return confirmTrigger(input, { prometheus: ctx.prometheus, metrics: ctx.metrics });
 }
 
-/** When the target's current revision was created (read-only plan), or undefined if unknown. */
+/**
+ * When the target's current revision was created (read-only plan), or undefined if unknown: never
+ * read outside rollguard's scope (a notify-only rule's trigger then has no baseline to compare with).
+ */
 async function rolloutStartedAt(ctx: EngineContext, rec: RollbackRecord): Promise<number | undefined> {
   const action = ctx.actions[rec.ref.kind];
   if (!action) return undefined;
+  const outside = outOfScope(ctx.config, rec.target, rec.ref.namespace);
+  if (outside !== undefined) {
+    ctx.log.info({ record: rec.id, target: rec.target, reason: outside }, 'the rollout start of a target outside rollguard\'s scope is not read: no baseline');
+    return undefined;
+  }
   try {
     const plan = await action.plan(rec.ref, ctx.actionContext(rec, () => [], { currentOnly: true }));
     return plan.current?.createdAt;
