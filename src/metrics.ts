@@ -116,7 +116,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     gitopsSuspensions: counter('rollguard_gitops_suspensions_total',
       "GitOps owners rollguard suspended before a rollback's write (Argo CD automated sync turned off, Flux spec.suspend), by owner kind (Application, Kustomization, HelmRelease).", ['owner_kind']),
     gitopsSuspended: gauge('rollguard_gitops_suspended',
-      'GitOps owners left suspended by rollguard and not resumed through it (resume-gitops), over the rollback records kept (RECORD_RETENTION); read from the shared store on each scheduler tick, so every replica reports the same value.'),
+      'GitOps owners left suspended by rollguard and not resumed through it (resume-gitops): what the rollback records hold, which are kept until resumed; read from the shared store on each scheduler tick, so every replica reports the same value.'),
     gitopsReapplied: counter('rollguard_gitops_reapplied_total',
       'Rollbacks that verification found changed back after the write (failed, "re-applied by"), by the kind of the owner whose controller wrote it last (unknown: another writer).', ['owner_kind']),
     // rollback drills (src/drills/): a fault applied on purpose, the whole chain watched

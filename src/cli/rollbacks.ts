@@ -95,15 +95,17 @@ const create: CommandSpec = {
 
 const resumeGitops: CommandSpec = {
   name: 'rollbacks resume-gitops',
-  usage: 'ID [--reverted ID,ID…] [--by NAME]',
+  usage: 'ID [--reverted ID,ID… | --all-reverted] [--by NAME]',
   summary: 'Puts back exactly what a rollback suspended on its Argo CD / Flux owners, once the bad commit is reverted in git.',
   details: [
     'Needs the admin token. Exits 6 when the rollback suspended nothing, was resumed already or is still in progress,',
     'and when other rollbacks wrote while the owner was paused (its controller would put their bad revisions back):',
-    'the answer names them; revert their bad commits in git too, then name them with --reverted.',
+    'the answer names them; revert their bad commits in git too, then name them with --reverted. Once the suspension is',
+    'about as old as RECORD_RETENTION, their records may be gone: check every workload under the owner, then --all-reverted.',
   ],
   options: {
     reverted: { type: 'string', value: 'ID,ID…', help: 'the other rollbacks relying on the same owners, whose bad commits are reverted in git too' },
+    'all-reverted': { type: 'boolean', help: 'every workload under the owners runs a reverted or good commit in git (named or not)' },
     by: { type: 'string', value: 'NAME', help: 'who resumes, kept in the record (default: the local user name)' },
   },
   args: [1, 1],
@@ -118,7 +120,8 @@ const resumeGitops: CommandSpec = {
         throw new CliError(`--reverted: ${(err as Error).message}`, EXIT.usage);
       }
     });
-    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}) });
+    const all = values['all-reverted'] === true;
+    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}), ...(all ? { allReverted: true } : {}) });
     const restored = rec.gitops?.resumed?.restored ?? [];
     io.out(render(output, rec, () => `${rec.id}: GitOps owners resumed by ${by}${restored.length ? `: ${restored.join('; ')}` : ''}`));
     return EXIT.ok;

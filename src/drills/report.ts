@@ -1,5 +1,6 @@
 // A drill's report, in the layout of the incident report (src/engine/report.ts): what happened,
 // the times against the runbook's targets, the chain link by link, the timeline, what to do next.
+import { recordText } from '../engine/report.js';
 import { clock, LINK_TITLES, requiredLinks, type LinkName } from './links.js';
 import type { DrillRecord } from './store.js';
 
@@ -17,7 +18,13 @@ const RESTORE_WORDS: Record<NonNullable<DrillRecord['restore']>['outcome'], stri
 const iso = (ms: number | undefined) => (ms === undefined ? '–' : new Date(ms).toISOString());
 const span = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : b - a);
 const fmt = (ms: number | undefined) => (ms === undefined ? '–' : ms < MIN ? `${(ms / 1000).toFixed(1)} s` : `${(ms / MIN).toFixed(1)} min`);
-const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
+/**
+ * Text that may quote an alert (a link's detail holds its labels and name, the timeline its
+ * messages), as the incident report writes it: one line, no control or bidirectional character,
+ * markdown's link, HTML, code and table characters escaped. Until 2026-12-07 only `|` and line
+ * feeds were, so an alert label could add a link, an escape sequence or reversed text to the report.
+ */
+const cell = recordText;
 
 /** The drill's measures, in ms: detect, decide, roll back, recover (MTTR). */
 export function drillMeasures(d: DrillRecord) {
@@ -51,13 +58,13 @@ export function drillReport(d: DrillRecord): string {
   const lines = [
     `# Drill report: ${d.target}`,
     '',
-    `Drill \`${d.id}\` · ${result} · requested by ${d.requestedBy} · deadline ${fmt(d.deadlineMs)}${d.rollback ? ` · rollback \`${d.rollback}\`` : ''}`,
+    `Drill \`${d.id}\` · ${result} · requested by ${cell(d.requestedBy)} · deadline ${fmt(d.deadlineMs)}${d.rollback ? ` · rollback \`${d.rollback}\`` : ''}`,
     '',
     '## What happened',
     '',
     `Fault: ${d.fault.summary}, applied at ${iso(d.faultAt)} on pre-drill revision ${d.before.revision}${d.faultRevision !== undefined ? ` (the fault is revision ${d.faultRevision})` : ''}.`,
-    d.result ? `Result: ${result}: ${d.result.message}.` : 'The drill is running.',
-    d.restore ? `Restore: ${RESTORE_WORDS[d.restore.outcome]}: ${d.restore.message}.` : '',
+    d.result ? `Result: ${result}: ${cell(d.result.message)}.` : 'The drill is running.',
+    d.restore ? `Restore: ${RESTORE_WORDS[d.restore.outcome]}: ${cell(d.restore.message)}.` : '',
     '',
     '## When it was detected and how long it took',
     '',

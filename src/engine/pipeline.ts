@@ -98,8 +98,8 @@ export class Engine {
   }
 
   /** Restores exactly what a rollback suspended on its GitOps owners (src/gitops/resume.ts). */
-  resumeGitOps(id: string, by: string, reverted: readonly string[] = []): Promise<ResumeResult> {
-    return resumeGitOps(this.ctx, id, by, reverted);
+  resumeGitOps(id: string, by: string, reverted: readonly string[] = [], allReverted = false): Promise<ResumeResult> {
+    return resumeGitOps(this.ctx, id, by, reverted, allReverted);
   }
 
   /** Runs due work (scheduler.ts); main.ts calls it every SCHEDULER_INTERVAL. */

@@ -20,6 +20,12 @@ export type ResumeResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not
 const WROTE: readonly RollbackState[] = ['in_progress', 'succeeded', 'unverified', 'failed', 'interrupted'];
 /** How many relying rollbacks a conflict names before "and N more". */
 const NAMED = 10;
+/**
+ * A rollback that wrote under the suspension may have been created up to this long before it
+ * (held, waiting for approval): the suspension's records are all still kept while it is younger
+ * than RECORD_RETENTION less this.
+ */
+const OPEN_BEFORE_WRITE = 86_400_000;
 
 /** Another rollback that relies on one of `rec`'s suspended owners staying paused. */
 export interface Reliance {
@@ -56,15 +62,30 @@ function relianceMessage(id: string, unconfirmed: Reliance[]): string {
   const named = unconfirmed.slice(0, NAMED).map((r) => `${r.id} (${r.target}, ${r.state}, under ${r.owner})`);
   const more = unconfirmed.length > NAMED ? ` and ${unconfirmed.length - NAMED} more` : '';
   const ids = unconfirmed.map((r) => r.id);
+  const command = unconfirmed.length > NAMED ? `--all-reverted (POST body "allReverted": true)` : `--reverted ${ids.join(',')} (POST body "reverted": [${ids.map((i) => JSON.stringify(i)).join(', ')}])`;
   return (
     `resuming rollback ${id}'s GitOps owners would also undo ${unconfirmed.length === 1 ? 'rollback' : 'rollbacks'} ${named.join(', ')}${more}: ` +
     `they wrote while the owner was paused, and its controller would put their bad revisions back. ` +
-    `Revert each one's bad commit in git too, then resume naming them: rollguard rollbacks resume-gitops ${id} --reverted ${ids.join(',')} ` +
-    `(POST body "reverted": [${ids.map((i) => JSON.stringify(i)).join(', ')}]); nothing was changed`
+    `Revert each one's bad commit in git too, then resume naming them: rollguard rollbacks resume-gitops ${id} ${command}; nothing was changed`
   );
 }
 
-export async function resumeGitOps(ctx: EngineContext, id: string, by: string, reverted: readonly string[] = []): Promise<ResumeResult> {
+function tooOldMessage(ctx: EngineContext, id: string, suspended: Suspension[], oldest: number): string {
+  const days = Math.floor((ctx.now() - oldest) / 86_400_000);
+  const retention = Math.round(ctx.config.RECORD_RETENTION / 86_400_000);
+  return (
+    `rollback ${id} suspended ${suspended.map(suspendedOwnerName).join(', ')} ${days} days ago, about as long as records are kept (RECORD_RETENTION: ${retention} days): ` +
+    `the records of rollbacks that wrote while it was paused may be deleted already, so rollguard cannot name every one its controller would undo. ` +
+    `Check in git that every workload it manages runs a reverted or good commit, then resume with --all-reverted (POST body "allReverted": true); nothing was changed`
+  );
+}
+
+/**
+ * `reverted`: the other rollbacks relying on the owners that the caller says are reverted in git
+ * too; `allReverted`: every one (needed once the suspension is about as old as RECORD_RETENTION,
+ * when some of their records may be gone).
+ */
+export async function resumeGitOps(ctx: EngineContext, id: string, by: string, reverted: readonly string[] = [], allReverted = false): Promise<ResumeResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   const g = rec.gitops;
@@ -73,12 +94,16 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string, r
   if (rec.state === 'in_progress') return { kind: 'conflict', message: `rollback ${id} is still in progress: resume once it has ended` };
   const kube = ctx.actionContext(rec, () => []).kube;
   if (!kube) return { kind: 'conflict', message: 'no Kubernetes cluster configured: set KUBECONFIG (--kubeconfig)' };
+  const oldest = Math.min(...g.suspended.map((s) => s.at));
+  if (!allReverted && ctx.now() - oldest > ctx.config.RECORD_RETENTION - OPEN_BEFORE_WRITE) return { kind: 'conflict', message: tooOldMessage(ctx, id, g.suspended, oldest) };
   const relying = await relyingOn(ctx, rec, g.suspended);
-  const unconfirmed = relying.filter((r) => !reverted.includes(r.id));
+  const unconfirmed = allReverted ? [] : relying.filter((r) => !reverted.includes(r.id));
   if (unconfirmed.length > 0) return { kind: 'conflict', message: relianceMessage(id, unconfirmed) };
   const restored = await resumeOwners(kube, g.suspended);
-  g.resumed = { at: ctx.now(), by, restored, ...(relying.length ? { reverted: relying.map((r) => r.id) } : {}) };
-  const also = relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '';
+  g.resumed = { at: ctx.now(), by, restored, ...(relying.length ? { reverted: relying.map((r) => r.id) } : {}), ...(allReverted ? { allReverted: true } : {}) };
+  const also =
+    (relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '') +
+    (allReverted ? `; every workload under the owners said reverted in git by ${by} (--all-reverted)` : '');
   ctx.records.step(rec, 'gitops_resumed', `resumed by ${by}: ${restored.join('; ')}${also}`);
   await ctx.records.save(rec);
   ctx.log.info({ record: rec.id, by, restored, reverted: relying.map((r) => r.id) }, 'GitOps owners resumed');

@@ -80,8 +80,8 @@ export interface GitOpsRecord {
   policy: GitOpsPolicy;
   owners: Owner[];
   suspended?: Suspension[];
-  /** `reverted`: the other rollbacks relying on these owners that the resume named as reverted in git too (resume.ts) */
-  resumed?: { at: number; by: string; restored: string[]; reverted?: string[] };
+  /** `reverted`: the other rollbacks relying on these owners that the resume named as reverted in git too; `allReverted`: it said every one was (resume.ts) */
+  resumed?: { at: number; by: string; restored: string[]; reverted?: string[]; allReverted?: true };
 }
 
 /** "Flux Kustomization flux-system/checkout" */

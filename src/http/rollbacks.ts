@@ -34,8 +34,8 @@ const listQuery = z.strictObject({
 const idParams = z.strictObject({ id: z.string().regex(/^rb-[a-z0-9-]{1,40}$/, 'expected a rollback id (rb-…)') });
 const decisionBody = z.strictObject({ by: z.string().min(1).max(100).default('api'), comment: z.string().max(1000).optional() });
 const rollbackId = idParams.shape.id;
-/** resume-gitops: also the other rollbacks relying on the owners that the caller says are reverted in git too (gitops/resume.ts) */
-const resumeBody = decisionBody.extend({ reverted: z.array(rollbackId).max(1000).default([]) });
+/** resume-gitops: also the other rollbacks relying on the owners that the caller says are reverted in git too, or all of them (gitops/resume.ts) */
+const resumeBody = decisionBody.extend({ reverted: z.array(rollbackId).max(1000).default([]), allReverted: z.boolean().default(false) });
 const recordSchema = z.looseObject({ id: z.string(), target: z.string(), state: z.enum(STATES), createdAt: z.number(), timeline: z.array(z.unknown()) });
 const notFound = { description: 'no such rollback', schema: errorSchema };
 /** approve, reject and resume-gitops, as the admin routes answer them (the approvals' conflict put in words) */
@@ -101,7 +101,7 @@ export function rollbacksRoutes(engine: Engine): RouteModule {
       res.kind !== 'conflict' ? res
       : res.expiredAt !== undefined ? { kind: 'conflict', message: `rollback ${id} expired: its approval was due by ${new Date(res.expiredAt).toISOString()}; it is closed expired and nothing was run` }
       : { kind: 'conflict', message: `rollback ${id} is ${res.state}, not pending approval` };
-    const requests: { verb: string; summary: string; done: string; conflict: string; body?: typeof resumeBody; run: (id: string, body: z.output<typeof decisionBody> & { reverted?: string[] }) => Promise<RecordRequestResult> }[] = [
+    const requests: { verb: string; summary: string; done: string; conflict: string; body?: typeof resumeBody; run: (id: string, body: z.output<typeof decisionBody> & { reverted?: string[]; allReverted?: boolean }) => Promise<RecordRequestResult> }[] = [
       { verb: 'approve', summary: 'approve a rollback pending approval', done: 'done', conflict: 'not pending approval, or past its approval expiry (then closed expired, nothing run)', run: async (id, b) => pending(id, await engine.approve(id, b.by, b.comment)) },
       { verb: 'reject', summary: 'reject a rollback pending approval', done: 'done', conflict: 'not pending approval, or past its approval expiry (then closed expired)', run: async (id, b) => pending(id, await engine.reject(id, b.by, b.comment)) },
       {
@@ -110,7 +110,7 @@ export function rollbacksRoutes(engine: Engine): RouteModule {
         done: 'resumed',
         conflict: 'nothing suspended, already resumed, still in progress, or other rollbacks rely on the owners and `reverted` does not name them',
         body: resumeBody,
-        run: (id, b) => engine.resumeGitOps(id, b.by, b.reverted ?? []),
+        run: (id, b) => engine.resumeGitOps(id, b.by, b.reverted ?? [], b.allReverted === true),
       },
     ];
     for (const r of requests) {

@@ -39,6 +39,19 @@ for _, c in ipairs(cands) do
 end
 return {n, string.format('%.0f', newest)}`;
 
+/**
+ * Sets (n > 0) or clears a record's `held` entry, only while its stored JSON is the one the caller
+ * read and judged: a replica that saved the record since (a resume) has already set `held` from
+ * the newer JSON. A record gone clears it.
+ */
+const SET_HELD_LUA = `
+-- KEYS[1]: records; KEYS[2]: held; ARGV[1]: id; ARGV[2]: the JSON read; ARGV[3]: what it holds
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if not json then redis.call('HDEL', KEYS[2], ARGV[1]) return 1 end
+if json ~= ARGV[2] then return 0 end
+if tonumber(ARGV[3]) > 0 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) else redis.call('HDEL', KEYS[2], ARGV[1]) end
+return 1`;
+
 /** A record-count bound: beyond max records, closed records of dropStates go, oldest first. */
 export interface RecordCap {
   max: number;
@@ -68,6 +81,7 @@ export class RedisRecords {
     cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA, numberOfKeys: 8 });
     cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 4 });
     cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 5 });
+    cmd.defineCommand('rgSetHeld', { lua: SET_HELD_LUA, numberOfKeys: 2 });
   }
 
   private stateIndex(state: string): string {
@@ -117,10 +131,10 @@ export class RedisRecords {
           const id = flat[i]!;
           const r = JSON.parse(flat[i + 1]!) as StoredRecord;
           if (await this.cmd.hexists(meta, id)) {
-            // indexed by layout 2, which had no `held`: only that is added (the JSON is not written
-            // again, as a replica may have saved a newer one since this scan read it)
+            // indexed by layout 2, which had no `held`: only that is added, and only while the
+            // record is as this scan read it (a replica may have saved a newer one since: a resume)
             const held = Math.floor(this.holding(r));
-            if (held > 0) await this.cmd.hset(this.keys.held, id, String(held));
+            if (held > 0) await this.setHeld(id, flat[i + 1]!, held);
             continue;
           }
           await this.putNow(r, flat[i + 1]!);
@@ -160,6 +174,32 @@ export class RedisRecords {
       )) as (number | string)[]
     ).map(Number) as [number, number];
     cap.onDropped(n, newest);
+  }
+
+  private async setHeld(id: string, json: string, held: number): Promise<void> {
+    await (this.cmd as unknown as { rgSetHeld(...a: string[]): Promise<number> }).rgSetHeld(this.keys.records, this.keys.held, id, json, String(held));
+  }
+
+  /**
+   * Every `held` entry judged again from its record as stored now, and corrected where it differs:
+   * a replica of an earlier version (a rolling upgrade) saves a resumed record without clearing its
+   * entry, and would keep it past retention and in rollguard_gitops_suspended for ever. Run before
+   * each prune (hourly); reads only the held records.
+   */
+  private async reconcileHeld(): Promise<void> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.cmd.hscan(this.keys.held, cursor, 'COUNT', 200);
+      cursor = next;
+      const ids = flat.filter((_, i) => i % 2 === 0);
+      if (ids.length === 0) continue;
+      const values = await this.cmd.hmget(this.keys.records, ...ids);
+      for (const [i, id] of ids.entries()) {
+        const json = values[i];
+        const held = json ? Math.floor(this.holding(JSON.parse(json) as StoredRecord)) : 0;
+        if (String(held) !== flat[2 * i + 1]) await this.setHeld(id, json ?? '', held);
+      }
+    } while (cursor !== '0');
   }
 
   /** The sum of what the held records hold (see Holding). */
@@ -232,6 +272,7 @@ export class RedisRecords {
   /** Deletes closed records in batches of 500 (one script each), reading only the closed states' indexes. */
   async prune(before: number, keepStates: readonly string[]): Promise<number> {
     await this.ensureIndexed();
+    await this.reconcileHeld();
     const r = this.keys;
     let n = 0;
     for (;;) {

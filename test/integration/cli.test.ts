@@ -212,7 +212,7 @@ t.test('--help (the binary): the top-level usage names the API commands; each co
   t.match(approve.stdout, /exit codes: 0 done;/);
   const resume = await runCli(['rollbacks', 'resume-gitops', '--help']);
   t.equal(resume.code, 0);
-  t.match(resume.stdout, /^usage: rollguard rollbacks resume-gitops ID \[--reverted ID,ID…\] \[--by NAME\]\n\nPuts back exactly what a rollback suspended on its Argo CD \/ Flux owners/);
+  t.match(resume.stdout, /^usage: rollguard rollbacks resume-gitops ID \[--reverted ID,ID… \| --all-reverted\] \[--by NAME\]\n\nPuts back exactly what a rollback suspended on its Argo CD \/ Flux owners/);
   t.match(resume.stdout, /Needs the admin token\. Exits 6 when the rollback suspended nothing/);
 });
 

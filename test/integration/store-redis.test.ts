@@ -95,6 +95,27 @@ t.test('records written by layout 2 (no index of held records) that hold somethi
   t.equal(await raw.get('{upgrade-held}:records:layout'), '3');
 });
 
+t.test('a held entry left stale (a replica of an earlier version saved the record resumed) is judged again before each prune, and the record then goes', async (t) => {
+  const raw = new Redis(redis.url);
+  t.teardown(() => raw.quit());
+  const s = new RedisStore({ url: redis.url, prefix: 'held-stale' });
+  stores.push(s);
+  await s.waitReady(5000);
+  await s.putRecord({ id: 'h1', target: 'Deployment/prod/web', state: 'succeeded', createdAt: 1, holds: 2 });
+  await s.putRecord({ id: 'h2', target: 'Deployment/prod/api', state: 'succeeded', createdAt: 2, holds: 1 });
+  await s.putRecord({ id: 'h3', target: 'Deployment/prod/cart', state: 'succeeded', createdAt: 3, holds: 1 });
+  // what the earlier version's put does on a resume: the JSON (and its indexes), never `held`
+  await raw.hset('{held-stale}:records', 'h1', JSON.stringify({ id: 'h1', target: 'Deployment/prod/web', state: 'succeeded', createdAt: 1 }));
+  await raw.hdel('{held-stale}:records', 'h2'); // a record gone by other means
+  t.equal(await s.heldCount(), 4, 'stale until judged again');
+  t.equal(await s.pruneRecords(0, []), 0, 'a prune deleting nothing still judges the held entries');
+  t.equal(await s.heldCount(), 1, 'only what h3 holds is left');
+  t.same(await raw.hkeys('{held-stale}:records:held'), ['h3']);
+  t.equal(await s.pruneRecords(10, []), 2, 'the resumed record goes with the next prune (and what was left of h2); h3 is kept');
+  t.equal(await s.getRecord('h1'), null);
+  t.ok(await s.getRecord('h3'));
+});
+
 t.test('alert-provided values never name a Redis key: dedupe keys and alert-record links are hashed', async (t) => {
   const { RecordBook } = await import('../../src/engine/record.js');
   const prefix = `hashed${++n}`;

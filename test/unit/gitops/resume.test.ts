@@ -76,3 +76,35 @@ t.test('resume-gitops with no other rollback relying on the owner resumes at onc
   t.notOk(r.kind === 'ok' && r.record.gitops?.resumed?.reverted, 'no others named');
   t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, undefined);
 });
+
+t.test('a suspension about as old as RECORD_RETENTION: 409 (records relying on it may be gone), until --all-reverted says every workload is reverted', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const { engine, store } = testEngine({ kube, env: { RECORD_RETENTION: '30d' } });
+  const at = Date.now() - 29.5 * 86_400_000; // past RECORD_RETENTION less a day
+  await store.putRecord(record('rb-web', 'web', 'succeeded', at + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(at)] }));
+  const old = await engine.resumeGitOps('rb-web', 'alice', ['rb-api']);
+  t.equal(old.kind, 'conflict');
+  t.match(old.kind === 'conflict' ? old.message : '', /suspended Flux Kustomization flux-system\/apps 29 days ago, about as long as records are kept \(RECORD_RETENTION: 30 days\).*resume with --all-reverted \(POST body "allReverted": true\); nothing was changed$/);
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, true, 'still suspended');
+  const all = await engine.resumeGitOps('rb-web', 'alice', [], true);
+  t.equal(all.kind, 'ok');
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')?.spec?.suspend, undefined, 'resumed');
+  const rec = (await engine.records.get('rb-web'))!;
+  t.equal(rec.gitops?.resumed?.allReverted, true);
+  t.match(rec.timeline.at(-1)?.message, /every workload under the owners said reverted in git by alice \(--all-reverted\)/);
+});
+
+t.test('more relying rollbacks than a message names: ten named, "and N more", and the command offered is --all-reverted', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const { engine, store } = testEngine({ kube });
+  await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+  for (let i = 0; i < 12; i++) await store.putRecord(record(`rb-api${i}`, `api${i}`, 'succeeded', T + 1000 + i, { policy: 'suspend', owners: [{ ...APPS, paused: true }] }));
+  const r = await engine.resumeGitOps('rb-web', 'alice');
+  const msg = r.kind === 'conflict' ? r.message : '';
+  t.equal((msg.match(/rb-api\d+ \(/g) ?? []).length, 10, 'ten named');
+  t.match(msg, / and 2 more: /);
+  t.match(msg, /resume-gitops rb-web --all-reverted \(POST body "allReverted": true\); nothing was changed$/);
+  t.same(kube.patches(), []);
+});
