@@ -112,11 +112,16 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   if (!g || g.policy !== 'suspend' || !actx.kube || actx.dryRun) return;
   const held = g.suspended ?? [];
   const heldKeys = new Set(held.map(objectKey));
-  const owners = toSuspend(g.owners).filter((o) => !heldKeys.has(objectKey(o)));
+  // An owner paused at plan time is read again too: resumed since (another rollback's
+  // resume-gitops, or a human), it would put this rollback's write back, so it is suspended now and
+  // the record holds that suspension. Until 2026-12-07 it was taken as still paused.
+  const pausedAtPlan = new Set(g.owners.filter((o) => o.paused).map(objectKey));
+  const owners = toSuspend(g.owners.map((o) => (o.paused ? { ...o, paused: false } : o))).filter((o) => !heldKeys.has(objectKey(o)));
   if (owners.length === 0) return;
   await actx.checkFence();
   // paused by someone else since the plan: recorded as found paused, never resumed by rollguard
   const foundPaused = (o: Owner, sync: string) => {
+    if (pausedAtPlan.has(objectKey(o))) return; // as at plan time: nothing new to say
     const i = g.owners.findIndex((x) => objectKey(x) === objectKey(o));
     if (i >= 0) g.owners[i] = { ...g.owners[i]!, paused: true, sync };
     ctx.records.step(rec, 'gitops', `found ${ownerName(o)} already paused when suspending it (${sync}): left alone, and not resumed by rollguard`);

@@ -161,6 +161,26 @@ t.test('an owner paused by hand between the plan and the suspension: the record 
   t.match(rec.timeline, [{ step: 'gitops', message: 'found Argo CD Application argocd/shop already paused when suspending it (manual sync (no automated sync)): left alone, and not resumed by rollguard' }]);
 });
 
+t.test('an owner paused at plan time and resumed before the write (another rollback\'s resume-gitops): suspended now, and the record holds it', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m' } });
+  const ctx = engineContext();
+  const rec = { id: 'r-2', createdAt: Date.now(), timeline: [], times: {}, gitops: { policy: 'suspend', owners: [{ ...KS, paused: true, sync: 'suspended' }] } } as unknown as RollbackRecord;
+  await suspendBeforeWrite(ctx, rec, context(kube));
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, true, 'suspended before the write');
+  t.match(rec.gitops!.suspended, [{ kind: 'Kustomization', name: 'apps', field: '/spec/suspend', set: true }], 'the record holds the suspension: resume-gitops puts it back');
+  t.ok(rec.timeline.some((e) => e.step === 'gitops_suspended'));
+
+  // still paused at the write, as at plan time: nothing written, nothing new said
+  const still = new FakeKube();
+  still.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const rec2 = { id: 'r-3', createdAt: Date.now(), timeline: [], times: {}, gitops: { policy: 'suspend', owners: [{ ...KS, paused: true, sync: 'suspended' }] } } as unknown as RollbackRecord;
+  await suspendBeforeWrite(ctx, rec2, context(still));
+  t.same(still.patches(), [], 'not written');
+  t.notOk(rec2.gitops!.suspended?.length, 'no suspension of its own');
+  t.same(rec2.timeline, [], 'nothing new in the timeline');
+});
+
 t.test('withGitOps: a tracking annotation naming an Application that does not exist does not hide the Flux Kustomization that applies the Deployment', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'cart', namespace: 'shop',
