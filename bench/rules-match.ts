@@ -16,8 +16,8 @@ const ALERTS = arg('alerts', 1000);
 const ROUNDS = arg('rounds', 30);
 
 // deterministic pseudo-random numbers
-let seed = 42;
-const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+let state = 42;
+const rnd = () => ((state = (state * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
 
 const ALERTNAMES = Array.from({ length: 300 }, (_, i) => `Alert${i}`);

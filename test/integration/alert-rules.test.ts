@@ -29,7 +29,7 @@ t.test('promtool check rules accepts the shipped alert rules', async (t) => {
   t.match(r.out, /SUCCESS: 6 rules found/);
 });
 
-t.test('promtool test rules: every seed trigger fires when it should and only then', async (t) => {
+t.test('promtool test rules: every runbook trigger fires when it should and only then', async (t) => {
   const r = promtool(['test', 'rules', RULE_TESTS]);
   t.equal(r.code, 0, r.out);
   t.match(r.out, /SUCCESS/);
@@ -135,7 +135,7 @@ t.test("promtool check metrics: rollguard's /metrics after webhook traffic and a
   t.match(text, /^rollguard_webhook_requests_total\{code="200"\} 2$/m);
   // The targets sit inside bucket boundaries: TTD 5m, decide 10m, TTR 15m, MTTR 30m.
   for (const [h, le] of [['detect', '300'], ['decide', '600'], ['rollback', '900'], ['recover', '1800']] as const) {
-    t.match(text, new RegExp(`^rollguard_time_to_${h}_seconds_bucket\\{le="${le}"\\} `, 'm'), `time_to_${h} has a bucket at the seeds' target (${le}s)`);
+    t.match(text, new RegExp(`^rollguard_time_to_${h}_seconds_bucket\\{le="${le}"\\} `, 'm'), `time_to_${h} has a bucket at the runbook's target (${le}s)`);
   }
 });
 

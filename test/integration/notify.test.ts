@@ -124,7 +124,7 @@ function engineWith(notifiers: Notifier[], timeoutMs: number) {
   return { engine, metrics, notifications, action, prometheus, deliver, noRecovery: () => (recovers = false) };
 }
 
-t.test("a rollback's notifications, end to end through both notifiers: the seeds' messages", async (t) => {
+t.test("a rollback's notifications, end to end through both notifiers: the runbook's messages", async (t) => {
   const r = await receiver(t);
   const e = engineWith([new SlackNotifier(r.url('/slack')), new WebhookNotifier(r.url('/hook'))], 5000);
   e.prometheus.value = 0.2;
@@ -135,7 +135,7 @@ t.test("a rollback's notifications, end to end through both notifiers: the seeds
   t.same(hooks.map((h) => h.kind), ['rollback_started', 'rollback_succeeded']);
   t.equal(slack.length, 2);
 
-  // "ROLLBACK IN PROGRESS / Service / Reason / Impact" (seed 001's Slack template)
+  // "ROLLBACK IN PROGRESS / Service / Reason / Impact" (the runbook's Slack template)
   const started = hooks[0]!;
   t.equal(started.title, 'Rollback in progress: Deployment/prod/checkout');
   t.equal(started.severity, 'warning');
@@ -148,7 +148,7 @@ t.test("a rollback's notifications, end to end through both notifiers: the seeds
   t.match(started.link, /^https:\/\/rollguard\.example\/v1\/rollbacks\/rb-[^/]+\/report$/);
   t.match(slack[0]!, /^:warning: \*Rollback in progress: Deployment\/prod\/checkout\*\n• Service: Deployment\/prod\/checkout\n• Reason: HighErrorRate/);
 
-  // "Rollback completed ... Error rate ... All services healthy" (seed 002)
+  // "Rollback completed ... Error rate ... All services healthy" (the runbook's completion message)
   const done = hooks[1]!;
   t.equal(done.title, 'Rollback completed: Deployment/prod/checkout');
   t.equal(done.severity, 'info');

@@ -27,7 +27,7 @@ import { startRedis } from '../support/redis.js';
 import { startServe } from '../support/serve.js';
 import { figures } from './figures.js';
 
-const SEED = Number(process.env.RELIABILITY_SEED ?? 20261123);
+const RUN = Number(process.env.RELIABILITY_RUN ?? 20261123);
 let inputs = 0;
 let serverErrors = 0;
 let crashes = 0;
@@ -157,7 +157,7 @@ t.test('fuzzed webhook bodies: 200 for every valid payload, 4xx for the rest, an
       for (const a of p.alerts) accepted.set(dedupeKey({ fingerprint: a.fingerprint, startsAt: Date.parse(a.startsAt), status: a.status as 'firing' }), 1);
       return res.json().queued === p.alerts.length;
     }),
-    { numRuns: 600, seed: SEED },
+    { numRuns: 600, seed: RUN },
   );
 
   await fc.assert(
@@ -176,7 +176,7 @@ t.test('fuzzed webhook bodies: 200 for every valid payload, 4xx for the rest, an
       for (const a of kept) accepted.set(dedupeKey({ fingerprint: a.fingerprint, startsAt: Date.parse(a.startsAt), status: a.status }), 1);
       return after === before + body.queued && (body.refused ?? 0) === refused.length && body.queued + body.duplicates + refused.length === (m.alerts ?? []).length;
     }),
-    { numRuns: 1500, seed: SEED + 1 },
+    { numRuns: 1500, seed: RUN + 1 },
   );
 
   await fc.assert(
@@ -185,7 +185,7 @@ t.test('fuzzed webhook bodies: 200 for every valid payload, 4xx for the rest, an
       randomSent++;
       return checkAnswer(t, res, `random body ${JSON.stringify(body).slice(0, 100)}`) && res.statusCode >= 400 && res.statusCode < 500;
     }),
-    { numRuns: 1000, seed: SEED + 2 },
+    { numRuns: 1000, seed: RUN + 2 },
   );
 
   // the queue holds exactly the alerts of the accepted payloads: no more, no less, once each
@@ -215,7 +215,7 @@ t.test('unicode and control characters in labels survive intact, through the rea
         sent.set(fp, l);
         return res.statusCode === 200 && res.json().queued === 1;
       }),
-      { numRuns: 300, seed: SEED + 3 },
+      { numRuns: 300, seed: RUN + 3 },
     );
     const got = await s.consume('u', 10_000, 0, 60_000);
     t.equal(got.length, sent.size, `${s.kind}: every alert queued`);
@@ -339,7 +339,7 @@ t.test('content types, methods and unknown paths', async (t) => {
         return checkAnswer(t, res, `${method} ${path}`);
       },
     ),
-    { numRuns: 800, seed: SEED + 4 },
+    { numRuns: 800, seed: RUN + 4 },
   );
 });
 
@@ -352,14 +352,14 @@ t.test('fuzzed API queries, ids and admin bodies', async (t) => {
       const res = await app.inject({ method: 'GET', url: `/v1/rollbacks?${qs}` });
       return checkAnswer(t, res, `GET /v1/rollbacks?${qs}`) && [200, 400].includes(res.statusCode);
     }),
-    { numRuns: 500, seed: SEED + 5 },
+    { numRuns: 500, seed: RUN + 5 },
   );
   await fc.assert(
     fc.asyncProperty(fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('', '/report', '/approve', '/reject'), async (id, suffix) => {
       const res = await app.inject({ method: suffix.startsWith('/a') || suffix.startsWith('/r') && suffix !== '/report' ? 'POST' : 'GET', url: `/v1/rollbacks/${encodeURIComponent(id)}${suffix}`, headers: admin, payload: suffix === '/approve' || suffix === '/reject' ? '{}' : undefined });
       return checkAnswer(t, res, `rollback id ${JSON.stringify(id)}${suffix}`) && res.statusCode >= 400 && res.statusCode < 500;
     }),
-    { numRuns: 500, seed: SEED + 6 },
+    { numRuns: 500, seed: RUN + 6 },
   );
   let manualAccepted = 0;
   await fc.assert(
@@ -375,7 +375,7 @@ t.test('fuzzed API queries, ids and admin bodies', async (t) => {
         return checkAnswer(t, res, `POST ${url} ${JSON.stringify(body).slice(0, 100)}`);
       },
     ),
-    { numRuns: 600, seed: SEED + 7 },
+    { numRuns: 600, seed: RUN + 7 },
   );
   t.equal((await store.listRecords({ limit: 10_000 })).length, manualAccepted, `records: exactly the ${manualAccepted} valid manual requests`);
 });
@@ -399,7 +399,7 @@ t.test('wrong, missing and timing-probed credentials: 401, the same answer whate
       const res = await post(app, '/v1/alerts', body, { authorization: `Bearer ${s}` });
       return checkAnswer(t, res, 'random token') && (s.trim() === WEBHOOK_TOKEN ? res.statusCode === 200 : res.statusCode === 401);
     }),
-    { numRuns: 300, seed: SEED + 8 },
+    { numRuns: 300, seed: RUN + 8 },
   );
   const bodies = new Set<string>();
   const timings: { shared: number; ms: number }[] = [];
@@ -459,7 +459,7 @@ t.test('label values that try to widen a target name nothing: the record says wh
       sent++;
       return action.executed.length === 0;
     }),
-    { numRuns: 300, seed: SEED + 9 },
+    { numRuns: 300, seed: RUN + 9 },
   );
   const recs = await engine.records.list({ limit: 10_000 });
   t.equal(action.executed.length, 0, 'no rollback executed');
@@ -526,7 +526,7 @@ t.test('a real rollguard serve on real Redis: raw hostile traffic, then still he
       garbage++;
       return checkAnswer(t, bad, `serve: junk ${junk.slice(0, 80)}`) && bad.statusCode >= 400 && bad.statusCode < 500;
     }),
-    { numRuns: 150, seed: SEED + 10 },
+    { numRuns: 150, seed: RUN + 10 },
   );
 
   // one exporter emitting a huge label: its alert is refused alone, the others of its batch handled

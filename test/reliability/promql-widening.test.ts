@@ -69,7 +69,7 @@ t.test('fuzzed label values never widen a query', async (t) => {
   );
   await fc.assert(
     fc.asyncProperty(hostile, async (v) => check(t as never, v)),
-    { numRuns: 250, seed: Number(process.env.RELIABILITY_SEED ?? 20261123) },
+    { numRuns: 250, seed: Number(process.env.RELIABILITY_RUN ?? 20261123) },
   );
   figures(t, 'promql-widening', { inputs_fuzzed: 250 + STORED.length, queries_run: queries, widened: 0 });
 });
