@@ -217,6 +217,16 @@ export const configSchema = z.object({
    * `kind: ConfigMap` target can write it back. Needs a cluster and the chart's configSnapshots rights.
    */
   CONFIG_SNAPSHOTS: bool.default(false),
+  /**
+   * Whether the planning check of a restored revision's configuration (src/config-deps/check.ts)
+   * reads the metadata of the Secrets it uses. RBAC has no metadata-only right: reading them takes
+   * `get secrets`, which also allows reading their data. Off: no Secret is read, and each one a
+   * revision uses is listed as drift that could not be checked (the rule's configDrift policy
+   * decides, as for a Secret that cannot be read); ConfigMaps are still checked. On by default, so
+   * that a plain start with an administrator's kubeconfig checks both; the chart sets it from
+   * actions.checkSecrets, which is off when rollguard acts cluster-wide (no Secret right at all).
+   */
+  CONFIG_CHECK_SECRETS: bool.default(true),
   /** Snapshots kept per ConfigMap (or Secret); beyond, the oldest are deleted. */
   CONFIG_SNAPSHOTS_MAX: int(1, 1000).default(10),
   /** Secrets too (their snapshots are Secrets; their data never goes anywhere else). Off: a Secret's drift is reported, never restored. */
@@ -333,7 +343,7 @@ export function parseDuration(v: number | string): number | null {
   }
 }
 
-const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS', 'WEBHOOK_ALLOW_UNAUTHENTICATED']);
+const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_CHECK_SECRETS', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS', 'WEBHOOK_ALLOW_UNAUTHENTICATED']);
 
 /** `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {

@@ -71,6 +71,12 @@ export interface ActionContext {
    * CONFIG_SNAPSHOTS_SECRETS.
    */
   configRestore?: { secrets: boolean };
+  /**
+   * false when CONFIG_CHECK_SECRETS is off: the configuration check reads no Secret and lists each
+   * one the restored revision uses as drift that could not be checked (src/config-deps/check.ts).
+   * Absent: Secrets are checked.
+   */
+  checkSecrets?: boolean;
   /** CONFIG_SNAPSHOTS_KEY when CONFIG_SNAPSHOTS is on: only snapshots signed with it count (src/config-deps/snapshots.ts) */
   snapshotKey?: string;
   /**

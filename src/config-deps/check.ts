@@ -5,7 +5,10 @@
 // policy.ts). Called by the Deployment, StatefulSet and DaemonSet actions at the end of plan().
 //
 // Only metadata is read (Kube.getMetadata: the API server's PartialObjectMetadata), for Secrets
-// and ConfigMaps alike: a Secret's data never reaches rollguard.
+// and ConfigMaps alike: a Secret's data never reaches rollguard. RBAC has no metadata-only right,
+// though: with CONFIG_CHECK_SECRETS off (the chart's default cluster-wide, where `get secrets`
+// would allow reading every Secret of the cluster) no Secret is read at all, and each one the
+// revision uses is listed as drift that could not be checked.
 import type { ActionContext, RollbackPlan } from '../actions/action.js';
 import { refused, reqOpts } from '../actions/common.js';
 import { RESOURCES, type Kube, type KubeObject } from '../kube/kube.js';
@@ -76,6 +79,13 @@ export function driftMessage(ref: { kind: ConfigKind; name: string }, namespace:
   return `${ref.kind} ${namespace}/${ref.name} changed at ${fmtTime(changedAt, createdAt)}, after revision ${revision} was created: the old code will run with the new configuration`;
 }
 
+/** Why a Secret is not read with CONFIG_CHECK_SECRETS off: configured, not a failure. */
+export const SECRETS_NOT_CHECKED = 'CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets)';
+
+export function notCheckedMessage(ref: { kind: ConfigKind; name: string }, namespace: string, revision: number): string {
+  return `${ref.kind} ${namespace}/${ref.name}, used by revision ${revision}, not checked: ${SECRETS_NOT_CHECKED}: it may have changed since`;
+}
+
 async function readMeta(kube: Kube, ref: ConfigRef, namespace: string, ctx: ActionContext): Promise<KubeObject | null> {
   try {
     return await kube.getMetadata(CONFIG_RESOURCES[ref.kind], namespace, ref.name, reqOpts(ctx));
@@ -89,7 +99,9 @@ async function readMeta(kube: Kube, ref: ConfigRef, namespace: string, ctx: Acti
  * The plan, refused ('missing_config') when the target revision needs a ConfigMap or Secret that no
  * longer exists, else with `configDrift` listing what changed since the revision was created. An
  * object that cannot be read (403: the chart's RBAC, a timeout) is listed as drift that could not
- * be ruled out, so the policy still decides; the error is logged.
+ * be ruled out, so the policy still decides; the error is logged. With ctx.checkSecrets false
+ * (CONFIG_CHECK_SECRETS off) no Secret is read: each is listed as drift that was not checked, with
+ * no log line (it is configured, not a failure).
  */
 export async function withConfigCheck(plan: RollbackPlan, ctx: ActionContext, target: TargetRevision): Promise<RollbackPlan> {
   if (plan.refusal || !ctx.kube) return plan;
@@ -100,10 +112,17 @@ export async function withConfigCheck(plan: RollbackPlan, ctx: ActionContext, ta
   // read together (a template names a handful; bounded all the same), judged in the template's order
   const kube = ctx.kube;
   const limit = pLimit(CHECK_CONCURRENCY);
-  const reads = await Promise.all(refs.map((ref) => limit(() => readMeta(kube, ref, ns, ctx).then((meta) => ({ meta }), (err: unknown) => ({ err })))));
+  const unchecked = (ref: ConfigRef) => ref.kind === 'Secret' && ctx.checkSecrets === false;
+  const reads = await Promise.all(
+    refs.map((ref) => (unchecked(ref) ? { unchecked: true as const } : limit(() => readMeta(kube, ref, ns, ctx).then((meta) => ({ meta }), (err: unknown) => ({ err }))))),
+  );
   for (const [i, ref] of refs.entries()) {
     const read = reads[i]!;
     let meta: KubeObject | null;
+    if ('unchecked' in read) {
+      drift.push({ kind: ref.kind, namespace: ns, name: ref.name, message: notCheckedMessage(ref, ns, target.revision) });
+      continue;
+    }
     if ('meta' in read) meta = read.meta;
     else {
       const why = (read.err as Error).message;

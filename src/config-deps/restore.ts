@@ -11,7 +11,7 @@ import type { ActionContext, PlannedWrite, RollbackPlan, VerifyResult } from '..
 import { reqOpts } from '../actions/common.js';
 import { getOrNull, type Kube, type KubeObject } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
-import { CONFIG_RESOURCES, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
+import { CONFIG_RESOURCES, SECRETS_NOT_CHECKED, fmtTime, type ConfigDrift, type TargetRevision } from './check.js';
 import type { ConfigKind } from './refs.js';
 import { contentHash, currentAt, restorePatch, snapshotSelector, snapshotSince, snapshotsOf } from './snapshots.js';
 
@@ -110,6 +110,7 @@ export async function putBackRestored(
 async function restoreOne(d: ConfigDrift, ctx: ActionContext & { kube: Kube }, target: TargetRevision): Promise<{ drift: ConfigDrift; write?: PlannedWrite }> {
   const rev = `revision ${target.revision}`;
   if (d.kind === 'Secret' && !ctx.configRestore?.secrets) return { drift: { ...d, notRestored: `Secrets are not restored unless CONFIG_SNAPSHOTS_SECRETS is on` } };
+  if (d.kind === 'Secret' && ctx.checkSecrets === false) return { drift: { ...d, notRestored: `it was not checked: ${SECRETS_NOT_CHECKED}` } };
   if (d.changedAt === undefined || target.createdAt === undefined) return { drift: { ...d, notRestored: `it could not be checked` } };
   const read = await readWithSnapshots(ctx.kube, d.kind, d.namespace, d.name, ctx);
   const snap = read ? currentAt(read.snapshots, target.createdAt) : undefined;

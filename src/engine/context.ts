@@ -304,6 +304,7 @@ export class EngineContext {
       },
       // what a plan finds without reading it (a Helm manifest's workloads) is not read outside scope
       outOfScope: (o) => outOfScope(this.config, objectKey(o), o.namespace),
+      ...(this.config.CONFIG_CHECK_SECRETS ? {} : { checkSecrets: false }),
       ...(this.config.CONFIG_SNAPSHOTS && this.settingsFor(rec).configDrift === 'restore' ? { configRestore: { secrets: this.config.CONFIG_SNAPSHOTS_SECRETS } } : {}),
       ...(this.config.CONFIG_SNAPSHOTS && this.config.CONFIG_SNAPSHOTS_KEY ? { snapshotKey: this.config.CONFIG_SNAPSHOTS_KEY } : {}),
     };

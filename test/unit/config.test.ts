@@ -84,6 +84,13 @@ t.test('parseDuration', async (t) => {
   t.equal(parseDuration(-1), null);
 });
 
+t.test('CONFIG_CHECK_SECRETS: on by default (a plain start checks Secrets as before), off by env or flag', async (t) => {
+  t.equal(loadConfig({}).CONFIG_CHECK_SECRETS, true);
+  t.equal(loadConfig({ CONFIG_CHECK_SECRETS: 'false' }).CONFIG_CHECK_SECRETS, false);
+  t.equal(loadConfig({}, flagsToSettings(['--config-check-secrets', 'false']).settings).CONFIG_CHECK_SECRETS, false);
+  t.throws(() => loadConfig({ CONFIG_CHECK_SECRETS: 'maybe' }), /CONFIG_CHECK_SECRETS/);
+});
+
 t.test('CONFIG_SNAPSHOTS needs CONFIG_SNAPSHOTS_KEY, at least 32 characters', async (t) => {
   t.throws(() => loadConfig({ CONFIG_SNAPSHOTS: 'true' }), { name: 'ConfigError', message: /CONFIG_SNAPSHOTS_KEY \(--config-snapshots-key\): required with CONFIG_SNAPSHOTS=true/ });
   t.throws(() => loadConfig({ CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_KEY: 'short' }), { message: /CONFIG_SNAPSHOTS_KEY.*at least 32 characters/ });

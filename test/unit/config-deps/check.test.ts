@@ -1,4 +1,5 @@
 import t from 'tap';
+import pino from 'pino';
 import { deploymentAction } from '../../../src/actions/deployment.js';
 import { statefulSetAction } from '../../../src/actions/statefulset.js';
 import { fmtTime, lastChange } from '../../../src/config-deps/check.js';
@@ -111,6 +112,40 @@ t.test('an object that cannot be read is listed as drift that could not be ruled
   const plan = await deploymentAction.plan(ref, context(kube));
   t.notOk(plan.refusal);
   t.match(plan.configDrift?.[0]?.message, /^Secret shop\/db-creds, used by revision 1, could not be checked \(.*forbidden.*\): it may have changed since$/);
+});
+
+t.test('CONFIG_CHECK_SECRETS off: no Secret is read, each is drift not checked naming the setting, no warning; ConfigMaps still checked', async (t) => {
+  const kube = cluster({ editedAt: '2026-11-20T14:02:31Z' });
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+  const plan = await deploymentAction.plan(ref, context(kube, { checkSecrets: false, logger }));
+  t.same(kube.calls.filter((c) => c.resource === 'secrets'), [], 'no API call on secrets at all');
+  t.same(kube.calls.filter((c) => c.resource === 'configmaps').map((c) => `${c.verb} ${c.name}`).sort(), ['getMetadata app-config-7f9c2', 'getMetadata app-settings'], 'the ConfigMaps are read (metadata)');
+  t.notOk(plan.refusal, 'not refused: the rule decides');
+  t.equal(plan.writes?.length, 1);
+  t.same(plan.configDrift?.map((d) => d.message), [
+    'Secret shop/db-creds, used by revision 1, not checked: CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets): it may have changed since',
+    'Secret shop/maybe, used by revision 1, not checked: CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets): it may have changed since',
+    'ConfigMap shop/app-settings changed at 14:02 UTC, after revision 1 was created: the old code will run with the new configuration',
+  ], "in the template's order");
+  t.notOk(plan.configDrift?.some((d) => d.kind === 'Secret' && d.changedAt !== undefined), 'no change time: it was not read');
+  t.same(warnings, [], 'configured, not a failure: no log line');
+
+  // a Secret that is gone is not noticed (not read), so no refusal names it; a missing ConfigMap still refuses
+  const gone = cluster({ hashedExists: false });
+  gone.objects.delete(`secrets./${NS}/db-creds`);
+  const refusedPlan = await deploymentAction.plan(ref, context(gone, { checkSecrets: false }));
+  t.equal(refusedPlan.refusal?.message, 'revision 1 needs ConfigMap shop/app-config-7f9c2, which no longer exists; rolling back would leave its pods unable to start');
+});
+
+t.test('CONFIG_CHECK_SECRETS off with configDrift: restore and Secret snapshots: a Secret is not restored, naming the setting', async (t) => {
+  const kube = cluster();
+  const plan = await deploymentAction.plan(ref, context(kube, { checkSecrets: false, configRestore: { secrets: true } }));
+  t.same(kube.calls.filter((c) => c.resource === 'secrets'), [], 'no API call on secrets');
+  t.same(plan.configDrift?.map((d) => [d.name, d.notRestored]), [
+    ['db-creds', 'it was not checked: CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets)'],
+    ['maybe', 'it was not checked: CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets)'],
+  ]);
 });
 
 t.test('StatefulSet: the ControllerRevision template is checked the same way', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { RollbackPlan, TargetRef } from '../../../src/actions/action.js';
+import type { ActionContext, RollbackPlan, TargetRef } from '../../../src/actions/action.js';
 import { incidentReport } from '../../../src/engine/report.js';
 import { parseRuleFile } from '../../../src/rules/loader.js';
 import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
@@ -83,4 +83,20 @@ t.test('no drift: approve and restore do not wait', async (t) => {
   };
   await e.deliver(firing('HighErrorRate'));
   t.equal(e.action.executed.length, 1);
+});
+
+t.test('CONFIG_CHECK_SECRETS: the plans of a rollback read no Secret when it is off, as before when it is on (the default)', async (t) => {
+  for (const [env, expected] of [[{}, undefined], [{ CONFIG_CHECK_SECRETS: 'false' }, false]] as const) {
+    const seen: (boolean | undefined)[] = [];
+    class Capturing extends FakeDeploymentAction {
+      override async plan(ref: TargetRef, ctx?: ActionContext): Promise<RollbackPlan> {
+        seen.push(ctx?.checkSecrets);
+        return super.plan(ref);
+      }
+    }
+    const e = testEngine({ action: new Capturing(), ruleText: rule(), env });
+    await e.deliver(firing('HighErrorRate'));
+    t.ok(seen.length > 0, 'planned');
+    t.ok(seen.every((v) => v === expected), `${JSON.stringify(env)}: checkSecrets ${expected}`);
+  }
 });
