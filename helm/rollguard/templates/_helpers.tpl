@@ -248,8 +248,8 @@ Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of
   Deployment   get+patch deployments (read, patch the pod template back); list replicasets (revisions)
   StatefulSet  get+patch statefulsets; list controllerrevisions
   DaemonSet    get+patch daemonsets; list controllerrevisions
-  (these three) get configmaps, and get secrets unless actions.checkSecrets is false: the restored
-               revision's configuration, read as metadata only (src/config-deps/check.ts)
+  (these three) get configmaps, and get secrets when rollguard.checkSecrets (below) is on: the
+               restored revision's configuration, read as metadata only (src/config-deps/check.ts)
   Rollout      get+patch rollouts, patch rollouts/status (abort); list replicasets (undo: revisions)
   BlueGreen    get+patch services (selector switch); list deployments (the pods behind each colour);
                list replicasets (when each colour was last deployed: its Deployments' current ReplicaSet)
@@ -259,25 +259,26 @@ Each entry: apiGroup, resource, verbs. Kinds sharing a resource get the union of
   HelmRelease  release Secrets + actions.helm.rules (added separately, below)
 */}}
 {{- define "rollguard.rbacTable" -}}
+{{- $checkSecrets := include "rollguard.checkSecrets" . -}}
 Deployment:
   - [apps, deployments, [get, patch]]
   - [apps, replicasets, [list]]
   - ["", configmaps, [get]]
-{{- if ne .Values.actions.checkSecrets false }}
+{{- if $checkSecrets }}
   - ["", secrets, [get]]
 {{- end }}
 StatefulSet:
   - [apps, statefulsets, [get, patch]]
   - [apps, controllerrevisions, [list]]
   - ["", configmaps, [get]]
-{{- if ne .Values.actions.checkSecrets false }}
+{{- if $checkSecrets }}
   - ["", secrets, [get]]
 {{- end }}
 DaemonSet:
   - [apps, daemonsets, [get, patch]]
   - [apps, controllerrevisions, [list]]
   - ["", configmaps, [get]]
-{{- if ne .Values.actions.checkSecrets false }}
+{{- if $checkSecrets }}
   - ["", secrets, [get]]
 {{- end }}
 Rollout:
@@ -321,6 +322,24 @@ migrations:
   - [batch, jobs, [get, create]]
   - ["", pods, [list]]
   - ["", pods/log, [get]]
+{{- end -}}
+
+{{/*
+actions.checkSecrets as it takes effect: "true" or empty. true or false as set; null (the default)
+means auto: on with scope.namespaces (per-namespace Roles: Secrets read where rollguard may act
+only) or with configSnapshots.enabled and configSnapshots.secrets (which grant reading and writing
+Secrets wherever rollguard may act anyway, and whose restore needs the check), off cluster-wide:
+`get secrets` in a ClusterRole would let the token read every Secret of the cluster, kube-system's
+included. It decides both the `get secrets` rule of the workload kinds (rollguard.rbacTable) and
+CONFIG_CHECK_SECRETS (deployment.yaml), so that rollguard never asks for what it is not granted.
+*/}}
+{{- define "rollguard.checkSecrets" -}}
+{{- $v := .Values.actions.checkSecrets -}}
+{{- if kindIs "bool" $v -}}
+{{- if $v }}true{{ end -}}
+{{- else if or .Values.scope.namespaces (and (include "rollguard.snapshotsEnabled" .) (dig "secrets" false (default dict .Values.configSnapshots))) -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{- define "rollguard.snapshotsEnabled" -}}

@@ -61,7 +61,8 @@ t.test('scripts/lint-chart.sh: helm lint --strict and helm template (default, ev
 // The rules each kind adds, as `group resource: verbs`; the union over the enabled kinds is what
 // the chart grants (src/actions/*.ts through src/kube/ call exactly these).
 // The workload kinds also read the restored revision's ConfigMaps and Secrets (metadata only; get
-// secrets is the only RBAC for it).
+// secrets is the only RBAC for it, so it comes only with actions.checkSecrets in effect: by default
+// with scope.namespaces, never cluster-wide).
 const CONFIG_RULES = [' configmaps: get', ' secrets: get'];
 const KIND_RULES: Record<string, string[]> = {
   Deployment: ['apps deployments: get,patch', 'apps replicasets: list', ...CONFIG_RULES],
@@ -80,10 +81,11 @@ function rulesOf(role: Obj): string[] {
   }
   return out.sort();
 }
-function expected(kinds: string[]): string[] {
+/** The union of the kinds' rules; `secrets`: with the workload kinds' `get secrets` (actions.checkSecrets in effect). */
+function expected(kinds: string[], secrets = false): string[] {
   const acc = new Map<string, Set<string>>();
   for (const k of kinds) {
-    for (const line of KIND_RULES[k]!) {
+    for (const line of KIND_RULES[k]!.filter((l) => secrets || l !== ' secrets: get')) {
       const [key, verbs] = line.split(': ') as [string, string];
       const s = acc.get(key) ?? new Set<string>();
       for (const v of verbs.split(',')) s.add(v);
@@ -137,12 +139,31 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
   t.same(find(migObjs, 'ClusterRole'), [], 'migrations: no ClusterRole');
   t.same(
     rulesOf(find(migObjs, 'Role')[0]!),
-    expected(['Deployment', 'StatefulSet', 'DaemonSet']).concat(['batch jobs: get,create', ' pods: list', ' pods/log: get']).sort(),
+    expected(['Deployment', 'StatefulSet', 'DaemonSet'], true).concat(['batch jobs: get,create', ' pods: list', ' pods/log: get']).sort(),
     'migrations.enabled: Jobs created and followed, their pods listed and logs read, in shop only; configmaps get was there already',
   );
   t.notOk(rulesOf(find(render([]), 'ClusterRole')[0]!).some((l) => /jobs|pods/.test(l)), 'by default: no right on Jobs or pods');
-  const noSecrets = rulesOf(find(render(['--set', 'actions.checkSecrets=false']), 'ClusterRole')[0]!);
-  t.same(noSecrets, expected(['Deployment', 'StatefulSet', 'DaemonSet']).filter((l) => l !== ' secrets: get'), 'actions.checkSecrets: false: no right on secrets, configmaps get kept');
+  // actions.checkSecrets: auto (null, the default) is off cluster-wide (get secrets in a ClusterRole
+  // reads every Secret of the cluster, kube-system's included) and on with scope.namespaces
+  const workloads = ['Deployment', 'StatefulSet', 'DaemonSet'];
+  const checkEnv = (objs: Obj[]) => (find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).find((e) => e.name === 'CONFIG_CHECK_SECRETS')?.value;
+  const secretRules = (objs: Obj[]) => objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role').flatMap(rulesOf).filter((l) => / secrets: /.test(l));
+  const defaults = render([]);
+  t.same(secretRules(defaults), [], 'by default (cluster-wide): no rule names secrets');
+  t.same(rulesOf(find(defaults, 'ClusterRole')[0]!), expected(workloads), 'by default: configmaps get kept');
+  t.equal(checkEnv(defaults), 'false', 'by default: CONFIG_CHECK_SECRETS=false, so rollguard asks for no Secret it may not read');
+  const explicitOn = render(['--set', 'actions.checkSecrets=true']);
+  t.same(rulesOf(find(explicitOn, 'ClusterRole')[0]!), expected(workloads, true), 'actions.checkSecrets: true cluster-wide (an explicit choice): get secrets in the ClusterRole');
+  t.equal(checkEnv(explicitOn), 'true');
+  const scopedAuto = render(['--set', 'scope.namespaces={shop}']);
+  t.same(rulesOf(find(scopedAuto, 'Role')[0]!), expected(workloads, true), 'auto with scope.namespaces: get secrets in those namespaces');
+  t.equal(checkEnv(scopedAuto), 'true');
+  const scopedOff = render(['--set', 'scope.namespaces={shop}', '--set', 'actions.checkSecrets=false']);
+  t.same(secretRules(scopedOff), [], 'actions.checkSecrets: false with scope.namespaces: no right on secrets');
+  t.same(rulesOf(find(scopedOff, 'Role')[0]!), expected(workloads), 'configmaps get kept');
+  t.equal(checkEnv(scopedOff), 'false');
+  t.equal(checkEnv(render(['--set', 'actions.checkSecrets=false'])), 'false');
+  t.not(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'actions.checkSecrets=yes']).code, 0, 'actions.checkSecrets: true, false or null, nothing else');
   const noKinds = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rollguard-chart-')), 'none.yaml');
   fs.writeFileSync(noKinds, 'actions:\n  enabled: []\n');
   t.teardown(() => fs.rmSync(path.dirname(noKinds), { recursive: true, force: true }));
@@ -162,25 +183,31 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
 });
 
 t.test('RBAC: configSnapshots.enabled adds ConfigMap writes and workload watches; Secrets only with configSnapshots.secrets', async (t) => {
+  // cluster-wide, actions.checkSecrets (auto) is off: no secrets get, unless configSnapshots.secrets
+  // grants Secrets anyway (it is then on: a Secret's restore needs its check)
   const base = expected(['Deployment', 'StatefulSet', 'DaemonSet']);
-  const snapshotRules = (secrets: boolean) =>
-    base
+  const snapshotRules = (secrets: boolean, from = base) =>
+    from
       .map((l) => (l.startsWith('apps deployments:') || l.startsWith('apps statefulsets:') || l.startsWith('apps daemonsets:') ? l.replace('get,patch', 'get,list,watch,patch') : l))
       .map((l) => (l === ' configmaps: get' ? ' configmaps: get,list,watch,create,patch,delete' : l))
-      .map((l) => (secrets && l === ' secrets: get' ? ' secrets: get,list,watch,create,patch,delete' : l));
+      .filter((l) => l !== ' secrets: get')
+      .concat(secrets ? [' secrets: get,list,watch,create,patch,delete'] : from.includes(' secrets: get') ? [' secrets: get'] : [])
+      .sort();
   const off = rulesOf(find(render([]), 'ClusterRole')[0]!);
   t.same(off, base, 'off (the default): no list, watch or write on configmaps');
   const on = rulesOf(find(render(['--set', 'configSnapshots.enabled=true']), 'ClusterRole')[0]!);
   t.same(on, snapshotRules(false), `on: ${on.join('; ')}`);
-  t.ok(on.includes(' secrets: get'), 'on, without configSnapshots.secrets: secrets get only (metadata reads), never a write');
+  t.notOk(on.some((l) => l.startsWith(' secrets:')), 'on, without configSnapshots.secrets, cluster-wide: no right on secrets');
   const withSecrets = rulesOf(find(render(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true']), 'ClusterRole')[0]!);
   t.same(withSecrets, snapshotRules(true), 'configSnapshots.secrets: the same for Secrets');
   const secretsAlone = rulesOf(find(render(['--set', 'configSnapshots.secrets=true']), 'ClusterRole')[0]!);
   t.same(secretsAlone, base, 'configSnapshots.secrets without enabled: nothing');
   const scoped = find(render(['--set', 'configSnapshots.enabled=true', '--set', 'scope.namespaces={shop}']), 'Role');
   t.same(scoped.map((r) => r.metadata.namespace), ['shop'], 'scope.namespaces: in those namespaces only');
-  t.same(rulesOf(scoped[0]!), snapshotRules(false));
+  t.same(rulesOf(scoped[0]!), snapshotRules(false, expected(['Deployment', 'StatefulSet', 'DaemonSet'], true)), 'scope.namespaces: secrets get there (metadata reads), never a write');
   const env = (vals: string[]) => Object.fromEntries((find(render(vals), 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  t.equal(env(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true']).CONFIG_CHECK_SECRETS, 'true', 'configSnapshots.secrets: the check of Secrets on (auto)');
+  t.equal(env(['--set', 'configSnapshots.enabled=true']).CONFIG_CHECK_SECRETS, 'false', 'configSnapshots without secrets, cluster-wide: off (auto)');
   t.match(env([]), { CONFIG_SNAPSHOTS: 'false', CONFIG_SNAPSHOTS_MAX: '10', CONFIG_SNAPSHOTS_SECRETS: 'false' });
   t.match(env(['--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.max=4', '--set', 'configSnapshots.secrets=true']), { CONFIG_SNAPSHOTS: 'true', CONFIG_SNAPSHOTS_MAX: '4', CONFIG_SNAPSHOTS_SECRETS: 'true' });
   t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.max=0']).code, 1, 'configSnapshots.max 0: refused by the values schema');
@@ -205,7 +232,7 @@ t.test('RBAC: scope.namespaces gives one Role and RoleBinding per namespace and 
   const rbs = find(objs, 'RoleBinding');
   t.same(rbs.map((r) => r.metadata.namespace), ['shop', 'payments']);
   for (const rb of rbs) t.same(rb.subjects, [{ kind: 'ServiceAccount', name: 'rollguard', namespace: 'rollguard-system' }]);
-  for (const r of find(objs, 'Role')) t.same(rulesOf(r), expected(['Deployment', 'StatefulSet', 'DaemonSet']));
+  for (const r of find(objs, 'Role')) t.same(rulesOf(r), expected(['Deployment', 'StatefulSet', 'DaemonSet'], true), 'actions.checkSecrets (auto): get secrets in each of them');
   const env = find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
   t.equal(env.find((e) => e.name === 'SCOPE_NAMESPACES')?.value, 'shop,payments');
 });
