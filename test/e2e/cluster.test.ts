@@ -179,8 +179,11 @@ t.test('rollguard ServiceAccount has the chart rights and no more', async (t) =>
   t.equal(await can('create', 'leases.coordination.k8s.io', 'rollguard-system'), 'no', 'locks live in Redis, not in leases');
   t.equal(await can('delete', 'deployments.apps'), 'no');
   t.equal(await can('patch', 'replicasets.apps'), 'no');
-  // get, for the metadata of the Secrets a restored revision uses (actions.checkSecrets, docs/security.md); never list them
-  t.equal(await can('get', 'secrets'), 'yes');
+  // the harness grants the chart's default RBAC: cluster-wide, so actions.checkSecrets (auto) is off
+  // and no right on Secrets at all (get secrets in a ClusterRole would read every Secret of the
+  // cluster; docs/security.md), kube-system's included
+  t.equal(await can('get', 'secrets'), 'no');
+  t.equal(await can('get', 'secrets', 'kube-system'), 'no');
   t.equal(await can('list', 'secrets'), 'no');
   t.equal(await can('watch', 'secrets'), 'no');
   t.equal(await can('watch', 'pods'), 'no');

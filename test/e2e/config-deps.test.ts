@@ -15,7 +15,7 @@ import type { RollbackRecord } from '../../src/engine/record.js';
 import { incidentReport } from '../../src/engine/report.js';
 import { RESOURCES } from '../../src/kube/kube.js';
 import { RedisStore } from '../../src/store/redis.js';
-import { deploymentSettled, startCluster } from '../cluster/harness.js';
+import { applyChartRbac, deploymentSettled, startCluster } from '../cluster/harness.js';
 import { clusterEngine, firingNow } from '../support/engine.js';
 import { redisDump, startRedis } from '../support/redis.js';
 
@@ -37,7 +37,10 @@ rules:
 const store = new RedisStore({ url: redis.url, prefix: 'configdeps' });
 t.teardown(() => store.close());
 await store.waitReady(10_000);
-// the ServiceAccount with exactly the chart's RBAC: get on configmaps and secrets, nothing more
+// the ServiceAccount with exactly the chart's RBAC with actions.checkSecrets: true (an explicit
+// choice cluster-wide; the default, auto, grants no right on Secrets there): get on configmaps and
+// secrets, nothing more. CONFIG_CHECK_SECRETS is on (its default), as the chart sets it then.
+await applyChartRbac(cluster, ['actions.checkSecrets=true']);
 const { engine, config, kube, metrics, notifier, notifications, logs } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
   env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s' },

@@ -173,7 +173,8 @@ async function rightsList(ns: string): Promise<string[]> {
 }
 
 // Rows shared by the tables: what no configuration without HelmRelease may do. (get configmaps and
-// get secrets: the workload kinds' configuration check, metadata only, in each table.)
+// get secrets: the workload kinds' configuration check, metadata only, in each table; get secrets
+// only where actions.checkSecrets is in effect: never by default cluster-wide.)
 const neverWithoutHelm = (ns: string): Row[] => [
   ['list', 'secrets', ns, false],
   ['watch', 'secrets', ns, false],
@@ -263,10 +264,14 @@ t.test('helm install (default values): the ServiceAccount may do exactly what De
     ['get', 'daemonsets.apps', ns, true],
     ['patch', 'daemonsets.apps', ns, true],
     ['list', 'controllerrevisions.apps', ns, true],
-    // the restored revision's ConfigMaps and Secrets, read as metadata only; RBAC has no
-    // metadata-only right, so `get secrets` it is (actions.checkSecrets: false takes it away)
+    // the restored revision's ConfigMaps, read as metadata only. Secrets too would need `get
+    // secrets` (RBAC has no metadata-only right), which cluster-wide reads every Secret of the
+    // cluster: actions.checkSecrets (auto, the default) is off here, no right on Secrets anywhere
     ['get', 'configmaps', ns, true],
-    ['get', 'secrets', ns, true],
+    ['get', 'secrets', ns, false],
+    ['get', 'secrets', 'other', false],
+    ['get', 'secrets', 'kube-system', false],
+    ['get', 'secrets', NS, false],
     // not needed by these three kinds
     ['list', 'deployments.apps', ns, false],
     ['watch', 'deployments.apps', ns, false],
@@ -286,11 +291,12 @@ t.test('helm install (default values): the ServiceAccount may do exactly what De
       'daemonsets.apps [get patch]',
       'deployments.apps [get patch]',
       'replicasets.apps [list]',
-      'secrets [get]',
       'statefulsets.apps [get patch]',
     ],
     'auth can-i --list: no right beyond these',
   );
+  t.same(await rightsList('kube-system'), await rightsList(ns), 'the same (no Secret) in kube-system');
+  t.equal(env.find((e) => e.name === 'CONFIG_CHECK_SECRETS')?.value, 'false', 'CONFIG_CHECK_SECRETS follows: rollguard asks for no Secret');
 });
 
 t.test('the Deployment action rolls back with the chart ServiceAccount token', async (t) => {
@@ -302,7 +308,8 @@ t.test('the Deployment action rolls back with the chart ServiceAccount token', a
     spec: {
       replicas: 2,
       selector: { matchLabels: { app: 'web' } },
-      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image }] } },
+      // an optional Secret (absent): the configuration check has a Secret to (not) read
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image, envFrom: [{ secretRef: { name: 'web-creds', optional: true } }] }] } },
     },
   });
   await kubectl(['apply', '-f', '-'], JSON.stringify(dep('web:v1')));
@@ -317,7 +324,15 @@ t.test('the Deployment action rolls back with the chart ServiceAccount token', a
     changeCause: 'rollguard: e2e helm-chart',
     checkFence: async () => {},
   };
-  await rollsBack(t, deploymentAction, { kind: 'Deployment', namespace: ns, name: 'web' }, ctx);
+  const ref: TargetRef = { kind: 'Deployment', namespace: ns, name: 'web' };
+  // the default install has no right on Secrets: CONFIG_CHECK_SECRETS on would be refused by the API server
+  const forbidden = await deploymentAction.plan(ref, ctx);
+  t.match(forbidden.configDrift?.map((d) => d.message), [/^Secret shop\/web-creds, used by revision 1, could not be checked \(.*forbidden/i], 'CONFIG_CHECK_SECRETS on against the default RBAC: forbidden');
+  // as the chart sets it by default (CONFIG_CHECK_SECRETS=false): no Secret read, listed as not checked, naming the setting
+  const off: ActionContext = { ...ctx, checkSecrets: false };
+  const plan = await deploymentAction.plan(ref, off);
+  t.same(plan.configDrift?.map((d) => d.message), ['Secret shop/web-creds, used by revision 1, not checked: CONFIG_CHECK_SECRETS is off (chart: actions.checkSecrets): it may have changed since']);
+  await rollsBack(t, deploymentAction, ref, off);
   const d = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${ns}/deployments/web`);
   t.equal(d.spec.template.spec.containers[0].image, 'web:v1', 'v1 is back');
 });
@@ -396,6 +411,8 @@ t.test('helm upgrade: Rollout, BlueGreen and Canary added, and gitops; actions.c
   // the ClusterRole's, in every namespace
   const clusterRights = ['configmaps [get]', 'deployments.apps [get list patch]', 'replicasets.apps [list]', 'rollouts.argoproj.io/status [patch]', 'rollouts.argoproj.io [get patch]', 'services [get patch]'];
   t.same(await rightsList(ns), [...clusterRights].sort(), 'auth can-i --list: no right beyond these (no GitOps owner right)');
+  const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
+  t.equal((dep.spec.template.spec.containers[0].env as { name: string; value?: string }[]).find((e) => e.name === 'CONFIG_CHECK_SECRETS')?.value, 'false', 'actions.checkSecrets: false: CONFIG_CHECK_SECRETS=false');
   t.same(
     await rightsList('flux-system'),
     ['helmreleases.helm.toolkit.fluxcd.io [get patch]', 'kustomizations.kustomize.toolkit.fluxcd.io [get patch]', ...clusterRights].sort(),
@@ -444,6 +461,8 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
     '--set', 'actions.enabled={Deployment,StatefulSet,DaemonSet,Rollout,BlueGreen,Canary,HelmRelease}',
     '--set', 'scope.namespaces={shop}',
     '--set', 'gitops.enabled=false',
+    // back to auto (the default; an earlier upgrade set false): on with scope.namespaces
+    '--set', 'actions.checkSecrets=null',
     '--wait', '--timeout', '3m',
   ]);
   const crs = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
@@ -453,6 +472,7 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
   const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
   const env = Object.fromEntries((dep.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
   t.equal(env.SCOPE_NAMESPACES, 'shop', 'SCOPE_NAMESPACES follows the Roles');
+  t.equal(env.CONFIG_CHECK_SECRETS, 'true', 'actions.checkSecrets auto with scope.namespaces: on (get secrets in shop only)');
   t.equal(env.HELM_BIN, '/usr/local/bin/helm');
 
   await checkTable(t, [
