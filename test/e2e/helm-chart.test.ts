@@ -461,8 +461,10 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
     '--set', 'actions.enabled={Deployment,StatefulSet,DaemonSet,Rollout,BlueGreen,Canary,HelmRelease}',
     '--set', 'scope.namespaces={shop}',
     '--set', 'gitops.enabled=false',
-    // back to auto (the default; an earlier upgrade set false): on with scope.namespaces
-    '--set', 'actions.checkSecrets=null',
+    // an earlier upgrade set false, and --reuse-values keeps it (with helm 4, `--set
+    // actions.checkSecrets=null` did not drop it here): true, what auto gives with scope.namespaces
+    // (auto itself: test/unit/helm/chart.test.ts)
+    '--set', 'actions.checkSecrets=true',
     '--wait', '--timeout', '3m',
   ]);
   const crs = await cluster.request<{ items: KubeObject[] }>('GET', `/apis/rbac.authorization.k8s.io/v1/clusterroles?labelSelector=app.kubernetes.io%2Finstance%3D${RELEASE}`);
@@ -472,7 +474,7 @@ t.test('helm upgrade: every kind with HelmRelease, scoped to namespace shop (Rol
   const dep = await cluster.request<KubeObject>('GET', `/apis/apps/v1/namespaces/${NS}/deployments/${RELEASE}-rollguard`);
   const env = Object.fromEntries((dep.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
   t.equal(env.SCOPE_NAMESPACES, 'shop', 'SCOPE_NAMESPACES follows the Roles');
-  t.equal(env.CONFIG_CHECK_SECRETS, 'true', 'actions.checkSecrets auto with scope.namespaces: on (get secrets in shop only)');
+  t.equal(env.CONFIG_CHECK_SECRETS, 'true', 'actions.checkSecrets on with scope.namespaces: CONFIG_CHECK_SECRETS=true (get secrets in shop only)');
   t.equal(env.HELM_BIN, '/usr/local/bin/helm');
 
   await checkTable(t, [
