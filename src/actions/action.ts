@@ -85,6 +85,15 @@ export interface ActionContext {
    */
   recovering?: boolean;
   /**
+   * With `recovering`: the writes of the record's first plan, as the record keeps them
+   * (PlanSummary.writes: objects, descriptions, a scale's replica counts; never a written value).
+   * The Canary kind goes on with the stable Deployment's count its first plan chose from them. A
+   * plan that finds part of this record's writes landed, and what is left to write changed since,
+   * refuses 'changed_since_plan': the recovery ends the record interrupted with its message, and
+   * keeps the cooldown (something was written).
+   */
+  firstWrites?: readonly RecordedWrite[];
+  /**
    * The plan is read only for what it says of the current revision (a trigger's baseline,
    * src/engine/evaluate.ts): nothing it would do is looked into (a Helm release's workloads).
    */
@@ -165,6 +174,21 @@ export interface PlannedWrite {
    * In memory only, never persisted.
    */
   configBefore?: KubeObject;
+  /**
+   * A scale write's replica counts, from and to (the Canary kind's): kept in the record's summary
+   * of the write (WriteSummary.replicas, src/engine/change.ts; counts are not secret), so that a
+   * recovery on another replica can go on with the count this plan chose (ActionContext.firstWrites).
+   */
+  replicas?: { before: number; after: number };
+}
+
+/** What a record keeps of one write of its first plan, as a recovery reads it (WriteSummary, src/engine/change.ts). */
+export interface RecordedWrite {
+  kind: string;
+  namespace: string;
+  name: string;
+  description: string;
+  replicas?: { before: number; after: number };
 }
 
 /** A revision annotated with this "true" (on the object, its current ReplicaSet or its pod template) carries a schema migration. */

@@ -12,6 +12,11 @@
 // refuses ('changed_since_plan') when either Deployment's replicas moved since the plan, but the
 // canary's to 0 by the first write. The default stable count is bounded (stableGrowthBound): a
 // canary whose replicas were raised (5,000) does not make rollguard scale the stable one by as much.
+//
+// A replica that dies between the two writes: its recovery (ActionContext.recovering) finds the
+// canary at 0 with this rollback's change cause, and goes on with the stable count the first plan
+// chose, which the record keeps (WriteSummary.replicas): resumeStable. Refused, not scaled over,
+// when the stable Deployment's replicas moved since.
 import { z } from 'zod';
 import { RESOURCES, type KubeObject } from '../kube/kube.js';
 import { nameSchema } from '../kube/names.js';
@@ -72,7 +77,45 @@ const stableWrite = (ns: string, name: string, from: number, to: number, d: Kube
   precondition: 'resource-version',
   description: `scale stable ${name} from ${from} to ${to}`,
   before: d,
+  // kept in the record (WriteSummary.replicas): a recovery goes on with this count (resumeStable)
+  replicas: { before: from, after: to },
 });
+
+/**
+ * Recovering this very rollback (ActionContext.recovering), whose first write landed: the canary is
+ * at 0 and carries this rollback's change cause. The replica running it died before the stable
+ * write, so stable + canary no longer says the count it chose (the canary's replicas are gone): the
+ * record's summary of that write keeps it (ActionContext.firstWrites, WriteSummary.replicas). The
+ * plan goes on with it (resumes): stable from the count the first plan read to the one it chose.
+ * Refused ('changed_since_plan', without `current`, so that the recovery does not take it as
+ * applied) when the stable Deployment's replicas are neither: an HPA or a person scaled it since,
+ * and rollguard does not scale over them. undefined: nothing to go on with (not recovering, the
+ * canary write did not land, the first plan had no stable write, the stable write landed too, or a
+ * record of an earlier version that did not keep the count): planned as before.
+ */
+function resumeStable(ref: TargetRef, ctx: ClusterContext, o: { canary: string; stable: string }, canary: KubeObject, stable: KubeObject, current: RollbackPlan['current']): RollbackPlan | undefined {
+  if (!ctx.recovering || !ctx.changeCause || specReplicas(canary) !== 0 || canary.metadata.annotations?.[CHANGE_CAUSE] !== ctx.changeCause) return undefined;
+  const first = ctx.firstWrites?.find((w) => w.kind === 'Deployment' && w.namespace === ref.namespace && w.name === o.stable)?.replicas;
+  if (!first) return undefined;
+  const stableNow = specReplicas(stable);
+  if (stableNow === first.after) return undefined;
+  if (stableNow !== first.before) {
+    return refused(
+      ref,
+      'changed_since_plan',
+      `canary "${o.canary}" was scaled to 0 by this rollback before its replica died; stable deployment "${o.stable}" was scaled from ${first.before} to ${stableNow} since (an HPA or a person): not scaled over to ${first.after}; scale "${o.stable}" by hand if it needs the canary's capacity`,
+    );
+  }
+  return {
+    target: ref,
+    kind: 'Canary',
+    ...(current ? { current } : {}),
+    summary: `canary ${ref.namespace}/${o.canary} already at 0, scaled by this rollback before it was cut off; go on: scale stable ${o.stable} from ${stableNow} to ${first.after}`,
+    writes: [stableWrite(ref.namespace, o.stable, stableNow, first.after, stable)],
+    resumes: true,
+    plannedAt: Date.now(),
+  };
+}
 
 /**
  * The plan after a conflict (executeWrites calls it from a fresh read): the same scale as `plan`,
@@ -128,6 +171,8 @@ export const canaryAction: Action = clusterAction({
     const stable = await readOrRefuse(ctx, RESOURCES.deployments, ref, o.stable);
     const { newRS } = await ownedReplicaSets(ctx.kube, canary, POD_TEMPLATE_HASH, reqOpts(ctx));
     const current = currentInfo(canary, newRS, DEPLOYMENT_REVISION);
+    const resumed = resumeStable(ref, ctx, o, canary, stable, current);
+    if (resumed) return resumed;
     const canaryReplicas = specReplicas(canary);
     const stableNow = specReplicas(stable);
     const stableTarget = o.stableReplicas ?? stableNow + canaryReplicas;

@@ -5,7 +5,7 @@ import { applyPatch, PatchError, pointerSegments } from '../kube/patch.js';
 /**
  * What a record keeps of one write of a rollback: which object, the fields the write changes (by
  * path), each container's image before and after, and a hash of the pod template before and after.
- * Never a value: a pod template holds env values (where teams put connection strings), args and
+ * Never a value (but a scale's replica counts): a pod template holds env values (where teams put connection strings), args and
  * annotations such as kubectl's last-applied-configuration. The plan's writes themselves stay in
  * the memory of the replica that executes them.
  */
@@ -21,6 +21,11 @@ export interface WriteSummary {
   images?: ImageChange[];
   /** sha256 of the pod template before and after (equal: the same template) */
   templateHash?: { before?: string; after?: string };
+  /**
+   * A scale write's replicas before and after (PlannedWrite.replicas, the Canary kind's): a count
+   * is not secret, and a recovery on another replica goes on with the count the plan chose.
+   */
+  replicas?: { before: number; after: number };
 }
 
 export interface ImageChange {
@@ -63,6 +68,7 @@ export function summarisePlan(p: RollbackPlan): PlanSummary {
 
 export function summariseWrite(w: PlannedWrite): WriteSummary {
   const out: WriteSummary = { kind: w.resource.kind, namespace: w.namespace, name: w.name, description: w.description, changed: [] };
+  if (w.replicas) out.replicas = { before: w.replicas.before, after: w.replicas.after };
   let after: unknown;
   if (w.before !== undefined) {
     try {

@@ -280,7 +280,8 @@ export class EngineContext {
     let logger: Logger | undefined;
     let replicated = false;
     return {
-      ...(o.recovering ? { recovering: true } : {}),
+      // recovering: what the record keeps of its first plan's writes (a Canary goes on with its stable count)
+      ...(o.recovering ? { recovering: true, ...(rec.plan?.writes ? { firstWrites: rec.plan.writes } : {}) } : {}),
       ...(o.currentOnly ? { currentOnly: true } : {}),
       kube: this.deps.kube,
       // made on first use: a rollback that ends before its action logs (dry run, a block) makes none

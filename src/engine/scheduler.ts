@@ -245,7 +245,9 @@ async function giveBackLeft(ctx: EngineContext, id: string): Promise<boolean> {
 /**
  * A rollback in_progress whose target lock is free was left by a replica that died. It is never
  * executed again: if the cluster shows the rollback applied, it is verified and completed;
- * otherwise it is marked interrupted and escalated.
+ * otherwise it is marked interrupted and escalated. Cut off mid-way, it goes on with the writes
+ * its action plans as left (plan.resumes), or, when what was left changed since
+ * ('changed_since_plan'), is marked interrupted with that reason, its cooldown kept.
  */
 export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord): Promise<void> {
   const lock = await ctx.store.acquireLock(lockName(rec.target), rollbackHolder(ctx.owner, rec.id), ctx.config.LOCK_TTL);
@@ -275,6 +277,12 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     // is not rollguard's ends the record: 'ended'); or mid-way through its writes (goesOn): the rest of them.
     const migrating = action && !applied ? await resumable(ctx, fresh, plan, actx) : undefined;
     if (migrating === 'ended') return;
+    if (action && !applied && !migrating && plan?.refusal?.code === 'changed_since_plan') {
+      // cut off mid-way, and what it had left to write changed since (a Canary's stable Deployment
+      // scaled by an HPA or a person): not written over. Part of it landed: its cooldown stays.
+      await interrupted(ctx, fresh, `the replica running this rollback died mid-way; ${plan.refusal.message}; not executed again; escalated`);
+      return;
+    }
     let resume = migrating;
     if (action && !applied && !resume && goesOn) {
       // Only objects the guards checked with the first plan are written, each under its own lock.

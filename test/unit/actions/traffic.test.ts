@@ -7,6 +7,7 @@ import { createActions } from '../../../src/actions/index.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
+import { summarisePlan } from '../../../src/engine/change.js';
 import { CAUSE, NS, context } from './fixtures/objects.js';
 
 function dep(name: string, labels: Record<string, string>, replicas: number, available = replicas): KubeObject {
@@ -163,6 +164,35 @@ t.test('canary: a conflict that changed no replicas re-plans with the planned st
   t.equal(replicasOf(kube, 'backend-api-canary'), 0);
   t.equal(replicasOf(kube, 'backend-api-stable'), 10, 'stable + canary as planned, though the canary is at 0 by then');
   t.same(kube.patches().map((c) => c.name), ['backend-api-canary', 'backend-api-stable', 'backend-api-stable']);
+});
+
+t.test('canary: recovering its own rollback cut off after the canary write, the plan goes on with the stable count the record keeps', async (t) => {
+  const kube = canaryCluster();
+  const ctx = context(kube);
+  const first = await canaryAction.plan(CANARY_REF, ctx);
+  const firstWrites = summarisePlan(first).writes!;
+  t.same(firstWrites[1]!.replicas, { before: 8, after: 10 }, 'the record keeps the stable count chosen, and the one read');
+  t.same(firstWrites[0]!.replicas, undefined, 'the canary write is known by its change cause');
+  await canaryAction.execute({ ...first, writes: first.writes!.slice(0, 1) }, ctx); // the replica dies here
+  const recovering = context(kube, { recovering: true, firstWrites });
+  const plan = await canaryAction.plan(CANARY_REF, recovering);
+  t.notOk(plan.refusal, plan.refusal?.message ?? '');
+  t.equal(plan.resumes, true);
+  t.equal(plan.summary, 'canary shop/backend-api-canary already at 0, scaled by this rollback before it was cut off; go on: scale stable backend-api-stable from 8 to 10');
+  t.same(plan.writes!.map((w) => [w.name, (w.patch as { spec: unknown }).spec, w.precondition]), [['backend-api-stable', { replicas: 10 }, 'resource-version']]);
+  // not this rollback's: planned from scratch, as before
+  t.equal((await canaryAction.plan(CANARY_REF, context(kube, { firstWrites }))).refusal?.code, 'already_matches', 'not recovering');
+  t.equal((await canaryAction.plan(CANARY_REF, context(kube, { recovering: true, firstWrites, changeCause: 'rollguard: rollback rb-other' }))).refusal?.code, 'already_matches', "another rollback's change cause");
+  t.equal((await canaryAction.plan(CANARY_REF, context(kube, { recovering: true }))).refusal?.code, 'already_matches', 'a record that keeps no count');
+  // the stable Deployment scaled since: refused, without `current` (not taken as applied)
+  scale(kube, 'backend-api-stable', 12);
+  const moved = await canaryAction.plan(CANARY_REF, recovering);
+  t.equal(moved.refusal?.code, 'changed_since_plan');
+  t.match(moved.refusal?.message, /stable deployment "backend-api-stable" was scaled from 8 to 12 since \(an HPA or a person\): not scaled over to 10/);
+  t.notOk(moved.current);
+  // the stable write landed too: nothing to go on with
+  scale(kube, 'backend-api-stable', 10);
+  t.equal((await canaryAction.plan(CANARY_REF, recovering)).refusal?.code, 'already_matches');
 });
 
 t.test('canary: the stable Deployment is not scaled up by a canary of 5,000 replicas', async (t) => {
