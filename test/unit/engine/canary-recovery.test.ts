@@ -9,6 +9,7 @@ import { canaryAction } from '../../../src/actions/canary.js';
 import { summarisePlan } from '../../../src/engine/change.js';
 import { changeCause } from '../../../src/engine/messages.js';
 import type { RollbackRecord } from '../../../src/engine/record.js';
+import { readCooldown, writeCooldowns } from '../../../src/guards/cooldown.js';
 import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
 import { FakePrometheus, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -82,6 +83,8 @@ async function cutOff(t: Test, kube: FakeKube, landed: number) {
   rec.plan = summarisePlan(first);
   await b.store.putRecord(JSON.parse(JSON.stringify(rec)) as never);
   if (landed > 0) {
+    // execute() starts the cooldowns before the first write
+    await writeCooldowns(b.store, rec.target, first, { id: rec.id, at: now, until: now + 3_600_000 }, now);
     const res = await canaryAction.execute({ ...first, writes: first.writes!.slice(0, landed) }, ctx);
     t.equal(res.applied, true, res.message);
   }
@@ -115,7 +118,8 @@ t.test('cut off after the canary write: the recovery scales the stable Deploymen
 
 t.test('cut off after the canary write, the stable Deployment scaled since: not scaled over, the record interrupted saying what to do', async (t) => {
   const kube = cluster();
-  const { engine, rec } = await cutOff(t, kube, 1);
+  const b = await cutOff(t, kube, 1);
+  const { engine, rec } = b;
   scale(kube, 'backend-api-stable', 12); // an HPA, or a person
   await engine.tick();
   await engine.idle();
@@ -128,6 +132,9 @@ t.test('cut off after the canary write, the stable Deployment scaled since: not 
     'the replica running this rollback died mid-way; canary "backend-api-canary" was scaled to 0 by this rollback before its replica died; stable deployment "backend-api-stable" was scaled from 8 to 12 since (an HPA or a person): not scaled over to 10; scale "backend-api-stable" by hand if it needs the canary\'s capacity; not executed again; escalated',
   );
   t.same(kube.patches().map((c) => c.name), ['backend-api-canary'], 'nothing written by the recovery');
+  for (const key of [rec.target, `Deployment/${NS}/backend-api-stable`]) {
+    t.equal((await readCooldown(b.store, key))?.id, rec.id, `${key}: the cooldown stays (the canary write landed)`);
+  }
 });
 
 t.test('cut off after both writes: applied, verified and closed succeeded, nothing written again', async (t) => {
