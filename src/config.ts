@@ -175,6 +175,8 @@ export const configSchema = z.object({
   SCOPE_DENY_NAMESPACES: list
     .default([])
     .refine((l) => !l.some((ns) => ns.includes('?')), 'expected namespace names or globs with * (any characters); ? is not a wildcard here')
+    // a name no namespace can have (upper case, brackets) would deny nothing, silently
+    .refine((l) => l.every((ns) => /^[a-z0-9*-]+$/.test(ns)), 'expected namespace names (lower-case letters, digits and -) or globs with *: an entry no namespace can match denies nothing')
     .transform((l) => [...new Set([...ALWAYS_DENIED_NAMESPACES, ...l])]),
   /** Scope guard: targets never touched, as Kind/namespace/name globs. */
   SCOPE_DENY_TARGETS: list.default([]),

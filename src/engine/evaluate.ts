@@ -15,13 +15,17 @@ import { rollback, type ReadAhead } from './rollback.js';
 export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Rule, recheck: boolean, ahead?: ReadAhead): Promise<RollbackState> {
   const now = ctx.now();
   // A baseline relative to the rollout start is read from the target (its current revision), and
-  // nothing is read of a target outside rollguard's scope (src/guards/scope.ts): a rollback goes
-  // straight to the guards, where the scope guard blocks it with its usual reason, naming the setting.
+  // nothing is read of a target outside rollguard's scope (src/guards/scope.ts): the record is
+  // closed blocked by the scope guard, in its words, naming the setting. Quietly: its trigger was
+  // never confirmed, and an alert not confirmed notifies no one (a broad rule matching kube-system
+  // would otherwise page on every firing).
   if (rule.trigger.baseline?.relativeTo === 'rollout_start' && rule.action !== 'notify') {
     const outside = outOfScope(ctx.config, rec.target, rec.ref.namespace);
     if (outside !== undefined) {
-      ctx.records.step(rec, 'decided', `not confirmed: the trigger's baseline is read at the target's rollout start, and nothing is read of a target outside rollguard's scope (${outside}): to the guards`);
-      return rollback(ctx, rec, rule.guards, ahead);
+      ctx.metrics.guardBlocked.inc({ guard: 'scope' });
+      rec.guards.push({ guard: 'scope', result: 'block', reason: outside });
+      ctx.records.step(rec, 'decided', `not confirmed: the trigger's baseline is read at the target's rollout start, and nothing is read of a target outside rollguard's scope`);
+      return ctx.finish(rec, 'blocked', `blocked by scope: ${outside}`);
     }
   }
   const confirmation = await confirm(ctx, rule, rec);

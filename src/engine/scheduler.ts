@@ -1,6 +1,8 @@
 import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
+import { readPause } from '../guards/pause.js';
+import { outOfScope } from '../guards/scope.js';
 import type { Action, ActionContext, ChangedObject, RollbackPlan } from '../actions/action.js';
 import { WORKLOADS } from '../actions/helm-workloads.js';
 import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
@@ -302,6 +304,15 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       resume = plan;
     }
     if (action && resume) {
+      // The settings that say "write nothing here" hold for the rest of a cut-off rollback too: the
+      // replica going on may run with DRY_RUN, a pause or a narrower scope set since (the stop
+      // switch is a helm upgrade, which is also what rolls the replica that died). Until 2026-12-07
+      // it went on regardless.
+      const stop = await whyNotGoOn(ctx, fresh, resume);
+      if (stop) {
+        await interrupted(ctx, fresh, `the replica running this rollback died mid-way; not gone on: ${stop}; what it wrote stays, the rest is left undone; escalated`);
+        return;
+      }
       // counted among the rollbacks in flight when a slot is free, so that new ones wait for it;
       // never held back for one: it has begun (its migration Job ran, part of its writes landed),
       // and waiting would let go of the target's lock, which is all that keeps another rollback
@@ -430,6 +441,18 @@ function leftForRecovery(ctx: EngineContext, rec: RollbackRecord): void {
 }
 
 /** A rollback its recovery does not go on with: closed interrupted, escalated, and said why. */
+/** Why a cut-off rollback may not go on with its writes here and now (the setting named), if so. */
+async function whyNotGoOn(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan): Promise<string | undefined> {
+  if (ctx.config.DRY_RUN) return 'DRY_RUN is on';
+  for (const o of [{ key: rec.target, namespace: rec.ref.namespace }, ...writtenObjects(plan).map((w) => ({ key: objectKey(w), namespace: w.namespace }))]) {
+    const why = outOfScope(ctx.config, o.key, o.namespace);
+    if (why) return `${o.key} is out of scope: ${why}`;
+  }
+  const paused = await readPause(ctx.store);
+  if (paused) return `rollguard is paused (by ${paused.by}${paused.reason ? `: ${paused.reason}` : ''}; POST /v1/resume)`;
+  return undefined;
+}
+
 async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string): Promise<void> {
   ctx.metrics.escalations.inc({ reason: 'interrupted' });
   ctx.notify(rec, messages.interrupted(rec));

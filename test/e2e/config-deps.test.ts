@@ -40,7 +40,7 @@ await store.waitReady(10_000);
 // the ServiceAccount with exactly the chart's RBAC with actions.checkSecrets: true (an explicit
 // choice cluster-wide; the default, auto, grants no right on Secrets there): get on configmaps and
 // secrets, nothing more. CONFIG_CHECK_SECRETS is on (its default), as the chart sets it then.
-await applyChartRbac(cluster, ['actions.checkSecrets=true']);
+await applyChartRbac(cluster, ['actions.checkSecrets=true', 'actions.checkSecretsClusterWide=true']);
 const { engine, config, kube, metrics, notifier, notifications, logs } = await clusterEngine({
   kubeconfig: cluster.rollguardKubeconfig,
   env: { DRY_RUN: 'false', LOCK_TTL: '10s', VERIFY_TIMEOUT: '60s' },

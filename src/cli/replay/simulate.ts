@@ -5,6 +5,7 @@ import { decide } from '../../engine/decide.js';
 import { measuredLine } from '../../engine/messages.js';
 import { alertRecordId, targetKey, type RollbackRecord } from '../../engine/record.js';
 import type { PrometheusApi } from '../../prometheus/client.js';
+import { outOfScope } from '../../guards/scope.js';
 import { formatDuration } from '../../rules/duration.js';
 import type { RuleSet } from '../../rules/ruleset.js';
 import type { Rule } from '../../rules/schema.js';
@@ -69,6 +70,13 @@ export async function simulate(alerts: readonly ReplayAlert[], o: SimulateOption
       return then(row);
     }
     let rolloutStartedAt: number | undefined;
+    // as the engine (evaluate.ts): nothing is read of a target outside the scope, and its record is
+    // closed blocked by the scope guard, before its trigger is confirmed
+    const outside = rule.trigger.baseline?.relativeTo === 'rollout_start' && rule.action !== 'notify' ? outOfScope(o.config, targetKey(ref), ref.namespace) : undefined;
+    if (outside !== undefined) {
+      finish(row, 'blocked', at, `blocked by scope: ${outside}`, { guard: 'scope' });
+      return then(row);
+    }
     if (rule.trigger.baseline?.relativeTo === 'rollout_start') {
       const r = await o.rollouts.startOf(ref, at);
       if (r.at === undefined || r.atLeast) {

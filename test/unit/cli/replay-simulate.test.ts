@@ -127,6 +127,10 @@ t.test('scope, recent-deploy, and a rollout start that is not in Prometheus', as
   const nb = await replay(base, [alert('nodata', T0, undefined, 'Slow')], prom);
   t.same(outcomes(nb), ['Deployment/prod/nodata not_judged']);
   t.match(nb[0]!.rows[0]!.reason, /relative to the rollout start, which could not be read: no kube-state-metrics series/);
+  // out of scope, as the engine: blocked by scope before anything (its rollout start included) is read
+  const sys = await replay(base, [alert('sys', T0, undefined, 'Slow', 'kube-system')], prom);
+  t.same(outcomes(sys), ['Deployment/kube-system/sys blocked scope']);
+  t.match(sys[0]!.rows[0]!.reason, /^blocked by scope: namespace kube-system is denied \(SCOPE_DENY_NAMESPACES\)$/);
 });
 
 t.test('cooldown, then an ordered list of targets that stops at the one that does not roll back', async (t) => {

@@ -55,10 +55,10 @@ const scale = (kube: FakeKube, name: string, replicas: number) => {
  * rollback() does (summarisePlan) at its write-ahead, then made `landed` of its writes and died.
  * The recovering replica (replica-b) runs on the same store and cluster.
  */
-async function cutOff(t: Test, kube: FakeKube, landed: number) {
+async function cutOff(t: Test, kube: FakeKube, landed: number, env: Record<string, string> = {}) {
   const prometheus = new FakePrometheus();
   prometheus.value = 0.001;
-  const b = testEngine({ kube, prometheus, actions: { Canary: canaryAction }, owner: 'replica-b', env: { VERIFY_TIMEOUT: '2s' } });
+  const b = testEngine({ kube, prometheus, actions: { Canary: canaryAction }, owner: 'replica-b', env: { VERIFY_TIMEOUT: '2s', ...env } });
   const now = Date.now();
   const rec: RollbackRecord = {
     id: 'rb-canary-cut',
@@ -134,6 +134,27 @@ t.test('cut off after the canary write, the stable Deployment scaled since: not 
   t.same(kube.patches().map((c) => c.name), ['backend-api-canary'], 'nothing written by the recovery');
   for (const key of [rec.target, `Deployment/${NS}/backend-api-stable`]) {
     t.equal((await readCooldown(b.store, key))?.id, rec.id, `${key}: the cooldown stays (the canary write landed)`);
+  }
+});
+
+t.test('cut off after the canary write, the recovering replica in dry run, paused or with the namespace out of scope: nothing written, the record interrupted naming why', async (t) => {
+  const cases: [string, Record<string, string>, RegExp, boolean][] = [
+    ['DRY_RUN', { DRY_RUN: 'true' }, /not gone on: DRY_RUN is on;/, false],
+    ['SCOPE_DENY_NAMESPACES', { SCOPE_DENY_NAMESPACES: 'sh*' }, /not gone on: Canary\/shop\/backend-api is out of scope: namespace shop is denied by sh\* \(SCOPE_DENY_NAMESPACES\)/, false],
+    ['SCOPE_DENY_TARGETS', { SCOPE_DENY_TARGETS: 'Deployment/shop/*-stable' }, /not gone on: Deployment\/shop\/backend-api-stable is out of scope: .*SCOPE_DENY_TARGETS/, false],
+    ['paused', {}, /not gone on: rollguard is paused \(by oncall: incident 7; POST \/v1\/resume\)/, true],
+  ];
+  for (const [name, env, message, pause] of cases) {
+    const kube = cluster();
+    const b = await cutOff(t, kube, 1, env);
+    if (pause) await b.store.setValue('control:paused', JSON.stringify({ by: 'oncall', at: Date.now(), reason: 'incident 7' }));
+    await b.engine.tick();
+    await b.engine.idle();
+    const after = (await b.engine.records.get(b.rec.id))!;
+    t.equal(replicasOf(kube, 'backend-api-stable'), 8, `${name}: the stable Deployment not written`);
+    t.same(kube.patches().map((c) => c.name), ['backend-api-canary'], `${name}: only the first replica's write`);
+    t.equal(after.state, 'interrupted', `${name}: interrupted`);
+    t.match(after.outcome?.message, message, `${name}: says why, naming the setting`);
   }
 });
 

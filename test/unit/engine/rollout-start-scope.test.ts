@@ -51,6 +51,8 @@ for (const [namespace, env, reason] of [
     t.same(rec!.guards.find((g) => g.guard === 'scope')?.result, 'block');
     t.equal(action.executed.length, 0);
     t.equal(e.prometheus!.instantTimes.length, 0, 'no baseline queried either');
+    await e.engine.idle();
+    t.same(e.notifier.sent, [], 'nobody notified: the trigger was never confirmed (a broad rule would page on every firing)');
   });
 }
 

@@ -31,6 +31,9 @@ t.test('SCOPE_DENY_NAMESPACES globs: * matches any characters of a namespace nam
   t.equal(namespaceLabel('prod-eu', scopeOf(env), new Set(['prod-eu'])), OUT_OF_SCOPE, 'metrics agree');
   t.throws(() => loadConfig({ DRILL_NAMESPACES: 'prod-eu', ...env }), { message: /DRILL_NAMESPACES \(--drill-namespaces\): prod-eu is outside what rollguard may touch/ }, 'drills agree');
   t.throws(() => loadConfig({ SCOPE_DENY_NAMESPACES: 'prod-?' }), { message: /SCOPE_DENY_NAMESPACES \(--scope-deny-namespaces\): expected namespace names or globs with \*.*\? is not a wildcard/ });
+  for (const v of ['Payments', 'prod-[ab]', 'shop.eu', 'pay ments']) {
+    t.throws(() => loadConfig({ SCOPE_DENY_NAMESPACES: v }), { message: /SCOPE_DENY_NAMESPACES \(--scope-deny-namespaces\): expected namespace names \(lower-case letters, digits and -\) or globs with \*: an entry no namespace can match denies nothing/ }, `${v}: refused, not accepted to deny nothing`);
+  }
 });
 
 t.test('SCOPE_NAMESPACES takes names only: a glob is refused, naming the setting', async (t) => {

@@ -152,7 +152,19 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
   t.same(secretRules(defaults), [], 'by default (cluster-wide): no rule names secrets');
   t.same(rulesOf(find(defaults, 'ClusterRole')[0]!), expected(workloads), 'by default: configmaps get kept');
   t.equal(checkEnv(defaults), 'false', 'by default: CONFIG_CHECK_SECRETS=false, so rollguard asks for no Secret it may not read');
-  const explicitOn = render(['--set', 'actions.checkSecrets=true']);
+  // true cluster-wide, the default of earlier versions that helm upgrade --reuse-values keeps: refused unless on purpose
+  const kept = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'actions.checkSecrets=true']);
+  t.not(kept.code, 0, 'actions.checkSecrets: true cluster-wide without checkSecretsClusterWide: refused');
+  t.match(kept.stderr, /read every Secret in the cluster.*--reuse-values keeps it: set actions\.checkSecrets=false.*--reset-then-reuse-values.*actions\.checkSecretsClusterWide=true/);
+  // the earlier default as --reuse-values hands it back: the whole actions block, without checkSecretsClusterWide
+  const oldValues = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rg-old-values-')), 'values.yaml');
+  fs.writeFileSync(oldValues, 'actions:\n  enabled: [Deployment, StatefulSet, DaemonSet]\n  checkSecrets: true\n  helm:\n    bin: /usr/local/bin/helm\n');
+  t.not(helm(['template', 'rollguard', CHART, ...MINIMAL, '-f', oldValues]).code, 0, "an earlier version's actions values (what --reuse-values keeps): refused, not rendered with get secrets cluster-wide");
+  t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '-f', oldValues, '--set', 'scope.namespaces={shop}']).code, 0, 'the same values scoped to namespaces: rendered (get secrets there only)');
+  const snapOff = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true', '--set', 'actions.checkSecrets=false']);
+  t.not(snapOff.code, 0, 'configSnapshots.secrets with actions.checkSecrets: false (no Secret would ever be restored): refused');
+  t.match(snapOff.stderr, /configSnapshots\.secrets restores Secrets, which needs their check/);
+  const explicitOn = render(['--set', 'actions.checkSecrets=true', '--set', 'actions.checkSecretsClusterWide=true']);
   t.same(rulesOf(find(explicitOn, 'ClusterRole')[0]!), expected(workloads, true), 'actions.checkSecrets: true cluster-wide (an explicit choice): get secrets in the ClusterRole');
   t.equal(checkEnv(explicitOn), 'true');
   const scopedAuto = render(['--set', 'scope.namespaces={shop}']);
