@@ -23,8 +23,9 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
     const outside = outOfScope(ctx.config, rec.target, rec.ref.namespace);
     if (outside !== undefined) {
       ctx.metrics.guardBlocked.inc({ guard: 'scope' });
-      rec.guards.push({ guard: 'scope', result: 'block', reason: outside });
+      rec.guards = [{ guard: 'scope', result: 'block', reason: outside }]; // a re-check's earlier verdicts do not stand
       ctx.records.step(rec, 'decided', `not confirmed: the trigger's baseline is read at the target's rollout start, and nothing is read of a target outside rollguard's scope`);
+      ctx.records.step(rec, 'guard:scope', `block: ${outside}`);
       return ctx.finish(rec, 'blocked', `blocked by scope: ${outside}`);
     }
   }

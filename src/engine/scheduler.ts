@@ -1,3 +1,4 @@
+import { gitopsLines } from '../gitops/stage.js';
 import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
@@ -310,7 +311,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
       // it went on regardless.
       const stop = await whyNotGoOn(ctx, fresh, resume);
       if (stop) {
-        await interrupted(ctx, fresh, `the replica running this rollback died mid-way; not gone on: ${stop}; what it wrote stays, the rest is left undone; escalated`);
+        await stoppedMidWay(ctx, fresh, resume, stop);
         return;
       }
       // counted among the rollbacks in flight when a slot is free, so that new ones wait for it;
@@ -451,6 +452,33 @@ async function whyNotGoOn(ctx: EngineContext, rec: RollbackRecord, plan: Rollbac
   const paused = await readPause(ctx.store);
   if (paused) return `rollguard is paused (by ${paused.by}${paused.reason ? `: ${paused.reason}` : ''}; POST /v1/resume)`;
   return undefined;
+}
+
+/**
+ * A cut-off rollback not gone on (whyNotGoOn): its cooldown stands, as something may have been
+ * written (a migration rollback Job created, the first of its writes), so that a new alert does not
+ * start a second migration rollback meanwhile; closed interrupted and escalated, the page saying
+ * what was begun, what stopped it and what to check.
+ */
+async function stoppedMidWay(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, stop: string): Promise<void> {
+  await startCooldown(ctx, rec, plan);
+  const m = rec.migration;
+  const job = m && m.state !== 'planned' ? m : undefined;
+  const message = `the replica running this rollback died mid-way; not gone on: ${stop}; what it wrote stays, the rest is left undone${job ? `; its migration rollback Job ${job.namespace}/${job.job} was created and may still be running: the database may be part-way through the rollback` : ''}; escalated`;
+  ctx.metrics.escalations.inc({ reason: 'interrupted' });
+  ctx.notify(rec, {
+    kind: 'rollback_interrupted',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} stopped mid-way, not gone on (${stop}): check it by hand`,
+    lines: [
+      `the replica running it (${rec.owner ?? '?'}) died mid-way, and the replica that took it up did not go on: ${stop}`,
+      ...(job
+        ? [`its migration rollback Job ${job.namespace}/${job.job} was created and may still be running (kubectl -n ${job.namespace} describe job ${job.job}): check the database before rolling the workload back by hand`]
+        : ['what it wrote stays, the rest is left undone: finish it by hand, or ask for a new rollback once the setting allows it']),
+      ...gitopsLines(rec),
+    ],
+  });
+  await ctx.finish(rec, 'interrupted', message);
 }
 
 async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string): Promise<void> {

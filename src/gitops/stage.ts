@@ -15,7 +15,7 @@ import type { RollbackRecord } from '../engine/record.js';
 import { getOrNull, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
-import { fieldWords, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
+import { fieldWords, pausedNow, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
 import { ownerOutOfScope } from './verify.js';
 import { ownerName, type GitOpsPolicy, type GitOpsRecord, type Owner, type Suspension } from './types.js';
 
@@ -116,7 +116,18 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
   // resume-gitops, or a human), it would put this rollback's write back, so it is suspended now and
   // the record holds that suspension. Until 2026-12-07 it was taken as still paused.
   const pausedAtPlan = new Set(g.owners.filter((o) => o.paused).map(objectKey));
-  const owners = toSuspend(g.owners.map((o) => (o.paused ? { ...o, paused: false } : o))).filter((o) => !heldKeys.has(objectKey(o)));
+  const candidates = toSuspend(g.owners.map((o) => (o.paused ? { ...o, paused: false } : o))).filter((o) => !heldKeys.has(objectKey(o)));
+  // One paused at plan time passed no scope check (nothing was to be suspended): if rollguard may
+  // not suspend it (GITOPS_OWNER_ALLOW, the scope settings) it is only read; resumed since, the
+  // write is not made, since its controller would put it back.
+  const owners: Owner[] = [];
+  for (const o of candidates) {
+    const why = pausedAtPlan.has(objectKey(o)) ? ownerOutOfScope(ctx.config, o) : undefined;
+    if (why === undefined) owners.push(o);
+    else if (!(await pausedNow(actx.kube, o, reqOpts(actx)))) {
+      throw new Error(`${ownerName(o)} was paused when the rollback was planned and has been resumed since, and rollguard may not suspend it (${why}): not written, as its controller would put the write back; allow it there, or roll back again once it is paused`);
+    }
+  }
   if (owners.length === 0) return;
   await actx.checkFence();
   // paused by someone else since the plan: recorded as found paused, never resumed by rollguard

@@ -90,6 +90,12 @@ export async function suspendOwners(
   return done;
 }
 
+/** Whether the owner reads as paused now (the same rule as at plan time and in suspendOwners). */
+export async function pausedNow(kube: Kube, o: Owner, opts: RequestOptions = {}): Promise<boolean> {
+  const obj = await kube.get(OWNER_RESOURCES[o.kind], o.namespace, o.name, opts);
+  return (o.kind === 'Application' ? describeApplication(o, obj, undefined, o.objects) : describeFlux(o, obj, o.objects)).paused;
+}
+
 /** A suspended field in words: `/spec/suspend` → `spec.suspend`. */
 export const fieldWords = (field: string) => field.split('/').slice(1).join('.');
 /** A field's value in words: `unset` when absent. */

@@ -318,11 +318,11 @@ export function orphanRecord(id: string, alert?: Alert): RollbackRecord {
 }
 
 /** An EngineContext with nothing behind it (no cluster, no Prometheus, no action, no notifier), on the in-memory store. */
-export function bareEngineContext(): EngineContext {
+export function bareEngineContext(env: Record<string, string> = {}): EngineContext {
   const logger = pino({ level: 'silent' });
   const metrics = createMetrics({ defaults: false });
   return new EngineContext({
-    config: loadConfig({}),
+    config: loadConfig(env),
     store: new MemoryStore(),
     metrics,
     logger,

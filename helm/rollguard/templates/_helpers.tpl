@@ -339,10 +339,11 @@ refused unless actions.checkSecretsClusterWide says it is on purpose. */}}
 {{- define "rollguard.checkSecrets" -}}
 {{- $v := .Values.actions.checkSecrets -}}
 {{- if kindIs "bool" $v -}}
-{{- if and $v (not .Values.scope.namespaces) (not (dig "checkSecretsClusterWide" false .Values.actions)) -}}
+{{- $snapshotSecrets := and (include "rollguard.snapshotsEnabled" .) (dig "secrets" false (default dict .Values.configSnapshots)) -}}
+{{- if and $v (not .Values.scope.namespaces) (not (dig "checkSecretsClusterWide" false .Values.actions)) (not $snapshotSecrets) -}}
 {{- fail "actions.checkSecrets: true with scope.namespaces empty lets rollguard's token read every Secret in the cluster, kube-system's included. It was the default before this chart made it auto, and helm upgrade --reuse-values keeps it: set actions.checkSecrets=false (or upgrade with --reset-then-reuse-values: the default is now auto, off cluster-wide), list scope.namespaces, or set actions.checkSecretsClusterWide=true to keep it on purpose" -}}
 {{- end -}}
-{{- if and (not $v) (include "rollguard.snapshotsEnabled" .) (dig "secrets" false (default dict .Values.configSnapshots)) -}}
+{{- if and (not $v) $snapshotSecrets -}}
 {{- fail "configSnapshots.secrets restores Secrets, which needs their check: actions.checkSecrets: false turns it off (CONFIG_CHECK_SECRETS=false, so no Secret would ever be restored); leave actions.checkSecrets unset (auto) or set configSnapshots.secrets=false" -}}
 {{- end -}}
 {{- if $v }}true{{ end -}}

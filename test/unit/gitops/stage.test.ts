@@ -181,6 +181,24 @@ t.test('an owner paused at plan time and resumed before the write (another rollb
   t.same(rec2.timeline, [], 'nothing new in the timeline');
 });
 
+t.test('an owner paused at plan time that rollguard may not suspend (GITOPS_OWNER_ALLOW): resumed since, the write is refused; still paused, nothing written', async (t) => {
+  const ks = (suspend?: boolean) => {
+    const kube = new FakeKube();
+    kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', ...(suspend ? { suspend } : {}) } });
+    return kube;
+  };
+  const ctx = bareEngineContext({ GITOPS_OWNER_ALLOW: 'Kustomization/flux-system/other' });
+  const rec = (id: string) => ({ id, createdAt: Date.now(), timeline: [], times: {}, gitops: { policy: 'suspend', owners: [{ ...KS, paused: true, sync: 'suspended' }] } }) as unknown as RollbackRecord;
+  const resumed = ks();
+  await t.rejects(suspendBeforeWrite(ctx, rec('r-4'), context(resumed)), /Flux Kustomization flux-system\/apps was paused when the rollback was planned and has been resumed since, and rollguard may not suspend it \(owner Kustomization\/flux-system\/apps is not in GITOPS_OWNER_ALLOW/);
+  t.same(resumed.patches(), [], 'not suspended: outside what rollguard may suspend');
+  const paused = ks(true);
+  const still = rec('r-5');
+  await suspendBeforeWrite(ctx, still, context(paused));
+  t.same(paused.patches(), [], 'still paused: nothing written');
+  t.notOk(still.gitops!.suspended?.length);
+});
+
 t.test('withGitOps: a tracking annotation naming an Application that does not exist does not hide the Flux Kustomization that applies the Deployment', async (t) => {
   const kube = new FakeKube();
   kube.add(RESOURCES.deployments, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'cart', namespace: 'shop',

@@ -164,6 +164,7 @@ t.test('RBAC: exactly the rules of the enabled kinds; never delete, nor more tha
   const snapOff = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true', '--set', 'actions.checkSecrets=false']);
   t.not(snapOff.code, 0, 'configSnapshots.secrets with actions.checkSecrets: false (no Secret would ever be restored): refused');
   t.match(snapOff.stderr, /configSnapshots\.secrets restores Secrets, which needs their check/);
+  t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'configSnapshots.enabled=true', '--set', 'configSnapshots.secrets=true', '--set', 'actions.checkSecrets=true']).code, 0, 'configSnapshots.secrets with actions.checkSecrets: true cluster-wide (Secret rights granted by the snapshots anyway): rendered');
   const explicitOn = render(['--set', 'actions.checkSecrets=true', '--set', 'actions.checkSecretsClusterWide=true']);
   t.same(rulesOf(find(explicitOn, 'ClusterRole')[0]!), expected(workloads, true), 'actions.checkSecrets: true cluster-wide (an explicit choice): get secrets in the ClusterRole');
   t.equal(checkEnv(explicitOn), 'true');
