@@ -226,7 +226,8 @@ export const configSchema = z.object({
    * revision uses is listed as drift that could not be checked (the rule's configDrift policy
    * decides, as for a Secret that cannot be read); ConfigMaps are still checked. On by default, so
    * that a plain start with an administrator's kubeconfig checks both; the chart sets it from
-   * actions.checkSecrets, which is off when rollguard acts cluster-wide (no Secret right at all).
+   * actions.checkSecrets, which is off by default when rollguard acts cluster-wide (no Secret
+   * right at all), unless configSnapshots.secrets grants Secret rights anyway.
    */
   CONFIG_CHECK_SECRETS: bool.default(true),
   /** Snapshots kept per ConfigMap (or Secret); beyond, the oldest are deleted. */

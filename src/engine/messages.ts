@@ -148,11 +148,14 @@ export const messages = {
     ],
   }),
 
-  interrupted: (rec: RollbackRecord): Message => ({
+  /** `detail`: what the replica that took it up found, when it found part of it written (a Canary's first write) */
+  interrupted: (rec: RollbackRecord, detail?: string): Message => ({
     kind: 'rollback_interrupted',
     severity: 'critical',
     title: `Rollback of ${rec.target} was interrupted: check it by hand`,
-    lines: [`the replica running it (${rec.owner ?? '?'}) stopped before the change was confirmed applied; rollguard does not execute it a second time`],
+    lines: detail
+      ? [`the replica running it (${rec.owner ?? '?'}) stopped mid-way, and the replica that took it up did not go on: ${detail}`]
+      : [`the replica running it (${rec.owner ?? '?'}) stopped before the change was confirmed applied; rollguard does not execute it a second time`],
   }),
 };
 

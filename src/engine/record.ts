@@ -38,9 +38,10 @@ export const NO_ACTION_STATES: readonly RollbackState[] = ['not_confirmed', 'blo
  * What a record holds in the cluster that only it can undo (the stores' Holding): the GitOps owners
  * it left suspended, until `resume-gitops` puts them back. Such a record is kept past
  * RECORD_RETENTION(_NO_ACTION) and every record cap, whatever its state: it alone says what to put
- * back. rollguard_gitops_suspended is the sum over every record. RecordBook.save writes it to the
- * record's `holds` (which every store reads by default); createStore also gives it to the stores
- * themselves, so that records written before `holds` existed are found too (Redis: on first use).
+ * back. rollguard_gitops_suspended is the sum over every record. createStore gives it to the stores
+ * (they judge each record by it, records written before this version included: Redis on first
+ * use); RecordBook.save also writes it to the record's `holds`, which a store built without it
+ * (the tests' doubles, `rollguard replay`'s) reads by default, and which a reader of the record sees.
  */
 export function heldByRecord(rec: StoredRecord): number {
   const g = (rec as Partial<Pick<RollbackRecord, 'gitops'>>).gitops;

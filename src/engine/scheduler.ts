@@ -283,7 +283,7 @@ export async function recoverIfOrphaned(ctx: EngineContext, rec: RollbackRecord)
     if (action && !applied && !migrating && plan?.refusal?.code === 'changed_since_plan') {
       // cut off mid-way, and what it had left to write changed since (a Canary's stable Deployment
       // scaled by an HPA or a person): not written over. Part of it landed: its cooldown stays.
-      await interrupted(ctx, fresh, `the replica running this rollback died mid-way; ${plan.refusal.message}; not executed again; escalated`);
+      await interrupted(ctx, fresh, `the replica running this rollback died mid-way; ${plan.refusal.message}; not executed again; escalated`, plan.refusal.message);
       return;
     }
     let resume = migrating;
@@ -441,7 +441,6 @@ function leftForRecovery(ctx: EngineContext, rec: RollbackRecord): void {
   ctx.log.warn({ record: rec.id, target: rec.target }, 'shutting down while verifying a recovered rollback: it stays in_progress for the next replica');
 }
 
-/** A rollback its recovery does not go on with: closed interrupted, escalated, and said why. */
 /** Why a cut-off rollback may not go on with its writes here and now (the setting named), if so. */
 async function whyNotGoOn(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan): Promise<string | undefined> {
   if (ctx.config.DRY_RUN) return 'DRY_RUN is on';
@@ -481,8 +480,9 @@ async function stoppedMidWay(ctx: EngineContext, rec: RollbackRecord, plan: Roll
   await ctx.finish(rec, 'interrupted', message);
 }
 
-async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string): Promise<void> {
+/** A rollback its recovery does not go on with: closed interrupted, escalated, and said why (`detail`: on the page too). */
+async function interrupted(ctx: EngineContext, rec: RollbackRecord, why: string, detail?: string): Promise<void> {
   ctx.metrics.escalations.inc({ reason: 'interrupted' });
-  ctx.notify(rec, messages.interrupted(rec));
+  ctx.notify(rec, messages.interrupted(rec, detail));
   await ctx.finish(rec, 'interrupted', why);
 }

@@ -23,7 +23,7 @@ const NAMED = 10;
 /**
  * A rollback that wrote under the suspension may have been created up to this long before it
  * (held, waiting for approval): the suspension's records are all still kept while it is younger
- * than RECORD_RETENTION less this.
+ * than RECORD_RETENTION less this (half of RECORD_RETENTION when that is longer).
  */
 const OPEN_BEFORE_WRITE = 86_400_000;
 
@@ -95,7 +95,9 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string, r
   const kube = ctx.actionContext(rec, () => []).kube;
   if (!kube) return { kind: 'conflict', message: 'no Kubernetes cluster configured: set KUBECONFIG (--kubeconfig)' };
   const oldest = Math.min(...g.suspended.map((s) => s.at));
-  if (!allReverted && ctx.now() - oldest > ctx.config.RECORD_RETENTION - OPEN_BEFORE_WRITE) return { kind: 'conflict', message: tooOldMessage(ctx, id, g.suspended, oldest) };
+  // a retention of a day or two: half of it, not less than nothing
+  const kept = Math.max(ctx.config.RECORD_RETENTION - OPEN_BEFORE_WRITE, ctx.config.RECORD_RETENTION / 2);
+  if (!allReverted && ctx.now() - oldest > kept) return { kind: 'conflict', message: tooOldMessage(ctx, id, g.suspended, oldest) };
   const relying = await relyingOn(ctx, rec, g.suspended);
   const unconfirmed = allReverted ? [] : relying.filter((r) => !reverted.includes(r.id));
   if (unconfirmed.length > 0) return { kind: 'conflict', message: relianceMessage(id, unconfirmed) };

@@ -8,7 +8,7 @@
 // sync off by removing `automated`, resumed or changed the Flux suspension) is left as they left it
 // and said so: a blind merge patch would override them, and under a removed `automated` would
 // create `automated: {}`, which Argo CD reads as automated sync ON.
-import type { Kube, RequestOptions } from '../kube/kube.js';
+import type { Kube, KubeObject, RequestOptions } from '../kube/kube.js';
 import { KubeApiError } from '../kube/errors.js';
 import { describeApplication, ENABLED_FIELD } from './argocd.js';
 import { describeFlux, SUSPEND_FIELD } from './flux.js';
@@ -66,8 +66,7 @@ export async function suspendOwners(
     for (let attempt = 1; ; attempt++) {
       try {
         const obj = await kube.get(rt, o.namespace, o.name, opts);
-        // paused as Argo CD and Flux read it: the same rule as at plan time
-        const fresh = o.kind === 'Application' ? describeApplication(o, obj, undefined, o.objects) : describeFlux(o, obj, o.objects);
+        const fresh = describeNow(o, obj);
         if (fresh.paused) {
           foundPaused(o, fresh.sync);
           break;
@@ -90,10 +89,14 @@ export async function suspendOwners(
   return done;
 }
 
-/** Whether the owner reads as paused now (the same rule as at plan time and in suspendOwners). */
+/** The owner as Argo CD or Flux reads it from `obj`, paused or not: the same rule as at plan time. */
+function describeNow(o: Owner, obj: KubeObject): Owner {
+  return o.kind === 'Application' ? describeApplication(o, obj, undefined, o.objects) : describeFlux(o, obj, o.objects);
+}
+
+/** Whether the owner reads as paused now. */
 export async function pausedNow(kube: Kube, o: Owner, opts: RequestOptions = {}): Promise<boolean> {
-  const obj = await kube.get(OWNER_RESOURCES[o.kind], o.namespace, o.name, opts);
-  return (o.kind === 'Application' ? describeApplication(o, obj, undefined, o.objects) : describeFlux(o, obj, o.objects)).paused;
+  return describeNow(o, await kube.get(OWNER_RESOURCES[o.kind], o.namespace, o.name, opts)).paused;
 }
 
 /** A suspended field in words: `/spec/suspend` → `spec.suspend`. */

@@ -198,7 +198,7 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   t.match(after.metadata.annotations?.['kubernetes.io/change-cause'] ?? '', /^rollguard: rule loop-error-rate, alert HighErrorRate/, 'the change-cause says who and why');
   await waitFor('demo app follows the rollback to v1', async () => (await demo.revision()).mode === 'healthy', 10_000, 100);
 
-  // 5. The error rate falls under 0.1% (the seeds' post-rollback check) and the alert resolves.
+  // 5. The error rate falls under 0.1% (the runbook's post-rollback check) and the alert resolves.
   await waitFor('error ratio under 0.1%', async () => {
     const r = await ratio();
     return r !== undefined && r < 0.001;
@@ -240,7 +240,7 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
   const rs = await cluster.request<{ items: Array<{ metadata: { ownerReferences?: Array<{ uid: string }> } }> }>('GET', `/apis/apps/v1/namespaces/${NS}/replicasets`);
   t.equal(rs.items.filter((r) => r.metadata.ownerReferences?.some((o) => o.uid === after.metadata.uid)).length, 2, 'two ReplicaSets: v1 (reused) and v2-bad');
 
-  // 7. One observation in each time histogram; the loop's times against the seeds' targets.
+  // 7. One observation in each time histogram; the loop's times against the runbook's targets.
   const times: Record<string, number> = {};
   for (const [h, label, target] of [
     ['detect', 'TTD', 300],
@@ -251,11 +251,11 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
     t.equal(sample(text, `rollguard_time_to_${h}_seconds_count`), 1, `one observation in rollguard_time_to_${h}_seconds`);
     const v = sample(text, `rollguard_time_to_${h}_seconds_sum`)!;
     times[label] = v;
-    t.ok(v >= 0 && v < target, `${label} ${v.toFixed(2)}s is under the seeds' target (${target}s)`);
+    t.ok(v >= 0 && v < target, `${label} ${v.toFixed(2)}s is under the runbook's target (${target}s)`);
   }
   t.comment(`TTD ${times.TTD!.toFixed(2)}s, decide ${times.decide!.toFixed(2)}s, TTR ${times.TTR!.toFixed(2)}s, MTTR ${times.MTTR!.toFixed(2)}s`);
 
-  // 8. The seeds' messages reached the notification receiver.
+  // 8. The runbook's messages reached the notification receiver.
   await waitFor('notifications delivered', async () => notes.some((n) => n.kind === 'rollback_succeeded'), 10_000, 100);
   const started = notes.find((n) => n.kind === 'rollback_started');
   t.ok(started, 'rollback in progress notified');

@@ -132,6 +132,8 @@ t.test('cut off after the canary write, the stable Deployment scaled since: not 
     'the replica running this rollback died mid-way; canary "backend-api-canary" was scaled to 0 by this rollback before its replica died; stable deployment "backend-api-stable" was scaled from 8 to 12 since (an HPA or a person): not scaled over to 10; scale "backend-api-stable" by hand if it needs the canary\'s capacity; not executed again; escalated',
   );
   t.same(kube.patches().map((c) => c.name), ['backend-api-canary'], 'nothing written by the recovery');
+  const page = b.notifier.sent.find((n) => n.kind === 'rollback_interrupted');
+  t.match(page?.lines.join('\n'), /did not go on: canary "backend-api-canary" was scaled to 0 by this rollback .*scaled from 8 to 12 since .*scale "backend-api-stable" by hand/, 'the page says what was found and what to do');
   for (const key of [rec.target, `Deployment/${NS}/backend-api-stable`]) {
     t.equal((await readCooldown(b.store, key))?.id, rec.id, `${key}: the cooldown stays (the canary write landed)`);
   }

@@ -108,3 +108,16 @@ t.test('more relying rollbacks than a message names: ten named, "and N more", an
   t.match(msg, /resume-gitops rb-web --all-reverted \(POST body "allReverted": true\); nothing was changed$/);
   t.same(kube.patches(), []);
 });
+
+t.test('a short RECORD_RETENTION (1d): a suspension of an hour resumes as usual; past half the retention, --all-reverted is asked for', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const { engine, store } = testEngine({ kube, env: { RECORD_RETENTION: '1d', RECORD_RETENTION_NO_ACTION: '1d' } });
+  const at = Date.now() - 3_600_000;
+  await store.putRecord(record('rb-old', 'old', 'succeeded', Date.now() - 13 * 3_600_000, { policy: 'suspend', owners: [APPS], suspended: [suspension(Date.now() - 13 * 3_600_000)] }));
+  const old = await engine.resumeGitOps('rb-old', 'alice');
+  t.match(old.kind === 'conflict' ? old.message : '', /--all-reverted/, 'thirteen hours, past half of a day');
+  await store.putRecord(record('rb-web', 'web', 'succeeded', at + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(at)] }));
+  const r = await engine.resumeGitOps('rb-web', 'alice');
+  t.equal(r.kind, 'ok', r.kind === 'conflict' ? r.message : 'resumed');
+});

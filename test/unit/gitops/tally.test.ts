@@ -3,7 +3,6 @@
 // survives a replica's restart, and an owner still suspended stays counted, and its record kept,
 // past RECORD_RETENTION.
 import t from 'tap';
-import { pino } from 'pino';
 import { loadConfig } from '../../../src/config.js';
 import { heldByRecord, NO_ACTION_STATES, OPEN_STATES } from '../../../src/engine/record.js';
 import type { Suspension } from '../../../src/gitops/types.js';

@@ -37,7 +37,7 @@ t.test('one target, templated from the alert', async (t) => {
   t.equal(formatTarget(r[0]!), 'Deployment nexus-platform/backend-api');
 });
 
-t.test('a list of targets is kept in order (the seeds\' rolling back multiple services)', async (t) => {
+t.test('a list of targets is kept in order (the runbook\'s rolling back multiple services)', async (t) => {
   const specs = targetsOf(`      - { kind: Deployment, namespace: "{{ $labels.namespace }}", name: backend-api }
       - { kind: Deployment, namespace: "{{ $labels.namespace }}", name: auth-service }
       - { kind: Deployment, namespace: "{{ $labels.namespace }}", name: content-management }`);
