@@ -147,7 +147,7 @@ async function replanAfterConflict(plan: RollbackPlan, ctx: ClusterContext): Pro
   if (plannedStable) {
     const stableWas = specReplicas(plannedStable.before!);
     const stableNow = specReplicas(stable);
-    stableTarget = (plannedStable.patch as { spec: { replicas: number } }).spec.replicas;
+    stableTarget = plannedStable.replicas!.after; // stableWrite always keeps its counts
     if (stableNow !== stableWas) {
       return refused(
         ref,

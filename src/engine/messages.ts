@@ -148,6 +148,23 @@ export const messages = {
     ],
   }),
 
+  /**
+   * A rollback cut off mid-way that the replica taking it up did not go on with (`stop`: the setting
+   * that says so, scheduler.ts whyNotGoOn); `job`: its migration rollback Job, if created; `lines`: its GitOps lines.
+   */
+  stoppedMidWay: (rec: RollbackRecord, stop: string, job: { namespace: string; job: string } | undefined, lines: string[]): Message => ({
+    kind: 'rollback_interrupted',
+    severity: 'critical',
+    title: `Rollback of ${rec.target} stopped mid-way, not gone on (${stop}): check it by hand`,
+    lines: [
+      `the replica running it (${rec.owner ?? '?'}) died mid-way, and the replica that took it up did not go on: ${stop}`,
+      job
+        ? `its migration rollback Job ${job.namespace}/${job.job} was created and may still be running (kubectl -n ${job.namespace} describe job ${job.job}): check the database before rolling the workload back by hand`
+        : 'what it wrote stays, the rest is left undone: finish it by hand, or ask for a new rollback once the setting allows it',
+      ...lines,
+    ],
+  }),
+
   /** `detail`: what the replica that took it up found, when it found part of it written (a Canary's first write) */
   interrupted: (rec: RollbackRecord, detail?: string): Message => ({
     kind: 'rollback_interrupted',

@@ -3,7 +3,7 @@ import { refreshSuspendedGauge } from '../gitops/tally.js';
 import { writtenObjects } from '../actions/index.js';
 import { objectKey } from '../guards/guard.js';
 import { readPause } from '../guards/pause.js';
-import { outOfScope } from '../guards/scope.js';
+import { writeOutOfScope } from '../guards/scope.js';
 import type { Action, ActionContext, ChangedObject, RollbackPlan } from '../actions/action.js';
 import { WORKLOADS } from '../actions/helm-workloads.js';
 import { cooledKeys, dropCooldowns, readCooldown, writeCooldowns } from '../guards/cooldown.js';
@@ -444,10 +444,8 @@ function leftForRecovery(ctx: EngineContext, rec: RollbackRecord): void {
 /** Why a cut-off rollback may not go on with its writes here and now (the setting named), if so. */
 async function whyNotGoOn(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan): Promise<string | undefined> {
   if (ctx.config.DRY_RUN) return 'DRY_RUN is on';
-  for (const o of [{ key: rec.target, namespace: rec.ref.namespace }, ...writtenObjects(plan).map((w) => ({ key: objectKey(w), namespace: w.namespace }))]) {
-    const why = outOfScope(ctx.config, o.key, o.namespace);
-    if (why) return `${o.key} is out of scope: ${why}`;
-  }
+  const out = writeOutOfScope(ctx.config, [rec.ref, ...writtenObjects(plan)]);
+  if (out) return `${out.key} is out of scope: ${out.why}`;
   const paused = await readPause(ctx.store);
   if (paused) return `rollguard is paused (by ${paused.by}${paused.reason ? `: ${paused.reason}` : ''}; POST /v1/resume)`;
   return undefined;
@@ -465,18 +463,7 @@ async function stoppedMidWay(ctx: EngineContext, rec: RollbackRecord, plan: Roll
   const job = m && m.state !== 'planned' ? m : undefined;
   const message = `the replica running this rollback died mid-way; not gone on: ${stop}; what it wrote stays, the rest is left undone${job ? `; its migration rollback Job ${job.namespace}/${job.job} was created and may still be running: the database may be part-way through the rollback` : ''}; escalated`;
   ctx.metrics.escalations.inc({ reason: 'interrupted' });
-  ctx.notify(rec, {
-    kind: 'rollback_interrupted',
-    severity: 'critical',
-    title: `Rollback of ${rec.target} stopped mid-way, not gone on (${stop}): check it by hand`,
-    lines: [
-      `the replica running it (${rec.owner ?? '?'}) died mid-way, and the replica that took it up did not go on: ${stop}`,
-      ...(job
-        ? [`its migration rollback Job ${job.namespace}/${job.job} was created and may still be running (kubectl -n ${job.namespace} describe job ${job.job}): check the database before rolling the workload back by hand`]
-        : ['what it wrote stays, the rest is left undone: finish it by hand, or ask for a new rollback once the setting allows it']),
-      ...gitopsLines(rec),
-    ],
-  });
+  ctx.notify(rec, messages.stoppedMidWay(rec, stop, job, gitopsLines(rec)));
   await ctx.finish(rec, 'interrupted', message);
 }
 

@@ -11,6 +11,7 @@
 // names each as reverted too (`reverted`). Until 2026-12-07 it did not look.
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord, RollbackState } from '../engine/record.js';
+import { objectKey } from '../guards/guard.js';
 import { resumeOwners, suspendedOwnerName } from './suspend.js';
 import type { Suspension } from './types.js';
 
@@ -36,9 +37,6 @@ export interface Reliance {
   owner: string;
 }
 
-const sameOwner = (a: Pick<Suspension, 'kind' | 'namespace' | 'name'>, b: Pick<Suspension, 'kind' | 'namespace' | 'name'>) =>
-  a.kind === b.kind && a.namespace === b.namespace && a.name === b.name;
-
 /**
  * The rollbacks other than `rec` that wrote to the cluster while one of its suspended owners was
  * paused: those whose plan found the owner paused (and so suspended nothing), and those that
@@ -51,7 +49,7 @@ export async function relyingOn(ctx: EngineContext, rec: RollbackRecord, suspend
     for await (const r of ctx.records.inState(state)) {
       const g = r.gitops;
       if (r.id === rec.id || !g || g.resumed) continue;
-      const s = suspended.find((s) => r.updatedAt >= s.at && (g.owners.some((o) => o.paused && sameOwner(o, s)) || (g.suspended ?? []).some((x) => sameOwner(x, s))));
+      const s = suspended.find((s) => r.updatedAt >= s.at && (g.owners.some((o) => o.paused && objectKey(o) === objectKey(s)) || (g.suspended ?? []).some((x) => objectKey(x) === objectKey(s))));
       if (s) out.push({ id: r.id, target: r.target, state: r.state, owner: suspendedOwnerName(s) });
     }
   }

@@ -1,3 +1,4 @@
+import type { WrittenObject } from '../actions/index.js';
 import type { Config } from '../config.js';
 import { allow, block, objectKey, type Guard } from './guard.js';
 
@@ -29,6 +30,15 @@ export function outOfScope(config: ScopeSettings, key: string, namespace: string
   return undefined;
 }
 
+/** The first of `objects` out of scope, and why (outOfScope); undefined when every one is in scope. */
+export function writeOutOfScope(config: ScopeSettings, objects: readonly WrittenObject[]): { key: string; why: string } | undefined {
+  for (const o of objects) {
+    const why = outOfScope(config, objectKey(o), o.namespace);
+    if (why) return { key: objectKey(o), why };
+  }
+  return undefined;
+}
+
 /**
  * Namespace and target allow and deny lists (SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES,
  * SCOPE_DENY_TARGETS): first the target, before anything is read of it; then every object the plan
@@ -42,10 +52,8 @@ export const scopeGuard: Guard = {
     return why ? block(why) : allow(`${record.target} is in scope`);
   },
   async checkWrites({ config, objects }) {
-    for (const o of objects) {
-      const why = outOfScope(config, objectKey(o), o.namespace);
-      if (why) return block(`the rollback writes ${objectKey(o)}: ${why}`);
-    }
+    const out = writeOutOfScope(config, objects);
+    if (out) return block(`the rollback writes ${out.key}: ${out.why}`);
     return allow(`every object it writes is in scope (${objects.map(objectKey).join(', ') || 'none'})`);
   },
 };
