@@ -10,9 +10,8 @@ import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { FakeDeploymentAction, FakePrometheus, firing, orphanRecord, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
-import { migrationRules } from '../../support/migrations.js';
+import { leftMidMigration, migrationRules } from '../../support/migrations.js';
 import { aroundStore } from '../../support/store-proxy.js';
-import type { KubeObject } from '../../../src/kube/kube.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const LIMIT = { MAX_CONCURRENT_ROLLBACKS: '1', LOCK_TTL: '1s' };
@@ -32,22 +31,9 @@ const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 
 /** A rollback whose replica went away while its migration Job ran: the record left in_progress, the Job done meanwhile, and a second replica on the same store and cluster. */
 async function leftMidJob(t: Test) {
   const kube = new FakeKube();
-  kube.add(RESOURCES.configmaps, {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name: 'checkout-migrations', namespace: 'prod' },
-    data: { 'rollback.yaml': 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]\n' },
-  } as KubeObject);
-  // the Job hangs until the test completes it
-  const a = testEngine({ kube, ruleText: RULE, env: LIMIT });
-  a.action.annotations = { 'rollguard.io/schema-migration': 'true' };
-  await a.deliver(firing('HighErrorRate'));
-  const pending = (await a.engine.records.list({}))[0]!;
-  await a.engine.approve(pending.id, 'alice');
-  await sleep(300);
-  await a.engine.stop?.(); // the approving replica goes away while its migration Job runs
-  await a.engine.idle();
-  const left = (await a.engine.records.get(pending.id))!;
+  // the Job hangs until the test completes it; the approving replica goes away while it runs
+  const { a, left } = await leftMidMigration(kube, RULE, LIMIT);
+  const pending = left;
   t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
   t.same(await holders(a.store), [], 'the replica that went away gave its slot back');
   await sleep(1100); // past LOCK_TTL

@@ -4,10 +4,10 @@
 // suspended a second time: the record keeps the value from before rollguard, and resume puts it back.
 import t from 'tap';
 import { OWNER_RESOURCES, type Owner } from '../../../src/gitops/types.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
-import { firing, testEngine } from '../../support/engine.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
+import { testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
-import { migrationRules } from '../../support/migrations.js';
+import { leftMidMigration, migrationRules } from '../../support/migrations.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ENV = { LOCK_TTL: '1s' };
@@ -19,21 +19,10 @@ const KS: Owner = {
 
 t.test('a recovery going on with a rollback does not suspend its owner again; resume-gitops then unsuspends it', async (t) => {
   const kube = new FakeKube();
-  kube.add(RESOURCES.configmaps, {
-    apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: 'prod' },
-    data: { 'rollback.yaml': 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]\n' },
-  } as KubeObject);
   // as replica A left it: suspended by rollguard (spec.suspend was unset before)
   kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
-  const a = testEngine({ kube, ruleText: RULE, env: ENV });
-  a.action.annotations = { 'rollguard.io/schema-migration': 'true' };
-  await a.deliver(firing('HighErrorRate'));
-  const pending = (await a.engine.records.list({}))[0]!;
-  await a.engine.approve(pending.id, 'alice');
-  await sleep(300);
-  await a.engine.stop?.(); // replica A goes away while the migration Job runs
-  await a.engine.idle();
-  const left = (await a.engine.records.get(pending.id))!;
+  const { a, left } = await leftMidMigration(kube, RULE, ENV);
+  const pending = left;
   t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
   // what A's suspendBeforeWrite saved (the fake action's plan writes nothing GitOps-owned itself)
   left.gitops = { policy: 'suspend', owners: [KS], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: Date.now() }] };

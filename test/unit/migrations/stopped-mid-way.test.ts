@@ -5,27 +5,18 @@
 import t from 'tap';
 import { readCooldown } from '../../../src/guards/cooldown.js';
 import { clearPause, writePause } from '../../../src/guards/pause.js';
-import { RESOURCES, type KubeObject } from '../../../src/kube/kube.js';
+import { RESOURCES } from '../../../src/kube/kube.js';
 import { firing, testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
-import { migrationRules } from '../../support/migrations.js';
+import { leftMidMigration, migrationRules } from '../../support/migrations.js';
 
 const RULE = migrationRules({ key: 'rollback.yaml', deadline: '5s', logLines: 3 }) + '    guards: { budget: { perTargetPerHour: 3 } }\n';
-const TEMPLATE = 'apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n      containers: [{ name: flyway, image: "flyway/flyway:11", args: [undo] }]\n';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('paused while a dead replica\'s migration rollback Job ran: interrupted, the cooldown kept, the page names the Job; no second Job when the alert fires again', async (t) => {
   const kube = new FakeKube();
-  kube.add(RESOURCES.configmaps, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'checkout-migrations', namespace: 'prod' }, data: { 'rollback.yaml': TEMPLATE } } as KubeObject);
-  const a = testEngine({ kube, ruleText: RULE });
-  a.action.annotations = { 'rollguard.io/schema-migration': 'true' };
-  await a.deliver(firing('HighErrorRate'));
-  const pending = (await a.engine.records.list({}))[0]!;
-  await a.engine.approve(pending.id, 'alice');
-  await sleep(300);
-  await a.engine.stop?.(); // replica A goes away while the migration Job runs
-  await a.engine.idle();
-  const left = (await a.engine.records.get(pending.id))!;
+  const { a, left } = await leftMidMigration(kube, RULE);
+  const pending = left;
   t.equal(left.state, 'in_progress');
   const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action });
   await writePause(a.store, { by: 'oncall', at: Date.now(), reason: 'incident' });
