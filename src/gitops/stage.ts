@@ -15,7 +15,7 @@ import type { RollbackRecord } from '../engine/record.js';
 import { getOrNull, type KubeObject, type ResourceType } from '../kube/kube.js';
 import { sleep } from '../kube/rollout-status.js';
 import { findOwners, type ObjectRef } from './owner.js';
-import { fieldWords, pausedNow, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
+import { fieldWords, pausedNow, SUSPENDED_BY, suspendedOwnerName, suspendOwners, valueWords } from './suspend.js';
 import { ownerOutOfScope } from './verify.js';
 import { ownerName, type GitOpsPolicy, type GitOpsRecord, type Owner, type Suspension } from './types.js';
 
@@ -137,9 +137,12 @@ export async function suspendBeforeWrite(ctx: EngineContext, rec: RollbackRecord
     if (i >= 0) g.owners[i] = { ...g.owners[i]!, paused: true, sync };
     ctx.records.step(rec, 'gitops', `found ${ownerName(o)} already paused when suspending it (${sync}): left alone, and not resumed by rollguard`);
   };
+  // suspended by this very rollback, its replica stopped before the record said so: its own, resumed with it
+  const foundOwn = (s: Suspension) =>
+    ctx.records.step(rec, 'gitops', `found ${suspendedOwnerName(s)} suspended by this rollback already (its annotation ${SUSPENDED_BY}: the replica that wrote it stopped before recording it): kept as this rollback's suspension, put back by resume-gitops`);
   let done: Suspension[];
   try {
-    done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx), foundPaused);
+    done = await suspendOwners(actx.kube, owners, ctx.now, reqOpts(actx), { record: rec.id, foundPaused, foundOwn });
   } catch (err) {
     const some = (err as { suspended?: Suspension[] }).suspended ?? [];
     g.suspended = [...held, ...some];

@@ -14,14 +14,49 @@ import { describeApplication, ENABLED_FIELD } from './argocd.js';
 import { describeFlux, SUSPEND_FIELD } from './flux.js';
 import { OWNER_RESOURCES, ownerName, type Owner, type Suspension } from './types.js';
 
-/** {"spec":{"suspend":v}} from "/spec/suspend" and v. */
-function mergeAt(pointer: string, value: unknown, resourceVersion?: string): Record<string, unknown> {
+/**
+ * The annotations rollguard writes on an owner in the very write that suspends it: the rollback that
+ * suspended it, and the field's value before (JSON, or `unset`). A replica that dies after that write
+ * and before it saves the record leaves an owner suspended that no record holds; the replica going on
+ * with the rollback tells that suspension as its own by them (until 2026-12-07 it was taken for a
+ * human's pause, left suspended and never resumed), and whoever reads the owner sees who paused it and
+ * how to undo it. Both are removed by the write that resumes it.
+ */
+export const SUSPENDED_BY = 'rollguard.io/suspended-by';
+export const SUSPENDED_BEFORE = 'rollguard.io/suspended-before';
+
+/** {"spec":{"suspend":v}} from "/spec/suspend" and v; metadata: the resourceVersion precondition and annotations (null: removed). */
+function mergeAt(pointer: string, value: unknown, resourceVersion?: string, annotations?: Record<string, string | null>): Record<string, unknown> {
   const parts = pointer.split('/').slice(1);
   let body: unknown = value;
   for (const p of parts.reverse()) body = { [p]: body };
   const out = body as Record<string, unknown>;
-  if (resourceVersion) out.metadata = { resourceVersion };
+  if (resourceVersion || annotations) out.metadata = { ...(resourceVersion ? { resourceVersion } : {}), ...(annotations ? { annotations } : {}) };
   return out;
+}
+
+/**
+ * The value before that the annotations on `obj` give for a suspension by rollback `record` still in
+ * place (the field holds rollguard's value): `{ before }` (undefined: unset); null when they name
+ * another rollback or none, the field was changed since, or the value is not one the field takes.
+ */
+function ownSuspension(obj: KubeObject, kind: Owner['kind'], record: string): { before: boolean | undefined } | null {
+  const a = (obj.metadata as { annotations?: Record<string, string> }).annotations ?? {};
+  if (a[SUSPENDED_BY] !== record || readAt(obj, FIELD[kind]) !== PAUSED[kind]) return null;
+  const v = a[SUSPENDED_BEFORE];
+  if (v === 'unset') return { before: undefined };
+  if (v === 'true' || v === 'false') return { before: v === 'true' };
+  return null;
+}
+
+/** What suspendOwners is told and tells back, beside the owners. */
+export interface SuspendHooks {
+  /** the rollback suspending them: written on each owner (SUSPENDED_BY), and an owner found suspended by it is its own */
+  record?: string;
+  /** an owner found paused by someone else: left alone, with its sync settings in words */
+  foundPaused?: (owner: Owner, sync: string) => void;
+  /** an owner found suspended by `record` already (its replica stopped before saving the record): returned among the suspensions */
+  foundOwn?: (s: Suspension) => void;
 }
 
 function readAt(obj: unknown, pointer: string): unknown {
@@ -47,17 +82,13 @@ const ATTEMPTS = 3;
  * finds paused already (a human removed Argo CD's `automated` or ran `flux suspend` since the plan)
  * is not written: a merge patch under a removed `automated` would create `automated: {enabled:
  * false}`, and its resume `automated: {}`, which Argo CD reads as automated sync ON. It is passed
- * to `foundPaused` with its sync settings in words, and not among the suspensions returned, so
- * that resume leaves it as that human left it. Returns what was changed; on an error the owners
- * suspended so far are in `err.suspended` so that the caller can record them.
+ * to `hooks.foundPaused` with its sync settings in words, and not among the suspensions returned, so
+ * that resume leaves it as that human left it; unless its annotations say `hooks.record` suspended it
+ * (SUSPENDED_BY): then it is returned with the value before they give, and passed to `hooks.foundOwn`.
+ * Returns what was changed; on an error the owners suspended so far are in `err.suspended` so that
+ * the caller can record them.
  */
-export async function suspendOwners(
-  kube: Kube,
-  owners: Owner[],
-  now: () => number,
-  opts: RequestOptions = {},
-  foundPaused: (owner: Owner, sync: string) => void = () => {},
-): Promise<Suspension[]> {
+export async function suspendOwners(kube: Kube, owners: Owner[], now: () => number, opts: RequestOptions = {}, hooks: SuspendHooks = {}): Promise<Suspension[]> {
   const done: Suspension[] = [];
   for (const o of owners) {
     if (o.paused || !o.found) continue;
@@ -67,12 +98,20 @@ export async function suspendOwners(
       try {
         const obj = await kube.get(rt, o.namespace, o.name, opts);
         const fresh = describeNow(o, obj);
+        const own = hooks.record === undefined ? null : ownSuspension(obj, o.kind, hooks.record);
+        if (own) {
+          const s: Suspension = { kind: o.kind, namespace: o.namespace, name: o.name, field, ...(own.before === undefined ? {} : { before: own.before }), set: PAUSED[o.kind], at: now() };
+          done.push(s);
+          hooks.foundOwn?.(s);
+          break;
+        }
         if (fresh.paused) {
-          foundPaused(o, fresh.sync);
+          hooks.foundPaused?.(o, fresh.sync);
           break;
         }
         const before = readAt(obj, field);
-        const patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion), 'merge', opts);
+        const marks = hooks.record === undefined ? undefined : { [SUSPENDED_BY]: hooks.record, [SUSPENDED_BEFORE]: before === undefined ? 'unset' : JSON.stringify(before) };
+        const patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion, marks), 'merge', opts);
         // The API server drops a field its CRD's schema does not know (an Application CRD from
         // before Argo CD 3.x has no automated.enabled) and still answers 200: it is suspended only
         // if the field reads back as set.
@@ -117,8 +156,9 @@ function notSetWords(kind: Owner['kind'], field: string, now: unknown): string {
 /**
  * Puts back exactly what suspendOwners changed, each owner read first: only a field that still holds
  * what rollguard set is written, with the resourceVersion of that read (a 409 is read, checked and
- * written again, at most ATTEMPTS times). A field changed since, or whose parent object is gone, is
- * left alone. Returns, in words, what became of each owner.
+ * written again, at most ATTEMPTS times), removing rollguard's annotations (SUSPENDED_BY) in the
+ * same write. A field changed since, or whose parent object is gone, is left alone. Returns, in
+ * words, what became of each owner.
  */
 export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}): Promise<string[]> {
   const restored: string[] = [];
@@ -135,7 +175,9 @@ export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: Re
           restored.push(`${name}${fieldWords(s.field)} left alone: changed by someone else since rollguard set it to ${JSON.stringify(s.set)} (now ${valueWords(now)}${gone})`);
           break;
         }
-        await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion), 'merge', opts);
+        const a = (obj.metadata as { annotations?: Record<string, string> }).annotations ?? {};
+        const marks = SUSPENDED_BY in a || SUSPENDED_BEFORE in a ? { [SUSPENDED_BY]: null, [SUSPENDED_BEFORE]: null } : undefined;
+        await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion, marks), 'merge', opts);
         restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
         break;
       } catch (err) {

@@ -6,8 +6,8 @@ import { KubeApiError } from '../../../src/kube/errors.js';
 import { applicationSetIgnoresEnabled, argoOwnerRef } from '../../../src/gitops/argocd.js';
 import { fluxOwnerRef, parseGoDuration } from '../../../src/gitops/flux.js';
 import { findOwners } from '../../../src/gitops/owner.js';
-import { resumeOwners, suspendOwners } from '../../../src/gitops/suspend.js';
-import { OWNER_RESOURCES } from '../../../src/gitops/types.js';
+import { resumeOwners, SUSPENDED_BEFORE, SUSPENDED_BY, suspendOwners } from '../../../src/gitops/suspend.js';
+import { OWNER_RESOURCES, type Owner } from '../../../src/gitops/types.js';
 import { FakeKube } from '../../support/fake-kube.js';
 
 const ARGO = { namespace: 'argocd', instanceLabel: 'app.kubernetes.io/instance', inCluster: ['https://kubernetes.default.svc', 'in-cluster'] };
@@ -317,7 +317,7 @@ t.test('an owner paused by someone else between the plan and the suspension is l
   const k = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
   kube.put(OWNER_RESOURCES.Kustomization, { ...k, spec: { ...k.spec, suspend: true } });
   const paused: string[] = [];
-  const done = await suspendOwners(kube, owners, () => 1, {}, (o, sync) => paused.push(`${o.kind} ${o.name}: ${sync}`));
+  const done = await suspendOwners(kube, owners, () => 1, {}, { foundPaused: (o, sync) => paused.push(`${o.kind} ${o.name}: ${sync}`) });
   t.same(done, [], 'nothing recorded as suspended by rollguard, so resume writes nothing');
   t.equal(kube.patches().length, 0, 'neither owner written');
   t.same(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy, {}, 'no automated: {} created');
@@ -339,4 +339,28 @@ t.test('a tracking annotation naming no Application beside Flux labels: the Flux
   t.same(names(owners), ['Argo CD Application argocd/gone', 'Flux Kustomization flux-system/apps (unverified)'], 'not listed: unverified (the rollback refused), not dropped');
   await kube.delete(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps');
   t.match(await findOwners(kube, [obj('checkout')], ARGO), [{ name: 'gone', found: false }, { name: 'apps', found: false, sync: 'not found' }], 'neither found: both said');
+});
+
+t.test('the suspending write names the rollback and the value before in annotations on the owner; the resuming write removes them', async (t) => {
+  const kube = cluster();
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  app.spec.syncPolicy.automated.enabled = true;
+  kube.put(OWNER_RESOURCES.Application, app);
+  const owners = await findOwners(kube, [obj('checkout'), obj('cart')], ARGO);
+  const done = await suspendOwners(kube, owners, () => 42, {}, { record: 'rb-1' });
+  const notes = (o: Owner) => kube.peek(OWNER_RESOURCES[o.kind], o.namespace, o.name)!.metadata.annotations ?? {};
+  t.same(owners.map((o) => [notes(o)[SUSPENDED_BY], notes(o)[SUSPENDED_BEFORE]]), [['rb-1', 'unset'], ['rb-1', 'true']], 'in the suspending write');
+  t.equal(kube.patches().length, 2, 'one write per owner');
+  // read again by the same rollback (its replica stopped before saving the record): its own, nothing written
+  const own: string[] = [];
+  const again = await suspendOwners(kube, owners, () => 43, {}, { record: 'rb-1', foundOwn: (s) => own.push(s.name), foundPaused: () => t.fail('not a pause by someone else') });
+  t.same(again.map((s) => [s.kind, s.set, s.before]), done.map((s) => [s.kind, s.set, s.before]), 'the same suspensions, the values before from the annotations');
+  t.same(own, ['apps', 'cart']);
+  t.equal(kube.patches().length, 2, 'nothing written');
+  const other: string[] = [];
+  t.same(await suspendOwners(kube, owners, () => 44, {}, { record: 'rb-2', foundPaused: (o) => other.push(o.name) }), [], "another rollback's suspension is not this one's");
+  t.same(other, ['apps', 'cart']);
+  await resumeOwners(kube, done);
+  t.same(owners.map((o) => notes(o)), [{}, {}], 'removed on resume');
+  t.equal(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy.automated.enabled, true, 'the value before written back');
 });
