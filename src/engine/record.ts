@@ -195,12 +195,16 @@ export class RecordBook {
   }
 
   /**
-   * Writes the record. The alert's resolution is kept in a key of its own (written by whichever
-   * replica handled the resolved alert) and merged here, so a replica saving an older copy of the
-   * record never erases it: the store writes the record only while no mark is set (one atomic
-   * step, one round trip); when one is, it is merged and the record written again. `first`: the
-   * record's first write (its write-ahead): nothing can have marked a record that was never
-   * written (a resolution is marked on the records found through the alert's links), so no check.
+   * Writes the record. Two things other replicas write are kept in keys of their own (marks) and
+   * merged here, so a replica saving an older copy of the record never erases them: the alert's
+   * resolution (written by whichever replica handled the resolved alert), and a `resume-gitops`
+   * (written by the replica that took the request, while this copy still holds the suspension: a
+   * close saving the record again after its notification, moments after a human resumed). The store
+   * writes the record only while neither mark is set (one atomic step, one round trip); when one is,
+   * it is merged and the record written again. `first`: the record's first write (its write-ahead):
+   * nothing can have marked a record that was never written (a resolution is marked on the records
+   * found through the alert's links), so no check. Until 2026-12-07 a resume landing between a
+   * close's two writes was erased by the second: the record held the owner again.
    *
    * `expectState`: a transition that may race with another replica's (out of pending_approval:
    * approve, reject, expiry): written only while the stored record is still in that state, in the
@@ -209,28 +213,54 @@ export class RecordBook {
    */
   async save(rec: RollbackRecord, opts?: { first?: boolean; expectState?: RollbackState }): Promise<boolean> {
     rec.updatedAt = this.now();
-    const holds = heldByRecord(rec);
-    if (holds > 0) rec.holds = holds;
-    else delete rec.holds;
+    this.setHolds(rec);
     const expect = opts?.expectState !== undefined ? { expectState: opts.expectState } : {};
-    if (rec.times.resolvedAt !== undefined || opts?.first === true) return this.store.putRecord(rec, expect);
-    const mark = `resolved:${rec.id}`;
-    if (await this.store.putRecord(rec, { unlessValue: mark, ...expect })) return true;
-    // refused by the mark, or (expectState) by the stored state: merged if marked, then written
+    const marks = opts?.first === true ? [] : [...(rec.times.resolvedAt === undefined ? [resolvedMark(rec.id)] : []), ...(rec.holds ? [resumedMark(rec.id)] : [])];
+    if (marks.length === 0) return this.store.putRecord(rec, expect);
+    if (await this.store.putRecord(rec, { unlessValue: marks, ...expect })) return true;
+    // refused by a mark, or (expectState) by the stored state: merged if marked, then written
     // again with the state check alone, which refuses it again only if the state differs
-    const resolved = await this.store.getValue(mark);
+    const [resolved, resumed] = await Promise.all([
+      rec.times.resolvedAt === undefined ? this.store.getValue(resolvedMark(rec.id)) : null,
+      rec.holds ? this.store.getValue(resumedMark(rec.id)) : null,
+    ]);
     if (resolved !== null) {
       rec.times.resolvedAt = Number(resolved);
       if (!rec.timeline.some((e) => e.step === 'resolved')) {
         rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
       }
     }
+    if (resumed !== null && rec.gitops && !rec.gitops.resumed) {
+      const m = JSON.parse(resumed) as { resumed: NonNullable<GitOpsRecord['resumed']>; step: TimelineEntry };
+      rec.gitops.resumed = m.resumed;
+      if (!rec.timeline.some((e) => e.step === m.step.step && e.at === m.step.at)) {
+        // in its place by time: before the steps this copy took since (a close's notification)
+        const i = rec.timeline.findIndex((e) => e.at > m.step.at);
+        rec.timeline.splice(i < 0 ? rec.timeline.length : i, 0, m.step);
+      }
+      this.setHolds(rec);
+    }
     return this.store.putRecord(rec, expect);
+  }
+
+  /** rec.holds: what the record holds (heldByRecord), the stores' index of held records. */
+  private setHolds(rec: RollbackRecord): void {
+    const holds = heldByRecord(rec);
+    if (holds > 0) rec.holds = holds;
+    else delete rec.holds;
+  }
+
+  /**
+   * Notes that record `id`'s GitOps owners were resumed (`resumed`, said by timeline entry `step`),
+   * before the record carrying them is saved (see save).
+   */
+  async markResumed(id: string, resumed: NonNullable<GitOpsRecord['resumed']>, step: TimelineEntry): Promise<void> {
+    await this.store.setValue(resumedMark(id), JSON.stringify({ resumed, step }), { ttlMs: 30 * 86_400_000 });
   }
 
   /** Notes that the alert behind record `id` resolved at `at` (see save). */
   async markResolved(id: string, at: number): Promise<void> {
-    await this.store.setValue(`resolved:${id}`, String(at), { ttlMs: 30 * 86_400_000 });
+    await this.store.setValue(resolvedMark(id), String(at), { ttlMs: 30 * 86_400_000 });
   }
 
   /** The records an alert is linked to so far (linkAlert's read, which a caller may issue ahead). */
@@ -254,6 +284,10 @@ export class RecordBook {
     return [...new Set([...(JSON.parse(now ?? '[]') as string[]), ...(JSON.parse(legacy ?? '[]') as string[])])];
   }
 }
+
+/** The marks save merges: the alert's resolution, and a resume-gitops. */
+const resolvedMark = (id: string) => `resolved:${id}`;
+const resumedMark = (id: string) => `gitops-resumed:${id}`;
 
 /** The key of an alert's record list: the fingerprint is the sender's, so it is hashed (keyDigest). */
 function alertRecordsKey(fingerprint: string, startsAt: number): string {

@@ -105,6 +105,8 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string, r
     (relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '') +
     (allReverted ? `; every workload under the owners said reverted in git by ${by} (--all-reverted)` : '');
   ctx.records.step(rec, 'gitops_resumed', `resumed by ${by}: ${restored.join('; ')}${also}`);
+  // marked first: a replica saving an older copy of the record meanwhile (a close's second write) merges it
+  await ctx.records.markResumed(rec.id, g.resumed, rec.timeline.at(-1)!);
   await ctx.records.save(rec);
   ctx.log.info({ record: rec.id, by, restored, reverted: relying.map((r) => r.id) }, 'GitOps owners resumed');
   return { kind: 'ok', record: rec };

@@ -10,7 +10,7 @@
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import type { EventLimit, Holding, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
-import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError } from './store.js';
+import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, unlessKeys } from './store.js';
 
 interface Entry {
   id: string;
@@ -473,8 +473,8 @@ export class MemoryStore implements Store {
     this.index(this.byTarget, r.target, id, false);
   }
 
-  async putRecord(record: StoredRecord, opts: { unlessValue?: string; expectState?: string } = {}): Promise<boolean> {
-    if (opts.unlessValue !== undefined && this.alive(`kv:${opts.unlessValue}`)) return false;
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string | readonly string[]; expectState?: string } = {}): Promise<boolean> {
+    if (unlessKeys(opts.unlessValue).some((v) => this.alive(`kv:${v}`))) return false;
     if (opts.expectState !== undefined && this.records.get(record.id)?.state !== opts.expectState) return false;
     this.remove(record.id);
     this.records.set(record.id, structuredClone(record));

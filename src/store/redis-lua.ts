@@ -129,11 +129,11 @@ return 0`;
  */
 export const PUT_RECORD_LUA = `
 -- KEYS[1]: records; KEYS[2]: meta; KEYS[3]: by-time; KEYS[4]: states; KEYS[5]: state index; KEYS[6]: target index; KEYS[7]: held
--- KEYS[8] (optional): write only while this key is absent; -1 (nothing written) when it exists
+-- KEYS[8..] (optional): write only while these keys are absent; -1 (nothing written) when one exists
 -- ARGV[1]: id; ARGV[2]: json; ARGV[3]: createdAt; ARGV[4]: state; ARGV[5]: target; ARGV[6]: state index prefix; ARGV[7]: target index prefix
 -- ARGV[8]: what the record holds (0: nothing; above 0: kept, see the store's \`holding\`)
 -- ARGV[9] (optional): write only while the stored record is in this state; -1 (nothing written) when it is not, or absent
-if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then return -1 end
+for i = 8, #KEYS do if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if ARGV[9] and (not old or string.match(old, '^([^|]*)|') ~= ARGV[9]) then return -1 end
 if old then

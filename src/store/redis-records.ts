@@ -78,7 +78,8 @@ export class RedisRecords {
   ) {
     this.keys = { records: k('records'), meta: k('records', 'meta'), byTime: k('records', 'by-time'), states: k('records', 'states'), held: k('records', 'held') };
     cmd.defineCommand('rgPutRecord', { lua: PUT_RECORD_LUA, numberOfKeys: 7 });
-    cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA, numberOfKeys: 8 });
+    // the keys' number given first: 7 and those written only while absent (`unless`)
+    cmd.defineCommand('rgPutRecordUnless', { lua: PUT_RECORD_LUA });
     cmd.defineCommand('rgCapRecords', { lua: CAP_RECORDS_LUA, numberOfKeys: 4 });
     cmd.defineCommand('rgPrune', { lua: PRUNE_LUA, numberOfKeys: 5 });
     cmd.defineCommand('rgSetHeld', { lua: SET_HELD_LUA, numberOfKeys: 2 });
@@ -93,18 +94,18 @@ export class RedisRecords {
   }
 
   /**
-   * Writes one record and its indexes; returns how many records there are, or -1 when `unless`
-   * (a full key name) exists, or when `expectState` is given and the stored record is not in it
-   * (or absent): then nothing was written.
+   * Writes one record and its indexes; returns how many records there are, or -1 when one of
+   * `unless` (full key names) exists, or when `expectState` is given and the stored record is not in
+   * it (or absent): then nothing was written.
    */
-  private async putNow(record: StoredRecord, json: string, unless?: string, expectState?: string): Promise<number> {
+  private async putNow(record: StoredRecord, json: string, unless: readonly string[] = [], expectState?: string): Promise<number> {
     const r = this.keys;
     const { id, createdAt, state, target } = record;
-    const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(...a: string[]): Promise<number> };
+    const cmd = this.cmd as unknown as { rgPutRecord(...a: string[]): Promise<number>; rgPutRecordUnless(n: number, ...a: string[]): Promise<number> };
     const keys = [r.records, r.meta, r.byTime, r.states, this.stateIndex(state), this.targetIndex(target), r.held];
     const held = String(Math.max(0, Math.floor(this.holding(record))));
     const args = [id, json, String(createdAt), state, target, this.stateIndex(''), this.targetIndex(''), held, ...(expectState === undefined ? [] : [expectState])];
-    return await (unless === undefined ? cmd.rgPutRecord(...keys, ...args) : cmd.rgPutRecordUnless(...keys, unless, ...args));
+    return await (unless.length === 0 ? cmd.rgPutRecord(...keys, ...args) : cmd.rgPutRecordUnless(keys.length + unless.length, ...keys, ...unless, ...args));
   }
 
   /**
@@ -145,10 +146,10 @@ export class RedisRecords {
   }
 
   /**
-   * Writes the record unless `unless` (a full key name) exists, and, with `expectState`, only while
-   * the stored record is in that state: false otherwise, and nothing written.
+   * Writes the record unless one of `unless` (full key names) exists, and, with `expectState`, only
+   * while the stored record is in that state: false otherwise, and nothing written.
    */
-  async put(record: StoredRecord, unless?: string, expectState?: string): Promise<boolean> {
+  async put(record: StoredRecord, unless: readonly string[] = [], expectState?: string): Promise<boolean> {
     await this.ensureIndexed();
     const count = Number(await this.putNow(record, JSON.stringify(record), unless, expectState));
     if (count < 0) return false;

@@ -28,7 +28,7 @@ import { RedisEvents } from './redis-events.js';
 import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
-import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, StoreUnavailableError } from './store.js';
+import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, StoreUnavailableError, unlessKeys } from './store.js';
 import { withTimeout } from '../timeout.js';
 import { Rounds } from '../rounds.js';
 
@@ -543,8 +543,8 @@ export class RedisStore implements Store {
     });
   }
 
-  async putRecord(record: StoredRecord, opts: { unlessValue?: string; expectState?: string } = {}): Promise<boolean> {
-    return this.run('putRecord', () => this.recordsOf.put(record, opts.unlessValue === undefined ? undefined : this.k('kv', opts.unlessValue), opts.expectState));
+  async putRecord(record: StoredRecord, opts: { unlessValue?: string | readonly string[]; expectState?: string } = {}): Promise<boolean> {
+    return this.run('putRecord', () => this.recordsOf.put(record, unlessKeys(opts.unlessValue).map((v) => this.k('kv', v)), opts.expectState));
   }
 
   async getRecord(id: string): Promise<StoredRecord | null> {

@@ -94,6 +94,9 @@ export interface StoredRecord {
 export type Holding = (record: StoredRecord) => number;
 
 /** Both stores' Holding unless told otherwise: the record's own `holds`. */
+/** putRecord's `unlessValue`, one or several, as a list. */
+export const unlessKeys = (v: string | readonly string[] | undefined): readonly string[] => (v === undefined ? [] : typeof v === 'string' ? [v] : v);
+
 export const holdsField: Holding = (r) => (typeof r.holds === 'number' && r.holds > 0 ? Math.floor(r.holds) : 0);
 
 /** A sliding-window key and the most events it may hold in its window. */
@@ -215,16 +218,17 @@ export interface Store {
   deleteValue(key: string): Promise<void>;
 
   /**
-   * Writes the record (true). `unlessValue`: only while that value (setValue's key) is absent, in
-   * the same atomic step; when it is set, nothing is written and false is returned. (The engine
-   * writes a record this way unless its alert's resolution was marked meanwhile, which it then
-   * merges first: a record is never stored without a resolution marked before the write.)
+   * Writes the record (true). `unlessValue`: only while that value (setValue's key), or each of
+   * those values, is absent, in the same atomic step; when one is set, nothing is written and false
+   * is returned. (The engine writes a record this way unless its alert's resolution, or a
+   * resume-gitops, was marked meanwhile, which it then merges first: a record is never stored
+   * without a resolution or a resume marked before the write.)
    * `expectState`: only while the stored record (same id) is in that state, in the same atomic step;
    * when it is in another, or there is none, nothing is written and false is returned. (The engine
    * moves a record out of pending_approval this way, so that of an approval, a rejection and an
    * expiry racing on several replicas exactly one is written.) Both may be given: both must hold.
    */
-  putRecord(record: StoredRecord, opts?: { unlessValue?: string; expectState?: string }): Promise<boolean>;
+  putRecord(record: StoredRecord, opts?: { unlessValue?: string | readonly string[]; expectState?: string }): Promise<boolean>;
   getRecord(id: string): Promise<StoredRecord | null>;
   /**
    * Newest first (createdAt, then id). Indexed by state and by target: a filtered listing reads

@@ -373,6 +373,13 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     await sleep(120);
     t.equal(await s.putRecord(rec('failed'), { unlessValue: 'gone' }), true, 'an expired value is absent');
     t.equal((await s.getRecord('r1'))!.state, 'failed');
+    // several values: refused when any one is set
+    t.equal(await s.putRecord(rec('expired'), { unlessValue: ['gone', 'other'] }), true, 'none of several set: written');
+    t.equal(await s.putRecord(rec('blocked'), { unlessValue: ['other', 'resolved:r1'] }), false, 'the second of two set: refused');
+    t.equal(await s.putRecord(rec('blocked'), { unlessValue: ['resolved:r1', 'other'] }), false, 'the first of two set: refused');
+    t.equal((await s.getRecord('r1'))!.state, 'expired', 'and nothing written');
+    t.same((await s.listRecords({ state: 'blocked' })).map((r) => r.id), [], 'not even an index');
+    t.equal(await s.putRecord(rec('blocked'), { unlessValue: [] }), true, 'none given: written');
   });
 
   t.test('records: a put expecting a state writes only while the stored record is in it, atomically', async (t) => {

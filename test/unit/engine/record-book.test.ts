@@ -1,5 +1,5 @@
 import t from 'tap';
-import { RecordBook, type RollbackRecord } from '../../../src/engine/record.js';
+import { heldByRecord, RecordBook, type RollbackRecord } from '../../../src/engine/record.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 
 function record(id: string): RollbackRecord {
@@ -118,4 +118,39 @@ t.test('save expecting a state writes only while the stored record is in it, wit
   t.equal((await book.get('rb-5'))!.state, 'deciding', 'and nothing written');
   t.equal(await book.save(record('rb-6'), { expectState: 'pending_approval' }), false, 'no record: refused');
   t.equal(await book.get('rb-6'), null);
+});
+
+t.test("a resume-gitops landing between a close's two writes is kept: the close's second write, an older copy, merges it", async (t) => {
+  for (const resolved of [false, true]) {
+    const store = new MemoryStore(Date.now, { holding: heldByRecord });
+    let clock = 1_000;
+    const book = new RecordBook(store, () => clock);
+    const rec = record(`rb-${resolved}`);
+    if (resolved) rec.times.resolvedAt = 900;
+    rec.state = 'in_progress';
+    rec.gitops = { policy: 'suspend', owners: [], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: 900 }] };
+    await book.save(rec);
+    // the close's first write (closeOnce: finishFrom)
+    rec.state = 'succeeded';
+    await book.save(rec);
+    t.equal(await store.heldCount(), 1, 'held once closed: the owner is still suspended');
+    // a human resumes on another replica, reading the closed record
+    clock = 2_000;
+    const other = (await book.get(rec.id))!;
+    other.gitops!.resumed = { at: clock, by: 'alice', restored: ['Flux Kustomization flux-system/apps: spec.suspend removed (as before)'] };
+    book.step(other, 'gitops_resumed', 'resumed by alice');
+    await book.markResumed(other.id, other.gitops!.resumed, other.timeline.at(-1)!);
+    await book.save(other);
+    t.equal(await store.heldCount(), 0, 'resumed: held no more');
+    // then the close's second write, its notification in the timeline: the older copy
+    clock = 2_001;
+    book.step(rec, 'notified', 'sent to slack');
+    await book.save(rec);
+    const stored = (await book.get(rec.id))!;
+    t.equal(stored.gitops?.resumed?.by, 'alice', `${resolved ? 'a resolved record' : 'a record'}: the resume kept`);
+    t.same(stored.timeline.map((e) => e.step), ['gitops_resumed', 'notified'], 'both steps in the timeline, once');
+    t.equal(stored.holds, undefined, 'the record holds nothing');
+    t.equal(await store.heldCount(), 0, 'and is not held again');
+    t.equal(rec.gitops?.resumed?.by, 'alice', 'the copy in hand has it too');
+  }
 });
