@@ -19,6 +19,7 @@ import { EXIT } from '../../src/cli/client.js';
 import { rollbacksCommand } from '../../src/cli/rollbacks.js';
 import type { RollbackRecord } from '../../src/engine/record.js';
 import { rollbacksRoutes } from '../../src/http/rollbacks.js';
+import { SUSPENDED_BEFORE, SUSPENDED_BY } from '../../src/gitops/suspend.js';
 import type { KubeObject } from '../../src/kube/kube.js';
 import type { PrometheusApi, RangeSeries } from '../../src/prometheus/client.js';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -177,6 +178,7 @@ t.test('(b) gitops: suspend — suspended as flux suspend leaves it, the good re
   t.equal(await suspendedGauge(), 1, 'one owner left suspended');
   const { suspend: _s, ...restSpec } = k.spec;
   t.same(restSpec, before.spec, 'nothing else in the Kustomization changed');
+  t.same([k.metadata.annotations?.[SUSPENDED_BY], k.metadata.annotations?.[SUSPENDED_BEFORE]], [rec.id, 'unset'], 'the suspending write names the rollback and the value before on the Kustomization');
   // several reconcile intervals while the source keeps moving: the GitRepository fetches a new commit
   const head = await repo.commit({ 'README.md': 'shop config\n' }, 'an unrelated commit');
   await cluster.poll('GitRepository at the new commit', () => cluster.request<KubeObject>('GET', `/apis/source.toolkit.fluxcd.io/v1/namespaces/${FLUX_NAMESPACE}/gitrepositories/shop-config`), (g) => g.status?.artifact?.revision === `main@sha1:${head}`);
@@ -192,6 +194,7 @@ t.test('(b) gitops: suspend — suspended as flux suspend leaves it, the good re
   t.equal(cli.out.join('\n'), `${rec.id}: GitOps owners resumed by oncall: Flux Kustomization flux-system/web-suspend: spec.suspend removed (as before)`);
   const after = await getK('web-suspend');
   t.same(after.spec, before.spec, 'the Kustomization is exactly as before (spec.suspend removed again)');
+  t.same([after.metadata.annotations?.[SUSPENDED_BY], after.metadata.annotations?.[SUSPENDED_BEFORE]], [undefined, undefined], "and rollguard's annotations removed");
   t.match((await engine.records.get(rec.id))?.gitops?.resumed, { by: 'oncall', restored: [/Flux Kustomization flux-system\/web-suspend: spec.suspend removed \(as before\)/] });
   t.equal(await suspendedGauge(), 0, 'none left suspended');
   const again = cliEnv(cliAdmin);
