@@ -18,15 +18,12 @@ const KS: Owner = {
   found: true, sync: 'reconciled every 5m, drift corrected on each run', correctsDrift: true, paused: false, settleMs: 0, objects: ['Deployment/prod/checkout'],
 };
 
-t.test('a recovery going on with a rollback does not suspend its owner again; resume-gitops then unsuspends it', async (t) => {
-  const kube = new FakeKube();
-  // as replica A left it: suspended by rollguard (spec.suspend was unset before)
-  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
-  const { a, left } = await leftMidMigration(kube, RULE, ENV);
-  const pending = left;
-  t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
-  // what A's suspendBeforeWrite saved (the fake action's plan writes nothing GitOps-owned itself)
-  left.gitops = { policy: 'suspend', owners: [KS], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: Date.now() }] };
+/**
+ * Saves `left` with `gitops` as replica A's last write left it, waits past LOCK_TTL, and lets replica
+ * B go on with it (its migration Job completed); returns B and the record as B left it.
+ */
+async function goOn(kube: FakeKube, { a, left }: Awaited<ReturnType<typeof leftMidMigration>>, gitops: NonNullable<typeof left.gitops>) {
+  left.gitops = gitops;
   await a.store.putRecord(left);
   await sleep(1100); // past LOCK_TTL
   const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: ENV });
@@ -35,7 +32,18 @@ t.test('a recovery going on with a rollback does not suspend its owner again; re
   kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
   await b.engine.tick();
   await b.engine.idle();
-  const done = (await b.engine.records.get(pending.id))!;
+  return { b, done: (await b.engine.records.get(left.id))! };
+}
+
+t.test('a recovery going on with a rollback does not suspend its owner again; resume-gitops then unsuspends it', async (t) => {
+  const kube = new FakeKube();
+  // as replica A left it: suspended by rollguard (spec.suspend was unset before)
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const mid = await leftMidMigration(kube, RULE, ENV);
+  const pending = mid.left;
+  t.equal(pending.state, 'in_progress', JSON.stringify(pending.timeline.slice(-2)));
+  // what A's suspendBeforeWrite saved (the fake action's plan writes nothing GitOps-owned itself)
+  const { b, done } = await goOn(kube, mid, { policy: 'suspend', owners: [KS], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: Date.now() }] });
   t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
   t.ok(done.timeline.some((s) => s.step === 'resumed'), 'replica B went on with the rollback');
   t.same(done.gitops?.suspended?.map((s) => [s.name, s.before]), [['apps', undefined]], 'the value before rollguard kept, not its own spec.suspend: true');
@@ -47,25 +55,16 @@ t.test('a recovery going on with a rollback does not suspend its owner again; re
 
 t.test('a replica that died between suspending the owner and saving the record: the one going on with the rollback tells the suspension as its own by its annotations, and resume-gitops puts it back', async (t) => {
   const kube = new FakeKube();
-  const { a, left } = await leftMidMigration(kube, RULE, ENV);
-  const pending = left;
-  t.equal(left.state, 'in_progress', JSON.stringify(left.timeline.slice(-2)));
+  const mid = await leftMidMigration(kube, RULE, ENV);
+  const pending = mid.left;
+  t.equal(pending.state, 'in_progress', JSON.stringify(pending.timeline.slice(-2)));
   // replica A's suspension write landed (spec.suspend was unset before), and it stopped before saving the record
   kube.add(OWNER_RESOURCES.Kustomization, {
     apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
-    metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: left.id, [SUSPENDED_BEFORE]: 'unset' } },
+    metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: pending.id, [SUSPENDED_BEFORE]: 'unset' } },
     spec: { interval: '5m', suspend: true },
   });
-  left.gitops = { policy: 'suspend', owners: [KS] };
-  await a.store.putRecord(left);
-  await sleep(1100); // past LOCK_TTL
-  const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: ENV });
-  b.prometheus!.value = 0.001;
-  const job = kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
-  kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
-  await b.engine.tick();
-  await b.engine.idle();
-  const done = (await b.engine.records.get(pending.id))!;
+  const { b, done } = await goOn(kube, mid, { policy: 'suspend', owners: [KS] });
   t.equal(done.state, 'succeeded', JSON.stringify(done.timeline.slice(-4)));
   t.same(done.gitops?.suspended?.map((s) => [s.name, s.set, s.before]), [['apps', true, undefined]], "the suspension held by the record, with the value before from the owner's annotation");
   t.notOk(done.timeline.some((s) => /already paused/.test(s.message)), 'not taken for a pause by someone else');
@@ -81,22 +80,13 @@ t.test('a replica that died between suspending the owner and saving the record: 
 t.test("annotations naming another rollback, or a value before the field does not take, are someone else's pause: left alone", async (t) => {
   for (const [by, before] of [['rb-other', 'unset'], ['SELF', '"yes"']] as const) {
     const kube = new FakeKube();
-    const { a, left } = await leftMidMigration(kube, RULE, ENV);
+    const mid = await leftMidMigration(kube, RULE, ENV);
     kube.add(OWNER_RESOURCES.Kustomization, {
       apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
-      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by === 'SELF' ? left.id : by, [SUSPENDED_BEFORE]: before } },
+      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by === 'SELF' ? mid.left.id : by, [SUSPENDED_BEFORE]: before } },
       spec: { interval: '5m', suspend: true },
     });
-    left.gitops = { policy: 'suspend', owners: [KS] };
-    await a.store.putRecord(left);
-    await sleep(1100);
-    const b = testEngine({ kube, store: a.store, ruleText: RULE, owner: 'replica-b', action: a.action, env: ENV });
-    b.prometheus!.value = 0.001;
-    const job = kube.peek(RESOURCES.jobs, 'prod', left.migration!.job)!;
-    kube.put(RESOURCES.jobs, { ...job, status: { conditions: [{ type: 'Complete', status: 'True' }] } });
-    await b.engine.tick();
-    await b.engine.idle();
-    const done = (await b.engine.records.get(left.id))!;
+    const { done } = await goOn(kube, mid, { policy: 'suspend', owners: [KS] });
     t.same(done.gitops?.suspended ?? [], [], `${by === 'SELF' ? 'this rollback with a value before of "yes"' : 'another rollback'}: no suspension held`);
     t.ok(done.timeline.some((s) => /already paused/.test(s.message)), 'said found paused, left alone');
     t.same(kube.patches().filter((c) => c.resource === 'kustomizations'), [], 'the Kustomization not written');
