@@ -1,4 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { rulesCheckCommand, rulesTestCommand } from '../../../src/cli/rules.js';
@@ -81,4 +82,17 @@ t.test('rules test: maintenance windows, approval and target lists', async (t) =
   const o = io();
   t.equal(await rulesTestCommand(['test/fixtures/rules/tests/window.yaml'], o.io), 0, o.out.join('\n'));
   t.match(o.out.join('\n'), /SUCCESS \(3 tests\)/);
+});
+
+t.test("docs/rules.md's owner-join trigger (kube_pod_owner, kube_replicaset_owner), as written there, under its tests", async (t) => {
+  const md = await readFile('docs/rules.md', 'utf8');
+  const block = /```yaml\n(# rule file: rules\/error-rate-by-owner\.yaml\n[\s\S]*?)```/.exec(md)?.[1];
+  t.ok(block, 'docs/rules.md shows rules/error-rate-by-owner.yaml');
+  const dir = await mkdtemp(join(tmpdir(), 'rollguard-owner-join-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'error-rate-by-owner.yaml'), block!);
+  await copyFile('test/fixtures/rules/docs/error-rate-by-owner.test.yaml', join(dir, 'error-rate-by-owner.test.yaml'));
+  const o = io();
+  t.equal(await rulesTestCommand([join(dir, 'error-rate-by-owner.test.yaml')], o.io), 0, o.out.join('\n') + o.err.join('\n'));
+  t.match(o.out.join('\n'), /SUCCESS \(4 tests\)/);
 });
