@@ -51,7 +51,7 @@ t.test('drills on the whole loop: refused outside DRILL_NAMESPACES, passed, fail
     trigger:
       kind: error_rate
       rateWindow: 10s
-      selector: { namespace: "{{ $labels.namespace }}", pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" } }
+      selector: { namespace: "{{ $labels.namespace }}", pod: { regex: "{{ $labels.deployment }}-[4-9bcdf]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}" } }
       threshold: 0.05
       for: 8s
       step: 1s

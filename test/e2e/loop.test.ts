@@ -50,7 +50,7 @@ t.test('the whole loop: bad deploy, alert, one rollback, recovery, resolution', 
         rateWindow: 10s
         selector:
           namespace: "{{ $labels.namespace }}"
-          pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" }
+          pod: { regex: "{{ $labels.deployment }}-[4-9bcdf]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}" }
         threshold: 0.05
         for: 8s
         step: 1s

@@ -36,7 +36,7 @@ const errorRate = (extra = '') =>
   rule(`kind: error_rate
 selector:
   namespace: "{{ $labels.namespace }}"
-  pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" }
+  pod: { regex: "{{ $labels.deployment }}-[4-9bcdf]{1,10}-[bcdfghjklmnpqrstvwxz2456789]{5}" }
 threshold: 0.05
 for: 2m
 step: 15s${extra}`);
