@@ -9,7 +9,7 @@
 // which of those values still guard anything, which is one more reason to keep them together.
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
-import type { EventLimit, Holding, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
+import type { EventLimit, Holding, HoldersWanted, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
 import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, unlessKeys } from './store.js';
 
 interface Entry {
@@ -308,14 +308,29 @@ export class MemoryStore implements Store {
     return entries.sort((a, b) => b.at - a.at).slice(0, Math.max(0, limit)).map((e) => e.member);
   }
 
-  // One synchronous step (no await between the counts and the writes): atomic in this process.
-  async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
-    for (const { key, limit } of keys) {
-      const count = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= at - windowMs && e.member !== member).length;
-      if (count >= limit) return { reserved: false, key, count };
-    }
+  // One synchronous step (no await between the counts, the holders read and the writes): atomic in this process.
+  async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation> {
+    const refused = this.refusal(keys, member, at, windowMs, holders);
+    if (refused) return refused;
     for (const { key } of keys) this.recordEvent(key, member, at, windowMs);
     return { reserved: true };
+  }
+
+  async checkEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation> {
+    return this.refusal(keys, member, at, windowMs, holders) ?? { reserved: true };
+  }
+
+  /** The first key at its limit in the window ending at `at` (`member`'s own event not counted), with its holders if wanted. */
+  private refusal(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Reservation | undefined {
+    for (const { key, limit } of keys) {
+      const entries = this.events.get(key)?.entries ?? [];
+      const count = entries.filter((e) => e.at >= at - windowMs && e.member !== member).length;
+      if (count < limit) continue;
+      if (!holders) return { reserved: false, key, count };
+      const newest = entries.filter((e) => e.at >= holders.since).sort((a, b) => b.at - a.at);
+      return { reserved: false, key, count, holders: newest.slice(0, Math.max(0, holders.limit)).map((e) => e.member) };
+    }
+    return undefined;
   }
 
   async releaseEvents(keys: readonly string[], member: string): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Client } from './redis-client.js';
 import { RESERVE_EVENTS_LUA } from './redis-lua.js';
-import type { EventLimit, Reservation } from './store.js';
+import type { EventLimit, HoldersWanted, Reservation } from './store.js';
 
 /**
  * The Redis store's sliding windows (the budgets): one sorted set per key, scored by the event's
@@ -39,19 +39,28 @@ export class RedisEvents {
     return (await this.cmd.zrevrangebyscore(this.key(key), '+inf', since, 'LIMIT', 0, limit)).map(String);
   }
 
-  /** Every key checked and the member added to every key in one script (see RESERVE_EVENTS_LUA). */
-  async reserve(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
+  /**
+   * Every key checked and the member added to every key in one script (see RESERVE_EVENTS_LUA);
+   * `record` false: checked only. A refusal names the refusing key's holders when asked for, read
+   * in the same script.
+   */
+  async reserve(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders: HoldersWanted | undefined, record: boolean): Promise<Reservation> {
     if (keys.length === 0) return { reserved: true };
-    const reply = (await (this.cmd as unknown as { rgReserveEvents(...a: (string | number)[]): Promise<number[]> }).rgReserveEvents(
+    const reply = (await (this.cmd as unknown as { rgReserveEvents(...a: (string | number)[]): Promise<(number | string)[]> }).rgReserveEvents(
       keys.length,
       ...keys.map((k) => this.key(k.key)),
       member,
       String(Math.round(at)),
       String(Math.max(1, Math.round(windowMs))),
+      record ? '1' : '0',
+      holders ? String(Math.round(holders.since)) : '',
+      holders ? String(Math.max(0, Math.floor(holders.limit))) : '0',
       ...keys.map((k) => String(k.limit)),
-    )) as number[];
-    const [i, n] = reply.map(Number) as [number, number];
-    return i === 0 ? { reserved: true } : { reserved: false, key: keys[i - 1]!.key, count: n };
+    ));
+    const [i, n, ...members] = reply;
+    if (Number(i) === 0) return { reserved: true };
+    const refused = { reserved: false as const, key: keys[Number(i) - 1]!.key, count: Number(n) };
+    return holders ? { ...refused, holders: members.map(String) } : refused;
   }
 
   async release(keys: readonly string[], member: string): Promise<void> {

@@ -185,15 +185,24 @@ return n`;
 // Sliding-window reservation (the budgets): every key checked, then the member added to every
 // key, in one script, so replicas reserving at once never pass a limit together.
 export const RESERVE_EVENTS_LUA = `
--- KEYS: event keys; ARGV[1]: member; ARGV[2]: at (ms); ARGV[3]: window ms; ARGV[3 + i]: the limit of KEYS[i]
+-- KEYS: event keys; ARGV[1]: member; ARGV[2]: at (ms); ARGV[3]: window ms; ARGV[4]: '1' to record
+-- the member, '0' to check only; ARGV[5]: the holders to name with a refusal, since (ms; '' for
+-- none); ARGV[6]: at most that many; ARGV[6 + i]: the limit of KEYS[i]
 local at = tonumber(ARGV[2])
 local since = at - tonumber(ARGV[3])
 for i, k in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. since)
+  if ARGV[4] == '1' then redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. since) end
   local n = redis.call('ZCOUNT', k, since, '+inf')
   if redis.call('ZSCORE', k, ARGV[1]) then n = n - 1 end
-  if n >= tonumber(ARGV[3 + i]) then return {i, n} end
+  if n >= tonumber(ARGV[6 + i]) then
+    local out = {i, n}
+    if ARGV[5] ~= '' and tonumber(ARGV[6]) > 0 then
+      for _, m in ipairs(redis.call('ZREVRANGEBYSCORE', k, '+inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[6]))) do out[#out + 1] = m end
+    end
+    return out
+  end
 end
+if ARGV[4] ~= '1' then return {0, 0} end
 for _, k in ipairs(KEYS) do
   redis.call('ZADD', k, at, ARGV[1])
   redis.call('PEXPIRE', k, ARGV[3])

@@ -23,7 +23,7 @@ import {
   SLOT_RENEW_LUA,
   TRANSIENT_REPLY,
 } from './redis-lua.js';
-import type { EventLimit, Holding, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
+import type { EventLimit, Holding, HoldersWanted, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
 import { RedisEvents } from './redis-events.js';
 import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
@@ -474,8 +474,12 @@ export class RedisStore implements Store {
     return this.run('eventMembers', () => this.eventsOf.members(key, since, limit));
   }
 
-  async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation> {
-    return this.run('reserveEvents', () => this.eventsOf.reserve(keys, member, at, windowMs));
+  async reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation> {
+    return this.run('reserveEvents', () => this.eventsOf.reserve(keys, member, at, windowMs, holders, true));
+  }
+
+  async checkEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation> {
+    return this.run('checkEvents', () => this.eventsOf.reserve(keys, member, at, windowMs, holders, false));
   }
 
   async releaseEvents(keys: readonly string[], member: string): Promise<void> {

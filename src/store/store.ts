@@ -105,8 +105,19 @@ export interface EventLimit {
   limit: number;
 }
 
-/** What reserveEvents came to: reserved under every key, or refused by `key`, which holds `count`. */
-export type Reservation = { reserved: true } | { reserved: false; key: string; count: number };
+/**
+ * What reserveEvents (or checkEvents) came to: reserved under every key (or room under every key),
+ * or refused by `key`, which holds `count`; with `holders` when asked for: the members of `key`'s
+ * events at or after `since`, newest first, at most `limit`, read in the same atomic step as the
+ * refusal (read after it, a holder that gave its unit back in between would be missing).
+ */
+export type Reservation = { reserved: true } | { reserved: false; key: string; count: number; holders?: string[] };
+
+/** The holders a refused reservation names (Reservation's `holders`). */
+export interface HoldersWanted {
+  since: number;
+  limit: number;
+}
 
 /** What acquireSlot came to: a lease on one slot, or refused, naming the members holding every slot. */
 export type SlotLease = { acquired: true } | { acquired: false; holders: string[] };
@@ -185,8 +196,11 @@ export interface Store {
    * window ending at `at` (the same window as countEvents(key, at - windowMs)), records the event
    * `member` at `at` under every key; otherwise records nothing and names the first key at its limit.
    * A member already recorded under a key does not count against itself (reserving again is a no-op).
+   * A refusal names the refusing key's holders when `holders` asks for them.
    */
-  reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number): Promise<Reservation>;
+  reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation>;
+  /** reserveEvents' check alone, in one atomic step: records nothing (a dry run's budget). */
+  checkEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation>;
   /** The members of key's events at or after `since`, newest first, at most `limit` (reserveEvents' are the names it was given). */
   eventMembers(key: string, since: number, limit: number): Promise<string[]>;
   /** Gives a reservation back: removes `member` from each key. */

@@ -262,6 +262,27 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.countEvents('members:k', 0), 3, 'reading changed nothing');
   });
 
+  t.test('reserveEvents and checkEvents: a refusal names the refusing key\'s holders when asked, read with it; checkEvents records nothing', async (t) => {
+    const s = await make();
+    const now = Date.now();
+    const H = 3_600_000;
+    for (const [member, at] of [['rb-old', now - 50_000], ['rb-b', now - 2_000], ['rb-a', now - 3_000]] as const) {
+      t.same(await s.reserveEvents([{ key: 'held:cluster', limit: 3 }], member, at, H), { reserved: true });
+    }
+    const keys = [{ key: 'held:target:x', limit: 1 }, { key: 'held:cluster', limit: 3 }];
+    t.same(await s.reserveEvents(keys, 'rb-new', now, H, { since: now - 10_000, limit: 10 }), { reserved: false, key: 'held:cluster', count: 3, holders: ['rb-b', 'rb-a'] }, 'newest first, since inclusive of the window asked for: the older one counted, not named');
+    t.same(await s.reserveEvents(keys, 'rb-new', now, H, { since: 0, limit: 2 }), { reserved: false, key: 'held:cluster', count: 3, holders: ['rb-b', 'rb-a'] }, 'at most the limit, the newest');
+    t.same(await s.reserveEvents(keys, 'rb-new', now, H), { reserved: false, key: 'held:cluster', count: 3 }, 'not asked: none named');
+    t.same(await s.checkEvents(keys, 'rb-new', now, H, { since: 0, limit: 10 }), { reserved: false, key: 'held:cluster', count: 3, holders: ['rb-b', 'rb-a', 'rb-old'] }, 'checked alike');
+    await s.releaseEvents(['held:cluster'], 'rb-b');
+    t.same(await s.checkEvents(keys, 'rb-new', now, H, { since: 0, limit: 10 }), { reserved: true }, 'room once one is given back');
+    t.equal(await s.countEvents('held:target:x', 0), 0, 'checking recorded nothing');
+    t.equal(await s.countEvents('held:cluster', 0), 2);
+    t.same(await s.checkEvents([{ key: 'held:cluster', limit: 2 }], 'rb-a', now, H), { reserved: true }, 'a member\'s own event does not count against it');
+    t.same(await s.reserveEvents(keys, 'rb-new', now, H, { since: 0, limit: 10 }), { reserved: true });
+    t.equal(await s.countEvents('held:target:x', 0), 1, 'reserved');
+  });
+
   t.test('reserveEvents at once from many callers never passes a limit', async (t) => {
     const s = await make();
     const now = Date.now();
