@@ -1,5 +1,5 @@
 import type { RollbackRecord } from '../engine/record.js';
-import type { EventLimit } from '../store/store.js';
+import type { EventLimit, HoldersWanted, Reservation } from '../store/store.js';
 import { dryRunReason } from './dry-run.js';
 import { GIVE_BACK_READ, untilGivenBack, type Attempt } from './give-back.js';
 import { allow, block, type Guard, type GuardContext, type GuardResult } from './guard.js';
@@ -50,31 +50,35 @@ export const budgetGuard: Guard = {
     const { store, record, now } = ctx;
     const keys = budgetKeys(record.target, record.rule);
     const want = limits(ctx);
-    // refused by `l` at `n` at `at`: the units reserved lately, newest first (a rollback still deciding,
-    // which may give its unit back, reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
-    const refused = async (l: EventLimit, n: number, at: number): Promise<Attempt<GuardResult>> => ({
-      refused: (waited) => block(refusal(record, l, n, keys) + waited),
-      holders: await store.eventMembers(l.key, Math.max(at - HOUR, at - 2 * ctx.config.LOCK_TTL), GIVE_BACK_READ + 1),
-      held: n,
-      limit: l.limit,
-    });
+    // the holders a refusal names, read with it in one atomic step (read after it, one that gave its
+    // unit back in between would be missing, and the refusal would stand for a unit that is free): the
+    // units reserved lately, newest first (a rollback still deciding, which may give its unit back,
+    // reserved it moments ago, within its decision: the last 2 × LOCK_TTL are read)
+    const holders = (at: number): HoldersWanted => ({ since: Math.max(at - HOUR, at - 2 * ctx.config.LOCK_TTL), limit: GIVE_BACK_READ + 1 });
+    const refused = (r: Extract<Reservation, { reserved: false }>): Attempt<GuardResult> => {
+      const l = want.find((w) => w.key === r.key)!;
+      return {
+        refused: (waited) => block(refusal(record, l, r.count, keys) + waited),
+        holders: r.holders ?? [],
+        held: r.count,
+        limit: l.limit,
+      };
+    };
     const spendsNone = record.source === 'drill' ? 'a drill' : dryRunReason(ctx) ? 'a dry run' : undefined;
     if (spendsNone) {
       // checked against what rollbacks spent and hold, and spending none of it: a dry run's
       // reservation would refuse a real rollback, or another dry run, for a rollback never made
       return untilGivenBack(store, record.id, now, ctx.renewLocks, async (elapsed) => {
         const at = now + elapsed;
-        for (const l of want) {
-          const n = await store.countEvents(l.key, at - HOUR);
-          if (n >= l.limit) return refused(l, n, at);
-        }
+        const r = await store.checkEvents(want, record.id, at, HOUR, holders(at));
+        if (!r.reserved) return refused(r);
         return { passed: allow(`within every budget this hour; ${spendsNone} spends none of it`) };
       });
     }
     return untilGivenBack(store, record.id, now, ctx.renewLocks, async (elapsed) => {
       const at = now + elapsed;
-      const r = await store.reserveEvents(want, record.id, at, HOUR);
-      if (!r.reserved) return refused(want.find((l) => l.key === r.key)!, r.count, at);
+      const r = await store.reserveEvents(want, record.id, at, HOUR, holders(at));
+      if (!r.reserved) return refused(r);
       const hold: BudgetHold = { keys: want.map((l) => l.key), member: record.id };
       return { passed: { verdict: 'allow', reason: `reserved one rollback of each budget this hour (${want.map((l) => `${l.key.replace(/^budget:/, '')} at most ${l.limit}`).join(', ')}); given back if it does not execute`, produced: { budget: hold } } };
     });

@@ -84,10 +84,17 @@ t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at o
     };
   }
   // the P0 alert arrives on replica b once replica a's P1 evaluation holds the unit, and that
-  // evaluation gives it back 300 ms on (an approval stage slower than usual): the P0 one meets it held
+  // evaluation gives it back only once the P0 rollback was refused for it: the give-back lands
+  // between the refusal and the P0 one's next store call every time (before, it landed there only
+  // under load; until 2026-12-07 the P0 one then read no holder left and was closed blocked:
+  // docs/reliability.md item 46)
   const a = engines[0]!.store;
   let reserved!: () => void;
   const p1Reserved = new Promise<void>((r) => (reserved = r));
+  let refused!: () => void;
+  const p0Refused = new Promise<void>((r) => (refused = r));
+  let givenBack!: () => void;
+  const p1GivenBack = new Promise<void>((r) => (givenBack = r));
   const reserve = a.reserveEvents.bind(a);
   a.reserveEvents = async (...args) => {
     const r = await reserve(...args);
@@ -96,8 +103,9 @@ t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at o
   };
   const release = a.releaseEvents.bind(a);
   a.releaseEvents = async (...args) => {
-    await new Promise((r) => setTimeout(r, 300));
-    return release(...args);
+    await p0Refused;
+    await release(...args);
+    givenBack();
   };
   // replica b's answers to the P0 rollback's reservations: refused at least once (it met the unit held), then reserved
   const b = engines[1]!.store;
@@ -106,6 +114,10 @@ t.test('two replicas: a P1 evaluation that asks for approval and a P0 alert at o
   b.reserveEvents = async (...args) => {
     const r = await reserveB(...args);
     answers.push(r.reserved);
+    if (!r.reserved && answers.length === 1) {
+      refused();
+      await p1GivenBack;
+    }
     return r;
   };
   await Promise.all([

@@ -107,6 +107,55 @@ t.test('budget: a holder that has just ended without writing (its give-back besi
   t.equal(rec.state, 'succeeded', blockedBy(rec));
 });
 
+/**
+ * The store's first answer showing the cluster budget's unit held (a refused reservation, a dry
+ * run's check, or its count as the guard read it until 2026-12-07) is held back until `rb-holder`
+ * has given its unit back: the give-back lands between the refusal and whatever the guard reads
+ * next (under load, a moment apart).
+ */
+function givenBackRightAfterTheRefusal(e: ReturnType<typeof testEngine>) {
+  const store = e.store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  let done = false;
+  const held = (m: string, r: unknown) => (m === 'countEvents' ? (r as number) >= 1 : (r as { reserved?: boolean }).reserved === false);
+  for (const m of ['reserveEvents', 'checkEvents', 'countEvents']) {
+    const call = store[m]?.bind(e.store);
+    if (!call) continue;
+    store[m] = async (...a: unknown[]) => {
+      const r = await call(...a);
+      if (!done && (m !== 'countEvents' || a[0] === CLUSTER) && held(m, r)) {
+        done = true;
+        await e.store.releaseEvents([CLUSTER], 'rb-holder');
+      }
+      return r;
+    };
+  }
+}
+
+t.test('budget: a holder still deciding gives its unit back right after the refusal: this rollback runs', async (t) => {
+  // until 2026-12-07 the holders were read in a second call after the refusal: the unit given back
+  // in between, none was left, and the rollback was closed blocked for a unit that was free
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
+  recoversOnWrite(e);
+  await budgetHeldBy(e, 'deciding');
+  givenBackRightAfterTheRefusal(e);
+  await e.deliver(firing('HighErrorRate'));
+  const rec = await checkoutRecord(e);
+  t.equal(rec.state, 'succeeded', blockedBy(rec));
+  t.match(verdict(rec, 'budget')?.reason, /reserved one rollback of each budget this hour/);
+  t.same(e.action.executed.map((x) => x.ref.name), ['checkout']);
+  t.equal(await e.store.countEvents(CLUSTER, 0), 1, 'the unit spent, by this rollback');
+});
+
+t.test('a dry run: a holder still deciding gives its unit back right after the check: a dry run, not blocked', async (t) => {
+  const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1', DRY_RUN: 'true' } });
+  await budgetHeldBy(e, 'deciding');
+  givenBackRightAfterTheRefusal(e);
+  await e.deliver(firing('HighErrorRate'));
+  const rec = await checkoutRecord(e);
+  t.equal(rec.state, 'dry_run', blockedBy(rec));
+  t.equal(await e.store.countEvents(CLUSTER, 0), 0, 'nothing reserved');
+});
+
 t.test('budget: no wait when the holders that may give back could not bring it under the limit (a limit lowered by a reload)', async (t) => {
   const e = testEngine({ env: { ...TTL, BUDGET_CLUSTER_PER_HOUR: '1' } });
   await e.store.putRecord({ id: 'rb-done', target: 'Deployment/prod/done', state: 'in_progress', createdAt: Date.now(), times: { startedAt: Date.now() } });
