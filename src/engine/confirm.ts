@@ -23,10 +23,12 @@ import { laneOf } from '../store/store.js';
  * ending just before the rollout began (relativeTo: rollout_start, needs `rolloutStartedAt`) or
  * ending `offset` before now (relativeTo: offset), and the threshold is a factor of it.
  *
- * When Prometheus is down (unreachable, a timeout, a 5xx), the outcome is `prometheus_down` and
+ * When Prometheus is down (unreachable, no answer within PROMETHEUS_TIMEOUT, a 5xx without
+ * Prometheus' JSON error, its error `unavailable`), the outcome is `prometheus_down` and
  * `onPrometheusDown` carries the rule's policy (act / hold / notify) for the decision tree. An
- * answer that is an error (a query Prometheus rejects, an auth proxy's 401/403, a 413, any other
- * 4xx; see prometheus/client.ts) is `error`: held and escalated, never acted on. A query that
+ * answer that is an error (a query Prometheus rejects or cannot answer: its JSON error at any
+ * status, `timeout` at 503 included; an auth proxy's 401/403, a 413, any other 4xx; see
+ * prometheus/client.ts) is `error`: held and escalated, never acted on. A query that
  * never got its turn (PROMETHEUS_MAX_CONCURRENT in flight for all of PROMETHEUS_TIMEOUT:
  * PrometheusBusyError) is `prometheus_down` held for a re-check, whatever onPrometheusDown says:
  * Prometheus was answering, rollguard was asking faster, and that never decides a rollback

@@ -13,13 +13,38 @@ import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
  * query string: `redactUrl` (src/redact.ts) as a base URL.
  *
  * Two error types, because the engine treats them differently:
- * - PrometheusUnavailableError: Prometheus is down: the connection failed or timed out, or it
- *   (or a proxy in front of it) answered 5xx. The rule's onPrometheusDown policy applies.
- * - PrometheusQueryError: an answer came, and it is an error: a bad query (400/422, errorType
- *   bad_data / execution), a refused request (an auth proxy's 401/403, 413, any other 4xx), a
- *   redirect (a login page), or a body that is not the API's JSON. Prometheus is up and the
- *   request cannot succeed as it is: the engine holds and escalates, never acts unconfirmed.
+ * - PrometheusUnavailableError: Prometheus is down: the connection failed or timed out
+ *   (PROMETHEUS_TIMEOUT without an answer), it (or a proxy in front of it) answered 5xx without
+ *   the API's JSON error (a proxy's 502/504, the "Service Unavailable" page Prometheus serves
+ *   while starting up), or the API's error `unavailable` (its TSDB not open yet). The rule's
+ *   onPrometheusDown policy applies.
+ * - PrometheusQueryError: an answer came, and it is an error: Prometheus' own JSON error of any
+ *   other errorType, whatever its HTTP status (the list below), a refused request
+ *   (an auth proxy's 401/403, 413, any other 4xx), a redirect (a login page), a body that is not
+ *   the API's JSON. Prometheus is up and the request cannot succeed as it is: the engine holds
+ *   and escalates, never acts unconfirmed. Until 2026-12-07 a 5xx was "down" whatever its body, so a query running past
+ *   Prometheus' --query.timeout (HTTP 503, `timeout`) made a P0 rule (onPrometheusDown: act) roll
+ *   back on the alert alone.
  */
+
+/*
+ * Prometheus' API (web/api/v1/api.go, respondError) answers each errorType with an HTTP status:
+ * bad_data 400, execution 422, canceled 499, timeout 503, internal 500 (a storage error), not_found
+ * 404, not_acceptable 406, and unavailable 500 (tsdb.ErrNotReady: its TSDB not open yet). Only
+ * `unavailable` says Prometheus is down; the others are answers about the query.
+ */
+
+/** What to do about Prometheus' error answer of this errorType, for the record and the page. */
+function errorHint(errorType: string): string {
+  switch (errorType) {
+    case 'timeout':
+      return ": the query runs longer than Prometheus' --query.timeout: make it cheaper (aggregate it, e.g. sum by (namespace, deployment) (...), select fewer series, a shorter range or a longer step) or raise --query.timeout";
+    case 'internal':
+      return ": Prometheus failed evaluating it (a storage error, or a remote store behind it): see Prometheus' log";
+    default:
+      return '';
+  }
+}
 
 export interface Sample {
   /** ms since epoch */
@@ -237,10 +262,22 @@ export class PrometheusClient implements PrometheusApi {
       json = undefined;
     }
     const isJson = json !== undefined && typeof json === 'object' && json !== null;
-    if (res.status >= 500) {
-      // 503 while starting up or shutting down, proxies' 502/504: Prometheus is down
+    // Prometheus' own error answer: {"status":"error","errorType":...}, at 4xx or 5xx
+    const apiError = isJson && json!.status === 'error' && typeof json!.errorType === 'string' && json!.errorType !== '' ? json!.errorType : undefined;
+    if (apiError === 'unavailable' || (res.status >= 500 && apiError === undefined)) {
+      // the "Service Unavailable" page while starting up or shutting down, the TSDB not open yet,
+      // proxies' 502/504: Prometheus is down
       this.count('unreachable');
       throw new PrometheusUnavailableError(`Prometheus at ${this.displayUrl} answered HTTP ${res.status}: ${isJson ? (json!.error ?? '') : snippet(text)}`);
+    }
+    if (apiError !== undefined && res.status >= 500) {
+      // an answer about this query (timeout at 503, internal at 500): Prometheus is up
+      this.count('error');
+      throw new PrometheusQueryError(
+        `Prometheus at ${this.displayUrl} could not answer the query (${apiError}, HTTP ${res.status}): ${json!.error ?? 'no error message'}${errorHint(apiError)}`,
+        apiError,
+        expr,
+      );
     }
     if (!isJson || json!.status !== 'success' || !json!.data) {
       // Prometheus' own refusal of a query (400 bad_data, 422 execution) carries its JSON error;
@@ -249,7 +286,7 @@ export class PrometheusClient implements PrometheusApi {
       this.count('error');
       const j = isJson ? json! : undefined;
       const errorType = j?.errorType ?? `http_${res.status}`;
-      const why = j?.errorType !== undefined ? `Prometheus refused the query (${j.errorType}): ${j.error ?? 'no error message'}` : this.refusal(res, path, j?.error ?? snippet(text));
+      const why = j?.errorType !== undefined ? `Prometheus refused the query (${j.errorType}): ${j.error ?? 'no error message'}${errorHint(j.errorType)}` : this.refusal(res, path, j?.error ?? snippet(text));
       throw new PrometheusQueryError(why, errorType, expr);
     }
     const ok = json!;

@@ -62,6 +62,8 @@ export interface LocalPrometheusOptions {
   maxBlockDuration?: string;
   prometheusBin?: string;
   promtoolBin?: string;
+  /** more flags for prometheus (tests: `--query.timeout=50ms`) */
+  args?: string[];
   /** readiness wait, default 20 s */
   startTimeoutMs?: number;
 }
@@ -97,7 +99,7 @@ export class LocalPrometheus {
       for (let attempt = 0; attempt < 3; attempt++) {
         const port = await freePort();
         try {
-          return await LocalPrometheus.spawn(prometheus, config, data, dir, port, opts.startTimeoutMs ?? 20_000);
+          return await LocalPrometheus.spawn(prometheus, config, data, dir, port, opts.startTimeoutMs ?? 20_000, opts.args ?? []);
         } catch (e) {
           lastError = e;
         }
@@ -109,7 +111,7 @@ export class LocalPrometheus {
     }
   }
 
-  private static async spawn(bin: string, config: string, data: string, dir: string, port: number, timeoutMs: number): Promise<LocalPrometheus> {
+  private static async spawn(bin: string, config: string, data: string, dir: string, port: number, timeoutMs: number, args: string[]): Promise<LocalPrometheus> {
     const log = join(dir, `prometheus-${port}.log`);
     const { openSync, closeSync } = await import('node:fs');
     const fd = openSync(log, 'w');
@@ -121,6 +123,7 @@ export class LocalPrometheus {
         `--web.listen-address=127.0.0.1:${port}`,
         '--storage.tsdb.retention.time=100y',
         '--log.level=warn',
+        ...args,
       ],
       { stdio: ['ignore', fd, fd] },
     );

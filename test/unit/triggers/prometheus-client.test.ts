@@ -156,6 +156,33 @@ t.test('unreachable, 5xx and timeouts are PrometheusUnavailableError', async (t)
   t.match(await m.registry.metrics(), /outcome="unreachable"\} 2/);
 });
 
+t.test("Prometheus' own JSON error is an answer about the query at any status (timeout at 503, internal at 500), only 'unavailable' is down", async (t) => {
+  // each errorType at the status Prometheus' API answers it with (web/api/v1/api.go, respondError)
+  const cases: [string, number, string, 'error' | 'down', RegExp][] = [
+    ['timeout', 503, 'query timed out in expression evaluation', 'error', /could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus' --query\.timeout: make it cheaper \(aggregate it, e\.g\. sum by/],
+    ['internal', 500, 'expanding series: read: connection reset', 'error', /could not answer the query \(internal, HTTP 500\): expanding series: .*see Prometheus' log/],
+    ['execution', 422, 'query processing would load too many samples into memory in query execution', 'error', /refused the query \(execution\)/],
+    ['bad_data', 400, 'invalid parameter "query"', 'error', /refused the query \(bad_data\)/],
+    ['canceled', 499, 'query was canceled in expression evaluation', 'error', /refused the query \(canceled\)/],
+    ['unavailable', 500, 'TSDB not ready', 'down', /answered HTTP 500: TSDB not ready/],
+  ];
+  const m = createMetrics({ defaults: false });
+  for (const [errorType, code, error, want, message] of cases) {
+    const s = await stub((_req, _body, res) => json(res, code, { status: 'error', errorType, error }));
+    const e = await new PrometheusClient({ url: s.url, metrics: m }).queryRange('q', 1_700_000_000_000, 1_700_000_060_000, 15_000).catch((x: unknown) => x);
+    await s.close();
+    if (want === 'error') {
+      t.type(e, PrometheusQueryError, `${errorType} at HTTP ${code}: an answer, not "down"`);
+      t.notOk(e instanceof PrometheusUnavailableError, `${errorType}: not unavailable`);
+      t.equal((e as PrometheusQueryError).errorType, errorType);
+    } else t.type(e, PrometheusUnavailableError, `${errorType} at HTTP ${code}: down`);
+    t.match((e as Error).message, message, errorType);
+  }
+  const text = await m.registry.metrics();
+  t.match(text, /rollguard_prometheus_queries_total\{outcome="error"\} 5/);
+  t.match(text, /rollguard_prometheus_queries_total\{outcome="unreachable"\} 1/);
+});
+
 /** Resolves once cond() holds (polled), or fails the test naming what was awaited. */
 async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
   const end = Date.now() + ms;
