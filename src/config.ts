@@ -138,6 +138,18 @@ export const configSchema = z.object({
   /** Queries one replica sends Prometheus at once; more wait their turn, P0 alerts' first, within PROMETHEUS_TIMEOUT (rollguard_dependency_calls_waiting). */
   PROMETHEUS_MAX_CONCURRENT: int(1, 256).default(16),
   /**
+   * The most bytes of one answer from Prometheus read; past it the request is cut and the trigger's
+   * outcome is error (held and escalated), saying to aggregate the query. An answer is parsed in
+   * one go at about 20 times its size in heap: 4 MiB (~1,600 series of 121 samples) is ~70 MB,
+   * within the image's 192 MB heap; an unbounded one OOM-killed the replica mid-evaluation.
+   */
+  PROMETHEUS_MAX_RESPONSE_BYTES: z.coerce
+    .number({ message: 'expected a number of bytes' })
+    .int('expected a whole number of bytes')
+    .min(64 * 1024, 'expected at least 65536 (64 KiB): less would refuse the answers of ordinary trigger queries')
+    .max(1024 * 1024 * 1024, 'expected at most 1073741824 (1 GiB): an answer that big would be parsed at about 20 times its size in heap; aggregate the query instead')
+    .default(4 * 1024 * 1024),
+  /**
    * Alertmanager's API (http(s)://host:9093; credentials in the URL are sent as basic auth). Set:
    * the alerts a receiver's max_alerts left out of a notification are fetched from it and queued.
    */

@@ -152,7 +152,7 @@ async function serve(args: string[]): Promise<number> {
         : 'no Kubernetes cluster configured (set KUBECONFIG, or run in a pod) and DRY_RUN=false: every rollback will be refused',
     );
   }
-  const prometheus = config.PROMETHEUS_URL ? new PrometheusClient({ url: config.PROMETHEUS_URL, timeoutMs: config.PROMETHEUS_TIMEOUT, maxConcurrent: config.PROMETHEUS_MAX_CONCURRENT, metrics }) : null;
+  const prometheus = config.PROMETHEUS_URL ? new PrometheusClient({ url: config.PROMETHEUS_URL, timeoutMs: config.PROMETHEUS_TIMEOUT, maxConcurrent: config.PROMETHEUS_MAX_CONCURRENT, maxResponseBytes: config.PROMETHEUS_MAX_RESPONSE_BYTES, metrics }) : null;
   if (!prometheus) logger.warn("PROMETHEUS_URL not set: triggers cannot be confirmed; each rule's onPrometheusDown applies");
   announceAuth(config, logger.child({ component: 'auth' }));
 

@@ -21,8 +21,9 @@ import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
  * - PrometheusQueryError: an answer came, and it is an error: Prometheus' own JSON error of any
  *   other errorType, whatever its HTTP status (the list below), a refused request
  *   (an auth proxy's 401/403, 413, any other 4xx), a redirect (a login page), a body that is not
- *   the API's JSON. Prometheus is up and the request cannot succeed as it is: the engine holds
- *   and escalates, never acts unconfirmed. Until 2026-12-07 a 5xx was "down" whatever its body, so a query running past
+ *   the API's JSON, or an answer over PROMETHEUS_MAX_RESPONSE_BYTES (`too_large`). Prometheus is
+ *   up and the request cannot succeed as it is: the engine holds and escalates, never acts
+ *   unconfirmed. Until 2026-12-07 a 5xx was "down" whatever its body, so a query running past
  *   Prometheus' --query.timeout (HTTP 503, `timeout`) made a P0 rule (onPrometheusDown: act) roll
  *   back on the alert alone.
  */
@@ -127,6 +128,12 @@ export interface PrometheusClientOptions {
   headers?: Record<string, string>;
   metrics?: Pick<Metrics, 'prometheusQueries'> & Partial<Pick<Metrics, 'dependencyCallsWaiting'>>;
   fetch?: typeof fetch;
+  /**
+   * The most bytes of one answer read (PROMETHEUS_MAX_RESPONSE_BYTES): past it the request is cut
+   * and the query's error is `too_large`. An answer read in full is parsed in one go, blocking the
+   * event loop, at about 20 times its size in heap. Unset: no bound (the CLI's one-off commands).
+   */
+  maxResponseBytes?: number;
   /**
    * Queries sent at once (PROMETHEUS_MAX_CONCURRENT); more wait their turn, P0 alerts' first
    * (src/turns.ts), at most timeoutMs (then PrometheusBusyError, never sent); one sent has all of
@@ -235,6 +242,7 @@ export class PrometheusClient implements PrometheusApi {
     const body = new URLSearchParams({ query: expr, ...params });
     let res: Response;
     let text: string;
+    const max = this.opts.maxResponseBytes;
     try {
       res = await this.doFetch(this.base + path, {
         method: 'POST',
@@ -248,8 +256,16 @@ export class PrometheusClient implements PrometheusApi {
         redirect: 'manual',
         signal: AbortSignal.timeout(this.timeoutMs),
       });
-      text = await res.text();
+      text = max === undefined ? await res.text() : await readAtMost(res, max);
     } catch (e) {
+      if (e instanceof AnswerTooLarge) {
+        this.count('error');
+        throw new PrometheusQueryError(
+          `Prometheus at ${this.displayUrl} answered more than PROMETHEUS_MAX_RESPONSE_BYTES (${max} bytes) to this query; not read further: aggregate the query to the few series the trigger needs (e.g. sum by (namespace, deployment) (...)) or narrow its selector, or raise PROMETHEUS_MAX_RESPONSE_BYTES`,
+          'too_large',
+          expr,
+        );
+      }
       this.count('unreachable');
       const err = e as Error;
       const why = err.name === 'TimeoutError' ? `timed out after ${this.timeoutMs}ms` : describeFetchError(err);
@@ -314,6 +330,31 @@ export class PrometheusClient implements PrometheusApi {
   private count(outcome: 'ok' | 'error' | 'unreachable' | 'not_sent'): void {
     this.opts.metrics?.prometheusQueries.inc({ outcome });
   }
+}
+
+/** An answer's body went past maxResponseBytes (PROMETHEUS_MAX_RESPONSE_BYTES). */
+class AnswerTooLarge extends Error {}
+
+/**
+ * The body as text, read as it comes and cut (the request aborted) as soon as it goes past `max`
+ * bytes, counted decoded: a compressed answer counts at its size in memory.
+ */
+async function readAtMost(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      await reader.cancel().catch(() => undefined);
+      throw new AnswerTooLarge();
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks, n));
 }
 
 /** The start of a body, on one line, for an error message. */

@@ -12,6 +12,7 @@ t.test('defaults: in-memory store, port 9095, dry-run without a cluster', async 
   // events in hand, and the load they may put on each dependency, bounded apart
   t.equal(c.QUEUE_CONCURRENCY, 32);
   t.equal(c.PROMETHEUS_MAX_CONCURRENT, 16);
+  t.equal(c.PROMETHEUS_MAX_RESPONSE_BYTES, 4 * 1024 * 1024, 'one answer read at most: 4 MiB');
   t.equal(c.KUBE_MAX_CONCURRENT_READS, 16);
   t.equal(c.RECHECK_CONCURRENCY, 16, 'the scheduler\'s re-checks: a bound of their own');
 });
@@ -61,6 +62,9 @@ t.test('a bad setting is refused with its name and flag', async (t) => {
     [{ PROMETHEUS_TIMEOUT: '0' }, /PROMETHEUS_TIMEOUT .*at least 1 ms/],
     [{ PROMETHEUS_MAX_CONCURRENT: '0' }, /PROMETHEUS_MAX_CONCURRENT \(--prometheus-max-concurrent\)/],
     [{ KUBE_MAX_CONCURRENT_READS: '0' }, /KUBE_MAX_CONCURRENT_READS \(--kube-max-concurrent-reads\)/],
+    [{ PROMETHEUS_MAX_RESPONSE_BYTES: '1000' }, /PROMETHEUS_MAX_RESPONSE_BYTES \(--prometheus-max-response-bytes\): expected at least 65536 \(64 KiB\)/],
+    [{ PROMETHEUS_MAX_RESPONSE_BYTES: '4MiB' }, /PROMETHEUS_MAX_RESPONSE_BYTES \(--prometheus-max-response-bytes\): expected a number of bytes/],
+    [{ PROMETHEUS_MAX_RESPONSE_BYTES: '2147483648' }, /PROMETHEUS_MAX_RESPONSE_BYTES .*at most 1073741824 \(1 GiB\).*aggregate the query/],
     [{ RECHECK_CONCURRENCY: '0' }, /RECHECK_CONCURRENCY \(--recheck-concurrency\)/],
   ];
   for (const [env, re] of bad) {

@@ -183,6 +183,41 @@ t.test("Prometheus' own JSON error is an answer about the query at any status (t
   t.match(text, /rollguard_prometheus_queries_total\{outcome="unreachable"\} 1/);
 });
 
+t.test('an answer over maxResponseBytes (PROMETHEUS_MAX_RESPONSE_BYTES) is cut as it comes and is the query\'s error (too_large), saying to aggregate', async (t) => {
+  // a Prometheus answering a matrix that never ends (a custom trigger selecting every series)
+  let written = 0;
+  let closed = false;
+  const s = await stub((_req, _body, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"status":"success","data":{"resultType":"matrix","result":[');
+    const series = `{"metric":{"pod":"api-7d9f8b6c4-x7k2p"},"values":[${Array.from({ length: 121 }, (_, k) => `[${1700000000 + k * 15},"0.5"]`).join(',')}]},`;
+    const more = () => {
+      while (!res.destroyed && res.write(series)) written += series.length;
+    };
+    res.on('drain', more);
+    res.on('close', () => (closed = true));
+    more();
+  });
+  t.teardown(s.close);
+  const m = createMetrics({ defaults: false });
+  const c = new PrometheusClient({ url: s.url, metrics: m, timeoutMs: 5000, maxResponseBytes: 256 * 1024 });
+  const started = Date.now();
+  const e = await c.queryRange('x', 1_700_000_000_000, 1_700_000_060_000, 15_000).catch((x: unknown) => x);
+  t.type(e, PrometheusQueryError, 'an answer that is an error: held and escalated, never "down"');
+  t.equal((e as PrometheusQueryError).errorType, 'too_large');
+  t.match((e as Error).message, /answered more than PROMETHEUS_MAX_RESPONSE_BYTES \(262144 bytes\) to this query; not read further: aggregate the query to the few series the trigger needs \(e\.g\. sum by \(namespace, deployment\) \(\.\.\.\)\)/);
+  t.ok(Date.now() - started < 3000, 'at the bound, not at PROMETHEUS_TIMEOUT');
+  await until(t, 'the request cut', () => closed);
+  t.ok(written < 8 * 1024 * 1024, `not read on: ${written} bytes written before the cut`);
+  t.match(await m.registry.metrics(), /rollguard_prometheus_queries_total\{outcome="error"\} 1/);
+
+  // within the bound, read whole (a multi-byte label across chunks included)
+  const ok = await stub((_req, _body, res) => json(res, 200, { status: 'success', data: { resultType: 'vector', result: [{ metric: { route: '/caf\u00e9'.repeat(2000) }, value: [1700000000, '1'] }] } }));
+  t.teardown(ok.close);
+  const got = await new PrometheusClient({ url: ok.url, maxResponseBytes: 64 * 1024 }).query('x', 1_700_000_000_000);
+  t.equal(got[0]!.labels.route, '/caf\u00e9'.repeat(2000));
+});
+
 /** Resolves once cond() holds (polled), or fails the test naming what was awaited. */
 async function until(t: Test, what: string, cond: () => boolean, ms = 5000) {
   const end = Date.now() + ms;
