@@ -119,10 +119,11 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
       } else atMs = now - (b.offsetMs ?? 0);
       const bq = `avg_over_time((${query})[${promqlDuration(b.windowMs)}:${promqlDuration(t.stepMs)}])`;
       const samples = await deps.prometheus.query(bq, atMs, turn);
-      const finite = samples.filter((s) => !Number.isNaN(s.v));
+      // NaN and ±Inf are no baseline (x/0): one of +Inf would let every value meet a '<' threshold
+      const finite = samples.filter((s) => Number.isFinite(s.v));
       base.baseline = { query: bq, atMs };
       if (finite.length === 0) {
-        return { ...base, outcome: 'insufficient_data', reason: `no baseline: the query had no data in the ${promqlDuration(b.windowMs)} before ${new Date(atMs).toISOString()}` };
+        return { ...base, outcome: 'insufficient_data', reason: `no baseline: the query had no data (or only NaN or ±Inf) in the ${promqlDuration(b.windowMs)} before ${new Date(atMs).toISOString()}` };
       }
       const byKey = new Map(finite.map((s: InstantSample) => [labelKey(s.labels), s.v]));
       baselineOf = (labels) => byKey.get(labelKey(labels)) ?? (finite.length === 1 ? finite[0]!.v : undefined);

@@ -5,12 +5,16 @@ import type { CompareOp } from './types.js';
  * Judging a range-query result over a trigger's window. The condition must have held at every
  * sample Prometheus returned in the window, and enough samples must be there:
  *
- * - confirmed: some series has at least ceil(expected × minCoverage) non-NaN samples in the
+ * - confirmed: some series has at least ceil(expected × minCoverage) finite samples in the
  *   window and every one of them satisfies `value OP threshold` (or `value OP threshold × baseline`);
  * - not_confirmed: a series has enough samples but dipped below the threshold at least once
  *   (a flapping or recovered condition), and no series is confirmed;
  * - insufficient_data: no series has enough samples (no data, NaN from 0/0, a stale alert whose
  *   series stopped), so nothing is rolled back on a guess.
+ *
+ * A sample that is not finite (NaN, +Inf, -Inf) counts as missing, and so does a baseline that is
+ * not: x/0 is +Inf (a container without a memory limit divides by a limit of 0), and +Inf would
+ * meet every `>` threshold, a baseline of +Inf every `<` one. Until 2026-12-07 only NaN did.
  *
  * expected = floor((end - start) / step) + 1, the number of steps query_range evaluates.
  */
@@ -74,11 +78,11 @@ export function expectedSamples(startMs: number, endMs: number, stepMs: number):
 }
 
 export function judgeSeries(s: RangeSeries, w: JudgeWindow, required: number): SeriesJudgement {
-  const points = s.samples.filter((p) => p.t >= w.startMs && p.t <= w.endMs && !Number.isNaN(p.v));
+  const points = s.samples.filter((p) => p.t >= w.startMs && p.t <= w.endMs && Number.isFinite(p.v));
   const baseline = w.baseline?.(s.labels);
   const out: SeriesJudgement = { labels: s.labels, outcome: 'insufficient_data', samples: points.length, held: 0 };
   if (w.baseline) {
-    if (baseline === undefined || Number.isNaN(baseline)) return out; // no baseline: cannot judge relative to it
+    if (baseline === undefined || !Number.isFinite(baseline)) return out; // no baseline (or ±Inf): cannot judge relative to it
     out.baseline = baseline;
   }
   const limit = baseline === undefined ? w.threshold : w.threshold * baseline;

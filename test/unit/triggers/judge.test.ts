@@ -71,3 +71,16 @@ t.test('baseline-relative: threshold is a factor of the baseline, with an absolu
   const zero = judge([series([1, 1, 1, 1, 1, 1, 1, 1, 1])], { ...w, threshold: 2, baseline: () => 0 });
   t.equal(zero.outcome, 'confirmed', 'anything above a zero baseline');
 });
+
+t.test('+Inf and -Inf count as missing, as NaN does (x/0: a container whose memory limit is 0)', async (t) => {
+  const inf = judge([series([Infinity, Infinity, Infinity, Infinity, Infinity, Infinity, Infinity, Infinity, Infinity])], w);
+  t.equal(inf.outcome, 'insufficient_data', 'all +Inf: no data, not "above every threshold"');
+  t.equal(inf.series?.samples, 0);
+  t.equal(judge([series([-Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity])], { ...w, op: '<' }).outcome, 'insufficient_data', 'all -Inf under <');
+  t.equal(judge([series([0.09, Infinity, Infinity, 0.09, 0.09, 0.09, 0.09, 0.09, 0.09])], w).outcome, 'insufficient_data', 'two +Inf of nine: under 80% coverage');
+  t.equal(judge([series([0.09, Infinity, 0.09, 0.09, 0.09, 0.09, 0.09, 0.09, 0.09])], w).outcome, 'confirmed', 'one +Inf is one gap; the finite samples decide');
+  t.equal(judge([series([0.01, Infinity, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01])], w).outcome, 'not_confirmed', 'a +Inf never makes a healthy series confirmed');
+  const infBaseline = judge([series([5, 5, 5, 5, 5, 5, 5, 5, 5])], { ...w, op: '<', threshold: 0.5, baseline: () => Infinity });
+  t.equal(infBaseline.outcome, 'insufficient_data', 'a baseline of +Inf is no baseline: not "every value is below half of it"');
+  t.match(infBaseline.reason, /no baseline/);
+});
