@@ -54,7 +54,19 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
     // The webhook logs its own line per batch; per-request lines would double every log.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Fastify leaves requestTimeout at 0 (none): a client sending its body a byte at a time held a
+    // connection (and ~9 KB) for ever, a refused one included. HTTP_REQUEST_TIMEOUT bounds the whole
+    // request (a silent connection too: 408, then closed), checked at least every 5 s rather than
+    // Node's 30 s; HTTP_IDLE_TIMEOUT closes a kept-alive connection left idle (Fastify's default: 72 s).
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT,
+    keepAliveTimeout: config.HTTP_IDLE_TIMEOUT,
+    http: {
+      headersTimeout: config.HTTP_REQUEST_TIMEOUT,
+      connectionsCheckingInterval: Math.max(25, Math.min(5_000, Math.floor(config.HTTP_REQUEST_TIMEOUT / 4))),
+    },
   });
+  // Beyond this, Node closes a new connection at once: however many a client opens, what they take is bounded.
+  app.server.maxConnections = config.HTTP_MAX_CONNECTIONS;
   // Only JSON is accepted: everything else gets 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   const ctx: AppContext = {

@@ -64,6 +64,17 @@ export const configSchema = z.object({
   /** A second listener serving GET /metrics alone (then not on PORT); unset: /metrics on PORT. */
   METRICS_PORT: int(0, 65535).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Both listeners (PORT, METRICS_PORT): a request (headers and body, or a connection on which no
+   * request arrives) not received whole within this is answered 408 and its connection closed,
+   * checked every HTTP_REQUEST_TIMEOUT/4 (at most every 5 s). Until 2026-12-07 there was none: a
+   * client sending a body one byte at a time held its connection for ever, a 401 one included.
+   */
+  HTTP_REQUEST_TIMEOUT: durationAtLeast(100, 'a request still on its way would be cut off').default(30_000),
+  /** Both listeners: a kept-alive connection idle this long after its last answer is closed (Alertmanager and the CLI reopen one). */
+  HTTP_IDLE_TIMEOUT: durationAtLeast(100, 'a kept-alive connection would be closed under a client about to reuse it').default(5_000),
+  /** Connections each listener holds at once; more are closed as they come (a bound on the memory open connections take). */
+  HTTP_MAX_CONNECTIONS: int(16, 1_000_000).default(1024),
 
   /** Unset: the in-memory store (one replica only). */
   REDIS_URL: redisUrl.optional(),

@@ -153,8 +153,9 @@ export function gates(config: Config): Record<Security, () => Gate> {
 export type AuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 /**
- * An onRequest hook answering 401 (with WWW-Authenticate) or 403 before the body is even read. A
- * broken token file is logged as an error naming the file when first seen (and again when the
+ * An onRequest hook answering 401 (with WWW-Authenticate) or 403 before the body is even read, with
+ * `Connection: close`: a refused client does not keep its connection (nor send the rest of its
+ * body on it; until 2026-12-07 it could hold it for ever). A broken token file is logged as an error naming the file when first seen (and again when the
  * problem changes), not on every request.
  */
 export function requireAuth(gate: () => Gate, realm: string): AuthHook {
@@ -171,13 +172,13 @@ export function requireAuth(gate: () => Gate, realm: string): AuthHook {
     if (g.kind === 'refuse') {
       req.log.warn({ reason: g.message, route: req.routeOptions.url }, 'unauthorized request');
       if (g.status === 401) reply.header('www-authenticate', `Bearer realm="${realm}"`);
-      return reply.code(g.status).send({ error: g.status === 401 ? 'unauthorized' : 'forbidden', message: g.message });
+      return reply.code(g.status).header('connection', 'close').send({ error: g.status === 401 ? 'unauthorized' : 'forbidden', message: g.message });
     }
     const res = checkAuthorization(req.headers.authorization, g.creds);
     if (!res.ok) {
       req.log.warn({ reason: res.reason, route: req.routeOptions.url }, 'unauthorized request');
       const schemes = [g.creds.bearer.length ? `Bearer realm="${realm}"` : null, g.creds.basic ? `Basic realm="${realm}"` : null].filter(Boolean);
-      return reply.code(401).header('www-authenticate', schemes.join(', ')).send({ error: 'unauthorized', message: res.reason });
+      return reply.code(401).header('www-authenticate', schemes.join(', ')).header('connection', 'close').send({ error: 'unauthorized', message: res.reason });
     }
   };
 }

@@ -1,0 +1,94 @@
+// Connections a client holds: a request not received whole within HTTP_REQUEST_TIMEOUT (a body sent
+// a byte at a time, headers never finished, nothing sent at all) is closed by the server, on both
+// listeners; so is a kept-alive connection idle past HTTP_IDLE_TIMEOUT, and a refused request's
+// connection at once. Timings are never asserted beyond "closed before a generous deadline".
+import net from 'node:net';
+import t from 'tap';
+import { buildApp } from '../../../src/app.js';
+import { loadConfig } from '../../../src/config.js';
+import { createMetrics } from '../../../src/metrics.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { WEBHOOK_TOKEN } from '../../support/app.js';
+
+/** Far beyond the timeouts set below (300 ms), far below Fastify's and Node's defaults (72 s and more). */
+const DEADLINE_MS = 8_000;
+
+async function listening(env: Record<string, string>, listener: 'api' | 'metrics' = 'api') {
+  const config = loadConfig({ WEBHOOK_TOKEN, HTTP_REQUEST_TIMEOUT: '300ms', HTTP_IDLE_TIMEOUT: '300ms', ...env });
+  const app = buildApp({ config, store: new MemoryStore(), metrics: createMetrics({ defaults: false }), logger: false }, listener);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return { app, port: (app.server.address() as net.AddressInfo).port };
+}
+
+/** Opens a connection, writes `data`, and resolves with what came back once the server closes it, or 'still open' at the deadline. */
+function heldOpen(port: number, data: string, trickle = false): Promise<{ closed: boolean; answer: string }> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let answer = '';
+    const drip = trickle ? setInterval(() => s.writable && s.write(' '), 100) : undefined;
+    const done = (closed: boolean) => {
+      clearInterval(drip);
+      clearTimeout(deadline);
+      s.destroy();
+      resolve({ closed, answer: answer.split('\r\n')[0] ?? '' });
+    };
+    const deadline = setTimeout(() => done(false), DEADLINE_MS);
+    s.on('data', (d) => (answer += d.toString()));
+    s.on('error', () => {});
+    s.on('close', () => done(true));
+    if (data) s.write(data);
+  });
+}
+
+const partial = (path: string, auth = '') =>
+  `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3000000\r\n${auth}\r\n{`;
+
+t.test('a request not received whole within HTTP_REQUEST_TIMEOUT is closed by the server', async (t) => {
+  const { app, port } = await listening({});
+  t.teardown(() => app.close());
+  const cases: [string, string, boolean][] = [
+    ['POST /v1/alerts without a token, the body dripping a byte every 100 ms', partial('/v1/alerts'), true],
+    ['POST /v1/alerts with the token, the body dripping', partial('/v1/alerts', `Authorization: Bearer ${WEBHOOK_TOKEN}\r\n`), true],
+    ['POST /nope, the body dripping', partial('/nope'), true],
+    ['POST /healthz, the body dripping', partial('/healthz'), true],
+    ['headers never finished', 'POST /v1/alerts HTTP/1.1\r\nHost: x\r\n', false],
+    ['nothing sent at all', '', false],
+  ];
+  const got = await Promise.all(cases.map(([, data, trickle]) => heldOpen(port, data, trickle)));
+  cases.forEach(([why], i) => t.ok(got[i]!.closed, `${why}: closed by the server (${got[i]!.answer || 'no answer'})`));
+  t.match(got[0]!.answer, /^HTTP\/1\.1 401/, 'the refused one was answered 401 first');
+  t.match(got[5]!.answer, /^HTTP\/1\.1 408/, 'a silent connection is answered 408');
+});
+
+t.test('the metrics listener (METRICS_PORT) closes them too', async (t) => {
+  const { app, port } = await listening({ METRICS_PORT: '0' }, 'metrics');
+  t.teardown(() => app.close());
+  t.ok((await heldOpen(port, partial('/metrics'), true)).closed, 'a dripping body on the metrics listener: closed');
+  t.ok((await heldOpen(port, '')).closed, 'a silent connection on the metrics listener: closed');
+});
+
+t.test('a kept-alive connection idle past HTTP_IDLE_TIMEOUT is closed; a refused request closes its connection at once', async (t) => {
+  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s' });
+  t.teardown(() => app.close());
+  const idle = await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.ok(idle.closed, 'closed after its answer, once idle');
+  t.match(idle.answer, /^HTTP\/1\.1 200/);
+  // HTTP_REQUEST_TIMEOUT is a minute here: only the refusal can close it before the deadline
+  const refused = await heldOpen(port, partial('/v1/alerts', 'Authorization: Bearer wrong\r\n'), true);
+  t.ok(refused.closed, 'a refused request: its connection closed (Connection: close)');
+  t.match(refused.answer, /^HTTP\/1\.1 401/);
+});
+
+t.test('beyond HTTP_MAX_CONNECTIONS, a new connection is closed at once', async (t) => {
+  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16' });
+  t.teardown(() => app.close());
+  const held = Array.from({ length: 16 }, () => net.connect(port, '127.0.0.1').on('error', () => {}));
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))));
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok((await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')).closed, 'the 17th: closed');
+  held.forEach((s) => s.destroy());
+  await new Promise((r) => setTimeout(r, 100));
+  const after = await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.match(after.answer, /^HTTP\/1\.1 200/, 'served again once they are gone');
+});
