@@ -35,10 +35,25 @@ const bool = z
 
 const int = (min: number, max: number) => z.coerce.number({ message: 'expected an integer' }).int('expected an integer').min(min).max(max);
 
-/** Comma-separated secrets; several may be valid at once so that tokens can be rotated without downtime. */
+/**
+ * Comma-separated secrets; several may be valid at once so that tokens can be rotated without downtime.
+ * A value that holds no token (only commas and whitespace) is refused: left as it was, the setting
+ * would count as unset and open the endpoint it guards, where an empty token file refuses every
+ * request (src/http/auth.ts). Until 2026-12-07 `READ_TOKEN=","` left reads open.
+ */
 const secretList = z
   .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
+  .transform((s, ctx) => {
+    const tokens = s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+    if (tokens.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'holds no token, only commas or whitespace, which would leave its endpoint open: give the token(s), comma-separated, or unset the setting',
+      });
+      return z.NEVER;
+    }
+    return tokens;
+  });
 
 /**
  * GITOPS_ARGOCD_IN_CLUSTER's default: the address of the cluster Argo CD runs in (argo-cd's
@@ -107,7 +122,11 @@ export const configSchema = z.object({
    * auth.webhook.allowUnauthenticated sets it).
    */
   WEBHOOK_ALLOW_UNAUTHENTICATED: bool.default(false),
-  /** Admin token for mutating endpoints (reload, pause, approve, manual rollback); distinct from the webhook's. */
+  /**
+   * Admin token for mutating endpoints (reload, pause, approve, manual rollback). No token may be in
+   * two of WEBHOOK_TOKEN, ADMIN_TOKEN and READ_TOKEN (loadConfig refuses it); the files are compared
+   * at start-up (announceAuth logs an error).
+   */
   ADMIN_TOKEN: secretList.optional(),
   ADMIN_TOKEN_FILE: z.string().optional(),
   /** Read token for the records, reports and pause state (the admin token reads too); unset: reads are open. */
@@ -393,6 +412,31 @@ export function flagsToSettings(argv: string[]): { settings: Record<string, stri
   return { settings, rest };
 }
 
+const flagOf = (key: string): string => `--${key.toLowerCase().replaceAll('_', '-')}`;
+
+/** The token settings compared with each other: each credential has tokens of its own. */
+export const TOKEN_SETTINGS = ['WEBHOOK_TOKEN', 'ADMIN_TOKEN', 'READ_TOKEN'] as const;
+
+/**
+ * The first two of `lists` (by name) that share a token, or undefined. The tokens themselves are
+ * never named: the answer goes into errors and logs.
+ */
+export function sharedTokens(lists: Record<string, readonly string[] | undefined>): [string, string] | undefined {
+  const names = Object.keys(lists);
+  for (let i = 0; i < names.length; i++) {
+    for (let j = i + 1; j < names.length; j++) {
+      const a = lists[names[i]!] ?? [];
+      const b = new Set(lists[names[j]!] ?? []);
+      if (a.some((x) => b.has(x))) return [names[i]!, names[j]!];
+    }
+  }
+  return undefined;
+}
+
+function sharedTokenSettings(cfg: Pick<Config, (typeof TOKEN_SETTINGS)[number]>): [string, string] | undefined {
+  return sharedTokens(Object.fromEntries(TOKEN_SETTINGS.map((k) => [k, cfg[k]])));
+}
+
 /** Validates the whole configuration; throws ConfigError naming every bad setting. */
 export function loadConfig(env: Record<string, string | undefined>, flags: Record<string, string> = {}): Config {
   const raw: Record<string, unknown> = {};
@@ -410,6 +454,12 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const cfg = parsed.data;
+  const shared = sharedTokenSettings(cfg);
+  if (shared) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${shared[0]} (${flagOf(shared[0])}), ${shared[1]} (${flagOf(shared[1])}): a token is in both; each credential needs its own token (a webhook token that also reads, or a read token that also administers, gives its holder more than the endpoint it is meant for): give each setting different tokens`,
+    );
+  }
   if (cfg.WEBHOOK_BASIC_USER !== undefined && !cfg.WEBHOOK_BASIC_PASSWORD?.length) {
     throw new ConfigError('invalid configuration:\n  WEBHOOK_BASIC_PASSWORD (--webhook-basic-password): required when WEBHOOK_BASIC_USER is set');
   }

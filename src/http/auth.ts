@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { clusterSource, type Config } from '../config.js';
+import { clusterSource, sharedTokens, type Config } from '../config.js';
 import type { Security } from './openapi.js';
 
 /**
@@ -230,4 +230,28 @@ export function announceAuth(config: Config, log: AuthLogger): void {
   for (const [realm, gate] of [['webhook', webhook], ['read', read], ['admin', admin]] as const) {
     if (gate.kind !== 'open' && gate.problem) log.error({ realm, problem: gate.problem }, `${gate.problem}: requests with this credential are refused until it holds a token`);
   }
+  const shared = sharedFileTokens(config);
+  if (shared) {
+    log.error(
+      { settings: shared },
+      `${shared[0]} and ${shared[1]} share a token: its holder gets both credentials' rights; give each credential its own token (the files are read again on every request, so a fix needs no restart)`,
+    );
+  }
+}
+
+/**
+ * The first two credentials sharing a token once their files are read, named as `X_TOKEN(_FILE)`,
+ * or undefined. loadConfig refuses a token shared between the settings themselves; the files are
+ * only compared here, at start-up: they are re-read on every request and a request is never
+ * refused over what another credential's file holds.
+ */
+export function sharedFileTokens(config: Config): [string, string] | undefined {
+  const s = tokenSettings(config);
+  if (s.webhook.file === undefined && s.admin.file === undefined && s.read.file === undefined) return undefined;
+  const lists: Record<string, string[]> = {};
+  for (const setting of Object.values(s)) {
+    const t = readTokens(setting);
+    lists[`${setting.name}${setting.file !== undefined ? '(_FILE)' : ''}`] = t.state === 'ok' ? t.tokens : [];
+  }
+  return sharedTokens(lists);
 }

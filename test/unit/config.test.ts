@@ -77,6 +77,42 @@ t.test('a bad setting is refused with its name and flag', async (t) => {
   }
 });
 
+t.test('a token setting that holds no token is refused, naming it: it would open its endpoint, where an empty token file refuses every request', async (t) => {
+  for (const key of ['WEBHOOK_TOKEN', 'ADMIN_TOKEN', 'READ_TOKEN'] as const) {
+    for (const value of [',', ' , ', ',,', ' ']) {
+      const env = { [key]: value, DRY_RUN: 'true' };
+      t.throws(() => loadConfig(env), ConfigError, `${key}=${JSON.stringify(value)}`);
+      try {
+        loadConfig(env);
+      } catch (err) {
+        const flag = `--${key.toLowerCase().replaceAll('_', '-')}`;
+        t.match((err as Error).message, `${key} (${flag}): holds no token, only commas or whitespace, which would leave its endpoint open: give the token(s), comma-separated, or unset the setting`);
+      }
+    }
+    t.same(loadConfig({ [key]: ' tok-a , ,tok-b' })[key], ['tok-a', 'tok-b'], `${key}: empty items between tokens are still skipped`);
+    t.equal(loadConfig({ [key]: '' })[key], undefined, `${key}: an empty value is unset, as for every setting`);
+  }
+});
+
+t.test('a token in two of WEBHOOK_TOKEN, ADMIN_TOKEN and READ_TOKEN is refused, naming both settings and never the token', async (t) => {
+  const cases: [Record<string, string>, string][] = [
+    [{ WEBHOOK_TOKEN: 'same-token-123', ADMIN_TOKEN: 'same-token-123' }, 'WEBHOOK_TOKEN (--webhook-token), ADMIN_TOKEN (--admin-token)'],
+    [{ WEBHOOK_TOKEN: 'wh-1,shared-tok', READ_TOKEN: 'rd-1, shared-tok' }, 'WEBHOOK_TOKEN (--webhook-token), READ_TOKEN (--read-token)'],
+    [{ ADMIN_TOKEN: 'adm-old,adm-new', READ_TOKEN: 'adm-new' }, 'ADMIN_TOKEN (--admin-token), READ_TOKEN (--read-token)'],
+  ];
+  for (const [env, names] of cases) {
+    t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env));
+    try {
+      loadConfig(env);
+    } catch (err) {
+      const msg = (err as Error).message;
+      t.match(msg, `${names}: a token is in both; each credential needs its own token`);
+      t.notMatch(msg, /same-token-123|shared-tok|adm-new/, 'the token is not in the message');
+    }
+  }
+  t.ok(loadConfig({ WEBHOOK_TOKEN: 'wh-a,wh-b', ADMIN_TOKEN: 'adm-a', READ_TOKEN: 'rd-a,rd-b' }), 'distinct tokens, several each: accepted');
+});
+
 t.test('parseDuration', async (t) => {
   t.equal(parseDuration('1h30m'), 5_400_000);
   t.equal(parseDuration('250ms'), 250);

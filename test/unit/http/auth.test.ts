@@ -148,11 +148,24 @@ t.test('start-up says when the webhook or the reads are open, naming the setting
   t.notOk(broken.lines.some((l) => String(l.msg).startsWith('the webhook is open')), 'a broken file is not an open webhook');
 });
 
+t.test('start-up logs an error when token files share a token with each other or with a setting, naming both and never the token', async (t) => {
+  const shared = capture();
+  announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: tokenFile('wh-1\nshared-tok\n'), ADMIN_TOKEN: 'shared-tok' }), shared.logger);
+  const err = shared.lines.filter((l) => l.level === 50).map((l) => String(l.msg));
+  t.match(err.join('\n'), 'WEBHOOK_TOKEN(_FILE) and ADMIN_TOKEN share a token: its holder gets both credentials\' rights; give each credential its own token');
+  t.notMatch(JSON.stringify(shared.lines), /shared-tok/, 'the token is not logged');
+
+  const apart = capture();
+  announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: tokenFile('wh-1\n'), READ_TOKEN_FILE: tokenFile('rd-1'), ADMIN_TOKEN: 'adm-1' }), apart.logger);
+  t.same(apart.lines.filter((l) => (l.level as number) >= 50), [], 'distinct tokens: no error');
+});
+
 t.test('openLiveWebhook: an open webhook is refused only in front of real rollbacks, unless on purpose', async (t) => {
   const refused = (env: Record<string, string>) => openLiveWebhook(loadConfig(env));
   t.match(refused({ KUBECONFIG: '/etc/kc' }), /the webhook has no credential .* rollbacks are real \(a cluster through KUBECONFIG \(\/etc\/kc\), DRY_RUN=false\)/);
   t.match(refused({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }), /the pod's ServiceAccount \(KUBERNETES_SERVICE_HOST\)/);
-  t.match(refused({ KUBECONFIG: '/etc/kc', WEBHOOK_TOKEN: ',' }), /no credential/, 'a token list of separators only is no credential');
+  // a token list of separators only no longer loads at all (test/unit/config.test.ts): it is no credential, never an open webhook
+  t.throws(() => loadConfig({ KUBECONFIG: '/etc/kc', WEBHOOK_TOKEN: ',' }), /WEBHOOK_TOKEN \(--webhook-token\): holds no token/);
   for (const [why, env] of [
     ['no cluster: dry-run', {}],
     ['DRY_RUN=true', { KUBECONFIG: '/etc/kc', DRY_RUN: 'true' }],
