@@ -390,7 +390,11 @@ export function parseDuration(v: number | string): number | null {
 
 const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_CHECK_SECRETS', 'CONFIG_SNAPSHOTS', 'CONFIG_SNAPSHOTS_SECRETS', 'WEBHOOK_ALLOW_UNAUTHENTICATED']);
 
-/** `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. */
+/**
+ * `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. A setting
+ * that is not a switch given no value (`--admin-token` last, or before another flag) is a
+ * ConfigError: until 2026-12-07 it became the value `true`, a guessable admin token.
+ */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {
   const settings: Record<string, string> = {};
   const rest: string[] = [];
@@ -407,7 +411,7 @@ export function flagsToSettings(argv: string[]): { settings: Record<string, stri
     if (m[2] !== undefined) settings[key] = m[2];
     else if (BOOLEAN_SETTINGS.has(key)) settings[key] = next === 'true' || next === 'false' ? argv[++i]! : 'true';
     else if (next !== undefined && !next.startsWith('--')) settings[key] = argv[++i]!;
-    else settings[key] = 'true';
+    else throw new ConfigError(`${flagOf(key)} needs a value (${flagOf(key)}=VALUE or ${flagOf(key)} VALUE), or set ${key}`);
   }
   return { settings, rest };
 }

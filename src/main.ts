@@ -89,8 +89,8 @@ function apiEnv() {
 }
 
 function configOrExit(args: string[]): { config: Config; rest: string[] } | null {
-  const { settings, rest } = flagsToSettings(args);
   try {
+    const { settings, rest } = flagsToSettings(args);
     return { config: loadConfig(process.env, settings), rest };
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -30,6 +30,14 @@ t.test('DRY_RUN unset follows from the cluster settings; set, it wins; the confi
   t.equal(c.DRY_RUN, true);
 });
 
+t.test('a setting flag given no value is refused, naming it, rather than taken as "true" (a guessable --admin-token)', async (t) => {
+  for (const argv of [['--admin-token'], ['--admin-token', '--dry-run'], ['serve', '--webhook-token']]) {
+    t.throws(() => flagsToSettings(argv), new ConfigError(`--${argv.find((a) => a.endsWith('token'))!.slice(2)} needs a value (--${argv.find((a) => a.endsWith('token'))!.slice(2)}=VALUE or --${argv.find((a) => a.endsWith('token'))!.slice(2)} VALUE), or set ${argv.find((a) => a.endsWith('token'))!.slice(2).toUpperCase().replaceAll('-', '_')}`), argv.join(' '));
+  }
+  t.same(flagsToSettings(['--dry-run']).settings, { DRY_RUN: 'true' }, 'a switch alone is still true');
+  t.same(flagsToSettings(['--admin-token=']).settings, { ADMIN_TOKEN: '' }, 'an empty value given is a value (unset, as for every setting)');
+});
+
 t.test('flags override env; durations and booleans parse', async (t) => {
   const { settings, rest } = flagsToSettings(['--port', '1234', '--dedupe-ttl=2h', '--dry-run', 'extra', '--unknown-flag']);
   t.same(rest, ['extra', '--unknown-flag']);
