@@ -107,58 +107,116 @@ export function seriesRenderer(metrics: string[], selector: unknown): SeriesRend
 }
 
 /**
- * Renders a custom PromQL template. Substitutions must sit inside a double-quoted string in the
- * query (e.g. `{namespace="{{ $labels.namespace }}"}`); they are escaped as PromQL string content.
- * `checkCustomQueryTemplate` enforces the placement when the rule file loads.
+ * What Prometheus makes of the string a custom query's placeholder sits in: plain string content,
+ * or a regex (the string of a `=~` / `!~` matcher), whose substitutions are regex-escaped as well.
  */
-export function renderCustomQuery(t: Template, labels: Record<string, string>): string {
+export type PlaceholderContext = 'string' | 'regex';
+
+/** label_replace(v, dst_label, replacement, src_label, regex): the argument that is a regex. */
+const REGEX_ARGUMENTS = new Map([['label_replace', 4]]);
+
+const PLACEHOLDER_OUTSIDE_STRING =
+  'a {{ $labels.x }} placeholder in a custom query must be inside a double-quoted string, e.g. {namespace="{{ $labels.namespace }}"}';
+
+/**
+ * Reads a custom query as Prometheus' lexer does, far enough to place each `{{ }}` placeholder: a
+ * `#` outside a string starts a comment to the end of its line (quotes in it mean nothing); `"` and
+ * `'` strings take backslash escapes and end at their line; backtick strings take none. Returns one
+ * context per placeholder, in order; throws (the load error) for a placeholder outside a
+ * double-quoted string, in a comment, or in a regex argument of a function, and for a string left
+ * open at the end of its line.
+ */
+export function scanCustomQuery(query: string): PlaceholderContext[] {
+  const out: PlaceholderContext[] = [];
+  /** open brackets; a `(` remembers the function it calls and which argument the scan is in */
+  const stack: { open: string; fn: string; arg: number }[] = [];
+  let prev = ''; // the last token outside strings and comments: an identifier, an operator or a bracket
+  const lineOf = (i: number) => query.slice(0, i).split('\n').length;
+  for (let i = 0; i < query.length; i++) {
+    const c = query[i]!;
+    if (c === '#') {
+      const end = query.indexOf('\n', i);
+      const comment = query.slice(i, end === -1 ? query.length : end);
+      if (comment.includes('{{')) {
+        throw new Error(
+          `line ${lineOf(i)}: a {{ $labels.x }} placeholder in a # comment (the comment runs to the end of its line, quotes in it included); move it out of the comment, into a double-quoted string`,
+        );
+      }
+      i = end === -1 ? query.length : end;
+      continue;
+    }
+    if (c === '"' || c === "'" || c === '`') {
+      const top = stack[stack.length - 1];
+      const regexArg = top?.open === '(' && REGEX_ARGUMENTS.get(top.fn) === top.arg ? top.fn : undefined;
+      const context: PlaceholderContext = prev === '=~' || prev === '!~' ? 'regex' : 'string';
+      let j = i + 1;
+      for (; j < query.length; j++) {
+        const d = query[j]!;
+        if (d === '\\' && c !== '`') j++;
+        else if (d === c) break;
+        else if (d === '\n' && c !== '`') {
+          throw new Error(`line ${lineOf(i)}: a ${c}-quoted string is not closed on its line (PromQL strings other than \`...\` end at their line)`);
+        } else if (d === '{' && query[j + 1] === '{') {
+          if (c !== '"') throw new Error('placeholders must be inside double quotes ("..."), not single quotes or backticks');
+          if (regexArg) {
+            throw new Error(
+              `a {{ $labels.x }} placeholder in the regex argument of ${regexArg}() is not allowed (an alert's value would be read as a regex); write that regex literally, and select by the alert's label in a matcher instead, e.g. {namespace="{{ $labels.namespace }}"}`,
+            );
+          }
+          out.push(context);
+          const close = query.indexOf('}}', j + 2);
+          if (close === -1) throw new Error('unclosed "{{" in the query');
+          j = close + 1;
+        }
+      }
+      if (j >= query.length) throw new Error(`line ${lineOf(i)}: a ${c}-quoted string is not closed`);
+      i = j;
+      prev = 'string';
+      continue;
+    }
+    if (c === '{' && query[i + 1] === '{') throw new Error(PLACEHOLDER_OUTSIDE_STRING);
+    if (/\s/.test(c)) continue;
+    const ident = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(query.slice(i, i + 256));
+    if (ident) {
+      prev = ident[0];
+      i += ident[0].length - 1;
+      continue;
+    }
+    if (c === '(' || c === '{' || c === '[') stack.push({ open: c, fn: c === '(' ? prev : '', arg: 0 });
+    else if (c === ')' || c === '}' || c === ']') stack.pop();
+    else if (c === ',' && stack[stack.length - 1]?.open === '(') stack[stack.length - 1]!.arg++;
+    const two = query.slice(i, i + 2);
+    if (two === '=~' || two === '!~' || two === '!=' || two === '==' || two === '>=' || two === '<=') {
+      prev = two;
+      i++;
+    } else prev = c;
+  }
+  return out;
+}
+
+/** Throws unless every `{{ }}` placeholder of a custom query sits where `renderCustomQuery` can escape it. */
+export function checkCustomQueryTemplate(query: string): void {
+  scanCustomQuery(query);
+}
+
+/**
+ * Renders a custom PromQL template. Substitutions must sit inside a double-quoted string in the
+ * query (e.g. `{namespace="{{ $labels.namespace }}"}`); they are escaped as PromQL string content,
+ * and regex-escaped as well inside a `=~` / `!~` matcher's string. `contexts` are scanCustomQuery's
+ * answer for the template's source (computed here when not given).
+ */
+export function renderCustomQuery(t: Template, labels: Record<string, string>, contexts = scanCustomQuery(t.source)): string {
   let out = '';
+  let n = 0;
   for (const p of t.parts) {
     if ('text' in p) {
       out += p.text;
       continue;
     }
+    const context = contexts[n++];
+    if (context === undefined) throw new Error(`custom query "${t.source}": a placeholder the scan did not place`);
     const single: Template = { source: t.source, parts: [p], labels: [p.label], literal: false };
-    // inside a regex matcher's string (=~"..." or !~"..."), substitutions are regex-escaped as well
-    const open = lastUnescapedQuote(out);
-    const before = out.slice(0, open).trimEnd();
-    const regex = before.endsWith('=~') || before.endsWith('!~');
-    out += renderTemplate(single, labels, (v) => escapePromqlString(regex ? escapeRegex(v) : v));
+    out += renderTemplate(single, labels, (v) => escapePromqlString(context === 'regex' ? escapeRegex(v) : v));
   }
   return out;
-}
-
-function lastUnescapedQuote(s: string): number {
-  for (let i = s.length - 1; i >= 0; i--) {
-    if (s[i] !== '"') continue;
-    let bs = 0;
-    for (let j = i - 1; j >= 0 && s[j] === '\\'; j--) bs++;
-    if (bs % 2 === 0) return i;
-  }
-  return -1;
-}
-
-/** Throws unless every `{{ }}` placeholder of a custom query is inside a double-quoted PromQL string. */
-export function checkCustomQueryTemplate(query: string): void {
-  let inString: '"' | "'" | '`' | null = null;
-  for (let i = 0; i < query.length; i++) {
-    const c = query[i]!;
-    if (inString) {
-      if (c === '\\' && inString !== '`') i++;
-      else if (c === inString) inString = null;
-      continue;
-    }
-    if (c === '"' || c === "'" || c === '`') {
-      inString = c;
-      continue;
-    }
-    if (c === '{' && query[i + 1] === '{') {
-      throw new Error(
-        'a {{ $labels.x }} placeholder in a custom query must be inside a double-quoted string, e.g. {namespace="{{ $labels.namespace }}"}',
-      );
-    }
-  }
-  // placeholders inside ' or ` strings would not be escaped for those quotes
-  const re = /(['`])[^'`]*\{\{[^'`]*\1/;
-  if (re.test(query)) throw new Error('placeholders must be inside double quotes ("..."), not single quotes or backticks');
 }

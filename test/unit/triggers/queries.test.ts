@@ -115,3 +115,35 @@ t.test('property: any label value stays one string literal and means itself', as
   );
   t.pass('1000 random label values');
 });
+
+/** A custom trigger's query as a rule file would carry it: the load errors, or the trigger. */
+function loadCustom(query: string) {
+  const r = parseRuleFile('c.yaml', `rules:\n  - name: c\n    match: { alertname: A }\n    target: { kind: Deployment, namespace: a, name: b }\n    trigger: { kind: custom, query: ${JSON.stringify(query)}, threshold: 0.05, for: 2m }\n    priority: P1\n`);
+  return { errors: r.errors.map((e) => `${e.file}:${e.line}: ${e.field}: ${e.message}`), trigger: r.rules[0]?.trigger };
+}
+
+t.test('a custom query is read as PromQL reads it: a # comment runs to the end of its line, quotes in it included', async (t) => {
+  // the review's query: the quote in the first comment made the scan take the bare placeholder on the next line for string content
+  const hidden = loadCustom('sum(rate(http_requests_total{namespace="{{ $labels.namespace }}", code=~"5.."}[1m]))  # 5xx rate, "per second\n  / clamp_min({{ $labels.expected_rps }}, 1)  # over the alert\'s expected_rps"');
+  t.equal(hidden.trigger, undefined, 'the rule does not load');
+  t.match(hidden.errors, [/^c\.yaml:5: rules\[0\]\.trigger\.query: a \{\{ \$labels\.x \}\} placeholder in a custom query must be inside a double-quoted string/]);
+
+  const inComment = loadCustom('up{namespace="{{ $labels.namespace }}"}  # for {{ $labels.deployment }}');
+  t.match(inComment.errors, [/rules\[0\]\.trigger\.query: line 1: a \{\{ \$labels\.x \}\} placeholder in a # comment .*move it out of the comment/], 'a placeholder in a comment is refused: a newline in its value would end the comment');
+
+  const open = loadCustom('up{namespace="{{ $labels.namespace }}\n"}');
+  t.match(open.errors, [/rules\[0\]\.trigger\.query: line 1: a "-quoted string is not closed on its line/], 'a " string ends at its line in PromQL');
+
+  // a comment with a quote before a string, and a # inside a string, are read right
+  const ok = loadCustom('# the alert\'s "namespace\nsum(up{namespace="{{ $labels.namespace }}", path=~"/a#{{ $labels.deployment }}"})  # "x');
+  t.same(ok.errors, []);
+  t.equal(ok.trigger!.query({ namespace: 'a"b', deployment: 'c.d' }), '# the alert\'s "namespace\nsum(up{namespace="a\\"b", path=~"/a#c\\\\.d"})  # "x');
+});
+
+t.test("label_replace's regex argument takes no placeholder; its other strings do", async (t) => {
+  const bad = loadCustom('label_replace(up{namespace="{{ $labels.namespace }}"}, "svc", "$1", "job", "({{ $labels.deployment }})-.*")');
+  t.match(bad.errors, [/rules\[0\]\.trigger\.query: a \{\{ \$labels\.x \}\} placeholder in the regex argument of label_replace\(\) is not allowed .*write that regex literally/]);
+  const nested = loadCustom('label_replace(sum by (job, pod) (rate(x{ns="{{ $labels.namespace }}"}[1m])), "dst", "{{ $labels.deployment }}", "pod", "(.*)")');
+  t.same(nested.errors, [], 'the commas of a nested call and of by (...) are not label_replace\'s');
+  t.equal(nested.trigger!.query({ namespace: 'a', deployment: 'b.c' }), 'label_replace(sum by (job, pod) (rate(x{ns="a"}[1m])), "dst", "b.c", "pod", "(.*)")');
+});
