@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isAlias, isCollection, isMap, isNode, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ruleFileSchema, toRule, type Rule } from './schema.js';
 
@@ -108,7 +108,18 @@ export function parseRuleFile(file: string, text: string): { rules: Rule[]; erro
       }),
     };
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const expansion = checkAliases(doc);
+  if (expansion) {
+    const pos = at(expansion.offset);
+    return { rules: [], errors: [{ file, line: pos.line, column: pos.col, field: fieldPath(expansion.path), message: expansion.message }] };
+  }
+  let data: unknown;
+  try {
+    // checkAliases bounded what aliases add; the yaml library's own count (100 uses of an anchor) is off
+    data = doc.toJS({ maxAliasCount: -1 });
+  } catch (e) {
+    return { rules: [], errors: [{ file, line: 1, column: 1, field: '', message: `cannot read the YAML: ${(e as Error).message}` }] };
+  }
   if (data === null || data === undefined) {
     return { rules: [], errors: [{ file, line: 1, column: 1, field: '', message: 'empty file (expected a map with a "rules" list)' }] };
   }
@@ -127,6 +138,62 @@ export function parseRuleFile(file: string, text: string): { rules: Rule[]; erro
     return toRule(r, file, at(node?.range?.[0] ?? 0).line, idx);
   });
   return { rules, errors: [] };
+}
+
+/**
+ * The most YAML nodes a file's aliases (`*g`, and `<<: *g` merges) may add once resolved, over the
+ * whole file: a guard against a file of nested aliases (a few lines that expand to billions of
+ * nodes). A use of an anchor adds the anchor's node count, so 120 rules sharing a 10-node `*g`
+ * add 1,200. The yaml library's own guard (maxAliasCount: 100 uses of one anchor, whatever its
+ * size) refused a file with a hundred rules sharing one small anchor.
+ */
+export const MAX_ALIAS_EXPANSION = 100_000;
+
+/**
+ * Walks the document in order, as the yaml library resolves aliases (to the last anchor of that
+ * name before the alias), counting what each alias adds. Returns the first alias past
+ * MAX_ALIAS_EXPANSION, or one inside its own anchor (a cycle), with its offset and field.
+ */
+function checkAliases(doc: Document): { offset: number; path: Path; message: string } | undefined {
+  const anchors = new Map<string, unknown>();
+  const sizes = new Map<unknown, number>();
+  let added = 0;
+  class Refused {
+    constructor(readonly offset: number, readonly path: Path, readonly message: string) {}
+  }
+  const walk = (n: unknown, path: Path): number => {
+    if (isAlias(n)) {
+      const target = anchors.get(n.source);
+      if (target === undefined) return 1; // parseDocument reported it
+      const size = sizes.get(target);
+      if (size === undefined) {
+        throw new Refused(rangeStart(n) ?? 0, path, `the alias *${n.source} is inside its own anchor &${n.source}; a rule file cannot refer to itself`);
+      }
+      added += size;
+      if (added > MAX_ALIAS_EXPANSION) {
+        throw new Refused(
+          rangeStart(n) ?? 0,
+          path,
+          `with the alias *${n.source} (${size.toLocaleString('en')} nodes), the file's aliases add more than ${MAX_ALIAS_EXPANSION.toLocaleString('en')} YAML nodes when resolved, which is refused as a resource exhaustion guard; write the shared part out where it is used, use it fewer times, or split the file`,
+        );
+      }
+      return size;
+    }
+    if (isPair(n)) return walk(n.key, path) + walk(n.value, isScalar(n.key) ? [...path, String(n.key.value)] : path);
+    if (!isNode(n)) return 1;
+    if (n.anchor) anchors.set(n.anchor, n);
+    let size = 1;
+    if (isCollection(n)) n.items.forEach((item, i) => (size += walk(item, isSeq(n) ? [...path, i] : path)));
+    sizes.set(n, size);
+    return size;
+  };
+  try {
+    walk(doc.contents, []);
+  } catch (e) {
+    if (e instanceof Refused) return e;
+    throw e;
+  }
+  return undefined;
 }
 
 type Issue = z.core.$ZodIssue;

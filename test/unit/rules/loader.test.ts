@@ -221,3 +221,34 @@ rules:
   t.same(ok.errors, []);
   t.same(ok.rules.map((x) => [x.name, x.guards.cooldown, x.line]), [['a', 3600_000, 3], ['b', 3600_000, 9]]);
 });
+
+t.test('aliases: a hundred rules may share one anchor; a file whose aliases expand too far is reported at the alias, not thrown', async (t) => {
+  const shared = (n: number) => {
+    let y = 'rules:\n';
+    for (let i = 0; i < n; i++) {
+      y += `  - name: svc-${i}\n    match: [alertname="HighErrorRate", service="svc-${i}"]\n    target: { kind: Deployment, namespace: shop, name: svc-${i} }\n    priority: P0\n    trigger: { kind: deployment_failed, for: 5m }\n    guards: ${i === 0 ? '&g { cooldown: 1h, onlyIfDeployedWithin: 6h }' : '*g'}\n`;
+    }
+    return y;
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'rg-alias-'));
+  await writeFile(join(dir, 'shared.yaml'), shared(121));
+  const loaded = await loadRules([join(dir, 'shared.yaml')]);
+  t.same(loaded.errors, []);
+  t.equal(loaded.rules.length, 121, '120 uses of *g (the yaml library counted 100 at most)');
+  t.same(loaded.rules[120]!.guards.cooldown, 3600_000);
+
+  // nine levels of nine aliases: billions of nodes once resolved
+  let bomb = 'x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
+  for (let i = 1; i < 10; i++) bomb += `x${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(',')}]\n`;
+  await writeFile(join(dir, 'bomb.yaml'), `${bomb}rules: []\n`);
+  const refused = await loadRules([join(dir, 'bomb.yaml')]);
+  t.same(refused.rules, []);
+  t.match(refused.errors.map(formatRuleError), [/bomb\.yaml:6: x5\[0\]: with the alias \*a4 \(66,430 nodes\), the file's aliases add more than 100,000 YAML nodes when resolved, .*split the file$/]);
+
+  const err: string[] = [];
+  t.equal(await rulesCheckCommand([join(dir, 'bomb.yaml')], { out: () => {}, err: (s) => err.push(s) }), 1, 'rules check fails with the error, no stack trace');
+  t.match(err.join('\n'), /bomb\.yaml:6: x5\[0\]: with the alias \*a4/);
+
+  const cycle = parseRuleFile('cycle.yaml', 'rules: &r\n  - *r\n');
+  t.match(cycle.errors.map(formatRuleError), [/^cycle\.yaml:2: rules\[0\]: the alias \*r is inside its own anchor &r/]);
+});
