@@ -17,8 +17,11 @@ import type { Rule } from '../rules/schema.js';
 
 const run = promisify(execFile);
 
-/** Every label reads as "x": enough to render any template for a syntax check. */
-const anyLabels = new Proxy({} as Record<string, string>, { get: (_t, k) => (typeof k === 'string' ? 'x' : undefined) });
+/** Every label reads as "x", an own property as templates read labels: enough to render any template for a syntax check. */
+const anyLabels = new Proxy({} as Record<string, string>, {
+  get: (_t, k) => (typeof k === 'string' ? 'x' : undefined),
+  getOwnPropertyDescriptor: (_t, k) => (typeof k === 'string' ? { value: 'x', writable: true, enumerable: true, configurable: true } : undefined),
+});
 
 export async function checkPromql(rules: readonly Rule[], promtool: string): Promise<RuleFileError[]> {
   if (rules.length === 0) return [];

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { isAlias, isCollection, isMap, isNode, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ruleFileSchema, toRule, type Rule } from './schema.js';
+import { prototypeName } from './template.js';
 
 /**
  * Loads rule files. Paths may be files or directories (a directory contributes its *.yaml and
@@ -108,14 +109,14 @@ export function parseRuleFile(file: string, text: string): { rules: Rule[]; erro
       }),
     };
   }
-  const expansion = checkAliases(doc);
+  const expansion = checkNodes(doc);
   if (expansion) {
     const pos = at(expansion.offset);
     return { rules: [], errors: [{ file, line: pos.line, column: pos.col, field: fieldPath(expansion.path), message: expansion.message }] };
   }
   let data: unknown;
   try {
-    // checkAliases bounded what aliases add; the yaml library's own count (100 uses of an anchor) is off
+    // checkNodes bounded what aliases add; the yaml library's own count (100 uses of an anchor) is off
     data = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
     return { rules: [], errors: [{ file, line: 1, column: 1, field: '', message: `cannot read the YAML: ${(e as Error).message}` }] };
@@ -152,9 +153,11 @@ export const MAX_ALIAS_EXPANSION = 100_000;
 /**
  * Walks the document in order, as the yaml library resolves aliases (to the last anchor of that
  * name before the alias), counting what each alias adds. Returns the first alias past
- * MAX_ALIAS_EXPANSION, or one inside its own anchor (a cycle), with its offset and field.
+ * MAX_ALIAS_EXPANSION, or one inside its own anchor (a cycle), or the first key that is a property
+ * name of every JavaScript object (`__proto__`: a map of labels silently lost it), with its offset
+ * and field.
  */
-function checkAliases(doc: Document): { offset: number; path: Path; message: string } | undefined {
+function checkNodes(doc: Document): { offset: number; path: Path; message: string } | undefined {
   const anchors = new Map<string, unknown>();
   const sizes = new Map<unknown, number>();
   let added = 0;
@@ -179,7 +182,12 @@ function checkAliases(doc: Document): { offset: number; path: Path; message: str
       }
       return size;
     }
-    if (isPair(n)) return walk(n.key, path) + walk(n.value, isScalar(n.key) ? [...path, String(n.key.value)] : path);
+    if (isPair(n)) {
+      const key = isScalar(n.key) ? String(n.key.value) : undefined;
+      const proto = key === undefined ? undefined : prototypeName(key);
+      if (proto) throw new Refused(rangeStart(n.key) ?? 0, [...path, key!], proto);
+      return walk(n.key, path) + walk(n.value, key === undefined ? path : [...path, key]);
+    }
     if (!isNode(n)) return 1;
     if (n.anchor) anchors.set(n.anchor, n);
     let size = 1;

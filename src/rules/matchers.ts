@@ -15,6 +15,7 @@
  */
 
 import { RE2JS, RE2JSException } from 're2js';
+import { ownLabel, prototypeName } from './template.js';
 
 export type MatchOp = '=' | '!=' | '=~' | '!~';
 
@@ -52,6 +53,8 @@ function compileRegex(value: string): RE2JS {
 
 export function compileMatcher(name: string, op: MatchOp, value: string): Matcher {
   if (!LABEL_NAME.test(name)) throw new MatcherError(`"${name}" is not a valid label name`);
+  const proto = prototypeName(name);
+  if (proto) throw new MatcherError(proto);
   let test: (v: string) => boolean;
   if (op === '=' || op === '!=') {
     test = (v) => v === value;
@@ -64,7 +67,7 @@ export function compileMatcher(name: string, op: MatchOp, value: string): Matche
     name,
     op,
     value,
-    matches: negate ? (labels) => !test(labels[name] ?? '') : (labels) => test(labels[name] ?? ''),
+    matches: negate ? (labels) => !test(ownLabel(labels, name) ?? '') : (labels) => test(ownLabel(labels, name) ?? ''),
     toString: () => `${name}${op}${JSON.stringify(value)}`,
   };
 }

@@ -1,4 +1,5 @@
 import type { Rule } from './schema.js';
+import { ownLabel } from './template.js';
 
 /**
  * A set of rules, pre-compiled and indexed for matching many alerts against many rules.
@@ -61,7 +62,7 @@ export class RuleSet {
     const labels = alert.labels;
     const candidates: number[] = [];
     for (const [label, byValue] of this.index) {
-      const hit = byValue.get(labels[label] ?? '');
+      const hit = byValue.get(ownLabel(labels, label) ?? '');
       if (hit) candidates.push(...hit);
     }
     candidates.push(...this.unindexed);

@@ -60,7 +60,7 @@ export const targetSchema = z
     check(['name'], (v) => invalidName(kindDefinition(t.kind).name, v), t.name);
     const allowed = paramChecks(t.kind);
     for (const [k, v] of Object.entries(t.params)) {
-      const checkParam = allowed[k];
+      const checkParam = Object.hasOwn(allowed, k) ? allowed[k] : undefined;
       if (!checkParam) {
         const names = Object.keys(allowed);
         ctx.addIssue({
@@ -102,7 +102,7 @@ export function resolveTargets(targets: readonly TargetSpec[], labels: Record<st
     const namespace = render('namespace', t.namespace, byName('label'));
     const name = render('name', t.name, byName(def.name));
     const params: Record<string, string> = {};
-    for (const [k, tpl] of Object.entries(t.params)) params[k] = render(`params.${k}`, tpl, checks[k] ?? byName('labelValue'));
+    for (const [k, tpl] of Object.entries(t.params)) params[k] = render(`params.${k}`, tpl, (Object.hasOwn(checks, k) ? checks[k] : undefined) ?? byName('labelValue'));
     const { toRevision, ...rest } = params;
     const parsed = def.options.safeParse(def.fromParams(name, rest));
     if (!parsed.success) {

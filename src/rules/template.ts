@@ -34,6 +34,27 @@ export class MissingLabelError extends Error {
 }
 
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/**
+ * The property names every JavaScript object has (`__proto__`, `constructor`, `toString`, …). Rule
+ * files cannot use them as a label name or a map key: a `__proto__` key vanished from a selector
+ * (every namespace), and `{{ $labels.constructor }}` read Object's own function, not a label.
+ */
+const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/** Why a label name or map key of a rule file is refused, or undefined when it is not one of PROTOTYPE_NAMES. */
+export function prototypeName(name: string): string | undefined {
+  return PROTOTYPE_NAMES.has(name)
+    ? `"${name}" is the name of a property every JavaScript object has, which a rule file cannot use as a label name or key; use another name (relabel the alert's label if it really is called that)`
+    : undefined;
+}
+
+/** An alert label's value: its own property only, never one of Object.prototype's. */
+export function ownLabel(labels: Record<string, string>, name: string): string | undefined {
+  if (!Object.hasOwn(labels, name)) return undefined;
+  const v: unknown = labels[name];
+  return typeof v === 'string' ? v : undefined;
+}
 const PLACEHOLDER = /^\s*\$labels\.([^\s}]+)\s*$/;
 
 export function parseTemplate(source: string): Template {
@@ -60,6 +81,8 @@ export function parseTemplate(source: string): Template {
     if (!LABEL_NAME.test(label)) {
       throw new TemplateSyntaxError(`template "${source}": "${label}" is not a valid label name`);
     }
+    const proto = prototypeName(label);
+    if (proto) throw new TemplateSyntaxError(`template "${source}": ${proto}`);
     parts.push({ label });
     if (!labels.includes(label)) labels.push(label);
     pos = close + 2;
@@ -83,7 +106,7 @@ export function renderTemplate(
   for (const p of t.parts) {
     if ('text' in p) out += p.text;
     else {
-      const v = labels[p.label];
+      const v = ownLabel(labels, p.label);
       if (v === undefined || v === '') throw new MissingLabelError(p.label, t.source);
       out += escape(v);
     }

@@ -1,4 +1,4 @@
-import { parseTemplate, renderTemplate, type Template } from '../rules/template.js';
+import { parseTemplate, prototypeName, renderTemplate, type Template } from '../rules/template.js';
 import { TriggerFieldError } from './types.js';
 
 /**
@@ -55,6 +55,8 @@ export function compileSelector(sel: Record<string, SelectorValue> | undefined):
   const out: CompiledSelectorEntry[] = [];
   for (const [label, v] of Object.entries(sel ?? {})) {
     if (!LABEL_NAME.test(label)) throw new TriggerFieldError('selector', `"${label}" is not a valid label name`);
+    const proto = prototypeName(label);
+    if (proto) throw new TriggerFieldError('selector', proto);
     try {
       if (typeof v === 'string') out.push({ label, op: '=', template: parseTemplate(v) });
       else if ('regex' in v) out.push({ label, op: '=~', template: parseTemplate(v.regex) });

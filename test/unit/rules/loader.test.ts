@@ -252,3 +252,28 @@ t.test('aliases: a hundred rules may share one anchor; a file whose aliases expa
   const cycle = parseRuleFile('cycle.yaml', 'rules: &r\n  - *r\n');
   t.match(cycle.errors.map(formatRuleError), [/^cycle\.yaml:2: rules\[0\]: the alias \*r is inside its own anchor &r/]);
 });
+
+t.test('names every JavaScript object has are refused as keys and label names, at their field', async (t) => {
+  const rule = (lines: string) =>
+    parseRuleFile('proto.yaml', `rules:\n  - name: p\n    match: [alertname="X"]\n    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }\n    priority: P0\n${lines}`)
+      .errors.map(formatRuleError);
+  const errorRate = (selector: string) => rule(`    trigger:\n      kind: error_rate\n      selector:\n        ${selector}\n      threshold: 0.05\n      for: 2m\n`);
+  const what = /"(__proto__|constructor|toString)" is the name of a property every JavaScript object has, which a rule file cannot use as a label name or key; use another name/;
+  // a __proto__ key vanished from the selector: the query read every namespace
+  t.match(errorRate('__proto__: "{{ $labels.namespace }}"'), [/^proto\.yaml:9: rules\[0\]\.trigger\.selector\.__proto__: "__proto__" is the name/]);
+  t.match(errorRate('constructor: shop'), [/^proto\.yaml:9: rules\[0\]\.trigger\.selector\.constructor: /]);
+  t.match(errorRate('namespace: "{{ $labels.constructor }}"'), [/^proto\.yaml:8: rules\[0\]\.trigger\.selector: namespace: template "\{\{ \$labels\.constructor \}\}": "constructor" is the name/]);
+  t.match(rule('    trigger: { kind: custom, query: \'up{job="{{ $labels.toString }}"}\', threshold: 0, for: 1m }\n'), [what]);
+  t.match(
+    parseRuleFile('proto.yaml', 'rules:\n  - name: p\n    match: { __proto__: X }\n    target: { kind: Deployment, namespace: a, name: b }\n    priority: P0\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n').errors.map(formatRuleError),
+    [/^proto\.yaml:3: rules\[0\]\.match\.__proto__: "__proto__" is the name/],
+  );
+  t.match(
+    parseRuleFile('proto.yaml', 'rules:\n  - name: p\n    match: [alertname="X", constructor=~".*"]\n    target: { kind: Deployment, namespace: a, name: b }\n    priority: P0\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n').errors.map(formatRuleError),
+    [/^proto\.yaml:3: rules\[0\]\.match\[1\]: "constructor" is the name/],
+  );
+  t.match(
+    parseRuleFile('proto.yaml', 'rules:\n  - name: p\n    match: [alertname="X"]\n    target: { kind: Deployment, namespace: a, name: "{{ $labels.valueOf }}", params: { hasOwnProperty: "3" } }\n    priority: P0\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n').errors.map(formatRuleError),
+    [/^proto\.yaml:4: rules\[0\]\.target\.params\.hasOwnProperty: "hasOwnProperty" is the name/],
+  );
+});

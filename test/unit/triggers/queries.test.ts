@@ -1,7 +1,10 @@
 import t from 'tap';
 import { parseRuleFile } from '../../../src/rules/loader.js';
-import { escapePromqlString, escapeRegex } from '../../../src/triggers/promql.js';
-import { MissingLabelError } from '../../../src/rules/template.js';
+import { escapePromqlString, escapeRegex, renderCustomQuery, renderMatchers } from '../../../src/triggers/promql.js';
+import { confirmTrigger } from '../../../src/engine/confirm.js';
+import type { PrometheusApi } from '../../../src/prometheus/client.js';
+import type { Rule } from '../../../src/rules/schema.js';
+import { MissingLabelError, renderTemplate } from '../../../src/rules/template.js';
 
 function trigger(yaml: string) {
   const r = parseRuleFile('t.yaml', `rules:\n  - name: t\n    match: { alertname: A }\n    target: { kind: Deployment, namespace: a, name: b }\n    trigger:\n${yaml.replace(/^/gm, '      ')}\n    priority: P1\n`);
@@ -146,4 +149,19 @@ t.test("label_replace's regex argument takes no placeholder; its other strings d
   const nested = loadCustom('label_replace(sum by (job, pod) (rate(x{ns="{{ $labels.namespace }}"}[1m])), "dst", "{{ $labels.deployment }}", "pod", "(.*)")');
   t.same(nested.errors, [], 'the commas of a nested call and of by (...) are not label_replace\'s');
   t.equal(nested.trigger!.query({ namespace: 'a', deployment: 'b.c' }), 'label_replace(sum by (job, pod) (rate(x{ns="a"}[1m])), "dst", "b.c", "pod", "(.*)")');
+});
+
+t.test("an alert's labels are read as its own properties, never Object.prototype's", async (t) => {
+  // templates naming these are refused at load (test/unit/rules/loader.test.ts); built by hand here
+  const constructorTemplate = { source: 'up{job="{{ $labels.constructor }}"}', parts: [{ text: 'up{job="' }, { label: 'constructor' }, { text: '"}' }], labels: ['constructor'], literal: false };
+  // it threw `TypeError: s is not iterable`, which confirmTrigger passed on: the record stayed deciding
+  t.throws(() => renderCustomQuery(constructorTemplate, labels), MissingLabelError);
+  t.throws(() => renderMatchers([{ label: 'job', op: '=', template: { ...constructorTemplate, source: '{{ $labels.constructor }}', parts: [{ label: 'constructor' }] } }], labels), MissingLabelError, 'not job="function Object() { [native code] }"');
+  t.equal(renderTemplate({ source: '{{ $labels.toString }}', parts: [{ label: 'toString' }], labels: ['toString'], literal: false }, { toString: 'own' }), 'own', 'a label the alert has is read');
+
+  const rule = { name: 'proto', trigger: { query: (l: Record<string, string>) => renderCustomQuery(constructorTemplate, l), forMs: 60_000, stepMs: 15_000 } } as unknown as Rule;
+  const prometheus = { query: async () => { throw new Error('not asked'); }, queryRange: async () => { throw new Error('not asked'); } } as unknown as PrometheusApi;
+  const c = await confirmTrigger({ rule, alert: { labels }, now: 1_800_000_000_000 }, { prometheus });
+  t.equal(c.outcome, 'error', 'the trigger errs (held and escalated), not an exception that leaves the record deciding');
+  t.match(c.reason, /cannot build the query for this alert: alert has no label "constructor"/);
 });
