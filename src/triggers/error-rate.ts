@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { durationSchema, promqlDuration } from '../rules/duration.js';
-import { escapePromqlString, seriesRenderer } from './promql.js';
-import { labelName, metricName, selectorField, type TriggerKind } from './types.js';
+import { escapePromqlString, invalidRegex, seriesRenderer } from './promql.js';
+import { labelName, metricName, selectorField, TriggerFieldError, type TriggerKind } from './types.js';
 
 /**
  * error_rate: the ratio of 5xx responses to all responses.
@@ -23,6 +23,8 @@ export const errorRate: TriggerKind = {
     const metric = f.metric as string;
     const series = seriesRenderer([metric], f.selector);
     const w = promqlDuration(f.rateWindow as number);
+    const bad = invalidRegex(f.errorStatus as string);
+    if (bad) throw new TriggerFieldError('errorStatus', bad);
     const status = `${f.statusLabel as string}=~"${escapePromqlString(f.errorStatus as string)}"`;
     return (labels) =>
       `(sum(rate(${series(metric, labels, [status])}[${w}])) or vector(0))` + ` / sum(rate(${series(metric, labels)}[${w}]))`;

@@ -1,3 +1,4 @@
+import { RE2JS, RE2JSException } from 're2js';
 import { parseTemplate, prototypeName, renderTemplate, type Template } from '../rules/template.js';
 import { TriggerFieldError } from './types.js';
 
@@ -40,6 +41,24 @@ export function escapeRegex(s: string): string {
 }
 
 /**
+ * Why a regex of a trigger would make Prometheus refuse every query of it, or undefined when it
+ * compiles: RE2 syntax, as Prometheus' Go regexp (re2js is a port of it). Placeholders stand for
+ * an escaped value, which is a literal, so they are checked as the letter x.
+ */
+export function invalidRegex(template: Template | string): string | undefined {
+  const source = typeof template === 'string' ? template : template.parts.map((p) => ('text' in p ? p.text : 'x')).join('');
+  try {
+    RE2JS.compile(source); // alone, as Prometheus anchors it as ^(?:...)$: `a)|(b` must not pass
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof RE2JSException)) throw e;
+    const why = e.message.replace(/^error parsing regexp: /, '').replace(/: `.*`$/s, '');
+    const shown = typeof template === 'string' ? template : template.source;
+    return `invalid regex "${shown}": ${why} (RE2 syntax, as Prometheus: no lookaround, no backreferences); Prometheus would refuse every query of this trigger`;
+  }
+}
+
+/**
  * One selector entry of a trigger: `label: "template"` (equality) or `label: { regex: "template" }`
  * (the template's own text is a regex; values substituted from alert labels are regex-escaped).
  */
@@ -62,6 +81,9 @@ export function compileSelector(sel: Record<string, SelectorValue> | undefined):
       else if ('regex' in v) out.push({ label, op: '=~', template: parseTemplate(v.regex) });
       else if ('notRegex' in v) out.push({ label, op: '!~', template: parseTemplate(v.notRegex) });
       else out.push({ label, op: '!=', template: parseTemplate(v.notEqual) });
+      const e = out[out.length - 1]!;
+      const bad = e.op === '=~' || e.op === '!~' ? invalidRegex(e.template) : undefined;
+      if (bad) throw new Error(bad);
     } catch (e) {
       throw new TriggerFieldError('selector', `${label}: ${(e as Error).message}`);
     }
@@ -172,6 +194,11 @@ export function scanCustomQuery(query: string): PlaceholderContext[] {
         }
       }
       if (j >= query.length) throw new Error(`line ${lineOf(i)}: a ${c}-quoted string is not closed`);
+      if (context === 'regex') {
+        const value = c === '`' ? query.slice(i + 1, j) : unquotePromql(query.slice(i + 1, j));
+        const bad = value === undefined ? undefined : invalidRegex(parseTemplate(value));
+        if (bad) throw new Error(`line ${lineOf(i)}: ${bad}`);
+      }
       i = j;
       prev = 'string';
       continue;
@@ -192,6 +219,40 @@ export function scanCustomQuery(query: string): PlaceholderContext[] {
       prev = two;
       i++;
     } else prev = c;
+  }
+  return out;
+}
+
+const SIMPLE_ESCAPES: Record<string, string> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', '"': '"', "'": "'" };
+
+/**
+ * The value of a "..." or '...' PromQL string's content (Go's escapes); undefined for an escape
+ * this does not read, left to Prometheus (and `rules check --promql`) to judge.
+ */
+function unquotePromql(s: string): string | undefined {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '\\') {
+      out += c;
+      continue;
+    }
+    const n = s[i + 1] ?? '';
+    if (Object.hasOwn(SIMPLE_ESCAPES, n)) {
+      out += SIMPLE_ESCAPES[n];
+      i++;
+      continue;
+    }
+    const hex = n === 'x' ? 2 : n === 'u' ? 4 : n === 'U' ? 8 : 0;
+    const digits = hex ? s.slice(i + 2, i + 2 + hex) : '';
+    if (hex && /^[0-9a-fA-F]+$/.test(digits) && digits.length === hex) {
+      const cp = parseInt(digits, 16);
+      if (cp > 0x10ffff) return undefined;
+      out += String.fromCodePoint(cp);
+      i += 1 + hex;
+      continue;
+    }
+    return undefined;
   }
   return out;
 }

@@ -165,3 +165,19 @@ t.test("an alert's labels are read as its own properties, never Object.prototype
   t.equal(c.outcome, 'error', 'the trigger errs (held and escalated), not an exception that leaves the record deciding');
   t.match(c.reason, /cannot build the query for this alert: alert has no label "constructor"/);
 });
+
+t.test('a regex Prometheus would refuse is a load error, at its field (not only under rules check --promql)', async (t) => {
+  const load = (trig: string) =>
+    parseRuleFile('re.yaml', `rules:\n  - name: re\n    match: { alertname: A }\n    target: { kind: Deployment, namespace: a, name: b }\n    trigger: ${trig}\n    priority: P1\n`).errors.map((e) => `${e.file}:${e.line}: ${e.field}: ${e.message}`);
+  t.match(load('{ kind: error_rate, errorStatus: "5(?!04)..", threshold: 0.05, for: 2m }'), [
+    /^re\.yaml:5: rules\[0\]\.trigger\.errorStatus: invalid regex "5\(\?!04\)\.\.": invalid or unsupported Perl syntax \(RE2 syntax, as Prometheus: no lookaround, no backreferences\); Prometheus would refuse every query of this trigger$/,
+  ]);
+  t.match(load('{ kind: error_rate, selector: { pod: { regex: "{{ $labels.deployment }}-(?:[a-z0-9]+-[a-z0-9]{5}" } }, threshold: 0.05, for: 2m }'), [
+    /^re\.yaml:5: rules\[0\]\.trigger\.selector: pod: invalid regex "\{\{ \$labels\.deployment \}\}-\(\?:\[a-z0-9\]\+-\[a-z0-9\]\{5\}": missing closing \)/,
+  ]);
+  t.match(load('{ kind: memory, selector: { container: { notRegex: "a)|(b" } }, threshold: 0.9, for: 2m }'), [/selector: container: invalid regex "a\)\|\(b": unexpected \)/], 'checked alone, not inside ^(?:...)$');
+  t.match(load(`{ kind: custom, query: ${JSON.stringify('sum(up{ns="(", pod=~"{{ $labels.deployment }}-(x"})')}, threshold: 1, for: 1m }`), [/rules\[0\]\.trigger\.query: line 1: invalid regex "\{\{ \$labels\.deployment \}\}-\(x": missing closing \)/]);
+  t.match(load(`{ kind: custom, query: ${JSON.stringify('up{pod=~`a[`}')}, threshold: 1, for: 1m }`), [/trigger\.query: line 1: invalid regex "a\[": missing closing \]/], 'a backtick string is raw');
+  t.same(load(`{ kind: custom, query: ${JSON.stringify('up{ns="(", code=~"5\\\\d\\\\d", x=~"\\x41+"}')}, threshold: 1, for: 1m }`), [], 'an equality string is no regex; escapes are read as PromQL reads them');
+  t.same(load('{ kind: error_rate, errorStatus: "5..|429", selector: { pod: { regex: "{{ $labels.deployment }}-[a-z0-9]+-[a-z0-9]{5}" } }, threshold: 0.05, for: 2m }'), []);
+});
