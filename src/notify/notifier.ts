@@ -254,11 +254,62 @@ export async function postJson(url: string, body: unknown, signal: AbortSignal):
     const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
     throw new NotifyError(`POST ${safe} failed: ${why.replaceAll(url, safe)}`, noAnswer(err));
   }
+  const retryable = res.status >= 500 || res.status === 429;
+  // a refusal's reason, when its body starts with one (read: its first bytes only); the rest of
   // the body is not read (a receiver's answer could be any size): cancelled, which frees the connection
+  const code = !res.ok && !retryable && res.status >= 400 ? await refusalCode(res) : undefined;
   await res.body?.cancel().catch(() => undefined);
   if (!res.ok) {
-    const retryable = res.status >= 500 || res.status === 429;
-    throw new NotifyError(`POST ${safe} answered ${res.status}`, retryable, retryable ? retryAfterMs(res.headers.get('retry-after')) : undefined);
+    const what = res.status >= 400 && !retryable ? `: the receiver refused the message${code ? ` (${code})` : ''}` : '';
+    throw new NotifyError(`POST ${safe} answered ${res.status}${what}`, retryable, retryable ? retryAfterMs(res.headers.get('retry-after')) : undefined, res.status);
+  }
+}
+
+/** The bytes of an answer's body read for its reason, at most. */
+const REFUSAL_READ = 512;
+/**
+ * An error code: lower-case words joined by `_` or `.` (Slack's `invalid_blocks`, `no_text`,
+ * Mattermost's `web.incoming_webhook.invalid.app_error`); never free text, which might quote the
+ * request or a secret.
+ */
+const ERROR_CODE = /^[a-z][a-z0-9]*(?:[_.][a-z0-9]+)+$/;
+
+/**
+ * The receiver's reason for refusing a message, when its body gives one as an error code: the body
+ * itself (Slack answers `invalid_blocks`), or its JSON's `error` or `id` (Mattermost); undefined
+ * otherwise, and for a body longer than REFUSAL_READ bytes (read no further).
+ */
+async function refusalCode(res: Response): Promise<string | undefined> {
+  const reader = res.body?.getReader();
+  if (!reader) return undefined;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let whole = false;
+  try {
+    while (size <= REFUSAL_READ) {
+      const { done, value } = await reader.read();
+      if (done) {
+        whole = true;
+        break;
+      }
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  // a longer body is no error code
+  if (!whole || size > REFUSAL_READ) return undefined;
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (ERROR_CODE.test(text) && text.length <= 80) return text;
+  try {
+    const j = JSON.parse(text) as { error?: unknown; id?: unknown };
+    const c = typeof j.error === 'string' ? j.error : j.id;
+    return typeof c === 'string' && c.length <= 80 && ERROR_CODE.test(c) ? c : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -6,7 +6,9 @@
  *   the attempt failed with                                    retried?
  *   no answer (refused, reset, DNS, the NOTIFY_TIMEOUT)        yes
  *   HTTP 5xx, or 429                                           yes
- *   any other HTTP status (400, 401, 403, 404, a redirect…)    no: the URL or its credentials need fixing
+ *   HTTP 400, 413, 422 (and any other 4xx not named here)     no: the receiver refused the message itself
+ *   HTTP 401, 403                                              no: its credentials need fixing
+ *   HTTP 404, 410, a redirect (3xx)                            no: the URL needs fixing
  *   a request that cannot be sent (a bad URL or scheme)        no
  *   anything else thrown by a notifier                         no
  *
@@ -21,6 +23,8 @@ export class NotifyError extends Error {
     readonly retryable: boolean,
     /** the receiver's Retry-After, in ms */
     readonly retryAfterMs?: number,
+    /** the HTTP status the receiver answered, if it answered */
+    readonly status?: number,
   ) {
     super(message);
     this.name = 'NotifyError';
@@ -40,12 +44,22 @@ export const DEFAULT_BACKOFF = { firstMs: 1_000, maxMs: 30_000 } as const;
 
 /** The wait before the next attempt, or why there is none (for the log line). */
 export function retryDelay(err: unknown, attempt: number, elapsedMs: number, p: RetryPolicy, random: () => number = Math.random): { waitMs: number } | { final: string } {
-  if (!(err instanceof NotifyError) || !err.retryable) return { final: 'not retried: the receiver refused it, or it cannot be sent (fix the URL or its credentials)' };
+  if (!(err instanceof NotifyError) || !err.retryable) return { final: `not retried: ${whyFinal(err)}` };
   const backoff = Math.min(p.maxMs, p.firstMs * 2 ** Math.min(30, attempt - 1));
   const jittered = Math.round(backoff * (0.5 + 0.5 * Math.min(1, Math.max(0, random()))));
   const waitMs = Math.min(p.maxMs, Math.max(jittered, err.retryAfterMs ?? 0));
   if (elapsedMs + waitMs > p.windowMs) return { final: p.windowMs === 0 ? 'not retried (NOTIFY_RETRY_FOR is 0)' : `given up after ${attempt} attempts (NOTIFY_RETRY_FOR)` };
   return { waitMs };
+}
+
+/** Why a failure is final, for the log line: what to fix, as far as the answer tells. */
+function whyFinal(err: unknown): string {
+  const status = err instanceof NotifyError ? err.status : undefined;
+  if (status === undefined) return 'it cannot be sent (a bad URL or scheme, or the notifier failed: see the error)';
+  if (status === 401 || status === 403) return `the receiver refused the credentials (${status}): fix them`;
+  if (status === 404 || status === 410) return `the receiver has no such endpoint (${status}): fix the URL`;
+  if (status >= 300 && status < 400) return `the receiver redirects (${status}): set the URL it points to`;
+  return `the receiver refused the message (${status}), and would refuse it again: see the error for its reason`;
 }
 
 /** A Retry-After header (seconds, or an HTTP date) in ms from `now`; undefined when absent or unreadable. */

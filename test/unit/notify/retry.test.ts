@@ -34,7 +34,11 @@ t.test('no wait is started that would end past the window', async (t) => {
 });
 
 t.test('a refusal (4xx other than 429), or an error that is not a NotifyError, is final', async (t) => {
-  t.match(retryDelay(new NotifyError('answered 401', false), 1, 0, p), { final: /not retried: the receiver refused it, or it cannot be sent \(fix the URL or its credentials\)/ });
+  t.match(retryDelay(new NotifyError('answered 401', false, undefined, 401), 1, 0, p), { final: 'not retried: the receiver refused the credentials (401): fix them' });
+  t.match(retryDelay(new NotifyError('answered 404', false, undefined, 404), 1, 0, p), { final: 'not retried: the receiver has no such endpoint (404): fix the URL' });
+  t.match(retryDelay(new NotifyError('answered 302', false, undefined, 302), 1, 0, p), { final: /^not retried: the receiver redirects \(302\)/ });
+  t.match(retryDelay(new NotifyError('answered 400', false, undefined, 400), 1, 0, p), { final: /^not retried: the receiver refused the message \(400\), and would refuse it again/ });
+  t.match(retryDelay(new NotifyError('bad scheme', false), 1, 0, p), { final: /^not retried: it cannot be sent/ });
   t.match(retryDelay(new Error('a bug in a notifier'), 1, 0, p), { final: /not retried/ });
   t.match(retryDelay('thrown string', 1, 0, p), { final: /not retried/ });
 });
