@@ -75,7 +75,7 @@ t.test('Slack-compatible incoming webhook: text and a mrkdwn section, one bullet
   t.match(text, /^:warning: \*Rollback in progress: Deployment\/shop\/checkout\*\n/);
   t.match(text, /• Service: Deployment\/shop\/checkout\n• Reason: HighErrorRate \(value 0\.2, limit 0\.05\)\n• Impact: 20% of requests/);
   t.match(text, /<https:\/\/rollguard\.example\/v1\/rollbacks\/rb-1\/report\|Rollback record>$/);
-  t.same(body.blocks, [{ type: 'section', text: { type: 'mrkdwn', text } }], 'blocks carry the same text (Slack shows blocks, Mattermost and Rocket.Chat the text)');
+  t.same(body.blocks, [{ type: 'section', text: { type: 'mrkdwn', text, verbatim: true } }], 'blocks carry the same text (Slack shows blocks, Mattermost and Rocket.Chat the text)');
 });
 
 t.test('generic JSON webhook: the notification as it is, versioned, with an ISO time', async (t) => {
