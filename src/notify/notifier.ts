@@ -58,16 +58,23 @@ export interface NotifierKind {
  * critical ones (escalations), so a long outage of one receiver in a storm never grows memory
  * without bound, nor takes another receiver's places, nor a page's; past that, a failure is final
  * at once. A receiver's Retry-After holds back every send to it until then (not only the one
- * refused), so a rate-limited receiver is not sent a burst of retries all at once; waits are
- * jittered for the same reason.
+ * refused), and from then on, while it is rate-limiting, its sends go out one at a time (a Gate):
+ * critical ones first, then in the order they were emitted; the first after a hold waits a jittered
+ * extra moment, so that replicas do not all land together. A hold's end is then one attempt, not
+ * every send waiting on it; the gate opens again once a send is accepted and none waits. Other
+ * waits (5xx, no answer) are jittered too.
  */
 export class Notifications {
   private readonly inflight = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
   /** sends waiting for a retry, by notifier and whether critical */
   private readonly retrying = new Map<string, number>();
-  /** a receiver's Retry-After: no send to it before then (monotonic ms) */
+  /** a receiver's Retry-After: no send to it before then (monotonic ms), jitter included */
   private readonly notBefore = new Map<string, number>();
+  /** by notifier: its sends one at a time while it is rate-limiting (a Retry-After seen, no send accepted since with none waiting) */
+  private readonly gates = new Map<string, Gate>();
+  /** the order notifications were emitted in: a gate's order within a severity */
+  private seq = 0;
   /** the deadlines of the flush() calls running, one entry per call (two may share one): no more waits, each waiting send tries once more now */
   private readonly flushing: number[] = [];
   /** aborted at a flush's deadline: the attempts then running end too */
@@ -135,7 +142,9 @@ export class Notifications {
 
   private async deliver(notifier: Notifier, n: Notification): Promise<void> {
     const started = performance.now();
-    const place = `${notifier.name}\u0000${n.severity === 'critical' ? 'critical' : 'other'}`;
+    const critical = n.severity === 'critical';
+    const place = `${notifier.name}\u0000${critical ? 'critical' : 'other'}`;
+    const order = this.seq++;
     let waiting = false;
     const final = (attempt: number, err: unknown, why: string) => {
       this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
@@ -143,22 +152,38 @@ export class Notifications {
     };
     try {
       for (let attempt = 1; ; attempt++) {
-        // the receiver asked to be left alone until then (its Retry-After): so is every send to it
-        const held = (this.notBefore.get(notifier.name) ?? 0) - performance.now();
-        if (held > 0) await this.sleep(held);
+        // the receiver asked to be left alone until then (its Retry-After): so is every send to it,
+        // and while it rate-limits they go one at a time, critical first (the gate)
+        const gate = this.gates.get(notifier.name);
+        let turn: Turn | undefined;
+        if (gate) {
+          // a send already tried gives up once its retry window has passed waiting for its turn
+          const giveUpAt = attempt > 1 ? started + this.retry.windowMs : Infinity;
+          turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt });
+          if (!turn) return final(attempt - 1, undefined, `given up after ${attempt - 1} attempts: NOTIFY_RETRY_FOR passed waiting for its turn while ${notifier.name} rate-limits`);
+        }
         const timeout = this.attemptTimeout();
-        if (timeout <= 0) return final(attempt - 1, undefined, `not sent: the shutdown's deadline passed (${attempt - 1} attempts)`);
+        if (timeout <= 0) {
+          turn?.done(false);
+          return final(attempt - 1, undefined, `not sent: the shutdown's deadline passed (${attempt - 1} attempts)`);
+        }
         try {
           await notifier.send(n, AbortSignal.any([AbortSignal.timeout(timeout), this.cut.signal]));
+          turn?.done(true);
           this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'sent' });
           if (attempt > 1) this.logger.info({ notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt }, 'notification sent after a retry');
           return;
         } catch (err) {
           this.metrics.notificationAttemptsFailed.inc({ notifier: notifier.name });
-          if (err instanceof NotifyError && err.retryAfterMs !== undefined) {
-            const until = performance.now() + Math.min(err.retryAfterMs, this.retry.maxMs);
+          const limiting = err instanceof NotifyError && err.retryAfterMs !== undefined;
+          if (limiting) {
+            const hold = Math.min(err.retryAfterMs!, this.retry.maxMs);
+            // jittered up to a quarter of the hold (at most 1 s): replicas sending to it do not all come back together
+            const until = performance.now() + hold + Math.round(Math.min(1000, hold / 4) * Math.min(1, Math.max(0, this.random())));
             this.notBefore.set(notifier.name, Math.max(this.notBefore.get(notifier.name) ?? 0, until));
+            if (!this.gates.has(notifier.name)) this.gates.set(notifier.name, { queue: [], busy: false });
           }
+          turn?.done(false);
           let next = retryDelay(err, attempt, performance.now() - started, this.retry, this.random);
           if ('waitMs' in next && this.flushing.length > 0) next = { final: `given up after ${attempt} attempts: shutting down` };
           if ('waitMs' in next && !waiting && (this.retrying.get(place) ?? 0) >= this.maxRetrying) {
@@ -170,7 +195,8 @@ export class Notifications {
             this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
           }
           this.logger.debug({ err, notifier: notifier.name, notification: n.kind, attempt, waitMs: next.waitMs }, 'notification attempt failed; trying again');
-          await this.sleep(next.waitMs);
+          // rate-limited: the gate paces it (its turn comes after the hold, in its order); else its own wait
+          if (!limiting || !this.gates.has(notifier.name)) await this.sleep(next.waitMs);
         }
       }
     } finally {
@@ -180,6 +206,57 @@ export class Notifications {
         else this.retrying.delete(place);
       }
     }
+  }
+
+  /**
+   * Waits for a send's turn at a rate-limiting receiver's gate: once no other send to it is being
+   * tried and its hold (notBefore) is over, the first waiting (critical first, then the earliest
+   * emitted) goes. Undefined: `giveUpAt` passed first. A flush lets every waiting send go at once.
+   */
+  private turn(name: string, gate: Gate, w: { critical: boolean; order: number; giveUpAt: number }): Promise<Turn | undefined> {
+    if (this.flushing.length > 0) return Promise.resolve({ done: () => undefined });
+    return new Promise((resolve) => {
+      const waiter: Waiter = { ...w, go: resolve };
+      const at = gate.queue.findIndex((o) => (o.critical === waiter.critical ? o.order > waiter.order : waiter.critical));
+      gate.queue.splice(at < 0 ? gate.queue.length : at, 0, waiter);
+      this.pump(name, gate);
+    });
+  }
+
+  /** Lets the gate's next send go, if it may now; or sets a timer for when it may. */
+  private pump(name: string, gate: Gate): void {
+    if (gate.busy || gate.timer !== undefined) return;
+    const now = performance.now();
+    // those whose retry window passed while waiting give up
+    for (let i = gate.queue.length - 1; i >= 0; i--) {
+      if (gate.queue[i]!.giveUpAt <= now) gate.queue.splice(i, 1)[0]!.go(undefined);
+    }
+    const next = gate.queue[0];
+    if (!next) return;
+    const held = (this.notBefore.get(name) ?? 0) - now;
+    if (held > 0 && this.flushing.length === 0) {
+      const giveUp = Math.min(...gate.queue.map((w) => w.giveUpAt)) - now;
+      const wake = () => {
+        clearTimeout(gate.timer);
+        gate.timer = undefined;
+        gate.wake = undefined;
+        this.pump(name, gate);
+      };
+      // not unref'd: a process with a page still to send stays up for it (serve flushes at shutdown)
+      gate.timer = setTimeout(wake, Math.min(held, giveUp));
+      gate.wake = wake;
+      return;
+    }
+    gate.queue.shift();
+    gate.busy = true;
+    next.go({
+      done: (accepted) => {
+        gate.busy = false;
+        // accepted with none waiting: the receiver takes sends again, the gate opens
+        if (accepted && gate.queue.length === 0 && gate.timer === undefined) this.gates.delete(name);
+        else this.pump(name, gate);
+      },
+    });
   }
 
   /** NOTIFY_TIMEOUT, or what is left before the earliest running flush's deadline. */
@@ -216,6 +293,11 @@ export class Notifications {
     try {
       this.sendSummary();
       for (const wake of [...this.wakers]) wake();
+      // every send waiting at a gate goes now
+      for (const gate of this.gates.values()) {
+        for (const w of gate.queue.splice(0)) w.go({ done: () => undefined });
+        gate.wake?.();
+      }
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     } finally {
       clearTimeout(timer);
@@ -228,6 +310,32 @@ export class Notifications {
   async settled(): Promise<void> {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
+}
+
+/** A send waiting for its turn at a gate. */
+interface Waiter {
+  critical: boolean;
+  /** when it was emitted (Notifications.seq) */
+  order: number;
+  /** monotonic ms: it gives up waiting then (Infinity: a first attempt waits for its turn) */
+  giveUpAt: number;
+  go: (turn: Turn | undefined) => void;
+}
+
+/** A send's turn: `done` says whether the receiver accepted it, and lets the next go. */
+interface Turn {
+  done(accepted: boolean): void;
+}
+
+/** A rate-limiting receiver's sends, one at a time. */
+interface Gate {
+  /** critical first, then in the order emitted */
+  queue: Waiter[];
+  /** a send is being tried */
+  busy: boolean;
+  /** the next goes when the hold ends */
+  timer?: NodeJS.Timeout;
+  wake?: () => void;
 }
 
 /**
