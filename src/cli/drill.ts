@@ -6,7 +6,7 @@ import type { DrillRecord } from '../drills/store.js';
 import { DRILL_KINDS } from '../drills/workload.js';
 import { CliError, EXIT } from './client.js';
 import { runGroup, who, type CommandEnv, type CommandSpec } from './command.js';
-import { clip, fields, relative, render, table } from './format.js';
+import { cell, clip, fields, relative, render, table } from './format.js';
 import { limitValue, parseTarget, recordCommands } from './record-commands.js';
 
 /**
@@ -98,7 +98,7 @@ const run: CommandSpec = {
       d = await client.get<DrillRecord>(`/v1/drills/${d.id}`);
       show();
     }
-    io.err(`drill ${d.id} ${d.state}: ${d.result?.message ?? ''}${d.restore ? `\nrestore: ${d.restore.outcome}: ${d.restore.message}` : ''}`);
+    io.err(`${cell(`drill ${d.id} ${d.state}: ${d.result?.message ?? ''}`)}${d.restore ? `\n${cell(`restore: ${d.restore.outcome}: ${d.restore.message}`)}` : ''}`);
     const report = output === 'table' ? await client.text(`/v1/drills/${d.id}/report`) : '';
     io.out(render(output, d, () => report.trimEnd()));
     return d.state === 'passed' ? EXIT.ok : EXIT.drillFailed;

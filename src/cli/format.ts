@@ -1,4 +1,5 @@
 import { stringify as toYaml } from 'yaml';
+import { oneLine } from '../plain-text.js';
 
 /** How a command prints: aligned tables for people (the default), or the API's JSON / YAML for scripts. */
 export const OUTPUTS = ['table', 'json', 'yaml'] as const;
@@ -33,24 +34,41 @@ export function relative(at: number | undefined, now: number): string {
   return at <= now ? `${humanDuration(now - at)} ago` : `in ${humanDuration(at - now)}`;
 }
 
-/** Columns padded to their widest cell and three spaces apart, as kubectl prints; the last column is never padded. */
+/**
+ * Columns padded to their widest cell and three spaces apart, as kubectl prints; the last column is
+ * never padded. Each cell is folded to one line (a cell holds text from alerts and records: a line
+ * break in it would start a row of its own).
+ */
 export function table(headers: string[], rows: string[][]): string {
-  const all = [headers, ...rows];
+  const all = [headers, ...rows].map((r) => r.map(cell));
   const widths = headers.map((_, i) => Math.max(...all.map((r) => width(r[i] ?? ''))));
   return all
     .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - width(c)))).join('   ').trimEnd())
     .join('\n');
 }
 
-/** `key: value` lines with the values aligned, for one object (rollbacks get, status). */
+/**
+ * `key: value` lines with the values aligned, for one object (rollbacks get, status). Each value is
+ * folded to one line: it holds text from alerts and records (an alertname, a reason), and a line
+ * break in it would start a line that reads as a field of its own (a forged `Outcome:`). Until
+ * 2026-12-07 values were printed with their line breaks.
+ */
 export function fields(pairs: Array<[string, string]>): string {
   const w = Math.max(...pairs.map(([k]) => width(k))) + 1;
-  return pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)}${v}`.trimEnd()).join('\n');
+  return pairs.map(([k, v]) => `${`${cell(k)}:`.padEnd(w + 1)}${cell(v)}`.trimEnd()).join('\n');
 }
 
-/** One line of at most `max` characters (newlines folded), with … when cut. */
+/** Line breaks of any kind: CR LF, LF, CR, NEL, LS, PS, and the vertical tab and form feed. */
+const LINE_BREAK = /\s*(?:\r\n|[\n\r\v\f\u0085\u2028\u2029])\s*/g;
+
+/** One line: each line break (with the blanks around it) one space, every other control character a space. */
+export function cell(s: string): string {
+  return oneLine(s.replace(LINE_BREAK, ' '));
+}
+
+/** One line of at most `max` characters (line breaks folded, controls made spaces), with … when cut. */
 export function clip(s: string, max: number): string {
-  const one = s.replace(/\s*\n\s*/g, ' ');
+  const one = cell(s);
   return one.length <= max ? one : `${one.slice(0, max - 1)}…`;
 }
 

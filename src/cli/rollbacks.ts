@@ -3,7 +3,7 @@ import { STATES } from '../engine/record.js';
 import { targetKinds } from '../rules/targets.js';
 import { CliError, EXIT } from './client.js';
 import { runGroup, who, type CommandEnv, type CommandSpec } from './command.js';
-import { render } from './format.js';
+import { cell, render } from './format.js';
 import { limitValue, parseTarget, recordCommands } from './record-commands.js';
 import { describe, FILTER_OPTIONS, recordFilter, recordsTable } from './records.js';
 import { watchCommand } from './watch.js';
@@ -62,7 +62,7 @@ function decision(verb: 'approve' | 'reject'): CommandSpec {
       const by = who(values);
       const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/${verb}`, { by, ...(typeof values.comment === 'string' ? { comment: values.comment } : {}) });
       const human = verb === 'approve' ? `${rec.id} approved by ${by}: rolling back ${rec.target} now (rollguard rollbacks get ${rec.id} follows it)` : `${rec.id} rejected by ${by}: ${rec.target} is left as it is`;
-      io.out(render(output, rec, () => human));
+      io.out(render(output, rec, () => cell(human)));
       return EXIT.ok;
     },
   };
@@ -88,7 +88,7 @@ const create: CommandSpec = {
     if (rev !== undefined && (typeof rev !== 'string' || !/^[1-9]\d*$/.test(rev))) throw new CliError(`--to-revision: expected a revision number (1, 2, …), got ${JSON.stringify(rev)}`, EXIT.usage);
     const body = { ...target, reason, requestedBy: who(values), dryRun: values['dry-run'] === true, ...(rev !== undefined ? { toRevision: Number(rev) } : {}) };
     const rec = await client.post<RollbackRecord>('/v1/rollbacks', body);
-    io.out(render(output, rec, () => `${rec.id} created: rollback of ${rec.target}${body.dryRun ? ' (dry run)' : ''} requested by ${body.requestedBy}, ${rec.state} (rollguard rollbacks get ${rec.id} follows it)`));
+    io.out(render(output, rec, () => cell(`${rec.id} created: rollback of ${rec.target}${body.dryRun ? ' (dry run)' : ''} requested by ${body.requestedBy}, ${rec.state} (rollguard rollbacks get ${rec.id} follows it)`)));
     return EXIT.ok;
   },
 };
@@ -123,7 +123,7 @@ const resumeGitops: CommandSpec = {
     const all = values['all-reverted'] === true;
     const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}), ...(all ? { allReverted: true } : {}) });
     const restored = rec.gitops?.resumed?.restored ?? [];
-    io.out(render(output, rec, () => `${rec.id}: GitOps owners resumed by ${by}${restored.length ? `: ${restored.join('; ')}` : ''}`));
+    io.out(render(output, rec, () => cell(`${rec.id}: GitOps owners resumed by ${by}${restored.length ? `: ${restored.join('; ')}` : ''}`)));
     return EXIT.ok;
   },
 };

@@ -1,7 +1,7 @@
 import type { Status } from '../http/status.js';
 import { EXIT } from './client.js';
 import { runCommand, who, type CommandEnv, type CommandSpec } from './command.js';
-import { fields, relative, render, table } from './format.js';
+import { cell, fields, relative, render, table } from './format.js';
 
 /**
  * `rollguard status`, `pause`, `resume`: the first things the person on call asks and does. status
@@ -67,7 +67,7 @@ const pause: CommandSpec = {
   args: [0, 0],
   async run({ values, client, io, output, now }) {
     const p = await client.post<PauseState>('/v1/pause', { by: who(values), ...(typeof values.reason === 'string' ? { reason: values.reason } : {}) });
-    io.out(render(output, p, () => `paused: ${pausedText(p, now())}`));
+    io.out(render(output, p, () => cell(`paused: ${pausedText(p, now())}`)));
     return EXIT.ok;
   },
 };

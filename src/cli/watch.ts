@@ -3,7 +3,7 @@ import type { RollbackRecord } from '../engine/record.js';
 import { parseDuration } from '../rules/duration.js';
 import { CliError, EXIT } from './client.js';
 import { seconds, type CommandSpec } from './command.js';
-import { clip } from './format.js';
+import { cell, clip } from './format.js';
 import { FILTER_OPTIONS, recordFilter, stateText, trigger } from './records.js';
 
 /** Polls this many of the newest records each time: more changes than this between two polls are not all shown. */
@@ -19,8 +19,9 @@ const COLUMNS: Array<[string, number]> = [
   ['TRIGGER', 24],
 ];
 
+/** One line: each cell is folded to one (a target or a trigger from a record could hold a line break). */
 function line(cells: string[]): string {
-  return cells.map((c, i) => (i < COLUMNS.length ? c.padEnd(COLUMNS[i]![1]) : c)).join('   ').trimEnd();
+  return cells.map(cell).map((c, i) => (i < COLUMNS.length ? c.padEnd(COLUMNS[i]![1]) : c)).join('   ').trimEnd();
 }
 
 function clock(t: number): string {
