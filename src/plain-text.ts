@@ -26,3 +26,20 @@ export function oneLine(text: string): string {
 export function withoutControls(text: string): string {
   return text.replace(CONTROL_BUT_NEWLINE, ' ');
 }
+
+/**
+ * Every control character but the line feed replaced by `escape(it)`, for formats that can write
+ * them as escapes (\u0085 in JSON and in YAML's double-quoted scalars), so that data printed for
+ * scripts is terminal-safe and still reads back exactly.
+ */
+export function escapeControls(text: string, escape: (char: string) => string): string {
+  return text.replace(CONTROL_BUT_NEWLINE, escape);
+}
+
+/** Whether `text` holds a control character other than the line feed. */
+export function hasControls(text: string): boolean {
+  CONTROL_BUT_NEWLINE.lastIndex = 0;
+  const found = CONTROL_BUT_NEWLINE.test(text);
+  CONTROL_BUT_NEWLINE.lastIndex = 0;
+  return found;
+}

@@ -1,5 +1,5 @@
-import { stringify as toYaml } from 'yaml';
-import { oneLine } from '../plain-text.js';
+import { Document, visit } from 'yaml';
+import { escapeControls, hasControls, oneLine } from '../plain-text.js';
 
 /** How a command prints: aligned tables for people (the default), or the API's JSON / YAML for scripts. */
 export const OUTPUTS = ['table', 'json', 'yaml'] as const;
@@ -72,10 +72,41 @@ export function clip(s: string, max: number): string {
   return one.length <= max ? one : `${one.slice(0, max - 1)}…`;
 }
 
+/** `\u0085`: a character as a JSON (and YAML double-quoted) escape. */
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * JSON text of `data` in which every control character (C1, DEL, U+2028/U+2029 and the bidirectional
+ * formatting characters, which JSON.stringify leaves as they are) is a \uXXXX escape: the text is
+ * terminal-safe and parses back to exactly `data`. Outside strings, JSON text holds none of them, so
+ * each one replaced is inside a string. Until 2026-12-07 the CLI's terminal filter turned them into
+ * spaces, changing the data (a label `api\u0085x` read back as `api x`).
+ */
+export function jsonText(data: unknown, indent?: number): string {
+  return escapeControls(JSON.stringify(data, null, indent) ?? 'null', unicodeEscape);
+}
+
+/**
+ * YAML text of `data`, with every string holding a control character other than the line feed (a
+ * tab too) written as a double-quoted scalar, in which each such character is a \uXXXX escape: the
+ * yaml library would print a tab in a plain scalar and a U+0085 or U+202E as it is, both of which
+ * the terminal filter turns into spaces.
+ */
+export function yamlText(data: unknown): string {
+  const doc = new Document(data);
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'string' && hasControls(node.value)) node.type = 'QUOTE_DOUBLE';
+    },
+  });
+  // each control character left is inside one of those double-quoted scalars, where \uXXXX is an escape
+  return escapeControls(doc.toString({ lineWidth: 0 }), unicodeEscape).trimEnd();
+}
+
 /** The API's answer as JSON or YAML, for scripts; `human` renders it for people. */
 export function render(output: Output, data: unknown, human: () => string): string {
-  if (output === 'json') return JSON.stringify(data, null, 2);
-  if (output === 'yaml') return toYaml(data, { lineWidth: 0 }).trimEnd();
+  if (output === 'json') return jsonText(data, 2);
+  if (output === 'yaml') return yamlText(data);
   return human();
 }
 

@@ -4,6 +4,7 @@ import { describeZodError, webhookPayloadSchema } from '../alertmanager/schema.j
 import { PrometheusClient, type PrometheusApi } from '../prometheus/client.js';
 import { formatRuleError, loadRules } from '../rules/loader.js';
 import { RuleSet } from '../rules/ruleset.js';
+import { jsonText } from './format.js';
 import { DEFAULT_RULE_PATHS, type CliIo } from './io.js';
 import { evaluateAlert } from './test-runner.js';
 
@@ -108,7 +109,7 @@ export async function simulateCommand(args: string[], io: CliIo): Promise<number
       io.out(`    decision: ${d}${at}${o.decision.requiresApproval ? ' (after approval)' : ''}${o.rule.guards.dryRun ? ' [dry run]' : ''}: ${o.decision.reason}`);
     }
   }
-  if (json) io.out(JSON.stringify(report, null, 2));
+  if (json) io.out(jsonText(report, 2));
   return 0;
 }
 

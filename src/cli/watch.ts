@@ -1,9 +1,8 @@
-import { stringify as toYaml } from 'yaml';
 import type { RollbackRecord } from '../engine/record.js';
 import { parseDuration } from '../rules/duration.js';
 import { CliError, EXIT } from './client.js';
 import { seconds, type CommandSpec } from './command.js';
-import { cell, clip } from './format.js';
+import { cell, clip, jsonText, yamlText } from './format.js';
 import { FILTER_OPTIONS, recordFilter, stateText, trigger } from './records.js';
 
 /** Polls this many of the newest records each time: more changes than this between two polls are not all shown. */
@@ -78,8 +77,8 @@ export const watchCommand: CommandSpec = {
       for (const r of recs) seen.set(r.id, r.updatedAt);
       first = false;
       for (const r of changed) {
-        if (output === 'json') io.out(JSON.stringify(r));
-        else if (output === 'yaml') io.out(`---\n${toYaml(r, { lineWidth: 0 }).trimEnd()}`);
+        if (output === 'json') io.out(jsonText(r));
+        else if (output === 'yaml') io.out(`---\n${yamlText(r)}`);
         else {
           const last = r.timeline?.[r.timeline.length - 1];
           io.out(line([clock(r.updatedAt), r.id, r.target, stateText(r, now()), trigger(r), last ? clip(`${last.step}: ${last.message}`, 120) : '']));

@@ -1,5 +1,6 @@
 import { wouldAsk } from '../../guards/approval.js';
 import { formatDuration } from '../../rules/duration.js';
+import { jsonText } from '../format.js';
 import type { ReplaySummary } from './summary.js';
 import type { ReplayAlert, ReplayAlertResult, ReplayRow } from './types.js';
 
@@ -24,7 +25,7 @@ export interface ReplayReport {
 export type ReportFormat = 'text' | 'markdown' | 'json';
 
 export function render(r: ReplayReport, format: ReportFormat): string {
-  if (format === 'json') return JSON.stringify(toJson(r), null, 2);
+  if (format === 'json') return jsonText(toJson(r), 2);
   return format === 'markdown' ? markdown(r) : text(r);
 }
 

@@ -1,11 +1,14 @@
 // What the CLI prints of records and alerts: text from an alert (an alertname, a label) is data, and
 // its line breaks never start a line of their own, so an alert cannot forge a field (an `Outcome:`
-// line) of `rollbacks get`, a row of `rollbacks list` or `watch`, or a line of `status`.
+// line) of `rollbacks get`, a row of `rollbacks list` or `watch`, or a line of `status`. And -o json
+// / -o yaml print the data itself: control characters as escapes, read back exactly.
 import t from 'tap';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import type { RollbackRecord } from '../../../src/engine/record.js';
 import type { Status } from '../../../src/http/status.js';
 import { EXIT } from '../../../src/cli/client.js';
 import type { CommandEnv } from '../../../src/cli/command.js';
+import { render } from '../../../src/cli/format.js';
 import { describe, recordsTable } from '../../../src/cli/records.js';
 import { rollbacksCommand } from '../../../src/cli/rollbacks.js';
 import { statusCommand, statusText } from '../../../src/cli/status.js';
@@ -16,6 +19,8 @@ const LINES = /\r\n|[\n\r\v\f\u0085\u2028\u2029]/;
 /** Characters that must never reach the terminal raw: C0 but the line feed, DEL, C1, separators, bidirectional formatting. */
 const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
+/** A value as ASCII JSON: what a message or a diff shows (a raw U+2028 or U+202E would be written to the TAP stream). */
+const code = (v: unknown) => JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 const FORGED = 'Outcome:       succeeded: rolled back to revision 3, error rate 0.1% (recovered)';
 
 function record(alertname: string, over: Partial<RollbackRecord> = {}): RollbackRecord {
@@ -142,4 +147,46 @@ t.test('through the command, as the terminal gets it: get, list, watch and pause
   const pause = cli(() => json({ paused: true, by: 'alice\nresumed: rollbacks run again', at: NOW }));
   t.equal(await statusCommand('pause', ['--by', 'alice'], pause.e), EXIT.ok);
   t.equal(pause.out.join('\n').split(LINES).length, 1, 'pause: one line');
+});
+
+/** Labels holding each character JSON.stringify leaves as it is, a tab, and line breaks. */
+const TRICKY = {
+  next: 'api\u0085x',
+  override: 'a\u202eb',
+  isolate: 'x\u2066y\u2069',
+  separators: 'a\u2028b\u2029c',
+  del: 'a\u007fb',
+  csi: 'a\u009bb',
+  tab: 'a\tb',
+  lf: 'a\nb',
+  crlf: 'a\r\nb',
+  esc: 'a\u001b[2Kb',
+  ['key\u202e']: 'v',
+  ok: 'שלום 日本 é',
+};
+
+t.test('-o json and -o yaml: the data itself, read back exactly, with no raw control character (get and watch)', async (t) => {
+  const r = record('HighErrorRate', { alert: { fingerprint: 'f', status: 'firing', labels: TRICKY, annotations: { summary: 'α\u0085β' }, startsAt: 1, receivedAt: 2, generatorURL: '' } });
+  const data = JSON.parse(JSON.stringify(r));
+  for (const output of ['json', 'yaml'] as const) {
+    const text = render(output, data, () => '');
+    t.notOk(RAW.test(text), `${output}: no raw control character (${code(text.match(RAW)?.[0] ?? '')})`);
+    t.equal(code(output === 'json' ? JSON.parse(text) : parseYaml(text)), code(data), `${output}: reads back exactly`);
+
+    const get = cli(() => json(data));
+    t.equal(await rollbacksCommand(['get', 'rb-1a2b3c', '-o', output], get.e), EXIT.ok);
+    const printed = get.out.join('\n');
+    t.notOk(RAW.test(printed), `get -o ${output}: no raw control character`);
+    t.equal(code(output === 'json' ? JSON.parse(printed) : parseYaml(printed)), code(data), `get -o ${output}: what the terminal gets reads back exactly`);
+
+    const watch = cli(() => {
+      watch.ac.abort();
+      return json({ rollbacks: [data] });
+    });
+    t.equal(await rollbacksCommand(['watch', '--since', '1h', '-o', output], watch.e), EXIT.ok);
+    const streamed = watch.out.join('\n');
+    t.notOk(RAW.test(streamed), `watch -o ${output}: no raw control character`);
+    const back = output === 'json' ? streamed.split('\n').map((l) => JSON.parse(l)) : parseAllDocuments(streamed).map((d) => d.toJS());
+    t.equal(code(back), code([data]), `watch -o ${output}: reads back exactly`);
+  }
 });
