@@ -4,6 +4,9 @@
  * the flag or variable that gave the URL or the token.
  */
 
+import { oneLine } from '../plain-text.js';
+import { redactUrl } from '../redact.js';
+
 /** Exit codes of the API commands, for scripts (README's CLI section lists them). */
 export const EXIT = {
   ok: 0,
@@ -11,7 +14,10 @@ export const EXIT = {
   server: 1,
   /** bad command line: unknown command or flag, missing or malformed argument; nothing was sent */
   usage: 2,
-  /** the server could not be reached (--url / ROLLGUARD_URL) or did not answer in time (--timeout) */
+  /**
+   * the server could not be reached (--url / ROLLGUARD_URL), did not answer in time (--timeout), or
+   * answered with a redirect (3xx): the CLI follows none, the URL is to be set to where it points
+   */
   unreachable: 3,
   /** the credential is missing, wrong or not allowed this (401, 403) */
   auth: 4,
@@ -37,6 +43,29 @@ export class CliError extends Error {
     super(message);
     this.name = 'CliError';
   }
+}
+
+/**
+ * What a command expects of a 2xx JSON answer: the fields it prints, with their types. Another
+ * server's JSON (a proxy's, or the page a redirect led to) is then an error naming the URL setting,
+ * not a line printing `undefined`.
+ */
+export interface Shape {
+  /** named in the error: "a rollback record" */
+  what: string;
+  fields: Record<string, 'string' | 'number' | 'boolean' | 'object' | 'array'>;
+}
+
+export function shape(what: string, fields: Shape['fields']): Shape {
+  return { what, fields };
+}
+
+function fits(json: unknown, s: Shape): boolean {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return false;
+  return Object.entries(s.fields).every(([k, type]) => {
+    const v = (json as Record<string, unknown>)[k];
+    return type === 'array' ? Array.isArray(v) : type === 'object' ? typeof v === 'object' && v !== null && !Array.isArray(v) : typeof v === type;
+  });
 }
 
 export interface ClientOptions {
@@ -76,8 +105,9 @@ export class ApiClient {
     return this.base.href.replace(/\/$/, '');
   }
 
-  async get<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
-    return (await this.call('json', 'GET', path, query)).json as T;
+  /** A JSON answer; with `expect`, one that is not that shape is an error (exit 1) naming the URL setting. */
+  async get<T>(path: string, query: Record<string, string | number | undefined> = {}, expect?: Shape): Promise<T> {
+    return (await this.call('json', 'GET', path, query, undefined, expect)).json as T;
   }
 
   /** A markdown (text/markdown) answer, as the incident report. */
@@ -85,11 +115,11 @@ export class ApiClient {
     return (await this.call('markdown', 'GET', path, {})).text;
   }
 
-  async post<T>(path: string, body: unknown = {}): Promise<T> {
-    return (await this.call('json', 'POST', path, {}, body)).json as T;
+  async post<T>(path: string, body: unknown = {}, expect?: Shape): Promise<T> {
+    return (await this.call('json', 'POST', path, {}, body, expect)).json as T;
   }
 
-  private async call(expect: 'json' | 'markdown', method: string, path: string, query: Record<string, string | number | undefined>, body?: unknown): Promise<{ json: unknown; text: string }> {
+  private async call(expect: 'json' | 'markdown', method: string, path: string, query: Record<string, string | number | undefined>, body?: unknown, shape?: Shape): Promise<{ json: unknown; text: string }> {
     const u = new URL(path.replace(/^\//, ''), this.base);
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
     const headers = new Headers({ accept: 'application/json, text/markdown;q=0.9' });
@@ -106,7 +136,9 @@ export class ApiClient {
     let res: Response;
     let text: string;
     try {
-      res = await (this.o.fetch ?? fetch)(u, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(this.o.timeoutMs) });
+      // redirects are not followed: fetch would send a POST again as a GET (a 301 or 302 in front of
+      // rollguard made `pause` print "paused: no" and exit 0), and the token to wherever it points
+      res = await (this.o.fetch ?? fetch)(u, { method, headers, redirect: 'manual', ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(this.o.timeoutMs) });
       text = await res.text();
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
@@ -116,6 +148,7 @@ export class ApiClient {
       const why = this.redact(e.cause?.code ?? e.cause?.message ?? e.message);
       throw new CliError(`cannot reach rollguard at ${this.url} (${why}): check ${this.urlSourceHint()}`, EXIT.unreachable);
     }
+    if (res.status >= 300 && res.status < 400) throw this.redirected(res, u, what);
     let json: unknown;
     try {
       json = text === '' ? undefined : JSON.parse(text);
@@ -126,6 +159,9 @@ export class ApiClient {
       const ok = expect === 'markdown' ? (res.headers.get('content-type') ?? '').startsWith('text/markdown') : typeof json === 'object' && json !== null;
       if (!ok) {
         throw new CliError(`${this.url} answered ${what} with something that is not rollguard's API (${clipText(text)}): check ${this.urlSourceHint()}`, EXIT.server);
+      }
+      if (shape && !fits(json, shape)) {
+        throw new CliError(`${this.url} answered ${what} with JSON that is not ${shape.what} (${clipText(text)}): check ${this.urlSourceHint()}`, EXIT.server);
       }
       return { json, text };
     }
@@ -154,6 +190,33 @@ export class ApiClient {
       default:
         throw new CliError(`rollguard answered ${what} with ${res.status}: ${apiError}`, EXIT.server);
     }
+  }
+
+  /**
+   * A 3xx: an error naming where it points, and the URL to set (the Location without the request's
+   * path, when it ends with it: http://rollguard/v1/pause -> https://rollguard/v1/pause gives https://rollguard).
+   */
+  private redirected(res: Response, u: URL, what: string): CliError {
+    const set = this.o.urlSource === 'the default' ? '--url or ROLLGUARD_URL' : this.o.urlSource;
+    const location = res.headers.get('location');
+    let to: URL | undefined;
+    try {
+      to = location ? new URL(location, u) : undefined;
+    } catch {
+      to = undefined;
+    }
+    if (!to) return new CliError(`rollguard at ${this.url} answered ${what} with a redirect (${res.status})${location ? ` to ${JSON.stringify(this.redact(oneLine(redactUrl(location))).slice(0, 200))}` : ' without a Location'}: the CLI follows no redirect; set ${set} to rollguard's own URL`, EXIT.unreachable);
+    const rel = u.pathname.slice(this.base.pathname.length);
+    to.search = to.search === u.search ? '' : to.search;
+    to.hash = '';
+    const base = to.search === '' && rel !== '' && to.pathname.endsWith(`/${rel}`) ? `${to.origin}${to.pathname.slice(0, -rel.length - 1)}` : undefined;
+    const show = (s: string) => this.redact(oneLine(redactUrl(s, { base: true })));
+    return new CliError(
+      base !== undefined
+        ? `rollguard at ${this.url} answered ${what} with a redirect (${res.status}) to ${show(to.href)}: the CLI follows no redirect${what.startsWith('POST') ? ' (a POST would be sent again as a GET)' : ''}; set ${set} to ${show(base)}`
+        : `rollguard at ${this.url} answered ${what} with a redirect (${res.status}) to ${show(to.href)}: the CLI follows no redirect; set ${set} to rollguard's own URL`,
+      EXIT.unreachable,
+    );
   }
 
   private urlSourceHint(): string {

@@ -4,7 +4,7 @@ import type { Fault } from '../drills/fault.js';
 import { LINK_TITLES, type LinkName } from '../drills/links.js';
 import type { DrillRecord } from '../drills/store.js';
 import { DRILL_KINDS } from '../drills/workload.js';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT, shape } from './client.js';
 import { runGroup, who, type CommandEnv, type CommandSpec } from './command.js';
 import { cell, clip, fields, relative, render, table } from './format.js';
 import { limitValue, parseTarget, recordCommands } from './record-commands.js';
@@ -46,6 +46,10 @@ export function parseFault(args: string[], container: string | undefined): Fault
   }
 }
 
+/** What the drill commands print of a drill record, and of a page of them: checked in each answer. */
+const DRILL = shape('a drill record', { id: 'string', target: 'string', state: 'string', fault: 'object', links: 'object' });
+const DRILLS = shape('a list of drills', { drills: 'array' });
+
 const linkLine = (d: DrillRecord, l: LinkName) => {
   const s = d.links[l]!;
   const after = d.faultAt !== undefined ? `+${((s.at - d.faultAt) / 1000).toFixed(1)}s` : '';
@@ -73,7 +77,7 @@ const run: CommandSpec = {
     const target = parseTarget(args[0]!, DRILL_KINDS, 'Deployment/staging/web', (kind) => `a drill breaks a ${DRILL_KINDS.join(', ')}, not ${JSON.stringify(kind)}`);
     const fault = parseFault(args.slice(1), values.container as string | undefined);
     const body = { target, fault, requestedBy: who(values), ...(typeof values.deadline === 'string' ? { deadline: values.deadline } : {}) };
-    let d = await client.post<DrillRecord>('/v1/drills', body);
+    let d = await client.post<DrillRecord>('/v1/drills', body, DRILL);
     io.err(`drill ${d.id} started on ${d.target}: ${d.fault.summary} (pre-drill revision ${d.before.revision}, deadline ${d.deadlineMs / 1000}s)`);
     if (values.detach) {
       io.out(render(output, d, () => `${d.id} running (rollguard drill get ${d.id} follows it; rollguard drill report ${d.id} when it ends)`));
@@ -95,7 +99,7 @@ const run: CommandSpec = {
         return EXIT.ok;
       }
       await new Promise((r) => setTimeout(r, 1000));
-      d = await client.get<DrillRecord>(`/v1/drills/${d.id}`);
+      d = await client.get<DrillRecord>(`/v1/drills/${d.id}`, {}, DRILL);
       show();
     }
     io.err(`${cell(`drill ${d.id} ${d.state}: ${d.result?.message ?? ''}`)}${d.restore ? `\n${cell(`restore: ${d.restore.outcome}: ${d.restore.message}`)}` : ''}`);
@@ -116,7 +120,7 @@ const list: CommandSpec = {
   args: [0, 0],
   async run({ values, client, io, output, now }) {
     const limit = limitValue(values);
-    const res = await client.get<{ drills: DrillRecord[] }>('/v1/drills', { target: values.target as string | undefined, limit });
+    const res = await client.get<{ drills: DrillRecord[] }>('/v1/drills', { target: values.target as string | undefined, limit }, DRILLS);
     const human = () =>
       res.drills.length === 0
         ? 'no drills'
@@ -135,6 +139,7 @@ const { get, report } = recordCommands<DrillRecord>({
   base: '/v1/drills',
   id: /^dr-[a-z0-9]{1,40}$/,
   example: 'dr-1a2b3c…',
+  shape: DRILL,
   get: {
     summary: 'Shows one drill: each link of the chain with its time, the result and the restore.',
     describe: (d, now) => {

@@ -1,4 +1,4 @@
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT, type Shape } from './client.js';
 import type { CommandInput, CommandSpec } from './command.js';
 import { render } from './format.js';
 
@@ -18,6 +18,8 @@ export interface RecordCommandsSpec<R> {
   /** a record id, and one as an example (dr-1a2b3c…) */
   id: RegExp;
   example: string;
+  /** what a record's answer holds (its id, target and state) */
+  shape: Shape;
   get: { summary: string; describe: (record: R, now: number) => string };
   report: { summary: string };
 }
@@ -33,7 +35,7 @@ export function recordCommands<R>(spec: RecordCommandsSpec<R>): { id: (arg: stri
     summary: spec.get.summary,
     args: [1, 1],
     async run({ args, client, io, output, now }) {
-      const record = await client.get<R>(`${spec.base}/${id(args[0])}`);
+      const record = await client.get<R>(`${spec.base}/${id(args[0])}`, {}, spec.shape);
       io.out(render(output, record, () => spec.get.describe(record, now())));
       return EXIT.ok;
     },

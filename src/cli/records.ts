@@ -1,9 +1,13 @@
 import { STATES, type RollbackRecord } from '../engine/record.js';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT, shape } from './client.js';
 import type { CommandInput, OptionSpec } from './command.js';
 import { clip, fields, relative, table } from './format.js';
 
 /** How the CLI filters rollback records and shows them to people (rollbacks list, get, watch; status). */
+
+/** What the commands print of a rollback record, and of a page of them: checked in each answer. */
+export const RECORD = shape('a rollback record', { id: 'string', target: 'string', state: 'string' });
+export const RECORDS = shape('a list of rollback records', { rollbacks: 'array' });
 
 /** --state and --target, as `rollbacks list` and `rollbacks watch` take them. */
 export const FILTER_OPTIONS: Record<'state' | 'target', OptionSpec> = {

@@ -5,7 +5,7 @@ import { CliError, EXIT } from './client.js';
 import { runGroup, who, type CommandEnv, type CommandSpec } from './command.js';
 import { cell, render } from './format.js';
 import { limitValue, parseTarget, recordCommands } from './record-commands.js';
-import { describe, FILTER_OPTIONS, recordFilter, recordsTable } from './records.js';
+import { describe, FILTER_OPTIONS, RECORD, RECORDS, recordFilter, recordsTable } from './records.js';
 import { watchCommand } from './watch.js';
 
 /**
@@ -21,6 +21,7 @@ const { id: rollbackId, get, report } = recordCommands<RollbackRecord>({
   base: '/v1/rollbacks',
   id: /^rb-[a-z0-9-]{1,40}$/,
   example: 'rb-1a2b3c…',
+  shape: RECORD,
   get: { summary: 'Shows one rollback record: its decision, plan, guard verdicts, approval, outcome and timeline.', describe },
   report: { summary: "Prints a rollback's incident report (markdown), ready for the post-mortem." },
 });
@@ -39,7 +40,7 @@ const list: CommandSpec = {
   async run({ values, client, io, output, now }) {
     const { state, target } = recordFilter(values);
     const limit = limitValue(values);
-    const res = await client.get<{ rollbacks: RollbackRecord[]; nextCursor?: string | null }>('/v1/rollbacks', { state, target, limit, cursor: values.cursor as string | undefined });
+    const res = await client.get<{ rollbacks: RollbackRecord[]; nextCursor?: string | null }>('/v1/rollbacks', { state, target, limit, cursor: values.cursor as string | undefined }, RECORDS);
     const more = res.nextCursor ? `\n(more: rollguard rollbacks list --cursor ${res.nextCursor}${state ? ` --state ${state}` : ''}${target ? ` --target ${target}` : ''}${limit ? ` --limit ${limit}` : ''})` : '';
     io.out(render(output, res, () => recordsTable(res.rollbacks, now()) + more));
     return EXIT.ok;
@@ -60,7 +61,7 @@ function decision(verb: 'approve' | 'reject'): CommandSpec {
     async run({ args, values, client, io, output }) {
       const id = rollbackId(args[0]);
       const by = who(values);
-      const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/${verb}`, { by, ...(typeof values.comment === 'string' ? { comment: values.comment } : {}) });
+      const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/${verb}`, { by, ...(typeof values.comment === 'string' ? { comment: values.comment } : {}) }, RECORD);
       const human = verb === 'approve' ? `${rec.id} approved by ${by}: rolling back ${rec.target} now (rollguard rollbacks get ${rec.id} follows it)` : `${rec.id} rejected by ${by}: ${rec.target} is left as it is`;
       io.out(render(output, rec, () => cell(human)));
       return EXIT.ok;
@@ -87,7 +88,7 @@ const create: CommandSpec = {
     const rev = values['to-revision'];
     if (rev !== undefined && (typeof rev !== 'string' || !/^[1-9]\d*$/.test(rev))) throw new CliError(`--to-revision: expected a revision number (1, 2, …), got ${JSON.stringify(rev)}`, EXIT.usage);
     const body = { ...target, reason, requestedBy: who(values), dryRun: values['dry-run'] === true, ...(rev !== undefined ? { toRevision: Number(rev) } : {}) };
-    const rec = await client.post<RollbackRecord>('/v1/rollbacks', body);
+    const rec = await client.post<RollbackRecord>('/v1/rollbacks', body, RECORD);
     io.out(render(output, rec, () => cell(`${rec.id} created: rollback of ${rec.target}${body.dryRun ? ' (dry run)' : ''} requested by ${body.requestedBy}, ${rec.state} (rollguard rollbacks get ${rec.id} follows it)`)));
     return EXIT.ok;
   },
@@ -121,7 +122,7 @@ const resumeGitops: CommandSpec = {
       }
     });
     const all = values['all-reverted'] === true;
-    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}), ...(all ? { allReverted: true } : {}) });
+    const rec = await client.post<RollbackRecord>(`/v1/rollbacks/${id}/resume-gitops`, { by, ...(reverted.length ? { reverted } : {}), ...(all ? { allReverted: true } : {}) }, RECORD);
     const restored = rec.gitops?.resumed?.restored ?? [];
     io.out(render(output, rec, () => cell(`${rec.id}: GitOps owners resumed by ${by}${restored.length ? `: ${restored.join('; ')}` : ''}`)));
     return EXIT.ok;

@@ -1,5 +1,5 @@
 import type { Status } from '../http/status.js';
-import { EXIT } from './client.js';
+import { EXIT, shape } from './client.js';
 import { runCommand, who, type CommandEnv, type CommandSpec } from './command.js';
 import { cell, fields, relative, render, table } from './format.js';
 
@@ -16,6 +16,10 @@ interface PauseState {
   at?: number;
   reason?: string;
 }
+
+/** What status and pause/resume print: checked in each answer. */
+const STATUS = shape("rollguard's status", { version: 'string', store: 'object', prometheus: 'object', rules: 'object' });
+const PAUSE = shape('a pause state', { paused: 'boolean' });
 
 function pausedText(p: PauseState | null, now: number): string {
   if (!p) return 'unknown (the store does not answer)';
@@ -51,7 +55,7 @@ const status: CommandSpec = {
   details: ['Exits 8 when the store or the configured Prometheus does not answer.'],
   args: [0, 0],
   async run({ client, io, output, now }) {
-    const s = await client.get<Status>('/v1/status');
+    const s = await client.get<Status>('/v1/status', {}, STATUS);
     io.out(render(output, s, () => statusText(s, client.url, now())));
     return s.store.ok && (!s.prometheus.configured || s.prometheus.ok) ? EXIT.ok : EXIT.degraded;
   },
@@ -66,7 +70,7 @@ const pause: CommandSpec = {
   options: { reason: { type: 'string', value: 'TEXT', help: 'why, shown by status and in blocked records' }, by },
   args: [0, 0],
   async run({ values, client, io, output, now }) {
-    const p = await client.post<PauseState>('/v1/pause', { by: who(values), ...(typeof values.reason === 'string' ? { reason: values.reason } : {}) });
+    const p = await client.post<PauseState>('/v1/pause', { by: who(values), ...(typeof values.reason === 'string' ? { reason: values.reason } : {}) }, PAUSE);
     io.out(render(output, p, () => cell(`paused: ${pausedText(p, now())}`)));
     return EXIT.ok;
   },
@@ -78,7 +82,7 @@ const resume: CommandSpec = {
   summary: 'Resumes rollbacks after a pause. Needs the admin token.',
   args: [0, 0],
   async run({ client, io, output }) {
-    const p = await client.post<PauseState>('/v1/resume');
+    const p = await client.post<PauseState>('/v1/resume', {}, PAUSE);
     io.out(render(output, p, () => 'resumed: rollbacks run again'));
     return EXIT.ok;
   },

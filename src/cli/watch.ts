@@ -3,7 +3,7 @@ import { parseDuration } from '../rules/duration.js';
 import { CliError, EXIT } from './client.js';
 import { seconds, type CommandSpec } from './command.js';
 import { cell, clip, jsonText, yamlText } from './format.js';
-import { FILTER_OPTIONS, recordFilter, stateText, trigger } from './records.js';
+import { FILTER_OPTIONS, RECORDS, recordFilter, stateText, trigger } from './records.js';
 
 /** Polls this many of the newest records each time: more changes than this between two polls are not all shown. */
 const PAGE = 100;
@@ -64,7 +64,7 @@ export const watchCommand: CommandSpec = {
     while (!signal?.aborted) {
       let recs: RollbackRecord[];
       try {
-        recs = (await client.get<{ rollbacks: RollbackRecord[] }>('/v1/rollbacks', { state, target, limit: PAGE })).rollbacks;
+        recs = (await client.get<{ rollbacks: RollbackRecord[] }>('/v1/rollbacks', { state, target, limit: PAGE }, RECORDS)).rollbacks;
         failures = 0;
       } catch (err) {
         if (signal?.aborted) break;

@@ -4,6 +4,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { ApiClient, CliError, EXIT } from '../../../src/cli/client.js';
+import type { CommandEnv } from '../../../src/cli/command.js';
+import { rollbacksCommand } from '../../../src/cli/rollbacks.js';
+import { statusCommand } from '../../../src/cli/status.js';
 import { freePort } from '../../support/ports.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -115,4 +118,64 @@ t.test('a token that cannot be a header, or a transport error quoting it: the to
 t.test('a URL that is not http(s): a usage error naming where it came from', async (t) => {
   t.throws(() => new ApiClient({ url: 'rollguard:9095', urlSource: 'ROLLGUARD_URL', timeoutMs: 1 }), { code: EXIT.usage, message: /ROLLGUARD_URL: expected an http:\/\/ or https:\/\/ URL/ });
   t.throws(() => new ApiClient({ url: 'not a url', urlSource: '--url', timeoutMs: 1 }), { code: EXIT.usage, message: /--url: expected rollguard's URL/ });
+});
+
+/** A command run against `url` (as ROLLGUARD_URL) with what it printed. */
+async function command(run: (e: CommandEnv) => Promise<number>, vars: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await run({ io: { out: (s) => out.push(s), err: (s) => err.push(s) }, env: vars, now: () => Date.UTC(2026, 11, 7, 12) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+t.test('a redirect (an HTTPS-redirecting front end) is not followed: exit 3 naming where it points and the URL to set; nothing is done', async (t) => {
+  const seen: string[] = [];
+  // where the redirect points: a rollguard that would answer a GET /v1/rollbacks (a POST turned into a GET) with a page
+  const target = await server(t, (req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    json(200, req.url?.startsWith('/v1/pause') ? { paused: false } : { rollbacks: [], nextCursor: null })(req, res);
+  });
+  const front = await server(t, (req, res) => {
+    res.writeHead(301, { location: `${target}${req.url}` });
+    res.end();
+  });
+  const create = await command((e) => rollbacksCommand(['create', 'Deployment/prod/checkout', '--reason', 'bad deploy'], e), { ROLLGUARD_URL: front, ROLLGUARD_TOKEN: 'adm-SECRET' });
+  t.equal(create.code, EXIT.unreachable);
+  t.equal(create.out, '', 'nothing printed as done');
+  t.equal(create.err, `rollguard rollbacks create: rollguard at ${front} answered POST /v1/rollbacks with a redirect (301) to ${target}/v1/rollbacks: the CLI follows no redirect (a POST would be sent again as a GET); set ROLLGUARD_URL to ${target}`);
+  const pause = await command((e) => statusCommand('pause', ['--reason', 'incident'], e), { ROLLGUARD_URL: front, ROLLGUARD_TOKEN: 'adm-SECRET' });
+  t.equal(pause.code, EXIT.unreachable);
+  t.match(pause.err, `answered POST /v1/pause with a redirect (301) to ${target}/v1/pause`);
+  t.notMatch(pause.out, /paused: no/);
+  const list = await command((e) => rollbacksCommand(['list', '--state', 'pending_approval', '--url', `${front}/`], e), {});
+  t.equal(list.code, EXIT.unreachable, 'a GET too');
+  t.match(list.err, `set --url to ${target}`);
+  t.same(seen, [], 'nothing reached where the redirects point (nor the token)');
+
+  const elsewhere = await server(t, (_req, res) => {
+    res.writeHead(302, { location: '/login?next=%2Fv1%2Fstatus' });
+    res.end();
+  });
+  const login = await failure(new ApiClient({ url: elsewhere, urlSource: 'the default', timeoutMs: 5000 }).get('/v1/status'));
+  t.equal(login.code, EXIT.unreachable);
+  t.equal(login.message, `rollguard at ${elsewhere} answered GET /v1/status with a redirect (302) to ${elsewhere}/login: the CLI follows no redirect; set --url or ROLLGUARD_URL to rollguard's own URL`);
+});
+
+t.test("a 2xx JSON answer that is not what the command prints (another server's, a proxy's): exit 1 naming the URL setting, never `undefined`", async (t) => {
+  const other = await server(t, json(200, { ok: true, rollbacks: [] }));
+  for (const [name, run] of [
+    ['create', (e: CommandEnv) => rollbacksCommand(['create', 'Deployment/prod/checkout', '--reason', 'x'], e)],
+    ['approve', (e: CommandEnv) => rollbacksCommand(['approve', 'rb-1'], e)],
+    ['get', (e: CommandEnv) => rollbacksCommand(['get', 'rb-1'], e)],
+    ['pause', (e: CommandEnv) => statusCommand('pause', [], e)],
+    ['resume', (e: CommandEnv) => statusCommand('resume', [], e)],
+    ['status', (e: CommandEnv) => statusCommand('status', [], e)],
+  ] as const) {
+    const r = await command(run, { ROLLGUARD_URL: other });
+    t.equal(r.code, EXIT.server, name);
+    t.equal(r.out, '', `${name}: nothing printed`);
+    t.match(r.err, new RegExp(`^rollguard [a-z ]+: ${other} answered (GET|POST) /v1/[a-z/0-9-]+ with JSON that is not (a rollback record|a pause state|rollguard's status) \\(\\{"ok":true,"rollbacks":\\[\\]\\}\\): check ROLLGUARD_URL$`), name);
+  }
+  const page = await server(t, json(200, { paused: true }));
+  t.equal((await command((e) => rollbacksCommand(['list'], e), { ROLLGUARD_URL: page })).code, EXIT.server, 'list: not a list of records');
 });
