@@ -81,23 +81,54 @@ export interface ClientOptions {
 
 export class ApiClient {
   private readonly base: URL;
+  /** `Basic …` from a user and password in the URL (a proxy in front of rollguard asking for them) */
+  private readonly basic: string | undefined;
+  /** what never goes into a message: the token, the password, the Basic credential */
+  private readonly secrets: string[];
 
   constructor(private readonly o: ClientOptions) {
+    // the URL is only ever shown without its user and password
+    const shown = JSON.stringify(redactUrl(o.url));
     let u: URL;
     try {
       u = new URL(o.url);
     } catch {
-      throw new CliError(`${o.urlSource}: expected rollguard's URL like http://rollguard:9095, got ${JSON.stringify(o.url)}`, EXIT.usage);
+      throw new CliError(`${o.urlSource}: expected rollguard's URL like http://rollguard:9095, got ${shown}`, EXIT.usage);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(`${o.urlSource}: expected an http:// or https:// URL, got ${JSON.stringify(o.url)}`, EXIT.usage);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(`${o.urlSource}: expected an http:// or https:// URL, got ${shown}`, EXIT.usage);
+    this.secrets = [o.token ?? '', u.password];
+    if (u.username !== '' || u.password !== '') {
+      // fetch refuses a URL holding credentials: they are sent as basic auth (as PROMETHEUS_URL's
+      // and the notifiers' are), for a proxy in front of rollguard; rollguard itself takes a bearer token
+      if (o.token) {
+        throw new CliError(
+          `${o.urlSource} holds a user name and password (${shown}), sent as basic auth, and ${o.tokenSource ?? 'ROLLGUARD_TOKEN'} a token, sent as a bearer token: a request carries one Authorization header; give one of them`,
+          EXIT.usage,
+        );
+      }
+      let user: string;
+      let password: string;
+      try {
+        user = decodeURIComponent(u.username);
+        password = decodeURIComponent(u.password);
+      } catch {
+        throw new CliError(`${o.urlSource}: the user name or password in the URL is not percent-encoded (write % as %25): ${shown}`, EXIT.usage);
+      }
+      this.basic = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+      this.secrets.push(password, this.basic.slice('Basic '.length));
+      u.username = '';
+      u.password = '';
+    }
+    this.secrets = this.secrets.filter((s) => s.length >= 3);
     if (!u.pathname.endsWith('/')) u.pathname += '/';
     u.search = '';
+    u.hash = '';
     this.base = u;
   }
 
-  /** `text` without the token: a transport error's message may quote the request's headers. */
+  /** `text` without the token or the URL's password: a transport error's message may quote the request's headers or URL. */
   private redact(text: string): string {
-    return this.o.token ? text.split(this.o.token).join('***') : text;
+    return this.secrets.reduce((t, s) => t.split(s).join('***'), text);
   }
 
   /** The server's URL as given (for messages). */
@@ -131,7 +162,7 @@ export class ApiClient {
         // The refusal's message holds the header's value, the token: never shown.
         throw new CliError(`the token from ${this.o.tokenSource ?? 'ROLLGUARD_TOKEN'} cannot be sent as an HTTP header (a line break or a control character in it?): give one token`, EXIT.usage);
       }
-    }
+    } else if (this.basic) headers.set('authorization', this.basic);
     const what = `${method} ${u.pathname}`;
     let res: Response;
     let text: string;
@@ -169,7 +200,9 @@ export class ApiClient {
     switch (res.status) {
       case 401:
         throw new CliError(
-          this.o.token
+          this.basic
+            ? `rollguard at ${this.url}, or a proxy in front of it, refused the user name and password in ${this.o.urlSource} (401: ${apiError}): check them, or give rollguard's token (ROLLGUARD_TOKEN or --token-file FILE) and a URL without them`
+            : this.o.token
             ? `rollguard refused the token from ${this.o.tokenSource} (401: ${apiError}): check ${this.o.tokenSource}${method === 'POST' ? ' (this needs the admin token; a read token only reads)' : ''}`
             : `rollguard wants a token for ${what} (401: ${apiError}): set ROLLGUARD_TOKEN or pass --token-file FILE`,
           EXIT.auth,

@@ -179,3 +179,41 @@ t.test("a 2xx JSON answer that is not what the command prints (another server's,
   const page = await server(t, json(200, { paused: true }));
   t.equal((await command((e) => rollbacksCommand(['list'], e), { ROLLGUARD_URL: page })).code, EXIT.server, 'list: not a list of records');
 });
+
+t.test('a user name and password in ROLLGUARD_URL: never printed; sent as basic auth, or refused beside a token', async (t) => {
+  const password = 'Pa55w0rd-proxy';
+  let auth: string[] = [];
+  const proxy = await server(t, (req, res) => {
+    auth.push(req.headers.authorization ?? '-');
+    json(401, { message: 'unauthorized' })(req, res);
+  });
+  const withCreds = proxy.replace('http://', `http://ops:${password}@`);
+
+  const both = await command((e) => statusCommand('status', [], e), { ROLLGUARD_URL: withCreds, ROLLGUARD_TOKEN: 'tok' });
+  t.equal(both.code, EXIT.usage);
+  t.match(both.err, /ROLLGUARD_URL holds a user name and password \("http:\/\/\*\*\*@127\.0\.0\.1:\d+"\), sent as basic auth, and ROLLGUARD_TOKEN a token/);
+  t.notMatch(both.err, /Pa55w0rd|ops:/, 'no password, no user');
+  t.notMatch(both.err, /cannot reach/);
+  t.same(auth, [], 'nothing sent');
+
+  const basic = await command((e) => statusCommand('status', [], e), { ROLLGUARD_URL: withCreds });
+  t.same(auth, [`Basic ${Buffer.from(`ops:${password}`).toString('base64')}`], 'sent as basic auth, to the URL without them');
+  t.equal(basic.code, EXIT.auth);
+  t.match(basic.err, `refused the user name and password in ROLLGUARD_URL (401: unauthorized)`);
+  t.notMatch(basic.err, /Pa55w0rd/);
+  t.match(basic.err, `${proxy}`);
+
+  auth = [];
+  const quoting: typeof fetch = async (u, init) => {
+    throw new TypeError(`cannot connect to ${String(u)} with ${new Headers(init?.headers).get('authorization')} (ops:${password})`);
+  };
+  const quoted = await failure(new ApiClient({ url: withCreds, urlSource: '--url', timeoutMs: 5000, fetch: quoting }).get('/v1/status'));
+  t.equal(quoted.code, EXIT.unreachable);
+  t.notMatch(quoted.message, new RegExp(`Pa55w0rd|${Buffer.from(`ops:${password}`).toString('base64')}`), 'a transport error quoting the credential: redacted');
+
+  for (const bad of [`http://ops:${password}@[::1`, `ftp://ops:${password}@host/`, `http://ops:${password}%zz@host/`]) {
+    const r = await command((e) => statusCommand('status', [], e), { ROLLGUARD_URL: bad });
+    t.equal(r.code, EXIT.usage, bad.replace(password, '…'));
+    t.notMatch(r.err, /Pa55w0rd/, `${bad.replace(password, '…')}: no password`);
+  }
+});
