@@ -63,7 +63,7 @@ const COMMON: Record<string, OptionSpec> = {
 };
 
 export const EXIT_CODES_HELP = [
-  'exit codes: 0 done; 1 server error; 2 bad command line; 3 server unreachable (--url, ROLLGUARD_URL);',
+  'exit codes: 0 done; 1 server error; 2 bad command line; 3 server unreachable or a redirect (--url, ROLLGUARD_URL);',
   '  4 token missing or refused (ROLLGUARD_TOKEN, --token-file); 5 no such rollback; 6 not in a state',
   '  that allows it (409); 7 request refused as invalid (400); 8 status: store or Prometheus down;',
   '  9 refused under the server\'s settings (422, e.g. DRILL_NAMESPACES); 10 drill run: the drill failed',
