@@ -39,7 +39,7 @@ import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
 function errorHint(errorType: string): string {
   switch (errorType) {
     case 'timeout':
-      return ": the query runs longer than Prometheus' --query.timeout: make it cheaper (aggregate it, e.g. sum by (namespace, deployment) (...), select fewer series, a shorter range or a longer step) or raise --query.timeout";
+      return ": the query runs longer than Prometheus allows (its --query.timeout, or the timeout rollguard sends: PROMETHEUS_TIMEOUT less a margin): make it cheaper (aggregate it, e.g. sum by (namespace, deployment) (...), select fewer series, a shorter range or a longer step) or raise the smaller of the two";
     case 'internal':
       return ": Prometheus failed evaluating it (a storage error, or a remote store behind it): see Prometheus' log";
     default:
@@ -239,7 +239,11 @@ export class PrometheusClient implements PrometheusApi {
   }
 
   private async send(path: string, expr: string, params: Record<string, string>): Promise<{ resultType: string; result: unknown }> {
-    const body = new URLSearchParams({ query: expr, ...params });
+    // Prometheus's own evaluation timeout, below PROMETHEUS_TIMEOUT: a query too heavy for it is
+    // answered 503 `timeout` (an error answer: held and escalated) before rollguard stops waiting,
+    // which would read as "Prometheus down" (onPrometheusDown: act rolls a P0 rule back unconfirmed).
+    // Until 2026-12-07 none was sent, and Prometheus's default --query.timeout (2m) outlasted ours.
+    const body = new URLSearchParams({ query: expr, ...params, timeout: evaluationTimeout(this.timeoutMs) });
     let res: Response;
     let text: string;
     const max = this.opts.maxResponseBytes;
@@ -371,4 +375,13 @@ function describeFetchError(e: Error): string {
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
   return e.message;
+}
+
+/**
+ * The `timeout` sent with each query (seconds): PROMETHEUS_TIMEOUT less a margin for the answer to
+ * travel and be read (a fifth of it, at most 1 s), so that Prometheus gives up first. Prometheus
+ * takes the smaller of it and its --query.timeout.
+ */
+export function evaluationTimeout(timeoutMs: number): string {
+  return (Math.max(timeoutMs - Math.min(1000, timeoutMs / 5), 1) / 1000).toFixed(3);
 }

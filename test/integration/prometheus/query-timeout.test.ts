@@ -16,16 +16,17 @@ import { parseRuleFile } from '../../../src/rules/loader.js';
 const prom = await LocalPrometheus.start({ args: ['--query.timeout=50ms'] });
 t.teardown(() => prom.stop());
 
-// two subqueries of 172,800 steps each: the first alone takes longer than 50 ms, and the
-// evaluation checks its deadline before the second
-const HEAVY = 'sum(count_over_time(vector(1)[2d:1s])) + sum(count_over_time(vector(1)[2d:1s])) + 0 * count(up{namespace="{{ $labels.namespace }}"} or vector(0))';
+// twenty subqueries of 172,800 steps each, far longer than 50 ms in all however fast the machine;
+// the evaluation checks its deadline between them
+const SLOW = Array.from({ length: 20 }, () => 'sum(count_over_time(vector(1)[2d:1s]))').join(' + ');
+const HEAVY = `${SLOW} + 0 * count(up{namespace="{{ $labels.namespace }}"} or vector(0))`;
 
 t.test("a query past --query.timeout: the query's error (timeout), not Prometheus down", async (t) => {
   const c = new PrometheusClient({ url: prom.url, timeoutMs: 30_000 });
-  const e = await c.query('sum(count_over_time(vector(1)[2d:1s])) + sum(count_over_time(vector(1)[2d:1s]))', Date.now()).catch((x: unknown) => x);
+  const e = await c.query(SLOW, Date.now()).catch((x: unknown) => x);
   t.type(e, PrometheusQueryError);
   t.equal((e as PrometheusQueryError).errorType, 'timeout');
-  t.match((e as Error).message, /could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus' --query\.timeout/);
+  t.match((e as Error).message, /could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus allows \(its --query\.timeout, or the timeout rollguard sends: PROMETHEUS_TIMEOUT less a margin\)/);
 });
 
 t.test('a P0 rule (onPrometheusDown: act) whose query times out: error, held and escalated, not acted on', async (t) => {
@@ -48,4 +49,15 @@ t.test('a P0 rule (onPrometheusDown: act) whose query times out: error, held and
   const d = decide({ rule, alert: { status: 'firing' }, confirmation: c, now });
   t.equal(d.decision, 'hold', 'held (and escalated), not rolled back');
   t.match(d.reason, /timeout/);
+});
+
+t.test("Prometheus on its default --query.timeout (2m) and a query longer than PROMETHEUS_TIMEOUT: Prometheus gives up first (the timeout sent with the query), an error, not Prometheus down", async (t) => {
+  const plain = await LocalPrometheus.start();
+  t.teardown(() => plain.stop());
+  // 1,000 subqueries of 86,400 steps each, well over PROMETHEUS_TIMEOUT (2.5 s) in all; Prometheus checks
+  // its deadline between them (each takes a fraction of the 0.5 s margin), so it answers before 2.5 s
+  const slow = Array.from({ length: 1000 }, () => 'sum(count_over_time(vector(1)[1d:1s]))').join(' + ');
+  const e = await new PrometheusClient({ url: plain.url, timeoutMs: 2500 }).query(slow, Date.now()).catch((x: unknown) => x);
+  t.type(e, PrometheusQueryError, String(e));
+  t.equal((e as PrometheusQueryError).errorType, 'timeout');
 });

@@ -19,7 +19,7 @@ rules:
 `;
 
 for (const [errorType, status, error, says] of [
-  ['timeout', 503, 'query timed out in expression evaluation', /^error: Prometheus at http:\/\/prometheus\.test:9090 could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus' --query\.timeout: make it cheaper/],
+  ['timeout', 503, 'query timed out in expression evaluation', /^error: Prometheus at http:\/\/prometheus\.test:9090 could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus allows \(its --query\.timeout, or the timeout rollguard sends: PROMETHEUS_TIMEOUT less a margin\): make it cheaper/],
   ['internal', 500, 'expanding series: unexpected EOF', /^error: Prometheus at http:\/\/prometheus\.test:9090 could not answer the query \(internal, HTTP 500\)/],
 ] as const) {
   t.test(`HTTP ${status} ${errorType} to a P0 rule (onPrometheusDown: act): held and escalated, not rolled back on the alert alone`, async (t) => {

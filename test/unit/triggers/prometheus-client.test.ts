@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { createMetrics } from '../../../src/metrics.js';
-import { PrometheusBusyError, PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
+import { evaluationTimeout, PrometheusBusyError, PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../../src/prometheus/client.js';
 import { redactUrl } from '../../../src/redact.js';
 import { freePort } from '../../../src/prometheus/local.js';
 
@@ -38,6 +38,8 @@ t.test('query_range: form-encoded POST, seconds on the wire, ms and numbers out'
   t.equal(seen?.get('query'), 'up');
   t.equal(seen?.get('start'), '1700000000.000');
   t.equal(seen?.get('step'), '15');
+  t.equal(seen?.get('timeout'), '4.000', "Prometheus's own evaluation timeout, below the client's (5 s when not given), so it gives up first");
+  t.same([evaluationTimeout(1000), evaluationTimeout(30_000), evaluationTimeout(3)], ['0.800', '29.000', '0.002']);
   t.same(r[0]!.labels, { pod: 'a' });
   t.equal(r[0]!.samples[0]!.t, 1_700_000_000_000);
   t.equal(r[0]!.samples[1]!.t, 1_700_000_015_500);
@@ -159,7 +161,7 @@ t.test('unreachable, 5xx and timeouts are PrometheusUnavailableError', async (t)
 t.test("Prometheus' own JSON error is an answer about the query at any status (timeout at 503, internal at 500), only 'unavailable' is down", async (t) => {
   // each errorType at the status Prometheus' API answers it with (web/api/v1/api.go, respondError)
   const cases: [string, number, string, 'error' | 'down', RegExp][] = [
-    ['timeout', 503, 'query timed out in expression evaluation', 'error', /could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus' --query\.timeout: make it cheaper \(aggregate it, e\.g\. sum by/],
+    ['timeout', 503, 'query timed out in expression evaluation', 'error', /could not answer the query \(timeout, HTTP 503\): query timed out in expression evaluation: the query runs longer than Prometheus allows \(its --query\.timeout, or the timeout rollguard sends: PROMETHEUS_TIMEOUT less a margin\): make it cheaper \(aggregate it, e\.g\. sum by/],
     ['internal', 500, 'expanding series: read: connection reset', 'error', /could not answer the query \(internal, HTTP 500\): expanding series: .*see Prometheus' log/],
     ['execution', 422, 'query processing would load too many samples into memory in query execution', 'error', /refused the query \(execution\)/],
     ['bad_data', 400, 'invalid parameter "query"', 'error', /refused the query \(bad_data\)/],
