@@ -230,8 +230,8 @@ export class RecordBook {
         rec.timeline.push({ at: Number(resolved), step: 'resolved', message: `alert resolved at ${new Date(Number(resolved)).toISOString()}` });
       }
     }
-    if (resumed !== null && rec.gitops && !rec.gitops.resumed) {
-      const m = JSON.parse(resumed) as { resumed: NonNullable<GitOpsRecord['resumed']>; step: TimelineEntry };
+    const m = resumed === null ? null : resumedMarkOf(resumed);
+    if (m && rec.gitops && !rec.gitops.resumed) {
       rec.gitops.resumed = m.resumed;
       if (!rec.timeline.some((e) => e.step === m.step.step && e.at === m.step.at)) {
         // in its place by time: before the steps this copy took since (a close's notification)
@@ -282,6 +282,17 @@ export class RecordBook {
     // Links written by versions that named the key by the raw fingerprint are read too (they expire within 7 days).
     const [now, legacy] = await Promise.all([this.store.getValue(alertRecordsKey(fingerprint, startsAt)), this.store.getValue(`alert-records:${fingerprint}:${startsAt}`)]);
     return [...new Set([...(JSON.parse(now ?? '[]') as string[]), ...(JSON.parse(legacy ?? '[]') as string[])])];
+  }
+}
+
+/** A resume mark's value (markResumed), or null when it is not one (never written by rollguard: ignored, not thrown on every save). */
+function resumedMarkOf(v: string): { resumed: NonNullable<GitOpsRecord['resumed']>; step: TimelineEntry } | null {
+  try {
+    const m = JSON.parse(v) as { resumed?: { at?: unknown; by?: unknown; restored?: unknown }; step?: { at?: unknown; step?: unknown; message?: unknown } };
+    const ok = typeof m.resumed?.at === 'number' && typeof m.resumed.by === 'string' && Array.isArray(m.resumed.restored) && typeof m.step?.at === 'number' && typeof m.step.step === 'string' && typeof m.step.message === 'string';
+    return ok ? (m as { resumed: NonNullable<GitOpsRecord['resumed']>; step: TimelineEntry }) : null;
+  } catch {
+    return null;
   }
 }
 

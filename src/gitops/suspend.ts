@@ -111,13 +111,28 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
         }
         const before = readAt(obj, field);
         const marks = hooks.record === undefined ? undefined : { [SUSPENDED_BY]: hooks.record, [SUSPENDED_BEFORE]: before === undefined ? 'unset' : JSON.stringify(before) };
-        const patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion, marks), 'merge', opts);
+        const suspension: Suspension = { kind: o.kind, namespace: o.namespace, name: o.name, field, ...(before === undefined ? {} : { before }), set: PAUSED[o.kind], at: now() };
+        let patched: KubeObject;
+        try {
+          patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion, marks), 'merge', opts);
+        } catch (err) {
+          // a write that may have landed with its answer lost (a timeout, a reset, a 5xx): read
+          // again, and if it did (this rollback's annotations on the owner, the field at rollguard's
+          // value), it is this rollback's suspension, recorded, and the rollback goes on
+          if (err instanceof KubeApiError && err.isConflict) throw err;
+          if (hooks.record === undefined || !(await landed(kube, o, hooks.record, opts))) throw err;
+          done.push(suspension);
+          break;
+        }
         // The API server drops a field its CRD's schema does not know (an Application CRD from
         // before Argo CD 3.x has no automated.enabled) and still answers 200: it is suspended only
-        // if the field reads back as set.
+        // if the field reads back as set; the annotations written with it are taken off again.
         const after = readAt(patched, field);
-        if (after !== PAUSED[o.kind]) throw new Error(notSetWords(o.kind, field, after));
-        done.push({ kind: o.kind, namespace: o.namespace, name: o.name, field, ...(before === undefined ? {} : { before }), set: PAUSED[o.kind], at: now() });
+        if (after !== PAUSED[o.kind]) {
+          if (marks) await kube.patch(rt, o.namespace, o.name, { metadata: { resourceVersion: patched.metadata.resourceVersion, annotations: { [SUSPENDED_BY]: null, [SUSPENDED_BEFORE]: null } } }, 'merge', opts).catch(() => undefined);
+          throw new Error(notSetWords(o.kind, field, after));
+        }
+        done.push(suspension);
         break;
       } catch (err) {
         if (err instanceof KubeApiError && err.isConflict && attempt < ATTEMPTS) continue;
@@ -126,6 +141,12 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
     }
   }
   return done;
+}
+
+/** Whether this rollback's suspension of `o` is in place (read again after a write whose answer was lost); false when it cannot be read. */
+async function landed(kube: Kube, o: Owner, record: string, opts: RequestOptions): Promise<boolean> {
+  const obj = await kube.get(OWNER_RESOURCES[o.kind], o.namespace, o.name, opts).catch(() => null);
+  return obj !== null && ownSuspension(obj, o.kind, record) !== null;
 }
 
 /** The owner as Argo CD or Flux reads it from `obj`, paused or not: the same rule as at plan time. */

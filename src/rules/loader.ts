@@ -183,7 +183,9 @@ function checkNodes(doc: Document): { offset: number; path: Path; message: strin
       return size;
     }
     if (isPair(n)) {
-      const key = isScalar(n.key) ? String(n.key.value) : undefined;
+      // a key written as an alias (`? *n : …`) is the scalar its anchor names
+      const k = isAlias(n.key) ? anchors.get(n.key.source) : n.key;
+      const key = isScalar(k) ? String(k.value) : undefined;
       const proto = key === undefined ? undefined : prototypeName(key);
       if (proto) throw new Refused(rangeStart(n.key) ?? 0, [...path, key!], proto);
       return walk(n.key, path) + walk(n.value, key === undefined ? path : [...path, key]);

@@ -154,3 +154,16 @@ t.test("a resume-gitops landing between a close's two writes is kept: the close'
     t.equal(rec.gitops?.resumed?.by, 'alice', 'the copy in hand has it too');
   }
 });
+
+t.test('a resume mark that is not one (not written by rollguard) is passed over, not thrown on every save', async (t) => {
+  const store = new MemoryStore(Date.now, { holding: heldByRecord });
+  const book = new RecordBook(store, () => 5);
+  const rec = record('rb-odd');
+  rec.gitops = { policy: 'suspend', owners: [], suspended: [{ kind: 'Kustomization', namespace: 'flux-system', name: 'apps', field: '/spec/suspend', set: true, at: 1 }] };
+  await book.save(rec);
+  for (const v of ['{not json', '{"resumed":{"by":1}}', 'null']) {
+    await store.setValue('gitops-resumed:rb-odd', v, { ttlMs: 60_000 });
+    t.equal(await book.save(rec), true, `saved with the mark ${JSON.stringify(v)}`);
+    t.equal((await book.get('rb-odd'))!.gitops?.resumed, undefined, 'and not taken for a resume');
+  }
+});

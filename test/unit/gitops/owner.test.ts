@@ -364,3 +364,37 @@ t.test('the suspending write names the rollback and the value before in annotati
   t.same(owners.map((o) => notes(o)), [{}, {}], 'removed on resume');
   t.equal(kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!.spec.syncPolicy.automated.enabled, true, 'the value before written back');
 });
+
+t.test('a suspending write that landed with its answer lost is read again: this rollback’s suspension, recorded; one that did not land still fails', async (t) => {
+  const lost = () => new KubeApiError({ status: 504, reason: 'Timeout', message: 'the server was unable to return a response in the time allotted', operation: 'PATCH kustomizations' });
+  for (const landedFirst of [true, false]) {
+    const kube = cluster();
+    const owners = await findOwners(kube, [obj('checkout')], ARGO);
+    const patch = kube.patch.bind(kube);
+    let once = true;
+    kube.patch = async (...a: Parameters<FakeKube['patch']>) => {
+      if (!once) return patch(...a);
+      once = false;
+      if (landedFirst) await patch(...a);
+      throw lost();
+    };
+    const r = await suspendOwners(kube, owners, () => 7, {}, { record: 'rb-1' }).then((d) => d, (e: unknown) => e as Error & { suspended: unknown[] });
+    if (landedFirst) t.same(Array.isArray(r) ? r.map((s) => [s.name, s.set, s.before]) : r, [['apps', true, undefined]], 'landed: recorded as suspended, the value before as read');
+    else t.match(r, { message: /could not suspend Flux Kustomization flux-system\/apps: .*unable to return a response/, suspended: [] }, 'not landed: the error stands');
+  }
+});
+
+t.test('an Application CRD that drops automated.enabled: the suspension fails, and the annotations written with it are taken off', async (t) => {
+  const kube = cluster();
+  const owners = (await findOwners(kube, [obj('cart')], ARGO)).filter((o) => o.kind === 'Application');
+  const patch = kube.patch.bind(kube);
+  kube.patch = async (...a: Parameters<FakeKube['patch']>) => {
+    const body = structuredClone(a[3]) as { spec?: { syncPolicy?: { automated?: { enabled?: unknown } } } };
+    delete body.spec?.syncPolicy?.automated?.enabled; // as an API server with a CRD from before Argo CD 3.x does
+    return patch(a[0], a[1], a[2], body as Parameters<FakeKube['patch']>[3], a[4], a[5]);
+  };
+  const err = await suspendOwners(kube, owners, () => 1, {}, { record: 'rb-1' }).catch((e: unknown) => e as Error);
+  t.match(err, { message: /reads back unset/ });
+  const app = kube.peek(OWNER_RESOURCES.Application, 'argocd', 'cart')!;
+  t.same(app.metadata.annotations ?? {}, {}, 'no annotation says it is suspended');
+});

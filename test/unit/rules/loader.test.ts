@@ -276,4 +276,11 @@ t.test('names every JavaScript object has are refused as keys and label names, a
     parseRuleFile('proto.yaml', 'rules:\n  - name: p\n    match: [alertname="X"]\n    target: { kind: Deployment, namespace: a, name: "{{ $labels.valueOf }}", params: { hasOwnProperty: "3" } }\n    priority: P0\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n').errors.map(formatRuleError),
     [/^proto\.yaml:4: rules\[0\]\.target\.params\.hasOwnProperty: "hasOwnProperty" is the name/],
   );
+  // a key written as an alias of a __proto__ scalar: refused as the name itself is
+  t.match(
+    parseRuleFile('proto.yaml', 'rules:\n  - name: p\n    match: { team: &n __proto__, ? *n : prod, alertname: A }\n    target: { kind: Deployment, namespace: a, name: b }\n    priority: P0\n    trigger: { kind: crash_loop, threshold: 3, for: 5m }\n').errors.map(formatRuleError),
+    [/^proto\.yaml:3: rules\[0\]\.match\.__proto__: "__proto__" is the name/],
+    'in match',
+  );
+  t.match(errorRate('team: &n __proto__\n        ? *n : x'), [/^proto\.yaml:10: rules\[0\]\.trigger\.selector\.__proto__: "__proto__" is the name/], 'in a selector');
 });
