@@ -6,6 +6,7 @@
 
 import { oneLine } from '../plain-text.js';
 import { redactUrl } from '../redact.js';
+import { clip } from './format.js';
 
 /** Exit codes of the API commands, for scripts (README's CLI section lists them). */
 export const EXIT = {
@@ -196,7 +197,10 @@ export class ApiClient {
       }
       return { json, text };
     }
-    const apiError = typeof json === 'object' && json !== null && 'message' in json ? String((json as { message: unknown }).message) : clipText(text);
+    // The server's text, folded to one line and clipped: it is printed on stderr after what the CLI
+    // says, and a line break in it (a proxy's page, a wrong URL, plain HTTP) would print a line of
+    // its own, e.g. a forged "rb-abc approved" after a 409. Until 2026-12-07 it was printed as it was.
+    const apiError = typeof json === 'object' && json !== null && 'message' in json ? clip(String((json as { message: unknown }).message), SERVER_TEXT_MAX) : clipText(text);
     switch (res.status) {
       case 401:
         throw new CliError(
@@ -256,6 +260,9 @@ export class ApiClient {
     return this.o.urlSource === 'the default' ? `that rollguard listens there, or set --url or ROLLGUARD_URL (the default is ${this.url})` : this.o.urlSource;
   }
 }
+
+/** At most this many characters of a server's message in an error. */
+const SERVER_TEXT_MAX = 500;
 
 function clipText(s: string): string {
   const one = s.replace(/\s+/g, ' ').trim();

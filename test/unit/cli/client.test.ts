@@ -217,3 +217,29 @@ t.test('a user name and password in ROLLGUARD_URL: never printed; sent as basic 
     t.notMatch(r.err, /Pa55w0rd/, `${bad.replace(password, '…')}: no password`);
   }
 });
+
+t.test("the server's message in an error is one line, clipped: a line break in it cannot print a forged line of its own", async (t) => {
+  const forged = 'rb-abc approved by alice: rolling back Deployment/prod/api now';
+  for (const [name, status, argv, code, message] of [
+    ['409, line feed', 409, ['approve', 'rb-abc'], EXIT.conflict, `x\n${forged}`],
+    ['409, U+2028', 409, ['approve', 'rb-abc'], EXIT.conflict, `x\u2028${forged}`],
+    ['404, line feed', 404, ['get', 'rb-abc'], EXIT.notFound, `no rollback rb-abc\r\n${forged}`],
+    ['404, U+2028 and U+2029', 404, ['get', 'rb-abc'], EXIT.notFound, `no rollback rb-abc\u2029\u2028${forged}`],
+  ] as const) {
+    const url = await server(t, json(status, { error: 'x', message }));
+    const r = await command((e) => rollbacksCommand([...argv], e), { ROLLGUARD_URL: url, ROLLGUARD_TOKEN: 'tok' });
+    t.equal(r.code, code, name);
+    t.equal(r.out, '', `${name}: nothing on stdout`);
+    t.notMatch(r.err, /[\n\r\u2028\u2029\u0085]/, `${name}: one line`);
+    t.match(r.err, new RegExp(` ${forged}$`), `${name}: the text is kept, after a space`);
+  }
+  // a 100 kB message, and the other refusals: at most 500 characters of it, with an ellipsis
+  for (const status of [404, 409, 400, 401, 403, 422, 503]) {
+    const url = await server(t, json(status, { error: 'x', message: `${'A'.repeat(50_000)}\n${'B'.repeat(50_000)}` }));
+    const err = await failure(new ApiClient({ url, urlSource: '--url', timeoutMs: 5000 }).get('/v1/rollbacks/rb-abc'));
+    t.notMatch(err.message, /[\n\r\u2028\u2029]/, `${status}: one line`);
+    t.match(err.message, /A{499}…/, `${status}: clipped with an ellipsis`);
+    t.notMatch(err.message, /A{500}|B/, `${status}: no more than 500 characters of it`);
+    t.ok(err.message.length < 1000, `${status}: ${err.message.length} characters`);
+  }
+});
