@@ -87,20 +87,38 @@ export function jsonText(data: unknown, indent?: number): string {
 }
 
 /**
- * YAML text of `data`, with every string holding a control character other than the line feed (a
- * tab too) written as a double-quoted scalar, in which each such character is a \uXXXX escape: the
- * yaml library would print a tab in a plain scalar and a U+0085 or U+202E as it is, both of which
- * the terminal filter turns into spaces.
+ * YAML text of `data` that reads back to exactly `data`, with every string holding a control
+ * character other than the line feed (a tab too) written as a double-quoted scalar, in which each
+ * such character is a \uXXXX escape: the yaml library would print a tab in a plain scalar and a
+ * U+0085 or U+202E as it is, both of which the terminal filter turns into spaces. Double-quoted too:
+ * a string holding a byte order mark (U+FEFF opening the text is read as the stream's mark and
+ * dropped: a first key `\ufeffk` read back as `k`), one with other whitespace than the space, the
+ * tab and the line feed at either end (a no-break space, U+3000: whatever trims the text drops
+ * them), and one whose line breaks at its end the library would keep with a `|+` block, which the
+ * end of the text cuts short. Only the one line feed the library ends the text with is taken off
+ * (io.out writes it back). Until 2026-12-07 the text was trimmed, which changed the data: `x\n\n`
+ * read back as `x\n`, `api\u00a0` as `api`, a lone U+FEFF as null.
  */
 export function yamlText(data: unknown): string {
   const doc = new Document(data);
   visit(doc, {
     Scalar(_key, node) {
-      if (typeof node.value === 'string' && hasControls(node.value)) node.type = 'QUOTE_DOUBLE';
+      if (typeof node.value === 'string' && mustQuote(node.value)) node.type = 'QUOTE_DOUBLE';
     },
   });
   // each control character left is inside one of those double-quoted scalars, where \uXXXX is an escape
-  return escapeControls(doc.toString({ lineWidth: 0 }), unicodeEscape).trimEnd();
+  const text = escapeControls(doc.toString({ lineWidth: 0 }), unicodeEscape);
+  return text.endsWith('\n') ? text.slice(0, -1) : text;
+}
+
+/** Whitespace as JavaScript's trim() sees it, but for the space, the tab and the line feed (YAML's own). */
+const OTHER_SPACE_AT_ENDS = /^[^\S \t\n]|[^\S \t\n]$/;
+
+function mustQuote(s: string): boolean {
+  if (hasControls(s) || s.includes('\ufeff') || OTHER_SPACE_AT_ENDS.test(s)) return true;
+  // the library keeps line breaks at the end with `|+` when there is more than the one last line feed
+  const tail = /[ \n]*$/.exec(s)![0];
+  return tail.includes('\n') && (tail !== '\n' || tail === s);
 }
 
 /** The API's answer as JSON or YAML, for scripts; `human` renders it for people. */
