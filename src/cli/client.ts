@@ -54,17 +54,27 @@ export class CliError extends Error {
 export interface Shape {
   /** named in the error: "a rollback record" */
   what: string;
-  fields: Record<string, 'string' | 'number' | 'boolean' | 'object' | 'array'>;
+  /** each field's type; a Shape is an object of that shape, [Shape] a list of them */
+  fields: Record<string, FieldType>;
 }
+
+type FieldType = 'string' | 'number' | 'boolean' | 'object' | 'array' | Shape | [Shape];
 
 export function shape(what: string, fields: Shape['fields']): Shape {
   return { what, fields };
 }
 
+/**
+ * Whether `json` is an object of shape `s`: each field of its type, and each item of a list field
+ * of the item's shape (a list holding a null or an {} made the table print a TypeError's stack,
+ * exit 1, until 2026-12-07, not the error naming the URL setting).
+ */
 function fits(json: unknown, s: Shape): boolean {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return false;
   return Object.entries(s.fields).every(([k, type]) => {
     const v = (json as Record<string, unknown>)[k];
+    if (Array.isArray(type)) return Array.isArray(v) && v.every((item) => fits(item, type[0]));
+    if (typeof type === 'object') return fits(v, type);
     return type === 'array' ? Array.isArray(v) : type === 'object' ? typeof v === 'object' && v !== null && !Array.isArray(v) : typeof v === type;
   });
 }

@@ -47,8 +47,15 @@ export function parseFault(args: string[], container: string | undefined): Fault
 }
 
 /** What the drill commands print of a drill record, and of a page of them: checked in each answer. */
-const DRILL = shape('a drill record', { id: 'string', target: 'string', state: 'string', fault: 'object', links: 'object' });
-const DRILLS = shape('a list of drills', { drills: 'array' });
+const DRILL = shape('a drill record', {
+  id: 'string',
+  target: 'string',
+  state: 'string',
+  fault: shape('a fault', { kind: 'string', summary: 'string' }),
+  before: shape('a pre-drill revision', { revision: 'number', images: 'array' }),
+  links: 'object',
+});
+const DRILLS = shape('a list of drills', { drills: [DRILL] });
 
 const linkLine = (d: DrillRecord, l: LinkName) => {
   const s = d.links[l]!;

@@ -7,7 +7,7 @@ import { clip, fields, relative, table } from './format.js';
 
 /** What the commands print of a rollback record, and of a page of them: checked in each answer. */
 export const RECORD = shape('a rollback record', { id: 'string', target: 'string', state: 'string' });
-export const RECORDS = shape('a list of rollback records', { rollbacks: 'array' });
+export const RECORDS = shape('a list of rollback records', { rollbacks: [RECORD] });
 
 /** --state and --target, as `rollbacks list` and `rollbacks watch` take them. */
 export const FILTER_OPTIONS: Record<'state' | 'target', OptionSpec> = {

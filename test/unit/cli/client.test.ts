@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { ApiClient, CliError, EXIT } from '../../../src/cli/client.js';
 import type { CommandEnv } from '../../../src/cli/command.js';
+import { drillCommand } from '../../../src/cli/drill.js';
 import { rollbacksCommand } from '../../../src/cli/rollbacks.js';
 import { statusCommand } from '../../../src/cli/status.js';
 import { freePort } from '../../support/ports.js';
@@ -242,4 +243,35 @@ t.test("the server's message in an error is one line, clipped: a line break in i
     t.notMatch(err.message, /A{500}|B/, `${status}: no more than 500 characters of it`);
     t.ok(err.message.length < 1000, `${status}: ${err.message.length} characters`);
   }
+});
+
+t.test("a list whose items are not what the command prints (a null, an {}): exit 1 naming the URL setting, not a TypeError", async (t) => {
+  const drill = { id: 'dr-1', target: 'Deployment/staging/web', state: 'passed', fault: { kind: 'image', summary: 'image x' }, before: { revision: 3, images: ['x'] }, links: {}, createdAt: 0 };
+  for (const [name, body, run, what] of [
+    ['rollbacks list, [null]', { rollbacks: [null] }, (e: CommandEnv) => rollbacksCommand(['list'], e), 'a list of rollback records'],
+    ['rollbacks list, [{}]', { rollbacks: [{}], nextCursor: null }, (e: CommandEnv) => rollbacksCommand(['list'], e), 'a list of rollback records'],
+    ['rollbacks list, an item without a target', { rollbacks: [{ id: 'rb-1', state: 'executed' }] }, (e: CommandEnv) => rollbacksCommand(['list'], e), 'a list of rollback records'],
+    ['drill list, [null]', { drills: [null] }, (e: CommandEnv) => drillCommand(['list'], e), 'a list of drills'],
+    ['drill list, [{}]', { drills: [{}] }, (e: CommandEnv) => drillCommand(['list'], e), 'a list of drills'],
+    ['drill list, a fault without its kind', { drills: [{ ...drill, fault: {} }] }, (e: CommandEnv) => drillCommand(['list'], e), 'a list of drills'],
+    ['drill get, a fault without its summary', { ...drill, fault: { kind: 'image' } }, (e: CommandEnv) => drillCommand(['get', 'dr-1'], e), 'a drill record'],
+    ['drill get, no pre-drill revision', { ...drill, before: null }, (e: CommandEnv) => drillCommand(['get', 'dr-1'], e), 'a drill record'],
+  ] as const) {
+    const url = await server(t, json(200, body));
+    let r: { code: number; out: string; err: string };
+    try {
+      r = await command(run, { ROLLGUARD_URL: url });
+    } catch (err) {
+      t.fail(`${name}: threw ${(err as Error).name}: ${(err as Error).message}`);
+      continue;
+    }
+    t.equal(r.code, EXIT.server, name);
+    t.equal(r.out, '', `${name}: nothing printed`);
+    t.match(r.err, new RegExp(`answered GET /v1/[a-z/0-9-]+ with JSON that is not ${what} \\(.*\\): check ROLLGUARD_URL$`), name);
+  }
+  // the real thing still prints
+  const ok = await server(t, json(200, { drills: [drill] }));
+  const r = await command((e) => drillCommand(['list'], e), { ROLLGUARD_URL: ok });
+  t.equal(r.code, EXIT.ok, 'a drill list as rollguard answers it');
+  t.match(r.out, /dr-1\s+Deployment\/staging\/web\s+passed\s+image/);
 });
