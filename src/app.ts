@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Server as NetServer, Socket } from 'node:net';
 import { z } from 'zod';
 import type { Config } from './config.js';
 import { alertsRoutes } from './http/alerts.js';
@@ -67,6 +68,7 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
   });
   // Beyond this, Node closes a new connection at once: however many a client opens, what they take is bounded.
   app.server.maxConnections = config.HTTP_MAX_CONNECTIONS;
+  capPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS);
   // Only JSON is accepted: everything else gets 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   const ctx: AppContext = {
@@ -108,4 +110,30 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
     handler: async () => ctx.openapi.document(VERSION),
   });
   return app;
+}
+
+/**
+ * Closes a new connection at once when its remote address already holds `cap` of them (0: no cap).
+ * The global cap (HTTP_MAX_CONNECTIONS) bounds memory, but a kept-alive connection is never ended
+ * while its client keeps sending requests: without this, one client could hold every place and
+ * shut out Alertmanager and the kubelet's probes for as long as it liked.
+ */
+export function capPerAddress(server: NetServer, cap: number): void {
+  if (cap <= 0) return;
+  const held = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) return; // already gone
+    const n = held.get(address) ?? 0;
+    if (n >= cap) {
+      socket.destroy();
+      return;
+    }
+    held.set(address, n + 1);
+    socket.once('close', () => {
+      const left = (held.get(address) ?? 1) - 1;
+      if (left > 0) held.set(address, left);
+      else held.delete(address);
+    });
+  });
 }

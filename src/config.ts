@@ -90,6 +90,13 @@ export const configSchema = z.object({
   HTTP_IDLE_TIMEOUT: durationAtLeast(100, 'a kept-alive connection would be closed under a client about to reuse it').default(5_000),
   /** Connections each listener holds at once; more are closed as they come (a bound on the memory open connections take). */
   HTTP_MAX_CONNECTIONS: int(16, 1_000_000).default(1024),
+  /**
+   * Connections each listener holds at once from one remote address; more from it are closed as they
+   * come (0: no such cap). Until 2026-12-07 there was none: one client holding HTTP_MAX_CONNECTIONS
+   * kept-alive connections (a request every few seconds keeps each open) shut out Alertmanager and
+   * the kubelet's probes. Behind an ingress or proxy every client has its address: raise it, or 0.
+   */
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: int(0, 1_000_000).default(64),
 
   /** Unset: the in-memory store (one replica only). */
   REDIS_URL: redisUrl.optional(),

@@ -92,3 +92,46 @@ t.test('beyond HTTP_MAX_CONNECTIONS, a new connection is closed at once', async 
   const after = await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   t.match(after.answer, /^HTTP\/1\.1 200/, 'served again once they are gone');
 });
+
+/** A kept-alive connection from `localAddress` sending GET /healthz every 100 ms; `closed` once the server ends it. */
+function pinging(port: number, localAddress = '127.0.0.1') {
+  const s = net.connect({ port, host: '127.0.0.1', localAddress }).on('error', () => {});
+  s.on('data', () => {});
+  const ping = () => s.writable && s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  s.once('connect', ping);
+  const iv = setInterval(ping, 100);
+  const closed = new Promise<boolean>((r) => s.once('close', () => (clearInterval(iv), r(true))));
+  return { s, closed, stop: () => (clearInterval(iv), s.destroy()) };
+}
+
+t.test('one address holds at most HTTP_MAX_CONNECTIONS_PER_ADDRESS: kept-alive pingers cannot shut others out', async (t) => {
+  // HTTP_IDLE_TIMEOUT 300 ms, a request every 100 ms: the idle timer never closes them
+  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '4' });
+  t.teardown(() => app.close());
+  const conns = Array.from({ length: 16 }, () => pinging(port));
+  t.teardown(() => conns.forEach((c) => c.stop()));
+  const within = (ms: number) => new Promise<false>((r) => setTimeout(() => r(false), ms));
+  const ended = await Promise.all(conns.map((c) => Promise.race([c.closed, within(2_000)])));
+  t.equal(ended.filter(Boolean).length, 12, 'the 12 beyond 4 from one address: closed by the server');
+  // the 4 kept are still open, still pinging: another address (127.0.0.2, loopback too on Linux) gets in
+  const other = await new Promise<string>((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    let a = '';
+    const deadline = setTimeout(() => (s.destroy(), resolve('no answer by the deadline')), DEADLINE_MS);
+    s.on('data', (d) => (a += d.toString()));
+    s.on('error', (e) => (clearTimeout(deadline), resolve(`error ${e.message}`)));
+    s.on('close', () => (clearTimeout(deadline), resolve(a.split('\r\n')[0] || 'closed, no answer')));
+    s.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  });
+  t.match(other, /^HTTP\/1\.1 200/, 'a fresh connection from another address: 200');
+  t.equal(conns.filter((c) => !c.s.destroyed).length, 4, 'the first 4 from the pinging address are still held');
+});
+
+t.test('HTTP_MAX_CONNECTIONS_PER_ADDRESS=0: no cap per address (behind a proxy)', async (t) => {
+  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0' });
+  t.teardown(() => app.close());
+  const conns = Array.from({ length: 8 }, () => pinging(port));
+  t.teardown(() => conns.forEach((c) => c.stop()));
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(conns.filter((c) => !c.s.destroyed).length, 8, 'all 8 from one address held');
+});
