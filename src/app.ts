@@ -137,3 +137,26 @@ export function capPerAddress(server: NetServer, cap: number): void {
     });
   });
 }
+
+/**
+ * Stops the listeners for a shutdown: no new connections, idle ones closed at once, and after
+ * `graceMs` every connection still open closed, answered or not. Node's server.close() stops the
+ * timer that enforces HTTP_REQUEST_TIMEOUT: until 2026-12-07 a request still arriving at SIGTERM
+ * (a body sent slowly) was never answered 408, app.close() never resolved, and every such shutdown
+ * ended in the hard exit before the queue's drain, the notifications and the store were seen to.
+ */
+export async function closeListeners(apps: readonly (FastifyInstance | null | undefined)[], graceMs: number): Promise<void> {
+  const open = apps.filter((a): a is FastifyInstance => !!a);
+  const closing = open.map((a) => a.close());
+  for (const a of open) a.server.closeIdleConnections();
+  const force = setTimeout(() => open.forEach((a) => a.server.closeAllConnections()), graceMs);
+  force.unref();
+  try {
+    await Promise.all(closing);
+  } finally {
+    clearTimeout(force);
+  }
+}
+
+/** How long a shutdown leaves requests still being received or answered: min(5 s, SHUTDOWN_TIMEOUT / 3). */
+export const shutdownGrace = (shutdownTimeoutMs: number): number => Math.min(5_000, Math.floor(shutdownTimeoutMs / 3));

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { pino, type Logger } from 'pino';
 import { createActions } from './actions/index.js';
-import { buildApp, VERSION } from './app.js';
+import { buildApp, closeListeners, shutdownGrace, VERSION } from './app.js';
 import { drillCommand } from './cli/drill.js';
 import { processIo as io } from './cli/io.js';
 import { rollbacksCommand } from './cli/rollbacks.js';
@@ -244,8 +244,8 @@ async function serve(args: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down: no new requests, draining the queue');
       try {
         clearInterval(scheduler);
-        await app.close();
-        await metricsApp?.close();
+        // requests still arriving or being answered get a grace, then their connections are closed
+        await closeListeners([app, metricsApp], shutdownGrace(config.SHUTDOWN_TIMEOUT));
         await rules.close();
         await snapshots?.stop();
         const left = await worker.drain(deadline);
