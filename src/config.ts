@@ -400,7 +400,11 @@ const BOOLEAN_SETTINGS = new Set(['DRY_RUN', 'CONFIG_CHECK_SECRETS', 'CONFIG_SNA
 /**
  * `--redis-url=x` / `--redis-url x` / `--dry-run` → { REDIS_URL: 'x', DRY_RUN: 'true' }. A setting
  * that is not a switch given no value (`--admin-token` last, or before another flag) is a
- * ConfigError: until 2026-12-07 it became the value `true`, a guessable admin token.
+ * ConfigError: until 2026-12-07 it became the value `true`, a guessable admin token. So is a flag
+ * given an empty (or blank) value, for every setting (`--read-token=`, `--read-token "$UNSET"`):
+ * until 2026-12-07 it was taken as unset and won over the environment, so an empty flag opened
+ * reads or the webhook whatever READ_TOKEN or WEBHOOK_TOKEN said. No setting has an empty value
+ * that means anything but "unset", which not passing the flag already says.
  */
 export function flagsToSettings(argv: string[]): { settings: Record<string, string>; rest: string[] } {
   const settings: Record<string, string> = {};
@@ -419,6 +423,9 @@ export function flagsToSettings(argv: string[]): { settings: Record<string, stri
     else if (BOOLEAN_SETTINGS.has(key)) settings[key] = next === 'true' || next === 'false' ? argv[++i]! : 'true';
     else if (next !== undefined && !next.startsWith('--')) settings[key] = argv[++i]!;
     else throw new ConfigError(`${flagOf(key)} needs a value (${flagOf(key)}=VALUE or ${flagOf(key)} VALUE), or set ${key}`);
+    if (settings[key]!.trim() === '') {
+      throw new ConfigError(`${flagOf(key)} was given an empty value: to leave a setting unset, do not pass it (an empty value would unset ${key} over the environment's)`);
+    }
   }
   return { settings, rest };
 }

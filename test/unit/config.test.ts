@@ -35,7 +35,15 @@ t.test('a setting flag given no value is refused, naming it, rather than taken a
     t.throws(() => flagsToSettings(argv), new ConfigError(`--${argv.find((a) => a.endsWith('token'))!.slice(2)} needs a value (--${argv.find((a) => a.endsWith('token'))!.slice(2)}=VALUE or --${argv.find((a) => a.endsWith('token'))!.slice(2)} VALUE), or set ${argv.find((a) => a.endsWith('token'))!.slice(2).toUpperCase().replaceAll('-', '_')}`), argv.join(' '));
   }
   t.same(flagsToSettings(['--dry-run']).settings, { DRY_RUN: 'true' }, 'a switch alone is still true');
-  t.same(flagsToSettings(['--admin-token=']).settings, { ADMIN_TOKEN: '' }, 'an empty value given is a value (unset, as for every setting)');
+});
+
+t.test('a flag given an empty value is refused, naming it: it would unset the setting over the environment', async (t) => {
+  for (const argv of [['--admin-token='], ['--read-token', ''], ['--webhook-token', ' '], ['--webhook-basic-password='], ['--read-token-file', ''], ['--port='], ['--dry-run=']]) {
+    const flag = argv[0]!.replace(/=.*/, '');
+    t.throws(() => flagsToSettings(argv), { name: 'ConfigError', message: new RegExp(`^${flag} was given an empty value: to leave a setting unset, do not pass it`) }, JSON.stringify(argv));
+  }
+  t.throws(() => loadConfig({ READ_TOKEN: 'r', ADMIN_TOKEN: 'adm' }, flagsToSettings(['--read-token=']).settings), ConfigError, 'READ_TOKEN in the environment is not unset by an empty flag');
+  t.same(loadConfig({ READ_TOKEN: 'r', ADMIN_TOKEN: 'adm' }, flagsToSettings([]).settings).READ_TOKEN, ['r']);
 });
 
 t.test('flags override env; durations and booleans parse', async (t) => {
