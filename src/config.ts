@@ -481,6 +481,15 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   if (cfg.WEBHOOK_BASIC_USER !== undefined && !cfg.WEBHOOK_BASIC_PASSWORD?.length) {
     throw new ConfigError('invalid configuration:\n  WEBHOOK_BASIC_PASSWORD (--webhook-basic-password): required when WEBHOOK_BASIC_USER is set');
   }
+  // Until 2026-12-07 the basic-auth password could be the admin (or read, or a webhook) token: whoever
+  // reads Alertmanager's configuration then held that credential too. The value is never named.
+  const password = cfg.WEBHOOK_BASIC_PASSWORD;
+  const sameAsPassword = password?.length ? TOKEN_SETTINGS.find((k) => cfg[k]?.includes(password)) : undefined;
+  if (sameAsPassword) {
+    throw new ConfigError(
+      `invalid configuration:\n  WEBHOOK_BASIC_PASSWORD (--webhook-basic-password), ${sameAsPassword} (${flagOf(sameAsPassword)}): the password is also a token of ${sameAsPassword}; each credential needs a secret of its own: give them different values`,
+    );
+  }
   if (cfg.EVENT_DEADLINE !== undefined && cfg.EVENT_DEADLINE > cfg.QUEUE_CLAIM_IDLE) {
     throw new ConfigError(
       `invalid configuration:\n  EVENT_DEADLINE (--event-deadline): at most QUEUE_CLAIM_IDLE (${cfg.QUEUE_CLAIM_IDLE} ms), after which another replica takes the event over anyway`,

@@ -174,3 +174,14 @@ t.test('REDIS_MIN_REPLICAS_ACK: needs REDIS_URL, not a Redis Cluster, and a wait
   t.equal(c.REDIS_MIN_REPLICAS_ACK, 1);
   t.equal(c.REDIS_REPLICA_ACK_TIMEOUT, 250);
 });
+
+t.test('WEBHOOK_BASIC_PASSWORD equal to a token of ADMIN_TOKEN, READ_TOKEN or WEBHOOK_TOKEN is refused, naming both settings, never the value', async (t) => {
+  const secret = 'the-shared-secret-xyz';
+  for (const setting of ['ADMIN_TOKEN', 'READ_TOKEN', 'WEBHOOK_TOKEN']) {
+    const env = { WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: ` ${secret} `, [setting]: `other-token-${setting}, ${secret}` };
+    const err = t.throws(() => loadConfig(env), ConfigError, setting) as Error;
+    t.match(err.message, new RegExp(`WEBHOOK_BASIC_PASSWORD \\(--webhook-basic-password\\), ${setting} \\(`), `${setting}: both named`);
+    t.notMatch(err.message, secret, `${setting}: the value is not in the message`);
+  }
+  t.equal(loadConfig({ WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: 'pw', ADMIN_TOKEN: 'adm', READ_TOKEN: 'r' }).WEBHOOK_BASIC_PASSWORD, 'pw', 'different values: loads');
+});
