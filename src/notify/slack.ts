@@ -40,6 +40,8 @@ export function escapeSlack(text: string): string {
  *
  *   in the alert                         shown as
  *   @channel @here @all @alice           ＠channel … (a fullwidth at: no mention; an e-mail's @ stays)
+ *   .@channel -@here x.@all _@alice      .＠channel … (any @ not after a letter or digit: Mattermost
+ *                                        trims a word's leading `:.-_` and splits on `.-:`)
  *   https://evil.example  www.evil.x     https[:]//evil.example  www[.]evil.x (defanged: no link)
  *   [text](url)  ![](url)                [text] (url)  ! [] (url) (no link, no image)
  *   * ~ `                                ∗ ∼ ˋ (no bold, strike, code; Mattermost's ~channel link)
@@ -50,11 +52,12 @@ export function escapeSlack(text: string): string {
  */
 export function inert(text: string): string {
   return text
+    // first: a look-alike put in below (ˍ, ˋ) is a letter, and would shield an @ after it
+    .replace(/(?<![\p{L}\p{N}])@/gu, '\uff20')
+    .replace(/(?<![\p{L}\p{N}])_|_(?![\p{L}\p{N}])/gu, '\u02cd')
     .replace(/`/g, '\u02cb')
     .replace(/\*/g, '\u2217')
     .replace(/~/g, '\u223c')
-    .replace(/(?<![\p{L}\p{N}])_|_(?![\p{L}\p{N}])/gu, '\u02cd')
-    .replace(/(?<![\p{L}\p{N}._%+-])@(?=[\p{L}\p{N}_])/gu, '\uff20')
     .replace(/:\/\//g, '[:]//')
     .replace(/\bwww\./gi, (m) => `${m.slice(0, 3)}[.]`)
     .replace(/\]\(/g, '] (')

@@ -234,3 +234,11 @@ t.test("a link to rollguard's own records (EXTERNAL_URL) in a line stays a link;
     '• Their records: <https://rollguard.example/v1/rollbacks?state=blocked> https[:]//rollguard.example.evil.test/v1/x https[:]//evil.example/v1/rollbacks',
   );
 });
+
+t.test('an @ after punctuation mentions no one in Mattermost either: every @ not after a letter or digit is swapped', async (t) => {
+  // Mattermost trims a word's leading `:.-_` and splits a word on `.`, `-` and `:`: each of these was a mention there
+  for (const s of ['.@channel', '-@here', 'x.@all', 'db-@channel please', '-@alice', '_@channel', '`@here', '*@all', '~@channel', '%@here', '+@all', ':@channel', '(@channel)', '"@here"', '@channel']) {
+    t.notMatch(inert(s), /@\p{L}/u, `${JSON.stringify(s)} -> ${JSON.stringify(inert(s))}`);
+  }
+  t.equal(inert('mail ops@example.com or first.last@example.com'), 'mail ops@example.com or first.last@example.com', "an e-mail address keeps its @");
+});
