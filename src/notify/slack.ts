@@ -86,8 +86,36 @@ function fitted(text: string, max: number): string {
 const slackLink = (url: string, label?: string) => `<${url.replace(/[|<>]/g, encodeURIComponent)}${label ? `|${label}` : ''}>`;
 
 /**
+ * The path and query a link under EXTERNAL_URL may have to stay a link: plain characters only (no
+ * `%` escape, no `:` of a nested URL, no `@`, a backslash or `#`), as in the links rollguard builds itself
+ * (`/v1/rollbacks?state=blocked`, `/v1/rollbacks/<id>/report`).
+ */
+const OWN_REST = /^\/[\w\-./~]*(?:\?[\w\-.~=&,]*)?$/;
+/** A dot segment (`/./`, `/../`): the link would lead elsewhere than it reads. */
+const DOT_SEGMENT = /(?:^|\/)\.{1,2}(?:\/|\?|$)/;
+
+/**
+ * Whether `raw` (text that starts with `base/`) is a link of rollguard's own: its rest is plain
+ * (OWN_REST) with no dot segment, and its parsed, normalised form (new URL) has the base's origin
+ * and stays under the base's path. Anything else is alert text, made inert (defanged) as all of it.
+ */
+function ownLink(raw: string, base: string): boolean {
+  const rest = raw.slice(base.length);
+  if (!OWN_REST.test(rest) || DOT_SEGMENT.test(rest.split('?')[0]!)) return false;
+  try {
+    const b = new URL(base);
+    const u = new URL(raw);
+    const path = b.pathname.replace(/\/+$/, '');
+    return u.origin === b.origin && u.pathname.startsWith(`${path}/`) && !u.username && !u.password;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * One line of a message: inert and escaped, at most `max` characters. A URL under `ownBase`
- * (EXTERNAL_URL: rollguard's own records, as in a folded summary) stays a link, whole.
+ * (EXTERNAL_URL: rollguard's own records, as in a folded summary) stays a link, whole, when it is
+ * one (ownLink: no `..`, no escape, no nested URL); any other is defanged with the rest.
  */
 function renderLine(line: string, max: number, ownBase: string): string {
   const text = oneLine(line);
@@ -96,6 +124,7 @@ function renderLine(line: string, max: number, ownBase: string): string {
   let out = '';
   let at = 0;
   for (const m of text.matchAll(own)) {
+    if (!ownLink(m[0], ownBase)) continue;
     const before = escapeSlack(inert(text.slice(at, m.index)));
     const link = slackLink(m[0]);
     // what does not fit is cut as text (an own link cut in half would lead nowhere)

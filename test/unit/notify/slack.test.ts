@@ -242,3 +242,23 @@ t.test('an @ after punctuation mentions no one in Mattermost either: every @ not
   }
   t.equal(inert('mail ops@example.com or first.last@example.com'), 'mail ops@example.com or first.last@example.com', "an e-mail address keeps its @");
 });
+
+t.test('a link under EXTERNAL_URL that leads elsewhere (.., an escaped dot, a nested URL) is defanged, not kept live', async (t) => {
+  const base = 'https://ops.example.com/rollguard';
+  const lines = [
+    'Impact: approve here https://ops.example.com/rollguard/../oauth2/sign_in?rd=https://evil.example/approve',
+    'Impact: https://ops.example.com/rollguard/%2e%2e/grafana/d/x',
+    'Impact: https://ops.example.com/rollguard/%2E./x https://ops.example.com/rollguard/./v1/x https://ops.example.com/rollguard/v1/a\\..\\..\\b',
+    'Impact: https://ops.example.com/rollguard/v1/rollbacks?rd=https://evil.example/approve',
+    'Their records: https://ops.example.com/rollguard/v1/rollbacks?state=blocked https://ops.example.com/rollguard/v1/rollbacks/rb-1/report',
+  ];
+  const out = slackText({ ...hostile, lines }, base).split('\n');
+  const body = out.slice(1, -2).join('\n');
+  t.notOk(body.includes('<https://ops.example.com/rollguard/..'), 'no live link through ..');
+  t.notOk(body.includes('<https://ops.example.com/rollguard/%'), 'nor through an escaped dot');
+  t.notOk(body.includes('<https://ops.example.com/rollguard/.'), 'nor through a dot segment');
+  t.notOk(body.includes('<https://ops.example.com/rollguard/v1/a'), 'nor through backslashes');
+  t.notOk(body.includes('https://evil.example'), 'the nested URL is defanged');
+  t.notOk(body.includes('<https://ops.example.com/rollguard/v1/rollbacks?rd='), 'a link carrying a nested URL is not kept live');
+  t.equal(out.at(-2), '• Their records: <https://ops.example.com/rollguard/v1/rollbacks?state=blocked> <https://ops.example.com/rollguard/v1/rollbacks/rb-1/report>', "rollguard's own links stay links");
+});
