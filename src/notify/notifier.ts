@@ -54,20 +54,23 @@ export interface NotifierKind {
  * Each failed attempt is counted (notification_attempts_failed); the final outcome of each
  * notification is counted once (notifications{outcome}) and a failure logged once.
  *
- * Bounded: per notifier, at most `maxRetrying` sends wait for a retry at once, and as many more
- * critical ones (escalations), so a long outage of one receiver in a storm never grows memory
- * without bound, nor takes another receiver's places, nor a page's; past that, a failure is final
- * at once. A receiver's Retry-After holds back every send to it until then (not only the one
- * refused), and from then on, while it is rate-limiting, its sends go out one at a time (a Gate):
- * critical ones first, then in the order they were emitted; the first after a hold waits a jittered
- * extra moment, so that replicas do not all land together. A hold's end is then one attempt, not
- * every send waiting on it; the gate opens again once a send is accepted and none waits. Other
- * waits (5xx, no answer) are jittered too.
+ * Bounded: per notifier, at most `maxRetrying` sends wait at once (for a retry, or for their turn
+ * at a rate-limiting receiver's gate, a first attempt included), and as many more critical ones
+ * (escalations), so a long outage of one receiver in a storm never grows memory without bound, nor
+ * takes another receiver's places, nor a page's; past that, a failure is final at once, and a send
+ * not yet tried is not sent. A receiver's Retry-After holds back every send to it until then (not
+ * only the one refused), and from then on, while it is rate-limiting, its sends go out one at a
+ * time (a Gate): critical ones first, then in the order they were emitted; the first after a hold
+ * waits a jittered extra moment, so that replicas do not all land together. A hold's end is then
+ * one attempt, not every send waiting on it; the gate opens again once a send is accepted and none
+ * waits. A send still waiting its turn NOTIFY_RETRY_FOR after it was emitted is given up, tried or
+ * not: a receiver that keeps rate-limiting gets no backlog hours late. Other waits (5xx, no
+ * answer) are jittered too.
  */
 export class Notifications {
   private readonly inflight = new Set<Promise<void>>();
   private readonly wakers = new Set<() => void>();
-  /** sends waiting for a retry, by notifier and whether critical */
+  /** sends waiting for a retry or for their turn at a gate, by notifier and whether critical */
   private readonly retrying = new Map<string, number>();
   /** a receiver's Retry-After: no send to it before then (monotonic ms), jitter included */
   private readonly notBefore = new Map<string, number>();
@@ -157,9 +160,16 @@ export class Notifications {
         const gate = this.gates.get(notifier.name);
         let turn: Turn | undefined;
         if (gate) {
-          // a send already tried gives up once its retry window has passed waiting for its turn
-          const giveUpAt = attempt > 1 ? started + this.retry.windowMs : Infinity;
-          turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt });
+          // waiting for its turn takes a place, as waiting for a retry does: a first attempt too
+          if (!waiting) {
+            if ((this.retrying.get(place) ?? 0) >= this.maxRetrying) {
+              return final(attempt - 1, undefined, `not sent: ${this.maxRetrying} ${critical ? 'critical ' : ''}notifications to ${notifier.name} already wait (for a retry, or for their turn while it rate-limits)`);
+            }
+            waiting = true;
+            this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
+          }
+          // a send, tried or not, gives up once NOTIFY_RETRY_FOR has passed since it was emitted
+          turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt: started + this.retry.windowMs });
           if (!turn) return final(attempt - 1, undefined, `given up after ${attempt - 1} attempts: NOTIFY_RETRY_FOR passed waiting for its turn while ${notifier.name} rate-limits`);
         }
         const timeout = this.attemptTimeout();
@@ -211,10 +221,10 @@ export class Notifications {
   /**
    * Waits for a send's turn at a rate-limiting receiver's gate: once no other send to it is being
    * tried and its hold (notBefore) is over, the first waiting (critical first, then the earliest
-   * emitted) goes. Undefined: `giveUpAt` passed first. A flush lets every waiting send go at once.
+   * emitted) goes. Undefined: `giveUpAt` passed first. A flush ends the hold, not the order: the
+   * waiting sends still go one at a time, critical first, each within the flush's deadline.
    */
   private turn(name: string, gate: Gate, w: { critical: boolean; order: number; giveUpAt: number }): Promise<Turn | undefined> {
-    if (this.flushing.length > 0) return Promise.resolve({ done: () => undefined });
     return new Promise((resolve) => {
       const waiter: Waiter = { ...w, go: resolve };
       const at = gate.queue.findIndex((o) => (o.critical === waiter.critical ? o.order > waiter.order : waiter.critical));
@@ -227,14 +237,14 @@ export class Notifications {
   private pump(name: string, gate: Gate): void {
     if (gate.busy || gate.timer !== undefined) return;
     const now = performance.now();
-    // those whose retry window passed while waiting give up
-    for (let i = gate.queue.length - 1; i >= 0; i--) {
+    const held = this.flushing.length > 0 ? 0 : (this.notBefore.get(name) ?? 0) - now;
+    // those whose retry window passed while waiting give up (the first, when it may go now, goes)
+    for (let i = gate.queue.length - 1; i >= (held > 0 ? 0 : 1); i--) {
       if (gate.queue[i]!.giveUpAt <= now) gate.queue.splice(i, 1)[0]!.go(undefined);
     }
     const next = gate.queue[0];
     if (!next) return;
-    const held = (this.notBefore.get(name) ?? 0) - now;
-    if (held > 0 && this.flushing.length === 0) {
+    if (held > 0) {
       const giveUp = Math.min(...gate.queue.map((w) => w.giveUpAt)) - now;
       const wake = () => {
         clearTimeout(gate.timer);
@@ -282,9 +292,11 @@ export class Notifications {
 
   /**
    * Waits for notifications already emitted, retries cut short (shutdown, tests): the summary of
-   * what was folded goes out now, a send waiting for its retry (or for a receiver's Retry-After)
-   * is tried once more at once, and a failure is then final. `deadline` (epoch ms, shutdown):
-   * no attempt runs past it (each attempt's timeout is cut to what is left).
+   * what was folded goes out now, a send waiting for its retry is tried once more at once, one
+   * waiting at a rate-limiting receiver's gate once more in its turn (one at a time, critical
+   * first, the hold over), and a failure is then final. `deadline` (epoch ms, shutdown): no
+   * attempt runs past it (each attempt's timeout is cut to what is left); a send whose turn comes
+   * after it is not sent (logged, counted failed).
    */
   async flush(deadline = Infinity): Promise<void> {
     this.flushing.push(deadline);
@@ -293,11 +305,8 @@ export class Notifications {
     try {
       this.sendSummary();
       for (const wake of [...this.wakers]) wake();
-      // every send waiting at a gate goes now
-      for (const gate of this.gates.values()) {
-        for (const w of gate.queue.splice(0)) w.go({ done: () => undefined });
-        gate.wake?.();
-      }
+      // a gate's hold ends now; its sends still go one at a time, critical first (turn)
+      for (const gate of this.gates.values()) gate.wake?.();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     } finally {
       clearTimeout(timer);
@@ -317,7 +326,7 @@ interface Waiter {
   critical: boolean;
   /** when it was emitted (Notifications.seq) */
   order: number;
-  /** monotonic ms: it gives up waiting then (Infinity: a first attempt waits for its turn) */
+  /** monotonic ms: it gives up waiting then (NOTIFY_RETRY_FOR after it was emitted) */
   giveUpAt: number;
   go: (turn: Turn | undefined) => void;
 }

@@ -69,7 +69,7 @@ t.test('after a hold, one send at a time goes, critical first: the page is deliv
   t.ok(r.sent.length >= 10, `${r.sent.length} delivered`);
 });
 
-t.test('a flush lets every send waiting at the gate go at once, and ends', async (t) => {
+t.test('a flush ends the hold: the sends waiting at the gate go, one at a time, and it ends', async (t) => {
   const r = rateLimited(60_000);
   const n = new Notifications([r.notifier], pino({ level: 'silent' }), createMetrics({ defaults: false }), 5000, {
     retryForMs: 120_000,
@@ -82,4 +82,70 @@ t.test('a flush lets every send waiting at the gate go at once, and ends', async
   await n.flush();
   t.equal(r.sent.length, 1, 'the first one only: the receiver refuses the rest');
   t.ok(r.attempts <= 12, `${r.attempts} attempts`);
+  t.ok(r.alongside.length >= 5, `${r.alongside.length} tried once more`);
+  t.equal(Math.max(...r.alongside), 0, 'one at a time: not the whole backlog at once');
+});
+
+/** Always answers 429 with Retry-After `holdMs`, until `recover()`: then takes every message. Each answer takes a ms. */
+function alwaysLimited(holdMs: number) {
+  let limiting = true;
+  const r = {
+    attempts: 0,
+    sent: [] as Notification[],
+    recover: () => (limiting = false),
+    notifier: {
+      name: 'slack',
+      async send(n: Notification) {
+        r.attempts++;
+        await new Promise((ok) => setTimeout(ok, 1));
+        if (limiting) throw new NotifyError('POST http://slack.example/… answered 429', true, holdMs);
+        r.sent.push(n);
+      },
+    } satisfies Notifier,
+  };
+  return r;
+}
+
+t.test('a receiver always answering 429: what waits stays within its places, and a send is given up NOTIFY_RETRY_FOR after it was emitted', async (t) => {
+  const r = alwaysLimited(100);
+  const metrics = createMetrics({ defaults: false });
+  const lines: { msg: string; why?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const n = new Notifications([r.notifier], logger, metrics, 5000, {
+    retryForMs: 500,
+    backoff: { firstMs: 20, maxMs: 100 },
+    maxRetrying: 5,
+    random: () => 0.5,
+  });
+  const outcomes = async () => {
+    const v = (await metrics.notifications.get()).values;
+    const of = (o: string) => v.filter((x) => x.labels.outcome === o).reduce((a, x) => a + x.value, 0);
+    return { sent: of('sent'), failed: of('failed') };
+  };
+  // a steady trickle for 1.5 s, three times NOTIFY_RETRY_FOR: a notification every 10 ms
+  let emitted = 0;
+  let mostWaiting = 0;
+  for (let i = 0; i < 150; i++) {
+    n.emit(warning(i));
+    emitted++;
+    await new Promise((ok) => setTimeout(ok, 10));
+    const o = await outcomes();
+    mostWaiting = Math.max(mostWaiting, emitted - o.sent - o.failed);
+  }
+  t.ok(mostWaiting <= 5 + 1, `at most 5 waiting (maxRetrying), and the one being tried: ${mostWaiting}`);
+  await new Promise((ok) => setTimeout(ok, 700));
+  const o = await outcomes();
+  t.same(o, { sent: 0, failed: emitted }, 'NOTIFY_RETRY_FOR after the last was emitted, none waits: each counted failed, none sent');
+  t.ok(lines.some((l) => /^given up after \d+ attempts: NOTIFY_RETRY_FOR passed waiting for its turn/.test(l.why ?? '')), 'given up (the log line says why)');
+  t.ok(lines.some((l) => /^not sent: 5 notifications to slack already wait/.test(l.why ?? '')), 'past its places, a new one is not sent (the log line says why)');
+
+  // the receiver still rate-limits: warnings wait, then a page; it recovers: the page goes first
+  for (let i = 0; i < 4; i++) n.emit(warning(1000 + i));
+  n.emit(critical);
+  await new Promise((ok) => setTimeout(ok, 20));
+  r.recover();
+  await n.settled();
+  t.equal(r.sent[0], critical, 'the critical page is the first delivered once the receiver recovers');
+  t.equal(r.sent.length, 5, 'and the warnings after it');
+  await n.flush();
 });
