@@ -1,8 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
@@ -11,22 +9,11 @@ import { controlRoutes } from '../../../src/http/control.js';
 import { rollbacksRoutes } from '../../../src/http/rollbacks.js';
 import { fixture, postAlerts, WEBHOOK_TOKEN } from '../../support/app.js';
 import { firing, testEngine } from '../../support/engine.js';
+import { logLines } from '../../support/log-lines.js';
 
 const READ = 'read-secret-token';
 const ADMIN = 'admin-secret-token';
 const payload = fixture('alertmanager/firing-two-alerts.json');
-
-/** A pino logger whose JSON lines are collected. */
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 function tokenFile(content: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'rg-auth-')), 'token');
@@ -37,7 +24,7 @@ function tokenFile(content: string): string {
 /** The whole API (webhook, records, control) on an in-memory engine, logging into `lines`. */
 function api(env: Record<string, string>) {
   const e = testEngine({ env });
-  const { logger, lines } = capture();
+  const { logger, lines } = logLines();
   const app = buildApp({ config: e.config, store: e.store, metrics: e.metrics, logger, routes: [rollbacksRoutes(e.engine), controlRoutes({ reload: async () => ({ ok: true, rules: 0, files: [], trigger: 'api' }) })] });
   return { ...e, app, lines };
 }
@@ -131,17 +118,17 @@ t.test('without a read token, reads stay open (the embedded default)', async (t)
 });
 
 t.test('start-up says when the webhook or the reads are open, naming the setting to set', async (t) => {
-  const open = capture();
+  const open = logLines();
   announceAuth(loadConfig({}), open.logger);
   const warns = open.lines.filter((l) => l.level === 40).map((l) => String(l.msg));
   t.match(warns.find((m) => m.startsWith('the webhook is open')), /WEBHOOK_TOKEN/);
   t.match(warns.find((m) => m.startsWith('reads are open')), /READ_TOKEN/);
 
-  const closed = capture();
+  const closed = logLines();
   announceAuth(loadConfig({ WEBHOOK_TOKEN, READ_TOKEN: READ, ADMIN_TOKEN: ADMIN }), closed.logger);
   t.same(closed.lines.filter((l) => (l.level as number) >= 40), [], 'nothing to warn about');
 
-  const broken = capture();
+  const broken = logLines();
   const file = tokenFile('  ');
   announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: file }), broken.logger);
   t.match(String(broken.lines.find((l) => l.level === 50)?.msg), `WEBHOOK_TOKEN_FILE ${file} is empty`);
@@ -149,13 +136,13 @@ t.test('start-up says when the webhook or the reads are open, naming the setting
 });
 
 t.test('start-up logs an error when token files share a token with each other or with a setting, naming both and never the token', async (t) => {
-  const shared = capture();
+  const shared = logLines();
   announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: tokenFile('wh-1\nshared-tok\n'), ADMIN_TOKEN: 'shared-tok' }), shared.logger);
   const err = shared.lines.filter((l) => l.level === 50).map((l) => String(l.msg));
   t.match(err.join('\n'), 'WEBHOOK_TOKEN(_FILE) and ADMIN_TOKEN share a token: its holder gets both credentials\' rights; give each credential its own token');
   t.notMatch(JSON.stringify(shared.lines), /shared-tok/, 'the token is not logged');
 
-  const apart = capture();
+  const apart = logLines();
   announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: tokenFile('wh-1\n'), READ_TOKEN_FILE: tokenFile('rd-1'), ADMIN_TOKEN: 'adm-1' }), apart.logger);
   t.same(apart.lines.filter((l) => (l.level as number) >= 50), [], 'distinct tokens: no error');
 });

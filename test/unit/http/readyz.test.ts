@@ -1,31 +1,19 @@
 // /readyz needs no credential (the kubelet's probe sends none): its status code says ready or not to
 // anyone, a failing check's reason (Redis' address, the rule files' paths) only to a reader, and
 // always to the log.
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t from 'tap';
 import { MemoryStore } from '../../../src/store/memory.js';
 import type { Store } from '../../../src/store/store.js';
 import { ADMIN_TOKEN, testApp } from '../../support/app.js';
+import { logLines } from '../../support/log-lines.js';
 
 const READ_TOKEN = 'read-secret-token';
 const STORE_ERROR = 'connect ECONNREFUSED 10.12.7.31:6379 (redis-master.infra.svc)';
 const RULES_ERROR = 'no rules loaded: RULES_PATH is /etc/rollguard/rules; files read: /etc/rollguard/rules/prod.yaml';
 
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
-
 function notReady(env: Record<string, string>) {
   const store = Object.assign(new MemoryStore(), { ping: async () => { throw new Error(STORE_ERROR); } }) as Store;
-  const log = capture();
+  const log = logLines();
   const { app } = testApp({ env, store, deps: { logger: log.logger, readiness: { rules: () => { throw new Error(RULES_ERROR); } } } });
   return { app, lines: log.lines };
 }
