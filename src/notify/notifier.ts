@@ -168,8 +168,9 @@ export class Notifications {
             waiting = true;
             this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
           }
-          // a send, tried or not, gives up once NOTIFY_RETRY_FOR has passed since it was emitted
-          turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt: started + this.retry.windowMs });
+          // a send already tried gives up once NOTIFY_RETRY_FOR has passed since it was emitted; one
+          // not tried yet waits for its one try (NOTIFY_RETRY_FOR=0 "tries once"), bounded by the places
+          turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt: attempt === 1 ? Infinity : started + this.retry.windowMs });
           if (!turn) return final(attempt - 1, undefined, `given up after ${attempt - 1} attempts: NOTIFY_RETRY_FOR passed waiting for its turn while ${notifier.name} rate-limits`);
         }
         const timeout = this.attemptTimeout();

@@ -136,7 +136,8 @@ t.test('a receiver always answering 429: what waits stays within its places, and
   await new Promise((ok) => setTimeout(ok, 700));
   const o = await outcomes();
   t.same(o, { sent: 0, failed: emitted }, 'NOTIFY_RETRY_FOR after the last was emitted, none waits: each counted failed, none sent');
-  t.ok(lines.some((l) => /^given up after \d+ attempts: NOTIFY_RETRY_FOR passed waiting for its turn/.test(l.why ?? '')), 'given up (the log line says why)');
+  t.ok(lines.some((l) => /^given up after [1-9]\d* attempts? \(NOTIFY_RETRY_FOR\)/.test(l.why ?? '')), 'given up once tried, at NOTIFY_RETRY_FOR (the log line says why)');
+  t.notOk(lines.some((l) => /^given up after 0 attempts/.test(l.why ?? '')), 'none given up untried: a first attempt waits for its one try, within the places');
   t.ok(lines.some((l) => /^not sent: 5 notifications to slack already wait/.test(l.why ?? '')), 'past its places, a new one is not sent (the log line says why)');
 
   // the receiver still rate-limits: warnings wait, then a page; it recovers: the page goes first
@@ -148,4 +149,18 @@ t.test('a receiver always answering 429: what waits stays within its places, and
   t.equal(r.sent[0], critical, 'the critical page is the first delivered once the receiver recovers');
   t.equal(r.sent.length, 5, 'and the warnings after it');
   await n.flush();
+});
+
+t.test('a page emitted while the receiver holds everyone back is tried, with NOTIFY_RETRY_FOR 0 as with more ("0 tries once")', async (t) => {
+  for (const retryForMs of [0, 1000]) {
+    const r = alwaysLimited(200);
+    const n = new Notifications([r.notifier], pino({ level: 'silent' }), createMetrics({ defaults: false }), 5000, { retryForMs, backoff: { firstMs: 20, maxMs: 100 }, random: () => 0.5 });
+    n.emit(warning(1)); // answered 429: the hold starts
+    await new Promise((ok) => setTimeout(ok, 10));
+    r.recover(); // it will accept the next try, after its hold
+    n.emit(critical);
+    await n.settled();
+    t.ok(r.sent.includes(critical), `NOTIFY_RETRY_FOR ${retryForMs}: the page delivered after the hold`);
+    await n.flush();
+  }
 });
