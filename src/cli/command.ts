@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ApiClient, CliError, EXIT } from './client.js';
-import { OUTPUTS, type Output } from './format.js';
+import { clip, OUTPUTS, type Output } from './format.js';
 import { terminalSafe, type CliIo } from './io.js';
 
 /**
@@ -120,6 +120,13 @@ export async function runCommand(spec: CommandSpec, argv: string[], env: Command
     if (err instanceof CliError) {
       io.err(`rollguard ${spec.name}: ${err.message}`);
       return err.code;
+    }
+    // a field of the answer not of the type the view prints (a rule that is a number, a guard that
+    // is null: the shape checks cover the fields every view needs, not each optional one): said,
+    // naming the URL setting, not a stack trace
+    if (err instanceof TypeError) {
+      io.err(`rollguard ${spec.name}: the answer holds a field that is not what this command prints (${clip(err.message, 200)}): check that --url or ROLLGUARD_URL is rollguard's API (-o json shows the answer as it came)`);
+      return EXIT.server;
     }
     throw err;
   }

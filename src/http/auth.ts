@@ -253,5 +253,7 @@ export function sharedFileTokens(config: Config): [string, string] | undefined {
     const t = readTokens(setting);
     lists[`${setting.name}${setting.file !== undefined ? '(_FILE)' : ''}`] = t.state === 'ok' ? t.tokens : [];
   }
+  // the webhook's basic-auth password too (loadConfig compares it with the settings' own tokens)
+  if (config.WEBHOOK_BASIC_PASSWORD) lists.WEBHOOK_BASIC_PASSWORD = [config.WEBHOOK_BASIC_PASSWORD];
   return sharedTokens(lists);
 }

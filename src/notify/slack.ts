@@ -101,7 +101,8 @@ const DOT_SEGMENT = /(?:^|\/)\.{1,2}(?:\/|\?|$)/;
  */
 function ownLink(raw: string, base: string): boolean {
   const rest = raw.slice(base.length);
-  if (!OWN_REST.test(rest) || DOT_SEGMENT.test(rest.split('?')[0]!)) return false;
+  // nor an empty segment (`//evil.example/x` under a base at the host's root reads as another host)
+  if (!OWN_REST.test(rest) || DOT_SEGMENT.test(rest.split('?')[0]!) || rest.split('?')[0]!.includes('//')) return false;
   try {
     const b = new URL(base);
     const u = new URL(raw);

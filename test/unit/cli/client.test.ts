@@ -269,6 +269,25 @@ t.test("a list whose items are not what the command prints (a null, an {}): exit
     t.equal(r.out, '', `${name}: nothing printed`);
     t.match(r.err, new RegExp(`answered GET /v1/[a-z/0-9-]+ with JSON that is not ${what} \\(.*\\): check ROLLGUARD_URL$`), name);
   }
+  // a field the shape checks leave (optional, or of another type): said, not a stack trace
+  const rec = { id: 'rb-1', target: 'Deployment/prod/api', state: 'succeeded', createdAt: 0, updatedAt: 0, guards: [], timeline: [], times: {} };
+  for (const [name, body, args] of [
+    ['rollbacks list, a rule that is a number', { rollbacks: [{ ...rec, rule: 5 }] }, ['list']],
+    ['rollbacks list, a rule that is an object', { rollbacks: [{ ...rec, rule: {} }] }, ['list']],
+    ['rollbacks get, a guard that is null', { ...rec, guards: [null] }, ['get', 'rb-1']],
+    ['rollbacks get, a timeline step that is {}', { ...rec, timeline: [{}] }, ['get', 'rb-1']],
+  ] as const) {
+    const url = await server(t, json(200, body));
+    let r: { code: number; out: string; err: string };
+    try {
+      r = await command((e) => rollbacksCommand([...args], e), { ROLLGUARD_URL: url });
+    } catch (err) {
+      t.fail(`${name}: threw ${(err as Error).name}: ${(err as Error).message}`);
+      continue;
+    }
+    t.equal(r.code, EXIT.server, name);
+    t.match(r.err, /holds a field that is not what this command prints \(.*\): check that --url or ROLLGUARD_URL is rollguard's API/, name);
+  }
   // the real thing still prints
   const ok = await server(t, json(200, { drills: [drill] }));
   const r = await command((e) => drillCommand(['list'], e), { ROLLGUARD_URL: ok });

@@ -145,6 +145,11 @@ t.test('start-up logs an error when token files share a token with each other or
   const apart = logLines();
   announceAuth(loadConfig({ WEBHOOK_TOKEN_FILE: tokenFile('wh-1\n'), READ_TOKEN_FILE: tokenFile('rd-1'), ADMIN_TOKEN: 'adm-1' }), apart.logger);
   t.same(apart.lines.filter((l) => (l.level as number) >= 50), [], 'distinct tokens: no error');
+
+  const password = logLines();
+  announceAuth(loadConfig({ ADMIN_TOKEN_FILE: tokenFile('pw-shared\n'), WEBHOOK_BASIC_USER: 'am', WEBHOOK_BASIC_PASSWORD: 'pw-shared' }), password.logger);
+  t.match(password.lines.filter((l) => l.level === 50).map((l) => String(l.msg)).join('\n'), 'ADMIN_TOKEN(_FILE) and WEBHOOK_BASIC_PASSWORD share a token', "the webhook's password in a token file: said at start-up");
+  t.notMatch(JSON.stringify(password.lines), /pw-shared/, 'the password is not logged');
 });
 
 t.test('openLiveWebhook: an open webhook is refused only in front of real rollbacks, unless on purpose', async (t) => {

@@ -261,4 +261,8 @@ t.test('a link under EXTERNAL_URL that leads elsewhere (.., an escaped dot, a ne
   t.notOk(body.includes('https://evil.example'), 'the nested URL is defanged');
   t.notOk(body.includes('<https://ops.example.com/rollguard/v1/rollbacks?rd='), 'a link carrying a nested URL is not kept live');
   t.equal(out.at(-2), '• Their records: <https://ops.example.com/rollguard/v1/rollbacks?state=blocked> <https://ops.example.com/rollguard/v1/rollbacks/rb-1/report>', "rollguard's own links stay links");
+  // under a base at the host's root, an empty segment reads as another host
+  const root = slackText({ ...hostile, lines: ['Impact: https://ops.example.com//evil.example/x', 'Their records: https://ops.example.com/v1/rollbacks/rb-1/report'] }, 'https://ops.example.com').split('\n');
+  t.notOk(root.join('\n').includes('<https://ops.example.com//'), 'no live link with an empty segment');
+  t.ok(root.join('\n').includes('<https://ops.example.com/v1/rollbacks/rb-1/report>'), 'its own link at the root still one');
 });
