@@ -1,4 +1,5 @@
 import { redactUrl } from '../redact.js';
+import { BodyTooLarge, readAtMost } from '../read-body.js';
 import { z } from 'zod';
 import { rfc3339 } from './schema.js';
 
@@ -155,24 +156,11 @@ export class AlertmanagerApi {
       await res.body.cancel().catch(() => undefined);
       throw refuse(String(declared));
     }
-    const chunks: Uint8Array[] = [];
-    let n = 0;
-    const reader = res.body.getReader();
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        n += value.byteLength;
-        if (n > max.bytes) {
-          await reader.cancel().catch(() => undefined);
-          throw refuse(`more than ${max.bytes}`);
-        }
-        chunks.push(value);
-      }
+      return await readAtMost(res, max.bytes);
     } catch (err) {
-      if (err instanceof AlertmanagerApiError) throw err;
+      if (err instanceof BodyTooLarge) throw refuse(`more than ${max.bytes}`);
       return ''; // as res.text() failing: the status and the JSON check then say what went wrong
     }
-    return Buffer.concat(chunks).toString('utf8');
   }
 }

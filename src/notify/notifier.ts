@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { readAtMost } from '../read-body.js';
 import { Folder } from './fold.js';
 import { DEFAULT_BACKOFF, NotifyError, retryAfterMs, retryDelay, type RetryPolicy } from './retry.js';
 
@@ -398,29 +399,13 @@ const ERROR_CODE = /^[a-z][a-z0-9]*(?:[_.][a-z0-9]+)+$/;
  * otherwise, and for a body longer than REFUSAL_READ bytes (read no further).
  */
 async function refusalCode(res: Response): Promise<string | undefined> {
-  const reader = res.body?.getReader();
-  if (!reader) return undefined;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let whole = false;
+  let text: string;
   try {
-    while (size <= REFUSAL_READ) {
-      const { done, value } = await reader.read();
-      if (done) {
-        whole = true;
-        break;
-      }
-      chunks.push(value);
-      size += value.byteLength;
-    }
+    // a longer body is no error code
+    text = (await readAtMost(res, REFUSAL_READ)).trim();
   } catch {
     return undefined;
-  } finally {
-    await reader.cancel().catch(() => undefined);
   }
-  // a longer body is no error code
-  if (!whole || size > REFUSAL_READ) return undefined;
-  const text = Buffer.concat(chunks).toString('utf8').trim();
   if (ERROR_CODE.test(text) && text.length <= 80) return text;
   try {
     const j = JSON.parse(text) as { error?: unknown; id?: unknown };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
+import { BodyTooLarge, readAtMost } from '../read-body.js';
 import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
 
 /**
@@ -262,7 +263,7 @@ export class PrometheusClient implements PrometheusApi {
       });
       text = max === undefined ? await res.text() : await readAtMost(res, max);
     } catch (e) {
-      if (e instanceof AnswerTooLarge) {
+      if (e instanceof BodyTooLarge) {
         this.count('error');
         throw new PrometheusQueryError(
           `Prometheus at ${this.displayUrl} answered more than PROMETHEUS_MAX_RESPONSE_BYTES (${max} bytes) to this query; not read further: aggregate the query to the few series the trigger needs (e.g. sum by (namespace, deployment) (...)) or narrow its selector, or raise PROMETHEUS_MAX_RESPONSE_BYTES`,
@@ -337,30 +338,6 @@ export class PrometheusClient implements PrometheusApi {
 }
 
 /** An answer's body went past maxResponseBytes (PROMETHEUS_MAX_RESPONSE_BYTES). */
-class AnswerTooLarge extends Error {}
-
-/**
- * The body as text, read as it comes and cut (the request aborted) as soon as it goes past `max`
- * bytes, counted decoded: a compressed answer counts at its size in memory.
- */
-async function readAtMost(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.byteLength;
-    if (n > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new AnswerTooLarge();
-    }
-    chunks.push(value);
-  }
-  return new TextDecoder().decode(Buffer.concat(chunks, n));
-}
-
 /** The start of a body, on one line, for an error message. */
 function snippet(text: string): string {
   const s = text.replace(/\s+/g, ' ').trim();
