@@ -41,7 +41,7 @@ function mergeAt(pointer: string, value: unknown, resourceVersion?: string, anno
  * another rollback or none, the field was changed since, or the value is not one the field takes.
  */
 function ownSuspension(obj: KubeObject, kind: Owner['kind'], record: string): { before: boolean | undefined } | null {
-  const a = (obj.metadata as { annotations?: Record<string, string> }).annotations ?? {};
+  const a = obj.metadata.annotations ?? {};
   if (a[SUSPENDED_BY] !== record || readAt(obj, FIELD[kind]) !== PAUSED[kind]) return null;
   const v = a[SUSPENDED_BEFORE];
   if (v === 'unset') return { before: undefined };
@@ -99,8 +99,10 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
         const obj = await kube.get(rt, o.namespace, o.name, opts);
         const fresh = describeNow(o, obj);
         const own = hooks.record === undefined ? null : ownSuspension(obj, o.kind, hooks.record);
+        // what this rollback set on the owner, and the value before it
+        const suspensionOf = (before: unknown): Suspension => ({ kind: o.kind, namespace: o.namespace, name: o.name, field, ...(before === undefined ? {} : { before }), set: PAUSED[o.kind], at: now() });
         if (own) {
-          const s: Suspension = { kind: o.kind, namespace: o.namespace, name: o.name, field, ...(own.before === undefined ? {} : { before: own.before }), set: PAUSED[o.kind], at: now() };
+          const s = suspensionOf(own.before);
           done.push(s);
           hooks.foundOwn?.(s);
           break;
@@ -111,7 +113,7 @@ export async function suspendOwners(kube: Kube, owners: Owner[], now: () => numb
         }
         const before = readAt(obj, field);
         const marks = hooks.record === undefined ? undefined : { [SUSPENDED_BY]: hooks.record, [SUSPENDED_BEFORE]: before === undefined ? 'unset' : JSON.stringify(before) };
-        const suspension: Suspension = { kind: o.kind, namespace: o.namespace, name: o.name, field, ...(before === undefined ? {} : { before }), set: PAUSED[o.kind], at: now() };
+        const suspension = suspensionOf(before);
         let patched: KubeObject;
         try {
           patched = await kube.patch(rt, o.namespace, o.name, mergeAt(field, PAUSED[o.kind], obj.metadata.resourceVersion, marks), 'merge', opts);
@@ -196,7 +198,7 @@ export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: Re
           restored.push(`${name}${fieldWords(s.field)} left alone: changed by someone else since rollguard set it to ${JSON.stringify(s.set)} (now ${valueWords(now)}${gone})`);
           break;
         }
-        const a = (obj.metadata as { annotations?: Record<string, string> }).annotations ?? {};
+        const a = obj.metadata.annotations ?? {};
         const marks = SUSPENDED_BY in a || SUSPENDED_BEFORE in a ? { [SUSPENDED_BY]: null, [SUSPENDED_BEFORE]: null } : undefined;
         await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion, marks), 'merge', opts);
         restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
