@@ -304,6 +304,11 @@ export class MemoryStore implements Store {
   }
 
   async eventMembers(key: string, since: number, limit: number): Promise<string[]> {
+    return this.members(key, since, limit);
+  }
+
+  /** The members of `key`'s events at or after `since`, newest first, at most `limit`. */
+  private members(key: string, since: number, limit: number): string[] {
     const entries = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= since);
     return entries.sort((a, b) => b.at - a.at).slice(0, Math.max(0, limit)).map((e) => e.member);
   }
@@ -323,12 +328,9 @@ export class MemoryStore implements Store {
   /** The first key at its limit in the window ending at `at` (`member`'s own event not counted), with its holders if wanted. */
   private refusal(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Reservation | undefined {
     for (const { key, limit } of keys) {
-      const entries = this.events.get(key)?.entries ?? [];
-      const count = entries.filter((e) => e.at >= at - windowMs && e.member !== member).length;
+      const count = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= at - windowMs && e.member !== member).length;
       if (count < limit) continue;
-      if (!holders) return { reserved: false, key, count };
-      const newest = entries.filter((e) => e.at >= holders.since).sort((a, b) => b.at - a.at);
-      return { reserved: false, key, count, holders: newest.slice(0, Math.max(0, holders.limit)).map((e) => e.member) };
+      return holders ? { reserved: false, key, count, holders: this.members(key, holders.since, holders.limit) } : { reserved: false, key, count };
     }
     return undefined;
   }

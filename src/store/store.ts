@@ -93,10 +93,10 @@ export interface StoredRecord {
  */
 export type Holding = (record: StoredRecord) => number;
 
-/** Both stores' Holding unless told otherwise: the record's own `holds`. */
 /** putRecord's `unlessValue`, one or several, as a list. */
 export const unlessKeys = (v: string | readonly string[] | undefined): readonly string[] => (v === undefined ? [] : typeof v === 'string' ? [v] : v);
 
+/** Both stores' Holding unless told otherwise: the record's own `holds`. */
 export const holdsField: Holding = (r) => (typeof r.holds === 'number' && r.holds > 0 ? Math.floor(r.holds) : 0);
 
 /** A sliding-window key and the most events it may hold in its window. */
