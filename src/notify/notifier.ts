@@ -64,8 +64,9 @@ export interface NotifierKind {
  * time (a Gate): critical ones first, then in the order they were emitted; the first after a hold
  * waits a jittered extra moment, so that replicas do not all land together. A hold's end is then
  * one attempt, not every send waiting on it; the gate opens again once a send is accepted and none
- * waits. A send still waiting its turn NOTIFY_RETRY_FOR after it was emitted is given up, tried or
- * not: a receiver that keeps rate-limiting gets no backlog hours late. Other waits (5xx, no
+ * waits. A send already tried and still waiting its turn NOTIFY_RETRY_FOR after it was emitted is
+ * given up (one not yet tried waits for its one try, within the places): a receiver that keeps
+ * rate-limiting gets no backlog hours late. Other waits (5xx, no
  * answer) are jittered too.
  */
 export class Notifications {
@@ -149,7 +150,15 @@ export class Notifications {
     const critical = n.severity === 'critical';
     const place = `${notifier.name}\u0000${critical ? 'critical' : 'other'}`;
     const order = this.seq++;
+    // a place among those waiting (for a retry, or for a turn at a gate), taken once and held until
+    // the send ends; full: none left for this notifier and severity
     let waiting = false;
+    const full = () => (this.retrying.get(place) ?? 0) >= this.maxRetrying;
+    const takePlace = () => {
+      if (waiting) return;
+      waiting = true;
+      this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
+    };
     const final = (attempt: number, err: unknown, why: string) => {
       this.metrics.notifications.inc({ notifier: notifier.name, outcome: 'failed' });
       this.logger.warn({ err, notifier: notifier.name, notification: n.kind, record: n.recordId, attempts: attempt, why }, 'notification failed (the rollback is not affected)');
@@ -162,13 +171,10 @@ export class Notifications {
         let turn: Turn | undefined;
         if (gate) {
           // waiting for its turn takes a place, as waiting for a retry does: a first attempt too
-          if (!waiting) {
-            if ((this.retrying.get(place) ?? 0) >= this.maxRetrying) {
-              return final(attempt - 1, undefined, `not sent: ${this.maxRetrying} ${critical ? 'critical ' : ''}notifications to ${notifier.name} already wait (for a retry, or for their turn while it rate-limits)`);
-            }
-            waiting = true;
-            this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
+          if (!waiting && full()) {
+            return final(attempt - 1, undefined, `not sent: ${this.maxRetrying} ${critical ? 'critical ' : ''}notifications to ${notifier.name} already wait (for a retry, or for their turn while it rate-limits)`);
           }
+          takePlace();
           // a send already tried gives up once NOTIFY_RETRY_FOR has passed since it was emitted; one
           // not tried yet waits for its one try (NOTIFY_RETRY_FOR=0 "tries once"), bounded by the places
           turn = await this.turn(notifier.name, gate, { critical, order, giveUpAt: attempt === 1 ? Infinity : started + this.retry.windowMs });
@@ -198,14 +204,11 @@ export class Notifications {
           turn?.done(false);
           let next = retryDelay(err, attempt, performance.now() - started, this.retry, this.random);
           if ('waitMs' in next && this.flushing.length > 0) next = { final: `given up after ${attempt} attempts: shutting down` };
-          if ('waitMs' in next && !waiting && (this.retrying.get(place) ?? 0) >= this.maxRetrying) {
-            next = { final: `not retried: ${this.maxRetrying} ${n.severity === 'critical' ? 'critical ' : ''}notifications to ${notifier.name} already wait for a retry` };
+          if ('waitMs' in next && !waiting && full()) {
+            next = { final: `not retried: ${this.maxRetrying} ${critical ? 'critical ' : ''}notifications to ${notifier.name} already wait for a retry` };
           }
           if ('final' in next) return final(attempt, err, next.final);
-          if (!waiting) {
-            waiting = true;
-            this.retrying.set(place, (this.retrying.get(place) ?? 0) + 1);
-          }
+          takePlace();
           this.logger.debug({ err, notifier: notifier.name, notification: n.kind, attempt, waitMs: next.waitMs }, 'notification attempt failed; trying again');
           // rate-limited: the gate paces it (its turn comes after the hold, in its order); else its own wait
           if (!limiting || !this.gates.has(notifier.name)) await this.sleep(next.waitMs);
@@ -328,7 +331,7 @@ interface Waiter {
   critical: boolean;
   /** when it was emitted (Notifications.seq) */
   order: number;
-  /** monotonic ms: it gives up waiting then (NOTIFY_RETRY_FOR after it was emitted) */
+  /** monotonic ms: it gives up waiting then (NOTIFY_RETRY_FOR after it was emitted; never for a send not yet tried) */
   giveUpAt: number;
   go: (turn: Turn | undefined) => void;
 }
