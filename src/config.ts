@@ -466,8 +466,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
-      const flag = `--${key.toLowerCase().replaceAll('_', '-')}`;
-      return `  ${key} (${flag}): ${i.message}`;
+      return `  ${key} (${flagOf(key)}): ${i.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
