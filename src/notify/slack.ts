@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { oneLine } from '../plain-text.js';
+import { escapeRegex } from '../triggers/promql.js';
 import type { Notification, Notifier, NotifierKind } from './notifier.js';
 import { postJson } from './notifier.js';
 import { NotifyError } from './retry.js';
@@ -102,12 +103,13 @@ const DOT_SEGMENT = /(?:^|\/)\.{1,2}(?:\/|\?|$)/;
 function ownLink(raw: string, base: string): boolean {
   const rest = raw.slice(base.length);
   // nor an empty segment (`//evil.example/x` under a base at the host's root reads as another host)
-  if (!OWN_REST.test(rest) || DOT_SEGMENT.test(rest.split('?')[0]!) || rest.split('?')[0]!.includes('//')) return false;
+  const path = rest.split('?')[0]!;
+  if (!OWN_REST.test(rest) || DOT_SEGMENT.test(path) || path.includes('//')) return false;
   try {
     const b = new URL(base);
     const u = new URL(raw);
-    const path = b.pathname.replace(/\/+$/, '');
-    return u.origin === b.origin && u.pathname.startsWith(`${path}/`) && !u.username && !u.password;
+    const under = b.pathname.replace(/\/+$/, '');
+    return u.origin === b.origin && u.pathname.startsWith(`${under}/`) && !u.username && !u.password;
   } catch {
     return false;
   }
@@ -121,7 +123,7 @@ function ownLink(raw: string, base: string): boolean {
 function renderLine(line: string, max: number, ownBase: string): string {
   const text = oneLine(line);
   if (!ownBase) return fitted(inert(text), max);
-  const own = new RegExp(`${ownBase.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}/[^\\s<>|]*`, 'g');
+  const own = new RegExp(`${escapeRegex(ownBase)}/[^\\s<>|]*`, 'g');
   let out = '';
   let at = 0;
   for (const m of text.matchAll(own)) {
