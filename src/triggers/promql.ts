@@ -257,11 +257,6 @@ function unquotePromql(s: string): string | undefined {
   return out;
 }
 
-/** Throws unless every `{{ }}` placeholder of a custom query sits where `renderCustomQuery` can escape it. */
-export function checkCustomQueryTemplate(query: string): void {
-  scanCustomQuery(query);
-}
-
 /**
  * Renders a custom PromQL template. Substitutions must sit inside a double-quoted string in the
  * query (e.g. `{namespace="{{ $labels.namespace }}"}`); they are escaped as PromQL string content,
