@@ -360,5 +360,5 @@ function describeFetchError(e: Error): string {
  * takes the smaller of it and its --query.timeout.
  */
 export function evaluationTimeout(timeoutMs: number): string {
-  return (Math.max(timeoutMs - Math.min(1000, timeoutMs / 5), 1) / 1000).toFixed(3);
+  return secs(Math.max(timeoutMs - Math.min(1000, timeoutMs / 5), 1));
 }
