@@ -1,13 +1,15 @@
 // Argo Rollouts, two modes (options.mode; rule param `mode`, and `toRevision` for undo):
-//  - 'abort' (default), as `kubectl argo rollouts abort NAME`: a merge patch {"status":{"abort":true}}
-//    on the status subresource, falling back to the main resource when the status subresource is
-//    not served (404), exactly as the plugin. The controller then shifts traffic back to the stable
-//    ReplicaSet; spec.template still holds the new version.
+//  - 'abort' (default), as `kubectl argo rollouts abort NAME`: {"status":{"abort":true}} on the
+//    status subresource (a JSON Patch that first tests /metadata/uid and /metadata/generation,
+//    where the plugin sends a merge patch), falling back to the main resource when the status
+//    subresource is not served (404), exactly as the plugin. The controller then shifts traffic
+//    back to the stable ReplicaSet; spec.template still holds the new version.
 //  - 'undo', as `kubectl argo rollouts undo NAME [--to-revision=N]`: the ReplicaSets the Rollout's
 //    selector matches and that it controls, numbered by rollout.argoproj.io/revision; 0 = the
 //    second-highest; the chosen template without its rollouts-pod-template-hash label replaces
 //    /spec/template in one JSON Patch (the plugin copies no annotations). Refusals in the plugin's
-//    words. Ours adds a test of /metadata/generation and the kubernetes.io/change-cause annotation.
+//    words. Ours adds tests of /metadata/uid and /metadata/generation and the
+//    kubernetes.io/change-cause annotation.
 //    Ours refuses ('unsupported') a Rollout with spec.workloadRef (the plugin patches the referenced
 //    workload's template instead), a Rollout without a pod template, and a revision whose
 //    ReplicaSet has none.
@@ -89,8 +91,17 @@ export const argoRolloutAction: Action = clusterAction({
             resource: RESOURCES.rollouts,
             namespace: ref.namespace,
             name: ref.name,
-            patchType: 'merge',
-            patch: { status: { abort: true } },
+            // the plugin's merge patch {"status":{"abort":true}}, as a JSON Patch that first tests
+            // the uid and generation plan() read: a Rollout deleted and created again under its
+            // name, or given a new template (a deploy) since, is not aborted blindly (a 422, then a
+            // fresh plan: executeWrites). Status updates do not move the generation.
+            patchType: 'json',
+            patch: [
+              { op: 'test', path: '/metadata/uid', value: ro.metadata.uid },
+              { op: 'test', path: '/metadata/generation', value: ro.metadata.generation },
+              ro.status && typeof ro.status === 'object' ? { op: 'add', path: '/status/abort', value: true } : { op: 'add', path: '/status', value: { abort: true } },
+            ],
+            precondition: 'json-test',
             subresource: 'status',
             description: 'set status.abort=true',
             before: ro,
@@ -135,6 +146,7 @@ export const argoRolloutAction: Action = clusterAction({
       return refused(ref, 'already_matches', `skipped rollback (current template already matches revision ${toRevision})`, withTarget);
     }
     const patch: unknown[] = [
+      { op: 'test', path: '/metadata/uid', value: ro.metadata.uid },
       { op: 'test', path: '/metadata/generation', value: ro.metadata.generation },
       { op: 'replace', path: '/spec/template', value: strip(rs.spec?.template) },
     ];

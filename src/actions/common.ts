@@ -6,6 +6,7 @@ import { getOrNull, type Kube, type KubeObject, type ResourceType } from '../kub
 import { KubeApiError } from '../kube/errors.js';
 import { invalidName, type NameKind } from '../kube/names.js';
 import { pollUntil, sleep } from '../kube/rollout-status.js';
+import { semanticEqual } from '../kube/revision.js';
 import {
   MIGRATION_ANNOTATION,
   reqOpts,
@@ -180,11 +181,9 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
       }
       ctx.logger.warn({ attempt, err: err.message }, 'conflict on rollback write; re-planning from a fresh read');
       const fresh = await action.plan(plan.target, ctx);
-      if (!fresh.refusal && fresh.fromRevision !== plan.fromRevision) {
-        const refusal = {
-          code: 'changed_since_plan' as const,
-          message: `${plan.kind} ${plan.target.namespace}/${plan.target.name} moved from revision ${plan.fromRevision} to ${fresh.fromRevision} after the rollback was planned; not rolling back the new revision automatically`,
-        };
+      const moved = fresh.refusal ? undefined : movedSincePlan(plan, fresh);
+      if (moved) {
+        const refusal = { code: 'changed_since_plan' as const, message: moved };
         return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: attempt, replanned: fresh, refusal, ...partly(landed), ...(await undoRestores()) };
       }
       if (fresh.refusal) {
@@ -204,6 +203,35 @@ export async function executeWrites(action: Action, plan: RollbackPlan, ctx: Act
       current = fresh;
     }
   }
+}
+
+/**
+ * Why the fresh plan after a conflict is not the same rollback as `plan`, or undefined when it is:
+ * the object rolled away from moved to another revision; an object the plan writes was deleted and
+ * created again under the same name (another uid: another object, which the alert was not about);
+ * or, for a kind with revisions, the pod template being rolled away from changed though its
+ * revision number did not yet (a deploy the controller has not numbered: the Deployment
+ * controller writes deployment.kubernetes.io/revision, and the StatefulSet controller its new
+ * ControllerRevision, a moment after the template changed; the fresh plan would roll that deploy
+ * back to the revision before the bad one).
+ */
+export function movedSincePlan(plan: RollbackPlan, fresh: RollbackPlan): string | undefined {
+  const what = `${plan.kind} ${plan.target.namespace}/${plan.target.name}`;
+  if (fresh.fromRevision !== plan.fromRevision) {
+    return `${what} moved from revision ${plan.fromRevision} to ${fresh.fromRevision} after the rollback was planned; not rolling back the new revision automatically`;
+  }
+  for (const w of plan.writes ?? []) {
+    const now = fresh.writes?.find((f) => f.resource.plural === w.resource.plural && f.resource.group === w.resource.group && f.namespace === w.namespace && f.name === w.name);
+    const uid = w.before?.metadata.uid;
+    const freshUid = now?.before?.metadata.uid;
+    if (uid && freshUid && uid !== freshUid) {
+      return `${w.resource.kind} ${w.namespace}/${w.name} was deleted and created again after the rollback was planned (uid ${uid}, now ${freshUid}): not rolling back the new object automatically`;
+    }
+    if (plan.fromRevision !== undefined && !isConfigWrite(w) && w.before && now?.before && !semanticEqual(w.before.spec?.template, now.before.spec?.template)) {
+      return `${what}'s pod template changed after the rollback was planned (a deploy not yet numbered as a revision): not rolling back the new template automatically`;
+    }
+  }
+  return undefined;
 }
 
 const partly = (landed: string[]) => (landed.length > 0 ? { partlyWritten: [...landed] } : {});

@@ -8,8 +8,9 @@
 //  4. one JSON Patch replaces /spec/template and /metadata/annotations, where the annotations are
 //     the ReplicaSet's, except six that keep the Deployment's value (ANNOTATIONS_TO_SKIP).
 // Differences from kubectl, both deliberate and invisible in the result: the annotations also get
-// kubernetes.io/change-cause saying which rule and alert rolled back, and the patch starts with a
-// JSON Patch `test` of /metadata/generation against the value plan() read, so a spec change made
+// kubernetes.io/change-cause saying which rule and alert rolled back, and the patch starts with
+// JSON Patch `test`s of /metadata/uid and /metadata/generation against the values plan() read
+// (a Deployment deleted and created again under its name has another uid), so a spec change made
 // after plan() (a deploy, a scale) fails the write instead of silently mixing; executeWrites then
 // re-plans from a fresh read (status-only updates do not move the generation, so they never
 // conflict). The API server answers a failed test with a generic 422, which the write marks as a
@@ -104,6 +105,9 @@ export const deploymentAction: Action = clusterAction({
     const template = templateWithoutLabel(rs.spec?.template ?? {}, POD_TEMPLATE_HASH);
     const annotations = rollbackAnnotations(dep, rs, ctx.changeCause);
     const patch = [
+      // the object plan() read, not one deleted and created again under its name since (its
+      // generation may well be the same number)
+      { op: 'test', path: '/metadata/uid', value: dep.metadata.uid },
       { op: 'test', path: '/metadata/generation', value: dep.metadata.generation },
       { op: 'replace', path: '/spec/template', value: template },
       // kubectl always replaces; the controller always sets the revision annotation, but a

@@ -232,7 +232,9 @@ export const virtualServiceAction: Action = clusterAction({
       // what this step expects to find: what plan() read (first step, and every step of a server
       // dry run, which persists nothing), else the weights of the step before
       const before = k === 0 || ctx.dryRun ? routes.map((r) => r.written) : steps[k - 1]!;
-      const ops: unknown[] = k === 0 || ctx.dryRun ? [{ op: 'test', path: '/metadata/generation', value: vs.metadata.generation }] : [];
+      // every step: the object plan() read, not one deleted and created again under its name since
+      const ops: unknown[] = [{ op: 'test', path: '/metadata/uid', value: vs.metadata.uid }];
+      if (k === 0 || ctx.dryRun) ops.push({ op: 'test', path: '/metadata/generation', value: vs.metadata.generation });
       routes.forEach((r, i) => {
         r.ids.forEach((id, j) => {
           ops.push({ op: 'test', path: `${dest(r, j)}/destination/${id.field}`, value: id.value });
@@ -256,6 +258,8 @@ export const virtualServiceAction: Action = clusterAction({
         patch: ops,
         precondition: 'json-test',
         ...(k > 0 ? { pauseBeforeMs: o.pauseMs } : {}),
+        // the first step's object as read: a re-plan after a conflict compares its uid (movedSincePlan)
+        ...(k === 0 ? { before: vs } : {}),
         description: `step ${k + 1}/${steps.length}: ${routes.map((r, i) => `route ${r.label} ${r.subsets.map((s) => s ?? '-').join('/')} = ${pct(weights[i]!)}`).join('; ')}`,
       };
     });

@@ -43,12 +43,13 @@ t.test('plan: previous revision = the second-highest among the controlled Replic
   t.equal(w!.patchType, 'json');
   const ops = w!.patch as { op: string; path: string; value: unknown }[];
   t.same(ops.map((o) => [o.op, o.path]), [
+    ['test', '/metadata/uid'],
     ['test', '/metadata/generation'],
     ['replace', '/spec/template'],
     ['replace', '/metadata/annotations'],
   ]);
-  t.same(ops[1]!.value, podTemplate('web:v1'), 'the v1 template without the pod-template-hash label');
-  t.strictSame(ops[2]!.value, {
+  t.same(ops[2]!.value, podTemplate('web:v1'), 'the v1 template without the pod-template-hash label');
+  t.strictSame(ops[3]!.value, {
     // kept from the Deployment
     'deployment.kubernetes.io/revision': '2',
     'kubectl.kubernetes.io/last-applied-configuration': '{"kind":"Deployment"}',
@@ -69,7 +70,7 @@ t.test('annotations: the skipped keys keep the Deployment value, or stay absent'
   for (const k of ANNOTATIONS_TO_SKIP) if (k !== 'deployment.kubernetes.io/revision') rs.metadata.annotations![k] = 'from-rs';
   kube.put(RESOURCES.replicasets, rs);
   const plan = await deploymentAction.plan(ref, context(kube, { changeCause: '' }));
-  const ann = (plan.writes![0]!.patch as { value: Record<string, string> }[])[2]!.value;
+  const ann = (plan.writes![0]!.patch as { value: Record<string, string> }[])[3]!.value;
   for (const k of ANNOTATIONS_TO_SKIP) {
     const dep = kube.peek(RESOURCES.deployments, NS, 'web')!.metadata.annotations!;
     if (k in dep) t.equal(ann[k], dep[k], `${k} from the Deployment`);
@@ -105,7 +106,7 @@ t.test('--to-revision', async (t) => {
   t.equal(prev.toRevision, 2, 'default: previous = 2');
   const to1 = await deploymentAction.plan({ ...ref, toRevision: 1 }, context(kube));
   t.equal(to1.toRevision, 1);
-  t.same((to1.writes![0]!.patch as { value: unknown }[])[1]!.value, podTemplate('web:v1'));
+  t.same((to1.writes![0]!.patch as { value: unknown }[])[2]!.value, podTemplate('web:v1'));
   const to7 = await deploymentAction.plan({ ...ref, toRevision: 7 }, context(kube));
   t.same(to7.refusal, { code: 'revision_not_found', message: 'unable to find specified revision 7 in history' });
   const neg = await deploymentAction.plan({ ...ref, toRevision: -1 }, context(kube));
@@ -124,7 +125,7 @@ t.test('same revision number twice: the ReplicaSet kubectl takes (creation order
     for (const [name, image, createdAt] of rss) kube.add(RESOURCES.replicasets, replicaSet(name, image, name.endsWith('03') ? 3 : 2, { createdAt }));
     return kube;
   };
-  const image = (p: { writes?: { patch: unknown }[] }) => ((p.writes![0]!.patch as { value: { spec: { containers: { image: string }[] } } }[])[1]!.value.spec.containers[0]!.image);
+  const image = (p: { writes?: { patch: unknown }[] }) => ((p.writes![0]!.patch as { value: { spec: { containers: { image: string }[] } } }[])[2]!.value.spec.containers[0]!.image);
   // listed by name, as the API server does: the newer rev-2 ReplicaSet first
   const kube = cluster([['web-aa02', 'web:v2-newer', '2026-11-22T00:00:00Z'], ['web-bb02', 'web:v2-older', '2026-11-21T00:00:00Z'], ['web-cc03', 'web:v3', '2026-11-23T00:00:00Z']]);
   t.same((await kube.list(RESOURCES.replicasets, NS)).map((r) => r.metadata.name), ['web-aa02', 'web-bb02', 'web-cc03'], 'the list order');
@@ -198,7 +199,7 @@ t.test('fields the client models do not know are copied untouched', async (t) =>
   rs.spec.template.spec.futurePodField = { enabled: true };
   kube.put(RESOURCES.replicasets, rs);
   const plan = await deploymentAction.plan(ref, context(kube));
-  t.same((plan.writes![0]!.patch as { value: { spec: Record<string, unknown> } }[])[1]!.value.spec.futurePodField, { enabled: true });
+  t.same((plan.writes![0]!.patch as { value: { spec: Record<string, unknown> } }[])[2]!.value.spec.futurePodField, { enabled: true });
 });
 
 t.test('unparsable revision annotations are skipped; missing = 0', async (t) => {

@@ -40,6 +40,7 @@ t.test('at once: one JSON Patch with its preconditions, 100 on stable and 0 on t
   t.equal(plan.summary, `shift virtualservice ${NS}/backend-api back to subset "blue" (route "primary" 20/80 -> 100 on "blue") at once`);
   t.equal(plan.writes!.length, 1);
   t.same(plan.writes![0]!.patch, [
+    { op: 'test', path: '/metadata/uid', value: kube.peek(VS, NS, 'backend-api')!.metadata.uid },
     { op: 'test', path: '/metadata/generation', value: 3 },
     { op: 'test', path: '/spec/http/0/route/0/destination/subset', value: 'blue' },
     { op: 'test', path: '/spec/http/0/route/0/weight', value: 20 },
@@ -76,8 +77,9 @@ t.test('gradually: equal steps with the pause before each but the first, each st
     'step 3/4: route "primary" blue/green = 80/20',
     'step 4/4: route "primary" blue/green = 100/0',
   ]);
-  // each step after the first tests the weights the step before it left
+  // each step after the first tests the object's uid and the weights the step before it left
   t.same((plan.writes![2]!.patch as { op: string; path: string; value: unknown }[]).filter((o) => o.op === 'test'), [
+    { op: 'test', path: '/metadata/uid', value: kube.peek(VS, NS, 'backend-api')!.metadata.uid },
     { op: 'test', path: '/spec/http/0/route/0/destination/subset', value: 'blue' },
     { op: 'test', path: '/spec/http/0/route/0/weight', value: 60 },
     { op: 'test', path: '/spec/http/0/route/1/destination/subset', value: 'green' },

@@ -253,7 +253,18 @@ t.test('Argo Rollout abort: status.abort through the status subresource, falling
   const ctx = context(kube);
   const ref = { kind: 'Rollout' as const, namespace: NS, name: 'guestbook' };
   const plan = await argoRolloutAction.plan(ref, ctx);
-  t.same(plan.writes![0], { ...plan.writes![0], patchType: 'merge', patch: { status: { abort: true } }, subresource: 'status' });
+  const ro0 = kube.peek(RESOURCES.rollouts, NS, 'guestbook')!;
+  t.same(plan.writes![0], {
+    ...plan.writes![0],
+    patchType: 'json',
+    patch: [
+      { op: 'test', path: '/metadata/uid', value: ro0.metadata.uid },
+      { op: 'test', path: '/metadata/generation', value: ro0.metadata.generation },
+      { op: 'add', path: '/status/abort', value: true },
+    ],
+    precondition: 'json-test',
+    subresource: 'status',
+  });
   t.equal(plan.fromRevision, 2);
   t.equal(plan.toRevision, 1, 'the stable revision');
   await argoRolloutAction.execute(plan, ctx);
@@ -278,11 +289,12 @@ t.test('Argo Rollout undo: like the plugin', async (t) => {
   t.equal(plan.toRevision, 1);
   const ops = plan.writes![0]!.patch as { op: string; path: string; value: unknown }[];
   t.same(ops.map((o) => [o.op, o.path]), [
+    ['test', '/metadata/uid'],
     ['test', '/metadata/generation'],
     ['replace', '/spec/template'],
     ['add', '/metadata/annotations/kubernetes.io~1change-cause'],
   ]);
-  t.notOk((ops[1]!.value as { metadata: { labels: Record<string, string> } }).metadata.labels['rollouts-pod-template-hash']);
+  t.notOk((ops[2]!.value as { metadata: { labels: Record<string, string> } }).metadata.labels['rollouts-pod-template-hash']);
   await argoRolloutAction.execute(plan, ctx);
   const ro = kube.peek(RESOURCES.rollouts, NS, 'guestbook')!;
   t.equal(ro.spec.template.spec.containers[0].image, 'gb:v1');
