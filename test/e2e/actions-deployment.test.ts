@@ -283,3 +283,35 @@ t.test('API errors become clear KubeApiErrors', async (t) => {
   t.equal(te?.status, 'timeout');
   t.equal(te?.retriable, true);
 });
+
+t.test('a Deployment deleted and created again under its name, same generation, between plan and execute: not written', async (t) => {
+  const name = 'again';
+  const body = (image: string) => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: template(name, image) },
+  });
+  const setImage = (image: string) =>
+    cluster.request('PATCH', `/apis/apps/v1/namespaces/${OURS}/deployments/${name}`, { spec: { template: { spec: { containers: [{ name: 'app', image }] } } } });
+  await cluster.request('POST', `/apis/apps/v1/namespaces/${OURS}/deployments`, body('shop/again:v1'));
+  await setImage('shop/again:v2');
+  const old = await poll('revision 2 observed', () => dep(OURS, name), (d) => settled(d, '2'));
+  const plan = await deploymentAction.plan({ kind: 'Deployment', namespace: OURS, name }, ctx);
+  t.notOk(plan.refusal, plan.summary);
+  t.equal(plan.toRevision, 1);
+  // someone deletes it and creates another under the same name, deployed once since: generation 2 too
+  await cluster.request('DELETE', `/apis/apps/v1/namespaces/${OURS}/deployments/${name}`);
+  await poll('the old Deployment gone', () => cluster.request<{ items: KubeObject[] }>('GET', `/apis/apps/v1/namespaces/${OURS}/deployments`), (l) => !l.items.some((d) => d.metadata.name === name));
+  await cluster.request('POST', `/apis/apps/v1/namespaces/${OURS}/deployments`, body('other/app:v1'));
+  await setImage('other/app:v2');
+  const now = await dep(OURS, name);
+  t.not(now.metadata.uid, old.metadata.uid, 'another object');
+  t.equal(now.metadata.generation, old.metadata.generation, 'with the generation plan() read');
+  const exec = await deploymentAction.execute(plan, ctx);
+  t.equal(exec.applied, false, exec.message);
+  t.ok(exec.refusal, `refused: ${exec.refusal?.code}`);
+  const after = await dep(OURS, name);
+  t.equal(after.spec.template.spec.containers[0].image, 'other/app:v2', 'the new Deployment keeps its template');
+  t.equal(after.metadata.generation, now.metadata.generation, 'and was not written');
+});
