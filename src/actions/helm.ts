@@ -225,6 +225,28 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     return { changes: [], unchecked: `Helm release ${ref.namespace}/${rel}'s manifest labels objects as a Flux HelmRelease's, but none of its workloads is live and the release's (${why}), so that HelmRelease cannot be checked` };
   }
 
+  /**
+   * `helm history` of the release, its last `max` revisions, and the newest of them; a string (what
+   * a 'not_found' refusal says) for a release that is not there or has no history.
+   */
+  async function historyOf(ref: TargetRef, rel: string, max: number, ctx: ActionContext): Promise<{ history: HistoryEntry[]; newest: HistoryEntry } | string> {
+    const argv = [bin(), 'history', ...globals(ref.namespace), '--max', String(max), '-o', 'json', '--', rel];
+    const r = await read(argv, ctx);
+    if (r.code !== 0) {
+      if (/not found/i.test(r.stderr)) return `helm release "${rel}" in ${ref.namespace}: ${r.stderr.trim().replace(/^Error:\s*/, '')}`;
+      throw new HelmError(argv, r);
+    }
+    let history: HistoryEntry[];
+    try {
+      history = (JSON.parse(r.stdout) as HistoryEntry[]).filter((h) => typeof h.revision === 'number');
+    } catch {
+      throw new HelmError(argv, { ...r, stderr: `unparsable history JSON: ${r.stdout.slice(0, 200)}` });
+    }
+    const newest = history.reduce<HistoryEntry | null>((m, h) => (!m || h.revision > m.revision ? h : m), null);
+    if (!newest) return `helm release "${rel}" in ${ref.namespace} has no history`;
+    return { history, newest };
+  }
+
   /** What a plan's summary says of a manifest naming more workloads than are read. */
   const beyondRead = (locked: number) =>
     `; its manifest names more than ${RELEASE_OBJECTS_READ} Deployments, StatefulSets and DaemonSets: the ${locked} of the first ${RELEASE_OBJECTS_READ} that are live and the release's are locked, kept in cooldown and watched, the others not`;
@@ -238,20 +260,9 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     /** The argv of `helm rollback` for a plan (exported for tests and dry-run display). */
     async plan(ref: TargetRef, ctx: ActionContext): Promise<RollbackPlan> {
       const rel = release(ref);
-      const argv = [bin(), 'history', ...globals(ref.namespace), '--max', '256', '-o', 'json', '--', rel];
-      const r = await read(argv, ctx);
-      if (r.code !== 0) {
-        if (/not found/i.test(r.stderr)) return refused(ref, 'not_found', `helm release "${rel}" in ${ref.namespace}: ${r.stderr.trim().replace(/^Error:\s*/, '')}`);
-        throw new HelmError(argv, r);
-      }
-      let history: HistoryEntry[];
-      try {
-        history = (JSON.parse(r.stdout) as HistoryEntry[]).filter((h) => typeof h.revision === 'number');
-      } catch {
-        throw new HelmError(argv, { ...r, stderr: `unparsable history JSON: ${r.stdout.slice(0, 200)}` });
-      }
-      const newest = history.reduce<HistoryEntry | null>((m, h) => (!m || h.revision > m.revision ? h : m), null);
-      if (!newest) return refused(ref, 'not_found', `helm release "${rel}" in ${ref.namespace} has no history`);
+      const h = await historyOf(ref, rel, 256, ctx);
+      if (typeof h === 'string') return refused(ref, 'not_found', h);
+      const { history, newest } = h;
       const updated = newest.updated ? Date.parse(newest.updated) : NaN;
       const current = {
         revision: newest.revision,
@@ -323,6 +334,17 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     async execute(plan: RollbackPlan, ctx: ActionContext): Promise<ExecuteResult> {
       if (plan.refusal) throw new Error(`cannot execute a refused plan (${plan.refusal.code}: ${plan.refusal.message})`);
       if (!plan.command) throw new Error('helm plan without a command');
+      // helm rollback takes no precondition: the release is read again right before it. An upgrade
+      // since the plan (a fix deployed while a migration Job or a GitOps suspension ran) would
+      // otherwise be rolled back to the revision before the bad one, unasked; a release
+      // uninstalled since is not installed again from its old revision.
+      const rel = release(plan.target);
+      const now = await historyOf(plan.target, rel, 1, ctx);
+      const moved = typeof now === 'string' ? now : now.newest.revision !== plan.fromRevision ? `release "${rel}" moved from revision ${plan.fromRevision} to ${now.newest.revision} after the rollback was planned` : undefined;
+      if (moved !== undefined) {
+        const refusal = { code: 'changed_since_plan' as const, message: `${moved}; not rolling it back automatically` };
+        return { applied: false, message: `not applied: ${refusal.message}`, at: Date.now(), attempts: 1, refusal };
+      }
       await ctx.checkFence();
       // helm waits itself (--wait, up to --timeout); give it that plus a minute
       const r = await run(plan.command, {

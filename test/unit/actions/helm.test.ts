@@ -42,7 +42,39 @@ t.test('plan and execute: helm rollback RELEASE REVISION --wait, as an argument 
   const res = await helm.execute(plan, ctx);
   t.equal(res.applied, true);
   t.equal(ctx.fenceCalls, 1);
-  t.same(f.calls[1], plan.command);
+  t.same(f.calls[1], ['/opt/helm', 'history', '--namespace', 'shop', '--kubeconfig', '/etc/kc', '--max', '1', '-o', 'json', '--', 'shop'], 'the release read again right before');
+  t.same(f.calls[2], plan.command);
+});
+
+t.test('a release upgraded or uninstalled between plan and execute is not rolled back', async (t) => {
+  const upgraded = JSON.stringify([{ revision: 3, updated: '2026-11-23T10:00:00Z', status: 'deployed', chart: 'shop-1.2.0', description: 'Upgrade complete' }]);
+  const histories = [HISTORY, upgraded];
+  const calls: string[][] = [];
+  const run: HelmRunner = async (argv) => {
+    calls.push(argv);
+    if (argv[1] === 'history') return { code: 0, stdout: histories.shift() ?? '', stderr: '' };
+    return { code: 0, stdout: 'Rollback was a success! Happy Helming!', stderr: '' };
+  };
+  const helm = createHelmAction({ run });
+  const ctx = context(null);
+  const plan = await helm.plan(ref, ctx);
+  t.notOk(plan.refusal);
+  t.equal(plan.fromRevision, 2);
+  const res = await helm.execute(plan, ctx);
+  t.equal(res.applied, false, 'not applied');
+  t.equal(res.refusal?.code, 'changed_since_plan');
+  t.equal(res.refusal?.message, 'release "shop" moved from revision 2 to 3 after the rollback was planned; not rolling it back automatically');
+  t.notOk(calls.some((c) => c[1] === 'rollback'), 'helm rollback never ran');
+  t.equal(ctx.fenceCalls, 0);
+
+  const gone = fake({ history: { stdout: HISTORY } });
+  const h2 = createHelmAction({ run: gone.run });
+  const p2 = await h2.plan(ref, context(null));
+  const h2b = createHelmAction({ run: fake({ history: { code: 1, stderr: 'Error: release: not found' } }).run });
+  const r2 = await h2b.execute(p2, context(null));
+  t.equal(r2.applied, false, 'not applied');
+  t.equal(r2.refusal?.code, 'changed_since_plan');
+  t.match(r2.refusal?.message, /release: not found; not rolling it back automatically/);
 });
 
 t.test('release names: DNS-1123 (at most 53), always after --, never read as a flag', async (t) => {
