@@ -27,7 +27,7 @@ const ZERO_TIME_MS = Date.parse('0001-01-01T00:00:00Z');
  * `startsAtMs`: its startsAt already parsed (splitByLimits' keptStartsAt), so it is not parsed twice.
  */
 export function normaliseAlert(
-  p: WebhookPayload,
+  p: Pick<WebhookPayload, 'receiver' | 'groupKey' | 'externalURL'>,
   a: WebhookAlert,
   receivedAt: number,
   keep?: Pick<IntakeLimits, 'annotations' | 'maxAnnotationBytes'>,

@@ -2,9 +2,10 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { LAST_LANE, StoreFullError, type IntakeResult, type Lane, type Store } from '../store/store.js';
 import { dedupeKey, normaliseAlert, type Alert } from './alert.js';
-import { intakeLimits, refusedBySetting, splitByLimits, type Refusal } from './limits.js';
+import { intakeLimits, refusedBySetting, splitByLimits, type IntakeLimits, type Refusal } from './limits.js';
 import { AlertmanagerApi } from './api.js';
 import type { WebhookPayload } from './schema.js';
+import { keyDigest } from '../store/keys.js';
 
 /** What this needs of a pino logger (the request's, so lines carry its request id). */
 interface Log {
@@ -32,8 +33,58 @@ export interface TruncatedDeps {
   retryDelays?: number[];
 }
 
-/** Groups at most waiting for a fetch on one replica (each holds its latest notification, bounded by BODY_LIMIT_BYTES). */
+/** Groups at most waiting for a fetch on one replica (each holds what the fetch needs of its latest notification: a Notice). */
 export const MAX_WAITING_GROUPS = 256;
+
+/**
+ * What a fetch needs of a truncated notification, kept in place of the notification itself while
+ * the fetch waits and runs: its receiver, groupKey and externalURL (each within
+ * ALERT_MAX_LABEL_BYTES: the webhook refuses a batch past it), its group labels (the fetch's
+ * filter; within the limits of groupLabelsOver), how many alerts it left out and delivered, and the
+ * delivered alerts' fingerprints as digests (keyDigest: a sender's fingerprint may have up to
+ * ALERT_MAX_LABEL_BYTES). Until 2026-12-08 the whole notification was kept: up to BODY_LIMIT_BYTES
+ * (4 MiB) each, its alerts' labels and every annotation and field a sender adds included, for each
+ * of MAX_WAITING_GROUPS groups, about 1 GiB of JSON on a replica whose memory limit is 256 MiB.
+ */
+interface Notice {
+  receiver: string;
+  groupKey: string;
+  externalURL: string;
+  groupLabels: Record<string, string>;
+  truncatedAlerts: number;
+  /** alerts the notification delivered */
+  delivered: number;
+  /** keyDigest of each delivered alert's fingerprint */
+  deliveredDigests: Set<string>;
+}
+
+function noticeOf(p: WebhookPayload): Notice {
+  return {
+    receiver: p.receiver,
+    groupKey: p.groupKey,
+    externalURL: p.externalURL,
+    groupLabels: { ...p.groupLabels },
+    truncatedAlerts: p.truncatedAlerts,
+    delivered: p.alerts.length,
+    deliveredDigests: new Set(p.alerts.map((a) => keyDigest(a.fingerprint))),
+  };
+}
+
+/**
+ * Why a notification's group labels are not sent to Alertmanager as a fetch's filter (undefined:
+ * they may be): more than ALERT_MAX_LABELS of them, or more than ALERT_MAX_LABEL_BYTES of names and
+ * values in all. Alertmanager's group labels are within its groupKey, which the webhook holds to
+ * ALERT_MAX_LABEL_BYTES; larger ones were not written by Alertmanager, and a group waiting for its
+ * fetch keeps them.
+ */
+export function groupLabelsOver(labels: Record<string, string>, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): string | undefined {
+  const names = Object.keys(labels);
+  if (names.length > l.maxLabels) return `body.groupLabels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)`;
+  let bytes = 0;
+  for (const name of names) bytes += Buffer.byteLength(name) + Buffer.byteLength(labels[name]!);
+  if (bytes > l.maxLabelBytes) return `body.groupLabels: ${bytes} bytes of names and values, over the ${l.maxLabelBytes} ALERT_MAX_LABEL_BYTES allows them (Alertmanager's group labels are within its groupKey)`;
+  return undefined;
+}
 
 /**
  * Alertmanager's `max_alerts` on a webhook receiver sends only the first N alerts of a group and
@@ -82,7 +133,7 @@ export class TruncatedGroups {
   /** the fetches running, by (receiver, groupKey) */
   private readonly running = new Map<string, Promise<void>>();
   /** the latest notification of each group waiting for its fetch, oldest first */
-  private readonly waiting = new Map<string, { payload: WebhookPayload; log: Log }>();
+  private readonly waiting = new Map<string, { payload: Notice; log: Log }>();
   private readonly delays: number[];
 
   constructor(private readonly d: TruncatedDeps) {
@@ -106,6 +157,12 @@ export class TruncatedGroups {
       log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; they are not handled: ${change}, or set ALERTMANAGER_URL so rollguard fetches them`);
       return;
     }
+    const over = groupLabelsOver(payload.groupLabels, intakeLimits(this.d.config));
+    if (over) {
+      log.warn({ ...what, limit: over }, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched from ALERTMANAGER_URL, as its group labels are over an intake limit: ${over}; they are not handled: ${change}`);
+      return;
+    }
+    const notice = noticeOf(payload);
     const key = JSON.stringify([payload.receiver, payload.groupKey]);
     const max = this.d.config.ALERTMANAGER_MAX_FETCHES;
     if (this.running.has(key)) {
@@ -114,7 +171,7 @@ export class TruncatedGroups {
         { ...what, deferred: 'in_progress' },
         `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; a fetch of this group from ALERTMANAGER_URL is running: fetched once more when it ends (${change} to avoid the fetches)`,
       );
-      this.wait(key, payload, log);
+      this.wait(key, notice, log);
       return;
     }
     if (this.running.size >= max) {
@@ -123,11 +180,11 @@ export class TruncatedGroups {
         { ...what, deferred: 'busy', running: this.running.size },
         `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows: fetched once one ends (${change}, or raise ALERTMANAGER_MAX_FETCHES)`,
       );
-      this.wait(key, payload, log);
+      this.wait(key, notice, log);
       return;
     }
     log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
-    this.start(key, payload, log);
+    this.start(key, notice, log);
   }
 
   /** Resolves once every fetch started so far, and every one waiting, has ended (shutdown, tests). */
@@ -135,7 +192,7 @@ export class TruncatedGroups {
     while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
   }
 
-  private start(key: string, payload: WebhookPayload, log: Log): void {
+  private start(key: string, payload: Notice, log: Log): void {
     const p = this.recover(this.api!, payload, log).finally(() => {
       this.running.delete(key);
       this.next();
@@ -144,7 +201,7 @@ export class TruncatedGroups {
   }
 
   /** The group waits for its fetch (its latest notification only), at most MAX_WAITING_GROUPS of them. */
-  private wait(key: string, payload: WebhookPayload, log: Log): void {
+  private wait(key: string, payload: Notice, log: Log): void {
     this.waiting.delete(key); // to the end: its latest notification, in order of arrival
     this.waiting.set(key, { payload, log });
     if (this.waiting.size <= MAX_WAITING_GROUPS) return;
@@ -168,7 +225,7 @@ export class TruncatedGroups {
   }
 
   /** Counts the refused alerts by limit and logs one line naming the group and the first reasons. */
-  private noteRefused(payload: WebhookPayload, refused: Refusal[], log: Log): void {
+  private noteRefused(payload: Notice, refused: Refusal[], log: Log): void {
     const bySetting = refusedBySetting(refused);
     for (const [limit, n] of bySetting) this.d.metrics.alertmanagerAlertsRefused.inc({ limit }, n);
     log.warn(
@@ -177,8 +234,8 @@ export class TruncatedGroups {
     );
   }
 
-  private async recover(api: AlertmanagerApi, payload: WebhookPayload, log: Log): Promise<void> {
-    const delivered = new Set(payload.alerts.map((a) => a.fingerprint));
+  private async recover(api: AlertmanagerApi, payload: Notice, log: Log): Promise<void> {
+    const delivered = payload.deliveredDigests;
     const budget = this.d.config.ALERT_MAX_PER_BATCH;
     // alerts this fetch newly queued, over its attempts: fewer than twice ALERT_MAX_PER_BATCH
     const res: IntakeResult = { queued: 0, duplicates: 0 };
@@ -190,7 +247,7 @@ export class TruncatedGroups {
         const receivedAt = this.d.now();
         const limits = intakeLimits(this.d.config);
         // the per-alert limits only: ALERT_MAX_PER_BATCH bounds what is newly queued below, not what is read
-        const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(a.fingerprint)), { ...limits, maxAlerts: Infinity }, (i) => `alerts fetched[${i}]`, receivedAt);
+        const { kept, keptStartsAt, refused } = splitByLimits(current.filter((a) => !delivered.has(keyDigest(a.fingerprint))), { ...limits, maxAlerts: Infinity }, (i) => `alerts fetched[${i}]`, receivedAt);
         if (refused.length > 0) this.noteRefused(payload, refused, log);
         const items = kept.map((a, i) => {
           const alert = normaliseAlert(payload, { status: 'firing', labels: a.labels, annotations: a.annotations, startsAt: a.startsAt, generatorURL: a.generatorURL, fingerprint: a.fingerprint }, receivedAt, limits, keptStartsAt[i]);
@@ -262,7 +319,7 @@ export class TruncatedGroups {
     const some = res.queued > 0 ? `; ${res.queued} of them queued before the failure, the rest` : ': they';
     log.error(
       { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, queued: res.queued, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
-      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}${some} are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.alerts.length} delivered stay queued`,
+      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}${some} are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.delivered} delivered stay queued`,
     );
   }
 }

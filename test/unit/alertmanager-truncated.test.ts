@@ -3,6 +3,8 @@
 // at most ALERT_MAX_PER_BATCH newly queued per fetch (each resend moves on), only the allowed annotations
 // are kept, and an answer over BODY_LIMIT_BYTES is not read. Each refusal is counted by its setting and logged with the group.
 // Alertmanager's API takes alerts from anyone who reaches it: what it answers is input like a webhook.
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import t from 'tap';
 import { AlertmanagerApi } from '../../src/alertmanager/api.js';
 import type { WebhookPayload } from '../../src/alertmanager/schema.js';
@@ -396,4 +398,67 @@ t.test('a fetch makes one intake call per ALERT_MAX_PER_BATCH alerts it found, h
   t.ok(calls <= 5, `intake calls for one fetch of ${N}: ${calls} (before: one per alert queued already, 103)`);
   const queued = (await r.queued()).length;
   t.ok(queued >= 100 && queued < 200 + 1, `about ALERT_MAX_PER_BATCH newly queued (the webhook's one and this fetch's): ${queued}`);
+});
+
+/** A full garbage collection (v8's gc, which node hides unless asked for). */
+function collectGarbage(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+// Found by a review (2026-12-08): a group waiting for its fetch, and the one being fetched, held
+// the whole notification: up to BODY_LIMIT_BYTES (4 MiB) each, its alerts' annotations and any
+// field a sender adds included, for each of MAX_WAITING_GROUPS groups. What the fetch needs is
+// now kept instead (the receiver, groupKey, group labels and the delivered fingerprints' digests).
+t.test('a group waiting for its fetch, and one being fetched, keep what the fetch needs, not the notification', async (t) => {
+  const gc = collectGarbage();
+  const waiting: Array<() => void> = [];
+  let calls = 0;
+  const r = rig({ ALERTMANAGER_MAX_FETCHES: '1' }, async () => {
+    calls++;
+    await new Promise<void>((res) => waiting.push(res));
+    return answer([amAlert('delivered', { deployment: 'delivered' }), amAlert('left-out', { deployment: 'left-out' })]);
+  });
+  // built in a function of its own: nothing here holds the notification once notice() returns
+  const send = (groupKey: string): WeakRef<WebhookPayload> => {
+    const p = payload(1, { groupKey });
+    p.alerts[0]!.annotations = { description: 'x'.repeat(1 << 20) };
+    (p as Record<string, unknown>).padding = 'y'.repeat(1 << 20);
+    r.groups.notice(p, r.log);
+    return new WeakRef(p);
+  };
+  const refs = [send('{}:{alertname="Fetched"}'), send('{}:{alertname="Waiting"}')];
+  await new Promise((res) => setImmediate(res));
+  t.equal(calls, 1, 'one fetch runs, the other group waits for it');
+  gc();
+  t.same(refs.map((ref) => ref.deref() === undefined), [true, true], 'neither notification is held, the running fetch\'s nor the waiting one\'s');
+  for (let i = 0; i < 200 && (calls < 2 || waiting.length > 0); i++) {
+    for (const res of waiting.splice(0)) res();
+    await new Promise((res) => setImmediate(res));
+  }
+  await r.groups.idle();
+  t.equal(calls, 2, 'both groups fetched');
+  t.same((await r.queued()).map((a) => a.fingerprint), ['left-out'], 'the alert left out is queued once; the delivered one is known by its digest and not queued again');
+});
+
+t.test('group labels over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES in all: the group is not fetched, and the warning names the setting', async (t) => {
+  let calls = 0;
+  const r = rig({ ALERT_MAX_LABELS: '10', ALERT_MAX_LABEL_BYTES: '64' }, () => {
+    calls++;
+    return answer([amAlert('left-out', { deployment: 'left-out' })]);
+  });
+  const big = payload(1, { groupKey: '{}:{big}' });
+  big.groupLabels = { alertname: 'HighErrorRate', namespace: 'x'.repeat(60) };
+  r.groups.notice(big, r.log);
+  const many = payload(1, { groupKey: '{}:{many}' });
+  many.groupLabels = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`l${i}`, 'v']));
+  r.groups.notice(many, r.log);
+  await r.groups.idle();
+  t.equal(calls, 0, 'nothing fetched');
+  const warns = r.lines.filter((l) => l.level === 'warn' && /not fetched from ALERTMANAGER_URL, as its group labels are over an intake limit/.test(l.msg));
+  t.equal(warns.length, 2, 'one warning each');
+  t.match(warns[0]!.obj.limit, /body\.groupLabels: \d+ bytes of names and values, over the 64 ALERT_MAX_LABEL_BYTES allows them/);
+  t.match(warns[1]!.obj.limit, /body\.groupLabels: 11 labels, over the 10 an alert may have \(ALERT_MAX_LABELS\)/);
+  t.notOk(JSON.stringify(r.lines).includes('x'.repeat(60)), 'the long value is not copied into the log');
+  t.equal(await metricValue(r.metrics, 'rollguard_alerts_truncated_total'), 2, 'the left-out alerts still counted');
 });
