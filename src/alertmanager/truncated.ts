@@ -2,7 +2,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { LAST_LANE, StoreFullError, type IntakeResult, type Lane, type Store } from '../store/store.js';
 import { dedupeKey, normaliseAlert, type Alert } from './alert.js';
-import { intakeLimits, refusedBySetting, splitByLimits, type IntakeLimits, type Refusal } from './limits.js';
+import { forLog, intakeLimits, refusedBySetting, splitByLimits, type IntakeLimits, type Refusal } from './limits.js';
 import { AlertmanagerApi } from './api.js';
 import type { WebhookPayload } from './schema.js';
 import { keyDigest } from '../store/keys.js';
@@ -151,15 +151,17 @@ export class TruncatedGroups {
     const left = payload.truncatedAlerts;
     if (left <= 0) return;
     this.d.metrics.alertsTruncated.inc(left);
-    const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: left, delivered: payload.alerts.length };
-    const change = `raise or remove max_alerts in the webhook_configs of Alertmanager receiver "${payload.receiver}"`;
+    // the group and receiver as a log line names them: cut (forLog), as each may have ALERT_MAX_LABEL_BYTES
+    const group = forLog(payload.groupKey);
+    const what = { groupKey: group, receiver: forLog(payload.receiver), truncatedAlerts: left, delivered: payload.alerts.length };
+    const change = `raise or remove max_alerts in the webhook_configs of Alertmanager receiver "${what.receiver}"`;
     if (!this.api) {
-      log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; they are not handled: ${change}, or set ALERTMANAGER_URL so rollguard fetches them`);
+      log.warn(what, `Alertmanager left ${left} alert(s) of group ${group} out of this notification; they are not handled: ${change}, or set ALERTMANAGER_URL so rollguard fetches them`);
       return;
     }
     const over = groupLabelsOver(payload.groupLabels, intakeLimits(this.d.config));
     if (over) {
-      log.warn({ ...what, limit: over }, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; not fetched from ALERTMANAGER_URL, as its group labels are over an intake limit: ${over}; they are not handled: ${change}`);
+      log.warn({ ...what, limit: over }, `Alertmanager left ${left} alert(s) of group ${group} out of this notification; not fetched from ALERTMANAGER_URL, as its group labels are over an intake limit: ${over}; they are not handled: ${change}`);
       return;
     }
     const notice = noticeOf(payload);
@@ -169,7 +171,7 @@ export class TruncatedGroups {
       this.d.metrics.alertmanagerFetchesDeferred.inc({ reason: 'in_progress' });
       log.info(
         { ...what, deferred: 'in_progress' },
-        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; a fetch of this group from ALERTMANAGER_URL is running: fetched once more when it ends (${change} to avoid the fetches)`,
+        `Alertmanager left ${left} alert(s) of group ${group} out of this notification; a fetch of this group from ALERTMANAGER_URL is running: fetched once more when it ends (${change} to avoid the fetches)`,
       );
       this.wait(key, notice, log);
       return;
@@ -178,12 +180,12 @@ export class TruncatedGroups {
       this.d.metrics.alertmanagerFetchesDeferred.inc({ reason: 'busy' });
       log.warn(
         { ...what, deferred: 'busy', running: this.running.size },
-        `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows: fetched once one ends (${change}, or raise ALERTMANAGER_MAX_FETCHES)`,
+        `Alertmanager left ${left} alert(s) of group ${group} out of this notification; ${max} fetches from ALERTMANAGER_URL are running, as many as ALERTMANAGER_MAX_FETCHES allows: fetched once one ends (${change}, or raise ALERTMANAGER_MAX_FETCHES)`,
       );
       this.wait(key, notice, log);
       return;
     }
-    log.warn(what, `Alertmanager left ${left} alert(s) of group ${payload.groupKey} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
+    log.warn(what, `Alertmanager left ${left} alert(s) of group ${group} out of this notification; fetching them from ALERTMANAGER_URL (${change} to avoid the extra fetch)`);
     this.start(key, notice, log);
   }
 
@@ -209,8 +211,8 @@ export class TruncatedGroups {
     this.waiting.delete(oldest);
     this.d.metrics.alertmanagerFetchesDropped.inc();
     w.log.warn(
-      { groupKey: w.payload.groupKey, receiver: w.payload.receiver, truncatedAlerts: w.payload.truncatedAlerts },
-      `Alertmanager left ${w.payload.truncatedAlerts} alert(s) of group ${w.payload.groupKey} out of a notification; not fetched: more than ${MAX_WAITING_GROUPS} groups wait for a fetch (ALERTMANAGER_MAX_FETCHES: raise it, or raise max_alerts in the webhook_configs of Alertmanager receiver "${w.payload.receiver}"); handled when Alertmanager sends the group again`,
+      { groupKey: forLog(w.payload.groupKey), receiver: forLog(w.payload.receiver), truncatedAlerts: w.payload.truncatedAlerts },
+      `Alertmanager left ${w.payload.truncatedAlerts} alert(s) of group ${forLog(w.payload.groupKey)} out of a notification; not fetched: more than ${MAX_WAITING_GROUPS} groups wait for a fetch (ALERTMANAGER_MAX_FETCHES: raise it, or raise max_alerts in the webhook_configs of Alertmanager receiver "${forLog(w.payload.receiver)}"); handled when Alertmanager sends the group again`,
     );
   }
 
@@ -229,8 +231,8 @@ export class TruncatedGroups {
     const bySetting = refusedBySetting(refused);
     for (const [limit, n] of bySetting) this.d.metrics.alertmanagerAlertsRefused.inc({ limit }, n);
     log.warn(
-      { groupKey: payload.groupKey, receiver: payload.receiver, refused: refused.length, limits: Object.fromEntries(bySetting), reasons: refused.slice(0, 3).map((r) => r.message) },
-      `${refused.length} alert(s) fetched from Alertmanager for group ${payload.groupKey} pass an intake limit and are not queued (${[...bySetting.keys()].join(', ')}), as the webhook would refuse them`,
+      { groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), refused: refused.length, limits: Object.fromEntries(bySetting), reasons: refused.slice(0, 3).map((r) => r.message) },
+      `${refused.length} alert(s) fetched from Alertmanager for group ${forLog(payload.groupKey)} pass an intake limit and are not queued (${[...bySetting.keys()].join(', ')}), as the webhook would refuse them`,
     );
   }
 
@@ -293,18 +295,18 @@ export class TruncatedGroups {
         // matched alerts this fetch did not take (some may be queued already, by an earlier resend)
         const left = matched.length - at;
         const found = kept.length + refused.length;
-        const what = { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched, notTaken: left };
+        const what = { groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), truncatedAlerts: payload.truncatedAlerts, found, refused: refused.length, queued: res.queued, duplicates: res.duplicates, unmatched, notTaken: left };
         if (full !== undefined) {
           this.d.metrics.alertmanagerFetches.inc({ outcome: 'queue_full' });
           log.warn(
             { ...what, err: full instanceof Error ? full.message : String(full) },
-            `the queue is full (QUEUE_MAX_DEPTH): this fetch from Alertmanager for group ${payload.groupKey} queued ${res.queued} alert(s); the other ${left} it found wait for Alertmanager's next resend of the group (those not queued already)`,
+            `the queue is full (QUEUE_MAX_DEPTH): this fetch from Alertmanager for group ${what.groupKey} queued ${res.queued} alert(s); the other ${left} it found wait for Alertmanager's next resend of the group (those not queued already)`,
           );
           return;
         }
         this.d.metrics.alertmanagerFetches.inc({ outcome: 'ok' });
         if (left > 0) {
-          log.info(what, `this fetch from Alertmanager for group ${payload.groupKey} queued ${res.queued} alert(s), as many as one fetch queues (ALERT_MAX_PER_BATCH); the other ${left} it found are queued by Alertmanager's next resends of the group (those not queued already)`);
+          log.info(what, `this fetch from Alertmanager for group ${what.groupKey} queued ${res.queued} alert(s), as many as one fetch queues (ALERT_MAX_PER_BATCH); the other ${left} it found are queued by Alertmanager's next resends of the group (those not queued already)`);
         } else if (found < payload.truncatedAlerts) {
           log.warn(what, `found ${found} of the ${payload.truncatedAlerts} alert(s) left out in Alertmanager's group (the others resolved since, or are resolved alerts, which its API does not list)`);
         } else {
@@ -318,8 +320,8 @@ export class TruncatedGroups {
     this.d.metrics.alertmanagerFetches.inc({ outcome: 'failed' });
     const some = res.queued > 0 ? `; ${res.queued} of them queued before the failure, the rest` : ': they';
     log.error(
-      { groupKey: payload.groupKey, receiver: payload.receiver, truncatedAlerts: payload.truncatedAlerts, queued: res.queued, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
-      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${payload.groupKey}${some} are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${payload.receiver}"); the ${payload.delivered} delivered stay queued`,
+      { groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), truncatedAlerts: payload.truncatedAlerts, queued: res.queued, err: lastErr instanceof Error ? lastErr.message : String(lastErr) },
+      `could not fetch the ${payload.truncatedAlerts} alert(s) Alertmanager left out of group ${forLog(payload.groupKey)}${some} are not handled until Alertmanager sends them (check ALERTMANAGER_URL; raise or remove max_alerts on receiver "${forLog(payload.receiver)}"); the ${payload.delivered} delivered stay queued`,
     );
   }
 }

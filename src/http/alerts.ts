@@ -101,7 +101,7 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
       metrics.alertsDeduplicated.inc(res.duplicates);
       if (res.unmatched) metrics.alertsUnmatched.inc(res.unmatched);
       req.log.info(
-        { groupKey: payload.groupKey, receiver: payload.receiver, alerts: items.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0, refused: refused.length },
+        { groupKey: forLog(payload.groupKey), receiver: forLog(payload.receiver), alerts: items.length, queued: res.queued, duplicates: res.duplicates, unmatched: res.unmatched ?? 0, refused: refused.length },
         'alerts accepted',
       );
       truncated.notice(payload, req.log);

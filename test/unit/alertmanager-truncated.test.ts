@@ -462,3 +462,24 @@ t.test('group labels over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES in all: the 
   t.notOk(JSON.stringify(r.lines).includes('x'.repeat(60)), 'the long value is not copied into the log');
   t.equal(await metricValue(r.metrics, 'rollguard_alerts_truncated_total'), 2, 'the left-out alerts still counted');
 });
+
+// Found by a review (2026-12-08): the lines about a truncated notification and its fetch named the
+// groupKey and receiver whole, in the message and beside it (each up to ALERT_MAX_LABEL_BYTES).
+t.test('the lines about a truncated notification cut its groupKey and receiver to 200 characters', async (t) => {
+  const long = { groupKey: `{}:{alertname="${'g'.repeat(4000)}"}`, receiver: 'r'.repeat(4000) };
+  const fetched = rig({}, () => answer([amAlert('left-out', { deployment: 'left-out' })]));
+  fetched.groups.notice(payload(1, long), fetched.log);
+  await fetched.groups.idle();
+  const noApi = rig({}, () => answer([]));
+  const offline = new TruncatedGroups({ store: noApi.store, metrics: noApi.metrics, config: loadConfig({}), now: Date.now, api: null });
+  offline.notice(payload(1, long), noApi.log);
+  const failing = rig({}, () => new Response('down', { status: 500 }));
+  failing.groups.notice(payload(1, long), failing.log);
+  await failing.groups.idle();
+  const lines = [...fetched.lines, ...noApi.lines, ...failing.lines];
+  t.ok(lines.length >= 4, 'the notice, the fetch, the one without ALERTMANAGER_URL and the failed fetch are logged');
+  for (const l of lines) {
+    t.notMatch(JSON.stringify(l), /g{300}|r{300}/, `${l.msg.slice(0, 60)}: neither is logged whole`);
+    if (l.obj.groupKey !== undefined) t.equal((l.obj.groupKey as string).length, 201, 'the groupKey beside it cut, marked with …');
+  }
+});

@@ -383,3 +383,21 @@ t.test('no credentials configured: the webhook is open (embedded default)', asyn
   const { app } = testApp({ env: { WEBHOOK_TOKEN: '' } });
   t.equal((await postAlerts(app, firing, { authorization: '' })).statusCode, 200);
 });
+
+// Found by a review (2026-12-08): the "alerts accepted" line, one per batch, carried the groupKey
+// and receiver whole (each up to ALERT_MAX_LABEL_BYTES), where the refusal lines cut them: a
+// sender of one-alert batches made each alert's log line kilobytes long. Now cut to 200 characters.
+t.test('the line of an accepted batch names its groupKey and receiver cut to 200 characters', async (t) => {
+  const logs = capturingLogger();
+  const { app } = testApp({ deps: { logger: logs.logger } });
+  const body = JSON.parse(firing);
+  body.groupKey = `{}:{alertname="${'g'.repeat(4000)}"}`;
+  body.receiver = 'r'.repeat(4000);
+  const res = await postAlerts(app, body);
+  t.equal(res.statusCode, 200);
+  const accepted = logs.text().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.msg === 'alerts accepted');
+  t.ok(accepted, 'the line is logged');
+  t.equal(accepted.groupKey.length, 201, 'the groupKey cut, marked with …');
+  t.equal(accepted.receiver.length, 201, 'the receiver cut, marked with …');
+  t.notMatch(logs.text(), /g{300}|r{300}/, 'neither is logged whole anywhere');
+});
