@@ -157,6 +157,13 @@ export const configSchema = z.object({
   ALERT_MAX_PER_BATCH: int(1, 100_000).default(1000),
   ALERT_MAX_LABELS: int(1, 10_000).default(100),
   ALERT_MAX_LABEL_BYTES: int(16, 1024 * 1024).default(4096),
+  /**
+   * An alert whose label names and values, fingerprint and generatorURL add up to more bytes than
+   * this is refused alone, as one over ALERT_MAX_LABEL_BYTES. Unset: four times ALERT_MAX_LABEL_BYTES
+   * (16 KiB). Until 2026-12-08 only each string was bounded, so one alert of ALERT_MAX_LABELS labels
+   * could hold about 800 kB, which its queue entry and its record kept.
+   */
+  ALERT_MAX_BYTES: int(64, 64 * 1024 * 1024).optional(),
   ALERT_MAX_ANNOTATION_BYTES: int(16, 1024 * 1024).default(4096),
   /** Annotations kept of each alert (records, notifications, reports); every other one is dropped at intake. */
   ALERT_ANNOTATIONS: list.default(['summary', 'description', 'runbook_url']),

@@ -25,9 +25,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   // both reasons exported from the start at 0, so that increase() sees the first one (the alert RollguardReplicaNameInUse)
   for (const reason of ['store', 'name_in_use']) heartbeatFailures.inc({ reason }, 0);
   const alertsRefused = counter('rollguard_alerts_refused_total',
-    "Alerts of webhook batches refused alone because they pass a per-alert intake limit, by the limit's setting (ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES, ALERT_MAX_CLOCK_SKEW: startsAt too far ahead of rollguard's clock): not queued, stored or matched; the rest of their batch is queued. A batch over a batch limit is answered 413 and not counted here.", ['limit']);
+    "Alerts of webhook batches refused alone because they pass a per-alert intake limit, by the limit's setting (ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES, ALERT_MAX_BYTES, ALERT_MAX_CLOCK_SKEW: startsAt too far ahead of rollguard's clock): not queued, stored or matched; the rest of their batch is queued. A batch over a batch limit is answered 413 and not counted here.", ['limit']);
   // every limit exported from the start at 0, so that increase() sees the first refusal
-  for (const limit of ['ALERT_MAX_LABELS', 'ALERT_MAX_LABEL_BYTES', 'ALERT_MAX_CLOCK_SKEW']) alertsRefused.inc({ limit }, 0);
+  for (const limit of ['ALERT_MAX_LABELS', 'ALERT_MAX_LABEL_BYTES', 'ALERT_MAX_BYTES', 'ALERT_MAX_CLOCK_SKEW']) alertsRefused.inc({ limit }, 0);
   const alertmanagerFetchesDeferred = counter('rollguard_alertmanager_fetches_deferred_total',
     "Truncated notifications whose group was not fetched from Alertmanager's API at once, by reason: in_progress (a fetch of the same receiver and groupKey was running: fetched once more when it ends), busy (ALERTMANAGER_MAX_FETCHES fetches were running: fetched once one ends, oldest first).", ['reason']);
   for (const reason of ['in_progress', 'busy']) alertmanagerFetchesDeferred.inc({ reason }, 0);
@@ -53,7 +53,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     alertsRecovered: counter('rollguard_alerts_recovered_total',
       'Alerts left out of a notification by max_alerts, fetched from Alertmanager and queued (ones already queued are counted as deduplicated).'),
     alertmanagerAlertsRefused: counter('rollguard_alertmanager_alerts_refused_total',
-      "Alerts fetched back from Alertmanager's API (a truncated notification's group) and not queued because they pass an intake limit, as the webhook would refuse them, by the limit's setting (ALERT_MAX_PER_BATCH, ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES).", ['limit']),
+      "Alerts fetched back from Alertmanager's API (a truncated notification's group) and not queued because they pass an intake limit, as the webhook would refuse them, by the limit's setting (ALERT_MAX_PER_BATCH, ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES, ALERT_MAX_BYTES).", ['limit']),
     webhookRequests: counter('rollguard_webhook_requests_total',
       'Requests to the Alertmanager webhook, by HTTP status code.', ['code']),
     webhookDuration: histogram('rollguard_webhook_request_duration_seconds',

@@ -224,7 +224,7 @@ export const ROWS: RowSpec[] = [
         kind: 'timeseries',
         title: 'Alerts refused by an intake limit',
         description:
-          'Alerts not queued because they pass a per-alert limit (too many labels, or a label, fingerprint or generatorURL over ALERT_MAX_LABEL_BYTES), by setting: those of webhook batches (the rest of the batch is queued) and those fetched back from Alertmanager. Each is an alert rollguard never acts on: the warning log names the group and the alert; raise the setting or fix the labels its source sends.',
+          'Alerts not queued because they pass a per-alert limit (too many labels, a label, fingerprint or generatorURL over ALERT_MAX_LABEL_BYTES, or all of them together over ALERT_MAX_BYTES), by setting: those of webhook batches (the rest of the batch is queued) and those fetched back from Alertmanager. Each is an alert rollguard never acts on: the warning log names the group and the alert; raise the setting or fix the labels its source sends.',
         w: 12,
         h: 6,
         unit: 'short',

@@ -15,6 +15,8 @@ export interface IntakeLimits {
   maxLabels: number;
   /** bytes of a label value, of a label name, and of each of the alert's and the batch's other strings (fingerprint, groupKey, receiver, URLs) */
   maxLabelBytes: number;
+  /** bytes of an alert's label names and values, fingerprint and generatorURL together (ALERT_MAX_BYTES; unset: 4 × maxLabelBytes) */
+  maxAlertBytes: number;
   maxAnnotationBytes: number;
   /** annotation names kept; every other annotation is dropped at intake */
   annotations: readonly string[];
@@ -22,11 +24,12 @@ export interface IntakeLimits {
   maxClockSkewMs: number;
 }
 
-export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'>): IntakeLimits {
+export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'>): IntakeLimits {
   return {
     maxAlerts: config.ALERT_MAX_PER_BATCH,
     maxLabels: config.ALERT_MAX_LABELS,
     maxLabelBytes: config.ALERT_MAX_LABEL_BYTES,
+    maxAlertBytes: config.ALERT_MAX_BYTES ?? 4 * config.ALERT_MAX_LABEL_BYTES,
     maxAnnotationBytes: config.ALERT_MAX_ANNOTATION_BYTES,
     annotations: config.ALERT_ANNOTATIONS,
     maxClockSkewMs: config.ALERT_MAX_CLOCK_SKEW,
@@ -34,7 +37,7 @@ export function intakeLimits(config: Pick<Config, 'ALERT_MAX_PER_BATCH' | 'ALERT
 }
 
 /** The setting a limit message names: what a refusal is counted by. */
-export type LimitSetting = 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_CLOCK_SKEW';
+export type LimitSetting = 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_BYTES' | 'ALERT_MAX_CLOCK_SKEW';
 
 /** A limit an alert or a batch passes: the message names the field, the limit and its setting. */
 export interface OverLimit {
@@ -60,11 +63,13 @@ export function forLog(s: string): string {
 
 /**
  * The first limit one alert passes (`at` names it: `body.alerts[3]`): its label count, a label
- * name's or value's bytes, its fingerprint's or generatorURL's bytes. The message never holds the
- * value over the limit, and a label name it names is cut (forLog). Work is bounded: it stops at
- * the first limit, and counts the bytes only of strings long enough to pass it.
+ * name's or value's bytes, its fingerprint's or generatorURL's bytes, then all of those together
+ * (ALERT_MAX_BYTES: each alone within ALERT_MAX_LABEL_BYTES, an alert of ALERT_MAX_LABELS labels
+ * could otherwise hold about 800 kB, which its queue entry and its record would keep). The message
+ * never holds the value over the limit, and a label name it names is cut (forLog). Work is
+ * bounded: it stops at the first limit, and counts the bytes only of strings long enough to pass it.
  */
-export function alertOverLimit(at: () => string, a: AlertStrings, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'>): OverLimit | undefined {
+export function alertOverLimit(at: () => string, a: AlertStrings, l: Pick<IntakeLimits, 'maxLabels' | 'maxLabelBytes'> & Partial<Pick<IntakeLimits, 'maxAlertBytes'>>): OverLimit | undefined {
   const max = l.maxLabelBytes;
   const names = Object.keys(a.labels);
   if (names.length > l.maxLabels) return { setting: 'ALERT_MAX_LABELS', message: `${at()}.labels: ${names.length} labels, over the ${l.maxLabels} an alert may have (ALERT_MAX_LABELS)` };
@@ -73,7 +78,20 @@ export function alertOverLimit(at: () => string, a: AlertStrings, l: Pick<Intake
     const over = tooLong(() => `${at()}.labels.${forLog(name)}`, a.labels[name]!, 'a label value', max);
     if (over) return over;
   }
-  return tooLong(() => `${at()}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at()}.generatorURL`, a.generatorURL, 'a generatorURL', max);
+  return tooLong(() => `${at()}.fingerprint`, a.fingerprint, 'a fingerprint', max) ?? tooLong(() => `${at()}.generatorURL`, a.generatorURL, 'a generatorURL', max) ?? tooBig(at, a, names, l.maxAlertBytes);
+}
+
+/** The alert's label names and values, fingerprint and generatorURL together over `max` bytes (ALERT_MAX_BYTES). */
+function tooBig(at: () => string, a: AlertStrings, names: readonly string[], max: number | undefined): OverLimit | undefined {
+  if (max === undefined) return undefined;
+  // a UTF-16 unit is at most 3 UTF-8 bytes: within max/3 units is within max bytes, not counted
+  let units = a.fingerprint.length + a.generatorURL.length;
+  for (const name of names) units += name.length + a.labels[name]!.length;
+  if (units * 3 <= max) return undefined;
+  let bytes = Buffer.byteLength(a.fingerprint) + Buffer.byteLength(a.generatorURL);
+  for (const name of names) bytes += Buffer.byteLength(name) + Buffer.byteLength(a.labels[name]!);
+  if (bytes <= max) return undefined;
+  return { setting: 'ALERT_MAX_BYTES', message: `${at()}: ${bytes} bytes of label names and values, fingerprint and generatorURL together, over the ${max} an alert may have (ALERT_MAX_BYTES)` };
 }
 
 /** What alertOverLimit reads of an alert (a webhook alert, an alert fetched from Alertmanager's API). */
@@ -122,7 +140,7 @@ export interface Refusal extends OverLimit {
  */
 export function splitByLimits<A extends AlertStrings>(
   alerts: readonly A[],
-  l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'> & Partial<Pick<IntakeLimits, 'maxClockSkewMs'>>,
+  l: Pick<IntakeLimits, 'maxAlerts' | 'maxLabels' | 'maxLabelBytes'> & Partial<Pick<IntakeLimits, 'maxClockSkewMs' | 'maxAlertBytes'>>,
   at: (i: number) => string,
   now?: number,
 ): { kept: A[]; keptStartsAt: (number | undefined)[]; refused: Refusal[] } {

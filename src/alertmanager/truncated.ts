@@ -19,7 +19,7 @@ export interface TruncatedDeps {
   metrics: Pick<Metrics, 'alertsTruncated' | 'alertmanagerFetches' | 'alertmanagerFetchesDeferred' | 'alertmanagerFetchesDropped' | 'alertsRecovered' | 'alertsDeduplicated' | 'alertsUnmatched' | 'alertmanagerAlertsRefused'>;
   config: Pick<
     Config,
-    'ALERTMANAGER_URL' | 'ALERTMANAGER_MAX_FETCHES' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'
+    'ALERTMANAGER_URL' | 'ALERTMANAGER_MAX_FETCHES' | 'DEDUPE_TTL' | 'BODY_LIMIT_BYTES' | 'ALERT_MAX_PER_BATCH' | 'ALERT_MAX_LABELS' | 'ALERT_MAX_LABEL_BYTES' | 'ALERT_MAX_BYTES' | 'ALERT_MAX_ANNOTATION_BYTES' | 'ALERT_ANNOTATIONS' | 'ALERT_MAX_CLOCK_SKEW'
   >;
   now: () => number;
   /**

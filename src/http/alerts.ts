@@ -15,7 +15,7 @@ const acceptedSchema = z.object({
   queued: z.number().int(),
   duplicates: z.number().int(),
   unmatched: z.number().int().optional().describe('firing alerts no rule matches (resends too): counted, not queued'),
-  refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES, or starting further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW: refused alone, counted and logged, not queued (present only when there were some)'),
+  refused: z.number().int().optional().describe('alerts over ALERT_MAX_LABELS, ALERT_MAX_LABEL_BYTES or ALERT_MAX_BYTES, or starting further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW: refused alone, counted and logged, not queued (present only when there were some)'),
 });
 
 /**
@@ -54,7 +54,7 @@ export function alertsRoutes(app: FastifyInstance, ctx: AppContext): void {
     storeOp: 'intake',
     bodyLimit: config.BODY_LIMIT_BYTES,
     responses: {
-      200: { description: 'every alert of the batch within the per-alert limits is durably queued (or was already); an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES (a label name or value, its fingerprint or generatorURL), or whose startsAt is further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW, is refused alone, counted in `refused` and not queued', schema: acceptedSchema },
+      200: { description: 'every alert of the batch within the per-alert limits is durably queued (or was already); an alert over ALERT_MAX_LABELS or ALERT_MAX_LABEL_BYTES (a label name or value, its fingerprint or generatorURL) or ALERT_MAX_BYTES (all of those together), or whose startsAt is further ahead of rollguard\'s clock than ALERT_MAX_CLOCK_SKEW, is refused alone, counted in `refused` and not queued', schema: acceptedSchema },
       400: { description: 'the payload is not an Alertmanager v4 webhook (a startsAt or endsAt that is not an RFC 3339 time with seconds and Z or ±hh:mm included); the message names the field', schema: errorSchema },
       413: { description: 'body over BODY_LIMIT_BYTES, more alerts than ALERT_MAX_PER_BATCH, or a groupKey, receiver or externalURL over ALERT_MAX_LABEL_BYTES (limits of the batch, not of one alert): nothing is queued; the message names the field, the limit and the setting', schema: errorSchema },
       415: { description: 'not application/json', schema: errorSchema },

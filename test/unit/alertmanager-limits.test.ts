@@ -47,3 +47,21 @@ t.test('splitByLimits with the clock: keptStartsAt holds each kept alert\'s star
   t.equal(normaliseAlert(payload, wa, now, undefined, 1).startsAt, 1, 'the parsed time is the one used (not parsed again)');
   t.equal(normaliseAlert(payload, wa, now).startsAt, now + 30_000, 'without it, parsed there');
 });
+
+t.test('splitByLimits: an alert whose label names and values, fingerprint and generatorURL add up to more than maxAlertBytes is refused (ALERT_MAX_BYTES)', async (t) => {
+  const l = { maxAlerts: 10, maxLabels: 10, maxLabelBytes: 100, maxAlertBytes: 300 };
+  const alert = (name: string, labels: Record<string, string>, generatorURL = '') => ({ labels: { alertname: name, ...labels }, fingerprint: `fp-${name}`, generatorURL });
+  const alerts = [
+    alert('A', { a: 'x'.repeat(100), b: 'x'.repeat(100) }),
+    alert('B', { a: 'x'.repeat(100), b: 'x'.repeat(100), c: 'x'.repeat(100) }),
+    alert('C', { a: 'é'.repeat(45), b: 'é'.repeat(45) }, 'http://p/'),
+    alert('D', { a: 'é'.repeat(50), b: 'é'.repeat(50), c: 'é'.repeat(50) }),
+    alert('E', { a: 'x'.repeat(90) }, `http://p/${'g'.repeat(90)}`),
+  ];
+  const { kept, refused } = splitByLimits(alerts, l, (i) => `body.alerts[${i}]`);
+  t.same(kept.map((a) => a.labels.alertname), ['A', 'C', 'E'], 'within 300 bytes in all, bytes counted (é is 2)');
+  t.same(refused.map((r) => [r.index, r.setting]), [[1, 'ALERT_MAX_BYTES'], [3, 'ALERT_MAX_BYTES']]);
+  t.equal(refused[0]!.message, 'body.alerts[1]: 317 bytes of label names and values, fingerprint and generatorURL together, over the 300 an alert may have (ALERT_MAX_BYTES)', 'the message counts the bytes and names the setting, never a value');
+  t.match(refused[1]!.message, /^body\.alerts\[3\]: 317 bytes/, 'é counted as its 2 bytes');
+  t.equal(splitByLimits(alerts, { maxAlerts: 10, maxLabels: 10, maxLabelBytes: 100 }, (i) => `${i}`).refused.length, 0, 'without the limit, none refused');
+});

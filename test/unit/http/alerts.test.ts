@@ -79,6 +79,9 @@ t.test('per-alert caps: the alert over one is refused alone, counted and logged 
     ['label name', {}, 0, (a) => (a.labels[big(4097)] = 'v'), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[0\]\.labels: a label name of 4097 bytes, over the 4096 a label name may have \(ALERT_MAX_LABEL_BYTES\)$/],
     ['fingerprint', {}, 1, (a) => (a.fingerprint = big(4097)), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[1\]\.fingerprint: 4097 bytes, over the 4096 a fingerprint may have \(ALERT_MAX_LABEL_BYTES\)$/],
     ['generatorURL', { ALERT_MAX_LABEL_BYTES: '100' }, 0, (a) => (a.generatorURL = `http://p/${big(100)}`), 'ALERT_MAX_LABEL_BYTES', /^body\.alerts\[0\]\.generatorURL: 109 bytes, over the 100 a generatorURL may have \(ALERT_MAX_LABEL_BYTES\)$/],
+    // found by a review (2026-12-08): each string within ALERT_MAX_LABEL_BYTES, an alert of 100 labels held about 800 kB
+    ['all its strings together (default: 4 × ALERT_MAX_LABEL_BYTES)', {}, 1, (a) => { for (let i = 0; i < 5; i++) a.labels[`l${i}`] = big(4000); }, 'ALERT_MAX_BYTES', /^body\.alerts\[1\]: \d+ bytes of label names and values, fingerprint and generatorURL together, over the 16384 an alert may have \(ALERT_MAX_BYTES\)$/],
+    ['all its strings together, multi-byte', { ALERT_MAX_BYTES: '400' }, 0, (a) => { a.labels.a = 'OVERSIZED' + 'é'.repeat(100); a.labels.b = 'OVERSIZED' + '€'.repeat(50); }, 'ALERT_MAX_BYTES', /^body\.alerts\[0\]: \d+ bytes of label names and values, fingerprint and generatorURL together, over the 400 an alert may have \(ALERT_MAX_BYTES\)$/],
   ];
   for (const [name, env, index, mutate, setting, re] of cases) {
     const logs = capturingLogger();
@@ -400,4 +403,14 @@ t.test('the line of an accepted batch names its groupKey and receiver cut to 200
   t.equal(accepted.groupKey.length, 201, 'the groupKey cut, marked with …');
   t.equal(accepted.receiver.length, 201, 'the receiver cut, marked with …');
   t.notMatch(logs.text(), /g{300}|r{300}/, 'neither is logged whole anywhere');
+});
+
+t.test('ALERT_MAX_BYTES: raised, a large alert is queued; below 64 it is refused naming the flag', async (t) => {
+  const { app, store } = testApp({ env: { ALERT_MAX_BYTES: '65536' } });
+  const body = JSON.parse(firing);
+  for (let i = 0; i < 5; i++) body.alerts[0].labels[`l${i}`] = 'v'.repeat(4000);
+  const res = await postAlerts(app, body);
+  t.same(res.json(), { queued: 2, duplicates: 0 }, 'both queued');
+  t.equal(await store.queueDepth(), 2);
+  t.throws(() => testApp({ env: { ALERT_MAX_BYTES: '10' } }), { name: 'ConfigError', message: /ALERT_MAX_BYTES \(--alert-max-bytes\)/ });
 });
