@@ -1,4 +1,5 @@
 import type { Alert } from '../alertmanager/alert.js';
+import { forLog } from '../alertmanager/limits.js';
 import { resolveTargets, TargetResolutionError } from '../rules/targets.js';
 import { MissingLabelError } from '../rules/template.js';
 import type { RuleSet } from '../rules/ruleset.js';
@@ -107,7 +108,7 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
     const earlier = ev.alert.startsAt < into.alert.startsAt;
     if (earlier ? decided.earlier : decided.later) {
       ctx.log.info(
-        { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, startsAt: new Date(ev.alert.startsAt).toISOString(), into: into.alert.fingerprint, intoStartsAt: new Date(into.alert.startsAt).toISOString() },
+        { fingerprint: forLog(ev.alert.fingerprint), alertname: forLog(ev.alert.labels.alertname ?? ''), startsAt: new Date(ev.alert.startsAt).toISOString(), into: forLog(into.alert.fingerprint), intoStartsAt: new Date(into.alert.startsAt).toISOString() },
         `not coalesced: the recent-deploy guard blocked the evaluation of the first alert for the same rule and target, judged against that alert's start; this alert started ${earlier ? 'before' : 'after'} it, which may change that verdict, and is evaluated against its own start`,
       );
       return false;
@@ -123,7 +124,7 @@ export async function linkCoalesced(ctx: EngineContext, ev: QueuedEvent, into: Q
     if (!same) await joinBurst(ctx, id, ev.alert);
   }
   ctx.log.info(
-    { fingerprint: ev.alert.fingerprint, alertname: ev.alert.labels.alertname, into: into.alert.fingerprint, records: ids },
+    { fingerprint: forLog(ev.alert.fingerprint), alertname: forLog(ev.alert.labels.alertname ?? ''), into: forLog(into.alert.fingerprint), records: ids },
     'alert coalesced into the evaluation of an earlier alert whose evaluation is the same (rules, trigger query, targets)',
   );
   return true;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { TargetRef } from '../actions/action.js';
 import type { Alert } from '../alertmanager/alert.js';
-import { intakeLimits, keptAnnotations } from '../alertmanager/limits.js';
+import { forLog, intakeLimits, keptAnnotations } from '../alertmanager/limits.js';
 import { activeDrill } from '../drills/store.js';
 import { readPauseAhead } from '../guards/pause.js';
 import { redactUrl } from '../redact.js';
@@ -34,7 +34,8 @@ import { BURST_TRACKED, memberResolved, ownResolved } from './burst.js';
  */
 export async function handleEvent(ctx: EngineContext, ev: QueuedEvent): Promise<boolean> {
   const alert = ev.alert;
-  const log = lazyChild(() => ctx.log, { fingerprint: alert.fingerprint, alertname: alert.labels.alertname, status: alert.status });
+  // the sender's strings cut for the log (forLog): each may have ALERT_MAX_LABEL_BYTES, and every line of the handling carries them
+  const log = lazyChild(() => ctx.log, { fingerprint: forLog(alert.fingerprint), alertname: clipped(alert.labels.alertname), status: alert.status });
   if (alert.status === 'resolved') {
     await resolve(ctx, alert, log);
     return true;
@@ -307,3 +308,8 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
 
 /** Reads and writes of one record by resolve() when another replica keeps moving it (each try follows a move). */
 const RESOLVE_TRIES = 3;
+
+/** A label value for a log line: cut (forLog), or undefined when absent. */
+function clipped(v: string | undefined): string | undefined {
+  return v === undefined ? undefined : forLog(v);
+}

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { forLog } from '../alertmanager/limits.js';
 import type { Metrics } from '../metrics.js';
 import type { QueuedEvent, Store } from '../store/store.js';
 import { StoreUnavailableError } from '../store/store.js';
@@ -372,7 +373,7 @@ export class QueueWorker {
    * and escalated), 'queued' when it may not be acked.
    */
   private async handle(ev: QueuedEvent): Promise<Lead> {
-    const log = this.o.logger.child({ event: ev.id, fingerprint: ev.alert.fingerprint, deliveries: ev.deliveries });
+    const log = this.o.logger.child({ event: ev.id, fingerprint: forLog(ev.alert.fingerprint), deliveries: ev.deliveries });
     const max = this.o.maxDeliveries;
     const counted = this.counted(ev);
     if (counted > max) {
