@@ -11,6 +11,7 @@ import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import type { EventLimit, Holding, HoldersWanted, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
 import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, unlessKeys } from './store.js';
+import { keyDigest } from './keys.js';
 
 interface Entry {
   id: string;
@@ -101,7 +102,12 @@ export class MemoryStore implements Store {
   /** the keys of PER_ALERT_VALUES in `keys`, in the order last written (oldest first), each with its write's number: what maxKeys counts */
   private readonly perAlertOrder = new Map<string, number>();
   private perAlertWrites = 0;
-  /** dedupe key -> expiry; insertion order is expiry order (one TTL per setting) */
+  /**
+   * dedupe key's digest (keyDigest, as the Redis store names its keys) -> expiry; insertion order
+   * is expiry order (one TTL per setting). The key holds the sender's fingerprint, up to
+   * ALERT_MAX_LABEL_BYTES: until 2026-12-08 it was kept as it came, so MEMORY_MAX_DEDUPE_KEYS
+   * (100,000) keys of 4 kB fingerprints held about 400 MB for DEDUPE_TTL.
+   */
   private readonly dedupe = new Map<string, number>();
   private readonly fences = new Map<string, { token: number; expiresAt: number }>();
   /** sliding windows: each event's time and member (reserveEvents names its members) */
@@ -170,10 +176,11 @@ export class MemoryStore implements Store {
     let queued = 0;
     const now = this.now();
     for (const it of kept) {
-      const exp = this.dedupe.get(it.key);
+      const key = keyDigest(it.key);
+      const exp = this.dedupe.get(key);
       if (exp !== undefined && exp > now) continue;
-      this.dedupe.delete(it.key); // re-inserted at the end: insertion order stays expiry order
-      this.dedupe.set(it.key, now + dedupeTtlMs);
+      this.dedupe.delete(key); // re-inserted at the end: insertion order stays expiry order
+      this.dedupe.set(key, now + dedupeTtlMs);
       const lane = it.lane ?? LAST_LANE;
       const id = `${now}-${++this.seq}`;
       const e: Entry = { id, lane, payload: JSON.stringify(it.alert), deliveredAt: 0, deliveries: 0 };

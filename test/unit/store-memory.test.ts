@@ -160,3 +160,22 @@ t.test('MEMORY_MAX_KEYS: a setting (default 20000), wired to the memory store an
   const v = (await metrics.storeDropped.get()).values.find((x) => x.labels.store === 'memory' && x.labels.what === 'keys');
   t.same({ count: keyCount(s) <= 100, dropped: v?.value }, { count: true, dropped: 300 - keyCount(s) });
 });
+
+// Found by a review (2026-12-08): the dedupe keys held the sender's fingerprint as it came (up to
+// ALERT_MAX_LABEL_BYTES), so MEMORY_MAX_DEDUPE_KEYS keys of 4 kB fingerprints held about 400 MB for
+// DEDUPE_TTL once their alerts were handled. They are kept as digests now, as the Redis store names
+// its dedupe keys: what is remembered per alert no longer grows with its fingerprint.
+t.test('a dedupe key is remembered as a digest of fixed length, whatever the length of the fingerprint in it', async (t) => {
+  const s = new MemoryStore();
+  const items = Array.from({ length: 50 }, (_, i) => {
+    const a = alert(`${i}-${'f'.repeat(4000)}`);
+    return { key: `${a.fingerprint}:${a.startsAt}:${a.status}`, alert: a };
+  });
+  t.same(await s.intake(items, 60_000), { queued: 50, duplicates: 0 });
+  await s.ack((await s.consume('c', 100, 0, 60_000)).map((e) => e.id));
+  t.same(await s.intake(items, 60_000), { queued: 0, duplicates: 50 }, 'still remembered: resends are duplicates');
+  // what the store keeps per dedupe key (private: there is no other way to see it)
+  const kept = [...(s as unknown as { dedupe: Map<string, number> }).dedupe.keys()];
+  t.equal(kept.length, 50);
+  t.ok(kept.every((k) => k.length === 32), 'each remembered as 32 characters, not the 4,000 of its fingerprint');
+});
