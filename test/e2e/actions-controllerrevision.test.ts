@@ -16,7 +16,7 @@ const OURS = 'e2e-rg';
 const THEIRS = 'e2e-kubectl';
 const CAUSE = 'rollguard: rule crash-loop, alert KubePodCrashLooping (fp 0c1d), rollback r-e2e';
 
-const cluster: Cluster = await startCluster();
+const cluster: Cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 

@@ -17,7 +17,7 @@ const THEIRS = 'e2e-kubectl';
 const CAUSE = 'rollguard: rule high-error-rate, alert HighErrorRate (fp b5aac1d6), rollback r-e2e';
 const REVISION = 'deployment.kubernetes.io/revision';
 
-const cluster: Cluster = await startCluster();
+const cluster: Cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 t.comment(`control plane at ${cluster.server}, logs in ${cluster.logDir}`);
 

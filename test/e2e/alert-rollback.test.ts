@@ -15,7 +15,7 @@ import { clusterEngine } from '../support/engine.js';
 const NS = 'shop';
 const REVISION = 'deployment.kubernetes.io/revision';
 
-const cluster = await startCluster();
+const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 const redis = await startRedis();
 t.teardown(() => redis.destroy());

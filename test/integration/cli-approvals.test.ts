@@ -19,7 +19,7 @@ const ADMIN_TOKEN = 'approvals-admin-token';
 const READ_TOKEN = 'approvals-read-token';
 const NS = 'shop';
 
-const cluster = await startCluster();
+const cluster = await startCluster({ argoCrds: false });
 t.teardown(() => cluster.stop({ keep: !t.passing() }));
 await cluster.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
 await deployV1ThenV2(cluster, NS, 'cart');
