@@ -11,10 +11,14 @@ cd "$(dirname "$0")/.."
 bash scripts/provision.sh
 
 # The type-check runs beside the tests (it is one core for half a minute, while most test files
-# wait); its failure fails the run, its errors printed after the tests'.
+# wait); its failure fails the run, its errors printed after the tests'. It is incremental, its
+# state kept in the cache per checkout path (tsc's build info names files relative to itself): a
+# second run in the same place re-checks only what changed (about 6 s of CPU instead of 26).
 echo "[test] type-check (beside the tests)" >&2
 tsc_log=$(mktemp)
-npx tsc --noEmit -p . >"$tsc_log" 2>&1 &
+tsc_state="${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}/tsc/$(pwd | sha256sum | cut -c1-16).tsbuildinfo"
+mkdir -p "$(dirname "$tsc_state")"
+npx tsc --noEmit -p . --incremental --tsBuildInfoFile "$tsc_state" >"$tsc_log" 2>&1 &
 tsc_pid=$!
 
 paths=("$@")
