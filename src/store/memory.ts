@@ -162,7 +162,7 @@ export class MemoryStore implements Store {
     this.lastSweep = now;
     for (const [k, v] of this.keys) if (v.expiresAt <= now) this.forget(k);
     for (const [k, v] of this.fences) if (v.expiresAt <= now) this.fences.delete(k);
-    for (const [k, v] of this.events) if (v.entries.every((e) => e.at <= now - v.windowMs)) this.events.delete(k);
+    for (const [k, v] of this.events) if (v.entries.every((e) => e.at < now - v.windowMs)) this.events.delete(k);
   }
 
   async intake(items: IntakeItem[], dedupeTtlMs: number): Promise<IntakeResult> {
@@ -301,7 +301,8 @@ export class MemoryStore implements Store {
   }
 
   private recordEvent(key: string, member: string, at: number, windowMs: number): void {
-    const entries = (this.events.get(key)?.entries ?? []).filter((e) => e.at > at - windowMs && e.member !== member);
+    // the window ending at `at` starts at at - windowMs, inclusive (as Redis keeps it: ZREMRANGEBYSCORE below it only)
+    const entries = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= at - windowMs && e.member !== member);
     entries.push({ at, member });
     this.events.set(key, { entries, windowMs });
   }
@@ -314,10 +315,14 @@ export class MemoryStore implements Store {
     return this.members(key, since, limit);
   }
 
-  /** The members of `key`'s events at or after `since`, newest first, at most `limit`. */
+  /** The members of `key`'s events at or after `since`, newest first (one time's by member, descending), at most `limit`. */
   private members(key: string, since: number, limit: number): string[] {
     const entries = (this.events.get(key)?.entries ?? []).filter((e) => e.at >= since);
-    return entries.sort((a, b) => b.at - a.at).slice(0, Math.max(0, limit)).map((e) => e.member);
+    // one time's members descending, as Redis orders equal scores (ZREVRANGEBYSCORE)
+    return entries
+      .sort((a, b) => b.at - a.at || (a.member < b.member ? 1 : a.member > b.member ? -1 : 0))
+      .slice(0, Math.max(0, limit))
+      .map((e) => e.member);
   }
 
   // One synchronous step (no await between the counts, the holders read and the writes): atomic in this process.

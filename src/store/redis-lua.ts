@@ -193,7 +193,10 @@ local since = at - tonumber(ARGV[3])
 for i, k in ipairs(KEYS) do
   if ARGV[4] == '1' then redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. since) end
   local n = redis.call('ZCOUNT', k, since, '+inf')
-  if redis.call('ZSCORE', k, ARGV[1]) then n = n - 1 end
+  -- the member's own event leaves the count only when it is in it (a check trims nothing: an
+  -- older one of its own may still be in the key, and made room it does not have)
+  local own = redis.call('ZSCORE', k, ARGV[1])
+  if own and tonumber(own) >= since then n = n - 1 end
   if n >= tonumber(ARGV[6 + i]) then
     local out = {i, n}
     if ARGV[5] ~= '' and tonumber(ARGV[6]) > 0 then

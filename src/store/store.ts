@@ -195,13 +195,15 @@ export interface Store {
    * In one atomic step over every replica: when each key holds fewer events than its limit in the
    * window ending at `at` (the same window as countEvents(key, at - windowMs)), records the event
    * `member` at `at` under every key; otherwise records nothing and names the first key at its limit.
-   * A member already recorded under a key does not count against itself (reserving again is a no-op).
+   * A member already recorded under a key does not count against itself (reserving again is a no-op);
+   * its own event from before the window makes no room for it. The window includes its first
+   * millisecond (an event at exactly at - windowMs counts).
    * A refusal names the refusing key's holders when `holders` asks for them.
    */
   reserveEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation>;
   /** reserveEvents' check alone, in one atomic step: records nothing (a dry run's budget). */
   checkEvents(keys: readonly EventLimit[], member: string, at: number, windowMs: number, holders?: HoldersWanted): Promise<Reservation>;
-  /** The members of key's events at or after `since`, newest first, at most `limit` (reserveEvents' are the names it was given). */
+  /** The members of key's events at or after `since`, newest first (one time's by member, descending), at most `limit` (reserveEvents' are the names it was given). */
   eventMembers(key: string, since: number, limit: number): Promise<string[]>;
   /** Gives a reservation back: removes `member` from each key. */
   releaseEvents(keys: readonly string[], member: string): Promise<void>;

@@ -283,6 +283,41 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.countEvents('held:target:x', 0), 1, 'reserved');
   });
 
+  t.test('event windows include their first millisecond: an event at exactly at - windowMs counts, under every write and check', async (t) => {
+    const s = await make();
+    const T = Date.now();
+    const W = 3_600_000;
+    t.same(await s.reserveEvents([{ key: 'edge:k', limit: 2 }], 'rb-a', T, W), { reserved: true });
+    t.same(await s.reserveEvents([{ key: 'edge:k', limit: 2 }], 'rb-b', T + W, W), { reserved: true }, 'rb-a at the window\'s first millisecond: one of two');
+    t.equal(await s.countEvents('edge:k', T), 2, 'rb-a is still in the window ending at T + W');
+    t.same(await s.checkEvents([{ key: 'edge:k', limit: 2 }], 'rb-c', T + W, W), { reserved: false, key: 'edge:k', count: 2 }, 'checked: no room');
+    t.same(await s.reserveEvents([{ key: 'edge:k', limit: 2 }], 'rb-c', T + W, W), { reserved: false, key: 'edge:k', count: 2 }, 'reserved: no room either (rb-a and rb-b hold both units)');
+    await s.addEvent('edge:added', T, W);
+    await s.addEvent('edge:added', T + W, W);
+    t.equal(await s.countEvents('edge:added', T), 2, 'addEvent keeps the event at the window\'s first millisecond too');
+  });
+
+  t.test('a member\'s own event from before the window does not make room for it: only its own event in the window is left out', async (t) => {
+    const s = await make();
+    const T = Date.now();
+    const W = 1_000;
+    t.same(await s.reserveEvents([{ key: 'own:k', limit: 1 }], 'rb-self', T, W), { reserved: true });
+    t.same(await s.reserveEvents([{ key: 'own:k', limit: 2 }], 'rb-other', T + 500, W), { reserved: true }, 'another member, while rb-self is still in the window');
+    // at T + 1200 the window starts at T + 200: rb-self's event (T) is out of it, rb-other's holds the one unit
+    const check = await s.checkEvents([{ key: 'own:k', limit: 1 }], 'rb-self', T + 1_200, W);
+    t.same(check, { reserved: false, key: 'own:k', count: 1 }, 'checked: refused, rb-other holds the unit');
+    t.same(await s.reserveEvents([{ key: 'own:k', limit: 1 }], 'rb-self', T + 1_200, W), { reserved: false, key: 'own:k', count: 1 }, 'reserved: refused alike');
+  });
+
+  t.test('event holders of one time are named by member, descending (Redis\' order for equal scores), whatever the order reserved', async (t) => {
+    const s = await make();
+    const now = Date.now();
+    for (const m of ['rb-b', 'rb-d', 'rb-a', 'rb-c']) await s.reserveEvents([{ key: 'ties:k', limit: 10 }], m, now, 3_600_000);
+    await s.reserveEvents([{ key: 'ties:k', limit: 10 }], 'rb-0-newest', now + 1, 3_600_000);
+    t.same(await s.eventMembers('ties:k', 0, 3), ['rb-0-newest', 'rb-d', 'rb-c'], 'newest first, then members of one time descending, cut at the limit');
+    t.same(await s.checkEvents([{ key: 'ties:k', limit: 5 }], 'rb-x', now, 3_600_000, { since: 0, limit: 10 }), { reserved: false, key: 'ties:k', count: 5, holders: ['rb-0-newest', 'rb-d', 'rb-c', 'rb-b', 'rb-a'] }, 'a refusal names them alike');
+  });
+
   t.test('reserveEvents at once from many callers never passes a limit', async (t) => {
     const s = await make();
     const now = Date.now();
