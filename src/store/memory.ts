@@ -10,7 +10,7 @@
 import { decodeCursor, encodeCursor, isAfter, newestFirst } from './cursor.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
 import type { EventLimit, Holding, HoldersWanted, IntakeItem, IntakeResult, Lane, Lock, QueuedEvent, RecordFilter, RecordPage, Reservation, SlotLease, Store, StoredRecord } from './store.js';
-import { holdsField, intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, unlessKeys } from './store.js';
+import { holdsField, intakeResult, LANES, LAST_LANE, pageLimit, splitUnmatched, StoreFullError, unlessKeys } from './store.js';
 import { keyDigest } from './keys.js';
 
 interface Entry {
@@ -550,15 +550,17 @@ export class MemoryStore implements Store {
   }
 
   async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
-    const limit = filter.limit ?? 100;
+    const limit = pageLimit(filter.limit);
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
-    // the smallest index that answers the filter; every record only when there is no filter
-    const ids =
-      filter.target !== undefined ? this.byTarget.get(filter.target) : filter.state !== undefined ? this.byState.get(filter.state) : this.records.keys();
+    // the smallest index that answers the filter (of a target and a state, the smaller); every record only when there is no filter
+    const { target, state } = filter;
+    const byTarget = target === undefined ? undefined : (this.byTarget.get(target) ?? new Set<string>());
+    const byState = state === undefined ? undefined : (this.byState.get(state) ?? new Set<string>());
+    const ids = byTarget && byState ? (byState.size < byTarget.size ? byState : byTarget) : (byTarget ?? byState ?? this.records.keys());
     const hits: StoredRecord[] = [];
-    for (const id of ids ?? []) {
+    for (const id of ids) {
       const r = this.records.get(id)!;
-      if (filter.state !== undefined && r.state !== filter.state) continue;
+      if ((state !== undefined && r.state !== state) || (target !== undefined && r.target !== target)) continue;
       if (after && !isAfter(r, after)) continue;
       hits.push(r);
     }

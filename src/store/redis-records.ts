@@ -1,7 +1,7 @@
 import { encodeCursor, type Position } from './cursor.js';
 import { PRUNE_LUA, PUT_RECORD_LUA, RECORDS_LAYOUT } from './redis-lua.js';
 import type { Client } from './redis-client.js';
-import { holdsField, type Holding, type RecordFilter, type RecordPage, type StoredRecord } from './store.js';
+import { holdsField, pageLimit, type Holding, type RecordFilter, type RecordPage, type StoredRecord } from './store.js';
 
 /**
  * The record-count cap (REDIS_MAX_RECORDS): with more records than ARGV[1], closed records of the
@@ -215,18 +215,24 @@ export class RedisRecords {
   }
 
   async page(filter: RecordFilter, after: Position | undefined): Promise<RecordPage> {
+    const limit = pageLimit(filter.limit);
     await this.ensureIndexed();
-    const limit = filter.limit ?? 100;
-    // the smallest index that answers the filter: a target's records, a state's, or all
-    const index = filter.target !== undefined ? this.targetIndex(filter.target) : filter.state !== undefined ? this.stateIndex(filter.state) : this.keys.byTime;
+    const { target, state } = filter;
+    const index = await this.smallestIndex(target, state);
+    // records read that are not listed: those of the other filter (a state and a target together),
+    // and those that moved on or were pruned between the read of the index and of the records
+    const listed = (r: StoredRecord) => (state === undefined || r.state === state) && (target === undefined || r.target === target);
     const out: StoredRecord[] = [];
     let more = false;
-    for await (const ids of this.idsNewestFirst(index, after, Math.min(limit + 1, 500))) {
+    // a chunk of limit + 1 answers a one-filter listing in one read; a listing of two filters may
+    // pass over many records of the index it reads, so its chunks double (at most 500 ids each)
+    const grow = target !== undefined && state !== undefined;
+    for await (const ids of this.idsNewestFirst(index, after, Math.min(limit + 1, 500), grow)) {
       const values = await this.cmd.hmget(this.keys.records, ...ids);
       for (const v of values) {
         if (!v) continue; // pruned meanwhile
         const r = JSON.parse(v) as StoredRecord;
-        if (filter.state !== undefined && r.state !== filter.state) continue;
+        if (!listed(r)) continue;
         if (out.length === limit) {
           more = true;
           break;
@@ -240,17 +246,32 @@ export class RedisRecords {
   }
 
   /**
+   * The index a listing reads: a target's records, a state's, or all; with both a target and a
+   * state, the smaller of their two indexes (the records in_progress of a target with thousands of
+   * closed ones: the few ids of the state's index, not the target's thousands).
+   */
+  private async smallestIndex(target: string | undefined, state: string | undefined): Promise<string> {
+    if (target === undefined) return state === undefined ? this.keys.byTime : this.stateIndex(state);
+    if (state === undefined) return this.targetIndex(target);
+    const [byTarget, byState] = await Promise.all([this.cmd.zcard(this.targetIndex(target)), this.cmd.zcard(this.stateIndex(state))]);
+    return byState < byTarget ? this.stateIndex(state) : this.targetIndex(target);
+  }
+
+  /**
    * Ids of a sorted set (score createdAt) newest first, strictly after `after`, in chunks. Each
    * chunk starts after the last id of the one before (its position), not at an offset: a record
    * added (newer, above) or leaving the index (a state index, as its record moves on) between two
    * chunks would shift every offset after it, and one listing would then show a record twice or
    * skip one. Redis orders equal scores by member, descending, as the cursor does; only a chunk
-   * made entirely of ids of one createdAt already passed moves on by offset.
+   * made entirely of ids of one createdAt already passed moves on by offset. `grow`: each chunk
+   * twice the one before, up to 500 ids (a listing that passes over records it reads).
    */
-  private async *idsNewestFirst(key: string, after: Position | undefined, chunk: number): AsyncGenerator<string[]> {
+  private async *idsNewestFirst(key: string, after: Position | undefined, first: number, grow: boolean): AsyncGenerator<string[]> {
     let pos = after;
     let ties = 0;
-    for (;;) {
+    let chunk = Math.max(1, first);
+    for (let n = 0; ; n++) {
+      if (grow && n > 0) chunk = Math.min(chunk * 2, 500);
       const flat = await this.cmd.zrevrangebyscore(key, pos ? String(pos.createdAt) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', ties, chunk);
       const ids: string[] = [];
       let last: Position | undefined;

@@ -28,7 +28,7 @@ import { RedisEvents } from './redis-events.js';
 import { RedisRecords } from './redis-records.js';
 import { keyDigest } from './keys.js';
 import { DropNotes, type DropCallbacks } from './drops.js';
-import { intakeResult, LANES, LAST_LANE, splitUnmatched, StoreFullError, StoreUnavailableError, unlessKeys } from './store.js';
+import { intakeResult, LANES, LAST_LANE, pageLimit, splitUnmatched, StoreFullError, StoreUnavailableError, unlessKeys } from './store.js';
 import { withTimeout } from '../timeout.js';
 import { Rounds } from '../rounds.js';
 
@@ -560,8 +560,10 @@ export class RedisStore implements Store {
   }
 
   async listRecordsPage(filter: RecordFilter = {}): Promise<RecordPage> {
+    // bad paging is the caller's error, said before run() (which would take it for Redis')
     const after = filter.cursor === undefined ? undefined : decodeCursor(filter.cursor);
-    return this.run('listRecords', () => this.recordsOf.page(filter, after));
+    const limit = pageLimit(filter.limit);
+    return this.run('listRecords', () => this.recordsOf.page({ ...filter, limit }, after));
   }
 
   async heldCount(): Promise<number> {

@@ -130,6 +130,13 @@ export interface RecordFilter {
   cursor?: string;
 }
 
+/** A listing's page size: RecordFilter's `limit` (default 100), a whole number of 0 or more; anything else is refused, naming it. */
+export function pageLimit(limit: number | undefined): number {
+  if (limit === undefined) return 100;
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new RangeError(`listRecords: limit must be a whole number of 0 or more, got ${String(limit)}`);
+  return limit;
+}
+
 export interface RecordPage {
   records: StoredRecord[];
   /** where the next page starts; null on the last page */

@@ -197,3 +197,35 @@ t.test('one listing in several chunks is a consistent walk: records added or lea
   t.equal(heldIds.filter((id) => id.startsWith('r')).length, N - 10, 'no record still held skipped because others left the index');
   t.same(heldIds.filter((id) => id.startsWith('r')).slice(-3), ['r00002', 'r00001', 'r00000'], 'down to the oldest');
 });
+
+// Found on 2026-12-08 (a review): a listing by a target and a state read the target's index whatever
+// its size, limit + 1 ids a read (a read and an HMGET each), so the lock guard's look for a target's
+// in_progress record (limit 2) on a target with thousands of closed records made thousands of round
+// trips, and so did GET /v1/rollbacks?target=…&state=…&limit=1.
+t.test('a listing by a target and a state reads the smaller index, in growing chunks: a few round trips, not one per limit + 1 records of the target', async (t) => {
+  const s = new RedisStore({ url: redis.url, prefix: `smaller${++n}` });
+  stores.push(s);
+  await s.waitReady(5000);
+  const busy = 'Deployment/prod/busy';
+  await s.putRecord({ id: 'run-old', target: busy, state: 'in_progress', createdAt: 1 });
+  for (let i = 0; i < 1000; i++) await s.putRecord({ id: `c${String(i).padStart(4, '0')}`, target: busy, state: 'blocked', createdAt: 100 + i });
+  const cmd = (s as unknown as { cmd: Record<string, (...a: unknown[]) => Promise<unknown>> }).cmd;
+  let reads = 0;
+  for (const name of ['zrevrangebyscore', 'hmget']) {
+    const real = cmd[name]!.bind(cmd);
+    cmd[name] = (...a: unknown[]) => {
+      reads++;
+      return real(...a);
+    };
+  }
+  t.same((await s.listRecords({ target: busy, state: 'in_progress', limit: 2 })).map((r) => r.id), ['run-old']);
+  t.ok(reads <= 4, `the state's index, one id: ${reads} reads`);
+  // both indexes big, few records of both: the chunks grow
+  for (let i = 0; i < 1000; i++) await s.putRecord({ id: `o${String(i).padStart(4, '0')}`, target: `Deployment/prod/o${i}`, state: 'in_progress', createdAt: 100 + i });
+  reads = 0;
+  t.same((await s.listRecords({ target: busy, state: 'in_progress', limit: 1 })).map((r) => r.id), ['run-old']);
+  t.ok(reads <= 24, `both indexes of 1,000: ${reads} reads`);
+  reads = 0;
+  const page = await s.listRecordsPage({ target: busy, state: 'blocked', limit: 2 });
+  t.same([page.records.map((r) => r.id), reads <= 4], [['c0999', 'c0998'], true], `what the target's index answers at its top: one read of each (${reads})`);
+});

@@ -568,6 +568,17 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     await t.rejects(s.listRecordsPage({ cursor: 'not a cursor!' }), /nextCursor of an earlier page/);
   });
 
+  t.test('a page size that is not a whole number of 0 or more is refused, naming it, and reads nothing', async (t) => {
+    const s = await make();
+    for (let i = 0; i < 3; i++) await s.putRecord({ id: `l${i}`, target: 'Deployment/prod/l', state: 'held', createdAt: 10 + i });
+    for (const limit of [-1, -7, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await t.rejects(s.listRecordsPage({ limit }), { name: 'RangeError', message: /limit must be a whole number of 0 or more/ }, `limit ${limit}`);
+      await t.rejects(s.listRecords({ state: 'held', limit }), { name: 'RangeError', message: /limit must be a whole number of 0 or more/ }, `limit ${limit}, by state`);
+    }
+    t.same(await s.listRecordsPage({ limit: 0 }), { records: [], nextCursor: null }, 'a limit of 0: an empty page');
+    t.same((await s.listRecords({ limit: 2 })).map((r) => r.id), ['l2', 'l1']);
+  });
+
   t.test('pruning skips open records wherever they are, and deletes every old closed one', async (t) => {
     const s = await make();
     // The oldest record is open, then more closed old records than one pruning batch holds.
