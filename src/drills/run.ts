@@ -8,7 +8,7 @@ import type { Action, TargetKind } from '../actions/action.js';
 import { NO_CLUSTER, notFoundMessage, refusedByServer } from '../actions/common.js';
 import { AlertmanagerApi } from '../alertmanager/api.js';
 import type { Config } from '../config.js';
-import { OPEN_STATES, targetKey, type RecordBook } from '../engine/record.js';
+import { targetKey, type RecordBook } from '../engine/record.js';
 import { readCooldown } from '../guards/cooldown.js';
 import { readPause } from '../guards/pause.js';
 import { globMatches } from '../guards/scope.js';
@@ -130,7 +130,7 @@ export class Drills {
     if (cooldown && cooldown.until > now) {
       throw new DrillRefusal(409, 'cooldown', `${target} was rolled back by ${cooldown.id} and is in its cooldown until ${new Date(cooldown.until).toISOString()}: the cooldown guard would block the drill's rollback; start the drill after that`);
     }
-    const open = (await this.d.records.list({ target, limit: 20 })).find((r) => OPEN_STATES.includes(r.state));
+    const [open] = await this.d.records.openOf(target, 1);
     if (open) throw new DrillRefusal(409, 'rollback_open', `rollback ${open.id} of ${target} is ${open.state}: no drill while a rollback of the target is open`);
     let firing: Array<Record<string, string>>;
     try {

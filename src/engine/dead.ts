@@ -10,7 +10,7 @@ import { matchedRules } from './coalesce.js';
 import { evaluatedBy } from './claim.js';
 import { markIfDrill, newRecord } from './intake.js';
 import { messages, type Standing } from './messages.js';
-import { alertRecordId, OPEN_STATES, targetKey, type RollbackRecord } from './record.js';
+import { alertRecordId, targetKey, type RollbackRecord } from './record.js';
 
 /** At most this much of the error that stopped the event goes into its record and escalation (the log has it whole). */
 const REASON_MAX_CHARS = 300;
@@ -66,7 +66,7 @@ export async function deadLettered(ctx: EngineContext, ev: QueuedEvent, err: unk
           standing.push({ id, target, by });
           continue;
         }
-        const open = (await ctx.records.list({ target, limit: OPEN_LOOKUP })).find((r) => r.rule === rule.name && OPEN_STATES.includes(r.state));
+        const open = (await ctx.records.openOf(target, OPEN_LOOKUP)).find((r) => r.rule === rule.name);
         if (open) {
           standing.push({ id: open.id, target, state: open.state });
           continue;

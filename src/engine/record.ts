@@ -3,6 +3,7 @@ import type { TargetRef } from '../actions/action.js';
 import type { GitOpsRecord } from '../gitops/types.js';
 import type { BlockCause } from '../guards/guard.js';
 import type { MigrationRecord } from '../migrations/types.js';
+import { newestFirst } from '../store/cursor.js';
 import { keyDigest, sha256Hex } from '../store/keys.js';
 import type { RecordFilter, Store, StoredRecord } from '../store/store.js';
 import type { Chain } from './chain.js';
@@ -166,6 +167,17 @@ export class RecordBook {
 
   async list(filter: { target?: string; state?: string; limit?: number }): Promise<RollbackRecord[]> {
     return (await this.store.listRecords(filter)).map((r) => read(r)!);
+  }
+
+  /**
+   * The open records of a target (OPEN_STATES), newest first, at most `limit` of each state. Read
+   * from the indexes of the target and of each open state (the smaller of the two each time), so
+   * the target's closed records, however many and however new (an alert flood's not_confirmed),
+   * never hide an older open one, nor are they read.
+   */
+  async openOf(target: string, limit: number): Promise<RollbackRecord[]> {
+    const lists = await Promise.all(OPEN_STATES.map((state) => this.list({ target, state, limit })));
+    return lists.flat().sort(newestFirst);
   }
 
   /** One page, newest first, and the cursor of the next (null on the last page). */

@@ -115,6 +115,18 @@ t.test('refusals change nothing: drills off, outside DRILL_NAMESPACES, paused, o
   t.equal((await s.drills.get(first.id))!.restore!.outcome, 'restored');
 });
 
+// Found on 2026-12-08 (a review of the store's callers): the open rollback was looked for among the
+// target's 20 newest records, whatever their state, so a flood of newer closed ones hid it.
+t.test('a rollback of the target open behind any number of newer closed records refuses the drill', async (t) => {
+  const s = setup();
+  const base = { target: TARGET, rule: 'error-rate', source: 'alert', timeline: [], times: {}, ref: { kind: 'Deployment', namespace: NS, name: 'web' } };
+  const now = Date.now();
+  await s.store.putRecord({ ...base, id: 'rb-pending', state: 'pending_approval', createdAt: now - 60_000, updatedAt: now - 60_000 });
+  for (let i = 0; i < 30; i++) await s.store.putRecord({ ...base, id: `rb-flood${i}`, state: 'not_confirmed', createdAt: now - 30_000 + i, updatedAt: now - 30_000 + i });
+  await t.rejects(s.drills.start({ ref: { kind: 'Deployment', namespace: NS, name: 'web' }, fault: { kind: 'crash' }, requestedBy: 't' }), { status: 409, code: 'rollback_open', message: /rollback rb-pending of .* is pending_approval/ });
+  t.equal(s.kube.calls.filter((c) => c.verb === 'patch' && !c.dryRun).length, 0, 'nothing written');
+});
+
 t.test('Prometheus not answering, or no turn to ask it: refused 503, each saying which, nothing written', async (t) => {
   const s = setup();
   const ref = { kind: 'Deployment' as const, namespace: NS, name: 'web' };

@@ -163,6 +163,20 @@ t.test("an alert coalesced into another's evaluation: that open record stands fo
   t.match(e.notifier.sent.find((n) => n.kind === 'event_dead')?.lines.join('\n'), new RegExp(`its record ${held!.id} on Deployment/prod/checkout stands \\(held\\)`));
 });
 
+// Found on 2026-12-08 (a review of the store's callers): the open record was looked for among the
+// target's 50 newest records, whatever their state, so a flood of newer closed ones hid it.
+t.test('an open record of the rule stands for a dead-lettered alert behind any number of newer closed records of its target', async (t) => {
+  const e = testEngine();
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn', 'checkout')); // held: Prometheus down
+  const [held] = await e.engine.records.list({});
+  t.equal(held?.state, 'held');
+  for (let i = 0; i < 60; i++) await e.store.putRecord({ ...held!, id: `rb-flood${i}`, state: 'not_confirmed', createdAt: held!.createdAt + 1 + i });
+  t.same(await e.engine.deadLettered(ev(firing('SlowBurn', 'checkout'), '5-0'), new Error('could not link a coalesced alert')), [], 'no record written');
+  await e.notifications.flush();
+  t.match(e.notifier.sent.find((n) => n.kind === 'event_dead')?.lines.join('\n'), new RegExp(`its record ${held!.id} on Deployment/prod/checkout stands \\(held\\)`));
+});
+
 t.test('the record of a dead-lettered alert takes its resolution, and says source: drill during a drill', async (t) => {
   const e = testEngine();
   await new DrillStore(e.store, 60_000).setActive('Deployment/prod/checkout', 'dr-abc', 60_000);
