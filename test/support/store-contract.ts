@@ -414,6 +414,18 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.getRecord('r1'), null);
   });
 
+  t.test('records: what is read back is the record as JSON (what Redis keeps), whatever values it was put with', async (t) => {
+    const s = await make();
+    const at = new Date(1_700_000_000_000);
+    const rec = { id: 'j1', target: 'Deployment/prod/a', state: 'succeeded', createdAt: 1, gone: undefined, nan: Number.NaN, inf: Number.POSITIVE_INFINITY, at, list: [1, undefined], nested: { keep: 'x', drop: undefined } };
+    t.ok(await s.putRecord(rec));
+    const want = { id: 'j1', target: 'Deployment/prod/a', state: 'succeeded', createdAt: 1, nan: null, inf: null, at: at.toISOString(), list: [1, null], nested: { keep: 'x' } };
+    const got = await s.getRecord('j1');
+    t.strictSame(got, want, 'getRecord: undefined fields left out, NaN and Infinity null, a Date its ISO text');
+    t.strictSame((await s.listRecords({ target: 'Deployment/prod/a' }))[0], want, 'listRecords alike');
+    t.notOk(got && 'gone' in got, 'no field of an undefined value');
+  });
+
   t.test('records: a put unless a value is set writes only while that value is absent, atomically', async (t) => {
     const s = await make();
     const rec = (state: string): StoredRecord => ({ id: 'r1', target: 'Deployment/prod/a', state, createdAt: 1 });
