@@ -255,7 +255,8 @@ export interface Store {
   getRecord(id: string): Promise<StoredRecord | null>;
   /**
    * Newest first (createdAt, then id). Indexed by state and by target: a filtered listing reads
-   * only the records of that state or target, never every record.
+   * only the records of that state or target (of both, the smaller index), never every record.
+   * `limit` (default 100) is a whole number of 0 or more; any other is refused (RangeError).
    */
   listRecords(filter?: RecordFilter): Promise<StoredRecord[]>;
   /** One page of listRecords, and the cursor of the next. */
