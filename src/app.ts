@@ -67,8 +67,13 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
     },
   });
   // Beyond this, Node closes a new connection at once: however many a client opens, what they take is bounded.
+  // Each refusal is counted by the setting that made it, so that an operator sees a full listener
+  // (Alertmanager's deliveries refused with it) rather than only Alertmanager's retries.
   app.server.maxConnections = config.HTTP_MAX_CONNECTIONS;
-  capPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS);
+  app.server.on('drop', () => metrics.httpConnectionsRefused.inc({ setting: 'HTTP_MAX_CONNECTIONS', listener }));
+  capPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS, () =>
+    metrics.httpConnectionsRefused.inc({ setting: 'HTTP_MAX_CONNECTIONS_PER_ADDRESS', listener }),
+  );
   // Only JSON is accepted: everything else gets 415 rather than a confusing 400.
   app.removeContentTypeParser('text/plain');
   const ctx: AppContext = {
@@ -118,7 +123,7 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
  * while its client keeps sending requests: without this, one client could hold every place and
  * shut out Alertmanager and the kubelet's probes for as long as it liked.
  */
-export function capPerAddress(server: NetServer, cap: number): void {
+export function capPerAddress(server: NetServer, cap: number, onRefused: () => void = () => {}): void {
   if (cap <= 0) return;
   const held = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
@@ -127,6 +132,7 @@ export function capPerAddress(server: NetServer, cap: number): void {
     const n = held.get(address) ?? 0;
     if (n >= cap) {
       socket.destroy();
+      onRefused();
       return;
     }
     held.set(address, n + 1);

@@ -128,6 +128,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       'When the last drill of each target (Kind/namespace/name) run by this replica ended, labelled with its result; one series per target.', ['target', 'result']),
     kubeErrors: counter('rollguard_kube_api_errors_total',
       'Kubernetes API calls that failed, by status (HTTP code, timeout, network).', ['status']),
+    httpConnectionsRefused: counter('rollguard_http_connections_refused_total',
+      'Connections closed as they opened because a connection limit was reached, by the setting that refused them (HTTP_MAX_CONNECTIONS, HTTP_MAX_CONNECTIONS_PER_ADDRESS) and the listener (api, metrics).', ['setting', 'listener']),
   };
 }
 

@@ -15,9 +15,13 @@ const DEADLINE_MS = 8_000;
 
 async function listening(env: Record<string, string>, listener: 'api' | 'metrics' = 'api') {
   const config = loadConfig({ WEBHOOK_TOKEN, HTTP_REQUEST_TIMEOUT: '300ms', HTTP_IDLE_TIMEOUT: '300ms', ...env });
-  const app = buildApp({ config, store: new MemoryStore(), metrics: createMetrics({ defaults: false }), logger: false }, listener);
+  const metrics = createMetrics({ defaults: false });
+  const app = buildApp({ config, store: new MemoryStore(), metrics, logger: false }, listener);
   await app.listen({ host: '127.0.0.1', port: 0 });
-  return { app, port: (app.server.address() as net.AddressInfo).port };
+  /** rollguard_http_connections_refused_total's series, as `setting listener` → value. */
+  const refused = async () =>
+    Object.fromEntries((await metrics.httpConnectionsRefused.get()).values.map((v) => [`${v.labels.setting} ${v.labels.listener}`, v.value]));
+  return { app, port: (app.server.address() as net.AddressInfo).port, refused };
 }
 
 /** Opens a connection, writes `data`, and resolves with what came back once the server closes it, or 'still open' at the deadline. */
@@ -80,13 +84,14 @@ t.test('a kept-alive connection idle past HTTP_IDLE_TIMEOUT is closed; a refused
 });
 
 t.test('beyond HTTP_MAX_CONNECTIONS, a new connection is closed at once', async (t) => {
-  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16' });
+  const { app, port, refused } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16' });
   t.teardown(() => app.close());
   const held = Array.from({ length: 16 }, () => net.connect(port, '127.0.0.1').on('error', () => {}));
   t.teardown(() => held.forEach((s) => s.destroy()));
   await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))));
   await new Promise((r) => setTimeout(r, 100));
   t.ok((await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')).closed, 'the 17th: closed');
+  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS api': 1 }, 'counted once, by the setting that refused it');
   held.forEach((s) => s.destroy());
   await new Promise((r) => setTimeout(r, 100));
   const after = await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
@@ -106,13 +111,14 @@ function pinging(port: number, localAddress = '127.0.0.1') {
 
 t.test('one address holds at most HTTP_MAX_CONNECTIONS_PER_ADDRESS: kept-alive pingers cannot shut others out', async (t) => {
   // HTTP_IDLE_TIMEOUT 300 ms, a request every 100 ms: the idle timer never closes them
-  const { app, port } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '4' });
+  const { app, port, refused } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '4' });
   t.teardown(() => app.close());
   const conns = Array.from({ length: 16 }, () => pinging(port));
   t.teardown(() => conns.forEach((c) => c.stop()));
   const within = (ms: number) => new Promise<false>((r) => setTimeout(() => r(false), ms));
   const ended = await Promise.all(conns.map((c) => Promise.race([c.closed, within(2_000)])));
   t.equal(ended.filter(Boolean).length, 12, 'the 12 beyond 4 from one address: closed by the server');
+  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS_PER_ADDRESS api': 12 }, 'each counted, by the setting that refused it');
   // the 4 kept are still open, still pinging: another address (127.0.0.2, loopback too on Linux) gets in
   const other = await new Promise<string>((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
