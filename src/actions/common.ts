@@ -253,6 +253,14 @@ function markNothingWritten(err: unknown): void {
   if (typeof err === 'object' && err !== null) unwritten.add(err);
 }
 /**
+ * `err`, marked as proving that nothing of the rollback reached the cluster (wroteNothing): for an
+ * action's own read before its write (helm.ts reads the release again before helm rollback).
+ */
+export function nothingWritten(err: unknown): unknown {
+  markNothingWritten(err);
+  return err;
+}
+/**
  * Whether an error thrown by execute() proves that nothing of the rollback reached the cluster
  * (executeWrites marks it so). An error it does not mark may have come after a write landed.
  */

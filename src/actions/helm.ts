@@ -17,7 +17,7 @@ import { CHANGE_CAUSE } from '../kube/revision.js';
 import { labelledByFlux, liveWorkloads, RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE, releaseWorkloads, type ReleaseObject } from './helm-workloads.js';
 import type { Kube } from '../kube/kube.js';
 import { reqOpts, type Action, type ActionContext, type ChangedObject, type ExecuteResult, type KindDefinition, type RollbackPlan, type TargetRef, type VerifyOptions, type VerifyResult } from './action.js';
-import { defineKind, optionsOf, refused, verifyUntil } from './common.js';
+import { defineKind, nothingWritten, optionsOf, refused, verifyUntil } from './common.js';
 import { resourceKey } from '../guards/guard.js';
 
 const HELM_DURATION = /^(\d+(\.\d+)?(h|ms|m|s))+$/;
@@ -227,7 +227,9 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
 
   /**
    * `helm history` of the release, its last `max` revisions, and the newest of them; a string (what
-   * a 'not_found' refusal says) for a release that is not there or has no history.
+   * a 'not_found' refusal says) for a release that is not there, has no history, or is uninstalled
+   * with its history kept (`helm uninstall --keep-history` leaves its newest revision `uninstalled`,
+   * numbered as before, and `helm rollback` installs such a release again: its objects created anew).
    */
   async function historyOf(ref: TargetRef, rel: string, max: number, ctx: ActionContext): Promise<{ history: HistoryEntry[]; newest: HistoryEntry } | string> {
     const argv = [bin(), 'history', ...globals(ref.namespace), '--max', String(max), '-o', 'json', '--', rel];
@@ -244,6 +246,9 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
     }
     const newest = history.reduce<HistoryEntry | null>((m, h) => (!m || h.revision > m.revision ? h : m), null);
     if (!newest) return `helm release "${rel}" in ${ref.namespace} has no history`;
+    if (newest.status === 'uninstalled' || newest.status === 'uninstalling') {
+      return `helm release "${rel}" in ${ref.namespace} is ${newest.status} (its history kept, as helm uninstall --keep-history leaves it): helm rollback would install it again`;
+    }
     return { history, newest };
   }
 
@@ -337,9 +342,13 @@ export function createHelmAction(o: HelmActionOptions = {}): Action {
       // helm rollback takes no precondition: the release is read again right before it. An upgrade
       // since the plan (a fix deployed while a migration Job or a GitOps suspension ran) would
       // otherwise be rolled back to the revision before the bad one, unasked; a release
-      // uninstalled since is not installed again from its old revision.
+      // uninstalled since (its history kept or not) is not installed again from its old revision.
       const rel = release(plan.target);
-      const now = await historyOf(plan.target, rel, 1, ctx);
+      // a read that fails wrote nothing: said so (wroteNothing), so the cooldown started for the
+      // write is given back, as for a write the API server refused
+      const now = await historyOf(plan.target, rel, 1, ctx).catch((err: unknown) => {
+        throw nothingWritten(err);
+      });
       const moved = typeof now === 'string' ? now : now.newest.revision !== plan.fromRevision ? `release "${rel}" moved from revision ${plan.fromRevision} to ${now.newest.revision} after the rollback was planned` : undefined;
       if (moved !== undefined) {
         const refusal = { code: 'changed_since_plan' as const, message: `${moved}; not rolling it back automatically` };

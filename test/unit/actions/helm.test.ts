@@ -4,7 +4,7 @@ import { RELEASE_OBJECTS_READ, RELEASE_READS_AT_ONCE } from '../../../src/action
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { FakeKube } from '../../support/fake-kube.js';
-import { OptionsError, parseOptions, writtenObjects } from '../../../src/actions/index.js';
+import { OptionsError, parseOptions, writtenObjects, wroteNothing } from '../../../src/actions/index.js';
 import { CAUSE, context } from './fixtures/objects.js';
 import { outOfScope } from '../../../src/guards/scope.js';
 
@@ -75,6 +75,62 @@ t.test('a release upgraded or uninstalled between plan and execute is not rolled
   t.equal(r2.applied, false, 'not applied');
   t.equal(r2.refusal?.code, 'changed_since_plan');
   t.match(r2.refusal?.message, /release: not found; not rolling it back automatically/);
+});
+
+t.test('a release uninstalled with its history kept is not installed again by helm rollback', async (t) => {
+  // helm uninstall --keep-history: the newest revision keeps its number, its status uninstalled
+  const kept = (status: string) =>
+    JSON.stringify([
+      { revision: 1, updated: '2026-11-20T10:00:00Z', status: 'superseded', chart: 'shop-1.0.0', description: 'Install complete' },
+      { revision: 2, updated: '2026-11-23T11:00:00Z', status, chart: 'shop-1.1.0', description: 'Uninstallation complete' },
+    ]);
+  for (const status of ['uninstalled', 'uninstalling']) {
+    // between plan and execute
+    const histories = [HISTORY, kept(status)];
+    const calls: string[][] = [];
+    const run: HelmRunner = async (argv) => {
+      calls.push(argv);
+      if (argv[1] === 'history') return { code: 0, stdout: histories.shift() ?? '', stderr: '' };
+      return { code: 0, stdout: 'Rollback was a success! Happy Helming!', stderr: '' };
+    };
+    const helm = createHelmAction({ run });
+    const ctx = context(null);
+    const plan = await helm.plan(ref, ctx);
+    t.notOk(plan.refusal);
+    const res = await helm.execute(plan, ctx);
+    t.equal(res.applied, false, `${status} since the plan: not applied`);
+    t.equal(res.refusal?.code, 'changed_since_plan');
+    t.match(res.refusal?.message, new RegExp(`is ${status} \\(its history kept`));
+    t.notOk(calls.some((c) => c[1] === 'rollback'), 'helm rollback never ran');
+    // already at the plan
+    const p2 = await createHelmAction({ run: fake({ history: { stdout: kept(status) } }).run }).plan(ref, context(null));
+    t.equal(p2.refusal?.code, 'not_found', `${status} when planned: refused`);
+    t.match(p2.refusal?.message, /helm rollback would install it again/);
+  }
+});
+
+t.test('a failed read of the release right before helm rollback says nothing was written', async (t) => {
+  const histories: { code: number; stdout: string; stderr: string }[] = [
+    { code: 0, stdout: HISTORY, stderr: '' },
+    { code: 1, stdout: '', stderr: 'Error: Kubernetes cluster unreachable: the server has asked for the client to provide credentials' },
+  ];
+  const calls: string[][] = [];
+  const run: HelmRunner = async (argv) => {
+    calls.push(argv);
+    if (argv[1] === 'history') return histories.shift()!;
+    return { code: 0, stdout: 'Rollback was a success! Happy Helming!', stderr: '' };
+  };
+  const helm = createHelmAction({ run });
+  const ctx = context(null);
+  const plan = await helm.plan(ref, ctx);
+  const err = await helm.execute(plan, ctx).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof Error, 'execute fails');
+  t.match((err as Error).message, /^helm history .*exited 1: Error: Kubernetes cluster unreachable/);
+  t.equal(wroteNothing(err), true, 'the error proves nothing was written (the cooldown is given back)');
+  t.notOk(calls.some((c) => c[1] === 'rollback'), 'helm rollback never ran');
 });
 
 t.test('release names: DNS-1123 (at most 53), always after --, never read as a flag', async (t) => {
