@@ -53,7 +53,10 @@ export class HelmError extends Error {
     readonly argv: string[],
     readonly result: HelmRunResult,
   ) {
-    super(`helm ${argv.slice(1, 3).join(' ')} exited ${result.code}: ${(result.stderr || result.stdout).trim().slice(0, 1000)}`);
+    // The command's words (`history`, `get metadata`, `rollback`), not the flags after them
+    const words = argv.slice(1, 3);
+    const flag = words.findIndex((w) => w.startsWith('-'));
+    super(`helm ${(flag < 0 ? words : words.slice(0, flag)).join(' ')} exited ${result.code}: ${(result.stderr || result.stdout).trim().slice(0, 1000)}`);
   }
 }
 
