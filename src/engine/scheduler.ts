@@ -166,7 +166,7 @@ export function closeResolved(ctx: EngineContext, rec: RollbackRecord, from: 'he
  *   last decided recheck_later (a record written before firstLookAt)  yes
  *   otherwise (held or left deciding at its first look)               no
  */
-export function pastFirstLook(rec: RollbackRecord): boolean {
+export function pastFirstLook(rec: Pick<RollbackRecord, 'firstLookAt' | 'decision'>): boolean {
   const d = rec.decision?.decision;
   return rec.firstLookAt !== undefined || d === 'recheck_later' || d === 'scheduled' || d === 'rollback_now';
 }

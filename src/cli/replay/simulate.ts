@@ -1,9 +1,11 @@
 import type { TargetRef } from '../../actions/action.js';
 import type { Config } from '../../config.js';
+import type { Chain } from '../../engine/chain.js';
 import { confirmTrigger, type Confirmation } from '../../engine/confirm.js';
 import { decide } from '../../engine/decide.js';
 import { measuredLine } from '../../engine/messages.js';
 import { alertRecordId, targetKey, type RollbackRecord } from '../../engine/record.js';
+import { pastFirstLook } from '../../engine/scheduler.js';
 import type { PrometheusApi } from '../../prometheus/client.js';
 import { outOfScope } from '../../guards/scope.js';
 import { formatDuration } from '../../rules/duration.js';
@@ -11,6 +13,7 @@ import type { RuleSet } from '../../rules/ruleset.js';
 import type { Rule } from '../../rules/schema.js';
 import { resolveTargets, TargetResolutionError } from '../../rules/targets.js';
 import { MemoryStore } from '../../store/memory.js';
+import { laneOf } from '../../store/store.js';
 import { describeRollout, runGuards } from './guarded.js';
 import { ReplayAbort } from './limits.js';
 import type { RolloutHistory } from './rollouts.js';
@@ -28,7 +31,9 @@ import type { ReplayAlert, ReplayAlertResult, ReplayOutcome, ReplayRow } from '.
  * kube-state-metrics), the decision tree decides (decide), and a rollback runs the guards
  * (guarded.ts). One look per alert start, as the engine's records are keyed by (fingerprint,
  * startsAt): Alertmanager's resends change nothing. A rule's ordered list of targets goes on with
- * the next target once the previous one's flight ends, and stops at one that does not roll back.
+ * the next target once the previous one's flight ends, on the first target's decision (its guards
+ * only, as the engine's chain.ts), and stops at one that does not roll back. Alerts sent at one
+ * time are decided P0 first, as the engine's queue serves its lanes.
  */
 
 export interface SimulateOptions {
@@ -63,7 +68,7 @@ export async function simulate(alerts: readonly ReplayAlert[], o: SimulateOption
   };
 
   /** One target of one rule for one alert: from its first look to its outcome; `then` gets the outcome. */
-  const look = async (alert: ReplayAlert, rule: Rule, ref: TargetRef, row: ReplayRow, at: number, recheck: boolean, then: (row: ReplayRow) => void): Promise<void> => {
+  const look = async (alert: ReplayAlert, rule: Rule, ref: TargetRef, row: ReplayRow, at: number, recheck: boolean, then: (row: ReplayRow) => void, chain?: Chain): Promise<void> => {
     clock = at;
     if (at > o.toMs) {
       finish(row, 'not_judged', at, `due at ${iso(at)}, after the end of the replayed range (--to ${iso(o.toMs)})`);
@@ -109,35 +114,65 @@ export async function simulate(alerts: readonly ReplayAlert[], o: SimulateOption
             finish(row, 'resolved', due, `the alert resolved at ${iso(alert.endsAt)}, before ${what} at ${iso(due)}: nothing done`);
             return then(row);
           }
-          await look(alert, rule, ref, row, due, d.decision === 'recheck_later', then);
+          // as the scheduler decides a record again (pastFirstLook): past its first look, whether it
+          // was an SLO re-check or a maintenance window's opening (an SLO-at-risk rule's window then
+          // rolls back, not re-checked once more)
+          await look(alert, rule, ref, row, due, pastFirstLook({ decision: { decision: d.decision, reason: d.reason } }), then, chain);
         });
         return;
       }
-      case 'rollback_now': {
-        const record = newRecord(alert, rule, ref, at, d);
-        const g = await runGuards(deps, record, rule, at);
-        row.guards = g.steps;
-        row.notJudged = g.notJudged;
-        const rollout = describeRollout(g.rollout);
-        const out = g.outcome;
-        if (out.kind === 'rolled_back') {
-          finish(row, 'rolled_back', at, `${d.reason}${rollout ? `; current revision: ${rollout}` : ''}`);
-          queue.push(at + o.inFlightMs, 0, async () => {
-            clock = at + o.inFlightMs;
-            await out.release();
-          });
-        } else if (out.kind === 'approval') {
-          finish(row, 'approval', at, out.reason, { guard: out.guard, until: out.until });
-        } else finish(row, out.kind, at, `${out.reason}${rollout && out.guard === 'recent-deploy' ? ` (current revision: ${rollout})` : ''}`, { guard: out.guard });
-        return then(row);
-      }
+      case 'rollback_now':
+        return guarded(newRecord(alert, rule, ref, at, d, chain), rule, row, at, d.reason, then);
     }
+  };
+
+  /** The guards of a rollback decided (rollback_now), at `at`: its outcome on `row`, then `then`. */
+  const guarded = async (record: RollbackRecord, rule: Rule, row: ReplayRow, at: number, why: string, then: (row: ReplayRow) => void): Promise<void> => {
+    const g = await runGuards(deps, record, rule, at);
+    row.guards = g.steps;
+    row.notJudged = g.notJudged;
+    const rollout = describeRollout(g.rollout);
+    const out = g.outcome;
+    if (out.kind === 'rolled_back') {
+      finish(row, 'rolled_back', at, `${why}${rollout ? `; current revision: ${rollout}` : ''}`);
+      queue.push(at + o.inFlightMs, 0, async () => {
+        clock = at + o.inFlightMs;
+        await out.release();
+      });
+    } else if (out.kind === 'approval') {
+      finish(row, 'approval', at, out.reason, { guard: out.guard, until: out.until });
+    } else finish(row, out.kind, at, `${out.reason}${rollout && out.guard === 'recent-deploy' ? ` (current revision: ${rollout})` : ''}`, { guard: out.guard });
+    return then(row);
+  };
+
+  /**
+   * A later target of a rule's ordered list, as the engine starts it (chain.ts): on the first
+   * target's decision, its guards only. The trigger is not confirmed again, nor decided again
+   * (an SLO re-check, a maintenance window): the service may be recovering from the first
+   * target's rollback, and the engine rolls the next one back all the same.
+   */
+  const chained = async (alert: ReplayAlert, rule: Rule, ref: TargetRef, row: ReplayRow, at: number, first: ReplayRow, chain: Chain, previous: ReplayOutcome, then: (row: ReplayRow) => void): Promise<void> => {
+    clock = at;
+    if (at > o.toMs) {
+      finish(row, 'not_judged', at, `due at ${iso(at)}, after the end of the replayed range (--to ${iso(o.toMs)})`);
+      return then(row);
+    }
+    const decided = first.decisions[first.decisions.length - 1]!;
+    const d = { decision: 'rollback_now', reason: `the ordered chain goes on (${first.target} ended ${previous}): ${decided.reason}` };
+    if (first.confirmation) row.confirmation = first.confirmation;
+    row.decisions.push({ at, decision: d.decision, reason: d.reason });
+    const record = newRecord(alert, rule, ref, at, d, chain);
+    // a chain that went on from a dry run stays one (chain.ts goesOnAsDryRun)
+    if (previous === 'dry_run') record.dryRun = true;
+    return guarded(record, rule, row, at, d.reason, then);
   };
 
   for (const result of replayed) {
     const alert = result.alert;
     const first = alert.startsAt + o.groupWaitMs;
-    queue.push(first, 1, async () => {
+    // alerts sent at one time are taken as the engine's queue serves them, lane by lane: P0 rules'
+    // alerts first (store.ts laneOf), so the budget and the concurrency limit go to them first
+    queue.push(first, 1 + laneOf(o.rules.priorityOf(alert)), async () => {
       clock = first;
       const rules = o.rules.match(alert);
       for (const rule of rules) {
@@ -155,18 +190,23 @@ export async function simulate(alerts: readonly ReplayAlert[], o: SimulateOption
           for (const r of rows) finish(r, 'resolved', first, `the alert resolved at ${iso(alert.endsAt)}, before Alertmanager's first notification (group_wait ${formatDuration(o.groupWaitMs)})`);
           continue;
         }
-        // An ordered list: each target once the one before it rolled back and its flight ended.
-        const step = async (i: number, at: number): Promise<void> =>
-          look(alert, rule, refs[i]!, rows[i]!, at, false, (r) => {
+        // An ordered list: each target once the one before it rolled back and its flight ended,
+        // on the first target's decision (chained).
+        const chain: Chain | undefined = refs.length > 1 ? { index: 0, targets: refs.map((ref) => ({ ref, id: alertRecordId(rule.name, targetKey(ref), alert.fingerprint, alert.startsAt) })) } : undefined;
+        const step = async (i: number, at: number, previous?: ReplayOutcome): Promise<void> => {
+          const then = (r: ReplayRow) => {
             if (i + 1 >= refs.length) return;
-            if (r.outcome === 'rolled_back') queue.push(r.at + o.inFlightMs, 1, () => step(i + 1, r.at + o.inFlightMs));
-            else if (r.outcome === 'dry_run') queue.push(r.at, 1, () => step(i + 1, r.at));
+            if (r.outcome === 'rolled_back') queue.push(r.at + o.inFlightMs, 1, () => step(i + 1, r.at + o.inFlightMs, r.outcome));
+            else if (r.outcome === 'dry_run') queue.push(r.at, 1, () => step(i + 1, r.at, r.outcome));
             else {
               for (const later of rows.slice(i + 1)) {
                 finish(later, 'blocked', r.at, `an earlier target of rule ${rule.name} did not roll back (${r.target}: ${r.outcome}); the ordered chain stops there`, { guard: 'ordered-targets' });
               }
             }
-          });
+          };
+          if (i === 0) return look(alert, rule, refs[0]!, rows[0]!, at, false, then, chain);
+          return chained(alert, rule, refs[i]!, rows[i]!, at, rows[0]!, { ...chain!, index: i }, previous!, then);
+        };
         await step(0, first);
       }
       o.onProgress?.(++done, replayed.length, first);
@@ -192,9 +232,10 @@ function confirmationOf(rule: Rule, c: Confirmation): NonNullable<ReplayRow['con
   return out;
 }
 
-function newRecord(alert: ReplayAlert, rule: Rule, ref: TargetRef, at: number, d: { decision: string; reason: string; requiresApproval?: boolean }): RollbackRecord {
+function newRecord(alert: ReplayAlert, rule: Rule, ref: TargetRef, at: number, d: { decision: string; reason: string; requiresApproval?: boolean }, chain?: Chain): RollbackRecord {
   const target = targetKey(ref);
   return {
+    ...(chain ? { chain } : {}),
     id: alertRecordId(rule.name, target, alert.fingerprint, alert.startsAt),
     target,
     state: 'deciding',
@@ -215,7 +256,7 @@ function newRecord(alert: ReplayAlert, rule: Rule, ref: TargetRef, at: number, d
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** Events in time order; at one time, lower `rank` first (a flight ending before a new look), then in insertion order. */
+/** Events in time order; at one time, lower `rank` first (a flight ending before a new look, a P0 alert's first look before a P1's), then in insertion order. */
 class EventQueue {
   private readonly heap: Array<{ at: number; rank: number; seq: number; run: () => Promise<void> }> = [];
   private seq = 0;

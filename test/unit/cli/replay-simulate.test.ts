@@ -210,3 +210,46 @@ t.test('a dry-run rule that requires approval replays as a dry run that would ha
   const text = render({ range: { from: T0, to: T0 + 3 * 3_600_000 }, prometheus: 'http://prom', ruleFiles: ['r.yaml'], settings: { groupWaitMs: 30_000, inFlightMs: 300_000, stepMs: 60_000, scope: '', budgetClusterPerHour: 5, maxConcurrentRollbacks: 2 }, notReplayed: ['pause'], summary: summarise(out, rs), alerts: out, queries: 1, elapsedMs: 1 }, 'text');
   t.match(text, /dry run at .* \(would have asked for approval to roll back; recorded only\): dry-run is on for rule ask; a dry run asks no one for approval; a rollback would wait for it \(the rule requires approval\)/);
 });
+
+t.test("an ordered list's later targets go on the first target's decision, as the engine's chain: the trigger is not confirmed again", async (t) => {
+  // the service recovers once the first target is rolled back: the engine rolls the second back all the same (chain.ts)
+  const recovering = (s: number) => (s <= T0 + 30_000 ? 0.2 : 0.01);
+  const prom = new HistoryDouble({ api: recovering, web: recovering }, { api: T0, web: T0 });
+  const chain = 'target:\n      - { kind: Deployment, namespace: prod, name: api }\n      - { kind: Deployment, namespace: prod, name: web }';
+  const rs = rules(rule('both', '', 'Both', chain).replace('{{ $labels.deployment }}"}', 'api"}'));
+  const out = await replay(rs, [alert('api', T0, undefined, 'Both')], prom);
+  t.same(outcomes(out), ['Deployment/prod/api rolled_back', 'Deployment/prod/web rolled_back']);
+  const web = out[0]!.rows[1]!;
+  t.equal(web.at, out[0]!.rows[0]!.at + 5 * MIN);
+  t.same(web.decisions.map((d) => d.decision), ['rollback_now']);
+  t.match(web.decisions[0]!.reason, /^the ordered chain goes on \(Deployment\/prod\/api ended rolled_back\): trigger confirmed/);
+  t.equal(prom.exprs.filter((e) => e === 'errors{deployment="api"}').length, 1, 'the trigger confirmed once, for the first target');
+
+  // an SLO-at-risk rule's later target is not re-checked once more
+  const slo = rules(rule('slo-both', '\n    sloAtRisk: true\n    recheckAfter: 10m', 'Both', chain).replace('{{ $labels.deployment }}"}', 'api"}').replace('priority: P0', 'priority: P1'));
+  const late = (s: number) => (s <= T0 + 11 * MIN ? 0.2 : 0.01);
+  const out2 = await replay(slo, [alert('api', T0, undefined, 'Both')], new HistoryDouble({ api: late }, { api: T0, web: T0 }));
+  t.same(outcomes(out2), ['Deployment/prod/api rolled_back', 'Deployment/prod/web rolled_back']);
+  t.equal(out2[0]!.rows[1]!.at, T0 + 30_000 + 10 * MIN + 5 * MIN);
+});
+
+t.test("an SLO-at-risk rule's maintenance window rolls back when it opens, as the scheduler decides it (past its first look)", async (t) => {
+  const prom = new HistoryDouble({ web: high }, { web: T0 });
+  const rs = rules(rule('slo-window', '\n    sloAtRisk: true\n    recheckAfter: 10m\n    maintenanceWindow: "daily 02:00-02:05"', 'Slo').replace('priority: P0', 'priority: P1'));
+  const out = await replay(rs, [alert('web', T0, undefined, 'Slo')], prom, {}, T0 + 3 * 86_400_000);
+  t.same(outcomes(out), ['Deployment/prod/web rolled_back']);
+  const open = Date.UTC(2024, 2, 5, 2);
+  t.equal(out[0]!.rows[0]!.at, open, 'rolled back as the window opened');
+  t.same(out[0]!.rows[0]!.decisions.map((d) => d.decision), ['recheck_later', 'scheduled', 'rollback_now']);
+});
+
+t.test('alerts sent at one time are decided P0 first, as the queue serves its lanes: the budget goes to the P0 alert', async (t) => {
+  const prom = new HistoryDouble({ a: high, b: high }, { a: T0, b: T0 });
+  const rs = rules(rule('p0'), rule('p1', '', 'Minor').replace('priority: P0', 'priority: P1'));
+  // the P1 alert's fingerprint sorts first
+  const alerts = [alert('a', T0), alert('b', T0, undefined, 'Minor')].sort((x, y) => (x.fingerprint < y.fingerprint ? -1 : 1));
+  t.equal(alerts[0]!.labels.alertname, 'Minor', 'the P1 alert comes first in the timeline');
+  const out = await replay(rs, alerts, prom, { BUDGET_CLUSTER_PER_HOUR: '1' });
+  const byRule = Object.fromEntries(out.flatMap((r) => r.rows.map((x) => [x.rule, `${x.outcome}${x.guard ? ` ${x.guard}` : ''}`])));
+  t.same(byRule, { p0: 'rolled_back', p1: 'blocked budget' });
+});
