@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { ConfigError, flagsToSettings, loadConfig, type Config } from '../../config.js';
 import { PrometheusClient, PrometheusQueryError, PrometheusUnavailableError } from '../../prometheus/client.js';
+import { withoutControls } from '../../plain-text.js';
 import { redactUrl } from '../../redact.js';
 import { formatDuration, parseDuration } from '../../rules/duration.js';
 import { formatRuleError, loadRules } from '../../rules/loader.js';
@@ -135,7 +136,8 @@ export async function replayCommand(args: string[], io: CliIo, now: () => number
     };
     const out = render(report, o.format);
     if (o.out) {
-      await writeFile(o.out, out + '\n');
+      // no terminal filter reads a file first (terminalSafe): what it holds is as plain as stdout's
+      await writeFile(o.out, withoutControls(out) + '\n');
       io.err(`replay: report written to ${o.out}: ${summary.rollbacks} rollback(s), ${summary.outcomes.blocked} blocked, over ${summary.alerts} alert(s)`);
     } else io.out(out);
     const failed = failing(o.failOn, summary, results);

@@ -1,6 +1,7 @@
 import { wouldAsk } from '../../guards/approval.js';
+import { alertText, recordText } from '../../engine/report.js';
 import { formatDuration } from '../../rules/duration.js';
-import { jsonText } from '../format.js';
+import { cell as line, jsonText } from '../format.js';
 import type { ReplaySummary } from './summary.js';
 import type { ReplayAlert, ReplayAlertResult, ReplayRow } from './types.js';
 
@@ -8,6 +9,12 @@ import type { ReplayAlert, ReplayAlertResult, ReplayRow } from './types.js';
  * The replay's report in three forms: text for a terminal, markdown for a pull request comment,
  * JSON for tools (every time in ms and ISO 8601). Each row says what rollguard would have done for
  * one alert, rule and target, and when; the summary counts them.
+ *
+ * The text and markdown quote alert labels (ALERTS keeps whatever a scraped series carried), and
+ * the report also goes to a file (--out) that no terminal filter reads first: each text line is
+ * folded to one line with no control or bidirectional character (a line break in a label would
+ * forge a line of its own: "ROLLED BACK"), and each markdown cell is written as the incident report
+ * writes alert text (recordText: markdown's link, HTML, code and table characters escaped too).
  */
 
 export interface ReplayReport {
@@ -105,11 +112,11 @@ function text(r: ReplayReport): string {
       for (const n of row.notJudged) lines.push(`      ${n}`);
     }
   }
-  return lines.join('\n');
+  return lines.map(line).join('\n');
 }
 
-/** Table cells: one line, pipes escaped. */
-const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** Table cells: one line, no control character, markdown's syntax escaped (pipes included). */
+const cell = recordText;
 
 function markdown(r: ReplayReport): string {
   const s = r.summary;
@@ -142,7 +149,7 @@ function markdown(r: ReplayReport): string {
   );
   for (const { alert: a, rows } of r.alerts) {
     if (a.startedBeforeRange) continue;
-    const name = cell(`${a.labels.alertname ?? ''} ${labelsOf(a)}`);
+    const name = alertText(`${a.labels.alertname ?? ''} ${labelsOf(a)}`);
     if (rows.length === 0) lines.push(`| ${when(a.startsAt)} | ${name} | – | – | no rule matches |`);
     for (const row of rows) {
       const extra = [row.outcome === 'rolled_back' ? row.confirmation?.measured : undefined, ...row.notJudged].filter(Boolean).join('; ');

@@ -253,3 +253,25 @@ t.test('alerts sent at one time are decided P0 first, as the queue serves its la
   const byRule = Object.fromEntries(out.flatMap((r) => r.rows.map((x) => [x.rule, `${x.outcome}${x.guard ? ` ${x.guard}` : ''}`])));
   t.same(byRule, { p0: 'rolled_back', p1: 'blocked budget' });
 });
+
+t.test('the text and markdown reports fold a label value to one line, with no control or bidirectional character, markdown escaped', async (t) => {
+  const prom = new HistoryDouble({ web: high }, { web: T0 });
+  const rs = rules(rule('errors'));
+  const forged = 'x\n2024-03-04 10:00:00Z  Errors {} still firing at --to\n  errors (P0) Deployment/prod/api: ROLLED BACK\r| forged | row |\u001b[2K\u202e[Approve](https://evil.example)\u2028end';
+  const a = alert('web', T0);
+  a.labels = { ...a.labels, pod: forged };
+  a.fingerprint = alertFingerprint(a.labels);
+  const out = await replay(rs, [a], prom);
+  const report = (format: 'text' | 'markdown') =>
+    render({ range: { from: T0, to: T0 + 3_600_000 }, prometheus: 'http://prom', ruleFiles: ['r.yaml'], settings: { groupWaitMs: 30_000, inFlightMs: 300_000, stepMs: 60_000, scope: '', budgetClusterPerHour: 5, maxConcurrentRollbacks: 2 }, notReplayed: ['pause'], summary: summarise(out, rs), alerts: out, queries: 1, elapsedMs: 1 }, format);
+  const controls = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/;
+  const text = report('text');
+  t.notOk(controls.test(text), 'the text report holds no control or bidirectional character');
+  t.notOk(text.split('\n').some((l) => l.startsWith('  errors (P0) Deployment/prod/api') || l.startsWith('2024-03-04 10:00:00Z  Errors {}')), 'no line forged by the label');
+  t.equal(text.split('\n').filter((l) => l.includes('ROLLED BACK')).length, 2, "the alert's line (quoting the label) and its one row");
+  const md = report('markdown');
+  t.notOk(controls.test(md), 'the markdown report holds no control or bidirectional character');
+  t.notOk(md.split('\n').some((l) => l.startsWith('| forged') || l.startsWith('2024-03-04')), 'no line forged by the label');
+  t.notOk(md.includes('[Approve](https'), 'no link made by the label');
+  t.equal(md.split('\n').filter((l) => l.includes('Deployment/prod/web')).length, 2, 'the rollbacks table and the one row of the alert');
+});
