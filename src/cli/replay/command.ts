@@ -25,6 +25,7 @@ export const REPLAY_USAGE = `usage: rollguard replay --prometheus URL --from TIM
   --fail-on: rollbacks>N, rollbacks>=N (also blocked, approvals, not-confirmed, not-judged, unmatched),
              target:Kind/namespace/name (globs with *), rule:NAME; exit 1 when one holds.
   Settings (--scope-deny-targets, --budget-cluster-per-hour, ...) as for serve; DRY_RUN is not replayed.
+  Triggers are confirmed as serve confirms them, within --prometheus-timeout and --prometheus-max-response-bytes.
   Exit: 0 done, 1 a --fail-on condition holds, 2 bad flags, settings or rule files, 3 Prometheus failed or a limit was hit.`;
 
 class UsageError extends Error {}
@@ -82,6 +83,11 @@ export async function replayCommand(args: string[], io: CliIo, now: () => number
 
   const client = new PrometheusClient({ url: o.prometheus, timeoutMs: Math.min(o.timeoutMs, 120_000) });
   const prometheus = new LimitedPrometheus(client, { maxQueries: o.maxQueries, timeoutMs: o.timeoutMs, now });
+  // The triggers are confirmed as the engine confirms them (main.ts): within PROMETHEUS_TIMEOUT
+  // (Prometheus' own evaluation timeout below it) and PROMETHEUS_MAX_RESPONSE_BYTES. A query
+  // heavier than those is an error answer live, held and escalated, never a rollback; with the
+  // replay's own 2 minutes and no bound on the answer, it read as confirmed.
+  const triggers = prometheus.over(new PrometheusClient({ url: o.prometheus, timeoutMs: config.PROMETHEUS_TIMEOUT, maxResponseBytes: config.PROMETHEUS_MAX_RESPONSE_BYTES }));
   const progress = throttled(io, o.quiet, now);
   try {
     const nChunks = chunks(o.from!, o.to, o.stepMs).length;
@@ -102,7 +108,7 @@ export async function replayCommand(args: string[], io: CliIo, now: () => number
     const lookback = Math.max(0, ...loaded.rules.map((r) => r.guards.onlyIfDeployedWithin)) + 3_600_000;
     const results = await simulate(alerts, {
       rules,
-      prometheus,
+      prometheus: triggers,
       rollouts: new RolloutHistory(prometheus, lookback),
       config,
       toMs: o.to,

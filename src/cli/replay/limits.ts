@@ -26,16 +26,26 @@ export interface LimitOptions {
 }
 
 export class LimitedPrometheus implements PrometheusApi {
-  queries = 0;
-  private readonly deadline: number;
+  private readonly spent: { queries: number; deadline: number };
   private readonly now: () => number;
 
   constructor(
     private readonly inner: PrometheusApi,
     private readonly o: LimitOptions,
+    shared?: { queries: number; deadline: number },
   ) {
     this.now = o.now ?? Date.now;
-    this.deadline = this.now() + o.timeoutMs;
+    this.spent = shared ?? { queries: 0, deadline: this.now() + o.timeoutMs };
+  }
+
+  /** The queries sent so far, through this and every `over` of it. */
+  get queries(): number {
+    return this.spent.queries;
+  }
+
+  /** Another client's queries within the same bounds (one count, one deadline). */
+  over(inner: PrometheusApi): LimitedPrometheus {
+    return new LimitedPrometheus(inner, this.o, this.spent);
   }
 
   query(expr: string, timeMs: number, opts?: QueryOptions): Promise<InstantSample[]> {
@@ -50,9 +60,9 @@ export class LimitedPrometheus implements PrometheusApi {
     if (this.queries >= this.o.maxQueries) {
       throw new ReplayAbort('--max-queries', `the query budget is spent: ${this.o.maxQueries} queries (--max-queries); replay a shorter range or raise it`);
     }
-    const left = this.deadline - this.now();
+    const left = this.spent.deadline - this.now();
     if (left <= 0) throw this.timedOut();
-    this.queries++;
+    this.spent.queries++;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(this.timedOut()), left);

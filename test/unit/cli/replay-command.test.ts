@@ -1,3 +1,6 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { replayCommand } from '../../../src/cli/replay/command.js';
 import { main } from '../../../src/main.js';
@@ -62,4 +65,56 @@ t.test('rollguard replay is dispatched by main, and --help prints the usage', as
     process.stderr.write = write;
   }
   t.match(writes.join(''), /replay: --from: expected/);
+});
+
+t.test('triggers are confirmed within PROMETHEUS_TIMEOUT and PROMETHEUS_MAX_RESPONSE_BYTES, as serve confirms them: an answer too big is held, not judged', async (t) => {
+  const { createServer } = await import('node:http');
+  const start = Date.parse('2024-03-01T10:00:00Z') / 1000;
+  const timeouts: string[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c));
+    req.on('end', () => {
+      const p = new URLSearchParams(body);
+      const q = p.get('query') ?? '';
+      const answer = (resultType: string, result: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType, result } }));
+      if (q.startsWith('timestamp(ALERTS')) {
+        const values = [0, 60, 120, 180].map((d) => [start + d, String(start + d)]);
+        return answer('matrix', [{ metric: { alertname: 'HighErrorRate', namespace: 'prod', deployment: 'web' }, values }]);
+      }
+      if (req.url?.endsWith('/query_range') && !q.includes('kube_')) {
+        timeouts.push(p.get('timeout') ?? '');
+        // the trigger: 300 series of 121 high samples, about 1 MB, over the 64 KiB bound below
+        const s0 = Number(p.get('start'));
+        const values = Array.from({ length: 121 }, (_, i) => [s0 + i, '0.5']);
+        return answer('matrix', Array.from({ length: 300 }, (_, i) => ({ metric: { pod: `web-${i}` }, values })));
+      }
+      return answer('vector', []);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const rules = join(await mkdtemp(join(tmpdir(), 'replay-')), 'rules.yaml');
+  await writeFile(
+    rules,
+    `rules:
+  - name: errors
+    match: ['alertname="HighErrorRate"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: custom, query: 'errors{deployment="{{ $labels.deployment }}"}', threshold: 0.05, for: 2m, step: 1s }
+    priority: P0
+`,
+  );
+  const o = io();
+  const code = await replayCommand(
+    ['--prometheus', `http://127.0.0.1:${port}`, '--from', '2024-03-01T09:00:00Z', '--to', '2024-03-01T12:00:00Z', '--rules', rules, '--format', 'json', '--quiet', '--prometheus-timeout', '5s', '--prometheus-max-response-bytes', '65536'],
+    o.io,
+  );
+  t.equal(code, 0, o.err.join('\n'));
+  const report = JSON.parse(o.out.join('\n')) as { summary: { rollbacks: number }; alerts: Array<{ rows: Array<{ outcome: string; reason: string }> }> };
+  t.equal(report.summary.rollbacks, 0);
+  t.equal(report.alerts[0]!.rows[0]!.outcome, 'held');
+  t.match(report.alerts[0]!.rows[0]!.reason, /PROMETHEUS_MAX_RESPONSE_BYTES \(65536 bytes\)/);
+  t.same(timeouts, ['4.000'], "the trigger's query carries PROMETHEUS_TIMEOUT less a second as Prometheus' own timeout");
 });
