@@ -8,7 +8,7 @@ import { formatRuleError, loadRules } from '../../rules/loader.js';
 import { RuleSet } from '../../rules/ruleset.js';
 import type { CliIo } from '../io.js';
 import { failing, FailOnError, parseFailOn, type FailOn } from './failon.js';
-import { chunks, readAlerts } from './history.js';
+import { chunks, HISTORY_MAX_RESPONSE_BYTES, readAlerts } from './history.js';
 import { LimitedPrometheus, ReplayAbort } from './limits.js';
 import { render, type ReplayReport, type ReportFormat } from './report.js';
 import { RolloutHistory } from './rollouts.js';
@@ -81,7 +81,7 @@ export async function replayCommand(args: string[], io: CliIo, now: () => number
   }
   const rules = new RuleSet(loaded.rules);
 
-  const client = new PrometheusClient({ url: o.prometheus, timeoutMs: Math.min(o.timeoutMs, 120_000) });
+  const client = new PrometheusClient({ url: o.prometheus, timeoutMs: Math.min(o.timeoutMs, 120_000), maxResponseBytes: HISTORY_MAX_RESPONSE_BYTES });
   const prometheus = new LimitedPrometheus(client, { maxQueries: o.maxQueries, timeoutMs: o.timeoutMs, now });
   // The triggers are confirmed as the engine confirms them (main.ts): within PROMETHEUS_TIMEOUT
   // (Prometheus' own evaluation timeout below it) and PROMETHEUS_MAX_RESPONSE_BYTES. A query

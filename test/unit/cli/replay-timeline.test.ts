@@ -114,3 +114,28 @@ t.test("ALERTS is read in chunks within Prometheus' 11,000 points per series, co
   }
   t.equal(chunks(T0, T0 + 30 * 86_400_000, 15_000).length, 16);
 });
+
+t.test('a chunk of ALERTS over the answer bound is read again in halves, on the same steps; one step over it stops the replay', async (t) => {
+  const { readAlerts } = await import('../../../src/cli/replay/history.js');
+  const { PrometheusQueryError } = await import('../../../src/prometheus/client.js');
+  const { ReplayAbort } = await import('../../../src/cli/replay/limits.js');
+  const evals = every(T0, T0 + 600 * MIN, MIN);
+  const asked: Array<[number, number]> = [];
+  const prom = (maxSteps: number) => ({
+    query: async () => [],
+    queryRange: async (_q: string, start: number, end: number, step: number) => {
+      asked.push([start, end]);
+      if ((end - start) / step > maxSteps) throw new PrometheusQueryError('answered more than PROMETHEUS_MAX_RESPONSE_BYTES', 'too_large', 'ALERTS');
+      return [rangeOf({ alertname: 'Big' }, evals, start, end, step, MIN, true)];
+    },
+  });
+  const samples = await readAlerts(prom(100), { fromMs: T0, toMs: T0 + 600 * MIN, stepMs: MIN });
+  const alerts = samples.intervals({ fromMs: T0 - MIN, toMs: T0 + 700 * MIN, stepMs: MIN });
+  t.equal(alerts.length, 1, 'one interval, no gap where the halves meet');
+  t.equal(alerts[0]!.startsAt, T0);
+  t.equal(alerts[0]!.endsAt, T0 + 601 * MIN);
+  t.ok(asked.every(([s]) => (s - T0) % MIN === 0), 'every half on the step grid');
+  const err = await readAlerts(prom(-1), { fromMs: T0, toMs: T0 + 10 * MIN, stepMs: MIN }).catch((e: unknown) => e);
+  t.ok(err instanceof ReplayAbort);
+  t.match((err as Error).message, /alone are more than one answer may hold/);
+});
