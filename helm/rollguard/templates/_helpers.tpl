@@ -403,6 +403,23 @@ each of gitops.flux.namespaces. Never cluster-wide: patching them is close to cl
 {{- toYaml $roles -}}
 {{- end -}}
 
+{{/* The release's own objects, as SCOPE_DENY_TARGETS globs (any kind: `*`), always denied: rollguard's
+Deployment and Service (<fullname>), the ConfigMap of its rule files, and the bundled Redis'
+StatefulSet and Service. The shipped triggers name rollguard's own Deployment like any other
+(its pods' memory, a rollout of it that stopped progressing), and with the ClusterRole, or a Role
+in its own namespace, RBAC lets it patch itself: without these, rollguard would roll itself (or
+its Redis) back, undoing a helm upgrade behind helm's back and replacing the replica verifying the
+rollback, or restore its rule files from an older snapshot. */}}
+{{- define "rollguard.selfTargets" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $fullname := include "rollguard.fullname" . -}}
+{{- $self := list (printf "*/%s/%s" $ns $fullname) (printf "*/%s/%s" $ns (default (printf "%s-rules" $fullname) .Values.rules.existingConfigMap)) -}}
+{{- if include "rollguard.redisBundled" . -}}
+{{- $self = append $self (printf "*/%s/%s" $ns (include "rollguard.redis.fullname" .)) -}}
+{{- end -}}
+{{- join "," $self -}}
+{{- end -}}
+
 {{/* The entry that denies namespace .ns: kube-system, kube-public and kube-node-lease, always, and
 scope.denyNamespaces, names or globs (`*`: any characters), as rollguard matches them
 (SCOPE_DENY_NAMESPACES, src/guards/scope.ts deniedNamespace); empty when none does. */}}

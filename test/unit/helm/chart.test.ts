@@ -275,6 +275,33 @@ t.test('scope.denyNamespaces adds to kube-system, kube-public and kube-node-leas
   }
 });
 
+// The shipped triggers name rollguard's own Deployment like any other (its pods' memory, a rollout
+// of it that stopped progressing), and the ClusterRole lets it patch itself: the release's own
+// objects are always out of scope, whatever scope.denyTargets says.
+t.test("the release's own objects are always denied (SCOPE_DENY_TARGETS): rollguard never rolls back itself, its Redis or its rule files", async (t) => {
+  const envOf = (objs: Obj[]) => Object.fromEntries((find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+  const scope = (args: string[], opts: { base?: boolean } = {}) => {
+    const env = envOf(render(args, opts));
+    return loadConfig({ SCOPE_NAMESPACES: env.SCOPE_NAMESPACES, SCOPE_DENY_NAMESPACES: env.SCOPE_DENY_NAMESPACES, SCOPE_DENY_TARGETS: env.SCOPE_DENY_TARGETS });
+  };
+  const ns = 'rollguard-system';
+  const defaults = scope([]);
+  for (const key of [`Deployment/${ns}/rollguard`, `StatefulSet/${ns}/rollguard-redis`, `Service/${ns}/rollguard`, `Service/${ns}/rollguard-redis`, `ConfigMap/${ns}/rollguard-rules`]) {
+    t.match(outOfScope(defaults, key, ns), /is denied by \*\/rollguard-system\/rollguard(-redis|-rules)? \(SCOPE_DENY_TARGETS\)/, `${key} is out of scope by default`);
+  }
+  t.equal(outOfScope(defaults, `Deployment/${ns}/web`, ns), undefined, 'another workload of the namespace is not');
+  t.equal(outOfScope(defaults, 'Deployment/shop/rollguard', 'shop'), undefined, 'nor one of the same name elsewhere');
+
+  const mine = scope(['--set', 'scope.denyTargets={Deployment/shop/*-db}', '--set', 'scope.namespaces={shop,rollguard-system}']);
+  t.match(outOfScope(mine, 'Deployment/shop/orders-db', 'shop'), /denied by Deployment\/shop\/\*-db/, 'scope.denyTargets still applies');
+  t.match(outOfScope(mine, `Deployment/${ns}/rollguard`, ns), /SCOPE_DENY_TARGETS/, 'with the release namespace in scope.namespaces (a Role there) too');
+
+  const renamed = scope(['--set', 'fullnameOverride=guard', '--set', 'rules.existingConfigMap=my-rules', '--set', 'redis.url=redis://r:6379']);
+  t.match(outOfScope(renamed, `Deployment/${ns}/guard`, ns), /SCOPE_DENY_TARGETS/, 'named by the release');
+  t.match(outOfScope(renamed, `ConfigMap/${ns}/my-rules`, ns), /SCOPE_DENY_TARGETS/, 'the rule files of rules.existingConfigMap');
+  t.equal(outOfScope(renamed, `StatefulSet/${ns}/guard-redis`, ns), undefined, 'no bundled Redis, nothing denied for it');
+});
+
 t.test('RBAC: gitops.enabled adds a Role in the Argo CD namespace and in each Flux namespace, nothing cluster-wide', async (t) => {
   const gitopsRules = (objs: Obj[]) => objs.filter((o) => o.kind === "Role" || o.kind === "ClusterRole").flatMap(rulesOf).filter((l) => /argoproj\.io applications|toolkit\.fluxcd\.io/.test(l));
   t.same(gitopsRules(render([])), [], 'off (the default): no right on Applications, Kustomizations or HelmReleases');
