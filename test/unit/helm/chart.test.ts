@@ -454,6 +454,12 @@ t.test('default values: 2 replicas spread over nodes on the bundled Redis Statef
   const pod = spec.template.spec;
   const c = pod.containers[0];
   t.match(c.image, /^redis:7\.\d+\.\d+$/, `image pinned by tag: ${c.image}`);
+  // Without a network plugin enforcing the NetworkPolicy any pod reaches port 6379, and before the
+  // password: 7.4.2 let such a client grow its output buffers without bound until Redis was
+  // OOM-killed (CVE-2025-21605, fixed in 7.4.3); 7.4.6 and 7.4.10 fixed remote code execution
+  // through Lua scripts (CVE-2025-49844 and others) and the July 2026 security release.
+  const version = (/^redis:(\d+)\.(\d+)\.(\d+)/.exec(c.image) ?? []).slice(1).map(Number);
+  t.ok(version.length === 3 && (version[0]! > 7 || (version[0] === 7 && (version[1]! > 4 || (version[1] === 4 && version[2]! >= 10)))), `the bundled Redis is 7.4.10 or later: ${c.image}`);
   const args = (c.args as string[]).join(' ');
   t.match(args, /--appendonly yes/);
   t.match(args, /--appendfsync everysec/);
@@ -576,7 +582,7 @@ t.test('the bundled Redis options', async (t) => {
   const all = render(['-f', path.join(CHART, 'ci', 'bundled-redis-values.yaml')]);
   const s = find(all, 'StatefulSet')[0]!;
   const p = s.spec.template.spec;
-  t.equal(p.containers[0].image, 'registry.example.com/mirror/redis:7.4.2-alpine@sha256:' + '1'.repeat(64));
+  t.equal(p.containers[0].image, 'registry.example.com/mirror/redis:7.4.10-alpine@sha256:' + '1'.repeat(64));
   t.equal(p.containers[0].imagePullPolicy, 'Always');
   t.match(p.containers[0].args.join(' '), /--appendfsync always/);
   t.same(p.containers[0].env[0].valueFrom.secretKeyRef, { name: 'rollguard-redis-auth', key: 'password' });
