@@ -730,6 +730,10 @@ t.test('NOTES.txt: the Alertmanager receiver block to paste', async (t) => {
   t.match(open.stdout, /WARNING: auth\.webhook\.allowUnauthenticated is true/);
   t.match(open.stdout, /WARNING: auth\.read\.allowUnauthenticated is true/);
   t.match(open.stdout, /WARNING: networkPolicy\.enabled is false/);
+  // a Redis without a password is a way round every token: whoever reaches it can queue alerts
+  const noPassword = helm(['install', 'rollguard', CHART, '--namespace', 'rollguard-system', '--dry-run=client', ...MINIMAL, '--set', 'redis.bundled.auth.enabled=false']);
+  t.equal(noPassword.code, 0, noPassword.stderr);
+  t.match(noPassword.stdout, /WARNING: redis\.bundled\.auth\.enabled is false: .*queue alerts/s, 'a bundled Redis without a password is warned about');
   // the block is valid YAML an Alertmanager config can take
   const block = notes.slice(notes.indexOf('route:'), notes.indexOf('\n2. '));
   const cfg = parseYaml(block) as { receivers: { name: string; webhook_configs: { send_resolved: boolean }[] }[]; route: { routes: { receiver: string }[] } };
