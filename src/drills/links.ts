@@ -151,7 +151,12 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
   }
 
   // 3. rollguard's own record of the alert.
-  const recs = (await deps.records.list({ target: d.target, limit: 50 })).filter((r) => r.createdAt >= since && r.source !== 'manual');
+  // The record seen before is read by its id: a flood of newer records of the target (alerts
+  // anyone who can post to Alertmanager can make up) would push it out of the newest 50, and the
+  // drill, never seeing its rollback succeed, would fail at its deadline.
+  const recent = await deps.records.list({ target: d.target, limit: 50 });
+  const known = d.rollback !== undefined && !recent.some((r) => r.id === d.rollback) ? await deps.records.get(d.rollback) : null;
+  const recs = [...recent, ...(known ? [known] : [])].filter((r) => r.createdAt >= since && r.source !== 'manual');
   const rec = furthest(recs);
   if (rec) fromRecord(d, rec);
   else if (!d.links.webhook_received) d.seen.webhook_received ??= `no rollback record of ${d.target} since the fault`;
