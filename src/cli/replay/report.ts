@@ -10,8 +10,9 @@ import type { ReplayAlert, ReplayAlertResult, ReplayRow } from './types.js';
  * JSON for tools (every time in ms and ISO 8601). Each row says what rollguard would have done for
  * one alert, rule and target, and when; the summary counts them.
  *
- * The text and markdown quote alert labels (ALERTS keeps whatever a scraped series carried), and
- * the report also goes to a file (--out) that no terminal filter reads first: each text line is
+ * The text and markdown quote alert labels (ALERTS keeps whatever a scraped series carried), each
+ * value a JSON string (labelsOf: two alerts' labels never print alike), and the report also goes
+ * to a file (--out) that no terminal filter reads first: each text line is
  * folded to one line with no control or bidirectional character (a line break in a label would
  * forge a line of its own: "ROLLED BACK"), and each markdown cell is written as the incident report
  * writes alert text (recordText: markdown's link, HTML, code and table characters escaped too).
@@ -38,10 +39,19 @@ export function render(r: ReplayReport, format: ReportFormat): string {
 
 const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.000Z$/, 'Z');
 const after = (ms: number) => formatDuration(Math.max(0, Math.round(ms / 1000) * 1000));
+/** A label name as Prometheus writes it: bare when it is a classic one, else quoted (Prometheus 3's UTF-8 names). */
+const CLASSIC_LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/**
+ * An alert's labels but its alertname, `{name="value", ...}`, each value (and a name that is not a
+ * classic one) a JSON string: a quote, a backslash or a control character in it is an escape, so
+ * that two alerts with other labels never print alike. Until 2026-12-08 values were printed as they
+ * came and then folded to one line: `pod="a\nb"` and `pod="a b"` printed alike, and a value
+ * `x", namespace="prod` printed as a label `namespace="prod"` the alert did not have.
+ */
 const labelsOf = (a: ReplayAlert) =>
   `{${Object.entries(a.labels)
     .filter(([k]) => k !== 'alertname')
-    .map(([k, v]) => `${k}="${v}"`)
+    .map(([k, v]) => `${CLASSIC_LABEL_NAME.test(k) ? k : jsonText(k)}=${jsonText(v)}`)
     .join(', ')}}`;
 
 /** What rollguard would have done, in one line. */

@@ -275,3 +275,32 @@ t.test('the text and markdown reports fold a label value to one line, with no co
   t.notOk(md.includes('[Approve](https'), 'no link made by the label');
   t.equal(md.split('\n').filter((l) => l.includes('Deployment/prod/web')).length, 2, 'the rollbacks table and the one row of the alert');
 });
+
+t.test('the reports print two alerts with other label values apart: a value quoted with its quotes and line breaks escaped', async (t) => {
+  const prom = new HistoryDouble({ web: high }, { web: T0 });
+  const rs = rules(rule('errors'));
+  const withPod = (pod: string, at: number) => {
+    const a = alert('web', at);
+    a.labels = { ...a.labels, pod };
+    a.fingerprint = alertFingerprint(a.labels);
+    return a;
+  };
+  // one alert's value holds a line break, the other's a space there; a third's value holds a quote
+  // and what reads as another label (its namespace is staging)
+  const forgedNs = withPod('x", namespace="prod', T0 + 2 * MIN);
+  forgedNs.labels = { ...forgedNs.labels, namespace: 'staging' };
+  forgedNs.fingerprint = alertFingerprint(forgedNs.labels);
+  const alerts = [withPod('a\nb', T0), withPod('a b', T0), forgedNs];
+  const out = await replay(rs, alerts, prom);
+  const report = (format: 'text' | 'markdown') =>
+    render({ range: { from: T0, to: T0 + 3_600_000 }, prometheus: 'http://prom', ruleFiles: ['r.yaml'], settings: { groupWaitMs: 30_000, inFlightMs: 300_000, stepMs: 60_000, scope: '', budgetClusterPerHour: 5, maxConcurrentRollbacks: 2 }, notReplayed: ['pause'], summary: summarise(out, rs), alerts: out, queries: 1, elapsedMs: 1 }, format);
+  for (const format of ['text', 'markdown'] as const) {
+    const lines = report(format).split('\n');
+    const heads = format === 'text' ? lines.filter((l) => l.startsWith('2024-03-04 10:00:00Z  Errors')) : lines.filter((l) => l.startsWith('| 2024-03-04 10:00:00Z | Errors'));
+    t.equal(heads.length, 2, `${format}: the two alerts started at 10:00`);
+    t.not(heads[0], heads[1], `${format}: printed apart, though their values differ only by a line break and a space`);
+    const forged = lines.find((l) => l.includes('2024-03-04 10:02:00Z'))!;
+    t.notOk(/namespace="prod"/.test(forged), `${format}: a quote in a value prints no label the alert does not have`);
+    t.match(forged, /namespace=\\*"staging\\*"/, `${format}: its own namespace is printed`);
+  }
+});
