@@ -46,15 +46,20 @@ t.test('plan and execute: helm rollback RELEASE REVISION --wait, as an argument 
   t.same(f.calls[2], plan.command);
 });
 
-t.test('a release upgraded or uninstalled between plan and execute is not rolled back', async (t) => {
-  const upgraded = JSON.stringify([{ revision: 3, updated: '2026-11-23T10:00:00Z', status: 'deployed', chart: 'shop-1.2.0', description: 'Upgrade complete' }]);
-  const histories = [HISTORY, upgraded];
+/** A helm whose `history` answers each of `histories` in turn and whose other commands succeed; what it was asked in `calls`. */
+function historiesInTurn(histories: string[]): { calls: string[][]; run: HelmRunner } {
   const calls: string[][] = [];
   const run: HelmRunner = async (argv) => {
     calls.push(argv);
     if (argv[1] === 'history') return { code: 0, stdout: histories.shift() ?? '', stderr: '' };
     return { code: 0, stdout: 'Rollback was a success! Happy Helming!', stderr: '' };
   };
+  return { calls, run };
+}
+
+t.test('a release upgraded or uninstalled between plan and execute is not rolled back', async (t) => {
+  const upgraded = JSON.stringify([{ revision: 3, updated: '2026-11-23T10:00:00Z', status: 'deployed', chart: 'shop-1.2.0', description: 'Upgrade complete' }]);
+  const { calls, run } = historiesInTurn([HISTORY, upgraded]);
   const helm = createHelmAction({ run });
   const ctx = context(null);
   const plan = await helm.plan(ref, ctx);
@@ -86,13 +91,7 @@ t.test('a release uninstalled with its history kept is not installed again by he
     ]);
   for (const status of ['uninstalled', 'uninstalling']) {
     // between plan and execute
-    const histories = [HISTORY, kept(status)];
-    const calls: string[][] = [];
-    const run: HelmRunner = async (argv) => {
-      calls.push(argv);
-      if (argv[1] === 'history') return { code: 0, stdout: histories.shift() ?? '', stderr: '' };
-      return { code: 0, stdout: 'Rollback was a success! Happy Helming!', stderr: '' };
-    };
+    const { calls, run } = historiesInTurn([HISTORY, kept(status)]);
     const helm = createHelmAction({ run });
     const ctx = context(null);
     const plan = await helm.plan(ref, ctx);
