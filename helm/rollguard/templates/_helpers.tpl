@@ -183,6 +183,14 @@ app.kubernetes.io/part-of: rollguard
 {{- if include "rollguard.redisBundled" . -}}
 {{- $_ := include "rollguard.redis.maxmemory" . -}}
 {{- end -}}
+{{- /* Two env entries of one name: Kubernetes gives the container the last, extraEnv's, and the
+chart's (the release's own objects, kube-system...) would be lost without a word. */ -}}
+{{- $chartSet := dict "SCOPE_DENY_TARGETS" "scope.denyTargets (a list of Kind/namespace/name globs), which adds to the release's own objects the chart always denies; as extraEnv it would replace them, and rollguard could roll itself back" "SCOPE_DENY_NAMESPACES" "scope.denyNamespaces (a list), which adds to kube-system, kube-public and kube-node-lease, always denied; as extraEnv it would replace them" -}}
+{{- range $e := default (list) .Values.extraEnv -}}
+{{- with get $chartSet (toString $e.name) -}}
+{{- fail (printf "extraEnv sets %s, which the chart sets itself (Kubernetes keeps the last of two entries of one name): move its value to %s" $e.name .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Credentials configured (existingSecret or tokens) for auth.webhook / auth.read / auth.admin */}}
@@ -404,18 +412,40 @@ each of gitops.flux.namespaces. Never cluster-wide: patching them is close to cl
 {{- end -}}
 
 {{/* The release's own objects, as SCOPE_DENY_TARGETS globs (any kind: `*`), always denied: rollguard's
-Deployment and Service (<fullname>), the ConfigMap of its rule files, and the bundled Redis'
-StatefulSet and Service. The shipped triggers name rollguard's own Deployment like any other
-(its pods' memory, a rollout of it that stopped progressing), and with the ClusterRole, or a Role
-in its own namespace, RBAC lets it patch itself: without these, rollguard would roll itself (or
-its Redis) back, undoing a helm upgrade behind helm's back and replacing the replica verifying the
-rollback, or restore its rule files from an older snapshot. */}}
+Deployment and Service (<fullname>), the ConfigMap of its rule files, the bundled Redis' StatefulSet,
+Services and Secret, and the Secrets and ConfigMaps the chart makes for it (tokens, the snapshots'
+key, the dashboards). The shipped triggers name rollguard's own Deployment like any other (its
+pods' memory, a rollout of it that stopped progressing), and with the ClusterRole, or a Role in
+its own namespace, RBAC lets it patch itself: without these, rollguard would roll itself (or its
+Redis) back, undoing a helm upgrade behind helm's back and replacing the replica verifying the
+rollback, or restore its rule files, or a token Secret another workload of its namespace mounts
+(CONFIG_SNAPSHOTS_SECRETS), from an older snapshot. Secrets named by an existingSecret value are
+the operator's: scope.denyTargets can add them. */}}
 {{- define "rollguard.selfTargets" -}}
 {{- $ns := .Release.Namespace -}}
 {{- $fullname := include "rollguard.fullname" . -}}
-{{- $self := list (printf "*/%s/%s" $ns $fullname) (printf "*/%s/%s" $ns (default (printf "%s-rules" $fullname) .Values.rules.existingConfigMap)) -}}
+{{- $names := list $fullname (default (printf "%s-rules" $fullname) .Values.rules.existingConfigMap) (include "rollguard.secretName" .) -}}
+{{- $r := default dict .Values.auth.read -}}
+{{- if and (include "rollguard.readAuth" .) (not $r.existingSecret) (not $r.tokens) -}}
+{{- $names = append $names (include "rollguard.readSecretName" .) -}}
+{{- end -}}
+{{- $s := default dict .Values.configSnapshots -}}
+{{- if and $s.enabled (not $s.existingSecret) -}}
+{{- $names = append $names (printf "%s-snapshots" $fullname) -}}
+{{- end -}}
+{{- if dig "enabled" false (default dict .Values.grafanaDashboard) -}}
+{{- $names = append $names (printf "%s-dashboards" $fullname) -}}
+{{- end -}}
 {{- if include "rollguard.redisBundled" . -}}
-{{- $self = append $self (printf "*/%s/%s" $ns (include "rollguard.redis.fullname" .)) -}}
+{{- $redis := include "rollguard.redis.fullname" . -}}
+{{- $names = concat $names (list $redis (printf "%s-headless" $redis)) -}}
+{{- if not .Values.redis.bundled.auth.existingSecret -}}
+{{- $names = append $names (include "rollguard.redis.secretName" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $self := list -}}
+{{- range $n := $names | uniq -}}
+{{- $self = append $self (printf "*/%s/%s" $ns $n) -}}
 {{- end -}}
 {{- join "," $self -}}
 {{- end -}}

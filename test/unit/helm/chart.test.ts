@@ -302,6 +302,44 @@ t.test("the release's own objects are always denied (SCOPE_DENY_TARGETS): rollgu
   t.equal(outOfScope(renamed, `StatefulSet/${ns}/guard-redis`, ns), undefined, 'no bundled Redis, nothing denied for it');
 });
 
+// Each object the chart makes in the release namespace, of a kind a rollback writes (a workload, a
+// Service a BlueGreen switches, a ConfigMap restored or a Secret restored ahead of a workload that
+// mounts it, with CONFIG_SNAPSHOTS_SECRETS): out of scope under every values combination.
+t.test("every object of the release of a kind a rollback writes is denied (SCOPE_DENY_TARGETS), whatever the values", async (t) => {
+  const ns = 'rollguard-system';
+  const WRITTEN = ['Deployment', 'StatefulSet', 'DaemonSet', 'Service', 'ConfigMap', 'Secret'];
+  const combos: string[][] = [
+    [],
+    ['-f', path.join(CHART, 'ci', 'all-on-values.yaml')],
+    ['-f', path.join(CHART, 'ci', 'bundled-redis-values.yaml')],
+    ['--set', 'fullnameOverride=guard', '--set', 'configSnapshots.enabled=true', '--set', 'grafanaDashboard.enabled=true'],
+    ['--set', 'nameOverride=rg', '--set', 'auth.admin.tokens={a-token-of-32-characters-or-more-xx}', '--set', 'auth.read.tokens={r-token-of-32-characters-or-more-xx}'],
+  ];
+  for (const args of combos) {
+    const objs = render(args);
+    const env = Object.fromEntries((find(objs, 'Deployment')[0]!.spec.template.spec.containers[0].env as { name: string; value?: string }[]).map((e) => [e.name, e.value]));
+    const config = loadConfig({ SCOPE_DENY_TARGETS: env.SCOPE_DENY_TARGETS });
+    const own = objs.filter((o) => WRITTEN.includes(o.kind) && o.metadata.namespace === ns);
+    t.ok(own.length >= 4, `${args.join(' ') || 'defaults'}: the release's objects found`);
+    for (const o of own) {
+      const key = `${o.kind}/${ns}/${o.metadata.name}`;
+      t.match(outOfScope(config, key, ns), /\(SCOPE_DENY_TARGETS\)$/, `${args.join(' ') || 'defaults'}: ${key} is out of scope`);
+      t.equal(outOfScope(config, `${o.kind}/shop/${o.metadata.name}`, 'shop'), undefined, `${args.join(' ') || 'defaults'}: ${o.kind} ${o.metadata.name} of another namespace is not`);
+    }
+  }
+});
+
+// Kubernetes gives a container the last of two env entries of one name: extraEnv's SCOPE_DENY_TARGETS
+// (as set before the chart denied the release's own objects) would silently replace the chart's.
+t.test('extraEnv naming SCOPE_DENY_TARGETS or SCOPE_DENY_NAMESPACES is refused, naming the value to use', async (t) => {
+  for (const [name, value] of [['SCOPE_DENY_TARGETS', 'scope.denyTargets'], ['SCOPE_DENY_NAMESPACES', 'scope.denyNamespaces']] as const) {
+    const r = helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', `extraEnv[0].name=${name}`, '--set', 'extraEnv[0].value=Deployment/shop/db']);
+    t.not(r.code, 0, `extraEnv ${name}: refused`);
+    t.match(r.stderr, new RegExp(`extraEnv sets ${name}, which the chart sets itself .*move its value to ${value.replace('.', '\\.')}`), `the error names ${value}`);
+  }
+  t.equal(helm(['template', 'rollguard', CHART, ...MINIMAL, '--set', 'extraEnv[0].name=VERIFY_TIMEOUT', '--set', 'extraEnv[0].value=15m']).code, 0, 'another setting through extraEnv: rendered');
+});
+
 t.test('RBAC: gitops.enabled adds a Role in the Argo CD namespace and in each Flux namespace, nothing cluster-wide', async (t) => {
   const gitopsRules = (objs: Obj[]) => objs.filter((o) => o.kind === "Role" || o.kind === "ClusterRole").flatMap(rulesOf).filter((l) => /argoproj\.io applications|toolkit\.fluxcd\.io/.test(l));
   t.same(gitopsRules(render([])), [], 'off (the default): no right on Applications, Kustomizations or HelmReleases');
