@@ -46,6 +46,9 @@ export const LINK_TITLES: Record<LinkName, string> = {
   trigger_cleared: 'trigger cleared',
 };
 
+/** Closed states of a record whose rollback was written (its target's lock held it alone). */
+const WRITTEN_STATES = ['succeeded', 'failed', 'unverified', 'interrupted'] as const;
+
 /** Labels naming a workload in alerts (the shipped alert rules use `deployment`). */
 const WORKLOAD_LABELS = ['deployment', 'statefulset', 'daemonset', 'workload', 'app'];
 
@@ -151,12 +154,24 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
   }
 
   // 3. rollguard's own record of the alert.
-  // The record seen before is read by its id: a flood of newer records of the target (alerts
-  // anyone who can post to Alertmanager can make up) would push it out of the newest 50, and the
-  // drill, never seeing its rollback succeed, would fail at its deadline.
-  const recent = await deps.records.list({ target: d.target, limit: 50 });
-  const known = d.rollback !== undefined && !recent.some((r) => r.id === d.rollback) ? await deps.records.get(d.rollback) : null;
-  const recs = [...recent, ...(known ? [known] : [])].filter((r) => r.createdAt >= since && r.source !== 'manual');
+  // A flood of newer records of the target (alerts anyone who can post to Alertmanager can make
+  // up, each closed blocked or not confirmed) pushes the drill's record out of the target's newest
+  // 50: the record seen before is read by its id, and one not seen yet is looked for among the
+  // target's open records and those whose rollback was written, each state's own index (a flood
+  // does not crowd those: the target's lock lets one record at a time be in progress, and its
+  // cooldown one rollback be written). Without them the drill, never seeing its rollback succeed,
+  // failed at its deadline.
+  const [recent, open, written] = await Promise.all([
+    deps.records.list({ target: d.target, limit: 50 }),
+    deps.records.openOf(d.target, 5),
+    Promise.all(WRITTEN_STATES.map((state) => deps.records.list({ target: d.target, state, limit: 5 }))),
+  ]);
+  const byId = new Map([...recent, ...open, ...written.flat()].map((r) => [r.id, r]));
+  if (d.rollback !== undefined && !byId.has(d.rollback)) {
+    const known = await deps.records.get(d.rollback);
+    if (known?.target === d.target) byId.set(known.id, known);
+  }
+  const recs = [...byId.values()].filter((r) => r.target === d.target && r.createdAt >= since && r.source !== 'manual');
   const rec = furthest(recs);
   if (rec) fromRecord(d, rec);
   else if (!d.links.webhook_received) d.seen.webhook_received ??= `no rollback record of ${d.target} since the fault`;
