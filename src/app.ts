@@ -70,6 +70,8 @@ export function buildApp(deps: AppDeps, listener: 'api' | 'metrics' = 'api'): Fa
   // Each refusal is counted by the setting that made it, so that an operator sees a full listener
   // (Alertmanager's deliveries refused with it) rather than only Alertmanager's retries.
   app.server.maxConnections = config.HTTP_MAX_CONNECTIONS;
+  // both settings' series exported from the start at 0, so that increase() sees the first refusal
+  for (const setting of ['HTTP_MAX_CONNECTIONS', 'HTTP_MAX_CONNECTIONS_PER_ADDRESS']) metrics.httpConnectionsRefused.inc({ setting, listener }, 0);
   app.server.on('drop', () => metrics.httpConnectionsRefused.inc({ setting: 'HTTP_MAX_CONNECTIONS', listener }));
   capPerAddress(app.server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS, () =>
     metrics.httpConnectionsRefused.inc({ setting: 'HTTP_MAX_CONNECTIONS_PER_ADDRESS', listener }),

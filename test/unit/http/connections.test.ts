@@ -83,6 +83,15 @@ t.test('a kept-alive connection idle past HTTP_IDLE_TIMEOUT is closed; a refused
   t.match(refused.answer, /^HTTP\/1\.1 401/);
 });
 
+// increase() over a series that appears at 1 sees nothing: each listener exports both settings at 0 from the start
+t.test('rollguard_http_connections_refused_total: both settings exported at 0 on each listener before any refusal', async (t) => {
+  for (const listener of ['api', 'metrics'] as const) {
+    const { app, refused } = await listening({}, listener);
+    t.same(await refused(), { [`HTTP_MAX_CONNECTIONS ${listener}`]: 0, [`HTTP_MAX_CONNECTIONS_PER_ADDRESS ${listener}`]: 0 }, `${listener}: both series at 0`);
+    await app.close();
+  }
+});
+
 t.test('beyond HTTP_MAX_CONNECTIONS, a new connection is closed at once', async (t) => {
   const { app, port, refused } = await listening({ HTTP_REQUEST_TIMEOUT: '60s', HTTP_MAX_CONNECTIONS: '16' });
   t.teardown(() => app.close());
@@ -91,7 +100,7 @@ t.test('beyond HTTP_MAX_CONNECTIONS, a new connection is closed at once', async 
   await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))));
   await new Promise((r) => setTimeout(r, 100));
   t.ok((await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')).closed, 'the 17th: closed');
-  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS api': 1 }, 'counted once, by the setting that refused it');
+  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS api': 1, 'HTTP_MAX_CONNECTIONS_PER_ADDRESS api': 0 }, 'counted once, by the setting that refused it');
   held.forEach((s) => s.destroy());
   await new Promise((r) => setTimeout(r, 100));
   const after = await heldOpen(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
@@ -118,7 +127,7 @@ t.test('one address holds at most HTTP_MAX_CONNECTIONS_PER_ADDRESS: kept-alive p
   const within = (ms: number) => new Promise<false>((r) => setTimeout(() => r(false), ms));
   const ended = await Promise.all(conns.map((c) => Promise.race([c.closed, within(2_000)])));
   t.equal(ended.filter(Boolean).length, 12, 'the 12 beyond 4 from one address: closed by the server');
-  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS_PER_ADDRESS api': 12 }, 'each counted, by the setting that refused it');
+  t.same(await refused(), { 'HTTP_MAX_CONNECTIONS api': 0, 'HTTP_MAX_CONNECTIONS_PER_ADDRESS api': 12 }, 'each counted, by the setting that refused it');
   // the 4 kept are still open, still pinging: another address (127.0.0.2, loopback too on Linux) gets in
   const other = await new Promise<string>((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
