@@ -158,7 +158,18 @@ export class EngineContext {
     return rec.rule ? this.rules.get(rec.rule) : undefined;
   }
 
-  /** The guard settings of a record's rule, or the defaults (manual rollbacks, unloaded rules). */
+  /**
+   * Why nothing may be rolled back any more for a record of a rule: the rule is not loaded now (a
+   * reload removed or renamed it). Undefined for a loaded rule's record and a manual one. A held or
+   * scheduled re-check, an approval given, an ordered chain's next target and a record taken up
+   * after its replica died all close it `expired` on this, rather than run on the default guards.
+   */
+  ruleGone(rec: RollbackRecord): string | undefined {
+    if (rec.rule === undefined || this.rules.get(rec.rule)) return undefined;
+    return `rule ${rec.rule} is no longer loaded (a reload removed or renamed it): nothing is rolled back on its behalf`;
+  }
+
+  /** The guard settings of a record's rule, or the defaults (manual rollbacks; a rule no longer loaded, for a rollback already written). */
   settingsFor(rec: RollbackRecord): Guards {
     return this.ruleFor(rec)?.guards ?? DEFAULT_GUARDS;
   }

@@ -8,7 +8,7 @@ import { approvalExpired, expireApproval } from './scheduler.js';
  * What approving or rejecting came to; the HTTP route picks the status from `kind`. `expiredAt`:
  * the request came after the approval's expiry and closed the record expired itself.
  */
-export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState; expiredAt?: number };
+export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState; expiredAt?: number; reason?: string };
 
 /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
 export async function manual(ctx: EngineContext, req: ManualRequest): Promise<RollbackRecord> {
@@ -32,13 +32,20 @@ export async function manual(ctx: EngineContext, req: ManualRequest): Promise<Ro
  * the background. Approve, reject and the scheduler's expiry may race (on one replica or several):
  * each writes the record only while the stored one is still pending_approval (RecordBook.save's
  * expectState), so exactly one of them is written; the others change nothing and answer conflict
- * with the state the record is in now.
+ * with the state the record is in now. One whose rule a reload removed or renamed meanwhile is
+ * closed expired and refused, naming the rule (`reason`): nothing runs.
  */
 export async function approve(ctx: EngineContext, id: string, by: string, comment?: string): Promise<ApprovalResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   if (rec.state !== 'pending_approval') return { kind: 'conflict', state: rec.state };
   if (approvalExpired(rec, ctx.now())) return expired(ctx, rec);
+  // its rule removed or renamed by a reload since it asked: the approval was asked on settings no longer in force
+  const gone = ctx.ruleGone(rec);
+  if (gone) {
+    if (!(await ctx.finishFrom(rec, 'pending_approval', 'expired', gone))) return lost(ctx, id);
+    return { kind: 'conflict', state: 'expired', reason: gone };
+  }
   rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}) };
   ctx.records.step(rec, 'approved', `approved by ${by}${comment ? `: ${comment}` : ''}`);
   rec.state = 'deciding';

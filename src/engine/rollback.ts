@@ -22,6 +22,9 @@ import { holdLocks, releaseAll } from './locks.js';
  * ended in ('in_progress' when verification goes on in the background).
  */
 export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings: Guards, ahead: ReadAhead = {}): Promise<RollbackState> {
+  // its rule removed or renamed since it was decided (an approval, a chain's next target, a take-over): not on the default guards
+  const gone = ctx.ruleGone(rec);
+  if (gone) return ctx.finish(rec, 'expired', gone);
   const action = ctx.actions[rec.ref.kind];
   if (!action) return ctx.finish(rec, 'error', `no action for kind ${rec.ref.kind}`);
   if (settings.allowStepBack && rec.ref.toRevision === undefined) {

@@ -73,7 +73,7 @@ export class Scheduler {
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
         if (rule) return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
-        return ctx.finish(fresh, 'expired', `rule ${fresh.rule} is no longer loaded`);
+        return ctx.finish(fresh, 'expired', ctx.ruleGone(fresh) ?? `rule ${fresh.rule} is no longer loaded`);
       });
     }, ctx.log, 'deciding again a rollback left deciding');
     // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here;
@@ -99,7 +99,7 @@ export class Scheduler {
           // decision that followed held or scheduled it): nothing to do any more, as for one resolved while waiting
           if (fresh.times.resolvedAt !== undefined) return closeResolved(ctx, fresh, state);
           const rule = ctx.ruleFor(fresh);
-          if (!rule) return ctx.finishFrom(fresh, state, 'expired', `rule ${fresh.rule} is no longer loaded`);
+          if (!rule) return ctx.finishFrom(fresh, state, 'expired', ctx.ruleGone(fresh) ?? `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
           // closes it not_confirmed (resolve() in intake.ts), and that close must stand, never be
           // written over by this re-check's decision.

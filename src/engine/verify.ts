@@ -60,7 +60,9 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
     return { outcome: 'succeeded', message: `rollout complete; target ${c.index + 1} of ${c.targets.length} of an ordered chain: the trigger is re-checked after the last`, lines: [] };
   }
   const rule = ctx.ruleFor(rec);
-  if (!rule) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)', lines: [] };
+  if (!rule && rec.rule === undefined) return { outcome: 'succeeded', message: 'rollout complete (manual rollback: no trigger to re-check)', lines: [] };
+  // renamed or removed by a reload during the rollout: its trigger is not known any more, so not re-checked
+  if (!rule) return { outcome: 'unverified', message: `rollout complete; rule ${rec.rule} is no longer loaded (a reload removed or renamed it), so its trigger could not be re-checked`, lines: [] };
   if (!ctx.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger', lines: [] };
   // "Still true" = the trigger holds over its last two steps; recovered = it no longer does.
   const probe: Rule = { ...rule, trigger: { ...rule.trigger, forMs: rule.trigger.stepMs * 2 } };

@@ -1,0 +1,95 @@
+// A rule removed or renamed by a reload while one of its rollbacks is in flight. Nothing is rolled
+// back on its behalf once it is gone, as a held or scheduled re-check of it already closed
+// `expired`: an approval given afterwards, an ordered chain's next target, a record taken up after
+// a replica died. Before, these ran on the default guards (no dry-run, the default cooldown,
+// configDrift warn, no approval), whatever the rule had said. And a rollback whose rule went away
+// during its rollout was closed `succeeded` as a "manual rollback" with no trigger to re-check.
+import t from 'tap';
+import { CHAIN_RULES, RULES, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
+
+/** RULES with the approval rule renamed and tried out in dry-run (as a team would rework it). */
+const RENAMED = RULES.replace('  - name: latency-p1\n', '  - name: latency-p1-v2\n').replace(
+  'guards: { approval: { required: true, expiresAfter: 10m } }',
+  'guards: { dryRun: true, approval: { required: true, expiresAfter: 10m } }',
+);
+
+t.test('an approval given after its rule was renamed rolls nothing back: refused, the record closed expired, naming the rule', async (t) => {
+  t.not(RENAMED, RULES);
+  const e = testEngine();
+  await e.deliver(firing('HighLatency'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'pending_approval');
+  e.reload(RENAMED);
+  const res = await e.engine.approve(rec!.id, 'oncall');
+  await e.engine.idle();
+  t.equal(e.action.executed.length, 0, 'nothing rolled back');
+  t.equal(res.kind, 'conflict');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired');
+  t.match(after.outcome?.message, /^rule latency-p1 is no longer loaded/);
+});
+
+t.test("an ordered chain whose rule a reload removed after its first target: the next target is not rolled back on the default guards", async (t) => {
+  const e = testEngine({ ruleText: CHAIN_RULES });
+  recoversOnWrite(e);
+  const put = e.store.putRecord.bind(e.store);
+  e.store.putRecord = async (r) => {
+    const out = await put(r);
+    if (r.state === 'succeeded' && r.target === 'Deployment/prod/api') e.reload(RULES);
+    return out;
+  };
+  await e.deliver(firing('ReleaseErrors', 'api'));
+  await e.engine.idle();
+  const recs = await e.engine.records.list({});
+  const states = Object.fromEntries(recs.map((r) => [r.target, r.state]));
+  t.same(e.action.executed.map((x) => x.ref.name), ['api'], 'only the first target, rolled back while its rule was loaded');
+  t.equal(states['Deployment/prod/auth'], 'expired');
+  t.equal(states['Deployment/prod/web'], 'blocked');
+  t.match(recs.find((r) => r.target === 'Deployment/prod/auth')!.outcome?.message, /^rule release-train is no longer loaded/);
+});
+
+t.test('a record of a removed rule left deciding, approved, by a replica that died: taken up, closed expired, nothing rolled back', async (t) => {
+  const e = testEngine();
+  await e.deliver(firing('HighLatency'));
+  const [rec] = await e.engine.records.list({});
+  // approved on a replica that died before it ran the guards
+  const stored = (await e.engine.records.get(rec!.id))!;
+  stored.state = 'deciding';
+  stored.owner = 'replica-gone';
+  stored.approval = { by: 'oncall', at: Date.now(), decision: 'approved' };
+  stored.updatedAt = Date.now() - 3_600_000;
+  delete stored.dueAt;
+  await e.store.putRecord(stored);
+  e.reload(RENAMED);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.equal(e.action.executed.length, 0, 'nothing rolled back');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired', after.outcome?.message ?? '');
+  t.match(after.outcome?.message, /^rule latency-p1 is no longer loaded/);
+});
+
+t.test('a rollback whose rule was renamed during its rollout is not closed succeeded as a manual one: unverified, saying why', async (t) => {
+  const e = testEngine();
+  const execute = e.action.execute.bind(e.action);
+  e.action.execute = async (p, c) => {
+    const r = await execute(p, c);
+    e.reload(RULES.replace('  - name: error-rate\n', '  - name: error-rate-v2\n'));
+    return r;
+  };
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('HighErrorRate'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(e.action.executed.length, 1);
+  t.equal(rec!.state, 'unverified', rec!.outcome?.message ?? '');
+  t.match(rec!.outcome?.message, /rule error-rate is no longer loaded/);
+  t.notMatch(rec!.outcome?.message, /manual/);
+});
+
+t.test('a manual rollback still closes succeeded with no trigger to re-check', async (t) => {
+  const e = testEngine();
+  await e.engine.manual({ ref: { kind: 'Deployment', namespace: 'prod', name: 'checkout' }, reason: 'bad deploy', requestedBy: 'ops' });
+  await e.engine.idle();
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');
+});
