@@ -34,9 +34,11 @@ export function formatRuleError(e: RuleFileError): string {
 }
 
 /** Expands paths into the rule files they name, sorted within each directory. */
-export async function expandRulePaths(paths: readonly string[]): Promise<{ files: string[]; errors: RuleFileError[] }> {
+export async function expandRulePaths(paths: readonly string[]): Promise<{ files: string[]; errors: RuleFileError[]; skipped: string[] }> {
   const files: string[] = [];
   const errors: RuleFileError[] = [];
+  /** names in the directories that are not read (not *.yaml or *.yml): said when no rule file is found */
+  const skipped: string[] = [];
   for (const p of paths) {
     let st;
     try {
@@ -49,17 +51,40 @@ export async function expandRulePaths(paths: readonly string[]): Promise<{ files
       // symlinks count when they point at files: a Kubernetes ConfigMap volume is symlinks into ..data/
       const names: string[] = [];
       for (const d of await readdir(p, { withFileTypes: true })) {
-        if (!/\.ya?ml$/.test(d.name) || d.name.startsWith('.')) continue;
+        if (d.name.startsWith('.')) continue;
+        if (!/\.ya?ml$/.test(d.name)) {
+          skipped.push(join(p, d.name));
+          continue;
+        }
         if (d.isFile() || (d.isSymbolicLink() && (await stat(join(p, d.name)).then((x) => x.isFile(), () => false)))) names.push(d.name);
       }
       for (const n of names.sort()) files.push(join(p, n));
     } else files.push(p);
   }
-  return { files, errors };
+  return { files, errors, skipped };
+}
+
+/**
+ * Paths that name no rule file at all: an error, not an empty set in force. A ConfigMap whose keys
+ * were all deleted, or named without .yaml, or a RULES_PATH pointing at the wrong directory, would
+ * otherwise leave no rule loaded and every alert unmatched, answered 200 and dropped. No rules on
+ * purpose is a file saying so (`rules: []`).
+ */
+function noRuleFiles(paths: readonly string[], skipped: readonly string[]): RuleFileError {
+  const shown = skipped.slice(0, 5).join(', ');
+  const others = skipped.length ? `; found ${shown}${skipped.length > 5 ? ` and ${skipped.length - 5} more` : ''}, not read (only *.yaml and *.yml files are, not subdirectories)` : '';
+  return {
+    file: paths.join(', '),
+    line: 0,
+    column: 0,
+    field: '',
+    message: `no rule files (*.yaml or *.yml) found${others}; for no rules on purpose, a file with "rules: []"`,
+  };
 }
 
 export async function loadRules(paths: readonly string[]): Promise<LoadResult> {
-  const { files, errors } = await expandRulePaths(paths);
+  const { files, errors, skipped } = await expandRulePaths(paths);
+  if (files.length === 0 && errors.length === 0) errors.push(noRuleFiles(paths, skipped));
   const rules: Rule[] = [];
   for (const f of files) {
     let text: string;

@@ -168,3 +168,30 @@ t.test('a Kubernetes ConfigMap volume: symlinked files, updated by swapping the 
   t.equal(r.ok, true);
   t.equal(holder.rules.match(alert('After')).length, 1, 'the swapped content is in force');
 });
+
+// Every rule file gone (a ConfigMap's keys deleted, a commit removing the file, keys without
+// .yaml): before, the reload succeeded with no rule, so every alert was unmatched, answered 200
+// and dropped, and a replica started on such a directory served with none. Now it is an error.
+t.test('a reload that finds no rule file keeps the rules in force, names the directory and what it skipped', async (t) => {
+  const { dir, holder, gauge } = await setup(t);
+  const before = holder.rules;
+  await rm(join(dir, 'a.yaml'));
+  await writeFile(join(dir, 'a.json'), '{}');
+  const r = await holder.reload('file change');
+  t.equal(r.ok, false);
+  t.match(r.error!, /no rule files \(\*\.yaml or \*\.yml\) found; found .*a\.json, not read/);
+  t.ok(r.error!.startsWith(`${dir}:0: `), 'names the directory');
+  t.equal(holder.rules, before, 'the very same rule set');
+  t.equal(holder.rules.match(alert('HighErrorRate')).length, 1);
+  t.equal(await gauge('rollguard_config_last_reload_successful'), 0);
+});
+
+t.test('a directory with no rule file refuses to start; a file saying "rules: []" loads no rule on purpose', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'rg-holder-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await t.rejects(RuleHolder.create({ paths: [dir] }), /rules do not load:\n.*no rule files \(\*\.yaml or \*\.yml\) found/);
+  await writeFile(join(dir, 'none.yaml'), 'rules: []\n');
+  const h = await RuleHolder.create({ paths: [dir] });
+  t.equal(h.rules.size, 0);
+  await h.close();
+});
