@@ -67,10 +67,30 @@ const matcherString = z.string().transform((s, ctx): Matcher => {
   }
 });
 
+/** Label values no rule is written for: a matcher matching each of them, and a missing label, pins nothing. */
+const ANY_VALUES = ['0', 'HighErrorRate', 'zz rollguard: any value/9'];
+
+/**
+ * Whether the matchers match every alert: each matches any value of its label and (alertname
+ * aside, which every alert has) its absence, such as `alertname=~".*"`, `alertname=~".+"`,
+ * `team!="x"` or `severity!~"none"`. Such a rule would confirm its trigger, and under
+ * `onPrometheusDown: act` roll back, for whatever alert Alertmanager sends.
+ */
+function matchesEveryAlert(matchers: readonly Matcher[]): boolean {
+  return matchers.every((m) => ANY_VALUES.every((v) => m.matches({ [m.name]: v })) && (m.name === 'alertname' || m.matches({})));
+}
+
+const EVERY_ALERT = 'these matchers match any alert (no matcher pins a label to the alerts the rule is for, as alertname="HighErrorRate" does); a rule must not match every alert';
+
 /** `match`: a list of Alertmanager matchers (`alertname="X"`, `severity=~"crit.*"`), or a map label: value (equality). */
 const matchSchema = z
   .union([
-    z.array(matcherString).min(1, 'expected at least one matcher (a rule must not match every alert)'),
+    z
+      .array(matcherString)
+      .min(1, 'expected at least one matcher (a rule must not match every alert)')
+      .superRefine((ms, ctx) => {
+        if (matchesEveryAlert(ms)) ctx.addIssue({ code: 'custom', message: EVERY_ALERT });
+      }),
     z.record(z.string(), z.string()).transform((m, ctx): Matcher[] => {
       const out: Matcher[] = [];
       for (const [k, v] of Object.entries(m)) {

@@ -154,6 +154,32 @@ ${extra}`;
   t.match(msg('rules: []\nextra: 1\n'), /x\.yaml:2: extra: unknown field "extra"/);
 });
 
+// A matcher list that matches any alert loaded though an empty list was refused as "a rule must not
+// match every alert": `alertname=~".*"` with P0 and a templated target confirmed its trigger (and,
+// Prometheus down, rolled back under onPrometheusDown: act) for every alert Alertmanager sent.
+t.test('matchers that match any alert are refused at their field; ones that pin a label load', async (t) => {
+  const rule = (match: string) => `rules:
+  - name: storm
+    match: ${match}
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger: { kind: error_rate, threshold: 0.05, for: 2m }
+    priority: P0
+`;
+  const msg = (match: string) => parseRuleFile('x.yaml', rule(match)).errors.map(formatRuleError).join('\n');
+  for (const m of [`['alertname=~".*"']`, `['alertname=~".+"']`, `['alertname!="Watchdog"']`, `['team!~"qa|test"']`, `['severity=~".*"', 'alertname=~"(?s).*"']`]) {
+    t.match(msg(m), /^x\.yaml:3: rules\[0\]\.match: these matchers match any alert \(no matcher pins a label/, m);
+  }
+  for (const m of [`['alertname="HighErrorRate"']`, `['alertname=~"High.*"']`, `['severity=~".*"', 'namespace="prod"']`, `['namespace=~".+"']`, `['alertname!="Watchdog"', 'team="db"']`, `{ alertname: HighErrorRate }`]) {
+    t.equal(msg(m), '', m);
+  }
+  // through the loader, as serve, a reload and rules check read it
+  const dir = await mkdtemp(join(tmpdir(), 'rg-storm-'));
+  await writeFile(join(dir, 'storm.yaml'), rule(`['alertname=~".*"']`));
+  const r = await loadRules([dir]);
+  t.equal(r.rules.length, 0);
+  t.match(r.errors.map(formatRuleError).join('\n'), /storm\.yaml:3: rules\[0\]\.match: these matchers match any alert/);
+});
+
 t.test('rollguard rules check: exit codes and output', async (t) => {
   const out: string[] = [];
   const err: string[] = [];
