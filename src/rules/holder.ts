@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { lstat, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, resolve, sep } from 'node:path';
 import type { Metrics } from '../metrics.js';
 import { formatRuleError, loadRules, type RuleFileError } from './loader.js';
 import { RuleSet } from './ruleset.js';
@@ -47,6 +47,10 @@ export class RuleHolder {
   private set: RuleSet = RuleSet.empty();
   private readonly reloads = new Rounds<string, ReloadResult>((trigger) => this.doReload(trigger));
   private watchers: FSWatcher[] = [];
+  /** each watched directory and where it resolved to when its watch was set (a watch follows the inode, not the path) */
+  private watchedAt = new Map<string, string>();
+  private watching = false;
+  private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private listeners: Array<(r: ReloadResult) => void> = [];
   private lastResult: ReloadResult | undefined;
@@ -139,10 +143,21 @@ export class RuleHolder {
   /**
    * Watches the rule paths and reloads (debounced) on change. Directories are watched themselves,
    * files through their directory (editors replace files by rename, which a watch on the file loses).
+   *
+   * A watch follows the directory it resolved to, not its path: a rule directory reached through a
+   * symlink that is swapped (git-sync's `current -> .worktrees/<commit>`) would be watched in its
+   * old place for ever. So the directory holding each symlink of a path is watched for that name
+   * too, and the watches are set again after a reload once a watched path resolves elsewhere.
    */
   async watch(): Promise<void> {
-    this.unwatch();
+    if (this.closed) return;
+    this.watching = true;
     const dirs = new Map<string, Set<string> | 'all'>();
+    const add = (dir: string, name?: string) => {
+      const cur = dirs.get(dir);
+      if (name === undefined) dirs.set(dir, 'all');
+      else if (cur !== 'all') dirs.set(dir, new Set([...(cur ?? []), name]));
+    };
     for (const p of this.opts.paths) {
       const abs = resolve(p);
       let isDir = false;
@@ -151,13 +166,15 @@ export class RuleHolder {
       } catch {
         isDir = false;
       }
-      const dir = isDir ? abs : dirname(abs);
-      if (isDir) dirs.set(dir, 'all');
-      else {
-        const cur = dirs.get(dir);
-        if (cur !== 'all') dirs.set(dir, new Set([...(cur ?? []), basename(abs)]));
-      }
+      if (isDir) add(abs);
+      else add(dirname(abs), basename(abs));
+      for (const link of await symlinksOn(isDir ? abs : dirname(abs))) add(dirname(link), basename(link));
     }
+    const watchedAt = new Map<string, string>();
+    for (const dir of dirs.keys()) watchedAt.set(dir, await realpath(dir).catch(() => ''));
+    if (!this.watching) return; // unwatched meanwhile
+    // the new watches are set before the old ones are closed: no change falls between them
+    const watchers: FSWatcher[] = [];
     for (const [dir, names] of dirs) {
       try {
         const w = watch(dir, { persistent: false }, (_event, file) => {
@@ -168,23 +185,44 @@ export class RuleHolder {
           this.schedule();
         });
         w.on('error', (e) => this.opts.logger?.error({ dir, err: e.message }, 'rules watch failed'));
-        this.watchers.push(w);
+        watchers.push(w);
       } catch (e) {
         this.opts.logger?.error({ dir, err: (e as Error).message }, 'cannot watch rules directory');
       }
     }
+    for (const w of this.watchers) w.close();
+    this.watchers = watchers;
+    this.watchedAt = watchedAt;
   }
 
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.reload('file change');
+      void this.reload('file change').then(() => this.rewatchIfMoved());
     }, this.opts.debounceMs ?? 250);
     this.timer.unref?.();
   }
 
+  /**
+   * Sets the watches again when a watched directory now resolves elsewhere (its symlink was
+   * swapped), then reloads once more: a change made while the old watch was on the old place is
+   * read too. A reload that finds nothing moved stops there.
+   */
+  private async rewatchIfMoved(): Promise<void> {
+    for (const [dir, was] of this.watchedAt) {
+      if ((await realpath(dir).catch(() => '')) === was) continue;
+      if (!this.watching) return;
+      this.opts.logger?.info({ dir }, 'a watched rules directory now resolves elsewhere: watching it there');
+      await this.watch();
+      if (this.watching) this.schedule();
+      return;
+    }
+  }
+
   unwatch(): void {
+    this.watching = false;
+    this.watchedAt = new Map();
     for (const w of this.watchers) w.close();
     this.watchers = [];
     if (this.timer) clearTimeout(this.timer);
@@ -193,7 +231,21 @@ export class RuleHolder {
 
   /** Stops watching; waits for a running reload. */
   async close(): Promise<void> {
+    this.closed = true;
     this.unwatch();
     await this.reloads.running?.catch(() => undefined);
   }
+}
+
+/** The symlinks on the way to `dir` (itself included): `/git/current` for `/git/current/rules` when `current` is a link. */
+async function symlinksOn(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const parts = dir.split(sep).filter(Boolean);
+  let at = dir.startsWith(sep) ? sep : '';
+  for (const part of parts) {
+    at = at === sep || at === '' ? `${at}${part}` : `${at}${sep}${part}`;
+    const st = await lstat(at).catch(() => undefined);
+    if (st?.isSymbolicLink()) out.push(at);
+  }
+  return out;
 }
