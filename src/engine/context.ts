@@ -17,6 +17,7 @@ import type { Precedence } from '../turns.js';
 import { chainGoesOn, prepareNext } from './chain.js';
 import { changeCause, type Message } from './messages.js';
 import { RecordBook, type RollbackRecord, type RollbackState } from './record.js';
+import { formatTarget, resolveTargets, TargetResolutionError } from '../rules/targets.js';
 
 export interface EngineDeps {
   config: Config;
@@ -160,13 +161,26 @@ export class EngineContext {
 
   /**
    * Why nothing may be rolled back any more for a record of a rule: the rule is not loaded now (a
-   * reload removed or renamed it). Undefined for a loaded rule's record and a manual one. A held or
+   * reload removed or renamed it), or no longer resolves the record's target for its alert (a
+   * reload changed its targets). Undefined for a loaded rule's record of its target, and a manual one. A held or
    * scheduled re-check, an approval given, an ordered chain's next target and a record taken up
    * after its replica died all close it `expired` on this, rather than run on the default guards.
    */
   ruleGone(rec: RollbackRecord): string | undefined {
-    if (rec.rule === undefined || this.rules.get(rec.rule)) return undefined;
-    return `rule ${rec.rule} is no longer loaded (a reload removed or renamed it): nothing is rolled back on its behalf`;
+    if (rec.rule === undefined) return undefined;
+    const rule = this.rules.get(rec.rule);
+    if (!rule) return `rule ${rec.rule} is no longer loaded (a reload removed or renamed it): nothing is rolled back on its behalf`;
+    if (!rec.alert) return undefined;
+    // its targets changed (a bad commit's target fixed): the record's target is what the rule said then
+    let refs: TargetRef[];
+    try {
+      refs = resolveTargets(rule.targets, rec.alert.labels);
+    } catch (e) {
+      if (!(e instanceof TargetResolutionError)) throw e;
+      return `rule ${rec.rule} as reloaded names no target for this alert (${e.message}): nothing is rolled back on its behalf`;
+    }
+    if (refs.some((r) => sameTarget(r, rec.ref))) return undefined;
+    return `rule ${rec.rule} as reloaded no longer targets ${formatTarget(rec.ref)} for this alert (now ${refs.map(formatTarget).join(', ')}): nothing is rolled back on its behalf`;
   }
 
   /** The guard settings of a record's rule, or the defaults (manual rollbacks; a rule no longer loaded, for a rollback already written). */
@@ -328,4 +342,10 @@ function precedenceOf(rec: RollbackRecord): Precedence {
   if (rec.source === 'manual') return 0;
   const p = rec.priority;
   return laneOf(p === 'P0' || p === 'P1' || p === 'P2' ? p : undefined);
+}
+
+/** The same rollback target: kind, namespace, name and the kind's options (not the revision, which a step back pins). */
+function sameTarget(a: TargetRef, b: TargetRef): boolean {
+  const key = (r: TargetRef) => JSON.stringify([r.kind, r.namespace, r.name, r.options ?? null]);
+  return key(a) === key(b);
 }

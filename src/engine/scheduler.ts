@@ -72,8 +72,9 @@ export class Scheduler {
         if (previous.verdict === 'blocked') return ctx.finish(fresh, 'blocked', previous.reason);
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
-        if (rule) return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
-        return ctx.finish(fresh, 'expired', ctx.ruleGone(fresh) ?? `rule ${fresh.rule} is no longer loaded`);
+        const gone = ctx.ruleGone(fresh);
+        if (gone || !rule) return ctx.finish(fresh, 'expired', gone ?? `rule ${fresh.rule} is no longer loaded`);
+        return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
       });
     }, ctx.log, 'deciding again a rollback left deciding');
     // no longer deciding (closed, or taken up elsewhere, since): nothing to give back from here;
@@ -98,8 +99,10 @@ export class Scheduler {
           // its alert resolved while it was being decided (resolve() then only marks it, and the
           // decision that followed held or scheduled it): nothing to do any more, as for one resolved while waiting
           if (fresh.times.resolvedAt !== undefined) return closeResolved(ctx, fresh, state);
+          // its rule removed or renamed, or its targets changed, by a reload: nothing done on its behalf any more
           const rule = ctx.ruleFor(fresh);
-          if (!rule) return ctx.finishFrom(fresh, state, 'expired', ctx.ruleGone(fresh) ?? `rule ${fresh.rule} is no longer loaded`);
+          const gone = ctx.ruleGone(fresh);
+          if (gone || !rule) return ctx.finishFrom(fresh, state, 'expired', gone ?? `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
           // closes it not_confirmed (resolve() in intake.ts), and that close must stand, never be
           // written over by this re-check's decision.

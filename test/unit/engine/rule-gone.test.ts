@@ -93,3 +93,47 @@ t.test('a manual rollback still closes succeeded with no trigger to re-check', a
   const [rec] = await e.engine.records.list({});
   t.equal(rec!.state, 'succeeded', rec!.outcome?.message ?? '');
 });
+
+/** RULES with held-when-down's target changed to a fixed Deployment (a bad commit's target fixed). */
+const RETARGETED = RULES.replace(
+  /(  - name: held-when-down\n    match: \['alertname="SlowBurn"'\]\n)    target: \{[^\n]*\}\n/,
+  '$1    target: { kind: Deployment, namespace: prod, name: payments }\n',
+);
+
+t.test('a held rollback whose rule a reload re-targeted is not rolled back on its old target at its re-check', async (t) => {
+  t.not(RETARGETED, RULES);
+  const e = testEngine();
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'held', rec!.outcome?.message ?? '');
+  e.reload(RETARGETED);
+  e.prometheus!.down = false;
+  const stored = (await e.engine.records.get(rec!.id))!;
+  stored.dueAt = Date.now() - 1;
+  await e.store.putRecord(stored);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.equal(e.action.executed.length, 0, 'checkout not rolled back');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired', after.outcome?.message ?? '');
+  t.match(after.outcome?.message, /^rule held-when-down as reloaded no longer targets Deployment prod\/checkout for this alert \(now Deployment prod\/payments\)/);
+});
+
+t.test('a held rollback whose rule a reload left as it was is still rolled back at its re-check', async (t) => {
+  const e = testEngine();
+  recoversOnWrite(e);
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'held');
+  e.reload(RULES);
+  e.prometheus!.down = false;
+  const stored = (await e.engine.records.get(rec!.id))!;
+  stored.dueAt = Date.now() - 1;
+  await e.store.putRecord(stored);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.equal(e.action.executed.length, 1);
+  t.equal((await e.engine.records.get(rec!.id))!.state, 'succeeded');
+});
