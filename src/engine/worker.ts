@@ -141,7 +141,9 @@ export class QueueWorker {
 
   /**
    * Handles whatever is queued until the queue is empty or the deadline passes (used at shutdown,
-   * so the in-memory store loses nothing it accepted). Returns the events left.
+   * so the in-memory store loses nothing it accepted). Returns the events left (-1: not known). A
+   * queue read that fails ends it, the events in hand settled: it never throws, so the shutdown
+   * after it (the engine's rollbacks, the notifications) goes on.
    */
   async drain(deadline: number): Promise<number> {
     await this.stop();
@@ -151,7 +153,16 @@ export class QueueWorker {
           await Promise.race(this.inflight);
           continue;
         }
-        const events = await this.take(0);
+        let events: QueuedEvent[];
+        try {
+          events = await this.take(0);
+        } catch (err) {
+          // the store unreachable at shutdown: what is queued stays there for the other replicas;
+          // the events in hand are settled below, and the rest of the shutdown goes on
+          this.o.metrics.storeErrors.inc({ op: 'consume' });
+          this.o.logger.error({ err }, 'cannot read the alert queue while draining: stopped taking events; those queued stay in the store');
+          break;
+        }
         if (events.length === 0) {
           if (this.inflight.size === 0) break;
           await Promise.race(this.inflight);
