@@ -16,7 +16,7 @@ import { laneOf, type Lock, type Store } from '../store/store.js';
 import type { Precedence } from '../turns.js';
 import { chainGoesOn, prepareNext } from './chain.js';
 import { changeCause, type Message } from './messages.js';
-import { RecordBook, type RollbackRecord, type RollbackState } from './record.js';
+import { RecordBook, targetKey, type RollbackRecord, type RollbackState } from './record.js';
 import { formatTarget, resolveTargets, TargetResolutionError } from '../rules/targets.js';
 
 export interface EngineDeps {
@@ -162,11 +162,19 @@ export class EngineContext {
   /**
    * Why nothing may be rolled back any more for a record of a rule: the rule is not loaded now (a
    * reload removed or renamed it), or no longer resolves the record's target for its alert (a
-   * reload changed its targets). Undefined for a loaded rule's record of its target, and a manual one. A held or
+   * reload changed its targets), or rolls it back otherwise (its kind's options, or the revision it
+   * pins, changed). Undefined for a loaded rule's record of its target, and a manual one. A held or
    * scheduled re-check, an approval given, an ordered chain's next target and a record taken up
    * after its replica died all close it `expired` on this, rather than run on the default guards.
+   *
+   * `adopt`: the record is decided afresh from its trigger (a held or scheduled re-check, one
+   * taken up undecided): a target the rule still names but rolls back otherwise is taken as the
+   * rule names it now (a step on the timeline says so), as a new alert would be. Its record id
+   * names only the target, so closing it would leave the alert, still firing, never acted on. And
+   * a revision the rule pins is so given back to a record the lock guard sent back, which drops
+   * a step back's (rollback.ts).
    */
-  ruleGone(rec: RollbackRecord): string | undefined {
+  ruleGone(rec: RollbackRecord, o: { adopt?: boolean } = {}): string | undefined {
     if (rec.rule === undefined) return undefined;
     const rule = this.rules.get(rec.rule);
     if (!rule) return `rule ${rec.rule} is no longer loaded (a reload removed or renamed it): nothing is rolled back on its behalf`;
@@ -179,8 +187,17 @@ export class EngineContext {
       if (!(e instanceof TargetResolutionError)) throw e;
       return `rule ${rec.rule} as reloaded names no target for this alert (${e.message}): nothing is rolled back on its behalf`;
     }
-    if (refs.some((r) => sameTarget(r, rec.ref))) return undefined;
-    return `rule ${rec.rule} as reloaded no longer targets ${formatTarget(rec.ref)} for this alert (now ${refs.map(formatTarget).join(', ')}): nothing is rolled back on its behalf`;
+    const now = refs.find((r) => targetKey(r) === targetKey(rec.ref));
+    if (!now) return `rule ${rec.rule} as reloaded no longer targets ${formatTarget(rec.ref)} for this alert (now ${refs.map(formatTarget).join(', ')}): nothing is rolled back on its behalf`;
+    const same = sameRollback(now, rec.ref);
+    if (same && !o.adopt) return undefined;
+    if (o.adopt) {
+      if (!same) this.records.step(rec, 'retargeted', `rule ${rec.rule} as reloaded rolls back ${targetKey(rec.ref)} as ${formatTarget(now)} (was ${formatTarget(rec.ref)}): decided on that`);
+      // the rule's revision, or none (a step back's pin is chosen again from the cooldown as it is then)
+      rec.ref = now;
+      return undefined;
+    }
+    return `rule ${rec.rule} as reloaded rolls back ${rec.ref.kind} ${rec.ref.namespace}/${rec.ref.name} otherwise for this alert (now ${formatTarget(now)}, was ${formatTarget(rec.ref)}): nothing is rolled back on its behalf`;
   }
 
   /** The guard settings of a record's rule, or the defaults (manual rollbacks; a rule no longer loaded, for a rollback already written). */
@@ -344,8 +361,24 @@ function precedenceOf(rec: RollbackRecord): Precedence {
   return laneOf(p === 'P0' || p === 'P1' || p === 'P2' ? p : undefined);
 }
 
-/** The same rollback target: kind, namespace, name and the kind's options (not the revision, which a step back pins). */
-function sameTarget(a: TargetRef, b: TargetRef): boolean {
-  const key = (r: TargetRef) => JSON.stringify([r.kind, r.namespace, r.name, r.options ?? null]);
-  return key(a) === key(b);
+/**
+ * Whether `rec`, a record's target, is rolled back as `now`, what its rule resolves for the alert,
+ * says: the kind's options alike (in any key order), and the revision, if the rule pins one (a
+ * record's own may be a step back's: rollback.ts).
+ */
+function sameRollback(now: TargetRef, rec: TargetRef): boolean {
+  if (now.toRevision !== undefined && now.toRevision !== rec.toRevision) return false;
+  return JSON.stringify(canonical(now.options ?? {})) === JSON.stringify(canonical(rec.options ?? {}));
+}
+
+/** A value with its objects' keys in order, for comparing two as JSON. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, x]) => [k, canonical(x)]),
+  );
 }

@@ -221,8 +221,9 @@ async function afterVerdict(
     rec.dueAt = r.at;
     if (r.written) rec.writeLockWaitSince ??= ctx.now();
     else rec.lockWaitSince ??= ctx.now();
-    // An alert's rollback has a revision pinned only by a step back (allowStepBack), chosen from the
-    // cooldown as it is now: the re-check chooses again from the cooldown as it is then.
+    // A step back's revision (allowStepBack) is chosen from the cooldown as it is now: the re-check
+    // chooses again from the cooldown as it is then. A revision the rule pins (params.toRevision)
+    // is given back by the re-check, which takes the target as the rule resolves it (ruleGone's adopt).
     if (rec.ref.toRevision !== undefined) {
       const { toRevision: _pinned, ...ref } = rec.ref;
       rec.ref = ref;

@@ -72,7 +72,8 @@ export class Scheduler {
         if (previous.verdict === 'blocked') return ctx.finish(fresh, 'blocked', previous.reason);
         const rule = ctx.ruleFor(fresh);
         if (fresh.source === 'manual' || fresh.approval?.decision === 'approved' || decidedByChain(fresh)) return rollback(ctx, fresh, ctx.settingsFor(fresh));
-        const gone = ctx.ruleGone(fresh);
+        // decided afresh from its trigger: a target its rule rolls back otherwise now is taken as it says
+        const gone = ctx.ruleGone(fresh, { adopt: true });
         if (gone || !rule) return ctx.finish(fresh, 'expired', gone ?? `rule ${fresh.rule} is no longer loaded`);
         return evaluate(ctx, fresh, rule, pastFirstLook(fresh));
       });
@@ -99,9 +100,10 @@ export class Scheduler {
           // its alert resolved while it was being decided (resolve() then only marks it, and the
           // decision that followed held or scheduled it): nothing to do any more, as for one resolved while waiting
           if (fresh.times.resolvedAt !== undefined) return closeResolved(ctx, fresh, state);
-          // its rule removed or renamed, or its targets changed, by a reload: nothing done on its behalf any more
+          // its rule removed or renamed, or its targets changed, by a reload: nothing done on its behalf any
+          // more; a target it rolls back otherwise now (its options, its revision) is decided as it says
           const rule = ctx.ruleFor(fresh);
-          const gone = ctx.ruleGone(fresh);
+          const gone = ctx.ruleGone(fresh, { adopt: true });
           if (gone || !rule) return ctx.finishFrom(fresh, state, 'expired', gone ?? `rule ${fresh.rule} is no longer loaded`);
           // Taken up (deciding) only while still held or scheduled: an alert resolving meanwhile
           // closes it not_confirmed (resolve() in intake.ts), and that close must stand, never be

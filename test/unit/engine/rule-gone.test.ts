@@ -6,6 +6,7 @@
 // during its rollout was closed `succeeded` as a "manual rollback" with no trigger to re-check.
 import t from 'tap';
 import { CHAIN_RULES, RULES, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
+import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 
 /** RULES with the approval rule renamed and tried out in dry-run (as a team would rework it). */
 const RENAMED = RULES.replace('  - name: latency-p1\n', '  - name: latency-p1-v2\n').replace(
@@ -136,4 +137,75 @@ t.test('a held rollback whose rule a reload left as it was is still rolled back 
   await e.engine.idle();
   t.equal(e.action.executed.length, 1);
   t.equal((await e.engine.records.get(rec!.id))!.state, 'succeeded');
+});
+
+/** held-when-down with its rollback pinned to a revision (kubectl's --to-revision as a rule param). */
+const pinned = (rev: number) =>
+  RULES.replace(
+    /(  - name: held-when-down\n    match: \['alertname="SlowBurn"'\]\n    target: \{[^\n]*)\}\n/,
+    `$1, params: { toRevision: "${rev}" } }\n`,
+  );
+
+/** A held record of held-when-down (SlowBurn on checkout), due now once the rules are `next`. */
+async function heldThen(next: string, rules = pinned(3)) {
+  const e = testEngine({ ruleText: rules });
+  recoversOnWrite(e);
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  e.reload(next);
+  e.prometheus!.down = false;
+  const stored = (await e.engine.records.get(rec!.id))!;
+  stored.dueAt = Date.now() - 1;
+  await e.store.putRecord(stored);
+  return { e, rec: stored };
+}
+
+t.test('a held rollback whose rule a reload re-pinned to another revision rolls back to the revision the rule names now, not the one it named', async (t) => {
+  t.not(pinned(3), RULES);
+  const { e, rec } = await heldThen(pinned(4));
+  t.equal(rec.state, 'held');
+  t.equal(rec.ref.toRevision, 3);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.same(e.action.executed.map((x) => x.ref.toRevision), [4], 'rolled back to revision 4');
+  const after = (await e.engine.records.get(rec.id))!;
+  t.equal(after.state, 'succeeded', after.outcome?.message ?? '');
+  t.ok(after.timeline.some((s) => s.step === 'retargeted' && /toRevision=4/.test(s.message)), 'the timeline says the rule now rolls it back otherwise');
+});
+
+t.test('a rollback pinned to a revision by its rule, sent back by the lock guard, still rolls back to that revision at its re-check', async (t) => {
+  const e = testEngine({ ruleText: pinned(3) });
+  recoversOnWrite(e);
+  await e.store.putRecord({ id: 'rb-deciding', target: 'Deployment/prod/checkout', state: 'deciding', createdAt: 1, owner: 'replica-b', updatedAt: Date.now() });
+  const lock = (await e.store.acquireLock(lockName('Deployment/prod/checkout'), rollbackHolder('replica-b', 'rb-deciding'), 60_000))!;
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-deciding')!;
+  t.equal(rec.state, 'scheduled', rec.outcome?.message ?? '');
+  await e.store.putRecord({ id: 'rb-deciding', target: 'Deployment/prod/checkout', state: 'blocked', createdAt: 1, owner: 'replica-b', updatedAt: Date.now() });
+  await e.store.releaseLock(lock);
+  const stored = (await e.engine.records.get(rec.id))!;
+  stored.dueAt = Date.now() - 1;
+  await e.store.putRecord(stored);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.same(e.action.executed.map((x) => x.ref.toRevision), [3], "rolled back to the rule's revision 3, not to the previous one");
+});
+
+t.test('an approval asked for one revision, its rule re-pinned to another by a reload: nothing rolled back, closed expired, saying what the rule names now', async (t) => {
+  const approval = pinned(3).replace("  - name: held-when-down\n", '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
+  const e = testEngine({ ruleText: approval });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
+  e.reload(approval.replace('toRevision: "3"', 'toRevision: "4"'));
+  const res = await e.engine.approve(rec!.id, 'oncall');
+  await e.engine.idle();
+  t.equal(res.kind, 'conflict');
+  t.equal(e.action.executed.length, 0, 'not rolled back to revision 3, which was approved, nor to 4, which was not');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired');
+  t.match(after.outcome?.message, /^rule held-when-down as reloaded rolls back Deployment prod\/checkout otherwise for this alert \(now Deployment prod\/checkout \(toRevision=4\), was Deployment prod\/checkout \(toRevision=3\)\)/);
 });
