@@ -5,7 +5,8 @@
 // configDrift warn, no approval), whatever the rule had said. And a rollback whose rule went away
 // during its rollout was closed `succeeded` as a "manual rollback" with no trigger to re-check.
 import t from 'tap';
-import { CHAIN_RULES, RULES, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
+import { CHAIN_RULES, FakeDeploymentAction, RULES, firing, recoversOnWrite, testEngine } from '../../support/engine.js';
+import type { Action } from '../../../src/actions/action.js';
 import { lockName, rollbackHolder } from '../../../src/guards/lock.js';
 
 /** RULES with the approval rule renamed and tried out in dry-run (as a team would rework it). */
@@ -208,4 +209,30 @@ t.test('an approval asked for one revision, its rule re-pinned to another by a r
   const after = (await e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'expired');
   t.match(after.outcome?.message, /^rule held-when-down as reloaded rolls back Deployment prod\/checkout otherwise for this alert \(now Deployment prod\/checkout \(toRevision=4\), was Deployment prod\/checkout \(toRevision=3\)\)/);
+});
+
+t.test("a held Canary rollback whose rule a reload gave another stable Deployment is decided with it, not closed expired for good", async (t) => {
+  const canary = (stable: string) =>
+    RULES.replace(
+      /(  - name: held-when-down\n    match: \['alertname="SlowBurn"'\]\n)    target: \{[^\n]*\}\n/,
+      `$1    target: { kind: Canary, namespace: prod, name: "{{ $labels.deployment }}", params: { stable: ${stable} } }\n`,
+    );
+  // the Deployment double stands for the Canary action: the engine hands it the target as resolved
+  const fake = new FakeDeploymentAction();
+  const e = testEngine({ ruleText: canary('api-old'), action: fake, actions: { Canary: fake as unknown as Action } });
+  recoversOnWrite(e);
+  e.prometheus!.down = true;
+  await e.deliver(firing('SlowBurn', 'api-canary'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'held', rec!.outcome?.message ?? '');
+  t.same(rec!.ref.options, { canary: 'api-canary', stable: 'api-old' });
+  e.reload(canary('api-stable'));
+  e.prometheus!.down = false;
+  rec!.dueAt = Date.now() - 1;
+  await e.store.putRecord(rec!);
+  await e.engine.tick();
+  await e.engine.idle();
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'succeeded', after.outcome?.message ?? '');
+  t.same(fake.executed.map((x) => x.ref.options), [{ canary: 'api-canary', stable: 'api-stable' }], 'rolled back with the stable Deployment the rule names now');
 });
