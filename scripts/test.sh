@@ -10,6 +10,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/provision.sh
 
+# tap builds its Test class for the plugins package.json names ("!@tapjs/typescript" among them)
+# into .tap/plugins, but on a fresh checkout it does so during its first run, which itself still
+# loads the default plugins: every test file of a clean clone's run was loaded through ts-node as
+# well as tsx (about 12 s more CPU per file, measured: 14 s against 1.8 s for one unit file).
+# Building first makes the run use the configured plugins (about 5 s).
+echo "[test] tap build (the plugins package.json names)" >&2
+npx tap build >/dev/null
+
 # The type-check runs beside the tests (it is one core for half a minute, while most test files
 # wait); its failure fails the run, its errors printed after the tests'. It is incremental, its
 # state kept in the cache per checkout path (tsc's build info names files relative to itself): a
