@@ -46,7 +46,9 @@ const verdict = (ms: number | undefined, target: number) => (ms === undefined ? 
 export function drillReport(d: DrillRecord): string {
   const m = drillMeasures(d);
   const watched = requiredLinks(d);
-  const result = d.state === 'running' ? '**running**' : d.state === 'passed' ? '**passed**' : '**failed**';
+  // A failed drill's result is written before its restore, the drill still running until that ends.
+  const result =
+    d.state === 'passed' ? '**passed**' : d.state === 'failed' ? '**failed**' : d.result && !d.result.passed ? '**failed** (restoring the workload)' : '**running**';
   const broken = d.result?.link;
   const linkRow = (l: LinkName) => {
     const seen = d.links[l];

@@ -24,3 +24,20 @@ t.test('alert text in the chain and the timeline forges no link, cell, line, esc
   for (const row of rows) t.equal(row.split(/(?<!\\)\|/).length - 2, row.startsWith('| time') || /^\| \d{4}-/.test(row) ? 3 : 4, "its table's cells only, the pipe in the text escaped");
   await w.drills.stop(1000);
 });
+
+t.test('a failed drill still restoring its workload reads failed, not running; one still watching reads running', async (t) => {
+  const w = drillWorld();
+  t.teardown(() => w.drills.stop(1000));
+  const d = await w.drills.start({ ref: { kind: 'Deployment', namespace: NS, name: 'web' }, fault: { kind: 'env', name: 'DEMO_ERRORS', value: 'on' }, requestedBy: 'test', deadlineMs: 60_000 });
+  const watching = structuredClone(d);
+  t.match(drillReport(watching), /· \*\*running\*\* ·/, 'still watching: running');
+  t.match(drillReport(watching), /The drill is running\./);
+  // finish() writes the result first, then restores, the drill still running meanwhile
+  const restoring = structuredClone(d);
+  restoring.result = { passed: false, message: 'deadline of 60s passed: the alert never fired', at: Date.now(), link: 'alert_firing' };
+  const report = drillReport(restoring);
+  t.match(report, /· \*\*failed\*\* \(restoring the workload\) ·/, 'the headline says failed');
+  t.match(report, /Result: \*\*failed\*\* \(restoring the workload\): deadline of 60s passed/);
+  t.notMatch(report, /\*\*running\*\*/, 'never running beside a failed result');
+  await w.drills.stop(1000);
+});
