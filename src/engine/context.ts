@@ -170,9 +170,9 @@ export class EngineContext {
    * `adopt`: the record is decided afresh from its trigger (a held or scheduled re-check, one
    * taken up undecided): a target the rule still names but rolls back otherwise is taken as the
    * rule names it now (a step on the timeline says so), as a new alert would be. Its record id
-   * names only the target, so closing it would leave the alert, still firing, never acted on. And
-   * a revision the rule pins is so given back to a record the lock guard sent back, which drops
-   * a step back's (rollback.ts).
+   * names only the target, so closing it would leave the alert, still firing, never acted on. A
+   * record the lock guard sent back keeps the revision its rule pins (only a step back's is
+   * dropped: rollback.ts), so a rule no reload changed is never taken as retargeted.
    */
   ruleGone(rec: RollbackRecord, o: { adopt?: boolean } = {}): string | undefined {
     if (rec.rule === undefined) return undefined;
@@ -189,7 +189,7 @@ export class EngineContext {
     }
     const now = refs.find((r) => targetKey(r) === targetKey(rec.ref));
     if (!now) return `rule ${rec.rule} as reloaded no longer targets ${formatTarget(rec.ref)} for this alert (now ${refs.map(formatTarget).join(', ')}): nothing is rolled back on its behalf`;
-    const same = sameRollback(now, rec.ref);
+    const same = sameRollback(now, rec.ref, steppedBack(rec));
     if (same && !o.adopt) return undefined;
     if (o.adopt) {
       if (!same) this.records.step(rec, 'retargeted', `rule ${rec.rule} as reloaded rolls back ${targetKey(rec.ref)} as ${formatTarget(now)} (was ${formatTarget(rec.ref)}): decided on that`);
@@ -363,12 +363,22 @@ function precedenceOf(rec: RollbackRecord): Precedence {
 
 /**
  * Whether `rec`, a record's target, is rolled back as `now`, what its rule resolves for the alert,
- * says: the kind's options alike (in any key order), and the revision, if the rule pins one (a
- * record's own may be a step back's: rollback.ts).
+ * says: the kind's options alike (in any key order), and the revision: the rule's, or, one the
+ * rule pins none, none or a step back's (`stepped`: rollback.ts). A revision the rule pinned and
+ * a reload unpinned (it was the bad one) is not the same.
  */
-function sameRollback(now: TargetRef, rec: TargetRef): boolean {
-  if (now.toRevision !== undefined && now.toRevision !== rec.toRevision) return false;
+function sameRollback(now: TargetRef, rec: TargetRef, stepped: boolean): boolean {
+  if (now.toRevision !== undefined ? now.toRevision !== rec.toRevision : rec.toRevision !== undefined && !stepped) return false;
   return JSON.stringify(canonical(now.options ?? {})) === JSON.stringify(canonical(rec.options ?? {}));
+}
+
+/** Whether a record's pinned revision is a step back's (its `step_back` step names it), not its rule's. */
+function steppedBack(rec: RollbackRecord): boolean {
+  const to = rec.ref.toRevision;
+  if (to === undefined) return false;
+  return rec.timeline.some(
+    (s) => s.step === 'step_back' && ((s.data as { toRevision?: unknown } | undefined)?.toRevision === to || s.message.endsWith(`stepping back to revision ${to}`)),
+  );
 }
 
 /** A value with its objects' keys in order, for comparing two as JSON. */

@@ -27,6 +27,8 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
   if (gone) return ctx.finish(rec, 'expired', gone);
   const action = ctx.actions[rec.ref.kind];
   if (!action) return ctx.finish(rec, 'error', `no action for kind ${rec.ref.kind}`);
+  // the target as decided (its rule's revision, if it pins one): what a wait on the lock guard puts back
+  const decided = rec.ref;
   if (settings.allowStepBack && rec.ref.toRevision === undefined) {
     const refused = await stepBack(ctx, rec, settings);
     if (refused) return ctx.finish(rec, 'refused', refused);
@@ -101,7 +103,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
           entry.reason = r.verdict === 'allow' ? `${entry.reason}; ${r.reason}` : r.reason;
           if (r.verdict === 'block' && r.because) entry.because = r.because;
           else delete entry.because;
-          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, end);
+          const stop = await afterVerdict(ctx, rec, g.name, r, plan, held, end, decided);
           if (stop) return stop;
         }
       }
@@ -109,7 +111,7 @@ export async function rollback(ctx: EngineContext, rec: RollbackRecord, settings
       const r = await guard.check(gctx);
       rec.guards.push({ guard: guard.name, result: r.verdict, reason: r.reason, ...(r.verdict === 'block' && r.because ? { because: r.because } : {}) });
       ctx.records.step(rec, `guard:${guard.name}`, `${r.verdict}: ${r.reason}`);
-      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, end);
+      const stop = await afterVerdict(ctx, rec, guard.name, r, plan, held, end, decided);
       if (stop) return stop;
     }
     if (!held.lock) throw new Error('the guards allowed the rollback but no lock was taken');
@@ -202,6 +204,7 @@ async function afterVerdict(
   plan: RollbackPlan | undefined,
   held: Produced,
   end: { closeAndSay: (state: RollbackState, message: string, m: Message) => Promise<RollbackState>; giveBack: () => Promise<void> },
+  decided: RollbackRecord['ref'],
 ): Promise<RollbackState | undefined> {
   if (r.verdict === 'allow') {
     // a wait on the target's lock is over once it is taken, one on the written objects' once they
@@ -222,12 +225,10 @@ async function afterVerdict(
     if (r.written) rec.writeLockWaitSince ??= ctx.now();
     else rec.lockWaitSince ??= ctx.now();
     // A step back's revision (allowStepBack) is chosen from the cooldown as it is now: the re-check
-    // chooses again from the cooldown as it is then. A revision the rule pins (params.toRevision)
-    // is given back by the re-check, which takes the target as the rule resolves it (ruleGone's adopt).
-    if (rec.ref.toRevision !== undefined) {
-      const { toRevision: _pinned, ...ref } = rec.ref;
-      rec.ref = ref;
-    }
+    // chooses again from the cooldown as it is then. The target goes back as it was decided, with
+    // the revision its rule pins (params.toRevision): dropping that too, the re-check found the rule
+    // pinning one the record did not and said a reload had changed it (ruleGone's adopt).
+    rec.ref = decided;
     // only while still deciding here: a replica this one took the record up from (its heartbeat
     // lapsed) may have gone on meanwhile and written it in_progress, which must stand
     if (!(await ctx.records.save(rec, { expectState: 'deciding' }))) {
@@ -265,7 +266,7 @@ async function stepBack(ctx: EngineContext, rec: RollbackRecord, settings: Guard
   if (restored === undefined) return undefined;
   if (restored <= 1) return `no revision older than ${restored} (restored by ${last!.id}, which did not recover) to step back to`;
   rec.ref = { ...rec.ref, toRevision: restored - 1 };
-  ctx.records.step(rec, 'step_back', `${last!.id} restored revision ${restored} and did not recover: stepping back to revision ${restored - 1}`);
+  ctx.records.step(rec, 'step_back', `${last!.id} restored revision ${restored} and did not recover: stepping back to revision ${restored - 1}`, { toRevision: restored - 1 });
   return undefined;
 }
 

@@ -192,6 +192,11 @@ t.test('a rollback pinned to a revision by its rule, sent back by the lock guard
   await e.engine.tick();
   await e.engine.idle();
   t.same(e.action.executed.map((x) => x.ref.toRevision), [3], "rolled back to the rule's revision 3, not to the previous one");
+  const after = (await e.engine.records.get(rec.id))!;
+  t.notOk(
+    after.timeline.some((s) => s.step === 'retargeted'),
+    `no reload changed the rule, and the timeline says none did (${after.timeline.map((s) => s.step).join(', ')})`,
+  );
 });
 
 t.test('an approval asked for one revision, its rule re-pinned to another by a reload: nothing rolled back, closed expired, saying what the rule names now', async (t) => {
@@ -235,4 +240,54 @@ t.test("a held Canary rollback whose rule a reload gave another stable Deploymen
   const after = (await e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'succeeded', after.outcome?.message ?? '');
   t.same(fake.executed.map((x) => x.ref.options), [{ canary: 'api-canary', stable: 'api-stable' }], 'rolled back with the stable Deployment the rule names now');
+});
+
+t.test('a held rollback whose rule a reload unpinned (its revision was the bad one) rolls back to the previous revision, the timeline saying so', async (t) => {
+  const { e, rec } = await heldThen(RULES);
+  t.equal(rec.ref.toRevision, 3);
+  await e.engine.tick();
+  await e.engine.idle();
+  t.same(e.action.executed.map((x) => x.ref.toRevision), [undefined], 'rolled back to the previous revision, not to 3');
+  const after = (await e.engine.records.get(rec.id))!;
+  t.ok(after.timeline.some((s) => s.step === 'retargeted' && /was Deployment prod\/checkout \(toRevision=3\)/.test(s.message)), 'the timeline says the rule now rolls it back otherwise');
+});
+
+t.test('an approval asked for a revision its rule pinned, the pin taken off by a reload: nothing rolled back, closed expired', async (t) => {
+  const approval = pinned(3).replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
+  const e = testEngine({ ruleText: approval });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
+  const unpinned = approval.replace(', params: { toRevision: "3" }', '');
+  t.not(unpinned, approval);
+  e.reload(unpinned);
+  const res = await e.engine.approve(rec!.id, 'oncall');
+  await e.engine.idle();
+  t.equal(res.kind, 'conflict');
+  t.equal(e.action.executed.length, 0, 'not rolled back to revision 3, which the rule no longer names');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired');
+  t.match(after.outcome?.message, /now Deployment prod\/checkout, was Deployment prod\/checkout \(toRevision=3\)/);
+});
+
+t.test("an approval asked for a step back, its rule reloaded unchanged: approved, it steps back to the revision it named", async (t) => {
+  const target = 'Deployment/prod/checkout';
+  const rules = RULES.replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m }, allowStepBack: true, maxStepBack: 2 }\n');
+  t.not(rules, RULES);
+  const e = testEngine({ ruleText: rules });
+  recoversOnWrite(e);
+  // the last rollback restored revision 5 and did not recover
+  await e.store.putRecord({ id: 'rb-prev', target, state: 'failed', createdAt: 1, plan: { toRevision: 5 } } as never);
+  await e.store.setValue(`cooldown:${target}`, JSON.stringify({ id: 'rb-prev', at: Date.now() - 60_000, until: Date.now() + 3_600_000, outcome: 'failed' }), { ttlMs: 3_600_000 });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-prev')!;
+  t.equal(rec.state, 'pending_approval', rec.outcome?.message ?? '');
+  t.equal(rec.ref.toRevision, 4, 'a step back to revision 4');
+  e.reload(rules + '\n');
+  const res = await e.engine.approve(rec.id, 'oncall');
+  await e.engine.idle();
+  t.equal(res.kind, 'ok');
+  t.same(e.action.executed.map((x) => x.ref.toRevision), [4], 'stepped back to revision 4');
 });
