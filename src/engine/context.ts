@@ -372,12 +372,18 @@ function sameRollback(now: TargetRef, rec: TargetRef, stepped: boolean): boolean
   return JSON.stringify(canonical(now.options ?? {})) === JSON.stringify(canonical(rec.options ?? {}));
 }
 
-/** Whether a record's pinned revision is a step back's (its `step_back` step names it), not its rule's. */
+/**
+ * Whether a record's pinned revision is a step back's, not its rule's: its last `step_back` step
+ * names it, and no `retargeted` step came after (that took the rule's revision, which a step back
+ * sent back by the lock guard may have named too: a reload unpinning it is then a change).
+ */
 function steppedBack(rec: RollbackRecord): boolean {
   const to = rec.ref.toRevision;
   if (to === undefined) return false;
-  return rec.timeline.some(
-    (s) => s.step === 'step_back' && ((s.data as { toRevision?: unknown } | undefined)?.toRevision === to || s.message.endsWith(`stepping back to revision ${to}`)),
+  const last = rec.timeline.findLast((s) => s.step === 'step_back' || s.step === 'retargeted');
+  return (
+    last?.step === 'step_back' &&
+    ((last.data as { toRevision?: unknown } | undefined)?.toRevision === to || last.message.endsWith(`stepping back to revision ${to}`))
   );
 }
 

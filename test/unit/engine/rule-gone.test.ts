@@ -291,3 +291,29 @@ t.test("an approval asked for a step back, its rule reloaded unchanged: approved
   t.equal(res.kind, 'ok');
   t.same(e.action.executed.map((x) => x.ref.toRevision), [4], 'stepped back to revision 4');
 });
+
+t.test('an approval asked for a revision its rule pinned after an earlier step back to it, the pin taken off by a reload: nothing rolled back, closed expired', async (t) => {
+  const approval = pinned(4).replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
+  const e = testEngine({ ruleText: approval });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
+  t.equal(rec!.ref.toRevision, 4);
+  // its history before: a step back to 4 sent back by the lock guard, then a reload pinning 4 taken at the re-check
+  const at = rec!.timeline[0]!.at;
+  rec!.timeline.unshift(
+    { at, step: 'step_back', message: 'rb-prev restored revision 5 and did not recover: stepping back to revision 4', data: { toRevision: 4 } },
+    { at, step: 'retargeted', message: 'rule held-when-down as reloaded rolls back Deployment/prod/checkout as Deployment prod/checkout (toRevision=4) (was Deployment prod/checkout): decided on that' },
+  );
+  await e.store.putRecord(rec!);
+  const unpinned = approval.replace(', params: { toRevision: "4" }', '');
+  t.not(unpinned, approval);
+  e.reload(unpinned);
+  const res = await e.engine.approve(rec!.id, 'oncall');
+  await e.engine.idle();
+  t.equal(res.kind, 'conflict');
+  t.equal(e.action.executed.length, 0, 'not rolled back to revision 4, which the rule pinned and no longer names');
+  const after = (await e.engine.records.get(rec!.id))!;
+  t.equal(after.state, 'expired');
+});
