@@ -162,6 +162,24 @@ async function heldThen(next: string, rules = pinned(3)) {
   return { e, rec: stored };
 }
 
+/** held-when-down pinned to `rev`, with approval required: a SlowBurn alert's record waits for approval. */
+async function pendingPinned(rev: number) {
+  const rules = pinned(rev).replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
+  const e = testEngine({ ruleText: rules });
+  e.prometheus!.value = 0.2;
+  await e.deliver(firing('SlowBurn'));
+  const [rec] = await e.engine.records.list({});
+  return { e, rec: rec!, rules };
+}
+
+/** Reloads `rules`, then approves `rec`: the approval's answer, and the record once the engine is idle. */
+async function approvedAfterReload(e: ReturnType<typeof testEngine>, rec: { id: string }, rules: string) {
+  e.reload(rules);
+  const res = await e.engine.approve(rec.id, 'oncall');
+  await e.engine.idle();
+  return { res, after: (await e.engine.records.get(rec.id))! };
+}
+
 t.test('a held rollback whose rule a reload re-pinned to another revision rolls back to the revision the rule names now, not the one it named', async (t) => {
   t.not(pinned(3), RULES);
   const { e, rec } = await heldThen(pinned(4));
@@ -200,18 +218,11 @@ t.test('a rollback pinned to a revision by its rule, sent back by the lock guard
 });
 
 t.test('an approval asked for one revision, its rule re-pinned to another by a reload: nothing rolled back, closed expired, saying what the rule names now', async (t) => {
-  const approval = pinned(3).replace("  - name: held-when-down\n", '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
-  const e = testEngine({ ruleText: approval });
-  e.prometheus!.value = 0.2;
-  await e.deliver(firing('SlowBurn'));
-  const [rec] = await e.engine.records.list({});
-  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
-  e.reload(approval.replace('toRevision: "3"', 'toRevision: "4"'));
-  const res = await e.engine.approve(rec!.id, 'oncall');
-  await e.engine.idle();
+  const { e, rec, rules: approval } = await pendingPinned(3);
+  t.equal(rec.state, 'pending_approval', rec.outcome?.message ?? '');
+  const { res, after } = await approvedAfterReload(e, rec, approval.replace('toRevision: "3"', 'toRevision: "4"'));
   t.equal(res.kind, 'conflict');
   t.equal(e.action.executed.length, 0, 'not rolled back to revision 3, which was approved, nor to 4, which was not');
-  const after = (await e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'expired');
   t.match(after.outcome?.message, /^rule held-when-down as reloaded rolls back Deployment prod\/checkout otherwise for this alert \(now Deployment prod\/checkout \(toRevision=4\), was Deployment prod\/checkout \(toRevision=3\)\)/);
 });
@@ -253,20 +264,13 @@ t.test('a held rollback whose rule a reload unpinned (its revision was the bad o
 });
 
 t.test('an approval asked for a revision its rule pinned, the pin taken off by a reload: nothing rolled back, closed expired', async (t) => {
-  const approval = pinned(3).replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
-  const e = testEngine({ ruleText: approval });
-  e.prometheus!.value = 0.2;
-  await e.deliver(firing('SlowBurn'));
-  const [rec] = await e.engine.records.list({});
-  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
+  const { e, rec, rules: approval } = await pendingPinned(3);
+  t.equal(rec.state, 'pending_approval', rec.outcome?.message ?? '');
   const unpinned = approval.replace(', params: { toRevision: "3" }', '');
   t.not(unpinned, approval);
-  e.reload(unpinned);
-  const res = await e.engine.approve(rec!.id, 'oncall');
-  await e.engine.idle();
+  const { res, after } = await approvedAfterReload(e, rec, unpinned);
   t.equal(res.kind, 'conflict');
   t.equal(e.action.executed.length, 0, 'not rolled back to revision 3, which the rule no longer names');
-  const after = (await e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'expired');
   t.match(after.outcome?.message, /now Deployment prod\/checkout, was Deployment prod\/checkout \(toRevision=3\)/);
 });
@@ -285,35 +289,26 @@ t.test("an approval asked for a step back, its rule reloaded unchanged: approved
   const rec = (await e.engine.records.list({})).find((r) => r.id !== 'rb-prev')!;
   t.equal(rec.state, 'pending_approval', rec.outcome?.message ?? '');
   t.equal(rec.ref.toRevision, 4, 'a step back to revision 4');
-  e.reload(rules + '\n');
-  const res = await e.engine.approve(rec.id, 'oncall');
-  await e.engine.idle();
+  const { res } = await approvedAfterReload(e, rec, rules + '\n');
   t.equal(res.kind, 'ok');
   t.same(e.action.executed.map((x) => x.ref.toRevision), [4], 'stepped back to revision 4');
 });
 
 t.test('an approval asked for a revision its rule pinned after an earlier step back to it, the pin taken off by a reload: nothing rolled back, closed expired', async (t) => {
-  const approval = pinned(4).replace('  - name: held-when-down\n', '  - name: held-when-down\n    guards: { approval: { required: true, expiresAfter: 10m } }\n');
-  const e = testEngine({ ruleText: approval });
-  e.prometheus!.value = 0.2;
-  await e.deliver(firing('SlowBurn'));
-  const [rec] = await e.engine.records.list({});
-  t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
-  t.equal(rec!.ref.toRevision, 4);
+  const { e, rec, rules: approval } = await pendingPinned(4);
+  t.equal(rec.state, 'pending_approval', rec.outcome?.message ?? '');
+  t.equal(rec.ref.toRevision, 4);
   // its history before: a step back to 4 sent back by the lock guard, then a reload pinning 4 taken at the re-check
-  const at = rec!.timeline[0]!.at;
-  rec!.timeline.unshift(
+  const at = rec.timeline[0]!.at;
+  rec.timeline.unshift(
     { at, step: 'step_back', message: 'rb-prev restored revision 5 and did not recover: stepping back to revision 4', data: { toRevision: 4 } },
     { at, step: 'retargeted', message: 'rule held-when-down as reloaded rolls back Deployment/prod/checkout as Deployment prod/checkout (toRevision=4) (was Deployment prod/checkout): decided on that' },
   );
-  await e.store.putRecord(rec!);
+  await e.store.putRecord(rec);
   const unpinned = approval.replace(', params: { toRevision: "4" }', '');
   t.not(unpinned, approval);
-  e.reload(unpinned);
-  const res = await e.engine.approve(rec!.id, 'oncall');
-  await e.engine.idle();
+  const { res, after } = await approvedAfterReload(e, rec, unpinned);
   t.equal(res.kind, 'conflict');
   t.equal(e.action.executed.length, 0, 'not rolled back to revision 4, which the rule pinned and no longer names');
-  const after = (await e.engine.records.get(rec!.id))!;
   t.equal(after.state, 'expired');
 });
