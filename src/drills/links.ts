@@ -161,12 +161,11 @@ export async function observe(deps: WatchDeps, d: DrillRecord, now: number): Pro
   // does not crowd those: the target's lock lets one record at a time be in progress, and its
   // cooldown one rollback be written). Without them the drill, never seeing its rollback succeed,
   // failed at its deadline.
-  const [recent, open, written] = await Promise.all([
+  const [recent, openOrWritten] = await Promise.all([
     deps.records.list({ target: d.target, limit: 50 }),
-    deps.records.openOf(d.target, 5),
-    Promise.all(WRITTEN_STATES.map((state) => deps.records.list({ target: d.target, state, limit: 5 }))),
+    deps.records.inStates(d.target, [...OPEN_STATES, ...WRITTEN_STATES], 5),
   ]);
-  const byId = new Map([...recent, ...open, ...written.flat()].map((r) => [r.id, r]));
+  const byId = new Map([...recent, ...openOrWritten].map((r) => [r.id, r]));
   if (d.rollback !== undefined && !byId.has(d.rollback)) {
     const known = await deps.records.get(d.rollback);
     if (known?.target === d.target) byId.set(known.id, known);

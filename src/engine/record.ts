@@ -176,7 +176,12 @@ export class RecordBook {
    * never hide an older open one, nor are they read.
    */
   async openOf(target: string, limit: number): Promise<RollbackRecord[]> {
-    const lists = await Promise.all(OPEN_STATES.map((state) => this.list({ target, state, limit })));
+    return this.inStates(target, OPEN_STATES, limit);
+  }
+
+  /** The records of a target in each of `states`, newest first, at most `limit` of each, each read from the smaller of the target's and the state's index. */
+  async inStates(target: string, states: readonly RollbackState[], limit: number): Promise<RollbackRecord[]> {
+    const lists = await Promise.all(states.map((state) => this.list({ target, state, limit })));
     return lists.flat().sort(newestFirst);
   }
 
