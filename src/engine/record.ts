@@ -99,7 +99,12 @@ export interface RollbackRecord extends StoredRecord {
   plan?: PlanSummary;
   guards: GuardVerdict[];
   dryRun: boolean;
-  approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string };
+  /**
+   * A human's answer. `revisions`: those of the plan the approval was asked on (what the human saw):
+   * an approved rollback whose plan goes from or to another revision when it runs is asked again
+   * (guards/approval.ts). Absent on records approved before 2026-12-08, and on kinds without revisions.
+   */
+  approval?: { by: string; at: number; decision: 'approved' | 'rejected'; comment?: string; revisions?: ApprovedRevisions };
   /** when a held/scheduled/pending rollback is looked at again (or expires) */
   dueAt?: number;
   /** when the rollback was first held, in its current hold (HOLD_MAX_AGE counts from it) */
@@ -328,4 +333,10 @@ function read(r: StoredRecord | null): RollbackRecord | null {
   const rec = r as RollbackRecord;
   withoutWrittenValues(rec.plan);
   return rec;
+}
+
+/** The revisions of the plan an approval was given on (RollbackRecord.approval.revisions). */
+export interface ApprovedRevisions {
+  fromRevision?: number;
+  toRevision?: number;
 }

@@ -3,6 +3,7 @@ import { newRecord } from './intake.js';
 import { manualRecordId, type RollbackRecord, type RollbackState } from './record.js';
 import { rollback } from './rollback.js';
 import { approvalExpired, expireApproval } from './scheduler.js';
+import { approvedRevisions } from '../guards/approval.js';
 
 /**
  * What approving or rejecting came to; the HTTP route picks the status from `kind`. `expiredAt`:
@@ -46,7 +47,9 @@ export async function approve(ctx: EngineContext, id: string, by: string, commen
     if (!(await ctx.finishFrom(rec, 'pending_approval', 'expired', gone))) return lost(ctx, id);
     return { kind: 'conflict', state: 'expired', reason: gone };
   }
-  rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}) };
+  // for the plan the request was asked on, as the record shows it: what the human saw (guards/approval.ts)
+  const revisions = approvedRevisions(rec);
+  rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}), ...(revisions ? { revisions } : {}) };
   ctx.records.step(rec, 'approved', `approved by ${by}${comment ? `: ${comment}` : ''}`);
   rec.state = 'deciding';
   rec.owner = ctx.owner;

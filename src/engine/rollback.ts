@@ -244,6 +244,8 @@ async function afterVerdict(
     // comes at once starts a new run, whose budget reservation and slot (named by the record id)
     // a later give-back of this run would otherwise take away.
     await end.giveBack();
+    // an approval given for another plan (guards/approval.ts) is not this request's answer; the timeline keeps it
+    if (rec.approval?.decision === 'approved') delete rec.approval;
     rec.state = 'pending_approval';
     rec.dueAt = r.until;
     await ctx.records.save(rec);
