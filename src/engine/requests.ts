@@ -4,12 +4,14 @@ import { manualRecordId, type RollbackRecord, type RollbackState } from './recor
 import { rollback } from './rollback.js';
 import { approvalExpired, expireApproval } from './scheduler.js';
 import { approvedRevisions } from '../guards/approval.js';
+import { readPause } from '../guards/pause.js';
 
 /**
  * What approving or rejecting came to; the HTTP route picks the status from `kind`. `expiredAt`:
- * the request came after the approval's expiry and closed the record expired itself.
+ * the request came after the approval's expiry and closed the record expired itself. `paused`: an
+ * approval refused while rollguard is paused (the record stays pending until `dueAt`).
  */
-export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState; expiredAt?: number; reason?: string };
+export type ApprovalResult = { kind: 'ok'; record: RollbackRecord } | { kind: 'not_found' } | { kind: 'conflict'; state: RollbackState; expiredAt?: number; reason?: string; paused?: string; dueAt?: number };
 
 /** A manual rollback (POST /v1/rollbacks): the same guards, no trigger. Runs in the background. */
 export async function manual(ctx: EngineContext, req: ManualRequest): Promise<RollbackRecord> {
@@ -47,6 +49,11 @@ export async function approve(ctx: EngineContext, id: string, by: string, commen
     if (!(await ctx.finishFrom(rec, 'pending_approval', 'expired', gone))) return lost(ctx, id);
     return { kind: 'conflict', state: 'expired', reason: gone };
   }
+  // Paused: the approved run would be closed blocked by the pause guard at once, the request gone
+  // with the human's answer (until 2026-12-08). It is refused instead and stays pending (its expiry
+  // still runs): approved again after the resume. A pause landing just after this read still stops it.
+  const pause = await readPause(ctx.store);
+  if (pause) return { kind: 'conflict', state: rec.state, paused: `rollguard is paused (by ${pause.by}${pause.reason ? `: ${pause.reason}` : ''})`, ...(rec.dueAt !== undefined ? { dueAt: rec.dueAt } : {}) };
   // for the plan the request was asked on, as the record shows it: what the human saw (guards/approval.ts)
   const revisions = approvedRevisions(rec);
   rec.approval = { by, at: ctx.now(), decision: 'approved', ...(comment ? { comment } : {}), ...(revisions ? { revisions } : {}) };

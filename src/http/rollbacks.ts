@@ -99,11 +99,12 @@ export function rollbacksRoutes(engine: Engine): RouteModule {
     // The admin's requests on one record: each engine answer is the record, not_found (404) or a conflict (409, its reason).
     const pending = (id: string, res: ApprovalResult): RecordRequestResult =>
       res.kind !== 'conflict' ? res
+      : res.paused !== undefined ? { kind: 'conflict', message: `${res.paused}: rollback ${id} stays pending approval${res.dueAt !== undefined ? ` (its approval is due by ${new Date(res.dueAt).toISOString()})` : ''}; approve it after POST /v1/resume` }
       : res.reason !== undefined ? { kind: 'conflict', message: `rollback ${id} is closed expired and nothing was run: ${res.reason}` }
       : res.expiredAt !== undefined ? { kind: 'conflict', message: `rollback ${id} expired: its approval was due by ${new Date(res.expiredAt).toISOString()}; it is closed expired and nothing was run` }
       : { kind: 'conflict', message: `rollback ${id} is ${res.state}, not pending approval` };
     const requests: { verb: string; summary: string; done: string; conflict: string; body?: typeof resumeBody; run: (id: string, body: z.output<typeof decisionBody> & { reverted?: string[]; allReverted?: boolean }) => Promise<RecordRequestResult> }[] = [
-      { verb: 'approve', summary: 'approve a rollback pending approval', done: 'done', conflict: 'not pending approval, past its approval expiry, or its rule no longer loaded (then closed expired, nothing run)', run: async (id, b) => pending(id, await engine.approve(id, b.by, b.comment)) },
+      { verb: 'approve', summary: 'approve a rollback pending approval', done: 'done', conflict: 'not pending approval, past its approval expiry, or its rule no longer loaded (then closed expired, nothing run); or rollguard is paused (it stays pending: approve it after POST /v1/resume)', run: async (id, b) => pending(id, await engine.approve(id, b.by, b.comment)) },
       { verb: 'reject', summary: 'reject a rollback pending approval', done: 'done', conflict: 'not pending approval, or past its approval expiry (then closed expired)', run: async (id, b) => pending(id, await engine.reject(id, b.by, b.comment)) },
       {
         verb: 'resume-gitops',

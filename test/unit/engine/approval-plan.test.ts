@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { RollbackPlan, TargetRef } from '../../../src/actions/action.js';
+import { clearPause, writePause } from '../../../src/guards/pause.js';
 import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
 
 /** A Deployment double whose current revision can move on (a new release) between two plans. */
@@ -70,4 +71,30 @@ t.test('a revision to go back to that changed since the approval was asked (a st
   const rec = (await e.engine.records.get(id))!;
   t.equal(rec.state, 'pending_approval');
   t.match(rec.guards.find((g) => g.guard === 'approval')?.reason, 'alice approved revision 5 -> 4; the rollback is now revision 5 -> 3');
+});
+
+t.test('an approval while rollguard is paused is refused, naming the pause: the request stays pending, and is approved after the resume', async (t) => {
+  const { e, action, id } = await pendingApproval();
+  await writePause(e.store, { by: 'carol', at: Date.now(), reason: 'incident review' });
+  const res = await e.engine.approve(id, 'alice');
+  t.equal(res.kind, 'conflict');
+  t.match(res.kind === 'conflict' ? res.paused : undefined, 'rollguard is paused (by carol: incident review)');
+  await e.engine.idle();
+  t.equal(action.executed.length, 0);
+  let rec = (await e.engine.records.get(id))!;
+  t.equal(rec.state, 'pending_approval', 'still waiting for an answer: not closed blocked by the pause');
+  t.notOk(rec.approval);
+  await clearPause(e.store);
+  t.equal((await e.engine.approve(id, 'alice')).kind, 'ok');
+  await e.engine.idle();
+  t.equal(action.executed.length, 1);
+  rec = (await e.engine.records.get(id))!;
+  t.equal(rec.approval?.by, 'alice');
+});
+
+t.test('a rejection while rollguard is paused is taken (it writes nothing to the cluster)', async (t) => {
+  const { e, id } = await pendingApproval();
+  await writePause(e.store, { by: 'carol', at: Date.now() });
+  t.equal((await e.engine.reject(id, 'bob')).kind, 'ok');
+  t.equal((await e.engine.records.get(id))!.state, 'rejected');
 });

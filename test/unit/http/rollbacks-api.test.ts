@@ -190,6 +190,20 @@ t.test('approve and reject over the API', async (t) => {
   t.equal(s.action.executed.length, 1);
 });
 
+t.test('approve while paused: 409 naming the pause, the record unchanged (still pending approval)', async (t) => {
+  const s = await setup();
+  await s.deliver(firing('HighLatency', 'a'));
+  const [rec] = (await s.app.inject('/v1/rollbacks?state=pending_approval')).json().rollbacks;
+  await s.app.inject({ method: 'POST', url: '/v1/pause', headers: s.admin, payload: { by: 'sre-oncall', reason: 'incident 42' } });
+  const before = (await s.app.inject(`/v1/rollbacks/${rec.id}`)).json();
+  const r = await s.app.inject({ method: 'POST', url: `/v1/rollbacks/${rec.id}/approve`, headers: s.admin, payload: { by: 'alice' } });
+  await s.engine.idle();
+  t.equal(r.statusCode, 409);
+  t.equal(r.json().message, `rollguard is paused (by sre-oncall: incident 42): rollback ${rec.id} stays pending approval (its approval is due by ${new Date(rec.dueAt).toISOString()}); approve it after POST /v1/resume`);
+  t.same((await s.app.inject(`/v1/rollbacks/${rec.id}`)).json(), before, 'the record is unchanged');
+  t.equal(s.action.executed.length, 0);
+});
+
 t.test('resume-gitops over the API: `reverted` must be rollback ids (400 naming the field, nothing changed); approve takes no `reverted`', async (t) => {
   const s = await setup();
   await s.deliver(firing('HighLatency', 'a'));
