@@ -52,7 +52,7 @@ function decision(verb: 'approve' | 'reject'): CommandSpec {
     name: `rollbacks ${verb}`,
     usage: 'ID [--comment TEXT] [--by NAME]',
     summary: verb === 'approve' ? 'Approves a rollback pending approval: it runs at once, through the guards again.' : 'Rejects a rollback pending approval: nothing is done, the record says who and why.',
-    details: ['Needs the admin token. Exits 6 when the rollback is not pending approval (answered already, expired).'],
+    details: [`Needs the admin token. Exits 6 when the rollback is not pending approval (answered already, expired)${verb === 'approve' ? ', or while rollguard is paused (it stays pending: approve it after the resume)' : ''}.`],
     options: {
       comment: { type: 'string', value: 'TEXT', help: 'why, kept in the record' },
       by: { type: 'string', value: 'NAME', help: 'who answers, kept in the record (default: the local user name)' },
