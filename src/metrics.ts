@@ -135,6 +135,17 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/**
+ * Seconds from `fromMs` to `toMs` for the incident-clock histograms (time to detect, decide, roll
+ * back, recover), never below 0: the two ends come from different clocks (an alert's startsAt is
+ * Prometheus', within ALERT_MAX_CLOCK_SKEW of rollguard's), and one negative observation makes a
+ * histogram's _sum go down, which increase() and rate() read as a counter reset (the dashboards'
+ * means then count the whole sum again).
+ */
+export function elapsedSeconds(fromMs: number, toMs: number): number {
+  return Math.max(0, toMs - fromMs) / 1000;
+}
+
 /** The namespace label of a namespace that is denied or outside SCOPE_NAMESPACES. */
 export const OUT_OF_SCOPE = 'out_of_scope';
 /** The namespace label of one in scope by the settings, where no target was found yet (SCOPE_NAMESPACES unset). */

@@ -54,6 +54,19 @@ export function normaliseAlert(
 }
 
 /**
+ * When a resolved alert ended, as its records take it (resolvedAt, the time to recover): its
+ * endsAt when that lies between its startsAt and when rollguard received the resolution (ahead of
+ * that, within a clock's skew, it is taken as received then: it cannot have ended later), else when
+ * rollguard received it. endsAt is the sender's word: an endsAt before the alert started, or years
+ * ahead, made a record resolved before it began or in the future, a time to recover below zero or
+ * of years, and rollguard_time_to_recover_seconds_sum go down (which increase() reads as a counter
+ * reset: the MTTR panel showed the whole sum as one range's).
+ */
+export function endedAt(a: Pick<Alert, 'startsAt' | 'endsAt' | 'receivedAt'>): number {
+  return a.endsAt !== undefined && a.endsAt >= a.startsAt ? Math.min(a.endsAt, a.receivedAt) : a.receivedAt;
+}
+
+/**
  * The dedupe key of one alert notification: Alertmanager's resends (repeat_interval, retries, each
  * replica of an HA pair) carry the same fingerprint, startsAt and status.
  */

@@ -7,7 +7,7 @@ import { objectKey } from '../guards/guard.js';
 import { checkFence, replicatedBeforeWriting } from '../guards/lock.js';
 import { outOfScope } from '../guards/scope.js';
 import type { Kube } from '../kube/kube.js';
-import { namespaceLabel, type Metrics } from '../metrics.js';
+import { elapsedSeconds, namespaceLabel, type Metrics } from '../metrics.js';
 import type { Notification, Notifications } from '../notify/notifier.js';
 import type { PrometheusApi } from '../prometheus/client.js';
 import type { RuleSet } from '../rules/ruleset.js';
@@ -304,7 +304,7 @@ export class EngineContext {
   /** Stamps the decision time (time to decide). */
   markDecided(rec: RollbackRecord): void {
     rec.times.decidedAt = this.now();
-    if (rec.times.receivedAt !== undefined) this.metrics.timeToDecide.observe((rec.times.decidedAt - rec.times.receivedAt) / 1000);
+    if (rec.times.receivedAt !== undefined) this.metrics.timeToDecide.observe(elapsedSeconds(rec.times.receivedAt, rec.times.decidedAt));
   }
 
   /** Runs a rollback in the background of this process (idle() waits for it). */

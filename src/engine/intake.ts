@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { TargetRef } from '../actions/action.js';
-import type { Alert } from '../alertmanager/alert.js';
+import { endedAt, type Alert } from '../alertmanager/alert.js';
+import { elapsedSeconds } from '../metrics.js';
 import { forLog, intakeLimits, keptAnnotations } from '../alertmanager/limits.js';
 import { activeDrill } from '../drills/store.js';
 import { readPauseAhead } from '../guards/pause.js';
@@ -182,7 +183,7 @@ async function handleTargetHere(ctx: EngineContext, rule: Rule, alert: Alert, li
     // other replica; given up, such a resend is evaluated afresh.
     letGo = releaseClaim(ctx, id);
     if (linked.status === 'rejected') throw linked.reason;
-    ctx.metrics.timeToDetect.observe(Math.max(0, alert.receivedAt - alert.startsAt) / 1000);
+    ctx.metrics.timeToDetect.observe(elapsedSeconds(alert.startsAt, alert.receivedAt));
     await evaluate(ctx, rec, rule, false, { pause });
   } finally {
     // Failed before the write-ahead record (the store went away): this replica is alive but no
@@ -255,7 +256,7 @@ export function markIfDrill(rec: RollbackRecord, drill: string | null): void {
  */
 async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Promise<void> {
   const ids = await ctx.records.recordsOfAlert(alert.fingerprint, alert.startsAt);
-  const at = alert.endsAt ?? alert.receivedAt;
+  const at = endedAt(alert);
   let others = 0;
   let burstFiring = 0;
   for (const id of ids) {
@@ -295,7 +296,7 @@ async function resolve(ctx: EngineContext, alert: Alert, log: () => Logger): Pro
             await ctx.records.save(rec, { expectState: read });
       if (!written) continue;
       if (read === 'succeeded' && rec.times.verifiedAt === undefined && rec.times.alertStartedAt !== undefined) {
-        ctx.metrics.timeToRecover.observe((at - rec.times.alertStartedAt) / 1000);
+        ctx.metrics.timeToRecover.observe(elapsedSeconds(rec.times.alertStartedAt, at));
       }
       break;
     }

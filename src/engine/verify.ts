@@ -9,6 +9,7 @@ import type { EngineContext } from './context.js';
 import { healthLine, measuredLine, messages } from './messages.js';
 import type { RollbackRecord, RollbackState, TimelineEntry } from './record.js';
 import { StoreUnavailableError } from '../store/store.js';
+import { elapsedSeconds } from '../metrics.js';
 
 export type Recovery = { outcome: 'succeeded' | 'failed' | 'unverified'; message: string; lines: string[]; stopped?: boolean };
 
@@ -30,7 +31,7 @@ export async function verifyAndEnd(ctx: EngineContext, rec: RollbackRecord, acti
       return;
     }
     rec.times.completedAt = ctx.now();
-    if (rec.times.decidedAt !== undefined) ctx.metrics.timeToRollback.observe((rec.times.completedAt - rec.times.decidedAt) / 1000);
+    if (rec.times.decidedAt !== undefined) ctx.metrics.timeToRollback.observe(elapsedSeconds(rec.times.decidedAt, rec.times.completedAt));
     const health = await verifyRecovered(ctx, rec);
     if (health.stopped) return await leaveForRecovery(ctx, rec);
     // the owner's reconcile window after the write: did it put the old revision back?
@@ -200,7 +201,7 @@ async function outcomeCooldown(ctx: EngineContext, rec: RollbackRecord, settings
 function announce(ctx: EngineContext, rec: RollbackRecord, outcome: Recovery['outcome'], message: string, lines: string[]): void {
   if (outcome === 'succeeded') {
     if (rec.times.alertStartedAt !== undefined && rec.times.verifiedAt !== undefined) {
-      ctx.metrics.timeToRecover.observe((rec.times.verifiedAt - rec.times.alertStartedAt) / 1000);
+      ctx.metrics.timeToRecover.observe(elapsedSeconds(rec.times.alertStartedAt, rec.times.verifiedAt));
     }
     ctx.notify(rec, messages.succeeded(rec, message, lines));
   } else if (outcome === 'failed') {

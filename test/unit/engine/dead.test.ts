@@ -185,7 +185,7 @@ t.test('the record of a dead-lettered alert takes its resolution, and says sourc
   t.equal(rec?.source, 'drill');
   t.equal(rec?.drill, 'dr-abc');
   const endsAt = Date.now();
-  await e.deliver({ ...alert, status: 'resolved', endsAt });
+  await e.deliver({ ...alert, status: 'resolved', endsAt, receivedAt: endsAt });
   t.equal((await e.engine.records.get(rec!.id))?.times.resolvedAt, endsAt, 'resolved');
 });
 

@@ -307,7 +307,8 @@ async function heldBurst(members: number) {
   const [rec] = await e.engine.records.list({});
   return { e, first, others, id: rec!.id, state: rec!.state, advance: (ms: number) => (clock += ms), now: () => clock };
 }
-const resolved = <A extends { endsAt?: number }>(a: A, at: number) => ({ ...a, status: 'resolved' as const, endsAt: at });
+/** `a` resolved at `at`, its resolution received then (an endsAt after its receipt is taken as the receipt: alert.ts endedAt) */
+const resolved = <A extends { endsAt?: number; receivedAt: number }>(a: A, at: number) => ({ ...a, status: 'resolved' as const, endsAt: at, receivedAt: at });
 /** One pod's SlowBurn alert on prod/checkout (a member of the burst). */
 const podAlert = (pod: string) => firing('SlowBurn', 'checkout', { labels: { alertname: 'SlowBurn', namespace: 'prod', deployment: 'checkout', pod } });
 /** Two replicas on one store, Prometheus down (SlowBurn is held), and the burst's first alert delivered on the first. */
