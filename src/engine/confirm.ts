@@ -54,6 +54,8 @@ export interface Confirmation {
   evaluatedAt: number;
   window: { startMs: number; endMs: number; stepMs: number };
   baseline?: { query: string; atMs: number; value?: number };
+  /** the rollout start a baseline relativeTo rollout_start was read before (the input's): the record keeps it for the recovery check */
+  rolloutStartedAt?: number;
   /** the last value of the deciding series, and the limit it was compared with */
   value?: number;
   limit?: number;
@@ -116,6 +118,7 @@ async function evaluate(input: ConfirmInput, deps: ConfirmDeps): Promise<Confirm
           return { ...base, outcome: 'insufficient_data', reason: 'baseline relativeTo rollout_start, but the rollout start time is unknown' };
         }
         atMs = input.rolloutStartedAt - 1000;
+        base.rolloutStartedAt = input.rolloutStartedAt;
       } else atMs = now - (b.offsetMs ?? 0);
       const bq = `avg_over_time((${query})[${promqlDuration(b.windowMs)}:${promqlDuration(t.stepMs)}])`;
       const samples = await deps.prometheus.query(bq, atMs, turn);

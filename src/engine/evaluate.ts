@@ -35,6 +35,7 @@ export async function evaluate(ctx: EngineContext, rec: RollbackRecord, rule: Ru
   if (confirmation.query !== undefined) rec.confirmation.query = confirmation.query;
   if (confirmation.value !== undefined) rec.confirmation.value = confirmation.value;
   if (confirmation.limit !== undefined) rec.confirmation.limit = confirmation.limit;
+  if (confirmation.rolloutStartedAt !== undefined) rec.confirmation.rolloutStartedAt = confirmation.rolloutStartedAt;
   ctx.records.step(rec, 'confirmed', `${confirmation.busy ? 'prometheus_busy' : confirmation.outcome}: ${confirmation.reason}`, { query: confirmation.query, value: confirmation.value, limit: confirmation.limit });
 
   // an alert that resolved while its record was being decided (resolve() then only marks it) rolls nothing back

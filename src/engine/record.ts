@@ -93,7 +93,11 @@ export interface RollbackRecord extends StoredRecord {
   requestedBy?: string;
   reason?: string;
   /** busy: prometheus_down because rollguard got no turn to ask Prometheus (PROMETHEUS_MAX_CONCURRENT), see engine/confirm.ts */
-  confirmation?: { outcome: string; reason: string; busy?: true; query?: string; value?: number; limit?: number };
+  /**
+   * rolloutStartedAt: the rollout start a baseline relativeTo rollout_start was read before (the
+   * revision rolled back from): the recovery check after the rollback compares with the same baseline
+   */
+  confirmation?: { outcome: string; reason: string; busy?: true; query?: string; value?: number; limit?: number; rolloutStartedAt?: number };
   decision?: { decision: string; reason: string; at?: number; requiresApproval?: boolean };
   /** what the rollback changes, summarised (paths, images, template hashes: change.ts), never the values written */
   plan?: PlanSummary;

@@ -70,8 +70,12 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
   const deadline = ctx.now() + ctx.config.RECOVERY_TIMEOUT;
   let last = '';
   let lines: string[] = [];
+  // a baseline relative to the rollout start: the one the decision read, before the revision
+  // rolled back from (read from the target now, it would be the rollback's own rollout; until
+  // 2026-12-08 none was passed, and every such rollback ended unverified, "rollout start unknown")
+  const started = rec.confirmation?.rolloutStartedAt;
   for (;;) {
-    const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: ctx.now() }, { prometheus: ctx.prometheus });
+    const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: ctx.now(), ...(started !== undefined ? { rolloutStartedAt: started } : {}) }, { prometheus: ctx.prometheus });
     last = `${c.busy ? 'prometheus_busy' : c.outcome}: ${c.reason}`;
     lines = measuredLine(rule.trigger.kind, c.value, c.limit);
     if (c.outcome === 'not_confirmed') {
