@@ -65,8 +65,13 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
   // renamed or removed by a reload during the rollout: its trigger is not known any more, so not re-checked
   if (!rule) return { outcome: 'unverified', message: `rollout complete; rule ${rec.rule} is no longer loaded (a reload removed or renamed it), so its trigger could not be re-checked`, lines: [] };
   if (!ctx.prometheus) return { outcome: 'unverified', message: 'rollout complete; no Prometheus to re-check the trigger', lines: [] };
-  // "Still true" = the trigger holds over its last two steps; recovered = it no longer does.
-  const probe: Rule = { ...rule, trigger: { ...rule.trigger, forMs: rule.trigger.stepMs * 2 } };
+  // "Still true" = the trigger holds over its last two steps since the rollout completed;
+  // recovered = it no longer does. Samples from before (the rollout's own, its pods half
+  // replaced, or the bad revision's) say nothing of the revision rolled back to: until 2026-12-08
+  // one dip among them, the first check right after a rollout shorter than two steps, closed a
+  // rollback whose trigger held again at once `succeeded`.
+  const since = rec.times.completedAt;
+  const probeOf = (now: number): Rule => ({ ...rule, trigger: { ...rule.trigger, forMs: Math.max(0, Math.min(rule.trigger.stepMs * 2, since === undefined ? Infinity : now - since)) } });
   const deadline = ctx.now() + ctx.config.RECOVERY_TIMEOUT;
   let last = '';
   let lines: string[] = [];
@@ -75,7 +80,8 @@ export async function verifyRecovered(ctx: EngineContext, rec: RollbackRecord): 
   // 2026-12-08 none was passed, and every such rollback ended unverified, "rollout start unknown")
   const started = rec.confirmation?.rolloutStartedAt;
   for (;;) {
-    const c = await confirmTrigger({ rule: probe, alert: { labels: rec.alert?.labels ?? {} }, now: ctx.now(), ...(started !== undefined ? { rolloutStartedAt: started } : {}) }, { prometheus: ctx.prometheus });
+    const now = ctx.now();
+    const c = await confirmTrigger({ rule: probeOf(now), alert: { labels: rec.alert?.labels ?? {} }, now, ...(started !== undefined ? { rolloutStartedAt: started } : {}) }, { prometheus: ctx.prometheus });
     last = `${c.busy ? 'prometheus_busy' : c.outcome}: ${c.reason}`;
     lines = measuredLine(rule.trigger.kind, c.value, c.limit);
     if (c.outcome === 'not_confirmed') {
