@@ -38,6 +38,16 @@ const toSuspend = (owners: Owner[]) => owners.filter((o) => o.found && !o.error 
 
 /** Step 1: the plan, with its GitOps owners found and the rule's policy applied (a refusal when it says so). */
 export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: RollbackPlan, actx: ActionContext): Promise<RollbackPlan> {
+  // Planned again (approved, re-checked after the lock guard sent it back, retried): the owners an
+  // earlier plan found are not this plan's. Kept, suspendBeforeWrite suspended them when this plan
+  // finds none (the target taken out of its Kustomization, a Canary's stable Deployment changed by
+  // a reload). Nothing is suspended before the write-ahead, and a recovery does not plan here.
+  const before = rec.gitops;
+  if (before && !before.suspended?.length) delete rec.gitops;
+  const noneNow = () => {
+    if (before?.owners.length && !rec.gitops) ctx.records.step(rec, 'gitops', `no GitOps owner found now; the plan before found ${before.owners.map(ownerName).join(', ')}`);
+    return plan;
+  };
   if (!actx.kube || plan.refusal) return plan;
   const objects: ObjectRef[] = [
     ...(plan.writes ?? []).map((w) => ({ resource: w.resource, namespace: w.namespace, name: w.name, ...(w.before ? { read: w.before } : {}) })),
@@ -49,11 +59,11 @@ export async function withGitOps(ctx: EngineContext, rec: RollbackRecord, plan: 
     // a Helm release labelled as a HelmRelease's with no live workload of its own, or a manifest too large to read (src/actions/helm.ts)
     ctx.records.step(rec, 'gitops', `GitOps owner not checked: ${plan.ownersUnchecked} (gitops: ${policy})`);
     if (policy !== 'ignore') return refuse(`${plan.ownersUnchecked}; not rolled back: set gitops: ignore on the rule if no GitOps tool reconciles ${rec.target}`);
-    if (objects.length === 0) return { ...plan, summary: `${plan.summary}; GitOps owner not checked (gitops: ignore): ${plan.ownersUnchecked}` };
+    if (objects.length === 0) return { ...noneNow(), summary: `${plan.summary}; GitOps owner not checked (gitops: ignore): ${plan.ownersUnchecked}` };
   }
-  if (objects.length === 0) return plan;
+  if (objects.length === 0) return noneNow();
   const owners = await findOwners(actx.kube, objects, { namespace: ctx.config.GITOPS_ARGOCD_NAMESPACE, instanceLabel: ctx.config.GITOPS_ARGOCD_INSTANCE_LABEL, inCluster: ctx.config.GITOPS_ARGOCD_IN_CLUSTER }, reqOpts(actx));
-  if (owners.length === 0) return plan;
+  if (owners.length === 0) return noneNow();
   const g: GitOpsRecord = { policy, owners };
   rec.gitops = g;
   const who = `reconciled by ${owners.map(describeOwner).join('; ')}`;
