@@ -99,7 +99,7 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string, r
   const relying = await relyingOn(ctx, rec, g.suspended);
   const unconfirmed = allReverted ? [] : relying.filter((r) => !reverted.includes(r.id));
   if (unconfirmed.length > 0) return { kind: 'conflict', message: relianceMessage(id, unconfirmed) };
-  const restored = await resumeOwners(kube, g.suspended);
+  const restored = await resumeOwners(kube, g.suspended, {}, rec.id);
   g.resumed = { at: ctx.now(), by, restored, ...(relying.length ? { reverted: relying.map((r) => r.id) } : {}), ...(allReverted ? { allReverted: true } : {}) };
   const also =
     (relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '') +

@@ -24,6 +24,8 @@ import { OWNER_RESOURCES, ownerName, type Owner, type Suspension } from './types
  */
 export const SUSPENDED_BY = 'rollguard.io/suspended-by';
 export const SUSPENDED_BEFORE = 'rollguard.io/suspended-before';
+/** A rollback id as SUSPENDED_BY holds it (the admin API's form): any other value names no rollback. */
+const ROLLBACK_ID = /^rb-[a-z0-9-]{1,40}$/;
 
 /** {"spec":{"suspend":v}} from "/spec/suspend" and v; metadata: the resourceVersion precondition and annotations (null: removed). */
 function mergeAt(pointer: string, value: unknown, resourceVersion?: string, annotations?: Record<string, string | null>): Record<string, unknown> {
@@ -180,10 +182,13 @@ function notSetWords(kind: Owner['kind'], field: string, now: unknown): string {
  * Puts back exactly what suspendOwners changed, each owner read first: only a field that still holds
  * what rollguard set is written, with the resourceVersion of that read (a 409 is read, checked and
  * written again, at most ATTEMPTS times), removing rollguard's annotations (SUSPENDED_BY) in the
- * same write. A field changed since, or whose parent object is gone, is left alone. Returns, in
- * words, what became of each owner.
+ * same write. A field changed since, or whose parent object is gone, is left alone. So is one whose
+ * annotations say another rollback suspended it (`record`: the rollback resuming): resumed by hand
+ * since and suspended again by that rollback, whose record holds that suspension and its value
+ * before; or, with a second resume of `record` racing this one, suspended by that rollback in
+ * between. Returns, in words, what became of each owner.
  */
-export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}): Promise<string[]> {
+export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}, record?: string): Promise<string[]> {
   const restored: string[] = [];
   for (const s of suspended) {
     const rt = OWNER_RESOURCES[s.kind];
@@ -199,6 +204,11 @@ export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: Re
           break;
         }
         const a = obj.metadata.annotations ?? {};
+        const by = a[SUSPENDED_BY];
+        if (record !== undefined && by !== undefined && by !== record && ROLLBACK_ID.test(by)) {
+          restored.push(`${name}${fieldWords(s.field)} left alone: suspended again since by rollback ${by} (its annotation ${SUSPENDED_BY}), whose record holds that suspension: resume it through that rollback (rollguard rollbacks resume-gitops ${by})`);
+          break;
+        }
         const marks = SUSPENDED_BY in a || SUSPENDED_BEFORE in a ? { [SUSPENDED_BY]: null, [SUSPENDED_BEFORE]: null } : undefined;
         await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion, marks), 'merge', opts);
         restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);

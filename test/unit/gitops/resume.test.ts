@@ -4,6 +4,7 @@
 // back: the answer is 409 naming `api`'s rollback until the request says it is reverted in git too.
 import t from 'tap';
 import type { RollbackRecord, RollbackState } from '../../../src/engine/record.js';
+import { SUSPENDED_BEFORE, SUSPENDED_BY } from '../../../src/gitops/suspend.js';
 import { OWNER_RESOURCES, type Owner, type Suspension } from '../../../src/gitops/types.js';
 import { testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
@@ -120,4 +121,38 @@ t.test('a short RECORD_RETENTION (1d): a suspension of an hour resumes as usual;
   await store.putRecord(record('rb-web', 'web', 'succeeded', at + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(at)] }));
   const r = await engine.resumeGitOps('rb-web', 'alice');
   t.equal(r.kind, 'ok', r.kind === 'conflict' ? r.message : 'resumed');
+});
+
+t.test("resume-gitops leaves an owner another rollback suspended again since (resumed by hand in between) to that rollback's resume", async (t) => {
+  for (const by of ['rb-cart', 'someone']) {
+    const kube = new FakeKube();
+    // web's rollback suspended apps (unset before); a human ran `flux resume apps` (spec.suspend: false);
+    // cart's rollback then found it reconciling and suspended it itself (false before)
+    kube.add(OWNER_RESOURCES.Kustomization, {
+      apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
+      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by, [SUSPENDED_BEFORE]: 'false' } },
+      spec: { interval: '5m', suspend: true },
+    });
+    const { engine, store } = testEngine({ kube });
+    await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+    await store.putRecord(record('rb-cart', 'cart', 'succeeded', T + 120_000, { policy: 'suspend', owners: [APPS], suspended: [{ ...suspension(T + 100_000), before: false }] }));
+    const web = await engine.resumeGitOps('rb-web', 'alice', ['rb-cart']);
+    t.equal(web.kind, 'ok', web.kind === 'conflict' ? web.message : '');
+    const ks = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+    if (by === 'someone') {
+      // not a rollback id: no rollback's suspension, resumed as before
+      t.equal(ks.spec.suspend, undefined, 'an annotation naming no rollback: resumed as before');
+      continue;
+    }
+    t.equal(ks.spec.suspend, true, "cart's suspension is not lifted by web's resume");
+    t.equal(ks.metadata.annotations?.[SUSPENDED_BY], 'rb-cart', "cart's annotation kept");
+    t.same(kube.patches(), [], 'nothing written');
+    t.match((await engine.records.get('rb-web'))!.gitops?.resumed?.restored, [/spec\.suspend left alone: suspended again since by rollback rb-cart .*resume-gitops rb-cart\)$/]);
+    t.notOk((await engine.records.get('rb-cart'))!.gitops?.resumed, "cart's record still holds it");
+    const cart = await engine.resumeGitOps('rb-cart', 'alice');
+    t.equal(cart.kind, 'ok', cart.kind === 'conflict' ? cart.message : '');
+    const after = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+    t.equal(after.spec.suspend, false, "cart's resume puts back its own value before: false, as the human left it");
+    t.same(after.metadata.annotations ?? {}, {}, "rollguard's annotations removed");
+  }
 });
