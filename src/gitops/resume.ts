@@ -84,6 +84,24 @@ function tooOldMessage(ctx: EngineContext, id: string, suspended: Suspension[], 
  * when some of their records may be gone).
  */
 export async function resumeGitOps(ctx: EngineContext, id: string, by: string, reverted: readonly string[] = [], allReverted = false): Promise<ResumeResult> {
+  // One resume of a record at a time, on any replica (a request sent twice, a CLI retrying one that
+  // timed out): two at once both read it not resumed, one put the owners back, and the other, finding
+  // them resumed, recorded them as "changed by someone else", its save possibly the last.
+  const claim = `gitops-resuming:${id}`;
+  if (!(await ctx.store.setValue(claim, by, { ttlMs: RESUME_CLAIM_MS, onlyIfAbsent: true }))) {
+    return { kind: 'conflict', message: `rollback ${id}'s GitOps owners are being resumed by another request right now: nothing was changed; see the record in a moment (rollguard rollbacks get ${id})` };
+  }
+  try {
+    return await resumeClaimed(ctx, id, by, reverted, allReverted);
+  } finally {
+    await ctx.store.deleteValue(claim).catch((err: unknown) => ctx.log.warn({ err, record: id }, 'could not remove the claim of a resume-gitops (it expires within a minute)'));
+  }
+}
+
+/** How long a resume's claim lasts at most (its owners' reads and writes take seconds). */
+const RESUME_CLAIM_MS = 60_000;
+
+async function resumeClaimed(ctx: EngineContext, id: string, by: string, reverted: readonly string[], allReverted: boolean): Promise<ResumeResult> {
   const rec = await ctx.records.get(id);
   if (!rec) return { kind: 'not_found' };
   const g = rec.gitops;

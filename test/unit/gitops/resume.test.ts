@@ -156,3 +156,21 @@ t.test("resume-gitops leaves an owner another rollback suspended again since (re
     t.same(after.metadata.annotations ?? {}, {}, "rollguard's annotations removed");
   }
 });
+
+t.test('two resume-gitops of one rollback at once, on two replicas: one resumes the owner, the other is refused, and the record says what was put back', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  const a = testEngine({ kube });
+  const b = testEngine({ kube, store: a.store, owner: 'replica-b' });
+  await a.store.putRecord(record('rb-web', 'web', 'refused', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+  const [x, y] = await Promise.all([a.engine.resumeGitOps('rb-web', 'alice'), b.engine.resumeGitOps('rb-web', 'alice')]);
+  t.same([x.kind, y.kind].sort(), ['conflict', 'ok'], 'one resumes, the other is refused');
+  const refused = [x, y].find((r) => r.kind === 'conflict');
+  t.match(refused?.kind === 'conflict' ? refused.message : '', /being resumed by another request right now: nothing was changed/);
+  t.equal(kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!.spec.suspend, undefined, 'resumed');
+  const rec = (await a.engine.records.get('rb-web'))!;
+  t.same(rec.gitops?.resumed?.restored, ['Flux Kustomization flux-system/apps: spec.suspend removed (as before)'], 'not "changed by someone else"');
+  t.equal(rec.timeline.filter((s) => s.step === 'gitops_resumed').length, 1, 'one resume step');
+  const again = await b.engine.resumeGitOps('rb-web', 'alice');
+  t.match(again.kind === 'conflict' ? again.message : '', /were resumed by alice/, 'a later one finds it resumed');
+});
