@@ -15,7 +15,10 @@
  * RSS of both servers is sampled from /proc idle and under each load. With --profile, a further
  * max-rate pass runs each server under --cpu-prof (not measured) and summarises its profile, with
  * the main thread's CPU per request by area, so the two can be set side by side.
- *   npx tsx bench/intake.ts [--duration 10] [--rate 1000] [--connections 10] [--pairs 3] [--profile]
+ *   npx tsx bench/intake.ts [--duration 10] [--rate 1000] [--connections 10] [--pairs 3] [--profile] [--kubeconfig FILE]
+ * --kubeconfig: rollguard runs with a cluster configured (this kubeconfig, e.g. the rollguard
+ * ServiceAccount's of a control plane from bench/cluster-lib.ts), so the Kubernetes client is
+ * loaded at start-up as in any install with a cluster: target (c)'s intake figure.
  * Experiments (to explain a figure; bench/run.sh runs none of them):
  *   --log-level warn          rollguard without its per-batch and per-alert info lines
  *   --fsync everysec          Redis with appendfsync everysec instead of always
@@ -73,6 +76,7 @@ const LOG_LEVEL = sarg('log-level') ?? 'info';
 const FSYNC = sarg('fsync') ?? 'always';
 const NODE_FLAGS = (sarg('node-flags') ?? '').split(' ').filter(Boolean);
 const NAME = sarg('name') ?? 'intake';
+const KUBECONFIG = sarg('kubeconfig');
 const BATCH = 10;
 
 const TEMPLATE = batchTemplate(BATCH);
@@ -245,7 +249,7 @@ async function main() {
   const redis = new Redis(redisServer.url);
   if (FSYNC !== 'always') await redis.config('SET', 'appendfsync', FSYNC);
   redisPid = Number((await redis.info('server')).match(/process_id:(\d+)/)?.[1] ?? 0);
-  const env = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', LOG_LEVEL };
+  const env = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', LOG_LEVEL, ...(KUBECONFIG ? { KUBECONFIG } : {}) };
   const procs: NodeProcess[] = [];
   try {
     const rg = await startRollguard(env, NODE_FLAGS);

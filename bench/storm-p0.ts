@@ -7,7 +7,7 @@
  * where the patch would be issued is where the dry-run guard closes the record (its last timeline
  * step), after matching, claiming, the record's write-ahead, the trigger's decision and every
  * guard before it. Also: the storm's drain rate through the engine, RSS peak, evaluations made.
- *   npx tsx bench/storm-p0.ts [--node-flags "--max-semi-space-size=4"] [--name storm-p0-x] [--concurrency N] [--seconds S] [--prometheus [--prometheus-max N]]
+ *   npx tsx bench/storm-p0.ts [--node-flags "--max-semi-space-size=4"] [--name storm-p0-x] [--concurrency N] [--seconds S] [--prometheus [--prometheus-max N]] [--cluster | --kubeconfig FILE]
  * (--concurrency: QUEUE_CONCURRENCY, the events rollguard handles at once; default its own, 32.
  * --seconds: the storm's length, default 10; the P0 alerts are spread over its middle 40 %. At 10 s
  * the storm arrives at 1,000 alerts/s, so a drain at that rate only says the engine kept up: a
@@ -27,6 +27,8 @@ import { alertRecordId } from '../src/engine/record.js';
 import { startRedis } from '../test/support/redis.js';
 import { cpuMs, log, machine, metricSum, round, ruleEntry, RssSampler, runBench, scrape, sleep, startRollguard, summary, writeResult, type NodeProcess } from './lib.js';
 import { batchBody, sender, waitDrained } from './storm-lib.js';
+import { startBenchCluster, stormWorkloads } from './cluster-lib.js';
+import type { Cluster } from '../test/cluster/harness.js';
 
 const argStr = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,6 +39,8 @@ const NODE_FLAGS = argStr('node-flags', '').split(' ').filter(Boolean);
 const CONCURRENCY = argStr('concurrency', '');
 const WITH_PROMETHEUS = process.argv.includes('--prometheus');
 const PROMETHEUS_MAX = argStr('prometheus-max', '');
+const WITH_CLUSTER = process.argv.includes('--cluster');
+const KUBECONFIG = argStr('kubeconfig', '');
 const ALERTS = 10_000;
 const BATCH = 100;
 const SECONDS = Number(argStr('seconds', '10'));
@@ -76,13 +80,19 @@ async function main() {
   const redis = new Redis(redisServer.url);
   const prometheus = WITH_PROMETHEUS ? await LocalPrometheus.start() : undefined;
   let rg: NodeProcess | undefined;
+  let cluster: Cluster | undefined;
   try {
+    if (WITH_CLUSTER) cluster = await startBenchCluster(stormWorkloads(P0S));
     const env: Record<string, string> = { REDIS_URL: redisServer.url, RULES_PATH: rulesFile, DRY_RUN: 'true', ...(CONCURRENCY ? { QUEUE_CONCURRENCY: CONCURRENCY } : {}) };
     if (prometheus) Object.assign(env, { PROMETHEUS_URL: prometheus.url, ...(PROMETHEUS_MAX ? { PROMETHEUS_MAX_CONCURRENT: PROMETHEUS_MAX } : {}) });
+    const kubeconfig = cluster?.rollguardKubeconfig ?? KUBECONFIG;
+    if (kubeconfig) env['KUBECONFIG'] = kubeconfig;
     rg = await startRollguard(env, NODE_FLAGS);
     await sleep(2000);
     const batches = ALERTS / BATCH;
-    const startsAtMs = Date.now() - 3 * 60_000;
+    // with a cluster the alerts start after the bad revisions were made, as an alert on a bad deploy
+    // does (the recent-deploy guard blocks a revision made more than a minute after its alert started)
+    const startsAtMs = Date.now() - (kubeconfig ? 1_000 : 3 * 60_000);
     const startsAt = new Date(startsAtMs).toISOString();
     const bodies = Array.from({ length: batches }, (_, b) => batchBody(b, BATCH, startsAt));
     const am1 = sender(rg.port);
@@ -92,11 +102,18 @@ async function main() {
     // the most queries seen waiting their turn (rollguard_dependency_calls_waiting), sampled; with
     // no Prometheus the gauge has no series (the client is never made) and this stays 0
     let mostWaiting = 0;
+    // rollguard's own view of its memory at the same scrapes (prom-client's default metrics), the
+    // most seen: what of the RSS peak is V8's heap and what is outside it
+    const heapMb = { total: 0, used: 0, external: 0 };
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const w = metricSum(await scrape(rg!.url), 'rollguard_dependency_calls_waiting', { dependency: 'prometheus' });
+        const sm = await scrape(rg!.url);
+        const w = metricSum(sm, 'rollguard_dependency_calls_waiting', { dependency: 'prometheus' });
         mostWaiting = Math.max(mostWaiting, w);
+        heapMb.total = Math.max(heapMb.total, round(metricSum(sm, 'nodejs_heap_size_total_bytes') / 2 ** 20, 1));
+        heapMb.used = Math.max(heapMb.used, round(metricSum(sm, 'nodejs_heap_size_used_bytes') / 2 ** 20, 1));
+        heapMb.external = Math.max(heapMb.external, round(metricSum(sm, 'nodejs_external_memory_bytes') / 2 ** 20, 1));
         await sleep(200); // a scrape costs the process measured a little: 5 a second
       }
     })();
@@ -149,7 +166,9 @@ async function main() {
       settings: {
         alerts: ALERTS, batch: BATCH, seconds: SECONDS, deliveries: 2, p0Alerts: P0S, nodeFlags: NODE_FLAGS, queueConcurrency: CONCURRENCY || 'default',
         prometheus: prometheus ? `a real Prometheus on loopback (empty TSDB); PROMETHEUS_MAX_CONCURRENT ${PROMETHEUS_MAX || 'default'}` : 'none (each rule\'s onPrometheusDown: act)',
-        path: 'dry-run: no cluster configured; "patch issued" = the dry-run guard closing the record, where the patch would be issued',
+        path: kubeconfig
+          ? 'dry-run with a real control plane (the Kubernetes client loaded; each dry run reads its target to plan); "patch issued" = the record closed dry_run, where the patch would be issued'
+          : 'dry-run: no cluster configured; "patch issued" = the dry-run guard closing the record, where the patch would be issued',
         redis: 'redis-server on 127.0.0.1, appendonly yes, appendfsync always',
       },
       statusCounts: answers.reduce<Record<string, number>>((acc, a) => ((acc[a.status] = (acc[a.status] ?? 0) + 1), acc), {}),
@@ -158,6 +177,7 @@ async function main() {
       p0QueuedMs: summary(waits),
       p0EvaluationMs: summary(evaluations),
       p0States: states,
+      recordStates: kubeconfig ? await stateCounts(redis) : undefined,
       eventsHandled: handled,
       coalesced: metricSum(m, 'rollguard_alerts_coalesced_total'),
       recordsInRedis: records,
@@ -165,19 +185,31 @@ async function main() {
       drainedMsFromFirstPost: round(drainedAt, 0),
       engineAlertsPerSec: round((ALERTS + P0S) / (drainedAt / 1000), 0),
       rss: { peakMb: mem.peakMb, meanMb: mem.meanMb },
+      heapMostMb: heapMb,
       cpuCoresMean: round(cpu / drainedAt, 2),
       prometheusQueries: metricSum(m, 'rollguard_prometheus_queries_total'),
       mostQueriesWaiting: mostWaiting,
     };
-    log(`P0 receipt->patch ${JSON.stringify(result.p0ReceiptToPatchMs)} (${result.p0Within1s}/${latencies.length} within 1 s; queued ${JSON.stringify(result.p0QueuedMs)}, evaluation ${JSON.stringify(result.p0EvaluationMs)}); drained at ${Math.round(drainedAt)} ms (${result.engineAlertsPerSec} alerts/s), ${records} records, ${result.coalesced} coalesced, RSS peak ${mem.peakMb} MB${prometheus ? `; ${result.prometheusQueries} queries, at most ${mostWaiting} waiting their turn` : ''}`);
+    log(`P0 receipt->patch ${JSON.stringify(result.p0ReceiptToPatchMs)} (${result.p0Within1s}/${latencies.length} within 1 s; queued ${JSON.stringify(result.p0QueuedMs)}, evaluation ${JSON.stringify(result.p0EvaluationMs)}); drained at ${Math.round(drainedAt)} ms (${result.engineAlertsPerSec} alerts/s), ${records} records, ${result.coalesced} coalesced, RSS peak ${mem.peakMb} MB (heap total at most ${heapMb.total}, used ${heapMb.used}, external ${heapMb.external})${prometheus ? `; ${result.prometheusQueries} queries, at most ${mostWaiting} waiting their turn` : ''}`);
     writeResult(NAME, result);
   } finally {
     await rg?.stop();
     await prometheus?.stop();
+    await cluster?.stop();
     redis.disconnect();
     await redisServer.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Records by state (with a cluster: how many dry runs planned against a real target). */
+async function stateCounts(redis: Redis): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const raw of await redis.hvals('{rollguard}:records')) {
+    const st = (JSON.parse(raw) as Rec).state;
+    out[st] = (out[st] ?? 0) + 1;
+  }
+  return out;
 }
 
 runBench(NAME, main);
