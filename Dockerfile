@@ -22,7 +22,9 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle-client-node.mjs ./scripts/
 COPY src ./src
+# tsc, then the Kubernetes client bundled to what rollguard uses (scripts/bundle-client-node.mjs)
 RUN npm run build
 
 # --- deps: production dependencies only, from the same lockfile

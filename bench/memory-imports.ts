@@ -16,6 +16,7 @@ const STEPS: [string, string][] = [
   ['ioredis', 'ioredis'],
   ['yaml', 'yaml'],
   ['@kubernetes/client-node', '@kubernetes/client-node'],
+  ['dist/kube/client-node.js (the client as the build bundles it: what rollguard loads with a cluster)', './dist/kube/client-node.js'],
   ['all of the above', 'fastify,zod,pino,prom-client,ioredis,yaml,@kubernetes/client-node'],
   ['dist/app.js (buildApp and its imports)', './dist/app.js'],
   ['dist/main.js (the CLI: everything serve loads)', './dist/main.js'],

@@ -22,7 +22,7 @@ import {
   type ObservableMiddleware,
   type RequestContext,
   type ResponseContext,
-} from '@kubernetes/client-node';
+} from './client-node.js';
 import { TurnTimeoutError, Turns } from '../turns.js';
 import { SharedAgent } from './agent.js';
 import type { KubeClientOptions } from './config.js';

@@ -1,12 +1,12 @@
 // Where the cluster credentials come from: a kubeconfig file, the in-cluster service account,
 // or nothing (rollguard then runs without a cluster: dry-run, rules test, simulate).
 //
-// @kubernetes/client-node is imported here, when a cluster is configured, and nowhere else at
-// start-up (the rest of rollguard imports the contract, src/kube/kube.ts): without a cluster the
-// process never loads it, which keeps about 66 MB out of the embedded default's RSS
-// (docs/benchmarks.md, "Footprint").
+// @kubernetes/client-node (through src/kube/client-node.ts, bundled in dist/) is imported here,
+// when a cluster is configured, and nowhere else at start-up (the rest of rollguard imports the
+// contract, src/kube/kube.ts): without a cluster the process never loads it (docs/benchmarks.md,
+// "Footprint").
 import * as fs from 'node:fs';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from './client-node.js';
 import type { Metrics } from '../metrics.js';
 import type { Kube } from './kube.js';
 
@@ -22,7 +22,7 @@ const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 /** Loads the KubeConfig, or returns null for mode 'none' (without loading client-node). Throws with a message that says what to fix. */
 export async function loadKubeConfig(source: KubeSource): Promise<KubeConfig | null> {
   if (source.mode === 'none') return null;
-  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubeConfig } = await import('./client-node.js');
   const kc = new KubeConfig();
   switch (source.mode) {
     case 'kubeconfig':

@@ -16,19 +16,20 @@ export interface ServeProcess {
 }
 
 /**
- * Runs `rollguard serve` as a real process (the TypeScript entry, through tsx). Without `port`, on a
- * port picked free: if another process takes it before serve binds it (serve exits with
- * EADDRINUSE), serve is started again on a fresh one (onFreshPorts). `pickPort`: how ports are
- * picked (tests of this helper give a taken one first).
+ * Runs `rollguard serve` as a real process (the TypeScript entry, through tsx; or `main`, the
+ * main.js of a build, with plain node). Without `port`, on a port picked free: if another process
+ * takes it before serve binds it (serve exits with EADDRINUSE), serve is started again on a fresh
+ * one (onFreshPorts). `pickPort`: how ports are picked (tests of this helper give a taken one first).
  */
-export async function startServe(env: Record<string, string>, args: string[] = [], opts: { port?: number; pickPort?: () => Promise<number> } = {}): Promise<ServeProcess> {
-  if (opts.port !== undefined) return serveOn(opts.port, env, args);
+export async function startServe(env: Record<string, string>, args: string[] = [], opts: { port?: number; pickPort?: () => Promise<number>; main?: string } = {}): Promise<ServeProcess> {
+  const entry = opts.main ? [opts.main] : ['--import', 'tsx', 'src/main.ts'];
+  if (opts.port !== undefined) return serveOn(opts.port, env, args, entry);
   const pick = opts.pickPort ?? freePort;
-  return onFreshPorts('rollguard serve', async () => serveOn(await pick(), env, args), (err) => /EADDRINUSE/.test(String(err)));
+  return onFreshPorts('rollguard serve', async () => serveOn(await pick(), env, args, entry), (err) => /EADDRINUSE/.test(String(err)));
 }
 
-async function serveOn(port: number, env: Record<string, string>, args: string[]): Promise<ServeProcess> {
-  const proc = killOnExit(spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), ...args], {
+async function serveOn(port: number, env: Record<string, string>, args: string[], entry: string[]): Promise<ServeProcess> {
+  const proc = killOnExit(spawn(process.execPath, [...entry, 'serve', '--host', '127.0.0.1', '--port', String(port), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
