@@ -112,6 +112,10 @@ t.test('the final image holds no dev dependency, no source, no test', async (t) 
   const app = path.join(root, 'app');
   t.same(fs.readdirSync(app).sort(), ['dist', 'node_modules', 'package.json', 'rules']);
   t.ok(fs.existsSync(path.join(app, 'dist', 'main.js')), 'dist/main.js');
+  // the build bundles the Kubernetes client (scripts/bundle-client-node.mjs; test/e2e/built-client.test.ts runs such a build on a cluster)
+  const client = fs.readFileSync(path.join(app, 'dist', 'kube', 'client-node.js'), 'utf8');
+  t.ok(client.startsWith('// rollguard: @kubernetes/client-node bundled by scripts/bundle-client-node.mjs'), 'dist/kube/client-node.js is the bundled client');
+  t.notMatch(client, /from ['"]@kubernetes\/client-node/, 'which imports nothing of the library');
   const lock = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
   const devOnly = Object.entries(lock.packages).filter(([p, v]) => p && v.dev).map(([p]) => p);
   t.ok(devOnly.length > 50, `${devOnly.length} dev-only packages in the lockfile`);
