@@ -12,6 +12,7 @@
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord, RollbackState } from '../engine/record.js';
 import { objectKey } from '../guards/guard.js';
+import { RENEW_FLOOR_MS } from '../engine/locks.js';
 import { resumeOwners, suspendedOwnerName } from './suspend.js';
 import type { Suspension } from './types.js';
 
@@ -86,20 +87,33 @@ function tooOldMessage(ctx: EngineContext, id: string, suspended: Suspension[], 
 export async function resumeGitOps(ctx: EngineContext, id: string, by: string, reverted: readonly string[] = [], allReverted = false): Promise<ResumeResult> {
   // One resume of a record at a time, on any replica (a request sent twice, a CLI retrying one that
   // timed out): two at once both read it not resumed, one put the owners back, and the other, finding
-  // them resumed, recorded them as "changed by someone else", its save possibly the last.
-  const claim = `gitops-resuming:${id}`;
-  if (!(await ctx.store.setValue(claim, by, { ttlMs: RESUME_CLAIM_MS, onlyIfAbsent: true }))) {
+  // them resumed, recorded them as "changed by someone else", its save possibly the last. The claim
+  // is a lock, renewed while the resume runs and given back only by its holder: until 2026-12-08 it
+  // was a value kept a minute, which a resume outlasted on a slow API server (each owner's read and
+  // write up to 10 s, a 409 read and written again), letting a second one run beside it, and whose
+  // end deleted the claim whoever held it then. A replica that stops mid-way gives it up within LOCK_TTL.
+  const ttl = ctx.config.LOCK_TTL;
+  const claim = await ctx.store.acquireLock(resumeClaimName(id), `${ctx.owner} for resume-gitops of ${id}`, ttl);
+  if (!claim) {
     return { kind: 'conflict', message: `rollback ${id}'s GitOps owners are being resumed by another request right now: nothing was changed; see the record in a moment (rollguard rollbacks get ${id})` };
   }
+  const renew = setInterval(() => {
+    ctx.store
+      .renewLock(claim, ttl)
+      .then((ok) => ok || ctx.log.warn({ record: id, lock: claim.name }, 'the claim of a resume-gitops was lost while it runs (expired, or taken by another)'))
+      .catch((err: unknown) => ctx.log.warn({ err, record: id, lock: claim.name }, 'could not renew the claim of a resume-gitops'));
+  }, Math.max(RENEW_FLOOR_MS, Math.floor(ttl / 3)));
+  renew.unref();
   try {
     return await resumeClaimed(ctx, id, by, reverted, allReverted);
   } finally {
-    await ctx.store.deleteValue(claim).catch((err: unknown) => ctx.log.warn({ err, record: id }, 'could not remove the claim of a resume-gitops (it expires within a minute)'));
+    clearInterval(renew);
+    await ctx.store.releaseLock(claim).catch((err: unknown) => ctx.log.warn({ err, record: id }, 'could not give back the claim of a resume-gitops (it runs out after LOCK_TTL)'));
   }
 }
 
-/** How long a resume's claim lasts at most (its owners' reads and writes take seconds). */
-const RESUME_CLAIM_MS = 60_000;
+/** The lock a resume-gitops of rollback `id` holds while it runs (one at a time on any replica). */
+export const resumeClaimName = (id: string) => `gitops-resuming:${id}`;
 
 async function resumeClaimed(ctx: EngineContext, id: string, by: string, reverted: readonly string[], allReverted: boolean): Promise<ResumeResult> {
   const rec = await ctx.records.get(id);

@@ -8,6 +8,7 @@ import { SUSPENDED_BEFORE, SUSPENDED_BY } from '../../../src/gitops/suspend.js';
 import { OWNER_RESOURCES, type Owner, type Suspension } from '../../../src/gitops/types.js';
 import { testEngine } from '../../support/engine.js';
 import { FakeKube } from '../../support/fake-kube.js';
+import { MemoryStore } from '../../../src/store/memory.js';
 
 const T = Date.UTC(2026, 11, 7, 12);
 const APPS: Owner = {
@@ -173,4 +174,63 @@ t.test('two resume-gitops of one rollback at once, on two replicas: one resumes 
   t.equal(rec.timeline.filter((s) => s.step === 'gitops_resumed').length, 1, 'one resume step');
   const again = await b.engine.resumeGitOps('rb-web', 'alice');
   t.match(again.kind === 'conflict' ? again.message : '', /were resumed by alice/, 'a later one finds it resumed');
+});
+
+/** The first `n` reads of the owner wait until their gate opens; `reading` resolves as each starts waiting. */
+function gatedReads(kube: FakeKube, n: number) {
+  const get = kube.get.bind(kube);
+  const gates: { open: () => void; reading: Promise<void> }[] = [];
+  const waits: { wait: Promise<void>; reached: () => void }[] = [];
+  for (let i = 0; i < n; i++) {
+    let open!: () => void;
+    let reached!: () => void;
+    const wait = new Promise<void>((r) => (open = r));
+    const reading = new Promise<void>((r) => (reached = r));
+    gates.push({ open, reading });
+    waits.push({ wait, reached });
+  }
+  let calls = 0;
+  kube.get = async (...args: Parameters<FakeKube['get']>) => {
+    const w = waits[calls++];
+    if (w) {
+      w.reached();
+      await w.wait;
+    }
+    return get(...args);
+  };
+  return gates;
+}
+
+t.test('a resume-gitops holds its claim for as long as it runs (renewed), and only its holder gives it back', async (t) => {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization', metadata: { name: 'apps', namespace: 'flux-system' }, spec: { interval: '5m', suspend: true } });
+  let skew = 0;
+  const store = new MemoryStore(() => Date.now() + skew);
+  const env = { LOCK_TTL: '1s' };
+  const a = testEngine({ kube, store, env });
+  const b = testEngine({ kube, store, env, owner: 'replica-b' });
+  const c = testEngine({ kube, store, env, owner: 'replica-c' });
+  await store.putRecord(record('rb-web', 'web', 'refused', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+  const gates = gatedReads(kube, 2);
+
+  // a slow API server: the first resume's read of the owner takes several times LOCK_TTL
+  const x = a.engine.resumeGitOps('rb-web', 'alice');
+  await gates[0]!.reading;
+  await new Promise((r) => setTimeout(r, 2500));
+  const meanwhile = await b.engine.resumeGitOps('rb-web', 'bob');
+  t.match(meanwhile.kind === 'conflict' ? meanwhile.message : '', /being resumed by another request right now: nothing was changed/, 'still claimed: renewed while it runs');
+
+  // its replica stalled past the claim (the store's clock jumps on): another resume takes the claim over
+  skew += 120_000;
+  const y = b.engine.resumeGitOps('rb-web', 'bob');
+  await gates[1]!.reading;
+  // the first one ends: it gives back only its own claim, not the one the second holds now
+  gates[0]!.open();
+  t.equal((await x).kind, 'ok');
+  const third = await c.engine.resumeGitOps('rb-web', 'carol');
+  t.match(third.kind === 'conflict' ? third.message : '', /being resumed by another request right now: nothing was changed/, "the second one's claim stands");
+  gates[1]!.open();
+  await y;
+  const after = await c.engine.resumeGitOps('rb-web', 'carol');
+  t.match(after.kind === 'conflict' ? after.message : '', /were resumed by /, 'given back at the end');
 });
