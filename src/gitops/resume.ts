@@ -131,7 +131,7 @@ async function resumeClaimed(ctx: EngineContext, id: string, by: string, reverte
   const relying = await relyingOn(ctx, rec, g.suspended);
   const unconfirmed = allReverted ? [] : relying.filter((r) => !reverted.includes(r.id));
   if (unconfirmed.length > 0) return { kind: 'conflict', message: relianceMessage(id, unconfirmed) };
-  const restored = await resumeOwners(kube, g.suspended, {}, rec.id);
+  const restored = await resumeOwners(kube, g.suspended, {}, rec.id, async (other, s) => holdsSuspension(await ctx.records.get(other), s));
   g.resumed = { at: ctx.now(), by, restored, ...(relying.length ? { reverted: relying.map((r) => r.id) } : {}), ...(allReverted ? { allReverted: true } : {}) };
   const also =
     (relying.length ? `; also relied on by ${relying.map((r) => r.id).join(', ')}, said reverted in git too by ${by}` : '') +
@@ -142,4 +142,17 @@ async function resumeClaimed(ctx: EngineContext, id: string, by: string, reverte
   await ctx.records.save(rec);
   ctx.log.info({ record: rec.id, by, restored, reverted: relying.map((r) => r.id) }, 'GitOps owners resumed');
   return { kind: 'ok', record: rec };
+}
+
+/**
+ * Whether rollback `r` holds a suspension of the owner of `s` not resumed yet: one its record lists,
+ * or, while it is in progress, one of the owners its plan found (it suspends them after its
+ * write-ahead, and records them after the write: an owner's `rollguard.io/suspended-by` names it in
+ * between). A record that is gone or resumed, or that neither lists nor is taking the owner, holds none.
+ */
+export function holdsSuspension(r: RollbackRecord | null, s: Suspension): boolean {
+  const g = r?.gitops;
+  if (!r || !g || g.resumed) return false;
+  if ((g.suspended ?? []).some((x) => objectKey(x) === objectKey(s))) return true;
+  return r.state === 'in_progress' && g.owners.some((o) => !o.paused && objectKey(o) === objectKey(s));
 }

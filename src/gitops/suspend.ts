@@ -186,9 +186,13 @@ function notSetWords(kind: Owner['kind'], field: string, now: unknown): string {
  * annotations say another rollback suspended it (`record`: the rollback resuming): resumed by hand
  * since and suspended again by that rollback, whose record holds that suspension and its value
  * before; or, with a second resume of `record` racing this one, suspended by that rollback in
- * between. Returns, in words, what became of each owner.
+ * between. `holds` says whether that rollback's record bears the annotation out: one naming a
+ * rollback that holds no suspension of the owner (written by whoever may edit it, or left by a
+ * replica that stopped before recording it) is not taken, and the owner is resumed. Until
+ * 2026-12-08 any id was taken: the owner was left suspended for good, the record saying to resume
+ * it through a rollback that had nothing to resume. Returns, in words, what became of each owner.
  */
-export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}, record?: string): Promise<string[]> {
+export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: RequestOptions = {}, record?: string, holds?: (rollback: string, s: Suspension) => Promise<boolean>): Promise<string[]> {
   const restored: string[] = [];
   for (const s of suspended) {
     const rt = OWNER_RESOURCES[s.kind];
@@ -205,13 +209,17 @@ export async function resumeOwners(kube: Kube, suspended: Suspension[], opts: Re
         }
         const a = obj.metadata.annotations ?? {};
         const by = a[SUSPENDED_BY];
-        if (record !== undefined && by !== undefined && by !== record && ROLLBACK_ID.test(by)) {
+        const other = record !== undefined && by !== undefined && by !== record && ROLLBACK_ID.test(by);
+        // the annotation is anyone's word who may edit the owner: taken only when that rollback's record bears it out
+        const heldBy = other && (holds === undefined || (await holds(by, s)));
+        if (heldBy) {
           restored.push(`${name}${fieldWords(s.field)} left alone: suspended again since by rollback ${by} (its annotation ${SUSPENDED_BY}), whose record holds that suspension: resume it through that rollback (rollguard rollbacks resume-gitops ${by})`);
           break;
         }
+        const unheld = other ? ` (its annotation ${SUSPENDED_BY} named rollback ${by}, whose record holds no suspension of it)` : '';
         const marks = SUSPENDED_BY in a || SUSPENDED_BEFORE in a ? { [SUSPENDED_BY]: null, [SUSPENDED_BEFORE]: null } : undefined;
         await kube.patch(rt, s.namespace, s.name, mergeAt(s.field, s.before === undefined ? null : s.before, obj.metadata.resourceVersion, marks), 'merge', opts);
-        restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}`);
+        restored.push(`${name}${fieldWords(s.field)} ${s.before === undefined ? 'removed (as before)' : `= ${JSON.stringify(s.before)}`}${unheld}`);
         break;
       } catch (err) {
         if (err instanceof KubeApiError && err.isConflict && attempt < ATTEMPTS) continue;

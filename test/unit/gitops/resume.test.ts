@@ -234,3 +234,34 @@ t.test('a resume-gitops holds its claim for as long as it runs (renewed), and on
   const after = await c.engine.resumeGitOps('rb-web', 'carol');
   t.match(after.kind === 'conflict' ? after.message : '', /were resumed by /, 'given back at the end');
 });
+
+t.test("a suspended-by annotation naming a rollback whose record holds no suspension of the owner does not keep it suspended", async (t) => {
+  // written by whoever may edit the owner, or left by a replica that stopped before recording its suspension
+  for (const by of ['rb-ghost', 'rb-other', 'rb-done', 'rb-taking']) {
+    const kube = new FakeKube();
+    kube.add(OWNER_RESOURCES.Kustomization, {
+      apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
+      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by, [SUSPENDED_BEFORE]: 'false' } },
+      spec: { interval: '5m', suspend: true },
+    });
+    const { engine, store } = testEngine({ kube });
+    await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+    // a rollback that never touched apps; one whose suspension of it was resumed; one in progress taking it now
+    await store.putRecord(record('rb-other', 'other', 'blocked', T + 50, undefined));
+    await store.putRecord(record('rb-done', 'done', 'succeeded', T + 60, { policy: 'suspend', owners: [APPS], suspended: [suspension(T + 55)], resumed: { at: T + 58, by: 'bob', restored: [] } }));
+    await store.putRecord(record('rb-taking', 'taking', 'in_progress', T + 70, { policy: 'suspend', owners: [APPS] }));
+    const r = await engine.resumeGitOps('rb-web', 'alice');
+    t.equal(r.kind, 'ok', `${by}: resumed`);
+    const ks = kube.peek(OWNER_RESOURCES.Kustomization, 'flux-system', 'apps')!;
+    const restored = (await engine.records.get('rb-web'))!.gitops?.resumed?.restored;
+    if (by === 'rb-taking') {
+      // in progress, its plan found apps: it suspends after its write-ahead and records that after the write
+      t.equal(ks.spec.suspend, true, 'a rollback in progress taking the owner: left to it');
+      t.match(restored, [/left alone: suspended again since by rollback rb-taking /]);
+      continue;
+    }
+    t.equal(ks.spec.suspend, undefined, `${by}: spec.suspend removed, as before web's suspension`);
+    t.same(ks.metadata.annotations ?? {}, {}, `${by}: rollguard's annotations removed`);
+    t.match(restored, [new RegExp(`spec\\.suspend removed \\(as before\\) \\(its annotation rollguard\\.io/suspended-by named rollback ${by}, whose record holds no suspension of it\\)$`)]);
+  }
+});
