@@ -205,12 +205,13 @@ export class MemoryStore implements Store {
   /** No replicas: everything written is as durable as this process. */
   async replicated(): Promise<void> {}
 
-  async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]> {
+  async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number, lastLane?: Lane): Promise<QueuedEvent[]> {
+    const lanes = lastLane === undefined ? this.lanes : this.lanes.slice(0, lastLane + 1);
     const take = (): QueuedEvent[] => {
       const now = this.now();
       const out: QueuedEvent[] = [];
       // lane by lane: stale entries of other (crashed) consumers first, then new ones
-      for (const lane of this.lanes) {
+      for (const lane of lanes) {
         for (const e of lane.values()) {
           if (out.length >= count) break;
           if (e.owner !== undefined && now - e.deliveredAt >= claimIdleMs) out.push(this.deliver(e, consumer, now));

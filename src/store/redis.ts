@@ -130,6 +130,8 @@ export class RedisStore implements Store {
     }
     this.cmd.defineCommand('rgIntake', { lua: INTAKE_LUA });
     this.cmd.defineCommand('rgConsume', { lua: CONSUME_LUA, numberOfKeys: LANES.length });
+    // the same script over the first lanes only (consume's lastLane): the key count goes first
+    this.cmd.defineCommand('rgConsumeFirst', { lua: CONSUME_LUA });
     this.cmd.defineCommand('rgAck', { lua: ACK_LUA, numberOfKeys: LANES.length });
     this.cmd.defineCommand('rgLockAcquire', { lua: LOCK_ACQUIRE_LUA, numberOfKeys: 2 });
     this.cmd.defineCommand('rgLockRenew', { lua: LOCK_RENEW_LUA, numberOfKeys: 2 });
@@ -330,17 +332,16 @@ export class RedisStore implements Store {
     });
   }
 
-  async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]> {
+  async consume(consumer: string, count: number, blockMs: number, claimIdleMs: number, lastLane?: Lane): Promise<QueuedEvent[]> {
     return this.run('consume', async () => {
       await this.ensureGroup();
+      // the lanes' streams, lane 0 first (the script numbers lanes by their key's place)
+      const streams = lastLane === undefined ? this.streams : this.streams.slice(0, lastLane + 1);
+      const script = this.cmd as unknown as { rgConsume(...a: (string | number)[]): Promise<(string | number)[]>; rgConsumeFirst(...a: (string | number)[]): Promise<(string | number)[]> };
       // One round trip: claims and new entries, lane by lane (redis-lua.ts).
-      const flat = (await (this.cmd as unknown as { rgConsume(...a: (string | number)[]): Promise<(string | number)[]> }).rgConsume(
-        ...this.streams,
-        GROUP,
-        consumer,
-        count,
-        claimIdleMs,
-      )) as (string | number)[];
+      const flat = (lastLane === undefined
+        ? await script.rgConsume(...streams, GROUP, consumer, count, claimIdleMs)
+        : await script.rgConsumeFirst(streams.length, ...streams, GROUP, consumer, count, claimIdleMs)) as (string | number)[];
       const out: QueuedEvent[] = [];
       for (let i = 0; i + 3 < flat.length; i += 4) {
         const lane = Number(flat[i]) as Lane;
@@ -349,8 +350,8 @@ export class RedisStore implements Store {
       if (out.length > 0 || blockMs <= 0) return out;
       // Every lane empty: wait for the first new entry in any of them. At most count in all (a
       // blocking read hands out up to COUNT per stream), highest lane first.
-      const per = Math.max(1, Math.floor(count / LANES.length));
-      const args: (string | number)[] = ['GROUP', GROUP, consumer, 'COUNT', per, 'BLOCK', blockMs, 'STREAMS', ...this.streams, ...LANES.map(() => '>')];
+      const per = Math.max(1, Math.floor(count / streams.length));
+      const args: (string | number)[] = ['GROUP', GROUP, consumer, 'COUNT', per, 'BLOCK', blockMs, 'STREAMS', ...streams, ...streams.map(() => '>')];
       const res = (await this.boundedBlockingRead(args, blockMs)) as [string, [string, string[]][]][] | null;
       if (!res) return [];
       const laneOfStream = new Map(LANES.map((l) => [this.streamOf(l), l]));

@@ -165,9 +165,10 @@ export interface Store {
    * Up to `count` entries for this consumer, lane by lane (0 first): in each lane, entries another
    * consumer took and did not ack within claimIdleMs first (a crashed replica's work), then new
    * ones; the next lane only while fewer than `count` were found. When every lane is empty, waits
-   * up to blockMs for new ones in any lane.
+   * up to blockMs for new ones in any lane. `lastLane`: the lanes up to this one only (0: P0 alerts
+   * alone, for the worker's places kept for them, src/engine/worker.ts); the others are left queued.
    */
-  consume(consumer: string, count: number, blockMs: number, claimIdleMs: number): Promise<QueuedEvent[]>;
+  consume(consumer: string, count: number, blockMs: number, claimIdleMs: number, lastLane?: Lane): Promise<QueuedEvent[]>;
   /**
    * Resolves once every write this store has made so far is on the replicas the store was asked
    * to wait for (REDIS_MIN_REPLICAS_ACK; Redis' WAIT); rejects with StoreUnavailableError naming the

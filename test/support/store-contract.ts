@@ -105,6 +105,31 @@ export function storeContract(t: Test, make: (opts?: ContractBounds) => Promise<
     t.equal(await s.queueDepth(), 0);
   });
 
+  t.test('lanes: consume up to a last lane hands out only those lanes, claims included, and leaves the others queued', async (t) => {
+    const s = await make();
+    await s.intake([{ key: 's', alert: alert('p0-stale'), lane: 0 }], 60_000);
+    t.equal((await s.consume('crashed', 10, 0, 100)).length, 1);
+    await s.intake([
+      { key: 'a', alert: alert('p1-a'), lane: 1 },
+      { key: 'b', alert: alert('p2-b') },
+      { key: 'c', alert: alert('p0-c'), lane: 0 },
+    ], 60_000);
+    await sleep(200);
+    const p0 = await s.consume('c1', 10, 0, 100, 0);
+    t.same(p0.map((e) => [e.alert.fingerprint, e.lane, e.deliveries]), [['p0-stale', 0, 2], ['p0-c', 0, 1]], 'lane 0 alone: the stale entry claimed, then the new one');
+    t.same(await s.consume('c1', 10, 0, 100, 0), [], 'nothing more in lane 0, though lanes 1 and 2 hold entries');
+    const upTo1 = await s.consume('c1', 10, 0, 60_000, 1);
+    t.same(upTo1.map((e) => e.alert.fingerprint), ['p1-a'], 'up to lane 1: lane 2 left');
+    const pending = s.consume('c1', 10, 2000, 60_000, 0);
+    await sleep(100);
+    await s.intake([{ key: 'late', alert: alert('p0-late'), lane: 0 }], 60_000);
+    t.same((await pending).map((e) => e.alert.fingerprint), ['p0-late'], 'a blocking read of lane 0 alone wakes for a new P0 entry');
+    const rest = await s.consume('c1', 10, 0, 60_000);
+    t.same(rest.map((e) => e.alert.fingerprint), ['p2-b'], 'the entry of the lane left out is still queued for a read of every lane');
+    await s.ack([...p0, ...upTo1, ...rest].map((e) => e.id));
+    t.equal(await s.queueDepth(), 1, 'only the late P0 entry, unacked, is left');
+  });
+
   t.test('lanes: a blocking consume wakes for an entry of any lane', async (t) => {
     const s = await make();
     const pending = s.consume('c', 10, 3000, 60_000);
