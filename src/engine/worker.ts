@@ -77,6 +77,14 @@ type Lead = QueuedEvent | 'none' | 'queued';
 const BUSY_BLOCK_MS = 50;
 
 /**
+ * Places kept for P0 alerts beyond the concurrency: while every place is taken (a storm whose
+ * evaluations wait on a slow API server or Prometheus), the queue's P0 lane alone is looked at every
+ * P0_LOOK_MS, and a P0 alert found is begun at once instead of waiting for a place to free.
+ */
+export const P0_PLACES = 4;
+const P0_LOOK_MS = 50;
+
+/**
  * Consumes the durable queue: each event is handed to the engine and acked only once handled, so a
  * replica that dies mid-event leaves it pending, and another replica claims it after claimIdleMs.
  * Up to `concurrency` events are in hand at once; a free place is filled by the next read, which the
@@ -109,6 +117,8 @@ export class QueueWorker {
   private acking: Promise<void> | null = null;
   /** P0 alerts in hand, and the other lanes' events read meanwhile, begun once they are done */
   private p0InHand = 0;
+  /** no look at the P0 lane before this (Date.now()): set for a second after a failed look */
+  private p0LookAfter = 0;
   private readonly waiting: QueuedEvent[] = [];
   /** ids of the events in hand or waiting for their ack: read again meanwhile, they are not begun twice */
   private readonly held = new Set<string>();
@@ -194,7 +204,9 @@ export class QueueWorker {
         if (this.waiting.length > 0 && (this.p0InHand === 0 || this.inflight.size === 0)) this.waiting.splice(0).forEach((ev) => this.begin(ev));
         // a P0 alert in hand has the CPU and the store to itself but for what was begun before it
         if (this.inflight.size >= this.limit || (this.p0InHand > 0 && this.waiting.length > 0)) {
-          await Promise.race(this.inflight);
+          // a P0 alert queued meanwhile takes a place kept for it (P0_PLACES), not the next one freed
+          if (this.inflight.size >= this.limit + P0_PLACES) await Promise.race(this.inflight);
+          else if (!(await this.oneFinishedWithin(P0_LOOK_MS))) await this.lookForP0();
           continue;
         }
         let events: QueuedEvent[];
@@ -218,6 +230,37 @@ export class QueueWorker {
       this.waiting.splice(0).forEach((ev) => this.begin(ev));
       await this.settle();
     }
+  }
+
+  /** Whether an event in hand finished within `ms`. */
+  private async oneFinishedWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const elapsed = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    try {
+      return await Promise.race([Promise.race(this.inflight).then(() => true as const), elapsed]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Every place taken: the P0 lane alone is read (no wait), into the places kept for P0 alerts. A
+   * failed read is counted and logged; the loop goes on waiting for a place as before.
+   */
+  private async lookForP0(): Promise<void> {
+    const free = this.limit + P0_PLACES - this.inflight.size;
+    if (free <= 0 || !this.running || Date.now() < this.p0LookAfter) return;
+    let events: QueuedEvent[];
+    try {
+      events = await this.o.store.consume(this.o.consumer, free, 0, this.o.claimIdleMs, 0);
+    } catch (err) {
+      this.o.metrics.storeErrors.inc({ op: 'consume' });
+      // not every P0_LOOK_MS while the store fails: a line and a count a second at most
+      this.p0LookAfter = Date.now() + 1000;
+      this.o.logger.error({ err, retryInMs: 1000 }, 'cannot read the P0 lane of the alert queue while every place is taken');
+      return;
+    }
+    for (const ev of events) this.beginP0(ev);
   }
 
   /** A P0 alert: until it is done, events of the other lanes read meanwhile wait (this.waiting). */

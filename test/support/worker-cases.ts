@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Test } from 'tap';
-import { QueueWorker, type EventHandler, type WorkerOptions } from '../../src/engine/worker.js';
+import { P0_PLACES, QueueWorker, type EventHandler, type WorkerOptions } from '../../src/engine/worker.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { QueuedEvent, Store } from '../../src/store/store.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
@@ -13,7 +13,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function worker(
   store: Store,
   handler: EventHandler,
-  opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number; coalesce?: Pick<WorkerOptions, 'coalesceKey' | 'onCoalesced' | 'targetsOf'> },
+  opts: { deadlineMs?: number; maxDeliveries: number; claimIdleMs: number; failEscalations?: number; concurrency?: number; coalesce?: Pick<WorkerOptions, 'coalesceKey' | 'onCoalesced' | 'targetsOf'> },
 ) {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -34,6 +34,7 @@ function worker(
     claimIdleMs: opts.claimIdleMs,
     maxDeliveries: opts.maxDeliveries,
     ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     onDead: async (ev, err) => {
       if (escalationsFailed < (opts.failEscalations ?? 0)) {
         escalationsFailed++;
@@ -61,6 +62,47 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
  * a real redis-server). `make` returns a fresh, empty store.
  */
 export function workerCases(t: Test, make: () => Promise<Store>): void {
+  t.test(`every place taken by slow events: P0 alerts queued meanwhile are begun at once, in the ${P0_PLACES} places kept for them, not after a place frees`, async (t) => {
+    const store = await make();
+    const gate = (() => {
+      let open!: () => void;
+      const opened = new Promise<void>((r) => (open = r));
+      return { open, opened };
+    })();
+    const inHand = new Set<string>();
+    let most = 0;
+    const begun: string[] = [];
+    const handler: EventHandler = async (ev) => {
+      inHand.add(ev.alert.fingerprint);
+      most = Math.max(most, inHand.size);
+      begun.push(ev.alert.fingerprint);
+      await gate.opened;
+      inHand.delete(ev.alert.fingerprint);
+    };
+    // each event its own target (the alert's deployment label is its fingerprint): none waits for another's
+    const { w } = worker(store, handler, { maxDeliveries: 5, claimIdleMs: 60_000, concurrency: 2, coalesce: { targetsOf: (ev) => [ev.alert.fingerprint] } });
+    await store.intake(['p1-a', 'p1-b', 'p1-c'].map((f) => ({ key: f, alert: alert(f), lane: 1 as const })), 60_000);
+    w.start();
+    t.teardown(async () => {
+      gate.open();
+      await w.stop();
+    });
+    await until('both places taken', () => inHand.size === 2);
+    const p0s = Array.from({ length: P0_PLACES + 1 }, (_, i) => `p0-${i}`);
+    await store.intake(p0s.map((f) => ({ key: f, alert: alert(f), lane: 0 as const })), 60_000);
+    await until(`${P0_PLACES} P0 alerts begun while both places are still taken`, () => begun.filter((f) => f.startsWith('p0-')).length === P0_PLACES);
+    t.same([...inHand].filter((f) => f.startsWith('p1-')).sort(), ['p1-a', 'p1-b'], 'the slow events still in hand: no place was freed for them');
+    t.equal(inHand.size, 2 + P0_PLACES, 'the concurrency plus the places kept for P0 alerts');
+    await sleep(300);
+    t.equal(most, 2 + P0_PLACES, 'never more in hand: the last P0 alert waits for a place like any other');
+    t.notOk(begun.includes('p1-c'), 'the third slow event is not begun beside them');
+    gate.open();
+    await until('everything handled', async () => (await store.queueDepth()) === 0);
+    await w.stop();
+    t.same(begun.slice(0, 2).sort(), ['p1-a', 'p1-b']);
+    t.ok(begun.indexOf(`p0-${P0_PLACES}`) < begun.indexOf('p1-c'), 'the last P0 alert goes before the third slow event once places free');
+  });
+
   t.test('an event past EVENT_DEADLINE is abandoned (log line, metric), the next one is handled, and it is dead-lettered on its last delivery', async (t) => {
     const s = await make();
     const handled: string[] = [];
