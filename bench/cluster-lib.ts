@@ -3,6 +3,8 @@
 // the dry run's plan reading each target from the API server. The Deployments are the storm's
 // (bench/storm-lib.ts: svc-k in namespace team-(k % 20)) and the P0 alerts' (shop/checkout-k),
 // each at revision 2 with revision 1 kept, so each dry run has a previous revision to plan.
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';
 import { log, sleep } from './lib.js';
 
@@ -69,4 +71,19 @@ async function atRevision(cluster: Cluster, n: number, rev: string, timeoutMs = 
     if (Date.now() > until) throw new Error(`only ${ok}/${n} Deployments at revision ${rev} after ${timeoutMs} ms`);
     await sleep(500);
   }
+}
+
+// npx tsx bench/cluster-lib.ts: starts the storm's control plane and keeps it until stopped
+// (SIGINT, SIGTERM), for several `bench/storm-p0.ts --kubeconfig` and `bench/intake.ts
+// --kubeconfig` runs on one; prints the rollguard ServiceAccount's kubeconfig.
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
+  const cluster = await startBenchCluster(stormWorkloads(20));
+  process.stdout.write(`K=${cluster.rollguardKubeconfig}\n`);
+  const stop = async () => {
+    await cluster.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+  setInterval(() => {}, 1 << 30);
 }
