@@ -103,6 +103,42 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
     t.ok(begun.indexOf(`p0-${P0_PLACES}`) < begun.indexOf('p1-c'), 'the last P0 alert goes before the third slow event once places free');
   });
 
+  t.test('every place taken by slow events: looking at the P0 lane leaves no reaction on the events in hand (they would pile up until each one finished)', async (t) => {
+    const store = await make();
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    let inHand = 0;
+    const handler: EventHandler = async () => {
+      inHand++;
+      await opened;
+    };
+    let looks = 0;
+    const consume = store.consume.bind(store);
+    store.consume = (...a: Parameters<Store['consume']>) => {
+      if (a[4] === 0) looks++;
+      return consume(...a);
+    };
+    const { w } = worker(store, handler, { maxDeliveries: 5, claimIdleMs: 60_000, concurrency: 4, coalesce: { targetsOf: (ev) => [ev.alert.fingerprint] } });
+    await store.intake(['a', 'b', 'c', 'd'].map((f) => ({ key: f, alert: alert(f), lane: 1 as const })), 60_000);
+    w.start();
+    t.teardown(async () => {
+      open();
+      await w.stop();
+    });
+    await until('every place taken', () => inHand === 4);
+    // each later .then on an event in hand is one reaction kept on it until it finishes
+    let reactions = 0;
+    for (const p of (w as unknown as { inflight: Set<Promise<void>> }).inflight) {
+      const then = p.then.bind(p);
+      Object.defineProperty(p, 'then', { value: (...a: Parameters<typeof then>) => (reactions++, then(...a)) });
+    }
+    const from = looks;
+    await until('ten looks at the P0 lane', () => looks >= from + 10);
+    t.equal(reactions, 0, 'no reaction left on the events in hand by the looks');
+    open();
+    await until('everything handled', async () => (await store.queueDepth()) === 0);
+  });
+
   t.test('an event past EVENT_DEADLINE is abandoned (log line, metric), the next one is handled, and it is dead-lettered on its last delivery', async (t) => {
     const s = await make();
     const handled: string[] = [];
