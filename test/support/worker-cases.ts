@@ -46,7 +46,7 @@ function worker(
     ...opts.coalesce,
   });
   const outcome = async (o: string) => (await metrics.eventsProcessed.get()).values.find((v) => v.labels.outcome === o)?.value ?? 0;
-  return { w, lines, dead, outcome };
+  return { w, lines, dead, outcome, metrics };
 }
 
 async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
@@ -135,6 +135,43 @@ export function workerCases(t: Test, make: () => Promise<Store>): void {
     const from = looks;
     await until('ten looks at the P0 lane', () => looks >= from + 10);
     t.equal(reactions, 0, 'no reaction left on the events in hand by the looks');
+    open();
+    await until('everything handled', async () => (await store.queueDepth()) === 0);
+  });
+
+  t.test('every place taken: a failed look at the P0 lane is counted and logged, the slow events go on, and the P0 alert is begun once the store answers', async (t) => {
+    const store = await make();
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    const begun: string[] = [];
+    const handler: EventHandler = async (ev) => {
+      begun.push(ev.alert.fingerprint);
+      if (!ev.alert.fingerprint.startsWith('p0-')) await opened;
+    };
+    let failLooks = 2;
+    const consume = store.consume.bind(store);
+    store.consume = (...a: Parameters<Store['consume']>) => {
+      if (a[4] === 0 && failLooks > 0) {
+        failLooks--;
+        return Promise.reject(new StoreUnavailableError('redis consume: connection lost'));
+      }
+      return consume(...a);
+    };
+    const { w, lines, metrics } = worker(store, handler, { maxDeliveries: 5, claimIdleMs: 60_000, concurrency: 2, coalesce: { targetsOf: (ev) => [ev.alert.fingerprint] } });
+    await store.intake(['p1-a', 'p1-b'].map((f) => ({ key: f, alert: alert(f), lane: 1 as const })), 60_000);
+    w.start();
+    t.teardown(async () => {
+      open();
+      await w.stop();
+    });
+    await until('both places taken', () => begun.length === 2);
+    await store.intake([{ key: 'p0-x', alert: alert('p0-x'), lane: 0 as const }], 60_000);
+    await until('the P0 alert begun once the store answers', () => begun.includes('p0-x'));
+    t.equal(failLooks, 0, 'both failed looks were made');
+    const failed = (await metrics.storeErrors.get()).values.find((v) => v.labels.op === 'consume')?.value ?? 0;
+    t.equal(failed, 2, 'each failed look counted in rollguard_store_errors_total{op="consume"}');
+    t.equal(lines.filter((l) => /cannot read the P0 lane/.test(String(l.msg))).length, 2, 'and logged');
+    t.same(begun.slice(0, 2).sort(), ['p1-a', 'p1-b'], 'the slow events stayed in hand');
     open();
     await until('everything handled', async () => (await store.queueDepth()) === 0);
   });
