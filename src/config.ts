@@ -179,7 +179,7 @@ export const configSchema = z.object({
   RULES_PATH: z.string().default('rules'),
   PROMETHEUS_URL: z.url({ message: 'expected an http(s) URL' }).optional(),
   PROMETHEUS_TIMEOUT: durationAtLeast(1, 'every query would time out at once').default(10_000),
-  /** Queries one replica sends Prometheus at once; more wait their turn, P0 alerts' first, within PROMETHEUS_TIMEOUT (rollguard_dependency_calls_waiting). */
+  /** Queries one replica sends Prometheus at once; more wait their turn, P0 alerts' first, within PROMETHEUS_TIMEOUT (rollguard_dependency_calls_waiting). P0 alerts' queries have 4 places more of their own (src/turns.ts P0_EXTRA_CALLS). */
   PROMETHEUS_MAX_CONCURRENT: int(1, 256).default(16),
   /**
    * The most bytes of one answer from Prometheus read; past it the request is cut and the trigger's
@@ -208,7 +208,7 @@ export const configSchema = z.object({
   KUBECONFIG: z.string().optional(),
   /** Set by Kubernetes in every pod: with KUBECONFIG unset, rollguard uses the pod's ServiceAccount. */
   KUBERNETES_SERVICE_HOST: z.string().optional(),
-  /** Reads one replica sends the API server at once; more wait their turn, P0 alerts' first, within the read's deadline (rollguard_dependency_calls_waiting). Writes are not held back. */
+  /** Reads one replica sends the API server at once; more wait their turn, P0 alerts' first, within the read's deadline (rollguard_dependency_calls_waiting). P0 alerts' reads have 4 places more of their own (src/turns.ts P0_EXTRA_CALLS). Writes are not held back. */
   KUBE_MAX_CONCURRENT_READS: int(1, 256).default(16),
   /** The helm binary, for HelmRelease targets (`helm rollback`). */
   HELM_BIN: z.string().min(1).default('helm'),

@@ -1,7 +1,9 @@
 // Turns at a dependency: at most `max` calls to it at once (PROMETHEUS_MAX_CONCURRENT queries,
 // KUBE_MAX_CONCURRENT_READS reads), the others waiting their turn. The line is served by the
 // queue's lanes: a P0 alert's call goes before every waiting P1 and P2 call, whenever it came,
-// and calls of one lane go first come first served. So the events a replica has in hand
+// and calls of one lane go first come first served. With p0Extra, P0 alerts' calls also have that
+// many places of their own beyond the bound (P0_EXTRA_CALLS for Prometheus and the API server), so
+// they do not wait for one of a storm's calls to end. So the events a replica has in hand
 // (QUEUE_CONCURRENCY) do not set the load on Prometheus or the API server, and a storm's calls do
 // not hold back the one alert that matters.
 //
@@ -32,13 +34,20 @@ export class TurnTimeoutError extends Error {
 }
 
 interface Waiter {
-  /** called when a place passes to it */
-  start(): void;
+  /** called when a place passes to it (`extra`: one of the places kept for P0 alerts' calls) */
+  start(extra: boolean): void;
+  /** a P0 alert's call (precedence 0 given): it may take a place kept for them */
+  p0: boolean;
 }
+
+/** Places beyond PROMETHEUS_MAX_CONCURRENT and KUBE_MAX_CONCURRENT_READS kept for P0 alerts' calls. */
+export const P0_EXTRA_CALLS = 4;
 
 export class Turns {
   /** calls running now (a place passes from one that ends straight to the next in line) */
   private running = 0;
+  /** P0 alerts' calls running in the places kept for them beyond max (p0Extra) */
+  private extraRunning = 0;
   /** one line per lane, served lane 0 first */
   private readonly lines: Waiter[][] = [[], [], []];
   private waitingNow = 0;
@@ -46,12 +55,18 @@ export class Turns {
   /**
    * @param max calls at once
    * @param onWaiting told the number of calls waiting each time it changes (a gauge)
+   * @param p0Extra places beyond max kept for the calls of P0 alerts (precedence 0 given, not
+   *   unset): with every place taken by a storm's calls, such a call starts at once instead of
+   *   waiting for one of them to end; at most max + p0Extra calls at once. Unset precedence waits
+   *   first in line (lane 0) but takes no extra place.
    */
   constructor(
     readonly max: number,
     private readonly onWaiting?: (waiting: number) => void,
+    readonly p0Extra = 0,
   ) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`calls at once must be a whole number of at least 1, got ${max}`);
+    if (!Number.isInteger(p0Extra) || p0Extra < 0) throw new RangeError(`places kept for P0 calls must be a whole number of at least 0, got ${p0Extra}`);
     onWaiting?.(0); // the gauge's series is there from the start, at 0
   }
 
@@ -62,7 +77,7 @@ export class Turns {
 
   /** Calls running now. */
   get inFlight(): number {
-    return this.running;
+    return this.running + this.extraRunning;
   }
 
   /**
@@ -74,18 +89,23 @@ export class Turns {
   async run<T>(call: () => Promise<T>, opts: { precedence?: Precedence | undefined; signal?: AbortSignal | undefined; waitMs?: number | undefined } = {}): Promise<T> {
     const precedence = opts.precedence ?? 0;
     if (precedence === 'check') return call();
+    let extra = false;
     if (this.running < this.max) this.running++;
-    else await this.wait(precedence, opts.signal, opts.waitMs);
+    else if (opts.precedence === 0 && this.extraRunning < this.p0Extra) {
+      this.extraRunning++;
+      extra = true;
+    } else extra = await this.wait(precedence, opts.precedence === 0, opts.signal, opts.waitMs);
     try {
       return await call();
     } finally {
-      this.release();
+      if (extra) this.releaseExtra();
+      else this.release();
     }
   }
 
-  private wait(lane: Lane, signal: AbortSignal | undefined, waitMs: number | undefined): Promise<void> {
+  private wait(lane: Lane, p0: boolean, signal: AbortSignal | undefined, waitMs: number | undefined): Promise<boolean> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<boolean>((resolve, reject) => {
       const line = this.lines[lane] ?? this.lines[this.lines.length - 1]!;
       let timer: NodeJS.Timeout | undefined;
       const leave = (why: unknown) => {
@@ -100,10 +120,11 @@ export class Turns {
       };
       const onAbort = () => leave(signal!.reason);
       const waiter: Waiter = {
-        start: () => {
+        p0,
+        start: (extra) => {
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
-          resolve();
+          resolve(extra);
         },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -119,11 +140,27 @@ export class Turns {
       const next = line.shift();
       if (next) {
         this.changed(-1);
-        next.start();
+        next.start(false);
         return;
       }
     }
     this.running--;
+  }
+
+  /**
+   * A call in a place kept for P0 alerts ended: the place passes to the first P0 alert's call in
+   * line (lane 0 holds unset ones too: the first explicit P0 one), or is freed.
+   */
+  private releaseExtra(): void {
+    const line = this.lines[0]!;
+    const at = line.findIndex((w) => w.p0);
+    const next = at < 0 ? undefined : line.splice(at, 1)[0];
+    if (next) {
+      this.changed(-1);
+      next.start(true);
+      return;
+    }
+    this.extraRunning--;
   }
 
   private changed(by: number): void {

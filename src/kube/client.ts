@@ -23,7 +23,7 @@ import {
   type RequestContext,
   type ResponseContext,
 } from './client-node.js';
-import { TurnTimeoutError, Turns } from '../turns.js';
+import { P0_EXTRA_CALLS, TurnTimeoutError, Turns } from '../turns.js';
 import { SharedAgent } from './agent.js';
 import type { KubeClientOptions } from './config.js';
 import { causeOf, KubeApiError, toKubeApiError } from './errors.js';
@@ -108,7 +108,7 @@ export class ClientNodeKube implements Kube {
     this.fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
     if (opts.maxConcurrentReads !== undefined) {
       const waiting = opts.metrics?.dependencyCallsWaiting.labels({ dependency: 'kubernetes' });
-      this.reads = new Turns(opts.maxConcurrentReads, waiting ? (n) => waiting.set(n) : undefined);
+      this.reads = new Turns(opts.maxConcurrentReads, waiting ? (n) => waiting.set(n) : undefined, P0_EXTRA_CALLS);
     }
   }
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Metrics } from '../metrics.js';
 import { redactUrl } from '../redact.js';
 import { BodyTooLarge, readAtMost } from '../read-body.js';
-import { Turns, TurnTimeoutError, type Precedence } from '../turns.js';
+import { P0_EXTRA_CALLS, Turns, TurnTimeoutError, type Precedence } from '../turns.js';
 
 /**
  * A small client for Prometheus' HTTP API (/api/v1/query and /api/v1/query_range), with `fetch`.
@@ -183,7 +183,7 @@ export class PrometheusClient implements PrometheusApi {
     this.doFetch = opts.fetch ?? fetch;
     if (opts.maxConcurrent !== undefined) {
       const waiting = opts.metrics?.dependencyCallsWaiting?.labels({ dependency: 'prometheus' });
-      this.turns = new Turns(opts.maxConcurrent, waiting ? (n) => waiting.set(n) : undefined);
+      this.turns = new Turns(opts.maxConcurrent, waiting ? (n) => waiting.set(n) : undefined, P0_EXTRA_CALLS);
     }
   }
 

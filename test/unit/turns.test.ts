@@ -210,3 +210,60 @@ t.test('a call that got its turn leaves nothing behind: no abort listener on its
   t.equal(await b, 'answered');
   await a;
 });
+
+t.test('places kept for lane 0 (p0Extra): with every place taken, lane 0 calls start at once, up to p0Extra more; later ones wait, and an extra place passes only to lane 0', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(2, undefined, 2);
+  const storm = ['p1-a', 'p1-b', 'p1-c'].map((n) => held(log, n));
+  const p0 = ['p0-a', 'p0-b', 'p0-c'].map((n) => held(log, n));
+  const all = storm.map((c) => turns.run(c.fn, { precedence: 1 }));
+  await tick();
+  t.same(log, ['p1-a', 'p1-b'], 'the two places taken; the third P1 call waits');
+  all.push(...p0.map((c) => turns.run(c.fn, { precedence: 0 })));
+  await tick();
+  t.same(log, ['p1-a', 'p1-b', 'p0-a', 'p0-b'], 'two P0 calls start at once in the places kept for them, no P1 call having ended');
+  t.equal(turns.inFlight, 4, 'max + p0Extra at once, never more');
+  t.equal(turns.waiting, 2, 'the third P0 call and the third P1 call wait');
+  p0[0]!.end();
+  await tick();
+  t.same(log.slice(4), ['p0-c'], "an ended P0 call's extra place passes to the P0 call waiting");
+  p0[1]!.end();
+  await tick();
+  t.same(log.slice(5), [], 'an extra place never passes to a P1 call: it waits for one of the two places');
+  t.equal(turns.inFlight, 3);
+  storm[0]!.end();
+  await tick();
+  t.same(log.slice(5), ['p1-c'], 'a place of the two, freed, goes to it');
+  for (const c of [...storm.slice(1), p0[2]!]) c.end();
+  await Promise.all(all);
+  t.equal(turns.inFlight, 0);
+  t.equal(turns.waiting, 0);
+});
+
+t.test('p0Extra must be a whole number of at least 0', async (t) => {
+  t.throws(() => new Turns(1, undefined, -1), /whole number of at least 0, got -1/);
+  t.throws(() => new Turns(1, undefined, 1.5), /got 1\.5/);
+  t.equal(new Turns(1).p0Extra, 0, 'none unless asked for');
+});
+
+t.test('unset precedence waits first in line but takes no place kept for P0 alerts; an extra place passes to a P0 call behind it', async (t) => {
+  const log: string[] = [];
+  const turns = new Turns(1, undefined, 1);
+  const [busy, unset, p0a, p0b] = ['busy', 'unset', 'p0-a', 'p0-b'].map((n) => held(log, n)) as [ReturnType<typeof held>, ReturnType<typeof held>, ReturnType<typeof held>, ReturnType<typeof held>];
+  const all = [turns.run(busy.fn, { precedence: 1 }), turns.run(unset.fn)];
+  await tick();
+  t.same(log, ['busy'], 'an unset call waits for the one place');
+  all.push(turns.run(p0a.fn, { precedence: 0 }), turns.run(p0b.fn, { precedence: 0 }));
+  await tick();
+  t.same(log, ['busy', 'p0-a'], 'a P0 call takes the extra place');
+  p0a.end();
+  await tick();
+  t.same(log, ['busy', 'p0-a', 'p0-b'], 'its extra place passes to the P0 call, past the unset one ahead of it in lane 0');
+  busy.end();
+  await tick();
+  t.same(log.at(-1), 'unset', 'the unset call gets the place when it frees');
+  unset.end();
+  p0b.end();
+  await Promise.all(all);
+  t.equal(turns.inFlight, 0);
+});

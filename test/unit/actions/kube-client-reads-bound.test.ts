@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import * as http from 'node:http';
 import { ClientNodeKube } from '../../../src/kube/client.js';
+import { P0_EXTRA_CALLS } from '../../../src/turns.js';
 import { RESOURCES } from '../../../src/kube/kube.js';
 import { KubeApiError } from '../../../src/kube/errors.js';
 import { createMetrics } from '../../../src/metrics.js';
@@ -155,4 +156,22 @@ t.test('a read that got its turn late has its whole deadline to be answered', as
   t.notOk(got instanceof Error, `answered (${got instanceof Error ? got.message : ''})`);
   t.equal((got as { metadata?: { name?: string } }).metadata?.name, 'd1');
   t.ok(Date.now() - asked >= 2300, 'more than its deadline after it was asked');
+});
+
+t.test(`reads: with every place taken by a storm's reads, a P0 alert's read reaches the API server at once, in the ${P0_EXTRA_CALLS} places kept for them`, async (t) => {
+  held.length = 0;
+  mostReads = 0;
+  const kube = new ClientNodeKube(kc, { timeoutMs: 5000, maxConcurrentReads: 2 });
+  const storm = Array.from({ length: 3 }, (_, i) => kube.get(RESOURCES.deployments, 'shop', `storm${i}`, { precedence: 1 }));
+  await until(t, "two of the storm's reads at the server", () => held.length === 2);
+  const p0 = Array.from({ length: P0_EXTRA_CALLS + 1 }, (_, i) => kube.get(RESOURCES.deployments, 'shop', `p0-${i}`, { precedence: 0 }));
+  await until(t, `the ${P0_EXTRA_CALLS} P0 reads at the server`, () => held.length === 2 + P0_EXTRA_CALLS);
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(held.map((h) => h.url.split('/').pop()), ['storm0', 'storm1', ...Array.from({ length: P0_EXTRA_CALLS }, (_, i) => `p0-${i}`)], "no storm read ended, yet the P0 reads went; the last P0 read and the third storm read wait");
+  t.equal(mostReads, 2 + P0_EXTRA_CALLS, 'never more than the bound and the places kept for P0 reads');
+  for (let i = 0; i < held.length; i++) answer(i);
+  await until(t, 'the waiting reads sent', () => held.length === 2 + P0_EXTRA_CALLS + 2);
+  t.same(held.slice(2 + P0_EXTRA_CALLS).map((h) => h.url.split('/').pop()).sort(), [`p0-${P0_EXTRA_CALLS}`, 'storm2']);
+  for (let i = 2 + P0_EXTRA_CALLS; i < held.length; i++) answer(i);
+  await Promise.all([...storm, ...p0]);
 });

@@ -341,7 +341,7 @@ t.test("a health check (precedence 'check') is sent at once, whatever waits", as
   const p = await holding();
   t.teardown(p.close);
   const c = new PrometheusClient({ url: p.url, maxConcurrent: 1 });
-  const storm = [c.query('storm0', 1_700_000_000_000, { precedence: 2 }), c.query('storm1', 1_700_000_000_000, { precedence: 0 })];
+  const storm = [c.query('storm0', 1_700_000_000_000, { precedence: 2 }), c.query('storm1', 1_700_000_000_000, { precedence: 1 })];
   await until(t, 'the first at the server', () => p.held.length === 1);
   const check = c.query('vector(1)', 1_700_000_000_000, { precedence: 'check' });
   await until(t, 'the check at the server', () => p.held.length === 2);
