@@ -2,7 +2,7 @@
 # The benchmarks, never run as tests: `npm run bench`.
 #   npm run bench                       everything, then docs/benchmarks.md (its generated part) and
 #                                       bench/results/latest.json are rewritten from this run
-#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec webhook-check storm storm-p0 storm-split store-calls
+#   BENCH_ONLY="intake storm" npm run bench   only those (names: memory intake intake-everysec webhook-check storm storm-p0 storm-p0-cluster storm-split store-calls
 #                                       rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay;
 #                                       the report renders what it finds in BENCH_OUT; storm-split, redis-bytes,
 #                                       memory-store and config-snapshots are written up by hand in docs/benchmarks.md, "Bounded under
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 export BENCH_OUT="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/rollguard-bench.XXXXXX")}"
 mkdir -p "$BENCH_OUT"
-only=" ${BENCH_ONLY:-memory intake intake-everysec webhook-check storm storm-p0 storm-split store-calls rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay} "
+only=" ${BENCH_ONLY:-memory intake intake-everysec webhook-check storm storm-p0 storm-p0-cluster storm-split store-calls rules decision decision-alone decision-everysec redis-bytes memory-store config-snapshots replay} "
 want() { [[ "$only" == *" $1 "* ]]; }
 say() { echo "[bench] $*" >&2; }
 
@@ -51,6 +51,19 @@ if want storm-p0; then
   npx tsx bench/storm-p0.ts --seconds 2 --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-flags
   say "the 2 s storm with a real Prometheus: every trigger query takes its turn (PROMETHEUS_MAX_CONCURRENT, P0 first)"
   npx tsx bench/storm-p0.ts --seconds 2 --prometheus --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-prometheus
+fi
+if want storm-p0-cluster; then
+  say "targets (a) and (c) as they read: the storms with a real control plane configured (the Kubernetes client loaded, real Deployments), and the intake with it"
+  # one control plane with the storm's Deployments for the three runs (bench/cluster-lib.ts)
+  hold_log=$(mktemp)
+  npx tsx bench/cluster-lib.ts >"$hold_log" 2>&1 &
+  hold_pid=$!
+  until grep -q '^K=' "$hold_log"; do kill -0 "$hold_pid" 2>/dev/null || { cat "$hold_log" >&2; exit 1; }; sleep 2; done
+  K=$(sed -n 's/^K=//p' "$hold_log")
+  npx tsx bench/storm-p0.ts --seconds 2 --kubeconfig "$K" --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-2s-cluster
+  npx tsx bench/storm-p0.ts --kubeconfig "$K" --node-flags "$IMAGE_NODE_FLAGS" --name storm-p0-cluster
+  npx tsx bench/intake.ts --kubeconfig "$K" --node-flags "$IMAGE_NODE_FLAGS" --name intake-cluster
+  kill -TERM "$hold_pid"; wait "$hold_pid" || true
 fi
 if want storm-split; then
   say "the storm's intake and engine measured apart (CPU per alert), with the image's V8 flags and without"
