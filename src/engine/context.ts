@@ -333,7 +333,7 @@ export class EngineContext {
       changeCause: changeCause(rec),
       signal: this.abort.signal,
       // its reads wait their turn (KUBE_MAX_CONCURRENT_READS) by the rule's priority, as its queries do
-      precedence: precedenceOf(rec),
+      ...precedenceOf(rec),
       // Before the first cluster write (an owner's suspension, a migration Job, the rollback's
       // own), what this rollback wrote to the store (claim, cooldown, budget, write-ahead) must be
       // on the replicas REDIS_MIN_REPLICAS_ACK asks for: a failover after the write cannot forget
@@ -354,11 +354,15 @@ export class EngineContext {
   }
 }
 
-/** A record's turn at the API server (src/turns.ts): its rule's priority lane; a human's rollback (manual, no rule) goes first. */
-function precedenceOf(rec: RollbackRecord): Precedence {
-  if (rec.source === 'manual') return 0;
+/**
+ * A record's turn at the API server (src/turns.ts): its rule's priority lane. A human's rollback
+ * (manual, no rule) leaves it unset: first in line (lane 0), but not in the places kept for P0
+ * alerts' reads (P0_EXTRA_CALLS), which a stream of manual rollbacks would otherwise take from them.
+ */
+function precedenceOf(rec: RollbackRecord): { precedence?: Precedence } {
+  if (rec.source === 'manual') return {};
   const p = rec.priority;
-  return laneOf(p === 'P0' || p === 'P1' || p === 'P2' ? p : undefined);
+  return { precedence: laneOf(p === 'P0' || p === 'P1' || p === 'P2' ? p : undefined) };
 }
 
 /**
