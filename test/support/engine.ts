@@ -170,6 +170,24 @@ rules:
     priority: P0
 `;
 
+/** A P0 latency rule whose baseline is the p95 before the current rollout began (relativeTo: rollout_start). */
+export const ROLLOUT_START_RULE = (action = 'rollback') => `
+rules:
+  - name: latency-p95-2x-baseline
+    match: ['alertname="LatencyAboveBaseline"']
+    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
+    trigger:
+      kind: latency
+      quantile: 0.95
+      selector: { namespace: "{{ $labels.namespace }}" }
+      threshold: 2
+      baseline: { relativeTo: rollout_start, window: 10m }
+      for: 2m
+      step: 15s
+    priority: P0
+    action: ${action}
+`;
+
 export function rules(text = RULES): RuleSet {
   const { rules: r, errors } = parseRuleFile('test-rules.yaml', text);
   if (errors.length) throw new Error(JSON.stringify(errors));

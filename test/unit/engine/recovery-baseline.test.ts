@@ -4,7 +4,7 @@
 // insufficient_data ("the rollout start time is unknown"), and every such rollback that worked
 // ended unverified after RECOVERY_TIMEOUT.
 import t from 'tap';
-import { FakePrometheus, firing, testEngine } from '../../support/engine.js';
+import { FakePrometheus, firing, ROLLOUT_START_RULE, testEngine } from '../../support/engine.js';
 
 /** The baseline (instant, averaged before the rollout start) is 0.1; the trigger's range reads `value`. */
 class Baseline extends FakePrometheus {
@@ -14,21 +14,7 @@ class Baseline extends FakePrometheus {
   }
 }
 
-const RULE = `
-rules:
-  - name: latency-p95-2x-baseline
-    match: ['alertname="LatencyAboveBaseline"']
-    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
-    trigger:
-      kind: latency
-      quantile: 0.95
-      selector: { namespace: "{{ $labels.namespace }}" }
-      threshold: 2
-      baseline: { relativeTo: rollout_start, window: 10m }
-      for: 2m
-      step: 15s
-    priority: P0
-`;
+const RULE = ROLLOUT_START_RULE();
 
 t.test('a rollout_start baseline rollback that worked: the trigger is re-checked against the same baseline and the rollback succeeds', async (t) => {
   const prometheus = new Baseline();

@@ -17,7 +17,11 @@ class DipsWhile extends FakePrometheus {
   }
 }
 
-t.test('a dip while the rollout ran, the trigger holding once it completed: not recovered (failed), never succeeded', async (t) => {
+/**
+ * A rollback of `checkout` whose rollout takes 20 s of the engine's clock, the error ratio at 0.2
+ * before it; `during(from, to)` is called as the rollout ends, with the rollout's span. Its record.
+ */
+async function rolledBack(during: (prometheus: DipsWhile, from: number, to: number) => void) {
   let offset = 0;
   const prometheus = new DipsWhile();
   const e = testEngine({ prometheus, now: () => Date.now() + offset });
@@ -25,33 +29,26 @@ t.test('a dip while the rollout ran, the trigger holding once it completed: not 
   const execute = e.action.execute.bind(e.action);
   e.action.execute = async (p, c) => {
     const r = await execute(p, c);
-    // the rollout takes 20 s, and the error ratio dips below the threshold meanwhile
     const from = Date.now() + offset + 1;
     offset += 20_000;
-    prometheus.dip = [from, Date.now() + offset - 1];
+    during(prometheus, from, Date.now() + offset - 1);
     return r;
   };
   await e.deliver(firing('HighErrorRate', 'checkout'));
   const [rec] = await e.engine.records.list({});
+  return { e, rec };
+}
+
+t.test('a dip while the rollout ran, the trigger holding once it completed: not recovered (failed), never succeeded', async (t) => {
+  // the error ratio dips below the threshold while the rollout runs
+  const { e, rec } = await rolledBack((prometheus, from, to) => (prometheus.dip = [from, to]));
   t.equal(e.action.executed.length, 1, 'rolled back');
   t.equal(rec?.state, 'failed', 'the trigger held at every sample since the rollout completed');
   t.match(rec?.outcome?.message, /the trigger still holds/);
 });
 
 t.test('a trigger that cleared once the rollout completed: succeeded', async (t) => {
-  let offset = 0;
-  const prometheus = new DipsWhile();
-  const e = testEngine({ prometheus, now: () => Date.now() + offset });
-  prometheus.value = 0.2;
-  const execute = e.action.execute.bind(e.action);
-  e.action.execute = async (p, c) => {
-    const r = await execute(p, c);
-    offset += 20_000;
-    prometheus.value = 0.001;
-    return r;
-  };
-  await e.deliver(firing('HighErrorRate', 'checkout'));
-  const [rec] = await e.engine.records.list({});
+  const { rec } = await rolledBack((prometheus) => (prometheus.value = 0.001));
   t.equal(rec?.state, 'succeeded');
   t.match(rec?.outcome?.message, /the trigger cleared/);
 });

@@ -4,7 +4,7 @@
 // it naming the setting, and the action is never asked to plan.
 import t from 'tap';
 import type { RollbackPlan, TargetRef } from '../../../src/actions/action.js';
-import { FakeDeploymentAction, firing, testEngine } from '../../support/engine.js';
+import { FakeDeploymentAction, firing, ROLLOUT_START_RULE, testEngine } from '../../support/engine.js';
 
 /** The Deployment double, counting its plans by namespace: each one reads the Deployment, its ReplicaSets, its configuration. */
 class CountingAction extends FakeDeploymentAction {
@@ -15,22 +15,7 @@ class CountingAction extends FakeDeploymentAction {
   }
 }
 
-const rule = (action = 'rollback') => `
-rules:
-  - name: latency-p95-2x-baseline
-    match: ['alertname="LatencyAboveBaseline"']
-    target: { kind: Deployment, namespace: "{{ $labels.namespace }}", name: "{{ $labels.deployment }}" }
-    trigger:
-      kind: latency
-      quantile: 0.95
-      selector: { namespace: "{{ $labels.namespace }}" }
-      threshold: 2
-      baseline: { relativeTo: rollout_start, window: 10m }
-      for: 2m
-      step: 15s
-    priority: P0
-    action: ${action}
-`;
+const rule = ROLLOUT_START_RULE;
 const alertIn = (namespace: string) => firing('LatencyAboveBaseline', 'coredns', { labels: { alertname: 'LatencyAboveBaseline', namespace, deployment: 'coredns' } });
 
 for (const [namespace, env, reason] of [

@@ -39,13 +39,19 @@ function takenOutOfFlux(kube: FakeKube) {
   kube.put(OWNER_RESOURCES.Kustomization, { ...ks, status: { inventory: { entries: [] } } });
 }
 
-t.test('an approved rollback whose target no GitOps owner reconciles any more does not suspend the owner its first plan found', async (t) => {
+/** A HighLatency alert (its rule asks for approval) for a Deployment a Flux Kustomization reconciles: its record, asked for approval. */
+async function askedForApproval() {
   const kube = cluster();
   const action = new WritingDeploymentAction();
   const e = testEngine({ kube, action, env: { GITOPS_OWNER_ALLOW: 'Kustomization/flux-system/*', VERIFY_TIMEOUT: '200ms' } });
   recoversOnWrite(e);
   await e.deliver(firing('HighLatency'));
   const [rec] = await e.engine.records.list({});
+  return { kube, action, e, rec };
+}
+
+t.test('an approved rollback whose target no GitOps owner reconciles any more does not suspend the owner its first plan found', async (t) => {
+  const { kube, action, e, rec } = await askedForApproval();
   t.equal(rec!.state, 'pending_approval', rec!.outcome?.message ?? '');
   t.same(rec!.gitops?.owners.map((o) => o.name), ['apps'], 'the first plan found the Kustomization');
   takenOutOfFlux(kube);
@@ -64,12 +70,7 @@ t.test('an approved rollback whose target no GitOps owner reconciles any more do
 });
 
 t.test('an approved rollback still reconciled by its owner suspends it, as before', async (t) => {
-  const kube = cluster();
-  const action = new WritingDeploymentAction();
-  const e = testEngine({ kube, action, env: { GITOPS_OWNER_ALLOW: 'Kustomization/flux-system/*', VERIFY_TIMEOUT: '200ms' } });
-  recoversOnWrite(e);
-  await e.deliver(firing('HighLatency'));
-  const [rec] = await e.engine.records.list({});
+  const { kube, action, e, rec } = await askedForApproval();
   t.equal(rec!.state, 'pending_approval');
   await e.engine.approve(rec!.id, 'oncall');
   await e.engine.idle();

@@ -124,18 +124,27 @@ t.test('a short RECORD_RETENTION (1d): a suspension of an hour resumes as usual;
   t.equal(r.kind, 'ok', r.kind === 'conflict' ? r.message : 'resumed');
 });
 
+/**
+ * The Kustomization apps suspended (false before) under the annotation naming `by`, and web's
+ * rollback (rb-web) holding its suspension of apps from time T.
+ */
+async function suspendedBy(by: string) {
+  const kube = new FakeKube();
+  kube.add(OWNER_RESOURCES.Kustomization, {
+    apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
+    metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by, [SUSPENDED_BEFORE]: 'false' } },
+    spec: { interval: '5m', suspend: true },
+  });
+  const { engine, store } = testEngine({ kube });
+  await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+  return { kube, engine, store };
+}
+
 t.test("resume-gitops leaves an owner another rollback suspended again since (resumed by hand in between) to that rollback's resume", async (t) => {
   for (const by of ['rb-cart', 'someone']) {
-    const kube = new FakeKube();
     // web's rollback suspended apps (unset before); a human ran `flux resume apps` (spec.suspend: false);
     // cart's rollback then found it reconciling and suspended it itself (false before)
-    kube.add(OWNER_RESOURCES.Kustomization, {
-      apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
-      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by, [SUSPENDED_BEFORE]: 'false' } },
-      spec: { interval: '5m', suspend: true },
-    });
-    const { engine, store } = testEngine({ kube });
-    await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+    const { kube, engine, store } = await suspendedBy(by);
     await store.putRecord(record('rb-cart', 'cart', 'succeeded', T + 120_000, { policy: 'suspend', owners: [APPS], suspended: [{ ...suspension(T + 100_000), before: false }] }));
     const web = await engine.resumeGitOps('rb-web', 'alice', ['rb-cart']);
     t.equal(web.kind, 'ok', web.kind === 'conflict' ? web.message : '');
@@ -238,14 +247,7 @@ t.test('a resume-gitops holds its claim for as long as it runs (renewed), and on
 t.test("a suspended-by annotation naming a rollback whose record holds no suspension of the owner does not keep it suspended", async (t) => {
   // written by whoever may edit the owner, or left by a replica that stopped before recording its suspension
   for (const by of ['rb-ghost', 'rb-other', 'rb-done', 'rb-taking']) {
-    const kube = new FakeKube();
-    kube.add(OWNER_RESOURCES.Kustomization, {
-      apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization',
-      metadata: { name: 'apps', namespace: 'flux-system', annotations: { [SUSPENDED_BY]: by, [SUSPENDED_BEFORE]: 'false' } },
-      spec: { interval: '5m', suspend: true },
-    });
-    const { engine, store } = testEngine({ kube });
-    await store.putRecord(record('rb-web', 'web', 'succeeded', T + 10, { policy: 'suspend', owners: [APPS], suspended: [suspension(T)] }));
+    const { kube, engine, store } = await suspendedBy(by);
     // a rollback that never touched apps; one whose suspension of it was resumed; one in progress taking it now
     await store.putRecord(record('rb-other', 'other', 'blocked', T + 50, undefined));
     await store.putRecord(record('rb-done', 'done', 'succeeded', T + 60, { policy: 'suspend', owners: [APPS], suspended: [suspension(T + 55)], resumed: { at: T + 58, by: 'bob', restored: [] } }));
