@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { ADMIN_TOKEN, fixture, WEBHOOK_TOKEN } from '../support/app.js';
 import { ROOT, startServe } from '../support/serve.js';
+import { P0_EXTRA_CALLS } from '../../src/turns.js';
 
 /** Alertmanager's webhook with two firing alerts, with the webhook token. */
 const postTwoAlerts = (url: string) =>
@@ -131,7 +132,7 @@ for (const level of ['info', 'warn']) {
   });
 }
 
-t.test('serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CONCURRENT), apart from QUEUE_CONCURRENCY', async (t) => {
+t.test(`serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CONCURRENT, and ${P0_EXTRA_CALLS} more kept for P0 alerts' queries), apart from QUEUE_CONCURRENCY`, async (t) => {
   const { createServer } = await import('node:http');
   const held: import('node:http').ServerResponse[] = [];
   const prom = createServer((req, res) => {
@@ -146,16 +147,21 @@ t.test('serve bounds the queries it sends Prometheus at once (PROMETHEUS_MAX_CON
   const port = (prom.address() as import('node:net').AddressInfo).port;
   const s = await startServe({ WEBHOOK_TOKEN, PROMETHEUS_URL: `http://127.0.0.1:${port}`, PROMETHEUS_MAX_CONCURRENT: '1', PROMETHEUS_TIMEOUT: '60s' });
   t.teardown(() => s.proc.kill('SIGKILL'));
-  const res = await postTwoAlerts(s.url);
+  // P0 alerts (the shipped error-rate rule) for two more targets than the places they may take
+  const body = JSON.parse(fixture('alertmanager/firing-two-alerts.json')) as { alerts: { labels: Record<string, string>; fingerprint: string }[] };
+  const one = body.alerts[0]!;
+  body.alerts = Array.from({ length: 2 + P0_EXTRA_CALLS }, (_, i) => ({ ...one, labels: { ...one.labels, deployment: `svc-${i}`, service: `svc-${i}` }, fingerprint: `b0${String(i).padStart(14, '0')}` }));
+  const res = await fetch(`${s.url}/v1/alerts`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${WEBHOOK_TOKEN}` }, body: JSON.stringify(body) });
   t.equal(res.status, 200);
-  // two alerts for two targets are in hand at once; their trigger queries go to Prometheus one at a time
+  // the alerts are in hand at once; their trigger queries go to Prometheus 1 + P0_EXTRA_CALLS at a time
+  const most = 1 + P0_EXTRA_CALLS;
   const waiting = async () => /rollguard_dependency_calls_waiting\{dependency="prometheus"\} 1\b/.test(await (await fetch(`${s.url}/metrics`)).text());
   const end = Date.now() + 30_000;
-  while (!(held.length === 1 && (await waiting())) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-  t.equal(held.length, 1, 'one query at Prometheus');
-  t.ok(await waiting(), 'the other counted waiting its turn');
+  while (!(held.length === most && (await waiting())) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  t.equal(held.length, most, `${most} queries at Prometheus: the setting's one, and the places kept for P0 alerts' queries`);
+  t.ok(await waiting(), 'the last counted waiting its turn');
   await new Promise((r) => setTimeout(r, 200));
-  t.equal(held.length, 1, 'still one: the second waits for the first');
+  t.equal(held.length, most, 'still as many: the last waits for one of them');
 });
 
 t.test('serve bounds the reads it sends the API server at once (KUBE_MAX_CONCURRENT_READS)', async (t) => {
