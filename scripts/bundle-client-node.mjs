@@ -9,7 +9,7 @@
 // Run again on a bundle already made (tsc did not emit the module again), it leaves it as it is.
 // Identifiers are kept (only whitespace and syntax are minified), so the library's stack frames
 // and error names read as in the library; its licence comments are kept at the end of the file.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -45,4 +45,6 @@ await build({
   banner: { js: `${MARK}\nimport { createRequire as __rollguardCreateRequire } from 'node:module';\nconst require = __rollguardCreateRequire(import.meta.url);` },
   logLevel: 'warning',
 });
+// tsc's source map was of the re-export: nothing points to it any more
+rmSync(`${file}.map`, { force: true });
 console.error(`bundle-client-node: ${file} (${Math.round(statSync(file).size / 1024)} KiB)`);

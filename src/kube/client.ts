@@ -170,7 +170,7 @@ export class ClientNodeKube implements Kube {
       return await turns.run(() => this.readNow(operation, opts, fn, accept), { precedence: opts?.precedence, signal: opts?.signal, waitMs: timeoutMs });
     } catch (err) {
       if (err instanceof TurnTimeoutError) {
-        throw new KubeApiError({ status: 'timeout', reason: 'Timeout', message: `no turn to send it within ${timeoutMs} ms: KUBE_MAX_CONCURRENT_READS=${turns.max} reads were in flight all that time; never sent`, operation, cause: err });
+        throw new KubeApiError({ status: 'timeout', reason: 'Timeout', message: `no turn to send it within ${timeoutMs} ms: KUBE_MAX_CONCURRENT_READS=${turns.max} reads${opts?.precedence === 0 ? `, and the ${turns.p0Extra} more kept for P0 alerts' reads,` : ''} were in flight all that time; never sent`, operation, cause: err });
       }
       if (!(err instanceof KubeApiError) && opts?.signal?.aborted) {
         throw new KubeApiError({ status: 'timeout', reason: 'Aborted', message: 'cancelled by caller while waiting its turn (never sent)', operation, cause: causeOf(err) });

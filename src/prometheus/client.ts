@@ -233,7 +233,7 @@ export class PrometheusClient implements PrometheusApi {
       if (!(err instanceof TurnTimeoutError)) throw err;
       this.count('not_sent');
       throw new PrometheusBusyError(
-        `Prometheus at ${this.displayUrl}: no turn to query it within PROMETHEUS_TIMEOUT (${this.timeoutMs}ms): PROMETHEUS_MAX_CONCURRENT=${turns.max} queries were in flight all that time; never sent`,
+        `Prometheus at ${this.displayUrl}: no turn to query it within PROMETHEUS_TIMEOUT (${this.timeoutMs}ms): PROMETHEUS_MAX_CONCURRENT=${turns.max} queries${opts?.precedence === 0 ? `, and the ${turns.p0Extra} more kept for P0 alerts' queries,` : ''} were in flight all that time; never sent`,
         err,
       );
     }

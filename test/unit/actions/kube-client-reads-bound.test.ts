@@ -135,6 +135,20 @@ t.test("a read that waited all of its deadline for a turn is never sent, and say
   t.same(held.map((h) => h.url.split('/').at(-1)), ['d0'], 'never sent');
 });
 
+t.test("a P0 alert's read that waited all of its deadline names the places kept for P0 reads too", async (t) => {
+  t.setTimeout(20_000);
+  held.length = 0;
+  const kube = new ClientNodeKube(kc, { timeoutMs: 300, maxConcurrentReads: 1 });
+  // the one place and the places kept for P0 reads, all held by P0 reads
+  const holding = Array.from({ length: 1 + P0_EXTRA_CALLS }, (_, i) => kube.get(RESOURCES.deployments, 'shop', `h${i}`, { timeoutMs: 5000, precedence: 0 }));
+  await until(t, 'every place held', () => held.length === 1 + P0_EXTRA_CALLS);
+  const err = await kube.get(RESOURCES.deployments, 'shop', 'late', { precedence: 0 }).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof KubeApiError);
+  t.match((err as KubeApiError).message, new RegExp(`KUBE_MAX_CONCURRENT_READS=1 reads, and the ${P0_EXTRA_CALLS} more kept for P0 alerts' reads, were in flight all that time; never sent`));
+  for (let i = 0; i < held.length; i++) answer(i);
+  await Promise.all(holding);
+});
+
 t.test('a read that got its turn late has its whole deadline to be answered', async (t) => {
   held.length = 0;
   // a deadline of 2 s with wide margins, so that a busy machine cannot decide the case: the turn
