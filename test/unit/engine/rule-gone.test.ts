@@ -104,40 +104,23 @@ const RETARGETED = RULES.replace(
 
 t.test('a held rollback whose rule a reload re-targeted is not rolled back on its old target at its re-check', async (t) => {
   t.not(RETARGETED, RULES);
-  const e = testEngine();
-  e.prometheus!.down = true;
-  await e.deliver(firing('SlowBurn'));
-  const [rec] = await e.engine.records.list({});
-  t.equal(rec!.state, 'held', rec!.outcome?.message ?? '');
-  e.reload(RETARGETED);
-  e.prometheus!.down = false;
-  const stored = (await e.engine.records.get(rec!.id))!;
-  stored.dueAt = Date.now() - 1;
-  await e.store.putRecord(stored);
+  const { e, rec } = await heldThen(RETARGETED, RULES);
+  t.equal(rec.state, 'held', rec.outcome?.message ?? '');
   await e.engine.tick();
   await e.engine.idle();
   t.equal(e.action.executed.length, 0, 'checkout not rolled back');
-  const after = (await e.engine.records.get(rec!.id))!;
+  const after = (await e.engine.records.get(rec.id))!;
   t.equal(after.state, 'expired', after.outcome?.message ?? '');
   t.match(after.outcome?.message, /^rule held-when-down as reloaded no longer targets Deployment prod\/checkout for this alert \(now Deployment prod\/payments\)/);
 });
 
 t.test('a held rollback whose rule a reload left as it was is still rolled back at its re-check', async (t) => {
-  const e = testEngine();
-  recoversOnWrite(e);
-  e.prometheus!.down = true;
-  await e.deliver(firing('SlowBurn'));
-  const [rec] = await e.engine.records.list({});
-  t.equal(rec!.state, 'held');
-  e.reload(RULES);
-  e.prometheus!.down = false;
-  const stored = (await e.engine.records.get(rec!.id))!;
-  stored.dueAt = Date.now() - 1;
-  await e.store.putRecord(stored);
+  const { e, rec } = await heldThen(RULES, RULES);
+  t.equal(rec.state, 'held');
   await e.engine.tick();
   await e.engine.idle();
   t.equal(e.action.executed.length, 1);
-  t.equal((await e.engine.records.get(rec!.id))!.state, 'succeeded');
+  t.equal((await e.engine.records.get(rec.id))!.state, 'succeeded');
 });
 
 /** held-when-down with its rollback pinned to a revision (kubectl's --to-revision as a rule param). */
