@@ -20,6 +20,7 @@
 // "Became current" is the source's last change as its metadata shows it (the newest managedFields
 // time, check.ts lastChange), the same clock the drift check compares with a revision's creation.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
 import type { KubeObject } from '../kube/kube.js';
 import { lastChange } from './check.js';
 import type { ConfigKind } from './refs.js';
@@ -53,16 +54,9 @@ export function contentOf(o: KubeObject, kind: ConfigKind): { data: Record<strin
   return { data, ...(bin && Object.keys(bin).length ? { binaryData: bin } : {}) };
 }
 
-function canonical(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
-}
-
 /** sha256 of the content (keys in order): equal hashes, equal bytes. Kept in memory only, never written anywhere. */
 export function contentHash(o: KubeObject, kind: ConfigKind): string {
-  return sha256(canonical(contentOf(o, kind)));
+  return sha256(canonicalJson(contentOf(o, kind)));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { PlannedWrite, RollbackPlan } from '../actions/action.js';
 import { applyPatch, PatchError, pointerSegments } from '../kube/patch.js';
+import { canonicalJson } from '../canonical-json.js';
 
 /**
  * What a record keeps of one write of a rollback: which object, the fields the write changes (by
@@ -168,7 +169,5 @@ function imageChanges(before: Record<string, unknown> | undefined, after: Record
 
 /** sha256 of the canonical JSON (keys sorted) of a value. */
 function hash(v: unknown): string {
-  const canon = (x: unknown): unknown =>
-    Array.isArray(x) ? x.map(canon) : isObj(x) ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, canon(x[k])])) : x;
-  return `sha256:${createHash('sha256').update(JSON.stringify(canon(v))).digest('hex')}`;
+  return `sha256:${createHash('sha256').update(canonicalJson(v)).digest('hex')}`;
 }

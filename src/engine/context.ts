@@ -18,6 +18,7 @@ import { chainGoesOn, prepareNext } from './chain.js';
 import { changeCause, type Message } from './messages.js';
 import { RecordBook, targetKey, type RollbackRecord, type RollbackState } from './record.js';
 import { formatTarget, resolveTargets, TargetResolutionError } from '../rules/targets.js';
+import { canonicalJson } from '../canonical-json.js';
 
 export interface EngineDeps {
   config: Config;
@@ -373,7 +374,7 @@ function precedenceOf(rec: RollbackRecord): { precedence?: Precedence } {
  */
 function sameRollback(now: TargetRef, rec: TargetRef, stepped: boolean): boolean {
   if (now.toRevision !== undefined ? now.toRevision !== rec.toRevision : rec.toRevision !== undefined && !stepped) return false;
-  return JSON.stringify(canonical(now.options ?? {})) === JSON.stringify(canonical(rec.options ?? {}));
+  return canonicalJson(now.options ?? {}) === canonicalJson(rec.options ?? {});
 }
 
 /**
@@ -388,17 +389,5 @@ function steppedBack(rec: RollbackRecord): boolean {
   return (
     last?.step === 'step_back' &&
     ((last.data as { toRevision?: unknown } | undefined)?.toRevision === to || last.message.endsWith(`stepping back to revision ${to}`))
-  );
-}
-
-/** A value with its objects' keys in order, for comparing two as JSON. */
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(
-    Object.entries(v)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, x]) => [k, canonical(x)]),
   );
 }
