@@ -30,15 +30,15 @@ export const approvalGuard: Guard = {
     const approved = record.approval?.decision === 'approved' ? record.approval : undefined;
     const changed = approved ? planChanged(approved, plan) : undefined;
     if (approved && !changed) return allow(`approved by ${approved.by}`);
-    const reasons: string[] = [];
-    // approved for another plan (a release deployed meanwhile, another revision to go back to): asked again
-    if (changed) reasons.push(changed);
-    if (record.decision?.requiresApproval || settings.approval.required) reasons.push('the rule requires approval');
+    const needs: string[] = [];
+    if (record.decision?.requiresApproval || settings.approval.required) needs.push('the rule requires approval');
     const ann = plan?.current?.annotations ?? {};
-    if (ann[MIGRATION_ANNOTATION] === 'true') reasons.push(`revision ${plan?.current?.revision} is annotated ${MIGRATION_ANNOTATION}: rolling back past a schema migration needs a human${plan?.migration ? ` (once approved, the migration rollback Job ${plan.migration.namespace}/${plan.migration.name} runs first)` : ''}`);
+    if (ann[MIGRATION_ANNOTATION] === 'true') needs.push(`revision ${plan?.current?.revision} is annotated ${MIGRATION_ANNOTATION}: rolling back past a schema migration needs a human${plan?.migration ? ` (once approved, the migration rollback Job ${plan.migration.namespace}/${plan.migration.name} runs first)` : ''}`);
     const drift = driftApprovalReason(settings.configDrift, plan);
-    if (drift) reasons.push(drift);
-    if (reasons.length === (changed ? 1 : 0)) return allow('no approval needed');
+    if (drift) needs.push(drift);
+    if (needs.length === 0) return allow('no approval needed');
+    // approved for another plan (a release deployed meanwhile, another revision to go back to): asked again
+    const reasons = changed ? [changed, ...needs] : needs;
     if (dryRunReason({ record, settings, config })) return allow(`${WOULD_ASK} (${reasons.join('; ')})`);
     const until = now + settings.approval.expiresAfter;
     return { verdict: 'wait', reason: `${reasons.join('; ')}; waiting for approval (expires in ${fmtDuration(settings.approval.expiresAfter)})`, until };
