@@ -14,15 +14,22 @@ export const RENEW_FLOOR_MS = 50;
  * logged with the record and the lock; nothing else is done here: the action's fence check
  * (checkFence) and a close that checks its fence (endOnce, stillOurs) are what stop a rollback
  * whose lock is gone. Returns what stops the renewals and gives everything back (releaseAll); it
- * may be called more than once, and gives back once.
+ * may be called more than once, and gives back once. `lost`: the log line of a lock found lost
+ * (resume-gitops holds its claim with this too, src/gitops/resume.ts).
  */
-export function holdLocks(ctx: EngineContext, rec: RollbackRecord, locks: readonly Lock[], slot?: SlotHold): () => Promise<void> {
+export function holdLocks(
+  ctx: EngineContext,
+  rec: Pick<RollbackRecord, 'id'>,
+  locks: readonly Lock[],
+  slot?: SlotHold,
+  lost = 'lock lost while the rollback runs (expired, or taken by another): it will not write or close under it',
+): () => Promise<void> {
   const ttl = ctx.config.LOCK_TTL;
   const renew = setInterval(() => {
     for (const lock of locks) {
       ctx.store
         .renewLock(lock, ttl)
-        .then((ok) => ok || ctx.log.warn({ record: rec.id, lock: lock.name, token: lock.token }, 'lock lost while the rollback runs (expired, or taken by another): it will not write or close under it'))
+        .then((ok) => ok || ctx.log.warn({ record: rec.id, lock: lock.name, token: lock.token }, lost))
         .catch((err: unknown) => ctx.log.warn({ err, record: rec.id, lock: lock.name }, 'lock renewal failed'));
     }
     if (slot) {
@@ -46,7 +53,7 @@ export function holdLocks(ctx: EngineContext, rec: RollbackRecord, locks: readon
  */
 export async function releaseAll(ctx: EngineContext, locks: readonly Lock[], slot?: SlotHold): Promise<void> {
   await Promise.all([
-    ...locks.map((l) => ctx.store.releaseLock(l).catch(() => false)),
+    ...locks.map((l) => ctx.store.releaseLock(l).catch((err: unknown) => ctx.log.warn({ err, lock: l.name }, 'could not give back a lock (it runs out after LOCK_TTL)'))),
     ...(slot ? [releaseSlot(ctx.store, slot).catch((err) => ctx.log.warn({ err, slot: slot.member }, 'could not give back a concurrency slot (it runs out after LOCK_TTL)'))] : []),
   ]);
 }

@@ -12,7 +12,7 @@
 import type { EngineContext } from '../engine/context.js';
 import type { RollbackRecord, RollbackState } from '../engine/record.js';
 import { objectKey } from '../guards/guard.js';
-import { RENEW_FLOOR_MS } from '../engine/locks.js';
+import { holdLocks } from '../engine/locks.js';
 import { resumeOwners, suspendedOwnerName } from './suspend.js';
 import type { Suspension } from './types.js';
 
@@ -97,18 +97,11 @@ export async function resumeGitOps(ctx: EngineContext, id: string, by: string, r
   if (!claim) {
     return { kind: 'conflict', message: `rollback ${id}'s GitOps owners are being resumed by another request right now: nothing was changed; see the record in a moment (rollguard rollbacks get ${id})` };
   }
-  const renew = setInterval(() => {
-    ctx.store
-      .renewLock(claim, ttl)
-      .then((ok) => ok || ctx.log.warn({ record: id, lock: claim.name }, 'the claim of a resume-gitops was lost while it runs (expired, or taken by another)'))
-      .catch((err: unknown) => ctx.log.warn({ err, record: id, lock: claim.name }, 'could not renew the claim of a resume-gitops'));
-  }, Math.max(RENEW_FLOOR_MS, Math.floor(ttl / 3)));
-  renew.unref();
+  const giveBack = holdLocks(ctx, { id }, [claim], undefined, 'the claim of a resume-gitops was lost while it runs (expired, or taken by another)');
   try {
     return await resumeClaimed(ctx, id, by, reverted, allReverted);
   } finally {
-    clearInterval(renew);
-    await ctx.store.releaseLock(claim).catch((err: unknown) => ctx.log.warn({ err, record: id }, 'could not give back the claim of a resume-gitops (it runs out after LOCK_TTL)'));
+    await giveBack();
   }
 }
 
