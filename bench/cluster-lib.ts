@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';
-import { log, sleep } from './lib.js';
+import { log, pool, sleep } from './lib.js';
 
 const REVISION = 'deployment.kubernetes.io/revision';
 
@@ -31,13 +31,6 @@ function deployment(name: string, image: string) {
     metadata: { name, labels: { app: name } },
     spec: { replicas: 0, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image }] } } },
   };
-}
-
-async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
 }
 
 interface Listed {

@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { KubeObject } from '../src/kube/kube.js';
 import { chartRbac, startCluster, type Cluster } from '../test/cluster/harness.js';
-import { log, machine, round, ROOT, RssSampler, rssMb, runBench, sleep, writeResult } from './lib.js';
+import { log, machine, pool, round, ROOT, RssSampler, rssMb, runBench, sleep, writeResult } from './lib.js';
 
 const argStr = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -49,15 +49,6 @@ const MAX = 10;
 const TARGET_MB = 30;
 const TIMEOUT_MS = 300_000;
 const MANAGED = 'app.kubernetes.io/managed-by=rollguard';
-
-async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (i < items.length) await fn(items[i++]!);
-    }),
-  );
-}
 
 interface GcReading {
   rssMb: number;

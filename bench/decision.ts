@@ -53,7 +53,7 @@ import type { Store } from '../src/store/store.js';
 import { startCluster, type Cluster } from '../test/cluster/harness.js';
 import { freePort } from '../test/support/ports.js';
 import { startRedis } from '../test/support/redis.js';
-import { cpuMs, log, machine, round, sleep, summary, WEBHOOK_TOKEN, writeResult, runBench } from './lib.js';
+import { cpuMs, log, machine, pool, round, sleep, summary, WEBHOOK_TOKEN, writeResult, runBench } from './lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -156,13 +156,6 @@ function deployment(name: string) {
       template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: 'demo:v1', env: [{ name: 'MODE', value: 'healthy' }] }] } },
     },
   };
-}
-
-async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
 }
 
 async function allAtRevision(cluster: Cluster, names: string[], rev: string, timeoutMs: number): Promise<void> {

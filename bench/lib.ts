@@ -51,6 +51,16 @@ export function machine(): MachineInfo {
   };
 }
 
+/** Runs `fn` over `items`, `width` at a time (the benchmarks' set-up of many objects). */
+export async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (i < items.length) await fn(items[i++]!);
+    }),
+  );
+}
+
 export const round = (x: number, digits = 2) => {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
